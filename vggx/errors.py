@@ -1,0 +1,65 @@
+"""The one exception hierarchy of vggx: the CLI catches ``VggxError`` and prints one line."""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "EngineBuildError",
+    "ExportError",
+    "InferenceError",
+    "PluginError",
+    "ServerError",
+    "TensorRTNotInstalledError",
+    "VerificationError",
+    "VggxError",
+    "VideoError",
+]
+
+
+class VggxError(Exception):
+    """Base class: a failure the user can act on; the message says what and what to do next."""
+
+
+class ConfigError(VggxError):
+    """Invalid configuration value or combination."""
+
+
+class CheckpointError(VggxError):
+    """A file that is not a vggx checkpoint, or one that does not fit the model."""
+
+
+class PluginError(VggxError):
+    """Custom-op registration or kernel failure."""
+
+
+class ExportError(VggxError):
+    """PyTorch -> ONNX export or model-repository writing failed."""
+
+
+class VerificationError(ExportError):
+    """An exported artefact does not match the step before it within tolerance."""
+
+
+class EngineBuildError(ExportError):
+    """The TensorRT engine build failed."""
+
+
+class TensorRTNotInstalledError(EngineBuildError):
+    """TensorRT's Python package is not importable here."""
+
+    def __init__(self, detail: str = "") -> None:
+        msg = "TensorRT is not installed (pip install 'vggx[gpu]', or run inside the NGC Triton container)"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+
+
+class ServerError(VggxError):
+    """Starting, reaching or talking to Triton Inference Server failed."""
+
+
+class InferenceError(VggxError):
+    """A backend rejected or failed an inference request."""
+
+
+class VideoError(VggxError):
+    """Decoding or encoding a video failed."""

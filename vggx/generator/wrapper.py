@@ -1,0 +1,38 @@
+"""Pre- and post-processing around the generator: uint8 NTHWC frames in and out, any H, W.
+
+This is the graph every backend runs (ONNX export, the torch backend): frames arrive as
+``(n, t, h, w, 3)`` uint8 RGB, are padded (edge replication) up to ``size_multiple``, upscaled and
+cropped back, and leave as ``(n, t, s*h, s*w, 3)`` uint8.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .model import Generator
+
+__all__ = ["UInt8Upscaler"]
+
+
+class UInt8Upscaler(nn.Module):
+    """``lr`` uint8 ``(n, t, h, w, 3)`` -> ``sr`` uint8 ``(n, t, s*h, s*w, 3)``."""
+
+    def __init__(self, generator: Generator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.scale = generator.cfg.scale
+        self.multiple = generator.cfg.size_multiple
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        n, t, h, w, c = lr.shape
+        dtype = next(self.generator.parameters()).dtype
+        x = lr.permute(0, 1, 4, 2, 3).reshape(n * t, c, h, w).to(torch.float32) * (1.0 / 255.0)
+        pad_h = (self.multiple - h % self.multiple) % self.multiple
+        pad_w = (self.multiple - w % self.multiple) % self.multiple
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = x.reshape(n, t, c, h + pad_h, w + pad_w).to(dtype)
+        y = self.generator(x)[..., : self.scale * h, : self.scale * w]
+        y = torch.clamp(y.to(torch.float32) * 255.0, 0.0, 255.0)
+        return torch.round(y).to(torch.uint8).permute(0, 1, 3, 4, 2)
