@@ -3,14 +3,38 @@
 Semantics (DESIGN.md): ``out[b, c, y, x] = bilinear(x[b, c], y + flow[b, 1, y, x], x + flow[b, 0, y, x])``
 with zeros outside the image, i.e. ``grid_sample(align_corners=True, padding_mode="zeros")`` on the
 pixel grid. ``flow[:, 0]`` is the horizontal offset, ``flow[:, 1]`` the vertical one, in pixels.
+
+This file holds the three forms of the op (STYLE.md): the OpenAI Triton kernel
+(:func:`flow_warp_kernel`), its launcher (:func:`launch_flow_warp`) and the PyTorch reference
+(:func:`flow_warp_reference`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_flow_warp_inputs", "flow_warp_reference"]
+from ._triton import TritonKernel
+from .launch import flow_warp_config
+
+try:  # the kernel body needs triton.language only when it is compiled or interpreted
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    tl = None
+
+__all__ = [
+    "FLOW_WARP_KERNEL",
+    "check_flow_warp_inputs",
+    "flow_warp_kernel",
+    "flow_warp_reference",
+    "flow_warp_triton",
+    "launch_flow_warp",
+]
+
+KERNEL_DTYPES = (torch.float32, torch.float16)
 
 
 def check_flow_warp_inputs(x: torch.Tensor, flow: torch.Tensor) -> None:
@@ -46,3 +70,130 @@ def flow_warp_reference(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     grid = torch.stack((gx, gy), dim=-1)
     out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.to(x.dtype)
+
+
+def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_BLOCK: tl.constexpr):
+    """Triton kernel of ``vggx::flow_warp`` (contiguous NCHW; FP32 or FP16 I/O, FP32 math).
+
+    Grid ``(cdiv(H*W, BLOCK), B, cdiv(C, C_BLOCK))``: a program reads the flow of ``BLOCK`` pixels
+    once, turns it into the four bilinear taps, weights and zero-padding masks once, then gathers
+    and writes ``C_BLOCK`` channels with them. Argument order = inputs, int32 scalars, outputs:
+    the order TensorRT's AOT plugin launch passes them in.
+
+    The coordinate arithmetic repeats ``grid_sample(align_corners=True)``'s float32 steps
+    (pixel -> [-1, 1] -> pixel), so FP32 results equal the reference to rounding; compile with
+    ``enable_fp_fusion=False`` to keep it that way on the GPU.
+    """
+    pid_p = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    pid_c = tl.program_id(2)
+    hw = H * W
+    offs = pid_p * BLOCK + tl.arange(0, BLOCK)
+    inside = offs < hw
+    yy = offs // W
+    xx = offs - yy * W
+
+    flow_base = flow_ptr + b * 2 * hw
+    fx = tl.load(flow_base + offs, mask=inside, other=0.0).to(tl.float32)
+    fy = tl.load(flow_base + hw + offs, mask=inside, other=0.0).to(tl.float32)
+    wm1 = (W - 1).to(tl.float32)
+    hm1 = (H - 1).to(tl.float32)
+    # normalise as the reference does (a size of 1 maps every coordinate to pixel 0) ...
+    gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
+    gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
+    # ... and back, as grid_sample does; clamp so far-away samples stay far away as int32.
+    ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
+    iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
+    x0f = tl.floor(ix)
+    y0f = tl.floor(iy)
+    wx = ix - x0f
+    ex = 1.0 - wx
+    wy = iy - y0f
+    ey = 1.0 - wy
+    w_nw = ey * ex
+    w_ne = ey * wx
+    w_sw = wy * ex
+    w_se = wy * wx
+    x0 = x0f.to(tl.int32)
+    y0 = y0f.to(tl.int32)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x1 >= 0) & (x1 < W)
+    in_y0 = inside & (y0 >= 0) & (y0 < H)
+    in_y1 = inside & (y1 >= 0) & (y1 < H)
+    m_nw = in_y0 & in_x0
+    m_ne = in_y0 & in_x1
+    m_sw = in_y1 & in_x0
+    m_se = in_y1 & in_x1
+    o_nw = y0 * W + x0
+    o_ne = o_nw + 1
+    o_sw = o_nw + W
+    o_se = o_sw + 1
+
+    c_start = pid_c * C_BLOCK
+    c_end = tl.minimum(c_start + C_BLOCK, C)
+    for c in range(c_start, c_end):
+        plane = (b * C + c) * hw
+        src = x_ptr + plane
+        v_nw = tl.load(src + o_nw, mask=m_nw, other=0.0).to(tl.float32)
+        v_ne = tl.load(src + o_ne, mask=m_ne, other=0.0).to(tl.float32)
+        v_sw = tl.load(src + o_sw, mask=m_sw, other=0.0).to(tl.float32)
+        v_se = tl.load(src + o_se, mask=m_se, other=0.0).to(tl.float32)
+        val = v_nw * w_nw + v_ne * w_ne + v_sw * w_sw + v_se * w_se
+        tl.store(out_ptr + plane + offs, val.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
+
+
+def launch_flow_warp(
+    x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None
+) -> torch.Tensor:
+    """Run the Triton kernel: ``x`` ``(b, c, h, w)``, ``flow`` ``(b, 2, h, w)`` -> ``out``.
+
+    Tensors must be contiguous, on one device, FP32 or FP16 (``flow`` may differ from ``x``);
+    ``out`` (allocated when None) has ``x``'s dtype. CUDA tensors run the compiled kernel on
+    ``stream`` (a ``torch.cuda.Stream``, a raw ``cudaStream_t`` int, or None for the current
+    stream); CPU tensors run Triton's interpreter.
+    """
+    check_flow_warp_inputs(x, flow)
+    for name, t in (("x", x), ("flow", flow)):
+        if t.dtype not in KERNEL_DTYPES:
+            raise ValueError(f"flow_warp kernel: {name} must be float32 or float16, got {t.dtype}")
+        if not t.is_contiguous():
+            raise ValueError(f"flow_warp kernel: {name} must be contiguous")
+    if flow.device != x.device:
+        raise ValueError(f"flow_warp kernel: x is on {x.device}, flow on {flow.device}")
+    if out is None:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    elif out.shape != x.shape or out.dtype != x.dtype or not out.is_contiguous() or out.device != x.device:
+        raise ValueError(f"flow_warp kernel: out must be a contiguous {x.dtype} {tuple(x.shape)} like x")
+    b, c, h, w = x.shape
+    if x.numel() == 0:
+        return out
+    cfg = flow_warp_config(b, c, h, w)
+    kernel = FLOW_WARP_KERNEL.for_device(x.device)
+    with _on_stream(x.device, stream):
+        kernel[cfg.grid](
+            x, flow, c, h, w, out, num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs
+        )
+    return out
+
+
+def flow_warp_triton(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """:func:`launch_flow_warp` on contiguous copies; the CUDA implementation of ``vggx::flow_warp``."""
+    if x.dtype not in KERNEL_DTYPES:
+        return flow_warp_reference(x, flow)
+    if flow.dtype not in KERNEL_DTYPES:
+        flow = flow.float()
+    return launch_flow_warp(x.contiguous(), flow.contiguous())
+
+
+def _on_stream(device: torch.device, stream: Any) -> contextlib.AbstractContextManager:
+    """Context that makes ``stream`` current for a CUDA launch (no-op on CPU or for None)."""
+    if device.type != "cuda" or stream is None:
+        return contextlib.nullcontext()
+    if isinstance(stream, int):
+        stream = torch.cuda.ExternalStream(stream, device=device)
+    return torch.cuda.stream(stream)

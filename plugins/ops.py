@@ -2,8 +2,10 @@
 
 ``torch.ops.vggx.flow_warp`` and ``torch.ops.vggx.temporal_attention`` are single graph nodes for
 ``torch.compile`` / ``torch.export`` / the ONNX exporter. The default implementation is the PyTorch
-reference; the CUDA kernels register themselves on top (``plugins/kernels.py``) when OpenAI Triton is
-importable. Backward recomputes the reference under autograd, so the ops can be trained through.
+reference; the OpenAI Triton kernels are registered on top as the CUDA implementation when Triton is
+installed (``flow_warp_triton`` / ``temporal_attention_triton``, which fall back to the reference for
+dtypes and sizes the kernels do not take). Backward recomputes the reference under autograd, so the
+ops can be trained through.
 
 ``flow_warp`` / ``temporal_attention`` below are what the generator calls. Inside
 :func:`reference_ops` they call the reference compositions directly instead of the custom ops: that
@@ -19,8 +21,13 @@ from collections.abc import Iterator
 
 import torch
 
-from .flow_warp import check_flow_warp_inputs, flow_warp_reference
-from .temporal_attention import check_temporal_attention_inputs, temporal_attention_reference
+from ._triton import triton_available
+from .flow_warp import check_flow_warp_inputs, flow_warp_reference, flow_warp_triton
+from .temporal_attention import (
+    check_temporal_attention_inputs,
+    temporal_attention_reference,
+    temporal_attention_triton,
+)
 
 __all__ = ["flow_warp", "reference_ops", "temporal_attention", "using_reference_ops"]
 
@@ -55,6 +62,9 @@ def _flow_warp_backward(ctx, grad):
 
 _flow_warp_op.register_autograd(_flow_warp_backward, setup_context=_flow_warp_setup)
 
+if triton_available():
+    _flow_warp_op.register_kernel("cuda")(flow_warp_triton)
+
 
 @torch.library.custom_op("vggx::temporal_attention", mutates_args=())
 def _temporal_attention_op(qkv: torch.Tensor, heads: int) -> torch.Tensor:
@@ -82,6 +92,9 @@ def _attention_backward(ctx, grad):
 
 
 _temporal_attention_op.register_autograd(_attention_backward, setup_context=_attention_setup)
+
+if triton_available():
+    _temporal_attention_op.register_kernel("cuda")(temporal_attention_triton)
 
 
 def using_reference_ops() -> bool:

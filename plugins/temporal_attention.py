@@ -3,15 +3,35 @@
 Semantics (DESIGN.md): ``qkv`` is [N, T, 3C, H, W]; channels [0, C) are q, [C, 2C) k, [2C, 3C) v, and
 inside each block channel ``head * d + j`` with ``d = C / heads``. For every (n, y, x, head) the output
 is ``softmax(q kᵀ / √d) v`` over the T frames, written as [N, T, C, H, W].
+
+Kernel (:func:`temporal_attention_kernel`), launcher (:func:`launch_temporal_attention`) and PyTorch
+reference (:func:`temporal_attention_reference`) live here together (STYLE.md).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-__all__ = ["check_temporal_attention_inputs", "temporal_attention_reference"]
+from ._triton import TritonKernel
+from .flow_warp import KERNEL_DTYPES, _on_stream
+from .launch import ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_T, attention_config
+
+try:  # the kernel body needs triton.language only when it is compiled or interpreted
+    import triton.language as tl
+except ImportError:  # pragma: no cover - exercised where triton is absent
+    tl = None
+
+__all__ = [
+    "TEMPORAL_ATTENTION_KERNEL",
+    "check_temporal_attention_inputs",
+    "launch_temporal_attention",
+    "temporal_attention_kernel",
+    "temporal_attention_reference",
+    "temporal_attention_triton",
+]
 
 
 def check_temporal_attention_inputs(qkv: torch.Tensor, heads: int) -> tuple[int, int, int, int, int, int]:
@@ -48,3 +68,103 @@ def temporal_attention_reference(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     out = torch.matmul(torch.softmax(scores, dim=-1), v)  # (n, heads, h*w, t, d)
     out = out.permute(0, 3, 1, 4, 2).reshape(n, t, c, h, w)
     return out.to(qkv.dtype)
+
+
+def temporal_attention_kernel(
+    qkv_ptr,
+    T,
+    C,
+    HW,
+    out_ptr,
+    D: tl.constexpr,
+    T_BLOCK: tl.constexpr,
+    P_BLOCK: tl.constexpr,
+    SCALE: tl.constexpr,
+):
+    """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
+
+    Grid ``(cdiv(H*W, P_BLOCK), heads, N)``. A program owns ``P_BLOCK`` pixels of one (n, head)
+    and all ``T <= T_BLOCK`` frames: it reads every q, k, v element of them exactly once straight
+    from the [N, T, 3C, H, W] layout (channel ``head*D + j`` of the q/k/v block), keeps the
+    ``[T_BLOCK, T_BLOCK, P_BLOCK]`` scores in registers, and writes [N, T, C, H, W] once.
+    Argument order = inputs, int32 scalars, outputs (TensorRT's AOT launch order).
+    """
+    pid_p = tl.program_id(0)
+    head = tl.program_id(1)
+    n = tl.program_id(2).to(tl.int64)
+    hw = HW.to(tl.int64)
+    offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
+    frames = tl.arange(0, T_BLOCK)
+    mask = (frames < T)[:, None] & (offs_p < HW)[None, :]  # [T_BLOCK, P_BLOCK]
+
+    in_frame = 3 * C * hw  # elements per input frame
+    q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
+    k_ptr = q_ptr + C * hw
+    v_ptr = k_ptr + C * hw
+    in_rows = frames.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+
+    # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
+    # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
+    # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
+    scores = tl.full((T_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
+    for j in tl.static_range(D):
+        q = tl.load(q_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
+        scores += q[:, None, :] * k[None, :, :]
+    scores = scores * SCALE
+    key_ok = (frames < T)[None, :, None]
+    scores = tl.where(key_ok, scores, float("-inf"))
+    peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
+    p = tl.exp(scores - peak[:, None, :])
+    p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
+
+    out_frame = C * hw
+    o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
+    out_rows = frames.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
+    for j in tl.static_range(D):
+        v = tl.load(v_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
+        o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
+        tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)
+
+
+def launch_temporal_attention(
+    qkv: torch.Tensor, heads: int, out: torch.Tensor | None = None, stream: Any = None
+) -> torch.Tensor:
+    """Run the Triton kernel: ``qkv`` ``(n, t, 3c, h, w)`` -> ``out`` ``(n, t, c, h, w)``.
+
+    ``qkv`` must be contiguous FP32 or FP16; T <= 32 and ``c / heads`` <= 64, else ``ValueError``
+    with the limit. CUDA tensors run the compiled kernel on ``stream`` (``torch.cuda.Stream``, raw
+    ``cudaStream_t`` int, or None for the current stream); CPU tensors run Triton's interpreter.
+    """
+    n, t, c, h, w, _ = check_temporal_attention_inputs(qkv, heads)
+    if qkv.dtype not in KERNEL_DTYPES:
+        raise ValueError(f"temporal_attention kernel: qkv must be float32 or float16, got {qkv.dtype}")
+    if not qkv.is_contiguous():
+        raise ValueError("temporal_attention kernel: qkv must be contiguous")
+    cfg = attention_config(n, t, c, h, w, heads)
+    shape = (n, t, c, h, w)
+    if out is None:
+        out = qkv.new_empty(shape)
+    elif tuple(out.shape) != shape or out.dtype != qkv.dtype or not out.is_contiguous():
+        raise ValueError(f"temporal_attention kernel: out must be a contiguous {qkv.dtype} {shape}")
+    if out.numel() == 0:
+        return out
+    kernel = TEMPORAL_ATTENTION_KERNEL.for_device(qkv.device)
+    with _on_stream(qkv.device, stream):
+        kernel[cfg.grid](qkv, t, c, h * w, out, num_warps=cfg.num_warps, **cfg.constexprs)
+    return out
+
+
+def temporal_attention_triton(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """CUDA implementation of ``vggx::temporal_attention``: the kernel where it applies.
+
+    Falls back to the reference for dtypes other than FP32/FP16 and for T > 32 or head dims > 64,
+    so the op stays usable for any shape the reference accepts.
+    """
+    _, t, _, _, _, d = check_temporal_attention_inputs(qkv, heads)
+    if qkv.dtype not in KERNEL_DTYPES or not (1 <= t <= ATTENTION_MAX_T and d <= ATTENTION_MAX_HEAD_DIM):
+        return temporal_attention_reference(qkv, heads)
+    return launch_temporal_attention(qkv.contiguous(), heads)

@@ -1,0 +1,65 @@
+"""OpenAI Triton, imported lazily: the package imports (and the references run) without it.
+
+A kernel is kept as its plain Python function and wrapped on demand, whatever ``TRITON_INTERPRET``
+said when this module was imported:
+
+- CUDA tensors launch the compiled ``JITFunction``;
+- CPU tensors launch Triton's interpreter (``InterpretedFunction``), which is how the kernels are
+  tested on machines without a GPU;
+- the TensorRT AOT path compiles the ``JITFunction`` for a CUDA target, which needs no GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from vggx.errors import PluginError
+
+__all__ = ["TritonKernel", "require_triton", "triton_available"]
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when ``import triton`` would succeed (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def require_triton() -> None:
+    """Raise :class:`PluginError` naming the extra to install when Triton is missing."""
+    if not triton_available():
+        raise PluginError("OpenAI Triton is not installed: pip install 'vggx[kernels]' (needs triton>=3.2)")
+
+
+class TritonKernel:
+    """A ``@triton.jit``-able function with its compiled and interpreted forms built on first use."""
+
+    def __init__(self, fn: Callable[..., None]) -> None:
+        self.fn = fn
+        self.name = fn.__name__
+        self._jit: Any = None
+        self._interpreted: Any = None
+
+    def jit(self) -> Any:
+        """The ``triton.runtime.JITFunction`` (GPU launches and AOT compilation)."""
+        if self._jit is None:
+            require_triton()
+            from triton.runtime.jit import JITFunction
+
+            self._jit = JITFunction(self.fn)
+        return self._jit
+
+    def interpreted(self) -> Any:
+        """The ``InterpretedFunction`` (runs on CPU tensors, numpy semantics)."""
+        if self._interpreted is None:
+            require_triton()
+            from triton.runtime.interpreter import InterpretedFunction
+
+            self._interpreted = InterpretedFunction(self.fn)
+        return self._interpreted
+
+    def for_device(self, device: Any) -> Any:
+        """The launchable form for tensors on ``device`` (a ``torch.device``)."""
+        return self.jit() if device.type == "cuda" else self.interpreted()

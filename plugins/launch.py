@@ -1,0 +1,123 @@
+"""Launch geometry of the two kernels: pure integer arithmetic, no torch, Triton or TensorRT import.
+
+The same functions size the grid of a PyTorch launch (Python ints) and of the TensorRT AOT plugin
+(``tensorrt.plugin`` shape expressions, which support ``*`` and a ``cdiv``): pass ``cdiv=trtp.cdiv``
+there. Block sizes and warp counts are fixed per op (and, for attention, per T), so the compiled
+kernel and its grid always agree.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "ATTENTION_MAX_HEAD_DIM",
+    "ATTENTION_MAX_T",
+    "FLOW_WARP_BLOCK",
+    "FLOW_WARP_C_BLOCK",
+    "FLOW_WARP_NUM_WARPS",
+    "KernelLaunch",
+    "attention_config",
+    "attention_grid",
+    "cdiv",
+    "check_attention_limits",
+    "flow_warp_config",
+    "flow_warp_grid",
+    "next_power_of_2",
+]
+
+FLOW_WARP_BLOCK = 512  # output pixels per program (one flow read, coordinate math once per pixel)
+FLOW_WARP_C_BLOCK = 16  # channels per program (looped inside, reusing the bilinear weights)
+FLOW_WARP_NUM_WARPS = 4
+
+ATTENTION_MAX_T = 32  # frames
+ATTENTION_MAX_HEAD_DIM = 64  # channels per head
+_ATTENTION_SCORE_ELEMS = 8192  # fp32 elements of the [T, T, pixels] score tile per program
+_ATTENTION_NUM_WARPS = 4
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division of non-negative ints."""
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """Smallest power of two >= ``n`` (1 for n <= 1)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class KernelLaunch:
+    """Everything a launch needs besides the tensors.
+
+    ``grid`` is (x, y, z) in programs (CUDA blocks); ``block`` is threads per program
+    (``num_warps * 32``); ``constexprs`` are the kernel's compile-time parameters.
+    """
+
+    grid: tuple[Any, Any, Any]
+    num_warps: int
+    constexprs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def block(self) -> int:
+        return self.num_warps * 32
+
+
+def flow_warp_grid(b: Any, c: Any, h: Any, w: Any, cdiv: Callable[[Any, int], Any] = cdiv) -> tuple:
+    """Programs along (pixels, batch, channel groups) for ``x`` ``(b, c, h, w)``."""
+    return (cdiv(h * w, FLOW_WARP_BLOCK), b, cdiv(c, FLOW_WARP_C_BLOCK))
+
+
+def flow_warp_config(b: int, c: int, h: int, w: int) -> KernelLaunch:
+    """Launch of the flow_warp kernel for ``x`` ``(b, c, h, w)``."""
+    return KernelLaunch(
+        grid=flow_warp_grid(b, c, h, w),
+        num_warps=FLOW_WARP_NUM_WARPS,
+        constexprs={"BLOCK": FLOW_WARP_BLOCK, "C_BLOCK": FLOW_WARP_C_BLOCK},
+    )
+
+
+def check_attention_limits(t: int, d: int) -> None:
+    """Raise ``ValueError`` when the kernel cannot take ``t`` frames or head dim ``d``."""
+    if not 1 <= t <= ATTENTION_MAX_T:
+        raise ValueError(f"temporal_attention kernel: T must be in 1..{ATTENTION_MAX_T} frames, got T={t}")
+    if not 1 <= d <= ATTENTION_MAX_HEAD_DIM:
+        raise ValueError(
+            f"temporal_attention kernel: head dim C/heads must be in 1..{ATTENTION_MAX_HEAD_DIM}, got {d}"
+        )
+
+
+def _attention_tiles(t: int) -> tuple[int, int]:
+    t_block = next_power_of_2(t)
+    p_block = max(8, min(128, _ATTENTION_SCORE_ELEMS // (t_block * t_block)))
+    return t_block, p_block
+
+
+def attention_grid(
+    n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv
+) -> tuple:
+    """Programs along (pixels, heads, batch); ``t`` must be a plain int (it picks the tile)."""
+    _, p_block = _attention_tiles(t)
+    return (cdiv(h * w, p_block), heads, n)
+
+
+def attention_config(n: int, t: int, c: int, h: int, w: int, heads: int) -> KernelLaunch:
+    """Launch of the temporal-attention kernel for ``qkv`` ``(n, t, 3c, h, w)``.
+
+    One program owns ``P_BLOCK`` pixels of one (batch, head) and all T frames: it reads q, k, v
+    once, keeps the [T, T, P_BLOCK] scores in registers and writes the output once. ``P_BLOCK``
+    shrinks as T grows so that tile stays at ``_ATTENTION_SCORE_ELEMS`` elements.
+    """
+    if heads < 1 or c % heads:
+        raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
+    d = c // heads
+    check_attention_limits(t, d)
+    t_block, p_block = _attention_tiles(t)
+    return KernelLaunch(
+        grid=attention_grid(n, t, h, w, heads),
+        num_warps=_ATTENTION_NUM_WARPS,
+        constexprs={"D": d, "T_BLOCK": t_block, "P_BLOCK": p_block, "SCALE": 1.0 / math.sqrt(d)},
+    )

@@ -1,0 +1,321 @@
+"""TensorRT plugins ``vggx::flow_warp`` and ``vggx::temporal_attention`` (``tensorrt.plugin``, QDP).
+
+Two layers:
+
+- :func:`compile_aot` and :class:`AotKernel` need only OpenAI Triton (no TensorRT, no GPU): they
+  compile a kernel for a CUDA target to PTX and give its launch parameters for concrete shapes.
+  This is what the plugin's AOT implementation embeds in the engine, and what the tests check.
+- :func:`register_plugins` registers the QDPs with TensorRT: shape/type descriptor, FP32/FP16
+  format combinations, and an ``@trtp.aot_impl`` that returns the PTX of :func:`compile_aot`
+  plus symbolic launch parameters, so the serialized engine runs without Python (trtexec,
+  Triton's ``tensorrt_plan`` backend). Without TensorRT it raises
+  :class:`~vggx.errors.TensorRTNotInstalledError`.
+
+An ONNX node reaches these plugins through TensorRT's ONNX parser by ``op_type`` plus the string
+attributes ``plugin_namespace="vggx"`` / ``plugin_version="1"`` (see :mod:`vggx.plugins.onnx`).
+
+Kernel argument order is inputs, int32 scalars, outputs: TensorRT's AOT launch passes exactly
+that. Triton >= 3.3 appends two pointer parameters (global and profile scratch) to every kernel;
+our kernels use neither, so :func:`compile_aot` removes them from the PTX entry, which then
+takes exactly the arguments TensorRT passes.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from vggx.errors import PluginError, TensorRTNotInstalledError
+
+from ._triton import require_triton
+from .launch import (
+    attention_config,
+    attention_grid,
+    check_attention_limits,
+    flow_warp_config,
+    flow_warp_grid,
+)
+
+__all__ = [
+    "OPS",
+    "AotKernel",
+    "CompiledPtx",
+    "compile_aot",
+    "compile_ptx",
+    "register_plugins",
+    "strip_unused_params",
+]
+
+OPS = ("flow_warp", "temporal_attention")
+_DTYPES = {"float32": "fp32", "float16": "fp16", "fp32": "fp32", "fp16": "fp16"}
+_lock = threading.Lock()
+_registered = False
+
+
+@dataclass(frozen=True)
+class CompiledPtx:
+    """A kernel compiled for one CUDA target: entry ``name``, ``ptx`` text and its resources."""
+
+    name: str
+    ptx: str
+    num_warps: int
+    shared_mem: int  # bytes of dynamic shared memory the launch must provide
+    num_params: int  # parameters of the PTX entry (inputs + scalars + outputs)
+
+
+@dataclass(frozen=True)
+class AotKernel:
+    """PTX plus the launch of one op for concrete shapes: what TensorRT embeds and launches.
+
+    Launch as ``name<<<grid, block, shared_mem>>>(*inputs, *scalar_args, *outputs)``.
+    """
+
+    name: str
+    ptx: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_mem: int
+    scalar_args: tuple[int, ...]
+
+
+def _triton_dtype(dtype: Any) -> str:
+    key = str(dtype).removeprefix("torch.").removeprefix("DataType.").lower()
+    key = {"float": "float32", "half": "float16"}.get(key, key)
+    if key not in _DTYPES:
+        raise PluginError(f"vggx kernels take float32 or float16 tensors, got {dtype}")
+    return _DTYPES[key]
+
+
+def strip_unused_params(ptx: str, name: str, keep: int) -> str:
+    """Drop the PTX entry parameters of ``name`` after the first ``keep`` when the body never uses them.
+
+    Raises :class:`PluginError` if one of them is used (the kernel would need scratch memory).
+    """
+    header = re.search(rf"\.entry\s+{re.escape(name)}\s*\((.*?)\)", ptx, re.DOTALL)
+    if header is None:
+        raise PluginError(f"no .entry {name} in the PTX")
+    params = [p.strip() for p in header.group(1).split(",") if p.strip()]
+    if len(params) <= keep:
+        return ptx
+    body = ptx[header.end() :]
+    for param in params[keep:]:
+        pname = param.split()[-1]
+        if re.search(rf"\b{re.escape(pname)}\b", body):
+            raise PluginError(f"kernel {name} uses its parameter {pname}; TensorRT cannot pass it")
+    new_header = "(\n\t" + ",\n\t".join(params[:keep]) + "\n)"
+    start, end = header.span(1)
+    return ptx[: start - 1] + new_header + ptx[end + 1 :]
+
+
+def _signature(op: str, dtype: str, flow_dtype: str) -> tuple[Any, dict[str, str], int]:
+    if op == "flow_warp":
+        from .flow_warp import FLOW_WARP_KERNEL as kernel
+
+        sig = {"x_ptr": f"*{dtype}", "flow_ptr": f"*{flow_dtype}", "C": "i32", "H": "i32", "W": "i32"}
+        sig["out_ptr"] = f"*{dtype}"
+        return kernel, sig, 6
+    if op == "temporal_attention":
+        from .temporal_attention import TEMPORAL_ATTENTION_KERNEL as kernel
+
+        sig = {"qkv_ptr": f"*{dtype}", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": f"*{dtype}"}
+        return kernel, sig, 5
+    raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
+
+
+@functools.lru_cache(maxsize=64)
+def compile_ptx(
+    op: str, dtype: str, constexprs: tuple[tuple[str, Any], ...], cc: int = 90, flow_dtype: str = ""
+) -> CompiledPtx:
+    """Compile ``op``'s Triton kernel for ``sm_<cc>`` (no GPU needed) and return its PTX.
+
+    ``dtype`` is the I/O type (``"fp32"``/``"fp16"``, or a torch dtype name); ``flow_dtype``
+    (flow_warp only) defaults to ``dtype``; ``constexprs`` are the kernel's compile-time values
+    as sorted ``(name, value)`` pairs (from :mod:`vggx.plugins.launch`).
+    """
+    require_triton()
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    if triton.knobs.runtime.interpret:
+        raise PluginError("cannot compile kernels with TRITON_INTERPRET=1 set; unset it for the AOT path")
+    dtype = _triton_dtype(dtype)
+    flow_dtype = _triton_dtype(flow_dtype or dtype)
+    kernel, signature, num_params = _signature(op, dtype, flow_dtype)
+    values = dict(constexprs)
+    options: dict[str, Any] = {"num_warps": values.pop("num_warps", 4)}
+    for key in values:
+        signature[key] = "constexpr"
+    if op == "flow_warp":
+        options["enable_fp_fusion"] = False  # keep the reference's coordinate rounding
+    jit = kernel.jit()
+    src = triton.compiler.ASTSource(fn=jit, signature=signature, constexprs=values)
+    try:
+        compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=options)
+    except Exception as err:  # triton raises many types; one message for the user
+        raise PluginError(f"Triton could not compile {op} for sm_{cc}: {err}") from err
+    meta = compiled.metadata
+    if getattr(meta, "global_scratch_size", 0) or getattr(meta, "profile_scratch_size", 0):
+        raise PluginError(f"{op} kernel needs Triton scratch memory, which TensorRT plugins cannot provide")
+    ptx = strip_unused_params(compiled.asm["ptx"], meta.name, num_params)
+    return CompiledPtx(meta.name, ptx, meta.num_warps, meta.shared, num_params)
+
+
+def _constexpr_key(constexprs: dict[str, Any], num_warps: int) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted({**constexprs, "num_warps": num_warps}.items()))
+
+
+def compile_aot(
+    op: str,
+    shape: tuple[int, ...],
+    dtype: Any = "fp32",
+    *,
+    heads: int | None = None,
+    flow_dtype: Any = None,
+    cc: int = 90,
+) -> AotKernel:
+    """PTX and launch parameters of ``op`` for an input of ``shape``, as the TensorRT plugin uses them.
+
+    Args:
+        op: ``"flow_warp"`` (``shape`` = x's ``(b, c, h, w)``) or ``"temporal_attention"``
+            (``shape`` = qkv's ``(n, t, 3c, h, w)``, ``heads`` required).
+        dtype: I/O dtype, ``"fp32"``/``"fp16"`` or a torch dtype.
+        flow_dtype: flow_warp's flow dtype (default: ``dtype``).
+        cc: CUDA compute capability of the target (90 = Hopper).
+    """
+    if op == "flow_warp":
+        b, c, h, w = shape
+        cfg = flow_warp_config(b, c, h, w)
+        scalars: tuple[int, ...] = (c, h, w)
+        fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
+    elif op == "temporal_attention":
+        if heads is None:
+            raise PluginError("temporal_attention needs heads")
+        n, t, c3, h, w = shape
+        if c3 % 3:
+            raise PluginError(f"temporal_attention: qkv channel count must be 3*C, got {c3}")
+        try:
+            cfg = attention_config(n, t, c3 // 3, h, w, heads)
+        except ValueError as err:
+            raise PluginError(str(err)) from err
+        scalars = (t, c3 // 3, h * w)
+        fdt = ""
+    else:
+        raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
+    ptx = compile_ptx(op, _triton_dtype(dtype), _constexpr_key(cfg.constexprs, cfg.num_warps), cc, fdt)
+    return AotKernel(
+        name=ptx.name,
+        ptx=ptx.ptx,
+        grid=tuple(int(g) for g in cfg.grid),
+        block=(ptx.num_warps * 32, 1, 1),
+        shared_mem=ptx.shared_mem,
+        scalar_args=scalars,
+    )
+
+
+def _device_cc() -> int:
+    """Compute capability of the GPU TensorRT builds for (the current CUDA device)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PluginError("building a vggx TensorRT plugin needs a CUDA GPU visible to PyTorch")
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def register_plugins() -> None:
+    """Register both QDPs with TensorRT's plugin registry (idempotent, thread-safe).
+
+    Raises :class:`~vggx.errors.TensorRTNotInstalledError` when ``tensorrt`` (with
+    ``tensorrt.plugin``, TensorRT >= 10.8 for AOT plugins) is not importable, and
+    :class:`~vggx.errors.PluginError` when OpenAI Triton is missing.
+    """
+    global _registered
+    try:
+        import tensorrt as trt
+        import tensorrt.plugin as trtp
+    except ImportError as err:
+        raise TensorRTNotInstalledError(
+            f"cannot register the vggx::flow_warp / vggx::temporal_attention plugins ({err})"
+        ) from err
+    require_triton()
+    with _lock:
+        if _registered:
+            return
+        _register(trt, trtp)
+        _registered = True
+
+
+def _register(trt: Any, trtp: Any) -> None:  # pragma: no cover - needs TensorRT
+    dtype_name = {trt.float32: "fp32", trt.float16: "fp16"}
+
+    def sym(values) -> Any:
+        return trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in values])
+
+    def launch_params(grid, block: int, shared: int) -> Any:
+        lp = trtp.KernelLaunchParams()
+        lp.grid_x, lp.grid_y, lp.grid_z = grid
+        lp.block_x = block
+        lp.shared_mem = shared
+        return lp
+
+    def constant(expr: Any, what: str) -> int:
+        if expr.is_fake or not expr.is_constant:
+            raise PluginError(f"temporal_attention plugin needs a build-time constant {what}")
+        return int(expr.constant_value())
+
+    @trtp.register("vggx::flow_warp")
+    def flow_warp_desc(x: trtp.TensorDesc, flow: trtp.TensorDesc) -> trtp.TensorDesc:
+        return x.like()
+
+    @trtp.autotune("vggx::flow_warp")
+    def flow_warp_tune(x, flow, outputs) -> list:
+        return [
+            trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
+            trtp.AutoTuneCombination("FP16, FP32, FP16"),
+        ]
+
+    @trtp.aot_impl("vggx::flow_warp")
+    def flow_warp_aot(x, flow, outputs, tactic):
+        b, c, h, w = x.shape_expr
+        cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
+        ptx = compile_ptx(
+            "flow_warp",
+            dtype_name[x.dtype],
+            _constexpr_key(cfg.constexprs, cfg.num_warps),
+            _device_cc(),
+            dtype_name[flow.dtype],
+        )
+        grid = flow_warp_grid(b, c, h, w, cdiv=trtp.cdiv)
+        lp = launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
+        return ptx.name.encode(), ptx.ptx.encode(), lp, sym((c, h, w))
+
+    @trtp.register("vggx::temporal_attention")
+    def attention_desc(qkv: trtp.TensorDesc, heads: int) -> trtp.TensorDesc:
+        n, t, c3, h, w = qkv.shape_expr
+        return trtp.from_shape_expr((n, t, c3 // 3, h, w), dtype=qkv.dtype)
+
+    @trtp.autotune("vggx::temporal_attention")
+    def attention_tune(qkv, heads, outputs) -> list:
+        return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16")]
+
+    @trtp.aot_impl("vggx::temporal_attention")
+    def attention_aot(qkv, heads: int, outputs, tactic):
+        n, t_expr, c3_expr, h, w = qkv.shape_expr
+        t = constant(t_expr, "T (frames)")
+        c = constant(c3_expr, "channel count") // 3
+        if heads < 1 or c % heads:
+            raise PluginError(f"temporal_attention plugin: heads={heads} must divide C={c}")
+        check_attention_limits(t, c // heads)
+        cfg = attention_config(1, t, c, 1, 1, heads)
+        ptx = compile_ptx(
+            "temporal_attention",
+            dtype_name[qkv.dtype],
+            _constexpr_key(cfg.constexprs, cfg.num_warps),
+            _device_cc(),
+        )
+        grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv)
+        lp = launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
+        return ptx.name.encode(), ptx.ptx.encode(), lp, sym((t, c, h * w))

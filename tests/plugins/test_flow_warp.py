@@ -1,0 +1,123 @@
+"""``vggx::flow_warp``: the reference's semantics, and the Triton kernel against it (interpreter)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+from vggx.plugins import flow_warp, flow_warp_reference
+from vggx.plugins.flow_warp import launch_flow_warp
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
+
+
+def _inputs(gen, b, c, h, w, flow_scale, dtype=torch.float32):
+    x = torch.randn(b, c, h, w, generator=gen).to(dtype)
+    flow = (torch.randn(b, 2, h, w, generator=gen) * flow_scale).to(dtype)
+    return x, flow
+
+
+class TestReference:
+    # "Exact" up to the float32 rounding of grid_sample's pixel -> [-1, 1] -> pixel round trip.
+    def test_zero_flow_is_identity(self, gen):
+        x, _ = _inputs(gen, 2, 3, 9, 13, 0)
+        torch.testing.assert_close(flow_warp_reference(x, torch.zeros(2, 2, 9, 13)), x, atol=1e-5, rtol=0)
+
+    def test_integer_translation_is_exact_in_the_interior(self, gen):
+        x, _ = _inputs(gen, 1, 4, 12, 15, 0)
+        flow = torch.zeros(1, 2, 12, 15)
+        flow[:, 0], flow[:, 1] = 3.0, -2.0  # sample x + 3, y - 2
+        out = flow_warp_reference(x, flow)
+        torch.testing.assert_close(out[..., 2:, :-3], x[..., :-2, 3:], atol=1e-5, rtol=0)
+        assert torch.all(out[..., :2, :] == 0) and torch.all(out[..., :, -3:] == 0)
+
+    def test_matches_grid_sample(self, gen):
+        x, flow = _inputs(gen, 2, 3, 10, 7, 2.0)
+        h, w = 10, 7
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        gx = (xs + flow[:, 0]) / (w - 1) * 2 - 1
+        gy = (ys + flow[:, 1]) / (h - 1) * 2 - 1
+        expected = F.grid_sample(x, torch.stack((gx, gy), -1), padding_mode="zeros", align_corners=True)
+        torch.testing.assert_close(flow_warp_reference(x, flow), expected, atol=1e-5, rtol=1e-5)
+
+    def test_rejects_mismatched_flow(self):
+        with pytest.raises(ValueError, match=r"flow must be \[1, 2, 4, 5\]"):
+            flow_warp_reference(torch.zeros(1, 3, 4, 5), torch.zeros(1, 2, 4, 6))
+
+
+# (b, c, h, w, flow scale in pixels): odd sizes, single rows/columns, channel counts that do not
+# fill the 16-channel group, flows that leave the image entirely.
+SHAPES = [
+    (1, 1, 1, 1, 3.0),
+    (2, 3, 7, 11, 2.0),
+    (3, 17, 9, 13, 40.0),
+    (1, 5, 1, 19, 4.0),
+    (2, 33, 6, 1, 4.0),
+    (1, 4, 23, 29, 0.5),
+    (2, 2, 21, 37, 1000.0),
+]
+
+
+@needs_triton
+class TestKernel:
+    @pytest.mark.parametrize(("b", "c", "h", "w", "scale"), SHAPES)
+    def test_fp32_matches_reference(self, gen, b, c, h, w, scale):
+        x, flow = _inputs(gen, b, c, h, w, scale)
+        out = launch_flow_warp(x, flow)
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize(("b", "c", "h", "w", "scale"), SHAPES[1:5])
+    def test_fp16_matches_fp32_math_on_fp16_inputs(self, gen, b, c, h, w, scale):
+        x, flow = _inputs(gen, b, c, h, w, scale, torch.float16)
+        out = launch_flow_warp(x, flow)
+        assert out.dtype == torch.float16
+        expected = flow_warp_reference(x.float(), flow.float())
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    def test_fp16_features_with_fp32_flow(self, gen):
+        x, flow = _inputs(gen, 2, 5, 8, 9, 3.0)
+        out = launch_flow_warp(x.half(), flow)
+        expected = flow_warp_reference(x.half().float(), flow)
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    def test_random_shapes(self, gen):
+        for _ in range(4):
+            b, c, h, w = (int(v) for v in torch.randint(1, 20, (4,), generator=gen))
+            x, flow = _inputs(gen, min(b, 3), c, h, w, float(max(h, w)))
+            expected = flow_warp_reference(x, flow)
+            torch.testing.assert_close(launch_flow_warp(x, flow), expected, atol=1e-5, rtol=0)
+
+    def test_writes_into_out(self, gen):
+        x, flow = _inputs(gen, 1, 2, 5, 6, 1.0)
+        out = torch.full_like(x, float("nan"))
+        assert launch_flow_warp(x, flow, out=out) is out
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+    def test_rejects_non_contiguous(self, gen):
+        x, flow = _inputs(gen, 1, 2, 5, 6, 1.0)
+        with pytest.raises(ValueError, match="x must be contiguous"):
+            launch_flow_warp(x.transpose(2, 3).contiguous().transpose(2, 3), flow)
+
+    def test_rejects_other_dtypes(self):
+        with pytest.raises(ValueError, match=r"float32 or float16, got torch\.float64"):
+            launch_flow_warp(torch.zeros(1, 1, 2, 2, dtype=torch.float64), torch.zeros(1, 2, 2, 2))
+
+
+class TestCustomOp:
+    def test_op_is_reference_on_cpu_and_differentiable(self, gen):
+        x, flow = _inputs(gen, 1, 2, 6, 7, 1.5)
+        x.requires_grad_(True)
+        flow.requires_grad_(True)
+        out = flow_warp(x, flow)
+        torch.testing.assert_close(out, flow_warp_reference(x, flow))
+        out.square().sum().backward()
+        assert x.grad is not None and flow.grad is not None
+
+    def test_fake_impl_gives_shape(self):
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode():
+            out = torch.ops.vggx.flow_warp(torch.empty(2, 3, 4, 5), torch.empty(2, 2, 4, 5))
+        assert out.shape == (2, 3, 4, 5)
