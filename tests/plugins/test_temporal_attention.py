@@ -1,0 +1,121 @@
+"""``vggx::temporal_attention``: the reference's semantics, and the Triton kernel against it."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+import torch.nn.functional as F
+from vggx.plugins import temporal_attention, temporal_attention_reference
+from vggx.plugins.temporal_attention import launch_temporal_attention
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
+
+
+def _qkv(gen, n, t, c, h, w, dtype=torch.float32, scale=1.0):
+    return (torch.randn(n, t, 3 * c, h, w, generator=gen) * scale).to(dtype)
+
+
+class TestReference:
+    def test_equals_per_pixel_sdpa(self, gen):
+        n, t, c, h, w, heads = 2, 5, 12, 3, 4, 3
+        qkv = _qkv(gen, n, t, c, h, w)
+        d = c // heads
+        # (n, t, 3, heads, d, h, w) -> (3, n, h, w, heads, t, d)
+        x = qkv.reshape(n, t, 3, heads, d, h, w).permute(2, 0, 5, 6, 3, 1, 4)
+        sdpa = F.scaled_dot_product_attention(x[0], x[1], x[2])  # (n, h, w, heads, t, d)
+        expected = sdpa.permute(0, 4, 3, 5, 1, 2).reshape(n, t, c, h, w)
+        torch.testing.assert_close(temporal_attention_reference(qkv, heads), expected, atol=1e-5, rtol=1e-5)
+
+    def test_permuting_frames_permutes_outputs(self, gen):
+        qkv = _qkv(gen, 1, 6, 8, 2, 3)
+        perm = torch.tensor([3, 0, 5, 1, 4, 2])
+        out = temporal_attention_reference(qkv, 2)
+        torch.testing.assert_close(temporal_attention_reference(qkv[:, perm], 2), out[:, perm])
+
+    def test_pixels_are_independent(self, gen):
+        qkv = _qkv(gen, 1, 4, 8, 3, 3)
+        out = temporal_attention_reference(qkv, 2)
+        changed = qkv.clone()
+        changed[..., 1, 1] += 5.0
+        out2 = temporal_attention_reference(changed, 2)
+        keep = torch.ones(3, 3, dtype=torch.bool)
+        keep[1, 1] = False
+        torch.testing.assert_close(out2[..., keep], out[..., keep], atol=0, rtol=0)
+        assert not torch.allclose(out2[..., 1, 1], out[..., 1, 1])
+
+    def test_rejects_heads_not_dividing_c(self):
+        with pytest.raises(ValueError, match="heads=5 must divide C=8"):
+            temporal_attention_reference(torch.zeros(1, 2, 24, 1, 1), 5)
+
+
+# (n, t, c, h, w, heads): non-power-of-two T, C, H, W; T = 1 and the T = 32 limit; d up to 64.
+SHAPES = [
+    (1, 1, 4, 2, 3, 1),
+    (2, 3, 6, 5, 7, 2),
+    (1, 8, 16, 4, 9, 4),
+    (1, 13, 12, 3, 5, 1),
+    (2, 7, 10, 1, 11, 5),
+    (1, 32, 8, 2, 3, 2),
+    (1, 4, 64, 2, 2, 1),
+]
+
+
+@needs_triton
+class TestKernel:
+    @pytest.mark.parametrize(("n", "t", "c", "h", "w", "heads"), SHAPES)
+    def test_fp32_matches_reference(self, gen, n, t, c, h, w, heads):
+        qkv = _qkv(gen, n, t, c, h, w, scale=2.0)
+        out = launch_temporal_attention(qkv, heads)
+        torch.testing.assert_close(out, temporal_attention_reference(qkv, heads), atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize(("n", "t", "c", "h", "w", "heads"), SHAPES[1:6])
+    def test_fp16_matches_fp32_math_on_fp16_inputs(self, gen, n, t, c, h, w, heads):
+        qkv = _qkv(gen, n, t, c, h, w, torch.float16, scale=2.0)
+        out = launch_temporal_attention(qkv, heads)
+        assert out.dtype == torch.float16
+        expected = temporal_attention_reference(qkv.float(), heads)
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    def test_random_shapes(self, gen):
+        for _ in range(3):
+            t, heads, d, h, w = (int(v) for v in torch.randint(1, 12, (5,), generator=gen))
+            qkv = _qkv(gen, 2, t, heads * d, h, w)
+            expected = temporal_attention_reference(qkv, heads)
+            torch.testing.assert_close(launch_temporal_attention(qkv, heads), expected, atol=1e-5, rtol=0)
+
+    def test_large_scores_do_not_overflow(self, gen):
+        qkv = _qkv(gen, 1, 9, 4, 2, 2, scale=30.0)
+        out = launch_temporal_attention(qkv, 1)
+        assert torch.isfinite(out).all()
+        torch.testing.assert_close(out, temporal_attention_reference(qkv, 1), atol=1e-4, rtol=1e-5)
+
+    def test_rejects_more_than_32_frames(self):
+        with pytest.raises(ValueError, match=r"T must be in 1\.\.32 frames, got T=33"):
+            launch_temporal_attention(torch.zeros(1, 33, 6, 1, 1), 1)
+
+    def test_rejects_head_dim_over_64(self):
+        with pytest.raises(ValueError, match=r"head dim C/heads must be in 1\.\.64, got 65"):
+            launch_temporal_attention(torch.zeros(1, 2, 3 * 65, 1, 1), 1)
+
+    def test_rejects_non_contiguous(self, gen):
+        qkv = _qkv(gen, 1, 2, 2, 3, 3).transpose(3, 4)
+        with pytest.raises(ValueError, match="qkv must be contiguous"):
+            launch_temporal_attention(qkv, 1)
+
+
+class TestCustomOp:
+    def test_op_is_reference_on_cpu_and_differentiable(self, gen):
+        qkv = _qkv(gen, 1, 3, 4, 2, 2).requires_grad_(True)
+        out = temporal_attention(qkv, 2)
+        torch.testing.assert_close(out, temporal_attention_reference(qkv, 2))
+        out.sum().backward()
+        assert qkv.grad is not None and qkv.grad.shape == qkv.shape
+
+    def test_fake_impl_gives_shape(self):
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        with FakeTensorMode():
+            out = torch.ops.vggx.temporal_attention(torch.empty(2, 5, 12, 3, 4), 2)
+        assert out.shape == (2, 5, 4, 3, 4)
