@@ -1,0 +1,86 @@
+"""Launch geometry (pure arithmetic, no Triton): grids cover every output exactly once."""
+
+from __future__ import annotations
+
+import pytest
+from vggx.plugins.launch import (
+    FLOW_WARP_BLOCK,
+    FLOW_WARP_C_BLOCK,
+    attention_config,
+    attention_grid,
+    cdiv,
+    flow_warp_config,
+    flow_warp_grid,
+    next_power_of_2,
+)
+
+
+def test_cdiv_and_next_power_of_2():
+    assert [cdiv(a, 4) for a in (0, 1, 4, 5, 8, 9)] == [0, 1, 1, 2, 2, 3]
+    assert [next_power_of_2(n) for n in (0, 1, 2, 3, 8, 9, 17, 32)] == [1, 1, 2, 4, 8, 16, 32, 32]
+
+
+@pytest.mark.parametrize(
+    ("b", "c", "h", "w"), [(1, 1, 1, 1), (8, 64, 180, 320), (3, 17, 9, 13), (2, 16, 1, 512)]
+)
+def test_flow_warp_grid_covers_pixels_batches_and_channels(b, c, h, w):
+    cfg = flow_warp_config(b, c, h, w)
+    gx, gy, gz = cfg.grid
+    assert gx * FLOW_WARP_BLOCK >= h * w > (gx - 1) * FLOW_WARP_BLOCK
+    assert gy == b
+    assert gz * FLOW_WARP_C_BLOCK >= c > (gz - 1) * FLOW_WARP_C_BLOCK
+    assert cfg.block == cfg.num_warps * 32
+    assert cfg.constexprs == {"BLOCK": FLOW_WARP_BLOCK, "C_BLOCK": FLOW_WARP_C_BLOCK}
+
+
+def test_flow_warp_grid_issue_shape():
+    assert flow_warp_grid(8, 64, 180, 320) == (113, 8, 4)
+
+
+@pytest.mark.parametrize("t", [1, 2, 3, 8, 9, 16, 17, 32])
+def test_attention_tile_holds_all_frames_and_bounded_scores(t):
+    cfg = attention_config(1, t, 64, 360, 640, 4)
+    tb, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["P_BLOCK"]
+    assert tb >= t and tb == next_power_of_2(t)
+    assert pb & (pb - 1) == 0 and pb >= 8
+    assert tb * tb * pb <= 8192  # score tile stays in registers
+    assert cfg.grid == (cdiv(360 * 640, pb), 4, 1)
+    assert cfg.constexprs["D"] == 16
+    assert cfg.constexprs["SCALE"] == pytest.approx(0.25)
+
+
+def test_attention_grid_issue_shapes():
+    assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
+    assert attention_grid(1, 16, 360, 640, 4) == (7200, 4, 1)
+
+
+def test_grids_accept_symbolic_dims():
+    """TensorRT passes shape expressions and its own cdiv; the arithmetic only multiplies and divides."""
+
+    class Sym:
+        def __init__(self, text):
+            self.text = text
+
+        def __mul__(self, other):
+            return Sym(f"({self.text}*{getattr(other, 'text', other)})")
+
+    def sym_cdiv(a, b):
+        return f"cdiv({getattr(a, 'text', a)},{b})"
+
+    grid = flow_warp_grid(Sym("B"), Sym("C"), Sym("H"), Sym("W"), cdiv=sym_cdiv)
+    assert grid[0] == f"cdiv((H*W),{FLOW_WARP_BLOCK})" and grid[1].text == "B"
+    assert grid[2] == f"cdiv(C,{FLOW_WARP_C_BLOCK})"
+    assert attention_grid(Sym("N"), 8, Sym("H"), Sym("W"), 4, cdiv=sym_cdiv)[0] == "cdiv((H*W),128)"
+
+
+@pytest.mark.parametrize(
+    ("t", "c", "heads", "message"),
+    [
+        (33, 8, 1, r"T must be in 1\.\.32 frames, got T=33"),
+        (8, 130, 2, r"head dim C/heads must be in 1\.\.64, got 65"),
+        (8, 10, 3, r"heads=3 must divide C=10"),
+    ],
+)
+def test_attention_limits_raise_with_the_limit(t, c, heads, message):
+    with pytest.raises(ValueError, match=message):
+        attention_config(1, t, c, 4, 4, heads)

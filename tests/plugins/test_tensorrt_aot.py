@@ -1,0 +1,134 @@
+"""TensorRT plugin layer as far as this machine goes: AOT PTX from Triton, launch params, no-TRT error."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+
+import pytest
+from vggx.plugins.launch import cdiv
+from vggx.plugins.tensorrt import compile_aot, register_plugins, strip_unused_params
+
+from vggx.errors import TensorRTNotInstalledError
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
+
+
+def _entry_params(ptx: str, name: str) -> list[str]:
+    header = re.search(rf"\.visible \.entry {name}\((.*?)\)", ptx, re.DOTALL)
+    assert header, f".entry {name} not in PTX"
+    return [p.strip() for p in header.group(1).split(",")]
+
+
+@needs_triton
+class TestCompileAot:
+    @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
+    @pytest.mark.parametrize("shape", [(2, 16, 37, 53), (8, 64, 180, 320)])
+    def test_flow_warp_ptx_and_launch(self, shape, dtype):
+        b, c, h, w = shape
+        k = compile_aot("flow_warp", shape, dtype, cc=90)
+        assert re.search(r"^\.target sm_90a?$", k.ptx, re.MULTILINE)
+        assert k.name == "flow_warp_kernel"
+        params = _entry_params(k.ptx, k.name)
+        # x, flow, C, H, W, out: exactly what TensorRT passes (inputs, scalars, outputs)
+        assert len(params) == 6 and [p.split()[1] for p in params] == [
+            ".u64",
+            ".u64",
+            ".u32",
+            ".u32",
+            ".u32",
+            ".u64",
+        ]
+        assert k.grid == (cdiv(h * w, 512), b, cdiv(c, 16))
+        assert k.block == (128, 1, 1)
+        assert k.shared_mem == 0
+        assert k.scalar_args == (c, h, w)
+        load = "ld.global.b16" if dtype == "fp16" else "ld.global.b32"
+        assert load in k.ptx
+
+    def test_flow_warp_mixed_precision(self):
+        k = compile_aot("flow_warp", (1, 4, 8, 8), "fp16", flow_dtype="fp32")
+        assert "ld.global.b16" in k.ptx and "ld.global.b32" in k.ptx
+
+    @pytest.mark.parametrize(
+        ("shape", "heads", "dtype"), [((1, 8, 192, 36, 64), 4, "fp16"), ((2, 5, 24, 7, 9), 2, "fp32")]
+    )
+    def test_attention_ptx_and_launch(self, shape, heads, dtype):
+        n, t, c3, h, w = shape
+        k = compile_aot("temporal_attention", shape, dtype, heads=heads, cc=90)
+        assert ".target sm_90" in k.ptx
+        assert k.name == "temporal_attention_kernel"
+        assert len(_entry_params(k.ptx, k.name)) == 5  # qkv, T, C, HW, out
+        p_block = {8: 128, 5: 128}[t]
+        assert k.grid == (cdiv(h * w, p_block), heads, n)
+        assert k.block == (128, 1, 1)
+        assert k.scalar_args == (t, c3 // 3, h * w)
+        assert k.shared_mem >= 0
+
+    def test_other_compute_capability(self):
+        k = compile_aot("flow_warp", (1, 1, 4, 4), "fp32", cc=80)
+        assert ".target sm_80" in k.ptx
+
+    def test_ptx_assembles_with_ptxas(self, tmp_path):
+        import triton
+
+        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+        if not os.access(ptxas, os.X_OK):
+            pytest.skip("Triton's bundled ptxas is not present")
+        for k in (
+            compile_aot("flow_warp", (2, 16, 37, 53), "fp16"),
+            compile_aot("temporal_attention", (1, 8, 192, 4, 4), "fp16", heads=4),
+        ):
+            path = tmp_path / f"{k.name}.ptx"
+            path.write_text(k.ptx)
+            done = subprocess.run(
+                [ptxas, "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+
+    def test_unsupported_attention_sizes_raise(self):
+        from vggx.errors import PluginError
+
+        with pytest.raises(PluginError, match=r"T must be in 1\.\.32"):
+            compile_aot("temporal_attention", (1, 40, 12, 2, 2), "fp16", heads=1)
+        with pytest.raises(PluginError, match="needs heads"):
+            compile_aot("temporal_attention", (1, 4, 12, 2, 2), "fp16")
+
+    def test_unknown_op_and_dtype_raise(self):
+        from vggx.errors import PluginError
+
+        with pytest.raises(PluginError, match="unknown vggx op"):
+            compile_aot("grid_sample", (1, 1, 1, 1))
+        with pytest.raises(PluginError, match="float32 or float16 tensors, got bf16"):
+            compile_aot("flow_warp", (1, 1, 2, 2), "bf16")
+
+
+class TestStripUnusedParams:
+    PTX = (
+        ".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .u32 k_param_1,\n\t.param .u64 k_param_2\n)\n"
+        "{\n\tld.param.b64 %rd1, [k_param_0];\n\tld.param.b32 %r1, [k_param_1];\n}\n"
+    )
+
+    def test_drops_trailing_unused(self):
+        out = strip_unused_params(self.PTX, "k", 2)
+        assert _entry_params(out, "k") == [".param .u64 k_param_0", ".param .u32 k_param_1"]
+        assert out.endswith("ld.param.b32 %r1, [k_param_1];\n}\n")
+
+    def test_refuses_to_drop_a_used_param(self):
+        from vggx.errors import PluginError
+
+        with pytest.raises(PluginError, match="uses its parameter k_param_1"):
+            strip_unused_params(self.PTX, "k", 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+def test_register_plugins_without_tensorrt_says_so():
+    with pytest.raises(
+        TensorRTNotInstalledError, match=r"TensorRT is not installed \(pip install 'vggx\[gpu\]'"
+    ):
+        register_plugins()
