@@ -26,18 +26,19 @@ class GeneratorConfig:
     flow_channels: tuple[int, ...] = (24, 24, 16)  # hidden widths of each level's basic module
     # Bidirectional propagation (BasicVSR-style) at LR.
     prop_channels: int = 32
-    prop_blocks: int = 3  # residual blocks per direction
+    prop_blocks: int = 2  # residual blocks per direction
     # U-Net: encoder widths at LR, LR/2, LR/4 ...; BlurPool between levels.
     enc_channels: tuple[int, ...] = (32, 48, 64)
-    # Decoder widths above LR: ×2 and ×4 (the "past the input size" part of the asymmetric U-Net).
-    hr_channels: tuple[int, ...] = (16, 8)
+    # Decoder widths above LR (×2, ×4, ...); the last ×2 to ``scale`` × LR is a sub-pixel RGB head.
+    # This is the "past the input size" part of the asymmetric U-Net.
+    hr_channels: tuple[int, ...] = (16,)
     attn_heads: int = 2  # temporal-attention heads (every decoder block; must divide its width)
     min_size: tuple[int, int] = (16, 16)  # LR H, W accepted by exported graphs
     max_size: tuple[int, int] = (1088, 1920)
 
     def __post_init__(self) -> None:
-        if self.scale != 2 ** len(self.hr_channels):
-            raise ConfigError(f"scale {self.scale} needs {self.scale.bit_length() - 1} HR decoder levels, "
+        if self.scale != 2 ** (len(self.hr_channels) + 1):
+            raise ConfigError(f"scale {self.scale} needs {self.scale.bit_length() - 2} HR decoder levels, "
                               f"got hr_channels={self.hr_channels}")
         if self.window < 1:
             raise ConfigError(f"window must be >= 1, got {self.window}")
@@ -85,7 +86,7 @@ CONFIGS: dict[str, GeneratorConfig] = {
         prop_channels=64,
         prop_blocks=10,
         enc_channels=(128, 256, 512, 512),
-        hr_channels=(64, 32),
+        hr_channels=(96,),
         attn_heads=4,
     ),
 }

@@ -38,8 +38,8 @@ class UNetUpsampler(nn.Module):
 
     Encoder: levels at LR, LR/2, ... (``enc_channels``), each a residual block; between levels the
     high-frequency shuttle sends ``f - lowpass(f)`` to the decoder and BlurPool carries the low-pass
-    down. Decoder: back up to LR, then on past it to ``scale`` × LR (``hr_channels``), attention
-    along T in every block.
+    down. Decoder: back up to LR, then on past it (``hr_channels``), attention along T in every
+    block; a sub-pixel conv head makes the last ×2 to ``scale`` × LR in RGB.
     """
 
     def __init__(self, cfg: GeneratorConfig) -> None:
@@ -58,9 +58,10 @@ class UNetUpsampler(nn.Module):
         self.hr_blocks = nn.ModuleList(
             _DecoderBlock(widths[i], widths[i + 1], 0, cfg.heads_for(widths[i + 1])) for i in range(len(hr))
         )
-        self.to_rgb = nn.Conv2d(hr[-1], 3, 3, padding=1)
-        nn.init.zeros_(self.to_rgb.bias)
-        self.to_rgb.weight.data.mul_(0.1)
+        conv = nn.Conv2d(hr[-1], 3 * 4, 3, padding=1)
+        nn.init.zeros_(conv.bias)
+        conv.weight.data.mul_(0.1)
+        self.to_rgb = nn.Sequential(conv, nn.PixelShuffle(2))
 
     def forward(self, x: torch.Tensor, t: int) -> torch.Tensor:
         f = self.stem(x)

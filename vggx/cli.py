@@ -1,0 +1,176 @@
+"""The ``vggx`` command line: one Typer app, thin commands over the library.
+
+Each command parses its options, builds a config, calls one library function and prints the result.
+``VggxError`` becomes one red line and exit code 1 (the traceback only with ``--debug``); anything else
+is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from vggx.errors import VggxError
+
+app = typer.Typer(
+    name="vggx",
+    help="VideoGigaGAN-style video super-resolution: export to ONNX/TensorRT, serve with Triton, upscale videos.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_state = {"debug": False}
+
+CheckpointOpt = Annotated[
+    Path | None, typer.Option("--checkpoint", "-c", help="vggx .safetensors checkpoint [default: the shipped one]")
+]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn):
+    """Turn ``VggxError`` (and Ctrl-C) into one line and a non-zero exit, unless ``--debug``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VggxError as exc:
+            if _state["debug"]:
+                raise
+            _fail(str(exc))
+        except KeyboardInterrupt:
+            if _state["debug"]:
+                raise
+            _fail("interrupted", code=130)
+
+    return wrapper
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")] = False,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+@handle_errors
+def info(
+    checkpoint: Annotated[Path | None, typer.Argument(help="checkpoint to describe [default: the shipped one]")] = None,
+    config: Annotated[str | None, typer.Option("--config", help="describe a config instead: tiny or base")] = None,
+    lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW for the FLOP count")] = "180x320",
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers as JSON")] = None,
+) -> None:
+    """Parameters, GFLOPs per output frame, window and scale of a model.
+
+    Example: vggx info --config base --lr-size 180x320
+    """
+    from vggx.generator import get_config
+    from vggx.generator.flops import measure_cost
+    from vggx.shapes import parse_size
+
+    size = parse_size(lr_size)
+    if config and checkpoint:
+        raise typer.BadParameter("give a checkpoint or --config, not both")
+    if config:
+        cfg, meta, source = get_config(config), None, f"config {config}"
+    else:
+        from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+        ckpt = load_checkpoint(checkpoint)
+        cfg, meta, source = ckpt.config, ckpt.metadata, str(checkpoint or DEFAULT_CHECKPOINT)
+    cost = measure_cost(cfg, size)
+    out_size = (size[0] * cfg.scale, size[1] * cfg.scale)
+    table = Table(title=f"vggx model — {source}", show_header=False)
+    rows = {
+        "config": cfg.name,
+        "parameters": f"{cost.params:,} ({cost.params / 1e6:.2f} M)",
+        "scale": f"×{cfg.scale}",
+        "window (T)": str(cfg.window),
+        "size multiple": str(cfg.size_multiple),
+        "LR -> HR": f"{size[0]}x{size[1]} -> {out_size[0]}x{out_size[1]}",
+        "GFLOPs / output frame": f"{cost.gflops_per_frame:.1f}",
+        "GFLOPs / window": f"{cost.flops_per_window / 1e9:.1f}",
+    }
+    if meta:
+        rows.update({f"meta.{k}": v for k, v in meta.items()})
+    for k, v in rows.items():
+        table.add_row(k, v)
+    console.print(table)
+    if json_path:
+        json_path.write_text(json.dumps({
+            "config": cfg.name, "params": cost.params, "scale": cfg.scale, "window": cfg.window,
+            "lr_size": list(size), "gflops_per_frame": cost.gflops_per_frame,
+            "size_multiple": cfg.size_multiple, "metadata": meta or {},
+        }, indent=2))
+
+
+@app.command()
+@handle_errors
+def train(
+    out: Annotated[Path, typer.Option("--out", help="run directory (state, checkpoints, log)")],
+    config: Annotated[str, typer.Option("--config", help="model config: tiny or base")] = "tiny",
+    steps: Annotated[int | None, typer.Option("--steps", help="stop after this many total steps")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/state.safetensors")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="random seed (runs are deterministic)")] = 0,
+    batch: Annotated[int, typer.Option("--batch", help="clips per step")] = 4,
+    frames: Annotated[int, typer.Option("--frames", help="frames per training clip")] = 7,
+    patch: Annotated[int, typer.Option("--patch", help="LR patch size (multiple of 8)")] = 32,
+    adversarial: Annotated[bool, typer.Option("--adversarial", help="add the hinge GAN + feature matching")] = False,
+    val_every: Annotated[int, typer.Option("--val-every", help="validate every N steps")] = 250,
+    threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
+) -> None:
+    """Train a generator on synthetic clips (resumable, deterministic given --seed).
+
+    Example: vggx train --config tiny --out runs/tiny --steps 2000 --resume
+    """
+    import torch
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from vggx.training.train import Trainer, TrainConfig
+
+    torch.set_num_threads(threads)
+    cfg = TrainConfig(model=config, seed=seed, batch=batch, frames=frames, lr_patch=patch, val_every=val_every,
+                      adv_weight=0.05 if adversarial else 0.0, fm_weight=1.0 if adversarial else 0.0)
+    trainer = Trainer(cfg, out)
+    if (out / "state.safetensors").exists() and not resume:
+        raise VggxError(f"{out} already holds a training state; pass --resume to continue or choose another --out")
+    if resume and trainer.load_state():
+        console.print(f"resumed at step {trainer.step}")
+    until = steps or cfg.steps
+    with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console) as bar:
+        task = bar.add_task("train", total=until, completed=trainer.step, stats="")
+        val = trainer.run(until, on_step=lambda s, st: bar.update(
+            task, completed=s, stats=f"loss {st['loss']:.4f}"))
+    if val:
+        console.print(f"step {trainer.step}: val PSNR {val['psnr']:.2f} dB "
+                      f"(bicubic {val['psnr_bicubic']:.2f}, gain {val['gain_db']:+.2f} dB)")
+    console.print(f"checkpoint: {out / 'latest.safetensors'}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # pragma: no cover - e.g. `vggx info | head`
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

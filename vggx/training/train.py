@@ -1,0 +1,263 @@
+"""Resumable, deterministic training of the generator on synthetic clips (``vggx train``).
+
+The run directory holds ``state.safetensors`` (weights, optimiser moments and step: everything needed
+to resume, no pickles), ``latest.safetensors`` / ``best.safetensors`` (plain vggx checkpoints) and
+``log.jsonl`` (one line per logged step and per validation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vggx.checkpoint import save_checkpoint
+from vggx.errors import CheckpointError, ConfigError
+from vggx.generator import Generator, GeneratorConfig, bicubic_upscale, get_config
+from vggx.plugins import reference_ops
+
+from .data import TRAIN_IMAGES, VAL_IMAGES, ClipSpec, Degradation, load_images, make_batch, make_clip
+from .losses import Discriminator, charbonnier, feature_matching, flow_loss, hinge_d_loss, hinge_g_loss
+from .metrics import psnr
+
+__all__ = ["TrainConfig", "Trainer", "validation_clips"]
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "vggx-train-state/1"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (weights and schedules of every loss live here)."""
+
+    model: str = "tiny"
+    steps: int = 40000  # schedule length; a run may stop (and resume) anywhere before
+    batch: int = 4
+    frames: int = 7  # T of training clips
+    lr_patch: int = 32  # LR crop size (HR = 4×)
+    lr: float = 5e-4
+    min_lr: float = 2e-5
+    warmup: int = 200
+    flow_weight: float = 0.05  # L1 on flows (LR px), supervised by the exact synthetic flow
+    flow_weight_end: float = 0.01  # linearly reached at the end of the schedule
+    adv_weight: float = 0.0  # hinge GAN; 0 = the fidelity-oriented default model
+    fm_weight: float = 0.0  # discriminator feature matching (the perceptual term)
+    d_lr: float = 2e-4
+    grad_clip: float = 1.0
+    seed: int = 0
+    val_every: int = 250
+    ckpt_every: int = 50
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch < 1 or self.frames < 1:
+            raise ConfigError("steps, batch and frames must be >= 1")
+        if self.lr_patch % 8:
+            raise ConfigError(f"lr_patch must be a multiple of 8, got {self.lr_patch}")
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        p = min(1.0, (step - self.warmup) / max(1, self.steps - self.warmup))
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * p))
+
+    def flow_weight_at(self, step: int) -> float:
+        p = min(1.0, step / self.steps)
+        return self.flow_weight + (self.flow_weight_end - self.flow_weight) * p
+
+
+def validation_clips(frames: int = 8, lr_size: tuple[int, int] = (48, 64), per_image: int = 2, seed: int = 1234):
+    """Held-out clips (images never trained on), clean BI degradation, fixed seed."""
+    rng = np.random.default_rng(seed)
+    spec = ClipSpec(frames=frames, lr_size=lr_size)
+    images = load_images(VAL_IMAGES)
+    return [make_clip(img, spec, rng, None) for img in images for _ in range(per_image)]
+
+
+class Trainer:
+    """Owns the model, optimiser(s) and the run directory; ``run()`` trains until ``until`` steps."""
+
+    def __init__(self, cfg: TrainConfig, out_dir: str | Path, model_cfg: GeneratorConfig | None = None) -> None:
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        self.model_cfg = model_cfg or get_config(cfg.model)
+        torch.manual_seed(cfg.seed)
+        self.model = Generator(self.model_cfg)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99))
+        self.disc: Discriminator | None = None
+        self.d_opt = None
+        if cfg.adv_weight > 0 or cfg.fm_weight > 0:
+            self.disc = Discriminator()
+            self.d_opt = torch.optim.Adam(self.disc.parameters(), lr=cfg.d_lr, betas=(0.0, 0.99))
+        self.step = 0
+        self.best_psnr = -1.0
+        self._images = None
+        self._val = None
+
+    # -- state -------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.out / "state.safetensors"
+
+    def save_state(self) -> None:
+        from safetensors.torch import save_file
+
+        tensors = {}
+        for prefix, module, opt in (("g", self.model, self.opt), ("d", self.disc, self.d_opt)):
+            if module is None:
+                continue
+            names = {id(p): n for n, p in module.named_parameters()}
+            for k, v in module.state_dict().items():
+                tensors[f"{prefix}.model.{k}"] = v.detach().contiguous()
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    st = opt.state.get(p)
+                    if st:
+                        tensors[f"{prefix}.opt.{names[id(p)]}.exp_avg"] = st["exp_avg"].contiguous()
+                        tensors[f"{prefix}.opt.{names[id(p)]}.exp_avg_sq"] = st["exp_avg_sq"].contiguous()
+                        tensors[f"{prefix}.opt.{names[id(p)]}.step"] = st["step"].reshape(1).float()
+        meta = {
+            "format": STATE_FORMAT,
+            "step": str(self.step),
+            "best_psnr": repr(self.best_psnr),
+            "train_config": json.dumps(dataclasses.asdict(self.cfg)),
+            "model_config": self.model_cfg.to_json(),
+        }
+        self.out.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(self.state_path)
+
+    def load_state(self) -> bool:
+        """Resume from ``state.safetensors`` if present; return whether it did."""
+        from safetensors.torch import load_file, safe_open
+
+        if not self.state_path.exists():
+            return False
+        with safe_open(str(self.state_path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != STATE_FORMAT:
+            raise CheckpointError(f"{self.state_path} is not a vggx training state")
+        if GeneratorConfig.from_json(meta["model_config"]) != self.model_cfg:
+            raise CheckpointError(f"{self.state_path} was trained with another model config; use a new --out")
+        tensors = load_file(str(self.state_path))
+        for prefix, module, opt in (("g", self.model, self.opt), ("d", self.disc, self.d_opt)):
+            if module is None:
+                continue
+            sd = {k[len(prefix) + 7:]: v for k, v in tensors.items() if k.startswith(f"{prefix}.model.")}
+            if not sd:
+                continue
+            module.load_state_dict(sd)
+            for n, p in module.named_parameters():
+                key = f"{prefix}.opt.{n}"
+                if f"{key}.exp_avg" in tensors:
+                    opt.state[p] = {
+                        "exp_avg": tensors[f"{key}.exp_avg"].clone(),
+                        "exp_avg_sq": tensors[f"{key}.exp_avg_sq"].clone(),
+                        "step": tensors[f"{key}.step"].reshape(()).clone(),
+                    }
+        self.step = int(meta["step"])
+        self.best_psnr = float(meta.get("best_psnr", "-1"))
+        return True
+
+    # -- training ----------------------------------------------------------------------------------
+    def _batch(self, step: int):
+        if self._images is None:
+            self._images = load_images(TRAIN_IMAGES)
+        rng = np.random.default_rng([self.cfg.seed, step])  # per-step stream: resume is exact
+        spec = ClipSpec(frames=self.cfg.frames, lr_size=(self.cfg.lr_patch, self.cfg.lr_patch))
+        return make_batch(self._images, self.cfg.batch, spec, rng, Degradation())
+
+    def train_step(self) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        clip = self._batch(self.step)
+        for group in self.opt.param_groups:
+            group["lr"] = cfg.lr_at(self.step)
+        with reference_ops():
+            sr, flow_fwd, flow_bwd = self.model.forward_with_flows(clip.lr)
+        rec = charbonnier(sr, clip.hr)
+        fl = flow_loss(flow_fwd, clip.flow_fwd) + flow_loss(flow_bwd, clip.flow_bwd) if cfg.frames > 1 else sr.new_zeros(())
+        loss = rec + cfg.flow_weight_at(self.step) * fl
+        stats = {"rec": rec.item(), "flow": fl.item()}
+        if self.disc is not None:
+            fake_logits, fake_feats = self.disc(sr)
+            with torch.no_grad():
+                _, real_feats = self.disc(clip.hr)
+            g_adv = hinge_g_loss(fake_logits)
+            fm = feature_matching(fake_feats, real_feats)
+            loss = loss + cfg.adv_weight * g_adv + cfg.fm_weight * fm
+            stats.update(g_adv=g_adv.item(), fm=fm.item())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        if self.disc is not None:
+            real_logits, _ = self.disc(clip.hr)
+            fake_logits, _ = self.disc(sr.detach())
+            d_loss = hinge_d_loss(real_logits, fake_logits)
+            self.d_opt.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d_opt.step()
+            stats["d"] = d_loss.item()
+        stats["loss"] = loss.item()
+        self.step += 1
+        return stats
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        if self._val is None:
+            self._val = validation_clips()
+        self.model.eval()
+        p_model, p_bic = [], []
+        with reference_ops():
+            for clip in self._val:
+                sr = self.model(clip.lr[None])[0]
+                bic = bicubic_upscale(clip.lr, self.model_cfg.scale)
+                p_model.append(psnr(sr, clip.hr))
+                p_bic.append(psnr(bic, clip.hr))
+        m, b = float(np.mean(p_model)), float(np.mean(p_bic))
+        return {"psnr": m, "psnr_bicubic": b, "gain_db": m - b}
+
+    def _log(self, record: dict) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def _save_checkpoints(self, val: dict | None) -> None:
+        extra = {"step": str(self.step), "train_config": json.dumps(dataclasses.asdict(self.cfg))}
+        if val:
+            extra.update({k: f"{v:.4f}" for k, v in val.items()})
+        save_checkpoint(self.model, self.out / "latest.safetensors", extra=extra)
+        if val and val["psnr"] > self.best_psnr:
+            self.best_psnr = val["psnr"]
+            save_checkpoint(self.model, self.out / "best.safetensors", extra=extra)
+
+    def run(self, until: int | None = None, on_step: Callable[[int, dict], None] | None = None) -> dict:
+        """Train up to step ``until`` (default: the schedule's end); checkpoint and validate on the way."""
+        until = min(until or self.cfg.steps, self.cfg.steps)
+        last_val: dict = {}
+        t0 = time.time()
+        while self.step < until:
+            stats = self.train_step()
+            if on_step:
+                on_step(self.step, stats)
+            if self.step % self.cfg.log_every == 0:
+                self._log({"step": self.step, "time": round(time.time() - t0, 1), **stats})
+            val = None
+            if self.step % self.cfg.val_every == 0 or self.step == until:
+                val = last_val = self.validate()
+                self._log({"step": self.step, "val": val})
+            if val is not None or self.step % self.cfg.ckpt_every == 0:
+                self._save_checkpoints(val)
+                self.save_state()
+        return last_val
