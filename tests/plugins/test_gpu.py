@@ -1,0 +1,201 @@
+"""GPU checks: compiled kernels, the CUDA custom ops, and the AOT PTX launched as TensorRT would.
+
+Skipped with the reason on machines without CUDA (and without CuPy / TensorRT for those tests).
+The AOT test loads the very PTX the TensorRT plugin embeds, with CuPy, and launches it with the
+AOT grid/block/shared memory and the argument order TensorRT uses (inputs, int32 scalars, outputs).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from vggx.plugins import flow_warp, flow_warp_reference, temporal_attention, temporal_attention_reference
+from vggx.plugins.flow_warp import launch_flow_warp
+from vggx.plugins.temporal_attention import launch_temporal_attention
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton"),
+]
+
+FLOW_SHAPES = [(2, 3, 7, 11), (1, 64, 45, 80), (3, 17, 33, 65), (8, 64, 180, 320)]
+ATTN_SHAPES = [(1, 8, 64, 36, 64, 4), (2, 16, 64, 9, 17, 4), (1, 13, 24, 5, 7, 3), (1, 32, 128, 4, 8, 2)]
+
+
+def _flow_inputs(shape, dtype, scale=8.0, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    b, c, h, w = shape
+    x = torch.randn(b, c, h, w, device="cuda", generator=g).to(dtype)
+    flow = (torch.randn(b, 2, h, w, device="cuda", generator=g) * scale).to(dtype)
+    return x, flow
+
+
+def _qkv(shape, dtype, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    n, t, c, h, w, _ = shape
+    return (torch.randn(n, t, 3 * c, h, w, device="cuda", generator=g) * 2).to(dtype)
+
+
+class TestKernelsOnGpu:
+    @pytest.mark.parametrize("shape", FLOW_SHAPES)
+    def test_flow_warp_fp32(self, shape):
+        x, flow = _flow_inputs(shape, torch.float32)
+        torch.testing.assert_close(launch_flow_warp(x, flow), flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize("shape", FLOW_SHAPES)
+    def test_flow_warp_fp16(self, shape):
+        x, flow = _flow_inputs(shape, torch.float16)
+        expected = flow_warp_reference(x.float(), flow.float())
+        torch.testing.assert_close(launch_flow_warp(x, flow).float(), expected, atol=2e-3, rtol=2e-3)
+
+    @pytest.mark.parametrize("shape", ATTN_SHAPES)
+    def test_attention_fp32(self, shape):
+        qkv = _qkv(shape, torch.float32)
+        heads = shape[-1]
+        expected = temporal_attention_reference(qkv, heads)
+        torch.testing.assert_close(launch_temporal_attention(qkv, heads), expected, atol=1e-5, rtol=1e-5)
+
+    @pytest.mark.parametrize("shape", ATTN_SHAPES)
+    def test_attention_fp16(self, shape):
+        qkv = _qkv(shape, torch.float16)
+        heads = shape[-1]
+        expected = temporal_attention_reference(qkv.float(), heads)
+        out = launch_temporal_attention(qkv, heads)
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    def test_custom_ops_dispatch_to_kernels_on_cuda(self):
+        x, flow = _flow_inputs((2, 8, 16, 24), torch.float16)
+        torch.testing.assert_close(flow_warp(x, flow), launch_flow_warp(x, flow), atol=0, rtol=0)
+        qkv = _qkv((1, 8, 16, 6, 10, 2), torch.float16)
+        torch.testing.assert_close(
+            temporal_attention(qkv, 2), launch_temporal_attention(qkv, 2), atol=0, rtol=0
+        )
+
+    def test_kernel_on_a_side_stream(self):
+        x, flow = _flow_inputs((1, 4, 32, 32), torch.float32)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        out = launch_flow_warp(x, flow, stream=stream.cuda_stream)
+        stream.synchronize()
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+
+def _cc() -> int:
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def _launch_ptx(kernel, inputs, outputs):
+    """Launch an AotKernel with CuPy the way TensorRT's AOT plugin does."""
+    cupy = pytest.importorskip("cupy")
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{kernel.name}.ptx")
+        with open(path, "w") as f:
+            f.write(kernel.ptx)
+        module = cupy.RawModule(path=path)
+        function = module.get_function(kernel.name)
+    args = (
+        *(cupy.asarray(t) for t in inputs),
+        *(np.int32(v) for v in kernel.scalar_args),
+        *(cupy.asarray(t) for t in outputs),
+    )
+    torch.cuda.synchronize()
+    function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem)
+    cupy.cuda.Device().synchronize()
+
+
+class TestAotPtxWithCupy:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", [(2, 16, 37, 53), (1, 3, 64, 96)])
+    def test_flow_warp_ptx(self, shape, dtype):
+        from vggx.plugins.tensorrt import compile_aot
+
+        x, flow = _flow_inputs(shape, dtype)
+        out = torch.full_like(x, float("nan"))
+        kernel = compile_aot("flow_warp", shape, dtype, cc=_cc())
+        _launch_ptx(kernel, (x, flow), (out,))
+        expected = flow_warp_reference(x.float(), flow.float())
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", [(1, 8, 64, 36, 64, 4), (2, 16, 32, 9, 17, 2), (1, 5, 12, 7, 3, 3)])
+    def test_attention_ptx(self, shape, dtype):
+        from vggx.plugins.tensorrt import compile_aot
+
+        n, t, c, h, w, heads = shape
+        qkv = _qkv(shape, dtype)
+        out = torch.full((n, t, c, h, w), float("nan"), device="cuda", dtype=dtype)
+        kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=heads, cc=_cc())
+        _launch_ptx(kernel, (qkv,), (out,))
+        expected = temporal_attention_reference(qkv.float(), heads)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol)
+
+
+@pytest.mark.tensorrt
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None, reason="needs TensorRT")
+class TestTensorRTEngine:
+    """One-node ONNX model -> TensorRT engine with the AOT plugin -> run; compare with the reference."""
+
+    def _run_engine(self, model, feeds: dict[str, torch.Tensor], out_shape, out_dtype):
+        import tensorrt as trt
+        from vggx.plugins.tensorrt import register_plugins
+
+        register_plugins()
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        network = builder.create_network(0)
+        parser = trt.OnnxParser(network, logger)
+        assert parser.parse(model.SerializeToString()), [
+            str(parser.get_error(i)) for i in range(parser.num_errors)
+        ]
+        config = builder.create_builder_config()
+        plan = builder.build_serialized_network(network, config)
+        assert plan is not None, "engine build failed"
+        engine = trt.Runtime(logger).deserialize_cuda_engine(plan)
+        context = engine.create_execution_context()
+        out = torch.empty(out_shape, device="cuda", dtype=out_dtype)
+        for name, tensor in feeds.items():
+            context.set_input_shape(name, tuple(tensor.shape))
+            context.set_tensor_address(name, tensor.data_ptr())
+        context.set_tensor_address("out", out.data_ptr())
+        stream = torch.cuda.current_stream()
+        assert context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+        return out
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_flow_warp_engine(self, dtype):
+        from onnx import TensorProto
+        from vggx.plugins.onnx import infer_plugin_shapes, plugin_model
+
+        shape = (2, 8, 24, 40)
+        onnx_type = TensorProto.FLOAT if dtype == torch.float32 else TensorProto.FLOAT16
+        model = infer_plugin_shapes(plugin_model("flow_warp", [list(shape), [2, 2, 24, 40]], onnx_type))
+        x, flow = _flow_inputs(shape, dtype)
+        out = self._run_engine(model, {"x": x, "flow": flow}, shape, dtype)
+        expected = flow_warp_reference(x.float(), flow.float())
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_attention_engine(self, dtype):
+        from onnx import TensorProto
+        from vggx.plugins.onnx import infer_plugin_shapes, plugin_model
+
+        n, t, c, h, w, heads = 1, 8, 32, 12, 20, 2
+        onnx_type = TensorProto.FLOAT if dtype == torch.float32 else TensorProto.FLOAT16
+        model = infer_plugin_shapes(
+            plugin_model("temporal_attention", [[n, t, 3 * c, h, w]], onnx_type, heads=heads)
+        )
+        qkv = _qkv((n, t, c, h, w, heads), dtype)
+        out = self._run_engine(model, {"qkv": qkv}, (n, t, c, h, w), dtype)
+        expected = temporal_attention_reference(qkv.float(), heads)
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
