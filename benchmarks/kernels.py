@@ -1,0 +1,201 @@
+"""Kernel benchmark: the vggx Triton kernels against the PyTorch compositions they replace.
+
+    python -m vggx.benchmarks.kernels [--json PATH] [--iters N]
+
+For each case it reports milliseconds, effective bandwidth (ideal bytes read + written / time)
+and that bandwidth as a share of the GPU's copy bandwidth, which it measures first (a
+``clone`` of a 1 GiB tensor: read + write). The compositions are the obvious PyTorch code:
+
+- flow_warp: build the sampling grid (in the input dtype, as FP16 code would) + ``grid_sample``;
+- temporal attention: transposes to (pixels, heads, T, d) + ``scaled_dot_product_attention``
+  + the transpose back to [N, T, C, H, W].
+
+Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``).
+CUDA only: on a machine without a GPU it exits with a message and status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench"]
+
+FLOW_WARP_CASES = [((8, 64, 180, 320), torch.float16), ((8, 64, 180, 320), torch.float32)]
+ATTENTION_CASES = [
+    ((1, t, 64, 360, 640), heads, dtype)
+    for t in (8, 16)
+    for heads in (4,)
+    for dtype in (torch.float16, torch.float32)
+]
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    """One case, kernel and composition timed side by side on the same inputs."""
+
+    op: str
+    shape: tuple[int, ...]
+    dtype: str
+    ideal_bytes: int
+    kernel_ms: float
+    torch_ms: float
+    kernel_gbps: float
+    torch_gbps: float
+    kernel_pct_of_copy: float
+    torch_pct_of_copy: float
+    speedup: float
+    max_err: float
+
+
+def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5) -> float:
+    """Median milliseconds of ``fn`` over ``iters`` CUDA-event-timed calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
+    """Device copy bandwidth in GB/s: ``clone`` of an ``nbytes`` tensor counts 2 * nbytes."""
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda").uniform_()
+    ms = _time_ms(lambda: src.clone(), iters)
+    return 2 * nbytes / (ms * 1e-3) / 1e9
+
+
+def _flow_warp_torch(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """The plain PyTorch composition, all in the input dtype."""
+    _, _, h, w = x.shape
+    ys = torch.arange(h, device=x.device, dtype=flow.dtype).view(1, h, 1)
+    xs = torch.arange(w, device=x.device, dtype=flow.dtype).view(1, 1, w)
+    gx = (xs + flow[:, 0]) * (2.0 / max(w - 1, 1)) - 1.0
+    gy = (ys + flow[:, 1]) * (2.0 / max(h - 1, 1)) - 1.0
+    grid = torch.stack((gx, gy), dim=-1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _attention_torch(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """Transposes + scaled_dot_product_attention + transpose back."""
+    n, t, c3, h, w = qkv.shape
+    c = c3 // 3
+    d = c // heads
+    x = qkv.view(n, t, 3, heads, d, h * w).permute(2, 0, 5, 3, 1, 4)  # (3, n, hw, heads, t, d)
+    out = F.scaled_dot_product_attention(x[0], x[1], x[2])  # (n, hw, heads, t, d)
+    return out.permute(0, 3, 2, 4, 1).reshape(n, t, c, h, w)
+
+
+def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResult:
+    k_gbps, t_gbps = nbytes / (k_ms * 1e-3) / 1e9, nbytes / (t_ms * 1e-3) / 1e9
+    return KernelResult(
+        op=op,
+        shape=tuple(shape),
+        dtype=str(dtype).removeprefix("torch."),
+        ideal_bytes=nbytes,
+        kernel_ms=round(k_ms, 4),
+        torch_ms=round(t_ms, 4),
+        kernel_gbps=round(k_gbps, 1),
+        torch_gbps=round(t_gbps, 1),
+        kernel_pct_of_copy=round(100 * k_gbps / copy_gbps, 1),
+        torch_pct_of_copy=round(100 * t_gbps / copy_gbps, 1),
+        speedup=round(t_ms / k_ms, 2),
+        max_err=float(err),
+    )
+
+
+def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
+    """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
+    from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
+    from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
+
+    copy_gbps = copy_gbps or measure_copy_bandwidth()
+    results = []
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    for shape, dtype in FLOW_WARP_CASES:
+        b, c, h, w = shape
+        x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
+        flow = (torch.randn((b, 2, h, w), device="cuda", generator=gen) * 8).to(dtype)
+        out = torch.empty_like(x)
+        nbytes = 2 * x.numel() * x.element_size() + flow.numel() * flow.element_size()
+        k_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters)
+        t_ms = _time_ms(lambda x=x, flow=flow: _flow_warp_torch(x, flow), iters)
+        err = (launch_flow_warp(x, flow).float() - flow_warp_reference(x.float(), flow.float())).abs().max()
+        results.append(_result("flow_warp", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        del x, flow, out
+    for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
+        qkv = torch.randn((n, t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
+        out = qkv.new_empty((n, t, c, h, w))
+        nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
+        k_ms = _time_ms(
+            lambda qkv=qkv, out=out, heads=heads: launch_temporal_attention(qkv, heads, out=out), iters
+        )
+        t_ms = _time_ms(lambda qkv=qkv, heads=heads: _attention_torch(qkv, heads), iters)
+        err = (
+            launch_temporal_attention(qkv, heads).float() - temporal_attention_reference(qkv, heads).float()
+        ).abs()
+        shape = (n, t, 3 * c, h, w)
+        results.append(
+            _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
+        )
+        del qkv, out
+        torch.cuda.empty_cache()
+    return copy_gbps, results
+
+
+def _print_table(copy_gbps: float, results: list[KernelResult]) -> None:
+    print(f"GPU: {torch.cuda.get_device_name()}  copy bandwidth: {copy_gbps:,.0f} GB/s")
+    head = f"{'op':<24}{'shape':<24}{'dtype':<9}{'kernel ms':>10}{'torch ms':>10}{'kernel %copy':>14}"
+    print(head + f"{'torch %copy':>13}{'speedup':>9}{'max err':>10}")
+    for r in results:
+        print(
+            f"{r.op:<24}{'x'.join(map(str, r.shape)):<24}{r.dtype:<9}{r.kernel_ms:>10.3f}{r.torch_ms:>10.3f}"
+            f"{r.kernel_pct_of_copy:>13.1f}%{r.torch_pct_of_copy:>12.1f}%{r.speedup:>8.1f}x{r.max_err:>10.1e}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m vggx.benchmarks.kernels", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
+    parser.add_argument("--iters", type=int, default=50, help="timed calls per case (median reported)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
+        return 2
+    copy_gbps, results = run_kernel_bench(args.iters)
+    _print_table(copy_gbps, results)
+    if args.json:
+        import triton
+
+        payload = {
+            "gpu": torch.cuda.get_device_name(),
+            "torch": torch.__version__,
+            "triton": triton.__version__,
+            "python": platform.python_version(),
+            "copy_gbps": round(copy_gbps, 1),
+            "results": [asdict(r) for r in results],
+        }
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
