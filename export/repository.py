@@ -1,0 +1,341 @@
+"""The Triton model repository: ``<repo>/vggx/config.pbtxt`` and ``<repo>/vggx/<version>/<artefact>``.
+
+One function builds the model configuration for every backend of DESIGN.md (``model_config``, pure, using
+the ``ModelConfig`` protobufs shipped in ``tritonclient``) and one writes it with the artefact into a new
+version folder (``write_model_repository``, atomic: a staging folder renamed into place).
+
+| backend         | config                          | version folder                    | instances |
+| --------------- | ------------------------------- | --------------------------------- | --------- |
+| ``tensorrt``    | platform ``tensorrt_plan``      | ``model.plan``                    | KIND_GPU  |
+| ``onnxruntime`` | platform ``onnxruntime_onnx``   | ``model.onnx`` (+ TensorRT EP)    | KIND_GPU  |
+| ``python``      | backend ``python``, ORT on CPU  | ``model.py``, ``model.onnx``      | KIND_CPU  |
+| ``torch``       | backend ``python``, FP16 torch  | ``model.py``, ``model.safetensors`` | KIND_GPU  |
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vggx.errors import ExportError
+from vggx.shapes import parse_size
+
+if TYPE_CHECKING:  # tritonclient is imported lazily (STYLE §10)
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+__all__ = [
+    "INPUT_NAME",
+    "MODEL_NAME",
+    "OUTPUT_NAME",
+    "Backend",
+    "ServingConfig",
+    "config_text",
+    "model_config",
+    "parse_config",
+    "write_model_repository",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "vggx"  # clients always call this model (DESIGN.md)
+INPUT_NAME = "lr"
+OUTPUT_NAME = "sr"
+CONFIG_FILE = "config.pbtxt"
+_TEMPLATES = Path(__file__).parent / "triton_models"
+
+
+class Backend(enum.Enum):
+    TENSORRT = "tensorrt"
+    ONNXRUNTIME = "onnxruntime"
+    PYTHON = "python"
+    TORCH = "torch"
+
+    @classmethod
+    def parse(cls, value: Backend | str) -> Backend:
+        if isinstance(value, cls):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ExportError(f"unknown backend {value!r}; choose one of "
+                              f"{', '.join(b.value for b in cls)}") from None
+
+    @property
+    def artefact_name(self) -> str:
+        """File name of the model artefact inside a version folder."""
+        return {Backend.TENSORRT: "model.plan", Backend.ONNXRUNTIME: "model.onnx",
+                Backend.PYTHON: "model.onnx", Backend.TORCH: "model.safetensors"}[self]
+
+    @property
+    def template(self) -> Path | None:
+        """The Python-backend ``model.py`` copied into the version folder, if this backend has one."""
+        return {Backend.PYTHON: _TEMPLATES / "onnxruntime_cpu.py",
+                Backend.TORCH: _TEMPLATES / "torch_gpu.py"}.get(self)
+
+    @property
+    def default_kind(self) -> str:
+        return "KIND_CPU" if self is Backend.PYTHON else "KIND_GPU"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Serving knobs of the model config beyond the tensor contract (the defaults suit the tiny model)."""
+
+    max_batch: int = 4  # max_batch_size: windows per batched execution (> 0)
+    queue_delay_us: int = 500  # dynamic batching: how long a request may wait for others, in microseconds
+    instances: int = 1  # model instances per device (instance_group count)
+    instance_kind: str | None = None  # "KIND_GPU" / "KIND_CPU"; None = the backend's default
+    warmup_size: tuple[int, int] | None = (64, 64)  # LR H, W of the warm-up window; None = no warm-up
+    trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, FP16
+    cpu_threads: int = 0  # python backend: ONNX Runtime intra-op threads per instance (0 = ORT default)
+    versions_served: int = 1  # version policy: serve the newest N version folders
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise ExportError(f"max_batch must be >= 1 (Triton's dynamic batching needs max_batch_size > 0), "
+                              f"got {self.max_batch}")
+        if self.queue_delay_us < 0:
+            raise ExportError(f"queue_delay_us must be >= 0, got {self.queue_delay_us}")
+        if self.instances < 1:
+            raise ExportError(f"instances must be >= 1, got {self.instances}")
+        if self.instance_kind not in (None, "KIND_GPU", "KIND_CPU"):
+            raise ExportError(f"instance_kind must be KIND_GPU or KIND_CPU, got {self.instance_kind!r}")
+        if self.cpu_threads < 0:
+            raise ExportError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
+        if self.versions_served < 1:
+            raise ExportError(f"versions_served must be >= 1, got {self.versions_served}")
+
+
+def model_config(
+    *,
+    backend: Backend | str,
+    metadata: Mapping[str, str],
+    window: int,
+    serving: ServingConfig = ServingConfig(),
+    name: str = MODEL_NAME,
+) -> ModelConfig:
+    """Build the Triton ``ModelConfig`` protobuf of ``backend`` (pure: no files are touched).
+
+    Args:
+        backend: ``tensorrt``, ``onnxruntime``, ``python`` or ``torch``.
+        metadata: the model metadata (``scale``, ``window``, ``size_multiple``, ``min_size``, ``max_size``,
+            ``name``, ``version``); published as config ``parameters``.
+        window: T, frames per window; the ``lr``/``sr`` dims are ``[T, -1, -1, 3]`` (batch dim excluded).
+        serving: batching, instance, warm-up and backend knobs.
+        name: the served model name.
+
+    Raises:
+        ExportError: inconsistent values (window vs metadata, accelerator on a non-ORT backend, ...).
+    """
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    backend = Backend.parse(backend)
+    if window < 1:
+        raise ExportError(f"window must be >= 1, got {window}")
+    if "window" in metadata and str(metadata["window"]) != str(window):
+        raise ExportError(f"window {window} does not match the model metadata (window={metadata['window']})")
+    if serving.trt_accelerator and backend is not Backend.ONNXRUNTIME:
+        raise ExportError(f"the TensorRT execution accelerator is an onnxruntime-backend option, "
+                          f"not {backend.value!r}")
+    kind = serving.instance_kind or backend.default_kind
+    if serving.trt_accelerator and kind != "KIND_GPU":
+        raise ExportError("the TensorRT execution accelerator needs KIND_GPU instances")
+
+    cfg = mc.ModelConfig(name=name, max_batch_size=serving.max_batch)
+    if backend is Backend.TENSORRT:
+        cfg.platform = "tensorrt_plan"
+    elif backend is Backend.ONNXRUNTIME:
+        cfg.platform = "onnxruntime_onnx"
+    else:
+        cfg.backend = "python"
+    cfg.version_policy.latest.num_versions = serving.versions_served
+    dims = [window, -1, -1, 3]
+    cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
+    cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
+    cfg.dynamic_batching.max_queue_delay_microseconds = serving.queue_delay_us
+    cfg.instance_group.add(name=f"{name}_{kind[5:].lower()}", kind=getattr(mc.ModelInstanceGroup, kind),
+                           count=serving.instances)
+
+    params = {str(k): str(v) for k, v in metadata.items()}
+    params["window"] = str(window)
+    params["serving_backend"] = backend.value
+    if backend is Backend.PYTHON:
+        params["cpu_threads"] = str(serving.cpu_threads)
+    if backend is Backend.TORCH:
+        params["precision"] = "fp16"
+    for key in sorted(params):
+        cfg.parameters[key].string_value = params[key]
+
+    if serving.trt_accelerator:
+        acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        # Keys of the onnxruntime backend's TensorRT EP (TRT_NOTES.md §5); FP16 as in the engine path.
+        acc.parameters.update({"precision_mode": "FP16", "max_workspace_size_bytes": str(4 << 30),
+                               "trt_engine_cache_enable": "1"})
+
+    if serving.warmup_size is not None:
+        h, w = _warmup_size(serving.warmup_size, metadata)
+        warm = cfg.model_warmup.add(name=f"zero_{h}x{w}", batch_size=1, count=1)
+        warm.inputs[INPUT_NAME].data_type = mc.TYPE_UINT8
+        warm.inputs[INPUT_NAME].dims.extend([window, h, w, 3])
+        warm.inputs[INPUT_NAME].zero_data = True
+    return cfg
+
+
+def config_text(config: ModelConfig) -> str:
+    """``config.pbtxt`` text of ``config`` (protobuf text format)."""
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def parse_config(text: str) -> ModelConfig:
+    """Parse ``config.pbtxt`` text with Triton's ModelConfig schema (``ExportError`` if it does not fit)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    try:
+        return text_format.Parse(text, mc.ModelConfig())
+    except text_format.ParseError as exc:
+        raise ExportError(f"not a valid Triton model config: {exc}") from None
+
+
+def write_model_repository(
+    repo: str | Path,
+    *,
+    backend: Backend | str,
+    artefact: str | Path | None,
+    metadata: Mapping[str, str],
+    window: int,
+    max_batch: int = 4,
+    version: int | None = None,
+    force: bool = False,
+    serving: ServingConfig | None = None,
+    name: str = MODEL_NAME,
+) -> Path:
+    """Write ``<repo>/<name>/config.pbtxt`` and a new version folder holding ``artefact``; return that folder.
+
+    The version is ``version``, else one past the newest existing. The folder is staged next to its final
+    place and renamed in, so a failure leaves nothing half-written; ``config.pbtxt`` is replaced atomically.
+
+    Args:
+        repo: the model repository root (``model_repository/``).
+        backend: see the module table; ``python``/``torch`` also get their ``model.py``.
+        artefact: the file to serve (``.plan``, ``.onnx``, ``.safetensors``), copied as the backend's file
+            name; ``None`` writes the config and ``model.py`` only (e.g. the engine is built elsewhere).
+        metadata: model metadata, published as config ``parameters``.
+        window: T of the exported model.
+        max_batch: ``max_batch_size`` (overrides ``serving.max_batch``).
+        version: version folder number (>= 1); ``None`` = next free.
+        force: replace an existing version folder (otherwise that is an error), and allow switching the
+            model to another backend.
+        serving: the other config knobs.
+        name: served model name.
+
+    Raises:
+        ExportError: the version exists (without ``force``), the artefact is missing, or writing failed.
+    """
+    backend = Backend.parse(backend)
+    serving = _replace(serving or ServingConfig(), max_batch=max_batch)
+    text = config_text(model_config(backend=backend, metadata=metadata, window=window, serving=serving,
+                                    name=name))
+    model_dir = Path(repo) / name
+    if artefact is not None:
+        artefact = Path(artefact)
+        if not artefact.is_file():
+            raise ExportError(f"artefact not found: {artefact}")
+    existing = _versions(model_dir)
+    if version is None:
+        version = max(existing, default=0) + 1
+    if version < 1:
+        raise ExportError(f"version must be >= 1, got {version}")
+    target = model_dir / str(version)
+    if target.exists() and not force:
+        raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
+                          f"another")
+    old = _read_existing(model_dir / CONFIG_FILE)
+    if old is not None and not force and _kind_of(old) != _kind_of(parse_config(text)):
+        raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
+                          f"{backend.value!r} or write to another --repo")
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    try:
+        if backend.template is not None:
+            shutil.copyfile(backend.template, staging / "model.py")
+        if artefact is not None:
+            shutil.copyfile(artefact, staging / backend.artefact_name)
+        staging.chmod(0o755)
+        _replace_dir(staging, target)
+        _write_text_atomic(model_dir / CONFIG_FILE, text)
+    except OSError as exc:
+        raise ExportError(f"writing the model repository at {model_dir} failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if artefact is None and backend.template is None:
+        log.warning("%s has no %s yet; build it there before serving", target, backend.artefact_name)
+    log.info("wrote %s (backend %s, version %d)", target, backend.value, version)
+    return target
+
+
+def _warmup_size(size: tuple[int, int], metadata: Mapping[str, str]) -> tuple[int, int]:
+    """``size`` clamped into the model's [min_size, max_size] (the warm-up must be a valid request)."""
+    lo = parse_size(metadata["min_size"]) if "min_size" in metadata else (1, 1)
+    hi = parse_size(metadata["max_size"]) if "max_size" in metadata else size
+    return tuple(min(max(s, a), b) for s, a, b in zip(size, lo, hi, strict=True))  # type: ignore[return-value]
+
+
+def _replace(serving: ServingConfig, **changes) -> ServingConfig:
+    import dataclasses
+
+    return dataclasses.replace(serving, **changes)
+
+
+def _versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+def _read_existing(path: Path) -> ModelConfig | None:
+    if not path.is_file():
+        return None
+    return parse_config(path.read_text())
+
+
+def _kind_of(cfg: ModelConfig) -> str:
+    """What a config serves: its platform, or python + its ``serving_backend`` parameter."""
+    if cfg.platform:
+        return cfg.platform
+    param = cfg.parameters.get("serving_backend")
+    return f"{cfg.backend}/{param.string_value}" if param is not None else cfg.backend
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename ``src`` onto ``dst``; an existing ``dst`` is moved aside first and removed after."""
+    if not dst.exists():
+        src.rename(dst)
+        return
+    trash = dst.with_name(f".old-{dst.name}-{os.getpid()}")
+    dst.rename(trash)
+    try:
+        src.rename(dst)
+    except OSError:
+        trash.rename(dst)
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,423 @@
+"""Triton Inference Server's life cycle: find ``tritonserver``, prepare its environment, start, wait, stop.
+
+``TritonServer`` owns one ``tritonserver`` process: entering it starts the server and waits until the model
+is READY; leaving it shuts the server down (SIGTERM, then SIGKILL of its process group after a grace
+period). The executable is the one on ``PATH`` (e.g. the NGC container), else the CPU build bundled in the
+``nvidia-pytriton`` wheel, whose Python backend needs a little setup (TRT_NOTES.md §9): a writable copy of
+``backends/`` with the stub for this Python, its shared libraries on ``LD_LIBRARY_PATH``, and this
+interpreter's environment first on ``PATH`` so ``model.py`` imports what this venv has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vggx.errors import ServerError
+
+__all__ = [
+    "CheckResult",
+    "Endpoints",
+    "ServerConfig",
+    "TritonInstall",
+    "TritonServer",
+    "check_model",
+    "find_tritonserver",
+    "free_port",
+    "wait_for_signal",
+]
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "vggx"
+_TAIL_LINES = 25
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """How to run ``tritonserver``; ports of 0 are replaced by free ones when the server starts."""
+
+    model_repository: Path = Path("model_repository")
+    host: str = "127.0.0.1"  # address all three endpoints bind to
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_name: str = MODEL_NAME  # the model whose READY state means "started"
+    log_file: Path | None = None  # server log; None = a new file under the vggx cache folder
+    startup_timeout_s: float = 300.0  # model loading + warm-up
+    shutdown_timeout_s: float = 30.0  # grace period after SIGTERM before SIGKILL
+    executable: Path | None = None  # tritonserver to run; None = PATH, else the nvidia-pytriton one
+    extra_args: tuple[str, ...] = field(default_factory=tuple)  # passed to tritonserver verbatim
+
+    def __post_init__(self) -> None:
+        for name in ("http_port", "grpc_port", "metrics_port"):
+            port = getattr(self, name)
+            if not 0 <= port <= 65535:
+                raise ServerError(f"{name.replace('_', '-')} must be 0 (any free port) .. 65535, got {port}")
+        if self.startup_timeout_s <= 0:
+            raise ServerError(f"startup timeout must be > 0 s, got {self.startup_timeout_s}")
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a started server listens; ``http``/``grpc`` are in tritonclient's ``host:port`` form."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+
+    @property
+    def http(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """A ``tritonserver`` executable; ``bundled``: the nvidia-pytriton build, ``root`` its tritonserver/."""
+
+    executable: Path
+    bundled: bool = False
+    root: Path | None = None
+
+
+def find_tritonserver(executable: str | Path | None = None) -> TritonInstall:
+    """``executable`` if given, else ``tritonserver`` on ``PATH``, else the one in ``nvidia-pytriton``.
+
+    Raises:
+        ServerError: none found (the message says what to install).
+    """
+    if executable is not None:
+        path = Path(executable)
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise ServerError(f"tritonserver executable not found or not executable: {path}")
+        root = path.parent.parent
+        return TritonInstall(path, bundled=_is_bundled(root), root=root)
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return TritonInstall(Path(on_path))
+    try:
+        import pytriton
+    except ImportError:
+        raise ServerError("no tritonserver on PATH and nvidia-pytriton is not installed: "
+                          "pip install 'vggx[serve]', or run inside the NGC Triton container") from None
+    root = Path(pytriton.__file__).parent / "tritonserver"
+    path = root / "bin" / "tritonserver"
+    if not path.is_file():
+        raise ServerError(f"nvidia-pytriton is installed but has no server binary at {path}")
+    return TritonInstall(path, bundled=True, root=root)
+
+
+def _is_bundled(root: Path) -> bool:
+    return (root / "python_backend_stubs").is_dir()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def cache_dir() -> Path:
+    """vggx's cache folder: ``$VGGX_CACHE_DIR``, else ``$XDG_CACHE_HOME/vggx``, else ``~/.cache/vggx``."""
+    if os.environ.get("VGGX_CACHE_DIR"):
+        return Path(os.environ["VGGX_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggx"
+
+
+def _prepare_bundled_backends(install: TritonInstall) -> Path:
+    """A writable ``backends/`` copy with the Python stub for this interpreter (built once, then reused)."""
+    assert install.root is not None
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = install.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise ServerError(f"nvidia-pytriton has no Python backend stub for Python {version} ({stub})")
+    stat = stub.stat()
+    key = f"{install.root}|{version}|{stat.st_size}|{stat.st_mtime_ns}"
+    key = hashlib.sha256(key.encode()).hexdigest()[:16]
+    target = cache_dir() / "triton-backends" / key
+    if (target / "python" / "triton_python_backend_stub").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
+    try:
+        shutil.copytree(install.root / "backends", staging / "backends")
+        shutil.copy2(stub, staging / "backends" / "python" / "triton_python_backend_stub")
+        try:
+            (staging / "backends").rename(target)
+        except OSError:  # another process won the race; its copy is as good as ours
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.debug("prepared Python backend in %s", target)
+    return target
+
+
+def _server_env(install: TritonInstall) -> dict[str, str]:
+    env = dict(os.environ)
+    # The Python backend stub runs the first python on PATH: make it this interpreter's environment.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    if sys.prefix != sys.base_prefix:
+        env["VIRTUAL_ENV"] = sys.prefix
+    if install.bundled and install.root is not None:
+        libs = [install.root / "external_libs", install.root / "lib",
+                install.root.parent.parent / "nvidia_pytriton.libs"]  # the stub links a bundled libcudart
+        extra = [str(p) for p in libs if p.is_dir()]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join([*extra, *filter(None, [env.get("LD_LIBRARY_PATH")])])
+    return env
+
+
+class TritonServer:
+    """Owns one ``tritonserver`` process: ``with TritonServer(cfg) as server:`` starts it and waits until
+    the model is READY; leaving the block stops it. ``start``/``stop`` do the same by hand.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.process: subprocess.Popen | None = None
+        self.endpoints: Endpoints | None = None
+        self.log_path: Path | None = None
+        self.install: TritonInstall | None = None
+        self._log_file = None
+
+    def __enter__(self) -> TritonServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def command(self, install: TritonInstall, endpoints: Endpoints) -> list[str]:
+        cfg = self.config
+        cmd = [str(install.executable), f"--model-repository={Path(cfg.model_repository).resolve()}"]
+        for proto, port in (("http", endpoints.http_port), ("grpc", endpoints.grpc_port),
+                            ("metrics", endpoints.metrics_port)):
+            cmd += [f"--{proto}-address={cfg.host}", f"--{proto}-port={port}"]
+        cmd += [f"--exit-timeout-secs={max(1, int(cfg.shutdown_timeout_s) - 5)}", "--strict-readiness=true"]
+        if install.bundled:
+            cmd.append(f"--backend-directory={_prepare_bundled_backends(install)}")
+        return [*cmd, *cfg.extra_args]
+
+    def start(self) -> TritonServer:
+        """Start the server and block until the model is READY.
+
+        Raises:
+            ServerError: no repository/executable, the server exited (the message quotes the log's last
+                lines), or the model was not ready within ``startup_timeout_s`` (the server is stopped).
+        """
+        if self.process is not None:
+            raise ServerError("this TritonServer is already running")
+        cfg = self.config
+        repo = Path(cfg.model_repository)
+        if not (repo / cfg.model_name / "config.pbtxt").is_file():
+            raise ServerError(f"{repo} holds no model {cfg.model_name!r} "
+                              f"({repo / cfg.model_name / 'config.pbtxt'} is missing); run vggx export first")
+        self.install = find_tritonserver(cfg.executable)
+        ports = [p or free_port(cfg.host) for p in (cfg.http_port, cfg.grpc_port, cfg.metrics_port)]
+        if len(set(ports)) != 3:
+            raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+        self.endpoints = Endpoints(cfg.host, *ports)
+        cmd = self.command(self.install, self.endpoints)
+        self.log_path = Path(cfg.log_file) if cfg.log_file else (
+            cache_dir() / "logs" / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting %s (log: %s)", " ".join(cmd), self.log_path)
+        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            # Own session: Ctrl-C in the terminal reaches us, not the server; we shut it down in order.
+            self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
+                                            stderr=subprocess.STDOUT, env=_server_env(self.install),
+                                            start_new_session=True)
+        except OSError as exc:
+            self._close_log()
+            raise ServerError(f"cannot run {cmd[0]}: {exc}") from exc
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _probe_host(self) -> str:
+        host = self.config.host
+        return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
+
+    def _wait_ready(self) -> None:
+        assert self.process is not None and self.endpoints is not None
+        url = (f"http://{self._probe_host()}:{self.endpoints.http_port}"
+               f"/v2/models/{self.config.model_name}/ready")
+        deadline = time.monotonic() + self.config.startup_timeout_s
+        while True:
+            code = self.process.poll()
+            if code is not None:
+                raise ServerError(f"tritonserver exited with code {code} before model "
+                                  f"{self.config.model_name!r} was ready; last lines of {self.log_path}:\n"
+                                  f"{self.log_tail()}")
+            with contextlib.suppress(urllib.error.URLError, OSError), \
+                    urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    log.info("model %s ready at %s", self.config.model_name, self.endpoints.http)
+                    return
+            if time.monotonic() > deadline:
+                raise ServerError(f"model {self.config.model_name!r} not ready after "
+                                  f"{self.config.startup_timeout_s:.0f} s; last lines of {self.log_path}:\n"
+                                  f"{self.log_tail()}")
+            time.sleep(0.25)
+
+    def log_tail(self, lines: int = _TAIL_LINES) -> str:
+        """The last ``lines`` lines of the server log."""
+        if self.log_path is None or not self.log_path.is_file():
+            return "(no log)"
+        with open(self.log_path, "rb") as f:
+            tail = deque(f, maxlen=lines)
+        return b"".join(tail).decode("utf-8", errors="replace").rstrip()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block while the server runs (at most ``timeout`` s); ``ServerError`` if it exits by itself."""
+        if self.process is None:
+            raise ServerError("the server is not started")
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        raise ServerError(f"tritonserver exited with code {code}; last lines of {self.log_path}:\n"
+                          f"{self.log_tail()}")
+
+    def stop(self) -> int | None:
+        """Shut the server down (SIGTERM, then SIGKILL of its process group); return its exit code."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return None
+        code = proc.poll()
+        if code is None:
+            proc.send_signal(signal.SIGTERM)  # Triton finishes in-flight requests, unloads, exits
+            try:
+                code = proc.wait(self.config.shutdown_timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver did not stop within %.0f s; killing it",
+                            self.config.shutdown_timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its backend stubs
+                code = proc.wait()
+        self._close_log()
+        log.info("tritonserver exited with code %s", code)
+        return code
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def wait_for_signal(server: TritonServer) -> None:
+    """Block until Ctrl-C or SIGTERM (raised here as ``KeyboardInterrupt``) or until the server dies.
+
+    Raises:
+        KeyboardInterrupt: on SIGINT/SIGTERM; the caller's ``with`` block then stops the server.
+        ServerError: the server exited by itself.
+    """
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise) if main else None
+    try:
+        while True:
+            server.wait(timeout=1.0)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    model: str
+    versions: list[str]
+    input_shape: list[int]
+    output_shape: list[int]
+    latency_s: float
+
+
+def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc",
+                size: tuple[int, int] | None = None) -> CheckResult:
+    """Send one window of random frames to ``model_name`` at ``url`` and check the answer's shape and type.
+
+    ``size`` (LR H, W) defaults to a small valid size from the model's ``min_size`` parameter.
+
+    Raises:
+        ServerError: the server or model is not ready, the request failed, or the output is wrong.
+    """
+    import numpy as np
+    from tritonclient.utils import InferenceServerException
+
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    elif protocol == "http":
+        import tritonclient.http as tc
+    else:
+        raise ServerError(f"protocol must be grpc or http, got {protocol!r}")
+    try:
+        with tc.InferenceServerClient(url) as client:
+            if not client.is_model_ready(model_name):
+                raise ServerError(f"model {model_name!r} is not ready at {url}")
+            params, window = _params_and_window(client.get_model_config(model_name), protocol)
+            meta = client.get_model_metadata(model_name)
+            versions = list(meta.versions) if protocol == "grpc" else list(meta.get("versions", []))
+            scale = int(params.get("scale", "4"))
+            if size is None:
+                lo = [int(v) for v in params.get("min_size", "16x16").split("x")]
+                size = (max(lo[0], 32), max(lo[1], 32))
+            x = np.random.default_rng(0).integers(0, 256, (1, window, *size, 3), dtype=np.uint8)
+            inp = tc.InferInput("lr", list(x.shape), "UINT8")
+            inp.set_data_from_numpy(x)
+            start = time.perf_counter()
+            result = client.infer(model_name, [inp], outputs=[tc.InferRequestedOutput("sr")])
+            latency = time.perf_counter() - start
+            sr = result.as_numpy("sr")
+    except InferenceServerException as exc:
+        raise ServerError(f"check request to {model_name!r} at {url} failed: {exc}") from None
+    expected = [1, window, size[0] * scale, size[1] * scale, 3]
+    if sr is None or list(sr.shape) != expected or sr.dtype != np.uint8:
+        got = None if sr is None else f"{sr.dtype} {list(sr.shape)}"
+        raise ServerError(f"check request returned {got}, expected uint8 {expected}")
+    return CheckResult(model_name, versions, list(x.shape), list(sr.shape), latency)
+
+
+def _params_and_window(config, protocol: str) -> tuple[dict[str, str], int]:
+    if protocol == "grpc":
+        params = {k: v.string_value for k, v in config.config.parameters.items()}
+        dims = list(config.config.input[0].dims)
+    else:
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        dims = config["input"][0]["dims"]
+    return params, int(params.get("window", dims[0]))
