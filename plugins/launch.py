@@ -19,9 +19,11 @@ __all__ = [
     "FLOW_WARP_BLOCK",
     "FLOW_WARP_C_BLOCK",
     "FLOW_WARP_NUM_WARPS",
+    "AttentionTile",
     "KernelLaunch",
     "attention_config",
     "attention_grid",
+    "attention_tile",
     "cdiv",
     "check_attention_limits",
     "flow_warp_config",
@@ -37,6 +39,7 @@ ATTENTION_MAX_T = 32  # frames
 ATTENTION_MAX_HEAD_DIM = 64  # channels per head
 _ATTENTION_SCORE_ELEMS = 8192  # fp32 elements of the [T, T, pixels] score tile per program
 _ATTENTION_NUM_WARPS = 4
+_ATTENTION_FULL_UNROLL_MAX_D = 16  # head dims up to this unroll fully (no spills at sm_90, ptxas)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -90,34 +93,63 @@ def check_attention_limits(t: int, d: int) -> None:
         )
 
 
-def _attention_tiles(t: int) -> tuple[int, int]:
+@dataclass(frozen=True)
+class AttentionTile:
+    """Work of one attention program: ``q_block`` query frames x ``p_block`` pixels, ``num_warps``."""
+
+    q_block: int
+    p_block: int
+    num_warps: int
+
+
+def attention_tile(t: int, d: int = 16) -> AttentionTile:
+    """Tile for ``t`` frames and head dim ``d``: the [q_block, T_BLOCK, p_block] score tile stays at
+    ``_ATTENTION_SCORE_ELEMS`` fp32 values or fewer (registers, no spills), splitting the queries
+    before shrinking the pixel block below 32 (narrower rows waste DRAM sectors)."""
     t_block = next_power_of_2(t)
-    p_block = max(8, min(128, _ATTENTION_SCORE_ELEMS // (t_block * t_block)))
-    return t_block, p_block
+    q_block = t_block
+    p_block = 128
+    while q_block * t_block * p_block > _ATTENTION_SCORE_ELEMS:
+        if p_block > 32:
+            p_block //= 2
+        elif q_block > 4:
+            q_block //= 2
+        else:
+            p_block = max(8, p_block // 2)
+            if p_block == 8:
+                break
+    return AttentionTile(q_block=q_block, p_block=p_block, num_warps=_ATTENTION_NUM_WARPS)
 
 
 def attention_grid(
-    n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv
+    n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv, d: int = 16
 ) -> tuple:
-    """Programs along (pixels, heads, batch); ``t`` must be a plain int (it picks the tile)."""
-    _, p_block = _attention_tiles(t)
-    return (cdiv(h * w, p_block), heads, n)
+    """Programs along (query blocks x pixel blocks, heads, batch); ``t`` and ``d`` are plain ints."""
+    tile = attention_tile(t, d)
+    return (cdiv(h * w, tile.p_block) * (-(-t // tile.q_block)), heads, n)
 
 
 def attention_config(n: int, t: int, c: int, h: int, w: int, heads: int) -> KernelLaunch:
     """Launch of the temporal-attention kernel for ``qkv`` ``(n, t, 3c, h, w)``.
 
-    One program owns ``P_BLOCK`` pixels of one (batch, head) and all T frames: it reads q, k, v
-    once, keeps the [T, T, P_BLOCK] scores in registers and writes the output once. ``P_BLOCK``
-    shrinks as T grows so that tile stays at ``_ATTENTION_SCORE_ELEMS`` elements.
+    One program owns ``P_BLOCK`` pixels of one (batch, head), ``Q_BLOCK`` query frames and all T
+    key frames: it reads q, k, v straight from the NTCHW layout, keeps the [Q_BLOCK, T, P_BLOCK]
+    scores in registers and writes its output once (see :func:`attention_tile`).
     """
     if heads < 1 or c % heads:
         raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
     d = c // heads
     check_attention_limits(t, d)
-    t_block, p_block = _attention_tiles(t)
+    tile = attention_tile(t, d)
     return KernelLaunch(
-        grid=attention_grid(n, t, h, w, heads),
-        num_warps=_ATTENTION_NUM_WARPS,
-        constexprs={"D": d, "T_BLOCK": t_block, "P_BLOCK": p_block, "SCALE": 1.0 / math.sqrt(d)},
+        grid=attention_grid(n, t, h, w, heads, d=d),
+        num_warps=tile.num_warps,
+        constexprs={
+            "D": d,
+            "T_BLOCK": next_power_of_2(t),
+            "Q_BLOCK": tile.q_block,
+            "P_BLOCK": tile.p_block,
+            "SCALE": 1.0 / math.sqrt(d),
+            "UNROLL": d if d <= _ATTENTION_FULL_UNROLL_MAX_D else 1,
+        },
     )

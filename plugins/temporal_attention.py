@@ -78,53 +78,64 @@ def temporal_attention_kernel(
     out_ptr,
     D: tl.constexpr,
     T_BLOCK: tl.constexpr,
+    Q_BLOCK: tl.constexpr,
     P_BLOCK: tl.constexpr,
     SCALE: tl.constexpr,
+    UNROLL: tl.constexpr,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
-    Grid ``(cdiv(H*W, P_BLOCK), heads, N)``. A program owns ``P_BLOCK`` pixels of one (n, head)
-    and all ``T <= T_BLOCK`` frames: it reads every q, k, v element of them exactly once straight
-    from the [N, T, 3C, H, W] layout (channel ``head*D + j`` of the q/k/v block), keeps the
-    ``[T_BLOCK, T_BLOCK, P_BLOCK]`` scores in registers, and writes [N, T, C, H, W] once.
+    Grid ``(cdiv(T, Q_BLOCK) * cdiv(H*W, P_BLOCK), heads, N)``. A program owns ``P_BLOCK`` pixels
+    of one (n, head), ``Q_BLOCK`` query frames and all ``T <= T_BLOCK`` key frames: it reads its
+    q, k, v straight from the [N, T, 3C, H, W] layout (channel ``head*D + j`` of the q/k/v block),
+    keeps the ``[Q_BLOCK, T_BLOCK, P_BLOCK]`` scores in registers, and writes its part of
+    [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
+    ``UNROLL`` unrolls the loops over the head dim (fully for d <= 16: more loads in flight; not
+    at all above, where full unrolling spills registers and takes ~45 s to compile at d = 64).
     Argument order = inputs, int32 scalars, outputs (TensorRT's AOT launch order).
     """
-    pid_p = tl.program_id(0)
+    pid = tl.program_id(0)
     head = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
+    q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
+    pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
+    pid_p = pid // q_blocks
     hw = HW.to(tl.int64)
     offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-    frames = tl.arange(0, T_BLOCK)
-    mask = (frames < T)[:, None] & (offs_p < HW)[None, :]  # [T_BLOCK, P_BLOCK]
+    queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
+    keys = tl.arange(0, T_BLOCK)
+    pixel_ok = (offs_p < HW)[None, :]
+    q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
+    k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
 
     in_frame = 3 * C * hw  # elements per input frame
     q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
     k_ptr = q_ptr + C * hw
     v_ptr = k_ptr + C * hw
-    in_rows = frames.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+    q_rows = queries.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+    k_rows = keys.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
 
     # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
     # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
     # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
-    scores = tl.full((T_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-    for j in tl.static_range(D):
-        q = tl.load(q_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
-        k = tl.load(k_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
+    scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
+    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+        q = tl.load(q_ptr + j * hw + q_rows, mask=q_mask, other=0.0).to(tl.float32)
+        k = tl.load(k_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
         scores += q[:, None, :] * k[None, :, :]
     scores = scores * SCALE
-    key_ok = (frames < T)[None, :, None]
-    scores = tl.where(key_ok, scores, float("-inf"))
+    scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
     peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
     p = tl.exp(scores - peak[:, None, :])
     p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
 
     out_frame = C * hw
     o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-    out_rows = frames.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
-    for j in tl.static_range(D):
-        v = tl.load(v_ptr + j * hw + in_rows, mask=mask, other=0.0).to(tl.float32)
+    out_rows = queries.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
+    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+        v = tl.load(v_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
         o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-        tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=mask)
+        tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 
 
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)

@@ -316,6 +316,6 @@ def _register(trt: Any, trtp: Any) -> None:  # pragma: no cover - needs TensorRT
             _constexpr_key(cfg.constexprs, cfg.num_warps),
             _device_cc(),
         )
-        grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv)
+        grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads)
         lp = launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
         return ptx.name.encode(), ptx.ptx.encode(), lp, sym((t, c, h * w))

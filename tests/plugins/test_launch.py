@@ -8,6 +8,7 @@ from vggx.plugins.launch import (
     FLOW_WARP_C_BLOCK,
     attention_config,
     attention_grid,
+    attention_tile,
     cdiv,
     flow_warp_config,
     flow_warp_grid,
@@ -38,15 +39,25 @@ def test_flow_warp_grid_issue_shape():
 
 
 @pytest.mark.parametrize("t", [1, 2, 3, 8, 9, 16, 17, 32])
-def test_attention_tile_holds_all_frames_and_bounded_scores(t):
+def test_attention_tile_holds_all_keys_and_bounded_scores(t):
     cfg = attention_config(1, t, 64, 360, 640, 4)
-    tb, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["P_BLOCK"]
+    tb, qb, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["Q_BLOCK"], cfg.constexprs["P_BLOCK"]
     assert tb >= t and tb == next_power_of_2(t)
+    assert qb <= tb and qb & (qb - 1) == 0
     assert pb & (pb - 1) == 0 and pb >= 8
-    assert tb * tb * pb <= 8192  # score tile stays in registers
-    assert cfg.grid == (cdiv(360 * 640, pb), 4, 1)
-    assert cfg.constexprs["D"] == 16
+    assert qb * tb * pb <= 8192  # score tile stays in registers
+    assert cfg.grid == (cdiv(360 * 640, pb) * cdiv(t, qb), 4, 1)
+    assert cfg.constexprs["D"] == 16 and cfg.constexprs["UNROLL"] == 16
     assert cfg.constexprs["SCALE"] == pytest.approx(0.25)
+
+
+def test_attention_reads_each_input_once_up_to_16_frames():
+    for t in range(1, 17):
+        assert attention_tile(t).q_block >= t
+
+
+def test_attention_large_head_dims_do_not_unroll():
+    assert attention_config(1, 8, 128, 4, 4, 2).constexprs["UNROLL"] == 1
 
 
 def test_attention_grid_issue_shapes():
