@@ -164,6 +164,47 @@ def train(
     console.print(f"checkpoint: {out / 'latest.safetensors'}")
 
 
+@app.command()
+@handle_errors
+def serve(
+    model_repository: Annotated[Path, typer.Option("--model-repository", help="Triton model repository")
+                                ] = Path("model_repository"),
+    host: Annotated[str, typer.Option("--host", help="address to bind (0.0.0.0: all)")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0 = any free port)")] = 8000,
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 = any free port)")] = 8001,
+    metrics_port: Annotated[int, typer.Option("--metrics-port", help="metrics port (0 = any free)")] = 8002,
+    check: Annotated[bool, typer.Option("--check", help="load, run one request, exit 0/1")] = False,
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="server log [default: in the cache]")
+                        ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the model")] = 300.0,
+) -> None:
+    """Run Triton Inference Server on a model repository until Ctrl-C (or SIGTERM).
+
+    Example: vggx serve --model-repository model_repository --http-port 0 --grpc-port 0 --metrics-port 0
+    """
+    from vggx.server import ServerConfig, TritonServer, check_model, wait_for_signal
+
+    cfg = ServerConfig(model_repository=model_repository, host=host, http_port=http_port, grpc_port=grpc_port,
+                       metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout)
+    with TritonServer(cfg) as server:
+        ep = server.endpoints
+        console.print(f"model {cfg.model_name} ready\n  HTTP     http://{ep.http}\n  gRPC     {ep.grpc}\n"
+                      f"  metrics  {ep.metrics}\n  server   {server.install.executable}\n"
+                      f"  log      {server.log_path}", highlight=False, soft_wrap=True)
+        if check:
+            result = check_model(ep.grpc, cfg.model_name)
+            console.print(f"check ok: {result.input_shape} -> {result.output_shape} uint8 in "
+                          f"{result.latency_s * 1e3:.0f} ms (versions {', '.join(result.versions)})",
+                          highlight=False)
+            return
+        console.print("serving; Ctrl-C to stop")
+        try:
+            wait_for_signal(server)
+        except KeyboardInterrupt:
+            console.print("stopping the server")
+    console.print("server stopped")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
