@@ -96,8 +96,9 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
     flow_base = flow_ptr + b * 2 * hw
     fx = tl.load(flow_base + offs, mask=inside, other=0.0).to(tl.float32)
     fy = tl.load(flow_base + hw + offs, mask=inside, other=0.0).to(tl.float32)
-    wm1 = (W - 1).to(tl.float32)
-    hm1 = (H - 1).to(tl.float32)
+    # (written so that H or W == 1, which Triton may specialise into a constant, still compiles)
+    wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
+    hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
     # normalise as the reference does (a size of 1 maps every coordinate to pixel 0) ...
     gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
     gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0

@@ -100,7 +100,7 @@ def temporal_attention_kernel(
     q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
     pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
     pid_p = pid // q_blocks
-    hw = HW.to(tl.int64)
+    hw = tl.full((), 0, tl.int64) + HW  # int64 offsets; HW == 1 may arrive as a constant
     offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
     queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
     keys = tl.arange(0, T_BLOCK)

@@ -131,3 +131,36 @@ def test_register_plugins_without_tensorrt_says_so():
         TensorRTNotInstalledError, match=r"TensorRT is not installed \(pip install 'vggx\[gpu\]'"
     ):
         register_plugins()
+
+
+@needs_triton
+@pytest.mark.parametrize(
+    ("op", "one"), [("flow_warp", "C"), ("flow_warp", "H"), ("flow_warp", "W"), ("temporal_attention", "HW")]
+)
+def test_kernels_compile_with_a_size_specialised_to_1(op, one):
+    """Triton's JIT may turn an int argument equal to 1 into a constant; the kernels must still compile."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from vggx.plugins.flow_warp import FLOW_WARP_KERNEL
+    from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
+
+    if op == "flow_warp":
+        kernel = FLOW_WARP_KERNEL
+        signature = {
+            "x_ptr": "*fp32",
+            "flow_ptr": "*fp32",
+            "C": "i32",
+            "H": "i32",
+            "W": "i32",
+            "out_ptr": "*fp32",
+        }
+        constexprs = {"BLOCK": 512, "C_BLOCK": 16}
+    else:
+        kernel = TEMPORAL_ATTENTION_KERNEL
+        signature = {"qkv_ptr": "*fp16", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": "*fp16"}
+        constexprs = {"D": 2, "T_BLOCK": 4, "Q_BLOCK": 4, "P_BLOCK": 128, "SCALE": 0.5, "UNROLL": 2}
+    constexprs[one] = 1
+    signature.update(dict.fromkeys(constexprs, "constexpr"))
+    src = triton.compiler.ASTSource(fn=kernel.jit(), signature=signature, constexprs=constexprs)
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    assert compiled.asm["ptx"]
