@@ -1,0 +1,19 @@
+"""Clients of the vggx model: in-process runners, the Triton client, windowing/tiling and ``upscale``."""
+
+from .model_info import ModelInfo
+from .pipeline import UpscaleConfig, UpscaleProgress, UpscaleResult, upscale, upscale_frames
+from .runners import Backend, BackendConfig, Runner, TritonProtocol, open_runner
+
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "ModelInfo",
+    "Runner",
+    "TritonProtocol",
+    "UpscaleConfig",
+    "UpscaleProgress",
+    "UpscaleResult",
+    "open_runner",
+    "upscale",
+    "upscale_frames",
+]

@@ -1,0 +1,371 @@
+"""The upscale pipeline: decode ► windows ► tiles ► infer ► stitch ► encode (+ audio), overlapped.
+
+Three kinds of thread run at once, joined by bounded queues: one decodes and cuts windows, ``concurrency``
+workers run the model (each window's tiles in turn), and the calling thread puts windows back in order
+and encodes them. A semaphore caps the windows between "decoded" and "encoded" at ``concurrency + 2``,
+so memory depends on the window and frame size, never on the video's length. The first error in any
+thread stops the others; the output is then deleted (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from vggx.errors import ConfigError, VideoError
+from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_output_path, open_video
+
+from .runners import BackendConfig, Runner, open_runner
+from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
+
+__all__ = ["UpscaleConfig", "UpscaleProgress", "UpscaleResult", "upscale", "upscale_frames"]
+
+log = logging.getLogger(__name__)
+
+_POLL_S = 0.1  # how often blocked threads look at the stop flag
+
+
+@dataclass(frozen=True)
+class UpscaleConfig:
+    """One ``vggx upscale`` run."""
+
+    input: Path
+    output: Path
+    backend: BackendConfig = field(default_factory=BackendConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+    concurrency: int = 1  # windows in flight (Triton requests at once; in-process runs share the cores)
+    start: float = 0.0  # seconds into the input
+    frames: int | None = None  # stop after this many frames (a preview)
+    compare: bool = False  # write bicubic | vggx side by side
+    context: int | None = None  # frames of temporal context on each side of a window; None = window // 4
+    tile_overlap: int | None = None  # LR pixels; None = an eighth of the model's max size (>= 2 multiples)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.concurrency <= 64:
+            raise ConfigError(f"--concurrency must be in 1..64, got {self.concurrency}")
+        if self.start < 0:
+            raise ConfigError(f"--start must be >= 0 seconds, got {self.start}")
+        if self.frames is not None and self.frames < 1:
+            raise ConfigError(f"--frames must be >= 1, got {self.frames}")
+
+
+@dataclass(frozen=True)
+class UpscaleResult:
+    output: Path
+    frames: int
+    seconds: float  # wall time from the first decoded frame to the renamed output
+    output_bytes: int
+    input_size: tuple[int, int]  # (h, w)
+    output_size: tuple[int, int]  # (h, w) of the written frames
+    windows: int
+    tiles_per_window: int
+    backend: str
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+
+class UpscaleProgress(Protocol):
+    """Receives progress from :func:`upscale` (the CLI draws a bar from it)."""
+
+    def start(self, total: int | None, description: str) -> None: ...
+
+    def advance(self, frames: int) -> None: ...
+
+
+def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
+                   tile_overlap: int | None = None) -> np.ndarray:
+    """Run one window: ``frames`` uint8 ``(T, h, w, 3)`` -> uint8 ``(k, s·h, s·w, 3)`` for ``frames[keep]``.
+
+    Frames larger than the model's max size are tiled (feathered overlaps, see ``windows.py``);
+    frames smaller than its min size are edge-padded and cropped back.
+    """
+    info = runner.info
+    _, h, w, _ = frames.shape
+    s = info.scale
+    plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
+    if plan.count == 1:
+        return _infer_padded(runner, frames)[keep]
+    kept = len(range(*keep.indices(frames.shape[0])))
+    acc = np.zeros((kept, s * h, s * w, 3), np.float32)
+    for y0, y1, x0, x1, weight in plan.tiles():
+        tile = _infer_padded(runner, frames[:, y0:y1, x0:x1])[keep]
+        acc[:, s * y0: s * y1, s * x0: s * x1] += tile * weight
+    return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+
+
+def _infer_padded(runner: Runner, frames: np.ndarray) -> np.ndarray:
+    info = runner.info
+    _, h, w, _ = frames.shape
+    ph, pw = max(0, info.min_size[0] - h), max(0, info.min_size[1] - w)
+    if ph or pw:
+        frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    sr = runner.infer(np.ascontiguousarray(frames)[None])[0]
+    return sr[:, : info.scale * h, : info.scale * w] if ph or pw else sr
+
+
+def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
+    import av
+
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    h, w = image.shape[:2]
+    return frame.reformat(width=w * scale, height=h * scale, format="rgb24",
+                          interpolation="BICUBIC").to_ndarray()
+
+
+@dataclass
+class _Work:
+    index: int  # window number
+    frames: np.ndarray  # (T, h, w, 3)
+    keep: slice  # positions of the kept frames in ``frames``
+    pts: list[int]  # pts of the kept frames
+
+
+@dataclass
+class _Done:
+    index: int
+    images: np.ndarray  # (k, H, W, 3), ready to encode
+    pts: list[int]
+
+
+class _Run:
+    """The threads of one upscale run and their shared stop flag / first error."""
+
+    def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader) -> None:
+        self.cfg, self.runner, self.reader = cfg, runner, reader
+        info = runner.info
+        self.window = info.window
+        self.context = default_context(self.window) if cfg.context is None else cfg.context
+        windows_needed(1, self.window, self.context)  # validates the context
+        self.slots = threading.Semaphore(cfg.concurrency + 2)
+        self.todo: queue.Queue[_Work | None] = queue.Queue(maxsize=cfg.concurrency)
+        self.done: queue.Queue[_Done | None] = queue.Queue()
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._error_lock = threading.Lock()
+        self.frames_decoded = 0
+        self.windows = 0
+
+    def fail(self, exc: BaseException) -> None:
+        with self._error_lock:
+            if self.error is None:
+                self.error = exc
+        self.stop.set()
+
+    def _put(self, q: queue.Queue, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _acquire_slot(self) -> bool:
+        while not self.stop.is_set():
+            if self.slots.acquire(timeout=_POLL_S):
+                return True
+        return False
+
+    # -------------------------------------------------------------------------------- decode thread
+
+    def decode(self) -> None:
+        try:
+            self._decode()
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.reader.close()
+            for _ in range(self.cfg.concurrency):  # one end marker per worker (never blocks for long)
+                try:
+                    self.todo.put(None, timeout=_POLL_S if self.stop.is_set() else None)
+                except queue.Full:
+                    break
+
+    def _decode(self) -> None:
+        T, c = self.window, self.context
+        buffer: dict[int, tuple[int, np.ndarray]] = {}
+        k = 0
+        n = 0
+        size = None
+        for frame in self.reader:
+            if self.stop.is_set():
+                return
+            if size is None:
+                size = frame.image.shape
+            elif frame.image.shape != size:
+                raise VideoError(f"{self.reader.path}: the frame size changes mid-stream "
+                                 f"({size[1]}x{size[0]} -> {frame.image.shape[1]}x{frame.image.shape[0]})")
+            buffer[frame.index] = (frame.pts, frame.image)
+            n = frame.index + 1
+            while last_source_needed(k, T, c) < n:
+                if not self._emit(k, n, buffer):
+                    return
+                k += 1
+                self._trim(buffer, k, n)
+        self.frames_decoded = n
+        total = windows_needed(n, T, c)
+        while k < total:
+            if not self._emit(k, n, buffer):
+                return
+            k += 1
+        self.windows = total
+
+    def _emit(self, k: int, n: int, buffer: dict[int, tuple[int, np.ndarray]]) -> bool:
+        win = time_window(k, n, self.window, self.context)
+        frames = np.stack([buffer[i][1] for i in win.sources])
+        work = _Work(k, frames, slice(win.offset, win.offset + win.keep_count),
+                     [buffer[i][0] for i in range(win.keep_start, win.keep_end)])
+        return self._acquire_slot() and self._put(self.todo, work)
+
+    def _trim(self, buffer: dict, k: int, n: int) -> None:
+        # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
+        stride = self.window - 2 * self.context
+        keep_from = min(k * stride - self.context, n - self.window)
+        for i in [i for i in buffer if i < keep_from]:
+            del buffer[i]
+
+    # ------------------------------------------------------------------------------- worker threads
+
+    def work(self) -> None:
+        try:
+            while not self.stop.is_set():
+                try:
+                    item = self.todo.get(timeout=_POLL_S)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    break
+                images = upscale_frames(self.runner, item.frames, item.keep, self.cfg.tile_overlap)
+                if self.cfg.compare:
+                    lr = item.frames[item.keep]
+                    scale = self.runner.info.scale
+                    images = np.stack([np.concatenate([_bicubic(a, scale), b], axis=1)
+                                       for a, b in zip(lr, images, strict=True)])
+                self.done.put(_Done(item.index, images, item.pts))
+        except BaseException as exc:
+            self.fail(exc)
+        finally:
+            self.done.put(None)
+
+    # ------------------------------------------------------------------------------ ordered output
+
+    def results(self) -> Iterator[_Done]:
+        """Yield finished windows in order (in the calling thread); raise the first thread error."""
+        pending: dict[int, _Done] = {}
+        next_k = 0
+        workers_left = self.cfg.concurrency
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                item = self.done.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is None:
+                workers_left -= 1
+                if workers_left == 0:
+                    break
+                continue
+            pending[item.index] = item
+            while next_k in pending:
+                yield pending.pop(next_k)
+                next_k += 1
+                self.slots.release()
+        if self.error is not None:
+            raise self.error
+        if pending:  # pragma: no cover - a window went missing: a bug, not a user error
+            raise RuntimeError(f"windows {sorted(pending)} finished but window {next_k} never did")
+
+
+def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
+            runner: Runner | None = None) -> UpscaleResult:
+    """Upscale ``config.input`` into ``config.output`` (see the module docstring).
+
+    ``runner``: an open runner to use (the caller keeps ownership); default: open ``config.backend``
+    and close it at the end.
+
+    Raises:
+        VideoError: unreadable input, unwritable output, encoding failure.
+        InferenceError, ServerError: the backend failed.
+        KeyboardInterrupt: passed on after cleaning up. No file is left at the output on any error.
+    """
+    output = check_output_path(config.output, config.input)
+    reader = open_video(config.input, start=config.start, max_frames=config.frames)
+    own_runner = runner is None
+    try:
+        if runner is None:
+            runner = open_runner(config.backend)
+    except BaseException:
+        reader.close()
+        raise
+    try:
+        return _upscale(config, output, runner, reader, progress)
+    finally:
+        if own_runner:
+            runner.close()
+
+
+def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
+             progress: UpscaleProgress | None) -> UpscaleResult:
+    info, vinfo = runner.info, reader.info
+    run = _Run(config, runner, reader)
+    threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
+    threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
+                for i in range(config.concurrency)]
+    out_h, out_w = vinfo.height * info.scale, vinfo.width * info.scale * (2 if config.compare else 1)
+    tiles = plan_tiles((vinfo.height, vinfo.width), info.max_size, info.size_multiple, info.scale,
+                       config.tile_overlap).count
+    if progress is not None:
+        progress.start(reader.expected_frames(), f"{runner.description}, window {info.window}"
+                       + (f", {tiles} tiles" if tiles > 1 else ""))
+    writer: VideoWriter | None = None
+    written = 0
+    t0 = time.perf_counter()
+    last_pts = 0
+    try:
+        for t in threads:
+            t.start()
+        first_pts = None
+        for done in run.results():
+            if writer is None:
+                first_pts = done.pts[0]
+                writer = VideoWriter(
+                    output, out_w, out_h, vinfo.rate, vinfo.time_base, config.encode,
+                    audio_source=vinfo.path if vinfo.has_audio else None,
+                    audio_start=float(first_pts * vinfo.time_base), metadata=vinfo.metadata)
+            for image, pts in zip(done.images, done.pts, strict=True):
+                writer.write(image, pts - first_pts)
+                last_pts = pts
+            written += len(done.pts)
+            if progress is not None:
+                progress.advance(len(done.pts))
+        if writer is None:  # pragma: no cover - the reader raises on zero frames
+            raise VideoError(f"{vinfo.path} has no video frames")
+        if config.frames is not None:  # a preview: cut the audio where the video ends
+            writer.set_audio_end(float(last_pts * vinfo.time_base + 1 / vinfo.rate))
+        writer.commit()
+    except BaseException:
+        run.stop.set()
+        if writer is not None:
+            writer.abort()
+        for t in threads:
+            t.join(timeout=5.0)
+        raise
+    seconds = time.perf_counter() - t0
+    for t in threads:
+        t.join()
+    return UpscaleResult(
+        output=output, frames=written, seconds=seconds, output_bytes=output.stat().st_size,
+        input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
+        tiles_per_window=tiles, backend=runner.description,
+    )

@@ -1,0 +1,388 @@
+"""Inference backends behind one small protocol: ``Runner.infer(lr) -> sr`` plus the model's ``info``.
+
+Every runner takes ``lr`` uint8 ``(n, T, h, w, 3)`` RGB and returns ``sr`` uint8 ``(n, T, s·h, s·w, 3)``;
+``T``, ``s`` and the accepted sizes come from :class:`ModelInfo`, read from the model. ``infer`` may be
+called from several threads at once. Runners are context managers; :func:`open_runner` returns one
+that the caller closes.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from vggx.errors import ConfigError, InferenceError, TensorRTNotInstalledError
+
+from .model_info import ModelInfo
+
+__all__ = [
+    "Backend",
+    "BackendConfig",
+    "OnnxRuntimeRunner",
+    "Runner",
+    "TensorRTRunner",
+    "TorchRunner",
+    "TritonProtocol",
+    "cached_onnx",
+    "cached_onnx_path",
+    "default_cache_dir",
+    "open_runner",
+]
+
+log = logging.getLogger(__name__)
+
+
+class Backend(enum.Enum):
+    ONNXRUNTIME = "onnxruntime"
+    TORCH = "torch"
+    TENSORRT = "tensorrt"
+    TRITON = "triton"
+
+
+class TritonProtocol(enum.Enum):
+    GRPC = "grpc"
+    HTTP = "http"
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    """Which backend runs the model, and its options (options that do not apply are errors)."""
+
+    backend: Backend = Backend.ONNXRUNTIME
+    checkpoint: Path | None = None  # in-process backends: .safetensors (default: shipped); tensorrt: a .plan
+    device: str = "cpu"  # cpu | cuda (torch, onnxruntime)
+    fp16: bool = False  # torch on cuda only
+    threads: int | None = None  # CPU threads of in-process backends (None: the library's default)
+    url: str | None = None  # triton: HOST:PORT
+    protocol: TritonProtocol = TritonProtocol.GRPC
+    model_name: str = "vggx"
+    shared_memory: bool | None = None  # triton: system shared memory; None = when the server is local
+    retries: int = 4  # triton: attempts after a transient failure (with exponential backoff)
+    timeout_s: float = 300.0  # triton: per request
+    cache_dir: Path | None = None  # onnxruntime: where exported ONNX files are cached
+
+    def __post_init__(self) -> None:
+        if self.device not in ("cpu", "cuda"):
+            raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
+        if self.fp16 and self.backend is not Backend.TORCH:
+            raise ConfigError(f"--fp16 applies to the torch backend (got --backend {self.backend.value}; "
+                              f"TensorRT engines carry their precision, Triton serves what was exported)")
+        if self.fp16 and self.device != "cuda":
+            raise ConfigError("--fp16 needs --device cuda (FP16 on the CPU is slower than FP32)")
+        if self.backend is Backend.TRITON and not self.url:
+            raise ConfigError("the triton backend needs --url HOST:PORT (start a server with `vggx serve`)")
+        if self.url and self.backend is not Backend.TRITON:
+            raise ConfigError(f"--url sends work to Triton; it cannot be combined with --backend "
+                              f"{self.backend.value}")
+        if self.device == "cuda" and self.backend is Backend.TRITON:
+            raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.retries < 0:
+            raise ConfigError(f"retries must be >= 0, got {self.retries}")
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """What the pipeline needs from a backend."""
+
+    info: ModelInfo
+    description: str  # e.g. "onnxruntime (CPUExecutionProvider) model.onnx", for the summary line
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        """``lr`` uint8 ``(n, T, h, w, 3)`` -> ``sr`` uint8 ``(n, T, s·h, s·w, 3)``; thread-safe."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _RunnerBase:
+    """Shared input check and context-manager plumbing."""
+
+    info: ModelInfo
+    description: str
+
+    def check_input(self, lr: np.ndarray) -> None:
+        info = self.info
+        if lr.dtype != np.uint8 or lr.ndim != 5 or lr.shape[1] != info.window or lr.shape[4] != 3:
+            raise InferenceError(f"input must be uint8 (n, {info.window}, h, w, 3), "
+                                 f"got {lr.dtype} {lr.shape}")
+        h, w = lr.shape[2:4]
+        if not (info.min_size[0] <= h <= info.max_size[0] and info.min_size[1] <= w <= info.max_size[1]):
+            raise InferenceError(f"frame size {h}x{w} is outside the model's profile "
+                                 f"{info.min_size[0]}x{info.min_size[1]}..{info.max_size[0]}x{info.max_size[1]}")
+
+    def check_output(self, lr: np.ndarray, sr: np.ndarray) -> np.ndarray:
+        n, t, h, w, c = lr.shape
+        expected = (n, t, h * self.info.scale, w * self.info.scale, c)
+        if sr.dtype != np.uint8 or tuple(sr.shape) != expected:
+            raise InferenceError(f"{self.description} returned {sr.dtype} {tuple(sr.shape)}, expected uint8 "
+                                 f"{expected}")
+        return sr
+
+    def close(self) -> None:  # pragma: no cover - overridden where there is something to release
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------- onnxruntime
+
+
+def default_cache_dir() -> Path:
+    """``$VGGX_CACHE_DIR``, else ``$XDG_CACHE_HOME/vggx``, else ``~/.cache/vggx``."""
+    if os.environ.get("VGGX_CACHE_DIR"):
+        return Path(os.environ["VGGX_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vggx"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_onnx_path(checkpoint: Path, window: int, cache_dir: Path | None = None) -> Path:
+    """Where the portable ONNX export of ``checkpoint`` at ``window`` is cached."""
+    sha = _file_sha256(checkpoint)
+    return (cache_dir or default_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}.onnx"
+
+
+def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """The portable ONNX export of ``checkpoint`` (default: shipped), exported once and then cached.
+
+    The cache key is the checkpoint's sha256 and window, so a retrained checkpoint gets a new file.
+
+    Raises:
+        CheckpointError, ExportError: the checkpoint cannot be loaded or exported.
+    """
+    from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+    ckpt = load_checkpoint(path)
+    target = cached_onnx_path(path, ckpt.config.window, cache_dir)
+    if target.is_file():
+        return target
+    from vggx.export import ExportConfig, export_onnx
+
+    log.warning("exporting %s to ONNX once (cached at %s)", path, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # A unique name, so two processes exporting at once do not write the same file.
+    tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.onnx")
+    try:
+        export_onnx(ckpt, tmp, ExportConfig())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+class OnnxRuntimeRunner(_RunnerBase):
+    """ONNX Runtime in process, on a vggx ONNX file (metadata read from its metadata props)."""
+
+    def __init__(self, onnx_path: str | Path, *, device: str = "cpu", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(onnx_path)
+        providers = ["CPUExecutionProvider"]
+        if device == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise InferenceError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
+                                     "(pip install 'vggx[gpu]'), or use --device cpu")
+            providers = ["CUDAExecutionProvider"]
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own untyped exceptions (Fail, InvalidGraph, ...)
+            raise InferenceError(f"onnxruntime cannot load {path}: {exc}") from None
+        meta = self._session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(meta, f"ONNX model {path}")
+        self._input = self._session.get_inputs()[0].name
+        self._output = self._session.get_outputs()[0].name
+        self.description = f"onnxruntime ({providers[0]})"
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        self.check_input(lr)
+        try:
+            (sr,) = self._session.run([self._output], {self._input: lr})
+        except Exception as exc:  # onnxruntime's error types are not exported
+            raise InferenceError(f"onnxruntime failed on input {lr.shape}: {exc}") from None
+        return self.check_output(lr, sr)
+
+
+def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
+    ckpt = cfg.checkpoint
+    path = ckpt if ckpt is not None and ckpt.suffix == ".onnx" else cached_onnx(ckpt, cfg.cache_dir)
+    return OnnxRuntimeRunner(path, device=cfg.device, threads=cfg.threads)
+
+
+# ----------------------------------------------------------------------------------------------- torch
+
+
+class TorchRunner(_RunnerBase):
+    """PyTorch in process: the checkpoint's ``UInt8Upscaler`` on the CPU or a CUDA GPU (FP16 optional)."""
+
+    def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", fp16: bool = False,
+                 threads: int | None = None) -> None:
+        import torch
+
+        from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+        from vggx.generator import UInt8Upscaler
+
+        if device == "cuda" and not torch.cuda.is_available():
+            raise InferenceError("--device cuda: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is "
+                                 "False); use --device cpu or run on a GPU machine")
+        if threads:
+            torch.set_num_threads(threads)
+        path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+        ckpt = load_checkpoint(path, device=device)
+        model = UInt8Upscaler(ckpt.generator).eval()
+        if fp16:
+            model = model.half()
+        self._model = model
+        self._device = torch.device(device)
+        self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
+        self.description = f"torch ({device}{', fp16' if fp16 else ''})"
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.check_input(lr)
+        with torch.inference_mode():
+            sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)).to(self._device))
+        return self.check_output(lr, sr.cpu().numpy())
+
+
+def _open_torch(cfg: BackendConfig) -> TorchRunner:
+    return TorchRunner(cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, threads=cfg.threads)
+
+
+# -------------------------------------------------------------------------------------------- tensorrt
+
+
+class TensorRTRunner(_RunnerBase):
+    """A TensorRT engine in process (TensorRT 10 tensor API; I/O through PyTorch CUDA tensors).
+
+    The model metadata comes from the engine's JSON sidecar (``model.plan.json``, key ``metadata``)
+    or, failing that, from the ONNX file next to the engine.
+    """
+
+    def __init__(self, engine_path: str | Path) -> None:
+        try:
+            import tensorrt as trt
+        except ImportError as exc:
+            raise TensorRTNotInstalledError(str(exc)) from None
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InferenceError("the tensorrt backend needs a CUDA GPU; PyTorch sees none here")
+        path = Path(engine_path)
+        if not path.is_file():
+            raise InferenceError(f"TensorRT engine not found: {path} (build one with `vggx export --fp16`)")
+        self.info = _engine_metadata(path)
+        self._trt = trt
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        self._engine = self._runtime.deserialize_cuda_engine(path.read_bytes())
+        if self._engine is None:
+            raise InferenceError(f"TensorRT could not load {path} (built for another TensorRT or GPU?)")
+        self._context = self._engine.create_execution_context()
+        names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
+        self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self._lock = threading.Lock()  # one execution context: one request at a time
+        self.description = f"tensorrt {trt.__version__} {path.name}"
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        import torch
+
+        self.check_input(lr)
+        with self._lock:
+            x = torch.from_numpy(np.ascontiguousarray(lr)).cuda()
+            self._context.set_input_shape(self._input, tuple(lr.shape))
+            out_shape = tuple(self._context.get_tensor_shape(self._output))
+            y = torch.empty(out_shape, dtype=torch.uint8, device="cuda")
+            self._context.set_tensor_address(self._input, x.data_ptr())
+            self._context.set_tensor_address(self._output, y.data_ptr())
+            stream = torch.cuda.current_stream()
+            if not self._context.execute_async_v3(stream.cuda_stream):
+                raise InferenceError(f"TensorRT execution failed on input {lr.shape}")
+            stream.synchronize()
+            return self.check_output(lr, y.cpu().numpy())
+
+
+def _engine_metadata(path: Path) -> ModelInfo:
+    import json
+
+    sidecar = path.with_name(path.name + ".json")
+    if sidecar.is_file():
+        meta = json.loads(sidecar.read_text()).get("metadata", {})
+        if meta:
+            return ModelInfo.from_metadata({k: str(v) for k, v in meta.items()}, f"engine sidecar {sidecar}")
+    onnx_file = path.with_suffix(".onnx")
+    if onnx_file.is_file():
+        import onnx
+
+        model = onnx.load(str(onnx_file), load_external_data=False)
+        meta = {p.key: p.value for p in model.metadata_props}
+        return ModelInfo.from_metadata(meta, f"ONNX model {onnx_file}")
+    raise InferenceError(f"no model metadata for {path}: expected {sidecar.name} or {onnx_file.name} "
+                         f"beside it")
+
+
+def _open_tensorrt(cfg: BackendConfig) -> TensorRTRunner:
+    try:
+        import tensorrt  # noqa: F401 - fail with the one clear message before looking for files
+    except ImportError as exc:
+        raise TensorRTNotInstalledError(str(exc)) from None
+    if cfg.checkpoint is None or cfg.checkpoint.suffix not in (".plan", ".engine"):
+        raise ConfigError("the tensorrt backend runs an engine: pass --checkpoint path/to/model.plan "
+                          "(built by `vggx export --fp16`)")
+    return TensorRTRunner(cfg.checkpoint)
+
+
+# -------------------------------------------------------------------------------------------- registry
+
+
+def _open_triton(cfg: BackendConfig) -> Runner:
+    from .triton import TritonRunner
+
+    return TritonRunner(cfg.url or "", protocol=cfg.protocol.value, model_name=cfg.model_name,
+                        shared_memory=cfg.shared_memory, retries=cfg.retries, timeout_s=cfg.timeout_s)
+
+
+_OPENERS: dict[Backend, Callable[[BackendConfig], Runner]] = {
+    Backend.ONNXRUNTIME: _open_onnxruntime,
+    Backend.TORCH: _open_torch,
+    Backend.TENSORRT: _open_tensorrt,
+    Backend.TRITON: _open_triton,
+}
+
+
+def open_runner(config: BackendConfig) -> Runner:
+    """Open the backend ``config`` names; the caller closes the returned runner.
+
+    Raises:
+        InferenceError, ServerError, TensorRTNotInstalledError, CheckpointError: with the next step to take.
+    """
+    return _OPENERS[config.backend](config)

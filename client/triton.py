@@ -1,0 +1,279 @@
+"""The Triton backend: the ``vggx`` model on a Triton Inference Server over gRPC or HTTP.
+
+The model's window, scale and size profile are read from its config ``parameters``. ``infer`` is
+thread-safe: each calling thread gets its own tritonclient client (the HTTP client is not safe to
+share) and, for a server on this host, its own pair of system shared-memory regions, so several
+windows can be in flight at once. Transient failures (unavailable, overloaded, timeouts, dropped
+connections) are retried with exponential backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vggx.errors import InferenceError, ServerError
+
+from .model_info import ModelInfo
+from .runners import _RunnerBase
+
+__all__ = ["TritonRunner"]
+
+log = logging.getLogger(__name__)
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
+# gRPC codes and HTTP statuses worth another try; anything else (bad input, unknown model) is final.
+_TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.DEADLINE_EXCEEDED",
+              "StatusCode.ABORTED", "429", "502", "503", "504"}
+_BACKOFF_S = 0.25
+
+
+@dataclass
+class _Shm:
+    """One system shared-memory region registered with the server."""
+
+    name: str
+    handle: Any
+    size: int
+
+
+@dataclass
+class _ThreadState:
+    client: Any
+    shm_in: _Shm | None = None
+    shm_out: _Shm | None = None
+    regions: list[_Shm] = field(default_factory=list)
+
+
+class TritonRunner(_RunnerBase):
+    """A client of the ``vggx`` model on Triton (a context manager; ``close`` releases shared memory).
+
+    Args:
+        url: ``HOST:PORT`` of the server's gRPC or HTTP endpoint.
+        protocol: ``grpc`` or ``http``.
+        model_name: the model to call.
+        shared_memory: pass tensors through system shared memory; None = when the server is local
+            (falling back to the network, with a warning, if the server cannot map it).
+        retries: extra attempts after a transient failure; ``timeout_s``: per request.
+
+    Raises:
+        ServerError: the server is unreachable (the message names the URL and ``vggx serve``), or the
+            model is not ready, or its config lacks the vggx metadata.
+    """
+
+    def __init__(self, url: str, *, protocol: str = "grpc", model_name: str = "vggx",
+                 shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0) -> None:
+        if protocol not in ("grpc", "http"):
+            raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
+        for prefix in ("grpc://", "http://", "https://"):
+            if url.startswith(prefix):
+                url = url[len(prefix):]
+        url = url.rstrip("/")
+        if not url or ":" not in url:
+            raise ServerError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {url!r}")
+        if protocol == "grpc":
+            import tritonclient.grpc as module
+        else:
+            import tritonclient.http as module
+        self._module = module
+        self.url, self.protocol, self.model_name = url, protocol, model_name
+        self.retries, self.timeout_s = retries, timeout_s
+        self._local = threading.local()
+        self._states: list[_ThreadState] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        host = url.rsplit(":", 1)[0]
+        is_local = host in _LOCAL_HOSTS or host == socket.gethostname()
+        if shared_memory and not is_local:
+            raise ServerError(f"shared memory needs a server on this host; {url} is not local")
+        self._use_shm = is_local if shared_memory is None else bool(shared_memory)
+        self._shm_required = bool(shared_memory)
+        self.info, self._input, self._output = self._read_model()
+        self.description = f"triton {protocol}://{url} model {model_name!r}" + (
+            " (shared memory)" if self._use_shm else "")
+
+    # ------------------------------------------------------------------------------------- set-up
+
+    def _new_client(self):
+        if self.protocol == "grpc":
+            return self._module.InferenceServerClient(self.url)
+        return self._module.InferenceServerClient(self.url, connection_timeout=min(self.timeout_s, 60.0),
+                                                  network_timeout=self.timeout_s)
+
+    def _state(self) -> _ThreadState:
+        state = getattr(self._local, "state", None)
+        if state is None:
+            state = _ThreadState(client=self._new_client())
+            self._local.state = state
+            with self._lock:
+                self._states.append(state)
+        return state
+
+    def _unreachable(self, exc: BaseException) -> ServerError:
+        return ServerError(
+            f"cannot reach Triton at {self.protocol}://{self.url} ({_reason(exc)}); start a server with "
+            f"`vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right --url/--protocol")
+
+    def _read_model(self) -> tuple[ModelInfo, str, str]:
+        client = self._state().client
+        try:
+            live = client.is_server_live()
+        except Exception as exc:  # tritonclient raises its own type for gRPC, socket errors for HTTP
+            raise self._unreachable(exc) from None
+        if not live:
+            raise ServerError(f"Triton at {self.url} answers but is not live; check its log")
+        try:
+            ready = client.is_model_ready(self.model_name)
+        except Exception as exc:
+            raise self._unreachable(exc) from None
+        if not ready:
+            raise ServerError(f"Triton at {self.url} is up but model {self.model_name!r} is not ready "
+                              f"(still loading, or it failed to load: see the server log or run "
+                              f"`vggx serve --check`)")
+        try:
+            config = client.get_model_config(self.model_name, **({"as_json": True} if self.protocol == "grpc"
+                                                                   else {}))
+        except Exception as exc:
+            raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
+                              f"{_reason(exc)}") from None
+        config = config.get("config", config)
+        params = {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
+        info = ModelInfo.from_metadata(params, f"model {self.model_name!r} on Triton at {self.url}")
+        inputs, outputs = config.get("input") or [], config.get("output") or []
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ServerError(f"model {self.model_name!r} on {self.url} has {len(inputs)} inputs and "
+                              f"{len(outputs)} outputs, expected the vggx contract (one `lr`, one `sr`)")
+        dims = [int(d) for d in inputs[0].get("dims", [])]
+        if dims and dims[0] != info.window:
+            raise ServerError(f"model {self.model_name!r}: input dims {dims} disagree with its window "
+                              f"parameter {info.window}")
+        return info, inputs[0]["name"], outputs[0]["name"]
+
+    # ---------------------------------------------------------------------------------- inference
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        self.check_input(lr)
+        lr = np.ascontiguousarray(lr)
+        out_shape = (*lr.shape[:2], lr.shape[2] * self.info.scale, lr.shape[3] * self.info.scale, 3)
+        state = self._state()
+        delay = _BACKOFF_S
+        for attempt in range(self.retries + 1):
+            try:
+                return self.check_output(lr, self._infer_once(state, lr, out_shape))
+            except (InferenceError, ServerError):
+                raise
+            except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
+                if not _transient(exc):
+                    raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
+                                      f"{_reason(exc)}") from None
+                if attempt == self.retries:
+                    raise ServerError(f"Triton at {self.url} still failing after {self.retries + 1} attempts "
+                                      f"({_reason(exc)}); is the server up? (`vggx serve`)") from None
+                log.warning("transient Triton failure (%s); retry %d/%d in %.2fs", _reason(exc), attempt + 1,
+                            self.retries, delay)
+                time.sleep(delay)
+                delay *= 2
+                state.client = self._new_client()  # a dropped connection is not reused
+                state.shm_in = state.shm_out = None  # registrations may be gone with a restarted server
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _infer_once(self, state: _ThreadState, lr: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
+        m = self._module
+        inp = m.InferInput(self._input, list(lr.shape), "UINT8")
+        http = {"binary_data": True} if self.protocol == "http" else {}
+        out = m.InferRequestedOutput(self._output, **http)
+        out_bytes = int(np.prod(out_shape))
+        if self._use_shm and self._ensure_shm(state, lr.nbytes, out_bytes):
+            import tritonclient.utils.shared_memory as shm
+
+            shm.set_shared_memory_region(state.shm_in.handle, [lr])
+            inp.set_shared_memory(state.shm_in.name, lr.nbytes)
+            out.set_shared_memory(state.shm_out.name, out_bytes)
+            result = self._request(state, inp, out)
+            return np.array(shm.get_contents_as_numpy(state.shm_out.handle, np.uint8, out_shape))
+        if self.protocol == "http":
+            inp.set_data_from_numpy(lr, binary_data=True)
+        else:
+            inp.set_data_from_numpy(lr)
+        result = self._request(state, inp, out)
+        sr = result.as_numpy(self._output)
+        if sr is None:
+            raise InferenceError(f"Triton at {self.url} returned no {self._output!r} output")
+        return sr
+
+    def _request(self, state: _ThreadState, inp, out):
+        kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        return state.client.infer(self.model_name, inputs=[inp], outputs=[out], **kwargs)
+
+    def _ensure_shm(self, state: _ThreadState, in_bytes: int, out_bytes: int) -> bool:
+        """Make sure this thread's regions hold ``in_bytes``/``out_bytes``; False = use the network."""
+        if state.shm_in is not None and state.shm_in.size >= in_bytes and state.shm_out.size >= out_bytes:
+            return True
+        try:
+            state.shm_in = self._register(state, in_bytes)
+            state.shm_out = self._register(state, out_bytes)
+            return True
+        except Exception as exc:  # the server may be local but unable to map our /dev/shm (containers)
+            if self._shm_required:
+                raise ServerError(f"Triton at {self.url} cannot use system shared memory: "
+                                  f"{_reason(exc)}") from None
+            log.warning("Triton at %s cannot use system shared memory (%s); sending tensors over %s instead",
+                        self.url, _reason(exc), self.protocol)
+            self._use_shm = False
+            return False
+
+    def _register(self, state: _ThreadState, size: int) -> _Shm:
+        import tritonclient.utils.shared_memory as shm
+
+        name = f"vggx-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        handle = shm.create_shared_memory_region(name, f"/{name}", size)
+        region = _Shm(name, handle, size)
+        state.regions.append(region)
+        state.client.register_system_shared_memory(name, f"/{name}", size)
+        return region
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        import tritonclient.utils.shared_memory as shm
+
+        with self._lock:
+            states, self._states = self._states, []
+        for state in states:
+            for region in state.regions:
+                try:
+                    state.client.unregister_system_shared_memory(region.name)
+                except Exception:  # the server may be gone; the local region is still ours to free
+                    log.debug("unregistering %s failed", region.name, exc_info=True)
+                shm.destroy_shared_memory_region(region.handle)
+            try:
+                state.client.close()
+            except Exception:
+                log.debug("closing a Triton client failed", exc_info=True)
+
+
+def _transient(exc: BaseException) -> bool:
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        return str(exc.status()) in _TRANSIENT
+    return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | OSError)
+
+
+def _reason(exc: BaseException) -> str:
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        msg = exc.message() or ""
+        status = exc.status()
+        return f"{status}: {msg}".strip(": ") if status else (msg or type(exc).__name__)
+    return str(exc).strip() or type(exc).__name__

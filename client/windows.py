@@ -1,0 +1,187 @@
+"""Pure arithmetic of the upscale pipeline: time windows and spatial tiles (no torch, no PyAV).
+
+**Windows.** The model sees ``window`` (T) frames at a time. Window ``k`` covers source frames
+``[k·S - c, k·S - c + T)`` with ``c`` frames of context on each side and stride ``S = T - 2c``; only
+its centre frames ``[k·S, k·S + S)`` are kept, so every output frame has ``c`` frames of context on
+both sides and there are no seams between windows. Indices outside the clip are mirrored
+(``-1 -> 1``, ``n -> n - 2``), which gives the first and last frames context too. Exactly: output
+frame ``i`` equals the frame at position ``i - k·S + c`` of one model run on the T (mirrored) source
+frames of window ``k = i // S``.
+
+**Tiles.** Frames larger than the model's maximum size are cut into tiles that start on multiples
+of ``size_multiple`` (so every tile sees the same down-sampling grid as the whole frame), overlap by
+``overlap`` pixels and are blended with linear (feathered) weights that sum to one at every output
+pixel. Output pixels covered by one tile only equal that tile's model output exactly; a model that
+is local per pixel (e.g. nearest-neighbour upscaling) gives the untiled result exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "TilePlan",
+    "TimeWindow",
+    "default_context",
+    "last_source_needed",
+    "mirror_index",
+    "plan_tiles",
+    "plan_tiles_1d",
+    "plan_windows",
+    "time_window",
+    "windows_needed",
+]
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Window ``k``: the T source indices it runs on and the range of frames it keeps."""
+
+    index: int
+    sources: tuple[int, ...]  # T source frame indices (mirrored into [0, n))
+    keep_start: int  # first kept source frame (inclusive)
+    keep_end: int  # last kept source frame (exclusive)
+    offset: int  # position of frame ``keep_start`` inside the window (= context)
+
+    @property
+    def keep_count(self) -> int:
+        return self.keep_end - self.keep_start
+
+
+def default_context(window: int) -> int:
+    """Frames of context kept on each side of a window: a quarter of it (T=8 -> 2, keeps 4)."""
+    return window // 4
+
+
+def _stride(window: int, context: int) -> int:
+    if window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    if context < 0 or window - 2 * context < 1:
+        raise ValueError(f"context must be in 0..{(window - 1) // 2} for window {window}, got {context}")
+    return window - 2 * context
+
+
+def mirror_index(i: int, n: int) -> int:
+    """Reflect ``i`` into ``[0, n)`` without repeating the edge frame (``-1 -> 1``, ``n -> n-2``)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i %= period
+    return i if i < n else period - i
+
+
+def windows_needed(n: int, window: int, context: int) -> int:
+    """Number of windows for a clip of ``n`` frames."""
+    return -(-n // _stride(window, context))
+
+
+def time_window(k: int, n: int, window: int, context: int) -> TimeWindow:
+    """Window ``k`` of a clip of ``n`` frames (see the module docstring)."""
+    stride = _stride(window, context)
+    first = k * stride - context
+    return TimeWindow(
+        index=k,
+        sources=tuple(mirror_index(first + j, n) for j in range(window)),
+        keep_start=k * stride,
+        keep_end=min(k * stride + stride, n),
+        offset=context,
+    )
+
+
+def last_source_needed(k: int, window: int, context: int) -> int:
+    """Highest source index window ``k`` reads when the clip is long enough (no mirroring at the end)."""
+    return k * _stride(window, context) - context + window - 1
+
+
+def plan_windows(n: int, window: int, context: int | None = None) -> list[TimeWindow]:
+    """All windows of a clip of ``n`` frames, in order; their kept ranges tile ``[0, n)`` exactly."""
+    if context is None:
+        context = default_context(window)
+    return [time_window(k, n, window, context) for k in range(windows_needed(n, window, context))]
+
+
+def plan_tiles_1d(length: int, max_tile: int, multiple: int, overlap: int) -> list[tuple[int, int]]:
+    """Cut ``[0, length)`` into tiles ``[start, end)`` of at most ``max_tile``.
+
+    Starts are multiples of ``multiple``; neighbours overlap by at least ``overlap``; the last tile
+    ends at ``length``.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, got {multiple}")
+    max_tile = max_tile // multiple * multiple
+    if max_tile < multiple:
+        raise ValueError(f"max tile {max_tile} is smaller than the size multiple {multiple}")
+    if length <= max_tile:
+        return [(0, length)]
+    overlap = -(-overlap // multiple) * multiple
+    if not 0 <= overlap <= max_tile // 2 - multiple:
+        raise ValueError(f"overlap {overlap} must be in 0..{max_tile // 2 - multiple} "
+                         f"for tiles of {max_tile}")
+    stride = max_tile - overlap
+    last = -(-(length - max_tile) // multiple) * multiple
+    starts = []
+    s = 0
+    while s < last:
+        starts.append(s)
+        s += stride
+    starts.append(last)
+    return [(s, min(s + max_tile, length)) for s in starts]
+
+
+def _feather_1d(tiles: list[tuple[int, int]], scale: int) -> list[np.ndarray]:
+    """Per-tile weights over its output span ``[scale·start, scale·end)``; they sum to 1 everywhere."""
+    length = tiles[-1][1] * scale
+    raw = []
+    for i, (a, b) in enumerate(tiles):
+        x = np.arange(a * scale, b * scale, dtype=np.float64) + 0.5
+        w = np.ones_like(x)
+        if i > 0 and tiles[i - 1][1] > a:  # ramp up across the overlap with the previous tile
+            w = np.minimum(w, (x - a * scale) / ((tiles[i - 1][1] - a) * scale))
+        if i + 1 < len(tiles) and tiles[i + 1][0] < b:  # ramp down across the overlap with the next one
+            w = np.minimum(w, (b * scale - x) / ((b - tiles[i + 1][0]) * scale))
+        raw.append(w)
+    total = np.zeros(length)
+    for (a, _), w in zip(tiles, raw, strict=True):
+        total[a * scale: a * scale + len(w)] += w
+    return [(w / total[a * scale: a * scale + len(w)]).astype(np.float32)
+            for (a, _), w in zip(tiles, raw, strict=True)]
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles of an ``(h, w)`` frame: row and column spans (input pixels) and blending weights."""
+
+    rows: tuple[tuple[int, int], ...]
+    cols: tuple[tuple[int, int], ...]
+    scale: int
+
+    @property
+    def count(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def tiles(self):
+        """Yield ``(y0, y1, x0, x1, weight)``: input spans and the ``(s·(y1-y0), s·(x1-x0), 1)`` weight."""
+        wy = _feather_1d(list(self.rows), self.scale)
+        wx = _feather_1d(list(self.cols), self.scale)
+        for (y0, y1), row_w in zip(self.rows, wy, strict=True):
+            for (x0, x1), col_w in zip(self.cols, wx, strict=True):
+                yield y0, y1, x0, x1, (row_w[:, None] * col_w[None, :])[..., None]
+
+
+def plan_tiles(
+    size: tuple[int, int], max_size: tuple[int, int], multiple: int, scale: int, overlap: int | None = None
+) -> TilePlan:
+    """Tile an ``(h, w)`` frame for a model taking at most ``max_size`` (LR pixels).
+
+    ``overlap`` defaults to an eighth of the tile (at least two size multiples).
+    """
+    spans = []
+    for length, limit in zip(size, max_size, strict=True):
+        ov = overlap if overlap is not None else max(2 * multiple, limit // 8)
+        ov = min(ov, limit // multiple * multiple // 2 - multiple)
+        spans.append(tuple(plan_tiles_1d(length, limit, multiple, max(ov, 0))))
+    return TilePlan(rows=spans[0], cols=spans[1], scale=scale)

@@ -1,0 +1,170 @@
+"""Decoding with PyAV: any FFmpeg-readable video -> RGB uint8 frames, with the timing kept.
+
+Every pixel format FFmpeg knows (10-bit, 4:4:4, grey, odd sizes ...) is converted to ``rgb24`` by
+FFmpeg's swscale; nothing is rejected for its pixel format.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vggx.errors import VideoError
+
+__all__ = ["DecodedFrame", "VideoInfo", "VideoReader", "open_video"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the rest of the pipeline needs to know about the input's first video stream."""
+
+    path: Path
+    width: int
+    height: int
+    rate: Fraction  # frames per second (the stream's average rate)
+    time_base: Fraction  # unit of the frames' ``pts``
+    frames: int | None  # frame count announced by the container (None if unknown); an estimate
+    duration: float | None  # seconds, if known
+    codec: str
+    pix_fmt: str
+    has_audio: bool
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One decoded frame: ``image`` uint8 ``(h, w, 3)`` RGB; ``pts`` in ``VideoInfo.time_base``."""
+
+    index: int  # 0-based, counted from the first frame kept (after --start)
+    pts: int
+    image: np.ndarray
+
+
+class VideoReader:
+    """Iterate the RGB frames of one video file (a context manager; closes the file on exit).
+
+    ``start`` (seconds) skips frames before it; ``max_frames`` stops after that many frames.
+    """
+
+    def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None) -> None:
+        import av
+
+        self.path = Path(path)
+        if start < 0:
+            raise VideoError(f"--start must be >= 0 seconds, got {start}")
+        if max_frames is not None and max_frames < 1:
+            raise VideoError(f"--frames must be >= 1, got {max_frames}")
+        if not self.path.exists():
+            raise VideoError(f"input not found: {self.path}")
+        if not self.path.is_file():
+            raise VideoError(f"input is not a file: {self.path}")
+        try:
+            self._container = av.open(str(self.path), "r")
+        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            raise VideoError(f"{self.path} is not a video FFmpeg can read ({_reason(exc)})") from None
+        try:
+            if not self._container.streams.video:
+                raise VideoError(f"{self.path} has no video stream")
+            self._stream = self._container.streams.video[0]
+            self._stream.thread_type = "AUTO"
+            self.info = self._read_info()
+        except BaseException:
+            self._container.close()
+            raise
+        self.start = float(start)
+        self.max_frames = max_frames
+
+    def _read_info(self) -> VideoInfo:
+        s, c = self._stream, self._container
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        if not rate:
+            raise VideoError(f"{self.path}: the video stream has no frame rate")
+        duration = None
+        if s.duration is not None and s.time_base:
+            duration = float(s.duration * s.time_base)
+        elif c.duration:
+            duration = c.duration / 1_000_000
+        frames = s.frames or (round(duration * rate) if duration else None)
+        cc = s.codec_context
+        return VideoInfo(
+            path=self.path, width=cc.width, height=cc.height, rate=Fraction(rate),
+            time_base=Fraction(s.time_base or Fraction(1, rate)), frames=frames or None, duration=duration,
+            codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
+            metadata=dict(c.metadata),
+        )
+
+    def expected_frames(self) -> int | None:
+        """Frames this reader will probably yield (for a progress bar), or None if unknown."""
+        info = self.info
+        if info.frames is None:
+            return self.max_frames
+        left = info.frames - (math.floor(self.start * info.rate) if self.start else 0)
+        left = max(left, 0)
+        return min(left, self.max_frames) if self.max_frames else left
+
+    def __iter__(self) -> Iterator[DecodedFrame]:
+        import av
+
+        info = self.info
+        start_pts = None
+        if self.start > 0:
+            start_pts = int(self.start / info.time_base)
+            try:
+                self._container.seek(start_pts, stream=self._stream, backward=True, any_frame=False)
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"cannot seek {self.path} to {self.start}s ({_reason(exc)})") from None
+        count = 0
+        last_pts = None
+        try:
+            for frame in self._container.decode(self._stream):
+                pts = frame.pts
+                if pts is None:  # raw streams without timestamps: count frames at the stream's rate
+                    pts = (last_pts + round(1 / (info.rate * info.time_base))) if last_pts is not None else 0
+                last_pts = pts
+                if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
+                    continue
+                yield DecodedFrame(index=count, pts=pts, image=frame.to_ndarray(format="rgb24"))
+                count += 1
+                if self.max_frames is not None and count >= self.max_frames:
+                    break
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"decoding {self.path} failed after {count} frames ({_reason(exc)}); "
+                             f"the file is truncated or damaged") from None
+        if count == 0:
+            where = f" at or after --start {self.start:g}s" if self.start else ""
+            raise VideoError(f"{self.path} has no video frames{where}")
+        # A file cut short still decodes up to the cut; the container's own frame count tells.
+        if self.max_frames is None and not self.start and self._stream.frames and count < self._stream.frames:
+            raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
+                             f"the file is truncated or damaged")
+
+    def close(self) -> None:
+        self._container.close()
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None) -> VideoReader:
+    """Open ``path`` for decoding; the caller closes the returned reader (use it in ``with``).
+
+    Raises:
+        VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.
+    """
+    return VideoReader(path, start=start, max_frames=max_frames)
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().rstrip(".") or type(exc).__name__

@@ -1,0 +1,310 @@
+"""Encoding with PyAV: RGB uint8 frames -> a video file, audio copied from the source, written atomically.
+
+The file is written under a hidden temporary name in the output's directory and renamed onto the
+output path only by :meth:`VideoWriter.commit`; :meth:`VideoWriter.abort` (or leaving the ``with``
+block with an exception, Ctrl-C included) deletes it, so a failed run leaves nothing at the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from vggx.errors import VideoError
+
+__all__ = ["EncodeConfig", "VideoWriter", "check_output_path"]
+
+log = logging.getLogger(__name__)
+
+# Codecs that take x264-style rate control by constant quality.
+_CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+# Chroma-subsampled codecs whose players expect 4:2:0 (DESIGN: H.264 yuv420p by default).
+_YUV420_CODECS = {"libx264", "libx265", "h264", "hevc", "mpeg4", "libvpx", "libvpx-vp9", "libaom-av1",
+                  "libsvtav1", "libopenh264", "mpeg2video"}
+# Lossless RGB choices, best first, for codecs that take RGB (libx264rgb, ffv1, png, ...).
+_RGB_FORMATS = ("rgb24", "bgr24", "gbrp", "bgr0", "rgb0")
+# Container tags the muxer writes itself (copying them would describe the source's muxer, not ours).
+_MUXER_OWN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}
+# Stream audio this far ahead of the video so the muxer interleaves without buffering much.
+_AUDIO_LEAD_S = 0.5
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Output encoding; ``crf`` applies to codecs with constant-quality control (x264/x265/vpx/aom)."""
+
+    codec: str = "libx264"
+    crf: int | None = 18  # 0 = lossless for libx264/libx264rgb; lower is better, larger files
+    pix_fmt: str | None = None  # None: yuv420p for H.264-style codecs, lossless RGB where the codec takes it
+    options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise VideoError(f"--crf must be in 0..63, got {self.crf}")
+
+
+def check_output_path(output: str | Path, input_path: str | Path | None = None) -> Path:
+    """Fail early (before any work) if ``output`` cannot be written; return it resolved.
+
+    Raises:
+        VideoError: the directory is missing or read-only, the path is a directory or the input.
+    """
+    output = Path(output)
+    parent = output.parent if str(output.parent) else Path(".")
+    if output.is_dir():
+        raise VideoError(f"cannot write {output}: it is a directory")
+    if not parent.is_dir():
+        raise VideoError(f"cannot write {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise VideoError(f"cannot write {output}: directory {parent} is not writable")
+    if input_path is not None and Path(input_path).exists() and output.exists() \
+            and os.path.samefile(input_path, output):
+        raise VideoError(f"output {output} is the input file; choose another name")
+    if not output.suffix:
+        raise VideoError(f"cannot tell the container format of {output}: give it an extension (.mp4, .mkv)")
+    return output
+
+
+class VideoWriter:
+    """Encode RGB frames (and copy the source's audio) into ``path`` via a temporary file.
+
+    Args:
+        path: final output path; its extension picks the container (.mp4, .mkv, ...).
+        width, height: frame size in pixels.
+        rate: frame rate written into the stream.
+        time_base: unit of the ``pts`` given to :meth:`write` (the source's, so timing is kept).
+        config: codec, CRF, pixel format.
+        audio_source: copy the first audio stream of this file (packets remuxed, not re-encoded).
+        audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
+        metadata: container metadata to write (title, ...).
+
+    Raises:
+        VideoError: the file cannot be created or the codec/container rejects the settings.
+    """
+
+    def __init__(
+        self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
+        config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
+        audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
+    ) -> None:
+        import av
+
+        self.path = Path(path)
+        tag = uuid.uuid4().hex[:8]
+        self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
+        self.config = config
+        self._audio: _AudioCopier | None = None
+        self._frames = 0
+        self._closed = False
+        try:
+            self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self._remove_tmp()
+            raise VideoError(f"cannot write {self.path} ({_reason(exc)})") from None
+        try:
+            self._stream = self._add_video_stream(width, height, rate, time_base)
+            if metadata:
+                self._container.metadata.update(
+                    {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
+            if audio_source is not None:
+                self._audio = _AudioCopier(Path(audio_source), self._container, audio_start, audio_end)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _add_video_stream(self, width: int, height: int, rate: Fraction, time_base: Fraction):
+        import av
+
+        cfg = self.config
+        try:
+            codec = av.codec.Codec(cfg.codec, "w")
+        except (av.error.FFmpegError, ValueError):
+            raise VideoError(f"unknown video encoder {cfg.codec!r} in this FFmpeg (try libx264, "
+                             f"libx264rgb or ffv1)") from None
+        if codec.type != "video":
+            raise VideoError(f"{cfg.codec!r} is not a video encoder")
+        stream = self._container.add_stream(cfg.codec, rate=rate)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        options = dict(cfg.options)
+        if cfg.crf is not None and cfg.codec in _CRF_CODECS:
+            options.setdefault("crf", str(cfg.crf))
+            if cfg.crf == 0 and cfg.codec == "libx265":
+                options.setdefault("x265-params", "lossless=1")
+        if cfg.codec in ("libvpx-vp9", "libaom-av1") and "crf" in options:
+            options.setdefault("b", "0")  # constant-quality mode needs a zero target bitrate
+        stream.options = options
+        self._time_base = time_base
+        return stream
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        """Encode one uint8 ``(height, width, 3)`` RGB frame shown at ``pts`` (in ``time_base``)."""
+        import av
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = pts
+        frame.time_base = self._time_base
+        if self._audio is not None:
+            self._audio.mux_until(float(pts * self._time_base) + _AUDIO_LEAD_S)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
+                             f"({_reason(exc)})") from None
+        self._frames += 1
+
+    def set_audio_end(self, seconds: float) -> None:
+        """Copy source audio only up to ``seconds`` (source time), e.g. where a preview's video ends."""
+        if self._audio is not None:
+            self._audio.set_end(seconds)
+
+    def commit(self) -> Path:
+        """Flush the encoder, copy the remaining audio, close, and rename onto the output path."""
+        import av
+
+        if self._closed:
+            raise VideoError(f"{self.path}: writer already closed")
+        try:
+            for packet in self._stream.encode():
+                self._container.mux(packet)
+            if self._audio is not None:
+                self._audio.mux_until(None)
+                self._audio.close()
+            self._container.close()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            self.abort()
+            raise VideoError(f"finishing {self.path} failed ({_reason(exc)})") from None
+        self._closed = True
+        try:
+            os.replace(self.tmp_path, self.path)
+        except OSError as exc:
+            self._remove_tmp()
+            raise VideoError(f"cannot move the result onto {self.path} ({_reason(exc)})") from None
+        log.info("wrote %s (%d frames)", self.path, self._frames)
+        return self.path
+
+    def abort(self) -> None:
+        """Close without finishing and delete the temporary file (safe to call twice)."""
+        if not self._closed:
+            self._closed = True
+            if self._audio is not None:
+                self._audio.close()
+            try:
+                self._container.close()
+            except Exception:  # the file is going away; a failing trailer write must not mask the cause
+                log.debug("closing the aborted output failed", exc_info=True)
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class _AudioCopier:
+    """Remux the first audio stream of ``source`` into ``container`` (no re-encode), time-shifted."""
+
+    def __init__(self, source: Path, container, start: float, end: float | None) -> None:
+        import av
+
+        self._input = av.open(str(source), "r")
+        self._in_stream = self._input.streams.audio[0]
+        try:
+            self._out_stream = container.add_stream_from_template(self._in_stream)
+        except (av.error.FFmpegError, ValueError) as exc:
+            self._input.close()
+            raise VideoError(f"cannot copy the {self._in_stream.codec_context.name} audio of {source} "
+                             f"({_reason(exc)}); try an .mkv output") from None
+        self._out_stream.metadata.update(self._in_stream.metadata)
+        self._container = container
+        tb = self._in_stream.time_base
+        self._tb = tb
+        self._offset = round(start / tb) if start else 0
+        self._start, self._end = start, end
+        if start > 0:
+            self._input.seek(self._offset, stream=self._in_stream, backward=True)
+        self._packets = self._input.demux(self._in_stream)
+        self._pending = None
+        self._done = False
+
+    def set_end(self, seconds: float) -> None:
+        self._end = seconds
+
+    def mux_until(self, seconds: float | None) -> None:
+        """Mux source packets whose time (after the shift) is below ``seconds`` (None: all)."""
+        import av
+
+        while not self._done:
+            packet = self._pending
+            self._pending = None
+            if packet is None:
+                try:
+                    packet = next(self._packets)
+                except StopIteration:
+                    self._done = True
+                    return
+                except av.error.FFmpegError as exc:
+                    log.warning("audio copy stopped early: %s", exc)
+                    self._done = True
+                    return
+            if packet.dts is None or packet.pts is None:
+                continue
+            t = float(packet.pts * self._tb)
+            if t + float((packet.duration or 0) * self._tb) <= self._start:
+                continue
+            if self._end is not None and t >= self._end:
+                self._done = True
+                return
+            if seconds is not None and t - self._start >= seconds:
+                self._pending = packet
+                return
+            packet.pts -= self._offset
+            packet.dts -= self._offset
+            packet.stream = self._out_stream
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        self._input.close()
+
+
+def _default_pix_fmt(codec) -> str:
+    formats = [f.name for f in (codec.video_formats or ())]
+    if codec.name in _YUV420_CODECS and (not formats or "yuv420p" in formats):
+        return "yuv420p"
+    for name in _RGB_FORMATS:
+        if name in formats:
+            return name
+    if not formats:
+        return "yuv420p"
+    return formats[0]
+
+
+def _guess_format(path: Path) -> str | None:
+    # FFmpeg guesses from the name; the temporary name keeps the extension, so pass nothing special.
+    return {".mkv": "matroska", ".mp4": "mp4", ".mov": "mov", ".webm": "webm", ".avi": "avi"}.get(
+        path.suffix.lower())
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().rstrip(".") or type(exc).__name__
