@@ -205,6 +205,95 @@ def serve(
     console.print("server stopped")
 
 
+@app.command()
+@handle_errors
+def upscale(
+    input: Annotated[Path, typer.Argument(help="video to upscale (anything FFmpeg reads)")],
+    output: Annotated[Path, typer.Argument(help="output video (.mp4, .mkv, ...)")],
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
+    ] = None,
+    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
+                   ] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    concurrency: Annotated[int | None, typer.Option(
+        "--concurrency", help="windows in flight (default: 4 with Triton, 1 in process)")] = None,
+    codec: Annotated[str, typer.Option(
+        "--codec", help="video encoder: libx264, libx265, libx264rgb, ffv1 (lossless, .mkv), ...")
+    ] = "libx264",
+    crf: Annotated[int, typer.Option("--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless")
+                   ] = 18,
+    start: Annotated[float, typer.Option("--start", help="start this many seconds into the input")] = 0.0,
+    frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
+                      ] = None,
+    compare: Annotated[bool, typer.Option("--compare", help="write bicubic | vggx side by side")] = False,
+    checkpoint: CheckpointOpt = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads of in-process backends")
+                       ] = None,
+) -> None:
+    """Upscale a video ×4: decode, infer in overlapping windows, encode with the audio copied.
+
+    Example: vggx upscale in.mp4 out.mp4 --url 127.0.0.1:8001 --concurrency 4
+    """
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig
+    from vggx.client import upscale as run_upscale
+    from vggx.errors import ConfigError
+    from vggx.video import EncodeConfig
+
+    choices = {b.value: b for b in Backend}
+    name = backend or ("triton" if url else "onnxruntime")
+    if name not in choices:
+        raise ConfigError(f"--backend must be one of {', '.join(choices)}, got {name!r}")
+    if protocol not in ("grpc", "http"):
+        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    chosen = choices[name]
+    cfg = UpscaleConfig(
+        input=input, output=output,
+        backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
+                              threads=threads, url=url, protocol=TritonProtocol(protocol)),
+        encode=EncodeConfig(codec=codec, crf=crf),
+        concurrency=concurrency or (4 if chosen is Backend.TRITON else 1),
+        start=start, frames=frames, compare=compare,
+    )
+
+    class _Fps(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed:.2f} fps" if task.speed else "-- fps")
+
+    class _Bar:
+        def __init__(self, bar: Progress) -> None:
+            self.bar = bar
+            self.task = bar.add_task(f"loading the {name} backend", total=None)
+
+        def start(self, total: int | None, description: str) -> None:
+            self.bar.reset(self.task, total=total, description=description)
+
+        def advance(self, n: int) -> None:
+            self.bar.advance(self.task, n)
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                  transient=True, disable=not err_console.is_terminal) as bar:
+        result = run_upscale(cfg, progress=_Bar(bar))
+    h, w = result.output_size
+    console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+                  f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
+                  highlight=False, soft_wrap=True, markup=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
