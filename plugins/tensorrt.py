@@ -23,6 +23,7 @@ takes exactly the arguments TensorRT passes.
 from __future__ import annotations
 
 import functools
+import importlib
 import re
 import threading
 from dataclasses import dataclass
@@ -31,13 +32,7 @@ from typing import Any
 from vggx.errors import PluginError, TensorRTNotInstalledError
 
 from ._triton import require_triton
-from .launch import (
-    attention_config,
-    attention_grid,
-    check_attention_limits,
-    flow_warp_config,
-    flow_warp_grid,
-)
+from .launch import attention_config, flow_warp_config
 
 __all__ = [
     "OPS",
@@ -45,6 +40,8 @@ __all__ = [
     "CompiledPtx",
     "compile_aot",
     "compile_ptx",
+    "constexpr_key",
+    "device_cc",
     "register_plugins",
     "strip_unused_params",
 ]
@@ -163,7 +160,7 @@ def compile_ptx(
     return CompiledPtx(meta.name, ptx, meta.num_warps, meta.shared, num_params)
 
 
-def _constexpr_key(constexprs: dict[str, Any], num_warps: int) -> tuple[tuple[str, Any], ...]:
+def constexpr_key(constexprs: dict[str, Any], num_warps: int) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted({**constexprs, "num_warps": num_warps}.items()))
 
 
@@ -204,7 +201,7 @@ def compile_aot(
         fdt = ""
     else:
         raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
-    ptx = compile_ptx(op, _triton_dtype(dtype), _constexpr_key(cfg.constexprs, cfg.num_warps), cc, fdt)
+    ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps), cc, fdt)
     return AotKernel(
         name=ptx.name,
         ptx=ptx.ptx,
@@ -215,7 +212,7 @@ def compile_aot(
     )
 
 
-def _device_cc() -> int:
+def device_cc() -> int:
     """Compute capability of the GPU TensorRT builds for (the current CUDA device)."""
     import torch
 
@@ -234,8 +231,8 @@ def register_plugins() -> None:
     """
     global _registered
     try:
-        import tensorrt as trt
-        import tensorrt.plugin as trtp
+        import tensorrt
+        import tensorrt.plugin  # noqa: F401
     except ImportError as err:
         raise TensorRTNotInstalledError(
             f"cannot register the vggx::flow_warp / vggx::temporal_attention plugins ({err})"
@@ -244,78 +241,6 @@ def register_plugins() -> None:
     with _lock:
         if _registered:
             return
-        _register(trt, trtp)
+        importlib.import_module(f"{__package__}._tensorrt_qdp")  # its decorators register the plugins
+
         _registered = True
-
-
-def _register(trt: Any, trtp: Any) -> None:  # pragma: no cover - needs TensorRT
-    dtype_name = {trt.float32: "fp32", trt.float16: "fp16"}
-
-    def sym(values) -> Any:
-        return trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in values])
-
-    def launch_params(grid, block: int, shared: int) -> Any:
-        lp = trtp.KernelLaunchParams()
-        lp.grid_x, lp.grid_y, lp.grid_z = grid
-        lp.block_x = block
-        lp.shared_mem = shared
-        return lp
-
-    def constant(expr: Any, what: str) -> int:
-        if expr.is_fake or not expr.is_constant:
-            raise PluginError(f"temporal_attention plugin needs a build-time constant {what}")
-        return int(expr.constant_value())
-
-    @trtp.register("vggx::flow_warp")
-    def flow_warp_desc(x: trtp.TensorDesc, flow: trtp.TensorDesc) -> trtp.TensorDesc:
-        return x.like()
-
-    @trtp.autotune("vggx::flow_warp")
-    def flow_warp_tune(x, flow, outputs) -> list:
-        return [
-            trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
-            trtp.AutoTuneCombination("FP16, FP32, FP16"),
-        ]
-
-    @trtp.aot_impl("vggx::flow_warp")
-    def flow_warp_aot(x, flow, outputs, tactic):
-        b, c, h, w = x.shape_expr
-        cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
-        ptx = compile_ptx(
-            "flow_warp",
-            dtype_name[x.dtype],
-            _constexpr_key(cfg.constexprs, cfg.num_warps),
-            _device_cc(),
-            dtype_name[flow.dtype],
-        )
-        grid = flow_warp_grid(b, c, h, w, cdiv=trtp.cdiv)
-        lp = launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
-        return ptx.name.encode(), ptx.ptx.encode(), lp, sym((c, h, w))
-
-    @trtp.register("vggx::temporal_attention")
-    def attention_desc(qkv: trtp.TensorDesc, heads: int) -> trtp.TensorDesc:
-        n, t, c3, h, w = qkv.shape_expr
-        return trtp.from_shape_expr((n, t, c3 // 3, h, w), dtype=qkv.dtype)
-
-    @trtp.autotune("vggx::temporal_attention")
-    def attention_tune(qkv, heads, outputs) -> list:
-        return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16")]
-
-    @trtp.aot_impl("vggx::temporal_attention")
-    def attention_aot(qkv, heads: int, outputs, tactic):
-        n, t_expr, c3_expr, h, w = qkv.shape_expr
-        t = constant(t_expr, "T (frames)")
-        c = constant(c3_expr, "channel count") // 3
-        if heads < 1 or c % heads:
-            raise PluginError(f"temporal_attention plugin: heads={heads} must divide C={c}")
-        check_attention_limits(t, c // heads)
-        cfg = attention_config(1, t, c, 1, 1, heads)
-        ptx = compile_ptx(
-            "temporal_attention",
-            dtype_name[qkv.dtype],
-            _constexpr_key(cfg.constexprs, cfg.num_warps),
-            _device_cc(),
-        )
-        grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads)
-        lp = launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
-        return ptx.name.encode(), ptx.ptx.encode(), lp, sym((t, c, h * w))

@@ -1,0 +1,103 @@
+"""The QDP definitions proper, imported by :func:`vggx.plugins.tensorrt.register_plugins` only.
+
+No ``from __future__ import annotations`` here: ``tensorrt.plugin`` validates the functions'
+annotations as live classes (``issubclass(annotation, TensorDesc)``), and requires the return
+annotation of an ``aot_impl``.
+"""
+
+import tensorrt as trt
+import tensorrt.plugin as trtp
+
+from vggx.errors import PluginError
+
+from .launch import attention_config, attention_grid, check_attention_limits, flow_warp_config, flow_warp_grid
+from .tensorrt import compile_ptx, constexpr_key, device_cc
+
+AotResult = tuple[bytes, bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
+
+_DTYPE_NAMES = {trt.float32: "fp32", trt.float16: "fp16"}
+
+
+def _dtype_name(desc: trtp.TensorDesc) -> str:
+    if desc.dtype not in _DTYPE_NAMES:
+        raise PluginError(f"vggx plugins take FP32 or FP16 tensors, got {desc.dtype}")
+    return _DTYPE_NAMES[desc.dtype]
+
+
+def _scalars(values) -> trtp.SymIntExprs:
+    return trtp.SymIntExprs.from_tuple([trtp.SymInt32(v) for v in values])
+
+
+def _launch_params(grid, block: int, shared_mem: int) -> trtp.KernelLaunchParams:
+    params = trtp.KernelLaunchParams()
+    params.grid_x, params.grid_y, params.grid_z = grid
+    params.block_x = block
+    params.shared_mem = shared_mem
+    return params
+
+
+def _constant(expr, what: str) -> int:
+    if expr.is_fake or not expr.is_constant:
+        raise PluginError(f"the temporal_attention plugin needs a build-time constant {what}")
+    return int(expr.constant_value())
+
+
+@trtp.register("vggx::flow_warp")
+def flow_warp_desc(x: trtp.TensorDesc, flow: trtp.TensorDesc) -> trtp.TensorDesc:
+    return x.like()
+
+
+@trtp.autotune("vggx::flow_warp")
+def flow_warp_autotune(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs) -> list[trtp.AutoTuneCombination]:
+    # positions: x, flow, out; FP16 features may come with an FP32 flow (an FP32 island)
+    return [
+        trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
+        trtp.AutoTuneCombination("FP16, FP32, FP16"),
+    ]
+
+
+@trtp.aot_impl("vggx::flow_warp")
+def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: int) -> AotResult:
+    b, c, h, w = x.shape_expr
+    cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
+    ptx = compile_ptx(
+        "flow_warp",
+        _dtype_name(x),
+        constexpr_key(cfg.constexprs, cfg.num_warps),
+        device_cc(),
+        _dtype_name(flow),
+    )
+    grid = flow_warp_grid(b, c, h, w, cdiv=trtp.cdiv)
+    params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
+    return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((c, h, w))
+
+
+@trtp.register("vggx::temporal_attention")
+def temporal_attention_desc(qkv: trtp.TensorDesc, heads: int) -> trtp.TensorDesc:
+    n, t, c3, h, w = qkv.shape_expr
+    return trtp.from_shape_expr((n, t, c3 // 3, h, w), dtype=qkv.dtype)
+
+
+@trtp.autotune("vggx::temporal_attention")
+def temporal_attention_autotune(qkv: trtp.TensorDesc, heads: int, outputs) -> list[trtp.AutoTuneCombination]:
+    return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16")]
+
+
+@trtp.aot_impl("vggx::temporal_attention")
+def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: int) -> AotResult:
+    n, t_expr, c3_expr, h, w = qkv.shape_expr
+    t = _constant(t_expr, "T (frames)")
+    c = _constant(c3_expr, "channel count") // 3
+    if heads < 1 or c % heads:
+        raise PluginError(f"temporal_attention plugin: heads={heads} must divide C={c}")
+    try:
+        check_attention_limits(t, c // heads)
+    except ValueError as err:
+        raise PluginError(str(err)) from err
+    cfg = attention_config(1, t, c, 1, 1, heads)
+    ptx = compile_ptx(
+        "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc()
+    )
+    grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads)
+    params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
+    return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((t, c, h * w))

@@ -1,0 +1,184 @@
+"""The QDP definitions against a stand-in ``tensorrt.plugin`` (TensorRT cannot be installed here).
+
+The stand-in records what the decorators receive and gives symbolic shape expressions, so these
+tests check what TensorRT itself would check at registration (argument schemas, live annotation
+classes, the aot_impl return annotation) and what the AOT implementations return: PTX of the
+right kernel, symbolic grid, block, and the int32 scalars in kernel order.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import types
+import typing
+
+import pytest
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
+
+
+class Expr:
+    """Symbolic dimension: text, or a build-time constant."""
+
+    def __init__(self, text, value=None):
+        self.text, self.value = str(text), value
+        self.is_fake = False
+
+    @property
+    def is_constant(self):
+        return self.value is not None
+
+    def constant_value(self):
+        return self.value
+
+    def _op(self, sym, other, fn):
+        ov = other.value if isinstance(other, Expr) else other
+        text = getattr(other, "text", str(other))
+        value = fn(self.value, ov) if self.value is not None and ov is not None else None
+        return Expr(f"({self.text}{sym}{text})" if value is None else value, value)
+
+    def __mul__(self, other):
+        return self._op("*", other, lambda a, b: a * b)
+
+    def __floordiv__(self, other):
+        return self._op("//", other, lambda a, b: a // b)
+
+
+def _dim(v):
+    return Expr(v, v) if isinstance(v, int) else Expr(v)
+
+
+@pytest.fixture
+def fake_trt(monkeypatch):
+    trt = types.ModuleType("tensorrt")
+    trt.float32, trt.float16 = "FP32", "FP16"
+    trtp = types.ModuleType("tensorrt.plugin")
+    registry: dict[tuple[str, str], typing.Any] = {}
+
+    class TensorDesc:
+        def __init__(self, shape=(), dtype="FP32"):
+            self.shape_expr, self.dtype = tuple(shape), dtype
+
+        def like(self):
+            return TensorDesc(self.shape_expr, self.dtype)
+
+    class AutoTuneCombination:
+        def __init__(self, spec):
+            self.spec = spec
+
+    class KernelLaunchParams:
+        grid_x = grid_y = grid_z = block_x = shared_mem = None
+
+    class SymExprs(tuple):
+        pass
+
+    class SymIntExprs(SymExprs):
+        @classmethod
+        def from_tuple(cls, values):
+            return cls(values)
+
+    def decorator(kind):
+        def outer(name):
+            def inner(fn):
+                registry[(kind, name)] = fn
+                return fn
+
+            return inner
+
+        return outer
+
+    trtp.TensorDesc, trtp.AutoTuneCombination = TensorDesc, AutoTuneCombination
+    trtp.KernelLaunchParams, trtp.SymExprs, trtp.SymIntExprs = KernelLaunchParams, SymExprs, SymIntExprs
+    trtp.SymInt32 = lambda v: v.value if isinstance(v, Expr) and v.is_constant else getattr(v, "text", v)
+    trtp.cdiv = lambda a, b: f"cdiv({getattr(a, 'text', a)},{b})"
+    trtp.from_shape_expr = lambda shape, dtype: TensorDesc(shape, dtype)
+    trtp.register, trtp.autotune, trtp.aot_impl = (
+        decorator("register"),
+        decorator("autotune"),
+        decorator("aot"),
+    )
+    trt.plugin = trtp
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trtp)
+    import vggx.plugins.tensorrt as vtrt
+
+    monkeypatch.setattr(vtrt, "device_cc", lambda: 90)
+    monkeypatch.setattr(vtrt, "_registered", False)
+    monkeypatch.delitem(sys.modules, "vggx.plugins._tensorrt_qdp", raising=False)
+    vtrt.register_plugins()
+    yield trtp, registry
+    sys.modules.pop("vggx.plugins._tensorrt_qdp", None)
+    vars(sys.modules["vggx.plugins"]).pop("_tensorrt_qdp", None)
+
+
+TENSORS = {"vggx::flow_warp": ["x", "flow"], "vggx::temporal_attention": ["qkv"]}
+ATTRS = {"vggx::flow_warp": [], "vggx::temporal_attention": ["heads"]}
+
+
+@pytest.mark.parametrize("name", list(TENSORS))
+def test_schemas_are_what_tensorrt_accepts(fake_trt, name):
+    trtp, registry = fake_trt
+    tensors, attrs = TENSORS[name], ATTRS[name]
+    desc = inspect.signature(registry[("register", name)])
+    assert list(desc.parameters) == tensors + attrs
+    for t in tensors:  # TensorRT checks issubclass(annotation, TensorDesc): strings would fail
+        assert desc.parameters[t].annotation is trtp.TensorDesc
+    for a in attrs:
+        assert desc.parameters[a].annotation is int
+    assert desc.return_annotation is trtp.TensorDesc
+
+    tune = inspect.signature(registry[("autotune", name)])
+    assert list(tune.parameters) == [*tensors, *attrs, "outputs"]
+    assert typing.get_origin(tune.return_annotation) is list
+    assert typing.get_args(tune.return_annotation) == (trtp.AutoTuneCombination,)
+
+    aot = inspect.signature(registry[("aot", name)])
+    assert list(aot.parameters) == [*tensors, *attrs, "outputs", "tactic"]
+    ret = aot.return_annotation
+    assert typing.get_origin(ret) is tuple and len(typing.get_args(ret)) == 4
+    assert issubclass(typing.get_args(ret)[2], trtp.KernelLaunchParams)
+    assert issubclass(typing.get_args(ret)[3], trtp.SymExprs)
+
+
+def test_flow_warp_descriptor_and_aot(fake_trt):
+    trtp, registry = fake_trt
+    x = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP16")
+    flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
+    out = registry[("register", "vggx::flow_warp")](x, flow)
+    assert out.shape_expr == x.shape_expr and out.dtype == "FP16"
+    name, ptx, params, scalars = registry[("aot", "vggx::flow_warp")](x, flow, (out,), 0)
+    assert name == b"flow_warp_kernel"
+    assert b".entry flow_warp_kernel(" in ptx and b".target sm_90" in ptx
+    assert b"ld.global.b16" in ptx and b"ld.global.b32" in ptx  # FP16 features, FP32 flow
+    assert params.grid_x == "cdiv((H*W),512)"
+    assert params.grid_y.text == "B"
+    assert params.grid_z == "cdiv(64,16)"
+    assert (params.block_x, params.shared_mem) == (128, 0)
+    assert tuple(scalars) == (64, "H", "W")
+
+
+def test_attention_descriptor_and_aot(fake_trt):
+    trtp, registry = fake_trt
+    qkv = trtp.TensorDesc([_dim("N"), _dim(8), _dim(192), _dim("H"), _dim("W")], "FP16")
+    out = registry[("register", "vggx::temporal_attention")](qkv, 4)
+    assert [d.text for d in out.shape_expr] == ["N", "8", "64", "H", "W"]
+    name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 0)
+    assert name == b"temporal_attention_kernel" and b".entry temporal_attention_kernel(" in ptx
+    assert params.grid_x == "cdiv((H*W),128)"  # T = 8: one query block, 128 pixels per program
+    assert (params.grid_y, params.grid_z.text) == (4, "N")
+    assert params.block_x == 128
+    assert tuple(scalars) == (8, 64, "(H*W)")
+
+
+def test_attention_aot_needs_constant_frames(fake_trt):
+    from vggx.errors import PluginError
+
+    trtp, registry = fake_trt
+    qkv = trtp.TensorDesc([_dim("N"), _dim("T"), _dim(192), _dim("H"), _dim("W")], "FP32")
+    with pytest.raises(PluginError, match=r"build-time constant T \(frames\)"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 4, (qkv,), 0)
+    qkv = trtp.TensorDesc([_dim("N"), _dim(40), _dim(192), _dim("H"), _dim("W")], "FP32")
+    with pytest.raises(PluginError, match=r"T must be in 1\.\.32"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 4, (qkv,), 0)
