@@ -5,11 +5,12 @@ Two layers:
 - :func:`compile_aot` and :class:`AotKernel` need only OpenAI Triton (no TensorRT, no GPU): they
   compile a kernel for a CUDA target to PTX and give its launch parameters for concrete shapes.
   This is what the plugin's AOT implementation embeds in the engine, and what the tests check.
-- :func:`register_plugins` registers the QDPs with TensorRT: shape/type descriptor, FP32/FP16
-  format combinations, and an ``@trtp.aot_impl`` that returns the PTX of :func:`compile_aot`
-  plus symbolic launch parameters, so the serialized engine runs without Python (trtexec,
-  Triton's ``tensorrt_plan`` backend). Without TensorRT it raises
-  :class:`~vggx.errors.TensorRTNotInstalledError`.
+- :func:`register_plugins` registers the QDPs (defined in ``_tensorrt_qdp.py``) with TensorRT:
+  shape/type descriptor, FP32/FP16 format combinations, and an ``@trtp.aot_impl`` that returns
+  the PTX of :func:`compile_ptx` plus symbolic launch parameters, so the serialized engine runs
+  without Python (trtexec, Triton's ``tensorrt_plan`` backend). Only the AOT implementation is
+  registered, so no ``PREFER_AOT_PYTHON_PLUGINS`` network flag is needed. Without TensorRT it
+  raises :class:`~vggx.errors.TensorRTNotInstalledError`.
 
 An ONNX node reaches these plugins through TensorRT's ONNX parser by ``op_type`` plus the string
 attributes ``plugin_namespace="vggx"`` / ``plugin_version="1"`` (see :mod:`vggx.plugins.onnx`).
