@@ -118,9 +118,8 @@ def plan_tiles_1d(length: int, max_tile: int, multiple: int, overlap: int) -> li
     if length <= max_tile:
         return [(0, length)]
     overlap = -(-overlap // multiple) * multiple
-    if not 0 <= overlap <= max_tile // 2 - multiple:
-        raise ValueError(f"overlap {overlap} must be in 0..{max_tile // 2 - multiple} "
-                         f"for tiles of {max_tile}")
+    if not 0 <= overlap <= max_tile - multiple:
+        raise ValueError(f"overlap {overlap} must be in 0..{max_tile - multiple} for tiles of {max_tile}")
     stride = max_tile - overlap
     last = -(-(length - max_tile) // multiple) * multiple
     starts = []
@@ -177,11 +176,11 @@ def plan_tiles(
 ) -> TilePlan:
     """Tile an ``(h, w)`` frame for a model taking at most ``max_size`` (LR pixels).
 
-    ``overlap`` defaults to an eighth of the tile (at least two size multiples).
+    ``overlap`` defaults to an eighth of the tile, at least two size multiples, at most half a tile.
     """
     spans = []
     for length, limit in zip(size, max_size, strict=True):
         ov = overlap if overlap is not None else max(2 * multiple, limit // 8)
-        ov = min(ov, limit // multiple * multiple // 2 - multiple)
-        spans.append(tuple(plan_tiles_1d(length, limit, multiple, max(ov, 0))))
+        ov = min(ov, limit // 2 // multiple * multiple)  # stride >= half a tile
+        spans.append(tuple(plan_tiles_1d(length, limit, multiple, ov)))
     return TilePlan(rows=spans[0], cols=spans[1], scale=scale)

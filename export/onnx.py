@@ -2,6 +2,17 @@
 
 Input ``lr`` UINT8 ``[N, T, H, W, 3]``, output ``sr`` UINT8 ``[N, T, s·H, s·W, 3]``; T fixed (the
 window), N, H, W dynamic; the graph pads to ``size_multiple`` and crops back.
+
+Two flavours (:class:`Flavor`): ``portable`` traces the plain PyTorch compositions of the two ops
+(GridSample, MatMul, Softmax); ``trt`` traces ``torch.ops.vggx.*`` and writes one plugin node per
+op through :func:`vggx.plugins.onnx.custom_translation_table`. Two precisions (:class:`Precision`):
+FP16 is the graph of :mod:`vggx.export.fp16` (FP16 with FP32 islands).
+
+After the export: constant folding (onnxscript's optimizer, the exporter's ``optimize=True``: it
+keeps standard ops, unlike ONNX Runtime's extended levels, and unlike an ONNX Runtime offline
+optimisation it does not bake CPU-provider casts into FP16 graphs), the ``Resize`` -> ``Conv``
+rewrite of :mod:`vggx.export.passes`, shape inference and ``onnx.checker`` (full check, with the
+plugin schemas registered), then the model metadata as ONNX metadata props.
 """
 
 from __future__ import annotations
@@ -19,12 +30,14 @@ from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
 from vggx.plugins import reference_ops
 
-__all__ = ["ExportConfig", "Flavor", "export_onnx"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
+# onnxruntime 1.18+ loads IR version 10; the exporter of torch 2.13 writes 10 too.
+_MAX_IR_VERSION = 10
 
 
 class Flavor(enum.Enum):
@@ -34,55 +47,150 @@ class Flavor(enum.Enum):
     PORTABLE = "portable"
 
 
+class Precision(enum.Enum):
+    """Compute precision carried by the graph (FP16 = FP16 with FP32 islands, see ``fp16.py``)."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+
+
 @dataclass(frozen=True)
 class ExportConfig:
+    """What to export. Sizes are LR ``(h, w)`` in pixels."""
+
     flavor: Flavor = Flavor.PORTABLE
+    precision: Precision = Precision.FP32
     window: int | None = None  # T; None = the checkpoint's window
     opset: int = 20  # GridSample with 4-D inputs is opset 16+; 20 is well covered by ORT and TensorRT 10
     max_batch: int = 64  # upper bound of the dynamic N axis
+    min_size: tuple[int, int] | None = None  # published LR size range; None = the checkpoint's
+    max_size: tuple[int, int] | None = None
+    rewrite_resize: bool = True  # Resize -> Pad/Conv/DepthToSpace (passes.resize_to_conv)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.flavor, Flavor):
+            raise ExportError(f"flavor must be a Flavor, got {self.flavor!r}")
+        if not isinstance(self.precision, Precision):
+            raise ExportError(f"precision must be a Precision, got {self.precision!r}")
         if self.window is not None and self.window < 1:
             raise ExportError(f"window must be >= 1, got {self.window}")
         if self.max_batch < 1:
             raise ExportError(f"max_batch must be >= 1, got {self.max_batch}")
+        if not 17 <= self.opset <= 21:
+            raise ExportError(f"opset must be in 17..21 (GridSample 16+, TensorRT 10 parses up to 21), "
+                              f"got {self.opset}")
+        for name in ("min_size", "max_size"):
+            size = getattr(self, name)
+            if size is not None and (len(size) != 2 or min(size) < 1):
+                raise ExportError(f"{name} must be a positive (h, w), got {size}")
+        if self.min_size and self.max_size and (
+            self.min_size[0] > self.max_size[0] or self.min_size[1] > self.max_size[1]
+        ):
+            raise ExportError(f"min_size {self.min_size} exceeds max_size {self.max_size}")
+
+
+def export_model(checkpoint: Checkpoint, precision: Precision) -> torch.nn.Module:
+    """The eval-mode uint8 module that is exported for ``precision`` (FP32: ``UInt8Upscaler``)."""
+    if precision is Precision.FP16:
+        from .fp16 import half_upscaler
+
+        return half_upscaler(checkpoint.generator)
+    return UInt8Upscaler(checkpoint.generator).eval()
 
 
 def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig = ExportConfig()) -> Path:
     """Export ``checkpoint`` to an ONNX file at ``path`` (written atomically) and return the path.
 
-    The file carries the model metadata (``scale``, ``window``, ...) as ONNX metadata props.
+    The file carries the model metadata (``scale``, ``window``, ...) plus ``flavor``,
+    ``precision`` and ``checkpoint_sha256`` as ONNX metadata props.
+
+    Raises:
+        ExportError: the exporter, a graph pass or the ONNX checker failed.
     """
     import onnx
-    from torch.export import Dim
 
-    if config.flavor is not Flavor.PORTABLE:
-        raise ExportError(f"flavor {config.flavor.value!r} is not supported by this exporter yet")
     path = Path(path)
     gen_cfg = checkpoint.config
     window = config.window or gen_cfg.window
-    model = UInt8Upscaler(checkpoint.generator).eval()
+    proto = _trace(checkpoint, config, window)
+    proto = _finish(proto, config)
+    published = gen_cfg.replace(
+        window=window, min_size=config.min_size or gen_cfg.min_size, max_size=config.max_size or gen_cfg.max_size
+    )
+    meta = model_metadata(published, checkpoint.metadata.get("version", "1"))
+    meta.update({
+        "flavor": config.flavor.value,
+        "precision": config.precision.value,
+        "checkpoint_sha256": checkpoint.sha256,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+    })
+    onnx.helper.set_model_props(proto, meta)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        onnx.save_model(proto, str(tmp))
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"cannot write {path}: {exc}") from exc
+    log.info("wrote %s (%s, %s)", path, config.flavor.value, config.precision.value)
+    return path
+
+
+def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
+    from torch.export import Dim
+
+    gen_cfg = checkpoint.config
+    model = export_model(checkpoint, config.precision)
     m = gen_cfg.size_multiple
+    # An example size not divisible by the multiple, so the pad/crop path is what gets traced.
     example = torch.zeros(1, window, 2 * m + 3, 2 * m + 5, 3, dtype=torch.uint8)
     (min_h, min_w), (max_h, max_w) = gen_cfg.min_size, gen_cfg.max_size
     dynamic = {INPUT_NAME: {0: Dim("N", min=1, max=config.max_batch), 2: Dim("H", min=min_h, max=max_h),
                             3: Dim("W", min=min_w, max=max_w)}}
-    with warnings.catch_warnings(), reference_ops(), torch.no_grad():
+    table = None
+    if config.flavor is Flavor.TRT:
+        from vggx.plugins.onnx import custom_translation_table
+
+        table = custom_translation_table()
+    # portable: the plain compositions; trt: torch.ops.vggx.* (the plugin nodes)
+    with warnings.catch_warnings(), reference_ops(config.flavor is Flavor.PORTABLE), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=config.opset, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, verbose=False,
+                output_names=[OUTPUT_NAME], dynamic_shapes=dynamic, custom_translation_table=table,
+                optimize=True, verbose=False,
             )
         except Exception as exc:  # the exporter raises many types; report one
             raise ExportError(f"ONNX export failed: {exc}") from exc
-    proto = program.model_proto
-    meta = model_metadata(gen_cfg.replace(window=window), checkpoint.metadata.get("version", "1"))
-    meta.update({"flavor": config.flavor.value, "checkpoint_sha256": checkpoint.sha256})
-    onnx.helper.set_model_props(proto, meta)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save_model(proto, str(tmp))
-    tmp.replace(path)
-    log.info("wrote %s", path)
-    return path
+    return program.model_proto
+
+
+def _finish(proto, config: ExportConfig):
+    """Shape inference, graph passes and the checker; returns the final ``ModelProto``."""
+    import onnx
+
+    from vggx.plugins.onnx import register_onnx_schemas
+
+    from .passes import plugin_ops, resize_to_conv
+
+    register_onnx_schemas()  # plugin nodes pass the checker and shape inference
+    proto.ir_version = min(proto.ir_version, _MAX_IR_VERSION)
+    try:
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, data_prop=True)
+        if config.rewrite_resize:
+            proto, n = resize_to_conv(proto)
+            log.debug("rewrote %d Resize nodes into Pad/Conv/DepthToSpace", n)
+        del proto.graph.value_info[:]  # stale after the rewrite; infer again
+        proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+        onnx.checker.check_model(proto, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise ExportError(f"the exported ONNX graph is invalid: {exc}") from exc
+    found = plugin_ops(proto)
+    if config.flavor is Flavor.TRT and found != ["flow_warp", "temporal_attention"]:
+        raise ExportError(f"the trt flavour must hold both vggx plugin nodes, found {found or 'none'}")
+    if config.flavor is Flavor.PORTABLE and found:
+        raise ExportError(f"the portable flavour must not hold vggx plugin nodes, found {found}")
+    return proto

@@ -166,6 +166,45 @@ def train(
 
 @app.command()
 @handle_errors
+def evaluate(
+    videos: Annotated[list[Path] | None, typer.Argument(help="videos to evaluate on (downscaled ×4 BI)")] = None,
+    checkpoint: CheckpointOpt = None,
+    frames: Annotated[int, typer.Option("--frames", help="frames per video")] = 24,
+    held_out: Annotated[bool, typer.Option("--held-out/--no-held-out", help="also the held-out clips")] = True,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write the table as JSON")] = None,
+) -> None:
+    """PSNR, SSIM and temporal consistency: the model vs bicubic vs frame by frame.
+
+    Example: vggx evaluate my_clip.mp4 --json scores.json
+    """
+    from vggx.checkpoint import load_checkpoint
+    from vggx.training.evaluate import EvalClip, evaluate as run_eval, standard_methods, video_clip
+    from vggx.training.train import validation_clips
+
+    ckpt = load_checkpoint(checkpoint)
+    methods = standard_methods(ckpt.generator)
+    rows = []
+    if held_out:
+        clips = [EvalClip(f"held-out-{i}", c.hr, c.lr)
+                 for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window))]
+        rows += run_eval(methods, clips, "held-out (BI)")
+    for video in videos or []:
+        clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple)
+        rows += run_eval(methods, [clip], video.name)
+    table = Table(title=f"vggx evaluate — {checkpoint or 'shipped checkpoint'}")
+    for col in ("data", "method", "PSNR dB", "SSIM", "temporal err ×1e3", "vs bicubic dB"):
+        table.add_column(col, justify="left" if col in ("data", "method") else "right")
+    bic = {r.dataset: r.psnr for r in rows if r.method == "bicubic"}
+    for r in rows:
+        table.add_row(r.dataset, r.method, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.temporal_error * 1e3:.2f}",
+                      f"{r.psnr - bic[r.dataset]:+.2f}")
+    console.print(table)
+    if json_path:
+        json_path.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+
+
+@app.command()
+@handle_errors
 def serve(
     model_repository: Annotated[Path, typer.Option("--model-repository", help="Triton model repository")
                                 ] = Path("model_repository"),

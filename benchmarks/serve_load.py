@@ -1,0 +1,247 @@
+"""Load test of a served vggx model, and served vs in-process ONNX Runtime throughput on the same input.
+
+    python -m vggx.benchmarks.serve_load --url 127.0.0.1:8001 --lr-size 64x64 --requests 200 --concurrency 8
+    python -m vggx.benchmarks.serve_load --model-repository model_repository \
+        --onnx model_repository/vggx/1/model.onnx --concurrency 1,2,8
+
+With ``--model-repository`` it starts its own ``tritonserver`` (free loopback ports) for the run. With
+``--onnx`` it also runs the same input through an in-process ONNX Runtime session (threads as the served
+model's ``cpu_threads`` parameter) and reports the serving overhead: 1 - served / in-process throughput.
+Every request sends the same seeded random window; latencies are per request, measured by the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["InProcessResult", "LoadConfig", "LoadResult", "run_inprocess", "run_load", "served_model_info"]
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    url: str  # host:port of Triton's gRPC (or HTTP) endpoint
+    protocol: str = "grpc"  # grpc | http
+    model: str = "vggx"
+    lr_size: tuple[int, int] = (64, 64)  # LR H, W of every window
+    batch: int = 1  # windows per request
+    requests: int = 200  # measured requests (after ``warmup``)
+    concurrency: int = 8  # requests in flight (one client per worker thread)
+    warmup: int = 4  # unmeasured requests first
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("grpc", "http"):
+            raise ValueError(f"protocol must be grpc or http, got {self.protocol!r}")
+        if min(self.batch, self.requests, self.concurrency) < 1 or self.warmup < 0:
+            raise ValueError("batch, requests and concurrency must be >= 1, warmup >= 0")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    errors: int
+    concurrency: int
+    batch: int
+    lr_size: tuple[int, int]
+    window: int
+    wall_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    windows_per_s: float
+    frames_per_s: float  # output frames: windows × T
+    first_error: str | None = None
+
+
+@dataclass(frozen=True)
+class InProcessResult:
+    runs: int
+    threads: int
+    batch: int
+    wall_s: float
+    p50_ms: float
+    windows_per_s: float
+
+
+def _client_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    else:
+        import tritonclient.http as tc
+    return tc
+
+
+def served_model_info(url: str, protocol: str = "grpc", model: str = "vggx") -> dict[str, str]:
+    """The served model's config ``parameters`` (window, scale, cpu_threads, ...) as strings."""
+    tc = _client_module(protocol)
+    with tc.InferenceServerClient(url) as client:
+        if protocol == "grpc":
+            cfg = client.get_model_config(model).config
+            return {k: v.string_value for k, v in cfg.parameters.items()}
+        cfg = client.get_model_config(model)
+        return {k: v["string_value"] for k, v in cfg.get("parameters", {}).items()}
+
+
+def make_input(window: int, lr_size: tuple[int, int], batch: int = 1, seed: int = 0) -> np.ndarray:
+    """The benchmark's window: uint8 [batch, T, H, W, 3], seeded random (the same for every request)."""
+    return np.random.default_rng(seed).integers(0, 256, (batch, window, *lr_size, 3), dtype=np.uint8)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def run_load(config: LoadConfig) -> LoadResult:
+    """Send ``config.requests`` requests, ``config.concurrency`` in flight; errors are counted, not raised."""
+    from tritonclient.utils import InferenceServerException
+
+    tc = _client_module(config.protocol)
+    window = int(served_model_info(config.url, config.protocol, config.model)["window"])
+    x = make_input(window, config.lr_size, config.batch, config.seed)
+    local = threading.local()
+    clients = []
+    lock = threading.Lock()
+
+    def one(_: int) -> tuple[float, str | None]:
+        if not hasattr(local, "client"):
+            local.client = tc.InferenceServerClient(config.url)
+            with lock:
+                clients.append(local.client)
+        inp = tc.InferInput("lr", list(x.shape), "UINT8")
+        inp.set_data_from_numpy(x)
+        start = time.perf_counter()
+        try:
+            result = local.client.infer(config.model, [inp], outputs=[tc.InferRequestedOutput("sr")])
+            sr = result.as_numpy("sr")
+            ok = sr is not None and sr.shape[:2] == x.shape[:2] and sr.dtype == np.uint8
+            error = None if ok else f"bad output {None if sr is None else (sr.dtype, sr.shape)}"
+        except InferenceServerException as exc:
+            error = str(exc)
+        return time.perf_counter() - start, error
+
+    try:
+        with ThreadPoolExecutor(config.concurrency) as pool:
+            list(pool.map(one, range(config.warmup)))
+            start = time.perf_counter()
+            outcomes = list(pool.map(one, range(config.requests)))
+            wall = time.perf_counter() - start
+    finally:
+        for client in clients:
+            client.close()
+    latencies = [t * 1e3 for t, err in outcomes if err is None]
+    errors = [err for _, err in outcomes if err is not None]
+    done = len(latencies) * config.batch
+    return LoadResult(
+        requests=config.requests, errors=len(errors), concurrency=config.concurrency, batch=config.batch,
+        lr_size=config.lr_size, window=window, wall_s=wall, p50_ms=_percentile(latencies, 50),
+        p90_ms=_percentile(latencies, 90), p99_ms=_percentile(latencies, 99), windows_per_s=done / wall,
+        frames_per_s=done * window / wall, first_error=errors[0] if errors else None,
+    )
+
+
+def run_inprocess(onnx_path: str | Path, x: np.ndarray, *, runs: int = 20, threads: int = 1,
+                  warmup: int = 2) -> InProcessResult:
+    """Run ``x`` through an in-process ONNX Runtime CPU session ``runs`` times, one after the other."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    for _ in range(warmup):
+        session.run(["sr"], {"lr": x})
+    times = []
+    start = time.perf_counter()
+    for _ in range(runs):
+        t = time.perf_counter()
+        session.run(["sr"], {"lr": x})
+        times.append(time.perf_counter() - t)
+    wall = time.perf_counter() - start
+    return InProcessResult(runs=runs, threads=threads, batch=x.shape[0], wall_s=wall,
+                           p50_ms=statistics.median(times) * 1e3, windows_per_s=runs * x.shape[0] / wall)
+
+
+def _versions() -> dict[str, str]:
+    import onnxruntime
+    import tritonclient
+
+    return {"python": sys.version.split()[0], "onnxruntime": onnxruntime.__version__,
+            "tritonclient": getattr(tritonclient, "__version__", "?"), "platform": sys.platform}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vggx.shapes import parse_size
+
+    p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.serve_load", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="Triton endpoint host:port (gRPC, or HTTP with --protocol http)")
+    where.add_argument("--model-repository", type=Path, help="start a tritonserver on this repository")
+    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
+    p.add_argument("--lr-size", default="64x64", help="LR frame size HxW")
+    p.add_argument("--batch", type=int, default=1, help="windows per request")
+    p.add_argument("--requests", type=int, default=200)
+    p.add_argument("--concurrency", default="8", help="comma-separated, e.g. 1,2,8")
+    p.add_argument("--onnx", type=Path, help="also run this ONNX in-process for the overhead ratio")
+    p.add_argument("--inprocess-runs", type=int, default=20)
+    p.add_argument("--json", type=Path, help="write the results as JSON")
+    args = p.parse_args(argv)
+    size = parse_size(args.lr_size)
+    levels = [int(c) for c in args.concurrency.split(",")]
+
+    server = None
+    url = args.url
+    if args.model_repository is not None:
+        from vggx.server import ServerConfig, TritonServer
+
+        server = TritonServer(ServerConfig(model_repository=args.model_repository, http_port=0, grpc_port=0,
+                                           metrics_port=0)).start()
+        url = server.endpoints.grpc if args.protocol == "grpc" else server.endpoints.http
+    try:
+        params = served_model_info(url, args.protocol)
+        report: dict = {"url": url, "protocol": args.protocol, "lr_size": list(size), "batch": args.batch,
+                        "params": params, "versions": _versions(), "load": []}
+        for c in levels:
+            res = run_load(LoadConfig(url=url, protocol=args.protocol, lr_size=size, batch=args.batch,
+                                      requests=args.requests, concurrency=c))
+            report["load"].append(asdict(res))
+            print(f"served  c={c:<3d} {res.requests} req  errors {res.errors}  p50 {res.p50_ms:8.1f} ms  "
+                  f"p90 {res.p90_ms:8.1f} ms  p99 {res.p99_ms:8.1f} ms  {res.windows_per_s:7.2f} windows/s  "
+                  f"{res.frames_per_s:7.1f} frames/s")
+            if res.errors:
+                print(f"  first error: {res.first_error}")
+    finally:
+        if server is not None:
+            server.stop()
+    if args.onnx is not None:
+        x = make_input(int(params["window"]), size, args.batch)
+        threads = int(params.get("cpu_threads", "0"))
+        ref = run_inprocess(args.onnx, x, runs=args.inprocess_runs, threads=threads)
+        best = max(report["load"], key=lambda r: r["windows_per_s"])
+        overhead = 1 - best["windows_per_s"] / ref.windows_per_s
+        report["inprocess"] = asdict(ref)
+        report["overhead"] = {"served_windows_per_s": best["windows_per_s"],
+                              "concurrency": best["concurrency"],
+                              "inprocess_windows_per_s": ref.windows_per_s, "overhead": overhead}
+        print(f"in-process ORT ({threads or 'default'} threads, batch {args.batch}): "
+              f"p50 {ref.p50_ms:.1f} ms, {ref.windows_per_s:.2f} windows/s")
+        print(f"serving overhead: {overhead:+.1%} (served {best['windows_per_s']:.2f} windows/s at "
+              f"c={best['concurrency']} vs in-process {ref.windows_per_s:.2f})")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 1 if any(r["errors"] for r in report["load"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""ONNX -> TensorRT engine (``model.plan``) with a JSON sidecar: thin, isolated, TensorRT imported lazily.
+
+Steps (TRT_NOTES.md §1-§2), each a small function: register the vggx plugins (when the graph has
+plugin nodes, marked ``aot=1`` so the AOT implementation is baked into the plan and it runs
+without Python, e.g. in Triton's ``tensorrt_plan`` backend) -> parse the ONNX -> builder config
+(optimisation profile over N, H, W; precision; timing cache; optimisation level; workspace) ->
+serialize -> write the plan and ``model.plan.json`` atomically.
+
+Precision lives in the ONNX graph (DESIGN.md): an FP16 graph is built as a strongly typed
+network (TensorRT 11 has nothing else; TensorRT 10 has the flag), so the FP32 islands stay FP32;
+an FP32 graph asked to build as FP16 uses the weakly typed FP16 flag (TensorRT 10 only).
+
+Without TensorRT every entry point raises :class:`~vggx.errors.TensorRTNotInstalledError`;
+:func:`finish_command` gives the command that completes the build where TensorRT is
+(``python -m vggx.export.engine ...``, e.g. inside the NGC Triton container).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vggx.errors import ConfigError, EngineBuildError, TensorRTNotInstalledError, VggxError
+from vggx.shapes import check_profile, format_size, parse_size, profile_shapes
+
+from .onnx import INPUT_NAME, Precision
+
+__all__ = [
+    "EngineConfig",
+    "ShapeProfile",
+    "build_engine",
+    "check_replaceable",
+    "compare_engine_with_onnx",
+    "finish_command",
+    "import_tensorrt",
+    "read_sidecar",
+    "sidecar_path",
+]
+
+log = logging.getLogger(__name__)
+
+SIDECAR_SUFFIX = ".json"  # model.plan -> model.plan.json
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """One optimisation profile of the uint8 input ``[N, T, H, W, 3]``; sizes are LR ``(h, w)`` pixels."""
+
+    window: int  # T, frames (fixed)
+    min_size: tuple[int, int]
+    opt_size: tuple[int, int]
+    max_size: tuple[int, int]
+    max_batch: int = 1  # N runs 1..max_batch
+    opt_batch: int = 1
+    input_name: str = INPUT_NAME
+
+    def __post_init__(self) -> None:
+        # ConfigError on min > opt > max or bad batches, with the values named
+        profile_shapes(self.window, self.min_size, self.opt_size, self.max_size,
+                       opt_batch=self.opt_batch, max_batch=self.max_batch)
+
+    def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """``(min, opt, max)`` input shapes."""
+        return profile_shapes(self.window, self.min_size, self.opt_size, self.max_size,
+                              opt_batch=self.opt_batch, max_batch=self.max_batch)
+
+    def to_json(self) -> dict[str, Any]:
+        lo, opt, hi = self.shapes()
+        return {"input": self.input_name, "min": list(lo), "opt": list(opt), "max": list(hi)}
+
+    @classmethod
+    def within(
+        cls, window: int, min_size: tuple[int, int], opt_size: tuple[int, int], max_size: tuple[int, int],
+        *, model_min: tuple[int, int], model_max: tuple[int, int], max_batch: int = 1, opt_batch: int = 1,
+    ) -> ShapeProfile:
+        """A profile whose sizes must also lie in the model's ``[model_min, model_max]``."""
+        check_profile(min_size, opt_size, max_size, opt_batch=opt_batch, max_batch=max_batch)
+        if min_size[0] < model_min[0] or min_size[1] < model_min[1]:
+            raise ConfigError(f"min size {format_size(min_size)} is below the model's {format_size(model_min)}")
+        if max_size[0] > model_max[0] or max_size[1] > model_max[1]:
+            raise ConfigError(f"max size {format_size(max_size)} is above the model's {format_size(model_max)}")
+        return cls(window, min_size, opt_size, max_size, max_batch=max_batch, opt_batch=opt_batch)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build the engine."""
+
+    profile: ShapeProfile
+    precision: Precision = Precision.FP16  # must match the ONNX graph's, or FP16 over an FP32 graph (TRT 10)
+    optimization_level: int = 3  # builder optimisation level 0..5 (TensorRT's default is 3)
+    workspace_mib: int = 4096  # workspace memory-pool limit, MiB
+    timing_cache: Path | None = None  # read if present, written back after the build
+    force: bool = False  # replace an engine built for another GPU / TensorRT version
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.profile, ShapeProfile):
+            raise ConfigError(f"profile must be a ShapeProfile, got {type(self.profile).__name__}")
+        if not isinstance(self.precision, Precision):
+            raise ConfigError(f"precision must be a Precision, got {self.precision!r}")
+        if not 0 <= self.optimization_level <= 5:
+            raise ConfigError(f"builder optimisation level must be in 0..5, got {self.optimization_level}")
+        if self.workspace_mib < 1:
+            raise ConfigError(f"workspace must be >= 1 MiB, got {self.workspace_mib}")
+
+
+def import_tensorrt() -> Any:
+    """``import tensorrt``, or :class:`TensorRTNotInstalledError` (the one "unavailable" path)."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise TensorRTNotInstalledError(str(exc)) from exc
+    return trt
+
+
+def sidecar_path(plan: str | Path) -> Path:
+    """``model.plan`` -> ``model.plan.json``."""
+    plan = Path(plan)
+    return plan.with_name(plan.name + SIDECAR_SUFFIX)
+
+
+def read_sidecar(plan: str | Path) -> dict[str, Any] | None:
+    """The sidecar of ``plan``, or ``None`` when there is none (or it is unreadable)."""
+    path = sidecar_path(plan)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def check_replaceable(existing: Mapping[str, Any] | None, current: Mapping[str, Any], *, force: bool) -> None:
+    """Refuse to replace an engine built for another GPU or TensorRT version, unless ``force``.
+
+    ``existing`` / ``current`` are sidecar dicts (``tensorrt_version``, ``gpu``, ``compute_capability``).
+
+    Raises:
+        EngineBuildError: they differ and ``force`` is false.
+    """
+    if existing is None or force:
+        return
+    keys = ("tensorrt_version", "gpu", "compute_capability")
+    changed = [k for k in keys if str(existing.get(k)) != str(current.get(k))]
+    if changed:
+        was = ", ".join(f"{k}={existing.get(k)}" for k in keys)
+        now = ", ".join(f"{k}={current.get(k)}" for k in keys)
+        raise EngineBuildError(f"the existing engine was built for {was}; this build is for {now}; "
+                               f"pass --force to replace it, or export to another --version")
+
+
+def _gpu() -> tuple[str, str]:
+    import torch
+
+    if not torch.cuda.is_available():
+        raise EngineBuildError("building a TensorRT engine needs a CUDA GPU; none is visible to PyTorch")
+    major, minor = torch.cuda.get_device_capability()
+    return torch.cuda.get_device_name(), f"{major}.{minor}"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mark_aot(model: Any) -> list[str]:
+    """Give every vggx plugin node ``aot=1`` (the AOT implementation, TRT_NOTES.md §2); return their ops."""
+    from onnx import helper
+
+    ops = set()
+    for node in model.graph.node:
+        if node.domain == "vggx":
+            kept = [a for a in node.attribute if a.name != "aot"]
+            del node.attribute[:]
+            node.attribute.extend([*kept, helper.make_attribute("aot", 1)])
+            ops.add(node.op_type)
+    return sorted(ops)
+
+
+def _strongly_typed(trt: Any, precision: Precision, graph_precision: str) -> bool:
+    major = int(trt.__version__.split(".")[0])
+    if major >= 11:
+        if precision is Precision.FP16 and graph_precision != "fp16":
+            raise EngineBuildError("TensorRT 11 networks are strongly typed: export with --fp16 to build FP16")
+        return True
+    return graph_precision == "fp16"
+
+
+def _network(trt: Any, builder: Any, model: Any, strongly_typed: bool, logger: Any) -> tuple[Any, Any]:
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(model.SerializeToString()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineBuildError(f"TensorRT's ONNX parser rejected the graph: {errors}")
+    return network, parser
+
+
+def _builder_config(trt: Any, builder: Any, config: EngineConfig, strongly_typed: bool) -> Any:
+    cfg = builder.create_builder_config()
+    cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
+    cfg.builder_optimization_level = config.optimization_level
+    if config.precision is Precision.FP16 and not strongly_typed:
+        cfg.set_flag(trt.BuilderFlag.FP16)  # weakly typed FP32 graph (TensorRT 10)
+    profile = builder.create_optimization_profile()
+    lo, opt, hi = config.profile.shapes()
+    profile.set_shape(config.profile.input_name, lo, opt, hi)
+    cfg.add_optimization_profile(profile)
+    cache = b""
+    if config.timing_cache is not None and config.timing_cache.is_file():
+        cache = config.timing_cache.read_bytes()
+    cfg.set_timing_cache(cfg.create_timing_cache(cache), ignore_mismatch=True)
+    return cfg
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig) -> Path:
+    """Build a TensorRT engine from ``onnx_path`` into ``plan_path`` (+ ``model.plan.json``); return the plan.
+
+    Raises:
+        TensorRTNotInstalledError: ``tensorrt`` is not importable.
+        EngineBuildError: no GPU, parser or builder failure, or an existing plan built for another
+            GPU / TensorRT version (without ``config.force``).
+    """
+    import onnx
+
+    trt = import_tensorrt()
+    onnx_path, plan_path = Path(onnx_path), Path(plan_path)
+    model = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    plugins = _mark_aot(model)
+    gpu, cc = _gpu()
+    strongly_typed = _strongly_typed(trt, config.precision, meta.get("precision", "fp32"))
+    sidecar = {
+        "tensorrt_version": trt.__version__,
+        "gpu": gpu,
+        "compute_capability": cc,
+        "profile": config.profile.to_json(),
+        "precision": config.precision.value,
+        "graph_precision": meta.get("precision", "fp32"),
+        "strongly_typed": strongly_typed,
+        "plugins": [f"vggx::{op}" for op in plugins],
+        "plugin_implementation": "aot" if plugins else None,
+        "optimization_level": config.optimization_level,
+        "workspace_mib": config.workspace_mib,
+        "checkpoint_sha256": meta.get("checkpoint_sha256", ""),
+        "onnx_sha256": _sha256(onnx_path),
+        "metadata": meta,
+        "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    if plan_path.exists():
+        check_replaceable(read_sidecar(plan_path), sidecar, force=config.force)
+    if plugins:
+        from vggx.plugins.tensorrt import register_plugins
+
+        register_plugins()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network, _parser = _network(trt, builder, model, strongly_typed, logger)
+    cfg = _builder_config(trt, builder, config, strongly_typed)
+    log.info("building %s (%s, profile %s)", plan_path, config.precision.value, sidecar["profile"])
+    plan = builder.build_serialized_network(network, cfg)
+    if plan is None:
+        raise EngineBuildError("TensorRT could not build the engine (see its log above); try a smaller "
+                               "--max-size/--max-batch or a larger workspace")
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(plan_path, bytes(plan))
+    _write_atomic(sidecar_path(plan_path), json.dumps(sidecar, indent=2).encode())
+    if config.timing_cache is not None:
+        _write_atomic(config.timing_cache, bytes(cfg.get_timing_cache().serialize()))
+    return plan_path
+
+
+def compare_engine_with_onnx(
+    plan_path: str | Path, onnx_path: str | Path, sizes: list[tuple[int, int, int]], *, seed: int = 0
+) -> list[Any]:
+    """Run the engine (Polygraphy's ``TrtRunner``) and ONNX Runtime on the same random uint8 frames.
+
+    ``sizes`` are ``(n, h, w)`` inside the profile. Returns :class:`vggx.export.verify.ParityResult`
+    per size with the FP16 tolerance (±2 levels on 99 %); raises ``VerificationError`` beyond it.
+    """
+    import numpy as np
+    import onnx
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    from vggx.errors import VerificationError
+
+    from .verify import FP16_TOLERANCE, compare_frames, ort_session
+
+    import_tensorrt()
+    model = onnx.load(str(onnx_path))
+    meta = {p.key: p.value for p in model.metadata_props}
+    window = int(meta["window"])
+    if any(n.domain == "vggx" for n in model.graph.node):
+        from vggx.plugins.tensorrt import register_plugins
+
+        register_plugins()
+    session = ort_session(model)
+    rng = np.random.default_rng(seed)
+    results = []
+    with TrtRunner(EngineFromBytes(Path(plan_path).read_bytes())) as runner:
+        for n, h, w in sizes:
+            frames = rng.integers(0, 256, (n, window, h, w, 3), dtype=np.uint8)
+            got = runner.infer({INPUT_NAME: frames})[meta.get("output", "sr")]
+            want = session.run(None, {INPUT_NAME: frames})[0]
+            results.append(compare_frames(f"engine N={n}", frames, np.asarray(got), want, FP16_TOLERANCE))
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise VerificationError("the engine does not match ONNX Runtime: " + "; ".join(map(str, failed)))
+    return results
+
+
+def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig) -> str:
+    """The shell command that builds this engine where TensorRT is (e.g. in the NGC Triton container)."""
+    p = config.profile
+    args = [
+        "python", "-m", "vggx.export.engine", str(onnx_path), str(plan_path),
+        "--window", str(p.window), "--min-size", format_size(p.min_size), "--opt-size", format_size(p.opt_size),
+        "--max-size", format_size(p.max_size), "--max-batch", str(p.max_batch),
+        "--precision", config.precision.value, "--opt-level", str(config.optimization_level),
+        "--workspace-mib", str(config.workspace_mib),
+    ]
+    if config.timing_cache is not None:
+        args += ["--timing-cache", str(config.timing_cache)]
+    if config.force:
+        args.append("--force")
+    return shlex.join(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vggx.export.engine ONNX PLAN --window T --min-size HxW ...``: build one engine."""
+    ap = argparse.ArgumentParser(prog="python -m vggx.export.engine", description=main.__doc__)
+    ap.add_argument("onnx", type=Path)
+    ap.add_argument("plan", type=Path)
+    ap.add_argument("--window", type=int, required=True)
+    ap.add_argument("--min-size", required=True)
+    ap.add_argument("--opt-size", required=True)
+    ap.add_argument("--max-size", required=True)
+    ap.add_argument("--max-batch", type=int, default=1)
+    ap.add_argument("--precision", choices=[p.value for p in Precision], default="fp16")
+    ap.add_argument("--opt-level", type=int, default=3)
+    ap.add_argument("--workspace-mib", type=int, default=4096)
+    ap.add_argument("--timing-cache", type=Path)
+    ap.add_argument("--force", action="store_true")
+    ap.add_argument("--no-verify", action="store_true", help="skip the engine vs ONNX Runtime comparison")
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        profile = ShapeProfile(a.window, parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size),
+                               max_batch=a.max_batch)
+        config = EngineConfig(profile, Precision(a.precision), a.opt_level, a.workspace_mib, a.timing_cache,
+                              a.force)
+        plan = build_engine(a.onnx, a.plan, config)
+        if not a.no_verify:
+            for r in compare_engine_with_onnx(plan, a.onnx, [(1, *profile.min_size), (1, *profile.opt_size)]):
+                print(r)
+    except VggxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {plan} and {sidecar_path(plan)}")
+    print(json.dumps(asdict(profile), default=list))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

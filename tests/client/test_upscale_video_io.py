@@ -1,0 +1,121 @@
+"""PyAV decoding and encoding (``vggx/video``): conversions, timing, audio copy, atomic output."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from vggx.errors import VideoError
+from vggx.video import EncodeConfig, VideoWriter, check_output_path, open_video
+
+from videoclips import decode_all, frame_pattern, make_video, stream_facts
+
+
+class TestDecode:
+    @pytest.mark.parametrize(("name", "size"), [("odd444", (41, 57)), ("tenbit", (24, 40)), ("gray", (33, 35))])
+    def test_any_pixel_format_becomes_rgb24(self, clips, name, size):
+        with open_video(clips[name]) as r:
+            frames = list(r)
+        assert len(frames) == 5
+        for f in frames:
+            assert f.image.dtype == np.uint8 and f.image.shape == (*size, 3)
+        if name == "gray":  # grey decodes to R = G = B
+            assert (frames[0].image[..., 0] == frames[0].image[..., 1]).all()
+        else:  # close to what was encoded (lossy codecs, chroma conversion)
+            err = np.abs(frames[2].image.astype(int) - frame_pattern(2, *size)).mean()
+            assert err < 12, err
+
+    def test_lossless_clip_decodes_exactly(self, clips):
+        frames = decode_all(clips["twelve"])
+        for i, img in enumerate(frames):
+            np.testing.assert_array_equal(img, frame_pattern(i, 40, 56))
+
+    def test_info_has_rate_time_base_and_audio(self, clips):
+        with open_video(clips["opus"]) as r:
+            assert r.info.rate == Fraction(30000, 1001) and r.info.has_audio
+            assert (r.info.height, r.info.width) == (40, 56)
+
+    def test_start_and_max_frames_select_frames(self, clips):
+        with open_video(clips["twelve"], start=4 / 24, max_frames=3) as r:
+            frames = list(r)
+        assert [f.index for f in frames] == [0, 1, 2]
+        np.testing.assert_array_equal(frames[0].image, frame_pattern(4, 40, 56))
+
+    def test_start_past_the_end_is_an_error(self, clips):
+        with open_video(clips["twelve"], start=100) as r, pytest.raises(VideoError, match="no video frames at or after"):
+            list(r)
+
+
+class TestEncode:
+    @pytest.mark.parametrize(("codec", "ext"), [("libx264rgb", ".mkv"), ("ffv1", ".mkv"), ("libx264rgb", ".mp4")])
+    def test_lossless_codecs_round_trip_exactly(self, tmp_path, codec, ext):
+        out = tmp_path / f"out{ext}"
+        images = [frame_pattern(i, 40, 56) for i in range(5)]
+        with VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec=codec, crf=0)) as w:
+            for i, img in enumerate(images):
+                w.write(img, i)
+        for got, want in zip(decode_all(out), images, strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert stream_facts(out)["rate"] == 25
+
+    def test_default_is_h264_yuv420p_and_copies_audio_and_title(self, clips, tmp_path):
+        out = tmp_path / "out.mp4"
+        with open_video(clips["aac"]) as r:
+            info = r.info
+            with VideoWriter(out, 56, 40, info.rate, info.time_base, audio_source=info.path,
+                             metadata=info.metadata) as w:
+                for f in r:
+                    w.write(f.image, f.pts)
+        facts = stream_facts(out)
+        assert facts["codec"] == "h264" and facts["pix_fmt"] == "yuv420p"
+        assert facts["audio"] == ["aac"] and facts["metadata"].get("title") == "vggx test clip"
+        assert facts["rate"] == 24 and facts["frames"] == 10
+
+    def test_abort_leaves_no_file(self, tmp_path):
+        out = tmp_path / "out.mp4"
+        w = VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25))
+        w.write(frame_pattern(0, 40, 56), 0)
+        w.abort()
+        assert list(tmp_path.iterdir()) == []
+
+    def test_exception_inside_with_leaves_no_file(self, tmp_path):
+        with pytest.raises(KeyboardInterrupt), VideoWriter(tmp_path / "o.mkv", 56, 40, Fraction(25),
+                                                           Fraction(1, 25)) as w:
+            w.write(frame_pattern(0, 40, 56), 0)
+            raise KeyboardInterrupt
+        assert list(tmp_path.iterdir()) == []
+
+    def test_unknown_codec_is_one_clear_error(self, tmp_path):
+        with pytest.raises(VideoError, match="unknown video encoder 'nope'"):
+            VideoWriter(tmp_path / "o.mp4", 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec="nope"))
+        assert list(tmp_path.iterdir()) == []
+
+    def test_crf_range_is_checked(self):
+        with pytest.raises(VideoError, match="--crf must be in 0..63"):
+            EncodeConfig(crf=99)
+
+
+class TestOutputPath:
+    def test_missing_directory(self, tmp_path):
+        with pytest.raises(VideoError, match="directory .* does not exist"):
+            check_output_path(tmp_path / "nope" / "o.mp4")
+
+    def test_parent_is_a_file(self, tmp_path):
+        (tmp_path / "f").write_text("x")
+        with pytest.raises(VideoError, match="does not exist"):
+            check_output_path(tmp_path / "f" / "o.mp4")
+
+    def test_output_is_the_input(self, clips):
+        with pytest.raises(VideoError, match="is the input file"):
+            check_output_path(clips["aac"], clips["aac"])
+
+    def test_needs_an_extension(self, tmp_path):
+        with pytest.raises(VideoError, match="give it an extension"):
+            check_output_path(tmp_path / "out")
+
+
+def test_make_video_helper_writes_real_ffmpeg_files(tmp_path):
+    p = make_video(tmp_path / "x.mp4", frames=3)
+    assert stream_facts(p)["codec"] == "h264"

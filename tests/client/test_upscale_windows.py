@@ -1,0 +1,121 @@
+"""Window and tile arithmetic (``client/windows.py``) and the tiled stitching of ``upscale_frames``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vggx.client import ModelInfo, upscale_frames
+from vggx.client.windows import (
+    default_context,
+    last_source_needed,
+    mirror_index,
+    plan_tiles,
+    plan_tiles_1d,
+    plan_windows,
+)
+
+
+class TestMirror:
+    def test_reflects_without_repeating_the_edge(self):
+        assert [mirror_index(i, 5) for i in range(-3, 9)] == [3, 2, 1, 0, 1, 2, 3, 4, 3, 2, 1, 0]
+
+    def test_single_frame_clip_maps_everything_to_it(self):
+        assert {mirror_index(i, 1) for i in range(-4, 5)} == {0}
+
+
+class TestWindows:
+    @pytest.mark.parametrize("window", [1, 2, 3, 5, 8])
+    @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 12, 31])
+    def test_kept_frames_cover_the_clip_once_in_order(self, n, window):
+        windows = plan_windows(n, window)
+        kept = [i for w in windows for i in range(w.keep_start, w.keep_end)]
+        assert kept == list(range(n))
+        for w in windows:
+            assert len(w.sources) == window and all(0 <= s < n for s in w.sources)
+
+    @pytest.mark.parametrize("n", [12, 30])
+    def test_kept_frames_are_the_centre_of_their_window(self, n):
+        window, context = 8, default_context(8)
+        for w in plan_windows(n, window, context):
+            assert w.offset == context == 2
+            # position offset + j of the window holds kept frame keep_start + j
+            assert [w.sources[w.offset + j] for j in range(w.keep_count)] == list(range(w.keep_start, w.keep_end))
+
+    def test_first_and_last_windows_are_mirror_padded(self):
+        first, _, last = plan_windows(12, 8, 2)
+        assert first.sources == (2, 1, 0, 1, 2, 3, 4, 5)
+        assert last.sources == (6, 7, 8, 9, 10, 11, 10, 9)
+
+    def test_clip_shorter_than_a_window_is_mirrored_to_fill_it(self):
+        (only,) = plan_windows(3, 8, 2)
+        assert only.sources == (2, 1, 0, 1, 2, 1, 0, 1) and (only.keep_start, only.keep_end) == (0, 3)
+
+    def test_last_source_needed_is_the_window_end(self):
+        assert [last_source_needed(k, 8, 2) for k in range(3)] == [5, 9, 13]
+
+    def test_context_must_leave_a_centre(self):
+        with pytest.raises(ValueError, match="context must be in 0..3 for window 8"):
+            plan_windows(10, 8, 4)
+
+
+class TestTiles:
+    @pytest.mark.parametrize("length", [1, 23, 32, 33, 57, 100, 1921])
+    @pytest.mark.parametrize(("max_tile", "overlap"), [(32, 8), (64, 16), (40, 0)])
+    def test_tiles_are_aligned_bounded_and_overlap(self, length, max_tile, overlap):
+        tiles = plan_tiles_1d(length, max_tile, 8, overlap)
+        assert tiles[0][0] == 0 and tiles[-1][1] == length
+        for (a, b), (c, _) in zip(tiles, tiles[1:], strict=False):
+            assert a % 8 == 0 and c % 8 == 0
+            assert b - a <= max_tile and b - c >= overlap  # overlap with the next tile
+            assert c > a
+        assert tiles[-1][1] - tiles[-1][0] <= max_tile
+
+    def test_frame_within_the_profile_is_one_tile(self):
+        plan = plan_tiles((40, 56), (1088, 1920), 8, 4)
+        assert plan.count == 1
+
+    @pytest.mark.parametrize("size", [(40, 56), (41, 57), (97, 33)])
+    def test_feather_weights_sum_to_one_everywhere(self, size):
+        plan = plan_tiles(size, (24, 32), 8, 4)
+        assert plan.count > 1
+        total = np.zeros((size[0] * 4, size[1] * 4, 1), np.float64)
+        for y0, y1, x0, x1, w in plan.tiles():
+            assert w.shape == (4 * (y1 - y0), 4 * (x1 - x0), 1) and (w >= 0).all()
+            total[4 * y0: 4 * y1, 4 * x0: 4 * x1] += w
+        np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+class _NearestRunner:
+    """A per-pixel model (nearest-neighbour ×4) with a small profile: tiling must not change its output."""
+
+    def __init__(self, max_size=(24, 32), min_size=(16, 16)):
+        self.info = ModelInfo(window=4, scale=4, size_multiple=8, min_size=min_size, max_size=max_size)
+        self.description = "nearest"
+        self.calls: list[tuple[int, ...]] = []
+
+    def infer(self, lr):
+        n, t, h, w, _ = lr.shape
+        assert self.info.min_size[0] <= h <= self.info.max_size[0] and self.info.min_size[1] <= w <= self.info.max_size[1]
+        self.calls.append(lr.shape)
+        return lr.repeat(4, axis=2).repeat(4, axis=3)
+
+    def close(self):
+        pass
+
+
+class TestUpscaleFrames:
+    @pytest.mark.parametrize("size", [(40, 56), (41, 57), (70, 33)])
+    def test_tiled_equals_untiled_for_a_per_pixel_model(self, size):
+        frames = np.random.default_rng(0).integers(0, 256, (4, *size, 3), dtype=np.uint8)
+        tiled = _NearestRunner()
+        out = upscale_frames(tiled, frames, slice(1, 3))
+        assert len(tiled.calls) > 1, "the frame should have been tiled"
+        np.testing.assert_array_equal(out, frames[1:3].repeat(4, axis=1).repeat(4, axis=2))
+
+    def test_frames_below_the_min_size_are_padded_and_cropped_back(self):
+        runner = _NearestRunner(max_size=(64, 64), min_size=(16, 16))
+        frames = np.random.default_rng(1).integers(0, 256, (4, 9, 13, 3), dtype=np.uint8)
+        out = upscale_frames(runner, frames)
+        assert runner.calls == [(1, 4, 16, 16, 3)]
+        np.testing.assert_array_equal(out, frames.repeat(4, axis=1).repeat(4, axis=2))

@@ -1,0 +1,73 @@
+"""Helpers of the client tests: PyAV-made clips (real FFmpeg encodes) and stream facts."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def frame_pattern(i: int, h: int, w: int) -> np.ndarray:
+    """A moving, textured RGB test frame (uint8 ``(h, w, 3)``): gradients, a moving square, noise."""
+    rng = np.random.default_rng(i)
+    y, x = np.mgrid[0:h, 0:w]
+    img = np.stack([(x * 255 // max(w - 1, 1) + 7 * i) % 256, (y * 255 // max(h - 1, 1)) % 256,
+                    ((x + y + 5 * i) * 9) % 256], axis=-1).astype(np.int16)
+    s = max(4, min(h, w) // 3)
+    y0, x0 = (2 * i) % max(h - s, 1), (3 * i) % max(w - s, 1)
+    img[y0:y0 + s, x0:x0 + s] = (250, 40, 40)
+    img += rng.integers(-8, 9, img.shape, dtype=np.int16)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), rate: int | Fraction = 24,
+               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = None,
+               options: dict[str, str] | None = None, metadata: dict[str, str] | None = None) -> Path:
+    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus) for a tone."""
+    import av
+
+    h, w = size
+    with av.open(str(path), "w") as c:
+        if metadata:
+            c.metadata.update(metadata)
+        v = c.add_stream(codec, rate=rate)
+        v.width, v.height, v.pix_fmt = w, h, pix_fmt
+        v.options = options or {}
+        a = c.add_stream(audio, rate=48000) if audio else None
+        for i in range(frames):
+            for p in v.encode(av.VideoFrame.from_ndarray(frame_pattern(i, h, w), format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        if a is not None:
+            n = int(48000 * frames / Fraction(rate))
+            step = a.codec_context.frame_size or 1024
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
+            for off in range(0, n, step):
+                chunk = np.tile(tone[off:off + step][None], (2, 1))
+                fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                fr.sample_rate, fr.pts = 48000, off
+                for p in a.encode(fr):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def decode_all(path: Path) -> list[np.ndarray]:
+    from vggx.video import open_video
+
+    with open_video(path) as r:
+        return [f.image for f in r]
+
+
+def stream_facts(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as c:
+        v = c.streams.video[0]
+        return {"size": (v.codec_context.height, v.codec_context.width), "rate": v.average_rate,
+                "codec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt,
+                "audio": [s.codec_context.name for s in c.streams.audio],
+                "frames": sum(1 for _ in c.decode(v)), "metadata": dict(c.metadata)}

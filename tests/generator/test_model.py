@@ -1,0 +1,130 @@
+"""Whole-model properties of the generator and its propagation."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from vggx.errors import ConfigError
+from vggx.generator import Generator, GeneratorConfig, UInt8Upscaler, get_config
+from vggx.generator.flops import measure_cost
+from vggx.generator.propagation import BidirectionalPropagation
+from vggx.plugins import reference_ops
+
+
+def _randomised(cfg: GeneratorConfig) -> Generator:
+    torch.manual_seed(0)
+    g = Generator(cfg)
+    with torch.no_grad():
+        for p in g.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.05)
+    return g.eval()
+
+
+@pytest.mark.parametrize(("t", "h", "w"), [(1, 16, 16), (3, 24, 40), (5, 32, 16)])
+def test_output_is_scale_times_input(t, h, w):
+    g = _randomised(get_config("tiny"))
+    with torch.no_grad():
+        y = g(torch.rand(2, t, 3, h, w))
+    assert y.shape == (2, t, 3, 4 * h, 4 * w)
+    assert torch.isfinite(y).all()
+
+
+def test_eval_forward_is_deterministic_and_custom_ops_equal_reference():
+    g = _randomised(get_config("tiny"))
+    x = torch.rand(1, 4, 3, 16, 24)
+    with torch.no_grad():
+        a, b = g(x), g(x)
+        with reference_ops():
+            c = g(x)
+    assert torch.equal(a, b)
+    torch.testing.assert_close(a, c, atol=1e-5, rtol=0)
+
+
+def test_output_starts_near_bicubic_and_is_not_bicubic_when_weights_set():
+    from vggx.generator import bicubic_upscale
+
+    torch.manual_seed(0)
+    fresh = Generator(get_config("tiny")).eval()
+    x = torch.rand(1, 2, 3, 16, 16)
+    with torch.no_grad():
+        bic = bicubic_upscale(x.flatten(0, 1), 4).reshape(1, 2, 3, 64, 64)
+        assert (fresh(x) - bic).abs().max() < 0.5  # small random head around bicubic
+        assert (_randomised(get_config("tiny"))(x) - bic).abs().max() > 1e-3
+
+
+def test_rejects_sizes_that_are_not_multiples():
+    g = Generator(get_config("tiny"))
+    with pytest.raises(ValueError, match="multiples of 8"):
+        g(torch.rand(1, 2, 3, 17, 16))
+
+
+def test_propagation_directions_agree_for_identical_frames_and_zero_flow():
+    torch.manual_seed(0)
+    prop = BidirectionalPropagation(channels=8, blocks=2).eval()
+    with torch.no_grad():
+        for p in prop.parameters():
+            p.normal_(0, 0.2)
+        prop.forward_branch.load_state_dict(prop.backward_branch.state_dict())
+    t = 5
+    frame = torch.rand(1, 1, 3, 12, 12)
+    lr = frame.expand(1, t, 3, 12, 12).contiguous()
+    zero = torch.zeros(1, t - 1, 2, 12, 12)
+    with torch.no_grad():
+        _, fwd, bwd = prop.states(lr, zero, zero)
+    for i in range(t):
+        torch.testing.assert_close(fwd[i], bwd[t - 1 - i], atol=1e-5, rtol=1e-5)
+    # States really propagate: step i differs from step 0 (the hidden state accumulates).
+    assert (fwd[-1] - fwd[0]).abs().max() > 1e-3
+
+
+def test_flow_estimator_receives_gradient_from_reconstruction():
+    g = Generator(get_config("tiny"))
+    x = torch.rand(1, 3, 3, 16, 16)
+    with reference_ops():
+        sr, ff, fb = g.forward_with_flows(x)
+    assert ff.shape == fb.shape == (1, 2, 2, 16, 16)
+    (sr.mean() + ff.mean()).backward()
+    assert g.flow.basic[-1].net[-1].weight.grad.abs().sum() > 0
+
+
+def test_uint8_wrapper_pads_and_crops_any_size():
+    g = _randomised(get_config("tiny"))
+    wrapper = UInt8Upscaler(g)
+    x = torch.randint(0, 256, (1, 2, 13, 21, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        y = wrapper(x)
+    assert y.shape == (1, 2, 52, 84, 3) and y.dtype == torch.uint8
+
+
+def test_tiny_window_runs_in_seconds_on_cpu():
+    g = Generator(get_config("tiny")).eval()
+    x = torch.rand(1, 8, 3, 64, 64)
+    start = time.perf_counter()
+    with torch.no_grad():
+        g(x)
+    elapsed = time.perf_counter() - start
+    # "Seconds, not minutes": a generous bound, this is a sanity check on the architecture's cost.
+    assert elapsed < 60, f"tiny forward of 8x64x64 took {elapsed:.1f} s"
+
+
+def test_configs_have_real_sizes():
+    tiny = measure_cost(get_config("tiny"), (64, 64))
+    base = measure_cost(get_config("base"), (64, 64))
+    assert 3e5 < tiny.params < 3e6
+    assert base.params > 20e6  # tens of millions
+    assert base.gflops_per_frame > 10 * tiny.gflops_per_frame > 0
+
+
+def test_config_validation_and_json_round_trip():
+    cfg = get_config("base")
+    assert GeneratorConfig.from_json(cfg.to_json()) == cfg
+    with pytest.raises(ConfigError, match="unknown config"):
+        get_config("huge")
+    with pytest.raises(ConfigError, match="HR decoder levels"):
+        GeneratorConfig(name="x", scale=8)
+    with pytest.raises(ConfigError, match="unknown generator config fields"):
+        GeneratorConfig.from_json('{"name": "x", "bogus": 1}')

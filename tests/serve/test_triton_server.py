@@ -1,0 +1,178 @@
+"""The real tritonserver, over gRPC and HTTP with the real tritonclient (``vggx.server`` + the repository)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.server
+
+LR_SIZE = (32, 48)  # small LR frames: a window runs in a fraction of a second on one core
+
+
+def _tc(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc as tc
+    else:
+        import tritonclient.http as tc
+    return tc
+
+
+@pytest.fixture(params=["grpc", "http"])
+def protocol(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def client(triton_server, protocol):
+    tc = _tc(protocol)
+    url = triton_server.endpoints.grpc if protocol == "grpc" else triton_server.endpoints.http
+    with tc.InferenceServerClient(url) as c:
+        yield c
+
+
+def _window(n: int = 1, size=LR_SIZE, seed: int = 0, window: int = 8) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, window, *size, 3), dtype=np.uint8)
+
+
+def _infer(client, protocol: str, x: np.ndarray, dtype: str = "UINT8") -> np.ndarray:
+    tc = _tc(protocol)
+    inp = tc.InferInput("lr", list(x.shape), dtype)
+    inp.set_data_from_numpy(x)
+    return client.infer("vggx", [inp], outputs=[tc.InferRequestedOutput("sr")]).as_numpy("sr")
+
+
+def _config(client, protocol: str) -> dict:
+    """The served config as a dict (gRPC's protobuf through json_format, HTTP's JSON as is)."""
+    if protocol == "http":
+        return client.get_model_config("vggx")
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(client.get_model_config("vggx").config, preserving_proto_field_name=True)
+
+
+def test_server_is_live_and_model_ready(client):
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.is_model_ready("vggx")
+    assert client.is_model_ready("vggx", "1")
+
+
+def test_model_metadata_describes_the_tensor_contract(client, protocol):
+    meta = client.get_model_metadata("vggx")
+    if protocol == "grpc":
+        from google.protobuf import json_format
+
+        meta = json_format.MessageToDict(meta, preserving_proto_field_name=True)
+    assert meta["name"] == "vggx"
+    assert meta["versions"] == ["1"]
+    assert meta["platform"] == "python"
+    tensors = {t["name"]: t for t in meta["inputs"] + meta["outputs"]}
+    assert tensors["lr"]["datatype"] == "UINT8"
+    assert tensors["sr"]["datatype"] == "UINT8"
+    # max_batch_size > 0: Triton prepends the batch dim (-1) to the config dims [T, -1, -1, 3]
+    assert [int(d) for d in tensors["lr"]["shape"]] == [-1, 8, -1, -1, 3]
+    assert [int(d) for d in tensors["sr"]["shape"]] == [-1, 8, -1, -1, 3]
+
+
+def test_model_config_publishes_metadata_parameters(client, protocol, onnx_metadata):
+    cfg = _config(client, protocol)
+    params = {k: v["string_value"] for k, v in cfg["parameters"].items()}
+    for key, value in onnx_metadata.items():
+        assert params[key] == value, key
+    assert {"scale", "window", "size_multiple", "min_size", "max_size", "name", "version"} <= set(params)
+    assert params["serving_backend"] == "python"
+    assert int(cfg["max_batch_size"]) == 4
+    assert int(cfg["dynamic_batching"]["max_queue_delay_microseconds"]) == 2000
+    assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
+    assert cfg["model_warmup"][0]["inputs"]["lr"]["zero_data"] is True
+
+
+def test_one_window_matches_inprocess_onnxruntime_exactly(client, protocol, ort_session):
+    x = _window(seed=1)
+    served = _infer(client, protocol, x)
+    (local,) = ort_session.run(["sr"], {"lr": x})
+    assert served.dtype == np.uint8
+    assert served.shape == (1, 8, 4 * LR_SIZE[0], 4 * LR_SIZE[1], 3)
+    np.testing.assert_array_equal(served, local)
+
+
+def test_batch_of_two_equals_two_single_requests(client, protocol):
+    x = _window(2, seed=2)
+    batched = _infer(client, protocol, x)
+    singles = np.concatenate([_infer(client, protocol, x[i:i + 1]) for i in range(2)])
+    assert batched.shape[0] == 2
+    np.testing.assert_array_equal(batched, singles)
+
+
+def test_bad_requests_get_errors_and_the_server_keeps_serving(client, protocol):
+    from tritonclient.utils import InferenceServerException
+
+    bad = [
+        (_window().astype(np.float32), "FP32", "data-type"),  # wrong dtype: Triton rejects it before model.py
+        (_window(window=4), "UINT8", "shape"),  # wrong T
+        (_window(size=(8, 8)), "UINT8", "outside the model's range"),  # too small: model.py rejects it
+        (_window(size=(2000, 16)), "UINT8", "outside the model's range"),  # too tall
+    ]
+    for x, dtype, message in bad:
+        with pytest.raises(InferenceServerException, match=message):
+            _infer(client, protocol, x, dtype)
+    good = _infer(client, protocol, _window(size=(16, 16), seed=3))
+    assert good.shape == (1, 8, 64, 64, 3)
+
+
+def test_bad_request_batched_with_good_ones_fails_alone(triton_server):
+    """Requests in flight together (dynamic batching): the bad one gets its error, the others their output."""
+    import tritonclient.grpc as tc
+
+    results = {}
+    with tc.InferenceServerClient(triton_server.endpoints.grpc) as c:
+        done = []
+        xs = {"good0": _window(size=(16, 16), seed=4), "bad": _window(size=(8, 8)),
+              "good1": _window(size=(16, 16), seed=5)}
+        for name, x in xs.items():
+            inp = tc.InferInput("lr", list(x.shape), "UINT8")
+            inp.set_data_from_numpy(x)
+            c.async_infer("vggx", [inp], callback=lambda r, e, n=name: (results.__setitem__(n, (r, e)),
+                                                                       done.append(n)))
+        import time
+
+        deadline = time.monotonic() + 60
+        while len(done) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert results["bad"][1] is not None and "outside the model's range" in str(results["bad"][1])
+    for name in ("good0", "good1"):
+        result, error = results[name]
+        assert error is None, error
+        assert result.as_numpy("sr").shape == (1, 8, 64, 64, 3)
+
+
+def test_metrics_endpoint_reports_inference_counts(triton_server):
+    import urllib.request
+
+    with urllib.request.urlopen(triton_server.endpoints.metrics, timeout=10) as resp:
+        text = resp.read().decode()
+    assert 'nv_inference_request_success{model="vggx",version="1"}' in text
+    assert "nv_inference_queue_duration_us" in text  # the HorizontalPodAutoscaler's metric
+
+
+def test_check_model_runs_one_request(triton_server, protocol):
+    from vggx.server import check_model
+
+    url = triton_server.endpoints.grpc if protocol == "grpc" else triton_server.endpoints.http
+    result = check_model(url, protocol=protocol, size=(16, 24))
+    assert result.output_shape == [1, 8, 64, 96, 3]
+    assert result.versions == ["1"]
+
+
+@pytest.mark.slow
+def test_bounded_load_has_no_errors(triton_server):
+    """200 requests, 8 in flight, over gRPC (the benchmark's own load generator)."""
+    from vggx.benchmarks.serve_load import LoadConfig, run_load
+
+    result = run_load(LoadConfig(url=triton_server.endpoints.grpc, lr_size=(16, 16), requests=200,
+                                 concurrency=8, warmup=2))
+    assert result.errors == 0, result.first_error
+    assert result.requests == 200
+    assert 0 < result.p50_ms <= result.p99_ms
+    assert result.windows_per_s > 0

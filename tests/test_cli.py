@@ -1,0 +1,41 @@
+"""CLI wiring: commands exist, print real numbers and fail with one line."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from vggx.cli import app
+
+runner = CliRunner()
+
+
+def test_info_config_prints_params_and_flops(tmp_path):
+    out = tmp_path / "info.json"
+    result = runner.invoke(app, ["info", "--config", "base", "--lr-size", "180x320", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["params"] > 20e6 and data["gflops_per_frame"] > 100
+    assert f"{data['params']:,}" in result.output
+    assert "720x1280" in result.output
+
+
+def test_info_checkpoint_shows_metadata(tiny_checkpoint_path):
+    result = runner.invoke(app, ["info", str(tiny_checkpoint_path)])
+    assert result.exit_code == 0, result.output
+    assert "meta.window" in result.output and "vggx-tiny-x4" in result.output
+
+
+def test_info_bad_file_is_one_line(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\0" * 10)
+    result = runner.invoke(app, ["info", str(bad)])
+    assert result.exit_code == 1
+    assert "is not a vggx checkpoint" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_info_bad_size():
+    result = runner.invoke(app, ["info", "--config", "tiny", "--lr-size", "big"])
+    assert result.exit_code == 1 and "HxW" in result.output
