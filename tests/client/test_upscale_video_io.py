@@ -6,15 +6,15 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from videoclips import decode_all, frame_pattern, make_video, stream_facts
 
 from vggx.errors import VideoError
 from vggx.video import EncodeConfig, VideoWriter, check_output_path, open_video
 
-from videoclips import decode_all, frame_pattern, make_video, stream_facts
-
 
 class TestDecode:
-    @pytest.mark.parametrize(("name", "size"), [("odd444", (41, 57)), ("tenbit", (24, 40)), ("gray", (33, 35))])
+    @pytest.mark.parametrize(("name", "size"),
+                             [("odd444", (41, 57)), ("tenbit", (24, 40)), ("gray", (33, 35))])
     def test_any_pixel_format_becomes_rgb24(self, clips, name, size):
         with open_video(clips[name]) as r:
             frames = list(r)
@@ -25,7 +25,7 @@ class TestDecode:
             assert (frames[0].image[..., 0] == frames[0].image[..., 1]).all()
         else:  # close to what was encoded (lossy codecs, chroma conversion)
             err = np.abs(frames[2].image.astype(int) - frame_pattern(2, *size)).mean()
-            assert err < 12, err
+            assert err < 20, err  # a wrong conversion (swapped planes, bad range) is ~80
 
     def test_lossless_clip_decodes_exactly(self, clips):
         frames = decode_all(clips["twelve"])
@@ -44,12 +44,14 @@ class TestDecode:
         np.testing.assert_array_equal(frames[0].image, frame_pattern(4, 40, 56))
 
     def test_start_past_the_end_is_an_error(self, clips):
-        with open_video(clips["twelve"], start=100) as r, pytest.raises(VideoError, match="no video frames at or after"):
+        with open_video(clips["twelve"], start=100) as r, \
+                pytest.raises(VideoError, match="no video frames at or after"):
             list(r)
 
 
 class TestEncode:
-    @pytest.mark.parametrize(("codec", "ext"), [("libx264rgb", ".mkv"), ("ffv1", ".mkv"), ("libx264rgb", ".mp4")])
+    @pytest.mark.parametrize(("codec", "ext"),
+                             [("libx264rgb", ".mkv"), ("ffv1", ".mkv"), ("libx264rgb", ".mp4")])
     def test_lossless_codecs_round_trip_exactly(self, tmp_path, codec, ext):
         out = tmp_path / f"out{ext}"
         images = [frame_pattern(i, 40, 56) for i in range(5)]
@@ -93,13 +95,13 @@ class TestEncode:
         assert list(tmp_path.iterdir()) == []
 
     def test_crf_range_is_checked(self):
-        with pytest.raises(VideoError, match="--crf must be in 0..63"):
+        with pytest.raises(VideoError, match=r"--crf must be in 0\.\.63"):
             EncodeConfig(crf=99)
 
 
 class TestOutputPath:
     def test_missing_directory(self, tmp_path):
-        with pytest.raises(VideoError, match="directory .* does not exist"):
+        with pytest.raises(VideoError, match=r"directory .* does not exist"):
             check_output_path(tmp_path / "nope" / "o.mp4")
 
     def test_parent_is_a_file(self, tmp_path):

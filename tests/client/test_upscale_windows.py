@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-
 from vggx.client import ModelInfo, upscale_frames
 from vggx.client.windows import (
     default_context,
@@ -40,7 +41,8 @@ class TestWindows:
         for w in plan_windows(n, window, context):
             assert w.offset == context == 2
             # position offset + j of the window holds kept frame keep_start + j
-            assert [w.sources[w.offset + j] for j in range(w.keep_count)] == list(range(w.keep_start, w.keep_end))
+            centre = [w.sources[w.offset + j] for j in range(w.keep_count)]
+            assert centre == list(range(w.keep_start, w.keep_end))
 
     def test_first_and_last_windows_are_mirror_padded(self):
         first, _, last = plan_windows(12, 8, 2)
@@ -55,7 +57,7 @@ class TestWindows:
         assert [last_source_needed(k, 8, 2) for k in range(3)] == [5, 9, 13]
 
     def test_context_must_leave_a_centre(self):
-        with pytest.raises(ValueError, match="context must be in 0..3 for window 8"):
+        with pytest.raises(ValueError, match=r"context must be in 0\.\.3 for window 8"):
             plan_windows(10, 8, 4)
 
 
@@ -65,7 +67,7 @@ class TestTiles:
     def test_tiles_are_aligned_bounded_and_overlap(self, length, max_tile, overlap):
         tiles = plan_tiles_1d(length, max_tile, 8, overlap)
         assert tiles[0][0] == 0 and tiles[-1][1] == length
-        for (a, b), (c, _) in zip(tiles, tiles[1:], strict=False):
+        for (a, b), (c, _) in itertools.pairwise(tiles):
             assert a % 8 == 0 and c % 8 == 0
             assert b - a <= max_tile and b - c >= overlap  # overlap with the next tile
             assert c > a
@@ -95,8 +97,9 @@ class _NearestRunner:
         self.calls: list[tuple[int, ...]] = []
 
     def infer(self, lr):
-        n, t, h, w, _ = lr.shape
-        assert self.info.min_size[0] <= h <= self.info.max_size[0] and self.info.min_size[1] <= w <= self.info.max_size[1]
+        h, w = lr.shape[2:4]
+        (min_h, min_w), (max_h, max_w) = self.info.min_size, self.info.max_size
+        assert min_h <= h <= max_h and min_w <= w <= max_w
         self.calls.append(lr.shape)
         return lr.repeat(4, axis=2).repeat(4, axis=3)
 

@@ -24,7 +24,7 @@ def frame_pattern(i: int, h: int, w: int) -> np.ndarray:
 def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), rate: int | Fraction = 24,
                codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = None,
                options: dict[str, str] | None = None, metadata: dict[str, str] | None = None) -> Path:
-    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus) for a tone."""
+    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus)."""
     import av
 
     h, w = size
