@@ -86,9 +86,11 @@ class ShapeProfile:
         """A profile whose sizes must also lie in the model's ``[model_min, model_max]``."""
         check_profile(min_size, opt_size, max_size, opt_batch=opt_batch, max_batch=max_batch)
         if min_size[0] < model_min[0] or min_size[1] < model_min[1]:
-            raise ConfigError(f"min size {format_size(min_size)} is below the model's {format_size(model_min)}")
+            raise ConfigError(f"min size {format_size(min_size)} is below the model's "
+                              f"{format_size(model_min)}")
         if max_size[0] > model_max[0] or max_size[1] > model_max[1]:
-            raise ConfigError(f"max size {format_size(max_size)} is above the model's {format_size(model_max)}")
+            raise ConfigError(f"max size {format_size(max_size)} is above the model's "
+                              f"{format_size(model_max)}")
         return cls(window, min_size, opt_size, max_size, max_batch=max_batch, opt_batch=opt_batch)
 
 
@@ -192,7 +194,8 @@ def _strongly_typed(trt: Any, precision: Precision, graph_precision: str) -> boo
     major = int(trt.__version__.split(".")[0])
     if major >= 11:
         if precision is Precision.FP16 and graph_precision != "fp16":
-            raise EngineBuildError("TensorRT 11 networks are strongly typed: export with --fp16 to build FP16")
+            raise EngineBuildError("TensorRT 11 networks are strongly typed: export with --fp16 to "
+                                   "build FP16")
         return True
     return graph_precision == "fp16"
 
@@ -288,6 +291,7 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
     _write_atomic(plan_path, bytes(plan))
     _write_atomic(sidecar_path(plan_path), json.dumps(sidecar, indent=2).encode())
     if config.timing_cache is not None:
+        config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(config.timing_cache, bytes(cfg.get_timing_cache().serialize()))
     return plan_path
 
@@ -336,7 +340,8 @@ def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineC
     p = config.profile
     args = [
         "python", "-m", "vggx.export.engine", str(onnx_path), str(plan_path),
-        "--window", str(p.window), "--min-size", format_size(p.min_size), "--opt-size", format_size(p.opt_size),
+        "--window", str(p.window), "--min-size", format_size(p.min_size),
+        "--opt-size", format_size(p.opt_size),
         "--max-size", format_size(p.max_size), "--max-batch", str(p.max_batch),
         "--precision", config.precision.value, "--opt-level", str(config.optimization_level),
         "--workspace-mib", str(config.workspace_mib),
@@ -367,8 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        profile = ShapeProfile(a.window, parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size),
-                               max_batch=a.max_batch)
+        sizes = parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size)
+        profile = ShapeProfile(a.window, *sizes, max_batch=a.max_batch)
         config = EngineConfig(profile, Precision(a.precision), a.opt_level, a.workspace_mib, a.timing_cache,
                               a.force)
         plan = build_engine(a.onnx, a.plan, config)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from vggx.plugins import reference_ops
 
 from vggx.checkpoint import Checkpoint, model_metadata
 from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
-from vggx.plugins import reference_ops
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
 
@@ -114,9 +114,8 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig =
     window = config.window or gen_cfg.window
     proto = _trace(checkpoint, config, window)
     proto = _finish(proto, config)
-    published = gen_cfg.replace(
-        window=window, min_size=config.min_size or gen_cfg.min_size, max_size=config.max_size or gen_cfg.max_size
-    )
+    published = gen_cfg.replace(window=window, min_size=config.min_size or gen_cfg.min_size,
+                                max_size=config.max_size or gen_cfg.max_size)
     meta = model_metadata(published, checkpoint.metadata.get("version", "1"))
     meta.update({
         "flavor": config.flavor.value,
@@ -171,7 +170,6 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
 def _finish(proto, config: ExportConfig):
     """Shape inference, graph passes and the checker; returns the final ``ModelProto``."""
     import onnx
-
     from vggx.plugins.onnx import register_onnx_schemas
 
     from .passes import plugin_ops, resize_to_conv

@@ -197,7 +197,8 @@ def float32_plugin_twin(model: onnx.ModelProto) -> onnx.ModelProto:
         twin.attribute.extend(node.attribute)
         new_nodes.append(twin)
         for o32, o in zip(outputs, node.output, strict=True):
-            new_nodes.append(helper.make_node("Cast", [o32], [o], name=f"{o}_cast", to=elem(o) or elem(node.input[0])))
+            to = elem(o) or elem(node.input[0])
+            new_nodes.append(helper.make_node("Cast", [o32], [o], name=f"{o}_cast", to=to))
     del graph.node[:]
     graph.node.extend(new_nodes)
     return model

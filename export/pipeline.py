@@ -1,0 +1,190 @@
+"""``vggx export`` as one library call: checkpoint -> ONNX -> parity check -> engine -> model repository.
+
+:func:`export_to_repository` runs the steps of the other ``export`` modules in order and places
+the result in ``<repo>/vggx/<version>/`` through :func:`vggx.export.repository.write_model_repository`.
+Everything is produced in a temporary folder first and the version folder is renamed into place
+at the end, so a failure leaves the repository as it was. Inputs are checked before the slow
+export (about 40 s per graph on a 2-core CPU): the checkpoint, the profile, the version folder and
+that the repository is writable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vggx.checkpoint import load_checkpoint
+from vggx.errors import ConfigError, ExportError, TensorRTNotInstalledError
+from vggx.shapes import clamp_size
+
+from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
+from .onnx import ExportConfig, Flavor, Precision, export_onnx
+from .repository import MODEL_NAME, Backend, write_model_repository
+from .verify import ParityResult, verify_onnx
+
+__all__ = ["DEFAULT_OPT_SIZE", "ExportJob", "ExportResult", "export_to_repository"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPT_SIZE = (180, 320)  # LR size the engine is tuned for (the benchmark size); clamped to the model's
+TIMING_CACHE = "trt_timing.cache"  # in <repo>/vggx/, reused by every engine build of the model
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """One ``vggx export``. Sizes are LR ``(h, w)``; ``None`` = the checkpoint's value."""
+
+    checkpoint: Path | None = None  # None = the shipped checkpoint
+    repo: Path = Path("model_repository")
+    backend: Backend = Backend.ONNXRUNTIME
+    flavor: Flavor | None = None  # None: trt for the tensorrt backend, portable otherwise
+    precision: Precision = Precision.FP32
+    window: int | None = None
+    min_size: tuple[int, int] | None = None
+    opt_size: tuple[int, int] | None = None
+    max_size: tuple[int, int] | None = None
+    max_batch: int = 4  # Triton max_batch_size and the engine profile's max N
+    version: int | None = None  # None = next free version folder
+    force: bool = False
+    verify: bool = True
+    optimization_level: int = 3  # TensorRT builder optimisation level
+    workspace_mib: int = 4096
+    threads: int = 2  # CPU threads of the parity check
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backend, Backend):
+            raise ConfigError(f"backend must be a Backend, got {self.backend!r}")
+        if self.backend is Backend.TORCH:
+            raise ConfigError("vggx export writes tensorrt, onnxruntime or python models; the torch backend "
+                              "serves the checkpoint itself")
+        if self.flavor is Flavor.TRT and self.backend is not Backend.TENSORRT:
+            raise ConfigError(f"the trt flavour (plugin nodes) runs only in TensorRT; use --flavor portable "
+                              f"with --backend {self.backend.value}")
+        if self.max_batch < 1:
+            raise ConfigError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.version is not None and self.version < 1:
+            raise ConfigError(f"--version must be >= 1, got {self.version}")
+
+    @property
+    def resolved_flavor(self) -> Flavor:
+        if self.flavor is not None:
+            return self.flavor
+        return Flavor.TRT if self.backend is Backend.TENSORRT else Flavor.PORTABLE
+
+
+@dataclass
+class ExportResult:
+    """What an export produced."""
+
+    version_dir: Path
+    onnx: Path | None  # the ONNX inside the version folder (None when the backend serves only the plan)
+    engine: Path | None  # model.plan, when TensorRT built it here
+    parity: list[ParityResult] = field(default_factory=list)
+    engine_pending: str | None = None  # TensorRT absent: the command that finishes the build
+
+
+def _check_writable(repo: Path) -> None:
+    probe = repo
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ExportError(f"the model repository {repo} is not writable (checked {probe}); "
+                          f"choose another --repo")
+
+
+def _profile(job: ExportJob, cfg, window: int) -> ShapeProfile:
+    lo = job.min_size or cfg.min_size
+    hi = job.max_size or cfg.max_size
+    opt = job.opt_size or clamp_size(DEFAULT_OPT_SIZE, lo, hi)
+    return ShapeProfile.within(window, lo, opt, hi, model_min=cfg.min_size, model_max=cfg.max_size,
+                               max_batch=job.max_batch)
+
+
+def export_to_repository(job: ExportJob) -> ExportResult:
+    """Run ``job``: export, verify, build the engine where possible, write the model repository.
+
+    Returns:
+        The :class:`ExportResult`; ``engine_pending`` holds the build command when TensorRT is absent.
+
+    Raises:
+        CheckpointError: not a vggx checkpoint.
+        ConfigError: bad profile or flag combination.
+        ExportError: export, verification (``VerificationError``) or repository writing failed.
+        EngineBuildError: TensorRT is installed but the build failed.
+    """
+    ckpt = load_checkpoint(job.checkpoint)
+    cfg = ckpt.config
+    window = job.window or cfg.window
+    profile = _profile(job, cfg, window)
+    flavor = job.resolved_flavor
+    model_dir = job.repo / MODEL_NAME
+    _check_writable(job.repo)
+    if job.version is not None and (model_dir / str(job.version)).exists() and not job.force:
+        raise ExportError(f"{model_dir / str(job.version)} already exists; pass --force to overwrite it, "
+                          f"or --version to choose another")
+
+    export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
+                              max_batch=max(64, job.max_batch), min_size=profile.min_size,
+                              max_size=profile.max_size)
+    with tempfile.TemporaryDirectory(prefix="vggx-export-") as tmp:
+        onnx_path = export_onnx(ckpt, Path(tmp) / "model.onnx", export_cfg)
+        parity = verify_onnx(onnx_path, ckpt, threads=job.threads) if job.verify else []
+        metadata = _onnx_metadata(onnx_path)
+        plan, engine_cfg = None, None
+        if job.backend is Backend.TENSORRT:
+            engine_cfg = EngineConfig(profile, job.precision, job.optimization_level, job.workspace_mib,
+                                      model_dir / TIMING_CACHE, job.force)
+            try:
+                plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg)
+            except TensorRTNotInstalledError as exc:
+                log.info("%s", exc)
+            existing = model_dir / str(job.version) / "model.plan" if job.version else None
+            if plan is not None and existing is not None and existing.exists():
+                check_replaceable(read_sidecar(existing), read_sidecar(plan) or {}, force=job.force)
+        artefact = plan if job.backend is Backend.TENSORRT else onnx_path
+        version_dir = write_model_repository(
+            job.repo, backend=job.backend, artefact=artefact, metadata=metadata, window=window,
+            max_batch=job.max_batch, version=job.version, force=job.force,
+        )
+        result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity)
+        if job.backend is Backend.TENSORRT:
+            # The ONNX the engine is built from, and the plan's sidecar, live beside it.
+            extra = {"model.onnx": onnx_path}
+            if plan is not None:
+                extra["model.plan.json"] = plan.with_name(plan.name + ".json")
+            _add_files(version_dir, extra)
+            result.onnx = version_dir / "model.onnx"
+            if plan is not None:
+                result.engine = version_dir / "model.plan"
+            elif engine_cfg is not None:
+                result.engine_pending = finish_command(result.onnx, version_dir / "model.plan", engine_cfg)
+        else:
+            result.onnx = version_dir / "model.onnx"
+    return result
+
+
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _add_files(version_dir: Path, files: dict[str, Path]) -> None:
+    """Copy ``files`` (name -> source) into ``version_dir``, each atomically."""
+    for name, src in files.items():
+        dst = version_dir / name
+        tmp = dst.with_name(f".{name}.{os.getpid()}.tmp")
+        try:
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+        except OSError as exc:
+            raise ExportError(f"cannot write {dst}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
