@@ -123,23 +123,21 @@ def test_bad_requests_get_errors_and_the_server_keeps_serving(client, protocol):
 
 def test_bad_request_batched_with_good_ones_fails_alone(triton_server):
     """Requests in flight together (dynamic batching): the bad one gets its error, the others their output."""
+    import functools
+    import queue
+
     import tritonclient.grpc as tc
 
-    results = {}
+    answers: queue.Queue = queue.Queue()
+    xs = {"good0": _window(size=(16, 16), seed=4), "bad": _window(size=(8, 8)),
+          "good1": _window(size=(16, 16), seed=5)}
     with tc.InferenceServerClient(triton_server.endpoints.grpc) as c:
-        done = []
-        xs = {"good0": _window(size=(16, 16), seed=4), "bad": _window(size=(8, 8)),
-              "good1": _window(size=(16, 16), seed=5)}
         for name, x in xs.items():
             inp = tc.InferInput("lr", list(x.shape), "UINT8")
             inp.set_data_from_numpy(x)
-            c.async_infer("vggx", [inp], callback=lambda r, e, n=name: (results.__setitem__(n, (r, e)),
-                                                                       done.append(n)))
-        import time
-
-        deadline = time.monotonic() + 60
-        while len(done) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            c.async_infer("vggx", [inp], callback=functools.partial(
+                lambda n, result, error: answers.put((n, result, error)), name))
+        results = {n: (r, e) for n, r, e in (answers.get(timeout=60) for _ in xs)}
     assert results["bad"][1] is not None and "outside the model's range" in str(results["bad"][1])
     for name in ("good0", "good1"):
         result, error = results[name]

@@ -1,0 +1,91 @@
+"""deploy/k8s: every object validates against the Kubernetes schemas (offline); the pieces fit together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+KUBERNETES_VERSION = "1.30.0"  # oldest release the manifests target (autoscaling/v2, appProtocol, ...)
+
+
+def _objects() -> dict[tuple[str, str], dict]:
+    yaml = pytest.importorskip("yaml")
+    objects = {}
+    for path in sorted(K8S.glob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                objects[(doc["kind"], doc["metadata"]["name"])] = doc
+    return objects
+
+
+@pytest.fixture(scope="module")
+def objects():
+    return _objects()
+
+
+def test_every_manifest_validates_against_the_kubernetes_schema(objects):
+    kv = pytest.importorskip("kubernetes_validate")
+    assert len(objects) >= 6
+    for key, doc in objects.items():
+        try:
+            kv.validate(doc, KUBERNETES_VERSION, strict=True)  # strict: unknown fields are errors too
+        except kv.ValidationError as exc:
+            pytest.fail(f"{key}: {exc.message} at {'.'.join(map(str, exc.path))}")
+
+
+def test_schema_validation_catches_a_typo():
+    kv = pytest.importorskip("kubernetes_validate")
+    doc = _objects()[("Deployment", "vggx-triton")]
+    doc["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = doc["spec"]["template"]["spec"][
+        "containers"][0].pop("readinessProbe")
+    with pytest.raises(kv.ValidationError):
+        kv.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_kustomization_lists_every_manifest():
+    yaml = pytest.importorskip("yaml")
+    listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
+    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+
+
+def test_deployment_runs_triton_on_a_gpu_with_health_probes(objects):
+    deploy = objects[("Deployment", "vggx-triton")]
+    pod = deploy["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"].startswith("nvcr.io/nvidia/tritonserver:")
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "model-repository")
+    assert f"--model-repository={mount['mountPath']}" in c["args"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "model-repository")
+    assert volume["persistentVolumeClaim"]["claimName"] in {name for kind, name in objects
+                                                           if kind == "PersistentVolumeClaim"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {f"--{k}-port={v}" for k, v in ports.items()} <= set(c["args"])
+
+
+def test_services_select_the_deployments_pods(objects):
+    labels = objects[("Deployment", "vggx-triton")]["spec"]["template"]["metadata"]["labels"]
+    services = [doc for (kind, _), doc in objects.items() if kind == "Service"]
+    assert len(services) == 2
+    for svc in services:
+        assert svc["spec"]["selector"].items() <= labels.items()
+        assert {"http", "grpc"} <= {p["targetPort"] for p in svc["spec"]["ports"]}
+
+
+def test_autoscaler_scales_the_deployment_on_a_triton_metric(objects):
+    hpa = objects[("HorizontalPodAutoscaler", "vggx-triton")]
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "vggx-triton"}
+    assert hpa["spec"]["scaleTargetRef"] == target
+    (metric,) = hpa["spec"]["metrics"]
+    name = metric["pods"]["metric"]["name"]
+    rules = objects[("ConfigMap", "vggx-prometheus-adapter-rules")]["data"]["config.yaml"]
+    assert f'as: "{name}"' in rules
+    assert "nv_inference_queue_duration_us" in rules  # Triton's counter (seen live in test_triton_server)
+    assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
