@@ -18,7 +18,7 @@ from typing import Any
 
 from vggx.errors import PluginError
 
-__all__ = ["TritonKernel", "require_triton", "triton_available"]
+__all__ = ["TritonKernel", "compiler_usable", "require_triton", "triton_available"]
 
 
 @functools.cache
@@ -31,6 +31,20 @@ def require_triton() -> None:
     """Raise :class:`PluginError` naming the extra to install when Triton is missing."""
     if not triton_available():
         raise PluginError("OpenAI Triton is not installed: pip install 'vggx[kernels]' (needs triton>=3.2)")
+
+
+def compiler_usable() -> bool:
+    """True when Triton can compile kernels for CUDA in this process.
+
+    Not so when ``TRITON_INTERPRET=1`` was set as Triton was imported: its ``@jit`` library
+    functions (``tl.sum``'s combiner, ...) were then built as interpreter functions, which the
+    compiler cannot inline.
+    """
+    require_triton()
+    import triton.language as tl
+    from triton.runtime.jit import JITFunction
+
+    return isinstance(tl.standard._sum_combine, JITFunction)
 
 
 class TritonKernel:

@@ -32,7 +32,7 @@ from typing import Any
 
 from vggx.errors import PluginError, TensorRTNotInstalledError
 
-from ._triton import require_triton
+from ._triton import compiler_usable, require_triton
 from .launch import attention_config, flow_warp_config
 
 __all__ = [
@@ -137,8 +137,10 @@ def compile_ptx(
     import triton
     from triton.backends.compiler import GPUTarget
 
-    if triton.knobs.runtime.interpret:
-        raise PluginError("cannot compile kernels with TRITON_INTERPRET=1 set; unset it for the AOT path")
+    if not compiler_usable():
+        raise PluginError(
+            "cannot compile kernels for CUDA: TRITON_INTERPRET=1 was set when Triton was imported; unset it"
+        )
     dtype = _triton_dtype(dtype)
     flow_dtype = _triton_dtype(flow_dtype or dtype)
     kernel, signature, num_params = _signature(op, dtype, flow_dtype)

@@ -22,6 +22,17 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture
+def cuda_compiler() -> None:
+    """Skip (with the reason) where Triton cannot compile for CUDA in this process."""
+    from vggx.plugins._triton import compiler_usable, triton_available
+
+    if not triton_available():
+        pytest.skip("needs OpenAI Triton")
+    if not compiler_usable():
+        pytest.skip("TRITON_INTERPRET=1 was set when Triton was imported: run without it for the AOT tests")
+
+
+@pytest.fixture
 def gen() -> torch.Generator:
     """A seeded CPU generator, so every test draws the same random shapes and values."""
     return torch.Generator().manual_seed(1234)

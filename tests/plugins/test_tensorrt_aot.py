@@ -23,6 +23,7 @@ def _entry_params(ptx: str, name: str) -> list[str]:
 
 
 @needs_triton
+@pytest.mark.usefixtures("cuda_compiler")
 class TestCompileAot:
     @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
     @pytest.mark.parametrize("shape", [(2, 16, 37, 53), (8, 64, 180, 320)])
@@ -134,6 +135,7 @@ def test_register_plugins_without_tensorrt_says_so():
 
 
 @needs_triton
+@pytest.mark.usefixtures("cuda_compiler")
 @pytest.mark.parametrize(
     ("op", "one"), [("flow_warp", "C"), ("flow_warp", "H"), ("flow_warp", "W"), ("temporal_attention", "HW")]
 )

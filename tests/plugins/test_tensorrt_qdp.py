@@ -16,7 +16,10 @@ import typing
 
 import pytest
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton"),
+    pytest.mark.usefixtures("cuda_compiler"),
+]
 
 
 class Expr:
