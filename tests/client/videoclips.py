@@ -23,8 +23,10 @@ def frame_pattern(i: int, h: int, w: int) -> np.ndarray:
 
 def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), rate: int | Fraction = 24,
                codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = None,
-               options: dict[str, str] | None = None, metadata: dict[str, str] | None = None) -> Path:
-    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus)."""
+               options: dict[str, str] | None = None, metadata: dict[str, str] | None = None,
+               audio_seconds: float | None = None) -> Path:
+    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus) for a
+    tone as long as the video (or ``audio_seconds``)."""
     import av
 
     h, w = size
@@ -41,7 +43,7 @@ def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), r
         for p in v.encode():
             c.mux(p)
         if a is not None:
-            n = int(48000 * frames / Fraction(rate))
+            n = int(48000 * (frames / Fraction(rate) if audio_seconds is None else audio_seconds))
             step = a.codec_context.frame_size or 1024
             tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
             for off in range(0, n, step):

@@ -1,0 +1,219 @@
+"""``upscale()`` end to end on real clips with the in-process torch and onnxruntime runners (tiny checkpoint)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_frames
+from vggx.client.runners import TorchRunner, cached_onnx
+from vggx.client.windows import plan_tiles, plan_windows
+from videoclips import decode_all, frame_pattern, make_video, stream_facts
+
+from vggx.errors import InferenceError, VideoError
+from vggx.video import EncodeConfig
+
+LOSSLESS = EncodeConfig(codec="ffv1")
+
+
+def run(src, out, runner, **kw):
+    encode = kw.pop("encode", LOSSLESS)
+    return upscale(UpscaleConfig(src, out, encode=encode, **kw), runner=runner)
+
+
+class TestOutput:
+    @pytest.mark.parametrize(("clip", "ext", "audio", "rate"), [("aac", ".mp4", "aac", 24),
+                                                                ("opus", ".mkv", "opus", 30000 / 1001)])
+    def test_x4_same_frames_rate_and_audio(self, clips, tmp_path, torch_runner, clip, ext, audio, rate):
+        out = tmp_path / f"out{ext}"
+        result = upscale(UpscaleConfig(clips[clip], out), runner=torch_runner)  # default: H.264 yuv420p
+        src, dst = stream_facts(clips[clip]), stream_facts(out)
+        assert dst["size"] == (src["size"][0] * 4, src["size"][1] * 4) == result.output_size
+        assert dst["frames"] == src["frames"] == result.frames
+        assert float(dst["rate"]) == pytest.approx(rate) and dst["rate"] == src["rate"]
+        assert dst["audio"] == [audio]
+        assert dst["codec"] == "h264" and dst["pix_fmt"] == "yuv420p"
+        assert result.output_bytes == out.stat().st_size and list(tmp_path.iterdir()) == [out]
+
+    def test_container_metadata_is_copied(self, clips, tmp_path, torch_runner):
+        run(clips["aac"], tmp_path / "o.mp4", torch_runner, frames=2)
+        assert stream_facts(tmp_path / "o.mp4")["metadata"]["title"] == "vggx test clip"
+
+    @pytest.mark.parametrize(("clip", "size"), [("odd444", (41, 57)), ("tenbit", (24, 40)), ("gray", (33, 35))])
+    def test_odd_10bit_and_grey_inputs_are_converted(self, clips, tmp_path, torch_runner, clip, size):
+        out = tmp_path / "o.mp4"
+        result = upscale(UpscaleConfig(clips[clip], out), runner=torch_runner)
+        assert stream_facts(out)["size"] == (4 * size[0], 4 * size[1]) and result.frames == 5
+
+
+class TestWindows:
+    def test_each_frame_is_the_centre_of_a_single_window_run(self, clips, tmp_path, torch_runner):
+        """Output frame i == frame (i - keep_start + context) of one model run on window k's frames."""
+        src = decode_all(clips["twelve"])  # 12 frames: windows keep 0-3 (mirrored), 4-7, 8-11 (mirrored)
+        run(clips["twelve"], tmp_path / "o.mkv", torch_runner)
+        out = decode_all(tmp_path / "o.mkv")
+        assert len(out) == 12
+        for w in plan_windows(12, 8, 2):
+            single = upscale_frames(torch_runner, np.stack([src[i] for i in w.sources]))
+            for j, i in enumerate(range(w.keep_start, w.keep_end)):
+                np.testing.assert_array_equal(out[i], single[w.offset + j])
+
+    def test_centre_frames_equal_a_plain_run_on_a_clip_that_fits_one_window(self, clips, tmp_path,
+                                                                          torch_runner):
+        # Frames 2..9 are one window's worth of real frames (no mirroring): its centre is output 4..7.
+        src = decode_all(clips["twelve"])
+        run(clips["twelve"], tmp_path / "o.mkv", torch_runner)
+        out = decode_all(tmp_path / "o.mkv")
+        plain = upscale_frames(torch_runner, np.stack(src[2:10]))
+        np.testing.assert_array_equal(np.stack(out[4:8]), plain[2:6])
+
+    def test_concurrency_keeps_the_order_and_the_pixels(self, clips, tmp_path, torch_runner):
+        run(clips["twelve"], tmp_path / "a.mkv", torch_runner)
+        run(clips["twelve"], tmp_path / "b.mkv", torch_runner, concurrency=3)
+        for a, b in zip(decode_all(tmp_path / "a.mkv"), decode_all(tmp_path / "b.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+class TestTiles:
+    def test_tiled_run_matches_single_tiles_and_stays_close_to_untiled(self, clips, tmp_path, torch_runner,
+                                                                      small_profile_checkpoint):
+        small = TorchRunner(small_profile_checkpoint, threads=1)  # same weights, max size 24x32
+        plan = plan_tiles((40, 56), small.info.max_size, 8, 4)
+        assert plan.count == 6
+        result = run(clips["big"], tmp_path / "t.mkv", small, frames=4)
+        assert result.tiles_per_window == 6
+        tiled = np.stack(decode_all(tmp_path / "t.mkv"))
+        src = np.stack(decode_all(clips["big"])[:4])
+        window = np.stack([src[i] for i in plan_windows(4, 8, 2)[0].sources])
+        # 1. Where only one tile covers a pixel, the output is exactly that tile's model output.
+        y0, y1, x0, x1, weight = next(plan.tiles())
+        only = weight[..., 0] == 1.0
+        tile = upscale_frames(small, window[:, y0:y1, x0:x1])[2:6]
+        np.testing.assert_array_equal(tiled[:, 4 * y0:4 * y1, 4 * x0:4 * x1][:, only], tile[:, only])
+        # 2. Against the untiled run: identical away from the seams, a bounded blend near them.
+        untiled = upscale_frames(torch_runner, window)[2:6].astype(int)
+        diff = np.abs(tiled.astype(int) - untiled)
+        assert diff.mean() < 2.0, diff.mean()
+        assert (diff == 0).mean() > 0.5, (diff == 0).mean()
+
+
+class TestPreviewAndCompare:
+    def test_start_and_frames_take_a_slice_with_its_audio(self, clips, tmp_path, torch_runner):
+        out = tmp_path / "p.mp4"
+        result = run(clips["aac"], out, torch_runner, start=4 / 24, frames=3, encode=EncodeConfig())
+        facts = stream_facts(out)
+        assert result.frames == facts["frames"] == 3 and facts["audio"] == ["aac"]
+        import av
+
+        with av.open(str(out)) as c:
+            audio = c.streams.audio[0]
+            end = max(float(p.pts * p.time_base) for p in c.demux(audio) if p.pts is not None)
+        assert end < 0.5 / 2  # the 10-frame tone was cut near the 3-frame video's end (0.125 s)
+
+    def test_preview_starts_at_the_requested_frame(self, clips, tmp_path, torch_runner):
+        run(clips["twelve"], tmp_path / "p.mkv", torch_runner, start=4 / 24, frames=4)
+        full_run = tmp_path / "f.mkv"
+        run(clips["twelve"], full_run, torch_runner)
+        preview = decode_all(tmp_path / "p.mkv")
+        assert len(preview) == 4
+        # the preview's first frame is source frame 4 upscaled (its own windows, so compare loosely)
+        ref = decode_all(full_run)[4].astype(int)
+        assert np.abs(preview[0].astype(int) - ref).mean() < 20
+
+    def test_compare_puts_bicubic_left_of_vggx(self, clips, tmp_path, torch_runner):
+        run(clips["twelve"], tmp_path / "c.mkv", torch_runner, frames=4, compare=True)
+        run(clips["twelve"], tmp_path / "v.mkv", torch_runner, frames=4)
+        both, vggx = decode_all(tmp_path / "c.mkv"), decode_all(tmp_path / "v.mkv")
+        assert both[0].shape == (160, 448, 3)
+        np.testing.assert_array_equal(both[1][:, 224:], vggx[1])
+        bicubic_ref = frame_pattern(1, 40, 56).repeat(4, 0).repeat(4, 1).astype(int)
+        assert np.abs(both[1][:, :224].astype(int) - bicubic_ref).mean() < 25
+
+
+class _FailingRunner:
+    """Delegates to a real runner and fails on the n-th call."""
+
+    def __init__(self, runner, fail_at: int):
+        self.inner, self.info, self.description = runner, runner.info, "failing"
+        self.calls, self.fail_at = 0, fail_at
+
+    def infer(self, lr):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise InferenceError("backend fell over")
+        return self.inner.infer(lr)
+
+    def close(self):
+        pass
+
+
+class TestErrors:
+    def _assert_nothing_written(self, tmp_path, out):
+        assert not out.exists()
+        assert [p.name for p in tmp_path.iterdir() if p.stem != "in"] == []
+
+    def test_not_a_video(self, tmp_path, torch_runner):
+        bad = tmp_path / "in.mp4"
+        bad.write_text("this is text, not a video\n" * 10)
+        with pytest.raises(VideoError, match="is not a video FFmpeg can read"):
+            run(bad, tmp_path / "o.mkv", torch_runner)
+        self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
+
+    def test_zero_frames(self, tmp_path, torch_runner):
+        # a video stream without frames (and some audio, so the file is not empty)
+        empty = make_video(tmp_path / "in.mkv", frames=0, audio="aac", audio_seconds=0.5)
+        with pytest.raises(VideoError, match="has no video frames"):
+            run(empty, tmp_path / "o.mkv", torch_runner)
+        self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
+
+    @pytest.mark.parametrize("faststart", [False, True])
+    def test_truncated_file(self, tmp_path, torch_runner, faststart):
+        full = make_video(tmp_path / "full.mp4", frames=24,
+                          options={"movflags": "+faststart"} if faststart else None)
+        cut = tmp_path / "in.mp4"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+        full.unlink()
+        with pytest.raises(VideoError, match=r"truncated|not a video"):
+            run(cut, tmp_path / "o.mkv", torch_runner)
+        self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
+
+    def test_missing_input(self, tmp_path, torch_runner):
+        with pytest.raises(VideoError, match="input not found"):
+            run(tmp_path / "nope.mp4", tmp_path / "o.mkv", torch_runner)
+
+    def test_unwritable_output(self, clips, tmp_path, torch_runner):
+        with pytest.raises(VideoError, match=r"cannot write .* does not exist"):
+            run(clips["aac"], tmp_path / "missing" / "o.mkv", torch_runner)
+
+    def test_backend_failure_mid_run_leaves_nothing(self, clips, tmp_path, torch_runner):
+        out = tmp_path / "o.mkv"
+        with pytest.raises(InferenceError, match="fell over"):
+            run(clips["twelve"], out, _FailingRunner(torch_runner, fail_at=3))
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestOnnxRuntime:
+    def test_default_backend_runs_the_cached_export(self, clips, tmp_path, ort_runner, torch_runner):
+        assert ort_runner.info == torch_runner.info  # both read from the model, not hard-coded
+        result = run(clips["twelve"], tmp_path / "o.mkv", ort_runner, frames=4)
+        assert result.output_size == (160, 224) and "onnxruntime" in result.backend
+        ort = np.stack(decode_all(tmp_path / "o.mkv")).astype(int)
+        run(clips["twelve"], tmp_path / "t.mkv", torch_runner, frames=4)
+        assert np.abs(ort - np.stack(decode_all(tmp_path / "t.mkv"))).max() <= 2  # export ~ PyTorch
+
+    def test_cache_is_keyed_by_checkpoint_hash_and_not_re_exported(self, onnx_cache, tiny_checkpoint_path,
+                                                                     monkeypatch):
+        import vggx.export
+
+        monkeypatch.setattr(vggx.export, "export_onnx", lambda *a, **k: pytest.fail("re-exported"))
+        path = cached_onnx(tiny_checkpoint_path, onnx_cache)
+        assert path.parent == onnx_cache / "onnx" and path.name.endswith("-t8.onnx")
+
+    def test_options_that_do_not_apply_are_errors(self):
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="--fp16 applies to the torch backend"):
+            BackendConfig(Backend.ONNXRUNTIME, fp16=True)
+        with pytest.raises(ConfigError, match="--fp16 needs --device cuda"):
+            BackendConfig(Backend.TORCH, fp16=True)
+        with pytest.raises(ConfigError, match="--url sends work to Triton"):
+            BackendConfig(Backend.TORCH, url="localhost:8001")
