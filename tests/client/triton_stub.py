@@ -1,0 +1,88 @@
+"""A tiny stand-in for Triton's HTTP/REST (KServe v2) endpoint, for client tests without a server.
+
+It serves one model whose config carries the vggx parameters and whose "inference" is nearest-neighbour
+×scale, and can be told to be not ready or to fail the next requests with an HTTP status.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+
+class StubTriton:
+    """Start with ``with StubTriton(...) as stub``; ``stub.url`` is ``127.0.0.1:PORT``."""
+
+    def __init__(self, *, window: int = 4, scale: int = 4, max_size: str = "64x64", ready: bool = True,
+                 model: str = "vggx") -> None:
+        self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
+        self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
+        self.infer_calls = 0
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {"Content-Type": "application/json"}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                base = f"/v2/models/{stub.model}"
+                if self.path == "/v2/health/live":
+                    self._send(200)
+                elif self.path == f"{base}/ready":
+                    self._send(200 if stub.ready else 400)
+                elif self.path == f"{base}/config":
+                    self._send(200, json.dumps(stub.config()).encode())
+                else:
+                    self._send(404, json.dumps({"error": f"unknown path {self.path}"}).encode())
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path != f"/v2/models/{stub.model}/infer":  # e.g. shared-memory registration
+                    self._send(400, json.dumps({"error": "not supported by the stub"}).encode())
+                    return
+                stub.infer_calls += 1
+                if stub.fail_next:
+                    self._send(stub.fail_next.pop(0), json.dumps({"error": "stub says no"}).encode())
+                    return
+                n = int(self.headers.get("Inference-Header-Content-Length", len(body)))
+                header = json.loads(body[:n])
+                (inp,) = header["inputs"]
+                lr = np.frombuffer(body[n:], np.uint8).reshape(inp["shape"])
+                sr = np.ascontiguousarray(lr.repeat(stub.scale, axis=2).repeat(stub.scale, axis=3))
+                out = json.dumps({"model_name": stub.model, "outputs": [{
+                    "name": "sr", "datatype": "UINT8", "shape": list(sr.shape),
+                    "parameters": {"binary_data_size": sr.nbytes}}]}).encode()
+                self._send(200, out + sr.tobytes(), {"Content-Type": "application/octet-stream",
+                                                     "Inference-Header-Content-Length": str(len(out))})
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"127.0.0.1:{self._server.server_address[1]}"
+
+    def config(self) -> dict:
+        params = {"window": str(self.window), "scale": str(self.scale), "size_multiple": "8",
+                  "min_size": "16x16", "max_size": self.max_size, "name": "stub", "version": "1"}
+        return {"name": self.model, "max_batch_size": 4,
+                "input": [{"name": "lr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
+                "output": [{"name": "sr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
+                "parameters": {k: {"string_value": v} for k, v in params.items()}}
+
+    def __enter__(self) -> StubTriton:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._server.server_close()
