@@ -221,11 +221,11 @@ def serve(
 
     Example: vggx serve --model-repository model_repository --http-port 0 --grpc-port 0 --metrics-port 0
     """
-    from vggx.server import ServerConfig, TritonServer, check_model, wait_for_signal
+    from vggx.server import ServerConfig, TritonServer, check_model, sigterm_as_interrupt, wait_for_signal
 
     cfg = ServerConfig(model_repository=model_repository, host=host, http_port=http_port, grpc_port=grpc_port,
                        metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout)
-    with TritonServer(cfg) as server:
+    with sigterm_as_interrupt(), TritonServer(cfg) as server:
         ep = server.endpoints
         console.print(f"model {cfg.model_name} ready\n  HTTP     http://{ep.http}\n  gRPC     {ep.grpc}\n"
                       f"  metrics  {ep.metrics}\n  server   {server.install.executable}\n"
@@ -236,8 +236,8 @@ def serve(
                           f"{result.latency_s * 1e3:.0f} ms (versions {', '.join(result.versions)})",
                           highlight=False)
             return
-        console.print("serving; Ctrl-C to stop")
-        try:
+        try:  # the signal may come as soon as the line is out
+            console.print("serving; Ctrl-C to stop")
             wait_for_signal(server)
         except KeyboardInterrupt:
             console.print("stopping the server")
@@ -331,6 +331,158 @@ def upscale(
     console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                   f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
                   highlight=False, soft_wrap=True, markup=False)
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    from vggx.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{flag} needs at least one value")
+    return values
+
+
+@app.command()
+@handle_errors
+def bench(
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
+    ] = None,
+    compare: Annotated[str | None, typer.Option(
+        "--compare", help="several backends side by side, interleaved, e.g. onnxruntime,torch")] = None,
+    lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW")] = "180x320",
+    window: Annotated[int | None, typer.Option("--window", help="expected window T (checked)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="windows per request (N)")] = 1,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="requests in flight, e.g. 1,2,4,8")] = "1",
+    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
+                   ] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
+    checkpoint: CheckpointOpt = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads of in-process backends")
+                       ] = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="warm-up requests per worker")] = 2,
+    windows: Annotated[int, typer.Option("--windows", help="measurement windows (spread = stability)")] = 3,
+    seconds: Annotated[float, typer.Option("--seconds", help="length of a measurement window")] = 5.0,
+    requests: Annotated[int | None, typer.Option(
+        "--requests", help="measure windows by request count instead of --seconds")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write all results as JSON")] = None,
+) -> None:
+    """Throughput (frames/s, MP/s), latency p50/p90/p99, FLOP/s vs peak, per backend and concurrency.
+
+    Example: vggx bench --compare onnxruntime,torch --lr-size 90x160 --concurrency 1,2
+    """
+    from vggx.benchmarks.bench import BenchConfig, run_bench
+    from vggx.client import Backend, BackendConfig, TritonProtocol
+    from vggx.errors import ConfigError
+    from vggx.shapes import parse_size
+
+    choices = {b.value: b for b in Backend}
+    names = [n.strip() for n in compare.split(",")] if compare else [backend or ("triton" if url else "onnxruntime")]
+    for n in names:
+        if n not in choices:
+            raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
+    if protocol not in ("grpc", "http"):
+        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    backends = tuple(
+        BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
+                      fp16=fp16 and n == "torch", threads=threads, url=url if n == "triton" else None,
+                      protocol=TritonProtocol(protocol))
+        for n in names
+    )
+    cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
+                      concurrency=_int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
+                      window_seconds=seconds, window_requests=requests, window=window, checkpoint=checkpoint)
+    table = Table(title=f"vggx bench — LR {lr_size}, batch {batch}")
+    for col in ("backend", "conc", "frames/s", "MP/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s (% peak)",
+                "spread", "ratio"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+
+    def row(p) -> None:
+        pct = 100 * p.achieved_gflops / p.peak_gflops if p.peak_gflops == p.peak_gflops else float("nan")
+        server = ""
+        if p.server:
+            server = f" [q {p.server['queue_us'] / 1e3:.1f} / infer {p.server['compute_infer_us'] / 1e3:.1f} ms]"
+        flag = "" if p.throughput.stable else " [yellow]unstable[/]"
+        table.add_row(p.description + server, str(p.concurrency), f"{p.frames_per_s:.2f}", f"{p.mpix_per_s:.1f}",
+                      f"{p.latency.p50_ms:.1f}", f"{p.latency.p90_ms:.1f}", f"{p.latency.p99_ms:.1f}",
+                      f"{p.achieved_gflops:.0f} ({pct:.0f}%)" if pct == pct else f"{p.achieved_gflops:.0f}",
+                      f"{100 * p.throughput.spread:.0f}%{flag}", f"{p.ratio:.2f}x" if p.ratio else "-")
+        err_console.print(f"measured {p.backend} at concurrency {p.concurrency}: {p.frames_per_s:.2f} frames/s",
+                          highlight=False)
+
+    result = run_bench(cfg, on_point=row)
+    console.print(table)
+    if any(not p.throughput.stable for p in result.points):
+        err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
+                          f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
+    if json_path:
+        json_path.write_text(json.dumps(result.as_dict(), indent=2))
+
+
+@app.command()
+@handle_errors
+def export(
+    checkpoint: CheckpointOpt = None,
+    repo: Annotated[Path, typer.Option("--repo", help="Triton model repository")] = Path("model_repository"),
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="tensorrt, onnxruntime or python (default: tensorrt with --fp16, else onnxruntime)")] = None,
+    flavor: Annotated[str | None, typer.Option(
+        "--flavor", help="trt (plugin nodes) or portable (standard ops) (default: trt for tensorrt)")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph with FP32 islands + FP16 TensorRT engine")] = False,
+    window: Annotated[int | None, typer.Option("--window", help="frames per window T (default: checkpoint)")] = None,
+    min_size: Annotated[str | None, typer.Option("--min-size", help="smallest LR HxW (default: the model's)")] = None,
+    opt_size: Annotated[str | None, typer.Option("--opt-size", help="LR HxW the engine is tuned for")] = None,
+    max_size: Annotated[str | None, typer.Option("--max-size", help="largest LR HxW (default: the model's)")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="windows per batch (Triton, engine)")] = 4,
+    version: Annotated[int | None, typer.Option("--version", help="version folder (default: next free)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the version / an engine of another GPU")] = False,
+    no_plugins: Annotated[bool, typer.Option(
+        "--no-plugins", help="TensorRT without the vggx plugins (native GridSample, attention)")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check ONNX Runtime vs PyTorch")] = True,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0-5")] = 3,
+    workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
+) -> None:
+    """Export a checkpoint to ONNX (and a TensorRT FP16 engine) into the Triton model repository.
+
+    Example: vggx export --fp16 --max-size 540x960 --max-batch 2
+    """
+    from vggx.errors import ConfigError
+    from vggx.export.onnx import Flavor, Precision
+    from vggx.export.pipeline import ExportJob, export_to_repository
+    from vggx.export.repository import Backend
+    from vggx.shapes import parse_size
+
+    chosen = Backend.parse(backend) if backend else (Backend.TENSORRT if fp16 else Backend.ONNXRUNTIME)
+    if no_plugins and flavor == "trt":
+        raise ConfigError("--no-plugins exports the portable graph; it contradicts --flavor trt")
+    try:
+        picked = Flavor.PORTABLE if no_plugins else (Flavor(flavor) if flavor else None)
+    except ValueError:
+        raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
+    size = lambda text: parse_size(text) if text else None
+    job = ExportJob(
+        checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
+        precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
+        opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
+        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib,
+    )
+    result = export_to_repository(job)
+    for r in result.parity:
+        console.print(f"parity {r}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "
+                  f"{job.precision.value})", highlight=False)
+    if result.engine is not None:
+        console.print(f"engine: {result.engine}", highlight=False)
+    if result.engine_pending is not None:
+        console.print("TensorRT is not installed here, so no engine was built; the ONNX and config.pbtxt are "
+                      "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
+                      "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
+        console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

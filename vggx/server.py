@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -39,6 +40,7 @@ __all__ = [
     "check_model",
     "find_tritonserver",
     "free_port",
+    "sigterm_as_interrupt",
     "wait_for_signal",
 ]
 
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "vggx"
 _TAIL_LINES = 25
+_ERROR_LINE = re.compile(r"^E\d{4} ")
+# Logged by the CPU-only build on any host without a GPU (TRT_NOTES.md §9): not the reason for a failure.
+_HARMLESS = ("CudaDriverHelper", "NVML", "DCGM", "cuda")
 
 
 @dataclass(frozen=True)
@@ -276,8 +281,7 @@ class TritonServer:
             code = self.process.poll()
             if code is not None:
                 raise ServerError(f"tritonserver exited with code {code} before model "
-                                  f"{self.config.model_name!r} was ready; last lines of {self.log_path}:\n"
-                                  f"{self.log_tail()}")
+                                  f"{self.config.model_name!r} was ready\n{self.log_summary()}")
             with contextlib.suppress(urllib.error.URLError, OSError), \
                     urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status == 200:
@@ -285,8 +289,7 @@ class TritonServer:
                     return
             if time.monotonic() > deadline:
                 raise ServerError(f"model {self.config.model_name!r} not ready after "
-                                  f"{self.config.startup_timeout_s:.0f} s; last lines of {self.log_path}:\n"
-                                  f"{self.log_tail()}")
+                                  f"{self.config.startup_timeout_s:.0f} s\n{self.log_summary()}")
             time.sleep(0.25)
 
     def log_tail(self, lines: int = _TAIL_LINES) -> str:
@@ -296,6 +299,16 @@ class TritonServer:
         with open(self.log_path, "rb") as f:
             tail = deque(f, maxlen=lines)
         return b"".join(tail).decode("utf-8", errors="replace").rstrip()
+
+    def log_summary(self) -> str:
+        """What went wrong, from the log: its error lines (Triton's ``E<mmdd>`` lines) and last lines."""
+        text = self.log_tail(2000)
+        lines = [line for line in text.splitlines() if line and line[0] not in "|+"]  # drop the option tables
+        errors = [line[:400] for line in lines if _ERROR_LINE.match(line) and not any(
+            noise in line for noise in _HARMLESS)]
+        parts = ["server errors:", *errors[-8:]] if errors else []
+        parts += [f"last lines of {self.log_path}:", *lines[-6:]]
+        return "\n".join(parts)
 
     @property
     def running(self) -> bool:
@@ -309,8 +322,7 @@ class TritonServer:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return
-        raise ServerError(f"tritonserver exited with code {code}; last lines of {self.log_path}:\n"
-                          f"{self.log_tail()}")
+        raise ServerError(f"tritonserver exited with code {code}\n{self.log_summary()}")
 
     def stop(self) -> int | None:
         """Shut the server down (SIGTERM, then SIGKILL of its process group); return its exit code."""
@@ -338,6 +350,25 @@ class TritonServer:
             self._log_file = None
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C does (main thread only), so the
+    same ``with TritonServer(...)`` exit path shuts the server down for both.
+    """
+
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def wait_for_signal(server: TritonServer) -> None:
     """Block until Ctrl-C or SIGTERM (raised here as ``KeyboardInterrupt``) or until the server dies.
 
@@ -345,18 +376,9 @@ def wait_for_signal(server: TritonServer) -> None:
         KeyboardInterrupt: on SIGINT/SIGTERM; the caller's ``with`` block then stops the server.
         ServerError: the server exited by itself.
     """
-
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise) if main else None
-    try:
+    with sigterm_as_interrupt():
         while True:
             server.wait(timeout=1.0)
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass(frozen=True)

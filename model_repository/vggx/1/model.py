@@ -1,0 +1,105 @@
+"""vggx on Triton's Python backend: the portable ONNX graph on ONNX Runtime's CPU provider.
+
+Copied into ``<repo>/vggx/<version>/model.py`` next to ``model.onnx`` by ``vggx.export.repository``.
+Requests ``lr`` UINT8 [N, T, H, W, 3] -> ``sr`` UINT8 [N, T, s·H, s·W, 3]. Dynamic batching hands
+``execute`` several requests: those with the same H, W are concatenated along N and run as one batch.
+A bad request gets its own error response; it never fails the others or the server.
+
+Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python the stub runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+INPUT_NAME = "lr"
+OUTPUT_NAME = "sr"
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split("x")
+    return int(h), int(w)
+
+
+def _error(message: str, code: str = "INVALID_ARG"):
+    # TritonError codes arrived in r23.xx; older stubs take the message only.
+    codes = getattr(pb_utils.TritonError, code, None)
+    err = pb_utils.TritonError(message, codes) if codes is not None else pb_utils.TritonError(message)
+    return pb_utils.InferenceResponse(output_tensors=[], error=err)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        import onnxruntime as ort
+
+        config = json.loads(args["model_config"])
+        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.window = int(params["window"])
+        self.scale = int(params.get("scale", "4"))
+        self.min_size = _size(params.get("min_size", "1x1"))
+        self.max_size = _size(params.get("max_size", "4096x4096"))
+        self.max_batch = int(config.get("max_batch_size", 0)) or None
+        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        if not os.path.isfile(path):
+            raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend python")
+        options = ort.SessionOptions()
+        threads = int(params.get("cpu_threads", "0"))
+        if threads > 0:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def _validate(self, lr) -> str | None:
+        """Why ``lr`` (one request's input, with its batch dim) is not a valid request, or None."""
+        if lr is None:
+            return f"missing input {INPUT_NAME!r}"
+        if lr.dtype != np.uint8:
+            return f"input {INPUT_NAME!r} must be UINT8, got {lr.dtype}"
+        if lr.ndim != 5:
+            return f"input {INPUT_NAME!r} must be [N, T, H, W, 3], got shape {list(lr.shape)}"
+        n, t, h, w, c = lr.shape
+        if n < 1:
+            return "empty batch"
+        if t != self.window:
+            return f"input {INPUT_NAME!r} must hold T={self.window} frames per window, got {t}"
+        if c != 3:
+            return f"input {INPUT_NAME!r} must be RGB (last dim 3), got {c}"
+        (lo_h, lo_w), (hi_h, hi_w) = self.min_size, self.max_size
+        if not (lo_h <= h <= hi_h and lo_w <= w <= hi_w):
+            return (f"frame size {h}x{w} is outside the model's range {lo_h}x{lo_w} .. {hi_h}x{hi_w}; "
+                    f"tile larger frames")
+        return None
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)
+            lr = tensor.as_numpy() if tensor is not None else None
+            problem = self._validate(lr)
+            if problem:
+                responses[i] = _error(problem)
+            else:
+                groups[lr.shape[2:4]].append((i, lr))
+        for members in groups.values():
+            batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
+            try:
+                (sr,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
+            except Exception as exc:  # any ORT failure: these requests' error, not a crash
+                for i, _ in members:
+                    responses[i] = _error(f"inference failed: {exc}", "INTERNAL")
+                continue
+            start = 0
+            for i, lr in members:
+                part = sr[start:start + lr.shape[0]]
+                start += lr.shape[0]
+                responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT_NAME, part)])
+        return responses
+
+    def finalize(self) -> None:
+        self.session = None

@@ -1,0 +1,218 @@
+"""export/repository.py: every backend's config (parsed back with Triton's ModelConfig schema), the writer."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from vggx.export.repository import (
+    Backend,
+    ServingConfig,
+    config_text,
+    model_config,
+    parse_config,
+    write_model_repository,
+)
+
+from vggx.errors import ExportError
+
+META = {"name": "vggx-tiny-x4", "version": "1", "scale": "4", "window": "8", "size_multiple": "8",
+        "min_size": "16x16", "max_size": "1088x1920"}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _mc():
+    from tritonclient.grpc import model_config_pb2
+
+    return model_config_pb2
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_config_text_parses_back_into_model_config(backend):
+    cfg = model_config(backend=backend, metadata=META, window=8)
+    text = config_text(cfg)
+    assert parse_config(text) == cfg
+
+
+@pytest.mark.parametrize("backend", list(Backend))
+def test_config_holds_the_tensor_contract(backend):
+    mc = _mc()
+    cfg = parse_config(config_text(model_config(backend=backend, metadata=META, window=8,
+                                                serving=ServingConfig(max_batch=6))))
+    assert cfg.name == "vggx"
+    assert cfg.max_batch_size == 6
+    (inp,), (out,) = cfg.input, cfg.output
+    assert (inp.name, inp.data_type, list(inp.dims)) == ("lr", mc.TYPE_UINT8, [8, -1, -1, 3])
+    assert (out.name, out.data_type, list(out.dims)) == ("sr", mc.TYPE_UINT8, [8, -1, -1, 3])
+    assert cfg.HasField("dynamic_batching")
+    assert 0 < cfg.dynamic_batching.max_queue_delay_microseconds <= 5000
+    assert cfg.version_policy.latest.num_versions == 1
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert params.items() >= META.items()
+    assert params["serving_backend"] == Backend(backend).value
+
+
+@pytest.mark.parametrize(("backend", "platform", "backend_field", "kind"), [
+    ("tensorrt", "tensorrt_plan", "", "KIND_GPU"),
+    ("onnxruntime", "onnxruntime_onnx", "", "KIND_GPU"),
+    ("python", "", "python", "KIND_CPU"),
+    ("torch", "", "python", "KIND_GPU"),
+])
+def test_platform_backend_and_instance_kind(backend, platform, backend_field, kind):
+    mc = _mc()
+    cfg = model_config(backend=backend, metadata=META, window=8, serving=ServingConfig(instances=2))
+    assert (cfg.platform, cfg.backend) == (platform, backend_field)
+    (group,) = cfg.instance_group
+    assert group.kind == getattr(mc.ModelInstanceGroup, kind)
+    assert group.count == 2
+
+
+def test_warmup_is_a_valid_small_request():
+    mc = _mc()
+    cfg = model_config(backend="tensorrt", metadata=META, window=8,
+                       serving=ServingConfig(warmup_size=(8, 4000)))
+    (warm,) = cfg.model_warmup
+    assert warm.batch_size == 1
+    lr = warm.inputs["lr"]
+    assert lr.data_type == mc.TYPE_UINT8 and lr.zero_data
+    assert list(lr.dims) == [8, 16, 1920, 3]  # clamped into min_size .. max_size
+    assert not model_config(backend="tensorrt", metadata=META, window=8,
+                            serving=ServingConfig(warmup_size=None)).model_warmup
+
+
+def test_onnxruntime_tensorrt_accelerator():
+    cfg = model_config(backend="onnxruntime", metadata=META, window=8,
+                       serving=ServingConfig(trt_accelerator=True))
+    (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert acc.name == "tensorrt"
+    assert acc.parameters["precision_mode"] == "FP16"
+    plain = model_config(backend="onnxruntime", metadata=META, window=8)
+    assert not plain.HasField("optimization")
+
+
+@pytest.mark.parametrize(("kwargs", "serving", "match"), [
+    ({"backend": "caffe"}, {}, "unknown backend 'caffe'"),
+    ({"window": 4}, {}, "window 4 does not match"),
+    ({"backend": "tensorrt"}, {"trt_accelerator": True}, "onnxruntime-backend option"),
+    ({"backend": "onnxruntime"}, {"trt_accelerator": True, "instance_kind": "KIND_CPU"}, "needs KIND_GPU"),
+])
+def test_inconsistent_configs_are_refused(kwargs, serving, match):
+    args = {"backend": "python", "metadata": META, "window": 8, **kwargs}
+    with pytest.raises(ExportError, match=match):
+        model_config(**args, serving=ServingConfig(**serving))
+
+
+@pytest.mark.parametrize(("field", "value"), [("max_batch", 0), ("instances", 0), ("queue_delay_us", -1),
+                                              ("instance_kind", "KIND_TPU"), ("cpu_threads", -1)])
+def test_serving_config_validates_its_fields(field, value):
+    with pytest.raises(ExportError, match=field.split("_")[0]):
+        ServingConfig(**{field: value})
+
+
+def test_parse_config_rejects_fields_outside_the_schema():
+    with pytest.raises(ExportError, match="not a valid Triton model config"):
+        parse_config('name: "vggx"\nmax_batch_sise: 4\n')
+
+
+@pytest.fixture
+def onnx_file(tmp_path) -> Path:
+    path = tmp_path / "exported.onnx"
+    path.write_bytes(b"not really onnx")
+    return path
+
+
+def _write(repo, artefact, **kw):
+    return write_model_repository(repo, backend=kw.pop("backend", "python"), artefact=artefact, metadata=META,
+                                  window=8, max_batch=kw.pop("max_batch", 4), **kw)
+
+
+def test_python_backend_version_holds_model_py_and_onnx(tmp_path, onnx_file):
+    version_dir = _write(tmp_path, onnx_file)
+    assert version_dir == tmp_path / "vggx" / "1"
+    assert sorted(p.name for p in version_dir.iterdir()) == ["model.onnx", "model.py"]
+    assert (version_dir / "model.onnx").read_bytes() == onnx_file.read_bytes()
+    assert "class TritonPythonModel" in (version_dir / "model.py").read_text()
+    cfg = parse_config((tmp_path / "vggx" / "config.pbtxt").read_text())
+    assert cfg.backend == "python" and cfg.max_batch_size == 4
+    assert sorted(p.name for p in (tmp_path / "vggx").iterdir()) == ["1", "config.pbtxt"]  # no leftovers
+
+
+@pytest.mark.parametrize(("backend", "files"), [("tensorrt", ["model.plan"]), ("onnxruntime", ["model.onnx"]),
+                                                ("torch", ["model.py", "model.safetensors"])])
+def test_each_backend_places_its_artefact(tmp_path, onnx_file, backend, files):
+    version_dir = _write(tmp_path, onnx_file, backend=backend)
+    assert sorted(p.name for p in version_dir.iterdir()) == files
+
+
+def test_new_versions_get_new_folders_and_the_config_follows(tmp_path, onnx_file):
+    assert _write(tmp_path, onnx_file).name == "1"
+    assert _write(tmp_path, onnx_file, max_batch=8).name == "2"
+    assert _write(tmp_path, onnx_file, version=7).name == "7"
+    assert _write(tmp_path, onnx_file).name == "8"
+    assert parse_config((tmp_path / "vggx" / "config.pbtxt").read_text()).max_batch_size == 4
+
+
+def test_existing_version_is_not_overwritten_without_force(tmp_path, onnx_file):
+    _write(tmp_path, onnx_file)
+    with pytest.raises(ExportError, match="already exists; pass --force"):
+        _write(tmp_path, onnx_file, version=1)
+    onnx_file.write_bytes(b"new weights")
+    _write(tmp_path, onnx_file, version=1, force=True)
+    assert (tmp_path / "vggx" / "1" / "model.onnx").read_bytes() == b"new weights"
+
+
+def test_switching_backend_needs_force(tmp_path, onnx_file):
+    _write(tmp_path, onnx_file, backend="tensorrt")
+    with pytest.raises(ExportError, match="serves a tensorrt_plan model; pass --force"):
+        _write(tmp_path, onnx_file, backend="python")
+    _write(tmp_path, onnx_file, backend="python", force=True)
+    assert parse_config((tmp_path / "vggx" / "config.pbtxt").read_text()).backend == "python"
+
+
+def test_missing_artefact_writes_nothing(tmp_path):
+    with pytest.raises(ExportError, match="artefact not found"):
+        _write(tmp_path, tmp_path / "nope.onnx")
+    assert not (tmp_path / "vggx").exists()
+
+
+def test_failed_copy_leaves_nothing_half_written(tmp_path, onnx_file, monkeypatch):
+    _write(tmp_path, onnx_file)
+    before = (tmp_path / "vggx" / "config.pbtxt").read_text()
+    real_copy = shutil.copyfile
+
+    def failing_copy(src, dst, *a, **k):
+        if str(dst).endswith("model.onnx"):
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    with pytest.raises(ExportError, match="No space left"):
+        _write(tmp_path, onnx_file, max_batch=8)
+    assert sorted(p.name for p in (tmp_path / "vggx").iterdir()) == ["1", "config.pbtxt"]
+    assert (tmp_path / "vggx" / "config.pbtxt").read_text() == before
+
+
+def test_config_only_when_no_artefact(tmp_path):
+    version_dir = _write(tmp_path, None, backend="tensorrt")
+    assert version_dir.is_dir() and not any(version_dir.iterdir())  # the engine is built into it later
+    assert parse_config((tmp_path / "vggx" / "config.pbtxt").read_text()).platform == "tensorrt_plan"
+
+
+def test_checked_in_repository_matches_the_writer():
+    """model_repository/vggx is what `vggx export --backend python` writes for the shipped checkpoint."""
+    from vggx.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint
+
+    _, meta = read_checkpoint(DEFAULT_CHECKPOINT)
+    keys = ("name", "version", "scale", "window", "size_multiple", "min_size", "max_size")
+    checked_in = parse_config((ROOT / "model_repository" / "vggx" / "config.pbtxt").read_text())
+    expected = model_config(backend="python", metadata={k: meta[k] for k in keys}, window=int(meta["window"]))
+    params = {k: v.string_value for k, v in checked_in.parameters.items()}
+    for key in ("flavor", "checkpoint_sha256"):  # export-time extras that change with every checkpoint
+        params.pop(key, None)
+    checked_in.ClearField("parameters")
+    for key, value in params.items():
+        checked_in.parameters[key].string_value = value
+    assert checked_in == expected
+    template = Backend.PYTHON.template
+    assert (ROOT / "model_repository" / "vggx" / "1" / "model.py").read_text() == template.read_text()

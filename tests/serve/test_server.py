@@ -1,0 +1,215 @@
+"""vggx/server.py and `vggx serve` against a stand-in ``tritonserver`` (a tiny Python HTTP server).
+
+The stand-in answers Triton's readiness URL, so start-up, readiness, log handling, SIGTERM shut-down and
+SIGKILL escalation are tested in a second; the real server is exercised in test_triton_server.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from vggx.errors import ServerError
+from vggx.server import Endpoints, ServerConfig, TritonServer, _server_env, find_tritonserver, free_port
+
+FAKE = textwrap.dedent("""\
+    #!{python}
+    import http.server, os, signal, sys, time
+    args = dict(a[2:].split("=", 1) for a in sys.argv[1:] if a.startswith("--") and "=" in a)
+    mode = os.environ.get("FAKE_TRITON_MODE", "serve")
+    marker = os.environ.get("FAKE_TRITON_MARKER")
+    print("I0101 fake tritonserver", " ".join(sys.argv[1:]), flush=True)
+    if mode == "die":
+        print('E0101 00:00:00.0 1 model_lifecycle.cc:642] "failed to load vggx: boom"', flush=True)
+        print("error: creating server: Internal - failed to load all models", flush=True)
+        sys.exit(3)
+    if mode == "hang":  # never ready, ignores SIGTERM
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            time.sleep(1)
+    def term(*_):
+        if marker:
+            open(marker, "w").write("SIGTERM")
+        os._exit(0)
+    signal.signal(signal.SIGTERM, term)
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200 if self.path == "/v2/models/vggx/ready" else 404)
+            self.end_headers()
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer((args["http-address"], int(args["http-port"])), Ready).serve_forever()
+""")
+
+
+@pytest.fixture
+def fake_triton(tmp_path) -> Path:
+    bin_dir = tmp_path / "fakebin"
+    bin_dir.mkdir()
+    exe = bin_dir / "tritonserver"
+    exe.write_text(FAKE.format(python=sys.executable))
+    exe.chmod(0o755)
+    return exe
+
+
+@pytest.fixture
+def repo(tmp_path) -> Path:
+    (tmp_path / "repo" / "vggx").mkdir(parents=True)
+    (tmp_path / "repo" / "vggx" / "config.pbtxt").write_text('name: "vggx"\n')
+    return tmp_path / "repo"
+
+
+def _cfg(repo, exe, tmp_path, **kw) -> ServerConfig:
+    return ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, executable=exe,
+                        log_file=tmp_path / "server.log", **kw)
+
+
+def test_start_waits_for_ready_and_stop_sends_sigterm(repo, fake_triton, tmp_path, monkeypatch):
+    marker = tmp_path / "terminated"
+    monkeypatch.setenv("FAKE_TRITON_MARKER", str(marker))
+    with TritonServer(_cfg(repo, fake_triton, tmp_path)) as server:
+        assert server.running
+        ep = server.endpoints
+        assert len({ep.http_port, ep.grpc_port, ep.metrics_port}) == 3 and 0 not in (ep.http_port, ep.grpc_port)
+        assert ep.grpc == f"127.0.0.1:{ep.grpc_port}"
+        assert ep.metrics == f"http://127.0.0.1:{ep.metrics_port}/metrics"
+        log = server.log_path.read_text()
+        for arg in (f"--model-repository={repo.resolve()}", "--http-address=127.0.0.1",
+                    f"--grpc-port={ep.grpc_port}", f"--metrics-port={ep.metrics_port}"):
+            assert arg in log
+        proc = server.process
+    assert proc.returncode == 0
+    assert marker.read_text() == "SIGTERM"
+    assert not server.running
+
+
+def test_server_that_dies_is_reported_with_its_error_lines(repo, fake_triton, tmp_path, monkeypatch):
+    monkeypatch.setenv("FAKE_TRITON_MODE", "die")
+    server = TritonServer(_cfg(repo, fake_triton, tmp_path))
+    with pytest.raises(ServerError, match=r"exited with code 3 before model 'vggx' was ready") as info:
+        server.start()
+    message = str(info.value)
+    assert "failed to load vggx: boom" in message
+    assert "failed to load all models" in message
+    assert str(tmp_path / "server.log") in message
+    assert server.process is None
+
+
+def test_startup_timeout_stops_the_server_and_kills_it_if_it_ignores_sigterm(repo, fake_triton, tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("FAKE_TRITON_MODE", "hang")
+    server = TritonServer(_cfg(repo, fake_triton, tmp_path, startup_timeout_s=1.0, shutdown_timeout_s=0.5))
+    started = time.monotonic()
+    with pytest.raises(ServerError, match="not ready after 1 s"):
+        server.start()
+    assert time.monotonic() - started < 15
+    assert server.process is None
+
+
+def test_missing_model_config_is_refused_before_starting(tmp_path, fake_triton):
+    with pytest.raises(ServerError, match=r"holds no model 'vggx'.*run vggx export"):
+        TritonServer(_cfg(tmp_path, fake_triton, tmp_path)).start()
+
+
+@pytest.mark.parametrize(("field", "value"), [("http_port", 70000), ("grpc_port", -1), ("startup_timeout_s", 0)])
+def test_server_config_validates(field, value):
+    with pytest.raises(ServerError):
+        ServerConfig(**{field: value})
+
+
+def test_equal_ports_are_refused(repo, fake_triton, tmp_path):
+    cfg = ServerConfig(model_repository=repo, http_port=9000, grpc_port=9000, metrics_port=0,
+                       executable=fake_triton)
+    with pytest.raises(ServerError, match="must differ"):
+        TritonServer(cfg).start()
+
+
+def test_free_port_can_be_bound():
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+
+
+def test_tritonserver_on_path_wins(fake_triton, monkeypatch):
+    monkeypatch.setenv("PATH", f"{fake_triton.parent}{os.pathsep}{os.environ['PATH']}")
+    install = find_tritonserver()
+    assert install.executable == fake_triton and not install.bundled
+
+
+def test_bundled_tritonserver_is_found_and_prepared(monkeypatch, tmp_path):
+    pytest.importorskip("pytriton")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no tritonserver there
+    monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path / "cache"))
+    install = find_tritonserver()
+    assert install.bundled and install.executable.name == "tritonserver"
+    env = _server_env(install)
+    assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    assert "nvidia_pytriton.libs" in env["LD_LIBRARY_PATH"]
+    cmd = TritonServer(ServerConfig()).command(install, Endpoints("127.0.0.1", 8000, 8001, 8002))
+    backend_dir = Path(next(a for a in cmd if a.startswith("--backend-directory=")).split("=", 1)[1])
+    assert (backend_dir / "python" / "triton_python_backend_stub").is_file()
+    assert (backend_dir / "python" / "libtriton_python.so").is_file()
+    assert "--grpc-port=8001" in cmd
+
+
+def test_explicit_executable_must_exist(tmp_path):
+    with pytest.raises(ServerError, match="not found or not executable"):
+        find_tritonserver(tmp_path / "nope")
+
+
+def _run_cli(args, env):
+    return subprocess.Popen([sys.executable, "-m", "vggx.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def test_cli_serve_runs_until_sigterm_and_stops_the_server(repo, fake_triton, tmp_path):
+    marker = tmp_path / "terminated"
+    env = {**os.environ, "PATH": f"{fake_triton.parent}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_TRITON_MARKER": str(marker)}
+    log = tmp_path / "cli-server.log"
+    proc = _run_cli(["serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+                     "--metrics-port", "0", "--host", "127.0.0.1", "--log-file", str(log), "--timeout", "30"], env)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Ctrl-C to stop" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, err
+    assert "model vggx ready" in text and "gRPC     127.0.0.1:" in text and str(log) in text
+    assert "server stopped" in text
+    assert marker.read_text() == "SIGTERM"
+    assert "fake tritonserver" in log.read_text()
+
+
+def test_cli_serve_failure_is_one_error_and_exit_1(repo, fake_triton, tmp_path):
+    env = {**os.environ, "PATH": f"{fake_triton.parent}{os.pathsep}{os.environ['PATH']}",
+           "FAKE_TRITON_MODE": "die"}
+    proc = _run_cli(["serve", "--model-repository", str(repo), "--http-port", "0", "--grpc-port", "0",
+                     "--metrics-port", "0", "--log-file", str(tmp_path / "s.log")], env)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.startswith("error: tritonserver exited with code 3")
+    assert "Traceback" not in err
+
+
+def test_cli_serve_help_shows_the_flags():
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for flag in ("--model-repository", "--host", "--http-port", "--grpc-port", "--metrics-port", "--check",
+                 "--log-file", "--timeout", "Example: vggx serve"):
+        assert flag in result.output
