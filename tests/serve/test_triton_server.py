@@ -174,3 +174,40 @@ def test_bounded_load_has_no_errors(triton_server):
     assert result.requests == 200
     assert 0 < result.p50_ms <= result.p99_ms
     assert result.windows_per_s > 0
+
+
+@pytest.fixture(scope="module")
+def torch_server(tiny_checkpoint_path, onnx_metadata, tmp_path_factory):
+    """The ``torch`` backend's model.py on the real server, on the CPU (KIND_CPU: FP32, reference ops)."""
+    from vggx.export.repository import ServingConfig, write_model_repository
+
+    from vggx.server import ServerConfig, TritonServer
+
+    repo = tmp_path_factory.mktemp("torch_repository")
+    write_model_repository(repo, backend="torch", artefact=tiny_checkpoint_path, metadata=onnx_metadata,
+                           window=8, max_batch=2,
+                           serving=ServingConfig(instance_kind="KIND_CPU", warmup_size=(16, 16)))
+    cfg = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0,
+                       log_file=tmp_path_factory.mktemp("torch_server") / "tritonserver.log", startup_timeout_s=180)
+    with TritonServer(cfg) as server:
+        yield server
+
+
+def test_torch_backend_model_serves_the_checkpoint(torch_server, tiny_checkpoint):
+    import torch
+    import tritonclient.grpc as tc
+    from tritonclient.utils import InferenceServerException
+
+    from vggx.generator import UInt8Upscaler
+
+    x = _window(2, size=(16, 24), seed=6)
+    with tc.InferenceServerClient(torch_server.endpoints.grpc) as c:
+        served = _infer(c, "grpc", x)
+        with pytest.raises(InferenceServerException, match="outside the model's range"):
+            _infer(c, "grpc", _window(size=(8, 8)))
+        assert c.get_model_config("vggx").config.parameters["precision"].string_value == "fp16"
+    with torch.inference_mode():
+        local = UInt8Upscaler(tiny_checkpoint.generator).eval()(torch.from_numpy(x)).numpy()
+    assert served.shape == local.shape == (2, 8, 64, 96, 3)
+    # Same weights and ops; the server's torch may use another thread count, so allow 1 grey level.
+    assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
