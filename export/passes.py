@@ -130,7 +130,16 @@ def resize_to_conv(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         count += 1
     del graph.node[:]
     graph.node.extend(new_nodes)
+    if count:
+        _drop_unused_initializers(graph)
     return model, count
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def _resize_plan(

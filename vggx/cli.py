@@ -333,6 +333,67 @@ def upscale(
                   highlight=False, soft_wrap=True, markup=False)
 
 
+@app.command()
+@handle_errors
+def export(
+    checkpoint: CheckpointOpt = None,
+    repo: Annotated[Path, typer.Option("--repo", help="Triton model repository")] = Path("model_repository"),
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="tensorrt, onnxruntime or python (default: tensorrt with --fp16, else onnxruntime)")] = None,
+    flavor: Annotated[str | None, typer.Option(
+        "--flavor", help="trt (plugin nodes) or portable (standard ops) (default: trt for tensorrt)")] = None,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph with FP32 islands + FP16 TensorRT engine")] = False,
+    window: Annotated[int | None, typer.Option("--window", help="frames per window T (default: checkpoint)")] = None,
+    min_size: Annotated[str | None, typer.Option("--min-size", help="smallest LR HxW (default: the model's)")] = None,
+    opt_size: Annotated[str | None, typer.Option("--opt-size", help="LR HxW the engine is tuned for")] = None,
+    max_size: Annotated[str | None, typer.Option("--max-size", help="largest LR HxW (default: the model's)")] = None,
+    max_batch: Annotated[int, typer.Option("--max-batch", help="windows per batch (Triton, engine)")] = 4,
+    version: Annotated[int | None, typer.Option("--version", help="version folder (default: next free)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the version / an engine of another GPU")] = False,
+    no_plugins: Annotated[bool, typer.Option(
+        "--no-plugins", help="TensorRT without the vggx plugins (native GridSample, attention)")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check ONNX Runtime vs PyTorch")] = True,
+    opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0-5")] = 3,
+    workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
+) -> None:
+    """Export a checkpoint to ONNX (and a TensorRT FP16 engine) into the Triton model repository.
+
+    Example: vggx export --fp16 --max-size 540x960 --max-batch 2
+    """
+    from vggx.errors import ConfigError
+    from vggx.export.onnx import Flavor, Precision
+    from vggx.export.pipeline import ExportJob, export_to_repository
+    from vggx.export.repository import Backend
+    from vggx.shapes import parse_size
+
+    chosen = Backend.parse(backend) if backend else (Backend.TENSORRT if fp16 else Backend.ONNXRUNTIME)
+    if no_plugins and flavor == "trt":
+        raise ConfigError("--no-plugins exports the portable graph; it contradicts --flavor trt")
+    try:
+        picked = Flavor.PORTABLE if no_plugins else (Flavor(flavor) if flavor else None)
+    except ValueError:
+        raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
+    size = lambda text: parse_size(text) if text else None
+    job = ExportJob(
+        checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
+        precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
+        opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
+        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib,
+    )
+    result = export_to_repository(job)
+    for r in result.parity:
+        console.print(f"parity {r}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "
+                  f"{job.precision.value})", highlight=False)
+    if result.engine is not None:
+        console.print(f"engine: {result.engine}", highlight=False)
+    if result.engine_pending is not None:
+        console.print("TensorRT is not installed here, so no engine was built; the ONNX and config.pbtxt are "
+                      "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
+                      "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
+        console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,0 +1,148 @@
+"""``vggx export`` wiring: flags reach the pipeline, bad input is one line, the repository stays whole.
+
+The ONNX export itself is replaced by a copy of the run's exported graphs (tests of
+``export/onnx.py`` cover it); verification, the repository writer and the TensorRT-absent path
+run for real.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+from vggx.export.onnx import Flavor, Precision
+
+from vggx.cli import app
+from vggx.errors import VerificationError
+
+runner = CliRunner()
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+@pytest.fixture
+def fake_export(monkeypatch, portable_onnx, trt_fp16_onnx):
+    """Replace the slow export by a copy of the matching run-scoped graph; record the configs."""
+    calls = []
+
+    def export(checkpoint, path, config):
+        calls.append(config)
+        src = trt_fp16_onnx if config.precision is Precision.FP16 else portable_onnx
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)
+        return Path(path)
+
+    monkeypatch.setattr("vggx.export.pipeline.export_onnx", export)
+    return calls
+
+
+def _export(repo: Path, ckpt: Path, *args: str):
+    return runner.invoke(app, ["export", "--checkpoint", str(ckpt), "--repo", str(repo), *args])
+
+
+def _one_error_line(result) -> str:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    return lines[0]
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path, tiny_checkpoint_path,
+                                                                         fake_export, trt_window):
+    repo = tmp_path / "repo"
+    result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480")
+    assert result.exit_code == 0, result.output
+    (cfg,) = fake_export
+    assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16 and cfg.max_size == (270, 480)
+    assert "TensorRT is not installed here" in result.output
+    assert "python -m vggx.export.engine" in result.output and "--max-size 270x480" in result.output
+    assert "parity random N=1" in result.output and "within ±2" in result.output
+    assert (repo / "vggx" / "1" / "model.onnx").is_file()
+    assert not (repo / "vggx" / "1" / "model.plan").exists()
+    config = (repo / "vggx" / "config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config and "max_batch_size: 4" in config
+
+
+def test_python_backend_gets_new_versions_and_overwrites_only_with_force(tmp_path, tiny_checkpoint_path,
+                                                                         fake_export):
+    repo = tmp_path / "repo"
+    for _ in range(2):
+        result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--max-batch", "2")
+        assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (repo / "vggx").iterdir() if p.is_dir()) == ["1", "2"]
+    assert (repo / "vggx" / "2" / "model.onnx").is_file() and (repo / "vggx" / "2" / "model.py").is_file()
+    assert all(c.flavor is Flavor.PORTABLE and c.precision is Precision.FP32 for c in fake_export)
+
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "1"))
+    assert "already exists; pass --force" in line
+    assert len(fake_export) == 2  # refused before the (slow) export
+
+    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "1", "--force",
+                     "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert "max_batch_size: 4" in (repo / "vggx" / "config.pbtxt").read_text()
+
+
+def test_non_checkpoint_file_is_one_line_and_writes_nothing(tmp_path, fake_export):
+    bad = tmp_path / "model.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    repo = tmp_path / "repo"
+    line = _one_error_line(_export(repo, bad))
+    assert "is not a vggx checkpoint" in line
+    assert not repo.exists() and not fake_export
+
+
+def test_profile_min_above_max_is_one_line(tmp_path, tiny_checkpoint_path, fake_export):
+    repo = tmp_path / "repo"
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--fp16", "--min-size", "128x128",
+                                   "--max-size", "64x64"))
+    assert "min <= opt <= max" in line
+    assert not repo.exists() and not fake_export
+
+
+def test_unwritable_repository_is_one_line(tmp_path, tiny_checkpoint_path, fake_export):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    line = _one_error_line(_export(blocker / "repo", tiny_checkpoint_path))
+    assert "is not writable" in line and not fake_export
+
+
+def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_checkpoint_path, fake_export,
+                                                             monkeypatch):
+    def fail(*args, **kwargs):
+        raise VerificationError("model.onnx does not match PyTorch: max |diff| 9 levels")
+
+    monkeypatch.setattr("vggx.export.pipeline.verify_onnx", fail)
+    repo = tmp_path / "repo"
+    line = _one_error_line(_export(repo, tiny_checkpoint_path))
+    assert "does not match PyTorch" in line
+    assert not (repo / "vggx").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--flavor", "trt", "--backend", "onnxruntime"], "trt flavour (plugin nodes) runs only in TensorRT"),
+        (["--flavor", "trt", "--no-plugins"], "contradicts --flavor trt"),
+        (["--flavor", "fast"], "--flavor must be trt or portable"),
+        (["--backend", "tflite"], "unknown backend 'tflite'"),
+        (["--max-size", "big"], "size must look like HxW"),
+        (["--backend", "torch"], "the torch backend serves the checkpoint itself"),
+    ],
+)
+def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
+    assert match in _one_error_line(_export(tmp_path / "repo", tiny_checkpoint_path, *args))
+    assert not fake_export
+
+
+def test_no_plugins_exports_the_portable_graph_for_tensorrt(tmp_path, tiny_checkpoint_path, fake_export):
+    result = _export(tmp_path / "repo", tiny_checkpoint_path, "--backend", "tensorrt", "--no-plugins",
+                     "--no-verify")
+    if HAS_TRT:
+        pytest.skip("builds an engine where TensorRT is installed")
+    assert result.exit_code == 0, result.output
+    assert fake_export[0].flavor is Flavor.PORTABLE and "(tensorrt, portable, fp32)" in result.output

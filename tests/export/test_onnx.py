@@ -1,0 +1,131 @@
+"""export/onnx.py: the exported graphs match PyTorch, carry their metadata and the right ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+from vggx.export import FP16_TOLERANCE, FP32_TOLERANCE, ExportConfig, Flavor, Precision
+from vggx.export.verify import compare_frames, ort_session, reference_upscale, verify_onnx
+
+from vggx.errors import ExportError
+
+
+def _run(session, frames):
+    return session.run(None, {"lr": frames})[0]
+
+
+@pytest.mark.parametrize(
+    ("n", "h", "w"),
+    [(1, 16, 16), (2, 21, 30), (1, 37, 19), (3, 24, 40)],  # on and off the size multiple (8)
+)
+def test_portable_matches_pytorch_within_one_level(portable_session, tiny_checkpoint, n, h, w):
+    rng = np.random.default_rng(n * 1000 + h * 10 + w)
+    frames = rng.integers(0, 256, (n, tiny_checkpoint.config.window, h, w, 3), dtype=np.uint8)
+    got = _run(portable_session, frames)
+    assert got.shape == (n, tiny_checkpoint.config.window, 4 * h, 4 * w, 3) and got.dtype == np.uint8
+    result = compare_frames("random", frames, got, reference_upscale(tiny_checkpoint, frames), FP32_TOLERANCE)
+    assert result.passed, str(result)
+    assert result.max_abs <= 2
+
+
+def test_portable_metadata_props(portable_onnx, tiny_checkpoint):
+    meta = {p.key: p.value for p in onnx.load(str(portable_onnx), load_external_data=False).metadata_props}
+    for key in ("name", "version", "scale", "window", "size_multiple", "min_size", "max_size"):
+        assert key in meta
+    assert meta["scale"] == "4" and meta["window"] == str(tiny_checkpoint.config.window)
+    assert meta["size_multiple"] == str(tiny_checkpoint.config.size_multiple)
+    assert meta["flavor"] == "portable" and meta["precision"] == "fp32"
+    assert meta["checkpoint_sha256"] == tiny_checkpoint.sha256 and len(meta["checkpoint_sha256"]) == 64
+
+
+def test_portable_graph_is_standard_ops_with_dynamic_n_h_w(portable_onnx):
+    model = onnx.load(str(portable_onnx))
+    assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"}
+    ops = {n.op_type for n in model.graph.node}
+    assert {"GridSample", "MatMul", "Softmax"} <= ops
+    assert "Resize" not in ops  # rewritten into Pad/Conv/DepthToSpace (passes.resize_to_conv)
+    (inp,) = model.graph.input
+    dims = inp.type.tensor_type.shape.dim
+    assert inp.type.tensor_type.elem_type == TensorProto.UINT8
+    assert [d.dim_param != "" for d in dims] == [True, False, True, True, False]
+    assert dims[1].dim_value == 8 and dims[4].dim_value == 3
+    assert model.graph.output[0].type.tensor_type.elem_type == TensorProto.UINT8
+    onnx.checker.check_model(model, full_check=True)
+
+
+def test_trt_flavour_has_one_plugin_node_per_op_call(trt_onnx, trt_window):
+    model = onnx.load(str(trt_onnx))
+    plugin = [n for n in model.graph.node if n.domain == "vggx"]
+    kinds = {n.op_type for n in plugin}
+    assert kinds == {"flow_warp", "temporal_attention"}
+    assert not {"GridSample", "Softmax"} & {n.op_type for n in model.graph.node}
+    for node in plugin:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attrs["plugin_namespace"] == b"vggx" and attrs["plugin_version"] == b"1"
+        if node.op_type == "temporal_attention":
+            assert attrs["heads"] >= 1
+    assert ("vggx", 1) in {(o.domain, o.version) for o in model.opset_import}
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["flavor"] == "trt" and meta["window"] == str(trt_window)
+
+
+def test_trt_flavour_matches_pytorch_through_ort_custom_ops(trt_onnx, tiny_checkpoint):
+    results = verify_onnx(trt_onnx, tiny_checkpoint)
+    assert len(results) == 3 and all(r.passed for r in results)
+    assert all(r.tolerance == FP32_TOLERANCE for r in results)
+
+
+def test_fp16_graph_error_against_fp32_pytorch(trt_fp16_onnx, tiny_checkpoint, record_property):
+    # The issue's goal: <= 2 uint8 levels on >= 99 % of pixels. ORT CPU runs the FP16 nodes (its cast
+    # insertion keeps FP16 storage between them) and the plugin twin's float32 custom ops.
+    results = verify_onnx(trt_fp16_onnx, tiny_checkpoint)
+    for r in results:
+        record_property(r.case, str(r))
+        assert r.tolerance == FP16_TOLERANCE and r.passed, str(r)
+        assert r.within >= 0.99
+
+
+def test_fp16_graph_keeps_fp32_islands(trt_fp16_onnx):
+    from vggx.plugins.onnx import infer_plugin_shapes
+
+    model = infer_plugin_shapes(onnx.load(str(trt_fp16_onnx)), strict=False)
+    types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input)}
+    weights = {t.data_type for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT16, 1)}
+    assert TensorProto.FLOAT16 in weights
+    for node in model.graph.node:
+        if node.op_type == "flow_warp":
+            assert types[node.input[0]] == TensorProto.FLOAT16  # features
+            assert types[node.input[1]] == TensorProto.FLOAT  # flow island
+        if node.op_type == "temporal_attention":
+            assert types[node.input[0]] == TensorProto.FLOAT16  # plugin computes softmax in fp32
+        if node.op_type in ("ReduceMean", "Sqrt", "Reciprocal"):  # ChannelNorm
+            assert types[node.input[0]] == TensorProto.FLOAT, node.name
+
+
+def test_ort_session_runs_fp16_plugin_graph(trt_fp16_onnx, trt_window):
+    frames = np.full((1, trt_window, 16, 24, 3), 128, np.uint8)
+    out = _run(ort_session(trt_fp16_onnx), frames)
+    assert out.shape == (1, trt_window, 64, 96, 3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"window": 0}, "window must be >= 1"),
+        ({"max_batch": 0}, "max_batch must be >= 1"),
+        ({"opset": 15}, "opset must be in 17..21"),
+        ({"min_size": (64, 64), "max_size": (32, 32)}, "exceeds max_size"),
+        ({"flavor": "trt"}, "flavor must be a Flavor"),
+        ({"precision": "fp16"}, "precision must be a Precision"),
+    ],
+)
+def test_export_config_rejects_bad_values(kwargs, match):
+    with pytest.raises(ExportError, match=match):
+        ExportConfig(**kwargs)
+
+
+def test_export_config_takes_enums():
+    cfg = ExportConfig(flavor=Flavor.TRT, precision=Precision.FP16)
+    assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16
