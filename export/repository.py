@@ -221,8 +221,10 @@ def write_model_repository(
 ) -> Path:
     """Write ``<repo>/<name>/config.pbtxt`` and a new version folder holding ``artefact``; return that folder.
 
-    The version is ``version``, else one past the newest existing. The folder is staged next to its final
-    place and renamed in, so a failure leaves nothing half-written; ``config.pbtxt`` is replaced atomically.
+    The version is ``version``, else one past the newest existing one, except that a newest folder holding
+    no artefact (a placeholder, like the checked-in ``model_repository/vggx/1`` with only ``model.py``) is
+    filled instead. The folder is staged next to its final place and renamed in, so a failure leaves
+    nothing half-written; ``config.pbtxt`` is replaced atomically.
 
     Args:
         repo: the model repository root (``model_repository/``).
@@ -251,12 +253,15 @@ def write_model_repository(
         if not artefact.is_file():
             raise ExportError(f"artefact not found: {artefact}")
     existing = _versions(model_dir)
+    placeholder = False
     if version is None:
         version = max(existing, default=0) + 1
+        if existing and artefact is not None and _is_placeholder(model_dir / str(version - 1)):
+            version, placeholder = version - 1, True  # fill the newest version instead of adding one
     if version < 1:
         raise ExportError(f"version must be >= 1, got {version}")
     target = model_dir / str(version)
-    if target.exists() and not force:
+    if target.exists() and not (force or placeholder):
         raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
                           f"another")
     old = _read_existing(model_dir / CONFIG_FILE)
@@ -301,6 +306,11 @@ def _versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
     return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
+
+
+def _is_placeholder(version_dir: Path) -> bool:
+    """A version folder without any model artefact (e.g. the checked-in one that holds only model.py)."""
+    return not any((version_dir / b.artefact_name).exists() for b in Backend)
 
 
 def _read_existing(path: Path) -> ModelConfig | None:

@@ -193,6 +193,13 @@ def test_failed_copy_leaves_nothing_half_written(tmp_path, onnx_file, monkeypatc
     assert (tmp_path / "vggx" / "config.pbtxt").read_text() == before
 
 
+def test_a_placeholder_version_is_filled_instead_of_adding_one(tmp_path, onnx_file):
+    assert _write(tmp_path, None).name == "1"  # model.py only, like the checked-in repository
+    assert _write(tmp_path, onnx_file).name == "1"
+    assert sorted(p.name for p in (tmp_path / "vggx" / "1").iterdir()) == ["model.onnx", "model.py"]
+    assert _write(tmp_path, onnx_file).name == "2"  # a complete version is never touched
+
+
 def test_config_only_when_no_artefact(tmp_path):
     version_dir = _write(tmp_path, None, backend="tensorrt")
     assert version_dir.is_dir() and not any(version_dir.iterdir())  # the engine is built into it later
