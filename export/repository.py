@@ -235,8 +235,8 @@ def write_model_repository(
         window: T of the exported model.
         max_batch: ``max_batch_size`` (overrides ``serving.max_batch``).
         version: version folder number (>= 1); ``None`` = next free.
-        force: replace an existing version folder (otherwise that is an error), and allow switching the
-            model to another backend.
+        force: replace an existing version folder (otherwise that is an error), and allow switching a
+            model that has artefacts to another backend (a repository of placeholders switches freely).
         serving: the other config knobs.
         name: served model name.
 
@@ -265,7 +265,8 @@ def write_model_repository(
         raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
                           f"another")
     old = _read_existing(model_dir / CONFIG_FILE)
-    if old is not None and not force and _kind_of(old) != _kind_of(parse_config(text)):
+    served = [v for v in existing if not _is_placeholder(model_dir / str(v))]
+    if old is not None and served and not force and _kind_of(old) != _kind_of(parse_config(text)):
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
                           f"{backend.value!r} or write to another --repo")
 

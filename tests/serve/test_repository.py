@@ -193,6 +193,13 @@ def test_failed_copy_leaves_nothing_half_written(tmp_path, onnx_file, monkeypatc
     assert (tmp_path / "vggx" / "config.pbtxt").read_text() == before
 
 
+def test_a_placeholder_repository_switches_backend_freely(tmp_path, onnx_file):
+    _write(tmp_path, None)  # the checked-in python config + model.py, no model yet
+    assert _write(tmp_path, onnx_file, backend="tensorrt").name == "1"
+    assert sorted(p.name for p in (tmp_path / "vggx" / "1").iterdir()) == ["model.plan"]
+    assert parse_config((tmp_path / "vggx" / "config.pbtxt").read_text()).platform == "tensorrt_plan"
+
+
 def test_a_placeholder_version_is_filled_instead_of_adding_one(tmp_path, onnx_file):
     assert _write(tmp_path, None).name == "1"  # model.py only, like the checked-in repository
     assert _write(tmp_path, onnx_file).name == "1"
