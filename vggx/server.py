@@ -197,6 +197,16 @@ def _server_env(install: TritonInstall) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the process that started us dies, even by SIGKILL,
+    so a killed ``vggx serve`` or test run never leaves a server holding its ports."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
 class TritonServer:
     """Owns one ``tritonserver`` process: ``with TritonServer(cfg) as server:`` starts it and waits until
     the model is READY; leaving the block stops it. ``start``/``stop`` do the same by hand.
@@ -257,7 +267,7 @@ class TritonServer:
             # Own session: Ctrl-C in the terminal reaches us, not the server; we shut it down in order.
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                             stderr=subprocess.STDOUT, env=_server_env(self.install),
-                                            start_new_session=True)
+                                            start_new_session=True, preexec_fn=_die_with_parent)
         except OSError as exc:
             self._close_log()
             raise ServerError(f"cannot run {cmd[0]}: {exc}") from exc

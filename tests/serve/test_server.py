@@ -213,3 +213,34 @@ def test_cli_serve_help_shows_the_flags():
     for flag in ("--model-repository", "--host", "--http-port", "--grpc-port", "--metrics-port", "--check",
                  "--log-file", "--timeout", "Example: vggx serve"):
         assert flag in result.output
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_server_dies_with_a_killed_parent(repo, fake_triton, tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from vggx.server import ServerConfig, TritonServer
+        cfg = ServerConfig(model_repository=Path({str(repo)!r}), http_port=0, grpc_port=0, metrics_port=0,
+                           executable=Path({str(fake_triton)!r}), log_file=Path({str(tmp_path / "s.log")!r}))
+        server = TritonServer(cfg).start()
+        print(server.process.pid, flush=True)
+        time.sleep(120)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    server_pid = int(parent.stdout.readline())
+    assert _alive(server_pid)
+    parent.kill()  # SIGKILL: no Python clean-up runs
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(server_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(server_pid)
