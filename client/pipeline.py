@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from vggx.errors import ConfigError, VideoError
-from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_output_path, open_video
+from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_encoder, check_output_path, open_video
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
@@ -300,6 +300,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         KeyboardInterrupt: passed on after cleaning up. No file is left at the output on any error.
     """
     output = check_output_path(config.output, config.input)
+    check_encoder(config.encode)
     reader = open_video(config.input, start=config.start, max_frames=config.frames)
     own_runner = runner is None
     try:

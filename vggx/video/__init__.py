@@ -1,7 +1,8 @@
 """Video I/O with PyAV (FFmpeg): decode any input to RGB frames, encode RGB frames with the audio copied."""
 
 from .decode import DecodedFrame, VideoInfo, VideoReader, open_video
-from .encode import EncodeConfig, VideoWriter, check_output_path
+from .encode import EncodeConfig, VideoWriter, check_encoder, check_output_path
 
-__all__ = ["DecodedFrame", "EncodeConfig", "VideoInfo", "VideoReader", "VideoWriter", "check_output_path",
+__all__ = ["DecodedFrame", "EncodeConfig", "VideoInfo", "VideoReader", "VideoWriter", "check_encoder",
+           "check_output_path",
            "open_video"]

@@ -18,7 +18,7 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["EncodeConfig", "VideoWriter", "check_output_path"]
+__all__ = ["EncodeConfig", "VideoWriter", "check_encoder", "check_output_path"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,20 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
     return output
 
 
+def check_encoder(config: EncodeConfig):
+    """Return FFmpeg's encoder named by ``config.codec``, or raise ``VideoError`` (call before heavy work)."""
+    import av
+
+    try:
+        codec = av.codec.Codec(config.codec, "w")
+    except (av.error.FFmpegError, ValueError):
+        raise VideoError(f"unknown video encoder {config.codec!r} in this FFmpeg (try libx264, "
+                         f"libx264rgb or ffv1)") from None
+    if codec.type != "video":
+        raise VideoError(f"{config.codec!r} is not a video encoder")
+    return codec
+
+
 class VideoWriter:
     """Encode RGB frames (and copy the source's audio) into ``path`` via a temporary file.
 
@@ -119,16 +133,8 @@ class VideoWriter:
             raise
 
     def _add_video_stream(self, width: int, height: int, rate: Fraction, time_base: Fraction):
-        import av
-
         cfg = self.config
-        try:
-            codec = av.codec.Codec(cfg.codec, "w")
-        except (av.error.FFmpegError, ValueError):
-            raise VideoError(f"unknown video encoder {cfg.codec!r} in this FFmpeg (try libx264, "
-                             f"libx264rgb or ffv1)") from None
-        if codec.type != "video":
-            raise VideoError(f"{cfg.codec!r} is not a video encoder")
+        codec = check_encoder(cfg)
         stream = self._container.add_stream(cfg.codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
