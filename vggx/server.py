@@ -287,13 +287,14 @@ class TritonServer:
         url = (f"http://{self._probe_host()}:{self.endpoints.http_port}"
                f"/v2/models/{self.config.model_name}/ready")
         deadline = time.monotonic() + self.config.startup_timeout_s
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
         while True:
             code = self.process.poll()
             if code is not None:
                 raise ServerError(f"tritonserver exited with code {code} before model "
                                   f"{self.config.model_name!r} was ready\n{self.log_summary()}")
             with contextlib.suppress(urllib.error.URLError, OSError), \
-                    urllib.request.urlopen(url, timeout=2) as resp:
+                    opener.open(url, timeout=2) as resp:
                 if resp.status == 200:
                     log.info("model %s ready at %s", self.config.model_name, self.endpoints.http)
                     return
