@@ -1,0 +1,192 @@
+"""Pipeline overlap: ``vggx upscale`` end to end against pure inference of the same windows.
+
+    python -m vggx.benchmarks.upscale_overlap [--backend torch|onnxruntime|triton] [--url HOST:PORT]
+        [--frames N] [--size HxW] [--input VIDEO] [--threads N] [--concurrency N] [--repeats R] [--json PATH]
+
+Both measurements use one already-open runner (model loaded and warmed up) and the same windows:
+
+- **inference**: the frames are decoded into memory first (not timed), then every window of the clip
+  (same window plan, same tiles, same concurrency) goes through the runner;
+- **end to end**: ``upscale()`` from the file to a renamed H.264 output: decode, windows, inference,
+  stitching, encoding and the audio copy, with the pipeline's threads.
+
+The ratio end-to-end / inference is the pipeline's overhead (goal <= 1.15: decode and encode hide behind
+inference). Each is repeated ``--repeats`` times, alternating; the medians and p90 are reported with the
+machine and library versions. Without ``--input`` a synthetic clip is encoded with PyAV first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from vggx.client import Backend, BackendConfig, Runner, TritonProtocol, UpscaleConfig, open_runner, upscale
+from vggx.client.pipeline import upscale_frames
+from vggx.client.windows import default_context, plan_tiles, plan_windows
+
+from vggx.shapes import parse_size
+from vggx.video import open_video
+
+__all__ = ["OverlapResult", "main", "measure_overlap"]
+
+
+@dataclass(frozen=True)
+class OverlapResult:
+    backend: str
+    frames: int
+    lr_size: tuple[int, int]
+    window: int
+    windows: int
+    tiles_per_window: int
+    concurrency: int
+    inference_s: list[float]
+    end_to_end_s: list[float]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.end_to_end_s) / statistics.median(self.inference_s)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "ratio": self.ratio,
+                "inference_median_s": statistics.median(self.inference_s),
+                "end_to_end_median_s": statistics.median(self.end_to_end_s)}
+
+
+def _synthetic_clip(path: Path, frames: int, size: tuple[int, int], rate: int = 24) -> Path:
+    """A textured moving clip (H.264 yuv420p if the size is even, else yuv444p) with an AAC tone."""
+    import av
+
+    h, w = size
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (h + frames, w + 2 * frames, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=rate)
+        v.width, v.height = w, h
+        v.pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
+        a = c.add_stream("aac", rate=48000)
+        for i in range(frames):
+            img = np.ascontiguousarray(base[i // 2: i // 2 + h, 2 * i: 2 * i + w])
+            for p in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        n = 48000 * frames // rate
+        step = a.codec_context.frame_size or 1024
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
+        for off in range(0, n, step):
+            fr = av.AudioFrame.from_ndarray(np.tile(tone[off:off + step][None], (2, 1)), format="fltp",
+                                            layout="stereo")
+            fr.sample_rate, fr.pts = 48000, off
+            for p in a.encode(fr):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
+def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int) -> float:
+    info = runner.info
+    context = default_context(info.window)
+    windows = plan_windows(len(frames), info.window, context)
+    stacks = [np.stack([frames[i] for i in w.sources]) for w in windows]  # built before the clock starts
+    keeps = [slice(w.offset, w.offset + w.keep_count) for w in windows]
+    t0 = time.perf_counter()
+    if concurrency == 1:
+        for stack, keep in zip(stacks, keeps, strict=True):
+            upscale_frames(runner, stack, keep)
+    else:
+        with ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda sk: upscale_frames(runner, *sk), zip(stacks, keeps, strict=True)))
+    return time.perf_counter() - t0
+
+
+def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeats: int = 3,
+                    workdir: Path | None = None) -> OverlapResult:
+    """Time pure inference and end-to-end upscaling of ``video`` with ``runner`` (see the module doc)."""
+    with open_video(video) as reader:
+        frames = [f.image for f in reader]
+    info = runner.info
+    h, w = frames[0].shape[:2]
+    upscale_frames(runner, np.stack([frames[0]] * info.window))  # warm-up (allocations, lazy init)
+    inference, end_to_end = [], []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        out = Path(tmp) / "out.mp4"
+        for _ in range(repeats):
+            inference.append(_time_inference(runner, frames, concurrency))
+            t0 = time.perf_counter()
+            upscale(UpscaleConfig(video, out, concurrency=concurrency), runner=runner)
+            end_to_end.append(time.perf_counter() - t0)
+    return OverlapResult(
+        backend=runner.description, frames=len(frames), lr_size=(h, w), window=info.window,
+        windows=len(plan_windows(len(frames), info.window)), concurrency=concurrency,
+        tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
+        inference_s=inference, end_to_end_s=end_to_end,
+    )
+
+
+def _environment() -> dict[str, str]:
+    import av
+    import onnxruntime
+    import torch
+
+    return {"python": platform.python_version(), "machine": platform.machine(),
+            "cpu": platform.processor() or platform.machine(), "cpus": str(os.cpu_count()),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "pyav": av.__version__,
+            "ffmpeg": ".".join(map(str, av.library_versions.get("libavcodec", ()))),
+            "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "none"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", default="torch", choices=[b.value for b in Backend])
+    p.add_argument("--url", help="Triton HOST:PORT (with --backend triton)")
+    p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--input", type=Path, help="video to use (default: a synthetic clip)")
+    p.add_argument("--frames", type=int, default=96, help="synthetic clip length")
+    p.add_argument("--size", default="72x128", help="synthetic clip LR size HxW")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads of in-process backends")
+    p.add_argument("--concurrency", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    if args.backend == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+    backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
+                            threads=None if args.backend == "triton" else args.threads, url=args.url,
+                            protocol=TritonProtocol(args.protocol))
+    with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:
+        video = args.input or _synthetic_clip(Path(tmp) / "clip.mp4", args.frames, parse_size(args.size))
+        result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats)
+    env = _environment()
+    print(" ".join(f"{k}={v}" for k, v in env.items()))
+    inf, e2e = sorted(result.inference_s), sorted(result.end_to_end_s)
+    p90 = lambda xs: xs[min(len(xs) - 1, int(0.9 * len(xs)))]
+    print(f"{result.backend}: {result.frames} frames {result.lr_size[0]}x{result.lr_size[1]} -> x4, window "
+          f"{result.window}, {result.windows} windows x {result.tiles_per_window} tile(s), concurrency "
+          f"{result.concurrency}")
+    print(f"pure inference  median {statistics.median(inf):.2f} s  p90 {p90(inf):.2f} s  "
+          f"({result.frames / statistics.median(inf):.2f} fps)")
+    print(f"end to end      median {statistics.median(e2e):.2f} s  p90 {p90(e2e):.2f} s  "
+          f"({result.frames / statistics.median(e2e):.2f} fps)")
+    print(f"ratio end-to-end / inference = {result.ratio:.3f} (goal <= 1.15)")
+    if args.json:
+        args.json.write_text(json.dumps({"environment": env, **result.as_dict()}, indent=2))
+    return 0 if result.ratio <= 1.15 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
