@@ -1,0 +1,1 @@
+"""Benchmarks: the ``vggx bench`` harness and the scripts behind ``benchmarks/RESULTS.md``."""

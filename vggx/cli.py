@@ -142,7 +142,7 @@ def train(
     import torch
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from vggx.training.train import Trainer, TrainConfig
+    from vggx.training.train import TrainConfig, Trainer
 
     torch.set_num_threads(threads)
     cfg = TrainConfig(model=config, seed=seed, batch=batch, frames=frames, lr_patch=patch, val_every=val_every,
@@ -178,7 +178,8 @@ def evaluate(
     Example: vggx evaluate my_clip.mp4 --json scores.json
     """
     from vggx.checkpoint import load_checkpoint
-    from vggx.training.evaluate import EvalClip, evaluate as run_eval, standard_methods, video_clip
+    from vggx.training.evaluate import EvalClip, standard_methods, video_clip
+    from vggx.training.evaluate import evaluate as run_eval
     from vggx.training.train import validation_clips
 
     ckpt = load_checkpoint(checkpoint)
@@ -331,6 +332,97 @@ def upscale(
     console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                   f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
                   highlight=False, soft_wrap=True, markup=False)
+
+
+def _int_list(text: str, flag: str) -> tuple[int, ...]:
+    from vggx.errors import ConfigError
+
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ConfigError(f"{flag} needs at least one value")
+    return values
+
+
+@app.command()
+@handle_errors
+def bench(
+    backend: Annotated[str | None, typer.Option(
+        "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
+    ] = None,
+    compare: Annotated[str | None, typer.Option(
+        "--compare", help="several backends side by side, interleaved, e.g. onnxruntime,torch")] = None,
+    lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW")] = "180x320",
+    window: Annotated[int | None, typer.Option("--window", help="expected window T (checked)")] = None,
+    batch: Annotated[int, typer.Option("--batch", help="windows per request (N)")] = 1,
+    concurrency: Annotated[str, typer.Option("--concurrency", help="requests in flight, e.g. 1,2,4,8")] = "1",
+    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
+                   ] = None,
+    protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
+    checkpoint: CheckpointOpt = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads of in-process backends")
+                       ] = None,
+    warmup: Annotated[int, typer.Option("--warmup", help="warm-up requests per worker")] = 2,
+    windows: Annotated[int, typer.Option("--windows", help="measurement windows (spread = stability)")] = 3,
+    seconds: Annotated[float, typer.Option("--seconds", help="length of a measurement window")] = 5.0,
+    requests: Annotated[int | None, typer.Option(
+        "--requests", help="measure windows by request count instead of --seconds")] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="write all results as JSON")] = None,
+) -> None:
+    """Throughput (frames/s, MP/s), latency p50/p90/p99, FLOP/s vs peak, per backend and concurrency.
+
+    Example: vggx bench --compare onnxruntime,torch --lr-size 90x160 --concurrency 1,2
+    """
+    from vggx.benchmarks.bench import BenchConfig, run_bench
+    from vggx.client import Backend, BackendConfig, TritonProtocol
+    from vggx.errors import ConfigError
+    from vggx.shapes import parse_size
+
+    choices = {b.value: b for b in Backend}
+    names = [n.strip() for n in compare.split(",")] if compare else [backend or ("triton" if url else "onnxruntime")]
+    for n in names:
+        if n not in choices:
+            raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
+    if protocol not in ("grpc", "http"):
+        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    backends = tuple(
+        BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
+                      fp16=fp16 and n == "torch", threads=threads, url=url if n == "triton" else None,
+                      protocol=TritonProtocol(protocol))
+        for n in names
+    )
+    cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
+                      concurrency=_int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
+                      window_seconds=seconds, window_requests=requests, window=window, checkpoint=checkpoint)
+    table = Table(title=f"vggx bench — LR {lr_size}, batch {batch}")
+    for col in ("backend", "conc", "frames/s", "MP/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s (% peak)",
+                "spread", "ratio"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+
+    def row(p) -> None:
+        pct = 100 * p.achieved_gflops / p.peak_gflops if p.peak_gflops == p.peak_gflops else float("nan")
+        server = ""
+        if p.server:
+            server = f" [q {p.server['queue_us'] / 1e3:.1f} / infer {p.server['compute_infer_us'] / 1e3:.1f} ms]"
+        flag = "" if p.throughput.stable else " [yellow]unstable[/]"
+        table.add_row(p.description + server, str(p.concurrency), f"{p.frames_per_s:.2f}", f"{p.mpix_per_s:.1f}",
+                      f"{p.latency.p50_ms:.1f}", f"{p.latency.p90_ms:.1f}", f"{p.latency.p99_ms:.1f}",
+                      f"{p.achieved_gflops:.0f} ({pct:.0f}%)" if pct == pct else f"{p.achieved_gflops:.0f}",
+                      f"{100 * p.throughput.spread:.0f}%{flag}", f"{p.ratio:.2f}x" if p.ratio else "-")
+        err_console.print(f"measured {p.backend} at concurrency {p.concurrency}: {p.frames_per_s:.2f} frames/s",
+                          highlight=False)
+
+    result = run_bench(cfg, on_point=row)
+    console.print(table)
+    if any(not p.throughput.stable for p in result.points):
+        err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
+                          f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
+    if json_path:
+        json_path.write_text(json.dumps(result.as_dict(), indent=2))
 
 
 @app.command()

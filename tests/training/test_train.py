@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from vggx.generator import get_config
 from vggx.training.evaluate import EvalClip, evaluate
 from vggx.training.metrics import PSNR_CAP, psnr, ssim, temporal_error
-from vggx.training.train import Trainer, TrainConfig
+from vggx.training.train import TrainConfig, Trainer
 
 SMALL_MODEL = dataclasses.replace(
     get_config("tiny"), name="test", flow_levels=2, flow_channels=(8,), prop_channels=8, prop_blocks=1,

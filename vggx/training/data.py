@@ -13,6 +13,7 @@ LR pixels with the generator's conventions: ``flow_bwd[i]`` warps LR frame i+1 o
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from dataclasses import dataclass
 from functools import cache
@@ -161,7 +162,7 @@ def _flows(mats, lr: tuple[int, int], scale: int) -> tuple[torch.Tensor, torch.T
     ys, xs = np.meshgrid(np.arange(h) + 0.5, np.arange(w) + 0.5, indexing="ij")
     p = np.stack((xs * scale, ys * scale, np.ones_like(xs)), 0).reshape(3, -1)  # HR continuous coords
     fwd, bwd = [], []
-    for a, b in zip(mats[:-1], mats[1:], strict=True):
+    for a, b in itertools.pairwise(mats):
         q_b = np.linalg.solve(b, a @ p)  # where frame-i pixel's content sits in frame i+1
         q_a = np.linalg.solve(a, b @ p)  # where frame-(i+1) pixel's content sits in frame i
         bwd.append(((q_b[:2] - p[:2]) / scale).reshape(2, h, w))
@@ -194,7 +195,7 @@ def _codec(frames: torch.Tensor, crf: int) -> torch.Tensor:
 
 
 def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     k = torch.exp(-((torch.arange(-radius, radius + 1, dtype=torch.float32)) ** 2) / (2 * sigma * sigma))
     k = k / k.sum()
     c = x.shape[1]

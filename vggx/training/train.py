@@ -186,7 +186,9 @@ class Trainer:
         with reference_ops():
             sr, flow_fwd, flow_bwd = self.model.forward_with_flows(clip.lr)
         rec = charbonnier(sr, clip.hr)
-        fl = flow_loss(flow_fwd, clip.flow_fwd) + flow_loss(flow_bwd, clip.flow_bwd) if cfg.frames > 1 else sr.new_zeros(())
+        fl = sr.new_zeros(())
+        if cfg.frames > 1:
+            fl = flow_loss(flow_fwd, clip.flow_fwd) + flow_loss(flow_bwd, clip.flow_bwd)
         loss = rec + cfg.flow_weight_at(self.step) * fl
         stats = {"rec": rec.item(), "flow": fl.item()}
         if self.disc is not None:

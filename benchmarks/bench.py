@@ -1,0 +1,368 @@
+"""Throughput and latency of every backend under the same tensor contract (``vggx bench``).
+
+The notions are perf_analyzer's: a concurrency sweep (N requests in flight, each worker sending its
+next request as soon as the last returns), throughput over several measurement windows (the median,
+with the spread between windows as a stability check), latency percentiles, and for Triton the
+server-side queue and compute times from its statistics API. What perf_analyzer cannot do is added:
+in-process backends, several backends interleaved window by window in one run (``--compare``, whose
+ratios are the only figures we quote), model FLOPs and achieved FLOP/s against the device's peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import platform
+import resource
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
+
+from vggx.errors import ConfigError, InferenceError
+
+from .stats import LatencyStats, WindowStats, latency_stats, window_stats
+
+__all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "run_bench"]
+
+log = logging.getLogger(__name__)
+
+# Dense FP16 tensor-core peaks (TFLOP/s, no sparsity) from the vendors' data sheets.
+_GPU_FP16_PEAK_TFLOPS = {
+    "H200": 989.0, "H100 SXM": 989.0, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.0,
+    "A100": 312.0, "L40S": 362.0, "L40": 181.0, "L4": 121.0, "A10": 125.0, "T4": 65.0, "V100": 125.0,
+}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """One benchmark invocation (all backends share the input and the schedule)."""
+
+    backends: tuple[BackendConfig, ...]  # the first is the baseline of the ratios
+    lr_size: tuple[int, int] = (180, 320)  # LR frame (h, w)
+    batch: int = 1  # windows per request (N)
+    concurrency: tuple[int, ...] = (1,)
+    warmup: int = 2  # requests per worker before measuring
+    windows: int = 3  # measurement windows per (backend, concurrency)
+    window_seconds: float | None = 5.0  # a window lasts this long ...
+    window_requests: int | None = None  # ... or this many requests (then window_seconds is ignored)
+    max_spread: float = 0.15  # relative spread of window throughputs above which a run is "unstable"
+    window: int | None = None  # expected T; an error if the model's differs
+    checkpoint: Path | None = None  # for the FLOP count (default: the shipped checkpoint)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.backends:
+            raise ConfigError("bench needs at least one backend")
+        if self.batch < 1 or self.warmup < 0 or self.windows < 1:
+            raise ConfigError("--batch and --windows must be >= 1 and --warmup >= 0")
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ConfigError(f"--concurrency values must be >= 1, got {self.concurrency}")
+        if self.window_requests is None and (self.window_seconds is None or self.window_seconds <= 0):
+            raise ConfigError("a measurement window needs --seconds > 0 or --requests > 0")
+        if self.window_requests is not None and self.window_requests < 1:
+            raise ConfigError(f"--requests must be >= 1, got {self.window_requests}")
+
+
+@dataclass
+class BenchPoint:
+    """Results of one backend at one concurrency."""
+
+    backend: str
+    description: str
+    concurrency: int
+    batch: int
+    window: int
+    lr_size: tuple[int, int]
+    out_size: tuple[int, int]
+    requests: int
+    errors: int
+    throughput: WindowStats  # requests/s per measurement window
+    latency: LatencyStats
+    frames_per_s: float  # output frames/s (batch × T per request)
+    mpix_per_s: float  # output megapixels/s
+    gflops_per_frame: float
+    achieved_gflops: float
+    peak_gflops: float
+    peak_source: str
+    peak_memory_mb: float
+    server: dict[str, float] | None = None  # Triton: per-request µs of queue, compute_input/infer/output
+    ratio: float | None = None  # frames/s relative to the first backend at the same concurrency
+
+    def as_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["lr_size"], d["out_size"] = list(self.lr_size), list(self.out_size)
+        return d
+
+
+@dataclass
+class BenchResult:
+    points: list[BenchPoint]
+    machine: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"machine": self.machine, "points": [p.as_dict() for p in self.points]}
+
+
+# ------------------------------------------------------------------------------------------ device peaks
+
+
+def _cpu_matmul_peak_gflops(threads: int | None = None) -> float:
+    """Measured FP32 matmul throughput of this CPU (best of a few 1024³ products)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+        torch.mm(a, b)
+        best = 0.0
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(4):
+                torch.mm(a, b)
+            best = max(best, 4 * 2 * 1024**3 / (time.perf_counter() - start) / 1e9)
+        return best
+    finally:
+        torch.set_num_threads(previous)
+
+
+def device_peak_gflops(device: str) -> tuple[float, str]:
+    """Peak GFLOP/s to compare against, and where it comes from."""
+    if device == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name()
+        for key, tflops in _GPU_FP16_PEAK_TFLOPS.items():
+            if key in name:
+                return tflops * 1e3, f"{name} dense FP16 tensor peak (data sheet)"
+        return float("nan"), f"{name}: FP16 peak unknown"
+    return _cpu_matmul_peak_gflops(), f"{platform.processor() or platform.machine()} FP32 matmul, measured"
+
+
+# ------------------------------------------------------------------------------------------ measurement
+
+
+@dataclass
+class _Window:
+    completed: int
+    elapsed: float
+    latencies: list[float]
+    errors: int
+
+
+def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float | None,
+                    requests: int | None) -> _Window:
+    """Keep ``concurrency`` requests in flight until the window's time or count is reached."""
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors = [0]
+    issued = [0]
+    stop = threading.Event()
+    first_error: list[BaseException] = []
+
+    def worker() -> None:
+        while not stop.is_set():
+            with lock:
+                if requests is not None and issued[0] >= requests:
+                    return
+                issued[0] += 1
+            t0 = time.perf_counter()
+            try:
+                infer()
+            except InferenceError as exc:  # counted, and the first one is kept to report
+                with lock:
+                    errors[0] += 1
+                    first_error.append(exc)
+                continue
+            dt = time.perf_counter() - t0
+            with lock:
+                latencies.append(dt)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    if requests is None:
+        stop.wait(seconds)
+        stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    if errors[0] and not latencies:
+        raise InferenceError(f"every request failed; first error: {first_error[0]}")
+    return _Window(len(latencies), elapsed, latencies, errors[0])
+
+
+class _TritonStats:
+    """Deltas of Triton's cumulative per-model statistics around a measurement."""
+
+    FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
+
+    def __init__(self, cfg: BackendConfig) -> None:
+        if cfg.protocol.value == "grpc":
+            import tritonclient.grpc as client
+        else:
+            import tritonclient.http as client
+        self._client = client.InferenceServerClient(cfg.url)
+        self._model = cfg.model_name
+        self._grpc = cfg.protocol.value == "grpc"
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        if self._grpc:
+            stats = self._client.get_inference_statistics(self._model, as_json=True)
+        else:  # the HTTP client returns the JSON document already
+            stats = self._client.get_inference_statistics(self._model)
+        model = stats["model_stats"][0]["inference_stats"]
+        out = {}
+        for f in self.FIELDS:
+            entry = model.get(f, {})
+            out[f] = (int(entry.get("count", 0)), int(entry.get("ns", 0)))
+        return out
+
+    @classmethod
+    def per_request_us(cls, before: dict, after: dict) -> dict[str, float]:
+        out = {}
+        for f in cls.FIELDS:
+            count = after[f][0] - before[f][0]
+            ns = after[f][1] - before[f][1]
+            out[f"{f}_us"] = ns / count / 1e3 if count else 0.0
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _gflops_per_frame(checkpoint: Path | None, lr_size: tuple[int, int], window: int) -> float:
+    from vggx.checkpoint import load_checkpoint
+    from vggx.generator.flops import measure_cost
+
+    cfg = load_checkpoint(checkpoint).config
+    return measure_cost(cfg, lr_size, window).gflops_per_frame
+
+
+def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None = None) -> BenchResult:
+    """Run the sweep; backends are interleaved window by window at each concurrency.
+
+    Raises:
+        ConfigError, InferenceError, ServerError: a backend cannot be opened or fails every request.
+    """
+    runners: list[Runner] = []
+    try:
+        for bcfg in config.backends:
+            runners.append(open_runner(bcfg))
+        infos = [r.info for r in runners]
+        window = infos[0].window
+        for bcfg, info in zip(config.backends, infos, strict=True):
+            if info.window != window or info.scale != infos[0].scale:
+                raise ConfigError(f"backends disagree on the model: {bcfg.backend.value} has window "
+                                  f"{info.window}, scale {info.scale}; compare the same model")
+        if config.window is not None and config.window != window:
+            raise ConfigError(f"the model's window is {window}, not {config.window}; export one with "
+                              f"`vggx export --window {config.window}`")
+        h, w = config.lr_size
+        lo, hi = infos[0].min_size, infos[0].max_size
+        if not (lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1]):
+            raise ConfigError(f"--lr-size {h}x{w} is outside the model's profile {lo[0]}x{lo[1]}.."
+                              f"{hi[0]}x{hi[1]}")
+        rng = np.random.default_rng(config.seed)
+        lr = rng.integers(0, 256, size=(config.batch, window, h, w, 3), dtype=np.uint8)
+        scale = infos[0].scale
+        out_size = (h * scale, w * scale)
+        gflops = _gflops_per_frame(config.checkpoint, config.lr_size, window)
+        peaks = {}
+        points: list[BenchPoint] = []
+        for conc in config.concurrency:
+            collected: list[list[_Window]] = [[] for _ in runners]
+            server_stats: list[dict | None] = [None for _ in runners]
+            trackers = [_TritonStats(b) if b.backend is Backend.TRITON else None for b in config.backends]
+            try:
+                for runner in runners:
+                    _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc)
+                before = [t.snapshot() if t else None for t in trackers]
+                for _ in range(config.windows):
+                    for i, runner in enumerate(runners):  # interleaved: drift hits every backend alike
+                        collected[i].append(_measure_window(lambda r=runner: r.infer(lr), conc,
+                                                            config.window_seconds, config.window_requests))
+                for i, t in enumerate(trackers):
+                    if t:
+                        server_stats[i] = _TritonStats.per_request_us(before[i], t.snapshot())
+            finally:
+                for t in trackers:
+                    if t:
+                        t.close()
+            base_fps = None
+            for i, (bcfg, runner) in enumerate(zip(config.backends, runners, strict=True)):
+                wins = collected[i]
+                tput = window_stats([wd.completed / wd.elapsed for wd in wins], config.max_spread)
+                lat = latency_stats([x for wd in wins for x in wd.latencies])
+                fps = tput.median * config.batch * window
+                local = bcfg.backend is not Backend.TRITON
+                device = bcfg.device if local else "server"
+                if device not in peaks:
+                    peaks[device] = device_peak_gflops(device) if device != "server" else (
+                        float("nan"), "server-side device: see the server's own machine")
+                point = BenchPoint(
+                    backend=bcfg.backend.value, description=runner.description, concurrency=conc,
+                    batch=config.batch, window=window, lr_size=config.lr_size, out_size=out_size,
+                    requests=sum(wd.completed for wd in wins), errors=sum(wd.errors for wd in wins),
+                    throughput=tput, latency=lat, frames_per_s=fps,
+                    mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops,
+                    achieved_gflops=fps * gflops, peak_gflops=peaks[device][0], peak_source=peaks[device][1],
+                    peak_memory_mb=_peak_memory_mb(bcfg.device if local else "cpu"),
+                    server=server_stats[i],
+                )
+                if base_fps is None:
+                    base_fps = fps
+                point.ratio = fps / base_fps if base_fps else None
+                points.append(point)
+                if on_point:
+                    on_point(point)
+        return BenchResult(points, machine_description())
+    finally:
+        for r in runners:
+            r.close()
+
+
+def machine_description() -> dict[str, str]:
+    import os
+
+    import torch
+
+    info = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "host_cpu": platform.processor() or platform.machine(),
+        "cpus": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["host_cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    return info

@@ -1,0 +1,62 @@
+"""The harness end to end on a tiny in-process model: documented JSON fields, real numbers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from vggx.benchmarks.bench import BenchConfig, run_bench
+from vggx.cli import app
+from vggx.client import Backend, BackendConfig
+from vggx.errors import ConfigError
+
+POINT_FIELDS = {
+    "backend", "description", "concurrency", "batch", "window", "lr_size", "out_size", "requests", "errors",
+    "throughput", "latency", "frames_per_s", "mpix_per_s", "gflops_per_frame", "achieved_gflops",
+    "peak_gflops", "peak_source", "peak_memory_mb", "server", "ratio",
+}
+
+
+def test_json_has_the_documented_fields(tiny_checkpoint_path, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path), "--lr-size", "16x16",
+        "--concurrency", "1,2", "--requests", "2", "--windows", "2", "--warmup", "1", "--json", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert {"date", "cpus", "torch"} <= set(data["machine"])
+    assert [p["concurrency"] for p in data["points"]] == [1, 2]
+    for p in data["points"]:
+        assert set(p) == POINT_FIELDS
+        assert p["errors"] == 0 and p["requests"] == 4  # 2 windows × 2 requests
+        assert p["frames_per_s"] > 0 and p["out_size"] == [64, 64] and p["window"] == 8
+        assert p["mpix_per_s"] == pytest.approx(p["frames_per_s"] * 64 * 64 / 1e6)
+        assert p["achieved_gflops"] == pytest.approx(p["frames_per_s"] * p["gflops_per_frame"])
+        assert p["peak_gflops"] > 0 and p["latency"]["p50_ms"] <= p["latency"]["p99_ms"]
+        assert set(p["throughput"]) == {"windows", "median", "spread", "stable"}
+        assert p["ratio"] == 1.0
+
+
+def test_compare_interleaves_and_reports_ratios(tiny_checkpoint_path):
+    torch_cfg = BackendConfig(backend=Backend.TORCH, checkpoint=tiny_checkpoint_path)
+    cfg = BenchConfig(backends=(torch_cfg, torch_cfg), lr_size=(16, 24), window_requests=1, windows=2, warmup=0)
+    points = run_bench(cfg).points
+    assert len(points) == 2 and points[0].ratio == 1.0
+    assert points[1].ratio == pytest.approx(points[1].frames_per_s / points[0].frames_per_s)
+
+
+def test_size_outside_the_profile_is_refused(tiny_checkpoint_path):
+    cfg = BenchConfig(backends=(BackendConfig(backend=Backend.TORCH, checkpoint=tiny_checkpoint_path),),
+                      lr_size=(8, 8), window_requests=1)
+    with pytest.raises(ConfigError, match="outside the model's profile"):
+        run_bench(cfg)
+
+
+def test_bad_flags_are_one_line():
+    result = CliRunner().invoke(app, ["bench", "--concurrency", "one"])
+    assert result.exit_code == 1 and "comma-separated integers" in result.output
+    result = CliRunner().invoke(app, ["bench", "--compare", "onnxruntime,nope"])
+    assert result.exit_code == 1 and "nope" in result.output

@@ -1,0 +1,22 @@
+"""``vggx bench --backend triton`` against the real test server."""
+
+from __future__ import annotations
+
+import pytest
+
+from vggx.benchmarks.bench import BenchConfig, run_bench
+from vggx.client import Backend, BackendConfig, TritonProtocol
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("protocol", [TritonProtocol.GRPC, TritonProtocol.HTTP])
+def test_triton_bench_has_throughput_no_errors_and_server_stats(triton_server, tiny_checkpoint_path, protocol):
+    url = triton_server.endpoints.grpc if protocol is TritonProtocol.GRPC else triton_server.endpoints.http
+    backend = BackendConfig(backend=Backend.TRITON, url=url, protocol=protocol)
+    cfg = BenchConfig(backends=(backend,), lr_size=(16, 16), concurrency=(2,), window_requests=3, windows=2,
+                      warmup=1, checkpoint=tiny_checkpoint_path)
+    (point,) = run_bench(cfg).points
+    assert point.errors == 0 and point.requests == 6
+    assert point.frames_per_s > 0
+    assert point.server is not None and point.server["compute_infer_us"] > 0
+    assert point.server["queue_us"] >= 0
