@@ -87,21 +87,25 @@ def test_fp16_graph_error_against_fp32_pytorch(trt_fp16_onnx, tiny_checkpoint, r
         assert r.within >= 0.99
 
 
-def test_fp16_graph_keeps_fp32_islands(trt_fp16_onnx):
+def test_fp16_graph_keeps_fp32_islands(trt_fp16_onnx, trt_window, tiny_checkpoint):
     from vggx.plugins.onnx import infer_plugin_shapes
 
     model = infer_plugin_shapes(onnx.load(str(trt_fp16_onnx)), strict=False)
     types = {v.name: v.type.tensor_type.elem_type for v in (*model.graph.value_info, *model.graph.input)}
-    weights = {t.data_type for t in model.graph.initializer if t.data_type in (TensorProto.FLOAT16, 1)}
-    assert TensorProto.FLOAT16 in weights
+    weights = {t.data_type for t in model.graph.initializer}
+    assert {TensorProto.FLOAT16, TensorProto.FLOAT} <= weights  # FP16 layers, FP32 flow estimator
+    warps = {TensorProto.FLOAT16: 0, TensorProto.FLOAT: 0}
     for node in model.graph.node:
         if node.op_type == "flow_warp":
-            assert types[node.input[0]] == TensorProto.FLOAT16  # features
-            assert types[node.input[1]] == TensorProto.FLOAT  # flow island
+            assert types[node.input[1]] == TensorProto.FLOAT  # flow: always the FP32 island
+            warps[types[node.input[0]]] += 1
         if node.op_type == "temporal_attention":
-            assert types[node.input[0]] == TensorProto.FLOAT16  # plugin computes softmax in fp32
+            assert types[node.input[0]] == TensorProto.FLOAT16  # the plugin computes softmax in FP32
         if node.op_type in ("ReduceMean", "Sqrt", "Reciprocal"):  # ChannelNorm
             assert types[node.input[0]] == TensorProto.FLOAT, node.name
+    # FP16 hidden states warped in propagation; FP32 frames warped inside the flow pyramid
+    assert warps[TensorProto.FLOAT16] == 2 * (trt_window - 1)
+    assert warps[TensorProto.FLOAT] == tiny_checkpoint.config.flow_levels - 1
 
 
 def test_ort_session_runs_fp16_plugin_graph(trt_fp16_onnx, trt_window):
