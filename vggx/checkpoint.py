@@ -7,7 +7,6 @@ Loading never unpickles. Every backend publishes the same metadata: ``scale``, `
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -1,0 +1,135 @@
+"""The GPU fast path without TensorRT: the uint8 graph on CUDA with pinned staging and CUDA graphs.
+
+``CudaUpscaler`` runs :class:`vggx.generator.UInt8Upscaler` on a CUDA device: uint8 frames go up
+through a pinned host buffer (an asynchronous copy), pre- and post-processing run on the GPU as in
+the ONNX graph, the model runs in FP16 with the FP32 islands the FP16 ONNX graph has (ChannelNorm,
+softmax and accumulation inside the attention kernel, flow coordinates inside the warp kernel), the
+two vggx ops run their OpenAI Triton kernels through ``torch.library``, and each input shape is
+captured once as a CUDA graph and replayed afterwards (the many small launches of attention,
+warping and the U-Net's low-resolution levels are what graphs save). Convolutions use
+``channels_last``, which cuDNN runs markedly faster in FP16.
+
+Calls are serialised on one stream (a lock): decode and encode run in the pipeline's other threads
+while this one waits on the GPU, which is what hides them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggx.errors import InferenceError
+
+__all__ = ["CudaUpscaler", "require_cuda"]
+
+log = logging.getLogger(__name__)
+
+
+def require_cuda() -> None:
+    """Raise one clear error unless PyTorch sees a CUDA GPU (no silent CPU fallback)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise InferenceError("--device cuda: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                             "use --device cpu or run on a GPU machine")
+
+
+@dataclass
+class _Slot:
+    """Static buffers (and the graph, when captured) of one input shape."""
+
+    host_in: object  # pinned uint8 (n, t, h, w, 3)
+    dev_in: object
+    host_out: object  # pinned uint8 (n, t, s·h, s·w, 3)
+    dev_out: object | None = None
+    graph: object | None = None
+
+
+class CudaUpscaler:
+    """Callable ``lr`` uint8 numpy ``(n, t, h, w, 3)`` -> ``sr`` uint8 numpy, on one CUDA device.
+
+    Args:
+        module: a ``UInt8Upscaler`` (moved to the device, cast to FP16 when ``fp16``).
+        fp16: run the generator in half precision (its FP32 islands stay FP32).
+        cuda_graphs: capture one graph per input shape (at most ``max_graphs``, least recently used
+            evicted); otherwise run eagerly with the same staging buffers.
+        channels_last: NHWC convolutions.
+    """
+
+    def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,
+                 channels_last: bool = True, max_graphs: int = 8) -> None:
+        import torch
+
+        require_cuda()
+        self.device = torch.device(device)
+        module = module.eval().to(self.device)
+        if fp16:
+            module = module.half()
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.cuda_graphs = cuda_graphs
+        self.max_graphs = max_graphs
+        self.stream = torch.cuda.Stream(self.device)
+        self._slots: OrderedDict[tuple[int, ...], _Slot] = OrderedDict()
+        self._lock = threading.Lock()
+        self.scale = module.scale
+
+    def _new_slot(self, shape: tuple[int, ...]) -> _Slot:
+        import torch
+
+        n, t, h, w, c = shape
+        out_shape = (n, t, h * self.scale, w * self.scale, c)
+        slot = _Slot(
+            host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
+            dev_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
+            host_out=torch.empty(out_shape, dtype=torch.uint8, pin_memory=True),
+        )
+        if self.cuda_graphs:
+            with torch.cuda.stream(self.stream), torch.inference_mode():
+                # Warm-up outside capture: Triton compiles its kernels and cuDNN picks algorithms here.
+                for _ in range(2):
+                    self.module(slot.dev_in)
+                self.stream.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, stream=self.stream):
+                    slot.dev_out = self.module(slot.dev_in)
+            slot.graph = graph
+            log.info("captured a CUDA graph for input %s", shape)
+        return slot
+
+    def _slot(self, shape: tuple[int, ...]) -> _Slot:
+        slot = self._slots.get(shape)
+        if slot is None:
+            slot = self._new_slot(shape)
+            self._slots[shape] = slot
+            while len(self._slots) > self.max_graphs:
+                self._slots.popitem(last=False)
+        else:
+            self._slots.move_to_end(shape)
+        return slot
+
+    def __call__(self, lr: np.ndarray) -> np.ndarray:
+        import torch
+
+        with self._lock:
+            slot = self._slot(tuple(lr.shape))
+            slot.host_in.numpy()[...] = lr
+            with torch.cuda.stream(self.stream), torch.inference_mode():
+                slot.dev_in.copy_(slot.host_in, non_blocking=True)
+                if slot.graph is not None:
+                    slot.graph.replay()
+                    out = slot.dev_out
+                else:
+                    out = self.module(slot.dev_in)
+                slot.host_out.copy_(out, non_blocking=True)
+            self.stream.synchronize()
+            return slot.host_out.numpy().copy()
+
+    def close(self) -> None:
+        with self._lock:
+            self._slots.clear()

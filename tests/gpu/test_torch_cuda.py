@@ -1,0 +1,58 @@
+"""The FP16 PyTorch fast path on CUDA (kernels + CUDA graphs) against the FP32 CPU reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from vggx.checkpoint import load_checkpoint
+from vggx.errors import InferenceError
+from vggx.generator import UInt8Upscaler
+
+gpu = pytest.mark.gpu
+requires_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _frames(shape=(1, 8, 48, 64, 3), seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=shape, dtype=np.uint8)
+
+
+def _fast(path, **kwargs):
+    from vggx.client.cuda import CudaUpscaler
+
+    return CudaUpscaler(UInt8Upscaler(load_checkpoint(path).generator), **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on machines without CUDA")
+def test_cuda_without_a_gpu_is_one_clear_error(tiny_checkpoint_path):
+    with pytest.raises(InferenceError, match="sees no CUDA GPU"):
+        _fast(tiny_checkpoint_path)
+
+
+@gpu
+@requires_gpu
+@pytest.mark.parametrize("shape", [(1, 8, 48, 64, 3), (2, 8, 37, 50, 3)])
+def test_fp16_cuda_matches_fp32_cpu_reference(tiny_checkpoint_path, shape):
+    from vggx.plugins import reference_ops
+
+    lr = _frames(shape)
+    cpu_model = UInt8Upscaler(load_checkpoint(tiny_checkpoint_path).generator).eval()
+    with torch.no_grad(), reference_ops():
+        ref = cpu_model(torch.from_numpy(lr)).numpy().astype(np.int16)
+    out = _fast(tiny_checkpoint_path, fp16=True)(lr).astype(np.int16)
+    diff = np.abs(out - ref)
+    assert out.shape == ref.shape
+    assert (diff <= 2).mean() >= 0.99, f"max {diff.max()}, within 2 levels {(diff <= 2).mean():.4f}"
+
+
+@gpu
+@requires_gpu
+def test_cuda_graph_replay_equals_eager_exactly(tiny_checkpoint_path):
+    graphs = _fast(tiny_checkpoint_path, cuda_graphs=True)
+    eager = _fast(tiny_checkpoint_path, cuda_graphs=False)
+    lr, other = _frames(), _frames(seed=1)
+    first = graphs(lr)
+    np.testing.assert_array_equal(first, eager(lr))
+    np.testing.assert_array_equal(graphs(other), eager(other))  # replay with new data in the same buffers
+    np.testing.assert_array_equal(graphs(lr), first)
