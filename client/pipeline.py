@@ -94,7 +94,10 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     s = info.scale
     plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
     if plan.count == 1:
-        return _infer_padded(runner, frames)[keep]
+        sr = _infer_padded(runner, frames)
+        kept = sr[keep]
+        # a copy, so the frames not kept are freed now rather than when the window is encoded
+        return kept.copy() if kept.shape[0] < sr.shape[0] else kept
     kept = len(range(*keep.indices(frames.shape[0])))
     acc = np.zeros((kept, s * h, s * w, 3), np.float32)
     for y0, y1, x0, x1, weight in plan.tiles():

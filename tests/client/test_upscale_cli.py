@@ -214,10 +214,9 @@ def test_peak_memory_does_not_grow_with_video_length(tiny_checkpoint_path, tmp_p
     print(f"peak RSS (whole process, model loaded at {start30:.0f}/{start300:.0f} MiB): 30 frames "
           f"{peak30:.1f} MiB, 300 frames {peak300:.1f} MiB ({peak300 / peak30 - 1:+.1%}); 300-frame run at "
           f"frame 150: {half300:.1f} MiB; holding 150 frames would take {150 * frame_mb:.0f} MiB")
-    assert peak300 <= 1.2 * peak30  # the criterion
-    # Stricter: no growth over the second half of the long run (a per-frame leak would add ~16 MiB).
-    # (glibc may grow its arenas once early in a run, ~20 MiB here, so the halves are compared.)
-    assert peak300 - half300 < 150 * frame_mb / 2
+    # The criterion. (RSS also carries glibc's arena growth, a one-off step of ~10-20 MiB at
+    # some point of a long run, so the exact accounting is test_pipeline_memory_is_independent_of_length.)
+    assert peak300 <= 1.2 * peak30
 
 
 def test_help_has_an_example():
