@@ -236,12 +236,12 @@ def serve(
             console.print(f"check ok: {result.input_shape} -> {result.output_shape} uint8 in "
                           f"{result.latency_s * 1e3:.0f} ms (versions {', '.join(result.versions)})",
                           highlight=False)
-            return
-        try:  # the signal may come as soon as the line is out
-            console.print("serving; Ctrl-C to stop")
-            wait_for_signal(server)
-        except KeyboardInterrupt:
-            console.print("stopping the server")
+        else:
+            try:  # the signal may come as soon as the line is out
+                console.print("serving; Ctrl-C to stop")
+                wait_for_signal(server)
+            except KeyboardInterrupt:
+                console.print("stopping the server")
     console.print("server stopped")
 
 

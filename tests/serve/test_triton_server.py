@@ -211,3 +211,17 @@ def test_torch_backend_model_serves_the_checkpoint(torch_server, tiny_checkpoint
     assert served.shape == local.shape == (2, 8, 64, 96, 3)
     # Same weights and ops; the server's torch may use another thread count, so allow 1 grey level.
     assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+
+
+def test_cli_serve_check_runs_one_request_on_the_real_server(served_repository, tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggx.cli", "serve", "--model-repository", str(served_repository),
+         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-file", str(tmp_path / "s.log"),
+         "--check"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "check ok: [1, 8, 32, 32, 3] -> [1, 8, 128, 128, 3] uint8" in proc.stdout
+    assert "server stopped" in proc.stdout
+    assert "successfully loaded 'vggx'" in (tmp_path / "s.log").read_text()
