@@ -188,10 +188,8 @@ class _Run:
             self.fail(exc)
         finally:
             self.reader.close()
-            for _ in range(self.cfg.concurrency):  # one end marker per worker (never blocks for long)
-                try:
-                    self.todo.put(None, timeout=_POLL_S if self.stop.is_set() else None)
-                except queue.Full:
+            for _ in range(self.cfg.concurrency):  # one end marker per worker (gives up once stopped)
+                if not self._put(self.todo, None):
                     break
 
     def _decode(self) -> None:

@@ -96,7 +96,11 @@ class TritonRunner(_RunnerBase):
             raise ServerError(f"shared memory needs a server on this host; {url} is not local")
         self._use_shm = is_local if shared_memory is None else bool(shared_memory)
         self._shm_required = bool(shared_memory)
-        self.info, self._input, self._output = self._read_model()
+        try:
+            self.info, self._input, self._output = self._read_model()
+        except BaseException:
+            self.close()
+            raise
         self.description = f"triton {protocol}://{url} model {model_name!r}" + (
             " (shared memory)" if self._use_shm else "")
 
@@ -228,6 +232,7 @@ class TritonRunner(_RunnerBase):
             log.warning("Triton at %s cannot use system shared memory (%s); sending tensors over %s instead",
                         self.url, _reason(exc), self.protocol)
             self._use_shm = False
+            self.description = self.description.replace(" (shared memory)", "")
             return False
 
     def _register(self, state: _ThreadState, size: int) -> _Shm:
