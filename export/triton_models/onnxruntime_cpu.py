@@ -40,10 +40,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.window = int(params["window"])
-        self.scale = int(params.get("scale", "4"))
         self.min_size = _size(params.get("min_size", "1x1"))
         self.max_size = _size(params.get("max_size", "4096x4096"))
-        self.max_batch = int(config.get("max_batch_size", 0)) or None
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend python")
