@@ -14,7 +14,7 @@ import pytest
 import torch
 from triton_stub import StubTriton
 from typer.testing import CliRunner
-from videoclips import make_video
+from videoclips import make_video, stream_facts
 
 from vggx.cli import app
 from vggx.server import free_port
@@ -46,6 +46,14 @@ class TestSuccess:
         line = result.stdout.strip().splitlines()[-1]
         assert line.startswith("4 frames in ") and " fps) -> " in line and "(224x160, " in line and " MB)" in line
         assert out.is_file()
+
+    def test_compare_start_and_concurrency_reach_the_pipeline(self, cli, clips, tmp_path):
+        out = tmp_path / "o.mkv"
+        result = cli(clips["twelve"], out, "--compare", "--start", "0.25", "--frames", "3", "--concurrency", "2",
+                     "--codec", "libx264rgb", "--crf", "0")
+        assert result.exit_code == 0, result.output
+        facts = stream_facts(out)
+        assert facts["size"] == (160, 2 * 224) and facts["frames"] == 3 and facts["codec"] == "h264"
 
     def test_default_backend_is_onnxruntime(self, cli, clips, tmp_path, onnx_cache, monkeypatch):
         monkeypatch.setenv("VGGX_CACHE_DIR", str(onnx_cache))
