@@ -284,7 +284,8 @@ class TritonServer:
 
     def _wait_ready(self) -> None:
         assert self.process is not None and self.endpoints is not None
-        url = (f"http://{self._probe_host()}:{self.endpoints.http_port}"
+        host = self._probe_host()
+        url = (f"http://{f'[{host}]' if ':' in host else host}:{self.endpoints.http_port}"
                f"/v2/models/{self.config.model_name}/ready")
         deadline = time.monotonic() + self.config.startup_timeout_s
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy

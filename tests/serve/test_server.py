@@ -244,3 +244,15 @@ def test_server_dies_with_a_killed_parent(repo, fake_triton, tmp_path):
     while _alive(server_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(server_pid)
+
+
+def test_no_tritonserver_anywhere_names_what_to_install(monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    monkeypatch.setitem(sys.modules, "pytriton", None)  # import pytriton -> ImportError
+    with pytest.raises(ServerError, match=r"pip install 'vggx\[serve\]'.*NGC Triton container"):
+        find_tritonserver()
+
+
+@pytest.mark.parametrize(("host", "probe"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1")])
+def test_readiness_is_probed_on_loopback_when_binding_all_addresses(host, probe):
+    assert TritonServer(ServerConfig(host=host))._probe_host() == probe
