@@ -92,8 +92,9 @@ class TestTiles:
         # 2. Against the untiled run: identical away from the seams, a bounded blend near them.
         untiled = upscale_frames(torch_runner, window)[2:6].astype(int)
         diff = np.abs(tiled.astype(int) - untiled)
-        assert diff.mean() < 2.0, diff.mean()
-        assert (diff == 0).mean() > 0.5, (diff == 0).mean()
+        # measured with these weights: mean 0.006, max 3, 99.4% of values identical
+        assert diff.mean() < 0.1 and diff.max() <= 8, (diff.mean(), diff.max())
+        assert (diff == 0).mean() > 0.95, (diff == 0).mean()
 
 
 class TestPreviewAndCompare:
