@@ -353,12 +353,23 @@ def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineC
     return shlex.join(args)
 
 
+def _graph_window(path: Path) -> int:
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return int(meta["window"])
+    except (OSError, KeyError, ValueError, DecodeError) as exc:
+        raise ConfigError(f"cannot read the window of {path} ({exc}); pass --window") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m vggx.export.engine ONNX PLAN --window T --min-size HxW ...``: build one engine."""
     ap = argparse.ArgumentParser(prog="python -m vggx.export.engine", description=main.__doc__)
     ap.add_argument("onnx", type=Path)
     ap.add_argument("plan", type=Path)
-    ap.add_argument("--window", type=int, required=True)
+    ap.add_argument("--window", type=int, help="T (default: the ONNX graph's window metadata)")
     ap.add_argument("--min-size", required=True)
     ap.add_argument("--opt-size", required=True)
     ap.add_argument("--max-size", required=True)
@@ -373,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         sizes = parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size)
-        profile = ShapeProfile(a.window, *sizes, max_batch=a.max_batch)
+        profile = ShapeProfile(a.window or _graph_window(a.onnx), *sizes, max_batch=a.max_batch)
         config = EngineConfig(profile, Precision(a.precision), a.opt_level, a.workspace_mib, a.timing_cache,
                               a.force)
         plan = build_engine(a.onnx, a.plan, config)
