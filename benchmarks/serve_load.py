@@ -6,14 +6,18 @@
 
 With ``--model-repository`` it starts its own ``tritonserver`` (free loopback ports) for the run. With
 ``--onnx`` it also runs the same input through an in-process ONNX Runtime session (threads as the served
-model's ``cpu_threads`` parameter) and reports the serving overhead: 1 - served / in-process throughput.
-Every request sends the same seeded random window; latencies are per request, measured by the client.
+model's ``cpu_threads`` parameter) right before each served run and reports the serving overhead:
+1 - served / in-process throughput. When it started the server it also reports CPU seconds per window
+(server process tree + client vs the in-process session), which a busy shared machine disturbs far less
+than wall time. Every request sends the same seeded random window; latencies are per request, measured
+by the client.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import threading
@@ -61,6 +65,8 @@ class LoadResult:
     windows_per_s: float
     frames_per_s: float  # output frames: windows × T
     first_error: str | None = None
+    client_cpu_s: float = 0.0  # CPU time of this process (all its threads) during the measured requests
+    server_cpu_s: float | None = None  # CPU time of the server's process tree (when its pid is known)
 
 
 @dataclass(frozen=True)
@@ -71,6 +77,7 @@ class InProcessResult:
     wall_s: float
     p50_ms: float
     windows_per_s: float
+    cpu_s: float  # CPU time of this process during the runs
 
 
 def _client_module(protocol: str):
@@ -101,8 +108,35 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def run_load(config: LoadConfig) -> LoadResult:
-    """Send ``config.requests`` requests, ``config.concurrency`` in flight; errors are counted, not raised."""
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` and its live descendants (Linux ``/proc``; 0.0 elsewhere)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return 0.0
+    stats = {}
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:  # gone meanwhile
+                continue
+            stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime+stime
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _) in stats.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    return sum(stats[p][1] for p in tree if p in stats) / os.sysconf("SC_CLK_TCK")
+
+
+def run_load(config: LoadConfig, server_pid: int | None = None) -> LoadResult:
+    """Send ``config.requests`` requests, ``config.concurrency`` in flight; errors are counted, not raised.
+
+    With ``server_pid`` (a local server) the CPU time its process tree spent is measured too: on a shared
+    machine CPU seconds per window compare backends more steadily than wall time does.
+    """
     from tritonclient.utils import InferenceServerException
 
     tc = _client_module(config.protocol)
@@ -132,9 +166,12 @@ def run_load(config: LoadConfig) -> LoadResult:
     try:
         with ThreadPoolExecutor(config.concurrency) as pool:
             list(pool.map(one, range(config.warmup)))
-            start = time.perf_counter()
+            server_cpu = process_tree_cpu_s(server_pid) if server_pid else None
+            cpu, start = time.process_time(), time.perf_counter()
             outcomes = list(pool.map(one, range(config.requests)))
-            wall = time.perf_counter() - start
+            wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+            if server_pid:
+                server_cpu = process_tree_cpu_s(server_pid) - server_cpu
     finally:
         for client in clients:
             client.close()
@@ -145,7 +182,8 @@ def run_load(config: LoadConfig) -> LoadResult:
         requests=config.requests, errors=len(errors), concurrency=config.concurrency, batch=config.batch,
         lr_size=config.lr_size, window=window, wall_s=wall, p50_ms=_percentile(latencies, 50),
         p90_ms=_percentile(latencies, 90), p99_ms=_percentile(latencies, 99), windows_per_s=done / wall,
-        frames_per_s=done * window / wall, first_error=errors[0] if errors else None,
+        frames_per_s=done * window / wall, first_error=errors[0] if errors else None, client_cpu_s=cpu,
+        server_cpu_s=server_cpu,
     )
 
 
@@ -162,14 +200,15 @@ def run_inprocess(onnx_path: str | Path, x: np.ndarray, *, runs: int = 20, threa
     for _ in range(warmup):
         session.run(["sr"], {"lr": x})
     times = []
-    start = time.perf_counter()
+    cpu, start = time.process_time(), time.perf_counter()
     for _ in range(runs):
         t = time.perf_counter()
         session.run(["sr"], {"lr": x})
         times.append(time.perf_counter() - t)
-    wall = time.perf_counter() - start
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return InProcessResult(runs=runs, threads=threads, batch=x.shape[0], wall_s=wall,
-                           p50_ms=statistics.median(times) * 1e3, windows_per_s=runs * x.shape[0] / wall)
+                           p50_ms=statistics.median(times) * 1e3, windows_per_s=runs * x.shape[0] / wall,
+                           cpu_s=cpu)
 
 
 def _versions() -> dict[str, str]:
@@ -210,34 +249,43 @@ def main(argv: list[str] | None = None) -> int:
         url = server.endpoints.grpc if args.protocol == "grpc" else server.endpoints.http
     try:
         params = served_model_info(url, args.protocol)
+        window, threads = int(params["window"]), int(params.get("cpu_threads", "0"))
         report: dict = {"url": url, "protocol": args.protocol, "lr_size": list(size), "batch": args.batch,
                         "params": params, "versions": _versions(), "load": []}
+        x = make_input(window, size, args.batch)
         for c in levels:
+            # In-process right before each served run: a shared machine's load hits both alike.
+            ref = run_inprocess(args.onnx, x, runs=args.inprocess_runs, threads=threads) if args.onnx else None
             res = run_load(LoadConfig(url=url, protocol=args.protocol, lr_size=size, batch=args.batch,
-                                      requests=args.requests, concurrency=c))
-            report["load"].append(asdict(res))
-            print(f"served  c={c:<3d} {res.requests} req  errors {res.errors}  p50 {res.p50_ms:8.1f} ms  "
+                                      requests=args.requests, concurrency=c),
+                           server_pid=server.process.pid if server is not None else None)
+            row = asdict(res)
+            print(f"served      c={c:<3d} {res.requests} req  errors {res.errors}  p50 {res.p50_ms:8.1f} ms  "
                   f"p90 {res.p90_ms:8.1f} ms  p99 {res.p99_ms:8.1f} ms  {res.windows_per_s:7.2f} windows/s  "
                   f"{res.frames_per_s:7.1f} frames/s")
             if res.errors:
                 print(f"  first error: {res.first_error}")
+            served_cpu = None
+            if res.server_cpu_s is not None:
+                served_cpu = (res.server_cpu_s + res.client_cpu_s) / (res.requests * args.batch)
+                row["cpu_s_per_window"] = served_cpu
+                print(f"            CPU per window: server {res.server_cpu_s / res.requests / args.batch:.3f} s "
+                      f"+ client {res.client_cpu_s / res.requests / args.batch:.3f} s")
+            if ref is not None:
+                row["inprocess"] = asdict(ref)
+                row["overhead"] = 1 - res.windows_per_s / ref.windows_per_s
+                print(f"in-process  ORT {threads or 'default'} thread(s), batch {args.batch}: "
+                      f"p50 {ref.p50_ms:8.1f} ms  {ref.windows_per_s:7.2f} windows/s  -> serving overhead "
+                      f"{row['overhead']:+.1%} (throughput)")
+                if served_cpu is not None:
+                    ref_cpu = ref.cpu_s / (ref.runs * args.batch)
+                    row["cpu_overhead"] = served_cpu / ref_cpu - 1
+                    print(f"            CPU per window {ref_cpu:.3f} s -> serving overhead "
+                          f"{row['cpu_overhead']:+.1%} (CPU time)")
+            report["load"].append(row)
     finally:
         if server is not None:
             server.stop()
-    if args.onnx is not None:
-        x = make_input(int(params["window"]), size, args.batch)
-        threads = int(params.get("cpu_threads", "0"))
-        ref = run_inprocess(args.onnx, x, runs=args.inprocess_runs, threads=threads)
-        best = max(report["load"], key=lambda r: r["windows_per_s"])
-        overhead = 1 - best["windows_per_s"] / ref.windows_per_s
-        report["inprocess"] = asdict(ref)
-        report["overhead"] = {"served_windows_per_s": best["windows_per_s"],
-                              "concurrency": best["concurrency"],
-                              "inprocess_windows_per_s": ref.windows_per_s, "overhead": overhead}
-        print(f"in-process ORT ({threads or 'default'} threads, batch {args.batch}): "
-              f"p50 {ref.p50_ms:.1f} ms, {ref.windows_per_s:.2f} windows/s")
-        print(f"serving overhead: {overhead:+.1%} (served {best['windows_per_s']:.2f} windows/s at "
-              f"c={best['concurrency']} vs in-process {ref.windows_per_s:.2f})")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return 1 if any(r["errors"] for r in report["load"]) else 0

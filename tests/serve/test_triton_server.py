@@ -169,11 +169,12 @@ def test_bounded_load_has_no_errors(triton_server):
     from vggx.benchmarks.serve_load import LoadConfig, run_load
 
     result = run_load(LoadConfig(url=triton_server.endpoints.grpc, lr_size=(16, 16), requests=200,
-                                 concurrency=8, warmup=2))
+                                 concurrency=8, warmup=2), server_pid=triton_server.process.pid)
     assert result.errors == 0, result.first_error
     assert result.requests == 200
     assert 0 < result.p50_ms <= result.p99_ms
     assert result.windows_per_s > 0
+    assert result.client_cpu_s > 0 and result.server_cpu_s > 0  # the server tree includes the model's stub
 
 
 @pytest.fixture(scope="module")
