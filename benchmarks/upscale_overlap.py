@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--fp16", action="store_true", help="FP16 (torch backend on cuda)")
     p.add_argument("--input", type=Path, help="video to use (default: a synthetic clip)")
     p.add_argument("--frames", type=int, default=96, help="synthetic clip length")
     p.add_argument("--size", default="72x128", help="synthetic clip LR size HxW")
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
+    backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device, fp16=args.fp16,
                             threads=None if args.backend == "triton" else args.threads, url=args.url,
                             protocol=TritonProtocol(args.protocol))
     with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:

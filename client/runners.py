@@ -240,37 +240,49 @@ def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
 
 
 class TorchRunner(_RunnerBase):
-    """PyTorch in process: the checkpoint's ``UInt8Upscaler`` on the CPU or a CUDA GPU (FP16 optional)."""
+    """PyTorch in process: the checkpoint's ``UInt8Upscaler`` on the CPU, or on a CUDA GPU through the
+    fast path of :class:`vggx.client.cuda.CudaUpscaler` (FP16 optional, vggx kernels, pinned staging,
+    one CUDA graph per input shape)."""
 
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", fp16: bool = False,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, cuda_graphs: bool = True) -> None:
         import torch
 
         from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
         from vggx.generator import UInt8Upscaler
 
-        if device == "cuda" and not torch.cuda.is_available():
-            raise InferenceError("--device cuda: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is "
-                                 "False); use --device cpu or run on a GPU machine")
+        if device == "cuda":
+            from .cuda import require_cuda
+
+            require_cuda()
         if threads:
             torch.set_num_threads(threads)
         path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-        ckpt = load_checkpoint(path, device=device)
+        ckpt = load_checkpoint(path)
         model = UInt8Upscaler(ckpt.generator).eval()
-        if fp16:
-            model = model.half()
+        self._cuda = None
+        if device == "cuda":
+            from .cuda import CudaUpscaler
+
+            self._cuda = CudaUpscaler(model, fp16=fp16, cuda_graphs=cuda_graphs)
         self._model = model
-        self._device = torch.device(device)
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
-        self.description = f"torch ({device}{', fp16' if fp16 else ''})"
+        extras = [x for x, on in (("fp16", fp16), ("cuda graphs", device == "cuda" and cuda_graphs)) if on]
+        self.description = f"torch ({', '.join([device, *extras])})"
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         import torch
 
         self.check_input(lr)
+        if self._cuda is not None:
+            return self.check_output(lr, self._cuda(np.ascontiguousarray(lr)))
         with torch.inference_mode():
-            sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)).to(self._device))
-        return self.check_output(lr, sr.cpu().numpy())
+            sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)))
+        return self.check_output(lr, sr.numpy())
+
+    def close(self) -> None:
+        if self._cuda is not None:
+            self._cuda.close()
 
 
 def _open_torch(cfg: BackendConfig) -> TorchRunner:

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Everything a GPU can check, in one command, on a bare GPU machine (< 8 minutes on an H100/H200):
+#   benchmarks/gpu_check.sh OUT_DIR
+# 1. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
+#    CUDA-graph replay vs eager;
+# 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth);
+# 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs;
+# 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference.
+# Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt. Needs PyTorch with CUDA and
+# OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
+# (git-ignored; see benchmarks/README.md), nothing is downloaded.
+set -uo pipefail
+OUT=${1:?usage: benchmarks/gpu_check.sh OUT_DIR}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+if ls .whl/*.whl >/dev/null 2>&1; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/vggx-site \
+    .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/vggx-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+# vggx itself, without touching the image's packages (no build isolation: nothing to download).
+"$PY" -m pip install -q --no-deps --no-build-isolation --no-compile --target /tmp/vggx-pkg . >"$OUT/install.log" 2>&1 \
+  || { echo "installing vggx failed, see $OUT/install.log"; exit 1; }
+export PYTHONPATH=/tmp/vggx-pkg:${PYTHONPATH:-}
+"$PY" - <<'PY' || exit 1
+import sys, torch
+if not torch.cuda.is_available():
+    sys.exit("gpu_check: PyTorch sees no CUDA GPU here")
+print("gpu_check on", torch.cuda.get_device_name(), "torch", torch.__version__)
+PY
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv >"$OUT/nvidia-smi.csv" 2>&1
+
+step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.log, record the status
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  (cd "$OUT" && timeout "$limit" "$@") >"$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc seconds=$((SECONDS - t0))" | tee -a "$OUT/steps.txt"
+}
+
+# Steps run in OUT: from the repository root, `python -m` would import the source folder vggx/ (which
+# lacks the package-dir mapping) instead of the installed package.
+step gpu_tests 240 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
+  "$ROOT/tests/plugins" "$ROOT/tests/gpu"
+step kernels 120 "$PY" -m vggx.benchmarks.kernels --json "$OUT/kernels.json"
+step gpu_model 150 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 \
+  --json "$OUT/gpu_model.json"
+step upscale_e2e 90 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
+(cd "$OUT" && "$PY" -m vggx.benchmarks.gpu_summary "$OUT")
