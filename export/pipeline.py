@@ -98,6 +98,31 @@ def _check_writable(repo: Path) -> None:
                           f"choose another --repo")
 
 
+def _served_kind(platform: str, backend: str, serving_backend: str) -> str:
+    return platform or f"{backend}/{serving_backend}"
+
+
+_KINDS = {Backend.TENSORRT: "tensorrt_plan", Backend.ONNXRUNTIME: "onnxruntime_onnx", Backend.PYTHON: "python/python"}
+
+
+def _check_same_backend(model_dir: Path, job: ExportJob) -> None:
+    """Refuse before the slow export what the repository writer would refuse after it (a backend switch)."""
+    from .repository import CONFIG_FILE, parse_config
+
+    path = model_dir / CONFIG_FILE
+    if job.force or not path.is_file():
+        return
+    try:
+        old = parse_config(path.read_text())
+    except OSError:
+        return  # the writer reports it
+    param = old.parameters.get("serving_backend")
+    kind = _served_kind(old.platform, old.backend, param.string_value if param is not None else "")
+    if kind != _KINDS[job.backend]:
+        raise ExportError(f"{model_dir} serves a {kind} model; pass --force to switch it to "
+                          f"{job.backend.value!r} or write to another --repo")
+
+
 def _profile(job: ExportJob, cfg, window: int) -> ShapeProfile:
     lo = job.min_size or cfg.min_size
     hi = job.max_size or cfg.max_size
@@ -128,6 +153,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     if job.version is not None and (model_dir / str(job.version)).exists() and not job.force:
         raise ExportError(f"{model_dir / str(job.version)} already exists; pass --force to overwrite it, "
                           f"or --version to choose another")
+    _check_same_backend(model_dir, job)
 
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,

@@ -146,3 +146,15 @@ def test_no_plugins_exports_the_portable_graph_for_tensorrt(tmp_path, tiny_check
         pytest.skip("builds an engine where TensorRT is installed")
     assert result.exit_code == 0, result.output
     assert fake_export[0].flavor is Flavor.PORTABLE and "(tensorrt, portable, fp32)" in result.output
+
+
+def test_switching_the_served_backend_needs_force_and_is_refused_before_exporting(tmp_path, tiny_checkpoint_path,
+                                                                                   fake_export):
+    repo = tmp_path / "repo"
+    assert _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify").exit_code == 0
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "onnxruntime"))
+    assert "serves a python/python model; pass --force" in line
+    assert len(fake_export) == 1
+    result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--force", "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
