@@ -95,6 +95,7 @@ class ServingConfig:
     warmup_size: tuple[int, int] | None = (64, 64)  # LR H, W of the warm-up window; None = no warm-up
     trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, FP16
     cpu_threads: int = 0  # python backend: ONNX Runtime intra-op threads per instance (0 = ORT default)
+    merge_requests: bool = True  # python/torch: run a dynamic batch's same-size requests as one batch
     versions_served: int = 1  # version policy: serve the newest N version folders
 
     def __post_init__(self) -> None:
@@ -168,6 +169,8 @@ def model_config(
     params["serving_backend"] = backend.value
     if backend is Backend.PYTHON:
         params["cpu_threads"] = str(serving.cpu_threads)
+    if backend in (Backend.PYTHON, Backend.TORCH):
+        params["merge_requests"] = "true" if serving.merge_requests else "false"
     if backend is Backend.TORCH:
         params["precision"] = "fp16"
     for key in sorted(params):

@@ -68,6 +68,17 @@ def test_platform_backend_and_instance_kind(backend, platform, backend_field, ki
     assert group.count == 2
 
 
+@pytest.mark.parametrize("backend", list(Backend))
+def test_python_models_get_their_runtime_parameters(backend):
+    params = model_config(backend=backend, metadata=META, window=8,
+                          serving=ServingConfig(cpu_threads=2, merge_requests=False)).parameters
+    python_model = backend.value in ("python", "torch")
+    assert ("merge_requests" in params) == python_model
+    if python_model:
+        assert params["merge_requests"].string_value == "false"
+    assert ("cpu_threads" in params) == (backend is Backend.PYTHON)
+
+
 def test_warmup_is_a_valid_small_request():
     mc = _mc()
     cfg = model_config(backend="tensorrt", metadata=META, window=8,

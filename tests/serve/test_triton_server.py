@@ -187,7 +187,8 @@ def torch_server(tiny_checkpoint_path, onnx_metadata, tmp_path_factory):
     repo = tmp_path_factory.mktemp("torch_repository")
     write_model_repository(repo, backend="torch", artefact=tiny_checkpoint_path, metadata=onnx_metadata,
                            window=8, max_batch=2,
-                           serving=ServingConfig(instance_kind="KIND_CPU", warmup_size=(16, 16)))
+                           serving=ServingConfig(instance_kind="KIND_CPU", warmup_size=(16, 16),
+                                                 merge_requests=False))
     cfg = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0,
                        log_file=tmp_path_factory.mktemp("torch_server") / "tritonserver.log", startup_timeout_s=180)
     with TritonServer(cfg) as server:
@@ -195,6 +196,8 @@ def torch_server(tiny_checkpoint_path, onnx_metadata, tmp_path_factory):
 
 
 def test_torch_backend_model_serves_the_checkpoint(torch_server, tiny_checkpoint):
+    from concurrent.futures import ThreadPoolExecutor
+
     import torch
     import tritonclient.grpc as tc
     from tritonclient.utils import InferenceServerException
@@ -206,7 +209,13 @@ def test_torch_backend_model_serves_the_checkpoint(torch_server, tiny_checkpoint
         served = _infer(c, "grpc", x)
         with pytest.raises(InferenceServerException, match="outside the model's range"):
             _infer(c, "grpc", _window(size=(8, 8)))
-        assert c.get_model_config("vggx").config.parameters["precision"].string_value == "fp16"
+        params = c.get_model_config("vggx").config.parameters
+        assert params["precision"].string_value == "fp16"
+        assert params["merge_requests"].string_value == "false"
+        # merge_requests=false: requests that Triton batches together still run (and answer) one by one
+        with ThreadPoolExecutor(2) as pool:
+            singles = list(pool.map(lambda i: _infer(c, "grpc", x[i:i + 1]), range(2)))
+    np.testing.assert_array_equal(np.concatenate(singles), served)
     with torch.inference_mode():
         local = UInt8Upscaler(tiny_checkpoint.generator).eval()(torch.from_numpy(x)).numpy()
     assert served.shape == local.shape == (2, 8, 64, 96, 3)

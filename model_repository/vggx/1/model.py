@@ -41,6 +41,9 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.window = int(params["window"])
         self.min_size = _size(params.get("min_size", "1x1"))
+        # Concatenate the requests of one dynamic batch that share H, W into one run (the default). On a CPU
+        # a 4-window run costs ~10% more per window than single ones (benchmarks/SERVE_RESULTS.md).
+        self.merge = params.get("merge_requests", "true") == "true"
         self.max_size = _size(params.get("max_size", "4096x4096"))
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         if not os.path.isfile(path):
@@ -75,7 +78,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = defaultdict(list)
+        groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
         for i, request in enumerate(requests):
             tensor = pb_utils.get_input_tensor_by_name(request, INPUT_NAME)
             lr = tensor.as_numpy() if tensor is not None else None
@@ -83,7 +86,7 @@ class TritonPythonModel:
             if problem:
                 responses[i] = _error(problem)
             else:
-                groups[lr.shape[2:4]].append((i, lr))
+                groups[lr.shape[2:4] if self.merge else (i,)].append((i, lr))
         for members in groups.values():
             batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
             try:
