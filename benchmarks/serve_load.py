@@ -211,12 +211,17 @@ def run_inprocess(onnx_path: str | Path, x: np.ndarray, *, runs: int = 20, threa
                            cpu_s=cpu)
 
 
-def _versions() -> dict[str, str]:
-    import onnxruntime
-    import tritonclient
+def _versions(url: str, protocol: str) -> dict[str, str]:
+    import importlib.metadata as md
+    import platform
 
-    return {"python": sys.version.split()[0], "onnxruntime": onnxruntime.__version__,
-            "tritonclient": getattr(tritonclient, "__version__", "?"), "platform": sys.platform}
+    tc = _client_module(protocol)
+    with tc.InferenceServerClient(url) as client:
+        meta = client.get_server_metadata()
+    server = meta.version if protocol == "grpc" else meta.get("version", "?")
+    return {"python": platform.python_version(), "onnxruntime": md.version("onnxruntime"),
+            "tritonclient": md.version("tritonclient"), "tritonserver": server, "cpu": platform.processor()
+            or platform.machine(), "cpus": str(os.cpu_count())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         params = served_model_info(url, args.protocol)
         window, threads = int(params["window"]), int(params.get("cpu_threads", "0"))
         report: dict = {"url": url, "protocol": args.protocol, "lr_size": list(size), "batch": args.batch,
-                        "params": params, "versions": _versions(), "load": []}
+                        "params": params, "versions": _versions(url, args.protocol), "load": []}
         x = make_input(window, size, args.batch)
         for c in levels:
             # In-process right before each served run: a shared machine's load hits both alike.
