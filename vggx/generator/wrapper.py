@@ -19,15 +19,18 @@ __all__ = ["UInt8Upscaler"]
 class UInt8Upscaler(nn.Module):
     """``lr`` uint8 ``(n, t, h, w, 3)`` -> ``sr`` uint8 ``(n, t, s*h, s*w, 3)``."""
 
-    def __init__(self, generator: Generator) -> None:
+    def __init__(self, generator: Generator, dtype: torch.dtype | None = None) -> None:
+        """``dtype``: what the generator computes in (default: its first parameter's dtype, read at each
+        call so ``.half()`` on the wrapper just works); FP16 graphs with FP32 islands pass it explicitly."""
         super().__init__()
         self.generator = generator
+        self.dtype = dtype
         self.scale = generator.cfg.scale
         self.multiple = generator.cfg.size_multiple
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         n, t, h, w, c = lr.shape
-        dtype = next(self.generator.parameters()).dtype
+        dtype = self.dtype or next(self.generator.parameters()).dtype
         x = lr.permute(0, 1, 4, 2, 3).reshape(n * t, c, h, w).to(torch.float32) * (1.0 / 255.0)
         pad_h = (self.multiple - h % self.multiple) % self.multiple
         pad_w = (self.multiple - w % self.multiple) % self.multiple
