@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
 
+from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
 from vggx.errors import ConfigError, InferenceError
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats

@@ -21,8 +21,8 @@ __all__ = ["run_gpu_model_bench"]
 
 def _variants(cfg_name: str, seed: int):
     import torch
-    from vggx.client.cuda import CudaUpscaler
 
+    from vggx.client.cuda import CudaUpscaler
     from vggx.generator import Generator, UInt8Upscaler, get_config
 
     torch.manual_seed(seed)
@@ -51,12 +51,12 @@ def _variants(cfg_name: str, seed: int):
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
                         iters: int = 10, seed: int = 0) -> dict:
     import torch
+
     from vggx.benchmarks.bench import device_peak_gflops
     from vggx.client.cuda import CudaUpscaler, require_cuda
-    from vggx.plugins import reference_ops
-
     from vggx.generator import get_config
     from vggx.generator.flops import measure_cost
+    from vggx.plugins import reference_ops
 
     require_cuda()
     torch.backends.cudnn.benchmark = True

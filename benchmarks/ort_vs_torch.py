@@ -68,11 +68,11 @@ def run_ort_vs_torch(
     """Time both backends on one random window; return a JSON-able report."""
     import onnxruntime as ort
     import torch
-    from vggx.export import ExportConfig, export_onnx
-    from vggx.plugins import reference_ops
 
     from vggx.checkpoint import load_checkpoint
+    from vggx.export import ExportConfig, export_onnx
     from vggx.generator import UInt8Upscaler
+    from vggx.plugins import reference_ops
 
     torch.set_num_threads(threads)
     ckpt = load_checkpoint(checkpoint)

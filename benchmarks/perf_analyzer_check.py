@@ -100,11 +100,10 @@ def run_perf_analyzer(pa: Path, url: str, shape: str, concurrency: int, interval
 
 def main(argv: list[str] | None = None) -> int:
     from vggx.benchmarks.bench import BenchConfig, run_bench
+    from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
     from vggx.client import Backend, BackendConfig
     from vggx.export import ExportConfig, export_onnx
     from vggx.export.repository import ServingConfig, write_model_repository
-
-    from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
     from vggx.server import ServerConfig, TritonServer
     from vggx.shapes import parse_size
 

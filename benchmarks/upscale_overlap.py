@@ -30,10 +30,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from vggx.client import Backend, BackendConfig, Runner, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.pipeline import upscale_frames
 from vggx.client.windows import default_context, plan_tiles, plan_windows
-
 from vggx.shapes import parse_size
 from vggx.video import open_video
 

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from vggx.plugins import reference_ops
 
 from vggx.checkpoint import Checkpoint, model_metadata
 from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
+from vggx.plugins import reference_ops
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
 
@@ -170,6 +170,7 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
 def _finish(proto, config: ExportConfig):
     """Shape inference, graph passes and the checker; returns the final ``ModelProto``."""
     import onnx
+
     from vggx.plugins.onnx import register_onnx_schemas
 
     from .passes import plugin_ops, resize_to_conv

@@ -150,9 +150,9 @@ def parity_cases(window: int, size_multiple: int, *, seed: int = 0) -> list[Case
 def reference_upscale(checkpoint: Checkpoint, frames: np.ndarray) -> np.ndarray:
     """PyTorch ``UInt8Upscaler`` (float32, reference ops) on uint8 ``(n, t, h, w, 3)`` frames."""
     import torch
-    from vggx.plugins import reference_ops
 
     from vggx.generator import UInt8Upscaler
+    from vggx.plugins import reference_ops
 
     model = UInt8Upscaler(checkpoint.generator).eval()
     with torch.no_grad(), reference_ops():

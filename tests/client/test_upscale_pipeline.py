@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from videoclips import decode_all, frame_pattern, make_video, stream_facts
+
 from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_frames
 from vggx.client.runners import TorchRunner, cached_onnx
 from vggx.client.windows import plan_tiles, plan_windows
-from videoclips import decode_all, frame_pattern, make_video, stream_facts
-
 from vggx.errors import InferenceError, VideoError
 from vggx.video import EncodeConfig
 

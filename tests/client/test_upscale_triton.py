@@ -8,10 +8,10 @@ import logging
 import numpy as np
 import pytest
 from triton_stub import StubTriton
-from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, upscale
-from vggx.client.triton import TritonRunner
 from videoclips import decode_all
 
+from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, upscale
+from vggx.client.triton import TritonRunner
 from vggx.errors import ServerError
 from vggx.server import free_port
 from vggx.video import EncodeConfig

@@ -6,6 +6,7 @@ import itertools
 
 import numpy as np
 import pytest
+
 from vggx.client import ModelInfo, upscale_frames
 from vggx.client.windows import (
     default_context,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
-from vggx.export.onnx import Flavor, Precision
 
 from vggx.cli import app
 from vggx.errors import VerificationError
+from vggx.export.onnx import Flavor, Precision
 
 runner = CliRunner()
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None

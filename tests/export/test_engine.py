@@ -8,6 +8,8 @@ from typing import ClassVar
 
 import onnx
 import pytest
+
+from vggx.errors import ConfigError, EngineBuildError, TensorRTNotInstalledError
 from vggx.export.engine import (
     EngineConfig,
     ShapeProfile,
@@ -18,8 +20,6 @@ from vggx.export.engine import (
     sidecar_path,
 )
 from vggx.export.onnx import Precision
-
-from vggx.errors import ConfigError, EngineBuildError, TensorRTNotInstalledError
 from vggx.shapes import check_profile, profile_shapes
 
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -138,6 +138,7 @@ def test_build_without_tensorrt_says_how_to_get_it(tmp_path):
 @pytest.mark.skipif(not HAS_TRT, reason="TensorRT not installed")
 def test_fp16_engine_builds_and_matches_onnx_runtime(trt_fp16_onnx, trt_window, tmp_path):
     import torch
+
     from vggx.export.engine import compare_engine_with_onnx, read_sidecar
 
     if not torch.cuda.is_available():

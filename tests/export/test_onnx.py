@@ -6,10 +6,10 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto
-from vggx.export import FP16_TOLERANCE, FP32_TOLERANCE, ExportConfig, Flavor, Precision
-from vggx.export.verify import compare_frames, ort_session, reference_upscale, verify_onnx
 
 from vggx.errors import ExportError
+from vggx.export import FP16_TOLERANCE, FP32_TOLERANCE, ExportConfig, Flavor, Precision
+from vggx.export.verify import compare_frames, ort_session, reference_upscale, verify_onnx
 
 
 def _run(session, frames):

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from onnx import TensorProto, helper, numpy_helper
+
 from vggx.export.passes import float32_plugin_twin, phase_taps, plugin_ops, resize_to_conv
 
 

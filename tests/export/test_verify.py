@@ -7,9 +7,9 @@ import copy
 import numpy as np
 import pytest
 import torch
-from vggx.export.verify import FP32_TOLERANCE, Tolerance, compare_frames, parity_cases, verify_onnx
 
 from vggx.errors import VerificationError
+from vggx.export.verify import FP32_TOLERANCE, Tolerance, compare_frames, parity_cases, verify_onnx
 
 
 def test_compare_frames_counts_levels():

@@ -6,12 +6,12 @@ import time
 
 import pytest
 import torch
-from vggx.plugins import reference_ops
 
 from vggx.errors import ConfigError
 from vggx.generator import Generator, GeneratorConfig, UInt8Upscaler, get_config
 from vggx.generator.flops import measure_cost
 from vggx.generator.propagation import BidirectionalPropagation
+from vggx.plugins import reference_ops
 
 
 def _randomised(cfg: GeneratorConfig) -> Generator:

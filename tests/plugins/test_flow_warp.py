@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
+
 from vggx.plugins import flow_warp, flow_warp_reference
 from vggx.plugins.flow_warp import launch_flow_warp
 

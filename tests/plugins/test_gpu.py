@@ -12,6 +12,7 @@ import importlib.util
 import numpy as np
 import pytest
 import torch
+
 from vggx.plugins import flow_warp, flow_warp_reference, temporal_attention, temporal_attention_reference
 from vggx.plugins.flow_warp import launch_flow_warp
 from vggx.plugins.temporal_attention import launch_temporal_attention
@@ -147,6 +148,7 @@ class TestTensorRTEngine:
 
     def _run_engine(self, model, feeds: dict[str, torch.Tensor], out_shape, out_dtype):
         import tensorrt as trt
+
         from vggx.plugins.tensorrt import register_plugins
 
         register_plugins()
@@ -175,6 +177,7 @@ class TestTensorRTEngine:
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_flow_warp_engine(self, dtype):
         from onnx import TensorProto
+
         from vggx.plugins.onnx import infer_plugin_shapes, plugin_model
 
         shape = (2, 8, 24, 40)
@@ -188,6 +191,7 @@ class TestTensorRTEngine:
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_attention_engine(self, dtype):
         from onnx import TensorProto
+
         from vggx.plugins.onnx import infer_plugin_shapes, plugin_model
 
         n, t, c, h, w, heads = 1, 8, 32, 12, 20, 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from vggx.plugins.launch import (
     FLOW_WARP_BLOCK,
     FLOW_WARP_C_BLOCK,

@@ -6,6 +6,7 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto
+
 from vggx.plugins import flow_warp, temporal_attention
 from vggx.plugins.onnx import (
     custom_translation_table,

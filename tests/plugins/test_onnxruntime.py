@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+
 from vggx.plugins import flow_warp, flow_warp_reference, temporal_attention, temporal_attention_reference
 from vggx.plugins.onnx import custom_translation_table, infer_plugin_shapes, plugin_model
 from vggx.plugins.onnxruntime import session_options

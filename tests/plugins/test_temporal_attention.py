@@ -7,6 +7,7 @@ import importlib.util
 import pytest
 import torch
 import torch.nn.functional as F
+
 from vggx.plugins import temporal_attention, temporal_attention_reference
 from vggx.plugins.temporal_attention import launch_temporal_attention
 

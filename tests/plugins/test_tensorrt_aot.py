@@ -8,10 +8,10 @@ import re
 import subprocess
 
 import pytest
-from vggx.plugins.launch import cdiv
-from vggx.plugins.tensorrt import compile_aot, register_plugins, strip_unused_params
 
 from vggx.errors import TensorRTNotInstalledError
+from vggx.plugins.launch import cdiv
+from vggx.plugins.tensorrt import compile_aot, register_plugins, strip_unused_params
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
 
@@ -143,6 +143,7 @@ def test_kernels_compile_with_a_size_specialised_to_1(op, one):
     """Triton's JIT may turn an int argument equal to 1 into a constant; the kernels must still compile."""
     import triton
     from triton.backends.compiler import GPUTarget
+
     from vggx.plugins.flow_warp import FLOW_WARP_KERNEL
     from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
 

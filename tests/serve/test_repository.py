@@ -6,6 +6,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from vggx.errors import ExportError
 from vggx.export.repository import (
     Backend,
     ServingConfig,
@@ -14,8 +16,6 @@ from vggx.export.repository import (
     parse_config,
     write_model_repository,
 )
-
-from vggx.errors import ExportError
 
 META = {"name": "vggx-tiny-x4", "version": "1", "scale": "4", "window": "8", "size_multiple": "8",
         "min_size": "16x16", "max_size": "1088x1920"}

@@ -181,7 +181,6 @@ def test_bounded_load_has_no_errors(triton_server):
 def torch_server(tiny_checkpoint_path, onnx_metadata, tmp_path_factory):
     """The ``torch`` backend's model.py on the real server, on the CPU (KIND_CPU: FP32, reference ops)."""
     from vggx.export.repository import ServingConfig, write_model_repository
-
     from vggx.server import ServerConfig, TritonServer
 
     repo = tmp_path_factory.mktemp("torch_repository")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from vggx.plugins import flow_warp_reference
 
+from vggx.plugins import flow_warp_reference
 from vggx.training.data import (
     TRAIN_IMAGES,
     VAL_IMAGES,
