@@ -67,6 +67,7 @@ class LoadResult:
     first_error: str | None = None
     client_cpu_s: float = 0.0  # CPU time of this process (all its threads) during the measured requests
     server_cpu_s: float | None = None  # CPU time of the server's process tree (when its pid is known)
+    tritonserver_cpu_s: float | None = None  # of the tritonserver process alone (no model stubs)
 
 
 @dataclass(frozen=True)
@@ -108,8 +109,9 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def process_tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its live descendants (Linux ``/proc``; 0.0 elsewhere)."""
+def process_tree_cpu_s(pid: int, *, children: bool = True) -> float:
+    """User + system CPU seconds of ``pid`` and (``children``) its live descendants (Linux ``/proc``;
+    0.0 elsewhere)."""
     proc = Path("/proc")
     if not proc.is_dir():
         return 0.0
@@ -121,7 +123,7 @@ def process_tree_cpu_s(pid: int) -> float:
             except OSError:  # gone meanwhile
                 continue
             stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))  # ppid, utime+stime
-    tree, frontier = {pid}, [pid]
+    tree, frontier = {pid}, [pid] if children else []
     while frontier:
         parent = frontier.pop()
         for child, (ppid, _) in stats.items():
@@ -166,12 +168,16 @@ def run_load(config: LoadConfig, server_pid: int | None = None) -> LoadResult:
     try:
         with ThreadPoolExecutor(config.concurrency) as pool:
             list(pool.map(one, range(config.warmup)))
-            server_cpu = process_tree_cpu_s(server_pid) if server_pid else None
+            server_cpu = own_cpu = None
+            if server_pid:
+                server_cpu = process_tree_cpu_s(server_pid)
+                own_cpu = process_tree_cpu_s(server_pid, children=False)
             cpu, start = time.process_time(), time.perf_counter()
             outcomes = list(pool.map(one, range(config.requests)))
             wall, cpu = time.perf_counter() - start, time.process_time() - cpu
             if server_pid:
                 server_cpu = process_tree_cpu_s(server_pid) - server_cpu
+                own_cpu = process_tree_cpu_s(server_pid, children=False) - own_cpu
     finally:
         for client in clients:
             client.close()
@@ -183,7 +189,7 @@ def run_load(config: LoadConfig, server_pid: int | None = None) -> LoadResult:
         lr_size=config.lr_size, window=window, wall_s=wall, p50_ms=_percentile(latencies, 50),
         p90_ms=_percentile(latencies, 90), p99_ms=_percentile(latencies, 99), windows_per_s=done / wall,
         frames_per_s=done * window / wall, first_error=errors[0] if errors else None, client_cpu_s=cpu,
-        server_cpu_s=server_cpu,
+        server_cpu_s=server_cpu, tritonserver_cpu_s=own_cpu,
     )
 
 
@@ -274,8 +280,13 @@ def main(argv: list[str] | None = None) -> int:
             if res.server_cpu_s is not None:
                 served_cpu = (res.server_cpu_s + res.client_cpu_s) / (res.requests * args.batch)
                 row["cpu_s_per_window"] = served_cpu
-                print(f"            CPU per window: server {res.server_cpu_s / res.requests / args.batch:.3f} s "
-                      f"+ client {res.client_cpu_s / res.requests / args.batch:.3f} s")
+                n = res.requests * args.batch
+                model_s = (res.server_cpu_s - res.tritonserver_cpu_s) / n
+                path_s = (res.tritonserver_cpu_s + res.client_cpu_s) / n
+                row["serving_path_cpu_s_per_window"] = path_s
+                print(f"            CPU per window: model (backend stub) {model_s * 1e3:.1f} ms, serving path "
+                      f"{path_s * 1e3:.1f} ms (tritonserver {res.tritonserver_cpu_s / n * 1e3:.1f} + client "
+                      f"{res.client_cpu_s / n * 1e3:.1f})")
             if ref is not None:
                 row["inprocess"] = asdict(ref)
                 row["overhead"] = 1 - res.windows_per_s / ref.windows_per_s
@@ -285,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                 if served_cpu is not None:
                     ref_cpu = ref.cpu_s / (ref.runs * args.batch)
                     row["cpu_overhead"] = served_cpu / ref_cpu - 1
-                    print(f"            CPU per window {ref_cpu:.3f} s -> serving overhead "
-                          f"{row['cpu_overhead']:+.1%} (CPU time)")
+                    row["serving_path_share"] = row["serving_path_cpu_s_per_window"] / ref_cpu
+                    print(f"            CPU per window {ref_cpu * 1e3:.1f} ms -> serving overhead "
+                          f"{row['cpu_overhead']:+.1%} (all CPU), serving path alone "
+                          f"{row['serving_path_share']:.1%} of the model's in-process CPU")
             report["load"].append(row)
     finally:
         if server is not None:

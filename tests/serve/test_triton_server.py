@@ -174,7 +174,8 @@ def test_bounded_load_has_no_errors(triton_server):
     assert result.requests == 200
     assert 0 < result.p50_ms <= result.p99_ms
     assert result.windows_per_s > 0
-    assert result.client_cpu_s > 0 and result.server_cpu_s > 0  # the server tree includes the model's stub
+    assert result.client_cpu_s > 0
+    assert result.server_cpu_s > result.tritonserver_cpu_s > 0  # the server's tree includes the model's stub
 
 
 @pytest.fixture(scope="module")
