@@ -2,9 +2,11 @@
 
 Copied into ``<repo>/vggx/<version>/model.py`` next to ``model.safetensors`` by ``vggx.export.repository``
 (backend ``torch``). For GPU deployments without TensorRT; the stub's Python needs ``vggx`` (with
-``torch`` and ``triton``) installed. On CUDA the ``vggx::flow_warp`` / ``vggx::temporal_attention`` custom
-ops dispatch to the OpenAI Triton kernels. Same contract, batching and validation as the ONNX Runtime
-model (``onnxruntime_cpu.py``); kept self-contained because Triton loads one file per model.
+``torch`` and ``triton``) installed. On a GPU instance it runs ``vggx.client.cuda.CudaUpscaler`` (FP16,
+the ``vggx::flow_warp`` / ``vggx::temporal_attention`` kernels, a CUDA graph per input shape, pinned
+staging); a KIND_CPU instance runs the same generator in FP32 with the reference ops (tests). Same
+contract, batching and validation as the ONNX Runtime model (``onnxruntime_cpu.py``); kept
+self-contained because Triton loads one file per model.
 """
 
 from __future__ import annotations
@@ -46,18 +48,21 @@ class TritonPythonModel:
         # a 4-window run costs ~10% more per window than single ones (benchmarks/SERVE_RESULTS.md).
         self.merge = params.get("merge_requests", "true") == "true"
         self.max_size = _size(params.get("max_size", "4096x4096"))
-        if args.get("model_instance_kind") == "GPU":
-            self.device = torch.device(f"cuda:{args['model_instance_device_id']}")
-        else:
-            self.device = torch.device("cpu")
         path = os.path.join(args["model_repository"], args["model_version"], "model.safetensors")
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend torch")
-        model = UInt8Upscaler(load_checkpoint(path, device=self.device).generator).eval()
-        if self.device.type == "cuda" and params.get("precision", "fp16") == "fp16":
-            model = model.half()  # the wrapper computes pre/post-processing in fp32 and casts
-        self.model = model
-        self.torch = torch
+        module = UInt8Upscaler(load_checkpoint(path).generator).eval()
+        if args.get("model_instance_kind") == "GPU":
+            from vggx.client.cuda import CudaUpscaler
+
+            self.run = CudaUpscaler(module, device=f"cuda:{args['model_instance_device_id']}",
+                                    fp16=params.get("precision", "fp16") == "fp16")
+        else:
+            def run(batch: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return module(torch.from_numpy(batch)).numpy()
+
+            self.run = run
 
     def _validate(self, lr) -> str | None:
         if lr is None:
@@ -80,7 +85,6 @@ class TritonPythonModel:
         return None
 
     def execute(self, requests):
-        torch = self.torch
         responses = [None] * len(requests)
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
         for i, request in enumerate(requests):
@@ -94,8 +98,7 @@ class TritonPythonModel:
         for members in groups.values():
             batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
             try:
-                with torch.inference_mode():
-                    sr = self.model(torch.from_numpy(batch).to(self.device)).cpu().numpy()
+                sr = self.run(batch)
             except Exception as exc:  # e.g. CUDA out of memory: these requests' error, not a crash
                 for i, _ in members:
                     responses[i] = _error(f"inference failed: {exc}", "INTERNAL")
@@ -108,4 +111,7 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.model = None
+        close = getattr(self.run, "close", None)
+        if close is not None:
+            close()
+        self.run = None

@@ -179,13 +179,15 @@ def test_bounded_load_has_no_errors(triton_server):
 
 
 @pytest.fixture(scope="module")
-def torch_server(tiny_checkpoint_path, onnx_metadata, tmp_path_factory):
+def torch_server(tiny_checkpoint_path, tiny_checkpoint, tmp_path_factory):
     """The ``torch`` backend's model.py on the real server, on the CPU (KIND_CPU: FP32, reference ops)."""
     from vggx.export.repository import ServingConfig, write_model_repository
     from vggx.server import ServerConfig, TritonServer
 
     repo = tmp_path_factory.mktemp("torch_repository")
-    write_model_repository(repo, backend="torch", artefact=tiny_checkpoint_path, metadata=onnx_metadata,
+    keys = ("name", "version", "scale", "window", "size_multiple", "min_size", "max_size")
+    metadata = {k: tiny_checkpoint.metadata[k] for k in keys}
+    write_model_repository(repo, backend="torch", artefact=tiny_checkpoint_path, metadata=metadata,
                            window=8, max_batch=2,
                            serving=ServingConfig(instance_kind="KIND_CPU", warmup_size=(16, 16),
                                                  merge_requests=False))
