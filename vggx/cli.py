@@ -215,7 +215,7 @@ def serve(
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="gRPC port (0 = any free port)")] = 8001,
     metrics_port: Annotated[int, typer.Option("--metrics-port", help="metrics port (0 = any free)")] = 8002,
     check: Annotated[bool, typer.Option("--check", help="load, run one request, exit 0/1")] = False,
-    log_file: Annotated[Path | None, typer.Option("--log-file", help="server log [default: in the cache]")
+    log_file: Annotated[Path | None, typer.Option("--log-file", help="server log (default: ~/.cache/vggx/logs/…)")
                         ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the model")] = 300.0,
 ) -> None:
