@@ -83,7 +83,7 @@ def run_perf_analyzer(pa: Path, url: str, shape: str, concurrency: int, interval
         report = Path(tmp) / "pa.csv"
         cmd = [str(pa), "-m", "vggx", "-u", url, "-i", "grpc", "--shape", f"lr:{shape}", "-b", "1",
                "--input-data", "random", "--concurrency-range", f"{concurrency}:{concurrency}",
-               "-p", str(interval_ms), "-s", "10", "-r", "10", "-f", str(report)]
+               "-p", str(interval_ms), "-s", "10", "-r", "20", "-f", str(report)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_pa_env(), timeout=900)
         if proc.returncode != 0:
             raise VggxError(f"perf_analyzer failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout[-500:]}")

@@ -9,7 +9,6 @@ that the caller closes.
 from __future__ import annotations
 
 import enum
-import hashlib
 import logging
 import os
 import threading
@@ -151,17 +150,11 @@ def default_cache_dir() -> Path:
     return Path(base) / "vggx"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached_onnx_path(checkpoint: Path, window: int, cache_dir: Path | None = None) -> Path:
     """Where the portable ONNX export of ``checkpoint`` at ``window`` is cached."""
-    sha = _file_sha256(checkpoint)
+    from vggx.checkpoint import file_sha256
+
+    sha = file_sha256(checkpoint)
     return (cache_dir or default_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}.onnx"
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vggx.checkpoint import file_sha256
 from vggx.errors import ConfigError, EngineBuildError, TensorRTNotInstalledError, VggxError
 from vggx.shapes import check_profile, format_size, parse_size, profile_shapes
 
@@ -168,14 +168,6 @@ def _gpu() -> tuple[str, str]:
     return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _mark_aot(model: Any) -> list[str]:
     """Give every vggx plugin node ``aot=1`` (the AOT implementation, TRT_NOTES.md §2); return their ops."""
     from onnx import helper
@@ -268,7 +260,7 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
         "optimization_level": config.optimization_level,
         "workspace_mib": config.workspace_mib,
         "checkpoint_sha256": meta.get("checkpoint_sha256", ""),
-        "onnx_sha256": _sha256(onnx_path),
+        "onnx_sha256": file_sha256(onnx_path),
         "metadata": meta,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }

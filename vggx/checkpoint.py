@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "FORMAT",
     "Checkpoint",
+    "file_sha256",
     "load_checkpoint",
     "model_metadata",
     "read_checkpoint",
@@ -54,10 +55,11 @@ class Checkpoint:
 
     @property
     def sha256(self) -> str:
-        return _sha256(self.path) if self.path else ""
+        return file_sha256(self.path) if self.path else ""
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (checkpoints, engines and ONNX files are keyed by it)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
