@@ -154,6 +154,11 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
 
         table = custom_translation_table()
     # portable: the plain compositions; trt: torch.ops.vggx.* (the plugin nodes)
+    # The exporter logs a warning per torchvision op it cannot register when torchvision is absent
+    # (vggx uses none): silence its logger for the duration, as its warnings are.
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
     with warnings.catch_warnings(), reference_ops(config.flavor is Flavor.PORTABLE), torch.no_grad():
         warnings.simplefilter("ignore")
         try:
@@ -164,6 +169,8 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
             )
         except Exception as exc:  # the exporter raises many types; report one
             raise ExportError(f"ONNX export failed: {exc}") from exc
+        finally:
+            exporter_log.setLevel(level)
     return program.model_proto
 
 
