@@ -5,7 +5,8 @@ Requests ``lr`` UINT8 [N, T, H, W, 3] -> ``sr`` UINT8 [N, T, s·H, s·W, 3]. Dyn
 ``execute`` several requests: those with the same H, W are concatenated along N and run as one batch.
 A bad request gets its own error response; it never fails the others or the server.
 
-Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python the stub runs.
+Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python the stub runs. The
+``torch`` backend's model (``vggx.export.triton_models.torch_gpu``) reuses this class.
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ def _error(message: str, code: str = "INVALID_ARG"):
 
 
 class TritonPythonModel:
-    def initialize(self, args: dict) -> None:
-        import onnxruntime as ort
+    """Parses the config, validates and batches requests; ``load`` returns what runs a batch.
 
+    The ``torch`` model (``torch_gpu.py``) subclasses this one and overrides ``load`` only.
+    """
+
+    ARTEFACT = "model.onnx"  # in the version folder, next to model.py
+    BACKEND = "python"  # the `vggx export --backend` that writes this model
+
+    def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.window = int(params["window"])
@@ -45,15 +52,22 @@ class TritonPythonModel:
         # a 4-window run costs ~10% more per window than single ones (benchmarks/SERVE_RESULTS.md).
         self.merge = params.get("merge_requests", "true") == "true"
         self.max_size = _size(params.get("max_size", "4096x4096"))
-        path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
+        path = os.path.join(args["model_repository"], args["model_version"], self.ARTEFACT)
         if not os.path.isfile(path):
-            raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend python")
+            raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend {self.BACKEND}")
+        self.run = self.load(path, params, args)
+
+    def load(self, path: str, params: dict[str, str], args: dict):
+        """Return a callable: uint8 ``[N, T, H, W, 3]`` -> uint8 ``[N, T, s·H, s·W, 3]``."""
+        import onnxruntime as ort
+
         options = ort.SessionOptions()
         threads = int(params.get("cpu_threads", "0"))
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        return lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
 
     def _validate(self, lr) -> str | None:
         """Why ``lr`` (one request's input, with its batch dim) is not a valid request, or None."""
@@ -90,8 +104,8 @@ class TritonPythonModel:
         for members in groups.values():
             batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
             try:
-                (sr,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: batch})
-            except Exception as exc:  # any ORT failure: these requests' error, not a crash
+                sr = self.run(batch)
+            except Exception as exc:  # any runtime failure (e.g. CUDA out of memory): these requests' error
                 for i, _ in members:
                     responses[i] = _error(f"inference failed: {exc}", "INTERNAL")
                 continue
@@ -103,4 +117,7 @@ class TritonPythonModel:
         return responses
 
     def finalize(self) -> None:
-        self.session = None
+        close = getattr(self.run, "close", None)
+        if close is not None:
+            close()
+        self.run = None
