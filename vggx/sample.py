@@ -19,8 +19,12 @@ __all__ = ["write_sample_clip"]
 
 
 def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] = (96, 144),
-                      fps: int = 24) -> Path:
-    """Render and encode the sample clip; returns ``path``."""
+                      fps: int = 24, ground_truth: bool = False) -> Path:
+    """Render and encode the sample clip; returns ``path``.
+
+    ``ground_truth``: write the ×4 original instead (lossless FFV1 in a ``.mkv``), the reference that
+    ``vggx evaluate`` downscales itself.
+    """
     import av
     import torch
 
@@ -39,13 +43,16 @@ def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] 
     vy = min(0.3, (src_h - hr_h - 8) / frames)
     mats = [np.array([[1.0, 0, 4 + vx * i], [0, 1.0, 4 + vy * i], [0, 0, 1.0]]) for i in range(frames)]
     with torch.no_grad():
-        lr = bicubic_downscale(_render(image, mats, (hr_h, hr_w)), 4).clamp(0, 1)
-    video = (lr.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+        hr = _render(image, mats, (hr_h, hr_w))
+        frames_out = hr if ground_truth else bicubic_downscale(hr, 4).clamp(0, 1)
+    video = (frames_out.permute(0, 2, 3, 1) * 255).round().byte().numpy()
+    if ground_truth:
+        return _write_lossless(path, video, fps)
     rate = 48000
     tmp = path.with_name(path.name + ".part")
     with av.open(str(tmp), "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps)
-        vs.width, vs.height, vs.pix_fmt = size[1], size[0], "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
         vs.options = {"crf": "16"}
         aus = out.add_stream("aac", rate=rate)
         aus.layout = "mono"
@@ -72,14 +79,34 @@ def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] 
     return path
 
 
+def _write_lossless(path: Path, video: np.ndarray, fps: int) -> Path:
+    import av
+
+    if path.suffix != ".mkv":
+        raise ValueError("the ground truth is written losslessly (FFV1): use a .mkv path")
+    tmp = path.with_name(path.name + ".part")
+    with av.open(str(tmp), "w", format="matroska") as out:
+        vs = out.add_stream("ffv1", rate=fps)
+        vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "bgr0"
+        for frame in video:
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+    tmp.replace(path)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
     parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--size", default="96x144", help="LR HxW (at most 100x152: the source is 427x640)")
+    parser.add_argument("--ground-truth", action="store_true",
+                        help="write the x4 original (lossless .mkv) instead, for `vggx evaluate`")
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
-    print(write_sample_clip(args.out, args.frames, (h, w)))
+    print(write_sample_clip(args.out, args.frames, (h, w), ground_truth=args.ground_truth))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,15 @@ def test_train_cli_refuses_to_clobber_and_resumes(tmp_path, monkeypatch):
     assert again.exit_code == 1 and "--resume" in again.output
     resumed = runner.invoke(cli.app, [*args[:4], "3", *args[5:], "--resume"])
     assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output
+
+
+def test_ssim_matches_scikit_image_and_is_chunk_independent():
+    from skimage.metrics import structural_similarity
+
+    torch.manual_seed(0)
+    a = torch.rand(3, 1, 64, 80, dtype=torch.float64)
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
+    ref = sum(structural_similarity(a[i, 0].numpy(), b[i, 0].numpy(), data_range=1.0, gaussian_weights=True,
+                                    sigma=1.5, use_sample_covariance=False) for i in range(3)) / 3
+    assert ssim(b, a) == pytest.approx(ref, abs=1e-9)
+    assert ssim(b, a, chunk=1) == pytest.approx(ssim(b, a, chunk=3), abs=1e-12)
