@@ -5,7 +5,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 # torch first and pinned: a CPU build lies on this kind of machine's disk; a bare `torch` would pull
-# a multi-GB CUDA build. GPU users install vggx into an environment that already has their torch.
+# a multi-GB CUDA build. GPU users: `make setup TORCH= VENV=path/to/env-with-your-torch` (an empty TORCH
+# installs no torch, so the environment's own CUDA build stays).
 TORCH  ?= torch==2.13.0
 EXTRAS ?= serve,train,kernels,test
 
@@ -14,7 +15,7 @@ EXTRAS ?= serve,train,kernels,test
 $(BIN)/vggx: pyproject.toml .ci/constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	if [ -n "$(TORCH)" ]; then $(BIN)/python -m pip install -q "$(TORCH)"; fi
 	$(BIN)/python -m pip install -q -c .ci/constraints.txt -e ".[$(EXTRAS)]"
 	@touch $@
 
