@@ -31,9 +31,9 @@ PA_RELEASE = "2.51.0"
 
 
 def _cache() -> Path:
-    from vggx.client.runners import default_cache_dir
+    from vggx.paths import cache_dir
 
-    return default_cache_dir() / f"perf_analyzer-{PA_RELEASE}"
+    return cache_dir() / f"perf_analyzer-{PA_RELEASE}"
 
 
 def fetch_perf_analyzer() -> Path:

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from vggx.errors import ConfigError, InferenceError, TensorRTNotInstalledError
+from vggx.paths import cache_dir as vggx_cache_dir
 
 from .model_info import ModelInfo
 
@@ -34,7 +35,6 @@ __all__ = [
     "TritonProtocol",
     "cached_onnx",
     "cached_onnx_path",
-    "default_cache_dir",
     "open_runner",
 ]
 
@@ -142,20 +142,12 @@ class _RunnerBase:
 # ----------------------------------------------------------------------------------------- onnxruntime
 
 
-def default_cache_dir() -> Path:
-    """``$VGGX_CACHE_DIR``, else ``$XDG_CACHE_HOME/vggx``, else ``~/.cache/vggx``."""
-    if os.environ.get("VGGX_CACHE_DIR"):
-        return Path(os.environ["VGGX_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vggx"
-
-
 def cached_onnx_path(checkpoint: Path, window: int, cache_dir: Path | None = None) -> Path:
     """Where the portable ONNX export of ``checkpoint`` at ``window`` is cached."""
     from vggx.checkpoint import file_sha256
 
     sha = file_sha256(checkpoint)
-    return (cache_dir or default_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}.onnx"
+    return (cache_dir or vggx_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}.onnx"
 
 
 def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -> Path:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vggx.errors import ServerError
+from vggx.paths import cache_dir
 
 __all__ = [
     "CheckResult",
@@ -145,13 +146,6 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
-
-
-def cache_dir() -> Path:
-    """vggx's cache folder: ``$VGGX_CACHE_DIR``, else ``$XDG_CACHE_HOME/vggx``, else ``~/.cache/vggx``."""
-    if os.environ.get("VGGX_CACHE_DIR"):
-        return Path(os.environ["VGGX_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggx"
 
 
 def _prepare_bundled_backends(install: TritonInstall) -> Path:
