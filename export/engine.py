@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import shlex
 import sys
 from collections.abc import Mapping
@@ -31,6 +30,7 @@ from typing import Any
 
 from vggx.checkpoint import file_sha256
 from vggx.errors import ConfigError, EngineBuildError, TensorRTNotInstalledError, VggxError
+from vggx.paths import write_atomic
 from vggx.shapes import check_profile, format_size, parse_size, profile_shapes
 
 from .onnx import INPUT_NAME, Precision
@@ -221,15 +221,6 @@ def _builder_config(trt: Any, builder: Any, config: EngineConfig, strongly_typed
     return cfg
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig) -> Path:
     """Build a TensorRT engine from ``onnx_path`` into ``plan_path`` (+ ``model.plan.json``); return the plan.
 
@@ -280,11 +271,11 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
         raise EngineBuildError("TensorRT could not build the engine (see its log above); try a smaller "
                                "--max-size/--max-batch or a larger workspace")
     plan_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(plan_path, bytes(plan))
-    _write_atomic(sidecar_path(plan_path), json.dumps(sidecar, indent=2).encode())
+    write_atomic(plan_path, bytes(plan))
+    write_atomic(sidecar_path(plan_path), json.dumps(sidecar, indent=2).encode())
     if config.timing_cache is not None:
         config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(config.timing_cache, bytes(cfg.get_timing_cache().serialize()))
+        write_atomic(config.timing_cache, bytes(cfg.get_timing_cache().serialize()))
     return plan_path
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vggx.errors import ExportError
+from vggx.paths import write_atomic
 from vggx.shapes import parse_size
 
 if TYPE_CHECKING:  # tritonclient is imported lazily (STYLE §10)
@@ -282,7 +283,7 @@ def write_model_repository(
             shutil.copyfile(artefact, staging / backend.artefact_name)
         staging.chmod(0o755)
         _replace_dir(staging, target)
-        _write_text_atomic(model_dir / CONFIG_FILE, text)
+        write_atomic(model_dir / CONFIG_FILE, text.encode())
     except OSError as exc:
         raise ExportError(f"writing the model repository at {model_dir} failed: {exc}") from exc
     finally:
@@ -346,10 +347,3 @@ def _replace_dir(src: Path, dst: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
