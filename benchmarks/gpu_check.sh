@@ -3,9 +3,10 @@
 #   benchmarks/gpu_check.sh OUT_DIR
 # 1. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
 #    CUDA-graph replay vs eager;
-# 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth);
+# 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs;
-# 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference.
+# 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
+#    then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt. Needs PyTorch with CUDA and
 # OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
 # (git-ignored; see benchmarks/README.md), nothing is downloaded.
@@ -44,12 +45,16 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 }
 
 # Steps run in OUT: from the repository root, `python -m` would import the source folder vggx/ (which
-# lacks the package-dir mapping) instead of the installed package.
-step gpu_tests 240 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
+# lacks the package-dir mapping) instead of the installed package. Budgets sum to < 8 minutes.
+step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
-step kernels 120 "$PY" -m vggx.benchmarks.kernels --json "$OUT/kernels.json"
-step gpu_model 150 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 \
+step kernels 120 "$PY" -m vggx.benchmarks.kernels --sweep --json "$OUT/kernels.json"
+step gpu_model 110 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 \
   --json "$OUT/gpu_model.json"
-step upscale_e2e 90 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
+# The README's sample clip (a photograph under a panning camera, with audio) through the real CLI.
+step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
+  time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \
+  && '$PY' -c 'import av; c = av.open(\"sample_x4.mp4\"); s = c.streams.video[0]; print(\"output\", s.width, s.height, s.frames)'"
 (cd "$OUT" && "$PY" -m vggx.benchmarks.gpu_summary "$OUT")

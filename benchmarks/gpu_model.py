@@ -23,6 +23,7 @@ def _variants(cfg_name: str, seed: int):
     import torch
 
     from vggx.client.cuda import CudaUpscaler
+    from vggx.export.fp16 import half_upscaler
     from vggx.generator import Generator, UInt8Upscaler, get_config
 
     torch.manual_seed(seed)
@@ -33,18 +34,21 @@ def _variants(cfg_name: str, seed: int):
                 p.normal_(0, 0.02)
     state = base.state_dict()
 
-    def module(fp16: bool):
+    def generator():
         g = Generator(get_config(cfg_name))
         g.load_state_dict(state)
-        m = UInt8Upscaler(g).eval().cuda()
-        m = m.half() if fp16 else m
-        return m.to(memory_format=torch.channels_last)
+        return g
+
+    def module(fp16: bool):
+        g = generator()
+        m = half_upscaler(g) if fp16 else UInt8Upscaler(g)  # FP16 = the FP16 ONNX graph's FP32 islands
+        return m.eval().cuda().to(memory_format=torch.channels_last)
 
     return {
         "fp32 eager": (module(False), True),
         "fp16 eager": (module(True), True),
         "fp16 + kernels": (module(True), False),
-        "fp16 + kernels + graphs": (CudaUpscaler(module(True), fp16=True), False),
+        "fp16 + kernels + graphs": (CudaUpscaler(UInt8Upscaler(generator()), fp16=True), False),
     }
 
 

@@ -1,6 +1,6 @@
 """Kernel benchmark: the vggx Triton kernels against the PyTorch compositions they replace.
 
-    python -m vggx.benchmarks.kernels [--json PATH] [--iters N]
+    python -m vggx.benchmarks.kernels [--json PATH] [--iters N] [--sweep]
 
 For each case it reports milliseconds, effective bandwidth (ideal bytes read + written / time)
 and that bandwidth as a share of the GPU's copy bandwidth, which it measures first (a
@@ -11,6 +11,9 @@ and that bandwidth as a share of the GPU's copy bandwidth, which it measures fir
   + the transpose back to [N, T, C, H, W].
 
 Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``).
+``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
+attention score-tile budgets and warps) on the FP16 cases, so the shipped tuning in
+``plugins/launch.py`` can be checked against its neighbours from one run.
 CUDA only: on a machine without a GPU it exits with a message and status 2.
 """
 
@@ -33,7 +36,7 @@ __all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench"]
 FLOW_WARP_CASES = [((8, 64, 180, 320), torch.float16), ((8, 64, 180, 320), torch.float32)]
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
-    for t in (8, 16)
+    for t in (8, 12, 16)
     for heads in (4,)
     for dtype in (torch.float16, torch.float32)
 ]
@@ -158,6 +161,50 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
     return copy_gbps, results
 
 
+SWEEP_FLOW_WARP = [
+    (block, c_block, warps) for block in (256, 512, 1024) for c_block in (8, 32) for warps in (4, 8)
+]
+SWEEP_ATTENTION = [(elems, warps) for elems in (4096, 8192, 16384) for warps in (4, 8)]
+
+
+def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
+    """Other launch geometries of both kernels on the FP16 cases: ms and % of copy for each."""
+    from vggx.plugins.flow_warp import launch_flow_warp
+    from vggx.plugins.launch import attention_tile, flow_warp_config
+    from vggx.plugins.temporal_attention import launch_temporal_attention
+
+    rows: list[dict] = []
+    gen = torch.Generator(device="cuda").manual_seed(1)
+    shape = (8, 64, 180, 320)
+    x = torch.randn(shape, device="cuda", generator=gen).half()
+    flow = (torch.randn((8, 2, 180, 320), device="cuda", generator=gen) * 8).half()
+    out = torch.empty_like(x)
+    nbytes = 2 * x.numel() * 2 + flow.numel() * 2
+    for block, c_block, warps in SWEEP_FLOW_WARP:
+        cfg = flow_warp_config(*shape, block=block, c_block=c_block, num_warps=warps)
+        ms = _time_ms(lambda cfg=cfg, x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out, config=cfg), iters)
+        rows.append({"op": "flow_warp", "shape": shape, "dtype": "float16", "block": block, "c_block": c_block,
+                     "num_warps": warps, "ms": round(ms, 4),
+                     "pct_of_copy": round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)})
+    del x, flow, out
+    for t in (8, 16):
+        qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()
+        out = qkv.new_empty((1, t, 64, 360, 640))
+        nbytes = (qkv.numel() + out.numel()) * 2
+        for elems, warps in SWEEP_ATTENTION:
+            tile = attention_tile(t, 16, score_elems=elems, num_warps=warps)
+            ms = _time_ms(
+                lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
+            )
+            rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, 360, 640), "dtype": "float16",
+                         "score_elems": elems, "q_block": tile.q_block, "p_block": tile.p_block,
+                         "num_warps": warps, "ms": round(ms, 4),
+                         "pct_of_copy": round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)})
+        del qkv, out
+        torch.cuda.empty_cache()
+    return rows
+
+
 def _print_table(copy_gbps: float, results: list[KernelResult]) -> None:
     print(f"GPU: {torch.cuda.get_device_name()}  copy bandwidth: {copy_gbps:,.0f} GB/s")
     head = f"{'op':<24}{'shape':<24}{'dtype':<9}{'kernel ms':>10}{'torch ms':>10}{'kernel %copy':>14}"
@@ -175,12 +222,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--iters", type=int, default=50, help="timed calls per case (median reported)")
+    parser.add_argument("--sweep", action="store_true", help="also time other launch geometries (FP16)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
     copy_gbps, results = run_kernel_bench(args.iters)
     _print_table(copy_gbps, results)
+    sweep = run_sweep(copy_gbps) if args.sweep else []
+    for row in sweep:
+        geometry = {k: v for k, v in row.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
+        print(f"sweep {row['op']:<24}{'x'.join(map(str, row['shape'])):<22}{geometry} "
+              f"{row['ms']:.3f} ms {row['pct_of_copy']:.1f}% of copy")
     if args.json:
         import triton
 
@@ -191,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "copy_gbps": round(copy_gbps, 1),
             "results": [asdict(r) for r in results],
+            "sweep": sweep,
         }
         with open(args.json, "w") as f:
             json.dump(payload, f, indent=2)

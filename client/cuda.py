@@ -2,8 +2,9 @@
 
 ``CudaUpscaler`` runs :class:`vggx.generator.UInt8Upscaler` on a CUDA device: uint8 frames go up
 through a pinned host buffer (an asynchronous copy), pre- and post-processing run on the GPU as in
-the ONNX graph, the model runs in FP16 with the FP32 islands the FP16 ONNX graph has (ChannelNorm,
-softmax and accumulation inside the attention kernel, flow coordinates inside the warp kernel), the
+the ONNX graph, the model runs in FP16 with the FP32 islands the FP16 ONNX graph has
+(:func:`vggx.export.fp16.half_upscaler`: the whole flow estimator, ChannelNorm, softmax and accumulation
+inside the attention kernel, flow coordinates inside the warp kernel), the
 two vggx ops run their OpenAI Triton kernels through ``torch.library``, and each input shape is
 captured once as a CUDA graph and replayed afterwards (the many small launches of attention,
 warping and the U-Net's low-resolution levels are what graphs save). Convolutions use
@@ -53,7 +54,8 @@ class CudaUpscaler:
     """Callable ``lr`` uint8 numpy ``(n, t, h, w, 3)`` -> ``sr`` uint8 numpy, on one CUDA device.
 
     Args:
-        module: a ``UInt8Upscaler`` (moved to the device, cast to FP16 when ``fp16``).
+        module: a ``UInt8Upscaler`` (moved to the device; with ``fp16`` its generator is copied into
+            :func:`~vggx.export.fp16.half_upscaler`, the FP16 graph with FP32 islands).
         fp16: run the generator in half precision (its FP32 islands stay FP32).
         cuda_graphs: capture one graph per input shape (at most ``max_graphs``, least recently used
             evicted); otherwise run eagerly with the same staging buffers.
@@ -65,10 +67,14 @@ class CudaUpscaler:
         import torch
 
         require_cuda()
+        # One shape per captured graph: let cuDNN time its algorithms once per shape (a process-wide cache).
+        torch.backends.cudnn.benchmark = True
         self.device = torch.device(device)
-        module = module.eval().to(self.device)
         if fp16:
-            module = module.half()
+            from vggx.export.fp16 import half_upscaler
+
+            module = half_upscaler(module.generator)
+        module = module.eval().to(self.device)
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.module = module

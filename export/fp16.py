@@ -47,7 +47,10 @@ def half_upscaler(generator: Generator) -> UInt8Upscaler:
 
     Returns an eval-mode module: uint8 ``(n, t, h, w, 3)`` -> uint8 ``(n, t, s*h, s*w, 3)``.
     """
-    gen = copy.deepcopy(generator).half().eval()
-    gen.flow = Float32Island(gen.flow)
+    gen = copy.deepcopy(generator)
+    flow = gen.flow.module if isinstance(gen.flow, Float32Island) else gen.flow  # idempotent
+    gen.flow = nn.Identity()  # kept out of .half(): its weights go to float32 at full precision
+    gen = gen.half().eval()
+    gen.flow = Float32Island(flow).eval()
     # The compute dtype is explicit: the first parameter belongs to the float32 flow island.
     return UInt8Upscaler(gen, dtype=torch.float16).eval()

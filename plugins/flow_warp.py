@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._triton import TritonKernel
-from .launch import flow_warp_config
+from .launch import KernelLaunch, flow_warp_config
 
 try:  # the kernel body needs triton.language only when it is compiled or interpreted
     import triton.language as tl
@@ -149,14 +149,16 @@ FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
 
 
 def launch_flow_warp(
-    x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None
+    x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None,
+    config: KernelLaunch | None = None,
 ) -> torch.Tensor:
     """Run the Triton kernel: ``x`` ``(b, c, h, w)``, ``flow`` ``(b, 2, h, w)`` -> ``out``.
 
     Tensors must be contiguous, on one device, FP32 or FP16 (``flow`` may differ from ``x``);
     ``out`` (allocated when None) has ``x``'s dtype. CUDA tensors run the compiled kernel on
     ``stream`` (a ``torch.cuda.Stream``, a raw ``cudaStream_t`` int, or None for the current
-    stream); CPU tensors run Triton's interpreter.
+    stream); CPU tensors run Triton's interpreter. ``config`` overrides the shipped launch geometry
+    (:func:`~vggx.plugins.launch.flow_warp_config` with other block sizes; the benchmark's sweep).
     """
     check_flow_warp_inputs(x, flow)
     for name, t in (("x", x), ("flow", flow)):
@@ -173,7 +175,7 @@ def launch_flow_warp(
     b, c, h, w = x.shape
     if x.numel() == 0:
         return out
-    cfg = flow_warp_config(b, c, h, w)
+    cfg = config or flow_warp_config(b, c, h, w)
     kernel = FLOW_WARP_KERNEL.for_device(x.device)
     with _on_stream(x.device, stream):
         kernel[cfg.grid](

@@ -69,17 +69,24 @@ class KernelLaunch:
         return self.num_warps * 32
 
 
-def flow_warp_grid(b: Any, c: Any, h: Any, w: Any, cdiv: Callable[[Any, int], Any] = cdiv) -> tuple:
+def flow_warp_grid(
+    b: Any, c: Any, h: Any, w: Any, cdiv: Callable[[Any, int], Any] = cdiv,
+    block: int = FLOW_WARP_BLOCK, c_block: int = FLOW_WARP_C_BLOCK,
+) -> tuple:
     """Programs along (pixels, batch, channel groups) for ``x`` ``(b, c, h, w)``."""
-    return (cdiv(h * w, FLOW_WARP_BLOCK), b, cdiv(c, FLOW_WARP_C_BLOCK))
+    return (cdiv(h * w, block), b, cdiv(c, c_block))
 
 
-def flow_warp_config(b: int, c: int, h: int, w: int) -> KernelLaunch:
-    """Launch of the flow_warp kernel for ``x`` ``(b, c, h, w)``."""
+def flow_warp_config(
+    b: int, c: int, h: int, w: int, block: int = FLOW_WARP_BLOCK, c_block: int = FLOW_WARP_C_BLOCK,
+    num_warps: int = FLOW_WARP_NUM_WARPS,
+) -> KernelLaunch:
+    """Launch of the flow_warp kernel for ``x`` ``(b, c, h, w)`` (the block sizes default to the
+    shipped tuning; the kernel benchmark's ``--sweep`` varies them)."""
     return KernelLaunch(
-        grid=flow_warp_grid(b, c, h, w),
-        num_warps=FLOW_WARP_NUM_WARPS,
-        constexprs={"BLOCK": FLOW_WARP_BLOCK, "C_BLOCK": FLOW_WARP_C_BLOCK},
+        grid=flow_warp_grid(b, c, h, w, block=block, c_block=c_block),
+        num_warps=num_warps,
+        constexprs={"BLOCK": block, "C_BLOCK": c_block},
     )
 
 
@@ -102,14 +109,17 @@ class AttentionTile:
     num_warps: int
 
 
-def attention_tile(t: int, d: int = 16) -> AttentionTile:
+def attention_tile(
+    t: int, d: int = 16, score_elems: int = _ATTENTION_SCORE_ELEMS, num_warps: int = _ATTENTION_NUM_WARPS
+) -> AttentionTile:
     """Tile for ``t`` frames and head dim ``d``: the [q_block, T_BLOCK, p_block] score tile stays at
-    ``_ATTENTION_SCORE_ELEMS`` fp32 values or fewer (registers, no spills), splitting the queries
-    before shrinking the pixel block below 32 (narrower rows waste DRAM sectors)."""
+    ``score_elems`` fp32 values or fewer (registers, no spills), splitting the queries before
+    shrinking the pixel block below 32 (narrower rows waste DRAM sectors). ``score_elems`` and
+    ``num_warps`` default to the shipped tuning; the kernel benchmark's ``--sweep`` varies them."""
     t_block = next_power_of_2(t)
     q_block = t_block
-    p_block = 128
-    while q_block * t_block * p_block > _ATTENTION_SCORE_ELEMS:
+    p_block = 128 if score_elems <= _ATTENTION_SCORE_ELEMS else 256  # larger budgets: wider pixel rows
+    while q_block * t_block * p_block > score_elems:
         if p_block > 32:
             p_block //= 2
         elif q_block > 4:
@@ -118,18 +128,21 @@ def attention_tile(t: int, d: int = 16) -> AttentionTile:
             p_block = max(8, p_block // 2)
             if p_block == 8:
                 break
-    return AttentionTile(q_block=q_block, p_block=p_block, num_warps=_ATTENTION_NUM_WARPS)
+    return AttentionTile(q_block=q_block, p_block=p_block, num_warps=num_warps)
 
 
 def attention_grid(
-    n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv, d: int = 16
+    n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv, d: int = 16,
+    tile: AttentionTile | None = None,
 ) -> tuple:
     """Programs along (query blocks x pixel blocks, heads, batch); ``t`` and ``d`` are plain ints."""
-    tile = attention_tile(t, d)
+    tile = tile or attention_tile(t, d)
     return (cdiv(h * w, tile.p_block) * (-(-t // tile.q_block)), heads, n)
 
 
-def attention_config(n: int, t: int, c: int, h: int, w: int, heads: int) -> KernelLaunch:
+def attention_config(
+    n: int, t: int, c: int, h: int, w: int, heads: int, tile: AttentionTile | None = None
+) -> KernelLaunch:
     """Launch of the temporal-attention kernel for ``qkv`` ``(n, t, 3c, h, w)``.
 
     One program owns ``P_BLOCK`` pixels of one (batch, head), ``Q_BLOCK`` query frames and all T
@@ -140,9 +153,9 @@ def attention_config(n: int, t: int, c: int, h: int, w: int, heads: int) -> Kern
         raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
     d = c // heads
     check_attention_limits(t, d)
-    tile = attention_tile(t, d)
+    tile = tile or attention_tile(t, d)
     return KernelLaunch(
-        grid=attention_grid(n, t, h, w, heads, d=d),
+        grid=attention_grid(n, t, h, w, heads, d=d, tile=tile),
         num_warps=tile.num_warps,
         constexprs={
             "D": d,

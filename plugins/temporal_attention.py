@@ -17,7 +17,7 @@ import torch
 
 from ._triton import TritonKernel
 from .flow_warp import KERNEL_DTYPES, _on_stream
-from .launch import ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_T, attention_config
+from .launch import ATTENTION_MAX_HEAD_DIM, ATTENTION_MAX_T, AttentionTile, attention_config
 
 try:  # the kernel body needs triton.language only when it is compiled or interpreted
     import triton.language as tl
@@ -145,20 +145,23 @@ TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)
 
 
 def launch_temporal_attention(
-    qkv: torch.Tensor, heads: int, out: torch.Tensor | None = None, stream: Any = None
+    qkv: torch.Tensor, heads: int, out: torch.Tensor | None = None, stream: Any = None,
+    tile: AttentionTile | None = None,
 ) -> torch.Tensor:
     """Run the Triton kernel: ``qkv`` ``(n, t, 3c, h, w)`` -> ``out`` ``(n, t, c, h, w)``.
 
     ``qkv`` must be contiguous FP32 or FP16; T <= 32 and ``c / heads`` <= 64, else ``ValueError``
     with the limit. CUDA tensors run the compiled kernel on ``stream`` (``torch.cuda.Stream``, raw
     ``cudaStream_t`` int, or None for the current stream); CPU tensors run Triton's interpreter.
+    ``tile`` overrides the shipped tiling (:func:`~vggx.plugins.launch.attention_tile`; the
+    benchmark's sweep).
     """
     n, t, c, h, w, _ = check_temporal_attention_inputs(qkv, heads)
     if qkv.dtype not in KERNEL_DTYPES:
         raise ValueError(f"temporal_attention kernel: qkv must be float32 or float16, got {qkv.dtype}")
     if not qkv.is_contiguous():
         raise ValueError("temporal_attention kernel: qkv must be contiguous")
-    cfg = attention_config(n, t, c, h, w, heads)
+    cfg = attention_config(n, t, c, h, w, heads, tile=tile)
     shape = (n, t, c, h, w)
     if out is None:
         out = qkv.new_empty(shape)

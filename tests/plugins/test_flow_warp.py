@@ -90,6 +90,16 @@ class TestKernel:
             expected = flow_warp_reference(x, flow)
             torch.testing.assert_close(launch_flow_warp(x, flow), expected, atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("block", "c_block", "warps"), [(256, 8, 8), (1024, 32, 4), (64, 3, 2)])
+    def test_other_launch_geometries_agree(self, gen, block, c_block, warps):
+        """The benchmark's sweep launches other block sizes: each still covers every pixel and channel."""
+        from vggx.plugins.launch import flow_warp_config
+
+        x, flow = _inputs(gen, 2, 37, 13, 29, 5.0)
+        cfg = flow_warp_config(2, 37, 13, 29, block=block, c_block=c_block, num_warps=warps)
+        torch.testing.assert_close(launch_flow_warp(x, flow, config=cfg), flow_warp_reference(x, flow),
+                                   atol=1e-5, rtol=0)
+
     def test_writes_into_out(self, gen):
         x, flow = _inputs(gen, 1, 2, 5, 6, 1.0)
         out = torch.full_like(x, float("nan"))

@@ -57,6 +57,29 @@ def test_attention_reads_each_input_once_up_to_16_frames():
         assert attention_tile(t).q_block >= t
 
 
+@pytest.mark.parametrize("elems", [1024, 4096, 8192, 16384])
+@pytest.mark.parametrize("t", [1, 5, 8, 12, 16, 32])
+def test_attention_tile_budgets(t, elems):
+    tile = attention_tile(t, score_elems=elems, num_warps=8)
+    tb = next_power_of_2(t)
+    assert tile.num_warps == 8 and tile.p_block in (8, 16, 32, 64, 128, 256)
+    assert tile.q_block * tb * tile.p_block <= elems or tile.p_block == 8  # budget kept unless at the floor
+    cfg = attention_config(1, t, 64, 36, 64, 4, tile=tile)
+    assert cfg.num_warps == 8 and cfg.constexprs["P_BLOCK"] == tile.p_block
+    assert cfg.grid == (cdiv(36 * 64, tile.p_block) * cdiv(t, tile.q_block), 4, 1)
+
+
+def test_attention_default_tile_is_the_shipped_budget():
+    assert attention_tile(8) == attention_tile(8, score_elems=8192, num_warps=4)
+    assert attention_tile(8, score_elems=16384).p_block == 256
+
+
+def test_flow_warp_geometry_override():
+    cfg = flow_warp_config(2, 37, 13, 29, block=256, c_block=8, num_warps=8)
+    assert cfg.grid == (cdiv(13 * 29, 256), 2, cdiv(37, 8)) and cfg.num_warps == 8
+    assert cfg.constexprs == {"BLOCK": 256, "C_BLOCK": 8}
+
+
 def test_attention_large_head_dims_do_not_unroll():
     assert attention_config(1, 8, 128, 4, 4, 2).constexprs["UNROLL"] == 1
 

@@ -86,6 +86,16 @@ class TestKernel:
             expected = temporal_attention_reference(qkv, heads)
             torch.testing.assert_close(launch_temporal_attention(qkv, heads), expected, atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("t", "elems", "warps"), [(8, 4096, 8), (12, 16384, 4), (16, 1024, 2)])
+    def test_other_tiles_agree(self, gen, t, elems, warps):
+        """The benchmark's sweep launches other score-tile budgets: each still covers every query and pixel."""
+        from vggx.plugins.launch import attention_tile
+
+        qkv = _qkv(gen, 2, t, 8, 5, 43)
+        tile = attention_tile(t, 4, score_elems=elems, num_warps=warps)
+        torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
+                                   temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
+
     def test_large_scores_do_not_overflow(self, gen):
         qkv = _qkv(gen, 1, 9, 4, 2, 2, scale=30.0)
         out = launch_temporal_attention(qkv, 1)
