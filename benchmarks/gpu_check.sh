@@ -48,11 +48,14 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 # lacks the package-dir mapping) instead of the installed package. Budgets sum to < 8 minutes.
 step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
-step kernels 120 "$PY" -m vggx.benchmarks.kernels --sweep --json "$OUT/kernels.json"
-step gpu_model 110 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 \
+step kernels 150 "$PY" -m vggx.benchmarks.kernels --sweep --json "$OUT/kernels.json"
+step gpu_model 110 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
   --json "$OUT/gpu_model.json"
+# End to end with the encoder's default quality preset (medium), then with veryfast.
 step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
+step upscale_e2e_veryfast 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --size 180x320 --frames 96 --repeats 2 --preset veryfast --json "$OUT/upscale_e2e_veryfast.json"
 # The README's sample clip (a photograph under a panning camera, with audio) through the real CLI.
 step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
   time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \

@@ -49,11 +49,31 @@ def _variants(cfg_name: str, seed: int):
         "fp16 eager": (module(True), True),
         "fp16 + kernels": (module(True), False),
         "fp16 + kernels + graphs": (CudaUpscaler(UInt8Upscaler(generator()), fp16=True), False),
+        "fp16 + kernels + graphs, NCHW": (
+            CudaUpscaler(UInt8Upscaler(generator()), fp16=True, channels_last=False), False),
     }
 
 
+def _profile(run, rows: int) -> list[dict]:
+    """GPU time per kernel (self time, summed over two calls of ``run``), the largest ``rows`` of them."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    run()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(2):
+            run()
+        torch.cuda.synchronize()
+    events = [e for e in prof.key_averages() if getattr(e, "self_device_time_total", 0) > 0]
+    total = sum(e.self_device_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_device_time_total, reverse=True)
+    return [{"kernel": e.key[:120], "ms_per_window": e.self_device_time_total / 2e3, "calls_per_window": e.count // 2,
+             "share": e.self_device_time_total / total} for e in events[:rows]]
+
+
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
-                        iters: int = 10, seed: int = 0) -> dict:
+                        iters: int = 10, seed: int = 0, profile_rows: int = 0) -> dict:
     import torch
 
     from vggx.benchmarks.bench import device_peak_gflops
@@ -102,13 +122,23 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
             "ms_per_window": ms, "p90_ms": float(np.percentile(ts, 90)), "frames_per_s": window / (ms / 1e3),
             "tflops": tflops, "share_of_peak": tflops * 1e3 / peak_gflops,
         }
+    profiles = {}
+    if profile_rows:  # where the time goes, per kernel (eager: a replayed graph hides its kernels)
+        for name in ("fp16 eager", "fp16 + kernels"):
+            model, reference = variants[name]
+
+            def run(model=model, reference=reference):
+                with reference_ops(reference), torch.inference_mode():
+                    model(lr_dev)
+
+            profiles[name] = _profile(run, profile_rows)
     eager16 = rows["fp16 eager"]["ms_per_window"]
     for r in rows.values():
         r["speedup_vs_fp16_eager"] = eager16 / r["ms_per_window"]
     return {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__, "config": config,
         "lr_size": [h, w], "window": window, "gflops_per_frame": cost.gflops_per_frame,
-        "peak_tflops": peak_gflops / 1e3, "peak_source": peak_source, "variants": rows,
+        "peak_tflops": peak_gflops / 1e3, "peak_source": peak_source, "variants": rows, "profiles": profiles,
     }
 
 
@@ -121,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr-size", default="180x320")
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="also list the ROWS kernels that take the most GPU time (FP16 eager, + kernels)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     try:
-        result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters)
+        result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,
+                                     profile_rows=args.profile)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -132,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:26s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:8.1f} frames/s "
               f"{r['tflops']:7.1f} TFLOP/s ({100 * r['share_of_peak']:.1f}% of peak) "
               f"×{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager")
+    for name, table in result["profiles"].items():
+        print(f"-- {name}: kernels by GPU time per window")
+        for r in table:
+            print(f"  {r['ms_per_window']:8.3f} ms {100 * r['share']:5.1f}% x{r['calls_per_window']:<4d} {r['kernel']}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

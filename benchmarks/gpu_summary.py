@@ -25,7 +25,7 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", "upscale_e2e"):
+    for name in ("kernels", "gpu_model", "upscale_e2e", "upscale_e2e_veryfast"):
         result[name] = _load(out / f"{name}.json")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
@@ -39,10 +39,30 @@ def summarise(out: Path) -> dict:
             lines.append(f"  {k:26s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:7.1f} fps "
                          f"{r['tflops']:6.1f} TFLOP/s ({100 * r['share_of_peak']:.1f}% of peak) "
                          f"x{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager")
-    if result["kernels"]:
-        lines.append("kernels: " + json.dumps(result["kernels"])[:2000])
-    if result["upscale_e2e"]:
-        lines.append("upscale e2e: " + json.dumps(result["upscale_e2e"])[:1000])
+    kernels = result["kernels"]
+    if kernels:
+        lines.append(f"kernels on {kernels['gpu']} (copy {kernels['copy_gbps']:.0f} GB/s), % of copy bandwidth:")
+        for r in kernels["results"]:
+            lines.append(f"  {r['op']:<30} {'x'.join(map(str, r['shape'])):<20} {r['dtype']:<8} kernel "
+                         f"{r['kernel_ms']:7.3f} ms {r['kernel_pct_of_copy']:5.1f}%  torch {r['torch_ms']:7.3f} ms "
+                         f"{r['torch_pct_of_copy']:5.1f}%  x{r['speedup']:.2f}  max err {r['max_err']:.1e}")
+        best: dict = {}
+        for r in kernels.get("sweep", []):
+            key = (r["op"], tuple(r["shape"]))
+            if key not in best or r["ms"] < best[key]["ms"]:
+                best[key] = r
+        for (op, shape), r in best.items():
+            geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
+            lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} fp16: {r['ms']:.3f} ms "
+                         f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
+    for name in ("upscale_e2e", "upscale_e2e_veryfast"):
+        e2e = result[name]
+        if e2e:
+            n, enc = e2e["frames"], (e2e.get("encode_only_s") or [float("nan")])[0]
+            lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}: "
+                         f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
+                         f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
+                         f"fps, ratio {e2e['ratio']:.3f}")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return result

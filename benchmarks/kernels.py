@@ -6,13 +6,15 @@ For each case it reports milliseconds, effective bandwidth (ideal bytes read + w
 and that bandwidth as a share of the GPU's copy bandwidth, which it measures first (a
 ``clone`` of a 1 GiB tensor: read + write). The compositions are the obvious PyTorch code:
 
-- flow_warp: build the sampling grid (in the input dtype, as FP16 code would) + ``grid_sample``;
+- flow_warp: build the sampling grid (in the input dtype, as FP16 code would) + ``grid_sample``, on
+  NCHW and channels_last features (the layout of the CUDA fast path's convolutions), with a smooth
+  flow (as optical flow is) and with per-pixel noise (the gathers' worst case);
 - temporal attention: transposes to (pixels, heads, T, d) + ``scaled_dot_product_attention``
   + the transpose back to [N, T, C, H, W].
 
 Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``).
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
-attention score-tile budgets and warps) on the FP16 cases, so the shipped tuning in
+attention tiles, warps and unrolling) on the FP16 cases, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
 CUDA only: on a machine without a GPU it exits with a message and status 2.
 """
@@ -33,7 +35,13 @@ import torch.nn.functional as F
 
 __all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench"]
 
-FLOW_WARP_CASES = [((8, 64, 180, 320), torch.float16), ((8, 64, 180, 320), torch.float32)]
+# (shape, dtype, memory layout of x and out, flow field). "noise": i.i.d. N(0, 8 px) per pixel, the worst
+# case for the gathers' locality; "smooth": the same magnitude varying over ~16 px, as optical flow does.
+FLOW_WARP_CASES = [
+    ((8, 64, 180, 320), dtype, layout, kind)
+    for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
+    for dtype in (torch.float16, torch.float32)
+]
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
     for t in (8, 12, 16)
@@ -83,6 +91,14 @@ def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
+def _flow_field(b: int, h: int, w: int, kind: str, gen: torch.Generator, pixels: float = 8.0) -> torch.Tensor:
+    """A float32 flow ``(b, 2, h, w)``: i.i.d. noise, or smooth (bicubic from a 1/16-resolution field)."""
+    if kind == "noise":
+        return torch.randn((b, 2, h, w), device="cuda", generator=gen) * pixels
+    coarse = torch.randn((b, 2, -(-h // 16) + 1, -(-w // 16) + 1), device="cuda", generator=gen) * pixels
+    return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
+
+
 def _flow_warp_torch(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """The plain PyTorch composition, all in the input dtype."""
     _, _, h, w = x.shape
@@ -130,16 +146,18 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
     copy_gbps = copy_gbps or measure_copy_bandwidth()
     results = []
     gen = torch.Generator(device="cuda").manual_seed(0)
-    for shape, dtype in FLOW_WARP_CASES:
+    for shape, dtype, layout, kind in FLOW_WARP_CASES:
         b, c, h, w = shape
         x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
-        flow = (torch.randn((b, 2, h, w), device="cuda", generator=gen) * 8).to(dtype)
+        if layout == "channels_last":
+            x = x.to(memory_format=torch.channels_last)
+        flow = _flow_field(b, h, w, kind, gen).to(dtype)
         out = torch.empty_like(x)
         nbytes = 2 * x.numel() * x.element_size() + flow.numel() * flow.element_size()
         k_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters)
         t_ms = _time_ms(lambda x=x, flow=flow: _flow_warp_torch(x, flow), iters)
         err = (launch_flow_warp(x, flow).float() - flow_warp_reference(x.float(), flow.float())).abs().max()
-        results.append(_result("flow_warp", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
         del x, flow, out
     for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
         qkv = torch.randn((n, t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
@@ -161,44 +179,52 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
     return copy_gbps, results
 
 
-SWEEP_FLOW_WARP = [
-    (block, c_block, warps) for block in (256, 512, 1024) for c_block in (8, 32) for warps in (4, 8)
+SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
+SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
+# (scores per thread, warps, pixels per thread, unroll): the shipped tile and its neighbours.
+SWEEP_ATTENTION = [
+    (None, 4, 1, None), (64, 4, 1, None), (64, 4, 1, 1), (32, 4, 1, None), (32, 4, 1, 4), (32, 2, 1, None),
+    (32, 8, 1, None), (16, 4, 1, None), (16, 4, 2, None),
 ]
-SWEEP_ATTENTION = [(elems, warps) for elems in (4096, 8192, 16384) for warps in (4, 8)]
 
 
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     """Other launch geometries of both kernels on the FP16 cases: ms and % of copy for each."""
     from vggx.plugins.flow_warp import launch_flow_warp
-    from vggx.plugins.launch import attention_tile, flow_warp_config
+    from vggx.plugins.launch import attention_tile, flow_warp_config, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention
 
     rows: list[dict] = []
     gen = torch.Generator(device="cuda").manual_seed(1)
     shape = (8, 64, 180, 320)
     x = torch.randn(shape, device="cuda", generator=gen).half()
-    flow = (torch.randn((8, 2, 180, 320), device="cuda", generator=gen) * 8).half()
-    out = torch.empty_like(x)
+    flow = _flow_field(8, 180, 320, "smooth", gen).half()
     nbytes = 2 * x.numel() * 2 + flow.numel() * 2
-    for block, c_block, warps in SWEEP_FLOW_WARP:
-        cfg = flow_warp_config(*shape, block=block, c_block=c_block, num_warps=warps)
-        ms = _time_ms(lambda cfg=cfg, x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out, config=cfg), iters)
-        rows.append({"op": "flow_warp", "shape": shape, "dtype": "float16", "block": block, "c_block": c_block,
-                     "num_warps": warps, "ms": round(ms, 4),
-                     "pct_of_copy": round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)})
-    del x, flow, out
-    for t in (8, 16):
+    for layout, geometries in (("nchw", SWEEP_FLOW_WARP), ("channels_last", SWEEP_FLOW_WARP_NHWC)):
+        xl = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
+        out = torch.empty_like(xl)
+        for block, c_block, warps in geometries:
+            make = flow_warp_nhwc_config if layout == "channels_last" else flow_warp_config
+            cfg = make(*shape, block, c_block, warps)
+            ms = _time_ms(
+                lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg), iters
+            )
+            rows.append({"op": f"flow_warp[{layout},smooth]", "shape": shape, "dtype": "float16", "block": block,
+                         "c_block": c_block, "num_warps": warps, "ms": round(ms, 4),
+                         "pct_of_copy": round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)})
+    del x, flow, out, xl
+    for t in (8, 12, 16):
         qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()
         out = qkv.new_empty((1, t, 64, 360, 640))
         nbytes = (qkv.numel() + out.numel()) * 2
-        for elems, warps in SWEEP_ATTENTION:
-            tile = attention_tile(t, 16, score_elems=elems, num_warps=warps)
+        for spt, warps, ppt, unroll in SWEEP_ATTENTION:
+            tile = attention_tile(t, 16, scores_per_thread=spt, num_warps=warps, pixels_per_thread=ppt, unroll=unroll)
             ms = _time_ms(
                 lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
             )
             rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, 360, 640), "dtype": "float16",
-                         "score_elems": elems, "q_block": tile.q_block, "p_block": tile.p_block,
-                         "num_warps": warps, "ms": round(ms, 4),
+                         "q_block": tile.q_block, "p_block": tile.p_block, "num_warps": warps,
+                         "unroll": unroll or 16, "ms": round(ms, 4),
                          "pct_of_copy": round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)})
         del qkv, out
         torch.cuda.empty_cache()

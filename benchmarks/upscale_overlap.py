@@ -36,6 +36,7 @@ from vggx.client.pipeline import upscale_frames
 from vggx.client.windows import default_context, plan_tiles, plan_windows
 from vggx.shapes import parse_size
 from vggx.video import open_video
+from vggx.video.encode import EncodeConfig, VideoWriter
 
 __all__ = ["OverlapResult", "main", "measure_overlap"]
 
@@ -51,6 +52,7 @@ class OverlapResult:
     concurrency: int
     inference_s: list[float]
     end_to_end_s: list[float]
+    preset: str = "medium"
     encode_only_s: list[float] = ()  # encoding the upscaled frames alone: the encoder's ceiling
 
     @property
@@ -111,15 +113,13 @@ def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int) 
     return time.perf_counter() - t0, outputs
 
 
-def _time_encode(outputs: list[np.ndarray], path: Path) -> float:
+def _time_encode(outputs: list[np.ndarray], path: Path, encode: EncodeConfig) -> float:
     """Seconds to encode the upscaled frames alone (the pipeline's encoder settings): the encoder's ceiling."""
     from fractions import Fraction
 
-    from vggx.video.encode import EncodeConfig, VideoWriter
-
     h, w = outputs[0].shape[1:3]
     t0 = time.perf_counter()
-    with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), EncodeConfig()) as writer:
+    with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), encode) as writer:
         pts = 0
         for window in outputs:
             for image in window:
@@ -129,7 +129,7 @@ def _time_encode(outputs: list[np.ndarray], path: Path) -> float:
 
 
 def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeats: int = 3,
-                    workdir: Path | None = None) -> OverlapResult:
+                    workdir: Path | None = None, encode: EncodeConfig | None = None) -> OverlapResult:
     """Time pure inference and end-to-end upscaling of ``video`` with ``runner`` (see the module doc)."""
     with open_video(video) as reader:
         frames = [f.image for f in reader]
@@ -143,14 +143,15 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
             seconds, outputs = _time_inference(runner, frames, concurrency)
             inference.append(seconds)
             t0 = time.perf_counter()
-            upscale(UpscaleConfig(video, out, concurrency=concurrency), runner=runner)
+            upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode or EncodeConfig()), runner=runner)
             end_to_end.append(time.perf_counter() - t0)
-        encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4")]
+        encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4", encode or EncodeConfig())]
     return OverlapResult(
         backend=runner.description, frames=len(frames), lr_size=(h, w), window=info.window,
         windows=len(plan_windows(len(frames), info.window)), concurrency=concurrency,
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only,
+        preset=(encode.preset if encode else None) or "medium",
     )
 
 
@@ -180,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="CPU threads of in-process backends")
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--preset", help="x264 speed preset of the output (default: the encoder's, medium)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.backend == "torch":
@@ -191,14 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                             protocol=TritonProtocol(args.protocol))
     with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:
         video = args.input or _synthetic_clip(Path(tmp) / "clip.mp4", args.frames, parse_size(args.size))
-        result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats)
+        result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats,
+                                 encode=EncodeConfig(preset=args.preset))
     env = _environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()))
     inf, e2e = sorted(result.inference_s), sorted(result.end_to_end_s)
     p90 = lambda xs: xs[min(len(xs) - 1, int(0.9 * len(xs)))]
     print(f"{result.backend}: {result.frames} frames {result.lr_size[0]}x{result.lr_size[1]} -> x4, window "
           f"{result.window}, {result.windows} windows x {result.tiles_per_window} tile(s), concurrency "
-          f"{result.concurrency}")
+          f"{result.concurrency}, x264 preset {result.preset}")
     print(f"pure inference  median {statistics.median(inf):.2f} s  p90 {p90(inf):.2f} s  "
           f"({result.frames / statistics.median(inf):.2f} fps)")
     print(f"end to end      median {statistics.median(e2e):.2f} s  p90 {p90(e2e):.2f} s  "

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ._triton import TritonKernel
-from .launch import KernelLaunch, flow_warp_config
+from .launch import KernelLaunch, flow_warp_config, flow_warp_nhwc_config
 
 try:  # the kernel body needs triton.language only when it is compiled or interpreted
     import triton.language as tl
@@ -29,8 +29,10 @@ __all__ = [
     "FLOW_WARP_KERNEL",
     "check_flow_warp_inputs",
     "flow_warp_kernel",
+    "flow_warp_nhwc_kernel",
     "flow_warp_reference",
     "flow_warp_triton",
+    "is_channels_last",
     "launch_flow_warp",
 ]
 
@@ -148,49 +150,142 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
 FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
 
 
+def flow_warp_nhwc_kernel(
+    x_ptr, flow_ptr, C, H, W, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr
+):
+    """Triton kernel of ``vggx::flow_warp`` for channels-last ``x`` and ``out`` ([B, H, W, C] in memory).
+
+    Grid ``(cdiv(H*W, P_BLOCK), B, cdiv(C, C_BLOCK))``: a program turns the flow of ``P_BLOCK``
+    pixels into bilinear taps once (the same float32 steps as :func:`flow_warp_kernel`) and gathers
+    each tap as a ``[P_BLOCK, C_BLOCK]`` tile whose channels are contiguous in memory, so a tap is
+    one vector load per pixel instead of one scalar load per channel plane. ``flow`` may be in
+    either layout: its element (b, k, pixel p) is at ``b * flow_sb + k * flow_sc + p * flow_sp``.
+    This is the kernel of PyTorch's ``channels_last`` models (the CUDA fast path); the TensorRT
+    plugin keeps the NCHW kernel, whose linear format TensorRT hands it.
+    """
+    pid_p = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    pid_c = tl.program_id(2)
+    hw = H * W
+    offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
+    inside = offs < hw
+    yy = offs // W
+    xx = offs - yy * W
+
+    flow_base = flow_ptr + b * flow_sb
+    fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+    fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+    wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
+    hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
+    gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
+    gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
+    ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
+    iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
+    x0f = tl.floor(ix)
+    y0f = tl.floor(iy)
+    wx = ix - x0f
+    ex = 1.0 - wx
+    wy = iy - y0f
+    ey = 1.0 - wy
+    x0 = x0f.to(tl.int32)
+    y0 = y0f.to(tl.int32)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x1 >= 0) & (x1 < W)
+    in_y0 = inside & (y0 >= 0) & (y0 < H)
+    in_y1 = inside & (y1 >= 0) & (y1 < H)
+
+    chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
+    c_ok = (chans < C)[None, :]
+    cols = chans[None, :]
+    plane = x_ptr + b * hw * C
+    o_nw = (y0 * W + x0).to(tl.int64) * C
+    v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
+    v_ne = tl.load(plane + (o_nw + C)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
+    o_sw = o_nw + W * C
+    v_sw = tl.load(plane + o_sw[:, None] + cols, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
+    v_se = tl.load(plane + (o_sw + C)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
+    val = (
+        v_nw.to(tl.float32) * (ey * ex)[:, None]
+        + v_ne.to(tl.float32) * (ey * wx)[:, None]
+        + v_sw.to(tl.float32) * (wy * ex)[:, None]
+        + v_se.to(tl.float32) * (wy * wx)[:, None]
+    )
+    dst = out_ptr + b * hw * C + (offs.to(tl.int64) * C)[:, None] + cols
+    tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & c_ok)
+
+
+FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel)
+
+
+def is_channels_last(x: torch.Tensor) -> bool:
+    """True for a 4-D tensor laid out [B, H, W, C] in memory that is not also plain contiguous."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def launch_flow_warp(
     x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None,
     config: KernelLaunch | None = None,
 ) -> torch.Tensor:
     """Run the Triton kernel: ``x`` ``(b, c, h, w)``, ``flow`` ``(b, 2, h, w)`` -> ``out``.
 
-    Tensors must be contiguous, on one device, FP32 or FP16 (``flow`` may differ from ``x``);
-    ``out`` (allocated when None) has ``x``'s dtype. CUDA tensors run the compiled kernel on
+    Tensors must be contiguous or channels_last (``x`` channels_last runs the channels-last kernel,
+    :func:`flow_warp_nhwc_kernel`), on one device, FP32 or FP16 (``flow`` may differ from ``x``);
+    ``out`` (allocated when None) has ``x``'s dtype and layout. CUDA tensors run the compiled kernel on
     ``stream`` (a ``torch.cuda.Stream``, a raw ``cudaStream_t`` int, or None for the current
     stream); CPU tensors run Triton's interpreter. ``config`` overrides the shipped launch geometry
     (:func:`~vggx.plugins.launch.flow_warp_config` with other block sizes; the benchmark's sweep).
     """
     check_flow_warp_inputs(x, flow)
+    nhwc = is_channels_last(x)
     for name, t in (("x", x), ("flow", flow)):
         if t.dtype not in KERNEL_DTYPES:
             raise ValueError(f"flow_warp kernel: {name} must be float32 or float16, got {t.dtype}")
-        if not t.is_contiguous():
-            raise ValueError(f"flow_warp kernel: {name} must be contiguous")
+    if not (x.is_contiguous() or nhwc):
+        raise ValueError("flow_warp kernel: x must be contiguous or channels_last")
+    if not (flow.is_contiguous() or is_channels_last(flow)):
+        raise ValueError("flow_warp kernel: flow must be contiguous or channels_last")
     if flow.device != x.device:
         raise ValueError(f"flow_warp kernel: x is on {x.device}, flow on {flow.device}")
+    layout = torch.channels_last if nhwc else torch.contiguous_format
     if out is None:
-        out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    elif out.shape != x.shape or out.dtype != x.dtype or not out.is_contiguous() or out.device != x.device:
-        raise ValueError(f"flow_warp kernel: out must be a contiguous {x.dtype} {tuple(x.shape)} like x")
+        out = torch.empty_like(x, memory_format=layout)
+    elif (out.shape != x.shape or out.dtype != x.dtype or out.device != x.device
+          or not out.is_contiguous(memory_format=layout)):
+        raise ValueError(f"flow_warp kernel: out must be a {x.dtype} {tuple(x.shape)} laid out like x")
     b, c, h, w = x.shape
     if x.numel() == 0:
         return out
-    cfg = config or flow_warp_config(b, c, h, w)
-    kernel = FLOW_WARP_KERNEL.for_device(x.device)
     with _on_stream(x.device, stream):
-        kernel[cfg.grid](
-            x, flow, c, h, w, out, num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs
-        )
+        if nhwc:
+            cfg = config or flow_warp_nhwc_config(b, c, h, w)
+            kernel = FLOW_WARP_NHWC_KERNEL.for_device(x.device)
+            kernel[cfg.grid](
+                x, flow, c, h, w, flow.stride(0), flow.stride(1), flow.stride(3), out,
+                num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs,
+            )
+        else:
+            cfg = config or flow_warp_config(b, c, h, w)
+            kernel = FLOW_WARP_KERNEL.for_device(x.device)
+            kernel[cfg.grid](
+                x, flow, c, h, w, out, num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs
+            )
     return out
 
 
 def flow_warp_triton(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """:func:`launch_flow_warp` on contiguous copies; the CUDA implementation of ``vggx::flow_warp``."""
+    """The CUDA implementation of ``vggx::flow_warp``: :func:`launch_flow_warp` on ``x`` as laid out
+    (NCHW or channels_last; other strides are copied to NCHW first); the output keeps that layout."""
     if x.dtype not in KERNEL_DTYPES:
         return flow_warp_reference(x, flow)
     if flow.dtype not in KERNEL_DTYPES:
         flow = flow.float()
-    return launch_flow_warp(x.contiguous(), flow.contiguous())
+    if not is_channels_last(x):
+        x = x.contiguous()
+    if not is_channels_last(flow):
+        flow = flow.contiguous()
+    return launch_flow_warp(x, flow)
 
 
 def _on_stream(device: torch.device, stream: Any) -> contextlib.AbstractContextManager:

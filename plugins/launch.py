@@ -28,6 +28,7 @@ __all__ = [
     "check_attention_limits",
     "flow_warp_config",
     "flow_warp_grid",
+    "flow_warp_nhwc_config",
     "next_power_of_2",
 ]
 
@@ -37,7 +38,7 @@ FLOW_WARP_NUM_WARPS = 4
 
 ATTENTION_MAX_T = 32  # frames
 ATTENTION_MAX_HEAD_DIM = 64  # channels per head
-_ATTENTION_SCORE_ELEMS = 8192  # fp32 elements of the [T, T, pixels] score tile per program
+_ATTENTION_SCORES_PER_THREAD = 64  # fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds
 _ATTENTION_NUM_WARPS = 4
 _ATTENTION_FULL_UNROLL_MAX_D = 16  # head dims up to this unroll fully (no spills at sm_90, ptxas)
 
@@ -90,6 +91,25 @@ def flow_warp_config(
     )
 
 
+FLOW_WARP_NHWC_PIXELS = 64  # pixels per program of the channels-last kernel
+FLOW_WARP_NHWC_MAX_C_BLOCK = 64  # channels per program (contiguous in memory: vector loads)
+FLOW_WARP_NHWC_NUM_WARPS = 4
+
+
+def flow_warp_nhwc_config(
+    b: int, c: int, h: int, w: int, p_block: int = FLOW_WARP_NHWC_PIXELS, c_block: int | None = None,
+    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS,
+) -> KernelLaunch:
+    """Launch of the channels-last flow_warp kernel: ``p_block`` pixels x ``c_block`` channels per program
+    (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64)."""
+    c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
+    return KernelLaunch(
+        grid=(cdiv(h * w, p_block), b, cdiv(c, c_block)),
+        num_warps=num_warps,
+        constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block},
+    )
+
+
 def check_attention_limits(t: int, d: int) -> None:
     """Raise ``ValueError`` when the kernel cannot take ``t`` frames or head dim ``d``."""
     if not 1 <= t <= ATTENTION_MAX_T:
@@ -102,33 +122,45 @@ def check_attention_limits(t: int, d: int) -> None:
 
 @dataclass(frozen=True)
 class AttentionTile:
-    """Work of one attention program: ``q_block`` query frames x ``p_block`` pixels, ``num_warps``."""
+    """Work of one attention program: ``q_block`` query frames x ``p_block`` pixels, ``num_warps``.
+
+    ``unroll``: how far the loops over the head dim unroll (None: fully up to d = 16, else not).
+    """
 
     q_block: int
     p_block: int
     num_warps: int
+    unroll: int | None = None
 
 
 def attention_tile(
-    t: int, d: int = 16, score_elems: int = _ATTENTION_SCORE_ELEMS, num_warps: int = _ATTENTION_NUM_WARPS
+    t: int,
+    d: int = 16,
+    scores_per_thread: int | None = None,
+    num_warps: int = _ATTENTION_NUM_WARPS,
+    pixels_per_thread: int = 1,
+    unroll: int | None = None,
 ) -> AttentionTile:
-    """Tile for ``t`` frames and head dim ``d``: the [q_block, T_BLOCK, p_block] score tile stays at
-    ``score_elems`` fp32 values or fewer (registers, no spills), splitting the queries before
-    shrinking the pixel block below 32 (narrower rows waste DRAM sectors). ``score_elems`` and
-    ``num_warps`` default to the shipped tuning; the kernel benchmark's ``--sweep`` varies them."""
+    """Tile for ``t`` frames and head dim ``d``.
+
+    Every thread owns whole pixels (``p_block = 32 * num_warps * pixels_per_thread``): the
+    softmax over the keys then stays inside one thread. Measured on an H200, splitting a pixel's
+    [q, k] score tile across threads (``p_block`` below ``32 * num_warps``) cost 2.5-8x: Triton
+    reduces across warps through shared memory. The queries are split instead (``q_block``, a
+    power of two) until a thread holds at most ``scores_per_thread`` fp32 scores per pixel (64 up
+    to 8 frames, 32 above: the k and v rows of 16 frames add their own registers); the
+    query blocks of one pixel block run side by side, so their re-reads of k and v hit L2.
+    The defaults are the shipped tuning; the kernel benchmark's ``--sweep`` varies them.
+    """
     t_block = next_power_of_2(t)
+    if scores_per_thread is None:  # ptxas at sm_90: no spills with these (d = 16, fully unrolled; d = 64)
+        scores_per_thread = _ATTENTION_SCORES_PER_THREAD if t_block <= 8 else _ATTENTION_SCORES_PER_THREAD // 2
     q_block = t_block
-    p_block = 128 if score_elems <= _ATTENTION_SCORE_ELEMS else 256  # larger budgets: wider pixel rows
-    while q_block * t_block * p_block > score_elems:
-        if p_block > 32:
-            p_block //= 2
-        elif q_block > 4:
-            q_block //= 2
-        else:
-            p_block = max(8, p_block // 2)
-            if p_block == 8:
-                break
-    return AttentionTile(q_block=q_block, p_block=p_block, num_warps=num_warps)
+    while q_block > 1 and q_block * t_block > scores_per_thread:
+        q_block //= 2
+    return AttentionTile(
+        q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll
+    )
 
 
 def attention_grid(
@@ -163,6 +195,6 @@ def attention_config(
             "Q_BLOCK": tile.q_block,
             "P_BLOCK": tile.p_block,
             "SCALE": 1.0 / math.sqrt(d),
-            "UNROLL": d if d <= _ATTENTION_FULL_UNROLL_MAX_D else 1,
+            "UNROLL": tile.unroll or (d if d <= _ATTENTION_FULL_UNROLL_MAX_D else 1),
         },
     )

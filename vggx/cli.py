@@ -264,6 +264,9 @@ def upscale(
     ] = "libx264",
     crf: Annotated[int, typer.Option("--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless")
                    ] = 18,
+    preset: Annotated[str | None, typer.Option(
+        "--preset", help="x264/x265 speed preset: ultrafast ... veryslow (default: the encoder's, medium); "
+        "veryfast keeps up with a GPU")] = None,
     start: Annotated[float, typer.Option("--start", help="start this many seconds into the input")] = 0.0,
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
                       ] = None,
@@ -305,7 +308,7 @@ def upscale(
         input=input, output=output,
         backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                               threads=threads, url=url, protocol=TritonProtocol(protocol)),
-        encode=EncodeConfig(codec=codec, crf=crf),
+        encode=EncodeConfig(codec=codec, crf=crf, preset=preset),
         concurrency=concurrency or (4 if chosen is Backend.TRITON else 1),
         start=start, frames=frames, compare=compare,
     )

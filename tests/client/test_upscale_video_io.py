@@ -98,6 +98,24 @@ class TestEncode:
         with pytest.raises(VideoError, match=r"--crf must be in 0\.\.63"):
             EncodeConfig(crf=99)
 
+    def test_preset_is_checked(self):
+        with pytest.raises(VideoError, match="--preset must be one of ultrafast, "):
+            EncodeConfig(preset="warp9")
+        with pytest.raises(VideoError, match="--preset applies to libx264, libx264rgb, libx265, not ffv1"):
+            EncodeConfig(codec="ffv1", preset="fast")
+
+    @pytest.mark.parametrize(("preset", "subme"), [(None, b"subme=7"), ("ultrafast", b"subme=0")])
+    def test_x264_preset_and_frame_threads_reach_the_encoder(self, tmp_path, preset, subme):
+        """x264 writes its settings into the stream (an SEI message): read them back from the file."""
+        out = tmp_path / "o.mp4"
+        frames = [np.full((48, 64, 3), 10 * i, np.uint8) for i in range(6)]
+        with VideoWriter(out, 64, 48, Fraction(25), Fraction(1, 25), EncodeConfig(preset=preset)) as w:
+            for i, f in enumerate(frames):
+                w.write(f, i)
+        data = out.read_bytes()
+        assert subme in data
+        assert b"sliced_threads=0" in data  # frame threads, not PyAV's default slice threads
+
 
 class TestOutputPath:
     def test_missing_directory(self, tmp_path):

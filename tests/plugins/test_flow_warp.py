@@ -106,6 +106,43 @@ class TestKernel:
         assert launch_flow_warp(x, flow, out=out) is out
         torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("b", "c", "h", "w", "scale"), SHAPES)
+    def test_channels_last_fp32_matches_reference(self, gen, b, c, h, w, scale):
+        x, flow = _inputs(gen, b, c, h, w, scale)
+        x_cl = x.to(memory_format=torch.channels_last)
+        out = launch_flow_warp(x_cl, flow)
+        if c > 1 and h * w > 1:
+            assert out.is_contiguous(memory_format=torch.channels_last) and not out.is_contiguous()
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+    @pytest.mark.parametrize(("b", "c", "h", "w", "scale"), SHAPES[1:5])
+    def test_channels_last_fp16_with_channels_last_flow(self, gen, b, c, h, w, scale):
+        x, flow = _inputs(gen, b, c, h, w, scale, torch.float16)
+        out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow.to(memory_format=torch.channels_last))
+        assert out.dtype == torch.float16
+        expected = flow_warp_reference(x.float(), flow.float())
+        torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
+
+    @pytest.mark.parametrize(("p_block", "c_block", "warps"), [(16, 4, 1), (64, 64, 4), (32, 16, 2)])
+    def test_channels_last_launch_geometries_agree(self, gen, p_block, c_block, warps):
+        from vggx.plugins.launch import flow_warp_nhwc_config
+
+        x, flow = _inputs(gen, 2, 70, 9, 23, 6.0)
+        cfg = flow_warp_nhwc_config(2, 70, 9, 23, p_block=p_block, c_block=c_block, num_warps=warps)
+        out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
+    def test_custom_op_keeps_channels_last(self, gen):
+        """The CUDA implementation of the op takes either layout (here its body, run on CPU tensors)."""
+        from vggx.plugins.flow_warp import flow_warp_triton
+
+        x, flow = _inputs(gen, 2, 8, 6, 7, 2.0)
+        out = flow_warp_triton(x.to(memory_format=torch.channels_last), flow)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+        strided = x.transpose(2, 3).contiguous().transpose(2, 3)  # neither layout: copied to NCHW
+        torch.testing.assert_close(flow_warp_triton(strided, flow), flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
     def test_rejects_non_contiguous(self, gen):
         x, flow = _inputs(gen, 1, 2, 5, 6, 1.0)
         with pytest.raises(ValueError, match="x must be contiguous"):

@@ -53,6 +53,16 @@ class TestKernelsOnGpu:
         expected = flow_warp_reference(x.float(), flow.float())
         torch.testing.assert_close(launch_flow_warp(x, flow).float(), expected, atol=2e-3, rtol=2e-3)
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", FLOW_SHAPES)
+    def test_flow_warp_channels_last(self, shape, dtype):
+        x, flow = _flow_inputs(shape, dtype)
+        out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow)
+        expected = flow_warp_reference(x.float(), flow.float())
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+
     @pytest.mark.parametrize("shape", ATTN_SHAPES)
     def test_attention_fp32(self, shape):
         qkv = _qkv(shape, torch.float32)

@@ -52,26 +52,29 @@ def test_attention_tile_holds_all_keys_and_bounded_scores(t):
     assert cfg.constexprs["SCALE"] == pytest.approx(0.25)
 
 
-def test_attention_reads_each_input_once_up_to_16_frames():
-    for t in range(1, 17):
+def test_attention_reads_each_input_once_up_to_8_frames():
+    for t in range(1, 9):
         assert attention_tile(t).q_block >= t
+    assert attention_tile(16).q_block == 2 and attention_tile(32).q_block == 1  # 32 scores per thread above 8
 
 
-@pytest.mark.parametrize("elems", [1024, 4096, 8192, 16384])
+@pytest.mark.parametrize("spt", [16, 32, 64, 128])
 @pytest.mark.parametrize("t", [1, 5, 8, 12, 16, 32])
-def test_attention_tile_budgets(t, elems):
-    tile = attention_tile(t, score_elems=elems, num_warps=8)
+def test_attention_tile_budgets(t, spt):
+    tile = attention_tile(t, scores_per_thread=spt, num_warps=8, pixels_per_thread=2, unroll=4)
     tb = next_power_of_2(t)
-    assert tile.num_warps == 8 and tile.p_block in (8, 16, 32, 64, 128, 256)
-    assert tile.q_block * tb * tile.p_block <= elems or tile.p_block == 8  # budget kept unless at the floor
+    assert tile.num_warps == 8 and tile.p_block == 32 * 8 * 2 and tile.unroll == 4
+    assert tile.q_block * tb <= spt or tile.q_block == 1  # budget kept unless down to one query
     cfg = attention_config(1, t, 64, 36, 64, 4, tile=tile)
-    assert cfg.num_warps == 8 and cfg.constexprs["P_BLOCK"] == tile.p_block
+    assert cfg.num_warps == 8 and cfg.constexprs["P_BLOCK"] == tile.p_block and cfg.constexprs["UNROLL"] == 4
     assert cfg.grid == (cdiv(36 * 64, tile.p_block) * cdiv(t, tile.q_block), 4, 1)
 
 
-def test_attention_default_tile_is_the_shipped_budget():
-    assert attention_tile(8) == attention_tile(8, score_elems=8192, num_warps=4)
-    assert attention_tile(8, score_elems=16384).p_block == 256
+def test_attention_threads_own_whole_pixels():
+    """One pixel's scores never span threads: p_block covers every thread of the program."""
+    for t in range(1, 33):
+        tile = attention_tile(t)
+        assert tile.p_block % (32 * tile.num_warps) == 0
 
 
 def test_flow_warp_geometry_override():
@@ -86,7 +89,7 @@ def test_attention_large_head_dims_do_not_unroll():
 
 def test_attention_grid_issue_shapes():
     assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
-    assert attention_grid(1, 16, 360, 640, 4) == (7200, 4, 1)
+    assert attention_grid(1, 16, 360, 640, 4) == (14400, 4, 1)  # 8 query blocks of 2
 
 
 def test_grids_accept_symbolic_dims():

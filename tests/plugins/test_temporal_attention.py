@@ -86,13 +86,14 @@ class TestKernel:
             expected = temporal_attention_reference(qkv, heads)
             torch.testing.assert_close(launch_temporal_attention(qkv, heads), expected, atol=1e-5, rtol=0)
 
-    @pytest.mark.parametrize(("t", "elems", "warps"), [(8, 4096, 8), (12, 16384, 4), (16, 1024, 2)])
-    def test_other_tiles_agree(self, gen, t, elems, warps):
-        """The benchmark's sweep launches other score-tile budgets: each still covers every query and pixel."""
+    @pytest.mark.parametrize(("t", "spt", "warps", "ppt", "unroll"),
+                             [(8, 16, 1, 2, 1), (12, 128, 2, 1, 3), (16, 32, 1, 1, None), (5, 64, 1, 4, 2)])
+    def test_other_tiles_agree(self, gen, t, spt, warps, ppt, unroll):
+        """The benchmark's sweep launches other tiles: each still covers every query, pixel and channel."""
         from vggx.plugins.launch import attention_tile
 
         qkv = _qkv(gen, 2, t, 8, 5, 43)
-        tile = attention_tile(t, 4, score_elems=elems, num_warps=warps)
+        tile = attention_tile(t, 4, scores_per_thread=spt, num_warps=warps, pixels_per_thread=ppt, unroll=unroll)
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
