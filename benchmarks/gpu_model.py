@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -19,25 +20,30 @@ import numpy as np
 __all__ = ["run_gpu_model_bench"]
 
 
+def _fresh_upscaler(cfg_name: str, seed: int):
+    """The FP32 uint8 model with seeded, non-trivial weights in every layer (the same for every call)."""
+    import torch
+
+    from vggx.generator import Generator, UInt8Upscaler, get_config
+
+    torch.manual_seed(seed)
+    g = Generator(get_config(cfg_name))
+    with torch.no_grad():
+        for p in g.parameters():
+            if p.abs().sum() == 0:
+                p.normal_(0, 0.02)
+    return UInt8Upscaler(g)
+
+
 def _variants(cfg_name: str, seed: int):
     import torch
 
     from vggx.client.cuda import CudaUpscaler
     from vggx.export.fp16 import half_upscaler
-    from vggx.generator import Generator, UInt8Upscaler, get_config
-
-    torch.manual_seed(seed)
-    base = Generator(get_config(cfg_name))
-    with torch.no_grad():
-        for p in base.parameters():  # non-trivial weights in every layer
-            if p.abs().sum() == 0:
-                p.normal_(0, 0.02)
-    state = base.state_dict()
+    from vggx.generator import UInt8Upscaler
 
     def generator():
-        g = Generator(get_config(cfg_name))
-        g.load_state_dict(state)
-        return g
+        return _fresh_upscaler(cfg_name, seed).generator
 
     def module(fp16: bool):
         g = generator()
@@ -73,7 +79,8 @@ def _profile(run, rows: int) -> list[dict]:
 
 
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
-                        iters: int = 10, seed: int = 0, profile_rows: int = 0) -> dict:
+                        iters: int = 10, seed: int = 0, profile_rows: int = 0, on_partial=None) -> dict:
+    """Time the variants (see the module doc); ``on_partial`` gets the results before the profile runs."""
     import torch
 
     from vggx.benchmarks.bench import device_peak_gflops
@@ -108,20 +115,42 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
         torch.cuda.synchronize()
         return start.elapsed_time(end)
 
-    for name in variants:  # warm-up: kernel compilation, cuDNN autotuning, graph capture
-        for _ in range(2):
-            run_once(name)
-    for _ in range(iters):
-        for name in variants:  # interleaved rounds
-            times[name].append(run_once(name))
-    rows = {}
-    for name, ts in times.items():
-        ms = float(np.median(ts))
-        tflops = cost.flops_per_window / (ms / 1e3) / 1e12
-        rows[name] = {
-            "ms_per_window": ms, "p90_ms": float(np.percentile(ts, 90)), "frames_per_s": window / (ms / 1e3),
-            "tflops": tflops, "share_of_peak": tflops * 1e3 / peak_gflops,
+    def measure(names: list[str]) -> None:
+        for name in names:  # warm-up: kernel compilation, cuDNN autotuning, graph capture (timed)
+            t0 = time.perf_counter()
+            for _ in range(2):
+                run_once(name)
+            warmup_s[name] = time.perf_counter() - t0
+        for _ in range(iters):
+            for name in names:  # interleaved rounds
+                times[name].append(run_once(name))
+
+    def rows() -> dict:
+        out = {}
+        for name, ts in times.items():
+            if not ts:
+                continue
+            ms = float(np.median(ts))
+            tflops = cost.flops_per_window / (ms / 1e3) / 1e12
+            out[name] = {
+                "ms_per_window": ms, "p90_ms": float(np.percentile(ts, 90)), "frames_per_s": window / (ms / 1e3),
+                "tflops": tflops, "share_of_peak": tflops * 1e3 / peak_gflops, "warmup_s": warmup_s[name],
+            }
+        eager16 = out["fp16 eager"]["ms_per_window"]
+        for r in out.values():
+            r["speedup_vs_fp16_eager"] = eager16 / r["ms_per_window"]
+        return out
+
+    def result(profiles: dict, errors: dict) -> dict:
+        return {
+            "device": torch.cuda.get_device_name(), "torch": torch.__version__, "config": config,
+            "lr_size": [h, w], "window": window, "gflops_per_frame": cost.gflops_per_frame,
+            "peak_tflops": peak_gflops / 1e3, "peak_source": peak_source, "variants": rows(),
+            "profiles": profiles, "errors": errors,
         }
+
+    warmup_s: dict[str, float] = {}
+    measure(list(variants))
     profiles = {}
     if profile_rows:  # where the time goes, per kernel (eager: a replayed graph hides its kernels)
         for name in ("fp16 eager", "fp16 + kernels"):
@@ -132,14 +161,10 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
                     model(lr_dev)
 
             profiles[name] = _profile(run, profile_rows)
-    eager16 = rows["fp16 eager"]["ms_per_window"]
-    for r in rows.values():
-        r["speedup_vs_fp16_eager"] = eager16 / r["ms_per_window"]
-    return {
-        "device": torch.cuda.get_device_name(), "torch": torch.__version__, "config": config,
-        "lr_size": [h, w], "window": window, "gflops_per_frame": cost.gflops_per_frame,
-        "peak_tflops": peak_gflops / 1e3, "peak_source": peak_source, "variants": rows, "profiles": profiles,
-    }
+    errors: dict[str, str] = {}
+    if on_partial is not None:
+        on_partial(result(profiles, errors))
+    return result(profiles, errors)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,22 +180,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="also list the ROWS kernels that take the most GPU time (FP16 eager, + kernels)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
+
+    def write(result: dict) -> None:
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+
     try:
         result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,
-                                     profile_rows=args.profile)
+                                     profile_rows=args.profile, on_partial=write)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for name, r in result["variants"].items():
         print(f"{name:26s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:8.1f} frames/s "
               f"{r['tflops']:7.1f} TFLOP/s ({100 * r['share_of_peak']:.1f}% of peak) "
-              f"×{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager")
+              f"×{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager (warm-up {r['warmup_s']:.1f} s)")
     for name, table in result["profiles"].items():
         print(f"-- {name}: kernels by GPU time per window")
         for r in table:
             print(f"  {r['ms_per_window']:8.3f} ms {100 * r['share']:5.1f}% x{r['calls_per_window']:<4d} {r['kernel']}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    for name, error in result["errors"].items():
+        print(f"{name}: failed: {error}")
+    write(result)
     return 0
 
 

@@ -77,13 +77,13 @@ class CudaUpscaler:
         module = module.eval().to(self.device)
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
+        self.scale = module.scale
         self.module = module
         self.cuda_graphs = cuda_graphs
         self.max_graphs = max_graphs
         self.stream = torch.cuda.Stream(self.device)
         self._slots: OrderedDict[tuple[int, ...], _Slot] = OrderedDict()
         self._lock = threading.Lock()
-        self.scale = module.scale
 
     def _new_slot(self, shape: tuple[int, ...]) -> _Slot:
         import torch

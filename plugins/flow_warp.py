@@ -278,7 +278,7 @@ def flow_warp_triton(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """The CUDA implementation of ``vggx::flow_warp``: :func:`launch_flow_warp` on ``x`` as laid out
     (NCHW or channels_last; other strides are copied to NCHW first); the output keeps that layout."""
     if x.dtype not in KERNEL_DTYPES:
-        return flow_warp_reference(x, flow)
+        return flow_warp_reference(x, flow).contiguous()
     if flow.dtype not in KERNEL_DTYPES:
         flow = flow.float()
     if not is_channels_last(x):

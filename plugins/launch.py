@@ -40,7 +40,7 @@ ATTENTION_MAX_T = 32  # frames
 ATTENTION_MAX_HEAD_DIM = 64  # channels per head
 _ATTENTION_SCORES_PER_THREAD = 64  # fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds
 _ATTENTION_NUM_WARPS = 4
-_ATTENTION_FULL_UNROLL_MAX_D = 16  # head dims up to this unroll fully (no spills at sm_90, ptxas)
+_ATTENTION_UNROLL = 1  # loops over the head dim stay rolled (H200 sweep: fastest for every T, fewest registers)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -91,7 +91,7 @@ def flow_warp_config(
     )
 
 
-FLOW_WARP_NHWC_PIXELS = 64  # pixels per program of the channels-last kernel
+FLOW_WARP_NHWC_PIXELS = 32  # pixels per program of the channels-last kernel (H200 sweep: 32 > 128 > 64 > 256)
 FLOW_WARP_NHWC_MAX_C_BLOCK = 64  # channels per program (contiguous in memory: vector loads)
 FLOW_WARP_NHWC_NUM_WARPS = 4
 
@@ -124,7 +124,7 @@ def check_attention_limits(t: int, d: int) -> None:
 class AttentionTile:
     """Work of one attention program: ``q_block`` query frames x ``p_block`` pixels, ``num_warps``.
 
-    ``unroll``: how far the loops over the head dim unroll (None: fully up to d = 16, else not).
+    ``unroll``: how far the loops over the head dim unroll (None: the shipped choice, not at all).
     """
 
     q_block: int
@@ -147,14 +147,13 @@ def attention_tile(
     softmax over the keys then stays inside one thread. Measured on an H200, splitting a pixel's
     [q, k] score tile across threads (``p_block`` below ``32 * num_warps``) cost 2.5-8x: Triton
     reduces across warps through shared memory. The queries are split instead (``q_block``, a
-    power of two) until a thread holds at most ``scores_per_thread`` fp32 scores per pixel (64 up
-    to 8 frames, 32 above: the k and v rows of 16 frames add their own registers); the
+    power of two) until a thread holds at most ``scores_per_thread`` fp32 scores per pixel; the
     query blocks of one pixel block run side by side, so their re-reads of k and v hit L2.
     The defaults are the shipped tuning; the kernel benchmark's ``--sweep`` varies them.
     """
     t_block = next_power_of_2(t)
-    if scores_per_thread is None:  # ptxas at sm_90: no spills with these (d = 16, fully unrolled; d = 64)
-        scores_per_thread = _ATTENTION_SCORES_PER_THREAD if t_block <= 8 else _ATTENTION_SCORES_PER_THREAD // 2
+    if scores_per_thread is None:
+        scores_per_thread = _ATTENTION_SCORES_PER_THREAD
     q_block = t_block
     while q_block > 1 and q_block * t_block > scores_per_thread:
         q_block //= 2
@@ -195,6 +194,6 @@ def attention_config(
             "Q_BLOCK": tile.q_block,
             "P_BLOCK": tile.p_block,
             "SCALE": 1.0 / math.sqrt(d),
-            "UNROLL": tile.unroll or (d if d <= _ATTENTION_FULL_UNROLL_MAX_D else 1),
+            "UNROLL": tile.unroll or _ATTENTION_UNROLL,
         },
     )

@@ -93,8 +93,8 @@ def temporal_attention_kernel(
     q, k, v straight from the [N, T, 3C, H, W] layout (channel ``head*D + j`` of the q/k/v block),
     keeps the ``[Q_BLOCK, T_BLOCK, P_BLOCK]`` scores in registers, and writes its part of
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
-    ``UNROLL`` unrolls the loops over the head dim (fully for d <= 16: more loads in flight; not
-    at all above, where full unrolling spills registers and takes ~45 s to compile at d = 64).
+    ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
+    at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
     Argument order = inputs, int32 scalars, outputs (TensorRT's AOT launch order).
     """
     pid = tl.program_id(0)
@@ -183,5 +183,5 @@ def temporal_attention_triton(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     """
     _, t, _, _, _, d = check_temporal_attention_inputs(qkv, heads)
     if qkv.dtype not in KERNEL_DTYPES or not (1 <= t <= ATTENTION_MAX_T and d <= ATTENTION_MAX_HEAD_DIM):
-        return temporal_attention_reference(qkv, heads)
+        return temporal_attention_reference(qkv, heads).contiguous()
     return launch_temporal_attention(qkv.contiguous(), heads)

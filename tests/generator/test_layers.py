@@ -66,6 +66,23 @@ def test_channel_norm_is_per_pixel_and_computes_in_fp32():
     torch.testing.assert_close(y16.float(), y, atol=2e-2, rtol=0)
 
 
+def test_channel_norm_nhwc_path_matches():
+    """The CUDA fast path's fused layer_norm on the NHWC view equals the float32 composition."""
+    norm = ChannelNorm(6)
+    with torch.no_grad():
+        norm.weight.normal_()
+        norm.bias.normal_()
+    x = torch.randn(2, 6, 5, 7).to(memory_format=torch.channels_last) * 3 + 1
+    y = norm.forward_nhwc(x)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(y, norm(x.contiguous()), atol=1e-5, rtol=1e-5)
+    half = ChannelNorm(6).half()
+    half.load_state_dict(norm.state_dict())
+    y16 = half.forward_nhwc(x.half())
+    assert y16.dtype == torch.float16
+    torch.testing.assert_close(y16.float(), half(x.half().contiguous()).float(), atol=1e-2, rtol=1e-2)
+
+
 def test_temporal_attention_block_starts_as_identity_and_mixes_frames_when_trained():
     torch.manual_seed(0)
     block = TemporalAttention(8, heads=2)

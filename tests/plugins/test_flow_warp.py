@@ -163,6 +163,15 @@ class TestCustomOp:
         out.square().sum().backward()
         assert x.grad is not None and flow.grad is not None
 
+    @pytest.mark.parametrize("channels_last", [False, True])
+    def test_opcheck_fake_matches_real_layout(self, gen, channels_last):
+        """torch.compile traces with the fake implementation: shapes and strides must match the real one."""
+        x, flow = _inputs(gen, 2, 5, 6, 7, 1.5)
+        if channels_last:
+            x = x.to(memory_format=torch.channels_last)
+        torch.library.opcheck(torch.ops.vggx.flow_warp.default, (x, flow),
+                              test_utils=("test_schema", "test_faketensor"))
+
     def test_fake_impl_gives_shape(self):
         from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -86,6 +86,16 @@ class TestKernelsOnGpu:
             temporal_attention(qkv, 2), launch_temporal_attention(qkv, 2), atol=0, rtol=0
         )
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_opcheck_on_cuda(self, dtype):
+        """Fake and real implementations agree on CUDA too (channels_last stays channels_last)."""
+        x, flow = _flow_inputs((2, 8, 16, 24), dtype)
+        for xx in (x, x.to(memory_format=torch.channels_last)):
+            torch.library.opcheck(torch.ops.vggx.flow_warp.default, (xx, flow),
+                                  test_utils=("test_schema", "test_faketensor"))
+        torch.library.opcheck(torch.ops.vggx.temporal_attention.default, (_qkv((1, 8, 16, 6, 10, 2), dtype), 2),
+                              test_utils=("test_schema", "test_faketensor"))
+
     def test_kernel_on_a_side_stream(self):
         x, flow = _flow_inputs((1, 4, 32, 32), torch.float32)
         stream = torch.cuda.Stream()

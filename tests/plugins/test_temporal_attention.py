@@ -118,6 +118,11 @@ class TestKernel:
 
 
 class TestCustomOp:
+    def test_opcheck_fake_matches_real_layout(self, gen):
+        qkv = _qkv(gen, 2, 3, 4, 5, 6)
+        torch.library.opcheck(torch.ops.vggx.temporal_attention.default, (qkv, 2),
+                              test_utils=("test_schema", "test_faketensor"))
+
     def test_op_is_reference_on_cpu_and_differentiable(self, gen):
         qkv = _qkv(gen, 1, 3, 4, 2, 2).requires_grad_(True)
         out = temporal_attention(qkv, 2)

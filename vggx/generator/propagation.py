@@ -49,14 +49,14 @@ class BidirectionalPropagation(nn.Module):
         """Return per-frame features and the forward/backward hidden states (lists of T tensors)."""
         n, t, _, h, w = lr.shape
         feats = self.extract(lr.reshape(n * t, 3, h, w)).reshape(n, t, self.channels, h, w)
-        hidden = feats.new_zeros(n, self.channels, h, w)
+        hidden = torch.zeros_like(feats[:, 0])  # the features' layout (channels_last on the CUDA fast path)
         backward: list[torch.Tensor] = [hidden] * t
         for i in range(t - 1, -1, -1):
             if i < t - 1:
                 hidden = flow_warp(hidden, flow_bwd[:, i])
             hidden = self.backward_branch(feats[:, i], hidden)
             backward[i] = hidden
-        hidden = feats.new_zeros(n, self.channels, h, w)
+        hidden = torch.zeros_like(feats[:, 0])  # the features' layout (channels_last on the CUDA fast path)
         forward: list[torch.Tensor] = []
         for i in range(t):
             if i > 0:
