@@ -87,14 +87,31 @@ class TestKernelsOnGpu:
         )
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES)
+    def test_attention_channels_last(self, shape, dtype):
+        from vggx.plugins.temporal_attention import is_channels_last_5d
+
+        n, t, c, h, w, heads = shape
+        qkv = _qkv(shape, dtype)
+        cl = qkv.reshape(n * t, 3 * c, h, w).to(memory_format=torch.channels_last).view(n, t, 3 * c, h, w)
+        out = temporal_attention(cl, heads)  # the op: strided kernel, channels-last output
+        assert is_channels_last_5d(out)
+        expected = temporal_attention_reference(qkv.float(), heads)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_opcheck_on_cuda(self, dtype):
         """Fake and real implementations agree on CUDA too (channels_last stays channels_last)."""
         x, flow = _flow_inputs((2, 8, 16, 24), dtype)
         for xx in (x, x.to(memory_format=torch.channels_last)):
             torch.library.opcheck(torch.ops.vggx.flow_warp.default, (xx, flow),
                                   test_utils=("test_schema", "test_faketensor"))
-        torch.library.opcheck(torch.ops.vggx.temporal_attention.default, (_qkv((1, 8, 16, 6, 10, 2), dtype), 2),
-                              test_utils=("test_schema", "test_faketensor"))
+        qkv = _qkv((1, 8, 16, 6, 10, 2), dtype)
+        cl = qkv.reshape(8, 48, 6, 10).to(memory_format=torch.channels_last).view(1, 8, 48, 6, 10)
+        for q in (qkv, cl):
+            torch.library.opcheck(torch.ops.vggx.temporal_attention.default, (q, 2),
+                                  test_utils=("test_schema", "test_faketensor"))
 
     def test_kernel_on_a_side_stream(self):
         x, flow = _flow_inputs((1, 4, 32, 32), torch.float32)

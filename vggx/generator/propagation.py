@@ -49,14 +49,14 @@ class BidirectionalPropagation(nn.Module):
         """Return per-frame features and the forward/backward hidden states (lists of T tensors)."""
         n, t, _, h, w = lr.shape
         feats = self.extract(lr.reshape(n * t, 3, h, w)).reshape(n, t, self.channels, h, w)
-        hidden = torch.zeros_like(feats[:, 0])  # the features' layout (channels_last on the CUDA fast path)
+        hidden = self._zeros_like_frame(feats)
         backward: list[torch.Tensor] = [hidden] * t
         for i in range(t - 1, -1, -1):
             if i < t - 1:
                 hidden = flow_warp(hidden, flow_bwd[:, i])
             hidden = self.backward_branch(feats[:, i], hidden)
             backward[i] = hidden
-        hidden = torch.zeros_like(feats[:, 0])  # the features' layout (channels_last on the CUDA fast path)
+        hidden = self._zeros_like_frame(feats)
         forward: list[torch.Tensor] = []
         for i in range(t):
             if i > 0:
@@ -64,6 +64,19 @@ class BidirectionalPropagation(nn.Module):
             hidden = self.forward_branch(feats[:, i], hidden)
             forward.append(hidden)
         return feats, forward, backward
+
+    @staticmethod
+    def _zeros_like_frame(feats: torch.Tensor) -> torch.Tensor:
+        """Initial hidden state: zeros shaped as one frame of ``feats``, in its memory layout on the CUDA
+        fast path (channels_last there, so no layout copies follow). Strides are not inspected while
+        exporting or compiling: that would guard the dynamic batch size."""
+        n, _, c, h, w = feats.shape
+        zeros = feats.new_zeros(n, c, h, w)
+        frame = feats[:, 0]
+        if feats.is_cuda and not torch.compiler.is_compiling() and not frame.is_contiguous() \
+                and frame.is_contiguous(memory_format=torch.channels_last):
+            zeros = zeros.contiguous(memory_format=torch.channels_last)
+        return zeros
 
     def forward(self, lr: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor) -> torch.Tensor:
         n, t, _, h, w = lr.shape
