@@ -10,8 +10,7 @@ and that bandwidth as a share of the GPU's copy bandwidth, which it measures fir
   NCHW and channels_last features (the layout of the CUDA fast path's convolutions), with a smooth
   flow (as optical flow is) and with per-pixel noise (the gathers' worst case);
 - temporal attention: transposes to (pixels, heads, T, d) + ``scaled_dot_product_attention``
-  + the transpose back to [N, T, C, H, W]; for channels-last qkv (``temporal_attention[...,channels_last]``
-  rows) the "torch" column is the NCHW kernel between the two layout copies it needs.
+  + the transpose back to [N, T, C, H, W].
 
 Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``).
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
@@ -43,7 +42,6 @@ FLOW_WARP_CASES = [
     for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
     for dtype in (torch.float16, torch.float32)
 ]
-ATTENTION_CASES_CL = [((1, t, 64, 360, 640), 4, torch.float16) for t in (8, 16)]
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
     for t in (8, 12, 16)
@@ -143,11 +141,7 @@ def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResul
 def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.temporal_attention import (
-        launch_temporal_attention,
-        launch_temporal_attention_strided,
-        temporal_attention_reference,
-    )
+    from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
 
     copy_gbps = copy_gbps or measure_copy_bandwidth()
     results = []
@@ -165,26 +159,6 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         err = (launch_flow_warp(x, flow).float() - flow_warp_reference(x.float(), flow.float())).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
         del x, flow, out
-    for (n, t, c, h, w), heads, dtype in ATTENTION_CASES_CL:
-        # channels-last qkv, as a channels-last convolution writes it: the strided kernel in place
-        # against the NCHW kernel on a contiguous copy with the output copied back to channels-last.
-        flat = torch.randn((n * t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
-        qkv = flat.to(memory_format=torch.channels_last).view(n, t, 3 * c, h, w)
-        del flat
-        nbytes = 4 * c * n * t * h * w * qkv.element_size()
-
-        def copies(qkv=qkv, heads=heads):
-            out = launch_temporal_attention(qkv.contiguous(), heads)
-            return out.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-
-        k_ms = _time_ms(lambda qkv=qkv, heads=heads: launch_temporal_attention_strided(qkv, heads), iters)
-        t_ms = _time_ms(copies, iters)
-        err = (launch_temporal_attention_strided(qkv, heads).float()
-               - temporal_attention_reference(qkv, heads).float()).abs().max()
-        results.append(_result(f"temporal_attention[h={heads},channels_last]", (n, t, 3 * c, h, w), dtype,
-                               nbytes, k_ms, t_ms, copy_gbps, err))
-        del qkv
-        torch.cuda.empty_cache()
     for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
         qkv = torch.randn((n, t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
         out = qkv.new_empty((n, t, c, h, w))

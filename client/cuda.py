@@ -7,8 +7,13 @@ the ONNX graph, the model runs in FP16 with the FP32 islands the FP16 ONNX graph
 inside the attention kernel, flow coordinates inside the warp kernel), the
 two vggx ops run their OpenAI Triton kernels through ``torch.library``, and each input shape is
 captured once as a CUDA graph and replayed afterwards (the many small launches of attention,
-warping and the U-Net's low-resolution levels are what graphs save). Convolutions use
-``channels_last``, which cuDNN runs markedly faster in FP16.
+warping and the U-Net's low-resolution levels are what graphs save).
+
+Memory layout: NCHW by default. ``channels_last`` (NHWC) convolutions are faster in cuDNN, and the
+fast path has NHWC forms of the other hot spots (the channels-last flow_warp kernel, ChannelNorm as
+one fused layer_norm), but on an H200 the whole base model measured faster in NCHW (59.9 vs 66.1 ms
+per 8-frame 180x320 window): the layout copies around temporal attention and the non-vectorised
+broadcast bias adds of NHWC convolutions cost more than NHWC saves (``benchmarks/RESULTS.md``).
 
 Calls are serialised on one stream (a lock): decode and encode run in the pipeline's other threads
 while this one waits on the GPU, which is what hides them.
@@ -59,11 +64,11 @@ class CudaUpscaler:
         fp16: run the generator in half precision (its FP32 islands stay FP32).
         cuda_graphs: capture one graph per input shape (at most ``max_graphs``, least recently used
             evicted); otherwise run eagerly with the same staging buffers.
-        channels_last: NHWC convolutions.
+        channels_last: NHWC convolutions (off by default: measured slower overall, see above).
     """
 
     def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,
-                 channels_last: bool = True, max_graphs: int = 8) -> None:
+                 channels_last: bool = False, max_graphs: int = 8) -> None:
         import torch
 
         require_cuda()

@@ -28,10 +28,8 @@ __all__ = [
     "TEMPORAL_ATTENTION_KERNEL",
     "check_temporal_attention_inputs",
     "launch_temporal_attention",
-    "launch_temporal_attention_strided",
     "temporal_attention_kernel",
     "temporal_attention_reference",
-    "temporal_attention_strided_kernel",
     "temporal_attention_triton",
 ]
 
@@ -146,96 +144,6 @@ def temporal_attention_kernel(
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)
 
 
-def temporal_attention_strided_kernel(
-    qkv_ptr,
-    T,
-    C,
-    HW,
-    s_n,
-    s_t,
-    s_c,
-    s_p,
-    out_ptr,
-    o_n,
-    o_t,
-    o_c,
-    o_p,
-    D: tl.constexpr,
-    T_BLOCK: tl.constexpr,
-    Q_BLOCK: tl.constexpr,
-    P_BLOCK: tl.constexpr,
-    SCALE: tl.constexpr,
-    UNROLL: tl.constexpr,
-):
-    """:func:`temporal_attention_kernel` for any strides of qkv and out (elements, per n, t, channel,
-    pixel): the layout of PyTorch's ``channels_last`` models, where q, k and v of one pixel are
-    contiguous channels. Reading and writing that layout in place saves the two transposing copies
-    around the NCHW kernel. Same grid, tiles and arithmetic; the TensorRT plugin keeps the NCHW kernel.
-    """
-    pid = tl.program_id(0)
-    head = tl.program_id(1)
-    n = tl.program_id(2).to(tl.int64)
-    q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
-    pid_q = pid % q_blocks
-    pid_p = pid // q_blocks
-    offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-    queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
-    keys = tl.arange(0, T_BLOCK)
-    pixel_ok = (offs_p < HW)[None, :]
-    q_mask = (queries < T)[:, None] & pixel_ok
-    k_mask = (keys < T)[:, None] & pixel_ok
-
-    sc = tl.full((), 0, tl.int64) + s_c  # int64 offsets; a stride of 1 may arrive as a constant
-    st = tl.full((), 0, tl.int64) + s_t
-    q_ptr = qkv_ptr + n * s_n + (head * D) * sc
-    k_ptr = q_ptr + C * sc
-    v_ptr = k_ptr + C * sc
-    pix = offs_p.to(tl.int64) * s_p
-    q_rows = queries.to(tl.int64)[:, None] * st + pix[None, :]
-    k_rows = keys.to(tl.int64)[:, None] * st + pix[None, :]
-
-    scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
-        q = tl.load(q_ptr + j * sc + q_rows, mask=q_mask, other=0.0).to(tl.float32)
-        k = tl.load(k_ptr + j * sc + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-        scores += q[:, None, :] * k[None, :, :]
-    scores = scores * SCALE
-    scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
-    peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
-    p = tl.exp(scores - peak[:, None, :])
-    p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
-
-    oc = tl.full((), 0, tl.int64) + o_c
-    o_ptr = out_ptr + n * o_n + (head * D) * oc
-    out_rows = queries.to(tl.int64)[:, None] * o_t + (offs_p.to(tl.int64) * o_p)[None, :]
-    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
-        v = tl.load(v_ptr + j * sc + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-        o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-        tl.store(o_ptr + j * oc + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
-
-
-TEMPORAL_ATTENTION_STRIDED_KERNEL = TritonKernel(temporal_attention_strided_kernel)
-
-
-def pixel_strides(x: torch.Tensor) -> tuple[int, int, int, int] | None:
-    """``(s_n, s_t, s_c, s_p)`` of a 5-D ``(n, t, c, h, w)`` tensor whose pixels form one index
-    (``stride(h) == w * stride(w)``), else None (then it must be copied first)."""
-    if x.dim() != 5:
-        return None
-    s_n, s_t, s_c, s_h, s_w = x.stride()
-    if x.shape[3] > 1 and s_h != x.shape[4] * s_w:
-        return None
-    return s_n, s_t, s_c, s_w
-
-
-def is_channels_last_5d(x: torch.Tensor) -> bool:
-    """True for the 5-D view of a channels-last 4-D tensor (channels innermost, then pixels, then frames)."""
-    n, t, c, h, w = x.shape
-    strides = pixel_strides(x)
-    return (strides is not None and c > 1 and h * w > 1 and strides[2] == 1 and strides[3] == c
-            and (t == 1 or strides[1] == h * w * c) and (n == 1 or strides[0] == t * h * w * c))
-
-
 def launch_temporal_attention(
     qkv: torch.Tensor, heads: int, out: torch.Tensor | None = None, stream: Any = None,
     tile: AttentionTile | None = None,
@@ -267,42 +175,6 @@ def launch_temporal_attention(
     return out
 
 
-def launch_temporal_attention_strided(
-    qkv: torch.Tensor, heads: int, out: torch.Tensor | None = None, tile: AttentionTile | None = None
-) -> torch.Tensor:
-    """Run :func:`temporal_attention_strided_kernel` on ``qkv`` as laid out (pixels must form one
-    index, see :func:`pixel_strides`). ``out`` defaults to ``qkv``'s layout when ``qkv`` is a
-    channels-last view (:func:`is_channels_last_5d`), else contiguous."""
-    n, t, c, h, w, _ = check_temporal_attention_inputs(qkv, heads)
-    if qkv.dtype not in KERNEL_DTYPES:
-        raise ValueError(f"temporal_attention kernel: qkv must be float32 or float16, got {qkv.dtype}")
-    strides = pixel_strides(qkv)
-    if strides is None:
-        raise ValueError("temporal_attention kernel: qkv's pixels must form one index (stride(h) == w*stride(w))")
-    if out is None:
-        out = attention_output_like(qkv)
-    o_strides = pixel_strides(out)
-    if tuple(out.shape) != (n, t, c, h, w) or out.dtype != qkv.dtype or o_strides is None:
-        raise ValueError(f"temporal_attention kernel: out must be a {qkv.dtype} {(n, t, c, h, w)} with one pixel index")
-    if out.numel() == 0:
-        return out
-    cfg = attention_config(n, t, c, h, w, heads, tile=tile)
-    kernel = TEMPORAL_ATTENTION_STRIDED_KERNEL.for_device(qkv.device)
-    with _on_stream(qkv.device, None):
-        kernel[cfg.grid](qkv, t, c, h * w, *strides, out, *o_strides, num_warps=cfg.num_warps, **cfg.constexprs)
-    return out
-
-
-def attention_output_like(qkv: torch.Tensor) -> torch.Tensor:
-    """An empty (n, t, c, h, w) output: channels-last (as a 5-D view) for channels-last ``qkv``, else contiguous."""
-    n, t, c3, h, w = qkv.shape
-    if is_channels_last_5d(qkv):
-        flat = torch.empty((n * t, c3 // 3, h, w), dtype=qkv.dtype, device=qkv.device,
-                           memory_format=torch.channels_last)
-        return flat.view(n, t, c3 // 3, h, w)
-    return qkv.new_empty((n, t, c3 // 3, h, w))
-
-
 def kernel_applies(qkv: torch.Tensor, heads: int) -> bool:
     """True where the CUDA implementation runs a kernel (dtype, T and head dim within its limits)."""
     _, t, _, _, _, d = check_temporal_attention_inputs(qkv, heads)
@@ -310,15 +182,14 @@ def kernel_applies(qkv: torch.Tensor, heads: int) -> bool:
 
 
 def temporal_attention_triton(qkv: torch.Tensor, heads: int) -> torch.Tensor:
-    """CUDA implementation of ``vggx::temporal_attention``: the kernel where it applies.
+    """CUDA implementation of ``vggx::temporal_attention``: the NCHW kernel on a contiguous ``qkv``.
 
-    A channels-last ``qkv`` (the view of a channels-last convolution's output) runs the strided
-    kernel in place and gets a channels-last output; other layouts run the NCHW kernel on a
-    contiguous copy. Falls back to the reference for dtypes other than FP32/FP16 and for T > 32 or
-    head dims > 64, so the op stays usable for any shape the reference accepts.
+    A channels-last ``qkv`` (the view of a channels-last convolution's output) is copied first: a
+    kernel reading that layout in place measured 3x slower than the copy plus this kernel on an H200
+    (per-channel loads strided by 3C across a warp). Falls back to the reference for dtypes other
+    than FP32/FP16 and for T > 32 or head dims > 64, so the op stays usable for any shape the
+    reference accepts. The output is contiguous either way (as the op's fake implementation says).
     """
     if not kernel_applies(qkv, heads):
         return temporal_attention_reference(qkv, heads).contiguous()
-    if is_channels_last_5d(qkv):
-        return launch_temporal_attention_strided(qkv, heads)
     return launch_temporal_attention(qkv.contiguous(), heads)

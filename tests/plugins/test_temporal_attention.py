@@ -97,40 +97,15 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
-    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    @pytest.mark.parametrize(("n", "t", "c", "h", "w", "heads"), [(1, 8, 16, 5, 29, 2), (2, 5, 12, 3, 4, 3),
-                                                                  (1, 13, 8, 1, 7, 1)])
-    def test_strided_kernel_reads_and_writes_channels_last(self, gen, dtype, n, t, c, h, w, heads):
-        from vggx.plugins.temporal_attention import (
-            is_channels_last_5d,
-            launch_temporal_attention_strided,
-            temporal_attention_triton,
-        )
+    def test_op_implementation_takes_channels_last_qkv(self, gen):
+        """A channels-last convolution's output, viewed as (n, t, 3c, h, w), is copied to the kernel's layout."""
+        from vggx.plugins.temporal_attention import temporal_attention_triton
 
-        qkv = _qkv(gen, n, t, c, h, w, dtype, scale=2.0)
-        # the 5-D view of a channels-last (n*t, 3c, h, w) convolution output
-        cl = qkv.reshape(n * t, 3 * c, h, w).to(memory_format=torch.channels_last).view(n, t, 3 * c, h, w)
-        assert is_channels_last_5d(cl) == (h * w > 1)
-        expected = temporal_attention_reference(qkv.float(), heads)
-        tol = dict(atol=1e-5, rtol=0) if dtype == torch.float32 else dict(atol=2e-3, rtol=2e-3)
-        out = launch_temporal_attention_strided(cl, heads)
-        torch.testing.assert_close(out.float(), expected, **tol)
-        via_op_impl = temporal_attention_triton(cl, heads)
-        torch.testing.assert_close(via_op_impl.float(), expected, **tol)
-        if h * w > 1:
-            assert is_channels_last_5d(via_op_impl)
-            assert via_op_impl.reshape(n * t, c, h, w).is_contiguous(memory_format=torch.channels_last)
-
-    def test_strided_kernel_takes_any_pixel_indexed_layout(self, gen):
-        from vggx.plugins.temporal_attention import launch_temporal_attention_strided
-
-        base = _qkv(gen, 2, 6, 4, 3, 5)  # (n, t, 3c, h, w)
-        odd = base.permute(1, 0, 2, 3, 4).contiguous().permute(1, 0, 2, 3, 4)  # frames outermost
-        out = torch.empty(2, 6, 4, 3, 5).permute(0, 2, 1, 3, 4).contiguous().permute(0, 2, 1, 3, 4)
-        launch_temporal_attention_strided(odd, 2, out=out)
-        torch.testing.assert_close(out, temporal_attention_reference(base, 2), atol=1e-5, rtol=0)
-        with pytest.raises(ValueError, match="pixels must form one index"):
-            launch_temporal_attention_strided(base.transpose(3, 4), 2)
+        qkv = _qkv(gen, 2, 5, 8, 3, 7, scale=2.0)
+        cl = qkv.reshape(10, 24, 3, 7).to(memory_format=torch.channels_last).view(2, 5, 24, 3, 7)
+        out = temporal_attention_triton(cl, 2)
+        assert out.is_contiguous()
+        torch.testing.assert_close(out, temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
     def test_large_scores_do_not_overflow(self, gen):
         qkv = _qkv(gen, 1, 9, 4, 2, 2, scale=30.0)
