@@ -8,7 +8,8 @@
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
-# launch-geometry sweep (about a minute). Needs PyTorch with CUDA and
+# launch-geometry sweep (about a minute), GPU_CHECK_COMPILE=1 a torch.compile variant of the model (its
+# compilation takes a minute or more). Needs PyTorch with CUDA and
 # OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
 # (git-ignored; see benchmarks/README.md), nothing is downloaded.
 set -uo pipefail
@@ -50,8 +51,8 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
-step gpu_model 150 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
-  --json "$OUT/gpu_model.json"
+step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
+  ${GPU_CHECK_COMPILE:+--compile} --json "$OUT/gpu_model.json"
 # End to end with the encoder's default quality preset (medium), then with veryfast.
 step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"

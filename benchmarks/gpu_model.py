@@ -78,8 +78,10 @@ def _profile(run, rows: int) -> list[dict]:
 
 
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
-                        iters: int = 10, seed: int = 0, profile_rows: int = 0, on_partial=None) -> dict:
-    """Time the variants (see the module doc); ``on_partial`` gets the results before the profile runs."""
+                        iters: int = 10, seed: int = 0, profile_rows: int = 0, compile_variant: bool = False,
+                        on_partial=None) -> dict:
+    """Time the variants (see the module doc). ``compile_variant`` adds ``torch.compile`` in a second
+    phase, after ``on_partial`` has been given the first phase's results."""
     import torch
 
     from vggx.benchmarks.bench import device_peak_gflops
@@ -163,6 +165,15 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
     errors: dict[str, str] = {}
     if on_partial is not None:
         on_partial(result(profiles, errors))
+    if compile_variant:  # second phase, so a failing or slow compilation cannot cost the results above
+        name = "fp16 + kernels + compile + graphs"
+        try:
+            variants[name] = (CudaUpscaler(_fresh_upscaler(config, seed), fp16=True, compile=True), False)
+            times[name] = []
+            measure([name, "fp16 + kernels + graphs"])
+        except Exception as exc:  # report it, keep the rest
+            errors[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+            times.pop(name, None)
     return result(profiles, errors)
 
 
@@ -177,6 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="also list the ROWS kernels that take the most GPU time (FP16 eager, + kernels)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile + CUDA graphs (second phase, after the JSON is written once)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -186,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,
-                                     profile_rows=args.profile, on_partial=write)
+                                     profile_rows=args.profile, compile_variant=args.compile,
+                                     on_partial=write)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,8 @@ def summarise(out: Path) -> dict:
             lines.append(f"  {k:26s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:7.1f} fps "
                          f"{r['tflops']:6.1f} TFLOP/s ({100 * r['share_of_peak']:.1f}% of peak) "
                          f"x{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager")
+        for k, error in model.get("errors", {}).items():
+            lines.append(f"  {k}: failed: {error}")
     kernels = result["kernels"]
     if kernels:
         lines.append(f"kernels on {kernels['gpu']} (copy {kernels['copy_gbps']:.0f} GB/s), % of copy bandwidth:")

@@ -65,10 +65,12 @@ class CudaUpscaler:
         cuda_graphs: capture one graph per input shape (at most ``max_graphs``, least recently used
             evicted); otherwise run eagerly with the same staging buffers.
         channels_last: NHWC convolutions (off by default: measured slower overall, see above).
+        compile: ``torch.compile`` the model first (compiled on the first window of each shape, then
+            captured as a CUDA graph like the eager model); measured by ``gpu_model --compile``.
     """
 
     def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,
-                 channels_last: bool = False, max_graphs: int = 8) -> None:
+                 channels_last: bool = False, max_graphs: int = 8, compile: bool = False) -> None:
         import torch
 
         require_cuda()
@@ -83,6 +85,10 @@ class CudaUpscaler:
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.scale = module.scale
+        if compile:
+            # Inductor fuses what eager runs as separate passes (each convolution's broadcast bias add,
+            # activations, residual adds); the vggx ops stay single opaque nodes running their kernels.
+            module = torch.compile(module, dynamic=False)
         self.module = module
         self.cuda_graphs = cuda_graphs
         self.max_graphs = max_graphs
