@@ -34,6 +34,7 @@ import numpy as np
 from vggx.client import Backend, BackendConfig, Runner, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.pipeline import upscale_frames
 from vggx.client.windows import default_context, plan_tiles, plan_windows
+from vggx.errors import VggxError
 from vggx.shapes import parse_size
 from vggx.video import open_video
 from vggx.video.encode import EncodeConfig, VideoWriter
@@ -188,13 +189,18 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device, fp16=args.fp16,
-                            threads=None if args.backend == "triton" else args.threads, url=args.url,
-                            protocol=TritonProtocol(args.protocol))
-    with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:
-        video = args.input or _synthetic_clip(Path(tmp) / "clip.mp4", args.frames, parse_size(args.size))
-        result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats,
-                                 encode=EncodeConfig(preset=args.preset))
+    try:
+        backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
+                                fp16=args.fp16, threads=None if args.backend == "triton" else args.threads,
+                                url=args.url, protocol=TritonProtocol(args.protocol))
+        encode = EncodeConfig(preset=args.preset)
+        with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:
+            video = args.input or _synthetic_clip(Path(tmp) / "clip.mp4", args.frames, parse_size(args.size))
+            result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats,
+                                     encode=encode)
+    except VggxError as exc:  # one line, as the CLI does
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     env = _environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()))
     inf, e2e = sorted(result.inference_s), sorted(result.end_to_end_s)

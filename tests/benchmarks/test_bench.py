@@ -60,3 +60,11 @@ def test_bad_flags_are_one_line():
     assert result.exit_code == 1 and "comma-separated integers" in result.output
     result = CliRunner().invoke(app, ["bench", "--compare", "onnxruntime,nope"])
     assert result.exit_code == 1 and "nope" in result.output
+
+
+def test_upscale_overlap_bad_input_is_one_line(capsys):
+    from vggx.benchmarks.upscale_overlap import main
+
+    assert main(["--preset", "warp9", "--frames", "8"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --preset must be one of")
