@@ -32,15 +32,16 @@ def test_cuda_without_a_gpu_is_one_clear_error(tiny_checkpoint_path):
 
 @gpu
 @requires_gpu
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("shape", [(1, 8, 48, 64, 3), (2, 8, 37, 50, 3)])
-def test_fp16_cuda_matches_fp32_cpu_reference(tiny_checkpoint_path, shape):
+def test_fp16_cuda_matches_fp32_cpu_reference(tiny_checkpoint_path, shape, channels_last):
     from vggx.plugins import reference_ops
 
     lr = _frames(shape)
     cpu_model = UInt8Upscaler(load_checkpoint(tiny_checkpoint_path).generator).eval()
     with torch.no_grad(), reference_ops():
         ref = cpu_model(torch.from_numpy(lr)).numpy().astype(np.int16)
-    out = _fast(tiny_checkpoint_path, fp16=True)(lr).astype(np.int16)
+    out = _fast(tiny_checkpoint_path, fp16=True, channels_last=channels_last)(lr).astype(np.int16)
     diff = np.abs(out - ref)
     assert out.shape == ref.shape
     assert (diff <= 2).mean() >= 0.99, f"max {diff.max()}, within 2 levels {(diff <= 2).mean():.4f}"
