@@ -11,9 +11,9 @@ warping and the U-Net's low-resolution levels are what graphs save).
 
 Memory layout: NCHW by default. ``channels_last`` (NHWC) convolutions are faster in cuDNN, and the
 fast path has NHWC forms of the other hot spots (the channels-last flow_warp kernel, ChannelNorm as
-one fused layer_norm), but on an H200 the whole base model measured faster in NCHW (59.9 vs 66.1 ms
-per 8-frame 180x320 window): the layout copies around temporal attention and the non-vectorised
-broadcast bias adds of NHWC convolutions cost more than NHWC saves (``benchmarks/RESULTS.md``).
+one fused layer_norm), but on an H200 the whole base model measured faster in NCHW (59.6 vs 66.1 ms
+per 8-frame 180x320 window, same run): the copies of qkv into the attention kernel's layout and back
+cost more than NHWC convolutions save (``benchmarks/RESULTS.md``; ``channels_last=True`` to compare).
 
 Calls are serialised on one stream (a lock): decode and encode run in the pipeline's other threads
 while this one waits on the GPU, which is what hides them.
