@@ -34,6 +34,7 @@ __all__ = [
     "flow_warp_triton",
     "is_channels_last",
     "launch_flow_warp",
+    "triton_output_layout",
 ]
 
 KERNEL_DTYPES = (torch.float32, torch.float16)
@@ -224,6 +225,15 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
+def triton_output_layout(x: torch.Tensor) -> torch.memory_format:
+    """Layout of :func:`flow_warp_triton`'s output for ``x``: channels_last where the channels-last kernel
+    runs (a kernel dtype laid out channels-last), else contiguous. The op's fake implementation uses
+    it too, so compilers see the layout the real one returns."""
+    if x.dtype in KERNEL_DTYPES and is_channels_last(x):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def launch_flow_warp(
     x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None,
     config: KernelLaunch | None = None,
@@ -244,8 +254,8 @@ def launch_flow_warp(
             raise ValueError(f"flow_warp kernel: {name} must be float32 or float16, got {t.dtype}")
     if not (x.is_contiguous() or nhwc):
         raise ValueError("flow_warp kernel: x must be contiguous or channels_last")
-    if not (flow.is_contiguous() or is_channels_last(flow)):
-        raise ValueError("flow_warp kernel: flow must be contiguous or channels_last")
+    if not (flow.is_contiguous() or (nhwc and is_channels_last(flow))):  # the NCHW kernel reads flow as NCHW
+        raise ValueError("flow_warp kernel: flow must be contiguous (or channels_last with a channels_last x)")
     if flow.device != x.device:
         raise ValueError(f"flow_warp kernel: x is on {x.device}, flow on {flow.device}")
     layout = torch.channels_last if nhwc else torch.contiguous_format
@@ -281,11 +291,9 @@ def flow_warp_triton(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         return flow_warp_reference(x, flow).contiguous()
     if flow.dtype not in KERNEL_DTYPES:
         flow = flow.float()
-    if not is_channels_last(x):
-        x = x.contiguous()
-    if not is_channels_last(flow):
-        flow = flow.contiguous()
-    return launch_flow_warp(x, flow)
+    if triton_output_layout(x) == torch.channels_last:  # the channels-last kernel takes flow in either layout
+        return launch_flow_warp(x, flow if is_channels_last(flow) else flow.contiguous())
+    return launch_flow_warp(x.contiguous(), flow.contiguous())
 
 
 def _on_stream(device: torch.device, stream: Any) -> contextlib.AbstractContextManager:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 
 from ._triton import triton_available
-from .flow_warp import KERNEL_DTYPES, check_flow_warp_inputs, flow_warp_reference, flow_warp_triton, is_channels_last
+from .flow_warp import check_flow_warp_inputs, flow_warp_reference, flow_warp_triton, triton_output_layout
 from .temporal_attention import (
     check_temporal_attention_inputs,
     temporal_attention_reference,
@@ -34,14 +34,6 @@ __all__ = ["flow_warp", "reference_ops", "temporal_attention", "using_reference_
 _state = threading.local()
 
 
-def _flow_warp_layout(x: torch.Tensor) -> torch.memory_format:
-    """Layout of the op's output, the same for the real and the fake implementation (torch.compile
-    checks): channels_last where the CUDA kernel takes a channels-last ``x``, else contiguous."""
-    if x.device.type == "cuda" and triton_available() and x.dtype in KERNEL_DTYPES and is_channels_last(x):
-        return torch.channels_last
-    return torch.contiguous_format
-
-
 @torch.library.custom_op("vggx::flow_warp", mutates_args=())
 def _flow_warp_op(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return flow_warp_reference(x, flow).contiguous()
@@ -50,7 +42,9 @@ def _flow_warp_op(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 @_flow_warp_op.register_fake
 def _(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     check_flow_warp_inputs(x, flow)
-    return torch.empty_like(x, memory_format=_flow_warp_layout(x))
+    # The layout the real implementation returns (torch.compile checks): the Triton one on CUDA, else NCHW.
+    on_kernel = x.device.type == "cuda" and triton_available()
+    return torch.empty_like(x, memory_format=triton_output_layout(x) if on_kernel else torch.contiguous_format)
 
 
 def _flow_warp_setup(ctx, inputs, output) -> None:

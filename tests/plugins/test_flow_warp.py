@@ -132,6 +132,19 @@ class TestKernel:
         out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
         torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
 
+    def test_nchw_features_with_channels_last_flow(self, gen):
+        """The NCHW kernel reads flow as NCHW: a channels-last flow is refused there, and the op's CUDA
+        implementation copies it (both layouts of x with both layouts of flow equal the reference)."""
+        from vggx.plugins.flow_warp import flow_warp_triton
+
+        x, flow = _inputs(gen, 2, 5, 6, 7, 2.0)
+        flow_cl = flow.to(memory_format=torch.channels_last)
+        with pytest.raises(ValueError, match="flow must be contiguous"):
+            launch_flow_warp(x, flow_cl)
+        for xx in (x, x.to(memory_format=torch.channels_last)):
+            for ff in (flow, flow_cl):
+                torch.testing.assert_close(flow_warp_triton(xx, ff), flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
     def test_custom_op_keeps_channels_last(self, gen):
         """The CUDA implementation of the op takes either layout (here its body, run on CPU tensors)."""
         from vggx.plugins.flow_warp import flow_warp_triton
