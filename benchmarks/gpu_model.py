@@ -36,26 +36,21 @@ def _fresh_upscaler(cfg_name: str, seed: int):
 
 
 def _variants(cfg_name: str, seed: int):
-
     from vggx.client.cuda import CudaUpscaler
     from vggx.export.fp16 import half_upscaler
-    from vggx.generator import UInt8Upscaler
-
-    def generator():
-        return _fresh_upscaler(cfg_name, seed).generator
 
     def module(fp16: bool):
-        g = generator()
-        m = half_upscaler(g) if fp16 else UInt8Upscaler(g)  # FP16 = the FP16 ONNX graph's FP32 islands
+        m = _fresh_upscaler(cfg_name, seed)
+        m = half_upscaler(m.generator) if fp16 else m  # FP16 = the FP16 ONNX graph's FP32 islands
         return m.eval().cuda()  # NCHW, PyTorch's default
 
     return {
         "fp32 eager": (module(False), True),
         "fp16 eager": (module(True), True),
         "fp16 + kernels": (module(True), False),
-        "fp16 + kernels + graphs": (CudaUpscaler(UInt8Upscaler(generator()), fp16=True), False),
+        "fp16 + kernels + graphs": (CudaUpscaler(_fresh_upscaler(cfg_name, seed), fp16=True), False),
         "fp16 + kernels + graphs, channels_last": (
-            CudaUpscaler(UInt8Upscaler(generator()), fp16=True, channels_last=True), False),
+            CudaUpscaler(_fresh_upscaler(cfg_name, seed), fp16=True, channels_last=True), False),
     }
 
 

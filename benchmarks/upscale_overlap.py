@@ -132,6 +132,7 @@ def _time_encode(outputs: list[np.ndarray], path: Path, encode: EncodeConfig) ->
 def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeats: int = 3,
                     workdir: Path | None = None, encode: EncodeConfig | None = None) -> OverlapResult:
     """Time pure inference and end-to-end upscaling of ``video`` with ``runner`` (see the module doc)."""
+    encode = encode or EncodeConfig()
     with open_video(video) as reader:
         frames = [f.image for f in reader]
     info = runner.info
@@ -144,15 +145,15 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
             seconds, outputs = _time_inference(runner, frames, concurrency)
             inference.append(seconds)
             t0 = time.perf_counter()
-            upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode or EncodeConfig()), runner=runner)
+            upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode), runner=runner)
             end_to_end.append(time.perf_counter() - t0)
-        encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4", encode or EncodeConfig())]
+        encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4", encode)]
     return OverlapResult(
         backend=runner.description, frames=len(frames), lr_size=(h, w), window=info.window,
         windows=len(plan_windows(len(frames), info.window)), concurrency=concurrency,
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only,
-        preset=(encode.preset if encode else None) or "medium",
+        preset=encode.preset or "medium",
     )
 
 

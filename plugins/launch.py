@@ -136,7 +136,7 @@ class AttentionTile:
 def attention_tile(
     t: int,
     d: int = 16,
-    scores_per_thread: int | None = None,
+    scores_per_thread: int = _ATTENTION_SCORES_PER_THREAD,
     num_warps: int = _ATTENTION_NUM_WARPS,
     pixels_per_thread: int = 1,
     unroll: int | None = None,
@@ -152,8 +152,6 @@ def attention_tile(
     The defaults are the shipped tuning; the kernel benchmark's ``--sweep`` varies them.
     """
     t_block = next_power_of_2(t)
-    if scores_per_thread is None:
-        scores_per_thread = _ATTENTION_SCORES_PER_THREAD
     q_block = t_block
     while q_block > 1 and q_block * t_block > scores_per_thread:
         q_block //= 2

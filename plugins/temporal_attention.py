@@ -175,12 +175,6 @@ def launch_temporal_attention(
     return out
 
 
-def kernel_applies(qkv: torch.Tensor, heads: int) -> bool:
-    """True where the CUDA implementation runs a kernel (dtype, T and head dim within its limits)."""
-    _, t, _, _, _, d = check_temporal_attention_inputs(qkv, heads)
-    return qkv.dtype in KERNEL_DTYPES and 1 <= t <= ATTENTION_MAX_T and d <= ATTENTION_MAX_HEAD_DIM
-
-
 def temporal_attention_triton(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     """CUDA implementation of ``vggx::temporal_attention``: the NCHW kernel on a contiguous ``qkv``.
 
@@ -190,6 +184,7 @@ def temporal_attention_triton(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     than FP32/FP16 and for T > 32 or head dims > 64, so the op stays usable for any shape the
     reference accepts. The output is contiguous either way (as the op's fake implementation says).
     """
-    if not kernel_applies(qkv, heads):
+    _, t, _, _, _, d = check_temporal_attention_inputs(qkv, heads)
+    if qkv.dtype not in KERNEL_DTYPES or not (1 <= t <= ATTENTION_MAX_T and d <= ATTENTION_MAX_HEAD_DIM):
         return temporal_attention_reference(qkv, heads).contiguous()
     return launch_temporal_attention(qkv.contiguous(), heads)

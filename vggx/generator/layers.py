@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggx.plugins import temporal_attention
+from vggx.plugins.flow_warp import is_channels_last
 
 __all__ = ["BlurPool", "ChannelNorm", "HighFrequencyShuttle", "LowPass", "ResBlock", "TemporalAttention"]
 
@@ -89,7 +90,7 @@ class ChannelNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        if x.is_cuda and is_channels_last(x):
             return self.forward_nhwc(x)
         x32 = x.float()
         mean = x32.mean(dim=1, keepdim=True)

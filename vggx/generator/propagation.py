@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from vggx.plugins import flow_warp
+from vggx.plugins.flow_warp import is_channels_last
 
 from .layers import ResBlock
 
@@ -72,9 +73,7 @@ class BidirectionalPropagation(nn.Module):
         exporting or compiling: that would guard the dynamic batch size."""
         n, _, c, h, w = feats.shape
         zeros = feats.new_zeros(n, c, h, w)
-        frame = feats[:, 0]
-        if feats.is_cuda and not torch.compiler.is_compiling() and not frame.is_contiguous() \
-                and frame.is_contiguous(memory_format=torch.channels_last):
+        if feats.is_cuda and not torch.compiler.is_compiling() and is_channels_last(feats[:, 0]):
             zeros = zeros.contiguous(memory_format=torch.channels_last)
         return zeros
 
