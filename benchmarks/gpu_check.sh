@@ -4,12 +4,13 @@
 # 1. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
 #    CUDA-graph replay vs eager;
 # 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
-# 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs;
+# 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
+#    channels_last), + torch.compile (both layouts; each compiles for about 45 s);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
-#    then the real CLI on the README's sample clip.
+#    x264 medium and veryfast, eager and compiled; then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
-# launch-geometry sweep (about a minute), GPU_CHECK_COMPILE=1 a torch.compile variant of the model (its
-# compilation takes a minute or more). Needs PyTorch with CUDA and
+# launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
+# two minutes less). Needs PyTorch with CUDA and
 # OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
 # (git-ignored; see benchmarks/README.md), nothing is downloaded.
 set -uo pipefail
@@ -47,17 +48,22 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 }
 
 # Steps run in OUT: from the repository root, `python -m` would import the source folder vggx/ (which
-# lacks the package-dir mapping) instead of the installed package. Budgets sum to < 8 minutes.
-step gpu_tests 150 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
+# lacks the package-dir mapping) instead of the installed package. Limits are caps; a run takes ~6 minutes.
+step gpu_tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
+COMPILE_ARG=--compile
+[ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
-  ${GPU_CHECK_COMPILE:+--compile} --json "$OUT/gpu_model.json"
+  ${COMPILE_ARG:+"$COMPILE_ARG"} --json "$OUT/gpu_model.json"
 # End to end with the encoder's default quality preset (medium), then with veryfast.
 step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
 step upscale_e2e_veryfast 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --preset veryfast --json "$OUT/upscale_e2e_veryfast.json"
+[ -z "$COMPILE_ARG" ] || step upscale_e2e_compile 120 "$PY" -m vggx.benchmarks.upscale_overlap \
+  --backend torch --device cuda --fp16 --compile --size 180x320 --frames 96 --repeats 2 --preset veryfast \
+  --json "$OUT/upscale_e2e_compile.json"
 # The README's sample clip (a photograph under a panning camera, with audio) through the real CLI.
 step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
   time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \

@@ -111,12 +111,14 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
         torch.cuda.synchronize()
         return start.elapsed_time(end)
 
-    def measure(names: list[str]) -> None:
-        for name in names:  # warm-up: kernel compilation, cuDNN autotuning, graph capture (timed)
+    def warm_up(names: list[str]) -> None:
+        for name in names:  # kernel compilation, cuDNN autotuning, graph capture (timed)
             t0 = time.perf_counter()
             for _ in range(2):
                 run_once(name)
             warmup_s[name] = time.perf_counter() - t0
+
+    def measure(names: list[str]) -> None:
         for _ in range(iters):
             for name in names:  # interleaved rounds
                 times[name].append(run_once(name))
@@ -146,6 +148,7 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
         }
 
     warmup_s: dict[str, float] = {}
+    warm_up(list(variants))
     measure(list(variants))
     profiles = {}
     if profile_rows:  # where the time goes, per kernel (eager: a replayed graph hides its kernels)
@@ -161,14 +164,22 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
     if on_partial is not None:
         on_partial(result(profiles, errors))
     if compile_variant:  # second phase, so a failing or slow compilation cannot cost the results above
-        name = "fp16 + kernels + compile + graphs"
-        try:
-            variants[name] = (CudaUpscaler(_fresh_upscaler(config, seed), fp16=True, compile=True), False)
-            times[name] = []
-            measure([name, "fp16 + kernels + graphs"])
-        except Exception as exc:  # report it, keep the rest
-            errors[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
-            times.pop(name, None)
+        compiled = []
+        for name, channels_last in (("fp16 + kernels + compile + graphs", False),
+                                    ("fp16 + kernels + compile + graphs, channels_last", True)):
+            try:
+                variants[name] = (CudaUpscaler(_fresh_upscaler(config, seed), fp16=True, compile=True,
+                                               channels_last=channels_last), False)
+                times[name] = []
+                warm_up([name])  # = compilation + capture
+                compiled.append(name)
+            except Exception as exc:  # report it, keep the rest
+                errors[name] = f"{type(exc).__name__}: {str(exc)[:500]}"
+                times.pop(name, None)
+            if on_partial is not None:
+                on_partial(result(profiles, errors))
+        if compiled:  # interleaved with the eager ones once more (their medians then span both phases)
+            measure([*compiled, "fp16 eager", "fp16 + kernels + graphs"])
     return result(profiles, errors)
 
 

@@ -7,6 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_compile")
+
 
 def _load(path: Path):
     try:
@@ -25,7 +27,7 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", "upscale_e2e", "upscale_e2e_veryfast"):
+    for name in ("kernels", "gpu_model", *_E2E):
         result[name] = _load(out / f"{name}.json")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
@@ -36,7 +38,7 @@ def summarise(out: Path) -> dict:
     if model:
         lines.append(f"model {model['config']} LR {model['lr_size']} T={model['window']} on {model['device']}:")
         for k, r in model["variants"].items():
-            lines.append(f"  {k:26s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:7.1f} fps "
+            lines.append(f"  {k:48s} {r['ms_per_window']:8.2f} ms/window {r['frames_per_s']:7.1f} fps "
                          f"{r['tflops']:6.1f} TFLOP/s ({100 * r['share_of_peak']:.1f}% of peak) "
                          f"x{r['speedup_vs_fp16_eager']:.2f} vs fp16 eager")
         for k, error in model.get("errors", {}).items():
@@ -57,14 +59,15 @@ def summarise(out: Path) -> dict:
             geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
             lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} fp16: {r['ms']:.3f} ms "
                          f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
-    for name in ("upscale_e2e", "upscale_e2e_veryfast"):
+    for name in _E2E:
         e2e = result[name]
         if e2e:
             n, enc = e2e["frames"], (e2e.get("encode_only_s") or [float("nan")])[0]
+            ser = (e2e.get("encode_serial_s") or [float("nan")])[0]
             lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}: "
                          f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
                          f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
-                         f"fps, ratio {e2e['ratio']:.3f}")
+                         f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}")
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return result

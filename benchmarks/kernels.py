@@ -22,6 +22,7 @@ CUDA only: on a machine without a GPU it exits with a message and status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -42,6 +43,7 @@ FLOW_WARP_CASES = [
     for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
     for dtype in (torch.float16, torch.float32)
 ]
+ATTENTION_MMA_PIXELS = (8, 16)  # pixels per program of the tensor-core form, timed beside the shipped kernel
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
     for t in (8, 12, 16)
@@ -146,6 +148,7 @@ def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResul
 def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
+    from vggx.plugins.launch import attention_tile
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
 
     copy_gbps = copy_gbps or measure_copy_bandwidth()
@@ -179,6 +182,16 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
+        for p_block in ATTENTION_MMA_PIXELS:  # the tensor-core form, against the same composition time
+            tile = dataclasses.replace(attention_tile(t, c // heads, mma=True), p_block=p_block)
+            m_ms = _time_ms(
+                lambda qkv=qkv, out=out, heads=heads, tile=tile: launch_temporal_attention(
+                    qkv, heads, out=out, tile=tile), iters
+            )
+            err = (launch_temporal_attention(qkv, heads, tile=tile).float()
+                   - temporal_attention_reference(qkv, heads).float()).abs()
+            results.append(_result(f"temporal_attention[h={heads},mma,p{p_block}]", shape, dtype, nbytes, m_ms,
+                                   t_ms, copy_gbps, err.max()))
         del qkv, out
         torch.cuda.empty_cache()
     return copy_gbps, results

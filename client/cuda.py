@@ -66,7 +66,10 @@ class CudaUpscaler:
             evicted); otherwise run eagerly with the same staging buffers.
         channels_last: NHWC convolutions (off by default: measured slower overall, see above).
         compile: ``torch.compile`` the model first (compiled on the first window of each shape, then
-            captured as a CUDA graph like the eager model); measured by ``gpu_model --compile``.
+            captured as a CUDA graph like the eager model). On an H200 (``base``, LR 180x320, T=8) it
+            halves the time per window (29.5 vs 59.7 ms: Inductor fuses the elementwise passes that
+            eager mode runs around each convolution), after about 45 s of compilation per shape
+            (Inductor caches its work on disk for later processes).
     """
 
     def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,

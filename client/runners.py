@@ -61,6 +61,7 @@ class BackendConfig:
     checkpoint: Path | None = None  # in-process backends: .safetensors (default: shipped); tensorrt: a .plan
     device: str = "cpu"  # cpu | cuda (torch, onnxruntime)
     fp16: bool = False  # torch on cuda only
+    compile: bool = False  # torch on cuda only: torch.compile (Inductor) before CUDA-graph capture
     threads: int | None = None  # CPU threads of in-process backends (None: the library's default)
     url: str | None = None  # triton: HOST:PORT
     protocol: TritonProtocol = TritonProtocol.GRPC
@@ -78,6 +79,9 @@ class BackendConfig:
                               f"TensorRT engines carry their precision, Triton serves what was exported)")
         if self.fp16 and self.device != "cuda":
             raise ConfigError("--fp16 needs --device cuda (FP16 on the CPU is slower than FP32)")
+        if self.compile and (self.backend is not Backend.TORCH or self.device != "cuda"):
+            raise ConfigError("--compile applies to the torch backend on --device cuda "
+                              f"(got --backend {self.backend.value} --device {self.device})")
         if self.backend is Backend.TRITON and not self.url:
             raise ConfigError("the triton backend needs --url HOST:PORT (start a server with `vggx serve`)")
         if self.url and self.backend is not Backend.TRITON:
@@ -230,7 +234,7 @@ class TorchRunner(_RunnerBase):
     one CUDA graph per input shape)."""
 
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", fp16: bool = False,
-                 threads: int | None = None, cuda_graphs: bool = True) -> None:
+                 threads: int | None = None, cuda_graphs: bool = True, compile: bool = False) -> None:
         import torch
 
         from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
@@ -249,10 +253,11 @@ class TorchRunner(_RunnerBase):
         if device == "cuda":
             from .cuda import CudaUpscaler
 
-            self._cuda = CudaUpscaler(model, fp16=fp16, cuda_graphs=cuda_graphs)
+            self._cuda = CudaUpscaler(model, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
-        extras = [x for x, on in (("fp16", fp16), ("cuda graphs", device == "cuda" and cuda_graphs)) if on]
+        extras = [x for x, on in (("fp16", fp16), ("compiled", device == "cuda" and compile),
+                                  ("cuda graphs", device == "cuda" and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
@@ -271,7 +276,7 @@ class TorchRunner(_RunnerBase):
 
 
 def _open_torch(cfg: BackendConfig) -> TorchRunner:
-    return TorchRunner(cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, threads=cfg.threads)
+    return TorchRunner(cfg.checkpoint, device=cfg.device, fp16=cfg.fp16, threads=cfg.threads, compile=cfg.compile)
 
 
 # -------------------------------------------------------------------------------------------- tensorrt

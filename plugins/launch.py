@@ -41,6 +41,7 @@ ATTENTION_MAX_HEAD_DIM = 64  # channels per head
 _ATTENTION_SCORES_PER_THREAD = 64  # fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds
 _ATTENTION_NUM_WARPS = 4
 _ATTENTION_UNROLL = 1  # loops over the head dim stay rolled (H200 sweep: fastest for every T, fewest registers)
+_MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the tensor-core form
 
 
 def cdiv(a: int, b: int) -> int:
@@ -131,6 +132,7 @@ class AttentionTile:
     p_block: int
     num_warps: int
     unroll: int | None = None
+    mma: bool = False  # the tensor-core form (batched dots over p_block pixels; q_block = all frames)
 
 
 def attention_tile(
@@ -140,6 +142,7 @@ def attention_tile(
     num_warps: int = _ATTENTION_NUM_WARPS,
     pixels_per_thread: int = 1,
     unroll: int | None = None,
+    mma: bool = False,
 ) -> AttentionTile:
     """Tile for ``t`` frames and head dim ``d``.
 
@@ -150,7 +153,15 @@ def attention_tile(
     power of two) until a thread holds at most ``scores_per_thread`` fp32 scores per pixel; the
     query blocks of one pixel block run side by side, so their re-reads of k and v hit L2.
     The defaults are the shipped tuning; the kernel benchmark's ``--sweep`` varies them.
+
+    ``mma``: the tensor-core form, whose program owns all frames of ``p_block`` pixels; ``p_block``
+    shrinks as T and d grow so that each of its [p_block, T, d] q/k/v tiles stays at 4096 elements
+    (16 pixels at T, d <= 16: 96 registers per thread with 4 warps in FP16, no spills, by ptxas).
     """
+    if mma:
+        t_block, d_block = _mma_blocks(t, d)
+        p_block = max(1, min(16, _MMA_TILE_ELEMENTS // (t_block * d_block)))
+        return AttentionTile(q_block=t_block, p_block=p_block, num_warps=num_warps, unroll=unroll, mma=True)
     t_block = next_power_of_2(t)
     q_block = t_block
     while q_block > 1 and q_block * t_block > scores_per_thread:
@@ -158,6 +169,11 @@ def attention_tile(
     return AttentionTile(
         q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll
     )
+
+
+def _mma_blocks(t: int, d: int) -> tuple[int, int]:
+    """T and head-dim extents of the tensor-core form's tiles (16 at least: the smallest ``tl.dot``)."""
+    return max(16, next_power_of_2(t)), max(16, next_power_of_2(d))
 
 
 def attention_grid(
@@ -183,15 +199,18 @@ def attention_config(
     d = c // heads
     check_attention_limits(t, d)
     tile = tile or attention_tile(t, d)
+    t_block, d_block = _mma_blocks(t, d) if tile.mma else (next_power_of_2(t), next_power_of_2(d))
     return KernelLaunch(
         grid=attention_grid(n, t, h, w, heads, d=d, tile=tile),
         num_warps=tile.num_warps,
         constexprs={
             "D": d,
-            "T_BLOCK": next_power_of_2(t),
+            "T_BLOCK": t_block,
             "Q_BLOCK": tile.q_block,
             "P_BLOCK": tile.p_block,
             "SCALE": 1.0 / math.sqrt(d),
             "UNROLL": tile.unroll or _ATTENTION_UNROLL,
+            "MMA": tile.mma,
+            "D_BLOCK": d_block,
         },
     )

@@ -85,6 +85,8 @@ def temporal_attention_kernel(
     P_BLOCK: tl.constexpr,
     SCALE: tl.constexpr,
     UNROLL: tl.constexpr,
+    MMA: tl.constexpr = False,
+    D_BLOCK: tl.constexpr = 16,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -95,50 +97,80 @@ def temporal_attention_kernel(
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
+
+    ``MMA``: the tensor-core form instead. A program owns ``P_BLOCK`` pixels and all T queries and keys
+    (``Q_BLOCK == T_BLOCK``, both at least 16, the smallest dot); it loads q, k, v of its pixels as
+    ``[P_BLOCK, T_BLOCK, D_BLOCK]`` tiles (pixels contiguous in memory, so the loads coalesce; masked
+    past T and d) and computes the pixels' scores and outputs as two batched ``tl.dot`` (FP16 operands
+    with FP32 accumulation; FP32 inputs as three-pass TF32, accurate to FP32 rounding). Every input
+    element is read once whatever T is. The softmax is the same FP32 one; the probabilities enter the
+    second dot in the I/O dtype.
     Argument order = inputs, int32 scalars, outputs (TensorRT's AOT launch order).
     """
-    pid = tl.program_id(0)
     head = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
-    q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
-    pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
-    pid_p = pid // q_blocks
     hw = tl.full((), 0, tl.int64) + HW  # int64 offsets; HW == 1 may arrive as a constant
-    offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-    queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
-    keys = tl.arange(0, T_BLOCK)
-    pixel_ok = (offs_p < HW)[None, :]
-    q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
-    k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
-
     in_frame = 3 * C * hw  # elements per input frame
-    q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
-    k_ptr = q_ptr + C * hw
-    v_ptr = k_ptr + C * hw
-    q_rows = queries.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
-    k_rows = keys.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
-
-    # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
-    # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
-    # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
-    scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
-        q = tl.load(q_ptr + j * hw + q_rows, mask=q_mask, other=0.0).to(tl.float32)
-        k = tl.load(k_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-        scores += q[:, None, :] * k[None, :, :]
-    scores = scores * SCALE
-    scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
-    peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
-    p = tl.exp(scores - peak[:, None, :])
-    p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
-
     out_frame = C * hw
-    o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-    out_rows = queries.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
-    for j in tl.range(0, D, loop_unroll_factor=UNROLL):
-        v = tl.load(v_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-        o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-        tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
+    if MMA:
+        offs_p = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
+        frames = tl.arange(0, T_BLOCK)
+        dims = tl.arange(0, D_BLOCK)
+        base_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
+        tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
+                + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
+        mask3 = (offs_p < HW)[:, None, None] & (frames < T)[None, :, None] & (dims < D)[None, None, :]
+        q3 = tl.load(base_ptr + tile, mask=mask3, other=0.0)
+        k3 = tl.load(base_ptr + C * hw + tile, mask=mask3, other=0.0)
+        v3 = tl.load(base_ptr + 2 * C * hw + tile, mask=mask3, other=0.0)
+        s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32) * SCALE
+        s3 = tl.where((frames < T)[None, None, :], s3, float("-inf"))
+        peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
+        pr = tl.exp(s3 - peak3[:, :, None])
+        pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
+        o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
+        o_tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
+                  + dims.to(tl.int64)[None, None, :] * hw)
+        o3_ptr = out_ptr + n * T * out_frame + (head * D) * hw
+        tl.store(o3_ptr + o_tile, o3.to(out_ptr.dtype.element_ty), mask=mask3)
+    else:
+        pid = tl.program_id(0)
+        q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
+        pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
+        pid_p = pid // q_blocks
+        offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
+        queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
+        keys = tl.arange(0, T_BLOCK)
+        pixel_ok = (offs_p < HW)[None, :]
+        q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
+        k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
+
+        q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
+        k_ptr = q_ptr + C * hw
+        v_ptr = k_ptr + C * hw
+        q_rows = queries.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+        k_rows = keys.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+
+        # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
+        # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
+        # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
+        scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
+        for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+            q = tl.load(q_ptr + j * hw + q_rows, mask=q_mask, other=0.0).to(tl.float32)
+            k = tl.load(k_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
+            scores += q[:, None, :] * k[None, :, :]
+        scores = scores * SCALE
+        scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
+        peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
+        p = tl.exp(scores - peak[:, None, :])
+        p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
+
+        o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
+        out_rows = queries.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
+        for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+            v = tl.load(v_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
+            o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
+            tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 
 
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)

@@ -33,7 +33,7 @@ from typing import Any
 from vggx.errors import PluginError, TensorRTNotInstalledError
 
 from ._triton import compiler_usable, require_triton
-from .launch import attention_config, flow_warp_config
+from .launch import AttentionTile, attention_config, flow_warp_config
 
 __all__ = [
     "OPS",
@@ -175,6 +175,7 @@ def compile_aot(
     heads: int | None = None,
     flow_dtype: Any = None,
     cc: int = 90,
+    tile: AttentionTile | None = None,
 ) -> AotKernel:
     """PTX and launch parameters of ``op`` for an input of ``shape``, as the TensorRT plugin uses them.
 
@@ -184,6 +185,7 @@ def compile_aot(
         dtype: I/O dtype, ``"fp32"``/``"fp16"`` or a torch dtype.
         flow_dtype: flow_warp's flow dtype (default: ``dtype``).
         cc: CUDA compute capability of the target (90 = Hopper).
+        tile: temporal_attention's tiling (default: the shipped one, :func:`~vggx.plugins.launch.attention_tile`).
     """
     if op == "flow_warp":
         b, c, h, w = shape
@@ -197,7 +199,7 @@ def compile_aot(
         if c3 % 3:
             raise PluginError(f"temporal_attention: qkv channel count must be 3*C, got {c3}")
         try:
-            cfg = attention_config(n, t, c3 // 3, h, w, heads)
+            cfg = attention_config(n, t, c3 // 3, h, w, heads, tile=tile)
         except ValueError as err:
             raise PluginError(str(err)) from err
         scalars = (t, c3 // 3, h * w)

@@ -121,6 +121,11 @@ class TestBackendErrors:
         result = cli(clips["aac"], tmp_path / "o.mp4", "--device", "cuda")
         assert_one_error_line(result, "--device cuda: PyTorch sees no CUDA GPU")
 
+    def test_compile_needs_cuda(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--compile")
+        assert_one_error_line(result, "--compile applies to the torch backend on --device cuda")
+        assert list(tmp_path.iterdir()) == []
+
     def test_unknown_backend(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", backend=("--backend", "magic"))
         assert_one_error_line(result, "--backend must be one of onnxruntime, torch, tensorrt, triton")

@@ -216,6 +216,10 @@ class TestOnnxRuntime:
             BackendConfig(Backend.ONNXRUNTIME, fp16=True)
         with pytest.raises(ConfigError, match="--fp16 needs --device cuda"):
             BackendConfig(Backend.TORCH, fp16=True)
+        with pytest.raises(ConfigError, match="--compile applies to the torch backend on --device cuda"):
+            BackendConfig(Backend.TORCH, compile=True)
+        with pytest.raises(ConfigError, match="--compile applies to the torch backend on --device cuda"):
+            BackendConfig(Backend.ONNXRUNTIME, device="cuda", compile=True)
         with pytest.raises(ConfigError, match="--url sends work to Triton"):
             BackendConfig(Backend.TORCH, url="localhost:8001")
 

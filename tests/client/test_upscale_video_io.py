@@ -75,6 +75,46 @@ class TestEncode:
         assert facts["audio"] == ["aac"] and facts["metadata"].get("title") == "vggx test clip"
         assert facts["rate"] == 24 and facts["frames"] == 10
 
+    @pytest.mark.parametrize("threads", [None, 1, 3, 0])
+    def test_frames_converted_ahead_equal_the_encoders_own_conversion(self, tmp_path, threads):
+        """RGB -> yuv420p runs in worker threads ahead of x264; lossless x264 keeps the yuv planes, so equal
+        decoded frames mean the same conversion as PyAV's encoder doing it itself (frame by frame)."""
+        import av
+
+        rng = np.random.default_rng(0)
+        wide = rng.integers(0, 256, (40, 80, 3), dtype=np.uint8)
+        images = [frame_pattern(i, 40, 56) for i in range(12)]
+        images[3] = images[3][:, ::-1]  # a view without contiguous rows: copied, not wrapped
+        images[4] = wide[:, 10:66]  # rows wider than the frame: wrapped with their stride
+        out, ref = tmp_path / "out.mkv", tmp_path / "ref.mkv"
+        with VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25),
+                         EncodeConfig(crf=0, convert_threads=threads)) as w:
+            for i, img in enumerate(images):
+                w.write(img, i)
+        with av.open(str(ref), "w") as c:
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt, s.options = 56, 40, "yuv420p", {"crf": "0"}
+            for i, img in enumerate(images):
+                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                f.pts = i
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        got, want = decode_all(out), decode_all(ref)
+        assert len(got) == len(want) == 12
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, r)
+
+    @pytest.mark.parametrize("threads", [None, 0])
+    def test_a_bad_frame_is_one_clear_error_and_leaves_no_file(self, tmp_path, threads):
+        out = tmp_path / "out.mp4"
+        with (pytest.raises(VideoError, match=r"converting a frame for .*out\.mp4 failed"),
+              VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(convert_threads=threads)) as w):
+            w.write(frame_pattern(0, 40, 56), 0)
+            w.write(np.zeros((40, 56, 3), np.float32), 1)
+        assert list(tmp_path.iterdir()) == []
+
     def test_abort_leaves_no_file(self, tmp_path):
         out = tmp_path / "out.mp4"
         w = VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25))

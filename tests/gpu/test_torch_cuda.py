@@ -49,6 +49,23 @@ def test_fp16_cuda_matches_fp32_cpu_reference(tiny_checkpoint_path, shape, chann
 
 @gpu
 @requires_gpu
+def test_compiled_fp16_matches_fp32_cpu_reference(tiny_checkpoint_path):
+    """``torch.compile`` (Inductor fuses the eager epilogues; the vggx ops stay opaque kernels) + graphs."""
+    from vggx.plugins import reference_ops
+
+    lr = _frames()
+    cpu_model = UInt8Upscaler(load_checkpoint(tiny_checkpoint_path).generator).eval()
+    with torch.no_grad(), reference_ops():
+        ref = cpu_model(torch.from_numpy(lr)).numpy().astype(np.int16)
+    fast = _fast(tiny_checkpoint_path, fp16=True, compile=True)
+    out = fast(lr).astype(np.int16)
+    diff = np.abs(out - ref)
+    assert (diff <= 2).mean() >= 0.99, f"max {diff.max()}, within 2 levels {(diff <= 2).mean():.4f}"
+    np.testing.assert_array_equal(fast(lr), out)  # the captured graph of the compiled model replays the same
+
+
+@gpu
+@requires_gpu
 def test_cuda_graph_replay_equals_eager_exactly(tiny_checkpoint_path):
     graphs = _fast(tiny_checkpoint_path, cuda_graphs=True)
     eager = _fast(tiny_checkpoint_path, cuda_graphs=False)

@@ -15,6 +15,7 @@ import torch
 
 from vggx.plugins import flow_warp, flow_warp_reference, temporal_attention, temporal_attention_reference
 from vggx.plugins.flow_warp import launch_flow_warp
+from vggx.plugins.launch import attention_tile
 from vggx.plugins.temporal_attention import launch_temporal_attention
 
 pytestmark = [
@@ -63,19 +64,22 @@ class TestKernelsOnGpu:
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
         assert out.is_contiguous(memory_format=torch.channels_last)
 
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize("shape", ATTN_SHAPES)
-    def test_attention_fp32(self, shape):
+    def test_attention_fp32(self, shape, mma):
         qkv = _qkv(shape, torch.float32)
-        heads = shape[-1]
+        _, t, c, _, _, heads = shape
         expected = temporal_attention_reference(qkv, heads)
-        torch.testing.assert_close(launch_temporal_attention(qkv, heads), expected, atol=1e-5, rtol=1e-5)
+        out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
+        torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize("shape", ATTN_SHAPES)
-    def test_attention_fp16(self, shape):
+    def test_attention_fp16(self, shape, mma):
         qkv = _qkv(shape, torch.float16)
-        heads = shape[-1]
+        _, t, c, _, _, heads = shape
         expected = temporal_attention_reference(qkv.float(), heads)
-        out = launch_temporal_attention(qkv, heads)
+        out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
     def test_custom_ops_dispatch_to_kernels_on_cuda(self):
@@ -160,15 +164,17 @@ class TestAotPtxWithCupy:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", [(1, 8, 64, 36, 64, 4), (2, 16, 32, 9, 17, 2), (1, 5, 12, 7, 3, 3)])
-    def test_attention_ptx(self, shape, dtype):
+    def test_attention_ptx(self, shape, dtype, mma):
         from vggx.plugins.tensorrt import compile_aot
 
         n, t, c, h, w, heads = shape
         qkv = _qkv(shape, dtype)
         out = torch.full((n, t, c, h, w), float("nan"), device="cuda", dtype=dtype)
-        kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=heads, cc=_cc())
+        kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=heads, cc=_cc(),
+                             tile=attention_tile(t, c // heads, mma=mma))
         _launch_ptx(kernel, (qkv,), (out,))
         expected = temporal_attention_reference(qkv.float(), heads)
         tol = 1e-5 if dtype == torch.float32 else 2e-3

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from vggx.plugins import temporal_attention, temporal_attention_reference
+from vggx.plugins.launch import attention_tile
 from vggx.plugins.temporal_attention import launch_temporal_attention
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="needs OpenAI Triton")
@@ -65,16 +66,18 @@ SHAPES = [
 
 @needs_triton
 class TestKernel:
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize(("n", "t", "c", "h", "w", "heads"), SHAPES)
-    def test_fp32_matches_reference(self, gen, n, t, c, h, w, heads):
+    def test_fp32_matches_reference(self, gen, n, t, c, h, w, heads, mma):
         qkv = _qkv(gen, n, t, c, h, w, scale=2.0)
-        out = launch_temporal_attention(qkv, heads)
+        out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out, temporal_attention_reference(qkv, heads), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize(("n", "t", "c", "h", "w", "heads"), SHAPES[1:6])
-    def test_fp16_matches_fp32_math_on_fp16_inputs(self, gen, n, t, c, h, w, heads):
+    def test_fp16_matches_fp32_math_on_fp16_inputs(self, gen, n, t, c, h, w, heads, mma):
         qkv = _qkv(gen, n, t, c, h, w, torch.float16, scale=2.0)
-        out = launch_temporal_attention(qkv, heads)
+        out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         assert out.dtype == torch.float16
         expected = temporal_attention_reference(qkv.float(), heads)
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
@@ -107,9 +110,10 @@ class TestKernel:
         assert out.is_contiguous()
         torch.testing.assert_close(out, temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
-    def test_large_scores_do_not_overflow(self, gen):
+    @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
+    def test_large_scores_do_not_overflow(self, gen, mma):
         qkv = _qkv(gen, 1, 9, 4, 2, 2, scale=30.0)
-        out = launch_temporal_attention(qkv, 1)
+        out = launch_temporal_attention(qkv, 1, tile=attention_tile(9, 4, mma=mma))
         assert torch.isfinite(out).all()
         torch.testing.assert_close(out, temporal_attention_reference(qkv, 1), atol=1e-4, rtol=1e-5)
 

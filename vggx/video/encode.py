@@ -3,13 +3,21 @@
 The file is written under a hidden temporary name in the output's directory and renamed onto the
 output path only by :meth:`VideoWriter.commit`; :meth:`VideoWriter.abort` (or leaving the ``with``
 block with an exception, Ctrl-C included) deletes it, so a failed run leaves nothing at the output.
+
+Frames are wrapped without a copy (``VideoFrame.from_numpy_buffer``) and converted to the codec's pixel
+format (RGB -> yuv420p for H.264) by a few worker threads a few frames ahead of the encoder, with the
+very swscale call the encoder would make (swscale runs without the GIL): the thread feeding x264 then
+only encodes. Serially, wrapping and converting each 720p frame cost as much CPU as x264's veryfast
+preset itself, and capped how fast a GPU's output could be written.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +45,9 @@ _RGB_FORMATS = ("rgb24", "bgr24", "gbrp", "bgr0", "rgb0")
 _MUXER_OWN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}
 # Stream audio this far ahead of the video so the muxer interleaves without buffering much.
 _AUDIO_LEAD_S = 0.5
+# Threads converting RGB frames to the codec's pixel format ahead of the encoder (one per four cores, at
+# most four: the encoder's own threads need the rest); twice as many frames are in flight.
+_CONVERT_THREADS = max(1, min(4, (os.cpu_count() or 1) // 4))
 
 
 @dataclass(frozen=True)
@@ -48,8 +59,13 @@ class EncodeConfig:
     pix_fmt: str | None = None  # None: yuv420p for H.264-style codecs, lossless RGB where the codec takes it
     preset: str | None = None  # x264/x265 speed preset (ultrafast ... placebo); None: the encoder's (medium)
     options: dict[str, str] = field(default_factory=dict)
+    # Threads converting frames to the codec's pixel format ahead of the encoder; None: one per four
+    # cores, 1..4; 0: none (PyAV's encoder converts each frame itself, serially: the benchmarks' baseline).
+    convert_threads: int | None = None
 
     def __post_init__(self) -> None:
+        if self.convert_threads is not None and self.convert_threads < 0:
+            raise VideoError(f"convert_threads must be >= 0, got {self.convert_threads}")
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise VideoError(f"--crf must be in 0..63, got {self.crf}")
         if self.preset is not None and self.preset not in X264_PRESETS:
@@ -125,6 +141,8 @@ class VideoWriter:
         self._audio: _AudioCopier | None = None
         self._frames = 0
         self._closed = False
+        self._pending: collections.deque[tuple[Future, int]] = collections.deque()
+        self._pool: ThreadPoolExecutor | None = None
         try:
             self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -172,10 +190,51 @@ class VideoWriter:
         return self._frames
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one uint8 ``(height, width, 3)`` RGB frame shown at ``pts`` (in ``time_base``)."""
+        """Encode one uint8 ``(height, width, 3)`` RGB frame shown at ``pts`` (in ``time_base``).
+
+        The frame may be encoded after this returns (it is converted ahead in a worker thread); ``image``
+        must not be modified afterwards. Errors surface from a later ``write`` or from :meth:`commit`.
+        """
         import av
 
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        if self._closed:
+            raise VideoError(f"{self.path}: writer already closed")
+        threads = _CONVERT_THREADS if self.config.convert_threads is None else self.config.convert_threads
+        if threads == 0:  # the encoder converts (PyAV's own path), in this thread
+            done: Future = Future()
+            try:
+                done.set_result(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+            except (av.error.FFmpegError, ValueError) as exc:
+                done.set_exception(exc)  # raised as a VideoError by _encode_next, as from a worker
+            self._pending.append((done, pts))
+        else:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="vggx-convert")
+            self._pending.append((self._pool.submit(self._convert, image), pts))
+        while len(self._pending) > 2 * threads:
+            self._encode_next()
+
+    def _convert(self, image: np.ndarray):
+        """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself)."""
+        import av
+
+        if image.dtype == np.uint8 and image.ndim == 3 and image.strides[1:] == (3, 1):
+            frame = av.VideoFrame.from_numpy_buffer(image, format="rgb24")  # no copy; the frame keeps ``image``
+        else:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        cc = self._stream.codec_context
+        if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
+            return frame
+        return frame.reformat(cc.width, cc.height, cc.format, threads=1)
+
+    def _encode_next(self) -> None:
+        import av
+
+        future, pts = self._pending.popleft()
+        try:
+            frame = future.result()
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoError(f"converting a frame for {self.path} failed ({_reason(exc)})") from None
         frame.pts = pts
         frame.time_base = self._time_base
         if self._audio is not None:
@@ -188,6 +247,14 @@ class VideoWriter:
                              f"({_reason(exc)})") from None
         self._frames += 1
 
+    def _stop_pool(self) -> None:
+        for future, _ in self._pending:
+            future.cancel()
+        self._pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # conversions touch no container state; just let them end
+            self._pool = None
+
     def set_audio_end(self, seconds: float) -> None:
         """Copy source audio only up to ``seconds`` (source time), e.g. where a preview's video ends."""
         if self._audio is not None:
@@ -199,6 +266,13 @@ class VideoWriter:
 
         if self._closed:
             raise VideoError(f"{self.path}: writer already closed")
+        try:
+            while self._pending:
+                self._encode_next()
+        except BaseException:
+            self.abort()
+            raise
+        self._stop_pool()
         try:
             for packet in self._stream.encode():
                 self._container.mux(packet)
@@ -220,6 +294,7 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Close without finishing and delete the temporary file (safe to call twice)."""
+        self._stop_pool()
         if not self._closed:
             self._closed = True
             if self._audio is not None:
