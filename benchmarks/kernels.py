@@ -182,15 +182,20 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
-        for p_block in ATTENTION_MMA_PIXELS:  # the tensor-core form, against the same composition time
-            tile = dataclasses.replace(attention_tile(t, c // heads, mma=True), p_block=p_block)
+        shipped = attention_tile(t, c // heads)
+        others = {"fma": attention_tile(t, c // heads, mma=False)}
+        for p_block in ATTENTION_MMA_PIXELS:
+            others[f"mma,p{p_block}"] = dataclasses.replace(attention_tile(t, c // heads, mma=True), p_block=p_block)
+        for form, tile in others.items():  # the other forms, against the same composition time
+            if tile == shipped:
+                continue
             m_ms = _time_ms(
                 lambda qkv=qkv, out=out, heads=heads, tile=tile: launch_temporal_attention(
                     qkv, heads, out=out, tile=tile), iters
             )
             err = (launch_temporal_attention(qkv, heads, tile=tile).float()
                    - temporal_attention_reference(qkv, heads).float()).abs()
-            results.append(_result(f"temporal_attention[h={heads},mma,p{p_block}]", shape, dtype, nbytes, m_ms,
+            results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, m_ms,
                                    t_ms, copy_gbps, err.max()))
         del qkv, out
         torch.cuda.empty_cache()
@@ -235,7 +240,8 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
         out = qkv.new_empty((1, t, 64, 360, 640))
         nbytes = (qkv.numel() + out.numel()) * 2
         for spt, warps, ppt, unroll in SWEEP_ATTENTION:
-            tile = attention_tile(t, 16, scores_per_thread=spt, num_warps=warps, pixels_per_thread=ppt, unroll=unroll)
+            tile = attention_tile(t, 16, scores_per_thread=spt, num_warps=warps, pixels_per_thread=ppt, unroll=unroll,
+                                  mma=False)
             ms = _time_ms(
                 lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
             )

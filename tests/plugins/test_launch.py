@@ -41,7 +41,7 @@ def test_flow_warp_grid_issue_shape():
 
 @pytest.mark.parametrize("t", [1, 2, 3, 8, 9, 16, 17, 32])
 def test_attention_tile_holds_all_keys_and_bounded_scores(t):
-    cfg = attention_config(1, t, 64, 360, 640, 4)
+    cfg = attention_config(1, t, 64, 360, 640, 4, tile=attention_tile(t, mma=False))
     tb, qb, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["Q_BLOCK"], cfg.constexprs["P_BLOCK"]
     assert tb >= t and tb == next_power_of_2(t)
     assert qb <= tb and qb & (qb - 1) == 0
@@ -54,14 +54,28 @@ def test_attention_tile_holds_all_keys_and_bounded_scores(t):
 
 def test_attention_reads_each_input_once_up_to_8_frames():
     for t in range(1, 9):
-        assert attention_tile(t).q_block >= t
-    assert attention_tile(16).q_block == 4 and attention_tile(32).q_block == 2  # 64 scores per thread
+        assert attention_tile(t, mma=False).q_block >= t
+    assert attention_tile(16, mma=False).q_block == 4 and attention_tile(32, mma=False).q_block == 2
+
+
+@pytest.mark.parametrize("t", [1, 5, 8, 9, 12, 16, 17, 32])
+@pytest.mark.parametrize("d", [1, 12, 16, 48, 64])
+def test_shipped_tile_is_the_tensor_core_form_above_8_frames(t, d):
+    """It reads every input once at any T: one program holds all frames of its pixels."""
+    tile = attention_tile(t, d)
+    assert tile.mma == (t > 8) and tile.q_block >= t
+    if tile.mma:
+        cfg = attention_config(1, t, d * 4, 36, 64, 4)
+        tb, db, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["D_BLOCK"], cfg.constexprs["P_BLOCK"]
+        assert cfg.constexprs["MMA"] and tb >= max(16, t) and db >= max(16, d)  # tl.dot needs 16 at least
+        assert tb * db * pb <= 4096 and pb >= 1
+        assert cfg.grid == (cdiv(36 * 64, pb), 4, 1)
 
 
 @pytest.mark.parametrize("spt", [16, 32, 64, 128])
 @pytest.mark.parametrize("t", [1, 5, 8, 12, 16, 32])
 def test_attention_tile_budgets(t, spt):
-    tile = attention_tile(t, scores_per_thread=spt, num_warps=8, pixels_per_thread=2, unroll=4)
+    tile = attention_tile(t, scores_per_thread=spt, num_warps=8, pixels_per_thread=2, unroll=4, mma=False)
     tb = next_power_of_2(t)
     assert tile.num_warps == 8 and tile.p_block == 32 * 8 * 2 and tile.unroll == 4
     assert tile.q_block * tb <= spt or tile.q_block == 1  # budget kept unless down to one query
@@ -73,7 +87,7 @@ def test_attention_tile_budgets(t, spt):
 def test_attention_threads_own_whole_pixels():
     """One pixel's scores never span threads: p_block covers every thread of the program."""
     for t in range(1, 33):
-        tile = attention_tile(t)
+        tile = attention_tile(t, mma=False)
         assert tile.p_block % (32 * tile.num_warps) == 0
 
 
@@ -89,7 +103,8 @@ def test_attention_large_head_dims_do_not_unroll():
 
 def test_attention_grid_issue_shapes():
     assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
-    assert attention_grid(1, 16, 360, 640, 4) == (7200, 4, 1)  # 4 query blocks of 4
+    assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, mma=False)) == (7200, 4, 1)  # 4 x 4 queries
+    assert attention_grid(1, 16, 360, 640, 4) == (14400, 4, 1)  # tensor-core form: 16 pixels, all 16 frames
 
 
 def test_grids_accept_symbolic_dims():
