@@ -98,7 +98,8 @@ def temporal_attention_kernel(
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
 
-    ``MMA``: the tensor-core form instead (shipped above 8 frames, :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
+    ``MMA``: the tensor-core form instead (shipped above 8 frames, see
+    :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
     (``Q_BLOCK == T_BLOCK``, both at least 16, the smallest dot); it loads q, k, v of its pixels as
     ``[P_BLOCK, T_BLOCK, D_BLOCK]`` tiles (pixels contiguous in memory, so the loads coalesce; masked
     past T and d) and computes the pixels' scores and outputs as two batched ``tl.dot`` (FP16 operands
