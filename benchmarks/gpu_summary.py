@@ -64,10 +64,14 @@ def summarise(out: Path) -> dict:
         if e2e:
             n, enc = e2e["frames"], (e2e.get("encode_only_s") or [float("nan")])[0]
             ser = (e2e.get("encode_serial_s") or [float("nan")])[0]
+            rgb = e2e.get("end_to_end_rgb_s") or []
             lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}: "
                          f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
                          f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
-                         f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}")
+                         f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}"
+                         + (f"; RGB to the writer {n / sorted(rgb)[len(rgb) // 2]:.1f} fps" if rgb else "")
+                         + ("; busy " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in e2e["busy"].items())
+                            if e2e.get("busy") else ""))
     (out / "summary.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return result

@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ from vggx.client.windows import default_context, plan_tiles, plan_windows
 from vggx.errors import VggxError
 from vggx.shapes import parse_size
 from vggx.video import open_video
-from vggx.video.encode import EncodeConfig, VideoWriter
+from vggx.video.encode import EncodeConfig, VideoWriter, output_pix_fmt
 
 __all__ = ["OverlapResult", "main", "measure_overlap"]
 
@@ -57,6 +57,8 @@ class OverlapResult:
     preset: str = "medium"
     encode_only_s: list[float] = ()  # encoding the upscaled frames alone: the encoder's ceiling
     encode_serial_s: list[float] = ()  # the same with the conversion to yuv420p done serially by PyAV's encoder
+    busy: dict[str, float] = field(default_factory=dict)  # end to end: each stage's busy share of the wall time
+    end_to_end_rgb_s: list[float] = ()  # end to end with RGB to the writer, where the runner could give yuv420p
 
     @property
     def ratio(self) -> float:
@@ -100,8 +102,10 @@ def _synthetic_clip(path: Path, frames: int, size: tuple[int, int], rate: int = 
     return path
 
 
-def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int) -> tuple[float, list[np.ndarray]]:
-    """Seconds to run every window of the clip; also the upscaled windows (for the encode-only timing)."""
+def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int,
+                    yuv420p: bool = False) -> tuple[float, list[np.ndarray]]:
+    """Seconds to run every window of the clip; also the upscaled windows (for the encode-only timing).
+    ``yuv420p``: in the format the pipeline asks for (the runner converts on its device)."""
     info = runner.info
     context = default_context(info.window)
     windows = plan_windows(len(frames), info.window, context)
@@ -109,10 +113,12 @@ def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int) 
     keeps = [slice(w.offset, w.offset + w.keep_count) for w in windows]
     t0 = time.perf_counter()
     if concurrency == 1:
-        outputs = [upscale_frames(runner, stack, keep) for stack, keep in zip(stacks, keeps, strict=True)]
+        outputs = [upscale_frames(runner, stack, keep, yuv420p=yuv420p)
+                   for stack, keep in zip(stacks, keeps, strict=True)]
     else:
         with ThreadPoolExecutor(concurrency) as pool:
-            outputs = list(pool.map(lambda sk: upscale_frames(runner, *sk), zip(stacks, keeps, strict=True)))
+            outputs = list(pool.map(lambda sk: upscale_frames(runner, *sk, yuv420p=yuv420p),
+                                    zip(stacks, keeps, strict=True)))
     return time.perf_counter() - t0, outputs
 
 
@@ -120,7 +126,8 @@ def _time_encode(outputs: list[np.ndarray], path: Path, encode: EncodeConfig) ->
     """Seconds to encode the upscaled frames alone (the pipeline's encoder settings): the encoder's ceiling."""
     from fractions import Fraction
 
-    h, w = outputs[0].shape[1:3]
+    w = outputs[0].shape[2]
+    h = outputs[0].shape[1] * 2 // 3 if outputs[0].ndim == 3 else outputs[0].shape[1]  # yuv420p planes: 3h/2 rows
     t0 = time.perf_counter()
     with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), encode) as writer:
         pts = 0
@@ -139,16 +146,25 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
         frames = [f.image for f in reader]
     info = runner.info
     h, w = frames[0].shape[:2]
-    upscale_frames(runner, np.stack([frames[0]] * info.window))  # warm-up (allocations, lazy init)
-    inference, end_to_end = [], []
+    # The pipeline's own choice: yuv420p from the runner's device when it converts and the encoder takes it.
+    yuv420p = getattr(runner, "yuv420p_output", False) and output_pix_fmt(encode) == "yuv420p"
+    for fmt in {yuv420p, False}:  # warm-up (lazy init, graph capture) of each output format timed below
+        upscale_frames(runner, np.stack([frames[0]] * info.window), yuv420p=fmt)
+    inference, end_to_end, end_to_end_rgb = [], [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out = Path(tmp) / "out.mp4"
         for _ in range(repeats):
-            seconds, outputs = _time_inference(runner, frames, concurrency)
+            seconds, outputs = _time_inference(runner, frames, concurrency, yuv420p)
             inference.append(seconds)
             t0 = time.perf_counter()
-            upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode), runner=runner)
+            e2e = upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode), runner=runner)
             end_to_end.append(time.perf_counter() - t0)
+            busy = e2e.utilisation
+            if yuv420p:  # the same with the writer converting RGB, side by side
+                t0 = time.perf_counter()
+                upscale(UpscaleConfig(video, out, concurrency=concurrency, encode=encode, device_yuv420p=False),
+                        runner=runner)
+                end_to_end_rgb.append(time.perf_counter() - t0)
         encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4", encode)]
         serial_cfg = dataclasses.replace(encode, convert_threads=0)
         serial = [_time_encode(outputs, Path(tmp) / "encode_serial.mp4", serial_cfg)]
@@ -157,7 +173,7 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
         windows=len(plan_windows(len(frames), info.window)), concurrency=concurrency,
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only, encode_serial_s=serial,
-        preset=encode.preset or "medium",
+        preset=encode.preset or "medium", busy=busy, end_to_end_rgb_s=end_to_end_rgb,
     )
 
 
@@ -226,6 +242,13 @@ def main(argv: list[str] | None = None) -> int:
         ser = statistics.median(result.encode_serial_s)
         print(f"encode, serial conversion {ser:.2f} s  ({result.frames / ser:.2f} fps: frames converted to yuv420p "
               "by PyAV's encoder, not ahead in worker threads)")
+    if result.end_to_end_rgb_s:
+        rgb = statistics.median(result.end_to_end_rgb_s)
+        print(f"end to end, RGB to the writer {rgb:.2f} s  ({result.frames / rgb:.2f} fps: without the device's "
+              "yuv420p conversion)")
+    if result.busy:
+        print("end to end, busy share of the wall time (last run): "
+              + ", ".join(f"{k} {100 * v:.0f}%" for k, v in result.busy.items()))
     print(f"ratio end-to-end / inference = {result.ratio:.3f} (goal <= 1.15)")
     if args.json:
         args.json.write_text(json.dumps({"environment": env, **result.as_dict()}, indent=2))

@@ -15,6 +15,10 @@ one fused layer_norm), but on an H200 the whole base model measured faster in NC
 per 8-frame 180x320 window, same run): the copies of qkv into the attention kernel's layout and back
 cost more than NHWC convolutions save (``benchmarks/RESULTS.md``; ``channels_last=True`` to compare).
 
+For H.264 output the pipeline asks for ``yuv420p`` frames: the GPU converts them inside the graph
+(:mod:`vggx.video.color`, swscale's result to within one level), so the encoder's threads skip the
+colour conversion and half as many bytes come back to the host.
+
 Calls are serialised on one stream (a lock): decode and encode run in the pipeline's other threads
 while this one waits on the GPU, which is what hides them.
 """
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggx.errors import InferenceError
+from vggx.video.color import rgb_to_yuv420p, yuv420p_shape
 
 __all__ = ["CudaUpscaler", "require_cuda"]
 
@@ -50,7 +55,7 @@ class _Slot:
 
     host_in: object  # pinned uint8 (n, t, h, w, 3)
     dev_in: object
-    host_out: object  # pinned uint8 (n, t, s·h, s·w, 3)
+    host_out: object  # pinned uint8 (n, t, s·h, s·w, 3), or (n, t, 3/2·s·h, s·w) in yuv420p
     dev_out: object | None = None
     graph: object | None = None
 
@@ -96,14 +101,16 @@ class CudaUpscaler:
         self.cuda_graphs = cuda_graphs
         self.max_graphs = max_graphs
         self.stream = torch.cuda.Stream(self.device)
-        self._slots: OrderedDict[tuple[int, ...], _Slot] = OrderedDict()
+        self._slots: OrderedDict[tuple, _Slot] = OrderedDict()  # (*input shape, output format) -> slot
         self._lock = threading.Lock()
 
-    def _new_slot(self, shape: tuple[int, ...]) -> _Slot:
+    def _new_slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
         import torch
 
         n, t, h, w, c = shape
         out_shape = (n, t, h * self.scale, w * self.scale, c)
+        if output_format == "yuv420p":
+            out_shape = (n, t, *yuv420p_shape(h * self.scale, w * self.scale))
         slot = _Slot(
             host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
             dev_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
@@ -113,31 +120,42 @@ class CudaUpscaler:
             with torch.cuda.stream(self.stream), torch.inference_mode():
                 # Warm-up outside capture: Triton compiles its kernels and cuDNN picks algorithms here.
                 for _ in range(2):
-                    self.module(slot.dev_in)
+                    self._run(slot.dev_in, output_format)
                 self.stream.synchronize()
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph, stream=self.stream):
-                    slot.dev_out = self.module(slot.dev_in)
+                    slot.dev_out = self._run(slot.dev_in, output_format)
             slot.graph = graph
-            log.info("captured a CUDA graph for input %s", shape)
+            log.info("captured a CUDA graph for input %s (%s out)", shape, output_format)
         return slot
 
-    def _slot(self, shape: tuple[int, ...]) -> _Slot:
-        slot = self._slots.get(shape)
+    def _run(self, lr, output_format: str):
+        sr = self.module(lr)
+        return rgb_to_yuv420p(sr) if output_format == "yuv420p" else sr
+
+    def _slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
+        key = (*shape, output_format)
+        slot = self._slots.get(key)
         if slot is None:
-            slot = self._new_slot(shape)
-            self._slots[shape] = slot
+            slot = self._new_slot(shape, output_format)
+            self._slots[key] = slot
             while len(self._slots) > self.max_graphs:
                 self._slots.popitem(last=False)
         else:
-            self._slots.move_to_end(shape)
+            self._slots.move_to_end(key)
         return slot
 
-    def __call__(self, lr: np.ndarray) -> np.ndarray:
+    def __call__(self, lr: np.ndarray, output_format: str = "rgb24") -> np.ndarray:
+        """Upscale ``lr``: the model's RGB, or (``output_format="yuv420p"``) the ``(n, t, 3/2·s·h, s·w)``
+        yuv420p planes the H.264 writer encodes, converted on the GPU inside the captured graph
+        (:func:`vggx.video.color.rgb_to_yuv420p`), so the CPU does no colour conversion and copies half
+        the bytes. Each (input shape, output format) has its own graph."""
         import torch
 
+        if output_format not in ("rgb24", "yuv420p"):
+            raise ValueError(f"output_format must be rgb24 or yuv420p, got {output_format!r}")
         with self._lock:
-            slot = self._slot(tuple(lr.shape))
+            slot = self._slot(tuple(lr.shape), output_format)
             slot.host_in.numpy()[...] = lr
             with torch.cuda.stream(self.stream), torch.inference_mode():
                 slot.dev_in.copy_(slot.host_in, non_blocking=True)
@@ -145,7 +163,7 @@ class CudaUpscaler:
                     slot.graph.replay()
                     out = slot.dev_out
                 else:
-                    out = self.module(slot.dev_in)
+                    out = self._run(slot.dev_in, output_format)
                 slot.host_out.copy_(out, non_blocking=True)
             self.stream.synchronize()
             return slot.host_out.numpy().copy()

@@ -22,6 +22,7 @@ import numpy as np
 
 from vggx.errors import ConfigError, VideoError
 from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_encoder, check_output_path, open_video
+from vggx.video.encode import output_pix_fmt
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
@@ -47,6 +48,9 @@ class UpscaleConfig:
     compare: bool = False  # write bicubic | vggx side by side
     context: int | None = None  # frames of temporal context on each side of a window; None = window // 4
     tile_overlap: int | None = None  # LR pixels; None = an eighth of the model's max size (>= 2 multiples)
+    # Take yuv420p frames from runners that convert on their device when the encoder encodes yuv420p
+    # (False: RGB to the writer, which converts; the benchmark's side-by-side baseline).
+    device_yuv420p: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -68,10 +72,28 @@ class UpscaleResult:
     windows: int
     tiles_per_window: int
     backend: str
+    # Seconds each stage was busy (not waiting on the others): "decode" (reading and stacking windows),
+    # "infer" (the model, summed over the concurrent workers), "encode" (conversion, x264, muxing, audio).
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    concurrency: int = 1
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def utilisation(self) -> dict[str, float]:
+        """Busy share of the wall time per stage (inference: per worker), 0..1."""
+        if self.seconds <= 0:
+            return {}
+        return {name: busy / self.seconds / (self.concurrency if name == "infer" else 1)
+                for name, busy in self.stage_seconds.items()}
+
+    @property
+    def bottleneck(self) -> str | None:
+        """The busiest stage: the one that sets the pace (``None`` before any timing)."""
+        use = self.utilisation
+        return max(use, key=use.get) if use else None
 
 
 class UpscaleProgress(Protocol):
@@ -83,18 +105,24 @@ class UpscaleProgress(Protocol):
 
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
-                   tile_overlap: int | None = None) -> np.ndarray:
+                   tile_overlap: int | None = None, yuv420p: bool = False) -> np.ndarray:
     """Run one window: ``frames`` uint8 ``(T, h, w, 3)`` -> uint8 ``(k, s·h, s·w, 3)`` for ``frames[keep]``.
 
     Frames larger than the model's max size are tiled (feathered overlaps, see ``windows.py``);
-    frames smaller than its min size are edge-padded and cropped back.
+    frames smaller than its min size are edge-padded and cropped back. ``yuv420p``: where the runner
+    converts on its device (``runner.yuv420p_output``) and the frames need neither tiles nor padding,
+    return the ``(k, 3/2·s·h, s·w)`` yuv420p planes the H.264 writer encodes instead (RGB otherwise).
     """
     info = runner.info
     _, h, w, _ = frames.shape
     s = info.scale
     plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
     if plan.count == 1:
-        sr = _infer_padded(runner, frames)
+        fits = info.min_size[0] <= h and info.min_size[1] <= w
+        if yuv420p and fits and getattr(runner, "yuv420p_output", False):
+            sr = runner.infer_yuv420p(np.ascontiguousarray(frames)[None])[0]
+        else:
+            sr = _infer_padded(runner, frames)
         kept = sr[keep]
         # a copy, so the frames not kept are freed now rather than when the window is encoded
         return kept.copy() if kept.shape[0] < sr.shape[0] else kept
@@ -157,6 +185,12 @@ class _Run:
         self._error_lock = threading.Lock()
         self.frames_decoded = 0
         self.windows = 0
+        self.busy = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
+        self._busy_lock = threading.Lock()  # inference workers add to busy["infer"] concurrently
+        # The model's device converts to what the encoder takes (the CUDA fast path and H.264's yuv420p).
+        self.yuv420p = (cfg.device_yuv420p and getattr(runner, "yuv420p_output", False) and not cfg.compare
+                        and output_pix_fmt(cfg.encode) == "yuv420p")
+        self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
 
     def fail(self, exc: BaseException) -> None:
         with self._error_lock:
@@ -183,7 +217,9 @@ class _Run:
 
     def decode(self) -> None:
         try:
+            t0 = time.perf_counter()
             self._decode()
+            self.busy["decode"] = time.perf_counter() - t0 - self._decode_waiting
         except BaseException as exc:
             self.fail(exc)
         finally:
@@ -226,7 +262,11 @@ class _Run:
         frames = np.stack([buffer[i][1] for i in win.sources])
         work = _Work(k, frames, slice(win.offset, win.offset + win.keep_count),
                      [buffer[i][0] for i in range(win.keep_start, win.keep_end)])
-        return self._acquire_slot() and self._put(self.todo, work)
+        t0 = time.perf_counter()
+        try:
+            return self._acquire_slot() and self._put(self.todo, work)
+        finally:
+            self._decode_waiting += time.perf_counter() - t0
 
     def _trim(self, buffer: dict, k: int, n: int) -> None:
         # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
@@ -246,12 +286,16 @@ class _Run:
                     continue
                 if item is None:
                     break
-                images = upscale_frames(self.runner, item.frames, item.keep, self.cfg.tile_overlap)
+                t0 = time.perf_counter()
+                images = upscale_frames(self.runner, item.frames, item.keep, self.cfg.tile_overlap,
+                                        yuv420p=self.yuv420p)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
                     images = np.stack([np.concatenate([_bicubic(a, scale), b], axis=1)
                                        for a, b in zip(lr, images, strict=True)])
+                with self._busy_lock:
+                    self.busy["infer"] += time.perf_counter() - t0
                 self.done.put(_Done(item.index, images, item.pts))
         except BaseException as exc:
             self.fail(exc)
@@ -339,6 +383,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             t.start()
         first_pts = None
         for done in run.results():
+            t_encode = time.perf_counter()
             if writer is None:
                 first_pts = done.pts[0]
                 writer = VideoWriter(
@@ -348,6 +393,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             for image, pts in zip(done.images, done.pts, strict=True):
                 writer.write(image, pts - first_pts)
                 last_pts = pts
+            run.busy["encode"] += time.perf_counter() - t_encode
             written += len(done.pts)
             if progress is not None:
                 progress.advance(len(done.pts))
@@ -355,7 +401,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             raise VideoError(f"{vinfo.path} has no video frames")
         if config.frames is not None:  # a preview: cut the audio where the video ends
             writer.set_audio_end(float(last_pts * vinfo.time_base + 1 / vinfo.rate))
+        t_encode = time.perf_counter()
         writer.commit()
+        run.busy["encode"] += time.perf_counter() - t_encode
     except BaseException:
         run.stop.set()
         if writer is not None:
@@ -369,5 +417,6 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     return UpscaleResult(
         output=output, frames=written, seconds=seconds, output_bytes=output.stat().st_size,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
-        tiles_per_window=tiles, backend=runner.description,
+        tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
+        concurrency=config.concurrency,
     )

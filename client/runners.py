@@ -260,6 +260,28 @@ class TorchRunner(_RunnerBase):
                                   ("cuda graphs", device == "cuda" and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"
 
+    @property
+    def yuv420p_output(self) -> bool:
+        """Whether :meth:`infer_yuv420p` converts on the device (the CUDA fast path), so the pipeline asks
+        for yuv420p frames when the encoder takes them."""
+        return self._cuda is not None
+
+    def infer_yuv420p(self, lr: np.ndarray) -> np.ndarray:
+        """Like :meth:`infer`, in the H.264 writer's yuv420p layout: uint8 ``(n, t, 3/2·s·h, s·w)``, converted
+        on the GPU (:func:`vggx.video.color.rgb_to_yuv420p`); only where :attr:`yuv420p_output`."""
+        from vggx.video.color import yuv420p_shape
+
+        if self._cuda is None:
+            raise InferenceError("yuv420p output is converted on the GPU: --device cuda only")
+        self.check_input(lr)
+        n, t, h, w, _ = lr.shape
+        out = self._cuda(np.ascontiguousarray(lr), output_format="yuv420p")
+        expected = (n, t, *yuv420p_shape(h * self.info.scale, w * self.info.scale))
+        if out.dtype != np.uint8 or tuple(out.shape) != expected:
+            raise InferenceError(f"{self.description} returned {out.dtype} {tuple(out.shape)}, expected uint8 "
+                                 f"{expected}")
+        return out
+
     def infer(self, lr: np.ndarray) -> np.ndarray:
         import torch
 

@@ -23,7 +23,7 @@ from vggx.shapes import clamp_size
 
 from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
-from .repository import MODEL_NAME, Backend, write_model_repository
+from .repository import MODEL_NAME, Backend, ServingConfig, write_model_repository
 from .verify import ParityResult, verify_onnx
 
 __all__ = ["DEFAULT_OPT_SIZE", "ExportJob", "ExportResult", "export_to_repository"]
@@ -54,13 +54,14 @@ class ExportJob:
     optimization_level: int = 3  # TensorRT builder optimisation level
     workspace_mib: int = 4096
     threads: int = 2  # CPU threads of the parity check
+    compile: bool = False  # torch backend: the served model is torch.compile'd on GPU instances
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, Backend):
             raise ConfigError(f"backend must be a Backend, got {self.backend!r}")
-        if self.backend is Backend.TORCH:
-            raise ConfigError("vggx export writes tensorrt, onnxruntime or python models; the torch backend "
-                              "serves the checkpoint itself")
+        if self.compile and self.backend is not Backend.TORCH:
+            raise ConfigError(f"--compile applies to --backend torch (PyTorch serving the checkpoint), not "
+                              f"{self.backend.value}")
         if self.flavor is Flavor.TRT and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"the trt flavour (plugin nodes) runs only in TensorRT; use --flavor portable "
                               f"with --backend {self.backend.value}")
@@ -102,7 +103,8 @@ def _served_kind(platform: str, backend: str, serving_backend: str) -> str:
     return platform or f"{backend}/{serving_backend}"
 
 
-_KINDS = {Backend.TENSORRT: "tensorrt_plan", Backend.ONNXRUNTIME: "onnxruntime_onnx", Backend.PYTHON: "python/python"}
+_KINDS = {Backend.TENSORRT: "tensorrt_plan", Backend.ONNXRUNTIME: "onnxruntime_onnx", Backend.PYTHON: "python/python",
+          Backend.TORCH: "python/torch"}
 
 
 def _check_same_backend(model_dir: Path, job: ExportJob) -> None:
@@ -154,6 +156,14 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         raise ExportError(f"{model_dir / str(job.version)} already exists; pass --force to overwrite it, "
                           f"or --version to choose another")
     _check_same_backend(model_dir, job)
+    if job.backend is Backend.TORCH:  # the checkpoint itself is served: no ONNX, nothing to verify
+        metadata = {k: v for k, v in ckpt.metadata.items() if not k.startswith("extra.")}
+        version_dir = write_model_repository(
+            job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
+            max_batch=job.max_batch, version=job.version, force=job.force,
+            serving=ServingConfig(compile=job.compile),
+        )
+        return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,

@@ -97,6 +97,7 @@ class ServingConfig:
     trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, FP16
     cpu_threads: int = 0  # python backend: ONNX Runtime intra-op threads per instance (0 = ORT default)
     merge_requests: bool = True  # python/torch: run a dynamic batch's same-size requests as one batch
+    compile: bool = False  # torch: torch.compile the model on GPU instances (once per input shape)
     versions_served: int = 1  # version policy: serve the newest N version folders
 
     def __post_init__(self) -> None:
@@ -174,6 +175,7 @@ def model_config(
         params["merge_requests"] = "true" if serving.merge_requests else "false"
     if backend is Backend.TORCH:
         params["precision"] = "fp16"
+        params["compile"] = "true" if serving.compile else "false"
     for key in sorted(params):
         cfg.parameters[key].string_value = params[key]
 

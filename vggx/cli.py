@@ -339,6 +339,22 @@ def upscale(
     console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                   f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
                   highlight=False, soft_wrap=True, markup=False)
+    console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
+
+
+_STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
+
+
+def _stages_line(result, codec: str) -> str:
+    """``busy: decode 4%, inference 58%, encode 97% -> encode-bound ...``: which stage set the pace."""
+    use = result.utilisation
+    parts = ", ".join(f"{_STAGE_NAMES[k]} {100 * v:.0f}%" for k, v in use.items())
+    line = f"busy: {parts} of the wall time -> {_STAGE_NAMES[result.bottleneck]}-bound"
+    if result.bottleneck == "encode" and codec in ("libx264", "libx265", "libx264rgb"):
+        line += " (a faster --preset, e.g. veryfast, encodes faster at a larger file size)"
+    elif result.bottleneck == "infer" and result.concurrency == 1 and "triton" in result.backend:
+        line += " (--concurrency 4 keeps more windows in flight on the server)"
+    return line
 
 
 def _int_list(text: str, flag: str) -> tuple[int, ...]:
@@ -441,7 +457,8 @@ def export(
     checkpoint: CheckpointOpt = None,
     repo: Annotated[Path, typer.Option("--repo", help="Triton model repository")] = Path("model_repository"),
     backend: Annotated[str | None, typer.Option(
-        "--backend", help="tensorrt, onnxruntime or python (default: tensorrt with --fp16, else onnxruntime)")] = None,
+        "--backend", help="tensorrt, onnxruntime, python or torch (PyTorch on the GPU serving the checkpoint) "
+        "(default: tensorrt with --fp16, else onnxruntime)")] = None,
     flavor: Annotated[str | None, typer.Option(
         "--flavor", help="trt (plugin nodes) or portable (standard ops) (default: trt for tensorrt)")] = None,
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph with FP32 islands + FP16 TensorRT engine")] = False,
@@ -457,6 +474,8 @@ def export(
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check ONNX Runtime vs PyTorch")] = True,
     opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0-5")] = 3,
     workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
+    compile_model: Annotated[bool, typer.Option(
+        "--compile", help="--backend torch: torch.compile the served model on GPU instances")] = False,
 ) -> None:
     """Export a checkpoint to ONNX (and a TensorRT FP16 engine) into the Triton model repository.
 
@@ -480,9 +499,13 @@ def export(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
         opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
-        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib,
+        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
     )
     result = export_to_repository(job)
+    if chosen is Backend.TORCH:
+        console.print(f"wrote {result.version_dir} (torch: the checkpoint, FP16 + vggx kernels + CUDA graphs on "
+                      f"GPU instances{', compiled' if compile_model else ''})", highlight=False)
+        return
     for r in result.parity:
         console.print(f"parity {r}", highlight=False, soft_wrap=True)
     console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "

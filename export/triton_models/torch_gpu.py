@@ -4,7 +4,9 @@ Copied into ``<repo>/vggx/<version>/model.py`` next to ``model.safetensors`` by 
 (backend ``torch``). For GPU deployments without TensorRT; the stub's Python needs ``vggx`` (with
 ``torch`` and ``triton``) installed. On a GPU instance it runs ``vggx.client.cuda.CudaUpscaler`` (FP16,
 the ``vggx::flow_warp`` / ``vggx::temporal_attention`` kernels, a CUDA graph per input shape, pinned
-staging); a KIND_CPU instance runs the same generator in FP32 with the reference ops (tests). Same
+staging; with the config parameter ``compile`` = ``true`` (``vggx export --backend torch --compile``)
+``torch.compile`` first, which the config's warm-up request then triggers at load); a KIND_CPU
+instance runs the same generator in FP32 with the reference ops (tests). Same
 contract, batching and validation as the ONNX Runtime model: it subclasses that model
 (``vggx.export.triton_models.onnxruntime_cpu``) and only loads and runs differently.
 """
@@ -31,7 +33,8 @@ class TritonPythonModel(OnnxRuntimeModel):
             from vggx.client.cuda import CudaUpscaler
 
             return CudaUpscaler(module, device=f"cuda:{args['model_instance_device_id']}",
-                                fp16=params.get("precision", "fp16") == "fp16")
+                                fp16=params.get("precision", "fp16") == "fp16",
+                                compile=params.get("compile", "false") == "true")
 
         def run(batch: np.ndarray) -> np.ndarray:
             with torch.inference_mode():

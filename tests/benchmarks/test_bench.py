@@ -68,3 +68,39 @@ def test_upscale_overlap_bad_input_is_one_line(capsys):
     assert main(["--preset", "warp9", "--frames", "8"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: --preset must be one of")
+
+
+def test_upscale_overlap_times_both_output_formats_of_a_converting_runner(tmp_path, tiny_checkpoint_path):
+    """A runner that converts to yuv420p on its device (as the CUDA fast path does) is timed end to end both
+    ways, side by side; every stage's busy share is recorded."""
+    import numpy as np
+    import torch
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip, measure_overlap
+    from vggx.client.runners import TorchRunner
+    from vggx.video.color import rgb_to_yuv420p
+
+    class Converting:
+        yuv420p_output = True
+
+        def __init__(self, inner):
+            self.inner, self.info, self.description = inner, inner.info, "converting"
+            self.yuv_calls = 0
+
+        def infer(self, lr):
+            return self.inner.infer(lr)
+
+        def infer_yuv420p(self, lr):
+            self.yuv_calls += 1
+            return rgb_to_yuv420p(torch.from_numpy(self.inner.infer(lr))).numpy()
+
+        def close(self):
+            pass
+
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 8, (16, 24))
+    runner = Converting(TorchRunner(tiny_checkpoint_path, threads=1))
+    result = measure_overlap(runner, clip, repeats=1, workdir=tmp_path)
+    assert len(result.end_to_end_s) == len(result.end_to_end_rgb_s) == 1
+    assert runner.yuv_calls >= 2 * result.windows  # warm-up, inference timing and the default end-to-end run
+    assert set(result.busy) == {"decode", "infer", "encode"} and all(0 <= v <= 1.5 for v in result.busy.values())
+    assert np.isfinite(result.ratio)

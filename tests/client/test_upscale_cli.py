@@ -4,6 +4,7 @@ cleans up; peak memory does not grow with the video's length (subprocesses)."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,8 +44,10 @@ class TestSuccess:
         out = tmp_path / "o.mp4"
         result = cli(clips["aac"], out, "--frames", "4", "--crf", "30")
         assert result.exit_code == 0, result.output
-        line = result.stdout.strip().splitlines()[-1]
+        line, stages = result.stdout.strip().splitlines()[-2:]
         assert line.startswith("4 frames in ") and " fps) -> " in line and "(224x160, " in line and " MB)" in line
+        assert re.fullmatch(r"busy: decode \d+%, inference \d+%, encode \d+% of the wall time -> "
+                            r"(decode|inference|encode)-bound.*", stages), stages
         assert out.is_file()
 
     def test_compare_start_and_concurrency_reach_the_pipeline(self, cli, clips, tmp_path):

@@ -257,3 +257,91 @@ def test_pipeline_memory_is_independent_of_length(tmp_path, torch_runner):
     # Bounded by the windows in flight (concurrency + 2 = 4 windows of 8 frames), not the length;
     # how many are in flight at the peak varies from run to run (+-1 MiB seen), hence two windows of slack.
     assert peaks[300] - peaks[100] < 2 * 8 * frame_bytes
+
+
+class _SlowRunner(_NearestRunner):
+    """Nearest-neighbour ×4 that takes ``seconds`` per window: an inference-bound pipeline."""
+
+    def __init__(self, info, seconds):
+        super().__init__(info)
+        self.seconds = seconds
+
+    def infer(self, lr):
+        import time
+
+        time.sleep(self.seconds)
+        return super().infer(lr)
+
+
+class TestStageTiming:
+    """Each stage's busy time (not its waiting) is reported, and the busiest one names the bottleneck."""
+
+    def test_slow_model_is_the_bottleneck(self, tmp_path, torch_runner):
+        src = make_video(tmp_path / "in.mkv", frames=24, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        result = run(src, tmp_path / "o.mkv", _SlowRunner(torch_runner.info, 0.25))
+        windows = result.windows
+        assert windows == 6
+        assert result.stage_seconds["infer"] >= 0.25 * windows
+        assert result.bottleneck == "infer"
+        use = result.utilisation
+        assert use["infer"] > 0.8 and use["decode"] < 0.5 and use["encode"] < 0.5, use
+
+    def test_slow_encoder_is_the_bottleneck(self, tmp_path, torch_runner):
+        """A fast model and x264's slowest preset on 640x896 output: the encoder sets the pace; the decoder,
+        blocked on a full queue most of the time, is not counted busy while it waits."""
+        src = make_video(tmp_path / "in.mkv", frames=24, size=(160, 224), codec="ffv1", pix_fmt="bgr0")
+        result = run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info),
+                     encode=EncodeConfig(preset="veryslow"))
+        assert result.bottleneck == "encode", result.utilisation
+        assert result.utilisation["encode"] > 0.8
+        assert result.stage_seconds["decode"] < 0.5 * result.seconds
+
+
+class _YuvRunner(_NearestRunner):
+    """Nearest ×4 that also converts to yuv420p itself, as the CUDA fast path does on the GPU."""
+
+    yuv420p_output = True
+
+    def __init__(self, info):
+        super().__init__(info)
+        self.yuv_calls = 0
+
+    def infer_yuv420p(self, lr):
+        import torch
+
+        from vggx.video.color import rgb_to_yuv420p
+
+        self.yuv_calls += 1
+        return rgb_to_yuv420p(torch.from_numpy(self.infer(lr))).numpy()
+
+
+class TestDeviceYuv420p:
+    def test_h264_output_takes_the_runners_yuv420p(self, tmp_path, torch_runner):
+        """Same video as the RGB path (the writer's swscale conversion) to within the codec's rounding."""
+        src = make_video(tmp_path / "in.mkv", frames=12, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        yuv = _YuvRunner(torch_runner.info)
+        lossless = EncodeConfig(crf=0)  # libx264 yuv420p, lossless: differences are the conversions' only
+        run(src, tmp_path / "yuv.mkv", yuv, encode=lossless)
+        run(src, tmp_path / "rgb.mkv", _NearestRunner(torch_runner.info), encode=lossless)
+        assert yuv.yuv_calls == 3  # every window
+        got, want = decode_all(tmp_path / "yuv.mkv"), decode_all(tmp_path / "rgb.mkv")
+        assert len(got) == len(want) == 12
+        for g, w in zip(got, want, strict=True):
+            diff = np.abs(g.astype(np.int16) - w)
+            assert diff.max() <= 4 and diff.mean() < 0.3, (diff.max(), diff.mean())  # ±1 in Y/U/V -> RGB
+
+    def test_torch_runner_converts_only_on_cuda(self, torch_runner):
+        assert torch_runner.yuv420p_output is False  # on the CPU the writer's swscale converts
+        with pytest.raises(InferenceError, match="converted on the GPU: --device cuda only"):
+            torch_runner.infer_yuv420p(np.zeros((1, 8, 16, 16, 3), np.uint8))
+
+    @pytest.mark.parametrize("case", ["rgb codec", "compare"])
+    def test_rgb_where_the_encoder_or_the_output_needs_it(self, tmp_path, torch_runner, case):
+        src = make_video(tmp_path / "in.mkv", frames=8, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        yuv = _YuvRunner(torch_runner.info)
+        if case == "rgb codec":
+            run(src, tmp_path / "o.mkv", yuv, encode=EncodeConfig(codec="libx264rgb", crf=0))
+        else:
+            run(src, tmp_path / "o.mkv", yuv, compare=True)
+        assert yuv.yuv_calls == 0
+        assert stream_facts(tmp_path / "o.mkv")["frames"] == 8

@@ -179,3 +179,57 @@ class TestOutputPath:
 def test_make_video_helper_writes_real_ffmpeg_files(tmp_path):
     p = make_video(tmp_path / "x.mp4", frames=3)
     assert stream_facts(p)["codec"] == "h264"
+
+
+class TestYuv420p:
+    """RGB -> yuv420p in PyTorch (what the CUDA fast path runs on the GPU) against FFmpeg's swscale."""
+
+    @pytest.mark.parametrize(("h", "w"), [(16, 16), (40, 56), (38, 50), (160, 224)])
+    @pytest.mark.parametrize("kind", ["noise", "smooth"])
+    def test_matches_swscale_within_one_level(self, h, w, kind):
+        import av
+        import torch
+
+        from vggx.video.color import rgb_to_yuv420p
+
+        if kind == "noise":
+            rgb = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        else:
+            rgb = frame_pattern(3, h, w)
+        want = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        got = rgb_to_yuv420p(torch.from_numpy(rgb)).numpy()
+        assert got.shape == want.shape == (h * 3 // 2, w)
+        diff = np.abs(got.astype(np.int16) - want)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.05, (diff.max(), (diff > 0).mean())
+
+    def test_batches_and_errors(self):
+        import torch
+
+        from vggx.video.color import rgb_to_yuv420p
+
+        rgb = torch.from_numpy(np.stack([frame_pattern(i, 40, 56) for i in range(6)]).reshape(2, 3, 40, 56, 3))
+        out = rgb_to_yuv420p(rgb)
+        assert out.shape == (2, 3, 60, 56) and out.dtype == torch.uint8
+        torch.testing.assert_close(out[1, 2], rgb_to_yuv420p(rgb[1, 2]), rtol=0, atol=0)
+        with pytest.raises(ValueError, match="even frame size, got 55x40"):
+            rgb_to_yuv420p(rgb[..., :55, :])
+        with pytest.raises(ValueError, match=r"expected uint8 \(\.\.\., H, W, 3\)"):
+            rgb_to_yuv420p(rgb.float())
+
+    @pytest.mark.parametrize("threads", [None, 0])
+    def test_writer_encodes_yuv420p_planes_as_they_are(self, tmp_path, threads):
+        """Planes written directly equal the writer's own conversion of the same RGB (lossless x264)."""
+        import av
+
+        images = [frame_pattern(i, 40, 56) for i in range(6)]
+        planes = [av.VideoFrame.from_ndarray(im, format="rgb24").reformat(format="yuv420p").to_ndarray()
+                  for im in images]
+        outs = {}
+        for name, frames in (("rgb", images), ("yuv", planes)):
+            outs[name] = tmp_path / f"{name}.mkv"
+            with VideoWriter(outs[name], 56, 40, Fraction(25), Fraction(1, 25),
+                             EncodeConfig(crf=0, convert_threads=threads)) as w:
+                for i, f in enumerate(frames):
+                    w.write(f, i)
+        for a, b in zip(decode_all(outs["rgb"]), decode_all(outs["yuv"]), strict=True):
+            np.testing.assert_array_equal(a, b)

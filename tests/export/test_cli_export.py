@@ -131,7 +131,8 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--flavor", "fast"], "--flavor must be trt or portable"),
         (["--backend", "tflite"], "unknown backend 'tflite'"),
         (["--max-size", "big"], "size must look like HxW"),
-        (["--backend", "torch"], "the torch backend serves the checkpoint itself"),
+        (["--compile"], "--compile applies to --backend torch"),
+        (["--backend", "torch", "--flavor", "trt"], "trt flavour (plugin nodes) runs only in TensorRT"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
@@ -158,3 +159,25 @@ def test_switching_the_served_backend_needs_force_and_is_refused_before_exportin
     result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--force", "--no-verify")
     assert result.exit_code == 0, result.output
     assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fake_export, compiled):
+    """No ONNX: model.py + the checkpoint itself, the model's metadata and the compile switch as parameters."""
+    from vggx.checkpoint import file_sha256
+    from vggx.export.repository import parse_config
+
+    repo = tmp_path / "repo"
+    args = ["--backend", "torch", *(["--compile"] if compiled else [])]
+    result = _export(repo, tiny_checkpoint_path, *args)
+    assert result.exit_code == 0, result.output
+    assert not fake_export  # nothing exported to ONNX
+    version = repo / "vggx" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.py", "model.safetensors"]
+    assert file_sha256(version / "model.safetensors") == file_sha256(tiny_checkpoint_path)
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert cfg.backend == "python" and params["serving_backend"] == "torch" and params["precision"] == "fp16"
+    assert params["compile"] == ("true" if compiled else "false")
+    assert params["window"] == "8" and params["scale"] == "4" and "max_size" in params
+    assert "(torch: the checkpoint" in result.output and ("compiled" in result.output) == compiled

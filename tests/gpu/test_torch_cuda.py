@@ -74,3 +74,19 @@ def test_cuda_graph_replay_equals_eager_exactly(tiny_checkpoint_path):
     np.testing.assert_array_equal(first, eager(lr))
     np.testing.assert_array_equal(graphs(other), eager(other))  # replay with new data in the same buffers
     np.testing.assert_array_equal(graphs(lr), first)
+
+
+@gpu
+@requires_gpu
+def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
+    """The GPU conversion inside the captured graph = the same conversion of the RGB output on the CPU."""
+    from vggx.video.color import rgb_to_yuv420p
+
+    fast = _fast(tiny_checkpoint_path, fp16=True)
+    lr = _frames()
+    rgb = fast(lr)
+    yuv = fast(lr, output_format="yuv420p")
+    assert yuv.shape == (1, 8, 48 * 4 * 3 // 2, 64 * 4)
+    expected = rgb_to_yuv420p(torch.from_numpy(rgb)).numpy()
+    assert np.abs(yuv.astype(np.int16) - expected).max() <= 1  # float rounding at .5 may differ by one
+    np.testing.assert_array_equal(fast(lr), rgb)  # both graphs kept, each replays its own output

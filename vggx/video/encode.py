@@ -26,7 +26,7 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["X264_PRESETS", "EncodeConfig", "VideoWriter", "check_encoder", "check_output_path"]
+__all__ = ["X264_PRESETS", "EncodeConfig", "VideoWriter", "check_encoder", "check_output_path", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +190,9 @@ class VideoWriter:
         return self._frames
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one uint8 ``(height, width, 3)`` RGB frame shown at ``pts`` (in ``time_base``).
+        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(height, width, 3)`` RGB, or the
+        ``(height * 3 / 2, width)`` yuv420p planes of :func:`vggx.video.color.rgb_to_yuv420p` (encoded
+        as they are when the codec takes yuv420p, H.264's default).
 
         The frame may be encoded after this returns (it is converted ahead in a worker thread); ``image``
         must not be modified afterwards. Errors surface from a later ``write`` or from :meth:`commit`.
@@ -203,7 +205,7 @@ class VideoWriter:
         if threads == 0:  # the encoder converts (PyAV's own path), in this thread
             done: Future = Future()
             try:
-                done.set_result(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24"))
+                done.set_result(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=_array_format(image)))
             except (av.error.FFmpegError, ValueError) as exc:
                 done.set_exception(exc)  # raised as a VideoError by _encode_next, as from a worker
             self._pending.append((done, pts))
@@ -218,10 +220,11 @@ class VideoWriter:
         """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself)."""
         import av
 
-        if image.dtype == np.uint8 and image.ndim == 3 and image.strides[1:] == (3, 1):
-            frame = av.VideoFrame.from_numpy_buffer(image, format="rgb24")  # no copy; the frame keeps ``image``
+        fmt = _array_format(image)
+        if image.dtype == np.uint8 and image.strides[-1] == 1 and (fmt == "yuv420p" or image.strides[1] == 3):
+            frame = av.VideoFrame.from_numpy_buffer(image, format=fmt)  # no copy; the frame keeps ``image``
         else:
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         cc = self._stream.codec_context
         if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
             return frame
@@ -382,6 +385,16 @@ class _AudioCopier:
 
     def close(self) -> None:
         self._input.close()
+
+
+def _array_format(image: np.ndarray) -> str:
+    """PyAV's name for a frame array: (h, w, 3) RGB, or (3h/2, w) yuv420p planes."""
+    return "yuv420p" if image.ndim == 2 else "rgb24"
+
+
+def output_pix_fmt(config: EncodeConfig) -> str:
+    """The pixel format the writer encodes in for ``config`` (``VideoError`` for an unknown codec)."""
+    return config.pix_fmt or _default_pix_fmt(check_encoder(config))
 
 
 def _default_pix_fmt(codec) -> str:
