@@ -43,7 +43,9 @@ FLOW_WARP_CASES = [
     for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
     for dtype in (torch.float16, torch.float32)
 ]
-ATTENTION_MMA_PIXELS = (8, 16)  # pixels per program of the tensor-core form, timed beside the shipped kernel
+# (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel (32 pixels: 121
+# registers per thread with 8 warps in FP16, no spills, by ptxas; not yet measured on a GPU).
+ATTENTION_MMA_TILES = ((8, 4), (16, 4), (32, 8))
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
     for t in (8, 12, 16)
@@ -184,8 +186,9 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         )
         shipped = attention_tile(t, c // heads)
         others = {"fma": attention_tile(t, c // heads, mma=False)}
-        for p_block in ATTENTION_MMA_PIXELS:
-            others[f"mma,p{p_block}"] = dataclasses.replace(attention_tile(t, c // heads, mma=True), p_block=p_block)
+        for p_block, warps in ATTENTION_MMA_TILES:
+            others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
+                attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
         for form, tile in others.items():  # the other forms, against the same composition time
             if tile == shipped:
                 continue
