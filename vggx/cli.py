@@ -348,6 +348,8 @@ _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
 def _stages_line(result, codec: str) -> str:
     """``busy: decode 4%, inference 58%, encode 97% -> encode-bound ...``: which stage set the pace."""
     use = result.utilisation
+    if not use:
+        return "busy: not measured"
     parts = ", ".join(f"{_STAGE_NAMES[k]} {100 * v:.0f}%" for k, v in use.items())
     line = f"busy: {parts} of the wall time -> {_STAGE_NAMES[result.bottleneck]}-bound"
     if result.bottleneck == "encode" and codec in ("libx264", "libx265", "libx264rgb"):

@@ -335,13 +335,16 @@ class TestDeviceYuv420p:
         with pytest.raises(InferenceError, match="converted on the GPU: --device cuda only"):
             torch_runner.infer_yuv420p(np.zeros((1, 8, 16, 16, 3), np.uint8))
 
-    @pytest.mark.parametrize("case", ["rgb codec", "compare"])
+    @pytest.mark.parametrize("case", ["rgb codec", "compare", "padded", "off"])
     def test_rgb_where_the_encoder_or_the_output_needs_it(self, tmp_path, torch_runner, case):
-        src = make_video(tmp_path / "in.mkv", frames=8, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        size = (12, 12) if case == "padded" else (40, 56)  # below the model's 16x16: padded, cropped in RGB
+        src = make_video(tmp_path / "in.mkv", frames=8, size=size, codec="ffv1", pix_fmt="bgr0")
         yuv = _YuvRunner(torch_runner.info)
         if case == "rgb codec":
             run(src, tmp_path / "o.mkv", yuv, encode=EncodeConfig(codec="libx264rgb", crf=0))
-        else:
+        elif case == "compare":
             run(src, tmp_path / "o.mkv", yuv, compare=True)
+        else:
+            run(src, tmp_path / "o.mkv", yuv, encode=EncodeConfig(crf=0), device_yuv420p=case != "off")
         assert yuv.yuv_calls == 0
         assert stream_facts(tmp_path / "o.mkv")["frames"] == 8
