@@ -10,7 +10,17 @@ import tensorrt.plugin as trtp
 
 from vggx.errors import PluginError
 
-from .launch import attention_config, attention_grid, check_attention_limits, flow_warp_config, flow_warp_grid
+from .launch import (
+    attention_config,
+    attention_grid,
+    check_attention_limits,
+    flow_warp_config,
+    flow_warp_grid,
+    flow_warp_nhwc_config,
+    flow_warp_nhwc_grid,
+    flow_warp_nhwc_scalars,
+    hwc8_channels,
+)
 from .tensorrt import compile_ptx, constexpr_key, device_cc
 
 AotResult = tuple[bytes, bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
@@ -36,9 +46,9 @@ def _launch_params(grid, block: int, shared_mem: int) -> trtp.KernelLaunchParams
     return params
 
 
-def _constant(expr, what: str) -> int:
+def _constant(expr, what: str, op: str = "temporal_attention") -> int:
     if expr.is_fake or not expr.is_constant:
-        raise PluginError(f"the temporal_attention plugin needs a build-time constant {what}")
+        raise PluginError(f"the {op} plugin needs a build-time constant {what}")
     return int(expr.constant_value())
 
 
@@ -49,16 +59,32 @@ def flow_warp_desc(x: trtp.TensorDesc, flow: trtp.TensorDesc) -> trtp.TensorDesc
 
 @trtp.autotune("vggx::flow_warp")
 def flow_warp_autotune(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs) -> list[trtp.AutoTuneCombination]:
-    # positions: x, flow, out; FP16 features may come with an FP32 flow (an FP32 island)
+    # positions: x, flow, out; FP16 features may come with an FP32 flow (an FP32 island). LINEAR features
+    # run the NCHW kernel; the channels-last formats TensorRT keeps between its own FP16/FP32 convolutions
+    # (HWC8: C padded to 8; HWC) run the channels-last kernel, 2.5-3x faster on an H200, and spare the
+    # engine a reformat on each side. The flow stays LINEAR.
     return [
         trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
         trtp.AutoTuneCombination("FP16, FP32, FP16"),
+        trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8"),
+        trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC"),
     ]
 
 
 @trtp.aot_impl("vggx::flow_warp")
 def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: int) -> AotResult:
     b, c, h, w = x.shape_expr
+    if x.format in (trt.TensorFormat.HWC8, trt.TensorFormat.HWC):
+        channels = _constant(c, "channel count", "flow_warp")
+        xs = hwc8_channels(channels) if x.format == trt.TensorFormat.HWC8 else channels
+        cfg = flow_warp_nhwc_config(1, xs, 1, 1)  # constexprs and warps depend on the channels only
+        ptx = compile_ptx(
+            "flow_warp_nhwc", _dtype_name(x), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc(),
+            _dtype_name(flow),
+        )
+        grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, c_block=cfg.constexprs["C_BLOCK"])
+        params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
+        return ptx.name.encode(), ptx.ptx.encode(), params, _scalars(flow_warp_nhwc_scalars(channels, h, w, xs))
     cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
     ptx = compile_ptx(
         "flow_warp",

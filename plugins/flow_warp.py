@@ -152,17 +152,19 @@ FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
 
 
 def flow_warp_nhwc_kernel(
-    x_ptr, flow_ptr, C, H, W, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr
+    x_ptr, flow_ptr, C, H, W, XS, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr
 ):
-    """Triton kernel of ``vggx::flow_warp`` for channels-last ``x`` and ``out`` ([B, H, W, C] in memory).
+    """Triton kernel of ``vggx::flow_warp`` for channels-last ``x`` and ``out`` ([B, H, W, XS] in memory:
+    ``XS`` elements per pixel, the first ``C`` of them channels; ``XS == C`` for PyTorch's channels_last,
+    ``C`` rounded up to a multiple of 8 for TensorRT's HWC8, whose padding channels it writes as zeros).
 
-    Grid ``(cdiv(H*W, P_BLOCK), B, cdiv(C, C_BLOCK))``: a program turns the flow of ``P_BLOCK``
+    Grid ``(cdiv(H*W, P_BLOCK), B, cdiv(XS, C_BLOCK))``: a program turns the flow of ``P_BLOCK``
     pixels into bilinear taps once (the same float32 steps as :func:`flow_warp_kernel`) and gathers
     each tap as a ``[P_BLOCK, C_BLOCK]`` tile whose channels are contiguous in memory, so a tap is
     one vector load per pixel instead of one scalar load per channel plane. ``flow`` may be in
     either layout: its element (b, k, pixel p) is at ``b * flow_sb + k * flow_sc + p * flow_sp``.
-    This is the kernel of PyTorch's ``channels_last`` models (the CUDA fast path); the TensorRT
-    plugin keeps the NCHW kernel, whose linear format TensorRT hands it.
+    This is the kernel of PyTorch's ``channels_last`` models (the CUDA fast path) and of the TensorRT
+    plugin where TensorRT hands it HWC8 (FP16) or HWC (FP32) features; LINEAR gets the NCHW kernel.
     """
     pid_p = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -200,21 +202,22 @@ def flow_warp_nhwc_kernel(
     chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
     c_ok = (chans < C)[None, :]
     cols = chans[None, :]
-    plane = x_ptr + b * hw * C
-    o_nw = (y0 * W + x0).to(tl.int64) * C
+    plane = x_ptr + b * hw * XS
+    o_nw = (y0 * W + x0).to(tl.int64) * XS
     v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
-    v_ne = tl.load(plane + (o_nw + C)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
-    o_sw = o_nw + W * C
+    v_ne = tl.load(plane + (o_nw + XS)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
+    o_sw = o_nw + W * XS
     v_sw = tl.load(plane + o_sw[:, None] + cols, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
-    v_se = tl.load(plane + (o_sw + C)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
+    v_se = tl.load(plane + (o_sw + XS)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
     val = (
         v_nw.to(tl.float32) * (ey * ex)[:, None]
         + v_ne.to(tl.float32) * (ey * wx)[:, None]
         + v_sw.to(tl.float32) * (wy * ex)[:, None]
         + v_se.to(tl.float32) * (wy * wx)[:, None]
     )
-    dst = out_ptr + b * hw * C + (offs.to(tl.int64) * C)[:, None] + cols
-    tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & c_ok)
+    dst = out_ptr + b * hw * XS + (offs.to(tl.int64) * XS)[:, None] + cols
+    val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
+    tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < XS)[None, :])
 
 
 FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel)
@@ -272,7 +275,7 @@ def launch_flow_warp(
             cfg = config or flow_warp_nhwc_config(b, c, h, w)
             kernel = FLOW_WARP_NHWC_KERNEL.for_device(x.device)
             kernel[cfg.grid](
-                x, flow, c, h, w, flow.stride(0), flow.stride(1), flow.stride(3), out,
+                x, flow, c, h, w, c, flow.stride(0), flow.stride(1), flow.stride(3), out,
                 num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs,
             )
         else:

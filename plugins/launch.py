@@ -29,6 +29,9 @@ __all__ = [
     "flow_warp_config",
     "flow_warp_grid",
     "flow_warp_nhwc_config",
+    "flow_warp_nhwc_grid",
+    "flow_warp_nhwc_scalars",
+    "hwc8_channels",
     "next_power_of_2",
 ]
 
@@ -98,6 +101,27 @@ FLOW_WARP_NHWC_MAX_C_BLOCK = 64  # channels per program (contiguous in memory: v
 FLOW_WARP_NHWC_NUM_WARPS = 4
 
 
+def flow_warp_nhwc_grid(
+    b: Any, c: int, h: Any, w: Any, cdiv: Callable[[Any, int], Any] = cdiv, p_block: int = FLOW_WARP_NHWC_PIXELS,
+    c_block: int | None = None,
+) -> tuple:
+    """Programs of the channels-last kernel along (pixels, batch, channel groups); ``c``, the elements per
+    pixel (channels plus any padding), is a plain int, the rest may be TensorRT shape expressions."""
+    c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
+    return (cdiv(h * w, p_block), b, -(-c // c_block))
+
+
+def hwc8_channels(c: int) -> int:
+    """Elements per pixel of TensorRT's HWC8 format: the channels rounded up to a multiple of 8."""
+    return -(-c // 8) * 8
+
+
+def flow_warp_nhwc_scalars(c: Any, h: Any, w: Any, xs: Any) -> tuple:
+    """The channels-last kernel's int32 arguments for features with ``xs`` elements per pixel and a LINEAR
+    (NCHW) flow: ``C, H, W, XS`` and the flow's batch, channel and pixel strides (TensorRT's AOT order)."""
+    return (c, h, w, xs, h * w * 2, h * w, 1)  # shape expression on the left: TensorRT's ShapeExpr * int
+
+
 def flow_warp_nhwc_config(
     b: int, c: int, h: int, w: int, p_block: int = FLOW_WARP_NHWC_PIXELS, c_block: int | None = None,
     num_warps: int = FLOW_WARP_NHWC_NUM_WARPS,
@@ -106,7 +130,7 @@ def flow_warp_nhwc_config(
     (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64)."""
     c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
     return KernelLaunch(
-        grid=(cdiv(h * w, p_block), b, cdiv(c, c_block)),
+        grid=flow_warp_nhwc_grid(b, c, h, w, p_block=p_block, c_block=c_block),
         num_warps=num_warps,
         constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block},
     )

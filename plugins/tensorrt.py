@@ -33,7 +33,14 @@ from typing import Any
 from vggx.errors import PluginError, TensorRTNotInstalledError
 
 from ._triton import compiler_usable, require_triton
-from .launch import AttentionTile, attention_config, flow_warp_config
+from .launch import (
+    AttentionTile,
+    attention_config,
+    flow_warp_config,
+    flow_warp_nhwc_config,
+    flow_warp_nhwc_scalars,
+    hwc8_channels,
+)
 
 __all__ = [
     "OPS",
@@ -115,6 +122,12 @@ def _signature(op: str, dtype: str, flow_dtype: str) -> tuple[Any, dict[str, str
         sig = {"x_ptr": f"*{dtype}", "flow_ptr": f"*{flow_dtype}", "C": "i32", "H": "i32", "W": "i32"}
         sig["out_ptr"] = f"*{dtype}"
         return kernel, sig, 6
+    if op == "flow_warp_nhwc":
+        from .flow_warp import FLOW_WARP_NHWC_KERNEL as kernel
+
+        sig = {"x_ptr": f"*{dtype}", "flow_ptr": f"*{flow_dtype}", "C": "i32", "H": "i32", "W": "i32", "XS": "i32",
+               "flow_sb": "i32", "flow_sc": "i32", "flow_sp": "i32", "out_ptr": f"*{dtype}"}
+        return kernel, sig, 10
     if op == "temporal_attention":
         from .temporal_attention import TEMPORAL_ATTENTION_KERNEL as kernel
 
@@ -148,7 +161,7 @@ def compile_ptx(
     options: dict[str, Any] = {"num_warps": values.pop("num_warps", 4)}
     for key in values:
         signature[key] = "constexpr"
-    if op == "flow_warp":
+    if op.startswith("flow_warp"):
         options["enable_fp_fusion"] = False  # keep the reference's coordinate rounding
     jit = kernel.jit()
     src = triton.compiler.ASTSource(fn=jit, signature=signature, constexprs=values)
@@ -176,6 +189,7 @@ def compile_aot(
     flow_dtype: Any = None,
     cc: int = 90,
     tile: AttentionTile | None = None,
+    layout: str = "linear",
 ) -> AotKernel:
     """PTX and launch parameters of ``op`` for an input of ``shape``, as the TensorRT plugin uses them.
 
@@ -186,11 +200,23 @@ def compile_aot(
         flow_dtype: flow_warp's flow dtype (default: ``dtype``).
         cc: CUDA compute capability of the target (90 = Hopper).
         tile: temporal_attention's tiling (default: the shipped one, :func:`~vggx.plugins.launch.attention_tile`).
+        layout: flow_warp's feature format in TensorRT's terms: ``"linear"`` (NCHW, the NCHW kernel),
+            ``"hwc8"`` (FP16 channels-last, C padded to a multiple of 8) or ``"hwc"`` (channels-last,
+            unpadded); the last two run the channels-last kernel. The flow is LINEAR in all three.
     """
-    if op == "flow_warp":
+    if op == "flow_warp" and layout != "linear":
+        if layout not in ("hwc8", "hwc"):
+            raise PluginError(f"flow_warp layout must be linear, hwc8 or hwc, got {layout!r}")
+        b, c, h, w = shape
+        xs = hwc8_channels(c) if layout == "hwc8" else c
+        cfg = flow_warp_nhwc_config(b, xs, h, w)
+        scalars: tuple[int, ...] = flow_warp_nhwc_scalars(c, h, w, xs)
+        fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
+        op = "flow_warp_nhwc"
+    elif op == "flow_warp":
         b, c, h, w = shape
         cfg = flow_warp_config(b, c, h, w)
-        scalars: tuple[int, ...] = (c, h, w)
+        scalars = (c, h, w)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
     elif op == "temporal_attention":
         if heads is None:

@@ -132,6 +132,28 @@ class TestKernel:
         out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
         torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("c", "dtype"), [(20, torch.float16), (5, torch.float16), (64, torch.float32)])
+    def test_tensorrt_hwc8_layout_padded_channels(self, gen, c, dtype):
+        """TensorRT's HWC8 (FP16): [B, H, W, C rounded up to 8]; the kernel reads the first C channels of
+        each pixel, writes them and zeros in the padding. The AOT plugin passes these very scalars."""
+        from vggx.plugins.flow_warp import FLOW_WARP_NHWC_KERNEL
+        from vggx.plugins.launch import flow_warp_nhwc_config, flow_warp_nhwc_scalars, hwc8_channels
+
+        b, h, w = 2, 7, 11
+        x, flow = _inputs(gen, b, c, h, w, 4.0, dtype)
+        xs = hwc8_channels(c) if dtype == torch.float16 else c
+        padded = torch.full((b, h, w, xs), 7.0, dtype=dtype)  # padding garbage must not leak into outputs
+        padded[..., :c] = x.permute(0, 2, 3, 1)
+        out = torch.full_like(padded, float("nan"))
+        cfg = flow_warp_nhwc_config(b, xs, h, w)
+        FLOW_WARP_NHWC_KERNEL.for_device(x.device)[cfg.grid](
+            padded, flow.contiguous(), *flow_warp_nhwc_scalars(c, h, w, xs), out,
+            num_warps=cfg.num_warps, **cfg.constexprs)
+        expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out[..., :c].float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+        assert (out[..., c:] == 0).all()
+
     def test_nchw_features_with_channels_last_flow(self, gen):
         """The NCHW kernel reads flow as NCHW: a channels-last flow is refused there, and the op's CUDA
         implementation copies it (both layouts of x with both layouts of flow equal the reference)."""

@@ -164,6 +164,26 @@ class TestAotPtxWithCupy:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
+    @pytest.mark.parametrize(("layout", "dtype"), [("hwc8", torch.float16), ("hwc", torch.float32)])
+    @pytest.mark.parametrize("shape", [(2, 20, 37, 53), (1, 64, 64, 96)])
+    def test_flow_warp_ptx_channels_last_formats(self, shape, layout, dtype):
+        """The PTX the plugin returns for TensorRT's HWC8 (FP16, C padded to 8) and HWC features."""
+        from vggx.plugins.launch import hwc8_channels
+        from vggx.plugins.tensorrt import compile_aot
+
+        b, c, h, w = shape
+        x, flow = _flow_inputs(shape, dtype)
+        xs = hwc8_channels(c) if layout == "hwc8" else c
+        padded = torch.full((b, h, w, xs), 7.0, device="cuda", dtype=dtype)
+        padded[..., :c] = x.permute(0, 2, 3, 1)
+        out = torch.full_like(padded, float("nan"))
+        kernel = compile_aot("flow_warp", shape, dtype, cc=_cc(), layout=layout)
+        _launch_ptx(kernel, (padded, flow), (out,))
+        expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out[..., :c].float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+        assert (out[..., c:] == 0).all()
+
     @pytest.mark.parametrize("mma", [False, True], ids=["fma", "mma"])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", [(1, 8, 64, 36, 64, 4), (2, 16, 32, 9, 17, 2), (1, 5, 12, 7, 3, 3)])

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from vggx.errors import TensorRTNotInstalledError
+from vggx.errors import PluginError, TensorRTNotInstalledError
 from vggx.plugins.launch import cdiv
 from vggx.plugins.tensorrt import compile_aot, register_plugins, strip_unused_params
 
@@ -49,6 +49,23 @@ class TestCompileAot:
         load = "ld.global.b16" if dtype == "fp16" else "ld.global.b32"
         assert load in k.ptx
 
+    @pytest.mark.parametrize(("layout", "dtype", "c", "xs"), [("hwc8", "fp16", 20, 24), ("hwc8", "fp16", 64, 64),
+                                                              ("hwc", "fp32", 20, 20)])
+    def test_flow_warp_channels_last_formats(self, layout, dtype, c, xs):
+        """TensorRT's HWC8/HWC features run the channels-last kernel: 10 parameters (x, flow, 7 int32, out),
+        the padded pixel stride XS and a LINEAR flow's strides as scalars, channel groups over XS."""
+        b, h, w = 2, 37, 53
+        k = compile_aot("flow_warp", (b, c, h, w), dtype, cc=90, layout=layout)
+        assert k.name == "flow_warp_nhwc_kernel"
+        params = _entry_params(k.ptx, k.name)
+        assert [p.split()[1] for p in params] == [".u64", ".u64", *[".u32"] * 7, ".u64"]
+        assert k.scalar_args == (c, h, w, xs, 2 * h * w, h * w, 1)
+        assert k.grid == (cdiv(h * w, 32), b, 1) and k.block == (128, 1, 1)
+
+    def test_flow_warp_unknown_layout(self):
+        with pytest.raises(PluginError, match="layout must be linear, hwc8 or hwc"):
+            compile_aot("flow_warp", (1, 4, 8, 8), "fp16", layout="chw32")
+
     def test_flow_warp_mixed_precision(self):
         k = compile_aot("flow_warp", (1, 4, 8, 8), "fp16", flow_dtype="fp32")
         assert "ld.global.b16" in k.ptx and "ld.global.b32" in k.ptx
@@ -79,7 +96,9 @@ class TestCompileAot:
             pytest.skip("Triton's bundled ptxas is not present")
         for k in (
             compile_aot("flow_warp", (2, 16, 37, 53), "fp16"),
+            compile_aot("flow_warp", (2, 20, 37, 53), "fp16", layout="hwc8"),
             compile_aot("temporal_attention", (1, 8, 192, 4, 4), "fp16", heads=4),
+            compile_aot("temporal_attention", (1, 16, 192, 4, 4), "fp16", heads=4),  # the tensor-core form
         ):
             path = tmp_path / f"{k.name}.ptx"
             path.write_text(k.ptx)

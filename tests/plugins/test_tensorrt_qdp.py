@@ -57,19 +57,20 @@ def _dim(v):
 def fake_trt(monkeypatch):
     trt = types.ModuleType("tensorrt")
     trt.float32, trt.float16 = "FP32", "FP16"
+    trt.TensorFormat = types.SimpleNamespace(LINEAR="LINEAR", HWC8="HWC8", HWC="HWC")
     trtp = types.ModuleType("tensorrt.plugin")
     registry: dict[tuple[str, str], typing.Any] = {}
 
     class TensorDesc:
-        def __init__(self, shape=(), dtype="FP32"):
-            self.shape_expr, self.dtype = tuple(shape), dtype
+        def __init__(self, shape=(), dtype="FP32", format="LINEAR"):
+            self.shape_expr, self.dtype, self.format = tuple(shape), dtype, format
 
         def like(self):
-            return TensorDesc(self.shape_expr, self.dtype)
+            return TensorDesc(self.shape_expr, self.dtype, self.format)
 
     class AutoTuneCombination:
-        def __init__(self, spec):
-            self.spec = spec
+        def __init__(self, spec, layouts="LINEAR"):
+            self.spec, self.layouts = spec, layouts
 
     class KernelLaunchParams:
         grid_x = grid_y = grid_z = block_x = shared_mem = None
@@ -185,3 +186,46 @@ def test_attention_aot_needs_constant_frames(fake_trt):
     qkv = trtp.TensorDesc([_dim("N"), _dim(40), _dim(192), _dim("H"), _dim("W")], "FP32")
     with pytest.raises(PluginError, match=r"T must be in 1\.\.32"):
         registry[("aot", "vggx::temporal_attention")](qkv, 4, (qkv,), 0)
+
+
+def test_flow_warp_autotune_offers_channels_last_formats(fake_trt):
+    trtp, registry = fake_trt
+    x = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP16")
+    combos = registry[("autotune", "vggx::flow_warp")](x, x, (x,))
+    layouts = {(c.spec, c.layouts) for c in combos}
+    assert ("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8") in layouts  # flow always LINEAR
+    assert ("FP32, FP32, FP32", "HWC, LINEAR, HWC") in layouts
+    assert ("FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR") in layouts
+
+
+@pytest.mark.parametrize(("fmt", "c", "xs", "dtype"), [("HWC8", 20, 24, "FP16"), ("HWC", 64, 64, "FP32")])
+def test_flow_warp_aot_for_channels_last_formats(fake_trt, fmt, c, xs, dtype):
+    """HWC8/HWC features: the channels-last kernel, XS = the padded pixel stride, a LINEAR flow's strides."""
+    trtp, registry = fake_trt
+    x = trtp.TensorDesc([_dim("B"), _dim(c), _dim("H"), _dim("W")], dtype, fmt)
+    flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
+    out = registry[("register", "vggx::flow_warp")](x, flow)
+    name, ptx, params, scalars = registry[("aot", "vggx::flow_warp")](x, flow, (out,), 0)
+    assert name == b"flow_warp_nhwc_kernel" and b".entry flow_warp_nhwc_kernel(" in ptx
+    assert params.grid_x == "cdiv((H*W),32)" and params.grid_y.text == "B" and params.grid_z == 1
+    assert (params.block_x, params.shared_mem) == (128, 0)
+    assert tuple(scalars) == (c, "H", "W", xs, "((H*W)*2)", "(H*W)", 1)
+
+
+def test_flow_warp_aot_channels_last_needs_constant_channels(fake_trt):
+    from vggx.errors import PluginError
+
+    trtp, registry = fake_trt
+    x = trtp.TensorDesc([_dim("B"), _dim("C"), _dim("H"), _dim("W")], "FP16", "HWC8")
+    with pytest.raises(PluginError, match="flow_warp plugin needs a build-time constant channel count"):
+        registry[("aot", "vggx::flow_warp")](x, x, (x,), 0)
+
+
+def test_attention_aot_above_8_frames_is_the_tensor_core_form(fake_trt):
+    trtp, registry = fake_trt
+    qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP16")
+    out = registry[("register", "vggx::temporal_attention")](qkv, 4)
+    name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 0)
+    assert name == b"temporal_attention_kernel" and b"mma" in ptx  # tensor-core instructions
+    assert params.grid_x == "cdiv((H*W),16)"  # 16 pixels x all 16 frames per program
+    assert tuple(scalars) == (16, 64, "(H*W)")
