@@ -42,6 +42,44 @@ def test_resume_continues_the_step_count_and_the_exact_trajectory(tmp_path):
     c.run(until=6)
     for (k, p), q in zip(b.model.state_dict().items(), c.model.state_dict().values(), strict=True):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=k)
+    for (k, p), q in zip(b.ema.state_dict().items(), c.ema.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5, msg=f"ema {k}")
+
+
+def test_weight_average_is_what_is_validated_and_written(tmp_path):
+    from vggx.checkpoint import load_checkpoint
+
+    t = Trainer(SMALL_TRAIN, tmp_path, SMALL_MODEL)
+    before = [p.detach().clone() for p in t.ema.parameters()]
+    t.run(until=4)
+    model, ema = list(t.model.parameters()), list(t.ema.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(model, ema, strict=True))  # lags the raw weights
+    assert any(not torch.equal(a, b) for a, b in zip(before, ema, strict=True))  # but follows them
+    assert all(not p.requires_grad for p in ema)
+    saved = load_checkpoint(tmp_path / "latest.safetensors")
+    for (k, p), q in zip(saved.generator.state_dict().items(), t.ema.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, msg=k)
+    assert saved.extra["weights"] == "ema 0.999"
+    # One more step moves the average by (1 - decay) of the way to the new weights.
+    decay = min(0.999, (1 + 4) / (10 + 4))
+    old = [p.detach().clone() for p in ema]
+    t.train_step()
+    for o, e, m in zip(old, t.ema.parameters(), t.model.parameters(), strict=True):
+        torch.testing.assert_close(e, o + (1 - decay) * (m - o), atol=1e-6, rtol=1e-5)
+
+
+def test_a_state_without_the_average_starts_it_from_the_weights(tmp_path):
+    off = dataclasses.replace(SMALL_TRAIN, ema_decay=0.0)
+    a = Trainer(off, tmp_path, SMALL_MODEL)
+    assert a.ema is None
+    a.run(until=4)
+    a.best_psnr = 30.0
+    a.save_state()
+    b = Trainer(SMALL_TRAIN, tmp_path, SMALL_MODEL)
+    assert b.load_state() and b.step == 4
+    for p, q in zip(b.ema.parameters(), a.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+    assert b.best_psnr == -1.0  # the raw weights' best is not the average's
 
 
 def test_adversarial_objective_trains_the_discriminator(tmp_path):
