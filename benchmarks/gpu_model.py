@@ -180,6 +180,14 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
                 on_partial(result(profiles, errors))
         if compiled:  # interleaved with the eager ones once more (their medians then span both phases)
             measure([*compiled, "fp16 eager", "fp16 + kernels + graphs"])
+            if profile_rows:  # what is left after Inductor's fusion: the compiled module run without its graph
+                compiled_module = variants[compiled[0]][0].module
+
+                def run_compiled():
+                    with torch.inference_mode():
+                        compiled_module(lr_dev)
+
+                profiles["fp16 + kernels + compile"] = _profile(run_compiled, profile_rows)
     return result(profiles, errors)
 
 
