@@ -61,6 +61,9 @@ step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --d
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
 step upscale_e2e_veryfast 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --preset veryfast --json "$OUT/upscale_e2e_veryfast.json"
+# Two windows in flight: the second one's GPU work overlaps the first one's host-side copies.
+step upscale_e2e_veryfast_c2 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --size 180x320 --frames 96 --repeats 2 --preset veryfast --concurrency 2 --json "$OUT/upscale_e2e_veryfast_c2.json"
 [ -z "$COMPILE_ARG" ] || step upscale_e2e_compile 120 "$PY" -m vggx.benchmarks.upscale_overlap \
   --backend torch --device cuda --fp16 --compile --size 180x320 --frames 96 --repeats 2 --preset veryfast \
   --json "$OUT/upscale_e2e_compile.json"

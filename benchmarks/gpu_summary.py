@@ -7,7 +7,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_compile")
+_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2", "upscale_e2e_compile")
 
 
 def _load(path: Path):
@@ -65,7 +65,8 @@ def summarise(out: Path) -> dict:
             n, enc = e2e["frames"], (e2e.get("encode_only_s") or [float("nan")])[0]
             ser = (e2e.get("encode_serial_s") or [float("nan")])[0]
             rgb = e2e.get("end_to_end_rgb_s") or []
-            lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}: "
+            lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}, "
+                         f"concurrency {e2e.get('concurrency', 1)}: "
                          f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
                          f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
                          f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}"
