@@ -71,4 +71,7 @@ step upscale_e2e_veryfast_c2 60 "$PY" -m vggx.benchmarks.upscale_overlap --backe
 step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
   time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \
   && '$PY' -c 'import av; c = av.open(\"sample_x4.mp4\"); s = c.streams.video[0]; print(\"output\", s.width, s.height, s.frames)'"
+# The same clip end to end vs pure inference (the issue's "real clip"; 96x144 -> 384x576, default preset).
+step upscale_e2e_sample 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --input sample.mp4 --repeats 3 --json "$OUT/upscale_e2e_sample.json"
 (cd "$OUT" && "$PY" -m vggx.benchmarks.gpu_summary "$OUT")
