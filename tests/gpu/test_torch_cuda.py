@@ -90,3 +90,32 @@ def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
     expected = rgb_to_yuv420p(torch.from_numpy(rgb)).numpy()
     assert np.abs(yuv.astype(np.int16) - expected).max() <= 1  # float rounding at .5 may differ by one
     np.testing.assert_array_equal(fast(lr), rgb)  # both graphs kept, each replays its own output
+
+
+@gpu
+@requires_gpu
+def test_pipeline_takes_the_gpu_yuv420p_and_matches_the_rgb_path(tiny_checkpoint_path, tmp_path):
+    """End to end through ``upscale()``: H.264 output takes the GPU's yuv420p; lossless x264 keeps the planes,
+    so the video differs from the writer converting RGB itself by the conversions' rounding only."""
+    import av
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+    from vggx.client import UpscaleConfig, upscale
+    from vggx.client.runners import TorchRunner
+    from vggx.video import EncodeConfig
+
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 16, (48, 64))
+    runner = TorchRunner(tiny_checkpoint_path, device="cuda", fp16=True)
+    lossless = EncodeConfig(crf=0)
+    upscale(UpscaleConfig(clip, tmp_path / "yuv.mkv", encode=lossless), runner=runner)
+    assert any(key[-1] == "yuv420p" for key in runner._cuda._slots)
+    upscale(UpscaleConfig(clip, tmp_path / "rgb.mkv", encode=lossless, device_yuv420p=False), runner=runner)
+
+    def frames(path):
+        with av.open(str(path)) as c:
+            return [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
+
+    got, want = frames(tmp_path / "yuv.mkv"), frames(tmp_path / "rgb.mkv")
+    assert len(got) == len(want) == 16
+    diff = np.abs(np.stack(got) - np.stack(want))
+    assert diff.max() <= 4 and diff.mean() < 0.3, (diff.max(), diff.mean())
