@@ -93,6 +93,7 @@ class CudaUpscaler:
         if channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.scale = module.scale
+        self.compiled = compile
         if compile:
             # Inductor fuses what eager runs as separate passes (each convolution's broadcast bias add,
             # activations, residual adds); the vggx ops stay single opaque nodes running their kernels.
@@ -130,7 +131,15 @@ class CudaUpscaler:
         return slot
 
     def _run(self, lr, output_format: str):
-        sr = self.module(lr)
+        try:
+            sr = self.module(lr)
+        except Exception as exc:
+            if not self.compiled:
+                raise
+            # Inductor's failures (a missing compiler, an unsupported op) come as long multi-line traces.
+            first = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise InferenceError(f"the torch.compile'd model failed on input {tuple(lr.shape)} "
+                                 f"({type(exc).__name__}: {first}); run without --compile") from exc
         return rgb_to_yuv420p(sr) if output_format == "yuv420p" else sr
 
     def _slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:

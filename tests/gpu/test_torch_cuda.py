@@ -119,3 +119,19 @@ def test_pipeline_takes_the_gpu_yuv420p_and_matches_the_rgb_path(tiny_checkpoint
     assert len(got) == len(want) == 16
     diff = np.abs(np.stack(got) - np.stack(want))
     assert diff.max() <= 4 and diff.mean() < 0.3, (diff.max(), diff.mean())
+
+
+@gpu
+@requires_gpu
+def test_a_failing_compiled_model_is_one_clear_error(tiny_checkpoint_path, monkeypatch):
+    def broken_compile(module, **kwargs):
+        def run(*args, **kw):
+            raise RuntimeError("backend compiler failed\n  (a long Inductor trace)")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    fast = _fast(tiny_checkpoint_path, fp16=True, compile=True)
+    with pytest.raises(InferenceError, match=r"torch.compile'd model failed on input \(1, 8, 48, 64, 3\) "
+                                             r"\(RuntimeError: backend compiler failed\); run without --compile"):
+        fast(_frames())
