@@ -52,12 +52,12 @@ def summarise(out: Path) -> dict:
                          f"{r['torch_pct_of_copy']:5.1f}%  x{r['speedup']:.2f}  max err {r['max_err']:.1e}")
         best: dict = {}
         for r in kernels.get("sweep", []):
-            key = (r["op"], tuple(r["shape"]))
+            key = (r["op"], tuple(r["shape"]), r.get("dtype", "float16"))
             if key not in best or r["ms"] < best[key]["ms"]:
                 best[key] = r
-        for (op, shape), r in best.items():
+        for (op, shape, dtype), r in best.items():
             geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
-            lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} fp16: {r['ms']:.3f} ms "
+            lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} {dtype}: {r['ms']:.3f} ms "
                          f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
     for name in _E2E:
         e2e = result[name]

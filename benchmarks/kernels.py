@@ -214,7 +214,8 @@ SWEEP_ATTENTION = [
 
 
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
-    """Other launch geometries of both kernels on the FP16 cases: ms and % of copy for each."""
+    """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention in FP16): ms and % of
+    copy for each."""
     from vggx.plugins.flow_warp import launch_flow_warp
     from vggx.plugins.launch import attention_tile, flow_warp_config, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention
@@ -222,22 +223,24 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     rows: list[dict] = []
     gen = torch.Generator(device="cuda").manual_seed(1)
     shape = (8, 64, 180, 320)
-    x = torch.randn(shape, device="cuda", generator=gen).half()
-    flow = _flow_field(8, 180, 320, "smooth", gen).half()
-    nbytes = 2 * x.numel() * 2 + flow.numel() * 2
-    for layout, geometries in (("nchw", SWEEP_FLOW_WARP), ("channels_last", SWEEP_FLOW_WARP_NHWC)):
-        xl = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
-        out = torch.empty_like(xl)
-        for block, c_block, warps in geometries:
-            make = flow_warp_nhwc_config if layout == "channels_last" else flow_warp_config
-            cfg = make(*shape, block, c_block, warps)
-            ms = _time_ms(
-                lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg), iters
-            )
-            rows.append({"op": f"flow_warp[{layout},smooth]", "shape": shape, "dtype": "float16", "block": block,
-                         "c_block": c_block, "num_warps": warps, "ms": round(ms, 4),
-                         "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
-    del x, flow, out, xl
+    for dtype in (torch.float16, torch.float32):  # flow_warp in both: its FP32 islands warp too
+        x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
+        flow = _flow_field(8, 180, 320, "smooth", gen).to(dtype)
+        nbytes = (2 * x.numel() + flow.numel()) * x.element_size()
+        for layout, geometries in (("nchw", SWEEP_FLOW_WARP), ("channels_last", SWEEP_FLOW_WARP_NHWC)):
+            xl = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
+            out = torch.empty_like(xl)
+            for block, c_block, warps in geometries:
+                make = flow_warp_nhwc_config if layout == "channels_last" else flow_warp_config
+                cfg = make(*shape, block, c_block, warps)
+                ms = _time_ms(
+                    lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg), iters
+                )
+                rows.append({"op": f"flow_warp[{layout},smooth]", "shape": shape,
+                             "dtype": str(dtype).removeprefix("torch."), "block": block, "c_block": c_block,
+                             "num_warps": warps, "ms": round(ms, 4),
+                             "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+        del x, flow, out, xl
     for t in (8, 12, 16):
         qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()
         out = qkv.new_empty((1, t, 64, 360, 640))
