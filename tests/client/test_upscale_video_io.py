@@ -94,8 +94,10 @@ class TestEncode:
         with av.open(str(ref), "w") as c:
             s = c.add_stream("libx264", rate=25)
             s.width, s.height, s.pix_fmt, s.options = 56, 40, "yuv420p", {"crf": "0"}
+            cc = s.codec_context
+            cc.colorspace = cc.color_primaries = cc.color_trc = cc.color_range = 1  # BT.709, limited
             for i, img in enumerate(images):
-                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                f = _bt709(np.ascontiguousarray(img))
                 f.pts = i
                 for p in s.encode(f):
                     c.mux(p)
@@ -103,6 +105,7 @@ class TestEncode:
                 c.mux(p)
         got, want = decode_all(out), decode_all(ref)
         assert len(got) == len(want) == 12
+        assert stream_facts(out)["color"] == stream_facts(ref)["color"] == (1, 1, 1, 1)
         for g, r in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, r)
 
@@ -181,13 +184,21 @@ def test_make_video_helper_writes_real_ffmpeg_files(tmp_path):
     assert stream_facts(p)["codec"] == "h264"
 
 
+def _bt709(rgb: np.ndarray):
+    """FFmpeg's own RGB -> yuv420p conversion with the writer's colour settings (BT.709, limited range)."""
+    import av
+    from av.video.reformatter import Colorspace
+
+    return av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p", dst_colorspace=Colorspace.ITU709,
+                                                                     dst_color_range=1)
+
+
 class TestYuv420p:
     """RGB -> yuv420p in PyTorch (what the CUDA fast path runs on the GPU) against FFmpeg's swscale."""
 
     @pytest.mark.parametrize(("h", "w"), [(16, 16), (40, 56), (38, 50), (160, 224)])
     @pytest.mark.parametrize("kind", ["noise", "smooth"])
     def test_matches_swscale_within_one_level(self, h, w, kind):
-        import av
         import torch
 
         from vggx.video.color import rgb_to_yuv420p
@@ -196,7 +207,7 @@ class TestYuv420p:
             rgb = np.random.default_rng(h * w).integers(0, 256, (h, w, 3), dtype=np.uint8)
         else:
             rgb = frame_pattern(3, h, w)
-        want = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
+        want = _bt709(rgb).to_ndarray()
         got = rgb_to_yuv420p(torch.from_numpy(rgb)).numpy()
         assert got.shape == want.shape == (h * 3 // 2, w)
         diff = np.abs(got.astype(np.int16) - want)
@@ -219,11 +230,9 @@ class TestYuv420p:
     @pytest.mark.parametrize("threads", [None, 0])
     def test_writer_encodes_yuv420p_planes_as_they_are(self, tmp_path, threads):
         """Planes written directly equal the writer's own conversion of the same RGB (lossless x264)."""
-        import av
 
         images = [frame_pattern(i, 40, 56) for i in range(6)]
-        planes = [av.VideoFrame.from_ndarray(im, format="rgb24").reformat(format="yuv420p").to_ndarray()
-                  for im in images]
+        planes = [_bt709(im).to_ndarray() for im in images]
         outs = {}
         for name, frames in (("rgb", images), ("yuv", planes)):
             outs[name] = tmp_path / f"{name}.mkv"
@@ -233,3 +242,52 @@ class TestYuv420p:
                     w.write(f, i)
         for a, b in zip(decode_all(outs["rgb"]), decode_all(outs["yuv"]), strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+class TestColour:
+    """YUV output is BT.709 and tagged so; untagged input is read as players show it."""
+
+    PATCH = np.array([200, 50, 30], np.uint8)  # a saturated red: BT.601 vs BT.709 differ by ~14 levels here
+
+    def test_h264_output_is_tagged_bt709_and_keeps_colours(self, tmp_path):
+        import av
+
+        out = tmp_path / "o.mp4"
+        image = np.broadcast_to(self.PATCH, (48, 64, 3)).copy()
+        with VideoWriter(out, 64, 48, Fraction(25), Fraction(1, 25), EncodeConfig(crf=0)) as w:
+            for i in range(3):
+                w.write(image, i)
+        assert stream_facts(out)["color"] == (1, 1, 1, 1)  # BT.709 matrix, primaries, transfer; limited range
+        decoded = decode_all(out)[1].astype(int)
+        assert np.abs(decoded - self.PATCH).max() <= 2
+        with av.open(str(out)) as c:  # what a BT.601 reading (FFmpeg's untagged default) would have shown
+            frame = next(c.decode(video=0))
+            from av.video.reformatter import Colorspace
+
+            as601 = frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU601).astype(int)
+        assert np.abs(as601 - self.PATCH).max() > 10
+
+    @pytest.mark.parametrize(("size", "matrix"), [((600, 32), "bt709"), ((48, 64), "bt601")])
+    def test_untagged_input_is_read_as_players_do(self, tmp_path, size, matrix):
+        """Untagged YUV above SD (more than 576 lines or 1024 columns) is BT.709, SD is BT.601."""
+        import av
+        from av.video.reformatter import Colorspace
+
+        h, w = size
+        path = tmp_path / "in.mkv"
+        image = np.broadcast_to(self.PATCH, (h, w, 3)).copy()
+        space = Colorspace.ITU709 if matrix == "bt709" else Colorspace.ITU601
+        with av.open(str(path), "w") as c:  # converted with that matrix, but no tags in the stream
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt, s.options = w, h, "yuv420p", {"crf": "0"}
+            for i in range(2):
+                f = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p", dst_colorspace=space)
+                f.pts = i
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        assert stream_facts(path)["color"][0] == 2  # unspecified
+        with open_video(path) as r:
+            got = next(iter(r)).image.astype(int)
+        assert np.abs(got - self.PATCH).max() <= 2

@@ -72,4 +72,6 @@ def stream_facts(path: Path) -> dict:
         return {"size": (v.codec_context.height, v.codec_context.width), "rate": v.average_rate,
                 "codec": v.codec_context.name, "pix_fmt": v.codec_context.pix_fmt,
                 "audio": [s.codec_context.name for s in c.streams.audio],
-                "frames": sum(1 for _ in c.decode(v)), "metadata": dict(c.metadata)}
+                "frames": sum(1 for _ in c.decode(v)), "metadata": dict(c.metadata),
+                "color": (v.codec_context.colorspace, v.codec_context.color_primaries, v.codec_context.color_trc,
+                          v.codec_context.color_range)}

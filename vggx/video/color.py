@@ -1,11 +1,11 @@
 """RGB -> yuv420p in PyTorch, on whatever device the frames are (the CUDA fast path converts on the GPU).
 
-It reproduces what the writer's swscale conversion (PyAV's default, bilinear) makes of uint8 RGB, to
-within one level: BT.601 coefficients, limited range (Y 16-235, U/V 16-240), untagged as FFmpeg
-leaves it; chroma averaged over the two pixels of each pair horizontally and filtered 1-3-3-1 over
-four rows vertically (edge rows repeated), which is how swscale's bilinear 2:1 chroma reduction
-weighs them. The result is laid out as PyAV's ``yuv420p`` ndarray: ``(H * 3 / 2, W)`` uint8, the Y
-plane, then the U and the V plane (each ``H/2 x W/2``) flattened behind it.
+It reproduces what the writer's swscale conversion (bilinear) makes of uint8 RGB, to within one
+level: BT.709 coefficients, limited range (Y 16-235, U/V 16-240), as the writer converts and tags YUV
+output; chroma averaged over the two pixels of each pair horizontally and filtered 1-3-3-1 over four
+rows vertically (edge rows repeated), which is how swscale's bilinear 2:1 chroma reduction weighs them.
+The result is laid out as PyAV's ``yuv420p`` ndarray: ``(H * 3 / 2, W)`` uint8, the Y plane, then the U
+and the V plane (each ``H/2 x W/2``) flattened behind it.
 
 On the GPU this removes the per-frame colour conversion from the CPU threads feeding the encoder and
 halves the bytes copied to the host (1.5 instead of 3 per pixel).
@@ -17,10 +17,12 @@ import torch
 
 __all__ = ["rgb_to_yuv420p", "yuv420p_shape"]
 
-# BT.601, limited range, for 8-bit values (ITU-R BT.601; what swscale uses without colorspace tags).
-_Y = (65.481 / 255, 128.553 / 255, 24.966 / 255)
-_U = (-37.797 / 255, -74.203 / 255, 112.0 / 255)
-_V = (112.0 / 255, -93.786 / 255, -18.214 / 255)
+# BT.709 (ITU-R BT.709: Kr 0.2126, Kb 0.0722), limited range, for 8-bit values.
+_KR, _KB = 0.2126, 0.0722
+_KG = 1.0 - _KR - _KB
+_Y = tuple(219 / 255 * k for k in (_KR, _KG, _KB))
+_U = tuple(224 / 255 * k / (2 * (1 - _KB)) for k in (-_KR, -_KG, 1 - _KB))
+_V = tuple(224 / 255 * k / (2 * (1 - _KR)) for k in (1 - _KR, -_KG, -_KB))
 
 
 def yuv420p_shape(height: int, width: int) -> tuple[int, int]:

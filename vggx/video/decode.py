@@ -131,7 +131,7 @@ class VideoReader:
                 last_pts = pts
                 if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
-                yield DecodedFrame(index=count, pts=pts, image=frame.to_ndarray(format="rgb24"))
+                yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
                     break
@@ -168,3 +168,17 @@ def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None =
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().rstrip(".") or type(exc).__name__
+
+
+_AVCOL_SPC_UNSPECIFIED = 2
+
+
+def _to_rgb(frame) -> np.ndarray:
+    """uint8 RGB of a decoded frame, by its own colour tags; untagged YUV as players show it: BT.709 above
+    SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg alone would take BT.601 for all)."""
+    if (frame.colorspace == _AVCOL_SPC_UNSPECIFIED and frame.format.name.startswith(("yuv", "nv"))
+            and (frame.height > 576 or frame.width > 1024)):
+        from av.video.reformatter import Colorspace
+
+        return frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU709)
+    return frame.to_ndarray(format="rgb24")

@@ -5,10 +5,15 @@ output path only by :meth:`VideoWriter.commit`; :meth:`VideoWriter.abort` (or le
 block with an exception, Ctrl-C included) deletes it, so a failed run leaves nothing at the output.
 
 Frames are wrapped without a copy (``VideoFrame.from_numpy_buffer``) and converted to the codec's pixel
-format (RGB -> yuv420p for H.264) by a few worker threads a few frames ahead of the encoder, with the
-very swscale call the encoder would make (swscale runs without the GIL): the thread feeding x264 then
-only encodes. Serially, wrapping and converting each 720p frame cost as much CPU as x264's veryfast
-preset itself, and capped how fast a GPU's output could be written.
+format (RGB -> yuv420p for H.264) by a few worker threads a few frames ahead of the encoder (swscale
+runs without the GIL): the thread feeding x264 then only encodes. Serially, wrapping and converting
+each 720p frame cost as much CPU as x264's veryfast preset itself, and capped how fast a GPU's output
+could be written.
+
+Colour: YUV output is BT.709, limited range (full range for the ``yuvj`` formats), and says so in the
+stream (matrix, primaries, transfer, range). Left to their defaults, FFmpeg converts with BT.601 and
+tags nothing, and players show untagged HD as BT.709: an ×4 output would play with shifted colours
+(a saturated red off by ~14 levels).
 """
 
 from __future__ import annotations
@@ -165,6 +170,11 @@ class VideoWriter:
         stream = self._container.add_stream(cfg.codec, rate=rate)
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
+        self._yuv_range = _yuv_range(stream.pix_fmt)
+        if self._yuv_range is not None:  # tag what _convert produces (see the module doc)
+            cc = stream.codec_context
+            cc.colorspace = cc.color_primaries = cc.color_trc = _AVCOL_BT709
+            cc.color_range = self._yuv_range
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = dict(cfg.options)
@@ -202,10 +212,10 @@ class VideoWriter:
         if self._closed:
             raise VideoError(f"{self.path}: writer already closed")
         threads = _CONVERT_THREADS if self.config.convert_threads is None else self.config.convert_threads
-        if threads == 0:  # the encoder converts (PyAV's own path), in this thread
+        if threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
-                done.set_result(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=_array_format(image)))
+                done.set_result(self._convert(image))
             except (av.error.FFmpegError, ValueError) as exc:
                 done.set_exception(exc)  # raised as a VideoError by _encode_next, as from a worker
             self._pending.append((done, pts))
@@ -227,8 +237,13 @@ class VideoWriter:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         cc = self._stream.codec_context
         if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
-            return frame
-        return frame.reformat(cc.width, cc.height, cc.format, threads=1)
+            return frame  # e.g. yuv420p planes converted on the GPU, BT.709 like the line below
+        if self._yuv_range is None:
+            return frame.reformat(cc.width, cc.height, cc.format, threads=1)
+        from av.video.reformatter import Colorspace
+
+        return frame.reformat(cc.width, cc.height, cc.format, threads=1, dst_colorspace=Colorspace.ITU709,
+                              dst_color_range=self._yuv_range)
 
     def _encode_next(self) -> None:
         import av
@@ -385,6 +400,19 @@ class _AudioCopier:
 
     def close(self) -> None:
         self._input.close()
+
+
+_AVCOL_BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709 in FFmpeg's enums
+_AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
+
+
+def _yuv_range(pix_fmt: str) -> int | None:
+    """FFmpeg's colour range of a YUV pixel format (limited; full for ``yuvj``), None for RGB/grey ones."""
+    if pix_fmt.startswith("yuvj"):
+        return _AVCOL_RANGE_JPEG
+    if pix_fmt.startswith(("yuv", "nv12", "nv21", "p010")):
+        return _AVCOL_RANGE_MPEG
+    return None
 
 
 def _array_format(image: np.ndarray) -> str:
