@@ -291,3 +291,31 @@ class TestColour:
         with open_video(path) as r:
             got = next(iter(r)).image.astype(int)
         assert np.abs(got - self.PATCH).max() <= 2
+
+    def test_full_range_tagged_input_is_not_clipped(self, tmp_path):
+        """yuv420p tagged full range (phone footage): near-black and near-white survive the conversion (FFmpeg
+        reads the frame's range tag; this pins it, as a limited-range reading would clip both ends)."""
+        import av
+        from av.video.reformatter import ColorRange, Colorspace
+
+        path = tmp_path / "pc.mkv"
+        image = np.zeros((48, 64, 3), np.uint8)
+        image[:, :32] = 5  # below limited range's black (16 -> 0 when read as limited)
+        image[:, 32:] = 250
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt, s.options = 64, 48, "yuv420p", {"crf": "0"}
+            s.codec_context.color_range = 2  # full ("pc")
+            s.codec_context.colorspace = 1
+            for i in range(2):
+                f = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(
+                    format="yuv420p", dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.JPEG)
+                f.pts = i
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        assert stream_facts(path)["color"][3] == 2
+        with open_video(path) as r:
+            got = next(iter(r)).image.astype(int)
+        assert np.abs(got[4:-4, 4:28] - 5).max() <= 2 and np.abs(got[4:-4, 36:-4] - 250).max() <= 2
