@@ -319,3 +319,30 @@ class TestColour:
         with open_video(path) as r:
             got = next(iter(r)).image.astype(int)
         assert np.abs(got[4:-4, 4:28] - 5).max() <= 2 and np.abs(got[4:-4, 36:-4] - 250).max() <= 2
+
+    @pytest.mark.parametrize(("trc", "named"), [(16, "PQ"), (18, "HLG"), (1, None)])
+    def test_hdr_input_is_named_in_a_warning(self, tmp_path, caplog, trc, named):
+        """HDR is read without tone mapping: the reader says so once, by the stream's transfer tag."""
+        import logging
+
+        import av
+
+        path = tmp_path / "hdr.mkv"
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=25)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            s.codec_context.color_trc = trc
+            for i in range(2):
+                f = av.VideoFrame.from_ndarray(frame_pattern(i, 48, 64), format="rgb24")
+                f.pts = i
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
+            assert len(list(r)) == 2
+        warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+        if named:
+            assert len(warnings) == 1 and named in warnings[0] and "without tone mapping" in warnings[0]
+        else:
+            assert warnings == []

@@ -76,6 +76,11 @@ class VideoReader:
             self._stream = self._container.streams.video[0]
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
+            trc = self._stream.codec_context.color_trc
+            if trc in _HDR_TRANSFERS:
+                log.warning("%s is HDR (%s transfer): it is converted to 8-bit BT.709 RGB without tone mapping, "
+                            "so highlights clip and colours look washed out; tone-map it to SDR first "
+                            "(e.g. FFmpeg's zscale + tonemap filters)", self.path, _HDR_TRANSFERS[trc])
         except BaseException:
             self._container.close()
             raise
@@ -171,6 +176,7 @@ def _reason(exc: BaseException) -> str:
 
 
 _AVCOL_SPC_UNSPECIFIED = 2
+_HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # FFmpeg's AVCOL_TRC values
 
 
 def _to_rgb(frame) -> np.ndarray:
