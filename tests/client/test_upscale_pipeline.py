@@ -348,3 +348,28 @@ class TestDeviceYuv420p:
             run(src, tmp_path / "o.mkv", yuv, encode=EncodeConfig(crf=0), device_yuv420p=case != "off")
         assert yuv.yuv_calls == 0
         assert stream_facts(tmp_path / "o.mkv")["frames"] == 8
+
+
+@pytest.mark.parametrize("degrees", [90, 0])
+def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
+    """A phone's upright clip is stored sideways with a display matrix: the output keeps the matrix, so
+    players turn it the same way (frames are upscaled as stored)."""
+    import av
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 56, 40, "yuv420p"
+        if degrees:
+            s.set_display_rotation(degrees)
+        for i in range(8):
+            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    result = run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig())
+    assert result.output_size == (160, 224)  # as stored
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert next(c.decode(video=0)).rotation == degrees

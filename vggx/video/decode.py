@@ -52,6 +52,8 @@ class VideoReader:
     """Iterate the RGB frames of one video file (a context manager; closes the file on exit).
 
     ``start`` (seconds) skips frames before it; ``max_frames`` stops after that many frames.
+    ``rotation``: the display rotation (degrees counter-clockwise, e.g. a phone held upright: 90) the
+    frames carry, known once the first frame is decoded; frames are yielded as stored, unrotated.
     """
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None) -> None:
@@ -86,6 +88,7 @@ class VideoReader:
             raise
         self.start = float(start)
         self.max_frames = max_frames
+        self.rotation = 0
 
     def _read_info(self) -> VideoInfo:
         s, c = self._stream, self._container
@@ -136,6 +139,8 @@ class VideoReader:
                 last_pts = pts
                 if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
+                if count == 0:
+                    self.rotation = int(frame.rotation or 0)
                 yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:

@@ -127,6 +127,8 @@ class VideoWriter:
         audio_source: copy the first audio stream of this file (packets remuxed, not re-encoded).
         audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
         metadata: container metadata to write (title, ...).
+        rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
+            the output as they turned the input.
 
     Raises:
         VideoError: the file cannot be created or the codec/container rejects the settings.
@@ -136,6 +138,7 @@ class VideoWriter:
         self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
         config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
+        rotation: int = 0,
     ) -> None:
         import av
 
@@ -155,6 +158,8 @@ class VideoWriter:
             raise VideoError(f"cannot write {self.path} ({_reason(exc)})") from None
         try:
             self._stream = self._add_video_stream(width, height, rate, time_base)
+            if rotation % 360:
+                self._stream.set_display_rotation(rotation)
             if metadata:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
