@@ -390,7 +390,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
                     output, out_w, out_h, vinfo.rate, vinfo.time_base, config.encode,
                     audio_source=vinfo.path if vinfo.has_audio else None,
                     audio_start=float(first_pts * vinfo.time_base), metadata=vinfo.metadata,
-                    rotation=reader.rotation)
+                    rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio)
             for image, pts in zip(done.images, done.pts, strict=True):
                 writer.write(image, pts - first_pts)
                 last_pts = pts

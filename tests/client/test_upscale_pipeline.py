@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 from videoclips import decode_all, frame_pattern, make_video, stream_facts
@@ -373,3 +375,27 @@ def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
     assert result.output_size == (160, 224)  # as stored
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert next(c.decode(video=0)).rotation == degrees
+
+
+@pytest.mark.parametrize("sar", [Fraction(8, 9), None])
+def test_anamorphic_pixel_shape_is_kept(tmp_path, torch_runner, sar):
+    """A DVD-style source with non-square pixels: the output records the same pixel shape (display 4:3)."""
+    import av
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as c:
+        s = c.add_stream("libx264", rate=24)
+        s.width, s.height, s.pix_fmt = 56, 40, "yuv420p"
+        if sar:
+            s.codec_context.sample_aspect_ratio = sar
+        for i in range(8):
+            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig())
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        out = c.streams.video[0].sample_aspect_ratio
+    assert (out or Fraction(1)) == (sar or Fraction(1))

@@ -37,6 +37,7 @@ class VideoInfo:
     pix_fmt: str
     has_audio: bool
     metadata: dict[str, str]
+    sample_aspect_ratio: Fraction | None = None  # pixel shape (anamorphic sources: e.g. 8/9 for NTSC DVD 4:3)
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class VideoReader:
             path=self.path, width=cc.width, height=cc.height, rate=Fraction(rate),
             time_base=Fraction(s.time_base or Fraction(1, rate)), frames=frames or None, duration=duration,
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
-            metadata=dict(c.metadata),
+            metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
         )
 
     def expected_frames(self) -> int | None:
@@ -178,6 +179,12 @@ def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None =
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().rstrip(".") or type(exc).__name__
+
+
+def _pixel_aspect(stream) -> Fraction | None:
+    """The stream's sample aspect ratio when it is known and not square."""
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    return Fraction(sar) if sar and sar != 1 else None
 
 
 _AVCOL_SPC_UNSPECIFIED = 2

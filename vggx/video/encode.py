@@ -129,6 +129,8 @@ class VideoWriter:
         metadata: container metadata to write (title, ...).
         rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
             the output as they turned the input.
+        sample_aspect_ratio: pixel shape to record (an anamorphic source's), so the picture keeps its
+            display proportions.
 
     Raises:
         VideoError: the file cannot be created or the codec/container rejects the settings.
@@ -138,7 +140,7 @@ class VideoWriter:
         self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
         config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
-        rotation: int = 0,
+        rotation: int = 0, sample_aspect_ratio: Fraction | None = None,
     ) -> None:
         import av
 
@@ -160,6 +162,8 @@ class VideoWriter:
             self._stream = self._add_video_stream(width, height, rate, time_base)
             if rotation % 360:
                 self._stream.set_display_rotation(rotation)
+            if sample_aspect_ratio:
+                self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
             if metadata:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
