@@ -388,7 +388,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
                 first_pts = done.pts[0]
                 writer = VideoWriter(
                     output, out_w, out_h, vinfo.rate, vinfo.time_base, config.encode,
-                    audio_source=vinfo.path if vinfo.has_audio else None,
+                    audio_source=vinfo.path if vinfo.has_audio or vinfo.has_subtitles else None,
                     audio_start=float(first_pts * vinfo.time_base), metadata=vinfo.metadata,
                     rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio)
             for image, pts in zip(done.images, done.pts, strict=True):

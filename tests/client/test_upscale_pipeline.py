@@ -399,3 +399,29 @@ def test_anamorphic_pixel_shape_is_kept(tmp_path, torch_runner, sar):
     with av.open(str(tmp_path / "o.mp4")) as c:
         out = c.streams.video[0].sample_aspect_ratio
     assert (out or Fraction(1)) == (sar or Fraction(1))
+
+
+def test_subtitles_of_a_clip_without_audio_are_kept(tmp_path, torch_runner):
+    import av
+
+    srt = tmp_path / "s.srt"
+    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n\n")
+    src = tmp_path / "in.mkv"
+    with av.open(str(srt)) as subs, av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=24)
+        v.width, v.height, v.pix_fmt = 56, 40, "yuv420p"
+        sub = c.add_stream_from_template(subs.streams[0])
+        for i in range(8):
+            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
+            f.pts = i
+            for p in v.encode(f):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        for p in subs.demux(subs.streams[0]):
+            if p.dts is not None:
+                p.stream = sub
+                c.mux(p)
+    run(src, tmp_path / "o.mkv", _NearestRunner(torch_runner.info), encode=EncodeConfig())
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert [s.codec_context.name for s in c.streams.subtitles] == ["srt"] and not c.streams.audio

@@ -346,3 +346,90 @@ class TestColour:
             assert len(warnings) == 1 and named in warnings[0] and "without tone mapping" in warnings[0]
         else:
             assert warnings == []
+
+
+class TestOtherStreams:
+    """Every audio stream is copied with its metadata; subtitles where the container takes them."""
+
+    @staticmethod
+    def _source(tmp_path):
+        """A clip with two audio tracks (English AAC, French Opus) and SubRip subtitles."""
+        import av
+
+        srt = tmp_path / "s.srt"
+        srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nhello\n\n")
+        path = tmp_path / "multi.mkv"
+        with av.open(str(srt)) as subs, av.open(str(path), "w") as c:
+            v = c.add_stream("libx264", rate=24)
+            v.width, v.height, v.pix_fmt = 56, 40, "yuv420p"
+            tracks = []
+            for codec, lang in (("aac", "eng"), ("libopus", "fra")):
+                a = c.add_stream(codec, rate=48000)
+                a.metadata["language"] = lang
+                tracks.append(a)
+            sub = c.add_stream_from_template(subs.streams[0])
+            for i in range(8):
+                f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
+                f.pts = i
+                for p in v.encode(f):
+                    c.mux(p)
+            for p in v.encode():
+                c.mux(p)
+            for a in tracks:
+                step = a.codec_context.frame_size or 960
+                for off in range(0, 16000, step):
+                    fr = av.AudioFrame.from_ndarray(np.zeros((2, step), np.float32), format="fltp", layout="stereo")
+                    fr.sample_rate, fr.pts = 48000, off
+                    for p in a.encode(fr):
+                        c.mux(p)
+                for p in a.encode():
+                    c.mux(p)
+            for p in subs.demux(subs.streams[0]):
+                if p.dts is not None:
+                    p.stream = sub
+                    c.mux(p)
+        return path
+
+    def test_all_audio_tracks_and_subtitles_are_kept_in_mkv(self, tmp_path):
+        import av
+
+        src = self._source(tmp_path)
+        out = tmp_path / "o.mkv"
+        with open_video(src) as r, VideoWriter(out, 56, 40, r.info.rate, r.info.time_base,
+                                               audio_source=src) as w:
+            for f in r:
+                w.write(f.image, f.pts)
+        with av.open(str(out)) as c:
+            audio = [(s.codec_context.name, s.metadata.get("language")) for s in c.streams.audio]
+            subtitles = [s.codec_context.name for s in c.streams.subtitles]
+        assert audio == [("aac", "eng"), ("opus", "fra")] and subtitles == ["srt"]
+
+    def test_subtitles_mp4_cannot_take_are_left_out_with_a_warning(self, tmp_path, caplog):
+        import logging
+
+        import av
+
+        src = self._source(tmp_path)
+        out = tmp_path / "o.mp4"
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"), open_video(src) as r, \
+                VideoWriter(out, 56, 40, r.info.rate, r.info.time_base, audio_source=src) as w:
+            for f in r:
+                w.write(f.image, f.pts)
+        with av.open(str(out)) as c:
+            assert [s.codec_context.name for s in c.streams.audio] == ["aac", "opus"]
+            assert not c.streams.subtitles
+        assert any("subtitles" in rec.getMessage() and "use an .mkv output" in rec.getMessage()
+                   for rec in caplog.records)
+
+
+@pytest.mark.parametrize("interlaced", [True, False])
+def test_interlaced_input_is_named_in_a_warning(tmp_path, caplog, interlaced):
+    import logging
+
+    path = make_video(tmp_path / "i.mkv", frames=4, size=(48, 64),
+                      options={"x264-params": "tff=1"} if interlaced else None)
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
+        assert len(list(r)) == 4
+    warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
+    assert (len(warnings) == 1 and "is interlaced" in warnings[0] and "bwdif" in warnings[0]) if interlaced \
+        else warnings == []

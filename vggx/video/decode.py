@@ -37,6 +37,7 @@ class VideoInfo:
     pix_fmt: str
     has_audio: bool
     metadata: dict[str, str]
+    has_subtitles: bool = False
     sample_aspect_ratio: Fraction | None = None  # pixel shape (anamorphic sources: e.g. 8/9 for NTSC DVD 4:3)
 
 
@@ -107,6 +108,7 @@ class VideoReader:
             path=self.path, width=cc.width, height=cc.height, rate=Fraction(rate),
             time_base=Fraction(s.time_base or Fraction(1, rate)), frames=frames or None, duration=duration,
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
+            has_subtitles=bool(c.streams.subtitles),
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
         )
 
@@ -142,6 +144,10 @@ class VideoReader:
                     continue
                 if count == 0:
                     self.rotation = int(frame.rotation or 0)
+                    if frame.interlaced_frame:
+                        log.warning("%s is interlaced: its frames are upscaled as progressive pictures, which "
+                                    "shows combing wherever there is motion; deinterlace it first (e.g. FFmpeg's "
+                                    "bwdif filter)", self.path)
                 yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:

@@ -346,30 +346,46 @@ class VideoWriter:
 
 
 class _AudioCopier:
-    """Remux the first audio stream of ``source`` into ``container`` (no re-encode), time-shifted."""
+    """Remux every audio and subtitle stream of ``source`` into ``container`` (no re-encode), time-shifted
+    by ``start`` and cut at ``end`` (seconds of the source). Each keeps its metadata (language, title).
+    Audio the container cannot take is an error (nothing is dropped silently); a subtitle format it
+    cannot take (SubRip in MP4) and data streams are left out with a warning."""
 
     def __init__(self, source: Path, container, start: float, end: float | None) -> None:
         import av
 
         self._input = av.open(str(source), "r")
-        self._in_stream = self._input.streams.audio[0]
-        try:
-            self._out_stream = container.add_stream_from_template(self._in_stream)
-        except (av.error.FFmpegError, ValueError) as exc:
-            self._input.close()
-            raise VideoError(f"cannot copy the {self._in_stream.codec_context.name} audio of {source} "
-                             f"({_reason(exc)}); try an .mkv output") from None
-        self._out_stream.metadata.update(self._in_stream.metadata)
+        self._in_streams = []
+        self._out: dict[int, object] = {}  # input stream index -> output stream
+        for stream in self._input.streams:
+            if stream.type not in ("audio", "subtitle"):
+                if stream.type != "video":
+                    log.warning("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
+                continue
+            try:
+                out = container.add_stream_from_template(stream)
+            except (av.error.FFmpegError, ValueError) as exc:
+                if stream.type == "subtitle":
+                    log.warning("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
+                                "copied: use an .mkv output to keep them", source, stream.codec_context.name,
+                                stream.index, _reason(exc))
+                    continue
+                self._input.close()
+                raise VideoError(f"cannot copy the {stream.codec_context.name} audio of {source} "
+                                 f"({_reason(exc)}); try an .mkv output") from None
+            out.metadata.update(stream.metadata)
+            self._out[stream.index] = out
+            self._in_streams.append(stream)
         self._container = container
-        tb = self._in_stream.time_base
-        self._tb = tb
-        self._offset = round(start / tb) if start else 0
         self._start, self._end = start, end
-        if start > 0:
-            self._input.seek(self._offset, stream=self._in_stream, backward=True)
-        self._packets = self._input.demux(self._in_stream)
+        if start > 0 and self._in_streams:
+            first = self._in_streams[0]
+            self._input.seek(round(start / first.time_base), stream=first, backward=True)
+        # demux() of no streams would read them all
+        self._packets = self._input.demux(*self._in_streams) if self._in_streams else iter(())
         self._pending = None
-        self._done = False
+        self._finished: set[int] = set()  # streams past ``end``
+        self._done = not self._in_streams
 
     def set_end(self, seconds: float) -> None:
         self._end = seconds
@@ -391,20 +407,24 @@ class _AudioCopier:
                     log.warning("audio copy stopped early: %s", exc)
                     self._done = True
                     return
-            if packet.dts is None or packet.pts is None:
+            index = packet.stream.index
+            if packet.dts is None or packet.pts is None or index in self._finished:
                 continue
-            t = float(packet.pts * self._tb)
-            if t + float((packet.duration or 0) * self._tb) <= self._start:
+            tb = packet.time_base
+            t = float(packet.pts * tb)
+            if t + float((packet.duration or 0) * tb) <= self._start:
                 continue
             if self._end is not None and t >= self._end:
-                self._done = True
-                return
+                self._finished.add(index)
+                self._done = len(self._finished) == len(self._in_streams)
+                continue
             if seconds is not None and t - self._start >= seconds:
                 self._pending = packet
                 return
-            packet.pts -= self._offset
-            packet.dts -= self._offset
-            packet.stream = self._out_stream
+            offset = round(self._start / tb) if self._start else 0
+            packet.pts -= offset
+            packet.dts -= offset
+            packet.stream = self._out[index]
             self._container.mux(packet)
 
     def close(self) -> None:
