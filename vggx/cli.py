@@ -264,6 +264,9 @@ def upscale(
     ] = "libx264",
     crf: Annotated[int, typer.Option("--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless")
                    ] = 18,
+    pix_fmt: Annotated[str | None, typer.Option(
+        "--pix-fmt", help="output pixel format, e.g. yuv444p or yuv420p10le (with libx265) "
+        "(default: yuv420p for H.264/H.265, lossless RGB for RGB codecs)")] = None,
     preset: Annotated[str | None, typer.Option(
         "--preset", help="x264/x265 speed preset: ultrafast ... veryslow (default: the encoder's, medium); "
         "veryfast keeps up with a GPU")] = None,
@@ -311,7 +314,7 @@ def upscale(
         input=input, output=output,
         backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                               compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol)),
-        encode=EncodeConfig(codec=codec, crf=crf, preset=preset),
+        encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
         concurrency=concurrency or (4 if chosen is Backend.TRITON else 1),
         start=start, frames=frames, compare=compare,
     )

@@ -124,6 +124,11 @@ class TestBackendErrors:
         result = cli(clips["aac"], tmp_path / "o.mp4", "--device", "cuda")
         assert_one_error_line(result, "--device cuda: PyTorch sees no CUDA GPU")
 
+    def test_pixel_format_the_codec_cannot_encode(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.mkv", "--codec", "libx264rgb", "--pix-fmt", "yuv420p10le")
+        assert_one_error_line(result, "--pix-fmt yuv420p10le is not one libx264rgb encodes")
+        assert list(tmp_path.iterdir()) == []
+
     def test_compile_needs_cuda(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", "--compile")
         assert_one_error_line(result, "--compile applies to the torch backend on --device cuda")

@@ -433,3 +433,23 @@ def test_interlaced_input_is_named_in_a_warning(tmp_path, caplog, interlaced):
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
     assert (len(warnings) == 1 and "is interlaced" in warnings[0] and "bwdif" in warnings[0]) if interlaced \
         else warnings == []
+
+
+def test_ten_bit_hevc_output_is_tagged_and_keeps_colours(tmp_path):
+    out = tmp_path / "o.mkv"
+    image = np.broadcast_to(TestColour.PATCH, (48, 64, 3)).copy()
+    with VideoWriter(out, 64, 48, Fraction(25), Fraction(1, 25),
+                     EncodeConfig(codec="libx265", crf=0, pix_fmt="yuv420p10le")) as w:
+        for i in range(3):
+            w.write(image, i)
+    facts = stream_facts(out)
+    assert facts["pix_fmt"] == "yuv420p10le" and facts["color"] == (1, 1, 1, 1)
+    # swscale's 8 <-> 10-bit steps round down by a few levels (a BT.601 misreading would be ~14 off)
+    assert np.abs(decode_all(out)[1].astype(int) - TestColour.PATCH).max() <= 4
+
+
+def test_a_pixel_format_the_codec_cannot_encode_is_one_clear_error(tmp_path):
+    with pytest.raises(VideoError, match="--pix-fmt yuv420p10le is not one libx264rgb encodes; it takes"):
+        VideoWriter(tmp_path / "o.mkv", 64, 48, Fraction(25), Fraction(1, 25),
+                    EncodeConfig(codec="libx264rgb", pix_fmt="yuv420p10le"))
+    assert list(tmp_path.iterdir()) == []

@@ -112,6 +112,11 @@ def check_encoder(config: EncodeConfig):
                          f"libx264rgb or ffv1)") from None
     if codec.type != "video":
         raise VideoError(f"{config.codec!r} is not a video encoder")
+    if config.pix_fmt is not None:
+        formats = [f.name for f in (codec.video_formats or ())]
+        if formats and config.pix_fmt not in formats:
+            raise VideoError(f"--pix-fmt {config.pix_fmt} is not one {config.codec} encodes; it takes "
+                             f"{', '.join(formats[:12])}{' ...' if len(formats) > 12 else ''}")
     return codec
 
 
@@ -124,7 +129,7 @@ class VideoWriter:
         rate: frame rate written into the stream.
         time_base: unit of the ``pts`` given to :meth:`write` (the source's, so timing is kept).
         config: codec, CRF, pixel format.
-        audio_source: copy the first audio stream of this file (packets remuxed, not re-encoded).
+        audio_source: copy the audio (and subtitle) streams of this file (packets remuxed, not re-encoded).
         audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
         metadata: container metadata to write (title, ...).
         rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
