@@ -358,19 +358,7 @@ def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
     players turn it the same way (frames are upscaled as stored)."""
     import av
 
-    src = tmp_path / "in.mp4"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = 56, 40, "yuv420p"
-        if degrees:
-            s.set_display_rotation(degrees)
-        for i in range(8):
-            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    src = make_video(tmp_path / "in.mp4", frames=8, rotation=degrees)
     result = run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig())
     assert result.output_size == (160, 224)  # as stored
     with av.open(str(tmp_path / "o.mp4")) as c:
@@ -382,19 +370,7 @@ def test_anamorphic_pixel_shape_is_kept(tmp_path, torch_runner, sar):
     """A DVD-style source with non-square pixels: the output records the same pixel shape (display 4:3)."""
     import av
 
-    src = tmp_path / "in.mp4"
-    with av.open(str(src), "w") as c:
-        s = c.add_stream("libx264", rate=24)
-        s.width, s.height, s.pix_fmt = 56, 40, "yuv420p"
-        if sar:
-            s.codec_context.sample_aspect_ratio = sar
-        for i in range(8):
-            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
-            f.pts = i
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    src = make_video(tmp_path / "in.mp4", frames=8, sample_aspect_ratio=sar)
     run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig())
     with av.open(str(tmp_path / "o.mp4")) as c:
         out = c.streams.video[0].sample_aspect_ratio
@@ -404,24 +380,7 @@ def test_anamorphic_pixel_shape_is_kept(tmp_path, torch_runner, sar):
 def test_subtitles_of_a_clip_without_audio_are_kept(tmp_path, torch_runner):
     import av
 
-    srt = tmp_path / "s.srt"
-    srt.write_text("1\n00:00:00,000 --> 00:00:00,200\nhello\n\n")
-    src = tmp_path / "in.mkv"
-    with av.open(str(srt)) as subs, av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=24)
-        v.width, v.height, v.pix_fmt = 56, 40, "yuv420p"
-        sub = c.add_stream_from_template(subs.streams[0])
-        for i in range(8):
-            f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
-            f.pts = i
-            for p in v.encode(f):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
-        for p in subs.demux(subs.streams[0]):
-            if p.dts is not None:
-                p.stream = sub
-                c.mux(p)
+    src = make_video(tmp_path / "in.mkv", frames=8, subtitles="1\n00:00:00,000 --> 00:00:00,200\nhello\n\n")
     run(src, tmp_path / "o.mkv", _NearestRunner(torch_runner.info), encode=EncodeConfig())
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert [s.codec_context.name for s in c.streams.subtitles] == ["srt"] and not c.streams.audio

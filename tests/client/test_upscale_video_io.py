@@ -325,20 +325,7 @@ class TestColour:
         """HDR is read without tone mapping: the reader says so once, by the stream's transfer tag."""
         import logging
 
-        import av
-
-        path = tmp_path / "hdr.mkv"
-        with av.open(str(path), "w") as c:
-            s = c.add_stream("libx264", rate=25)
-            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
-            s.codec_context.color_trc = trc
-            for i in range(2):
-                f = av.VideoFrame.from_ndarray(frame_pattern(i, 48, 64), format="rgb24")
-                f.pts = i
-                for p in s.encode(f):
-                    c.mux(p)
-            for p in s.encode():
-                c.mux(p)
+        path = make_video(tmp_path / "hdr.mkv", frames=2, size=(48, 64), color_trc=trc)
         with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
             assert len(list(r)) == 2
         warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
@@ -354,41 +341,8 @@ class TestOtherStreams:
     @staticmethod
     def _source(tmp_path):
         """A clip with two audio tracks (English AAC, French Opus) and SubRip subtitles."""
-        import av
-
-        srt = tmp_path / "s.srt"
-        srt.write_text("1\n00:00:00,000 --> 00:00:00,300\nhello\n\n")
-        path = tmp_path / "multi.mkv"
-        with av.open(str(srt)) as subs, av.open(str(path), "w") as c:
-            v = c.add_stream("libx264", rate=24)
-            v.width, v.height, v.pix_fmt = 56, 40, "yuv420p"
-            tracks = []
-            for codec, lang in (("aac", "eng"), ("libopus", "fra")):
-                a = c.add_stream(codec, rate=48000)
-                a.metadata["language"] = lang
-                tracks.append(a)
-            sub = c.add_stream_from_template(subs.streams[0])
-            for i in range(8):
-                f = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
-                f.pts = i
-                for p in v.encode(f):
-                    c.mux(p)
-            for p in v.encode():
-                c.mux(p)
-            for a in tracks:
-                step = a.codec_context.frame_size or 960
-                for off in range(0, 16000, step):
-                    fr = av.AudioFrame.from_ndarray(np.zeros((2, step), np.float32), format="fltp", layout="stereo")
-                    fr.sample_rate, fr.pts = 48000, off
-                    for p in a.encode(fr):
-                        c.mux(p)
-                for p in a.encode():
-                    c.mux(p)
-            for p in subs.demux(subs.streams[0]):
-                if p.dts is not None:
-                    p.stream = sub
-                    c.mux(p)
-        return path
+        return make_video(tmp_path / "multi.mkv", frames=8, size=(40, 56), audio=[("aac", "eng"), ("libopus", "fra")],
+                          subtitles="1\n00:00:00,000 --> 00:00:00,300\nhello\n\n")
 
     def test_all_audio_tracks_and_subtitles_are_kept_in_mkv(self, tmp_path):
         import av

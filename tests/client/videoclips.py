@@ -22,27 +22,51 @@ def frame_pattern(i: int, h: int, w: int) -> np.ndarray:
 
 
 def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), rate: int | Fraction = 24,
-               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | None = None,
+               codec: str = "libx264", pix_fmt: str = "yuv420p", audio: str | list[tuple[str, str]] | None = None,
                options: dict[str, str] | None = None, metadata: dict[str, str] | None = None,
-               audio_seconds: float | None = None) -> Path:
-    """Encode ``frames`` pattern frames with PyAV (FFmpeg); ``audio``: an encoder (aac, libopus) for a
-    tone as long as the video (or ``audio_seconds``)."""
+               audio_seconds: float | None = None, *, rotation: int = 0, sample_aspect_ratio: Fraction | None = None,
+               color_trc: int | None = None, subtitles: str | None = None) -> Path:
+    """Encode ``frames`` pattern frames with PyAV (FFmpeg).
+
+    ``audio``: an encoder (aac, libopus) for a tone as long as the video (or ``audio_seconds``), or a list
+    of (encoder, language) tracks. ``rotation`` (display matrix, degrees), ``sample_aspect_ratio`` and
+    ``color_trc`` (FFmpeg's transfer enum) tag the video stream; ``subtitles``: SubRip text muxed as a
+    subtitle stream (.mkv).
+    """
     import av
 
     h, w = size
+    tracks = [(audio, None)] if isinstance(audio, str) else list(audio or [])
     with av.open(str(path), "w") as c:
         if metadata:
             c.metadata.update(metadata)
         v = c.add_stream(codec, rate=rate)
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
         v.options = options or {}
-        a = c.add_stream(audio, rate=48000) if audio else None
+        if rotation:
+            v.set_display_rotation(rotation)
+        if sample_aspect_ratio:
+            v.codec_context.sample_aspect_ratio = sample_aspect_ratio
+        if color_trc is not None:
+            v.codec_context.color_trc = color_trc
+        streams = []
+        for enc, language in tracks:
+            a = c.add_stream(enc, rate=48000)
+            if language:
+                a.metadata["language"] = language
+            streams.append(a)
+        subs = None
+        if subtitles is not None:
+            srt = path.with_suffix(".srt")
+            srt.write_text(subtitles)
+            subs = av.open(str(srt))
+            sub_out = c.add_stream_from_template(subs.streams[0])
         for i in range(frames):
             for p in v.encode(av.VideoFrame.from_ndarray(frame_pattern(i, h, w), format="rgb24")):
                 c.mux(p)
         for p in v.encode():
             c.mux(p)
-        if a is not None:
+        for a in streams:
             n = int(48000 * (frames / Fraction(rate) if audio_seconds is None else audio_seconds))
             step = a.codec_context.frame_size or 1024
             tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
@@ -54,6 +78,12 @@ def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), r
                     c.mux(p)
             for p in a.encode():
                 c.mux(p)
+        if subs is not None:
+            for p in subs.demux(subs.streams[0]):
+                if p.dts is not None:
+                    p.stream = sub_out
+                    c.mux(p)
+            subs.close()
     return path
 
 
