@@ -51,6 +51,7 @@ class UpscaleConfig:
     # Take yuv420p frames from runners that convert on their device when the encoder encodes yuv420p
     # (False: RGB to the writer, which converts; the benchmark's side-by-side baseline).
     device_yuv420p: bool = True
+    deinterlace: bool = False  # interlaced input through FFmpeg's bwdif before upscaling
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -346,7 +347,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     """
     output = check_output_path(config.output, config.input)
     check_encoder(config.encode)
-    reader = open_video(config.input, start=config.start, max_frames=config.frames)
+    reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace)
     own_runner = runner is None
     try:
         if runner is None:

@@ -274,6 +274,9 @@ def upscale(
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
                       ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="write bicubic | vggx side by side")] = False,
+    deinterlace: Annotated[bool, typer.Option(
+        "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
+    ] = False,
     checkpoint: CheckpointOpt = None,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
@@ -316,7 +319,7 @@ def upscale(
                               compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol)),
         encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
         concurrency=concurrency or (4 if chosen is Backend.TRITON else 1),
-        start=start, frames=frames, compare=compare,
+        start=start, frames=frames, compare=compare, deinterlace=deinterlace,
     )
 
     class _Fps(ProgressColumn):

@@ -58,6 +58,13 @@ class TestSuccess:
         facts = stream_facts(out)
         assert facts["size"] == (160, 2 * 224) and facts["frames"] == 3 and facts["codec"] == "h264"
 
+    def test_deinterlace_reaches_the_reader(self, cli, tmp_path):
+        src = make_video(tmp_path / "i.mkv", frames=6, size=(40, 56), options={"x264-params": "tff=1"})
+        out = tmp_path / "o.mkv"
+        result = cli(src, out, "--deinterlace", "--codec", "ffv1")
+        assert result.exit_code == 0, result.output
+        assert stream_facts(out)["frames"] == 6
+
     def test_default_backend_is_onnxruntime(self, cli, clips, tmp_path, onnx_cache, monkeypatch):
         monkeypatch.setenv("VGGX_CACHE_DIR", str(onnx_cache))
         result = cli(clips["twelve"], tmp_path / "o.mkv", "--frames", "2", "--codec", "ffv1", backend=())

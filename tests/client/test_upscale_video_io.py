@@ -385,8 +385,27 @@ def test_interlaced_input_is_named_in_a_warning(tmp_path, caplog, interlaced):
     with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
         assert len(list(r)) == 4
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
-    assert (len(warnings) == 1 and "is interlaced" in warnings[0] and "bwdif" in warnings[0]) if interlaced \
-        else warnings == []
+    assert (len(warnings) == 1 and "is interlaced" in warnings[0] and "--deinterlace" in warnings[0]) \
+        if interlaced else warnings == []
+
+
+@pytest.mark.parametrize("interlaced", [True, False])
+def test_deinterlace_keeps_frames_and_timestamps(tmp_path, caplog, interlaced):
+    """bwdif makes one progressive frame per frame (timestamps kept, no warning); progressive input passes
+    through unchanged."""
+    import logging
+
+    path = make_video(tmp_path / "i.mkv", frames=6, size=(48, 64),
+                      options={"x264-params": "tff=1"} if interlaced else None)
+    with open_video(path) as r:
+        plain = list(r)
+    caplog.clear()  # the plain read warned about interlacing
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path, deinterlace=True) as r:
+        done = list(r)
+    assert [f.pts for f in done] == [f.pts for f in plain] and len(done) == 6
+    assert not [rec for rec in caplog.records if rec.levelno == logging.WARNING]
+    changed = any(not np.array_equal(a.image, b.image) for a, b in zip(plain, done, strict=True))
+    assert changed == interlaced  # bwdif rewrites interlaced frames only
 
 
 def test_ten_bit_hevc_output_is_tagged_and_keeps_colours(tmp_path):

@@ -56,9 +56,12 @@ class VideoReader:
     ``start`` (seconds) skips frames before it; ``max_frames`` stops after that many frames.
     ``rotation``: the display rotation (degrees counter-clockwise, e.g. a phone held upright: 90) the
     frames carry, known once the first frame is decoded; frames are yielded as stored, unrotated.
+    ``deinterlace``: run interlaced frames through FFmpeg's ``bwdif`` (one progressive frame per frame,
+    timestamps kept; progressive frames pass untouched).
     """
 
-    def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None) -> None:
+    def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
+                 deinterlace: bool = False) -> None:
         import av
 
         self.path = Path(path)
@@ -90,6 +93,7 @@ class VideoReader:
             raise
         self.start = float(start)
         self.max_frames = max_frames
+        self.deinterlace = deinterlace
         self.rotation = 0
 
     def _read_info(self) -> VideoInfo:
@@ -135,19 +139,13 @@ class VideoReader:
         count = 0
         last_pts = None
         try:
-            for frame in self._container.decode(self._stream):
+            for frame in self._decoded():
                 pts = frame.pts
                 if pts is None:  # raw streams without timestamps: count frames at the stream's rate
                     pts = (last_pts + round(1 / (info.rate * info.time_base))) if last_pts is not None else 0
                 last_pts = pts
                 if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
-                if count == 0:
-                    self.rotation = int(frame.rotation or 0)
-                    if frame.interlaced_frame:
-                        log.warning("%s is interlaced: its frames are upscaled as progressive pictures, which "
-                                    "shows combing wherever there is motion; deinterlace it first (e.g. FFmpeg's "
-                                    "bwdif filter)", self.path)
                 yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
@@ -163,6 +161,45 @@ class VideoReader:
             raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
                              f"the file is truncated or damaged")
 
+    def _decoded(self):
+        """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing."""
+        import av
+
+        graph = None
+        first = True
+        for frame in self._container.decode(self._stream):
+            if first:
+                first = False
+                self.rotation = int(frame.rotation or 0)
+                if frame.interlaced_frame and not self.deinterlace:
+                    log.warning("%s is interlaced: its frames are upscaled as progressive pictures, which shows "
+                                "combing wherever there is motion; pass --deinterlace (FFmpeg's bwdif)", self.path)
+            if not self.deinterlace:
+                yield frame
+                continue
+            if graph is None:
+                graph = av.filter.Graph()
+                src = graph.add_buffer(template=self._stream)
+                bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+                sink = graph.add("buffersink")
+                src.link_to(bwdif)
+                bwdif.link_to(sink)
+                graph.configure()
+            graph.push(frame)
+            yield from self._restamped(_drain(graph))
+        if graph is not None:
+            graph.push(None)  # flush: bwdif holds one frame back
+            yield from self._restamped(_drain(graph))
+
+    def _restamped(self, frames):
+        """bwdif counts time in fields (half the stream's time base): back to the stream's units."""
+        tb = self._stream.time_base
+        for frame in frames:
+            if frame.pts is not None and frame.time_base and frame.time_base != tb:
+                frame.pts = round(Fraction(frame.pts) * frame.time_base / tb)
+                frame.time_base = tb
+            yield frame
+
     def close(self) -> None:
         self._container.close()
 
@@ -173,13 +210,14 @@ class VideoReader:
         self.close()
 
 
-def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None) -> VideoReader:
+def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
+               deinterlace: bool = False) -> VideoReader:
     """Open ``path`` for decoding; the caller closes the returned reader (use it in ``with``).
 
     Raises:
         VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.
     """
-    return VideoReader(path, start=start, max_frames=max_frames)
+    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace)
 
 
 def _reason(exc: BaseException) -> str:
@@ -206,3 +244,12 @@ def _to_rgb(frame) -> np.ndarray:
 
         return frame.to_ndarray(format="rgb24", src_colorspace=Colorspace.ITU709)
     return frame.to_ndarray(format="rgb24")
+
+
+def _drain(graph):
+    """Frames a filter graph has ready (it raises BlockingIOError for more input, EOFError when flushed)."""
+    while True:
+        try:
+            yield graph.pull()
+        except (BlockingIOError, EOFError):
+            return
