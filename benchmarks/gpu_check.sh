@@ -48,7 +48,7 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 }
 
 # Steps run in OUT: from the repository root, `python -m` would import the source folder vggx/ (which
-# lacks the package-dir mapping) instead of the installed package. Limits are caps; a run takes ~6 minutes.
+# lacks the package-dir mapping) instead of the installed package. Limits are caps; run 5 took 6 min, the steps added since ~1 more.
 step gpu_tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
