@@ -119,11 +119,7 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     s = info.scale
     plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
     if plan.count == 1:
-        fits = info.min_size[0] <= h and info.min_size[1] <= w
-        if yuv420p and fits and getattr(runner, "yuv420p_output", False):
-            sr = runner.infer_yuv420p(np.ascontiguousarray(frames)[None])[0]
-        else:
-            sr = _infer_padded(runner, frames)
+        sr = _infer_padded(runner, frames, yuv420p)
         kept = sr[keep]
         # a copy, so the frames not kept are freed now rather than when the window is encoded
         return kept.copy() if kept.shape[0] < sr.shape[0] else kept
@@ -135,10 +131,12 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
 
 
-def _infer_padded(runner: Runner, frames: np.ndarray) -> np.ndarray:
+def _infer_padded(runner: Runner, frames: np.ndarray, yuv420p: bool = False) -> np.ndarray:
     info = runner.info
     _, h, w, _ = frames.shape
     ph, pw = max(0, info.min_size[0] - h), max(0, info.min_size[1] - w)
+    if yuv420p and not (ph or pw) and getattr(runner, "yuv420p_output", False):  # padding crops in RGB
+        return runner.infer_yuv420p(np.ascontiguousarray(frames)[None])[0]
     if ph or pw:
         frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
     sr = runner.infer(np.ascontiguousarray(frames)[None])[0]

@@ -125,9 +125,10 @@ class _RunnerBase:
             raise InferenceError(f"frame size {h}x{w} is outside the model's profile "
                                  f"{info.min_size[0]}x{info.min_size[1]}..{info.max_size[0]}x{info.max_size[1]}")
 
-    def check_output(self, lr: np.ndarray, sr: np.ndarray) -> np.ndarray:
+    def check_output(self, lr: np.ndarray, sr: np.ndarray, expected: tuple[int, ...] | None = None) -> np.ndarray:
+        """``sr`` if it is uint8 of shape ``expected`` (default: ``lr`` upscaled, RGB), else ``InferenceError``."""
         n, t, h, w, c = lr.shape
-        expected = (n, t, h * self.info.scale, w * self.info.scale, c)
+        expected = expected or (n, t, h * self.info.scale, w * self.info.scale, c)
         if sr.dtype != np.uint8 or tuple(sr.shape) != expected:
             raise InferenceError(f"{self.description} returned {sr.dtype} {tuple(sr.shape)}, expected uint8 "
                                  f"{expected}")
@@ -276,11 +277,7 @@ class TorchRunner(_RunnerBase):
         self.check_input(lr)
         n, t, h, w, _ = lr.shape
         out = self._cuda(np.ascontiguousarray(lr), output_format="yuv420p")
-        expected = (n, t, *yuv420p_shape(h * self.info.scale, w * self.info.scale))
-        if out.dtype != np.uint8 or tuple(out.shape) != expected:
-            raise InferenceError(f"{self.description} returned {out.dtype} {tuple(out.shape)}, expected uint8 "
-                                 f"{expected}")
-        return out
+        return self.check_output(lr, out, (n, t, *yuv420p_shape(h * self.info.scale, w * self.info.scale)))
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         import torch

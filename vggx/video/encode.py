@@ -158,6 +158,7 @@ class VideoWriter:
         self._closed = False
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
+        self._threads = _CONVERT_THREADS if config.convert_threads is None else config.convert_threads
         try:
             self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -225,8 +226,7 @@ class VideoWriter:
 
         if self._closed:
             raise VideoError(f"{self.path}: writer already closed")
-        threads = _CONVERT_THREADS if self.config.convert_threads is None else self.config.convert_threads
-        if threads == 0:  # converted here, in the thread that encodes (the serial baseline)
+        if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
                 done.set_result(self._convert(image))
@@ -235,9 +235,9 @@ class VideoWriter:
             self._pending.append((done, pts))
         else:
             if self._pool is None:
-                self._pool = ThreadPoolExecutor(threads, thread_name_prefix="vggx-convert")
+                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="vggx-convert")
             self._pending.append((self._pool.submit(self._convert, image), pts))
-        while len(self._pending) > 2 * threads:
+        while len(self._pending) > 2 * self._threads:
             self._encode_next()
 
     def _convert(self, image: np.ndarray):
