@@ -10,7 +10,8 @@
 #    x264 medium and veryfast, eager and compiled; then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
 # launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
-# two minutes less). Needs PyTorch with CUDA and
+# two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
+# GPU_CHECK_ONLY="gpu_tests kernels"). Needs PyTorch with CUDA and
 # OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
 # (git-ignored; see benchmarks/README.md), nothing is downloaded.
 set -uo pipefail
@@ -41,6 +42,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 
 step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.log, record the status
   local name=$1 limit=$2; shift 2
+  if [ -n "${GPU_CHECK_ONLY:-}" ] && [[ " $GPU_CHECK_ONLY " != *" $name "* ]]; then return; fi
   local t0=$SECONDS
   (cd "$OUT" && timeout "$limit" "$@") >"$OUT/$name.log" 2>&1
   local rc=$?

@@ -45,7 +45,7 @@ FLOW_WARP_CASES = [
 ]
 # (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel (32 pixels: 121
 # registers per thread with 8 warps in FP16, no spills, by ptxas; not yet measured on a GPU).
-ATTENTION_MMA_TILES = ((8, 4), (16, 4), (32, 8))
+ATTENTION_MMA_TILES = ((8, 4), (16, 4), (32, 4), (32, 8), (64, 8))
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
     for t in (8, 12, 16)
@@ -184,7 +184,7 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
-        shipped = attention_tile(t, c // heads)
+        shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
         others = {"fma": attention_tile(t, c // heads, mma=False)}
         for p_block, warps in ATTENTION_MMA_TILES:
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(

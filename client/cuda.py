@@ -19,8 +19,10 @@ For H.264 output the pipeline asks for ``yuv420p`` frames: the GPU converts them
 (:mod:`vggx.video.color`, swscale's result to within one level), so the encoder's threads skip the
 colour conversion and half as many bytes come back to the host.
 
-Calls are serialised on one stream (a lock): decode and encode run in the pipeline's other threads
-while this one waits on the GPU, which is what hides them.
+Calls queue their GPU work in order on one stream; each has one of two pairs of pinned buffers, so with
+two pipeline workers one window runs on the GPU while the other's output is copied out. The wait on the
+GPU sleeps (a blocking CUDA event) rather than spinning, leaving the core to the encoder; decode and
+encode run in the pipeline's other threads meanwhile, which is what hides them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -50,14 +52,25 @@ def require_cuda() -> None:
 
 
 @dataclass
-class _Slot:
-    """Static buffers (and the graph, when captured) of one input shape."""
+class _Staging:
+    """Pinned host buffers of one call in flight: a second call fills the other pair while this one's
+    output is still being copied out, so the GPU need not wait for the host (two pipeline workers)."""
 
     host_in: object  # pinned uint8 (n, t, h, w, 3)
+    host_out: object  # pinned uint8 (n, t, s·h, s·w, 3), or (n, t, 3/2·s·h, s·w) in yuv420p; kept frames first
+    done: object  # a blocking CUDA event: its waiter sleeps instead of spinning on a core the encoder needs
+    free: threading.Lock = field(default_factory=threading.Lock)  # held from filling host_in to reading host_out
+
+
+@dataclass
+class _Slot:
+    """Static device buffers (and the graph, when captured) of one input shape and output format."""
+
+    stagings: list[_Staging]
     dev_in: object
-    host_out: object  # pinned uint8 (n, t, s·h, s·w, 3), or (n, t, 3/2·s·h, s·w) in yuv420p
     dev_out: object | None = None
     graph: object | None = None
+    turn: int = 0  # the staging the next call takes
 
 
 class CudaUpscaler:
@@ -113,9 +126,11 @@ class CudaUpscaler:
         if output_format == "yuv420p":
             out_shape = (n, t, *yuv420p_shape(h * self.scale, w * self.scale))
         slot = _Slot(
-            host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
+            stagings=[_Staging(host_in=torch.empty(shape, dtype=torch.uint8, pin_memory=True),
+                               host_out=torch.empty(out_shape, dtype=torch.uint8, pin_memory=True),
+                               done=torch.cuda.Event(blocking=True))
+                      for _ in range(2)],
             dev_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
-            host_out=torch.empty(out_shape, dtype=torch.uint8, pin_memory=True),
         )
         if self.cuda_graphs:
             with torch.cuda.stream(self.stream), torch.inference_mode():
@@ -154,28 +169,48 @@ class CudaUpscaler:
             self._slots.move_to_end(key)
         return slot
 
-    def __call__(self, lr: np.ndarray, output_format: str = "rgb24") -> np.ndarray:
+    def __call__(self, lr: np.ndarray, output_format: str = "rgb24", keep: slice = slice(None)) -> np.ndarray:
         """Upscale ``lr``: the model's RGB, or (``output_format="yuv420p"``) the ``(n, t, 3/2·s·h, s·w)``
         yuv420p planes the H.264 writer encodes, converted on the GPU inside the captured graph
         (:func:`vggx.video.color.rgb_to_yuv420p`), so the CPU does no colour conversion and copies half
-        the bytes. Each (input shape, output format) has its own graph."""
+        the bytes. Each (input shape, output format) has its own graph. ``keep``: only these frames
+        along T are copied back (``(n, k, ...)``).
+
+        Thread-safe. The GPU work of concurrent calls is queued in call order on one stream; the lock is
+        held only while a call fills its pinned input and queues its work, so a second caller's window
+        runs on the GPU while the first copies its output out of the other pinned buffers.
+        """
         import torch
 
         if output_format not in ("rgb24", "yuv420p"):
             raise ValueError(f"output_format must be rgb24 or yuv420p, got {output_format!r}")
         with self._lock:
             slot = self._slot(tuple(lr.shape), output_format)
-            slot.host_in.numpy()[...] = lr
-            with torch.cuda.stream(self.stream), torch.inference_mode():
-                slot.dev_in.copy_(slot.host_in, non_blocking=True)
-                if slot.graph is not None:
-                    slot.graph.replay()
-                    out = slot.dev_out
-                else:
-                    out = self._run(slot.dev_in, output_format)
-                slot.host_out.copy_(out, non_blocking=True)
-            self.stream.synchronize()
-            return slot.host_out.numpy().copy()
+            staging = slot.stagings[slot.turn]
+            slot.turn ^= 1
+            staging.free.acquire()  # its last user has copied its output out (never waits on this lock)
+            try:
+                staging.host_in.numpy()[...] = lr
+                with torch.cuda.stream(self.stream), torch.inference_mode():
+                    slot.dev_in.copy_(staging.host_in, non_blocking=True)
+                    if slot.graph is not None:
+                        slot.graph.replay()
+                        out = slot.dev_out
+                    else:
+                        out = self._run(slot.dev_in, output_format)
+                    out = out[:, keep]
+                    # the kept frames, contiguous at the front of the pinned buffer
+                    host = staging.host_out.view(-1)[: out.numel()].view(out.shape)
+                    host.copy_(out, non_blocking=True)
+                    staging.done.record(self.stream)
+            except BaseException:
+                staging.free.release()
+                raise
+        try:
+            staging.done.synchronize()
+            return host.numpy().copy()
+        finally:
+            staging.free.release()
 
     def close(self) -> None:
         with self._lock:

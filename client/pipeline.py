@@ -119,28 +119,28 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     s = info.scale
     plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
     if plan.count == 1:
-        sr = _infer_padded(runner, frames, yuv420p)
-        kept = sr[keep]
-        # a copy, so the frames not kept are freed now rather than when the window is encoded
-        return kept.copy() if kept.shape[0] < sr.shape[0] else kept
+        return _infer_padded(runner, frames, keep, yuv420p)
     kept = len(range(*keep.indices(frames.shape[0])))
     acc = np.zeros((kept, s * h, s * w, 3), np.float32)
     for y0, y1, x0, x1, weight in plan.tiles():
-        tile = _infer_padded(runner, frames[:, y0:y1, x0:x1])[keep]
+        tile = _infer_padded(runner, frames[:, y0:y1, x0:x1], keep)
         acc[:, s * y0: s * y1, s * x0: s * x1] += tile * weight
     return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
 
 
-def _infer_padded(runner: Runner, frames: np.ndarray, yuv420p: bool = False) -> np.ndarray:
+def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:
+    """The frames ``keep`` selects, upscaled; not a view of the whole window's output (whose other frames are
+    freed now rather than when the window is encoded)."""
     info = runner.info
     _, h, w, _ = frames.shape
     ph, pw = max(0, info.min_size[0] - h), max(0, info.min_size[1] - w)
     if yuv420p and not (ph or pw) and getattr(runner, "yuv420p_output", False):  # padding crops in RGB
-        return runner.infer_yuv420p(np.ascontiguousarray(frames)[None])[0]
+        return runner.infer_yuv420p(np.ascontiguousarray(frames)[None], keep)[0]  # only the kept frames come back
     if ph or pw:
         frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
     sr = runner.infer(np.ascontiguousarray(frames)[None])[0]
-    return sr[:, : info.scale * h, : info.scale * w] if ph or pw else sr
+    kept = sr[keep, : info.scale * h, : info.scale * w]
+    return kept.copy() if kept.shape[0] < sr.shape[0] else kept
 
 
 def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:

@@ -267,17 +267,19 @@ class TorchRunner(_RunnerBase):
         for yuv420p frames when the encoder takes them."""
         return self._cuda is not None
 
-    def infer_yuv420p(self, lr: np.ndarray) -> np.ndarray:
-        """Like :meth:`infer`, in the H.264 writer's yuv420p layout: uint8 ``(n, t, 3/2·s·h, s·w)``, converted
-        on the GPU (:func:`vggx.video.color.rgb_to_yuv420p`); only where :attr:`yuv420p_output`."""
+    def infer_yuv420p(self, lr: np.ndarray, keep: slice = slice(None)) -> np.ndarray:
+        """Like :meth:`infer`, in the H.264 writer's yuv420p layout: uint8 ``(n, k, 3/2·s·h, s·w)``, converted
+        on the GPU (:func:`vggx.video.color.rgb_to_yuv420p`); only where :attr:`yuv420p_output`. Only the
+        frames ``keep`` selects along T come back to the host (the pipeline drops its windows' context)."""
         from vggx.video.color import yuv420p_shape
 
         if self._cuda is None:
             raise InferenceError("yuv420p output is converted on the GPU: --device cuda only")
         self.check_input(lr)
         n, t, h, w, _ = lr.shape
-        out = self._cuda(np.ascontiguousarray(lr), output_format="yuv420p")
-        return self.check_output(lr, out, (n, t, *yuv420p_shape(h * self.info.scale, w * self.info.scale)))
+        k = len(range(*keep.indices(t)))
+        out = self._cuda(np.ascontiguousarray(lr), output_format="yuv420p", keep=keep)
+        return self.check_output(lr, out, (n, k, *yuv420p_shape(h * self.info.scale, w * self.info.scale)))
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         import torch

@@ -120,10 +120,11 @@ def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: in
         check_attention_limits(t, c // heads)
     except ValueError as err:
         raise PluginError(str(err)) from err
-    cfg = attention_config(1, t, c, 1, 1, heads)
+    half = _dtype_name(qkv) == "fp16"
+    cfg = attention_config(1, t, c, 1, 1, heads, half=half)
     ptx = compile_ptx(
         "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc()
     )
-    grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads)
+    grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads, half=half)
     params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
     return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((t, c, h * w))

@@ -44,7 +44,8 @@ ATTENTION_MAX_HEAD_DIM = 64  # channels per head
 _ATTENTION_SCORES_PER_THREAD = 64  # fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds
 _ATTENTION_NUM_WARPS = 4
 _ATTENTION_UNROLL = 1  # loops over the head dim stay rolled (H200 sweep: fastest for every T, fewest registers)
-_MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the tensor-core form
+_MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the tensor-core form (4 warps)
+_MMA_HALF_WARPS = 8  # FP16's tensor-core form: twice the pixels on twice the warps (same registers per thread)
 _ATTENTION_FMA_MAX_T = 8  # the per-thread (FMA) form up to this many frames, the tensor-core form above
 
 
@@ -168,8 +169,9 @@ def attention_tile(
     pixels_per_thread: int = 1,
     unroll: int | None = None,
     mma: bool | None = None,
+    half: bool = False,
 ) -> AttentionTile:
-    """Tile for ``t`` frames and head dim ``d``.
+    """Tile for ``t`` frames and head dim ``d`` (``half``: FP16 inputs, which tile the tensor-core form wider).
 
     Every thread owns whole pixels (``p_block = 32 * num_warps * pixels_per_thread``): the
     softmax over the keys then stays inside one thread. Measured on an H200, splitting a pixel's
@@ -186,13 +188,20 @@ def attention_tile(
     dtypes (T = 16, d = 16: FP16 43.8 % of copy bandwidth vs 25.6 %, FP32 62.3 % vs 51.2 %; T = 12: 39.6 %
     vs 25.5 %, 53.1 % vs 50.5 %); the per-thread form up to 8 frames, where it holds every score of a
     pixel in one thread and measured 42 % / 76 % against the tensor-core form's 30-33 % / 36 %.
+    With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
+    at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
+    side on an H200 (``benchmarks/RESULTS.md``, run 6): T = 16 FP16 59.4 % of copy bandwidth vs 44.0 % for
+    16 pixels on 4 warps, T = 12 45.1 % vs 37.7 %; in FP32 the wider tile lost (53.0 % vs 66.4 %, 41.6 %
+    vs 50.8 %), so FP32 keeps 16 pixels on 4 warps.
     """
     if mma is None:
         mma = t > _ATTENTION_FMA_MAX_T
     if mma:
         t_block, d_block = _mma_blocks(t, d)
-        p_block = max(1, min(16, _MMA_TILE_ELEMENTS // (t_block * d_block)))
-        return AttentionTile(q_block=t_block, p_block=p_block, num_warps=num_warps, unroll=unroll, mma=True)
+        widen = _MMA_HALF_WARPS // num_warps if half and num_warps < _MMA_HALF_WARPS else 1
+        p_block = max(1, min(16 * widen, widen * _MMA_TILE_ELEMENTS // (t_block * d_block)))
+        return AttentionTile(q_block=t_block, p_block=p_block, num_warps=num_warps * widen, unroll=unroll,
+                             mma=True)
     t_block = next_power_of_2(t)
     q_block = t_block
     while q_block > 1 and q_block * t_block > scores_per_thread:
@@ -209,15 +218,15 @@ def _mma_blocks(t: int, d: int) -> tuple[int, int]:
 
 def attention_grid(
     n: Any, t: int, h: Any, w: Any, heads: int, cdiv: Callable[[Any, int], Any] = cdiv, d: int = 16,
-    tile: AttentionTile | None = None,
+    tile: AttentionTile | None = None, half: bool = False,
 ) -> tuple:
     """Programs along (query blocks x pixel blocks, heads, batch); ``t`` and ``d`` are plain ints."""
-    tile = tile or attention_tile(t, d)
+    tile = tile or attention_tile(t, d, half=half)
     return (cdiv(h * w, tile.p_block) * (-(-t // tile.q_block)), heads, n)
 
 
 def attention_config(
-    n: int, t: int, c: int, h: int, w: int, heads: int, tile: AttentionTile | None = None
+    n: int, t: int, c: int, h: int, w: int, heads: int, tile: AttentionTile | None = None, half: bool = False
 ) -> KernelLaunch:
     """Launch of the temporal-attention kernel for ``qkv`` ``(n, t, 3c, h, w)``.
 
@@ -229,7 +238,7 @@ def attention_config(
         raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
     d = c // heads
     check_attention_limits(t, d)
-    tile = tile or attention_tile(t, d)
+    tile = tile or attention_tile(t, d, half=half)
     t_block, d_block = _mma_blocks(t, d) if tile.mma else (next_power_of_2(t), next_power_of_2(d))
     return KernelLaunch(
         grid=attention_grid(n, t, h, w, heads, d=d, tile=tile),

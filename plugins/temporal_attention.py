@@ -194,7 +194,7 @@ def launch_temporal_attention(
         raise ValueError(f"temporal_attention kernel: qkv must be float32 or float16, got {qkv.dtype}")
     if not qkv.is_contiguous():
         raise ValueError("temporal_attention kernel: qkv must be contiguous")
-    cfg = attention_config(n, t, c, h, w, heads, tile=tile)
+    cfg = attention_config(n, t, c, h, w, heads, tile=tile, half=qkv.dtype == torch.float16)
     shape = (n, t, c, h, w)
     if out is None:
         out = qkv.new_empty(shape)

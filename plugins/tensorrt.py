@@ -225,7 +225,7 @@ def compile_aot(
         if c3 % 3:
             raise PluginError(f"temporal_attention: qkv channel count must be 3*C, got {c3}")
         try:
-            cfg = attention_config(n, t, c3 // 3, h, w, heads, tile=tile)
+            cfg = attention_config(n, t, c3 // 3, h, w, heads, tile=tile, half=_triton_dtype(dtype) == "fp16")
         except ValueError as err:
             raise PluginError(str(err)) from err
         scalars = (t, c3 // 3, h * w)

@@ -308,13 +308,13 @@ class _YuvRunner(_NearestRunner):
         super().__init__(info)
         self.yuv_calls = 0
 
-    def infer_yuv420p(self, lr):
+    def infer_yuv420p(self, lr, keep=slice(None)):
         import torch
 
         from vggx.video.color import rgb_to_yuv420p
 
         self.yuv_calls += 1
-        return rgb_to_yuv420p(torch.from_numpy(self.infer(lr))).numpy()
+        return rgb_to_yuv420p(torch.from_numpy(self.infer(lr)[:, keep])).numpy()
 
 
 class TestDeviceYuv420p:

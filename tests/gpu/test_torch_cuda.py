@@ -78,6 +78,36 @@ def test_cuda_graph_replay_equals_eager_exactly(tiny_checkpoint_path):
 
 @gpu
 @requires_gpu
+@pytest.mark.parametrize("keep", [slice(2, 6), slice(0, 5), slice(3, 8)])
+def test_kept_frames_only_come_back(tiny_checkpoint_path, keep):
+    """``keep``: the kept frames of a window (its context dropped) are the same frames of the whole output,
+    in both formats and with two windows per call."""
+    fast = _fast(tiny_checkpoint_path, fp16=True)
+    lr = _frames((2, 8, 48, 64, 3))
+    for fmt in ("rgb24", "yuv420p"):
+        whole = fast(lr, output_format=fmt)
+        np.testing.assert_array_equal(fast(lr, output_format=fmt, keep=keep), whole[:, keep])
+
+
+@gpu
+@requires_gpu
+def test_concurrent_callers_get_their_own_outputs(tiny_checkpoint_path):
+    """Two threads calling at once (the pipeline's two workers): each gets exactly what a lone call gives for
+    its input, while the other's window overlaps its copies (two pinned buffer pairs, one stream)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = _fast(tiny_checkpoint_path, fp16=True)
+    inputs = [_frames(seed=i) for i in range(6)]
+    alone = [fast(lr, output_format="yuv420p", keep=slice(2, 6)) for lr in inputs]
+    with ThreadPoolExecutor(2) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda lr: fast(lr, output_format="yuv420p", keep=slice(2, 6)), inputs))
+            for a, b in zip(got, alone, strict=True):
+                np.testing.assert_array_equal(a, b)
+
+
+@gpu
+@requires_gpu
 def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
     """The GPU conversion inside the captured graph = the same conversion of the RGB output on the CPU."""
     from vggx.video.color import rgb_to_yuv420p
@@ -96,7 +126,7 @@ def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
 @requires_gpu
 def test_pipeline_takes_the_gpu_yuv420p_and_matches_the_rgb_path(tiny_checkpoint_path, tmp_path):
     """End to end through ``upscale()``: H.264 output takes the GPU's yuv420p; lossless x264 keeps the planes,
-    so the video differs from the writer converting RGB itself by the conversions' rounding only."""
+    so the videos' planes differ by the two conversions' rounding only (one level: swscale's vs ours)."""
     import av
 
     from vggx.benchmarks.upscale_overlap import _synthetic_clip
@@ -111,14 +141,14 @@ def test_pipeline_takes_the_gpu_yuv420p_and_matches_the_rgb_path(tiny_checkpoint
     assert any(key[-1] == "yuv420p" for key in runner._cuda._slots)
     upscale(UpscaleConfig(clip, tmp_path / "rgb.mkv", encode=lossless, device_yuv420p=False), runner=runner)
 
-    def frames(path):
+    def planes(path):  # the decoded yuv420p planes themselves (an RGB view would amplify chroma by ~2)
         with av.open(str(path)) as c:
-            return [f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)]
+            return [f.to_ndarray().astype(np.int16) for f in c.decode(video=0) if f.format.name == "yuv420p"]
 
-    got, want = frames(tmp_path / "yuv.mkv"), frames(tmp_path / "rgb.mkv")
+    got, want = planes(tmp_path / "yuv.mkv"), planes(tmp_path / "rgb.mkv")
     assert len(got) == len(want) == 16
     diff = np.abs(np.stack(got) - np.stack(want))
-    assert diff.max() <= 4 and diff.mean() < 0.3, (diff.max(), diff.mean())
+    assert diff.max() <= 1 and diff.mean() < 0.1, (diff.max(), diff.mean())
 
 
 @gpu

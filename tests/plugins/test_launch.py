@@ -105,6 +105,19 @@ def test_attention_grid_issue_shapes():
     assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
     assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, mma=False)) == (7200, 4, 1)  # 4 x 4 queries
     assert attention_grid(1, 16, 360, 640, 4) == (14400, 4, 1)  # tensor-core form: 16 pixels, all 16 frames
+    assert attention_grid(1, 16, 360, 640, 4, half=True) == (7200, 4, 1)  # FP16: 32 pixels per program
+
+
+@pytest.mark.parametrize(("t", "d", "p_block"), [(9, 16, 32), (16, 16, 32), (32, 16, 16), (16, 64, 8), (32, 64, 4)])
+def test_attention_half_tiles_wider_on_more_warps(t, d, p_block):
+    """FP16's tensor-core tile: twice the pixels on 8 warps (the same [p, T, d] elements per thread as FP32's)."""
+    fp32, fp16 = attention_tile(t, d), attention_tile(t, d, half=True)
+    assert (fp32.mma, fp16.mma) == (True, True)
+    assert (fp16.p_block, fp16.num_warps) == (p_block, 8)
+    assert fp16.p_block == 2 * fp32.p_block
+    cfg = attention_config(1, t, 4 * d, 36, 64, 4, half=True)
+    assert (cfg.constexprs["P_BLOCK"], cfg.num_warps) == (p_block, 8)
+    assert attention_tile(8, d, half=True) == attention_tile(8, d)  # the per-thread form: no dtype difference
 
 
 def test_grids_accept_symbolic_dims():

@@ -227,5 +227,9 @@ def test_attention_aot_above_8_frames_is_the_tensor_core_form(fake_trt):
     out = registry[("register", "vggx::temporal_attention")](qkv, 4)
     name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 0)
     assert name == b"temporal_attention_kernel" and b"mma" in ptx  # tensor-core instructions
-    assert params.grid_x == "cdiv((H*W),16)"  # 16 pixels x all 16 frames per program
+    assert params.grid_x == "cdiv((H*W),32)"  # FP16: 32 pixels x all 16 frames per program, on 8 warps
+    assert params.block_x == 256
     assert tuple(scalars) == (16, 64, "(H*W)")
+    qkv32 = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP32")
+    _, _, params32, _ = registry[("aot", "vggx::temporal_attention")](qkv32, 4, (out,), 0)
+    assert (params32.grid_x, params32.block_x) == ("cdiv((H*W),16)", 128)  # FP32: 16 pixels on 4 warps
