@@ -59,6 +59,8 @@ class OverlapResult:
     encode_serial_s: list[float] = ()  # the same with the conversion to yuv420p done serially by PyAV's encoder
     busy: dict[str, float] = field(default_factory=dict)  # end to end: each stage's busy share of the wall time
     end_to_end_rgb_s: list[float] = ()  # end to end with RGB to the writer, where the runner could give yuv420p
+    decode_only_s: list[float] = ()  # decoding the clip to RGB alone (the reader): the decoder's ceiling
+    decode_per_frame_context_s: list[float] = ()  # the same with a new swscale context per frame (the old reader)
 
     @property
     def ratio(self) -> float:
@@ -122,6 +124,24 @@ def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int,
     return time.perf_counter() - t0, outputs
 
 
+def _time_decode(video: Path, per_frame_context: bool = False) -> float:
+    """Seconds to decode ``video`` to RGB alone: the reader, or (``per_frame_context``) PyAV's
+    ``frame.to_ndarray(format="rgb24")``, which builds a swscale context for every frame (the old reader)."""
+    import av
+
+    t0 = time.perf_counter()
+    if per_frame_context:
+        with av.open(str(video)) as c:
+            c.streams.video[0].thread_type = "AUTO"
+            for frame in c.decode(video=0):
+                frame.to_ndarray(format="rgb24")
+    else:
+        with open_video(video) as reader:
+            for _ in reader:
+                pass
+    return time.perf_counter() - t0
+
+
 def _time_encode(outputs: list[np.ndarray], path: Path, encode: EncodeConfig) -> float:
     """Seconds to encode the upscaled frames alone (the pipeline's encoder settings): the encoder's ceiling."""
     from fractions import Fraction
@@ -166,6 +186,8 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
                         runner=runner)
                 end_to_end_rgb.append(time.perf_counter() - t0)
         encode_only = [_time_encode(outputs, Path(tmp) / "encode_only.mp4", encode)]
+        decode_only = [_time_decode(video) for _ in range(repeats)]
+        decode_old = [_time_decode(video, per_frame_context=True) for _ in range(repeats)]
         serial_cfg = dataclasses.replace(encode, convert_threads=0)
         serial = [_time_encode(outputs, Path(tmp) / "encode_serial.mp4", serial_cfg)]
     return OverlapResult(
@@ -174,6 +196,7 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only, encode_serial_s=serial,
         preset=encode.preset or "medium", busy=busy, end_to_end_rgb_s=end_to_end_rgb,
+        decode_only_s=decode_only, decode_per_frame_context_s=decode_old,
     )
 
 
@@ -235,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
           f"({result.frames / statistics.median(inf):.2f} fps)")
     print(f"end to end      median {statistics.median(e2e):.2f} s  p90 {p90(e2e):.2f} s  "
           f"({result.frames / statistics.median(e2e):.2f} fps)")
+    if result.decode_only_s:
+        dec, old = statistics.median(result.decode_only_s), statistics.median(result.decode_per_frame_context_s)
+        print(f"decode only     median {dec:.2f} s  ({result.frames / dec:.2f} fps: the reader's ceiling; "
+              f"{result.frames / old:.2f} fps with a swscale context per frame)")
     if result.encode_only_s:
         enc = statistics.median(result.encode_only_s)
         print(f"encode only     median {enc:.2f} s  ({result.frames / enc:.2f} fps: the encoder's ceiling)")

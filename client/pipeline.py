@@ -143,13 +143,20 @@ def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool
     return kept.copy() if kept.shape[0] < sr.shape[0] else kept
 
 
+_local = threading.local()  # each inference worker's VideoReformatter for --compare (it keeps its swscale context)
+
+
 def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     import av
+    from av.video.reformatter import VideoReformatter
 
+    reformatter = getattr(_local, "reformatter", None)
+    if reformatter is None:
+        reformatter = _local.reformatter = VideoReformatter()
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     h, w = image.shape[:2]
-    return frame.reformat(width=w * scale, height=h * scale, format="rgb24",
-                          interpolation="BICUBIC").to_ndarray()
+    return reformatter.reformat(frame, width=w * scale, height=h * scale, format="rgb24",
+                                interpolation="BICUBIC").to_ndarray()
 
 
 @dataclass

@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -159,6 +160,7 @@ class VideoWriter:
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
         self._threads = _CONVERT_THREADS if config.convert_threads is None else config.convert_threads
+        self._local = threading.local()  # each converting thread's VideoReformatter (its swscale context)
         try:
             self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -252,12 +254,15 @@ class VideoWriter:
         cc = self._stream.codec_context
         if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
             return frame  # e.g. yuv420p planes converted on the GPU, BT.709 like the line below
-        if self._yuv_range is None:
-            return frame.reformat(cc.width, cc.height, cc.format, threads=1)
-        from av.video.reformatter import Colorspace
+        from av.video.reformatter import Colorspace, VideoReformatter
 
-        return frame.reformat(cc.width, cc.height, cc.format, threads=1, dst_colorspace=Colorspace.ITU709,
-                              dst_color_range=self._yuv_range)
+        reformatter = getattr(self._local, "reformatter", None)
+        if reformatter is None:  # kept per thread: a frame's own reformat() builds a new context each time
+            reformatter = self._local.reformatter = VideoReformatter()
+        if self._yuv_range is None:
+            return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1)
+        return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1,
+                                    dst_colorspace=Colorspace.ITU709, dst_color_range=self._yuv_range)
 
     def _encode_next(self) -> None:
         import av
