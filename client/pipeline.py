@@ -77,10 +77,22 @@ class UpscaleResult:
     # "infer" (the model, summed over the concurrent workers), "encode" (conversion, x264, muxing, audio).
     stage_seconds: dict[str, float] = field(default_factory=dict)
     concurrency: int = 1
+    # Wall time until the first window was upscaled, and its frames: it carries the backend's one-off
+    # warm-up (kernel compilation, cuDNN's algorithm search, CUDA-graph capture, ONNX Runtime's first run).
+    first_window_seconds: float = 0.0
+    first_window_frames: int = 0
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def steady_fps(self) -> float | None:
+        """Frames/s after the first window (the pace a longer clip approaches); None with a single window."""
+        rest = self.seconds - self.first_window_seconds
+        if self.frames <= self.first_window_frames or rest <= 0:
+            return None
+        return (self.frames - self.first_window_frames) / rest
 
     @property
     def utilisation(self) -> dict[str, float]:
@@ -383,6 +395,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     writer: VideoWriter | None = None
     written = 0
     t0 = time.perf_counter()
+    first_window = (0.0, 0)
     last_pts = 0
     try:
         for t in threads:
@@ -391,6 +404,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         for done in run.results():
             t_encode = time.perf_counter()
             if writer is None:
+                first_window = (t_encode - t0, len(done.pts))
                 first_pts = done.pts[0]
                 writer = VideoWriter(
                     output, out_w, out_h, vinfo.rate, vinfo.time_base, config.encode,
@@ -425,5 +439,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         output=output, frames=written, seconds=seconds, output_bytes=output.stat().st_size,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
         tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
-        concurrency=config.concurrency,
+        concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
     )

@@ -39,3 +39,12 @@ def test_info_bad_file_is_one_line(tmp_path):
 def test_info_bad_size():
     result = runner.invoke(app, ["info", "--config", "tiny", "--lr-size", "big"])
     assert result.exit_code == 1 and "HxW" in result.output
+
+
+def test_default_concurrency_per_backend():
+    from vggx.cli import default_concurrency
+    from vggx.client import Backend
+
+    assert default_concurrency(Backend.TRITON, "cpu") == 4
+    assert default_concurrency(Backend.TORCH, "cuda") == default_concurrency(Backend.TORCH, "cuda:1") == 2
+    assert default_concurrency(Backend.TORCH, "cpu") == default_concurrency(Backend.ONNXRUNTIME, "cpu") == 1

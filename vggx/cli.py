@@ -246,6 +246,18 @@ def serve(
     console.print("server stopped")
 
 
+def default_concurrency(backend, device: str) -> int:
+    """Windows in flight when ``--concurrency`` is not given: 4 requests to a Triton server (its instances and
+    dynamic batcher need several); 2 on the CUDA fast path, whose two pinned buffer pairs let one window run on
+    the GPU while the other's output is copied out (H200, veryfast x264: 187.7 vs 172.0 fps end to end,
+    ``benchmarks/RESULTS.md``); 1 on the CPU, where a second window would only share the same cores."""
+    from vggx.client import Backend
+
+    if backend is Backend.TRITON:
+        return 4
+    return 2 if backend is Backend.TORCH and device.startswith("cuda") else 1
+
+
 @app.command()
 @handle_errors
 def upscale(
@@ -258,7 +270,8 @@ def upscale(
                    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", help="windows in flight (default: 4 with Triton, 1 in process)")] = None,
+        "--concurrency", help="windows in flight (default: 4 with Triton, 2 with --backend torch on CUDA, "
+                             "1 otherwise)")] = None,
     codec: Annotated[str, typer.Option(
         "--codec", help="video encoder: libx264, libx265, libx264rgb, ffv1 (lossless, .mkv), ...")
     ] = "libx264",
@@ -318,7 +331,7 @@ def upscale(
         backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                               compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol)),
         encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
-        concurrency=concurrency or (4 if chosen is Backend.TRITON else 1),
+        concurrency=concurrency or default_concurrency(chosen, device),
         start=start, frames=frames, compare=compare, deinterlace=deinterlace,
     )
 
@@ -345,10 +358,23 @@ def upscale(
     console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                   f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
                   highlight=False, soft_wrap=True, markup=False)
+    warmup = _warmup_line(result)
+    if warmup:
+        console.print(warmup, highlight=False, soft_wrap=True, markup=False)
     console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
+
+
+def _warmup_line(result) -> str | None:
+    """Where the first window's one-off warm-up took a fifth of the run or more (short clips, GPU backends
+    compiling kernels and capturing graphs): the pace after it, which longer clips approach."""
+    steady = result.steady_fps
+    if steady is None or result.first_window_seconds < 0.2 * result.seconds:
+        return None
+    return (f"after the first window: {steady:.2f} fps (the first took {result.first_window_seconds:.1f} s: "
+            "the backend's warm-up, once per process and input size)")
 
 
 def _stages_line(result, codec: str) -> str:

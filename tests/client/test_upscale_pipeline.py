@@ -288,6 +288,34 @@ class TestStageTiming:
         use = result.utilisation
         assert use["infer"] > 0.8 and use["decode"] < 0.5 and use["encode"] < 0.5, use
 
+    def test_first_window_warm_up_is_reported_apart(self, tmp_path, torch_runner):
+        """A backend whose first call is slow (kernel compilation, graph capture): the result keeps the time
+        to the first window and the pace after it; the CLI prints that line only where it matters."""
+        from vggx.cli import _warmup_line
+
+        class WarmingUp(_NearestRunner):
+            calls = 0
+
+            def infer(self, lr):
+                import time
+
+                WarmingUp.calls += 1
+                if WarmingUp.calls == 1:
+                    time.sleep(1.5)
+                return super().infer(lr)
+
+        src = make_video(tmp_path / "in.mkv", frames=24, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        result = run(src, tmp_path / "o.mkv", WarmingUp(torch_runner.info))
+        first_keep = plan_windows(24, torch_runner.info.window)[0].keep_count
+        assert result.first_window_frames == first_keep
+        assert 1.5 <= result.first_window_seconds < result.seconds
+        assert result.steady_fps == pytest.approx((24 - first_keep) / (result.seconds - result.first_window_seconds))
+        assert result.steady_fps > 2 * result.fps
+        assert _warmup_line(result).startswith(f"after the first window: {result.steady_fps:.2f} fps")
+        import dataclasses
+
+        assert _warmup_line(dataclasses.replace(result, first_window_seconds=0.1 * result.seconds)) is None
+
     def test_slow_encoder_is_the_bottleneck(self, tmp_path, torch_runner):
         """A fast model and x264's slowest preset on 640x896 output: the encoder sets the pace; the decoder,
         blocked on a full queue most of the time, is not counted busy while it waits."""
