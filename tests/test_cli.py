@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from vggx.cli import app
@@ -48,3 +49,17 @@ def test_default_concurrency_per_backend():
     assert default_concurrency(Backend.TRITON, "cpu") == 4
     assert default_concurrency(Backend.TORCH, "cuda") == default_concurrency(Backend.TORCH, "cuda:1") == 2
     assert default_concurrency(Backend.TORCH, "cpu") == default_concurrency(Backend.ONNXRUNTIME, "cpu") == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--encoders", "0"], "error: --encoders must be in 1..64, got 0"),
+    (["--encoders", "2", "--codec", "ffv1"], "error: --encoders applies to libx264, libx264rgb, libx265, not ffv1"),
+])
+def test_upscale_bad_encoders_is_one_line_and_writes_nothing(tmp_path, args, message):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"not looked at: the settings are checked first")
+    out = tmp_path / ("out.mkv" if "ffv1" in args else "out.mp4")
+    result = runner.invoke(app, ["upscale", str(src), str(out), *args])
+    assert result.exit_code != 0
+    assert result.output.strip() == message
+    assert not out.exists()

@@ -283,6 +283,9 @@ def upscale(
     preset: Annotated[str | None, typer.Option(
         "--preset", help="x264/x265 speed preset: ultrafast ... veryslow (default: the encoder's, medium); "
         "veryfast keeps up with a GPU")] = None,
+    encoders: Annotated[int, typer.Option(
+        "--encoders", help="x264/x265 encoders at once on consecutive 2-second segments (each starts with a "
+        "keyframe), for many-core machines where one leaves cores idle")] = 1,
     start: Annotated[float, typer.Option("--start", help="start this many seconds into the input")] = 0.0,
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
                       ] = None,
@@ -330,7 +333,7 @@ def upscale(
         input=input, output=output,
         backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                               compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol)),
-        encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt),
+        encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders),
         concurrency=concurrency or default_concurrency(chosen, device),
         start=start, frames=frames, compare=compare, deinterlace=deinterlace,
     )

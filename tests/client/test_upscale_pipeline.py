@@ -239,6 +239,17 @@ class _NearestRunner:
         pass
 
 
+def test_parallel_segment_encoders_write_the_same_video(tmp_path, torch_runner, clips):
+    """``--encoders 3``: the same frames, timestamps and audio as one encoder (lossless H.264 compared)."""
+    outs = {}
+    for n in (1, 3):
+        outs[n] = tmp_path / f"o{n}.mp4"
+        run(clips["aac"], outs[n], _NearestRunner(torch_runner.info),
+            encode=EncodeConfig(crf=0, encoders=n, segment_frames=8))
+    np.testing.assert_array_equal(np.stack(decode_all(outs[3])), np.stack(decode_all(outs[1])))
+    assert stream_facts(outs[3]) == stream_facts(outs[1])
+
+
 def test_pipeline_memory_is_independent_of_length(tmp_path, torch_runner):
     """Python-side peak (numpy frames, queues, windows; tracemalloc) is the same for 100 and 300 frames."""
     import tracemalloc

@@ -160,6 +160,89 @@ class TestEncode:
         assert b"sliced_threads=0" in data  # frame threads, not PyAV's default slice threads
 
 
+class TestParallelSegments:
+    """``EncodeConfig(encoders=N)``: N encoders on consecutive segments, packets muxed in order into one stream."""
+
+    @staticmethod
+    def _planes(n, h=40, w=56):
+        import torch
+
+        from vggx.video.color import rgb_to_yuv420p
+
+        return [rgb_to_yuv420p(torch.from_numpy(np.ascontiguousarray(frame_pattern(i, h, w)))).numpy()
+                for i in range(n)]
+
+    @staticmethod
+    def _decoded(path):
+        import av
+
+        with av.open(str(path)) as c:
+            v = c.streams.video[0]
+            return [(f.pts, f.key_frame, f.to_ndarray()) for f in c.decode(v)], v.sample_aspect_ratio
+
+    @pytest.mark.parametrize("ext", [".mp4", ".mkv"])
+    @pytest.mark.parametrize(("codec", "encoders"), [("libx264", 2), ("libx264", 3), ("libx265", 2)])
+    def test_segments_decode_exactly_with_the_same_timestamps(self, tmp_path, ext, codec, encoders):
+        """Lossless, so each decoded frame is its input exactly; timestamps and pixel shape are those of one
+        encoder's file; a keyframe opens every segment."""
+        planes = self._planes(70)
+        outs = {}
+        for n in (1, encoders):
+            outs[n] = tmp_path / f"e{n}{ext}"
+            cfg = EncodeConfig(codec=codec, crf=0, encoders=n, segment_frames=16,
+                               options={"x265-params": "lossless=1:log-level=error"} if codec == "libx265" else {})
+            with VideoWriter(outs[n], 56, 40, Fraction(25), Fraction(1, 25), cfg,
+                             sample_aspect_ratio=Fraction(4, 3)) as w:
+                for i, p in enumerate(planes):
+                    w.write(p, i)
+        (one, sar_one), (many, sar_many) = self._decoded(outs[1]), self._decoded(outs[encoders])
+        assert len(many) == len(one) == 70
+        assert [f[0] for f in many] == [f[0] for f in one]
+        assert sar_many == sar_one == Fraction(4, 3)
+        assert [i for i, f in enumerate(many) if f[1]] == [0, 16, 32, 48, 64]
+        for (_, _, got), want in zip(many, planes, strict=True):
+            np.testing.assert_array_equal(got, want)
+        # decode timestamps as one encoder's: even steps across the seams, so muxers derive the same durations
+        assert self._dts(outs[encoders]) == self._dts(outs[1])
+
+    @staticmethod
+    def _dts(path):
+        import av
+
+        with av.open(str(path)) as c:
+            return [p.dts for p in c.demux(c.streams.video[0]) if p.size]
+
+    def test_audio_is_copied_beside_the_segments(self, clips, tmp_path):
+        out = tmp_path / "out.mp4"
+        with open_video(clips["aac"]) as r:
+            info = r.info
+            with VideoWriter(out, 56, 40, info.rate, info.time_base, EncodeConfig(encoders=2, segment_frames=8),
+                             audio_source=info.path) as w:
+                for f in r:
+                    w.write(f.image, f.pts)
+        facts = stream_facts(out)
+        assert facts["audio"] == ["aac"] and facts["frames"] == 10 and facts["rate"] == 24
+
+    def test_abort_mid_segment_stops_the_encoders_and_leaves_no_file(self, tmp_path):
+        import threading
+
+        w = VideoWriter(tmp_path / "out.mp4", 56, 40, Fraction(25), Fraction(1, 25),
+                        EncodeConfig(encoders=3, segment_frames=8))
+        for i, p in enumerate(self._planes(30)):
+            w.write(p, i)
+        w.abort()
+        assert list(tmp_path.iterdir()) == []
+        assert not [t for t in threading.enumerate() if t.name.startswith("vggx-encode")]
+
+    def test_settings_are_checked(self):
+        with pytest.raises(VideoError, match=r"--encoders must be in 1\.\.64, got 0"):
+            EncodeConfig(encoders=0)
+        with pytest.raises(VideoError, match=r"--encoders applies to .*not ffv1"):
+            EncodeConfig(codec="ffv1", encoders=2)
+        with pytest.raises(VideoError, match="segment_frames must be >= 8"):
+            EncodeConfig(encoders=2, segment_frames=4)
+
+
 class TestOutputPath:
     def test_missing_directory(self, tmp_path):
         with pytest.raises(VideoError, match=r"directory .* does not exist"):

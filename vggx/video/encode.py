@@ -10,6 +10,12 @@ runs without the GIL): the thread feeding x264 then only encodes. Serially, wrap
 each 720p frame cost as much CPU as x264's veryfast preset itself, and capped how fast a GPU's output
 could be written.
 
+With ``EncodeConfig(encoders=N)`` (x264/x265), N encoders run at once on consecutive segments of the
+frames (``segment_frames``, two seconds by default), each starting with a keyframe, and their packets
+are muxed in order into the one stream (the segments' encoders are set up like the stream's own, so
+their parameter sets are the stream header's; checked): for machines where one encoder leaves cores
+idle. CRF keeps the quality; the extra keyframes cost a little size (``benchmarks/encoders.py``).
+
 Colour: YUV output is BT.709, limited range (full range for the ``yuvj`` formats), and says so in the
 stream (matrix, primaries, transfer, range). Left to their defaults, FFmpeg converts with BT.601 and
 tags nothing, and players show untagged HD as BT.709: an ×4 output would play with shifted colours
@@ -68,10 +74,21 @@ class EncodeConfig:
     # Threads converting frames to the codec's pixel format ahead of the encoder; None: one per four
     # cores, 1..4; 0: none (PyAV's encoder converts each frame itself, serially: the benchmarks' baseline).
     convert_threads: int | None = None
+    # x264/x265 encoders at once, each on its own run of consecutive frames (a segment starting with a
+    # keyframe), sharing the cores: for many-core machines where one encoder leaves cores idle. Up to
+    # encoders x segment_frames frames wait in memory for their encoder. 1: one encoder.
+    encoders: int = 1
+    segment_frames: int | None = None  # frames per segment with encoders > 1; None: two seconds' worth
 
     def __post_init__(self) -> None:
         if self.convert_threads is not None and self.convert_threads < 0:
             raise VideoError(f"convert_threads must be >= 0, got {self.convert_threads}")
+        if not 1 <= self.encoders <= 64:
+            raise VideoError(f"--encoders must be in 1..64, got {self.encoders}")
+        if self.encoders > 1 and self.codec not in _PRESET_CODECS:
+            raise VideoError(f"--encoders applies to {', '.join(sorted(_PRESET_CODECS))}, not {self.codec}")
+        if self.segment_frames is not None and self.segment_frames < 8:
+            raise VideoError(f"segment_frames must be >= 8, got {self.segment_frames}")
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise VideoError(f"--crf must be in 0..63, got {self.crf}")
         if self.preset is not None and self.preset not in X264_PRESETS:
@@ -161,6 +178,12 @@ class VideoWriter:
         self._pool: ThreadPoolExecutor | None = None
         self._threads = _CONVERT_THREADS if config.convert_threads is None else config.convert_threads
         self._local = threading.local()  # each converting thread's VideoReformatter (its swscale context)
+        self._segments: collections.deque[_Segment] = collections.deque()  # encoding or not yet muxed, in order
+        # With segments: the pts of frames written but not yet used as a dts (in order), and the first frame's.
+        self._dts_source: collections.deque[int] = collections.deque()
+        self._first_pts: int | None = None
+        self._muxed = 0  # video packets muxed so far
+        self._reorder: int | None = None  # frames of B-frame delay (from the first packet)
         try:
             self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -172,6 +195,10 @@ class VideoWriter:
                 self._stream.set_display_rotation(rotation)
             if sample_aspect_ratio:
                 self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
+            if config.encoders > 1:
+                # The segments' encoders write into this stream: open its own encoder now (unused) for the
+                # header (H.264's SPS/PPS); each segment's encoder, set up alike, must produce the same.
+                self._stream.codec_context.open()
             if metadata:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
@@ -209,8 +236,39 @@ class VideoWriter:
             stream.codec_context.thread_type = "FRAME"
             stream.codec_context.thread_count = 0
         stream.options = options
+        self._options = dict(options)  # opening the encoder consumes stream.options; segment encoders reuse these
         self._time_base = time_base
+        self._segment_frames = cfg.segment_frames or max(16, round(2 * rate))
         return stream
+
+    def _new_segment(self) -> _Segment:
+        """A fresh encoder like the stream's own (same settings and flags), for the next run of frames."""
+        import av
+
+        template = self._stream.codec_context
+        ctx = av.CodecContext.create(self.config.codec, "w")
+        ctx.width, ctx.height, ctx.pix_fmt = template.width, template.height, template.pix_fmt
+        ctx.time_base, ctx.framerate = template.time_base, template.framerate
+        ctx.flags = template.flags
+        if template.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = template.sample_aspect_ratio
+        if self._yuv_range is not None:
+            ctx.colorspace, ctx.color_primaries = template.colorspace, template.color_primaries
+            ctx.color_trc, ctx.color_range = template.color_trc, template.color_range
+        ctx.options = dict(self._options)
+        # Each on x264's own thread count (every core): the segments oversubscribe the cores, so the
+        # last one, encoding alone, still uses them all (on 2 cores: 113.9 vs 111.0 fps for cores/N each).
+        ctx.thread_type = "FRAME"
+        ctx.thread_count = 0
+        ctx.open()
+        if bytes(ctx.extradata or b"") != bytes(template.extradata or b""):  # pragma: no cover - never seen
+            raise VideoError(f"{self.config.codec}'s segment encoders disagree on the stream header; "
+                             "use --encoders 1")
+        segment = _Segment(ctx, self._frames)
+        segment.thread = threading.Thread(target=segment.run, name=f"vggx-encode-{len(self._segments)}",
+                                          daemon=True)
+        segment.thread.start()
+        return segment
 
     @property
     def frames_written(self) -> int:
@@ -274,6 +332,14 @@ class VideoWriter:
             raise VideoError(f"converting a frame for {self.path} failed ({_reason(exc)})") from None
         frame.pts = pts
         frame.time_base = self._time_base
+        if self.config.encoders > 1:
+            self._segment_for_next().frames.put(frame)
+            self._dts_source.append(pts)
+            if self._first_pts is None:
+                self._first_pts = pts
+            self._frames += 1
+            self._mux_segments(wait=False)
+            return
         if self._audio is not None:
             self._audio.mux_until(float(pts * self._time_base) + _AUDIO_LEAD_S)
         try:
@@ -283,6 +349,62 @@ class VideoWriter:
             raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
                              f"({_reason(exc)})") from None
         self._frames += 1
+
+    def _segment_for_next(self) -> _Segment:
+        """The segment the next frame goes to; a new one every ``segment_frames`` frames, once fewer than
+        ``encoders`` are still encoding (waiting for the oldest otherwise: memory stays bounded)."""
+        current = self._segments[-1] if self._segments else None
+        if current is not None and not current.closed and self._frames - current.first < self._segment_frames:
+            return current
+        if current is not None:
+            current.close()
+        while sum(not seg.finished.is_set() for seg in self._segments) >= self.config.encoders:
+            self._mux_segments(wait=True, until_one_finished=True)
+        segment = self._new_segment()
+        self._segments.append(segment)
+        return segment
+
+    def _restamp_dts(self, packet) -> None:
+        """Decode timestamps as one encoder would give them: the pts sequence delayed by the B-frame
+        reorder depth. Each segment's encoder starts its own dts afresh (a short last segment may even
+        drop the delay), which would leave uneven steps at the seams that muxers turn into durations."""
+        step = round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+        if self._reorder is None:  # the first packet: dts = pts - the delay
+            self._reorder = max(0, round((packet.pts - packet.dts) / step)) if packet.dts is not None else 0
+        g, d = self._muxed, self._reorder
+        dts = self._dts_source.popleft() if g >= d else self._first_pts - (d - g) * step
+        if dts > packet.pts:  # pragma: no cover - a segment reordering deeper than the first one
+            raise VideoError(f"{self.config.codec}'s segments reorder frames unlike one encoder; use --encoders 1")
+        packet.dts = dts
+        self._muxed += 1
+
+    def _mux_segments(self, wait: bool, until_one_finished: bool = False) -> None:
+        """Mux the segments' packets in order (a later segment's wait behind an earlier one's); ``wait``:
+        block for the oldest segment's encoder to finish (``until_one_finished``: then return)."""
+        import av
+
+        while self._segments:
+            oldest = self._segments[0]
+            if wait:
+                oldest.finished.wait()
+            finished = oldest.finished.is_set()  # before taking: packets may still arrive until it is set
+            for packet in oldest.take():
+                if self._audio is not None:
+                    self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
+                self._restamp_dts(packet)
+                packet.stream = self._stream
+                try:
+                    self._container.mux(packet)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
+            if oldest.error is not None:
+                raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
+                                 f"({_reason(oldest.error)})")
+            if not finished:
+                return
+            self._segments.popleft()
+            if until_one_finished:
+                return
 
     def _stop_pool(self) -> None:
         for future, _ in self._pending:
@@ -311,12 +433,20 @@ class VideoWriter:
             raise
         self._stop_pool()
         try:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
+            if self.config.encoders > 1:
+                if self._segments:
+                    self._segments[-1].close()
+                self._mux_segments(wait=True)
+            else:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
             if self._audio is not None:
                 self._audio.mux_until(None)
                 self._audio.close()
             self._container.close()
+        except VideoError:
+            self.abort()
+            raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.abort()
             raise VideoError(f"finishing {self.path} failed ({_reason(exc)})") from None
@@ -332,6 +462,11 @@ class VideoWriter:
     def abort(self) -> None:
         """Close without finishing and delete the temporary file (safe to call twice)."""
         self._stop_pool()
+        for segment in self._segments:
+            segment.cancel()
+        for segment in self._segments:
+            segment.thread.join()
+        self._segments.clear()
         if not self._closed:
             self._closed = True
             if self._audio is not None:
@@ -353,6 +488,52 @@ class VideoWriter:
             self.commit()
         else:
             self.abort()
+
+
+class _Segment:
+    """One run of consecutive frames encoded by its own encoder in its own thread; its packets wait here
+    until the writer muxes them (in segment order, from the thread that owns the container)."""
+
+    def __init__(self, ctx, first: int) -> None:
+        import queue
+
+        self.ctx, self.first = ctx, first
+        self.frames: queue.SimpleQueue = queue.SimpleQueue()  # frames, then None at the end
+        self.closed = False
+        self.finished = threading.Event()  # the encoder has flushed (or failed, or was cancelled)
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+        self._packets: collections.deque = collections.deque()
+        self._cancelled = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.frames.put(None)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        self.close()
+
+    def take(self) -> list:
+        """The packets encoded so far, in order (each taken once)."""
+        out = []
+        while self._packets:
+            out.append(self._packets.popleft())
+        return out
+
+    def run(self) -> None:
+        try:
+            while (frame := self.frames.get()) is not None:
+                if self._cancelled:
+                    continue  # drain to the end marker without encoding
+                self._packets.extend(self.ctx.encode(frame))
+            if not self._cancelled:
+                self._packets.extend(self.ctx.encode(None))
+        except BaseException as exc:  # surfaced by the writer as a VideoError
+            self.error = exc
+        finally:
+            self.finished.set()
 
 
 class _AudioCopier:
