@@ -7,7 +7,8 @@
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
 #    channels_last), + torch.compile (both layouts; each compiles for about 45 s);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
-#    x264 medium and veryfast, eager and compiled; then the real CLI on the README's sample clip.
+#    x264 medium and veryfast, eager and compiled, one x264 and four on segments (--encoders 4; also
+#    benchmarks/encoders.py alone); then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
 # launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
 # two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
@@ -66,6 +67,14 @@ step upscale_e2e_veryfast 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend 
 # Two windows in flight: the second one's GPU work overlaps the first one's host-side copies.
 step upscale_e2e_veryfast_c2 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --preset veryfast --concurrency 2 --json "$OUT/upscale_e2e_veryfast_c2.json"
+# Four x264 encoders on consecutive segments (--encoders 4): the encoder's ceiling on 16 cores, alone and end to end.
+step encoders 90 "$PY" -m vggx.benchmarks.encoders --frames 192 --encoders 1,2,4 --preset medium --repeats 2 \
+  --json "$OUT/encoders.json"
+step upscale_e2e_encoders4 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --size 180x320 --frames 192 --repeats 2 --encoders 4 --concurrency 2 --json "$OUT/upscale_e2e_encoders4.json"
+step upscale_e2e_veryfast_encoders4 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
+  --size 180x320 --frames 192 --repeats 2 --preset veryfast --encoders 4 --concurrency 2 \
+  --json "$OUT/upscale_e2e_veryfast_encoders4.json"
 [ -z "$COMPILE_ARG" ] || step upscale_e2e_compile 120 "$PY" -m vggx.benchmarks.upscale_overlap \
   --backend torch --device cuda --fp16 --compile --size 180x320 --frames 96 --repeats 2 --preset veryfast \
   --json "$OUT/upscale_e2e_compile.json"

@@ -7,7 +7,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2", "upscale_e2e_compile", "upscale_e2e_sample")
+_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2", "upscale_e2e_encoders4",
+        "upscale_e2e_veryfast_encoders4", "upscale_e2e_compile", "upscale_e2e_sample")
 
 
 def _load(path: Path):
@@ -27,7 +28,7 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", *_E2E):
+    for name in ("kernels", "gpu_model", "encoders", *_E2E):
         result[name] = _load(out / f"{name}.json")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
@@ -59,6 +60,12 @@ def summarise(out: Path) -> dict:
             geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
             lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} {dtype}: {r['ms']:.3f} ms "
                          f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
+    encoders = result["encoders"]
+    if encoders:
+        lines.append(f"encoders ({encoders['cpus']} cpus, {encoders['frames']} frames {encoders['size']}, "
+                     f"preset {encoders['preset']}): " + "; ".join(
+                         f"{r['encoders']}: {r['fps']:.1f} fps {r['bytes'] / 1e6:.2f} MB PSNR-Y {r['psnr_y']:.2f}"
+                         for r in encoders["results"]))
     for name in _E2E:
         e2e = result[name]
         if e2e:
@@ -66,11 +73,13 @@ def summarise(out: Path) -> dict:
             ser = (e2e.get("encode_serial_s") or [float("nan")])[0]
             rgb = e2e.get("end_to_end_rgb_s") or []
             lines.append(f"{name}: {e2e['backend']} {n} frames {e2e['lr_size']} preset {e2e.get('preset')}, "
-                         f"concurrency {e2e.get('concurrency', 1)}: "
+                         f"concurrency {e2e.get('concurrency', 1)}, encoders {e2e.get('encoders', 1)}: "
                          f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
                          f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
                          f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}"
                          + (f"; RGB to the writer {n / sorted(rgb)[len(rgb) // 2]:.1f} fps" if rgb else "")
+                         + (f"; decode alone {n / sorted(dec)[len(dec) // 2]:.1f} fps"
+                            if (dec := e2e.get("decode_only_s")) else "")
                          + ("; busy " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in e2e["busy"].items())
                             if e2e.get("busy") else ""))
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -55,6 +55,7 @@ class OverlapResult:
     inference_s: list[float]
     end_to_end_s: list[float]
     preset: str = "medium"
+    encoders: int = 1
     encode_only_s: list[float] = ()  # encoding the upscaled frames alone: the encoder's ceiling
     encode_serial_s: list[float] = ()  # the same with the conversion to yuv420p done serially by PyAV's encoder
     busy: dict[str, float] = field(default_factory=dict)  # end to end: each stage's busy share of the wall time
@@ -195,7 +196,7 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
         windows=len(plan_windows(len(frames), info.window)), concurrency=concurrency,
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only, encode_serial_s=serial,
-        preset=encode.preset or "medium", busy=busy, end_to_end_rgb_s=end_to_end_rgb,
+        preset=encode.preset or "medium", encoders=encode.encoders, busy=busy, end_to_end_rgb_s=end_to_end_rgb,
         decode_only_s=decode_only, decode_per_frame_context_s=decode_old,
     )
 
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--preset", help="x264 speed preset of the output (default: the encoder's, medium)")
+    p.add_argument("--encoders", type=int, default=1, help="x264 encoders at once on consecutive segments")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     if args.backend == "torch":
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                                 fp16=args.fp16, compile=args.compile,
                                 threads=None if args.backend == "triton" else args.threads, url=args.url,
                                 protocol=TritonProtocol(args.protocol))
-        encode = EncodeConfig(preset=args.preset)
+        encode = EncodeConfig(preset=args.preset, encoders=args.encoders)
         with tempfile.TemporaryDirectory() as tmp, open_runner(backend) as runner:
             video = args.input or _synthetic_clip(Path(tmp) / "clip.mp4", args.frames, parse_size(args.size))
             result = measure_overlap(runner, video, concurrency=args.concurrency, repeats=args.repeats,
@@ -253,7 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     p90 = lambda xs: xs[min(len(xs) - 1, int(0.9 * len(xs)))]
     print(f"{result.backend}: {result.frames} frames {result.lr_size[0]}x{result.lr_size[1]} -> x4, window "
           f"{result.window}, {result.windows} windows x {result.tiles_per_window} tile(s), concurrency "
-          f"{result.concurrency}, x264 preset {result.preset}")
+          f"{result.concurrency}, x264 preset {result.preset}"
+          + (f", {result.encoders} encoders on segments" if result.encoders > 1 else ""))
     print(f"pure inference  median {statistics.median(inf):.2f} s  p90 {p90(inf):.2f} s  "
           f"({result.frames / statistics.median(inf):.2f} fps)")
     print(f"end to end      median {statistics.median(e2e):.2f} s  p90 {p90(e2e):.2f} s  "
