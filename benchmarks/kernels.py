@@ -208,8 +208,11 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
 SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
 SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
 # (scores per thread, warps, pixels per thread, unroll): the shipped tile (64, 4, 1, 1) and its neighbours.
+# Two pixels per thread halve the FP16 load instructions (4-byte loads): at T = 8 the FP16 kernel ran barely
+# faster than FP32 (0.536 vs 0.636 ms, run 7), as if bound by instructions rather than bytes.
 SWEEP_ATTENTION = [
     (64, 4, 1, 1), (64, 4, 1, 4), (64, 4, 1, 16), (64, 2, 1, 1), (64, 8, 1, 1), (32, 4, 1, 1), (32, 4, 2, 1),
+    (64, 4, 2, 1), (64, 8, 2, 1), (64, 2, 2, 1), (128, 4, 1, 1),
 ]
 
 
