@@ -5,7 +5,8 @@
 #    CUDA-graph replay vs eager;
 # 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
-#    channels_last), + torch.compile (both layouts; each compiles for about 45 s);
+#    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
+#    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    x264 medium and veryfast, eager and compiled, one x264 and four on segments (--encoders 4; also
 #    benchmarks/encoders.py alone); then the real CLI on the README's sample clip.
@@ -58,7 +59,7 @@ step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --
 COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
-  ${COMPILE_ARG:+"$COMPILE_ARG"} --json "$OUT/gpu_model.json"
+  ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} --json "$OUT/gpu_model.json"
 # End to end with the encoder's default quality preset (medium), then with veryfast.
 step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
   --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"

@@ -74,9 +74,10 @@ def _profile(run, rows: int) -> list[dict]:
 
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
                         iters: int = 10, seed: int = 0, profile_rows: int = 0, compile_variant: bool = False,
-                        on_partial=None) -> dict:
+                        on_partial=None, compile_channels_last: bool = False) -> dict:
     """Time the variants (see the module doc). ``compile_variant`` adds ``torch.compile`` in a second
-    phase, after ``on_partial`` has been given the first phase's results."""
+    phase, after ``on_partial`` has been given the first phase's results; ``compile_channels_last`` also
+    compiles the channels-last model (slower in runs 4-6: 35 vs 30 ms; another ~35 s of compilation)."""
     import torch
 
     from vggx.benchmarks.bench import device_peak_gflops
@@ -165,8 +166,9 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
         on_partial(result(profiles, errors))
     if compile_variant:  # second phase, so a failing or slow compilation cannot cost the results above
         compiled = []
-        for name, channels_last in (("fp16 + kernels + compile + graphs", False),
-                                    ("fp16 + kernels + compile + graphs, channels_last", True)):
+        layouts = (("fp16 + kernels + compile + graphs", False),
+                   ("fp16 + kernels + compile + graphs, channels_last", True))
+        for name, channels_last in layouts[: 2 if compile_channels_last else 1]:
             try:
                 variants[name] = (CudaUpscaler(_fresh_upscaler(config, seed), fp16=True, compile=True,
                                                channels_last=channels_last), False)
@@ -207,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also list the ROWS kernels that take the most GPU time (FP16 eager, + kernels)")
     parser.add_argument("--compile", action="store_true",
                         help="also time torch.compile + CUDA graphs (second phase, after the JSON is written once)")
+    parser.add_argument("--compile-channels-last", action="store_true",
+                        help="with --compile: also the channels-last model (another ~35 s of compilation)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -217,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,
                                      profile_rows=args.profile, compile_variant=args.compile,
-                                     on_partial=write)
+                                     on_partial=write, compile_channels_last=args.compile_channels_last)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
