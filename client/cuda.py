@@ -139,7 +139,9 @@ class CudaUpscaler:
                     self._run(slot.dev_in, output_format)
                 self.stream.synchronize()
                 graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph, stream=self.stream):
+                # thread_local: only this thread is held to capture's rules; another caller may meanwhile
+                # wait on its own event (cudaEventSynchronize), which global mode forbids process-wide.
+                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                     slot.dev_out = self._run(slot.dev_in, output_format)
             slot.graph = graph
             log.info("captured a CUDA graph for input %s (%s out)", shape, output_format)

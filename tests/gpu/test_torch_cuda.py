@@ -108,6 +108,24 @@ def test_concurrent_callers_get_their_own_outputs(tiny_checkpoint_path):
 
 @gpu
 @requires_gpu
+def test_a_new_shape_is_captured_while_another_caller_waits(tiny_checkpoint_path):
+    """Tiles of different sizes meet their first window at any time: one thread captures a graph for a new
+    shape while the other waits on its event; both results equal a lone call's (thread-local capture)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shapes = [(1, 8, 48, 64, 3), (1, 8, 40, 56, 3), (1, 8, 32, 48, 3), (1, 8, 48, 40, 3)]
+    inputs = [_frames(shape, seed=i) for i, shape in enumerate(shapes)]
+    fast = _fast(tiny_checkpoint_path, fp16=True)
+    fast(inputs[0])  # one shape captured; the others are captured while a call on it is in flight
+    order = [0, 1, 0, 2, 0, 3]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(fast, [inputs[i] for i in order]))
+    for g, i in zip(got, order, strict=True):  # the same graphs replayed by one caller alone
+        np.testing.assert_array_equal(g, fast(inputs[i]))
+
+
+@gpu
+@requires_gpu
 def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
     """The GPU conversion inside the captured graph = the same conversion of the RGB output on the CPU."""
     from vggx.video.color import rgb_to_yuv420p
