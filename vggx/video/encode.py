@@ -197,7 +197,9 @@ class VideoWriter:
                 self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
             if config.encoders > 1:
                 # The segments' encoders write into this stream: open its own encoder now (unused) for the
-                # header (H.264's SPS/PPS); each segment's encoder, set up alike, must produce the same.
+                # header (H.264's SPS/PPS); each segment's encoder, set up alike, must produce the same. One
+                # thread: it never encodes, so it need not hold a frame buffer per thread (the header is alike).
+                self._stream.codec_context.thread_count = 1
                 self._stream.codec_context.open()
             if metadata:
                 self._container.metadata.update(
