@@ -321,7 +321,7 @@ class TestStageTiming:
         assert result.first_window_frames == first_keep
         assert 1.5 <= result.first_window_seconds < result.seconds
         assert result.steady_fps == pytest.approx((24 - first_keep) / (result.seconds - result.first_window_seconds))
-        assert result.steady_fps > 2 * result.fps
+        assert result.steady_fps > result.fps  # the first window took longer per frame than the average
         assert _warmup_line(result).startswith(f"after the first window: {result.steady_fps:.2f} fps")
         import dataclasses
 
