@@ -187,11 +187,15 @@ class TestErrors:
         with pytest.raises(VideoError, match=r"cannot write .* does not exist"):
             run(clips["aac"], tmp_path / "missing" / "o.mkv", torch_runner)
 
-    def test_backend_failure_mid_run_leaves_nothing(self, clips, tmp_path, torch_runner):
-        out = tmp_path / "o.mkv"
+    @pytest.mark.parametrize("encode", [LOSSLESS, EncodeConfig(encoders=2, segment_frames=8)], ids=["ffv1", "segments"])
+    def test_backend_failure_mid_run_leaves_nothing(self, clips, tmp_path, torch_runner, encode):
+        import threading
+
+        out = tmp_path / ("o.mkv" if encode is LOSSLESS else "o.mp4")
         with pytest.raises(InferenceError, match="fell over"):
-            run(clips["twelve"], out, _FailingRunner(torch_runner, fail_at=3))
+            run(clips["twelve"], out, _FailingRunner(torch_runner, fail_at=3), encode=encode)
         assert list(tmp_path.iterdir()) == []
+        assert not [t for t in threading.enumerate() if t.name.startswith("vggx-encode")]
 
 
 class TestOnnxRuntime:
