@@ -8,8 +8,9 @@
 #    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
 #    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
-#    x264 medium and veryfast, eager and compiled, one x264 and four on segments (--encoders 4; also
-#    benchmarks/encoders.py alone); then the real CLI on the README's sample clip.
+#    x264 medium and veryfast, two windows in flight (the CLI's default on CUDA), one x264 and four on
+#    segments (--encoders 4; also benchmarks/encoders.py alone), the tiny model and the base model's
+#    compute (compiled too with GPU_CHECK_E2E_COMPILE=1); then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
 # launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
 # two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
@@ -60,30 +61,30 @@ COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
   ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} --json "$OUT/gpu_model.json"
-# End to end with the encoder's default quality preset (medium), then with veryfast.
-step upscale_e2e 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --size 180x320 --frames 96 --repeats 2 --json "$OUT/upscale_e2e.json"
-step upscale_e2e_veryfast 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --size 180x320 --frames 96 --repeats 2 --preset veryfast --json "$OUT/upscale_e2e_veryfast.json"
-# Two windows in flight: the second one's GPU work overlaps the first one's host-side copies.
-step upscale_e2e_veryfast_c2 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --size 180x320 --frames 96 --repeats 2 --preset veryfast --concurrency 2 --json "$OUT/upscale_e2e_veryfast_c2.json"
+# End to end as `vggx upscale` runs on CUDA (two windows in flight): x264's default preset (medium), then veryfast.
+# (Runs 5-7 also timed one window in flight: 172.0 vs 187.7 fps at veryfast, run 7.)
+E2E=("$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 --size 180x320 --repeats 2 \
+  --concurrency 2)
+step upscale_e2e 60 "${E2E[@]}" --frames 96 --json "$OUT/upscale_e2e.json"
+step upscale_e2e_veryfast_c2 60 "${E2E[@]}" --frames 96 --preset veryfast --json "$OUT/upscale_e2e_veryfast_c2.json"
 # Four x264 encoders on consecutive segments (--encoders 4): the encoder's ceiling on 16 cores, alone and end to end.
 step encoders 90 "$PY" -m vggx.benchmarks.encoders --frames 192 --encoders 1,2,4 --preset medium --repeats 2 \
   --json "$OUT/encoders.json"
-step upscale_e2e_encoders4 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --size 180x320 --frames 192 --repeats 2 --encoders 4 --concurrency 2 --json "$OUT/upscale_e2e_encoders4.json"
-step upscale_e2e_veryfast_encoders4 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --size 180x320 --frames 192 --repeats 2 --preset veryfast --encoders 4 --concurrency 2 \
+step upscale_e2e_encoders4 60 "${E2E[@]}" --frames 192 --encoders 4 --json "$OUT/upscale_e2e_encoders4.json"
+step upscale_e2e_veryfast_encoders4 60 "${E2E[@]}" --frames 192 --preset veryfast --encoders 4 \
   --json "$OUT/upscale_e2e_veryfast_encoders4.json"
-[ -z "$COMPILE_ARG" ] || step upscale_e2e_compile 120 "$PY" -m vggx.benchmarks.upscale_overlap \
-  --backend torch --device cuda --fp16 --compile --size 180x320 --frames 96 --repeats 2 --preset veryfast \
-  --json "$OUT/upscale_e2e_compile.json"
+# The base model's compute (untrained, RGB head zeroed: bicubic output): a GPU slower than the encoder.
+step upscale_e2e_base 60 "${E2E[@]}" --config base --frames 96 --json "$OUT/upscale_e2e_base.json"
+step upscale_e2e_base_veryfast 60 "${E2E[@]}" --config base --frames 96 --preset veryfast \
+  --json "$OUT/upscale_e2e_base_veryfast.json"
+# Compiled end to end (runs 5-6: encoder-bound, 168-171 fps at veryfast) only on request.
+[ -z "${GPU_CHECK_E2E_COMPILE:-}" ] || step upscale_e2e_compile 120 "${E2E[@]}" --compile --frames 96 \
+  --preset veryfast --json "$OUT/upscale_e2e_compile.json"
 # The README's sample clip (a photograph under a panning camera, with audio) through the real CLI.
 step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
   time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \
   && '$PY' -c 'import av; c = av.open(\"sample_x4.mp4\"); s = c.streams.video[0]; print(\"output\", s.width, s.height, s.frames)'"
 # The same clip end to end vs pure inference (the issue's "real clip"; 96x144 -> 384x576, default preset).
 step upscale_e2e_sample 60 "$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 \
-  --input sample.mp4 --repeats 3 --json "$OUT/upscale_e2e_sample.json"
+  --input sample.mp4 --repeats 3 --concurrency 2 --json "$OUT/upscale_e2e_sample.json"
 (cd "$OUT" && "$PY" -m vggx.benchmarks.gpu_summary "$OUT")

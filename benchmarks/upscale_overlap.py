@@ -40,7 +40,7 @@ from vggx.shapes import parse_size
 from vggx.video import open_video
 from vggx.video.encode import EncodeConfig, VideoWriter, output_pix_fmt
 
-__all__ = ["OverlapResult", "main", "measure_overlap"]
+__all__ = ["OverlapResult", "main", "measure_overlap", "untrained_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,24 @@ def _time_inference(runner: Runner, frames: list[np.ndarray], concurrency: int,
             outputs = list(pool.map(lambda sk: upscale_frames(runner, *sk, yuv420p=yuv420p),
                                     zip(stacks, keeps, strict=True)))
     return time.perf_counter() - t0, outputs
+
+
+def untrained_checkpoint(config: str, path: Path, seed: int = 0) -> Path:
+    """A checkpoint of configuration ``config`` (seeded weights) whose RGB head is zero: the model runs its
+    full compute, and its output is exactly the bicubic upscale (content an encoder treats like a real
+    clip's, unlike an untrained model's noise). For timing the pipeline around a model as slow as ``base``
+    without training one."""
+    import torch
+
+    from vggx.checkpoint import save_checkpoint
+    from vggx.generator import Generator, get_config
+
+    torch.manual_seed(seed)
+    generator = Generator(get_config(config))
+    with torch.no_grad():
+        for p in generator.upsampler.to_rgb.parameters():
+            p.zero_()
+    return save_checkpoint(generator, path, extra={"untrained": "rgb head zeroed (benchmarks only)"})
 
 
 def _time_decode(video: Path, per_frame_context: bool = False) -> float:
@@ -219,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--url", help="Triton HOST:PORT (with --backend triton)")
     p.add_argument("--protocol", default="grpc", choices=["grpc", "http"])
     p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--config", help="an untrained model of this configuration instead of a checkpoint (e.g. base): "
+                   "its RGB head zeroed, so it costs the configuration's full compute while its output is the "
+                   "bicubic upscale, which the encoder sees as a real clip's smooth content")
     p.add_argument("--device", default="cpu")
     p.add_argument("--fp16", action="store_true", help="FP16 (torch backend on cuda)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend on cuda)")
@@ -237,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        backend = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
+        tmp_ckpt = tempfile.TemporaryDirectory()
+        checkpoint = args.checkpoint
+        if args.config:
+            checkpoint = untrained_checkpoint(args.config, Path(tmp_ckpt.name) / f"{args.config}.safetensors")
+        backend = BackendConfig(Backend(args.backend), checkpoint=checkpoint, device=args.device,
                                 fp16=args.fp16, compile=args.compile,
                                 threads=None if args.backend == "triton" else args.threads, url=args.url,
                                 protocol=TritonProtocol(args.protocol))
@@ -249,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:  # one line, as the CLI does
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        tmp_ckpt.cleanup()
     env = _environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()))
     inf, e2e = sorted(result.inference_s), sorted(result.end_to_end_s)

@@ -104,3 +104,21 @@ def test_upscale_overlap_times_both_output_formats_of_a_converting_runner(tmp_pa
     assert runner.yuv_calls >= 2 * result.windows  # warm-up, inference timing and the default end-to-end run
     assert set(result.busy) == {"decode", "infer", "encode"} and all(0 <= v <= 1.5 for v in result.busy.values())
     assert np.isfinite(result.ratio)
+
+
+def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
+    """upscale_overlap --config: full compute of the configuration, output = the bicubic upscale exactly."""
+    import torch
+
+    from vggx.benchmarks.upscale_overlap import main, untrained_checkpoint
+    from vggx.checkpoint import load_checkpoint
+    from vggx.generator import bicubic_upscale
+
+    path = untrained_checkpoint("tiny", tmp_path / "tiny.safetensors")
+    generator = load_checkpoint(path).generator.eval()
+    assert any(p.abs().sum() > 0 for p in generator.upsampler.parameters())  # the rest keeps its weights
+    lr = torch.rand(1, 8, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        sr = generator(lr)
+    torch.testing.assert_close(sr, bicubic_upscale(lr.flatten(0, 1), 4).view_as(sr), rtol=0, atol=1e-6)
+    assert main(["--config", "huge", "--frames", "8"]) == 2  # one error line, no traceback
