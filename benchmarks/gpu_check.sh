@@ -6,7 +6,7 @@
 # 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
 #    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
-#    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1);
+#    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; Inductor's freezing with GPU_CHECK_FREEZING=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    x264 medium and veryfast, two windows in flight (the CLI's default on CUDA), one x264 and four on
 #    segments (--encoders 4; also benchmarks/encoders.py alone), the tiny model and the base model's
@@ -60,7 +60,8 @@ step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --
 COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
-  ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} --json "$OUT/gpu_model.json"
+  ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} \
+  ${GPU_CHECK_FREEZING:+--compile-freezing} --json "$OUT/gpu_model.json"
 # End to end as `vggx upscale` runs on CUDA (two windows in flight): x264's default preset (medium), then veryfast.
 # (Runs 5-7 also timed one window in flight: 172.0 vs 187.7 fps at veryfast, run 7.)
 E2E=("$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 --size 180x320 --repeats 2 \

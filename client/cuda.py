@@ -88,10 +88,14 @@ class CudaUpscaler:
             halves the time per window (29.5 vs 59.7 ms: Inductor fuses the elementwise passes that
             eager mode runs around each convolution), after about 45 s of compilation per shape
             (Inductor caches its work on disk for later processes).
+        compile_options: Inductor options for ``torch.compile`` (e.g. ``{"freezing": True}``: weights folded
+            into the graph as constants, which lets Inductor pre-lay them out for its convolutions; the GPU
+            model benchmark's ``--compile-freezing`` measures it).
     """
 
     def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,
-                 channels_last: bool = False, max_graphs: int = 8, compile: bool = False) -> None:
+                 channels_last: bool = False, max_graphs: int = 8, compile: bool = False,
+                 compile_options: dict | None = None) -> None:
         import torch
 
         require_cuda()
@@ -110,7 +114,7 @@ class CudaUpscaler:
         if compile:
             # Inductor fuses what eager runs as separate passes (each convolution's broadcast bias add,
             # activations, residual adds); the vggx ops stay single opaque nodes running their kernels.
-            module = torch.compile(module, dynamic=False)
+            module = torch.compile(module, dynamic=False, options=compile_options)
         self.module = module
         self.cuda_graphs = cuda_graphs
         self.max_graphs = max_graphs
