@@ -42,7 +42,9 @@ class UpscaleConfig:
     output: Path
     backend: BackendConfig = field(default_factory=BackendConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
-    concurrency: int = 1  # windows in flight (Triton requests at once; in-process runs share the cores)
+    # windows in flight: Triton requests at once; on the CUDA fast path a second window runs on the GPU while the
+    # first is copied out (the CLI's defaults: 4 and 2); other in-process runs share the cores (1)
+    concurrency: int = 1
     start: float = 0.0  # seconds into the input
     frames: int | None = None  # stop after this many frames (a preview)
     compare: bool = False  # write bicubic | vggx side by side
