@@ -134,10 +134,10 @@ def _cpu_matmul_peak_gflops(threads: int | None = None) -> float:
 
 def device_peak_gflops(device: str) -> tuple[float, str]:
     """Peak GFLOP/s to compare against, and where it comes from."""
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        name = torch.cuda.get_device_name()
+        name = torch.cuda.get_device_name(device)
         for key, tflops in _GPU_FP16_PEAK_TFLOPS.items():
             if key in name:
                 return tflops * 1e3, f"{name} dense FP16 tensor peak (data sheet)"
@@ -239,10 +239,10 @@ class _TritonStats:
 
 
 def _peak_memory_mb(device: str) -> float:
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return torch.cuda.max_memory_allocated() / 2**20
+        return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -42,13 +42,19 @@ __all__ = ["CudaUpscaler", "require_cuda"]
 log = logging.getLogger(__name__)
 
 
-def require_cuda() -> None:
-    """Raise one clear error unless PyTorch sees a CUDA GPU (no silent CPU fallback)."""
+def require_cuda(device: str = "cuda") -> None:
+    """Raise one clear error unless PyTorch sees the CUDA GPU ``device`` names (``cuda`` or ``cuda:N``; no silent
+    CPU fallback)."""
     import torch
 
     if not torch.cuda.is_available():
-        raise InferenceError("--device cuda: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is False); "
-                             "use --device cpu or run on a GPU machine")
+        raise InferenceError(f"--device {device}: PyTorch sees no CUDA GPU here (torch.cuda.is_available() is "
+                             "False); use --device cpu or run on a GPU machine")
+    index = torch.device(device).index
+    count = torch.cuda.device_count()
+    if index is not None and index >= count:
+        raise InferenceError(f"--device {device}: there is no GPU {index}; PyTorch sees {count} "
+                             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
 
 
 @dataclass
@@ -98,10 +104,12 @@ class CudaUpscaler:
                  compile_options: dict | None = None) -> None:
         import torch
 
-        require_cuda()
+        require_cuda(device)
         # One shape per captured graph: let cuDNN time its algorithms once per shape (a process-wide cache).
         torch.backends.cudnn.benchmark = True
         self.device = torch.device(device)
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
         if fp16:
             from vggx.export.fp16 import half_upscaler
 
@@ -190,7 +198,7 @@ class CudaUpscaler:
 
         if output_format not in ("rgb24", "yuv420p"):
             raise ValueError(f"output_format must be rgb24 or yuv420p, got {output_format!r}")
-        with self._lock:
+        with self._lock, torch.cuda.device(self.device):  # the Triton kernels launch on the current device
             slot = self._slot(tuple(lr.shape), output_format)
             staging = slot.stagings[slot.turn]
             slot.turn ^= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -59,7 +60,7 @@ class BackendConfig:
 
     backend: Backend = Backend.ONNXRUNTIME
     checkpoint: Path | None = None  # in-process backends: .safetensors (default: shipped); tensorrt: a .plan
-    device: str = "cpu"  # cpu | cuda (torch, onnxruntime)
+    device: str = "cpu"  # cpu | cuda | cuda:N (torch, onnxruntime)
     fp16: bool = False  # torch on cuda only
     compile: bool = False  # torch on cuda only: torch.compile (Inductor) before CUDA-graph capture
     threads: int | None = None  # CPU threads of in-process backends (None: the library's default)
@@ -72,14 +73,14 @@ class BackendConfig:
     cache_dir: Path | None = None  # onnxruntime: where exported ONNX files are cached
 
     def __post_init__(self) -> None:
-        if self.device not in ("cpu", "cuda"):
-            raise ConfigError(f"--device must be cpu or cuda, got {self.device!r}")
+        if not _DEVICE.fullmatch(self.device):
+            raise ConfigError(f"--device must be cpu, cuda or cuda:N (a GPU's index), got {self.device!r}")
         if self.fp16 and self.backend is not Backend.TORCH:
             raise ConfigError(f"--fp16 applies to the torch backend (got --backend {self.backend.value}; "
                               f"TensorRT engines carry their precision, Triton serves what was exported)")
-        if self.fp16 and self.device != "cuda":
+        if self.fp16 and not self.cuda:
             raise ConfigError("--fp16 needs --device cuda (FP16 on the CPU is slower than FP32)")
-        if self.compile and (self.backend is not Backend.TORCH or self.device != "cuda"):
+        if self.compile and (self.backend is not Backend.TORCH or not self.cuda):
             raise ConfigError("--compile applies to the torch backend on --device cuda "
                               f"(got --backend {self.backend.value} --device {self.device})")
         if self.backend is Backend.TRITON and not self.url:
@@ -87,12 +88,28 @@ class BackendConfig:
         if self.url and self.backend is not Backend.TRITON:
             raise ConfigError(f"--url sends work to Triton; it cannot be combined with --backend "
                               f"{self.backend.value}")
-        if self.device == "cuda" and self.backend is Backend.TRITON:
+        if self.cuda and self.backend is Backend.TRITON:
             raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}")
+
+    @property
+    def cuda(self) -> bool:
+        """Whether ``device`` names a GPU (``cuda`` or ``cuda:N``)."""
+        return self.device.startswith("cuda")
+
+
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
+
+
+def _ort_providers(device: str) -> list[tuple[str, dict[str, str]]]:
+    """ONNX Runtime's execution providers for ``device`` (``cuda:N``: the CUDA provider on GPU N)."""
+    if not device.startswith("cuda"):
+        return [("CPUExecutionProvider", {})]
+    _, _, index = device.partition(":")
+    return [("CUDAExecutionProvider", {"device_id": index or "0"})]
 
 
 @runtime_checkable
@@ -191,12 +208,10 @@ class OnnxRuntimeRunner(_RunnerBase):
         import onnxruntime as ort
 
         path = Path(onnx_path)
-        providers = ["CPUExecutionProvider"]
-        if device == "cuda":
-            if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise InferenceError("--device cuda: this onnxruntime has no CUDAExecutionProvider "
-                                     "(pip install 'vggx[gpu]'), or use --device cpu")
-            providers = ["CUDAExecutionProvider"]
+        providers = _ort_providers(device)
+        if providers[0][0] == "CUDAExecutionProvider" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise InferenceError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider "
+                                 "(pip install 'vggx[gpu]'), or use --device cpu")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
@@ -209,7 +224,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         self.info = ModelInfo.from_metadata(meta, f"ONNX model {path}")
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
-        self.description = f"onnxruntime ({providers[0]})"
+        self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
@@ -241,24 +256,25 @@ class TorchRunner(_RunnerBase):
         from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
         from vggx.generator import UInt8Upscaler
 
-        if device == "cuda":
+        cuda = device.startswith("cuda")
+        if cuda:
             from .cuda import require_cuda
 
-            require_cuda()
+            require_cuda(device)
         if threads:
             torch.set_num_threads(threads)
         path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         ckpt = load_checkpoint(path)
         model = UInt8Upscaler(ckpt.generator).eval()
         self._cuda = None
-        if device == "cuda":
+        if cuda:
             from .cuda import CudaUpscaler
 
-            self._cuda = CudaUpscaler(model, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
+            self._cuda = CudaUpscaler(model, device=device, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
-        extras = [x for x, on in (("fp16", fp16), ("compiled", device == "cuda" and compile),
-                                  ("cuda graphs", device == "cuda" and cuda_graphs)) if on]
+        extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
+                                  ("cuda graphs", cuda and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"
 
     @property

@@ -300,9 +300,15 @@ def flow_warp_triton(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def _on_stream(device: torch.device, stream: Any) -> contextlib.AbstractContextManager:
-    """Context that makes ``stream`` current for a CUDA launch (no-op on CPU or for None)."""
-    if device.type != "cuda" or stream is None:
+    """Context for a CUDA launch: the tensors' GPU current (Triton launches on the current device, so a
+    tensor on ``cuda:1`` while ``cuda:0`` is current would be read from the wrong GPU), and ``stream``
+    current if given. A no-op on CPU."""
+    if device.type != "cuda":
         return contextlib.nullcontext()
-    if isinstance(stream, int):
-        stream = torch.cuda.ExternalStream(stream, device=device)
-    return torch.cuda.stream(stream)
+    context = contextlib.ExitStack()
+    context.enter_context(torch.cuda.device(device))
+    if stream is not None:
+        if isinstance(stream, int):
+            stream = torch.cuda.ExternalStream(stream, device=device)
+        context.enter_context(torch.cuda.stream(stream))
+    return context

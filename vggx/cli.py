@@ -294,7 +294,7 @@ def upscale(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
     checkpoint: CheckpointOpt = None,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model (torch backend on cuda): about 2x faster on an H200 after "
@@ -421,7 +421,7 @@ def bench(
     url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
                    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda (in-process backends)")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="torch.compile the model (torch backend on cuda): about 2x faster on an H200 after "

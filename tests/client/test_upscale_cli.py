@@ -127,9 +127,10 @@ class TestBackendErrors:
         assert_one_error_line(result, "TensorRT is not installed")
 
     @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
-    def test_cuda_without_a_gpu(self, cli, clips, tmp_path):
-        result = cli(clips["aac"], tmp_path / "o.mp4", "--device", "cuda")
-        assert_one_error_line(result, "--device cuda: PyTorch sees no CUDA GPU")
+    @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+    def test_cuda_without_a_gpu(self, cli, clips, tmp_path, device):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--device", device)
+        assert_one_error_line(result, f"--device {device}: PyTorch sees no CUDA GPU")
 
     def test_pixel_format_the_codec_cannot_encode(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mkv", "--codec", "libx264rgb", "--pix-fmt", "yuv420p10le")

@@ -229,6 +229,25 @@ class TestOnnxRuntime:
         with pytest.raises(ConfigError, match="--url sends work to Triton"):
             BackendConfig(Backend.TORCH, url="localhost:8001")
 
+    @pytest.mark.parametrize("device", ["cpu", "cuda", "cuda:0", "cuda:3"])
+    def test_devices_by_index(self, device):
+        from vggx.client.runners import _ort_providers
+
+        cfg = BackendConfig(Backend.TORCH, device=device, fp16=device != "cpu", compile=device != "cpu")
+        assert cfg.cuda == (device != "cpu")
+        provider, options = _ort_providers(device)[0]
+        if device == "cpu":
+            assert (provider, options) == ("CPUExecutionProvider", {})
+        else:  # ONNX Runtime's CUDA provider on that GPU
+            assert (provider, options) == ("CUDAExecutionProvider", {"device_id": device.partition(":")[2] or "0"})
+
+    @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda0", "CPU", "cuda:1:2"])
+    def test_bad_devices_are_one_clear_error(self, device):
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=r"--device must be cpu, cuda or cuda:N \(a GPU's index\), got"):
+            BackendConfig(Backend.TORCH, device=device)
+
 
 class _NearestRunner:
     """Nearest-neighbour ×4 with the tiny model's window: the pipeline's own memory, without a model."""

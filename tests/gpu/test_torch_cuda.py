@@ -49,6 +49,25 @@ def test_fp16_cuda_matches_fp32_cpu_reference(tiny_checkpoint_path, shape, chann
 
 @gpu
 @requires_gpu
+def test_a_gpu_by_index(tiny_checkpoint_path):
+    """``cuda:N``: the model, its buffers and its kernels on that GPU (here the last one), the output that of
+    ``cuda`` on the same GPU; a GPU that is not there is one clear error."""
+    from vggx.client.cuda import require_cuda
+
+    last = torch.cuda.device_count() - 1
+    lr = _frames()
+    by_index = _fast(tiny_checkpoint_path, device=f"cuda:{last}")
+    assert by_index.device == torch.device("cuda", last)
+    with torch.cuda.device(last):
+        plain = _fast(tiny_checkpoint_path)
+    diff = np.abs(by_index(lr).astype(np.int16) - plain(lr).astype(np.int16))
+    assert diff.max() <= 1  # the same model on the same GPU (two instances: cuDNN may time its choices anew)
+    with pytest.raises(InferenceError, match=f"--device cuda:{last + 1}: there is no GPU {last + 1}"):
+        require_cuda(f"cuda:{last + 1}")
+
+
+@gpu
+@requires_gpu
 def test_compiled_fp16_matches_fp32_cpu_reference(tiny_checkpoint_path):
     """``torch.compile`` (Inductor fuses the eager epilogues; the vggx ops stay opaque kernels) + graphs."""
     from vggx.plugins import reference_ops
