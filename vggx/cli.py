@@ -43,16 +43,23 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def handle_errors(fn):
-    """Turn ``VggxError`` (and Ctrl-C) into one line and a non-zero exit, unless ``--debug``."""
+    """Turn ``VggxError`` (and Ctrl-C, SIGTERM) into one line and a non-zero exit, unless ``--debug``."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from vggx.server import Terminated, sigterm_as_interrupt
+
         try:
-            return fn(*args, **kwargs)
+            with sigterm_as_interrupt():  # SIGTERM cleans up as Ctrl-C does
+                return fn(*args, **kwargs)
         except VggxError as exc:
             if _state["debug"]:
                 raise
             _fail(str(exc))
+        except Terminated:
+            if _state["debug"]:
+                raise
+            _fail("terminated (SIGTERM)", code=143)
         except KeyboardInterrupt:
             if _state["debug"]:
                 raise

@@ -36,6 +36,7 @@ __all__ = [
     "CheckResult",
     "Endpoints",
     "ServerConfig",
+    "Terminated",
     "TritonInstall",
     "TritonServer",
     "check_model",
@@ -356,14 +357,19 @@ class TritonServer:
             self._log_file = None
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` (see :func:`sigterm_as_interrupt`)."""
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt():
-    """Inside the block, SIGTERM raises ``KeyboardInterrupt`` like Ctrl-C does (main thread only), so the
-    same ``with TritonServer(...)`` exit path shuts the server down for both.
+    """Inside the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) as Ctrl-C does (main
+    thread only), so the same exit paths clean up for both: the server shut down, a half-written output
+    deleted. A job scheduler's or ``timeout``'s SIGTERM would otherwise kill the process on the spot.
     """
 
     def _raise(signum, frame):
-        raise KeyboardInterrupt
+        raise Terminated
 
     if threading.current_thread() is not threading.main_thread():
         yield

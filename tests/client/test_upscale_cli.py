@@ -202,7 +202,11 @@ def _vggx(args: list[str], **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def test_ctrl_c_mid_run_exits_130_and_leaves_nothing(tiny_checkpoint_path, tmp_path):
+@pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGINT, 130, "error: interrupted"),
+                                                      (signal.SIGTERM, 143, "error: terminated (SIGTERM)")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_signal_mid_run_exits_cleanly_and_leaves_nothing(tiny_checkpoint_path, tmp_path, sig, code, message):
+    """Ctrl-C, or a scheduler's / ``timeout``'s SIGTERM: the half-written output is deleted, one line, exit 128+N."""
     src = make_video(tmp_path / "in.mkv", frames=96, codec="ffv1", pix_fmt="bgr0")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -213,10 +217,10 @@ def test_ctrl_c_mid_run_exits_130_and_leaves_nothing(tiny_checkpoint_path, tmp_p
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no output started within 60 s"
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
-    assert "error: interrupted" in err
+    assert proc.returncode == code, err
+    assert message in err
     assert list(out_dir.iterdir()) == []
 
 
