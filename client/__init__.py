@@ -1,10 +1,19 @@
 """Clients of the vggx model: in-process runners, the Triton client, windowing/tiling and ``upscale``."""
 
 from .model_info import ModelInfo
-from .pipeline import UpscaleConfig, UpscaleProgress, UpscaleResult, upscale, upscale_frames
+from .pipeline import (
+    VIDEO_SUFFIXES,
+    UpscaleConfig,
+    UpscaleProgress,
+    UpscaleResult,
+    plan_folder,
+    upscale,
+    upscale_frames,
+)
 from .runners import Backend, BackendConfig, Runner, TritonProtocol, open_runner
 
 __all__ = [
+    "VIDEO_SUFFIXES",
     "Backend",
     "BackendConfig",
     "ModelInfo",
@@ -14,6 +23,7 @@ __all__ = [
     "UpscaleProgress",
     "UpscaleResult",
     "open_runner",
+    "plan_folder",
     "upscale",
     "upscale_frames",
 ]

@@ -27,7 +27,12 @@ from vggx.video.encode import output_pix_fmt
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
 
-__all__ = ["UpscaleConfig", "UpscaleProgress", "UpscaleResult", "upscale", "upscale_frames"]
+__all__ = ["VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "plan_folder", "upscale",
+           "upscale_frames"]
+
+# What a folder run takes as videos (by extension; FFmpeg reads many more, named one by one).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
+                            ".mpeg", ".flv", ".wmv", ".3gp", ".y4m"})
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +122,27 @@ class UpscaleProgress(Protocol):
     def start(self, total: int | None, description: str) -> None: ...
 
     def advance(self, frames: int) -> None: ...
+
+
+def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs of a folder run: each video in ``input_dir`` (by extension, sorted, not
+    recursive) to the same name in ``output_dir`` (which the caller creates where missing).
+
+    Raises:
+        ConfigError: ``output_dir`` is a file or ``input_dir`` itself, or there are no videos.
+    """
+    input_dir, output_dir = Path(input_dir), Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ConfigError(f"{input_dir} is a folder, so the output must be one too; {output_dir} is a file")
+    if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
+        raise ConfigError(f"the output folder is the input folder {input_dir}: the outputs would replace the "
+                          "inputs; choose another folder")
+    videos = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise ConfigError(f"no videos in {input_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+    if not output_dir.exists() and not output_dir.parent.is_dir():
+        raise ConfigError(f"cannot create {output_dir}: directory {output_dir.parent} does not exist")
+    return [(video, output_dir / video.name) for video in videos]
 
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),

@@ -268,11 +268,14 @@ def default_concurrency(backend, device: str) -> int:
 @app.command()
 @handle_errors
 def upscale(
-    input: Annotated[Path, typer.Argument(help="video to upscale (anything FFmpeg reads)")],
-    output: Annotated[Path, typer.Argument(help="output video (.mp4, .mkv, ...)")],
+    input: Annotated[Path, typer.Argument(help="video to upscale (anything FFmpeg reads), or a folder of videos")],
+    output: Annotated[Path, typer.Argument(help="output video (.mp4, .mkv, ...), or a folder for a folder's")],
     backend: Annotated[str | None, typer.Option(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
     ] = None,
+    skip_existing: Annotated[bool, typer.Option(
+        "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
+    ] = False,
     url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
                    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
@@ -311,6 +314,10 @@ def upscale(
 ) -> None:
     """Upscale a video ×4: decode, infer in overlapping windows, encode with the audio copied.
 
+    A folder as INPUT upscales each video in it (by extension, not recursive) into the folder OUTPUT under
+    the same name, with the backend loaded and warmed up once; a file that fails is reported and the rest
+    go on (exit code 1 at the end).
+
     Example: vggx upscale in.mp4 out.mp4 --url 127.0.0.1:8001 --concurrency 4
     """
     from rich.progress import (
@@ -324,9 +331,9 @@ def upscale(
     )
     from rich.text import Text
 
-    from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig
+    from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, plan_folder
     from vggx.client import upscale as run_upscale
-    from vggx.errors import ConfigError
+    from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig
 
     choices = {b.value: b for b in Backend}
@@ -336,14 +343,21 @@ def upscale(
     if protocol not in ("grpc", "http"):
         raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
     chosen = choices[name]
-    cfg = UpscaleConfig(
-        input=input, output=output,
-        backend=BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
-                              compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol)),
-        encode=EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders),
-        concurrency=concurrency or default_concurrency(chosen, device),
-        start=start, frames=frames, compare=compare, deinterlace=deinterlace,
-    )
+    backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
+                                compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol))
+    encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
+
+    def config(src: Path, dst: Path) -> UpscaleConfig:
+        return UpscaleConfig(
+            input=src, output=dst, backend=backend_cfg, encode=encode,
+            concurrency=concurrency or default_concurrency(chosen, device),
+            start=start, frames=frames, compare=compare, deinterlace=deinterlace,
+        )
+
+    jobs = plan_folder(input, output) if input.is_dir() else [(input, output)]
+    cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work
+    if input.is_dir():
+        output.mkdir(exist_ok=True)
 
     class _Fps(ProgressColumn):
         def render(self, task) -> Text:
@@ -360,18 +374,48 @@ def upscale(
         def advance(self, n: int) -> None:
             self.bar.advance(self.task, n)
 
+    def report(result) -> None:
+        h, w = result.output_size
+        console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+                      f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
+                      highlight=False, soft_wrap=True, markup=False)
+        warmup = _warmup_line(result)
+        if warmup:
+            console.print(warmup, highlight=False, soft_wrap=True, markup=False)
+        console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
+
+    todo = [c for c in cfgs if not (skip_existing and c.output.exists())]
+    for c in cfgs:
+        if c not in todo:
+            console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
+    if not todo:
+        return
+    failed: list[str] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
                   transient=True, disable=not err_console.is_terminal) as bar:
-        result = run_upscale(cfg, progress=_Bar(bar))
-    h, w = result.output_size
-    console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
-                  f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
-                  highlight=False, soft_wrap=True, markup=False)
-    warmup = _warmup_line(result)
-    if warmup:
-        console.print(warmup, highlight=False, soft_wrap=True, markup=False)
-    console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
+        progress = _Bar(bar)
+        if not input.is_dir():
+            result = run_upscale(todo[0], progress=progress)
+        else:
+            with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
+                for c in todo:
+                    try:
+                        result = run_upscale(c, progress=progress, runner=runner)
+                    except VideoError as exc:  # this file: reported, the others go on
+                        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
+                                          soft_wrap=True)
+                        failed.append(c.input.name)
+                        continue
+                    report(result)
+    if not input.is_dir():
+        report(result)
+        return
+    skipped = len(cfgs) - len(todo)
+    console.print(f"{len(todo) - len(failed)} upscaled, {skipped} skipped, {len(failed)} failed"
+                  + (f": {', '.join(failed)}" if failed else ""), highlight=False, soft_wrap=True, markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}

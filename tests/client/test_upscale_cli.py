@@ -255,3 +255,54 @@ def test_peak_memory_does_not_grow_with_video_length(tiny_checkpoint_path, tmp_p
 def test_help_has_an_example():
     result = CliRunner().invoke(app, ["upscale", "--help"])
     assert result.exit_code == 0 and "Example: vggx upscale" in result.stdout
+
+
+class TestFolder:
+    """``vggx upscale IN_DIR OUT_DIR``: every video, one backend load, failures reported and the rest done."""
+
+    def _folder(self, tmp_path):
+        src = tmp_path / "in"
+        src.mkdir()
+        make_video(src / "a.mp4", frames=6, audio="aac")
+        make_video(src / "b.mkv", frames=5, codec="ffv1", pix_fmt="bgr0")
+        (src / "broken.mp4").write_bytes(b"not a video")
+        (src / "notes.txt").write_text("not a video either: not looked at")
+        return src
+
+    def test_each_video_is_upscaled_and_a_broken_one_reported(self, cli, tmp_path, monkeypatch):
+        import vggx.client
+
+        opened = []
+        real = vggx.client.open_runner
+        monkeypatch.setattr(vggx.client, "open_runner", lambda cfg: opened.append(cfg) or real(cfg))
+        src, out = self._folder(tmp_path), tmp_path / "out"
+        result = cli(src, out)
+        assert len(opened) == 1  # the backend is loaded (and warmed up) once for the folder
+        assert result.exit_code == 1, result.output
+        assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mkv"]  # nothing half-written
+        assert stream_facts(out / "a.mp4")["frames"] == 6 and stream_facts(out / "a.mp4")["audio"] == ["aac"]
+        assert stream_facts(out / "b.mkv")["size"] == (40 * 4, 56 * 4)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and "broken.mp4" in errors[0]
+        assert "2 upscaled, 0 skipped, 1 failed: broken.mp4" in result.stdout
+        # a second run leaves what is done (the folder picks up where it stopped)
+        again = cli(src, out, "--skip-existing")
+        assert "0 upscaled, 2 skipped, 1 failed: broken.mp4" in again.stdout and again.exit_code == 1
+
+    def test_folder_settings_are_checked_first(self, cli, tmp_path):
+        src = self._folder(tmp_path)
+        assert_one_error_line(cli(src, src), "the output folder is the input folder")
+        (tmp_path / "file.mp4").write_bytes(b"")
+        assert_one_error_line(cli(src, tmp_path / "file.mp4"), "the output must be one too")
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        assert_one_error_line(cli(empty, tmp_path / "o"), "no videos in")
+        assert_one_error_line(cli(src, tmp_path / "o2", "--crf", "99"), "--crf must be in 0..63")
+        assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
+
+    def test_skip_existing_single_file(self, cli, clips, tmp_path):
+        out = tmp_path / "o.mp4"
+        out.write_bytes(b"kept")
+        result = cli(clips["aac"], out, "--skip-existing")
+        assert result.exit_code == 0 and "exists: skipped" in result.stdout
+        assert out.read_bytes() == b"kept"
