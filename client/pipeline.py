@@ -88,6 +88,7 @@ class UpscaleResult:
     # warm-up (kernel compilation, cuDNN's algorithm search, CUDA-graph capture, ONNX Runtime's first run).
     first_window_seconds: float = 0.0
     first_window_frames: int = 0
+    input: Path | None = None
 
     @property
     def fps(self) -> float:
@@ -468,4 +469,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
         tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
+        input=config.input,
     )

@@ -276,6 +276,9 @@ def upscale(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
     ] = False,
+    json_path: Annotated[Path | None, typer.Option(
+        "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
+    ] = None,
     url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
                    ] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
@@ -374,7 +377,10 @@ def upscale(
         def advance(self, n: int) -> None:
             self.bar.advance(self.task, n)
 
+    results: list = []
+
     def report(result) -> None:
+        results.append(result)
         h, w = result.output_size
         console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                       f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
@@ -389,6 +395,7 @@ def upscale(
         if c not in todo:
             console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
     if not todo:
+        _write_results(json_path, [], [])
         return
     failed: list[str] = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
@@ -410,7 +417,9 @@ def upscale(
                     report(result)
     if not input.is_dir():
         report(result)
+        _write_results(json_path, results, [])
         return
+    _write_results(json_path, results, failed)
     skipped = len(cfgs) - len(todo)
     console.print(f"{len(todo) - len(failed)} upscaled, {skipped} skipped, {len(failed)} failed"
                   + (f": {', '.join(failed)}" if failed else ""), highlight=False, soft_wrap=True, markup=False)
@@ -419,6 +428,23 @@ def upscale(
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
+
+
+def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
+    """``--json``: one object per upscaled video (and the names of those that failed), for scripts."""
+    import json
+
+    if path is None:
+        return
+    rows = [{"input": str(r.input), "output": str(r.output), "frames": r.frames,
+             "seconds": round(r.seconds, 4), "fps": round(r.fps, 3),
+             "fps_after_first_window": None if r.steady_fps is None else round(r.steady_fps, 3),
+             "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),
+             "output_size": list(r.output_size), "output_bytes": r.output_bytes, "windows": r.windows,
+             "tiles_per_window": r.tiles_per_window, "backend": r.backend, "concurrency": r.concurrency,
+             "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
+            for r in results]
+    path.write_text(json.dumps({"results": rows, "failed": failed}, indent=2) + "\n")
 
 
 def _warmup_line(result) -> str | None:

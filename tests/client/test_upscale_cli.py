@@ -3,6 +3,7 @@ cleans up; peak memory does not grow with the video's length (subprocesses)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -276,7 +278,7 @@ class TestFolder:
         real = vggx.client.open_runner
         monkeypatch.setattr(vggx.client, "open_runner", lambda cfg: opened.append(cfg) or real(cfg))
         src, out = self._folder(tmp_path), tmp_path / "out"
-        result = cli(src, out)
+        result = cli(src, out, "--json", tmp_path / "results.json")
         assert len(opened) == 1  # the backend is loaded (and warmed up) once for the folder
         assert result.exit_code == 1, result.output
         assert sorted(p.name for p in out.iterdir()) == ["a.mp4", "b.mkv"]  # nothing half-written
@@ -285,6 +287,11 @@ class TestFolder:
         errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert len(errors) == 1 and "broken.mp4" in errors[0]
         assert "2 upscaled, 0 skipped, 1 failed: broken.mp4" in result.stdout
+        report = json.loads((tmp_path / "results.json").read_text())
+        assert report["failed"] == ["broken.mp4"]
+        assert [(Path(r["input"]).name, r["frames"], r["output_size"]) for r in report["results"]] == [
+            ("a.mp4", 6, [160, 224]), ("b.mkv", 5, [160, 224])]
+        assert all(r["fps"] > 0 and set(r["busy"]) == {"decode", "infer", "encode"} for r in report["results"])
         # a second run leaves what is done (the folder picks up where it stopped)
         again = cli(src, out, "--skip-existing")
         assert "0 upscaled, 2 skipped, 1 failed: broken.mp4" in again.stdout and again.exit_code == 1
@@ -303,6 +310,10 @@ class TestFolder:
     def test_skip_existing_single_file(self, cli, clips, tmp_path):
         out = tmp_path / "o.mp4"
         out.write_bytes(b"kept")
-        result = cli(clips["aac"], out, "--skip-existing")
+        result = cli(clips["aac"], out, "--skip-existing", "--json", tmp_path / "r.json")
         assert result.exit_code == 0 and "exists: skipped" in result.stdout
         assert out.read_bytes() == b"kept"
+        assert json.loads((tmp_path / "r.json").read_text()) == {"results": [], "failed": []}
+        done = cli(clips["aac"], tmp_path / "new.mp4", "--json", tmp_path / "r.json")
+        (row,) = json.loads((tmp_path / "r.json").read_text())["results"]
+        assert done.exit_code == 0 and row["output"] == str(tmp_path / "new.mp4") and row["frames"] == 10
