@@ -179,6 +179,9 @@ def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool
         return runner.infer_yuv420p(np.ascontiguousarray(frames)[None], keep)[0]  # only the kept frames come back
     if ph or pw:
         frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    if getattr(runner, "infers_kept", False):  # only the kept frames come back
+        kept = runner.infer(np.ascontiguousarray(frames)[None], keep=keep)[0]
+        return kept[:, : info.scale * h, : info.scale * w] if ph or pw else kept
     sr = runner.infer(np.ascontiguousarray(frames)[None])[0]
     kept = sr[keep, : info.scale * h, : info.scale * w]
     return kept.copy() if kept.shape[0] < sr.shape[0] else kept

@@ -297,15 +297,24 @@ class TorchRunner(_RunnerBase):
         out = self._cuda(np.ascontiguousarray(lr), output_format="yuv420p", keep=keep)
         return self.check_output(lr, out, (n, k, *yuv420p_shape(h * self.info.scale, w * self.info.scale)))
 
-    def infer(self, lr: np.ndarray) -> np.ndarray:
+    @property
+    def infers_kept(self) -> bool:
+        """Whether :meth:`infer` copies back only the ``keep`` frames (the CUDA fast path: half the bytes from
+        the GPU at T = 8), so the pipeline passes its windows' ``keep``."""
+        return self._cuda is not None
+
+    def infer(self, lr: np.ndarray, keep: slice = slice(None)) -> np.ndarray:
+        """The model's uint8 RGB ``(n, k, s·h, s·w, 3)`` for the frames ``keep`` selects along T (all by default)."""
         import torch
 
         self.check_input(lr)
+        n, t, h, w, c = lr.shape
+        expected = (n, len(range(*keep.indices(t))), h * self.info.scale, w * self.info.scale, c)
         if self._cuda is not None:
-            return self.check_output(lr, self._cuda(np.ascontiguousarray(lr)))
+            return self.check_output(lr, self._cuda(np.ascontiguousarray(lr), keep=keep), expected)
         with torch.inference_mode():
             sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)))
-        return self.check_output(lr, sr.numpy())
+        return self.check_output(lr, sr.numpy()[:, keep], expected)
 
     def close(self) -> None:
         if self._cuda is not None:

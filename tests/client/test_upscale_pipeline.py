@@ -262,6 +262,15 @@ class _NearestRunner:
         pass
 
 
+def test_torch_runner_keep_selects_frames(torch_runner):
+    """``infer(lr, keep)``: the kept frames of the whole output (on the CPU computed whole, then cut; the CUDA
+    path copies only them back, and the pipeline asks for them there: ``infers_kept``)."""
+    lr = np.random.default_rng(0).integers(0, 256, (1, 8, 16, 24, 3), dtype=np.uint8)
+    whole = torch_runner.infer(lr)
+    np.testing.assert_array_equal(torch_runner.infer(lr, keep=slice(2, 6)), whole[:, 2:6])
+    assert torch_runner.infers_kept is False
+
+
 def test_parallel_segment_encoders_write_the_same_video(tmp_path, torch_runner, clips):
     """``--encoders 3``: the same frames, timestamps and audio as one encoder (lossless H.264 compared)."""
     outs = {}
