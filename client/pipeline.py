@@ -4,7 +4,9 @@ Three kinds of thread run at once, joined by bounded queues: one decodes and cut
 workers run the model (each window's tiles in turn), and the calling thread puts windows back in order
 and encodes them. A semaphore caps the windows between "decoded" and "encoded" at ``concurrency + 2``,
 so memory depends on the window and frame size, never on the video's length. The first error in any
-thread stops the others; the output is then deleted (Ctrl-C included).
+thread stops the others; the output is then deleted (Ctrl-C included). With ``resume`` the finished
+segments of the output are kept (:class:`~vggx.video.SegmentStore`) and a second run with the same
+settings starts at the first window after them, with the frames before it decoded for context only.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 
 from vggx.errors import ConfigError, VideoError
 from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_encoder, check_output_path, open_video
-from vggx.video.encode import output_pix_fmt
+from vggx.video.encode import SEGMENT_CODECS, output_pix_fmt
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
@@ -59,6 +61,9 @@ class UpscaleConfig:
     # (False: RGB to the writer, which converts; the benchmark's side-by-side baseline).
     device_yuv420p: bool = True
     deinterlace: bool = False  # interlaced input through FFmpeg's bwdif before upscaling
+    # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
+    # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -67,6 +72,8 @@ class UpscaleConfig:
             raise ConfigError(f"--start must be >= 0 seconds, got {self.start}")
         if self.frames is not None and self.frames < 1:
             raise ConfigError(f"--frames must be >= 1, got {self.frames}")
+        if self.resume and self.encode.codec not in SEGMENT_CODECS:
+            raise ConfigError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.encode.codec}")
 
 
 @dataclass(frozen=True)
@@ -89,18 +96,22 @@ class UpscaleResult:
     first_window_seconds: float = 0.0
     first_window_frames: int = 0
     input: Path | None = None
+    resumed_frames: int = 0  # of ``frames``, those a stopped run had encoded already (``resume``)
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else float("inf")
+        """Frames upscaled in this run per second (a resumed run's stored frames are not counted)."""
+        made = self.frames - self.resumed_frames
+        return made / self.seconds if self.seconds > 0 else float("inf")
 
     @property
     def steady_fps(self) -> float | None:
         """Frames/s after the first window (the pace a longer clip approaches); None with a single window."""
         rest = self.seconds - self.first_window_seconds
-        if self.frames <= self.first_window_frames or rest <= 0:
+        later = self.frames - self.resumed_frames - self.first_window_frames
+        if later <= 0 or rest <= 0:
             return None
-        return (self.frames - self.first_window_frames) / rest
+        return later / rest
 
     @property
     def utilisation(self) -> dict[str, float]:
@@ -221,7 +232,7 @@ class _Done:
 class _Run:
     """The threads of one upscale run and their shared stop flag / first error."""
 
-    def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader) -> None:
+    def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, frames_done: int = 0) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
         info = runner.info
         self.window = info.window
@@ -241,6 +252,10 @@ class _Run:
         self.yuv420p = (cfg.device_yuv420p and getattr(runner, "yuv420p_output", False) and not cfg.compare
                         and output_pix_fmt(cfg.encode) == "yuv420p")
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
+        # A resumed run: the frames before ``frames_done`` are in the output already; windows start after them.
+        self.first_window = -(-frames_done // (self.window - 2 * self.context))
+        self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
+        self.last_pts = 0  # source pts of the last frame decoded
 
     def fail(self, exc: BaseException) -> None:
         with self._error_lock:
@@ -281,7 +296,10 @@ class _Run:
     def _decode(self) -> None:
         T, c = self.window, self.context
         buffer: dict[int, tuple[int, np.ndarray]] = {}
-        k = 0
+        k = self.first_window
+        # Frames a resumed run's windows read (their context, and at the clip's end the mirrored frames):
+        # those from one window before its first context frame on; the ones before are decoded and dropped.
+        skip_below = max(0, k * (T - 2 * c) - c - T)
         n = 0
         size = None
         for frame in self.reader:
@@ -292,8 +310,13 @@ class _Run:
             elif frame.image.shape != size:
                 raise VideoError(f"{self.reader.path}: the frame size changes mid-stream "
                                  f"({size[1]}x{size[0]} -> {frame.image.shape[1]}x{frame.image.shape[0]})")
-            buffer[frame.index] = (frame.pts, frame.image)
+            if frame.index == 0:
+                self.first_pts = frame.pts
+            self.last_pts = frame.pts
             n = frame.index + 1
+            if frame.index < skip_below:
+                continue
+            buffer[frame.index] = (frame.pts, frame.image)
             while last_source_needed(k, T, c) < n:
                 if not self._emit(k, n, buffer):
                     return
@@ -357,7 +380,7 @@ class _Run:
     def results(self) -> Iterator[_Done]:
         """Yield finished windows in order (in the calling thread); raise the first thread error."""
         pending: dict[int, _Done] = {}
-        next_k = 0
+        next_k = self.first_window  # a resumed run starts after the stored frames
         workers_left = self.cfg.concurrency
         while True:
             if self.error is not None:
@@ -411,10 +434,52 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
             runner.close()
 
 
+def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader):
+    """The segment store of a ``resume`` run and the encoder settings with its segment length (a whole number
+    of window strides, about two seconds), or ``(None, config.encode)``."""
+    import dataclasses
+
+    import av
+
+    from vggx.video import SegmentStore
+
+    if not config.resume:
+        return None, config.encode
+    info = runner.info
+    context = default_context(info.window) if config.context is None else config.context
+    stride = info.window - 2 * context
+    encode = config.encode
+    if encode.segment_frames is None:
+        encode = dataclasses.replace(encode, segment_frames=stride * max(2, round(2 * reader.info.rate / stride)))
+    elif encode.segment_frames % stride:
+        raise ConfigError(f"--resume needs segments of a whole number of window strides ({stride} frames), "
+                          f"got segment_frames={encode.segment_frames}")
+
+    def identity(path: Path | None) -> list | None:
+        if path is None or not Path(path).exists():
+            return None
+        st = Path(path).stat()
+        return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+    from vggx.checkpoint import DEFAULT_CHECKPOINT
+
+    settings = {
+        "input": identity(config.input), "backend": runner.description, "model": repr(info),
+        "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
+        "encode": repr(encode), "window": info.window, "context": context, "tile_overlap": config.tile_overlap,
+        "start": config.start, "frames": config.frames, "compare": config.compare,
+        "deinterlace": config.deinterlace,
+        "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
+    }
+    return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
+
+
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
-    run = _Run(config, runner, reader)
+    store, encode = _resume_store(config, output, runner, reader)
+    frames_done = store.frames_done if store is not None else 0
+    run = _Run(config, runner, reader, frames_done)
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
     threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]
@@ -423,37 +488,42 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
                        config.tile_overlap).count
     if progress is not None:
         progress.start(reader.expected_frames(), f"{runner.description}, window {info.window}"
-                       + (f", {tiles} tiles" if tiles > 1 else ""))
+                       + (f", {tiles} tiles" if tiles > 1 else "")
+                       + (f", resuming after frame {frames_done}" if frames_done else ""))
+        if frames_done:
+            progress.advance(frames_done)
     writer: VideoWriter | None = None
-    written = 0
+    written = frames_done
     t0 = time.perf_counter()
     first_window = (0.0, 0)
-    last_pts = 0
+
+    def open_writer() -> VideoWriter:
+        return VideoWriter(
+            output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
+            audio_source=vinfo.path if vinfo.has_audio or vinfo.has_subtitles else None,
+            audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
+            rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store)
+
     try:
         for t in threads:
             t.start()
-        first_pts = None
         for done in run.results():
             t_encode = time.perf_counter()
             if writer is None:
                 first_window = (t_encode - t0, len(done.pts))
-                first_pts = done.pts[0]
-                writer = VideoWriter(
-                    output, out_w, out_h, vinfo.rate, vinfo.time_base, config.encode,
-                    audio_source=vinfo.path if vinfo.has_audio or vinfo.has_subtitles else None,
-                    audio_start=float(first_pts * vinfo.time_base), metadata=vinfo.metadata,
-                    rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio)
+                writer = open_writer()  # frame 0's pts is known: the decoder read it before any window
             for image, pts in zip(done.images, done.pts, strict=True):
-                writer.write(image, pts - first_pts)
-                last_pts = pts
+                writer.write(image, pts - run.first_pts)
             run.busy["encode"] += time.perf_counter() - t_encode
             written += len(done.pts)
             if progress is not None:
                 progress.advance(len(done.pts))
+        if writer is None and frames_done:  # every frame was in the store: only the final mux is left
+            writer = open_writer()
         if writer is None:  # pragma: no cover - the reader raises on zero frames
             raise VideoError(f"{vinfo.path} has no video frames")
         if config.frames is not None:  # a preview: cut the audio where the video ends
-            writer.set_audio_end(float(last_pts * vinfo.time_base + 1 / vinfo.rate))
+            writer.set_audio_end(float(run.last_pts * vinfo.time_base + 1 / vinfo.rate))
         t_encode = time.perf_counter()
         writer.commit()
         run.busy["encode"] += time.perf_counter() - t_encode
@@ -463,6 +533,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             writer.abort()
         for t in threads:
             t.join(timeout=5.0)
+        if store is not None and store.segments:
+            log.warning("%d frames of %s are kept in %s: run the same command again (with --resume) to go on "
+                        "after them", store.frames_done, output, store.folder)
         raise
     seconds = time.perf_counter() - t0
     for t in threads:
@@ -472,5 +545,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
         tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
-        input=config.input,
+        input=config.input, resumed_frames=frames_done,
     )

@@ -276,6 +276,9 @@ def upscale(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
     ] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="keep finished 2-second segments beside the output, so that the same command run again "
+        "after an error, Ctrl-C or SIGTERM goes on after them (x264/x265)")] = False,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
     ] = None,
@@ -354,7 +357,7 @@ def upscale(
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=concurrency or default_concurrency(chosen, device),
-            start=start, frames=frames, compare=compare, deinterlace=deinterlace,
+            start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
         )
 
     jobs = plan_folder(input, output) if input.is_dir() else [(input, output)]
@@ -382,7 +385,8 @@ def upscale(
     def report(result) -> None:
         results.append(result)
         h, w = result.output_size
-        console.print(f"{result.frames} frames in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+        resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
+        console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                       f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
                       highlight=False, soft_wrap=True, markup=False)
         warmup = _warmup_line(result)
@@ -442,6 +446,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),
              "output_size": list(r.output_size), "output_bytes": r.output_bytes, "windows": r.windows,
              "tiles_per_window": r.tiles_per_window, "backend": r.backend, "concurrency": r.concurrency,
+             "resumed_frames": r.resumed_frames,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     path.write_text(json.dumps({"results": rows, "failed": failed}, indent=2) + "\n")

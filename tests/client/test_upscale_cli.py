@@ -317,3 +317,41 @@ class TestFolder:
         done = cli(clips["aac"], tmp_path / "new.mp4", "--json", tmp_path / "r.json")
         (row,) = json.loads((tmp_path / "r.json").read_text())["results"]
         assert done.exit_code == 0 and row["output"] == str(tmp_path / "new.mp4") and row["frames"] == 10
+
+
+def test_resume_from_the_cli(cli, clips, tmp_path):
+    """``--resume``: a finished run leaves only its output; a codec that cannot be joined is one line."""
+    out = tmp_path / "o.mp4"
+    result = cli(clips["aac"], out, "--resume")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
+    assert stream_facts(out)["frames"] == 10
+    assert_one_error_line(cli(clips["aac"], tmp_path / "o.mkv", "--resume", "--codec", "ffv1"),
+                          "--resume applies to libx264, libx264rgb, libx265, not ffv1")
+
+
+def test_sigterm_then_resume_finishes_the_video(tiny_checkpoint_path, tmp_path, cli):
+    """The user story: a long run is stopped by the scheduler; the same command again goes on after the
+    segments already encoded and finishes the video."""
+    src = make_video(tmp_path / "in.mkv", frames=96, codec="ffv1", pix_fmt="bgr0")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.mp4"
+    proc = _vggx(["upscale", src, out, "--resume", "--backend", "torch", "--checkpoint", tiny_checkpoint_path,
+                  "--threads", "1"])
+    first_segment = out_dir / ".o.mp4.vggx-resume" / "seg-00000.bin"
+    deadline = time.monotonic() + 120
+    while not first_segment.exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no segment finished within 120 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "kept in" in err and not out.exists()
+    result = cli(src, out, "--resume")
+    assert result.exit_code == 0, result.output
+    resumed = int(re.search(r"96 frames \((\d+) from the stopped run\)", result.stdout).group(1))
+    assert resumed >= 48 and resumed % 48 == 0  # whole 2-second segments (48 frames at 24 fps)
+    assert stream_facts(out)["frames"] == 96
+    assert sorted(p.name for p in out_dir.iterdir()) == ["o.mp4"]

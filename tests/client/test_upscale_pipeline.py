@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -269,6 +270,96 @@ def test_torch_runner_keep_selects_frames(torch_runner):
     whole = torch_runner.infer(lr)
     np.testing.assert_array_equal(torch_runner.infer(lr, keep=slice(2, 6)), whole[:, 2:6])
     assert torch_runner.infers_kept is False
+
+
+class _Counting(_NearestRunner):
+    def __init__(self, info):
+        super().__init__(info)
+        self.calls = 0
+
+    def infer(self, lr):
+        self.calls += 1
+        return super().infer(lr)
+
+
+class TestResume:
+    """``resume``: finished segments survive a failed run; the same command again goes on after them."""
+
+    def _planes(self, path):
+        import av
+
+        with av.open(str(path)) as c:
+            return [(f.pts, f.to_ndarray()) for f in c.decode(video=0)]
+
+    @pytest.mark.parametrize("encoders", [1, 2])
+    def test_a_failed_run_goes_on_where_it_stopped_and_matches_one_run(self, tmp_path, torch_runner, encoders):
+        from vggx.client.windows import windows_needed
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40, audio="aac")
+        ref, out = tmp_path / "ref.mp4", tmp_path / "out.mp4"
+        run(src, ref, _NearestRunner(info), encode=EncodeConfig(crf=0))
+        encode = EncodeConfig(crf=0, segment_frames=8, encoders=encoders)
+        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
+        failing.description = "nearest"  # the same backend, which failed on its eighth window
+        with pytest.raises(InferenceError, match="fell over"):
+            run(src, out, failing, encode=encode, resume=True)
+        store = tmp_path / ".out.mp4.vggx-resume"
+        assert not out.exists() and (store / "manifest.json").exists()
+        done = sum(seg["frames"] for seg in json.loads((store / "manifest.json").read_text())["segments"])
+        assert done >= 8 and done % 8 == 0  # whole segments only
+        again = _Counting(info)
+        result = run(src, out, again, encode=encode, resume=True)
+        assert again.calls == windows_needed(40, 8, 2) - done // 4  # only the windows after the stored frames
+        assert result.frames == 40 and not store.exists()
+        got, want = self._planes(out), self._planes(ref)
+        assert [p for p, _ in got] == [p for p, _ in want]
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert stream_facts(out)["audio"] == ["aac"]
+
+    def test_other_settings_are_refused_and_nothing_is_lost(self, tmp_path, torch_runner):
+        from vggx.errors import ConfigError
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        out = tmp_path / "out.mp4"
+        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
+        failing.description = "nearest"
+        with pytest.raises(InferenceError):
+            run(src, out, failing, encode=EncodeConfig(crf=0, segment_frames=8), resume=True)
+        manifest = tmp_path / ".out.mp4.vggx-resume" / "manifest.json"
+        before = manifest.read_text()
+        with pytest.raises(ConfigError, match="holds a run with other settings \\(encode differ"):
+            run(src, out, _NearestRunner(info), encode=EncodeConfig(crf=1, segment_frames=8), resume=True)
+        assert manifest.read_text() == before and not out.exists()
+
+    def test_all_frames_stored_only_the_final_mux_is_left(self, tmp_path, torch_runner, monkeypatch):
+        """Stopped after the last segment, while the output was being written: no window runs again."""
+        import os
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=18, audio="aac")
+        out = tmp_path / "out.mp4"
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        real_replace = os.replace
+
+        def failing_rename(a, b):  # the final rename onto the output fails (a full disk, say)
+            if str(b) == str(out):
+                raise OSError(28, "No space left on device")
+            return real_replace(a, b)
+
+        monkeypatch.setattr(os, "replace", failing_rename)
+        with pytest.raises(VideoError, match="No space left"):
+            run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        monkeypatch.setattr(os, "replace", real_replace)
+        manifest = json.loads((tmp_path / ".out.mp4.vggx-resume" / "manifest.json").read_text())
+        assert [seg["frames"] for seg in manifest["segments"]] == [8, 8, 2]
+        again = _Counting(info)
+        result = run(src, out, again, encode=encode, resume=True)
+        assert again.calls == 0 and result.frames == 18
+        assert stream_facts(out)["frames"] == 18 and stream_facts(out)["audio"] == ["aac"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4"]
 
 
 def test_parallel_segment_encoders_write_the_same_video(tmp_path, torch_runner, clips):

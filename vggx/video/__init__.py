@@ -1,8 +1,7 @@
 """Video I/O with PyAV (FFmpeg): decode any input to RGB frames, encode RGB frames with the audio copied."""
 
 from .decode import DecodedFrame, VideoInfo, VideoReader, open_video
-from .encode import EncodeConfig, VideoWriter, check_encoder, check_output_path
+from .encode import EncodeConfig, SegmentStore, VideoWriter, check_encoder, check_output_path
 
-__all__ = ["DecodedFrame", "EncodeConfig", "VideoInfo", "VideoReader", "VideoWriter", "check_encoder",
-           "check_output_path",
-           "open_video"]
+__all__ = ["DecodedFrame", "EncodeConfig", "SegmentStore", "VideoInfo", "VideoReader", "VideoWriter",
+           "check_encoder", "check_output_path", "open_video"]

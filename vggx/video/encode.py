@@ -38,14 +38,17 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["X264_PRESETS", "EncodeConfig", "VideoWriter", "check_encoder", "check_output_path", "output_pix_fmt"]
+__all__ = ["SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter", "check_encoder",
+           "check_output_path", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
 # Codecs that take x264-style rate control by constant quality.
 _CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
-# Codecs with x264-style speed presets, and those presets, fastest first.
+# Codecs with x264-style speed presets, and those presets, fastest first. Their runs of frames can also be
+# encoded as separate segments and joined (--encoders, --resume).
 _PRESET_CODECS = {"libx264", "libx264rgb", "libx265"}
+SEGMENT_CODECS = frozenset(_PRESET_CODECS)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 # Chroma-subsampled codecs whose players expect 4:2:0 (DESIGN: H.264 yuv420p by default).
@@ -163,16 +166,20 @@ class VideoWriter:
         self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
         config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
-        rotation: int = 0, sample_aspect_ratio: Fraction | None = None,
+        rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
     ) -> None:
         import av
 
         self.path = Path(path)
+        if store is not None and config.codec not in _PRESET_CODECS:
+            raise VideoError(f"--resume applies to {', '.join(sorted(_PRESET_CODECS))}, not {config.codec}")
+        self._store = store
+        self._segmented = config.encoders > 1 or store is not None
         tag = uuid.uuid4().hex[:8]
         self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
         self.config = config
         self._audio: _AudioCopier | None = None
-        self._frames = 0
+        self._frames = store.frames_done if store is not None else 0
         self._closed = False
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
@@ -195,7 +202,7 @@ class VideoWriter:
                 self._stream.set_display_rotation(rotation)
             if sample_aspect_ratio:
                 self._stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
-            if config.encoders > 1:
+            if self._segmented:
                 # The segments' encoders write into this stream: open its own encoder now (unused) for the
                 # header (H.264's SPS/PPS); each segment's encoder, set up alike, must produce the same. One
                 # thread: it never encodes, so it need not hold a frame buffer per thread (the header is alike).
@@ -334,11 +341,14 @@ class VideoWriter:
             raise VideoError(f"converting a frame for {self.path} failed ({_reason(exc)})") from None
         frame.pts = pts
         frame.time_base = self._time_base
-        if self.config.encoders > 1:
-            self._segment_for_next().frames.put(frame)
-            self._dts_source.append(pts)
-            if self._first_pts is None:
-                self._first_pts = pts
+        if self._segmented:
+            segment = self._segment_for_next()
+            segment.frames.put(frame)
+            segment.count += 1
+            if self._store is None:  # muxed as they come (a store's segments are muxed at the commit)
+                self._dts_source.append(pts)
+                if self._first_pts is None:
+                    self._first_pts = pts
             self._frames += 1
             self._mux_segments(wait=False)
             return
@@ -390,7 +400,12 @@ class VideoWriter:
             if wait:
                 oldest.finished.wait()
             finished = oldest.finished.is_set()  # before taking: packets may still arrive until it is set
-            for packet in oldest.take():
+            if self._store is not None:  # kept on disk, whole segments only, muxed at the commit
+                if not finished:
+                    return
+                if oldest.error is None:
+                    self._store.add(oldest.take(), oldest.count)
+            for packet in oldest.take() if self._store is None else ():
                 if self._audio is not None:
                     self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
                 self._restamp_dts(packet)
@@ -435,10 +450,12 @@ class VideoWriter:
             raise
         self._stop_pool()
         try:
-            if self.config.encoders > 1:
+            if self._segmented:
                 if self._segments:
                     self._segments[-1].close()
                 self._mux_segments(wait=True)
+                if self._store is not None:
+                    self._mux_store()
             else:
                 for packet in self._stream.encode():
                     self._container.mux(packet)
@@ -459,11 +476,41 @@ class VideoWriter:
             self._remove_tmp()
             raise VideoError(f"cannot move the result onto {self.path} ({_reason(exc)})") from None
         log.info("wrote %s (%d frames)", self.path, self._frames)
+        if self._store is not None:
+            self._store.remove()
         return self.path
 
+    def _mux_store(self) -> None:
+        """The stored segments' packets, in order, into the output (decode timestamps as one encoder's)."""
+        import av
+
+        for packets in self._store.packets():
+            self._dts_source.extend(sorted(p.pts for p in packets))  # segments are consecutive runs of frames
+            if self._first_pts is None and packets:
+                self._first_pts = min(p.pts for p in packets)
+            for packet in packets:
+                if self._audio is not None:
+                    self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
+                self._restamp_dts(packet)
+                packet.stream = self._stream
+                try:
+                    self._container.mux(packet)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
+
     def abort(self) -> None:
-        """Close without finishing and delete the temporary file (safe to call twice)."""
+        """Close without finishing and delete the temporary file (safe to call twice). With a store, the
+        segments already encoded in full are kept in it first (a rerun with the store resumes after them)."""
         self._stop_pool()
+        if self._store is not None:
+            for segment in list(self._segments):  # in order, up to the first unfinished one
+                if not (segment.closed and segment.finished.is_set() and segment.error is None):
+                    break
+                try:
+                    self._store.add(segment.take(), segment.count)
+                except OSError:  # pragma: no cover - the disk is why we are aborting
+                    break
+                self._segments.popleft()
         for segment in self._segments:
             segment.cancel()
         for segment in self._segments:
@@ -492,6 +539,90 @@ class VideoWriter:
             self.abort()
 
 
+class SegmentStore:
+    """A folder of finished segments and a manifest, so that an interrupted run resumes after them.
+
+    Each segment (``segment_frames`` consecutive frames, opening with a keyframe) is kept as its encoded
+    packets (one file: a JSON line of timestamps and sizes, then the payloads) and recorded in
+    ``manifest.json`` only once written in full. ``settings`` describe everything the frames depend on
+    (input, model, encoder, windows); a folder made with other settings is refused.
+
+    Raises:
+        ConfigError: the folder holds another run's segments.
+    """
+
+    def __init__(self, folder: str | Path, settings: dict) -> None:
+        import json
+
+        from vggx.errors import ConfigError
+
+        self.folder = Path(folder)
+        self.settings = json.loads(json.dumps(settings, default=str))  # what a reread manifest compares equal to
+        self.segments: list[dict] = []
+        manifest = self.folder / "manifest.json"
+        if manifest.exists():
+            try:
+                data = json.loads(manifest.read_text())
+                saved = data["settings"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise ConfigError(f"{manifest} is unreadable ({exc}); delete {self.folder} to start over") from None
+            if saved != self.settings:
+                changed = sorted(k for k in {*saved, *self.settings} if saved.get(k) != self.settings.get(k))
+                raise ConfigError(f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
+                                  f"run with those again, or delete the folder to start over")
+            self.segments = data["segments"]
+
+    @property
+    def frames_done(self) -> int:
+        return sum(seg["frames"] for seg in self.segments)
+
+    def add(self, packets: list, frames: int) -> None:
+        """Keep one finished segment (its packets in decode order) and record it."""
+        import json
+
+        self.folder.mkdir(exist_ok=True)
+        name = f"seg-{len(self.segments):05d}.bin"
+        header = [[p.pts, p.dts, p.size, bool(p.is_keyframe)] for p in packets]
+        time_base = packets[0].time_base if packets else None
+        tmp = self.folder / (name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(json.dumps({"time_base": str(time_base), "packets": header}).encode() + b"\n")
+            for p in packets:
+                f.write(bytes(p))
+        tmp.replace(self.folder / name)
+        self.segments.append({"file": name, "frames": frames})
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        import json
+
+        tmp = self.folder / "manifest.json.tmp"
+        tmp.write_text(json.dumps({"settings": self.settings, "segments": self.segments}, indent=1))
+        tmp.replace(self.folder / "manifest.json")
+
+    def packets(self):
+        """Each stored segment's packets, in order (``av.Packet`` with their timestamps)."""
+        import json
+
+        import av
+
+        for seg in self.segments:
+            with open(self.folder / seg["file"], "rb") as f:
+                head = json.loads(f.readline())
+                time_base = Fraction(head["time_base"])
+                out = []
+                for pts, dts, size, key in head["packets"]:
+                    packet = av.Packet(f.read(size))
+                    packet.pts, packet.dts, packet.time_base, packet.is_keyframe = pts, dts, time_base, key
+                    out.append(packet)
+            yield out
+
+    def remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
 class _Segment:
     """One run of consecutive frames encoded by its own encoder in its own thread; its packets wait here
     until the writer muxes them (in segment order, from the thread that owns the container)."""
@@ -500,6 +631,7 @@ class _Segment:
         import queue
 
         self.ctx, self.first = ctx, first
+        self.count = 0  # frames given to it
         self.frames: queue.SimpleQueue = queue.SimpleQueue()  # frames, then None at the end
         self.closed = False
         self.finished = threading.Event()  # the encoder has flushed (or failed, or was cancelled)
