@@ -393,7 +393,6 @@ class VideoWriter:
     def _mux_segments(self, wait: bool, until_one_finished: bool = False) -> None:
         """Mux the segments' packets in order (a later segment's wait behind an earlier one's); ``wait``:
         block for the oldest segment's encoder to finish (``until_one_finished``: then return)."""
-        import av
 
         while self._segments:
             oldest = self._segments[0]
@@ -406,14 +405,7 @@ class VideoWriter:
                 if oldest.error is None:
                     self._store.add(oldest.take(), oldest.count)
             for packet in oldest.take() if self._store is None else ():
-                if self._audio is not None:
-                    self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
-                self._restamp_dts(packet)
-                packet.stream = self._stream
-                try:
-                    self._container.mux(packet)
-                except (av.error.FFmpegError, ValueError) as exc:
-                    raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
+                self._mux_packet(packet)
             if oldest.error is not None:
                 raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
                                  f"({_reason(oldest.error)})")
@@ -482,21 +474,26 @@ class VideoWriter:
 
     def _mux_store(self) -> None:
         """The stored segments' packets, in order, into the output (decode timestamps as one encoder's)."""
-        import av
 
         for packets in self._store.packets():
             self._dts_source.extend(sorted(p.pts for p in packets))  # segments are consecutive runs of frames
             if self._first_pts is None and packets:
                 self._first_pts = min(p.pts for p in packets)
             for packet in packets:
-                if self._audio is not None:
-                    self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
-                self._restamp_dts(packet)
-                packet.stream = self._stream
-                try:
-                    self._container.mux(packet)
-                except (av.error.FFmpegError, ValueError) as exc:
-                    raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
+                self._mux_packet(packet)
+
+    def _mux_packet(self, packet) -> None:
+        """One segment packet into the output, after the audio up to its time, with the stream's dts."""
+        import av
+
+        if self._audio is not None:
+            self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
+        self._restamp_dts(packet)
+        packet.stream = self._stream
+        try:
+            self._container.mux(packet)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
 
     def abort(self) -> None:
         """Close without finishing and delete the temporary file (safe to call twice). With a store, the
