@@ -320,9 +320,9 @@ def upscale(
 ) -> None:
     """Upscale a video ×4: decode, infer in overlapping windows, encode with the audio copied.
 
-    A folder as INPUT upscales each video in it (by extension, not recursive) into the folder OUTPUT under
-    the same name, with the backend loaded and warmed up once; a file that fails is reported and the rest
-    go on (exit code 1 at the end).
+    A folder as INPUT: each video in it (by extension, not recursive) goes to
+    the folder OUTPUT under the same name, the backend loaded and warmed up once;
+    a file that fails is reported and the others go on (exit code 1 at the end).
 
     Example: vggx upscale in.mp4 out.mp4 --url 127.0.0.1:8001 --concurrency 4
     """
