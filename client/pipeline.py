@@ -24,6 +24,7 @@ import numpy as np
 
 from vggx.errors import ConfigError, VideoError
 from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_encoder, check_output_path, open_video
+from vggx.video.decode import thread_reformatter
 from vggx.video.encode import SEGMENT_CODECS, output_pix_fmt
 
 from .runners import BackendConfig, Runner, open_runner
@@ -198,19 +199,12 @@ def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool
     return kept.copy() if kept.shape[0] < sr.shape[0] else kept
 
 
-_local = threading.local()  # each inference worker's VideoReformatter for --compare (it keeps its swscale context)
-
-
 def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     import av
-    from av.video.reformatter import VideoReformatter
 
-    reformatter = getattr(_local, "reformatter", None)
-    if reformatter is None:
-        reformatter = _local.reformatter = VideoReformatter()
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     h, w = image.shape[:2]
-    return reformatter.reformat(frame, width=w * scale, height=h * scale, format="rgb24",
+    return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format="rgb24",
                                 interpolation="BICUBIC").to_ndarray()
 
 
@@ -232,12 +226,11 @@ class _Done:
 class _Run:
     """The threads of one upscale run and their shared stop flag / first error."""
 
-    def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, frames_done: int = 0) -> None:
+    def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, context: int,
+                 frames_done: int = 0) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
-        info = runner.info
-        self.window = info.window
-        self.context = default_context(self.window) if cfg.context is None else cfg.context
-        windows_needed(1, self.window, self.context)  # validates the context
+        self.window, self.context = runner.info.window, context
+        self.stride = self.window - 2 * context
         self.slots = threading.Semaphore(cfg.concurrency + 2)
         self.todo: queue.Queue[_Work | None] = queue.Queue(maxsize=cfg.concurrency)
         self.done: queue.Queue[_Done | None] = queue.Queue()
@@ -253,7 +246,7 @@ class _Run:
                         and output_pix_fmt(cfg.encode) == "yuv420p")
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
         # A resumed run: the frames before ``frames_done`` are in the output already; windows start after them.
-        self.first_window = -(-frames_done // (self.window - 2 * self.context))
+        self.first_window = -(-frames_done // self.stride)
         self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
         self.last_pts = 0  # source pts of the last frame decoded
 
@@ -299,7 +292,7 @@ class _Run:
         k = self.first_window
         # Frames a resumed run's windows read (their context, and at the clip's end the mirrored frames):
         # those from one window before its first context frame on; the ones before are decoded and dropped.
-        skip_below = max(0, k * (T - 2 * c) - c - T)
+        skip_below = max(0, k * self.stride - c - T)
         n = 0
         size = None
         for frame in self.reader:
@@ -343,8 +336,7 @@ class _Run:
 
     def _trim(self, buffer: dict, k: int, n: int) -> None:
         # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
-        stride = self.window - 2 * self.context
-        keep_from = min(k * stride - self.context, n - self.window)
+        keep_from = min(k * self.stride - self.context, n - self.window)
         for i in [i for i in buffer if i < keep_from]:
             del buffer[i]
 
@@ -434,7 +426,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
             runner.close()
 
 
-def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader):
+def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int):
     """The segment store of a ``resume`` run and the encoder settings with its segment length (a whole number
     of window strides, about two seconds), or ``(None, config.encode)``."""
     import dataclasses
@@ -446,7 +438,6 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     if not config.resume:
         return None, config.encode
     info = runner.info
-    context = default_context(info.window) if config.context is None else config.context
     stride = info.window - 2 * context
     encode = config.encode
     if encode.segment_frames is None:
@@ -477,9 +468,11 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
-    store, encode = _resume_store(config, output, runner, reader)
+    context = default_context(info.window) if config.context is None else config.context
+    windows_needed(1, info.window, context)  # validates the context
+    store, encode = _resume_store(config, output, runner, reader, context)
     frames_done = store.frames_done if store is not None else 0
-    run = _Run(config, runner, reader, frames_done)
+    run = _Run(config, runner, reader, context, frames_done)
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
     threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]

@@ -37,8 +37,12 @@ CheckpointOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _error_line(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _error_line(message)
     raise typer.Exit(code)
 
 
@@ -360,9 +364,10 @@ def upscale(
             start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
         )
 
-    jobs = plan_folder(input, output) if input.is_dir() else [(input, output)]
+    folder = input.is_dir()
+    jobs = plan_folder(input, output) if folder else [(input, output)]
     cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work
-    if input.is_dir():
+    if folder:
         output.mkdir(exist_ok=True)
 
     class _Fps(ProgressColumn):
@@ -394,10 +399,12 @@ def upscale(
             console.print(warmup, highlight=False, soft_wrap=True, markup=False)
         console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
 
-    todo = [c for c in cfgs if not (skip_existing and c.output.exists())]
+    todo = []
     for c in cfgs:
-        if c not in todo:
+        if skip_existing and c.output.exists():
             console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
+        else:
+            todo.append(c)
     if not todo:
         _write_results(json_path, [], [])
         return
@@ -406,7 +413,7 @@ def upscale(
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
                   transient=True, disable=not err_console.is_terminal) as bar:
         progress = _Bar(bar)
-        if not input.is_dir():
+        if not folder:
             result = run_upscale(todo[0], progress=progress)
         else:
             with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
@@ -414,12 +421,11 @@ def upscale(
                     try:
                         result = run_upscale(c, progress=progress, runner=runner)
                     except VideoError as exc:  # this file: reported, the others go on
-                        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                                          soft_wrap=True)
+                        _error_line(str(exc))
                         failed.append(c.input.name)
                         continue
                     report(result)
-    if not input.is_dir():
+    if not folder:
         report(result)
         _write_results(json_path, results, [])
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -238,6 +239,20 @@ def _pixel_aspect(stream) -> Fraction | None:
 
 _AVCOL_SPC_UNSPECIFIED = 2
 _HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # FFmpeg's AVCOL_TRC values
+
+
+_THREAD = threading.local()
+
+
+def thread_reformatter():
+    """This thread's ``VideoReformatter``, kept across frames: a frame's own ``reformat``/``to_ndarray(format=)``
+    builds a new swscale context every time (2.3 of 2.4 ms per 180x320 frame). Not shared across threads."""
+    reformatter = getattr(_THREAD, "reformatter", None)
+    if reformatter is None:
+        from av.video.reformatter import VideoReformatter
+
+        reformatter = _THREAD.reformatter = VideoReformatter()
+    return reformatter
 
 
 def _to_rgb(frame, reformatter) -> np.ndarray:

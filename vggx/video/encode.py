@@ -38,6 +38,8 @@ import numpy as np
 
 from vggx.errors import VideoError
 
+from .decode import thread_reformatter
+
 __all__ = ["SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter", "check_encoder",
            "check_output_path", "output_pix_fmt"]
 
@@ -88,8 +90,8 @@ class EncodeConfig:
             raise VideoError(f"convert_threads must be >= 0, got {self.convert_threads}")
         if not 1 <= self.encoders <= 64:
             raise VideoError(f"--encoders must be in 1..64, got {self.encoders}")
-        if self.encoders > 1 and self.codec not in _PRESET_CODECS:
-            raise VideoError(f"--encoders applies to {', '.join(sorted(_PRESET_CODECS))}, not {self.codec}")
+        if self.encoders > 1 and self.codec not in SEGMENT_CODECS:
+            raise VideoError(f"--encoders applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.codec}")
         if self.segment_frames is not None and self.segment_frames < 8:
             raise VideoError(f"segment_frames must be >= 8, got {self.segment_frames}")
         if self.crf is not None and not 0 <= self.crf <= 63:
@@ -171,8 +173,8 @@ class VideoWriter:
         import av
 
         self.path = Path(path)
-        if store is not None and config.codec not in _PRESET_CODECS:
-            raise VideoError(f"--resume applies to {', '.join(sorted(_PRESET_CODECS))}, not {config.codec}")
+        if store is not None and config.codec not in SEGMENT_CODECS:
+            raise VideoError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {config.codec}")
         self._store = store
         self._segmented = config.encoders > 1 or store is not None
         tag = uuid.uuid4().hex[:8]
@@ -184,7 +186,6 @@ class VideoWriter:
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
         self._threads = _CONVERT_THREADS if config.convert_threads is None else config.convert_threads
-        self._local = threading.local()  # each converting thread's VideoReformatter (its swscale context)
         self._segments: collections.deque[_Segment] = collections.deque()  # encoding or not yet muxed, in order
         # With segments: the pts of frames written but not yet used as a dts (in order), and the first frame's.
         self._dts_source: collections.deque[int] = collections.deque()
@@ -321,11 +322,9 @@ class VideoWriter:
         cc = self._stream.codec_context
         if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
             return frame  # e.g. yuv420p planes converted on the GPU, BT.709 like the line below
-        from av.video.reformatter import Colorspace, VideoReformatter
+        from av.video.reformatter import Colorspace
 
-        reformatter = getattr(self._local, "reformatter", None)
-        if reformatter is None:  # kept per thread: a frame's own reformat() builds a new context each time
-            reformatter = self._local.reformatter = VideoReformatter()
+        reformatter = thread_reformatter()
         if self._yuv_range is None:
             return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1)
         return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1,
@@ -399,13 +398,13 @@ class VideoWriter:
             if wait:
                 oldest.finished.wait()
             finished = oldest.finished.is_set()  # before taking: packets may still arrive until it is set
-            if self._store is not None:  # kept on disk, whole segments only, muxed at the commit
-                if not finished:
-                    return
-                if oldest.error is None:
-                    self._store.add(oldest.take(), oldest.count)
-            for packet in oldest.take() if self._store is None else ():
-                self._mux_packet(packet)
+            if self._store is None:
+                for packet in oldest.take():
+                    self._mux_packet(packet)
+            elif not finished:  # kept on disk, whole segments only, muxed at the commit
+                return
+            elif oldest.error is None:
+                self._store.add(oldest.take(), oldest.count)
             if oldest.error is not None:
                 raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
                                  f"({_reason(oldest.error)})")
