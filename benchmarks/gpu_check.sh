@@ -9,8 +9,9 @@
 #    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; Inductor's freezing with GPU_CHECK_FREEZING=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    x264 medium and veryfast, two windows in flight (the CLI's default on CUDA), one x264 and four on
-#    segments (--encoders 4; also benchmarks/encoders.py alone), the tiny model and the base model's
-#    compute (compiled too with GPU_CHECK_E2E_COMPILE=1); then the real CLI on the README's sample clip.
+#    segments (--encoders 4), the base model's compute and the tiny model's on 480-frame clips (run 8's short
+#    clips with GPU_CHECK_SHORT_E2E=1, compiled with GPU_CHECK_E2E_COMPILE=1); then the real CLI on the
+#    README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
 # launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
 # two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
@@ -62,22 +63,27 @@ COMPILE_ARG=--compile
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
   ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} \
   ${GPU_CHECK_FREEZING:+--compile-freezing} --json "$OUT/gpu_model.json"
-# End to end as `vggx upscale` runs on CUDA (two windows in flight): x264's default preset (medium), then veryfast.
-# (Runs 5-7 also timed one window in flight: 172.0 vs 187.7 fps at veryfast, run 7.)
+# End to end as `vggx upscale` runs on CUDA (two windows in flight), on 480-frame clips (20 s at 24 fps): run 8's
+# 96-frame clips lasted 1.3-1.9 s, of which x264's fill and flush at medium (rc-lookahead 40 plus ~24 frame
+# threads on 16 cores: ~60 frames in flight) took about 0.5 s. The base model's compute (untrained, RGB head
+# zeroed: bicubic output) is a GPU slower than the encoder; the tiny model's is faster than x264 on 16 cores.
 E2E=("$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 --size 180x320 --repeats 2 \
   --concurrency 2)
-step upscale_e2e 60 "${E2E[@]}" --frames 96 --json "$OUT/upscale_e2e.json"
-step upscale_e2e_veryfast_c2 60 "${E2E[@]}" --frames 96 --preset veryfast --json "$OUT/upscale_e2e_veryfast_c2.json"
-# Four x264 encoders on consecutive segments (--encoders 4): the encoder's ceiling on 16 cores, alone and end to end.
-step encoders 90 "$PY" -m vggx.benchmarks.encoders --frames 192 --encoders 1,2,4 --preset medium --repeats 2 \
-  --json "$OUT/encoders.json"
-step upscale_e2e_encoders4 60 "${E2E[@]}" --frames 192 --encoders 4 --json "$OUT/upscale_e2e_encoders4.json"
-step upscale_e2e_veryfast_encoders4 60 "${E2E[@]}" --frames 192 --preset veryfast --encoders 4 \
-  --json "$OUT/upscale_e2e_veryfast_encoders4.json"
-# The base model's compute (untrained, RGB head zeroed: bicubic output): a GPU slower than the encoder.
-step upscale_e2e_base 60 "${E2E[@]}" --config base --frames 96 --json "$OUT/upscale_e2e_base.json"
+step upscale_e2e_base_long 150 "${E2E[@]}" --config base --frames 480 --json "$OUT/upscale_e2e_base_long.json"
+step upscale_e2e_long 120 "${E2E[@]}" --frames 480 --encoders 4 --repeats 1 --json "$OUT/upscale_e2e_long.json"
 step upscale_e2e_base_veryfast 60 "${E2E[@]}" --config base --frames 96 --preset veryfast \
   --json "$OUT/upscale_e2e_base_veryfast.json"
+step upscale_e2e_veryfast_encoders4 60 "${E2E[@]}" --frames 192 --preset veryfast --encoders 4 \
+  --json "$OUT/upscale_e2e_veryfast_encoders4.json"
+# Run 8's short-clip rows (96/192 frames, one x264 and four on segments, x264 alone) with GPU_CHECK_SHORT_E2E=1.
+if [ -n "${GPU_CHECK_SHORT_E2E:-}" ]; then
+  step upscale_e2e 60 "${E2E[@]}" --frames 96 --json "$OUT/upscale_e2e.json"
+  step upscale_e2e_veryfast_c2 60 "${E2E[@]}" --frames 96 --preset veryfast --json "$OUT/upscale_e2e_veryfast_c2.json"
+  step encoders 90 "$PY" -m vggx.benchmarks.encoders --frames 192 --encoders 1,2,4 --preset medium --repeats 2 \
+    --json "$OUT/encoders.json"
+  step upscale_e2e_encoders4 60 "${E2E[@]}" --frames 192 --encoders 4 --json "$OUT/upscale_e2e_encoders4.json"
+  step upscale_e2e_base 60 "${E2E[@]}" --config base --frames 96 --json "$OUT/upscale_e2e_base.json"
+fi
 # Compiled end to end (runs 5-6: encoder-bound, 168-171 fps at veryfast) only on request.
 [ -z "${GPU_CHECK_E2E_COMPILE:-}" ] || step upscale_e2e_compile 120 "${E2E[@]}" --compile --frames 96 \
   --preset veryfast --json "$OUT/upscale_e2e_compile.json"

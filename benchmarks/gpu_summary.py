@@ -7,9 +7,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-_E2E = ("upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2", "upscale_e2e_encoders4",
-        "upscale_e2e_veryfast_encoders4", "upscale_e2e_base", "upscale_e2e_base_veryfast", "upscale_e2e_compile",
-        "upscale_e2e_sample")
+_E2E = ("upscale_e2e_base_long", "upscale_e2e_long", "upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2",
+        "upscale_e2e_encoders4", "upscale_e2e_veryfast_encoders4", "upscale_e2e_base", "upscale_e2e_base_veryfast",
+        "upscale_e2e_compile", "upscale_e2e_sample")
 
 
 def _load(path: Path):

@@ -12,7 +12,11 @@ and that bandwidth as a share of the GPU's copy bandwidth, which it measures fir
 - temporal attention: transposes to (pixels, heads, T, d) + ``scaled_dot_product_attention``
   + the transpose back to [N, T, C, H, W].
 
-Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``).
+Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``). Beside
+each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embeds for the same tensors
+(:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
+without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
+aligned pointers) that lets Triton's JIT vectorise loads.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and unrolling) on the FP16 cases, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -147,13 +151,32 @@ def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResul
     )
 
 
+def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, iters: int) -> tuple[float, float] | None:
+    """Milliseconds and max error of an AOT kernel (the PTX TensorRT embeds) launched through CuPy on the
+    current stream; None without CuPy. That PTX is compiled without Triton's runtime specialisation (the
+    engine's shapes are dynamic: nothing known divisible by 16), so its loads are not vectorised."""
+    try:
+        from vggx.plugins.tensorrt import cupy_launch
+
+        launch = cupy_launch(kernel, inputs, (out,))
+    except ImportError:
+        return None
+    ms = _time_ms(launch, iters)
+    out.fill_(float("nan"))
+    launch()
+    torch.cuda.synchronize()
+    return ms, (out.float() - expected).abs().max().item()
+
+
 def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
     from vggx.plugins.launch import attention_tile
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
+    from vggx.plugins.tensorrt import compile_aot, device_cc
 
     copy_gbps = copy_gbps or measure_copy_bandwidth()
+    cc = device_cc()
     results = []
     gen = torch.Generator(device="cuda").manual_seed(0)
     for shape, dtype, layout, kind in FLOW_WARP_CASES:
@@ -166,8 +189,17 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         nbytes = 2 * x.numel() * x.element_size() + flow.numel() * flow.element_size()
         k_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters)
         t_ms = _time_ms(lambda x=x, flow=flow: _flow_warp_torch(x, flow), iters)
-        err = (launch_flow_warp(x, flow).float() - flow_warp_reference(x.float(), flow.float())).abs().max()
+        expected = flow_warp_reference(x.float(), flow.float())
+        err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        # The TensorRT plugin's kernel for the same tensors: LINEAR -> NCHW kernel; channels-last = HWC8
+        # (FP16, C = 64 needs no padding) or HWC (FP32) -> the channels-last kernel.
+        trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
+        aot = _aot_ms(compile_aot("flow_warp", shape, dtype, cc=cc, layout=trt_layout), (x, flow), out,
+                      expected.to(memory_format=torch.channels_last) if layout == "channels_last" else expected, iters)
+        if aot is not None:
+            results.append(_result(f"flow_warp[{layout},{kind},aot]", shape, dtype, nbytes, aot[0], t_ms, copy_gbps,
+                                   aot[1]))
         del x, flow, out
     for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
         qkv = torch.randn((n, t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
@@ -184,6 +216,11 @@ def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[f
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
+        aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out,
+                      temporal_attention_reference(qkv, heads).float(), iters)
+        if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it
+            results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
+                                   copy_gbps, aot[1]))
         shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
         others = {"fma": attention_tile(t, c // heads, mma=False)}
         for p_block, warps in ATTENTION_MMA_TILES:

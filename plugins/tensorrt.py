@@ -27,6 +27,7 @@ import functools
 import importlib
 import re
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,7 @@ __all__ = [
     "compile_aot",
     "compile_ptx",
     "constexpr_key",
+    "cupy_launch",
     "device_cc",
     "register_plugins",
     "strip_unused_params",
@@ -241,6 +243,33 @@ def compile_aot(
         shared_mem=ptx.shared_mem,
         scalar_args=scalars,
     )
+
+
+def cupy_launch(kernel: AotKernel, inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[[], None]:
+    """Load ``kernel``'s PTX with CuPy and bind it to CUDA tensors (anything with
+    ``__cuda_array_interface__``): the returned function launches it as TensorRT's AOT plugin does
+    (inputs, the int32 scalars, outputs; ``kernel``'s grid, block and shared memory) on CuPy's current
+    stream, asynchronously. The very artefact an engine embeds, run without TensorRT: for the GPU tests
+    and the kernel benchmark. Needs CuPy (``ImportError`` otherwise).
+    """
+    import os
+    import tempfile
+
+    import cupy
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{kernel.name}.ptx")
+        with open(path, "w") as f:
+            f.write(kernel.ptx)
+        function = cupy.RawModule(path=path).get_function(kernel.name)  # loaded here, before the folder goes
+    args = (*(cupy.asarray(t) for t in inputs), *(np.int32(v) for v in kernel.scalar_args),
+            *(cupy.asarray(t) for t in outputs))
+
+    def launch() -> None:
+        function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem)
+
+    return launch
 
 
 def device_cc() -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 
-import numpy as np
 import pytest
 import torch
 
@@ -131,22 +130,10 @@ def _cc() -> int:
 def _launch_ptx(kernel, inputs, outputs):
     """Launch an AotKernel with CuPy the way TensorRT's AOT plugin does."""
     cupy = pytest.importorskip("cupy")
-    import os
-    import tempfile
+    from vggx.plugins.tensorrt import cupy_launch
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"{kernel.name}.ptx")
-        with open(path, "w") as f:
-            f.write(kernel.ptx)
-        module = cupy.RawModule(path=path)
-        function = module.get_function(kernel.name)
-    args = (
-        *(cupy.asarray(t) for t in inputs),
-        *(np.int32(v) for v in kernel.scalar_args),
-        *(cupy.asarray(t) for t in outputs),
-    )
     torch.cuda.synchronize()
-    function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem)
+    cupy_launch(kernel, inputs, outputs)()
     cupy.cuda.Device().synchronize()
 
 
