@@ -12,6 +12,9 @@ and that bandwidth as a share of the GPU's copy bandwidth, which it measures fir
 - temporal attention: transposes to (pixels, heads, T, d) + ``scaled_dot_product_attention``
   + the transpose back to [N, T, C, H, W].
 
+Times are medians per call over batches of back-to-back launches between two CUDA events (at least
+2 ms of GPU work per batch), so the host's launch time is not counted where the GPU stays busy, as in a
+model's forward pass (runs 1-9 timed one launch per event pair, see ``benchmarks/RESULTS.md``).
 Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``). Beside
 each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embeds for the same tensors
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
@@ -28,6 +31,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import platform
 import statistics
 import sys
@@ -76,19 +80,31 @@ class KernelResult:
     max_err: float
 
 
-def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5) -> float:
-    """Median milliseconds of ``fn`` over ``iters`` CUDA-event-timed calls."""
+def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float = 2.0) -> float:
+    """Median milliseconds per call of ``fn``, over ``iters`` CUDA-event-timed batches of back-to-back calls.
+
+    A batch holds enough calls for ``batch_ms`` of GPU time (one call when a call takes longer): with a
+    single call between two events, the host's launch time (a Python launch of a Triton kernel takes tens
+    of microseconds) counts whenever the stream runs dry, which kernels of 0.1 ms cannot hide. Back to
+    back, later launches queue while the GPU works, as in a model's forward pass or its CUDA graph.
+    """
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    batch = max(1, min(100, math.ceil(batch_ms / max(start.elapsed_time(end), 1e-3))))
     times = []
     for _ in range(iters):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        fn()
+        for _ in range(batch):
+            fn()
         end.record()
         end.synchronize()
-        times.append(start.elapsed_time(end))
+        times.append(start.elapsed_time(end) / batch)
     return statistics.median(times)
 
 
@@ -168,7 +184,7 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
     return ms, (out.float() - expected).abs().max().item()
 
 
-def run_kernel_bench(iters: int = 50, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
+def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
     from vggx.plugins.launch import attention_tile
@@ -315,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m vggx.benchmarks.kernels", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
-    parser.add_argument("--iters", type=int, default=50, help="timed calls per case (median reported)")
+    parser.add_argument("--iters", type=int, default=20,
+                        help="timed batches of back-to-back calls per case (median per call reported)")
     parser.add_argument("--sweep", action="store_true", help="also time other launch geometries (FP16)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
