@@ -6,7 +6,8 @@
 # 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
 #    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
-#    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; Inductor's freezing with GPU_CHECK_FREEZING=1);
+#    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; without Inductor's freezing, the shipped
+#    compile's, with GPU_CHECK_NO_FREEZING=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    x264 medium and veryfast, two windows in flight (the CLI's default on CUDA), one x264 and four on
 #    segments (--encoders 4), the base model's compute and the tiny model's on 480-frame clips (run 8's short
@@ -62,7 +63,7 @@ COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
   ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} \
-  ${GPU_CHECK_FREEZING:+--compile-freezing} --json "$OUT/gpu_model.json"
+  ${GPU_CHECK_NO_FREEZING:+--compile-no-freezing} --json "$OUT/gpu_model.json"
 # End to end as `vggx upscale` runs on CUDA (two windows in flight), on 480-frame clips (20 s at 24 fps): run 8's
 # 96-frame clips lasted 1.3-1.9 s, of which x264's fill and flush at medium (rc-lookahead 40 plus ~24 frame
 # threads on 16 cores: ~60 frames in flight) took about 0.5 s. The base model's compute (untrained, RGB head
