@@ -238,7 +238,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
             results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
                                    copy_gbps, aot[1]))
         shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
-        others = {"fma": attention_tile(t, c // heads, mma=False)}
+        fma = attention_tile(t, c // heads, mma=False)
+        # The per-thread form with its head-dim loops software-pipelined (cp.async, 2 or 3 stages).
+        others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)}}
         for p_block, warps in ATTENTION_MMA_TILES:
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)

@@ -152,6 +152,13 @@ class AttentionTile:
     """Work of one attention program: ``q_block`` query frames x ``p_block`` pixels, ``num_warps``.
 
     ``unroll``: how far the loops over the head dim unroll (None: the shipped choice, not at all).
+    ``stages``: software pipelining of the per-thread form's loops over the head dim (Triton's
+    ``num_stages``: with 2 or more, each iteration's q, k (or v) tiles arrive by ``cp.async`` into shared
+    memory ``stages - 1`` iterations ahead; 1, shipped: plain loads). Where Triton vectorises the loads
+    (its JIT, arguments divisible by 16) a thread's FP16 loads per iteration are half the FP32 bytes, so
+    with plain loads the FP16 kernel keeps half the bytes in flight; ptxas at sm_90a, T = 8 FP16: 106
+    registers plain, 116 with 3 stages (8 KiB of shared memory per program), no spills. Not yet measured
+    on a GPU: the kernel benchmark times 2 and 3 stages beside the shipped tile.
     """
 
     q_block: int
@@ -159,6 +166,7 @@ class AttentionTile:
     num_warps: int
     unroll: int | None = None
     mma: bool = False  # the tensor-core form (batched dots over p_block pixels; q_block = all frames)
+    stages: int = 1
 
 
 def attention_tile(
@@ -252,5 +260,6 @@ def attention_config(
             "UNROLL": tile.unroll or _ATTENTION_UNROLL,
             "MMA": tile.mma,
             "D_BLOCK": d_block,
+            "STAGES": tile.stages,
         },
     )

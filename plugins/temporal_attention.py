@@ -87,6 +87,7 @@ def temporal_attention_kernel(
     UNROLL: tl.constexpr,
     MMA: tl.constexpr = False,
     D_BLOCK: tl.constexpr = 16,
+    STAGES: tl.constexpr = 1,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -97,6 +98,8 @@ def temporal_attention_kernel(
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
+    ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
+    iterations' tiles into shared memory; 1, shipped: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
 
     ``MMA``: the tensor-core form instead (shipped above 8 frames, see
     :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
@@ -156,7 +159,7 @@ def temporal_attention_kernel(
         # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
         # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
         scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-        for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+        for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
             q = tl.load(q_ptr + j * hw + q_rows, mask=q_mask, other=0.0).to(tl.float32)
             k = tl.load(k_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
             scores += q[:, None, :] * k[None, :, :]
@@ -168,7 +171,7 @@ def temporal_attention_kernel(
 
         o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
         out_rows = queries.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
-        for j in tl.range(0, D, loop_unroll_factor=UNROLL):
+        for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
             v = tl.load(v_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
             o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
             tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)

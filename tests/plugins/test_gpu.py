@@ -81,6 +81,20 @@ class TestKernelsOnGpu:
         out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
+    @pytest.mark.parametrize("stages", [2, 3])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES[:3])
+    def test_attention_pipelined(self, shape, dtype, stages):
+        """The per-thread form with cp.async-pipelined loads (the benchmark's ``fma,sN`` rows)."""
+        import dataclasses
+
+        qkv = _qkv(shape, dtype)
+        _, t, c, _, _, heads = shape
+        tile = dataclasses.replace(attention_tile(t, c // heads, mma=False), stages=stages)
+        out = launch_temporal_attention(qkv, heads, tile=tile)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
+
     def test_custom_ops_dispatch_to_kernels_on_cuda(self):
         x, flow = _flow_inputs((2, 8, 16, 24), torch.float16)
         torch.testing.assert_close(flow_warp(x, flow), launch_flow_warp(x, flow), atol=0, rtol=0)

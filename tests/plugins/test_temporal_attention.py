@@ -100,6 +100,20 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("stages", [2, 3])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_pipelined_tiles_agree(self, gen, stages, dtype):
+        """``stages`` (software-pipelined loads) changes how the tiles arrive, not what is computed."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_tile
+
+        qkv = _qkv(gen, 1, 7, 12, 6, 23).to(dtype)
+        tile = dataclasses.replace(attention_tile(7, 4, mma=False), stages=stages)
+        out = launch_temporal_attention(qkv, 3, tile=tile)
+        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), 3),
+                                   atol=1e-5 if dtype == torch.float32 else 2e-3, rtol=0)
+
     def test_op_implementation_takes_channels_last_qkv(self, gen):
         """A channels-last convolution's output, viewed as (n, t, 3c, h, w), is copied to the kernel's layout."""
         from vggx.plugins.temporal_attention import temporal_attention_triton

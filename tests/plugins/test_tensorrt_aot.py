@@ -84,6 +84,36 @@ class TestCompileAot:
         assert k.scalar_args == (t, c3 // 3, h * w)
         assert k.shared_mem >= 0
 
+    def test_pipelined_attention_loads_arrive_by_cp_async(self):
+        """``stages`` >= 2 turns the per-thread form's loads into cp.async copies, where Triton can vectorise
+        them (arguments known divisible by 16, as its JIT specialises them on a GPU); the shipped tile keeps
+        plain loads. The AOT PTX (dynamic shapes: nothing known divisible) keeps plain 2-byte loads either
+        way: cp.async moves 4 bytes at least."""
+        import dataclasses
+
+        import triton
+        from triton.backends.compiler import GPUTarget
+
+        from vggx.plugins.launch import attention_config, attention_tile
+        from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
+
+        def ptx(stages: int) -> str:
+            tile = dataclasses.replace(attention_tile(8, 16, half=True), stages=stages)
+            cfg = attention_config(1, 8, 64, 360, 640, 4, tile=tile, half=True)
+            sig = {"qkv_ptr": "*fp16", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": "*fp16",
+                   **{k: "constexpr" for k in cfg.constexprs}}
+            attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 2, 3, 4)}  # what the JIT sees on a GPU
+            src = triton.compiler.ASTSource(fn=TEMPORAL_ATTENTION_KERNEL.jit(), signature=sig,
+                                            constexprs=cfg.constexprs, attrs=attrs)
+            options = {"num_warps": cfg.num_warps}
+            return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
+
+        assert "cp.async" not in ptx(1)
+        assert "cp.async.cg.shared.global" in ptx(3)
+        tile = dataclasses.replace(attention_tile(8, 16, half=True), stages=3)
+        aot = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4, tile=tile)
+        assert "cp.async" not in aot.ptx and "ld.global.b16" in aot.ptx
+
     def test_other_compute_capability(self):
         k = compile_aot("flow_warp", (1, 1, 4, 4), "fp32", cc=80)
         assert ".target sm_80" in k.ptx
