@@ -184,6 +184,20 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
     return ms, (out.float() - expected).abs().max().item()
 
 
+def _persistent_nhwc_config(shape: tuple[int, int, int, int], stages: int, per_sm: int, p_block: int | None = None,
+                            num_warps: int | None = None):
+    """The channels-last flow_warp launch with ``per_sm`` programs per SM in all, each walking pixel blocks
+    with ``stages``-deep pipelining."""
+    from vggx.plugins.launch import flow_warp_nhwc_config
+
+    b, c, h, w = shape
+    kwargs = {k: v for k, v in (("p_block", p_block), ("num_warps", num_warps)) if v is not None}
+    grid = flow_warp_nhwc_config(b, c, h, w, **kwargs).grid
+    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    programs = max(1, per_sm * sms // (grid[1] * grid[2]))
+    return flow_warp_nhwc_config(b, c, h, w, programs=programs, stages=stages, **kwargs)
+
+
 def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
@@ -208,6 +222,14 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
         expected = flow_warp_reference(x.float(), flow.float())
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        if layout == "channels_last":  # persistent grids (4 programs per SM) whose walk Triton pipelines
+            for stages in (2, 3):
+                cfg = _persistent_nhwc_config(shape, stages, per_sm=4)
+                p_ms = _time_ms(lambda x=x, flow=flow, out=out, cfg=cfg: launch_flow_warp(x, flow, out=out, config=cfg),
+                                iters)
+                p_err = (launch_flow_warp(x, flow, config=cfg).float() - expected).abs().max()
+                results.append(_result(f"flow_warp[{layout},{kind},persistent,s{stages}]", shape, dtype, nbytes,
+                                       p_ms, t_ms, copy_gbps, p_err.item()))
         # The TensorRT plugin's kernel for the same tensors: LINEAR -> NCHW kernel; channels-last = HWC8
         # (FP16, C = 64 needs no padding) or HWC (FP32) -> the channels-last kernel.
         trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
@@ -261,13 +283,15 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
 
 
 SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
+# Persistent channels-last launches: (pixels per block, warps, pipeline stages, programs per SM).
+SWEEP_FLOW_WARP_PERSISTENT = [(32, 4, 2, 2), (32, 4, 2, 4), (32, 4, 3, 4), (32, 4, 3, 8), (64, 4, 2, 4), (16, 2, 3, 8)]
 SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
-# (scores per thread, warps, pixels per thread, unroll): the shipped tile (64, 4, 1, 1) and its neighbours.
-# Two pixels per thread halve the FP16 load instructions (4-byte loads): at T = 8 the FP16 kernel ran barely
-# faster than FP32 (0.536 vs 0.636 ms, run 7), as if bound by instructions rather than bytes.
+# (scores per thread, warps, pixels per thread, unroll, pipeline stages): the shipped tile (64, 4, 1, 1, 1) and
+# its neighbours. Runs 7-8: two pixels per thread and unrolling lost at every T; stages are new (cp.async).
 SWEEP_ATTENTION = [
-    (64, 4, 1, 1), (64, 4, 1, 4), (64, 4, 1, 16), (64, 2, 1, 1), (64, 8, 1, 1), (32, 4, 1, 1), (32, 4, 2, 1),
-    (64, 4, 2, 1), (64, 8, 2, 1), (64, 2, 2, 1), (128, 4, 1, 1),
+    (64, 4, 1, 1, 1), (64, 4, 1, 4, 1), (64, 2, 1, 1, 1), (64, 8, 1, 1, 1), (32, 4, 1, 1, 1), (128, 4, 1, 1, 1),
+    (64, 4, 1, 1, 2), (64, 4, 1, 1, 3), (64, 4, 1, 1, 4), (32, 4, 1, 1, 3), (64, 2, 1, 1, 3), (64, 8, 1, 1, 3),
+    (128, 4, 1, 1, 3),
 ]
 
 
@@ -298,19 +322,30 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                              "dtype": str(dtype).removeprefix("torch."), "block": block, "c_block": c_block,
                              "num_warps": warps, "ms": round(ms, 4),
                              "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+        xl = x.to(memory_format=torch.channels_last)
+        out = torch.empty_like(xl)
+        for p_block, warps, stages, per_sm in SWEEP_FLOW_WARP_PERSISTENT:
+            cfg = _persistent_nhwc_config(shape, stages, per_sm, p_block=p_block, num_warps=warps)
+            ms = _time_ms(lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg),
+                          iters)
+            rows.append({"op": "flow_warp[channels_last,smooth]", "shape": shape,
+                         "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
+                         "stages": stages, "programs_per_sm": per_sm, "ms": round(ms, 4),
+                         "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
     for t in (8, 12, 16):
         qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()
         out = qkv.new_empty((1, t, 64, 360, 640))
         nbytes = (qkv.numel() + out.numel()) * 2
-        for spt, warps, ppt, unroll in SWEEP_ATTENTION:
-            tile = attention_tile(t, 16, scores_per_thread=spt, num_warps=warps, pixels_per_thread=ppt, unroll=unroll,
-                                  mma=False)
+        for spt, warps, ppt, unroll, stages in SWEEP_ATTENTION:
+            tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
+                                                      pixels_per_thread=ppt, unroll=unroll, mma=False), stages=stages)
             ms = _time_ms(
                 lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
             )
             rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, 360, 640), "dtype": "float16",
                          "q_block": tile.q_block, "p_block": tile.p_block, "num_warps": warps, "unroll": unroll,
+                         "stages": stages,
                          "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del qkv, out
         torch.cuda.empty_cache()

@@ -152,7 +152,8 @@ FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
 
 
 def flow_warp_nhwc_kernel(
-    x_ptr, flow_ptr, C, H, W, XS, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr
+    x_ptr, flow_ptr, C, H, W, XS, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr,
+    STAGES: tl.constexpr = 1,
 ):
     """Triton kernel of ``vggx::flow_warp`` for channels-last ``x`` and ``out`` ([B, H, W, XS] in memory:
     ``XS`` elements per pixel, the first ``C`` of them channels; ``XS == C`` for PyTorch's channels_last,
@@ -165,59 +166,64 @@ def flow_warp_nhwc_kernel(
     either layout: its element (b, k, pixel p) is at ``b * flow_sb + k * flow_sc + p * flow_sp``.
     This is the kernel of PyTorch's ``channels_last`` models (the CUDA fast path) and of the TensorRT
     plugin where TensorRT hands it HWC8 (FP16) or HWC (FP32) features; LINEAR gets the NCHW kernel.
+
+    A program walks pixel blocks ``program_id(0)``, ``+ num_programs(0)``, ...: one block each with the
+    grid above (shipped); with fewer programs along x (a persistent grid, :func:`~vggx.plugins.launch.
+    flow_warp_nhwc_config`'s ``programs``) and ``STAGES`` >= 2, Triton pipelines the loop, so the next
+    blocks' flow and taps are in flight (``cp.async``) while this one is blended.
     """
-    pid_p = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     pid_c = tl.program_id(2)
     hw = H * W
-    offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-    inside = offs < hw
-    yy = offs // W
-    xx = offs - yy * W
-
-    flow_base = flow_ptr + b * flow_sb
-    fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
-    fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
     wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
     hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
-    gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
-    gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
-    ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
-    iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    wx = ix - x0f
-    ex = 1.0 - wx
-    wy = iy - y0f
-    ey = 1.0 - wy
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = inside & (y0 >= 0) & (y0 < H)
-    in_y1 = inside & (y1 >= 0) & (y1 < H)
-
     chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
     c_ok = (chans < C)[None, :]
     cols = chans[None, :]
     plane = x_ptr + b * hw * XS
-    o_nw = (y0 * W + x0).to(tl.int64) * XS
-    v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
-    v_ne = tl.load(plane + (o_nw + XS)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
-    o_sw = o_nw + W * XS
-    v_sw = tl.load(plane + o_sw[:, None] + cols, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
-    v_se = tl.load(plane + (o_sw + XS)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
-    val = (
-        v_nw.to(tl.float32) * (ey * ex)[:, None]
-        + v_ne.to(tl.float32) * (ey * wx)[:, None]
-        + v_sw.to(tl.float32) * (wy * ex)[:, None]
-        + v_se.to(tl.float32) * (wy * wx)[:, None]
-    )
-    dst = out_ptr + b * hw * XS + (offs.to(tl.int64) * XS)[:, None] + cols
-    val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
-    tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < XS)[None, :])
+    flow_base = flow_ptr + b * flow_sb
+    for pid_p in tl.range(tl.program_id(0), (hw + P_BLOCK - 1) // P_BLOCK, tl.num_programs(0), num_stages=STAGES):
+        offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
+        inside = offs < hw
+        yy = offs // W
+        xx = offs - yy * W
+
+        fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+        fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+        gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
+        gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
+        ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
+        iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
+        x0f = tl.floor(ix)
+        y0f = tl.floor(iy)
+        wx = ix - x0f
+        ex = 1.0 - wx
+        wy = iy - y0f
+        ey = 1.0 - wy
+        x0 = x0f.to(tl.int32)
+        y0 = y0f.to(tl.int32)
+        x1 = x0 + 1
+        y1 = y0 + 1
+        in_x0 = (x0 >= 0) & (x0 < W)
+        in_x1 = (x1 >= 0) & (x1 < W)
+        in_y0 = inside & (y0 >= 0) & (y0 < H)
+        in_y1 = inside & (y1 >= 0) & (y1 < H)
+
+        o_nw = (y0 * W + x0).to(tl.int64) * XS
+        v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
+        v_ne = tl.load(plane + (o_nw + XS)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
+        o_sw = o_nw + W * XS
+        v_sw = tl.load(plane + o_sw[:, None] + cols, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
+        v_se = tl.load(plane + (o_sw + XS)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
+        val = (
+            v_nw.to(tl.float32) * (ey * ex)[:, None]
+            + v_ne.to(tl.float32) * (ey * wx)[:, None]
+            + v_sw.to(tl.float32) * (wy * ex)[:, None]
+            + v_se.to(tl.float32) * (wy * wx)[:, None]
+        )
+        dst = out_ptr + b * hw * XS + (offs.to(tl.int64) * XS)[:, None] + cols
+        val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
+        tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < XS)[None, :])
 
 
 FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel)

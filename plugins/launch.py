@@ -125,15 +125,24 @@ def flow_warp_nhwc_scalars(c: Any, h: Any, w: Any, xs: Any) -> tuple:
 
 def flow_warp_nhwc_config(
     b: int, c: int, h: int, w: int, p_block: int = FLOW_WARP_NHWC_PIXELS, c_block: int | None = None,
-    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS,
+    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS, programs: int | None = None, stages: int = 1,
 ) -> KernelLaunch:
     """Launch of the channels-last flow_warp kernel: ``p_block`` pixels x ``c_block`` channels per program
-    (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64)."""
+    (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64).
+
+    ``programs`` caps the programs along the pixels (a persistent grid: each walks several pixel blocks),
+    ``stages`` pipelines that walk (Triton's ``num_stages``: the next blocks' loads in flight by
+    ``cp.async``); the shipped launch (None, 1) gives every pixel block its own program. Not yet measured
+    on a GPU: the kernel benchmark's sweep times persistent, pipelined launches beside it.
+    """
     c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
+    grid = flow_warp_nhwc_grid(b, c, h, w, p_block=p_block, c_block=c_block)
+    if programs is not None:
+        grid = (max(1, min(grid[0], programs)), *grid[1:])
     return KernelLaunch(
-        grid=flow_warp_nhwc_grid(b, c, h, w, p_block=p_block, c_block=c_block),
+        grid=grid,
         num_warps=num_warps,
-        constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block},
+        constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block, "STAGES": stages},
     )
 
 

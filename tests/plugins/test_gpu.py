@@ -83,6 +83,19 @@ class TestKernelsOnGpu:
 
     @pytest.mark.parametrize("stages", [2, 3])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_flow_warp_channels_last_persistent_pipelined(self, dtype, stages):
+        """The benchmark's persistent, cp.async-pipelined channels-last launches (fewer programs than blocks)."""
+        from vggx.plugins.launch import flow_warp_nhwc_config
+
+        x, flow = _flow_inputs((2, 64, 37, 53), dtype)
+        cfg = flow_warp_nhwc_config(2, 64, 37, 53, programs=5, stages=stages)
+        out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
+        expected = flow_warp_reference(x.float(), flow.float())
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+
+    @pytest.mark.parametrize("stages", [2, 3])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", ATTN_SHAPES[:3])
     def test_attention_pipelined(self, shape, dtype, stages):
         """The per-thread form with cp.async-pipelined loads (the benchmark's ``fma,sN`` rows)."""
