@@ -184,24 +184,10 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
     return ms, (out.float() - expected).abs().max().item()
 
 
-def _persistent_nhwc_config(shape: tuple[int, int, int, int], stages: int, per_sm: int, p_block: int | None = None,
-                            num_warps: int | None = None):
-    """The channels-last flow_warp launch with ``per_sm`` programs per SM in all, each walking pixel blocks
-    with ``stages``-deep pipelining."""
-    from vggx.plugins.launch import flow_warp_nhwc_config
-
-    b, c, h, w = shape
-    kwargs = {k: v for k, v in (("p_block", p_block), ("num_warps", num_warps)) if v is not None}
-    grid = flow_warp_nhwc_config(b, c, h, w, **kwargs).grid
-    sms = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
-    programs = max(1, per_sm * sms // (grid[1] * grid[2]))
-    return flow_warp_nhwc_config(b, c, h, w, programs=programs, stages=stages, **kwargs)
-
-
 def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.launch import attention_tile
+    from vggx.plugins.launch import attention_tile, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
@@ -222,14 +208,14 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
         expected = flow_warp_reference(x.float(), flow.float())
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
-        if layout == "channels_last":  # persistent grids (4 programs per SM) whose walk Triton pipelines
-            for stages in (2, 3):
-                cfg = _persistent_nhwc_config(shape, stages, per_sm=4)
-                p_ms = _time_ms(lambda x=x, flow=flow, out=out, cfg=cfg: launch_flow_warp(x, flow, out=out, config=cfg),
+        if layout == "channels_last":  # two and four consecutive pixel blocks per program (unrolled)
+            for walk in (2, 4):
+                cfg = flow_warp_nhwc_config(*shape, walk=walk)
+                w_ms = _time_ms(lambda x=x, flow=flow, out=out, cfg=cfg: launch_flow_warp(x, flow, out=out, config=cfg),
                                 iters)
-                p_err = (launch_flow_warp(x, flow, config=cfg).float() - expected).abs().max()
-                results.append(_result(f"flow_warp[{layout},{kind},persistent,s{stages}]", shape, dtype, nbytes,
-                                       p_ms, t_ms, copy_gbps, p_err.item()))
+                w_err = (launch_flow_warp(x, flow, config=cfg).float() - expected).abs().max()
+                results.append(_result(f"flow_warp[{layout},{kind},walk{walk}]", shape, dtype, nbytes, w_ms, t_ms,
+                                       copy_gbps, w_err.item()))
         # The TensorRT plugin's kernel for the same tensors: LINEAR -> NCHW kernel; channels-last = HWC8
         # (FP16, C = 64 needs no padding) or HWC (FP32) -> the channels-last kernel.
         trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
@@ -263,6 +249,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
         fma = attention_tile(t, c // heads, mma=False)
         # The per-thread form with its head-dim loops software-pipelined (cp.async, 2 or 3 stages).
         others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)}}
+        if shipped.mma:  # two consecutive pixel blocks per program (unrolled)
+            others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
         for p_block, warps in ATTENTION_MMA_TILES:
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
@@ -283,8 +271,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
 
 
 SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
-# Persistent channels-last launches: (pixels per block, warps, pipeline stages, programs per SM).
-SWEEP_FLOW_WARP_PERSISTENT = [(32, 4, 2, 2), (32, 4, 2, 4), (32, 4, 3, 4), (32, 4, 3, 8), (64, 4, 2, 4), (16, 2, 3, 8)]
+# Channels-last launches walking consecutive pixel blocks: (pixels per block, warps, blocks per program).
+SWEEP_FLOW_WARP_WALK = [(32, 4, 8), (16, 2, 2), (16, 2, 4), (16, 4, 4), (64, 4, 2)]
 SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
 # (scores per thread, warps, pixels per thread, unroll, pipeline stages): the shipped tile (64, 4, 1, 1, 1) and
 # its neighbours. Runs 7-8: two pixels per thread and unrolling lost at every T; stages are new (cp.async).
@@ -324,14 +312,13 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                              "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         xl = x.to(memory_format=torch.channels_last)
         out = torch.empty_like(xl)
-        for p_block, warps, stages, per_sm in SWEEP_FLOW_WARP_PERSISTENT:
-            cfg = _persistent_nhwc_config(shape, stages, per_sm, p_block=p_block, num_warps=warps)
+        for p_block, warps, walk in SWEEP_FLOW_WARP_WALK:
+            cfg = flow_warp_nhwc_config(*shape, p_block=p_block, num_warps=warps, walk=walk)
             ms = _time_ms(lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg),
                           iters)
             rows.append({"op": "flow_warp[channels_last,smooth]", "shape": shape,
                          "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
-                         "stages": stages, "programs_per_sm": per_sm, "ms": round(ms, 4),
-                         "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+                         "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
     for t in (8, 12, 16):
         qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()

@@ -153,7 +153,7 @@ FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
 
 def flow_warp_nhwc_kernel(
     x_ptr, flow_ptr, C, H, W, XS, flow_sb, flow_sc, flow_sp, out_ptr, P_BLOCK: tl.constexpr, C_BLOCK: tl.constexpr,
-    STAGES: tl.constexpr = 1,
+    WALK: tl.constexpr = 1,
 ):
     """Triton kernel of ``vggx::flow_warp`` for channels-last ``x`` and ``out`` ([B, H, W, XS] in memory:
     ``XS`` elements per pixel, the first ``C`` of them channels; ``XS == C`` for PyTorch's channels_last,
@@ -167,29 +167,25 @@ def flow_warp_nhwc_kernel(
     This is the kernel of PyTorch's ``channels_last`` models (the CUDA fast path) and of the TensorRT
     plugin where TensorRT hands it HWC8 (FP16) or HWC (FP32) features; LINEAR gets the NCHW kernel.
 
-    A program walks pixel blocks ``program_id(0)``, ``+ num_programs(0)``, ...: one block each with the
-    grid above (shipped); with fewer programs along x (a persistent grid, :func:`~vggx.plugins.launch.
-    flow_warp_nhwc_config`'s ``programs``) and ``STAGES`` >= 2, Triton pipelines the loop, so the next
-    blocks' flow and taps are in flight (``cp.async``) while this one is blended.
+    ``WALK``: pixel blocks per program (``WALK`` consecutive ones, unrolled at compile time, so one block's
+    taps can be in flight while another's are blended); the grid's x then counts programs, not blocks.
+    1 (shipped) is the single block above, the same code as before the option existed.
     """
     b = tl.program_id(1).to(tl.int64)
     pid_c = tl.program_id(2)
     hw = H * W
-    wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
-    hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
-    chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
-    c_ok = (chans < C)[None, :]
-    cols = chans[None, :]
-    plane = x_ptr + b * hw * XS
-    flow_base = flow_ptr + b * flow_sb
-    for pid_p in tl.range(tl.program_id(0), (hw + P_BLOCK - 1) // P_BLOCK, tl.num_programs(0), num_stages=STAGES):
+    for step in tl.static_range(WALK):
+        pid_p = tl.program_id(0) * WALK + step
         offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
         inside = offs < hw
         yy = offs // W
         xx = offs - yy * W
 
+        flow_base = flow_ptr + b * flow_sb
         fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
         fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+        wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
+        hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
         gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
         gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
         ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
@@ -209,6 +205,10 @@ def flow_warp_nhwc_kernel(
         in_y0 = inside & (y0 >= 0) & (y0 < H)
         in_y1 = inside & (y1 >= 0) & (y1 < H)
 
+        chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
+        c_ok = (chans < C)[None, :]
+        cols = chans[None, :]
+        plane = x_ptr + b * hw * XS
         o_nw = (y0 * W + x0).to(tl.int64) * XS
         v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
         v_ne = tl.load(plane + (o_nw + XS)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)

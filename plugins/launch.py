@@ -125,24 +125,20 @@ def flow_warp_nhwc_scalars(c: Any, h: Any, w: Any, xs: Any) -> tuple:
 
 def flow_warp_nhwc_config(
     b: int, c: int, h: int, w: int, p_block: int = FLOW_WARP_NHWC_PIXELS, c_block: int | None = None,
-    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS, programs: int | None = None, stages: int = 1,
+    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS, walk: int = 1,
 ) -> KernelLaunch:
     """Launch of the channels-last flow_warp kernel: ``p_block`` pixels x ``c_block`` channels per program
     (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64).
 
-    ``programs`` caps the programs along the pixels (a persistent grid: each walks several pixel blocks),
-    ``stages`` pipelines that walk (Triton's ``num_stages``: the next blocks' loads in flight by
-    ``cp.async``); the shipped launch (None, 1) gives every pixel block its own program. Not yet measured
-    on a GPU: the kernel benchmark's sweep times persistent, pipelined launches beside it.
+    ``walk``: consecutive pixel blocks per program (the kernel's ``WALK``, unrolled; 1 shipped). Not yet
+    measured on a GPU: the kernel benchmark times 2 and 4 beside the shipped launch.
     """
     c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
-    grid = flow_warp_nhwc_grid(b, c, h, w, p_block=p_block, c_block=c_block)
-    if programs is not None:
-        grid = (max(1, min(grid[0], programs)), *grid[1:])
+    grid = flow_warp_nhwc_grid(b, c, h, w, p_block=p_block * walk, c_block=c_block)
     return KernelLaunch(
         grid=grid,
         num_warps=num_warps,
-        constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block, "STAGES": stages},
+        constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block, "WALK": walk},
     )
 
 
@@ -168,6 +164,9 @@ class AttentionTile:
     with plain loads the FP16 kernel keeps half the bytes in flight; ptxas at sm_90a, T = 8 FP16: 106
     registers plain, 116 with 3 stages (8 KiB of shared memory per program), no spills. Not yet measured
     on a GPU: the kernel benchmark times 2 and 3 stages beside the shipped tile.
+    ``walk`` (tensor-core form only): consecutive pixel blocks per program, unrolled at compile time so that
+    one block's q, k, v loads can be in flight during another's dots; 1 (shipped): one block per program.
+    Not yet measured on a GPU: the kernel benchmark times 2 beside the shipped tile.
     """
 
     q_block: int
@@ -176,6 +175,7 @@ class AttentionTile:
     unroll: int | None = None
     mma: bool = False  # the tensor-core form (batched dots over p_block pixels; q_block = all frames)
     stages: int = 1
+    walk: int = 1  # tensor-core form: consecutive pixel blocks per program (unrolled)
 
 
 def attention_tile(
@@ -239,7 +239,9 @@ def attention_grid(
 ) -> tuple:
     """Programs along (query blocks x pixel blocks, heads, batch); ``t`` and ``d`` are plain ints."""
     tile = tile or attention_tile(t, d, half=half)
-    return (cdiv(h * w, tile.p_block) * (-(-t // tile.q_block)), heads, n)
+    if tile.walk != 1 and not tile.mma:
+        raise ValueError("temporal_attention: walking several pixel blocks per program needs the tensor-core form")
+    return (cdiv(h * w, tile.p_block * tile.walk) * (-(-t // tile.q_block)), heads, n)
 
 
 def attention_config(
@@ -270,5 +272,6 @@ def attention_config(
             "MMA": tile.mma,
             "D_BLOCK": d_block,
             "STAGES": tile.stages,
+            "WALK": tile.walk,
         },
     )

@@ -88,6 +88,7 @@ def temporal_attention_kernel(
     MMA: tl.constexpr = False,
     D_BLOCK: tl.constexpr = 16,
     STAGES: tl.constexpr = 1,
+    WALK: tl.constexpr = 1,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -98,6 +99,7 @@ def temporal_attention_kernel(
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
+    ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
     iterations' tiles into shared memory; 1, shipped: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
 
@@ -117,26 +119,27 @@ def temporal_attention_kernel(
     in_frame = 3 * C * hw  # elements per input frame
     out_frame = C * hw
     if MMA:
-        offs_p = tl.program_id(0) * P_BLOCK + tl.arange(0, P_BLOCK)
-        frames = tl.arange(0, T_BLOCK)
-        dims = tl.arange(0, D_BLOCK)
-        base_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
-        tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
-                + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
-        mask3 = (offs_p < HW)[:, None, None] & (frames < T)[None, :, None] & (dims < D)[None, None, :]
-        q3 = tl.load(base_ptr + tile, mask=mask3, other=0.0)
-        k3 = tl.load(base_ptr + C * hw + tile, mask=mask3, other=0.0)
-        v3 = tl.load(base_ptr + 2 * C * hw + tile, mask=mask3, other=0.0)
-        s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32) * SCALE
-        s3 = tl.where((frames < T)[None, None, :], s3, float("-inf"))
-        peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
-        pr = tl.exp(s3 - peak3[:, :, None])
-        pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
-        o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
-        o_tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
-                  + dims.to(tl.int64)[None, None, :] * hw)
-        o3_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-        tl.store(o3_ptr + o_tile, o3.to(out_ptr.dtype.element_ty), mask=mask3)
+        for step in tl.static_range(WALK):  # WALK consecutive pixel blocks (1 shipped)
+            offs_p = (tl.program_id(0) * WALK + step) * P_BLOCK + tl.arange(0, P_BLOCK)
+            frames = tl.arange(0, T_BLOCK)
+            dims = tl.arange(0, D_BLOCK)
+            base_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
+            tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
+                    + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
+            mask3 = (offs_p < HW)[:, None, None] & (frames < T)[None, :, None] & (dims < D)[None, None, :]
+            q3 = tl.load(base_ptr + tile, mask=mask3, other=0.0)
+            k3 = tl.load(base_ptr + C * hw + tile, mask=mask3, other=0.0)
+            v3 = tl.load(base_ptr + 2 * C * hw + tile, mask=mask3, other=0.0)
+            s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32) * SCALE
+            s3 = tl.where((frames < T)[None, None, :], s3, float("-inf"))
+            peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
+            pr = tl.exp(s3 - peak3[:, :, None])
+            pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
+            o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
+            o_tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
+                      + dims.to(tl.int64)[None, None, :] * hw)
+            o3_ptr = out_ptr + n * T * out_frame + (head * D) * hw
+            tl.store(o3_ptr + o_tile, o3.to(out_ptr.dtype.element_ty), mask=mask3)
     else:
         pid = tl.program_id(0)
         q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK

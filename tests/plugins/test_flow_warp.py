@@ -132,14 +132,14 @@ class TestKernel:
         out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
         torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
 
-    @pytest.mark.parametrize(("programs", "stages"), [(1, 2), (3, 3), (7, 1)])
-    def test_channels_last_persistent_walk_covers_every_block(self, gen, programs, stages):
-        """With fewer programs than pixel blocks each walks blocks pid, pid + programs, ...: every pixel once."""
+    @pytest.mark.parametrize("walk", [2, 3, 4])
+    def test_channels_last_walk_covers_every_block(self, gen, walk):
+        """With ``walk`` blocks per program (the last program's partly past the image): every pixel once."""
         from vggx.plugins.launch import flow_warp_nhwc_config
 
         x, flow = _inputs(gen, 2, 12, 9, 23, 6.0)
-        cfg = flow_warp_nhwc_config(2, 12, 9, 23, p_block=16, programs=programs, stages=stages)
-        assert cfg.grid == (programs, 2, 1)  # 207 pixels = 13 blocks of 16, walked by `programs` programs
+        cfg = flow_warp_nhwc_config(2, 12, 9, 23, p_block=16, walk=walk)
+        assert cfg.grid == (-(-13 // walk), 2, 1)  # 207 pixels = 13 blocks of 16
         out = torch.full_like(x, float("nan")).to(memory_format=torch.channels_last)
         launch_flow_warp(x.to(memory_format=torch.channels_last), flow, out=out, config=cfg)
         torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)

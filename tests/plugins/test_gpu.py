@@ -81,18 +81,31 @@ class TestKernelsOnGpu:
         out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
-    @pytest.mark.parametrize("stages", [2, 3])
+    @pytest.mark.parametrize("walk", [2, 4])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    def test_flow_warp_channels_last_persistent_pipelined(self, dtype, stages):
-        """The benchmark's persistent, cp.async-pipelined channels-last launches (fewer programs than blocks)."""
+    def test_flow_warp_channels_last_walk(self, dtype, walk):
+        """The benchmark's channels-last launches with several pixel blocks per program."""
         from vggx.plugins.launch import flow_warp_nhwc_config
 
         x, flow = _flow_inputs((2, 64, 37, 53), dtype)
-        cfg = flow_warp_nhwc_config(2, 64, 37, 53, programs=5, stages=stages)
+        cfg = flow_warp_nhwc_config(2, 64, 37, 53, walk=walk)
         out = launch_flow_warp(x.to(memory_format=torch.channels_last), flow, config=cfg)
         expected = flow_warp_reference(x.float(), flow.float())
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES)
+    def test_attention_mma_walk(self, shape, dtype):
+        """The tensor-core form with two pixel blocks per program (the benchmark's ``mma,walk2`` rows)."""
+        import dataclasses
+
+        qkv = _qkv(shape, dtype)
+        _, t, c, _, _, heads = shape
+        tile = dataclasses.replace(attention_tile(t, c // heads, mma=True, half=dtype == torch.float16), walk=2)
+        out = launch_temporal_attention(qkv, heads, tile=tile)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
 
     @pytest.mark.parametrize("stages", [2, 3])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])

@@ -100,6 +100,27 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("walk", [2, 3])
+    def test_tensor_core_form_walking_blocks_agrees(self, gen, walk):
+        """``walk`` pixel blocks per program (the last program's partly past the image): every pixel once."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        qkv = _qkv(gen, 1, 9, 8, 5, 43)
+        tile = dataclasses.replace(attention_tile(9, 4, mma=True), walk=walk)
+        assert attention_config(1, 9, 8, 5, 43, 2, tile=tile).grid[0] == -(-215 // (tile.p_block * walk))
+        torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
+                                   temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
+
+    def test_walk_needs_the_tensor_core_form(self):
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        with pytest.raises(ValueError, match="tensor-core form"):
+            attention_config(1, 8, 8, 5, 43, 2, tile=dataclasses.replace(attention_tile(8, 4, mma=False), walk=2))
+
     @pytest.mark.parametrize("stages", [2, 3])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_pipelined_tiles_agree(self, gen, stages, dtype):
