@@ -9,10 +9,10 @@
 #    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; without Inductor's freezing, the shipped
 #    compile's, with GPU_CHECK_NO_FREEZING=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
-#    x264 medium and veryfast, two windows in flight (the CLI's default on CUDA), one x264 and four on
-#    segments (--encoders 4), the base model's compute and the tiny model's on 480-frame clips (run 8's short
-#    clips with GPU_CHECK_SHORT_E2E=1, compiled with GPU_CHECK_E2E_COMPILE=1); then the real CLI on the
-#    README's sample clip.
+#    two windows in flight (the CLI's default on CUDA): the base model's compute on a 480-frame clip at
+#    x264 medium and on 96 frames at veryfast, the tiny model at veryfast with four x264 on segments
+#    (--encoders 4); more rows (tiny model at medium, run 8's short clips) with GPU_CHECK_MORE_E2E=1,
+#    compiled with GPU_CHECK_E2E_COMPILE=1; then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
 # launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
 # two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
@@ -70,14 +70,16 @@ step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 18
 # zeroed: bicubic output) is a GPU slower than the encoder; the tiny model's is faster than x264 on 16 cores.
 E2E=("$PY" -m vggx.benchmarks.upscale_overlap --backend torch --device cuda --fp16 --size 180x320 --repeats 2 \
   --concurrency 2)
-step upscale_e2e_base_long 150 "${E2E[@]}" --config base --frames 480 --json "$OUT/upscale_e2e_base_long.json"
-step upscale_e2e_long 120 "${E2E[@]}" --frames 480 --encoders 4 --repeats 1 --json "$OUT/upscale_e2e_long.json"
+step upscale_e2e_base_long 150 "${E2E[@]}" --config base --frames 480 --repeats 1 \
+  --json "$OUT/upscale_e2e_base_long.json"
 step upscale_e2e_base_veryfast 60 "${E2E[@]}" --config base --frames 96 --preset veryfast \
   --json "$OUT/upscale_e2e_base_veryfast.json"
 step upscale_e2e_veryfast_encoders4 60 "${E2E[@]}" --frames 192 --preset veryfast --encoders 4 \
   --json "$OUT/upscale_e2e_veryfast_encoders4.json"
-# Run 8's short-clip rows (96/192 frames, one x264 and four on segments, x264 alone) with GPU_CHECK_SHORT_E2E=1.
-if [ -n "${GPU_CHECK_SHORT_E2E:-}" ]; then
+# More rows with GPU_CHECK_MORE_E2E=1: the tiny model on 480 frames at medium with 4 encoders (run 9: encoder-bound,
+# 97 % of x264 alone) and run 8's short clips (96/192 frames, one x264 and four on segments, x264 alone).
+if [ -n "${GPU_CHECK_MORE_E2E:-}" ]; then
+  step upscale_e2e_long 120 "${E2E[@]}" --frames 480 --encoders 4 --repeats 1 --json "$OUT/upscale_e2e_long.json"
   step upscale_e2e 60 "${E2E[@]}" --frames 96 --json "$OUT/upscale_e2e.json"
   step upscale_e2e_veryfast_c2 60 "${E2E[@]}" --frames 96 --preset veryfast --json "$OUT/upscale_e2e_veryfast_c2.json"
   step encoders 90 "$PY" -m vggx.benchmarks.encoders --frames 192 --encoders 1,2,4 --preset medium --repeats 2 \

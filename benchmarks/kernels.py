@@ -51,8 +51,8 @@ FLOW_WARP_CASES = [
     for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
     for dtype in (torch.float16, torch.float32)
 ]
-# (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel (32 pixels: 121
-# registers per thread with 8 warps in FP16, no spills, by ptxas; not yet measured on a GPU).
+# (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel with --sweep (runs 5-8
+# chose 32 pixels on 8 warps in FP16, 16 on 4 in FP32).
 ATTENTION_MMA_TILES = ((8, 4), (16, 4), (32, 4), (32, 8), (64, 8))
 ATTENTION_CASES = [
     ((1, t, 64, 360, 640), heads, dtype)
@@ -184,8 +184,10 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
     return ms, (out.float() - expected).abs().max().item()
 
 
-def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[float, list[KernelResult]]:
-    """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton."""
+def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: bool = False,
+                     ) -> tuple[float, list[KernelResult]]:
+    """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
+    tensor-core form's other tiles (``ATTENTION_MMA_TILES``)."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
     from vggx.plugins.launch import attention_tile, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
@@ -251,7 +253,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None) -> tuple[f
         others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)}}
         if shipped.mma:  # two consecutive pixel blocks per program (unrolled)
             others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
-        for p_block, warps in ATTENTION_MMA_TILES:
+        for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
         for form, tile in others.items():  # the other forms, against the same composition time
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
-    copy_gbps, results = run_kernel_bench(args.iters)
+    copy_gbps, results = run_kernel_bench(args.iters, sweep=args.sweep)
     _print_table(copy_gbps, results)
     sweep = run_sweep(copy_gbps) if args.sweep else []
     for row in sweep:
