@@ -210,6 +210,11 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         expected = flow_warp_reference(x.float(), flow.float())
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is)
+            u_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out, specialize=False), iters)
+            u_err = (launch_flow_warp(x, flow, specialize=False).float() - expected).abs().max()
+            results.append(_result(f"flow_warp[{layout},{kind},unspecialized]", shape, dtype, nbytes, u_ms, t_ms,
+                                   copy_gbps, u_err.item()))
         if layout == "channels_last":  # two and four consecutive pixel blocks per program (unrolled)
             for walk in (2, 4):
                 cfg = flow_warp_nhwc_config(*shape, walk=walk)

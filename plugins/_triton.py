@@ -50,19 +50,30 @@ def compiler_usable() -> bool:
 class TritonKernel:
     """A ``@triton.jit``-able function with its compiled and interpreted forms built on first use."""
 
-    def __init__(self, fn: Callable[..., None]) -> None:
+    def __init__(self, fn: Callable[..., None], specialize: bool = True) -> None:
         self.fn = fn
         self.name = fn.__name__
+        self.specialize = specialize
         self._jit: Any = None
         self._interpreted: Any = None
 
     def jit(self) -> Any:
-        """The ``triton.runtime.JITFunction`` (GPU launches and AOT compilation)."""
+        """The ``triton.runtime.JITFunction`` (GPU launches and AOT compilation).
+
+        With ``specialize=False`` its launches do not specialise on argument values (integers divisible by
+        16, 16-byte-aligned pointers): the code the TensorRT plugin's AOT PTX has (dynamic shapes), for
+        timing it beside the specialised kernel with the same launcher.
+        """
         if self._jit is None:
             require_triton()
+            import inspect
+
             from triton.runtime.jit import JITFunction
 
-            self._jit = JITFunction(self.fn)
+            runtime = [name for name, p in inspect.signature(self.fn).parameters.items()
+                       if p.annotation is inspect.Parameter.empty]  # not the constexprs
+            params = [] if self.specialize else runtime
+            self._jit = JITFunction(self.fn, do_not_specialize=params, do_not_specialize_on_alignment=params)
         return self._jit
 
     def interpreted(self) -> Any:

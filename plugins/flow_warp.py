@@ -149,6 +149,9 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
 
 
 FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
+# The same kernel without Triton's value specialisation: run 9 timed the TensorRT plugin's (unspecialised) PTX
+# of this kernel faster than the JIT's, through another launcher; the benchmark compares the two directly.
+FLOW_WARP_KERNEL_UNSPECIALIZED = TritonKernel(flow_warp_kernel, specialize=False)
 
 
 def flow_warp_nhwc_kernel(
@@ -245,7 +248,7 @@ def triton_output_layout(x: torch.Tensor) -> torch.memory_format:
 
 def launch_flow_warp(
     x: torch.Tensor, flow: torch.Tensor, out: torch.Tensor | None = None, stream: Any = None,
-    config: KernelLaunch | None = None,
+    config: KernelLaunch | None = None, specialize: bool = True,
 ) -> torch.Tensor:
     """Run the Triton kernel: ``x`` ``(b, c, h, w)``, ``flow`` ``(b, 2, h, w)`` -> ``out``.
 
@@ -255,6 +258,7 @@ def launch_flow_warp(
     ``stream`` (a ``torch.cuda.Stream``, a raw ``cudaStream_t`` int, or None for the current
     stream); CPU tensors run Triton's interpreter. ``config`` overrides the shipped launch geometry
     (:func:`~vggx.plugins.launch.flow_warp_config` with other block sizes; the benchmark's sweep).
+    ``specialize=False`` runs the NCHW kernel compiled without value specialisation (the benchmark).
     """
     check_flow_warp_inputs(x, flow)
     nhwc = is_channels_last(x)
@@ -286,7 +290,7 @@ def launch_flow_warp(
             )
         else:
             cfg = config or flow_warp_config(b, c, h, w)
-            kernel = FLOW_WARP_KERNEL.for_device(x.device)
+            kernel = (FLOW_WARP_KERNEL if specialize else FLOW_WARP_KERNEL_UNSPECIALIZED).for_device(x.device)
             kernel[cfg.grid](
                 x, flow, c, h, w, out, num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs
             )

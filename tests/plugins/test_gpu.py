@@ -81,6 +81,14 @@ class TestKernelsOnGpu:
         out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_flow_warp_unspecialised(self, dtype):
+        x, flow = _flow_inputs((2, 16, 37, 53), dtype)
+        out = launch_flow_warp(x, flow, specialize=False)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), flow_warp_reference(x.float(), flow.float()), atol=tol,
+                                   rtol=0 if dtype == torch.float32 else tol)
+
     @pytest.mark.parametrize("walk", [2, 4])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_flow_warp_channels_last_walk(self, dtype, walk):
