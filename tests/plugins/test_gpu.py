@@ -103,7 +103,7 @@ class TestKernelsOnGpu:
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    @pytest.mark.parametrize("shape", ATTN_SHAPES)
+    @pytest.mark.parametrize("shape", ATTN_SHAPES[1:3])
     def test_attention_mma_walk(self, shape, dtype):
         """The tensor-core form with two pixel blocks per program (the benchmark's ``mma,walk2`` rows)."""
         import dataclasses
@@ -117,7 +117,7 @@ class TestKernelsOnGpu:
 
     @pytest.mark.parametrize("stages", [2, 3])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    @pytest.mark.parametrize("shape", ATTN_SHAPES[:3])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES[:2])
     def test_attention_pipelined(self, shape, dtype, stages):
         """The per-thread form with cp.async-pipelined loads (the benchmark's ``fma,sN`` rows)."""
         import dataclasses
