@@ -177,56 +177,77 @@ def flow_warp_nhwc_kernel(
     b = tl.program_id(1).to(tl.int64)
     pid_c = tl.program_id(2)
     hw = H * W
-    for step in tl.static_range(WALK):
-        pid_p = tl.program_id(0) * WALK + step
-        offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-        inside = offs < hw
-        yy = offs // W
-        xx = offs - yy * W
+    # A tap is a vector load where each pixel's channels start 16-byte aligned. Triton's JIT knows that from
+    # its specialisation (pointers, XS and C divisible by 16); the TensorRT plugin's PTX knows only what it is
+    # compiled with, so the check runs here and the aligned copy of the body (VEC = 1) says so with hints.
+    vec_ok = (((x_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((XS % 8) == 0) & ((C % 8) == 0)
+    for VEC in tl.static_range(2):
+        if vec_ok == (VEC == 1):
+            xs = XS
+            cs = C
+            if VEC == 1:  # the same values here, known divisible by 8 (pixel rows of whole 16-byte vectors)
+                xs = XS // 8 * 8
+                cs = C // 8 * 8
+            for step in tl.static_range(WALK):
+                pid_p = tl.program_id(0) * WALK + step
+                offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
+                inside = offs < hw
+                yy = offs // W
+                xx = offs - yy * W
 
-        flow_base = flow_ptr + b * flow_sb
-        fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
-        fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
-        wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
-        hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
-        gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
-        gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
-        ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
-        iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
-        x0f = tl.floor(ix)
-        y0f = tl.floor(iy)
-        wx = ix - x0f
-        ex = 1.0 - wx
-        wy = iy - y0f
-        ey = 1.0 - wy
-        x0 = x0f.to(tl.int32)
-        y0 = y0f.to(tl.int32)
-        x1 = x0 + 1
-        y1 = y0 + 1
-        in_x0 = (x0 >= 0) & (x0 < W)
-        in_x1 = (x1 >= 0) & (x1 < W)
-        in_y0 = inside & (y0 >= 0) & (y0 < H)
-        in_y1 = inside & (y1 >= 0) & (y1 < H)
+                flow_base = flow_ptr + b * flow_sb
+                fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+                fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+                wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
+                hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
+                gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
+                gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
+                ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
+                iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
+                x0f = tl.floor(ix)
+                y0f = tl.floor(iy)
+                wx = ix - x0f
+                ex = 1.0 - wx
+                wy = iy - y0f
+                ey = 1.0 - wy
+                x0 = x0f.to(tl.int32)
+                y0 = y0f.to(tl.int32)
+                x1 = x0 + 1
+                y1 = y0 + 1
+                in_x0 = (x0 >= 0) & (x0 < W)
+                in_x1 = (x1 >= 0) & (x1 < W)
+                in_y0 = inside & (y0 >= 0) & (y0 < H)
+                in_y1 = inside & (y1 >= 0) & (y1 < H)
 
-        chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
-        c_ok = (chans < C)[None, :]
-        cols = chans[None, :]
-        plane = x_ptr + b * hw * XS
-        o_nw = (y0 * W + x0).to(tl.int64) * XS
-        v_nw = tl.load(plane + o_nw[:, None] + cols, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
-        v_ne = tl.load(plane + (o_nw + XS)[:, None] + cols, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
-        o_sw = o_nw + W * XS
-        v_sw = tl.load(plane + o_sw[:, None] + cols, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
-        v_se = tl.load(plane + (o_sw + XS)[:, None] + cols, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
-        val = (
-            v_nw.to(tl.float32) * (ey * ex)[:, None]
-            + v_ne.to(tl.float32) * (ey * wx)[:, None]
-            + v_sw.to(tl.float32) * (wy * ex)[:, None]
-            + v_se.to(tl.float32) * (wy * wx)[:, None]
-        )
-        dst = out_ptr + b * hw * XS + (offs.to(tl.int64) * XS)[:, None] + cols
-        val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
-        tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < XS)[None, :])
+                chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
+                c_ok = (chans < cs)[None, :]
+                cols = chans[None, :]
+                plane = x_ptr + b * hw * xs
+                o_nw = (y0 * W + x0).to(tl.int64) * xs
+                o_sw = o_nw + W * xs
+                p_nw = plane + o_nw[:, None] + cols
+                p_ne = plane + (o_nw + xs)[:, None] + cols
+                p_sw = plane + o_sw[:, None] + cols
+                p_se = plane + (o_sw + xs)[:, None] + cols
+                dst = out_ptr + b * hw * xs + (offs.to(tl.int64) * xs)[:, None] + cols
+                if VEC == 1:
+                    p_nw = tl.max_contiguous(tl.multiple_of(p_nw, [16, 16]), [1, C_BLOCK])
+                    p_ne = tl.max_contiguous(tl.multiple_of(p_ne, [16, 16]), [1, C_BLOCK])
+                    p_sw = tl.max_contiguous(tl.multiple_of(p_sw, [16, 16]), [1, C_BLOCK])
+                    p_se = tl.max_contiguous(tl.multiple_of(p_se, [16, 16]), [1, C_BLOCK])
+                    dst = tl.max_contiguous(tl.multiple_of(dst, [16, 16]), [1, C_BLOCK])
+                v_nw = tl.load(p_nw, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
+                v_ne = tl.load(p_ne, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
+                v_sw = tl.load(p_sw, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
+                v_se = tl.load(p_se, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
+                val = (
+                    v_nw.to(tl.float32) * (ey * ex)[:, None]
+                    + v_ne.to(tl.float32) * (ey * wx)[:, None]
+                    + v_sw.to(tl.float32) * (wy * ex)[:, None]
+                    + v_se.to(tl.float32) * (wy * wx)[:, None]
+                )
+                val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
+                tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < xs)[None, :])
 
 
 FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel)

@@ -119,27 +119,44 @@ def temporal_attention_kernel(
     in_frame = 3 * C * hw  # elements per input frame
     out_frame = C * hw
     if MMA:
-        for step in tl.static_range(WALK):  # WALK consecutive pixel blocks (1 shipped)
-            offs_p = (tl.program_id(0) * WALK + step) * P_BLOCK + tl.arange(0, P_BLOCK)
-            frames = tl.arange(0, T_BLOCK)
-            dims = tl.arange(0, D_BLOCK)
-            base_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
-            tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
-                    + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
-            mask3 = (offs_p < HW)[:, None, None] & (frames < T)[None, :, None] & (dims < D)[None, None, :]
-            q3 = tl.load(base_ptr + tile, mask=mask3, other=0.0)
-            k3 = tl.load(base_ptr + C * hw + tile, mask=mask3, other=0.0)
-            v3 = tl.load(base_ptr + 2 * C * hw + tile, mask=mask3, other=0.0)
-            s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32) * SCALE
-            s3 = tl.where((frames < T)[None, None, :], s3, float("-inf"))
-            peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
-            pr = tl.exp(s3 - peak3[:, :, None])
-            pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
-            o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
-            o_tile = (offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
-                      + dims.to(tl.int64)[None, None, :] * hw)
-            o3_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-            tl.store(o3_ptr + o_tile, o3.to(out_ptr.dtype.element_ty), mask=mask3)
+        # Vector loads need rows of pixels that start 16-byte aligned. Triton's JIT knows that from its
+        # specialisation (pointers, HW divisible by 16); the TensorRT plugin's PTX (dynamic shapes) does not,
+        # so the check runs here and the aligned copy of the body (VEC = 1) says so with hints.
+        vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
+        for VEC in tl.static_range(2):
+            if vec_ok == (VEC == 1):
+                for step in tl.static_range(WALK):  # WALK consecutive pixel blocks (1 shipped)
+                    offs_p = (tl.program_id(0) * WALK + step) * P_BLOCK + tl.arange(0, P_BLOCK)
+                    frames = tl.arange(0, T_BLOCK)
+                    dims = tl.arange(0, D_BLOCK)
+                    hw_end = HW
+                    if VEC == 1:  # = HW here; the compiler then knows it divisible by 8 (the mask's runs)
+                        hw_end = HW // 8 * 8
+                    in_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw + (
+                        offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
+                        + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
+                    o_ptr = out_ptr + n * T * out_frame + (head * D) * hw + (
+                        offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
+                        + dims.to(tl.int64)[None, None, :] * hw)
+                    k_ptr = in_ptr + C * hw
+                    v_ptr = k_ptr + C * hw
+                    if VEC == 1:  # each row of P_BLOCK pixels: contiguous, starting 16-byte aligned
+                        in_ptr = tl.max_contiguous(tl.multiple_of(in_ptr, [16, 16, 16]), [P_BLOCK, 1, 1])
+                        k_ptr = tl.max_contiguous(tl.multiple_of(k_ptr, [16, 16, 16]), [P_BLOCK, 1, 1])
+                        v_ptr = tl.max_contiguous(tl.multiple_of(v_ptr, [16, 16, 16]), [P_BLOCK, 1, 1])
+                        o_ptr = tl.max_contiguous(tl.multiple_of(o_ptr, [16, 16, 16]), [P_BLOCK, 1, 1])
+                    mask3 = ((offs_p < hw_end)[:, None, None] & (frames < T)[None, :, None]
+                             & (dims < D)[None, None, :])
+                    q3 = tl.load(in_ptr, mask=mask3, other=0.0)
+                    k3 = tl.load(k_ptr, mask=mask3, other=0.0)
+                    v3 = tl.load(v_ptr, mask=mask3, other=0.0)
+                    s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32)
+                    s3 = tl.where((frames < T)[None, None, :], s3 * SCALE, float("-inf"))
+                    peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
+                    pr = tl.exp(s3 - peak3[:, :, None])
+                    pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
+                    o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
+                    tl.store(o_ptr, o3.to(out_ptr.dtype.element_ty), mask=mask3)
     else:
         pid = tl.program_id(0)
         q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK

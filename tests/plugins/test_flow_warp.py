@@ -146,6 +146,21 @@ class TestKernel:
         torch.testing.assert_close(launch_flow_warp(x, flow, specialize=False), flow_warp_reference(x, flow),
                                    atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("c", "offset"), [(16, 0), (16, 1), (12, 0)])
+    def test_channels_last_aligned_and_misaligned_tensors(self, gen, c, offset):
+        """The channels-last kernel checks alignment at run time (the TensorRT PTX cannot know it): 16-byte
+        aligned tensors with channels a multiple of 8 take the hinted copy, the rest the plain one."""
+        b, h, w = 2, 9, 23
+        x, flow = _inputs(gen, b, c, h, w, 6.0)
+        buf = torch.empty(x.numel() + offset)
+        x_cl = buf[offset:].view(b, h, w, c).permute(0, 3, 1, 2)
+        x_cl.copy_(x)
+        out = torch.empty(x.numel() + offset)[offset:].view(b, h, w, c).permute(0, 3, 1, 2)
+        assert x_cl.is_contiguous(memory_format=torch.channels_last) and out.is_contiguous(
+            memory_format=torch.channels_last)
+        launch_flow_warp(x_cl, flow, out=out)
+        torch.testing.assert_close(out, flow_warp_reference(x, flow), atol=1e-5, rtol=0)
+
     @pytest.mark.parametrize("walk", [2, 3, 4])
     def test_channels_last_walk_covers_every_block(self, gen, walk):
         """With ``walk`` blocks per program (the last program's partly past the image): every pixel once."""

@@ -186,6 +186,36 @@ def _launch_ptx(kernel, inputs, outputs):
 
 
 class TestAotPtxWithCupy:
+    @pytest.mark.parametrize("offset", [0, 1])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_alignment_is_checked_at_run_time(self, dtype, offset):
+        """The AOT PTX takes its vectorised copy only for 16-byte-aligned tensors: tensors starting one element
+        into their buffer (misaligned) must take the plain copy, not fault, and give the same result."""
+        from vggx.plugins.launch import attention_tile
+        from vggx.plugins.tensorrt import compile_aot
+
+        def at_offset(t: torch.Tensor) -> torch.Tensor:
+            buf = torch.empty(t.numel() + offset, device="cuda", dtype=t.dtype)
+            view = buf[offset:].view(t.shape)
+            view.copy_(t)
+            return view
+
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        qkv = _qkv((1, 16, 32, 8, 16, 2), dtype)  # HW = 128, tensor-core form
+        out = at_offset(torch.full((1, 16, 32, 8, 16), float("nan"), device="cuda", dtype=dtype))
+        kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=2, cc=_cc(),
+                             tile=attention_tile(16, 16, mma=True, half=dtype == torch.float16))
+        _launch_ptx(kernel, (at_offset(qkv),), (out,))
+        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), 2), atol=tol, rtol=tol)
+
+        x, flow = _flow_inputs((2, 64, 16, 24), dtype)
+        x_cl = at_offset(x.permute(0, 2, 3, 1).contiguous())  # [B, H, W, C] = HWC / HWC8 at C = 64
+        out = at_offset(torch.full_like(x_cl, float("nan")))
+        layout = "hwc8" if dtype == torch.float16 else "hwc"
+        _launch_ptx(compile_aot("flow_warp", tuple(x.shape), dtype, cc=_cc(), layout=layout), (x_cl, flow), (out,))
+        expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", [(2, 16, 37, 53), (1, 3, 64, 96)])
     def test_flow_warp_ptx(self, shape, dtype):

@@ -113,6 +113,21 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("offset", [0, 1])
+    def test_tensor_core_form_aligned_and_misaligned_tensors(self, gen, offset):
+        """The kernel checks alignment at run time (the TensorRT PTX cannot know it): HW a multiple of 8 and
+        16-byte-aligned tensors take the hinted copy, a tensor starting one element in the other."""
+        from vggx.plugins.launch import attention_tile
+
+        qkv = _qkv(gen, 1, 12, 8, 4, 8)  # HW = 32
+        buf = torch.empty(qkv.numel() + offset)
+        view = buf[offset:].view(qkv.shape)
+        view.copy_(qkv)
+        out = torch.empty(1 * 12 * 8 * 4 * 8 + offset)[offset:].view(1, 12, 8, 4, 8)
+        launch_temporal_attention(view, 2, out=out, tile=attention_tile(12, 4, mma=True))
+        assert (view.data_ptr() % 16 == 0) == (offset == 0)
+        torch.testing.assert_close(out, temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
+
     def test_walk_needs_the_tensor_core_form(self):
         import dataclasses
 
