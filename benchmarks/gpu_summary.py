@@ -78,6 +78,8 @@ def summarise(out: Path) -> dict:
                          f"inference {n / e2e['inference_median_s']:.1f} fps, end to end "
                          f"{n / e2e['end_to_end_median_s']:.1f} fps, encode alone {n / enc:.1f} "
                          f"fps (serial conversion {n / ser:.1f}), ratio {e2e['ratio']:.3f}"
+                         + (f" (to the slowest stage alone, {e2e['slowest_stage']}: {e2e['stage_ratio']:.3f})"
+                            if "stage_ratio" in e2e else "")
                          + (f"; RGB to the writer {n / sorted(rgb)[len(rgb) // 2]:.1f} fps" if rgb else "")
                          + (f"; decode alone {n / sorted(dec)[len(dec) // 2]:.1f} fps"
                             if (dec := e2e.get("decode_only_s")) else "")

@@ -104,6 +104,10 @@ def test_upscale_overlap_times_both_output_formats_of_a_converting_runner(tmp_pa
     assert runner.yuv_calls >= 2 * result.windows  # warm-up, inference timing and the default end-to-end run
     assert set(result.busy) == {"decode", "infer", "encode"} and all(0 <= v <= 1.5 for v in result.busy.values())
     assert np.isfinite(result.ratio)
+    stage, seconds = result.slowest_stage
+    assert seconds == max(np.median(v) for v in (result.inference_s, result.encode_only_s, result.decode_only_s))
+    assert result.stage_ratio == pytest.approx(np.median(result.end_to_end_s) / seconds)
+    assert result.as_dict()["slowest_stage"] == stage
 
 
 def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
