@@ -19,7 +19,10 @@ Every case also checks the kernel against the FP32 reference on the same inputs 
 each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embeds for the same tensors
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
 without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
-aligned pointers) that lets Triton's JIT vectorise loads.
+aligned pointers) that lets Triton's JIT vectorise loads (the kernels check alignment at run time and
+carry a hinted copy for it). Rows marked ``fma,sN``, ``mma,walk2``, ``walkN`` and ``unspecialized`` time
+launch options not shipped yet (pipelined loads, several pixel blocks per program, no value
+specialisation), so that the next shipped tuning can be chosen from one run.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and unrolling) on the FP16 cases, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
