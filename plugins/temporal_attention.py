@@ -99,9 +99,9 @@ def temporal_attention_kernel(
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
-    ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
     iterations' tiles into shared memory; 1, shipped: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
+    ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
 
     ``MMA``: the tensor-core form instead (shipped above 8 frames, see
     :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
