@@ -47,6 +47,7 @@ import torch.nn.functional as F
 
 __all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench"]
 
+DEVICE = "cuda"  # the benchmark's tensors (a CPU smoke test runs its code paths in Triton's interpreter)
 # (shape, dtype, memory layout of x and out, flow field). "noise": i.i.d. N(0, 8 px) per pixel, the worst
 # case for the gathers' locality; "smooth": the same magnitude varying over ~16 px, as optical flow does.
 FLOW_WARP_CASES = [
@@ -113,7 +114,7 @@ def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float
 
 def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
     """Device copy bandwidth in GB/s: ``clone`` of an ``nbytes`` tensor counts 2 * nbytes."""
-    src = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda").uniform_()
+    src = torch.empty(nbytes // 4, dtype=torch.float32, device=DEVICE).uniform_()
     ms = _time_ms(lambda: src.clone(), iters)
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
@@ -121,8 +122,8 @@ def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
 def _flow_field(b: int, h: int, w: int, kind: str, gen: torch.Generator, pixels: float = 8.0) -> torch.Tensor:
     """A float32 flow ``(b, 2, h, w)``: i.i.d. noise, or smooth (bicubic from a 1/16-resolution field)."""
     if kind == "noise":
-        return torch.randn((b, 2, h, w), device="cuda", generator=gen) * pixels
-    coarse = torch.randn((b, 2, -(-h // 16) + 1, -(-w // 16) + 1), device="cuda", generator=gen) * pixels
+        return torch.randn((b, 2, h, w), device=DEVICE, generator=gen) * pixels
+    coarse = torch.randn((b, 2, -(-h // 16) + 1, -(-w // 16) + 1), device=DEVICE, generator=gen) * pixels
     return F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=True)
 
 
@@ -199,10 +200,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     copy_gbps = copy_gbps or measure_copy_bandwidth()
     cc = device_cc()
     results = []
-    gen = torch.Generator(device="cuda").manual_seed(0)
+    gen = torch.Generator(device=DEVICE).manual_seed(0)
     for shape, dtype, layout, kind in FLOW_WARP_CASES:
         b, c, h, w = shape
-        x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
+        x = torch.randn(shape, device=DEVICE, generator=gen).to(dtype)
         if layout == "channels_last":
             x = x.to(memory_format=torch.channels_last)
         flow = _flow_field(b, h, w, kind, gen).to(dtype)
@@ -236,7 +237,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                                    aot[1]))
         del x, flow, out
     for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
-        qkv = torch.randn((n, t, 3 * c, h, w), device="cuda", generator=gen).to(dtype)
+        qkv = torch.randn((n, t, 3 * c, h, w), device=DEVICE, generator=gen).to(dtype)
         out = qkv.new_empty((n, t, c, h, w))
         nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
         k_ms = _time_ms(
@@ -280,6 +281,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     return copy_gbps, results
 
 
+SWEEP_FLOW_WARP_SHAPE = (8, 64, 180, 320)
+SWEEP_ATTENTION_SIZE = (360, 640)  # H, W of the sweep's attention cases (T = 8, 12, 16; C = 64, 4 heads)
 SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
 # Channels-last launches walking consecutive pixel blocks: (pixels per block, warps, blocks per program).
 SWEEP_FLOW_WARP_WALK = [(32, 4, 8), (16, 2, 2), (16, 2, 4), (16, 4, 4), (64, 4, 2)]
@@ -301,11 +304,11 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     from vggx.plugins.temporal_attention import launch_temporal_attention
 
     rows: list[dict] = []
-    gen = torch.Generator(device="cuda").manual_seed(1)
-    shape = (8, 64, 180, 320)
+    gen = torch.Generator(device=DEVICE).manual_seed(1)
+    shape = SWEEP_FLOW_WARP_SHAPE
     for dtype in (torch.float16, torch.float32):  # flow_warp in both: its FP32 islands warp too
-        x = torch.randn(shape, device="cuda", generator=gen).to(dtype)
-        flow = _flow_field(8, 180, 320, "smooth", gen).to(dtype)
+        x = torch.randn(shape, device=DEVICE, generator=gen).to(dtype)
+        flow = _flow_field(shape[0], *shape[2:], "smooth", gen).to(dtype)
         nbytes = (2 * x.numel() + flow.numel()) * x.element_size()
         for layout, geometries in (("nchw", SWEEP_FLOW_WARP), ("channels_last", SWEEP_FLOW_WARP_NHWC)):
             xl = x.to(memory_format=torch.channels_last) if layout == "channels_last" else x
@@ -331,8 +334,9 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                          "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
     for t in (8, 12, 16):
-        qkv = torch.randn((1, t, 192, 360, 640), device="cuda", generator=gen).half()
-        out = qkv.new_empty((1, t, 64, 360, 640))
+        h, w = SWEEP_ATTENTION_SIZE
+        qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).half()
+        out = qkv.new_empty((1, t, 64, h, w))
         nbytes = (qkv.numel() + out.numel()) * 2
         for spt, warps, ppt, unroll, stages in SWEEP_ATTENTION:
             tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
@@ -340,7 +344,7 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
             ms = _time_ms(
                 lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
             )
-            rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, 360, 640), "dtype": "float16",
+            rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w), "dtype": "float16",
                          "q_block": tile.q_block, "p_block": tile.p_block, "num_warps": warps, "unroll": unroll,
                          "stages": stages,
                          "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
