@@ -20,9 +20,9 @@ each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embe
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
 without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
 aligned pointers) that lets Triton's JIT vectorise loads (the kernels check alignment at run time and
-carry a hinted copy for it). Rows marked ``fma,sN``, ``mma,walk2``, ``walkN`` and ``unspecialized`` time
-launch options not shipped yet (pipelined loads, several pixel blocks per program, no value
-specialisation), so that the next shipped tuning can be chosen from one run.
+carry a hinted copy for it). Rows marked ``fma,sN``, ``fma[,s3],i32``, ``mma,walk2``, ``walkN`` and
+``unspecialized`` time launch options not shipped yet (pipelined loads, int32 offsets, several pixel
+blocks per program, no value specialisation), so that the next shipped tuning can be chosen from one run.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and unrolling) on the FP16 cases, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -259,7 +259,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
         fma = attention_tile(t, c // heads, mma=False)
         # The per-thread form with its head-dim loops software-pipelined (cp.async, 2 or 3 stages).
-        others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)}}
+        others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)},
+                  # ... and with int32 offsets within the batch item (fewer registers: 96 vs 112-128 at 3 stages)
+                  "fma,i32": dataclasses.replace(fma, int32=True),
+                  "fma,s3,i32": dataclasses.replace(fma, stages=3, int32=True)}
         if shipped.mma:  # two consecutive pixel blocks per program (unrolled)
             others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():

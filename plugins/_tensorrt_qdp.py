@@ -121,7 +121,7 @@ def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: in
     except ValueError as err:
         raise PluginError(str(err)) from err
     half = _dtype_name(qkv) == "fp16"
-    cfg = attention_config(1, t, c, 1, 1, heads, half=half)
+    cfg = attention_config(1, t, c, 1, 1, heads, half=half, sizes_known=False)  # H, W: dynamic
     ptx = compile_ptx(
         "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc()
     )

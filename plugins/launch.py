@@ -167,6 +167,10 @@ class AttentionTile:
     ``walk`` (tensor-core form only): consecutive pixel blocks per program, unrolled at compile time so that
     one block's q, k, v loads can be in flight during another's dots; 1 (shipped): one block per program.
     Not yet measured on a GPU: the kernel benchmark times 2 beside the shipped tile.
+    ``int32`` (per-thread form): element offsets within one batch item in int32 where ``T * 3C * H * W``
+    fits (int64 otherwise, whatever the tile says): ptxas at sm_90a, T = 8-16, 3 stages: 96 registers
+    instead of 112-128 (20 warps per SM instead of 16). Not yet measured on a GPU; the TensorRT plugin
+    (dynamic H, W) always keeps int64.
     """
 
     q_block: int
@@ -176,6 +180,7 @@ class AttentionTile:
     mma: bool = False  # the tensor-core form (batched dots over p_block pixels; q_block = all frames)
     stages: int = 1
     walk: int = 1  # tensor-core form: consecutive pixel blocks per program (unrolled)
+    int32: bool = False  # per-thread form: int32 offsets within a batch item, where they fit
 
 
 def attention_tile(
@@ -245,13 +250,15 @@ def attention_grid(
 
 
 def attention_config(
-    n: int, t: int, c: int, h: int, w: int, heads: int, tile: AttentionTile | None = None, half: bool = False
+    n: int, t: int, c: int, h: int, w: int, heads: int, tile: AttentionTile | None = None, half: bool = False,
+    sizes_known: bool = True,
 ) -> KernelLaunch:
     """Launch of the temporal-attention kernel for ``qkv`` ``(n, t, 3c, h, w)``.
 
     One program owns ``P_BLOCK`` pixels of one (batch, head), ``Q_BLOCK`` query frames and all T
     key frames: it reads q, k, v straight from the NTCHW layout, keeps the [Q_BLOCK, T, P_BLOCK]
-    scores in registers and writes its output once (see :func:`attention_tile`).
+    scores in registers and writes its output once (see :func:`attention_tile`). ``sizes_known=False``
+    (the TensorRT plugin, whose H and W are dynamic) keeps the offsets int64 whatever the tile says.
     """
     if heads < 1 or c % heads:
         raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
@@ -273,5 +280,6 @@ def attention_config(
             "D_BLOCK": d_block,
             "STAGES": tile.stages,
             "WALK": tile.walk,
+            "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
         },
     )

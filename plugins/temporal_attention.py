@@ -89,6 +89,7 @@ def temporal_attention_kernel(
     D_BLOCK: tl.constexpr = 16,
     STAGES: tl.constexpr = 1,
     WALK: tl.constexpr = 1,
+    OFF32: tl.constexpr = False,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -102,6 +103,8 @@ def temporal_attention_kernel(
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
     iterations' tiles into shared memory; 1, shipped: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
     ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
+    ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
+    where ``T * 3C * H * W < 2**31``; shipped: int64 throughout).
 
     ``MMA``: the tensor-core form instead (shipped above 8 frames, see
     :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
@@ -172,16 +175,19 @@ def temporal_attention_kernel(
         q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
         k_ptr = q_ptr + C * hw
         v_ptr = k_ptr + C * hw
-        q_rows = queries.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
-        k_rows = keys.to(tl.int64)[:, None] * in_frame + offs_p[None, :]
+        row, out_row, plane = in_frame, out_frame, hw  # int64 strides
+        if OFF32:  # one batch item's offsets fit int32 (the launcher checks): half the registers for them
+            row, out_row, plane = 3 * C * HW, C * HW, HW
+        q_rows = queries[:, None] * row + offs_p[None, :]
+        k_rows = keys[:, None] * row + offs_p[None, :]
 
         # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
         # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
         # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
         scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
         for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
-            q = tl.load(q_ptr + j * hw + q_rows, mask=q_mask, other=0.0).to(tl.float32)
-            k = tl.load(k_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
+            q = tl.load(q_ptr + j * plane + q_rows, mask=q_mask, other=0.0).to(tl.float32)
+            k = tl.load(k_ptr + j * plane + k_rows, mask=k_mask, other=0.0).to(tl.float32)
             scores += q[:, None, :] * k[None, :, :]
         scores = scores * SCALE
         scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
@@ -190,11 +196,11 @@ def temporal_attention_kernel(
         p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
 
         o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-        out_rows = queries.to(tl.int64)[:, None] * out_frame + offs_p[None, :]
+        out_rows = queries[:, None] * out_row + offs_p[None, :]
         for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
-            v = tl.load(v_ptr + j * hw + k_rows, mask=k_mask, other=0.0).to(tl.float32)
+            v = tl.load(v_ptr + j * plane + k_rows, mask=k_mask, other=0.0).to(tl.float32)
             o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-            tl.store(o_ptr + j * hw + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
+            tl.store(o_ptr + j * plane + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 
 
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)

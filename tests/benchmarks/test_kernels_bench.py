@@ -47,6 +47,7 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
     for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[channels_last,smooth]",
                      "flow_warp[channels_last,smooth,walk2]", "flow_warp[channels_last,smooth,walk4]",
                      "temporal_attention[h=2]", "temporal_attention[h=2,fma,s2]", "temporal_attention[h=2,fma,s3]",
+                     "temporal_attention[h=2,fma,i32]", "temporal_attention[h=2,fma,s3,i32]",
                      "temporal_attention[h=2,mma,walk2]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
     for r in results:

@@ -115,16 +115,17 @@ class TestKernelsOnGpu:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
 
-    @pytest.mark.parametrize("stages", [2, 3])
+    @pytest.mark.parametrize(("stages", "int32"), [(2, False), (3, False), (1, True), (3, True)])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", ATTN_SHAPES[:2])
-    def test_attention_pipelined(self, shape, dtype, stages):
-        """The per-thread form with cp.async-pipelined loads (the benchmark's ``fma,sN`` rows)."""
+    def test_attention_pipelined(self, shape, dtype, stages, int32):
+        """The per-thread form with cp.async-pipelined loads, int64 or int32 offsets (the benchmark's
+        ``fma,sN`` and ``fma,s3,i32`` rows)."""
         import dataclasses
 
         qkv = _qkv(shape, dtype)
         _, t, c, _, _, heads = shape
-        tile = dataclasses.replace(attention_tile(t, c // heads, mma=False), stages=stages)
+        tile = dataclasses.replace(attention_tile(t, c // heads, mma=False), stages=stages, int32=int32)
         out = launch_temporal_attention(qkv, heads, tile=tile)
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)

@@ -100,6 +100,30 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("stages", [1, 3])
+    def test_int32_offsets_agree(self, gen, stages):
+        """``int32`` tiles (per-thread form): offsets within a batch item in int32; same results."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        qkv = _qkv(gen, 2, 6, 8, 5, 43)
+        tile = dataclasses.replace(attention_tile(6, 4, mma=False), stages=stages, int32=True)
+        assert attention_config(2, 6, 8, 5, 43, 2, tile=tile).constexprs["OFF32"]
+        torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
+                                   temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
+
+    def test_int32_offsets_only_where_they_fit(self):
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        tile = dataclasses.replace(attention_tile(16, 16, mma=False), int32=True)
+        assert attention_config(1, 16, 64, 360, 640, 4, tile=tile).constexprs["OFF32"]  # 707 M elements
+        assert not attention_config(1, 16, 512, 540, 960, 8, tile=tile).constexprs["OFF32"]  # 12.7 G: int64
+        assert not attention_config(1, 16, 64, 1, 1, 4, tile=tile, sizes_known=False).constexprs["OFF32"]
+        assert not attention_config(1, 16, 64, 360, 640, 4).constexprs["OFF32"]  # shipped: int64
+
     @pytest.mark.parametrize("walk", [2, 3])
     def test_tensor_core_form_walking_blocks_agrees(self, gen, walk):
         """``walk`` pixel blocks per program (the last program's partly past the image): every pixel once."""
