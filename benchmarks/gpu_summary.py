@@ -83,6 +83,7 @@ def summarise(out: Path) -> dict:
                          + (f"; RGB to the writer {n / sorted(rgb)[len(rgb) // 2]:.1f} fps" if rgb else "")
                          + (f"; decode alone {n / sorted(dec)[len(dec) // 2]:.1f} fps"
                             if (dec := e2e.get("decode_only_s")) else "")
+                         + (f"; warm-up {e2e['warmup_s']:.1f} s" if e2e.get("warmup_s") else "")
                          + ("; busy " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in e2e["busy"].items())
                             if e2e.get("busy") else ""))
     (out / "summary.txt").write_text("\n".join(lines) + "\n")

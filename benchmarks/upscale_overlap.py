@@ -62,6 +62,7 @@ class OverlapResult:
     end_to_end_rgb_s: list[float] = ()  # end to end with RGB to the writer, where the runner could give yuv420p
     decode_only_s: list[float] = ()  # decoding the clip to RGB alone (the reader): the decoder's ceiling
     decode_per_frame_context_s: list[float] = ()  # the same with a new swscale context per frame (the old reader)
+    warmup_s: float = 0.0  # the runner's first window per output format (kernel compilation, graph capture), untimed
 
     @property
     def ratio(self) -> float:
@@ -202,8 +203,10 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
     h, w = frames[0].shape[:2]
     # The pipeline's own choice: yuv420p from the runner's device when it converts and the encoder takes it.
     yuv420p = getattr(runner, "yuv420p_output", False) and output_pix_fmt(encode) == "yuv420p"
+    t0 = time.perf_counter()
     for fmt in {yuv420p, False}:  # warm-up (lazy init, graph capture) of each output format timed below
         upscale_frames(runner, np.stack([frames[0]] * info.window), yuv420p=fmt)
+    warmup = time.perf_counter() - t0
     inference, end_to_end, end_to_end_rgb = [], [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         out = Path(tmp) / "out.mp4"
@@ -230,7 +233,7 @@ def measure_overlap(runner: Runner, video: Path, *, concurrency: int = 1, repeat
         tiles_per_window=plan_tiles((h, w), info.max_size, info.size_multiple, info.scale).count,
         inference_s=inference, end_to_end_s=end_to_end, encode_only_s=encode_only, encode_serial_s=serial,
         preset=encode.preset or "medium", encoders=encode.encoders, busy=busy, end_to_end_rgb_s=end_to_end_rgb,
-        decode_only_s=decode_only, decode_per_frame_context_s=decode_old,
+        decode_only_s=decode_only, decode_per_frame_context_s=decode_old, warmup_s=warmup,
     )
 
 
@@ -299,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.window}, {result.windows} windows x {result.tiles_per_window} tile(s), concurrency "
           f"{result.concurrency}, x264 preset {result.preset}"
           + (f", {result.encoders} encoders on segments" if result.encoders > 1 else ""))
+    print(f"warm-up         {result.warmup_s:.2f} s (first window of each output format: compilation, capture; "
+          "not in the timings below)")
     print(f"pure inference  median {statistics.median(inf):.2f} s  p90 {p90(inf):.2f} s  "
           f"({result.frames / statistics.median(inf):.2f} fps)")
     print(f"end to end      median {statistics.median(e2e):.2f} s  p90 {p90(e2e):.2f} s  "

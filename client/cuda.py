@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -150,18 +151,21 @@ class CudaUpscaler:
             dev_in=torch.empty(shape, dtype=torch.uint8, device=self.device),
         )
         if self.cuda_graphs:
+            t0 = time.perf_counter()
             with torch.cuda.stream(self.stream), torch.inference_mode():
                 # Warm-up outside capture: Triton compiles its kernels and cuDNN picks algorithms here.
                 for _ in range(2):
                     self._run(slot.dev_in, output_format)
                 self.stream.synchronize()
+                t1 = time.perf_counter()
                 graph = torch.cuda.CUDAGraph()
                 # thread_local: only this thread is held to capture's rules; another caller may meanwhile
                 # wait on its own event (cudaEventSynchronize), which global mode forbids process-wide.
                 with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
                     slot.dev_out = self._run(slot.dev_in, output_format)
             slot.graph = graph
-            log.info("captured a CUDA graph for input %s (%s out)", shape, output_format)
+            log.info("captured a CUDA graph for input %s (%s out): warm-up %.1f s (compilation, cuDNN's search), "
+                     "capture %.2f s", shape, output_format, t1 - t0, time.perf_counter() - t1)
         return slot
 
     def _run(self, lr, output_format: str):

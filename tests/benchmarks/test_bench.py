@@ -108,6 +108,7 @@ def test_upscale_overlap_times_both_output_formats_of_a_converting_runner(tmp_pa
     assert seconds == max(np.median(v) for v in (result.inference_s, result.encode_only_s, result.decode_only_s))
     assert result.stage_ratio == pytest.approx(np.median(result.end_to_end_s) / seconds)
     assert result.as_dict()["slowest_stage"] == stage
+    assert result.warmup_s > 0
 
 
 def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
