@@ -214,19 +214,16 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         expected = flow_warp_reference(x.float(), flow.float())
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        variants = {}  # launch options not shipped, timed beside the shipped launch
         if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is)
-            u_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out, specialize=False), iters)
-            u_err = (launch_flow_warp(x, flow, specialize=False).float() - expected).abs().max()
-            results.append(_result(f"flow_warp[{layout},{kind},unspecialized]", shape, dtype, nbytes, u_ms, t_ms,
-                                   copy_gbps, u_err.item()))
-        if layout == "channels_last":  # two and four consecutive pixel blocks per program (unrolled)
-            for walk in (2, 4):
-                cfg = flow_warp_nhwc_config(*shape, walk=walk)
-                w_ms = _time_ms(lambda x=x, flow=flow, out=out, cfg=cfg: launch_flow_warp(x, flow, out=out, config=cfg),
-                                iters)
-                w_err = (launch_flow_warp(x, flow, config=cfg).float() - expected).abs().max()
-                results.append(_result(f"flow_warp[{layout},{kind},walk{walk}]", shape, dtype, nbytes, w_ms, t_ms,
-                                       copy_gbps, w_err.item()))
+            variants["unspecialized"] = {"specialize": False}
+        else:  # two and four consecutive pixel blocks per program (unrolled)
+            variants.update({f"walk{k}": {"config": flow_warp_nhwc_config(*shape, walk=k)} for k in (2, 4)})
+        for name, options in variants.items():
+            v_ms = _time_ms(lambda x=x, flow=flow, out=out, o=options: launch_flow_warp(x, flow, out=out, **o), iters)
+            v_err = (launch_flow_warp(x, flow, **options).float() - expected).abs().max()
+            results.append(_result(f"flow_warp[{layout},{kind},{name}]", shape, dtype, nbytes, v_ms, t_ms, copy_gbps,
+                                   v_err.item()))
         # The TensorRT plugin's kernel for the same tensors: LINEAR -> NCHW kernel; channels-last = HWC8
         # (FP16, C = 64 needs no padding) or HWC (FP32) -> the channels-last kernel.
         trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
