@@ -7,7 +7,7 @@
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
 #    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
 #    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; without Inductor's freezing, the shipped
-#    compile's, with GPU_CHECK_NO_FREEZING=1);
+#    compile's, with GPU_CHECK_NO_FREEZING=1; more Inductor options with GPU_CHECK_COMPILE_EXTRA=max_autotune=1);
 # 4. `vggx upscale --backend torch --device cuda --fp16` end to end vs pure inference (and encode alone),
 #    two windows in flight (the CLI's default on CUDA): the base model's compute on a 480-frame clip at
 #    x264 medium and on 96 frames at veryfast, the tiny model at veryfast with four x264 on segments
@@ -63,7 +63,8 @@ COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
   ${COMPILE_ARG:+"$COMPILE_ARG"} ${GPU_CHECK_COMPILE_CL:+--compile-channels-last} \
-  ${GPU_CHECK_NO_FREEZING:+--compile-no-freezing} --json "$OUT/gpu_model.json"
+  ${GPU_CHECK_NO_FREEZING:+--compile-no-freezing} ${GPU_CHECK_COMPILE_EXTRA:+--compile-extra "$GPU_CHECK_COMPILE_EXTRA"} \
+  --json "$OUT/gpu_model.json"
 # End to end as `vggx upscale` runs on CUDA (two windows in flight), on 480-frame clips (20 s at 24 fps): run 8's
 # 96-frame clips lasted 1.3-1.9 s, of which x264's fill and flush at medium (rc-lookahead 40 plus ~24 frame
 # threads on 16 cores: ~60 frames in flight) took about 0.5 s. The base model's compute (untrained, RGB head

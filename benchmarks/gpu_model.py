@@ -75,12 +75,13 @@ def _profile(run, rows: int) -> list[dict]:
 def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 320), window: int = 8,
                         iters: int = 10, seed: int = 0, profile_rows: int = 0, compile_variant: bool = False,
                         on_partial=None, compile_channels_last: bool = False,
-                        compile_no_freezing: bool = False) -> dict:
+                        compile_no_freezing: bool = False, compile_extra: dict | None = None) -> dict:
     """Time the variants (see the module doc). ``compile_variant`` adds ``torch.compile`` in a second
     phase, after ``on_partial`` has been given the first phase's results; ``compile_channels_last`` also
     compiles the channels-last model (slower in runs 4-6: 35 vs 30 ms; another ~35 s of compilation);
     ``compile_no_freezing`` also compiles without Inductor's ``freezing`` (the shipped compile folds the weights
-    as constants: :data:`vggx.client.cuda.COMPILE_OPTIONS`)."""
+    as constants: :data:`vggx.client.cuda.COMPILE_OPTIONS`); ``compile_extra`` also compiles with these
+    Inductor options added to the shipped ones (e.g. ``{"max_autotune": True}``), to try them side by side."""
     import torch
 
     from vggx.benchmarks.bench import device_peak_gflops
@@ -174,6 +175,11 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
             chosen.append(("fp16 + kernels + compile + graphs, channels_last", True, None))
         if compile_no_freezing:  # the shipped compile uses Inductor's freezing; beside it, no options
             chosen.append(("fp16 + kernels + compile (no freezing) + graphs", False, {}))
+        if compile_extra:
+            from vggx.client.cuda import COMPILE_OPTIONS
+
+            extra = ", ".join(f"{k}={v}" for k, v in compile_extra.items())
+            chosen.append((f"fp16 + kernels + compile ({extra}) + graphs", False, {**COMPILE_OPTIONS, **compile_extra}))
         for name, channels_last, options in chosen:
             try:
                 variants[name] = (CudaUpscaler(_fresh_upscaler(config, seed), fp16=True, compile=True,
@@ -202,6 +208,25 @@ def run_gpu_model_bench(config: str = "base", lr_size: tuple[int, int] = (180, 3
     return result(profiles, errors)
 
 
+def _inductor_options(text: str) -> dict:
+    """``"max_autotune=1,mode=x"`` -> ``{"max_autotune": 1, "mode": "x"}`` (the type of ``--compile-extra``)."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
+        value: object = {"true": True, "false": False}.get(raw.lower(), raw)
+        if isinstance(value, str):
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        options[key.strip()] = value
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     from vggx.errors import VggxError
     from vggx.shapes import parse_size
@@ -220,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-no-freezing", action="store_true",
                         help="with --compile: also compile without Inductor's freezing (the shipped compile folds "
                              "the weights as constants; ~45 s)")
+    parser.add_argument("--compile-extra", metavar="KEY=VALUE[,KEY=VALUE]", type=_inductor_options,
+                        help="with --compile: also compile with these Inductor options added to the shipped ones "
+                             "(e.g. max_autotune=1; values parse as int, float or True/False, else stay strings)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
@@ -231,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,
                                      profile_rows=args.profile, compile_variant=args.compile,
                                      on_partial=write, compile_channels_last=args.compile_channels_last,
-                                     compile_no_freezing=args.compile_no_freezing)
+                                     compile_no_freezing=args.compile_no_freezing,
+                                     compile_extra=args.compile_extra)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -59,3 +59,14 @@ def test_every_sweep_geometry_runs(cpu_bench):
     rows = kernels.run_sweep(copy_gbps=1000.0, iters=1)
     flow_rows = 2 * sum(map(len, (kernels.SWEEP_FLOW_WARP, kernels.SWEEP_FLOW_WARP_NHWC, kernels.SWEEP_FLOW_WARP_WALK)))
     assert len(rows) == len(calls) == flow_rows + 3 * len(kernels.SWEEP_ATTENTION)
+
+
+def test_gpu_model_compile_extra_parses_inductor_options():
+    import argparse
+
+    from vggx.benchmarks.gpu_model import _inductor_options
+
+    assert _inductor_options("max_autotune=1, coordinate_descent_tuning=true,x=0.5,mode=abc") == {
+        "max_autotune": 1, "coordinate_descent_tuning": True, "x": 0.5, "mode": "abc"}
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        _inductor_options("max_autotune")
