@@ -11,8 +11,11 @@ import tensorrt.plugin as trtp
 from vggx.errors import PluginError
 
 from .launch import (
+    ATTENTION_TACTICS,
+    FLOW_WARP_NHWC_TACTICS,
     attention_config,
     attention_grid,
+    attention_tactic_tile,
     check_attention_limits,
     flow_warp_config,
     flow_warp_grid,
@@ -63,11 +66,14 @@ def flow_warp_autotune(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs) -> li
     # run the NCHW kernel; the channels-last formats TensorRT keeps between its own FP16/FP32 convolutions
     # (HWC8: C padded to 8; HWC) run the channels-last kernel, 2.5-3x faster on an H200, and spare the
     # engine a reformat on each side. The flow stays LINEAR.
+    # The channels-last kernel also offers custom tactics (pixel blocks per program, FLOW_WARP_NHWC_TACTICS):
+    # TensorRT times them with the formats and keeps the fastest on the engine's GPU.
+    walks = list(FLOW_WARP_NHWC_TACTICS)
     return [
         trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
         trtp.AutoTuneCombination("FP16, FP32, FP16"),
-        trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8"),
-        trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC"),
+        trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8", walks),
+        trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC", walks),
     ]
 
 
@@ -77,12 +83,16 @@ def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: in
     if x.format in (trt.TensorFormat.HWC8, trt.TensorFormat.HWC):
         channels = _constant(c, "channel count", "flow_warp")
         xs = hwc8_channels(channels) if x.format == trt.TensorFormat.HWC8 else channels
-        cfg = flow_warp_nhwc_config(1, xs, 1, 1)  # constexprs and warps depend on the channels only
+        walk = FLOW_WARP_NHWC_TACTICS.get(tactic or 1)
+        if walk is None:
+            raise PluginError(f"flow_warp: unknown tactic {tactic}; expected one of {tuple(FLOW_WARP_NHWC_TACTICS)}")
+        cfg = flow_warp_nhwc_config(1, xs, 1, 1, walk=walk)  # constexprs and warps depend on the channels only
         ptx = compile_ptx(
             "flow_warp_nhwc", _dtype_name(x), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc(),
             _dtype_name(flow),
         )
-        grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, c_block=cfg.constexprs["C_BLOCK"])
+        pixels = cfg.constexprs["P_BLOCK"] * walk
+        grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, p_block=pixels, c_block=cfg.constexprs["C_BLOCK"])
         params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
         return ptx.name.encode(), ptx.ptx.encode(), params, _scalars(flow_warp_nhwc_scalars(channels, h, w, xs))
     cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
@@ -106,7 +116,9 @@ def temporal_attention_desc(qkv: trtp.TensorDesc, heads: int) -> trtp.TensorDesc
 
 @trtp.autotune("vggx::temporal_attention")
 def temporal_attention_autotune(qkv: trtp.TensorDesc, heads: int, outputs) -> list[trtp.AutoTuneCombination]:
-    return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16")]
+    # Custom tactics (attention_tactic_tile): the shipped tile, the other form, the tensor-core tile walking two
+    # pixel blocks, the other tensor-core width; TensorRT times them on the engine's GPU and keeps the fastest.
+    return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16", "LINEAR", list(ATTENTION_TACTICS))]
 
 
 @trtp.aot_impl("vggx::temporal_attention")
@@ -121,10 +133,14 @@ def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: in
     except ValueError as err:
         raise PluginError(str(err)) from err
     half = _dtype_name(qkv) == "fp16"
-    cfg = attention_config(1, t, c, 1, 1, heads, half=half, sizes_known=False)  # H, W: dynamic
+    try:
+        tile = attention_tactic_tile(tactic, t, c // heads, half)
+    except ValueError as err:
+        raise PluginError(str(err)) from err
+    cfg = attention_config(1, t, c, 1, 1, heads, tile=tile, half=half, sizes_known=False)  # H, W: dynamic
     ptx = compile_ptx(
         "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc()
     )
-    grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads, half=half)
+    grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads, tile=tile)
     params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
     return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((t, c, h * w))

@@ -8,6 +8,7 @@ kernel and its grid always agree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,13 +17,16 @@ from typing import Any
 __all__ = [
     "ATTENTION_MAX_HEAD_DIM",
     "ATTENTION_MAX_T",
+    "ATTENTION_TACTICS",
     "FLOW_WARP_BLOCK",
     "FLOW_WARP_C_BLOCK",
+    "FLOW_WARP_NHWC_TACTICS",
     "FLOW_WARP_NUM_WARPS",
     "AttentionTile",
     "KernelLaunch",
     "attention_config",
     "attention_grid",
+    "attention_tactic_tile",
     "attention_tile",
     "cdiv",
     "check_attention_limits",
@@ -231,6 +235,33 @@ def attention_tile(
     return AttentionTile(
         q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll
     )
+
+
+ATTENTION_TACTICS = (1, 2, 3, 4)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
+FLOW_WARP_NHWC_TACTICS = {1: 1, 2: 2, 3: 4}  # tactic -> channels-last pixel blocks per program (walk)
+
+
+def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> AttentionTile:
+    """The tile of one of the TensorRT plugin's custom tactics for ``t`` frames and head dim ``d``: TensorRT
+    times every tactic while it builds the engine, on the engine's GPU and shapes, and keeps the fastest.
+
+    1 (also 0 or None: no tactic) = the shipped tile; 2 = the other form (per-thread above 8 frames, tensor-core
+    up to 8); 3 = the tensor-core tile walking two pixel blocks per program; 4 = the tensor-core tile of the
+    other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32). Two tactics may name the same tile.
+    """
+    shipped = attention_tile(t, d, half=half)
+    mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
+    tiles = {
+        1: shipped,
+        2: attention_tile(t, d, mma=not shipped.mma, half=half),
+        3: dataclasses.replace(mma, walk=2),
+        4: attention_tile(t, d, mma=True, half=not half),
+    }
+    if tactic in (0, None):
+        return shipped
+    if tactic not in tiles:
+        raise ValueError(f"temporal_attention: unknown tactic {tactic}; expected one of {ATTENTION_TACTICS}")
+    return tiles[tactic]
 
 
 def _mma_blocks(t: int, d: int) -> tuple[int, int]:

@@ -192,6 +192,7 @@ def compile_aot(
     cc: int = 90,
     tile: AttentionTile | None = None,
     layout: str = "linear",
+    walk: int = 1,
 ) -> AotKernel:
     """PTX and launch parameters of ``op`` for an input of ``shape``, as the TensorRT plugin uses them.
 
@@ -205,13 +206,15 @@ def compile_aot(
         layout: flow_warp's feature format in TensorRT's terms: ``"linear"`` (NCHW, the NCHW kernel),
             ``"hwc8"`` (FP16 channels-last, C padded to a multiple of 8) or ``"hwc"`` (channels-last,
             unpadded); the last two run the channels-last kernel. The flow is LINEAR in all three.
+        walk: the channels-last kernel's pixel blocks per program (its TensorRT tactics,
+            :data:`~vggx.plugins.launch.FLOW_WARP_NHWC_TACTICS`).
     """
     if op == "flow_warp" and layout != "linear":
         if layout not in ("hwc8", "hwc"):
             raise PluginError(f"flow_warp layout must be linear, hwc8 or hwc, got {layout!r}")
         b, c, h, w = shape
         xs = hwc8_channels(c) if layout == "hwc8" else c
-        cfg = flow_warp_nhwc_config(b, xs, h, w)
+        cfg = flow_warp_nhwc_config(b, xs, h, w, walk=walk)
         scalars: tuple[int, ...] = flow_warp_nhwc_scalars(c, h, w, xs)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
         op = "flow_warp_nhwc"

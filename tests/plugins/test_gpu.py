@@ -187,6 +187,33 @@ def _launch_ptx(kernel, inputs, outputs):
 
 
 class TestAotPtxWithCupy:
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_every_tensorrt_tactic_computes_the_op(self, dtype):
+        """Each custom tactic TensorRT may pick at engine build (attention_tactic_tile, the channels-last
+        flow_warp's walks): its PTX, launched as the engine would, equals the reference."""
+        from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS, attention_tactic_tile
+        from vggx.plugins.tensorrt import compile_aot
+
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        for t in (8, 16):
+            qkv = _qkv((1, t, 64, 9, 40, 4), dtype)
+            expected = temporal_attention_reference(qkv.float(), 4)
+            for tactic in ATTENTION_TACTICS:
+                out = torch.full((1, t, 64, 9, 40), float("nan"), device="cuda", dtype=dtype)
+                tile = attention_tactic_tile(tactic, t, 16, dtype == torch.float16)
+                _launch_ptx(compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=tile),
+                            (qkv,), (out,))
+                torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=f"T={t} tactic {tactic}")
+        x, flow = _flow_inputs((2, 64, 37, 53), dtype)
+        x_cl = x.permute(0, 2, 3, 1).contiguous()
+        expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
+        for walk in FLOW_WARP_NHWC_TACTICS.values():
+            out = torch.full_like(x_cl, float("nan"))
+            layout = "hwc8" if dtype == torch.float16 else "hwc"
+            _launch_ptx(compile_aot("flow_warp", tuple(x.shape), dtype, cc=_cc(), layout=layout, walk=walk),
+                        (x_cl, flow), (out,))
+            torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
+
     @pytest.mark.parametrize("offset", [0, 1])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_alignment_is_checked_at_run_time(self, dtype, offset):

@@ -129,6 +129,11 @@ class TestCompileAot:
         assert "ld.global.v4.b32" in ptx and "st.global.v4.b32" in ptx
         assert f"ld.global.b{16 if dtype == 'fp16' else 32}" in ptx  # the plain copy
 
+    def test_channels_last_walk_tactics(self):
+        for walk in (1, 2, 4):
+            k = compile_aot("flow_warp", (2, 64, 37, 53), "fp16", layout="hwc8", walk=walk)
+            assert k.grid == (-(-37 * 53 // (32 * walk)), 2, 1)
+
     def test_other_compute_capability(self):
         k = compile_aot("flow_warp", (1, 1, 4, 4), "fp32", cc=80)
         assert ".target sm_80" in k.ptx

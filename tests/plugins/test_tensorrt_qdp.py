@@ -69,8 +69,8 @@ def fake_trt(monkeypatch):
             return TensorDesc(self.shape_expr, self.dtype, self.format)
 
     class AutoTuneCombination:
-        def __init__(self, spec, layouts="LINEAR"):
-            self.spec, self.layouts = spec, layouts
+        def __init__(self, spec, layouts="LINEAR", tactics=None):
+            self.spec, self.layouts, self.tactics = spec, layouts, None if tactics is None else list(tactics)
 
     class KernelLaunchParams:
         grid_x = grid_y = grid_z = block_x = shared_mem = None
@@ -241,3 +241,35 @@ def test_attention_aot_above_8_frames_is_the_tensor_core_form(fake_trt):
     qkv32 = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP32")
     _, _, params32, _ = registry[("aot", "vggx::temporal_attention")](qkv32, 4, (out,), 0)
     assert (params32.grid_x, params32.block_x) == ("cdiv((H*W),16)", 128)  # FP32: 16 pixels on 4 warps
+
+
+def test_custom_tactics_are_offered_and_each_builds(fake_trt):
+    """Both plugins advertise custom tactics (TensorRT times them at engine build and keeps the fastest): each
+    tactic's AOT implementation returns its own kernel and launch."""
+    from vggx.errors import PluginError
+    from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS
+
+    trtp, registry = fake_trt
+    qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP16")
+    out = registry[("register", "vggx::temporal_attention")](qkv, 4)
+    (combo,) = registry[("autotune", "vggx::temporal_attention")](qkv, 4, (out,))
+    assert combo.tactics == list(ATTENTION_TACTICS)
+    launches = {}
+    for tactic in combo.tactics:
+        name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), tactic)
+        assert name == b"temporal_attention_kernel" and tuple(scalars) == (16, 64, "(H*W)")
+        launches[tactic] = (params.grid_x, params.block_x, b"mma" in ptx)
+    assert launches[1] == ("cdiv((H*W),32)", 256, True)  # shipped: tensor-core form, 32 pixels on 8 warps
+    assert launches[2][2] is False  # the per-thread form (no tensor-core instructions)
+    assert launches[3] == ("cdiv((H*W),64)", 256, True)  # two blocks of 32 pixels per program
+    assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
+    with pytest.raises(PluginError, match="unknown tactic 9"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 9)
+
+    x = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP16", "HWC8")
+    flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
+    combos = registry[("autotune", "vggx::flow_warp")](x, flow, (x,))
+    assert {c.layouts: c.tactics for c in combos if c.layouts != "LINEAR"} == {
+        "HWC8, LINEAR, HWC8": list(FLOW_WARP_NHWC_TACTICS), "HWC, LINEAR, HWC": list(FLOW_WARP_NHWC_TACTICS)}
+    grids = [registry[("aot", "vggx::flow_warp")](x, flow, (x,), tactic)[2].grid_x for tactic in FLOW_WARP_NHWC_TACTICS]
+    assert grids == ["cdiv((H*W),32)", "cdiv((H*W),64)", "cdiv((H*W),128)"]  # 1, 2 and 4 blocks per program
