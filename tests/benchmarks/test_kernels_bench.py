@@ -70,3 +70,22 @@ def test_gpu_model_compile_extra_parses_inductor_options():
         "max_autotune": 1, "coordinate_descent_tuning": True, "x": 0.5, "mode": "abc"}
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         _inductor_options("max_autotune")
+
+
+def test_gpu_summary_names_variants_faster_than_the_shipped_kernel():
+    from vggx.benchmarks.gpu_summary import fastest_variants
+
+    def row(op, ms, dtype="float16", shape=(8, 64, 180, 320)):
+        return {"op": op, "shape": list(shape), "dtype": dtype, "kernel_ms": ms, "kernel_pct_of_copy": 100 / ms}
+
+    results = [
+        row("flow_warp[nchw,noise]", 0.20), row("flow_warp[nchw,noise,unspecialized]", 0.15),
+        row("flow_warp[nchw,noise,aot]", 0.10),  # the TensorRT PTX: not a launch option of the torch path
+        row("flow_warp[nchw,noise]", 0.30, "float32"), row("flow_warp[nchw,noise,unspecialized]", 0.35, "float32"),
+        row("temporal_attention[h=4]", 0.50), row("temporal_attention[h=4,fma,s2]", 0.45),
+        row("temporal_attention[h=4,fma,s3,i32]", 0.40),
+    ]
+    lines = fastest_variants(results)
+    assert len(lines) == 2
+    assert "flow_warp[nchw,noise,unspecialized] 8x64x180x320 float16 0.150 vs 0.200 ms" in lines[0]
+    assert "temporal_attention[h=4,fma,s3,i32]" in lines[1] and "0.400 vs 0.500" in lines[1]
