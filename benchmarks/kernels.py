@@ -260,8 +260,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                   # ... and with int32 offsets within the batch item (fewer registers: 96 vs 112-128 at 3 stages)
                   "fma,i32": dataclasses.replace(fma, int32=True),
                   "fma,s3,i32": dataclasses.replace(fma, stages=3, int32=True)}
-        if shipped.mma:  # two consecutive pixel blocks per program (unrolled)
+        if shipped.mma:  # two consecutive pixel blocks per program (unrolled); the same pixels on half the warps
             others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
+            if shipped.num_warps >= 8:
+                others["mma,half-warps"] = dataclasses.replace(shipped, num_warps=shipped.num_warps // 2)
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)

@@ -237,7 +237,7 @@ def attention_tile(
     )
 
 
-ATTENTION_TACTICS = (1, 2, 3, 4)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
+ATTENTION_TACTICS = (1, 2, 3, 4, 5)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
 FLOW_WARP_NHWC_TACTICS = {1: 1, 2: 2, 3: 4}  # tactic -> channels-last pixel blocks per program (walk)
 
 
@@ -247,7 +247,9 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
 
     1 (also 0 or None: no tactic) = the shipped tile; 2 = the other form (per-thread above 8 frames, tensor-core
     up to 8); 3 = the tensor-core tile walking two pixel blocks per program; 4 = the tensor-core tile of the
-    other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32). Two tactics may name the same tile.
+    other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on half its
+    warps where that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8
+    warps at T = 12-16 in two H200 runs of three). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
@@ -256,6 +258,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         2: attention_tile(t, d, mma=not shipped.mma, half=half),
         3: dataclasses.replace(mma, walk=2),
         4: attention_tile(t, d, mma=True, half=not half),
+        5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
     }
     if tactic in (0, None):
         return shipped

@@ -34,7 +34,8 @@ def cpu_bench(monkeypatch):
         ((1, 16, 8, 16), dtype, layout, kind)
         for layout, kind in (("nchw", "noise"), ("channels_last", "smooth")) for dtype in (torch.float16, torch.float32)
     ])
-    monkeypatch.setattr(kernels, "ATTENTION_CASES", [((1, t, 16, 4, 8), 2, torch.float32) for t in (8, 12)])
+    monkeypatch.setattr(kernels, "ATTENTION_CASES", [((1, t, 16, 4, 8), 2, dtype) for t in (8, 12)
+                                                     for dtype in (torch.float16, torch.float32)])
     monkeypatch.setattr(kernels, "SWEEP_FLOW_WARP_SHAPE", (1, 16, 8, 16))
     monkeypatch.setattr(kernels, "SWEEP_ATTENTION_SIZE", (4, 8))
     return kernels, calls
@@ -48,7 +49,8 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
                      "flow_warp[channels_last,smooth,walk2]", "flow_warp[channels_last,smooth,walk4]",
                      "temporal_attention[h=2]", "temporal_attention[h=2,fma,s2]", "temporal_attention[h=2,fma,s3]",
                      "temporal_attention[h=2,fma,i32]", "temporal_attention[h=2,fma,s3,i32]",
-                     "temporal_attention[h=2,mma,walk2]", "temporal_attention[h=2,mma,p64,w8]"):
+                     "temporal_attention[h=2,mma,walk2]",
+                     "temporal_attention[h=2,mma,half-warps]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
     for r in results:
         assert r.max_err <= (2e-3 if r.dtype == "float16" else 1e-5), (r.op, r.dtype, r.max_err)

@@ -263,6 +263,7 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     assert launches[2][2] is False  # the per-thread form (no tensor-core instructions)
     assert launches[3] == ("cdiv((H*W),64)", 256, True)  # two blocks of 32 pixels per program
     assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
+    assert launches[5] == ("cdiv((H*W),32)", 128, True)  # 32 pixels on 4 warps
     with pytest.raises(PluginError, match="unknown tactic 9"):
         registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 9)
 
