@@ -81,7 +81,7 @@ class TestKernelsOnGpu:
         out = launch_temporal_attention(qkv, heads, tile=attention_tile(t, c // heads, mma=mma))
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
-    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    @pytest.mark.parametrize("dtype", [torch.float16])
     def test_flow_warp_unspecialised(self, dtype):
         x, flow = _flow_inputs((2, 16, 37, 53), dtype)
         out = launch_flow_warp(x, flow, specialize=False)
@@ -89,7 +89,7 @@ class TestKernelsOnGpu:
         torch.testing.assert_close(out.float(), flow_warp_reference(x.float(), flow.float()), atol=tol,
                                    rtol=0 if dtype == torch.float32 else tol)
 
-    @pytest.mark.parametrize("walk", [2, 4])
+    @pytest.mark.parametrize("walk", [2])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_flow_warp_channels_last_walk(self, dtype, walk):
         """The benchmark's channels-last launches with several pixel blocks per program."""
@@ -103,7 +103,7 @@ class TestKernelsOnGpu:
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    @pytest.mark.parametrize("shape", ATTN_SHAPES[1:3])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES[1:2])
     def test_attention_mma_walk(self, shape, dtype):
         """The tensor-core form with two pixel blocks per program (the benchmark's ``mma,walk2`` rows)."""
         import dataclasses
@@ -115,9 +115,9 @@ class TestKernelsOnGpu:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
 
-    @pytest.mark.parametrize(("stages", "int32"), [(2, False), (3, False), (1, True), (3, True)])
+    @pytest.mark.parametrize(("stages", "int32"), [(3, False), (3, True)])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
-    @pytest.mark.parametrize("shape", ATTN_SHAPES[:2])
+    @pytest.mark.parametrize("shape", ATTN_SHAPES[1:2])
     def test_attention_pipelined(self, shape, dtype, stages, int32):
         """The per-thread form with cp.async-pipelined loads, int64 or int32 offsets (the benchmark's
         ``fma,sN`` and ``fma,s3,i32`` rows)."""
@@ -195,15 +195,14 @@ class TestAotPtxWithCupy:
         from vggx.plugins.tensorrt import compile_aot
 
         tol = 1e-5 if dtype == torch.float32 else 2e-3
-        for t in (8, 16):
-            qkv = _qkv((1, t, 64, 9, 40, 4), dtype)
-            expected = temporal_attention_reference(qkv.float(), 4)
-            for tactic in ATTENTION_TACTICS:
-                out = torch.full((1, t, 64, 9, 40), float("nan"), device="cuda", dtype=dtype)
-                tile = attention_tactic_tile(tactic, t, 16, dtype == torch.float16)
-                _launch_ptx(compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=tile),
-                            (qkv,), (out,))
-                torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=f"T={t} tactic {tactic}")
+        qkv = _qkv((1, 16, 64, 9, 40, 4), dtype)  # T = 16: the tactics' tiles of both forms
+        expected = temporal_attention_reference(qkv.float(), 4)
+        tiles = {attention_tactic_tile(tactic, 16, 16, dtype == torch.float16) for tactic in ATTENTION_TACTICS}
+        for tile in tiles:  # distinct tiles only (two tactics may name the same)
+            out = torch.full((1, 16, 64, 9, 40), float("nan"), device="cuda", dtype=dtype)
+            _launch_ptx(compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=tile),
+                        (qkv,), (out,))
+            torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=str(tile))
         x, flow = _flow_inputs((2, 64, 37, 53), dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()
         expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
