@@ -20,7 +20,7 @@ each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embe
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
 without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
 aligned pointers) that lets Triton's JIT vectorise loads (the kernels check alignment at run time and
-carry a hinted copy for it). Rows marked ``fma,sN``, ``fma[,s3],i32``, ``mma,walk2``, ``walkN`` and
+carry a hinted copy for it). Rows marked ``fma,s3[,i32]``, ``mma,walk2``, ``mma,half-warps``, ``walkN`` and
 ``unspecialized`` time launch options not shipped yet (pipelined loads, int32 offsets, several pixel
 blocks per program, no value specialisation), so that the next shipped tuning can be chosen from one run.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
@@ -256,9 +256,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
         fma = attention_tile(t, c // heads, mma=False)
         # The per-thread form with its head-dim loops software-pipelined (cp.async, 2 or 3 stages).
-        others = {"fma": fma, **{f"fma,s{k}": dataclasses.replace(fma, stages=k) for k in (2, 3)},
+        # (2 and 4 stages and int32 offsets alone: with --sweep, FP16)
+        others = {"fma": fma, "fma,s3": dataclasses.replace(fma, stages=3),
                   # ... and with int32 offsets within the batch item (fewer registers: 96 vs 112-128 at 3 stages)
-                  "fma,i32": dataclasses.replace(fma, int32=True),
                   "fma,s3,i32": dataclasses.replace(fma, stages=3, int32=True)}
         if shipped.mma:  # two consecutive pixel blocks per program (unrolled); the same pixels on half the warps
             others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
@@ -296,6 +296,7 @@ SWEEP_ATTENTION = [
     (64, 4, 1, 1, 2), (64, 4, 1, 1, 3), (64, 4, 1, 1, 4), (32, 4, 1, 1, 3), (64, 2, 1, 1, 3), (64, 8, 1, 1, 3),
     (128, 4, 1, 1, 3),
 ]
+SWEEP_ATTENTION_INT32 = [(64, 4, 1, 1, 1), (64, 4, 1, 1, 2), (64, 4, 1, 1, 3), (64, 4, 1, 1, 4)]  # + int32 offsets
 
 
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
@@ -340,15 +341,17 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
         qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).half()
         out = qkv.new_empty((1, t, 64, h, w))
         nbytes = (qkv.numel() + out.numel()) * 2
-        for spt, warps, ppt, unroll, stages in SWEEP_ATTENTION:
+        geometries = [(g, False) for g in SWEEP_ATTENTION] + [(g, True) for g in SWEEP_ATTENTION_INT32]
+        for (spt, warps, ppt, unroll, stages), int32 in geometries:
             tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
-                                                      pixels_per_thread=ppt, unroll=unroll, mma=False), stages=stages)
+                                                      pixels_per_thread=ppt, unroll=unroll, mma=False),
+                                       stages=stages, int32=int32)
             ms = _time_ms(
                 lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
             )
             rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w), "dtype": "float16",
                          "q_block": tile.q_block, "p_block": tile.p_block, "num_warps": warps, "unroll": unroll,
-                         "stages": stages,
+                         "stages": stages, "int32": int32,
                          "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del qkv, out
         torch.cuda.empty_cache()

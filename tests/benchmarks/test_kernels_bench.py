@@ -47,8 +47,7 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
     ops = {r.op for r in results}
     for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[channels_last,smooth]",
                      "flow_warp[channels_last,smooth,walk2]", "flow_warp[channels_last,smooth,walk4]",
-                     "temporal_attention[h=2]", "temporal_attention[h=2,fma,s2]", "temporal_attention[h=2,fma,s3]",
-                     "temporal_attention[h=2,fma,i32]", "temporal_attention[h=2,fma,s3,i32]",
+                     "temporal_attention[h=2]", "temporal_attention[h=2,fma,s3]", "temporal_attention[h=2,fma,s3,i32]",
                      "temporal_attention[h=2,mma,walk2]",
                      "temporal_attention[h=2,mma,half-warps]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
@@ -60,7 +59,8 @@ def test_every_sweep_geometry_runs(cpu_bench):
     kernels, calls = cpu_bench
     rows = kernels.run_sweep(copy_gbps=1000.0, iters=1)
     flow_rows = 2 * sum(map(len, (kernels.SWEEP_FLOW_WARP, kernels.SWEEP_FLOW_WARP_NHWC, kernels.SWEEP_FLOW_WARP_WALK)))
-    assert len(rows) == len(calls) == flow_rows + 3 * len(kernels.SWEEP_ATTENTION)
+    attention_rows = 3 * (len(kernels.SWEEP_ATTENTION) + len(kernels.SWEEP_ATTENTION_INT32))
+    assert len(rows) == len(calls) == flow_rows + attention_rows
 
 
 def test_gpu_model_compile_extra_parses_inductor_options():

@@ -120,7 +120,7 @@ class TestKernelsOnGpu:
     @pytest.mark.parametrize("shape", ATTN_SHAPES[1:2])
     def test_attention_pipelined(self, shape, dtype, stages, int32):
         """The per-thread form with cp.async-pipelined loads, int64 or int32 offsets (the benchmark's
-        ``fma,sN`` and ``fma,s3,i32`` rows)."""
+        ``fma,s3`` and ``fma,s3,i32`` rows)."""
         import dataclasses
 
         qkv = _qkv(shape, dtype)
