@@ -7,6 +7,10 @@ said when this module was imported:
 - CPU tensors launch Triton's interpreter (``InterpretedFunction``), which is how the kernels are
   tested on machines without a GPU;
 - the TensorRT AOT path compiles the ``JITFunction`` for a CUDA target, which needs no GPU.
+
+A kernel may call plain Python helper functions named in ``helpers``: each form of the kernel sees them
+wrapped like itself (a compiled kernel can call only ``JITFunction`` helpers, which it inlines; an
+interpreted one only ``InterpretedFunction`` helpers), so one helper serves several kernels in both forms.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ def compiler_usable() -> bool:
 class TritonKernel:
     """A ``@triton.jit``-able function with its compiled and interpreted forms built on first use."""
 
-    def __init__(self, fn: Callable[..., None], specialize: bool = True) -> None:
+    def __init__(self, fn: Callable[..., None], specialize: bool = True,
+                 helpers: tuple[Callable[..., Any], ...] = ()) -> None:
         self.fn = fn
         self.name = fn.__name__
         self.specialize = specialize
+        self.helpers = helpers
         self._jit: Any = None
         self._interpreted: Any = None
 
@@ -73,7 +79,8 @@ class TritonKernel:
             runtime = [name for name, p in inspect.signature(self.fn).parameters.items()
                        if p.annotation is inspect.Parameter.empty]  # not the constexprs
             params = [] if self.specialize else runtime
-            self._jit = JITFunction(self.fn, do_not_specialize=params, do_not_specialize_on_alignment=params)
+            self._jit = JITFunction(self._with_helpers(JITFunction), do_not_specialize=params,
+                                    do_not_specialize_on_alignment=params)
         return self._jit
 
     def interpreted(self) -> Any:
@@ -82,8 +89,21 @@ class TritonKernel:
             require_triton()
             from triton.runtime.interpreter import InterpretedFunction
 
-            self._interpreted = InterpretedFunction(self.fn)
+            self._interpreted = InterpretedFunction(self._with_helpers(InterpretedFunction))
         return self._interpreted
+
+    def _with_helpers(self, wrap: Callable[[Callable[..., Any]], Any]) -> Callable[..., None]:
+        """The kernel function seeing each helper wrapped by ``wrap`` (its own globals otherwise unchanged)."""
+        if not self.helpers:
+            return self.fn
+        import types
+
+        fn = self.fn
+        scope = {**fn.__globals__, **{h.__name__: wrap(h) for h in self.helpers}}
+        copy = types.FunctionType(fn.__code__, scope, fn.__name__, fn.__defaults__, fn.__closure__)
+        for attr in ("__annotations__", "__kwdefaults__", "__module__", "__qualname__", "__doc__"):
+            setattr(copy, attr, getattr(fn, attr))
+        return copy
 
     def for_device(self, device: Any) -> Any:
         """The launchable form for tensors on ``device`` (a ``torch.device``)."""

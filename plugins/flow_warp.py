@@ -75,6 +75,41 @@ def flow_warp_reference(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     return out.to(x.dtype)
 
 
+def _bilinear_taps(offs, flow_base, flow_sc, flow_sp, H, W, hw):
+    """The bilinear taps of pixels ``offs`` (a block of flat indices into one H x W image) displaced by the
+    flow at ``flow_base`` (element (k, p) at ``k * flow_sc + p * flow_sp``), in float32 as the reference.
+
+    Returns ``inside`` (the pixel exists), the top-left tap ``x0, y0``, its weights ``wx, ex = 1 - wx``,
+    ``wy, ey = 1 - wy`` and which tap columns / rows lie in the image (``in_y0``/``in_y1`` also mean
+    ``inside``). A helper of both flow_warp kernels (``TritonKernel(..., helpers=...)``, inlined).
+    """
+    inside = offs < hw
+    yy = offs // W
+    xx = offs - yy * W
+    fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+    fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
+    # (written so that H or W == 1, which Triton may specialise into a constant, still compiles)
+    wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
+    hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
+    # normalise as the reference does (a size of 1 maps every coordinate to pixel 0) ...
+    gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
+    gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
+    # ... and back, as grid_sample does; clamp so far-away samples stay far away as int32.
+    ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
+    iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
+    x0f = tl.floor(ix)
+    y0f = tl.floor(iy)
+    wx = ix - x0f
+    wy = iy - y0f
+    x0 = x0f.to(tl.int32)
+    y0 = y0f.to(tl.int32)
+    in_x0 = (x0 >= 0) & (x0 < W)
+    in_x1 = (x0 + 1 >= 0) & (x0 + 1 < W)
+    in_y0 = inside & (y0 >= 0) & (y0 < H)
+    in_y1 = inside & (y0 + 1 >= 0) & (y0 + 1 < H)
+    return inside, x0, y0, wx, 1.0 - wx, wy, 1.0 - wy, in_x0, in_x1, in_y0, in_y1
+
+
 def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_BLOCK: tl.constexpr):
     """Triton kernel of ``vggx::flow_warp`` (contiguous NCHW; FP32 or FP16 I/O, FP32 math).
 
@@ -92,40 +127,12 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
     pid_c = tl.program_id(2)
     hw = H * W
     offs = pid_p * BLOCK + tl.arange(0, BLOCK)
-    inside = offs < hw
-    yy = offs // W
-    xx = offs - yy * W
-
-    flow_base = flow_ptr + b * 2 * hw
-    fx = tl.load(flow_base + offs, mask=inside, other=0.0).to(tl.float32)
-    fy = tl.load(flow_base + hw + offs, mask=inside, other=0.0).to(tl.float32)
-    # (written so that H or W == 1, which Triton may specialise into a constant, still compiles)
-    wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
-    hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
-    # normalise as the reference does (a size of 1 maps every coordinate to pixel 0) ...
-    gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
-    gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
-    # ... and back, as grid_sample does; clamp so far-away samples stay far away as int32.
-    ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
-    iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
-    x0f = tl.floor(ix)
-    y0f = tl.floor(iy)
-    wx = ix - x0f
-    ex = 1.0 - wx
-    wy = iy - y0f
-    ey = 1.0 - wy
+    inside, x0, y0, wx, ex, wy, ey, in_x0, in_x1, in_y0, in_y1 = _bilinear_taps(
+        offs, flow_ptr + b * 2 * hw, hw, 1, H, W, hw)
     w_nw = ey * ex
     w_ne = ey * wx
     w_sw = wy * ex
     w_se = wy * wx
-    x0 = x0f.to(tl.int32)
-    y0 = y0f.to(tl.int32)
-    x1 = x0 + 1
-    y1 = y0 + 1
-    in_x0 = (x0 >= 0) & (x0 < W)
-    in_x1 = (x1 >= 0) & (x1 < W)
-    in_y0 = inside & (y0 >= 0) & (y0 < H)
-    in_y1 = inside & (y1 >= 0) & (y1 < H)
     m_nw = in_y0 & in_x0
     m_ne = in_y0 & in_x1
     m_sw = in_y1 & in_x0
@@ -148,10 +155,10 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
         tl.store(out_ptr + plane + offs, val.to(out_ptr.dtype.element_ty), mask=inside)
 
 
-FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel)
+FLOW_WARP_KERNEL = TritonKernel(flow_warp_kernel, helpers=(_bilinear_taps,))
 # The same kernel without Triton's value specialisation: run 9 timed the TensorRT plugin's (unspecialised) PTX
 # of this kernel faster than the JIT's, through another launcher; the benchmark compares the two directly.
-FLOW_WARP_KERNEL_UNSPECIALIZED = TritonKernel(flow_warp_kernel, specialize=False)
+FLOW_WARP_KERNEL_UNSPECIALIZED = TritonKernel(flow_warp_kernel, specialize=False, helpers=(_bilinear_taps,))
 
 
 def flow_warp_nhwc_kernel(
@@ -191,33 +198,8 @@ def flow_warp_nhwc_kernel(
             for step in tl.static_range(WALK):
                 pid_p = tl.program_id(0) * WALK + step
                 offs = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
-                inside = offs < hw
-                yy = offs // W
-                xx = offs - yy * W
-
-                flow_base = flow_ptr + b * flow_sb
-                fx = tl.load(flow_base + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
-                fy = tl.load(flow_base + flow_sc + offs * flow_sp, mask=inside, other=0.0).to(tl.float32)
-                wm1 = tl.full((), 0.0, tl.float32) + (W - 1)
-                hm1 = tl.full((), 0.0, tl.float32) + (H - 1)
-                gx = (xx.to(tl.float32) + fx) * tl.math.div_rn(2.0, tl.maximum(wm1, 1.0)) - 1.0
-                gy = (yy.to(tl.float32) + fy) * tl.math.div_rn(2.0, tl.maximum(hm1, 1.0)) - 1.0
-                ix = tl.minimum(tl.maximum((gx + 1.0) * (wm1 * 0.5), -2.0), wm1 + 2.0)
-                iy = tl.minimum(tl.maximum((gy + 1.0) * (hm1 * 0.5), -2.0), hm1 + 2.0)
-                x0f = tl.floor(ix)
-                y0f = tl.floor(iy)
-                wx = ix - x0f
-                ex = 1.0 - wx
-                wy = iy - y0f
-                ey = 1.0 - wy
-                x0 = x0f.to(tl.int32)
-                y0 = y0f.to(tl.int32)
-                x1 = x0 + 1
-                y1 = y0 + 1
-                in_x0 = (x0 >= 0) & (x0 < W)
-                in_x1 = (x1 >= 0) & (x1 < W)
-                in_y0 = inside & (y0 >= 0) & (y0 < H)
-                in_y1 = inside & (y1 >= 0) & (y1 < H)
+                inside, x0, y0, wx, ex, wy, ey, in_x0, in_x1, in_y0, in_y1 = _bilinear_taps(
+                    offs, flow_ptr + b * flow_sb, flow_sc, flow_sp, H, W, hw)
 
                 chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
                 c_ok = (chans < cs)[None, :]
@@ -250,7 +232,7 @@ def flow_warp_nhwc_kernel(
                 tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < xs)[None, :])
 
 
-FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel)
+FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel, helpers=(_bilinear_taps,))
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
