@@ -205,7 +205,7 @@ def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     frame = av.VideoFrame.from_ndarray(image, format="rgb24")
     h, w = image.shape[:2]
     return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format="rgb24",
-                                interpolation="BICUBIC").to_ndarray()
+                                         interpolation="BICUBIC").to_ndarray()
 
 
 @dataclass

@@ -128,7 +128,7 @@ def temporal_attention_kernel(
         vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
         # rows start 16-byte aligned there, or at a multiple of their own size where they are shorter
         # (the tensor-core tiles of 2-4 pixels at T = 32, d = 64)
-        row: tl.constexpr = min(16, P_BLOCK * (qkv_ptr.dtype.element_ty.primitive_bitwidth // 8))
+        row_bytes: tl.constexpr = min(16, P_BLOCK * (qkv_ptr.dtype.element_ty.primitive_bitwidth // 8))
         for VEC in tl.static_range(2):
             if vec_ok == (VEC == 1):
                 for step in tl.static_range(WALK):  # WALK consecutive pixel blocks (1 shipped)
@@ -146,11 +146,15 @@ def temporal_attention_kernel(
                         + dims.to(tl.int64)[None, None, :] * hw)
                     k_ptr = in_ptr + C * hw
                     v_ptr = k_ptr + C * hw
-                    if VEC == 1:  # each row of P_BLOCK pixels: contiguous, its start aligned to `row` bytes
-                        in_ptr = tl.max_contiguous(tl.multiple_of(in_ptr, [row, row, row]), [P_BLOCK, 1, 1])
-                        k_ptr = tl.max_contiguous(tl.multiple_of(k_ptr, [row, row, row]), [P_BLOCK, 1, 1])
-                        v_ptr = tl.max_contiguous(tl.multiple_of(v_ptr, [row, row, row]), [P_BLOCK, 1, 1])
-                        o_ptr = tl.max_contiguous(tl.multiple_of(o_ptr, [row, row, row]), [P_BLOCK, 1, 1])
+                    if VEC == 1:  # each row of P_BLOCK pixels: contiguous, its start aligned to `row_bytes`
+                        in_ptr = tl.max_contiguous(tl.multiple_of(in_ptr, [row_bytes, row_bytes, row_bytes]),
+                                                   [P_BLOCK, 1, 1])
+                        k_ptr = tl.max_contiguous(tl.multiple_of(k_ptr, [row_bytes, row_bytes, row_bytes]),
+                                                   [P_BLOCK, 1, 1])
+                        v_ptr = tl.max_contiguous(tl.multiple_of(v_ptr, [row_bytes, row_bytes, row_bytes]),
+                                                   [P_BLOCK, 1, 1])
+                        o_ptr = tl.max_contiguous(tl.multiple_of(o_ptr, [row_bytes, row_bytes, row_bytes]),
+                                                   [P_BLOCK, 1, 1])
                     mask3 = ((offs_p < hw_end)[:, None, None] & (frames < T)[None, :, None]
                              & (dims < D)[None, None, :])
                     q3 = tl.load(in_ptr, mask=mask3, other=0.0)

@@ -392,7 +392,6 @@ class VideoWriter:
     def _mux_segments(self, wait: bool, until_one_finished: bool = False) -> None:
         """Mux the segments' packets in order (a later segment's wait behind an earlier one's); ``wait``:
         block for the oldest segment's encoder to finish (``until_one_finished``: then return)."""
-
         while self._segments:
             oldest = self._segments[0]
             if wait:
@@ -473,7 +472,6 @@ class VideoWriter:
 
     def _mux_store(self) -> None:
         """The stored segments' packets, in order, into the output (decode timestamps as one encoder's)."""
-
         for packets in self._store.packets():
             self._dts_source.extend(sorted(p.pts for p in packets))  # segments are consecutive runs of frames
             if self._first_pts is None and packets:
