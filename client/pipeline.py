@@ -30,8 +30,8 @@ from vggx.video.encode import SEGMENT_CODECS, output_pix_fmt
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
 
-__all__ = ["VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "plan_folder", "upscale",
-           "upscale_frames"]
+__all__ = ["MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "output_frame_size",
+           "plan_folder", "upscale", "upscale_frames"]
 
 # What a folder run takes as videos (by extension; FFmpeg reads many more, named one by one).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
@@ -40,6 +40,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".t
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
+MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,12 @@ class UpscaleConfig:
     # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
     # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
     resume: bool = False
+    # The written frames' size, other than the model's own (scale x input): ``outscale`` times the input (e.g. 2
+    # for 1080p -> 4K with a x4 model), or ``height`` pixels high as displayed (the width keeps the aspect
+    # ratio); the model's output is resized by FFmpeg's swscale (Lanczos) on its way to the encoder. Sizes are
+    # rounded to even numbers (what 4:2:0 chroma needs). None, None: the model's size.
+    outscale: float | None = None
+    height: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -75,6 +82,12 @@ class UpscaleConfig:
             raise ConfigError(f"--frames must be >= 1, got {self.frames}")
         if self.resume and self.encode.codec not in SEGMENT_CODECS:
             raise ConfigError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.encode.codec}")
+        if self.outscale is not None and self.height is not None:
+            raise ConfigError("give --outscale or --height, not both")
+        if self.outscale is not None and not 0 < self.outscale <= MAX_OUTSCALE:
+            raise ConfigError(f"--outscale must be in (0, {MAX_OUTSCALE:g}], got {self.outscale:g}")
+        if self.height is not None and self.height < 2:
+            raise ConfigError(f"--height must be >= 2 pixels, got {self.height}")
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,33 @@ def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
     if not output_dir.exists() and not output_dir.parent.is_dir():
         raise ConfigError(f"cannot create {output_dir}: directory {output_dir.parent} does not exist")
     return [(video, output_dir / video.name) for video in videos]
+
+
+def output_frame_size(input_size: tuple[int, int], scale: int, outscale: float | None = None,
+                      height: int | None = None, rotation: int = 0) -> tuple[int, int]:
+    """(h, w) of the written frames for an input of ``input_size`` (h, w) as stored.
+
+    The model's own size (``scale`` times the input) unless ``outscale`` (times the input) or ``height`` (pixels
+    high as players show the video: with a display rotation of 90 or 270 degrees that is the stored width) asks
+    for another; the other side then keeps the input's aspect ratio. Resized sides are rounded to the nearest
+    even number (4:2:0 chroma needs even sides), 2 at least.
+
+    Raises:
+        ConfigError: the size would be 0, or ``outscale``/``height`` are both given.
+    """
+    h, w = input_size
+    if outscale is not None and height is not None:
+        raise ConfigError("give --outscale or --height, not both")
+    if outscale is None and height is None:
+        return scale * h, scale * w
+    if outscale is None:
+        sideways = rotation % 180 == 90  # stored sideways, shown upright: the shown height is the stored width
+        outscale = height / (w if sideways else h)
+
+    def even(x: float) -> int:
+        return max(2, 2 * round(x / 2))
+
+    return even(h * outscale), even(w * outscale)
 
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
@@ -459,7 +499,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
         "encode": repr(encode), "window": info.window, "context": context, "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
-        "deinterlace": config.deinterlace,
+        "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -476,7 +516,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
     threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]
-    out_h, out_w = vinfo.height * info.scale, vinfo.width * info.scale * (2 if config.compare else 1)
+    out_h, out_w = vinfo.height * info.scale, vinfo.width * info.scale * (2 if config.compare else 1)  # until known
     tiles = plan_tiles((vinfo.height, vinfo.width), info.max_size, info.size_multiple, info.scale,
                        config.tile_overlap).count
     if progress is not None:
@@ -491,6 +531,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     first_window = (0.0, 0)
 
     def open_writer() -> VideoWriter:
+        nonlocal out_h, out_w
+        # The decoder has read frame 0 by now, and with it the display rotation (which --height goes by).
+        out_h, out_w = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height,
+                                         reader.rotation)
+        out_w *= 2 if config.compare else 1  # bicubic | vggx, each half resized alike
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
             audio_source=vinfo.path if vinfo.has_audio or vinfo.has_subtitles else None,

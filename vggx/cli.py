@@ -310,6 +310,12 @@ def upscale(
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
                       ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="write bicubic | vggx side by side")] = False,
+    outscale: Annotated[float | None, typer.Option(
+        "--outscale", help="output size as a multiple of the input's, e.g. 2 for 1080p -> 4K (the model's x4 "
+        "output resized, Lanczos)")] = None,
+    height: Annotated[int | None, typer.Option(
+        "--height", help="output height in pixels as displayed, e.g. 2160; the width keeps the aspect ratio")
+    ] = None,
     deinterlace: Annotated[bool, typer.Option(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
@@ -327,6 +333,9 @@ def upscale(
     A folder as INPUT: each video in it (by extension, not recursive) goes to
     the folder OUTPUT under the same name, the backend loaded and warmed up once;
     a file that fails is reported and the others go on (exit code 1 at the end).
+
+    --outscale or --height resize the model's output (Lanczos) as it is encoded:
+    a 1080p input with --outscale 2 (or --height 2160) gives 4K.
 
     Example: vggx upscale in.mp4 out.mp4 --url 127.0.0.1:8001 --concurrency 4
     """
@@ -362,6 +371,7 @@ def upscale(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=concurrency or default_concurrency(chosen, device),
             start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
+            outscale=outscale, height=height,
         )
 
     folder = input.is_dir()

@@ -60,6 +60,13 @@ class TestSuccess:
         facts = stream_facts(out)
         assert facts["size"] == (160, 2 * 224) and facts["frames"] == 3 and facts["codec"] == "h264"
 
+    @pytest.mark.parametrize(("option", "size"), [(("--outscale", "2"), (80, 112)), (("--height", "60"), (60, 84))])
+    def test_outscale_and_height_set_the_output_size(self, cli, clips, tmp_path, option, size):
+        out = tmp_path / "o.mp4"
+        result = cli(clips["aac"], out, "--frames", "4", *option)
+        assert result.exit_code == 0, result.output
+        assert f"({size[1]}x{size[0]}, " in result.stdout and stream_facts(out)["size"] == size
+
     def test_deinterlace_reaches_the_reader(self, cli, tmp_path):
         src = make_video(tmp_path / "i.mkv", frames=6, size=(40, 56), options={"x264-params": "tff=1"})
         out = tmp_path / "o.mkv"
@@ -142,6 +149,16 @@ class TestBackendErrors:
     def test_compile_needs_cuda(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", "--compile")
         assert_one_error_line(result, "--compile applies to the torch backend on --device cuda")
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize(("options", "message"), [
+        (("--outscale", "0"), "--outscale must be in (0, 16], got 0"),
+        (("--outscale", "2", "--height", "720"), "give --outscale or --height, not both"),
+        (("--height", "1"), "--height must be >= 2 pixels, got 1"),
+    ])
+    def test_bad_output_size(self, cli, clips, tmp_path, options, message):
+        result = cli(clips["aac"], tmp_path / "o.mp4", *options)
+        assert_one_error_line(result, message)
         assert list(tmp_path.iterdir()) == []
 
     def test_unknown_backend(self, cli, clips, tmp_path):

@@ -514,6 +514,109 @@ class TestDeviceYuv420p:
         assert stream_facts(tmp_path / "o.mkv")["frames"] == 8
 
 
+class TestOutputSize:
+    """``outscale`` / ``height``: the model's output resized (swscale, Lanczos) on its way to the encoder."""
+
+    @pytest.mark.parametrize(("size", "outscale", "height", "rotation", "want"), [
+        ((1080, 1920), None, None, 0, (4320, 7680)),  # the model's own x4
+        ((1080, 1920), 2.0, None, 0, (2160, 3840)),  # 1080p -> 4K
+        ((1080, 1920), None, 2160, 0, (2160, 3840)),
+        ((720, 1280), 1.5, None, 0, (1080, 1920)),
+        ((41, 57), 1.5, None, 0, (62, 86)),  # 61.5 x 85.5: even sides, nearest
+        ((1920, 1080), None, 1920, 90, (3414, 1920)),  # stored sideways: the shown height is the stored width
+        ((1080, 1920), None, 2160, 180, (2160, 3840)),
+        ((480, 720), 0.001, None, 0, (2, 2)),
+    ])
+    def test_sizes(self, size, outscale, height, rotation, want):
+        from vggx.client import output_frame_size
+
+        assert output_frame_size(size, 4, outscale, height, rotation) == want
+
+    @pytest.mark.parametrize(("kw", "message"), [
+        ({"outscale": 2.0, "height": 100}, "give --outscale or --height, not both"),
+        ({"outscale": 0.0}, "--outscale must be in \\(0, 16\\], got 0"),
+        ({"outscale": -1.0}, "--outscale must be in"),
+        ({"outscale": 17.0}, "--outscale must be in"),
+        ({"height": 1}, "--height must be >= 2 pixels, got 1"),
+    ])
+    def test_bad_settings_are_one_clear_error(self, tmp_path, kw, message):
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=message):
+            UpscaleConfig(tmp_path / "in.mp4", tmp_path / "o.mp4", **kw)
+
+    def _lanczos(self, image, h, w):
+        import av
+
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        return frame.reformat(width=w, height=h, format="rgb24", interpolation="LANCZOS").to_ndarray()
+
+    @pytest.mark.parametrize(("kw", "size"), [({"outscale": 2.0}, (80, 112)), ({"outscale": 2.5}, (100, 140)),
+                                              ({"height": 240}, (240, 336))])
+    def test_frames_are_the_models_output_resized(self, tmp_path, torch_runner, kw, size):
+        """Down (x2, x2.5 of a x4 model) and up (x6): each frame is the x4 frame through Lanczos, to the rounding
+        of the RGB -> codec-format pass (lossless RGB video both ways)."""
+        src = make_video(tmp_path / "in.mkv", frames=8, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        rgb = EncodeConfig(codec="libx264rgb", crf=0)
+        run(src, tmp_path / "x4.mkv", torch_runner, encode=rgb)
+        result = run(src, tmp_path / "o.mkv", torch_runner, encode=rgb, **kw)
+        assert result.output_size == size == stream_facts(tmp_path / "o.mkv")["size"]
+        got, x4 = decode_all(tmp_path / "o.mkv"), decode_all(tmp_path / "x4.mkv")
+        assert len(got) == len(x4) == 8 == result.frames
+        for g, w in zip(got, x4, strict=True):
+            diff = np.abs(g.astype(np.int16) - self._lanczos(w, *size))
+            assert diff.max() <= 1, diff.max()
+
+    def test_height_goes_by_the_displayed_height(self, tmp_path, torch_runner):
+        """A phone clip stored 40x56 and shown upright (rotated 90): --height 112 is the shown height, so the
+        stored width becomes 112; the rotation is kept."""
+        import av
+
+        src = make_video(tmp_path / "in.mp4", frames=8, rotation=90)
+        result = run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig(), height=112)
+        assert result.output_size == (80, 112) == stream_facts(tmp_path / "o.mp4")["size"]
+        with av.open(str(tmp_path / "o.mp4")) as c:
+            assert next(c.decode(video=0)).rotation == 90
+
+    def test_device_yuv420p_is_resized_like_rgb(self, tmp_path, torch_runner):
+        """The runner's own yuv420p planes (the CUDA path) are resized as BT.709 planes, not converted again:
+        the same video as the RGB path to within the codec's rounding."""
+        src = make_video(tmp_path / "in.mkv", frames=12, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        yuv = _YuvRunner(torch_runner.info)
+        lossless = EncodeConfig(crf=0)
+        run(src, tmp_path / "yuv.mkv", yuv, encode=lossless, outscale=2.0)
+        run(src, tmp_path / "rgb.mkv", _NearestRunner(torch_runner.info), encode=lossless, outscale=2.0)
+        assert yuv.yuv_calls == 3
+        got, want = decode_all(tmp_path / "yuv.mkv"), decode_all(tmp_path / "rgb.mkv")
+        assert len(got) == len(want) == 12 and got[0].shape == (80, 112, 3)
+        for g, w in zip(got, want, strict=True):
+            diff = np.abs(g.astype(np.int16) - w)
+            # chroma resized at half resolution after subsampling rather than before: hard edges differ by up to
+            # 13 levels, 99 % of values by <= 6, mean 0.76 (converted again as if BT.601, the way swscale takes
+            # untagged planes: mean 8, max 36)
+            assert np.percentile(diff, 99) <= 8 and diff.mean() < 1.0, (np.percentile(diff, 99), diff.mean())
+
+    def test_compare_halves_are_resized_alike(self, clips, tmp_path, torch_runner):
+        result = run(clips["twelve"], tmp_path / "c.mkv", torch_runner, frames=4, compare=True, outscale=2.0)
+        assert result.output_size == (80, 224) == stream_facts(tmp_path / "c.mkv")["size"]
+
+    def test_resume_refuses_another_size(self, tmp_path, torch_runner):
+        from vggx.errors import ConfigError
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        out = tmp_path / "out.mp4"
+        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
+        failing.description = "nearest"
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        with pytest.raises(InferenceError):
+            run(src, out, failing, encode=encode, resume=True, outscale=2.0)
+        with pytest.raises(ConfigError, match="holds a run with other settings \\(outscale differ"):
+            run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        result = run(src, out, _NearestRunner(info), encode=encode, resume=True, outscale=2.0)
+        assert result.resumed_frames > 0 and stream_facts(out)["size"] == (80, 112) and result.frames == 40
+
+
 @pytest.mark.parametrize("degrees", [90, 0])
 def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
     """A phone's upright clip is stored sideways with a display matrix: the output keeps the matrix, so

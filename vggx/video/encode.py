@@ -148,7 +148,8 @@ class VideoWriter:
 
     Args:
         path: final output path; its extension picks the container (.mp4, .mkv, ...).
-        width, height: frame size in pixels.
+        width, height: frame size in pixels; frames given to :meth:`write` at another size are resized to it
+            (swscale, Lanczos) as they are converted.
         rate: frame rate written into the stream.
         time_base: unit of the ``pts`` given to :meth:`write` (the source's, so timing is kept).
         config: codec, CRF, pixel format.
@@ -285,9 +286,9 @@ class VideoWriter:
         return self._frames
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(height, width, 3)`` RGB, or the
-        ``(height * 3 / 2, width)`` yuv420p planes of :func:`vggx.video.color.rgb_to_yuv420p` (encoded
-        as they are when the codec takes yuv420p, H.264's default).
+        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(h, w, 3)`` RGB, or the ``(h * 3 / 2, w)``
+        yuv420p planes of :func:`vggx.video.color.rgb_to_yuv420p` (encoded as they are when the codec takes
+        yuv420p, H.264's default, and they have the stream's size; resized otherwise).
 
         The frame may be encoded after this returns (it is converted ahead in a worker thread); ``image``
         must not be modified afterwards. Errors surface from a later ``write`` or from :meth:`commit`.
@@ -320,15 +321,22 @@ class VideoWriter:
         else:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
         cc = self._stream.codec_context
-        if frame.format.name == cc.format.name and (frame.width, frame.height) == (cc.width, cc.height):
-            return frame  # e.g. yuv420p planes converted on the GPU, BT.709 like the line below
+        resize = (frame.width, frame.height) != (cc.width, cc.height)
+        if frame.format.name == cc.format.name and not resize:
+            return frame  # e.g. yuv420p planes converted on the GPU, BT.709 like the lines below
         from av.video.reformatter import Colorspace
 
         reformatter = thread_reformatter()
+        # A frame of another size (``vggx upscale --outscale``/``--height``) is resized in the same swscale pass
+        # that converts it, with Lanczos (sharp, little ringing: the usual choice for a final resize).
+        scaling = "LANCZOS" if resize else None
         if self._yuv_range is None:
-            return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1)
-        return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1,
-                                    dst_colorspace=Colorspace.ITU709, dst_color_range=self._yuv_range)
+            return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling)
+        src = {}
+        if fmt == "yuv420p":  # planes converted on the device, BT.709 in the output's range: resized, not converted
+            src = {"src_colorspace": Colorspace.ITU709, "src_color_range": self._yuv_range}
+        return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling,
+                                    dst_colorspace=Colorspace.ITU709, dst_color_range=self._yuv_range, **src)
 
     def _encode_next(self) -> None:
         import av
