@@ -200,29 +200,34 @@ def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float 
 
 
 class _TritonStats:
-    """Deltas of Triton's cumulative per-model statistics around a measurement."""
+    """Deltas of Triton's cumulative per-model statistics around a measurement (summed over the servers when
+    ``--url`` names several replicas: per-request times are then their average over all requests)."""
 
     FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 
     def __init__(self, cfg: BackendConfig) -> None:
+        from vggx.client.triton import expand_urls
+
         if cfg.protocol.value == "grpc":
             import tritonclient.grpc as client
         else:
             import tritonclient.http as client
-        self._client = client.InferenceServerClient(cfg.url)
+        self._clients = [client.InferenceServerClient(url) for url in expand_urls(cfg.url or "")]
         self._model = cfg.model_name
         self._grpc = cfg.protocol.value == "grpc"
 
     def snapshot(self) -> dict[str, tuple[int, int]]:
-        if self._grpc:
-            stats = self._client.get_inference_statistics(self._model, as_json=True)
-        else:  # the HTTP client returns the JSON document already
-            stats = self._client.get_inference_statistics(self._model)
-        model = stats["model_stats"][0]["inference_stats"]
-        out = {}
-        for f in self.FIELDS:
-            entry = model.get(f, {})
-            out[f] = (int(entry.get("count", 0)), int(entry.get("ns", 0)))
+        out = dict.fromkeys(self.FIELDS, (0, 0))
+        for c in self._clients:
+            if self._grpc:
+                stats = c.get_inference_statistics(self._model, as_json=True)
+            else:  # the HTTP client returns the JSON document already
+                stats = c.get_inference_statistics(self._model)
+            model = stats["model_stats"][0]["inference_stats"]
+            for f in self.FIELDS:
+                entry = model.get(f, {})
+                count, ns = out[f]
+                out[f] = (count + int(entry.get("count", 0)), ns + int(entry.get("ns", 0)))
         return out
 
     @classmethod
@@ -235,7 +240,8 @@ class _TritonStats:
         return out
 
     def close(self) -> None:
-        self._client.close()
+        for c in self._clients:
+            c.close()
 
 
 def _peak_memory_mb(device: str) -> float:

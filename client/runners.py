@@ -64,7 +64,7 @@ class BackendConfig:
     fp16: bool = False  # torch on cuda only
     compile: bool = False  # torch on cuda only: torch.compile (Inductor) before CUDA-graph capture
     threads: int | None = None  # CPU threads of in-process backends (None: the library's default)
-    url: str | None = None  # triton: HOST:PORT
+    url: str | None = None  # triton: HOST:PORT, or several separated by commas (replicas: windows spread over them)
     protocol: TritonProtocol = TritonProtocol.GRPC
     model_name: str = "vggx"
     shared_memory: bool | None = None  # triton: system shared memory; None = when the server is local
@@ -413,10 +413,12 @@ def _open_tensorrt(cfg: BackendConfig) -> TensorRTRunner:
 
 
 def _open_triton(cfg: BackendConfig) -> Runner:
-    from .triton import TritonRunner
+    from .triton import TritonPool, TritonRunner, expand_urls
 
-    return TritonRunner(cfg.url or "", protocol=cfg.protocol.value, model_name=cfg.model_name,
-                        shared_memory=cfg.shared_memory, retries=cfg.retries, timeout_s=cfg.timeout_s)
+    urls = expand_urls(cfg.url or "")  # several (a list, or a name with several addresses): a pool
+    options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
+               "retries": cfg.retries, "timeout_s": cfg.timeout_s}
+    return TritonPool(urls, **options) if len(urls) > 1 else TritonRunner(urls[0], **options)
 
 
 _OPENERS: dict[Backend, Callable[[BackendConfig], Runner]] = {

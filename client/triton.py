@@ -5,6 +5,11 @@ thread-safe: each calling thread gets its own tritonclient client (the HTTP clie
 share) and, for a server on this host, its own pair of system shared-memory regions, so several
 windows can be in flight at once. Transient failures (unavailable, overloaded, timeouts, dropped
 connections) are retried with exponential backoff.
+
+Several servers (replicas of one model, e.g. the pods behind ``deploy/k8s``'s headless Service):
+:class:`TritonPool` sends each window to the server with the fewest in flight, and moves the windows of a
+server that stops answering to the others; :func:`expand_urls` turns a name with several addresses into
+one URL per address.
 """
 
 from __future__ import annotations
@@ -20,12 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from vggx.errors import InferenceError, ServerError
+from vggx.errors import ConfigError, InferenceError, ServerError
 
 from .model_info import ModelInfo
 from .runners import _RunnerBase
 
-__all__ = ["TritonRunner"]
+__all__ = ["ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +39,10 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 _TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.DEADLINE_EXCEEDED",
               "StatusCode.ABORTED", "429", "502", "503", "504"}
 _BACKOFF_S = 0.25
+
+
+class ServerUnavailable(ServerError):
+    """A server that stopped answering (still failing after the retries): another replica may take the work."""
 
 
 @dataclass
@@ -179,7 +188,7 @@ class TritonRunner(_RunnerBase):
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
                                       f"{_reason(exc)}") from None
                 if attempt == self.retries:
-                    raise ServerError(f"Triton at {self.url} still failing after {self.retries + 1} attempts "
+                    raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} attempts "
                                       f"({_reason(exc)}); is the server up? (`vggx serve`)") from None
                 log.warning("transient Triton failure (%s); retry %d/%d in %.2fs", _reason(exc), attempt + 1,
                             self.retries, delay)
@@ -264,6 +273,128 @@ class TritonRunner(_RunnerBase):
                 state.client.close()
             except Exception:
                 log.debug("closing a Triton client failed", exc_info=True)
+
+
+def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo) -> list[str]:
+    """``HOST:PORT`` entries (a list, or one string separated by commas) -> one URL per server.
+
+    A host name with several addresses (Kubernetes' headless Service: one per ready pod) becomes one URL per
+    address, IPv4 first; a name with one address, an IP address and a name that does not resolve (reported
+    by the runner that tries it) stay as given. ``grpc://``/``http://`` prefixes are dropped; duplicates go.
+
+    Raises:
+        ConfigError: no URL, or an entry that is not ``HOST:PORT``.
+    """
+    entries = [u.strip() for part in ([urls] if isinstance(urls, str) else urls) for u in part.split(",")]
+    out: list[str] = []
+    for entry in filter(None, entries):
+        for prefix in ("grpc://", "http://", "https://"):
+            entry = entry.removeprefix(prefix)
+        entry = entry.rstrip("/")
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {entry!r}")
+        try:
+            infos = resolve(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            infos = []
+        v4 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET})
+        v6 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET6})
+        addresses = v4 or v6
+        if len(addresses) > 1:
+            out += [f"{a}:{port}" if ":" not in a else f"[{a}]:{port}" for a in addresses]
+        else:
+            out.append(entry)
+    if not out:
+        raise ConfigError("--url needs at least one HOST:PORT")
+    return list(dict.fromkeys(out))
+
+
+class TritonPool(_RunnerBase):
+    """Windows spread over several Triton servers that serve the same model (a context manager).
+
+    Each window goes to the server with the fewest windows in flight (ties in turn), so faster servers take
+    more. A server that stops answering (:class:`ServerUnavailable`: its retries spent) is dropped with a
+    warning and the window goes to another; the run fails only when none is left. Errors that every server
+    would give (a bad request, a malformed output) are raised at once.
+
+    Args:
+        urls: ``HOST:PORT`` of each server (see :func:`expand_urls`); every one must be up and serve the same
+            model (window, scale, sizes, version) when the pool opens.
+        runner: opens one server's runner (``TritonRunner`` with the pool's protocol and options).
+
+    Raises:
+        ServerError: a server is unreachable or its model not ready (naming it), or the servers' models differ.
+    """
+
+    def __init__(self, urls: list[str], *, protocol: str = "grpc", model_name: str = "vggx", **options) -> None:
+        if len(urls) < 2:
+            raise ConfigError("a pool needs two servers at least; one is a TritonRunner")
+        self._runners: list[TritonRunner] = []
+        try:
+            for url in urls:
+                self._runners.append(TritonRunner(url, protocol=protocol, model_name=model_name, **options))
+        except BaseException:
+            self.close()
+            raise
+        first = self._runners[0]
+        for other in self._runners[1:]:
+            if other.info != first.info:
+                self.close()
+                raise ServerError(f"the servers serve different models: {first.url} has {first.info}, "
+                                  f"{other.url} has {other.info}; point --url at replicas of one model")
+        self.info = first.info
+        self._lock = threading.Lock()
+        self._in_flight = [0] * len(urls)
+        self._next = 0  # where the search for the least busy server starts (ties go round)
+        self._down: dict[int, str] = {}  # server -> why it was dropped
+        self.windows = [0] * len(urls)  # windows each server returned
+        shared = " (shared memory)" if all("shared memory" in r.description for r in self._runners) else ""
+        self.description = (f"triton {protocol}:// {len(urls)} servers ({', '.join(r.url for r in self._runners)}) "
+                            f"model {model_name!r}{shared}")
+
+    @property
+    def urls(self) -> list[str]:
+        return [r.url for r in self._runners]
+
+    def _acquire(self) -> int:
+        with self._lock:
+            live = [i for i in range(len(self._runners)) if i not in self._down]
+            if not live:
+                why = "; ".join(f"{self._runners[i].url}: {reason}" for i, reason in self._down.items())
+                raise ServerError(f"every Triton server stopped answering ({why})")
+            n = len(self._runners)
+            order = sorted(live, key=lambda i: (self._in_flight[i], (i - self._next) % n))
+            chosen = order[0]
+            self._in_flight[chosen] += 1
+            self._next = (chosen + 1) % n
+            return chosen
+
+    def infer(self, lr: np.ndarray) -> np.ndarray:
+        self.check_input(lr)
+        while True:
+            i = self._acquire()
+            try:
+                sr = self._runners[i].infer(lr)
+            except ServerUnavailable as exc:
+                with self._lock:
+                    first_time = i not in self._down
+                    self._down.setdefault(i, str(exc))
+                    left = len(self._runners) - len(self._down)
+                if first_time:
+                    log.warning("Triton at %s stopped answering; its windows go to the %d other server%s (%s)",
+                                self._runners[i].url, left, "" if left == 1 else "s", exc)
+                continue
+            finally:
+                with self._lock:
+                    self._in_flight[i] -= 1
+            with self._lock:
+                self.windows[i] += 1
+            return sr
+
+    def close(self) -> None:
+        for runner in self._runners:
+            runner.close()
 
 
 def _transient(exc: BaseException) -> bool:

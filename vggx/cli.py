@@ -257,15 +257,15 @@ def serve(
     console.print("server stopped")
 
 
-def default_concurrency(backend, device: str) -> int:
-    """Windows in flight when ``--concurrency`` is not given: 4 requests to a Triton server (its instances and
+def default_concurrency(backend, device: str, servers: int = 1) -> int:
+    """Windows in flight when ``--concurrency`` is not given: 4 requests to each Triton server (its instances and
     dynamic batcher need several); 2 on the CUDA fast path, whose two pinned buffer pairs let one window run on
     the GPU while the other's output is copied out (H200, veryfast x264: 187.7 vs 172.0 fps end to end,
     ``benchmarks/RESULTS.md``); 1 on the CPU, where a second window would only share the same cores."""
     from vggx.client import Backend
 
     if backend is Backend.TRITON:
-        return 4
+        return min(64, 4 * servers)
     return 2 if backend is Backend.TORCH and device.startswith("cuda") else 1
 
 
@@ -286,11 +286,12 @@ def upscale(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
     ] = None,
-    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
-                   ] = None,
+    url: Annotated[list[str] | None, typer.Option(
+        "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
+        "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
     concurrency: Annotated[int | None, typer.Option(
-        "--concurrency", help="windows in flight (default: 4 with Triton, 2 with --backend torch on CUDA, "
+        "--concurrency", help="windows in flight (default: 4 per Triton server, 2 with --backend torch on CUDA, "
                              "1 otherwise)")] = None,
     codec: Annotated[str, typer.Option(
         "--codec", help="video encoder: libx264, libx265, libx264rgb, ffv1 (lossless, .mkv), ...")
@@ -356,6 +357,7 @@ def upscale(
     from vggx.video import EncodeConfig
 
     choices = {b.value: b for b in Backend}
+    url = ",".join(url) if url else None
     name = backend or ("triton" if url else "onnxruntime")
     if name not in choices:
         raise ConfigError(f"--backend must be one of {', '.join(choices)}, got {name!r}")
@@ -365,11 +367,16 @@ def upscale(
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                                 compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol))
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
+    servers = 1
+    if url and chosen is Backend.TRITON:
+        from vggx.client.triton import expand_urls
+
+        servers = len(expand_urls(url))
 
     def config(src: Path, dst: Path) -> UpscaleConfig:
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
-            concurrency=concurrency or default_concurrency(chosen, device),
+            concurrency=concurrency or default_concurrency(chosen, device, servers),
             start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height,
         )
@@ -516,8 +523,9 @@ def bench(
     window: Annotated[int | None, typer.Option("--window", help="expected window T (checked)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="windows per request (N)")] = 1,
     concurrency: Annotated[str, typer.Option("--concurrency", help="requests in flight, e.g. 1,2,4,8")] = "1",
-    url: Annotated[str | None, typer.Option("--url", help="Triton HOST:PORT (implies the triton backend)")
-                   ] = None,
+    url: Annotated[list[str] | None, typer.Option(
+        "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
+        "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
@@ -544,6 +552,7 @@ def bench(
     from vggx.shapes import parse_size
 
     choices = {b.value: b for b in Backend}
+    url = ",".join(url) if url else None
     names = [n.strip() for n in compare.split(",")] if compare else [backend or ("triton" if url else "onnxruntime")]
     for n in names:
         if n not in choices:

@@ -22,6 +22,8 @@ if _serve.is_file():  # reuse the real-server fixtures (triton_server, served_re
     onnx_metadata = _mod.onnx_metadata
     served_repository = _mod.served_repository
     triton_server = _mod.triton_server
+    second_server = _mod.second_server
+    inference_count = _mod.inference_count  # a helper, not a fixture: tests import it from conftest
 
 
 @pytest.fixture(scope="session")

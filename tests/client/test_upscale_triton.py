@@ -118,3 +118,147 @@ class TestRealServer:
                                           triton_server.endpoints.grpc, "--frames", "4"])
         assert result.exit_code == 0, result.output
         assert "4 frames in" in result.stdout and "triton grpc://" in result.stdout and out.is_file()
+
+
+# --------------------------------------------------------------------------------------- several servers
+
+
+class TestExpandUrls:
+    @staticmethod
+    def resolver(table):
+        """``socket.getaddrinfo``'s answers from a table (host -> addresses): DNS as a Kubernetes cluster has it."""
+        import socket
+
+        def resolve(host, port, type=0):
+            if host not in table:
+                raise socket.gaierror(f"unknown host {host}")
+            return [(socket.AF_INET6 if ":" in a else socket.AF_INET, type, 6, "", (a, port)) for a in table[host]]
+
+        return resolve
+
+    def test_lists_commas_prefixes_and_duplicates(self):
+        from vggx.client.triton import expand_urls
+
+        resolve = self.resolver({"a": ["10.0.0.1"], "b": ["10.0.0.2"]})
+        assert expand_urls("a:8001, grpc://b:8001/,a:8001", resolve) == ["a:8001", "b:8001"]
+        assert expand_urls(["a:8001", "b:9001,10.0.0.9:8001"], resolve) == ["a:8001", "b:9001", "10.0.0.9:8001"]
+
+    def test_a_name_with_several_addresses_is_one_url_per_address(self):
+        """The headless Service: one A record per ready pod; IPv4 first, names of one address kept."""
+        from vggx.client.triton import expand_urls
+
+        resolve = self.resolver({"vggx-triton-pods": ["10.1.0.7", "10.1.0.5", "10.1.0.6"],
+                                 "dual": ["10.2.0.1", "fd00::1"], "v6": ["fd00::1", "fd00::2"]})
+        assert expand_urls("vggx-triton-pods:8001", resolve) == ["10.1.0.5:8001", "10.1.0.6:8001", "10.1.0.7:8001"]
+        assert expand_urls("dual:8001", resolve) == ["dual:8001"]
+        assert expand_urls("v6:8001", resolve) == ["[fd00::1]:8001", "[fd00::2]:8001"]
+        assert expand_urls("localhost:8001") == ["localhost:8001"]  # the real resolver: one IPv4 address
+        assert expand_urls("no-such-host.invalid:8001") == ["no-such-host.invalid:8001"]  # its runner reports it
+
+    @pytest.mark.parametrize("bad", ["localhost", "a:b", ":8001", " , "])
+    def test_bad_entries(self, bad):
+        from vggx.client.triton import expand_urls
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="HOST:PORT"):
+            expand_urls(bad)
+
+
+class TestPoolAgainstStubs:
+    def test_windows_are_spread_and_the_video_is_whole(self, clips, tmp_path):
+        with StubTriton(window=4) as a, StubTriton(window=4) as b:
+            cfg = UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", http_config(f"{a.url},{b.url}"), LOSSLESS,
+                                concurrency=4)
+            with open_runner(cfg.backend) as pool:
+                assert type(pool).__name__ == "TritonPool" and "2 servers" in pool.description
+                result = upscale(cfg, runner=pool)
+                assert sum(pool.windows) == result.windows == 6 and min(pool.windows) >= 1
+            assert a.infer_calls >= 1 and b.infer_calls >= 1 and a.infer_calls + b.infer_calls == 6
+        src = decode_all(clips["twelve"])
+        for got, want in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):
+            np.testing.assert_array_equal(got, want.repeat(4, 0).repeat(4, 1))
+
+    def test_one_at_a_time_goes_round(self):
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, StubTriton() as c, \
+                open_runner(http_config(f"{a.url},{b.url},{c.url}")) as pool:
+            for _ in range(6):
+                pool.infer(lr)
+            assert pool.windows == [2, 2, 2]
+
+    def test_a_server_that_stops_answering_hands_its_windows_over(self, clips, tmp_path, caplog):
+        with StubTriton(window=4) as a, StubTriton(window=4) as b:
+            b.fail_next = [503] * 1000  # overloaded or gone, after the pool opened
+            cfg = UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", http_config(f"{a.url},{b.url}", retries=1),
+                                LOSSLESS, concurrency=2)
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                result = upscale(cfg)
+        assert result.frames == 12 and a.infer_calls == 6 and b.infer_calls == 2  # one window, tried twice
+        assert caplog.text.count(f"Triton at {b.url} stopped answering; its windows go to the 1 other server") == 1
+        src = decode_all(clips["twelve"])
+        for got, want in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):
+            np.testing.assert_array_equal(got, want.repeat(4, 0).repeat(4, 1))
+
+    def test_when_every_server_stops_the_run_fails_naming_them(self):
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, open_runner(http_config(f"{a.url},{b.url}", retries=0)) as pool:
+            a.fail_next = b.fail_next = [503] * 10
+            with pytest.raises(ServerError, match=f"every Triton server stopped answering \\({a.url}: .*; {b.url}: "):
+                pool.infer(lr)
+
+    def test_a_bad_request_is_not_sent_to_the_others(self):
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, open_runner(http_config(f"{a.url},{b.url}")) as pool:
+            a.fail_next = b.fail_next = [400]
+            with pytest.raises(ServerError, match="failed the request"):
+                pool.infer(lr)
+            assert a.infer_calls + b.infer_calls == 1
+
+    def test_replicas_must_serve_the_same_model(self):
+        with StubTriton(window=4) as a, StubTriton(window=8) as b, \
+                pytest.raises(ServerError, match="the servers serve different models"):
+            open_runner(http_config(f"{a.url},{b.url}"))
+
+    def test_an_unreachable_server_is_named_at_start(self):
+        down = f"127.0.0.1:{free_port()}"
+        with StubTriton() as a, pytest.raises(ServerError, match=f"cannot reach Triton at http://{down}"):
+            open_runner(http_config(f"{a.url},{down}"))
+
+
+@pytest.mark.server
+class TestPoolOfRealServers:
+    def test_two_replicas_share_the_windows_and_match_onnxruntime(self, triton_server, second_server, ort_runner,
+                                                                  clips, tmp_path):
+        from conftest import inference_count
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+
+        urls = [triton_server.endpoints.grpc, second_server.endpoints.grpc]
+        before = [inference_count(u) for u in urls]
+        out = tmp_path / "t.mkv"
+        result = CliRunner().invoke(app, ["upscale", str(clips["twelve"]), str(out), "--url", urls[0],
+                                          "--url", urls[1], "--codec", "ffv1"])
+        assert result.exit_code == 0, result.output
+        assert "triton grpc:// 2 servers" in result.stdout
+        served = [inference_count(u) - b for u, b in zip(urls, before, strict=True)]
+        assert min(served) >= 1 and sum(served) == 3, served  # 12 frames: 3 windows of 8, default 8 in flight
+        upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
+        for a, b in zip(decode_all(out), decode_all(tmp_path / "o.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_a_replica_that_goes_down_mid_run_loses_no_frame(self, triton_server, second_server, ort_runner, clips,
+                                                             tmp_path, caplog):
+        """The second server stops (a pod evicted) after the pool opened: its windows go to the first."""
+        cfg = UpscaleConfig(clips["twelve"], tmp_path / "t.mkv",
+                            BackendConfig(Backend.TRITON, url=f"{triton_server.endpoints.grpc},"
+                                          f"{second_server.endpoints.grpc}", retries=1), LOSSLESS, concurrency=2)
+        with open_runner(cfg.backend) as pool:
+            second_server.stop()
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                result = upscale(cfg, runner=pool)
+            assert pool.windows[1] == 0 and pool.windows[0] == result.windows == 3
+        assert "stopped answering; its windows go to the 1 other server" in caplog.text
+        upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
+        for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)

@@ -47,6 +47,26 @@ def triton_server(served_repository, tmp_path_factory):
         yield server
 
 
+@pytest.fixture
+def second_server(served_repository, tmp_path):
+    """A second real tritonserver (a replica) on the same repository, started for one test (about 2 s)."""
+    from vggx.server import ServerConfig, TritonServer
+
+    cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0,
+                       log_file=tmp_path / "replica.log", startup_timeout_s=180)
+    with TritonServer(cfg) as server:
+        yield server
+
+
+def inference_count(url: str, model: str = "vggx") -> int:
+    """Requests the server at ``url`` (gRPC) has answered successfully for ``model``, from its statistics API."""
+    import tritonclient.grpc as grpc
+
+    with grpc.InferenceServerClient(url) as client:
+        stats = client.get_inference_statistics(model, as_json=True)
+    return int(stats["model_stats"][0]["inference_stats"]["success"].get("count", 0))
+
+
 @pytest.fixture(scope="session")
 def ort_session(portable_onnx):
     """In-process ONNX Runtime on the same file, with the served model's thread count (1)."""

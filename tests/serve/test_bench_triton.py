@@ -20,3 +20,19 @@ def test_triton_bench_has_throughput_no_errors_and_server_stats(triton_server, t
     assert point.frames_per_s > 0
     assert point.server is not None and point.server["compute_infer_us"] > 0
     assert point.server["queue_us"] >= 0
+
+
+@pytest.mark.server
+def test_bench_over_two_replicas_sums_their_server_stats(triton_server, second_server, tiny_checkpoint_path):
+    from conftest import inference_count
+
+    urls = [triton_server.endpoints.grpc, second_server.endpoints.grpc]
+    before = [inference_count(u) for u in urls]
+    backend = BackendConfig(backend=Backend.TRITON, url=",".join(urls))
+    cfg = BenchConfig(backends=(backend,), lr_size=(16, 16), concurrency=(2,), window_requests=4, windows=2,
+                      warmup=1, checkpoint=tiny_checkpoint_path)
+    (point,) = run_bench(cfg).points
+    assert point.errors == 0 and point.requests == 8
+    served = [inference_count(u) - b for u, b in zip(urls, before, strict=True)]
+    assert min(served) >= 1 and sum(served) >= 8, served  # the measured requests (and the warm-up), on both
+    assert point.server is not None and point.server["compute_infer_us"] > 0
