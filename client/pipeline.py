@@ -23,7 +23,16 @@ from typing import Protocol
 import numpy as np
 
 from vggx.errors import ConfigError, VideoError
-from vggx.video import EncodeConfig, VideoReader, VideoWriter, check_encoder, check_output_path, open_video
+from vggx.video import (
+    EncodeConfig,
+    VideoReader,
+    VideoWriter,
+    check_encoder,
+    check_output_path,
+    display_source,
+    is_url,
+    open_video,
+)
 from vggx.video.decode import thread_reformatter
 from vggx.video.encode import SEGMENT_CODECS, output_pix_fmt
 
@@ -47,7 +56,7 @@ MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p fram
 class UpscaleConfig:
     """One ``vggx upscale`` run."""
 
-    input: Path
+    input: Path | str  # a file, or a URL FFmpeg reads (http://, https://, ...: see vggx.video.is_url)
     output: Path
     backend: BackendConfig = field(default_factory=BackendConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
@@ -486,7 +495,9 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         raise ConfigError(f"--resume needs segments of a whole number of window strides ({stride} frames), "
                           f"got segment_frames={encode.segment_frames}")
 
-    def identity(path: Path | None) -> list | None:
+    def identity(path: Path | str | None) -> list | None:
+        if is_url(path):  # without its query (a presigned URL's signature changes from run to run)
+            return [display_source(path)]
         if path is None or not Path(path).exists():
             return None
         st = Path(path).stat()
@@ -559,7 +570,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         if writer is None and frames_done:  # every frame was in the store: only the final mux is left
             writer = open_writer()
         if writer is None:  # pragma: no cover - the reader raises on zero frames
-            raise VideoError(f"{vinfo.path} has no video frames")
+            raise VideoError(f"{reader.path} has no video frames")
         if config.frames is not None:  # a preview: cut the audio where the video ends
             writer.set_audio_end(float(run.last_pts * vinfo.time_base + 1 / vinfo.rate))
         t_encode = time.perf_counter()

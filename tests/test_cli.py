@@ -47,6 +47,7 @@ def test_default_concurrency_per_backend():
     from vggx.client import Backend
 
     assert default_concurrency(Backend.TRITON, "cpu") == 4
+    assert default_concurrency(Backend.TRITON, "cpu", servers=3) == 12  # 4 per replica
     assert default_concurrency(Backend.TORCH, "cuda") == default_concurrency(Backend.TORCH, "cuda:1") == 2
     assert default_concurrency(Backend.TORCH, "cpu") == default_concurrency(Backend.ONNXRUNTIME, "cpu") == 1
 

@@ -272,7 +272,8 @@ def default_concurrency(backend, device: str, servers: int = 1) -> int:
 @app.command()
 @handle_errors
 def upscale(
-    input: Annotated[Path, typer.Argument(help="video to upscale (anything FFmpeg reads), or a folder of videos")],
+    input: Annotated[str, typer.Argument(
+        help="video to upscale (anything FFmpeg reads: a file, or an http(s):// URL), or a folder of videos")],
     output: Annotated[Path, typer.Argument(help="output video (.mp4, .mkv, ...), or a folder for a folder's")],
     backend: Annotated[str | None, typer.Option(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
@@ -354,7 +355,7 @@ def upscale(
     from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, plan_folder
     from vggx.client import upscale as run_upscale
     from vggx.errors import ConfigError, VideoError
-    from vggx.video import EncodeConfig
+    from vggx.video import EncodeConfig, is_url
 
     choices = {b.value: b for b in Backend}
     url = ",".join(url) if url else None
@@ -381,8 +382,9 @@ def upscale(
             outscale=outscale, height=height,
         )
 
-    folder = input.is_dir()
-    jobs = plan_folder(input, output) if folder else [(input, output)]
+    source = input if is_url(input) else Path(input)
+    folder = isinstance(source, Path) and source.is_dir()
+    jobs = plan_folder(source, output) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work
     if folder:
         output.mkdir(exist_ok=True)
@@ -461,9 +463,11 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
     """``--json``: one object per upscaled video (and the names of those that failed), for scripts."""
     import json
 
+    from vggx.video import display_source
+
     if path is None:
         return
-    rows = [{"input": str(r.input), "output": str(r.output), "frames": r.frames,
+    rows = [{"input": display_source(r.input), "output": str(r.output), "frames": r.frames,
              "seconds": round(r.seconds, 4), "fps": round(r.fps, 3),
              "fps_after_first_window": None if r.steady_fps is None else round(r.steady_fps, 3),
              "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),

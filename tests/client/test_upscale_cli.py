@@ -67,6 +67,17 @@ class TestSuccess:
         assert result.exit_code == 0, result.output
         assert f"({size[1]}x{size[0]}, " in result.stdout and stream_facts(out)["size"] == size
 
+    def test_an_http_url_is_an_input(self, cli, clips, tmp_path):
+        import shutil
+
+        from httpfiles import FileServer
+
+        shutil.copy(clips["aac"], tmp_path / "clip.mp4")
+        with FileServer(tmp_path) as srv:
+            result = cli(srv.url("clip.mp4"), tmp_path / "o.mp4", "--frames", "4")
+        assert result.exit_code == 0, result.output
+        assert stream_facts(tmp_path / "o.mp4")["frames"] == 4
+
     def test_deinterlace_reaches_the_reader(self, cli, tmp_path):
         src = make_video(tmp_path / "i.mkv", frames=6, size=(40, 56), options={"x264-params": "tff=1"})
         out = tmp_path / "o.mkv"

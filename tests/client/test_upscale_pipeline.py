@@ -617,6 +617,54 @@ class TestOutputSize:
         assert result.resumed_frames > 0 and stream_facts(out)["size"] == (80, 112) and result.frames == 40
 
 
+class TestUrlInput:
+    """An ``http://`` input, read by FFmpeg from a real HTTP server (byte ranges, as object stores serve)."""
+
+    def test_a_url_upscales_like_the_file_with_its_audio(self, tmp_path, torch_runner):
+        from httpfiles import FileServer
+
+        src = make_video(tmp_path / "clip.mp4", frames=12, audio="aac")
+        run(src, tmp_path / "local.mkv", _NearestRunner(torch_runner.info))
+        with FileServer(tmp_path) as srv:
+            result = run(srv.url("clip.mp4") + "?X-Amz-Signature=s3cr3t", tmp_path / "remote.mkv",
+                         _NearestRunner(torch_runner.info))
+            assert srv.requests["/clip.mp4"] >= 2  # the frames, and the audio copied from a second read
+        assert result.frames == 12 and stream_facts(tmp_path / "remote.mkv")["audio"] == ["aac"]
+        for a, b in zip(decode_all(tmp_path / "remote.mkv"), decode_all(tmp_path / "local.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_a_missing_url_is_one_clear_error_without_its_query(self, tmp_path, torch_runner):
+        from httpfiles import FileServer
+
+        with FileServer(tmp_path) as srv, pytest.raises(VideoError) as err:
+            run(srv.url("nope.mp4") + "?X-Amz-Signature=s3cr3t", tmp_path / "o.mkv", _NearestRunner(torch_runner.info))
+        assert f"cannot read {srv.url('nope.mp4')} (" in str(err.value) and "s3cr3t" not in str(err.value)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_an_unreachable_server_is_one_clear_error(self, tmp_path, torch_runner):
+        from vggx.server import free_port
+
+        url = f"http://127.0.0.1:{free_port()}/clip.mp4"
+        with pytest.raises(VideoError, match=f"cannot read {url} \\(.*[Cc]onnection refused"):
+            run(url, tmp_path / "o.mkv", _NearestRunner(torch_runner.info))
+
+    def test_resume_knows_a_url_by_its_path_not_its_signature(self, tmp_path, torch_runner):
+        from httpfiles import FileServer
+
+        info = torch_runner.info
+        make_video(tmp_path / "clip.mp4", frames=40)
+        out = tmp_path / "out" / "o.mp4"
+        out.parent.mkdir()
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        with FileServer(tmp_path) as srv:
+            failing = _FailingRunner(_NearestRunner(info), fail_at=8)
+            failing.description = "nearest"
+            with pytest.raises(InferenceError):
+                run(srv.url("clip.mp4") + "?sig=1", out, failing, encode=encode, resume=True)
+            result = run(srv.url("clip.mp4") + "?sig=2", out, _NearestRunner(info), encode=encode, resume=True)
+        assert result.resumed_frames > 0 and result.frames == 40
+
+
 @pytest.mark.parametrize("degrees", [90, 0])
 def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
     """A phone's upright clip is stored sideways with a display matrix: the output keeps the matrix, so

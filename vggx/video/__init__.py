@@ -1,7 +1,7 @@
 """Video I/O with PyAV (FFmpeg): decode any input to RGB frames, encode RGB frames with the audio copied."""
 
-from .decode import DecodedFrame, VideoInfo, VideoReader, open_video
+from .decode import DecodedFrame, VideoInfo, VideoReader, display_source, is_url, open_video
 from .encode import EncodeConfig, SegmentStore, VideoWriter, check_encoder, check_output_path
 
 __all__ = ["DecodedFrame", "EncodeConfig", "SegmentStore", "VideoInfo", "VideoReader", "VideoWriter",
-           "check_encoder", "check_output_path", "open_video"]
+           "check_encoder", "check_output_path", "display_source", "is_url", "open_video"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,16 +19,40 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["DecodedFrame", "VideoInfo", "VideoReader", "open_video"]
+__all__ = ["DecodedFrame", "VideoInfo", "VideoReader", "display_source", "is_url", "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Network inputs: seconds to wait for the connection, and for each read after it (a stalled server is an error,
+# not a hang).
+URL_TIMEOUT_S = (30.0, 60.0)
+
+
+def is_url(source: str | Path) -> bool:
+    """Whether ``source`` is a URL FFmpeg opens itself (``http://``, ``https://``, ...), not a local path."""
+    return isinstance(source, str) and bool(_URL.match(source))
+
+
+def display_source(source: str | Path) -> str:
+    """``source`` for messages: a URL without its query string (a presigned URL's signature stays out of logs)."""
+    return str(source).split("?", 1)[0] if is_url(source) else str(source)
+
+
+def open_source(source: str | Path):
+    """``av.open`` a local file or a URL for reading (URLs with :data:`URL_TIMEOUT_S`); FFmpeg errors pass on."""
+    import av
+
+    if is_url(source):
+        return av.open(source, "r", timeout=URL_TIMEOUT_S)
+    return av.open(str(source), "r")
 
 
 @dataclass(frozen=True)
 class VideoInfo:
     """What the rest of the pipeline needs to know about the input's first video stream."""
 
-    path: Path
+    path: Path | str  # a local file, or the URL FFmpeg reads (see :func:`is_url`)
     width: int
     height: int
     rate: Fraction  # frames per second (the stream's average rate)
@@ -65,18 +90,22 @@ class VideoReader:
                  deinterlace: bool = False) -> None:
         import av
 
-        self.path = Path(path)
+        self.source = path if is_url(path) else Path(path)  # what FFmpeg opens
+        self.path = display_source(self.source) if is_url(path) else self.source  # what messages name
         if start < 0:
             raise VideoError(f"--start must be >= 0 seconds, got {start}")
         if max_frames is not None and max_frames < 1:
             raise VideoError(f"--frames must be >= 1, got {max_frames}")
-        if not self.path.exists():
-            raise VideoError(f"input not found: {self.path}")
-        if not self.path.is_file():
-            raise VideoError(f"input is not a file: {self.path}")
+        if not is_url(path):
+            if not self.path.exists():
+                raise VideoError(f"input not found: {self.path}")
+            if not self.path.is_file():
+                raise VideoError(f"input is not a file: {self.path}")
         try:
-            self._container = av.open(str(self.path), "r")
-        except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+            self._container = open_source(self.source)
+        except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
+            if is_url(path):
+                raise VideoError(f"cannot read {self.path} ({_reason(exc)})") from None
             raise VideoError(f"{self.path} is not a video FFmpeg can read ({_reason(exc)})") from None
         try:
             if not self._container.streams.video:
@@ -115,7 +144,7 @@ class VideoReader:
         frames = s.frames or (round(duration * rate) if duration else None)
         cc = s.codec_context
         return VideoInfo(
-            path=self.path, width=cc.width, height=cc.height, rate=Fraction(rate),
+            path=self.source, width=cc.width, height=cc.height, rate=Fraction(rate),
             time_base=Fraction(s.time_base or Fraction(1, rate)), frames=frames or None, duration=duration,
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
             has_subtitles=bool(c.streams.subtitles),
@@ -218,7 +247,8 @@ class VideoReader:
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
                deinterlace: bool = False) -> VideoReader:
-    """Open ``path`` for decoding; the caller closes the returned reader (use it in ``with``).
+    """Open ``path`` (a file, or a URL such as ``https://...`` that FFmpeg reads) for decoding; the caller closes
+    the returned reader (use it in ``with``).
 
     Raises:
         VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.

@@ -38,7 +38,7 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-from .decode import thread_reformatter
+from .decode import display_source, is_url, open_source, thread_reformatter
 
 __all__ = ["SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter", "check_encoder",
            "check_output_path", "output_pix_fmt"]
@@ -116,7 +116,7 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
         raise VideoError(f"cannot write {output}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VideoError(f"cannot write {output}: directory {parent} is not writable")
-    if input_path is not None and Path(input_path).exists() and output.exists() \
+    if input_path is not None and not is_url(input_path) and Path(input_path).exists() and output.exists() \
             and os.path.samefile(input_path, output):
         raise VideoError(f"output {output} is the input file; choose another name")
     if not output.suffix:
@@ -153,7 +153,7 @@ class VideoWriter:
         rate: frame rate written into the stream.
         time_base: unit of the ``pts`` given to :meth:`write` (the source's, so timing is kept).
         config: codec, CRF, pixel format.
-        audio_source: copy the audio (and subtitle) streams of this file (packets remuxed, not re-encoded).
+        audio_source: copy the audio (and subtitle) streams of this file or URL (packets remuxed, not re-encoded).
         audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
         metadata: container metadata to write (title, ...).
         rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
@@ -214,7 +214,7 @@ class VideoWriter:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
             if audio_source is not None:
-                self._audio = _AudioCopier(Path(audio_source), self._container, audio_start, audio_end)
+                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end)
         except BaseException:
             self.abort()
             raise
@@ -678,10 +678,14 @@ class _AudioCopier:
     Audio the container cannot take is an error (nothing is dropped silently); a subtitle format it
     cannot take (SubRip in MP4) and data streams are left out with a warning."""
 
-    def __init__(self, source: Path, container, start: float, end: float | None) -> None:
+    def __init__(self, source: Path | str, container, start: float, end: float | None) -> None:
         import av
 
-        self._input = av.open(str(source), "r")
+        try:
+            self._input = open_source(source)
+        except (av.error.FFmpegError, OSError) as exc:
+            raise VideoError(f"cannot read the audio of {display_source(source)} ({_reason(exc)})") from None
+        source = display_source(source)
         self._in_streams = []
         self._out: dict[int, object] = {}  # input stream index -> output stream
         for stream in self._input.streams:

@@ -1,0 +1,82 @@
+"""A real HTTP file server on 127.0.0.1 for URL inputs: ``http.server`` with byte ranges (FFmpeg seeks with them),
+and a count of the requests per path."""
+
+from __future__ import annotations
+
+import collections
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class FileServer:
+    """``with FileServer(folder) as srv``: ``srv.url(name)`` is ``http://127.0.0.1:PORT/name``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.requests: collections.Counter[str] = collections.Counter()
+        server = self
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kw) -> None:
+                super().__init__(*args, directory=str(folder), **kw)
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def send_head(self):
+                server.requests[self.path.split("?")[0]] += 1
+                spec = self.headers.get("Range", "")
+                path = Path(self.translate_path(self.path))
+                if not spec.startswith("bytes=") or not path.is_file():
+                    return super().send_head()
+                size = path.stat().st_size
+                first, _, last = spec[len("bytes="):].partition("-")
+                start = int(first or 0)
+                end = min(int(last), size - 1) if last else size - 1
+                if start >= size:
+                    self.send_error(416)
+                    return None
+                f = open(path, "rb")  # noqa: SIM115 - closed by copyfile's caller (SimpleHTTPRequestHandler)
+                f.seek(start)
+                self.send_response(206)
+                self.send_header("Content-Type", self.guess_type(str(path)))
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+                self.send_header("Content-Length", str(end - start + 1))
+                self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                return _Limited(f, end - start + 1)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_address[1]
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{name}"
+
+    def __enter__(self) -> FileServer:
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class _Limited:
+    """A file object that reads at most ``n`` bytes (the range asked for)."""
+
+    def __init__(self, f, n: int) -> None:
+        self._f, self._left = f, n
+
+    def read(self, size: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._f.read(size)
+        self._left -= len(data)
+        return data
+
+    def close(self) -> None:
+        self._f.close()
+
+
+__all__ = ["FileServer"]
