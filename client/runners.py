@@ -413,12 +413,16 @@ def _open_tensorrt(cfg: BackendConfig) -> TensorRTRunner:
 
 
 def _open_triton(cfg: BackendConfig) -> Runner:
-    from .triton import TritonPool, TritonRunner, expand_urls
+    from .triton import TritonPool, TritonRunner, expand_urls, may_grow
 
-    urls = expand_urls(cfg.url or "")  # several (a list, or a name with several addresses): a pool
+    urls = expand_urls(cfg.url or "")
     options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
                "retries": cfg.retries, "timeout_s": cfg.timeout_s}
-    return TritonPool(urls, **options) if len(urls) > 1 else TritonRunner(urls[0], **options)
+    # Several servers, or a name that may come to mean several (DNS of a scaled Service): a pool that spreads the
+    # windows and looks for more; one address: the runner itself.
+    if len(urls) > 1 or may_grow(cfg.url or ""):
+        return TritonPool(cfg.url or "", **options)
+    return TritonRunner(urls[0], **options)
 
 
 _OPENERS: dict[Backend, Callable[[BackendConfig], Runner]] = {

@@ -30,7 +30,7 @@ from vggx.errors import ConfigError, InferenceError, ServerError
 from .model_info import ModelInfo
 from .runners import _RunnerBase
 
-__all__ = ["ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls"]
+__all__ = ["ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls", "may_grow"]
 
 log = logging.getLogger(__name__)
 
@@ -275,12 +275,14 @@ class TritonRunner(_RunnerBase):
                 log.debug("closing a Triton client failed", exc_info=True)
 
 
-def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo) -> list[str]:
+def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bool = False) -> list[str]:
     """``HOST:PORT`` entries (a list, or one string separated by commas) -> one URL per server.
 
     A host name with several addresses (Kubernetes' headless Service: one per ready pod) becomes one URL per
-    address, IPv4 first; a name with one address, an IP address and a name that does not resolve (reported
-    by the runner that tries it) stay as given. ``grpc://``/``http://`` prefixes are dropped; duplicates go.
+    address, IPv4 first; a name with one address (unless ``addresses``: then that address, so that a name that
+    later resolves to more names the same server the same way), an IP address and a name that does not resolve
+    (reported by the runner that tries it) stay as given. ``grpc://``/``http://`` prefixes are dropped;
+    duplicates go.
 
     Raises:
         ConfigError: no URL, or an entry that is not ``HOST:PORT``.
@@ -300,9 +302,9 @@ def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo) -> list[str]:
             infos = []
         v4 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET})
         v6 = sorted({i[4][0] for i in infos if i[0] == socket.AF_INET6})
-        addresses = v4 or v6
-        if len(addresses) > 1:
-            out += [f"{a}:{port}" if ":" not in a else f"[{a}]:{port}" for a in addresses]
+        found = v4 or v6
+        if len(found) > 1 or (found and addresses and host not in _LOCAL_HOSTS):
+            out += [f"{a}:{port}" if ":" not in a else f"[{a}]:{port}" for a in found]
         else:
             out.append(entry)
     if not out:
@@ -318,22 +320,33 @@ class TritonPool(_RunnerBase):
     warning and the window goes to another; the run fails only when none is left. Errors that every server
     would give (a bad request, a malformed output) are raised at once.
 
+    Every ``refresh_s`` seconds (in a background thread) the pool looks again: names are resolved again, so
+    replicas an autoscaler adds behind a headless Service join the run, and dropped servers are asked whether
+    their model is ready, so a restarted one takes windows again.
+
     Args:
-        urls: ``HOST:PORT`` of each server (see :func:`expand_urls`); every one must be up and serve the same
-            model (window, scale, sizes, version) when the pool opens.
-        runner: opens one server's runner (``TritonRunner`` with the pool's protocol and options).
+        entries: ``HOST:PORT`` entries as given (see :func:`expand_urls`); every server they name must be up and
+            serve the same model (window, scale, sizes, version) when the pool opens.
+        resolve: ``socket.getaddrinfo``-like resolver.
+        options: :class:`TritonRunner`'s keyword arguments (``shared_memory``, ``retries``, ``timeout_s``).
 
     Raises:
         ServerError: a server is unreachable or its model not ready (naming it), or the servers' models differ.
     """
 
-    def __init__(self, urls: list[str], *, protocol: str = "grpc", model_name: str = "vggx", **options) -> None:
-        if len(urls) < 2:
-            raise ConfigError("a pool needs two servers at least; one is a TritonRunner")
+    def __init__(self, entries: str | list[str], *, protocol: str = "grpc", model_name: str = "vggx",
+                 resolve=socket.getaddrinfo, refresh_s: float = 30.0, **options) -> None:
+        self._entries, self._resolve, self.refresh_s = entries, resolve, refresh_s
+        self._open = lambda url: TritonRunner(url, protocol=protocol, model_name=model_name, **options)
         self._runners: list[TritonRunner] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._refresher: threading.Thread | None = None
+        self._last_refresh = time.monotonic()
+        self._refused: set[str] = set()  # servers found serving another model (warned about once)
         try:
-            for url in urls:
-                self._runners.append(TritonRunner(url, protocol=protocol, model_name=model_name, **options))
+            for url in expand_urls(entries, resolve, addresses=True):
+                self._runners.append(self._open(url))
         except BaseException:
             self.close()
             raise
@@ -344,14 +357,16 @@ class TritonPool(_RunnerBase):
                 raise ServerError(f"the servers serve different models: {first.url} has {first.info}, "
                                   f"{other.url} has {other.info}; point --url at replicas of one model")
         self.info = first.info
-        self._lock = threading.Lock()
-        self._in_flight = [0] * len(urls)
+        self._in_flight = [0] * len(self._runners)
         self._next = 0  # where the search for the least busy server starts (ties go round)
-        self._down: dict[int, str] = {}  # server -> why it was dropped
-        self.windows = [0] * len(urls)  # windows each server returned
-        shared = " (shared memory)" if all("shared memory" in r.description for r in self._runners) else ""
-        self.description = (f"triton {protocol}:// {len(urls)} servers ({', '.join(r.url for r in self._runners)}) "
-                            f"model {model_name!r}{shared}")
+        self._down: dict[int, ServerError] = {}  # server -> why it was dropped
+        self.windows = [0] * len(self._runners)  # windows each server returned
+        if len(self._runners) == 1:
+            self.description = first.description
+        else:
+            shared = " (shared memory)" if all("shared memory" in r.description for r in self._runners) else ""
+            self.description = (f"triton {protocol}:// {len(self._runners)} servers "
+                                f"({', '.join(r.url for r in self._runners)}) model {model_name!r}{shared}")
 
     @property
     def urls(self) -> list[str]:
@@ -359,13 +374,15 @@ class TritonPool(_RunnerBase):
 
     def _acquire(self) -> int:
         with self._lock:
+            self._maybe_refresh()
             live = [i for i in range(len(self._runners)) if i not in self._down]
             if not live:
-                why = "; ".join(f"{self._runners[i].url}: {reason}" for i, reason in self._down.items())
+                if len(self._down) == 1:  # one server: its own error says it best
+                    raise next(iter(self._down.values()))
+                why = "; ".join(f"{self._runners[i].url}: {exc}" for i, exc in self._down.items())
                 raise ServerError(f"every Triton server stopped answering ({why})")
             n = len(self._runners)
-            order = sorted(live, key=lambda i: (self._in_flight[i], (i - self._next) % n))
-            chosen = order[0]
+            chosen = min(live, key=lambda i: (self._in_flight[i], (i - self._next) % n))
             self._in_flight[chosen] += 1
             self._next = (chosen + 1) % n
             return chosen
@@ -379,9 +396,9 @@ class TritonPool(_RunnerBase):
             except ServerUnavailable as exc:
                 with self._lock:
                     first_time = i not in self._down
-                    self._down.setdefault(i, str(exc))
+                    self._down.setdefault(i, exc)
                     left = len(self._runners) - len(self._down)
-                if first_time:
+                if first_time and left:
                     log.warning("Triton at %s stopped answering; its windows go to the %d other server%s (%s)",
                                 self._runners[i].url, left, "" if left == 1 else "s", exc)
                 continue
@@ -392,9 +409,89 @@ class TritonPool(_RunnerBase):
                 self.windows[i] += 1
             return sr
 
+    # ------------------------------------------------------------------------------------ refresh
+
+    def _maybe_refresh(self) -> None:
+        """Start a refresh in the background when one is due (called holding the lock)."""
+        if self._closed or time.monotonic() - self._last_refresh < self.refresh_s:
+            return
+        if self._refresher is not None and self._refresher.is_alive():
+            return
+        self._last_refresh = time.monotonic()
+        self._refresher = threading.Thread(target=self.refresh, name="vggx-triton-refresh", daemon=True)
+        self._refresher.start()
+
+    def refresh(self) -> None:
+        """Add servers the entries now name and bring back dropped ones whose model is ready again (what the
+        background refresh runs; callable directly). Failures are logged, never raised."""
+        try:
+            urls = expand_urls(self._entries, self._resolve, addresses=True)
+        except Exception:  # pragma: no cover - the entries were valid when the pool opened
+            urls = []
+        with self._lock:
+            known = {r.url for r in self._runners}
+            down = [(i, self._runners[i]) for i in self._down if self._in_flight[i] == 0]
+        for url in urls:
+            if url in known or url in self._refused or self._closed:
+                continue
+            try:
+                runner = self._open(url)
+            except ServerError as exc:
+                log.debug("Triton at %s is not ready to join yet (%s)", url, exc)
+                continue
+            if runner.info != self.info:
+                runner.close()
+                self._refused.add(url)
+                log.warning("Triton at %s serves another model (%s); not used", url, runner.info)
+                continue
+            with self._lock:
+                if self._closed:
+                    runner.close()
+                    return
+                self._runners.append(runner)
+                self._in_flight.append(0)
+                self.windows.append(0)
+                count = len(self._runners)
+            log.info("Triton at %s joined: %d servers now", url, count)
+        for i, old in down:
+            try:
+                fresh = self._open(old.url)  # a restarted server: new connections, no stale shared-memory regions
+            except ServerError:
+                continue
+            with self._lock:
+                if self._closed or self._in_flight[i]:
+                    fresh.close()
+                    continue
+                self._runners[i] = fresh
+                self._down.pop(i, None)
+            old.close()
+            log.info("Triton at %s answers again: it takes windows again", old.url)
+
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            refresher = self._refresher
+        if refresher is not None:
+            refresher.join(timeout=60.0)
         for runner in self._runners:
             runner.close()
+
+
+def may_grow(entries: str | list[str]) -> bool:
+    """Whether ``entries`` may name more servers later: several entries, or a host name (not an IP address or this
+    host), which DNS may resolve to more addresses (a headless Service as an autoscaler adds pods)."""
+    import ipaddress
+
+    items = [u.strip() for part in ([entries] if isinstance(entries, str) else entries) for u in part.split(",")]
+    items = [u for u in items if u]
+    if len(items) != 1:
+        return True
+    host = items[0].split("://", 1)[-1].rstrip("/").rpartition(":")[0].strip("[]")
+    try:
+        ipaddress.ip_address(host)
+        return False
+    except ValueError:
+        return host not in _LOCAL_HOSTS and host != socket.gethostname()
 
 
 def _transient(exc: BaseException) -> bool:

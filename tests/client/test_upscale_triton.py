@@ -225,6 +225,101 @@ class TestPoolAgainstStubs:
             open_runner(http_config(f"{a.url},{down}"))
 
 
+class TestPoolRefresh:
+    """Servers that come back, and replicas an autoscaler adds behind one name, join a running pool."""
+
+    def test_a_dropped_server_takes_windows_again_once_it_answers(self, caplog):
+        from vggx.client.triton import TritonPool
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, \
+                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+            b.fail_next = [503] * 2
+            for _ in range(4):
+                pool.infer(lr)
+            assert pool.windows[1] == 0 and 1 in pool._down
+            b.fail_next = []  # restarted
+            with caplog.at_level(logging.INFO, logger="vggx.client.triton"):
+                pool.refresh()
+            assert f"Triton at {b.url} answers again" in caplog.text and not pool._down
+            for _ in range(4):
+                pool.infer(lr)
+            assert pool.windows[1] == 2
+
+    @staticmethod
+    def _pair(**kw):
+        """Two stubs on one port of two loopback addresses: the pods of one Service."""
+        first = StubTriton(host="127.0.0.2", **kw)
+        return first, StubTriton(host="127.0.0.3", port=first.port, **kw)
+
+    def test_replicas_added_behind_the_name_join(self, caplog):
+        from vggx.client.triton import TritonPool
+
+        table = {"vggx-triton-pods": ["127.0.0.2"]}
+        resolve = TestExpandUrls.resolver(table)
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        a, b = self._pair()
+        with a, b, TritonPool(f"vggx-triton-pods:{a.port}", protocol="http", resolve=resolve,
+                              refresh_s=3600) as pool:
+            assert pool.urls == [a.url] and pool.description.startswith(f"triton http://{a.url} ")
+            pool.infer(lr)
+            table["vggx-triton-pods"].append("127.0.0.3")  # the autoscaler added a pod
+            with caplog.at_level(logging.INFO, logger="vggx.client.triton"):
+                pool.refresh()
+            assert pool.urls == [a.url, b.url] and f"Triton at {b.url} joined: 2 servers now" in caplog.text
+            for _ in range(4):
+                pool.infer(lr)
+            assert pool.windows == [3, 2] and b.infer_calls == 2
+
+    def test_the_refresh_runs_by_itself(self):
+        import time
+
+        from vggx.client.triton import TritonPool
+
+        table = {"svc": ["127.0.0.2"]}
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        a, b = self._pair()
+        with a, b, TritonPool(f"svc:{a.port}", protocol="http", resolve=TestExpandUrls.resolver(table),
+                              refresh_s=0.0) as pool:
+            table["svc"].append("127.0.0.3")
+            deadline = time.monotonic() + 30
+            while len(pool.urls) < 2 and time.monotonic() < deadline:
+                pool.infer(lr)  # each window may start a background refresh
+                time.sleep(0.05)
+            assert pool.urls == [a.url, b.url]
+
+    def test_a_server_with_another_model_is_not_used(self, caplog):
+        from vggx.client.triton import TritonPool
+
+        table = {"svc": ["127.0.0.2"]}
+        a = StubTriton(host="127.0.0.2", window=4)
+        b = StubTriton(host="127.0.0.3", port=a.port, window=8)
+        with a, b, TritonPool(f"svc:{a.port}", protocol="http", resolve=TestExpandUrls.resolver(table),
+                              refresh_s=3600) as pool:
+            table["svc"].append("127.0.0.3")
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                pool.refresh()
+                pool.refresh()
+            assert pool.urls == [a.url] and caplog.text.count(f"Triton at {b.url} serves another model") == 1
+
+    def test_a_pool_of_one_fails_as_its_server_does(self):
+        from vggx.client.triton import TritonPool
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, TritonPool(a.url, protocol="http", retries=1) as pool:
+            a.fail_next = [503] * 5
+            with pytest.raises(ServerError, match=f"Triton at {a.url} still failing after 2 attempts"):
+                pool.infer(lr)
+
+    @pytest.mark.parametrize(("url", "pool"), [("127.0.0.1:8001", False), ("localhost:8001", False),
+                                               ("[::1]:8001", False), ("vggx-triton-pods:8001", True),
+                                               ("a:1,b:1", True)])
+    def test_which_urls_get_a_pool(self, url, pool):
+        from vggx.client.triton import may_grow
+
+        assert may_grow(url) is pool
+
+
 @pytest.mark.server
 class TestPoolOfRealServers:
     def test_two_replicas_share_the_windows_and_match_onnxruntime(self, triton_server, second_server, ort_runner,

@@ -17,7 +17,7 @@ class StubTriton:
     """Start with ``with StubTriton(...) as stub``; ``stub.url`` is ``127.0.0.1:PORT``."""
 
     def __init__(self, *, window: int = 4, scale: int = 4, max_size: str = "64x64", ready: bool = True,
-                 model: str = "vggx") -> None:
+                 model: str = "vggx", host: str = "127.0.0.1", port: int = 0) -> None:
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
         self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
         self.infer_calls = 0
@@ -68,8 +68,9 @@ class StubTriton:
                 self._send(200, out + sr.tobytes(), {"Content-Type": "application/octet-stream",
                                                      "Inference-Header-Content-Length": str(len(out))})
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"127.0.0.1:{self._server.server_address[1]}"
+        self._server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._server.server_address[1]
+        self.url = f"{host}:{self.port}"
 
     def config(self) -> dict:
         params = {"window": str(self.window), "scale": str(self.scale), "size_multiple": "8",
