@@ -11,12 +11,14 @@ settings starts at the first window after them, with the frames before it decode
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +36,7 @@ from vggx.video import (
     open_video,
 )
 from vggx.video.decode import thread_reformatter
-from vggx.video.encode import SEGMENT_CODECS, output_pix_fmt
+from vggx.video.encode import SEGMENT_CODECS, check_image_codec, image_codec, output_pix_fmt
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
@@ -81,6 +83,7 @@ class UpscaleConfig:
     # rounded to even numbers (what 4:2:0 chroma needs). None, None: the model's size.
     outscale: float | None = None
     height: int | None = None
+    fps: Fraction | None = None  # frame rate of an image-sequence input (frames/%06d.png); None: 25, FFmpeg's
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -459,8 +462,13 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         KeyboardInterrupt: passed on after cleaning up. No file is left at the output on any error.
     """
     output = check_output_path(config.output, config.input)
+    codec = image_codec(output)
+    if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
+        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
+    check_image_codec(output, config.encode.codec)
     check_encoder(config.encode)
-    reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace)
+    reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
+                        rate=config.fps)
     own_runner = runner is None
     try:
         if runner is None:
@@ -478,8 +486,6 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
 def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int):
     """The segment store of a ``resume`` run and the encoder settings with its segment length (a whole number
     of window strides, about two seconds), or ``(None, config.encode)``."""
-    import dataclasses
-
     import av
 
     from vggx.video import SegmentStore
@@ -498,6 +504,9 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     def identity(path: Path | str | None) -> list | None:
         if is_url(path):  # without its query (a presigned URL's signature changes from run to run)
             return [display_source(path)]
+        if reader.sequence is not None and path == config.input:  # the numbers and the last file
+            seq = reader.sequence
+            return [str(Path(path).resolve()), seq.start, seq.count, *identity(seq.file(seq.start + seq.count - 1))]
         if path is None or not Path(path).exists():
             return None
         st = Path(path).stat()
@@ -511,6 +520,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "encode": repr(encode), "window": info.window, "context": context, "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
+        "fps": str(config.fps) if config.fps else None,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -541,6 +551,13 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     t0 = time.perf_counter()
     first_window = (0.0, 0)
 
+    images = image_codec(output) is not None
+    if images and (vinfo.has_audio or vinfo.has_subtitles):
+        log.warning("%s: an image sequence holds no audio or subtitles; those of %s are not copied", output,
+                    reader.path)
+    # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
+    first_number = reader.sequence.start if reader.sequence is not None else 1
+
     def open_writer() -> VideoWriter:
         nonlocal out_h, out_w
         # The decoder has read frame 0 by now, and with it the display rotation (which --height goes by).
@@ -549,9 +566,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         out_w *= 2 if config.compare else 1  # bicubic | vggx, each half resized alike
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
-            audio_source=vinfo.path if vinfo.has_audio or vinfo.has_subtitles else None,
+            audio_source=vinfo.path if (vinfo.has_audio or vinfo.has_subtitles) and not images else None,
             audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
-            rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store)
+            rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store,
+            start_number=first_number + (run.first_pts if reader.sequence is not None else 0))
 
     try:
         for t in threads:
@@ -590,7 +608,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     for t in threads:
         t.join()
     return UpscaleResult(
-        output=output, frames=written, seconds=seconds, output_bytes=output.stat().st_size,
+        output=output, frames=written, seconds=seconds, output_bytes=writer.output_bytes,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
         tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],

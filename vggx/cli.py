@@ -257,6 +257,24 @@ def serve(
     console.print("server stopped")
 
 
+def _parse_rate(text: str):
+    """``--fps``: ``24``, ``23.976`` or ``24000/1001`` -> a positive Fraction (``ConfigError`` otherwise)."""
+    from fractions import Fraction
+
+    from vggx.errors import ConfigError
+
+    try:
+        rate = Fraction(text.strip()).limit_denominator(1001)
+    except (ValueError, ZeroDivisionError):
+        rate = None
+    if rate is None or rate <= 0:
+        raise ConfigError(f"--fps must be a positive rate such as 24, 29.97 or 30000/1001, got {text!r}")
+    for ntsc in (24000, 30000, 48000, 60000):  # 23.976, 29.97, ... mean the NTSC rates
+        if abs(rate - Fraction(ntsc, 1001)) < Fraction(1, 2000):
+            return Fraction(ntsc, 1001)
+    return rate
+
+
 def default_concurrency(backend, device: str, servers: int = 1) -> int:
     """Windows in flight when ``--concurrency`` is not given: 4 requests to each Triton server (its instances and
     dynamic batcher need several); 2 on the CUDA fast path, whose two pinned buffer pairs let one window run on
@@ -294,9 +312,9 @@ def upscale(
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", help="windows in flight (default: 4 per Triton server, 2 with --backend torch on CUDA, "
                              "1 otherwise)")] = None,
-    codec: Annotated[str, typer.Option(
-        "--codec", help="video encoder: libx264, libx265, libx264rgb, ffv1 (lossless, .mkv), ...")
-    ] = "libx264",
+    codec: Annotated[str | None, typer.Option(
+        "--codec", help="video encoder: libx264 (default), libx265, libx264rgb, ffv1 (lossless, .mkv), ...; "
+        "an image sequence (out/%06d.png or .tif) is written with its own")] = None,
     crf: Annotated[int, typer.Option("--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless")
                    ] = 18,
     pix_fmt: Annotated[str | None, typer.Option(
@@ -318,6 +336,9 @@ def upscale(
     height: Annotated[int | None, typer.Option(
         "--height", help="output height in pixels as displayed, e.g. 2160; the width keeps the aspect ratio")
     ] = None,
+    fps: Annotated[str | None, typer.Option(
+        "--fps", help="frame rate of an image-sequence input (frames/%06d.png), e.g. 24 or 24000/1001 "
+        "(default: 25, FFmpeg's)")] = None,
     deinterlace: Annotated[bool, typer.Option(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
@@ -356,6 +377,7 @@ def upscale(
     from vggx.client import upscale as run_upscale
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
+    from vggx.video.encode import check_image_codec, image_codec
 
     choices = {b.value: b for b in Backend}
     url = ",".join(url) if url else None
@@ -367,7 +389,12 @@ def upscale(
     chosen = choices[name]
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                                 compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol))
+    if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
+        codec = EncodeConfig().codec
+    else:
+        check_image_codec(output, codec)
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
+    rate = _parse_rate(fps) if fps is not None else None
     servers = 1
     if url and chosen is Backend.TRITON:
         from vggx.client.triton import expand_urls
@@ -379,7 +406,7 @@ def upscale(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=concurrency or default_concurrency(chosen, device, servers),
             start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
-            outscale=outscale, height=height,
+            outscale=outscale, height=height, fps=rate,
         )
 
     source = input if is_url(input) else Path(input)
@@ -416,7 +443,8 @@ def upscale(
         warmup = _warmup_line(result)
         if warmup:
             console.print(warmup, highlight=False, soft_wrap=True, markup=False)
-        console.print(_stages_line(result, codec), highlight=False, soft_wrap=True, markup=False)
+        console.print(_stages_line(result, image_codec(result.output) or codec), highlight=False, soft_wrap=True,
+                      markup=False)
 
     todo = []
     for c in cfgs:

@@ -11,13 +11,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 import torch
 from triton_stub import StubTriton
 from typer.testing import CliRunner
-from videoclips import make_video, stream_facts
+from videoclips import make_png_sequence, make_video, stream_facts
 
 from vggx.cli import app
 from vggx.server import free_port
@@ -77,6 +78,17 @@ class TestSuccess:
             result = cli(srv.url("clip.mp4"), tmp_path / "o.mp4", "--frames", "4")
         assert result.exit_code == 0, result.output
         assert stream_facts(tmp_path / "o.mp4")["frames"] == 4
+
+    def test_image_sequence_in_and_out(self, cli, clips, tmp_path):
+        pattern = make_png_sequence(tmp_path / "in", count=6)
+        out = tmp_path / "out"
+        out.mkdir()
+        result = cli(pattern, out / "%04d.png", "--fps", "23.976")
+        assert result.exit_code == 0, result.output
+        assert "6 frames in " in result.stdout and sorted(p.name for p in out.iterdir()) == [
+            f"{i}.png" for i in range(1001, 1007)]
+        result = cli(pattern, tmp_path / "o.mp4", "--fps", "23.976")
+        assert result.exit_code == 0 and stream_facts(tmp_path / "o.mp4")["rate"] == Fraction(24000, 1001)
 
     def test_deinterlace_reaches_the_reader(self, cli, tmp_path):
         src = make_video(tmp_path / "i.mkv", frames=6, size=(40, 56), options={"x264-params": "tff=1"})
@@ -171,6 +183,12 @@ class TestBackendErrors:
         result = cli(clips["aac"], tmp_path / "o.mp4", *options)
         assert_one_error_line(result, message)
         assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize("fps", ["0", "-24", "fast", "1/0"])
+    def test_bad_fps(self, cli, tmp_path, fps):
+        result = cli(make_png_sequence(tmp_path / "in", count=2), tmp_path / "o.mp4", "--fps", fps)
+        assert_one_error_line(result, "--fps must be a positive rate such as 24, 29.97 or 30000/1001")
+        assert not (tmp_path / "o.mp4").exists()
 
     def test_unknown_backend(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", backend=("--backend", "magic"))

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from videoclips import decode_all, frame_pattern, make_video, stream_facts
+from videoclips import decode_all, frame_pattern, make_png_sequence, make_video, stream_facts
 
 from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_frames
 from vggx.client.runners import TorchRunner, cached_onnx
@@ -615,6 +615,104 @@ class TestOutputSize:
             run(src, out, _NearestRunner(info), encode=encode, resume=True)
         result = run(src, out, _NearestRunner(info), encode=encode, resume=True, outscale=2.0)
         assert result.resumed_frames > 0 and stream_facts(out)["size"] == (80, 112) and result.frames == 40
+
+
+def _read_png(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return next(c.decode(video=0)).to_ndarray(format="rgb24")
+
+
+class TestImageSequences:
+    """``frames/%04d.png`` in (FFmpeg's image2, numbered from any start) and out (PNG or TIFF, moved into place at
+    the end)."""
+
+    def test_a_sequence_in_upscales_like_the_same_frames_as_a_video(self, tmp_path, torch_runner):
+        pattern = make_png_sequence(tmp_path / "in")
+        src = make_video(tmp_path / "ref.mkv", frames=12, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        result = run(pattern, tmp_path / "seq.mkv", torch_runner, fps=Fraction(24000, 1001))
+        run(src, tmp_path / "ref_x4.mkv", torch_runner)
+        assert result.frames == 12 and stream_facts(tmp_path / "seq.mkv")["rate"] == Fraction(24000, 1001)
+        for a, b in zip(decode_all(tmp_path / "seq.mkv"), decode_all(tmp_path / "ref_x4.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    @pytest.mark.parametrize("ext", [".png", ".tif"])
+    def test_a_sequence_out_holds_each_frame_lossless(self, tmp_path, torch_runner, ext):
+        src = make_video(tmp_path / "in.mp4", frames=10, audio="aac")
+        run(src, tmp_path / "x4.mkv", torch_runner)
+        (tmp_path / "out").mkdir()
+        result = run(src, tmp_path / "out" / f"%04d{ext}", torch_runner, encode=EncodeConfig())  # default codec
+        files = sorted((tmp_path / "out").iterdir())
+        assert [f.name for f in files] == [f"{i:04d}{ext}" for i in range(1, 11)]  # numbered from 1, no temp left
+        assert result.frames == 10 and result.output_bytes == sum(f.stat().st_size for f in files)
+        for f, want in zip(files, decode_all(tmp_path / "x4.mkv"), strict=True):
+            np.testing.assert_array_equal(_read_png(f), want)
+
+    def test_a_sequence_keeps_its_numbers_and_a_preview_its_offset(self, tmp_path, torch_runner):
+        pattern = make_png_sequence(tmp_path / "in")
+        (tmp_path / "out").mkdir()
+        run(pattern, tmp_path / "out" / "x4_%04d.png", _NearestRunner(torch_runner.info), fps=Fraction(4),
+            start=0.5, frames=3, encode=EncodeConfig())
+        files = sorted((tmp_path / "out").iterdir())
+        assert [f.name for f in files] == ["x4_1003.png", "x4_1004.png", "x4_1005.png"]
+        np.testing.assert_array_equal(_read_png(files[0]), frame_pattern(2, 40, 56).repeat(4, 0).repeat(4, 1))
+
+    def test_a_failed_run_leaves_no_frame(self, tmp_path, torch_runner):
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        (tmp_path / "out").mkdir()
+        with pytest.raises(InferenceError):
+            run(src, tmp_path / "out" / "%04d.png", _FailingRunner(_NearestRunner(torch_runner.info), fail_at=4),
+                encode=EncodeConfig())
+        assert list((tmp_path / "out").iterdir()) == []
+
+    def test_audio_is_named_as_not_copied(self, tmp_path, torch_runner, caplog):
+        import logging
+
+        src = make_video(tmp_path / "in.mp4", frames=8, audio="aac")
+        (tmp_path / "out").mkdir()
+        with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+            run(src, tmp_path / "out" / "%04d.png", _NearestRunner(torch_runner.info), encode=EncodeConfig())
+        assert "an image sequence holds no audio or subtitles" in caplog.text
+
+    @pytest.mark.parametrize(("case", "message"), [
+        ("gap", "the sequence 1001..1012 has a gap at 1005"),
+        ("none", "input not found: no files match"),
+        ("jpg", "image sequences are written as PNG or TIFF \\(lossless\\)"),
+        ("video codec", "is an image sequence, written with png; --codec ffv1 makes videos"),
+        ("fps of a video", "--fps sets the rate of an image-sequence input"),
+        ("same", "is the input sequence; its frames would be overwritten"),
+        ("resume", "--resume applies to libx264, libx264rgb, libx265, not png"),
+    ])
+    def test_errors(self, tmp_path, torch_runner, case, message):
+        from vggx.errors import ConfigError
+
+        pattern = make_png_sequence(tmp_path / "in")
+        video = make_video(tmp_path / "v.mp4", frames=8)
+        out = tmp_path / "out" / "%04d.png"
+        out.parent.mkdir()
+        kw, src = {"encode": EncodeConfig()}, pattern
+        if case == "gap":
+            (tmp_path / "in" / "f1005.png").unlink()
+        elif case == "none":
+            src = tmp_path / "in" / "g%04d.png"
+        elif case == "jpg":
+            out = out.with_suffix(".jpg")
+        elif case == "video codec":
+            kw = {}  # LOSSLESS: ffv1
+        elif case == "fps of a video":
+            src, kw["fps"] = video, Fraction(24)
+        elif case == "same":
+            out = pattern
+        elif case == "resume":
+            kw["resume"] = True
+        with pytest.raises((VideoError, ConfigError), match=message):
+            run(src, out, _NearestRunner(torch_runner.info), **kw)
+        if case == "same":  # the input frames untouched
+            assert sorted(p.name for p in pattern.parent.iterdir()) == [f"f{i}.png" for i in range(1001, 1013)]
+        else:
+            assert list(out.parent.iterdir()) == []
+        assert not any(p.name.startswith(".vggx") for p in tmp_path.rglob("*"))
 
 
 class TestUrlInput:

@@ -105,3 +105,21 @@ def stream_facts(path: Path) -> dict:
                 "frames": sum(1 for _ in c.decode(v)), "metadata": dict(c.metadata),
                 "color": (v.codec_context.colorspace, v.codec_context.color_primaries, v.codec_context.color_trc,
                           v.codec_context.color_range)}
+
+
+def make_png_sequence(folder: Path, first: int = 1001, count: int = 12, size: tuple[int, int] = (40, 56),
+                      name: str = "f%04d.png") -> Path:
+    """Numbered PNG frames of the test pattern (the VFX habit: from 1001), by FFmpeg's image2 muxer; returns their
+    pattern."""
+    import av
+
+    folder.mkdir(exist_ok=True)
+    with av.open(str(folder / name), "w", format="image2", options={"start_number": str(first)}) as c:
+        stream = c.add_stream("png", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "rgb24"
+        for i in range(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame_pattern(i, *size), format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return folder / name

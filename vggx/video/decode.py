@@ -19,7 +19,8 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["DecodedFrame", "VideoInfo", "VideoReader", "display_source", "is_url", "open_source", "open_video"]
+__all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
+           "find_sequence", "is_image_sequence", "is_url", "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,57 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # Network inputs: seconds to wait for the connection, and for each read after it (a stalled server is an error,
 # not a hang).
 URL_TIMEOUT_S = (30.0, 60.0)
+
+
+# Image sequences: a printf pattern in the file name (FFmpeg's image2: frames/%06d.png), read and written as
+# numbered files. Written: lossless formats only (PNG, TIFF).
+IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".webp", ".exr", ".dpx"})
+_PATTERN = re.compile(r"%(0?)(\d*)d")
+DEFAULT_SEQUENCE_RATE = Fraction(25)  # FFmpeg's image2 default
+
+
+def is_image_sequence(path: str | Path) -> bool:
+    """Whether ``path`` is an image-sequence pattern: one ``%d``/``%0Nd`` in its file name, an image suffix."""
+    if is_url(path):
+        return False
+    name = Path(path).name
+    return len(_PATTERN.findall(name)) == 1 and Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+@dataclass(frozen=True)
+class ImageSequence:
+    """The numbered files an image-sequence pattern names: ``start`` .. ``start + count - 1``."""
+
+    pattern: Path
+    start: int
+    count: int
+
+    def file(self, number: int) -> Path:
+        return self.pattern.with_name(self.pattern.name % number)
+
+
+def find_sequence(pattern: str | Path) -> ImageSequence:
+    """The files ``pattern`` (e.g. ``frames/%06d.png``) names: the first number and how many follow without a gap.
+
+    Raises:
+        VideoError: no folder, no file matching, or a gap (FFmpeg would stop there, dropping the frames after it).
+    """
+    pattern = Path(pattern)
+    folder = pattern.parent if str(pattern.parent) else Path(".")
+    if not folder.is_dir():
+        raise VideoError(f"input not found: {pattern} (no folder {folder})")
+    (zero, width), = _PATTERN.findall(pattern.name)
+    head, tail = _PATTERN.split(pattern.name, maxsplit=1)[0], _PATTERN.split(pattern.name, maxsplit=1)[-1]
+    digits = rf"\d{{{int(width)}}}" if zero and width else (rf"\d{{{int(width)},}}" if width else r"\d+")
+    name = re.compile(re.escape(head) + f"({digits})" + re.escape(tail))
+    numbers = sorted(int(m.group(1)) for p in folder.iterdir() if (m := name.fullmatch(p.name)))
+    if not numbers:
+        raise VideoError(f"input not found: no files match {pattern}")
+    for expected, number in enumerate(numbers, start=numbers[0]):
+        if number != expected:
+            raise VideoError(f"{pattern}: the sequence {numbers[0]}..{numbers[-1]} has a gap at {expected} "
+                             f"(frames after a gap would be dropped); fill it or upscale the parts apart")
+    return ImageSequence(pattern, numbers[0], len(numbers))
 
 
 def is_url(source: str | Path) -> bool:
@@ -87,7 +139,7 @@ class VideoReader:
     """
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-                 deinterlace: bool = False) -> None:
+                 deinterlace: bool = False, rate: Fraction | None = None) -> None:
         import av
 
         self.source = path if is_url(path) else Path(path)  # what FFmpeg opens
@@ -96,13 +148,22 @@ class VideoReader:
             raise VideoError(f"--start must be >= 0 seconds, got {start}")
         if max_frames is not None and max_frames < 1:
             raise VideoError(f"--frames must be >= 1, got {max_frames}")
-        if not is_url(path):
+        self.sequence = find_sequence(path) if is_image_sequence(path) else None
+        if rate is not None and self.sequence is None:
+            raise VideoError("--fps sets the rate of an image-sequence input (frames/%06d.png); a video has its own")
+        if rate is not None and not rate > 0:
+            raise VideoError(f"--fps must be > 0, got {rate}")
+        if not is_url(path) and self.sequence is None:
             if not self.path.exists():
                 raise VideoError(f"input not found: {self.path}")
             if not self.path.is_file():
                 raise VideoError(f"input is not a file: {self.path}")
         try:
-            self._container = open_source(self.source)
+            if self.sequence is not None:
+                self._container = av.open(str(self.source), "r", format="image2", options={
+                    "start_number": str(self.sequence.start), "framerate": str(rate or DEFAULT_SEQUENCE_RATE)})
+            else:
+                self._container = open_source(self.source)
         except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
             if is_url(path):
                 raise VideoError(f"cannot read {self.path} ({_reason(exc)})") from None
@@ -142,6 +203,8 @@ class VideoReader:
         elif c.duration:
             duration = c.duration / 1_000_000
         frames = s.frames or (round(duration * rate) if duration else None)
+        if self.sequence is not None:
+            frames, duration = self.sequence.count, float(self.sequence.count / Fraction(rate))
         cc = s.codec_context
         return VideoInfo(
             path=self.source, width=cc.width, height=cc.height, rate=Fraction(rate),
@@ -246,14 +309,15 @@ class VideoReader:
 
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-               deinterlace: bool = False) -> VideoReader:
-    """Open ``path`` (a file, or a URL such as ``https://...`` that FFmpeg reads) for decoding; the caller closes
-    the returned reader (use it in ``with``).
+               deinterlace: bool = False, rate: Fraction | None = None) -> VideoReader:
+    """Open ``path`` (a file, a URL such as ``https://...`` that FFmpeg reads, or an image-sequence pattern such as
+    ``frames/%06d.png``, read at ``rate`` frames/s, 25 by default) for decoding; the caller closes the returned
+    reader (use it in ``with``).
 
     Raises:
         VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.
     """
-    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace)
+    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate)
 
 
 def _reason(exc: BaseException) -> str:

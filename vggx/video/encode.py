@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import shutil
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -38,10 +39,10 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-from .decode import display_source, is_url, open_source, thread_reformatter
+from .decode import display_source, is_image_sequence, is_url, open_source, thread_reformatter
 
-__all__ = ["SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter", "check_encoder",
-           "check_output_path", "output_pix_fmt"]
+__all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
+           "check_encoder", "check_image_codec", "check_output_path", "image_codec", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,38 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
         raise VideoError(f"output {output} is the input file; choose another name")
     if not output.suffix:
         raise VideoError(f"cannot tell the container format of {output}: give it an extension (.mp4, .mkv)")
+    image_codec(output)  # an image sequence in a format vggx writes
+    if (input_path is not None and is_image_sequence(input_path) and is_image_sequence(output)
+            and Path(input_path).resolve() == output.resolve()):
+        raise VideoError(f"output {output} is the input sequence; its frames would be overwritten: choose another name")
     return output
+
+
+# Image sequences are written lossless: the encoder of each suffix (PNG is the default choice).
+IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff"}
+
+
+def image_codec(path: str | Path) -> str | None:
+    """The encoder an image-sequence output ``path`` is written with (None: ``path`` is not one).
+
+    Raises:
+        VideoError: an image suffix vggx does not write (lossy or float formats).
+    """
+    if not is_image_sequence(path):
+        return None
+    suffix = Path(path).suffix.lower()
+    if suffix not in IMAGE_CODECS:
+        raise VideoError(f"image sequences are written as PNG or TIFF (lossless): {Path(path).name} ends in "
+                         f"{suffix}; use .png or .tif")
+    return IMAGE_CODECS[suffix]
+
+
+def check_image_codec(path: str | Path, codec: str) -> None:
+    """Raise ``VideoError`` unless ``codec`` is what the image-sequence output ``path`` is written with."""
+    want = image_codec(path)
+    if want is not None and codec != want:
+        raise VideoError(f"{Path(path).name} is an image sequence, written with {want}; --codec {codec} makes "
+                         f"videos (leave --codec out, or name a video file)")
 
 
 def check_encoder(config: EncodeConfig):
@@ -170,6 +202,7 @@ class VideoWriter:
         config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
         rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
+        start_number: int = 1,
     ) -> None:
         import av
 
@@ -179,7 +212,17 @@ class VideoWriter:
         self._store = store
         self._segmented = config.encoders > 1 or store is not None
         tag = uuid.uuid4().hex[:8]
-        self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
+        # An image sequence (out/%06d.png, numbered from ``start_number``) is written into a hidden folder beside
+        # it, whose files are moved into place at the end; a video into a hidden file, renamed at the end.
+        self._images = is_image_sequence(self.path)
+        if self._images:
+            check_image_codec(self.path, config.codec)
+            self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
+            self.tmp_path = self._tmp_dir / self.path.name
+        else:
+            self._tmp_dir = None
+            self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
+        self.output_bytes = 0  # bytes written, once committed (an image sequence's: all its files)
         self.config = config
         self._audio: _AudioCopier | None = None
         self._frames = store.frames_done if store is not None else 0
@@ -194,7 +237,12 @@ class VideoWriter:
         self._muxed = 0  # video packets muxed so far
         self._reorder: int | None = None  # frames of B-frame delay (from the first packet)
         try:
-            self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
+            if self._images:
+                self._tmp_dir.mkdir()
+                self._container = av.open(str(self.tmp_path), "w", format="image2",
+                                          options={"start_number": str(start_number)})
+            else:
+                self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._remove_tmp()
             raise VideoError(f"cannot write {self.path} ({_reason(exc)})") from None
@@ -469,7 +517,15 @@ class VideoWriter:
             raise VideoError(f"finishing {self.path} failed ({_reason(exc)})") from None
         self._closed = True
         try:
-            os.replace(self.tmp_path, self.path)
+            if self._images:
+                files = sorted(self._tmp_dir.iterdir())
+                self.output_bytes = sum(f.stat().st_size for f in files)
+                for f in files:
+                    os.replace(f, self.path.parent / f.name)
+                self._tmp_dir.rmdir()
+            else:
+                self.output_bytes = self.tmp_path.stat().st_size
+                os.replace(self.tmp_path, self.path)
         except OSError as exc:
             self._remove_tmp()
             raise VideoError(f"cannot move the result onto {self.path} ({_reason(exc)})") from None
@@ -529,7 +585,10 @@ class VideoWriter:
         self._remove_tmp()
 
     def _remove_tmp(self) -> None:
-        self.tmp_path.unlink(missing_ok=True)
+        if self._tmp_dir is not None:
+            shutil.rmtree(self._tmp_dir, ignore_errors=True)
+        else:
+            self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
         return self
