@@ -179,7 +179,8 @@ def train(
 @app.command()
 @handle_errors
 def evaluate(
-    videos: Annotated[list[Path] | None, typer.Argument(help="videos to evaluate on (downscaled ×4 BI)")] = None,
+    videos: Annotated[list[str] | None, typer.Argument(
+        help="videos to evaluate on (downscaled ×4 BI): files, URLs or image sequences (frames/%06d.png)")] = None,
     checkpoint: CheckpointOpt = None,
     frames: Annotated[int, typer.Option("--frames", help="frames per video")] = 24,
     held_out: Annotated[bool, typer.Option("--held-out/--no-held-out", help="also the held-out clips")] = True,
@@ -193,6 +194,7 @@ def evaluate(
     from vggx.training.evaluate import EvalClip, standard_methods, video_clip
     from vggx.training.evaluate import evaluate as run_eval
     from vggx.training.train import validation_clips
+    from vggx.video import display_source
 
     ckpt = load_checkpoint(checkpoint)
     methods = standard_methods(ckpt.generator)
@@ -203,7 +205,7 @@ def evaluate(
         rows += run_eval(methods, clips, "held-out (BI)")
     for video in videos or []:
         clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple)
-        rows += run_eval(methods, [clip], video.name)
+        rows += run_eval(methods, [clip], Path(display_source(video)).name)
     table = Table(title=f"vggx evaluate — {checkpoint or 'shipped checkpoint'}")
     for col in ("data", "method", "PSNR dB", "SSIM", "temporal err ×1e3", "vs bicubic dB"):
         table.add_column(col, justify="left" if col in ("data", "method") else "right")

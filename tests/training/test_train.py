@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -134,3 +135,47 @@ def test_ssim_matches_scikit_image_and_is_chunk_independent():
                                     sigma=1.5, use_sample_covariance=False) for i in range(3)) / 3
     assert ssim(b, a) == pytest.approx(ref, abs=1e-9)
     assert ssim(b, a, chunk=1) == pytest.approx(ssim(b, a, chunk=3), abs=1e-12)
+
+
+def _write(path, frames, fmt_options=None):
+    """Lossless RGB frames through FFmpeg: an .mkv (ffv1) or an image sequence (png, ``%04d`` in the name)."""
+    import av
+
+    sequence = "%" in path.name
+    with av.open(str(path), "w", format="image2" if sequence else None, options=fmt_options or {}) as c:
+        stream = c.add_stream("png" if sequence else "ffv1", rate=24)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb24" if sequence else "bgr0"
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return path
+
+
+def test_video_clip_reads_what_upscale_reads(tmp_path):
+    """A file and the same frames as a numbered PNG sequence give the same ground truth (cropped to whole LR
+    pixels), decoded by ``vggx.video`` like ``vggx upscale``'s input."""
+    from vggx.training.evaluate import video_clip
+
+    frames = torch.randint(0, 256, (6, 72, 104, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    video = _write(tmp_path / "clip.mkv", frames.numpy())
+    (tmp_path / "seq").mkdir()
+    pattern = _write(tmp_path / "seq" / "%04d.png", frames.numpy(), {"start_number": "1001"})
+    a, b = video_clip(video, 4, 4, 8, start=1), video_clip(pattern, 4, 4, 8, start=1)
+    assert a.name == "clip.mkv" and b.name == "%04d.png" and a.hr.shape == (4, 3, 64, 96) == b.hr.shape
+    assert torch.equal(a.hr, b.hr) and torch.equal(a.lr, b.lr)
+    want = frames[1:5, 4:68, 4:100].permute(0, 3, 1, 2).float() / 255  # centre crop of 72x104 to 64x96
+    assert torch.equal(a.hr, want)
+
+
+def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path):
+    from vggx.cli import app
+
+    frames = torch.randint(0, 256, (8, 64, 64, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    video = _write(tmp_path / "clip.mkv", frames.numpy())
+    result = CliRunner().invoke(app, ["evaluate", str(video), "--no-held-out", "--frames", "8", "-c",
+                                      str(tiny_checkpoint_path), "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert {r["dataset"] for r in rows} == {"clip.mkv"} and {r["method"] for r in rows} >= {"bicubic"}

@@ -86,25 +86,18 @@ def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str) ->
 def video_clip(path: str | Path, frames: int, scale: int, multiple: int, max_hr: tuple[int, int] = (480, 640),
                start: int = 0) -> EvalClip:
     """Decode ``frames`` frames of a video as ground truth (centre-cropped to at most ``max_hr`` and to a
-    multiple of ``scale * multiple``) and its BI-downscaled LR version."""
-    import av
+    multiple of ``scale * multiple``) and its BI-downscaled LR version.
 
-    path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"video not found: {path}")
+    ``path``: anything ``vggx upscale`` reads (a file, a URL, an image-sequence pattern), decoded the same way
+    (colour matrix by the file's tags, as players show untagged video)."""
+    from vggx.video import open_video
+
     hr_frames = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"{path} has no video stream")
-            for i, frame in enumerate(container.decode(video=0)):
-                if i < start:
-                    continue
-                hr_frames.append(frame.to_ndarray(format="rgb24"))
-                if len(hr_frames) == frames:
-                    break
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"cannot decode {path}: {exc}") from None
+    with open_video(path, max_frames=start + frames) as reader:
+        for frame in reader:
+            if frame.index >= start:
+                hr_frames.append(frame.image)
+    path = reader.path
     if len(hr_frames) < 2:
         raise VideoError(f"{path}: need at least 2 frames, got {len(hr_frames)}")
     hr = torch.from_numpy(np.stack(hr_frames)).permute(0, 3, 1, 2).float() / 255.0
@@ -117,4 +110,4 @@ def video_clip(path: str | Path, frames: int, scale: int, multiple: int, max_hr:
     hr = hr[..., top:top + h, left:left + w].contiguous()
     # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised.
     lr = (bicubic_downscale(hr, scale).clamp(0, 1) * 255).round() / 255
-    return EvalClip(path.name, hr, lr)
+    return EvalClip(Path(str(path)).name, hr, lr)
