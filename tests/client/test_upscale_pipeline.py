@@ -150,6 +150,15 @@ class _FailingRunner:
         pass
 
 
+def stopped_run(src, out, info, **kw) -> None:
+    """A ``resume`` run of the nearest-neighbour stand-in that fails on its eighth window (the same backend
+    description as a rerun's, so only the settings decide whether that rerun resumes)."""
+    failing = _FailingRunner(_NearestRunner(info), fail_at=8)
+    failing.description = "nearest"
+    with pytest.raises(InferenceError, match="fell over"):
+        run(src, out, failing, resume=True, **kw)
+
+
 class TestErrors:
     def _assert_nothing_written(self, tmp_path, out):
         assert not out.exists()
@@ -300,10 +309,7 @@ class TestResume:
         ref, out = tmp_path / "ref.mp4", tmp_path / "out.mp4"
         run(src, ref, _NearestRunner(info), encode=EncodeConfig(crf=0))
         encode = EncodeConfig(crf=0, segment_frames=8, encoders=encoders)
-        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
-        failing.description = "nearest"  # the same backend, which failed on its eighth window
-        with pytest.raises(InferenceError, match="fell over"):
-            run(src, out, failing, encode=encode, resume=True)
+        stopped_run(src, out, info, encode=encode)
         store = tmp_path / ".out.mp4.vggx-resume"
         assert not out.exists() and (store / "manifest.json").exists()
         done = sum(seg["frames"] for seg in json.loads((store / "manifest.json").read_text())["segments"])
@@ -324,10 +330,7 @@ class TestResume:
         info = torch_runner.info
         src = make_video(tmp_path / "in.mp4", frames=40)
         out = tmp_path / "out.mp4"
-        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
-        failing.description = "nearest"
-        with pytest.raises(InferenceError):
-            run(src, out, failing, encode=EncodeConfig(crf=0, segment_frames=8), resume=True)
+        stopped_run(src, out, info, encode=EncodeConfig(crf=0, segment_frames=8))
         manifest = tmp_path / ".out.mp4.vggx-resume" / "manifest.json"
         before = manifest.read_text()
         with pytest.raises(ConfigError, match="holds a run with other settings \\(encode differ"):
@@ -606,11 +609,8 @@ class TestOutputSize:
         info = torch_runner.info
         src = make_video(tmp_path / "in.mp4", frames=40)
         out = tmp_path / "out.mp4"
-        failing = _FailingRunner(_NearestRunner(info), fail_at=8)
-        failing.description = "nearest"
         encode = EncodeConfig(crf=0, segment_frames=8)
-        with pytest.raises(InferenceError):
-            run(src, out, failing, encode=encode, resume=True, outscale=2.0)
+        stopped_run(src, out, info, encode=encode, outscale=2.0)
         with pytest.raises(ConfigError, match="holds a run with other settings \\(outscale differ"):
             run(src, out, _NearestRunner(info), encode=encode, resume=True)
         result = run(src, out, _NearestRunner(info), encode=encode, resume=True, outscale=2.0)
@@ -755,10 +755,7 @@ class TestUrlInput:
         out.parent.mkdir()
         encode = EncodeConfig(crf=0, segment_frames=8)
         with FileServer(tmp_path) as srv:
-            failing = _FailingRunner(_NearestRunner(info), fail_at=8)
-            failing.description = "nearest"
-            with pytest.raises(InferenceError):
-                run(srv.url("clip.mp4") + "?sig=1", out, failing, encode=encode, resume=True)
+            stopped_run(srv.url("clip.mp4") + "?sig=1", out, info, encode=encode)
             result = run(srv.url("clip.mp4") + "?sig=2", out, _NearestRunner(info), encode=encode, resume=True)
         assert result.resumed_frames > 0 and result.frames == 40
 
