@@ -472,7 +472,7 @@ class TritonPool(_RunnerBase):
             self._closed = True
             refresher = self._refresher
         if refresher is not None:
-            refresher.join(timeout=60.0)
+            refresher.join(timeout=5.0)  # a refresh still connecting sees _closed and closes what it opened
         for runner in self._runners:
             runner.close()
 

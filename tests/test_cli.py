@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
 from typer.testing import CliRunner
@@ -64,3 +65,20 @@ def test_upscale_bad_encoders_is_one_line_and_writes_nothing(tmp_path, args, mes
     assert result.exit_code != 0
     assert result.output.strip() == message
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("0", 0.0), ("90.5", 90.5), ("1:30.5", 90.5), ("01:02:03", 3723.0),
+                                              ("1:2:3.25", 3723.25)])
+def test_start_takes_seconds_or_timestamps(text, seconds):
+    from vggx.cli import _parse_time
+
+    assert _parse_time(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "rate"), [("24", Fraction(24)), ("23.976", Fraction(24000, 1001)),
+                                            ("29.97", Fraction(30000, 1001)), ("30000/1001", Fraction(30000, 1001)),
+                                            ("12.5", Fraction(25, 2))])
+def test_fps_takes_rates_and_means_ntsc(text, rate):
+    from vggx.cli import _parse_rate
+
+    assert _parse_rate(text) == rate

@@ -259,6 +259,28 @@ def serve(
     console.print("server stopped")
 
 
+def _parse_time(text: str) -> float:
+    """``--start``: seconds (``90.5``) or ``[[HH:]MM:]SS[.fff]`` as FFmpeg's ``-ss`` takes it -> seconds."""
+    import math
+
+    from vggx.errors import ConfigError
+
+    parts = text.strip().split(":")
+    try:
+        if len(parts) > 3 or any(not p.strip() for p in parts):
+            raise ValueError
+        values = [float(p) for p in parts]
+        if not all(math.isfinite(v) for v in values) or any(v < 0 for v in values) or any(v >= 60 for v in values[1:]) \
+                or any(not v.is_integer() for v in values[:-1]):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--start must be seconds (90.5) or a timestamp (1:30.5, 01:02:03), got {text!r}") from None
+    seconds = 0.0
+    for v in values:
+        seconds = seconds * 60 + v
+    return seconds
+
+
 def _parse_rate(text: str):
     """``--fps``: ``24``, ``23.976`` or ``24000/1001`` -> a positive Fraction (``ConfigError`` otherwise)."""
     from fractions import Fraction
@@ -328,7 +350,8 @@ def upscale(
     encoders: Annotated[int, typer.Option(
         "--encoders", help="x264/x265 encoders at once on consecutive 2-second segments (each starts with a "
         "keyframe), for many-core machines where one leaves cores idle")] = 1,
-    start: Annotated[float, typer.Option("--start", help="start this many seconds into the input")] = 0.0,
+    start: Annotated[str, typer.Option(
+        "--start", help="start this far into the input: seconds (90.5) or a timestamp (1:30.5, 01:02:03)")] = "0",
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")
                       ] = None,
     compare: Annotated[bool, typer.Option("--compare", help="write bicubic | vggx side by side")] = False,
@@ -397,6 +420,7 @@ def upscale(
         check_image_codec(output, codec)
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
     rate = _parse_rate(fps) if fps is not None else None
+    start_s = _parse_time(start)
     servers = 1
     if url and chosen is Backend.TRITON:
         from vggx.client.triton import expand_urls
@@ -407,7 +431,7 @@ def upscale(
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=concurrency or default_concurrency(chosen, device, servers),
-            start=start, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
+            start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate,
         )
 

@@ -55,7 +55,7 @@ class TestSuccess:
 
     def test_compare_start_and_concurrency_reach_the_pipeline(self, cli, clips, tmp_path):
         out = tmp_path / "o.mkv"
-        result = cli(clips["twelve"], out, "--compare", "--start", "0.25", "--frames", "3", "--concurrency", "2",
+        result = cli(clips["twelve"], out, "--compare", "--start", "00:00.25", "--frames", "3", "--concurrency", "2",
                      "--codec", "libx264rgb", "--crf", "0")
         assert result.exit_code == 0, result.output
         facts = stream_facts(out)
@@ -189,6 +189,11 @@ class TestBackendErrors:
         result = cli(make_png_sequence(tmp_path / "in", count=2), tmp_path / "o.mp4", "--fps", fps)
         assert_one_error_line(result, "--fps must be a positive rate such as 24, 29.97 or 30000/1001")
         assert not (tmp_path / "o.mp4").exists()
+
+    @pytest.mark.parametrize("start", ["-1", "1:60", "nan", "1::2", "1.5:30", "0:0:0:1"])
+    def test_bad_start(self, cli, clips, tmp_path, start):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--start", start)
+        assert_one_error_line(result, "--start must be seconds (90.5) or a timestamp (1:30.5, 01:02:03), got")
 
     def test_unknown_backend(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", backend=("--backend", "magic"))
