@@ -36,7 +36,14 @@ from vggx.video import (
     open_video,
 )
 from vggx.video.decode import thread_reformatter
-from vggx.video.encode import SEGMENT_CODECS, check_image_codec, image_codec, output_pix_fmt
+from vggx.video.encode import (
+    SEGMENT_CODECS,
+    check_container,
+    check_image_codec,
+    image_codec,
+    is_single_image,
+    output_pix_fmt,
+)
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
@@ -467,8 +474,15 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
     check_image_codec(output, config.encode.codec)
     check_encoder(config.encode)
+    if codec is None:
+        check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
                         rate=config.fps)
+    frames = reader.expected_frames()
+    if is_single_image(output) and frames is not None and frames > 1:
+        reader.close()
+        raise ConfigError(f"{output.name} holds one image, but {reader.path} has {frames} frames: write a sequence "
+                          f"({output.stem}_%04d{output.suffix}), a video, or pass --frames 1")
     own_runner = runner is None
     try:
         if runner is None:

@@ -315,8 +315,11 @@ def default_concurrency(backend, device: str, servers: int = 1) -> int:
 @handle_errors
 def upscale(
     input: Annotated[str, typer.Argument(
-        help="video to upscale (anything FFmpeg reads: a file, or an http(s):// URL), or a folder of videos")],
-    output: Annotated[Path, typer.Argument(help="output video (.mp4, .mkv, ...), or a folder for a folder's")],
+        help="video to upscale (anything FFmpeg reads: a file, an http(s):// URL, an image sequence "
+        "frames/%06d.png or one image), or a folder of videos")],
+    output: Annotated[Path, typer.Argument(
+        help="output video (.mp4, .mkv, ...), image sequence (out/%06d.png) or image (.png, .tif), or a folder "
+        "for a folder's")],
     backend: Annotated[str | None, typer.Option(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
     ] = None,

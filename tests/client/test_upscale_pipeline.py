@@ -13,7 +13,7 @@ from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_
 from vggx.client.runners import TorchRunner, cached_onnx
 from vggx.client.windows import plan_tiles, plan_windows
 from vggx.errors import InferenceError, VideoError
-from vggx.video import EncodeConfig
+from vggx.video import EncodeConfig, VideoWriter
 
 LOSSLESS = EncodeConfig(codec="ffv1")
 
@@ -678,7 +678,7 @@ class TestImageSequences:
     @pytest.mark.parametrize(("case", "message"), [
         ("gap", "the sequence 1001..1012 has a gap at 1005"),
         ("none", "input not found: no files match"),
-        ("jpg", "image sequences are written as PNG or TIFF \\(lossless\\)"),
+        ("jpg", "images are written as PNG or TIFF \\(lossless\\)"),
         ("video codec", "is an image sequence, written with png; --codec ffv1 makes videos"),
         ("fps of a video", "--fps sets the rate of an image-sequence input"),
         ("same", "is the input sequence; its frames would be overwritten"),
@@ -713,6 +713,56 @@ class TestImageSequences:
         else:
             assert list(out.parent.iterdir()) == []
         assert not any(p.name.startswith(".vggx") for p in tmp_path.rglob("*"))
+
+
+class TestSingleImages:
+    """One image in (a photo: the window mirrors its one frame) or out (one frame: a still, e.g. a frame grab)."""
+
+    def test_an_image_in_and_out_is_the_one_frame_upscaled(self, tmp_path, torch_runner):
+        pattern = make_png_sequence(tmp_path / "in", first=7, count=1)
+        image = pattern.with_name("f0007.png")
+        result = run(image, tmp_path / "x4.png", torch_runner, encode=EncodeConfig())
+        run(image, tmp_path / "x4.mkv", torch_runner)  # the same frame into lossless video
+        assert result.frames == 1 and result.output_size == (160, 224) and sorted(
+            p.name for p in tmp_path.iterdir()) == ["in", "x4.mkv", "x4.png"]
+        np.testing.assert_array_equal(_read_png(tmp_path / "x4.png"), decode_all(tmp_path / "x4.mkv")[0])
+
+    def test_a_frame_grab_from_a_video(self, tmp_path, torch_runner):
+        src = make_video(tmp_path / "in.mkv", frames=12, size=(40, 56), codec="ffv1", pix_fmt="bgr0")
+        run(src, tmp_path / "grab.png", torch_runner, start=0.25, frames=1, encode=EncodeConfig())
+        run(src, tmp_path / "grab.mkv", torch_runner, start=0.25, frames=1)
+        np.testing.assert_array_equal(_read_png(tmp_path / "grab.png"), decode_all(tmp_path / "grab.mkv")[0])
+
+    def test_a_video_into_one_image_is_refused_before_any_work(self, tmp_path, torch_runner):
+        from vggx.errors import ConfigError
+
+        src = make_video(tmp_path / "in.mp4", frames=10)
+        counting = _Counting(torch_runner.info)
+        with pytest.raises(ConfigError, match=r"o\.png holds one image, but .*in\.mp4 has 10 frames: write a "
+                                              r"sequence \(o_%04d\.png\), a video, or pass --frames 1"):
+            run(src, tmp_path / "o.png", counting, encode=EncodeConfig())
+        assert counting.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+    def test_the_writer_refuses_a_second_frame(self, tmp_path):
+        frame = np.zeros((16, 16, 3), np.uint8)
+        writer = VideoWriter(tmp_path / "o.png", 16, 16, Fraction(24), Fraction(1, 24), EncodeConfig(codec="png"))
+        with pytest.raises(VideoError, match=r"o\.png holds one image, and a second frame came"), writer:
+            writer.write(frame, 0)
+            writer.write(frame, 1)
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize(("name", "codec", "message"), [
+        ("o.webm", "libx264", "o.webm: its container cannot hold libx264 video"),
+        ("o.gif", "libx264", "o.gif: its container cannot hold libx264 video"),
+        ("o.jpg", "libx264", "images are written as PNG or TIFF \\(lossless\\): o.jpg ends in .jpg"),
+    ])
+    def test_containers_that_cannot_hold_the_codec_are_refused_before_any_work(self, tmp_path, torch_runner, name,
+                                                                               codec, message):
+        src = make_video(tmp_path / "in.mp4", frames=8)
+        counting = _Counting(torch_runner.info)
+        with pytest.raises(VideoError, match=message):
+            run(src, tmp_path / name, counting, encode=EncodeConfig(codec=codec))
+        assert counting.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
 
 
 class TestUrlInput:

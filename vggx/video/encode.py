@@ -39,10 +39,11 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-from .decode import display_source, is_image_sequence, is_url, open_source, thread_reformatter
+from .decode import IMAGE_SUFFIXES, display_source, is_image_sequence, is_url, open_source, thread_reformatter
 
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
-           "check_encoder", "check_image_codec", "check_output_path", "image_codec", "output_pix_fmt"]
+           "check_container", "check_encoder", "check_image_codec", "check_output_path", "image_codec",
+           "is_single_image", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +134,50 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
 IMAGE_CODECS = {".png": "png", ".tif": "tiff", ".tiff": "tiff"}
 
 
+def is_single_image(path: str | Path) -> bool:
+    """Whether ``path`` names one image file (an image suffix, no sequence number pattern)."""
+    return (not is_url(path) and not is_image_sequence(path)
+            and Path(path).suffix.lower() in IMAGE_SUFFIXES)
+
+
 def image_codec(path: str | Path) -> str | None:
-    """The encoder an image-sequence output ``path`` is written with (None: ``path`` is not one).
+    """The encoder an image output ``path`` (a sequence such as ``out/%06d.png``, or one image) is written with
+    (None: ``path`` is a video).
 
     Raises:
         VideoError: an image suffix vggx does not write (lossy or float formats).
     """
-    if not is_image_sequence(path):
+    if not (is_image_sequence(path) or is_single_image(path)):
         return None
     suffix = Path(path).suffix.lower()
     if suffix not in IMAGE_CODECS:
-        raise VideoError(f"image sequences are written as PNG or TIFF (lossless): {Path(path).name} ends in "
-                         f"{suffix}; use .png or .tif")
+        raise VideoError(f"images are written as PNG or TIFF (lossless): {Path(path).name} ends in {suffix}; "
+                         f"use .png or .tif")
     return IMAGE_CODECS[suffix]
+
+
+def check_container(path: str | Path, codec: str) -> None:
+    """Raise ``VideoError`` unless the container ``path``'s extension names can hold ``codec`` video (e.g. WebM
+    takes VP8/VP9/AV1, not H.264); call before heavy work. Opens and removes a probe file in a temporary folder."""
+    import tempfile
+
+    import av
+
+    path = Path(path)
+    with tempfile.TemporaryDirectory(prefix="vggx-probe-") as tmp:
+        probe = Path(tmp) / f"probe{path.suffix}"
+        try:
+            container = av.open(str(probe), "w", format=_guess_format(path))
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise VideoError(f"cannot write {path} ({_reason(exc)})") from None
+        try:
+            container.add_stream(codec, rate=24)
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise VideoError(f"{path.name}: its container cannot hold {codec} video ({_reason(exc)}); choose a "
+                             f"--codec it takes (e.g. libvpx-vp9 for .webm) or another extension (.mkv holds "
+                             f"most)") from None
+        finally:
+            container.close()
 
 
 def check_image_codec(path: str | Path, codec: str) -> None:
@@ -215,6 +247,10 @@ class VideoWriter:
         # An image sequence (out/%06d.png, numbered from ``start_number``) is written into a hidden folder beside
         # it, whose files are moved into place at the end; a video into a hidden file, renamed at the end.
         self._images = is_image_sequence(self.path)
+        self._single = is_single_image(self.path)  # one image: the image2 muxer on a plain name, one frame
+        if self._single:
+            check_image_codec(self.path, config.codec)
+        self._accepted = 0  # frames given to write()
         if self._images:
             check_image_codec(self.path, config.codec)
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
@@ -241,6 +277,8 @@ class VideoWriter:
                 self._tmp_dir.mkdir()
                 self._container = av.open(str(self.tmp_path), "w", format="image2",
                                           options={"start_number": str(start_number)})
+            elif self._single:
+                self._container = av.open(str(self.tmp_path), "w", format="image2")
             else:
                 self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -268,9 +306,15 @@ class VideoWriter:
             raise
 
     def _add_video_stream(self, width: int, height: int, rate: Fraction, time_base: Fraction):
+        import av
+
         cfg = self.config
         codec = check_encoder(cfg)
-        stream = self._container.add_stream(cfg.codec, rate=rate)
+        try:
+            stream = self._container.add_stream(cfg.codec, rate=rate)
+        except (av.error.FFmpegError, ValueError) as exc:  # check_container says it before any work
+            raise VideoError(f"{self.path.name}: its container cannot hold {cfg.codec} video ({_reason(exc)})") \
+                from None
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
         self._yuv_range = _yuv_range(stream.pix_fmt)
@@ -345,6 +389,10 @@ class VideoWriter:
 
         if self._closed:
             raise VideoError(f"{self.path}: writer already closed")
+        if self._single and self._accepted:
+            raise VideoError(f"{self.path.name} holds one image, and a second frame came: write a sequence "
+                             f"({self.path.stem}_%04d{self.path.suffix}) or a video")
+        self._accepted += 1
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
