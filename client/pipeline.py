@@ -29,7 +29,6 @@ from vggx.video import (
     EncodeConfig,
     VideoReader,
     VideoWriter,
-    check_encoder,
     check_output_path,
     display_source,
     is_url,
@@ -39,6 +38,7 @@ from vggx.video.decode import thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
     check_container,
+    check_encoder_starts,
     check_image_codec,
     image_codec,
     is_single_image,
@@ -473,7 +473,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
     check_image_codec(output, config.encode.codec)
-    check_encoder(config.encode)
+    check_encoder_starts(config.encode)
     if codec is None:
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,

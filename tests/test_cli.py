@@ -82,3 +82,11 @@ def test_fps_takes_rates_and_means_ntsc(text, rate):
     from vggx.cli import _parse_rate
 
     assert _parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("command", [["info"], ["bench", "--lr-size", "16x16"], ["evaluate", "--no-held-out"]])
+def test_json_paths_are_checked_before_any_work(tmp_path, command):
+    result = CliRunner().invoke(app, [*command, "--json", str(tmp_path / "missing" / "x.json")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: --json {tmp_path / 'missing' / 'x.json'}: directory " \
+                                    f"{tmp_path / 'missing'} does not exist"

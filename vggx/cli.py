@@ -72,6 +72,35 @@ def handle_errors(fn):
     return wrapper
 
 
+def check_json_path(path: Path | None) -> None:
+    """``--json``: fail before any work when ``path`` cannot be written (``ConfigError``)."""
+    import os
+
+    from vggx.errors import ConfigError
+
+    if path is None:
+        return
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ConfigError(f"--json {path} is a directory; name a file")
+    if not parent.is_dir():
+        raise ConfigError(f"--json {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"--json {path} is not writable")
+
+
+def write_json(path: Path | None, data) -> None:
+    """Write ``--json`` output (one clear error if the disk refuses it: the results are printed above anyway)."""
+    from vggx.errors import ConfigError
+
+    if path is None:
+        return
+    try:
+        path.write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write --json {path} ({exc.strerror or exc})") from None
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")] = False,
@@ -92,6 +121,7 @@ def info(
 
     Example: vggx info --config base --lr-size 180x320
     """
+    check_json_path(json_path)
     from vggx.generator import get_config
     from vggx.generator.flops import measure_cost
     from vggx.shapes import parse_size
@@ -124,12 +154,11 @@ def info(
     for k, v in rows.items():
         table.add_row(k, v)
     console.print(table)
-    if json_path:
-        json_path.write_text(json.dumps({
-            "config": cfg.name, "params": cost.params, "scale": cfg.scale, "window": cfg.window,
-            "lr_size": list(size), "gflops_per_frame": cost.gflops_per_frame,
-            "size_multiple": cfg.size_multiple, "metadata": meta or {},
-        }, indent=2))
+    write_json(json_path, {
+        "config": cfg.name, "params": cost.params, "scale": cfg.scale, "window": cfg.window,
+        "lr_size": list(size), "gflops_per_frame": cost.gflops_per_frame,
+        "size_multiple": cfg.size_multiple, "metadata": meta or {},
+    })
 
 
 @app.command()
@@ -190,6 +219,7 @@ def evaluate(
 
     Example: vggx evaluate my_clip.mp4 --json scores.json
     """
+    check_json_path(json_path)
     from vggx.checkpoint import load_checkpoint
     from vggx.training.evaluate import EvalClip, standard_methods, video_clip
     from vggx.training.evaluate import evaluate as run_eval
@@ -214,8 +244,7 @@ def evaluate(
         table.add_row(r.dataset, r.method, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.temporal_error * 1e3:.2f}",
                       f"{r.psnr - bic[r.dataset]:+.2f}")
     console.print(table)
-    if json_path:
-        json_path.write_text(json.dumps([r.as_dict() for r in rows], indent=2))
+    write_json(json_path, [r.as_dict() for r in rows])
 
 
 @app.command()
@@ -390,6 +419,7 @@ def upscale(
 
     Example: vggx upscale in.mp4 out.mp4 --url 127.0.0.1:8001 --concurrency 4
     """
+    check_json_path(json_path)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -433,7 +463,7 @@ def upscale(
     def config(src: Path, dst: Path) -> UpscaleConfig:
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
-            concurrency=concurrency or default_concurrency(chosen, device, servers),
+            concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate,
         )
@@ -518,8 +548,6 @@ _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
 
 def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
     """``--json``: one object per upscaled video (and the names of those that failed), for scripts."""
-    import json
-
     from vggx.video import display_source
 
     if path is None:
@@ -533,7 +561,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "resumed_frames": r.resumed_frames,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
-    path.write_text(json.dumps({"results": rows, "failed": failed}, indent=2) + "\n")
+    write_json(path, {"results": rows, "failed": failed})
 
 
 def _warmup_line(result) -> str | None:
@@ -607,6 +635,7 @@ def bench(
 
     Example: vggx bench --compare onnxruntime,torch --lr-size 90x160 --concurrency 1,2
     """
+    check_json_path(json_path)
     from vggx.benchmarks.bench import BenchConfig, run_bench
     from vggx.client import Backend, BackendConfig, TritonProtocol
     from vggx.errors import ConfigError
@@ -652,8 +681,7 @@ def bench(
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
-    if json_path:
-        json_path.write_text(json.dumps(result.as_dict(), indent=2))
+    write_json(json_path, result.as_dict())
 
 
 @app.command()

@@ -195,6 +195,31 @@ class TestBackendErrors:
         result = cli(clips["aac"], tmp_path / "o.mp4", "--start", start)
         assert_one_error_line(result, "--start must be seconds (90.5) or a timestamp (1:30.5, 01:02:03), got")
 
+    def test_zero_concurrency(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--concurrency", "0")
+        assert_one_error_line(result, "--concurrency must be in 1..64, got 0")
+
+    @pytest.mark.parametrize("where", ["missing folder", "a folder"])
+    def test_a_json_path_that_cannot_be_written_fails_before_any_work(self, cli, clips, tmp_path, where):
+        target = tmp_path / "nope" / "r.json" if where == "missing folder" else tmp_path
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--json", target)
+        assert_one_error_line(result, "--json ")
+        assert not (tmp_path / "o.mp4").exists()
+
+    def test_a_hardware_encoder_that_cannot_start_fails_before_any_work(self, cli, clips, tmp_path):
+        from vggx.errors import VideoError
+        from vggx.video import EncodeConfig
+        from vggx.video.encode import check_encoder_starts
+
+        try:
+            check_encoder_starts(EncodeConfig(codec="h264_nvenc"))
+            pytest.skip("NVENC starts on this machine")
+        except VideoError:
+            pass
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--codec", "h264_nvenc")
+        assert_one_error_line(result, "the h264_nvenc encoder cannot start on this machine")
+        assert list(tmp_path.iterdir()) == []
+
     def test_unknown_backend(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", backend=("--backend", "magic"))
         assert_one_error_line(result, "--backend must be one of onnxruntime, torch, tensorrt, triton")

@@ -42,8 +42,8 @@ from vggx.errors import VideoError
 from .decode import IMAGE_SUFFIXES, display_source, is_image_sequence, is_url, open_source, thread_reformatter
 
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
-           "check_container", "check_encoder", "check_image_codec", "check_output_path", "image_codec",
-           "is_single_image", "output_pix_fmt"]
+           "check_container", "check_encoder", "check_encoder_starts", "check_image_codec", "check_output_path",
+           "image_codec", "is_single_image", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,30 @@ def check_encoder(config: EncodeConfig):
             raise VideoError(f"--pix-fmt {config.pix_fmt} is not one {config.codec} encodes; it takes "
                              f"{', '.join(formats[:12])}{' ...' if len(formats) > 12 else ''}")
     return codec
+
+
+_CAP_HARDWARE = 1 << 18 | 1 << 19  # FFmpeg's AV_CODEC_CAP_HARDWARE | AV_CODEC_CAP_HYBRID
+
+
+def check_encoder_starts(config: EncodeConfig) -> None:
+    """For a hardware encoder (NVENC, QSV, ...: it needs its device and driver), open it once on a small frame and
+    raise ``VideoError`` if it cannot start here; call before heavy work. Software encoders start anywhere."""
+    import av
+
+    codec = check_encoder(config)
+    if not (codec.capabilities & _CAP_HARDWARE or codec.hardware_configs):
+        return
+    ctx = av.CodecContext.create(config.codec, "w")
+    ctx.width, ctx.height, ctx.pix_fmt = 256, 256, output_pix_fmt(config)
+    ctx.time_base, ctx.framerate = Fraction(1, 24), Fraction(24)
+    try:
+        ctx.open()
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise VideoError(f"the {config.codec} encoder cannot start on this machine ({_reason(exc)}): it needs its "
+                         f"hardware and driver (NVENC: an NVIDIA GPU that has it; H100/H200 do not); use libx264 "
+                         f"or libx265") from None
+    finally:
+        del ctx
 
 
 class VideoWriter:
