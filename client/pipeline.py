@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
+MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,16 @@ def output_frame_size(input_size: tuple[int, int], scale: int, outscale: float |
     def even(x: float) -> int:
         return max(2, 2 * round(x / 2))
 
-    return even(h * outscale), even(w * outscale)
+    return _check_frame_size(even(h * outscale), even(w * outscale))
+
+
+def _check_frame_size(h: int, w: int) -> tuple[int, int]:
+    """``(h, w)`` if FFmpeg's encoders can take frames that large (``av_image_check_size``: 16384 a side at most and
+    ``(w + 128)(h + 128)`` under 2**28), else ``ConfigError``."""
+    if max(h, w) > MAX_SIDE or (h + 128) * (w + 128) >= 2**28:
+        raise ConfigError(f"the output would be {w}x{h}: larger than FFmpeg encodes (at most {MAX_SIDE} a side and "
+                          f"about 16384x16000 in all); lower --outscale/--height")
+    return h, w
 
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
@@ -545,6 +555,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     info, vinfo = runner.info, reader.info
     context = default_context(info.window) if config.context is None else config.context
     windows_needed(1, info.window, context)  # validates the context
+    # The written size, before any work (the display rotation, which --height goes by, is known only once frame 0
+    # is decoded: open_writer checks again with it).
+    early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
+    _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
     store, encode = _resume_store(config, output, runner, reader, context)
     frames_done = store.frames_done if store is not None else 0
     run = _Run(config, runner, reader, context, frames_done)
@@ -578,6 +592,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         out_h, out_w = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height,
                                          reader.rotation)
         out_w *= 2 if config.compare else 1  # bicubic | vggx, each half resized alike
+        _check_frame_size(out_h, out_w)
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
             audio_source=vinfo.path if (vinfo.has_audio or vinfo.has_subtitles) and not images else None,

@@ -69,6 +69,8 @@ class ExportJob:
             raise ConfigError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.version is not None and self.version < 1:
             raise ConfigError(f"--version must be >= 1, got {self.version}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"--window must be >= 1 frames, got {self.window}")
 
     @property
     def resolved_flavor(self) -> Flavor:
@@ -147,7 +149,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     """
     ckpt = load_checkpoint(job.checkpoint)
     cfg = ckpt.config
-    window = job.window or cfg.window
+    window = cfg.window if job.window is None else job.window
     profile = _profile(job, cfg, window)
     flavor = job.resolved_flavor
     model_dir = job.repo / MODEL_NAME

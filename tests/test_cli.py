@@ -90,3 +90,14 @@ def test_json_paths_are_checked_before_any_work(tmp_path, command):
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == f"error: --json {tmp_path / 'missing' / 'x.json'}: directory " \
                                     f"{tmp_path / 'missing'} does not exist"
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    (["train", "--config", "tiny", "--steps", "0"], "error: --steps must be >= 1, got 0"),
+    (["export", "--window", "0", "--no-verify"], "error: --window must be >= 1 frames, got 0"),
+])
+def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
+    where = ["--out", str(tmp_path / "run")] if command[0] == "train" else ["--repo", str(tmp_path / "repo")]
+    result = CliRunner().invoke(app, [*command, *where])
+    assert result.exit_code == 1 and result.stderr.strip() == message, result.output
+    assert list(tmp_path.iterdir()) == []

@@ -185,6 +185,8 @@ def train(
 
     from vggx.training.train import TrainConfig, Trainer
 
+    if steps is not None and steps < 1:
+        raise VggxError(f"--steps must be >= 1, got {steps}")
     torch.set_num_threads(threads)
     cfg = TrainConfig(model=config, seed=seed, batch=batch, frames=frames, lr_patch=patch, val_every=val_every,
                       adv_weight=0.05 if adversarial else 0.0, fm_weight=1.0 if adversarial else 0.0)
@@ -193,7 +195,7 @@ def train(
         raise VggxError(f"{out} already holds a training state; pass --resume to continue or choose another --out")
     if resume and trainer.load_state():
         console.print(f"resumed at step {trainer.step}")
-    until = steps or cfg.steps
+    until = cfg.steps if steps is None else steps
     with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("train", total=until, completed=trainer.step, stats="")

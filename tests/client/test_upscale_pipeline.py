@@ -548,6 +548,16 @@ class TestOutputSize:
         with pytest.raises(ConfigError, match=message):
             UpscaleConfig(tmp_path / "in.mp4", tmp_path / "o.mp4", **kw)
 
+    @pytest.mark.parametrize("kw", [{"height": 100_000}, {"height": 16384}, {"outscale": 16.0, "compare": True}])
+    def test_sizes_ffmpeg_cannot_encode_are_refused_before_any_work(self, tmp_path, torch_runner, kw):
+        from vggx.errors import ConfigError
+
+        src = make_video(tmp_path / "in.mp4", frames=8, size=(600, 840))
+        counting = _Counting(torch_runner.info)
+        with pytest.raises(ConfigError, match="larger than FFmpeg encodes"):
+            run(src, tmp_path / "o.mp4", counting, encode=EncodeConfig(), **kw)
+        assert counting.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
     def _lanczos(self, image, h, w):
         import av
 
