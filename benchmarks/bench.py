@@ -66,6 +66,8 @@ class BenchConfig:
             raise ConfigError("a measurement window needs --seconds > 0 or --requests > 0")
         if self.window_requests is not None and self.window_requests < 1:
             raise ConfigError(f"--requests must be >= 1, got {self.window_requests}")
+        if self.window is not None and self.window < 1:
+            raise ConfigError(f"--window must be >= 1 frames, got {self.window}")
 
 
 @dataclass

@@ -95,9 +95,11 @@ def test_json_paths_are_checked_before_any_work(tmp_path, command):
 @pytest.mark.parametrize(("command", "message"), [
     (["train", "--config", "tiny", "--steps", "0"], "error: --steps must be >= 1, got 0"),
     (["export", "--window", "0", "--no-verify"], "error: --window must be >= 1 frames, got 0"),
+    (["bench", "--window", "0"], "error: --window must be >= 1 frames, got 0"),
 ])
 def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
-    where = ["--out", str(tmp_path / "run")] if command[0] == "train" else ["--repo", str(tmp_path / "repo")]
+    where = {"train": ["--out", str(tmp_path / "run")], "export": ["--repo", str(tmp_path / "repo")]}
+    where = where.get(command[0], [])
     result = CliRunner().invoke(app, [*command, *where])
     assert result.exit_code == 1 and result.stderr.strip() == message, result.output
     assert list(tmp_path.iterdir()) == []
