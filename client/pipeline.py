@@ -539,7 +539,9 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     from vggx.checkpoint import DEFAULT_CHECKPOINT
 
     settings = {
-        "input": identity(config.input), "backend": runner.description, "model": repr(info),
+        # the backend as it computes (a Triton run's server addresses may change between runs: pods restart)
+        "input": identity(config.input), "backend": getattr(runner, "resume_identity", runner.description),
+        "model": repr(info),
         "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
         "encode": repr(encode), "window": info.window, "context": context, "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,

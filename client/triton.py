@@ -112,6 +112,7 @@ class TritonRunner(_RunnerBase):
             raise
         self.description = f"triton {protocol}://{url} model {model_name!r}" + (
             " (shared memory)" if self._use_shm else "")
+        self.resume_identity = f"triton model {model_name!r}"  # what --resume compares: not the address
 
     # ------------------------------------------------------------------------------------- set-up
 
@@ -357,6 +358,7 @@ class TritonPool(_RunnerBase):
                 raise ServerError(f"the servers serve different models: {first.url} has {first.info}, "
                                   f"{other.url} has {other.info}; point --url at replicas of one model")
         self.info = first.info
+        self.resume_identity = first.resume_identity  # the model, not the (changing) set of replicas
         self._in_flight = [0] * len(self._runners)
         self._next = 0  # where the search for the least busy server starts (ties go round)
         self._down: dict[int, ServerError] = {}  # server -> why it was dropped

@@ -320,6 +320,25 @@ class TestPoolRefresh:
         assert may_grow(url) is pool
 
 
+def test_resume_over_triton_goes_on_against_another_address(tmp_path):
+    """A resumed run's record names the served model, not the server's address (pods come back elsewhere)."""
+    from videoclips import make_video
+
+    from vggx.errors import ServerError
+
+    src = make_video(tmp_path / "in.mp4", frames=40)
+    out = tmp_path / "out.mp4"
+    encode = EncodeConfig(crf=0, segment_frames=8)
+    with StubTriton() as first:
+        first.fail_from = 10  # the server breaks after nine windows
+        with pytest.raises(ServerError, match="failed the request"):
+            upscale(UpscaleConfig(src, out, http_config(first.url), encode, concurrency=1, resume=True))
+    assert not out.exists() and (tmp_path / ".out.mp4.vggx-resume" / "manifest.json").exists()
+    with StubTriton() as second:  # the same model, elsewhere
+        result = upscale(UpscaleConfig(src, out, http_config(second.url), encode, concurrency=1, resume=True))
+    assert result.resumed_frames >= 8 and result.frames == 40 and second.infer_calls < 20
+
+
 @pytest.mark.server
 class TestPoolOfRealServers:
     def test_two_replicas_share_the_windows_and_match_onnxruntime(self, triton_server, second_server, ort_runner,

@@ -20,6 +20,7 @@ class StubTriton:
                  model: str = "vggx", host: str = "127.0.0.1", port: int = 0) -> None:
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
         self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
+        self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
         self.infer_calls = 0
         stub = self
 
@@ -54,6 +55,9 @@ class StubTriton:
                     self._send(400, json.dumps({"error": "not supported by the stub"}).encode())
                     return
                 stub.infer_calls += 1
+                if stub.fail_from is not None and stub.infer_calls >= stub.fail_from:
+                    self._send(400, json.dumps({"error": "stub breaks from here on"}).encode())
+                    return
                 if stub.fail_next:
                     self._send(stub.fail_next.pop(0), json.dumps({"error": "stub says no"}).encode())
                     return
