@@ -189,8 +189,8 @@ class TritonRunner(_RunnerBase):
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
                                       f"{_reason(exc)}") from None
                 if attempt == self.retries:
-                    raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} attempts "
-                                      f"({_reason(exc)}); is the server up? (`vggx serve`)") from None
+                    raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} "
+                                            f"attempts ({_reason(exc)}); is the server up? (`vggx serve`)") from None
                 log.warning("transient Triton failure (%s); retry %d/%d in %.2fs", _reason(exc), attempt + 1,
                             self.retries, delay)
                 time.sleep(delay)
@@ -276,6 +276,19 @@ class TritonRunner(_RunnerBase):
                 log.debug("closing a Triton client failed", exc_info=True)
 
 
+def _entries(urls: str | list[str]) -> list[str]:
+    """The ``--url`` entries (a list, or one string separated by commas), without scheme prefixes or empty ones."""
+    out = []
+    for part in [urls] if isinstance(urls, str) else urls:
+        for entry in part.split(","):
+            entry = entry.strip()
+            for prefix in ("grpc://", "http://", "https://"):
+                entry = entry.removeprefix(prefix)
+            if entry := entry.rstrip("/"):
+                out.append(entry)
+    return out
+
+
 def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bool = False) -> list[str]:
     """``HOST:PORT`` entries (a list, or one string separated by commas) -> one URL per server.
 
@@ -288,12 +301,8 @@ def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bo
     Raises:
         ConfigError: no URL, or an entry that is not ``HOST:PORT``.
     """
-    entries = [u.strip() for part in ([urls] if isinstance(urls, str) else urls) for u in part.split(",")]
     out: list[str] = []
-    for entry in filter(None, entries):
-        for prefix in ("grpc://", "http://", "https://"):
-            entry = entry.removeprefix(prefix)
-        entry = entry.rstrip("/")
+    for entry in _entries(urls):
         host, sep, port = entry.rpartition(":")
         if not sep or not host or not port.isdigit():
             raise ConfigError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {entry!r}")
@@ -484,11 +493,10 @@ def may_grow(entries: str | list[str]) -> bool:
     host), which DNS may resolve to more addresses (a headless Service as an autoscaler adds pods)."""
     import ipaddress
 
-    items = [u.strip() for part in ([entries] if isinstance(entries, str) else entries) for u in part.split(",")]
-    items = [u for u in items if u]
+    items = _entries(entries)
     if len(items) != 1:
         return True
-    host = items[0].split("://", 1)[-1].rstrip("/").rpartition(":")[0].strip("[]")
+    host = items[0].rpartition(":")[0].strip("[]")
     try:
         ipaddress.ip_address(host)
         return False
