@@ -583,8 +583,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
 
     images = image_codec(output) is not None
     if images and (vinfo.has_audio or vinfo.has_subtitles):
-        log.warning("%s: an image sequence holds no audio or subtitles; those of %s are not copied", output,
-                    reader.path)
+        log.warning("%s: images hold no audio or subtitles; those of %s are not copied", output, reader.path)
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
 

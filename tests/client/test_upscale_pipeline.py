@@ -683,7 +683,7 @@ class TestImageSequences:
         (tmp_path / "out").mkdir()
         with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
             run(src, tmp_path / "out" / "%04d.png", _NearestRunner(torch_runner.info), encode=EncodeConfig())
-        assert "an image sequence holds no audio or subtitles" in caplog.text
+        assert "images hold no audio or subtitles" in caplog.text
 
     @pytest.mark.parametrize(("case", "message"), [
         ("gap", "the sequence 1001..1012 has a gap at 1005"),
