@@ -181,11 +181,13 @@ def check_container(path: str | Path, codec: str) -> None:
 
 
 def check_image_codec(path: str | Path, codec: str) -> None:
-    """Raise ``VideoError`` unless ``codec`` is what the image-sequence output ``path`` is written with."""
+    """Raise ``VideoError`` unless ``codec`` is what the image output ``path`` (a sequence or one image) is written
+    with; videos pass."""
     want = image_codec(path)
     if want is not None and codec != want:
-        raise VideoError(f"{Path(path).name} is an image sequence, written with {want}; --codec {codec} makes "
-                         f"videos (leave --codec out, or name a video file)")
+        kind = "an image sequence" if is_image_sequence(path) else "an image"
+        raise VideoError(f"{Path(path).name} is {kind}, written with {want}; --codec {codec} makes videos "
+                         f"(leave --codec out, or name a video file)")
 
 
 def check_encoder(config: EncodeConfig):
@@ -272,11 +274,9 @@ class VideoWriter:
         # it, whose files are moved into place at the end; a video into a hidden file, renamed at the end.
         self._images = is_image_sequence(self.path)
         self._single = is_single_image(self.path)  # one image: the image2 muxer on a plain name, one frame
-        if self._single:
-            check_image_codec(self.path, config.codec)
+        check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
         if self._images:
-            check_image_codec(self.path, config.codec)
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
             self.tmp_path = self._tmp_dir / self.path.name
         else:
