@@ -67,11 +67,11 @@ def find_sequence(pattern: str | Path) -> ImageSequence:
     folder = pattern.parent if str(pattern.parent) else Path(".")
     if not folder.is_dir():
         raise VideoError(f"input not found: {pattern} (no folder {folder})")
-    (zero, width), = _PATTERN.findall(pattern.name)
-    head, tail = _PATTERN.split(pattern.name, maxsplit=1)[0], _PATTERN.split(pattern.name, maxsplit=1)[-1]
-    digits = rf"\d{{{int(width)}}}" if zero and width else (rf"\d{{{int(width)},}}" if width else r"\d+")
-    name = re.compile(re.escape(head) + f"({digits})" + re.escape(tail))
-    numbers = sorted(int(m.group(1)) for p in folder.iterdir() if (m := name.fullmatch(p.name)))
+    found = _PATTERN.search(pattern.name)
+    name = re.compile(re.escape(pattern.name[:found.start()]) + r"(\d+)" + re.escape(pattern.name[found.end():]))
+    # the files FFmpeg would open: those whose name the pattern prints from their number (f%04d: f0007, f10000)
+    numbers = sorted(int(m.group(1)) for p in folder.iterdir()
+                     if (m := name.fullmatch(p.name)) and pattern.name % int(m.group(1)) == p.name)
     if not numbers:
         raise VideoError(f"input not found: no files match {pattern}")
     for expected, number in enumerate(numbers, start=numbers[0]):
