@@ -72,6 +72,7 @@ class TritonRunner(_RunnerBase):
         shared_memory: pass tensors through system shared memory; None = when the server is local
             (falling back to the network, with a warning, if the server cannot map it).
         retries: extra attempts after a transient failure; ``timeout_s``: per request.
+        health_timeout_s: for each health, readiness and config call when the runner opens.
 
     Raises:
         ServerError: the server is unreachable (the message names the URL and ``vggx serve``), or the
@@ -79,7 +80,8 @@ class TritonRunner(_RunnerBase):
     """
 
     def __init__(self, url: str, *, protocol: str = "grpc", model_name: str = "vggx",
-                 shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0) -> None:
+                 shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0,
+                 health_timeout_s: float = 10.0) -> None:
         if protocol not in ("grpc", "http"):
             raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
         for prefix in ("grpc://", "http://", "https://"):
@@ -94,7 +96,7 @@ class TritonRunner(_RunnerBase):
             import tritonclient.http as module
         self._module = module
         self.url, self.protocol, self.model_name = url, protocol, model_name
-        self.retries, self.timeout_s = retries, timeout_s
+        self.retries, self.timeout_s, self.health_timeout_s = retries, timeout_s, health_timeout_s
         self._local = threading.local()
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
@@ -137,15 +139,28 @@ class TritonRunner(_RunnerBase):
             f"`vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right --url/--protocol")
 
     def _read_model(self) -> tuple[ModelInfo, str, str]:
-        client = self._state().client
+        """Health, readiness and the model's config, each within ``health_timeout_s`` (a server that accepts the
+        connection and never answers is an error in seconds, not after the inference timeout)."""
+        t = self.health_timeout_s
+        if self.protocol == "grpc":  # per call
+            client, kw = self._state().client, {"client_timeout": t}
+        else:  # per client: a short-lived one
+            client, kw = self._module.InferenceServerClient(self.url, connection_timeout=t, network_timeout=t), {}
         try:
-            live = client.is_server_live()
+            return self._read_model_with(client, kw)
+        finally:
+            if not kw:
+                client.close()
+
+    def _read_model_with(self, client, kw: dict) -> tuple[ModelInfo, str, str]:
+        try:
+            live = client.is_server_live(**kw)
         except Exception as exc:  # tritonclient raises its own type for gRPC, socket errors for HTTP
             raise self._unreachable(exc) from None
         if not live:
             raise ServerError(f"Triton at {self.url} answers but is not live; check its log")
         try:
-            ready = client.is_model_ready(self.model_name)
+            ready = client.is_model_ready(self.model_name, **kw)
         except Exception as exc:
             raise self._unreachable(exc) from None
         if not ready:
@@ -153,8 +168,7 @@ class TritonRunner(_RunnerBase):
                               f"(still loading, or it failed to load: see the server log or run "
                               f"`vggx serve --check`)")
         try:
-            config = client.get_model_config(self.model_name, **({"as_json": True} if self.protocol == "grpc"
-                                                                   else {}))
+            config = client.get_model_config(self.model_name, **({"as_json": True, **kw} if kw else {}))
         except Exception as exc:
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
                               f"{_reason(exc)}") from None

@@ -85,6 +85,33 @@ class TestUnreachable:
         with pytest.raises(ServerError, match=rf"cannot reach Triton at {protocol}://{url} .*`vggx serve`"):
             open_runner(cfg)
 
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_a_server_that_never_answers_is_an_error_in_seconds(self, protocol):
+        """A listener that accepts the connection and says nothing (a hung server, a half-dead pod): opening the
+        runner fails after ``health_timeout_s``, not after the 5-minute inference timeout."""
+        import socket
+        import threading
+
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"127.0.0.1:{silent.getsockname()[1]}"
+        errors: list[BaseException] = []
+
+        def open_it():
+            try:
+                TritonRunner(url, protocol=protocol, timeout_s=300, health_timeout_s=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        worker = threading.Thread(target=open_it, daemon=True)
+        worker.start()
+        worker.join(timeout=60)  # generous: the bound is the 1 s health timeout, not 300 s
+        silent.close()
+        assert not worker.is_alive(), "opening the runner hung on a silent server"
+        assert len(errors) == 1 and isinstance(errors[0], ServerError)
+        assert f"cannot reach Triton at {protocol}://{url}" in str(errors[0])
+
     def test_url_must_be_host_port(self):
         with pytest.raises(ServerError, match="HOST:PORT"):
             TritonRunner("localhost")
