@@ -806,6 +806,23 @@ class TestUrlInput:
         with pytest.raises(VideoError, match=f"cannot read {url} \\(.*[Cc]onnection refused"):
             run(url, tmp_path / "o.mkv", _NearestRunner(torch_runner.info))
 
+    def test_a_server_that_never_answers_is_an_error_after_the_timeout(self, tmp_path, torch_runner, monkeypatch):
+        import socket
+
+        import vggx.video.decode as decode
+
+        monkeypatch.setattr(decode, "URL_TIMEOUT_S", (1.0, 1.0))  # 30 s / 60 s in use
+        silent = socket.socket()
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/clip.mp4"
+        try:
+            with pytest.raises(VideoError, match=f"cannot read {url} \\(no answer within 1 s\\)"):
+                run(url, tmp_path / "o.mkv", _NearestRunner(torch_runner.info))
+        finally:
+            silent.close()
+        assert list(tmp_path.iterdir()) == []
+
     def test_resume_knows_a_url_by_its_path_not_its_signature(self, tmp_path, torch_runner):
         from httpfiles import FileServer
 

@@ -166,7 +166,10 @@ class VideoReader:
                 self._container = open_source(self.source)
         except (av.error.FFmpegError, UnicodeDecodeError, OSError) as exc:
             if is_url(path):
-                raise VideoError(f"cannot read {self.path} ({_reason(exc)})") from None
+                reason = _reason(exc)
+                if "Immediate exit requested" in reason:  # FFmpeg's words for the timeout interrupting it
+                    reason = f"no answer within {URL_TIMEOUT_S[0]:g} s"
+                raise VideoError(f"cannot read {self.path} ({reason})") from None
             raise VideoError(f"{self.path} is not a video FFmpeg can read ({_reason(exc)})") from None
         try:
             if not self._container.streams.video:
