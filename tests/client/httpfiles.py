@@ -14,6 +14,7 @@ class FileServer:
 
     def __init__(self, folder: Path) -> None:
         self.requests: collections.Counter[str] = collections.Counter()
+        self.drop_after: int | None = None  # cut the next response after this many bytes (a network failure), once
         server = self
 
         class Handler(SimpleHTTPRequestHandler):
@@ -44,9 +45,10 @@ class FileServer:
                 self.send_header("Content-Length", str(end - start + 1))
                 self.send_header("Accept-Ranges", "bytes")
                 self.end_headers()
-                return _Limited(f, end - start + 1)
+                cut, server.drop_after = server.drop_after, None
+                return _Limited(f, end - start + 1 if cut is None else min(cut, end - start + 1), dropped=cut)
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
 
     def url(self, name: str) -> str:
@@ -61,14 +63,22 @@ class FileServer:
         self._httpd.server_close()
 
 
-class _Limited:
-    """A file object that reads at most ``n`` bytes (the range asked for)."""
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # the dropped connections are on purpose
+        pass
 
-    def __init__(self, f, n: int) -> None:
-        self._f, self._left = f, n
+
+class _Limited:
+    """A file object that reads at most ``n`` bytes (the range asked for); with ``dropped``, the connection is then
+    reset (``copyfile`` raises, the handler closes the socket mid-response)."""
+
+    def __init__(self, f, n: int, dropped: int | None = None) -> None:
+        self._f, self._left, self._dropped = f, n, dropped
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:
+            if self._dropped is not None:
+                raise ConnectionResetError("test server drops the connection")
             return b""
         size = self._left if size < 0 else min(size, self._left)
         data = self._f.read(size)

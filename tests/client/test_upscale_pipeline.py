@@ -791,6 +791,22 @@ class TestUrlInput:
         for a, b in zip(decode_all(tmp_path / "remote.mkv"), decode_all(tmp_path / "local.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)
 
+    def test_a_connection_dropped_mid_file_is_resumed(self, tmp_path, torch_runner):
+        """The server cuts the response after 20 kB (a reset, a load balancer's cut): FFmpeg reconnects with a
+        range request from where it stopped, and the video comes out whole."""
+        from httpfiles import FileServer
+
+        src = make_video(tmp_path / "clip.mp4", frames=48, size=(120, 160), audio="aac")
+        assert src.stat().st_size > 40_000
+        run(src, tmp_path / "local.mkv", _NearestRunner(torch_runner.info))
+        with FileServer(tmp_path) as srv:
+            srv.drop_after = 20_000
+            result = run(srv.url("clip.mp4"), tmp_path / "remote.mkv", _NearestRunner(torch_runner.info))
+            assert srv.drop_after is None and srv.requests["/clip.mp4"] >= 3  # dropped once, then reopened
+        assert result.frames == 48
+        for a, b in zip(decode_all(tmp_path / "remote.mkv"), decode_all(tmp_path / "local.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
     def test_a_missing_url_is_one_clear_error_without_its_query(self, tmp_path, torch_runner):
         from httpfiles import FileServer
 

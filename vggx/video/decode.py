@@ -28,6 +28,10 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # Network inputs: seconds to wait for the connection, and for each read after it (a stalled server is an error,
 # not a hang).
 URL_TIMEOUT_S = (30.0, 60.0)
+# A connection dropped mid-file is reopened at the byte where it stopped (FFmpeg's http protocol, with a range
+# request), waiting up to this long between tries: long downloads survive a reset or a load balancer's cut.
+# (Not on errors at open: a wrong address fails at once.)
+URL_OPTIONS = {"reconnect": "1", "reconnect_streamed": "1", "reconnect_delay_max": "10"}
 
 
 # Image sequences: a printf pattern in the file name (FFmpeg's image2: frames/%06d.png), read and written as
@@ -92,11 +96,13 @@ def display_source(source: str | Path) -> str:
 
 
 def open_source(source: str | Path):
-    """``av.open`` a local file or a URL for reading (URLs with :data:`URL_TIMEOUT_S`); FFmpeg errors pass on."""
+    """``av.open`` a local file or a URL for reading (URLs with :data:`URL_TIMEOUT_S`, http(s) with
+    :data:`URL_OPTIONS`); FFmpeg errors pass on."""
     import av
 
     if is_url(source):
-        return av.open(source, "r", timeout=URL_TIMEOUT_S)
+        options = URL_OPTIONS if source.split("://", 1)[0].lower() in ("http", "https") else {}
+        return av.open(source, "r", timeout=URL_TIMEOUT_S, options=dict(options))
     return av.open(str(source), "r")
 
 
