@@ -34,7 +34,7 @@ from vggx.video import (
     is_url,
     open_video,
 )
-from vggx.video.decode import thread_reformatter
+from vggx.video.decode import guess_pattern, thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
     check_container,
@@ -185,7 +185,9 @@ def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
                           "inputs; choose another folder")
     videos = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
-        raise ConfigError(f"no videos in {input_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+        pattern = guess_pattern(input_dir)
+        hint = f"; for its images as one sequence, name their pattern: {pattern}" if pattern else ""
+        raise ConfigError(f"no videos in {input_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))}){hint}")
     if not output_dir.exists() and not output_dir.parent.is_dir():
         raise ConfigError(f"cannot create {output_dir}: directory {output_dir.parent} does not exist")
     return [(video, output_dir / video.name) for video in videos]

@@ -685,7 +685,22 @@ class TestImageSequences:
             run(src, tmp_path / "out" / "%04d.png", _NearestRunner(torch_runner.info), encode=EncodeConfig())
         assert "images hold no audio or subtitles" in caplog.text
 
+    def test_a_folder_of_images_gets_its_pattern_suggested(self, tmp_path):
+        from vggx.client import plan_folder
+        from vggx.errors import ConfigError
+
+        make_png_sequence(tmp_path / "plates", first=1, name="shot_%04d.png", count=3)
+        with pytest.raises(ConfigError, match=r"for its images as one sequence, name their pattern: .*"
+                                              r"plates/shot_%04d\.png"):
+            plan_folder(tmp_path / "plates", tmp_path / "out")
+
+    def test_start_past_a_sequences_end(self, tmp_path, torch_runner):
+        pattern = make_png_sequence(tmp_path / "in", count=4)
+        with pytest.raises(VideoError, match=r"has no video frames at or after --start 10s \(it lasts 0\.16s\)"):
+            run(pattern, tmp_path / "o.mkv", _NearestRunner(torch_runner.info), start=10.0)
+
     @pytest.mark.parametrize(("case", "message"), [
+        ("percent", "a % in a file name starts an image-sequence number; use one %d or %0Nd"),
         ("gap", "the sequence 1001..1012 has a gap at 1005"),
         ("none", "input not found: no files match"),
         ("jpg", "images are written as PNG or TIFF \\(lossless\\)"),
@@ -708,6 +723,8 @@ class TestImageSequences:
             src = tmp_path / "in" / "g%04d.png"
         elif case == "jpg":
             out = out.with_suffix(".jpg")
+        elif case == "percent":
+            out = out.with_name("%s.png")
         elif case == "video codec":
             kw = {}  # LOSSLESS: ffv1
         elif case == "fps of a video":

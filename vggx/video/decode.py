@@ -20,7 +20,7 @@ import numpy as np
 from vggx.errors import VideoError
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
-           "find_sequence", "is_image_sequence", "is_url", "open_source", "open_video"]
+           "find_sequence", "guess_pattern", "is_image_sequence", "is_url", "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,23 @@ class ImageSequence:
 
     def file(self, number: int) -> Path:
         return self.pattern.with_name(self.pattern.name % number)
+
+
+def guess_pattern(folder: Path) -> Path | None:
+    """The image-sequence pattern of the most numbered images in ``folder`` (``f1001.png``, ``f1002.png``, ... ->
+    ``folder/f%04d.png``), or None: for a message suggesting it."""
+    import collections
+
+    found: collections.Counter[tuple[str, int, str]] = collections.Counter()
+    for p in folder.iterdir():
+        m = re.fullmatch(r"(.*?)(\d+)(\.[^.]+)", p.name)
+        if m and m.group(3).lower() in IMAGE_SUFFIXES:
+            digits = m.group(2)  # zero-padded: %0Nd; otherwise %d (which prints 7, 1001 and 10000 alike)
+            found[(m.group(1), len(digits) if digits.startswith("0") else 0, m.group(3))] += 1
+    if not found:
+        return None
+    (head, width, suffix), _ = found.most_common(1)[0]
+    return folder / f"{head.replace('%', '%%')}%{f'0{width}' if width else ''}d{suffix}"
 
 
 def find_sequence(pattern: str | Path) -> ImageSequence:
@@ -242,6 +259,9 @@ class VideoReader:
             try:
                 self._container.seek(start_pts, stream=self._stream, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
+                if info.duration is not None and self.start >= info.duration:
+                    raise VideoError(f"{self.path} has no video frames at or after --start {self.start:g}s (it "
+                                     f"lasts {info.duration:g}s)") from None
                 raise VideoError(f"cannot seek {self.path} to {self.start}s ({_reason(exc)})") from None
         count = 0
         last_pts = None
