@@ -190,6 +190,35 @@ def test_pipeline_takes_the_gpu_yuv420p_and_matches_the_rgb_path(tiny_checkpoint
 
 @gpu
 @requires_gpu
+def test_outscale_resizes_the_gpus_yuv420p_like_the_rgb_path(tiny_checkpoint_path, tmp_path):
+    """``--outscale 2`` on the CUDA path: the GPU's yuv420p planes are resized (not converted again) on their way to
+    the encoder; the same video as resizing the RGB output, to the chroma resampling's rounding."""
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+    from vggx.client import UpscaleConfig, upscale
+    from vggx.client.runners import TorchRunner
+    from vggx.video import EncodeConfig
+
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 16, (48, 64))
+    runner = TorchRunner(tiny_checkpoint_path, device="cuda", fp16=True)
+    lossless = EncodeConfig(crf=0)
+    results = [upscale(UpscaleConfig(clip, tmp_path / f"{name}.mkv", encode=lossless, outscale=2.0,
+                                     device_yuv420p=name == "yuv"), runner=runner) for name in ("yuv", "rgb")]
+    assert [r.output_size for r in results] == [(96, 128)] * 2
+
+    def frames(path):
+        import av
+
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)])
+
+    got, want = frames(tmp_path / "yuv.mkv"), frames(tmp_path / "rgb.mkv")
+    assert got.shape == want.shape == (16, 96, 128, 3)
+    diff = np.abs(got - want)
+    assert np.percentile(diff, 99) <= 8 and diff.mean() < 1.5, (np.percentile(diff, 99), diff.mean())
+
+
+@gpu
+@requires_gpu
 def test_a_failing_compiled_model_is_one_clear_error(tiny_checkpoint_path, monkeypatch):
     def broken_compile(module, **kwargs):
         def run(*args, **kw):
