@@ -131,6 +131,8 @@ class UpscaleResult:
     first_window_frames: int = 0
     input: Path | None = None
     resumed_frames: int = 0  # of ``frames``, those a stopped run had encoded already (``resume``)
+    # Several Triton replicas: the windows each one returned, by address (how the load was spread); else empty.
+    windows_per_server: dict[str, int] = field(default_factory=dict)
 
     @property
     def fps(self) -> float:
@@ -509,6 +511,14 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
             runner.close()
 
 
+def _windows_per_server(runner: Runner) -> dict[str, int]:
+    """A Triton pool's windows by server address (only where there were several); {} for other runners."""
+    urls, windows = getattr(runner, "urls", None), getattr(runner, "windows", None)
+    if not urls or windows is None or len(urls) < 2:
+        return {}
+    return dict(zip(urls, windows, strict=True))
+
+
 def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int):
     """The segment store of a ``resume`` run and the encoder settings with its segment length (a whole number
     of window strides, about two seconds), or ``(None, config.encode)``."""
@@ -644,5 +654,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
         tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
-        input=config.input, resumed_frames=frames_done,
+        input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
     )

@@ -504,6 +504,9 @@ def upscale(
         warmup = _warmup_line(result)
         if warmup:
             console.print(warmup, highlight=False, soft_wrap=True, markup=False)
+        if result.windows_per_server:
+            spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
+            console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
         console.print(_stages_line(result, image_codec(result.output) or codec), highlight=False, soft_wrap=True,
                       markup=False)
 
@@ -560,7 +563,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),
              "output_size": list(r.output_size), "output_bytes": r.output_bytes, "windows": r.windows,
              "tiles_per_window": r.tiles_per_window, "backend": r.backend, "concurrency": r.concurrency,
-             "resumed_frames": r.resumed_frames,
+             "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})

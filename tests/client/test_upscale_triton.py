@@ -200,6 +200,7 @@ class TestPoolAgainstStubs:
                 assert type(pool).__name__ == "TritonPool" and "2 servers" in pool.description
                 result = upscale(cfg, runner=pool)
                 assert sum(pool.windows) == result.windows == 6 and min(pool.windows) >= 1
+                assert result.windows_per_server == dict(zip(pool.urls, pool.windows, strict=True))
             assert a.infer_calls >= 1 and b.infer_calls >= 1 and a.infer_calls + b.infer_calls == 6
         src = decode_all(clips["twelve"])
         for got, want in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):
@@ -384,6 +385,7 @@ class TestPoolOfRealServers:
         assert "triton grpc:// 2 servers" in result.stdout
         served = [inference_count(u) - b for u, b in zip(urls, before, strict=True)]
         assert min(served) >= 1 and sum(served) == 3, served  # 12 frames: 3 windows of 8, default 8 in flight
+        assert f"windows per server: {urls[0]} {served[0]}, {urls[1]} {served[1]}" in result.stdout
         upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
         for a, b in zip(decode_all(out), decode_all(tmp_path / "o.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)
