@@ -34,7 +34,7 @@ from vggx.video import (
     is_url,
     open_video,
 )
-from vggx.video.decode import guess_pattern, thread_reformatter
+from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
     check_container,
@@ -66,7 +66,7 @@ MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let thr
 class UpscaleConfig:
     """One ``vggx upscale`` run."""
 
-    input: Path | str  # a file, or a URL FFmpeg reads (http://, https://, ...: see vggx.video.is_url)
+    input: Path | str  # a file, a URL FFmpeg reads (http://, https://: vggx.video.is_url), or "-": standard input
     output: Path
     backend: BackendConfig = field(default_factory=BackendConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
@@ -102,6 +102,8 @@ class UpscaleConfig:
             raise ConfigError(f"--frames must be >= 1, got {self.frames}")
         if self.resume and self.encode.codec not in SEGMENT_CODECS:
             raise ConfigError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.encode.codec}")
+        if self.resume and is_pipe(self.input):
+            raise ConfigError("--resume needs an input it can read again; standard input (-) cannot be")
         if self.outscale is not None and self.height is not None:
             raise ConfigError("give --outscale or --height, not both")
         if self.outscale is not None and not 0 < self.outscale <= MAX_OUTSCALE:
@@ -594,8 +596,13 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     first_window = (0.0, 0)
 
     images = image_codec(output) is not None
+    piped = is_pipe(config.input)
     if images and (vinfo.has_audio or vinfo.has_subtitles):
         log.warning("%s: images hold no audio or subtitles; those of %s are not copied", output, reader.path)
+    elif piped and (vinfo.has_audio or vinfo.has_subtitles):
+        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
+                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
+    copy_audio = (vinfo.has_audio or vinfo.has_subtitles) and not images and not piped
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
 
@@ -608,7 +615,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         _check_frame_size(out_h, out_w)
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
-            audio_source=vinfo.path if (vinfo.has_audio or vinfo.has_subtitles) and not images else None,
+            audio_source=vinfo.path if copy_audio else None,
             audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
             rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store,
             start_number=first_number + (run.first_pts if reader.sequence is not None else 0))

@@ -347,7 +347,7 @@ def default_concurrency(backend, device: str, servers: int = 1) -> int:
 def upscale(
     input: Annotated[str, typer.Argument(
         help="video to upscale (anything FFmpeg reads: a file, an http(s):// URL, an image sequence "
-        "frames/%06d.png or one image), or a folder of videos")],
+        "frames/%06d.png, one image, or - for standard input), or a folder of videos")],
     output: Annotated[Path, typer.Argument(
         help="output video (.mp4, .mkv, ...), image sequence (out/%06d.png) or image (.png, .tif), or a folder "
         "for a folder's")],
@@ -470,7 +470,7 @@ def upscale(
             outscale=outscale, height=height, fps=rate,
         )
 
-    source = input if is_url(input) else Path(input)
+    source = input if is_url(input) or input == "-" else Path(input)
     folder = isinstance(source, Path) and source.is_dir()
     jobs = plan_folder(source, output) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work

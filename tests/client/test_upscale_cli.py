@@ -14,6 +14,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from triton_stub import StubTriton
@@ -431,3 +432,67 @@ def test_sigterm_then_resume_finishes_the_video(tiny_checkpoint_path, tmp_path, 
     assert resumed >= 48 and resumed % 48 == 0  # whole 2-second segments (48 frames at 24 fps)
     assert stream_facts(out)["frames"] == 96
     assert sorted(p.name for p in out_dir.iterdir()) == ["o.mp4"]
+
+
+# ------------------------------------------------------------------------------------- standard input
+
+
+def _y4m(path, frames: int = 12, size=(40, 56)):
+    """Raw yuv420p frames in a YUV4MPEG2 stream (what ``vspipe -c y4m`` writes), by FFmpeg's muxer."""
+    import av
+    from videoclips import frame_pattern
+
+    with av.open(str(path), "w") as c:
+        stream = c.add_stream("rawvideo", rate=24)
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i, *size), format="rgb24").reformat(format="yuv420p")
+            for packet in stream.encode(frame):
+                c.mux(packet)
+        for packet in stream.encode():
+            c.mux(packet)
+    return path
+
+
+def _piped(tiny_checkpoint_path, source, args) -> subprocess.CompletedProcess:
+    """``cat SOURCE | vggx upscale - ARGS``: a real pipe (not seekable), the torch backend on one thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with open(source, "rb") as data:
+        return subprocess.run([sys.executable, "-m", "vggx.cli", "upscale", "-", *map(str, args), "--backend", "torch",
+                               "--checkpoint", str(tiny_checkpoint_path), "--threads", "1"],
+                              input=data.read(), capture_output=True, env=env, timeout=300)
+
+
+class TestStandardInput:
+    @pytest.mark.parametrize("start", [None, "0.25"])
+    def test_a_piped_stream_upscales_like_the_file(self, cli, tiny_checkpoint_path, tmp_path, start):
+        """``vspipe -c y4m script.vpy - | vggx upscale - out.mkv``; --start skips frames rather than seeking."""
+        from videoclips import decode_all
+
+        src = _y4m(tmp_path / "clip.y4m")
+        extra = ["--start", start] if start else []
+        done = _piped(tiny_checkpoint_path, src, [tmp_path / "piped.mkv", "--codec", "ffv1", *extra])
+        assert done.returncode == 0, done.stderr.decode()
+        assert cli(src, tmp_path / "file.mkv", "--codec", "ffv1", *extra).exit_code == 0
+        piped, file = decode_all(tmp_path / "piped.mkv"), decode_all(tmp_path / "file.mkv")
+        assert len(piped) == len(file) == (6 if start else 12)
+        for a, b in zip(piped, file, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_audio_on_a_pipe_is_named_as_not_copied(self, clips, tiny_checkpoint_path, tmp_path):
+        done = _piped(tiny_checkpoint_path, clips["opus"], [tmp_path / "o.mkv", "--frames", "4"])
+        assert done.returncode == 0, done.stderr.decode()
+        assert "the audio and subtitles on standard input are not copied" in done.stderr.decode()
+        assert stream_facts(tmp_path / "o.mkv")["audio"] == [] and stream_facts(tmp_path / "o.mkv")["frames"] == 4
+
+    @pytest.mark.parametrize(("data", "args", "message"), [
+        (b"not a video at all", [], "error: stdin is not a video FFmpeg can read"),
+        (None, ["--resume"], "error: --resume needs an input it can read again; standard input (-) cannot be"),
+    ])
+    def test_errors(self, tiny_checkpoint_path, tmp_path, data, args, message):
+        source = tmp_path / "in.bin"
+        source.write_bytes(data or _y4m(tmp_path / "c.y4m").read_bytes())
+        done = _piped(tiny_checkpoint_path, source, [tmp_path / "o.mp4", *args])
+        lines = done.stderr.decode().strip().splitlines()
+        assert done.returncode == 1 and lines[-1].startswith(message), done.stderr.decode()
+        assert not (tmp_path / "o.mp4").exists()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import numpy as np
 from vggx.errors import VideoError
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
-           "find_sequence", "guess_pattern", "is_image_sequence", "is_url", "open_source", "open_video"]
+           "find_sequence", "guess_pattern", "is_image_sequence", "is_pipe", "is_url", "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +108,26 @@ def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and bool(_URL.match(source))
 
 
+def is_pipe(source: str | Path) -> bool:
+    """Whether ``source`` is ``-``: standard input (``vspipe -c y4m script.vpy - | vggx upscale - out.mkv``)."""
+    return isinstance(source, str) and source == "-"
+
+
 def display_source(source: str | Path) -> str:
-    """``source`` for messages: a URL without its query string (a presigned URL's signature stays out of logs)."""
+    """``source`` for messages: a URL without its query string (a presigned URL's signature stays out of logs),
+    ``stdin`` for ``-``."""
+    if is_pipe(source):
+        return "stdin"
     return str(source).split("?", 1)[0] if is_url(source) else str(source)
 
 
 def open_source(source: str | Path):
-    """``av.open`` a local file or a URL for reading (URLs with :data:`URL_TIMEOUT_S`, http(s) with
-    :data:`URL_OPTIONS`); FFmpeg errors pass on."""
+    """``av.open`` a local file, a URL (:data:`URL_TIMEOUT_S`; http(s) with :data:`URL_OPTIONS`) or standard input
+    (``-``: read as it comes, never seeked) for reading; FFmpeg errors pass on."""
     import av
 
+    if is_pipe(source):
+        return av.open(sys.stdin.buffer, "r")
     if is_url(source):
         options = URL_OPTIONS if source.split("://", 1)[0].lower() in ("http", "https") else {}
         return av.open(source, "r", timeout=URL_TIMEOUT_S, options=dict(options))
@@ -165,8 +176,8 @@ class VideoReader:
                  deinterlace: bool = False, rate: Fraction | None = None) -> None:
         import av
 
-        self.source = path if is_url(path) else Path(path)  # what FFmpeg opens
-        self.path = display_source(self.source) if is_url(path) else self.source  # what messages name
+        self.source = path if is_url(path) or is_pipe(path) else Path(path)  # what FFmpeg opens
+        self.path = display_source(self.source) if isinstance(self.source, str) else self.source  # for messages
         if start < 0:
             raise VideoError(f"--start must be >= 0 seconds, got {start}")
         if max_frames is not None and max_frames < 1:
@@ -176,7 +187,7 @@ class VideoReader:
             raise VideoError("--fps sets the rate of an image-sequence input (frames/%06d.png); a video has its own")
         if rate is not None and not rate > 0:
             raise VideoError(f"--fps must be > 0, got {rate}")
-        if not is_url(path) and self.sequence is None:
+        if isinstance(self.source, Path) and self.sequence is None:
             if not self.path.exists():
                 raise VideoError(f"input not found: {self.path}")
             if not self.path.is_file():
@@ -256,6 +267,7 @@ class VideoReader:
         start_pts = None
         if self.start > 0:
             start_pts = int(self.start / info.time_base)
+        if self.start > 0 and not is_pipe(self.source):  # a pipe cannot seek: its frames before --start are skipped
             try:
                 self._container.seek(start_pts, stream=self._stream, backward=True, any_frame=False)
             except av.error.FFmpegError as exc:
