@@ -90,13 +90,15 @@ def check_json_path(path: Path | None) -> None:
 
 
 def write_json(path: Path | None, data) -> None:
-    """Write ``--json`` output (one clear error if the disk refuses it: the results are printed above anyway)."""
+    """Write ``--json`` output through a temporary file (never half a file), with one clear error if the disk
+    refuses it: the results are printed above anyway."""
     from vggx.errors import ConfigError
+    from vggx.paths import write_atomic
 
     if path is None:
         return
     try:
-        path.write_text(json.dumps(data, indent=2) + "\n")
+        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
     except OSError as exc:
         raise ConfigError(f"cannot write --json {path} ({exc.strerror or exc})") from None
 

@@ -138,7 +138,7 @@ def open_source(source: str | Path):
 class VideoInfo:
     """What the rest of the pipeline needs to know about the input's first video stream."""
 
-    path: Path | str  # a local file, or the URL FFmpeg reads (see :func:`is_url`)
+    path: Path | str  # a local file, the URL FFmpeg reads (:func:`is_url`), or "-" (standard input)
     width: int
     height: int
     rate: Fraction  # frames per second (the stream's average rate)

@@ -174,13 +174,21 @@ def check_container(path: str | Path, codec: str) -> None:
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(f"cannot write {path} ({_reason(exc)})") from None
         try:
-            container.add_stream(codec, rate=24)
-        except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoError(f"{path.name}: its container cannot hold {codec} video ({_reason(exc)}); choose a "
-                             f"--codec it takes (e.g. libvpx-vp9 for .webm) or another extension (.mkv holds "
-                             f"most)") from None
+            _add_stream(container, codec, 24, path)
         finally:
             container.close()
+
+
+def _add_stream(container, codec: str, rate, path: Path):
+    """``container.add_stream(codec)``, or ``VideoError`` naming a codec the container of ``path`` takes."""
+    import av
+
+    try:
+        return container.add_stream(codec, rate=rate)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise VideoError(f"{path.name}: its container cannot hold {codec} video ({_reason(exc)}); choose a "
+                         f"--codec it takes (e.g. libvpx-vp9 for .webm) or another extension (.mkv holds "
+                         f"most)") from None
 
 
 def check_image_codec(path: str | Path, codec: str) -> None:
@@ -302,12 +310,9 @@ class VideoWriter:
         try:
             if self._images:
                 self._tmp_dir.mkdir()
-                self._container = av.open(str(self.tmp_path), "w", format="image2",
-                                          options={"start_number": str(start_number)})
-            elif self._single:
-                self._container = av.open(str(self.tmp_path), "w", format="image2")
-            else:
-                self._container = av.open(str(self.tmp_path), "w", format=_guess_format(self.path))
+            image2 = self._images or self._single  # FFmpeg's image muxer: numbered files, or one file
+            self._container = av.open(str(self.tmp_path), "w", format="image2" if image2 else _guess_format(self.path),
+                                      options={"start_number": str(start_number)} if self._images else {})
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._remove_tmp()
             raise VideoError(f"cannot write {self.path} ({_reason(exc)})") from None
@@ -333,15 +338,9 @@ class VideoWriter:
             raise
 
     def _add_video_stream(self, width: int, height: int, rate: Fraction, time_base: Fraction):
-        import av
-
         cfg = self.config
         codec = check_encoder(cfg)
-        try:
-            stream = self._container.add_stream(cfg.codec, rate=rate)
-        except (av.error.FFmpegError, ValueError) as exc:  # check_container says it before any work
-            raise VideoError(f"{self.path.name}: its container cannot hold {cfg.codec} video ({_reason(exc)})") \
-                from None
+        stream = _add_stream(self._container, cfg.codec, rate, self.path)  # check_container says it before work
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
         self._yuv_range = _yuv_range(stream.pix_fmt)
