@@ -9,7 +9,21 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
-class FileServer:
+class InBackground:
+    """A test HTTP server (``self._httpd``) that serves from a daemon thread inside ``with``."""
+
+    _httpd: ThreadingHTTPServer
+
+    def __enter__(self):
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class FileServer(InBackground):
     """``with FileServer(folder) as srv``: ``srv.url(name)`` is ``http://127.0.0.1:PORT/name``."""
 
     def __init__(self, folder: Path) -> None:
@@ -53,14 +67,6 @@ class FileServer:
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.port}/{name}"
-
-    def __enter__(self) -> FileServer:
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 class _QuietServer(ThreadingHTTPServer):

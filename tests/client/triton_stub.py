@@ -7,13 +7,13 @@ It serves one model whose config carries the vggx parameters and whose "inferenc
 from __future__ import annotations
 
 import json
-import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+from httpfiles import InBackground
 
 
-class StubTriton:
+class StubTriton(InBackground):
     """Start with ``with StubTriton(...) as stub``; ``stub.url`` is ``127.0.0.1:PORT``."""
 
     def __init__(self, *, window: int = 4, scale: int = 4, max_size: str = "64x64", ready: bool = True,
@@ -72,8 +72,8 @@ class StubTriton:
                 self._send(200, out + sr.tobytes(), {"Content-Type": "application/octet-stream",
                                                      "Inference-Header-Content-Length": str(len(out))})
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
-        self.port = self._server.server_address[1]
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self.port = self._httpd.server_address[1]
         self.url = f"{host}:{self.port}"
 
     def config(self) -> dict:
@@ -83,11 +83,3 @@ class StubTriton:
                 "input": [{"name": "lr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
                 "output": [{"name": "sr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
                 "parameters": {k: {"string_value": v} for k, v in params.items()}}
-
-    def __enter__(self) -> StubTriton:
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._server.shutdown()
-        self._server.server_close()
