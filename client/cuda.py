@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vggx.errors import InferenceError
+from vggx.errors import DeviceOutOfMemoryError, InferenceError
 from vggx.video.color import rgb_to_yuv420p, yuv420p_shape
 
 __all__ = ["CudaUpscaler", "require_cuda"]
@@ -56,6 +56,20 @@ def require_cuda(device: str = "cuda") -> None:
     if index is not None and index >= count:
         raise InferenceError(f"--device {device}: there is no GPU {index}; PyTorch sees {count} "
                              f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised while handling, CUDA running out of memory (an error inside a graph
+    capture comes out of the capture's end; a compiled model's, wrapped)."""
+    import torch
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 @dataclass
@@ -172,13 +186,49 @@ class CudaUpscaler:
         try:
             sr = self.module(lr)
         except Exception as exc:
-            if not self.compiled:
+            if not self.compiled or _out_of_memory(exc):
                 raise
             # Inductor's failures (a missing compiler, an unsupported op) come as long multi-line traces.
             first = (str(exc).strip().splitlines() or [""])[0][:300]
             raise InferenceError(f"the torch.compile'd model failed on input {tuple(lr.shape)} "
                                  f"({type(exc).__name__}: {first}); run without --compile") from exc
         return rgb_to_yuv420p(sr) if output_format == "yuv420p" else sr
+
+    @property
+    def device_name(self) -> str:
+        """``cuda:0 (NVIDIA H200, 139.8 GiB)``: for messages."""
+        import torch
+
+        props = torch.cuda.get_device_properties(self.device)
+        return f"{self.device} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
+
+    def _release(self) -> None:
+        """Drop every captured graph and its buffers and hand the cached memory back to the driver (after an
+        out-of-memory error; the next call captures its shape again)."""
+        import torch
+
+        try:
+            self.stream.synchronize()  # other callers' queued replays finish before their graphs go
+        finally:
+            self._slots.clear()
+            torch.cuda.empty_cache()
+
+    def _fitting_slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
+        """:meth:`_slot`; where the device runs out of memory making it, the other shapes' graphs (each holds
+        its own memory pool) are dropped and it is tried once more, then ``DeviceOutOfMemoryError``."""
+        while True:
+            others = len(self._slots) - ((*shape, output_format) in self._slots)
+            try:
+                return self._slot(shape, output_format)
+            except Exception as exc:
+                if not _out_of_memory(exc):
+                    raise
+                self._release()
+                if not others:
+                    raise DeviceOutOfMemoryError(f"{self.device_name} ran out of memory on input {shape}",
+                                                 shape) from exc
+                log.info("out of memory capturing input %s: dropped the graphs of %d other shapes, trying again",
+                         shape, others)
 
     def _slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
         key = (*shape, output_format)
@@ -208,7 +258,7 @@ class CudaUpscaler:
         if output_format not in ("rgb24", "yuv420p"):
             raise ValueError(f"output_format must be rgb24 or yuv420p, got {output_format!r}")
         with self._lock, torch.cuda.device(self.device):  # the Triton kernels launch on the current device
-            slot = self._slot(tuple(lr.shape), output_format)
+            slot = self._fitting_slot(tuple(lr.shape), output_format)
             staging = slot.stagings[slot.turn]
             slot.turn ^= 1
             staging.free.acquire()  # its last user has copied its output out (never waits on this lock)
@@ -226,8 +276,12 @@ class CudaUpscaler:
                     host = staging.host_out.view(-1)[: out.numel()].view(out.shape)
                     host.copy_(out, non_blocking=True)
                     staging.done.record(self.stream)
-            except BaseException:
+            except BaseException as exc:
                 staging.free.release()
+                if isinstance(exc, Exception) and _out_of_memory(exc):  # eager runs allocate as they go
+                    self._release()
+                    raise DeviceOutOfMemoryError(f"{self.device_name} ran out of memory on input {tuple(lr.shape)}",
+                                                 tuple(lr.shape)) from exc
                 raise
         try:
             staging.done.synchronize()

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vggx.errors import ConfigError, VideoError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError
 from vggx.video import (
     EncodeConfig,
     VideoReader,
@@ -46,7 +46,16 @@ from vggx.video.encode import (
 )
 
 from .runners import BackendConfig, Runner, open_runner
-from .windows import default_context, last_source_needed, plan_tiles, time_window, windows_needed
+from .windows import (
+    TilePlan,
+    default_context,
+    last_source_needed,
+    plan_tiles,
+    smaller_tile,
+    smallest_tile,
+    time_window,
+    windows_needed,
+)
 
 __all__ = ["MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "output_frame_size",
            "plan_folder", "upscale", "upscale_frames"]
@@ -77,7 +86,10 @@ class UpscaleConfig:
     frames: int | None = None  # stop after this many frames (a preview)
     compare: bool = False  # write bicubic | vggx side by side
     context: int | None = None  # frames of temporal context on each side of a window; None = window // 4
-    tile_overlap: int | None = None  # LR pixels; None = an eighth of the model's max size (>= 2 multiples)
+    # The largest tile (h, w) sent to the model, LR pixels: frames larger are tiled. None: the model's max size. A
+    # device that runs out of memory on a tile halves it for the rest of the run either way (a warning says so).
+    tile: tuple[int, int] | None = None
+    tile_overlap: int | None = None  # LR pixels; None = an eighth of the tile (>= 2 size multiples)
     # Take yuv420p frames from runners that convert on their device when the encoder encodes yuv420p
     # (False: RGB to the writer, which converts; the benchmark's side-by-side baseline).
     device_yuv420p: bool = True
@@ -110,6 +122,8 @@ class UpscaleConfig:
             raise ConfigError(f"--outscale must be in (0, {MAX_OUTSCALE:g}], got {self.outscale:g}")
         if self.height is not None and self.height < 2:
             raise ConfigError(f"--height must be >= 2 pixels, got {self.height}")
+        if self.tile is not None and min(self.tile) < 1:
+            raise ConfigError(f"--tile must be positive, got {self.tile[0]}x{self.tile[1]}")
 
 
 @dataclass(frozen=True)
@@ -234,18 +248,19 @@ def _check_frame_size(h: int, w: int) -> tuple[int, int]:
 
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
-                   tile_overlap: int | None = None, yuv420p: bool = False) -> np.ndarray:
+                   tile_overlap: int | None = None, yuv420p: bool = False,
+                   max_tile: tuple[int, int] | None = None) -> np.ndarray:
     """Run one window: ``frames`` uint8 ``(T, h, w, 3)`` -> uint8 ``(k, s·h, s·w, 3)`` for ``frames[keep]``.
 
-    Frames larger than the model's max size are tiled (feathered overlaps, see ``windows.py``);
-    frames smaller than its min size are edge-padded and cropped back. ``yuv420p``: where the runner
-    converts on its device (``runner.yuv420p_output``) and the frames need neither tiles nor padding,
+    Frames larger than ``max_tile`` (default: the model's max size) are tiled (feathered overlaps, see
+    ``windows.py``); frames smaller than its min size are edge-padded and cropped back. ``yuv420p``: where the
+    runner converts on its device (``runner.yuv420p_output``) and the frames need neither tiles nor padding,
     return the ``(k, 3/2·s·h, s·w)`` yuv420p planes the H.264 writer encodes instead (RGB otherwise).
     """
     info = runner.info
     _, h, w, _ = frames.shape
     s = info.scale
-    plan = plan_tiles((h, w), info.max_size, info.size_multiple, s, tile_overlap)
+    plan = plan_tiles((h, w), max_tile or info.max_size, info.size_multiple, s, tile_overlap)
     if plan.count == 1:
         return _infer_padded(runner, frames, keep, yuv420p)
     kept = len(range(*keep.indices(frames.shape[0])))
@@ -281,6 +296,43 @@ def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
     h, w = image.shape[:2]
     return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format="rgb24",
                                          interpolation="BICUBIC").to_ndarray()
+
+
+class _Tiles:
+    """The largest tile a run sends (LR pixels): the model's max size, or ``--tile`` below it, halved each time the
+    device runs out of memory on a tile (shared by the workers: a window that failed is run again with the smaller
+    tiles, and so are all the windows after it)."""
+
+    def __init__(self, runner: Runner, tile: tuple[int, int] | None, overlap: int | None) -> None:
+        info = runner.info
+        self.multiple, self.scale, self.overlap = info.size_multiple, info.scale, overlap
+        self.floor = smallest_tile(info.min_size, info.max_size, info.size_multiple)
+        if tile is not None and (tile[0] < self.floor[0] or tile[1] < self.floor[1]):
+            raise ConfigError(f"--tile {tile[0]}x{tile[1]} is below the smallest tile this model takes, "
+                              f"{self.floor[0]}x{self.floor[1]}")
+        limit = info.max_size if tile is None else (min(tile[0], info.max_size[0]), min(tile[1], info.max_size[1]))
+        self.size = (limit[0] // info.size_multiple * info.size_multiple,
+                     limit[1] // info.size_multiple * info.size_multiple)
+        self.device = getattr(runner, "device_name", None) or "the device"
+        self._lock = threading.Lock()
+
+    def plan(self, size: tuple[int, int]) -> TilePlan:
+        return plan_tiles(size, self.size, self.multiple, self.scale, self.overlap)
+
+    def shrink(self, tried: tuple[int, int], frame: tuple[int, int], exc: DeviceOutOfMemoryError) -> None:
+        """``tried`` (the limit a window ran with) ran out of memory on ``frame``-sized frames: halve the tiles,
+        unless another worker did already; ``InferenceError`` when they cannot get smaller."""
+        with self._lock:
+            if self.size != tried:  # another window failed on the same tiles and shrank them
+                return
+            used = (min(tried[0], frame[0]), min(tried[1], frame[1]))  # the tiles actually sent
+            new = smaller_tile(used, self.floor, self.multiple)
+            if new is None:
+                raise InferenceError(f"{exc} even in tiles of {used[0]}x{used[1]}, the smallest this model takes: "
+                                     f"free memory on {self.device} (other processes?) or use a smaller model")
+            log.warning("%s ran out of memory on %dx%d tiles; going on with tiles of at most %dx%d "
+                        "(--tile %dx%d starts there)", self.device, used[0], used[1], *new, *new)
+            self.size = new
 
 
 @dataclass
@@ -320,6 +372,7 @@ class _Run:
         self.yuv420p = (cfg.device_yuv420p and getattr(runner, "yuv420p_output", False) and not cfg.compare
                         and output_pix_fmt(cfg.encode) == "yuv420p")
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
+        self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap)
         # A resumed run: the frames before ``frames_done`` are in the output already; windows start after them.
         self.first_window = -(-frames_done // self.stride)
         self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
@@ -427,8 +480,7 @@ class _Run:
                 if item is None:
                     break
                 t0 = time.perf_counter()
-                images = upscale_frames(self.runner, item.frames, item.keep, self.cfg.tile_overlap,
-                                        yuv420p=self.yuv420p)
+                images = self._upscale(item)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -441,6 +493,16 @@ class _Run:
             self.fail(exc)
         finally:
             self.done.put(None)
+
+    def _upscale(self, item: _Work) -> np.ndarray:
+        """One window through the model, in smaller tiles each time the device runs out of memory."""
+        while True:
+            tried = self.tiles.size
+            try:
+                return upscale_frames(self.runner, item.frames, item.keep, self.tiles.overlap,
+                                      yuv420p=self.yuv420p, max_tile=tried)
+            except DeviceOutOfMemoryError as exc:
+                self.tiles.shrink(tried, item.frames.shape[1:3], exc)
 
     # ------------------------------------------------------------------------------ ordered output
 
@@ -557,7 +619,8 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "input": identity(config.input), "backend": getattr(runner, "resume_identity", runner.description),
         "model": repr(info),
         "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
-        "encode": repr(encode), "window": info.window, "context": context, "tile_overlap": config.tile_overlap,
+        "encode": repr(encode), "window": info.window, "context": context, "tile": config.tile,
+        "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None,
@@ -569,21 +632,24 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
-    context = default_context(info.window) if config.context is None else config.context
-    windows_needed(1, info.window, context)  # validates the context
-    # The written size, before any work (the display rotation, which --height goes by, is known only once frame 0
-    # is decoded: open_writer checks again with it).
-    early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
-    _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
-    store, encode = _resume_store(config, output, runner, reader, context)
-    frames_done = store.frames_done if store is not None else 0
-    run = _Run(config, runner, reader, context, frames_done)
+    try:  # the settings the model's facts check, before the decode thread (which closes the reader) starts
+        context = default_context(info.window) if config.context is None else config.context
+        windows_needed(1, info.window, context)  # validates the context
+        # The written size, before any work (the display rotation, which --height goes by, is known only once
+        # frame 0 is decoded: open_writer checks again with it).
+        early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
+        _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
+        store, encode = _resume_store(config, output, runner, reader, context)
+        frames_done = store.frames_done if store is not None else 0
+        run = _Run(config, runner, reader, context, frames_done)
+    except BaseException:
+        reader.close()
+        raise
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
     threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]
     out_h, out_w = vinfo.height * info.scale, vinfo.width * info.scale * (2 if config.compare else 1)  # until known
-    tiles = plan_tiles((vinfo.height, vinfo.width), info.max_size, info.size_multiple, info.scale,
-                       config.tile_overlap).count
+    tiles = run.tiles.plan((vinfo.height, vinfo.width)).count
     if progress is not None:
         progress.start(reader.expected_frames(), f"{runner.description}, window {info.window}"
                        + (f", {tiles} tiles" if tiles > 1 else "")
@@ -659,7 +725,8 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     return UpscaleResult(
         output=output, frames=written, seconds=seconds, output_bytes=writer.output_bytes,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
-        tiles_per_window=tiles, backend=runner.description, stage_seconds=dict(run.busy),
+        tiles_per_window=run.tiles.plan((vinfo.height, vinfo.width)).count, backend=runner.description,
+        stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
     )

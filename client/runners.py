@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vggx.errors import ConfigError, InferenceError, TensorRTNotInstalledError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, TensorRTNotInstalledError
 from vggx.paths import cache_dir as vggx_cache_dir
 
 from .model_info import ModelInfo
@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# How runtimes word running out of device memory: PyTorch ("CUDA out of memory", also what vggx's served torch model
+# answers), ONNX Runtime's CUDA provider ("CUDA failure 2: out of memory", its arena's "Failed to allocate memory").
+OUT_OF_MEMORY = re.compile(r"out of memory|failed to allocate memory", re.IGNORECASE)
 
 
 class Backend(enum.Enum):
@@ -225,12 +229,16 @@ class OnnxRuntimeRunner(_RunnerBase):
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
+        self.device_name = device
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
         try:
             (sr,) = self._session.run([self._output], {self._input: lr})
         except Exception as exc:  # onnxruntime's error types are not exported
+            if self.device_name != "cpu" and OUT_OF_MEMORY.search(str(exc)):  # the pipeline sends smaller tiles
+                raise DeviceOutOfMemoryError(f"onnxruntime ran out of memory on {self.device_name} on input "
+                                             f"{lr.shape}", lr.shape) from None
             raise InferenceError(f"onnxruntime failed on input {lr.shape}: {exc}") from None
         return self.check_output(lr, sr)
 
@@ -276,6 +284,11 @@ class TorchRunner(_RunnerBase):
         extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
                                   ("cuda graphs", cuda and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"
+
+    @property
+    def device_name(self) -> str:
+        """The device for messages: ``cpu``, or ``cuda:0 (NVIDIA H200, 139.8 GiB)``."""
+        return self._cuda.device_name if self._cuda is not None else "cpu"
 
     @property
     def yuv420p_output(self) -> bool:
@@ -366,10 +379,15 @@ class TensorRTRunner(_RunnerBase):
 
         self.check_input(lr)
         with self._lock:
-            x = torch.from_numpy(np.ascontiguousarray(lr)).cuda()
-            self._context.set_input_shape(self._input, tuple(lr.shape))
-            out_shape = tuple(self._context.get_tensor_shape(self._output))
-            y = torch.empty(out_shape, dtype=torch.uint8, device="cuda")
+            try:
+                x = torch.from_numpy(np.ascontiguousarray(lr)).cuda()
+                self._context.set_input_shape(self._input, tuple(lr.shape))
+                out_shape = tuple(self._context.get_tensor_shape(self._output))
+                y = torch.empty(out_shape, dtype=torch.uint8, device="cuda")
+            except torch.cuda.OutOfMemoryError:
+                torch.cuda.empty_cache()
+                raise DeviceOutOfMemoryError(f"the GPU ran out of memory for the TensorRT engine's input and "
+                                             f"output of {lr.shape}", lr.shape) from None
             self._context.set_tensor_address(self._input, x.data_ptr())
             self._context.set_tensor_address(self._output, y.data_ptr())
             stream = torch.cuda.current_stream()

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from vggx.errors import ConfigError, InferenceError, ServerError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, ServerError
 
 from .model_info import ModelInfo
-from .runners import _RunnerBase
+from .runners import OUT_OF_MEMORY, _RunnerBase
 
 __all__ = ["ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls", "may_grow"]
 
@@ -115,6 +115,7 @@ class TritonRunner(_RunnerBase):
         self.description = f"triton {protocol}://{url} model {model_name!r}" + (
             " (shared memory)" if self._use_shm else "")
         self.resume_identity = f"triton model {model_name!r}"  # what --resume compares: not the address
+        self.device_name = f"the model served by Triton at {url}"  # for messages (out of memory)
 
     # ------------------------------------------------------------------------------------- set-up
 
@@ -200,6 +201,9 @@ class TritonRunner(_RunnerBase):
                 raise
             except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
                 if not _transient(exc):
+                    if OUT_OF_MEMORY.search(_reason(exc)):  # the pipeline sends smaller tiles
+                        raise DeviceOutOfMemoryError(f"the model served by Triton at {self.url} ran out of memory "
+                                                     f"on input {lr.shape} ({_reason(exc)})", lr.shape) from None
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
                                       f"{_reason(exc)}") from None
                 if attempt == self.retries:
@@ -382,6 +386,7 @@ class TritonPool(_RunnerBase):
                                   f"{other.url} has {other.info}; point --url at replicas of one model")
         self.info = first.info
         self.resume_identity = first.resume_identity  # the model, not the (changing) set of replicas
+        self.device_name = "the model the Triton replicas serve"
         self._in_flight = [0] * len(self._runners)
         self._next = 0  # where the search for the least busy server starts (ties go round)
         self._down: dict[int, ServerError] = {}  # server -> why it was dropped

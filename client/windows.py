@@ -12,7 +12,9 @@ frames of window ``k = i // S``.
 of ``size_multiple`` (so every tile sees the same down-sampling grid as the whole frame), overlap by
 ``overlap`` pixels and are blended with linear (feathered) weights that sum to one at every output
 pixel. Output pixels covered by one tile only equal that tile's model output exactly; a model that
-is local per pixel (e.g. nearest-neighbour upscaling) gives the untiled result exactly.
+is local per pixel (e.g. nearest-neighbour upscaling) gives the untiled result exactly. The largest
+tile is the model's maximum size, or less where asked (``--tile``) or where the device ran out of
+memory (:func:`smaller_tile`: the longer side halved, down to :func:`smallest_tile`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
+    "MIN_TILE",
     "TilePlan",
     "TimeWindow",
     "default_context",
@@ -30,9 +33,13 @@ __all__ = [
     "plan_tiles",
     "plan_tiles_1d",
     "plan_windows",
+    "smaller_tile",
+    "smallest_tile",
     "time_window",
     "windows_needed",
 ]
+
+MIN_TILE = 16  # LR pixels: the smallest tile side (at 16 a tile is mostly overlap; smaller ones are no use)
 
 
 @dataclass(frozen=True)
@@ -184,3 +191,24 @@ def plan_tiles(
         ov = min(ov, limit // 2 // multiple * multiple)  # stride >= half a tile
         spans.append(tuple(plan_tiles_1d(length, limit, multiple, ov)))
     return TilePlan(rows=spans[0], cols=spans[1], scale=scale)
+
+
+def smallest_tile(min_size: tuple[int, int], max_size: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The smallest tile worth sending to a model: :data:`MIN_TILE` a side or its ``min_size``, whichever is
+    larger, rounded up to a ``multiple`` (never above ``max_size``)."""
+    return tuple(min(hi, -(-max(lo, MIN_TILE) // multiple) * multiple)
+                 for lo, hi in zip(min_size, max_size, strict=True))
+
+
+def smaller_tile(tile: tuple[int, int], floor: tuple[int, int], multiple: int) -> tuple[int, int] | None:
+    """The tile to try after ``tile`` ran out of device memory: its longer side halved (the other side if the
+    longer one is at ``floor`` already), rounded down to a ``multiple`` and not below ``floor``; None when both
+    sides are at ``floor``. Halving one side halves the activations, whichever side it is."""
+    order = sorted(range(2), key=lambda i: -tile[i])  # the longer side first
+    for i in order:
+        side = max(floor[i], tile[i] // 2 // multiple * multiple)
+        if side < tile[i]:
+            new = list(tile)
+            new[i] = side
+            return new[0], new[1]
+    return None

@@ -397,6 +397,9 @@ def upscale(
     height: Annotated[int | None, typer.Option(
         "--height", help="output height in pixels as displayed, e.g. 2160; the width keeps the aspect ratio")
     ] = None,
+    tile: Annotated[str | None, typer.Option(
+        "--tile", help="largest tile sent to the model, in input pixels: N (square) or HxW, e.g. 540x960 to fit a "
+        "smaller GPU (default: the model's max size; a GPU that runs out of memory halves it on its own)")] = None,
     fps: Annotated[str | None, typer.Option(
         "--fps", help="frame rate of an image-sequence input (frames/%06d.png), e.g. 24 or 24000/1001 "
         "(default: 25, FFmpeg's)")] = None,
@@ -457,6 +460,7 @@ def upscale(
         check_image_codec(output, codec)
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
     rate = _parse_rate(fps) if fps is not None else None
+    tile_size = _parse_tile(tile) if tile is not None else None
     start_s = _parse_time(start)
     servers = 1
     if url and chosen is Backend.TRITON:
@@ -469,7 +473,7 @@ def upscale(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
-            outscale=outscale, height=height, fps=rate,
+            outscale=outscale, height=height, fps=rate, tile=tile_size,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -501,7 +505,8 @@ def upscale(
         h, w = result.output_size
         resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
         console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
-                      f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}]",
+                      f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}"
+                      + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "") + "]",
                       highlight=False, soft_wrap=True, markup=False)
         warmup = _warmup_line(result)
         if warmup:
@@ -551,6 +556,19 @@ def upscale(
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
+
+
+def _parse_tile(text: str) -> tuple[int, int]:
+    """``--tile``: ``N`` (N x N) or ``HxW``, input pixels."""
+    from vggx.errors import ConfigError
+    from vggx.shapes import parse_size
+
+    if text.strip().isdigit():
+        text = f"{text.strip()}x{text.strip()}"
+    try:
+        return parse_size(text)
+    except ConfigError:
+        raise ConfigError(f"--tile must be N or HxW in input pixels (e.g. 512 or 540x960), got {text!r}") from None
 
 
 def _write_results(path: Path | None, results: list, failed: list[str]) -> None:

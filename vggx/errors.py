@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "CheckpointError",
     "ConfigError",
+    "DeviceOutOfMemoryError",
     "EngineBuildError",
     "ExportError",
     "InferenceError",
@@ -59,6 +60,14 @@ class ServerError(VggxError):
 
 class InferenceError(VggxError):
     """A backend rejected or failed an inference request."""
+
+
+class DeviceOutOfMemoryError(InferenceError):
+    """The device ran out of memory on an input of ``shape``: the upscale pipeline retries with smaller tiles."""
+
+    def __init__(self, message: str, shape: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.shape = tuple(shape)
 
 
 class VideoError(VggxError):

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from videoclips import make_png_sequence, make_video, stream_facts
 
 from vggx.cli import app
+from vggx.client.windows import plan_tiles
 from vggx.server import free_port
 
 
@@ -68,6 +69,15 @@ class TestSuccess:
         result = cli(clips["aac"], out, "--frames", "4", *option)
         assert result.exit_code == 0, result.output
         assert f"({size[1]}x{size[0]}, " in result.stdout and stream_facts(out)["size"] == size
+
+    @pytest.mark.parametrize("tile", ["24x32", "32"])
+    def test_tile_cuts_frames_into_tiles_and_says_so(self, cli, clips, tmp_path, tile):
+        result = cli(clips["big"], tmp_path / "o.mkv", "--tile", tile, "--frames", "4", "--codec", "ffv1")
+        assert result.exit_code == 0, result.output
+        size = (24, 32) if tile == "24x32" else (32, 32)
+        count = plan_tiles((40, 56), size, 8, 4).count  # 40x56 frames
+        assert count == 6
+        assert f", {count} tiles a frame]" in result.stdout.strip().splitlines()[-2]
 
     def test_an_http_url_is_an_input(self, cli, clips, tmp_path):
         import shutil
@@ -182,6 +192,17 @@ class TestBackendErrors:
     ])
     def test_bad_output_size(self, cli, clips, tmp_path, options, message):
         result = cli(clips["aac"], tmp_path / "o.mp4", *options)
+        assert_one_error_line(result, message)
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize(("tile", "message"), [
+        ("big", "--tile must be N or HxW in input pixels (e.g. 512 or 540x960), got 'big'"),
+        ("0", "--tile must be N or HxW in input pixels (e.g. 512 or 540x960), got '0x0'"),
+        ("540x", "--tile must be N or HxW in input pixels (e.g. 512 or 540x960), got '540x'"),
+        ("8", "--tile 8x8 is below the smallest tile this model takes, 16x16"),
+    ])
+    def test_bad_tile(self, cli, clips, tmp_path, tile, message):
+        result = cli(clips["big"], tmp_path / "o.mp4", "--tile", tile)
         assert_one_error_line(result, message)
         assert list(tmp_path.iterdir()) == []
 

@@ -12,7 +12,7 @@ from videoclips import decode_all, frame_pattern, make_png_sequence, make_video,
 from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_frames
 from vggx.client.runners import TorchRunner, cached_onnx
 from vggx.client.windows import plan_tiles, plan_windows
-from vggx.errors import InferenceError, VideoError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError
 from vggx.video import EncodeConfig, VideoWriter
 
 LOSSLESS = EncodeConfig(codec="ffv1")
@@ -98,6 +98,81 @@ class TestTiles:
         # measured with these weights: mean 0.006, max 3, 99.4% of values identical
         assert diff.mean() < 0.1 and diff.max() <= 8, (diff.mean(), diff.max())
         assert (diff == 0).mean() > 0.95, (diff == 0).mean()
+
+
+class SmallDevice:
+    """A runner whose device holds at most ``pixels`` LR pixels a frame: a larger input raises what a GPU runner
+    raises when it runs out of memory (the real runner below does the work)."""
+
+    def __init__(self, runner, pixels: int) -> None:
+        self.runner, self.pixels = runner, pixels
+        self.info, self.description, self.device_name = runner.info, runner.description, "the test device"
+        self.shapes: list[tuple[int, int]] = []  # (h, w) of every input, in order
+
+    def infer(self, lr):
+        self.shapes.append(lr.shape[2:4])
+        if lr.shape[2] * lr.shape[3] > self.pixels:
+            raise DeviceOutOfMemoryError(f"the test device ran out of memory on input {lr.shape}", lr.shape)
+        return self.runner.infer(lr)
+
+
+class TestTileOption:
+    def test_tile_runs_like_a_model_whose_max_size_it_is(self, clips, tmp_path, torch_runner,
+                                                        small_profile_checkpoint):
+        small = TorchRunner(small_profile_checkpoint, threads=1)  # same weights, max size 24x32
+        a = run(clips["big"], tmp_path / "a.mkv", small, frames=4)
+        b = run(clips["big"], tmp_path / "b.mkv", torch_runner, frames=4, tile=(24, 32))
+        assert a.tiles_per_window == b.tiles_per_window == 6
+        for x, y in zip(decode_all(tmp_path / "a.mkv"), decode_all(tmp_path / "b.mkv"), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+    def test_a_tile_above_the_models_max_size_is_the_max_size(self, clips, tmp_path, small_profile_checkpoint):
+        small = TorchRunner(small_profile_checkpoint, threads=1)
+        assert run(clips["big"], tmp_path / "a.mkv", small, frames=4, tile=(4000, 4000)).tiles_per_window == 6
+
+    def test_a_tile_below_the_smallest_is_refused_before_any_work(self, clips, tmp_path, torch_runner):
+        with pytest.raises(ConfigError, match=r"--tile 8x64 is below the smallest tile this model takes, 16x16"):
+            run(clips["big"], tmp_path / "a.mkv", torch_runner, tile=(8, 64))
+        assert list(tmp_path.iterdir()) == []
+
+
+class TestOutOfMemory:
+    @pytest.mark.parametrize("concurrency", [1, 2])
+    def test_tiles_halve_until_they_fit_and_the_output_is_that_tiling(self, clips, tmp_path, torch_runner, caplog,
+                                                                     concurrency):
+        device = SmallDevice(torch_runner, pixels=24 * 32)
+        result = run(clips["big"], tmp_path / "a.mkv", device, concurrency=concurrency)  # 40x56 frames
+        # 40x56 did not fit, nor 40x24 (56 halved, on multiples of 8); 16x24 (40 halved) does
+        warnings = [r.getMessage() for r in caplog.records if "ran out of memory" in r.getMessage()]
+        assert warnings == [
+            "the test device ran out of memory on 40x56 tiles; going on with tiles of at most 40x24 (--tile 40x24 "
+            "starts there)",
+            "the test device ran out of memory on 40x24 tiles; going on with tiles of at most 16x24 (--tile 16x24 "
+            "starts there)"]
+        assert max(h * w for h, w in device.shapes[-12:]) <= 24 * 32  # every window since: the small tiles
+        explicit = run(clips["big"], tmp_path / "b.mkv", torch_runner, tile=(16, 24))
+        assert result.tiles_per_window == explicit.tiles_per_window == plan_tiles((40, 56), (16, 24), 8, 4).count
+        assert result.frames == explicit.frames == 5
+        for x, y in zip(decode_all(tmp_path / "a.mkv"), decode_all(tmp_path / "b.mkv"), strict=True):
+            np.testing.assert_array_equal(x, y)  # every window ran again in full with the smaller tiles
+
+    def test_a_device_too_small_for_the_smallest_tile_fails_in_one_line(self, clips, tmp_path, torch_runner):
+        device = SmallDevice(torch_runner, pixels=100)
+        with pytest.raises(InferenceError, match=r"^the test device ran out of memory on input \(1, 8, 16, 16, 3\) "
+                           r"even in tiles of 16x16, the smallest this model takes: free memory on the test device"):
+            run(clips["big"], tmp_path / "a.mkv", device)
+        assert list(tmp_path.iterdir()) == []
+
+    def test_other_inference_errors_are_not_retried(self, clips, tmp_path, torch_runner):
+        class Broken(SmallDevice):
+            def infer(self, lr):
+                self.shapes.append(lr.shape[2:4])
+                raise InferenceError("broken")
+
+        device = Broken(torch_runner, pixels=0)
+        with pytest.raises(InferenceError, match=r"^broken$"):
+            run(clips["big"], tmp_path / "a.mkv", device)
+        assert device.shapes[0] == (40, 56) and len(device.shapes) == 1
 
 
 class TestPreviewAndCompare:

@@ -39,6 +39,21 @@ class TestAgainstStub:
         for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):  # nearest ×4 survives tiling
             np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
 
+    def test_a_server_out_of_memory_gets_smaller_tiles(self, clips, tmp_path, caplog):
+        with StubTriton(window=4, max_size="64x64") as stub:
+            stub.oom_above = 24 * 32
+            cfg = UpscaleConfig(clips["big"], tmp_path / "o.mkv", http_config(stub.url), LOSSLESS)
+            result = upscale(cfg)
+        # one request per size that ran out of memory (not retried as transient), then the small tiles only
+        assert stub.shapes[:2] == [[1, 4, 40, 56, 3], [1, 4, 40, 24, 3]]
+        assert {tuple(s[2:4]) for s in stub.shapes[2:]} <= {(16, 24), (16, 16)}
+        assert result.tiles_per_window > 1
+        assert (f"the model served by Triton at {stub.url} ran out of memory on 40x24 tiles; going on with tiles "
+                "of at most 16x24") in caplog.text
+        src = decode_all(clips["big"])
+        for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):  # nearest ×4 survives tiling
+            np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
+
     def test_transient_errors_are_retried_with_backoff(self, caplog):
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
         with StubTriton() as stub, open_runner(http_config(stub.url)) as runner:

@@ -15,6 +15,8 @@ from vggx.client.windows import (
     plan_tiles,
     plan_tiles_1d,
     plan_windows,
+    smaller_tile,
+    smallest_tile,
 )
 
 
@@ -123,3 +125,29 @@ class TestUpscaleFrames:
         out = upscale_frames(runner, frames)
         assert runner.calls == [(1, 4, 16, 16, 3)]
         np.testing.assert_array_equal(out, frames.repeat(4, axis=1).repeat(4, axis=2))
+
+
+class TestTileSizes:
+    def test_smallest_tile_is_sixteen_or_the_models_minimum_on_whole_multiples(self):
+        assert smallest_tile((16, 16), (1088, 1920), 8) == (16, 16)
+        assert smallest_tile((8, 8), (1088, 1920), 8) == (16, 16)
+        assert smallest_tile((20, 36), (1088, 1920), 8) == (24, 40)  # rounded up to the multiple
+        assert smallest_tile((16, 16), (12, 1920), 4) == (12, 16)  # never above the max size
+
+    def test_halves_the_longer_side_each_time_down_to_the_floor(self):
+        sizes = [(1088, 1920)]
+        while (nxt := smaller_tile(sizes[-1], (16, 16), 8)) is not None:
+            sizes.append(nxt)
+        assert sizes == [(1088, 1920), (1088, 960), (544, 960), (544, 480), (272, 480), (272, 240), (136, 240),
+                         (136, 120), (64, 120), (64, 56), (32, 56), (32, 24), (16, 24), (16, 16)]
+
+    def test_rounds_down_to_the_multiple_and_stops_at_the_floor(self):
+        assert smaller_tile((40, 56), (16, 16), 8) == (40, 24)  # 56 / 2 = 28 -> 24
+        assert smaller_tile((40, 24), (16, 16), 8) == (16, 24)  # 40 / 2 = 20 -> 16
+        assert smaller_tile((24, 16), (16, 16), 8) == (16, 16)
+        assert smaller_tile((16, 48), (16, 48), 8) is None  # neither side can shrink
+        assert smaller_tile((16, 64), (16, 40), 8) == (16, 40)  # half is below the floor: the floor
+
+    def test_a_square_tile_halves_one_side_then_the_other(self):
+        assert smaller_tile((512, 512), (16, 16), 8) == (256, 512)
+        assert smaller_tile((256, 512), (16, 16), 8) == (256, 256)

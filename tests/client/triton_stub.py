@@ -1,7 +1,8 @@
 """A tiny stand-in for Triton's HTTP/REST (KServe v2) endpoint, for client tests without a server.
 
 It serves one model whose config carries the vggx parameters and whose "inference" is nearest-neighbour
-×scale, and can be told to be not ready or to fail the next requests with an HTTP status.
+×scale, and can be told to be not ready, to fail the next requests with an HTTP status, or to run out of
+memory on large inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ class StubTriton(InBackground):
         self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
         self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
         self.infer_calls = 0
+        # answer larger inputs (h·w LR pixels) the way vggx's served torch model answers when CUDA runs out of memory
+        self.oom_above: int | None = None
+        self.shapes: list[list[int]] = []  # every infer request's input shape, in order
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -65,6 +69,11 @@ class StubTriton(InBackground):
                 header = json.loads(body[:n])
                 (inp,) = header["inputs"]
                 lr = np.frombuffer(body[n:], np.uint8).reshape(inp["shape"])
+                stub.shapes.append(list(lr.shape))
+                if stub.oom_above is not None and lr.shape[2] * lr.shape[3] > stub.oom_above:
+                    self._send(500, json.dumps({"error": "inference failed: CUDA out of memory. Tried to allocate "
+                                                         "2.00 GiB (GPU 0; 79.10 GiB total capacity)"}).encode())
+                    return
                 sr = np.ascontiguousarray(lr.repeat(stub.scale, axis=2).repeat(stub.scale, axis=3))
                 out = json.dumps({"model_name": stub.model, "outputs": [{
                     "name": "sr", "datatype": "UINT8", "shape": list(sr.shape),

@@ -231,3 +231,52 @@ def test_a_failing_compiled_model_is_one_clear_error(tiny_checkpoint_path, monke
     with pytest.raises(InferenceError, match=r"torch.compile'd model failed on input \(1, 8, 48, 64, 3\) "
                                              r"\(RuntimeError: backend compiler failed\); run without --compile"):
         fast(_frames())
+
+
+@gpu
+@requires_gpu
+@pytest.mark.parametrize("cuda_graphs", [True, False])
+def test_a_real_out_of_memory_shrinks_the_tiles_and_the_run_goes_on(tiny_checkpoint_path, tmp_path, caplog,
+                                                                    cuda_graphs):
+    """CUDA really running out of memory (the caching allocator capped with ``set_per_process_memory_fraction``
+    at about 8 times what a 128x128 window takes, for 720x1280 frames): the upscaler drops its graphs and raises
+    ``DeviceOutOfMemoryError``, the pipeline halves the tiles until they fit and finishes; the video is what an
+    explicit ``--tile`` of that size gives (to FP16 rounding: cuDNN may pick other algorithms)."""
+    import re
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+    from vggx.client import UpscaleConfig, upscale
+    from vggx.client.runners import TorchRunner
+    from vggx.video import EncodeConfig
+
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 8, (720, 1280))
+    runner = TorchRunner(tiny_checkpoint_path, device="cuda", fp16=True, cuda_graphs=cuda_graphs)
+    device = runner._cuda.device
+    runner.infer(_frames((1, 8, 64, 64, 3)))
+    torch.cuda.synchronize(device)
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_reserved(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    runner.infer(_frames((1, 8, 128, 128, 3)))
+    window = torch.cuda.max_memory_reserved(device) - base
+    total = torch.cuda.get_device_properties(device).total_memory
+    lossless = EncodeConfig(codec="ffv1")
+    torch.cuda.set_per_process_memory_fraction(min(1.0, (base + 8 * window) / total), device)
+    try:
+        result = upscale(UpscaleConfig(clip, tmp_path / "capped.mkv", encode=lossless), runner=runner)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+    shrinks = re.findall(r"going on with tiles of at most (\d+)x(\d+)", caplog.text)
+    assert shrinks and result.frames == 8 and result.tiles_per_window > 1, (caplog.text, window)
+    tile = tuple(map(int, shrinks[-1]))
+    explicit = upscale(UpscaleConfig(clip, tmp_path / "tiled.mkv", encode=lossless, tile=tile), runner=runner)
+    assert explicit.tiles_per_window == result.tiles_per_window
+
+    def frames(path):
+        import av
+
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24").astype(np.int16) for f in c.decode(video=0)])
+
+    diff = np.abs(frames(tmp_path / "capped.mkv") - frames(tmp_path / "tiled.mkv"))
+    assert (diff <= 2).mean() >= 0.999, (diff.max(), (diff <= 2).mean())
