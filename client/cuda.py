@@ -112,6 +112,11 @@ class CudaUpscaler:
             halves the time per window (29.5 vs 59.7 ms: Inductor fuses the elementwise passes that
             eager mode runs around each convolution), after about 45 s of compilation per shape
             (Inductor caches its work on disk for later processes).
+        share_graph_memory: capture every shape's graph into one memory pool, so the graphs together hold what the
+            largest needs rather than the sum of all (a tiled frame has up to four tile shapes; a folder run, a
+            shape per video size). Safe here because replays never overlap (one stream) and each graph's output
+            is copied out, on that stream, before another graph runs: a later replay overwriting an earlier
+            graph's output or scratch memory overwrites nothing that is still read.
         compile_options: Inductor options for ``torch.compile``; None: :data:`COMPILE_OPTIONS`, Inductor's
             ``freezing`` (weights folded into the graph as constants, laid out once for its convolutions):
             on an H200 (``base``, run 9) 29.4 vs 30.5 ms per window and 35 vs 48 s of compilation against
@@ -120,7 +125,7 @@ class CudaUpscaler:
 
     def __init__(self, module, *, device: str = "cuda", fp16: bool = True, cuda_graphs: bool = True,
                  channels_last: bool = False, max_graphs: int = 8, compile: bool = False,
-                 compile_options: dict | None = None) -> None:
+                 compile_options: dict | None = None, share_graph_memory: bool = True) -> None:
         import torch
 
         require_cuda(device)
@@ -146,6 +151,8 @@ class CudaUpscaler:
         self.module = module
         self.cuda_graphs = cuda_graphs
         self.max_graphs = max_graphs
+        self.share_graph_memory = share_graph_memory
+        self._pool = torch.cuda.graph_pool_handle() if share_graph_memory else None  # see share_graph_memory
         self.stream = torch.cuda.Stream(self.device)
         self._slots: OrderedDict[tuple, _Slot] = OrderedDict()  # (*input shape, output format) -> slot
         self._lock = threading.Lock()
@@ -175,7 +182,7 @@ class CudaUpscaler:
                 graph = torch.cuda.CUDAGraph()
                 # thread_local: only this thread is held to capture's rules; another caller may meanwhile
                 # wait on its own event (cudaEventSynchronize), which global mode forbids process-wide.
-                with torch.cuda.graph(graph, stream=self.stream, capture_error_mode="thread_local"):
+                with torch.cuda.graph(graph, pool=self._pool, stream=self.stream, capture_error_mode="thread_local"):
                     slot.dev_out = self._run(slot.dev_in, output_format)
             slot.graph = graph
             log.info("captured a CUDA graph for input %s (%s out): warm-up %.1f s (compilation, cuDNN's search), "
@@ -211,11 +218,13 @@ class CudaUpscaler:
             self.stream.synchronize()  # other callers' queued replays finish before their graphs go
         finally:
             self._slots.clear()
+            if self.share_graph_memory:  # the old pool goes with its last graph
+                self._pool = torch.cuda.graph_pool_handle()
             torch.cuda.empty_cache()
 
     def _fitting_slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
-        """:meth:`_slot`; where the device runs out of memory making it, the other shapes' graphs (each holds
-        its own memory pool) are dropped and it is tried once more, then ``DeviceOutOfMemoryError``."""
+        """:meth:`_slot`; where the device runs out of memory making it, the other shapes' graphs (and the memory
+        they hold) are dropped and it is tried once more, then ``DeviceOutOfMemoryError``."""
         while True:
             others = len(self._slots) - ((*shape, output_format) in self._slots)
             try:

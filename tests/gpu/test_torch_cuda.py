@@ -145,6 +145,54 @@ def test_a_new_shape_is_captured_while_another_caller_waits(tiny_checkpoint_path
 
 @gpu
 @requires_gpu
+def test_graphs_sharing_one_memory_pool_replay_in_any_order_like_eager(tiny_checkpoint_path):
+    """Every shape's graph in one memory pool (the default): replayed interleaved, from two threads, in an order
+    other than the captures', each output equals the eager model's on that input exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    shapes = [(1, 8, 48, 64, 3), (1, 8, 40, 56, 3), (2, 8, 32, 48, 3)]
+    inputs = [_frames(shape, seed=i) for i, shape in enumerate(shapes)]
+    shared = _fast(tiny_checkpoint_path, fp16=True)
+    eager = _fast(tiny_checkpoint_path, fp16=True, cuda_graphs=False)
+    want = [eager(lr) for lr in inputs]
+    for lr in inputs:
+        shared(lr)
+    assert shared._pool is not None and len(shared._slots) == 3
+    order = [2, 0, 1, 1, 0, 2, 0, 2, 1]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda i: shared(inputs[i], keep=slice(2, 6)), order))
+    for g, i in zip(got, order, strict=True):
+        np.testing.assert_array_equal(g, want[i][:, 2:6])
+
+
+@gpu
+@requires_gpu
+def test_graphs_of_several_shapes_hold_the_memory_of_the_largest(tiny_checkpoint_path):
+    """Tiles of four shapes: with one shared pool the graphs together reserve about what the largest needs;
+    with a pool each they reserve about the sum (measured side by side)."""
+    shapes = [(1, 8, 256, 256, 3), (1, 8, 256, 200, 3), (1, 8, 200, 256, 3), (1, 8, 200, 200, 3)]
+
+    def reserved_by_graphs(share: bool) -> int:
+        fast = _fast(tiny_checkpoint_path, fp16=True, share_graph_memory=share)
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        before = torch.cuda.memory_reserved()
+        for i, shape in enumerate(shapes):
+            fast(_frames(shape, seed=i))
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()  # the warm-ups' eager memory goes; what the graphs hold stays
+        held = torch.cuda.memory_reserved() - before
+        fast.close()
+        del fast
+        torch.cuda.empty_cache()
+        return held
+
+    separate, shared = reserved_by_graphs(False), reserved_by_graphs(True)
+    assert shared < 0.5 * separate, (shared, separate)
+
+
+@gpu
+@requires_gpu
 def test_yuv420p_output_is_the_rgb_output_converted(tiny_checkpoint_path):
     """The GPU conversion inside the captured graph = the same conversion of the RGB output on the CPU."""
     from vggx.video.color import rgb_to_yuv420p
