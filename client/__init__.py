@@ -9,6 +9,7 @@ from .pipeline import (
     output_frame_size,
     plan_folder,
     upscale,
+    upscale_clip,
     upscale_frames,
 )
 from .runners import Backend, BackendConfig, Runner, TritonProtocol, open_runner
@@ -27,5 +28,6 @@ __all__ = [
     "output_frame_size",
     "plan_folder",
     "upscale",
+    "upscale_clip",
     "upscale_frames",
 ]

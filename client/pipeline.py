@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -48,17 +48,17 @@ from vggx.video.encode import (
 from .runners import BackendConfig, Runner, open_runner
 from .windows import (
     TilePlan,
+    TimeWindow,
+    cut_windows,
     default_context,
-    last_source_needed,
     plan_tiles,
     smaller_tile,
     smallest_tile,
-    time_window,
     windows_needed,
 )
 
 __all__ = ["MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "output_frame_size",
-           "plan_folder", "upscale", "upscale_frames"]
+           "plan_folder", "upscale", "upscale_clip", "upscale_frames"]
 
 # What a folder run takes as videos (by extension; FFmpeg reads many more, named one by one).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
@@ -271,6 +271,45 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     return np.clip(np.rint(acc), 0, 255).astype(np.uint8)
 
 
+def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[int, int] | None = None,
+                 tile_overlap: int | None = None, context: int | None = None) -> Iterator[np.ndarray]:
+    """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
+    from your own decoder, a camera or a renderer rather than a file.
+
+    ``frames``: uint8 RGB ``(h, w, 3)`` arrays of one size, from any iterable; a generator is read as the windows
+    need it (the clip's length need not be known; about two windows of frames are held at a time). Each frame that
+    comes back is uint8 ``(s·h, s·w, 3)``, what ``vggx upscale`` encodes: the same overlapping windows (``context``
+    frames each side, a quarter of the window by default), the same tiles (``tile`` caps them, as ``--tile``), and
+    the same halving of the tiles when the device runs out of memory. One window runs at a time, in the calling
+    thread.
+
+    Raises:
+        ConfigError: a frame that is not uint8 RGB, or not the size of the first; ``tile`` below the smallest.
+        InferenceError, ServerError: the backend failed.
+    """
+    info = runner.info
+    context = default_context(info.window) if context is None else context
+    windows_needed(1, info.window, context)  # validates the context
+    tiles = _Tiles(runner, tile, tile_overlap)
+
+    def checked() -> Iterator[np.ndarray]:
+        size = None
+        for i, frame in enumerate(frames):
+            frame = np.asarray(frame)
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3), got {frame.dtype} {frame.shape}")
+            if size is None:
+                size = frame.shape
+            elif frame.shape != size:
+                raise ConfigError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 {size[1]}x{size[0]}: "
+                                  "a clip's frames have one size")
+            yield frame
+
+    for win, window in cut_windows(checked(), info.window, context):
+        keep = slice(win.offset, win.offset + win.keep_count)
+        yield from tiles.upscale(runner, np.stack(window), keep)
+
+
 def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:
     """The frames ``keep`` selects, upscaled; not a view of the whole window's output (whose other frames are
     freed now rather than when the window is encoded)."""
@@ -318,6 +357,16 @@ class _Tiles:
 
     def plan(self, size: tuple[int, int]) -> TilePlan:
         return plan_tiles(size, self.size, self.multiple, self.scale, self.overlap)
+
+    def upscale(self, runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:
+        """:func:`upscale_frames` in these tiles, run again in smaller ones each time the device runs out of
+        memory."""
+        while True:
+            tried = self.size
+            try:
+                return upscale_frames(runner, frames, keep, self.overlap, yuv420p=yuv420p, max_tile=tried)
+            except DeviceOutOfMemoryError as exc:
+                self.shrink(tried, frames.shape[1:3], exc)
 
     def shrink(self, tried: tuple[int, int], frame: tuple[int, int], exc: DeviceOutOfMemoryError) -> None:
         """``tried`` (the limit a window ran with) ran out of memory on ``frame``-sized frames: halve the tiles,
@@ -415,13 +464,15 @@ class _Run:
                     break
 
     def _decode(self) -> None:
-        T, c = self.window, self.context
-        buffer: dict[int, tuple[int, np.ndarray]] = {}
-        k = self.first_window
-        # Frames a resumed run's windows read (their context, and at the clip's end the mirrored frames):
-        # those from one window before its first context frame on; the ones before are decoded and dropped.
-        skip_below = max(0, k * self.stride - c - T)
-        n = 0
+        for win, frames in cut_windows(self._frames(), self.window, self.context, self.first_window):
+            if not self._emit(win, frames):
+                return
+        if not self.stop.is_set():
+            self.windows = windows_needed(self.frames_decoded, self.window, self.context)
+
+    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
+        """The reader's frames as ``(pts, image)``, ending early once the run stops (the windows then emitted are
+        refused by ``_emit``)."""
         size = None
         for frame in self.reader:
             if self.stop.is_set():
@@ -434,39 +485,19 @@ class _Run:
             if frame.index == 0:
                 self.first_pts = frame.pts
             self.last_pts = frame.pts
-            n = frame.index + 1
-            if frame.index < skip_below:
-                continue
-            buffer[frame.index] = (frame.pts, frame.image)
-            while last_source_needed(k, T, c) < n:
-                if not self._emit(k, n, buffer):
-                    return
-                k += 1
-                self._trim(buffer, k, n)
-        self.frames_decoded = n
-        total = windows_needed(n, T, c)
-        while k < total:
-            if not self._emit(k, n, buffer):
-                return
-            k += 1
-        self.windows = total
+            self.frames_decoded = frame.index + 1
+            yield frame.pts, frame.image
 
-    def _emit(self, k: int, n: int, buffer: dict[int, tuple[int, np.ndarray]]) -> bool:
-        win = time_window(k, n, self.window, self.context)
-        frames = np.stack([buffer[i][1] for i in win.sources])
-        work = _Work(k, frames, slice(win.offset, win.offset + win.keep_count),
-                     [buffer[i][0] for i in range(win.keep_start, win.keep_end)])
+    def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray]]) -> bool:
+        offset = win.keep_start - win.offset  # the first source's index, before any mirroring
+        work = _Work(win.index, np.stack([image for _, image in frames]),
+                     slice(win.offset, win.offset + win.keep_count),
+                     [frames[i - offset][0] for i in range(win.keep_start, win.keep_end)])
         t0 = time.perf_counter()
         try:
             return self._acquire_slot() and self._put(self.todo, work)
         finally:
             self._decode_waiting += time.perf_counter() - t0
-
-    def _trim(self, buffer: dict, k: int, n: int) -> None:
-        # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
-        keep_from = min(k * self.stride - self.context, n - self.window)
-        for i in [i for i in buffer if i < keep_from]:
-            del buffer[i]
 
     # ------------------------------------------------------------------------------- worker threads
 
@@ -480,7 +511,7 @@ class _Run:
                 if item is None:
                     break
                 t0 = time.perf_counter()
-                images = self._upscale(item)
+                images = self.tiles.upscale(self.runner, item.frames, item.keep, self.yuv420p)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -493,16 +524,6 @@ class _Run:
             self.fail(exc)
         finally:
             self.done.put(None)
-
-    def _upscale(self, item: _Work) -> np.ndarray:
-        """One window through the model, in smaller tiles each time the device runs out of memory."""
-        while True:
-            tried = self.tiles.size
-            try:
-                return upscale_frames(self.runner, item.frames, item.keep, self.tiles.overlap,
-                                      yuv420p=self.yuv420p, max_tile=tried)
-            except DeviceOutOfMemoryError as exc:
-                self.tiles.shrink(tried, item.frames.shape[1:3], exc)
 
     # ------------------------------------------------------------------------------ ordered output
 

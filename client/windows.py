@@ -19,7 +19,9 @@ memory (:func:`smaller_tile`: the longer side halved, down to :func:`smallest_ti
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -27,6 +29,7 @@ __all__ = [
     "MIN_TILE",
     "TilePlan",
     "TimeWindow",
+    "cut_windows",
     "default_context",
     "last_source_needed",
     "mirror_index",
@@ -39,6 +42,7 @@ __all__ = [
     "windows_needed",
 ]
 
+T = TypeVar("T")
 MIN_TILE = 16  # LR pixels: the smallest tile side (at 16 a tile is mostly overlap; smaller ones are no use)
 
 
@@ -109,6 +113,35 @@ def plan_windows(n: int, window: int, context: int | None = None) -> list[TimeWi
     if context is None:
         context = default_context(window)
     return [time_window(k, n, window, context) for k in range(windows_needed(n, window, context))]
+
+
+def cut_windows(items: Iterable[T], window: int, context: int, first: int = 0) -> Iterator[tuple[TimeWindow, list[T]]]:
+    """The windows of a stream of frames (any items) whose length is known only at its end, from window ``first``
+    on, each as soon as the frames it reads have come: ``(window, its T frames in order)``.
+
+    A window before the end reads no mirrored frame, so it is the window :func:`plan_windows` gives for the whole
+    clip; the last windows follow the end. Frames before those window ``first`` reads are dropped as they come (a
+    resumed run decodes past them), and at most about two windows' worth are held at a time.
+    """
+    stride = _stride(window, context)
+    skip_below = max(0, first * stride - context - window)
+    buffer: dict[int, T] = {}
+    k, n = first, 0
+    for n, item in enumerate(items, start=1):
+        if n - 1 < skip_below:
+            continue
+        buffer[n - 1] = item
+        while last_source_needed(k, window, context) < n:
+            win = time_window(k, n, window, context)
+            yield win, [buffer[i] for i in win.sources]
+            k += 1
+            # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
+            keep_from = min(k * stride - context, n - window)
+            for i in [i for i in buffer if i < keep_from]:
+                del buffer[i]
+    for last in range(k, windows_needed(n, window, context)):
+        win = time_window(last, n, window, context)
+        yield win, [buffer[i] for i in win.sources]
 
 
 def plan_tiles_1d(length: int, max_tile: int, multiple: int, overlap: int) -> list[tuple[int, int]]:

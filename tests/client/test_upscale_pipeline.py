@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from videoclips import decode_all, frame_pattern, make_png_sequence, make_video, stream_facts
 
-from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_frames
+from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_clip, upscale_frames
 from vggx.client.runners import TorchRunner, cached_onnx
 from vggx.client.windows import plan_tiles, plan_windows
 from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError
@@ -173,6 +173,53 @@ class TestOutOfMemory:
         with pytest.raises(InferenceError, match=r"^broken$"):
             run(clips["big"], tmp_path / "a.mkv", device)
         assert device.shapes[0] == (40, 56) and len(device.shapes) == 1
+
+
+class TestUpscaleClip:
+    def test_frames_in_memory_give_the_frames_the_pipeline_encodes(self, clips, tmp_path, torch_runner):
+        run(clips["twelve"], tmp_path / "o.mkv", torch_runner)
+        got = list(upscale_clip(torch_runner, decode_all(clips["twelve"])))
+        want = decode_all(tmp_path / "o.mkv")
+        assert len(got) == len(want) == 12
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_a_generator_is_read_as_the_windows_need_it(self, clips, torch_runner):
+        src = decode_all(clips["twelve"])
+        read = []
+
+        def frames():
+            for i, f in enumerate(src):
+                read.append(i)
+                yield f
+
+        out = upscale_clip(torch_runner, frames())
+        first = next(out)
+        assert first.shape == (160, 224, 3) and len(read) == 6  # window 0 reads frames 0..5 (its context: 4, 5)
+        assert len(list(out)) == 11
+
+    def test_tiles_and_out_of_memory_as_in_the_pipeline(self, clips, tmp_path, torch_runner, caplog):
+        run(clips["big"], tmp_path / "t.mkv", torch_runner, tile=(16, 24))
+        src = decode_all(clips["big"])
+        tiled = list(upscale_clip(torch_runner, src, tile=(16, 24)))
+        squeezed = list(upscale_clip(SmallDevice(torch_runner, pixels=24 * 32), src))
+        assert "going on with tiles of at most 16x24" in caplog.text
+        for a, b, c in zip(decode_all(tmp_path / "t.mkv"), tiled, squeezed, strict=True):
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(a, c)
+
+    @pytest.mark.parametrize(("frames", "message"), [
+        ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\), got float32 \(16, 16, 3\)"),
+        ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\), got uint8 \(16, 16\)"),
+        ([np.zeros((16, 16, 3), np.uint8)] * 3 + [np.zeros((16, 24, 3), np.uint8)],
+         "frame 3 is 24x16, frame 0 16x16: a clip's frames have one size"),
+    ])
+    def test_bad_frames_are_one_clear_error(self, torch_runner, frames, message):
+        with pytest.raises(ConfigError, match=message):
+            list(upscale_clip(torch_runner, frames))
+
+    def test_no_frames_give_no_frames(self, torch_runner):
+        assert list(upscale_clip(torch_runner, [])) == []
 
 
 class TestPreviewAndCompare:

@@ -9,6 +9,7 @@ import pytest
 
 from vggx.client import ModelInfo, upscale_frames
 from vggx.client.windows import (
+    cut_windows,
     default_context,
     last_source_needed,
     mirror_index,
@@ -151,3 +152,51 @@ class TestTileSizes:
     def test_a_square_tile_halves_one_side_then_the_other(self):
         assert smaller_tile((512, 512), (16, 16), 8) == (256, 512)
         assert smaller_tile((256, 512), (16, 16), 8) == (256, 256)
+
+
+class TestCutWindows:
+    @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9, 12, 13, 31])
+    @pytest.mark.parametrize(("window", "context"), [(8, 2), (8, 0), (5, 1), (1, 0)])
+    def test_a_stream_gives_the_windows_of_the_whole_clip(self, n, window, context):
+        got = list(cut_windows(iter(range(n)), window, context))
+        assert [w for w, _ in got] == plan_windows(n, window, context)
+        for w, items in got:
+            assert items == list(w.sources)  # the items themselves, in the window's order
+
+    @pytest.mark.parametrize("first", [1, 2, 5])
+    def test_from_a_later_window_on(self, first):
+        assert [w for w, _ in cut_windows(iter(range(30)), 8, 2, first)] == plan_windows(30, 8, 2)[first:]
+
+    def test_each_window_comes_as_soon_as_its_frames_have(self):
+        read = []
+
+        def frames():
+            for i in range(40):
+                read.append(i)
+                yield i
+
+        for w, _ in cut_windows(frames(), 8, 2):
+            if w.keep_end < 40 - 8:  # before the end: nothing read beyond the window's last frame
+                assert read[-1] == last_source_needed(w.index, 8, 2)
+
+    def test_at_most_two_windows_of_frames_are_held(self):
+        import gc
+        import weakref
+
+        class Frame:
+            pass
+
+        alive = weakref.WeakSet()
+
+        def frames():
+            for _ in range(200):
+                f = Frame()
+                alive.add(f)
+                yield f
+
+        most = 0
+        for _, items in cut_windows(frames(), 8, 2):
+            del items
+            gc.collect()
+            most = max(most, len(alive))
+        assert most <= 2 * 8, most
