@@ -249,18 +249,19 @@ def _check_frame_size(h: int, w: int) -> tuple[int, int]:
 
 def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None),
                    tile_overlap: int | None = None, yuv420p: bool = False,
-                   max_tile: tuple[int, int] | None = None) -> np.ndarray:
+                   max_tile: tuple[int, int] | None = None, balanced: bool = True) -> np.ndarray:
     """Run one window: ``frames`` uint8 ``(T, h, w, 3)`` -> uint8 ``(k, s·h, s·w, 3)`` for ``frames[keep]``.
 
     Frames larger than ``max_tile`` (default: the model's max size) are tiled (feathered overlaps, see
-    ``windows.py``); frames smaller than its min size are edge-padded and cropped back. ``yuv420p``: where the
+    ``windows.py``; ``balanced``: see :func:`~vggx.client.windows.plan_tiles`); frames smaller than its min size
+    are edge-padded and cropped back. ``yuv420p``: where the
     runner converts on its device (``runner.yuv420p_output``) and the frames need neither tiles nor padding,
     return the ``(k, 3/2·s·h, s·w)`` yuv420p planes the H.264 writer encodes instead (RGB otherwise).
     """
     info = runner.info
     _, h, w, _ = frames.shape
     s = info.scale
-    plan = plan_tiles((h, w), max_tile or info.max_size, info.size_multiple, s, tile_overlap)
+    plan = plan_tiles((h, w), max_tile or info.max_size, info.size_multiple, s, tile_overlap, balanced)
     if plan.count == 1:
         return _infer_padded(runner, frames, keep, yuv420p)
     kept = len(range(*keep.indices(frames.shape[0])))
@@ -374,7 +375,7 @@ class _Tiles:
         with self._lock:
             if self.size != tried:  # another window failed on the same tiles and shrank them
                 return
-            used = (min(tried[0], frame[0]), min(tried[1], frame[1]))  # the tiles actually sent
+            used = plan_tiles(frame, tried, self.multiple, self.scale, self.overlap).largest  # the tiles sent
             new = smaller_tile(used, self.floor, self.multiple)
             if new is None:
                 raise InferenceError(f"{exc} even in tiles of {used[0]}x{used[1]}, the smallest this model takes: "

@@ -29,6 +29,7 @@ __all__ = [
     "MIN_TILE",
     "TilePlan",
     "TimeWindow",
+    "balanced_tiles_1d",
     "cut_windows",
     "default_context",
     "last_source_needed",
@@ -202,6 +203,11 @@ class TilePlan:
     def count(self) -> int:
         return len(self.rows) * len(self.cols)
 
+    @property
+    def largest(self) -> tuple[int, int]:
+        """``(h, w)`` of the largest tile (what the device must hold)."""
+        return max(b - a for a, b in self.rows), max(b - a for a, b in self.cols)
+
     def tiles(self):
         """Yield ``(y0, y1, x0, x1, weight)``: input spans and the ``(s·(y1-y0), s·(x1-x0), 1)`` weight."""
         wy = _feather_1d(list(self.rows), self.scale)
@@ -211,18 +217,39 @@ class TilePlan:
                 yield y0, y1, x0, x1, (row_w[:, None] * col_w[None, :])[..., None]
 
 
-def plan_tiles(
-    size: tuple[int, int], max_size: tuple[int, int], multiple: int, scale: int, overlap: int | None = None
-) -> TilePlan:
-    """Tile an ``(h, w)`` frame for a model taking at most ``max_size`` (LR pixels).
+def balanced_tiles_1d(length: int, max_tile: int, multiple: int, overlap: int) -> list[tuple[int, int]]:
+    """:func:`plan_tiles_1d` with its fewest tiles made as small as they can be: the same number of tiles, each
+    at most the smallest size that still covers ``[0, length)`` with them (so the overlaps, computed twice, are
+    no larger than ``overlap`` needs). 180 rows in tiles of at most 128 with 16 overlapping: two of 104 rather
+    than two of 128."""
+    tiles = plan_tiles_1d(length, max_tile, multiple, overlap)
+    n = len(tiles)
+    if n == 1:
+        return tiles
+    step = -(-overlap // multiple) * multiple
+    low = -(-(length + (n - 1) * step) // n // multiple) * multiple  # n tiles of less cannot cover the length
+    for size in range(max(low, step + multiple), max_tile // multiple * multiple, multiple):
+        smaller = plan_tiles_1d(length, size, multiple, overlap)
+        if len(smaller) <= n:
+            return smaller
+    return tiles
 
-    ``overlap`` defaults to an eighth of the tile, at least two size multiples, at most half a tile.
+
+def plan_tiles(
+    size: tuple[int, int], max_size: tuple[int, int], multiple: int, scale: int, overlap: int | None = None,
+    balanced: bool = True,
+) -> TilePlan:
+    """Tile an ``(h, w)`` frame for a model taking at most ``max_size`` (LR pixels): as few tiles as
+    ``max_size`` allows, each as small as that number allows (:func:`balanced_tiles_1d`; ``balanced=False``:
+    tiles of ``max_size``, the last one shorter, for comparison).
+
+    ``overlap`` defaults to an eighth of the largest tile, at least two size multiples, at most half a tile.
     """
     spans = []
     for length, limit in zip(size, max_size, strict=True):
         ov = overlap if overlap is not None else max(2 * multiple, limit // 8)
         ov = min(ov, limit // 2 // multiple * multiple)  # stride >= half a tile
-        spans.append(tuple(plan_tiles_1d(length, limit, multiple, ov)))
+        spans.append(tuple((balanced_tiles_1d if balanced else plan_tiles_1d)(length, limit, multiple, ov)))
     return TilePlan(rows=spans[0], cols=spans[1], scale=scale)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from vggx.client import ModelInfo, upscale_frames
 from vggx.client.windows import (
+    balanced_tiles_1d,
     cut_windows,
     default_context,
     last_source_needed,
@@ -76,6 +77,24 @@ class TestTiles:
             assert b - a <= max_tile and b - c >= overlap  # overlap with the next tile
             assert c > a
         assert tiles[-1][1] - tiles[-1][0] <= max_tile
+
+    @pytest.mark.parametrize("length", [1, 23, 32, 33, 57, 100, 180, 1080, 1921])
+    @pytest.mark.parametrize(("max_tile", "overlap"), [(32, 8), (64, 16), (40, 0), (128, 16), (960, 120)])
+    def test_balanced_tiles_are_as_many_no_larger_and_still_valid(self, length, max_tile, overlap):
+        plain = plan_tiles_1d(length, max_tile, 8, overlap)
+        tiles = balanced_tiles_1d(length, max_tile, 8, overlap)
+        assert len(tiles) == len(plain) and tiles[0][0] == 0 and tiles[-1][1] == length
+        assert max(b - a for a, b in tiles) <= max(b - a for a, b in plain)
+        for (a, b), (c, _) in itertools.pairwise(tiles):
+            assert a % 8 == 0 and c % 8 == 0 and c > a and b - c >= overlap
+
+    @pytest.mark.parametrize(("length", "max_tile", "overlap", "expected"), [
+        (180, 128, 16, [(0, 104), (80, 180)]),  # not two of 128: 24 rows computed twice, not 72
+        (1920, 960, 120, [(0, 720), (600, 1320), (1200, 1920)]),  # three of 720, not of 960
+        (40, 24, 8, [(0, 24), (16, 40)]),  # already as small as two can be
+    ])
+    def test_balanced_tiles_shrink_to_what_their_number_needs(self, length, max_tile, overlap, expected):
+        assert balanced_tiles_1d(length, max_tile, 8, overlap) == expected
 
     def test_frame_within_the_profile_is_one_tile(self):
         plan = plan_tiles((40, 56), (1088, 1920), 8, 4)
