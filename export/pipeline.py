@@ -10,6 +10,7 @@ that the repository is writable.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -55,6 +56,7 @@ class ExportJob:
     workspace_mib: int = 4096
     threads: int = 2  # CPU threads of the parity check
     compile: bool = False  # torch backend: the served model is torch.compile'd on GPU instances
+    serving: ServingConfig = field(default_factory=ServingConfig)  # instances, GPUs, batching delay, ...
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, Backend):
@@ -71,6 +73,7 @@ class ExportJob:
             raise ConfigError(f"--version must be >= 1, got {self.version}")
         if self.window is not None and self.window < 1:
             raise ConfigError(f"--window must be >= 1 frames, got {self.window}")
+        self.serving.check(self.backend)
 
     @property
     def resolved_flavor(self) -> Flavor:
@@ -163,7 +166,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force,
-            serving=ServingConfig(compile=job.compile),
+            serving=dataclasses.replace(job.serving, compile=job.compile),
         )
         return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 
@@ -188,7 +191,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=artefact, metadata=metadata, window=window,
-            max_batch=job.max_batch, version=job.version, force=job.force,
+            max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving,
         )
         result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity)
         if job.backend is Backend.TENSORRT:

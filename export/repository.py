@@ -92,6 +92,7 @@ class ServingConfig:
     max_batch: int = 4  # max_batch_size: windows per batched execution (> 0)
     queue_delay_us: int = 500  # dynamic batching: how long a request may wait for others, in microseconds
     instances: int = 1  # model instances per device (instance_group count)
+    gpus: tuple[int, ...] = ()  # KIND_GPU: the GPUs the instances run on (instance_group gpus); () = every GPU
     instance_kind: str | None = None  # "KIND_GPU" / "KIND_CPU"; None = the backend's default
     warmup_size: tuple[int, int] | None = (64, 64)  # LR H, W of the warm-up window; None = no warm-up
     trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, FP16
@@ -110,10 +111,31 @@ class ServingConfig:
             raise ExportError(f"instances must be >= 1, got {self.instances}")
         if self.instance_kind not in (None, "KIND_GPU", "KIND_CPU"):
             raise ExportError(f"instance_kind must be KIND_GPU or KIND_CPU, got {self.instance_kind!r}")
+        if any(g < 0 for g in self.gpus) or len(set(self.gpus)) != len(self.gpus):
+            raise ExportError(f"gpus must be distinct GPU indices >= 0, got {list(self.gpus)}")
+        if self.gpus and self.instance_kind == "KIND_CPU":
+            raise ExportError("gpus apply to KIND_GPU instances, not KIND_CPU")
         if self.cpu_threads < 0:
             raise ExportError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         if self.versions_served < 1:
             raise ExportError(f"versions_served must be >= 1, got {self.versions_served}")
+
+    def check(self, backend: Backend) -> str:
+        """The instances' kind for ``backend``; ``ExportError`` where a knob does not apply to it (checked before
+        an export starts, so a wrong flag costs no export)."""
+        if self.trt_accelerator and backend is not Backend.ONNXRUNTIME:
+            raise ExportError(f"the TensorRT execution accelerator is an onnxruntime-backend option, "
+                              f"not {backend.value!r}")
+        kind = self.instance_kind or backend.default_kind
+        if self.trt_accelerator and kind != "KIND_GPU":
+            raise ExportError("the TensorRT execution accelerator needs KIND_GPU instances")
+        if self.gpus and kind != "KIND_GPU":
+            raise ExportError(f"GPUs were named for the instances, but the {backend.value} backend's instances "
+                              f"run on the CPU ({kind})")
+        if self.cpu_threads and backend is not Backend.PYTHON:
+            raise ExportError(f"CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
+                              f"not {backend.value!r}")
+        return kind
 
 
 def model_config(
@@ -144,12 +166,7 @@ def model_config(
         raise ExportError(f"window must be >= 1, got {window}")
     if "window" in metadata and str(metadata["window"]) != str(window):
         raise ExportError(f"window {window} does not match the model metadata (window={metadata['window']})")
-    if serving.trt_accelerator and backend is not Backend.ONNXRUNTIME:
-        raise ExportError(f"the TensorRT execution accelerator is an onnxruntime-backend option, "
-                          f"not {backend.value!r}")
-    kind = serving.instance_kind or backend.default_kind
-    if serving.trt_accelerator and kind != "KIND_GPU":
-        raise ExportError("the TensorRT execution accelerator needs KIND_GPU instances")
+    kind = serving.check(backend)
 
     cfg = mc.ModelConfig(name=name, max_batch_size=serving.max_batch)
     if backend is Backend.TENSORRT:
@@ -163,8 +180,9 @@ def model_config(
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
     cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
     cfg.dynamic_batching.max_queue_delay_microseconds = serving.queue_delay_us
-    cfg.instance_group.add(name=f"{name}_{kind[5:].lower()}", kind=getattr(mc.ModelInstanceGroup, kind),
-                           count=serving.instances)
+    group = cfg.instance_group.add(name=f"{name}_{kind[5:].lower()}", kind=getattr(mc.ModelInstanceGroup, kind),
+                                   count=serving.instances)
+    group.gpus.extend(serving.gpus)
 
     params = {str(k): str(v) for k, v in metadata.items()}
     params["window"] = str(window)

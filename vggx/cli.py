@@ -734,6 +734,19 @@ def export(
     workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="--backend torch: torch.compile the served model on GPU instances")] = False,
+    instances: Annotated[int, typer.Option(
+        "--instances", help="model instances per GPU (or on the CPU, --backend python): two let one copy data "
+        "while the other computes")] = 1,
+    gpus: Annotated[str | None, typer.Option(
+        "--gpus", help="GPU indices the instances run on, e.g. 0,1 (default: every GPU the server sees)")] = None,
+    queue_delay_us: Annotated[int, typer.Option(
+        "--queue-delay-us", help="dynamic batching: how long a window may wait for others to batch with, in "
+        "microseconds")] = 500,
+    trt_accelerator: Annotated[bool, typer.Option(
+        "--trt-accelerator", help="--backend onnxruntime: run it through ONNX Runtime's TensorRT execution "
+        "provider (FP16) on GPU instances")] = False,
+    cpu_threads: Annotated[int, typer.Option(
+        "--cpu-threads", help="--backend python: ONNX Runtime threads per instance (0: its default)")] = 0,
 ) -> None:
     """Export a checkpoint to ONNX (and a TensorRT FP16 engine) into the Triton model repository.
 
@@ -742,7 +755,7 @@ def export(
     from vggx.errors import ConfigError
     from vggx.export.onnx import Flavor, Precision
     from vggx.export.pipeline import ExportJob, export_to_repository
-    from vggx.export.repository import Backend
+    from vggx.export.repository import Backend, ServingConfig
     from vggx.shapes import parse_size
 
     chosen = Backend.parse(backend) if backend else (Backend.TENSORRT if fp16 else Backend.ONNXRUNTIME)
@@ -753,11 +766,14 @@ def export(
     except ValueError:
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
     size = lambda text: parse_size(text) if text else None
+    serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
+                            trt_accelerator=trt_accelerator, cpu_threads=cpu_threads)
     job = ExportJob(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
         opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
         verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
+        serving=serving,
     )
     result = export_to_repository(job)
     if chosen is Backend.TORCH:
@@ -775,6 +791,16 @@ def export(
                       "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
                       "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
         console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True)
+
+
+def _gpu_list(text: str) -> tuple[int, ...]:
+    """``--gpus 0,1`` -> ``(0, 1)``."""
+    from vggx.errors import ConfigError
+
+    try:
+        return tuple(int(g) for g in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--gpus must be GPU indices separated by commas (e.g. 0,1), got {text!r}") from None
 
 
 def main() -> None:

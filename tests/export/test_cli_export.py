@@ -133,6 +133,16 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--max-size", "big"], "size must look like HxW"),
         (["--compile"], "--compile applies to --backend torch"),
         (["--backend", "torch", "--flavor", "trt"], "trt flavour (plugin nodes) runs only in TensorRT"),
+        (["--backend", "python", "--gpus", "0"], "GPUs were named for the instances, but the python backend's "
+                                                  "instances run on the CPU (KIND_CPU)"),
+        (["--gpus", "0,x"], "--gpus must be GPU indices separated by commas (e.g. 0,1), got '0,x'"),
+        (["--gpus", "1,1"], "gpus must be distinct GPU indices >= 0, got [1, 1]"),
+        (["--instances", "0"], "instances must be >= 1, got 0"),
+        (["--backend", "tensorrt", "--trt-accelerator"], "the TensorRT execution accelerator is an "
+                                                          "onnxruntime-backend option, not 'tensorrt'"),
+        (["--cpu-threads", "2"], "CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
+                                 "not 'onnxruntime'"),
+        (["--queue-delay-us", "-1"], "queue_delay_us must be >= 0, got -1"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
@@ -181,3 +191,25 @@ def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fak
     assert params["compile"] == ("true" if compiled else "false")
     assert params["window"] == "8" and params["scale"] == "4" and "max_size" in params
     assert "(torch: the checkpoint" in result.output and ("compiled" in result.output) == compiled
+
+
+def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fake_export):
+    from vggx.export.repository import parse_config
+
+    repo = tmp_path / "repo"
+    result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--no-verify", "--instances", "2",
+                     "--gpus", "0,1", "--queue-delay-us", "2000", "--trt-accelerator")
+    assert result.exit_code == 0, result.output
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    (group,) = cfg.instance_group
+    assert group.count == 2 and list(group.gpus) == [0, 1] and group.kind == group.KIND_GPU
+    assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
+    (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
+    assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
+
+    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--force", "--instances", "3",
+                     "--cpu-threads", "1")
+    assert result.exit_code == 0, result.output
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    assert cfg.instance_group[0].count == 3 and cfg.instance_group[0].kind == cfg.instance_group[0].KIND_CPU
+    assert cfg.parameters["cpu_threads"].string_value == "1"

@@ -237,3 +237,37 @@ def test_cli_serve_check_runs_one_request_on_the_real_server(served_repository, 
     assert "check ok: [1, 8, 32, 32, 3] -> [1, 8, 128, 128, 3] uint8" in proc.stdout
     assert "server stopped" in proc.stdout
     assert "successfully loaded 'vggx'" in (tmp_path / "s.log").read_text()
+
+
+def test_two_instances_serve_two_windows_at_once(portable_onnx, onnx_metadata, tmp_path, ort_session):
+    """``vggx export --instances 2 --cpu-threads 1`` (the config it writes): the real server loads two instances,
+    and two windows sent at once are both answered, each equal to in-process ONNX Runtime."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import tritonclient.grpc as grpc
+
+    from vggx.export.repository import ServingConfig, write_model_repository
+    from vggx.server import ServerConfig, TritonServer
+
+    repo = tmp_path / "repo"
+    write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=onnx_metadata,
+                           window=int(onnx_metadata["window"]), max_batch=1,
+                           serving=ServingConfig(instances=2, cpu_threads=1, warmup_size=None, queue_delay_us=0))
+    log = tmp_path / "server.log"
+    cfg = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, log_file=log,
+                       startup_timeout_s=180)
+    windows = [_window(seed=i) for i in range(4)]
+    with TritonServer(cfg) as server, grpc.InferenceServerClient(server.endpoints.grpc) as c:
+        (group,) = c.get_model_config("vggx").config.instance_group
+        assert group.count == 2
+
+        def infer(x):
+            with grpc.InferenceServerClient(server.endpoints.grpc) as own:
+                return _infer(own, "grpc", x)
+
+        with ThreadPoolExecutor(4) as pool:
+            got = list(pool.map(infer, windows))
+    for x, y in zip(windows, got, strict=True):
+        np.testing.assert_array_equal(y, ort_session.run(None, {"lr": x})[0])
+    text = log.read_text()
+    assert "vggx_cpu_0" in text and "vggx_cpu_1" in text, text[-2000:]
