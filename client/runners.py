@@ -92,6 +92,9 @@ class BackendConfig:
         if self.url and self.backend is not Backend.TRITON:
             raise ConfigError(f"--url sends work to Triton; it cannot be combined with --backend "
                               f"{self.backend.value}")
+        if self.model_name != "vggx" and self.backend is not Backend.TRITON:
+            raise ConfigError(f"--model names a model Triton serves; it applies with --url, not --backend "
+                              f"{self.backend.value} (which runs --checkpoint)")
         if self.cuda and self.backend is Backend.TRITON:
             raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
         if self.threads is not None and self.threads < 1:

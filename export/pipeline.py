@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = ["DEFAULT_OPT_SIZE", "ExportJob", "ExportResult", "export_to_repositor
 log = logging.getLogger(__name__)
 
 DEFAULT_OPT_SIZE = (180, 320)  # LR size the engine is tuned for (the benchmark size); clamped to the model's
+_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TIMING_CACHE = "trt_timing.cache"  # in <repo>/vggx/, reused by every engine build of the model
 
 
@@ -57,6 +59,7 @@ class ExportJob:
     threads: int = 2  # CPU threads of the parity check
     compile: bool = False  # torch backend: the served model is torch.compile'd on GPU instances
     serving: ServingConfig = field(default_factory=ServingConfig)  # instances, GPUs, batching delay, ...
+    name: str = MODEL_NAME  # the served model's name: its folder in the repository, what clients call
 
     def __post_init__(self) -> None:
         if not isinstance(self.backend, Backend):
@@ -74,6 +77,9 @@ class ExportJob:
         if self.window is not None and self.window < 1:
             raise ConfigError(f"--window must be >= 1 frames, got {self.window}")
         self.serving.check(self.backend)
+        if not _MODEL_NAME.fullmatch(self.name):
+            raise ConfigError(f"--name must be letters, digits, '.', '_' or '-' (a folder of the repository), "
+                              f"got {self.name!r}")
 
     @property
     def resolved_flavor(self) -> Flavor:
@@ -155,7 +161,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     window = cfg.window if job.window is None else job.window
     profile = _profile(job, cfg, window)
     flavor = job.resolved_flavor
-    model_dir = job.repo / MODEL_NAME
+    model_dir = job.repo / job.name
     _check_writable(job.repo)
     if job.version is not None and (model_dir / str(job.version)).exists() and not job.force:
         raise ExportError(f"{model_dir / str(job.version)} already exists; pass --force to overwrite it, "
@@ -166,7 +172,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force,
-            serving=dataclasses.replace(job.serving, compile=job.compile),
+            serving=dataclasses.replace(job.serving, compile=job.compile), name=job.name,
         )
         return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 
@@ -191,7 +197,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=artefact, metadata=metadata, window=window,
-            max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving,
+            max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving, name=job.name,
         )
         result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity)
         if job.backend is Backend.TENSORRT:

@@ -264,6 +264,8 @@ def serve(
     log_file: Annotated[Path | None, typer.Option("--log-file", help="server log (default: ~/.cache/vggx/logs/…)")
                         ] = None,
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the model")] = 300.0,
+    model: Annotated[str, typer.Option(
+        "--model", help="the model to wait for (and --check) when the repository serves several")] = "vggx",
 ) -> None:
     """Run Triton Inference Server on a model repository until Ctrl-C (or SIGTERM).
 
@@ -272,7 +274,7 @@ def serve(
     from vggx.server import ServerConfig, TritonServer, check_model, sigterm_as_interrupt, wait_for_signal
 
     cfg = ServerConfig(model_repository=model_repository, host=host, http_port=http_port, grpc_port=grpc_port,
-                       metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout)
+                       metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout, model_name=model)
     with sigterm_as_interrupt(), TritonServer(cfg) as server:
         ep = server.endpoints
         console.print(f"model {cfg.model_name} ready\n  HTTP     http://{ep.http}\n  gRPC     {ep.grpc}\n"
@@ -369,6 +371,8 @@ def upscale(
         "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
         "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    model: Annotated[str, typer.Option(
+        "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", help="windows in flight (default: 4 per Triton server, 2 with --backend torch on CUDA, "
                              "1 otherwise)")] = None,
@@ -453,7 +457,8 @@ def upscale(
         raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
     chosen = choices[name]
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
-                                compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol))
+                                compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol),
+                                model_name=model)
     if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
         codec = EncodeConfig().codec
     else:
@@ -641,6 +646,7 @@ def bench(
         "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
         "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
     protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
     compile_model: Annotated[bool, typer.Option(
@@ -677,7 +683,8 @@ def bench(
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
                       fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
-                      url=url if n == "triton" else None, protocol=TritonProtocol(protocol))
+                      url=url if n == "triton" else None, protocol=TritonProtocol(protocol),
+                      **({"model_name": model} if n == "triton" else {}))
         for n in names
     )
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
@@ -734,6 +741,9 @@ def export(
     workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="--backend torch: torch.compile the served model on GPU instances")] = False,
+    name: Annotated[str, typer.Option(
+        "--name", help="the served model's name, its folder in the repository (several models side by side: "
+        "vggx-tiny, vggx-base; clients pass --model)")] = "vggx",
     instances: Annotated[int, typer.Option(
         "--instances", help="model instances per GPU (or on the CPU, --backend python): two let one copy data "
         "while the other computes")] = 1,
@@ -773,7 +783,7 @@ def export(
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
         opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
         verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
-        serving=serving,
+        serving=serving, name=name,
     )
     result = export_to_repository(job)
     if chosen is Backend.TORCH:

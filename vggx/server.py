@@ -245,8 +245,11 @@ class TritonServer:
         cfg = self.config
         repo = Path(cfg.model_repository)
         if not (repo / cfg.model_name / "config.pbtxt").is_file():
+            others = sorted(p.parent.name for p in repo.glob("*/config.pbtxt")) if repo.is_dir() else []
+            hint = (f"it serves {', '.join(others)}: pass --model" if others
+                    else "run vggx export first")
             raise ServerError(f"{repo} holds no model {cfg.model_name!r} "
-                              f"({repo / cfg.model_name / 'config.pbtxt'} is missing); run vggx export first")
+                              f"({repo / cfg.model_name / 'config.pbtxt'} is missing); {hint}")
         self.install = find_tritonserver(cfg.executable)
         ports = [p or free_port(cfg.host) for p in (cfg.http_port, cfg.grpc_port, cfg.metrics_port)]
         if len(set(ports)) != 3:

@@ -206,6 +206,11 @@ class TestBackendErrors:
         assert_one_error_line(result, message)
         assert list(tmp_path.iterdir()) == []
 
+    def test_model_needs_a_server(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--model", "vggx-base")
+        assert_one_error_line(result, "--model names a model Triton serves; it applies with --url, not --backend "
+                                      "torch (which runs --checkpoint)")
+
     @pytest.mark.parametrize("fps", ["0", "-24", "fast", "1/0"])
     def test_bad_fps(self, cli, tmp_path, fps):
         result = cli(make_png_sequence(tmp_path / "in", count=2), tmp_path / "o.mp4", "--fps", fps)

@@ -143,6 +143,8 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--cpu-threads", "2"], "CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                                  "not 'onnxruntime'"),
         (["--queue-delay-us", "-1"], "queue_delay_us must be >= 0, got -1"),
+        (["--name", "../up"], "--name must be letters, digits, '.', '_' or '-' (a folder of the repository), got "
+                              "'../up'"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
@@ -213,3 +215,15 @@ def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fa
     cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
     assert cfg.instance_group[0].count == 3 and cfg.instance_group[0].kind == cfg.instance_group[0].KIND_CPU
     assert cfg.parameters["cpu_threads"].string_value == "1"
+
+
+def test_name_puts_the_model_in_its_own_folder_beside_others(tmp_path, tiny_checkpoint_path, fake_export):
+    from vggx.export.repository import parse_config
+
+    repo = tmp_path / "repo"
+    for name in ("vggx-tiny", "vggx"):
+        result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--name", name)
+        assert result.exit_code == 0, result.output
+        assert parse_config((repo / name / "config.pbtxt").read_text()).name == name
+        assert (repo / name / "1" / "model.onnx").is_file()
+    assert sorted(p.name for p in repo.iterdir()) == ["vggx", "vggx-tiny"]

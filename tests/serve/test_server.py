@@ -119,6 +119,14 @@ def test_missing_model_config_is_refused_before_starting(tmp_path, fake_triton):
         TritonServer(_cfg(tmp_path, fake_triton, tmp_path)).start()
 
 
+def test_a_repository_of_other_models_names_them(tmp_path, fake_triton):
+    for name in ("vggx-base", "vggx-tiny"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
+    with pytest.raises(ServerError, match=r"holds no model 'vggx' .*; it serves vggx-base, vggx-tiny: pass --model$"):
+        TritonServer(_cfg(tmp_path, fake_triton, tmp_path)).start()
+
+
 @pytest.mark.parametrize(("field", "value"), [("http_port", 70000), ("grpc_port", -1), ("startup_timeout_s", 0)])
 def test_server_config_validates(field, value):
     with pytest.raises(ServerError):

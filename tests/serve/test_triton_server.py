@@ -271,3 +271,42 @@ def test_two_instances_serve_two_windows_at_once(portable_onnx, onnx_metadata, t
         np.testing.assert_array_equal(y, ort_session.run(None, {"lr": x})[0])
     text = log.read_text()
     assert "vggx_cpu_0" in text and "vggx_cpu_1" in text, text[-2000:]
+
+
+def test_a_model_under_another_name_is_served_and_called_by_it(portable_onnx, onnx_metadata, tmp_path):
+    """``vggx export --name vggx-tiny`` beside nothing else: ``vggx serve --model vggx-tiny --check`` waits for and
+    checks it, ``vggx upscale --url --model vggx-tiny`` calls it; calling ``vggx`` there is one clear error."""
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+    from vggx.export.repository import ServingConfig, write_model_repository
+    from vggx.server import ServerConfig, TritonServer
+
+    repo = tmp_path / "repo"
+    write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=onnx_metadata,
+                           window=int(onnx_metadata["window"]), name="vggx-tiny",
+                           serving=ServingConfig(cpu_threads=1, warmup_size=None))
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggx.cli", "serve", "--model-repository", str(repo), "--model", "vggx-tiny",
+         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-file", str(tmp_path / "s.log"),
+         "--check"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "model vggx-tiny ready" in proc.stdout and "check ok: [1, 8, 32, 32, 3]" in proc.stdout
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 6, (32, 48))
+    cfg = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, model_name="vggx-tiny",
+                       log_file=tmp_path / "t.log", startup_timeout_s=180)
+    with TritonServer(cfg) as server:
+        url = server.endpoints.grpc
+        result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "o.mp4"), "--url", url, "--model",
+                                          "vggx-tiny", "--frames", "4"])
+        assert result.exit_code == 0, result.output
+        assert "model 'vggx-tiny'" in result.stdout and (tmp_path / "o.mp4").is_file()
+        result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url])
+        assert result.exit_code == 1 and "model 'vggx' is not ready" in result.stderr, result.output
+        assert not (tmp_path / "p.mp4").exists()
