@@ -75,6 +75,9 @@ class BackendConfig:
     retries: int = 4  # triton: attempts after a transient failure (with exponential backoff)
     timeout_s: float = 300.0  # triton: per request
     cache_dir: Path | None = None  # onnxruntime: where exported ONNX files are cached
+    ssl: bool = False  # triton: TLS (https:// and grpcs:// in --url set it)
+    ca_cert: Path | None = None  # triton with TLS: the CA that signed the server's certificate (default: system's)
+    headers: tuple[tuple[str, str], ...] = ()  # triton: sent with every call, e.g. ("Authorization", "Bearer ...")
 
     def __post_init__(self) -> None:
         if not _DEVICE.fullmatch(self.device):
@@ -95,6 +98,11 @@ class BackendConfig:
         if self.model_name != "vggx" and self.backend is not Backend.TRITON:
             raise ConfigError(f"--model names a model Triton serves; it applies with --url, not --backend "
                               f"{self.backend.value} (which runs --checkpoint)")
+        if (self.ssl or self.headers) and self.backend is not Backend.TRITON:
+            raise ConfigError(f"--ssl and --header apply to a Triton server (--url), not --backend "
+                              f"{self.backend.value}")
+        if self.ca_cert is not None and not self.ssl:
+            raise ConfigError("--ca-cert applies with TLS: an https:// or grpcs:// --url, or --ssl")
         if self.cuda and self.backend is Backend.TRITON:
             raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
         if self.threads is not None and self.threads < 1:
@@ -436,9 +444,15 @@ def _open_tensorrt(cfg: BackendConfig) -> TensorRTRunner:
 def _open_triton(cfg: BackendConfig) -> Runner:
     from .triton import TritonPool, TritonRunner, expand_urls, may_grow
 
-    urls = expand_urls(cfg.url or "")
     options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
-               "retries": cfg.retries, "timeout_s": cfg.timeout_s}
+               "retries": cfg.retries, "timeout_s": cfg.timeout_s, "ssl": cfg.ssl, "ca_cert": cfg.ca_cert,
+               "headers": dict(cfg.headers)}
+    if cfg.ssl:  # names stay names: certificates name hosts, not the addresses behind them
+        urls = expand_urls(cfg.url or "", resolve=lambda *args, **kwargs: [])
+        if len(urls) > 1:
+            return TritonPool(urls, resolve=lambda *args, **kwargs: [], **options)
+        return TritonRunner(urls[0], **options)
+    urls = expand_urls(cfg.url or "")
     # Several servers, or a name that may come to mean several (DNS of a scaled Service): a pool that spreads the
     # windows and looks for more; one address: the runner itself.
     if len(urls) > 1 or may_grow(cfg.url or ""):

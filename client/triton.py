@@ -30,7 +30,7 @@ from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, Ser
 from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
 
-__all__ = ["ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls", "may_grow"]
+__all__ = ["SCHEMES", "ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls", "may_grow", "url_schemes"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 _TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.DEADLINE_EXCEEDED",
               "StatusCode.ABORTED", "429", "502", "503", "504"}
 _BACKOFF_S = 0.25
+# What --url entries may start with: the protocol, and TLS for https:// and grpcs:// (see url_schemes).
+SCHEMES = {"grpc://": ("grpc", False), "grpcs://": ("grpc", True), "http://": ("http", False),
+           "https://": ("http", True)}
 
 
 class ServerUnavailable(ServerError):
@@ -73,6 +76,9 @@ class TritonRunner(_RunnerBase):
             (falling back to the network, with a warning, if the server cannot map it).
         retries: extra attempts after a transient failure; ``timeout_s``: per request.
         health_timeout_s: for each health, readiness and config call when the runner opens.
+        ssl: TLS (a server behind an ingress or gateway that terminates it, or Triton's own gRPC TLS);
+            ``ca_cert``: the CA file that signed the server's certificate (default: the system's trust store).
+        headers: sent with every call (HTTP headers, gRPC metadata), e.g. ``{"Authorization": "Bearer ..."}``.
 
     Raises:
         ServerError: the server is unreachable (the message names the URL and ``vggx serve``), or the
@@ -81,12 +87,19 @@ class TritonRunner(_RunnerBase):
 
     def __init__(self, url: str, *, protocol: str = "grpc", model_name: str = "vggx",
                  shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0,
-                 health_timeout_s: float = 10.0) -> None:
+                 health_timeout_s: float = 10.0, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         if protocol not in ("grpc", "http"):
             raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
-        for prefix in ("grpc://", "http://", "https://"):
+        for prefix in SCHEMES:
             if url.startswith(prefix):
                 url = url[len(prefix):]
+        if ca_cert is not None and not os.path.isfile(ca_cert):
+            raise ConfigError(f"--ca-cert {ca_cert}: no such file")
+        self.ssl, self.ca_cert = ssl, None if ca_cert is None else str(ca_cert)
+        self.scheme = {v: k for k, v in SCHEMES.items()}[protocol, ssl].removesuffix("://")
+        # gRPC metadata keys are lower case (HTTP/2); HTTP/1.1 header names are case-insensitive anyway
+        self._headers = {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}
         url = url.rstrip("/")
         if not url or ":" not in url:
             raise ServerError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {url!r}")
@@ -112,18 +125,21 @@ class TritonRunner(_RunnerBase):
         except BaseException:
             self.close()
             raise
-        self.description = f"triton {protocol}://{url} model {model_name!r}" + (
+        self.description = f"triton {self.scheme}://{url} model {model_name!r}" + (
             " (shared memory)" if self._use_shm else "")
         self.resume_identity = f"triton model {model_name!r}"  # what --resume compares: not the address
         self.device_name = f"the model served by Triton at {url}"  # for messages (out of memory)
 
     # ------------------------------------------------------------------------------------- set-up
 
-    def _new_client(self):
+    def _new_client(self, timeout_s: float | None = None):
+        """A client of this server (HTTP: with ``timeout_s`` to connect and per read, default the request's)."""
         if self.protocol == "grpc":
-            return self._module.InferenceServerClient(self.url)
-        return self._module.InferenceServerClient(self.url, connection_timeout=min(self.timeout_s, 60.0),
-                                                  network_timeout=self.timeout_s)
+            return self._module.InferenceServerClient(self.url, ssl=self.ssl, root_certificates=self.ca_cert)
+        tls = {"ssl": True, "ssl_options": {"ca_certs": self.ca_cert} if self.ca_cert else None} if self.ssl else {}
+        return self._module.InferenceServerClient(
+            self.url, connection_timeout=min(timeout_s or self.timeout_s, 60.0),
+            network_timeout=timeout_s or self.timeout_s, **tls)
 
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
@@ -135,9 +151,15 @@ class TritonRunner(_RunnerBase):
         return state
 
     def _unreachable(self, exc: BaseException) -> ServerError:
-        return ServerError(
-            f"cannot reach Triton at {self.protocol}://{self.url} ({_reason(exc)}); start a server with "
-            f"`vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right --url/--protocol")
+        reason = _reason(exc)
+        if self.ssl and "certificate" in reason.lower():
+            hint = "pass --ca-cert with the CA that signed the server's certificate"
+        elif self.ssl and ("ssl" in reason.lower() or "handshake" in reason.lower()):
+            hint = "does the server speak TLS on that port? (drop https:// / grpcs:// if not)"
+        else:
+            hint = ("start a server with `vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right "
+                    "--url/--protocol")
+        return ServerError(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
 
     def _read_model(self) -> tuple[ModelInfo, str, str]:
         """Health, readiness and the model's config, each within ``health_timeout_s`` (a server that accepts the
@@ -146,11 +168,11 @@ class TritonRunner(_RunnerBase):
         if self.protocol == "grpc":  # per call
             client, kw = self._state().client, {"client_timeout": t}
         else:  # per client: a short-lived one
-            client, kw = self._module.InferenceServerClient(self.url, connection_timeout=t, network_timeout=t), {}
+            client, kw = self._new_client(t), {}
         try:
-            return self._read_model_with(client, kw)
+            return self._read_model_with(client, {**kw, "headers": self._headers})
         finally:
-            if not kw:
+            if self.protocol == "http":
                 client.close()
 
     def _read_model_with(self, client, kw: dict) -> tuple[ModelInfo, str, str]:
@@ -169,7 +191,8 @@ class TritonRunner(_RunnerBase):
                               f"(still loading, or it failed to load: see the server log or run "
                               f"`vggx serve --check`)")
         try:
-            config = client.get_model_config(self.model_name, **({"as_json": True, **kw} if kw else {}))
+            config = client.get_model_config(self.model_name, **({"as_json": True} if self.protocol == "grpc" else {}),
+                                             **kw)
         except Exception as exc:
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
                               f"{_reason(exc)}") from None
@@ -243,7 +266,7 @@ class TritonRunner(_RunnerBase):
 
     def _request(self, state: _ThreadState, inp, out):
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-        return state.client.infer(self.model_name, inputs=[inp], outputs=[out], **kwargs)
+        return state.client.infer(self.model_name, inputs=[inp], outputs=[out], headers=self._headers, **kwargs)
 
     def _ensure_shm(self, state: _ThreadState, in_bytes: int, out_bytes: int) -> bool:
         """Make sure this thread's regions hold ``in_bytes``/``out_bytes``; False = use the network."""
@@ -270,7 +293,7 @@ class TritonRunner(_RunnerBase):
         handle = shm.create_shared_memory_region(name, f"/{name}", size)
         region = _Shm(name, handle, size)
         state.regions.append(region)
-        state.client.register_system_shared_memory(name, f"/{name}", size)
+        state.client.register_system_shared_memory(name, f"/{name}", size, headers=self._headers)
         return region
 
     def close(self) -> None:
@@ -284,7 +307,7 @@ class TritonRunner(_RunnerBase):
         for state in states:
             for region in state.regions:
                 try:
-                    state.client.unregister_system_shared_memory(region.name)
+                    state.client.unregister_system_shared_memory(region.name, headers=self._headers)
                 except Exception:  # the server may be gone; the local region is still ours to free
                     log.debug("unregistering %s failed", region.name, exc_info=True)
                 shm.destroy_shared_memory_region(region.handle)
@@ -300,7 +323,7 @@ def _entries(urls: str | list[str]) -> list[str]:
     for part in [urls] if isinstance(urls, str) else urls:
         for entry in part.split(","):
             entry = entry.strip()
-            for prefix in ("grpc://", "http://", "https://"):
+            for prefix in SCHEMES:
                 entry = entry.removeprefix(prefix)
             if entry := entry.rstrip("/"):
                 out.append(entry)
@@ -505,6 +528,22 @@ class TritonPool(_RunnerBase):
             refresher.join(timeout=5.0)  # a refresh still connecting sees _closed and closes what it opened
         for runner in self._runners:
             runner.close()
+
+
+def url_schemes(entries: str | list[str]) -> tuple[str, bool] | None:
+    """``(protocol, tls)`` that the entries' schemes say (``https://`` is HTTP over TLS, ``grpcs://`` gRPC over
+    TLS), or None when none has one; ``ConfigError`` when they disagree or one lacks what the others have."""
+    found = set()
+    parts = [p.strip() for part in ([entries] if isinstance(entries, str) else entries) for p in part.split(",")]
+    parts = [p for p in parts if p]
+    for part in parts:
+        found.add(next((v for k, v in SCHEMES.items() if part.startswith(k)), None))
+    if found == {None}:
+        return None
+    if len(found) > 1:
+        raise ConfigError("--url entries name different schemes (or some none): give every server the same one "
+                          "(e.g. all https://)")
+    return found.pop()
 
 
 def may_grow(entries: str | list[str]) -> bool:

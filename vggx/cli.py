@@ -370,7 +370,16 @@ def upscale(
     url: Annotated[list[str] | None, typer.Option(
         "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
         "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="Triton protocol: grpc (default) or http; an https:// or grpcs:// --url says it")] = None,
+    ssl: Annotated[bool, typer.Option(
+        "--ssl", help="TLS to Triton (what an https:// or grpcs:// --url means), e.g. behind an ingress")] = False,
+    ca_cert: Annotated[Path | None, typer.Option(
+        "--ca-cert", help="with TLS: the CA file that signed the server's certificate (default: the system's)")
+    ] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
+        "'Authorization: Bearer ...'")] = None,
     model: Annotated[str, typer.Option(
         "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
     concurrency: Annotated[int | None, typer.Option(
@@ -442,7 +451,7 @@ def upscale(
     )
     from rich.text import Text
 
-    from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, plan_folder
+    from vggx.client import Backend, BackendConfig, UpscaleConfig, open_runner, plan_folder
     from vggx.client import upscale as run_upscale
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
@@ -453,12 +462,10 @@ def upscale(
     name = backend or ("triton" if url else "onnxruntime")
     if name not in choices:
         raise ConfigError(f"--backend must be one of {', '.join(choices)}, got {name!r}")
-    if protocol not in ("grpc", "http"):
-        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
     chosen = choices[name]
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
-                                compile=compile_model, threads=threads, url=url, protocol=TritonProtocol(protocol),
-                                model_name=model)
+                                compile=compile_model, threads=threads, url=url, model_name=model,
+                                **_triton_options(url, protocol, ssl, ca_cert, header))
     if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
         codec = EncodeConfig().codec
     else:
@@ -471,7 +478,8 @@ def upscale(
     if url and chosen is Backend.TRITON:
         from vggx.client.triton import expand_urls
 
-        servers = len(expand_urls(url))
+        # TLS keeps names as they are (certificates name hosts): one server per entry
+        servers = len(expand_urls(url, resolve=lambda *a, **k: []) if backend_cfg.ssl else expand_urls(url))
 
     def config(src: Path, dst: Path) -> UpscaleConfig:
         return UpscaleConfig(
@@ -645,7 +653,16 @@ def bench(
     url: Annotated[list[str] | None, typer.Option(
         "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
         "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
-    protocol: Annotated[str, typer.Option("--protocol", help="Triton protocol: grpc or http")] = "grpc",
+    protocol: Annotated[str | None, typer.Option(
+        "--protocol", help="Triton protocol: grpc (default) or http; an https:// or grpcs:// --url says it")] = None,
+    ssl: Annotated[bool, typer.Option(
+        "--ssl", help="TLS to Triton (what an https:// or grpcs:// --url means), e.g. behind an ingress")] = False,
+    ca_cert: Annotated[Path | None, typer.Option(
+        "--ca-cert", help="with TLS: the CA file that signed the server's certificate (default: the system's)")
+    ] = None,
+    header: Annotated[list[str] | None, typer.Option(
+        "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
+        "'Authorization: Bearer ...'")] = None,
     model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
@@ -668,7 +685,7 @@ def bench(
     """
     check_json_path(json_path)
     from vggx.benchmarks.bench import BenchConfig, run_bench
-    from vggx.client import Backend, BackendConfig, TritonProtocol
+    from vggx.client import Backend, BackendConfig
     from vggx.errors import ConfigError
     from vggx.shapes import parse_size
 
@@ -678,13 +695,12 @@ def bench(
     for n in names:
         if n not in choices:
             raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
-    if protocol not in ("grpc", "http"):
-        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    triton = _triton_options(url, protocol, ssl, ca_cert, header)
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
                       fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
-                      url=url if n == "triton" else None, protocol=TritonProtocol(protocol),
-                      **({"model_name": model} if n == "triton" else {}))
+                      url=url if n == "triton" else None,
+                      **({"model_name": model, **triton} if n == "triton" else {"protocol": triton["protocol"]}))
         for n in names
     )
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
@@ -801,6 +817,30 @@ def export(
                       "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
                       "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
         console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True)
+
+
+def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: Path | None,
+                    headers: list[str] | None) -> dict:
+    """The Triton client's protocol, TLS and headers from ``--url``'s scheme (``https://``, ``grpcs://``),
+    ``--protocol``, ``--ssl``, ``--ca-cert`` and ``--header 'Name: value'`` (BackendConfig's keyword arguments)."""
+    from vggx.client import TritonProtocol
+    from vggx.client.triton import url_schemes
+    from vggx.errors import ConfigError
+
+    if protocol is not None and protocol not in ("grpc", "http"):
+        raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    said = url_schemes(url) if url else None
+    if said is not None:
+        if protocol is not None and protocol != said[0]:
+            raise ConfigError(f"--protocol {protocol} disagrees with --url's scheme ({said[0]}); give one")
+        protocol, ssl = said[0], said[1] or ssl
+    pairs = []
+    for h in headers or []:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
+            raise ConfigError(f"--header must be 'Name: value', got {h!r}")
+        pairs.append((name.strip(), value.strip()))
+    return {"protocol": TritonProtocol(protocol or "grpc"), "ssl": ssl, "ca_cert": ca_cert, "headers": tuple(pairs)}
 
 
 def _gpu_list(text: str) -> tuple[int, ...]:

@@ -79,3 +79,18 @@ def ort_runner(onnx_cache, tiny_checkpoint_path):
     with open_runner(BackendConfig(Backend.ONNXRUNTIME, checkpoint=tiny_checkpoint_path, threads=1,
                                    cache_dir=onnx_cache)) as runner:
         yield runner
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1 (its own CA) and its key, made with openssl."""
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key

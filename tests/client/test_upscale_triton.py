@@ -54,6 +54,52 @@ class TestAgainstStub:
         for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):  # nearest ×4 survives tiling
             np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
 
+    def test_https_with_a_private_ca_and_headers_on_every_call(self, clips, tmp_path, tls_cert):
+        """An ingress in front of Triton: TLS with a certificate from the company's CA, a bearer token."""
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+
+        cert, key = tls_cert
+        with StubTriton(window=4, tls=(str(cert), str(key))) as stub:
+            url = f"https://localhost:{stub.port}"
+            result = CliRunner().invoke(app, ["upscale", str(clips["big"]), str(tmp_path / "o.mkv"), "--codec", "ffv1",
+                                              "--url", url, "--ca-cert", str(cert),
+                                              "--header", "Authorization: Bearer s3cret", "--header", "X-Team: vfx"])
+            assert result.exit_code == 0, result.output
+            assert f"triton https://localhost:{stub.port}" in result.stdout
+            assert stub.infer_calls >= 3 and len(stub.headers) > stub.infer_calls  # health, config, infer
+            for h in stub.headers:
+                assert h.get("Authorization") == "Bearer s3cret" and h.get("X-Team") == "vfx", h
+            src = decode_all(clips["big"])
+            for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):
+                np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
+
+            # without the CA the certificate is not trusted: one clear line, nothing written
+            result = CliRunner().invoke(app, ["upscale", str(clips["big"]), str(tmp_path / "p.mkv"), "--url", url])
+            assert result.exit_code == 1 and not (tmp_path / "p.mkv").exists()
+            (line,) = result.stderr.strip().splitlines()
+            assert line.startswith(f"error: cannot reach Triton at https://localhost:{stub.port} (") and "CERTIFICATE" \
+                in line.upper(), line
+            assert line.endswith("pass --ca-cert with the CA that signed the server's certificate"), line
+
+    @pytest.mark.parametrize(("args", "message"), [
+        (["--url", "https://a:1,grpc://b:2"], "--url entries name different schemes"),
+        (["--url", "grpcs://a:1", "--protocol", "http"], "--protocol http disagrees with --url's scheme (grpc)"),
+        (["--url", "a:1", "--header", "Authorization Bearer x"], "--header must be 'Name: value'"),
+        (["--url", "a:1", "--ca-cert", "ca.pem"], "--ca-cert applies with TLS"),
+        (["--ssl"], "--ssl and --header apply to a Triton server (--url), not --backend onnxruntime"),
+    ])
+    def test_bad_tls_and_header_options_are_one_line(self, clips, tmp_path, args, message):
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+
+        result = CliRunner().invoke(app, ["upscale", str(clips["big"]), str(tmp_path / "o.mkv"), *args])
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert message in line, line
+
     def test_transient_errors_are_retried_with_backoff(self, caplog):
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
         with StubTriton() as stub, open_runner(http_config(stub.url)) as runner:
@@ -148,6 +194,32 @@ class TestRealServer:
         remote_frames, local_frames = decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv")
         assert len(remote_frames) == len(local_frames) == 12
         for a, b in zip(remote_frames, local_frames, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_grpc_over_tls_with_metadata(self, served_repository, ort_runner, clips, tmp_path, tls_cert):
+        """Triton's own gRPC TLS (``--grpc-use-ssl``): ``grpcs://`` with the CA, a header as gRPC metadata; the
+        frames equal in-process ONNX Runtime's."""
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+        from vggx.server import ServerConfig, TritonServer
+
+        cert, key = tls_cert
+        cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0,
+                           log_file=tmp_path / "tls.log", startup_timeout_s=180,
+                           extra_args=("--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"))
+        with TritonServer(cfg) as server:
+            port = server.endpoints.grpc.rsplit(":", 1)[1]
+            args = ["upscale", str(clips["twelve"]), str(tmp_path / "t.mkv"), "--codec", "ffv1", "--url",
+                    f"grpcs://localhost:{port}", "--ca-cert", str(cert), "--header", "Authorization: Bearer x"]
+            result = CliRunner().invoke(app, args)
+            assert result.exit_code == 0, result.output
+            assert f"triton grpcs://localhost:{port}" in result.stdout
+            plain = CliRunner().invoke(app, ["upscale", str(clips["twelve"]), str(tmp_path / "p.mkv"), "--url",
+                                             f"localhost:{port}"])
+            assert plain.exit_code == 1 and "cannot reach Triton at grpc://localhost" in plain.stderr, plain.output
+        upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
+        for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)
 
     def test_cli_url_implies_triton(self, triton_server, clips, tmp_path):

@@ -2,7 +2,7 @@
 
 It serves one model whose config carries the vggx parameters and whose "inference" is nearest-neighbour
 ×scale, and can be told to be not ready, to fail the next requests with an HTTP status, or to run out of
-memory on large inputs.
+memory on large inputs; it records the headers it gets, and serves HTTPS with ``tls=(cert, key)``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ class StubTriton(InBackground):
     """Start with ``with StubTriton(...) as stub``; ``stub.url`` is ``127.0.0.1:PORT``."""
 
     def __init__(self, *, window: int = 4, scale: int = 4, max_size: str = "64x64", ready: bool = True,
-                 model: str = "vggx", host: str = "127.0.0.1", port: int = 0) -> None:
+                 model: str = "vggx", host: str = "127.0.0.1", port: int = 0,
+                 tls: tuple[str, str] | None = None) -> None:
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
         self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
         self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
@@ -26,6 +27,7 @@ class StubTriton(InBackground):
         # answer larger inputs (h·w LR pixels) the way vggx's served torch model answers when CUDA runs out of memory
         self.oom_above: int | None = None
         self.shapes: list[list[int]] = []  # every infer request's input shape, in order
+        self.headers: list[dict[str, str]] = []  # every request's headers, in order
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +45,7 @@ class StubTriton(InBackground):
                 self.wfile.write(body)
 
             def do_GET(self) -> None:
+                stub.headers.append(dict(self.headers))
                 base = f"/v2/models/{stub.model}"
                 if self.path == "/v2/health/live":
                     self._send(200)
@@ -54,6 +57,7 @@ class StubTriton(InBackground):
                     self._send(404, json.dumps({"error": f"unknown path {self.path}"}).encode())
 
             def do_POST(self) -> None:
+                stub.headers.append(dict(self.headers))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 if self.path != f"/v2/models/{stub.model}/infer":  # e.g. shared-memory registration
                     self._send(400, json.dumps({"error": "not supported by the stub"}).encode())
@@ -82,6 +86,12 @@ class StubTriton(InBackground):
                                                      "Inference-Header-Content-Length": str(len(out))})
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:  # HTTPS, as an ingress in front of Triton serves it: (certificate file, key file)
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self.url = f"{host}:{self.port}"
 

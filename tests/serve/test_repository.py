@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -70,13 +71,33 @@ def test_platform_backend_and_instance_kind(backend, platform, backend_field, ki
 
 @pytest.mark.parametrize("backend", list(Backend))
 def test_python_models_get_their_runtime_parameters(backend):
+    threads = 2 if backend is Backend.PYTHON else 0
     params = model_config(backend=backend, metadata=META, window=8,
-                          serving=ServingConfig(cpu_threads=2, merge_requests=False)).parameters
+                          serving=ServingConfig(cpu_threads=threads, merge_requests=False)).parameters
     python_model = backend.value in ("python", "torch")
     assert ("merge_requests" in params) == python_model
     if python_model:
         assert params["merge_requests"].string_value == "false"
     assert ("cpu_threads" in params) == (backend is Backend.PYTHON)
+    if backend is not Backend.PYTHON:  # a knob that would be ignored is refused
+        with pytest.raises(ExportError, match="CPU threads per instance apply to the python backend"):
+            model_config(backend=backend, metadata=META, window=8, serving=ServingConfig(cpu_threads=2))
+
+
+@pytest.mark.parametrize(("backend", "serving", "message"), [
+    ("python", ServingConfig(gpus=(0,)), "GPUs were named for the instances, but the python backend's instances run "
+                                         "on the CPU (KIND_CPU)"),
+    ("tensorrt", ServingConfig(trt_accelerator=True), "an onnxruntime-backend option, not 'tensorrt'"),
+])
+def test_knobs_that_do_not_apply_are_refused(backend, serving, message):
+    with pytest.raises(ExportError, match=re.escape(message)):
+        model_config(backend=backend, metadata=META, window=8, serving=serving)
+
+
+def test_instances_on_named_gpus():
+    (group,) = model_config(backend="tensorrt", metadata=META, window=8,
+                            serving=ServingConfig(instances=2, gpus=(1, 3))).instance_group
+    assert group.count == 2 and list(group.gpus) == [1, 3]
 
 
 def test_warmup_is_a_valid_small_request():
