@@ -37,6 +37,7 @@ from vggx.video import (
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
+    alpha_pix_fmt,
     check_container,
     check_encoder_starts,
     check_image_codec,
@@ -330,12 +331,25 @@ def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool
 
 
 def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
+    """``image`` (RGB ``(h, w, 3)``, or one ``(h, w)`` plane such as an alpha matte) ``scale`` times larger,
+    bicubic (swscale)."""
     import av
 
-    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    fmt = "gray" if image.ndim == 2 else "rgb24"
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
     h, w = image.shape[:2]
-    return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format="rgb24",
+    return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format=fmt,
                                          interpolation="BICUBIC").to_ndarray()
+
+
+def _with_alpha(images: np.ndarray, alphas: list[np.ndarray], scale: int) -> np.ndarray:
+    """RGBA ``(k, s·h, s·w, 4)``: the model's RGB with each frame's alpha resized to it (bicubic: the matte is the
+    input's, enlarged, not something the model was trained to draw)."""
+    out = np.empty((*images.shape[:3], 4), np.uint8)
+    out[..., :3] = images
+    for frame, alpha in zip(out, alphas, strict=True):
+        frame[..., 3] = _bicubic(alpha, scale)
+    return out
 
 
 class _Tiles:
@@ -391,6 +405,7 @@ class _Work:
     frames: np.ndarray  # (T, h, w, 3)
     keep: slice  # positions of the kept frames in ``frames``
     pts: list[int]  # pts of the kept frames
+    alphas: list[np.ndarray] | None = None  # the kept frames' alpha planes (h, w), where the output keeps alpha
 
 
 @dataclass
@@ -404,8 +419,9 @@ class _Run:
     """The threads of one upscale run and their shared stop flag / first error."""
 
     def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, context: int,
-                 frames_done: int = 0) -> None:
+                 frames_done: int = 0, alpha: bool = False) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
+        self.alpha = alpha  # the input's alpha goes to the output (RGBA frames to the writer)
         self.window, self.context = runner.info.window, context
         self.stride = self.window - 2 * context
         self.slots = threading.Semaphore(cfg.concurrency + 2)
@@ -471,9 +487,9 @@ class _Run:
         if not self.stop.is_set():
             self.windows = windows_needed(self.frames_decoded, self.window, self.context)
 
-    def _frames(self) -> Iterator[tuple[int, np.ndarray]]:
-        """The reader's frames as ``(pts, image)``, ending early once the run stops (the windows then emitted are
-        refused by ``_emit``)."""
+    def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
+        """The reader's frames as ``(pts, image, alpha)``, ending early once the run stops (the windows then
+        emitted are refused by ``_emit``)."""
         size = None
         for frame in self.reader:
             if self.stop.is_set():
@@ -487,13 +503,14 @@ class _Run:
                 self.first_pts = frame.pts
             self.last_pts = frame.pts
             self.frames_decoded = frame.index + 1
-            yield frame.pts, frame.image
+            yield frame.pts, frame.image, frame.alpha if self.alpha else None
 
-    def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray]]) -> bool:
+    def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray, np.ndarray | None]]) -> bool:
         offset = win.keep_start - win.offset  # the first source's index, before any mirroring
-        work = _Work(win.index, np.stack([image for _, image in frames]),
-                     slice(win.offset, win.offset + win.keep_count),
-                     [frames[i - offset][0] for i in range(win.keep_start, win.keep_end)])
+        kept = [frames[i - offset] for i in range(win.keep_start, win.keep_end)]
+        work = _Work(win.index, np.stack([image for _, image, _ in frames]),
+                     slice(win.offset, win.offset + win.keep_count), [pts for pts, _, _ in kept],
+                     [alpha for _, _, alpha in kept] if self.alpha else None)
         t0 = time.perf_counter()
         try:
             return self._acquire_slot() and self._put(self.todo, work)
@@ -513,6 +530,8 @@ class _Run:
                     break
                 t0 = time.perf_counter()
                 images = self.tiles.upscale(self.runner, item.frames, item.keep, self.yuv420p)
+                if item.alphas is not None:
+                    images = _with_alpha(images, item.alphas, self.runner.info.scale)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -651,6 +670,22 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
 
 
+def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleConfig, bool]:
+    """Whether the input's alpha channel goes to the output, and the config that encodes it (the codec's pixel
+    format with alpha, where ``--pix-fmt`` chose none); a warning where the input has alpha the output drops."""
+    if not reader.info.has_alpha:
+        return config, False
+    fmt = None if config.compare else alpha_pix_fmt(config.encode)
+    if fmt is None:
+        why = "--compare writes none" if config.compare else (
+            f"{config.encode.codec}" + (f" in {config.encode.pix_fmt}" if config.encode.pix_fmt else "")
+            + " keeps none")
+        log.warning("%s has an alpha channel; %s, so it is dropped (PNG/TIFF images, --codec ffv1 in .mkv, "
+                    "prores_ks in .mov or libvpx-vp9 in .webm keep it)", reader.path, why)
+        return config, False
+    return dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=fmt)), True
+
+
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
@@ -661,9 +696,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         # frame 0 is decoded: open_writer checks again with it).
         early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
+        config, alpha = _alpha_output(config, reader)
         store, encode = _resume_store(config, output, runner, reader, context)
         frames_done = store.frames_done if store is not None else 0
-        run = _Run(config, runner, reader, context, frames_done)
+        run = _Run(config, runner, reader, context, frames_done, alpha)
     except BaseException:
         reader.close()
         raise

@@ -94,6 +94,14 @@ def decode_all(path: Path) -> list[np.ndarray]:
         return [f.image for f in r]
 
 
+def decode_alpha(path: Path) -> list[np.ndarray | None]:
+    """Each frame's alpha plane as vggx's reader gives it (None where the input has none)."""
+    from vggx.video import open_video
+
+    with open_video(path) as r:
+        return [f.alpha for f in r]
+
+
 def stream_facts(path: Path) -> dict:
     import av
 
@@ -107,18 +115,30 @@ def stream_facts(path: Path) -> dict:
                           v.codec_context.color_range)}
 
 
+def alpha_pattern(i: int, h: int, w: int) -> np.ndarray:
+    """A moving matte (uint8 ``(h, w)``): opaque inside a rectangle that moves, soft at one edge, clear elsewhere."""
+    a = np.zeros((h, w), np.uint8)
+    a[h // 4: 3 * h // 4, w // 5 + i: 3 * w // 5 + i] = 255
+    a[:, : w // 8] = np.linspace(0, 200, w // 8, dtype=np.uint8)[None]
+    return a
+
+
 def make_png_sequence(folder: Path, first: int = 1001, count: int = 12, size: tuple[int, int] = (40, 56),
-                      name: str = "f%04d.png") -> Path:
+                      name: str = "f%04d.png", alpha: bool = False) -> Path:
     """Numbered PNG frames of the test pattern (the VFX habit: from 1001), by FFmpeg's image2 muxer; returns their
-    pattern."""
+    pattern. ``alpha``: RGBA frames, :func:`alpha_pattern` as their alpha."""
     import av
 
     folder.mkdir(exist_ok=True)
+    fmt = "rgba" if alpha else "rgb24"
     with av.open(str(folder / name), "w", format="image2", options={"start_number": str(first)}) as c:
         stream = c.add_stream("png", rate=25)
-        stream.width, stream.height, stream.pix_fmt = size[1], size[0], "rgb24"
+        stream.width, stream.height, stream.pix_fmt = size[1], size[0], fmt
         for i in range(count):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame_pattern(i, *size), format="rgb24")):
+            image = frame_pattern(i, *size)
+            if alpha:
+                image = np.concatenate([image, alpha_pattern(i, *size)[..., None]], axis=-1)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format=fmt)):
                 c.mux(packet)
         for packet in stream.encode():
             c.mux(packet)

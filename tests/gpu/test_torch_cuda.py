@@ -287,9 +287,9 @@ def test_a_failing_compiled_model_is_one_clear_error(tiny_checkpoint_path, monke
 def test_a_real_out_of_memory_shrinks_the_tiles_and_the_run_goes_on(tiny_checkpoint_path, tmp_path, caplog,
                                                                     cuda_graphs):
     """CUDA really running out of memory (the caching allocator capped with ``set_per_process_memory_fraction``
-    at about 8 times what a 128x128 window takes, for 720x1280 frames): the upscaler drops its graphs and raises
-    ``DeviceOutOfMemoryError``, the pipeline halves the tiles until they fit and finishes; the video is what an
-    explicit ``--tile`` of that size gives (to FP16 rounding: cuDNN may pick other algorithms)."""
+    at about 8 times what a 128x128 window takes, for 360x640 frames, 14 times its pixels): the upscaler drops its
+    graphs and raises ``DeviceOutOfMemoryError``, the pipeline halves the tiles until they fit and finishes; the
+    video is what an explicit ``--tile`` of that size gives (to FP16 rounding: cuDNN may pick other algorithms)."""
     import re
 
     from vggx.benchmarks.upscale_overlap import _synthetic_clip
@@ -297,7 +297,7 @@ def test_a_real_out_of_memory_shrinks_the_tiles_and_the_run_goes_on(tiny_checkpo
     from vggx.client.runners import TorchRunner
     from vggx.video import EncodeConfig
 
-    clip = _synthetic_clip(tmp_path / "clip.mp4", 8, (720, 1280))
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 8, (360, 640))
     runner = TorchRunner(tiny_checkpoint_path, device="cuda", fp16=True, cuda_graphs=cuda_graphs)
     device = runner._cuda.device
     runner.infer(_frames((1, 8, 64, 64, 3)))

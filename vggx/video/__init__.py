@@ -1,4 +1,4 @@
-"""Video I/O with PyAV (FFmpeg): decode any input to RGB frames, encode RGB frames with the audio copied."""
+"""Video I/O with PyAV (FFmpeg): decode any input to RGB frames (and alpha), encode them with the audio copied."""
 
 from .decode import DecodedFrame, VideoInfo, VideoReader, display_source, is_url, open_video
 from .encode import EncodeConfig, SegmentStore, VideoWriter, check_encoder, check_output_path

@@ -151,15 +151,18 @@ class VideoInfo:
     metadata: dict[str, str]
     has_subtitles: bool = False
     sample_aspect_ratio: Fraction | None = None  # pixel shape (anamorphic sources: e.g. 8/9 for NTSC DVD 4:3)
+    has_alpha: bool = False  # the pixel format carries an alpha channel (RGBA PNG/TIFF, ProRes 4444, VP9 alpha, ...)
 
 
 @dataclass(frozen=True)
 class DecodedFrame:
-    """One decoded frame: ``image`` uint8 ``(h, w, 3)`` RGB; ``pts`` in ``VideoInfo.time_base``."""
+    """One decoded frame: ``image`` uint8 ``(h, w, 3)`` RGB; ``pts`` in ``VideoInfo.time_base``; ``alpha`` uint8
+    ``(h, w)`` where the input has an alpha channel (``VideoInfo.has_alpha``), else None."""
 
     index: int  # 0-based, counted from the first frame kept (after --start)
     pts: int
     image: np.ndarray
+    alpha: np.ndarray | None = None
 
 
 class VideoReader:
@@ -249,7 +252,14 @@ class VideoReader:
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
             has_subtitles=bool(c.streams.subtitles),
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
+            has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha,
         )
+
+    @property
+    def _vp9_alpha(self) -> bool:
+        """A VP9 stream with alpha (WebM's ``alpha_mode``): FFmpeg's own VP9 decoder drops the alpha layer, libvpx's
+        decodes it."""
+        return self._stream.codec_context.name == "vp9" and self._stream.metadata.get("alpha_mode") == "1"
 
     def expected_frames(self) -> int | None:
         """Frames this reader will probably yield (for a progress bar), or None if unknown."""
@@ -285,7 +295,12 @@ class VideoReader:
                 last_pts = pts
                 if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
-                yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame, self._reformatter))
+                if info.has_alpha:
+                    rgba = _to_rgb(frame, self._reformatter, "rgba")
+                    yield DecodedFrame(index=count, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
+                                       alpha=np.ascontiguousarray(rgba[..., 3]))
+                else:
+                    yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame, self._reformatter))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
                     break
@@ -306,7 +321,7 @@ class VideoReader:
 
         graph = None
         first = True
-        for frame in self._container.decode(self._stream):
+        for frame in self._frames():
             if first:
                 first = False
                 self.rotation = int(frame.rotation or 0)
@@ -329,6 +344,17 @@ class VideoReader:
         if graph is not None:
             graph.push(None)  # flush: bwdif holds one frame back
             yield from self._restamped(_drain(graph))
+
+    def _frames(self):
+        """The stream's frames as decoded; a VP9 stream with alpha through libvpx (which decodes the alpha layer)."""
+        import av
+
+        if not self._vp9_alpha:
+            yield from self._container.decode(self._stream)
+            return
+        ctx = av.CodecContext.create("libvpx-vp9", "r")
+        for packet in self._container.demux(self._stream):
+            yield from ctx.decode(packet if packet.size else None)
 
     def _restamped(self, frames):
         """bwdif counts time in fields (half the stream's time base): back to the stream's units."""
@@ -390,16 +416,26 @@ def thread_reformatter():
     return reformatter
 
 
-def _to_rgb(frame, reformatter) -> np.ndarray:
-    """uint8 RGB of a decoded frame, by its own colour tags; untagged YUV as players show it: BT.709 above
-    SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg alone would take BT.601 for all).
-    ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its swscale context)."""
+def has_alpha(pix_fmt: str | None) -> bool:
+    """Whether FFmpeg's pixel format ``pix_fmt`` has an alpha component (``rgba``, ``yuva444p10le``, ``ya8``, ...)."""
+    import av
+
+    try:
+        return any(c.is_alpha for c in av.VideoFormat(pix_fmt).components)
+    except (ValueError, TypeError):  # unknown or missing names ("?", None)
+        return False
+
+
+def _to_rgb(frame, reformatter, format: str = "rgb24") -> np.ndarray:
+    """uint8 RGB (``format="rgba"``: RGBA) of a decoded frame, by its own colour tags; untagged YUV as players
+    show it: BT.709 above SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg alone would take
+    BT.601 for all). ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its swscale context)."""
     if (frame.colorspace == _AVCOL_SPC_UNSPECIFIED and frame.format.name.startswith(("yuv", "nv"))
             and (frame.height > 576 or frame.width > 1024)):
         from av.video.reformatter import Colorspace
 
-        return reformatter.reformat(frame, format="rgb24", src_colorspace=Colorspace.ITU709).to_ndarray()
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+        return reformatter.reformat(frame, format=format, src_colorspace=Colorspace.ITU709).to_ndarray()
+    return reformatter.reformat(frame, format=format).to_ndarray()
 
 
 def _drain(graph):

@@ -42,8 +42,8 @@ from vggx.errors import VideoError
 from .decode import IMAGE_SUFFIXES, display_source, is_image_sequence, is_url, open_source, thread_reformatter
 
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
-           "check_container", "check_encoder", "check_encoder_starts", "check_image_codec", "check_output_path",
-           "image_codec", "is_single_image", "output_pix_fmt"]
+           "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts", "check_image_codec",
+           "check_output_path", "image_codec", "is_single_image", "output_pix_fmt"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ _YUV420_CODECS = {"libx264", "libx265", "h264", "hevc", "mpeg4", "libvpx", "libv
                   "libsvtav1", "libopenh264", "mpeg2video"}
 # Lossless RGB choices, best first, for codecs that take RGB (libx264rgb, ffv1, png, ...).
 _RGB_FORMATS = ("rgb24", "bgr24", "gbrp", "bgr0", "rgb0")
+# Formats with alpha, best first: packed RGBA (PNG/TIFF, FFV1, HuffYUV, QuickTime Animation), then what the
+# players of each codec expect (VP9 in WebM: yuva420p; ProRes 4444: yuva444p10le), planar RGBA last.
+_ALPHA_FORMATS = ("rgba", "bgra", "argb", "yuva420p", "yuva444p10le", "yuva444p", "gbrap")
 # Container tags the muxer writes itself (copying them would describe the source's muxer, not ours).
 _MUXER_OWN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}
 # Stream audio this far ahead of the video so the muxer interleaves without buffering much.
@@ -404,7 +407,8 @@ class VideoWriter:
         return self._frames
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(h, w, 3)`` RGB, or the ``(h * 3 / 2, w)``
+        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(h, w, 3)`` RGB, ``(h, w, 4)`` RGBA (for a
+        pixel format with alpha, :func:`alpha_pix_fmt`), or the ``(h * 3 / 2, w)``
         yuv420p planes of :func:`vggx.video.color.rgb_to_yuv420p` (encoded as they are when the codec takes
         yuv420p, H.264's default, and they have the stream's size; resized otherwise).
 
@@ -438,7 +442,8 @@ class VideoWriter:
         import av
 
         fmt = _array_format(image)
-        if image.dtype == np.uint8 and image.strides[-1] == 1 and (fmt == "yuv420p" or image.strides[1] == 3):
+        packed = fmt == "yuv420p" or image.strides[1] == image.shape[2]
+        if image.dtype == np.uint8 and image.strides[-1] == 1 and packed:
             frame = av.VideoFrame.from_numpy_buffer(image, format=fmt)  # no copy; the frame keeps ``image``
         else:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
@@ -909,8 +914,26 @@ def _yuv_range(pix_fmt: str) -> int | None:
 
 
 def _array_format(image: np.ndarray) -> str:
-    """PyAV's name for a frame array: (h, w, 3) RGB, or (3h/2, w) yuv420p planes."""
-    return "yuv420p" if image.ndim == 2 else "rgb24"
+    """PyAV's name for a frame array: (h, w, 3) RGB, (h, w, 4) RGBA, or (3h/2, w) yuv420p planes."""
+    if image.ndim == 2:
+        return "yuv420p"
+    return "rgba" if image.shape[2] == 4 else "rgb24"
+
+
+def alpha_pix_fmt(config: EncodeConfig) -> str | None:
+    """The pixel format with alpha the writer encodes RGBA frames in for ``config``: ``--pix-fmt`` where it has
+    alpha, else the codec's first of :data:`_ALPHA_FORMATS`; None where the output keeps no alpha (a ``--pix-fmt``
+    without it, H.264/H.265, whose players ignore the alpha layers some encoders offer, or a codec without
+    any)."""
+    from .decode import has_alpha
+
+    codec = check_encoder(config)
+    if config.pix_fmt is not None:
+        return config.pix_fmt if has_alpha(config.pix_fmt) else None
+    if codec.name in _YUV420_CODECS and codec.name not in ("libvpx-vp9", "libvpx"):
+        return None
+    formats = [f.name for f in (codec.video_formats or ())]
+    return next((f for f in _ALPHA_FORMATS if f in formats), None)
 
 
 def output_pix_fmt(config: EncodeConfig) -> str:

@@ -1,0 +1,99 @@
+"""An input with an alpha channel (RGBA PNG/TIFF, ProRes 4444, VP9 with alpha): the model upscales the colour, the
+alpha is enlarged with bicubic and written where the output holds it; elsewhere a warning says it is dropped."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from videoclips import alpha_pattern, decode_all, decode_alpha, make_png_sequence, stream_facts
+
+from vggx.client import UpscaleConfig, upscale
+from vggx.video import EncodeConfig
+
+
+def _bicubic_x4(plane: np.ndarray) -> np.ndarray:
+    import av
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(plane), format="gray")
+    h, w = plane.shape
+    return frame.reformat(width=4 * w, height=4 * h, format="gray", interpolation="BICUBIC").to_ndarray()
+
+
+@pytest.fixture(scope="module")
+def rgba_frames(tmp_path_factory):
+    """Six RGBA PNGs and the same frames without alpha (RGB PNGs)."""
+    d = tmp_path_factory.mktemp("alpha")
+    return (make_png_sequence(d / "rgba", first=1, count=6, alpha=True),
+            make_png_sequence(d / "rgb", first=1, count=6))
+
+
+def test_png_sequence_keeps_the_alpha_and_the_colour_is_the_rgb_inputs(rgba_frames, tmp_path, torch_runner):
+    rgba, rgb = rgba_frames
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    upscale(UpscaleConfig(rgba, tmp_path / "a" / "%04d.png"), runner=torch_runner)
+    upscale(UpscaleConfig(rgb, tmp_path / "b" / "%04d.png"), runner=torch_runner)
+    assert stream_facts(tmp_path / "a" / "%04d.png")["pix_fmt"] == "rgba"
+    for x, y in zip(decode_all(tmp_path / "a" / "%04d.png"), decode_all(tmp_path / "b" / "%04d.png"), strict=True):
+        np.testing.assert_array_equal(x, y)  # the colour is untouched by the alpha
+    alphas = decode_alpha(tmp_path / "a" / "%04d.png")
+    for i, a in enumerate(alphas):
+        np.testing.assert_array_equal(a, _bicubic_x4(alpha_pattern(i, 40, 56)))
+
+
+@pytest.mark.parametrize(("name", "codec", "stored", "mean", "most"), [
+    ("o.mkv", "ffv1", "bgra", 0, 0),
+    ("o.tif", "tiff", "rgba", 0, 0),  # one image
+    ("o.mov", "prores_ks", "yuva444p10le", 0.2, 1),  # ProRes 4444: 8-bit alpha rounded through 10 (measured 0.08 / 1)
+    ("o.webm", "libvpx-vp9", "yuva420p", 0.5, 8),  # VP9 at CRF 18: the alpha layer lossy too (measured 0.08 / 3)
+])
+def test_codecs_with_alpha_write_it(rgba_frames, tmp_path, torch_runner, name, codec, stored, mean, most):
+    import av
+
+    out = tmp_path / name
+    frames = 1 if name.endswith(".tif") else None
+    result = upscale(UpscaleConfig(rgba_frames[0], out, encode=EncodeConfig(codec=codec), frames=frames),
+                     runner=torch_runner)
+    assert result.frames == (frames or 6)
+    with av.open(str(out)) as c:  # what the file says it stores (VP9: alpha_mode, as FFmpeg's decoder drops it)
+        s = c.streams.video[0]
+        assert s.codec_context.pix_fmt == stored or (codec == "prores_ks" and s.codec_context.pix_fmt.startswith(
+            "yuva444p")) or (codec == "libvpx-vp9" and s.metadata.get("alpha_mode") == "1")
+    alphas = decode_alpha(out)  # vggx's reader: VP9 alpha through libvpx
+    assert len(alphas) == result.frames
+    for i, a in enumerate(alphas):
+        diff = np.abs(a.astype(int) - _bicubic_x4(alpha_pattern(i, 40, 56)).astype(int))
+        assert diff.mean() <= mean and diff.max() <= most, (diff.mean(), diff.max())
+
+
+def test_explicit_pix_fmt_with_alpha_is_used(rgba_frames, tmp_path, torch_runner):
+    out = tmp_path / "o.mkv"
+    upscale(UpscaleConfig(rgba_frames[0], out, encode=EncodeConfig(codec="ffv1", pix_fmt="yuva444p"), frames=4),
+            runner=torch_runner)
+    assert stream_facts(out)["pix_fmt"] == "yuva444p" and all(a is not None for a in decode_alpha(out))
+
+
+@pytest.mark.parametrize(("encode", "compare", "why"), [
+    (EncodeConfig(), False, "libx264 keeps none"),
+    (EncodeConfig(codec="ffv1", pix_fmt="bgr0"), False, "ffv1 in bgr0 keeps none"),
+    (EncodeConfig(codec="ffv1"), True, "--compare writes none"),
+])
+def test_outputs_without_alpha_drop_it_with_a_warning(rgba_frames, tmp_path, torch_runner, caplog, encode, compare,
+                                                       why):
+    out = tmp_path / ("o.mp4" if encode.codec == "libx264" else "o.mkv")
+    with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+        upscale(UpscaleConfig(rgba_frames[0], out, encode=encode, compare=compare, frames=4), runner=torch_runner)
+    assert f"has an alpha channel; {why}, so it is dropped" in caplog.text
+    assert decode_alpha(out) == [None] * 4
+
+
+def test_resized_output_resizes_the_alpha_too(rgba_frames, tmp_path, torch_runner):
+    out = tmp_path / "o.mkv"
+    upscale(UpscaleConfig(rgba_frames[0], out, encode=EncodeConfig(codec="ffv1"), frames=4, outscale=2.0),
+            runner=torch_runner)
+    alphas = decode_alpha(out)
+    assert alphas[0].shape == (80, 112)
+    opaque = alpha_pattern(0, 40, 56).repeat(2, 0).repeat(2, 1)
+    assert np.abs(alphas[0].astype(int) - opaque).mean() < 8  # the matte where it was, at twice the size
