@@ -278,15 +278,16 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
     from your own decoder, a camera or a renderer rather than a file.
 
-    ``frames``: uint8 RGB ``(h, w, 3)`` arrays of one size, from any iterable; a generator is read as the windows
-    need it (the clip's length need not be known; about two windows of frames are held at a time). Each frame that
-    comes back is uint8 ``(s·h, s·w, 3)``, what ``vggx upscale`` encodes: the same overlapping windows (``context``
-    frames each side, a quarter of the window by default), the same tiles (``tile`` caps them, as ``--tile``), and
-    the same halving of the tiles when the device runs out of memory. One window runs at a time, in the calling
-    thread.
+    ``frames``: uint8 RGB ``(h, w, 3)`` (or RGBA ``(h, w, 4)``) arrays of one size and kind, from any iterable; a
+    generator is read as the windows need it (the clip's length need not be known; about two windows of frames
+    are held at a time). Each frame that comes back is uint8 ``(s·h, s·w, 3)`` (RGBA: ``4``), what ``vggx upscale``
+    encodes: the same overlapping windows (``context`` frames each side, a quarter of the window by default), the
+    same tiles (``tile`` caps them, as ``--tile``), the same halving of the tiles when the device runs out of
+    memory, and the same alpha (enlarged with bicubic beside the model's colour). One window runs at a time, in the
+    calling thread.
 
     Raises:
-        ConfigError: a frame that is not uint8 RGB, or not the size of the first; ``tile`` below the smallest.
+        ConfigError: a frame that is not uint8 RGB/RGBA, or not the shape of the first; ``tile`` below the smallest.
         InferenceError, ServerError: the backend failed.
     """
     info = runner.info
@@ -298,18 +299,23 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         size = None
         for i, frame in enumerate(frames):
             frame = np.asarray(frame)
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3), got {frame.dtype} {frame.shape}")
+            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), got {frame.dtype} "
+                                  f"{frame.shape}")
             if size is None:
                 size = frame.shape
             elif frame.shape != size:
-                raise ConfigError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, frame 0 {size[1]}x{size[0]}: "
-                                  "a clip's frames have one size")
+                raise ConfigError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}x{frame.shape[2]}, frame 0 "
+                                  f"{size[1]}x{size[0]}x{size[2]}: a clip's frames have one size and kind")
             yield frame
 
     for win, window in cut_windows(checked(), info.window, context):
         keep = slice(win.offset, win.offset + win.keep_count)
-        yield from tiles.upscale(runner, np.stack(window), keep)
+        stacked = np.stack(window)
+        images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
+        if stacked.shape[3] == 4:
+            images = _with_alpha(images, list(stacked[keep, ..., 3]), info.scale)
+        yield from images
 
 
 def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:

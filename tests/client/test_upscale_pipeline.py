@@ -208,11 +208,29 @@ class TestUpscaleClip:
             np.testing.assert_array_equal(a, b)
             np.testing.assert_array_equal(a, c)
 
+    def test_rgba_frames_come_back_rgba_like_the_pipelines_alpha(self, clips, tmp_path, torch_runner):
+        from videoclips import alpha_pattern, decode_alpha, make_png_sequence
+
+        seq = make_png_sequence(tmp_path / "rgba", first=1, count=6, alpha=True)
+        run(seq, tmp_path / "o.mkv", torch_runner)  # ffv1: alpha kept
+        rgb, alpha = decode_all(tmp_path / "o.mkv"), decode_alpha(tmp_path / "o.mkv")
+        frames = [np.concatenate([f, alpha_pattern(i, 40, 56)[..., None]], -1)
+                  for i, f in enumerate(decode_all(seq))]
+        got = list(upscale_clip(torch_runner, frames))
+        assert len(got) == 6 and got[0].shape == (160, 224, 4)
+        for g, c, a in zip(got, rgb, alpha, strict=True):
+            np.testing.assert_array_equal(g[..., :3], c)
+            np.testing.assert_array_equal(g[..., 3], a)
+
     @pytest.mark.parametrize(("frames", "message"), [
-        ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\), got float32 \(16, 16, 3\)"),
-        ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\), got uint8 \(16, 16\)"),
+        ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), got "
+                                              r"float32 \(16, 16, 3\)"),
+        ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), got uint8 "
+                                         r"\(16, 16\)"),
         ([np.zeros((16, 16, 3), np.uint8)] * 3 + [np.zeros((16, 24, 3), np.uint8)],
-         "frame 3 is 24x16, frame 0 16x16: a clip's frames have one size"),
+         "frame 3 is 24x16x3, frame 0 16x16x3: a clip's frames have one size and kind"),
+        ([np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 4), np.uint8)],
+         "frame 1 is 16x16x4, frame 0 16x16x3: a clip's frames have one size and kind"),
     ])
     def test_bad_frames_are_one_clear_error(self, torch_runner, frames, message):
         with pytest.raises(ConfigError, match=message):
