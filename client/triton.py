@@ -30,7 +30,8 @@ from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, Ser
 from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
 
-__all__ = ["SCHEMES", "ServerUnavailable", "TritonPool", "TritonRunner", "expand_urls", "may_grow", "url_schemes"]
+__all__ = ["SCHEMES", "ServedModel", "ServerDescription", "ServerUnavailable", "TritonPool", "TritonRunner",
+           "describe_server", "expand_urls", "may_grow", "new_client", "url_schemes"]
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,8 @@ class TritonRunner(_RunnerBase):
 
     def _new_client(self, timeout_s: float | None = None):
         """A client of this server (HTTP: with ``timeout_s`` to connect and per read, default the request's)."""
-        if self.protocol == "grpc":
-            return self._module.InferenceServerClient(self.url, ssl=self.ssl, root_certificates=self.ca_cert)
-        tls = {"ssl": True, "ssl_options": {"ca_certs": self.ca_cert} if self.ca_cert else None} if self.ssl else {}
-        return self._module.InferenceServerClient(
-            self.url, connection_timeout=min(timeout_s or self.timeout_s, 60.0),
-            network_timeout=timeout_s or self.timeout_s, **tls)
+        return new_client(self.url, self.protocol, ssl=self.ssl, ca_cert=self.ca_cert,
+                          timeout_s=timeout_s or self.timeout_s)
 
     def _state(self) -> _ThreadState:
         state = getattr(self._local, "state", None)
@@ -315,6 +312,95 @@ class TritonRunner(_RunnerBase):
                 state.client.close()
             except Exception:
                 log.debug("closing a Triton client failed", exc_info=True)
+
+
+def new_client(url: str, protocol: str = "grpc", *, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
+               timeout_s: float = 60.0):
+    """A tritonclient ``InferenceServerClient`` of ``url`` (``HOST:PORT``) over ``protocol``, TLS with ``ssl`` (and the
+    CA file ``ca_cert``); HTTP: ``timeout_s`` to connect (at most 60 s) and per read. The caller closes it."""
+    ca = None if ca_cert is None else str(ca_cert)
+    if protocol == "grpc":
+        import tritonclient.grpc as grpc
+
+        return grpc.InferenceServerClient(url, ssl=ssl, root_certificates=ca)
+    import tritonclient.http as http
+
+    tls = {"ssl": True, "ssl_options": {"ca_certs": ca} if ca else None} if ssl else {}
+    return http.InferenceServerClient(url, connection_timeout=min(timeout_s, 60.0), network_timeout=timeout_s, **tls)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """A model of a server's repository, as its index lists it."""
+
+    name: str
+    version: str  # "" where the index names no version (a model that failed to load)
+    state: str  # READY, UNAVAILABLE, LOADING, ...
+    reason: str = ""  # why it is not READY (the server's words)
+
+
+@dataclass(frozen=True)
+class ServerDescription:
+    """What :func:`describe_server` found: the server, its models, and one model's config and statistics."""
+
+    url: str
+    server: str  # name and version, e.g. "triton 2.51.0"
+    models: list[ServedModel]
+    model: str | None = None  # the model described below (None: not in the repository)
+    config: dict = field(default_factory=dict)  # its config, as the server's JSON gives it
+    stats: list[dict] = field(default_factory=list)  # per version: requests, executions, mean queue / compute ms
+
+
+def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ssl: bool = False,
+                    ca_cert: str | os.PathLike | None = None, headers: dict[str, str] | None = None,
+                    timeout_s: float = 10.0) -> ServerDescription:
+    """The server at ``url``, the models of its repository with their state, and ``model``'s config and inference
+    statistics (what ``vggx info --url`` prints; ``vggx upscale --url`` is a window away from them).
+
+    Raises:
+        ServerError: the server cannot be reached (naming the URL).
+    """
+    for prefix in SCHEMES:
+        url = url.removeprefix(prefix)
+    kw = {"headers": {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}}
+    as_json = {"as_json": True, "client_timeout": timeout_s} if protocol == "grpc" else {}
+    client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, timeout_s=timeout_s)
+    try:
+        try:
+            meta = client.get_server_metadata(**kw, **as_json)
+            index = client.get_model_repository_index(**kw, **as_json)
+        except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
+            raise ServerError(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and is "
+                              f"this its {protocol} port?") from None
+        rows = index.get("models", []) if isinstance(index, dict) else index
+        models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
+                              r.get("reason", "")) for r in rows]
+        server = f"{meta.get('name', 'triton')} {meta.get('version', '')}".strip()
+        if not any(m.name == model for m in models):
+            return ServerDescription(url, server, models)
+        config, stats = {}, []
+        if any(m.name == model and m.state == "READY" for m in models):
+            config = client.get_model_config(model, **kw, **as_json)
+            config = config.get("config", config)
+            raw = client.get_inference_statistics(model, **kw, **as_json)
+            stats = [_version_stats(v) for v in raw.get("model_stats", [])]
+        return ServerDescription(url, server, models, model, config, stats)
+    finally:
+        client.close()
+
+
+def _version_stats(v: dict) -> dict:
+    """One model version's statistics (Triton's cumulative counters, ns) as requests and mean milliseconds."""
+    def ms(key: str) -> float | None:
+        entry = v.get("inference_stats", {}).get(key, {})
+        count = int(entry.get("count", 0))
+        return int(entry.get("ns", 0)) / count / 1e6 if count else None
+
+    success = int(v.get("inference_stats", {}).get("success", {}).get("count", 0))
+    return {"version": str(v.get("version", "")), "requests": success,
+            "failed": int(v.get("inference_stats", {}).get("fail", {}).get("count", 0)),
+            "executions": int(v.get("execution_count", 0)),
+            "queue_ms": ms("queue"), "compute_ms": ms("compute_infer"), "request_ms": ms("success")}
 
 
 def _entries(urls: str | list[str]) -> list[str]:

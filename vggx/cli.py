@@ -118,12 +118,29 @@ def info(
     config: Annotated[str | None, typer.Option("--config", help="describe a config instead: tiny or base")] = None,
     lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW for the FLOP count")] = "180x320",
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers as JSON")] = None,
+    url: Annotated[str | None, typer.Option(
+        "--url", help="describe what a Triton server serves instead: its models, one's config and statistics")
+    ] = None,
+    model: Annotated[str, typer.Option("--model", help="with --url: the model to describe")] = "vggx",
+    protocol: Annotated[str | None, typer.Option("--protocol", help="with --url: grpc (default) or http")] = None,
+    ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="with an https:// or grpcs:// --url: the CA file")
+                       ] = None,
+    header: Annotated[list[str] | None, typer.Option("--header", help="with --url: 'Name: value' on every call")
+                      ] = None,
 ) -> None:
-    """Parameters, GFLOPs per output frame, window and scale of a model.
+    """Parameters, GFLOPs per output frame, window and scale of a model; or, with --url, what a Triton server
+    serves (its models and their state, one model's config and request statistics).
 
     Example: vggx info --config base --lr-size 180x320
     """
     check_json_path(json_path)
+    if url is not None:
+        if checkpoint or config:
+            from vggx.errors import ConfigError
+
+            raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
+        _info_served(url, model, _triton_options(url, protocol, False, ca_cert, header), json_path)
+        return
     from vggx.generator import get_config
     from vggx.generator.flops import measure_cost
     from vggx.shapes import parse_size
@@ -161,6 +178,55 @@ def info(
         "lr_size": list(size), "gflops_per_frame": cost.gflops_per_frame,
         "size_multiple": cfg.size_multiple, "metadata": meta or {},
     })
+
+
+def _info_served(url: str, model: str, options: dict, json_path: Path | None) -> None:
+    """``vggx info --url``: the server, its models, ``model``'s serving config and statistics."""
+    from vggx.client.triton import describe_server
+
+    d = describe_server(url, model, protocol=options["protocol"].value, ssl=options["ssl"],
+                        ca_cert=options["ca_cert"], headers=dict(options["headers"]))
+    console.print(f"{d.server} at {d.url}", highlight=False)
+    models = Table(title="models")
+    for col in ("name", "version", "state", "reason"):
+        models.add_column(col)
+    for m in d.models:
+        models.add_row(m.name, m.version, m.state, m.reason)
+    console.print(models)
+    if d.model is None:
+        console.print(f"no model {model!r} here; --model names one of the above", highlight=False)
+    elif not d.config:
+        console.print(f"model {model!r} is not READY: see the reason above or the server's log", highlight=False)
+    else:
+        cfg = d.config
+        params = {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
+        groups = ", ".join(f"{g.get('count', 1)} x {g.get('kind', '?').removeprefix('KIND_')}"
+                           + (f" on GPUs {','.join(map(str, g['gpus']))}" if g.get("gpus") else "")
+                           for g in cfg.get("instance_group", []))
+        delay = (cfg.get("dynamic_batching") or {}).get("max_queue_delay_microseconds")
+        rows = {
+            "serves with": cfg.get("platform") or f"{cfg.get('backend', '?')} ({params.get('serving_backend', '?')})",
+            "max batch": str(cfg.get("max_batch_size", 0)),
+            "instances": groups or "-",
+            "batching delay": "-" if delay is None else f"{int(delay)} µs",
+            "window": params.get("window", "?"), "scale": params.get("scale", "?"),
+            "LR sizes": f"{params.get('min_size', '?')} .. {params.get('max_size', '?')}",
+            "model name / version": f"{params.get('name', '?')} / {params.get('version', '?')}",
+        }
+        table = Table(title=f"model {model!r}", show_header=False)
+        for k, v in rows.items():
+            table.add_row(k, v)
+        console.print(table)
+        stats = Table(title="requests since the server started")
+        for col in ("version", "requests", "failed", "executions", "queue ms", "compute ms", "request ms"):
+            stats.add_column(col, justify="right")
+        fmt = lambda v: "-" if v is None else f"{v:.1f}"
+        for v in d.stats:
+            stats.add_row(v["version"], str(v["requests"]), str(v["failed"]), str(v["executions"]),
+                          fmt(v["queue_ms"]), fmt(v["compute_ms"]), fmt(v["request_ms"]))
+        console.print(stats)
+    write_json(json_path, {"url": d.url, "server": d.server, "models": [vars(m) for m in d.models],
+                           "model": d.model, "config": d.config, "stats": d.stats})
 
 
 @app.command()

@@ -310,3 +310,51 @@ def test_a_model_under_another_name_is_served_and_called_by_it(portable_onnx, on
         result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url])
         assert result.exit_code == 1 and "model 'vggx' is not ready" in result.stderr, result.output
         assert not (tmp_path / "p.mp4").exists()
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_info_url_describes_the_served_model_and_its_requests(triton_server, tmp_path, protocol):
+    """``vggx info --url``: the server, the repository's models, the model's serving config (from the config the
+    exporter wrote) and its request statistics, which count a request sent just before."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+    from vggx.server import check_model
+
+    check_model(triton_server.endpoints.grpc)  # one request more on the server's counters
+    ep = triton_server.endpoints.grpc if protocol == "grpc" else triton_server.endpoints.http
+    out = tmp_path / "info.json"
+    result = CliRunner().invoke(app, ["info", "--url", ep, "--protocol", protocol, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"at {ep}" in result.stdout and "READY" in result.stdout
+    assert "python (python)" in result.stdout and "1 x CPU" in result.stdout and "2000 µs" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["server"].startswith("triton") and data["model"] == "vggx"
+    assert [m["name"] for m in data["models"]] == ["vggx"] and data["models"][0]["state"] == "READY"
+    assert data["config"]["max_batch_size"] == 4
+    (stats,) = data["stats"]
+    assert stats["version"] == "1" and stats["requests"] >= 1 and stats["compute_ms"] > 0
+
+
+def test_info_url_names_the_models_when_the_one_asked_is_not_there(triton_server):
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    result = CliRunner().invoke(app, ["info", "--url", triton_server.endpoints.grpc, "--model", "vggx-base"])
+    assert result.exit_code == 0, result.output
+    assert "no model 'vggx-base' here; --model names one of the above" in result.stdout
+
+
+def test_info_url_unreachable_is_one_line():
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+    from vggx.server import free_port
+
+    result = CliRunner().invoke(app, ["info", "--url", f"127.0.0.1:{free_port()}"])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach Triton at 127.0.0.1:") and "is it up" in line, line
