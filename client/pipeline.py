@@ -150,6 +150,9 @@ class UpscaleResult:
     resumed_frames: int = 0  # of ``frames``, those a stopped run had encoded already (``resume``)
     # Several Triton replicas: the windows each one returned, by address (how the load was spread); else empty.
     windows_per_server: dict[str, int] = field(default_factory=dict)
+    # The largest tile (h, w) the run ended with, where frames were tiled (``--tile``, or smaller after the device
+    # ran out of memory: the --tile to start the next run with); None where frames went whole.
+    tile: tuple[int, int] | None = None
 
     @property
     def fps(self) -> float:
@@ -786,10 +789,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     seconds = time.perf_counter() - t0
     for t in threads:
         t.join()
+    plan = run.tiles.plan((vinfo.height, vinfo.width))
     return UpscaleResult(
         output=output, frames=written, seconds=seconds, output_bytes=writer.output_bytes,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
-        tiles_per_window=run.tiles.plan((vinfo.height, vinfo.width)).count, backend=runner.description,
+        tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),

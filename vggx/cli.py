@@ -661,7 +661,8 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "fps_after_first_window": None if r.steady_fps is None else round(r.steady_fps, 3),
              "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),
              "output_size": list(r.output_size), "output_bytes": r.output_bytes, "windows": r.windows,
-             "tiles_per_window": r.tiles_per_window, "backend": r.backend, "concurrency": r.concurrency,
+             "tiles_per_window": r.tiles_per_window, "tile": list(r.tile) if r.tile else None,
+             "backend": r.backend, "concurrency": r.concurrency,
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]

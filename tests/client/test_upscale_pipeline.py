@@ -122,7 +122,8 @@ class TestTileOption:
         small = TorchRunner(small_profile_checkpoint, threads=1)  # same weights, max size 24x32
         a = run(clips["big"], tmp_path / "a.mkv", small, frames=4)
         b = run(clips["big"], tmp_path / "b.mkv", torch_runner, frames=4, tile=(24, 32))
-        assert a.tiles_per_window == b.tiles_per_window == 6
+        assert a.tiles_per_window == b.tiles_per_window == 6 and a.tile == b.tile == (24, 32)
+        assert run(clips["big"], tmp_path / "c.mkv", torch_runner, frames=4).tile is None  # whole frames
         for x, y in zip(decode_all(tmp_path / "a.mkv"), decode_all(tmp_path / "b.mkv"), strict=True):
             np.testing.assert_array_equal(x, y)
 
@@ -152,6 +153,7 @@ class TestOutOfMemory:
         assert max(h * w for h, w in device.shapes[-12:]) <= 24 * 32  # every window since: the small tiles
         explicit = run(clips["big"], tmp_path / "b.mkv", torch_runner, tile=(16, 24))
         assert result.tiles_per_window == explicit.tiles_per_window == plan_tiles((40, 56), (16, 24), 8, 4).count
+        assert result.tile == explicit.tile == (16, 24)  # what --tile starts the next run with
         assert result.frames == explicit.frames == 5
         for x, y in zip(decode_all(tmp_path / "a.mkv"), decode_all(tmp_path / "b.mkv"), strict=True):
             np.testing.assert_array_equal(x, y)  # every window ran again in full with the smaller tiles
