@@ -71,6 +71,7 @@ class BackendConfig:
     url: str | None = None  # triton: HOST:PORT, or several separated by commas (replicas: windows spread over them)
     protocol: TritonProtocol = TritonProtocol.GRPC
     model_name: str = "vggx"
+    model_version: str = ""  # triton: the version to call ("" = the newest the server serves)
     shared_memory: bool | None = None  # triton: system shared memory; None = when the server is local
     retries: int = 4  # triton: attempts after a transient failure (with exponential backoff)
     timeout_s: float = 300.0  # triton: per request
@@ -95,6 +96,11 @@ class BackendConfig:
         if self.url and self.backend is not Backend.TRITON:
             raise ConfigError(f"--url sends work to Triton; it cannot be combined with --backend "
                               f"{self.backend.value}")
+        if self.model_version and self.backend is not Backend.TRITON:
+            raise ConfigError(f"--model-version picks a version Triton serves; it applies with --url, not --backend "
+                              f"{self.backend.value}")
+        if self.model_version and not self.model_version.isdigit():
+            raise ConfigError(f"--model-version must be a version number, got {self.model_version!r}")
         if self.model_name != "vggx" and self.backend is not Backend.TRITON:
             raise ConfigError(f"--model names a model Triton serves; it applies with --url, not --backend "
                               f"{self.backend.value} (which runs --checkpoint)")
@@ -446,7 +452,7 @@ def _open_triton(cfg: BackendConfig) -> Runner:
 
     options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
                "retries": cfg.retries, "timeout_s": cfg.timeout_s, "ssl": cfg.ssl, "ca_cert": cfg.ca_cert,
-               "headers": dict(cfg.headers)}
+               "headers": dict(cfg.headers), "model_version": cfg.model_version}
     if cfg.ssl:  # names stay names: certificates name hosts, not the addresses behind them
         urls = expand_urls(cfg.url or "", resolve=lambda *args, **kwargs: [])
         if len(urls) > 1:

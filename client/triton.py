@@ -80,6 +80,7 @@ class TritonRunner(_RunnerBase):
         ssl: TLS (a server behind an ingress or gateway that terminates it, or Triton's own gRPC TLS);
             ``ca_cert``: the CA file that signed the server's certificate (default: the system's trust store).
         headers: sent with every call (HTTP headers, gRPC metadata), e.g. ``{"Authorization": "Bearer ..."}``.
+        model_version: the version to call ("" = the server's choice: the newest it serves).
 
     Raises:
         ServerError: the server is unreachable (the message names the URL and ``vggx serve``), or the
@@ -89,7 +90,7 @@ class TritonRunner(_RunnerBase):
     def __init__(self, url: str, *, protocol: str = "grpc", model_name: str = "vggx",
                  shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0,
                  health_timeout_s: float = 10.0, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, model_version: str = "") -> None:
         if protocol not in ("grpc", "http"):
             raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
         for prefix in SCHEMES:
@@ -109,7 +110,7 @@ class TritonRunner(_RunnerBase):
         else:
             import tritonclient.http as module
         self._module = module
-        self.url, self.protocol, self.model_name = url, protocol, model_name
+        self.url, self.protocol, self.model_name, self.model_version = url, protocol, model_name, str(model_version)
         self.retries, self.timeout_s, self.health_timeout_s = retries, timeout_s, health_timeout_s
         self._local = threading.local()
         self._states: list[_ThreadState] = []
@@ -126,9 +127,9 @@ class TritonRunner(_RunnerBase):
         except BaseException:
             self.close()
             raise
-        self.description = f"triton {self.scheme}://{url} model {model_name!r}" + (
-            " (shared memory)" if self._use_shm else "")
-        self.resume_identity = f"triton model {model_name!r}"  # what --resume compares: not the address
+        named = f"model {model_name!r}" + (f" version {self.model_version}" if self.model_version else "")
+        self.description = f"triton {self.scheme}://{url} {named}" + (" (shared memory)" if self._use_shm else "")
+        self.resume_identity = f"triton {named}"  # what --resume compares: not the address
         self.device_name = f"the model served by Triton at {url}"  # for messages (out of memory)
 
     # ------------------------------------------------------------------------------------- set-up
@@ -180,16 +181,17 @@ class TritonRunner(_RunnerBase):
         if not live:
             raise ServerError(f"Triton at {self.url} answers but is not live; check its log")
         try:
-            ready = client.is_model_ready(self.model_name, **kw)
+            ready = client.is_model_ready(self.model_name, self.model_version, **kw)
         except Exception as exc:
             raise self._unreachable(exc) from None
         if not ready:
-            raise ServerError(f"Triton at {self.url} is up but model {self.model_name!r} is not ready "
+            version = f" version {self.model_version}" if self.model_version else ""
+            raise ServerError(f"Triton at {self.url} is up but model {self.model_name!r}{version} is not ready "
                               f"(still loading, or it failed to load: see the server log or run "
                               f"`vggx serve --check`)")
         try:
-            config = client.get_model_config(self.model_name, **({"as_json": True} if self.protocol == "grpc" else {}),
-                                             **kw)
+            config = client.get_model_config(self.model_name, self.model_version,
+                                             **({"as_json": True} if self.protocol == "grpc" else {}), **kw)
         except Exception as exc:
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
                               f"{_reason(exc)}") from None
@@ -263,7 +265,8 @@ class TritonRunner(_RunnerBase):
 
     def _request(self, state: _ThreadState, inp, out):
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
-        return state.client.infer(self.model_name, inputs=[inp], outputs=[out], headers=self._headers, **kwargs)
+        return state.client.infer(self.model_name, inputs=[inp], outputs=[out], model_version=self.model_version,
+                                  headers=self._headers, **kwargs)
 
     def _ensure_shm(self, state: _ThreadState, in_bytes: int, out_bytes: int) -> bool:
         """Make sure this thread's regions hold ``in_bytes``/``out_bytes``; False = use the network."""

@@ -448,6 +448,9 @@ def upscale(
         "'Authorization: Bearer ...'")] = None,
     model: Annotated[str, typer.Option(
         "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
+    model_version: Annotated[str, typer.Option(
+        "--model-version", help="with --url: the model version to call (default: the newest served; "
+        "vggx export --versions-served keeps older ones up)")] = "",
     concurrency: Annotated[int | None, typer.Option(
         "--concurrency", help="windows in flight (default: 4 per Triton server, 2 with --backend torch on CUDA, "
                              "1 otherwise)")] = None,
@@ -531,6 +534,7 @@ def upscale(
     chosen = choices[name]
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                                 compile=compile_model, threads=threads, url=url, model_name=model,
+                                model_version=model_version,
                                 **_triton_options(url, protocol, ssl, ca_cert, header))
     if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
         codec = EncodeConfig().codec
@@ -731,6 +735,8 @@ def bench(
         "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
         "'Authorization: Bearer ...'")] = None,
     model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
+    model_version: Annotated[str, typer.Option("--model-version", help="with --url: its version (default: newest)")
+                             ] = "",
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
     compile_model: Annotated[bool, typer.Option(
@@ -767,7 +773,8 @@ def bench(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
                       fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
                       url=url if n == "triton" else None,
-                      **({"model_name": model, **triton} if n == "triton" else {"protocol": triton["protocol"]}))
+                      **({"model_name": model, "model_version": model_version, **triton} if n == "triton"
+                         else {"protocol": triton["protocol"]}))
         for n in names
     )
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
@@ -840,6 +847,9 @@ def export(
         "provider (FP16) on GPU instances")] = False,
     cpu_threads: Annotated[int, typer.Option(
         "--cpu-threads", help="--backend python: ONNX Runtime threads per instance (0: its default)")] = 0,
+    versions_served: Annotated[int, typer.Option(
+        "--versions-served", help="serve the newest N version folders (a canary beside the current one; clients "
+        "pick with --model-version)")] = 1,
 ) -> None:
     """Export a checkpoint to ONNX (and a TensorRT FP16 engine) into the Triton model repository.
 
@@ -860,7 +870,7 @@ def export(
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
     size = lambda text: parse_size(text) if text else None
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
-                            trt_accelerator=trt_accelerator, cpu_threads=cpu_threads)
+                            trt_accelerator=trt_accelerator, cpu_threads=cpu_threads, versions_served=versions_served)
     job = ExportJob(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),

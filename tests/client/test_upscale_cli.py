@@ -206,10 +206,18 @@ class TestBackendErrors:
         assert_one_error_line(result, message)
         assert list(tmp_path.iterdir()) == []
 
-    def test_model_needs_a_server(self, cli, clips, tmp_path):
-        result = cli(clips["aac"], tmp_path / "o.mp4", "--model", "vggx-base")
-        assert_one_error_line(result, "--model names a model Triton serves; it applies with --url, not --backend "
-                                      "torch (which runs --checkpoint)")
+    @pytest.mark.parametrize(("args", "message"), [
+        (("--model", "vggx-base"), "--model names a model Triton serves; it applies with --url, not --backend torch "
+                                   "(which runs --checkpoint)"),
+        (("--model-version", "2"), "--model-version picks a version Triton serves; it applies with --url, not "
+                                   "--backend torch"),
+    ])
+    def test_served_model_options_need_a_server(self, cli, clips, tmp_path, args, message):
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", *args), message)
+
+    def test_model_version_is_a_number(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.mp4", "--model-version", "latest", backend=("--url", "127.0.0.1:1"))
+        assert_one_error_line(result, "--model-version must be a version number, got 'latest'")
 
     @pytest.mark.parametrize("fps", ["0", "-24", "fast", "1/0"])
     def test_bad_fps(self, cli, tmp_path, fps):

@@ -200,12 +200,13 @@ def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fa
 
     repo = tmp_path / "repo"
     result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--no-verify", "--instances", "2",
-                     "--gpus", "0,1", "--queue-delay-us", "2000", "--trt-accelerator")
+                     "--gpus", "0,1", "--queue-delay-us", "2000", "--trt-accelerator", "--versions-served", "2")
     assert result.exit_code == 0, result.output
     cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
     (group,) = cfg.instance_group
     assert group.count == 2 and list(group.gpus) == [0, 1] and group.kind == group.KIND_GPU
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert cfg.version_policy.latest.num_versions == 2
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
 

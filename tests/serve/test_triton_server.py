@@ -358,3 +358,37 @@ def test_info_url_unreachable_is_one_line():
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot reach Triton at 127.0.0.1:") and "is it up" in line, line
+
+
+def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metadata, tmp_path):
+    """``vggx export --versions-served 2`` (a canary beside the current version): the server serves both, and
+    ``vggx upscale --url --model-version 1`` sends its windows to version 1 only (the server's per-version
+    counters); a version it does not serve is one clear error."""
+    from typer.testing import CliRunner
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+    from vggx.cli import app
+    from vggx.client.triton import describe_server
+    from vggx.export.repository import ServingConfig, write_model_repository
+    from vggx.server import ServerConfig, TritonServer
+
+    repo = tmp_path / "repo"
+    for version in (1, 2):
+        write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=onnx_metadata,
+                               window=int(onnx_metadata["window"]), version=version,
+                               serving=ServingConfig(cpu_threads=1, warmup_size=None, versions_served=2))
+    clip = _synthetic_clip(tmp_path / "clip.mp4", 6, (32, 48))
+    cfg = ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, log_file=tmp_path / "s.log",
+                       startup_timeout_s=180)
+    with TritonServer(cfg) as server:
+        url = server.endpoints.grpc
+        assert sorted(m.version for m in describe_server(url).models if m.state == "READY") == ["1", "2"]
+        result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "o.mp4"), "--url", url,
+                                          "--model-version", "1"])
+        assert result.exit_code == 0, result.output
+        assert "model 'vggx' version 1" in result.stdout
+        requests = {s["version"]: s["requests"] for s in describe_server(url).stats}
+        assert requests["1"] >= 2 and requests["2"] == 0, requests
+        result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url,
+                                          "--model-version", "3"])
+        assert result.exit_code == 1 and "model 'vggx' version 3 is not ready" in result.stderr, result.output
