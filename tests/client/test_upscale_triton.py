@@ -83,6 +83,18 @@ class TestAgainstStub:
                 in line.upper(), line
             assert line.endswith("pass --ca-cert with the CA that signed the server's certificate"), line
 
+    def test_https_replicas_share_the_windows_by_name(self, clips, tmp_path, tls_cert):
+        """Several https:// servers: a pool, each kept by its name (certificates name hosts, not addresses)."""
+        cert, key = tls_cert
+        with StubTriton(window=4, tls=(str(cert), str(key))) as a, StubTriton(window=4, tls=(str(cert), str(key))) as b:
+            config = BackendConfig(Backend.TRITON, url=f"https://localhost:{a.port},https://localhost:{b.port}",
+                                   protocol=TritonProtocol.HTTP, ssl=True, ca_cert=cert)
+            with open_runner(config) as pool:
+                assert pool.urls == [f"localhost:{a.port}", f"localhost:{b.port}"]
+                result = upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS, concurrency=4),
+                                 runner=pool)
+            assert a.infer_calls > 0 and b.infer_calls > 0 and sum(result.windows_per_server.values()) == 6
+
     @pytest.mark.parametrize(("args", "message"), [
         (["--url", "https://a:1,grpc://b:2"], "--url entries name different schemes"),
         (["--url", "grpcs://a:1", "--protocol", "http"], "--protocol http disagrees with --url's scheme (grpc)"),
