@@ -59,6 +59,9 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 step gpu_tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
+# What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side.
+step tiles 60 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \
+  --tiles none,288x512,192x352 --plain --repeats 5 --json "$OUT/tiles.json"
 COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=
 step gpu_model 240 "$PY" -m vggx.benchmarks.gpu_model --config base --lr-size 180x320 --window 8 --profile 15 \
