@@ -58,8 +58,8 @@ from .windows import (
     windows_needed,
 )
 
-__all__ = ["MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult", "output_frame_size",
-           "plan_folder", "upscale", "upscale_clip", "upscale_frames"]
+__all__ = ["ALPHA_MODES", "MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult",
+           "output_frame_size", "plan_folder", "upscale", "upscale_clip", "upscale_frames"]
 
 # What a folder run takes as videos (by extension; FFmpeg reads many more, named one by one).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
+ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleConfig.alpha)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ class UpscaleConfig:
     outscale: float | None = None
     height: int | None = None
     fps: Fraction | None = None  # frame rate of an image-sequence input (frames/%06d.png); None: 25, FFmpeg's
+    # How an input's alpha channel is enlarged, where the output keeps it: "bicubic" (the matte as it was, enlarged),
+    # or "model" (the matte through the model as a grey clip, as Real-ESRGAN's default does: edges as sharp as the
+    # colour's, at twice the inference)
+    alpha: str = "bicubic"
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -123,6 +128,8 @@ class UpscaleConfig:
             raise ConfigError(f"--outscale must be in (0, {MAX_OUTSCALE:g}], got {self.outscale:g}")
         if self.height is not None and self.height < 2:
             raise ConfigError(f"--height must be >= 2 pixels, got {self.height}")
+        if self.alpha not in ALPHA_MODES:
+            raise ConfigError(f"--alpha must be {' or '.join(ALPHA_MODES)}, got {self.alpha!r}")
         if self.tile is not None and min(self.tile) < 1:
             raise ConfigError(f"--tile must be positive, got {self.tile[0]}x{self.tile[1]}")
 
@@ -277,7 +284,8 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
 
 
 def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[int, int] | None = None,
-                 tile_overlap: int | None = None, context: int | None = None) -> Iterator[np.ndarray]:
+                 tile_overlap: int | None = None, context: int | None = None,
+                 alpha: str = "bicubic") -> Iterator[np.ndarray]:
     """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
     from your own decoder, a camera or a renderer rather than a file.
 
@@ -286,14 +294,16 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     are held at a time). Each frame that comes back is uint8 ``(s·h, s·w, 3)`` (RGBA: ``4``), what ``vggx upscale``
     encodes: the same overlapping windows (``context`` frames each side, a quarter of the window by default), the
     same tiles (``tile`` caps them, as ``--tile``), the same halving of the tiles when the device runs out of
-    memory, and the same alpha (enlarged with bicubic beside the model's colour). One window runs at a time, in the
-    calling thread.
+    memory, and the same alpha (enlarged with bicubic beside the model's colour, or through the model with
+    ``alpha="model"``, as :attr:`UpscaleConfig.alpha`). One window runs at a time, in the calling thread.
 
     Raises:
         ConfigError: a frame that is not uint8 RGB/RGBA, or not the shape of the first; ``tile`` below the smallest.
         InferenceError, ServerError: the backend failed.
     """
     info = runner.info
+    if alpha not in ALPHA_MODES:
+        raise ConfigError(f"alpha must be {' or '.join(ALPHA_MODES)}, got {alpha!r}")
     context = default_context(info.window) if context is None else context
     windows_needed(1, info.window, context)  # validates the context
     tiles = _Tiles(runner, tile, tile_overlap)
@@ -317,7 +327,8 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         stacked = np.stack(window)
         images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
         if stacked.shape[3] == 4:
-            images = _with_alpha(images, list(stacked[keep, ..., 3]), info.scale)
+            model = None if alpha == "bicubic" else (lambda grey, keep=keep: tiles.upscale(runner, grey, keep))
+            images = _with_alpha(images, stacked[..., 3], keep, info.scale, model)
         yield from images
 
 
@@ -351,12 +362,18 @@ def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
                                          interpolation="BICUBIC").to_ndarray()
 
 
-def _with_alpha(images: np.ndarray, alphas: list[np.ndarray], scale: int) -> np.ndarray:
-    """RGBA ``(k, s·h, s·w, 4)``: the model's RGB with each frame's alpha resized to it (bicubic: the matte is the
-    input's, enlarged, not something the model was trained to draw)."""
+def _with_alpha(images: np.ndarray, alphas: np.ndarray, keep: slice, scale: int, model=None) -> np.ndarray:
+    """RGBA ``(k, s·h, s·w, 4)``: the model's RGB with the kept frames' alpha (``alphas``: the window's ``(T, h, w)``
+    planes) enlarged to it. ``model``: None for bicubic (the matte is the input's, enlarged), else a callable
+    running RGB frames ``(T, h, w, 3)`` through the model for ``keep`` (the alpha as a grey clip; the mean of the
+    three channels it returns)."""
     out = np.empty((*images.shape[:3], 4), np.uint8)
     out[..., :3] = images
-    for frame, alpha in zip(out, alphas, strict=True):
+    if model is not None:
+        grey = model(np.ascontiguousarray(np.repeat(alphas[..., None], 3, axis=-1)))
+        out[..., 3] = np.rint(grey.mean(axis=-1, dtype=np.float32)).astype(np.uint8)
+        return out
+    for frame, alpha in zip(out, alphas[keep], strict=True):
         frame[..., 3] = _bicubic(alpha, scale)
     return out
 
@@ -414,7 +431,7 @@ class _Work:
     frames: np.ndarray  # (T, h, w, 3)
     keep: slice  # positions of the kept frames in ``frames``
     pts: list[int]  # pts of the kept frames
-    alphas: list[np.ndarray] | None = None  # the kept frames' alpha planes (h, w), where the output keeps alpha
+    alphas: np.ndarray | None = None  # the window's alpha planes (T, h, w), where the output keeps alpha
 
 
 @dataclass
@@ -519,7 +536,7 @@ class _Run:
         kept = [frames[i - offset] for i in range(win.keep_start, win.keep_end)]
         work = _Work(win.index, np.stack([image for _, image, _ in frames]),
                      slice(win.offset, win.offset + win.keep_count), [pts for pts, _, _ in kept],
-                     [alpha for _, _, alpha in kept] if self.alpha else None)
+                     np.stack([alpha for _, _, alpha in frames]) if self.alpha else None)
         t0 = time.perf_counter()
         try:
             return self._acquire_slot() and self._put(self.todo, work)
@@ -540,7 +557,9 @@ class _Run:
                 t0 = time.perf_counter()
                 images = self.tiles.upscale(self.runner, item.frames, item.keep, self.yuv420p)
                 if item.alphas is not None:
-                    images = _with_alpha(images, item.alphas, self.runner.info.scale)
+                    model = None if self.cfg.alpha == "bicubic" else (
+                        lambda grey, keep=item.keep: self.tiles.upscale(self.runner, grey, keep))
+                    images = _with_alpha(images, item.alphas, item.keep, self.runner.info.scale, model)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -673,7 +692,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
-        "fps": str(config.fps) if config.fps else None,
+        "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode

@@ -482,6 +482,9 @@ def upscale(
     tile: Annotated[str | None, typer.Option(
         "--tile", help="largest tile sent to the model, in input pixels: N (square) or HxW, e.g. 540x960 to fit a "
         "smaller GPU (default: the model's max size; a GPU that runs out of memory halves it on its own)")] = None,
+    alpha: Annotated[str, typer.Option(
+        "--alpha", help="an alpha channel, where the output keeps it, enlarged with bicubic (default) or through "
+        "the model as a grey clip (edges as sharp as the colour's; twice the inference)")] = "bicubic",
     fps: Annotated[str | None, typer.Option(
         "--fps", help="frame rate of an image-sequence input (frames/%06d.png), e.g. 24 or 24000/1001 "
         "(default: 25, FFmpeg's)")] = None,
@@ -556,7 +559,7 @@ def upscale(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
-            outscale=outscale, height=height, fps=rate, tile=tile_size,
+            outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)

@@ -97,3 +97,43 @@ def test_resized_output_resizes_the_alpha_too(rgba_frames, tmp_path, torch_runne
     assert alphas[0].shape == (80, 112)
     opaque = alpha_pattern(0, 40, 56).repeat(2, 0).repeat(2, 1)
     assert np.abs(alphas[0].astype(int) - opaque).mean() < 8  # the matte where it was, at twice the size
+
+
+def test_alpha_through_the_model_is_the_model_on_the_matte_as_a_grey_clip(rgba_frames, tmp_path, torch_runner):
+    """``alpha="model"``: each kept frame's alpha is the mean of the model's three channels on the window's mattes
+    as grey frames, exactly (the same windows as the colour); the colour is unchanged."""
+    from vggx.client import upscale_frames
+    from vggx.client.windows import plan_windows
+
+    out, bicubic = tmp_path / "m.mkv", tmp_path / "b.mkv"
+    ffv1 = EncodeConfig(codec="ffv1")
+    upscale(UpscaleConfig(rgba_frames[0], out, encode=ffv1, alpha="model"), runner=torch_runner)
+    upscale(UpscaleConfig(rgba_frames[0], bicubic, encode=ffv1), runner=torch_runner)
+    for x, y in zip(decode_all(out), decode_all(bicubic), strict=True):
+        np.testing.assert_array_equal(x, y)
+    mattes = [alpha_pattern(i, 40, 56) for i in range(6)]
+    got = decode_alpha(out)
+    for w in plan_windows(6, 8, 2):
+        grey = np.stack([np.repeat(mattes[i][..., None], 3, -1) for i in w.sources])
+        want = np.rint(upscale_frames(torch_runner, grey).mean(-1, dtype=np.float32)).astype(np.uint8)
+        for j, i in enumerate(range(w.keep_start, w.keep_end)):
+            np.testing.assert_array_equal(got[i], want[w.offset + j])
+    assert any((a != b).any() for a, b in zip(got, decode_alpha(bicubic), strict=True))  # not the bicubic matte
+
+
+def test_upscale_clip_alpha_through_the_model_equals_the_pipeline(rgba_frames, tmp_path, torch_runner):
+    from vggx.client import upscale_clip
+
+    out = tmp_path / "m.mkv"
+    upscale(UpscaleConfig(rgba_frames[0], out, encode=EncodeConfig(codec="ffv1"), alpha="model"), runner=torch_runner)
+    frames = [np.concatenate([f, alpha_pattern(i, 40, 56)[..., None]], -1)
+              for i, f in enumerate(decode_all(rgba_frames[0]))]
+    for g, a in zip(upscale_clip(torch_runner, frames, alpha="model"), decode_alpha(out), strict=True):
+        np.testing.assert_array_equal(g[..., 3], a)
+
+
+def test_an_unknown_alpha_mode_is_refused():
+    from vggx.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--alpha must be bicubic or model, got 'ai'"):
+        UpscaleConfig("in.png", "out.png", alpha="ai")

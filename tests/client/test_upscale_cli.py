@@ -215,6 +215,10 @@ class TestBackendErrors:
     def test_served_model_options_need_a_server(self, cli, clips, tmp_path, args, message):
         assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", *args), message)
 
+    def test_bad_alpha_mode(self, cli, clips, tmp_path):
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", "--alpha", "ai"),
+                              "--alpha must be bicubic or model, got 'ai'")
+
     def test_model_version_is_a_number(self, cli, clips, tmp_path):
         result = cli(clips["aac"], tmp_path / "o.mp4", "--model-version", "latest", backend=("--url", "127.0.0.1:1"))
         assert_one_error_line(result, "--model-version must be a version number, got 'latest'")
