@@ -79,6 +79,7 @@ class BackendConfig:
     ssl: bool = False  # triton: TLS (https:// and grpcs:// in --url set it)
     ca_cert: Path | None = None  # triton with TLS: the CA that signed the server's certificate (default: system's)
     headers: tuple[tuple[str, str], ...] = ()  # triton: sent with every call, e.g. ("Authorization", "Bearer ...")
+    client_cert: tuple[Path, Path] | None = None  # triton with mutual TLS: this client's certificate and key files
 
     def __post_init__(self) -> None:
         if not _DEVICE.fullmatch(self.device):
@@ -107,8 +108,8 @@ class BackendConfig:
         if (self.ssl or self.headers) and self.backend is not Backend.TRITON:
             raise ConfigError(f"--ssl and --header apply to a Triton server (--url), not --backend "
                               f"{self.backend.value}")
-        if self.ca_cert is not None and not self.ssl:
-            raise ConfigError("--ca-cert applies with TLS: an https:// or grpcs:// --url, or --ssl")
+        if (self.ca_cert is not None or self.client_cert is not None) and not self.ssl:
+            raise ConfigError("--ca-cert and --client-cert apply with TLS: an https:// or grpcs:// --url, or --ssl")
         if self.cuda and self.backend is Backend.TRITON:
             raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
         if self.threads is not None and self.threads < 1:
@@ -452,7 +453,7 @@ def _open_triton(cfg: BackendConfig) -> Runner:
 
     options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
                "retries": cfg.retries, "timeout_s": cfg.timeout_s, "ssl": cfg.ssl, "ca_cert": cfg.ca_cert,
-               "headers": dict(cfg.headers), "model_version": cfg.model_version}
+               "headers": dict(cfg.headers), "model_version": cfg.model_version, "client_cert": cfg.client_cert}
     if cfg.ssl:  # names stay names: certificates name hosts, not the addresses behind them
         urls = expand_urls(cfg.url or "", resolve=lambda *args, **kwargs: [])
         if len(urls) > 1:

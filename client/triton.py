@@ -90,15 +90,17 @@ class TritonRunner(_RunnerBase):
     def __init__(self, url: str, *, protocol: str = "grpc", model_name: str = "vggx",
                  shared_memory: bool | None = None, retries: int = 4, timeout_s: float = 300.0,
                  health_timeout_s: float = 10.0, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
-                 headers: dict[str, str] | None = None, model_version: str = "") -> None:
+                 headers: dict[str, str] | None = None, model_version: str = "",
+                 client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None) -> None:
         if protocol not in ("grpc", "http"):
             raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
         for prefix in SCHEMES:
             if url.startswith(prefix):
                 url = url[len(prefix):]
-        if ca_cert is not None and not os.path.isfile(ca_cert):
-            raise ConfigError(f"--ca-cert {ca_cert}: no such file")
-        self.ssl, self.ca_cert = ssl, None if ca_cert is None else str(ca_cert)
+        for path in (ca_cert, *(client_cert or ())):
+            if path is not None and not os.path.isfile(path):
+                raise ConfigError(f"{path}: no such file (a --ca-cert / --client-cert / --client-key)")
+        self.ssl, self.ca_cert, self.client_cert = ssl, None if ca_cert is None else str(ca_cert), client_cert
         self.scheme = {v: k for k, v in SCHEMES.items()}[protocol, ssl].removesuffix("://")
         # gRPC metadata keys are lower case (HTTP/2); HTTP/1.1 header names are case-insensitive anyway
         self._headers = {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}
@@ -136,7 +138,7 @@ class TritonRunner(_RunnerBase):
 
     def _new_client(self, timeout_s: float | None = None):
         """A client of this server (HTTP: with ``timeout_s`` to connect and per read, default the request's)."""
-        return new_client(self.url, self.protocol, ssl=self.ssl, ca_cert=self.ca_cert,
+        return new_client(self.url, self.protocol, ssl=self.ssl, ca_cert=self.ca_cert, client_cert=self.client_cert,
                           timeout_s=timeout_s or self.timeout_s)
 
     def _state(self) -> _ThreadState:
@@ -318,17 +320,20 @@ class TritonRunner(_RunnerBase):
 
 
 def new_client(url: str, protocol: str = "grpc", *, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
-               timeout_s: float = 60.0):
-    """A tritonclient ``InferenceServerClient`` of ``url`` (``HOST:PORT``) over ``protocol``, TLS with ``ssl`` (and the
-    CA file ``ca_cert``); HTTP: ``timeout_s`` to connect (at most 60 s) and per read. The caller closes it."""
+               client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None, timeout_s: float = 60.0):
+    """A tritonclient ``InferenceServerClient`` of ``url`` (``HOST:PORT``) over ``protocol``, TLS with ``ssl`` (the CA
+    file ``ca_cert``; ``client_cert``: this client's certificate and key files, for servers that ask for one,
+    mutual TLS); HTTP: ``timeout_s`` to connect (at most 60 s) and per read. The caller closes it."""
     ca = None if ca_cert is None else str(ca_cert)
+    cert, key = (None, None) if client_cert is None else map(str, client_cert)
     if protocol == "grpc":
         import tritonclient.grpc as grpc
 
-        return grpc.InferenceServerClient(url, ssl=ssl, root_certificates=ca)
+        return grpc.InferenceServerClient(url, ssl=ssl, root_certificates=ca, private_key=key, certificate_chain=cert)
     import tritonclient.http as http
 
-    tls = {"ssl": True, "ssl_options": {"ca_certs": ca} if ca else None} if ssl else {}
+    options = {k: v for k, v in (("ca_certs", ca), ("certfile", cert), ("keyfile", key)) if v}
+    tls = {"ssl": True, "ssl_options": options or None} if ssl else {}
     return http.InferenceServerClient(url, connection_timeout=min(timeout_s, 60.0), network_timeout=timeout_s, **tls)
 
 
@@ -356,6 +361,7 @@ class ServerDescription:
 
 def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ssl: bool = False,
                     ca_cert: str | os.PathLike | None = None, headers: dict[str, str] | None = None,
+                    client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None,
                     timeout_s: float = 10.0) -> ServerDescription:
     """The server at ``url``, the models of its repository with their state, and ``model``'s config and inference
     statistics (what ``vggx info --url`` prints; ``vggx upscale --url`` is a window away from them).
@@ -367,7 +373,7 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
         url = url.removeprefix(prefix)
     kw = {"headers": {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}}
     as_json = {"as_json": True, "client_timeout": timeout_s} if protocol == "grpc" else {}
-    client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, timeout_s=timeout_s)
+    client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, client_cert=client_cert, timeout_s=timeout_s)
     try:
         try:
             meta = client.get_server_metadata(**kw, **as_json)

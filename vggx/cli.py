@@ -127,6 +127,9 @@ def info(
                        ] = None,
     header: Annotated[list[str] | None, typer.Option("--header", help="with --url: 'Name: value' on every call")
                       ] = None,
+    client_cert: Annotated[Path | None, typer.Option("--client-cert", help="with TLS: this client's certificate")
+                           ] = None,
+    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its key")] = None,
 ) -> None:
     """Parameters, GFLOPs per output frame, window and scale of a model; or, with --url, what a Triton server
     serves (its models and their state, one model's config and request statistics).
@@ -139,7 +142,8 @@ def info(
             from vggx.errors import ConfigError
 
             raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
-        _info_served(url, model, _triton_options(url, protocol, False, ca_cert, header), json_path)
+        _info_served(url, model, _triton_options(url, protocol, False, ca_cert, header, client_cert, client_key),
+                     json_path)
         return
     from vggx.generator import get_config
     from vggx.generator.flops import measure_cost
@@ -185,7 +189,8 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
     from vggx.client.triton import describe_server
 
     d = describe_server(url, model, protocol=options["protocol"].value, ssl=options["ssl"],
-                        ca_cert=options["ca_cert"], headers=dict(options["headers"]))
+                        ca_cert=options["ca_cert"], headers=dict(options["headers"]),
+                        client_cert=options["client_cert"])
     console.print(f"{d.server} at {d.url}", highlight=False)
     models = Table(title="models")
     for col in ("name", "version", "state", "reason"):
@@ -446,6 +451,11 @@ def upscale(
     header: Annotated[list[str] | None, typer.Option(
         "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
         "'Authorization: Bearer ...'")] = None,
+    client_cert: Annotated[Path | None, typer.Option(
+        "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")
+    ] = None,
+    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")
+                          ] = None,
     model: Annotated[str, typer.Option(
         "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
     model_version: Annotated[str, typer.Option(
@@ -538,7 +548,7 @@ def upscale(
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                                 compile=compile_model, threads=threads, url=url, model_name=model,
                                 model_version=model_version,
-                                **_triton_options(url, protocol, ssl, ca_cert, header))
+                                **_triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key))
     if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
         codec = EncodeConfig().codec
     else:
@@ -737,6 +747,11 @@ def bench(
     header: Annotated[list[str] | None, typer.Option(
         "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
         "'Authorization: Bearer ...'")] = None,
+    client_cert: Annotated[Path | None, typer.Option(
+        "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")
+    ] = None,
+    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")
+                          ] = None,
     model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
     model_version: Annotated[str, typer.Option("--model-version", help="with --url: its version (default: newest)")
                              ] = "",
@@ -771,7 +786,7 @@ def bench(
     for n in names:
         if n not in choices:
             raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
-    triton = _triton_options(url, protocol, ssl, ca_cert, header)
+    triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key)
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
                       fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
@@ -900,7 +915,7 @@ def export(
 
 
 def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: Path | None,
-                    headers: list[str] | None) -> dict:
+                    headers: list[str] | None, client_cert: Path | None = None, client_key: Path | None = None) -> dict:
     """The Triton client's protocol, TLS and headers from ``--url``'s scheme (``https://``, ``grpcs://``),
     ``--protocol``, ``--ssl``, ``--ca-cert`` and ``--header 'Name: value'`` (BackendConfig's keyword arguments)."""
     from vggx.client import TritonProtocol
@@ -920,7 +935,10 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
             raise ConfigError(f"--header must be 'Name: value', got {h!r}")
         pairs.append((name.strip(), value.strip()))
-    return {"protocol": TritonProtocol(protocol or "grpc"), "ssl": ssl, "ca_cert": ca_cert, "headers": tuple(pairs)}
+    if (client_cert is None) != (client_key is None):
+        raise ConfigError("--client-cert and --client-key go together (mutual TLS: the certificate and its key)")
+    return {"protocol": TritonProtocol(protocol or "grpc"), "ssl": ssl, "ca_cert": ca_cert, "headers": tuple(pairs),
+            "client_cert": (client_cert, client_key) if client_cert is not None else None}
 
 
 def _gpu_list(text: str) -> tuple[int, ...]:

@@ -99,7 +99,8 @@ class TestAgainstStub:
         (["--url", "https://a:1,grpc://b:2"], "--url entries name different schemes"),
         (["--url", "grpcs://a:1", "--protocol", "http"], "--protocol http disagrees with --url's scheme (grpc)"),
         (["--url", "a:1", "--header", "Authorization Bearer x"], "--header must be 'Name: value'"),
-        (["--url", "a:1", "--ca-cert", "ca.pem"], "--ca-cert applies with TLS"),
+        (["--url", "a:1", "--ca-cert", "ca.pem"], "--ca-cert and --client-cert apply with TLS"),
+        (["--url", "grpcs://a:1", "--client-cert", "c.pem"], "--client-cert and --client-key go together"),
         (["--ssl"], "--ssl and --header apply to a Triton server (--url), not --backend onnxruntime"),
     ])
     def test_bad_tls_and_header_options_are_one_line(self, clips, tmp_path, args, message):
@@ -233,6 +234,31 @@ class TestRealServer:
         upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
         for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)
+
+    def test_mutual_tls_needs_the_clients_certificate(self, served_repository, clips, tmp_path, tls_cert):
+        """Triton asking for client certificates (``--grpc-use-ssl-mutual``): ``--client-cert/--client-key`` get
+        in (here the test certificate, which is also the CA the server trusts); without them, one clear line."""
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+        from vggx.server import ServerConfig, TritonServer
+
+        cert, key = tls_cert
+        cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0,
+                           log_file=tmp_path / "mtls.log", startup_timeout_s=180,
+                           extra_args=("--grpc-use-ssl-mutual=true", f"--grpc-server-cert={cert}",
+                                       f"--grpc-server-key={key}", f"--grpc-root-cert={cert}"))
+        with TritonServer(cfg) as server:
+            url = f"grpcs://localhost:{server.endpoints.grpc.rsplit(':', 1)[1]}"
+            base = ["upscale", str(clips["aac"]), "--url", url, "--ca-cert", str(cert), "--frames", "4"]
+            result = CliRunner().invoke(app, [*base[:2], str(tmp_path / "o.mp4"), *base[2:], "--client-cert",
+                                              str(cert), "--client-key", str(key)])
+            assert result.exit_code == 0, result.output
+            assert (tmp_path / "o.mp4").is_file()
+            refused = CliRunner().invoke(app, [*base[:2], str(tmp_path / "p.mp4"), *base[2:]])
+            assert refused.exit_code == 1 and not (tmp_path / "p.mp4").exists(), refused.output
+            (line,) = refused.stderr.strip().splitlines()
+            assert line.startswith("error: cannot reach Triton at grpcs://localhost:"), line
 
     def test_cli_url_implies_triton(self, triton_server, clips, tmp_path):
         from typer.testing import CliRunner
