@@ -35,6 +35,22 @@ _state = {"debug": False}
 CheckpointOpt = Annotated[
     Path | None, typer.Option("--checkpoint", "-c", help="vggx .safetensors checkpoint [default: the shipped one]")
 ]
+# How the commands that talk to Triton reach it (upscale, bench, info --url): see _triton_options.
+UrlOpt = Annotated[list[str] | None, typer.Option(
+    "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, or a "
+    "name with several addresses such as a headless Service): windows spread over the replicas")]
+ProtocolOpt = Annotated[str | None, typer.Option(
+    "--protocol", help="Triton protocol: grpc (default) or http; an https:// or grpcs:// --url says it")]
+SslOpt = Annotated[bool, typer.Option(
+    "--ssl", help="TLS to Triton (what an https:// or grpcs:// --url means), e.g. behind an ingress")]
+CaCertOpt = Annotated[Path | None, typer.Option(
+    "--ca-cert", help="with TLS: the CA file that signed the server's certificate (default: the system's)")]
+HeaderOpt = Annotated[list[str] | None, typer.Option(
+    "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
+    "'Authorization: Bearer ...'")]
+ClientCertOpt = Annotated[Path | None, typer.Option(
+    "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")]
+ClientKeyOpt = Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")]
 
 
 def _error_line(message: str) -> None:
@@ -122,14 +138,12 @@ def info(
         "--url", help="describe what a Triton server serves instead: its models, one's config and statistics")
     ] = None,
     model: Annotated[str, typer.Option("--model", help="with --url: the model to describe")] = "vggx",
-    protocol: Annotated[str | None, typer.Option("--protocol", help="with --url: grpc (default) or http")] = None,
-    ca_cert: Annotated[Path | None, typer.Option("--ca-cert", help="with an https:// or grpcs:// --url: the CA file")
-                       ] = None,
-    header: Annotated[list[str] | None, typer.Option("--header", help="with --url: 'Name: value' on every call")
-                      ] = None,
-    client_cert: Annotated[Path | None, typer.Option("--client-cert", help="with TLS: this client's certificate")
-                           ] = None,
-    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its key")] = None,
+    protocol: ProtocolOpt = None,
+    ssl: SslOpt = False,
+    ca_cert: CaCertOpt = None,
+    header: HeaderOpt = None,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
 ) -> None:
     """Parameters, GFLOPs per output frame, window and scale of a model; or, with --url, what a Triton server
     serves (its models and their state, one model's config and request statistics).
@@ -142,7 +156,7 @@ def info(
             from vggx.errors import ConfigError
 
             raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
-        _info_served(url, model, _triton_options(url, protocol, False, ca_cert, header, client_cert, client_key),
+        _info_served(url, model, _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key),
                      json_path)
         return
     from vggx.generator import get_config
@@ -438,24 +452,13 @@ def upscale(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
     ] = None,
-    url: Annotated[list[str] | None, typer.Option(
-        "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
-        "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
-    protocol: Annotated[str | None, typer.Option(
-        "--protocol", help="Triton protocol: grpc (default) or http; an https:// or grpcs:// --url says it")] = None,
-    ssl: Annotated[bool, typer.Option(
-        "--ssl", help="TLS to Triton (what an https:// or grpcs:// --url means), e.g. behind an ingress")] = False,
-    ca_cert: Annotated[Path | None, typer.Option(
-        "--ca-cert", help="with TLS: the CA file that signed the server's certificate (default: the system's)")
-    ] = None,
-    header: Annotated[list[str] | None, typer.Option(
-        "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
-        "'Authorization: Bearer ...'")] = None,
-    client_cert: Annotated[Path | None, typer.Option(
-        "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")
-    ] = None,
-    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")
-                          ] = None,
+    url: UrlOpt = None,
+    protocol: ProtocolOpt = None,
+    ssl: SslOpt = False,
+    ca_cert: CaCertOpt = None,
+    header: HeaderOpt = None,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
     model: Annotated[str, typer.Option(
         "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
     model_version: Annotated[str, typer.Option(
@@ -734,24 +737,13 @@ def bench(
     window: Annotated[int | None, typer.Option("--window", help="expected window T (checked)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="windows per request (N)")] = 1,
     concurrency: Annotated[str, typer.Option("--concurrency", help="requests in flight, e.g. 1,2,4,8")] = "1",
-    url: Annotated[list[str] | None, typer.Option(
-        "--url", help="Triton HOST:PORT (implies the triton backend); several (repeated, or separated by commas, "
-        "or a name with several addresses such as a headless Service): windows spread over the replicas")] = None,
-    protocol: Annotated[str | None, typer.Option(
-        "--protocol", help="Triton protocol: grpc (default) or http; an https:// or grpcs:// --url says it")] = None,
-    ssl: Annotated[bool, typer.Option(
-        "--ssl", help="TLS to Triton (what an https:// or grpcs:// --url means), e.g. behind an ingress")] = False,
-    ca_cert: Annotated[Path | None, typer.Option(
-        "--ca-cert", help="with TLS: the CA file that signed the server's certificate (default: the system's)")
-    ] = None,
-    header: Annotated[list[str] | None, typer.Option(
-        "--header", help="'Name: value' sent with every Triton call (repeatable), e.g. an ingress's "
-        "'Authorization: Bearer ...'")] = None,
-    client_cert: Annotated[Path | None, typer.Option(
-        "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")
-    ] = None,
-    client_key: Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")
-                          ] = None,
+    url: UrlOpt = None,
+    protocol: ProtocolOpt = None,
+    ssl: SslOpt = False,
+    ca_cert: CaCertOpt = None,
+    header: HeaderOpt = None,
+    client_cert: ClientCertOpt = None,
+    client_key: ClientKeyOpt = None,
     model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
     model_version: Annotated[str, typer.Option("--model-version", help="with --url: its version (default: newest)")
                              ] = "",
