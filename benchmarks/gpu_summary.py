@@ -48,7 +48,7 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", "encoders", *_E2E):
+    for name in ("kernels", "gpu_model", "encoders", "tiles", *_E2E):
         result[name] = _load(out / f"{name}.json")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
@@ -81,6 +81,14 @@ def summarise(out: Path) -> dict:
             geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
             lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} {dtype}: {r['ms']:.3f} ms "
                          f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
+    tiles = result["tiles"]
+    if tiles:
+        lines.append(f"tiles ({tiles['backend']}, LR {'x'.join(map(str, tiles['lr_size']))}, one window):")
+        for r in tiles["rows"]:
+            name = "untiled" if r["tile"] is None else "x".join(map(str, r["tile"]))
+            name += "" if r["balanced"] else " plain"
+            lines.append(f"  {name:<16} {r['tiles_per_frame']:3d} tiles {r['ms_per_window']:9.2f} ms "
+                         f"x{r['time_ratio']:.2f}  PSNR vs untiled {r['psnr_vs_untiled_db']:.1f} dB")
     encoders = result["encoders"]
     if encoders:
         lines.append(f"encoders ({encoders['cpus']} cpus, {encoders['frames']} frames {encoders['size']}, "

@@ -42,3 +42,20 @@ def test_plain_adds_the_unbalanced_plan_after_each_tile_size(tiny_checkpoint_pat
 def test_a_bad_size_is_one_error_line(capsys):
     assert main(["--tiles", "none,big"]) == 1
     assert capsys.readouterr().err.startswith("error: size must look like HxW")
+
+
+def test_gpu_summary_lists_the_tiles_rows(tmp_path):
+    """``gpu_check.sh``'s summary reads the tiles step's JSON (here the recorded CPU run) into one line per row."""
+    import shutil
+    from pathlib import Path
+
+    from vggx.benchmarks.gpu_summary import summarise
+
+    recorded = Path(__file__).parents[2] / "benchmarks" / "results" / "tiles_cpu_180x320.json"
+    shutil.copy(recorded, tmp_path / "tiles.json")
+    summarise(tmp_path)
+    lines = (tmp_path / "summary.txt").read_text().splitlines()
+    assert lines[0] == "tiles (onnxruntime (CPUExecutionProvider), LR 180x320, one window):"
+    assert lines[1].split() == ["untiled", "1", "tiles", "2357.47", "ms", "x1.00", "PSNR", "vs", "untiled", "inf", "dB"]
+    assert lines[3].startswith("  128x224 plain      4 tiles") and len(lines) == 8
+    assert json.loads((tmp_path / "gpu_check.json").read_text())["tiles"]["rows"][1]["tiles_per_frame"] == 4
