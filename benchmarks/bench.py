@@ -27,7 +27,7 @@ from vggx.errors import ConfigError, InferenceError
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats
 
-__all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "run_bench"]
+__all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "machine_description", "run_bench"]
 
 log = logging.getLogger(__name__)
 

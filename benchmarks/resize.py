@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -28,6 +26,8 @@ from vggx.errors import VggxError
 from vggx.shapes import parse_size
 from vggx.video import EncodeConfig, VideoWriter
 from vggx.video.color import rgb_to_yuv420p
+
+from .bench import machine_description
 
 __all__ = ["main", "measure_resize"]
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result.update(command="python -m vggx.benchmarks.resize " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  machine={"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()})
+                  machine=machine_description())
     h, w = result["model_output"]
     oh, ow = result["written"]
     for name, ms in result["ms_per_frame"].items():

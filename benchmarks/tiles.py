@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +26,8 @@ import numpy as np
 
 from vggx.errors import VggxError
 from vggx.shapes import parse_size
+
+from .bench import machine_description
 
 __all__ = ["main", "measure_tiles", "panned_photo"]
 
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     result.update(command="python -m vggx.benchmarks.tiles " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  machine={"cpu": platform.processor() or platform.machine(), "cpus": os.cpu_count()})
+                  machine=machine_description())
     print(f"{result['backend']}, LR {args.lr_size}, window {result['window']}")
     for row in result["rows"]:
         tile = "untiled" if row["tile"] is None else "x".join(map(str, row["tile"]))
