@@ -222,6 +222,9 @@ class CudaUpscaler:
                 self._pool = torch.cuda.graph_pool_handle()
             torch.cuda.empty_cache()
 
+    def _out_of_memory_error(self, shape: tuple[int, ...]) -> DeviceOutOfMemoryError:
+        return DeviceOutOfMemoryError(f"{self.device_name} ran out of memory on input {shape}", shape)
+
     def _fitting_slot(self, shape: tuple[int, ...], output_format: str) -> _Slot:
         """:meth:`_slot`; where the device runs out of memory making it, the other shapes' graphs (and the memory
         they hold) are dropped and it is tried once more, then ``DeviceOutOfMemoryError``."""
@@ -234,8 +237,7 @@ class CudaUpscaler:
                     raise
                 self._release()
                 if not others:
-                    raise DeviceOutOfMemoryError(f"{self.device_name} ran out of memory on input {shape}",
-                                                 shape) from exc
+                    raise self._out_of_memory_error(shape) from exc
                 log.info("out of memory capturing input %s: dropped the graphs of %d other shapes, trying again",
                          shape, others)
 
@@ -289,8 +291,7 @@ class CudaUpscaler:
                 staging.free.release()
                 if isinstance(exc, Exception) and _out_of_memory(exc):  # eager runs allocate as they go
                     self._release()
-                    raise DeviceOutOfMemoryError(f"{self.device_name} ran out of memory on input {tuple(lr.shape)}",
-                                                 tuple(lr.shape)) from exc
+                    raise self._out_of_memory_error(tuple(lr.shape)) from exc
                 raise
         try:
             staging.done.synchronize()

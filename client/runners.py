@@ -37,6 +37,7 @@ __all__ = [
     "cached_onnx",
     "cached_onnx_path",
     "open_runner",
+    "triton_urls",
 ]
 
 log = logging.getLogger(__name__)
@@ -448,18 +449,23 @@ def _open_tensorrt(cfg: BackendConfig) -> TensorRTRunner:
 # -------------------------------------------------------------------------------------------- registry
 
 
+def triton_urls(cfg: BackendConfig) -> list[str]:
+    """The servers ``cfg.url`` names now: a name with several addresses (a headless Service) is one per address,
+    except with TLS, where names stay names (certificates name hosts, not the addresses behind them)."""
+    from .triton import expand_urls, names_only
+
+    return expand_urls(cfg.url or "", **({"resolve": names_only} if cfg.ssl else {}))
+
+
 def _open_triton(cfg: BackendConfig) -> Runner:
-    from .triton import TritonPool, TritonRunner, expand_urls, may_grow
+    from .triton import TritonPool, TritonRunner, may_grow, names_only
 
     options = {"protocol": cfg.protocol.value, "model_name": cfg.model_name, "shared_memory": cfg.shared_memory,
                "retries": cfg.retries, "timeout_s": cfg.timeout_s, "ssl": cfg.ssl, "ca_cert": cfg.ca_cert,
                "headers": dict(cfg.headers), "model_version": cfg.model_version, "client_cert": cfg.client_cert}
-    if cfg.ssl:  # names stay names: certificates name hosts, not the addresses behind them
-        urls = expand_urls(cfg.url or "", resolve=lambda *args, **kwargs: [])
-        if len(urls) > 1:
-            return TritonPool(urls, resolve=lambda *args, **kwargs: [], **options)
-        return TritonRunner(urls[0], **options)
-    urls = expand_urls(cfg.url or "")
+    urls = triton_urls(cfg)
+    if cfg.ssl:
+        return TritonPool(urls, resolve=names_only, **options) if len(urls) > 1 else TritonRunner(urls[0], **options)
     # Several servers, or a name that may come to mean several (DNS of a scaled Service): a pool that spreads the
     # windows and looks for more; one address: the runner itself.
     if len(urls) > 1 or may_grow(cfg.url or ""):

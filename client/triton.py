@@ -31,7 +31,7 @@ from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
 
 __all__ = ["SCHEMES", "ServedModel", "ServerDescription", "ServerUnavailable", "TritonPool", "TritonRunner",
-           "describe_server", "expand_urls", "may_grow", "new_client", "url_schemes"]
+           "describe_server", "expand_urls", "may_grow", "names_only", "new_client", "url_schemes"]
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,13 @@ class TritonRunner(_RunnerBase):
                  client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None) -> None:
         if protocol not in ("grpc", "http"):
             raise ServerError(f"--protocol must be grpc or http, got {protocol!r}")
-        for prefix in SCHEMES:
-            if url.startswith(prefix):
-                url = url[len(prefix):]
+        url = _without_scheme(url)
         for path in (ca_cert, *(client_cert or ())):
             if path is not None and not os.path.isfile(path):
                 raise ConfigError(f"{path}: no such file (a --ca-cert / --client-cert / --client-key)")
         self.ssl, self.ca_cert, self.client_cert = ssl, None if ca_cert is None else str(ca_cert), client_cert
         self.scheme = {v: k for k, v in SCHEMES.items()}[protocol, ssl].removesuffix("://")
-        # gRPC metadata keys are lower case (HTTP/2); HTTP/1.1 header names are case-insensitive anyway
-        self._headers = {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}
+        self._headers = _wire_headers(headers, protocol)
         url = url.rstrip("/")
         if not url or ":" not in url:
             raise ServerError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {url!r}")
@@ -369,9 +366,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
     Raises:
         ServerError: the server cannot be reached (naming the URL).
     """
-    for prefix in SCHEMES:
-        url = url.removeprefix(prefix)
-    kw = {"headers": {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}}
+    url = _without_scheme(url)
+    kw = {"headers": _wire_headers(headers, protocol)}
     as_json = {"as_json": True, "client_timeout": timeout_s} if protocol == "grpc" else {}
     client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, client_cert=client_cert, timeout_s=timeout_s)
     try:
@@ -412,15 +408,30 @@ def _version_stats(v: dict) -> dict:
             "queue_ms": ms("queue"), "compute_ms": ms("compute_infer"), "request_ms": ms("success")}
 
 
+def _without_scheme(url: str) -> str:
+    """``url`` without a leading ``grpc://``, ``grpcs://``, ``http://`` or ``https://`` (:data:`SCHEMES`)."""
+    prefix = next((p for p in SCHEMES if url.startswith(p)), "")
+    return url[len(prefix):]
+
+
+def _wire_headers(headers: dict[str, str] | None, protocol: str) -> dict[str, str]:
+    """``headers`` as ``protocol`` sends them: gRPC metadata keys are lower case (HTTP/2), HTTP/1.1 names as given
+    (case-insensitive anyway)."""
+    return {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}
+
+
+def names_only(*_args, **_kwargs) -> list:
+    """A resolver (``socket.getaddrinfo``'s place in :func:`expand_urls`) that resolves nothing, so entries stay as
+    given: with TLS, whose certificates name hosts, not the addresses behind them."""
+    return []
+
+
 def _entries(urls: str | list[str]) -> list[str]:
     """The ``--url`` entries (a list, or one string separated by commas), without scheme prefixes or empty ones."""
     out = []
     for part in [urls] if isinstance(urls, str) else urls:
         for entry in part.split(","):
-            entry = entry.strip()
-            for prefix in SCHEMES:
-                entry = entry.removeprefix(prefix)
-            if entry := entry.rstrip("/"):
+            if entry := _without_scheme(entry.strip()).rstrip("/"):
                 out.append(entry)
     return out
 

@@ -562,10 +562,9 @@ def upscale(
     start_s = _parse_time(start)
     servers = 1
     if url and chosen is Backend.TRITON:
-        from vggx.client.triton import expand_urls
+        from vggx.client.runners import triton_urls
 
-        # TLS keeps names as they are (certificates name hosts): one server per entry
-        servers = len(expand_urls(url, resolve=lambda *a, **k: []) if backend_cfg.ssl else expand_urls(url))
+        servers = len(triton_urls(backend_cfg))
 
     def config(src: Path, dst: Path) -> UpscaleConfig:
         return UpscaleConfig(

@@ -21,7 +21,8 @@ import numpy as np
 from vggx.errors import VideoError
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
-           "find_sequence", "guess_pattern", "is_image_sequence", "is_pipe", "is_url", "open_source", "open_video"]
+           "find_sequence", "guess_pattern", "has_alpha", "is_image_sequence", "is_pipe", "is_url", "open_source",
+           "open_video"]
 
 log = logging.getLogger(__name__)
 

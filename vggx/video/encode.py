@@ -39,7 +39,15 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-from .decode import IMAGE_SUFFIXES, display_source, is_image_sequence, is_url, open_source, thread_reformatter
+from .decode import (
+    IMAGE_SUFFIXES,
+    display_source,
+    has_alpha,
+    is_image_sequence,
+    is_url,
+    open_source,
+    thread_reformatter,
+)
 
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
            "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts", "check_image_codec",
@@ -925,8 +933,6 @@ def alpha_pix_fmt(config: EncodeConfig) -> str | None:
     alpha, else the codec's first of :data:`_ALPHA_FORMATS`; None where the output keeps no alpha (a ``--pix-fmt``
     without it, H.264/H.265, whose players ignore the alpha layers some encoders offer, or a codec without
     any)."""
-    from .decode import has_alpha
-
     codec = check_encoder(config)
     if config.pix_fmt is not None:
         return config.pix_fmt if has_alpha(config.pix_fmt) else None
