@@ -45,11 +45,13 @@ from vggx.video.encode import (
     is_single_image,
     output_pix_fmt,
 )
+from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
 
 from .runners import BackendConfig, Runner, open_runner
 from .windows import (
     TilePlan,
     TimeWindow,
+    WindowStream,
     cut_windows,
     default_context,
     plan_tiles,
@@ -110,6 +112,10 @@ class UpscaleConfig:
     # or "model" (the matte through the model as a grey clip, as Real-ESRGAN's default does: edges as sharp as the
     # colour's, at twice the inference)
     alpha: str = "bicubic"
+    # Scene cuts (vggx.video.scenes: FFmpeg's scdet, a frame scoring this percentage or more starts a shot) end the
+    # shot before them as the end of a clip would, so that no window reads frames of two shots. None: no detection
+    # (windows run across cuts).
+    scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -132,6 +138,8 @@ class UpscaleConfig:
             raise ConfigError(f"--alpha must be {' or '.join(ALPHA_MODES)}, got {self.alpha!r}")
         if self.tile is not None and min(self.tile) < 1:
             raise ConfigError(f"--tile must be positive, got {self.tile[0]}x{self.tile[1]}")
+        if self.scene_threshold is not None:
+            SceneCuts(self.scene_threshold)  # checks it
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,9 @@ class UpscaleResult:
     # The largest tile (h, w) the run ended with, where frames were tiled (``--tile``, or smaller after the device
     # ran out of memory: the --tile to start the next run with); None where frames went whole.
     tile: tuple[int, int] | None = None
+    # The frames that start a new shot (scene cuts, counted from the run's first frame; ``scene_threshold``), where
+    # the windows started afresh; empty where none were found or looked for.
+    scene_cuts: tuple[int, ...] = ()
 
     @property
     def fps(self) -> float:
@@ -285,7 +296,8 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
 
 def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[int, int] | None = None,
                  tile_overlap: int | None = None, context: int | None = None,
-                 alpha: str = "bicubic") -> Iterator[np.ndarray]:
+                 alpha: str = "bicubic", scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
+                 ) -> Iterator[np.ndarray]:
     """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
     from your own decoder, a camera or a renderer rather than a file.
 
@@ -295,7 +307,9 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     encodes: the same overlapping windows (``context`` frames each side, a quarter of the window by default), the
     same tiles (``tile`` caps them, as ``--tile``), the same halving of the tiles when the device runs out of
     memory, and the same alpha (enlarged with bicubic beside the model's colour, or through the model with
-    ``alpha="model"``, as :attr:`UpscaleConfig.alpha`). One window runs at a time, in the calling thread.
+    ``alpha="model"``, as :attr:`UpscaleConfig.alpha`), and the same scene cuts (a frame scoring ``scene_threshold``
+    or more starts a new shot, windowed on its own; None: none looked for). One window runs at a time, in the
+    calling thread.
 
     Raises:
         ConfigError: a frame that is not uint8 RGB/RGBA, or not the shape of the first; ``tile`` below the smallest.
@@ -307,6 +321,7 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     context = default_context(info.window) if context is None else context
     windows_needed(1, info.window, context)  # validates the context
     tiles = _Tiles(runner, tile, tile_overlap)
+    scenes = SceneCuts(scene_threshold) if scene_threshold is not None else None
 
     def checked() -> Iterator[np.ndarray]:
         size = None
@@ -322,7 +337,7 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
                                   f"{size[1]}x{size[0]}x{size[2]}: a clip's frames have one size and kind")
             yield frame
 
-    for win, window in cut_windows(checked(), info.window, context):
+    for win, window in cut_windows(checked(), info.window, context, cut=scenes):
         keep = slice(win.offset, win.offset + win.keep_count)
         stacked = np.stack(window)
         images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
@@ -427,7 +442,7 @@ class _Tiles:
 
 @dataclass
 class _Work:
-    index: int  # window number
+    index: int  # the window's place in the order they are encoded in (from 0; a resumed run's first is 0)
     frames: np.ndarray  # (T, h, w, 3)
     keep: slice  # positions of the kept frames in ``frames``
     pts: list[int]  # pts of the kept frames
@@ -449,7 +464,6 @@ class _Run:
         self.cfg, self.runner, self.reader = cfg, runner, reader
         self.alpha = alpha  # the input's alpha goes to the output (RGBA frames to the writer)
         self.window, self.context = runner.info.window, context
-        self.stride = self.window - 2 * context
         self.slots = threading.Semaphore(cfg.concurrency + 2)
         self.todo: queue.Queue[_Work | None] = queue.Queue(maxsize=cfg.concurrency)
         self.done: queue.Queue[_Done | None] = queue.Queue()
@@ -465,8 +479,11 @@ class _Run:
                         and output_pix_fmt(cfg.encode) == "yuv420p")
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
         self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap)
-        # A resumed run: the frames before ``frames_done`` are in the output already; windows start after them.
-        self.first_window = -(-frames_done // self.stride)
+        # A resumed run: the frames before ``frames_done`` are in the output already; windows keep those after them.
+        self.first_frame = frames_done
+        self.scenes = SceneCuts(cfg.scene_threshold) if cfg.scene_threshold is not None else None
+        self.cuts: list[int] = []  # the frames that started a shot (read once the decode thread is done)
+        self._emitted = 0  # windows handed to the workers, numbered in order
         self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
         self.last_pts = 0  # source pts of the last frame decoded
 
@@ -507,11 +524,14 @@ class _Run:
                     break
 
     def _decode(self) -> None:
-        for win, frames in cut_windows(self._frames(), self.window, self.context, self.first_window):
+        scenes = self.scenes
+        stream = WindowStream(self._frames(), self.window, self.context, self.first_frame,
+                              cut=None if scenes is None else (lambda item: scenes(item[1])))
+        for win, frames in stream:
             if not self._emit(win, frames):
                 return
         if not self.stop.is_set():
-            self.windows = windows_needed(self.frames_decoded, self.window, self.context)
+            self.windows, self.cuts = stream.windows, stream.cuts
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """The reader's frames as ``(pts, image, alpha)``, ending early once the run stops (the windows then
@@ -534,9 +554,10 @@ class _Run:
     def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray, np.ndarray | None]]) -> bool:
         offset = win.keep_start - win.offset  # the first source's index, before any mirroring
         kept = [frames[i - offset] for i in range(win.keep_start, win.keep_end)]
-        work = _Work(win.index, np.stack([image for _, image, _ in frames]),
+        work = _Work(self._emitted, np.stack([image for _, image, _ in frames]),
                      slice(win.offset, win.offset + win.keep_count), [pts for pts, _, _ in kept],
                      np.stack([alpha for _, _, alpha in frames]) if self.alpha else None)
+        self._emitted += 1
         t0 = time.perf_counter()
         try:
             return self._acquire_slot() and self._put(self.todo, work)
@@ -578,7 +599,7 @@ class _Run:
     def results(self) -> Iterator[_Done]:
         """Yield finished windows in order (in the calling thread); raise the first thread error."""
         pending: dict[int, _Done] = {}
-        next_k = self.first_window  # a resumed run starts after the stored frames
+        next_k = 0
         workers_left = self.cfg.concurrency
         while True:
             if self.error is not None:
@@ -693,6 +714,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
+        "scene_threshold": config.scene_threshold,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -816,4 +838,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
+        scene_cuts=tuple(run.cuts),
     )

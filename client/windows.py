@@ -6,7 +6,8 @@ its centre frames ``[k·S, k·S + S)`` are kept, so every output frame has ``c``
 both sides and there are no seams between windows. Indices outside the clip are mirrored
 (``-1 -> 1``, ``n -> n - 2``), which gives the first and last frames context too. Exactly: output
 frame ``i`` equals the frame at position ``i - k·S + c`` of one model run on the T (mirrored) source
-frames of window ``k = i // S``.
+frames of window ``k = i // S``. At a scene cut the clip is cut into shots, each windowed as a clip of its own
+(:class:`WindowStream`): no window reads frames of two shots.
 
 **Tiles.** Frames larger than the model's maximum size are cut into tiles that start on multiples
 of ``size_multiple`` (so every tile sees the same down-sampling grid as the whole frame), overlap by
@@ -19,9 +20,10 @@ memory (:func:`smaller_tile`: the longer side halved, down to :func:`smallest_ti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -29,6 +31,7 @@ __all__ = [
     "MIN_TILE",
     "TilePlan",
     "TimeWindow",
+    "WindowStream",
     "balanced_tiles_1d",
     "cut_windows",
     "default_context",
@@ -116,33 +119,76 @@ def plan_windows(n: int, window: int, context: int | None = None) -> list[TimeWi
     return [time_window(k, n, window, context) for k in range(windows_needed(n, window, context))]
 
 
-def cut_windows(items: Iterable[T], window: int, context: int, first: int = 0) -> Iterator[tuple[TimeWindow, list[T]]]:
-    """The windows of a stream of frames (any items) whose length is known only at its end, from window ``first``
-    on, each as soon as the frames it reads have come: ``(window, its T frames in order)``.
+class WindowStream(Generic[T]):
+    """The windows of a stream of frames (any items) whose length is known only at its end, each as soon as the
+    frames it reads have come: iterating gives ``(window, its T items in order)``.
 
-    A window before the end reads no mirrored frame, so it is the window :func:`plan_windows` gives for the whole
-    clip; the last windows follow the end. Frames before those window ``first`` reads are dropped as they come (a
-    resumed run decodes past them), and at most about two windows' worth are held at a time.
+    Without cuts these are the windows :func:`plan_windows` gives for the whole clip (a window before the end reads
+    no mirrored frame; the last ones follow the end). ``cut(item)``, called on every item in order, says where a new
+    shot starts (a scene cut): the shot before it ends there, as a clip would, and each shot is cut into windows of
+    its own (window ``k`` of a shot starting at frame ``a`` keeps frames ``a + k·S ..``), so that no window reads
+    frames of two shots. Every output frame then equals the same frame of the shot upscaled as a clip on its own.
+
+    ``first_frame``: the frames before it are done (a resumed run): windows that keep none of the frames after it are
+    skipped, and the one keeping some of each keeps only the later ones (its ``keep_start`` and ``offset`` moved; it
+    runs on the same frames, so its output is unchanged). About two windows' worth of items are held at a time.
+
+    After (or during) the iteration: ``windows``, the windows of the clip so far (skipped ones included), and
+    ``cuts``, the first frame of every shot but the first.
     """
-    stride = _stride(window, context)
-    skip_below = max(0, first * stride - context - window)
-    buffer: dict[int, T] = {}
-    k, n = first, 0
-    for n, item in enumerate(items, start=1):
-        if n - 1 < skip_below:
-            continue
-        buffer[n - 1] = item
-        while last_source_needed(k, window, context) < n:
-            win = time_window(k, n, window, context)
+
+    def __init__(self, items: Iterable[T], window: int, context: int, first_frame: int = 0,
+                 cut: Callable[[T], bool] | None = None) -> None:
+        self.stride = _stride(window, context)
+        self.items, self.window, self.context = items, window, context
+        self.first_frame, self.cut = first_frame, cut
+        self.windows = 0
+        self.cuts: list[int] = []
+
+    def __iter__(self) -> Iterator[tuple[TimeWindow, list[T]]]:
+        window, context, stride = self.window, self.context, self.stride
+        buffer: dict[int, T] = {}
+        shot, k, n = 0, 0, 0  # the current shot's first frame, its next window, the frames so far
+
+        def emit(k: int, length: int) -> Iterator[tuple[TimeWindow, list[T]]]:
+            """Window ``k`` of the current shot, ``length`` frames known of it (all of them at its end)."""
+            win = time_window(k, length, window, context)
+            win = dataclasses.replace(win, index=self.windows, sources=tuple(shot + i for i in win.sources),
+                                      keep_start=shot + win.keep_start, keep_end=shot + win.keep_end)
+            self.windows += 1
+            if win.keep_end <= self.first_frame:
+                return
+            if win.keep_start < self.first_frame:  # a resumed run: keep only the frames not done yet
+                win = dataclasses.replace(win, keep_start=self.first_frame,
+                                          offset=win.offset + self.first_frame - win.keep_start)
             yield win, [buffer[i] for i in win.sources]
-            k += 1
-            # Keep what window k still reads, and the last T frames (mirrored into by the last windows).
-            keep_from = min(k * stride - context, n - window)
+
+        def forget(keep_from: int) -> None:
             for i in [i for i in buffer if i < keep_from]:
                 del buffer[i]
-    for last in range(k, windows_needed(n, window, context)):
-        win = time_window(last, n, window, context)
-        yield win, [buffer[i] for i in win.sources]
+
+        for n, item in enumerate(self.items, start=1):
+            i = n - 1
+            if self.cut is not None and self.cut(item) and i > shot:  # frame i starts a shot: the last one ends
+                for last in range(k, windows_needed(i - shot, window, context)):
+                    yield from emit(last, i - shot)
+                forget(i)
+                self.cuts.append(i)
+                shot, k = i, 0
+            buffer[i] = item
+            while last_source_needed(k, window, context) < n - shot:
+                yield from emit(k, n - shot)
+                k += 1
+                # Keep what window k still reads, and the shot's last T frames (mirrored into by its last windows).
+                forget(shot + min(k * stride - context, n - shot - window))
+        for last in range(k, windows_needed(n - shot, window, context)):
+            yield from emit(last, n - shot)
+
+
+def cut_windows(items: Iterable[T], window: int, context: int, first_frame: int = 0,
+                cut: Callable[[T], bool] | None = None) -> Iterator[tuple[TimeWindow, list[T]]]:
+    """Iterate a :class:`WindowStream` (the windows of a stream of frames, as they come)."""
+    return iter(WindowStream(items, window, context, first_frame, cut))
 
 
 def plan_tiles_1d(length: int, max_tile: int, multiple: int, overlap: int) -> list[tuple[int, int]]:

@@ -504,6 +504,12 @@ def upscale(
     deinterlace: Annotated[bool, typer.Option(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
+    scene_cuts: Annotated[bool, typer.Option(
+        "--scene-cuts/--no-scene-cuts", help="find scene cuts (FFmpeg's scdet) and start the windows afresh at "
+        "each, so that no window mixes two shots (--no-scene-cuts: windows run across cuts)")] = True,
+    scene_threshold: Annotated[float, typer.Option(
+        "--scene-threshold", help="scene-cut threshold, percent of the largest frame-to-frame change (FFmpeg's: "
+        "good values 8-14; lower finds more cuts)")] = 10.0,
     checkpoint: CheckpointOpt = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
@@ -572,6 +578,7 @@ def upscale(
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
+            scene_threshold=scene_threshold if scene_cuts else None,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -609,6 +616,8 @@ def upscale(
         warmup = _warmup_line(result)
         if warmup:
             console.print(warmup, highlight=False, soft_wrap=True, markup=False)
+        if result.scene_cuts:
+            console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
         if result.windows_per_server:
             spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
             console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
@@ -683,9 +692,17 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "tiles_per_window": r.tiles_per_window, "tile": list(r.tile) if r.tile else None,
              "backend": r.backend, "concurrency": r.concurrency,
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
+             "scene_cuts": list(r.scene_cuts),
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
+
+
+def _scene_cuts_line(cuts: tuple[int, ...], shown: int = 8) -> str:
+    """The frames where shots started (the first few of a long list; --json has them all)."""
+    frames = ", ".join(map(str, cuts[:shown])) + (f", ... ({len(cuts) - shown} more)" if len(cuts) > shown else "")
+    plural = "s" if len(cuts) != 1 else ""
+    return f"{len(cuts)} scene cut{plural}: the windows started afresh at frame{plural} {frames}"
 
 
 def _warmup_line(result) -> str | None:

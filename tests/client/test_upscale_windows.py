@@ -9,6 +9,7 @@ import pytest
 
 from vggx.client import ModelInfo, upscale_frames
 from vggx.client.windows import (
+    WindowStream,
     balanced_tiles_1d,
     cut_windows,
     default_context,
@@ -184,7 +185,18 @@ class TestCutWindows:
 
     @pytest.mark.parametrize("first", [1, 2, 5])
     def test_from_a_later_window_on(self, first):
-        assert [w for w, _ in cut_windows(iter(range(30)), 8, 2, first)] == plan_windows(30, 8, 2)[first:]
+        assert [w for w, _ in cut_windows(iter(range(30)), 8, 2, first * 4)] == plan_windows(30, 8, 2)[first:]
+
+    @pytest.mark.parametrize("first_frame", [1, 3, 6, 29])
+    def test_a_window_half_done_keeps_only_the_frames_after(self, first_frame):
+        whole = {w.index: w for w in plan_windows(30, 8, 2)}
+        got = list(cut_windows(iter(range(30)), 8, 2, first_frame))
+        assert got[0][0].keep_start == first_frame
+        assert [i for w, _ in got for i in range(w.keep_start, w.keep_end)] == list(range(first_frame, 30))
+        for w, items in got:  # the same runs as the whole clip's: the kept frames at the same positions
+            full = whole[w.index]
+            assert items == list(full.sources) and w.keep_end == full.keep_end
+            assert w.offset - full.offset == w.keep_start - full.keep_start
 
     def test_each_window_comes_as_soon_as_its_frames_have(self):
         read = []
@@ -217,3 +229,75 @@ class TestCutWindows:
             del items  # no cycles: the frames go as their last reference does (no gc pass needed)
             most = max(most, len(alive))
         assert 8 <= most <= 2 * 8, most  # a window's frames at least, never more than two windows
+
+
+def _shot_windows(n, cuts, window, context):
+    """The windows of each shot ``[a, b)`` planned as a clip on its own, shifted to the clip's frame numbers."""
+    bounds = [0, *cuts, n]
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        for w in plan_windows(b - a, window, context):
+            out.append((tuple(a + i for i in w.sources), a + w.keep_start, a + w.keep_end, w.offset))
+    return out
+
+
+class TestShots:
+    """A scene cut ends a shot as the end of a clip would: each shot is windowed on its own."""
+
+    @pytest.mark.parametrize("cuts", [[13], [1], [4, 8], [5, 6, 7], [2, 19, 20, 29], list(range(1, 30))])
+    @pytest.mark.parametrize(("window", "context"), [(8, 2), (8, 0), (5, 1)])
+    def test_each_shot_is_windowed_as_a_clip_of_its_own(self, cuts, window, context):
+        stream = WindowStream(iter(range(30)), window, context, cut=lambda i: i in cuts)
+        got = list(stream)
+        assert [(tuple(w.sources), w.keep_start, w.keep_end, w.offset) for w, _ in got] == \
+            _shot_windows(30, cuts, window, context)
+        assert [w.index for w, _ in got] == list(range(len(got))) and stream.windows == len(got)
+        assert stream.cuts == cuts
+        for w, items in got:
+            assert items == list(w.sources)
+            shot = max([0, *[c for c in cuts if c <= w.keep_start]])
+            end = min([30, *[c for c in cuts if c > w.keep_start]])
+            assert all(shot <= i < end for i in items), (w, cuts)  # one shot's frames only
+
+    def test_a_cut_on_frame_0_or_none_at_all_changes_nothing(self):
+        assert [w for w, _ in cut_windows(iter(range(20)), 8, 2, cut=lambda i: i == 0)] == plan_windows(20, 8, 2)
+        assert [w for w, _ in cut_windows(iter(range(20)), 8, 2, cut=lambda i: False)] == plan_windows(20, 8, 2)
+
+    def test_the_cut_test_sees_every_item_once_in_order(self):
+        seen = []
+        list(cut_windows(iter(range(25)), 8, 2, cut=lambda i: seen.append(i) or i == 9))
+        assert seen == list(range(25))
+
+    @pytest.mark.parametrize("first_frame", [4, 9, 12, 13, 14, 22])
+    def test_a_resumed_run_goes_on_with_the_same_windows(self, first_frame):
+        def cuts(i):
+            return i in (9, 14)
+
+        whole = list(cut_windows(iter(range(30)), 8, 2, cut=cuts))
+        got = list(cut_windows(iter(range(30)), 8, 2, first_frame, cut=cuts))
+        assert [i for w, _ in got for i in range(w.keep_start, w.keep_end)] == list(range(first_frame, 30))
+        by_index = {w.index: (w, items) for w, items in whole}
+        for w, items in got:
+            full, full_items = by_index[w.index]
+            assert items == full_items and w.sources == full.sources and w.keep_end == full.keep_end
+
+    def test_frames_of_an_ended_shot_are_let_go(self):
+        import weakref
+
+        class Frame:
+            def __init__(self, i):
+                self.i = i
+
+        alive = weakref.WeakSet()
+
+        def frames():
+            for i in range(120):
+                f = Frame(i)
+                alive.add(f)
+                yield f
+
+        most = 0
+        for _, items in cut_windows(frames(), 8, 2, cut=lambda f: f.i % 11 == 0):
+            del items
+            most = max(most, len(alive))
+        assert most <= 2 * 8, most

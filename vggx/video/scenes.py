@@ -1,0 +1,86 @@
+"""Scene cuts: where a clip's frames stop being views of one scene, found with FFmpeg's ``scdet`` filter.
+
+A temporal model that runs on frames from two shots aligns one to the other (flow, propagation, attention
+along time) and carries details across the cut: ghosts of the last shot in the first frames of the next
+and the other way round. The upscale pipeline ends a shot at each cut, as the end of a clip would
+(:class:`~vggx.client.windows.WindowStream`), so that no window mixes two shots.
+
+``scdet`` (libavfilter) scores each frame against the one before: the mean absolute difference of their
+pixels in percent of the largest (``mafd``), or, where smaller, how much that changed from the previous
+frame's (so a steady fast pan or a clip of noise, which differ a lot from frame to frame but always as much,
+are not cuts). A frame scoring ``threshold`` or more starts a new shot. FFmpeg's documentation: "Good
+values are in the [8.0, 14.0] range", default 10. The second frame a detector sees has no earlier
+difference to compare with (its score is its ``mafd`` alone), so it is never taken for a cut: a one-frame
+first shot is upscaled with the next one's frames, which costs nothing visible.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+
+from vggx.errors import ConfigError
+
+__all__ = ["DEFAULT_SCENE_THRESHOLD", "SceneCuts"]
+
+DEFAULT_SCENE_THRESHOLD = 10.0  # scdet's own default, percent of the largest change
+
+
+class SceneCuts:
+    """Called on each frame of a clip in order (uint8 ``(h, w, 3)`` RGB, or RGBA whose alpha is ignored): whether
+    that frame starts a new shot. ``scores`` and ``cuts`` keep every frame's score and the cut frames' numbers.
+
+    Raises:
+        ConfigError: a threshold outside (0, 100].
+    """
+
+    def __init__(self, threshold: float = DEFAULT_SCENE_THRESHOLD) -> None:
+        if not 0 < threshold <= 100:
+            raise ConfigError(f"the scene-cut threshold is a percentage in (0, 100], got {threshold:g}")
+        self.threshold = float(threshold)
+        self.scores: list[float] = []
+        self.cuts: list[int] = []
+        self._graph = None
+        self._src = self._sink = None
+        self._size: tuple[int, int] | None = None
+
+    def _open(self, h: int, w: int) -> None:
+        import av
+
+        graph = av.filter.Graph()
+        self._src = graph.add_buffer(width=w, height=h, format="rgb24", time_base=Fraction(1, 25))
+        scdet = graph.add("scdet", f"threshold={self.threshold}")
+        self._sink = graph.add("buffersink")
+        self._src.link_to(scdet)
+        scdet.link_to(self._sink)
+        graph.configure()
+        self._graph, self._size = graph, (h, w)
+
+    def score(self, image: np.ndarray) -> float:
+        """``image``'s scdet score against the frame before it (0 for the first)."""
+        import av
+
+        h, w = image.shape[:2]
+        if self._graph is None:
+            self._open(h, w)
+        elif (h, w) != self._size:
+            raise ConfigError(f"frame {len(self.scores)} is {w}x{h}, the frames before {self._size[1]}x{self._size[0]}:"
+                              " scene cuts are found between frames of one size")
+        rgb = image[..., :3] if image.shape[-1] == 4 else image
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts = len(self.scores)
+        self._graph.push(frame)
+        out = self._graph.pull()  # scdet passes each frame on as it comes, its score in the frame's metadata
+        if out.pts != frame.pts:  # pragma: no cover - a libavfilter that held frames back: a bug to know of
+            raise RuntimeError(f"scdet returned frame {out.pts} for frame {frame.pts}")
+        value = float(out.metadata.get("lavfi.scd.score", 0.0))
+        self.scores.append(value)
+        return value
+
+    def __call__(self, image: np.ndarray) -> bool:
+        index = len(self.scores)
+        cut = self.score(image) >= self.threshold and index >= 2
+        if cut:
+            self.cuts.append(index)
+        return cut
