@@ -674,8 +674,9 @@ def _windows_per_server(runner: Runner) -> dict[str, int]:
 
 
 def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int):
-    """The segment store of a ``resume`` run and the encoder settings with its segment length (a whole number
-    of window strides, about two seconds), or ``(None, config.encode)``."""
+    """The segment store of a ``resume`` run and the encoder settings with its segment length (about two seconds,
+    a whole number of window strides where no scene cut moves the windows; a window that straddles the stored
+    frames is run again for the frames after them), or ``(None, config.encode)``."""
     import av
 
     from vggx.video import SegmentStore
@@ -687,9 +688,6 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     encode = config.encode
     if encode.segment_frames is None:
         encode = dataclasses.replace(encode, segment_frames=stride * max(2, round(2 * reader.info.rate / stride)))
-    elif encode.segment_frames % stride:
-        raise ConfigError(f"--resume needs segments of a whole number of window strides ({stride} frames), "
-                          f"got segment_frames={encode.segment_frames}")
 
     def identity(path: Path | str | None) -> list | None:
         if is_url(path):  # without its query (a presigned URL's signature changes from run to run)

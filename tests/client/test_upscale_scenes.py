@@ -154,10 +154,11 @@ class TestPipeline:
         for g, w in zip(decode_all(out), want, strict=True):
             np.testing.assert_array_equal(g, w)
 
-    def test_a_resumed_run_goes_on_with_the_same_shots(self, tmp_path, torch_runner):
+    @pytest.mark.parametrize("segment", [8, 10])  # a whole number of window strides (4), and not
+    def test_a_resumed_run_goes_on_with_the_same_shots(self, tmp_path, torch_runner, segment):
         frames = shot_frames(n=40, cut=13)
         src = write_lossless(tmp_path / "in.mkv", frames)
-        encode = EncodeConfig(codec="libx264", crf=0, segment_frames=8)
+        encode = EncodeConfig(codec="libx264", crf=0, segment_frames=segment)
         info = torch_runner.info
 
         class Failing(WindowMeanRunner):
@@ -173,7 +174,7 @@ class TestPipeline:
             upscale(UpscaleConfig(src, out, encode=encode, resume=True), runner=failing)
         store = tmp_path / ".out.mp4.vggx-resume"
         done = sum(s["frames"] for s in json.loads((store / "manifest.json").read_text())["segments"])
-        assert 8 <= done < 40
+        assert 8 <= done < 40 and done % segment == 0
         again = WindowMeanRunner(info)
         result = upscale(UpscaleConfig(src, out, encode=encode, resume=True), runner=again)
         assert result.resumed_frames == done and result.scene_cuts == (13,)
