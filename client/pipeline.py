@@ -37,12 +37,15 @@ from vggx.video import (
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
+    STDOUT_RAW_CODEC,
     alpha_pix_fmt,
     check_container,
     check_encoder_starts,
     check_image_codec,
+    check_stdout,
     image_codec,
     is_single_image,
+    is_stdout,
     output_pix_fmt,
 )
 from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
@@ -128,6 +131,8 @@ class UpscaleConfig:
             raise ConfigError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.encode.codec}")
         if self.resume and is_pipe(self.input):
             raise ConfigError("--resume needs an input it can read again; standard input (-) cannot be")
+        if self.resume and is_stdout(self.output):
+            raise ConfigError("--resume needs an output file; a stream on standard output (-) cannot be resumed")
         if self.outscale is not None and self.height is not None:
             raise ConfigError("give --outscale or --height, not both")
         if self.outscale is not None and not 0 < self.outscale <= MAX_OUTSCALE:
@@ -640,9 +645,13 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     codec = image_codec(output)
     if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
+    if is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC and config.encode.pix_fmt is None:
+        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt="yuv420p"))  # y4m's
     check_image_codec(output, config.encode.codec)
     check_encoder_starts(config.encode)
-    if codec is None:
+    if is_stdout(output):
+        check_stdout(config.encode)
+    elif codec is None:
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
                         rate=config.fps)
@@ -725,7 +734,9 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
         return config, False
     fmt = None if config.compare else alpha_pix_fmt(config.encode)
     if fmt is None:
+        y4m = is_stdout(config.output) and config.encode.codec == STDOUT_RAW_CODEC
         why = "--compare writes none" if config.compare else (
+            f"y4m in {config.encode.pix_fmt} keeps none (--pix-fmt yuva444p does)" if y4m else
             f"{config.encode.codec}" + (f" in {config.encode.pix_fmt}" if config.encode.pix_fmt else "")
             + " keeps none")
         log.warning("%s has an alpha channel; %s, so it is dropped (PNG/TIFF images, --codec ffv1 in .mkv, "
@@ -769,12 +780,17 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
 
     images = image_codec(output) is not None
     piped = is_pipe(config.input)
+    y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
     if images and (vinfo.has_audio or vinfo.has_subtitles):
         log.warning("%s: images hold no audio or subtitles; those of %s are not copied", output, reader.path)
+    elif y4m and (vinfo.has_audio or vinfo.has_subtitles):
+        log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
+                    "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
+                    display_source(reader.path))
     elif piped and (vinfo.has_audio or vinfo.has_subtitles):
         log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
                     "input a second time, which a pipe does not allow): pass the file itself to keep them")
-    copy_audio = (vinfo.has_audio or vinfo.has_subtitles) and not images and not piped
+    copy_audio = (vinfo.has_audio or vinfo.has_subtitles) and not images and not piped and not y4m
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
 

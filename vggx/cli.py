@@ -438,8 +438,8 @@ def upscale(
         help="video to upscale (anything FFmpeg reads: a file, an http(s):// URL, an image sequence "
         "frames/%06d.png, one image, or - for standard input), or a folder of videos")],
     output: Annotated[Path, typer.Argument(
-        help="output video (.mp4, .mkv, ...), image sequence (out/%06d.png) or image (.png, .tif), or a folder "
-        "for a folder's")],
+        help="output video (.mp4, .mkv, ...), image sequence (out/%06d.png) or image (.png, .tif), a folder "
+        "for a folder's, or - for standard output (y4m, for ffmpeg/x264/mpv to read; with --codec, Matroska)")],
     backend: Annotated[str | None, typer.Option(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
     ] = None,
@@ -546,7 +546,7 @@ def upscale(
     from vggx.client import upscale as run_upscale
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
-    from vggx.video.encode import check_image_codec, image_codec
+    from vggx.video.encode import STDOUT_RAW_CODEC, check_image_codec, image_codec, is_stdout
 
     choices = {b.value: b for b in Backend}
     url = ",".join(url) if url else None
@@ -558,8 +558,10 @@ def upscale(
                                 compile=compile_model, threads=threads, url=url, model_name=model,
                                 model_version=model_version,
                                 **_triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key))
-    if codec is None:  # an image-sequence output picks its own (upscale() does, for the default)
-        codec = EncodeConfig().codec
+    stdout = is_stdout(output)
+    out_console = err_console if stdout else console  # standard output carries the video
+    if codec is None:  # an image-sequence output picks its own (upscale() does, for the default); a pipe is y4m
+        codec = STDOUT_RAW_CODEC if stdout else EncodeConfig().codec
     else:
         check_image_codec(output, codec)
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
@@ -583,6 +585,8 @@ def upscale(
 
     source = input if is_url(input) or input == "-" else Path(input)
     folder = isinstance(source, Path) and source.is_dir()
+    if folder and stdout:
+        raise ConfigError(f"{source} is a folder: its videos go to a folder, not to standard output")
     jobs = plan_folder(source, output) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work
     if folder:
@@ -609,24 +613,26 @@ def upscale(
         results.append(result)
         h, w = result.output_size
         resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
-        console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
-                      f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB) [{result.backend}"
-                      + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "") + "]",
-                      highlight=False, soft_wrap=True, markup=False)
+        where = (f"standard output ({'y4m' if codec == STDOUT_RAW_CODEC else 'Matroska'}, {w}x{h})" if stdout else
+                 f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB)")
+        out_console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+                          f"{where} [{result.backend}"
+                          + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "")
+                          + "]", highlight=False, soft_wrap=True, markup=False)
         warmup = _warmup_line(result)
         if warmup:
-            console.print(warmup, highlight=False, soft_wrap=True, markup=False)
+            out_console.print(warmup, highlight=False, soft_wrap=True, markup=False)
         if result.scene_cuts:
-            console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
+            out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
         if result.windows_per_server:
             spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
-            console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
-        console.print(_stages_line(result, image_codec(result.output) or codec), highlight=False, soft_wrap=True,
-                      markup=False)
+            out_console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
+        out_console.print(_stages_line(result, image_codec(result.output) or codec, stdout), highlight=False,
+                          soft_wrap=True, markup=False)
 
     todo = []
     for c in cfgs:
-        if skip_existing and c.output.exists():
+        if skip_existing and not stdout and c.output.exists():
             console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
         else:
             todo.append(c)
@@ -715,14 +721,16 @@ def _warmup_line(result) -> str | None:
             "the backend's warm-up, once per process and input size)")
 
 
-def _stages_line(result, codec: str) -> str:
+def _stages_line(result, codec: str, stdout: bool = False) -> str:
     """``busy: decode 4%, inference 58%, encode 97% -> encode-bound ...``: which stage set the pace."""
     use = result.utilisation
     if not use:
         return "busy: not measured"
     parts = ", ".join(f"{_STAGE_NAMES[k]} {100 * v:.0f}%" for k, v in use.items())
     line = f"busy: {parts} of the wall time -> {_STAGE_NAMES[result.bottleneck]}-bound"
-    if result.bottleneck == "encode" and codec in ("libx264", "libx265", "libx264rgb"):
+    if result.bottleneck == "encode" and stdout:
+        line += " (writing includes waiting for the program reading standard output)"
+    elif result.bottleneck == "encode" and codec in ("libx264", "libx265", "libx264rgb"):
         line += " (a faster --preset, e.g. veryfast, encodes faster at a larger file size)"
     elif result.bottleneck == "infer" and result.concurrency == 1 and "triton" in result.backend:
         line += " (--concurrency 4 keeps more windows in flight on the server)"

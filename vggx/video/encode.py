@@ -16,6 +16,10 @@ are muxed in order into the one stream (the segments' encoders are set up like t
 their parameter sets are the stream header's; checked): for machines where one encoder leaves cores
 idle. CRF keeps the quality; the extra keyframes cost a little size (``benchmarks/encoders.py``).
 
+Standard output (``-``): the frames as a stream for another program to read as they come, uncompressed in y4m
+(``rawvideo``: what ffmpeg, x264, x265 and mpv read from a pipe; YUV or grey, no audio) or, with another codec,
+in Matroska (the audio copied too). Nothing is atomic about a pipe: an error ends the stream where it is.
+
 Colour: YUV output is BT.709, limited range (full range for the ``yuvj`` formats), and says so in the
 stream (matrix, primaries, transfer, range). Left to their defaults, FFmpeg converts with BT.601 and
 tags nothing, and players show untagged HD as BT.709: an ×4 output would play with shifted colours
@@ -25,6 +29,7 @@ tags nothing, and players show untagged HD as BT.709: an ×4 output would play w
 from __future__ import annotations
 
 import collections
+import errno
 import logging
 import os
 import shutil
@@ -49,9 +54,10 @@ from .decode import (
     thread_reformatter,
 )
 
-__all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "X264_PRESETS", "EncodeConfig", "SegmentStore", "VideoWriter",
-           "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts", "check_image_codec",
-           "check_output_path", "image_codec", "is_single_image", "output_pix_fmt"]
+__all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig", "SegmentStore",
+           "VideoWriter", "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts",
+           "check_image_codec", "check_output_path", "check_stdout", "image_codec", "is_single_image", "is_stdout",
+           "output_pix_fmt", "stdout_format"]
 
 log = logging.getLogger(__name__)
 
@@ -115,12 +121,62 @@ class EncodeConfig:
             raise VideoError(f"--preset applies to {', '.join(sorted(_PRESET_CODECS))}, not {self.codec}")
 
 
+STDOUT_RAW_CODEC = "rawvideo"  # uncompressed frames: y4m on standard output
+
+
+def is_stdout(path: str | Path | None) -> bool:
+    """Whether the output ``path`` is ``-``: standard output (``vggx upscale in.mp4 - | ffmpeg -i - ...``)."""
+    return path is not None and str(path) == "-"
+
+
+def stdout_format(codec: str) -> str:
+    """The container of a stream on standard output: y4m for uncompressed frames, Matroska for any other codec."""
+    return "yuv4mpegpipe" if codec == STDOUT_RAW_CODEC else "matroska"
+
+
+def _stdout_options(codec: str) -> dict[str, str]:
+    # FFmpeg's y4m muxer writes more than 8 bits a sample (C420p10, ...) only when told non-standard is fine.
+    return {"strict": "unofficial"} if codec == STDOUT_RAW_CODEC else {}
+
+
+def check_stdout(config: EncodeConfig) -> None:
+    """Raise ``VideoError`` unless a stream of ``config`` can go to standard output, which must not be a terminal;
+    call before heavy work. Muxes one small frame into memory (y4m takes YUV and grey formats only)."""
+    import io
+
+    import av
+
+    if os.isatty(1):
+        raise VideoError("standard output is a terminal: pipe it into a program (vggx upscale in.mp4 - | "
+                         "ffmpeg -i - out.mkv) or name an output file")
+    check_encoder(config)
+    if config.codec != STDOUT_RAW_CODEC:
+        return
+    pix_fmt = config.pix_fmt or "yuv420p"
+    probe = io.BytesIO()
+    try:
+        with av.open(probe, "w", format=stdout_format(config.codec), options=_stdout_options(config.codec)) as c:
+            stream = c.add_stream(config.codec, rate=24)
+            stream.width, stream.height, stream.pix_fmt = 16, 16, pix_fmt
+            frame = av.VideoFrame(16, 16, pix_fmt)
+            frame.pts = 0
+            for packet in (*stream.encode(frame), *stream.encode()):
+                c.mux(packet)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise VideoError(f"y4m on standard output cannot carry {pix_fmt} ({_reason(exc)}): it takes YUV and grey "
+                         "formats (yuv420p, yuv444p, yuv420p10le, gray, ...); for RGB give --codec ffv1 (Matroska)"
+                         ) from None
+
+
 def check_output_path(output: str | Path, input_path: str | Path | None = None) -> Path:
-    """Fail early (before any work) if ``output`` cannot be written; return it resolved.
+    """Fail early (before any work) if ``output`` cannot be written; return it resolved (``-``: standard output,
+    checked by :func:`check_stdout`).
 
     Raises:
         VideoError: the directory is missing or read-only, the path is a directory or the input.
     """
+    if is_stdout(output):
+        return Path("-")
     output = Path(output)
     parent = output.parent if str(output.parent) else Path(".")
     if output.is_dir():
@@ -287,6 +343,10 @@ class VideoWriter:
         import av
 
         self.path = Path(path)
+        self._stdout = is_stdout(path)
+        self._label = "standard output" if self._stdout else str(self.path)  # for messages
+        if store is not None and self._stdout:
+            raise VideoError("--resume needs an output file; a stream on standard output cannot be resumed")
         if store is not None and config.codec not in SEGMENT_CODECS:
             raise VideoError(f"--resume applies to {', '.join(sorted(SEGMENT_CODECS))}, not {config.codec}")
         self._store = store
@@ -301,6 +361,8 @@ class VideoWriter:
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
             self.tmp_path = self._tmp_dir / self.path.name
+        elif self._stdout:  # written as it comes, nothing to rename
+            self._tmp_dir, self.tmp_path = None, None
         else:
             self._tmp_dir = None
             self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
@@ -318,15 +380,21 @@ class VideoWriter:
         self._first_pts: int | None = None
         self._muxed = 0  # video packets muxed so far
         self._reorder: int | None = None  # frames of B-frame delay (from the first packet)
+        self._y4m = False  # y4m on standard output (frames numbered, not timed)
         try:
             if self._images:
                 self._tmp_dir.mkdir()
             image2 = self._images or self._single  # FFmpeg's image muxer: numbered files, or one file
-            self._container = av.open(str(self.tmp_path), "w", format="image2" if image2 else _guess_format(self.path),
-                                      options={"start_number": str(start_number)} if self._images else {})
+            if self._stdout:  # FFmpeg's pipe protocol: written to file descriptor 1 without Python in between
+                self._container = av.open("pipe:1", "w", format=stdout_format(config.codec),
+                                          options=_stdout_options(config.codec))
+            else:
+                self._container = av.open(str(self.tmp_path), "w",
+                                          format="image2" if image2 else _guess_format(self.path),
+                                          options={"start_number": str(start_number)} if self._images else {})
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._remove_tmp()
-            raise VideoError(f"cannot write {self.path} ({_reason(exc)})") from None
+            raise VideoError(f"cannot write {self._label} ({_reason(exc)})") from None
         try:
             self._stream = self._add_video_stream(width, height, rate, time_base)
             if rotation % 360:
@@ -353,12 +421,16 @@ class VideoWriter:
         codec = check_encoder(cfg)
         stream = _add_stream(self._container, cfg.codec, rate, self.path)  # check_container says it before work
         stream.width, stream.height = width, height
-        stream.pix_fmt = cfg.pix_fmt or _default_pix_fmt(codec)
+        y4m = self._stdout and cfg.codec == STDOUT_RAW_CODEC
+        stream.pix_fmt = cfg.pix_fmt or ("yuv420p" if y4m else _default_pix_fmt(codec))
         self._yuv_range = _yuv_range(stream.pix_fmt)
         if self._yuv_range is not None:  # tag what _convert produces (see the module doc)
             cc = stream.codec_context
             cc.colorspace = cc.color_primaries = cc.color_trc = _AVCOL_BT709
             cc.color_range = self._yuv_range
+        if y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames are numbered 0, 1, ...
+            time_base = 1 / Fraction(rate)
+            self._y4m = True
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = dict(cfg.options)
@@ -426,7 +498,7 @@ class VideoWriter:
         import av
 
         if self._closed:
-            raise VideoError(f"{self.path}: writer already closed")
+            raise VideoError(f"{self._label}: writer already closed")
         if self._single and self._accepted:
             raise VideoError(f"{self.path.name} holds one image, and a second frame came: write a sequence "
                              f"({self.path.stem}_%04d{self.path.suffix}) or a video")
@@ -480,8 +552,8 @@ class VideoWriter:
         try:
             frame = future.result()
         except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoError(f"converting a frame for {self.path} failed ({_reason(exc)})") from None
-        frame.pts = pts
+            raise VideoError(f"converting a frame for {self._label} failed ({_reason(exc)})") from None
+        frame.pts = self._frames if self._y4m else pts  # y4m: constant frame rate (a variable one's timing is lost)
         frame.time_base = self._time_base
         if self._segmented:
             segment = self._segment_for_next()
@@ -500,8 +572,7 @@ class VideoWriter:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
-                             f"({_reason(exc)})") from None
+            raise self._failed(f"encoding {self._label} with {self.config.codec}", exc) from None
         self._frames += 1
 
     def _segment_for_next(self) -> _Segment:
@@ -548,8 +619,7 @@ class VideoWriter:
             elif oldest.error is None:
                 self._store.add(oldest.take(), oldest.count)
             if oldest.error is not None:
-                raise VideoError(f"encoding {self.path} with {self.config.codec} failed "
-                                 f"({_reason(oldest.error)})")
+                raise self._failed(f"encoding {self._label} with {self.config.codec}", oldest.error)
             if not finished:
                 return
             self._segments.popleft()
@@ -574,7 +644,7 @@ class VideoWriter:
         import av
 
         if self._closed:
-            raise VideoError(f"{self.path}: writer already closed")
+            raise VideoError(f"{self._label}: writer already closed")
         try:
             while self._pending:
                 self._encode_next()
@@ -601,10 +671,12 @@ class VideoWriter:
             raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.abort()
-            raise VideoError(f"finishing {self.path} failed ({_reason(exc)})") from None
+            raise self._failed(f"finishing {self._label}", exc) from None
         self._closed = True
         try:
-            if self._images:
+            if self._stdout:
+                pass  # written as it came; its size is the reader's to know
+            elif self._images:
                 files = sorted(self._tmp_dir.iterdir())
                 self.output_bytes = sum(f.stat().st_size for f in files)
                 for f in files:
@@ -616,7 +688,7 @@ class VideoWriter:
         except OSError as exc:
             self._remove_tmp()
             raise VideoError(f"cannot move the result onto {self.path} ({_reason(exc)})") from None
-        log.info("wrote %s (%d frames)", self.path, self._frames)
+        log.info("wrote %s (%d frames)", self._label, self._frames)
         if self._store is not None:
             self._store.remove()
         return self.path
@@ -641,7 +713,13 @@ class VideoWriter:
         try:
             self._container.mux(packet)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise VideoError(f"writing {self.path} failed ({_reason(exc)})") from None
+            raise self._failed(f"writing {self._label}", exc) from None
+
+    def _failed(self, doing: str, exc: BaseException) -> VideoError:
+        """The error for ``doing`` failing with ``exc``: on standard output, a reader that went away says so."""
+        if self._stdout and getattr(exc, "errno", None) == errno.EPIPE:
+            return VideoError(f"the program reading standard output closed it after {self._frames} frames")
+        return VideoError(f"{doing} failed ({_reason(exc)})")
 
     def abort(self) -> None:
         """Close without finishing and delete the temporary file (safe to call twice). With a store, the
@@ -674,7 +752,7 @@ class VideoWriter:
     def _remove_tmp(self) -> None:
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
-        else:
+        elif self.tmp_path is not None:
             self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
