@@ -11,6 +11,7 @@ settings starts at the first window after them, with the frames before it decode
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import queue
@@ -302,7 +303,7 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
 def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[int, int] | None = None,
                  tile_overlap: int | None = None, context: int | None = None,
                  alpha: str = "bicubic", scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD,
-                 ) -> Iterator[np.ndarray]:
+                 concurrency: int = 1) -> Iterator[np.ndarray]:
     """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
     from your own decoder, a camera or a renderer rather than a file.
 
@@ -313,8 +314,12 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     same tiles (``tile`` caps them, as ``--tile``), the same halving of the tiles when the device runs out of
     memory, and the same alpha (enlarged with bicubic beside the model's colour, or through the model with
     ``alpha="model"``, as :attr:`UpscaleConfig.alpha`), and the same scene cuts (a frame scoring ``scene_threshold``
-    or more starts a new shot, windowed on its own; None: none looked for). One window runs at a time, in the
-    calling thread.
+    or more starts a new shot, windowed on its own; None: none looked for).
+
+    ``concurrency``: windows in flight at once (as ``--concurrency``: 4 keeps a Triton server busy), run in worker
+    threads while the calling thread cuts the next ones; the frames still come back in order, and about
+    ``concurrency + 1`` windows of frames are held. 1: one window at a time, in the calling thread. A generator
+    that is closed early (``break``) lets the windows in flight finish and drops the rest.
 
     Raises:
         ConfigError: a frame that is not uint8 RGB/RGBA, or not the shape of the first; ``tile`` below the smallest.
@@ -325,6 +330,8 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         raise ConfigError(f"alpha must be {' or '.join(ALPHA_MODES)}, got {alpha!r}")
     context = default_context(info.window) if context is None else context
     windows_needed(1, info.window, context)  # validates the context
+    if not 1 <= concurrency <= 64:
+        raise ConfigError(f"concurrency must be in 1..64, got {concurrency}")
     tiles = _Tiles(runner, tile, tile_overlap)
     scenes = SceneCuts(scene_threshold) if scene_threshold is not None else None
 
@@ -342,14 +349,35 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
                                   f"{size[1]}x{size[0]}x{size[2]}: a clip's frames have one size and kind")
             yield frame
 
-    for win, window in cut_windows(checked(), info.window, context, cut=scenes):
+    def upscale_window(win: TimeWindow, window: list[np.ndarray]) -> np.ndarray:
         keep = slice(win.offset, win.offset + win.keep_count)
         stacked = np.stack(window)
         images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
         if stacked.shape[3] == 4:
             model = None if alpha == "bicubic" else (lambda grey, keep=keep: tiles.upscale(runner, grey, keep))
             images = _with_alpha(images, stacked[..., 3], keep, info.scale, model)
-        yield from images
+        return images
+
+    windows = cut_windows(checked(), info.window, context, cut=scenes)
+    if concurrency == 1:
+        for win, window in windows:
+            yield from upscale_window(win, window)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: collections.deque = collections.deque()
+    pool = ThreadPoolExecutor(concurrency, thread_name_prefix="vggx-clip")
+    try:
+        for win, window in windows:
+            pending.append(pool.submit(upscale_window, win, window))
+            if len(pending) > concurrency:  # one more cut and waiting: the workers never wait for the caller
+                yield from pending.popleft().result()
+        while pending:
+            yield from pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
 
 
 def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:

@@ -240,6 +240,58 @@ class TestUpscaleClip:
 
     def test_no_frames_give_no_frames(self, torch_runner):
         assert list(upscale_clip(torch_runner, [])) == []
+        assert list(upscale_clip(torch_runner, [], concurrency=3)) == []
+
+    def test_windows_in_flight_at_once_give_the_same_frames(self, clips, torch_runner):
+        import threading
+
+        class TwoAtOnce:
+            """The first two windows wait for each other: one at a time would time the barrier out."""
+
+            def __init__(self, inner):
+                self.inner, self.info, self.calls = inner, inner.info, 0
+                self.barrier, self.lock = threading.Barrier(2, timeout=60), threading.Lock()
+
+            def infer(self, lr):
+                with self.lock:
+                    self.calls += 1
+                    first_two = self.calls <= 2
+                if first_two:
+                    self.barrier.wait()
+                return self.inner.infer(lr)
+
+        src = decode_all(clips["twelve"])
+        want = list(upscale_clip(torch_runner, src))
+        runner = TwoAtOnce(torch_runner)
+        got = list(upscale_clip(runner, iter(src), concurrency=2))
+        assert runner.calls == 3 and len(got) == len(want) == 12
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_a_failed_window_ends_the_clip_after_the_frames_before_it(self, clips, torch_runner):
+        src = decode_all(clips["twelve"])
+
+        class FailsOnWindow1:  # by its frames, not by call order (the workers' order is the scheduler's)
+            def __init__(self, inner):
+                self.inner, self.info = inner, inner.info
+
+            def infer(self, lr):
+                if np.array_equal(lr[0, 2], src[4]):  # window 1 reads frames 2..9 (window 0: 2, 1, 0, ..)
+                    raise InferenceError("backend fell over")
+                return self.inner.infer(lr)
+
+        got = []
+        with pytest.raises(InferenceError, match="fell over"):
+            for frame in upscale_clip(FailsOnWindow1(torch_runner), src, concurrency=2):
+                got.append(frame)
+        want = list(upscale_clip(torch_runner, src[:8]))[:4]
+        assert len(got) == 4  # window 0's frames, in order; then window 1's error
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+    def test_concurrency_out_of_range_is_refused(self, torch_runner):
+        with pytest.raises(ConfigError, match=r"concurrency must be in 1\.\.64, got 0"):
+            next(upscale_clip(torch_runner, [np.zeros((16, 16, 3), np.uint8)], concurrency=0))
 
 
 class TestPreviewAndCompare:
