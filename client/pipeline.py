@@ -809,16 +809,16 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     images = image_codec(output) is not None
     piped = is_pipe(config.input)
     y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
-    if images and (vinfo.has_audio or vinfo.has_subtitles):
-        log.warning("%s: images hold no audio or subtitles; those of %s are not copied", output, reader.path)
-    elif y4m and (vinfo.has_audio or vinfo.has_subtitles):
+    if images and vinfo.has_extras:
+        log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
+    elif y4m and vinfo.has_extras:
         log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
                     "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
                     display_source(reader.path))
-    elif piped and (vinfo.has_audio or vinfo.has_subtitles):
+    elif piped and vinfo.has_extras:
         log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
                     "input a second time, which a pipe does not allow): pass the file itself to keep them")
-    copy_audio = (vinfo.has_audio or vinfo.has_subtitles) and not images and not piped and not y4m
+    copy_audio = vinfo.has_extras and not images and not piped and not y4m
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
 
@@ -833,6 +833,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
             audio_source=vinfo.path if copy_audio else None,
             audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
+            # a preview's end (the chapters are cut there; set_audio_end makes it exact for the audio at the end)
+            audio_end=float(run.first_pts * vinfo.time_base) + config.frames / float(vinfo.rate) if config.frames
+            else None,
             rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store,
             start_number=first_number + (run.first_pts if reader.sequence is not None else 0))
 

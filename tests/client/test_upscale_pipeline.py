@@ -1096,3 +1096,18 @@ def test_subtitles_of_a_clip_without_audio_are_kept(tmp_path, torch_runner):
     run(src, tmp_path / "o.mkv", _NearestRunner(torch_runner.info), encode=EncodeConfig())
     with av.open(str(tmp_path / "o.mkv")) as c:
         assert [s.codec_context.name for s in c.streams.subtitles] == ["srt"] and not c.streams.audio
+
+
+def test_a_preview_keeps_the_chapters_it_covers_and_the_fonts(tmp_path, torch_runner):
+    """``--start 0.25 --frames 24`` of a film with chapters and a font attachment (and no audio): the chapters are
+    shifted and cut to the preview, the font goes along."""
+    from videoclips import FONT, chapters_of, make_film
+
+    src = make_film(tmp_path / "film.mkv")
+    out = tmp_path / "preview.mkv"
+    run(src, out, _NearestRunner(torch_runner.info), start=0.25, frames=24)
+    assert chapters_of(out) == [("One", 0.0, 0.25), ("Two", 0.25, 1.0)]
+    import av
+
+    with av.open(str(out)) as c:
+        assert [bytes(s.data) for s in c.streams if s.type == "attachment"] == [FONT]

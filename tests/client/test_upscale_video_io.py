@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from videoclips import decode_all, frame_pattern, make_video, stream_facts
+from videoclips import FONT, chapters_of, decode_all, frame_pattern, make_film, make_video, stream_facts
 
 from vggx.errors import VideoError
 from vggx.video import EncodeConfig, VideoWriter, check_output_path, open_video
@@ -457,6 +457,57 @@ class TestOtherStreams:
             assert not c.streams.subtitles
         assert any("subtitles" in rec.getMessage() and "use an .mkv output" in rec.getMessage()
                    for rec in caplog.records)
+
+
+class TestChaptersAndAttachments:
+    """A film's chapters, and an anime release's fonts (Matroska attachments its ASS subtitles are drawn with)."""
+
+    @staticmethod
+    def _source(tmp_path):
+        return make_film(tmp_path / "film.mkv")
+
+    @staticmethod
+    def _write(src, out, start_frame=0, frames=None):
+        with open_video(src) as r:
+            info = r.info
+            end = None if frames is None else (start_frame + frames) / 24
+            assert info.has_chapters and info.has_attachments and info.has_extras and not info.has_audio
+            with VideoWriter(out, 56, 40, info.rate, info.time_base, audio_source=src, audio_start=start_frame / 24,
+                             audio_end=end) as w:
+                for f in r:
+                    if f.index >= start_frame and (frames is None or f.index < start_frame + frames):
+                        w.write(f.image, f.pts - start_frame)
+
+    _chapters = staticmethod(chapters_of)
+
+    def test_kept_in_mkv(self, tmp_path):
+        import av
+
+        src = self._source(tmp_path)
+        out = tmp_path / "o.mkv"
+        self._write(src, out)
+        assert self._chapters(out) == [("One", 0.0, 0.5), ("Two", 0.5, 2.0)]
+        with av.open(str(out)) as c:
+            (att,) = [s for s in c.streams if s.type == "attachment"]
+            assert (att.name, att.mimetype, bytes(att.data)) == ("Font.ttf", "font/ttf", FONT)
+
+    def test_a_preview_shifts_and_cuts_them(self, tmp_path):
+        src = self._source(tmp_path)
+        out = tmp_path / "o.mkv"
+        self._write(src, out, start_frame=6, frames=24)  # 0.25 s .. 1.25 s
+        assert self._chapters(out) == [("One", 0.0, 0.25), ("Two", 0.25, 1.0)]
+        self._write(src, out, start_frame=18)  # from 0.75 s: chapter One is gone
+        assert self._chapters(out) == [("Two", 0.0, 1.25)]
+
+    def test_mp4_keeps_the_chapters_and_says_the_fonts_are_left_out(self, tmp_path, caplog):
+        import logging
+
+        src = self._source(tmp_path)
+        out = tmp_path / "o.mp4"
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            self._write(src, out)
+        assert self._chapters(out) == [("One", 0.0, 0.5), ("Two", 0.5, 2.0)]
+        assert any("its 1 attachment (Font.ttf) cannot go into mp4" in rec.getMessage() for rec in caplog.records)
 
 
 @pytest.mark.parametrize("interlaced", [True, False])

@@ -143,3 +143,37 @@ def make_png_sequence(folder: Path, first: int = 1001, count: int = 12, size: tu
         for packet in stream.encode():
             c.mux(packet)
     return folder / name
+
+
+FONT = b"\x00\x01\x00\x00 not really a font"
+
+
+def make_film(path: Path) -> Path:
+    """48 FFV1 frames at 24 fps, no audio: chapters One (0-0.5 s) and Two (0.5-2 s), and a font attachment
+    (:data:`FONT`), as an anime release carries the fonts its ASS subtitles are drawn with."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("ffv1", rate=24)
+        v.width, v.height, v.pix_fmt = 56, 40, "bgr0"
+        c.add_attachment("Font.ttf", "font/ttf", FONT)
+        c.set_chapters([
+            {"id": 1, "start": 0, "end": 12, "time_base": Fraction(1, 24), "metadata": {"title": "One"}},
+            {"id": 2, "start": 12, "end": 48, "time_base": Fraction(1, 24), "metadata": {"title": "Two"}}])
+        for i in range(48):
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")
+            frame.pts = i
+            for p in v.encode(frame):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
+def chapters_of(path: Path) -> list[tuple[str | None, float, float]]:
+    """``(title, start s, end s)`` of each chapter."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [(ch["metadata"].get("title"), round(float(ch["start"] * ch["time_base"]), 3),
+                 round(float(ch["end"] * ch["time_base"]), 3)) for ch in c.chapters()]

@@ -153,6 +153,13 @@ class VideoInfo:
     has_subtitles: bool = False
     sample_aspect_ratio: Fraction | None = None  # pixel shape (anamorphic sources: e.g. 8/9 for NTSC DVD 4:3)
     has_alpha: bool = False  # the pixel format carries an alpha channel (RGBA PNG/TIFF, ProRes 4444, VP9 alpha, ...)
+    has_chapters: bool = False
+    has_attachments: bool = False  # Matroska attachments (fonts for ASS subtitles, cover art)
+
+    @property
+    def has_extras(self) -> bool:
+        """Whether there is anything besides the video to copy: audio, subtitles, chapters or attachments."""
+        return self.has_audio or self.has_subtitles or self.has_chapters or self.has_attachments
 
 
 @dataclass(frozen=True)
@@ -253,7 +260,8 @@ class VideoReader:
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
             has_subtitles=bool(c.streams.subtitles),
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
-            has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha,
+            has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha, has_chapters=bool(c.chapters()),
+            has_attachments=any(st.type == "attachment" for st in c.streams),
         )
 
     @property

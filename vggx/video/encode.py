@@ -900,7 +900,9 @@ class _AudioCopier:
     """Remux every audio and subtitle stream of ``source`` into ``container`` (no re-encode), time-shifted
     by ``start`` and cut at ``end`` (seconds of the source). Each keeps its metadata (language, title).
     Audio the container cannot take is an error (nothing is dropped silently); a subtitle format it
-    cannot take (SubRip in MP4) and data streams are left out with a warning."""
+    cannot take (SubRip in MP4) and data streams are left out with a warning. The chapters go along, shifted
+    and cut alike, and the attachments (an anime release's fonts, which its ASS subtitles are drawn with) where
+    the container holds them (Matroska; elsewhere a warning)."""
 
     def __init__(self, source: Path | str, container, start: float, end: float | None) -> None:
         import av
@@ -912,7 +914,20 @@ class _AudioCopier:
         source = display_source(source)
         self._in_streams = []
         self._out: dict[int, object] = {}  # input stream index -> output stream
+        self._copy_chapters(container, start, end, source)
+        attachments = [s for s in self._input.streams if s.type == "attachment"]
+        if attachments and container.format.name == "matroska":
+            for att in attachments:
+                container.add_attachment(att.name or f"attachment{att.index}",
+                                         att.mimetype or "application/octet-stream", bytes(att.data or b""))
+        elif attachments:
+            log.warning("%s: its %d attachment%s (%s) cannot go into %s; not copied: use an .mkv output to keep "
+                        "them", source, len(attachments), "s" if len(attachments) > 1 else "",
+                        ", ".join(a.name or "?" for a in attachments[:3]) + (", ..." if len(attachments) > 3 else ""),
+                        container.format.name)
         for stream in self._input.streams:
+            if stream.type == "attachment":
+                continue
             if stream.type not in ("audio", "subtitle"):
                 if stream.type != "video":
                     log.warning("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
@@ -941,6 +956,24 @@ class _AudioCopier:
         self._pending = None
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
+
+    def _copy_chapters(self, container, start: float, end: float | None, source: str) -> None:
+        """The input's chapters that overlap ``[start, end)``, shifted to start at 0 and cut to it."""
+        kept = []
+        for chapter in self._input.chapters():
+            tb = chapter["time_base"]
+            shift = round(start / tb)
+            first, last = chapter["start"] - shift, chapter["end"] - shift
+            limit = None if end is None else round((end - start) / tb)
+            if last <= 0 or (limit is not None and first >= limit):
+                continue
+            kept.append({**chapter, "id": len(kept) + 1, "start": max(0, first),
+                         "end": last if limit is None else min(last, limit)})
+        if kept:
+            try:
+                container.set_chapters(kept)
+            except (ValueError, TypeError) as exc:  # pragma: no cover - PyAV's own dicts round-trip
+                log.warning("%s: its chapters are not copied (%s)", source, _reason(exc))
 
     def set_end(self, seconds: float) -> None:
         self._end = seconds
