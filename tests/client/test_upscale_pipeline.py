@@ -877,7 +877,7 @@ class TestImageSequences:
         (tmp_path / "out").mkdir()
         with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
             run(src, tmp_path / "out" / "%04d.png", _NearestRunner(torch_runner.info), encode=EncodeConfig())
-        assert "images hold no audio or subtitles" in caplog.text
+        assert "images hold no audio, subtitles or chapters" in caplog.text
 
     def test_a_folder_of_images_gets_its_pattern_suggested(self, tmp_path):
         from vggx.client import plan_folder
