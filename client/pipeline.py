@@ -61,7 +61,6 @@ from .windows import (
     plan_tiles,
     smaller_tile,
     smallest_tile,
-    windows_needed,
 )
 
 __all__ = ["ALPHA_MODES", "MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult",
@@ -328,8 +327,7 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     info = runner.info
     if alpha not in ALPHA_MODES:
         raise ConfigError(f"alpha must be {' or '.join(ALPHA_MODES)}, got {alpha!r}")
-    context = default_context(info.window) if context is None else context
-    windows_needed(1, info.window, context)  # validates the context
+    context = _context(context, info.window)
     if not 1 <= concurrency <= 64:
         raise ConfigError(f"concurrency must be in 1..64, got {concurrency}")
     tiles = _Tiles(runner, tile, tile_overlap)
@@ -378,6 +376,16 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+def _context(context: int | None, window: int) -> int:
+    """Frames of context each side of a window: ``context``, or a quarter of the window; ``ConfigError`` where the
+    window cannot keep a frame with it."""
+    context = default_context(window) if context is None else context
+    if not 0 <= context <= (window - 1) // 2:
+        raise ConfigError(f"--context must be in 0..{(window - 1) // 2} for the model's window of {window} frames "
+                          f"(each window keeps window - 2 x context frames), got {context}")
+    return context
 
 
 def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:
@@ -777,8 +785,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
     try:  # the settings the model's facts check, before the decode thread (which closes the reader) starts
-        context = default_context(info.window) if config.context is None else config.context
-        windows_needed(1, info.window, context)  # validates the context
+        context = _context(config.context, info.window)
         # The written size, before any work (the display rotation, which --height goes by, is known only once
         # frame 0 is decoded: open_writer checks again with it).
         early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)

@@ -241,3 +241,29 @@ def test_scene_cut_lines_list_a_few_frames():
     assert _scene_cuts_line((7,)) == "1 scene cut: the windows started afresh at frame 7"
     assert _scene_cuts_line(tuple(range(10, 110, 10)), shown=3) == (
         "10 scene cuts: the windows started afresh at frames 10, 20, 30, ... (7 more)")
+
+
+class TestContext:
+    """``--context``: frames of context each window keeps on each side (here with the cut's shots too)."""
+
+    def test_the_cli_context_reaches_the_windows(self, two_shots, tmp_path, tiny_checkpoint_path, torch_runner):
+        out = tmp_path / "o.mkv"
+        result = TestCli()._cli(tiny_checkpoint_path, two_shots, out, "--codec", "ffv1", "--context", "1", "--json",
+                                tmp_path / "r.json")
+        assert result.exit_code == 0, result.output
+        report = json.loads((tmp_path / "r.json").read_text())["results"][0]
+        assert report["windows"] == len(plan_windows(CUT, 8, 1)) + len(plan_windows(N - CUT, 8, 1)) == 4
+        frames = decode_all(two_shots)
+        want = (list(upscale_clip(torch_runner, frames[:CUT], context=1))
+                + list(upscale_clip(torch_runner, frames[CUT:], context=1)))
+        for g, w in zip(decode_all(out), want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
+    @pytest.mark.parametrize("context", ["4", "-1"])
+    def test_a_context_the_window_cannot_keep_is_one_line(self, two_shots, tmp_path, tiny_checkpoint_path, context):
+        result = TestCli()._cli(tiny_checkpoint_path, two_shots, tmp_path / "o.mkv", "--context", context)
+        assert result.exit_code == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--context must be in 0..3 for the model's window of 8 frames" in lines[0]
+        assert lines[0].endswith(f"got {context}")
+        assert list(tmp_path.iterdir()) == []
