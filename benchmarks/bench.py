@@ -345,6 +345,23 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
             r.close()
 
 
+def add_runner_options(parser, fp16: bool = False) -> None:
+    """The in-process backend options the model benchmarks share: ``--backend onnxruntime|torch``, ``--device``,
+    ``--checkpoint``, ``--threads`` (and ``--fp16``); :func:`runner_config` reads them back."""
+    parser.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
+    parser.add_argument("--device", default="cpu")
+    if fp16:
+        parser.add_argument("--fp16", action="store_true", help="FP16 (torch backend on cuda)")
+    parser.add_argument("--checkpoint", type=Path, help="default: the shipped one")
+    parser.add_argument("--threads", type=int)
+
+
+def runner_config(args) -> BackendConfig:
+    """The :class:`BackendConfig` of the options :func:`add_runner_options` added."""
+    return BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
+                         fp16=getattr(args, "fp16", False), threads=args.threads)
+
+
 def machine_description() -> dict[str, str]:
     import os
 

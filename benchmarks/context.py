@@ -24,7 +24,7 @@ import numpy as np
 
 from vggx.errors import VggxError
 
-from .bench import machine_description
+from .bench import add_runner_options, machine_description, runner_config
 from .scene_cuts import pan_clip
 
 __all__ = ["main", "measure_context"]
@@ -78,18 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.context", description=__doc__.splitlines()[0])
     p.add_argument("--contexts", default="0,1,2,3", help="comma-separated frames of context per side")
     p.add_argument("--frames", type=int, default=32)
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint", type=Path, help="default: the shipped one")
-    p.add_argument("--threads", type=int)
+    add_runner_options(p)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from vggx.client import Backend, BackendConfig, open_runner
+    from vggx.client import open_runner
 
     try:
         contexts = tuple(int(c) for c in args.contexts.split(","))
-        config = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
-                               threads=args.threads)
+        config = runner_config(args)
         with open_runner(config) as runner:
             limit = (runner.info.window - 1) // 2
             if not all(0 <= c <= limit for c in contexts):

@@ -25,7 +25,7 @@ import numpy as np
 
 from vggx.errors import VggxError
 
-from .bench import machine_description
+from .bench import add_runner_options, machine_description, runner_config
 
 __all__ = ["main", "measure_scene_cuts", "pan_clip"]
 
@@ -122,20 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.scene_cuts", description=__doc__.splitlines()[0])
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--cuts", default="9,10,11,12", help="comma-separated frames the second shot starts at")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--checkpoint", type=Path, help="default: the shipped one")
-    p.add_argument("--threads", type=int)
+    add_runner_options(p)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from vggx.client import Backend, BackendConfig, open_runner
+    from vggx.client import open_runner
 
     try:
         cuts = tuple(int(c) for c in args.cuts.split(","))
         if not all(2 <= c < args.frames - 1 for c in cuts):
             raise VggxError(f"--cuts must be in 2..{args.frames - 2} for {args.frames} frames, got {args.cuts}")
-        config = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device,
-                               threads=args.threads)
+        config = runner_config(args)
         with open_runner(config) as runner:
             result = measure_scene_cuts(runner, args.frames, cuts)
     except VggxError as exc:

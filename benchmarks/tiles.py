@@ -27,7 +27,7 @@ import numpy as np
 from vggx.errors import VggxError
 from vggx.shapes import parse_size
 
-from .bench import machine_description
+from .bench import add_runner_options, machine_description, runner_config
 
 __all__ = ["main", "measure_tiles", "panned_photo"]
 
@@ -95,23 +95,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr-size", default="180x320", help="HxW of the model's input frames")
     p.add_argument("--tiles", default="none,128x224,96x160,64x96",
                    help="comma-separated tile sizes HxW; none = the model's max size (the first is the baseline)")
-    p.add_argument("--backend", default="onnxruntime", choices=["onnxruntime", "torch"])
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--fp16", action="store_true")
-    p.add_argument("--checkpoint", type=Path, help="default: the shipped one")
-    p.add_argument("--threads", type=int)
+    add_runner_options(p, fp16=True)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--plain", action="store_true",
                    help="also time each tile size planned without balancing (tiles of the full size), side by side")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from vggx.client import Backend, BackendConfig, open_runner
+    from vggx.client import open_runner
 
     try:
         lr_size = parse_size(args.lr_size)
         tiles = [None if t.strip() == "none" else parse_size(t.strip()) for t in args.tiles.split(",")]
-        config = BackendConfig(Backend(args.backend), checkpoint=args.checkpoint, device=args.device, fp16=args.fp16,
-                               threads=args.threads)
+        config = runner_config(args)
         with open_runner(config) as runner:
             result = measure_tiles(runner, lr_size, tiles, args.repeats, args.plain)
     except VggxError as exc:
