@@ -6,7 +6,16 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from videoclips import FONT, chapters_of, decode_all, frame_pattern, make_film, make_video, stream_facts
+from videoclips import (
+    FONT,
+    chapters_of,
+    decode_all,
+    frame_pattern,
+    make_film,
+    make_switching_ts,
+    make_video,
+    stream_facts,
+)
 
 from vggx.errors import VideoError
 from vggx.video import EncodeConfig, VideoWriter, check_output_path, open_video
@@ -457,6 +466,45 @@ class TestOtherStreams:
             assert not c.streams.subtitles
         assert any("subtitles" in rec.getMessage() and "use an .mkv output" in rec.getMessage()
                    for rec in caplog.records)
+
+
+class TestSizeChanges:
+    """An adaptive stream that switches renditions (joined HLS segments): the frames after the switch are resized to
+    the first size, with one warning per new size, rather than ending the run."""
+
+    def test_frames_of_another_size_come_at_the_first_size(self, tmp_path, caplog):
+        import logging
+
+        src = make_switching_ts(tmp_path / "abr.ts")
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(src) as r:
+            frames = list(r)
+        assert [f.image.shape for f in frames] == [(40, 56, 3)] * 20
+        assert [f.pts for f in frames] == sorted(f.pts for f in frames) and len({f.pts for f in frames}) == 20
+        warnings = [rec.getMessage() for rec in caplog.records]
+        assert len(warnings) == 1 and "changes mid-stream at frame 10 (56x40 -> 42x30)" in warnings[0]
+        # resized, not cropped or padded: close to an independent bicubic resize of the frame as decoded (Lanczos
+        # and bicubic differ by a few levels on this noisy pattern)
+        import av
+        import torch
+        import torch.nn.functional as F
+
+        with av.open(str(src)) as c:
+            native = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][15]
+        assert native.shape == (30, 42, 3)
+        up = F.interpolate(torch.from_numpy(native).permute(2, 0, 1)[None].float(), size=(40, 56), mode="bicubic",
+                           align_corners=False).clamp(0, 255).round()[0].permute(1, 2, 0).numpy()
+        err = np.abs(frames[15].image.astype(int) - up).mean()
+        assert err < 10, err
+
+    def test_the_pipeline_upscales_the_whole_stream(self, tmp_path, tiny_checkpoint_path):
+        from vggx.client import UpscaleConfig, upscale
+        from vggx.client.runners import TorchRunner
+
+        src = make_switching_ts(tmp_path / "abr.ts")
+        with TorchRunner(tiny_checkpoint_path, threads=1) as runner:
+            result = upscale(UpscaleConfig(src, tmp_path / "o.mkv", encode=EncodeConfig(codec="ffv1")), runner=runner)
+        assert result.frames == 20 and result.output_size == (160, 224)
+        assert stream_facts(tmp_path / "o.mkv")["frames"] == 20
 
 
 class TestChaptersAndAttachments:

@@ -177,3 +177,29 @@ def chapters_of(path: Path) -> list[tuple[str | None, float, float]]:
     with av.open(str(path)) as c:
         return [(ch["metadata"].get("title"), round(float(ch["start"] * ch["time_base"]), 3),
                  round(float(ch["end"] * ch["time_base"]), 3)) for ch in c.chapters()]
+
+
+def make_switching_ts(path: Path, sizes: tuple[tuple[int, int], ...] = ((40, 56), (30, 42)), frames: int = 10) -> Path:
+    """MPEG-TS whose frame size changes mid-stream: H.264 runs of ``frames`` pattern frames at each size, their
+    timestamps continuing, joined as an adaptive stream's segments are (a player switching renditions)."""
+    import io
+
+    import av
+
+    data = b""
+    for k, (h, w) in enumerate(sizes):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mpegts") as c:
+            v = c.add_stream("libx264", rate=24)
+            v.height, v.width, v.pix_fmt = h, w, "yuv420p"
+            v.options = {"bf": "0"}  # no reordering delay: each run's timestamps start where the last one ended
+            for i in range(k * frames, (k + 1) * frames):
+                frame = av.VideoFrame.from_ndarray(frame_pattern(i, h, w), format="rgb24")
+                frame.pts = i
+                for p in v.encode(frame):
+                    c.mux(p)
+            for p in v.encode():
+                c.mux(p)
+        data += buf.getvalue()
+    path.write_bytes(data)
+    return path

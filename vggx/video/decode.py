@@ -239,6 +239,7 @@ class VideoReader:
         from av.video.reformatter import VideoReformatter
 
         self._reformatter = VideoReformatter()
+        self._sizes_seen: set[tuple[int, int]] = set()  # other frame sizes met (warned of once each)
 
     def _read_info(self) -> VideoInfo:
         s, c = self._stream, self._container
@@ -304,12 +305,16 @@ class VideoReader:
                 last_pts = pts
                 if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
+                size = None
+                if (frame.width, frame.height) != (info.width, info.height):
+                    size = (info.width, info.height)
+                    self._size_changed(frame, count)
                 if info.has_alpha:
-                    rgba = _to_rgb(frame, self._reformatter, "rgba")
+                    rgba = _to_rgb(frame, self._reformatter, "rgba", size)
                     yield DecodedFrame(index=count, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
                                        alpha=np.ascontiguousarray(rgba[..., 3]))
                 else:
-                    yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame, self._reformatter))
+                    yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame, self._reformatter, size=size))
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
                     break
@@ -323,6 +328,18 @@ class VideoReader:
         if self.max_frames is None and not self.start and self._stream.frames and count < self._stream.frames:
             raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
                              f"the file is truncated or damaged")
+
+    def _size_changed(self, frame, index: int) -> None:
+        """A frame of another size than the stream's first (an adaptive stream that switched renditions, joined
+        HLS/DASH segments, a broadcast changing format): it is resized to the first size (Lanczos), as FFmpeg's own
+        scaling does; a warning names each new size once."""
+        size = (frame.width, frame.height)
+        if size in self._sizes_seen:
+            return
+        self._sizes_seen.add(size)
+        log.warning("%s: the frame size changes mid-stream at frame %d (%dx%d -> %dx%d); such frames are resized "
+                    "to %dx%d, the stream's first size", self.path, index, self.info.width, self.info.height, *size,
+                    self.info.width, self.info.height)
 
     def _decoded(self):
         """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing."""
@@ -435,16 +452,18 @@ def has_alpha(pix_fmt: str | None) -> bool:
         return False
 
 
-def _to_rgb(frame, reformatter, format: str = "rgb24") -> np.ndarray:
+def _to_rgb(frame, reformatter, format: str = "rgb24", size: tuple[int, int] | None = None) -> np.ndarray:
     """uint8 RGB (``format="rgba"``: RGBA) of a decoded frame, by its own colour tags; untagged YUV as players
     show it: BT.709 above SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg alone would take
-    BT.601 for all). ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its swscale context)."""
+    BT.601 for all). ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its swscale context).
+    ``size``: ``(width, height)`` to resize to (Lanczos) in the same pass; None: the frame's own."""
+    resize = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "LANCZOS"}
     if (frame.colorspace == _AVCOL_SPC_UNSPECIFIED and frame.format.name.startswith(("yuv", "nv"))
             and (frame.height > 576 or frame.width > 1024)):
         from av.video.reformatter import Colorspace
 
-        return reformatter.reformat(frame, format=format, src_colorspace=Colorspace.ITU709).to_ndarray()
-    return reformatter.reformat(frame, format=format).to_ndarray()
+        return reformatter.reformat(frame, format=format, src_colorspace=Colorspace.ITU709, **resize).to_ndarray()
+    return reformatter.reformat(frame, format=format, **resize).to_ndarray()
 
 
 def _drain(graph):
