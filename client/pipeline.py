@@ -576,16 +576,10 @@ class _Run:
 
     def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
         """The reader's frames as ``(pts, image, alpha)``, ending early once the run stops (the windows then
-        emitted are refused by ``_emit``)."""
-        size = None
+        emitted are refused by ``_emit``; the reader gives every frame the stream's first size)."""
         for frame in self.reader:
             if self.stop.is_set():
                 return
-            if size is None:
-                size = frame.image.shape
-            elif frame.image.shape != size:
-                raise VideoError(f"{self.reader.path}: the frame size changes mid-stream "
-                                 f"({size[1]}x{size[0]} -> {frame.image.shape[1]}x{frame.image.shape[0]})")
             if frame.index == 0:
                 self.first_pts = frame.pts
             self.last_pts = frame.pts
