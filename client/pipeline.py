@@ -812,13 +812,13 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
     if images and vinfo.has_extras:
         log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
+    elif piped and vinfo.has_extras:
+        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
+                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
     elif y4m and vinfo.has_extras:
         log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
                     "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
                     display_source(reader.path))
-    elif piped and vinfo.has_extras:
-        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
-                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
     copy_audio = vinfo.has_extras and not images and not piped and not y4m
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
