@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -192,6 +193,8 @@ class TritonRunner(_RunnerBase):
             config = client.get_model_config(self.model_name, self.model_version,
                                              **({"as_json": True} if self.protocol == "grpc" else {}), **kw)
         except Exception as exc:
+            if (header := restricted_header(exc)) is not None:
+                raise refused(self.url, header) from None
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
                               f"{_reason(exc)}") from None
         config = config.get("config", config)
@@ -222,6 +225,8 @@ class TritonRunner(_RunnerBase):
                 raise
             except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
                 if not _transient(exc):
+                    if (header := restricted_header(exc)) is not None:
+                        raise refused(self.url, header) from None
                     if OUT_OF_MEMORY.search(_reason(exc)):  # the pipeline sends smaller tiles
                         raise DeviceOutOfMemoryError(f"the model served by Triton at {self.url} ran out of memory "
                                                      f"on input {lr.shape} ({_reason(exc)})", lr.shape) from None
@@ -264,8 +269,10 @@ class TritonRunner(_RunnerBase):
 
     def _request(self, state: _ThreadState, inp, out):
         kwargs = {"client_timeout": self.timeout_s} if self.protocol == "grpc" else {}
+        # a copy each time: tritonclient's HTTP infer writes the request's own header length into the dict it gets,
+        # which the windows in flight would otherwise share
         return state.client.infer(self.model_name, inputs=[inp], outputs=[out], model_version=self.model_version,
-                                  headers=self._headers, **kwargs)
+                                  headers=dict(self._headers), **kwargs)
 
     def _ensure_shm(self, state: _ThreadState, in_bytes: int, out_bytes: int) -> bool:
         """Make sure this thread's regions hold ``in_bytes``/``out_bytes``; False = use the network."""
@@ -375,6 +382,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
             meta = client.get_server_metadata(**kw, **as_json)
             index = client.get_model_repository_index(**kw, **as_json)
         except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
+            if (header := restricted_header(exc)) is not None:
+                raise refused(url, header) from None
             raise ServerError(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and is "
                               f"this its {protocol} port?") from None
         rows = index.get("models", []) if isinstance(index, dict) else index
@@ -414,10 +423,43 @@ def _without_scheme(url: str) -> str:
     return url[len(prefix):]
 
 
+_GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"  # how Triton's gRPC server reads a restricted protocol's header
+
+
 def _wire_headers(headers: dict[str, str] | None, protocol: str) -> dict[str, str]:
     """``headers`` as ``protocol`` sends them: gRPC metadata keys are lower case (HTTP/2), HTTP/1.1 names as given
-    (case-insensitive anyway)."""
-    return {(k.lower() if protocol == "grpc" else k): v for k, v in (headers or {}).items()}
+    (case-insensitive anyway). Over gRPC each goes twice, as named and with Triton's ``triton-grpc-protocol-``
+    prefix: a server started with ``--grpc-restricted-protocol=...:<name>=<value>`` (``vggx serve --api-key``)
+    reads the latter, a gateway in front of it the former, so one ``--header`` serves both protocols."""
+    if protocol != "grpc":
+        return dict(headers or {})
+    out = {}
+    for name, value in (headers or {}).items():
+        name = name.lower()
+        out[name] = value
+        if not name.startswith(_GRPC_RESTRICTED_PREFIX):
+            out[_GRPC_RESTRICTED_PREFIX + name] = value
+    return out
+
+
+_RESTRICTED = re.compile(r"is restricted, expecting header '(?:triton-grpc-protocol-)?([^']+)'")
+
+
+def restricted_header(exc: BaseException) -> str | None:
+    """The header a Triton server with restricted APIs asked for, where ``exc`` is its refusal (gRPC answers
+    UNAVAILABLE, HTTP 403, "This ... is restricted, expecting header '...'"); None for other errors."""
+    match = _RESTRICTED.search(str(exc))
+    return match.group(1) if match else None
+
+
+def refused(url: str, header: str) -> ServerError:
+    """The error for a request Triton refused for want of ``header``: which option gives it."""
+    from vggx.server import API_KEY_HEADER
+
+    how = ("give the server's key with --api-key (or VGGX_API_KEY)" if header.lower() == API_KEY_HEADER else
+           f"send it with --header '{header}: ...'")
+    return ServerError(f"Triton at {url} refused the request: it needs the header {header!r} (missing or wrong); "
+                       f"{how}")
 
 
 def names_only(*_args, **_kwargs) -> list:
@@ -671,6 +713,8 @@ def may_grow(entries: str | list[str]) -> bool:
 def _transient(exc: BaseException) -> bool:
     from tritonclient.utils import InferenceServerException
 
+    if restricted_header(exc) is not None:  # gRPC says UNAVAILABLE, but no retry will bring the header
+        return False
     if isinstance(exc, InferenceServerException):
         return str(exc.status()) in _TRANSIENT
     return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | OSError)

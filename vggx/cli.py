@@ -51,6 +51,9 @@ HeaderOpt = Annotated[list[str] | None, typer.Option(
 ClientCertOpt = Annotated[Path | None, typer.Option(
     "--client-cert", help="with TLS: this client's certificate, for servers that ask for one (mutual TLS)")]
 ClientKeyOpt = Annotated[Path | None, typer.Option("--client-key", help="with --client-cert: its private key")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    "--api-key", envvar="VGGX_API_KEY", show_envvar=True,
+    help="the key of a `vggx serve --api-key` server (sent in the vggx-api-key header)")]
 
 
 def _error_line(message: str) -> None:
@@ -144,6 +147,7 @@ def info(
     header: HeaderOpt = None,
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Parameters, GFLOPs per output frame, window and scale of a model; or, with --url, what a Triton server
     serves (its models and their state, one model's config and request statistics).
@@ -156,8 +160,8 @@ def info(
             from vggx.errors import ConfigError
 
             raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
-        _info_served(url, model, _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key),
-                     json_path)
+        options = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
+        _info_served(url, model, options, json_path)
         return
     from vggx.generator import get_config
     from vggx.generator.flops import measure_cost
@@ -351,6 +355,12 @@ def serve(
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the model")] = 300.0,
     model: Annotated[str, typer.Option(
         "--model", help="the model to wait for (and --check) when the repository serves several")] = "vggx",
+    api_key: Annotated[str | None, typer.Option(
+        "--api-key", envvar="VGGX_API_KEY", show_envvar=True,
+        help="serve only requests that carry this key (clients: --api-key or VGGX_API_KEY): inference, model "
+        "loading, shared memory, config and statistics; health and metadata stay open for probes. Triton takes "
+        "it on its command line, which other users of this machine can read: a single-user host or a container")
+    ] = None,
 ) -> None:
     """Run Triton Inference Server on a model repository until Ctrl-C (or SIGTERM).
 
@@ -359,14 +369,17 @@ def serve(
     from vggx.server import ServerConfig, TritonServer, check_model, sigterm_as_interrupt, wait_for_signal
 
     cfg = ServerConfig(model_repository=model_repository, host=host, http_port=http_port, grpc_port=grpc_port,
-                       metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout, model_name=model)
+                       metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout, model_name=model,
+                       api_key=api_key)
     with sigterm_as_interrupt(), TritonServer(cfg) as server:
         ep = server.endpoints
         console.print(f"model {cfg.model_name} ready\n  HTTP     http://{ep.http}\n  gRPC     {ep.grpc}\n"
                       f"  metrics  {ep.metrics}\n  server   {server.install.executable}\n"
-                      f"  log      {server.log_path}", highlight=False, soft_wrap=True)
+                      f"  log      {server.log_path}"
+                      + ("\n  access   requests need --api-key (health and metadata are open)" if api_key else ""),
+                      highlight=False, soft_wrap=True)
         if check:
-            result = check_model(ep.grpc, cfg.model_name)
+            result = check_model(ep.grpc, cfg.model_name, api_key=api_key)
             console.print(f"check ok: {result.input_shape} -> {result.output_shape} uint8 in "
                           f"{result.latency_s * 1e3:.0f} ms (versions {', '.join(result.versions)})",
                           highlight=False)
@@ -459,6 +472,7 @@ def upscale(
     header: HeaderOpt = None,
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
+    api_key: ApiKeyOpt = None,
     model: Annotated[str, typer.Option(
         "--model", help="the served model to call (with --url; vggx export --name gives another)")] = "vggx",
     model_version: Annotated[str, typer.Option(
@@ -558,10 +572,10 @@ def upscale(
     if name not in choices:
         raise ConfigError(f"--backend must be one of {', '.join(choices)}, got {name!r}")
     chosen = choices[name]
+    triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     backend_cfg = BackendConfig(backend=chosen, checkpoint=checkpoint, device=device, fp16=fp16,
                                 compile=compile_model, threads=threads, url=url, model_name=model,
-                                model_version=model_version,
-                                **_triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key))
+                                model_version=model_version, **triton)
     stdout = is_stdout(output)
     out_console = err_console if stdout else console  # standard output carries the video
     if codec is None:  # an image-sequence output picks its own (upscale() does, for the default); a pipe is y4m
@@ -772,6 +786,7 @@ def bench(
     header: HeaderOpt = None,
     client_cert: ClientCertOpt = None,
     client_key: ClientKeyOpt = None,
+    api_key: ApiKeyOpt = None,
     model: Annotated[str, typer.Option("--model", help="the served model to measure (with --url)")] = "vggx",
     model_version: Annotated[str, typer.Option("--model-version", help="with --url: its version (default: newest)")
                              ] = "",
@@ -806,7 +821,7 @@ def bench(
     for n in names:
         if n not in choices:
             raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
-    triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key)
+    triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
                       fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
@@ -935,9 +950,11 @@ def export(
 
 
 def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: Path | None,
-                    headers: list[str] | None, client_cert: Path | None = None, client_key: Path | None = None) -> dict:
+                    headers: list[str] | None, client_cert: Path | None = None, client_key: Path | None = None,
+                    api_key: str | None = None) -> dict:
     """The Triton client's protocol, TLS and headers from ``--url``'s scheme (``https://``, ``grpcs://``),
-    ``--protocol``, ``--ssl``, ``--ca-cert`` and ``--header 'Name: value'`` (BackendConfig's keyword arguments)."""
+    ``--protocol``, ``--ssl``, ``--ca-cert``, ``--header 'Name: value'`` and ``--api-key`` (BackendConfig's keyword
+    arguments)."""
     from vggx.client import TritonProtocol
     from vggx.client.triton import url_schemes
     from vggx.errors import ConfigError
@@ -955,6 +972,10 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
             raise ConfigError(f"--header must be 'Name: value', got {h!r}")
         pairs.append((name.strip(), value.strip()))
+    if api_key is not None:
+        from vggx.server import API_KEY_HEADER, check_api_key
+
+        pairs.append((API_KEY_HEADER, check_api_key(api_key)))
     if (client_cert is None) != (client_key is None):
         raise ConfigError("--client-cert and --client-key go together (mutual TLS: the certificate and its key)")
     return {"protocol": TritonProtocol(protocol or "grpc"), "ssl": ssl, "ca_cert": ca_cert, "headers": tuple(pairs),

@@ -55,6 +55,25 @@ _ERROR_LINE = re.compile(r"^E\d{4} ")
 _HARMLESS = ("CudaDriverHelper", "NVML", "DCGM", "cuda")
 
 
+# The header an API key travels in (vggx serve --api-key, vggx upscale/bench/info --api-key), and the APIs it guards:
+# all but health (Kubernetes' probes) and metadata. Over gRPC Triton reads it as "triton-grpc-protocol-<name>", which
+# the client sends beside the plain name (client.triton: every header goes both ways).
+API_KEY_HEADER = "vggx-api-key"
+RESTRICTED_APIS = ("inference", "shared-memory", "model-repository", "model-config", "statistics", "trace", "logging")
+_API_KEY = re.compile(r"[A-Za-z0-9._~+/-]{16,}")
+
+
+def check_api_key(key: str) -> str:
+    """``key`` if it can be an API key (16 or more of ``A-Z a-z 0-9 . _ ~ + / -``: a token, e.g. ``openssl rand -hex
+    16``, that Triton's ``<apis>:<header>=<value>`` flag and HTTP headers carry as it is), else ``ConfigError``."""
+    from vggx.errors import ConfigError
+
+    if not _API_KEY.fullmatch(key):
+        raise ConfigError("--api-key must be 16 or more letters, digits or . _ ~ + / - (e.g. `openssl rand -hex 16`);"
+                          " got one that is not")
+    return key
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """How to run ``tritonserver``; ports of 0 are replaced by free ones when the server starts."""
@@ -70,8 +89,13 @@ class ServerConfig:
     shutdown_timeout_s: float = 30.0  # grace period after SIGTERM before SIGKILL
     executable: Path | None = None  # tritonserver to run; None = PATH, else the nvidia-pytriton one
     extra_args: tuple[str, ...] = field(default_factory=tuple)  # passed to tritonserver verbatim
+    # Requests to every API but health and metadata (probes, `vggx info`'s first look) must carry this key in the
+    # header API_KEY_HEADER: Triton's own restricted APIs (--grpc-restricted-protocol, --http-restricted-api).
+    api_key: str | None = None
 
     def __post_init__(self) -> None:
+        if self.api_key is not None:
+            check_api_key(self.api_key)
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
@@ -231,6 +255,9 @@ class TritonServer:
         cmd += [f"--exit-timeout-secs={max(1, int(cfg.shutdown_timeout_s) - 5)}", "--strict-readiness=true"]
         if install.bundled:
             cmd.append(f"--backend-directory={_prepare_bundled_backends(install)}")
+        if cfg.api_key is not None:
+            rule = f"{','.join(RESTRICTED_APIS)}:{API_KEY_HEADER}={cfg.api_key}"
+            cmd += [f"--grpc-restricted-protocol={rule}", f"--http-restricted-api={rule}"]
         return [*cmd, *cfg.extra_args]
 
     def start(self) -> TritonServer:
@@ -259,7 +286,8 @@ class TritonServer:
         self.log_path = Path(cfg.log_file) if cfg.log_file else (
             cache_dir() / "logs" / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log.info("starting %s (log: %s)", " ".join(cmd), self.log_path)
+        shown = " ".join(cmd).replace(cfg.api_key, "***") if cfg.api_key else " ".join(cmd)
+        log.info("starting %s (log: %s)", shown, self.log_path)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         try:
             # Own session: Ctrl-C in the terminal reaches us, not the server; we shut it down in order.
@@ -405,11 +433,20 @@ class CheckResult:
     latency_s: float
 
 
+def api_key_headers(key: str | None) -> dict[str, str]:
+    """The headers that carry ``key`` to a ``vggx serve --api-key`` server over either protocol (Triton's gRPC
+    restriction reads the name with its ``triton-grpc-protocol-`` prefix, HTTP the name as it is)."""
+    if key is None:
+        return {}
+    return {API_KEY_HEADER: key, f"triton-grpc-protocol-{API_KEY_HEADER}": key}
+
+
 def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc",
-                size: tuple[int, int] | None = None) -> CheckResult:
+                size: tuple[int, int] | None = None, api_key: str | None = None) -> CheckResult:
     """Send one window of random frames to ``model_name`` at ``url`` and check the answer's shape and type.
 
-    ``size`` (LR H, W) defaults to a small valid size from the model's ``min_size`` parameter.
+    ``size`` (LR H, W) defaults to a small valid size from the model's ``min_size`` parameter; ``api_key``: the
+    server's ``--api-key``.
 
     Raises:
         ServerError: the server or model is not ready, the request failed, or the output is wrong.
@@ -423,12 +460,13 @@ def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc
         import tritonclient.http as tc
     else:
         raise ServerError(f"protocol must be grpc or http, got {protocol!r}")
+    kw = {"headers": api_key_headers(api_key)}
     try:
         with tc.InferenceServerClient(url) as client:
-            if not client.is_model_ready(model_name):
+            if not client.is_model_ready(model_name, **kw):
                 raise ServerError(f"model {model_name!r} is not ready at {url}")
-            params, window = _params_and_window(client.get_model_config(model_name), protocol)
-            meta = client.get_model_metadata(model_name)
+            params, window = _params_and_window(client.get_model_config(model_name, **kw), protocol)
+            meta = client.get_model_metadata(model_name, **kw)
             versions = list(meta.versions) if protocol == "grpc" else list(meta.get("versions", []))
             scale = int(params.get("scale", "4"))
             if size is None:
@@ -438,7 +476,8 @@ def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc
             inp = tc.InferInput("lr", list(x.shape), "UINT8")
             inp.set_data_from_numpy(x)
             start = time.perf_counter()
-            result = client.infer(model_name, [inp], outputs=[tc.InferRequestedOutput("sr")])
+            result = client.infer(model_name, [inp], outputs=[tc.InferRequestedOutput("sr")],
+                                  headers=dict(kw["headers"]))  # tritonclient's HTTP infer adds to the dict
             latency = time.perf_counter() - start
             sr = result.as_numpy("sr")
     except InferenceServerException as exc:

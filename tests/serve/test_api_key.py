@@ -1,0 +1,127 @@
+"""``vggx serve --api-key``: Triton's own restricted APIs, on the real tritonserver, and the clients that carry the
+key (``--api-key``, ``VGGX_API_KEY``) over gRPC and HTTP; health stays open for probes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+from vggx.errors import ConfigError, ServerError
+
+pytestmark = pytest.mark.server
+
+KEY = "k3y-0123456789abcdef"
+
+
+@pytest.fixture(scope="module")
+def locked_server(served_repository, tmp_path_factory):
+    from vggx.server import ServerConfig, TritonServer, find_tritonserver
+
+    try:
+        find_tritonserver()
+    except ServerError as exc:
+        pytest.skip(f"no tritonserver here: {exc}")
+    log = tmp_path_factory.mktemp("locked") / "tritonserver.log"
+    cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0, log_file=log,
+                       startup_timeout_s=180, api_key=KEY)
+    with TritonServer(cfg) as server:  # started: its readiness probe went through the open health API
+        yield server
+
+
+def _vggx(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "vggx.cli", *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    from vggx.sample import write_sample_clip
+
+    return write_sample_clip(tmp_path_factory.mktemp("clip") / "in.mp4", frames=6, size=(24, 32))
+
+
+class TestClients:
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_the_key_lets_an_upscale_through_and_its_absence_is_one_line(self, locked_server, clip, tmp_path,
+                                                                       protocol):
+        ep = locked_server.endpoints
+        url = ep.grpc if protocol == "grpc" else ep.http
+        ok = _vggx("upscale", str(clip), str(tmp_path / "ok.mkv"), "--url", url, "--protocol", protocol,
+                   "--codec", "ffv1", "--api-key", KEY)
+        assert ok.returncode == 0, ok.stderr
+        assert (tmp_path / "ok.mkv").is_file() and "(shared memory)" in ok.stdout  # local: shm registered with it
+        by_env = _vggx("upscale", str(clip), str(tmp_path / "env.mkv"), "--url", url, "--protocol", protocol,
+                       "--codec", "ffv1", env={"VGGX_API_KEY": KEY})
+        assert by_env.returncode == 0, by_env.stderr
+        for extra in ([], ["--api-key", "not-the-key-0123456789"]):
+            start = time.monotonic()
+            bad = _vggx("upscale", str(clip), str(tmp_path / "bad.mkv"), "--url", url, "--protocol", protocol, *extra)
+            lines = bad.stderr.strip().splitlines()
+            assert bad.returncode == 1 and len(lines) == 1, bad.stderr
+            assert lines[0].startswith(f"error: Triton at {url} refused the request: it needs the header "
+                                       "'vggx-api-key' (missing or wrong); give the server's key with --api-key")
+            assert time.monotonic() - start < 60  # refused at once: no retries with backoff (gRPC says UNAVAILABLE)
+            assert not (tmp_path / "bad.mkv").exists()
+
+    def test_the_same_frames_as_an_open_server(self, locked_server, triton_server, tmp_path):
+        from vggx.client.triton import TritonRunner
+        from vggx.server import API_KEY_HEADER
+
+        lr = np.random.default_rng(0).integers(0, 256, (1, 8, 16, 24, 3), dtype=np.uint8)
+        with TritonRunner(locked_server.endpoints.grpc, headers={API_KEY_HEADER: KEY}) as locked, \
+                TritonRunner(triton_server.endpoints.grpc) as open_:
+            np.testing.assert_array_equal(locked.infer(lr), open_.infer(lr))
+
+    def test_info_and_check_carry_it(self, locked_server):
+        from vggx.server import check_model
+
+        ep = locked_server.endpoints
+        info = _vggx("info", "--url", ep.grpc, "--api-key", KEY)
+        assert info.returncode == 0 and "READY" in info.stdout, info.stderr
+        refused = _vggx("info", "--url", ep.http, "--protocol", "http")
+        assert refused.returncode == 1 and "refused the request" in refused.stderr
+        result = check_model(ep.grpc, api_key=KEY)
+        assert result.output_shape[0] == 1
+        with pytest.raises(ServerError, match="is restricted"):
+            check_model(ep.grpc)
+
+
+class TestServer:
+    def test_health_stays_open_for_probes(self, locked_server):
+        ep = locked_server.endpoints
+        for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/vggx/ready"):
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                    f"http://{ep.http}{path}", timeout=10) as resp:
+                assert resp.status == 200, path
+
+    def test_the_key_stays_out_of_the_log(self, locked_server, caplog):
+        assert KEY not in locked_server.log_path.read_text()
+        cmd = locked_server.command(locked_server.install, locked_server.endpoints)
+        assert f"--grpc-restricted-protocol=inference,shared-memory,model-repository,model-config,statistics,trace," \
+               f"logging:vggx-api-key={KEY}" in cmd
+
+    @pytest.mark.parametrize("key", ["short", "has space in it 0123", "colon:0123456789abcdef", ""])
+    def test_a_key_triton_cannot_carry_is_refused(self, key):
+        from vggx.server import ServerConfig
+
+        with pytest.raises(ConfigError, match="--api-key must be 16 or more"):
+            ServerConfig(api_key=key)
+        result = _vggx("upscale", "in.mp4", "out.mp4", "--url", "127.0.0.1:1", "--api-key", key)
+        assert result.returncode == 1 and "--api-key must be 16 or more" in result.stderr
+
+
+def test_grpc_headers_go_both_ways():
+    """Triton's gRPC restriction reads ``triton-grpc-protocol-<name>``; a gateway reads the name itself."""
+    from vggx.client.triton import _wire_headers
+
+    assert _wire_headers({"Authorization": "Bearer x"}, "grpc") == {
+        "authorization": "Bearer x", "triton-grpc-protocol-authorization": "Bearer x"}
+    assert _wire_headers({"Authorization": "Bearer x"}, "http") == {"Authorization": "Bearer x"}
+    assert _wire_headers({"triton-grpc-protocol-k": "v"}, "grpc") == {"triton-grpc-protocol-k": "v"}
