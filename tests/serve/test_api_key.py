@@ -125,3 +125,17 @@ def test_grpc_headers_go_both_ways():
         "authorization": "Bearer x", "triton-grpc-protocol-authorization": "Bearer x"}
     assert _wire_headers({"Authorization": "Bearer x"}, "http") == {"Authorization": "Bearer x"}
     assert _wire_headers({"triton-grpc-protocol-k": "v"}, "grpc") == {"triton-grpc-protocol-k": "v"}
+
+
+def test_serve_check_with_a_key(served_repository):
+    from vggx.server import find_tritonserver
+
+    try:
+        find_tritonserver()
+    except ServerError as exc:
+        pytest.skip(f"no tritonserver here: {exc}")
+    done = _vggx("serve", "--check", "--model-repository", str(served_repository), "--http-port", "0",
+                 "--grpc-port", "0", "--metrics-port", "0", env={"VGGX_API_KEY": KEY})
+    assert done.returncode == 0, done.stderr
+    assert "access   requests need --api-key" in done.stdout and "check ok:" in done.stdout
+    assert KEY not in done.stdout + done.stderr
