@@ -89,3 +89,33 @@ def test_autoscaler_scales_the_deployment_on_a_triton_metric(objects):
     assert f'as: "{name}"' in rules
     assert "nv_inference_queue_duration_us" in rules  # Triton's counter (seen live in test_triton_server)
     assert hpa["spec"]["minReplicas"] >= 1 and hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"]
+
+
+def test_the_api_key_component_restricts_what_vggx_serve_does():
+    """``deploy/k8s/api-key``: its patch applied to the Deployment (RFC 6902, as kustomize applies it) still
+    validates, reads the key from the Secret, and restricts the APIs ``vggx serve --api-key`` restricts."""
+    yaml = pytest.importorskip("yaml")
+    jsonpatch = pytest.importorskip("jsonpatch")
+    kv = pytest.importorskip("kubernetes_validate")
+    from vggx.server import API_KEY_HEADER, RESTRICTED_APIS, ServerConfig, TritonInstall, TritonServer
+
+    component = yaml.safe_load((K8S / "api-key" / "kustomization.yaml").read_text())
+    assert component["kind"] == "Component"
+    (entry,) = component["patches"]
+    assert entry["target"]["kind"] == "Deployment" and entry["target"]["name"] == "vggx-triton"
+    patched = jsonpatch.apply_patch(_objects()[("Deployment", "vggx-triton")], yaml.safe_load(entry["patch"]))
+    kv.validate(patched, KUBERNETES_VERSION, strict=True)
+    (c,) = patched["spec"]["template"]["spec"]["containers"]
+    assert c["env"] == [{"name": "VGGX_API_KEY", "valueFrom": {"secretKeyRef": {"name": "vggx-api-key", "key": "key"}}}]
+    # the same flags vggx serve writes for a key (with Kubernetes' $(VAR) where the key goes)
+    key = "k" * 16
+    server = TritonServer(ServerConfig(api_key=key))
+    ours = [a for a in server.command(TritonInstall(Path("tritonserver")), _endpoints()) if "restricted" in a]
+    assert [a.replace(key, "$(VGGX_API_KEY)") for a in ours] == [a for a in c["args"] if "restricted" in a]
+    assert all(f":{API_KEY_HEADER}=" in a and ",".join(RESTRICTED_APIS) in a for a in ours) and len(ours) == 2
+
+
+def _endpoints():
+    from vggx.server import Endpoints
+
+    return Endpoints("127.0.0.1", 8000, 8001, 8002)
