@@ -362,6 +362,15 @@ def runner_config(args) -> BackendConfig:
                          fp16=getattr(args, "fp16", False), threads=args.threads)
 
 
+def stamp(result: dict, module: str, argv: list[str] | None) -> dict:
+    """``result`` with the command that made it (``python -m vggx.benchmarks.<module> ARGS``) and the machine."""
+    import sys
+
+    args = " ".join(argv if argv is not None else sys.argv[1:])
+    result.update(command=f"python -m vggx.benchmarks.{module} {args}".strip(), machine=machine_description())
+    return result
+
+
 def machine_description() -> dict[str, str]:
     import os
 

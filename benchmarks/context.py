@@ -24,7 +24,7 @@ import numpy as np
 
 from vggx.errors import VggxError
 
-from .bench import add_runner_options, machine_description, runner_config
+from .bench import add_runner_options, runner_config, stamp
 from .scene_cuts import pan_clip
 
 __all__ = ["main", "measure_context"]
@@ -95,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     except (VggxError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    args_text = " ".join(argv if argv is not None else sys.argv[1:])
-    result.update(command=f"python -m vggx.benchmarks.context {args_text}".strip(), machine=machine_description())
+    stamp(result, "context", argv)
     print(f"{result['backend']}, LR {result['lr_size'][0]}x{result['lr_size'][1]}, window {result['window']}, "
           f"{result['frames']} frames x {len(CLIPS)} clips")
     print("context  kept  ms/frame   time   temporal error: seams / inside (excess)   PSNR")

@@ -27,7 +27,7 @@ from vggx.shapes import parse_size
 from vggx.video import EncodeConfig, VideoWriter
 from vggx.video.color import rgb_to_yuv420p
 
-from .bench import machine_description
+from .bench import stamp
 
 __all__ = ["main", "measure_resize"]
 
@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    result.update(command="python -m vggx.benchmarks.resize " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  machine=machine_description())
+    stamp(result, "resize", argv)
     h, w = result["model_output"]
     oh, ow = result["written"]
     for name, ms in result["ms_per_frame"].items():

@@ -25,7 +25,7 @@ import numpy as np
 
 from vggx.errors import VggxError
 
-from .bench import add_runner_options, machine_description, runner_config
+from .bench import add_runner_options, runner_config, stamp
 
 __all__ = ["main", "measure_scene_cuts", "pan_clip"]
 
@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    args_text = " ".join(argv if argv is not None else sys.argv[1:])
-    result.update(command=f"python -m vggx.benchmarks.scene_cuts {args_text}".strip(), machine=machine_description())
+    stamp(result, "scene_cuts", argv)
     print(f"{result['backend']}, LR {result['lr_size'][0]}x{result['lr_size'][1]}, window {result['window']}, "
           f"{result['frames']} frames a clip")
     print(f"{'clip':<18}{'cut':>4}  {'found':<8}{'score':>7}   PSNR at the cut: shots / across   clip: shots / across"

@@ -27,7 +27,7 @@ import numpy as np
 from vggx.errors import VggxError
 from vggx.shapes import parse_size
 
-from .bench import add_runner_options, machine_description, runner_config
+from .bench import add_runner_options, runner_config, stamp
 
 __all__ = ["main", "measure_tiles", "panned_photo"]
 
@@ -112,8 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    result.update(command="python -m vggx.benchmarks.tiles " + " ".join(argv if argv is not None else sys.argv[1:]),
-                  machine=machine_description())
+    stamp(result, "tiles", argv)
     print(f"{result['backend']}, LR {args.lr_size}, window {result['window']}")
     for row in result["rows"]:
         tile = "untiled" if row["tile"] is None else "x".join(map(str, row["tile"]))

@@ -30,9 +30,9 @@ def served_repository(portable_onnx, onnx_metadata, tmp_path_factory):
     return repo
 
 
-@pytest.fixture(scope="session")
-def triton_server(served_repository, tmp_path_factory):
-    """The real tritonserver serving ``served_repository``; yields the started ``TritonServer``."""
+def _serve(repository, log, **config):
+    """Start the real tritonserver on ``repository`` (free ports, log at ``log``, more ``ServerConfig`` fields in
+    ``config``) and yield it; the test is skipped where there is no tritonserver."""
     from vggx.errors import ServerError
     from vggx.server import ServerConfig, TritonServer, find_tritonserver
 
@@ -40,11 +40,23 @@ def triton_server(served_repository, tmp_path_factory):
         find_tritonserver()
     except ServerError as exc:
         pytest.skip(f"no tritonserver here: {exc}")
-    log = tmp_path_factory.mktemp("server") / "tritonserver.log"
-    cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0,
-                       log_file=log, startup_timeout_s=180)
+    cfg = ServerConfig(model_repository=repository, http_port=0, grpc_port=0, metrics_port=0, log_file=log,
+                       startup_timeout_s=180, **config)
     with TritonServer(cfg) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def triton_server(served_repository, tmp_path_factory):
+    """The real tritonserver serving ``served_repository``; yields the started ``TritonServer``."""
+    yield from _serve(served_repository, tmp_path_factory.mktemp("server") / "tritonserver.log")
+
+
+@pytest.fixture(scope="session")
+def start_server():
+    """``start_server(repository, log, **ServerConfig fields)``: a generator that starts a real tritonserver, yields it
+    and stops it (``yield from`` it in a fixture); skips where there is none."""
+    return _serve
 
 
 @pytest.fixture

@@ -19,18 +19,9 @@ KEY = "k3y-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
-def locked_server(served_repository, tmp_path_factory):
-    from vggx.server import ServerConfig, TritonServer, find_tritonserver
-
-    try:
-        find_tritonserver()
-    except ServerError as exc:
-        pytest.skip(f"no tritonserver here: {exc}")
-    log = tmp_path_factory.mktemp("locked") / "tritonserver.log"
-    cfg = ServerConfig(model_repository=served_repository, http_port=0, grpc_port=0, metrics_port=0, log_file=log,
-                       startup_timeout_s=180, api_key=KEY)
-    with TritonServer(cfg) as server:  # started: its readiness probe went through the open health API
-        yield server
+def locked_server(served_repository, tmp_path_factory, start_server):
+    """Started: its readiness probe went through the open health API."""
+    yield from start_server(served_repository, tmp_path_factory.mktemp("locked") / "tritonserver.log", api_key=KEY)
 
 
 def _vggx(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
