@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, ServerError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, ServerError, ServerUnavailable
 
 from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
@@ -44,10 +44,6 @@ _BACKOFF_S = 0.25
 # What --url entries may start with: the protocol, and TLS for https:// and grpcs:// (see url_schemes).
 SCHEMES = {"grpc://": ("grpc", False), "grpcs://": ("grpc", True), "http://": ("http", False),
            "https://": ("http", True)}
-
-
-class ServerUnavailable(ServerError):
-    """A server that stopped answering (still failing after the retries): another replica may take the work."""
 
 
 @dataclass
@@ -149,14 +145,20 @@ class TritonRunner(_RunnerBase):
         return state
 
     def _unreachable(self, exc: BaseException) -> ServerError:
+        """Why the server cannot be reached: a TLS mismatch (no retry fixes it), else ``ServerUnavailable`` (down,
+        not yet up, the wrong address: the same command may work later)."""
         reason = _reason(exc)
         if self.ssl and "certificate" in reason.lower():
             hint = "pass --ca-cert with the CA that signed the server's certificate"
         elif self.ssl and ("ssl" in reason.lower() or "handshake" in reason.lower()):
             hint = "does the server speak TLS on that port? (drop https:// / grpcs:// if not)"
+        elif self.ssl and "socket closed" in reason.lower():  # it took the connection and hung up in the handshake
+            hint = ("the server closed the TLS handshake: does it want a client certificate (--client-cert, "
+                    "--client-key), or TLS on that port at all?")
         else:
             hint = ("start a server with `vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right "
                     "--url/--protocol")
+            return ServerUnavailable(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
         return ServerError(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
 
     def _read_model(self) -> tuple[ModelInfo, str, str]:
@@ -384,8 +386,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
         except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
             if (header := restricted_header(exc)) is not None:
                 raise refused(url, header) from None
-            raise ServerError(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and is "
-                              f"this its {protocol} port?") from None
+            raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and "
+                                    f"is this its {protocol} port?") from None
         rows = index.get("models", []) if isinstance(index, dict) else index
         models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
                               r.get("reason", "")) for r in rows]
@@ -581,7 +583,7 @@ class TritonPool(_RunnerBase):
                 if len(self._down) == 1:  # one server: its own error says it best
                     raise next(iter(self._down.values()))
                 why = "; ".join(f"{self._runners[i].url}: {exc}" for i, exc in self._down.items())
-                raise ServerError(f"every Triton server stopped answering ({why})")
+                raise ServerUnavailable(f"every Triton server stopped answering ({why})")
             n = len(self._runners)
             chosen = min(live, key=lambda i: (self._in_flight[i], (i - self._next) % n))
             self._in_flight[chosen] += 1

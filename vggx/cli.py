@@ -78,7 +78,7 @@ def handle_errors(fn):
         except VggxError as exc:
             if _state["debug"]:
                 raise
-            _fail(str(exc))
+            _fail(str(exc), code=exc.exit_code)
         except Terminated:
             if _state["debug"]:
                 raise

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "EXIT_ERROR",
+    "EXIT_TEMPORARY",
     "CheckpointError",
     "ConfigError",
     "DeviceOutOfMemoryError",
@@ -11,6 +13,7 @@ __all__ = [
     "InferenceError",
     "PluginError",
     "ServerError",
+    "ServerUnavailable",
     "TensorRTNotInstalledError",
     "VerificationError",
     "VggxError",
@@ -18,8 +21,15 @@ __all__ = [
 ]
 
 
+EXIT_ERROR = 1  # the exit status of a failed command
+EXIT_TEMPORARY = 75  # sysexits' EX_TEMPFAIL: the same command may succeed later (a Triton server away); retry it
+
+
 class VggxError(Exception):
-    """Base class: a failure the user can act on; the message says what and what to do next."""
+    """Base class: a failure the user can act on; the message says what and what to do next. ``exit_code``: the
+    command's exit status when it ends the command."""
+
+    exit_code = EXIT_ERROR
 
 
 class ConfigError(VggxError):
@@ -56,6 +66,14 @@ class TensorRTNotInstalledError(EngineBuildError):
 
 class ServerError(VggxError):
     """Starting, reaching or talking to Triton Inference Server failed."""
+
+
+class ServerUnavailable(ServerError):
+    """Triton could not be reached, or kept failing in ways that pass (its retries spent): the same command may
+    succeed later, so it exits with :data:`EXIT_TEMPORARY` (a Kubernetes Job's ``podFailurePolicy`` or a
+    scheduler can retry just these)."""
+
+    exit_code = EXIT_TEMPORARY
 
 
 class InferenceError(VggxError):

@@ -37,8 +37,8 @@ def cli(tiny_checkpoint_path):
     return invoke
 
 
-def assert_one_error_line(result, pattern: str) -> None:
-    assert result.exit_code == 1, (result.exit_code, result.output)
+def assert_one_error_line(result, pattern: str, code: int = 1) -> None:
+    assert result.exit_code == code, (result.exit_code, result.output)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert pattern in lines[0], lines[0]
@@ -152,7 +152,7 @@ class TestBackendErrors:
     def test_server_unreachable_names_the_url_and_vggx_serve(self, cli, clips, tmp_path):
         url = f"127.0.0.1:{free_port()}"
         result = cli(clips["aac"], tmp_path / "o.mp4", "--url", url, backend=())
-        assert_one_error_line(result, f"cannot reach Triton at grpc://{url}")
+        assert_one_error_line(result, f"cannot reach Triton at grpc://{url}", code=75)  # temporary: retry later
         assert "`vggx serve`" in result.stderr and not (tmp_path / "o.mp4").exists()
 
     def test_model_not_ready(self, cli, clips, tmp_path):

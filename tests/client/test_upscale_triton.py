@@ -230,7 +230,7 @@ class TestRealServer:
             assert f"triton grpcs://localhost:{port}" in result.stdout
             plain = CliRunner().invoke(app, ["upscale", str(clips["twelve"]), str(tmp_path / "p.mkv"), "--url",
                                              f"localhost:{port}"])
-            assert plain.exit_code == 1 and "cannot reach Triton at grpc://localhost" in plain.stderr, plain.output
+            assert plain.exit_code == 75 and "cannot reach Triton at grpc://localhost" in plain.stderr, plain.output
         upscale(UpscaleConfig(clips["twelve"], tmp_path / "o.mkv", encode=LOSSLESS), runner=ort_runner)
         for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)
@@ -259,6 +259,7 @@ class TestRealServer:
             assert refused.exit_code == 1 and not (tmp_path / "p.mp4").exists(), refused.output
             (line,) = refused.stderr.strip().splitlines()
             assert line.startswith("error: cannot reach Triton at grpcs://localhost:"), line
+            assert "does it want a client certificate (--client-cert" in line, line  # not "start a server": exit 1
 
     def test_cli_url_implies_triton(self, triton_server, clips, tmp_path):
         from typer.testing import CliRunner

@@ -355,7 +355,7 @@ def test_info_url_unreachable_is_one_line():
     from vggx.server import free_port
 
     result = CliRunner().invoke(app, ["info", "--url", f"127.0.0.1:{free_port()}"])
-    assert result.exit_code == 1
+    assert result.exit_code == 75  # EX_TEMPFAIL: the server may be up later
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot reach Triton at 127.0.0.1:") and "is it up" in line, line
 
