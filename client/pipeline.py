@@ -434,10 +434,16 @@ def _with_alpha(images: np.ndarray, alphas: np.ndarray, keep: slice, scale: int,
     return out
 
 
+_GROW_AFTER = 16  # windows that fit in smaller tiles before the larger ones are tried again
+_GROW_AFTER_MAX = 1024  # the wait doubles each time the larger tiles still do not fit, up to this
+
+
 class _Tiles:
     """The largest tile a run sends (LR pixels): the model's max size, or ``--tile`` below it, halved each time the
     device runs out of memory on a tile (shared by the workers: a window that failed is run again with the smaller
-    tiles, and so are all the windows after it)."""
+    tiles, and so are the windows after it). Memory that another process held may come free: after
+    :data:`_GROW_AFTER` windows that fit, the size before the last halving is tried again (the wait doubling each
+    time it still does not fit), so a long run on a shared GPU does not stay on small tiles for one bad moment."""
 
     def __init__(self, runner: Runner, tile: tuple[int, int] | None, overlap: int | None) -> None:
         info = runner.info
@@ -451,6 +457,11 @@ class _Tiles:
                      limit[1] // info.size_multiple * info.size_multiple)
         self.device = getattr(runner, "device_name", None) or "the device"
         self._lock = threading.Lock()
+        self._larger: list[tuple[int, int]] = []  # sizes given up, the last one given up last
+        self._fitted = 0  # windows that fitted since the size last changed
+        self._wait = _GROW_AFTER
+        self._grown: tuple[int, int] | None = None  # the size last tried again, until a window fits in it
+        self._warned: set[tuple[int, int]] = set()  # sizes whose halving was warned of
 
     def plan(self, size: tuple[int, int]) -> TilePlan:
         return plan_tiles(size, self.size, self.multiple, self.scale, self.overlap)
@@ -461,9 +472,27 @@ class _Tiles:
         while True:
             tried = self.size
             try:
-                return upscale_frames(runner, frames, keep, self.overlap, yuv420p=yuv420p, max_tile=tried)
+                out = upscale_frames(runner, frames, keep, self.overlap, yuv420p=yuv420p, max_tile=tried)
             except DeviceOutOfMemoryError as exc:
                 self.shrink(tried, frames.shape[1:3], exc)
+                continue
+            self.fitted(tried)
+            return out
+
+    def fitted(self, tried: tuple[int, int]) -> None:
+        """A window fitted in tiles of ``tried``: after enough of them, try the size given up last again."""
+        with self._lock:
+            if self.size != tried:
+                return
+            if self._grown == tried:
+                self._grown, self._wait = None, _GROW_AFTER  # the larger tiles fit again
+            if not self._larger:
+                return
+            self._fitted += 1
+            if self._fitted >= self._wait:
+                self.size = self._grown = self._larger.pop()
+                self._fitted = 0
+                log.info("trying tiles of at most %dx%d again on %s", *self.size, self.device)
 
     def shrink(self, tried: tuple[int, int], frame: tuple[int, int], exc: DeviceOutOfMemoryError) -> None:
         """``tried`` (the limit a window ran with) ran out of memory on ``frame``-sized frames: halve the tiles,
@@ -476,8 +505,14 @@ class _Tiles:
             if new is None:
                 raise InferenceError(f"{exc} even in tiles of {used[0]}x{used[1]}, the smallest this model takes: "
                                      f"free memory on {self.device} (other processes?) or use a smaller model")
-            log.warning("%s ran out of memory on %dx%d tiles; going on with tiles of at most %dx%d "
-                        "(--tile %dx%d starts there)", self.device, used[0], used[1], *new, *new)
+            if self._grown == tried:  # tried again and still too large: wait longer before the next try
+                self._wait = min(2 * self._wait, _GROW_AFTER_MAX)
+            (log.info if tried in self._warned else log.warning)(
+                "%s ran out of memory on %dx%d tiles; going on with tiles of at most %dx%d (--tile %dx%d starts "
+                "there)", self.device, used[0], used[1], *new, *new)
+            self._warned.add(tried)
+            self._larger.append(tried)
+            self._grown, self._fitted = None, 0
             self.size = new
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from fractions import Fraction
 
@@ -175,6 +176,55 @@ class TestOutOfMemory:
         with pytest.raises(InferenceError, match=r"^broken$"):
             run(clips["big"], tmp_path / "a.mkv", device)
         assert device.shapes[0] == (40, 56) and len(device.shapes) == 1
+
+
+class FreedLater(SmallDevice):
+    """A device that holds ``pixels`` a frame until ``calls`` inferences have run, then anything (another process
+    let its memory go)."""
+
+    def __init__(self, runner, pixels: int, calls: int | None) -> None:
+        super().__init__(runner, pixels)
+        self.calls = calls
+
+    def infer(self, lr):
+        if self.calls is not None and len(self.shapes) >= self.calls:
+            self.pixels = 10**9
+        return super().infer(lr)
+
+
+class TestTilesGrowBack:
+    """After windows that fit in smaller tiles, the larger size is tried again (memory another process held may have
+    come free); while it still does not fit, the tries come at doubling intervals."""
+
+    @staticmethod
+    def _frames(n=48):
+        return [frame_pattern(i, 40, 56) for i in range(n)]  # 12 windows of 40x56 frames
+
+    def test_whole_frames_again_once_the_memory_is_free(self, torch_runner, monkeypatch, caplog):
+        import vggx.client.pipeline as pipeline
+
+        monkeypatch.setattr(pipeline, "_GROW_AFTER", 2)
+        device = FreedLater(_NearestRunner(torch_runner.info), pixels=24 * 32, calls=12)
+        got = list(upscale_clip(device, self._frames()))
+        assert device.shapes[:3] == [(40, 56), (40, 24), (16, 24)]  # halved twice, as before
+        assert device.shapes[-1] == (40, 56) and device.shapes.count((40, 56)) >= 2  # and back to whole frames
+        for g, f in zip(got, self._frames(), strict=True):  # nearest-neighbour: every tiling gives the same frames
+            np.testing.assert_array_equal(g, f.repeat(4, axis=0).repeat(4, axis=1))
+        assert sum("ran out of memory" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == 2
+
+    def test_tries_while_it_does_not_fit_come_at_doubling_intervals(self, torch_runner, monkeypatch):
+        import vggx.client.pipeline as pipeline
+
+        monkeypatch.setattr(pipeline, "_GROW_AFTER", 1)
+        device = FreedLater(_NearestRunner(torch_runner.info), pixels=24 * 32, calls=None)  # never freed
+        list(upscale_clip(device, self._frames(96)))  # 24 windows
+        fits = [i for i, (h, w) in enumerate(device.shapes) if h * w <= 24 * 32]
+        # windows that fitted between two tries of the larger size (40x24): 1, 2, 4, 8, ...
+        per_window = plan_tiles((40, 56), (16, 24), 8, 4).count  # tiles of a window that fits
+        tries = [i for i, shape in enumerate(device.shapes) if shape == (40, 24)]
+        gaps = [sum(1 for f in fits if a < f < b) // per_window for a, b in itertools.pairwise(tries)]
+        assert gaps[:4] == [1, 2, 4, 8], gaps
+        assert len(device.shapes) - len(fits) < 12  # a few tries, not one per window
 
 
 class TestUpscaleClip:
