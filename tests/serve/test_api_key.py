@@ -130,3 +130,12 @@ def test_serve_check_with_a_key(served_repository):
     assert done.returncode == 0, done.stderr
     assert "access   requests need --api-key" in done.stdout and "check ok:" in done.stdout
     assert KEY not in done.stdout + done.stderr
+
+
+def test_every_triton_command_carries_the_key_in_its_headers():
+    """``upscale``, ``bench`` and ``info`` build their Triton options in one place: the key joins the headers."""
+    from vggx.cli import _triton_options
+
+    options = _triton_options("127.0.0.1:8001", None, False, None, ["X-Team: vfx"], api_key=KEY)
+    assert options["headers"] == (("X-Team", "vfx"), ("vggx-api-key", KEY))
+    assert _triton_options("127.0.0.1:8001", None, False, None, None)["headers"] == ()
