@@ -61,6 +61,7 @@ from .windows import (
     plan_tiles,
     smaller_tile,
     smallest_tile,
+    windows_needed,
 )
 
 __all__ = ["ALPHA_MODES", "MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult",
@@ -119,6 +120,9 @@ class UpscaleConfig:
     # shot before them as the end of a clip would, so that no window reads frames of two shots. None: no detection
     # (windows run across cuts).
     scene_threshold: float | None = DEFAULT_SCENE_THRESHOLD
+    # Check everything a run checks (input, output, encoder, the backend and its model: a Triton server reached and
+    # its model ready) and report what it would do, without running the model or writing anything
+    dry_run: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.concurrency <= 64:
@@ -176,6 +180,10 @@ class UpscaleResult:
     # The frames that start a new shot (scene cuts, counted from the run's first frame; ``scene_threshold``), where
     # the windows started afresh; empty where none were found or looked for.
     scene_cuts: tuple[int, ...] = ()
+    # A dry run (``UpscaleConfig.dry_run``): nothing ran; ``frames`` and ``windows`` are what the input announces
+    # (an estimate; 0 where it does not say), ``windows`` as if there were no scene cuts.
+    dry_run: bool = False
+    copied: tuple[str, ...] = ()  # what goes along with the video: "audio", "subtitles", "chapters", "attachments"
 
     @property
     def fps(self) -> float:
@@ -810,6 +818,50 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
     return dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=fmt)), True
 
 
+def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[str, ...]:
+    """What goes along with the video into ``output``: the input's audio, subtitles, chapters and attachments, unless
+    the output holds none (images, y4m) or the input cannot be read twice (a pipe), which a warning says."""
+    vinfo = reader.info
+    images = image_codec(output) is not None
+    y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
+    if images and vinfo.has_extras:
+        log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
+    elif is_pipe(config.input) and vinfo.has_extras:
+        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
+                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
+    elif y4m and vinfo.has_extras:
+        log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
+                    "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
+                    display_source(reader.path))
+    else:
+        kinds = ("audio", "subtitles", "chapters", "attachments")
+        return tuple(k for k in kinds if getattr(vinfo, f"has_{k}"))
+    return ()
+
+
+def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, run: _Run,
+             copied: tuple[str, ...]) -> UpscaleResult:
+    """What the run would do (see :attr:`UpscaleConfig.dry_run`); frame 0 is decoded for the display rotation that
+    ``--height`` goes by. Closes the reader."""
+    info, vinfo = runner.info, reader.info
+    try:
+        next(iter(reader), None)
+        expected = reader.expected_frames() or 0
+    finally:
+        reader.close()
+    out_h, out_w = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height,
+                                     reader.rotation)
+    out_w *= 2 if config.compare else 1
+    _check_frame_size(out_h, out_w)
+    plan = run.tiles.plan((vinfo.height, vinfo.width))
+    return UpscaleResult(
+        output=output, frames=expected, seconds=0.0, output_bytes=0, input_size=(vinfo.height, vinfo.width),
+        output_size=(out_h, out_w), windows=windows_needed(expected, info.window, run.context) if expected else 0,
+        tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
+        concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
+        copied=copied)
+
+
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
              progress: UpscaleProgress | None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
@@ -823,6 +875,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         store, encode = _resume_store(config, output, runner, reader, context)
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha)
+        copied = _copied(config, output, reader)
+        if config.dry_run:
+            return _dry_run(config, output, runner, reader, run, copied)
     except BaseException:
         reader.close()
         raise
@@ -842,19 +897,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     t0 = time.perf_counter()
     first_window = (0.0, 0)
 
-    images = image_codec(output) is not None
-    piped = is_pipe(config.input)
-    y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
-    if images and vinfo.has_extras:
-        log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
-    elif piped and vinfo.has_extras:
-        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
-                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
-    elif y4m and vinfo.has_extras:
-        log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
-                    "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
-                    display_source(reader.path))
-    copy_audio = vinfo.has_extras and not images and not piped and not y4m
+    copy_audio = bool(copied)
     # A numbered output keeps an input sequence's numbers (frames 1001.. stay 1001..); from 1 otherwise.
     first_number = reader.sequence.start if reader.sequence is not None else 1
 
@@ -919,5 +962,5 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
-        scene_cuts=tuple(run.cuts),
+        scene_cuts=tuple(run.cuts), copied=copied,
     )

@@ -465,6 +465,9 @@ def upscale(
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
     ] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="check everything a run checks (input, output, encoder, the backend: a Triton server "
+        "reached and its model ready) and print what it would do; nothing is upscaled or written")] = False,
     url: UrlOpt = None,
     protocol: ProtocolOpt = None,
     ssl: SslOpt = False,
@@ -598,7 +601,7 @@ def upscale(
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
-            scene_threshold=scene_threshold if scene_cuts else None, context=context,
+            scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -630,6 +633,9 @@ def upscale(
     def report(result) -> None:
         results.append(result)
         h, w = result.output_size
+        if result.dry_run:
+            out_console.print(_dry_run_line(result, stdout), highlight=False, soft_wrap=True, markup=False)
+            return
         resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
         where = (f"standard output ({'y4m' if codec == STDOUT_RAW_CODEC else 'Matroska'}, {w}x{h})" if stdout else
                  f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB)")
@@ -709,17 +715,30 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
     if path is None:
         return
     rows = [{"input": display_source(r.input), "output": str(r.output), "frames": r.frames,
-             "seconds": round(r.seconds, 4), "fps": round(r.fps, 3),
+             "seconds": round(r.seconds, 4), "fps": None if r.dry_run else round(r.fps, 3),
              "fps_after_first_window": None if r.steady_fps is None else round(r.steady_fps, 3),
              "first_window_seconds": round(r.first_window_seconds, 4), "input_size": list(r.input_size),
              "output_size": list(r.output_size), "output_bytes": r.output_bytes, "windows": r.windows,
              "tiles_per_window": r.tiles_per_window, "tile": list(r.tile) if r.tile else None,
              "backend": r.backend, "concurrency": r.concurrency,
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
-             "scene_cuts": list(r.scene_cuts),
+             "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
+
+
+def _dry_run_line(result, stdout: bool = False) -> str:
+    """``--dry-run``: what the run would do, in one line."""
+    (ih, iw), (oh, ow) = result.input_size, result.output_size
+    frames = f"about {result.frames} frames" if result.frames else "the frames (the input does not say how many)"
+    windows = f", {result.windows} windows" if result.windows else ""
+    tiles = f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else ""
+    resumed = f", going on after the {result.resumed_frames} frames stored" if result.resumed_frames else ""
+    copied = ", ".join(result.copied) or "nothing"
+    where = "standard output" if stdout else str(result.output)
+    return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
+            f"{windows}{tiles}{resumed}; copied along: {copied}; nothing was written")
 
 
 def _scene_cuts_line(cuts: tuple[int, ...], shown: int = 8) -> str:

@@ -1161,3 +1161,38 @@ def test_a_preview_keeps_the_chapters_it_covers_and_the_fonts(tmp_path, torch_ru
 
     with av.open(str(out)) as c:
         assert [bytes(s.data) for s in c.streams if s.type == "attachment"] == [FONT]
+
+
+class TestDryRun:
+    """``dry_run``: everything a run checks, and what it would do, without the model or a file."""
+
+    def test_it_reports_what_the_run_does_and_writes_nothing(self, tmp_path, torch_runner):
+        from videoclips import make_film
+
+        src = make_film(tmp_path / "film.mkv")  # 48 frames of 40x56, chapters and a font
+        calls = _Counting(torch_runner.info)
+        plan = run(src, tmp_path / "o.mkv", calls, dry_run=True, tile=(24, 32))
+        assert plan.dry_run and calls.calls == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["film.mkv"]
+        done = run(src, tmp_path / "o.mkv", _NearestRunner(torch_runner.info), tile=(24, 32), scene_threshold=None)
+        for field in ("frames", "windows", "tiles_per_window", "tile", "output_size", "input_size", "copied"):
+            assert getattr(plan, field) == getattr(done, field), field
+        assert plan.copied == ("chapters", "attachments") and plan.frames == 48
+
+    def test_what_a_run_would_refuse_a_dry_run_refuses(self, clips, tmp_path, torch_runner):
+        with pytest.raises(ConfigError, match=r"--context must be in 0\.\.3"):
+            run(clips["aac"], tmp_path / "o.mp4", torch_runner, dry_run=True, context=4)
+        with pytest.raises(VideoError, match="is not a video FFmpeg can read"):
+            (tmp_path / "bad.mp4").write_text("not a video")
+            run(tmp_path / "bad.mp4", tmp_path / "o.mp4", torch_runner, dry_run=True)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4"]
+
+    def test_a_resume_dry_run_counts_the_stored_frames_and_keeps_them(self, tmp_path, torch_runner):
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        stopped_run(src, tmp_path / "out.mp4", info, encode=encode)
+        store = tmp_path / ".out.mp4.vggx-resume"
+        before = sorted(p.name for p in store.iterdir())
+        plan = run(src, tmp_path / "out.mp4", _NearestRunner(info), encode=encode, resume=True, dry_run=True)
+        assert plan.dry_run and plan.resumed_frames >= 8 and sorted(p.name for p in store.iterdir()) == before
+        assert not (tmp_path / "out.mp4").exists()
