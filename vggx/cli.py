@@ -371,6 +371,9 @@ def serve(
     cfg = ServerConfig(model_repository=model_repository, host=host, http_port=http_port, grpc_port=grpc_port,
                        metrics_port=metrics_port, log_file=log_file, startup_timeout_s=timeout, model_name=model,
                        api_key=api_key)
+    exposed = _exposure_warning(host, api_key)
+    if exposed:
+        err_console.print(f"[yellow]warning:[/] {escape(exposed)}", highlight=False, soft_wrap=True)
     with sigterm_as_interrupt(), TritonServer(cfg) as server:
         ep = server.endpoints
         console.print(f"model {cfg.model_name} ready\n  HTTP     http://{ep.http}\n  gRPC     {ep.grpc}\n"
@@ -390,6 +393,14 @@ def serve(
             except KeyboardInterrupt:
                 console.print("stopping the server")
     console.print("server stopped")
+
+
+def _exposure_warning(host: str, api_key: str | None) -> str | None:
+    """``vggx serve`` on an address others can reach, without ``--api-key``: what that leaves open."""
+    if api_key is not None or host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        return None
+    return (f"serving on {host} without --api-key: whoever reaches the ports can run, load and unload models and "
+            "register shared memory; --api-key KEY (or VGGX_API_KEY) restricts all but health and metadata")
 
 
 def _parse_time(text: str) -> float:

@@ -139,3 +139,13 @@ def test_every_triton_command_carries_the_key_in_its_headers():
     options = _triton_options("127.0.0.1:8001", None, False, None, ["X-Team: vfx"], api_key=KEY)
     assert options["headers"] == (("X-Team", "vfx"), ("vggx-api-key", KEY))
     assert _triton_options("127.0.0.1:8001", None, False, None, None)["headers"] == ()
+
+
+def test_serving_beyond_this_machine_without_a_key_is_warned_of():
+    from vggx.cli import _exposure_warning
+
+    assert "without --api-key: whoever reaches the ports can run, load and unload models" in \
+        _exposure_warning("0.0.0.0", None)
+    assert _exposure_warning("10.0.0.5", None) is not None
+    assert _exposure_warning("0.0.0.0", KEY) is None
+    assert _exposure_warning("127.0.0.1", None) is None and _exposure_warning("::1", None) is None
