@@ -6,7 +6,9 @@ and encodes them. A semaphore caps the windows between "decoded" and "encoded" a
 so memory depends on the window and frame size, never on the video's length. The first error in any
 thread stops the others; the output is then deleted (Ctrl-C included). With ``resume`` the finished
 segments of the output are kept (:class:`~vggx.video.SegmentStore`) and a second run with the same
-settings starts at the first window after them, with the frames before it decoded for context only.
+settings starts at the window that keeps the first frame after them (keeping only the frames after them), with
+the frames before it decoded for context and scene cuts only. Scene cuts (``scene_threshold``) end a shot as the
+end of a clip would: each shot is windowed on its own (:class:`~vggx.client.windows.WindowStream`).
 """
 
 from __future__ import annotations
