@@ -40,7 +40,7 @@ from vggx.video import (
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.encode import (
     SEGMENT_CODECS,
-    STDOUT_RAW_CODEC,
+    Y4M_PIX_FMT,
     alpha_pix_fmt,
     check_container,
     check_encoder_starts,
@@ -50,6 +50,7 @@ from vggx.video.encode import (
     is_single_image,
     is_stdout,
     output_pix_fmt,
+    writes_y4m,
 )
 from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
 
@@ -127,8 +128,7 @@ class UpscaleConfig:
     dry_run: bool = False
 
     def __post_init__(self) -> None:
-        if not 1 <= self.concurrency <= 64:
-            raise ConfigError(f"--concurrency must be in 1..64, got {self.concurrency}")
+        _check_concurrency(self.concurrency, "--concurrency")
         if self.start < 0:
             raise ConfigError(f"--start must be >= 0 seconds, got {self.start}")
         if self.frames is not None and self.frames < 1:
@@ -338,8 +338,7 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     if alpha not in ALPHA_MODES:
         raise ConfigError(f"alpha must be {' or '.join(ALPHA_MODES)}, got {alpha!r}")
     context = _context(context, info.window)
-    if not 1 <= concurrency <= 64:
-        raise ConfigError(f"concurrency must be in 1..64, got {concurrency}")
+    _check_concurrency(concurrency, "concurrency")
     tiles = _Tiles(runner, tile, tile_overlap)
     scenes = SceneCuts(scene_threshold) if scene_threshold is not None else None
 
@@ -386,6 +385,12 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+def _check_concurrency(value: int, name: str) -> None:
+    """Windows in flight, as ``--concurrency`` (the CLI) or ``concurrency`` (the API) names them: 1..64."""
+    if not 1 <= value <= 64:
+        raise ConfigError(f"{name} must be in 1..64, got {value}")
 
 
 def _context(context: int | None, window: int) -> int:
@@ -720,8 +725,8 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     codec = image_codec(output)
     if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
-    if is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC and config.encode.pix_fmt is None:
-        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt="yuv420p"))  # y4m's
+    if writes_y4m(output, config.encode.codec) and config.encode.pix_fmt is None:  # said, for the checks below
+        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=Y4M_PIX_FMT))
     check_image_codec(output, config.encode.codec)
     check_encoder_starts(config.encode)
     if is_stdout(output):
@@ -809,7 +814,7 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
         return config, False
     fmt = None if config.compare else alpha_pix_fmt(config.encode)
     if fmt is None:
-        y4m = is_stdout(config.output) and config.encode.codec == STDOUT_RAW_CODEC
+        y4m = writes_y4m(config.output, config.encode.codec)
         why = "--compare writes none" if config.compare else (
             f"y4m in {config.encode.pix_fmt} keeps none (--pix-fmt yuva444p does)" if y4m else
             f"{config.encode.codec}" + (f" in {config.encode.pix_fmt}" if config.encode.pix_fmt else "")
@@ -825,7 +830,7 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
     the output holds none (images, y4m) or the input cannot be read twice (a pipe), which a warning says."""
     vinfo = reader.info
     images = image_codec(output) is not None
-    y4m = is_stdout(output) and config.encode.codec == STDOUT_RAW_CODEC
+    y4m = writes_y4m(output, config.encode.codec)
     if images and vinfo.has_extras:
         log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
     elif is_pipe(config.input) and vinfo.has_extras:

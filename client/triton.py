@@ -32,7 +32,7 @@ from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
 
 __all__ = ["SCHEMES", "ServedModel", "ServerDescription", "ServerUnavailable", "TritonPool", "TritonRunner",
-           "describe_server", "expand_urls", "may_grow", "names_only", "new_client", "url_schemes"]
+           "describe_server", "expand_urls", "may_grow", "names_only", "new_client", "url_schemes", "wire_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class TritonRunner(_RunnerBase):
                 raise ConfigError(f"{path}: no such file (a --ca-cert / --client-cert / --client-key)")
         self.ssl, self.ca_cert, self.client_cert = ssl, None if ca_cert is None else str(ca_cert), client_cert
         self.scheme = {v: k for k, v in SCHEMES.items()}[protocol, ssl].removesuffix("://")
-        self._headers = _wire_headers(headers, protocol)
+        self._headers = wire_headers(headers, protocol)
         url = url.rstrip("/")
         if not url or ":" not in url:
             raise ServerError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {url!r}")
@@ -148,18 +148,19 @@ class TritonRunner(_RunnerBase):
         """Why the server cannot be reached: a TLS mismatch (no retry fixes it), else ``ServerUnavailable`` (down,
         not yet up, the wrong address: the same command may work later)."""
         reason = _reason(exc)
-        if self.ssl and "certificate" in reason.lower():
+        low, error = reason.lower(), ServerError
+        if self.ssl and "certificate" in low:
             hint = "pass --ca-cert with the CA that signed the server's certificate"
-        elif self.ssl and ("ssl" in reason.lower() or "handshake" in reason.lower()):
+        elif self.ssl and ("ssl" in low or "handshake" in low):
             hint = "does the server speak TLS on that port? (drop https:// / grpcs:// if not)"
-        elif self.ssl and "socket closed" in reason.lower():  # it took the connection and hung up in the handshake
+        elif self.ssl and "socket closed" in low:  # it took the connection and hung up in the handshake
             hint = ("the server closed the TLS handshake: does it want a client certificate (--client-cert, "
                     "--client-key), or TLS on that port at all?")
         else:
             hint = ("start a server with `vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right "
                     "--url/--protocol")
-            return ServerUnavailable(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
-        return ServerError(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
+            error = ServerUnavailable
+        return error(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
 
     def _read_model(self) -> tuple[ModelInfo, str, str]:
         """Health, readiness and the model's config, each within ``health_timeout_s`` (a server that accepts the
@@ -376,7 +377,7 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
         ServerError: the server cannot be reached (naming the URL).
     """
     url = _without_scheme(url)
-    kw = {"headers": _wire_headers(headers, protocol)}
+    kw = {"headers": wire_headers(headers, protocol)}
     as_json = {"as_json": True, "client_timeout": timeout_s} if protocol == "grpc" else {}
     client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, client_cert=client_cert, timeout_s=timeout_s)
     try:
@@ -428,7 +429,7 @@ def _without_scheme(url: str) -> str:
 _GRPC_RESTRICTED_PREFIX = "triton-grpc-protocol-"  # how Triton's gRPC server reads a restricted protocol's header
 
 
-def _wire_headers(headers: dict[str, str] | None, protocol: str) -> dict[str, str]:
+def wire_headers(headers: dict[str, str] | None, protocol: str) -> dict[str, str]:
     """``headers`` as ``protocol`` sends them: gRPC metadata keys are lower case (HTTP/2), HTTP/1.1 names as given
     (case-insensitive anyway). Over gRPC each goes twice, as named and with Triton's ``triton-grpc-protocol-``
     prefix: a server started with ``--grpc-restricted-protocol=...:<name>=<value>`` (``vggx serve --api-key``)
@@ -444,7 +445,7 @@ def _wire_headers(headers: dict[str, str] | None, protocol: str) -> dict[str, st
     return out
 
 
-_RESTRICTED = re.compile(r"is restricted, expecting header '(?:triton-grpc-protocol-)?([^']+)'")
+_RESTRICTED = re.compile(rf"is restricted, expecting header '(?:{re.escape(_GRPC_RESTRICTED_PREFIX)})?([^']+)'")
 
 
 def restricted_header(exc: BaseException) -> str | None:
@@ -470,14 +471,15 @@ def names_only(*_args, **_kwargs) -> list:
     return []
 
 
+def _split(urls: str | list[str]) -> list[str]:
+    """The ``--url`` entries as given (a list, or one string separated by commas), stripped, without empty ones."""
+    return [e for part in ([urls] if isinstance(urls, str) else urls) for e in (p.strip() for p in part.split(","))
+            if e]
+
+
 def _entries(urls: str | list[str]) -> list[str]:
     """The ``--url`` entries (a list, or one string separated by commas), without scheme prefixes or empty ones."""
-    out = []
-    for part in [urls] if isinstance(urls, str) else urls:
-        for entry in part.split(","):
-            if entry := _without_scheme(entry.strip()).rstrip("/"):
-                out.append(entry)
-    return out
+    return [entry for e in _split(urls) if (entry := _without_scheme(e).rstrip("/"))]
 
 
 def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bool = False) -> list[str]:
@@ -683,11 +685,7 @@ class TritonPool(_RunnerBase):
 def url_schemes(entries: str | list[str]) -> tuple[str, bool] | None:
     """``(protocol, tls)`` that the entries' schemes say (``https://`` is HTTP over TLS, ``grpcs://`` gRPC over
     TLS), or None when none has one; ``ConfigError`` when they disagree or one lacks what the others have."""
-    found = set()
-    parts = [p.strip() for part in ([entries] if isinstance(entries, str) else entries) for p in part.split(",")]
-    parts = [p for p in parts if p]
-    for part in parts:
-        found.add(next((v for k, v in SCHEMES.items() if part.startswith(k)), None))
+    found = {next((v for k, v in SCHEMES.items() if part.startswith(k)), None) for part in _split(entries)}
     if found == {None}:
         return None
     if len(found) > 1:

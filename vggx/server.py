@@ -433,14 +433,6 @@ class CheckResult:
     latency_s: float
 
 
-def api_key_headers(key: str | None) -> dict[str, str]:
-    """The headers that carry ``key`` to a ``vggx serve --api-key`` server over either protocol (Triton's gRPC
-    restriction reads the name with its ``triton-grpc-protocol-`` prefix, HTTP the name as it is)."""
-    if key is None:
-        return {}
-    return {API_KEY_HEADER: key, f"triton-grpc-protocol-{API_KEY_HEADER}": key}
-
-
 def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc",
                 size: tuple[int, int] | None = None, api_key: str | None = None) -> CheckResult:
     """Send one window of random frames to ``model_name`` at ``url`` and check the answer's shape and type.
@@ -460,7 +452,9 @@ def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc
         import tritonclient.http as tc
     else:
         raise ServerError(f"protocol must be grpc or http, got {protocol!r}")
-    kw = {"headers": api_key_headers(api_key)}
+    from vggx.client.triton import wire_headers
+
+    kw = {"headers": wire_headers({API_KEY_HEADER: api_key} if api_key is not None else None, protocol)}
     try:
         with tc.InferenceServerClient(url) as client:
             if not client.is_model_ready(model_name, **kw):

@@ -110,12 +110,12 @@ class TestServer:
 
 def test_grpc_headers_go_both_ways():
     """Triton's gRPC restriction reads ``triton-grpc-protocol-<name>``; a gateway reads the name itself."""
-    from vggx.client.triton import _wire_headers
+    from vggx.client.triton import wire_headers
 
-    assert _wire_headers({"Authorization": "Bearer x"}, "grpc") == {
+    assert wire_headers({"Authorization": "Bearer x"}, "grpc") == {
         "authorization": "Bearer x", "triton-grpc-protocol-authorization": "Bearer x"}
-    assert _wire_headers({"Authorization": "Bearer x"}, "http") == {"Authorization": "Bearer x"}
-    assert _wire_headers({"triton-grpc-protocol-k": "v"}, "grpc") == {"triton-grpc-protocol-k": "v"}
+    assert wire_headers({"Authorization": "Bearer x"}, "http") == {"Authorization": "Bearer x"}
+    assert wire_headers({"triton-grpc-protocol-k": "v"}, "grpc") == {"triton-grpc-protocol-k": "v"}
 
 
 def test_serve_check_with_a_key(served_repository):

@@ -57,7 +57,7 @@ from .decode import (
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig", "SegmentStore",
            "VideoWriter", "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts",
            "check_image_codec", "check_output_path", "check_stdout", "image_codec", "is_single_image", "is_stdout",
-           "output_pix_fmt", "stdout_format"]
+           "output_pix_fmt", "stdout_format", "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +122,17 @@ class EncodeConfig:
 
 
 STDOUT_RAW_CODEC = "rawvideo"  # uncompressed frames: y4m on standard output
+Y4M_PIX_FMT = "yuv420p"  # y4m's pixel format where --pix-fmt names none (what x264, x265 and players take)
 
 
 def is_stdout(path: str | Path | None) -> bool:
     """Whether the output ``path`` is ``-``: standard output (``vggx upscale in.mp4 - | ffmpeg -i - ...``)."""
     return path is not None and str(path) == "-"
+
+
+def writes_y4m(path: str | Path | None, codec: str) -> bool:
+    """Whether ``path`` with ``codec`` is y4m on standard output (uncompressed frames, no audio, no colour tags)."""
+    return is_stdout(path) and codec == STDOUT_RAW_CODEC
 
 
 def stdout_format(codec: str) -> str:
@@ -152,7 +158,7 @@ def check_stdout(config: EncodeConfig) -> None:
     check_encoder(config)
     if config.codec != STDOUT_RAW_CODEC:
         return
-    pix_fmt = config.pix_fmt or "yuv420p"
+    pix_fmt = config.pix_fmt or Y4M_PIX_FMT
     probe = io.BytesIO()
     try:
         with av.open(probe, "w", format=stdout_format(config.codec), options=_stdout_options(config.codec)) as c:
@@ -344,6 +350,7 @@ class VideoWriter:
 
         self.path = Path(path)
         self._stdout = is_stdout(path)
+        self._y4m = writes_y4m(path, config.codec)  # frames numbered at a constant rate, not timed
         self._label = "standard output" if self._stdout else str(self.path)  # for messages
         if store is not None and self._stdout:
             raise VideoError("--resume needs an output file; a stream on standard output cannot be resumed")
@@ -380,7 +387,6 @@ class VideoWriter:
         self._first_pts: int | None = None
         self._muxed = 0  # video packets muxed so far
         self._reorder: int | None = None  # frames of B-frame delay (from the first packet)
-        self._y4m = False  # y4m on standard output (frames numbered, not timed)
         try:
             if self._images:
                 self._tmp_dir.mkdir()
@@ -421,16 +427,14 @@ class VideoWriter:
         codec = check_encoder(cfg)
         stream = _add_stream(self._container, cfg.codec, rate, self.path)  # check_container says it before work
         stream.width, stream.height = width, height
-        y4m = self._stdout and cfg.codec == STDOUT_RAW_CODEC
-        stream.pix_fmt = cfg.pix_fmt or ("yuv420p" if y4m else _default_pix_fmt(codec))
+        stream.pix_fmt = cfg.pix_fmt or (Y4M_PIX_FMT if self._y4m else _default_pix_fmt(codec))
         self._yuv_range = _yuv_range(stream.pix_fmt)
         if self._yuv_range is not None:  # tag what _convert produces (see the module doc)
             cc = stream.codec_context
             cc.colorspace = cc.color_primaries = cc.color_trc = _AVCOL_BT709
             cc.color_range = self._yuv_range
-        if y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames are numbered 0, 1, ...
+        if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
             time_base = 1 / Fraction(rate)
-            self._y4m = True
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = dict(cfg.options)
@@ -674,15 +678,13 @@ class VideoWriter:
             raise self._failed(f"finishing {self._label}", exc) from None
         self._closed = True
         try:
-            if self._stdout:
-                pass  # written as it came; its size is the reader's to know
-            elif self._images:
+            if self._images:
                 files = sorted(self._tmp_dir.iterdir())
                 self.output_bytes = sum(f.stat().st_size for f in files)
                 for f in files:
                     os.replace(f, self.path.parent / f.name)
                 self._tmp_dir.rmdir()
-            else:
+            elif not self._stdout:  # standard output: written as it came, its size the reader's to know
                 self.output_bytes = self.tmp_path.stat().st_size
                 os.replace(self.tmp_path, self.path)
         except OSError as exc:
