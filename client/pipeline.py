@@ -38,6 +38,7 @@ from vggx.video import (
     open_video,
 )
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
+from vggx.video.depth import component_depth, join_fine
 from vggx.video.encode import (
     SEGMENT_CODECS,
     Y4M_PIX_FMT,
@@ -46,6 +47,7 @@ from vggx.video.encode import (
     check_encoder_starts,
     check_image_codec,
     check_stdout,
+    deeper_pix_fmt,
     image_codec,
     is_single_image,
     is_stdout,
@@ -80,6 +82,7 @@ _POLL_S = 0.1  # how often blocked threads look at the stop flag
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
 ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleConfig.alpha)
+_LOSSLESS_CODECS = frozenset({"ffv1", "png", "tiff", "libx264rgb"})  # a deep input's default: its depth kept
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,10 @@ class UpscaleConfig:
     # Check everything a run checks (input, output, encoder, the backend and its model: a Triton server reached and
     # its model ready) and report what it would do, without running the model or writing anything
     dry_run: bool = False
+    # An input of more than 8 bits a component into an output that has them: the bits below the model's 8 are
+    # carried past it (vggx.video.depth: the rounding residual enlarged with bicubic and added), so gradients keep
+    # their levels instead of banding. False: the output is the model's 8 bits, widened.
+    fine_bits: bool = True
 
     def __post_init__(self) -> None:
         _check_concurrency(self.concurrency, "--concurrency")
@@ -186,6 +193,12 @@ class UpscaleResult:
     # (an estimate; 0 where it does not say), ``windows`` as if there were no scene cuts.
     dry_run: bool = False
     copied: tuple[str, ...] = ()  # what goes along with the video: "audio", "subtitles", "chapters", "attachments"
+    # Bits a component: the input's, and the output's (its pixel format's); whether the input's levels below the
+    # model's 8 bits were carried into the output (``fine_bits``).
+    input_bits: int = 8
+    output_bits: int = 8
+    fine_bits: bool = False
+    hdr: str | None = None  # the HDR transfer (PQ, HLG) the output keeps, tagged as the input's
 
     @property
     def fps(self) -> float:
@@ -538,6 +551,7 @@ class _Work:
     keep: slice  # positions of the kept frames in ``frames``
     pts: list[int]  # pts of the kept frames
     alphas: np.ndarray | None = None  # the window's alpha planes (T, h, w), where the output keeps alpha
+    fines: np.ndarray | None = None  # the kept frames' fine residuals (k, h, w, 3) int16, where the output keeps them
 
 
 @dataclass
@@ -551,9 +565,10 @@ class _Run:
     """The threads of one upscale run and their shared stop flag / first error."""
 
     def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, context: int,
-                 frames_done: int = 0, alpha: bool = False) -> None:
+                 frames_done: int = 0, alpha: bool = False, fine: bool = False) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
         self.alpha = alpha  # the input's alpha goes to the output (RGBA frames to the writer)
+        self.fine = reader.fine = fine  # the input's fine levels go to the output (uint16 frames to the writer)
         self.window, self.context = runner.info.window, context
         self.slots = threading.Semaphore(cfg.concurrency + 2)
         self.todo: queue.Queue[_Work | None] = queue.Queue(maxsize=cfg.concurrency)
@@ -566,8 +581,9 @@ class _Run:
         self.busy = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
         self._busy_lock = threading.Lock()  # inference workers add to busy["infer"] concurrently
         # The model's device converts to what the encoder takes (the CUDA fast path and H.264's yuv420p).
+        color = reader.info.color
         self.yuv420p = (cfg.device_yuv420p and getattr(runner, "yuv420p_output", False) and not cfg.compare
-                        and output_pix_fmt(cfg.encode) == "yuv420p")
+                        and output_pix_fmt(cfg.encode) == "yuv420p" and not (color is not None and color.kept))
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
         self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap)
         # A resumed run: the frames before ``frames_done`` are in the output already; windows keep those after them.
@@ -624,8 +640,8 @@ class _Run:
         if not self.stop.is_set():
             self.windows, self.cuts = stream.windows, stream.cuts
 
-    def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
-        """The reader's frames as ``(pts, image, alpha)``, ending early once the run stops (the windows then
+    def _frames(self) -> Iterator[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]:
+        """The reader's frames as ``(pts, image, alpha, fine)``, ending early once the run stops (the windows then
         emitted are refused by ``_emit``; the reader gives every frame the stream's first size)."""
         for frame in self.reader:
             if self.stop.is_set():
@@ -634,14 +650,16 @@ class _Run:
                 self.first_pts = frame.pts
             self.last_pts = frame.pts
             self.frames_decoded = frame.index + 1
-            yield frame.pts, frame.image, frame.alpha if self.alpha else None
+            yield frame.pts, frame.image, frame.alpha if self.alpha else None, frame.fine
 
-    def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray, np.ndarray | None]]) -> bool:
+    def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]
+              ) -> bool:
         offset = win.keep_start - win.offset  # the first source's index, before any mirroring
         kept = [frames[i - offset] for i in range(win.keep_start, win.keep_end)]
-        work = _Work(self._emitted, np.stack([image for _, image, _ in frames]),
-                     slice(win.offset, win.offset + win.keep_count), [pts for pts, _, _ in kept],
-                     np.stack([alpha for _, _, alpha in frames]) if self.alpha else None)
+        work = _Work(self._emitted, np.stack([image for _, image, _, _ in frames]),
+                     slice(win.offset, win.offset + win.keep_count), [pts for pts, _, _, _ in kept],
+                     np.stack([alpha for _, _, alpha, _ in frames]) if self.alpha else None,
+                     np.stack([fine for _, _, _, fine in kept]) if self.fine else None)
         self._emitted += 1
         t0 = time.perf_counter()
         try:
@@ -666,6 +684,8 @@ class _Run:
                     model = None if self.cfg.alpha == "bicubic" else (
                         lambda grey, keep=item.keep: self.tiles.upscale(self.runner, grey, keep))
                     images = _with_alpha(images, item.alphas, item.keep, self.runner.info.scale, model)
+                if item.fines is not None:
+                    images = join_fine(images, item.fines)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -762,7 +782,8 @@ def _windows_per_server(runner: Runner) -> dict[str, int]:
     return dict(zip(urls, windows, strict=True))
 
 
-def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int):
+def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, context: int,
+                  fine: bool):
     """The segment store of a ``resume`` run and the encoder settings with its segment length (about two seconds,
     a whole number of window strides where no scene cut moves the windows; a window that straddles the stored
     frames is run again for the frames after them), or ``(None, config.encode)``."""
@@ -801,7 +822,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
-        "scene_threshold": config.scene_threshold,
+        "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -823,6 +844,34 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
                     "prores_ks in .mov or libvpx-vp9 in .webm keep it)", reader.path, why)
         return config, False
     return dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=fmt)), True
+
+
+def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alpha: bool) -> tuple[UpscaleConfig, bool]:
+    """The output's pixel format where the input's depth or colour asks for another default (where ``--pix-fmt``
+    chose none: an HDR input's codec's 10-bit format; a deep input's 16-bit one for PNG/TIFF images and FFV1, which
+    are lossless), and whether the input's fine levels go to the output (:attr:`UpscaleConfig.fine_bits`; not with
+    alpha or ``--compare``). Warns where an HDR input's output cannot show it as it is."""
+    vinfo = reader.info
+    color, encode = vinfo.color, config.encode
+    hdr = color is not None and color.hdr is not None
+    if encode.pix_fmt is None and not alpha and (hdr or (vinfo.bit_depth > 8 and (
+            image_codec(output) is not None or encode.codec in _LOSSLESS_CODECS))):
+        deeper = deeper_pix_fmt(encode)
+        if deeper is not None:
+            encode = dataclasses.replace(encode, pix_fmt=deeper)
+            config = dataclasses.replace(config, encode=encode)
+    bits = component_depth(output_pix_fmt(encode))
+    if hdr and writes_y4m(output, encode.codec):
+        log.warning("%s is HDR (%s, BT.2020): y4m cannot say so; tag it where the stream is encoded (ffmpeg: "
+                    "-color_primaries bt2020 -color_trc %s -colorspace bt2020nc)", reader.path, color.hdr,
+                    "smpte2084" if "PQ" in color.hdr else "arib-std-b67")
+    elif hdr and image_codec(output) is not None:
+        log.warning("%s is HDR (%s, BT.2020): images carry no such tags; their RGB is the input's, as coded",
+                    reader.path, color.hdr)
+    if hdr and bits <= 8:
+        log.warning("%s is HDR (%s): %d bits a component band its gradients; give --pix-fmt yuv420p10le (x264, "
+                    "x265, SVT-AV1)", reader.path, color.hdr, bits)
+    return config, config.fine_bits and vinfo.bit_depth > 8 and bits > 8 and not alpha and not config.compare
 
 
 def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[str, ...]:
@@ -866,7 +915,7 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         output_size=(out_h, out_w), windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
-        copied=copied)
+        copied=copied, **_depths(config, reader, run.fine))
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
@@ -879,9 +928,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
         config, alpha = _alpha_output(config, reader)
-        store, encode = _resume_store(config, output, runner, reader, context)
+        config, fine = _depth_output(config, output, reader, alpha)
+        store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
-        run = _Run(config, runner, reader, context, frames_done, alpha)
+        run = _Run(config, runner, reader, context, frames_done, alpha, fine)
         copied = _copied(config, output, reader)
         if config.dry_run:
             return _dry_run(config, output, runner, reader, run, copied)
@@ -923,7 +973,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             audio_end=float(run.first_pts * vinfo.time_base) + config.frames / float(vinfo.rate) if config.frames
             else None,
             rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store,
-            start_number=first_number + (run.first_pts if reader.sequence is not None else 0))
+            start_number=first_number + (run.first_pts if reader.sequence is not None else 0), color=reader.color)
 
     try:
         for t in threads:
@@ -969,5 +1019,12 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
-        scene_cuts=tuple(run.cuts), copied=copied,
+        scene_cuts=tuple(run.cuts), copied=copied, **_depths(config, reader, fine),
     )
+
+
+def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
+    """The result's fields on bits and HDR."""
+    color = reader.color
+    return {"input_bits": reader.info.bit_depth, "output_bits": component_depth(output_pix_fmt(config.encode)),
+            "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None}

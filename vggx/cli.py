@@ -542,6 +542,10 @@ def upscale(
     scene_threshold: Annotated[float, typer.Option(
         "--scene-threshold", help="scene-cut threshold, percent of the largest frame-to-frame change (FFmpeg's: "
         "good values 8-14; lower finds more cuts)")] = 10.0,
+    fine_bits: Annotated[bool, typer.Option(
+        "--fine-bits/--no-fine-bits", help="a 10/12/16-bit input into an output of more than 8 bits (e.g. --pix-fmt "
+        "yuv420p10le, 16-bit PNG): carry its levels below the model's 8 bits into the output, so gradients do "
+        "not band (--no-fine-bits: the model's 8 bits, widened)")] = True,
     checkpoint: CheckpointOpt = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N (in-process backends)")] = "cpu",
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 (torch backend on cuda)")] = False,
@@ -613,6 +617,7 @@ def upscale(
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
+            fine_bits=fine_bits,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -659,6 +664,9 @@ def upscale(
             out_console.print(warmup, highlight=False, soft_wrap=True, markup=False)
         if result.scene_cuts:
             out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
+        depth = _depth_line(result)
+        if depth:
+            out_console.print(depth, highlight=False, soft_wrap=True, markup=False)
         if result.windows_per_server:
             spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
             out_console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
@@ -734,6 +742,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "backend": r.backend, "concurrency": r.concurrency,
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
+             "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
@@ -750,6 +759,20 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     where = "standard output" if stdout else str(result.output)
     return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
             f"{windows}{tiles}{resumed}; copied along: {copied}; nothing was written")
+
+
+def _depth_line(result) -> str | None:
+    """Bits and HDR, where the input has more than 8 bits a component or is HDR; None otherwise."""
+    if result.input_bits <= 8 and result.hdr is None:
+        return None
+    hdr = f"{result.hdr} HDR kept (BT.2020, tagged as the input); " if result.hdr else ""
+    if result.fine_bits:
+        how = "the levels below the model's 8 carried into it"
+    elif result.output_bits > 8:
+        how = "the model's 8 bits widened (--no-fine-bits)"
+    else:
+        how = "an 8-bit output (--pix-fmt yuv420p10le keeps more)"
+    return f"{hdr}{result.input_bits}-bit input -> {result.output_bits}-bit output: {how}"
 
 
 def _scene_cuts_line(cuts: tuple[int, ...], shown: int = 8) -> str:

@@ -412,20 +412,6 @@ class TestColour:
             got = next(iter(r)).image.astype(int)
         assert np.abs(got[4:-4, 4:28] - 5).max() <= 2 and np.abs(got[4:-4, 36:-4] - 250).max() <= 2
 
-    @pytest.mark.parametrize(("trc", "named"), [(16, "PQ"), (18, "HLG"), (1, None)])
-    def test_hdr_input_is_named_in_a_warning(self, tmp_path, caplog, trc, named):
-        """HDR is read without tone mapping: the reader says so once, by the stream's transfer tag."""
-        import logging
-
-        path = make_video(tmp_path / "hdr.mkv", frames=2, size=(48, 64), color_trc=trc)
-        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
-            assert len(list(r)) == 2
-        warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
-        if named:
-            assert len(warnings) == 1 and named in warnings[0] and "without tone mapping" in warnings[0]
-        else:
-            assert warnings == []
-
 
 class TestOtherStreams:
     """Every audio stream is copied with its metadata; subtitles where the container takes them."""

@@ -1,7 +1,10 @@
 """Decoding with PyAV: any FFmpeg-readable video -> RGB uint8 frames, with the timing kept.
 
 Every pixel format FFmpeg knows (10-bit, 4:4:4, grey, odd sizes ...) is converted to ``rgb24`` by
-FFmpeg's swscale; nothing is rejected for its pixel format.
+FFmpeg's swscale; nothing is rejected for its pixel format. An input of more than 8 bits a component is converted to
+16-bit RGB and rounded to the nearest 8-bit level here (swscale's own reduction of 16-bit RGB is half a level high on
+average, up to 1.5 off); a reader asked for ``fine`` frames (for an output that keeps them) hands the bits below on
+in :attr:`DecodedFrame.fine` (:mod:`vggx.video.depth`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VideoError
+
+from .depth import ColorInfo, component_depth, split_fine
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
            "find_sequence", "guess_pattern", "has_alpha", "is_image_sequence", "is_pipe", "is_url", "open_source",
@@ -155,6 +160,8 @@ class VideoInfo:
     has_alpha: bool = False  # the pixel format carries an alpha channel (RGBA PNG/TIFF, ProRes 4444, VP9 alpha, ...)
     has_chapters: bool = False
     has_attachments: bool = False  # Matroska attachments (fonts for ASS subtitles, cover art)
+    bit_depth: int = 8  # bits of the deepest colour component (10 for yuv420p10le, 16 for a 16-bit PNG)
+    color: ColorInfo | None = None  # the stream's colour tags (HDR10 metadata: see VideoReader.color)
 
     @property
     def has_extras(self) -> bool:
@@ -165,12 +172,14 @@ class VideoInfo:
 @dataclass(frozen=True)
 class DecodedFrame:
     """One decoded frame: ``image`` uint8 ``(h, w, 3)`` RGB; ``pts`` in ``VideoInfo.time_base``; ``alpha`` uint8
-    ``(h, w)`` where the input has an alpha channel (``VideoInfo.has_alpha``), else None."""
+    ``(h, w)`` where the input has an alpha channel (``VideoInfo.has_alpha``), else None; ``fine`` int16 ``(h, w, 3)``
+    where the reader reads fine frames: what ``image`` rounded off a 16-bit reading (``vggx.video.depth``)."""
 
     index: int  # 0-based, counted from the first frame kept (after --start)
     pts: int
     image: np.ndarray
     alpha: np.ndarray | None = None
+    fine: np.ndarray | None = None
 
 
 class VideoReader:
@@ -181,6 +190,9 @@ class VideoReader:
     frames carry, known once the first frame is decoded; frames are yielded as stored, unrotated.
     ``deinterlace``: run interlaced frames through FFmpeg's ``bwdif`` (one progressive frame per frame,
     timestamps kept; progressive frames pass untouched).
+    ``fine``: read 16-bit RGB and yield its 8-bit rounding with the rest in ``DecodedFrame.fine`` (set before
+    iterating; not with alpha). ``color``: the stream's colour description with its HDR10 metadata, complete once
+    the first frame is decoded (the metadata travels with the frames).
     """
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
@@ -222,11 +234,6 @@ class VideoReader:
             self._stream = self._container.streams.video[0]
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
-            trc = self._stream.codec_context.color_trc
-            if trc in _HDR_TRANSFERS:
-                log.warning("%s is HDR (%s transfer): it is converted to 8-bit BT.709 RGB without tone mapping, "
-                            "so highlights clip and colours look washed out; tone-map it to SDR first "
-                            "(e.g. FFmpeg's zscale + tonemap filters)", self.path, _HDR_TRANSFERS[trc])
         except BaseException:
             self._container.close()
             raise
@@ -234,6 +241,8 @@ class VideoReader:
         self.max_frames = max_frames
         self.deinterlace = deinterlace
         self.rotation = 0
+        self.fine = False
+        self.color = self.info.color
         # One swscale context for every frame: frame.to_ndarray(format=...) builds a new one per frame,
         # which cost 2.3 ms of a 2.4 ms 180x320 frame (15x the conversion itself).
         from av.video.reformatter import VideoReformatter
@@ -263,6 +272,7 @@ class VideoReader:
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
             has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha, has_chapters=bool(c.chapters()),
             has_attachments=any(st.type == "attachment" for st in c.streams),
+            bit_depth=component_depth(cc.pix_fmt), color=ColorInfo.of_context(cc),
         )
 
     @property
@@ -309,7 +319,10 @@ class VideoReader:
                 if (frame.width, frame.height) != (info.width, info.height):
                     size = (info.width, info.height)
                     self._size_changed(frame, count)
-                if info.has_alpha:
+                if info.bit_depth > 8 and not info.has_alpha:  # rounded here: swscale's 16 -> 8 bits is off by 0.5
+                    image, fine = split_fine(_to_rgb(frame, self._reformatter, "rgb48le", size))
+                    yield DecodedFrame(index=count, pts=pts, image=image, fine=fine if self.fine else None)
+                elif info.has_alpha:
                     rgba = _to_rgb(frame, self._reformatter, "rgba", size)
                     yield DecodedFrame(index=count, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
                                        alpha=np.ascontiguousarray(rgba[..., 3]))
@@ -351,6 +364,7 @@ class VideoReader:
             if first:
                 first = False
                 self.rotation = int(frame.rotation or 0)
+                self.color = ColorInfo.of_frame(frame)
                 if frame.interlaced_frame and not self.deinterlace:
                     log.warning("%s is interlaced: its frames are upscaled as progressive pictures, which shows "
                                 "combing wherever there is motion; pass --deinterlace (FFmpeg's bwdif)", self.path)
@@ -425,7 +439,6 @@ def _pixel_aspect(stream) -> Fraction | None:
 
 
 _AVCOL_SPC_UNSPECIFIED = 2
-_HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # FFmpeg's AVCOL_TRC values
 
 
 _THREAD = threading.local()
@@ -453,10 +466,10 @@ def has_alpha(pix_fmt: str | None) -> bool:
 
 
 def _to_rgb(frame, reformatter, format: str = "rgb24", size: tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 RGB (``format="rgba"``: RGBA) of a decoded frame, by its own colour tags; untagged YUV as players
-    show it: BT.709 above SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg alone would take
-    BT.601 for all). ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its swscale context).
-    ``size``: ``(width, height)`` to resize to (Lanczos) in the same pass; None: the frame's own."""
+    """uint8 RGB (``format="rgba"``: RGBA; ``"rgb48le"``: uint16 RGB) of a decoded frame, by its own colour tags;
+    untagged YUV as players show it: BT.709 above SD (more than 576 lines or 1024 columns), BT.601 otherwise (FFmpeg
+    alone would take BT.601 for all). ``reformatter``: a ``VideoReformatter`` kept across frames (it keeps its
+    swscale context). ``size``: ``(width, height)`` to resize to (Lanczos) in the same pass; None: the frame's own."""
     resize = {} if size is None else {"width": size[0], "height": size[1], "interpolation": "LANCZOS"}
     if (frame.colorspace == _AVCOL_SPC_UNSPECIFIED and frame.format.name.startswith(("yuv", "nv"))
             and (frame.height > 576 or frame.width > 1024)):

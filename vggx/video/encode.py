@@ -23,7 +23,11 @@ in Matroska (the audio copied too). Nothing is atomic about a pipe: an error end
 Colour: YUV output is BT.709, limited range (full range for the ``yuvj`` formats), and says so in the
 stream (matrix, primaries, transfer, range). Left to their defaults, FFmpeg converts with BT.601 and
 tags nothing, and players show untagged HD as BT.709: an ×4 output would play with shifted colours
-(a saturated red off by ~14 levels).
+(a saturated red off by ~14 levels). A wide-gamut or HDR source's description (``color``: BT.2020, PQ, HLG) is
+kept instead, its HDR10 metadata written by x264/x265 (:class:`vggx.video.depth.ColorInfo`).
+
+Frames are uint8, or uint16 RGB for outputs of more than 8 bits that keep an input's fine levels
+(:mod:`vggx.video.depth`).
 """
 
 from __future__ import annotations
@@ -53,11 +57,12 @@ from .decode import (
     open_source,
     thread_reformatter,
 )
+from .depth import ColorInfo, component_depth
 
 __all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig", "SegmentStore",
            "VideoWriter", "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts",
-           "check_image_codec", "check_output_path", "check_stdout", "image_codec", "is_single_image", "is_stdout",
-           "output_pix_fmt", "stdout_format", "writes_y4m"]
+           "check_image_codec", "check_output_path", "check_stdout", "deeper_pix_fmt", "image_codec",
+           "is_single_image", "is_stdout", "output_pix_fmt", "stdout_format", "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -334,6 +339,8 @@ class VideoWriter:
             the output as they turned the input.
         sample_aspect_ratio: pixel shape to record (an anamorphic source's), so the picture keeps its
             display proportions.
+        color: the source's colour description; a wide-gamut or HDR one (``color.kept``) is what YUV output is
+            converted to and tagged with (HDR10 metadata included, for x264/x265), instead of BT.709.
 
     Raises:
         VideoError: the file cannot be created or the codec/container rejects the settings.
@@ -344,7 +351,7 @@ class VideoWriter:
         config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
         rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
-        start_number: int = 1,
+        start_number: int = 1, color: ColorInfo | None = None,
     ) -> None:
         import av
 
@@ -375,6 +382,7 @@ class VideoWriter:
             self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
         self.output_bytes = 0  # bytes written, once committed (an image sequence's: all its files)
         self.config = config
+        self.color = color if color is not None and color.kept else None  # None: BT.709
         self._audio: _AudioCopier | None = None
         self._frames = store.frames_done if store is not None else 0
         self._closed = False
@@ -429,19 +437,26 @@ class VideoWriter:
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or (Y4M_PIX_FMT if self._y4m else _default_pix_fmt(codec))
         self._yuv_range = _yuv_range(stream.pix_fmt)
+        self._deep = component_depth(stream.pix_fmt) > 8
         if self._yuv_range is not None:  # tag what _convert produces (see the module doc)
             cc = stream.codec_context
             cc.colorspace = cc.color_primaries = cc.color_trc = _AVCOL_BT709
+            if self.color is not None:
+                cc.colorspace, cc.color_primaries, cc.color_trc = (self.color.matrix, self.color.primaries,
+                                                                   self.color.trc)
             cc.color_range = self._yuv_range
         if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
             time_base = 1 / Fraction(rate)
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = dict(cfg.options)
+        if self.color is not None and self._yuv_range is not None:  # HDR10 metadata, beside the user's params
+            for key, value in self.color.encoder_options(cfg.codec).items():
+                options[key] = f"{options[key]}:{value}" if options.get(key) else value
         if cfg.crf is not None and cfg.codec in _CRF_CODECS:
             options.setdefault("crf", str(cfg.crf))
             if cfg.crf == 0 and cfg.codec == "libx265":
-                options.setdefault("x265-params", "lossless=1")
+                options["x265-params"] = ":".join(p for p in ("lossless=1", options.get("x265-params")) if p)
         if cfg.codec in ("libvpx-vp9", "libaom-av1") and "crf" in options:
             options.setdefault("b", "0")  # constant-quality mode needs a zero target bitrate
         if cfg.preset is not None:
@@ -491,8 +506,8 @@ class VideoWriter:
         return self._frames
 
     def write(self, image: np.ndarray, pts: int) -> None:
-        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(h, w, 3)`` RGB, ``(h, w, 4)`` RGBA (for a
-        pixel format with alpha, :func:`alpha_pix_fmt`), or the ``(h * 3 / 2, w)``
+        """Encode one uint8 frame shown at ``pts`` (in ``time_base``): ``(h, w, 3)`` RGB (uint16: 16-bit RGB),
+        ``(h, w, 4)`` RGBA (for a pixel format with alpha, :func:`alpha_pix_fmt`), or the ``(h * 3 / 2, w)``
         yuv420p planes of :func:`vggx.video.color.rgb_to_yuv420p` (encoded as they are when the codec takes
         yuv420p, H.264's default, and they have the stream's size; resized otherwise).
 
@@ -525,6 +540,8 @@ class VideoWriter:
         """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself)."""
         import av
 
+        if self._deep and image.dtype == np.uint8 and image.ndim == 3:
+            image = image.astype(np.uint16) * 257  # exactly: swscale's own widening drops up to a level
         fmt = _array_format(image)
         packed = fmt == "yuv420p" or image.strides[1] == image.shape[2]
         if image.dtype == np.uint8 and image.strides[-1] == 1 and packed:
@@ -544,10 +561,11 @@ class VideoWriter:
         if self._yuv_range is None:
             return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling)
         src = {}
-        if fmt == "yuv420p":  # planes converted on the device, BT.709 in the output's range: resized, not converted
-            src = {"src_colorspace": Colorspace.ITU709, "src_color_range": self._yuv_range}
+        matrix = Colorspace.ITU709 if self.color is None else self.color.matrix
+        if fmt == "yuv420p":  # planes converted on the device in the output's matrix and range: resized, not converted
+            src = {"src_colorspace": matrix, "src_color_range": self._yuv_range}
         return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling,
-                                    dst_colorspace=Colorspace.ITU709, dst_color_range=self._yuv_range, **src)
+                                    dst_colorspace=matrix, dst_color_range=self._yuv_range, **src)
 
     def _encode_next(self) -> None:
         import av
@@ -1035,9 +1053,12 @@ def _yuv_range(pix_fmt: str) -> int | None:
 
 
 def _array_format(image: np.ndarray) -> str:
-    """PyAV's name for a frame array: (h, w, 3) RGB, (h, w, 4) RGBA, or (3h/2, w) yuv420p planes."""
+    """PyAV's name for a frame array: (h, w, 3) RGB, (h, w, 4) RGBA (uint16: 16 bits each), or (3h/2, w) yuv420p
+    planes."""
     if image.ndim == 2:
         return "yuv420p"
+    if image.dtype == np.uint16:
+        return "rgba64le" if image.shape[2] == 4 else "rgb48le"
     return "rgba" if image.shape[2] == 4 else "rgb24"
 
 
@@ -1058,6 +1079,24 @@ def alpha_pix_fmt(config: EncodeConfig) -> str | None:
 def output_pix_fmt(config: EncodeConfig) -> str:
     """The pixel format the writer encodes in for ``config`` (``VideoError`` for an unknown codec)."""
     return config.pix_fmt or _default_pix_fmt(check_encoder(config))
+
+
+# The deeper siblings of the 8-bit formats the writer picks by default, best first.
+_DEEPER_FORMATS = {
+    "yuv420p": ("yuv420p10le", "yuv420p12le"), "yuv422p": ("yuv422p10le", "yuv422p12le"),
+    "yuv444p": ("yuv444p10le", "yuv444p12le"), "rgb24": ("rgb48le", "rgb48be"), "bgr24": ("rgb48le", "bgr48le"),
+    "gbrp": ("gbrp16le", "gbrp12le", "gbrp10le"), "bgr0": ("gbrp16le", "gbrp12le", "gbrp10le"),
+    "rgb0": ("gbrp16le", "gbrp12le", "gbrp10le"),
+}
+
+
+def deeper_pix_fmt(config: EncodeConfig) -> str | None:
+    """The codec's format with more than 8 bits a component that stands in for its default one (yuv420p ->
+    yuv420p10le for x264/x265/VP9/AV1, rgb24 -> rgb48 for PNG/TIFF, gbrp16le for FFV1), or None where it has
+    none."""
+    codec = check_encoder(config)
+    formats = [f.name for f in (codec.video_formats or ())]
+    return next((f for f in _DEEPER_FORMATS.get(_default_pix_fmt(codec), ()) if f in formats), None)
 
 
 def _default_pix_fmt(codec) -> str:
