@@ -4,12 +4,15 @@ model's 8 bits widened, through the whole file pipeline.
     python -m vggx.benchmarks.fine_bits [--frames N] [--backend onnxruntime|torch] [--device cpu|cuda]
         [--checkpoint P] [--threads N] [--json PATH]
 
-The clips are skies: a smooth 16-bit field (a vertical ramp, soft clouds, a faint texture of a few 10-bit levels),
-panned under the camera; the input is its ×4 BI downscale quantised to 10 bits (16-bit PNG frames holding 10-bit
-values: lossless, so the codec adds nothing), upscaled by ``vggx.client.upscale`` into 16-bit PNG frames with
-``fine_bits`` on and off, and compared with the 16-bit original: the RMS error in 8-bit levels, and the banding —
-the mean length of the runs of equal values along a row (a gradient rendered with 8 bits is flat for several pixels,
-then steps by a whole level; the original's runs are about one pixel). Timing: ms per frame of each run.
+The clips are skies: a smooth 16-bit field (a shallow vertical ramp, soft clouds, a faint texture of about a 10-bit
+level), panned under the camera; the input is its ×4 BI downscale quantised to 10 bits. Two ways in and out:
+``png``, 16-bit PNG frames holding the 10-bit values into 16-bit PNG frames (lossless, so the codecs add nothing),
+and ``x265``, the same as 10-bit 4:2:0 HEVC (CRF 6) into 10-bit HEVC (CRF 12), what a 10-bit film would go through.
+Each is upscaled by ``vggx.client.upscale`` with ``fine_bits`` on and off and compared with the 16-bit original: the
+RMS error in 8-bit levels, and the banding — the mean length of the runs of equal values along a row of the green
+channel (a gradient rendered with 8 bits is flat for several pixels, then steps by a whole level; the original's runs
+are about one pixel). Timing: ms per frame of each run, and of its encoding stage (PNG's compression of real 16-bit
+data costs more than of 8 bits widened, whose two bytes repeat).
 """
 
 from __future__ import annotations
@@ -76,8 +79,9 @@ def sky_clip(seed: int, frames: int, velocity: tuple[float, float],
 
 
 def flat_run(images: np.ndarray) -> float:
-    """Mean length (pixels) of the runs of equal values along the rows of uint16 ``(..., h, w, 3)`` images."""
-    rows = np.moveaxis(images, -1, -2).reshape(-1, images.shape[-2])
+    """Mean length (pixels) of the runs of equal values along the rows of the green channel of uint16
+    ``(..., h, w, 3)`` images, quantised to 10 bits (so that a 10-bit codec's rounding does not count)."""
+    rows = np.rint(images[..., 1].reshape(-1, images.shape[-2]) / 64.0)
     changes = np.count_nonzero(np.diff(rows.astype(np.int32), axis=-1), axis=-1) + 1  # runs per row
     return float(rows.shape[-1] * rows.shape[0] / changes.sum())
 
@@ -98,43 +102,69 @@ def _write_pngs(frames: np.ndarray, folder: Path) -> Path:
     return folder / "%04d.png"
 
 
-def _read_pngs(pattern: Path, count: int) -> np.ndarray:
+def _write_x265(frames: np.ndarray, path: Path) -> Path:
+    """10-bit 4:2:0 HEVC (CRF 6, BT.709 tagged) of uint16 RGB frames."""
+    from fractions import Fraction
+
+    from vggx.video import EncodeConfig, VideoWriter
+
+    h, w = frames.shape[1:3]
+    config = EncodeConfig("libx265", crf=6, pix_fmt="yuv420p10le", options={"x265-params": "log-level=error"})
+    with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), config) as writer:
+        for i, frame in enumerate(frames):
+            writer.write(frame, i)
+    return path
+
+
+def _read16(path: Path) -> np.ndarray:
+    """Every frame of a video or an image sequence as uint16 RGB, by FFmpeg."""
     import av
 
-    frames = []
-    for i in range(1, count + 1):
-        with av.open(str(pattern).replace("%04d", f"{i:04d}")) as c:
-            frames.append(next(c.decode(video=0)).to_ndarray(format="rgb48le"))
-    return np.stack(frames)
+    with av.open(str(path), format="image2" if "%" in path.name else None) as c:
+        return np.stack([f.to_ndarray(format="rgb48le") for f in c.decode(video=0)])
 
 
 def measure_fine_bits(runner, frames: int = 24) -> dict:
     from vggx.client import UpscaleConfig, upscale
+    from vggx.video import EncodeConfig
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, seed, velocity, ramp in SKIES:
             lr, hr = sky_clip(seed, frames, velocity, ramp)
-            pattern = _write_pngs(lr, Path(tmp) / name / "in")
-            row = {"clip": name, "flat_run_original": round(flat_run(hr), 2)}
-            for fine in (True, False):
-                out = Path(tmp) / name / ("fine" if fine else "8bit") / "%04d.png"
-                out.parent.mkdir(parents=True)
-                t0 = time.perf_counter()
-                result = upscale(UpscaleConfig(pattern, out, fine_bits=fine, scene_threshold=None), runner=runner)
-                seconds = time.perf_counter() - t0
-                sr = _read_pngs(out, frames)
-                err = (sr.astype(np.float64) - hr) / 257.0  # 8-bit levels
-                key = "fine" if fine else "8bit"
-                row[f"rms_levels_{key}"] = round(float(np.sqrt(np.mean(err**2))), 4)
-                row[f"flat_run_{key}"] = round(flat_run(sr), 2)
-                row[f"ms_per_frame_{key}"] = round(seconds / frames * 1e3, 1)
-                row[f"output_bits_{key}"] = result.output_bits
-                assert result.fine_bits == fine, "the run did not do what it was asked"
-            rows.append(row)
-    summary = {k: round(statistics.mean(r[k] for r in rows), 4) for k in rows[0] if k != "clip"}
+            for way in ("png", "x265"):
+                folder = Path(tmp) / name / way
+                folder.mkdir(parents=True)
+                if way == "png":
+                    source, encode = _write_pngs(lr, folder / "in"), EncodeConfig()
+                else:
+                    source = _write_x265(lr, folder / "in.mkv")
+                    encode = EncodeConfig("libx265", crf=12, pix_fmt="yuv420p10le",
+                                          options={"x265-params": "log-level=error"})
+                row = {"clip": name, "way": way, "flat_run_original": round(flat_run(hr), 2)}
+                for fine in (True, False):
+                    key = "fine" if fine else "8bit"
+                    out = folder / key / "%04d.png" if way == "png" else folder / f"{key}.mkv"
+                    out.parent.mkdir(exist_ok=True)
+                    t0 = time.perf_counter()
+                    result = upscale(UpscaleConfig(source, out, encode=encode, fine_bits=fine, scene_threshold=None),
+                                     runner=runner)
+                    seconds = time.perf_counter() - t0
+                    if result.fine_bits != fine or result.output_bits <= 8:
+                        raise VggxError(f"the {way} run did not do what it was asked")
+                    sr = _read16(out)
+                    err = (sr.astype(np.float64) - hr) / 257.0  # 8-bit levels
+                    row[f"rms_levels_{key}"] = round(float(np.sqrt(np.mean(err**2))), 4)
+                    row[f"flat_run_{key}"] = round(flat_run(sr), 2)
+                    row[f"ms_per_frame_{key}"] = round(seconds / frames * 1e3, 1)
+                    row[f"encode_ms_per_frame_{key}"] = round(result.stage_seconds["encode"] / frames * 1e3, 1)
+                rows.append(row)
+    mean = {}
+    for way in ("png", "x265"):
+        some = [r for r in rows if r["way"] == way]
+        mean[way] = {k: round(statistics.mean(r[k] for r in some), 4) for k in some[0] if k not in ("clip", "way")}
     return {"backend": runner.description, "frames": frames, "lr_size": [HR[0] // 4, HR[1] // 4], "rows": rows,
-            "mean": summary}
+            "mean": mean}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     stamp(result, "fine_bits", argv)
-    print(f"{result['backend']}, 10-bit LR {result['lr_size'][0]}x{result['lr_size'][1]} -> 16-bit PNG, "
-          f"{result['frames']} frames x {len(SKIES)} skies")
-    print("clip     RMS error (8-bit levels): fine / 8-bit    flat runs (px): fine / 8-bit / original    ms/frame")
-    for r in [*result["rows"], {"clip": "mean", **result["mean"]}]:
-        print(f"{r['clip']:<8} {r['rms_levels_fine']:>22.3f} / {r['rms_levels_8bit']:.3f}"
-              f"{r['flat_run_fine']:>23.2f} / {r['flat_run_8bit']:.2f} / {r['flat_run_original']:.2f}"
-              f"{r['ms_per_frame_fine']:>12.1f} / {r['ms_per_frame_8bit']:.1f}")
+    print(f"{result['backend']}, 10-bit LR {result['lr_size'][0]}x{result['lr_size'][1]}, {result['frames']} frames "
+          f"x {len(SKIES)} skies; png: 16-bit PNG in and out, x265: 10-bit HEVC in and out")
+    print("clip  way    RMS error (8-bit levels): fine / 8-bit   flat runs (px): fine / 8-bit / original"
+          "   ms/frame (encoding): fine / 8-bit")
+    means = [{"clip": "mean", "way": way, **m} for way, m in result["mean"].items()]
+    for r in [*result["rows"], *means]:
+        print(f"{r['clip']:<5} {r['way']:<5} {r['rms_levels_fine']:>22.3f} / {r['rms_levels_8bit']:.3f}"
+              f"{r['flat_run_fine']:>22.2f} / {r['flat_run_8bit']:.2f} / {r['flat_run_original']:.2f}"
+              f"{r['ms_per_frame_fine']:>16.1f} ({r['encode_ms_per_frame_fine']:.1f}) / {r['ms_per_frame_8bit']:.1f} "
+              f"({r['encode_ms_per_frame_8bit']:.1f})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

@@ -38,7 +38,7 @@ from vggx.video import (
     open_video,
 )
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
-from vggx.video.depth import component_depth, join_fine
+from vggx.video.depth import component_depth, join_fine, split_fine
 from vggx.video.encode import (
     SEGMENT_CODECS,
     Y4M_PIX_FMT,
@@ -329,9 +329,10 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     """Upscale a clip given as frames, yielding its upscaled frames in order: ``vggx upscale`` for frames that come
     from your own decoder, a camera or a renderer rather than a file.
 
-    ``frames``: uint8 RGB ``(h, w, 3)`` (or RGBA ``(h, w, 4)``) arrays of one size and kind, from any iterable; a
-    generator is read as the windows need it (the clip's length need not be known; about two windows of frames
-    are held at a time). Each frame that comes back is uint8 ``(s·h, s·w, 3)`` (RGBA: ``4``), what ``vggx upscale``
+    ``frames``: uint8 RGB ``(h, w, 3)`` (or RGBA ``(h, w, 4)``, or uint16 RGB) arrays of one size and kind, from
+    any iterable; a generator is read as the windows need it (the clip's length need not be known; about two windows
+    of frames are held at a time). Each frame that comes back is uint8 ``(s·h, s·w, 3)`` (RGBA: ``4``; uint16 RGB
+    for uint16 frames, their levels below the model's 8 bits carried as ``fine_bits`` does), what ``vggx upscale``
     encodes: the same overlapping windows (``context`` frames each side, a quarter of the window by default), the
     same tiles (``tile`` caps them, as ``--tile``), the same halving of the tiles when the device runs out of
     memory, and the same alpha (enlarged with bicubic beside the model's colour, or through the model with
@@ -359,9 +360,12 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         size = None
         for i, frame in enumerate(frames):
             frame = np.asarray(frame)
-            if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
-                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), got {frame.dtype} "
-                                  f"{frame.shape}")
+            if frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] == 3:
+                rounded, residual = split_fine(frame)
+                frame = np.concatenate([rounded, residual.view(np.uint8)], axis=-1)  # the residual rides along
+            elif frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), or uint16 RGB, got "
+                                  f"{frame.dtype} {frame.shape}")
             if size is None:
                 size = frame.shape
             elif frame.shape != size:
@@ -373,6 +377,8 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         keep = slice(win.offset, win.offset + win.keep_count)
         stacked = np.stack(window)
         images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
+        if stacked.shape[3] == 9:  # uint16 frames: their residuals (int16, as bytes) back on the model's output
+            return join_fine(images, np.ascontiguousarray(stacked[keep, ..., 3:]).view(np.int16))
         if stacked.shape[3] == 4:
             model = None if alpha == "bicubic" else (lambda grey, keep=keep: tiles.upscale(runner, grey, keep))
             images = _with_alpha(images, stacked[..., 3], keep, info.scale, model)

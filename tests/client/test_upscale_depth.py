@@ -306,3 +306,17 @@ def test_cli_reports_bits_and_hdr(tmp_path, tiny_checkpoint_path, onnx_cache, mo
     assert res.exit_code == 0, res.output
     assert "the model's 8 bits widened (--no-fine-bits)" in res.output
     assert json.loads(report.read_text())["results"][0]["fine_bits"] is False
+
+
+def test_upscale_clip_takes_uint16_frames_and_carries_their_levels(torch_runner):
+    from vggx.client import upscale_clip
+
+    frames = [gradient16(i, 24, 40) for i in range(9)]
+    frames[5:] = [f // 3 for f in frames[5:]]  # a scene cut: found on the rounded frames as on 8-bit ones
+    got = list(upscale_clip(torch_runner, iter(frames)))
+    flat = list(upscale_clip(torch_runner, [split_fine(f)[0] for f in frames]))
+    assert len(got) == 9 and all(g.dtype == np.uint16 and g.shape == (96, 160, 3) for g in got)
+    for g, want in zip(got, carried([f.astype(np.uint16) * 257 for f in flat], frames), strict=True):
+        np.testing.assert_array_equal(g, want)
+    with pytest.raises(Exception, match="uint16 RGB"):
+        list(upscale_clip(torch_runner, [np.zeros((24, 40, 4), np.uint16)]))

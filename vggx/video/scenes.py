@@ -28,7 +28,7 @@ DEFAULT_SCENE_THRESHOLD = 10.0  # scdet's own default, percent of the largest ch
 
 
 class SceneCuts:
-    """Called on each frame of a clip in order (uint8 ``(h, w, 3)`` RGB, or RGBA whose alpha is ignored): whether
+    """Called on each frame of a clip in order (uint8 ``(h, w, 3)`` RGB, or more channels after those, ignored): whether
     that frame starts a new shot. ``scores`` and ``cuts`` keep every frame's score and the cut frames' numbers.
 
     Raises:
@@ -67,7 +67,7 @@ class SceneCuts:
         elif (h, w) != self._size:
             raise ConfigError(f"frame {len(self.scores)} is {w}x{h}, the frames before {self._size[1]}x{self._size[0]}:"
                               " scene cuts are found between frames of one size")
-        rgb = image[..., :3] if image.shape[-1] == 4 else image
+        rgb = image[..., :3] if image.shape[-1] > 3 else image
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = len(self.scores)
         self._graph.push(frame)
