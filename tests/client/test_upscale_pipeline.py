@@ -275,10 +275,10 @@ class TestUpscaleClip:
             np.testing.assert_array_equal(g[..., 3], a)
 
     @pytest.mark.parametrize(("frames", "message"), [
-        ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), got "
-                                              r"float32 \(16, 16, 3\)"),
-        ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), got uint8 "
-                                         r"\(16, 16\)"),
+        ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), or "
+                                              r"uint16 RGB, got float32 \(16, 16, 3\)"),
+        ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), or uint16 RGB, "
+                                         r"got uint8 \(16, 16\)"),
         ([np.zeros((16, 16, 3), np.uint8)] * 3 + [np.zeros((16, 24, 3), np.uint8)],
          "frame 3 is 24x16x3, frame 0 16x16x3: a clip's frames have one size and kind"),
         ([np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 4), np.uint8)],
