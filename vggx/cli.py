@@ -757,8 +757,10 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     resumed = f", going on after the {result.resumed_frames} frames stored" if result.resumed_frames else ""
     copied = ", ".join(result.copied) or "nothing"
     where = "standard output" if stdout else str(result.output)
+    depth = _depth_line(result)
     return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
-            f"{windows}{tiles}{resumed}; copied along: {copied}; nothing was written")
+            f"{windows}{tiles}{resumed}; copied along: {copied}" + (f"; {depth}" if depth else "")
+            + "; nothing was written")
 
 
 def _depth_line(result) -> str | None:

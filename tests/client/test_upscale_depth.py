@@ -320,3 +320,55 @@ def test_upscale_clip_takes_uint16_frames_and_carries_their_levels(torch_runner)
         np.testing.assert_array_equal(g, want)
     with pytest.raises(Exception, match="uint16 RGB"):
         list(upscale_clip(torch_runner, [np.zeros((24, 40, 4), np.uint16)]))
+
+
+def test_dry_run_says_the_bits_and_hdr(tmp_path, tiny_checkpoint_path, onnx_cache, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    monkeypatch.setenv("VGGX_CACHE_DIR", str(onnx_cache))
+    src = make_hdr(tmp_path / "hdr.mkv", frames=4)
+    res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "o.mp4"), "--checkpoint",
+                                   str(tiny_checkpoint_path), "--dry-run"])
+    assert res.exit_code == 0, res.output
+    line = res.stdout.strip().splitlines()[-1]
+    assert line.startswith("dry run: would upscale") and line.endswith("nothing was written")
+    assert "PQ (SMPTE ST 2084) HDR kept" in line and "10-bit input -> 10-bit output" in line
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_resumed_hdr_run_goes_on_with_its_fine_bits_and_metadata(tmp_path, torch_runner):
+    import av
+
+    from vggx.errors import InferenceError
+
+    class Flaky:
+        """``torch_runner`` that falls over at its ``fail_at``-th window."""
+
+        def __init__(self, fail_at: int | None = None) -> None:
+            self.info, self.description, self.calls, self.fail_at = torch_runner.info, "flaky", 0, fail_at
+
+        def infer(self, lr, **kwargs):
+            self.calls += 1
+            if self.calls == self.fail_at:
+                raise InferenceError("backend fell over")
+            return torch_runner.infer(lr, **kwargs)
+
+    src = make_hdr(tmp_path / "hdr.mkv", frames=30)
+    encode = EncodeConfig("libx265", crf=0, segment_frames=8, options={"x265-params": "log-level=error"})
+    out = tmp_path / "out.mkv"
+    with pytest.raises(InferenceError, match="fell over"):
+        upscale(UpscaleConfig(src, out, encode=encode, resume=True), runner=Flaky(fail_at=5))
+    assert not out.exists()
+    with pytest.raises(Exception, match="fine_bits"):  # another setting is refused, named
+        upscale(UpscaleConfig(src, out, encode=encode, resume=True, fine_bits=False), runner=Flaky())
+    result = upscale(UpscaleConfig(src, out, encode=encode, resume=True), runner=Flaky())
+    assert 8 <= result.resumed_frames < 30 and result.fine_bits and result.hdr
+    ref = tmp_path / "ref.mkv"
+    upscale(UpscaleConfig(src, ref, encode=encode), runner=Flaky())
+    for g, w in zip(read16(out), read16(ref), strict=True):
+        np.testing.assert_array_equal(g, w)
+    assert stream_facts(out)["color"][:3] == (9, 9, 16) and stream_facts(out)["pix_fmt"] == "yuv420p10le"
+    with av.open(str(out)) as c:
+        assert ColorInfo.of_frame(next(c.decode(video=0))).mastering == MASTERING
