@@ -453,7 +453,9 @@ class VideoWriter:
         if self.color is not None and self._yuv_range is not None:  # HDR10 metadata, beside the user's params
             for key, value in self.color.encoder_options(cfg.codec).items():
                 options[key] = f"{options[key]}:{value}" if options.get(key) else value
-        if cfg.crf is not None and cfg.codec in _CRF_CODECS:
+        if cfg.crf == 0 and cfg.codec in ("libx264", "libx264rgb") and self._deep:
+            options.setdefault("qp", "0")  # x264's CRF 0 is lossless in 8 bits only; QP 0 in any depth
+        elif cfg.crf is not None and cfg.codec in _CRF_CODECS:
             options.setdefault("crf", str(cfg.crf))
             if cfg.crf == 0 and cfg.codec == "libx265":
                 options["x265-params"] = ":".join(p for p in ("lossless=1", options.get("x265-params")) if p)
