@@ -542,6 +542,9 @@ def upscale(
     scene_threshold: Annotated[float, typer.Option(
         "--scene-threshold", help="scene-cut threshold, percent of the largest frame-to-frame change (FFmpeg's: "
         "good values 8-14; lower finds more cuts)")] = 10.0,
+    progress_interval: Annotated[float, typer.Option(
+        "--progress-interval", help="where standard error is not a terminal (a Kubernetes Job's or a batch "
+        "system's log): seconds between progress lines (frames done, fps, time left); 0: none", min=0.0)] = 30.0,
     fine_bits: Annotated[bool, typer.Option(
         "--fine-bits/--no-fine-bits", help="a 10/12/16-bit input into an output of more than 8 bits (e.g. --pix-fmt "
         "yuv420p10le, 16-bit PNG): carry its levels below the model's 8 bits into the output, so gradients do "
@@ -686,12 +689,15 @@ def upscale(
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
                   TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
                   transient=True, disable=not err_console.is_terminal) as bar:
-        progress = _Bar(bar)
+        lines = None if err_console.is_terminal or not progress_interval else _ProgressLines(progress_interval)
+        progress = _Bar(bar) if lines is None else lines
         if not folder:
             result = run_upscale(todo[0], progress=progress)
         else:
             with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
                 for c in todo:
+                    if lines is not None:
+                        lines.name = Path(c.input).name
                     try:
                         result = run_upscale(c, progress=progress, runner=runner)
                     except VideoError as exc:  # this file: reported, the others go on
@@ -712,6 +718,59 @@ def upscale(
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}
+
+
+class _ProgressLines:
+    """Progress as a line on standard error every ``interval`` seconds, for logs rather than terminals (a Kubernetes
+    Job, a batch system, ``2> log``): frames done (of how many, where the input says), frames/s, time left. The pace
+    is counted from the first frames reported (a resumed run's stored frames, or the first window and with it the
+    backend's warm-up, are not part of it)."""
+
+    def __init__(self, interval: float, clock=None) -> None:
+        import time
+
+        self.interval, self.clock = interval, clock or time.monotonic
+        self.name: str | None = None  # the file of a folder run
+        self.total: int | None = None
+        self.done = 0
+        self.t0 = self.last = 0.0
+        self.first: tuple[float, int] | None = None  # (when, frames done) at the first report
+
+    def start(self, total: int | None, description: str) -> None:
+        self.total, self.done, self.first = total, 0, None
+        self.t0 = self.last = self.clock()
+
+    def advance(self, frames: int) -> None:
+        self.done += frames
+        now = self.clock()
+        if self.first is None:
+            self.first = (now, self.done)
+        if now - self.last >= self.interval:
+            self.last = now
+            self._print(self.line(now))
+
+    def line(self, now: float) -> str:
+        text = f"{self.done}/{self.total} frames ({100 * self.done / self.total:.1f} %)" if self.total else \
+            f"{self.done} frames"
+        text += f" in {_clock(now - self.t0)}"
+        since, then = self.first if self.first is not None else (now, self.done)
+        if now > since and self.done > then:
+            fps = (self.done - then) / (now - since)
+            text += f", {fps:.2f} fps"
+            if self.total and self.done < self.total:
+                text += f", about {_clock((self.total - self.done) / fps)} left"
+        return text
+
+    def _print(self, text: str) -> None:
+        err_console.print(f"{self.name}: {text}" if self.name else text, highlight=False, soft_wrap=True,
+                          markup=False)
+
+
+def _clock(seconds: float) -> str:
+    """``H:MM:SS`` (``M:SS`` under an hour)."""
+    m, s = divmod(round(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def _parse_tile(text: str) -> tuple[int, int]:

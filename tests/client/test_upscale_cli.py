@@ -545,3 +545,59 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cli, clips, tmp_path):
     row = json.loads((tmp_path / "plan.json").read_text())["results"][0]
     assert row["dry_run"] is True and row["fps"] is None and row["frames"] == 10 and row["copied"] == ["audio"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.json"]
+
+
+class TestProgressLines:
+    """Standard error that is not a terminal (a Job's log) gets a progress line every --progress-interval seconds."""
+
+    def test_lines_say_frames_pace_and_time_left(self):
+        from vggx.cli import _ProgressLines
+
+        now = [100.0]
+        lines = _ProgressLines(30.0, clock=lambda: now[0])
+        lines.start(1000, "ignored")
+        assert lines.line(100.0) == "0/1000 frames (0.0 %) in 0:00"
+        now[0] = 110.0
+        lines.advance(100)  # the first window, after the warm-up: the pace counts from here
+        assert lines.line(110.0) == "100/1000 frames (10.0 %) in 0:10"
+        now[0] = 130.0
+        lines.advance(400)
+        assert lines.line(130.0) == "500/1000 frames (50.0 %) in 0:30, 20.00 fps, about 0:25 left"
+        now[0] = 4000.0
+        lines.start(None, "a stream of unknown length")
+        lines.advance(4)
+        now[0] = 7604.0
+        lines.advance(3600)
+        assert lines.line(7604.0) == "3604 frames in 1:00:04, 1.00 fps"
+
+    def test_a_resumed_runs_stored_frames_are_not_its_pace(self):
+        from vggx.cli import _ProgressLines
+
+        now = [0.0]
+        lines = _ProgressLines(30.0, clock=lambda: now[0])
+        lines.start(100, "resuming")
+        lines.advance(60)  # the stored frames, reported at once
+        now[0] = 20.0
+        lines.advance(20)
+        assert lines.line(20.0) == "80/100 frames (80.0 %) in 0:20, 1.00 fps, about 0:20 left"
+
+    def test_a_run_logs_lines_on_standard_error_only(self, cli, clips, tmp_path):
+        result = cli(clips["twelve"], tmp_path / "o.mkv", "--progress-interval", "0.000001")
+        assert result.exit_code == 0, result.output
+        progress = result.stderr.strip().splitlines()
+        assert progress and all(re.fullmatch(r"\d+/12 frames \(\d+\.\d %\) in 0:\d\d(, \d+\.\d\d fps"
+                                             r"(, about 0:\d\d left)?)?", p) for p in progress), progress
+        assert progress[-1].startswith("12/12 frames (100.0 %)")
+        assert "frames (" not in result.stdout  # the summary stays on standard output, alone
+        quiet = cli(clips["twelve"], tmp_path / "p.mkv", "--progress-interval", "0")
+        assert quiet.exit_code == 0 and quiet.stderr == ""
+
+    def test_a_folder_run_names_the_file(self, cli, clips, tmp_path):
+        folder = tmp_path / "in"
+        folder.mkdir()
+        for name in ("a.mkv", "b.mkv"):
+            (folder / name).write_bytes(clips["twelve"].read_bytes())
+        result = cli(folder, tmp_path / "out", "--progress-interval", "0.000001")
+        assert result.exit_code == 0, result.output
+        names = {line.split(":", 1)[0] for line in result.stderr.strip().splitlines()}
+        assert names == {"a.mkv", "b.mkv"}
