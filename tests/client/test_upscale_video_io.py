@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -56,6 +57,49 @@ class TestDecode:
         with open_video(clips["twelve"], start=100) as r, \
                 pytest.raises(VideoError, match="no video frames at or after"):
             list(r)
+
+
+    @staticmethod
+    def _with_cover(path: Path, attached: bool) -> Path:
+        """A clip whose first video stream is a cover picture (one JPEG), the real video second (10 frames)."""
+        import av
+
+        with av.open(str(path), "w") as c:
+            cover = c.add_stream("mjpeg", rate=1)
+            cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+            if attached:
+                cover.disposition = av.stream.Disposition.attached_pic
+            v = c.add_stream("libx264", rate=24)
+            v.width, v.height, v.pix_fmt = 56, 40, "yuv420p"
+            picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+            for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode()]:
+                packet.pts = packet.dts = 0
+                c.mux(packet)
+            for i in range(10):
+                for packet in v.encode(av.VideoFrame.from_ndarray(frame_pattern(i, 40, 56), format="rgb24")):
+                    c.mux(packet)
+            for packet in v.encode():
+                c.mux(packet)
+        return path
+
+    @pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+    def test_a_cover_picture_is_not_the_video(self, tmp_path, caplog, ext):
+        """Cover art (an attached picture, or a one-frame track before the real one) is not what gets upscaled."""
+        import logging
+
+        path = self._with_cover(tmp_path / f"c{ext}", attached=True)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
+            frames = list(r)
+            assert (r.info.codec, r.info.width, r.info.height, len(frames)) == ("h264", 56, 40, 10)
+
+    def test_of_several_videos_the_one_ffmpeg_picks_is_named(self, tmp_path, caplog):
+        import logging
+
+        path = self._with_cover(tmp_path / "two.mkv", attached=False)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
+            assert (r.info.codec, len(list(r))) == ("h264", 10)
+        said = [rec.getMessage() for rec in caplog.records]
+        assert len(said) == 1 and "has 2 video streams; upscaling stream #1 (h264 56x40)" in said[0]
 
 
 class TestEncode:

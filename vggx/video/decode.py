@@ -231,7 +231,7 @@ class VideoReader:
         try:
             if not self._container.streams.video:
                 raise VideoError(f"{self.path} has no video stream")
-            self._stream = self._container.streams.video[0]
+            self._stream = _main_video(self._container, self.path)
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
         except BaseException:
@@ -425,6 +425,23 @@ def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None =
         VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.
     """
     return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate)
+
+
+def _main_video(container, path) -> object:
+    """The video stream to upscale: the one FFmpeg picks (``av_find_best_stream``: most frames decoded when probed,
+    then the largest), never a cover picture (``attached_pic``: album art, a thumbnail a downloader embedded) while
+    there is a real one; a warning where several real ones are there to choose from."""
+    from av.stream import Disposition
+
+    streams = list(container.streams.video)
+    real = [s for s in streams if not s.disposition & Disposition.attached_pic] or streams
+    best = container.streams.best("video")
+    chosen = best if best in real else real[0]
+    if len(real) > 1:
+        cc = chosen.codec_context
+        log.warning("%s has %d video streams; upscaling stream #%d (%s %dx%d), the one FFmpeg picks", path,
+                    len(real), chosen.index, cc.name, cc.width, cc.height)
+    return chosen
 
 
 def _reason(exc: BaseException) -> str:
