@@ -192,7 +192,8 @@ class UpscaleResult:
     # A dry run (``UpscaleConfig.dry_run``): nothing ran; ``frames`` and ``windows`` are what the input announces
     # (an estimate; 0 where it does not say), ``windows`` as if there were no scene cuts.
     dry_run: bool = False
-    copied: tuple[str, ...] = ()  # what goes along with the video: "audio", "subtitles", "chapters", "attachments"
+    # what goes along with the video: "audio", "subtitles", "chapters", "attachments", "cover"
+    copied: tuple[str, ...] = ()
     # Bits a component: the input's, and the output's (its pixel format's); whether the input's levels below the
     # model's 8 bits were carried into the output (``fine_bits``).
     input_bits: int = 8
@@ -896,7 +897,7 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
                     "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
                     display_source(reader.path))
     else:
-        kinds = ("audio", "subtitles", "chapters", "attachments")
+        kinds = ("audio", "subtitles", "chapters", "attachments", "cover")
         return tuple(k for k in kinds if getattr(vinfo, f"has_{k}"))
     return ()
 

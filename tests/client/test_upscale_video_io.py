@@ -638,3 +638,35 @@ def test_a_pixel_format_the_codec_cannot_encode_is_one_clear_error(tmp_path):
         VideoWriter(tmp_path / "o.mkv", 64, 48, Fraction(25), Fraction(1, 25),
                     EncodeConfig(codec="libx264rgb", pix_fmt="yuv420p10le"))
     assert list(tmp_path.iterdir()) == []
+
+
+class TestCover:
+    """A cover picture goes along as cover art (MP4) or an attachment (Matroska), never upscaled as the video."""
+
+    @pytest.mark.parametrize(("ext", "kept"), [(".mp4", True), (".mkv", True), (".mov", False)])
+    def test_the_cover_goes_along(self, tmp_path, torch_runner, caplog, ext, kept):
+        import logging
+
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        src = TestDecode._with_cover(tmp_path / "in.mp4", attached=True)
+        with av.open(str(src)) as c:
+            cover = bytes(next(p for p in c.demux(c.streams.video[1]) if p.size))
+        out = tmp_path / f"out{ext}"
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            result = upscale(UpscaleConfig(src, out), runner=torch_runner)
+        assert "cover" in result.copied
+        with av.open(str(out)) as c:
+            video = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+            covers = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+            assert len(video) == 1 and video[0].codec_context.name == "h264"
+            if kept:
+                assert len(covers) == 1 and bytes(next(p for p in c.demux(covers[0]) if p.size)) == cover
+            else:
+                assert covers == []
+        with av.open(str(out)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 10
+        warned = [r.getMessage() for r in caplog.records if "cover picture" in r.getMessage()]
+        assert bool(warned) != kept

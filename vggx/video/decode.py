@@ -26,8 +26,8 @@ from vggx.errors import VideoError
 from .depth import ColorInfo, component_depth, split_fine
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
-           "find_sequence", "guess_pattern", "has_alpha", "is_image_sequence", "is_pipe", "is_url", "open_source",
-           "open_video"]
+           "find_sequence", "guess_pattern", "has_alpha", "is_cover", "is_image_sequence", "is_pipe", "is_url",
+           "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,14 @@ class VideoInfo:
     has_alpha: bool = False  # the pixel format carries an alpha channel (RGBA PNG/TIFF, ProRes 4444, VP9 alpha, ...)
     has_chapters: bool = False
     has_attachments: bool = False  # Matroska attachments (fonts for ASS subtitles, cover art)
+    has_cover: bool = False  # a cover picture stream (MP4's cover art, a thumbnail a downloader embedded)
     bit_depth: int = 8  # bits of the deepest colour component (10 for yuv420p10le, 16 for a 16-bit PNG)
     color: ColorInfo | None = None  # the stream's colour tags (HDR10 metadata: see VideoReader.color)
 
     @property
     def has_extras(self) -> bool:
         """Whether there is anything besides the video to copy: audio, subtitles, chapters or attachments."""
-        return self.has_audio or self.has_subtitles or self.has_chapters or self.has_attachments
+        return self.has_audio or self.has_subtitles or self.has_chapters or self.has_attachments or self.has_cover
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,7 @@ class VideoReader:
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
             has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha, has_chapters=bool(c.chapters()),
             has_attachments=any(st.type == "attachment" for st in c.streams),
+            has_cover=any(is_cover(st) and st is not s for st in c.streams.video),
             bit_depth=component_depth(cc.pix_fmt), color=ColorInfo.of_context(cc),
         )
 
@@ -427,14 +429,19 @@ def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None =
     return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate)
 
 
+def is_cover(stream) -> bool:
+    """Whether a PyAV video stream is a cover picture (``attached_pic``: one image, not a video)."""
+    from av.stream import Disposition
+
+    return bool(stream.disposition & Disposition.attached_pic)
+
+
 def _main_video(container, path) -> object:
     """The video stream to upscale: the one FFmpeg picks (``av_find_best_stream``: most frames decoded when probed,
     then the largest), never a cover picture (``attached_pic``: album art, a thumbnail a downloader embedded) while
     there is a real one; a warning where several real ones are there to choose from."""
-    from av.stream import Disposition
-
     streams = list(container.streams.video)
-    real = [s for s in streams if not s.disposition & Disposition.attached_pic] or streams
+    real = [s for s in streams if not is_cover(s)] or streams
     best = container.streams.best("video")
     chosen = best if best in real else real[0]
     if len(real) > 1:

@@ -52,6 +52,7 @@ from .decode import (
     IMAGE_SUFFIXES,
     display_source,
     has_alpha,
+    is_cover,
     is_image_sequence,
     is_url,
     open_source,
@@ -936,6 +937,7 @@ class _AudioCopier:
         source = display_source(source)
         self._in_streams = []
         self._out: dict[int, object] = {}  # input stream index -> output stream
+        self._covers: list = []  # cover-picture packets to mux first
         self._copy_chapters(container, start, end, source)
         attachments = [s for s in self._input.streams if s.type == "attachment"]
         if attachments and container.format.name == "matroska":
@@ -947,6 +949,7 @@ class _AudioCopier:
                         "them", source, len(attachments), "s" if len(attachments) > 1 else "",
                         ", ".join(a.name or "?" for a in attachments[:3]) + (", ..." if len(attachments) > 3 else ""),
                         container.format.name)
+        self._copy_covers(container, source)
         for stream in self._input.streams:
             if stream.type == "attachment":
                 continue
@@ -979,6 +982,34 @@ class _AudioCopier:
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
 
+    def _copy_covers(self, container, source: str) -> None:
+        """The input's cover pictures (attached pictures: MP4 cover art, a downloader's thumbnail): as cover art into
+        MP4, as an attachment into Matroska (its way of holding one); elsewhere a warning."""
+        import av
+
+        covers = [s for s in self._input.streams.video if is_cover(s)]
+        if not covers:
+            return
+        name = container.format.name
+        if name not in ("matroska", "mp4"):  # (FFmpeg's QuickTime muxer writes no cover art)
+            log.warning("%s: its cover picture cannot go into %s; not copied (.mp4 and .mkv keep it)", source, name)
+            return
+        for cover in covers:
+            packet = next((p for p in self._input.demux(cover) if p.size), None)
+            if packet is None:  # pragma: no cover - a cover stream without its picture
+                continue
+            kind = {"png": ("png", "image/png"), "bmp": ("bmp", "image/bmp")}.get(
+                cover.codec_context.name, ("jpg", "image/jpeg"))
+            if name == "matroska":
+                container.add_attachment(f"cover.{kind[0]}" if len(covers) == 1 else f"cover{cover.index}.{kind[0]}",
+                                         kind[1], bytes(packet))
+                continue
+            out = container.add_stream_from_template(cover)
+            out.disposition = av.stream.Disposition.attached_pic
+            packet.stream, packet.pts, packet.dts = out, 0, 0
+            self._covers.append(packet)  # muxed with the first packets (the header is written then)
+        self._input.seek(0)
+
     def _copy_chapters(self, container, start: float, end: float | None, source: str) -> None:
         """The input's chapters that overlap ``[start, end)``, shifted to start at 0 and cut to it."""
         kept = []
@@ -1004,6 +1035,8 @@ class _AudioCopier:
         """Mux source packets whose time (after the shift) is below ``seconds`` (None: all)."""
         import av
 
+        while self._covers:
+            self._container.mux(self._covers.pop(0))
         while not self._done:
             packet = self._pending
             self._pending = None
