@@ -214,9 +214,12 @@ class TestHdr:
         assert r.color.encoder_options("libx265") == {
             "x265-params": f"hdr10=1:master-display={MASTERING}:max-cll=1000,400"}
         assert r.color.encoder_options("libx264") == {"x264-params": f"mastering-display={MASTERING}:cll=1000,400"}
+        assert r.color.encoder_options("libsvtav1") == {"svtav1-params": (
+            "mastering-display=G(0.26500,0.69000)B(0.15000,0.06000)R(0.68000,0.32000)WP(0.31270,0.32900)"
+            "L(1000.0000,0.0050):content-light=1000,400")}  # SVT-AV1 takes decimals
         assert r.color.encoder_options("ffv1") == {}
 
-    @pytest.mark.parametrize("codec", ["libx264", "libx265"])
+    @pytest.mark.parametrize("codec", ["libx264", "libx265", "libsvtav1"])
     def test_hdr10_stays_hdr10(self, tmp_path, torch_runner, codec):
         import av
 

@@ -10,12 +10,14 @@ enlarged residual: two thirds of an 8-bit level (bicubic, a = -0.75, gains up to
 
 **Colour.** Wide-gamut and HDR inputs (BT.2020 primaries; PQ or HLG transfer) keep their colour description: the
 model upscales the signal as coded (PQ values, say) and the output is coded and tagged alike (BT.2020 matrix,
-primaries, transfer), with the HDR10 metadata (mastering display, content light levels) passed on to x264/x265. The
+primaries, transfer), with the HDR10 metadata (mastering display, content light levels) passed on to x264, x265 and
+SVT-AV1. The
 rest (BT.709, BT.601, untagged) is written as BT.709, as before (see :mod:`vggx.video.encode`).
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -114,7 +116,8 @@ class ColorInfo:
         return cls(tags.primaries, tags.trc, tags.matrix, mastering, light)
 
     def encoder_options(self, codec: str) -> dict[str, str]:
-        """x264/x265 options that write the HDR10 metadata into the stream (SEI); {} for other codecs or none."""
+        """x264/x265/SVT-AV1 options that write the HDR10 metadata into the stream (SEI, AV1 metadata OBUs); {} for
+        other codecs or none."""
         if not self.hdr or not (self.mastering or self.light):
             return {}
         if codec == "libx265":
@@ -125,6 +128,15 @@ class ColorInfo:
             params = [f"mastering-display={self.mastering}"] if self.mastering else []
             params += [f"cll={self.light[0]},{self.light[1]}"] if self.light else []
             return {"x264-params": ":".join(params)}
+        if codec == "libsvtav1":  # the same values as decimals: chromaticities, then cd/m²
+            params = []
+            if self.mastering:
+                v = [int(n) for n in re.findall(r"\d+", self.mastering)]
+                xy = [f"{n / 50000:.5f}" for n in v[:8]]
+                params.append(f"mastering-display=G({xy[0]},{xy[1]})B({xy[2]},{xy[3]})R({xy[4]},{xy[5]})"
+                              f"WP({xy[6]},{xy[7]})L({v[8] / 10000:.4f},{v[9] / 10000:.4f})")
+            params += [f"content-light={self.light[0]},{self.light[1]}"] if self.light else []
+            return {"svtav1-params": ":".join(params)}
         return {}
 
 

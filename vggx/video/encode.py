@@ -24,7 +24,7 @@ Colour: YUV output is BT.709, limited range (full range for the ``yuvj`` formats
 stream (matrix, primaries, transfer, range). Left to their defaults, FFmpeg converts with BT.601 and
 tags nothing, and players show untagged HD as BT.709: an ×4 output would play with shifted colours
 (a saturated red off by ~14 levels). A wide-gamut or HDR source's description (``color``: BT.2020, PQ, HLG) is
-kept instead, its HDR10 metadata written by x264/x265 (:class:`vggx.video.depth.ColorInfo`).
+kept instead, its HDR10 metadata written by x264, x265 and SVT-AV1 (:class:`vggx.video.depth.ColorInfo`).
 
 Frames are uint8, or uint16 RGB for outputs of more than 8 bits that keep an input's fine levels
 (:mod:`vggx.video.depth`).
@@ -341,7 +341,7 @@ class VideoWriter:
         sample_aspect_ratio: pixel shape to record (an anamorphic source's), so the picture keeps its
             display proportions.
         color: the source's colour description; a wide-gamut or HDR one (``color.kept``) is what YUV output is
-            converted to and tagged with (HDR10 metadata included, for x264/x265), instead of BT.709.
+            converted to and tagged with (HDR10 metadata included, for x264, x265, SVT-AV1), instead of BT.709.
 
     Raises:
         VideoError: the file cannot be created or the codec/container rejects the settings.
