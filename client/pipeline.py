@@ -442,11 +442,14 @@ def _infer_padded(runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool
 
 
 def _bicubic(image: np.ndarray, scale: int) -> np.ndarray:
-    """``image`` (RGB ``(h, w, 3)``, or one ``(h, w)`` plane such as an alpha matte) ``scale`` times larger,
-    bicubic (swscale)."""
+    """``image`` (RGB ``(h, w, 3)``, or one ``(h, w)`` plane such as an alpha matte; uint8 or uint16) ``scale`` times
+    larger, bicubic (swscale)."""
     import av
 
-    fmt = "gray" if image.ndim == 2 else "rgb24"
+    if image.dtype == np.uint16:
+        fmt = "gray16le" if image.ndim == 2 else "rgb48le"
+    else:
+        fmt = "gray" if image.ndim == 2 else "rgb24"
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=fmt)
     h, w = image.shape[:2]
     return thread_reformatter().reformat(frame, width=w * scale, height=h * scale, format=fmt,
@@ -457,12 +460,18 @@ def _with_alpha(images: np.ndarray, alphas: np.ndarray, keep: slice, scale: int,
     """RGBA ``(k, s·h, s·w, 4)``: the model's RGB with the kept frames' alpha (``alphas``: the window's ``(T, h, w)``
     planes) enlarged to it. ``model``: None for bicubic (the matte is the input's, enlarged), else a callable
     running RGB frames ``(T, h, w, 3)`` through the model for ``keep`` (the alpha as a grey clip; the mean of the
-    three channels it returns)."""
-    out = np.empty((*images.shape[:3], 4), np.uint8)
+    three channels it returns). 16-bit RGB and alpha (fine bits) make 16-bit RGBA, the matte's own fine levels carried
+    past the model as the colour's are."""
+    out = np.empty((*images.shape[:3], 4), images.dtype)
     out[..., :3] = images
     if model is not None:
-        grey = model(np.ascontiguousarray(np.repeat(alphas[..., None], 3, axis=-1)))
-        out[..., 3] = np.rint(grey.mean(axis=-1, dtype=np.float32)).astype(np.uint8)
+        grey = np.ascontiguousarray(np.repeat(alphas[..., None], 3, axis=-1))
+        if grey.dtype == np.uint16:
+            rounded, residual = split_fine(grey)
+            sr = join_fine(model(rounded), residual[keep])
+        else:
+            sr = model(grey)
+        out[..., 3] = np.rint(sr.mean(axis=-1, dtype=np.float32)).astype(out.dtype)
         return out
     for frame, alpha in zip(out, alphas[keep], strict=True):
         frame[..., 3] = _bicubic(alpha, scale)
@@ -687,12 +696,12 @@ class _Run:
                     break
                 t0 = time.perf_counter()
                 images = self.tiles.upscale(self.runner, item.frames, item.keep, self.yuv420p)
+                if item.fines is not None:
+                    images = join_fine(images, item.fines)
                 if item.alphas is not None:
                     model = None if self.cfg.alpha == "bicubic" else (
                         lambda grey, keep=item.keep: self.tiles.upscale(self.runner, grey, keep))
                     images = _with_alpha(images, item.alphas, item.keep, self.runner.info.scale, model)
-                if item.fines is not None:
-                    images = join_fine(images, item.fines)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
@@ -850,19 +859,27 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
         log.warning("%s has an alpha channel; %s, so it is dropped (PNG/TIFF images, --codec ffv1 in .mkv, "
                     "prores_ks in .mov or libvpx-vp9 in .webm keep it)", reader.path, why)
         return config, False
+    if config.encode.pix_fmt is None and _keeps_depth(config, reader):  # a deep matte into a lossless output
+        fmt = deeper_pix_fmt(config.encode, fmt) or fmt
     return dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=fmt)), True
+
+
+def _keeps_depth(config: UpscaleConfig, reader: VideoReader) -> bool:
+    """Whether the output's default format follows a deep input's depth: images and lossless codecs."""
+    return reader.info.bit_depth > 8 and (image_codec(config.output) is not None
+                                          or config.encode.codec in _LOSSLESS_CODECS)
 
 
 def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alpha: bool) -> tuple[UpscaleConfig, bool]:
     """The output's pixel format where the input's depth or colour asks for another default (where ``--pix-fmt``
     chose none: an HDR input's codec's 10-bit format; a deep input's 16-bit one for PNG/TIFF images and FFV1, which
-    are lossless), and whether the input's fine levels go to the output (:attr:`UpscaleConfig.fine_bits`; not with
-    alpha or ``--compare``). Warns where an HDR input's output cannot show it as it is."""
+    are lossless; :func:`_alpha_output` chose it where the alpha goes along), and whether the input's fine levels go
+    to the output (:attr:`UpscaleConfig.fine_bits`; not with ``--compare``). Warns where an HDR input's output cannot
+    show it as it is."""
     vinfo = reader.info
     color, encode = vinfo.color, config.encode
     hdr = color is not None and color.hdr is not None
-    if encode.pix_fmt is None and not alpha and (hdr or (vinfo.bit_depth > 8 and (
-            image_codec(output) is not None or encode.codec in _LOSSLESS_CODECS))):
+    if encode.pix_fmt is None and not alpha and (hdr or _keeps_depth(config, reader)):
         deeper = deeper_pix_fmt(encode)
         if deeper is not None:
             encode = dataclasses.replace(encode, pix_fmt=deeper)
@@ -878,7 +895,7 @@ def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alph
     if hdr and bits <= 8:
         log.warning("%s is HDR (%s): %d bits a component band its gradients; give --pix-fmt yuv420p10le (x264, "
                     "x265, SVT-AV1)", reader.path, color.hdr, bits)
-    return config, config.fine_bits and vinfo.bit_depth > 8 and bits > 8 and not alpha and not config.compare
+    return config, config.fine_bits and vinfo.bit_depth > 8 and bits > 8 and not config.compare
 
 
 def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[str, ...]:

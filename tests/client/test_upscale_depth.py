@@ -386,3 +386,53 @@ def test_a_resumed_hdr_run_goes_on_with_its_fine_bits_and_metadata(tmp_path, tor
     assert stream_facts(out)["color"][:3] == (9, 9, 16) and stream_facts(out)["pix_fmt"] == "yuv420p10le"
     with av.open(str(out)) as c:
         assert ColorInfo.of_frame(next(c.decode(video=0))).mastering == MASTERING
+
+
+def make_rgba16(folder: Path, count: int = 6, size: tuple[int, int] = (24, 40)) -> Path:
+    """16-bit RGBA PNG frames: :func:`gradient16` colour and a soft 16-bit matte (a VFX plate with its alpha)."""
+    import av
+
+    folder.mkdir()
+    h, w = size
+    with av.open(str(folder / "%04d.png"), "w", format="image2") as c:
+        s = c.add_stream("png", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "rgba64be"
+        for i in range(count):
+            matte = np.clip((np.arange(w)[None, :] - 8 - i) * 4000 + np.arange(h)[:, None] * 37, 0, 65535)
+            image = np.concatenate([gradient16(i, h, w), matte.astype(np.uint16)[..., None]], axis=-1)
+            for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgba64le")):
+                c.mux(p)
+    return folder / "%04d.png"
+
+
+def read_rgba16(pattern: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(pattern), format="image2") as c:
+        return [f.to_ndarray(format="rgba64le") for f in c.decode(video=0)]
+
+
+class TestFineAlpha:
+    """A 16-bit plate with its alpha (VFX): 16-bit RGBA out, the colour's fine levels carried, the matte's too."""
+
+    @pytest.mark.parametrize("mode", ["bicubic", "model"])
+    def test_a_16_bit_plate_keeps_16_bit_colour_and_matte(self, tmp_path, torch_runner, mode):
+        from vggx.client.pipeline import _bicubic
+
+        pattern = make_rgba16(tmp_path / "in")
+        inputs = read_rgba16(pattern)
+        (tmp_path / "fine").mkdir()
+        (tmp_path / "flat").mkdir()
+        fine = upscale(UpscaleConfig(pattern, tmp_path / "fine" / "%04d.png", alpha=mode), runner=torch_runner)
+        flat = upscale(UpscaleConfig(pattern, tmp_path / "flat" / "%04d.png", alpha=mode, fine_bits=False),
+                       runner=torch_runner)
+        assert (fine.input_bits, fine.output_bits, fine.fine_bits) == (16, 16, True) and not flat.fine_bits
+        assert stream_facts(tmp_path / "fine" / "%04d.png")["pix_fmt"] == "rgba64be"
+        a, b = read_rgba16(tmp_path / "fine" / "%04d.png"), read_rgba16(tmp_path / "flat" / "%04d.png")
+        colour = carried([y[..., :3] for y in b], [x[..., :3] for x in inputs])
+        for x, y, want, src in zip(a, b, colour, inputs, strict=True):
+            np.testing.assert_array_equal(x[..., :3], want)  # the colour: the 8-bit run's plus its residual
+            if mode == "bicubic":  # the matte, enlarged in 16 bits
+                np.testing.assert_array_equal(x[..., 3], _bicubic(src[..., 3], 4))
+            assert np.abs(x[..., 3].astype(np.int32) - y[..., 3]).max() <= 1.2 * 257  # the 8-bit matte, give or take
+            assert np.mean(x[..., 3] % 257 != 0) > 0.3  # levels between the 8-bit ones

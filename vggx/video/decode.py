@@ -173,8 +173,9 @@ class VideoInfo:
 @dataclass(frozen=True)
 class DecodedFrame:
     """One decoded frame: ``image`` uint8 ``(h, w, 3)`` RGB; ``pts`` in ``VideoInfo.time_base``; ``alpha`` uint8
-    ``(h, w)`` where the input has an alpha channel (``VideoInfo.has_alpha``), else None; ``fine`` int16 ``(h, w, 3)``
-    where the reader reads fine frames: what ``image`` rounded off a 16-bit reading (``vggx.video.depth``)."""
+    ``(h, w)`` where the input has an alpha channel (``VideoInfo.has_alpha``; uint16 where the reader reads fine
+    frames), else None; ``fine`` int16 ``(h, w, 3)`` where the reader reads fine frames: what ``image`` rounded off a
+    16-bit reading (``vggx.video.depth``)."""
 
     index: int  # 0-based, counted from the first frame kept (after --start)
     pts: int
@@ -191,8 +192,8 @@ class VideoReader:
     frames carry, known once the first frame is decoded; frames are yielded as stored, unrotated.
     ``deinterlace``: run interlaced frames through FFmpeg's ``bwdif`` (one progressive frame per frame,
     timestamps kept; progressive frames pass untouched).
-    ``fine``: read 16-bit RGB and yield its 8-bit rounding with the rest in ``DecodedFrame.fine`` (set before
-    iterating; not with alpha). ``color``: the stream's colour description with its HDR10 metadata, complete once
+    ``fine``: read 16-bit RGB and yield its 8-bit rounding with the rest in ``DecodedFrame.fine``, and a 16-bit
+    alpha (set before iterating). ``color``: the stream's colour description with its HDR10 metadata, complete once
     the first frame is decoded (the metadata travels with the frames).
     """
 
@@ -321,7 +322,13 @@ class VideoReader:
                 if (frame.width, frame.height) != (info.width, info.height):
                     size = (info.width, info.height)
                     self._size_changed(frame, count)
-                if info.bit_depth > 8 and not info.has_alpha:  # rounded here: swscale's 16 -> 8 bits is off by 0.5
+                if info.bit_depth > 8 and info.has_alpha:  # rounded here: swscale's 16 -> 8 bits is off by 0.5
+                    rgba = _to_rgb(frame, self._reformatter, "rgba64le", size)
+                    image, fine = split_fine(np.ascontiguousarray(rgba[..., :3]))
+                    alpha = np.ascontiguousarray(rgba[..., 3])
+                    yield DecodedFrame(index=count, pts=pts, image=image, alpha=alpha if self.fine else
+                                       split_fine(alpha)[0], fine=fine if self.fine else None)
+                elif info.bit_depth > 8:
                     image, fine = split_fine(_to_rgb(frame, self._reformatter, "rgb48le", size))
                     yield DecodedFrame(index=count, pts=pts, image=image, fine=fine if self.fine else None)
                 elif info.has_alpha:

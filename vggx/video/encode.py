@@ -1121,17 +1121,18 @@ _DEEPER_FORMATS = {
     "yuv420p": ("yuv420p10le", "yuv420p12le"), "yuv422p": ("yuv422p10le", "yuv422p12le"),
     "yuv444p": ("yuv444p10le", "yuv444p12le"), "rgb24": ("rgb48le", "rgb48be"), "bgr24": ("rgb48le", "bgr48le"),
     "gbrp": ("gbrp16le", "gbrp12le", "gbrp10le"), "bgr0": ("gbrp16le", "gbrp12le", "gbrp10le"),
-    "rgb0": ("gbrp16le", "gbrp12le", "gbrp10le"),
+    "rgb0": ("gbrp16le", "gbrp12le", "gbrp10le"), "rgba": ("rgba64le", "rgba64be"), "bgra": ("rgba64le", "bgra64le"),
+    "gbrap": ("gbrap16le", "gbrap12le", "gbrap10le"), "yuva420p": ("yuva420p10le",), "yuva444p": ("yuva444p10le",),
 }
 
 
-def deeper_pix_fmt(config: EncodeConfig) -> str | None:
-    """The codec's format with more than 8 bits a component that stands in for its default one (yuv420p ->
-    yuv420p10le for x264/x265/VP9/AV1, rgb24 -> rgb48 for PNG/TIFF, gbrp16le for FFV1), or None where it has
-    none."""
+def deeper_pix_fmt(config: EncodeConfig, base: str | None = None) -> str | None:
+    """The codec's format with more than 8 bits a component that stands in for ``base`` (default: the codec's default
+    format: yuv420p -> yuv420p10le for x264/x265/VP9/AV1, rgb24 -> rgb48 for PNG/TIFF, gbrp16le for FFV1; with alpha,
+    rgba -> rgba64 ...), or None where it has none."""
     codec = check_encoder(config)
     formats = [f.name for f in (codec.video_formats or ())]
-    return next((f for f in _DEEPER_FORMATS.get(_default_pix_fmt(codec), ()) if f in formats), None)
+    return next((f for f in _DEEPER_FORMATS.get(base or _default_pix_fmt(codec), ()) if f in formats), None)
 
 
 def _default_pix_fmt(codec) -> str:
