@@ -889,9 +889,9 @@ def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alph
         log.warning("%s is HDR (%s, BT.2020): y4m cannot say so; tag it where the stream is encoded (ffmpeg: "
                     "-color_primaries bt2020 -color_trc %s -colorspace bt2020nc)", reader.path, color.hdr,
                     "smpte2084" if "PQ" in color.hdr else "arib-std-b67")
-    elif hdr and image_codec(output) is not None:
-        log.warning("%s is HDR (%s, BT.2020): images carry no such tags; their RGB is the input's, as coded",
-                    reader.path, color.hdr)
+    elif hdr and image_codec(output) not in (None, "png"):  # PNG says it in its cICP chunk
+        log.warning("%s is HDR (%s, BT.2020): %s images carry no such tags (PNG's do); their RGB is the input's, as "
+                    "coded", reader.path, color.hdr, image_codec(output))
     if hdr and bits <= 8:
         log.warning("%s is HDR (%s): %d bits a component band its gradients; give --pix-fmt yuv420p10le (x264, "
                     "x265, SVT-AV1)", reader.path, color.hdr, bits)

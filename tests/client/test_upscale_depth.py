@@ -252,6 +252,19 @@ class TestHdr:
         back = read16(out)[0].astype(np.int32)
         assert np.abs(back - image)[:, 2:-2].max() <= 0.5 * 257  # 10-bit YUV: within half an 8-bit level
 
+    def test_png_images_say_hdr_in_their_cicp_chunk(self, tmp_path, torch_runner):
+        import av
+
+        src = make_hdr(tmp_path / "hdr.mkv", frames=3)
+        (tmp_path / "o").mkdir()
+        result = upscale(UpscaleConfig(src, tmp_path / "o" / "%03d.png"), runner=torch_runner)
+        assert result.output_bits == 16 and result.fine_bits and result.hdr
+        first = tmp_path / "o" / "001.png"
+        assert b"cICP" in first.read_bytes()
+        with av.open(str(first)) as c:
+            frame = next(c.decode(video=0))
+        assert (frame.color_primaries, frame.color_trc) == (9, 16)
+
     def test_hlg_and_bt2020_sdr_keep_their_tags_without_metadata(self, tmp_path, torch_runner):
         for trc in (18, 14):
             src = make_hdr(tmp_path / f"in{trc}.mkv", frames=4, trc=trc, metadata=False)
@@ -276,7 +289,7 @@ class TestHdr:
     @pytest.mark.parametrize(("output", "codec", "pix_fmt", "said"), [
         ("out.mp4", "libx264", "yuv420p", "8 bits a component band"),
         ("-", "rawvideo", "yuv420p10le", "y4m cannot say so"),
-        ("o%03d.png", "png", None, "images carry no such tags"),
+        ("o%03d.tif", "tiff", None, "tiff images carry no such tags (PNG's do)"),
     ])
     def test_what_the_output_cannot_hold_is_warned(self, tmp_path, torch_runner, caplog, output, codec, pix_fmt, said,
                                                     monkeypatch):

@@ -540,7 +540,15 @@ class VideoWriter:
             self._encode_next()
 
     def _convert(self, image: np.ndarray):
-        """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself)."""
+        """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself); an RGB
+        output of a wide-gamut or HDR source has each frame tagged with its primaries and transfer (PNG writes them
+        as its cICP chunk)."""
+        frame = self._converted(image)
+        if self.color is not None and self._yuv_range is None:
+            frame.color_primaries, frame.color_trc = self.color.primaries, self.color.trc
+        return frame
+
+    def _converted(self, image: np.ndarray):
         import av
 
         if self._deep and image.dtype == np.uint8 and image.ndim == 3:
