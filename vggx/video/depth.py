@@ -11,8 +11,7 @@ enlarged residual: two thirds of an 8-bit level (bicubic, a = -0.75, gains up to
 **Colour.** Wide-gamut and HDR inputs (BT.2020 primaries; PQ or HLG transfer) keep their colour description: the
 model upscales the signal as coded (PQ values, say) and the output is coded and tagged alike (BT.2020 matrix,
 primaries, transfer), with the HDR10 metadata (mastering display, content light levels) passed on to x264, x265 and
-SVT-AV1. The
-rest (BT.709, BT.601, untagged) is written as BT.709, as before (see :mod:`vggx.video.encode`).
+SVT-AV1. The rest (BT.709, BT.601, untagged) is written as BT.709, as before (see :mod:`vggx.video.encode`).
 """
 
 from __future__ import annotations
@@ -46,8 +45,8 @@ def component_depth(pix_fmt: str | None) -> int:
 
 
 def split_fine(rgb16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """uint16 RGB ``(..., 3)`` -> (uint8 RGB rounded to the nearest 8-bit level, int16 residual in 16-bit units,
-    ``rgb16 - 257 * rounded``, within -128..128)."""
+    """uint16 values (RGB ``(..., 3)``, or a matte) -> (uint8 values rounded to the nearest 8-bit level, int16
+    residual in 16-bit units, ``rgb16 - 257 * rounded``, within -128..128)."""
     wide = rgb16.astype(np.int32)
     rounded = (wide + 128) // 257
     return rounded.astype(np.uint8), (wide - 257 * rounded).astype(np.int16)
