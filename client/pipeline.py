@@ -892,6 +892,9 @@ def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alph
     elif hdr and image_codec(output) not in (None, "png"):  # PNG says it in its cICP chunk
         log.warning("%s is HDR (%s, BT.2020): %s images carry no such tags (PNG's do); their RGB is the input's, as "
                     "coded", reader.path, color.hdr, image_codec(output))
+    if hdr and encode.codec == "libx264" and bits > 8 and not is_stdout(output):
+        log.warning("%s is HDR (%s): 10-bit H.264 plays on few devices (most TVs and phones decode it in software "
+                    "or not at all); --codec libx265 is HDR10's usual codec", reader.path, color.hdr)
     if hdr and bits <= 8:
         log.warning("%s is HDR (%s): %d bits a component band its gradients; give --pix-fmt yuv420p10le (x264, "
                     "x265, SVT-AV1)", reader.path, color.hdr, bits)

@@ -288,6 +288,7 @@ class TestHdr:
 
     @pytest.mark.parametrize(("output", "codec", "pix_fmt", "said"), [
         ("out.mp4", "libx264", "yuv420p", "8 bits a component band"),
+        ("out.mp4", "libx264", None, "10-bit H.264 plays on few devices"),
         ("-", "rawvideo", "yuv420p10le", "y4m cannot say so"),
         ("o%03d.tif", "tiff", None, "tiff images carry no such tags (PNG's do)"),
     ])
