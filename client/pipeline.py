@@ -40,10 +40,12 @@ from vggx.video import (
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.depth import component_depth, join_fine, split_fine
 from vggx.video.encode import (
+    EXTRAS,
     SEGMENT_CODECS,
     Y4M_PIX_FMT,
     alpha_pix_fmt,
     check_container,
+    check_copy,
     check_encoder_starts,
     check_image_codec,
     check_stdout,
@@ -133,6 +135,9 @@ class UpscaleConfig:
     # carried past it (vggx.video.depth: the rounding residual enlarged with bicubic and added), so gradients keep
     # their levels instead of banding. False: the output is the model's 8 bits, widened.
     fine_bits: bool = True
+    # What goes along with the video, of vggx.video.encode.EXTRAS ("audio", "subtitles", "chapters", "attachments",
+    # "cover"): None for all the input has and the output holds; () for none
+    copy: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         _check_concurrency(self.concurrency, "--concurrency")
@@ -158,6 +163,9 @@ class UpscaleConfig:
             raise ConfigError(f"--tile must be positive, got {self.tile[0]}x{self.tile[1]}")
         if self.scene_threshold is not None:
             SceneCuts(self.scene_threshold)  # checks it
+        unknown = [k for k in self.copy or () if k not in EXTRAS]
+        if unknown:
+            raise ConfigError(f"--copy takes {', '.join(EXTRAS)}, all or none; not {', '.join(unknown)}")
 
 
 @dataclass(frozen=True)
@@ -839,6 +847,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
+        "copy": None if config.copy is None else sorted(config.copy),
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -902,23 +911,24 @@ def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alph
 
 
 def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[str, ...]:
-    """What goes along with the video into ``output``: the input's audio, subtitles, chapters and attachments, unless
-    the output holds none (images, y4m) or the input cannot be read twice (a pipe), which a warning says."""
+    """What goes along with the video into ``output``: what the input has of the audio, subtitles, chapters,
+    attachments and cover (those ``config.copy`` names), unless the output holds none (images, y4m) or the input
+    cannot be read twice (a pipe), which a warning says."""
     vinfo = reader.info
-    images = image_codec(output) is not None
-    y4m = writes_y4m(output, config.encode.codec)
-    if images and vinfo.has_extras:
+    wanted = tuple(k for k in EXTRAS if getattr(vinfo, f"has_{k}") and (config.copy is None or k in config.copy))
+    if not wanted:
+        return ()
+    if image_codec(output) is not None:
         log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
-    elif is_pipe(config.input) and vinfo.has_extras:
+    elif is_pipe(config.input):
         log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
                     "input a second time, which a pipe does not allow): pass the file itself to keep them")
-    elif y4m and vinfo.has_extras:
+    elif writes_y4m(output, config.encode.codec):
         log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
                     "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
                     display_source(reader.path))
     else:
-        kinds = ("audio", "subtitles", "chapters", "attachments", "cover")
-        return tuple(k for k in kinds if getattr(vinfo, f"has_{k}"))
+        return wanted
     return ()
 
 
@@ -960,6 +970,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha, fine)
         copied = _copied(config, output, reader)
+        check_copy(output, vinfo.path, copied)
         if config.dry_run:
             return _dry_run(config, output, runner, reader, run, copied)
     except BaseException:
@@ -994,7 +1005,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         _check_frame_size(out_h, out_w)
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
-            audio_source=vinfo.path if copy_audio else None,
+            audio_source=vinfo.path if copy_audio else None, copy=copied,
             audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
             # a preview's end (the chapters are cut there; set_audio_end makes it exact for the audio at the end)
             audio_end=float(run.first_pts * vinfo.time_base) + config.frames / float(vinfo.rate) if config.frames

@@ -542,6 +542,10 @@ def upscale(
     scene_threshold: Annotated[float, typer.Option(
         "--scene-threshold", help="scene-cut threshold, percent of the largest frame-to-frame change (FFmpeg's: "
         "good values 8-14; lower finds more cuts)")] = 10.0,
+    copy: Annotated[str, typer.Option(
+        "--copy", help="what goes along with the video: all (default: what the input has and the output holds), "
+        "none, or some of audio,subtitles,chapters,attachments,cover (e.g. --copy audio: the audio alone)")
+    ] = "all",
     progress_interval: Annotated[float, typer.Option(
         "--progress-interval", help="where standard error is not a terminal (a Kubernetes Job's or a batch "
         "system's log): seconds between progress lines (frames done, fps, time left); 0: none", min=0.0)] = 30.0,
@@ -620,7 +624,7 @@ def upscale(
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
-            fine_bits=fine_bits,
+            fine_bits=fine_bits, copy=_parse_copy(copy),
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -771,6 +775,14 @@ def _clock(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _parse_copy(text: str) -> tuple[str, ...] | None:
+    """``--copy``: ``all`` (None), ``none`` (()), or a comma-separated list of what goes along."""
+    words = tuple(w.strip().lower() for w in text.split(",") if w.strip())
+    if words in (("all",), ()):
+        return None
+    return () if words == ("none",) else words
 
 
 def _parse_tile(text: str) -> tuple[int, int]:

@@ -601,3 +601,20 @@ class TestProgressLines:
         assert result.exit_code == 0, result.output
         names = {line.split(":", 1)[0] for line in result.stderr.strip().splitlines()}
         assert names == {"a.mkv", "b.mkv"}
+
+
+def test_copy_from_the_cli(cli, clips, tmp_path):
+    import av
+
+    out = tmp_path / "o.mp4"
+    result = cli(clips["aac"], out, "--frames", "4", "--copy", "none")
+    assert result.exit_code == 0, result.output
+    with av.open(str(out)) as c:
+        assert len(c.streams.audio) == 0 and len(c.streams.video) == 1
+    result = cli(clips["aac"], tmp_path / "p.mp4", "--frames", "4", "--copy", "audio, subtitles")
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "p.mp4")) as c:
+        assert len(c.streams.audio) == 1
+    assert_one_error_line(cli(clips["aac"], tmp_path / "q.mp4", "--copy", "audio,sound"),
+                          "--copy takes audio, subtitles, chapters, attachments, cover, all or none; not sound")
+    assert not (tmp_path / "q.mp4").exists()

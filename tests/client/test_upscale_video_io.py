@@ -670,3 +670,68 @@ class TestCover:
             assert sum(1 for _ in c.decode(video=0)) == 10
         warned = [r.getMessage() for r in caplog.records if "cover picture" in r.getMessage()]
         assert bool(warned) != kept
+
+
+class TestCopySelection:
+    """``copy`` (``--copy``) picks what goes along with the video; a muxer that refuses it does so before any work."""
+
+    @pytest.mark.parametrize(("copy", "audio", "subtitles"), [
+        (None, 2, 1), ((), 0, 0), (("subtitles",), 0, 1), (("audio",), 2, 0)])
+    def test_copy_picks_audio_and_subtitles(self, tmp_path, torch_runner, copy, audio, subtitles):
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        src = TestOtherStreams._source(tmp_path)
+        out = tmp_path / "o.mkv"
+        result = upscale(UpscaleConfig(src, out, copy=copy), runner=torch_runner)
+        assert result.copied == (("audio",) if audio else ()) + (("subtitles",) if subtitles else ())
+        with av.open(str(out)) as c:
+            assert (len(c.streams.audio), len(c.streams.subtitles)) == (audio, subtitles)
+            assert len(c.streams.video) == 1
+
+    def test_chapters_and_attachments_apart(self, tmp_path, torch_runner):
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        film = make_film(tmp_path / "film.mkv")
+        upscale(UpscaleConfig(film, tmp_path / "c.mkv", copy=("chapters",), frames=12), runner=torch_runner)
+        upscale(UpscaleConfig(film, tmp_path / "a.mkv", copy=("attachments",), frames=12), runner=torch_runner)
+        with av.open(str(tmp_path / "c.mkv")) as c:
+            assert [s for s in c.streams if s.type == "attachment"] == [] and len(c.chapters()) == 1
+        with av.open(str(tmp_path / "a.mkv")) as c:
+            assert len([s for s in c.streams if s.type == "attachment"]) == 1 and c.chapters() == []
+
+    def test_audio_a_muxer_refuses_late_is_refused_before_any_work(self, tmp_path, torch_runner):
+        """PCM into MP4: FFmpeg's muxer takes the stream and fails only at the trailer, which used to end the run
+        after the whole video was upscaled."""
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        src = make_video(tmp_path / "pcm.mkv", frames=8, audio="pcm_s16le")
+
+        class Counting:
+            info, description, calls = torch_runner.info, "counting", 0
+
+            def infer(self, lr, **kwargs):
+                Counting.calls += 1
+                return torch_runner.infer(lr, **kwargs)
+
+        out = tmp_path / "o.mp4"
+        with pytest.raises(VideoError, match=r"cannot copy the pcm_s16le audio of .* into \.mp4 .*--copy none"):
+            upscale(UpscaleConfig(src, out), runner=Counting())
+        assert Counting.calls == 0 and list(tmp_path.glob("*o*.mp4")) == []
+        result = upscale(UpscaleConfig(src, out, copy=()), runner=Counting())
+        assert result.copied == () and Counting.calls > 0
+        with av.open(str(out)) as c:
+            assert len(c.streams.audio) == 0
+
+    def test_an_unknown_kind_is_refused(self, tmp_path):
+        from vggx.client import UpscaleConfig
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match="--copy takes audio, subtitles, chapters, attachments, cover, all or "
+                                              "none; not sound"):
+            UpscaleConfig(tmp_path / "in.mp4", tmp_path / "o.mp4", copy=("audio", "sound"))

@@ -60,10 +60,10 @@ from .decode import (
 )
 from .depth import ColorInfo, component_depth
 
-__all__ = ["IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig", "SegmentStore",
-           "VideoWriter", "alpha_pix_fmt", "check_container", "check_encoder", "check_encoder_starts",
-           "check_image_codec", "check_output_path", "check_stdout", "deeper_pix_fmt", "image_codec",
-           "is_single_image", "is_stdout", "output_pix_fmt", "stdout_format", "writes_y4m"]
+__all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig",
+           "SegmentStore", "VideoWriter", "alpha_pix_fmt", "check_container", "check_copy", "check_encoder",
+           "check_encoder_starts", "check_image_codec", "check_output_path", "check_stdout", "deeper_pix_fmt",
+           "image_codec", "is_single_image", "is_stdout", "output_pix_fmt", "stdout_format", "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +128,7 @@ class EncodeConfig:
 
 
 STDOUT_RAW_CODEC = "rawvideo"  # uncompressed frames: y4m on standard output
+EXTRAS = ("audio", "subtitles", "chapters", "attachments", "cover")  # what goes along with the video (--copy)
 Y4M_PIX_FMT = "yuv420p"  # y4m's pixel format where --pix-fmt names none (what x264, x265 and players take)
 
 
@@ -258,6 +259,42 @@ def check_container(path: str | Path, codec: str) -> None:
             container.close()
 
 
+def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...]) -> None:
+    """Raise ``VideoError`` unless what ``copy`` names of ``source`` (its audio, subtitles, ...) can be muxed into the
+    container of ``path`` (``-``: Matroska on standard output): the streams are set up and half a second of them
+    written into memory, header and trailer, so that a muxer refusing them late (PCM in MP4, at its trailer) does so
+    before the video is upscaled, not after."""
+    import io
+
+    import av
+
+    if not copy:
+        return
+    fmt = "matroska" if is_stdout(path) else _guess_format(Path(path))
+    if fmt is None:
+        return
+    container = av.open(io.BytesIO(), "w", format=fmt)
+    copier = None
+    try:
+        copier = _AudioCopier(source, container, 0.0, None, copy)
+        if not copier._in_streams:  # chapters, attachments, a cover: nothing a muxer refuses late
+            return
+        container.start_encoding()
+        copier.mux_until(0.5)  # a little of each stream, and the trailer: some muxers refuse only there
+        container.close()
+    except av.error.FFmpegError as exc:
+        streams = copier._in_streams if copier is not None else []
+        what = ", ".join(f"{s.codec_context.name} {'audio' if s.type == 'audio' else 'subtitles'}"
+                         for s in streams) or "streams"
+        raise VideoError(f"cannot copy the {what} of {display_source(source)} into {Path(path).suffix or fmt} "
+                         f"({_reason(exc)}); try an .mkv output, or leave it out (--copy none, or --copy with the "
+                         f"rest)") from None
+    finally:
+        if copier is not None:
+            copier.close()
+        container.close()
+
+
 def _add_stream(container, codec: str, rate, path: Path):
     """``container.add_stream(codec)``, or ``VideoError`` naming a codec the container of ``path`` takes."""
     import av
@@ -334,6 +371,7 @@ class VideoWriter:
         time_base: unit of the ``pts`` given to :meth:`write` (the source's, so timing is kept).
         config: codec, CRF, pixel format.
         audio_source: copy the audio (and subtitle) streams of this file or URL (packets remuxed, not re-encoded).
+        copy: what of ``audio_source`` goes along: some of :data:`EXTRAS` (default: all of them).
         audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
         metadata: container metadata to write (title, ...).
         rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
@@ -349,7 +387,7 @@ class VideoWriter:
 
     def __init__(
         self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
-        config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
+        config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None, copy: tuple[str, ...] = (),
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
         rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
         start_number: int = 1, color: ColorInfo | None = None,
@@ -426,7 +464,7 @@ class VideoWriter:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
             if audio_source is not None:
-                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end)
+                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy or EXTRAS)
         except BaseException:
             self.abort()
             raise
@@ -935,7 +973,8 @@ class _AudioCopier:
     and cut alike, and the attachments (an anime release's fonts, which its ASS subtitles are drawn with) where
     the container holds them (Matroska; elsewhere a warning)."""
 
-    def __init__(self, source: Path | str, container, start: float, end: float | None) -> None:
+    def __init__(self, source: Path | str, container, start: float, end: float | None,
+                 kinds: tuple[str, ...] = ("audio", "subtitles", "chapters", "attachments", "cover")) -> None:
         import av
 
         try:
@@ -946,8 +985,9 @@ class _AudioCopier:
         self._in_streams = []
         self._out: dict[int, object] = {}  # input stream index -> output stream
         self._covers: list = []  # cover-picture packets to mux first
-        self._copy_chapters(container, start, end, source)
-        attachments = [s for s in self._input.streams if s.type == "attachment"]
+        if "chapters" in kinds:
+            self._copy_chapters(container, start, end, source)
+        attachments = [s for s in self._input.streams if s.type == "attachment"] if "attachments" in kinds else []
         if attachments and container.format.name == "matroska":
             for att in attachments:
                 container.add_attachment(att.name or f"attachment{att.index}",
@@ -957,13 +997,17 @@ class _AudioCopier:
                         "them", source, len(attachments), "s" if len(attachments) > 1 else "",
                         ", ".join(a.name or "?" for a in attachments[:3]) + (", ..." if len(attachments) > 3 else ""),
                         container.format.name)
-        self._copy_covers(container, source)
+        if "cover" in kinds:
+            self._copy_covers(container, source)
+        wanted = {"audio": "audio" in kinds, "subtitle": "subtitles" in kinds}
         for stream in self._input.streams:
             if stream.type == "attachment":
                 continue
             if stream.type not in ("audio", "subtitle"):
                 if stream.type != "video":
                     log.warning("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
+                continue
+            if not wanted[stream.type]:
                 continue
             try:
                 out = container.add_stream_from_template(stream)
@@ -975,7 +1019,8 @@ class _AudioCopier:
                     continue
                 self._input.close()
                 raise VideoError(f"cannot copy the {stream.codec_context.name} audio of {source} "
-                                 f"({_reason(exc)}); try an .mkv output") from None
+                                 f"({_reason(exc)}); try an .mkv output, or leave the audio out (--copy none, or "
+                                 f"--copy subtitles,chapters,...)") from None
             out.metadata.update(stream.metadata)
             self._out[stream.index] = out
             self._in_streams.append(stream)
