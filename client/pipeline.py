@@ -970,7 +970,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha, fine)
         copied = _copied(config, output, reader)
-        check_copy(output, vinfo.path, copied)
+        check_copy(output, vinfo.path, copied, config.encode)
         if config.dry_run:
             return _dry_run(config, output, runner, reader, run, copied)
     except BaseException:

@@ -542,6 +542,12 @@ def upscale(
     scene_threshold: Annotated[float, typer.Option(
         "--scene-threshold", help="scene-cut threshold, percent of the largest frame-to-frame change (FFmpeg's: "
         "good values 8-14; lower finds more cuts)")] = 10.0,
+    audio_codec: Annotated[str | None, typer.Option(
+        "--audio-codec", help="re-encode every audio track with this encoder (aac, libopus, flac, ...) instead of "
+        "copying it: for outputs that cannot hold the source's audio (PCM or FLAC into .mp4)")] = None,
+    audio_bitrate: Annotated[str | None, typer.Option(
+        "--audio-bitrate", help="with --audio-codec: bits/s, e.g. 192k (default: the encoder's; AAC 128k stereo)")
+    ] = None,
     copy: Annotated[str, typer.Option(
         "--copy", help="what goes along with the video: all (default: what the input has and the output holds), "
         "none, or some of audio,subtitles,chapters,attachments,cover (e.g. --copy audio: the audio alone)")
@@ -607,7 +613,9 @@ def upscale(
         codec = STDOUT_RAW_CODEC if stdout else EncodeConfig().codec
     else:
         check_image_codec(output, codec)
-    encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders)
+    encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders,
+                          audio_codec=audio_codec,
+                          audio_bitrate=_parse_bitrate(audio_bitrate) if audio_bitrate is not None else None)
     rate = _parse_rate(fps) if fps is not None else None
     tile_size = _parse_tile(tile) if tile is not None else None
     start_s = _parse_time(start)
@@ -775,6 +783,18 @@ def _clock(seconds: float) -> str:
     m, s = divmod(round(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _parse_bitrate(text: str) -> int:
+    """``--audio-bitrate``: bits/s as a number, or with k / M (``192k``, ``1.5M``)."""
+    from vggx.errors import ConfigError
+
+    t = text.strip().lower()
+    factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    try:
+        return round(float(t[:-1] if factor > 1 else t) * factor)
+    except ValueError:
+        raise ConfigError(f"--audio-bitrate takes bits/s such as 192k or 128000, got {text!r}") from None
 
 
 def _parse_copy(text: str) -> tuple[str, ...] | None:

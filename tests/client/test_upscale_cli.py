@@ -618,3 +618,18 @@ def test_copy_from_the_cli(cli, clips, tmp_path):
     assert_one_error_line(cli(clips["aac"], tmp_path / "q.mp4", "--copy", "audio,sound"),
                           "--copy takes audio, subtitles, chapters, attachments, cover, all or none; not sound")
     assert not (tmp_path / "q.mp4").exists()
+
+
+def test_audio_codec_from_the_cli(cli, tmp_path):
+    import av
+
+    from vggx.cli import _parse_bitrate
+
+    assert (_parse_bitrate("192k"), _parse_bitrate("1.5M"), _parse_bitrate("128000")) == (192_000, 1_500_000, 128_000)
+    src = make_video(tmp_path / "pcm.mkv", frames=6, audio="pcm_s16le")
+    result = cli(src, tmp_path / "o.mp4", "--audio-codec", "aac", "--audio-bitrate", "64k")
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+    assert_one_error_line(cli(src, tmp_path / "p.mp4", "--audio-codec", "aac", "--audio-bitrate", "lots"),
+                          "--audio-bitrate takes bits/s such as 192k or 128000, got 'lots'")

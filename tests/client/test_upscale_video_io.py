@@ -735,3 +735,46 @@ class TestCopySelection:
         with pytest.raises(ConfigError, match="--copy takes audio, subtitles, chapters, attachments, cover, all or "
                                               "none; not sound"):
             UpscaleConfig(tmp_path / "in.mp4", tmp_path / "o.mp4", copy=("audio", "sound"))
+
+
+class TestAudioReencoded:
+    """``EncodeConfig.audio_codec`` (``--audio-codec``): audio an output cannot hold as it is, re-encoded."""
+
+    @pytest.mark.parametrize(("start", "frames"), [(0.0, None), (0.125, 4)])
+    def test_pcm_into_mp4_as_aac(self, tmp_path, torch_runner, start, frames):
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        src = make_video(tmp_path / "pcm.mkv", frames=12, audio="pcm_s16le")
+        out = tmp_path / "o.mp4"
+        result = upscale(UpscaleConfig(src, out, encode=EncodeConfig(audio_codec="aac", audio_bitrate=96_000),
+                                       start=start, frames=frames), runner=torch_runner)
+        assert result.copied == ("audio",)
+        with av.open(str(out)) as c:
+            a = c.streams.audio[0]
+            assert (a.codec_context.name, a.codec_context.sample_rate, a.codec_context.layout.name) == (
+                "aac", 48000, "stereo")
+            assert 80_000 <= a.bit_rate <= 112_000
+            seconds = (frames or 12) / 24
+            samples = np.concatenate([f.to_ndarray()[0] for f in c.decode(a)])
+        assert abs(len(samples) / 48000 - seconds) < 0.05  # as long as the video, to an AAC frame or two
+        rms = float(np.sqrt(np.mean(samples[2048:-2048] ** 2)))
+        assert abs(rms - 0.3 / np.sqrt(2)) < 0.01  # the source's 440 Hz tone at 0.3
+
+    def test_bad_settings_are_refused(self):
+        with pytest.raises(VideoError, match="unknown audio encoder 'nope'"):
+            EncodeConfig(audio_codec="nope")
+        with pytest.raises(VideoError, match="unknown audio encoder 'libx264'"):
+            EncodeConfig(audio_codec="libx264")  # a video encoder
+        with pytest.raises(VideoError, match="--audio-bitrate applies to a re-encoded audio"):
+            EncodeConfig(audio_bitrate=128_000)
+        with pytest.raises(VideoError, match="--audio-bitrate must be in"):
+            EncodeConfig(audio_codec="aac", audio_bitrate=5)
+
+    def test_the_refusal_names_the_way_out(self, tmp_path, torch_runner):
+        from vggx.client import UpscaleConfig, upscale
+
+        src = make_video(tmp_path / "pcm.mkv", frames=4, audio="pcm_s16le")
+        with pytest.raises(VideoError, match=r"--audio-codec aac \(re-encoded\)"):
+            upscale(UpscaleConfig(src, tmp_path / "o.mp4"), runner=torch_runner)

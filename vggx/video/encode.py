@@ -109,6 +109,11 @@ class EncodeConfig:
     # encoders x segment_frames frames wait in memory for their encoder. 1: one encoder.
     encoders: int = 1
     segment_frames: int | None = None  # frames per segment with encoders > 1; None: two seconds' worth
+    # The audio: None copies each track as it is (remuxed); an encoder's name (aac, libopus, flac, ...) re-encodes
+    # every audio track with it, for containers that cannot hold the source's (PCM or FLAC into MP4, ...), at
+    # ``audio_bitrate`` bits/s (None: the encoder's default, e.g. AAC's 128k for stereo)
+    audio_codec: str | None = None
+    audio_bitrate: int | None = None
 
     def __post_init__(self) -> None:
         if self.convert_threads is not None and self.convert_threads < 0:
@@ -125,6 +130,12 @@ class EncodeConfig:
             raise VideoError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
         if self.preset is not None and self.codec not in _PRESET_CODECS:
             raise VideoError(f"--preset applies to {', '.join(sorted(_PRESET_CODECS))}, not {self.codec}")
+        if self.audio_codec is not None:
+            _check_audio_encoder(self.audio_codec)
+        if self.audio_bitrate is not None and not 8_000 <= self.audio_bitrate <= 10_000_000:
+            raise VideoError(f"--audio-bitrate must be in 8k..10M bits/s, got {self.audio_bitrate}")
+        if self.audio_bitrate is not None and self.audio_codec is None:
+            raise VideoError("--audio-bitrate applies to a re-encoded audio (--audio-codec aac, ...), not a copy")
 
 
 STDOUT_RAW_CODEC = "rawvideo"  # uncompressed frames: y4m on standard output
@@ -259,7 +270,20 @@ def check_container(path: str | Path, codec: str) -> None:
             container.close()
 
 
-def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...]) -> None:
+def _check_audio_encoder(name: str) -> None:
+    """``VideoError`` unless FFmpeg has an audio encoder called ``name``."""
+    import av
+
+    try:
+        codec = av.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        codec = None
+    if codec is None or codec.type != "audio":
+        raise VideoError(f"unknown audio encoder {name!r} in this FFmpeg (try aac, libopus, flac or ac3)")
+
+
+def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...], config: EncodeConfig | None = None
+               ) -> None:
     """Raise ``VideoError`` unless what ``copy`` names of ``source`` (its audio, subtitles, ...) can be muxed into the
     container of ``path`` (``-``: Matroska on standard output): the streams are set up and half a second of them
     written into memory, header and trailer, so that a muxer refusing them late (PCM in MP4, at its trailer) does so
@@ -274,21 +298,23 @@ def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...]) -> N
     if fmt is None:
         return
     container = av.open(io.BytesIO(), "w", format=fmt)
-    copier = None
+    copier = streams = None
     try:
-        copier = _AudioCopier(source, container, 0.0, None, copy)
-        if not copier._in_streams:  # chapters, attachments, a cover: nothing a muxer refuses late
+        copier = _AudioCopier(source, container, 0.0, None, copy, config)
+        streams = [(s.type, copier._out[s.index].codec_context.name) for s in copier._in_streams]
+        if not streams:  # chapters, attachments, a cover: nothing a muxer refuses late
             return
         container.start_encoding()
         copier.mux_until(0.5)  # a little of each stream, and the trailer: some muxers refuse only there
+        copier.close()  # (flushes the re-encoders)
+        copier = None
         container.close()
     except av.error.FFmpegError as exc:
-        streams = copier._in_streams if copier is not None else []
-        what = ", ".join(f"{s.codec_context.name} {'audio' if s.type == 'audio' else 'subtitles'}"
-                         for s in streams) or "streams"
+        what = ", ".join(f"{name} {'audio' if kind == 'audio' else 'subtitles'}" for kind, name in streams or ()
+                         ) or "streams"
         raise VideoError(f"cannot copy the {what} of {display_source(source)} into {Path(path).suffix or fmt} "
-                         f"({_reason(exc)}); try an .mkv output, or leave it out (--copy none, or --copy with the "
-                         f"rest)") from None
+                         f"({_reason(exc)}); try an .mkv output, --audio-codec aac (re-encoded), or leave it out "
+                         f"(--copy none, or --copy with the rest)") from None
     finally:
         if copier is not None:
             copier.close()
@@ -464,7 +490,8 @@ class VideoWriter:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
             if audio_source is not None:
-                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy or EXTRAS)
+                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy or EXTRAS,
+                                           config)
         except BaseException:
             self.abort()
             raise
@@ -974,8 +1001,13 @@ class _AudioCopier:
     the container holds them (Matroska; elsewhere a warning)."""
 
     def __init__(self, source: Path | str, container, start: float, end: float | None,
-                 kinds: tuple[str, ...] = ("audio", "subtitles", "chapters", "attachments", "cover")) -> None:
+                 kinds: tuple[str, ...] = ("audio", "subtitles", "chapters", "attachments", "cover"),
+                 config: EncodeConfig | None = None) -> None:
         import av
+
+        self._audio_codec = config.audio_codec if config is not None else None
+        self._audio_bitrate = config.audio_bitrate if config is not None else None
+        self._encoders: dict[int, object] = {}  # input stream index -> output stream re-encoding it
 
         try:
             self._input = open_source(source)
@@ -1010,7 +1042,10 @@ class _AudioCopier:
             if not wanted[stream.type]:
                 continue
             try:
-                out = container.add_stream_from_template(stream)
+                if stream.type == "audio" and self._audio_codec is not None:
+                    out = self._add_encoder(container, stream)
+                else:
+                    out = container.add_stream_from_template(stream)
             except (av.error.FFmpegError, ValueError) as exc:
                 if stream.type == "subtitle":
                     log.warning("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
@@ -1018,9 +1053,10 @@ class _AudioCopier:
                                 stream.index, _reason(exc))
                     continue
                 self._input.close()
-                raise VideoError(f"cannot copy the {stream.codec_context.name} audio of {source} "
-                                 f"({_reason(exc)}); try an .mkv output, or leave the audio out (--copy none, or "
-                                 f"--copy subtitles,chapters,...)") from None
+                how = (f"encode the audio of {source} with {self._audio_codec}" if self._audio_codec else
+                       f"copy the {stream.codec_context.name} audio of {source}")
+                raise VideoError(f"cannot {how} ({_reason(exc)}); try an .mkv output, --audio-codec aac (re-encoded), "
+                                 f"or leave the audio out (--copy none, or --copy subtitles,chapters,...)") from None
             out.metadata.update(stream.metadata)
             self._out[stream.index] = out
             self._in_streams.append(stream)
@@ -1034,6 +1070,27 @@ class _AudioCopier:
         self._pending = None
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
+
+    def _add_encoder(self, container, stream):
+        """An output stream that re-encodes audio ``stream`` with ``--audio-codec`` (its rate and channel layout,
+        where the encoder takes them; PyAV's encoder resamples and reframes what it is given)."""
+        import av
+
+        codec = av.Codec(self._audio_codec, "w")
+        rates = list(codec.audio_rates or ())
+        rate = stream.codec_context.sample_rate
+        if rates and rate not in rates:
+            rate = min(rates, key=lambda r: abs(r - rate))
+        out = container.add_stream(self._audio_codec, rate=rate)
+        layout = stream.codec_context.layout  # an unnamed one ("2 channels") as the default of its count (stereo)
+        out.layout = av.AudioLayout(f"{layout.nb_channels}c") if layout.name.endswith("channels") else layout
+        formats = [f.name for f in (codec.audio_formats or ())]
+        own = stream.codec_context.format.name
+        out.format = own if not formats or own in formats else formats[0]
+        if self._audio_bitrate is not None:
+            out.bit_rate = self._audio_bitrate
+        self._encoders[stream.index] = out
+        return out
 
     def _copy_covers(self, container, source: str) -> None:
         """The input's cover pictures (attached pictures: MP4 cover art, a downloader's thumbnail): as cover art into
@@ -1118,13 +1175,49 @@ class _AudioCopier:
                 self._pending = packet
                 return
             offset = round(self._start / tb) if self._start else 0
+            if index in self._encoders:
+                self._encode(packet, offset)
+                continue
             packet.pts -= offset
             packet.dts -= offset
             packet.stream = self._out[index]
             self._container.mux(packet)
 
+    def _encode(self, packet, offset: int) -> None:
+        """Decode ``packet`` and re-encode its frames that start within the cut, shifted by ``offset`` (its time
+        base); frames before ``start`` are dropped (at most one frame, tens of milliseconds, of sound)."""
+        import av
+
+        out = self._encoders[packet.stream.index]
+        tb = packet.time_base
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            log.warning("audio re-encoding skipped a damaged packet: %s", _reason(exc))
+            return
+        for frame in frames:
+            if frame.pts is None or frame.pts < offset:
+                continue
+            if self._end is not None and float(frame.pts * tb) >= self._end:
+                continue
+            frame.pts -= offset
+            frame.time_base = tb
+            for p in out.encode(frame):
+                self._container.mux(p)
+
     def close(self) -> None:
-        self._input.close()
+        """Flush the re-encoding encoders into the output (nothing else to write) and close the source."""
+        import av
+
+        try:
+            for out in self._encoders.values():
+                for p in out.encode(None):
+                    self._container.mux(p)
+        except (av.error.FFmpegError, ValueError):  # an output already closed (an aborted run): nothing to flush
+            pass
+        finally:
+            self._encoders = {}
+            self._input.close()
 
 
 _AVCOL_BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709 in FFmpeg's enums
