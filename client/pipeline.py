@@ -393,7 +393,9 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
             images = _with_alpha(images, stacked[..., 3], keep, info.scale, model)
         return images
 
-    windows = cut_windows(checked(), info.window, context, cut=scenes)
+    flagged = ((frame, False) for frame in checked()) if scenes is None else scenes.flagged(checked())
+    windows = ((win, [frame for frame, _ in pairs]) for win, pairs in
+               cut_windows(flagged, info.window, context, cut=lambda pair: pair[1]))
     if concurrency == 1:
         for win, window in windows:
             yield from upscale_window(win, window)
@@ -656,10 +658,11 @@ class _Run:
 
     def _decode(self) -> None:
         scenes = self.scenes
-        stream = WindowStream(self._frames(), self.window, self.context, self.first_frame,
-                              cut=None if scenes is None else (lambda item: scenes(item[1])))
-        for win, frames in stream:
-            if not self._emit(win, frames):
+        flagged = ((item, False) for item in self._frames()) if scenes is None else \
+            scenes.flagged(self._frames(), image=lambda item: item[1])
+        stream = WindowStream(flagged, self.window, self.context, self.first_frame, cut=lambda pair: pair[1])
+        for win, pairs in stream:
+            if not self._emit(win, [item for item, _ in pairs]):
                 return
         if not self.stop.is_set():
             self.windows, self.cuts = stream.windows, stream.cuts

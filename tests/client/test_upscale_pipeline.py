@@ -247,8 +247,13 @@ class TestUpscaleClip:
 
         out = upscale_clip(torch_runner, frames())
         first = next(out)
-        assert first.shape == (160, 224, 3) and len(read) == 6  # window 0 reads frames 0..5 (its context: 4, 5)
+        # window 0 reads frames 0..5 (its context: 4, 5), and frame 6 is read to tell whether 5 was a flash
+        assert first.shape == (160, 224, 3) and len(read) == 7
         assert len(list(out)) == 11
+        read.clear()
+        out = upscale_clip(torch_runner, frames(), scene_threshold=None)
+        next(out)
+        assert len(read) == 6  # without scene cuts, no frame ahead
 
     def test_tiles_and_out_of_memory_as_in_the_pipeline(self, clips, tmp_path, torch_runner, caplog):
         run(clips["big"], tmp_path / "t.mkv", torch_runner, tile=(16, 24))

@@ -267,3 +267,53 @@ class TestContext:
         assert len(lines) == 1 and "--context must be in 0..3 for the model's window of 8 frames" in lines[0]
         assert lines[0].endswith(f"got {context}")
         assert list(tmp_path.iterdir()) == []
+
+
+class TestFlashes:
+    """One frame unlike both its neighbours (a camera flash, lightning) is not a scene cut: the scene goes on."""
+
+    @staticmethod
+    def flashed(n: int = N, at: int = 7) -> list[np.ndarray]:
+        """A slow pan over one picture (the scene), frame ``at`` much brighter (the flash)."""
+        y, x = np.mgrid[0:SIZE[0], 0:SIZE[1] + n]
+        scene = np.stack([x * 5 % 256, y * 9 % 256, (x + y) * 3 % 256], axis=-1).astype(np.uint8)
+        frames = [np.ascontiguousarray(scene[:, i: i + SIZE[1]]) for i in range(n)]
+        frames[at] = np.clip(frames[at].astype(np.int16) + 150, 0, 255).astype(np.uint8)
+        return frames
+
+    def test_a_flash_is_not_a_cut_and_a_cut_still_is(self):
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(self.flashed())]
+        assert not any(flags) and detect.flashes == [7] and detect.cuts == []
+        assert max(detect.scores) >= detect.threshold  # scdet alone would have cut at the flash
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(shot_frames())]
+        assert [i for i, cut in enumerate(flags) if cut] == [CUT] and detect.cuts == [CUT] and detect.flashes == []
+
+    def test_items_come_back_in_order_one_late(self):
+        frames = shot_frames()
+        seen = []
+
+        def tagged():
+            for i, f in enumerate(frames):
+                seen.append(i)
+                yield (i, f)
+
+        out = []
+        for (i, _), _cut in SceneCuts().flagged(tagged(), image=lambda item: item[1]):
+            out.append(i)
+            assert seen[-1] == min(i + 1, len(frames) - 1)  # the next frame was read first (not more)
+        assert out == list(range(len(frames)))
+
+    def test_windows_run_across_a_flash(self, torch_runner, tmp_path):
+        runner = WindowMeanRunner(torch_runner.info)
+        frames = self.flashed()
+        got = list(upscale_clip(runner, frames))
+        across = per_shot_reference(runner, frames, [])
+        for g, a in zip(got, across, strict=True):
+            np.testing.assert_array_equal(g, a)
+        src = write_lossless(tmp_path / "flash.mkv", frames)
+        result = upscale(UpscaleConfig(src, tmp_path / "o.mkv", encode=EncodeConfig(codec="ffv1")), runner=runner)
+        assert result.scene_cuts == ()
+        for g, a in zip(decode_all(tmp_path / "o.mkv"), across, strict=True):
+            np.testing.assert_array_equal(g, a)

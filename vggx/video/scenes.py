@@ -12,17 +12,27 @@ are not cuts). A frame scoring ``threshold`` or more starts a new shot. FFmpeg's
 values are in the [8.0, 14.0] range", default 10. The second frame a detector sees has no earlier
 difference to compare with (its score is its ``mafd`` alone), so it is never taken for a cut: a one-frame
 first shot is upscaled with the next one's frames, which costs nothing visible.
+
+Flashes: a camera flash, lightning or a strobe makes one frame unlike both of its neighbours, which scdet scores as a
+cut (and the frame after it, back to the scene, as none: its difference is as large as the one before). Cutting there
+would end the shot for one bright frame and start the rest of the scene without the frames before it.
+:meth:`SceneCuts.flagged` decides each frame one frame late: a frame that scores a cut while the frame after it looks
+like the frame before it (their ``mafd`` under the threshold) is a flash, not a cut.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
+from typing import TypeVar
 
 import numpy as np
 
 from vggx.errors import ConfigError
 
-__all__ = ["DEFAULT_SCENE_THRESHOLD", "SceneCuts"]
+__all__ = ["DEFAULT_SCENE_THRESHOLD", "SceneCuts", "mafd"]
+
+T = TypeVar("T")
 
 DEFAULT_SCENE_THRESHOLD = 10.0  # scdet's own default, percent of the largest change
 
@@ -41,6 +51,7 @@ class SceneCuts:
         self.threshold = float(threshold)
         self.scores: list[float] = []
         self.cuts: list[int] = []
+        self.flashes: list[int] = []  # frames that scored a cut but were flashes (flagged)
         self._graph = None
         self._src = self._sink = None
         self._size: tuple[int, int] | None = None
@@ -84,3 +95,28 @@ class SceneCuts:
         if cut:
             self.cuts.append(index)
         return cut
+
+    def flagged(self, items: Iterable[T], image: Callable[[T], np.ndarray] = lambda item: item
+                ) -> Iterator[tuple[T, bool]]:
+        """``(item, starts a shot)`` for each of ``items`` (``image(item)``: its RGB frame), one item late: a frame
+        scoring a cut whose next frame looks like its previous one is a flash, not a cut (see the module doc)."""
+        before = held = None  # the image before the held item; (item, image, its index, scored a cut)
+        for item in items:
+            frame = image(item)
+            cut = self(frame)
+            if held is not None:
+                h_item, h_frame, h_index, h_cut = held
+                if h_cut and before is not None and mafd(before, frame) < self.threshold:
+                    h_cut = False
+                    self.cuts.remove(h_index)
+                    self.flashes.append(h_index)
+                yield h_item, h_cut
+                before = h_frame
+            held = (item, frame, len(self.scores) - 1, cut)
+        if held is not None:
+            yield held[0], held[3]
+
+
+def mafd(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute difference of two uint8 frames' RGB, in percent of the largest (scdet's ``mafd``, in RGB)."""
+    return float(np.abs(a[..., :3].astype(np.int16) - b[..., :3]).mean() / 255 * 100)
