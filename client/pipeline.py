@@ -138,6 +138,8 @@ class UpscaleConfig:
     # What goes along with the video, of vggx.video.encode.EXTRAS ("audio", "subtitles", "chapters", "attachments",
     # "cover"): None for all the input has and the output holds; () for none
     copy: tuple[str, ...] | None = None
+    # The video stream to upscale, by its index in the input (as ffprobe numbers them); None: the one FFmpeg picks
+    video_stream: int | None = None
 
     def __post_init__(self) -> None:
         _check_concurrency(self.concurrency, "--concurrency")
@@ -781,7 +783,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     elif codec is None:
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
-                        rate=config.fps)
+                        rate=config.fps, stream=config.video_stream)
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
@@ -850,7 +852,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
-        "copy": None if config.copy is None else sorted(config.copy),
+        "copy": None if config.copy is None else sorted(config.copy), "video_stream": config.video_stream,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode

@@ -548,6 +548,9 @@ def upscale(
     audio_bitrate: Annotated[str | None, typer.Option(
         "--audio-bitrate", help="with --audio-codec: bits/s, e.g. 192k (default: the encoder's; AAC 128k stereo)")
     ] = None,
+    video_stream: Annotated[int | None, typer.Option(
+        "--video-stream", help="the video stream to upscale, by its index in the input as ffprobe lists them "
+        "(default: the one FFmpeg picks; a warning names it where there are several)", min=0)] = None,
     copy: Annotated[str, typer.Option(
         "--copy", help="what goes along with the video: all (default: what the input has and the output holds), "
         "none, or some of audio,subtitles,chapters,attachments,cover (e.g. --copy audio: the audio alone)")
@@ -632,7 +635,7 @@ def upscale(
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
-            fine_bits=fine_bits, copy=_parse_copy(copy),
+            fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)

@@ -633,3 +633,13 @@ def test_audio_codec_from_the_cli(cli, tmp_path):
         assert c.streams.audio[0].codec_context.name == "aac"
     assert_one_error_line(cli(src, tmp_path / "p.mp4", "--audio-codec", "aac", "--audio-bitrate", "lots"),
                           "--audio-bitrate takes bits/s such as 192k or 128000, got 'lots'")
+
+
+def test_video_stream_from_the_cli(cli, tmp_path):
+    from test_upscale_video_io import TestDecode
+
+    src = TestDecode._with_cover(tmp_path / "two.mkv", attached=False)
+    result = cli(src, tmp_path / "o.mkv", "--video-stream", "0", "--codec", "ffv1")
+    assert result.exit_code == 0, result.output
+    assert stream_facts(tmp_path / "o.mkv")["size"] == (128, 128) and stream_facts(tmp_path / "o.mkv")["frames"] == 1
+    assert_one_error_line(cli(src, tmp_path / "p.mkv", "--video-stream", "9"), "--video-stream 9: ")

@@ -100,6 +100,21 @@ class TestDecode:
             assert (r.info.codec, len(list(r))) == ("h264", 10)
         said = [rec.getMessage() for rec in caplog.records]
         assert len(said) == 1 and "has 2 video streams; upscaling stream #1 (h264 56x40)" in said[0]
+        assert "--video-stream N picks another" in said[0]
+
+    def test_a_stream_picked_by_its_index(self, tmp_path, caplog):
+        import logging
+
+        path = self._with_cover(tmp_path / "two.mkv", attached=False)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path, stream=0) as r:
+            assert (r.info.codec, r.info.width, len(list(r))) == ("mjpeg", 32, 1)
+        assert caplog.records == []  # asked for: no warning
+        with pytest.raises(VideoError, match=r"--video-stream 7: .*two.mkv has no such stream there; its video "
+                                             r"streams: #0 \(mjpeg 32x32\), #1 \(h264 56x40\)"):
+            open_video(path, stream=7)
+        audio = make_video(tmp_path / "a.mkv", frames=2, audio="aac")
+        with pytest.raises(VideoError, match=r"--video-stream 1: .* has an audio stream there"):
+            open_video(audio, stream=1)
 
 
 class TestEncode:

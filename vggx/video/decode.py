@@ -198,7 +198,7 @@ class VideoReader:
     """
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-                 deinterlace: bool = False, rate: Fraction | None = None) -> None:
+                 deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None) -> None:
         import av
 
         self.source = path if is_url(path) or is_pipe(path) else Path(path)  # what FFmpeg opens
@@ -233,7 +233,8 @@ class VideoReader:
         try:
             if not self._container.streams.video:
                 raise VideoError(f"{self.path} has no video stream")
-            self._stream = _main_video(self._container, self.path)
+            self._stream = _main_video(self._container, self.path) if stream is None else \
+                _video_stream(self._container, self.path, stream)
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
         except BaseException:
@@ -425,15 +426,15 @@ class VideoReader:
 
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-               deinterlace: bool = False, rate: Fraction | None = None) -> VideoReader:
+               deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None) -> VideoReader:
     """Open ``path`` (a file, a URL such as ``https://...`` that FFmpeg reads, or an image-sequence pattern such as
     ``frames/%06d.png``, read at ``rate`` frames/s, 25 by default) for decoding; the caller closes the returned
-    reader (use it in ``with``).
+    reader (use it in ``with``). ``stream``: the index of the video stream to read (default: the one FFmpeg picks).
 
     Raises:
-        VideoError: missing file, not a video, no video stream, bad ``start``/``max_frames``.
+        VideoError: missing file, not a video, no video stream (or ``stream`` not one), bad ``start``/``max_frames``.
     """
-    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate)
+    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate, stream=stream)
 
 
 def is_cover(stream) -> bool:
@@ -441,6 +442,18 @@ def is_cover(stream) -> bool:
     from av.stream import Disposition
 
     return bool(stream.disposition & Disposition.attached_pic)
+
+
+def _video_stream(container, path, index: int) -> object:
+    """Stream ``index`` (FFmpeg's numbering, as ``ffprobe`` lists them), which must be a video; ``VideoError``
+    otherwise, naming the video streams there are."""
+    videos = [f"#{s.index} ({s.codec_context.name} {s.codec_context.width}x{s.codec_context.height})"
+              for s in container.streams.video]
+    chosen = next((s for s in container.streams if s.index == index), None)
+    if chosen is None or chosen.type != "video":
+        what = "no such stream" if chosen is None else f"a{'n' if chosen.type[0] in 'a' else ''} {chosen.type} stream"
+        raise VideoError(f"--video-stream {index}: {path} has {what} there; its video streams: {', '.join(videos)}")
+    return chosen
 
 
 def _main_video(container, path) -> object:
@@ -453,8 +466,8 @@ def _main_video(container, path) -> object:
     chosen = best if best in real else real[0]
     if len(real) > 1:
         cc = chosen.codec_context
-        log.warning("%s has %d video streams; upscaling stream #%d (%s %dx%d), the one FFmpeg picks", path,
-                    len(real), chosen.index, cc.name, cc.width, cc.height)
+        log.warning("%s has %d video streams; upscaling stream #%d (%s %dx%d), the one FFmpeg picks "
+                    "(--video-stream N picks another)", path, len(real), chosen.index, cc.name, cc.width, cc.height)
     return chosen
 
 
