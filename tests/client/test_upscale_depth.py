@@ -161,10 +161,13 @@ class TestFineBits:
         flat = upscale(UpscaleConfig(src, tmp_path / "flat.mkv", encode=enc, fine_bits=False), runner=torch_runner)
         assert fine.fine_bits and not flat.fine_bits and fine.input_bits == 10
         a, b = read16(tmp_path / "fine.mkv"), read16(tmp_path / "flat.mkv")
-        want = carried(b, read16(src))
+        from vggx.client import upscale_clip
+
+        want = list(upscale_clip(torch_runner, read16(src)))  # the same windows on the same 16-bit frames, in memory
         err_fine = np.mean([np.abs(x.astype(float) - w).mean() for x, w in zip(a, want, strict=True)])
         err_flat = np.mean([np.abs(y.astype(float) - w).mean() for y, w in zip(b, want, strict=True)])
-        assert err_fine < 0.6 * err_flat  # the residual survives 10-bit YUV
+        assert err_fine < 0.25 * 257  # what 10-bit YUV rounds (measured 30 / 107 on noise)
+        assert err_fine < 0.6 * err_flat  # the residual survives 10-bit YUV; the 8-bit run has none
 
     def test_tiles_and_scene_cuts_carry_each_frames_own_residual(self, tmp_path, torch_runner):
         pattern = make_png16(tmp_path / "in", count=13, size=(40, 56))
@@ -450,3 +453,23 @@ class TestFineAlpha:
                 np.testing.assert_array_equal(x[..., 3], _bicubic(src[..., 3], 4))
             assert np.abs(x[..., 3].astype(np.int32) - y[..., 3]).max() <= 1.2 * 257  # the 8-bit matte, give or take
             assert np.mean(x[..., 3] % 257 != 0) > 0.3  # levels between the 8-bit ones
+
+
+def test_a_10_bit_420_source_reaches_the_model_rounded_not_shifted(tmp_path):
+    """swscale's own 10-bit 4:2:0 -> 8-bit RGB was 1.4 levels low on average on smooth content (1.6 RMS from the
+    source); through 16 bits and rounded, the model's input is the source to within 4:2:0 and rounding."""
+    import av
+    from av.video.reformatter import VideoReformatter
+
+    src = tmp_path / "in.mkv"
+    with VideoWriter(src, 64, 32, Fraction(24), Fraction(1, 24), EncodeConfig("libx264", crf=0,
+                                                                             pix_fmt="yuv420p10le")) as w:
+        w.write(gradient16(0, 32, 64), 0)
+    truth = gradient16(0, 32, 64).astype(np.float64) / 257
+    with open_video(src) as r:
+        got = next(iter(r)).image.astype(np.float64)
+    err = got - truth
+    assert abs(err.mean()) < 0.1 and np.sqrt(np.mean(err**2)) < 0.5
+    with av.open(str(src)) as c:  # what swscale alone makes of it (the reader before this)
+        direct = VideoReformatter().reformat(next(c.decode(video=0)), format="rgb24").to_ndarray()
+    assert np.sqrt(np.mean((direct - truth) ** 2)) > 2 * np.sqrt(np.mean(err**2))

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ColorInfo", "component_depth", "join_fine", "split_fine"]
+__all__ = ["ColorInfo", "component_depth", "join_fine", "round_to_8", "split_fine"]
 
 # FFmpeg's enums (AVColorPrimaries, AVColorTransferCharacteristic, AVColorSpace)
 AVCOL_PRI_BT2020 = 9
@@ -44,12 +44,23 @@ def component_depth(pix_fmt: str | None) -> int:
         return 8
 
 
+def round_to_8(rgb16: np.ndarray) -> np.ndarray:
+    """uint16 values -> uint8, each the nearest 8-bit level (``round(v / 257)``, exactly: ``(255 v + 32895) >> 16``
+    equals it for every 16-bit value; a quarter of the time of a division)."""
+    wide = rgb16.astype(np.uint32)
+    wide *= 255
+    wide += 32895
+    wide >>= 16
+    return wide.astype(np.uint8)
+
+
 def split_fine(rgb16: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """uint16 values (RGB ``(..., 3)``, or a matte) -> (uint8 values rounded to the nearest 8-bit level, int16
     residual in 16-bit units, ``rgb16 - 257 * rounded``, within -128..128)."""
-    wide = rgb16.astype(np.int32)
-    rounded = (wide + 128) // 257
-    return rounded.astype(np.uint8), (wide - 257 * rounded).astype(np.int16)
+    rounded = round_to_8(rgb16)
+    # in 16 bits, wrapping: the residual's two's complement, read back as int16
+    residual = (rgb16 - rounded.astype(np.uint16) * np.uint16(257)).view(np.int16)
+    return rounded, residual
 
 
 def join_fine(sr: np.ndarray, residual: np.ndarray) -> np.ndarray:
