@@ -456,7 +456,7 @@ class TestFineAlpha:
 
 
 def test_a_10_bit_420_source_reaches_the_model_rounded_not_shifted(tmp_path):
-    """swscale's own 10-bit 4:2:0 -> 8-bit RGB was 1.4 levels low on average on smooth content (1.6 RMS from the
+    """swscale's own 10-bit 4:2:0 -> 8-bit RGB was 1.4 levels off on average on smooth content (1.6 RMS from the
     source); through 16 bits and rounded, the model's input is the source to within 4:2:0 and rounding."""
     import av
     from av.video.reformatter import VideoReformatter

@@ -3,7 +3,7 @@
 Every pixel format FFmpeg knows (10-bit, 4:4:4, grey, odd sizes ...) is converted to ``rgb24`` by
 FFmpeg's swscale; nothing is rejected for its pixel format. An input of more than 8 bits a component is converted to
 16-bit RGB and rounded to the nearest 8-bit level here: swscale's own conversion to 8 bits is off (16-bit RGB or grey:
-half a level high on average, up to 1.5; 10-bit 4:2:0 YUV: 1.4 levels low on average, up to 3.8, on a smooth sky,
+half a level high on average, up to 1.5; 10-bit 4:2:0 YUV: 1.4 levels off on average, up to 3.8, on a smooth sky,
 1.6 levels RMS from the source against 0.3 through 16 bits); it costs 8 ms a 1080p frame against 2.5. A reader asked
 for ``fine`` frames (for an output that keeps them) hands the bits below on in :attr:`DecodedFrame.fine`
 (:mod:`vggx.video.depth`).
