@@ -325,19 +325,16 @@ class VideoReader:
                 if (frame.width, frame.height) != (info.width, info.height):
                     size = (info.width, info.height)
                     self._size_changed(frame, count)
-                if info.bit_depth > 8 and info.has_alpha:  # rounded here: swscale's 16 -> 8 bits is off by 0.5
-                    rgba = _to_rgb(frame, self._reformatter, "rgba64le", size)
-                    alpha = np.ascontiguousarray(rgba[..., 3])
-                    if self.fine:
-                        image, fine = split_fine(np.ascontiguousarray(rgba[..., :3]))
-                        yield DecodedFrame(index=count, pts=pts, image=image, alpha=alpha, fine=fine)
+                if info.bit_depth > 8:  # through 16 bits, rounded here (see the module doc)
+                    pixels = _to_rgb(frame, self._reformatter, "rgba64le" if info.has_alpha else "rgb48le", size)
+                    rgb = np.ascontiguousarray(pixels[..., :3])
+                    alpha = np.ascontiguousarray(pixels[..., 3]) if info.has_alpha else None
+                    if self.fine:  # the rest below the rounding, and a 16-bit alpha
+                        image, fine = split_fine(rgb)
                     else:
-                        yield DecodedFrame(index=count, pts=pts, image=round_to_8(rgba[..., :3]),
-                                           alpha=round_to_8(alpha))
-                elif info.bit_depth > 8:
-                    rgb = _to_rgb(frame, self._reformatter, "rgb48le", size)
-                    image, fine = split_fine(rgb) if self.fine else (round_to_8(rgb), None)
-                    yield DecodedFrame(index=count, pts=pts, image=image, fine=fine)
+                        image, fine = round_to_8(rgb), None
+                        alpha = None if alpha is None else round_to_8(alpha)
+                    yield DecodedFrame(index=count, pts=pts, image=image, alpha=alpha, fine=fine)
                 elif info.has_alpha:
                     rgba = _to_rgb(frame, self._reformatter, "rgba", size)
                     yield DecodedFrame(index=count, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
