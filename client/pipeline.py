@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -367,37 +367,39 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
     tiles = _Tiles(runner, tile, tile_overlap)
     scenes = SceneCuts(scene_threshold) if scene_threshold is not None else None
 
-    def checked() -> Iterator[np.ndarray]:
-        size = None
+    def checked() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Each frame as (what the model reads: uint8 RGB/RGBA; a uint16 frame's int16 residual, else None)."""
+        kind = None
         for i, frame in enumerate(frames):
             frame = np.asarray(frame)
-            if frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] == 3:
-                rounded, residual = split_fine(frame)
-                frame = np.concatenate([rounded, residual.view(np.uint8)], axis=-1)  # the residual rides along
-            elif frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            deep = frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] == 3
+            if not deep and (frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4)):
                 raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), or uint16 RGB, got "
                                   f"{frame.dtype} {frame.shape}")
-            if size is None:
-                size = frame.shape
-            elif frame.shape != size:
-                raise ConfigError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}x{frame.shape[2]}, frame 0 "
-                                  f"{size[1]}x{size[0]}x{size[2]}: a clip's frames have one size and kind")
-            yield frame
+            if kind is None:
+                kind = (frame.shape, frame.dtype)
+            elif (frame.shape, frame.dtype) != kind:
+                size, dtype = kind
+                this, first = f"{frame.shape[1]}x{frame.shape[0]}x{frame.shape[2]}", f"{size[1]}x{size[0]}x{size[2]}"
+                if frame.dtype != dtype:
+                    this, first = f"{this} {frame.dtype}", f"{first} {dtype}"
+                raise ConfigError(f"frame {i} is {this}, frame 0 {first}: a clip's frames have one size and kind")
+            yield split_fine(frame) if deep else (frame, None)
 
-    def upscale_window(win: TimeWindow, window: list[np.ndarray]) -> np.ndarray:
+    def upscale_window(win: TimeWindow, window: list[tuple[np.ndarray, np.ndarray | None]]) -> np.ndarray:
         keep = slice(win.offset, win.offset + win.keep_count)
-        stacked = np.stack(window)
+        stacked = np.stack([image for image, _ in window])
         images = tiles.upscale(runner, np.ascontiguousarray(stacked[..., :3]), keep)
-        if stacked.shape[3] == 9:  # uint16 frames: their residuals (int16, as bytes) back on the model's output
-            return join_fine(images, np.ascontiguousarray(stacked[keep, ..., 3:]).view(np.int16))
+        if window[0][1] is not None:  # uint16 frames: their residuals back on the model's output
+            return join_fine(images, np.stack([fine for _, fine in window[keep]]))
         if stacked.shape[3] == 4:
             model = None if alpha == "bicubic" else (lambda grey, keep=keep: tiles.upscale(runner, grey, keep))
             images = _with_alpha(images, stacked[..., 3], keep, info.scale, model)
         return images
 
-    flagged = ((frame, False) for frame in checked()) if scenes is None else scenes.flagged(checked())
-    windows = ((win, [frame for frame, _ in pairs]) for win, pairs in
-               cut_windows(flagged, info.window, context, cut=lambda pair: pair[1]))
+    windows = ((win, [item for item, _ in pairs]) for win, pairs in
+               cut_windows(_flagged(checked(), scenes, lambda item: item[0]), info.window, context,
+                           cut=lambda pair: pair[1]))
     if concurrency == 1:
         for win, window in windows:
             yield from upscale_window(win, window)
@@ -417,6 +419,12 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         for future in pending:
             future.cancel()
         pool.shutdown(wait=True)
+
+
+def _flagged(items: Iterable, scenes: SceneCuts | None, image: Callable) -> Iterator[tuple[object, bool]]:
+    """``(item, starts a shot)`` for each of ``items``: the scene cuts :meth:`SceneCuts.flagged` finds in
+    ``image(item)`` (one item late), or none where ``scenes`` is None."""
+    return ((item, False) for item in items) if scenes is None else scenes.flagged(items, image=image)
 
 
 def _check_concurrency(value: int, name: str) -> None:
@@ -659,10 +667,8 @@ class _Run:
                     break
 
     def _decode(self) -> None:
-        scenes = self.scenes
-        flagged = ((item, False) for item in self._frames()) if scenes is None else \
-            scenes.flagged(self._frames(), image=lambda item: item[1])
-        stream = WindowStream(flagged, self.window, self.context, self.first_frame, cut=lambda pair: pair[1])
+        stream = WindowStream(_flagged(self._frames(), self.scenes, lambda item: item[1]), self.window, self.context,
+                              self.first_frame, cut=lambda pair: pair[1])
         for win, pairs in stream:
             if not self._emit(win, [item for item, _ in pairs]):
                 return

@@ -351,6 +351,9 @@ def test_upscale_clip_takes_uint16_frames_and_carries_their_levels(torch_runner)
         np.testing.assert_array_equal(g, want)
     with pytest.raises(Exception, match="uint16 RGB"):
         list(upscale_clip(torch_runner, [np.zeros((24, 40, 4), np.uint16)]))
+    with pytest.raises(Exception, match="frame 1 is 40x24x3 uint8, frame 0 40x24x3 uint16: a clip's frames have one "
+                                        "size and kind"):
+        list(upscale_clip(torch_runner, [frames[0], split_fine(frames[1])[0]]))
 
 
 def test_dry_run_says_the_bits_and_hdr(tmp_path, tiny_checkpoint_path, onnx_cache, monkeypatch):
