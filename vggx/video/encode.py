@@ -413,7 +413,8 @@ class VideoWriter:
 
     def __init__(
         self, path: str | Path, width: int, height: int, rate: Fraction, time_base: Fraction,
-        config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None, copy: tuple[str, ...] = (),
+        config: EncodeConfig = EncodeConfig(), *, audio_source: str | Path | None = None,
+        copy: tuple[str, ...] = EXTRAS,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
         rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
         start_number: int = 1, color: ColorInfo | None = None,
@@ -490,8 +491,7 @@ class VideoWriter:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
             if audio_source is not None:
-                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy or EXTRAS,
-                                           config)
+                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy, config)
         except BaseException:
             self.abort()
             raise
@@ -1001,8 +1001,7 @@ class _AudioCopier:
     the container holds them (Matroska; elsewhere a warning)."""
 
     def __init__(self, source: Path | str, container, start: float, end: float | None,
-                 kinds: tuple[str, ...] = ("audio", "subtitles", "chapters", "attachments", "cover"),
-                 config: EncodeConfig | None = None) -> None:
+                 kinds: tuple[str, ...] = EXTRAS, config: EncodeConfig | None = None) -> None:
         import av
 
         self._audio_codec = config.audio_codec if config is not None else None
