@@ -50,6 +50,7 @@ from vggx.video.encode import (
     check_image_codec,
     check_stdout,
     deeper_pix_fmt,
+    describe_encoder,
     image_codec,
     is_single_image,
     is_stdout,
@@ -210,6 +211,9 @@ class UpscaleResult:
     output_bits: int = 8
     fine_bits: bool = False
     hdr: str | None = None  # the HDR transfer (PQ, HLG) the output keeps, tagged as the input's
+    # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
+    # ``libx264 yuv420p (crf=18 preset=veryfast)``
+    encoder: str = ""
 
     @property
     def fps(self) -> float:
@@ -975,8 +979,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         # frame 0 is decoded: open_writer checks again with it).
         early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
+        checked = config.encode.pix_fmt
         config, alpha = _alpha_output(config, reader)
         config, fine = _depth_output(config, output, reader, alpha)
+        if config.encode.pix_fmt != checked:  # the input chose a deeper format or one with alpha: options again
+            check_encoder_starts(config.encode)
         store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha, fine)
@@ -1073,7 +1080,8 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
 
 
 def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
-    """The result's fields on bits and HDR."""
+    """The result's fields on bits, HDR and the encoder."""
     color = reader.color
     return {"input_bits": reader.info.bit_depth, "output_bits": component_depth(output_pix_fmt(config.encode)),
-            "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None}
+            "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None,
+            "encoder": describe_encoder(config.encode, color)}

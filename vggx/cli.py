@@ -498,8 +498,15 @@ def upscale(
     codec: Annotated[str | None, typer.Option(
         "--codec", help="video encoder: libx264 (default), libx265, libx264rgb, ffv1 (lossless, .mkv), ...; "
         "an image sequence (out/%06d.png or .tif) is written with its own")] = None,
-    crf: Annotated[int, typer.Option("--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless")
-                   ] = 18,
+    crf: Annotated[int | None, typer.Option(
+        "--crf", help="constant quality for x264/x265/vpx/aom; 0 = lossless (default: 18, unless --bitrate)")] = None,
+    bitrate: Annotated[str | None, typer.Option(
+        "--bitrate", help="average bits/s instead of a constant quality, e.g. 8M (a streaming ladder's rung); a cap "
+        "on either: --encoder-option maxrate=10M --encoder-option bufsize=20M")] = None,
+    encoder_option: Annotated[list[str] | None, typer.Option(
+        "--encoder-option", "-e", help="KEY=VALUE passed to the video encoder as FFmpeg's -KEY VALUE would be "
+        "(repeatable): tune=film, profile=main10, g=48, bf=3, x265-params=aq-mode=3:psy-rd=2 (merged with vggx's "
+        "own, yours winning), ...; an option the encoder lacks is refused before any work")] = None,
     pix_fmt: Annotated[str | None, typer.Option(
         "--pix-fmt", help="output pixel format, e.g. yuv444p or yuv420p10le (with libx265) "
         "(default: yuv420p for H.264/H.265, lossless RGB for RGB codecs)")] = None,
@@ -616,7 +623,15 @@ def upscale(
         codec = STDOUT_RAW_CODEC if stdout else EncodeConfig().codec
     else:
         check_image_codec(output, codec)
+    options = _parse_encoder_options(encoder_option)
+    video_bitrate = _parse_bitrate(bitrate, "--bitrate", "8M or 8000000") if bitrate is not None else None
+    if crf is not None and (video_bitrate is not None or "b" in options):
+        raise ConfigError("--crf and a bitrate: a constant quality or an average bitrate, not both (a CRF with a "
+                          "cap is --encoder-option maxrate=10M --encoder-option bufsize=20M)")
+    if crf is None and video_bitrate is None and "b" not in options:
+        crf = EncodeConfig().crf
     encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, encoders=encoders,
+                          options=options, bitrate=video_bitrate,
                           audio_codec=audio_codec,
                           audio_bitrate=_parse_bitrate(audio_bitrate) if audio_bitrate is not None else None)
     rate = _parse_rate(fps) if fps is not None else None
@@ -788,16 +803,31 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-def _parse_bitrate(text: str) -> int:
-    """``--audio-bitrate``: bits/s as a number, or with k / M (``192k``, ``1.5M``)."""
+def _parse_bitrate(text: str, option: str = "--audio-bitrate", example: str = "192k or 128000") -> int:
+    """``--audio-bitrate``, ``--bitrate``: bits/s as a number, or with k / M / G (``192k``, ``1.5M``)."""
     from vggx.errors import ConfigError
 
     t = text.strip().lower()
-    factor = {"k": 1_000, "m": 1_000_000}.get(t[-1:], 1)
+    factor = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}.get(t[-1:], 1)
     try:
         return round(float(t[:-1] if factor > 1 else t) * factor)
     except ValueError:
-        raise ConfigError(f"--audio-bitrate takes bits/s such as 192k or 128000, got {text!r}") from None
+        raise ConfigError(f"{option} takes bits/s such as {example}, got {text!r}") from None
+
+
+def _parse_encoder_options(items: list[str] | None) -> dict[str, str]:
+    """``--encoder-option KEY=VALUE`` (repeated): FFmpeg's options of the encoder, in the order given (a key given
+    twice: the last)."""
+    from vggx.errors import ConfigError
+
+    options = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ConfigError(f"--encoder-option takes KEY=VALUE with FFmpeg's name for KEY (tune=film, g=48, "
+                              f"x265-params=aq-mode=3:psy-rd=2), got {item!r}")
+        options[key.strip().lstrip("-")] = value
+    return options
 
 
 def _parse_copy(text: str) -> tuple[str, ...] | None:
@@ -837,6 +867,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
+             "encoder": r.encoder,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
@@ -853,7 +884,8 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     where = "standard output" if stdout else str(result.output)
     depth = _depth_line(result)
     return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
-            f"{windows}{tiles}{resumed}; copied along: {copied}" + (f"; {depth}" if depth else "")
+            f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}"
+            + (f"; {depth}" if depth else "")
             + "; nothing was written")
 
 

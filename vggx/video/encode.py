@@ -33,10 +33,13 @@ Frames are uint8, or uint16 RGB for outputs of more than 8 bits that keep an inp
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import logging
 import os
 import shutil
+import sys
+import tempfile
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,7 +66,8 @@ from .depth import ColorInfo, component_depth
 __all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig",
            "SegmentStore", "VideoWriter", "alpha_pix_fmt", "check_container", "check_copy", "check_encoder",
            "check_encoder_starts", "check_image_codec", "check_output_path", "check_stdout", "deeper_pix_fmt",
-           "image_codec", "is_single_image", "is_stdout", "output_pix_fmt", "stdout_format", "writes_y4m"]
+           "describe_encoder", "encoder_options", "image_codec", "is_single_image", "is_stdout", "merge_params",
+           "output_pix_fmt", "stdout_format", "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +104,12 @@ class EncodeConfig:
     crf: int | None = 18  # 0 = lossless for libx264/libx264rgb; lower is better, larger files
     pix_fmt: str | None = None  # None: yuv420p for H.264-style codecs, lossless RGB where the codec takes it
     preset: str | None = None  # x264/x265 speed preset (ultrafast ... placebo); None: the encoder's (medium)
+    # FFmpeg options of the encoder (``ffmpeg -h encoder=libx265``), over vggx's own (see encoder_options): tune,
+    # profile, g, bf, maxrate, bufsize, x265-params (merged with vggx's key by key, these winning), ...
     options: dict[str, str] = field(default_factory=dict)
+    # Average bits/s (ABR, e.g. a streaming ladder's rung) instead of constant quality: ``crf`` is then not given to
+    # the encoder. A VBV cap is ``options`` maxrate and bufsize (also with a CRF: capped CRF).
+    bitrate: int | None = None
     # Threads converting frames to the codec's pixel format ahead of the encoder; None: one per four
     # cores, 1..4; 0: none (PyAV's encoder converts each frame itself, serially: the benchmarks' baseline).
     convert_threads: int | None = None
@@ -126,6 +135,12 @@ class EncodeConfig:
             raise VideoError(f"segment_frames must be >= 8, got {self.segment_frames}")
         if self.crf is not None and not 0 <= self.crf <= 63:
             raise VideoError(f"--crf must be in 0..63, got {self.crf}")
+        if self.bitrate is not None and not 10_000 <= self.bitrate <= 10_000_000_000:
+            raise VideoError(f"--bitrate must be in 10k..10G bits/s, got {self.bitrate}")
+        for key, value in self.options.items():
+            if not key or not isinstance(value, str) or key.startswith("-") or "=" in key:
+                raise VideoError(f"an encoder option is KEY=VALUE with FFmpeg's name for KEY (tune=film, "
+                                 f"x265-params=aq-mode=3), got {key!r}={value!r}")
         if self.preset is not None and self.preset not in X264_PRESETS:
             raise VideoError(f"--preset must be one of {', '.join(X264_PRESETS)}, got {self.preset!r}")
         if self.preset is not None and self.codec not in _PRESET_CODECS:
@@ -343,6 +358,56 @@ def check_image_codec(path: str | Path, codec: str) -> None:
                          f"(leave --codec out, or name a video file)")
 
 
+# Options holding a list of the library's own key=value settings, joined by ':'.
+PARAMS_OPTIONS = frozenset({"x264-params", "x265-params", "svtav1-params", "aom-params"})
+
+
+def merge_params(ours: str, theirs: str) -> str:
+    """Two ``key=value:key=value`` lists (x265-params, ...) as one, ``theirs`` winning: each of our settings whose key
+    ``theirs`` sets again is left out, and theirs come last (x265 and x264 take the last of a key, too)."""
+    def key(item: str) -> str:
+        return item.split("=", 1)[0].strip()
+
+    given = {key(p) for p in theirs.split(":") if p}
+    return ":".join([p for p in ours.split(":") if p and key(p) not in given] + [p for p in theirs.split(":") if p])
+
+
+def encoder_options(config: EncodeConfig, *, deep: bool = False, color: ColorInfo | None = None) -> dict[str, str]:
+    """The FFmpeg options ``config.codec`` is opened with: vggx's own (rate control from ``crf`` or ``bitrate``, the
+    preset, lossless in any depth where ``crf`` is 0 and the output is ``deep``, ``color``'s HDR10 metadata), then
+    ``config.options`` over them: a plain option replaces vggx's, a ``*-params`` list is merged key by key with
+    vggx's (the user's value winning: an explicit ``master-display`` over the input's)."""
+    codec, user = config.codec, config.options
+    ours: dict[str, str] = dict(color.encoder_options(codec)) if color is not None else {}
+    if config.bitrate is not None:
+        ours["b"] = str(config.bitrate)
+    elif "b" in user:  # a bitrate among the options: ABR too (a CRF beside it would win in x264 and x265)
+        pass
+    elif config.crf == 0 and codec in ("libx264", "libx264rgb") and deep:
+        ours["qp"] = "0"  # x264's CRF 0 is lossless in 8 bits only; QP 0 in any depth
+    elif config.crf is not None and codec in _CRF_CODECS:
+        ours["crf"] = str(config.crf)
+        if config.crf == 0 and codec == "libx265":
+            ours["x265-params"] = merge_params(ours.get("x265-params", ""), "lossless=1")
+        if codec in ("libvpx-vp9", "libaom-av1"):
+            ours["b"] = "0"  # constant-quality mode needs a zero target bitrate
+    if config.preset is not None:
+        ours["preset"] = config.preset
+    options = dict(ours)
+    for key, value in user.items():
+        options[key] = merge_params(ours[key], value) if key in PARAMS_OPTIONS and key in ours else value
+    return options
+
+
+def describe_encoder(config: EncodeConfig, color: ColorInfo | None = None) -> str:
+    """The video encoder as the writer opens it for ``config`` and a source of ``color``, in one phrase:
+    ``libx265 yuv420p10le (crf=18 preset=slow x265-params=hdr10=1:...)``."""
+    pix_fmt = output_pix_fmt(config)
+    kept = color if color is not None and color.kept and _yuv_range(pix_fmt) is not None else None
+    options = encoder_options(config, deep=component_depth(pix_fmt) > 8, color=kept)
+    return f"{config.codec} {pix_fmt}" + (f" ({' '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
+
+
 def check_encoder(config: EncodeConfig):
     """Return FFmpeg's encoder named by ``config.codec``, or raise ``VideoError`` (call before heavy work)."""
     import av
@@ -365,25 +430,88 @@ def check_encoder(config: EncodeConfig):
 _CAP_HARDWARE = 1 << 18 | 1 << 19  # FFmpeg's AV_CODEC_CAP_HARDWARE | AV_CODEC_CAP_HYBRID
 
 
+# How FFmpeg's encoder wrappers say that a setting in x264-params (x265-params, svtav1-params) was not taken: as a
+# warning, the encode going on without it.
+_OPTION_NOT_TAKEN = ("unknown option", "error parsing option", "invalid value", "bad value", "unrecognized")
+
+
 def check_encoder_starts(config: EncodeConfig) -> None:
-    """For a hardware encoder (NVENC, QSV, ...: it needs its device and driver), open it once on a small frame and
-    raise ``VideoError`` if it cannot start here; call before heavy work. Software encoders start anywhere."""
+    """Open the encoder once on a small frame, with its options, and raise ``VideoError`` if it cannot start: a
+    hardware encoder (NVENC, QSV, ...) without its device and driver, an option the encoder does not have, a value
+    it refuses (``tune=bogus``, ``profile=high`` in 10 bits) or a ``*-params`` setting it would pass over with a
+    warning. Its other warnings (x264's "VBV maxrate specified, but no bufsize, ignored") are logged. Call before
+    heavy work; software encoders without options start anywhere and are not opened."""
     import av
 
     codec = check_encoder(config)
-    if not (codec.capabilities & _CAP_HARDWARE or codec.hardware_configs):
+    hardware = bool(codec.capabilities & _CAP_HARDWARE or codec.hardware_configs)
+    if not (hardware or config.options or config.bitrate is not None):
         return
     ctx = av.CodecContext.create(config.codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = 256, 256, output_pix_fmt(config)
     ctx.time_base, ctx.framerate = Fraction(1, 24), Fraction(24)
-    try:
-        ctx.open()
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise VideoError(f"the {config.codec} encoder cannot start on this machine ({_reason(exc)}): it needs its "
-                         f"hardware and driver (NVENC: an NVIDIA GPU that has it; H100/H200 do not); use libx264 "
-                         f"or libx265") from None
-    finally:
+    ctx.options = encoder_options(config, deep=component_depth(ctx.pix_fmt) > 8)
+    given = ", ".join(f"{k}={v}" for k, v in config.options.items()) or f"bitrate {config.bitrate}"
+    failed = None
+    with _library_messages() as said:
+        try:
+            ctx.open()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            failed = exc
+        unknown = sorted(set(ctx.options) & set(config.options))  # what the encoder did not take
         del ctx
+    if failed is not None and hardware:
+        raise VideoError(f"the {config.codec} encoder cannot start on this machine ({_reason(failed)}): it needs its "
+                         f"hardware and driver (NVENC: an NVIDIA GPU that has it; H100/H200 do not); use libx264 or "
+                         f"libx265")
+    if failed is not None:
+        why = "; ".join(said.errors) or _reason(failed)
+        raise VideoError(f"the {config.codec} encoder refuses its options ({given}): {why} (ffmpeg -h "
+                         f"encoder={config.codec} lists them and their values)")
+    if unknown:
+        raise VideoError(f"{config.codec} has no option {', '.join(unknown)} (ffmpeg -h encoder={config.codec} lists "
+                         f"its own; FFmpeg's generic ones such as g, bf, maxrate, bufsize apply too)")
+    not_taken = [m for m in said.warnings if any(w in m.lower() for w in _OPTION_NOT_TAKEN)]
+    if not_taken:
+        raise VideoError(f"{config.codec} would pass over its options ({given}): {'; '.join(not_taken)}")
+    for message in said.warnings:
+        log.warning("%s: %s", config.codec, message)
+
+
+class _Said:
+    """What an encoder said while it opened: FFmpeg's warnings and errors, and the libraries' own error lines."""
+
+    def __init__(self) -> None:
+        self.warnings: list[str] = []
+        self.errors: list[str] = []
+
+
+@contextlib.contextmanager
+def _library_messages():
+    """Collect what an encoder says while it opens into a :class:`_Said`: FFmpeg's log (warnings and worse, off
+    otherwise) and what x264, x265 and SVT-AV1 print on file descriptor 2 themselves (their banners are kept off the
+    terminal; their ``[error]`` lines are the reasons a refusal names)."""
+    import av.logging
+
+    said = _Said()
+    level = av.logging.get_level()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as text:
+        os.dup2(text.fileno(), 2)
+        try:
+            av.logging.set_level(av.logging.WARNING)
+            with av.logging.Capture() as logs:
+                yield said
+        finally:
+            av.logging.set_level(level)
+            os.dup2(saved, 2)
+            os.close(saved)
+            text.seek(0)
+            printed = text.read().decode(errors="replace").splitlines()
+    for lvl, _, message in logs:
+        (said.errors if lvl <= av.logging.ERROR else said.warnings).append(message.strip().rstrip("."))
+    said.errors[:0] = [line.split("]:", 1)[-1].strip() for line in printed if "error]" in line.lower()]
 
 
 class VideoWriter:
@@ -515,20 +643,8 @@ class VideoWriter:
             time_base = 1 / Fraction(rate)
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
-        options = dict(cfg.options)
-        if self.color is not None and self._yuv_range is not None:  # HDR10 metadata, beside the user's params
-            for key, value in self.color.encoder_options(cfg.codec).items():
-                options[key] = f"{options[key]}:{value}" if options.get(key) else value
-        if cfg.crf == 0 and cfg.codec in ("libx264", "libx264rgb") and self._deep:
-            options.setdefault("qp", "0")  # x264's CRF 0 is lossless in 8 bits only; QP 0 in any depth
-        elif cfg.crf is not None and cfg.codec in _CRF_CODECS:
-            options.setdefault("crf", str(cfg.crf))
-            if cfg.crf == 0 and cfg.codec == "libx265":
-                options["x265-params"] = ":".join(p for p in ("lossless=1", options.get("x265-params")) if p)
-        if cfg.codec in ("libvpx-vp9", "libaom-av1") and "crf" in options:
-            options.setdefault("b", "0")  # constant-quality mode needs a zero target bitrate
-        if cfg.preset is not None:
-            options.setdefault("preset", cfg.preset)
+        options = encoder_options(cfg, deep=self._deep,
+                                  color=self.color if self._yuv_range is not None else None)
         if cfg.codec in _PRESET_CODECS:
             # Frame threads on every core (x264's own default): PyAV's default, slice threads, left a
             # 16-core machine encoding 720p at 47 fps, the bottleneck behind a GPU upscaling at 200.
