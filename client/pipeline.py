@@ -37,6 +37,7 @@ from vggx.video import (
     is_url,
     open_video,
 )
+from vggx.video.crop import Crop, find_picture, pad_bars
 from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
 from vggx.video.depth import component_depth, join_fine, split_fine
 from vggx.video.encode import (
@@ -141,6 +142,11 @@ class UpscaleConfig:
     copy: tuple[str, ...] | None = None
     # The video stream to upscale, by its index in the input (as ffprobe numbers them); None: the one FFmpeg picks
     video_stream: int | None = None
+    # The part of each frame that is upscaled (vggx.video.crop): a Crop (FFmpeg's w:h:x:y, or w:h centred), "auto"
+    # (the picture inside the black bars of frames spread over the run), or None (the whole frame). The output is
+    # the picture alone, or with ``keep_bars`` the input's frame x scale, the bars black again.
+    crop: Crop | str | None = None
+    keep_bars: bool = False
 
     def __post_init__(self) -> None:
         _check_concurrency(self.concurrency, "--concurrency")
@@ -169,6 +175,13 @@ class UpscaleConfig:
         unknown = [k for k in self.copy or () if k not in EXTRAS]
         if unknown:
             raise ConfigError(f"--copy takes {', '.join(EXTRAS)}, all or none; not {', '.join(unknown)}")
+        if isinstance(self.crop, str) and self.crop != "auto":
+            raise ConfigError(f"crop is a Crop, 'auto' or None, got {self.crop!r}")
+        if self.crop == "auto" and is_pipe(self.input):
+            raise ConfigError("--crop auto looks over the input before upscaling it, which standard input (-) cannot "
+                              "be; give the picture's rectangle: --crop W:H:X:Y")
+        if self.keep_bars and self.crop is None:
+            raise ConfigError("--keep-bars puts back the bars --crop took off: give --crop auto (or W:H:X:Y) too")
 
 
 @dataclass(frozen=True)
@@ -211,6 +224,10 @@ class UpscaleResult:
     output_bits: int = 8
     fine_bits: bool = False
     hdr: str | None = None  # the HDR transfer (PQ, HLG) the output keeps, tagged as the input's
+    # The rectangle of the input upscaled (``UpscaleConfig.crop``), None where it was the whole frame; with
+    # ``keep_bars`` the output is the input's frame, the bars black
+    crop: Crop | None = None
+    keep_bars: bool = False
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
     # ``libx264 yuv420p (crf=18 preset=veryfast)``
     encoder: str = ""
@@ -620,10 +637,20 @@ class _Run:
         self.windows = 0
         self.busy = {"decode": 0.0, "infer": 0.0, "encode": 0.0}
         self._busy_lock = threading.Lock()  # inference workers add to busy["infer"] concurrently
+        # The rectangle upscaled (None: the whole frame), its size, and the size of the frames written (before any
+        # resizing: x scale): the picture alone, or the input's frame with the bars put back (keep_bars).
+        size = (reader.info.height, reader.info.width)
+        self.crop = cfg.crop if isinstance(cfg.crop, Crop) and not cfg.crop.covers(size) else None
+        self.picture = size if self.crop is None else (self.crop.height, self.crop.width)
+        self.canvas = size if cfg.keep_bars else self.picture
+        scale = runner.info.scale
+        self.bars = (lambda images: pad_bars(images, self.crop, size, scale)) \
+            if self.crop is not None and cfg.keep_bars else None
         # The model's device converts to what the encoder takes (the CUDA fast path and H.264's yuv420p).
         color = reader.info.color
         self.yuv420p = (cfg.device_yuv420p and getattr(runner, "yuv420p_output", False) and not cfg.compare
-                        and output_pix_fmt(cfg.encode) == "yuv420p" and not (color is not None and color.kept))
+                        and output_pix_fmt(cfg.encode) == "yuv420p" and not (color is not None and color.kept)
+                        and self.bars is None)
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
         self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap)
         # A resumed run: the frames before ``frames_done`` are in the output already; windows keep those after them.
@@ -689,7 +716,12 @@ class _Run:
                 self.first_pts = frame.pts
             self.last_pts = frame.pts
             self.frames_decoded = frame.index + 1
-            yield frame.pts, frame.image, frame.alpha if self.alpha else None, frame.fine
+            crop = self.crop
+            if crop is None:
+                yield frame.pts, frame.image, frame.alpha if self.alpha else None, frame.fine
+            else:  # the picture alone (contiguous: the scene-cut filter takes it as a frame)
+                yield (frame.pts, np.ascontiguousarray(crop(frame.image)), crop(frame.alpha) if self.alpha else None,
+                       crop(frame.fine))
 
     def _emit(self, win: TimeWindow, frames: list[tuple[int, np.ndarray, np.ndarray | None, np.ndarray | None]]
               ) -> bool:
@@ -725,11 +757,14 @@ class _Run:
                     model = None if self.cfg.alpha == "bicubic" else (
                         lambda grey, keep=item.keep: self.tiles.upscale(self.runner, grey, keep))
                     images = _with_alpha(images, item.alphas, item.keep, self.runner.info.scale, model)
+                if self.bars is not None:  # the picture back in the input's frame
+                    images = self.bars(images)
                 if self.cfg.compare:
                     lr = item.frames[item.keep]
                     scale = self.runner.info.scale
-                    images = np.stack([np.concatenate([_bicubic(a, scale), b], axis=1)
-                                       for a, b in zip(lr, images, strict=True)])
+                    bicubic = np.stack([_bicubic(a, scale) for a in lr])
+                    bicubic = bicubic if self.bars is None else self.bars(bicubic)
+                    images = np.concatenate([bicubic, images], axis=2)
                 with self._busy_lock:
                     self.busy["infer"] += time.perf_counter() - t0
                 self.done.put(_Done(item.index, images, item.pts))
@@ -863,6 +898,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
         "copy": None if config.copy is None else sorted(config.copy), "video_stream": config.video_stream,
+        "crop": None if config.crop is None else str(config.crop), "keep_bars": config.keep_bars,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -957,17 +993,16 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         expected = reader.expected_frames() or 0
     finally:
         reader.close()
-    out_h, out_w = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height,
-                                     reader.rotation)
+    out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation)
     out_w *= 2 if config.compare else 1
     _check_frame_size(out_h, out_w)
-    plan = run.tiles.plan((vinfo.height, vinfo.width))
+    plan = run.tiles.plan(run.picture)
     return UpscaleResult(
         output=output, frames=expected, seconds=0.0, output_bytes=0, input_size=(vinfo.height, vinfo.width),
         output_size=(out_h, out_w), windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
-        copied=copied, **_depths(config, reader, run.fine))
+        copied=copied, crop=run.crop, keep_bars=run.bars is not None, **_depths(config, reader, run.fine))
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
@@ -975,9 +1010,12 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     info, vinfo = runner.info, reader.info
     try:  # the settings the model's facts check, before the decode thread (which closes the reader) starts
         context = _context(config.context, info.window)
+        config = _resolved_crop(config, reader)
         # The written size, before any work (the display rotation, which --height goes by, is known only once
         # frame 0 is decoded: open_writer checks again with it).
-        early = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height)
+        crop = config.crop
+        canvas = (crop.height, crop.width) if crop is not None and not config.keep_bars else (vinfo.height, vinfo.width)
+        early = output_frame_size(canvas, info.scale, config.outscale, config.height)
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
         checked = config.encode.pix_fmt
         config, alpha = _alpha_output(config, reader)
@@ -997,8 +1035,8 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
     threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]
-    out_h, out_w = vinfo.height * info.scale, vinfo.width * info.scale * (2 if config.compare else 1)  # until known
-    tiles = run.tiles.plan((vinfo.height, vinfo.width)).count
+    out_h, out_w = run.canvas[0] * info.scale, run.canvas[1] * info.scale * (2 if config.compare else 1)  # until known
+    tiles = run.tiles.plan(run.picture).count
     if progress is not None:
         progress.start(reader.expected_frames(), f"{runner.description}, window {info.window}"
                        + (f", {tiles} tiles" if tiles > 1 else "")
@@ -1017,8 +1055,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     def open_writer() -> VideoWriter:
         nonlocal out_h, out_w
         # The decoder has read frame 0 by now, and with it the display rotation (which --height goes by).
-        out_h, out_w = output_frame_size((vinfo.height, vinfo.width), info.scale, config.outscale, config.height,
-                                         reader.rotation)
+        out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation)
         out_w *= 2 if config.compare else 1  # bicubic | vggx, each half resized alike
         _check_frame_size(out_h, out_w)
         return VideoWriter(
@@ -1067,7 +1104,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     seconds = time.perf_counter() - t0
     for t in threads:
         t.join()
-    plan = run.tiles.plan((vinfo.height, vinfo.width))
+    plan = run.tiles.plan(run.picture)
     return UpscaleResult(
         output=output, frames=written, seconds=seconds, output_bytes=writer.output_bytes,
         input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
@@ -1075,8 +1112,33 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
-        scene_cuts=tuple(run.cuts), copied=copied, **_depths(config, reader, fine),
+        scene_cuts=tuple(run.cuts), copied=copied, crop=run.crop, keep_bars=run.bars is not None,
+        **_depths(config, reader, fine),
     )
+
+
+def _resolved_crop(config: UpscaleConfig, reader: VideoReader) -> UpscaleConfig:
+    """``config`` with its ``crop`` as the rectangle of this input's frames (``auto``: the picture inside the black
+    bars of frames spread over the run; ``W:H``: centred) — the whole frame where there are no bars — or None."""
+    crop = config.crop
+    if crop is None:
+        return config
+    size = (reader.info.height, reader.info.width)
+    if crop == "auto":
+        t0 = time.perf_counter()
+        samples = reader.sample()
+        found = find_picture(samples)
+        seconds = time.perf_counter() - t0
+        if found is None:
+            log.warning("%s: the %d frames looked over for black bars are all black; nothing is cropped",
+                        reader.path, len(samples))
+        elif found.covers(size):
+            log.info("%s: no black bars in the %d frames looked over (%.1f s)", reader.path, len(samples), seconds)
+        else:
+            log.info("%s: black bars in the %d frames looked over (%.1f s): upscaling %s", reader.path, len(samples),
+                     seconds, found.describe(size))
+        crop = found or Crop(size[1], size[0])
+    return dataclasses.replace(config, crop=crop.fit(size))
 
 
 def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:

@@ -562,6 +562,13 @@ def upscale(
         "--copy", help="what goes along with the video: all (default: what the input has and the output holds), "
         "none, or some of audio,subtitles,chapters,attachments,cover (e.g. --copy audio: the audio alone)")
     ] = "all",
+    crop: Annotated[str, typer.Option(
+        "--crop", help="upscale a part of each frame: auto (the picture inside black bars: letterbox, pillarbox, "
+        "found in frames spread over the run), W:H:X:Y in input pixels (FFmpeg's crop order) or W:H (centred), or "
+        "none; the output is the picture alone (--keep-bars: the input's frame, bars black)")] = "none",
+    keep_bars: Annotated[bool, typer.Option(
+        "--keep-bars", help="with --crop: put the bars back, black, around the upscaled picture, so the output keeps "
+        "the input's frame (x4) while the bars cost no inference")] = False,
     progress_interval: Annotated[float, typer.Option(
         "--progress-interval", help="where standard error is not a terminal (a Kubernetes Job's or a batch "
         "system's log): seconds between progress lines (frames done, fps, time left); 0: none", min=0.0)] = 30.0,
@@ -635,6 +642,7 @@ def upscale(
                           audio_codec=audio_codec,
                           audio_bitrate=_parse_bitrate(audio_bitrate) if audio_bitrate is not None else None)
     rate = _parse_rate(fps) if fps is not None else None
+    crop_box = _parse_crop(crop)
     tile_size = _parse_tile(tile) if tile is not None else None
     start_s = _parse_time(start)
     servers = 1
@@ -650,7 +658,8 @@ def upscale(
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
-            fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream,
+            fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream, crop=crop_box,
+            keep_bars=keep_bars,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)
@@ -697,6 +706,8 @@ def upscale(
             out_console.print(warmup, highlight=False, soft_wrap=True, markup=False)
         if result.scene_cuts:
             out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
+        if result.crop is not None:
+            out_console.print(_crop_line(result), highlight=False, soft_wrap=True, markup=False)
         depth = _depth_line(result)
         if depth:
             out_console.print(depth, highlight=False, soft_wrap=True, markup=False)
@@ -830,6 +841,14 @@ def _parse_encoder_options(items: list[str] | None) -> dict[str, str]:
     return options
 
 
+def _parse_crop(text: str):
+    """``--crop``: ``none`` (None), ``auto``, or a rectangle ``W:H:X:Y`` / ``W:H``."""
+    from vggx.video.crop import Crop
+
+    word = text.strip().lower()
+    return None if word == "none" else "auto" if word == "auto" else Crop.parse(text)
+
+
 def _parse_copy(text: str) -> tuple[str, ...] | None:
     """``--copy``: ``all`` (None), ``none`` (()), or a comma-separated list of what goes along."""
     words = tuple(w.strip().lower() for w in text.split(",") if w.strip())
@@ -868,6 +887,8 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
              "encoder": r.encoder,
+             "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
+             "keep_bars": r.keep_bars,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
@@ -883,10 +904,17 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     copied = ", ".join(result.copied) or "nothing"
     where = "standard output" if stdout else str(result.output)
     depth = _depth_line(result)
+    crop = f"; {_crop_line(result)}" if result.crop is not None else ""
     return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
-            f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}"
+            f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}{crop}"
             + (f"; {depth}" if depth else "")
             + "; nothing was written")
+
+
+def _crop_line(result) -> str:
+    """What ``--crop`` upscaled of each frame."""
+    kept = "put back, black" if result.keep_bars else "left out (--keep-bars puts them back)"
+    return f"cropped: upscaled {result.crop.describe(result.input_size)} of each frame; the bars {kept}"
 
 
 def _depth_line(result) -> str | None:

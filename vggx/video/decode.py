@@ -296,6 +296,64 @@ class VideoReader:
         left = max(left, 0)
         return min(left, self.max_frames) if self.max_frames else left
 
+    def sample(self, count: int = 24) -> list[np.ndarray]:
+        """Up to ``count`` frames (uint8 RGB, the stream's size) spread evenly over those this reader yields (from
+        ``start``, for ``max_frames`` or to the end), without decoding them all: at each point, the frame shown there,
+        decoded on from the last point or from the keyframe a seek lands on (:data:`_SAMPLE_SEEK_S`); a frame met
+        twice is given once. For what holds over a whole film, such as its black bars. Reads the source a second
+        time: ``VideoError`` for standard input, or where the length is unknown (a live stream without
+        ``max_frames``)."""
+        import av
+
+        if is_pipe(self.source):
+            raise VideoError("standard input is read once, so it cannot be looked over before it is upscaled")
+        info = self.info
+        span = self.max_frames / info.rate if self.max_frames else (
+            info.duration - self.start if info.duration is not None else None)
+        if span is None or span <= 0:
+            raise VideoError(f"{self.path}: its length is unknown, so it cannot be looked over before it is "
+                             f"upscaled")
+        frames = max(1, round(float(span) * info.rate))
+        # the middle of each of ``count`` equal parts, as a frame number from ``start``, and the middle of that frame
+        numbers = sorted({int((i + 0.5) * frames / count) for i in range(count)})
+        times = [self.start + (k + 0.5) / float(info.rate) for k in numbers]
+        reformatter = thread_reformatter()
+        images = []
+        try:
+            if self.sequence is not None:
+                seq = self.sequence
+                for number in sorted({seq.start + min(int(t * info.rate), seq.count - 1) for t in times}):
+                    with av.open(str(seq.file(number)), "r") as c:
+                        images.append(_to_rgb(next(c.decode(video=0)), reformatter))
+                return [im for im in images if im.shape[:2] == (info.height, info.width)]
+            seen = set()
+            with open_source(self.source) as c:
+                stream = c.streams[self._stream.index]
+                stream.thread_type = "AUTO"
+                jump = int(_SAMPLE_SEEK_S / info.time_base)
+                decoded = held = None  # the frames as decoded; one read past the last point (the next one's, maybe)
+                for t in times:
+                    target = int(t / info.time_base)
+                    if decoded is None or held is None or held.pts is None or target - held.pts > jump:
+                        c.seek(target, stream=stream, backward=True, any_frame=False)  # to the keyframe before
+                        decoded, held = iter(c.decode(stream)), None
+                    frame = None  # the last frame at or before the point (decoding on from where it stands)
+                    while (candidate := held if held is not None else next(decoded, None)) is not None:
+                        held = None
+                        if frame is not None and candidate.pts is not None and candidate.pts > target:
+                            held = candidate
+                            break
+                        frame = candidate
+                        if frame.pts is None:
+                            break
+                    if frame is None or frame.pts in seen or (frame.width, frame.height) != (info.width, info.height):
+                        continue
+                    seen.add(frame.pts)
+                    images.append(_to_rgb(frame, reformatter))
+        except (av.error.FFmpegError, OSError, StopIteration) as exc:
+            raise VideoError(f"cannot look over {self.path} ({_reason(exc)})") from None
+        return images
+
     def __iter__(self) -> Iterator[DecodedFrame]:
         import av
 
@@ -489,6 +547,9 @@ _AVCOL_SPC_UNSPECIFIED = 2
 
 
 _THREAD = threading.local()
+# VideoReader.sample decodes on to its next point where that is at most this far ahead, and seeks otherwise (to the
+# keyframe before it: a film's keyframes are 1-10 seconds apart): it decodes no more than a run's own decoding does.
+_SAMPLE_SEEK_S = 10.0
 
 
 def thread_reformatter():
