@@ -112,6 +112,8 @@ class UpscaleConfig:
     # (False: RGB to the writer, which converts; the benchmark's side-by-side baseline).
     device_yuv420p: bool = True
     deinterlace: bool = False  # interlaced input through FFmpeg's bwdif before upscaling
+    # Inverse telecine (vggx.video.VideoReader's ``ivtc``): film telecined to 29.97 fps back to its 23.976 frames
+    ivtc: bool = False
     # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
     # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
     resume: bool = False
@@ -175,6 +177,9 @@ class UpscaleConfig:
         unknown = [k for k in self.copy or () if k not in EXTRAS]
         if unknown:
             raise ConfigError(f"--copy takes {', '.join(EXTRAS)}, all or none; not {', '.join(unknown)}")
+        if self.ivtc and self.deinterlace:
+            raise ConfigError("--ivtc deinterlaces the frames it cannot match itself; give --ivtc or --deinterlace, "
+                              "not both")
         if isinstance(self.crop, str) and self.crop != "auto":
             raise ConfigError(f"crop is a Crop, 'auto' or None, got {self.crop!r}")
         if self.crop == "auto" and is_pipe(self.input):
@@ -828,7 +833,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     elif codec is None:
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
-                        rate=config.fps, stream=config.video_stream)
+                        rate=config.fps, stream=config.video_stream, ivtc=config.ivtc)
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
@@ -894,7 +899,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "encode": repr(encode), "window": info.window, "context": context, "tile": config.tile,
         "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
-        "deinterlace": config.deinterlace, "outscale": config.outscale, "height": config.height,
+        "deinterlace": config.deinterlace, "ivtc": config.ivtc, "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
         "copy": None if config.copy is None else sorted(config.copy), "video_stream": config.video_stream,

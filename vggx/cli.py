@@ -539,6 +539,10 @@ def upscale(
     deinterlace: Annotated[bool, typer.Option(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
+    ivtc: Annotated[bool, typer.Option(
+        "--ivtc", help="inverse telecine: film telecined to 29.97 fps (3:2 pulldown: NTSC DVDs, anime, broadcast) back "
+        "to its 23.976 progressive frames before upscaling (FFmpeg's fieldmatch and decimate; frames it cannot match "
+        "deinterlaced with bwdif): one frame in five, a duplicate, dropped; no combing")] = False,
     context: Annotated[int | None, typer.Option(
         "--context", help="frames of temporal context each window keeps on each side (default: a quarter of the "
         "window, 2 of 8): 1 or 0 is faster (0.74x, 0.49x the time) with seams between windows that flicker a little "
@@ -655,7 +659,7 @@ def upscale(
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
-            start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, resume=resume,
+            start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, ivtc=ivtc, resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
             fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream, crop=crop_box,

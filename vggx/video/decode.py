@@ -11,6 +11,7 @@ for ``fine`` frames (for an output that keeps them) hands the bits below on in :
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import re
@@ -194,13 +195,19 @@ class VideoReader:
     frames carry, known once the first frame is decoded; frames are yielded as stored, unrotated.
     ``deinterlace``: run interlaced frames through FFmpeg's ``bwdif`` (one progressive frame per frame,
     timestamps kept; progressive frames pass untouched).
+    ``ivtc``: inverse telecine, for film telecined to 29.97 interlaced frames (3:2 pulldown: NTSC DVDs, anime,
+    broadcast): FFmpeg's ``fieldmatch`` puts each film frame's two fields back together, ``bwdif`` deinterlaces what
+    it cannot match (a video-shot overlay, an edit inside a cycle), and ``decimate`` drops the duplicate frame of
+    each five (a last cycle cut short by the end of the stream keeps its duplicate). ``info.rate`` and
+    ``info.frames`` are then the film's: four fifths of the stream's.
     ``fine``: read 16-bit RGB and yield its 8-bit rounding with the rest in ``DecodedFrame.fine``, and a 16-bit
     alpha (set before iterating). ``color``: the stream's colour description with its HDR10 metadata, complete once
     the first frame is decoded (the metadata travels with the frames).
     """
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-                 deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None) -> None:
+                 deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
+                 ivtc: bool = False) -> None:
         import av
 
         self.source = path if is_url(path) or is_pipe(path) else Path(path)  # what FFmpeg opens
@@ -214,6 +221,9 @@ class VideoReader:
             raise VideoError("--fps sets the rate of an image-sequence input (frames/%06d.png); a video has its own")
         if rate is not None and not rate > 0:
             raise VideoError(f"--fps must be > 0, got {rate}")
+        if ivtc and deinterlace:
+            raise VideoError("--ivtc deinterlaces the frames it cannot match itself; give --ivtc or --deinterlace, not "
+                             "both")
         if isinstance(self.source, Path) and self.sequence is None:
             if not self.path.exists():
                 raise VideoError(f"input not found: {self.path}")
@@ -239,12 +249,17 @@ class VideoReader:
                 _video_stream(self._container, self.path, stream)
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
+            if ivtc:  # the film's rate and frame count: one frame in five is a duplicate, dropped
+                frames = self.info.frames
+                self.info = dataclasses.replace(self.info, rate=self.info.rate * Fraction(4, 5),
+                                                frames=None if frames is None else round(frames * 4 / 5))
         except BaseException:
             self._container.close()
             raise
         self.start = float(start)
         self.max_frames = max_frames
         self.deinterlace = deinterlace
+        self.ivtc = ivtc
         self.rotation = 0
         self.fine = False
         self.color = self.info.color
@@ -426,9 +441,8 @@ class VideoReader:
                     self.info.width, self.info.height)
 
     def _decoded(self):
-        """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing."""
-        import av
-
+        """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
+        decimate for ``ivtc``)."""
         graph = None
         first = True
         for frame in self._frames():
@@ -436,25 +450,44 @@ class VideoReader:
                 first = False
                 self.rotation = int(frame.rotation or 0)
                 self.color = ColorInfo.of_frame(frame)
-                if frame.interlaced_frame and not self.deinterlace:
+                if frame.interlaced_frame and not (self.deinterlace or self.ivtc):
                     log.warning("%s is interlaced: its frames are upscaled as progressive pictures, which shows "
-                                "combing wherever there is motion; pass --deinterlace (FFmpeg's bwdif)", self.path)
-            if not self.deinterlace:
+                                "combing wherever there is motion; pass --deinterlace (FFmpeg's bwdif) for video "
+                                "shot interlaced, or --ivtc for film telecined to 29.97 fps (NTSC DVDs, anime)",
+                                self.path)
+            if not (self.deinterlace or self.ivtc):
                 yield frame
                 continue
             if graph is None:
-                graph = av.filter.Graph()
-                src = graph.add_buffer(template=self._stream)
-                bwdif = graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
-                sink = graph.add("buffersink")
-                src.link_to(bwdif)
-                bwdif.link_to(sink)
-                graph.configure()
+                graph = self._filter_graph(frame)
             graph.push(frame)
             yield from self._restamped(_drain(graph))
         if graph is not None:
             graph.push(None)  # flush: bwdif holds one frame back
             yield from self._restamped(_drain(graph))
+
+    def _filter_graph(self, frame):
+        """The configured FFmpeg filter graph of ``deinterlace`` (bwdif) or ``ivtc`` (fieldmatch, bwdif, decimate),
+        for frames like ``frame``."""
+        import av
+
+        stream = self._stream
+        graph = av.filter.Graph()
+        if self.ivtc:  # decimate needs the stream's frame rate, which a buffer made from the stream leaves out
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
+            src = graph.add("buffer", f"video_size={frame.width}x{frame.height}:pix_fmt={frame.format.name}:"
+                                      f"time_base={stream.time_base}:frame_rate={rate}:pixel_aspect={sar}")
+            chain = [graph.add("fieldmatch", "combmatch=full"),
+                     graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced"), graph.add("decimate")]
+        else:
+            src = graph.add_buffer(template=stream)
+            chain = [graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")]
+        sink = graph.add("buffersink")
+        for a, b in zip([src, *chain], [*chain, sink], strict=True):
+            a.link_to(b)
+        graph.configure()
+        return graph
 
     def _frames(self):
         """The stream's frames as decoded; a VP9 stream with alpha through libvpx (which decodes the alpha layer)."""
@@ -468,7 +501,8 @@ class VideoReader:
             yield from ctx.decode(packet if packet.size else None)
 
     def _restamped(self, frames):
-        """bwdif counts time in fields (half the stream's time base): back to the stream's units."""
+        """bwdif counts time in fields (half the stream's time base), decimate in the film's frames: back to the
+        stream's units."""
         tb = self._stream.time_base
         for frame in frames:
             if frame.pts is not None and frame.time_base and frame.time_base != tb:
@@ -487,7 +521,8 @@ class VideoReader:
 
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
-               deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None) -> VideoReader:
+               deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
+               ivtc: bool = False) -> VideoReader:
     """Open ``path`` (a file, a URL such as ``https://...`` that FFmpeg reads, or an image-sequence pattern such as
     ``frames/%06d.png``, read at ``rate`` frames/s, 25 by default) for decoding; the caller closes the returned
     reader (use it in ``with``). ``stream``: the index of the video stream to read (default: the one FFmpeg picks).
@@ -495,7 +530,8 @@ def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None =
     Raises:
         VideoError: missing file, not a video, no video stream (or ``stream`` not one), bad ``start``/``max_frames``.
     """
-    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate, stream=stream)
+    return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate, stream=stream,
+                       ivtc=ivtc)
 
 
 def is_cover(stream) -> bool:
