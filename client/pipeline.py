@@ -233,6 +233,7 @@ class UpscaleResult:
     # ``keep_bars`` the output is the input's frame, the bars black
     crop: Crop | None = None
     keep_bars: bool = False
+    rate: Fraction | None = None  # frames per second of the output (the input's; the film's after ``ivtc``)
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
     # ``libx264 yuv420p (crf=18 preset=veryfast)``
     encoder: str = ""
@@ -1004,7 +1005,8 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     plan = run.tiles.plan(run.picture)
     return UpscaleResult(
         output=output, frames=expected, seconds=0.0, output_bytes=0, input_size=(vinfo.height, vinfo.width),
-        output_size=(out_h, out_w), windows=windows_needed(expected, info.window, run.context) if expected else 0,
+        rate=vinfo.rate, output_size=(out_h, out_w),
+        windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
         copied=copied, crop=run.crop, keep_bars=run.bars is not None, **_depths(config, reader, run.fine))
@@ -1112,7 +1114,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     plan = run.tiles.plan(run.picture)
     return UpscaleResult(
         output=output, frames=written, seconds=seconds, output_bytes=writer.output_bytes,
-        input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows,
+        input_size=(vinfo.height, vinfo.width), output_size=(out_h, out_w), windows=run.windows, rate=vinfo.rate,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],

@@ -892,7 +892,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
              "encoder": r.encoder,
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
-             "keep_bars": r.keep_bars,
+             "keep_bars": r.keep_bars, "rate": None if r.rate is None else str(r.rate),
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
@@ -909,7 +909,8 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     where = "standard output" if stdout else str(result.output)
     depth = _depth_line(result)
     crop = f"; {_crop_line(result)}" if result.crop is not None else ""
-    return (f"dry run: would upscale {frames} of {iw}x{ih} to {ow}x{oh} into {where} with {result.backend}"
+    rate = f" at {float(result.rate):.6g} fps" if result.rate else ""
+    return (f"dry run: would upscale {frames} of {iw}x{ih}{rate} to {ow}x{oh} into {where} with {result.backend}"
             f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}{crop}"
             + (f"; {depth}" if depth else "")
             + "; nothing was written")

@@ -540,7 +540,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(cli, clips, tmp_path):
     out = tmp_path / "o.mp4"
     result = cli(clips["aac"], out, "--dry-run", "--json", tmp_path / "plan.json")
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip().startswith("dry run: would upscale about 10 frames of 56x40 to 224x160 into ")
+    assert result.stdout.strip().startswith(
+        "dry run: would upscale about 10 frames of 56x40 at 24 fps to 224x160 into ")
     assert "copied along: audio" in result.stdout and "nothing was written" in result.stdout
     row = json.loads((tmp_path / "plan.json").read_text())["results"][0]
     assert row["dry_run"] is True and row["fps"] is None and row["frames"] == 10 and row["copied"] == ["audio"]

@@ -214,7 +214,7 @@ class TestCli:
         result = cli(boxed_clip, tmp_path / "o.mp4", "--crop", "auto", "--keep-bars", "--dry-run", "--json",
                      tmp_path / "plan.json")
         assert result.exit_code == 0, result.output
-        assert "of 56x48 to 224x192" in result.stdout
+        assert "of 56x48 at 24 fps to 224x192" in result.stdout
         assert ("cropped: upscaled 56x32 at 0,8 (bars: 8 top, 8 bottom) of each frame; the bars put back, black"
                 in result.stdout)
         row = json.loads((tmp_path / "plan.json").read_text())["results"][0]
@@ -240,3 +240,18 @@ class TestCli:
 def test_standard_input_cannot_be_looked_over(tmp_path):
     with pytest.raises((ConfigError, VideoError), match="--crop auto looks over the input"):
         UpscaleConfig("-", tmp_path / "o.mp4", crop="auto")
+
+
+def test_an_alpha_plate_is_cropped_and_padded_with_its_matte(tmp_path, torch_runner):
+    """The matte goes with the colour: enlarged from the cropped plate's own, clear (0) in the bars put back."""
+    from test_upscale_alpha import _bicubic_x4
+    from videoclips import alpha_pattern, decode_alpha, make_png_sequence
+
+    plate = make_png_sequence(tmp_path / "rgba", first=1, count=4, alpha=True)  # 56x40
+    out = tmp_path / "x4" / "%04d.png"
+    out.parent.mkdir()
+    result = upscale(UpscaleConfig(plate, out, crop=Crop.parse("56:24:0:8"), keep_bars=True), runner=torch_runner)
+    assert result.output_size == (160, 224) and result.crop == Crop(56, 24, 0, 8)
+    for i, alpha in enumerate(decode_alpha(out)):
+        np.testing.assert_array_equal(alpha[32:128], _bicubic_x4(alpha_pattern(i, 40, 56)[8:32]))
+        assert not alpha[:32].any() and not alpha[128:].any()

@@ -118,7 +118,7 @@ def test_upscale_equals_the_film_upscaled(tmp_path, torch_runner):
     a = upscale(UpscaleConfig(telecined, tmp_path / "a.mkv", encode=EncodeConfig("ffv1"), ivtc=True),
                 runner=torch_runner)
     b = upscale(UpscaleConfig(film, tmp_path / "b.mkv", encode=EncodeConfig("ffv1")), runner=torch_runner)
-    assert a.frames == b.frames == 24
+    assert a.frames == b.frames == 24 and a.rate == FILM
     with av.open(str(tmp_path / "a.mkv")) as ca, av.open(str(tmp_path / "b.mkv")) as cb:
         assert ca.streams.video[0].average_rate == FILM
         for fa, fb in zip(ca.decode(video=0), cb.decode(video=0), strict=True):
