@@ -603,17 +603,71 @@ class TestChaptersAndAttachments:
         assert any("its 1 attachment (Font.ttf) cannot go into mp4" in rec.getMessage() for rec in caplog.records)
 
 
-@pytest.mark.parametrize("interlaced", [True, False])
-def test_interlaced_input_is_named_in_a_warning(tmp_path, caplog, interlaced):
+def _woven(path, frames: int, size=(48, 64)):
+    """Video shot interlaced: each frame's two fields from two moments (a 59.94p pattern woven, top field first)."""
+    import av
+
+    h, w = size
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=Fraction(30000, 1001))
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"crf": "10", "flags": "+ilme+ildct", "x264-params": "tff=1"}
+        for i in range(frames):
+            image = frame_pattern(2 * i, h, w)
+            image[1::2] = frame_pattern(2 * i + 1, h, w)[1::2]
+            for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "said"), [
+    ("woven", "is interlaced (top field first: "),  # combing: --deinterlace
+    ("telecined", "looks telecined (3:2 pulldown: "),  # a field repeated in 2 of 5 frames: --ivtc
+    ("flagged", None),  # flagged interlaced, no combing (progressive content stored so): an info line, no warning
+    ("flagged_short", "is flagged interlaced (too few frames to tell"),
+    ("progressive", None),
+])
+def test_interlaced_or_telecined_input_is_named_in_a_warning(tmp_path, caplog, kind, said):
+    """FFmpeg's idet over the first frames decoded tells video shot interlaced from telecined film and from
+    progressive frames merely flagged interlaced; the warning names the option each needs."""
     import logging
 
-    path = make_video(tmp_path / "i.mkv", frames=4, size=(48, 64),
-                      options={"x264-params": "tff=1"} if interlaced else None)
-    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
-        assert len(list(r)) == 4
+    from test_upscale_ivtc import write as telecine
+
+    path = tmp_path / "i.mkv"
+    if kind == "woven":
+        _woven(path, 30)
+    elif kind == "telecined":
+        telecine(path, 24, telecined=True, codec="libx264")
+    else:
+        make_video(path, frames=4 if kind == "flagged_short" else 30, size=(48, 64),
+                   options=None if kind == "progressive" else {"x264-params": "tff=1"})
+    with caplog.at_level(logging.INFO, logger="vggx.video.decode"), open_video(path) as r:
+        list(r)
     warnings = [rec.getMessage() for rec in caplog.records if rec.levelno == logging.WARNING]
-    assert (len(warnings) == 1 and "is interlaced" in warnings[0] and "--deinterlace" in warnings[0]) \
-        if interlaced else warnings == []
+    if said is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and said in warnings[0], warnings
+        assert ("--ivtc" in warnings[0]) == (kind != "woven")
+        assert ("--deinterlace" in warnings[0]) == (kind != "telecined")
+    if kind == "flagged":
+        assert any("show no combing" in rec.getMessage() for rec in caplog.records)
+
+
+def test_the_check_reads_the_first_frames_and_a_stopped_read_still_says_what_it_saw(tmp_path, caplog):
+    import logging
+
+    path = _woven(tmp_path / "i.mkv", 130)  # past the check's 120 frames: said once, every frame read
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path) as r:
+        assert len(list(r)) == 130
+    assert ["is interlaced" in rec.getMessage() for rec in caplog.records] == [True]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(path, max_frames=20) as r:
+        assert len(list(r)) == 20
+    assert ["is interlaced" in rec.getMessage() for rec in caplog.records] == [True]
 
 
 @pytest.mark.parametrize("interlaced", [True, False])
