@@ -30,6 +30,7 @@ import numpy as np
 from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError
 from vggx.video import (
     EncodeConfig,
+    VideoInfo,
     VideoReader,
     VideoWriter,
     check_output_path,
@@ -149,6 +150,9 @@ class UpscaleConfig:
     # the picture alone, or with ``keep_bars`` the input's frame x scale, the bars black again.
     crop: Crop | str | None = None
     keep_bars: bool = False
+    # An anamorphic input (non-square pixels: DVDs, HDV) written with square pixels: the output's width resized by the
+    # pixel shape (Lanczos), so the video displays alike everywhere (web players and editors that ignore the shape)
+    square_pixels: bool = False
 
     def __post_init__(self) -> None:
         _check_concurrency(self.concurrency, "--concurrency")
@@ -300,13 +304,15 @@ def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
 
 
 def output_frame_size(input_size: tuple[int, int], scale: int, outscale: float | None = None,
-                      height: int | None = None, rotation: int = 0) -> tuple[int, int]:
+                      height: int | None = None, rotation: int = 0, square: Fraction | None = None) -> tuple[int, int]:
     """(h, w) of the written frames for an input of ``input_size`` (h, w) as stored.
 
     The model's own size (``scale`` times the input) unless ``outscale`` (times the input) or ``height`` (pixels
     high as players show the video: with a display rotation of 90 or 270 degrees that is the stored width) asks
-    for another; the other side then keeps the input's aspect ratio. Resized sides are rounded to the nearest
-    even number (4:2:0 chroma needs even sides), 2 at least.
+    for another; the other side then keeps the input's aspect ratio. ``square``: the input's pixel shape (sample
+    aspect ratio), to be made square: the width is multiplied by it (an NTSC DVD's 16:9 pixels, 32/27, widen 720
+    columns to 853 as displayed). Resized sides are rounded to the nearest even number (4:2:0 chroma needs even
+    sides), 2 at least.
 
     Raises:
         ConfigError: the size would be 0, or ``outscale``/``height`` are both given.
@@ -314,16 +320,18 @@ def output_frame_size(input_size: tuple[int, int], scale: int, outscale: float |
     h, w = input_size
     if outscale is not None and height is not None:
         raise ConfigError("give --outscale or --height, not both")
-    if outscale is None and height is None:
+    if outscale is None and height is None and not square:
         return scale * h, scale * w
-    if outscale is None:
+    if outscale is None and height is None:
+        outscale = scale
+    elif outscale is None:
         sideways = rotation % 180 == 90  # stored sideways, shown upright: the shown height is the stored width
-        outscale = height / (w if sideways else h)
+        outscale = height / (w * (square or 1) if sideways else h)
 
     def even(x: float) -> int:
         return max(2, 2 * round(x / 2))
 
-    return _check_frame_size(even(h * outscale), even(w * outscale))
+    return _check_frame_size(even(h * outscale), even(w * outscale * (square or 1)))
 
 
 def _check_frame_size(h: int, w: int) -> tuple[int, int]:
@@ -905,6 +913,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
         "copy": None if config.copy is None else sorted(config.copy), "video_stream": config.video_stream,
         "crop": None if config.crop is None else str(config.crop), "keep_bars": config.keep_bars,
+        "square_pixels": config.square_pixels,
         "ffmpeg": [av.__version__, ".".join(map(str, av.library_versions.get("libavcodec", ())))],
     }
     return SegmentStore(output.with_name(f".{output.name}.vggx-resume"), settings), encode
@@ -999,7 +1008,8 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         expected = reader.expected_frames() or 0
     finally:
         reader.close()
-    out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation)
+    out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation,
+                                     _square(config, vinfo))
     out_w *= 2 if config.compare else 1
     _check_frame_size(out_h, out_w)
     plan = run.tiles.plan(run.picture)
@@ -1022,7 +1032,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         # frame 0 is decoded: open_writer checks again with it).
         crop = config.crop
         canvas = (crop.height, crop.width) if crop is not None and not config.keep_bars else (vinfo.height, vinfo.width)
-        early = output_frame_size(canvas, info.scale, config.outscale, config.height)
+        early = output_frame_size(canvas, info.scale, config.outscale, config.height, square=_square(config, vinfo))
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
         checked = config.encode.pix_fmt
         config, alpha = _alpha_output(config, reader)
@@ -1062,7 +1072,8 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     def open_writer() -> VideoWriter:
         nonlocal out_h, out_w
         # The decoder has read frame 0 by now, and with it the display rotation (which --height goes by).
-        out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation)
+        out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation,
+                                         _square(config, vinfo))
         out_w *= 2 if config.compare else 1  # bicubic | vggx, each half resized alike
         _check_frame_size(out_h, out_w)
         return VideoWriter(
@@ -1072,7 +1083,8 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             # a preview's end (the chapters are cut there; set_audio_end makes it exact for the audio at the end)
             audio_end=float(run.first_pts * vinfo.time_base) + config.frames / float(vinfo.rate) if config.frames
             else None,
-            rotation=reader.rotation, sample_aspect_ratio=vinfo.sample_aspect_ratio, store=store,
+            rotation=reader.rotation, store=store,
+            sample_aspect_ratio=None if config.square_pixels else vinfo.sample_aspect_ratio,
             start_number=first_number + (run.first_pts if reader.sequence is not None else 0), color=reader.color)
 
     try:
@@ -1122,6 +1134,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         scene_cuts=tuple(run.cuts), copied=copied, crop=run.crop, keep_bars=run.bars is not None,
         **_depths(config, reader, fine),
     )
+
+
+def _square(config: UpscaleConfig, vinfo: VideoInfo) -> Fraction | None:
+    """The input's pixel shape where ``square_pixels`` asks for square ones in the output; None otherwise."""
+    return vinfo.sample_aspect_ratio if config.square_pixels else None
 
 
 def _resolved_crop(config: UpscaleConfig, reader: VideoReader) -> UpscaleConfig:

@@ -570,6 +570,10 @@ def upscale(
         "--crop", help="upscale a part of each frame: auto (the picture inside black bars: letterbox, pillarbox, "
         "found in frames spread over the run), W:H:X:Y in input pixels (FFmpeg's crop order) or W:H (centred), or "
         "none; the output is the picture alone (--keep-bars: the input's frame, bars black)")] = "none",
+    square_pixels: Annotated[bool, typer.Option(
+        "--square-pixels", help="an anamorphic input (non-square pixels: DVDs, HDV) written with square pixels: the "
+        "width resized by the pixel shape (a 16:9 NTSC DVD's 720x480 x4 -> 3414x1920), for players, editors and sites "
+        "that ignore the shape (default: the shape kept, as the input)")] = False,
     keep_bars: Annotated[bool, typer.Option(
         "--keep-bars", help="with --crop: put the bars back, black, around the upscaled picture, so the output keeps "
         "the input's frame (x4) while the bars cost no inference")] = False,
@@ -663,7 +667,7 @@ def upscale(
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
             fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream, crop=crop_box,
-            keep_bars=keep_bars,
+            keep_bars=keep_bars, square_pixels=square_pixels,
         )
 
     source = input if is_url(input) or input == "-" else Path(input)

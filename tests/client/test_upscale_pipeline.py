@@ -784,6 +784,18 @@ class TestOutputSize:
 
         assert output_frame_size(size, 4, outscale, height, rotation) == want
 
+    @pytest.mark.parametrize(("size", "height", "rotation", "sar", "want"), [
+        ((480, 720), None, 0, Fraction(32, 27), (1920, 3414)),  # 16:9 NTSC DVD: 853.3 columns displayed, x4
+        ((480, 720), 2160, 0, Fraction(32, 27), (2160, 3840)),  # ... as 4K
+        ((576, 720), None, 0, Fraction(16, 15), (2304, 3072)),  # 4:3 PAL DVD
+        ((480, 720), None, 0, Fraction(8, 9), (1920, 2560)),  # 4:3 NTSC DVD: narrower pixels, fewer columns
+        ((720, 480), 1920, 90, Fraction(32, 27), (2430, 1920)),  # sideways: shown 1920 high is the stored width x SAR
+    ])
+    def test_square_pixels(self, size, height, rotation, sar, want):
+        from vggx.client import output_frame_size
+
+        assert output_frame_size(size, 4, None, height, rotation, sar) == want
+
     @pytest.mark.parametrize(("kw", "message"), [
         ({"outscale": 2.0, "height": 100}, "give --outscale or --height, not both"),
         ({"outscale": 0.0}, "--outscale must be in \\(0, 16\\], got 0"),
@@ -1130,6 +1142,21 @@ def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
     assert result.output_size == (160, 224)  # as stored
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert next(c.decode(video=0)).rotation == degrees
+
+
+@pytest.mark.parametrize("sar", [Fraction(32, 27), Fraction(8, 9), None])
+def test_square_pixels_resize_the_width_and_record_square_ones(tmp_path, torch_runner, sar):
+    """--square-pixels: the pixel shape goes into the width (40x56 at 32:27 displays 40x66.4: x4, 160x266), the output
+    records square pixels; a square-pixel input is left as it is."""
+    import av
+
+    src = make_video(tmp_path / "in.mp4", frames=8, sample_aspect_ratio=sar)
+    result = run(src, tmp_path / "o.mp4", _NearestRunner(torch_runner.info), encode=EncodeConfig(),
+                 square_pixels=True)
+    want = {Fraction(32, 27): (160, 266), Fraction(8, 9): (160, 200), None: (160, 224)}[sar]
+    assert result.output_size == want == stream_facts(tmp_path / "o.mp4")["size"]
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert (c.streams.video[0].sample_aspect_ratio or Fraction(1)) == 1
 
 
 @pytest.mark.parametrize("sar", [Fraction(8, 9), None])
