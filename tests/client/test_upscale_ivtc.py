@@ -27,20 +27,24 @@ def film_frames(count: int) -> list[np.ndarray]:
             .to_ndarray(format="rgb24") for i in range(count)]
 
 
-def write(path, count: int, telecined: bool, codec: str = "ffv1", start: int = 0):
+def write(path, count: int, telecined: bool, codec: str = "ffv1", start: int = 0, bars: int = 0,
+          sar: Fraction | None = None):
     """``count`` film frames as lossless 4:4:4 ``codec``: at 23.976 fps, or telecined (FFmpeg's ``telecine``, 3:2,
-    top field first) to 29.97 fps, the first frame at ``start`` frames of its rate."""
+    top field first) to 29.97 fps, the first frame at ``start`` frames of its rate; ``bars`` black rows above and
+    below the picture; ``sar``: the pixel shape recorded."""
     h, w = SIZE
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=NTSC if telecined else FILM)
         s.width, s.height, s.pix_fmt = w, h, "yuv444p"
+        if sar:
+            s.codec_context.sample_aspect_ratio = sar
         if codec == "libx264":
             s.options = {"qp": "0", "g": "15"}
         graph = None
         if telecined:
             graph = av.filter.Graph()
             src = graph.add("buffer", f"video_size={w}x{h}:pix_fmt=yuv444p:time_base={1 / FILM}:frame_rate={FILM}:"
-                                      f"pixel_aspect=1/1")
+                                      f"pixel_aspect={sar or Fraction(1)}")
             telecine, sink = graph.add("telecine", "first_field=top:pattern=23"), graph.add("buffersink")
             src.link_to(telecine)
             telecine.link_to(sink)
@@ -61,7 +65,10 @@ def write(path, count: int, telecined: bool, codec: str = "ffv1", start: int = 0
                     return
 
         for i in range(count):
-            frame = av.VideoFrame.from_ndarray(frame_pattern(i, *SIZE), format="rgb24").reformat(format="yuv444p")
+            image = frame_pattern(i, *SIZE)
+            if bars:
+                image[:bars] = image[h - bars:] = 0
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv444p")
             if graph is None:
                 put(frame)
                 continue
@@ -133,3 +140,19 @@ def test_cli_refuses_ivtc_with_deinterlace(tiny_checkpoint_path, tmp_path):
                                       "--checkpoint", str(tiny_checkpoint_path)])
     assert_one_error_line(result, "give --ivtc or --deinterlace, not both")
     assert not out.exists()
+
+
+def test_a_dvd_telecined_letterboxed_and_anamorphic(tiny_checkpoint_path, tmp_path):
+    """What an NTSC DVD of a widescreen film needs, at once: the film's frames back, the bars off, square pixels."""
+    clip = write(tmp_path / "dvd.mkv", 12, telecined=True, codec="libx264", bars=8, sar=Fraction(32, 27))
+    out = tmp_path / "o.mkv"
+    result = CliRunner().invoke(app, ["upscale", str(clip), str(out), "--ivtc", "--crop", "auto", "--square-pixels",
+                                      "--codec", "ffv1", "--backend", "torch", "--checkpoint",
+                                      str(tiny_checkpoint_path), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "cropped: upscaled 64x32 at 0,8" in result.stdout
+    with av.open(str(out)) as c:
+        stream = c.streams.video[0]
+        frames = list(c.decode(stream))
+        assert (stream.average_rate, len(frames), (stream.sample_aspect_ratio or 1)) == (FILM, 12, 1)
+    assert (frames[0].height, frames[0].width) == (128, 304)  # 32 x4 high; 64 x 32/27 = 75.9 x4 = 303.4 -> 304
