@@ -238,6 +238,7 @@ class UpscaleResult:
     crop: Crop | None = None
     keep_bars: bool = False
     rate: Fraction | None = None  # frames per second of the output (the input's; the film's after ``ivtc``)
+    damaged_packets: int = 0  # packets of the input the decoder refused, skipped (their frames missing or concealed)
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
     # ``libx264 yuv420p (crf=18 preset=veryfast)``
     encoder: str = ""
@@ -1132,6 +1133,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
         scene_cuts=tuple(run.cuts), copied=copied, crop=run.crop, keep_bars=run.bars is not None,
+        damaged_packets=len(reader.damaged),
         **_depths(config, reader, fine),
     )
 

@@ -897,6 +897,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "encoder": r.encoder,
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
              "keep_bars": r.keep_bars, "rate": None if r.rate is None else str(r.rate),
+             "damaged_packets": r.damaged_packets,
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})

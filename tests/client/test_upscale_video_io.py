@@ -847,3 +847,46 @@ class TestAudioReencoded:
         src = make_video(tmp_path / "pcm.mkv", frames=4, audio="pcm_s16le")
         with pytest.raises(VideoError, match=r"--audio-codec aac \(re-encoded\)"):
             upscale(UpscaleConfig(src, tmp_path / "o.mp4"), runner=torch_runner)
+
+
+def _damaged(src, dst, every: int | None = None, at: tuple[float, ...] = (), size: int = 200):
+    """``src`` with stretches of random bytes written over it: ``size`` bytes at each fraction ``at`` of the file,
+    or every ``every`` bytes past its first 2000 (its header)."""
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(1)
+    offsets = [int(f * len(data)) for f in at] if every is None else range(2000, len(data) - 2000, every)
+    for off in offsets:
+        data[off:off + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+class TestDamage:
+    """A damaged stretch (a bad sector, a broken download) costs the frames it held, not the run; FFmpeg's own
+    command goes on past it too."""
+
+    def test_a_damaged_file_is_upscaled_past_the_damage(self, tmp_path, torch_runner, caplog):
+        import logging
+
+        import av
+
+        from vggx.client import UpscaleConfig, upscale
+
+        src = _damaged(make_video(tmp_path / "in.mp4", frames=48, size=(64, 96)), tmp_path / "bad.mp4",
+                       at=(1 / 3, 1 / 2, 2 / 3))
+        with av.open(str(src)) as c, pytest.raises(av.error.InvalidDataError):
+            list(c.decode(video=0))  # what stopped the run before
+        out = tmp_path / "o.mp4"
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"):
+            result = upscale(UpscaleConfig(src, out), runner=torch_runner)
+        assert result.damaged_packets >= 1 and result.frames >= 48 - result.damaged_packets
+        assert stream_facts(out)["frames"] == result.frames
+        warned = [r.getMessage() for r in caplog.records if "damaged packet" in r.getMessage()]
+        assert len(warned) == 1 and "skipped (at 0." in warned[0]
+
+    def test_a_file_damaged_throughout_is_refused(self, tmp_path):
+        src = _damaged(make_video(tmp_path / "in.mp4", frames=48, size=(64, 96)), tmp_path / "bad.mp4", every=120,
+                       size=60)
+        with pytest.raises(VideoError, match=r"packets damaged\); the file is truncated or damaged"), \
+                open_video(src) as r:
+            list(r)

@@ -12,6 +12,7 @@ for ``fine`` frames (for an output that keeps them) hands the bits below on in :
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import re
@@ -260,6 +261,8 @@ class VideoReader:
         self.max_frames = max_frames
         self.deinterlace = deinterlace
         self.ivtc = ivtc
+        # The packets the decoder refused (damaged: a bad sector, a broken download), as their times in seconds
+        self.damaged: list[float] = []
         self.rotation = 0
         self.fine = False
         self.color = self.info.color
@@ -351,7 +354,7 @@ class VideoReader:
                     target = int(t / info.time_base)
                     if decoded is None or held is None or held.pts is None or target - held.pts > jump:
                         c.seek(target, stream=stream, backward=True, any_frame=False)  # to the keyframe before
-                        decoded, held = iter(c.decode(stream)), None
+                        decoded, held = _decoded_past_damage(c, stream, []), None
                     frame = None  # the last frame at or before the point (decoding on from where it stands)
                     while (candidate := held if held is not None else next(decoded, None)) is not None:
                         held = None
@@ -424,7 +427,13 @@ class VideoReader:
             where = f" at or after --start {self.start:g}s" if self.start else ""
             raise VideoError(f"{self.path} has no video frames{where}")
         # A file cut short still decodes up to the cut; the container's own frame count tells.
-        if self.max_frames is None and not self.start and self._stream.frames and count < self._stream.frames:
+        if self.damaged:
+            shown = ", ".join(f"{t:.2f}" for t in self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else "")
+            log.warning("%s: %d damaged packet%s skipped (at %s s): the frames %s held are missing from the output or "
+                        "concealed by the decoder, the rest upscaled", self.path, len(self.damaged),
+                        "s" if len(self.damaged) > 1 else "", shown, "they" if len(self.damaged) > 1 else "it")
+        if self.max_frames is None and not self.start and self._stream.frames and \
+                count + len(self.damaged) < self._stream.frames:
             raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
                              f"the file is truncated or damaged")
 
@@ -494,15 +503,12 @@ class VideoReader:
         return graph
 
     def _frames(self):
-        """The stream's frames as decoded; a VP9 stream with alpha through libvpx (which decodes the alpha layer)."""
+        """The stream's frames as decoded (a VP9 stream with alpha through libvpx, which decodes the alpha layer),
+        past damaged packets (:func:`_decoded_past_damage`; counted in ``damaged``)."""
         import av
 
-        if not self._vp9_alpha:
-            yield from self._container.decode(self._stream)
-            return
-        ctx = av.CodecContext.create("libvpx-vp9", "r")
-        for packet in self._container.demux(self._stream):
-            yield from ctx.decode(packet if packet.size else None)
+        ctx = av.CodecContext.create("libvpx-vp9", "r") if self._vp9_alpha else None
+        yield from _decoded_past_damage(self._container, self._stream, self.damaged, ctx)
 
     def _restamped(self, frames):
         """bwdif counts time in fields (half the stream's time base), decimate in the film's frames: back to the
@@ -713,6 +719,35 @@ class _FieldCheck:
         elif self.flagged:
             log.info("%s is flagged interlaced, but its first %d frames show no combing (progressive content stored "
                      "as interlaced): upscaled as it is", path, seen)
+
+
+# Damaged packets: decoding goes on past them, as FFmpeg's own command does, until they are more than this share of
+# the packets read (and more than _DAMAGED_FEWEST): then the input is not a damaged video but not one at all.
+_DAMAGED_SHARE = 0.05
+_DAMAGED_FEWEST = 8
+
+
+def _decoded_past_damage(container, stream, damaged: list[float], ctx=None):
+    """``stream``'s decoded frames, packet by packet (through ``ctx``, a codec context, where given; else the
+    stream's own), skipping the packets the decoder refuses as invalid data: a damaged stretch costs the frames it
+    held (the decoder conceals what it can) instead of the run. Each skipped packet's time goes into ``damaged``;
+    ``VideoError`` once they are too many to be damage."""
+    import av
+
+    decode = (ctx or stream.codec_context).decode
+    packets = 0
+    for packet in container.demux(stream):
+        packets += 1
+        try:
+            frames = decode(packet if packet.size else None)
+        except av.error.InvalidDataError:
+            when = packet.pts if packet.pts is not None else packet.dts
+            damaged.append(float(when * stream.time_base) if when is not None and stream.time_base else float("nan"))
+            if len(damaged) > _DAMAGED_FEWEST and len(damaged) > _DAMAGED_SHARE * packets:
+                raise av.error.InvalidDataError(errno.EINVAL, f"{len(damaged)} of {packets} packets damaged") \
+                    from None
+            continue
+        yield from frames
 
 
 def _drain(graph):
