@@ -27,7 +27,7 @@ from typing import Protocol
 
 import numpy as np
 
-from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError
+from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError, raise_if_terminating
 from vggx.video import (
     EncodeConfig,
     VideoInfo,
@@ -115,6 +115,8 @@ class UpscaleConfig:
     deinterlace: bool = False  # interlaced input through FFmpeg's bwdif before upscaling
     # Inverse telecine (vggx.video.VideoReader's ``ivtc``): film telecined to 29.97 fps back to its 23.976 frames
     ivtc: bool = False
+    # An HDR (PQ, HLG) input tone-mapped to SDR BT.709 as it is read (vggx.video.tonemap), before the model
+    tonemap: bool = False
     # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
     # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
     resume: bool = False
@@ -239,6 +241,7 @@ class UpscaleResult:
     keep_bars: bool = False
     rate: Fraction | None = None  # frames per second of the output (the input's; the film's after ``ivtc``)
     damaged_packets: int = 0  # packets of the input the decoder refused, skipped (their frames missing or concealed)
+    tonemap: str | None = None  # the HDR-to-SDR mapping done (``UpscaleConfig.tonemap``), in words
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
     # ``libx264 yuv420p (crf=18 preset=veryfast)``
     encoder: str = ""
@@ -798,6 +801,7 @@ class _Run:
         while True:
             if self.error is not None:
                 raise self.error
+            raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
             try:
                 item = self.done.get(timeout=_POLL_S)
             except queue.Empty:
@@ -843,7 +847,8 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     elif codec is None:
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
-                        rate=config.fps, stream=config.video_stream, ivtc=config.ivtc)
+                        rate=config.fps, stream=config.video_stream, ivtc=config.ivtc,
+                        tonemap=config.tonemap)
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
@@ -909,7 +914,8 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "encode": repr(encode), "window": info.window, "context": context, "tile": config.tile,
         "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
-        "deinterlace": config.deinterlace, "ivtc": config.ivtc, "outscale": config.outscale, "height": config.height,
+        "deinterlace": config.deinterlace, "ivtc": config.ivtc, "tonemap": config.tonemap,
+        "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
         "copy": None if config.copy is None else sorted(config.copy), "video_stream": config.video_stream,
@@ -1172,4 +1178,5 @@ def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
     color = reader.color
     return {"input_bits": reader.info.bit_depth, "output_bits": component_depth(output_pix_fmt(config.encode)),
             "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None,
+            "tonemap": reader.tone.describe() if reader.tone is not None else None,
             "encoder": describe_encoder(config.encode, color)}

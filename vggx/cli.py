@@ -539,6 +539,10 @@ def upscale(
     deinterlace: Annotated[bool, typer.Option(
         "--deinterlace", help="deinterlace interlaced input first (FFmpeg's bwdif; progressive frames pass)")
     ] = False,
+    tonemap: Annotated[bool, typer.Option(
+        "--tonemap", help="an HDR input (HDR10/PQ or HLG, BT.2020) tone-mapped to SDR BT.709 before upscaling "
+        "(BT.2390's curve on the brightest channel from the input's peak to 100 cd/m2, BT.2020 to BT.709 primaries): "
+        "for SDR screens and sites; the model sees the SDR pictures it was trained on")] = False,
     ivtc: Annotated[bool, typer.Option(
         "--ivtc", help="inverse telecine: film telecined to 29.97 fps (3:2 pulldown: NTSC DVDs, anime, broadcast) back "
         "to its 23.976 progressive frames before upscaling (FFmpeg's fieldmatch and decimate; frames it cannot match "
@@ -663,7 +667,8 @@ def upscale(
         return UpscaleConfig(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
-            start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, ivtc=ivtc, resume=resume,
+            start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, ivtc=ivtc, tonemap=tonemap,
+            resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
             fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream, crop=crop_box,
@@ -894,7 +899,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
-             "encoder": r.encoder,
+             "encoder": r.encoder, "tonemap": r.tonemap,
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
              "keep_bars": r.keep_bars, "rate": None if r.rate is None else str(r.rate),
              "damaged_packets": r.damaged_packets,
@@ -929,6 +934,9 @@ def _crop_line(result) -> str:
 
 def _depth_line(result) -> str | None:
     """Bits and HDR, where the input has more than 8 bits a component or is HDR; None otherwise."""
+    if result.tonemap:
+        return result.tonemap + (f"; {result.input_bits}-bit input -> {result.output_bits}-bit output"
+                                 if result.input_bits > 8 else "")
     if result.input_bits <= 8 and result.hdr is None:
         return None
     hdr = f"{result.hdr} HDR kept (BT.2020, tagged as the input); " if result.hdr else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "EXIT_ERROR",
     "EXIT_TEMPORARY",
+    "TERMINATING",
     "CheckpointError",
     "ConfigError",
     "DeviceOutOfMemoryError",
@@ -15,9 +16,11 @@ __all__ = [
     "ServerError",
     "ServerUnavailable",
     "TensorRTNotInstalledError",
+    "Terminated",
     "VerificationError",
     "VggxError",
     "VideoError",
+    "raise_if_terminating",
 ]
 
 
@@ -90,3 +93,36 @@ class DeviceOutOfMemoryError(InferenceError):
 
 class VideoError(VggxError):
     """Decoding or encoding a video failed."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` (see :func:`vggx.server.sigterm_as_interrupt`)."""
+
+
+class _Flag:
+    """A flag a signal handler may set: a plain attribute, no lock (a ``threading.Event`` takes one, and a handler
+    running while the interrupted code holds it would wait for itself forever)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+# Set by the SIGTERM handler as it raises Terminated. Python swallows an exception raised while a finalizer runs (a
+# weakref callback, a __del__), so a signal landing then would be lost: the long loops (an upscale's results, a
+# served server's wait) look here too.
+TERMINATING = _Flag()
+
+
+def raise_if_terminating() -> None:
+    """Raise :class:`Terminated` if SIGTERM arrived (and its exception was swallowed on the way)."""
+    if TERMINATING.is_set():
+        raise Terminated

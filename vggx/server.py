@@ -29,7 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vggx.errors import ServerError
+from vggx.errors import TERMINATING, ServerError, Terminated, raise_if_terminating
 from vggx.paths import cache_dir
 
 __all__ = [
@@ -388,10 +388,6 @@ class TritonServer:
             self._log_file = None
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C's ``KeyboardInterrupt`` (see :func:`sigterm_as_interrupt`)."""
-
-
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """Inside the block, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) as Ctrl-C does (main
@@ -400,11 +396,13 @@ def sigterm_as_interrupt():
     """
 
     def _raise(signum, frame):
+        TERMINATING.set()  # in case the exception lands in a finalizer, which swallows it
         raise Terminated
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    TERMINATING.clear()
     previous = signal.signal(signal.SIGTERM, _raise)
     try:
         yield
@@ -422,6 +420,7 @@ def wait_for_signal(server: TritonServer) -> None:
     with sigterm_as_interrupt():
         while True:
             server.wait(timeout=1.0)
+            raise_if_terminating()
 
 
 @dataclass(frozen=True)

@@ -1228,3 +1228,27 @@ class TestDryRun:
         plan = run(src, tmp_path / "out.mp4", _NearestRunner(info), encode=encode, resume=True, dry_run=True)
         assert plan.dry_run and plan.resumed_frames >= 8 and sorted(p.name for p in store.iterdir()) == before
         assert not (tmp_path / "out.mp4").exists()
+
+
+def test_a_sigterm_whose_exception_was_swallowed_still_stops_the_run(tmp_path, torch_runner):
+    """Python drops an exception raised while a finalizer runs; a SIGTERM landing then leaves only its flag, which
+    the run's main loop checks: it stops as on any SIGTERM, nothing left at the output."""
+    from vggx.errors import TERMINATING, Terminated
+
+    class _SwallowedSigterm(_NearestRunner):
+        calls = 0
+
+        def infer(self, lr):
+            self.calls += 1
+            if self.calls == 3:
+                TERMINATING.set()  # what the handler does before its exception is lost
+            return super().infer(lr)
+
+    src = make_video(tmp_path / "in.mp4", frames=40)
+    out = tmp_path / "out.mp4"
+    try:
+        with pytest.raises(Terminated):
+            run(src, out, _SwallowedSigterm(torch_runner.info))
+    finally:
+        TERMINATING.clear()
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in.mp4"]
