@@ -26,6 +26,20 @@ if _serve.is_file():  # reuse the real-server fixtures (triton_server, served_re
     inference_count = _mod.inference_count  # a helper, not a fixture: tests import it from conftest
 
 
+@pytest.fixture
+def cli(tiny_checkpoint_path):
+    """Run ``vggx upscale ARGS`` in process on the torch backend with the tiny checkpoint."""
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    def invoke(*args: str, backend: tuple[str, ...] = ("--backend", "torch")):
+        extra = ["--checkpoint", str(tiny_checkpoint_path), "--threads", "1"]
+        return CliRunner().invoke(app, ["upscale", *map(str, args), *backend, *extra])
+
+    return invoke
+
+
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory) -> dict[str, Path]:
     """The test inputs, made once per run."""

@@ -26,17 +26,6 @@ from vggx.client.windows import plan_tiles
 from vggx.server import free_port
 
 
-@pytest.fixture
-def cli(tiny_checkpoint_path):
-    """Run ``vggx upscale ARGS`` in process on the torch backend with the tiny checkpoint."""
-
-    def invoke(*args: str, backend: tuple[str, ...] = ("--backend", "torch")):
-        extra = ["--checkpoint", str(tiny_checkpoint_path), "--threads", "1"]
-        return CliRunner().invoke(app, ["upscale", *map(str, args), *backend, *extra])
-
-    return invoke
-
-
 def assert_one_error_line(result, pattern: str, code: int = 1) -> None:
     assert result.exit_code == code, (result.exit_code, result.output)
     lines = result.stderr.strip().splitlines()

@@ -10,10 +10,8 @@ import av
 import numpy as np
 import pytest
 from test_upscale_cli import assert_one_error_line
-from typer.testing import CliRunner
-from videoclips import frame_pattern
+from videoclips import frame_pattern, write_frames
 
-from vggx.cli import app
 from vggx.client import UpscaleConfig, upscale
 from vggx.errors import ConfigError, VideoError
 from vggx.video import EncodeConfig, open_video
@@ -29,19 +27,9 @@ def boxed(i: int, size: tuple[int, int], crop: Crop) -> np.ndarray:
     return image
 
 
-def make_clip(path, frames: list[np.ndarray], codec: str = "ffv1", pix_fmt: str = "bgr0", keyint: int | None = None):
-    with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=24)
-        s.height, s.width = frames[0].shape[:2]
-        s.pix_fmt = pix_fmt
-        if keyint:
-            s.options = {"g": str(keyint)}
-        for image in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
+def make_clip(path, frames: list[np.ndarray], keyint: int | None = None):
+    """The frames, lossless (FFV1; ``keyint``: a keyframe every so many frames)."""
+    return write_frames(path, frames, options={"g": str(keyint)} if keyint else None)
 
 
 def read(path) -> list[np.ndarray]:
@@ -198,14 +186,6 @@ class TestUpscale:
             run(src, out, _NearestRunner(info), encode=encode, resume=True)
         result = run(src, out, _NearestRunner(info), encode=encode, resume=True, crop="auto")
         assert result.resumed_frames > 0 and result.frames == 40 and stream_facts(out)["size"] == (128, 224)
-
-
-@pytest.fixture
-def cli(tiny_checkpoint_path):
-    def invoke(*args):
-        return CliRunner().invoke(app, ["upscale", *map(str, args), "--backend", "torch", "--checkpoint",
-                                        str(tiny_checkpoint_path), "--threads", "1"])
-    return invoke
 
 
 class TestCli:

@@ -13,9 +13,7 @@ import av
 import pytest
 from test_upscale_cli import assert_one_error_line
 from test_upscale_depth import MASTERING, make_hdr
-from typer.testing import CliRunner
 
-from vggx.cli import app
 from vggx.client import UpscaleConfig, upscale
 from vggx.errors import VideoError
 from vggx.video import EncodeConfig
@@ -113,14 +111,6 @@ class TestReachTheEncoder:
         with pytest.raises(VideoError, match="high profile doesn't support a bit depth of 10"):
             upscale(UpscaleConfig(src, out, encode=EncodeConfig(options={"profile": "high"})), runner=torch_runner)
         assert list(tmp_path.iterdir()) == [src]
-
-
-@pytest.fixture
-def cli(tiny_checkpoint_path):
-    def invoke(*args):
-        return CliRunner().invoke(app, ["upscale", *map(str, args), "--backend", "torch", "--checkpoint",
-                                        str(tiny_checkpoint_path), "--threads", "1"])
-    return invoke
 
 
 class TestCli:

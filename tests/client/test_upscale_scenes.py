@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 import pytest
-from videoclips import decode_all, frame_pattern
+from videoclips import decode_all, frame_pattern, write_frames
 
 from vggx.client import UpscaleConfig, upscale, upscale_clip
 from vggx.client.windows import plan_windows
@@ -27,18 +27,7 @@ def shot_frames(n: int = N, cut: int = CUT, size=SIZE) -> list[np.ndarray]:
 
 
 def write_lossless(path, frames, rate=24):
-    import av
-
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("ffv1", rate=rate)
-        v.height, v.width = frames[0].shape[:2]
-        v.pix_fmt = "bgr0"
-        for f in frames:
-            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
-    return path
+    return write_frames(path, frames, rate=rate)
 
 
 @pytest.fixture(scope="module")

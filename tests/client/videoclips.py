@@ -87,6 +87,26 @@ def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), r
     return path
 
 
+def write_frames(path: Path, frames, codec: str = "ffv1", pix_fmt: str = "bgr0", rate: int | Fraction = 24,
+                 options: dict[str, str] | None = None) -> Path:
+    """Encode the uint8 RGB ``frames`` as they are (FFV1 in BGR0 by default: lossless, read back exactly)."""
+    import av
+
+    frames = iter(frames)
+    first = next(frames)
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=rate)
+        v.height, v.width = first.shape[:2]
+        v.pix_fmt = pix_fmt
+        v.options = options or {}
+        for f in (first, *frames):
+            for p in v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+    return path
+
+
 def decode_all(path: Path) -> list[np.ndarray]:
     from vggx.video import open_video
 
