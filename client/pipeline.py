@@ -39,7 +39,7 @@ from vggx.video import (
     open_video,
 )
 from vggx.video.crop import Crop, find_picture, pad_bars
-from vggx.video.decode import guess_pattern, is_pipe, thread_reformatter
+from vggx.video.decode import FIELD_CHECK_FRAMES, guess_pattern, is_pipe, thread_reformatter
 from vggx.video.depth import component_depth, join_fine, split_fine
 from vggx.video.encode import (
     EXTRAS,
@@ -242,6 +242,8 @@ class UpscaleResult:
     rate: Fraction | None = None  # frames per second of the output (the input's; the film's after ``ivtc``)
     damaged_packets: int = 0  # packets of the input the decoder refused, skipped (their frames missing or concealed)
     tonemap: str | None = None  # the HDR-to-SDR mapping done (``UpscaleConfig.tonemap``), in words
+    # A dry run without ``crop``: the picture inside the black bars it found (what ``crop="auto"`` would upscale)
+    bars: Crop | None = None
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
     # ``libx264 yuv420p (crf=18 preset=veryfast)``
     encoder: str = ""
@@ -1007,12 +1009,24 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
 
 def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader, run: _Run,
              copied: tuple[str, ...]) -> UpscaleResult:
-    """What the run would do (see :attr:`UpscaleConfig.dry_run`); frame 0 is decoded for the display rotation that
-    ``--height`` goes by. Closes the reader."""
+    """What the run would do (see :attr:`UpscaleConfig.dry_run`), and what the input looks like it needs: the first
+    frames are decoded (frame 0 for the display rotation that ``--height`` goes by; the interlacing check's 120, whose
+    warning says --deinterlace or --ivtc), and, without a ``crop``, frames spread over the run are looked at for
+    black bars (``UpscaleResult.bars``). Closes the reader."""
     info, vinfo = runner.info, reader.info
+    bars = None
     try:
-        next(iter(reader), None)
+        frames = iter(reader)
+        for _ in zip(range(FIELD_CHECK_FRAMES), frames, strict=False):
+            pass
+        frames.close()  # the check says what it saw, however few frames there were
         expected = reader.expected_frames() or 0
+        if config.crop is None and not is_pipe(config.input):
+            try:
+                found = find_picture(reader.sample())
+            except VideoError:  # an input that cannot be looked over (a live stream): nothing said
+                found = None
+            bars = found if found is not None and not found.covers((vinfo.height, vinfo.width)) else None
     finally:
         reader.close()
     out_h, out_w = output_frame_size(run.canvas, info.scale, config.outscale, config.height, reader.rotation,
@@ -1026,7 +1040,7 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
-        copied=copied, crop=run.crop, keep_bars=run.bars is not None, **_depths(config, reader, run.fine))
+        copied=copied, crop=run.crop, keep_bars=run.bars is not None, bars=bars, **_depths(config, reader, run.fine))
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,

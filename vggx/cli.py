@@ -903,6 +903,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
              "keep_bars": r.keep_bars, "rate": None if r.rate is None else str(r.rate),
              "damaged_packets": r.damaged_packets,
+             "bars": None if r.bars is None else [r.bars.width, r.bars.height, r.bars.x, r.bars.y],
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
     write_json(path, {"results": rows, "failed": failed})
@@ -919,6 +920,10 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     where = "standard output" if stdout else str(result.output)
     depth = _depth_line(result)
     crop = f"; {_crop_line(result)}" if result.crop is not None else ""
+    if result.bars is not None:
+        share = 1 - result.bars.width * result.bars.height / (iw * ih)
+        crop = (f"; black bars in every frame looked at, the picture {result.bars.describe(result.input_size)}: "
+                f"--crop auto would upscale {share:.0%} fewer pixels")
     rate = f" at {float(result.rate):.6g} fps" if result.rate else ""
     return (f"dry run: would upscale {frames} of {iw}x{ih}{rate} to {ow}x{oh} into {where} with {result.backend}"
             f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}{crop}"

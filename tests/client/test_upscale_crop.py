@@ -235,3 +235,14 @@ def test_an_alpha_plate_is_cropped_and_padded_with_its_matte(tmp_path, torch_run
     for i, alpha in enumerate(decode_alpha(out)):
         np.testing.assert_array_equal(alpha[32:128], _bicubic_x4(alpha_pattern(i, 40, 56)[8:32]))
         assert not alpha[:32].any() and not alpha[128:].any()
+
+
+def test_a_dry_run_without_crop_says_the_bars_it_sees(cli, letterboxed, clips, tmp_path):
+    boxed_clip, _ = letterboxed
+    result = cli(boxed_clip, tmp_path / "o.mp4", "--dry-run", "--json", tmp_path / "plan.json")
+    assert result.exit_code == 0, result.output
+    assert ("black bars in every frame looked at, the picture 56x32 at 0,8 (bars: 8 top, 8 bottom): --crop auto "
+            "would upscale 33% fewer pixels") in result.stdout
+    assert json.loads((tmp_path / "plan.json").read_text())["results"][0]["bars"] == [56, 32, 0, 8]
+    result = cli(clips["aac"], tmp_path / "o.mp4", "--dry-run")
+    assert result.exit_code == 0 and "black bars" not in result.stdout

@@ -156,3 +156,15 @@ def test_a_dvd_telecined_letterboxed_and_anamorphic(tiny_checkpoint_path, tmp_pa
         frames = list(c.decode(stream))
         assert (stream.average_rate, len(frames), (stream.sample_aspect_ratio or 1)) == (FILM, 12, 1)
     assert (frames[0].height, frames[0].width) == (128, 304)  # 32 x4 high; 64 x 32/27 = 75.9 x4 = 303.4 -> 304
+
+
+def test_a_dry_run_says_what_a_telecined_input_needs(tiny_checkpoint_path, tmp_path, caplog):
+    import logging
+
+    clip = write(tmp_path / "tc.mkv", 32, telecined=True, codec="libx264")  # 40 frames: enough for idet
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"):
+        result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "o.mkv"), "--dry-run", "--backend",
+                                          "torch", "--checkpoint", str(tiny_checkpoint_path)])
+    assert result.exit_code == 0, result.output
+    assert "looks telecined (3:2 pulldown" in caplog.text and "pass --ivtc" in caplog.text
+    assert list(tmp_path.iterdir()) == [clip]

@@ -610,6 +610,7 @@ _THREAD = threading.local()
 # VideoReader.sample decodes on to its next point where that is at most this far ahead, and seeks otherwise (to the
 # keyframe before it: a film's keyframes are 1-10 seconds apart): it decodes no more than a run's own decoding does.
 _SAMPLE_SEEK_S = 10.0
+FIELD_CHECK_FRAMES = 120  # the first frames decoded that the interlacing check looks at (_FieldCheck)
 
 
 def thread_reformatter():
@@ -654,7 +655,7 @@ class _FieldCheck:
     telecined with 3:2 pulldown (``--ivtc``). Frames merely flagged interlaced whose fields show no combing
     (progressive content stored as interlaced) need neither."""
 
-    FRAMES = 120
+    FRAMES = FIELD_CHECK_FRAMES
     FEWEST = 30  # frames idet must have seen for a verdict (its first frames are often misjudged)
     TELECINE_SHARE = 0.25  # of the frames, repeating a field (3:2 pulldown: 2 in 5)
     COMBED_SHARE = 0.5  # of the frames idet decides on, combed, where the frames are flagged interlaced
