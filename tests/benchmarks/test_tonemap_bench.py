@@ -25,8 +25,9 @@ def test_rows_and_json(tmp_path, capsys):
     from vggx.benchmarks.tonemap import main
 
     out = tmp_path / "t.json"
-    assert main(["--size", "64x96", "--repeats", "2", "--json", str(out)]) == 0
+    assert main(["--size", "64x96", "--repeats", "2", "--reader-frames", "6", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert [(r["transfer"], r["peak"]) for r in data["rows"]] == [("PQ", 1000.0), ("PQ", 4000.0), ("HLG", 1000.0)]
     assert all(r["ms_per_frame"] > 0 and r["max_error_8bit_levels"] <= 1 for r in data["rows"])
-    assert "command" in data and "ms" in capsys.readouterr().out
+    assert [(r["threads"], r["frames"]) for r in data["reader"]] == [(1, 6), (2, 6)]
+    assert "command" in data and "2 threads" in capsys.readouterr().out

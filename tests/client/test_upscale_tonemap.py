@@ -89,3 +89,27 @@ class TestUpscale:
             result = upscale(UpscaleConfig(clips["aac"], tmp_path / "o.mp4", tonemap=True, frames=3),
                              runner=torch_runner)
         assert result.tonemap is None and "is not HDR (PQ or HLG): --tonemap leaves it" in caplog.text
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_frames_converted_ahead_in_threads_are_the_same_frames_in_order(tmp_path, threads):
+    """Deep inputs (and tone mapping) convert frames in a pool on many-core machines: the very frames, in order,
+    fine levels included; a read stopped early leaves no thread behind."""
+    import threading
+
+    src = make_hdr(tmp_path / "hdr.mkv", frames=9)
+
+    def read(n, **kw):
+        with open_video(src, tonemap=True, max_frames=kw.pop("max_frames", None)) as r:
+            r.fine, r.convert_threads = True, n
+            return [(f.index, f.pts, f.image.tobytes(), f.fine.tobytes()) for f in r]
+
+    alone = read(1)
+    assert len(alone) == 9 and read(threads) == alone
+    before = threading.active_count()
+    with open_video(src, tonemap=True) as r:
+        r.convert_threads = threads
+        for i, _ in enumerate(r):
+            if i == 2:
+                break
+    assert threading.active_count() <= before

@@ -11,14 +11,17 @@ for ``fine`` frames (for an output that keeps them) hands the bits below on in :
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import errno
 import logging
 import math
+import os
 import re
 import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -276,11 +279,8 @@ class VideoReader:
         self.fine = False
         self.color = self.info.color
         self.tone: ToneMap | None = None  # the HDR-to-SDR mapping (``tonemap``), once frame 0 is decoded
-        # One swscale context for every frame: frame.to_ndarray(format=...) builds a new one per frame,
-        # which cost 2.3 ms of a 2.4 ms 180x320 frame (15x the conversion itself).
-        from av.video.reformatter import VideoReformatter
-
-        self._reformatter = VideoReformatter()
+        # Threads converting decoded frames ahead, in order (set before iterating); None: see _convert_threads
+        self.convert_threads: int | None = None
         self._sizes_seen: set[tuple[int, int]] = set()  # other frame sizes met (warned of once each)
 
     def _read_info(self) -> VideoInfo:
@@ -399,6 +399,9 @@ class VideoReader:
                 raise VideoError(f"cannot seek {self.path} to {self.start}s ({_reason(exc)})") from None
         count = 0
         last_pts = None
+        workers = self._convert_threads()
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="vggx-read") if workers > 1 else None
+        pending: collections.deque = collections.deque()
         try:
             for frame in self._decoded():
                 pts = frame.pts
@@ -411,30 +414,23 @@ class VideoReader:
                 if (frame.width, frame.height) != (info.width, info.height):
                     size = (info.width, info.height)
                     self._size_changed(frame, count)
-                if info.bit_depth > 8 or self.tone is not None:  # through 16 bits, rounded here (module doc)
-                    pixels = _to_rgb(frame, self._reformatter, "rgba64le" if info.has_alpha else "rgb48le", size)
-                    rgb = np.ascontiguousarray(pixels[..., :3])
-                    if self.tone is not None:  # HDR to SDR, in 16 bits
-                        rgb = self.tone(rgb)
-                    alpha = np.ascontiguousarray(pixels[..., 3]) if info.has_alpha else None
-                    if self.fine:  # the rest below the rounding, and a 16-bit alpha
-                        image, fine = split_fine(rgb)
-                    else:
-                        image, fine = round_to_8(rgb), None
-                        alpha = None if alpha is None else round_to_8(alpha)
-                    yield DecodedFrame(index=count, pts=pts, image=image, alpha=alpha, fine=fine)
-                elif info.has_alpha:
-                    rgba = _to_rgb(frame, self._reformatter, "rgba", size)
-                    yield DecodedFrame(index=count, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
-                                       alpha=np.ascontiguousarray(rgba[..., 3]))
-                else:
-                    yield DecodedFrame(index=count, pts=pts, image=_to_rgb(frame, self._reformatter, size=size))
+                if pool is None:
+                    yield self._convert(frame, pts, count, size)
+                else:  # converted ahead in the pool, given in order
+                    pending.append(pool.submit(self._convert, frame, pts, count, size))
+                    while len(pending) > 2 * workers:
+                        yield pending.popleft().result()
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
                     break
+            while pending:
+                yield pending.popleft().result()
         except av.error.FFmpegError as exc:
             raise VideoError(f"decoding {self.path} failed after {count} frames ({_reason(exc)}); "
                              f"the file is truncated or damaged") from None
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)  # the frames in hand finish; none wait
         if count == 0:
             where = f" at or after --start {self.start:g}s" if self.start else ""
             raise VideoError(f"{self.path} has no video frames{where}")
@@ -448,6 +444,38 @@ class VideoReader:
                 count + len(self.damaged) < self._stream.frames:
             raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
                              f"the file is truncated or damaged")
+
+    def _convert_threads(self) -> int:
+        """Threads converting frames (``convert_threads``; None: one per four cores, 1..4, where a frame's conversion
+        is heavy: a deep input read through 16 bits, or tone mapping; else 1, the decode thread alone)."""
+        if self.convert_threads is not None:
+            return max(1, self.convert_threads)
+        if self.info.bit_depth <= 8 and not self._tonemap:
+            return 1
+        return min(4, max(1, (os.cpu_count() or 1) // 4))
+
+    def _convert(self, frame, pts: int, index: int, size: tuple[int, int] | None) -> DecodedFrame:
+        """One decoded frame as the pipeline takes it (RGB, alpha, fine levels; tone-mapped), in any thread (each
+        has its own swscale context); ``size``: (w, h) to resize to."""
+        info = self.info
+        reformatter = thread_reformatter()
+        if info.bit_depth > 8 or self.tone is not None:  # through 16 bits, rounded here (module doc)
+            pixels = _to_rgb(frame, reformatter, "rgba64le" if info.has_alpha else "rgb48le", size)
+            rgb = np.ascontiguousarray(pixels[..., :3])
+            if self.tone is not None:  # HDR to SDR, in 16 bits
+                rgb = self.tone(rgb)
+            alpha = np.ascontiguousarray(pixels[..., 3]) if info.has_alpha else None
+            if self.fine:  # the rest below the rounding, and a 16-bit alpha
+                image, fine = split_fine(rgb)
+            else:
+                image, fine = round_to_8(rgb), None
+                alpha = None if alpha is None else round_to_8(alpha)
+            return DecodedFrame(index=index, pts=pts, image=image, alpha=alpha, fine=fine)
+        if info.has_alpha:
+            rgba = _to_rgb(frame, reformatter, "rgba", size)
+            return DecodedFrame(index=index, pts=pts, image=np.ascontiguousarray(rgba[..., :3]),
+                                alpha=np.ascontiguousarray(rgba[..., 3]))
+        return DecodedFrame(index=index, pts=pts, image=_to_rgb(frame, reformatter, size=size))
 
     def _size_changed(self, frame, index: int) -> None:
         """A frame of another size than the stream's first (an adaptive stream that switched renditions, joined
