@@ -168,3 +168,23 @@ def test_a_dry_run_says_what_a_telecined_input_needs(tiny_checkpoint_path, tmp_p
     assert result.exit_code == 0, result.output
     assert "looks telecined (3:2 pulldown" in caplog.text and "pass --ivtc" in caplog.text
     assert list(tmp_path.iterdir()) == [clip]
+
+
+def test_ivtc_on_an_input_that_is_not_telecined_is_warned_of(tmp_path, caplog):
+    """decimate drops a real frame in five of a progressive film: the interlacing check says so (and the read is not
+    taken for a truncated file for having four fifths of its frames)."""
+    import logging
+
+    from videoclips import make_video
+
+    film = make_video(tmp_path / "film.mp4", frames=48, size=SIZE)
+    telecined = write(tmp_path / "tc.mkv", 32, telecined=True, codec="libx264")
+    with caplog.at_level(logging.WARNING, logger="vggx.video.decode"):
+        with open_video(film, ivtc=True) as r:
+            assert 38 <= len(list(r)) <= 39
+        said = [rec.getMessage() for rec in caplog.records]
+        assert len(said) == 1 and "does not look telecined (progressive over its first" in said[0]
+        caplog.clear()
+        with open_video(telecined, ivtc=True) as r:
+            assert len(list(r)) == 32
+        assert caplog.records == []

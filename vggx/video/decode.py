@@ -440,10 +440,10 @@ class VideoReader:
             log.warning("%s: %d damaged packet%s skipped (at %s s): the frames %s held are missing from the output or "
                         "concealed by the decoder, the rest upscaled", self.path, len(self.damaged),
                         "s" if len(self.damaged) > 1 else "", shown, "they" if len(self.damaged) > 1 else "it")
-        if self.max_frames is None and not self.start and self._stream.frames and \
-                count + len(self.damaged) < self._stream.frames:
-            raise VideoError(f"{self.path} ends after {count} of its {self._stream.frames} frames; "
-                             f"the file is truncated or damaged")
+        stored = self._stream.frames * 4 // 5 if self.ivtc else self._stream.frames  # the film's, after --ivtc
+        if self.max_frames is None and not self.start and stored and count + len(self.damaged) < stored:
+            raise VideoError(f"{self.path} ends after {count} of its {stored} frames; the file is truncated or "
+                             f"damaged")
 
     def _convert_threads(self) -> int:
         """Threads converting frames (``convert_threads``; None: one per four cores, 1..4, where a frame's conversion
@@ -495,7 +495,8 @@ class VideoReader:
         graph = None
         first = True
         filtered = self.deinterlace or self.ivtc
-        fields = None if filtered or self.sequence is not None else _FieldCheck.start(self._stream)
+        # the interlacing check: what an input needs, or (with --ivtc) whether it is telecined at all
+        fields = None if self.deinterlace or self.sequence is not None else _FieldCheck.start(self._stream)
         try:
             for frame in self._frames():
                 if first:
@@ -504,10 +505,10 @@ class VideoReader:
                     self.color = ColorInfo.of_frame(frame)
                     if self._tonemap:  # the HDR10 metadata (the peak) rides on the frames
                         self.tone, self.color = ToneMap.of(self.color), None
+                if fields is not None and fields.push(frame):  # seen enough to tell
+                    fields.report(self.path, self.ivtc)
+                    fields = None
                 if not filtered:
-                    if fields is not None and fields.push(frame):  # seen enough to tell
-                        fields.report(self.path)
-                        fields = None
                     yield frame
                     continue
                 if graph is None:
@@ -516,7 +517,7 @@ class VideoReader:
                 yield from self._restamped(_drain(graph))
         finally:
             if fields is not None:  # a clip shorter than the check, or a run that stopped early
-                fields.report(self.path)
+                fields.report(self.path, self.ivtc)
         if graph is not None:
             graph.push(None)  # flush: bwdif holds one frame back
             yield from self._restamped(_drain(graph))
@@ -744,8 +745,20 @@ class _FieldCheck:
             return ("interlaced tff" if tff >= bff else "interlaced bff"), tff + bff, seen
         return "progressive", 0, seen
 
-    def report(self, path) -> None:
+    def report(self, path, ivtc: bool = False) -> None:
+        """Log what the frames seen say the input needs; with ``ivtc`` (asked for), only where it does not look
+        telecined: decimate then drops a real frame of every five."""
         said = self.verdict()
+        if ivtc:
+            if said is not None and said[0] != "telecined":
+                kind, n, seen = said
+                log.warning("%s does not look telecined (%s over its first %d frames, %d repeating a field): --ivtc "
+                            "drops one frame in five of it as a duplicate, which judders; leave --ivtc out%s", path,
+                            "combed" if kind.startswith("interlaced") else kind, seen,
+                            round(float(self.metadata.get("lavfi.idet.repeated.top", 0))
+                                  + float(self.metadata.get("lavfi.idet.repeated.bottom", 0))),
+                            " and pass --deinterlace" if kind.startswith("interlaced") else "")
+            return
         if said is None:
             if self.flagged:
                 log.warning("%s is flagged interlaced (too few frames to tell how its fields go together): if it "
