@@ -939,12 +939,10 @@ def _crop_line(result) -> str:
 
 def _depth_line(result) -> str | None:
     """Bits and HDR, where the input has more than 8 bits a component or is HDR; None otherwise."""
-    if result.tonemap:
-        return result.tonemap + (f"; {result.input_bits}-bit input -> {result.output_bits}-bit output"
-                                 if result.input_bits > 8 else "")
-    if result.input_bits <= 8 and result.hdr is None:
+    if result.input_bits <= 8 and result.hdr is None and not result.tonemap:
         return None
     hdr = f"{result.hdr} HDR kept (BT.2020, tagged as the input); " if result.hdr else ""
+    hdr = f"{result.tonemap}; " if result.tonemap else hdr
     if result.fine_bits:
         how = "the levels below the model's 8 carried into it"
     elif result.output_bits > 8:

@@ -113,3 +113,11 @@ def test_frames_converted_ahead_in_threads_are_the_same_frames_in_order(tmp_path
             if i == 2:
                 break
     assert threading.active_count() <= before
+
+
+def test_the_cli_says_the_tone_mapping(cli, tmp_path):
+    src = make_hdr(tmp_path / "hdr.mkv", frames=4)
+    result = cli(src, tmp_path / "sdr.mp4", "--tonemap")
+    assert result.exit_code == 0, result.output
+    assert ("PQ HDR (peak 1000 cd/m²) tone-mapped to SDR BT.709 (100 cd/m²); 10-bit input -> 8-bit output"
+            in result.stdout)
