@@ -644,6 +644,11 @@ def upscale(
         check_image_codec(output, codec)
     options = _parse_encoder_options(encoder_option)
     video_bitrate = _parse_bitrate(bitrate, "--bitrate", "8M or 8000000") if bitrate is not None else None
+    from vggx.video.encode import CRF_CODECS, LOSSLESS_ONLY
+
+    if crf is not None and codec not in CRF_CODECS:
+        raise ConfigError(f"--crf applies to {', '.join(sorted(CRF_CODECS))}, not {codec}"
+                          + (" (lossless already)" if codec in LOSSLESS_ONLY else ""))
     if crf is not None and (video_bitrate is not None or "b" in options):
         raise ConfigError("--crf and a bitrate: a constant quality or an average bitrate, not both (a CRF with a "
                           "cap is --encoder-option maxrate=10M --encoder-option bufsize=20M)")

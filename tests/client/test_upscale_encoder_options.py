@@ -135,8 +135,11 @@ class TestCli:
         (["--crf", "20", "--encoder-option", "b=2M"], "--crf and a bitrate"),
         (["--bitrate", "fast"], "--bitrate takes bits/s such as 8M"),
         (["--bitrate", "5"], "--bitrate must be in 10k..10G"),
+        (["--codec", "ffv1", "--bitrate", "2M"], "ffv1 is lossless: it has no bitrate to aim at"),
+        (["--codec", "ffv1", "--crf", "10"], "--crf applies to libaom-av1, libsvtav1, libvpx-vp9, libx264, libx264rgb, "
+                                             "libx265, not ffv1 (lossless already)"),
     ])
     def test_bad_options_are_one_line_before_any_work(self, cli, clips, tmp_path, args, said):
-        out = tmp_path / "o.mp4"
+        out = tmp_path / "o.mkv"
         assert_one_error_line(cli(clips["aac"], out, *args), said)
         assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -71,8 +71,10 @@ __all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264
 
 log = logging.getLogger(__name__)
 
+# Codecs that are lossless and nothing else: no quality or bitrate to set.
+LOSSLESS_ONLY = frozenset({"ffv1", "png", "tiff", "rawvideo", "huffyuv", "ffvhuff", "utvideo"})
 # Codecs that take x264-style rate control by constant quality.
-_CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
 # Codecs with x264-style speed presets, and those presets, fastest first. Their runs of frames can also be
 # encoded as separate segments and joined (--encoders, --resume).
 _PRESET_CODECS = {"libx264", "libx264rgb", "libx265"}
@@ -137,6 +139,9 @@ class EncodeConfig:
             raise VideoError(f"--crf must be in 0..63, got {self.crf}")
         if self.bitrate is not None and not 10_000 <= self.bitrate <= 10_000_000_000:
             raise VideoError(f"--bitrate must be in 10k..10G bits/s, got {self.bitrate}")
+        if self.bitrate is not None and self.codec in LOSSLESS_ONLY:
+            raise VideoError(f"{self.codec} is lossless: it has no bitrate to aim at (--bitrate is for libx264, "
+                             f"libx265, libvpx-vp9, libsvtav1, ...)")
         for key, value in self.options.items():
             if not key or not isinstance(value, str) or key.startswith("-") or "=" in key:
                 raise VideoError(f"an encoder option is KEY=VALUE with FFmpeg's name for KEY (tune=film, "
@@ -385,7 +390,7 @@ def encoder_options(config: EncodeConfig, *, deep: bool = False, color: ColorInf
         pass
     elif config.crf == 0 and codec in ("libx264", "libx264rgb") and deep:
         ours["qp"] = "0"  # x264's CRF 0 is lossless in 8 bits only; QP 0 in any depth
-    elif config.crf is not None and codec in _CRF_CODECS:
+    elif config.crf is not None and codec in CRF_CODECS:
         ours["crf"] = str(config.crf)
         if config.crf == 0 and codec == "libx265":
             ours["x265-params"] = merge_params(ours.get("x265-params", ""), "lossless=1")
