@@ -660,9 +660,7 @@ class _Run:
         # The rectangle upscaled (None: the whole frame), its size, and the size of the frames written (before any
         # resizing: x scale): the picture alone, or the input's frame with the bars put back (keep_bars).
         size = (reader.info.height, reader.info.width)
-        self.crop = cfg.crop if isinstance(cfg.crop, Crop) and not cfg.crop.covers(size) else None
-        self.picture = size if self.crop is None else (self.crop.height, self.crop.width)
-        self.canvas = size if cfg.keep_bars else self.picture
+        self.crop, self.picture, self.canvas = _framing(cfg, size)
         scale = runner.info.scale
         self.bars = (lambda images: pad_bars(images, self.crop, size, scale)) \
             if self.crop is not None and cfg.keep_bars else None
@@ -1051,8 +1049,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         config = _resolved_crop(config, reader)
         # The written size, before any work (the display rotation, which --height goes by, is known only once
         # frame 0 is decoded: open_writer checks again with it).
-        crop = config.crop
-        canvas = (crop.height, crop.width) if crop is not None and not config.keep_bars else (vinfo.height, vinfo.width)
+        _, _, canvas = _framing(config, (vinfo.height, vinfo.width))
         early = output_frame_size(canvas, info.scale, config.outscale, config.height, square=_square(config, vinfo))
         _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
         checked = config.encode.pix_fmt
@@ -1156,6 +1153,16 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         damaged_packets=len(reader.damaged),
         **_depths(config, reader, fine),
     )
+
+
+def _framing(config: UpscaleConfig, size: tuple[int, int]
+             ) -> tuple[Crop | None, tuple[int, int], tuple[int, int]]:
+    """For frames of ``size`` (h, w): the rectangle upscaled (None: the whole frame, also where ``config.crop``
+    covers it), its size, and the size in input pixels of the frames written (the model's scale and any resizing
+    apart): the picture alone, or the input's frame with the bars put back (``keep_bars``)."""
+    crop = config.crop if isinstance(config.crop, Crop) and not config.crop.covers(size) else None
+    picture = size if crop is None else (crop.height, crop.width)
+    return crop, picture, size if config.keep_bars else picture
 
 
 def _square(config: UpscaleConfig, vinfo: VideoInfo) -> Fraction | None:

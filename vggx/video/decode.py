@@ -730,20 +730,26 @@ class _FieldCheck:
     def verdict(self) -> tuple[str, int, int] | None:
         """("telecined", frames repeating a field, frames) / ("interlaced tff" or "bff", combed, frames) /
         ("progressive", 0, frames); None before idet has decided on :attr:`FEWEST` frames."""
-        def count(key: str) -> int:
-            return round(float(self.metadata.get(f"lavfi.idet.{key}", 0)))
-
+        count = self._count
         tff, bff, progressive = count("multiple.tff"), count("multiple.bff"), count("multiple.progressive")
         seen = tff + bff + progressive + count("multiple.undetermined")
         if seen < self.FEWEST:
             return None
-        repeated = count("repeated.top") + count("repeated.bottom")
+        repeated = self._repeated()
         if repeated >= self.TELECINE_SHARE * seen:
             return "telecined", repeated, seen
         share = self.COMBED_SHARE if self.flagged else self.COMBED_UNFLAGGED_SHARE
         if tff + bff > share * (tff + bff + progressive):
             return ("interlaced tff" if tff >= bff else "interlaced bff"), tff + bff, seen
         return "progressive", 0, seen
+
+    def _count(self, key: str) -> int:
+        """One of idet's running counts (``multiple.tff``, ``repeated.top``, ...), of the frames seen so far."""
+        return round(float(self.metadata.get(f"lavfi.idet.{key}", 0)))
+
+    def _repeated(self) -> int:
+        """Frames seen so far that repeat a field of the one before."""
+        return self._count("repeated.top") + self._count("repeated.bottom")
 
     def report(self, path, ivtc: bool = False) -> None:
         """Log what the frames seen say the input needs; with ``ivtc`` (asked for), only where it does not look
@@ -754,9 +760,7 @@ class _FieldCheck:
                 kind, n, seen = said
                 log.warning("%s does not look telecined (%s over its first %d frames, %d repeating a field): --ivtc "
                             "drops one frame in five of it as a duplicate, which judders; leave --ivtc out%s", path,
-                            "combed" if kind.startswith("interlaced") else kind, seen,
-                            round(float(self.metadata.get("lavfi.idet.repeated.top", 0))
-                                  + float(self.metadata.get("lavfi.idet.repeated.bottom", 0))),
+                            "combed" if kind.startswith("interlaced") else kind, seen, self._repeated(),
                             " and pass --deinterlace" if kind.startswith("interlaced") else "")
             return
         if said is None:

@@ -88,6 +88,12 @@ class ColorInfo:
     light: tuple[int, int] | None = None  # MaxCLL, MaxFALL (cd/m²)
 
     @property
+    def mastering_values(self) -> list[int]:
+        """The numbers of ``mastering``: the chromaticities G, B, R, white point (x, y; in 0.00002), then the
+        luminance max and min (in 0.0001 cd/m²); [] without it."""
+        return [int(n) for n in re.findall(r"\d+", self.mastering)] if self.mastering else []
+
+    @property
     def hdr(self) -> str | None:
         """The HDR transfer's name (PQ, HLG), or None."""
         return HDR_TRANSFERS.get(self.trc)
@@ -141,7 +147,7 @@ class ColorInfo:
         if codec == "libsvtav1":  # the same values as decimals: chromaticities, then cd/m²
             params = []
             if self.mastering:
-                v = [int(n) for n in re.findall(r"\d+", self.mastering)]
+                v = self.mastering_values
                 xy = [f"{n / 50000:.5f}" for n in v[:8]]
                 params.append(f"mastering-display=G({xy[0]},{xy[1]})B({xy[2]},{xy[3]})R({xy[4]},{xy[5]})"
                               f"WP({xy[6]},{xy[7]})L({v[8] / 10000:.4f},{v[9] / 10000:.4f})")

@@ -119,9 +119,7 @@ class ToneMap:
         if transfer == "PQ" and color.light and color.light[0] > 0:
             peak = float(color.light[0])  # MaxCLL: the brightest pixel there is
         elif transfer == "PQ" and color.mastering:
-            import re
-
-            peak = int(re.findall(r"\d+", color.mastering)[8]) / 10000  # L(max,min) in 0.0001 cd/m²
+            peak = color.mastering_values[8] / 10000  # the display's luminance max, in 0.0001 cd/m²
         return cls(transfer, peak)
 
     def describe(self) -> str:
