@@ -59,6 +59,7 @@ from vggx.video.encode import (
     output_pix_fmt,
     writes_y4m,
 )
+from vggx.video.filters import FilterChain
 from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
 
 from .runners import BackendConfig, Runner, open_runner
@@ -117,6 +118,9 @@ class UpscaleConfig:
     ivtc: bool = False
     # An HDR (PQ, HLG) input tone-mapped to SDR BT.709 as it is read (vggx.video.tonemap), before the model
     tonemap: bool = False
+    # FFmpeg filters run on the frames before the model (vggx.video.filters, --vf): a chain as ffmpeg's -vf takes
+    # one, after any deinterlacing, before the crop and the tone mapping; None: none
+    filters: str | None = None
     # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
     # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
     resume: bool = False
@@ -186,6 +190,11 @@ class UpscaleConfig:
         if self.ivtc and self.deinterlace:
             raise ConfigError("--ivtc deinterlaces the frames it cannot match itself; give --ivtc or --deinterlace, "
                               "not both")
+        if self.filters is not None:
+            try:
+                FilterChain.parse(self.filters)
+            except VideoError as exc:
+                raise ConfigError(str(exc)) from None
         if isinstance(self.crop, str) and self.crop != "auto":
             raise ConfigError(f"crop is a Crop, 'auto' or None, got {self.crop!r}")
         if self.crop == "auto" and is_pipe(self.input):
@@ -242,6 +251,7 @@ class UpscaleResult:
     rate: Fraction | None = None  # frames per second of the output (the input's; the film's after ``ivtc``)
     damaged_packets: int = 0  # packets of the input the decoder refused, skipped (their frames missing or concealed)
     tonemap: str | None = None  # the HDR-to-SDR mapping done (``UpscaleConfig.tonemap``), in words
+    filters: str | None = None  # the FFmpeg filters run before the model (``UpscaleConfig.filters``)
     # A dry run without ``crop``: the picture inside the black bars it found (what ``crop="auto"`` would upscale)
     bars: Crop | None = None
     # The video encoder as it was opened: codec, pixel format and options (vggx's and the user's), e.g.
@@ -848,7 +858,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
                         rate=config.fps, stream=config.video_stream, ivtc=config.ivtc,
-                        tonemap=config.tonemap)
+                        tonemap=config.tonemap, filters=config.filters)
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
@@ -914,7 +924,7 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "encode": repr(encode), "window": info.window, "context": context, "tile": config.tile,
         "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
-        "deinterlace": config.deinterlace, "ivtc": config.ivtc, "tonemap": config.tonemap,
+        "deinterlace": config.deinterlace, "ivtc": config.ivtc, "tonemap": config.tonemap, "filters": config.filters,
         "outscale": config.outscale, "height": config.height,
         "fps": str(config.fps) if config.fps else None, "alpha": config.alpha,
         "scene_threshold": config.scene_threshold, "fine_bits": fine, "color": repr(reader.info.color),
@@ -1200,4 +1210,5 @@ def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
     return {"input_bits": reader.info.bit_depth, "output_bits": component_depth(output_pix_fmt(config.encode)),
             "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None,
             "tonemap": reader.tone.describe() if reader.tone is not None else None,
+            "filters": reader.filters.describe() if reader.filters is not None else None,
             "encoder": describe_encoder(config.encode, color)}

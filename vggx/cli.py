@@ -543,6 +543,11 @@ def upscale(
         "--tonemap", help="an HDR input (HDR10/PQ or HLG, BT.2020) tone-mapped to SDR BT.709 before upscaling "
         "(BT.2390's curve on the brightest channel from the input's peak to 100 cd/m2, BT.2020 to BT.709 primaries): "
         "for SDR screens and sites; the model sees the SDR pictures it was trained on")] = False,
+    vf: Annotated[str | None, typer.Option(
+        "--vf", help="FFmpeg filters run on the frames before the model, a chain as ffmpeg's -vf takes one (after "
+        "--deinterlace/--ivtc, before --crop): a denoiser or deblocker for compressed sources, which the model would "
+        "sharpen into detail (nlmeans=s=2, atadenoise, deblock), fps=24, crop=..., format=gray; audio and "
+        "subtitles still go along")] = None,
     ivtc: Annotated[bool, typer.Option(
         "--ivtc", help="inverse telecine: film telecined to 29.97 fps (3:2 pulldown: NTSC DVDs, anime, broadcast) back "
         "to its 23.976 progressive frames before upscaling (FFmpeg's fieldmatch and decimate; frames it cannot match "
@@ -673,6 +678,7 @@ def upscale(
             input=src, output=dst, backend=backend_cfg, encode=encode,
             concurrency=default_concurrency(chosen, device, servers) if concurrency is None else concurrency,
             start=start_s, frames=frames, compare=compare, deinterlace=deinterlace, ivtc=ivtc, tonemap=tonemap,
+            filters=vf,
             resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
@@ -904,7 +910,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
              "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
-             "encoder": r.encoder, "tonemap": r.tonemap,
+             "encoder": r.encoder, "tonemap": r.tonemap, "filters": r.filters,
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
              "keep_bars": r.keep_bars, "rate": None if r.rate is None else str(r.rate),
              "damaged_packets": r.damaged_packets,
@@ -930,7 +936,9 @@ def _dry_run_line(result, stdout: bool = False) -> str:
         crop = (f"; black bars in every frame looked at, the picture {result.bars.describe(result.input_size)}: "
                 f"--crop auto would upscale {share:.0%} fewer pixels")
     rate = f" at {float(result.rate):.6g} fps" if result.rate else ""
-    return (f"dry run: would upscale {frames} of {iw}x{ih}{rate} to {ow}x{oh} into {where} with {result.backend}"
+    filtered = f" (through --vf {result.filters!r})" if result.filters else ""
+    return (f"dry run: would upscale {frames} of {iw}x{ih}{rate}{filtered} to {ow}x{oh} into {where} with "
+            f"{result.backend}"
             f"{windows}{tiles}{resumed}, encoded with {result.encoder}; copied along: {copied}{crop}"
             + (f"; {depth}" if depth else "")
             + "; nothing was written")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import errno
+import itertools
 import logging
 import math
 import os
@@ -31,6 +32,7 @@ import numpy as np
 from vggx.errors import VideoError
 
 from .depth import ColorInfo, component_depth, round_to_8, split_fine
+from .filters import FilterChain, replace_info
 from .tonemap import ToneMap
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
@@ -208,6 +210,9 @@ class VideoReader:
     it cannot match (a video-shot overlay, an edit inside a cycle), and ``decimate`` drops the duplicate frame of
     each five (a last cycle cut short by the end of the stream keeps its duplicate). ``info.rate`` and
     ``info.frames`` are then the film's: four fifths of the stream's.
+    ``filters``: a chain of FFmpeg filters (:class:`vggx.video.filters.FilterChain`, ``--vf``) run on the frames
+    after the deinterlacing or inverse telecine; ``info`` then describes the frames it gives (size, pixel shape and
+    format, rate: found before any work by :meth:`FilterChain.probe`), and ``color`` the first of them.
     ``fine``: read 16-bit RGB and yield its 8-bit rounding with the rest in ``DecodedFrame.fine``, and a 16-bit
     alpha (set before iterating). ``color``: the stream's colour description with its HDR10 metadata, complete once
     the first frame is decoded (the metadata travels with the frames).
@@ -215,7 +220,7 @@ class VideoReader:
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
                  deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
-                 ivtc: bool = False, tonemap: bool = False) -> None:
+                 ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None) -> None:
         import av
 
         self.source = path if is_url(path) or is_pipe(path) else Path(path)  # what FFmpeg opens
@@ -232,6 +237,7 @@ class VideoReader:
         if ivtc and deinterlace:
             raise VideoError("--ivtc deinterlaces the frames it cannot match itself; give --ivtc or --deinterlace, not "
                              "both")
+        self.filters = FilterChain.parse(filters) if isinstance(filters, str) else filters
         if isinstance(self.source, Path) and self.sequence is None:
             if not self.path.exists():
                 raise VideoError(f"input not found: {self.path}")
@@ -266,6 +272,13 @@ class VideoReader:
                 frames = self.info.frames
                 self.info = dataclasses.replace(self.info, rate=self.info.rate * Fraction(4, 5),
                                                 frames=None if frames is None else round(frames * 4 / 5))
+            # the decoded frames' time base (seeks) and, with filters, the frames going into them
+            self._stream_info = self.info
+            if self.filters is not None:
+                i = self.info
+                pix_fmt = "yuva420p" if self._vp9_alpha else i.pix_fmt if i.pix_fmt != "?" else "yuv420p"
+                self.info = replace_info(i, self.filters.probe(i.width, i.height, pix_fmt, i.time_base, i.rate,
+                                                               i.sample_aspect_ratio))
         except BaseException:
             self._container.close()
             raise
@@ -282,6 +295,7 @@ class VideoReader:
         # Threads converting decoded frames ahead, in order (set before iterating); None: see _convert_threads
         self.convert_threads: int | None = None
         self._sizes_seen: set[tuple[int, int]] = set()  # other frame sizes met (warned of once each)
+        self._decoded_count = 0  # frames decoded (before any filter)
 
     def _read_info(self) -> VideoInfo:
         s, c = self._stream, self._container
@@ -345,23 +359,26 @@ class VideoReader:
         # the middle of each of ``count`` equal parts, as a frame number from ``start``, and the middle of that frame
         numbers = sorted({int((i + 0.5) * frames / count) for i in range(count)})
         times = [self.start + (k + 0.5) / float(info.rate) for k in numbers]
+        decoded_info = self._stream_info  # the frames as decoded, before any --vf
         reformatter = thread_reformatter()
         images = []
         try:
             if self.sequence is not None:
                 seq = self.sequence
-                for number in sorted({seq.start + min(int(t * info.rate), seq.count - 1) for t in times}):
+                for number in sorted({seq.start + min(int(t * decoded_info.rate), seq.count - 1) for t in times}):
                     with av.open(str(seq.file(number)), "r") as c:
-                        images.append(_to_rgb(next(c.decode(video=0)), reformatter))
+                        frame = self._filtered_alone(next(c.decode(video=0)))
+                        if frame is not None:
+                            images.append(_to_rgb(frame, reformatter))
                 return [im for im in images if im.shape[:2] == (info.height, info.width)]
             seen = set()
             with open_source(self.source) as c:
                 stream = c.streams[self._stream.index]
                 stream.thread_type = "AUTO"
-                jump = int(_SAMPLE_SEEK_S / info.time_base)
+                jump = int(_SAMPLE_SEEK_S / decoded_info.time_base)
                 decoded = held = None  # the frames as decoded; one read past the last point (the next one's, maybe)
                 for t in times:
-                    target = int(t / info.time_base)
+                    target = int(t / decoded_info.time_base)
                     if decoded is None or held is None or held.pts is None or target - held.pts > jump:
                         c.seek(target, stream=stream, backward=True, any_frame=False)  # to the keyframe before
                         decoded, held = _decoded_past_damage(c, stream, []), None
@@ -374,13 +391,28 @@ class VideoReader:
                         frame = candidate
                         if frame.pts is None:
                             break
-                    if frame is None or frame.pts in seen or (frame.width, frame.height) != (info.width, info.height):
+                    if frame is None or frame.pts in seen:
                         continue
                     seen.add(frame.pts)
-                    images.append(_to_rgb(frame, reformatter))
+                    frame = self._filtered_alone(frame)
+                    if frame is not None and (frame.width, frame.height) == (info.width, info.height):
+                        images.append(_to_rgb(frame, reformatter))
         except (av.error.FFmpegError, OSError, StopIteration) as exc:
             raise VideoError(f"cannot look over {self.path} ({_reason(exc)})") from None
         return images
+
+    def _filtered_alone(self, frame):
+        """``frame`` through the ``filters`` chain on its own (the first frame out, or None); as it is without one."""
+        if self.filters is None:
+            return frame
+        i = self._stream_info
+        graph = self.filters.graph(frame.width, frame.height, frame.format.name, i.time_base, i.rate,
+                                   i.sample_aspect_ratio)
+        if frame.pts is None:
+            frame.pts = 0
+        graph.push(frame)
+        graph.push(None)
+        return next(_drain(graph), None)
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         import av
@@ -388,7 +420,7 @@ class VideoReader:
         info = self.info
         start_pts = None
         if self.start > 0:
-            start_pts = int(self.start / info.time_base)
+            start_pts = int(self.start / self._stream_info.time_base)  # in the decoded stream's units
         if self.start > 0 and not is_pipe(self.source):  # a pipe cannot seek: its frames before --start are skipped
             try:
                 self._container.seek(start_pts, stream=self._stream, backward=True, any_frame=False)
@@ -434,16 +466,17 @@ class VideoReader:
         if count == 0:
             where = f" at or after --start {self.start:g}s" if self.start else ""
             raise VideoError(f"{self.path} has no video frames{where}")
-        # A file cut short still decodes up to the cut; the container's own frame count tells.
+        # A file cut short still decodes up to the cut; the container's own frame count tells (of the frames decoded,
+        # whatever --ivtc or --vf made of them).
         if self.damaged:
             shown = ", ".join(f"{t:.2f}" for t in self.damaged[:5]) + (" ..." if len(self.damaged) > 5 else "")
             log.warning("%s: %d damaged packet%s skipped (at %s s): the frames %s held are missing from the output or "
                         "concealed by the decoder, the rest upscaled", self.path, len(self.damaged),
                         "s" if len(self.damaged) > 1 else "", shown, "they" if len(self.damaged) > 1 else "it")
-        stored = self._stream.frames * 4 // 5 if self.ivtc else self._stream.frames  # the film's, after --ivtc
-        if self.max_frames is None and not self.start and stored and count + len(self.damaged) < stored:
-            raise VideoError(f"{self.path} ends after {count} of its {stored} frames; the file is truncated or "
-                             f"damaged")
+        stored = self._stream.frames
+        if self.max_frames is None and not self.start and stored and self._decoded_count + len(self.damaged) < stored:
+            raise VideoError(f"{self.path} ends after {self._decoded_count} of its {stored} frames; the file is "
+                             f"truncated or damaged")
 
     def _convert_threads(self) -> int:
         """Threads converting frames (``convert_threads``; None: one per four cores, 1..4, where a frame's conversion
@@ -491,14 +524,23 @@ class VideoReader:
 
     def _decoded(self):
         """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
+        decimate for ``ivtc``), then through ``filters``."""
+        frames = self._deinterlaced()
+        return frames if self.filters is None else self._filtered(frames)
+
+    def _deinterlaced(self):
+        """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
         decimate for ``ivtc``)."""
         graph = None
         first = True
         filtered = self.deinterlace or self.ivtc
         # the interlacing check: what an input needs, or (with --ivtc) whether it is telecined at all
-        fields = None if self.deinterlace or self.sequence is not None else _FieldCheck.start(self._stream)
+        fields = None if (self.deinterlace or self.sequence is not None
+                          or (self.filters is not None and self.filters.deinterlaces)) \
+            else _FieldCheck.start(self._stream)
         try:
             for frame in self._frames():
+                self._decoded_count += 1
                 if first:
                     first = False
                     self.rotation = int(frame.rotation or 0)
@@ -521,6 +563,46 @@ class VideoReader:
         if graph is not None:
             graph.push(None)  # flush: bwdif holds one frame back
             yield from self._restamped(_drain(graph))
+
+    def _filtered(self, frames):
+        """``frames`` through the ``filters`` chain, in ``info.time_base``; the colour description of the first out
+        (a filter may convert it). One warning where the chain moves frames in time (``setpts``, a speed change):
+        what is copied along keeps the input's timeline."""
+        import av
+
+        graph = None
+        first = True
+        moved = False
+        stream = self._stream_info
+        late = max(1.0, 4 / float(stream.rate), 4 / float(self.info.rate))  # seconds a chain may hold frames back
+        came_in = 0.0
+        for frame in itertools.chain(frames, [None]):
+            if graph is None and frame is None:
+                return
+            try:
+                if graph is None:
+                    graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,
+                                               stream.rate, stream.sample_aspect_ratio)
+                graph.push(frame)  # None: flush
+                ready = list(self._restamped(_drain(graph), self.info.time_base))
+            except av.error.FFmpegError as exc:
+                raise VideoError(f"--vf {self.filters.text!r} failed after {self._decoded_count} frames decoded "
+                                 f"({_reason(exc)})") from None
+            if frame is not None and frame.pts is not None:
+                came_in = float(frame.pts * stream.time_base)
+            for out in ready:
+                if first:
+                    first = False
+                    if not self._tonemap:
+                        self.color = ColorInfo.of_frame(out)
+                if not moved and out.pts is not None and frame is not None:
+                    went = float(out.pts * self.info.time_base)
+                    if abs(came_in - went) > late:
+                        moved = True
+                        log.warning("--vf %r moves the frames in time (the frame at %.2f s comes out at %.2f s): "
+                                    "audio, subtitles and chapters copied along keep the input's timeline, out of "
+                                    "step with it (--copy none leaves them out)", self.filters.text, came_in, went)
+                yield out
 
     def _filter_graph(self, frame):
         """The configured FFmpeg filter graph of ``deinterlace`` (bwdif) or ``ivtc`` (fieldmatch, bwdif, decimate),
@@ -553,10 +635,10 @@ class VideoReader:
         ctx = av.CodecContext.create("libvpx-vp9", "r") if self._vp9_alpha else None
         yield from _decoded_past_damage(self._container, self._stream, self.damaged, ctx)
 
-    def _restamped(self, frames):
+    def _restamped(self, frames, tb: Fraction | None = None):
         """bwdif counts time in fields (half the stream's time base), decimate in the film's frames: back to the
-        stream's units."""
-        tb = self._stream.time_base
+        stream's units (or to ``tb``)."""
+        tb = tb or self._stream.time_base
         for frame in frames:
             if frame.pts is not None and frame.time_base and frame.time_base != tb:
                 frame.pts = round(Fraction(frame.pts) * frame.time_base / tb)
@@ -575,16 +657,17 @@ class VideoReader:
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
                deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
-               ivtc: bool = False, tonemap: bool = False) -> VideoReader:
+               ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None) -> VideoReader:
     """Open ``path`` (a file, a URL such as ``https://...`` that FFmpeg reads, or an image-sequence pattern such as
     ``frames/%06d.png``, read at ``rate`` frames/s, 25 by default) for decoding; the caller closes the returned
     reader (use it in ``with``). ``stream``: the index of the video stream to read (default: the one FFmpeg picks).
+    ``filters``: FFmpeg filters the frames go through (``--vf``; :class:`VideoReader`).
 
     Raises:
         VideoError: missing file, not a video, no video stream (or ``stream`` not one), bad ``start``/``max_frames``.
     """
     return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate, stream=stream,
-                       ivtc=ivtc, tonemap=tonemap)
+                       ivtc=ivtc, tonemap=tonemap, filters=filters)
 
 
 def is_cover(stream) -> bool:

@@ -458,7 +458,7 @@ def check_encoder_starts(config: EncodeConfig) -> None:
     ctx.options = encoder_options(config, deep=component_depth(ctx.pix_fmt) > 8)
     given = ", ".join(f"{k}={v}" for k, v in config.options.items()) or f"bitrate {config.bitrate}"
     failed = None
-    with _library_messages() as said:
+    with library_messages() as said:
         try:
             ctx.open()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -492,7 +492,7 @@ class _Said:
 
 
 @contextlib.contextmanager
-def _library_messages():
+def library_messages():
     """Collect what an encoder says while it opens into a :class:`_Said`: FFmpeg's log (warnings and worse, off
     otherwise) and what x264, x265 and SVT-AV1 print on file descriptor 2 themselves (their banners are kept off the
     terminal; their ``[error]`` lines are the reasons a refusal names)."""
