@@ -177,6 +177,18 @@ class TestReader:
             list(r)
         assert "moves the frames in time" not in caplog.text
 
+    def test_a_turned_clip_is_filtered_as_stored_and_says_so(self, tmp_path, caplog):
+        """A phone clip stored sideways: the chain sees the stored frames, as --crop counts them (ffmpeg's command
+        line would turn them upright first), and a warning says so."""
+        from videoclips import make_video
+
+        clip = make_video(tmp_path / "phone.mp4", frames=3, size=(40, 56), rotation=90)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), \
+                open_video(clip, filters="crop=iw-16:ih") as r:
+            assert (r.info.width, r.info.height) == (40, 40)
+            assert [f.image.shape for f in r] == [(40, 40, 3)] * 3 and r.rotation == 90
+        assert "is stored turned (shown rotated 90 degrees): --vf filters the frames as stored" in caplog.text
+
     def test_crop_auto_looks_at_filtered_frames(self, lossless_clip):
         with open_video(lossless_clip, filters="pad=iw:ih+16:0:8") as r:
             samples = r.sample(4)

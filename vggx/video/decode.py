@@ -579,6 +579,10 @@ class VideoReader:
         for frame in itertools.chain(frames, [None]):
             if graph is None and frame is None:
                 return
+            if graph is None and self.rotation:
+                log.warning("%s is stored turned (shown rotated %d degrees): --vf filters the frames as stored, as "
+                            "--crop counts them (ffmpeg's command line turns them upright first), and the output "
+                            "keeps the rotation", self.path, self.rotation)
             try:
                 if graph is None:
                     graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,
