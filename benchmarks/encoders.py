@@ -1,14 +1,15 @@
-"""Parallel segment encoding: one x264 against several on consecutive segments, same frames, same settings.
+"""Parallel segment encoding: one encoder against several on consecutive segments, same frames, same settings.
 
     python -m vggx.benchmarks.encoders [--input VIDEO] [--size HxW] [--frames N] [--encoders 1,2,4]
-        [--preset P] [--crf N] [--repeats R] [--json PATH]
+        [--codec libx264|libx265|libsvtav1|libvpx-vp9|prores_ks|ffv1] [--preset P] [--crf N] [--repeats R]
+        [--json PATH]
 
 The frames (default: the README's sample clip, a photograph under a panning camera, resized to
 ``--size``, 720p by default) are decoded, resized and converted to yuv420p before the clock starts;
 each run then times ``VideoWriter`` alone from the first frame to the renamed file. Reported per
 encoder count: frames/s (median of ``--repeats``, interleaved), the file size against one encoder's
 (each segment starts with a keyframe), and the luma PSNR of the decoded output against its input (the
-quality CRF holds).
+quality CRF holds; ProRes and FFV1 take no CRF).
 """
 
 from __future__ import annotations
@@ -69,16 +70,19 @@ def _psnr_y(path: Path, frames: list[np.ndarray]) -> float:
     se, n = 0.0, 0
     with av.open(str(path)) as c:
         for decoded, ref in zip(c.decode(video=0), frames, strict=False):
-            y = decoded.to_ndarray()[:h].astype(np.float64)
+            y = decoded.to_ndarray(format="yuv420p")[:h].astype(np.float64)
             se += float(((y - ref[:h]) ** 2).sum())
             n += y.size
     mse = se / max(n, 1)
     return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
+_EXTENSIONS = {"libvpx-vp9": ".webm", "prores_ks": ".mov", "ffv1": ".mkv"}  # others: .mp4
+
+
 def measure_encoders(frames: list[np.ndarray], counts: tuple[int, ...], *, preset: str | None = None,
                      crf: int = 18, repeats: int = 3, segment_frames: int | None = None,
-                     workdir: Path | None = None) -> list[EncoderResult]:
+                     workdir: Path | None = None, codec: str = "libx264") -> list[EncoderResult]:
     """Encode ``frames`` (yuv420p planes) with each encoder count, runs interleaved (see the module doc)."""
     h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
     seconds: dict[int, list[float]] = {n: [] for n in counts}
@@ -87,8 +91,9 @@ def measure_encoders(frames: list[np.ndarray], counts: tuple[int, ...], *, prese
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for r in range(repeats):
             for n in counts:
-                path = Path(tmp) / f"e{n}.mp4"
-                cfg = EncodeConfig(crf=crf, preset=preset, encoders=n, segment_frames=segment_frames)
+                path = Path(tmp) / f"e{n}{_EXTENSIONS.get(codec, '.mp4')}"
+                cfg = EncodeConfig(codec, crf=None if codec in ("prores_ks", "ffv1") else crf, preset=preset,
+                                   encoders=n, segment_frames=segment_frames)
                 t0 = time.perf_counter()
                 with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), cfg) as writer:
                     for i, image in enumerate(frames):
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=int, default=192)
     p.add_argument("--encoders", default="1,2,4", help="encoder counts to compare, e.g. 1,2,4")
     p.add_argument("--segment-frames", type=int, help="frames per segment (default: two seconds, 48)")
-    p.add_argument("--preset", help="x264 preset (default: medium)")
+    p.add_argument("--codec", default="libx264", help="the encoder (one of vggx.video.encode.SEGMENT_CODECS)")
+    p.add_argument("--preset", help="x264/x265 preset (default: medium)")
     p.add_argument("--crf", type=int, default=18)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
@@ -122,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
                 video = write_sample_clip(Path(tmp) / "sample.mp4", frames=96)
             frames = _frames(video, size, args.frames)
         results = measure_encoders(frames, counts, preset=args.preset, crf=args.crf, repeats=args.repeats,
-                                   segment_frames=args.segment_frames)
+                                   segment_frames=args.segment_frames, codec=args.codec)
     except (VggxError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     import av
 
     print(f"cpus={os.cpu_count()} pyav={av.__version__} {len(frames)} frames {size[1]}x{size[0]} yuv420p, "
-          f"x264 preset {args.preset or 'medium'}, crf {args.crf}")
+          f"{args.codec}, preset {args.preset or 'the encoder default'}, crf {args.crf}")
     base = results[0]
     for r in results:
         fps = len(frames) / statistics.median(r.seconds)
@@ -138,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
               f"  {r.bytes / 1e6:7.2f} MB (x{r.bytes / base.bytes:.3f})  PSNR-Y {r.psnr_y:.2f} dB")
     if args.json:
         args.json.write_text(json.dumps({
-            "cpus": os.cpu_count(), "frames": len(frames), "size": list(size), "preset": args.preset or "medium",
+            "cpus": os.cpu_count(), "frames": len(frames), "size": list(size), "codec": args.codec,
+            "preset": args.preset or "medium",
             "crf": args.crf, "results": [asdict(r) | {"fps": len(frames) / statistics.median(r.seconds)}
                                           for r in results]}, indent=2))
     return 0

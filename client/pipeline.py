@@ -122,7 +122,8 @@ class UpscaleConfig:
     # one, after any deinterlacing, before the crop and the tone mapping; None: none
     filters: str | None = None
     # Keep each finished segment of the output beside it (".OUTPUT.vggx-resume/"), so that a run stopped by an
-    # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (x264/x265)
+    # error, Ctrl-C or SIGTERM and started again with the same settings goes on after them (SEGMENT_CODECS:
+    # x264, x265, SVT-AV1, VP9, ProRes, FFV1)
     resume: bool = False
     # The written frames' size, other than the model's own (scale x input): ``outscale`` times the input (e.g. 2
     # for 1080p -> 4K with a x4 model), or ``height`` pixels high as displayed (the width keeps the aspect

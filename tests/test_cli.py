@@ -55,7 +55,8 @@ def test_default_concurrency_per_backend():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--encoders", "0"], "error: --encoders must be in 1..64, got 0"),
-    (["--encoders", "2", "--codec", "ffv1"], "error: --encoders applies to libx264, libx264rgb, libx265, not ffv1"),
+    (["--encoders", "2", "--codec", "mpeg4"],
+     "error: --encoders applies to ffv1, libsvtav1, libvpx-vp9, libx264, libx264rgb, libx265, prores_ks, not mpeg4"),
 ])
 def test_upscale_bad_encoders_is_one_line_and_writes_nothing(tmp_path, args, message):
     src = tmp_path / "in.mp4"

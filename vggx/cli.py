@@ -472,7 +472,7 @@ def upscale(
     ] = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="keep finished 2-second segments beside the output, so that the same command run again "
-        "after an error, Ctrl-C or SIGTERM goes on after them (x264/x265)")] = False,
+        "after an error, Ctrl-C or SIGTERM goes on after them (x264, x265, SVT-AV1, VP9, ProRes, FFV1)")] = False,
     json_path: Annotated[Path | None, typer.Option(
         "--json", help="also write the results (frames/s, stage busy shares, warm-up, sizes) to this JSON file")
     ] = None,
@@ -514,8 +514,8 @@ def upscale(
         "--preset", help="x264/x265 speed preset: ultrafast ... veryslow (default: the encoder's, medium); "
         "veryfast keeps up with a GPU")] = None,
     encoders: Annotated[int, typer.Option(
-        "--encoders", help="x264/x265 encoders at once on consecutive 2-second segments (each starts with a "
-        "keyframe), for many-core machines where one leaves cores idle")] = 1,
+        "--encoders", help="encoders at once (x264, x265, SVT-AV1, VP9, ProRes, FFV1) on consecutive 2-second "
+        "segments (each starts with a keyframe), for many-core machines where one leaves cores idle")] = 1,
     start: Annotated[str, typer.Option(
         "--start", help="start this far into the input: seconds (90.5) or a timestamp (1:30.5, 01:02:03)")] = "0",
     frames: Annotated[int | None, typer.Option("--frames", help="upscale only this many frames (preview)")

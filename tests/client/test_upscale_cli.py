@@ -430,8 +430,9 @@ def test_resume_from_the_cli(cli, clips, tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.mp4"]
     assert stream_facts(out)["frames"] == 10
-    assert_one_error_line(cli(clips["aac"], tmp_path / "o.mkv", "--resume", "--codec", "ffv1"),
-                          "--resume applies to libx264, libx264rgb, libx265, not ffv1")
+    assert_one_error_line(cli(clips["aac"], tmp_path / "o.mkv", "--resume", "--codec", "mpeg4"),
+                          "--resume applies to ffv1, libsvtav1, libvpx-vp9, libx264, libx264rgb, libx265, "
+                          "prores_ks, not mpeg4")
 
 
 def test_sigterm_then_resume_finishes_the_video(tiny_checkpoint_path, tmp_path, cli):

@@ -189,6 +189,20 @@ class TestReader:
             assert [f.image.shape for f in r] == [(40, 40, 3)] * 3 and r.rotation == 90
         assert "is stored turned (shown rotated 90 degrees): --vf filters the frames as stored" in caplog.text
 
+    def test_double_rate_deinterlacing(self, tmp_path, caplog):
+        """Video shot interlaced at 29.97 frames (59.94 fields) a second, deinterlaced a frame per field (what
+        --deinterlace, a frame per frame, does not do): twice the frames at twice the rate, evenly spaced, and no
+        warning that the input is interlaced (the chain deinterlaces it)."""
+        from test_upscale_video_io import _woven
+
+        clip = _woven(tmp_path / "i.mkv", 24)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), \
+                open_video(clip, filters="bwdif=mode=send_field") as r:
+            assert r.info.rate == Fraction(60000, 1001)
+            times = [f.pts * r.info.time_base for f in r]
+        assert len(times) == 48 and not caplog.records
+        assert np.diff([float(t) for t in times]) == pytest.approx([1001 / 60000] * 47, abs=1e-3)
+
     def test_crop_auto_looks_at_filtered_frames(self, lossless_clip):
         with open_video(lossless_clip, filters="pad=iw:ih+16:0:8") as r:
             samples = r.sample(4)

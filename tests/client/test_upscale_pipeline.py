@@ -543,11 +543,11 @@ class _Counting(_NearestRunner):
 class TestResume:
     """``resume``: finished segments survive a failed run; the same command again goes on after them."""
 
-    def _planes(self, path):
+    def _planes(self, path, format: str | None = None):
         import av
 
         with av.open(str(path)) as c:
-            return [(f.pts, f.to_ndarray()) for f in c.decode(video=0)]
+            return [(f.pts, f.to_ndarray(format=format)) for f in c.decode(video=0)]
 
     @pytest.mark.parametrize("encoders", [1, 2])
     def test_a_failed_run_goes_on_where_it_stopped_and_matches_one_run(self, tmp_path, torch_runner, encoders):
@@ -572,6 +572,26 @@ class TestResume:
         for (_, g), (_, w) in zip(got, want, strict=True):
             np.testing.assert_array_equal(g, w)
         assert stream_facts(out)["audio"] == ["aac"]
+
+    @pytest.mark.parametrize(("codec", "ext"), [("libsvtav1", ".mkv"), ("ffv1", ".mkv"), ("prores_ks", ".mov"),
+                                                ("libvpx-vp9", ".webm")])
+    def test_other_codecs_go_on_as_one_run_would(self, tmp_path, torch_runner, codec, ext):
+        """SVT-AV1, FFV1, ProRes, VP9: stopped and run again, the same stream as a run never stopped (the same
+        segments: bit for bit even where the codec is lossy), the audio whole."""
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40, audio="aac" if ext != ".webm" else "libopus")
+        encode = EncodeConfig(codec, crf=30 if codec in ("libsvtav1", "libvpx-vp9") else 18, segment_frames=8)
+        ref, out = tmp_path / f"ref{ext}", tmp_path / f"out{ext}"
+        run(src, ref, _NearestRunner(info), encode=encode, resume=True)
+        stopped_run(src, out, info, encode=encode)
+        assert (tmp_path / f".out{ext}.vggx-resume" / "manifest.json").exists() and not out.exists()
+        result = run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        assert result.resumed_frames > 0 and result.frames == 40
+        got, want = self._planes(out, "rgb24"), self._planes(ref, "rgb24")
+        assert len(got) == 40 and [p for p, _ in got] == [p for p, _ in want]
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        assert len(stream_facts(out)["audio"]) == 1
 
     def test_other_settings_are_refused_and_nothing_is_lost(self, tmp_path, torch_runner):
         from vggx.errors import ConfigError
@@ -968,7 +988,7 @@ class TestImageSequences:
         ("video codec", "is an image sequence, written with png; --codec ffv1 makes videos"),
         ("fps of a video", "--fps sets the rate of an image-sequence input"),
         ("same", "is the input sequence; its frames would be overwritten"),
-        ("resume", "--resume applies to libx264, libx264rgb, libx265, not png"),
+        ("resume", "--resume applies to ffv1, libsvtav1, libvpx-vp9, libx264, libx264rgb, libx265, prores_ks, not png"),
     ])
     def test_errors(self, tmp_path, torch_runner, case, message):
         from vggx.errors import ConfigError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -274,6 +275,104 @@ class TestParallelSegments:
         # decode timestamps as one encoder's: even steps across the seams, so muxers derive the same durations
         assert self._dts(outs[encoders]) == self._dts(outs[1])
 
+    @pytest.mark.parametrize(("codec", "ext", "lossless"), [
+        ("libsvtav1", ".mkv", False), ("libsvtav1", ".mp4", False), ("libvpx-vp9", ".webm", False),
+        ("prores_ks", ".mov", False), ("ffv1", ".mkv", True)])
+    def test_other_codecs_segments_join_into_one_stream(self, tmp_path, codec, ext, lossless):
+        """SVT-AV1, VP9, ProRes and FFV1 segments: one stream with one encoder's frames, timestamps and decode
+        timestamps, a keyframe opening every segment; the lossy ones as close to the input as one encoder's (the
+        extra keyframes apart), FFV1 exactly the input."""
+        import av
+
+        frames = [frame_pattern(i, 48, 64) for i in range(70)]
+        outs, decoded = {}, {}
+        for n in (1, 2):
+            outs[n] = tmp_path / f"e{n}{ext}"
+            cfg = EncodeConfig(codec=codec, crf=None if codec in ("prores_ks", "ffv1") else 30, encoders=n,
+                               segment_frames=16)
+            with VideoWriter(outs[n], 64, 48, Fraction(25), Fraction(1, 25), cfg) as w:
+                for i, image in enumerate(frames):
+                    w.write(image, i)
+            with av.open(str(outs[n])) as c:
+                decoded[n] = [(f.pts, f.key_frame, f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
+        one, many = decoded[1], decoded[2]
+        assert len(many) == len(one) == 70
+        assert [f[0] for f in many] == [f[0] for f in one] and self._dts(outs[2]) == self._dts(outs[1])
+        assert {0, 16, 32, 48, 64} <= {i for i, f in enumerate(many) if f[1]}
+
+        def psnr(got) -> float:
+            err = np.mean([(g[2].astype(float) - want) ** 2 for g, want in zip(got, frames, strict=True)])
+            return float("inf") if err == 0 else 10 * np.log10(255 ** 2 / err)
+
+        if lossless:
+            assert psnr(many) == psnr(one) == float("inf")
+        else:
+            assert psnr(many) > psnr(one) - 1.0
+
+    @pytest.mark.parametrize("stop_at", ["write", "manifest"])
+    def test_a_stop_while_a_segment_is_kept_keeps_it_once(self, tmp_path, monkeypatch, stop_at):
+        """Ctrl-C or SIGTERM (raised wherever the main thread is) while a finished segment goes into the store, before
+        its file is written or after the store counted it but before the manifest said so: on the way out it is
+        kept once and whole (it used to be kept empty: the packets had left the segment, not reached the store, and
+        the resumed run failed at the end)."""
+        from vggx.video import SegmentStore
+
+        store = SegmentStore(tmp_path / "store", {"test": 1})
+        calls = {"n": 0}
+        real = SegmentStore._write_manifest if stop_at == "manifest" else SegmentStore.add
+
+        def stopping(self, *args):
+            calls["n"] += 1
+            if stop_at == "manifest" and calls["n"] == 2:
+                raise KeyboardInterrupt  # the second segment counted, the manifest not yet written
+            if stop_at == "write" and calls["n"] == 2:
+                raise KeyboardInterrupt  # the second segment's packets out of the segment, not in the store
+            return real(self, *args)
+
+        monkeypatch.setattr(SegmentStore, "_write_manifest" if stop_at == "manifest" else "add", stopping)
+        cfg = EncodeConfig("libx264", crf=0, segment_frames=8)
+        with pytest.raises(KeyboardInterrupt), \
+                VideoWriter(tmp_path / "o.mp4", 56, 40, Fraction(25), Fraction(1, 25), cfg, store=store) as w:
+            for i, p in enumerate(self._planes(40)):
+                w.write(p, i)
+        kept = SegmentStore(tmp_path / "store", {"test": 1})
+        packets = [p for seg in kept.packets() for p in seg]
+        assert kept.frames_done >= 16 and kept.frames_done % 8 == 0
+        assert len(packets) == kept.frames_done  # one packet a frame, every segment whole
+        assert sorted(p.pts for p in packets) == list(range(kept.frames_done))  # none twice, none missing
+
+    @pytest.mark.parametrize("encoders", [1, 2])
+    def test_x265_keeps_its_banner_to_itself(self, tmp_path, capfd, encoders):
+        """x265 prints 25 lines of its own as each encoder opens, and --encoders/--resume open one a segment: its info
+        lines are off (its warnings too where segments are encoded; their level is in the stream header)."""
+        cfg = EncodeConfig("libx265", encoders=encoders, segment_frames=8)
+        with VideoWriter(tmp_path / "o.mkv", 64, 48, Fraction(25), Fraction(1, 25), cfg) as w:
+            for i in range(24):
+                w.write(frame_pattern(i, 48, 64), i)
+        printed = capfd.readouterr().err
+        assert "x265 [info]" not in printed
+        assert ("x265 [warning]" in printed) == (encoders == 1)  # "Source height < 720p; disabling lookahead-slices"
+        assert stream_facts(tmp_path / "o.mkv")["frames"] == 24
+
+    def test_svt_av1_keeps_its_banner_to_itself(self, tmp_path):
+        """SVT-AV1 reads its log level once a process (SVT_LOG): a fresh one, as a run is."""
+        import subprocess
+        import sys
+
+        script = (
+            "import sys; from fractions import Fraction; sys.path.insert(0, sys.argv[2])\n"
+            "from videoclips import frame_pattern\n"
+            "from vggx.video import EncodeConfig, VideoWriter\n"
+            "cfg = EncodeConfig('libsvtav1', crf=30, encoders=2, segment_frames=8)\n"
+            "with VideoWriter(sys.argv[1], 64, 48, Fraction(25), Fraction(1, 25), cfg) as w:\n"
+            "    [w.write(frame_pattern(i, 48, 64), i) for i in range(24)]\n")
+        env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "o.mkv"), str(Path(__file__).parent)],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "Svt[" not in done.stderr, done.stderr
+        assert stream_facts(tmp_path / "o.mkv")["frames"] == 24
+
     @staticmethod
     def _dts(path):
         import av
@@ -306,8 +405,8 @@ class TestParallelSegments:
     def test_settings_are_checked(self):
         with pytest.raises(VideoError, match=r"--encoders must be in 1\.\.64, got 0"):
             EncodeConfig(encoders=0)
-        with pytest.raises(VideoError, match=r"--encoders applies to .*not ffv1"):
-            EncodeConfig(codec="ffv1", encoders=2)
+        with pytest.raises(VideoError, match=r"--encoders applies to .*not mpeg4"):
+            EncodeConfig(codec="mpeg4", encoders=2)
         with pytest.raises(VideoError, match="segment_frames must be >= 8"):
             EncodeConfig(encoders=2, segment_frames=4)
 

@@ -10,11 +10,12 @@ runs without the GIL): the thread feeding x264 then only encodes. Serially, wrap
 each 720p frame cost as much CPU as x264's veryfast preset itself, and capped how fast a GPU's output
 could be written.
 
-With ``EncodeConfig(encoders=N)`` (x264/x265), N encoders run at once on consecutive segments of the
-frames (``segment_frames``, two seconds by default), each starting with a keyframe, and their packets
-are muxed in order into the one stream (the segments' encoders are set up like the stream's own, so
-their parameter sets are the stream header's; checked): for machines where one encoder leaves cores
-idle. CRF keeps the quality; the extra keyframes cost a little size (``benchmarks/encoders.py``).
+With ``EncodeConfig(encoders=N)`` (:data:`SEGMENT_CODECS`: x264, x265, SVT-AV1, VP9, ProRes, FFV1), N encoders
+run at once on consecutive segments of the frames (``segment_frames``, two seconds by default), each starting with a
+keyframe, and their packets are muxed in order into the one stream (the segments' encoders are set up like the
+stream's own, so their parameter sets are the stream header's; checked): for machines where one encoder leaves cores
+idle. CRF keeps the quality; the extra keyframes cost a little size (``benchmarks/encoders.py``). The same segments,
+kept on disk as they finish, are what ``--resume`` goes on after.
 
 Standard output (``-``): the frames as a stream for another program to read as they come, uncompressed in y4m
 (``rawvideo``: what ffmpeg, x264, x265 and mpv read from a pipe; YUV or grey, no audio) or, with another codec,
@@ -75,10 +76,12 @@ log = logging.getLogger(__name__)
 LOSSLESS_ONLY = frozenset({"ffv1", "png", "tiff", "rawvideo", "huffyuv", "ffvhuff", "utvideo"})
 # Codecs that take x264-style rate control by constant quality.
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
-# Codecs with x264-style speed presets, and those presets, fastest first. Their runs of frames can also be
-# encoded as separate segments and joined (--encoders, --resume).
+# Codecs with x264-style speed presets, and those presets, fastest first.
 _PRESET_CODECS = {"libx264", "libx264rgb", "libx265"}
-SEGMENT_CODECS = frozenset(_PRESET_CODECS)
+# Codecs whose runs of frames, each encoded by its own encoder from a keyframe, join into one stream (--encoders,
+# --resume): the encoders, set up alike, write the same stream header (checked as each opens), and no frame refers
+# to one before its segment's keyframe. Tested for each: the frames, timestamps and keyframes of the joined stream.
+SEGMENT_CODECS = frozenset({*_PRESET_CODECS, "libsvtav1", "libvpx-vp9", "prores_ks", "ffv1"})
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
 # Chroma-subsampled codecs whose players expect 4:2:0 (DESIGN: H.264 yuv420p by default).
@@ -115,7 +118,7 @@ class EncodeConfig:
     # Threads converting frames to the codec's pixel format ahead of the encoder; None: one per four
     # cores, 1..4; 0: none (PyAV's encoder converts each frame itself, serially: the benchmarks' baseline).
     convert_threads: int | None = None
-    # x264/x265 encoders at once, each on its own run of consecutive frames (a segment starting with a
+    # Encoders at once (SEGMENT_CODECS), each on its own run of consecutive frames (a segment starting with a
     # keyframe), sharing the cores: for many-core machines where one encoder leaves cores idle. Up to
     # encoders x segment_frames frames wait in memory for their encoder. 1: one encoder.
     encoders: int = 1
@@ -375,6 +378,19 @@ def merge_params(ours: str, theirs: str) -> str:
 
     given = {key(p) for p in theirs.split(":") if p}
     return ":".join([p for p in ours.split(":") if p and key(p) not in given] + [p for p in theirs.split(":") if p])
+
+
+def _quieted(config: EncodeConfig, options: dict[str, str], level: str) -> dict[str, str]:
+    """``options`` with the encoder library's own log, which it prints itself, cut to ``level``: ``warning``, or
+    ``error`` where segments are encoded (--encoders, --resume: x265's banner is 25 lines an encoder, and a resumed
+    two-hour film opens 3600; the level is in x265's stream header, which every segment's must match). SVT-AV1's (20
+    lines, and a warning that it cannot raise its threads' priority in a container) is read from ``SVT_LOG`` once a
+    process: errors only unless the environment says otherwise. A ``log-level`` in the user's x265-params is theirs."""
+    if config.codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")
+    if config.codec != "libx265" or "log-level" in config.options.get("x265-params", ""):
+        return options
+    return {**options, "x265-params": merge_params(options.get("x265-params", ""), f"log-level={level}")}
 
 
 def encoder_options(config: EncodeConfig, *, deep: bool = False, color: ColorInfo | None = None) -> dict[str, str]:
@@ -655,7 +671,7 @@ class VideoWriter:
             # 16-core machine encoding 720p at 47 fps, the bottleneck behind a GPU upscaling at 200.
             stream.codec_context.thread_type = "FRAME"
             stream.codec_context.thread_count = 0
-        stream.options = options
+        stream.options = _quieted(cfg, options, "error" if self._segmented else "warning")
         self._options = dict(options)  # opening the encoder consumes stream.options; segment encoders reuse these
         self._time_base = time_base
         self._segment_frames = cfg.segment_frames or max(16, round(2 * rate))
@@ -675,10 +691,11 @@ class VideoWriter:
         if self._yuv_range is not None:
             ctx.colorspace, ctx.color_primaries = template.colorspace, template.color_primaries
             ctx.color_trc, ctx.color_range = template.color_trc, template.color_range
-        ctx.options = dict(self._options)
+        ctx.options = _quieted(self.config, self._options, "error")
         # Each on x264's own thread count (every core): the segments oversubscribe the cores, so the
         # last one, encoding alone, still uses them all (on 2 cores: 113.9 vs 111.0 fps for cores/N each).
-        ctx.thread_type = "FRAME"
+        # ProRes and FFV1 thread by slices; SVT-AV1 and VP9 by their own (libvpx: a thread per core).
+        ctx.thread_type = "FRAME" if self.config.codec in _PRESET_CODECS else "AUTO"
         ctx.thread_count = 0
         ctx.open()
         if bytes(ctx.extradata or b"") != bytes(template.extradata or b""):  # pragma: no cover - never seen
@@ -836,7 +853,10 @@ class VideoWriter:
             elif not finished:  # kept on disk, whole segments only, muxed at the commit
                 return
             elif oldest.error is None:
-                self._store.add(oldest.take(), oldest.count)
+                # given to the store before they leave the segment: a stop (Ctrl-C, SIGTERM) between the two finds
+                # them in one or both, and the store takes a segment once
+                self._store.add(oldest.packets(), oldest.count)
+                oldest.take()
             if oldest.error is not None:
                 raise self._failed(f"encoding {self._label} with {self.config.codec}", oldest.error)
             if not finished:
@@ -947,7 +967,7 @@ class VideoWriter:
                 if not (segment.closed and segment.finished.is_set() and segment.error is None):
                     break
                 try:
-                    self._store.add(segment.take(), segment.count)
+                    self._store.add(segment.packets(), segment.count)
                 except OSError:  # pragma: no cover - the disk is why we are aborting
                     break
                 self._segments.popleft()
@@ -1020,9 +1040,17 @@ class SegmentStore:
         return sum(seg["frames"] for seg in self.segments)
 
     def add(self, packets: list, frames: int) -> None:
-        """Keep one finished segment (its packets in decode order) and record it."""
+        """Keep one finished segment (its packets in decode order) and record it; a segment recorded already (the
+        last, by its first timestamp: a run stopped as it was being kept is kept again on the way out) is not
+        recorded twice."""
         import json
 
+        if not packets:  # an encoder cancelled before it gave any: nothing to keep
+            return
+        first = min(p.pts for p in packets)
+        if self.segments and self.segments[-1].get("first_pts") == first:
+            self._write_manifest()  # the stop may have come before the manifest said so
+            return
         self.folder.mkdir(exist_ok=True)
         name = f"seg-{len(self.segments):05d}.bin"
         header = [[p.pts, p.dts, p.size, bool(p.is_keyframe)] for p in packets]
@@ -1033,7 +1061,7 @@ class SegmentStore:
             for p in packets:
                 f.write(bytes(p))
         tmp.replace(self.folder / name)
-        self.segments.append({"file": name, "frames": frames})
+        self.segments.append({"file": name, "frames": frames, "first_pts": first})
         self._write_manifest()
 
     def _write_manifest(self) -> None:
@@ -1091,6 +1119,10 @@ class _Segment:
     def cancel(self) -> None:
         self._cancelled = True
         self.close()
+
+    def packets(self) -> list:
+        """The packets encoded so far, in order, left in place."""
+        return list(self._packets)
 
     def take(self) -> list:
         """The packets encoded so far, in order (each taken once)."""
