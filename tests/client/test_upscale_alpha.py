@@ -137,3 +137,24 @@ def test_an_unknown_alpha_mode_is_refused():
 
     with pytest.raises(ConfigError, match="--alpha must be bicubic or model, got 'ai'"):
         UpscaleConfig("in.png", "out.png", alpha="ai")
+
+
+@pytest.mark.parametrize(("codec", "name"), [("libvpx-vp9", "o.webm"), ("prores_ks", "o.mov")])
+def test_a_resumed_run_keeps_the_alpha(tmp_path, torch_runner, codec, name):
+    """Stopped and run again with --resume: the stored segments keep their alpha (VP9's travels beside each packet,
+    as Matroska BlockAdditional side data, which the store keeps too), the same as a run never stopped."""
+    from test_upscale_pipeline import _NearestRunner, run, stopped_run
+
+    info = torch_runner.info
+    src = make_png_sequence(tmp_path / "rgba", first=1, count=40, alpha=True)
+    encode = EncodeConfig(codec, crf=30 if codec == "libvpx-vp9" else 18, segment_frames=8)
+    ref, out = tmp_path / f"ref-{name}", tmp_path / name
+    run(src, ref, _NearestRunner(info), encode=encode, resume=True)
+    stopped_run(src, out, info, encode=encode)
+    result = run(src, out, _NearestRunner(info), encode=encode, resume=True)
+    assert result.resumed_frames > 0 and result.frames == 40
+    got, want = decode_alpha(out), decode_alpha(ref)
+    assert len(got) == 40 and all(a is not None for a in got)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert got[-1].min() < 128  # a matte, not an opaque plane (what the store used to give back for VP9)

@@ -1053,13 +1053,18 @@ class SegmentStore:
             return
         self.folder.mkdir(exist_ok=True)
         name = f"seg-{len(self.segments):05d}.bin"
-        header = [[p.pts, p.dts, p.size, bool(p.is_keyframe)] for p in packets]
-        time_base = packets[0].time_base if packets else None
+        # each packet's side data too: VP9's alpha layer travels as Matroska BlockAdditional side data
+        sides = [[(sd.data_type, bytes(sd)) for sd in p.iter_sidedata()] for p in packets]
+        header = [[p.pts, p.dts, p.size, bool(p.is_keyframe), [[kind, len(data)] for kind, data in side]]
+                  for p, side in zip(packets, sides, strict=True)]
+        time_base = packets[0].time_base
         tmp = self.folder / (name + ".tmp")
         with open(tmp, "wb") as f:
             f.write(json.dumps({"time_base": str(time_base), "packets": header}).encode() + b"\n")
-            for p in packets:
+            for p, side in zip(packets, sides, strict=True):
                 f.write(bytes(p))
+                for _, data in side:
+                    f.write(data)
         tmp.replace(self.folder / name)
         self.segments.append({"file": name, "frames": frames, "first_pts": first})
         self._write_manifest()
@@ -1076,15 +1081,20 @@ class SegmentStore:
         import json
 
         import av
+        from av.packet import PacketSideData, packet_sidedata_type_from_literal
 
         for seg in self.segments:
             with open(self.folder / seg["file"], "rb") as f:
                 head = json.loads(f.readline())
                 time_base = Fraction(head["time_base"])
                 out = []
-                for pts, dts, size, key in head["packets"]:
+                for pts, dts, size, key, *side in head["packets"]:
                     packet = av.Packet(f.read(size))
                     packet.pts, packet.dts, packet.time_base, packet.is_keyframe = pts, dts, time_base, key
+                    for kind, length in side[0] if side else ():
+                        data = PacketSideData(packet_sidedata_type_from_literal(kind), length)
+                        data.update(f.read(length))
+                        packet.set_sidedata(data)
                     out.append(packet)
             yield out
 
