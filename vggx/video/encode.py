@@ -507,11 +507,22 @@ class _Said:
         self.errors: list[str] = []
 
 
+# One capture at a time: each moves file descriptor 2 and FFmpeg's log for the whole process
+LOG_CAPTURE_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def library_messages():
-    """Collect what an encoder says while it opens into a :class:`_Said`: FFmpeg's log (warnings and worse, off
-    otherwise) and what x264, x265 and SVT-AV1 print on file descriptor 2 themselves (their banners are kept off the
-    terminal; their ``[error]`` lines are the reasons a refusal names)."""
+    """Collect what an encoder (or a filter graph) says while it opens into a :class:`_Said`: FFmpeg's log (warnings
+    and worse, off otherwise) and what x264, x265 and SVT-AV1 print on file descriptor 2 themselves (their banners are
+    kept off the terminal; their ``[error]`` lines are the reasons a refusal names). One thread at a time (two
+    interleaved would leave descriptor 2 on the other's file)."""
+    with LOG_CAPTURE_LOCK, _captured() as said:
+        yield said
+
+
+@contextlib.contextmanager
+def _captured():
     import av.logging
 
     said = _Said()

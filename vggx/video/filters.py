@@ -15,6 +15,7 @@ plans with what the model will see.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import re
@@ -170,16 +171,16 @@ class FilterChain:
         import av
         import av.logging
 
+        from .encode import LOG_CAPTURE_LOCK
+
         graph = self.graph(width, height, pix_fmt, time_base, rate, sample_aspect_ratio, probe=True)
         frames = _made_up(width, height, pix_fmt)
         step = 1 / (rate * time_base)
         out = []
         pushed = 0
         most = min(_PROBE_MOST, max(_PROBE_OUTPUTS, int(_PROBE_SECONDS * rate)))
-        level = av.logging.get_level()
-        av.logging.set_level(av.logging.INFO)  # showinfo's lines
-        try:
-            with av.logging.Capture() as logs:
+        try:  # one capture of FFmpeg's log at a time (encode.library_messages); showinfo's lines
+            with LOG_CAPTURE_LOCK, _logged(av.logging.INFO) as logs:
                 while pushed < most and len(out) < _PROBE_OUTPUTS:
                     frame = frames[pushed % len(frames)]
                     frame.pts, frame.time_base = round(pushed * step), time_base
@@ -192,8 +193,6 @@ class FilterChain:
         except av.error.FFmpegError as exc:
             raise VideoError(f"--vf {self.text!r}: FFmpeg fails on frames of the input's kind ({width}x{height} "
                              f"{pix_fmt}): {str(getattr(exc, 'strerror', None) or exc).strip()}") from None
-        finally:
-            av.logging.set_level(level)
         if not out:
             raise VideoError(f"--vf {self.text!r} lets no frame through ({pushed} went in)")
         first = out[0]
@@ -242,6 +241,20 @@ def _made_up(width: int, height: int, pix_fmt: str) -> list:
                              f"do ({exc})") from None
         frames.append(frame)
     return frames
+
+
+@contextlib.contextmanager
+def _logged(level: int):
+    """FFmpeg's log from ``level`` up, captured (a list of (level, name, message)) while the block runs."""
+    import av.logging
+
+    before = av.logging.get_level()
+    av.logging.set_level(level)
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(before)
 
 
 def _pulled(graph):
