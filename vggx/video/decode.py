@@ -32,7 +32,7 @@ import numpy as np
 from vggx.errors import VideoError
 
 from .depth import ColorInfo, component_depth, round_to_8, split_fine
-from .filters import FilterChain, replace_info
+from .filters import FilterChain, drain, replace_info
 from .tonemap import ToneMap
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
@@ -412,7 +412,7 @@ class VideoReader:
             frame.pts = 0
         graph.push(frame)
         graph.push(None)
-        return next(_drain(graph), None)
+        return next(drain(graph), None)
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         import av
@@ -556,13 +556,13 @@ class VideoReader:
                 if graph is None:
                     graph = self._filter_graph(frame)
                 graph.push(frame)
-                yield from self._restamped(_drain(graph))
+                yield from self._restamped(drain(graph))
         finally:
             if fields is not None:  # a clip shorter than the check, or a run that stopped early
                 fields.report(self.path, self.ivtc)
         if graph is not None:
             graph.push(None)  # flush: bwdif holds one frame back
-            yield from self._restamped(_drain(graph))
+            yield from self._restamped(drain(graph))
 
     def _filtered(self, frames):
         """``frames`` through the ``filters`` chain, in ``info.time_base``; the colour description of the first out
@@ -588,7 +588,7 @@ class VideoReader:
                     graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,
                                                stream.rate, stream.sample_aspect_ratio)
                 graph.push(frame)  # None: flush
-                ready = list(self._restamped(_drain(graph), self.info.time_base))
+                ready = list(self._restamped(drain(graph), self.info.time_base))
             except av.error.FFmpegError as exc:
                 raise VideoError(f"--vf {self.filters.text!r} failed after {self._decoded_count} frames decoded "
                                  f"({_reason(exc)})") from None
@@ -807,7 +807,7 @@ class _FieldCheck:
         self.flagged = self.flagged or bool(frame.interlaced_frame)
         try:
             self.graph.push(frame)
-            for out in _drain(self.graph):
+            for out in drain(self.graph):
                 self.metadata = dict(out.metadata)
         except (av.error.FFmpegError, ValueError, OSError):  # a frame it cannot take (a size change): judge so far
             return True
@@ -897,12 +897,3 @@ def _decoded_past_damage(container, stream, damaged: list[float], ctx=None):
                     from None
             continue
         yield from frames
-
-
-def _drain(graph):
-    """Frames a filter graph has ready (it raises BlockingIOError for more input, EOFError when flushed)."""
-    while True:
-        try:
-            yield graph.pull()
-        except (BlockingIOError, EOFError):
-            return

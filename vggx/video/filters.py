@@ -27,7 +27,7 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["DEINTERLACERS", "FilterChain", "FilterProbe"]
+__all__ = ["DEINTERLACERS", "FilterChain", "FilterProbe", "drain", "replace_info"]
 
 _WHITESPACE = " \n\t\r"
 # Filters that deinterlace or inverse-telecine: a chain with one of them does not get the interlacing check's warning
@@ -186,10 +186,10 @@ class FilterChain:
                     frame.pts, frame.time_base = round(pushed * step), time_base
                     graph.push(frame)
                     pushed += 1
-                    out.extend(_pulled(graph))
+                    out.extend(drain(graph))
                 if len(out) < 2:
                     graph.push(None)
-                    out.extend(_pulled(graph))
+                    out.extend(drain(graph))
         except av.error.FFmpegError as exc:
             raise VideoError(f"--vf {self.text!r}: FFmpeg fails on frames of the input's kind ({width}x{height} "
                              f"{pix_fmt}): {str(getattr(exc, 'strerror', None) or exc).strip()}") from None
@@ -257,8 +257,8 @@ def _logged(level: int):
         av.logging.set_level(before)
 
 
-def _pulled(graph):
-    """The frames a graph has ready."""
+def drain(graph):
+    """Frames a filter graph has ready (it raises BlockingIOError for more input, EOFError when flushed)."""
     while True:
         try:
             yield graph.pull()
