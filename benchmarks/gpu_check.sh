@@ -94,6 +94,9 @@ fi
 # Compiled end to end (runs 5-6: encoder-bound, 168-171 fps at veryfast) only on request.
 [ -z "${GPU_CHECK_E2E_COMPILE:-}" ] || step upscale_e2e_compile 120 "${E2E[@]}" --compile --frames 96 \
   --preset veryfast --json "$OUT/upscale_e2e_compile.json"
+# A folder of short clips one at a time and several at once (--jobs), the tiny model on the GPU, 16 cores encoding.
+step jobs 60 "$PY" -m vggx.benchmarks.jobs --model backend --backend torch --device cuda --fp16 --clips 16 \
+  --frames 48 --size 180x320 --jobs 1,2,4 --preset veryfast --repeats 1 --json "$OUT/jobs.json"
 # The README's sample clip (a photograph under a panning camera, with audio) through the real CLI.
 step upscale_cli 40 bash -c "'$PY' -m vggx.sample sample.mp4 --frames 96 && TIMEFORMAT='wall %R s' && \
   time '$PY' -m vggx.cli upscale sample.mp4 sample_x4.mp4 --backend torch --device cuda --fp16 \

@@ -48,7 +48,7 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", "encoders", "tiles", *_E2E):
+    for name in ("kernels", "gpu_model", "encoders", "tiles", "jobs", *_E2E):
         result[name] = _load(out / f"{name}.json")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
@@ -89,6 +89,11 @@ def summarise(out: Path) -> dict:
             name += "" if r["balanced"] else " plain"
             lines.append(f"  {name:<16} {r['tiles_per_frame']:3d} tiles {r['ms_per_window']:9.2f} ms "
                          f"x{r['time_ratio']:.2f}  PSNR vs untiled {r['psnr_vs_untiled_db']:.1f} dB")
+    jobs = result["jobs"]
+    if jobs:
+        lines.append(f"folder of {jobs['clips']} clips x {jobs['frames']} frames ({jobs['backend']}, x264 "
+                     f"{jobs['preset']}): " + "; ".join(
+                         f"--jobs {r['jobs']}: {r['fps']:.1f} fps x{r['speedup']:.2f}" for r in jobs["rows"]))
     encoders = result["encoders"]
     if encoders:
         lines.append(f"encoders ({encoders['cpus']} cpus, {encoders['frames']} frames {encoders['size']}, "

@@ -11,6 +11,7 @@ from .pipeline import (
     upscale,
     upscale_clip,
     upscale_frames,
+    upscale_many,
 )
 from .runners import Backend, BackendConfig, Runner, TritonProtocol, open_runner
 
@@ -30,4 +31,5 @@ __all__ = [
     "upscale",
     "upscale_clip",
     "upscale_frames",
+    "upscale_many",
 ]

@@ -19,7 +19,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -75,8 +75,9 @@ from .windows import (
     windows_needed,
 )
 
-__all__ = ["ALPHA_MODES", "MAX_OUTSCALE", "VIDEO_SUFFIXES", "UpscaleConfig", "UpscaleProgress", "UpscaleResult",
-           "output_frame_size", "plan_folder", "upscale", "upscale_clip", "upscale_frames"]
+__all__ = ["ALPHA_MODES", "MAX_JOBS", "MAX_OUTSCALE", "VIDEO_SUFFIXES", "Cancelled", "UpscaleConfig", "UpscaleProgress",
+           "UpscaleResult", "output_frame_size", "plan_folder", "upscale", "upscale_clip", "upscale_frames",
+           "upscale_many"]
 
 # What a folder run takes as videos (by extension; FFmpeg reads many more, named one by one).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
@@ -85,6 +86,11 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".t
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
+MAX_JOBS = 64
+
+
+class Cancelled(Exception):
+    """An :func:`upscale` stopped by its ``cancel`` event (:func:`upscale_many` stopping the files in flight)."""
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
 ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleConfig.alpha)
@@ -295,6 +301,79 @@ class UpscaleProgress(Protocol):
     def start(self, total: int | None, description: str) -> None: ...
 
     def advance(self, frames: int) -> None: ...
+
+
+def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1, *,
+                 progress: Callable[[UpscaleConfig], UpscaleProgress | None] | None = None,
+                 done: Callable[[UpscaleConfig, UpscaleResult | VideoError], None] | None = None,
+                 ) -> list[UpscaleResult | VideoError]:
+    """Upscale every config with the one open ``runner``, ``jobs`` files at once (a folder run).
+
+    Several at once keep the backend busy through what a file does around its windows (opening it, the first
+    window's wait, the encoder's flush, the audio and the final mux), and overlap one file's decoding and encoding with
+    another's: what short clips spend most of their time on once the model is fast (a GPU, a Triton server). Each
+    file runs as :func:`upscale` runs it alone (its own windows in flight, ``config.concurrency``), in a thread of its
+    own; the runner is shared (every runner is thread-safe).
+
+    Returns, in the order of ``configs``, each file's :class:`UpscaleResult` or the :class:`VideoError` it met (the
+    others go on). Any other error (the backend gone), Ctrl-C or SIGTERM stops the files in flight, each cleaning up as
+    a run stopped alone does (nothing at its output; ``resume``'s segments kept), and is raised. ``progress(config)``:
+    that file's :class:`UpscaleProgress`; ``done(config, outcome)``: called as each file ends, one call at a time.
+    """
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"--jobs must be in 1..{MAX_JOBS}, got {jobs}")
+    outcomes: list[UpscaleResult | VideoError | None] = [None] * len(configs)
+    told = threading.Lock()
+
+    def finish(i: int, outcome: UpscaleResult | VideoError) -> None:
+        outcomes[i] = outcome
+        if done is not None:
+            with told:
+                done(configs[i], outcome)
+
+    if jobs == 1:  # in this thread: Ctrl-C and SIGTERM land in the run itself, as with one file
+        for i, config in enumerate(configs):
+            try:
+                result = upscale(config, progress=progress(config) if progress else None, runner=runner)
+            except VideoError as exc:  # this file; the others go on
+                finish(i, exc)
+            else:
+                finish(i, result)
+        return outcomes
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+    cancel = threading.Event()
+    fatal: list[BaseException] = []
+
+    def one(i: int, config: UpscaleConfig) -> None:
+        if cancel.is_set():
+            return
+        try:
+            result = upscale(config, progress=progress(config) if progress else None, runner=runner, cancel=cancel)
+        except VideoError as exc:
+            finish(i, exc)
+        except Cancelled:
+            pass
+        except BaseException as exc:  # the backend gone, a bug: the others stop, and this is raised
+            fatal.append(exc)
+            cancel.set()
+        else:
+            finish(i, result)
+
+    pool = ThreadPoolExecutor(jobs, thread_name_prefix="vggx-job")
+    try:
+        futures = [pool.submit(one, i, c) for i, c in enumerate(configs)]
+        while not all(f.done() for f in futures):
+            wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+            raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
+    except BaseException:  # Ctrl-C, SIGTERM (raised here, in the main thread): the files in flight stop too
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if fatal:
+        raise fatal[0]
+    return outcomes
 
 
 def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
@@ -689,6 +768,7 @@ class _Run:
         self._emitted = 0  # windows handed to the workers, numbered in order
         self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
         self.last_pts = 0  # source pts of the last frame decoded
+        self.cancel: threading.Event | None = None  # set from outside: stop (upscale's ``cancel``)
 
     def fail(self, exc: BaseException) -> None:
         with self._error_lock:
@@ -813,6 +893,8 @@ class _Run:
             if self.error is not None:
                 raise self.error
             raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled(f"{self.reader.path}: stopped")
             try:
                 item = self.done.get(timeout=_POLL_S)
             except queue.Empty:
@@ -834,11 +916,12 @@ class _Run:
 
 
 def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
-            runner: Runner | None = None) -> UpscaleResult:
+            runner: Runner | None = None, cancel: threading.Event | None = None) -> UpscaleResult:
     """Upscale ``config.input`` into ``config.output`` (see the module docstring).
 
     ``runner``: an open runner to use (the caller keeps ownership); default: open ``config.backend``
-    and close it at the end.
+    and close it at the end. ``cancel``: set (from another thread) to stop the run as an error would (nothing left
+    at the output, ``resume``'s segments kept): it raises :class:`Cancelled`.
 
     Raises:
         VideoError: unreadable input, unwritable output, encoding failure.
@@ -873,7 +956,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         reader.close()
         raise
     try:
-        return _upscale(config, output, runner, reader, progress)
+        return _upscale(config, output, runner, reader, progress, cancel=cancel)
     finally:
         if own_runner:
             runner.close()
@@ -1053,7 +1136,7 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
-             progress: UpscaleProgress | None) -> UpscaleResult:
+             progress: UpscaleProgress | None, cancel: threading.Event | None = None) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
     try:  # the settings the model's facts check, before the decode thread (which closes the reader) starts
         context = _context(config.context, info.window)
@@ -1071,6 +1154,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha, fine)
+        run.cancel = cancel
         copied = _copied(config, output, reader)
         check_copy(output, vinfo.path, copied, config.encode)
         if config.dry_run:

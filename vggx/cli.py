@@ -470,6 +470,10 @@ def upscale(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
     ] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="a folder's files upscaled at once on the one backend (for short clips on a fast model: "
+        "the backend stays busy through each file's opening, first window and final mux, and one file's decoding "
+        "and encoding overlap another's)", min=1, max=64)] = 1,
     resume: Annotated[bool, typer.Option(
         "--resume", help="keep finished 2-second segments beside the output, so that the same command run again "
         "after an error, Ctrl-C or SIGTERM goes on after them (x264, x265, SVT-AV1, VP9, ProRes, FFV1)")] = False,
@@ -625,7 +629,7 @@ def upscale(
     )
     from rich.text import Text
 
-    from vggx.client import Backend, BackendConfig, UpscaleConfig, open_runner, plan_folder
+    from vggx.client import Backend, BackendConfig, UpscaleConfig, open_runner, plan_folder, upscale_many
     from vggx.client import upscale as run_upscale
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
@@ -690,8 +694,13 @@ def upscale(
     folder = isinstance(source, Path) and source.is_dir()
     if folder and stdout:
         raise ConfigError(f"{source} is a folder: its videos go to a folder, not to standard output")
-    jobs = plan_folder(source, output) if folder else [(source, output)]
-    cfgs = [config(src, dst) for src, dst in jobs]  # every setting checked before any work
+    if jobs > 1 and not folder:
+        from vggx.video import display_source
+
+        raise ConfigError(f"--jobs runs a folder's files at once; {display_source(source)} is one input (for one "
+                          f"file, --concurrency keeps more of its windows in flight)")
+    pairs = plan_folder(source, output) if folder else [(source, output)]
+    cfgs = [config(src, dst) for src, dst in pairs]  # every setting checked before any work
     if folder:
         output.mkdir(exist_ok=True)
 
@@ -700,9 +709,9 @@ def upscale(
             return Text(f"{task.speed:.2f} fps" if task.speed else "-- fps")
 
     class _Bar:
-        def __init__(self, bar: Progress) -> None:
+        def __init__(self, bar: Progress, description: str | None = None) -> None:
             self.bar = bar
-            self.task = bar.add_task(f"loading the {name} backend", total=None)
+            self.task = bar.add_task(description or f"loading the {name} backend", total=None)
 
         def start(self, total: int | None, description: str) -> None:
             self.bar.reset(self.task, total=total, description=description)
@@ -759,17 +768,32 @@ def upscale(
         if not folder:
             result = run_upscale(todo[0], progress=progress)
         else:
-            with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
-                for c in todo:
+            bars: dict[int, _Bar] = {}
+
+            def progress_for(c):
+                if jobs == 1:  # one file at a time: one bar (or line), renamed
                     if lines is not None:
                         lines.name = Path(c.input).name
-                    try:
-                        result = run_upscale(c, progress=progress, runner=runner)
-                    except VideoError as exc:  # this file: reported, the others go on
-                        _error_line(str(exc))
-                        failed.append(c.input.name)
-                        continue
-                    report(result)
+                    return progress
+                if lines is not None:
+                    each = _ProgressLines(progress_interval)
+                    each.name = Path(c.input).name
+                    return each
+                bars[id(c)] = _Bar(bar, Path(c.input).name)
+                return bars[id(c)]
+
+            def finished(c, outcome) -> None:
+                if id(c) in bars:
+                    bar.remove_task(bars.pop(id(c)).task)
+                if isinstance(outcome, VideoError):  # this file: reported, the others go on
+                    _error_line(str(outcome))
+                else:
+                    report(outcome)
+
+            with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
+                outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
+            failed = [c.input.name for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
+            results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
     if not folder:
         report(result)
         _write_results(json_path, results, [])

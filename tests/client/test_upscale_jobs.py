@@ -1,0 +1,153 @@
+"""A folder's files several at once (``upscale_many``, ``vggx upscale FOLDER OUT --jobs N``): the same outputs as one
+at a time, in the folder's order; a bad file reported while the others go on; a backend failure, Ctrl-C or SIGTERM
+stopping every file in flight with nothing half-written left."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+from test_upscale_cli import assert_one_error_line
+from test_upscale_pipeline import _NearestRunner
+from videoclips import decode_all, make_video
+
+from vggx.client import UpscaleConfig, upscale_many
+from vggx.errors import ConfigError, InferenceError, VideoError
+from vggx.video import EncodeConfig
+
+LOSSLESS = EncodeConfig("ffv1")
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Four short clips of two sizes, and a file that is no video."""
+    d = tmp_path / "in"
+    d.mkdir()
+    for i in range(4):
+        make_video(d / f"c{i}.mkv", frames=12 + 4 * i, size=(40, 56) if i % 2 else (32, 48), audio="libopus")
+    (d / "c9.mkv").write_bytes(b"not a video")
+    return d
+
+
+def _configs(folder, out, **kw):
+    out.mkdir(exist_ok=True)
+    return [UpscaleConfig(p, out / p.name, encode=LOSSLESS, **kw) for p in sorted(folder.iterdir())]
+
+
+class _Slow(_NearestRunner):
+    """The stand-in model, a little slow (so that files are in flight together), failing on frames of ``fail_size``
+    (h, w) when given."""
+
+    def __init__(self, info, fail_size=None, seconds: float = 0.02):
+        super().__init__(info)
+        self.fail_size, self.seconds, self.calls, self.most, self._now = fail_size, seconds, 0, 0, 0
+        self._lock = threading.Lock()
+
+    def infer(self, lr):
+        with self._lock:
+            self.calls += 1
+            self._now += 1
+            self.most = max(self.most, self._now)
+        try:
+            time.sleep(self.seconds)
+            if self.fail_size is not None and lr.shape[2:4] == self.fail_size:
+                raise InferenceError("backend fell over")
+            return super().infer(lr)
+        finally:
+            with self._lock:
+                self._now -= 1
+
+
+def test_several_at_once_write_what_one_at_a_time_writes(folder, tmp_path, torch_runner):
+    one = upscale_many(_configs(folder, tmp_path / "one"), _NearestRunner(torch_runner.info), jobs=1)
+    runner = _Slow(torch_runner.info)
+    told = []
+    many = upscale_many(_configs(folder, tmp_path / "many"), runner, jobs=3,
+                        done=lambda c, outcome: told.append(c.input.name))
+    assert runner.most >= 2  # files were in flight together
+    assert sorted(told) == [f"c{i}.mkv" for i in (0, 1, 2, 3, 9)]
+    for a, b in zip(one, many, strict=True):
+        assert type(a) is type(b)
+        if isinstance(a, VideoError):  # the file that is no video: its error, the others done
+            assert "c9.mkv is not a video" in str(a) and str(a) == str(b)
+            continue
+        assert a.input == b.input and a.frames == b.frames
+        for x, y in zip(decode_all(a.output), decode_all(b.output), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == [f"c{i}.mkv" for i in range(4)]
+
+
+def test_a_backend_failure_stops_every_file_and_leaves_nothing_half_written(folder, tmp_path, torch_runner):
+    out = tmp_path / "out"
+    with pytest.raises(InferenceError, match="fell over"):
+        upscale_many(_configs(folder, out), _Slow(torch_runner.info, fail_size=(40, 56)), jobs=2)
+    left = sorted(p.name for p in out.iterdir())
+    assert all(not name.startswith(".") for name in left)  # no temporary file
+    for name in left:  # what was finished before the failure is whole
+        assert len(decode_all(out / name)) in (12, 20)
+    assert not [t for t in threading.enumerate() if t.name.startswith(("vggx-job", "vggx-encode"))]
+
+
+def test_ctrl_c_stops_the_files_in_flight(folder, tmp_path, torch_runner):
+    import _thread
+
+    out = tmp_path / "out"
+    timer = threading.Timer(0.3, _thread.interrupt_main)  # Ctrl-C, landing in the main thread as it does
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            upscale_many(_configs(folder, out), _Slow(torch_runner.info, seconds=0.5), jobs=2)
+    finally:
+        timer.cancel()
+    assert all(not p.name.startswith(".") for p in out.iterdir())
+    assert not [t for t in threading.enumerate() if t.name.startswith("vggx-job")]
+
+
+def test_jobs_are_checked(torch_runner):
+    with pytest.raises(ConfigError, match=r"--jobs must be in 1\.\.64, got 0"):
+        upscale_many([], _NearestRunner(torch_runner.info), jobs=0)
+
+
+class TestCli:
+    def test_a_folder_several_at_once(self, cli, folder, tmp_path):
+        out = tmp_path / "out"
+        result = cli(folder, out, "--jobs", "2", "--json", tmp_path / "r.json")
+        assert result.exit_code == 1, result.output  # the file that is no video
+        assert "4 upscaled, 0 skipped, 1 failed: c9.mkv" in result.stdout
+        assert result.stderr.count("error: ") == 1 and "c9.mkv is not a video" in result.stderr
+        data = json.loads((tmp_path / "r.json").read_text())
+        assert [r["input"].rsplit("/", 1)[-1] for r in data["results"]] == [f"c{i}.mkv" for i in range(4)]
+        assert [r["frames"] for r in data["results"]] == [12, 16, 20, 24] and data["failed"] == ["c9.mkv"]
+
+    def test_one_input_is_one_job(self, cli, clips, tmp_path):
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", "--jobs", "2"),
+                              "--jobs runs a folder's files at once; ")
+        assert not (tmp_path / "o.mp4").exists()
+
+
+def test_sigterm_stops_a_folder_run_in_flight(tiny_checkpoint_path, tmp_path):
+    """A scheduler's SIGTERM while two files are being upscaled: both stop, neither leaves a file, exit 143."""
+    import signal
+
+    from test_upscale_cli import _vggx
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        make_video(src / f"c{i}.mkv", frames=96, codec="ffv1", pix_fmt="bgr0")
+    out = tmp_path / "out"
+    proc = _vggx(["upscale", src, out, "--jobs", "2", "--backend", "torch", "--checkpoint", tiny_checkpoint_path,
+                  "--threads", "1"])
+    deadline = time.monotonic() + 60
+    while not (out.is_dir() and len(list(out.iterdir())) == 2):  # both temporary files: both files under way
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the two files did not both start within 60 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert "error: terminated (SIGTERM)" in err
+    assert list(out.iterdir()) == []
