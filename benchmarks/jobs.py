@@ -1,7 +1,8 @@
 """A folder of short clips one at a time against several at once (``vggx upscale FOLDER OUT --jobs N``).
 
     python -m vggx.benchmarks.jobs [--clips 8] [--frames 48] [--size 180x320] [--jobs 1,2,4] [--model free|backend]
-        [--preset P] [--repeats 2] [--backend onnxruntime|torch] [--device cpu|cuda] [--checkpoint P] [--threads N]
+        [--preset P] [--repeats 2] [--backend onnxruntime|torch] [--device cpu|cuda] [--fp16] [--checkpoint P]
+        [--threads N]
         [--json PATH]
 
 The clips: ``--clips`` copies of the README's sample clip (a photograph under a panning camera) resized to
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", choices=["free", "backend"], default="free")
     p.add_argument("--preset", help="x264 preset (default: the encoder's, medium)")
     p.add_argument("--repeats", type=int, default=2)
-    add_runner_options(p)
+    add_runner_options(p, fp16=True)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     from vggx.client import open_runner
