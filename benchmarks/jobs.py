@@ -2,8 +2,7 @@
 
     python -m vggx.benchmarks.jobs [--clips 8] [--frames 48] [--size 180x320] [--jobs 1,2,4] [--model free|backend]
         [--preset P] [--repeats 2] [--backend onnxruntime|torch] [--device cpu|cuda] [--fp16] [--checkpoint P]
-        [--threads N]
-        [--json PATH]
+        [--threads N] [--json PATH]
 
 The clips: ``--clips`` copies of the README's sample clip (a photograph under a panning camera) resized to
 ``--size``, ``--frames`` long, H.264 with AAC audio, as a folder of short social-media clips is. Each folder run goes
