@@ -261,6 +261,22 @@ class TestRealServer:
             assert line.startswith("error: cannot reach Triton at grpcs://localhost:"), line
             assert "does it want a client certificate (--client-cert" in line, line  # not "start a server": exit 1
 
+    def test_a_folder_several_at_once_equals_inprocess(self, triton_server, ort_runner, clips, tmp_path):
+        """``upscale_many`` with three files in flight on one server (each its own windows in flight, its own shared
+        memory): every frame as in-process ONNX Runtime gives it."""
+        from vggx.client import upscale_many
+
+        names = ("twelve", "big", "gray")
+        (tmp_path / "t").mkdir()
+        configs = [UpscaleConfig(clips[n], tmp_path / "t" / f"{n}.mkv", encode=LOSSLESS, concurrency=2) for n in names]
+        with open_runner(BackendConfig(Backend.TRITON, url=triton_server.endpoints.grpc)) as remote:
+            outcomes = upscale_many(configs, remote, jobs=3)
+        assert [o.output.name for o in outcomes] == [f"{n}.mkv" for n in names]
+        for n in names:
+            upscale(UpscaleConfig(clips[n], tmp_path / f"{n}.mkv", encode=LOSSLESS), runner=ort_runner)
+            for a, b in zip(decode_all(tmp_path / "t" / f"{n}.mkv"), decode_all(tmp_path / f"{n}.mkv"), strict=True):
+                np.testing.assert_array_equal(a, b)
+
     def test_cli_url_implies_triton(self, triton_server, clips, tmp_path):
         from typer.testing import CliRunner
 
