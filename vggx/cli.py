@@ -709,12 +709,13 @@ def upscale(
             return Text(f"{task.speed:.2f} fps" if task.speed else "-- fps")
 
     class _Bar:
-        def __init__(self, bar: Progress, description: str | None = None) -> None:
-            self.bar = bar
-            self.task = bar.add_task(description or f"loading the {name} backend", total=None)
+        def __init__(self, bar: Progress, file: str | None = None) -> None:
+            self.bar, self.file = bar, file  # file: the file of a folder run's bar, one a file (--jobs)
+            self.task = bar.add_task(file or f"loading the {name} backend", total=None)
 
         def start(self, total: int | None, description: str) -> None:
-            self.bar.reset(self.task, total=total, description=description)
+            self.bar.reset(self.task, total=total, description=f"{self.file}: {description}" if self.file else
+                           description)
 
         def advance(self, n: int) -> None:
             self.bar.advance(self.task, n)
@@ -791,6 +792,8 @@ def upscale(
                     report(outcome)
 
             with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
+                if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
+                    bar.remove_task(progress.task)
                 outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
             failed = [c.input.name for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
             results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
