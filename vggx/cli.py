@@ -547,15 +547,15 @@ def upscale(
         "--tonemap", help="an HDR input (HDR10/PQ or HLG, BT.2020) tone-mapped to SDR BT.709 before upscaling "
         "(BT.2390's curve on the brightest channel from the input's peak to 100 cd/m2, BT.2020 to BT.709 primaries): "
         "for SDR screens and sites; the model sees the SDR pictures it was trained on")] = False,
+    ivtc: Annotated[bool, typer.Option(
+        "--ivtc", help="inverse telecine: film telecined to 29.97 fps (3:2 pulldown: NTSC DVDs, anime, broadcast) back "
+        "to its 23.976 progressive frames before upscaling (FFmpeg's fieldmatch and decimate; frames it cannot match "
+        "deinterlaced with bwdif): one frame in five, a duplicate, dropped; no combing")] = False,
     vf: Annotated[str | None, typer.Option(
         "--vf", help="FFmpeg filters run on the frames before the model, a chain as ffmpeg's -vf takes one (after "
         "--deinterlace/--ivtc, before --crop): a denoiser or deblocker for compressed sources, which the model would "
         "sharpen into detail (nlmeans=s=2, atadenoise, deblock), fps=24, crop=..., format=gray; audio and "
         "subtitles still go along")] = None,
-    ivtc: Annotated[bool, typer.Option(
-        "--ivtc", help="inverse telecine: film telecined to 29.97 fps (3:2 pulldown: NTSC DVDs, anime, broadcast) back "
-        "to its 23.976 progressive frames before upscaling (FFmpeg's fieldmatch and decimate; frames it cannot match "
-        "deinterlaced with bwdif): one frame in five, a duplicate, dropped; no combing")] = False,
     context: Annotated[int | None, typer.Option(
         "--context", help="frames of temporal context each window keeps on each side (default: a quarter of the "
         "window, 2 of 8): 1 or 0 is faster (0.74x, 0.49x the time) with seams between windows that flicker a little "
