@@ -641,6 +641,24 @@ class TestSizeChanges:
         err = np.abs(frames[15].image.astype(int) - up).mean()
         assert err < 10, err
 
+    def test_frames_of_another_shape_keep_it_inside_black_bars(self, tmp_path, caplog):
+        """A 4:3-ish rendition (40x40) in a 1.4:1 stream (56x40): pillarboxed, as a player shows it, not stretched;
+        the picture itself as decoded (the same height: no resizing)."""
+        import logging
+
+        import av
+
+        src = make_switching_ts(tmp_path / "abr.ts", sizes=((40, 56), (40, 40)))
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(src) as r:
+            frames = list(r)
+        assert [f.image.shape for f in frames] == [(40, 56, 3)] * 20
+        assert "(56x40 -> 40x40); such frames are resized to 40x40 (their shape kept) inside black bars" in caplog.text
+        with av.open(str(src)) as c:
+            native = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)][15]
+        boxed = frames[15].image
+        assert not boxed[:, :8].any() and not boxed[:, 48:].any()
+        np.testing.assert_array_equal(boxed[:, 8:48], native)
+
     def test_the_pipeline_upscales_the_whole_stream(self, tmp_path, tiny_checkpoint_path):
         from vggx.client import UpscaleConfig, upscale
         from vggx.client.runners import TorchRunner

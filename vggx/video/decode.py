@@ -489,7 +489,15 @@ class VideoReader:
 
     def _convert(self, frame, pts: int, index: int, size: tuple[int, int] | None) -> DecodedFrame:
         """One decoded frame as the pipeline takes it (RGB, alpha, fine levels; tone-mapped), in any thread (each
-        has its own swscale context); ``size``: (w, h) to resize to."""
+        has its own swscale context); ``size``: (w, h) to bring it to, resized with its shape kept and black bars where
+        its shape is another (:func:`_fitted`)."""
+        fit = None if size is None else _fitted((frame.width, frame.height), size)
+        if fit is not None and fit != size:
+            got = self._convert(frame, pts, index, fit)
+            w, h = size
+            return dataclasses.replace(
+                got, image=_boxed(got.image, (h, w), 0), fine=None if got.fine is None else _boxed(got.fine, (h, w), 0),
+                alpha=None if got.alpha is None else _boxed(got.alpha, (h, w), np.iinfo(got.alpha.dtype).max))
         info = self.info
         reformatter = thread_reformatter()
         if info.bit_depth > 8 or self.tone is not None:  # through 16 bits, rounded here (module doc)
@@ -513,14 +521,17 @@ class VideoReader:
     def _size_changed(self, frame, index: int) -> None:
         """A frame of another size than the stream's first (an adaptive stream that switched renditions, joined
         HLS/DASH segments, a broadcast changing format): it is resized to the first size (Lanczos), as FFmpeg's own
-        scaling does; a warning names each new size once."""
+        scaling does, its shape kept (black bars where it is another: a 4:3 advert in a 16:9 broadcast is pillarboxed,
+        as a player shows it, not stretched); a warning names each new size once."""
         size = (frame.width, frame.height)
         if size in self._sizes_seen:
             return
         self._sizes_seen.add(size)
-        log.warning("%s: the frame size changes mid-stream at frame %d (%dx%d -> %dx%d); such frames are resized "
-                    "to %dx%d, the stream's first size", self.path, index, self.info.width, self.info.height, *size,
-                    self.info.width, self.info.height)
+        first = (self.info.width, self.info.height)
+        fit = _fitted(size, first)
+        how = "resized to" if fit == first else f"resized to {fit[0]}x{fit[1]} (their shape kept) inside black bars to"
+        log.warning("%s: the frame size changes mid-stream at frame %d (%dx%d -> %dx%d); such frames are %s %dx%d, "
+                    "the stream's first size", self.path, index, *first, *size, how, *first)
 
     def _decoded(self):
         """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
@@ -706,6 +717,25 @@ def _main_video(container, path) -> object:
         log.warning("%s has %d video streams; upscaling stream #%d (%s %dx%d), the one FFmpeg picks "
                     "(--video-stream N picks another)", path, len(real), chosen.index, cc.name, cc.width, cc.height)
     return chosen
+
+
+def _fitted(size: tuple[int, int], box: tuple[int, int]) -> tuple[int, int]:
+    """(w, h) a frame of ``size`` (w, h) takes inside ``box`` (w, h): the box where their shapes agree within 1 %,
+    else as large as it fits with its own shape (sides rounded to even numbers: 4:2:0)."""
+    (w, h), (bw, bh) = size, box
+    if abs(w * bh - h * bw) <= 0.01 * h * bw:
+        return box
+    scale = min(bw / w, bh / h)
+    return min(bw, max(2, 2 * round(w * scale / 2))), min(bh, max(2, 2 * round(h * scale / 2)))
+
+
+def _boxed(array: np.ndarray, size: tuple[int, int], fill) -> np.ndarray:
+    """``array`` (h, w, ...) in the middle of one of ``size`` (h, w) filled with ``fill``."""
+    h, w = size
+    out = np.full((h, w, *array.shape[2:]), fill, array.dtype)
+    y, x = (h - array.shape[0]) // 2, (w - array.shape[1]) // 2
+    out[y:y + array.shape[0], x:x + array.shape[1]] = array
+    return out
 
 
 def _reason(exc: BaseException) -> str:
