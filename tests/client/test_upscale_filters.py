@@ -203,6 +203,20 @@ class TestReader:
         assert len(times) == 48 and not caplog.records
         assert np.diff([float(t) for t in times]) == pytest.approx([1001 / 60000] * 47, abs=1e-3)
 
+    def test_after_inverse_telecine(self, tmp_path):
+        """--ivtc first, then the chain: the film's frames (four in five), each flipped, on the film's timeline."""
+        from test_upscale_ivtc import write as telecine
+
+        clip = telecine(tmp_path / "t.mkv", 20, telecined=True)
+        with open_video(clip, ivtc=True) as r:
+            film = [(f.pts, f.image) for f in r]
+        with open_video(clip, ivtc=True, filters="hflip") as r:
+            assert r.info.rate == Fraction(24000, 1001)
+            flipped = [(f.pts, f.image) for f in r]
+        assert [p for p, _ in flipped] == [p for p, _ in film] and len(film) >= 19
+        for (_, a), (_, b) in zip(flipped, film, strict=True):
+            np.testing.assert_array_equal(a, b[:, ::-1])
+
     def test_crop_auto_looks_at_filtered_frames(self, lossless_clip):
         with open_video(lossless_clip, filters="pad=iw:ih+16:0:8") as r:
             samples = r.sample(4)
