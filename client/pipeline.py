@@ -49,6 +49,7 @@ from vggx.video.encode import (
     check_container,
     check_copy,
     check_encoder_starts,
+    check_frame_encodable,
     check_image_codec,
     check_stdout,
     deeper_pix_fmt,
@@ -1151,6 +1152,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         config, fine = _depth_output(config, output, reader, alpha)
         if config.encode.pix_fmt != checked:  # the input chose a deeper format or one with alpha: options again
             check_encoder_starts(config.encode)
+        check_frame_encodable(config.encode, early[1] * (2 if config.compare else 1), early[0])
         store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
         run = _Run(config, runner, reader, context, frames_done, alpha, fine)

@@ -411,6 +411,20 @@ class TestParallelSegments:
             EncodeConfig(encoders=2, segment_frames=4)
 
 
+def test_frames_x265_would_crash_on_are_refused(tmp_path):
+    """x265 in 8 bits aborts the process (heap corruption) on frames at most 48x30: refused with one error before the
+    encoder opens; 10 bits and a frame one step larger encode."""
+    from vggx.video import check_frame_encodable
+
+    with pytest.raises(VideoError, match=r"libx265 crashes on 8-bit frames as small as 44x28"):
+        VideoWriter(tmp_path / "o.mkv", 44, 28, Fraction(25), Fraction(1, 25), EncodeConfig("libx265"))
+    assert list(tmp_path.iterdir()) == []
+    check_frame_encodable(EncodeConfig("libx265", pix_fmt="yuv420p10le"), 44, 28)
+    check_frame_encodable(EncodeConfig("libx265"), 50, 30)
+    check_frame_encodable(EncodeConfig("libx265"), 42, 32)
+    check_frame_encodable(EncodeConfig("libx264"), 44, 28)
+
+
 class TestOutputPath:
     def test_missing_directory(self, tmp_path):
         with pytest.raises(VideoError, match=r"directory .* does not exist"):
