@@ -54,7 +54,7 @@ def _folder(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> Pat
     import av
     import numpy as np
 
-    from vggx.sample import write_sample_clip
+    from vggx.sample import write_h264_with_tone, write_sample_clip
 
     folder.mkdir()
     sample = write_sample_clip(folder.parent / "sample.mp4", frames=frames)
@@ -62,26 +62,7 @@ def _folder(folder: Path, clips: int, frames: int, size: tuple[int, int]) -> Pat
     with av.open(str(sample)) as c:
         images = [f.reformat(width=w, height=h, format="rgb24", interpolation="BICUBIC").to_ndarray()
                   for f in c.decode(video=0)]
-    first = folder / "clip00.mp4"
-    with av.open(str(first), "w") as c:
-        v = c.add_stream("libx264", rate=24)
-        v.width, v.height, v.pix_fmt, v.options = w, h, "yuv420p", {"crf": "18"}
-        a = c.add_stream("aac", rate=48000)
-        a.layout = "mono"
-        for image in images:
-            for p in v.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                c.mux(p)
-        for p in v.encode():
-            c.mux(p)
-        samples = int(48000 * frames / 24)
-        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
-        for off in range(0, samples, 1024):
-            chunk = av.AudioFrame.from_ndarray(tone[None, off:off + 1024], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 48000, off
-            for p in a.encode(chunk):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+    first = write_h264_with_tone(folder / "clip00.mp4", np.stack(images), crf=18)
     for i in range(1, clips):
         shutil.copy(first, folder / f"clip{i:02d}.mp4")
     return folder

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["write_sample_clip"]
+__all__ = ["write_h264_with_tone", "write_sample_clip"]
 
 
 def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] = (96, 144),
@@ -25,7 +25,6 @@ def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] 
     ``ground_truth``: write the ×4 original instead (lossless FFV1 in a ``.mkv``), the reference that
     ``vggx evaluate`` downscales itself.
     """
-    import av
     import torch
 
     from vggx.training.data import _render, bicubic_downscale, load_images
@@ -48,12 +47,22 @@ def write_sample_clip(path: str | Path, frames: int = 48, size: tuple[int, int] 
     video = (frames_out.permute(0, 2, 3, 1) * 255).round().byte().numpy()
     if ground_truth:
         return _write_lossless(path, video, fps)
+    return write_h264_with_tone(path, video, fps, crf=16)
+
+
+def write_h264_with_tone(path: str | Path, video: np.ndarray, fps: int = 24, crf: int = 16) -> Path:
+    """``video`` (uint8 RGB ``(n, h, w, 3)``) as H.264 (CRF ``crf``) in MP4 with as long an AAC tone (440 Hz, mono);
+    written under a temporary name and renamed."""
+    import av
+
+    path = Path(path)
+    frames = len(video)
     rate = 48000
     tmp = path.with_name(path.name + ".part")
     with av.open(str(tmp), "w", format="mp4") as out:
         vs = out.add_stream("libx264", rate=fps)
         vs.width, vs.height, vs.pix_fmt = video.shape[2], video.shape[1], "yuv420p"
-        vs.options = {"crf": "16"}
+        vs.options = {"crf": str(crf)}
         aus = out.add_stream("aac", rate=rate)
         aus.layout = "mono"
         for frame in video:
