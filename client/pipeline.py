@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import os
 import queue
 import threading
 import time
@@ -377,9 +378,11 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
     return outcomes
 
 
-def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
-    """The (input, output) pairs of a folder run: each video in ``input_dir`` (by extension, sorted, not
-    recursive) to the same name in ``output_dir`` (which the caller creates where missing).
+def plan_folder(input_dir: Path, output_dir: Path, recursive: bool = False) -> list[tuple[Path, Path]]:
+    """The (input, output) pairs of a folder run: each video in ``input_dir`` (by extension, sorted) to the same name
+    in ``output_dir`` (which the caller creates where missing); with ``recursive``, those in its subfolders too, to the
+    same place in ``output_dir``'s (a library's seasons and episodes), hidden folders and the output folder (where it
+    is inside the input folder) left out.
 
     Raises:
         ConfigError: ``output_dir`` is a file or ``input_dir`` itself, or there are no videos.
@@ -390,14 +393,26 @@ def plan_folder(input_dir: Path, output_dir: Path) -> list[tuple[Path, Path]]:
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
         raise ConfigError(f"the output folder is the input folder {input_dir}: the outputs would replace the "
                           "inputs; choose another folder")
-    videos = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    videos = sorted(p for p in _folder_files(input_dir, output_dir, recursive) if p.suffix.lower() in VIDEO_SUFFIXES)
     if not videos:
         pattern = guess_pattern(input_dir)
         hint = f"; for its images as one sequence, name their pattern: {pattern}" if pattern else ""
-        raise ConfigError(f"no videos in {input_dir} (looked for {', '.join(sorted(VIDEO_SUFFIXES))}){hint}")
+        where = f"{input_dir} or its subfolders" if recursive else str(input_dir)
+        raise ConfigError(f"no videos in {where} (looked for {', '.join(sorted(VIDEO_SUFFIXES))}){hint}")
     if not output_dir.exists() and not output_dir.parent.is_dir():
         raise ConfigError(f"cannot create {output_dir}: directory {output_dir.parent} does not exist")
-    return [(video, output_dir / video.name) for video in videos]
+    return [(video, output_dir / video.relative_to(input_dir)) for video in videos]
+
+
+def _folder_files(folder: Path, skip: Path, recursive: bool) -> Iterator[Path]:
+    """The files in ``folder`` (``recursive``: and below it, but not in hidden folders or in ``skip``)."""
+    if not recursive:
+        yield from (p for p in folder.iterdir() if p.is_file())
+        return
+    skip = skip.resolve()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
+        yield from (Path(root) / f for f in files)
 
 
 def output_frame_size(input_size: tuple[int, int], scale: int, outscale: float | None = None,

@@ -470,6 +470,9 @@ def upscale(
     skip_existing: Annotated[bool, typer.Option(
         "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
     ] = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r", help="with a folder: the videos in its subfolders too, written to the same places in the "
+        "output folder (a library's seasons and episodes)")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="a folder's files upscaled at once on the one backend (for short clips on a fast model: "
         "the backend stays busy through each file's opening, first window and final mux, and one file's decoding "
@@ -694,15 +697,18 @@ def upscale(
     folder = isinstance(source, Path) and source.is_dir()
     if folder and stdout:
         raise ConfigError(f"{source} is a folder: its videos go to a folder, not to standard output")
-    if jobs > 1 and not folder:
-        from vggx.video import display_source
+    from vggx.video import display_source
 
+    if recursive and not folder:
+        raise ConfigError(f"--recursive walks a folder's subfolders; {display_source(source)} is not a folder")
+    if jobs > 1 and not folder:
         raise ConfigError(f"--jobs runs a folder's files at once; {display_source(source)} is one input (for one "
                           f"file, --concurrency keeps more of its windows in flight)")
-    pairs = plan_folder(source, output) if folder else [(source, output)]
+    pairs = plan_folder(source, output, recursive) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in pairs]  # every setting checked before any work
     if folder:
-        output.mkdir(exist_ok=True)
+        for folder_out in sorted({dst.parent for _, dst in pairs}):
+            folder_out.mkdir(parents=True, exist_ok=True)
 
     class _Fps(ProgressColumn):
         def render(self, task) -> Text:
@@ -774,13 +780,13 @@ def upscale(
             def progress_for(c):
                 if jobs == 1:  # one file at a time: one bar (or line), renamed
                     if lines is not None:
-                        lines.name = Path(c.input).name
+                        lines.name = str(Path(c.input).relative_to(source))
                     return progress
                 if lines is not None:
                     each = _ProgressLines(progress_interval)
-                    each.name = Path(c.input).name
+                    each.name = str(Path(c.input).relative_to(source))
                     return each
-                bars[id(c)] = _Bar(bar, Path(c.input).name)
+                bars[id(c)] = _Bar(bar, str(Path(c.input).relative_to(source)))
                 return bars[id(c)]
 
             def finished(c, outcome) -> None:
@@ -795,7 +801,8 @@ def upscale(
                 if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
                     bar.remove_task(progress.task)
                 outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
-            failed = [c.input.name for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
+            failed = [str(c.input.relative_to(source)) for c, o in zip(todo, outcomes, strict=True)
+                      if isinstance(o, VideoError)]
             results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
     if not folder:
         report(result)

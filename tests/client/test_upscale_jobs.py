@@ -151,3 +151,40 @@ def test_sigterm_stops_a_folder_run_in_flight(tiny_checkpoint_path, tmp_path):
     assert proc.returncode == 143, err
     assert "error: terminated (SIGTERM)" in err
     assert list(out.iterdir()) == []
+
+
+class TestRecursive:
+    def test_the_tree_is_mirrored_and_hidden_folders_and_the_output_left_out(self, tmp_path):
+        from vggx.client import plan_folder
+
+        src = tmp_path / "library"
+        for rel in ("a.mp4", "Season 1/e01.mkv", "Season 1/e02.mkv", "Season 2/e01.mkv", ".cache/x.mp4",
+                    "Season 1/notes.txt", "x4/done.mp4"):
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_bytes(b"")
+        out = src / "x4"  # the output folder inside the input folder: not taken for input
+        pairs = plan_folder(src, out, recursive=True)
+        assert [(str(a.relative_to(src)), str(b.relative_to(out))) for a, b in pairs] == [
+            ("Season 1/e01.mkv", "Season 1/e01.mkv"), ("Season 1/e02.mkv", "Season 1/e02.mkv"),
+            ("Season 2/e01.mkv", "Season 2/e01.mkv"), ("a.mp4", "a.mp4")]
+        assert [a.name for a, _ in plan_folder(src, tmp_path / "flat")] == ["a.mp4"]  # not recursive: the top only
+        with pytest.raises(ConfigError, match=r"no videos in .*empty or its subfolders"):
+            (tmp_path / "empty" / "sub").mkdir(parents=True)
+            plan_folder(tmp_path / "empty", tmp_path / "o", recursive=True)
+
+    def test_cli_upscales_the_subfolders_into_the_same_places(self, cli, tmp_path):
+        src = tmp_path / "library"
+        for rel in ("Season 1/e01.mkv", "Season 2/e01.mkv"):
+            (src / rel).parent.mkdir(parents=True)
+            make_video(src / rel, frames=6)
+        (src / "Season 2" / "broken.mkv").write_bytes(b"no video")
+        out = tmp_path / "x4"
+        result = cli(src, out, "--recursive", "--jobs", "2")
+        assert result.exit_code == 1, result.output
+        assert "2 upscaled, 0 skipped, 1 failed: Season 2/broken.mkv" in result.stdout
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*.mkv")) == ["Season 1/e01.mkv", "Season 2/e01.mkv"]
+        assert all(len(decode_all(p)) == 6 for p in out.rglob("*.mkv"))
+
+    def test_one_input_is_not_a_tree(self, cli, clips, tmp_path):
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", "--recursive"),
+                              "--recursive walks a folder's subfolders; ")
