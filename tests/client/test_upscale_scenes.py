@@ -279,6 +279,29 @@ class TestFlashes:
         flags = [cut for _, cut in detect.flagged(shot_frames())]
         assert [i for i, cut in enumerate(flags) if cut] == [CUT] and detect.cuts == [CUT] and detect.flashes == []
 
+    @pytest.mark.parametrize("repeat", [2, 3])
+    def test_held_frames_are_not_cuts_and_a_cut_still_is(self, repeat, tmp_path):
+        """Animation on twos or threes (each drawing shown 2 or 3 times) of fast motion: scdet alone cut at every
+        drawing after a repeat; the repeats are not scored, so only the real cut is one. Also through H.264 at CRF 23,
+        whose repeats are not exact."""
+        drawings = shot_frames(n=16, cut=8)
+        frames = [drawings[i // repeat] for i in range(16 * repeat)]
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(frames)]
+        assert [i for i, cut in enumerate(flags) if cut] == [8 * repeat] and detect.cuts == [8 * repeat]
+        assert len(detect.held) == 16 * (repeat - 1)
+        plain = SceneCuts()  # what scdet made of it with every repeat shown to it (no last frame to be near)
+        scores = []
+        for f in frames:
+            plain._last = None
+            scores.append(plain.score(f))
+        assert sum(score >= plain.threshold for score in scores[2:]) > 3  # cuts at drawings, before
+        lossy = write_frames(tmp_path / "twos.mp4", frames, codec="libx264", pix_fmt="yuv420p",
+                             options={"crf": "23"})
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(decode_all(lossy))]
+        assert [i for i, cut in enumerate(flags) if cut] == [8 * repeat]
+
     def test_items_come_back_in_order_one_late(self):
         frames = shot_frames()
         seen = []
