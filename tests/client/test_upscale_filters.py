@@ -177,17 +177,24 @@ class TestReader:
             list(r)
         assert "moves the frames in time" not in caplog.text
 
-    def test_a_turned_clip_is_filtered_as_stored_and_says_so(self, tmp_path, caplog):
-        """A phone clip stored sideways: the chain sees the stored frames, as --crop counts them (ffmpeg's command
-        line would turn them upright first), and a warning says so."""
+    def test_a_turned_clip_is_turned_upright_first_as_ffmpeg_does(self, tmp_path, caplog):
+        """A phone clip stored sideways (shown rotated 90 degrees counter-clockwise): as ffmpeg's command line does
+        before a -vf, the chain gets the frames as they are shown, so its numbers are the picture's; the frames come
+        out upright and the reader reports no rotation left to tag."""
         from videoclips import make_video
 
         clip = make_video(tmp_path / "phone.mp4", frames=3, size=(40, 56), rotation=90)
+        with open_video(clip) as r:
+            stored = [f.image for f in r]
         with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), \
-                open_video(clip, filters="crop=iw-16:ih") as r:
+                open_video(clip, filters="crop=iw:ih-16") as r:
             assert (r.info.width, r.info.height) == (40, 40)
-            assert [f.image.shape for f in r] == [(40, 40, 3)] * 3 and r.rotation == 90
-        assert "is stored turned (shown rotated 90 degrees): --vf filters the frames as stored" in caplog.text
+            upright = [f.image for f in r]
+            assert r.rotation == 0
+            assert r.filters.describe() == "crop=iw:ih-16 (on the frames turned upright, from 90 degrees)"
+        assert not caplog.records
+        for got, frame in zip(upright, stored, strict=True):
+            np.testing.assert_array_equal(got, np.rot90(frame, 1)[8:48])
 
     def test_double_rate_deinterlacing(self, tmp_path, caplog):
         """Video shot interlaced at 29.97 frames (59.94 fields) a second, deinterlaced a frame per field (what
@@ -252,6 +259,17 @@ class TestUpscale:
             v, a = c.streams.video[0], c.streams.audio[0]
             assert v.average_rate == 12 and v.frames == 5
             assert float(a.duration * a.time_base) == pytest.approx(10 / 24, abs=0.05)  # the input's audio, whole
+
+    def test_a_turned_clip_comes_out_upright_and_untagged(self, tmp_path, torch_runner):
+        from videoclips import make_video
+
+        clip = make_video(tmp_path / "phone.mp4", frames=4, size=(40, 56), rotation=90)
+        result = upscale(UpscaleConfig(clip, tmp_path / "o.mkv", encode=LOSSLESS, filters="hflip"),
+                         runner=torch_runner)
+        assert result.input_size == (56, 40) and result.output_size == (224, 160)
+        with av.open(str(tmp_path / "o.mkv")) as c:
+            frame = next(c.decode(video=0))
+            assert (frame.width, frame.height, frame.rotation) == (160, 224, 0)
 
     def test_a_resumed_run_needs_the_same_filters(self, tmp_path, torch_runner):
         from test_upscale_pipeline import _NearestRunner, run, stopped_run

@@ -274,6 +274,10 @@ class VideoReader:
                                                 frames=None if frames is None else round(frames * 4 / 5))
             # the decoded frames' time base (seeks) and, with filters, the frames going into them
             self._stream_info = self.info
+            if self.filters is not None and not is_pipe(self.source) and self.sequence is None:
+                # as ffmpeg does before a -vf: a stream shown turned (a phone's) is turned upright first, so the
+                # filters' numbers are the picture's as shown and the output needs no rotation
+                self.filters = self.filters.upright(self._first_rotation())
             if self.filters is not None:
                 i = self.info
                 pix_fmt = "yuva420p" if self._vp9_alpha else i.pix_fmt if i.pix_fmt != "?" else "yuv420p"
@@ -400,6 +404,19 @@ class VideoReader:
         except (av.error.FFmpegError, OSError, StopIteration) as exc:
             raise VideoError(f"cannot look over {self.path} ({_reason(exc)})") from None
         return images
+
+    def _first_rotation(self) -> int:
+        """The display rotation of the stream's first frame (degrees counter-clockwise; 0 where it cannot be read)."""
+        import av
+
+        try:
+            with open_source(self.source) as c:
+                stream = c.streams[self._stream.index]
+                for frame in _decoded_past_damage(c, stream, []):
+                    return int(frame.rotation or 0)
+        except (av.error.FFmpegError, OSError):
+            pass
+        return 0
 
     def _filtered_alone(self, frame):
         """``frame`` through the ``filters`` chain on its own (the first frame out, or None); as it is without one."""
@@ -554,7 +571,8 @@ class VideoReader:
                 self._decoded_count += 1
                 if first:
                     first = False
-                    self.rotation = int(frame.rotation or 0)
+                    self.rotation = 0 if self.filters is not None and self.filters.turned else \
+                        int(frame.rotation or 0)
                     self.color = ColorInfo.of_frame(frame)
                     if self._tonemap:  # the HDR10 metadata (the peak) rides on the frames
                         self.tone, self.color = ToneMap.of(self.color), None
@@ -590,10 +608,10 @@ class VideoReader:
         for frame in itertools.chain(frames, [None]):
             if graph is None and frame is None:
                 return
-            if graph is None and self.rotation:
-                log.warning("%s is stored turned (shown rotated %d degrees): --vf filters the frames as stored, as "
-                            "--crop counts them (ffmpeg's command line turns them upright first), and the output "
-                            "keeps the rotation", self.path, self.rotation)
+            if graph is None and self.rotation:  # standard input: its rotation known only now
+                log.warning("%s is stored turned (shown rotated %d degrees): --vf filters the frames as stored (a "
+                            "file's are turned upright first, as ffmpeg's command line does), and the output keeps "
+                            "the rotation", self.path, self.rotation)
             try:
                 if graph is None:
                     graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,

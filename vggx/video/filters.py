@@ -89,6 +89,7 @@ class FilterChain:
 
     text: str
     filters: tuple[tuple[str, str | None], ...]
+    turned: int = 0  # the display rotation the chain first turns the frames upright from (:meth:`upright`)
 
     @classmethod
     def parse(cls, text: str) -> FilterChain:
@@ -121,6 +122,15 @@ class FilterChain:
                 break
             i += 1  # the comma
         return cls(text, tuple(filters))
+
+    def upright(self, rotation: int) -> FilterChain:
+        """The chain after what ffmpeg's command line puts before a ``-vf`` for a stream shown turned (a phone held
+        upright: ``rotation`` 90, counter-clockwise): ``transpose`` (or both flips for 180), so that the filters see
+        the frames as they are shown and the output needs no rotation."""
+        turn = {90: (("transpose", "cclock"),), 180: (("hflip", None), ("vflip", None)),
+                270: (("transpose", "clock"),)}.get(rotation % 360)
+        return self if turn is None else dataclasses.replace(self, filters=(*turn, *self.filters),
+                                                             turned=rotation % 360)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -208,7 +218,8 @@ class FilterChain:
             rate=rate_out, time_base=tick)
 
     def describe(self) -> str:
-        return self.text.strip()
+        turned = f" (on the frames turned upright, from {self.turned} degrees)" if self.turned else ""
+        return self.text.strip() + turned
 
 
 def _rate(steps: list[Fraction], tick: Fraction, rate_in: Fraction, rounded: bool) -> Fraction:
