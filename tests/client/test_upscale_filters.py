@@ -177,6 +177,19 @@ class TestReader:
             list(r)
         assert "moves the frames in time" not in caplog.text
 
+    @pytest.mark.parametrize("rotation", [180, 270])
+    def test_every_turn(self, tmp_path, rotation):
+        from videoclips import make_video
+
+        clip = make_video(tmp_path / "phone.mp4", frames=2, size=(40, 56), rotation=rotation)
+        with open_video(clip) as r:
+            stored = [f.image for f in r]
+        with open_video(clip, filters="null") as r:
+            upright = [f.image for f in r]
+            assert r.rotation == 0
+        for got, frame in zip(upright, stored, strict=True):  # shown turned counter-clockwise by the rotation
+            np.testing.assert_array_equal(got, np.rot90(frame, rotation // 90))
+
     def test_a_turned_clip_is_turned_upright_first_as_ffmpeg_does(self, tmp_path, caplog):
         """A phone clip stored sideways (shown rotated 90 degrees counter-clockwise): as ffmpeg's command line does
         before a -vf, the chain gets the frames as they are shown, so its numbers are the picture's; the frames come
