@@ -91,7 +91,9 @@ class SceneCuts:
                               " scene cuts are found between frames of one size")
         rgb = image[..., :3] if image.shape[-1] > 3 else image
         small = rgb[::4, ::4]
-        if self._last is not None and mafd(self._last, small) < HELD_MAFD:  # a repeat: nothing new to score
+        # a repeat: nothing new to score (once scdet has two frames, so that a cut after slow frames has a
+        # difference before it to be compared with)
+        if self._shown >= 2 and mafd(self._last, small) < HELD_MAFD:
             self.held.append(len(self.scores))
             self.scores.append(0.0)
             return 0.0
