@@ -302,6 +302,13 @@ class TestFlashes:
         flags = [cut for _, cut in detect.flagged(decode_all(lossy))]
         assert [i for i, cut in enumerate(flags) if cut] == [8 * repeat]
 
+    def test_a_cut_after_a_still_opening_is_found(self):
+        """A title card held for 30 frames, then the film: the first change scdet sees is a cut (a drawing held twice
+        or three times at the start is not)."""
+        frames = [frame_pattern(0, *SIZE)] * 30 + [frame_pattern(50 + i, *SIZE) // 4 for i in range(6)]
+        detect = SceneCuts()
+        assert [i for i, cut in enumerate(detect(f) for f in frames) if cut] == [30]
+
     def test_items_come_back_in_order_one_late(self):
         frames = shot_frames()
         seen = []

@@ -18,7 +18,9 @@ to a constant rate repeats frames. After a repeat, whose difference is nothing, 
 whole difference (nothing to compare it with), and fast motion scores a cut at every drawing: measured on a pattern
 moving 13 % a frame, shown on twos, scdet cut at all 23 drawings of 48 frames, each restarting the windows. A frame
 within 1 % (``mafd``, on every fourth pixel each way) of the last one scored is a repeat: it is not shown to scdet, so
-the next drawing is scored against the last one, as if the repeats were not there.
+the next drawing is scored against the last one, as if the repeats were not there. The one place this cannot see is a
+clip's first drawing change (scdet's second frame, with nothing before it): after one or two repeats it is not a cut
+(a drawing held on twos or threes), after a longer still it may be (a title card, then the film).
 
 Flashes: a camera flash, lightning or a strobe makes one frame unlike both of its neighbours, which scdet scores as a
 cut (and the frame after it, back to the scene, as none: its difference is as large as the one before). Cutting there
@@ -66,6 +68,7 @@ class SceneCuts:
         self._size: tuple[int, int] | None = None
         self._last: np.ndarray | None = None  # every fourth pixel of the last frame scdet scored
         self._shown = 0  # frames shown to scdet
+        self._run = self._run_before = 0  # repeats since the last frame shown; those before the one just shown
 
     def _open(self, h: int, w: int) -> None:
         import av
@@ -91,14 +94,14 @@ class SceneCuts:
                               " scene cuts are found between frames of one size")
         rgb = image[..., :3] if image.shape[-1] > 3 else image
         small = rgb[::4, ::4]
-        # a repeat: nothing new to score (once scdet has two frames, so that a cut after slow frames has a
-        # difference before it to be compared with)
-        if self._shown >= 2 and mafd(self._last, small) < HELD_MAFD:
+        if self._last is not None and mafd(self._last, small) < HELD_MAFD:  # a repeat: nothing new to score
+            self._run += 1
             self.held.append(len(self.scores))
             self.scores.append(0.0)
             return 0.0
         self._last = np.array(small)
         self._shown += 1
+        self._run_before, self._run = self._run, 0
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
         frame.pts = len(self.scores)
         self._graph.push(frame)
@@ -111,7 +114,11 @@ class SceneCuts:
 
     def __call__(self, image: np.ndarray) -> bool:
         index = len(self.scores)
-        cut = self.score(image) >= self.threshold and self._shown >= 3  # scdet's second has no difference before
+        score = self.score(image)
+        # scdet's second frame has no difference before it to be compared with: never a cut where it follows the first
+        # at once or after a drawing's repeats (on twos or threes); after a longer still (a title card) it may be
+        first = self._shown == 2 and self._run_before <= 2
+        cut = score >= self.threshold and index >= 2 and not first
         if cut:
             self.cuts.append(index)
         return cut
