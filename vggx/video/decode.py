@@ -32,7 +32,7 @@ import numpy as np
 from vggx.errors import VideoError
 
 from .depth import ColorInfo, component_depth, round_to_8, split_fine
-from .filters import FilterChain, drain, replace_info
+from .filters import FilterChain, buffer_of, drain, linear_graph, replace_info
 from .tonemap import ToneMap
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
@@ -640,25 +640,13 @@ class VideoReader:
     def _filter_graph(self, frame):
         """The configured FFmpeg filter graph of ``deinterlace`` (bwdif) or ``ivtc`` (fieldmatch, bwdif, decimate),
         for frames like ``frame``."""
-        import av
-
         stream = self._stream
-        graph = av.filter.Graph()
-        if self.ivtc:  # decimate needs the stream's frame rate, which a buffer made from the stream leaves out
-            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-            sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio or Fraction(1)
-            src = graph.add("buffer", f"video_size={frame.width}x{frame.height}:pix_fmt={frame.format.name}:"
-                                      f"time_base={stream.time_base}:frame_rate={rate}:pixel_aspect={sar}")
-            chain = [graph.add("fieldmatch", "combmatch=full"),
-                     graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced"), graph.add("decimate")]
-        else:
-            src = graph.add_buffer(template=stream)
-            chain = [graph.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")]
-        sink = graph.add("buffersink")
-        for a, b in zip([src, *chain], [*chain, sink], strict=True):
-            a.link_to(b)
-        graph.configure()
-        return graph
+        # the stream's own frame rate, which decimate needs (the film's, four fifths of it, comes out)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        bwdif = ("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        chain = [("fieldmatch", "combmatch=full"), bwdif, ("decimate", None)] if self.ivtc else [bwdif]
+        return linear_graph(buffer_of(frame.width, frame.height, frame.format.name, stream.time_base, rate, sar), chain)
 
     def _frames(self):
         """The stream's frames as decoded (a VP9 stream with alpha through libvpx, which decodes the alpha layer),

@@ -532,21 +532,39 @@ def library_messages():
 
 
 @contextlib.contextmanager
+def ffmpeg_log(level: int):
+    """FFmpeg's log from ``level`` up (``av.logging.INFO``, ...), captured while the block runs: a list of (level,
+    name, message). One capture at a time (:data:`LOG_CAPTURE_LOCK`)."""
+    with LOG_CAPTURE_LOCK, _logged(level) as logs:
+        yield logs
+
+
+@contextlib.contextmanager
+def _logged(level: int):
+    import av.logging
+
+    before = av.logging.get_level()
+    av.logging.set_level(level)
+    try:
+        with av.logging.Capture() as logs:
+            yield logs
+    finally:
+        av.logging.set_level(before)
+
+
+@contextlib.contextmanager
 def _captured():
     import av.logging
 
     said = _Said()
-    level = av.logging.get_level()
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as text:
         os.dup2(text.fileno(), 2)
         try:
-            av.logging.set_level(av.logging.WARNING)
-            with av.logging.Capture() as logs:
+            with _logged(av.logging.WARNING) as logs:
                 yield said
         finally:
-            av.logging.set_level(level)
             os.dup2(saved, 2)
             os.close(saved)
             text.seek(0)

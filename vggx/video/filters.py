@@ -15,7 +15,6 @@ plans with what the model will see.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import re
@@ -27,7 +26,7 @@ import numpy as np
 
 from vggx.errors import VideoError
 
-__all__ = ["DEINTERLACERS", "FilterChain", "FilterProbe", "drain", "replace_info"]
+__all__ = ["DEINTERLACERS", "FilterChain", "FilterProbe", "buffer_of", "drain", "linear_graph", "replace_info"]
 
 _WHITESPACE = " \n\t\r"
 # Filters that deinterlace or inverse-telecine: a chain with one of them does not get the interlacing check's warning
@@ -39,7 +38,7 @@ _PROBE_OUTPUTS = 3
 _PROBE_SECONDS = 4.0
 _PROBE_MOST = 300
 _DYNAMIC_INPUTS = 1  # AVFILTER_FLAG_DYNAMIC_INPUTS: inputs made as options ask (bm3d's ref), not none
-_SAR = re.compile(r"\bsar:(\d+/\d+)")
+_SAR = re.compile(r"\bsar:(\d+)/(\d+)")
 
 
 def _token(text: str, i: int, stop: str) -> tuple[str, int]:
@@ -152,18 +151,10 @@ class FilterChain:
         from .encode import library_messages
 
         sar = sample_aspect_ratio or Fraction(1)
-        graph = av.filter.Graph()
+        chain = [("setsar", f"sar={sar}"), *self.filters, ("showinfo", None)] if probe else self.filters
         with library_messages() as said:
             try:
-                nodes = [graph.add("buffer", f"video_size={width}x{height}:pix_fmt={pix_fmt}:time_base={time_base}:"
-                                             f"frame_rate={rate}:pixel_aspect={sar}")]
-                chain = [("setsar", f"sar={sar}"), *self.filters, ("showinfo", None)] if probe else self.filters
-                for name, options in chain:
-                    nodes.append(graph.add(name, options) if options is not None else graph.add(name))
-                nodes.append(graph.add("buffersink"))
-                for a, b in itertools.pairwise(nodes):
-                    a.link_to(b)
-                graph.configure()
+                graph = linear_graph(buffer_of(width, height, pix_fmt, time_base, rate, sar), chain)
             except (av.error.FFmpegError, ValueError) as exc:
                 failed = exc
             else:
@@ -181,7 +172,7 @@ class FilterChain:
         import av
         import av.logging
 
-        from .encode import LOG_CAPTURE_LOCK
+        from .encode import ffmpeg_log
 
         graph = self.graph(width, height, pix_fmt, time_base, rate, sample_aspect_ratio, probe=True)
         frames = _made_up(width, height, pix_fmt)
@@ -189,8 +180,8 @@ class FilterChain:
         out = []
         pushed = 0
         most = min(_PROBE_MOST, max(_PROBE_OUTPUTS, int(_PROBE_SECONDS * rate)))
-        try:  # one capture of FFmpeg's log at a time (encode.library_messages); showinfo's lines
-            with LOG_CAPTURE_LOCK, _logged(av.logging.INFO) as logs:
+        try:
+            with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
                 while pushed < most and len(out) < _PROBE_OUTPUTS:
                     frame = frames[pushed % len(frames)]
                     frame.pts, frame.time_base = round(pushed * step), time_base
@@ -210,11 +201,12 @@ class FilterChain:
         steps = [b - a for a, b in itertools.pairwise(times) if b > a]
         tick = Fraction(first.time_base or time_base)
         rate_out = _rate(steps, tick, rate, tick == time_base) if steps else rate
-        shown = [m.group(1) for _, name, line in logs if name == "showinfo" and (m := _SAR.search(line))]
-        sar = Fraction(shown[0]) if shown and not shown[0].endswith("/0") and not shown[0].startswith("0/") else None
+        shown = [m.groups() for _, name, line in logs if name == "showinfo" and (m := _SAR.search(line))]
+        num, den = (int(n) for n in shown[0]) if shown else (0, 0)
+        sar = Fraction(num, den) if num and den else None  # 0/1 (and n/0): not set
         return FilterProbe(
             width=first.width, height=first.height, pix_fmt=first.format.name,
-            sample_aspect_ratio=Fraction(sar) if sar and sar != 1 else None,
+            sample_aspect_ratio=sar if sar != 1 else None,
             rate=rate_out, time_base=tick)
 
     def describe(self) -> str:
@@ -254,18 +246,26 @@ def _made_up(width: int, height: int, pix_fmt: str) -> list:
     return frames
 
 
-@contextlib.contextmanager
-def _logged(level: int):
-    """FFmpeg's log from ``level`` up, captured (a list of (level, name, message)) while the block runs."""
-    import av.logging
+def buffer_of(width: int, height: int, pix_fmt: str, time_base: Fraction, rate: Fraction,
+              sample_aspect_ratio: Fraction | None = None) -> str:
+    """The options of FFmpeg's ``buffer`` source for frames so described."""
+    return (f"video_size={width}x{height}:pix_fmt={pix_fmt}:time_base={time_base}:frame_rate={rate}:"
+            f"pixel_aspect={sample_aspect_ratio or Fraction(1)}")
 
-    before = av.logging.get_level()
-    av.logging.set_level(level)
-    try:
-        with av.logging.Capture() as logs:
-            yield logs
-    finally:
-        av.logging.set_level(before)
+
+def linear_graph(buffer: str, filters) -> object:
+    """A configured PyAV filter graph: a ``buffer`` source (its options: :func:`buffer_of`), ``filters`` ((name,
+    options or None) in order), a sink."""
+    import av
+
+    graph = av.filter.Graph()
+    nodes = [graph.add("buffer", buffer)]
+    nodes += [graph.add(name, options) if options is not None else graph.add(name) for name, options in filters]
+    nodes.append(graph.add("buffersink"))
+    for a, b in itertools.pairwise(nodes):
+        a.link_to(b)
+    graph.configure()
+    return graph
 
 
 def drain(graph):
