@@ -711,7 +711,8 @@ class VideoWriter:
             # 16-core machine encoding 720p at 47 fps, the bottleneck behind a GPU upscaling at 200.
             stream.codec_context.thread_type = "FRAME"
             stream.codec_context.thread_count = 0
-        stream.options = _quieted(cfg, options, "error" if self._segmented else "warning")
+        options = _quieted(cfg, options, "error" if self._segmented else "warning")
+        stream.options = options
         self._options = dict(options)  # opening the encoder consumes stream.options; segment encoders reuse these
         self._time_base = time_base
         self._segment_frames = cfg.segment_frames or max(16, round(2 * rate))
@@ -731,7 +732,7 @@ class VideoWriter:
         if self._yuv_range is not None:
             ctx.colorspace, ctx.color_primaries = template.colorspace, template.color_primaries
             ctx.color_trc, ctx.color_range = template.color_trc, template.color_range
-        ctx.options = _quieted(self.config, self._options, "error")
+        ctx.options = dict(self._options)
         # Each on x264's own thread count (every core): the segments oversubscribe the cores, so the
         # last one, encoding alone, still uses them all (on 2 cores: 113.9 vs 111.0 fps for cores/N each).
         # ProRes and FFV1 thread by slices; SVT-AV1 and VP9 by their own (libvpx: a thread per core).

@@ -118,7 +118,7 @@ class SceneCuts:
         # scdet's second frame has no difference before it to be compared with: never a cut where it follows the first
         # at once or after a drawing's repeats (on twos or threes); after a longer still (a title card) it may be
         first = self._shown == 2 and self._run_before <= 2
-        cut = score >= self.threshold and index >= 2 and not first
+        cut = score >= self.threshold and not first  # (frame 0 scores 0; frame 1 is scdet's second)
         if cut:
             self.cuts.append(index)
         return cut
