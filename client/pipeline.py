@@ -88,11 +88,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".t
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
-MAX_JOBS = 64
-
-
-class Cancelled(Exception):
-    """An :func:`upscale` stopped by its ``cancel`` event (:func:`upscale_many` stopping the files in flight)."""
+MAX_JOBS = 64  # files at once (upscale_many)
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
 ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleConfig.alpha)
@@ -305,6 +301,10 @@ class UpscaleProgress(Protocol):
     def advance(self, frames: int) -> None: ...
 
 
+class Cancelled(Exception):
+    """An :func:`upscale` stopped by its ``cancel`` event (:func:`upscale_many` stopping the files in flight)."""
+
+
 def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1, *,
                  progress: Callable[[UpscaleConfig], UpscaleProgress | None] | None = None,
                  done: Callable[[UpscaleConfig, UpscaleResult | VideoError], None] | None = None,
@@ -327,44 +327,40 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
     outcomes: list[UpscaleResult | VideoError | None] = [None] * len(configs)
     told = threading.Lock()
 
-    def finish(i: int, outcome: UpscaleResult | VideoError) -> None:
+    def run(i: int, cancel: threading.Event | None) -> None:
+        config = configs[i]
+        try:
+            outcome = upscale(config, progress=progress(config) if progress else None, runner=runner, cancel=cancel)
+        except VideoError as exc:  # this file; the others go on
+            outcome = exc
         outcomes[i] = outcome
         if done is not None:
             with told:
-                done(configs[i], outcome)
+                done(config, outcome)
 
     if jobs == 1:  # in this thread: Ctrl-C and SIGTERM land in the run itself, as with one file
-        for i, config in enumerate(configs):
-            try:
-                result = upscale(config, progress=progress(config) if progress else None, runner=runner)
-            except VideoError as exc:  # this file; the others go on
-                finish(i, exc)
-            else:
-                finish(i, result)
+        for i in range(len(configs)):
+            run(i, None)
         return outcomes
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     cancel = threading.Event()
     fatal: list[BaseException] = []
 
-    def one(i: int, config: UpscaleConfig) -> None:
+    def one(i: int) -> None:
         if cancel.is_set():
             return
         try:
-            result = upscale(config, progress=progress(config) if progress else None, runner=runner, cancel=cancel)
-        except VideoError as exc:
-            finish(i, exc)
+            run(i, cancel)
         except Cancelled:
             pass
         except BaseException as exc:  # the backend gone, a bug: the others stop, and this is raised
             fatal.append(exc)
             cancel.set()
-        else:
-            finish(i, result)
 
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="vggx-job")
     try:
-        futures = [pool.submit(one, i, c) for i, c in enumerate(configs)]
+        futures = [pool.submit(one, i) for i in range(len(configs))]
         while not all(f.done() for f in futures):
             wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
             raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
@@ -748,7 +744,8 @@ class _Run:
     """The threads of one upscale run and their shared stop flag / first error."""
 
     def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, context: int,
-                 frames_done: int = 0, alpha: bool = False, fine: bool = False) -> None:
+                 frames_done: int = 0, alpha: bool = False, fine: bool = False,
+                 cancel: threading.Event | None = None) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
         self.alpha = alpha  # the input's alpha goes to the output (RGBA frames to the writer)
         self.fine = reader.fine = fine  # the input's fine levels go to the output (uint16 frames to the writer)
@@ -784,7 +781,7 @@ class _Run:
         self._emitted = 0  # windows handed to the workers, numbered in order
         self.first_pts: int | None = None  # source pts of frame 0 (the output's time zero)
         self.last_pts = 0  # source pts of the last frame decoded
-        self.cancel: threading.Event | None = None  # set from outside: stop (upscale's ``cancel``)
+        self.cancel = cancel  # set from outside: stop (upscale's ``cancel``)
 
     def fail(self, exc: BaseException) -> None:
         with self._error_lock:
@@ -1160,18 +1157,19 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         # The written size, before any work (the display rotation, which --height goes by, is known only once
         # frame 0 is decoded: open_writer checks again with it).
         _, _, canvas = _framing(config, (vinfo.height, vinfo.width))
-        early = output_frame_size(canvas, info.scale, config.outscale, config.height, square=_square(config, vinfo))
-        _check_frame_size(early[0], early[1] * (2 if config.compare else 1))
+        early_h, early_w = output_frame_size(canvas, info.scale, config.outscale, config.height,
+                                             square=_square(config, vinfo))
+        early_w *= 2 if config.compare else 1
+        _check_frame_size(early_h, early_w)
         checked = config.encode.pix_fmt
         config, alpha = _alpha_output(config, reader)
         config, fine = _depth_output(config, output, reader, alpha)
         if config.encode.pix_fmt != checked:  # the input chose a deeper format or one with alpha: options again
             check_encoder_starts(config.encode)
-        check_frame_encodable(config.encode, early[1] * (2 if config.compare else 1), early[0])
+        check_frame_encodable(config.encode, early_w, early_h)
         store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
-        run = _Run(config, runner, reader, context, frames_done, alpha, fine)
-        run.cancel = cancel
+        run = _Run(config, runner, reader, context, frames_done, alpha, fine, cancel)
         copied = _copied(config, output, reader)
         check_copy(output, vinfo.path, copied, config.encode)
         if config.dry_run:

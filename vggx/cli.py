@@ -777,16 +777,19 @@ def upscale(
         else:
             bars: dict[int, _Bar] = {}
 
+            def named(c) -> str:  # a file by its path in the folder
+                return str(c.input.relative_to(source))
+
             def progress_for(c):
                 if jobs == 1:  # one file at a time: one bar (or line), renamed
                     if lines is not None:
-                        lines.name = str(Path(c.input).relative_to(source))
+                        lines.name = named(c)
                     return progress
                 if lines is not None:
                     each = _ProgressLines(progress_interval)
-                    each.name = str(Path(c.input).relative_to(source))
+                    each.name = named(c)
                     return each
-                bars[id(c)] = _Bar(bar, str(Path(c.input).relative_to(source)))
+                bars[id(c)] = _Bar(bar, named(c))
                 return bars[id(c)]
 
             def finished(c, outcome) -> None:
@@ -801,8 +804,7 @@ def upscale(
                 if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
                     bar.remove_task(progress.task)
                 outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
-            failed = [str(c.input.relative_to(source)) for c, o in zip(todo, outcomes, strict=True)
-                      if isinstance(o, VideoError)]
+            failed = [named(c) for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
             results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
     if not folder:
         report(result)
