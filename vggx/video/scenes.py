@@ -64,23 +64,17 @@ class SceneCuts:
         self.flashes: list[int] = []  # frames that scored a cut but were flashes (flagged)
         self.held: list[int] = []  # frames that repeated the last one scored (not shown to scdet)
         self._graph = None
-        self._src = self._sink = None
         self._size: tuple[int, int] | None = None
         self._last: np.ndarray | None = None  # every fourth pixel of the last frame scdet scored
         self._shown = 0  # frames shown to scdet
         self._run = self._run_before = 0  # repeats since the last frame shown; those before the one just shown
 
     def _open(self, h: int, w: int) -> None:
-        import av
+        from .filters import buffer_of, linear_graph
 
-        graph = av.filter.Graph()
-        self._src = graph.add_buffer(width=w, height=h, format="rgb24", time_base=Fraction(1, 25))
-        scdet = graph.add("scdet", f"threshold={self.threshold}")
-        self._sink = graph.add("buffersink")
-        self._src.link_to(scdet)
-        scdet.link_to(self._sink)
-        graph.configure()
-        self._graph, self._size = graph, (h, w)
+        self._graph = linear_graph(buffer_of(w, h, "rgb24", Fraction(1, 25), Fraction(25)),
+                                   [("scdet", f"threshold={self.threshold}")])
+        self._size = (h, w)
 
     def score(self, image: np.ndarray) -> float:
         """``image``'s scdet score against the frame before it (0 for the first)."""
