@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Everything a GPU can check, in one command, on a bare GPU machine (< 8 minutes on an H100/H200):
 #   benchmarks/gpu_check.sh OUT_DIR
-# 1. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
+# 1. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
+# 2. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
 #    CUDA-graph replay vs eager;
-# 2. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
 #    channels_last), + torch.compile (NCHW, compiling for about 40 s; channels-last compiled measured slower
 #    in runs 4-6, now only with GPU_CHECK_COMPILE_CL=1; without Inductor's freezing, the shipped
@@ -56,11 +56,14 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 
 # Steps run in OUT: from the repository root, `python -m` would import the source folder vggx/ (which
 # lacks the package-dir mapping) instead of the installed package. Limits are caps; run 5 took 6 min, the steps added since ~1 more.
-step gpu_tests 200 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
+# The kernels first (the custom-op issue's measurements; run 10: 117 s with --sweep), then the GPU tests (run 10: over
+# 200 s with Triton's cache cold, 103 s warm).
+step kernels 240 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
+step gpu_tests 320 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
   "$ROOT/tests/plugins" "$ROOT/tests/gpu"
-step kernels 150 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
-# What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side.
-step tiles 60 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \
+# What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side
+# (run 10: not done in 60 s).
+step tiles 120 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \
   --tiles none,288x512,192x352 --plain --repeats 5 --json "$OUT/tiles.json"
 COMPILE_ARG=--compile
 [ -z "${GPU_CHECK_NO_COMPILE:-}" ] || COMPILE_ARG=

@@ -20,11 +20,13 @@ each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embe
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
 without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
 aligned pointers) that lets Triton's JIT vectorise loads (the kernels check alignment at run time and
-carry a hinted copy for it). Rows marked ``fma,s3[,i32]``, ``mma,walk2``, ``mma,half-warps``, ``walkN`` and
-``unspecialized`` time launch options not shipped yet (pipelined loads, int32 offsets, several pixel
-blocks per program, no value specialisation), so that the next shipped tuning can be chosen from one run.
+carry a hinted copy for it). Other rows time launches not shipped, beside the shipped one, so the next tuning
+can be chosen from one run: flow_warp ``unspecialized`` (NCHW, no value specialisation), ``p32,w4`` (runs 3-9's
+channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
+(the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
+depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them) and ``mma,half-warps``.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
-attention tiles, warps and unrolling) on the FP16 cases, so the shipped tuning in
+attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
 CUDA only: on a machine without a GPU it exits with a message and status 2.
 """
@@ -55,7 +57,7 @@ FLOW_WARP_CASES = [
     for layout, kind in (("nchw", "noise"), ("nchw", "smooth"), ("channels_last", "smooth"), ("channels_last", "noise"))
     for dtype in (torch.float16, torch.float32)
 ]
-# (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel with --sweep (runs 5-8
+# (pixels, warps) per program of the tensor-core form, timed beside the shipped kernel with --sweep (runs 5-10
 # chose 32 pixels on 8 warps in FP16, 16 on 4 in FP32).
 ATTENTION_MMA_TILES = ((8, 4), (16, 4), (32, 4), (32, 8), (64, 8))
 ATTENTION_CASES = [
@@ -193,7 +195,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
     tensor-core form's other tiles (``ATTENTION_MMA_TILES``)."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.launch import attention_tile, flow_warp_nhwc_config
+    from vggx.plugins.launch import FLOW_WARP_NHWC_GEOMETRY, attention_tile, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
@@ -217,8 +219,12 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         variants = {}  # launch options not shipped, timed beside the shipped launch
         if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is)
             variants["unspecialized"] = {"specialize": False}
-        else:  # two and four consecutive pixel blocks per program (unrolled)
-            variants.update({f"walk{k}": {"config": flow_warp_nhwc_config(*shape, walk=k)} for k in (2, 4)})
+        else:  # runs 3-9's geometry and the other dtype's
+            half = dtype == torch.float16
+            variants["p32,w4"] = {"config": flow_warp_nhwc_config(*shape, p_block=32, num_warps=4, walk=1)}
+            other = FLOW_WARP_NHWC_GEOMETRY[not half]
+            variants[f"fp{32 if half else 16}-geometry"] = {"config": flow_warp_nhwc_config(
+                *shape, p_block=other[0], num_warps=other[1], walk=other[2], half=half)}
         for name, options in variants.items():
             v_ms = _time_ms(lambda x=x, flow=flow, out=out, o=options: launch_flow_warp(x, flow, out=out, **o), iters)
             v_err = (launch_flow_warp(x, flow, **options).float() - expected).abs().max()
@@ -253,17 +259,18 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it
             results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
                                    copy_gbps, aot[1]))
-        shipped = attention_tile(t, c // heads, half=dtype == torch.float16)
-        fma = attention_tile(t, c // heads, mma=False)
-        # The per-thread form with its head-dim loops software-pipelined (cp.async, 2 or 3 stages).
-        # (2 and 4 stages and int32 offsets alone: with --sweep, FP16)
-        others = {"fma": fma, "fma,s3": dataclasses.replace(fma, stages=3),
-                  # ... and with int32 offsets within the batch item (fewer registers: 96 vs 112-128 at 3 stages)
-                  "fma,s3,i32": dataclasses.replace(fma, stages=3, int32=True)}
-        if shipped.mma:  # two consecutive pixel blocks per program (unrolled); the same pixels on half the warps
-            others["mma,walk2"] = dataclasses.replace(shipped, walk=2)
-            if shipped.num_warps >= 8:
-                others["mma,half-warps"] = dataclasses.replace(shipped, num_warps=shipped.num_warps // 2)
+        half = dtype == torch.float16
+        shipped = attention_tile(t, c // heads, half=half)
+        fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
+        mma = attention_tile(t, c // heads, mma=True, half=half)
+        others = {
+            "fma": fma, "mma": mma,
+            "fma,s1,i64": dataclasses.replace(fma, stages=1, int32=False),  # runs 3-9's plain per-thread tile
+            f"fma,s{3 if half else 4}": dataclasses.replace(fma, stages=3 if half else 4),  # the other depth
+            "fma,i64": dataclasses.replace(fma, int32=False),  # the TensorRT plugin's offsets (dynamic H, W)
+        }
+        if mma.num_warps >= 8:  # the same pixels on half the warps
+            others["mma,half-warps"] = dataclasses.replace(mma, num_warps=mma.num_warps // 2)
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
@@ -289,18 +296,16 @@ SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels
 # Channels-last launches walking consecutive pixel blocks: (pixels per block, warps, blocks per program).
 SWEEP_FLOW_WARP_WALK = [(32, 4, 8), (16, 2, 2), (16, 2, 4), (16, 4, 4), (64, 4, 2)]
 SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
-# (scores per thread, warps, pixels per thread, unroll, pipeline stages): the shipped tile (64, 4, 1, 1, 1) and
-# its neighbours. Runs 7-8: two pixels per thread and unrolling lost at every T; stages are new (cp.async).
+# (scores per thread, warps, pixels per thread, pipeline stages, int32 offsets) of the per-thread form: the shipped
+# tile (64, 4, 1, 4 in FP16 / 3 in FP32, int32) and its neighbours. Runs 7-8: two pixels per thread and unrolling
+# lost at every T; run 10: pipelining won (FP16 T = 8: 1-4 stages 43, 56, 78, 92 % of copy).
 SWEEP_ATTENTION = [
-    (64, 4, 1, 1, 1), (64, 4, 1, 4, 1), (64, 2, 1, 1, 1), (64, 8, 1, 1, 1), (32, 4, 1, 1, 1), (128, 4, 1, 1, 1),
-    (64, 4, 1, 1, 2), (64, 4, 1, 1, 3), (64, 4, 1, 1, 4), (32, 4, 1, 1, 3), (64, 2, 1, 1, 3), (64, 8, 1, 1, 3),
-    (128, 4, 1, 1, 3),
+    (64, 4, 1, 1, True), (64, 4, 1, 2, True), (64, 4, 1, 3, True), (64, 4, 1, 4, True), (64, 4, 1, 5, True),
+    (64, 4, 1, 4, False), (32, 4, 1, 4, True), (128, 4, 1, 4, True), (64, 2, 1, 4, True), (64, 8, 1, 4, True),
+    (128, 8, 1, 4, True),
 ]
-SWEEP_ATTENTION_INT32 = [(64, 4, 1, 1, 1), (64, 4, 1, 1, 2), (64, 4, 1, 1, 3), (64, 4, 1, 1, 4)]  # + int32 offsets
-
-
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
-    """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention in FP16): ms and % of
+    """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention too): ms and % of
     copy for each."""
     from vggx.plugins.flow_warp import launch_flow_warp
     from vggx.plugins.launch import attention_tile, flow_warp_config, flow_warp_nhwc_config
@@ -336,25 +341,25 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                          "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
                          "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
-    for t in (8, 12, 16):
-        h, w = SWEEP_ATTENTION_SIZE
-        qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).half()
-        out = qkv.new_empty((1, t, 64, h, w))
-        nbytes = (qkv.numel() + out.numel()) * 2
-        geometries = [(g, False) for g in SWEEP_ATTENTION] + [(g, True) for g in SWEEP_ATTENTION_INT32]
-        for (spt, warps, ppt, unroll, stages), int32 in geometries:
-            tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
-                                                      pixels_per_thread=ppt, unroll=unroll, mma=False),
-                                       stages=stages, int32=int32)
-            ms = _time_ms(
-                lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
-            )
-            rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w), "dtype": "float16",
-                         "q_block": tile.q_block, "p_block": tile.p_block, "num_warps": warps, "unroll": unroll,
-                         "stages": stages, "int32": int32,
-                         "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
-        del qkv, out
-        torch.cuda.empty_cache()
+    for dtype in (torch.float16, torch.float32):
+        for t in (8, 12, 16):
+            h, w = SWEEP_ATTENTION_SIZE
+            qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).to(dtype)
+            out = qkv.new_empty((1, t, 64, h, w))
+            nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
+            for spt, warps, ppt, stages, int32 in SWEEP_ATTENTION:
+                tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
+                                                          pixels_per_thread=ppt, mma=False, stages=stages),
+                                           int32=int32)
+                ms = _time_ms(
+                    lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
+                )
+                rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
+                             "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
+                             "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,
+                             "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+            del qkv, out
+            torch.cuda.empty_cache()
     return rows
 
 
@@ -376,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON here")
     parser.add_argument("--iters", type=int, default=20,
                         help="timed batches of back-to-back calls per case (median per call reported)")
-    parser.add_argument("--sweep", action="store_true", help="also time other launch geometries (FP16)")
+    parser.add_argument("--sweep", action="store_true", help="also time other launch geometries")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
@@ -386,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     sweep = run_sweep(copy_gbps) if args.sweep else []
     for row in sweep:
         geometry = {k: v for k, v in row.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
-        print(f"sweep {row['op']:<24}{'x'.join(map(str, row['shape'])):<22}{geometry} "
+        print(f"sweep {row['op']:<24}{'x'.join(map(str, row['shape'])):<22}{row['dtype']:<9}{geometry} "
               f"{row['ms']:.3f} ms {row['pct_of_copy']:.1f}% of copy")
     if args.json:
         import triton

@@ -19,9 +19,9 @@ from .launch import (
     check_attention_limits,
     flow_warp_config,
     flow_warp_grid,
-    flow_warp_nhwc_config,
     flow_warp_nhwc_grid,
     flow_warp_nhwc_scalars,
+    flow_warp_nhwc_tactic,
     hwc8_channels,
 )
 from .tensorrt import compile_ptx, constexpr_key, device_cc
@@ -66,14 +66,14 @@ def flow_warp_autotune(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs) -> li
     # run the NCHW kernel; the channels-last formats TensorRT keeps between its own FP16/FP32 convolutions
     # (HWC8: C padded to 8; HWC) run the channels-last kernel, 2.5-3x faster on an H200, and spare the
     # engine a reformat on each side. The flow stays LINEAR.
-    # The channels-last kernel also offers custom tactics (pixel blocks per program, FLOW_WARP_NHWC_TACTICS):
-    # TensorRT times them with the formats and keeps the fastest on the engine's GPU.
-    walks = list(FLOW_WARP_NHWC_TACTICS)
+    # The channels-last kernel also offers custom tactics (launch geometries, flow_warp_nhwc_tactic): TensorRT
+    # times them with the formats and keeps the fastest on the engine's GPU.
+    tactics = list(FLOW_WARP_NHWC_TACTICS)
     return [
         trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
         trtp.AutoTuneCombination("FP16, FP32, FP16"),
-        trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8", walks),
-        trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC", walks),
+        trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8", tactics),
+        trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC", tactics),
     ]
 
 
@@ -83,15 +83,15 @@ def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: in
     if x.format in (trt.TensorFormat.HWC8, trt.TensorFormat.HWC):
         channels = _constant(c, "channel count", "flow_warp")
         xs = hwc8_channels(channels) if x.format == trt.TensorFormat.HWC8 else channels
-        walk = FLOW_WARP_NHWC_TACTICS.get(tactic or 1)
-        if walk is None:
-            raise PluginError(f"flow_warp: unknown tactic {tactic}; expected one of {tuple(FLOW_WARP_NHWC_TACTICS)}")
-        cfg = flow_warp_nhwc_config(1, xs, 1, 1, walk=walk)  # constexprs and warps depend on the channels only
+        try:  # constexprs and warps depend on the channels and the tactic only
+            cfg = flow_warp_nhwc_tactic(tactic, xs, _dtype_name(x) == "fp16")
+        except ValueError as err:
+            raise PluginError(str(err)) from err
         ptx = compile_ptx(
             "flow_warp_nhwc", _dtype_name(x), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc(),
             _dtype_name(flow),
         )
-        pixels = cfg.constexprs["P_BLOCK"] * walk
+        pixels = cfg.constexprs["P_BLOCK"] * cfg.constexprs["WALK"]
         grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, p_block=pixels, c_block=cfg.constexprs["C_BLOCK"])
         params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
         return ptx.name.encode(), ptx.ptx.encode(), params, _scalars(flow_warp_nhwc_scalars(channels, h, w, xs))

@@ -285,7 +285,7 @@ def launch_flow_warp(
         return out
     with _on_stream(x.device, stream):
         if nhwc:
-            cfg = config or flow_warp_nhwc_config(b, c, h, w)
+            cfg = config or flow_warp_nhwc_config(b, c, h, w, half=x.dtype == torch.float16)
             kernel = FLOW_WARP_NHWC_KERNEL.for_device(x.device)
             kernel[cfg.grid](
                 x, flow, c, h, w, c, flow.stride(0), flow.stride(1), flow.stride(3), out,

@@ -20,6 +20,7 @@ __all__ = [
     "ATTENTION_TACTICS",
     "FLOW_WARP_BLOCK",
     "FLOW_WARP_C_BLOCK",
+    "FLOW_WARP_NHWC_GEOMETRY",
     "FLOW_WARP_NHWC_TACTICS",
     "FLOW_WARP_NUM_WARPS",
     "AttentionTile",
@@ -35,6 +36,7 @@ __all__ = [
     "flow_warp_nhwc_config",
     "flow_warp_nhwc_grid",
     "flow_warp_nhwc_scalars",
+    "flow_warp_nhwc_tactic",
     "hwc8_channels",
     "next_power_of_2",
 ]
@@ -50,7 +52,16 @@ _ATTENTION_NUM_WARPS = 4
 _ATTENTION_UNROLL = 1  # loops over the head dim stay rolled (H200 sweep: fastest for every T, fewest registers)
 _MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the tensor-core form (4 warps)
 _MMA_HALF_WARPS = 8  # FP16's tensor-core form: twice the pixels on twice the warps (same registers per thread)
-_ATTENTION_FMA_MAX_T = 8  # the per-thread (FMA) form up to this many frames, the tensor-core form above
+# The per-thread (FMA) form up to this many frames, the tensor-core form above (by dtype: FP16, FP32). H200 run 10,
+# side by side: FP32 per-thread with 3 stages and int32 offsets 93.9 / 78.5 / 76.6 % of copy at T = 8 / 12 / 16
+# against the tensor-core form's 35.8 / 50.2 / 63.9 %; FP16 per-thread with 4 stages 93.0 / 53.6 / 56.7 % against
+# 33.5 / 47.6 / 59.3 % (the tensor-core form keeps T = 13-16 in FP16). Above 16 frames neither is measured: the
+# tensor-core form, whose registers do not grow with T.
+_ATTENTION_FMA_MAX_T = {True: 12, False: 16}
+# Software-pipelined head-dim loops of the per-thread form (cp.async, ``stages - 1`` iterations ahead), by dtype.
+# H200 run 10, FP16 T = 8: 1 stage 43.0 %, 2 55.5 %, 3 78.4 %, 4 91.6 % of copy (int32 offsets: 50.7, 63.1, 85.0,
+# 93.0 %); FP32 timed with 3 (4 not yet: twice FP16's shared memory per stage).
+_ATTENTION_FMA_STAGES = {True: 4, False: 3}
 
 
 def cdiv(a: int, b: int) -> int:
@@ -101,9 +112,15 @@ def flow_warp_config(
     )
 
 
-FLOW_WARP_NHWC_PIXELS = 32  # pixels per program of the channels-last kernel (H200 sweep: 32 > 128 > 64 > 256)
+# Channels-last kernel, by dtype (half: FP16): pixels per block, warps, consecutive pixel blocks per program. H200
+# run 10's sweep (smooth flow, one run): FP16 16 pixels on 2 warps walking 2 blocks 69.5 % of copy against 64.8 % for
+# run 3-9's 32 pixels on 4 warps, one block (65.5 % for 16 on 2 warps, one block); FP32 16 on 4 warps walking 4
+# blocks 80.0 % against 72.4 % (75.6 % walking 2 on 2 warps).
+FLOW_WARP_NHWC_GEOMETRY = {True: (16, 2, 2), False: (16, 4, 4)}
+FLOW_WARP_NHWC_PIXELS = 32  # runs 3-9's geometry (pixels per program, warps): TensorRT's tactic 3, a benchmark row
 FLOW_WARP_NHWC_MAX_C_BLOCK = 64  # channels per program (contiguous in memory: vector loads)
 FLOW_WARP_NHWC_NUM_WARPS = 4
+FLOW_WARP_NHWC_TACTICS = (1, 2, 3)  # the channels-last flow_warp's custom tactics (see flow_warp_nhwc_tactic)
 
 
 def flow_warp_nhwc_grid(
@@ -128,15 +145,17 @@ def flow_warp_nhwc_scalars(c: Any, h: Any, w: Any, xs: Any) -> tuple:
 
 
 def flow_warp_nhwc_config(
-    b: int, c: int, h: int, w: int, p_block: int = FLOW_WARP_NHWC_PIXELS, c_block: int | None = None,
-    num_warps: int = FLOW_WARP_NHWC_NUM_WARPS, walk: int = 1,
+    b: int, c: int, h: int, w: int, p_block: int | None = None, c_block: int | None = None,
+    num_warps: int | None = None, walk: int | None = None, half: bool = False,
 ) -> KernelLaunch:
-    """Launch of the channels-last flow_warp kernel: ``p_block`` pixels x ``c_block`` channels per program
-    (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64).
-
-    ``walk``: consecutive pixel blocks per program (the kernel's ``WALK``, unrolled; 1 shipped). Not yet
-    measured on a GPU: the kernel benchmark times 2 and 4 beside the shipped launch.
+    """Launch of the channels-last flow_warp kernel: ``walk`` consecutive blocks of ``p_block`` pixels x
+    ``c_block`` channels per program (``c_block`` defaults to ``c`` rounded up to a power of two, at most 64;
+    the others to the shipped geometry of the dtype, :data:`FLOW_WARP_NHWC_GEOMETRY`; ``half``: FP16).
     """
+    shipped_pixels, shipped_warps, shipped_walk = FLOW_WARP_NHWC_GEOMETRY[half]
+    p_block = p_block or shipped_pixels
+    num_warps = num_warps or shipped_warps
+    walk = walk or shipped_walk
     c_block = c_block or min(next_power_of_2(c), FLOW_WARP_NHWC_MAX_C_BLOCK)
     grid = flow_warp_nhwc_grid(b, c, h, w, p_block=p_block * walk, c_block=c_block)
     return KernelLaunch(
@@ -144,6 +163,20 @@ def flow_warp_nhwc_config(
         num_warps=num_warps,
         constexprs={"P_BLOCK": p_block, "C_BLOCK": c_block, "WALK": walk},
     )
+
+
+def flow_warp_nhwc_tactic(tactic: int | None, c: int, half: bool) -> KernelLaunch:
+    """The channels-last kernel's launch (for ``c`` elements per pixel) of one of the TensorRT plugin's custom
+    tactics, which TensorRT times at engine build on the engine's GPU, keeping the fastest: 1 (also 0 or None)
+    = the shipped geometry of the dtype, 2 = the other dtype's, 3 = runs 3-9's (32 pixels on 4 warps, one
+    block per program). Only the grid's pixel count depends on the shape: ``grid`` here is for one pixel."""
+    geometries = {1: FLOW_WARP_NHWC_GEOMETRY[half], 2: FLOW_WARP_NHWC_GEOMETRY[not half],
+                  3: (FLOW_WARP_NHWC_PIXELS, FLOW_WARP_NHWC_NUM_WARPS, 1)}
+    geometry = geometries.get(tactic or 1)
+    if geometry is None:
+        raise ValueError(f"flow_warp: unknown tactic {tactic}; expected one of {FLOW_WARP_NHWC_TACTICS}")
+    p_block, num_warps, walk = geometry
+    return flow_warp_nhwc_config(1, c, 1, 1, p_block=p_block, num_warps=num_warps, walk=walk, half=half)
 
 
 def check_attention_limits(t: int, d: int) -> None:
@@ -163,18 +196,16 @@ class AttentionTile:
     ``unroll``: how far the loops over the head dim unroll (None: the shipped choice, not at all).
     ``stages``: software pipelining of the per-thread form's loops over the head dim (Triton's
     ``num_stages``: with 2 or more, each iteration's q, k (or v) tiles arrive by ``cp.async`` into shared
-    memory ``stages - 1`` iterations ahead; 1, shipped: plain loads). Where Triton vectorises the loads
-    (its JIT, arguments divisible by 16) a thread's FP16 loads per iteration are half the FP32 bytes, so
-    with plain loads the FP16 kernel keeps half the bytes in flight; ptxas at sm_90a, T = 8 FP16: 106
-    registers plain, 116 with 3 stages (8 KiB of shared memory per program), no spills. Not yet measured
-    on a GPU: the kernel benchmark times 2 and 3 stages beside the shipped tile.
+    memory ``stages - 1`` iterations ahead; 1: plain loads). Plain loads kept too few bytes in flight: the
+    shipped per-thread tiles pipeline 4 stages in FP16 and 3 in FP32 (:func:`attention_tile`), which took T = 8
+    from 43 % to 93 % of copy bandwidth in FP16 and from 78 % to 94 % in FP32 (H200, run 10).
     ``walk`` (tensor-core form only): consecutive pixel blocks per program, unrolled at compile time so that
-    one block's q, k, v loads can be in flight during another's dots; 1 (shipped): one block per program.
-    Not yet measured on a GPU: the kernel benchmark times 2 beside the shipped tile.
+    one block's q, k, v loads can be in flight during another's dots; 1 (shipped): one block per program
+    (2 timed 7-22 % slower on an H200, runs 9-10; a TensorRT tactic).
     ``int32`` (per-thread form): element offsets within one batch item in int32 where ``T * 3C * H * W``
     fits (int64 otherwise, whatever the tile says): ptxas at sm_90a, T = 8-16, 3 stages: 96 registers
-    instead of 112-128 (20 warps per SM instead of 16). Not yet measured on a GPU; the TensorRT plugin
-    (dynamic H, W) always keeps int64.
+    instead of 112-128 (20 warps per SM instead of 16); shipped (3-10 % faster at 3 stages, run 10). The
+    TensorRT plugin (dynamic H, W) always keeps int64.
     """
 
     q_block: int
@@ -196,6 +227,7 @@ def attention_tile(
     unroll: int | None = None,
     mma: bool | None = None,
     half: bool = False,
+    stages: int | None = None,
 ) -> AttentionTile:
     """Tile for ``t`` frames and head dim ``d`` (``half``: FP16 inputs, which tile the tensor-core form wider).
 
@@ -210,10 +242,11 @@ def attention_tile(
     ``mma``: the tensor-core form, whose program owns all frames of ``p_block`` pixels; ``p_block``
     shrinks as T and d grow so that each of its [p_block, T, d] q/k/v tiles stays at 4096 elements
     (16 pixels at T, d <= 16: 96 registers per thread with 4 warps in FP16, no spills, by ptxas).
-    ``None`` (shipped): the tensor-core form above 8 frames, where it measured faster on an H200 in both
-    dtypes (T = 16, d = 16: FP16 43.8 % of copy bandwidth vs 25.6 %, FP32 62.3 % vs 51.2 %; T = 12: 39.6 %
-    vs 25.5 %, 53.1 % vs 50.5 %); the per-thread form up to 8 frames, where it holds every score of a
-    pixel in one thread and measured 42 % / 76 % against the tensor-core form's 30-33 % / 36 %.
+    ``None`` (shipped): the per-thread form, its loads pipelined (``stages``: 4 in FP16, 3 in FP32, or as given)
+    and its offsets int32, up to 16 frames in FP32 and 12 in FP16; the tensor-core form above. Side by side on an
+    H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16 against 35.8 / 50.2 / 63.9 %;
+    FP16 93.0 / 53.6 % at T = 8 / 12 against 33.5 / 47.6 %, but 56.7 % at T = 16 against 59.3 %. (Runs 3-9,
+    before pipelining, had the tensor-core form ahead above 8 frames in both dtypes.)
     With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
     at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
     side on an H200 (``benchmarks/RESULTS.md``, run 6): T = 16 FP16 59.4 % of copy bandwidth vs 44.0 % for
@@ -221,7 +254,7 @@ def attention_tile(
     vs 50.8 %), so FP32 keeps 16 pixels on 4 warps.
     """
     if mma is None:
-        mma = t > _ATTENTION_FMA_MAX_T
+        mma = t > _ATTENTION_FMA_MAX_T[half]
     if mma:
         t_block, d_block = _mma_blocks(t, d)
         widen = _MMA_HALF_WARPS // num_warps if half and num_warps < _MMA_HALF_WARPS else 1
@@ -233,23 +266,24 @@ def attention_tile(
     while q_block > 1 and q_block * t_block > scores_per_thread:
         q_block //= 2
     return AttentionTile(
-        q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll
+        q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll,
+        stages=_ATTENTION_FMA_STAGES[half] if stages is None else stages, int32=True,
     )
 
 
-ATTENTION_TACTICS = (1, 2, 3, 4, 5)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
-FLOW_WARP_NHWC_TACTICS = {1: 1, 2: 2, 3: 4}  # tactic -> channels-last pixel blocks per program (walk)
+ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
 
 
 def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> AttentionTile:
     """The tile of one of the TensorRT plugin's custom tactics for ``t`` frames and head dim ``d``: TensorRT
     times every tactic while it builds the engine, on the engine's GPU and shapes, and keeps the fastest.
 
-    1 (also 0 or None: no tactic) = the shipped tile; 2 = the other form (per-thread above 8 frames, tensor-core
-    up to 8); 3 = the tensor-core tile walking two pixel blocks per program; 4 = the tensor-core tile of the
-    other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on half its
-    warps where that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8
-    warps at T = 12-16 in two H200 runs of three). Two tactics may name the same tile.
+    1 (also 0 or None: no tactic) = the shipped tile; 2 = the other form (per-thread where the tensor-core form is
+    shipped and the reverse); 3 = the tensor-core tile walking two pixel blocks per program; 4 = the tensor-core
+    tile of the other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on
+    half its warps where that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8
+    warps at T = 12-16 in two H200 runs of three); 6 = the per-thread form pipelining the other dtype's stage
+    count (3 in FP16, 4 in FP32). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
@@ -259,6 +293,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         3: dataclasses.replace(mma, walk=2),
         4: attention_tile(t, d, mma=True, half=not half),
         5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
+        6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),
     }
     if tactic in (0, None):
         return shipped
@@ -280,7 +315,8 @@ def attention_grid(
     tile = tile or attention_tile(t, d, half=half)
     if tile.walk != 1 and not tile.mma:
         raise ValueError("temporal_attention: walking several pixel blocks per program needs the tensor-core form")
-    return (cdiv(h * w, tile.p_block * tile.walk) * (-(-t // tile.q_block)), heads, n)
+    pixel_blocks, query_blocks = cdiv(h * w, tile.p_block * tile.walk), -(-t // tile.q_block)
+    return (pixel_blocks * query_blocks if query_blocks > 1 else pixel_blocks, heads, n)
 
 
 def attention_config(
@@ -292,7 +328,8 @@ def attention_config(
     One program owns ``P_BLOCK`` pixels of one (batch, head), ``Q_BLOCK`` query frames and all T
     key frames: it reads q, k, v straight from the NTCHW layout, keeps the [Q_BLOCK, T, P_BLOCK]
     scores in registers and writes its output once (see :func:`attention_tile`). ``sizes_known=False``
-    (the TensorRT plugin, whose H and W are dynamic) keeps the offsets int64 whatever the tile says.
+    (the TensorRT plugin, whose H and W are dynamic) keeps the offsets int64 whatever the tile says and has
+    the per-thread form check the tensors' alignment at run time (``ALIGN_CHECK``).
     """
     if heads < 1 or c % heads:
         raise ValueError(f"temporal_attention kernel: heads={heads} must divide C={c}")
@@ -315,5 +352,6 @@ def attention_config(
             "STAGES": tile.stages,
             "WALK": tile.walk,
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
+            "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
         },
     )

@@ -90,6 +90,7 @@ def temporal_attention_kernel(
     STAGES: tl.constexpr = 1,
     WALK: tl.constexpr = 1,
     OFF32: tl.constexpr = False,
+    ALIGN_CHECK: tl.constexpr = False,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -101,12 +102,15 @@ def temporal_attention_kernel(
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
-    iterations' tiles into shared memory; 1, shipped: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
+    iterations' tiles into shared memory; 1: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
     ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
     ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
-    where ``T * 3C * H * W < 2**31``; shipped: int64 throughout).
+    where ``T * 3C * H * W < 2**31``; never in the TensorRT plugin, whose H and W are dynamic).
+    ``ALIGN_CHECK`` (per-thread form; the TensorRT plugin's PTX): check at run time that the tensors start
+    16-byte aligned and H*W is a multiple of 8, and then run a copy of the body whose hints let the loads (and
+    their ``cp.async`` copies) move 16 bytes at a time; the JIT learns the same from its specialisation.
 
-    ``MMA``: the tensor-core form instead (shipped above 8 frames, see
+    ``MMA``: the tensor-core form instead (shipped above 12 frames in FP16 and 16 in FP32, see
     :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
     (``Q_BLOCK == T_BLOCK``, both at least 16, the smallest dot); it loads q, k, v of its pixels as
     ``[P_BLOCK, T_BLOCK, D_BLOCK]`` tiles (pixels contiguous in memory, so the loads coalesce; masked
@@ -175,39 +179,62 @@ def temporal_attention_kernel(
         offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
         queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
         keys = tl.arange(0, T_BLOCK)
-        pixel_ok = (offs_p < HW)[None, :]
-        q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
-        k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
+        # As in the tensor-core form: runs of 8 pixels that start 16-byte aligned let the loads (and with
+        # STAGES >= 2 their cp.async copies, 4 bytes at least) move 16 bytes at a time. The JIT knows it from its
+        # specialisation, the TensorRT plugin's PTX finds out here and its aligned copy (VEC = 1) says so.
+        # ALIGN_CHECK (the plugin's PTX) compiles both copies; the JIT (False) the plain one, which its
+        # specialisation vectorises where the arguments allow.
+        vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
+        for VEC in tl.static_range(2 if ALIGN_CHECK else 1):
+            if (vec_ok == (VEC == 1)) | (not ALIGN_CHECK):
+                hw_end = HW
+                hw_v = hw
+                if VEC == 1:  # = HW and hw here; the compiler then knows them divisible by 8
+                    hw_end = HW // 8 * 8
+                    hw_v = hw // 8 * 8
+                pixel_ok = (offs_p < hw_end)[None, :]
+                q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
+                k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
 
-        q_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw
-        k_ptr = q_ptr + C * hw
-        v_ptr = k_ptr + C * hw
-        row, out_row, plane = in_frame, out_frame, hw  # int64 strides
-        if OFF32:  # one batch item's offsets fit int32 (the launcher checks): half the registers for them
-            row, out_row, plane = 3 * C * HW, C * HW, HW
-        q_rows = queries[:, None] * row + offs_p[None, :]
-        k_rows = keys[:, None] * row + offs_p[None, :]
+                q_ptr = qkv_ptr + n * T * (3 * C * hw_v) + (head * D) * hw_v
+                k_ptr = q_ptr + C * hw_v
+                v_ptr = k_ptr + C * hw_v
+                row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
+                if OFF32:  # one batch item's offsets fit int32 (the launcher checks): half the registers for them
+                    row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
+                q_rows = queries[:, None] * row + offs_p[None, :]
+                k_rows = keys[:, None] * row + offs_p[None, :]
+                o_ptr = out_ptr + n * T * (C * hw_v) + (head * D) * hw_v
+                out_rows = queries[:, None] * out_row + offs_p[None, :]
 
-        # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
-        # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
-        # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
-        scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-        for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
-            q = tl.load(q_ptr + j * plane + q_rows, mask=q_mask, other=0.0).to(tl.float32)
-            k = tl.load(k_ptr + j * plane + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-            scores += q[:, None, :] * k[None, :, :]
-        scores = scores * SCALE
-        scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
-        peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
-        p = tl.exp(scores - peak[:, None, :])
-        p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
+                # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
+                # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
+                # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
+                scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
+                for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
+                    qp = q_ptr + j * plane + q_rows
+                    kp = k_ptr + j * plane + k_rows
+                    if VEC == 1:  # rows of pixels: contiguous, 16-byte aligned every 8 pixels
+                        qp = tl.max_contiguous(tl.multiple_of(qp, [16, 16]), [1, P_BLOCK])
+                        kp = tl.max_contiguous(tl.multiple_of(kp, [16, 16]), [1, P_BLOCK])
+                    q = tl.load(qp, mask=q_mask, other=0.0).to(tl.float32)
+                    k = tl.load(kp, mask=k_mask, other=0.0).to(tl.float32)
+                    scores += q[:, None, :] * k[None, :, :]
+                scores = scores * SCALE
+                scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
+                peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
+                p = tl.exp(scores - peak[:, None, :])
+                p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
 
-        o_ptr = out_ptr + n * T * out_frame + (head * D) * hw
-        out_rows = queries[:, None] * out_row + offs_p[None, :]
-        for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
-            v = tl.load(v_ptr + j * plane + k_rows, mask=k_mask, other=0.0).to(tl.float32)
-            o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-            tl.store(o_ptr + j * plane + out_rows, o.to(out_ptr.dtype.element_ty), mask=q_mask)
+                for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
+                    vp = v_ptr + j * plane + k_rows
+                    op = o_ptr + j * plane + out_rows
+                    if VEC == 1:
+                        vp = tl.max_contiguous(tl.multiple_of(vp, [16, 16]), [1, P_BLOCK])
+                        op = tl.max_contiguous(tl.multiple_of(op, [16, 16]), [1, P_BLOCK])
+                    v = tl.load(vp, mask=k_mask, other=0.0).to(tl.float32)
+                    o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
+                    tl.store(op, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 
 
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)

@@ -40,6 +40,7 @@ from .launch import (
     flow_warp_config,
     flow_warp_nhwc_config,
     flow_warp_nhwc_scalars,
+    flow_warp_nhwc_tactic,
     hwc8_channels,
 )
 
@@ -192,7 +193,7 @@ def compile_aot(
     cc: int = 90,
     tile: AttentionTile | None = None,
     layout: str = "linear",
-    walk: int = 1,
+    tactic: int | None = None,
 ) -> AotKernel:
     """PTX and launch parameters of ``op`` for an input of ``shape``, as the TensorRT plugin uses them.
 
@@ -206,15 +207,21 @@ def compile_aot(
         layout: flow_warp's feature format in TensorRT's terms: ``"linear"`` (NCHW, the NCHW kernel),
             ``"hwc8"`` (FP16 channels-last, C padded to a multiple of 8) or ``"hwc"`` (channels-last,
             unpadded); the last two run the channels-last kernel. The flow is LINEAR in all three.
-        walk: the channels-last kernel's pixel blocks per program (its TensorRT tactics,
-            :data:`~vggx.plugins.launch.FLOW_WARP_NHWC_TACTICS`).
+        tactic: the channels-last kernel's TensorRT tactic (its launch geometry,
+            :func:`~vggx.plugins.launch.flow_warp_nhwc_tactic`; default: the shipped one).
     """
     if op == "flow_warp" and layout != "linear":
         if layout not in ("hwc8", "hwc"):
             raise PluginError(f"flow_warp layout must be linear, hwc8 or hwc, got {layout!r}")
         b, c, h, w = shape
         xs = hwc8_channels(c) if layout == "hwc8" else c
-        cfg = flow_warp_nhwc_config(b, xs, h, w, walk=walk)
+        half = _triton_dtype(dtype) == "fp16"
+        try:
+            one = flow_warp_nhwc_tactic(tactic, xs, half)
+        except ValueError as err:
+            raise PluginError(str(err)) from err
+        k = one.constexprs
+        cfg = flow_warp_nhwc_config(b, xs, h, w, k["P_BLOCK"], k["C_BLOCK"], one.num_warps, k["WALK"], half)
         scalars: tuple[int, ...] = flow_warp_nhwc_scalars(c, h, w, xs)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
         op = "flow_warp_nhwc"
@@ -230,7 +237,8 @@ def compile_aot(
         if c3 % 3:
             raise PluginError(f"temporal_attention: qkv channel count must be 3*C, got {c3}")
         try:
-            cfg = attention_config(n, t, c3 // 3, h, w, heads, tile=tile, half=_triton_dtype(dtype) == "fp16")
+            cfg = attention_config(n, t, c3 // 3, h, w, heads, tile=tile, half=_triton_dtype(dtype) == "fp16",
+                                   sizes_known=False)  # as the plugin compiles it: H and W dynamic
         except ValueError as err:
             raise PluginError(str(err)) from err
         scalars = (t, c3 // 3, h * w)

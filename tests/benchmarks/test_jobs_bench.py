@@ -17,7 +17,9 @@ def test_rows_for_each_jobs_count(tmp_path, capsys):
     data = json.loads(out.read_text())
     assert data["clips"] == 3 and data["frames"] == 12 and [r["jobs"] for r in data["rows"]] == [1, 2]
     assert data["rows"][0]["speedup"] == 1.0 and all(r["fps"] > 0 for r in data["rows"])
-    assert "--jobs 2:" in capsys.readouterr().out
+    assert data["warm_up_seconds"] > 0  # the untimed first clip
+    printed = capsys.readouterr().out
+    assert "--jobs 2:" in printed and "warm-up clip, not timed" in printed
 
 
 def test_gpu_summary_lists_the_jobs_rows(tmp_path):

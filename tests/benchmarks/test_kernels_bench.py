@@ -46,9 +46,11 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, sweep=True)
     ops = {r.op for r in results}
     for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[channels_last,smooth]",
-                     "flow_warp[channels_last,smooth,walk2]", "flow_warp[channels_last,smooth,walk4]",
-                     "temporal_attention[h=2]", "temporal_attention[h=2,fma,s3]", "temporal_attention[h=2,fma,s3,i32]",
-                     "temporal_attention[h=2,mma,walk2]",
+                     "flow_warp[channels_last,smooth,p32,w4]", "flow_warp[channels_last,smooth,fp32-geometry]",
+                     "flow_warp[channels_last,smooth,fp16-geometry]",
+                     "temporal_attention[h=2]", "temporal_attention[h=2,mma]", "temporal_attention[h=2,fma,s1,i64]",
+                     "temporal_attention[h=2,fma,s3]", "temporal_attention[h=2,fma,s4]",
+                     "temporal_attention[h=2,fma,i64]",
                      "temporal_attention[h=2,mma,half-warps]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
     for r in results:
@@ -59,7 +61,7 @@ def test_every_sweep_geometry_runs(cpu_bench):
     kernels, calls = cpu_bench
     rows = kernels.run_sweep(copy_gbps=1000.0, iters=1)
     flow_rows = 2 * sum(map(len, (kernels.SWEEP_FLOW_WARP, kernels.SWEEP_FLOW_WARP_NHWC, kernels.SWEEP_FLOW_WARP_WALK)))
-    attention_rows = 3 * (len(kernels.SWEEP_ATTENTION) + len(kernels.SWEEP_ATTENTION_INT32))
+    attention_rows = 2 * 3 * len(kernels.SWEEP_ATTENTION)  # both dtypes, T = 8, 12, 16
     assert len(rows) == len(calls) == flow_rows + attention_rows
 
 

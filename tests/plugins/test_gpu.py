@@ -115,12 +115,12 @@ class TestKernelsOnGpu:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
 
-    @pytest.mark.parametrize(("stages", "int32"), [(3, False), (3, True)])
+    @pytest.mark.parametrize(("stages", "int32"), [(1, False), (3, False), (4, True), (5, True)])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", ATTN_SHAPES[1:2])
     def test_attention_pipelined(self, shape, dtype, stages, int32):
-        """The per-thread form with cp.async-pipelined loads, int64 or int32 offsets (the benchmark's
-        ``fma,s3`` and ``fma,s3,i32`` rows)."""
+        """The per-thread form with plain or cp.async-pipelined loads, int64 or int32 offsets (the benchmark's
+        ``fma,s1,i64``, ``fma,sN`` and ``fma,i64`` rows and its sweep)."""
         import dataclasses
 
         qkv = _qkv(shape, dtype)
@@ -190,7 +190,7 @@ class TestAotPtxWithCupy:
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_every_tensorrt_tactic_computes_the_op(self, dtype):
         """Each custom tactic TensorRT may pick at engine build (attention_tactic_tile, the channels-last
-        flow_warp's walks): its PTX, launched as the engine would, equals the reference."""
+        flow_warp's geometries): its PTX, launched as the engine would, equals the reference."""
         from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS, attention_tactic_tile
         from vggx.plugins.tensorrt import compile_aot
 
@@ -206,10 +206,10 @@ class TestAotPtxWithCupy:
         x, flow = _flow_inputs((2, 64, 37, 53), dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()
         expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
-        for walk in FLOW_WARP_NHWC_TACTICS.values():
+        for tactic in FLOW_WARP_NHWC_TACTICS:
             out = torch.full_like(x_cl, float("nan"))
             layout = "hwc8" if dtype == torch.float16 else "hwc"
-            _launch_ptx(compile_aot("flow_warp", tuple(x.shape), dtype, cc=_cc(), layout=layout, walk=walk),
+            _launch_ptx(compile_aot("flow_warp", tuple(x.shape), dtype, cc=_cc(), layout=layout, tactic=tactic),
                         (x_cl, flow), (out,))
             torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
@@ -228,12 +228,14 @@ class TestAotPtxWithCupy:
             return view
 
         tol = 1e-5 if dtype == torch.float32 else 2e-3
-        qkv = _qkv((1, 16, 32, 8, 16, 2), dtype)  # HW = 128, tensor-core form
-        out = at_offset(torch.full((1, 16, 32, 8, 16), float("nan"), device="cuda", dtype=dtype))
-        kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=2, cc=_cc(),
-                             tile=attention_tile(16, 16, mma=True, half=dtype == torch.float16))
-        _launch_ptx(kernel, (at_offset(qkv),), (out,))
-        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), 2), atol=tol, rtol=tol)
+        qkv = _qkv((1, 16, 32, 8, 16, 2), dtype)  # HW = 128
+        for mma in (True, False):  # the per-thread form checks alignment in the plugin's PTX too (ALIGN_CHECK)
+            out = at_offset(torch.full((1, 16, 32, 8, 16), float("nan"), device="cuda", dtype=dtype))
+            kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=2, cc=_cc(),
+                                 tile=attention_tile(16, 16, mma=mma, half=dtype == torch.float16))
+            _launch_ptx(kernel, (at_offset(qkv),), (out,))
+            torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), 2), atol=tol, rtol=tol,
+                                       msg=f"mma={mma}")
 
         x, flow = _flow_inputs((2, 64, 16, 24), dtype)
         x_cl = at_offset(x.permute(0, 2, 3, 1).contiguous())  # [B, H, W, C] = HWC / HWC8 at C = 64

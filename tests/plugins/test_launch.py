@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from vggx.plugins.launch import (
@@ -58,18 +60,31 @@ def test_attention_reads_each_input_once_up_to_8_frames():
     assert attention_tile(16, mma=False).q_block == 4 and attention_tile(32, mma=False).q_block == 2
 
 
-@pytest.mark.parametrize("t", [1, 5, 8, 9, 12, 16, 17, 32])
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("t", [1, 5, 8, 9, 12, 13, 16, 17, 32])
 @pytest.mark.parametrize("d", [1, 12, 16, 48, 64])
-def test_shipped_tile_is_the_tensor_core_form_above_8_frames(t, d):
-    """It reads every input once at any T: one program holds all frames of its pixels."""
-    tile = attention_tile(t, d)
-    assert tile.mma == (t > 8) and tile.q_block >= t
-    if tile.mma:
-        cfg = attention_config(1, t, d * 4, 36, 64, 4)
-        tb, db, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["D_BLOCK"], cfg.constexprs["P_BLOCK"]
-        assert cfg.constexprs["MMA"] and tb >= max(16, t) and db >= max(16, d)  # tl.dot needs 16 at least
-        assert tb * db * pb <= 4096 and pb >= 1
-        assert cfg.grid == (cdiv(36 * 64, pb), 4, 1)
+def test_shipped_tile_by_frames_and_dtype(t, d, half):
+    """The per-thread form, pipelined (4 stages in FP16, 3 in FP32) with int32 offsets, up to 12 frames in FP16
+    and 16 in FP32; the tensor-core form above, which reads every input once at any T (one program holds all
+    frames of its pixels)."""
+    tile = attention_tile(t, d, half=half)
+    assert tile.mma == (t > (12 if half else 16))
+    if not tile.mma:
+        assert (tile.stages, tile.int32, tile.walk) == (4 if half else 3, True, 1)
+        cfg = attention_config(1, t, d * 4, 36, 64, 4, half=half)
+        assert cfg.constexprs["STAGES"] == tile.stages and cfg.constexprs["OFF32"] and not cfg.constexprs["MMA"]
+        assert cfg.grid == (cdiv(36 * 64, tile.p_block) * cdiv(t, tile.q_block), 4, 1)
+        return
+    assert tile.q_block >= t and tile.stages == 1 and not tile.int32
+    cfg = attention_config(1, t, d * 4, 36, 64, 4, half=half)
+    tb, db, pb = cfg.constexprs["T_BLOCK"], cfg.constexprs["D_BLOCK"], cfg.constexprs["P_BLOCK"]
+    assert cfg.constexprs["MMA"] and tb >= max(16, t) and db >= max(16, d)  # tl.dot needs 16 at least
+    assert tb * db * pb <= 4096 * (2 if half else 1) and pb >= 1
+    assert cfg.grid == (cdiv(36 * 64, pb), 4, 1) and not cfg.constexprs["OFF32"]
+
+
+def test_stages_override():
+    assert attention_tile(8, 16, stages=2).stages == 2 and attention_tile(8, 16, half=True, stages=1).stages == 1
 
 
 @pytest.mark.parametrize("spt", [16, 32, 64, 128])
@@ -103,21 +118,22 @@ def test_attention_large_head_dims_do_not_unroll():
 
 def test_attention_grid_issue_shapes():
     assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
-    assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, mma=False)) == (7200, 4, 1)  # 4 x 4 queries
-    assert attention_grid(1, 16, 360, 640, 4) == (14400, 4, 1)  # tensor-core form: 16 pixels, all 16 frames
-    assert attention_grid(1, 16, 360, 640, 4, half=True) == (7200, 4, 1)  # FP16: 32 pixels per program
+    assert attention_grid(1, 16, 360, 640, 4) == (7200, 4, 1)  # FP32, per-thread form: 4 x 4 queries
+    assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, mma=True)) == (14400, 4, 1)  # 16 pixels
+    assert attention_grid(1, 16, 360, 640, 4, half=True) == (7200, 4, 1)  # FP16 tensor-core: 32 pixels per program
 
 
 @pytest.mark.parametrize(("t", "d", "p_block"), [(9, 16, 32), (16, 16, 32), (32, 16, 16), (16, 64, 8), (32, 64, 4)])
 def test_attention_half_tiles_wider_on_more_warps(t, d, p_block):
     """FP16's tensor-core tile: twice the pixels on 8 warps (the same [p, T, d] elements per thread as FP32's)."""
-    fp32, fp16 = attention_tile(t, d), attention_tile(t, d, half=True)
+    fp32, fp16 = attention_tile(t, d, mma=True), attention_tile(t, d, half=True, mma=True)
     assert (fp32.mma, fp16.mma) == (True, True)
     assert (fp16.p_block, fp16.num_warps) == (p_block, 8)
     assert fp16.p_block == 2 * fp32.p_block
-    cfg = attention_config(1, t, 4 * d, 36, 64, 4, half=True)
+    cfg = attention_config(1, t, 4 * d, 36, 64, 4, tile=fp16)
     assert (cfg.constexprs["P_BLOCK"], cfg.num_warps) == (p_block, 8)
-    assert attention_tile(8, d, half=True) == attention_tile(8, d)  # the per-thread form: no dtype difference
+    per_thread = attention_tile(8, d, half=True)  # the per-thread form differs by its pipeline's depth only
+    assert dataclasses.replace(per_thread, stages=3) == attention_tile(8, d)
 
 
 def test_grids_accept_symbolic_dims():

@@ -113,6 +113,31 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("h", "w", "offset"), [(4, 10, 0), (4, 10, 1), (3, 5, 0)],
+                             ids=["aligned", "misaligned-pointer", "hw-not-multiple-of-8"])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_the_plugins_alignment_checked_copies_agree(self, gen, h, w, offset, dtype):
+        """The TensorRT plugin's per-thread kernel (``ALIGN_CHECK``: its H and W dynamic) picks at run time
+        between the copy hinted for 16-byte-aligned rows of 8 pixels and the plain one: both equal the
+        reference (here through the interpreter: aligned tensors with H*W = 40 take the hinted copy)."""
+        from vggx.plugins.launch import attention_config, attention_tile
+        from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
+
+        n, t, c, heads = 2, 6, 8, 2
+        qkv = _qkv(gen, n, t, c, h, w, dtype, scale=2.0)
+        buf = torch.empty(qkv.numel() + offset, dtype=dtype)
+        src = buf[offset:].view(qkv.shape).copy_(qkv)  # starts `offset` elements into its buffer
+        out_buf = torch.full((n * t * c * h * w + offset,), float("nan"), dtype=dtype)
+        out = out_buf[offset:].view(n, t, c, h, w)
+        tile = attention_tile(t, c // heads, half=dtype == torch.float16)
+        cfg = attention_config(n, t, c, h, w, heads, tile=tile, sizes_known=False)
+        assert cfg.constexprs["ALIGN_CHECK"] and not cfg.constexprs["OFF32"] and not tile.mma
+        TEMPORAL_ATTENTION_KERNEL.for_device(src.device)[cfg.grid](
+            src, t, c, h * w, out, num_warps=cfg.num_warps, **cfg.constexprs)
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol,
+                                   rtol=0 if dtype == torch.float32 else tol)
+
     def test_int32_offsets_only_where_they_fit(self):
         import dataclasses
 
@@ -122,7 +147,8 @@ class TestKernel:
         assert attention_config(1, 16, 64, 360, 640, 4, tile=tile).constexprs["OFF32"]  # 707 M elements
         assert not attention_config(1, 16, 512, 540, 960, 8, tile=tile).constexprs["OFF32"]  # 12.7 G: int64
         assert not attention_config(1, 16, 64, 1, 1, 4, tile=tile, sizes_known=False).constexprs["OFF32"]
-        assert not attention_config(1, 16, 64, 360, 640, 4).constexprs["OFF32"]  # shipped: int64
+        assert attention_config(1, 16, 64, 360, 640, 4).constexprs["OFF32"]  # shipped per-thread tile: int32
+        assert not attention_config(1, 16, 64, 360, 640, 4, half=True).constexprs["OFF32"]  # tensor-core: int64
 
     @pytest.mark.parametrize("walk", [2, 3])
     def test_tensor_core_form_walking_blocks_agrees(self, gen, walk):

@@ -60,7 +60,8 @@ class TestCompileAot:
         params = _entry_params(k.ptx, k.name)
         assert [p.split()[1] for p in params] == [".u64", ".u64", *[".u32"] * 7, ".u64"]
         assert k.scalar_args == (c, h, w, xs, 2 * h * w, h * w, 1)
-        assert k.grid == (cdiv(h * w, 32), b, 1) and k.block == (128, 1, 1)
+        pixels, threads = (32, 64) if dtype == "fp16" else (64, 128)  # the dtype's shipped geometry
+        assert k.grid == (cdiv(h * w, pixels), b, 1) and k.block == (threads, 1, 1)
 
     def test_flow_warp_unknown_layout(self):
         with pytest.raises(PluginError, match="layout must be linear, hwc8 or hwc"):
@@ -86,9 +87,10 @@ class TestCompileAot:
 
     def test_pipelined_attention_loads_arrive_by_cp_async(self):
         """``stages`` >= 2 turns the per-thread form's loads into cp.async copies, where Triton can vectorise
-        them (arguments known divisible by 16, as its JIT specialises them on a GPU); the shipped tile keeps
-        plain loads. The AOT PTX (dynamic shapes: nothing known divisible) keeps plain 2-byte loads either
-        way: cp.async moves 4 bytes at least."""
+        them (arguments known divisible by 16, as its JIT specialises them on a GPU); 1 stage keeps plain
+        loads. The AOT PTX (dynamic shapes: nothing known divisible) gets the same 16-byte copies in the copy
+        of its body that runs where a run-time check finds the tensors aligned (ALIGN_CHECK), and plain
+        2-byte loads in the other (cp.async moves 4 bytes at least)."""
         import dataclasses
 
         import triton
@@ -110,29 +112,40 @@ class TestCompileAot:
 
         assert "cp.async" not in ptx(1)
         assert "cp.async.cg.shared.global" in ptx(3)
-        tile = dataclasses.replace(attention_tile(8, 16, half=True), stages=3)
-        aot = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4, tile=tile)
-        assert "cp.async" not in aot.ptx and "ld.global.b16" in aot.ptx
+        for stages in (3, 4):  # the plugin's PTX: 16-byte copies where the run-time check finds alignment
+            tile = dataclasses.replace(attention_tile(8, 16, half=True), stages=stages)
+            aot = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4, tile=tile)
+            assert "cp.async.cg.shared.global" in aot.ptx and "ld.global.b16" in aot.ptx  # and the plain copy
 
     @pytest.mark.parametrize(("op", "shape", "dtype", "layout"), [
-        ("temporal_attention", (1, 16, 192, 36, 64), "fp16", None),
-        ("temporal_attention", (1, 12, 192, 36, 64), "fp32", None),
+        ("temporal_attention", (1, 16, 192, 36, 64), "fp16", None),  # the tensor-core form
+        ("temporal_attention", (1, 12, 192, 36, 64), "fp32", None),  # the per-thread form
+        ("temporal_attention", (1, 8, 192, 36, 64), "fp16", None),
         ("flow_warp", (2, 64, 37, 53), "fp16", "hwc8"),
         ("flow_warp", (2, 64, 37, 53), "fp32", "hwc"),
     ])
     def test_aot_ptx_has_a_vectorised_copy_for_aligned_tensors(self, op, shape, dtype, layout):
-        """Dynamic shapes leave the AOT PTX unspecialised; its tensor-core attention and channels-last
-        flow_warp check alignment at run time and carry a copy with 16-byte vector loads and stores
-        (run 9, H200: without it they ran at 60-70 % of the JIT kernels' speed) beside the plain one."""
+        """Dynamic shapes leave the AOT PTX unspecialised; its attention and channels-last flow_warp check
+        alignment at run time and carry a copy with 16-byte vector loads (the pipelined per-thread attention:
+        16-byte cp.async copies) and stores (run 9, H200: without it the tensor-core attention and flow_warp
+        ran at 60-70 % of the JIT kernels' speed) beside the plain one."""
         kwargs = {"heads": 4} if op == "temporal_attention" else {"layout": layout}
         ptx = compile_aot(op, shape, dtype, **kwargs).ptx
-        assert "ld.global.v4.b32" in ptx and "st.global.v4.b32" in ptx
-        assert f"ld.global.b{16 if dtype == 'fp16' else 32}" in ptx  # the plain copy
+        # (cp.async.cg copies 16 bytes, nothing else)
+        assert ("ld.global.v4.b32" in ptx or "cp.async.cg.shared.global" in ptx) and "st.global.v4.b32" in ptx
+        plain = f"ld.global.b{16 if dtype == 'fp16' else 32}"  # the plain copy (FP32 pipelined: 4-byte cp.async)
+        assert plain in ptx or (dtype == "fp32" and "cp.async.ca.shared.global" in ptx)
 
-    def test_channels_last_walk_tactics(self):
-        for walk in (1, 2, 4):
-            k = compile_aot("flow_warp", (2, 64, 37, 53), "fp16", layout="hwc8", walk=walk)
-            assert k.grid == (-(-37 * 53 // (32 * walk)), 2, 1)
+    @pytest.mark.parametrize(("dtype", "layout", "launches"), [
+        ("fp16", "hwc8", [(32, 64), (64, 128), (32, 128)]), ("fp32", "hwc", [(64, 128), (32, 64), (32, 128)])])
+    def test_channels_last_tactics(self, dtype, layout, launches):
+        """Tactic 1: the dtype's shipped geometry (FP16 2 blocks of 16 pixels on 2 warps, FP32 4 on 4 warps);
+        2: the other dtype's; 3: runs 3-9's 32 pixels on 4 warps."""
+        for tactic, (pixels, threads) in zip((None, 2, 3), launches, strict=True):
+            k = compile_aot("flow_warp", (2, 64, 37, 53), dtype, layout=layout, tactic=tactic)
+            assert k.grid == (-(-37 * 53 // pixels), 2, 1) and k.block == (threads, 1, 1)
+        with pytest.raises(PluginError, match="unknown tactic 4"):
+            compile_aot("flow_warp", (2, 64, 37, 53), dtype, layout=layout, tactic=4)
 
     def test_other_compute_capability(self):
         k = compile_aot("flow_warp", (1, 1, 4, 4), "fp32", cc=80)

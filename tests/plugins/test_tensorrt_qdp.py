@@ -48,6 +48,14 @@ class Expr:
     def __floordiv__(self, other):
         return self._op("//", other, lambda a, b: a // b)
 
+    def __eq__(self, other):  # compares with the expression's text (or constant)
+        return self.text == other if isinstance(other, str) else self.value == getattr(other, "value", other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return f"Expr({self.text!r})"
+
 
 def _dim(v):
     return Expr(v, v) if isinstance(v, int) else Expr(v)
@@ -96,7 +104,7 @@ def fake_trt(monkeypatch):
     trtp.TensorDesc, trtp.AutoTuneCombination = TensorDesc, AutoTuneCombination
     trtp.KernelLaunchParams, trtp.SymExprs, trtp.SymIntExprs = KernelLaunchParams, SymExprs, SymIntExprs
     trtp.SymInt32 = lambda v: v.value if isinstance(v, Expr) and v.is_constant else getattr(v, "text", v)
-    trtp.cdiv = lambda a, b: f"cdiv({getattr(a, 'text', a)},{b})"
+    trtp.cdiv = lambda a, b: Expr(f"cdiv({getattr(a, 'text', a)},{b})")  # a ShapeExpr, as TensorRT's
     trtp.from_shape_expr = lambda shape, dtype: TensorDesc(shape, dtype)
     trtp.register, trtp.autotune, trtp.aot_impl = (
         decorator("register"),
@@ -207,13 +215,14 @@ def test_flow_warp_aot_for_channels_last_formats(fake_trt, fmt, c, xs, dtype):
     out = registry[("register", "vggx::flow_warp")](x, flow)
     name, ptx, params, scalars = registry[("aot", "vggx::flow_warp")](x, flow, (out,), 0)
     assert name == b"flow_warp_nhwc_kernel" and b".entry flow_warp_nhwc_kernel(" in ptx
-    assert params.grid_x == "cdiv((H*W),32)" and params.grid_y.text == "B" and params.grid_z == 1
-    assert params.block_x == 128
+    pixels, threads = (32, 64) if dtype == "FP16" else (64, 128)  # the dtype's shipped geometry
+    assert params.grid_x == f"cdiv((H*W),{pixels})" and params.grid_y.text == "B" and params.grid_z == 1
+    assert params.block_x == threads
     # The shared memory the compiled kernel asks for (its aligned copy converts layouts through it).
     from vggx.plugins.launch import flow_warp_nhwc_config
     from vggx.plugins.tensorrt import compile_ptx, constexpr_key
 
-    cfg = flow_warp_nhwc_config(1, xs, 1, 1)
+    cfg = flow_warp_nhwc_config(1, xs, 1, 1, half=dtype == "FP16")
     fp = {"FP16": "fp16", "FP32": "fp32"}[dtype]
     assert params.shared_mem == compile_ptx("flow_warp_nhwc", fp, constexpr_key(cfg.constexprs, cfg.num_warps), 90,
                                             "fp32").shared_mem
@@ -229,7 +238,8 @@ def test_flow_warp_aot_channels_last_needs_constant_channels(fake_trt):
         registry[("aot", "vggx::flow_warp")](x, x, (x,), 0)
 
 
-def test_attention_aot_above_8_frames_is_the_tensor_core_form(fake_trt):
+def test_attention_aot_forms_by_frames_and_dtype(fake_trt):
+    """FP16 above 12 frames: the tensor-core form; FP32 up to 16 frames: the per-thread form."""
     trtp, registry = fake_trt
     qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP16")
     out = registry[("register", "vggx::temporal_attention")](qkv, 4)
@@ -239,8 +249,9 @@ def test_attention_aot_above_8_frames_is_the_tensor_core_form(fake_trt):
     assert params.block_x == 256
     assert tuple(scalars) == (16, 64, "(H*W)")
     qkv32 = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP32")
-    _, _, params32, _ = registry[("aot", "vggx::temporal_attention")](qkv32, 4, (out,), 0)
-    assert (params32.grid_x, params32.block_x) == ("cdiv((H*W),16)", 128)  # FP32: 16 pixels on 4 warps
+    _, ptx32, params32, _ = registry[("aot", "vggx::temporal_attention")](qkv32, 4, (out,), 0)
+    assert b"mma" not in ptx32 and b"cp.async" in ptx32  # per-thread form, its loads pipelined
+    assert (params32.grid_x, params32.block_x) == ("(cdiv((H*W),128)*4)", 128)  # 128 pixels x 4 query blocks
 
 
 def test_custom_tactics_are_offered_and_each_builds(fake_trt):
@@ -264,6 +275,7 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     assert launches[3] == ("cdiv((H*W),64)", 256, True)  # two blocks of 32 pixels per program
     assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
     assert launches[5] == ("cdiv((H*W),32)", 128, True)  # 32 pixels on 4 warps
+    assert launches[6][2] is False  # the per-thread form with FP32's 3 stages
     with pytest.raises(PluginError, match="unknown tactic 9"):
         registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 9)
 
@@ -272,5 +284,9 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     combos = registry[("autotune", "vggx::flow_warp")](x, flow, (x,))
     assert {c.layouts: c.tactics for c in combos if c.layouts != "LINEAR"} == {
         "HWC8, LINEAR, HWC8": list(FLOW_WARP_NHWC_TACTICS), "HWC, LINEAR, HWC": list(FLOW_WARP_NHWC_TACTICS)}
-    grids = [registry[("aot", "vggx::flow_warp")](x, flow, (x,), tactic)[2].grid_x for tactic in FLOW_WARP_NHWC_TACTICS]
-    assert grids == ["cdiv((H*W),32)", "cdiv((H*W),64)", "cdiv((H*W),128)"]  # 1, 2 and 4 blocks per program
+    launches = [(p.grid_x, p.block_x) for p in (registry[("aot", "vggx::flow_warp")](x, flow, (x,), tactic)[2]
+                                                for tactic in FLOW_WARP_NHWC_TACTICS)]
+    # FP16's 2 blocks of 16 pixels on 2 warps, FP32's 4 blocks of 16 on 4 warps, runs 3-9's 32 pixels on 4 warps
+    assert launches == [("cdiv((H*W),32)", 64), ("cdiv((H*W),64)", 128), ("cdiv((H*W),32)", 128)]
+    with pytest.raises(PluginError, match="unknown tactic 7"):
+        registry[("aot", "vggx::flow_warp")](x, flow, (x,), 7)
