@@ -54,8 +54,8 @@ _MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the t
 _MMA_HALF_WARPS = 8  # FP16's tensor-core form: twice the pixels on twice the warps (same registers per thread)
 # The per-thread (FMA) form up to this many frames, the tensor-core form above (by dtype: FP16, FP32). H200 run 10,
 # side by side: FP32 per-thread with 3 stages and int32 offsets 93.9 / 78.5 / 76.6 % of copy at T = 8 / 12 / 16
-# against the tensor-core form's 35.8 / 50.2 / 63.9 %; FP16 per-thread with 4 stages 93.0 / 53.6 / 56.7 % against
-# 33.5 / 47.6 / 59.3 % (the tensor-core form keeps T = 13-16 in FP16). Above 16 frames neither is measured: the
+# against the best tensor-core tile's 36.6 / 52.4 / 63.9 %; FP16 per-thread with 4 stages 93.0 / 53.6 / 56.7 %
+# against 35.5 / 49.2 / 59.3 % (the tensor-core form keeps T = 13-16 in FP16). Above 16 frames neither is measured: the
 # tensor-core form, whose registers do not grow with T.
 _ATTENTION_FMA_MAX_T = {True: 12, False: 16}
 # Software-pipelined head-dim loops of the per-thread form (cp.async, ``stages - 1`` iterations ahead), by dtype.
@@ -244,8 +244,9 @@ def attention_tile(
     (16 pixels at T, d <= 16: 96 registers per thread with 4 warps in FP16, no spills, by ptxas).
     ``None`` (shipped): the per-thread form, its loads pipelined (``stages``: 4 in FP16, 3 in FP32, or as given)
     and its offsets int32, up to 16 frames in FP32 and 12 in FP16; the tensor-core form above. Side by side on an
-    H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16 against 35.8 / 50.2 / 63.9 %;
-    FP16 93.0 / 53.6 % at T = 8 / 12 against 33.5 / 47.6 %, but 56.7 % at T = 16 against 59.3 %. (Runs 3-9,
+    H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16 against the best tensor-core
+    tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 / 49.2 %, but 56.7 % at T = 16
+    against 59.3 %. (Runs 3-9,
     before pipelining, had the tensor-core form ahead above 8 frames in both dtypes.)
     With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
     at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
