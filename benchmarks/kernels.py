@@ -24,7 +24,8 @@ carry a hinted copy for it). Other rows time launches not shipped, beside the sh
 can be chosen from one run: flow_warp ``unspecialized`` (NCHW, no value specialisation), ``p32,w4`` (runs 3-9's
 channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
-depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them) and ``mma,half-warps``.
+depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``mma,half-warps`` and, above 8 frames,
+``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages).
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -271,6 +272,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         }
         if mma.num_warps >= 8:  # the same pixels on half the warps
             others["mma,half-warps"] = dataclasses.replace(mma, num_warps=mma.num_warps // 2)
+        if t > 8:  # the tensor-core tile looping over N pixel blocks per program, software-pipelined (M stages)
+            others.update({f"mma,loop{n},s{m}": dataclasses.replace(mma, walk=n, stages=m)
+                           for n, m in ((4, 2), (4, 3), (8, 3))})
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)

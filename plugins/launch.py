@@ -199,9 +199,11 @@ class AttentionTile:
     memory ``stages - 1`` iterations ahead; 1: plain loads). Plain loads kept too few bytes in flight: the
     shipped per-thread tiles pipeline 4 stages in FP16 and 3 in FP32 (:func:`attention_tile`), which took T = 8
     from 43 % to 93 % of copy bandwidth in FP16 and from 78 % to 94 % in FP32 (H200, run 10).
-    ``walk`` (tensor-core form only): consecutive pixel blocks per program, unrolled at compile time so that
-    one block's q, k, v loads can be in flight during another's dots; 1 (shipped): one block per program
-    (2 timed 7-22 % slower on an H200, runs 9-10; a TensorRT tactic).
+    ``walk`` (tensor-core form only): consecutive pixel blocks per program, a loop; with ``stages`` >= 2 Triton
+    software-pipelines it (``cp.async`` copies of the next blocks' q, k, v tiles into shared memory while this
+    block's dots run: the tensor-core form's counterpart of the per-thread form's pipelined head-dim loops; FP16,
+    T = 16, 4 blocks: 80 KiB of shared memory at 3 stages). 1 (shipped): one block per program. Unrolled and
+    unpipelined, 2 blocks timed 7-22 % slower on an H200 (runs 9-10); pipelined, not yet measured.
     ``int32`` (per-thread form): element offsets within one batch item in int32 where ``T * 3C * H * W``
     fits (int64 otherwise, whatever the tile says): ptxas at sm_90a, T = 8-16, 3 stages: 96 registers
     instead of 112-128 (20 warps per SM instead of 16); shipped (3-10 % faster at 3 stages, run 10). The
@@ -214,7 +216,7 @@ class AttentionTile:
     unroll: int | None = None
     mma: bool = False  # the tensor-core form (batched dots over p_block pixels; q_block = all frames)
     stages: int = 1
-    walk: int = 1  # tensor-core form: consecutive pixel blocks per program (unrolled)
+    walk: int = 1  # tensor-core form: consecutive pixel blocks per program (a loop, pipelined with stages >= 2)
     int32: bool = False  # per-thread form: int32 offsets within a batch item, where they fit
 
 
@@ -280,10 +282,11 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     times every tactic while it builds the engine, on the engine's GPU and shapes, and keeps the fastest.
 
     1 (also 0 or None: no tactic) = the shipped tile; 2 = the other form (per-thread where the tensor-core form is
-    shipped and the reverse); 3 = the tensor-core tile walking two pixel blocks per program; 4 = the tensor-core
-    tile of the other width (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on
-    half its warps where that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8
-    warps at T = 12-16 in two H200 runs of three); 6 = the per-thread form pipelining the other dtype's stage
+    shipped and the reverse); 3 = the tensor-core tile looping over 4 pixel blocks per program, 2 stages (the
+    next block's q, k, v on their way while this one's dots run); 4 = the tensor-core tile of the other width
+    (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on half its warps where
+    that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8 warps at
+    T = 12-16 in two H200 runs of three); 6 = the per-thread form pipelining the other dtype's stage
     count (3 in FP16, 4 in FP32). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
@@ -291,7 +294,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     tiles = {
         1: shipped,
         2: attention_tile(t, d, mma=not shipped.mma, half=half),
-        3: dataclasses.replace(mma, walk=2),
+        3: dataclasses.replace(mma, walk=4, stages=2),
         4: attention_tile(t, d, mma=True, half=not half),
         5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
         6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),

@@ -103,7 +103,9 @@ def temporal_attention_kernel(
     at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
     iterations' tiles into shared memory; 1: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
-    ``WALK`` (tensor-core form): consecutive pixel blocks per program, unrolled (1, shipped: one).
+    ``WALK`` (tensor-core form): consecutive pixel blocks per program (1, shipped: one), a loop that Triton
+    software-pipelines where ``STAGES`` >= 2 (``cp.async`` copies of the next blocks' q, k, v tiles into shared
+    memory while this block's dots run).
     ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
     where ``T * 3C * H * W < 2**31``; never in the TensorRT plugin, whose H and W are dynamic).
     ``ALIGN_CHECK`` (per-thread form; the TensorRT plugin's PTX): check at run time that the tensors start
@@ -135,7 +137,7 @@ def temporal_attention_kernel(
         row_bytes: tl.constexpr = min(16, P_BLOCK * (qkv_ptr.dtype.element_ty.primitive_bitwidth // 8))
         for VEC in tl.static_range(2):
             if vec_ok == (VEC == 1):
-                for step in tl.static_range(WALK):  # WALK consecutive pixel blocks (1 shipped)
+                for step in tl.range(0, WALK, num_stages=STAGES):  # WALK consecutive pixel blocks (1 shipped)
                     offs_p = (tl.program_id(0) * WALK + step) * P_BLOCK + tl.arange(0, P_BLOCK)
                     frames = tl.arange(0, T_BLOCK)
                     dims = tl.arange(0, D_BLOCK)

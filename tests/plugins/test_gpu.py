@@ -102,15 +102,18 @@ class TestKernelsOnGpu:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
+    @pytest.mark.parametrize(("walk", "stages"), [(2, 1), (4, 2), (3, 3)])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     @pytest.mark.parametrize("shape", ATTN_SHAPES[1:2])
-    def test_attention_mma_walk(self, shape, dtype):
-        """The tensor-core form with two pixel blocks per program (the benchmark's ``mma,walk2`` rows)."""
+    def test_attention_mma_walk(self, shape, dtype, walk, stages):
+        """The tensor-core form looping over several pixel blocks per program, pipelined with stages >= 2 (the
+        benchmark's ``mma,loopN,sM`` rows, TensorRT's tactic 3); the last program's blocks partly past the image."""
         import dataclasses
 
         qkv = _qkv(shape, dtype)
         _, t, c, _, _, heads = shape
-        tile = dataclasses.replace(attention_tile(t, c // heads, mma=True, half=dtype == torch.float16), walk=2)
+        tile = dataclasses.replace(attention_tile(t, c // heads, mma=True, half=dtype == torch.float16), walk=walk,
+                                   stages=stages)
         out = launch_temporal_attention(qkv, heads, tile=tile)
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)

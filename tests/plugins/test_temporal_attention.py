@@ -150,15 +150,15 @@ class TestKernel:
         assert attention_config(1, 16, 64, 360, 640, 4).constexprs["OFF32"]  # shipped per-thread tile: int32
         assert not attention_config(1, 16, 64, 360, 640, 4, half=True).constexprs["OFF32"]  # tensor-core: int64
 
-    @pytest.mark.parametrize("walk", [2, 3])
-    def test_tensor_core_form_walking_blocks_agrees(self, gen, walk):
+    @pytest.mark.parametrize(("walk", "stages"), [(2, 1), (3, 1), (4, 3)])
+    def test_tensor_core_form_walking_blocks_agrees(self, gen, walk, stages):
         """``walk`` pixel blocks per program (the last program's partly past the image): every pixel once."""
         import dataclasses
 
         from vggx.plugins.launch import attention_config, attention_tile
 
         qkv = _qkv(gen, 1, 9, 8, 5, 43)
-        tile = dataclasses.replace(attention_tile(9, 4, mma=True), walk=walk)
+        tile = dataclasses.replace(attention_tile(9, 4, mma=True), walk=walk, stages=stages)
         assert attention_config(1, 9, 8, 5, 43, 2, tile=tile).grid[0] == -(-215 // (tile.p_block * walk))
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)

@@ -272,7 +272,7 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
         launches[tactic] = (params.grid_x, params.block_x, b"mma" in ptx)
     assert launches[1] == ("cdiv((H*W),32)", 256, True)  # shipped: tensor-core form, 32 pixels on 8 warps
     assert launches[2][2] is False  # the per-thread form (no tensor-core instructions)
-    assert launches[3] == ("cdiv((H*W),64)", 256, True)  # two blocks of 32 pixels per program
+    assert launches[3] == ("cdiv((H*W),128)", 256, True)  # a loop over four blocks of 32 pixels per program
     assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
     assert launches[5] == ("cdiv((H*W),32)", 128, True)  # 32 pixels on 4 warps
     assert launches[6][2] is False  # the per-thread form with FP32's 3 stages
