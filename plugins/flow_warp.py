@@ -188,6 +188,7 @@ def flow_warp_nhwc_kernel(
     # its specialisation (pointers, XS and C divisible by 16); the TensorRT plugin's PTX knows only what it is
     # compiled with, so the check runs here and the aligned copy of the body (VEC = 1) says so with hints.
     vec_ok = (((x_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((XS % 8) == 0) & ((C % 8) == 0)
+    SUB: tl.constexpr = min(8, C_BLOCK)  # channels per step of the plain copy
     for VEC in tl.static_range(2):
         if vec_ok == (VEC == 1):
             xs = XS
@@ -201,38 +202,60 @@ def flow_warp_nhwc_kernel(
                 inside, x0, y0, wx, ex, wy, ey, in_x0, in_x1, in_y0, in_y1 = _bilinear_taps(
                     offs, flow_ptr + b * flow_sb, flow_sc, flow_sp, H, W, hw)
 
-                chans = pid_c * C_BLOCK + tl.arange(0, C_BLOCK)
-                c_ok = (chans < cs)[None, :]
-                cols = chans[None, :]
                 plane = x_ptr + b * hw * xs
                 o_nw = (y0 * W + x0).to(tl.int64) * xs
                 o_sw = o_nw + W * xs
-                p_nw = plane + o_nw[:, None] + cols
-                p_ne = plane + (o_nw + xs)[:, None] + cols
-                p_sw = plane + o_sw[:, None] + cols
-                p_se = plane + (o_sw + xs)[:, None] + cols
-                dst = out_ptr + b * hw * xs + (offs.to(tl.int64) * xs)[:, None] + cols
-                if VEC == 1:
-                    p_nw = tl.max_contiguous(tl.multiple_of(p_nw, [16, 16]), [1, C_BLOCK])
-                    p_ne = tl.max_contiguous(tl.multiple_of(p_ne, [16, 16]), [1, C_BLOCK])
-                    p_sw = tl.max_contiguous(tl.multiple_of(p_sw, [16, 16]), [1, C_BLOCK])
-                    p_se = tl.max_contiguous(tl.multiple_of(p_se, [16, 16]), [1, C_BLOCK])
-                    dst = tl.max_contiguous(tl.multiple_of(dst, [16, 16]), [1, C_BLOCK])
-                v_nw = tl.load(p_nw, mask=(in_y0 & in_x0)[:, None] & c_ok, other=0.0)
-                v_ne = tl.load(p_ne, mask=(in_y0 & in_x1)[:, None] & c_ok, other=0.0)
-                v_sw = tl.load(p_sw, mask=(in_y1 & in_x0)[:, None] & c_ok, other=0.0)
-                v_se = tl.load(p_se, mask=(in_y1 & in_x1)[:, None] & c_ok, other=0.0)
-                val = (
-                    v_nw.to(tl.float32) * (ey * ex)[:, None]
-                    + v_ne.to(tl.float32) * (ey * wx)[:, None]
-                    + v_sw.to(tl.float32) * (wy * ex)[:, None]
-                    + v_se.to(tl.float32) * (wy * wx)[:, None]
-                )
-                val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
-                tl.store(dst, val.to(out_ptr.dtype.element_ty), mask=inside[:, None] & (chans < xs)[None, :])
+                dst = out_ptr + b * hw * xs + (offs.to(tl.int64) * xs)[:, None]
+                m_nw, m_ne, m_sw, m_se = in_y0 & in_x0, in_y0 & in_x1, in_y1 & in_x0, in_y1 & in_x1
+                w_nw, w_ne, w_sw, w_se = ey * ex, ey * wx, wy * ex, wy * wx
+                if VEC == 1:  # all C_BLOCK channels of a tap at once, as 16-byte vectors
+                    _warp_channels(plane, o_nw, o_sw, xs, dst, pid_c * C_BLOCK, cs, inside,
+                                   m_nw, m_ne, m_sw, m_se, w_nw, w_ne, w_sw, w_se, C_BLOCK, True)
+                else:
+                    # 8 channels at a time: all C_BLOCK of them at once, the scalar loads and their 64-bit addresses
+                    # set the registers of the whole kernel (134 in the plugin's FP16 PTX against the aligned
+                    # copy's 48, by ptxas: three times fewer warps per SM, for both copies).
+                    for c0 in range(0, C_BLOCK, SUB):
+                        _warp_channels(plane, o_nw, o_sw, xs, dst, pid_c * C_BLOCK + c0, cs,
+                                       inside, m_nw, m_ne, m_sw, m_se, w_nw, w_ne, w_sw, w_se, SUB, False)
 
 
-FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel, helpers=(_bilinear_taps,))
+def _warp_channels(plane, o_nw, o_sw, xs, dst, c_first, cs, inside, m_nw, m_ne, m_sw, m_se, w_nw, w_ne, w_sw, w_se,
+                   N: tl.constexpr, VEC: tl.constexpr):
+    """Gather channels ``c_first`` .. ``c_first + N - 1`` of the four taps of a block of pixels (tap offsets
+    ``o_nw``, ``o_sw`` in elements from ``plane``, pixel stride ``xs``), blend them with the bilinear weights
+    and store them at ``dst`` (the pixels' [P, 1] output offsets); channels at or past ``cs`` are zeros.
+    ``VEC``: the rows are 16-byte aligned and contiguous (the aligned copy's hints). A helper of
+    :func:`flow_warp_nhwc_kernel`."""
+    chans = c_first + tl.arange(0, N)
+    c_ok = (chans < cs)[None, :]
+    cols = chans[None, :]
+    p_nw = plane + o_nw[:, None] + cols
+    p_ne = plane + (o_nw + xs)[:, None] + cols
+    p_sw = plane + o_sw[:, None] + cols
+    p_se = plane + (o_sw + xs)[:, None] + cols
+    out = dst + cols
+    if VEC:
+        p_nw = tl.max_contiguous(tl.multiple_of(p_nw, [16, 16]), [1, N])
+        p_ne = tl.max_contiguous(tl.multiple_of(p_ne, [16, 16]), [1, N])
+        p_sw = tl.max_contiguous(tl.multiple_of(p_sw, [16, 16]), [1, N])
+        p_se = tl.max_contiguous(tl.multiple_of(p_se, [16, 16]), [1, N])
+        out = tl.max_contiguous(tl.multiple_of(out, [16, 16]), [1, N])
+    v_nw = tl.load(p_nw, mask=m_nw[:, None] & c_ok, other=0.0)
+    v_ne = tl.load(p_ne, mask=m_ne[:, None] & c_ok, other=0.0)
+    v_sw = tl.load(p_sw, mask=m_sw[:, None] & c_ok, other=0.0)
+    v_se = tl.load(p_se, mask=m_se[:, None] & c_ok, other=0.0)
+    val = (
+        v_nw.to(tl.float32) * w_nw[:, None]
+        + v_ne.to(tl.float32) * w_ne[:, None]
+        + v_sw.to(tl.float32) * w_sw[:, None]
+        + v_se.to(tl.float32) * w_se[:, None]
+    )
+    val = tl.where(c_ok, val, 0.0)  # padding channels (XS > C) are written as zeros
+    tl.store(out, val.to(out.dtype.element_ty), mask=inside[:, None] & (chans < xs)[None, :])
+
+
+FLOW_WARP_NHWC_KERNEL = TritonKernel(flow_warp_nhwc_kernel, helpers=(_bilinear_taps, _warp_channels))
 
 
 def is_channels_last(x: torch.Tensor) -> bool:

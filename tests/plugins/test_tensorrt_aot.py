@@ -173,6 +173,29 @@ class TestCompileAot:
             )
             assert done.returncode == 0, done.stderr
 
+    @pytest.mark.parametrize(("dtype", "layout"), [("fp16", "hwc8"), ("fp32", "hwc")])
+    def test_channels_last_plain_copy_does_not_set_the_registers(self, tmp_path, dtype, layout):
+        """The channels-last PTX carries an aligned and a plain copy, and a kernel gets the registers of its
+        hungriest path: the plain copy gathering all 64 channels of a tap as scalar loads took 134 (FP16) / 145
+        (FP32) registers where the aligned copy alone takes 48 / 64 (a third of the warps per SM, for both
+        copies). It walks 8 channels at a time instead: every tactic stays under 96, by ptxas."""
+        import re
+
+        import triton
+
+        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+        if not os.access(ptxas, os.X_OK):
+            pytest.skip("Triton's bundled ptxas is not present")
+        for tactic in (1, 2, 3):
+            k = compile_aot("flow_warp", (8, 64, 180, 320), dtype, layout=layout, tactic=tactic)
+            path = tmp_path / f"{tactic}.ptx"
+            path.write_text(k.ptx)
+            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+            (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
+            assert registers < 96 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
+
     def test_unsupported_attention_sizes_raise(self):
         from vggx.errors import PluginError
 
