@@ -21,7 +21,8 @@ each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embe
 without CuPy): compiled for dynamic shapes, without the runtime specialisation (arguments divisible by 16,
 aligned pointers) that lets Triton's JIT vectorise loads (the kernels check alignment at run time and
 carry a hinted copy for it). Other rows time launches not shipped, beside the shipped one, so the next tuning
-can be chosen from one run: flow_warp ``unspecialized`` (NCHW, no value specialisation), ``p32,w4`` (runs 3-9's
+can be chosen from one run: flow_warp ``unspecialized`` (NCHW, no value specialisation), ``cu4``/``cs3`` (NCHW,
+its channel loop unrolled 4 times / pipelined 3 stages), ``p32,w4`` (runs 3-9's
 channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
 depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``mma,half-warps`` and, above 8 frames,
@@ -196,7 +197,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
     tensor-core form's other tiles (``ATTENTION_MMA_TILES``)."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.launch import FLOW_WARP_NHWC_GEOMETRY, attention_tile, flow_warp_nhwc_config
+    from vggx.plugins.launch import FLOW_WARP_NHWC_GEOMETRY, attention_tile, flow_warp_config, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
@@ -218,8 +219,11 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
         variants = {}  # launch options not shipped, timed beside the shipped launch
-        if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is)
+        if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is) ...
             variants["unspecialized"] = {"specialize": False}
+            # ... and its channel loop unrolled 4 times / software-pipelined 3 stages (TensorRT's tactics 2, 3)
+            variants["cu4"] = {"config": flow_warp_config(*shape, c_unroll=4)}
+            variants["cs3"] = {"config": flow_warp_config(*shape, c_stages=3)}
         else:  # runs 3-9's geometry and the other dtype's
             half = dtype == torch.float16
             variants["p32,w4"] = {"config": flow_warp_nhwc_config(*shape, p_block=32, num_warps=4, walk=1)}

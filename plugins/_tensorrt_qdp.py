@@ -13,15 +13,16 @@ from vggx.errors import PluginError
 from .launch import (
     ATTENTION_TACTICS,
     FLOW_WARP_NHWC_TACTICS,
+    FLOW_WARP_TACTICS,
     attention_config,
     attention_grid,
     attention_tactic_tile,
     check_attention_limits,
-    flow_warp_config,
     flow_warp_grid,
     flow_warp_nhwc_grid,
     flow_warp_nhwc_scalars,
     flow_warp_nhwc_tactic,
+    flow_warp_tactic,
     hwc8_channels,
 )
 from .tensorrt import compile_ptx, constexpr_key, device_cc
@@ -68,10 +69,12 @@ def flow_warp_autotune(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs) -> li
     # engine a reformat on each side. The flow stays LINEAR.
     # The channels-last kernel also offers custom tactics (launch geometries, flow_warp_nhwc_tactic): TensorRT
     # times them with the formats and keeps the fastest on the engine's GPU.
+    # The NCHW kernel's tactics (FLOW_WARP_TACTICS, flow_warp_tactic): its channel loop unrolled or pipelined.
     tactics = list(FLOW_WARP_NHWC_TACTICS)
+    linear = list(FLOW_WARP_TACTICS)
     return [
-        trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16"),
-        trtp.AutoTuneCombination("FP16, FP32, FP16"),
+        trtp.AutoTuneCombination("FP32|FP16, FP32|FP16, FP32|FP16", "LINEAR", linear),
+        trtp.AutoTuneCombination("FP16, FP32, FP16", "LINEAR", linear),
         trtp.AutoTuneCombination("FP16, FP16*FP32, FP16", "HWC8, LINEAR, HWC8", tactics),
         trtp.AutoTuneCombination("FP32, FP32, FP32", "HWC, LINEAR, HWC", tactics),
     ]
@@ -95,7 +98,10 @@ def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: in
         grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, p_block=pixels, c_block=cfg.constexprs["C_BLOCK"])
         params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
         return ptx.name.encode(), ptx.ptx.encode(), params, _scalars(flow_warp_nhwc_scalars(channels, h, w, xs))
-    cfg = flow_warp_config(1, 1, 1, 1)  # constexprs and warps do not depend on the shape
+    try:  # constexprs and warps do not depend on the shape
+        cfg = flow_warp_tactic(tactic)
+    except ValueError as err:
+        raise PluginError(str(err)) from err
     ptx = compile_ptx(
         "flow_warp",
         _dtype_name(x),

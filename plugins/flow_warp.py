@@ -110,7 +110,8 @@ def _bilinear_taps(offs, flow_base, flow_sc, flow_sp, H, W, hw):
     return inside, x0, y0, wx, 1.0 - wx, wy, 1.0 - wy, in_x0, in_x1, in_y0, in_y1
 
 
-def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_BLOCK: tl.constexpr):
+def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_BLOCK: tl.constexpr,
+                     C_UNROLL: tl.constexpr = 1, C_STAGES: tl.constexpr = 1):
     """Triton kernel of ``vggx::flow_warp`` (contiguous NCHW; FP32 or FP16 I/O, FP32 math).
 
     Grid ``(cdiv(H*W, BLOCK), B, cdiv(C, C_BLOCK))``: a program reads the flow of ``BLOCK`` pixels
@@ -121,6 +122,10 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
     The coordinate arithmetic repeats ``grid_sample(align_corners=True)``'s float32 steps
     (pixel -> [-1, 1] -> pixel), so FP32 results equal the reference to rounding; compile with
     ``enable_fp_fusion=False`` to keep it that way on the GPU.
+
+    ``C_UNROLL`` / ``C_STAGES``: the channel loop unrolled that many times / software-pipelined that many
+    stages (its gathers issued ahead of the blends that use them); 1 and 1 (shipped): one channel's four
+    gathers, then its blend and store, then the next channel's.
     """
     pid_p = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
@@ -144,7 +149,7 @@ def flow_warp_kernel(x_ptr, flow_ptr, C, H, W, out_ptr, BLOCK: tl.constexpr, C_B
 
     c_start = pid_c * C_BLOCK
     c_end = tl.minimum(c_start + C_BLOCK, C)
-    for c in range(c_start, c_end):
+    for c in tl.range(c_start, c_end, loop_unroll_factor=C_UNROLL, num_stages=C_STAGES):
         plane = (b * C + c) * hw
         src = x_ptr + plane
         v_nw = tl.load(src + o_nw, mask=m_nw, other=0.0).to(tl.float32)

@@ -23,6 +23,7 @@ __all__ = [
     "FLOW_WARP_NHWC_GEOMETRY",
     "FLOW_WARP_NHWC_TACTICS",
     "FLOW_WARP_NUM_WARPS",
+    "FLOW_WARP_TACTICS",
     "AttentionTile",
     "KernelLaunch",
     "attention_config",
@@ -37,6 +38,7 @@ __all__ = [
     "flow_warp_nhwc_grid",
     "flow_warp_nhwc_scalars",
     "flow_warp_nhwc_tactic",
+    "flow_warp_tactic",
     "hwc8_channels",
     "next_power_of_2",
 ]
@@ -101,15 +103,32 @@ def flow_warp_grid(
 
 def flow_warp_config(
     b: int, c: int, h: int, w: int, block: int = FLOW_WARP_BLOCK, c_block: int = FLOW_WARP_C_BLOCK,
-    num_warps: int = FLOW_WARP_NUM_WARPS,
+    num_warps: int = FLOW_WARP_NUM_WARPS, c_unroll: int = 1, c_stages: int = 1,
 ) -> KernelLaunch:
     """Launch of the flow_warp kernel for ``x`` ``(b, c, h, w)`` (the block sizes default to the
-    shipped tuning; the kernel benchmark's ``--sweep`` varies them)."""
+    shipped tuning; the kernel benchmark's ``--sweep`` varies them). ``c_unroll`` / ``c_stages``: the
+    channel loop unrolled / software-pipelined (1 and 1 shipped; the benchmark's ``cuN``/``csN`` rows)."""
+    constexprs = {"BLOCK": block, "C_BLOCK": c_block}
+    if (c_unroll, c_stages) != (1, 1):  # the shipped launch keeps the constexprs (and PTX) it always had
+        constexprs.update({"C_UNROLL": c_unroll, "C_STAGES": c_stages})
     return KernelLaunch(
         grid=flow_warp_grid(b, c, h, w, block=block, c_block=c_block),
         num_warps=num_warps,
-        constexprs={"BLOCK": block, "C_BLOCK": c_block},
+        constexprs=constexprs,
     )
+
+
+FLOW_WARP_TACTICS = (1, 2, 3)  # the NCHW flow_warp's custom tactics (see flow_warp_tactic)
+
+
+def flow_warp_tactic(tactic: int | None) -> KernelLaunch:
+    """The NCHW kernel's launch (TensorRT's LINEAR format) of one of the plugin's custom tactics, for one pixel and
+    channel (only the grid depends on the shape): 1 (also 0 or None) = the shipped launch, 2 = its channel loop
+    unrolled 4 times, 3 = the loop software-pipelined 3 stages (FP32's gathers then arrive by ``cp.async``)."""
+    loops = {1: (1, 1), 2: (4, 1), 3: (1, 3)}.get(tactic or 1)
+    if loops is None:
+        raise ValueError(f"flow_warp: unknown tactic {tactic}; expected one of {FLOW_WARP_TACTICS}")
+    return flow_warp_config(1, 1, 1, 1, c_unroll=loops[0], c_stages=loops[1])
 
 
 # Channels-last kernel, by dtype (half: FP16): pixels per block, warps, consecutive pixel blocks per program. H200

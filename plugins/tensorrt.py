@@ -41,6 +41,7 @@ from .launch import (
     flow_warp_nhwc_config,
     flow_warp_nhwc_scalars,
     flow_warp_nhwc_tactic,
+    flow_warp_tactic,
     hwc8_channels,
 )
 
@@ -207,8 +208,9 @@ def compile_aot(
         layout: flow_warp's feature format in TensorRT's terms: ``"linear"`` (NCHW, the NCHW kernel),
             ``"hwc8"`` (FP16 channels-last, C padded to a multiple of 8) or ``"hwc"`` (channels-last,
             unpadded); the last two run the channels-last kernel. The flow is LINEAR in all three.
-        tactic: the channels-last kernel's TensorRT tactic (its launch geometry,
-            :func:`~vggx.plugins.launch.flow_warp_nhwc_tactic`; default: the shipped one).
+        tactic: flow_warp's TensorRT tactic (:func:`~vggx.plugins.launch.flow_warp_nhwc_tactic` for the
+            channels-last kernel's launch geometries, :func:`~vggx.plugins.launch.flow_warp_tactic` for the NCHW
+            kernel's channel loop; default: the shipped launch).
     """
     if op == "flow_warp" and layout != "linear":
         if layout not in ("hwc8", "hwc"):
@@ -227,7 +229,12 @@ def compile_aot(
         op = "flow_warp_nhwc"
     elif op == "flow_warp":
         b, c, h, w = shape
-        cfg = flow_warp_config(b, c, h, w)
+        try:
+            one = flow_warp_tactic(tactic)
+        except ValueError as err:
+            raise PluginError(str(err)) from err
+        cfg = flow_warp_config(b, c, h, w, one.constexprs["BLOCK"], one.constexprs["C_BLOCK"], one.num_warps,
+                               one.constexprs.get("C_UNROLL", 1), one.constexprs.get("C_STAGES", 1))
         scalars = (c, h, w)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
     elif op == "temporal_attention":

@@ -45,7 +45,8 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
     kernels, _ = cpu_bench
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, sweep=True)
     ops = {r.op for r in results}
-    for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[channels_last,smooth]",
+    for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[nchw,noise,cu4]",
+                     "flow_warp[nchw,noise,cs3]", "flow_warp[channels_last,smooth]",
                      "flow_warp[channels_last,smooth,p32,w4]", "flow_warp[channels_last,smooth,fp32-geometry]",
                      "flow_warp[channels_last,smooth,fp16-geometry]",
                      "temporal_attention[h=2]", "temporal_attention[h=2,mma]", "temporal_attention[h=2,fma,s1,i64]",

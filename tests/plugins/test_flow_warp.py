@@ -100,6 +100,17 @@ class TestKernel:
         torch.testing.assert_close(launch_flow_warp(x, flow, config=cfg), flow_warp_reference(x, flow),
                                    atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("c_unroll", "c_stages"), [(4, 1), (1, 3), (2, 2)])
+    def test_channel_loop_unrolled_or_pipelined_agrees(self, gen, c_unroll, c_stages):
+        """TensorRT's tactics 2 and 3 for LINEAR features (the benchmark's ``cu4``/``cs3`` rows): the channel loop
+        unrolled or pipelined, over channel groups that end early (37 channels in groups of 16)."""
+        from vggx.plugins.launch import flow_warp_config
+
+        x, flow = _inputs(gen, 2, 37, 13, 29, 5.0)
+        cfg = flow_warp_config(2, 37, 13, 29, c_unroll=c_unroll, c_stages=c_stages)
+        torch.testing.assert_close(launch_flow_warp(x, flow, config=cfg), flow_warp_reference(x, flow),
+                                   atol=1e-5, rtol=0)
+
     def test_writes_into_out(self, gen):
         x, flow = _inputs(gen, 1, 2, 5, 6, 1.0)
         out = torch.full_like(x, float("nan"))

@@ -194,7 +194,12 @@ class TestAotPtxWithCupy:
     def test_every_tensorrt_tactic_computes_the_op(self, dtype):
         """Each custom tactic TensorRT may pick at engine build (attention_tactic_tile, the channels-last
         flow_warp's geometries): its PTX, launched as the engine would, equals the reference."""
-        from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS, attention_tactic_tile
+        from vggx.plugins.launch import (
+            ATTENTION_TACTICS,
+            FLOW_WARP_NHWC_TACTICS,
+            FLOW_WARP_TACTICS,
+            attention_tactic_tile,
+        )
         from vggx.plugins.tensorrt import compile_aot
 
         tol = 1e-5 if dtype == torch.float32 else 2e-3
@@ -209,6 +214,12 @@ class TestAotPtxWithCupy:
         x, flow = _flow_inputs((2, 64, 37, 53), dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()
         expected = flow_warp_reference(x.float(), flow.float()).permute(0, 2, 3, 1)
+        out = torch.full_like(x, float("nan"))
+        for tactic in FLOW_WARP_TACTICS:  # LINEAR: the NCHW kernel
+            out.fill_(float("nan"))
+            _launch_ptx(compile_aot("flow_warp", tuple(x.shape), dtype, cc=_cc(), tactic=tactic), (x, flow), (out,))
+            torch.testing.assert_close(out.float(), flow_warp_reference(x.float(), flow.float()), atol=tol,
+                                       rtol=0 if dtype == torch.float32 else tol, msg=f"LINEAR tactic {tactic}")
         for tactic in FLOW_WARP_NHWC_TACTICS:
             out = torch.full_like(x_cl, float("nan"))
             layout = "hwc8" if dtype == torch.float16 else "hwc"

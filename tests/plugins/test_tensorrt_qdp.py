@@ -258,7 +258,7 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     """Both plugins advertise custom tactics (TensorRT times them at engine build and keeps the fastest): each
     tactic's AOT implementation returns its own kernel and launch."""
     from vggx.errors import PluginError
-    from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS
+    from vggx.plugins.launch import ATTENTION_TACTICS, FLOW_WARP_NHWC_TACTICS, FLOW_WARP_TACTICS
 
     trtp, registry = fake_trt
     qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP16")
@@ -284,6 +284,16 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     combos = registry[("autotune", "vggx::flow_warp")](x, flow, (x,))
     assert {c.layouts: c.tactics for c in combos if c.layouts != "LINEAR"} == {
         "HWC8, LINEAR, HWC8": list(FLOW_WARP_NHWC_TACTICS), "HWC, LINEAR, HWC": list(FLOW_WARP_NHWC_TACTICS)}
+    assert [c.tactics for c in combos if c.layouts == "LINEAR"] == [list(FLOW_WARP_TACTICS)] * 2
+    linear = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP32")
+    ptxs = {}
+    for tactic in FLOW_WARP_TACTICS:  # the NCHW kernel: the same grid, its channel loop compiled three ways
+        name, ptx, params, _ = registry[("aot", "vggx::flow_warp")](linear, linear, (linear,), tactic)
+        assert name == b"flow_warp_kernel" and params.grid_x == "cdiv((H*W),512)"
+        ptxs[tactic] = ptx
+    assert len(set(ptxs.values())) == 3 and b"cp.async" in ptxs[3]  # FP32 gathers pipelined through cp.async
+    with pytest.raises(PluginError, match="unknown tactic 4"):
+        registry[("aot", "vggx::flow_warp")](linear, linear, (linear,), 4)
     launches = [(p.grid_x, p.block_x) for p in (registry[("aot", "vggx::flow_warp")](x, flow, (x,), tactic)[2]
                                                 for tactic in FLOW_WARP_NHWC_TACTICS)]
     # FP16's 2 blocks of 16 pixels on 2 warps, FP32's 4 blocks of 16 on 4 warps, runs 3-9's 32 pixels on 4 warps
