@@ -304,13 +304,16 @@ SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels
 # Channels-last launches walking consecutive pixel blocks: (pixels per block, warps, blocks per program).
 SWEEP_FLOW_WARP_WALK = [(32, 4, 8), (16, 2, 2), (16, 2, 4), (16, 4, 4), (64, 4, 2)]
 SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (256, 64, 8), (64, 32, 4), (16, 64, 2)]
-# (scores per thread, warps, pixels per thread, pipeline stages, int32 offsets) of the per-thread form: the shipped
-# tile (64, 4, 1, 4 in FP16 / 3 in FP32, int32) and its neighbours. Runs 7-8: two pixels per thread and unrolling
-# lost at every T; run 10: pipelining won (FP16 T = 8: 1-4 stages 43, 56, 78, 92 % of copy).
+# (scores per thread, warps, pixels per thread, pipeline stages, int32 offsets, unroll) of the per-thread form: the
+# shipped tile (64, 4, 1, 4 in FP16 / 3 in FP32, int32, 1) and its neighbours. Runs 7-8: two pixels per thread and
+# unrolling lost at every T, before pipelining; run 10: pipelining won (FP16 T = 8: 1-4 stages 43, 56, 78, 92 % of
+# copy). SASS of the shipped FP16 T = 16 tile (nvdisasm): per head-dim step 157 instructions for 64 FFMA in the
+# score loop, about 50 of them the pipeline's bookkeeping, which unrolling by 2 would halve.
 SWEEP_ATTENTION = [
-    (64, 4, 1, 1, True), (64, 4, 1, 2, True), (64, 4, 1, 3, True), (64, 4, 1, 4, True), (64, 4, 1, 5, True),
-    (64, 4, 1, 4, False), (32, 4, 1, 4, True), (128, 4, 1, 4, True), (64, 2, 1, 4, True), (64, 8, 1, 4, True),
-    (128, 8, 1, 4, True),
+    (64, 4, 1, 1, True, 1), (64, 4, 1, 2, True, 1), (64, 4, 1, 3, True, 1), (64, 4, 1, 4, True, 1),
+    (64, 4, 1, 5, True, 1), (64, 4, 1, 4, False, 1), (32, 4, 1, 4, True, 1), (128, 4, 1, 4, True, 1),
+    (64, 2, 1, 4, True, 1), (64, 8, 1, 4, True, 1), (128, 8, 1, 4, True, 1), (64, 4, 1, 4, True, 2),
+    (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2),
 ]
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention too): ms and % of
@@ -355,16 +358,17 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
             qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).to(dtype)
             out = qkv.new_empty((1, t, 64, h, w))
             nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
-            for spt, warps, ppt, stages, int32 in SWEEP_ATTENTION:
+            for spt, warps, ppt, stages, int32, unroll in SWEEP_ATTENTION:
                 tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
-                                                          pixels_per_thread=ppt, mma=False, stages=stages),
-                                           int32=int32)
+                                                          pixels_per_thread=ppt, mma=False, stages=stages,
+                                                          unroll=unroll), int32=int32)
                 ms = _time_ms(
                     lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
                 )
                 rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
                              "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
                              "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,
+                             "unroll": unroll,
                              "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
             del qkv, out
             torch.cuda.empty_cache()
