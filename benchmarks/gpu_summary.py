@@ -28,7 +28,7 @@ def fastest_variants(results: list[dict]) -> list[str]:
     shipped = [r for r in results if not any(extends(r["op"], b["op"]) for b in results)]
     lines = []
     for base in shipped:
-        rivals = [r for r in results if extends(r["op"], base["op"]) and not r["op"].endswith(",aot]")
+        rivals = [r for r in results if extends(r["op"], base["op"]) and ",aot" not in r["op"]
                   and r["shape"] == base["shape"] and r["dtype"] == base["dtype"]]
         best = min(rivals, key=lambda r: r["kernel_ms"], default=None)
         if best is not None and best["kernel_ms"] < base["kernel_ms"]:

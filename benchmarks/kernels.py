@@ -26,7 +26,8 @@ its channel loop unrolled 4 times / pipelined 3 stages), ``p32,w4`` (runs 3-9's
 channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
 depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``mma,half-warps`` and, above 8 frames,
-``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages).
+``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages);
+``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7).
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -264,6 +265,13 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it
             results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
                                    copy_gbps, aot[1]))
+            capped = dataclasses.replace(attention_tile(t, c // heads, half=dtype == torch.float16),
+                                         max_registers=128)
+            if not capped.mma:  # ... with its registers capped at 128 (TensorRT's tactic 7)
+                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=capped),
+                              (qkv,), out, temporal_attention_reference(qkv, heads).float(), iters)
+                results.append(_result(f"temporal_attention[h={heads},aot,r128]", shape, dtype, nbytes, aot[0],
+                                       t_ms, copy_gbps, aot[1]))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
         fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype

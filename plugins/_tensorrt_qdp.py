@@ -145,7 +145,8 @@ def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: in
         raise PluginError(str(err)) from err
     cfg = attention_config(1, t, c, 1, 1, heads, tile=tile, half=half, sizes_known=False)  # H, W: dynamic
     ptx = compile_ptx(
-        "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc()
+        "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
+        device_cc()
     )
     grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads, tile=tile)
     params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)

@@ -81,12 +81,14 @@ class KernelLaunch:
     """Everything a launch needs besides the tensors.
 
     ``grid`` is (x, y, z) in programs (CUDA blocks); ``block`` is threads per program
-    (``num_warps * 32``); ``constexprs`` are the kernel's compile-time parameters.
+    (``num_warps * 32``); ``constexprs`` are the kernel's compile-time parameters; ``max_registers``, where
+    set, caps ptxas's registers per thread (Triton's ``maxnreg``, the PTX's ``.maxnreg``).
     """
 
     grid: tuple[Any, Any, Any]
     num_warps: int
     constexprs: dict[str, Any] = field(default_factory=dict)
+    max_registers: int | None = None
 
     @property
     def block(self) -> int:
@@ -226,7 +228,12 @@ class AttentionTile:
     ``int32`` (per-thread form): element offsets within one batch item in int32 where ``T * 3C * H * W``
     fits (int64 otherwise, whatever the tile says): ptxas at sm_90a, T = 8-16, 3 stages: 96 registers
     instead of 112-128 (20 warps per SM instead of 16); shipped (3-10 % faster at 3 stages, run 10). The
-    TensorRT plugin (dynamic H, W) always keeps int64.
+    TensorRT plugin (dynamic H, W) keeps int64 but in the copy of its body that runs where a run-time check
+    finds the tensors aligned and a batch item within int32.
+    ``max_registers``: a cap on ptxas's registers per thread (Triton's ``maxnreg``). The plugin's per-thread PTX
+    carries a plain copy for misaligned tensors that alone needs 160-250 registers (ptxas, sm_90a) where its
+    aligned copy needs 96, and a kernel gets its hungriest path's: 136-152 in all, 3 blocks of 4 warps per SM.
+    Capped at 128 (TensorRT's tactic 7): 4 blocks, FP16 without spills, FP32 with a few.
     """
 
     q_block: int
@@ -237,6 +244,7 @@ class AttentionTile:
     stages: int = 1
     walk: int = 1  # tensor-core form: consecutive pixel blocks per program (a loop, pipelined with stages >= 2)
     int32: bool = False  # per-thread form: int32 offsets within a batch item, where they fit
+    max_registers: int | None = None  # a register cap for ptxas (None: ptxas decides)
 
 
 def attention_tile(
@@ -293,7 +301,7 @@ def attention_tile(
     )
 
 
-ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
+ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6, 7)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
 
 
 def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> AttentionTile:
@@ -306,7 +314,8 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     (16 pixels on 4 warps in FP16, 32 on 8 in FP32); 5 = the tensor-core tile's pixels on half its warps where
     that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8 warps at
     T = 12-16 in two H200 runs of three); 6 = the per-thread form pipelining the other dtype's stage
-    count (3 in FP16, 4 in FP32). Two tactics may name the same tile.
+    count (3 in FP16, 4 in FP32); 7 = the per-thread form as shipped for the dtype, its registers capped at 128
+    (see :class:`AttentionTile`). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
@@ -317,6 +326,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         4: attention_tile(t, d, mma=True, half=not half),
         5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
         6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),
+        7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
     }
     if tactic in (0, None):
         return shipped
@@ -377,4 +387,5 @@ def attention_config(
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
             "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
         },
+        max_registers=tile.max_registers,
     )

@@ -109,8 +109,9 @@ def temporal_attention_kernel(
     ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
     where ``T * 3C * H * W < 2**31``; never in the TensorRT plugin, whose H and W are dynamic).
     ``ALIGN_CHECK`` (per-thread form; the TensorRT plugin's PTX): check at run time that the tensors start
-    16-byte aligned and H*W is a multiple of 8, and then run a copy of the body whose hints let the loads (and
-    their ``cp.async`` copies) move 16 bytes at a time; the JIT learns the same from its specialisation.
+    16-byte aligned, H*W is a multiple of 8 and a batch item's offsets fit int32, and then run a copy of the
+    body whose hints let the loads (and their ``cp.async`` copies) move 16 bytes at a time, with int32
+    offsets; the JIT learns the same from its specialisation and its launcher.
 
     ``MMA``: the tensor-core form instead (shipped above 12 frames in FP16 and 16 in FP32, see
     :func:`~vggx.plugins.launch.attention_tile`). A program owns ``P_BLOCK`` pixels and all T queries and keys
@@ -187,6 +188,8 @@ def temporal_attention_kernel(
         # ALIGN_CHECK (the plugin's PTX) compiles both copies; the JIT (False) the plain one, which its
         # specialisation vectorises where the arguments allow.
         vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
+        if ALIGN_CHECK:  # the aligned copy also takes int32 offsets: one batch item must fit them
+            vec_ok = vec_ok & (T * 3 * C * hw < 2**31)
         for VEC in tl.static_range(2 if ALIGN_CHECK else 1):
             if (vec_ok == (VEC == 1)) | (not ALIGN_CHECK):
                 hw_end = HW
@@ -202,7 +205,7 @@ def temporal_attention_kernel(
                 k_ptr = q_ptr + C * hw_v
                 v_ptr = k_ptr + C * hw_v
                 row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
-                if OFF32:  # one batch item's offsets fit int32 (the launcher checks): half the registers for them
+                if OFF32 or (ALIGN_CHECK and VEC == 1):  # a batch item's offsets fit int32 (checked): fewer registers
                     row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
                 q_rows = queries[:, None] * row + offs_p[None, :]
                 k_rows = keys[:, None] * row + offs_p[None, :]
@@ -269,7 +272,8 @@ def launch_temporal_attention(
         return out
     kernel = TEMPORAL_ATTENTION_KERNEL.for_device(qkv.device)
     with _on_stream(qkv.device, stream):
-        kernel[cfg.grid](qkv, t, c, h * w, out, num_warps=cfg.num_warps, **cfg.constexprs)
+        cap = {} if cfg.max_registers is None else {"maxnreg": cfg.max_registers}
+        kernel[cfg.grid](qkv, t, c, h * w, out, num_warps=cfg.num_warps, **cap, **cfg.constexprs)
     return out
 
 

@@ -163,6 +163,8 @@ def compile_ptx(
     kernel, signature, num_params = _signature(op, dtype, flow_dtype)
     values = dict(constexprs)
     options: dict[str, Any] = {"num_warps": values.pop("num_warps", 4)}
+    if values.get("maxnreg") is not None:  # a register cap for ptxas (the PTX's .maxnreg)
+        options["maxnreg"] = values.pop("maxnreg")
     for key in values:
         signature[key] = "constexpr"
     if op.startswith("flow_warp"):
@@ -180,8 +182,11 @@ def compile_ptx(
     return CompiledPtx(meta.name, ptx, meta.num_warps, meta.shared, num_params)
 
 
-def constexpr_key(constexprs: dict[str, Any], num_warps: int) -> tuple[tuple[str, Any], ...]:
-    return tuple(sorted({**constexprs, "num_warps": num_warps}.items()))
+def constexpr_key(constexprs: dict[str, Any], num_warps: int, max_registers: int | None = None,
+                  ) -> tuple[tuple[str, Any], ...]:
+    """The compile key of a launch: its constexprs, warps and (where set) register cap, sorted."""
+    cap = {} if max_registers is None else {"maxnreg": max_registers}
+    return tuple(sorted({**constexprs, "num_warps": num_warps, **cap}.items()))
 
 
 def compile_aot(
@@ -252,7 +257,8 @@ def compile_aot(
         fdt = ""
     else:
         raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
-    ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps), cc, fdt)
+    ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers), cc,
+                      fdt)
     return AotKernel(
         name=ptx.name,
         ptx=ptx.ptx,

@@ -86,6 +86,7 @@ def test_gpu_summary_names_variants_faster_than_the_shipped_kernel():
     results = [
         row("flow_warp[nchw,noise]", 0.20), row("flow_warp[nchw,noise,unspecialized]", 0.15),
         row("flow_warp[nchw,noise,aot]", 0.10),  # the TensorRT PTX: not a launch option of the torch path
+        row("flow_warp[nchw,noise,aot,r128]", 0.09),
         row("flow_warp[nchw,noise]", 0.30, "float32"), row("flow_warp[nchw,noise,unspecialized]", 0.35, "float32"),
         row("temporal_attention[h=4]", 0.50), row("temporal_attention[h=4,fma,s2]", 0.45),
         row("temporal_attention[h=4,fma,s3,i32]", 0.40),

@@ -138,6 +138,18 @@ class TestKernel:
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol,
                                    rtol=0 if dtype == torch.float32 else tol)
 
+    def test_a_register_cap_launches_and_agrees(self, gen):
+        """A tile's ``max_registers`` goes to the launch (Triton's ``maxnreg``; the interpreter ignores it)."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        qkv = _qkv(gen, 1, 8, 8, 5, 7)
+        tile = dataclasses.replace(attention_tile(8, 4), max_registers=128)
+        assert attention_config(1, 8, 8, 5, 7, 2, tile=tile).max_registers == 128
+        torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
+                                   temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
+
     def test_int32_offsets_only_where_they_fit(self):
         import dataclasses
 

@@ -196,6 +196,34 @@ class TestCompileAot:
             (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
             assert registers < 96 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
 
+    def test_register_cap_reaches_ptxas(self, tmp_path):
+        """``max_registers`` (TensorRT's attention tactic 7) compiles with Triton's ``maxnreg``: the PTX carries
+        ``.maxnreg`` and ptxas keeps under it (the uncapped plugin PTX of the per-thread form uses more)."""
+        import dataclasses
+        import re
+
+        import triton
+
+        from vggx.plugins.launch import attention_tile
+
+        tile = attention_tile(8, 16, half=True)
+        plain = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4, tile=tile)
+        capped = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4,
+                             tile=dataclasses.replace(tile, max_registers=128))
+        assert ".maxnreg 128" in capped.ptx and ".maxnreg" not in plain.ptx
+        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+        if not os.access(ptxas, os.X_OK):
+            pytest.skip("Triton's bundled ptxas is not present")
+        used = []
+        for k in (plain, capped):
+            path = tmp_path / "k.ptx"
+            path.write_text(k.ptx)
+            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+            used.append(int(re.findall(r"Used (\d+) registers", done.stderr)[0]))
+        assert used[1] <= 128 < used[0], used
+
     def test_unsupported_attention_sizes_raise(self):
         from vggx.errors import PluginError
 

@@ -276,6 +276,8 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
     assert launches[5] == ("cdiv((H*W),32)", 128, True)  # 32 pixels on 4 warps
     assert launches[6][2] is False  # the per-thread form with FP32's 3 stages
+    _, ptx7, _, _ = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 7)
+    assert b".maxnreg 128" in ptx7 and b"mma" not in ptx7  # the per-thread form, its registers capped
     with pytest.raises(PluginError, match="unknown tactic 9"):
         registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 9)
 
