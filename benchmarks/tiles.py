@@ -20,6 +20,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +55,11 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure_tiles(runner, lr_size: tuple[int, int], tiles: list[tuple[int, int] | None], repeats: int = 3,
-                  plain: bool = False) -> dict:
+                  plain: bool = False, progress: Callable[[str], None] | None = None) -> dict:
     """One row per tile size (see the module doc); the runner is warmed up on each tile shape first. ``plain``:
-    also each tile size planned without balancing (tiles of the full size, the last one shorter), the row after."""
+    also each tile size planned without balancing (tiles of the full size, the last one shorter), the row after.
+    ``progress`` gets a line as each row starts and ends (on a GPU each new tile shape costs seconds of warm-up:
+    a run cut short still says how far it got)."""
     from vggx.client import upscale_frames
     from vggx.client.windows import plan_tiles
 
@@ -68,7 +71,11 @@ def measure_tiles(runner, lr_size: tuple[int, int], tiles: list[tuple[int, int] 
     for tile, balanced in runs:
         limit = info.max_size if tile is None else (min(tile[0], info.max_size[0]), min(tile[1], info.max_size[1]))
         plan = plan_tiles(lr_size, limit, info.size_multiple, info.scale, balanced=balanced)
+        name = "untiled" if tile is None else "x".join(map(str, limit)) + ("" if balanced else " plain")
+        t_warm = time.perf_counter()
         out = upscale_frames(runner, frames, max_tile=limit, balanced=balanced)  # warm-up: every tile shape once
+        if progress:
+            progress(f"{name}: {plan.count} tiles, warm-up {time.perf_counter() - t_warm:.1f} s")
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -108,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         tiles = [None if t.strip() == "none" else parse_size(t.strip()) for t in args.tiles.split(",")]
         config = runner_config(args)
         with open_runner(config) as runner:
-            result = measure_tiles(runner, lr_size, tiles, args.repeats, args.plain)
+            result = measure_tiles(runner, lr_size, tiles, args.repeats, args.plain,
+                                   progress=lambda line: print(line, file=sys.stderr, flush=True))
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,9 @@ def test_rows_per_tile_size_against_the_untiled_window(tiny_checkpoint_path, tmp
     assert 0 < tiled["identical"] < 1 and tiled["max_diff"] > 0 and 25 < tiled["psnr_vs_untiled_db"] < 80
     assert capped["tile"] == [1088, 1920] and capped["tiles_per_frame"] == 1 and capped["max_diff"] == 0  # max size
     assert data["command"].startswith("python -m vggx.benchmarks.tiles --lr-size 40x56")
-    assert "\n24x32             6 tiles " in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "\n24x32             6 tiles " in printed.out
+    assert "24x32: 6 tiles, warm-up " in printed.err  # progress as each row starts (a cut run says how far it got)
 
 
 def test_plain_adds_the_unbalanced_plan_after_each_tile_size(tiny_checkpoint_path, tmp_path):
