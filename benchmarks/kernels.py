@@ -158,8 +158,16 @@ def _pct_of_copy(nbytes: int, ms: float, copy_gbps: float) -> float:
     return round(100 * nbytes / (ms * 1e-3) / 1e9 / copy_gbps, 1)
 
 
+def _progress(line: str) -> None:
+    """Each row on stderr as it is measured: a run cut short by a time limit (``gpu_check.sh``'s steps) keeps what
+    it measured in its log, where the table and the JSON come only at the end."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResult:
     k_gbps, t_gbps = nbytes / (k_ms * 1e-3) / 1e9, nbytes / (t_ms * 1e-3) / 1e9
+    _progress(f"{op} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')}: kernel {k_ms:.3f} ms "
+              f"({_pct_of_copy(nbytes, k_ms, copy_gbps):.1f}% of copy), torch {t_ms:.3f} ms, max err {float(err):.1e}")
     return KernelResult(
         op=op,
         shape=tuple(shape),
@@ -346,6 +354,7 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                 ms = _time_ms(
                     lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg), iters
                 )
+                _progress(f"sweep flow_warp[{layout},smooth] {block}/{c_block}/{warps}: {ms:.3f} ms")
                 rows.append({"op": f"flow_warp[{layout},smooth]", "shape": shape,
                              "dtype": str(dtype).removeprefix("torch."), "block": block, "c_block": c_block,
                              "num_warps": warps, "ms": round(ms, 4),
@@ -356,6 +365,7 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
             cfg = flow_warp_nhwc_config(*shape, p_block=p_block, num_warps=warps, walk=walk)
             ms = _time_ms(lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg),
                           iters)
+            _progress(f"sweep flow_warp[channels_last,smooth] {p_block}/{warps}/walk {walk}: {ms:.3f} ms")
             rows.append({"op": "flow_warp[channels_last,smooth]", "shape": shape,
                          "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
                          "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
@@ -373,6 +383,7 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                 ms = _time_ms(
                     lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
                 )
+                _progress(f"sweep temporal_attention T={t} {dtype}: {tile}: {ms:.3f} ms")
                 rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
                              "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
                              "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,

@@ -41,9 +41,11 @@ def cpu_bench(monkeypatch):
     return kernels, calls
 
 
-def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_bench):
+def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_bench, capsys):
     kernels, _ = cpu_bench
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, sweep=True)
+    progress = capsys.readouterr().err.splitlines()  # each row as measured (a run cut short keeps them)
+    assert len(progress) == len(results) and progress[0].startswith("flow_warp[nchw,noise] 1x16x8x16 float16: kernel")
     ops = {r.op for r in results}
     for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[nchw,noise,cu4]",
                      "flow_warp[nchw,noise,cs3]", "flow_warp[channels_last,smooth]",
