@@ -27,7 +27,8 @@ channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
 depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``mma,half-warps`` and, above 8 frames,
 ``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages);
-``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7).
+``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7);
+``fma,runtime-t`` (T = 12) reads T at run time instead of compiling it in.
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -290,6 +291,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             f"fma,s{3 if half else 4}": dataclasses.replace(fma, stages=3 if half else 4),  # the other depth
             "fma,i64": dataclasses.replace(fma, int32=False),  # the TensorRT plugin's offsets (dynamic H, W)
         }
+        if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
+            others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)
         if mma.num_warps >= 8:  # the same pixels on half the warps
             others["mma,half-warps"] = dataclasses.replace(mma, num_warps=mma.num_warps // 2)
         if t > 8:  # the tensor-core tile looping over N pixel blocks per program, software-pipelined (M stages)

@@ -91,6 +91,7 @@ def temporal_attention_kernel(
     WALK: tl.constexpr = 1,
     OFF32: tl.constexpr = False,
     ALIGN_CHECK: tl.constexpr = False,
+    FRAMES: tl.constexpr = 0,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -108,6 +109,8 @@ def temporal_attention_kernel(
     memory while this block's dots run).
     ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
     where ``T * 3C * H * W < 2**31``; never in the TensorRT plugin, whose H and W are dynamic).
+    ``FRAMES`` (per-thread form): T itself where the launch compiles it in (0: read from ``T`` at run time); the
+    keys past it are then known masked and their work folds away (see ``AttentionTile.fixed_t``).
     ``ALIGN_CHECK`` (per-thread form; the TensorRT plugin's PTX): check at run time that the tensors start
     16-byte aligned, H*W is a multiple of 8 and a batch item's offsets fit int32, and then run a copy of the
     body whose hints let the loads (and their ``cp.async`` copies) move 16 bytes at a time, with int32
@@ -176,7 +179,10 @@ def temporal_attention_kernel(
                     tl.store(o_ptr, o3.to(out_ptr.dtype.element_ty), mask=mask3)
     else:
         pid = tl.program_id(0)
-        q_blocks = (T + Q_BLOCK - 1) // Q_BLOCK
+        nt = T  # frames: the argument, or FRAMES where the launch fixes them at compile time
+        if FRAMES:
+            nt = FRAMES
+        q_blocks = (nt + Q_BLOCK - 1) // Q_BLOCK
         pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
         pid_p = pid // q_blocks
         offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
@@ -189,7 +195,7 @@ def temporal_attention_kernel(
         # specialisation vectorises where the arguments allow.
         vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
         if ALIGN_CHECK:  # the aligned copy also takes int32 offsets: one batch item must fit them
-            vec_ok = vec_ok & (T * 3 * C * hw < 2**31)
+            vec_ok = vec_ok & (nt * 3 * C * hw < 2**31)
         for VEC in tl.static_range(2 if ALIGN_CHECK else 1):
             if (vec_ok == (VEC == 1)) | (not ALIGN_CHECK):
                 hw_end = HW
@@ -198,10 +204,10 @@ def temporal_attention_kernel(
                     hw_end = HW // 8 * 8
                     hw_v = hw // 8 * 8
                 pixel_ok = (offs_p < hw_end)[None, :]
-                q_mask = (queries < T)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
-                k_mask = (keys < T)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
+                q_mask = (queries < nt)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
+                k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
 
-                q_ptr = qkv_ptr + n * T * (3 * C * hw_v) + (head * D) * hw_v
+                q_ptr = qkv_ptr + n * nt * (3 * C * hw_v) + (head * D) * hw_v
                 k_ptr = q_ptr + C * hw_v
                 v_ptr = k_ptr + C * hw_v
                 row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
@@ -209,7 +215,7 @@ def temporal_attention_kernel(
                     row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
                 q_rows = queries[:, None] * row + offs_p[None, :]
                 k_rows = keys[:, None] * row + offs_p[None, :]
-                o_ptr = out_ptr + n * T * (C * hw_v) + (head * D) * hw_v
+                o_ptr = out_ptr + n * nt * (C * hw_v) + (head * D) * hw_v
                 out_rows = queries[:, None] * out_row + offs_p[None, :]
 
                 # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
@@ -226,10 +232,12 @@ def temporal_attention_kernel(
                     k = tl.load(kp, mask=k_mask, other=0.0).to(tl.float32)
                     scores += q[:, None, :] * k[None, :, :]
                 scores = scores * SCALE
-                scores = tl.where((keys < T)[None, :, None], scores, float("-inf"))
+                scores = tl.where((keys < nt)[None, :, None], scores, float("-inf"))
                 peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
                 p = tl.exp(scores - peak[:, None, :])
                 p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
+                if FRAMES:  # keys past T: exact zeros, which with T known fold away with their products
+                    p = tl.where((keys < nt)[None, :, None], p, -0.0)
 
                 for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
                     vp = v_ptr + j * plane + k_rows
@@ -238,6 +246,8 @@ def temporal_attention_kernel(
                         vp = tl.max_contiguous(tl.multiple_of(vp, [16, 16]), [1, P_BLOCK])
                         op = tl.max_contiguous(tl.multiple_of(op, [16, 16]), [1, P_BLOCK])
                     v = tl.load(vp, mask=k_mask, other=0.0).to(tl.float32)
+                    if FRAMES:  # a constant zero for keys past T (its product with p's -0.0 then folds away)
+                        v = tl.where((keys < nt)[:, None], v, 0.0)
                     o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
                     tl.store(op, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 

@@ -150,6 +150,23 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("t", [3, 6, 12])
+    def test_t_compiled_in_or_read_at_run_time_agree(self, gen, t):
+        """Where T is not a power of two the shipped per-thread tile compiles it in (``FRAMES``: the padding keys'
+        work folds away); read at run time (``fixed_t=False``) the kernel gives the same, both the reference."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+
+        qkv = _qkv(gen, 2, t, 8, 3, 11, scale=2.0)
+        tile = attention_tile(t, 4)
+        assert attention_config(2, t, 8, 3, 11, 2, tile=tile).constexprs["FRAMES"] == t
+        runtime = dataclasses.replace(tile, fixed_t=False)
+        assert attention_config(2, t, 8, 3, 11, 2, tile=runtime).constexprs["FRAMES"] == 0
+        expected = temporal_attention_reference(qkv, 2)
+        for each in (tile, runtime):
+            torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=each), expected, atol=1e-5, rtol=0)
+
     def test_int32_offsets_only_where_they_fit(self):
         import dataclasses
 

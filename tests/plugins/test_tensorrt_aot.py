@@ -224,6 +224,40 @@ class TestCompileAot:
             used.append(int(re.findall(r"Used (\d+) registers", done.stderr)[0]))
         assert used[1] <= 128 < used[0], used
 
+    def test_t_compiled_in_drops_the_padding_keys_work(self, tmp_path):
+        """T = 12 pads its keys to 16: compiled in (the shipped per-thread tile), the padding keys' loads and
+        multiply-adds fold away, in the plugin's PTX too: its head-dim loops (SASS, by nvdisasm) hold about 12/16
+        of the FFMAs they hold with T read at run time."""
+        import dataclasses
+        import re
+
+        import triton
+
+        from vggx.plugins.launch import attention_tile
+
+        bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+        if not all(os.access(os.path.join(bindir, tool), os.X_OK) for tool in ("ptxas", "nvdisasm")):
+            pytest.skip("Triton's bundled ptxas / nvdisasm are not present")
+
+        def loop_ffma(fixed_t: bool) -> int:
+            tile = dataclasses.replace(attention_tile(12, 16), fixed_t=fixed_t)
+            ptx = compile_aot("temporal_attention", (1, 12, 192, 36, 64), "fp32", heads=4, tile=tile).ptx
+            (tmp_path / "k.ptx").write_text(ptx)
+            subprocess.run([os.path.join(bindir, "ptxas"), "-arch=sm_90a", str(tmp_path / "k.ptx"), "-o",
+                            str(tmp_path / "k.cubin")], check=True)
+            sass = subprocess.run([os.path.join(bindir, "nvdisasm"), "-c", str(tmp_path / "k.cubin")],
+                                  capture_output=True, text=True, check=True).stdout.splitlines()
+            labels = {m.group(1): i for i, line in enumerate(sass) if (m := re.match(r"\s*\.L_x_(\d+):", line))}
+            total = 0
+            for i, line in enumerate(sass):  # a loop: a branch back to a label above it
+                m = re.search(r"BRA `\(\.L_x_(\d+)\)", line)
+                if m and labels.get(m.group(1), i) < i:
+                    total += sum(" FFMA" in x for x in sass[labels[m.group(1)]:i + 1])
+            return total
+
+        fixed, runtime = loop_ffma(True), loop_ffma(False)
+        assert 0 < fixed <= 0.8 * runtime, (fixed, runtime)
+
     def test_unsupported_attention_sizes_raise(self):
         from vggx.errors import PluginError
 
