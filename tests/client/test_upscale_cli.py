@@ -308,6 +308,16 @@ def _vggx(args: list[str], **kw) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
+def wait_while_running(proc: subprocess.Popen, done, seconds: float, what: str) -> None:
+    """Poll ``done()`` until it is true; fail if ``proc`` exits first (with its output) or ``seconds`` pass
+    (``what`` did not happen within them)."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize(("sig", "code", "message"), [(signal.SIGINT, 130, "error: interrupted"),
                                                       (signal.SIGTERM, 143, "error: terminated (SIGTERM)")],
                          ids=["ctrl-c", "sigterm"])
@@ -318,11 +328,8 @@ def test_a_signal_mid_run_exits_cleanly_and_leaves_nothing(tiny_checkpoint_path,
     out_dir.mkdir()
     proc = _vggx(["upscale", src, out_dir / "o.mp4", "--backend", "torch", "--checkpoint",
                   tiny_checkpoint_path, "--threads", "1"])
-    deadline = time.monotonic() + 60
-    while not any(out_dir.iterdir()):  # the temporary file appears with the first encoded window
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no output started within 60 s"
-        time.sleep(0.05)
+    # the temporary file appears with the first encoded window
+    wait_while_running(proc, lambda: any(out_dir.iterdir()), 60, "no output started")
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == code, err
@@ -445,11 +452,7 @@ def test_sigterm_then_resume_finishes_the_video(tiny_checkpoint_path, tmp_path, 
     proc = _vggx(["upscale", src, out, "--resume", "--backend", "torch", "--checkpoint", tiny_checkpoint_path,
                   "--threads", "1"])
     first_segment = out_dir / ".o.mp4.vggx-resume" / "seg-00000.bin"
-    deadline = time.monotonic() + 120
-    while not first_segment.exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no segment finished within 120 s"
-        time.sleep(0.05)
+    wait_while_running(proc, first_segment.exists, 120, "no segment finished")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err

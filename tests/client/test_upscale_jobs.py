@@ -132,7 +132,7 @@ def test_sigterm_stops_a_folder_run_in_flight(tiny_checkpoint_path, tmp_path):
     """A scheduler's SIGTERM while two files are being upscaled: both stop, neither leaves a file, exit 143."""
     import signal
 
-    from test_upscale_cli import _vggx
+    from test_upscale_cli import _vggx, wait_while_running
 
     src = tmp_path / "in"
     src.mkdir()
@@ -141,11 +141,9 @@ def test_sigterm_stops_a_folder_run_in_flight(tiny_checkpoint_path, tmp_path):
     out = tmp_path / "out"
     proc = _vggx(["upscale", src, out, "--jobs", "2", "--backend", "torch", "--checkpoint", tiny_checkpoint_path,
                   "--threads", "1"])
-    deadline = time.monotonic() + 60
-    while not (out.is_dir() and len(list(out.iterdir())) == 2):  # both temporary files: both files under way
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the two files did not both start within 60 s"
-        time.sleep(0.05)
+    # both temporary files: both files under way
+    wait_while_running(proc, lambda: out.is_dir() and len(list(out.iterdir())) == 2, 60,
+                       "the two files did not both start")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
