@@ -131,11 +131,11 @@ def temporal_attention_kernel(
     hw = tl.full((), 0, tl.int64) + HW  # int64 offsets; HW == 1 may arrive as a constant
     in_frame = 3 * C * hw  # elements per input frame
     out_frame = C * hw
+    # Vector loads need rows of pixels that start 16-byte aligned. Triton's JIT knows that from its
+    # specialisation (pointers, HW divisible by 16); the TensorRT plugin's PTX (dynamic shapes) does not,
+    # so the check runs here and the aligned copy of the body (VEC = 1) says so with hints (both forms).
+    vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
     if MMA:
-        # Vector loads need rows of pixels that start 16-byte aligned. Triton's JIT knows that from its
-        # specialisation (pointers, HW divisible by 16); the TensorRT plugin's PTX (dynamic shapes) does not,
-        # so the check runs here and the aligned copy of the body (VEC = 1) says so with hints.
-        vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
         # rows start 16-byte aligned there, or at a multiple of their own size where they are shorter
         # (the tensor-core tiles of 2-4 pixels at T = 32, d = 64)
         row_bytes: tl.constexpr = min(16, P_BLOCK * (qkv_ptr.dtype.element_ty.primitive_bitwidth // 8))
@@ -188,12 +188,9 @@ def temporal_attention_kernel(
         offs_p = pid_p * P_BLOCK + tl.arange(0, P_BLOCK)
         queries = pid_q * Q_BLOCK + tl.arange(0, Q_BLOCK)
         keys = tl.arange(0, T_BLOCK)
-        # As in the tensor-core form: runs of 8 pixels that start 16-byte aligned let the loads (and with
-        # STAGES >= 2 their cp.async copies, 4 bytes at least) move 16 bytes at a time. The JIT knows it from its
-        # specialisation, the TensorRT plugin's PTX finds out here and its aligned copy (VEC = 1) says so.
-        # ALIGN_CHECK (the plugin's PTX) compiles both copies; the JIT (False) the plain one, which its
-        # specialisation vectorises where the arguments allow.
-        vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
+        # Runs of 8 pixels that start 16-byte aligned let the loads (and with STAGES >= 2 their cp.async copies,
+        # 4 bytes at least) move 16 bytes at a time. ALIGN_CHECK (the plugin's PTX) compiles both copies; the JIT
+        # (False) the plain one, which its specialisation vectorises where the arguments allow.
         if ALIGN_CHECK:  # the aligned copy also takes int32 offsets: one batch item must fit them
             vec_ok = vec_ok & (nt * 3 * C * hw < 2**31)
         for VEC in tl.static_range(2 if ALIGN_CHECK else 1):
