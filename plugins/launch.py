@@ -123,14 +123,15 @@ def flow_warp_config(
 FLOW_WARP_TACTICS = (1, 2, 3)  # the NCHW flow_warp's custom tactics (see flow_warp_tactic)
 
 
-def flow_warp_tactic(tactic: int | None) -> KernelLaunch:
-    """The NCHW kernel's launch (TensorRT's LINEAR format) of one of the plugin's custom tactics, for one pixel and
-    channel (only the grid depends on the shape): 1 (also 0 or None) = the shipped launch, 2 = its channel loop
-    unrolled 4 times, 3 = the loop software-pipelined 3 stages (FP32's gathers then arrive by ``cp.async``)."""
+def flow_warp_tactic(tactic: int | None, b: int = 1, c: int = 1, h: int = 1, w: int = 1) -> KernelLaunch:
+    """The NCHW kernel's launch (TensorRT's LINEAR format) of one of the plugin's custom tactics for ``x``
+    ``(b, c, h, w)``: 1 (also 0 or None) = the shipped launch, 2 = its channel loop unrolled 4 times, 3 = the loop
+    software-pipelined 3 stages (FP32's gathers then arrive by ``cp.async``). Only the grid depends on the shape
+    (the plugin, whose shapes are dynamic, takes the constexprs and warps of the one-pixel default)."""
     loops = {1: (1, 1), 2: (4, 1), 3: (1, 3)}.get(tactic or 1)
     if loops is None:
         raise ValueError(f"flow_warp: unknown tactic {tactic}; expected one of {FLOW_WARP_TACTICS}")
-    return flow_warp_config(1, 1, 1, 1, c_unroll=loops[0], c_stages=loops[1])
+    return flow_warp_config(b, c, h, w, c_unroll=loops[0], c_stages=loops[1])
 
 
 # Channels-last kernel, by dtype (half: FP16): pixels per block, warps, consecutive pixel blocks per program. H200
@@ -186,18 +187,20 @@ def flow_warp_nhwc_config(
     )
 
 
-def flow_warp_nhwc_tactic(tactic: int | None, c: int, half: bool) -> KernelLaunch:
-    """The channels-last kernel's launch (for ``c`` elements per pixel) of one of the TensorRT plugin's custom
+def flow_warp_nhwc_tactic(tactic: int | None, c: int, half: bool, b: int = 1, h: int = 1, w: int = 1
+                          ) -> KernelLaunch:
+    """The channels-last kernel's launch (``c`` elements per pixel) of one of the TensorRT plugin's custom
     tactics, which TensorRT times at engine build on the engine's GPU, keeping the fastest: 1 (also 0 or None)
     = the shipped geometry of the dtype, 2 = the other dtype's, 3 = runs 3-9's (32 pixels on 4 warps, one
-    block per program). Only the grid's pixel count depends on the shape: ``grid`` here is for one pixel."""
+    block per program). Only the grid depends on ``b``, ``h``, ``w`` (the plugin, whose shapes are dynamic,
+    takes the constexprs and warps of the one-pixel default)."""
     geometries = {1: FLOW_WARP_NHWC_GEOMETRY[half], 2: FLOW_WARP_NHWC_GEOMETRY[not half],
                   3: (FLOW_WARP_NHWC_PIXELS, FLOW_WARP_NHWC_NUM_WARPS, 1)}
     geometry = geometries.get(tactic or 1)
     if geometry is None:
         raise ValueError(f"flow_warp: unknown tactic {tactic}; expected one of {FLOW_WARP_NHWC_TACTICS}")
     p_block, num_warps, walk = geometry
-    return flow_warp_nhwc_config(1, c, 1, 1, p_block=p_block, num_warps=num_warps, walk=walk, half=half)
+    return flow_warp_nhwc_config(b, c, h, w, p_block=p_block, num_warps=num_warps, walk=walk, half=half)
 
 
 def check_attention_limits(t: int, d: int) -> None:
@@ -281,8 +284,7 @@ def attention_tile(
     and its offsets int32, up to 16 frames in FP32 and 12 in FP16; the tensor-core form above. Side by side on an
     H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16 against the best tensor-core
     tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 / 49.2 %, but 56.7 % at T = 16
-    against 59.3 %. (Runs 3-9,
-    before pipelining, had the tensor-core form ahead above 8 frames in both dtypes.)
+    against 59.3 %. (Runs 3-9, before pipelining, had the tensor-core form ahead above 8 frames in both dtypes.)
     With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
     at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
     side on an H200 (``benchmarks/RESULTS.md``, run 6): T = 16 FP16 59.4 % of copy bandwidth vs 44.0 % for

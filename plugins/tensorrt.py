@@ -37,8 +37,6 @@ from ._triton import compiler_usable, require_triton
 from .launch import (
     AttentionTile,
     attention_config,
-    flow_warp_config,
-    flow_warp_nhwc_config,
     flow_warp_nhwc_scalars,
     flow_warp_nhwc_tactic,
     flow_warp_tactic,
@@ -224,22 +222,18 @@ def compile_aot(
         xs = hwc8_channels(c) if layout == "hwc8" else c
         half = _triton_dtype(dtype) == "fp16"
         try:
-            one = flow_warp_nhwc_tactic(tactic, xs, half)
+            cfg = flow_warp_nhwc_tactic(tactic, xs, half, b, h, w)
         except ValueError as err:
             raise PluginError(str(err)) from err
-        k = one.constexprs
-        cfg = flow_warp_nhwc_config(b, xs, h, w, k["P_BLOCK"], k["C_BLOCK"], one.num_warps, k["WALK"], half)
         scalars: tuple[int, ...] = flow_warp_nhwc_scalars(c, h, w, xs)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
         op = "flow_warp_nhwc"
     elif op == "flow_warp":
         b, c, h, w = shape
         try:
-            one = flow_warp_tactic(tactic)
+            cfg = flow_warp_tactic(tactic, b, c, h, w)
         except ValueError as err:
             raise PluginError(str(err)) from err
-        cfg = flow_warp_config(b, c, h, w, one.constexprs["BLOCK"], one.constexprs["C_BLOCK"], one.num_warps,
-                               one.constexprs.get("C_UNROLL", 1), one.constexprs.get("C_STAGES", 1))
         scalars = (c, h, w)
         fdt = _triton_dtype(flow_dtype if flow_dtype is not None else dtype)
     elif op == "temporal_attention":
