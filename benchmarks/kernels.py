@@ -165,6 +165,18 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _sweep_line(row: dict) -> str:
+    geometry = {k: v for k, v in row.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
+    return (f"sweep {row['op']:<24}{'x'.join(map(str, row['shape'])):<22}{row['dtype']:<9}{geometry} "
+            f"{row['ms']:.3f} ms {row['pct_of_copy']:.1f}% of copy")
+
+
+def _sweep_row(rows: list[dict], row: dict) -> None:
+    """Keep a sweep row and report it as measured (see :func:`_progress`)."""
+    rows.append(row)
+    _progress(_sweep_line(row))
+
+
 def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResult:
     k_gbps, t_gbps = nbytes / (k_ms * 1e-3) / 1e9, nbytes / (t_ms * 1e-3) / 1e9
     _progress(f"{op} {'x'.join(map(str, shape))} {str(dtype).removeprefix('torch.')}: kernel {k_ms:.3f} ms "
@@ -207,7 +219,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
     tensor-core form's other tiles (``ATTENTION_MMA_TILES``)."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.launch import FLOW_WARP_NHWC_GEOMETRY, attention_tile, flow_warp_config, flow_warp_nhwc_config
+    from vggx.plugins.launch import attention_tactic_tile, attention_tile, flow_warp_config, flow_warp_nhwc_tactic
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
@@ -234,12 +246,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             # ... and its channel loop unrolled 4 times / software-pipelined 3 stages (TensorRT's tactics 2, 3)
             variants["cu4"] = {"config": flow_warp_config(*shape, c_unroll=4)}
             variants["cs3"] = {"config": flow_warp_config(*shape, c_stages=3)}
-        else:  # runs 3-9's geometry and the other dtype's
+        else:  # the other dtype's geometry and runs 3-9's (TensorRT's tactics 2 and 3)
             half = dtype == torch.float16
-            variants["p32,w4"] = {"config": flow_warp_nhwc_config(*shape, p_block=32, num_warps=4, walk=1)}
-            other = FLOW_WARP_NHWC_GEOMETRY[not half]
-            variants[f"fp{32 if half else 16}-geometry"] = {"config": flow_warp_nhwc_config(
-                *shape, p_block=other[0], num_warps=other[1], walk=other[2], half=half)}
+            variants[f"fp{32 if half else 16}-geometry"] = {"config": flow_warp_nhwc_tactic(2, c, half, b, h, w)}
+            variants["p32,w4"] = {"config": flow_warp_nhwc_tactic(3, c, half, b, h, w)}
         for name, options in variants.items():
             v_ms = _time_ms(lambda x=x, flow=flow, out=out, o=options: launch_flow_warp(x, flow, out=out, **o), iters)
             v_err = (launch_flow_warp(x, flow, **options).float() - expected).abs().max()
@@ -262,27 +272,25 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             lambda qkv=qkv, out=out, heads=heads: launch_temporal_attention(qkv, heads, out=out), iters
         )
         t_ms = _time_ms(lambda qkv=qkv, heads=heads: _attention_torch(qkv, heads), iters)
-        err = (
-            launch_temporal_attention(qkv, heads).float() - temporal_attention_reference(qkv, heads).float()
-        ).abs()
+        expected = temporal_attention_reference(qkv, heads).float()  # every row's reference (the same inputs)
+        err = (launch_temporal_attention(qkv, heads).float() - expected).abs()
         shape = (n, t, 3 * c, h, w)
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
-        aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out,
-                      temporal_attention_reference(qkv, heads).float(), iters)
-        if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it
-            results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
-                                   copy_gbps, aot[1]))
-            capped = dataclasses.replace(attention_tile(t, c // heads, half=dtype == torch.float16),
-                                         max_registers=128)
-            if not capped.mma:  # ... with its registers capped at 128 (TensorRT's tactic 7)
-                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=capped),
-                              (qkv,), out, temporal_attention_reference(qkv, heads).float(), iters)
-                results.append(_result(f"temporal_attention[h={heads},aot,r128]", shape, dtype, nbytes, aot[0],
-                                       t_ms, copy_gbps, aot[1]))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
+        aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out, expected,
+                      iters)
+        if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it ...
+            results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
+                                   copy_gbps, aot[1]))
+            if not shipped.mma:  # ... and the per-thread one with its registers capped at 128 (TensorRT's tactic 7)
+                capped = attention_tactic_tile(7, t, c // heads, half)
+                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=capped),
+                              (qkv,), out, expected, iters)
+                results.append(_result(f"temporal_attention[h={heads},aot,r128]", shape, dtype, nbytes, aot[0],
+                                       t_ms, copy_gbps, aot[1]))
         fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         mma = attention_tile(t, c // heads, mma=True, half=half)
         others = {
@@ -308,11 +316,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                 lambda qkv=qkv, out=out, heads=heads, tile=tile: launch_temporal_attention(
                     qkv, heads, out=out, tile=tile), iters
             )
-            err = (launch_temporal_attention(qkv, heads, tile=tile).float()
-                   - temporal_attention_reference(qkv, heads).float()).abs()
+            err = (launch_temporal_attention(qkv, heads, tile=tile).float() - expected).abs()
             results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, m_ms,
                                    t_ms, copy_gbps, err.max()))
-        del qkv, out
+        del qkv, out, expected
         torch.cuda.empty_cache()
     return copy_gbps, results
 
@@ -334,6 +341,8 @@ SWEEP_ATTENTION = [
     (64, 2, 1, 4, True, 1), (64, 8, 1, 4, True, 1), (128, 8, 1, 4, True, 1), (64, 4, 1, 4, True, 2),
     (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2),
 ]
+
+
 def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention too): ms and % of
     copy for each."""
@@ -357,21 +366,19 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                 ms = _time_ms(
                     lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg), iters
                 )
-                _progress(f"sweep flow_warp[{layout},smooth] {block}/{c_block}/{warps}: {ms:.3f} ms")
-                rows.append({"op": f"flow_warp[{layout},smooth]", "shape": shape,
-                             "dtype": str(dtype).removeprefix("torch."), "block": block, "c_block": c_block,
-                             "num_warps": warps, "ms": round(ms, 4),
-                             "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+                _sweep_row(rows, {"op": f"flow_warp[{layout},smooth]", "shape": shape,
+                                  "dtype": str(dtype).removeprefix("torch."), "block": block, "c_block": c_block,
+                                  "num_warps": warps, "ms": round(ms, 4),
+                                  "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         xl = x.to(memory_format=torch.channels_last)
         out = torch.empty_like(xl)
         for p_block, warps, walk in SWEEP_FLOW_WARP_WALK:
             cfg = flow_warp_nhwc_config(*shape, p_block=p_block, num_warps=warps, walk=walk)
             ms = _time_ms(lambda cfg=cfg, x=xl, out=out, flow=flow: launch_flow_warp(x, flow, out=out, config=cfg),
                           iters)
-            _progress(f"sweep flow_warp[channels_last,smooth] {p_block}/{warps}/walk {walk}: {ms:.3f} ms")
-            rows.append({"op": "flow_warp[channels_last,smooth]", "shape": shape,
-                         "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
-                         "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+            _sweep_row(rows, {"op": "flow_warp[channels_last,smooth]", "shape": shape,
+                              "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
+                              "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
     for dtype in (torch.float16, torch.float32):
         for t in (8, 12, 16):
@@ -386,12 +393,11 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                 ms = _time_ms(
                     lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
                 )
-                _progress(f"sweep temporal_attention T={t} {dtype}: {tile}: {ms:.3f} ms")
-                rows.append({"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
-                             "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
-                             "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,
-                             "unroll": unroll,
-                             "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
+                _sweep_row(rows, {"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
+                                  "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
+                                  "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,
+                                  "unroll": unroll, "ms": round(ms, 4),
+                                  "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
             del qkv, out
             torch.cuda.empty_cache()
     return rows
@@ -424,9 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     _print_table(copy_gbps, results)
     sweep = run_sweep(copy_gbps) if args.sweep else []
     for row in sweep:
-        geometry = {k: v for k, v in row.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
-        print(f"sweep {row['op']:<24}{'x'.join(map(str, row['shape'])):<22}{row['dtype']:<9}{geometry} "
-              f"{row['ms']:.3f} ms {row['pct_of_copy']:.1f}% of copy")
+        print(_sweep_line(row))
     if args.json:
         import triton
 
