@@ -21,7 +21,8 @@ def _load(path: Path):
 
 def fastest_variants(results: list[dict]) -> list[str]:
     """One line per kernel case (op, shape, dtype) where a launch option not shipped (a ``[...,variant]`` row of
-    the kernel benchmark, the TensorRT plugin's ``aot`` PTX aside) beat the shipped kernel in the same run."""
+    the kernel benchmark, the TensorRT plugin's ``aot`` PTX and the ``eager`` timing of the shipped launch aside)
+    beat the shipped kernel in the same run."""
     def extends(op: str, base: str) -> bool:  # flow_warp[nchw,noise,walk2] extends flow_warp[nchw,noise]
         return op.startswith(base[:-1] + ",")
 
@@ -29,12 +30,27 @@ def fastest_variants(results: list[dict]) -> list[str]:
     lines = []
     for base in shipped:
         rivals = [r for r in results if extends(r["op"], base["op"]) and ",aot" not in r["op"]
-                  and r["shape"] == base["shape"] and r["dtype"] == base["dtype"]]
+                  and not r["op"].endswith(",eager]") and r["shape"] == base["shape"] and r["dtype"] == base["dtype"]]
         best = min(rivals, key=lambda r: r["kernel_ms"], default=None)
         if best is not None and best["kernel_ms"] < base["kernel_ms"]:
             lines.append(f"  faster than shipped: {best['op']} {'x'.join(map(str, base['shape']))} {base['dtype']} "
                          f"{best['kernel_ms']:.3f} vs {base['kernel_ms']:.3f} ms ({best['kernel_pct_of_copy']:.1f}% "
                          f"vs {base['kernel_pct_of_copy']:.1f}% of copy)")
+    return lines
+
+
+def host_bound(results: list[dict], ratio: float = 1.15) -> list[str]:
+    """One line per kernel case whose Python launches, back to back (``eager``), took ``ratio`` times the graph
+    replay's time or more: there the host, not the kernel, set the pace of a caller without CUDA graphs."""
+    timed = {(r["op"], tuple(r["shape"]), r["dtype"]): r for r in results}
+    lines = []
+    for r in results:
+        if not r["op"].endswith(",eager]"):
+            continue
+        base = timed.get((r["op"].removesuffix(",eager]") + "]", tuple(r["shape"]), r["dtype"]))
+        if base is not None and r["kernel_ms"] >= ratio * base["kernel_ms"]:
+            lines.append(f"  host-bound from Python: {base['op']} {'x'.join(map(str, r['shape']))} {r['dtype']} "
+                         f"{r['kernel_ms']:.3f} ms per eager launch vs {base['kernel_ms']:.3f} ms replayed")
     return lines
 
 
@@ -72,6 +88,7 @@ def summarise(out: Path) -> dict:
                          f"{r['kernel_ms']:7.3f} ms {r['kernel_pct_of_copy']:5.1f}%  torch {r['torch_ms']:7.3f} ms "
                          f"{r['torch_pct_of_copy']:5.1f}%  x{r['speedup']:.2f}  max err {r['max_err']:.1e}")
         lines.extend(fastest_variants(kernels["results"]))
+        lines.extend(host_bound(kernels["results"]))
         best: dict = {}
         for r in kernels.get("sweep", []):
             key = (r["op"], tuple(r["shape"]), r.get("dtype", "float16"))

@@ -13,8 +13,11 @@ and that bandwidth as a share of the GPU's copy bandwidth, which it measures fir
   + the transpose back to [N, T, C, H, W].
 
 Times are medians per call over batches of back-to-back launches between two CUDA events (at least
-2 ms of GPU work per batch), so the host's launch time is not counted where the GPU stays busy, as in a
-model's forward pass (runs 1-9 timed one launch per event pair, see ``benchmarks/RESULTS.md``).
+2 ms of GPU work per batch), each batch captured once in a CUDA graph and replayed: the GPU's time alone, as
+TensorRT's runtime or a model's CUDA graph launches the kernels (runs 1-9 timed one launch per event pair,
+run 10 batches of Python launches, which a 0.05 ms kernel cannot keep up with; see ``benchmarks/RESULTS.md``).
+Rows marked ``eager`` time the shipped launches from Python instead, back to back: what a caller without
+graphs pays where the host sets the pace.
 Every case also checks the kernel against the FP32 reference on the same inputs (``max_err``). Beside
 each shipped kernel, a row marked ``aot`` times the PTX the TensorRT plugin embeds for the same tensors
 (:func:`~vggx.plugins.tensorrt.compile_aot`, launched through CuPy as the engine launches it; skipped
@@ -90,13 +93,16 @@ class KernelResult:
     max_err: float
 
 
-def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float = 2.0) -> float:
+def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float = 2.0, graph: bool = True) -> float:
     """Median milliseconds per call of ``fn``, over ``iters`` CUDA-event-timed batches of back-to-back calls.
 
-    A batch holds enough calls for ``batch_ms`` of GPU time (one call when a call takes longer): with a
-    single call between two events, the host's launch time (a Python launch of a Triton kernel takes tens
-    of microseconds) counts whenever the stream runs dry, which kernels of 0.1 ms cannot hide. Back to
-    back, later launches queue while the GPU works, as in a model's forward pass or its CUDA graph.
+    A batch holds enough calls for ``batch_ms`` of GPU time (one call when a call takes longer), captured once in
+    a CUDA graph and replayed (``graph``, the default): the GPU's time alone, as TensorRT's C++ runtime or a
+    model's CUDA graph launches the kernel. From Python, a launch costs the host tens of microseconds (Triton's
+    launcher, CuPy's for the ``aot`` rows), which back-to-back calls hide only while each call keeps the GPU busy
+    longer than that: run 10 timed the channels-last flow_warp's plugin PTX (a 0.05 ms kernel, through CuPy) at
+    0.072-0.075 ms whatever the flow, as if its launches set the pace. ``graph=False`` (the ``eager`` rows, and
+    where ``fn`` cannot be captured: said on stderr) times the Python launches themselves, back to back.
     """
     for _ in range(warmup):
         fn()
@@ -107,15 +113,45 @@ def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float
     end.record()
     end.synchronize()
     batch = max(1, min(100, math.ceil(batch_ms / max(start.elapsed_time(end), 1e-3))))
+    captured = _capture(fn, batch) if graph else None
+
+    def run() -> None:
+        if captured is not None:
+            captured.replay()
+        else:
+            for _ in range(batch):
+                fn()
+
+    run()  # a graph's first replay uploads it
     times = []
     for _ in range(iters):
         start.record()
-        for _ in range(batch):
-            fn()
+        run()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) / batch)
     return statistics.median(times)
+
+
+def _capture(fn: Callable[[], Any], calls: int) -> torch.cuda.CUDAGraph | None:
+    """A CUDA graph of ``calls`` back-to-back calls of ``fn`` (each launches on the current stream), or None where
+    capturing fails (the reason on stderr: the caller then times eager launches)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # a call on a side stream first, as capturing some libraries' work requires
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            for _ in range(calls):
+                fn()
+    except Exception as err:  # CUDA, CuPy and Triton each raise their own types
+        torch.cuda.synchronize()
+        _progress(f"  (not captured in a CUDA graph, timed as eager launches: {str(err).splitlines()[0]})")
+        return None
+    return graph
 
 
 def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
@@ -207,9 +243,9 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
         launch = cupy_launch(kernel, inputs, (out,))
     except ImportError:
         return None
-    ms = _time_ms(launch, iters)
+    ms = _time_ms(lambda: launch(torch.cuda.current_stream().cuda_stream), iters)  # the stream a graph captures
     out.fill_(float("nan"))
-    launch()
+    launch(torch.cuda.current_stream().cuda_stream)
     torch.cuda.synchronize()
     return ms, (out.float() - expected).abs().max().item()
 
@@ -240,6 +276,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         expected = flow_warp_reference(x.float(), flow.float())
         err = (launch_flow_warp(x, flow).float() - expected).abs().max()
         results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        e_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters, graph=False)
+        results.append(_result(f"flow_warp[{layout},{kind},eager]", shape, dtype, nbytes, e_ms, t_ms, copy_gbps,
+                               err.item()))  # the same launches from Python, no graph: the host's share
         variants = {}  # launch options not shipped, timed beside the shipped launch
         if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is) ...
             variants["unspecialized"] = {"specialize": False}
@@ -278,6 +317,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         results.append(
             _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
         )
+        e_ms = _time_ms(lambda qkv=qkv, out=out, heads=heads: launch_temporal_attention(qkv, heads, out=out), iters,
+                        graph=False)
+        results.append(_result(f"temporal_attention[h={heads},eager]", shape, dtype, nbytes, e_ms, t_ms, copy_gbps,
+                               err.max()))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
         aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out, expected,

@@ -263,12 +263,14 @@ def compile_aot(
     )
 
 
-def cupy_launch(kernel: AotKernel, inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[[], None]:
+def cupy_launch(kernel: AotKernel, inputs: Sequence[Any], outputs: Sequence[Any]) -> Callable[..., None]:
     """Load ``kernel``'s PTX with CuPy and bind it to CUDA tensors (anything with
     ``__cuda_array_interface__``): the returned function launches it as TensorRT's AOT plugin does
-    (inputs, the int32 scalars, outputs; ``kernel``'s grid, block and shared memory) on CuPy's current
-    stream, asynchronously. The very artefact an engine embeds, run without TensorRT: for the GPU tests
-    and the kernel benchmark. Needs CuPy (``ImportError`` otherwise).
+    (inputs, the int32 scalars, outputs; ``kernel``'s grid, block and shared memory), asynchronously, on
+    ``stream`` (a raw ``cudaStream_t``, e.g. ``torch.cuda.current_stream().cuda_stream``, which a CUDA graph
+    being captured there records) or, where None, on CuPy's current stream. The very artefact an engine
+    embeds, run without TensorRT: for the GPU tests and the kernel benchmark. Needs CuPy (``ImportError``
+    otherwise).
     """
     import os
     import tempfile
@@ -284,8 +286,12 @@ def cupy_launch(kernel: AotKernel, inputs: Sequence[Any], outputs: Sequence[Any]
     args = (*(cupy.asarray(t) for t in inputs), *(np.int32(v) for v in kernel.scalar_args),
             *(cupy.asarray(t) for t in outputs))
 
-    def launch() -> None:
-        function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem)
+    def launch(stream: int | None = None) -> None:
+        if stream is None:
+            function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem)
+        else:
+            function(kernel.grid, kernel.block, args, shared_mem=kernel.shared_mem,
+                     stream=cupy.cuda.ExternalStream(stream))
 
     return launch
 

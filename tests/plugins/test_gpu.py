@@ -227,6 +227,32 @@ class TestAotPtxWithCupy:
                         (x_cl, flow), (out,))
             torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if dtype == torch.float32 else tol)
 
+    def test_kernel_benchmark_captures_the_plugin_ptx_and_the_jit_in_a_cuda_graph(self):
+        """The kernel benchmark times graph replays (no host launch time): the CuPy launch of the plugin's PTX on
+        torch's stream and the Triton JIT launch are both captured (not the eager fallback), and the replayed
+        graph computes the op."""
+        pytest.importorskip("cupy")
+        from vggx.benchmarks.kernels import _capture
+        from vggx.plugins.tensorrt import compile_aot, cupy_launch
+
+        x, flow = _flow_inputs((2, 64, 37, 53), torch.float16)
+        x = x.contiguous(memory_format=torch.channels_last)
+        expected = flow_warp_reference(x.float(), flow.float())
+        aot = compile_aot("flow_warp", tuple(x.shape), torch.float16, cc=_cc(), layout="hwc8")
+        out = torch.empty_like(x)
+        launch = cupy_launch(aot, (x, flow), (out,))
+        launches = {
+            "aot": lambda: launch(torch.cuda.current_stream().cuda_stream),
+            "jit": lambda: launch_flow_warp(x, flow, out=out),
+        }
+        for name, fn in launches.items():
+            graph = _capture(fn, 3)
+            assert graph is not None, name
+            out.fill_(float("nan"))
+            graph.replay()
+            torch.cuda.synchronize()
+            torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3, msg=name)
+
     @pytest.mark.parametrize("offset", [0, 1])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_alignment_is_checked_at_run_time(self, dtype, offset):
