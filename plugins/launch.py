@@ -234,14 +234,16 @@ class AttentionTile:
     TensorRT plugin (dynamic H, W) keeps int64 but in the copy of its body that runs where a run-time check
     finds the tensors aligned and a batch item within int32.
     ``max_registers``: a cap on ptxas's registers per thread (Triton's ``maxnreg``). The plugin's per-thread PTX
-    carries a plain copy for misaligned tensors that alone needs 160-250 registers (ptxas, sm_90a) where its
-    aligned copy needs 96, and a kernel gets its hungriest path's: 136-152 in all, 3 blocks of 4 warps per SM.
-    Capped at 128 (TensorRT's tactic 7): 4 blocks, FP16 without spills, FP32 with a few.
-    ``fixed_t`` (per-thread form): where T is not a power of two, compile it in (the kernel's ``FRAMES``) rather
-    than read it at run time: the keys past T, padding up to ``T_BLOCK``, are then known masked, and their loads,
-    multiply-adds and softmax terms fold away (SASS at T = 12: 258 instructions per head-dim step instead of 308,
-    92 FFMA instead of 124, FP16 and FP32 alike). Each T is its own kernel either way (``T_BLOCK``, ``Q_BLOCK``),
-    and the TensorRT plugin's T is a build-time constant.
+    carries a plain copy for misaligned tensors beside its aligned one, and a kernel gets its hungriest path's
+    registers: 136-152 with the softmax's division per score (3 blocks of 4 warps per SM); with the base-2 softmax
+    and T compiled in, 119-128 (ptxas, sm_90a, T = 8-16) but 168 for FP32 at T = 16. Capped at 128 (TensorRT's
+    tactic 7): 4 blocks there, with a few spills.
+    ``fixed_t``: compile T in (the kernel's ``FRAMES``) rather than read it at run time: the keys
+    past T, padding up to ``T_BLOCK``, are then known masked, and their loads, multiply-adds and softmax terms fold
+    away (SASS at T = 12: 258 instructions per head-dim step instead of 308, 92 FFMA instead of 124, FP16 and FP32
+    alike); where T is a power of two (``T_BLOCK`` itself) the masks on keys and queries fold away (FP16, T = 16:
+    about 1,000 fewer instructions per pixel and head, 4 %; the tensor-core form's masks too). One compiled kernel
+    per T then (a model uses one or two), and the TensorRT plugin's T is a build-time constant anyway.
     """
 
     q_block: int
@@ -253,7 +255,7 @@ class AttentionTile:
     walk: int = 1  # tensor-core form: consecutive pixel blocks per program (a loop, pipelined with stages >= 2)
     int32: bool = False  # per-thread form: int32 offsets within a batch item, where they fit
     max_registers: int | None = None  # a register cap for ptxas (None: ptxas decides)
-    fixed_t: bool = True  # per-thread form: T compiled in where it is not a power of two (see above)
+    fixed_t: bool = True  # T compiled in (see above)
 
 
 def attention_tile(
@@ -394,7 +396,7 @@ def attention_config(
             "WALK": tile.walk,
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
             "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
-            "FRAMES": t if tile.fixed_t and not tile.mma and t != next_power_of_2(t) else 0,
+            "FRAMES": t if tile.fixed_t else 0,
         },
         max_registers=tile.max_registers,
     )

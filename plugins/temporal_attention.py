@@ -109,8 +109,8 @@ def temporal_attention_kernel(
     memory while this block's dots run).
     ``OFF32`` (per-thread form): element offsets within a batch item in int32 (the launcher sets it only
     where ``T * 3C * H * W < 2**31``; never in the TensorRT plugin, whose H and W are dynamic).
-    ``FRAMES`` (per-thread form): T itself where the launch compiles it in (0: read from ``T`` at run time); the
-    keys past it are then known masked and their work folds away (see ``AttentionTile.fixed_t``).
+    ``FRAMES``: T itself where the launch compiles it in (0: read from ``T`` at run time); the masks on keys and
+    queries are then known, and the padding keys' work folds away (see ``AttentionTile.fixed_t``).
     ``ALIGN_CHECK`` (per-thread form; the TensorRT plugin's PTX): check at run time that the tensors start
     16-byte aligned, H*W is a multiple of 8 and a batch item's offsets fit int32, and then run a copy of the
     body whose hints let the loads (and their ``cp.async`` copies) move 16 bytes at a time, with int32
@@ -126,6 +126,10 @@ def temporal_attention_kernel(
     second dot in the I/O dtype.
     Argument order = inputs, int32 scalars, outputs (TensorRT's AOT launch order).
     """
+    # The softmax in base 2 with the 1/sqrt(d) scale folded in: exp(s*SCALE - m*SCALE) = exp2(s*E - m*E), one FMA
+    # and one ex2 per score (three multiplies, a subtraction and ex2 as written with exp); its sum inverted once per
+    # query, the scores multiplied by it (a division per score cost ptxas three instructions more).
+    EXP2_SCALE: tl.constexpr = SCALE * 1.4426950408889634  # log2(e)
     head = tl.program_id(1)
     n = tl.program_id(2).to(tl.int64)
     hw = tl.full((), 0, tl.int64) + HW  # int64 offsets; HW == 1 may arrive as a constant
@@ -135,6 +139,9 @@ def temporal_attention_kernel(
     # specialisation (pointers, HW divisible by 16); the TensorRT plugin's PTX (dynamic shapes) does not,
     # so the check runs here and the aligned copy of the body (VEC = 1) says so with hints (both forms).
     vec_ok = (((qkv_ptr.to(tl.int64) | out_ptr.to(tl.int64)) % 16) == 0) & ((HW % 8) == 0)
+    nt = T  # frames: the argument, or FRAMES where the launch fixes them at compile time
+    if FRAMES:
+        nt = FRAMES
     if MMA:
         # rows start 16-byte aligned there, or at a multiple of their own size where they are shorter
         # (the tensor-core tiles of 2-4 pixels at T = 32, d = 64)
@@ -148,10 +155,10 @@ def temporal_attention_kernel(
                     hw_end = HW
                     if VEC == 1:  # = HW here; the compiler then knows it divisible by 8 (the mask's runs)
                         hw_end = HW // 8 * 8
-                    in_ptr = qkv_ptr + n * T * in_frame + (head * D) * hw + (
+                    in_ptr = qkv_ptr + n * nt * in_frame + (head * D) * hw + (
                         offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * in_frame
                         + dims.to(tl.int64)[None, None, :] * hw)  # [P, T, d]: pixel p, frame t, channel j
-                    o_ptr = out_ptr + n * T * out_frame + (head * D) * hw + (
+                    o_ptr = out_ptr + n * nt * out_frame + (head * D) * hw + (
                         offs_p[:, None, None] + frames.to(tl.int64)[None, :, None] * out_frame
                         + dims.to(tl.int64)[None, None, :] * hw)
                     k_ptr = in_ptr + C * hw
@@ -165,23 +172,20 @@ def temporal_attention_kernel(
                                                    [P_BLOCK, 1, 1])
                         o_ptr = tl.max_contiguous(tl.multiple_of(o_ptr, [row_bytes, row_bytes, row_bytes]),
                                                    [P_BLOCK, 1, 1])
-                    mask3 = ((offs_p < hw_end)[:, None, None] & (frames < T)[None, :, None]
+                    mask3 = ((offs_p < hw_end)[:, None, None] & (frames < nt)[None, :, None]
                              & (dims < D)[None, None, :])
                     q3 = tl.load(in_ptr, mask=mask3, other=0.0)
                     k3 = tl.load(k_ptr, mask=mask3, other=0.0)
                     v3 = tl.load(v_ptr, mask=mask3, other=0.0)
                     s3 = tl.dot(q3, tl.permute(k3, (0, 2, 1)), input_precision="tf32x3", out_dtype=tl.float32)
-                    s3 = tl.where((frames < T)[None, None, :], s3 * SCALE, float("-inf"))
+                    s3 = tl.where((frames < nt)[None, None, :], s3, float("-inf"))
                     peak3 = tl.reduce(s3, 2, tl.standard._elementwise_max)
-                    pr = tl.exp(s3 - peak3[:, :, None])
-                    pr = pr / tl.reduce(pr, 2, tl.standard._sum_combine)[:, :, None]
+                    pr = tl.exp2(s3 * EXP2_SCALE - (peak3 * EXP2_SCALE)[:, :, None])
+                    pr = pr * (1.0 / tl.reduce(pr, 2, tl.standard._sum_combine))[:, :, None]
                     o3 = tl.dot(pr.to(v3.dtype), v3, input_precision="tf32x3", out_dtype=tl.float32)
                     tl.store(o_ptr, o3.to(out_ptr.dtype.element_ty), mask=mask3)
     else:
         pid = tl.program_id(0)
-        nt = T  # frames: the argument, or FRAMES where the launch fixes them at compile time
-        if FRAMES:
-            nt = FRAMES
         q_blocks = (nt + Q_BLOCK - 1) // Q_BLOCK
         pid_q = pid % q_blocks  # query blocks of one pixel block run side by side: k, v reuse hits L2
         pid_p = pid // q_blocks
@@ -228,11 +232,10 @@ def temporal_attention_kernel(
                     q = tl.load(qp, mask=q_mask, other=0.0).to(tl.float32)
                     k = tl.load(kp, mask=k_mask, other=0.0).to(tl.float32)
                     scores += q[:, None, :] * k[None, :, :]
-                scores = scores * SCALE
                 scores = tl.where((keys < nt)[None, :, None], scores, float("-inf"))
                 peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
-                p = tl.exp(scores - peak[:, None, :])
-                p = p / tl.reduce(p, 1, tl.standard._sum_combine)[:, None, :]
+                p = tl.exp2(scores * EXP2_SCALE - (peak * EXP2_SCALE)[:, None, :])
+                p = p * (1.0 / tl.reduce(p, 1, tl.standard._sum_combine))[:, None, :]
                 if FRAMES:  # keys past T: exact zeros, which with T known fold away with their products
                     p = tl.where((keys < nt)[None, :, None], p, -0.0)
 

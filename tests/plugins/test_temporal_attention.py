@@ -150,10 +150,11 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
-    @pytest.mark.parametrize("t", [3, 6, 12])
+    @pytest.mark.parametrize("t", [3, 6, 8, 12])
     def test_t_compiled_in_or_read_at_run_time_agree(self, gen, t):
-        """Where T is not a power of two the shipped per-thread tile compiles it in (``FRAMES``: the padding keys'
-        work folds away); read at run time (``fixed_t=False``) the kernel gives the same, both the reference."""
+        """The shipped per-thread tile compiles T in (``FRAMES``: the masks fold away, and the padding keys' work
+        where T is not a power of two); read at run time (``fixed_t=False``) the kernel gives the same, both the
+        reference."""
         import dataclasses
 
         from vggx.plugins.launch import attention_config, attention_tile

@@ -206,9 +206,9 @@ class TestCompileAot:
 
         from vggx.plugins.launch import attention_tile
 
-        tile = attention_tile(8, 16, half=True)
-        plain = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4, tile=tile)
-        capped = compile_aot("temporal_attention", (1, 8, 192, 36, 64), "fp16", heads=4,
+        tile = attention_tile(16, 16, half=False)  # FP32, T = 16: 168 registers uncapped (119-128 elsewhere)
+        plain = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp32", heads=4, tile=tile)
+        capped = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp32", heads=4,
                              tile=dataclasses.replace(tile, max_registers=128))
         assert ".maxnreg 128" in capped.ptx and ".maxnreg" not in plain.ptx
         ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
