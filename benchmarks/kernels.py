@@ -28,7 +28,8 @@ can be chosen from one run: flow_warp ``unspecialized`` (NCHW, no value speciali
 its channel loop unrolled 4 times / pipelined 3 stages), ``p32,w4`` (runs 3-9's
 channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
-depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``mma,half-warps`` and, above 8 frames,
+depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``fma,u2`` (its head-dim loops unrolled by 2,
+TensorRT's tactic 8), ``mma,half-warps`` and, above 8 frames,
 ``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages);
 ``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7);
 ``fma,runtime-t`` (T = 12) reads T at run time instead of compiling it in.
@@ -341,6 +342,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             "fma,s1,i64": dataclasses.replace(fma, stages=1, int32=False),  # runs 3-9's plain per-thread tile
             f"fma,s{3 if half else 4}": dataclasses.replace(fma, stages=3 if half else 4),  # the other depth
             "fma,i64": dataclasses.replace(fma, int32=False),  # the TensorRT plugin's offsets (dynamic H, W)
+            "fma,u2": attention_tactic_tile(8, t, c // heads, half),  # head-dim loops unrolled by 2 (tactic 8)
         }
         if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
             others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)

@@ -311,7 +311,7 @@ def attention_tile(
     )
 
 
-ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6, 7)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
+ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6, 7, 8)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
 
 
 def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> AttentionTile:
@@ -325,7 +325,10 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     that leaves 4 at least (FP16: 32 pixels on 4 warps, which timed 2-8 % faster than the shipped 8 warps at
     T = 12-16 in two H200 runs of three); 6 = the per-thread form pipelining the other dtype's stage
     count (3 in FP16, 4 in FP32); 7 = the per-thread form as shipped for the dtype, its registers capped at 128
-    (see :class:`AttentionTile`). Two tactics may name the same tile.
+    (see :class:`AttentionTile`); 8 = the per-thread form as shipped, its head-dim loops unrolled by 2 (each
+    pipelined step then carries two dims: the pipeline's bookkeeping, about 46 of a step's 150 SASS instructions
+    at T = 16, is paid half as often; SASS per pixel and head, FP16: T = 12 14,304 -> 12,915, T = 16 21,824 ->
+    20,180; twice the shared memory). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
@@ -337,6 +340,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
         6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),
         7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
+        8: attention_tile(t, d, mma=False, half=half, unroll=2),
     }
     if tactic in (0, None):
         return shipped
