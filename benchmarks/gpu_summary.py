@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -39,6 +41,37 @@ def fastest_variants(results: list[dict]) -> list[str]:
     return lines
 
 
+_ROW = re.compile(r"(?P<op>\S+\]) (?P<shape>[\dx]+) (?P<dtype>\w+): kernel (?P<k>[\d.]+) ms "
+                  r"\((?P<pct>[\d.]+)% of copy\), torch (?P<t>[\d.]+) ms, max err (?P<err>\S+)$")
+_SWEEP = re.compile(r"sweep (?P<op>\S+?\])\s*(?P<shape>[\dx]+)\s+(?P<dtype>\w+)\s*(?P<geometry>\{.*\}) "
+                    r"(?P<ms>[\d.]+) ms (?P<pct>[\d.]+)% of copy$")
+
+
+def kernels_from_log(path: Path) -> dict | None:
+    """The kernel benchmark's results as its log has them, row by row as measured: for a run its time limit cut
+    short (no JSON then). ``partial`` marks them; None without a log or its first line (the copy bandwidth)."""
+    try:
+        text = path.read_text().splitlines()
+    except OSError:
+        return None
+    head = next((m for line in text if (m := re.match(r"kernels on (.+): copy bandwidth ([\d.]+) GB/s$", line))),
+                None)
+    if head is None:
+        return None
+    results, sweep = [], []
+    for line in text:
+        if m := _ROW.match(line):
+            k, t, pct = float(m["k"]), float(m["t"]), float(m["pct"])
+            results.append({"op": m["op"], "shape": [int(v) for v in m["shape"].split("x")], "dtype": m["dtype"],
+                            "kernel_ms": k, "torch_ms": t, "kernel_pct_of_copy": pct,
+                            "torch_pct_of_copy": round(pct * k / t, 1), "speedup": round(t / k, 2),
+                            "max_err": float(m["err"])})
+        elif m := _SWEEP.match(line):
+            sweep.append({"op": m["op"], "shape": [int(v) for v in m["shape"].split("x")], "dtype": m["dtype"],
+                          **ast.literal_eval(m["geometry"]), "ms": float(m["ms"]), "pct_of_copy": float(m["pct"])})
+    return {"gpu": head[1], "copy_gbps": float(head[2]), "results": results, "sweep": sweep, "partial": True}
+
+
 def host_bound(results: list[dict], ratio: float = 1.15) -> list[str]:
     """One line per kernel case whose Python launches, back to back (``eager``), took ``ratio`` times the graph
     replay's time or more: there the host, not the kernel, set the pace of a caller without CUDA graphs."""
@@ -66,6 +99,8 @@ def summarise(out: Path) -> dict:
     result["tests"] = tests
     for name in ("kernels", "gpu_model", "encoders", "tiles", "jobs", *_E2E):
         result[name] = _load(out / f"{name}.json")
+    if result["kernels"] is None:  # cut short by its time limit: the rows it measured, from its log
+        result["kernels"] = kernels_from_log(out / "kernels.log")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
     if tests:
@@ -82,7 +117,8 @@ def summarise(out: Path) -> dict:
             lines.append(f"  {k}: failed: {error}")
     kernels = result["kernels"]
     if kernels:
-        lines.append(f"kernels on {kernels['gpu']} (copy {kernels['copy_gbps']:.0f} GB/s), % of copy bandwidth:")
+        lines.append(f"kernels on {kernels['gpu']} (copy {kernels['copy_gbps']:.0f} GB/s), % of copy bandwidth"
+                     + (" (cut short: the rows its log has)" if kernels.get("partial") else "") + ":")
         for r in kernels["results"]:
             lines.append(f"  {r['op']:<30} {'x'.join(map(str, r['shape'])):<20} {r['dtype']:<8} kernel "
                          f"{r['kernel_ms']:7.3f} ms {r['kernel_pct_of_copy']:5.1f}%  torch {r['torch_ms']:7.3f} ms "

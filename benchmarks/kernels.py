@@ -261,6 +261,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
     copy_gbps = copy_gbps or measure_copy_bandwidth()
+    _progress(f"kernels on {torch.cuda.get_device_name() if DEVICE == 'cuda' else DEVICE}: copy bandwidth "
+              f"{copy_gbps:.1f} GB/s")
     cc = device_cc()
     results = []
     gen = torch.Generator(device=DEVICE).manual_seed(0)

@@ -45,7 +45,9 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
     kernels, _ = cpu_bench
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, sweep=True)
     progress = capsys.readouterr().err.splitlines()  # each row as measured (a run cut short keeps them)
-    assert len(progress) == len(results) and progress[0].startswith("flow_warp[nchw,noise] 1x16x8x16 float16: kernel")
+    assert progress[0] == "kernels on cpu: copy bandwidth 1000.0 GB/s"
+    assert len(progress) == len(results) + 1
+    assert progress[1].startswith("flow_warp[nchw,noise] 1x16x8x16 float16: kernel")
     ops = {r.op for r in results}
     for expected in ("flow_warp[nchw,noise]", "flow_warp[nchw,noise,unspecialized]", "flow_warp[nchw,noise,cu4]",
                      "flow_warp[nchw,noise,cs3]", "flow_warp[channels_last,smooth]",
@@ -116,3 +118,28 @@ def test_gpu_summary_names_cases_whose_python_launches_set_the_pace():
     lines = host_bound(results)
     assert lines == ["  host-bound from Python: flow_warp[channels_last,smooth] 8x64x180x320 float16 0.072 ms per "
                      "eager launch vs 0.045 ms replayed"]
+
+
+def test_gpu_summary_reads_a_cut_short_kernel_benchmark_from_its_log(cpu_bench, capsys, tmp_path, monkeypatch):
+    """gpu_check.sh's time limit may stop the kernel benchmark before it writes its JSON: the summary then takes
+    the rows from its log (stderr, one line per row as measured), the sweep's too."""
+    from vggx.benchmarks.gpu_summary import kernels_from_log
+
+    kernels, _ = cpu_bench
+    for name in ("SWEEP_FLOW_WARP", "SWEEP_FLOW_WARP_NHWC", "SWEEP_FLOW_WARP_WALK", "SWEEP_ATTENTION"):
+        monkeypatch.setattr(kernels, name, getattr(kernels, name)[:1])  # one geometry each: the lines' forms
+    _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0)
+    sweep = kernels.run_sweep(copy_gbps=1000.0, iters=1)
+    log = tmp_path / "kernels.log"
+    log.write_text(capsys.readouterr().err)
+    parsed = kernels_from_log(log)
+    assert parsed["partial"] and parsed["copy_gbps"] == 1000.0 and parsed["gpu"] == "cpu"
+    assert [(r["op"], r["shape"], r["dtype"]) for r in parsed["results"]] == [
+        (r.op, list(r.shape), r.dtype) for r in results]
+    assert [r["kernel_pct_of_copy"] for r in parsed["results"]] == pytest.approx(
+        [r.kernel_pct_of_copy for r in results], abs=0.05)
+    assert [(r["op"], r["shape"], r["dtype"]) for r in parsed["sweep"]] == [
+        (r["op"], list(r["shape"]), r["dtype"]) for r in sweep]
+    assert {k: v for k, v in parsed["sweep"][0].items() if k not in ("ms", "pct_of_copy", "shape")} == {
+        k: v for k, v in sweep[0].items() if k not in ("ms", "pct_of_copy", "shape")}
+    assert kernels_from_log(tmp_path / "missing.log") is None
