@@ -29,7 +29,7 @@ its channel loop unrolled 4 times / pipelined 3 stages), ``p32,w4`` (runs 3-9's
 channels-last geometry) and ``fp16-geometry``/``fp32-geometry`` (the other dtype's); attention ``fma``/``mma``
 (the other form), ``fma,s1,i64`` (runs 3-9's plain per-thread tile), ``fma,sN`` (the other dtype's pipeline
 depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``fma,u2`` (its head-dim loops unrolled by 2,
-TensorRT's tactic 8), ``mma,half-warps`` and, above 8 frames,
+TensorRT's tactic 8) or by 4 with 2 stages (``fma,u4,s2``, tactic 9), ``mma,half-warps`` and, above 8 frames,
 ``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages);
 ``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7);
 ``fma,runtime-t`` (T = 12) reads T at run time instead of compiling it in.
@@ -345,6 +345,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             f"fma,s{3 if half else 4}": dataclasses.replace(fma, stages=3 if half else 4),  # the other depth
             "fma,i64": dataclasses.replace(fma, int32=False),  # the TensorRT plugin's offsets (dynamic H, W)
             "fma,u2": attention_tactic_tile(8, t, c // heads, half),  # head-dim loops unrolled by 2 (tactic 8)
+            "fma,u4,s2": attention_tactic_tile(9, t, c // heads, half),  # by 4, pipelined 2 stages (tactic 9)
         }
         if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
             others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)
@@ -381,12 +382,14 @@ SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (2
 # shipped tile (64, 4, 1, 4 in FP16 / 3 in FP32, int32, 1) and its neighbours. Runs 7-8: two pixels per thread and
 # unrolling lost at every T, before pipelining; run 10: pipelining won (FP16 T = 8: 1-4 stages 43, 56, 78, 92 % of
 # copy). SASS of the shipped FP16 T = 16 tile (nvdisasm): per head-dim step 157 instructions for 64 FFMA in the
-# score loop, about 50 of them the pipeline's bookkeeping, which unrolling by 2 would halve.
+# score loop, about 50 of them the pipeline's bookkeeping, which unrolling by 2 would halve (and by 4 on 2 stages,
+# four dims in flight as with 4-5 stages of one, quarter).
 SWEEP_ATTENTION = [
     (64, 4, 1, 1, True, 1), (64, 4, 1, 2, True, 1), (64, 4, 1, 3, True, 1), (64, 4, 1, 4, True, 1),
     (64, 4, 1, 5, True, 1), (64, 4, 1, 4, False, 1), (32, 4, 1, 4, True, 1), (128, 4, 1, 4, True, 1),
     (64, 2, 1, 4, True, 1), (64, 8, 1, 4, True, 1), (128, 8, 1, 4, True, 1), (64, 4, 1, 4, True, 2),
-    (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2),
+    (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2), (64, 4, 1, 2, True, 2), (64, 4, 1, 2, True, 4),
+    (128, 4, 1, 2, True, 4),
 ]
 
 

@@ -311,7 +311,7 @@ def attention_tile(
     )
 
 
-ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6, 7, 8)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
+ATTENTION_TACTICS = (1, 2, 3, 4, 5, 6, 7, 8, 9)  # the TensorRT plugin's custom tactics (see attention_tactic_tile)
 
 
 def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> AttentionTile:
@@ -328,7 +328,9 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     (see :class:`AttentionTile`); 8 = the per-thread form as shipped, its head-dim loops unrolled by 2 (each
     pipelined step then carries two dims: the pipeline's bookkeeping, about 46 of a step's 150 SASS instructions
     at T = 16, is paid half as often; SASS per pixel and head, FP16: T = 12 14,304 -> 12,915, T = 16 21,824 ->
-    20,180; twice the shared memory). Two tactics may name the same tile.
+    20,180; twice the shared memory); 9 = the per-thread form unrolled by 4 and pipelined 2 stages (four dims in
+    flight, as 4-5 stages of one; a quarter of the bookkeeping: FP16 T = 12 11,511, T = 16 18,388). Two tactics
+    may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
@@ -341,6 +343,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),
         7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
         8: attention_tile(t, d, mma=False, half=half, unroll=2),
+        9: attention_tile(t, d, mma=False, half=half, unroll=4, stages=2),
     }
     if tactic in (0, None):
         return shipped

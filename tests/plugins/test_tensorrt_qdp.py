@@ -278,9 +278,9 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     assert launches[6][2] is False  # the per-thread form with FP32's 3 stages
     _, ptx7, _, _ = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 7)
     assert b".maxnreg 128" in ptx7 and b"mma" not in ptx7  # the per-thread form, its registers capped
-    assert launches[8][2] is False  # the per-thread form, its head-dim loops unrolled by 2
-    with pytest.raises(PluginError, match="unknown tactic 9"):
-        registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 9)
+    assert launches[8][2] is False and launches[9][2] is False  # the per-thread form, unrolled by 2 / by 4
+    with pytest.raises(PluginError, match="unknown tactic 10"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 10)
 
     x = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP16", "HWC8")
     flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
