@@ -229,10 +229,10 @@ class TestCompileAot:
         multiply-adds fold away, in the plugin's PTX too: its head-dim loops (SASS, by nvdisasm) hold about 12/16
         of the FFMAs they hold with T read at run time."""
         import dataclasses
-        import re
 
         import triton
 
+        from vggx.benchmarks.sass import loop_bodies, opcode_counts
         from vggx.plugins.launch import attention_tile
 
         bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
@@ -247,13 +247,7 @@ class TestCompileAot:
                             str(tmp_path / "k.cubin")], check=True)
             sass = subprocess.run([os.path.join(bindir, "nvdisasm"), "-c", str(tmp_path / "k.cubin")],
                                   capture_output=True, text=True, check=True).stdout.splitlines()
-            labels = {m.group(1): i for i, line in enumerate(sass) if (m := re.match(r"\s*\.L_x_(\d+):", line))}
-            total = 0
-            for i, line in enumerate(sass):  # a loop: a branch back to a label above it
-                m = re.search(r"BRA `\(\.L_x_(\d+)\)", line)
-                if m and labels.get(m.group(1), i) < i:
-                    total += sum(" FFMA" in x for x in sass[labels[m.group(1)]:i + 1])
-            return total
+            return sum(opcode_counts(body)["FFMA"] for body in loop_bodies(sass))
 
         fixed, runtime = loop_ffma(True), loop_ffma(False)
         assert 0 < fixed <= 0.8 * runtime, (fixed, runtime)
