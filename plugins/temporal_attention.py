@@ -101,7 +101,9 @@ def temporal_attention_kernel(
     keeps the ``[Q_BLOCK, T_BLOCK, P_BLOCK]`` scores in registers, and writes its part of
     [N, T, C, H, W] once. With ``Q_BLOCK == T_BLOCK`` every input element is read exactly once.
     ``UNROLL`` unrolls the loops over the head dim (shipped: 1; an H200 sweep found full unrolling
-    at d = 16 slower at every T, 8-16: it raises register use, which costs occupancy and spills).
+    at d = 16 slower at every T, 8-16, before the loads were pipelined: it raises register use, which costs
+    occupancy and spills; TensorRT's tactics 8 and 9 unroll by 2 and 4, pipelined). With ``ALIGN_CHECK`` only the
+    aligned copy unrolls.
     ``STAGES`` software-pipelines those loops (Triton's ``num_stages``: ``cp.async`` copies of the next
     iterations' tiles into shared memory; 1: plain loads; see :class:`~vggx.plugins.launch.AttentionTile`).
     ``WALK`` (tensor-core form): consecutive pixel blocks per program (1, shipped: one), a loop that Triton
@@ -204,6 +206,9 @@ def temporal_attention_kernel(
                 if VEC == 1:  # = HW and hw here; the compiler then knows them divisible by 8
                     hw_end = HW // 8 * 8
                     hw_v = hw // 8 * 8
+                # the plugin's plain copy (misaligned tensors, rare) keeps its loops rolled: its registers are the
+                # whole kernel's (unrolled by 4 it needed 190-232, rolled 119-168)
+                unroll: tl.constexpr = UNROLL if VEC == 1 or not ALIGN_CHECK else 1
                 pixel_ok = (offs_p < hw_end)[None, :]
                 q_mask = (queries < nt)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
                 k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
@@ -223,7 +228,7 @@ def temporal_attention_kernel(
                 # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
                 # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
                 scores = tl.full((Q_BLOCK, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-                for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
+                for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=STAGES):
                     qp = q_ptr + j * plane + q_rows
                     kp = k_ptr + j * plane + k_rows
                     if VEC == 1:  # rows of pixels: contiguous, 16-byte aligned every 8 pixels
@@ -239,7 +244,7 @@ def temporal_attention_kernel(
                 if FRAMES:  # keys past T: exact zeros, which with T known fold away with their products
                     p = tl.where((keys < nt)[None, :, None], p, -0.0)
 
-                for j in tl.range(0, D, loop_unroll_factor=UNROLL, num_stages=STAGES):
+                for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=STAGES):
                     vp = v_ptr + j * plane + k_rows
                     op = o_ptr + j * plane + out_rows
                     if VEC == 1:

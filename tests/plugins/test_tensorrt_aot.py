@@ -196,6 +196,35 @@ class TestCompileAot:
             (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
             assert registers < 96 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
 
+    @pytest.mark.parametrize("t", [8, 12, 16])
+    def test_unrolled_attention_tactics_keep_the_plain_copy_rolled(self, tmp_path, t):
+        """TensorRT's tactics 8 and 9 unroll the per-thread form's head-dim loops (by 2, by 4), but only in the
+        plugin PTX's aligned copy: unrolled, its plain copy for misaligned tensors took the kernel to 147-190
+        registers in FP16 (by ptxas); rolled, the kernel keeps the shipped tile's 119-128, without spills."""
+        import dataclasses
+        import re
+
+        import triton
+
+        from vggx.plugins.launch import attention_tactic_tile
+
+        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+        if not os.access(ptxas, os.X_OK):
+            pytest.skip("Triton's bundled ptxas is not present")
+        for tactic in (8, 9):
+            tile = attention_tactic_tile(tactic, t, 16, True)
+            k = compile_aot("temporal_attention", (1, t, 192, 36, 64), "fp16", heads=4, tile=tile)
+            rolled = compile_aot("temporal_attention", (1, t, 192, 36, 64), "fp16", heads=4,
+                                 tile=dataclasses.replace(tile, unroll=None))
+            assert k.ptx.count("fma.rn.f32") > rolled.ptx.count("fma.rn.f32")  # the aligned copy is unrolled
+            path = tmp_path / f"{tactic}.ptx"
+            path.write_text(k.ptx)
+            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
+                                  capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr
+            (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
+            assert registers <= 128 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
+
     def test_register_cap_reaches_ptxas(self, tmp_path):
         """``max_registers`` (TensorRT's attention tactic 7) compiles with Triton's ``maxnreg``: the PTX carries
         ``.maxnreg`` and ptxas keeps under it (the uncapped plugin PTX of the per-thread form uses more)."""
