@@ -122,8 +122,8 @@ def temporal_attention_desc(qkv: trtp.TensorDesc, heads: int) -> trtp.TensorDesc
 
 @trtp.autotune("vggx::temporal_attention")
 def temporal_attention_autotune(qkv: trtp.TensorDesc, heads: int, outputs) -> list[trtp.AutoTuneCombination]:
-    # Custom tactics (attention_tactic_tile): the shipped tile, the other form, the tensor-core tile walking two
-    # pixel blocks, at the other width, on half the warps; TensorRT times them on the engine's GPU, keeps the fastest.
+    # Custom tactics (attention_tactic_tile: the shipped tile, the other form, tensor-core and per-thread variants);
+    # TensorRT times them on the engine's GPU and keeps the fastest.
     return [trtp.AutoTuneCombination("FP32|FP16, FP32|FP16", "LINEAR", list(ATTENTION_TACTICS))]
 
 
