@@ -1,6 +1,6 @@
 """Static SASS of the attention kernel's tiles, compiled for a Hopper GPU on any machine (no GPU needed).
 
-    python -m vggx.benchmarks.sass [--json PATH] [--t 8 12 16] [--cc 90]
+    python -m vggx.benchmarks.sass [--json PATH] [--t 8 12 16] [--cc 90] [--plugin]
 
 Triton compiles the kernel for ``sm_<cc>`` without a GPU; its bundled ``ptxas`` assembles the PTX (registers,
 spills) and ``nvdisasm`` lists the SASS. For each tile (the shipped one of each form, and each TensorRT tactic)
@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SassStats", "attention_stats", "compile_sass", "loop_bodies", "opcode_counts"]
+__all__ = ["SassStats", "attention_stats", "compile_sass", "loop_bodies", "opcode_counts", "ptxas_report"]
 
 _OPCODE = re.compile(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 _LABEL = re.compile(r"\s*\.L_x_(\d+):")
@@ -42,6 +42,26 @@ def _tool(name: str) -> str:
     if not os.access(path, os.X_OK):
         raise FileNotFoundError(f"Triton's bundled {name} is not present at {path}")
     return path
+
+
+def ptxas_report(ptx: str, cc: int = 90) -> dict:
+    """ptxas's ``registers`` and ``spill_bytes`` for ``ptx`` (e.g. the TensorRT plugin's, from
+    :func:`~vggx.plugins.tensorrt.compile_aot`), assembled for ``sm_<cc>a``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "k.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        return _ptxas(path, os.path.join(tmp, "k.cubin"), cc)[0]
+
+
+def _ptxas(ptx_path: str, cubin_path: str, cc: int) -> tuple[dict, str]:
+    arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
+    done = subprocess.run([_tool("ptxas"), "-v", f"-arch={arch}", ptx_path, "-o", cubin_path], capture_output=True,
+                          text=True, check=True)
+    return {
+        "registers": int(re.findall(r"Used (\d+) registers", done.stderr)[0]),
+        "spill_bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill stores", done.stderr)),
+    }, done.stderr
 
 
 def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], constexprs: dict[str, Any],
@@ -66,21 +86,14 @@ def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], c
         options["maxnreg"] = max_registers
     source = triton.compiler.ASTSource(fn=kernel.jit(), signature=signature, constexprs=values, attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
-    arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
     with tempfile.TemporaryDirectory() as tmp:
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(ptx, "w") as f:
             f.write(compiled.asm["ptx"])
-        done = subprocess.run([_tool("ptxas"), "-v", f"-arch={arch}", ptx, "-o", cubin], capture_output=True,
-                              text=True, check=True)
+        report, _ = _ptxas(ptx, cubin, cc)
         sass = subprocess.run([_tool("nvdisasm"), "-c", cubin], capture_output=True, text=True,
                               check=True).stdout.splitlines()
-    report = {
-        "registers": int(re.findall(r"Used (\d+) registers", done.stderr)[0]),
-        "spill_bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill stores", done.stderr)),
-        "shared": compiled.metadata.shared,
-    }
-    return report, sass
+    return {**report, "shared": compiled.metadata.shared}, sass
 
 
 def opcode_counts(lines: list[str]) -> collections.Counter:
@@ -111,11 +124,14 @@ class SassStats:
     shared: int
     instructions: int  # per pixel and head (estimate)
     ffma: int  # per pixel and head
+    plugin_registers: int | None = None  # the TensorRT plugin's PTX of the tile (dynamic H, W; ALIGN_CHECK)
+    plugin_spill_bytes: int | None = None
 
 
 def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, heads: int = 4,
-                    hw: tuple[int, int] = (360, 640), cc: int = 90) -> SassStats:
-    """Compile the attention kernel's ``tile`` for ``qkv`` ``(1, t, 3c, h, w)`` as the JIT would and count."""
+                    hw: tuple[int, int] = (360, 640), cc: int = 90, plugin: bool = False) -> SassStats:
+    """Compile the attention kernel's ``tile`` for ``qkv`` ``(1, t, 3c, h, w)`` as the JIT would and count;
+    ``plugin``: also the registers of the TensorRT plugin's PTX of the tile (both of its copies)."""
     from vggx.plugins.launch import attention_config
     from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
 
@@ -136,8 +152,15 @@ def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, 
     programs_per_pixel = 1 if tile.mma else -(-t // tile.q_block)
     pixels_per_thread = tile.p_block * tile.walk / (32 * tile.num_warps)
     scale = programs_per_pixel / pixels_per_thread
+    plugin_report: dict = {}
+    if plugin:
+        from vggx.plugins.tensorrt import compile_aot
+
+        aot = compile_aot("temporal_attention", (1, t, 3 * c, h, w), dtype, heads=heads, cc=cc, tile=tile)
+        plugin_report = ptxas_report(aot.ptx, cc)
     return SassStats(t, dtype, name, report["registers"], report["spill_bytes"], report["shared"],
-                     round(executed * scale), round(ffma * scale))
+                     round(executed * scale), round(ffma * scale), plugin_report.get("registers"),
+                     plugin_report.get("spill_bytes"))
 
 
 def attention_tiles(t: int, half: bool, d: int = 16) -> dict[str, Any]:
@@ -158,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the rows as JSON here")
     parser.add_argument("--t", type=int, nargs="+", default=[8, 12, 16], help="frames (default: 8 12 16)")
     parser.add_argument("--cc", type=int, default=90, help="compute capability to compile for (default: 90)")
+    parser.add_argument("--plugin", action="store_true",
+                        help="also the registers (and spills) of the TensorRT plugin's PTX of each tile")
     args = parser.parse_args(argv)
     from vggx.plugins._triton import compiler_usable
 
@@ -167,15 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = []
     print(f"{'T':>3} {'dtype':<6}{'tile':<12}{'regs':>5}{'spill':>6}{'smem':>7}{'instr/px/head':>15}{'FFMA':>7}"
-          f"  tile fields")
+          + (f"{'plugin regs/spill':>19}" if args.plugin else "") + "  tile fields")
     for half in (True, False):
         for t in args.t:
             for name, tile in attention_tiles(t, half).items():
-                row = attention_stats(t, half, tile, name, cc=args.cc)
+                row = attention_stats(t, half, tile, name, cc=args.cc, plugin=args.plugin)
                 fields = {k: v for k, v in dataclasses.asdict(tile).items() if v not in (None, False)}
                 rows.append({**dataclasses.asdict(row), "fields": fields})
+                plugin = f"{row.plugin_registers:>14}/{row.plugin_spill_bytes:<4}" if args.plugin else ""
                 print(f"{t:>3} {row.dtype:<6}{name:<12}{row.registers:>5}{row.spill_bytes:>6}{row.shared:>7}"
-                      f"{row.instructions:>15,}{row.ffma:>7,}  {fields}", flush=True)
+                      f"{row.instructions:>15,}{row.ffma:>7,}{plugin}  {fields}", flush=True)
     if args.json:
         import triton
 

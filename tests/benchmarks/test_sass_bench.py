@@ -47,12 +47,14 @@ def test_the_command_writes_its_rows(tmp_path, monkeypatch, capsys):
     from vggx.plugins.launch import attention_tile
 
     monkeypatch.setattr(sass, "attention_tiles", lambda t, half, d=16: {"shipped": attention_tile(t, d, half=half)})
-    assert sass.main(["--t", "8", "--json", str(tmp_path / "s.json")]) == 0
+    assert sass.main(["--t", "8", "--plugin", "--json", str(tmp_path / "s.json")]) == 0
     payload = json.loads((tmp_path / "s.json").read_text())
     rows = [(r["t"], r["dtype"], r["tile"]) for r in payload["rows"]]
     assert rows == [(8, "fp16", "shipped"), (8, "fp32", "shipped")]
-    assert payload["command"].endswith("--t 8 --json " + str(tmp_path / "s.json"))
-    assert "instr/px/head" in capsys.readouterr().out
+    assert payload["command"].endswith("--t 8 --plugin --json " + str(tmp_path / "s.json"))
+    # the plugin's PTX carries a plain copy beside the aligned one: more registers than the JIT's kernel
+    assert all(r["plugin_registers"] > r["registers"] for r in payload["rows"]), payload["rows"]
+    assert "plugin regs/spill" in capsys.readouterr().out
 
 
 def test_every_tactic_is_reported_once():
