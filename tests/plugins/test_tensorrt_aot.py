@@ -24,6 +24,17 @@ def _entry_params(ptx: str, name: str) -> list[str]:
 
 @needs_triton
 @pytest.mark.usefixtures("cuda_compiler")
+def _ptxas(ptx: str) -> dict:
+    """ptxas's ``registers`` and ``spill_bytes`` for ``ptx`` at sm_90a; skips where Triton's bundled ptxas is
+    absent."""
+    from vggx.benchmarks.sass import ptxas_report
+
+    try:
+        return ptxas_report(ptx)
+    except FileNotFoundError as err:
+        pytest.skip(str(err))
+
+
 class TestCompileAot:
     @pytest.mark.parametrize("dtype", ["fp32", "fp16"])
     @pytest.mark.parametrize("shape", [(2, 16, 37, 53), (8, 64, 180, 320)])
@@ -174,64 +185,38 @@ class TestCompileAot:
             assert done.returncode == 0, done.stderr
 
     @pytest.mark.parametrize(("dtype", "layout"), [("fp16", "hwc8"), ("fp32", "hwc")])
-    def test_channels_last_plain_copy_does_not_set_the_registers(self, tmp_path, dtype, layout):
+    def test_channels_last_plain_copy_does_not_set_the_registers(self, dtype, layout):
         """The channels-last PTX carries an aligned and a plain copy, and a kernel gets the registers of its
         hungriest path: the plain copy gathering all 64 channels of a tap as scalar loads took 134 (FP16) / 145
         (FP32) registers where the aligned copy alone takes 48 / 64 (a third of the warps per SM, for both
         copies). It walks 8 channels at a time instead: every tactic stays under 96, by ptxas."""
-        import re
-
-        import triton
-
-        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-        if not os.access(ptxas, os.X_OK):
-            pytest.skip("Triton's bundled ptxas is not present")
         for tactic in (1, 2, 3):
             k = compile_aot("flow_warp", (8, 64, 180, 320), dtype, layout=layout, tactic=tactic)
-            path = tmp_path / f"{tactic}.ptx"
-            path.write_text(k.ptx)
-            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
-                                  capture_output=True, text=True, check=False)
-            assert done.returncode == 0, done.stderr
-            (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
-            assert registers < 96 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
+            report = _ptxas(k.ptx)
+            assert report["registers"] < 96 and report["spill_bytes"] == 0, (tactic, report)
 
     @pytest.mark.parametrize("t", [8, 12, 16])
-    def test_unrolled_attention_tactics_keep_the_plain_copy_rolled(self, tmp_path, t):
+    def test_unrolled_attention_tactics_keep_the_plain_copy_rolled(self, t):
         """TensorRT's tactics 8 and 9 unroll the per-thread form's head-dim loops (by 2, by 4), but only in the
         plugin PTX's aligned copy: unrolled, its plain copy for misaligned tensors took the kernel to 147-190
         registers in FP16 (by ptxas); rolled, the kernel keeps the shipped tile's 119-128, without spills."""
         import dataclasses
-        import re
-
-        import triton
 
         from vggx.plugins.launch import attention_tactic_tile
 
-        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-        if not os.access(ptxas, os.X_OK):
-            pytest.skip("Triton's bundled ptxas is not present")
         for tactic in (8, 9):
             tile = attention_tactic_tile(tactic, t, 16, True)
             k = compile_aot("temporal_attention", (1, t, 192, 36, 64), "fp16", heads=4, tile=tile)
             rolled = compile_aot("temporal_attention", (1, t, 192, 36, 64), "fp16", heads=4,
                                  tile=dataclasses.replace(tile, unroll=None))
             assert k.ptx.count("fma.rn.f32") > rolled.ptx.count("fma.rn.f32")  # the aligned copy is unrolled
-            path = tmp_path / f"{tactic}.ptx"
-            path.write_text(k.ptx)
-            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
-                                  capture_output=True, text=True, check=False)
-            assert done.returncode == 0, done.stderr
-            (registers,) = (int(r) for r in re.findall(r"Used (\d+) registers", done.stderr))
-            assert registers <= 128 and "0 bytes spill stores" in done.stderr, (tactic, done.stderr)
+            report = _ptxas(k.ptx)
+            assert report["registers"] <= 128 and report["spill_bytes"] == 0, (tactic, report)
 
-    def test_register_cap_reaches_ptxas(self, tmp_path):
+    def test_register_cap_reaches_ptxas(self):
         """``max_registers`` (TensorRT's attention tactic 7) compiles with Triton's ``maxnreg``: the PTX carries
         ``.maxnreg`` and ptxas keeps under it (the uncapped plugin PTX of the per-thread form uses more)."""
         import dataclasses
-        import re
-
-        import triton
 
         from vggx.plugins.launch import attention_tile
 
@@ -240,17 +225,7 @@ class TestCompileAot:
         capped = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp32", heads=4,
                              tile=dataclasses.replace(tile, max_registers=128))
         assert ".maxnreg 128" in capped.ptx and ".maxnreg" not in plain.ptx
-        ptxas = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
-        if not os.access(ptxas, os.X_OK):
-            pytest.skip("Triton's bundled ptxas is not present")
-        used = []
-        for k in (plain, capped):
-            path = tmp_path / "k.ptx"
-            path.write_text(k.ptx)
-            done = subprocess.run([ptxas, "-v", "-arch=sm_90a", str(path), "-o", str(tmp_path / "k.cubin")],
-                                  capture_output=True, text=True, check=False)
-            assert done.returncode == 0, done.stderr
-            used.append(int(re.findall(r"Used (\d+) registers", done.stderr)[0]))
+        used = [_ptxas(k.ptx)["registers"] for k in (plain, capped)]
         assert used[1] <= 128 < used[0], used
 
     def test_t_compiled_in_drops_the_padding_keys_work(self, tmp_path):
