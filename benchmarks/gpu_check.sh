@@ -59,8 +59,11 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 # The kernels first (the custom-op issue's measurements; run 10: 117 s with --sweep, about twice the rows since),
 # then the GPU tests (run 10: over 200 s with Triton's cache cold, 103 s warm).
 step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
-step gpu_tests 320 "$PY" -m pytest -q -m gpu -p no:cacheprovider --rootdir "$ROOT" --junitxml "$OUT/gpu_tests.xml" \
-  "$ROOT/tests/plugins" "$ROOT/tests/gpu"
+# With pytest-xdist carried (.whl/), 8 workers share the GPU: the tests' cost is Triton compiling their kernels on the
+# CPU (run 10: over 200 s with the cache cold, 103 s warm, one process), which 16 cores can do side by side.
+XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
+step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdir "$ROOT" \
+  --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 # What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side
 # (run 10: not done in 60 s).
 step tiles 120 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \
