@@ -58,7 +58,8 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 # lacks the package-dir mapping) instead of the installed package. Limits are caps; run 5 took 6 min, the steps added since ~1 more.
 # The kernels first (the custom-op issue's measurements; run 10: 117 s with --sweep, about twice the rows since),
 # then the GPU tests (run 10: over 200 s with Triton's cache cold, 103 s warm).
-step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --json "$OUT/kernels.json"
+# --warm 8: the rows' kernels compiled first in 8 processes side by side (the step was mostly compiling, one at a time).
+step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --warm 8 --json "$OUT/kernels.json"
 # With pytest-xdist carried (.whl/), 8 workers share the GPU: the tests' cost is Triton compiling their kernels on the
 # CPU (run 10: over 200 s with the cache cold, 103 s warm, one process), which 16 cores can do side by side.
 XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")

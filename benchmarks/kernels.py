@@ -1,6 +1,6 @@
 """Kernel benchmark: the vggx Triton kernels against the PyTorch compositions they replace.
 
-    python -m vggx.benchmarks.kernels [--json PATH] [--iters N] [--sweep]
+    python -m vggx.benchmarks.kernels [--json PATH] [--iters N] [--sweep] [--warm N]
 
 For each case it reports milliseconds, effective bandwidth (ideal bytes read + written / time)
 and that bandwidth as a share of the GPU's copy bandwidth, which it measures first (a
@@ -36,6 +36,9 @@ TensorRT's tactic 8) or by 4 with 2 stages (``fma,u4,s2``, tactic 9), ``mma,half
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
+``--warm N`` first compiles every row's kernels in N processes side by side, each launching its share of the
+rows once (Triton's cache then serves the timed run): the benchmark's time is otherwise mostly Triton compiling
+its hundreds of launches one after the other.
 CUDA only: on a machine without a GPU it exits with a message and status 2.
 """
 
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import platform
@@ -55,7 +59,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench"]
+__all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench", "warm_shard", "warm_up"]
 
 DEVICE = "cuda"  # the benchmark's tensors (a CPU smoke test runs its code paths in Triton's interpreter)
 # (shape, dtype, memory layout of x and out, flow field). "noise": i.i.d. N(0, 8 px) per pixel, the worst
@@ -94,6 +98,12 @@ class KernelResult:
     max_err: float
 
 
+# (shard, shards) in a ``--warm`` worker: it only compiles its share of the rows' kernels (each launched once) into
+# Triton's cache, for the timed run that follows; None in the timed run itself.
+_WARM: tuple[int, int] | None = None
+_WARM_ROWS = itertools.count()
+
+
 def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float = 2.0, graph: bool = True) -> float:
     """Median milliseconds per call of ``fn``, over ``iters`` CUDA-event-timed batches of back-to-back calls.
 
@@ -104,7 +114,12 @@ def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float
     longer than that: run 10 timed the channels-last flow_warp's plugin PTX (a 0.05 ms kernel, through CuPy) at
     0.072-0.075 ms whatever the flow, as if its launches set the pace. ``graph=False`` (the ``eager`` rows, and
     where ``fn`` cannot be captured: said on stderr) times the Python launches themselves, back to back.
+    In a ``--warm`` worker it launches ``fn`` once if the row is the worker's, and times nothing.
     """
+    if _WARM is not None:
+        if next(_WARM_ROWS) % _WARM[1] == _WARM[0]:
+            fn()
+        return 1.0
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -155,6 +170,14 @@ def _capture(fn: Callable[[], Any], calls: int) -> torch.cuda.CUDAGraph | None:
     return graph
 
 
+def _max_err(fn: Callable[[], torch.Tensor], expected: torch.Tensor | None) -> float:
+    """Largest absolute difference of ``fn()`` from ``expected`` (0.0 in a ``--warm`` worker, which checks
+    nothing: its launches only compile)."""
+    if _WARM is not None:
+        return 0.0
+    return (fn().float() - expected).abs().max().item()
+
+
 def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
     """Device copy bandwidth in GB/s: ``clone`` of an ``nbytes`` tensor counts 2 * nbytes."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=DEVICE).uniform_()
@@ -198,8 +221,9 @@ def _pct_of_copy(nbytes: int, ms: float, copy_gbps: float) -> float:
 
 def _progress(line: str) -> None:
     """Each row on stderr as it is measured: a run cut short by a time limit (``gpu_check.sh``'s steps) keeps what
-    it measured in its log, where the table and the JSON come only at the end."""
-    print(line, file=sys.stderr, flush=True)
+    it measured in its log, where the table and the JSON come only at the end. Silent in a ``--warm`` worker."""
+    if _WARM is None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _sweep_line(row: dict) -> str:
@@ -234,7 +258,8 @@ def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResul
     )
 
 
-def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, iters: int) -> tuple[float, float] | None:
+def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor | None, iters: int,
+            ) -> tuple[float, float] | None:
     """Milliseconds and max error of an AOT kernel (the PTX TensorRT embeds) launched through CuPy on the
     current stream; None without CuPy. That PTX is compiled without Triton's runtime specialisation (the
     engine's shapes are dynamic: nothing known divisible by 16), so its loads are not vectorised."""
@@ -245,10 +270,14 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor, it
     except ImportError:
         return None
     ms = _time_ms(lambda: launch(torch.cuda.current_stream().cuda_stream), iters)  # the stream a graph captures
-    out.fill_(float("nan"))
-    launch(torch.cuda.current_stream().cuda_stream)
-    torch.cuda.synchronize()
-    return ms, (out.float() - expected).abs().max().item()
+
+    def checked() -> torch.Tensor:
+        out.fill_(float("nan"))
+        launch(torch.cuda.current_stream().cuda_stream)
+        torch.cuda.synchronize()
+        return out
+
+    return ms, _max_err(checked, expected)
 
 
 def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: bool = False,
@@ -276,12 +305,12 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         nbytes = 2 * x.numel() * x.element_size() + flow.numel() * flow.element_size()
         k_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters)
         t_ms = _time_ms(lambda x=x, flow=flow: _flow_warp_torch(x, flow), iters)
-        expected = flow_warp_reference(x.float(), flow.float())
-        err = (launch_flow_warp(x, flow).float() - expected).abs().max()
-        results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.item()))
+        expected = None if _WARM else flow_warp_reference(x.float(), flow.float())
+        err = _max_err(lambda x=x, flow=flow: launch_flow_warp(x, flow), expected)
+        results.append(_result(f"flow_warp[{layout},{kind}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err))
         e_ms = _time_ms(lambda x=x, flow=flow, out=out: launch_flow_warp(x, flow, out=out), iters, graph=False)
         results.append(_result(f"flow_warp[{layout},{kind},eager]", shape, dtype, nbytes, e_ms, t_ms, copy_gbps,
-                               err.item()))  # the same launches from Python, no graph: the host's share
+                               err))  # the same launches from Python, no graph: the host's share
         variants = {}  # launch options not shipped, timed beside the shipped launch
         if layout == "nchw":  # the same kernel compiled without value specialisation (as the AOT PTX is) ...
             variants["unspecialized"] = {"specialize": False}
@@ -294,14 +323,16 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             variants["p32,w4"] = {"config": flow_warp_nhwc_tactic(3, c, half, b, h, w)}
         for name, options in variants.items():
             v_ms = _time_ms(lambda x=x, flow=flow, out=out, o=options: launch_flow_warp(x, flow, out=out, **o), iters)
-            v_err = (launch_flow_warp(x, flow, **options).float() - expected).abs().max()
+            v_err = _max_err(lambda x=x, flow=flow, o=options: launch_flow_warp(x, flow, **o), expected)
             results.append(_result(f"flow_warp[{layout},{kind},{name}]", shape, dtype, nbytes, v_ms, t_ms, copy_gbps,
-                                   v_err.item()))
+                                   v_err))
         # The TensorRT plugin's kernel for the same tensors: LINEAR -> NCHW kernel; channels-last = HWC8
         # (FP16, C = 64 needs no padding) or HWC (FP32) -> the channels-last kernel.
         trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
-        aot = _aot_ms(compile_aot("flow_warp", shape, dtype, cc=cc, layout=trt_layout), (x, flow), out,
-                      expected.to(memory_format=torch.channels_last) if layout == "channels_last" else expected, iters)
+        if expected is not None and layout == "channels_last":
+            expected = expected.to(memory_format=torch.channels_last)
+        aot = _aot_ms(compile_aot("flow_warp", shape, dtype, cc=cc, layout=trt_layout), (x, flow), out, expected,
+                      iters)
         if aot is not None:
             results.append(_result(f"flow_warp[{layout},{kind},aot]", shape, dtype, nbytes, aot[0], t_ms, copy_gbps,
                                    aot[1]))
@@ -314,16 +345,15 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             lambda qkv=qkv, out=out, heads=heads: launch_temporal_attention(qkv, heads, out=out), iters
         )
         t_ms = _time_ms(lambda qkv=qkv, heads=heads: _attention_torch(qkv, heads), iters)
-        expected = temporal_attention_reference(qkv, heads).float()  # every row's reference (the same inputs)
-        err = (launch_temporal_attention(qkv, heads).float() - expected).abs()
+        # every row's reference (the same inputs); none in a --warm worker, which checks nothing
+        expected = None if _WARM else temporal_attention_reference(qkv, heads).float()
+        err = _max_err(lambda qkv=qkv, heads=heads: launch_temporal_attention(qkv, heads), expected)
         shape = (n, t, 3 * c, h, w)
-        results.append(
-            _result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err.max())
-        )
+        results.append(_result(f"temporal_attention[h={heads}]", shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err))
         e_ms = _time_ms(lambda qkv=qkv, out=out, heads=heads: launch_temporal_attention(qkv, heads, out=out), iters,
                         graph=False)
         results.append(_result(f"temporal_attention[h={heads},eager]", shape, dtype, nbytes, e_ms, t_ms, copy_gbps,
-                               err.max()))
+                               err))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
         aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out, expected,
@@ -364,9 +394,10 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                 lambda qkv=qkv, out=out, heads=heads, tile=tile: launch_temporal_attention(
                     qkv, heads, out=out, tile=tile), iters
             )
-            err = (launch_temporal_attention(qkv, heads, tile=tile).float() - expected).abs()
+            err = _max_err(lambda qkv=qkv, heads=heads, tile=tile: launch_temporal_attention(qkv, heads, tile=tile),
+                           expected)
             results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, m_ms,
-                                   t_ms, copy_gbps, err.max()))
+                                   t_ms, copy_gbps, err))
         del qkv, out, expected
         torch.cuda.empty_cache()
     return copy_gbps, results
@@ -453,6 +484,37 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     return rows
 
 
+def warm_shard(shard: int, shards: int, sweep: bool = False) -> None:
+    """Launch once each kernel of every ``shards``-th row, starting at ``shard`` (the rows of
+    :func:`run_kernel_bench` and, with ``sweep``, :func:`run_sweep`, in their order): a ``--warm`` worker. It times
+    and checks nothing; what it leaves is Triton's cache of the compiled kernels."""
+    global _WARM, _WARM_ROWS
+    _WARM, _WARM_ROWS = (shard, shards), itertools.count()
+    try:
+        run_kernel_bench(iters=1, copy_gbps=1.0, sweep=sweep)
+        if sweep:
+            run_sweep(copy_gbps=1.0, iters=1)
+    finally:
+        _WARM = None
+
+
+def warm_up(workers: int, sweep: bool = False) -> None:
+    """Compile every row's kernels in ``workers`` processes side by side (``--warm``): most of the benchmark's
+    time is Triton compiling its hundreds of launches on one core, one after the other. A worker that fails only
+    leaves its kernels to the timed run, which compiles what is missing."""
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    command = [sys.executable, "-m", "vggx.benchmarks.kernels", *(["--sweep"] if sweep else [])]
+    procs = [subprocess.Popen([*command, "--shard", f"{i}/{workers}"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(workers)]
+    failed = [(i, p.communicate()[1].strip().splitlines()[-1:]) for i, p in enumerate(procs)]
+    failed = [(i, tail) for (i, tail), p in zip(failed, procs, strict=True) if p.returncode]
+    _progress(f"kernels compiled in {workers} processes in {time.perf_counter() - start:.0f} s"
+              + "".join(f"; worker {i} failed: {tail[0] if tail else '?'}" for i, tail in failed))
+
+
 def _print_table(copy_gbps: float, results: list[KernelResult]) -> None:
     print(f"GPU: {torch.cuda.get_device_name()}  copy bandwidth: {copy_gbps:,.0f} GB/s")
     head = f"{'op':<24}{'shape':<24}{'dtype':<9}{'kernel ms':>10}{'torch ms':>10}{'kernel %copy':>14}"
@@ -472,10 +534,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=20,
                         help="timed batches of back-to-back calls per case (median per call reported)")
     parser.add_argument("--sweep", action="store_true", help="also time other launch geometries")
+    parser.add_argument("--warm", type=int, default=0, metavar="N",
+                        help="first compile every row's kernels in N processes side by side (Triton's cache then "
+                             "serves the timed run; a row's compile otherwise waits for the one before)")
+    parser.add_argument("--shard", metavar="I/N", help=argparse.SUPPRESS)  # one --warm worker
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
+    if args.shard:
+        warm_shard(*(int(v) for v in args.shard.split("/")), sweep=args.sweep)
+        return 0
+    if args.warm > 1:
+        warm_up(args.warm, args.sweep)
     copy_gbps, results = run_kernel_bench(args.iters, sweep=args.sweep)
     _print_table(copy_gbps, results)
     sweep = run_sweep(copy_gbps) if args.sweep else []

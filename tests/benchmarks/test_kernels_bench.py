@@ -9,6 +9,8 @@ import torch
 
 pytest.importorskip("triton")
 
+from vggx.benchmarks.kernels import _time_ms as _REAL_TIME_MS  # before the fixture replaces it
+
 
 @pytest.fixture
 def cpu_bench(monkeypatch):
@@ -144,3 +146,39 @@ def test_gpu_summary_reads_a_cut_short_kernel_benchmark_from_its_log(cpu_bench, 
     assert {k: v for k, v in parsed["sweep"][0].items() if k not in ("ms", "pct_of_copy", "shape")} == {
         k: v for k, v in sweep[0].items() if k not in ("ms", "pct_of_copy", "shape")}
     assert kernels_from_log(tmp_path / "missing.log") is None
+
+
+def test_warm_workers_share_the_rows_between_them(cpu_bench, monkeypatch, capsys):
+    """``--warm N``: each worker launches every N-th row's kernel once (no timing, no reference, no output), so
+    the workers together launch each row exactly once and none twice."""
+    import importlib
+
+    flow_warp_module = importlib.import_module("vggx.plugins.flow_warp")  # the package's attribute is the op
+    attention_module = importlib.import_module("vggx.plugins.temporal_attention")
+
+    kernels, _ = cpu_bench
+    monkeypatch.setattr(kernels, "_time_ms", _REAL_TIME_MS)  # its --warm branch times nothing: it runs on CPU
+    launched = []
+    for module, name in ((flow_warp_module, "launch_flow_warp"), (attention_module, "launch_temporal_attention")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, real=real, **k: launched.append(1) or real(*a, **k))
+    counts = []
+    for shard in (0, 1):
+        before = len(launched)
+        kernels.warm_shard(shard, 2)
+        counts.append(len(launched) - before)
+    rows = next(kernels._WARM_ROWS)  # the rows the last worker counted (both count the same)
+    assert kernels._WARM is None and capsys.readouterr().err == ""
+    compositions = len(kernels.FLOW_WARP_CASES) + len(kernels.ATTENTION_CASES)  # timed rows that launch no kernel
+    assert sum(counts) == rows - compositions and min(counts) > 0, (counts, rows)
+
+
+def test_warm_up_reports_a_worker_that_fails(capsys):
+    """The workers are real processes (``--shard I/N``); one that fails leaves its kernels to the timed run and is
+    named on stderr. Here none has a GPU, so each exits with the benchmark's own message."""
+    from vggx.benchmarks import kernels
+
+    kernels.warm_up(2)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("kernels compiled in 2 processes in ")
+    assert "worker 0 failed: vggx kernel benchmark: needs a CUDA GPU" in line and "worker 1 failed" in line
