@@ -561,6 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             "triton": triton.__version__,
             "python": platform.python_version(),
             "copy_gbps": round(copy_gbps, 1),
+            # how kernel_ms was taken (run 10 and before: Python launches back to back; the eager rows still are)
+            "timing": "median per call of CUDA-graph replays of back-to-back launches",
             "results": [asdict(r) for r in results],
             "sweep": sweep,
         }
