@@ -51,17 +51,17 @@ def ptxas_report(ptx: str, cc: int = 90) -> dict:
         path = os.path.join(tmp, "k.ptx")
         with open(path, "w") as f:
             f.write(ptx)
-        return _ptxas(path, os.path.join(tmp, "k.cubin"), cc)[0]
+        return _ptxas(path, os.path.join(tmp, "k.cubin"), cc)
 
 
-def _ptxas(ptx_path: str, cubin_path: str, cc: int) -> tuple[dict, str]:
+def _ptxas(ptx_path: str, cubin_path: str, cc: int) -> dict:
     arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
     done = subprocess.run([_tool("ptxas"), "-v", f"-arch={arch}", ptx_path, "-o", cubin_path], capture_output=True,
                           text=True, check=True)
     return {
         "registers": int(re.findall(r"Used (\d+) registers", done.stderr)[0]),
         "spill_bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill stores", done.stderr)),
-    }, done.stderr
+    }
 
 
 def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], constexprs: dict[str, Any],
@@ -90,7 +90,7 @@ def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], c
         ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(ptx, "w") as f:
             f.write(compiled.asm["ptx"])
-        report, _ = _ptxas(ptx, cubin, cc)
+        report = _ptxas(ptx, cubin, cc)
         sass = subprocess.run([_tool("nvdisasm"), "-c", cubin], capture_output=True, text=True,
                               check=True).stdout.splitlines()
     return {**report, "shared": compiled.metadata.shared}, sass
