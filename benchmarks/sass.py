@@ -6,9 +6,9 @@ Triton compiles the kernel for ``sm_<cc>`` without a GPU; its bundled ``ptxas`` 
 spills) and ``nvdisasm`` lists the SASS. For each tile (the shipped one of each form, and each TensorRT tactic)
 this reports registers per thread, shared memory per program and **instructions per pixel and head**: what one
 thread executes (its straight-line code plus each head-dim loop's body once per trip), times the programs that
-share a pixel (query blocks), over the pixels a thread owns; FFMA likewise. The per-thread form measured
-instruction-bound on an H200 at T = 12-16 in FP16 (run 10: its time followed the instruction count, not the
-bytes), so these counts rank its variants between GPU runs; they are estimates (a pipelined loop's prologue and
+share a pixel (query blocks), over the pixels a thread owns; FFMA likewise. On an H200 the FP16 per-thread form's
+time grew with these counts far more than with its bytes (run 10, T = 8 -> 12: 2.6x the time, 1.5x the bytes, 2.8x
+the instructions), so they rank its variants between GPU runs; they are estimates (a pipelined loop's prologue and
 epilogue counted once), not timings. The JIT's specialisation is reproduced from the benchmark shape's
 arguments (pointers 16-byte aligned, integers divisible by 16 marked so, integers equal to 1 folded).
 """
