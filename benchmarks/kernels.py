@@ -49,6 +49,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 import platform
 import statistics
 import sys
@@ -503,16 +504,24 @@ def warm_up(workers: int, sweep: bool = False) -> None:
     time is Triton compiling its hundreds of launches on one core, one after the other. A worker that fails only
     leaves its kernels to the timed run, which compiles what is missing."""
     import subprocess
+    import tempfile
     import time
 
     start = time.perf_counter()
     command = [sys.executable, "-m", "vggx.benchmarks.kernels", *(["--sweep"] if sweep else [])]
-    procs = [subprocess.Popen([*command, "--shard", f"{i}/{workers}"], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True) for i in range(workers)]
-    failed = [(i, p.communicate()[1].strip().splitlines()[-1:]) for i, p in enumerate(procs)]
-    failed = [(i, tail) for (i, tail), p in zip(failed, procs, strict=True) if p.returncode]
-    _progress(f"kernels compiled in {workers} processes in {time.perf_counter() - start:.0f} s"
-              + "".join(f"; worker {i} failed: {tail[0] if tail else '?'}" for i, tail in failed))
+    with tempfile.TemporaryDirectory() as tmp:  # each worker's stderr in a file: a full pipe would stall it
+        logs = [open(os.path.join(tmp, f"{i}.log"), "w+") for i in range(workers)]  # noqa: SIM115 - closed below
+        procs = [subprocess.Popen([*command, "--shard", f"{i}/{workers}"], stdout=subprocess.DEVNULL, stderr=log)
+                 for i, log in enumerate(logs)]
+        failed = []
+        for i, (proc, log) in enumerate(zip(procs, logs, strict=True)):
+            proc.wait()
+            log.seek(0)
+            tail = log.read().strip().splitlines()[-1:]
+            log.close()
+            if proc.returncode:
+                failed.append(f"; worker {i} failed: {tail[0] if tail else f'status {proc.returncode}'}")
+    _progress(f"kernels compiled in {workers} processes in {time.perf_counter() - start:.0f} s" + "".join(failed))
 
 
 def _print_table(copy_gbps: float, results: list[KernelResult]) -> None:
