@@ -28,7 +28,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SassStats", "attention_stats", "compile_sass", "loop_bodies", "opcode_counts", "ptxas_report"]
+__all__ = ["SassStats", "assemble", "attention_stats", "compile_sass", "loop_bodies", "opcode_counts"]
 
 _OPCODE = re.compile(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
 _LABEL = re.compile(r"\s*\.L_x_(\d+):")
@@ -44,24 +44,24 @@ def _tool(name: str) -> str:
     return path
 
 
-def ptxas_report(ptx: str, cc: int = 90) -> dict:
-    """ptxas's ``registers`` and ``spill_bytes`` for ``ptx`` (e.g. the TensorRT plugin's, from
-    :func:`~vggx.plugins.tensorrt.compile_aot`), assembled for ``sm_<cc>a``."""
+def assemble(ptx: str, cc: int = 90, disassemble: bool = False) -> tuple[dict, list[str]]:
+    """Assemble ``ptx`` (a compiled kernel's, or the TensorRT plugin's from
+    :func:`~vggx.plugins.tensorrt.compile_aot`) for ``sm_<cc>a`` with Triton's bundled ptxas: its ``registers``
+    and ``spill_bytes``, and with ``disassemble`` the SASS lines (nvdisasm; else an empty list)."""
+    arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "k.ptx")
+        path, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
         with open(path, "w") as f:
             f.write(ptx)
-        return _ptxas(path, os.path.join(tmp, "k.cubin"), cc)
-
-
-def _ptxas(ptx_path: str, cubin_path: str, cc: int) -> dict:
-    arch = f"sm_{cc}a" if cc >= 90 else f"sm_{cc}"
-    done = subprocess.run([_tool("ptxas"), "-v", f"-arch={arch}", ptx_path, "-o", cubin_path], capture_output=True,
-                          text=True, check=True)
-    return {
+        done = subprocess.run([_tool("ptxas"), "-v", f"-arch={arch}", path, "-o", cubin], capture_output=True,
+                              text=True, check=True)
+        sass = subprocess.run([_tool("nvdisasm"), "-c", cubin], capture_output=True, text=True,
+                              check=True).stdout.splitlines() if disassemble else []
+    report = {
         "registers": int(re.findall(r"Used (\d+) registers", done.stderr)[0]),
         "spill_bytes": sum(int(v) for v in re.findall(r"(\d+) bytes spill stores", done.stderr)),
     }
+    return report, sass
 
 
 def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], constexprs: dict[str, Any],
@@ -86,13 +86,7 @@ def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], c
         options["maxnreg"] = max_registers
     source = triton.compiler.ASTSource(fn=kernel.jit(), signature=signature, constexprs=values, attrs=attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
-    with tempfile.TemporaryDirectory() as tmp:
-        ptx, cubin = os.path.join(tmp, "k.ptx"), os.path.join(tmp, "k.cubin")
-        with open(ptx, "w") as f:
-            f.write(compiled.asm["ptx"])
-        report = _ptxas(ptx, cubin, cc)
-        sass = subprocess.run([_tool("nvdisasm"), "-c", cubin], capture_output=True, text=True,
-                              check=True).stdout.splitlines()
+    report, sass = assemble(compiled.asm["ptx"], cc, disassemble=True)
     return {**report, "shared": compiled.metadata.shared}, sass
 
 
@@ -157,7 +151,7 @@ def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, 
         from vggx.plugins.tensorrt import compile_aot
 
         aot = compile_aot("temporal_attention", (1, t, 3 * c, h, w), dtype, heads=heads, cc=cc, tile=tile)
-        plugin_report = ptxas_report(aot.ptx, cc)
+        plugin_report = assemble(aot.ptx, cc)[0]
     return SassStats(t, dtype, name, report["registers"], report["spill_bytes"], report["shared"],
                      round(executed * scale), round(ffma * scale), plugin_report.get("registers"),
                      plugin_report.get("spill_bytes"))

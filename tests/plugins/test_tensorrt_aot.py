@@ -27,10 +27,16 @@ def _entry_params(ptx: str, name: str) -> list[str]:
 def _ptxas(ptx: str) -> dict:
     """ptxas's ``registers`` and ``spill_bytes`` for ``ptx`` at sm_90a; skips where Triton's bundled ptxas is
     absent."""
-    from vggx.benchmarks.sass import ptxas_report
+    return _assemble(ptx)[0]
+
+
+def _assemble(ptx: str, disassemble: bool = False) -> tuple[dict, list[str]]:
+    """ptxas's report on ``ptx`` at sm_90a and, with ``disassemble``, its SASS (benchmarks.sass.assemble); skips
+    where Triton's bundled ptxas / nvdisasm are absent."""
+    from vggx.benchmarks.sass import assemble
 
     try:
-        return ptxas_report(ptx)
+        return assemble(ptx, disassemble=disassemble)
     except FileNotFoundError as err:
         pytest.skip(str(err))
 
@@ -228,29 +234,19 @@ class TestCompileAot:
         used = [_ptxas(k.ptx)["registers"] for k in (plain, capped)]
         assert used[1] <= 128 < used[0], used
 
-    def test_t_compiled_in_drops_the_padding_keys_work(self, tmp_path):
+    def test_t_compiled_in_drops_the_padding_keys_work(self):
         """T = 12 pads its keys to 16: compiled in (the shipped per-thread tile), the padding keys' loads and
         multiply-adds fold away, in the plugin's PTX too: its head-dim loops (SASS, by nvdisasm) hold about 12/16
         of the FFMAs they hold with T read at run time."""
         import dataclasses
 
-        import triton
-
         from vggx.benchmarks.sass import loop_bodies, opcode_counts
         from vggx.plugins.launch import attention_tile
-
-        bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-        if not all(os.access(os.path.join(bindir, tool), os.X_OK) for tool in ("ptxas", "nvdisasm")):
-            pytest.skip("Triton's bundled ptxas / nvdisasm are not present")
 
         def loop_ffma(fixed_t: bool) -> int:
             tile = dataclasses.replace(attention_tile(12, 16), fixed_t=fixed_t)
             ptx = compile_aot("temporal_attention", (1, 12, 192, 36, 64), "fp32", heads=4, tile=tile).ptx
-            (tmp_path / "k.ptx").write_text(ptx)
-            subprocess.run([os.path.join(bindir, "ptxas"), "-arch=sm_90a", str(tmp_path / "k.ptx"), "-o",
-                            str(tmp_path / "k.cubin")], check=True)
-            sass = subprocess.run([os.path.join(bindir, "nvdisasm"), "-c", str(tmp_path / "k.cubin")],
-                                  capture_output=True, text=True, check=True).stdout.splitlines()
+            _, sass = _assemble(ptx, disassemble=True)
             return sum(opcode_counts(body)["FFMA"] for body in loop_bodies(sass))
 
         fixed, runtime = loop_ffma(True), loop_ffma(False)
