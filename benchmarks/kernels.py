@@ -370,10 +370,11 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                                        t_ms, copy_gbps, aot[1]))
         fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         mma = attention_tile(t, c // heads, mma=True, half=half)
+        other_depth = attention_tactic_tile(6, t, c // heads, half)
         others = {
             "fma": fma, "mma": mma,
             "fma,s1,i64": dataclasses.replace(fma, stages=1, int32=False),  # runs 3-9's plain per-thread tile
-            f"fma,s{3 if half else 4}": dataclasses.replace(fma, stages=3 if half else 4),  # the other depth
+            f"fma,s{other_depth.stages}": other_depth,  # the other dtype's pipeline depth (tactic 6)
             "fma,i64": dataclasses.replace(fma, int32=False),  # the TensorRT plugin's offsets (dynamic H, W)
             "fma,u2": attention_tactic_tile(8, t, c // heads, half),  # head-dim loops unrolled by 2 (tactic 8)
             "fma,u4,s2": attention_tactic_tile(9, t, c // heads, half),  # by 4, pipelined 2 stages (tactic 9)
