@@ -270,11 +270,14 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor | N
         launch = cupy_launch(kernel, inputs, (out,))
     except ImportError:
         return None
-    ms = _time_ms(lambda: launch(torch.cuda.current_stream().cuda_stream), iters)  # the stream a graph captures
+    def on_stream() -> None:  # torch's current stream: the one a graph being captured records
+        launch(torch.cuda.current_stream().cuda_stream)
+
+    ms = _time_ms(on_stream, iters)
 
     def checked() -> torch.Tensor:
         out.fill_(float("nan"))
-        launch(torch.cuda.current_stream().cuda_stream)
+        on_stream()
         torch.cuda.synchronize()
         return out
 
