@@ -419,13 +419,13 @@ SWEEP_FLOW_WARP_NHWC = [(64, 64, 4), (32, 64, 4), (128, 64, 4), (128, 64, 8), (2
 # unrolling lost at every T, before pipelining; run 10: pipelining won (FP16 T = 8: 1-4 stages 43, 56, 78, 92 % of
 # copy). SASS of the shipped FP16 T = 16 tile (nvdisasm): per head-dim step 157 instructions for 64 FFMA in the
 # score loop, about 50 of them the pipeline's bookkeeping, which unrolling by 2 would halve (and by 4 on 2 stages,
-# four dims in flight as with 4-5 stages of one, quarter).
+# four dims in flight as with 4-5 stages of one, quarter); unroll 4 on 1, 3 stages and on 8 warps beside it.
 SWEEP_ATTENTION = [
     (64, 4, 1, 1, True, 1), (64, 4, 1, 2, True, 1), (64, 4, 1, 3, True, 1), (64, 4, 1, 4, True, 1),
     (64, 4, 1, 5, True, 1), (64, 4, 1, 4, False, 1), (32, 4, 1, 4, True, 1), (128, 4, 1, 4, True, 1),
     (64, 2, 1, 4, True, 1), (64, 8, 1, 4, True, 1), (128, 8, 1, 4, True, 1), (64, 4, 1, 4, True, 2),
     (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2), (64, 4, 1, 2, True, 2), (64, 4, 1, 2, True, 4),
-    (128, 4, 1, 2, True, 4),
+    (128, 4, 1, 2, True, 4), (64, 4, 1, 1, True, 4), (64, 4, 1, 3, True, 4), (64, 8, 1, 2, True, 4),
 ]
 
 
