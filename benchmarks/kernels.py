@@ -53,7 +53,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -182,7 +182,9 @@ def _max_err(fn: Callable[[], torch.Tensor], expected: torch.Tensor | None) -> f
 def measure_copy_bandwidth(nbytes: int = 1 << 30, iters: int = 20) -> float:
     """Device copy bandwidth in GB/s: ``clone`` of an ``nbytes`` tensor counts 2 * nbytes."""
     src = torch.empty(nbytes // 4, dtype=torch.float32, device=DEVICE).uniform_()
-    ms = _time_ms(lambda: src.clone(), iters)
+    # Launched from Python, not replayed: a captured clone is a graph memcpy node, which the copy engines run
+    # (H200 run 11: 2,709 GB/s against 4,220 for the copy kernel); a 1 GiB copy hides a launch anyway.
+    ms = _time_ms(lambda: src.clone(), iters, graph=False)
     return 2 * nbytes / (ms * 1e-3) / 1e9
 
 
@@ -285,9 +287,13 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor | N
 
 
 def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: bool = False,
+                     frames: Sequence[int] | None = None, shipped_only: bool = False,
+                     dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32),
                      ) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
-    tensor-core form's other tiles (``ATTENTION_MMA_TILES``)."""
+    tensor-core form's other tiles (``ATTENTION_MMA_TILES``). ``frames``: only attention, at these T (each
+    ``ATTENTION_CASES`` shape and dtype); ``shipped_only``: only the shipped kernel's rows (JIT, eager, the
+    plugin's PTX and its register-capped tactic), none of the other tiles; ``dtypes``: only these."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
     from vggx.plugins.launch import attention_tactic_tile, attention_tile, flow_warp_config, flow_warp_nhwc_tactic
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
@@ -299,7 +305,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     cc = device_cc()
     results = []
     gen = torch.Generator(device=DEVICE).manual_seed(0)
-    for shape, dtype, layout, kind in FLOW_WARP_CASES:
+    for shape, dtype, layout, kind in FLOW_WARP_CASES if frames is None else ():
+        if dtype not in dtypes:
+            continue
         b, c, h, w = shape
         x = torch.randn(shape, device=DEVICE, generator=gen).to(dtype)
         if layout == "channels_last":
@@ -341,7 +349,13 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             results.append(_result(f"flow_warp[{layout},{kind},aot]", shape, dtype, nbytes, aot[0], t_ms, copy_gbps,
                                    aot[1]))
         del x, flow, out
-    for (n, t, c, h, w), heads, dtype in ATTENTION_CASES:
+    cases = ATTENTION_CASES
+    if frames is not None:  # each case's shape and dtype once, at every T asked for
+        kinds = dict.fromkeys(((n, c, h, w), heads, dtype) for (n, _, c, h, w), heads, dtype in ATTENTION_CASES)
+        cases = [((n, t, c, h, w), heads, dtype) for t in frames for (n, c, h, w), heads, dtype in kinds]
+    for (n, t, c, h, w), heads, dtype in cases:
+        if dtype not in dtypes:
+            continue
         qkv = torch.randn((n, t, 3 * c, h, w), device=DEVICE, generator=gen).to(dtype)
         out = qkv.new_empty((n, t, c, h, w))
         nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
@@ -392,7 +406,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
-        for form, tile in others.items():  # the other forms, against the same composition time
+        for form, tile in others.items() if not shipped_only else ():  # the other forms, against the same torch
             if tile == shipped:
                 continue
             m_ms = _time_ms(
@@ -426,12 +440,14 @@ SWEEP_ATTENTION = [
     (64, 2, 1, 4, True, 1), (64, 8, 1, 4, True, 1), (128, 8, 1, 4, True, 1), (64, 4, 1, 4, True, 2),
     (64, 4, 1, 3, True, 2), (128, 4, 1, 4, True, 2), (64, 4, 1, 2, True, 2), (64, 4, 1, 2, True, 4),
     (128, 4, 1, 2, True, 4), (64, 4, 1, 1, True, 4), (64, 4, 1, 3, True, 4), (64, 8, 1, 2, True, 4),
+    (128, 4, 1, 3, True, 2), (128, 4, 1, 3, True, 1), (128, 4, 1, 5, True, 1),
 ]
 
 
-def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
+def run_sweep(copy_gbps: float, iters: int = 20, frames: Sequence[int] | None = None,
+              dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32)) -> list[dict]:
     """Other launch geometries of both kernels (flow_warp in FP16 and FP32, attention too): ms and % of
-    copy for each."""
+    copy for each. ``frames``: only attention's, at these T (8, 12, 16 otherwise); ``dtypes``: only these."""
     from vggx.plugins.flow_warp import launch_flow_warp
     from vggx.plugins.launch import attention_tile, flow_warp_config, flow_warp_nhwc_config
     from vggx.plugins.temporal_attention import launch_temporal_attention
@@ -439,7 +455,7 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     rows: list[dict] = []
     gen = torch.Generator(device=DEVICE).manual_seed(1)
     shape = SWEEP_FLOW_WARP_SHAPE
-    for dtype in (torch.float16, torch.float32):  # flow_warp in both: its FP32 islands warp too
+    for dtype in dtypes if frames is None else ():  # flow_warp in both: its FP32 islands warp too
         x = torch.randn(shape, device=DEVICE, generator=gen).to(dtype)
         flow = _flow_field(shape[0], *shape[2:], "smooth", gen).to(dtype)
         nbytes = (2 * x.numel() + flow.numel()) * x.element_size()
@@ -466,8 +482,8 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
                               "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
                               "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
-    for dtype in (torch.float16, torch.float32):
-        for t in (8, 12, 16):
+    for dtype in dtypes:
+        for t in frames or (8, 12, 16):
             h, w = SWEEP_ATTENTION_SIZE
             qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).to(dtype)
             out = qkv.new_empty((1, t, 64, h, w))
@@ -489,30 +505,33 @@ def run_sweep(copy_gbps: float, iters: int = 20) -> list[dict]:
     return rows
 
 
-def warm_shard(shard: int, shards: int, sweep: bool = False) -> None:
+def warm_shard(shard: int, shards: int, sweep: bool = False, frames: Sequence[int] | None = None,
+               shipped_only: bool = False, dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32)) -> None:
     """Launch once each kernel of every ``shards``-th row, starting at ``shard`` (the rows of
     :func:`run_kernel_bench` and, with ``sweep``, :func:`run_sweep`, in their order): a ``--warm`` worker. It times
     and checks nothing; what it leaves is Triton's cache of the compiled kernels."""
     global _WARM, _WARM_ROWS
     _WARM, _WARM_ROWS = (shard, shards), itertools.count()
     try:
-        run_kernel_bench(iters=1, copy_gbps=1.0, sweep=sweep)
+        run_kernel_bench(iters=1, copy_gbps=1.0, sweep=sweep, frames=frames, shipped_only=shipped_only,
+                         dtypes=dtypes)
         if sweep:
-            run_sweep(copy_gbps=1.0, iters=1)
+            run_sweep(copy_gbps=1.0, iters=1, frames=frames, dtypes=dtypes)
     finally:
         _WARM = None
 
 
-def warm_up(workers: int, sweep: bool = False) -> None:
+def warm_up(workers: int, sweep: bool = False, extra: Sequence[str] = ()) -> None:
     """Compile every row's kernels in ``workers`` processes side by side (``--warm``): most of the benchmark's
     time is Triton compiling its hundreds of launches on one core, one after the other. A worker that fails only
-    leaves its kernels to the timed run, which compiles what is missing."""
+    leaves its kernels to the timed run, which compiles what is missing. ``extra``: the run's row-choosing
+    arguments (``--frames``, ``--shipped-only``), passed on."""
     import subprocess
     import tempfile
     import time
 
     start = time.perf_counter()
-    command = [sys.executable, "-m", "vggx.benchmarks.kernels", *(["--sweep"] if sweep else [])]
+    command = [sys.executable, "-m", "vggx.benchmarks.kernels", *(["--sweep"] if sweep else []), *extra]
     with tempfile.TemporaryDirectory() as tmp:  # each worker's stderr in a file: a full pipe would stall it
         logs = [open(os.path.join(tmp, f"{i}.log"), "w+") for i in range(workers)]  # noqa: SIM115 - closed below
         procs = [subprocess.Popen([*command, "--shard", f"{i}/{workers}"], stdout=subprocess.DEVNULL, stderr=log)
@@ -539,6 +558,20 @@ def _print_table(copy_gbps: float, results: list[KernelResult]) -> None:
         )
 
 
+def _frames(text: str) -> tuple[int, ...]:
+    """``--frames``: comma-separated frame counts and inclusive ranges (``8-16``, ``8,12,16``)."""
+    frames: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            frames.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected frame counts such as 8-16 or 8,12,16, got {text!r}") from None
+    if not frames or min(frames) < 1:
+        raise argparse.ArgumentTypeError(f"expected frame counts of 1 or more, got {text!r}")
+    return tuple(frames)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m vggx.benchmarks.kernels", description=__doc__.splitlines()[0]
@@ -550,19 +583,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm", type=int, default=0, metavar="N",
                         help="first compile every row's kernels in N processes side by side (Triton's cache then "
                              "serves the timed run; a row's compile otherwise waits for the one before)")
+    parser.add_argument("--frames", type=_frames, metavar="T,T-T",
+                        help="only temporal attention, at these frame counts (e.g. 8-16: every T the goal names)")
+    parser.add_argument("--dtype", choices=("float16", "float32"), help="only this dtype's rows")
+    parser.add_argument("--shipped-only", action="store_true",
+                        help="only the shipped kernels' rows (JIT, eager, the TensorRT plugin's PTX), no other tiles")
     parser.add_argument("--shard", metavar="I/N", help=argparse.SUPPRESS)  # one --warm worker
     args = parser.parse_args(argv)
+    dtypes = (getattr(torch, args.dtype),) if args.dtype else (torch.float16, torch.float32)
+    rows = {"frames": args.frames, "shipped_only": args.shipped_only, "dtypes": dtypes}
+    extra = [*(["--frames", ",".join(map(str, args.frames))] if args.frames else []),
+             *(["--shipped-only"] if args.shipped_only else []), *(["--dtype", args.dtype] if args.dtype else [])]
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2
     if args.shard:
-        warm_shard(*(int(v) for v in args.shard.split("/")), sweep=args.sweep)
+        warm_shard(*(int(v) for v in args.shard.split("/")), sweep=args.sweep, **rows)
         return 0
     if args.warm > 1:
-        warm_up(args.warm, args.sweep)
-    copy_gbps, results = run_kernel_bench(args.iters, sweep=args.sweep)
+        warm_up(args.warm, args.sweep, extra)
+    copy_gbps, results = run_kernel_bench(args.iters, sweep=args.sweep, **rows)
     _print_table(copy_gbps, results)
-    sweep = run_sweep(copy_gbps) if args.sweep else []
+    sweep = run_sweep(copy_gbps, frames=args.frames, dtypes=dtypes) if args.sweep else []
     for row in sweep:
         print(_sweep_line(row))
     if args.json:

@@ -182,3 +182,26 @@ def test_warm_up_reports_a_worker_that_fails(capsys):
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("kernels compiled in 2 processes in ")
     assert "worker 0 failed: vggx kernel benchmark: needs a CUDA GPU" in line and "worker 1 failed" in line
+
+
+def test_frames_dtype_and_shipped_only_choose_the_rows(cpu_bench, capsys):
+    """``--frames 9,13 --dtype float16 --shipped-only``: attention only, at those T, in FP16, the shipped kernel's
+    rows only (the goal's every-T check); with ``--sweep`` the sweep's attention geometries at those T, no flow_warp."""
+    import argparse
+
+    from vggx.benchmarks.kernels import _frames
+
+    kernels, _ = cpu_bench
+    _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, frames=(9, 13), shipped_only=True,
+                                          dtypes=(torch.float16,))
+    assert {(r.shape[1], r.dtype) for r in results} == {(9, "float16"), (13, "float16")}
+    assert {r.op for r in results} <= {"temporal_attention[h=2]", "temporal_attention[h=2,eager]",
+                                       "temporal_attention[h=2,aot]", "temporal_attention[h=2,aot,r128]"}
+    assert all(r.max_err <= 2e-3 for r in results)
+    sweep = kernels.run_sweep(copy_gbps=1000.0, iters=1, frames=(9,), dtypes=(torch.float16,))
+    assert len(sweep) == len(kernels.SWEEP_ATTENTION)
+    assert {(r["op"], r["shape"][1], r["dtype"]) for r in sweep} == {("temporal_attention[h=4]", 9, "float16")}
+    assert _frames("8-10,12") == (8, 9, 10, 12) and _frames("16") == (16,)
+    for bad in ("8-x", "0-3", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="frame counts"):
+            _frames(bad)
