@@ -49,7 +49,11 @@ FLOW_WARP_NUM_WARPS = 4
 
 ATTENTION_MAX_T = 32  # frames
 ATTENTION_MAX_HEAD_DIM = 64  # channels per head
-_ATTENTION_SCORES_PER_THREAD = 64  # fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds
+# fp32 scores of one pixel's [q_block, T_BLOCK] tile a thread holds, by dtype (FP16, FP32): H200 run 11, FP16, 4
+# stages, side by side: 8 queries per program (128 scores) 0.476 / 0.602 ms at T = 12 / 16 against 4 queries' 0.495 /
+# 0.738 ms (JIT: 128 / 166 registers, no spills); FP32 gains less (0.777 / 1.068 vs 0.789 / 1.105 ms) and already
+# meets its goal with 64.
+_ATTENTION_SCORES_PER_THREAD = {True: 128, False: 64}
 _ATTENTION_NUM_WARPS = 4
 _ATTENTION_UNROLL = 1  # loops over the head dim stay rolled (H200 sweep: fastest for every T, fewest registers)
 _MMA_TILE_ELEMENTS = 4096  # elements of one [p_block, T, d] q/k/v tile of the tensor-core form (4 warps)
@@ -57,13 +61,19 @@ _MMA_HALF_WARPS = 8  # FP16's tensor-core form: twice the pixels on twice the wa
 # The per-thread (FMA) form up to this many frames, the tensor-core form above (by dtype: FP16, FP32). H200 run 10,
 # side by side: FP32 per-thread with 3 stages and int32 offsets 93.9 / 78.5 / 76.6 % of copy at T = 8 / 12 / 16
 # against the best tensor-core tile's 36.6 / 52.4 / 63.9 %; FP16 per-thread with 4 stages 93.0 / 53.6 / 56.7 %
-# against 35.5 / 49.2 / 59.3 % (the tensor-core form keeps T = 13-16 in FP16). Above 16 frames neither is measured: the
-# tensor-core form, whose registers do not grow with T.
-_ATTENTION_FMA_MAX_T = {True: 12, False: 16}
+# against 35.5 / 49.2 / 59.3 %, which kept the tensor-core form at T = 13-16 in FP16 until run 11: with 8 queries per
+# program (``_ATTENTION_SCORES_PER_THREAD``) the per-thread form took T = 16 to 74.3 % against the tensor-core form's
+# 62.4 % (CUDA-graph timing). Above 16 frames neither is measured: the tensor-core form, whose registers do not grow
+# with T.
+_ATTENTION_FMA_MAX_T = {True: 16, False: 16}
 # Software-pipelined head-dim loops of the per-thread form (cp.async, ``stages - 1`` iterations ahead), by dtype.
 # H200 run 10, FP16 T = 8: 1 stage 43.0 %, 2 55.5 %, 3 78.4 %, 4 91.6 % of copy (int32 offsets: 50.7, 63.1, 85.0,
 # 93.0 %); FP32 timed with 3 (4 not yet: twice FP16's shared memory per stage).
 _ATTENTION_FMA_STAGES = {True: 4, False: 3}
+# FP16's per-thread head-dim loops unrolled by 2 up to this many frames (H200, 4 stages, 8 queries, side by side:
+# run 11 T = 8 0.229 vs 0.243 ms rolled, T = 12 0.461 vs 0.476 ms; run 14 T = 13 0.489 vs 0.551 ms, T = 14 0.523 vs
+# 0.579 ms; at T = 16 (run 11) 0.658 vs 0.602 ms: 218 registers instead of 166).
+_ATTENTION_FP16_UNROLL2_MAX_T = 14
 
 
 def cdiv(a: int, b: int) -> int:
@@ -261,7 +271,7 @@ class AttentionTile:
 def attention_tile(
     t: int,
     d: int = 16,
-    scores_per_thread: int = _ATTENTION_SCORES_PER_THREAD,
+    scores_per_thread: int | None = None,
     num_warps: int = _ATTENTION_NUM_WARPS,
     pixels_per_thread: int = 1,
     unroll: int | None = None,
@@ -283,10 +293,13 @@ def attention_tile(
     shrinks as T and d grow so that each of its [p_block, T, d] q/k/v tiles stays at 4096 elements
     (16 pixels at T, d <= 16: 96 registers per thread with 4 warps in FP16, no spills, by ptxas).
     ``None`` (shipped): the per-thread form, its loads pipelined (``stages``: 4 in FP16, 3 in FP32, or as given)
-    and its offsets int32, up to 16 frames in FP32 and 12 in FP16; the tensor-core form above. Side by side on an
-    H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16 against the best tensor-core
-    tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 / 49.2 %, but 56.7 % at T = 16
-    against 59.3 %. (Runs 3-9, before pipelining, had the tensor-core form ahead above 8 frames in both dtypes.)
+    and its offsets int32, up to 16 frames; the tensor-core form above. ``scores_per_thread`` None: 128 in FP16
+    (8 queries of 9-16 frames per program), 64 in FP32; ``unroll`` None: by 2 in FP16 up to 14 frames, rolled
+    otherwise. Side by side on an H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16
+    against the best tensor-core tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 /
+    49.2 %, but 56.7 % at T = 16 against 59.3 %, until 8 queries per program (run 11: T = 16 74.3 % against the
+    tensor-core form's 62.4 %). Runs 12-14, as shipped, every T of 8-16: FP16 69-99 %, FP32 75-92 % of copy
+    (``benchmarks/RESULTS.md``). (Runs 3-9, before pipelining, had the tensor-core form ahead above 8 frames.)
     With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
     at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
     side on an H200 (``benchmarks/RESULTS.md``, run 6): T = 16 FP16 59.4 % of copy bandwidth vs 44.0 % for
@@ -303,6 +316,10 @@ def attention_tile(
                              mma=True)
     t_block = next_power_of_2(t)
     q_block = t_block
+    if scores_per_thread is None:
+        scores_per_thread = _ATTENTION_SCORES_PER_THREAD[half]
+    if unroll is None and half and t <= _ATTENTION_FP16_UNROLL2_MAX_T:
+        unroll = 2
     while q_block > 1 and q_block * t_block > scores_per_thread:
         q_block //= 2
     return AttentionTile(
@@ -387,6 +404,12 @@ def attention_config(
     check_attention_limits(t, d)
     tile = tile or attention_tile(t, d, half=half)
     t_block, d_block = _mma_blocks(t, d) if tile.mma else (next_power_of_2(t), next_power_of_2(d))
+    frames = t if tile.fixed_t else 0
+    if not sizes_known and half and not tile.mma and t_block > 16:
+        # The plugin's FP16 per-thread PTX above 16 frames (TensorRT's per-thread tactics there) reads T at run
+        # time: with T compiled in, Triton's LLVM aborts the whole process in its SLP vectorizer (an assertion) at
+        # 7 of T = 17-32 (17, 19, 21, 22, 25, 27, 31; Triton 3.6, sm_90), which in an engine build is TensorRT's.
+        frames = 0
     return KernelLaunch(
         grid=attention_grid(n, t, h, w, heads, d=d, tile=tile),
         num_warps=tile.num_warps,
@@ -403,7 +426,7 @@ def attention_config(
             "WALK": tile.walk,
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
             "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
-            "FRAMES": t if tile.fixed_t else 0,
+            "FRAMES": frames,
         },
         max_registers=tile.max_registers,
     )

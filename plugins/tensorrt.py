@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 OPS = ("flow_warp", "temporal_attention")
+PORTABLE_SHARED_MEM = 48 * 1024  # bytes of dynamic shared memory a kernel launch gets without opting in
 _DTYPES = {"float32": "fp32", "float16": "fp16", "fp32": "fp32", "fp16": "fp16"}
 _lock = threading.Lock()
 _registered = False
@@ -253,6 +254,16 @@ def compile_aot(
         raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
     ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers), cc,
                       fdt)
+    # TensorRT launches the AOT kernel with the shared memory it is given, and nothing says it opts the kernel in to
+    # more than the portable 48 KiB (cuFuncSetAttribute), without which such a launch fails: a pipelined
+    # attention tile that needs more runs with fewer stages (a pipeline's buffers are its shared memory).
+    while ptx.shared_mem > PORTABLE_SHARED_MEM and op == "temporal_attention" and cfg.constexprs["STAGES"] > 1:
+        cfg.constexprs["STAGES"] -= 1
+        ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
+                          cc, fdt)
+    if ptx.shared_mem > PORTABLE_SHARED_MEM:
+        raise PluginError(f"{op} kernel needs {ptx.shared_mem} bytes of shared memory, above the "
+                          f"{PORTABLE_SHARED_MEM} a TensorRT plugin launch gets")
     return AotKernel(
         name=ptx.name,
         ptx=ptx.ptx,

@@ -208,8 +208,11 @@ class TestAotPtxWithCupy:
         tiles = {attention_tactic_tile(tactic, 16, 16, dtype == torch.float16) for tactic in ATTENTION_TACTICS}
         for tile in tiles:  # distinct tiles only (two tactics may name the same)
             out = torch.full((1, 16, 64, 9, 40), float("nan"), device="cuda", dtype=dtype)
-            _launch_ptx(compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=tile),
-                        (qkv,), (out,))
+            kernel = compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=tile)
+            try:
+                _launch_ptx(kernel, (qkv,), (out,))
+            except Exception as err:  # say which tile (and its launch) failed
+                raise AssertionError(f"{tile}, shared memory {kernel.shared_mem} B: {err}") from err
             torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=str(tile))
         x, flow = _flow_inputs((2, 64, 37, 53), dtype)
         x_cl = x.permute(0, 2, 3, 1).contiguous()

@@ -64,13 +64,16 @@ def test_attention_reads_each_input_once_up_to_8_frames():
 @pytest.mark.parametrize("t", [1, 5, 8, 9, 12, 13, 16, 17, 32])
 @pytest.mark.parametrize("d", [1, 12, 16, 48, 64])
 def test_shipped_tile_by_frames_and_dtype(t, d, half):
-    """The per-thread form, pipelined (4 stages in FP16, 3 in FP32) with int32 offsets, up to 12 frames in FP16
-    and 16 in FP32; the tensor-core form above, which reads every input once at any T (one program holds all
-    frames of its pixels)."""
+    """The per-thread form, pipelined (4 stages in FP16, 3 in FP32) with int32 offsets, up to 16 frames; FP16
+    holding 128 scores per pixel (8 queries of 9-16 frames) and unrolling its head-dim loops by 2 up to 14 frames,
+    FP32 64 (4 queries) rolled. The tensor-core form above 16 frames, which reads every input once at any T (one
+    program holds all frames of its pixels)."""
     tile = attention_tile(t, d, half=half)
-    assert tile.mma == (t > (12 if half else 16))
+    assert tile.mma == (t > 16)
     if not tile.mma:
         assert (tile.stages, tile.int32, tile.walk) == (4 if half else 3, True, 1)
+        assert tile.q_block == min(next_power_of_2(t), 8 if half else 64 // next_power_of_2(t))
+        assert tile.unroll == (2 if half and t <= 14 else None)
         cfg = attention_config(1, t, d * 4, 36, 64, 4, half=half)
         assert cfg.constexprs["STAGES"] == tile.stages and cfg.constexprs["OFF32"] and not cfg.constexprs["MMA"]
         assert cfg.grid == (cdiv(36 * 64, tile.p_block) * cdiv(t, tile.q_block), 4, 1)
@@ -120,7 +123,8 @@ def test_attention_grid_issue_shapes():
     assert attention_grid(1, 8, 360, 640, 4) == (1800, 4, 1)
     assert attention_grid(1, 16, 360, 640, 4) == (7200, 4, 1)  # FP32, per-thread form: 4 x 4 queries
     assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, mma=True)) == (14400, 4, 1)  # 16 pixels
-    assert attention_grid(1, 16, 360, 640, 4, half=True) == (7200, 4, 1)  # FP16 tensor-core: 32 pixels per program
+    assert attention_grid(1, 16, 360, 640, 4, half=True) == (3600, 4, 1)  # FP16, per-thread form: 2 x 8 queries
+    assert attention_grid(1, 16, 360, 640, 4, tile=attention_tile(16, half=True, mma=True)) == (7200, 4, 1)
 
 
 @pytest.mark.parametrize(("t", "d", "p_block"), [(9, 16, 32), (16, 16, 32), (32, 16, 16), (16, 64, 8), (32, 64, 4)])
@@ -132,8 +136,8 @@ def test_attention_half_tiles_wider_on_more_warps(t, d, p_block):
     assert fp16.p_block == 2 * fp32.p_block
     cfg = attention_config(1, t, 4 * d, 36, 64, 4, tile=fp16)
     assert (cfg.constexprs["P_BLOCK"], cfg.num_warps) == (p_block, 8)
-    per_thread = attention_tile(8, d, half=True)  # the per-thread form differs by its pipeline's depth only
-    assert dataclasses.replace(per_thread, stages=3) == attention_tile(8, d)
+    per_thread = attention_tile(8, d, half=True)  # at 8 frames the per-thread forms differ by depth and unrolling
+    assert dataclasses.replace(per_thread, stages=3, unroll=None) == attention_tile(8, d)
 
 
 def test_grids_accept_symbolic_dims():

@@ -178,7 +178,8 @@ class TestKernel:
         assert not attention_config(1, 16, 512, 540, 960, 8, tile=tile).constexprs["OFF32"]  # 12.7 G: int64
         assert not attention_config(1, 16, 64, 1, 1, 4, tile=tile, sizes_known=False).constexprs["OFF32"]
         assert attention_config(1, 16, 64, 360, 640, 4).constexprs["OFF32"]  # shipped per-thread tile: int32
-        assert not attention_config(1, 16, 64, 360, 640, 4, half=True).constexprs["OFF32"]  # tensor-core: int64
+        assert attention_config(1, 16, 64, 360, 640, 4, half=True).constexprs["OFF32"]  # FP16 per-thread too
+        assert not attention_config(1, 17, 64, 360, 640, 4, half=True).constexprs["OFF32"]  # tensor-core: int64
 
     @pytest.mark.parametrize(("walk", "stages"), [(2, 1), (3, 1), (4, 3)])
     def test_tensor_core_form_walking_blocks_agrees(self, gen, walk, stages):

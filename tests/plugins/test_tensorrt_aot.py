@@ -205,9 +205,12 @@ class TestCompileAot:
     def test_unrolled_attention_tactics_keep_the_plain_copy_rolled(self, t):
         """TensorRT's tactics 8 and 9 unroll the per-thread form's head-dim loops (by 2, by 4), but only in the
         plugin PTX's aligned copy: unrolled, its plain copy for misaligned tensors took the kernel to 147-190
-        registers in FP16 (by ptxas); rolled, the kernel keeps the shipped tile's 119-128, without spills."""
+        registers in FP16 (by ptxas, 4 queries per program). Rolled, unpipelined and taking its queries 2 at a
+        time, the plain copy costs little: the kernel needs at most 12 registers more than the JIT kernel of the tile
+        (the aligned copy alone), without spills."""
         import dataclasses
 
+        from vggx.benchmarks.sass import attention_stats
         from vggx.plugins.launch import attention_tactic_tile
 
         for tactic in (8, 9):
@@ -217,7 +220,32 @@ class TestCompileAot:
                                  tile=dataclasses.replace(tile, unroll=None))
             assert k.ptx.count("fma.rn.f32") > rolled.ptx.count("fma.rn.f32")  # the aligned copy is unrolled
             report = _ptxas(k.ptx)
-            assert report["registers"] <= 128 and report["spill_bytes"] == 0, (tactic, report)
+            jit = attention_stats(t, True, tile, hw=(36, 64)).registers
+            assert report["registers"] <= jit + 12 and report["spill_bytes"] == 0, (tactic, report, jit)
+
+    @pytest.mark.parametrize(("dtype", "t", "tactics"), [("fp16", 17, None), ("fp32", 16, (3,))])
+    def test_attention_tactics_compile_within_portable_shared_memory(self, dtype, t, tactics):
+        """Every TensorRT tactic's PTX compiles, within the 48 KiB of shared memory a launch gets without opting in.
+        FP16's per-thread tactics above 16 frames read T at run time: compiled in, Triton's LLVM aborted the whole
+        process (an assertion in its SLP vectorizer) at T = 17, 19, 21, 22, 25, 27 and 31. Pipelined tiles that
+        need more shared memory compile with fewer stages: FP32's tactic 3 at T = 16 asked 56 KiB at 2 stages, FP16's
+        tactic 8 at T = 17 54 KiB at 4."""
+        import dataclasses
+
+        from vggx.plugins.launch import ATTENTION_TACTICS, attention_config, attention_tactic_tile
+        from vggx.plugins.tensorrt import PORTABLE_SHARED_MEM
+
+        half = dtype == "fp16"
+        for tactic in tactics or ATTENTION_TACTICS:
+            tile = attention_tactic_tile(tactic, t, 16, half)
+            k = compile_aot("temporal_attention", (1, t, 192, 9, 40), dtype, heads=4, tile=tile)
+            assert 0 < k.shared_mem <= PORTABLE_SHARED_MEM, (tactic, tile, k.shared_mem)
+            frames = attention_config(1, t, 64, 9, 40, 4, tile=tile, half=half, sizes_known=False).constexprs["FRAMES"]
+            assert frames == (0 if half and t > 16 and not tile.mma else t), (tactic, tile)
+        fewer = dataclasses.replace(attention_tactic_tile(3, 16, 16, False), stages=1)
+        assert compile_aot("temporal_attention", (1, 16, 192, 9, 40), "fp32", heads=4, tile=fewer).ptx == \
+            compile_aot("temporal_attention", (1, 16, 192, 9, 40), "fp32", heads=4,
+                        tile=attention_tactic_tile(3, 16, 16, False)).ptx  # 2 stages did not fit: 1
 
     def test_register_cap_reaches_ptxas(self):
         """``max_registers`` (TensorRT's attention tactic 7) compiles with Triton's ``maxnreg``: the PTX carries
@@ -226,9 +254,9 @@ class TestCompileAot:
 
         from vggx.plugins.launch import attention_tile
 
-        tile = attention_tile(16, 16, half=False)  # FP32, T = 16: 168 registers uncapped (119-128 elsewhere)
-        plain = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp32", heads=4, tile=tile)
-        capped = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp32", heads=4,
+        tile = attention_tile(16, 16, half=True)  # FP16, T = 16, 8 queries per program: 166 registers uncapped
+        plain = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp16", heads=4, tile=tile)
+        capped = compile_aot("temporal_attention", (1, 16, 192, 36, 64), "fp16", heads=4,
                              tile=dataclasses.replace(tile, max_registers=128))
         assert ".maxnreg 128" in capped.ptx and ".maxnreg" not in plain.ptx
         used = [_ptxas(k.ptx)["registers"] for k in (plain, capped)]
@@ -237,7 +265,7 @@ class TestCompileAot:
     def test_t_compiled_in_drops_the_padding_keys_work(self):
         """T = 12 pads its keys to 16: compiled in (the shipped per-thread tile), the padding keys' loads and
         multiply-adds fold away, in the plugin's PTX too: its head-dim loops (SASS, by nvdisasm) hold about 12/16
-        of the FFMAs they hold with T read at run time."""
+        of the FFMAs they hold with T read at run time (81 % with the plain copy's queries taken 2 at a time)."""
         import dataclasses
 
         from vggx.benchmarks.sass import loop_bodies, opcode_counts
@@ -250,7 +278,7 @@ class TestCompileAot:
             return sum(opcode_counts(body)["FFMA"] for body in loop_bodies(sass))
 
         fixed, runtime = loop_ffma(True), loop_ffma(False)
-        assert 0 < fixed <= 0.8 * runtime, (fixed, runtime)
+        assert 0 < fixed <= 0.85 * runtime, (fixed, runtime)
 
     def test_unsupported_attention_sizes_raise(self):
         from vggx.errors import PluginError

@@ -239,15 +239,18 @@ def test_flow_warp_aot_channels_last_needs_constant_channels(fake_trt):
 
 
 def test_attention_aot_forms_by_frames_and_dtype(fake_trt):
-    """FP16 above 12 frames: the tensor-core form; FP32 up to 16 frames: the per-thread form."""
+    """Up to 16 frames the per-thread form (FP16: 8 queries per program, FP32: 4); above, the tensor-core form."""
     trtp, registry = fake_trt
     qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP16")
     out = registry[("register", "vggx::temporal_attention")](qkv, 4)
     name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 0)
-    assert name == b"temporal_attention_kernel" and b"mma" in ptx  # tensor-core instructions
-    assert params.grid_x == "cdiv((H*W),32)"  # FP16: 32 pixels x all 16 frames per program, on 8 warps
-    assert params.block_x == 256
+    assert name == b"temporal_attention_kernel" and b"mma" not in ptx and b"cp.async" in ptx
+    assert (params.grid_x, params.block_x) == ("(cdiv((H*W),128)*2)", 128)  # 128 pixels x 2 blocks of 8 queries
     assert tuple(scalars) == (16, 64, "(H*W)")
+    qkv17 = trtp.TensorDesc([_dim("N"), _dim(17), _dim(192), _dim("H"), _dim("W")], "FP16")
+    _, ptx17, params17, _ = registry[("aot", "vggx::temporal_attention")](qkv17, 4, (out,), 0)
+    assert b"mma" in ptx17  # tensor-core instructions
+    assert (params17.grid_x, params17.block_x) == ("cdiv((H*W),16)", 256)  # 16 pixels x all 32 frames, 8 warps
     qkv32 = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP32")
     _, ptx32, params32, _ = registry[("aot", "vggx::temporal_attention")](qkv32, 4, (out,), 0)
     assert b"mma" not in ptx32 and b"cp.async" in ptx32  # per-thread form, its loads pipelined
@@ -270,8 +273,8 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
         name, ptx, params, scalars = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), tactic)
         assert name == b"temporal_attention_kernel" and tuple(scalars) == (16, 64, "(H*W)")
         launches[tactic] = (params.grid_x, params.block_x, b"mma" in ptx)
-    assert launches[1] == ("cdiv((H*W),32)", 256, True)  # shipped: tensor-core form, 32 pixels on 8 warps
-    assert launches[2][2] is False  # the per-thread form (no tensor-core instructions)
+    assert launches[1] == ("(cdiv((H*W),128)*2)", 128, False)  # shipped: the per-thread form, 8 queries
+    assert launches[2] == ("cdiv((H*W),32)", 256, True)  # the tensor-core form, 32 pixels on 8 warps
     assert launches[3] == ("cdiv((H*W),128)", 256, True)  # a loop over four blocks of 32 pixels per program
     assert launches[4] == ("cdiv((H*W),16)", 128, True)  # the FP32 width: 16 pixels on 4 warps
     assert launches[5] == ("cdiv((H*W),32)", 128, True)  # 32 pixels on 4 warps
