@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything a GPU can check, in one command, on a bare GPU machine (< 8 minutes on an H100/H200):
 #   benchmarks/gpu_check.sh OUT_DIR
-# 1. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries);
+# 1. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries),
+#    and after the tests the shipped attention kernels at every T of 8-16 (kernels_frames);
 # 2. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
 #    CUDA-graph replay vs eager;
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
@@ -65,6 +66,9 @@ step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --
 XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
 step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdir "$ROOT" \
   --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
+# The custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13).
+step kernels_frames 150 "$PY" -m vggx.benchmarks.kernels --frames 8-16 --shipped-only --warm 8 \
+  --json "$OUT/kernels_frames.json"
 # What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side
 # (run 10: not done in 60 s).
 step tiles 120 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \

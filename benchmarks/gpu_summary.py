@@ -87,6 +87,25 @@ def host_bound(results: list[dict], ratio: float = 1.15) -> list[str]:
     return lines
 
 
+def every_t(results: list[dict], goal: float = 70.0) -> list[str]:
+    """The shipped attention rows at every T (``kernels --frames``): one line per dtype and form (JIT, the
+    plugin's PTX) with % of copy by T, and the T below the custom-op goal."""
+    table: dict = {}
+    for r in results:
+        op = r["op"]
+        if not op.startswith("temporal_attention[") or op.count(",") > 1 or (
+                "," in op and not op.endswith(",aot]")):
+            continue
+        form = "plugin PTX" if op.endswith(",aot]") else "JIT"
+        table.setdefault((r["dtype"], form), {})[r["shape"][1]] = r["kernel_pct_of_copy"]
+    lines = []
+    for (dtype, form), by_t in table.items():
+        below = ", ".join(str(t) for t, pct in sorted(by_t.items()) if pct < goal)
+        lines.append(f"  every T, {dtype} {form}: " + " ".join(f"{t}:{pct:.1f}" for t, pct in sorted(by_t.items()))
+                     + (f"  below {goal:.0f}% at T = {below}" if below else f"  all >= {goal:.0f}%"))
+    return lines
+
+
 def summarise(out: Path) -> dict:
     result: dict = {"steps": (out / "steps.txt").read_text().splitlines() if (out / "steps.txt").exists() else []}
     tests = {}
@@ -97,10 +116,11 @@ def summarise(out: Path) -> dict:
         tests["failed"] = [f"{c.get('classname')}::{c.get('name')}" for c in suite.iter("testcase")
                            if c.find("failure") is not None or c.find("error") is not None]
     result["tests"] = tests
-    for name in ("kernels", "gpu_model", "encoders", "tiles", "jobs", *_E2E):
+    for name in ("kernels", "kernels_frames", "gpu_model", "encoders", "tiles", "jobs", *_E2E):
         result[name] = _load(out / f"{name}.json")
-    if result["kernels"] is None:  # cut short by its time limit: the rows it measured, from its log
-        result["kernels"] = kernels_from_log(out / "kernels.log")
+    for name in ("kernels", "kernels_frames"):
+        if result[name] is None:  # cut short by its time limit: the rows it measured, from its log
+            result[name] = kernels_from_log(out / f"{name}.log")
     (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
     lines = [*result["steps"]]
     if tests:
@@ -134,6 +154,11 @@ def summarise(out: Path) -> dict:
             geometry = {k: v for k, v in r.items() if k not in ("op", "shape", "dtype", "ms", "pct_of_copy")}
             lines.append(f"  sweep best {op} {'x'.join(map(str, shape))} {dtype}: {r['ms']:.3f} ms "
                          f"{r['pct_of_copy']:.1f}% of copy with {geometry}")
+    frames = result["kernels_frames"]
+    if frames:
+        lines.append(f"attention at every T on {frames['gpu']} (copy {frames['copy_gbps']:.0f} GB/s), % of copy"
+                     + (" (cut short)" if frames.get("partial") else "") + ":")
+        lines.extend(every_t(frames["results"]))
     tiles = result["tiles"]
     if tiles:
         lines.append(f"tiles ({tiles['backend']}, LR {'x'.join(map(str, tiles['lr_size']))}, one window):")

@@ -198,6 +198,9 @@ def test_frames_dtype_and_shipped_only_choose_the_rows(cpu_bench, capsys):
     assert {r.op for r in results} <= {"temporal_attention[h=2]", "temporal_attention[h=2,eager]",
                                        "temporal_attention[h=2,aot]", "temporal_attention[h=2,aot,r128]"}
     assert all(r.max_err <= 2e-3 for r in results)
+    _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, frames=(9,), dtypes=(torch.float16,))
+    q_all = [r for r in results if r.op == "temporal_attention[h=2,fma,q-all]"]  # 9-11 frames: one program
+    assert len(q_all) == 1 and q_all[0].max_err <= 2e-3
     sweep = kernels.run_sweep(copy_gbps=1000.0, iters=1, frames=(9,), dtypes=(torch.float16,))
     assert len(sweep) == len(kernels.SWEEP_ATTENTION)
     assert {(r["op"], r["shape"][1], r["dtype"]) for r in sweep} == {("temporal_attention[h=4]", 9, "float16")}
@@ -205,3 +208,21 @@ def test_frames_dtype_and_shipped_only_choose_the_rows(cpu_bench, capsys):
     for bad in ("8-x", "0-3", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="frame counts"):
             _frames(bad)
+
+
+def test_gpu_summary_lists_attention_at_every_t():
+    """``kernels_frames`` (``--frames 8-16 --shipped-only``): one line per dtype and form, the T below the goal."""
+    from vggx.benchmarks.gpu_summary import every_t
+
+    def row(op, t, pct, dtype="float16"):
+        return {"op": op, "shape": [1, t, 192, 360, 640], "dtype": dtype, "kernel_pct_of_copy": pct}
+
+    results = [row("temporal_attention[h=4]", 8, 99.1), row("temporal_attention[h=4,eager]", 8, 50.0),
+               row("temporal_attention[h=4,aot]", 8, 98.0), row("temporal_attention[h=4,aot,r128]", 8, 10.0),
+               row("temporal_attention[h=4]", 9, 68.3), row("temporal_attention[h=4,aot]", 9, 71.0),
+               row("temporal_attention[h=4]", 9, 81.6, "float32"), row("flow_warp[nchw,noise]", 8, 1.0)]
+    assert every_t(results) == [
+        "  every T, float16 JIT: 8:99.1 9:68.3  below 70% at T = 9",
+        "  every T, float16 plugin PTX: 8:98.0 9:71.0  all >= 70%",
+        "  every T, float32 JIT: 9:81.6  all >= 70%",
+    ]
