@@ -398,6 +398,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         }
         if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
             others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)
+        if t % fma.q_block and fma.fixed_t:  # the last query block computing only its own rows (Q_LAST)
+            others["fma,ragged"] = dataclasses.replace(fma, ragged=True)
         if 8 < t <= 11:  # every query in one program: T compiled in, the padding queries' rows fold away (SASS,
             # FP16 T = 9: 8,735 instructions per pixel and head, 10,550 in 2 programs of 8; 205 registers, not 118)
             others["fma,q-all"] = attention_tile(t, c // heads, half=half, mma=False, scores_per_thread=256)

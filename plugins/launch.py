@@ -254,6 +254,11 @@ class AttentionTile:
     alike); where T is a power of two (``T_BLOCK`` itself) the masks on keys and queries fold away (FP16, T = 16:
     about 1,000 fewer instructions per pixel and head, 4 %; the tensor-core form's masks too). One compiled kernel
     per T then (a model uses one or two), and the TensorRT plugin's T is a build-time constant anyway.
+    ``ragged`` (per-thread form, T compiled in): where T is not a multiple of ``q_block``, the last query block's
+    programs take only the rows they hold, rounded up to a power of two (the kernel's ``Q_LAST``, a second copy of
+    the body): at T = 9 in blocks of 8 the second block computes 1 query row instead of 8 of which 7 are padding.
+    H200 runs 13-14 had FP16 at T = 9 / 10 / 11 / 12 at 68 / 72 / 76 / 76 % of copy, rising with the share of rows
+    that are real (9 / 10 / 11 / 12 of 16); not yet timed (the benchmark's ``fma,ragged`` rows).
     """
 
     q_block: int
@@ -266,6 +271,7 @@ class AttentionTile:
     int32: bool = False  # per-thread form: int32 offsets within a batch item, where they fit
     max_registers: int | None = None  # a register cap for ptxas (None: ptxas decides)
     fixed_t: bool = True  # T compiled in (see above)
+    ragged: bool = False  # per-thread form, T compiled in: the last query block computes only its own rows
 
 
 def attention_tile(
@@ -369,6 +375,15 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     return tiles[tactic]
 
 
+def _ragged_rows(t: int, tile: AttentionTile) -> int:
+    """Rows of the last query block where ``tile.ragged`` and T is not a multiple of ``q_block`` (the per-thread
+    form): the next power of two of the frames it holds (T = 9 in blocks of 8: 1), or 0 (no ragged block)."""
+    if not tile.ragged or tile.mma:
+        return 0
+    rows = next_power_of_2(t - (cdiv(t, tile.q_block) - 1) * tile.q_block)
+    return rows if rows < tile.q_block else 0
+
+
 def _mma_blocks(t: int, d: int) -> tuple[int, int]:
     """T and head-dim extents of the tensor-core form's tiles (16 at least: the smallest ``tl.dot``)."""
     return max(16, next_power_of_2(t)), max(16, next_power_of_2(d))
@@ -427,6 +442,7 @@ def attention_config(
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
             "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
             "FRAMES": frames,
+            **({"Q_LAST": q_last} if (q_last := _ragged_rows(t, tile) if frames else 0) else {}),
         },
         max_registers=tile.max_registers,
     )

@@ -92,6 +92,7 @@ def temporal_attention_kernel(
     OFF32: tl.constexpr = False,
     ALIGN_CHECK: tl.constexpr = False,
     FRAMES: tl.constexpr = 0,
+    Q_LAST: tl.constexpr = 0,
 ):
     """Triton kernel of ``vggx::temporal_attention`` (contiguous NTCHW; FP32/FP16 I/O, FP32 math).
 
@@ -209,57 +210,63 @@ def temporal_attention_kernel(
                 # whole kernel's (unrolled by 4 it needed 190-232, rolled 119-168)
                 unroll: tl.constexpr = UNROLL if VEC == 1 or not ALIGN_CHECK else 1
                 stages: tl.constexpr = STAGES if VEC == 1 or not ALIGN_CHECK else 1
-                # the plain copy takes its queries 2 at a time (k re-read from L2 for each 2): with 8 queries of 16
-                # frames its score tile alone held 128 registers, and a kernel gets its hungriest copy's registers
-                q_sub: tl.constexpr = Q_BLOCK if VEC == 1 or not ALIGN_CHECK else (2 if Q_BLOCK > 2 else Q_BLOCK)
-                for qs in tl.static_range(Q_BLOCK // q_sub):
-                    queries = pid_q * Q_BLOCK + qs * q_sub + tl.arange(0, q_sub)
-                    pixel_ok = (offs_p < hw_end)[None, :]
-                    q_mask = (queries < nt)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
-                    k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
+                # Q_LAST (T compiled in, not a multiple of Q_BLOCK): the last query block's program takes only the
+                # rows it has (T = 9 in blocks of 8: 1 of 8), in a copy of the body of its own.
+                for LAST in tl.static_range(2 if Q_LAST else 1):
+                    if ((pid_q == q_blocks - 1) == (LAST == 1)) | (not Q_LAST):
+                        n_rows: tl.constexpr = Q_LAST if LAST == 1 else Q_BLOCK
+                        # the plain copy takes its queries 2 at a time (k re-read from L2 for each 2): with 8
+                        # queries of 16 frames its score tile alone held 128 registers, and a kernel gets its
+                        # hungriest copy's registers
+                        q_sub: tl.constexpr = n_rows if VEC == 1 or not ALIGN_CHECK else (2 if n_rows > 2 else n_rows)
+                        for qs in tl.static_range(n_rows // q_sub):
+                            queries = pid_q * Q_BLOCK + qs * q_sub + tl.arange(0, q_sub)
+                            pixel_ok = (offs_p < hw_end)[None, :]
+                            q_mask = (queries < nt)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
+                            k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
 
-                    q_ptr = qkv_ptr + n * nt * (3 * C * hw_v) + (head * D) * hw_v
-                    k_ptr = q_ptr + C * hw_v
-                    v_ptr = k_ptr + C * hw_v
-                    row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
-                    if OFF32 or (ALIGN_CHECK and VEC == 1):  # a batch item fits int32 (checked): fewer registers
-                        row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
-                    q_rows = queries[:, None] * row + offs_p[None, :]
-                    k_rows = keys[:, None] * row + offs_p[None, :]
-                    o_ptr = out_ptr + n * nt * (C * hw_v) + (head * D) * hw_v
-                    out_rows = queries[:, None] * out_row + offs_p[None, :]
+                            q_ptr = qkv_ptr + n * nt * (3 * C * hw_v) + (head * D) * hw_v
+                            k_ptr = q_ptr + C * hw_v
+                            v_ptr = k_ptr + C * hw_v
+                            row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
+                            if OFF32 or (ALIGN_CHECK and VEC == 1):  # a batch item fits int32 (checked): fewer regs
+                                row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
+                            q_rows = queries[:, None] * row + offs_p[None, :]
+                            k_rows = keys[:, None] * row + offs_p[None, :]
+                            o_ptr = out_ptr + n * nt * (C * hw_v) + (head * D) * hw_v
+                            out_rows = queries[:, None] * out_row + offs_p[None, :]
 
-                    # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``, which are
-                    # ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU tensors and
-                    # compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
-                    scores = tl.full((q_sub, T_BLOCK, P_BLOCK), 0.0, tl.float32)
-                    for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=stages):
-                        qp = q_ptr + j * plane + q_rows
-                        kp = k_ptr + j * plane + k_rows
-                        if VEC == 1:  # rows of pixels: contiguous, 16-byte aligned every 8 pixels
-                            qp = tl.max_contiguous(tl.multiple_of(qp, [16, 16]), [1, P_BLOCK])
-                            kp = tl.max_contiguous(tl.multiple_of(kp, [16, 16]), [1, P_BLOCK])
-                        q = tl.load(qp, mask=q_mask, other=0.0).to(tl.float32)
-                        k = tl.load(kp, mask=k_mask, other=0.0).to(tl.float32)
-                        scores += q[:, None, :] * k[None, :, :]
-                    scores = tl.where((keys < nt)[None, :, None], scores, float("-inf"))
-                    peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
-                    p = tl.exp2(scores * EXP2_SCALE - (peak * EXP2_SCALE)[:, None, :])
-                    p = p * (1.0 / tl.reduce(p, 1, tl.standard._sum_combine))[:, None, :]
-                    if FRAMES:  # keys past T: exact zeros, which with T known fold away with their products
-                        p = tl.where((keys < nt)[None, :, None], p, -0.0)
+                            # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``,
+                            # which are ``@jit`` helpers): the same source then runs in Triton's interpreter on CPU
+                            # tensors and compiles for CUDA in one process, whatever TRITON_INTERPRET said at import.
+                            scores = tl.full((q_sub, T_BLOCK, P_BLOCK), 0.0, tl.float32)
+                            for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=stages):
+                                qp = q_ptr + j * plane + q_rows
+                                kp = k_ptr + j * plane + k_rows
+                                if VEC == 1:  # rows of pixels: contiguous, 16-byte aligned every 8 pixels
+                                    qp = tl.max_contiguous(tl.multiple_of(qp, [16, 16]), [1, P_BLOCK])
+                                    kp = tl.max_contiguous(tl.multiple_of(kp, [16, 16]), [1, P_BLOCK])
+                                q = tl.load(qp, mask=q_mask, other=0.0).to(tl.float32)
+                                k = tl.load(kp, mask=k_mask, other=0.0).to(tl.float32)
+                                scores += q[:, None, :] * k[None, :, :]
+                            scores = tl.where((keys < nt)[None, :, None], scores, float("-inf"))
+                            peak = tl.reduce(scores, 1, tl.standard._elementwise_max)
+                            p = tl.exp2(scores * EXP2_SCALE - (peak * EXP2_SCALE)[:, None, :])
+                            p = p * (1.0 / tl.reduce(p, 1, tl.standard._sum_combine))[:, None, :]
+                            if FRAMES:  # keys past T: exact zeros, which with T known fold away with their products
+                                p = tl.where((keys < nt)[None, :, None], p, -0.0)
 
-                    for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=stages):
-                        vp = v_ptr + j * plane + k_rows
-                        op = o_ptr + j * plane + out_rows
-                        if VEC == 1:
-                            vp = tl.max_contiguous(tl.multiple_of(vp, [16, 16]), [1, P_BLOCK])
-                            op = tl.max_contiguous(tl.multiple_of(op, [16, 16]), [1, P_BLOCK])
-                        v = tl.load(vp, mask=k_mask, other=0.0).to(tl.float32)
-                        if FRAMES:  # a constant zero for keys past T (its product with p's -0.0 then folds away)
-                            v = tl.where((keys < nt)[:, None], v, 0.0)
-                        o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
-                        tl.store(op, o.to(out_ptr.dtype.element_ty), mask=q_mask)
+                            for j in tl.range(0, D, loop_unroll_factor=unroll, num_stages=stages):
+                                vp = v_ptr + j * plane + k_rows
+                                op = o_ptr + j * plane + out_rows
+                                if VEC == 1:
+                                    vp = tl.max_contiguous(tl.multiple_of(vp, [16, 16]), [1, P_BLOCK])
+                                    op = tl.max_contiguous(tl.multiple_of(op, [16, 16]), [1, P_BLOCK])
+                                v = tl.load(vp, mask=k_mask, other=0.0).to(tl.float32)
+                                if FRAMES:  # a constant zero for keys past T (its product with p's -0.0 folds away)
+                                    v = tl.where((keys < nt)[:, None], v, 0.0)
+                                o = tl.reduce(p * v[None, :, :], 1, tl.standard._sum_combine)
+                                tl.store(op, o.to(out_ptr.dtype.element_ty), mask=q_mask)
 
 
 TEMPORAL_ATTENTION_KERNEL = TritonKernel(temporal_attention_kernel)

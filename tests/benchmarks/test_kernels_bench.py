@@ -62,7 +62,7 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
                      "temporal_attention[h=2,fma,i64]", "temporal_attention[h=2,fma,u2]",
                      "temporal_attention[h=2,fma,u4,s2]",
                      "temporal_attention[h=2,mma,loop4,s3]",
-                     "temporal_attention[h=2,fma,runtime-t]",
+                     "temporal_attention[h=2,fma,runtime-t]", "temporal_attention[h=2,fma,ragged]",
                      "temporal_attention[h=2,mma,half-warps]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
     for r in results:

@@ -133,6 +133,30 @@ class TestKernelsOnGpu:
         tol = 1e-5 if dtype == torch.float32 else 2e-3
         torch.testing.assert_close(out.float(), temporal_attention_reference(qkv.float(), heads), atol=tol, rtol=tol)
 
+    @pytest.mark.parametrize("t", [9, 10, 11, 13])
+    @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+    def test_attention_ragged_last_block(self, t, dtype):
+        """The benchmark's ``fma,ragged`` rows and ``fma,q-all`` (every query in one program) on the GPU, the JIT
+        kernel and the plugin's PTX (both alignment copies: H*W = 37*53 is not a multiple of 8, 36*64 is)."""
+        import dataclasses
+
+        from vggx.plugins.tensorrt import compile_aot
+
+        half = dtype == torch.float16
+        tol = 1e-5 if dtype == torch.float32 else 2e-3
+        for h, w in ((37, 53), (36, 64)):
+            qkv = _qkv((1, t, 64, h, w, 4), dtype)
+            expected = temporal_attention_reference(qkv.float(), 4)
+            ragged = dataclasses.replace(attention_tile(t, 16, mma=False, half=half), ragged=True)
+            tiles = [ragged, attention_tile(t, 16, mma=False, half=half, scores_per_thread=256)]
+            for tile in tiles:
+                out = launch_temporal_attention(qkv, 4, tile=tile)
+                torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=str(tile))
+            out = torch.full((1, t, 64, h, w), float("nan"), device="cuda", dtype=dtype)
+            _launch_ptx(compile_aot("temporal_attention", tuple(qkv.shape), dtype, heads=4, cc=_cc(), tile=ragged),
+                        (qkv,), (out,))
+            torch.testing.assert_close(out.float(), expected, atol=tol, rtol=tol, msg=f"plugin {ragged}")
+
     def test_custom_ops_dispatch_to_kernels_on_cuda(self):
         x, flow = _flow_inputs((2, 8, 16, 24), torch.float16)
         torch.testing.assert_close(flow_warp(x, flow), launch_flow_warp(x, flow), atol=0, rtol=0)

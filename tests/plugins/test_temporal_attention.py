@@ -100,6 +100,34 @@ class TestKernel:
         torch.testing.assert_close(launch_temporal_attention(qkv, 2, tile=tile),
                                    temporal_attention_reference(qkv, 2), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize(("t", "half", "q_last"), [(9, True, 1), (10, True, 2), (11, True, 4), (9, False, 1)])
+    @pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "misaligned"])
+    def test_ragged_last_query_block_agrees(self, gen, t, half, q_last, offset):
+        """``ragged`` tiles: the last query block's programs compute only the rows they hold (``Q_LAST``, 1-4 of 8
+        or 4), in the JIT kernel and in both copies of the plugin's (run-time alignment check)."""
+        import dataclasses
+
+        from vggx.plugins.launch import attention_config, attention_tile
+        from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
+
+        dtype = torch.float16 if half else torch.float32
+        tol = 2e-3 if half else 1e-5
+        n, c, h, w, heads = 2, 8, 4, 10, 2
+        qkv = _qkv(gen, n, t, c, h, w, dtype, scale=2.0)
+        expected = temporal_attention_reference(qkv.float(), heads)
+        tile = dataclasses.replace(attention_tile(t, c // heads, half=half, mma=False), ragged=True)
+        assert attention_config(n, t, c, h, w, heads, tile=tile, half=half).constexprs["Q_LAST"] == q_last
+        torch.testing.assert_close(launch_temporal_attention(qkv, heads, tile=tile).float(), expected, atol=tol,
+                                   rtol=0 if not half else tol)
+        buf = torch.empty(qkv.numel() + offset, dtype=dtype)
+        src = buf[offset:].view(qkv.shape).copy_(qkv)
+        out = torch.full((n * t * c * h * w + offset,), float("nan"), dtype=dtype)[offset:].view(n, t, c, h, w)
+        cfg = attention_config(n, t, c, h, w, heads, tile=tile, half=half, sizes_known=False)
+        assert cfg.constexprs["ALIGN_CHECK"] and cfg.constexprs["Q_LAST"] == q_last
+        TEMPORAL_ATTENTION_KERNEL.for_device(src.device)[cfg.grid](
+            src, t, c, h * w, out, num_warps=cfg.num_warps, **cfg.constexprs)
+        torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if not half else tol)
+
     @pytest.mark.parametrize("stages", [1, 3])
     def test_int32_offsets_agree(self, gen, stages):
         """``int32`` tiles (per-thread form): offsets within a batch item in int32; same results."""
