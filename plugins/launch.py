@@ -304,7 +304,7 @@ def attention_tile(
     otherwise. Side by side on an H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16
     against the best tensor-core tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 /
     49.2 %, but 56.7 % at T = 16 against 59.3 %, until 8 queries per program (run 11: T = 16 74.3 % against the
-    tensor-core form's 62.4 %). Runs 12-14, as shipped, every T of 8-16: FP16 69-99 %, FP32 75-92 % of copy
+    tensor-core form's 62.4 %). Runs 12-14, as shipped, every T of 8-16: FP16 68-99 %, FP32 75-92 % of copy
     (``benchmarks/RESULTS.md``). (Runs 3-9, before pipelining, had the tensor-core form ahead above 8 frames.)
     With ``half`` (FP16) the tensor-core form doubles both its pixels and its warps (32 pixels on 8 warps
     at T, d <= 16): the same registers per thread, twice the tensor-core work per program. Measured side by
@@ -425,6 +425,7 @@ def attention_config(
         # time: with T compiled in, Triton's LLVM aborts the whole process in its SLP vectorizer (an assertion) at
         # 7 of T = 17-32 (17, 19, 21, 22, 25, 27, 31; Triton 3.6, sm_90), which in an engine build is TensorRT's.
         frames = 0
+    q_last = _ragged_rows(t, tile) if frames else 0  # the ragged last query block's rows (needs T compiled in)
     return KernelLaunch(
         grid=attention_grid(n, t, h, w, heads, d=d, tile=tile),
         num_warps=tile.num_warps,
@@ -442,7 +443,7 @@ def attention_config(
             "OFF32": sizes_known and tile.int32 and not tile.mma and t * 3 * c * h * w < 2**31,
             "ALIGN_CHECK": not sizes_known,  # per-thread form: the plugin's PTX checks alignment at run time
             "FRAMES": frames,
-            **({"Q_LAST": q_last} if (q_last := _ragged_rows(t, tile) if frames else 0) else {}),
+            **({"Q_LAST": q_last} if q_last else {}),  # only then: the other launches' PTX keeps its key
         },
         max_registers=tile.max_registers,
     )
