@@ -385,6 +385,12 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                               (qkv,), out, expected, iters)
                 results.append(_result(f"temporal_attention[h={heads},aot,r128]", shape, dtype, nbytes, aot[0],
                                        t_ms, copy_gbps, aot[1]))
+            if not shipped.mma and t % shipped.q_block:  # ... and with a ragged last query block (tactic 10)
+                ragged = attention_tactic_tile(10, t, c // heads, half)
+                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=ragged),
+                              (qkv,), out, expected, iters)
+                results.append(_result(f"temporal_attention[h={heads},aot,ragged]", shape, dtype, nbytes, aot[0],
+                                       t_ms, copy_gbps, aot[1]))
         fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         mma = attention_tile(t, c // heads, mma=True, half=half)
         other_depth = attention_tactic_tile(6, t, c // heads, half)

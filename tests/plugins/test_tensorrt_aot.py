@@ -247,6 +247,18 @@ class TestCompileAot:
             compile_aot("temporal_attention", (1, 16, 192, 9, 40), "fp32", heads=4,
                         tile=attention_tactic_tile(3, 16, 16, False)).ptx  # 2 stages did not fit: 1
 
+    def test_ragged_tactic_only_where_the_last_query_block_is_short(self):
+        """TensorRT's tactic 10 (a ragged last query block): its own PTX at T = 9 (FP16 blocks of 8: the last holds
+        1 frame), the shipped tile's where T fills its blocks (T = 16), so TensorRT does not time a duplicate."""
+        from vggx.plugins.launch import attention_tactic_tile
+
+        def ptx(tactic: int, t: int) -> str:
+            tile = attention_tactic_tile(tactic, t, 16, True)
+            return compile_aot("temporal_attention", (1, t, 192, 9, 40), "fp16", heads=4, tile=tile).ptx
+
+        assert ptx(10, 9) != ptx(1, 9)
+        assert attention_tactic_tile(10, 16, 16, True) == attention_tactic_tile(1, 16, 16, True)
+
     def test_register_cap_reaches_ptxas(self):
         """``max_registers`` (TensorRT's attention tactic 7) compiles with Triton's ``maxnreg``: the PTX carries
         ``.maxnreg`` and ptxas keeps under it (the uncapped plugin PTX of the per-thread form uses more)."""

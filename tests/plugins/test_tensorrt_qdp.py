@@ -282,8 +282,9 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     _, ptx7, _, _ = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 7)
     assert b".maxnreg 128" in ptx7 and b"mma" not in ptx7  # the per-thread form, its registers capped
     assert launches[8][2] is False and launches[9][2] is False  # the per-thread form, unrolled by 2 / by 4
-    with pytest.raises(PluginError, match="unknown tactic 10"):
-        registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 10)
+    assert launches[10] == ("(cdiv((H*W),128)*2)", 128, False)  # T = 16: no ragged block, the shipped launch
+    with pytest.raises(PluginError, match="unknown tactic 11"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), 11)
 
     x = trtp.TensorDesc([_dim("B"), _dim(64), _dim("H"), _dim("W")], "FP16", "HWC8")
     flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
