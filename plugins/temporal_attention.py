@@ -206,34 +206,32 @@ def temporal_attention_kernel(
                 if VEC == 1:  # = HW and hw here; the compiler then knows them divisible by 8
                     hw_end = HW // 8 * 8
                     hw_v = hw // 8 * 8
-                # the plugin's plain copy (misaligned tensors, rare) keeps its loops rolled: its registers are the
-                # whole kernel's (unrolled by 4 it needed 190-232, rolled 119-168)
-                unroll: tl.constexpr = UNROLL if VEC == 1 or not ALIGN_CHECK else 1
-                stages: tl.constexpr = STAGES if VEC == 1 or not ALIGN_CHECK else 1
+                # the plugin's plain copy (misaligned tensors, rare) keeps its loops rolled and unpipelined, and takes
+                # its queries 2 at a time (k re-read from L2 for each 2): its registers are the whole kernel's
+                # (unrolled by 4 it needed 190-232; with 8 queries of 16 frames its score tile alone held 128)
+                full: tl.constexpr = VEC == 1 or not ALIGN_CHECK
+                unroll: tl.constexpr = UNROLL if full else 1
+                stages: tl.constexpr = STAGES if full else 1
+                pixel_ok = (offs_p < hw_end)[None, :]
+                k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
+                q_ptr = qkv_ptr + n * nt * (3 * C * hw_v) + (head * D) * hw_v
+                k_ptr = q_ptr + C * hw_v
+                v_ptr = k_ptr + C * hw_v
+                o_ptr = out_ptr + n * nt * (C * hw_v) + (head * D) * hw_v
+                row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
+                if OFF32 or (ALIGN_CHECK and VEC == 1):  # a batch item's offsets fit int32 (checked): fewer registers
+                    row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
+                k_rows = keys[:, None] * row + offs_p[None, :]
                 # Q_LAST (T compiled in, not a multiple of Q_BLOCK): the last query block's program takes only the
                 # rows it has (T = 9 in blocks of 8: 1 of 8), in a copy of the body of its own.
                 for LAST in tl.static_range(2 if Q_LAST else 1):
                     if ((pid_q == q_blocks - 1) == (LAST == 1)) | (not Q_LAST):
                         n_rows: tl.constexpr = Q_LAST if LAST == 1 else Q_BLOCK
-                        # the plain copy takes its queries 2 at a time (k re-read from L2 for each 2): with 8
-                        # queries of 16 frames its score tile alone held 128 registers, and a kernel gets its
-                        # hungriest copy's registers
-                        q_sub: tl.constexpr = n_rows if VEC == 1 or not ALIGN_CHECK else (2 if n_rows > 2 else n_rows)
+                        q_sub: tl.constexpr = n_rows if full else (2 if n_rows > 2 else n_rows)
                         for qs in tl.static_range(n_rows // q_sub):
                             queries = pid_q * Q_BLOCK + qs * q_sub + tl.arange(0, q_sub)
-                            pixel_ok = (offs_p < hw_end)[None, :]
-                            q_mask = (queries < nt)[:, None] & pixel_ok  # [Q_BLOCK, P_BLOCK]
-                            k_mask = (keys < nt)[:, None] & pixel_ok  # [T_BLOCK, P_BLOCK]
-
-                            q_ptr = qkv_ptr + n * nt * (3 * C * hw_v) + (head * D) * hw_v
-                            k_ptr = q_ptr + C * hw_v
-                            v_ptr = k_ptr + C * hw_v
-                            row, out_row, plane = 3 * C * hw_v, C * hw_v, hw_v  # int64 strides
-                            if OFF32 or (ALIGN_CHECK and VEC == 1):  # a batch item fits int32 (checked): fewer regs
-                                row, out_row, plane = 3 * C * hw_end, C * hw_end, hw_end
+                            q_mask = (queries < nt)[:, None] & pixel_ok  # [q_sub, P_BLOCK]
                             q_rows = queries[:, None] * row + offs_p[None, :]
-                            k_rows = keys[:, None] * row + offs_p[None, :]
-                            o_ptr = out_ptr + n * nt * (C * hw_v) + (head * D) * hw_v
                             out_rows = queries[:, None] * out_row + offs_p[None, :]
 
                             # Only builtins and the standard combine functions below (no ``tl.zeros``/``tl.sum``,
