@@ -374,23 +374,22 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                                err))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
-        aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc), (qkv,), out, expected,
-                      iters)
-        if aot is not None:  # the shipped tile's PTX as the TensorRT plugin embeds it ...
-            results.append(_result(f"temporal_attention[h={heads},aot]", shape, dtype, nbytes, aot[0], t_ms,
+        ragged = attention_tactic_tile(10, t, c // heads, half)  # the per-thread tile, its short last block ragged
+        # The shipped tile's PTX as the TensorRT plugin embeds it and, beside the per-thread one, that PTX with its
+        # registers capped at 128 (TensorRT's tactic 7) and with a ragged last query block (tactic 10, where T
+        # leaves a short one).
+        plugin_tiles = {"aot": shipped}
+        if not shipped.mma:
+            plugin_tiles["aot,r128"] = attention_tactic_tile(7, t, c // heads, half)
+            if ragged.ragged:
+                plugin_tiles["aot,ragged"] = ragged
+        for form, tile in plugin_tiles.items():
+            aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=tile), (qkv,), out,
+                          expected, iters)
+            if aot is None:  # no CuPy: no plugin rows
+                break
+            results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, aot[0], t_ms,
                                    copy_gbps, aot[1]))
-            if not shipped.mma:  # ... and the per-thread one with its registers capped at 128 (TensorRT's tactic 7)
-                capped = attention_tactic_tile(7, t, c // heads, half)
-                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=capped),
-                              (qkv,), out, expected, iters)
-                results.append(_result(f"temporal_attention[h={heads},aot,r128]", shape, dtype, nbytes, aot[0],
-                                       t_ms, copy_gbps, aot[1]))
-            if not shipped.mma and t % shipped.q_block:  # ... and with a ragged last query block (tactic 10)
-                ragged = attention_tactic_tile(10, t, c // heads, half)
-                aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=ragged),
-                              (qkv,), out, expected, iters)
-                results.append(_result(f"temporal_attention[h={heads},aot,ragged]", shape, dtype, nbytes, aot[0],
-                                       t_ms, copy_gbps, aot[1]))
         fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         mma = attention_tile(t, c // heads, mma=True, half=half)
         other_depth = attention_tactic_tile(6, t, c // heads, half)
@@ -404,8 +403,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         }
         if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
             others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)
-        if t % fma.q_block and fma.fixed_t:  # the last query block computing only its own rows (Q_LAST)
-            others["fma,ragged"] = dataclasses.replace(fma, ragged=True)
+        if ragged.ragged:  # the last query block computing only its own rows (Q_LAST; TensorRT's tactic 10)
+            others["fma,ragged"] = ragged
         if 8 < t <= 11:  # every query in one program: T compiled in, the padding queries' rows fold away (SASS,
             # FP16 T = 9: 8,735 instructions per pixel and head, 10,550 in 2 programs of 8; 205 registers, not 118)
             others["fma,q-all"] = attention_tile(t, c // heads, half=half, mma=False, scores_per_thread=256)

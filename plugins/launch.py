@@ -353,12 +353,13 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     at T = 16, is paid half as often; SASS per pixel and head, FP16: T = 12 14,304 -> 12,915, T = 16 21,824 ->
     20,180; twice the shared memory); 9 = the per-thread form unrolled by 4 and pipelined 2 stages (four dims in
     flight, as 4-5 stages of one; a quarter of the bookkeeping: FP16 T = 12 11,511, T = 16 18,388); 10 = the
-    per-thread form as shipped with a ragged last query block (``AttentionTile.ragged``: where T is not a multiple
-    of the query block, e.g. T = 9-12 in FP16's blocks of 8). Two tactics may name the same tile.
+    per-thread form as shipped with a ragged last query block (``AttentionTile.ragged``: where the last block holds
+    at most half its rows, e.g. T = 9-12 in FP16's blocks of 8). Two tactics may name the same tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
     fma = attention_tile(t, d, mma=False, half=half)
+    ragged = dataclasses.replace(fma, ragged=True)
     tiles = {
         1: shipped,
         2: attention_tile(t, d, mma=not shipped.mma, half=half),
@@ -369,7 +370,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
         8: attention_tile(t, d, mma=False, half=half, unroll=2),
         9: attention_tile(t, d, mma=False, half=half, unroll=4, stages=2),
-        10: dataclasses.replace(fma, ragged=True) if t % fma.q_block else fma,  # (no ragged block: the same tile)
+        10: ragged if _ragged_rows(t, ragged) else fma,  # (no short last block: the same tile)
     }
     if tactic in (0, None):
         return shipped
