@@ -91,13 +91,11 @@ def every_t(results: list[dict], goal: float = 70.0) -> list[str]:
     """The shipped attention rows at every T (``kernels --frames``): one line per dtype and form (JIT, the
     plugin's PTX) with % of copy by T, and the T below the custom-op goal."""
     table: dict = {}
+    forms = {"": "JIT", "aot": "plugin PTX"}  # temporal_attention[h=N] and temporal_attention[h=N,aot]
     for r in results:
-        op = r["op"]
-        if not op.startswith("temporal_attention[") or op.count(",") > 1 or (
-                "," in op and not op.endswith(",aot]")):
-            continue
-        form = "plugin PTX" if op.endswith(",aot]") else "JIT"
-        table.setdefault((r["dtype"], form), {})[r["shape"][1]] = r["kernel_pct_of_copy"]
+        op, _, variant = r["op"].removesuffix("]").partition(",")
+        if op.startswith("temporal_attention[") and variant in forms:
+            table.setdefault((r["dtype"], forms[variant]), {})[r["shape"][1]] = r["kernel_pct_of_copy"]
     lines = []
     for (dtype, form), by_t in table.items():
         below = ", ".join(str(t) for t, pct in sorted(by_t.items()) if pct < goal)

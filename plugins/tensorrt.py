@@ -252,15 +252,15 @@ def compile_aot(
         fdt = ""
     else:
         raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
-    ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers), cc,
-                      fdt)
     # TensorRT launches the AOT kernel with the shared memory it is given, and nothing says it opts the kernel in to
     # more than the portable 48 KiB (cuFuncSetAttribute), without which such a launch fails: a pipelined
     # attention tile that needs more runs with fewer stages (a pipeline's buffers are its shared memory).
-    while ptx.shared_mem > PORTABLE_SHARED_MEM and op == "temporal_attention" and cfg.constexprs["STAGES"] > 1:
-        cfg.constexprs["STAGES"] -= 1
+    while True:
         ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
                           cc, fdt)
+        if ptx.shared_mem <= PORTABLE_SHARED_MEM or op != "temporal_attention" or cfg.constexprs["STAGES"] == 1:
+            break
+        cfg.constexprs["STAGES"] -= 1
     if ptx.shared_mem > PORTABLE_SHARED_MEM:
         raise PluginError(f"{op} kernel needs {ptx.shared_mem} bytes of shared memory, above the "
                           f"{PORTABLE_SHARED_MEM} a TensorRT plugin launch gets")
