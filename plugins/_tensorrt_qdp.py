@@ -25,7 +25,7 @@ from .launch import (
     flow_warp_tactic,
     hwc8_channels,
 )
-from .tensorrt import compile_ptx, constexpr_key, device_cc
+from .tensorrt import compile_launch, device_cc
 
 AotResult = tuple[bytes, bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]
 
@@ -90,10 +90,7 @@ def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: in
             cfg = flow_warp_nhwc_tactic(tactic, xs, _dtype_name(x) == "fp16")
         except ValueError as err:
             raise PluginError(str(err)) from err
-        ptx = compile_ptx(
-            "flow_warp_nhwc", _dtype_name(x), constexpr_key(cfg.constexprs, cfg.num_warps), device_cc(),
-            _dtype_name(flow),
-        )
+        ptx = compile_launch("flow_warp_nhwc", _dtype_name(x), cfg, device_cc(), _dtype_name(flow))
         pixels = cfg.constexprs["P_BLOCK"] * cfg.constexprs["WALK"]
         grid = flow_warp_nhwc_grid(b, xs, h, w, cdiv=trtp.cdiv, p_block=pixels, c_block=cfg.constexprs["C_BLOCK"])
         params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
@@ -102,13 +99,7 @@ def flow_warp_aot(x: trtp.TensorDesc, flow: trtp.TensorDesc, outputs, tactic: in
         cfg = flow_warp_tactic(tactic)
     except ValueError as err:
         raise PluginError(str(err)) from err
-    ptx = compile_ptx(
-        "flow_warp",
-        _dtype_name(x),
-        constexpr_key(cfg.constexprs, cfg.num_warps),
-        device_cc(),
-        _dtype_name(flow),
-    )
+    ptx = compile_launch("flow_warp", _dtype_name(x), cfg, device_cc(), _dtype_name(flow))
     grid = flow_warp_grid(b, c, h, w, cdiv=trtp.cdiv)
     params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
     return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((c, h, w))
@@ -144,10 +135,7 @@ def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: in
     except ValueError as err:
         raise PluginError(str(err)) from err
     cfg = attention_config(1, t, c, 1, 1, heads, tile=tile, half=half, sizes_known=False)  # H, W: dynamic
-    ptx = compile_ptx(
-        "temporal_attention", _dtype_name(qkv), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
-        device_cc()
-    )
+    ptx = compile_launch("temporal_attention", _dtype_name(qkv), cfg, device_cc())  # within 48 KiB
     grid = attention_grid(n, t, h, w, heads, cdiv=trtp.cdiv, d=c // heads, tile=tile)
     params = _launch_params(grid, ptx.num_warps * 32, ptx.shared_mem)
     return ptx.name.encode(), ptx.ptx.encode(), params, _scalars((t, c, h * w))

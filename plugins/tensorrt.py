@@ -7,7 +7,7 @@ Two layers:
   This is what the plugin's AOT implementation embeds in the engine, and what the tests check.
 - :func:`register_plugins` registers the QDPs (defined in ``_tensorrt_qdp.py``) with TensorRT:
   shape/type descriptor, FP32/FP16 format combinations, and an ``@trtp.aot_impl`` that returns
-  the PTX of :func:`compile_ptx` plus symbolic launch parameters, so the serialized engine runs
+  the PTX of :func:`compile_launch` plus symbolic launch parameters, so the serialized engine runs
   without Python (trtexec, Triton's ``tensorrt_plan`` backend). Only the AOT implementation is
   registered, so no ``PREFER_AOT_PYTHON_PLUGINS`` network flag is needed. Without TensorRT it
   raises :class:`~vggx.errors.TensorRTNotInstalledError`.
@@ -36,6 +36,7 @@ from vggx.errors import PluginError, TensorRTNotInstalledError
 from ._triton import compiler_usable, require_triton
 from .launch import (
     AttentionTile,
+    KernelLaunch,
     attention_config,
     flow_warp_nhwc_scalars,
     flow_warp_nhwc_tactic,
@@ -48,6 +49,7 @@ __all__ = [
     "AotKernel",
     "CompiledPtx",
     "compile_aot",
+    "compile_launch",
     "compile_ptx",
     "constexpr_key",
     "cupy_launch",
@@ -188,6 +190,28 @@ def constexpr_key(constexprs: dict[str, Any], num_warps: int, max_registers: int
     return tuple(sorted({**constexprs, "num_warps": num_warps, **cap}.items()))
 
 
+def compile_launch(op: str, dtype: Any, cfg: KernelLaunch, cc: int = 90, flow_dtype: str = "") -> CompiledPtx:
+    """Compile the kernel of launch ``cfg`` (:func:`compile_ptx`), held to the portable 48 KiB of shared memory.
+
+    TensorRT launches an AOT kernel with the shared memory it is given, and nothing in its documentation says it
+    opts the kernel in to more than the portable 48 KiB (``cuFuncSetAttribute``), without which such a launch
+    fails: a pipelined attention tile that needs more compiles with fewer stages (a pipeline's buffers are its
+    shared memory), lowering ``cfg.constexprs["STAGES"]`` in place (the grid does not change). What still needs
+    more raises :class:`~vggx.errors.PluginError`. Both :func:`compile_aot` and the plugins' AOT implementations
+    compile through here, so the PTX the tests launch is the PTX TensorRT embeds.
+    """
+    while True:
+        ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
+                          cc, flow_dtype)
+        if ptx.shared_mem <= PORTABLE_SHARED_MEM or op != "temporal_attention" or cfg.constexprs["STAGES"] == 1:
+            break
+        cfg.constexprs["STAGES"] -= 1
+    if ptx.shared_mem > PORTABLE_SHARED_MEM:
+        raise PluginError(f"{op} kernel needs {ptx.shared_mem} bytes of shared memory, above the "
+                          f"{PORTABLE_SHARED_MEM} a TensorRT plugin launch gets")
+    return ptx
+
+
 def compile_aot(
     op: str,
     shape: tuple[int, ...],
@@ -252,18 +276,7 @@ def compile_aot(
         fdt = ""
     else:
         raise PluginError(f"unknown vggx op {op!r}; expected one of {OPS}")
-    # TensorRT launches the AOT kernel with the shared memory it is given, and nothing says it opts the kernel in to
-    # more than the portable 48 KiB (cuFuncSetAttribute), without which such a launch fails: a pipelined
-    # attention tile that needs more runs with fewer stages (a pipeline's buffers are its shared memory).
-    while True:
-        ptx = compile_ptx(op, _triton_dtype(dtype), constexpr_key(cfg.constexprs, cfg.num_warps, cfg.max_registers),
-                          cc, fdt)
-        if ptx.shared_mem <= PORTABLE_SHARED_MEM or op != "temporal_attention" or cfg.constexprs["STAGES"] == 1:
-            break
-        cfg.constexprs["STAGES"] -= 1
-    if ptx.shared_mem > PORTABLE_SHARED_MEM:
-        raise PluginError(f"{op} kernel needs {ptx.shared_mem} bytes of shared memory, above the "
-                          f"{PORTABLE_SHARED_MEM} a TensorRT plugin launch gets")
+    ptx = compile_launch(op, dtype, cfg, cc, fdt)
     return AotKernel(
         name=ptx.name,
         ptx=ptx.ptx,

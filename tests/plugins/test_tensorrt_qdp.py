@@ -307,3 +307,21 @@ def test_custom_tactics_are_offered_and_each_builds(fake_trt):
     assert launches == [("cdiv((H*W),32)", 64), ("cdiv((H*W),64)", 128), ("cdiv((H*W),32)", 128)]
     with pytest.raises(PluginError, match="unknown tactic 7"):
         registry[("aot", "vggx::flow_warp")](x, flow, (x,), 7)
+
+
+def test_attention_aot_fits_portable_shared_memory_as_compile_aot_does(fake_trt):
+    """The plugin's AOT implementation compiles through the same shared-memory fit as ``compile_aot`` (it called
+    ``compile_ptx`` directly before, and handed TensorRT FP32 tactic 3's 56 KiB at T = 16, over the 48 KiB a
+    launch gets without opting in): the same PTX and shared memory for every tactic, within 48 KiB."""
+    from vggx.plugins.launch import ATTENTION_TACTICS, attention_tactic_tile
+    from vggx.plugins.tensorrt import PORTABLE_SHARED_MEM, compile_aot
+
+    trtp, registry = fake_trt
+    qkv = trtp.TensorDesc([_dim("N"), _dim(16), _dim(192), _dim("H"), _dim("W")], "FP32")
+    out = registry[("register", "vggx::temporal_attention")](qkv, 4)
+    for tactic in ATTENTION_TACTICS:
+        _, ptx, params, _ = registry[("aot", "vggx::temporal_attention")](qkv, 4, (out,), tactic)
+        aot = compile_aot("temporal_attention", (1, 16, 192, 9, 40), "fp32", heads=4,
+                          tile=attention_tactic_tile(tactic, 16, 16, False))
+        assert (ptx.decode(), params.shared_mem) == (aot.ptx, aot.shared_mem), tactic
+        assert 0 < params.shared_mem <= PORTABLE_SHARED_MEM, (tactic, params.shared_mem)
