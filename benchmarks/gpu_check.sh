@@ -66,7 +66,8 @@ step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --
 XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
 step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdir "$ROOT" \
   --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
-# The custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13).
+# The custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13),
+# and beside them the other choice of last query block (FP16 at T = 9-10 ships a ragged one untimed: fma,full-last).
 step kernels_frames 150 "$PY" -m vggx.benchmarks.kernels --frames 8-16 --shipped-only --warm 8 \
   --json "$OUT/kernels_frames.json"
 # What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side

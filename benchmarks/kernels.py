@@ -32,7 +32,10 @@ depth), ``fma,i64`` (int64 offsets, as the TensorRT plugin keeps them), ``fma,u2
 TensorRT's tactic 8) or by 4 with 2 stages (``fma,u4,s2``, tactic 9), ``mma,half-warps`` and, above 8 frames,
 ``mma,loopN,sM`` (the tensor-core tile looping over N pixel blocks per program, software-pipelined M stages);
 ``aot,r128`` is the plugin's per-thread PTX with its registers capped at 128 (TensorRT's tactic 7);
-``fma,runtime-t`` (T = 12) reads T at run time instead of compiling it in.
+``fma,runtime-t`` (T = 12) reads T at run time instead of compiling it in; where T leaves a short last query
+block, ``fma,ragged``/``aot,ragged`` (that block computing only its own rows) or ``fma,full-last``/``aot,full-last``
+(all of its rows, where the shipped tile's is ragged: FP16 at 9-10 frames) have the other choice for it than the
+shipped tile's (TensorRT's tactic 10).
 ``--sweep`` also times other launch geometries of each kernel (flow_warp block sizes and warps,
 attention tiles, warps and pipeline depths) in both dtypes, so the shipped tuning in
 ``plugins/launch.py`` can be checked against its neighbours from one run.
@@ -293,7 +296,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
     tensor-core form's other tiles (``ATTENTION_MMA_TILES``). ``frames``: only attention, at these T (each
     ``ATTENTION_CASES`` shape and dtype); ``shipped_only``: only the shipped kernel's rows (JIT, eager, the
-    plugin's PTX and its register-capped tactic), none of the other tiles; ``dtypes``: only these."""
+    plugin's PTX and its register-capped tactic) and the other choice of last query block (``fma,ragged`` or
+    ``fma,full-last``, where T leaves a short one), none of the other tiles; ``dtypes``: only these."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
     from vggx.plugins.launch import attention_tactic_tile, attention_tile, flow_warp_config, flow_warp_nhwc_tactic
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
@@ -374,15 +378,18 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                                err))
         half = dtype == torch.float16
         shipped = attention_tile(t, c // heads, half=half)
-        ragged = attention_tactic_tile(10, t, c // heads, half)  # the per-thread tile, its short last block ragged
+        # The per-thread tile with the other choice of last query block where T leaves a short one (TensorRT's
+        # tactic 10): ragged, or full where the shipped tile's is ragged (FP16 at 9-10 frames).
+        other_last = attention_tactic_tile(10, t, c // heads, half)
+        last = ",ragged" if other_last.ragged else ",full-last"
+        fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         # The shipped tile's PTX as the TensorRT plugin embeds it and, beside the per-thread one, that PTX with its
-        # registers capped at 128 (TensorRT's tactic 7) and with a ragged last query block (tactic 10, where T
-        # leaves a short one).
+        # registers capped at 128 (TensorRT's tactic 7) and with the other last query block (tactic 10).
         plugin_tiles = {"aot": shipped}
         if not shipped.mma:
             plugin_tiles["aot,r128"] = attention_tactic_tile(7, t, c // heads, half)
-            if ragged.ragged:
-                plugin_tiles["aot,ragged"] = ragged
+            if other_last != fma:
+                plugin_tiles["aot" + last] = other_last
         for form, tile in plugin_tiles.items():
             aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=tile), (qkv,), out,
                           expected, iters)
@@ -390,7 +397,6 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
                 break
             results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, aot[0], t_ms,
                                    copy_gbps, aot[1]))
-        fma = attention_tile(t, c // heads, mma=False, half=half)  # the per-thread form as shipped for the dtype
         mma = attention_tile(t, c // heads, mma=True, half=half)
         other_depth = attention_tactic_tile(6, t, c // heads, half)
         others = {
@@ -403,8 +409,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         }
         if t & (t - 1):  # T not a power of two: read at run time instead of compiled in (the masked keys' work)
             others["fma,runtime-t"] = dataclasses.replace(fma, fixed_t=False)
-        if ragged.ragged:  # the last query block computing only its own rows (Q_LAST; TensorRT's tactic 10)
-            others["fma,ragged"] = ragged
+        if other_last != fma:  # the last query block computing only its own rows (Q_LAST) or all (tactic 10)
+            others["fma" + last] = other_last
         if 8 < t <= 11:  # every query in one program: T compiled in, the padding queries' rows fold away (SASS,
             # FP16 T = 9: 8,735 instructions per pixel and head, 10,550 in 2 programs of 8; 205 registers, not 118)
             others["fma,q-all"] = attention_tile(t, c // heads, half=half, mma=False, scores_per_thread=256)
@@ -416,7 +422,9 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         for p_block, warps in ATTENTION_MMA_TILES if sweep else ():
             others[f"mma,p{p_block}" + (f",w{warps}" if warps != 4 else "")] = dataclasses.replace(
                 attention_tile(t, c // heads, mma=True), p_block=p_block, num_warps=warps)
-        for form, tile in others.items() if not shipped_only else ():  # the other forms, against the same torch
+        if shipped_only:  # of the other tiles only the other last query block (tactic 10): FP16's ragged block at
+            others = {k: v for k, v in others.items() if k == "fma" + last}  # 9-10 frames was shipped untimed
+        for form, tile in others.items():  # the other forms, against the same torch
             if tile == shipped:
                 continue
             m_ms = _time_ms(
@@ -597,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only temporal attention, at these frame counts (e.g. 8-16: every T the goal names)")
     parser.add_argument("--dtype", choices=("float16", "float32"), help="only this dtype's rows")
     parser.add_argument("--shipped-only", action="store_true",
-                        help="only the shipped kernels' rows (JIT, eager, the TensorRT plugin's PTX), no other tiles")
+                        help="only the shipped kernels' rows (JIT, eager, the TensorRT plugin's PTX) and the other "
+                             "choice of last query block where T leaves a short one, no other tiles")
     parser.add_argument("--shard", metavar="I/N", help=argparse.SUPPRESS)  # one --warm worker
     args = parser.parse_args(argv)
     dtypes = (getattr(torch, args.dtype),) if args.dtype else (torch.float16, torch.float32)

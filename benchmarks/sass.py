@@ -120,12 +120,13 @@ class SassStats:
     ffma: int  # per pixel and head
     plugin_registers: int | None = None  # the TensorRT plugin's PTX of the tile (dynamic H, W; ALIGN_CHECK)
     plugin_spill_bytes: int | None = None
+    code_bytes: int = 0  # the kernel's SASS (16 bytes an instruction on sm_90), every copy of its body
 
 
-def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, heads: int = 4,
-                    hw: tuple[int, int] = (360, 640), cc: int = 90, plugin: bool = False) -> SassStats:
-    """Compile the attention kernel's ``tile`` for ``qkv`` ``(1, t, 3c, h, w)`` as the JIT would and count;
-    ``plugin``: also the registers of the TensorRT plugin's PTX of the tile (both of its copies)."""
+def _program(t: int, half: bool, tile: Any, c: int, heads: int, hw: tuple[int, int], cc: int
+             ) -> tuple[dict, int, float, float]:
+    """Compile ``tile`` as the JIT would; ptxas's report, the SASS's static instructions, and the instructions and
+    FFMAs one thread executes per pixel in one program (straight-line code plus each loop's body once per trip)."""
     from vggx.plugins.launch import attention_config
     from vggx.plugins.temporal_attention import TEMPORAL_ATTENTION_KERNEL
 
@@ -136,25 +137,52 @@ def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, 
     report, sass = compile_sass(TEMPORAL_ATTENTION_KERNEL, signature, {"T": t, "C": c, "HW": h * w},
                                 cfg.constexprs, cfg.num_warps, cfg.max_registers, cc)
     total = opcode_counts(sass)
-    executed, ffma = sum(total.values()), total["FFMA"]
+    static = executed = sum(total.values())
+    ffma = total["FFMA"]
     trips = tile.walk if tile.mma else cfg.constexprs["D"] // max(1, cfg.constexprs["UNROLL"])
     for body in loop_bodies(sass):
         ops = opcode_counts(body)
         if sum(ops.values()) > 2:  # not the trailing self-branch
             executed += sum(ops.values()) * (trips - 1)
             ffma += ops["FFMA"] * (trips - 1)
-    programs_per_pixel = 1 if tile.mma else -(-t // tile.q_block)
     pixels_per_thread = tile.p_block * tile.walk / (32 * tile.num_warps)
-    scale = programs_per_pixel / pixels_per_thread
+    return report, static, executed / pixels_per_thread, ffma / pixels_per_thread
+
+
+def attention_stats(t: int, half: bool, tile: Any, name: str = "", c: int = 64, heads: int = 4,
+                    hw: tuple[int, int] = (360, 640), cc: int = 90, plugin: bool = False) -> SassStats:
+    """Compile the attention kernel's ``tile`` for ``qkv`` ``(1, t, 3c, h, w)`` as the JIT would and count;
+    ``plugin``: also the registers of the TensorRT plugin's PTX of the tile (both of its copies).
+
+    A ragged tile (``AttentionTile.ragged`` where T leaves a short last query block) carries a second copy of the
+    body for the last block's programs, and each program runs one copy: its count is the full tile's per program
+    for the other blocks plus that of a tile whose blocks hold the last block's rows (its registers, shared
+    memory and code are the ragged kernel's own)."""
+    import dataclasses
+
+    from vggx.plugins.launch import _ragged_rows
+
+    dtype = "fp16" if half else "fp32"
+    report, static, executed, ffma = _program(t, half, tile, c, heads, hw, cc)
+    blocks = 1 if tile.mma else -(-t // tile.q_block)  # programs (query blocks) sharing a pixel
+    rows = _ragged_rows(t, tile)
+    if rows:  # the full blocks' programs and the last one's, each counted from a kernel of its own body
+        _, _, executed, ffma = _program(t, half, dataclasses.replace(tile, ragged=False), c, heads, hw, cc)
+        _, _, last, last_ffma = _program(t, half, dataclasses.replace(tile, ragged=False, q_block=rows), c, heads,
+                                         hw, cc)
+        executed, ffma = executed * (blocks - 1) + last, ffma * (blocks - 1) + last_ffma
+    else:
+        executed, ffma = executed * blocks, ffma * blocks
     plugin_report: dict = {}
     if plugin:
         from vggx.plugins.tensorrt import compile_aot
 
+        h, w = hw
         aot = compile_aot("temporal_attention", (1, t, 3 * c, h, w), dtype, heads=heads, cc=cc, tile=tile)
         plugin_report = assemble(aot.ptx, cc)[0]
     return SassStats(t, dtype, name, report["registers"], report["spill_bytes"], report["shared"],
-                     round(executed * scale), round(ffma * scale), plugin_report.get("registers"),
-                     plugin_report.get("spill_bytes"))
+                     round(executed), round(ffma), plugin_report.get("registers"), plugin_report.get("spill_bytes"),
+                     16 * static)
 
 
 def attention_tiles(t: int, half: bool, d: int = 16) -> dict[str, Any]:
@@ -185,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     rows = []
-    print(f"{'T':>3} {'dtype':<6}{'tile':<12}{'regs':>5}{'spill':>6}{'smem':>7}{'instr/px/head':>15}{'FFMA':>7}"
+    print(f"{'T':>3} {'dtype':<6}{'tile':<12}{'regs':>5}{'spill':>6}{'smem':>7}{'code KB':>8}{'instr/px/head':>15}"
+          f"{'FFMA':>7}"
           + (f"{'plugin regs/spill':>19}" if args.plugin else "") + "  tile fields")
     for half in (True, False):
         for t in args.t:
@@ -195,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({**dataclasses.asdict(row), "fields": fields})
                 plugin = f"{row.plugin_registers:>14}/{row.plugin_spill_bytes:<4}" if args.plugin else ""
                 print(f"{t:>3} {row.dtype:<6}{name:<12}{row.registers:>5}{row.spill_bytes:>6}{row.shared:>7}"
-                      f"{row.instructions:>15,}{row.ffma:>7,}{plugin}  {fields}", flush=True)
+                      f"{row.code_bytes / 1024:>8.1f}{row.instructions:>15,}{row.ffma:>7,}{plugin}  {fields}",
+                      flush=True)
     if args.json:
         import triton
 

@@ -74,6 +74,19 @@ _ATTENTION_FMA_STAGES = {True: 4, False: 3}
 # run 11 T = 8 0.229 vs 0.243 ms rolled, T = 12 0.461 vs 0.476 ms; run 14 T = 13 0.489 vs 0.551 ms, T = 14 0.523 vs
 # 0.579 ms; at T = 16 (run 11) 0.658 vs 0.602 ms: 218 registers instead of 166).
 _ATTENTION_FP16_UNROLL2_MAX_T = 14
+# A ragged last query block in the shipped per-thread tile (``AttentionTile.ragged``) where it computes at most this
+# many rows, by dtype (0: never). FP16: chosen from static SASS, not yet timed. H200 runs 13-14 had FP16 at T = 9 / 10 /
+# 11 / 12 at 68 / 72 / 76 / 76 % of copy, its 8 queries per program computing 16 query rows of which 9-12 are real, the
+# % rising as the instructions per frame fell (ptxas, sm_90a, per pixel and head: 1,172 / 1,127 / 1,087 / 1,055). With
+# the last block ragged (1 / 2 / 4 / 4 rows) a pixel and head take 29 / 24 / 16 / 16 % fewer instructions (T = 9: 7,487
+# against 10,550, 832 per frame; ``python -m vggx.benchmarks.sass``) on the same JIT registers (120 / 127 / 126 / 128
+# against 118 / 126 / 127 / 128) and loops of 4.4 KB each (T = 9: the kernel's code 29 KB against 22 KB, a second copy
+# of the body for the last block's programs). The plugin's PTX (an aligned and a plain copy of each) keeps its registers
+# at T = 9 / 10 (116 / 126 against 103 / 120) but not at 11 / 12 (168 / 156 against 127 / 128: a quarter fewer warps per
+# SM), where the saving is smaller and the goal already met: ragged up to 2 rows. FP32 (4 queries per program, 82-84 %
+# at T = 9-12) keeps full blocks (ragged, 148 registers at T = 9 against 72). TensorRT's tactic 10 is the other choice
+# wherever T leaves a short last block, so an engine build times both.
+_ATTENTION_RAGGED_MAX_ROWS = {True: 2, False: 0}
 
 
 def cdiv(a: int, b: int) -> int:
@@ -258,7 +271,8 @@ class AttentionTile:
     programs take only the rows they hold, rounded up to a power of two (the kernel's ``Q_LAST``, a second copy of
     the body): at T = 9 in blocks of 8 the second block computes 1 query row instead of 8 of which 7 are padding.
     H200 runs 13-14 had FP16 at T = 9 / 10 / 11 / 12 at 68 / 72 / 76 / 76 % of copy, rising with the share of rows
-    that are real (9 / 10 / 11 / 12 of 16); not yet timed (the benchmark's ``fma,ragged`` rows).
+    that are real (9 / 10 / 11 / 12 of 16); shipped in FP16 at T = 9-10 from static SASS, not yet timed (the
+    benchmark's ``fma,full-last`` rows are the full blocks beside it, ``fma,ragged`` the ragged ones elsewhere).
     """
 
     q_block: int
@@ -284,6 +298,7 @@ def attention_tile(
     mma: bool | None = None,
     half: bool = False,
     stages: int | None = None,
+    ragged: bool | None = None,
 ) -> AttentionTile:
     """Tile for ``t`` frames and head dim ``d`` (``half``: FP16 inputs, which tile the tensor-core form wider).
 
@@ -301,7 +316,10 @@ def attention_tile(
     ``None`` (shipped): the per-thread form, its loads pipelined (``stages``: 4 in FP16, 3 in FP32, or as given)
     and its offsets int32, up to 16 frames; the tensor-core form above. ``scores_per_thread`` None: 128 in FP16
     (8 queries of 9-16 frames per program), 64 in FP32; ``unroll`` None: by 2 in FP16 up to 14 frames, rolled
-    otherwise. Side by side on an H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16
+    otherwise; ``ragged`` None: a ragged last query block in FP16 where it computes 1 or 2 rows (T = 9-10, see
+    ``_ATTENTION_RAGGED_MAX_ROWS``), full blocks otherwise (``True``: ragged wherever T leaves a short last block;
+    the tile says ``ragged`` only where it does).
+    Side by side on an H200 (run 10): FP32 93.9 / 78.5 / 76.6 % of copy bandwidth at T = 8 / 12 / 16
     against the best tensor-core tile's 36.6 / 52.4 / 63.9 %; FP16 93.0 / 53.6 % at T = 8 / 12 against 35.5 /
     49.2 %, but 56.7 % at T = 16 against 59.3 %, until 8 queries per program (run 11: T = 16 74.3 % against the
     tensor-core form's 62.4 %). Runs 12-14, as shipped, every T of 8-16: FP16 68-99 %, FP32 75-92 % of copy
@@ -328,9 +346,13 @@ def attention_tile(
         unroll = 2
     while q_block > 1 and q_block * t_block > scores_per_thread:
         q_block //= 2
+    last_rows = _short_last_block(t, q_block)
+    if ragged is None:
+        ragged = last_rows <= _ATTENTION_RAGGED_MAX_ROWS[half]
     return AttentionTile(
         q_block=q_block, p_block=32 * num_warps * pixels_per_thread, num_warps=num_warps, unroll=unroll,
         stages=_ATTENTION_FMA_STAGES[half] if stages is None else stages, int32=True,
+        ragged=ragged and last_rows > 0,
     )
 
 
@@ -353,13 +375,15 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     at T = 16, is paid half as often; SASS per pixel and head, FP16: T = 12 14,304 -> 12,915, T = 16 21,824 ->
     20,180; twice the shared memory); 9 = the per-thread form unrolled by 4 and pipelined 2 stages (four dims in
     flight, as 4-5 stages of one; a quarter of the bookkeeping: FP16 T = 12 11,511, T = 16 18,388); 10 = the
-    per-thread form as shipped with a ragged last query block (``AttentionTile.ragged``: where the last block holds
-    at most half its rows, e.g. T = 9-12 in FP16's blocks of 8). Two tactics may name the same tile.
+    per-thread form as shipped with the other choice of last query block where T leaves a short one
+    (``AttentionTile.ragged``: the last block holds at most half its rows, e.g. T = 9-12 in FP16's blocks of 8): full
+    where the shipped tile's is ragged (FP16 at T = 9-10), ragged where it is full. Two tactics may name the same
+    tile.
     """
     shipped = attention_tile(t, d, half=half)
     mma = shipped if shipped.mma else attention_tile(t, d, mma=True, half=half)
     fma = attention_tile(t, d, mma=False, half=half)
-    ragged = dataclasses.replace(fma, ragged=True)
+    other_last = dataclasses.replace(fma, ragged=not fma.ragged)  # tactic 10: where T leaves a short last block
     tiles = {
         1: shipped,
         2: attention_tile(t, d, mma=not shipped.mma, half=half),
@@ -370,7 +394,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
         8: attention_tile(t, d, mma=False, half=half, unroll=2),
         9: attention_tile(t, d, mma=False, half=half, unroll=4, stages=2),
-        10: ragged if _ragged_rows(t, ragged) else fma,  # (no short last block: the same tile)
+        10: other_last if _short_last_block(t, fma.q_block) else fma,  # (no short last block: the same tile)
     }
     if tactic in (0, None):
         return shipped
@@ -379,13 +403,18 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
     return tiles[tactic]
 
 
+def _short_last_block(t: int, q_block: int) -> int:
+    """Rows a ragged last block of ``q_block`` queries computes at ``t`` frames: the next power of two of the frames
+    it holds (T = 9 in blocks of 8: 1), or 0 where that is the whole block (T = 13-16 in blocks of 8)."""
+    rows = next_power_of_2(t - (cdiv(t, q_block) - 1) * q_block)
+    return rows if rows < q_block else 0
+
+
 def _ragged_rows(t: int, tile: AttentionTile) -> int:
-    """Rows of the last query block where ``tile.ragged`` and T is not a multiple of ``q_block`` (the per-thread
-    form): the next power of two of the frames it holds (T = 9 in blocks of 8: 1), or 0 (no ragged block)."""
+    """Rows of the last query block where ``tile.ragged`` (the per-thread form; :func:`_short_last_block`), or 0."""
     if not tile.ragged or tile.mma:
         return 0
-    rows = next_power_of_2(t - (cdiv(t, tile.q_block) - 1) * tile.q_block)
-    return rows if rows < tile.q_block else 0
+    return _short_last_block(t, tile.q_block)
 
 
 def _mma_blocks(t: int, d: int) -> tuple[int, int]:

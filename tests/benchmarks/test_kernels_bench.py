@@ -36,7 +36,7 @@ def cpu_bench(monkeypatch):
         ((1, 16, 8, 16), dtype, layout, kind)
         for layout, kind in (("nchw", "noise"), ("channels_last", "smooth")) for dtype in (torch.float16, torch.float32)
     ])
-    monkeypatch.setattr(kernels, "ATTENTION_CASES", [((1, t, 16, 4, 8), 2, dtype) for t in (8, 12)
+    monkeypatch.setattr(kernels, "ATTENTION_CASES", [((1, t, 16, 4, 8), 2, dtype) for t in (8, 10)
                                                      for dtype in (torch.float16, torch.float32)])
     monkeypatch.setattr(kernels, "SWEEP_FLOW_WARP_SHAPE", (1, 16, 8, 16))
     monkeypatch.setattr(kernels, "SWEEP_ATTENTION_SIZE", (4, 8))
@@ -62,7 +62,8 @@ def test_every_row_of_the_kernel_benchmark_runs_and_matches_its_reference(cpu_be
                      "temporal_attention[h=2,fma,i64]", "temporal_attention[h=2,fma,u2]",
                      "temporal_attention[h=2,fma,u4,s2]",
                      "temporal_attention[h=2,mma,loop4,s3]",
-                     "temporal_attention[h=2,fma,runtime-t]", "temporal_attention[h=2,fma,ragged]",
+                     "temporal_attention[h=2,fma,runtime-t]", "temporal_attention[h=2,fma,full-last]",
+                     "temporal_attention[h=2,fma,ragged]", "temporal_attention[h=2,fma,q-all]",
                      "temporal_attention[h=2,mma,half-warps]", "temporal_attention[h=2,mma,p64,w8]"):
         assert expected in ops, expected
     for r in results:
@@ -186,7 +187,8 @@ def test_warm_up_reports_a_worker_that_fails(capsys):
 
 def test_frames_dtype_and_shipped_only_choose_the_rows(cpu_bench, capsys):
     """``--frames 9,13 --dtype float16 --shipped-only``: attention only, at those T, in FP16, the shipped kernel's
-    rows only (the goal's every-T check); with ``--sweep`` the sweep's attention geometries at those T, no flow_warp."""
+    rows only (the goal's every-T check) and, where T leaves a short last query block, its other choice; with
+    ``--sweep`` the sweep's attention geometries at those T, no flow_warp."""
     import argparse
 
     from vggx.benchmarks.kernels import _frames
@@ -195,8 +197,11 @@ def test_frames_dtype_and_shipped_only_choose_the_rows(cpu_bench, capsys):
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, frames=(9, 13), shipped_only=True,
                                           dtypes=(torch.float16,))
     assert {(r.shape[1], r.dtype) for r in results} == {(9, "float16"), (13, "float16")}
-    assert {r.op for r in results} <= {"temporal_attention[h=2]", "temporal_attention[h=2,eager]",
-                                       "temporal_attention[h=2,aot]", "temporal_attention[h=2,aot,r128]"}
+    ops = {r.op for r in results}  # and the other choice of last query block (T = 9: full, the shipped ragged)
+    jit = {"temporal_attention[h=2]", "temporal_attention[h=2,eager]", "temporal_attention[h=2,fma,full-last]"}
+    assert jit <= ops <= jit | {"temporal_attention[h=2,aot]", "temporal_attention[h=2,aot,r128]",
+                                "temporal_attention[h=2,aot,full-last]"}
+    assert [r.shape[1] for r in results if r.op.endswith("full-last]")] == [9]  # T = 13 fills its blocks
     assert all(r.max_err <= 2e-3 for r in results)
     _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, frames=(9,), dtypes=(torch.float16,))
     q_all = [r for r in results if r.op == "temporal_attention[h=2,fma,q-all]"]  # 9-11 frames: one program

@@ -63,3 +63,20 @@ def test_every_tactic_is_reported_once():
     tiles = attention_tiles(16, True)
     assert list(tiles)[:3] == ["shipped", "mma", "tactic 3"]  # the shipped tile is the per-thread one (tactic 1)
     assert len(set(tiles.values())) == len(tiles)
+
+
+def test_ragged_tiles_are_counted_per_program_kind():
+    """A ragged last query block (FP16, T = 9: 1 row of 8) carries a second copy of the body: the estimate counts
+    the full block's program and the last one's, each once (not both copies in both programs), so it falls below
+    the full tile's, while the code grows by that copy."""
+    from vggx.benchmarks.sass import attention_stats
+    from vggx.plugins.launch import attention_tactic_tile, attention_tile
+
+    ragged = attention_tile(9, 16, half=True)
+    full = attention_tactic_tile(10, 9, 16, True)
+    assert ragged.ragged and not full.ragged
+    r, f = attention_stats(9, True, ragged), attention_stats(9, True, full)
+    assert r.ffma < f.ffma and r.instructions < 0.8 * f.instructions, (r, f)
+    # the FFMAs of 9 query rows (8 + 1) over the 9 real keys, both products, give or take each sum's first term
+    assert 2 * 9 * 9 * 16 - 9 * 16 <= r.ffma <= 2 * 9 * 9 * 16 + 9 * 9, r
+    assert r.code_bytes > 1.2 * f.code_bytes > 0

@@ -74,6 +74,7 @@ def test_shipped_tile_by_frames_and_dtype(t, d, half):
         assert (tile.stages, tile.int32, tile.walk) == (4 if half else 3, True, 1)
         assert tile.q_block == min(next_power_of_2(t), 8 if half else 64 // next_power_of_2(t))
         assert tile.unroll == (2 if half and t <= 14 else None)
+        assert tile.ragged == (half and 9 <= t <= 10)  # FP16: a ragged last query block of 1-2 rows
         cfg = attention_config(1, t, d * 4, 36, 64, 4, half=half)
         assert cfg.constexprs["STAGES"] == tile.stages and cfg.constexprs["OFF32"] and not cfg.constexprs["MMA"]
         assert cfg.grid == (cdiv(36 * 64, tile.p_block) * cdiv(t, tile.q_block), 4, 1)
@@ -170,3 +171,25 @@ def test_grids_accept_symbolic_dims():
 def test_attention_limits_raise_with_the_limit(t, c, heads, message):
     with pytest.raises(ValueError, match=message):
         attention_config(1, t, c, 4, 4, heads)
+
+
+@pytest.mark.parametrize("half", [False, True])
+@pytest.mark.parametrize("t", range(1, 17))
+def test_tactic_10_is_the_other_last_query_block(t, half):
+    """TensorRT's tactic 10: the shipped per-thread tile with the other choice of last query block where T leaves
+    a short one (FP16 ships it ragged where it computes 1-2 rows, T = 9-10; full otherwise), the shipped tile itself
+    where T fills its blocks; the ragged block's rows (the kernel's ``Q_LAST``) are the frames it holds, rounded up to
+    a power of two."""
+    from vggx.plugins.launch import attention_tactic_tile
+
+    shipped, other = attention_tile(t, 16, half=half), attention_tactic_tile(10, t, 16, half)
+    q_block = shipped.q_block
+    held = t - (cdiv(t, q_block) - 1) * q_block  # frames in the last query block
+    short = next_power_of_2(held) < q_block
+    shipped_ragged = short and half and next_power_of_2(held) <= 2
+    assert shipped.ragged == shipped_ragged and other.ragged == (short and not shipped_ragged)
+    assert (other == shipped) == (not short)
+    assert other == dataclasses.replace(shipped, ragged=other.ragged)
+    ragged = shipped if shipped.ragged else other
+    q_last = attention_config(1, t, 64, 36, 64, 4, tile=ragged, half=half).constexprs.get("Q_LAST", 0)
+    assert q_last == (next_power_of_2(held) if short else 0)

@@ -128,6 +128,17 @@ class TestKernel:
             src, t, c, h * w, out, num_warps=cfg.num_warps, **cfg.constexprs)
         torch.testing.assert_close(out.float(), expected, atol=tol, rtol=0 if not half else tol)
 
+    @pytest.mark.parametrize(("t", "q_last"), [(9, 1), (10, 2)])
+    def test_shipped_fp16_launch_is_ragged_at_9_and_10_frames(self, gen, t, q_last):
+        """FP16 at T = 9-10 ships a ragged last query block (1-2 rows of 8): the default launch computes it so."""
+        from vggx.plugins.launch import attention_config
+
+        n, c, h, w, heads = 1, 8, 3, 11, 2
+        assert attention_config(n, t, c, h, w, heads, half=True).constexprs["Q_LAST"] == q_last
+        qkv = _qkv(gen, n, t, c, h, w, torch.float16, scale=2.0)
+        torch.testing.assert_close(launch_temporal_attention(qkv, heads).float(),
+                                   temporal_attention_reference(qkv.float(), heads), atol=2e-3, rtol=2e-3)
+
     @pytest.mark.parametrize("stages", [1, 3])
     def test_int32_offsets_agree(self, gen, stages):
         """``int32`` tiles (per-thread form): offsets within a batch item in int32; same results."""
