@@ -15,7 +15,8 @@
 #    (--encoders 4); more rows (tiny model at medium, run 8's short clips) with GPU_CHECK_MORE_E2E=1,
 #    compiled with GPU_CHECK_E2E_COMPILE=1; then the real CLI on the README's sample clip.
 # Writes OUT_DIR/gpu_check.json (all results) and OUT_DIR/summary.txt; GPU_CHECK_SWEEP=1 adds the kernels'
-# launch-geometry sweep (about a minute), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
+# launch-geometry sweep (about a minute), GPU_CHECK_TACTICS=1 times every TensorRT tactic's attention PTX at every T
+# of 8-16 (kernels_frames), GPU_CHECK_NO_COMPILE=1 leaves out the torch.compile variants (about
 # two minutes less), GPU_CHECK_ONLY="step step ..." runs only the steps named (e.g. after a change:
 # GPU_CHECK_ONLY="gpu_tests kernels"). Needs PyTorch with CUDA and
 # OpenAI Triton preinstalled; pure-Python packages the image lacks come from wheels in .whl/
@@ -68,8 +69,10 @@ step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdi
   --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 # The custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13),
 # and beside them the other choice of last query block (FP16 at T = 9-10 ships a ragged one untimed: fma,full-last).
-step kernels_frames 150 "$PY" -m vggx.benchmarks.kernels --frames 8-16 --shipped-only --warm 8 \
-  --json "$OUT/kernels_frames.json"
+# GPU_CHECK_TACTICS=1: also every TensorRT tactic's PTX (aot,tN rows; the summary's "fastest tactic timed" line is
+# what an engine build would keep), about 7 more rows per T.
+step kernels_frames $((${GPU_CHECK_TACTICS:+150} + 150)) "$PY" -m vggx.benchmarks.kernels --frames 8-16 --shipped-only \
+  --warm 8 ${GPU_CHECK_TACTICS:+--tactics} --json "$OUT/kernels_frames.json"
 # What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side
 # (run 10: not done in 60 s).
 step tiles 120 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \

@@ -264,15 +264,20 @@ def _result(op, shape, dtype, nbytes, k_ms, t_ms, copy_gbps, err) -> KernelResul
     )
 
 
-def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor | None, iters: int,
-            ) -> tuple[float, float] | None:
-    """Milliseconds and max error of an AOT kernel (the PTX TensorRT embeds) launched through CuPy on the
-    current stream; None without CuPy. That PTX is compiled without Triton's runtime specialisation (the
-    engine's shapes are dynamic: nothing known divisible by 16), so its loads are not vectorised."""
+def _aot_ms(compile_kernel: Callable[[], Any], inputs: tuple, out: torch.Tensor, expected: torch.Tensor | None,
+            iters: int) -> tuple[float, float] | None:
+    """Milliseconds and max error of an AOT kernel (the PTX TensorRT embeds; ``compile_kernel`` returns it)
+    launched through CuPy on the current stream; None without CuPy. That PTX is compiled without Triton's runtime
+    specialisation (the engine's shapes are dynamic: nothing known divisible by 16), so its loads are not
+    vectorised. In a ``--warm`` worker: compiled if the row is the worker's (Triton's cache keeps it), not run."""
+    if _WARM is not None:
+        if next(_WARM_ROWS) % _WARM[1] == _WARM[0]:
+            compile_kernel()
+        return 1.0, 0.0
     try:
         from vggx.plugins.tensorrt import cupy_launch
 
-        launch = cupy_launch(kernel, inputs, (out,))
+        launch = cupy_launch(compile_kernel(), inputs, (out,))
     except ImportError:
         return None
     def on_stream() -> None:  # torch's current stream: the one a graph being captured records
@@ -291,15 +296,23 @@ def _aot_ms(kernel, inputs: tuple, out: torch.Tensor, expected: torch.Tensor | N
 
 def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: bool = False,
                      frames: Sequence[int] | None = None, shipped_only: bool = False,
-                     dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32),
+                     dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32), tactics: bool = False,
                      ) -> tuple[float, list[KernelResult]]:
     """Time every case; returns (copy bandwidth in GB/s, results). Needs CUDA and Triton. ``sweep``: also the
     tensor-core form's other tiles (``ATTENTION_MMA_TILES``). ``frames``: only attention, at these T (each
     ``ATTENTION_CASES`` shape and dtype); ``shipped_only``: only the shipped kernel's rows (JIT, eager, the
     plugin's PTX and its register-capped tactic) and the other choice of last query block (``fma,ragged`` or
-    ``fma,full-last``, where T leaves a short one), none of the other tiles; ``dtypes``: only these."""
+    ``fma,full-last``, where T leaves a short one), none of the other tiles; ``dtypes``: only these; ``tactics``:
+    also every TensorRT tactic's attention PTX (``aot,tN``: tactic N's tile where no other plugin row has it), which
+    the engine builder times to keep the fastest."""
     from vggx.plugins.flow_warp import flow_warp_reference, launch_flow_warp
-    from vggx.plugins.launch import attention_tactic_tile, attention_tile, flow_warp_config, flow_warp_nhwc_tactic
+    from vggx.plugins.launch import (
+        ATTENTION_TACTICS,
+        attention_tactic_tile,
+        attention_tile,
+        flow_warp_config,
+        flow_warp_nhwc_tactic,
+    )
     from vggx.plugins.temporal_attention import launch_temporal_attention, temporal_attention_reference
     from vggx.plugins.tensorrt import compile_aot, device_cc
 
@@ -347,8 +360,8 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
         trt_layout = "linear" if layout == "nchw" else ("hwc8" if dtype == torch.float16 else "hwc")
         if expected is not None and layout == "channels_last":
             expected = expected.to(memory_format=torch.channels_last)
-        aot = _aot_ms(compile_aot("flow_warp", shape, dtype, cc=cc, layout=trt_layout), (x, flow), out, expected,
-                      iters)
+        aot = _aot_ms(lambda shape=shape, dtype=dtype, trt_layout=trt_layout: compile_aot(
+            "flow_warp", shape, dtype, cc=cc, layout=trt_layout), (x, flow), out, expected, iters)
         if aot is not None:
             results.append(_result(f"flow_warp[{layout},{kind},aot]", shape, dtype, nbytes, aot[0], t_ms, copy_gbps,
                                    aot[1]))
@@ -390,9 +403,14 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
             plugin_tiles["aot,r128"] = attention_tactic_tile(7, t, c // heads, half)
             if other_last != fma:
                 plugin_tiles["aot" + last] = other_last
+        if tactics:  # every TensorRT tactic's PTX, as the engine builder times them (each distinct tile once)
+            for k in ATTENTION_TACTICS:
+                tile = attention_tactic_tile(k, t, c // heads, half)
+                if tile not in plugin_tiles.values():
+                    plugin_tiles[f"aot,t{k}"] = tile
         for form, tile in plugin_tiles.items():
-            aot = _aot_ms(compile_aot("temporal_attention", shape, dtype, heads=heads, cc=cc, tile=tile), (qkv,), out,
-                          expected, iters)
+            aot = _aot_ms(lambda shape=shape, dtype=dtype, heads=heads, tile=tile: compile_aot(
+                "temporal_attention", shape, dtype, heads=heads, cc=cc, tile=tile), (qkv,), out, expected, iters)
             if aot is None:  # no CuPy: no plugin rows
                 break
             results.append(_result(f"temporal_attention[h={heads},{form}]", shape, dtype, nbytes, aot[0], t_ms,
@@ -524,7 +542,8 @@ def run_sweep(copy_gbps: float, iters: int = 20, frames: Sequence[int] | None = 
 
 
 def warm_shard(shard: int, shards: int, sweep: bool = False, frames: Sequence[int] | None = None,
-               shipped_only: bool = False, dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32)) -> None:
+               shipped_only: bool = False, dtypes: Sequence[torch.dtype] = (torch.float16, torch.float32),
+               tactics: bool = False) -> None:
     """Launch once each kernel of every ``shards``-th row, starting at ``shard`` (the rows of
     :func:`run_kernel_bench` and, with ``sweep``, :func:`run_sweep`, in their order): a ``--warm`` worker. It times
     and checks nothing; what it leaves is Triton's cache of the compiled kernels."""
@@ -532,7 +551,7 @@ def warm_shard(shard: int, shards: int, sweep: bool = False, frames: Sequence[in
     _WARM, _WARM_ROWS = (shard, shards), itertools.count()
     try:
         run_kernel_bench(iters=1, copy_gbps=1.0, sweep=sweep, frames=frames, shipped_only=shipped_only,
-                         dtypes=dtypes)
+                         dtypes=dtypes, tactics=tactics)
         if sweep:
             run_sweep(copy_gbps=1.0, iters=1, frames=frames, dtypes=dtypes)
     finally:
@@ -607,12 +626,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shipped-only", action="store_true",
                         help="only the shipped kernels' rows (JIT, eager, the TensorRT plugin's PTX) and the other "
                              "choice of last query block where T leaves a short one, no other tiles")
+    parser.add_argument("--tactics", action="store_true",
+                        help="also every TensorRT tactic's attention PTX (rows aot,tN), as the engine builder times "
+                             "them")
     parser.add_argument("--shard", metavar="I/N", help=argparse.SUPPRESS)  # one --warm worker
     args = parser.parse_args(argv)
     dtypes = (getattr(torch, args.dtype),) if args.dtype else (torch.float16, torch.float32)
-    rows = {"frames": args.frames, "shipped_only": args.shipped_only, "dtypes": dtypes}
+    rows = {"frames": args.frames, "shipped_only": args.shipped_only, "dtypes": dtypes, "tactics": args.tactics}
     extra = [*(["--frames", ",".join(map(str, args.frames))] if args.frames else []),
-             *(["--shipped-only"] if args.shipped_only else []), *(["--dtype", args.dtype] if args.dtype else [])]
+             *(["--shipped-only"] if args.shipped_only else []), *(["--dtype", args.dtype] if args.dtype else []),
+             *(["--tactics"] if args.tactics else [])]
     if not torch.cuda.is_available():
         print("vggx kernel benchmark: needs a CUDA GPU (torch.cuda.is_available() is False)", file=sys.stderr)
         return 2

@@ -150,8 +150,8 @@ def test_gpu_summary_reads_a_cut_short_kernel_benchmark_from_its_log(cpu_bench, 
 
 
 def test_warm_workers_share_the_rows_between_them(cpu_bench, monkeypatch, capsys):
-    """``--warm N``: each worker launches every N-th row's kernel once (no timing, no reference, no output), so
-    the workers together launch each row exactly once and none twice."""
+    """``--warm N``: each worker launches every N-th row's kernel once (no timing, no reference, no output; the
+    plugin PTX's rows compile theirs), so the workers together launch each row exactly once and none twice."""
     import importlib
 
     flow_warp_module = importlib.import_module("vggx.plugins.flow_warp")  # the package's attribute is the op
@@ -163,6 +163,7 @@ def test_warm_workers_share_the_rows_between_them(cpu_bench, monkeypatch, capsys
     for module, name in ((flow_warp_module, "launch_flow_warp"), (attention_module, "launch_temporal_attention")):
         real = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, real=real, **k: launched.append(1) or real(*a, **k))
+    monkeypatch.setattr("vggx.plugins.tensorrt.compile_aot", lambda *a, **k: launched.append(1))  # a plugin row
     counts = []
     for shard in (0, 1):
         before = len(launched)
@@ -231,3 +232,36 @@ def test_gpu_summary_lists_attention_at_every_t():
         "  every T, float16 plugin PTX: 8:98.0 9:71.0  all >= 70%",
         "  every T, float32 JIT: 9:81.6  all >= 70%",
     ]
+    # other tactics' PTX timed (--tactics): the fastest at each T, as TensorRT keeps it
+    results += [row("temporal_attention[h=4,aot,t8]", 9, 74.5), row("temporal_attention[h=4,aot,full-last]", 9, 60.0),
+                row("temporal_attention[h=4,aot]", 13, 69.3, "float32"),
+                row("temporal_attention[h=4,aot,t6]", 13, 71.2, "float32")]
+    assert every_t(results)[-4:] == [
+        "  every T, float16 plugin PTX, fastest tactic timed: 8:98.0 9:74.5  all >= 70%",
+        "  every T, float32 JIT: 9:81.6  all >= 70%",
+        "  every T, float32 plugin PTX: 13:69.3  below 70% at T = 13",
+        "  every T, float32 plugin PTX, fastest tactic timed: 13:71.2  all >= 70%",
+    ]
+
+
+def test_tactics_time_every_distinct_tensorrt_tactic(cpu_bench, monkeypatch):
+    """``--tactics``: beside the shipped PTX's rows, every TensorRT tactic's attention PTX whose tile no other row
+    has (``aot,tN``), each compiled for its own tile (CuPy stood in for: the rows are recorded, not launched)."""
+    from vggx.plugins.launch import ATTENTION_TACTICS, attention_tactic_tile
+
+    kernels, _ = cpu_bench
+    compiles = {}
+
+    def fake_aot_ms(compile_kernel, inputs, out, expected, iters):
+        compiles[len(compiles)] = compile_kernel
+        return 1.0, 0.0
+
+    monkeypatch.setattr(kernels, "_aot_ms", fake_aot_ms)
+    _, results = kernels.run_kernel_bench(iters=1, copy_gbps=1000.0, frames=(9,), shipped_only=True,
+                                          dtypes=(torch.float16,), tactics=True)
+    aot = [r.op.removeprefix("temporal_attention[h=2,").removesuffix("]") for r in results if ",aot" in r.op]
+    distinct = {attention_tactic_tile(k, 9, 8, True) for k in ATTENTION_TACTICS}
+    assert aot[:3] == ["aot", "aot,r128", "aot,full-last"] and len(aot) == len(distinct) == len(compiles)
+    assert all(name.startswith("aot,t") for name in aot[3:])
+    first, last = compiles[0](), compiles[len(compiles) - 1]()  # each row's own tile, not the loop's last
+    assert first.ptx != last.ptx
