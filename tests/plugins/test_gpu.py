@@ -136,8 +136,9 @@ class TestKernelsOnGpu:
     @pytest.mark.parametrize("t", [9, 10, 11, 13])
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
     def test_attention_ragged_last_block(self, t, dtype):
-        """The benchmark's ``fma,ragged`` rows and ``fma,q-all`` (every query in one program) on the GPU, the JIT
-        kernel and the plugin's PTX (both alignment copies: H*W = 37*53 is not a multiple of 8, 36*64 is)."""
+        """Ragged last query blocks (shipped in FP16 at T = 9-10; TensorRT's tactic 10 elsewhere) and ``fma,q-all``
+        (every query in one program) on the GPU, the JIT kernel and the plugin's PTX (both alignment copies: H*W =
+        37*53 is not a multiple of 8, 36*64 is)."""
         import dataclasses
 
         from vggx.plugins.tensorrt import compile_aot
