@@ -325,3 +325,22 @@ def test_attention_aot_fits_portable_shared_memory_as_compile_aot_does(fake_trt)
                           tile=attention_tactic_tile(tactic, 16, 16, False))
         assert (ptx.decode(), params.shared_mem) == (aot.ptx, aot.shared_mem), tactic
         assert 0 < params.shared_mem <= PORTABLE_SHARED_MEM, (tactic, params.shared_mem)
+
+
+@pytest.mark.parametrize(("fmt", "dtype", "layout"), [("LINEAR", "FP32", "linear"), ("HWC8", "FP16", "hwc8"),
+                                                      ("HWC", "FP32", "hwc")])
+def test_flow_warp_aot_is_compile_aots_kernel_for_every_tactic(fake_trt, fmt, dtype, layout):
+    """The flow_warp plugin's AOT implementation returns, for each tactic and format, the PTX and shared memory
+    ``compile_aot`` gives the GPU tests for concrete shapes (the shapes only change the grid)."""
+    from vggx.plugins.launch import FLOW_WARP_NHWC_TACTICS, FLOW_WARP_TACTICS
+    from vggx.plugins.tensorrt import compile_aot
+
+    trtp, registry = fake_trt
+    x = trtp.TensorDesc([_dim("B"), _dim(20), _dim("H"), _dim("W")], dtype, fmt)
+    flow = trtp.TensorDesc([_dim("B"), _dim(2), _dim("H"), _dim("W")], "FP32")
+    out = registry[("register", "vggx::flow_warp")](x, flow)
+    for tactic in FLOW_WARP_TACTICS if fmt == "LINEAR" else FLOW_WARP_NHWC_TACTICS:
+        _, ptx, params, _ = registry[("aot", "vggx::flow_warp")](x, flow, (out,), tactic)
+        aot = compile_aot("flow_warp", (2, 20, 9, 13), dtype.lower(), flow_dtype="fp32", layout=layout,
+                          tactic=tactic)
+        assert (ptx.decode(), params.shared_mem, params.block_x) == (aot.ptx, aot.shared_mem, aot.block[0]), tactic
