@@ -2,7 +2,8 @@
 # Everything a GPU can check, in one command, on a bare GPU machine (< 8 minutes on an H100/H200):
 #   benchmarks/gpu_check.sh OUT_DIR
 # 1. the kernel benchmark (kernel vs PyTorch composition, % of copy bandwidth; --sweep: other launch geometries),
-#    and after the tests the shipped attention kernels at every T of 8-16 (kernels_frames);
+#    and then the shipped attention kernels at every T of 8-16 (kernels_frames, before the tests: a call cut
+#    short by its time limit keeps the goal's measurement);
 # 2. GPU-marked tests: kernels vs references, the AOT PTX launched through CuPy, FP16 model vs FP32,
 #    CUDA-graph replay vs eager;
 # 3. the base model at LR 180x320, T=8: FP32 eager, FP16 eager, FP16 + kernels, + CUDA graphs (NCHW and
@@ -62,17 +63,17 @@ step() {  # step NAME TIMEOUT_S CMD...: run with a time limit, log to OUT/NAME.l
 # then the GPU tests (run 10: over 200 s with Triton's cache cold, 103 s warm).
 # --warm 8: the rows' kernels compiled first in 8 processes side by side (the step was mostly compiling, one at a time).
 step kernels 300 "$PY" -m vggx.benchmarks.kernels ${GPU_CHECK_SWEEP:+--sweep} --warm 8 --json "$OUT/kernels.json"
-# With pytest-xdist carried (.whl/), 8 workers share the GPU: the tests' cost is Triton compiling their kernels on the
-# CPU (run 10: over 200 s with the cache cold, 103 s warm, one process), which 16 cores can do side by side.
-XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
-step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdir "$ROOT" \
-  --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
-# The custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13),
+# Then the custom-op goal's every T (8-16) for the shipped attention kernels, JIT and the TensorRT plugin's PTX (run 13),
 # and beside them the other choice of last query block (FP16 at T = 9-10 ships a ragged one untimed: fma,full-last).
 # GPU_CHECK_TACTICS=1: also every TensorRT tactic's PTX (aot,tN rows; the summary's "fastest tactic timed" line is
 # what an engine build would keep), about 7 more rows per T.
 step kernels_frames $((${GPU_CHECK_TACTICS:+150} + 150)) "$PY" -m vggx.benchmarks.kernels --frames 8-16 --shipped-only \
   --warm 8 ${GPU_CHECK_TACTICS:+--tactics} --json "$OUT/kernels_frames.json"
+# With pytest-xdist carried (.whl/), 8 workers share the GPU: the tests' cost is Triton compiling their kernels on the
+# CPU (run 10: over 200 s with the cache cold, 103 s warm, one process), which 16 cores can do side by side.
+XDIST=$("$PY" -c 'import xdist' 2>/dev/null && echo "-n 8")
+step gpu_tests 320 "$PY" -m pytest -q -m gpu $XDIST -p no:cacheprovider --rootdir "$ROOT" \
+  --junitxml "$OUT/gpu_tests.xml" "$ROOT/tests/plugins" "$ROOT/tests/gpu"
 # What --tile costs on the CUDA fast path (tiny model, FP16, graphs): balanced tiles vs full-size ones, side by side
 # (run 10: not done in 60 s).
 step tiles 120 "$PY" -m vggx.benchmarks.tiles --backend torch --device cuda --fp16 --lr-size 540x960 \
