@@ -108,6 +108,12 @@ _WARM: tuple[int, int] | None = None
 _WARM_ROWS = itertools.count()
 
 
+def _warm_row_is_mine() -> bool:
+    """In a ``--warm`` worker: count one row, and say whether it is this worker's to compile."""
+    assert _WARM is not None
+    return next(_WARM_ROWS) % _WARM[1] == _WARM[0]
+
+
 def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float = 2.0, graph: bool = True) -> float:
     """Median milliseconds per call of ``fn``, over ``iters`` CUDA-event-timed batches of back-to-back calls.
 
@@ -121,7 +127,7 @@ def _time_ms(fn: Callable[[], Any], iters: int, warmup: int = 5, batch_ms: float
     In a ``--warm`` worker it launches ``fn`` once if the row is the worker's, and times nothing.
     """
     if _WARM is not None:
-        if next(_WARM_ROWS) % _WARM[1] == _WARM[0]:
+        if _warm_row_is_mine():
             fn()
         return 1.0
     for _ in range(warmup):
@@ -271,7 +277,7 @@ def _aot_ms(compile_kernel: Callable[[], Any], inputs: tuple, out: torch.Tensor,
     specialisation (the engine's shapes are dynamic: nothing known divisible by 16), so its loads are not
     vectorised. In a ``--warm`` worker: compiled if the row is the worker's (Triton's cache keeps it), not run."""
     if _WARM is not None:
-        if next(_WARM_ROWS) % _WARM[1] == _WARM[0]:
+        if _warm_row_is_mine():
             compile_kernel()
         return 1.0, 0.0
     try:

@@ -391,7 +391,7 @@ def attention_tactic_tile(tactic: int | None, t: int, d: int, half: bool) -> Att
         4: attention_tile(t, d, mma=True, half=not half),
         5: dataclasses.replace(mma, num_warps=mma.num_warps // 2) if mma.num_warps >= 8 else mma,  # >= 4 warps
         6: attention_tile(t, d, mma=False, half=half, stages=_ATTENTION_FMA_STAGES[not half]),
-        7: dataclasses.replace(attention_tile(t, d, mma=False, half=half), max_registers=128),
+        7: dataclasses.replace(fma, max_registers=128),
         8: attention_tile(t, d, mma=False, half=half, unroll=2),
         9: attention_tile(t, d, mma=False, half=half, unroll=4, stages=2),
         10: other_last if _short_last_block(t, fma.q_block) else fma,  # (no short last block: the same tile)
