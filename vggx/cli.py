@@ -149,8 +149,9 @@ def info(
     client_key: ClientKeyOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Parameters, GFLOPs per output frame, window and scale of a model; or, with --url, what a Triton server
-    serves (its models and their state, one model's config and request statistics).
+    """A model's parameters, GFLOPs per output frame, window and scale; with --url, what a Triton server serves.
+
+    With --url: the server, its models and their state, one model's serving config and request statistics.
 
     Example: vggx info --config base --lr-size 180x320
     """
