@@ -190,15 +190,17 @@ class _RunnerBase:
 def cached_onnx_path(checkpoint: Path, window: int, cache_dir: Path | None = None) -> Path:
     """Where the portable ONNX export of ``checkpoint`` at ``window`` is cached."""
     from vggx.checkpoint import file_sha256
+    from vggx.export.onnx import GRAPH_REVISION
 
     sha = file_sha256(checkpoint)
-    return (cache_dir or vggx_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}.onnx"
+    return (cache_dir or vggx_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}-g{GRAPH_REVISION}.onnx"
 
 
 def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -> Path:
     """The portable ONNX export of ``checkpoint`` (default: shipped), exported once and then cached.
 
-    The cache key is the checkpoint's sha256 and window, so a retrained checkpoint gets a new file.
+    The cache key is the checkpoint's sha256, the window and the exporter's graph revision, so a retrained
+    checkpoint, or a vggx that exports another graph, gets a new file.
 
     Raises:
         CheckpointError, ExportError: the checkpoint cannot be loaded or exported.

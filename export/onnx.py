@@ -30,7 +30,7 @@ from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
 from vggx.plugins import reference_ops
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
+__all__ = ["GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 # onnxruntime 1.18+ loads IR version 10; the exporter of torch 2.13 writes 10 too.
 _MAX_IR_VERSION = 10
+# Raised whenever the exported graph changes for the same checkpoint (caches of exported files key on it).
+# 2: uint8 in and out through Casts only (TensorRT refuses a Transpose or Reshape of uint8).
+GRAPH_REVISION = 2
 
 
 class Flavor(enum.Enum):
@@ -89,6 +92,24 @@ class ExportConfig:
             raise ExportError(f"min_size {self.min_size} exceeds max_size {self.max_size}")
 
 
+def _check_window(gen_cfg, config: ExportConfig, window: int) -> None:
+    """Before the export (tens of seconds): a window the graph cannot take, or the plugins' kernels cannot run
+    (TensorRT would fail only when it builds the engine, its plugins' AOT step raising)."""
+    if window < 2:
+        raise ExportError(f"window must be >= 2 frames to export (torch.export cannot trace a 1-frame "
+                          f"window's empty flow), got {window}")
+    if config.flavor is Flavor.TRT:
+        from vggx.plugins.launch import check_attention_limits
+
+        for width in gen_cfg.attention_widths:
+            try:
+                check_attention_limits(window, width // gen_cfg.heads_for(width))
+            except ValueError as exc:
+                raise ExportError(f"the trt flavour's plugin cannot take this model: {exc} (decoder width "
+                                  f"{width}, {gen_cfg.heads_for(width)} heads); export --flavor portable, or "
+                                  f"a smaller --window") from None
+
+
 def export_model(checkpoint: Checkpoint, precision: Precision) -> torch.nn.Module:
     """The eval-mode uint8 module that is exported for ``precision`` (FP32: ``UInt8Upscaler``)."""
     if precision is Precision.FP16:
@@ -112,6 +133,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig =
     path = Path(path)
     gen_cfg = checkpoint.config
     window = config.window or gen_cfg.window
+    _check_window(gen_cfg, config, window)
     proto = _trace(checkpoint, config, window)
     proto = _finish(proto, config)
     published = gen_cfg.replace(window=window, min_size=config.min_size or gen_cfg.min_size,
@@ -180,7 +202,7 @@ def _finish(proto, config: ExportConfig):
 
     from vggx.plugins.onnx import register_onnx_schemas
 
-    from .passes import plugin_ops, resize_to_conv
+    from .passes import plugin_ops, resize_to_conv, uint8_io_through_casts
 
     register_onnx_schemas()  # plugin nodes pass the checker and shape inference
     proto.ir_version = min(proto.ir_version, _MAX_IR_VERSION)
@@ -189,6 +211,11 @@ def _finish(proto, config: ExportConfig):
         if config.rewrite_resize:
             proto, n = resize_to_conv(proto)
             log.debug("rewrote %d Resize nodes into Pad/Conv/DepthToSpace", n)
+        try:
+            proto, n = uint8_io_through_casts(proto)
+        except ValueError as exc:
+            raise ExportError(f"the exported ONNX graph would not parse in TensorRT: {exc}") from None
+        log.debug("%d Shape nodes read the cast of the uint8 input", n)
         del proto.graph.value_info[:]  # stale after the rewrite; infer again
         proto = onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
         onnx.checker.check_model(proto, full_check=True)

@@ -8,6 +8,9 @@
 - :func:`float32_plugin_twin` — wraps every ``vggx`` plugin node of an FP16 graph in casts to
   float32, so ONNX Runtime's custom ops (float32 only, onnxruntime-extensions 0.15) can run it.
   The plugins compute in float32 internally, so the twin has the plugin graph's numerics.
+- :func:`uint8_io_through_casts` — the graph's uint8 input feeds Casts only (its ``Shape`` nodes read the
+  Cast's output instead) and its uint8 output comes straight out of a Cast: TensorRT takes uint8 network
+  tensors into and out of a Cast and nothing else (no Transpose, Reshape or Shape on uint8).
 - :func:`plugin_ops` — the ``vggx`` plugin nodes a model uses.
 """
 
@@ -20,7 +23,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["float32_plugin_twin", "plugin_ops", "resize_to_conv"]
+__all__ = ["float32_plugin_twin", "plugin_ops", "resize_to_conv", "uint8_io_through_casts"]
 
 PLUGIN_DOMAIN = "vggx"
 
@@ -28,6 +31,44 @@ PLUGIN_DOMAIN = "vggx"
 def plugin_ops(model: onnx.ModelProto) -> list[str]:
     """Sorted op types of the ``vggx``-domain nodes of ``model`` (empty for a portable graph)."""
     return sorted({n.op_type for n in model.graph.node if n.domain == PLUGIN_DOMAIN})
+
+
+def uint8_io_through_casts(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """Rewire the ``Shape`` nodes that read a uint8 graph input to read the Cast of it (same shape), then check that
+    every uint8 input feeds Casts only and every uint8 output is a Cast's. Returns ``(model, Shape nodes rewired)``.
+
+    Raises:
+        ValueError: a uint8 input or output meets another op (what TensorRT's parser would refuse), naming it.
+    """
+    graph = model.graph
+    rewired = 0
+    producers = {out: node for node in graph.node for out in node.output}
+    for value in graph.input:
+        if value.type.tensor_type.elem_type != TensorProto.UINT8:
+            continue
+        consumers = [n for n in graph.node if value.name in n.input]
+        casts = [n for n in consumers if n.op_type == "Cast"]
+        for cast in reversed(casts):  # first: a Cast of a graph input depends on nothing else, and the Shape nodes
+            graph.node.remove(cast)  # rewired below may come before it
+            graph.node.insert(0, cast)
+        others = [n for n in consumers if n.op_type not in ("Cast", "Shape")]
+        others += [n for n in consumers if n.op_type == "Shape" and not casts]
+        if others:
+            raise ValueError(f"uint8 input {value.name!r} feeds {others[0].op_type} node {others[0].name!r}; "
+                             f"TensorRT takes a uint8 input into a Cast only")
+        for node in consumers:
+            if node.op_type == "Shape":
+                node.input[list(node.input).index(value.name)] = casts[0].output[0]
+                rewired += 1
+    for value in graph.output:
+        if value.type.tensor_type.elem_type != TensorProto.UINT8:
+            continue
+        node = producers.get(value.name)
+        if node is None or node.op_type != "Cast":
+            kind = "nothing" if node is None else f"{node.op_type} node {node.name!r}"
+            raise ValueError(f"uint8 output {value.name!r} comes from {kind}; TensorRT takes a uint8 output out of a "
+                             f"Cast only")
+    return model, rewired
 
 
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:

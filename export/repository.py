@@ -290,9 +290,19 @@ def write_model_repository(
                           f"another")
     old = _read_existing(model_dir / CONFIG_FILE)
     served = [v for v in existing if not _is_placeholder(model_dir / str(v))]
-    if old is not None and served and not force and _kind_of(old) != _kind_of(parse_config(text)):
+    new = parse_config(text)
+    if old is not None and served and not force and _kind_of(old) != _kind_of(new):
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
                           f"{backend.value!r} or write to another --repo")
+    kept = sorted({*served, version}, reverse=True)[:serving.versions_served]
+    if old is not None and any(v != version for v in kept) and _contract(old) != _contract(new):
+        # config.pbtxt is the model's, not a version's: the versions still served would get the new contract
+        was, now = _contract(old), _contract(new)
+        diff = ", ".join(f"{k} {was.get(k)} -> {now.get(k)}" for k in sorted(now.keys() | was.keys())
+                         if was.get(k) != now.get(k))
+        raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
+                          f"one, and the two differ ({diff}): one config.pbtxt describes every version served. "
+                          f"Export with --versions-served 1, or under another --name")
 
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
@@ -342,6 +352,19 @@ def _read_existing(path: Path) -> ModelConfig | None:
     if not path.is_file():
         return None
     return parse_config(path.read_text())
+
+
+# What clients rely on, the same for every version a model serves side by side.
+_CONTRACT_PARAMETERS = ("window", "scale", "size_multiple", "min_size", "max_size")
+
+
+def _contract(cfg: ModelConfig) -> dict[str, str]:
+    """The tensor contract of a config: its input and output dims and the metadata that bound a request."""
+    out = {f"{t.name} dims": str(list(t.dims)) for t in (*cfg.input, *cfg.output)}
+    for key in _CONTRACT_PARAMETERS:
+        if key in cfg.parameters:
+            out[key] = cfg.parameters[key].string_value
+    return out
 
 
 def _kind_of(cfg: ModelConfig) -> str:

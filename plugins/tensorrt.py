@@ -334,17 +334,22 @@ def register_plugins() -> None:
     """Register both QDPs with TensorRT's plugin registry (idempotent, thread-safe).
 
     Raises :class:`~vggx.errors.TensorRTNotInstalledError` when ``tensorrt`` (with
-    ``tensorrt.plugin``, TensorRT >= 10.8 for AOT plugins) is not importable, and
-    :class:`~vggx.errors.PluginError` when OpenAI Triton is missing.
+    ``tensorrt.plugin``) is not importable, and :class:`~vggx.errors.PluginError` when its AOT plugin API
+    (TensorRT >= 10.8) or OpenAI Triton is missing.
     """
     global _registered
     try:
         import tensorrt
-        import tensorrt.plugin  # noqa: F401
+        import tensorrt.plugin
     except ImportError as err:
         raise TensorRTNotInstalledError(
             f"cannot register the vggx::flow_warp / vggx::temporal_attention plugins ({err})"
         ) from err
+    if not hasattr(tensorrt, "QuickPluginCreationRequest") or not hasattr(tensorrt.plugin, "KernelLaunchParams"):
+        # tensorrt.plugin came in 10.6 (JIT plugins, Python at run time); its AOT API in 10.8
+        raise PluginError(f"TensorRT {getattr(tensorrt, '__version__', '?')} has no ahead-of-time plugins "
+                          f"(tensorrt.plugin.aot_impl, TensorRT 10.8 or later), which vggx's plugins need so that "
+                          f"engines run without Python: upgrade TensorRT, or export --flavor portable")
     require_triton()
     with _lock:
         if _registered:

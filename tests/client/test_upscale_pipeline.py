@@ -472,7 +472,7 @@ class TestOnnxRuntime:
 
         monkeypatch.setattr(vggx.export, "export_onnx", lambda *a, **k: pytest.fail("re-exported"))
         path = cached_onnx(tiny_checkpoint_path, onnx_cache)
-        assert path.parent == onnx_cache / "onnx" and path.name.endswith("-t8.onnx")
+        assert path.parent == onnx_cache / "onnx" and path.name.endswith("-t8-g2.onnx")
 
     def test_options_that_do_not_apply_are_errors(self):
         from vggx.errors import ConfigError

@@ -130,6 +130,37 @@ def test_export_config_rejects_bad_values(kwargs, match):
         ExportConfig(**kwargs)
 
 
+@pytest.mark.parametrize(("flavor", "window", "match"), [
+    (Flavor.PORTABLE, 1, "window must be >= 2 frames to export"),
+    (Flavor.TRT, 33, r"plugin cannot take this model: temporal_attention kernel: T must be in 1..32 frames, got T=33"),
+])
+def test_a_window_the_graph_or_plugin_cannot_take_is_refused_before_the_export(tiny_checkpoint, tmp_path, flavor,
+                                                                               window, match, monkeypatch):
+    """Before any tracing, in one line: not 170 lines of torch.export, nor an engine build that fails on the plugin's
+    AOT step."""
+    import vggx.export.onnx as onnx_module
+    from vggx.export import export_onnx
+
+    def never(*_args):
+        raise AssertionError("traced")
+
+    monkeypatch.setattr(onnx_module, "_trace", never)
+    with pytest.raises(ExportError, match=match):
+        export_onnx(tiny_checkpoint, tmp_path / "m.onnx", ExportConfig(flavor=flavor, window=window))
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_head_dim_past_the_plugin_is_refused(tiny_checkpoint, tmp_path):
+    from dataclasses import replace
+
+    from vggx.export import export_onnx
+
+    cfg = tiny_checkpoint.config.replace(attn_heads=1, enc_channels=(80, 48, 64))
+    ckpt = replace(tiny_checkpoint, config=cfg)  # the check reads the config alone: no weights needed
+    with pytest.raises(ExportError, match=r"head dim C/heads must be in 1..64, got 80 \(decoder width 80, 1 heads\)"):
+        export_onnx(ckpt, tmp_path / "m.onnx", ExportConfig(flavor=Flavor.TRT))
+
+
 def test_export_config_takes_enums():
     cfg = ExportConfig(flavor=Flavor.TRT, precision=Precision.FP16)
     assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16

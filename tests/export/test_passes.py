@@ -84,3 +84,54 @@ def test_float32_plugin_twin_casts_fp16_plugin_nodes():
     assert out.dtype == np.float16
     want = temporal_attention_reference(torch.from_numpy(qkv).float(), 2).half().numpy()
     np.testing.assert_allclose(out.astype(np.float32), want.astype(np.float32), atol=2e-3)
+
+
+def _uint8_io_model(inner: str) -> onnx.ModelProto:
+    """``lr`` uint8 [1, 2, 3] -> (``inner`` on uint8, or a Shape read before the Cast) -> ``sr`` uint8."""
+    lr = helper.make_tensor_value_info("lr", TensorProto.UINT8, [1, 2, 3])
+    sr = helper.make_tensor_value_info("sr", TensorProto.UINT8, [1, 3, 2] if inner == "transpose" else [1, 2, 3])
+    shape = helper.make_tensor_value_info("shape", TensorProto.INT64, [3])
+    nodes = [helper.make_node("Shape", ["lr"], ["shape"], name="shape_of_lr")]
+    if inner == "transpose":  # what vggx's wrapper exported before: uint8 moved, then cast
+        nodes += [helper.make_node("Transpose", ["lr"], ["t"], perm=[0, 2, 1], name="move_uint8"),
+                  helper.make_node("Cast", ["t"], ["f"], to=TensorProto.FLOAT),
+                  helper.make_node("Cast", ["f"], ["sr"], to=TensorProto.UINT8)]
+    else:
+        nodes += [helper.make_node("Cast", ["lr"], ["f"], to=TensorProto.FLOAT, name="cast_in"),
+                  helper.make_node("Relu", ["f"], ["g"]),
+                  helper.make_node("Cast", ["g"], ["sr"], to=TensorProto.UINT8, name="cast_out")]
+    graph = helper.make_graph(nodes, "g", [lr], [sr, shape])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+
+
+def test_uint8_input_feeds_casts_only_shape_reads_the_cast():
+    """TensorRT takes a uint8 network input into a Cast only: a Shape of it is rewired to the Cast's output (same
+    shape), which is moved ahead so the graph stays sorted; the model still checks and runs."""
+    from vggx.export.passes import uint8_io_through_casts
+
+    model, n = uint8_io_through_casts(_uint8_io_model("relu"))
+    assert n == 1
+    (shape_node,) = [node for node in model.graph.node if node.op_type == "Shape"]
+    assert list(shape_node.input) == ["f"] and model.graph.node[0].name == "cast_in"
+    onnx.checker.check_model(model, full_check=True)
+    x = np.arange(6, dtype=np.uint8).reshape(1, 2, 3)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    sr, shape = sess.run(None, {"lr": x})
+    np.testing.assert_array_equal(sr, x)
+    assert shape.tolist() == [1, 2, 3]
+
+
+def test_uint8_moved_before_its_cast_is_refused():
+    from vggx.export.passes import uint8_io_through_casts
+
+    with pytest.raises(ValueError, match="uint8 input 'lr' feeds Transpose node 'move_uint8'"):
+        uint8_io_through_casts(_uint8_io_model("transpose"))
+
+
+@pytest.mark.parametrize("fixture", ["portable_onnx", "trt_onnx", "trt_fp16_onnx"])
+def test_exported_graphs_take_and_give_uint8_through_casts(fixture, request):
+    """Every flavour and precision vggx exports: ``lr`` feeds Casts only, ``sr`` is a Cast's output."""
+    model = onnx.load(str(request.getfixturevalue(fixture)), load_external_data=False)
+    (lr,), (sr,) = model.graph.input, model.graph.output
+    assert {n.op_type for n in model.graph.node if lr.name in n.input} == {"Cast"}
+    assert [n.op_type for n in model.graph.node if sr.name in n.output] == ["Cast"]

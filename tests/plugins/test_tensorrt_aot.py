@@ -335,6 +335,22 @@ def test_register_plugins_without_tensorrt_says_so():
         register_plugins()
 
 
+def test_register_plugins_on_a_tensorrt_without_aot_plugins_says_which(monkeypatch):
+    """TensorRT 10.6-10.7 has ``tensorrt.plugin`` but not its AOT API (``KernelLaunchParams``, defined only where
+    ``QuickPluginCreationRequest`` exists): one clear error, not an AttributeError from the plugin module."""
+    import sys
+    import types
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.7.0.23"
+    trt.plugin = types.ModuleType("tensorrt.plugin")  # the JIT API only: register, impl, autotune
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt.plugin", trt.plugin)
+    with pytest.raises(PluginError, match=r"TensorRT 10.7.0.23 has no ahead-of-time plugins "
+                                          r"\(tensorrt.plugin.aot_impl, TensorRT 10.8 or later\)"):
+        register_plugins()
+
+
 @needs_triton
 @pytest.mark.usefixtures("cuda_compiler")
 @pytest.mark.parametrize(

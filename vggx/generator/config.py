@@ -42,10 +42,15 @@ class GeneratorConfig:
                               f"got hr_channels={self.hr_channels}")
         if self.window < 1:
             raise ConfigError(f"window must be >= 1, got {self.window}")
-        for width in (*self.enc_channels[:-1], *self.hr_channels):
+        for width in self.attention_widths:
             heads = self.heads_for(width)
             if width % heads:
                 raise ConfigError(f"decoder width {width} is not divisible by {heads} attention heads")
+
+    @property
+    def attention_widths(self) -> tuple[int, ...]:
+        """Channels of the decoder blocks, each with temporal attention (``heads_for`` of it heads)."""
+        return (*self.enc_channels[:-1], *self.hr_channels)
 
     def heads_for(self, width: int) -> int:
         """Heads used at a decoder block of ``width`` channels (fewer when the width is small)."""
