@@ -11,6 +11,7 @@ interpreter's environment first on ``PATH`` so ``model.py`` imports what this ve
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -173,6 +174,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def check_port_free(host: str, port: int, flag: str) -> None:
+    """``ServerError`` unless a server could listen on ``host``:``port`` now: started on a port another server holds,
+    Triton fails a few seconds in, after that server has answered its readiness probes for it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a port in TIME_WAIT is free
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ServerError(f"port {port} on {host} is already in use (another server?): pick another "
+                                  f"{flag}, or 0 for a free one") from None
+            raise ServerError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+
+
 def _prepare_bundled_backends(install: TritonInstall) -> Path:
     """A writable ``backends/`` copy with the Python stub for this interpreter (built once, then reused)."""
     assert install.root is not None
@@ -281,14 +297,19 @@ class TritonServer:
         ports = [p or free_port(cfg.host) for p in (cfg.http_port, cfg.grpc_port, cfg.metrics_port)]
         if len(set(ports)) != 3:
             raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+        for port, flag in zip(ports, ("--http-port", "--grpc-port", "--metrics-port"), strict=True):
+            check_port_free(cfg.host, port, flag)
         self.endpoints = Endpoints(cfg.host, *ports)
         cmd = self.command(self.install, self.endpoints)
         self.log_path = Path(cfg.log_file) if cfg.log_file else (
             cache_dir() / "logs" / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         shown = " ".join(cmd).replace(cfg.api_key, "***") if cfg.api_key else " ".join(cmd)
         log.info("starting %s (log: %s)", shown, self.log_path)
-        self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        try:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        except OSError as exc:
+            raise ServerError(f"cannot write the server log {self.log_path}: {exc.strerror or exc}") from None
         try:
             # Own session: Ctrl-C in the terminal reaches us, not the server; we shut it down in order.
             self.process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file,
@@ -378,6 +399,10 @@ class TritonServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its backend stubs
                 code = proc.wait()
+        # Its Python-backend stubs share its process group and outlive a server that crashed or was killed (each
+        # holds a model's memory, and they ignore SIGTERM): nothing of the group stays behind.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
         self._close_log()
         log.info("tritonserver exited with code %s", code)
         return code

@@ -68,8 +68,8 @@ def repo(tmp_path) -> Path:
 
 
 def _cfg(repo, exe, tmp_path, **kw) -> ServerConfig:
-    return ServerConfig(model_repository=repo, http_port=0, grpc_port=0, metrics_port=0, executable=exe,
-                        log_file=tmp_path / "server.log", **kw)
+    return ServerConfig(**{"model_repository": repo, "http_port": 0, "grpc_port": 0, "metrics_port": 0,
+                           "executable": exe, "log_file": tmp_path / "server.log", **kw})
 
 
 def test_start_waits_for_ready_and_stop_sends_sigterm(repo, fake_triton, tmp_path, monkeypatch):
@@ -125,6 +125,40 @@ def test_a_repository_of_other_models_names_them(tmp_path, fake_triton):
         (tmp_path / name / "config.pbtxt").write_text(f'name: "{name}"\n')
     with pytest.raises(ServerError, match=r"holds no model 'vggx' .*; it serves vggx-base, vggx-tiny: pass --model$"):
         TritonServer(_cfg(tmp_path, fake_triton, tmp_path)).start()
+
+
+@pytest.mark.parametrize("which", ["http_port", "grpc_port", "metrics_port"])
+def test_a_port_another_server_holds_is_refused_before_starting(repo, fake_triton, tmp_path, which):
+    """Started anyway, Triton fails seconds later, after the other server has answered the readiness probes (and
+    ``--check``) in its place: refused at once, and nothing is started."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        flag = "--" + which.replace("_", "-")
+        with pytest.raises(ServerError, match=rf"^port {port} on 127.0.0.1 is already in use \(another server\?\): "
+                                              rf"pick another {flag}, or 0 for a free one$"):
+            TritonServer(_cfg(repo, fake_triton, tmp_path, **{which: port})).start()
+    assert not (tmp_path / "server.log").exists()
+
+
+def test_cli_serve_on_a_busy_port_is_one_line(repo, fake_triton, tmp_path):
+    env = {**os.environ, "PATH": f"{fake_triton.parent}{os.pathsep}{os.environ['PATH']}"}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = _run_cli(["serve", "--model-repository", str(repo), "--http-port", str(port), "--grpc-port", "0",
+                         "--metrics-port", "0", "--check"], env)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "ready" not in out, out
+    assert err.strip().splitlines() == [f"error: port {port} on 127.0.0.1 is already in use (another server?): pick "
+                                        f"another --http-port, or 0 for a free one"]
+
+
+def test_a_log_file_that_cannot_be_written_is_one_error(repo, fake_triton, tmp_path):
+    with pytest.raises(ServerError, match=rf"^cannot write the server log {tmp_path}: Is a directory$"):
+        TritonServer(_cfg(repo, fake_triton, tmp_path, log_file=tmp_path)).start()
 
 
 @pytest.mark.parametrize(("field", "value"), [("http_port", 70000), ("grpc_port", -1), ("startup_timeout_s", 0)])
