@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
-from vggx.errors import ConfigError, InferenceError
+from vggx.client.triton import STATS_FIELDS
+from vggx.errors import ConfigError, InferenceError, VggxError
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats
 
@@ -168,6 +169,8 @@ def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float 
     stop = threading.Event()
     first_error: list[BaseException] = []
 
+    fatal: list[BaseException] = []
+
     def worker() -> None:
         while not stop.is_set():
             with lock:
@@ -177,11 +180,16 @@ def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float 
             t0 = time.perf_counter()
             try:
                 infer()
-            except InferenceError as exc:  # counted, and the first one is kept to report
+            except InferenceError as exc:  # this request failed: counted, and the first one is kept to report
                 with lock:
                     errors[0] += 1
                     first_error.append(exc)
                 continue
+            except BaseException as exc:  # the backend failed (a server gone, refused): the whole run stops
+                with lock:
+                    fatal.append(exc)
+                stop.set()
+                return
             dt = time.perf_counter() - t0
             with lock:
                 latencies.append(dt)
@@ -196,54 +204,57 @@ def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float 
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    if fatal:  # never measured with fewer requests in flight than the concurrency reported
+        raise fatal[0]
     if errors[0] and not latencies:
         raise InferenceError(f"every request failed; first error: {first_error[0]}")
     return _Window(len(latencies), elapsed, latencies, errors[0])
 
 
 class _TritonStats:
-    """Deltas of Triton's cumulative per-model statistics around a measurement (summed over the servers when
-    ``--url`` names several replicas: per-request times are then their average over all requests)."""
+    """Deltas of Triton's cumulative per-model statistics around a measurement, through the runner's own TLS
+    settings and headers (summed over the servers when ``--url`` names several replicas, and over the versions the
+    requests may reach: per-request times are then their average over all requests)."""
 
-    FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
+    FIELDS = STATS_FIELDS
 
-    def __init__(self, cfg: BackendConfig) -> None:
-        from vggx.client.triton import expand_urls
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
 
-        if cfg.protocol.value == "grpc":
-            import tritonclient.grpc as client
-        else:
-            import tritonclient.http as client
-        self._clients = [client.InferenceServerClient(url) for url in expand_urls(cfg.url or "")]
-        self._model = cfg.model_name
-        self._grpc = cfg.protocol.value == "grpc"
+    def snapshot(self) -> dict[str, dict[str, tuple[int, int]]] | None:
+        """``{url: {field: (count, ns)}}``, or None (with a warning) when the server would not say."""
+        try:
+            return self._runner.inference_statistics()
+        except VggxError as exc:
+            log.warning("no server-side times: %s", exc)
+            return None
 
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        out = dict.fromkeys(self.FIELDS, (0, 0))
-        for c in self._clients:
-            if self._grpc:
-                stats = c.get_inference_statistics(self._model, as_json=True)
-            else:  # the HTTP client returns the JSON document already
-                stats = c.get_inference_statistics(self._model)
-            model = stats["model_stats"][0]["inference_stats"]
-            for f in self.FIELDS:
-                entry = model.get(f, {})
-                count, ns = out[f]
-                out[f] = (count + int(entry.get("count", 0)), ns + int(entry.get("ns", 0)))
-        return out
+    def settled(self, before: dict | None, requests: int) -> dict | None:
+        """A snapshot that counts all ``requests`` since ``before``: Triton adds a request to its statistics just
+        after it answers, so one taken at once may miss the last ones (waits at most a second)."""
+        after = self.snapshot()
+        for _ in range(20):
+            if before is None or after is None or self._count(before, after) >= requests:
+                break
+            time.sleep(0.05)
+            after = self.snapshot()
+        return after
+
+    @staticmethod
+    def _count(before: dict, after: dict) -> int:
+        return sum(after[url]["compute_infer"][0] - before[url]["compute_infer"][0] for url in after if url in before)
 
     @classmethod
-    def per_request_us(cls, before: dict, after: dict) -> dict[str, float]:
+    def per_request_us(cls, before: dict | None, after: dict | None) -> dict[str, float] | None:
+        if before is None or after is None:
+            return None
         out = {}
         for f in cls.FIELDS:
-            count = after[f][0] - before[f][0]
-            ns = after[f][1] - before[f][1]
+            common = [url for url in after if url in before]  # a replica that joined or left meanwhile is left out
+            count = sum(after[url][f][0] - before[url][f][0] for url in common)
+            ns = sum(after[url][f][1] - before[url][f][1] for url in common)
             out[f"{f}_us"] = ns / count / 1e3 if count else 0.0
         return out
-
-    def close(self) -> None:
-        for c in self._clients:
-            c.close()
 
 
 def _peak_memory_mb(device: str) -> float:
@@ -296,22 +307,19 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
         for conc in config.concurrency:
             collected: list[list[_Window]] = [[] for _ in runners]
             server_stats: list[dict | None] = [None for _ in runners]
-            trackers = [_TritonStats(b) if b.backend is Backend.TRITON else None for b in config.backends]
-            try:
-                for runner in runners:
-                    _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc)
-                before = [t.snapshot() if t else None for t in trackers]
-                for _ in range(config.windows):
-                    for i, runner in enumerate(runners):  # interleaved: drift hits every backend alike
-                        collected[i].append(_measure_window(lambda r=runner: r.infer(lr), conc,
-                                                            config.window_seconds, config.window_requests))
-                for i, t in enumerate(trackers):
-                    if t:
-                        server_stats[i] = _TritonStats.per_request_us(before[i], t.snapshot())
-            finally:
-                for t in trackers:
-                    if t:
-                        t.close()
+            trackers = [_TritonStats(r) if b.backend is Backend.TRITON else None
+                        for b, r in zip(config.backends, runners, strict=True)]
+            for runner in runners:
+                _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc)
+            before = [t.snapshot() if t else None for t in trackers]
+            for _ in range(config.windows):
+                for i, runner in enumerate(runners):  # interleaved: drift hits every backend alike
+                    collected[i].append(_measure_window(lambda r=runner: r.infer(lr), conc,
+                                                        config.window_seconds, config.window_requests))
+            for i, t in enumerate(trackers):
+                if t:
+                    sent = sum(wd.completed + wd.errors for wd in collected[i])
+                    server_stats[i] = _TritonStats.per_request_us(before[i], t.settled(before[i], sent))
             base_fps = None
             for i, (bcfg, runner) in enumerate(zip(config.backends, runners, strict=True)):
                 wins = collected[i]

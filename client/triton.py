@@ -31,8 +31,9 @@ from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, Ser
 from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
 
-__all__ = ["SCHEMES", "ServedModel", "ServerDescription", "ServerUnavailable", "TritonPool", "TritonRunner",
-           "describe_server", "expand_urls", "may_grow", "names_only", "new_client", "url_schemes", "wire_headers"]
+__all__ = ["SCHEMES", "STATS_FIELDS", "ServedModel", "ServerDescription", "ServerUnavailable", "TritonPool",
+           "TritonRunner", "describe_server", "expand_urls", "may_grow", "names_only", "new_client", "url_schemes",
+           "wire_headers"]
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,13 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 _TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.DEADLINE_EXCEEDED",
               "StatusCode.ABORTED", "429", "502", "503", "504"}
 _BACKOFF_S = 0.25
+# What Triton answers a request naming a shared-memory region it does not know (it restarted since we registered).
+_LOST_REGION = re.compile(r"unable to find (system )?shared memory region", re.IGNORECASE)
 # What --url entries may start with: the protocol, and TLS for https:// and grpcs:// (see url_schemes).
 SCHEMES = {"grpc://": ("grpc", False), "grpcs://": ("grpc", True), "http://": ("http", False),
            "https://": ("http", True)}
+# The per-request times of Triton's statistics API that `vggx bench` reports (each a count and nanoseconds).
+STATS_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 @dataclass
@@ -188,6 +193,10 @@ class TritonRunner(_RunnerBase):
         except Exception as exc:
             raise self._unreachable(exc) from None
         if not ready:
+            others = self._served_names(client, kw)
+            if others is not None and self.model_name not in others:
+                raise ServerError(f"Triton at {self.url} serves no model {self.model_name!r} (its repository has "
+                                  f"{', '.join(sorted(others)) or 'none'}); pass --model")
             version = f" version {self.model_version}" if self.model_version else ""
             raise ServerError(f"Triton at {self.url} is up but model {self.model_name!r}{version} is not ready "
                               f"(still loading, or it failed to load: see the server log or run "
@@ -198,8 +207,10 @@ class TritonRunner(_RunnerBase):
         except Exception as exc:
             if (header := restricted_header(exc)) is not None:
                 raise refused(self.url, header) from None
+            hint = ("; is this the server's HTTP port? (its metrics port answers health probes too)"
+                    if "parse error" in _reason(exc).lower() else "")
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
-                              f"{_reason(exc)}") from None
+                              f"{_reason(exc)}{hint}") from None
         config = config.get("config", config)
         params = {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
         info = ModelInfo.from_metadata(params, f"model {self.model_name!r} on Triton at {self.url}")
@@ -212,6 +223,16 @@ class TritonRunner(_RunnerBase):
             raise ServerError(f"model {self.model_name!r}: input dims {dims} disagree with its window "
                               f"parameter {info.window}")
         return info, inputs[0]["name"], outputs[0]["name"]
+
+    def _served_names(self, client, kw: dict) -> set[str] | None:
+        """The models in the server's repository index (None where it would not say)."""
+        try:
+            index = client.get_model_repository_index(
+                **kw, **({"as_json": True} if self.protocol == "grpc" else {}))
+        except Exception:  # restricted, or an older server: the not-ready message stands alone
+            return None
+        rows = index.get("models", []) if isinstance(index, dict) else index
+        return {r.get("name", "") for r in rows}
 
     # ---------------------------------------------------------------------------------- inference
 
@@ -227,6 +248,12 @@ class TritonRunner(_RunnerBase):
             except (InferenceError, ServerError):
                 raise
             except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
+                if state.shm_in is not None and _LOST_REGION.search(_reason(exc)) and attempt < self.retries:
+                    # the server restarted between two windows and forgot our regions: register them again
+                    log.info("Triton at %s lost this client's shared-memory regions (restarted?); registering "
+                             "them again", self.url)
+                    state.shm_in = state.shm_out = None
+                    continue
                 if not _transient(exc):
                     if (header := restricted_header(exc)) is not None:
                         raise refused(self.url, header) from None
@@ -286,6 +313,8 @@ class TritonRunner(_RunnerBase):
             state.shm_out = self._register(state, out_bytes)
             return True
         except Exception as exc:  # the server may be local but unable to map our /dev/shm (containers)
+            if _transient(exc) or restricted_header(exc) is not None:
+                raise  # down or restarting, or refused: infer's retries and errors say so, shared memory stays on
             if self._shm_required:
                 raise ServerError(f"Triton at {self.url} cannot use system shared memory: "
                                   f"{_reason(exc)}") from None
@@ -304,6 +333,44 @@ class TritonRunner(_RunnerBase):
         state.regions.append(region)
         state.client.register_system_shared_memory(name, f"/{name}", size, headers=self._headers)
         return region
+
+    # ---------------------------------------------------------------------------------- statistics
+
+    def inference_statistics(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """Triton's cumulative statistics of the model this runner calls, ``{url: {field: (count, ns)}}`` for the
+        fields of :data:`STATS_FIELDS`, summed over the versions it may call (``model_version``, or every version
+        served when that is "": a request without one goes to the newest). Through this runner's TLS settings and
+        headers (a server started with ``--api-key`` restricts statistics too).
+
+        Raises:
+            ServerError: refused (the header it wants), or the server answered with an error;
+                ``ServerUnavailable``: the server cannot be reached.
+        """
+        client = self._new_client(self.health_timeout_s)
+        kw = {"headers": self._headers}
+        if self.protocol == "grpc":
+            kw.update(as_json=True, client_timeout=self.health_timeout_s)
+        try:
+            stats = client.get_inference_statistics(self.model_name, self.model_version, **kw)
+        except Exception as exc:
+            if (header := restricted_header(exc)) is not None:
+                raise refused(self.url, header) from None
+            if _transient(exc):
+                raise self._unreachable(exc) from None
+            raise ServerError(f"cannot read the statistics of model {self.model_name!r} from {self.url}: "
+                              f"{_reason(exc)}") from None
+        finally:
+            client.close()
+        out = dict.fromkeys(STATS_FIELDS, (0, 0))
+        for version in stats.get("model_stats") or []:
+            if version.get("name", self.model_name) != self.model_name:
+                continue
+            inference = version.get("inference_stats") or {}
+            for f in STATS_FIELDS:
+                entry = inference.get(f) or {}
+                count, ns = out[f]
+                out[f] = (count + int(entry.get("count", 0)), ns + int(entry.get("ns", 0)))
+        return {self.url: out}
 
     def close(self) -> None:
         if self._closed:
@@ -671,6 +738,15 @@ class TritonPool(_RunnerBase):
                 self._down.pop(i, None)
             old.close()
             log.info("Triton at %s answers again: it takes windows again", old.url)
+
+    def inference_statistics(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """:meth:`TritonRunner.inference_statistics` of every server still taking windows, by URL."""
+        with self._lock:
+            live = [r for i, r in enumerate(self._runners) if i not in self._down]
+        out: dict[str, dict[str, tuple[int, int]]] = {}
+        for runner in live:
+            out.update(runner.inference_statistics())
+        return out
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -117,9 +119,48 @@ def write_json(path: Path | None, data) -> None:
     if path is None:
         return
     try:
-        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+        write_atomic(path, (json.dumps(_finite(data), indent=2, allow_nan=False) + "\n").encode())
     except OSError as exc:
         raise ConfigError(f"cannot write --json {path} ({exc.strerror or exc})") from None
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The running command as ``vggx COMMAND ARGS`` with the options given on its command line (not the defaults,
+    nor what came from the environment), for results files; secrets (``--api-key``, ``--header`` values) as
+    ``***``."""
+    parts = ["vggx", ctx.info_name or ""]
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        value = ctx.params.get(param.name)
+        if source is None or source.name != "COMMANDLINE" or value is None:
+            continue
+        if param.param_type_name == "argument":
+            parts.append(str(value))
+            continue
+        if getattr(param, "is_flag", False) and isinstance(value, bool):
+            parts += (param.opts if value else param.secondary_opts)[:1]
+            continue
+        for item in value if param.multiple else [value]:
+            text = str(item)
+            if param.name == "api_key":
+                text = "***"
+            elif param.name == "header":
+                name, colon, _ = text.partition(":")
+                text = f"{name}: ***" if colon else "***"
+            parts += [param.opts[0], text]
+    return shlex.join(parts)
+
+
+def _finite(data):
+    """``data`` with NaN and infinities as null: JSON has no such numbers (``JSON.parse``, Go and serde refuse
+    Python's ``NaN``), and where vggx has one (a peak it does not know) it means "no value"."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [_finite(v) for v in data]
+    return data
 
 
 @app.callback()
@@ -1050,6 +1091,7 @@ def _int_list(text: str, flag: str) -> tuple[int, ...]:
 @app.command()
 @handle_errors
 def bench(
+    ctx: typer.Context,
     backend: Annotated[str | None, typer.Option(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
     ] = None,
@@ -1101,6 +1143,13 @@ def bench(
     for n in names:
         if n not in choices:
             raise ConfigError(f"backend must be one of {', '.join(choices)}, got {n!r}")
+    if url and "triton" not in names:  # --url names the server of the triton backend
+        raise ConfigError(f"--url sends work to Triton; it cannot be combined with --backend {names[0]}"
+                          if len(names) == 1 else "--url sends work to Triton: add triton to --compare")
+    for flag, on in (("--fp16", fp16), ("--compile", compile_model)):
+        if on and "torch" not in names:
+            raise ConfigError(f"{flag} applies to the torch backend (on --device cuda); none of "
+                              f"{', '.join(names)} takes it")
     triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
@@ -1136,7 +1185,7 @@ def bench(
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
-    write_json(json_path, result.as_dict())
+    write_json(json_path, {"command": _command_line(ctx), **result.as_dict()})
 
 
 @app.command()

@@ -19,6 +19,10 @@ POINT_FIELDS = {
 }
 
 
+def _no_constant(name: str):
+    raise AssertionError(f"{name} in the JSON: not valid JSON for other parsers")
+
+
 def test_json_has_the_documented_fields(tiny_checkpoint_path, tmp_path):
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(app, [
@@ -26,7 +30,9 @@ def test_json_has_the_documented_fields(tiny_checkpoint_path, tmp_path):
         "--concurrency", "1,2", "--requests", "2", "--windows", "2", "--warmup", "1", "--json", str(out),
     ])
     assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
+    data = json.loads(out.read_text(), parse_constant=_no_constant)  # strict: NaN would not parse in JavaScript
+    assert data["command"] == (f"vggx bench --backend torch --lr-size 16x16 --concurrency 1,2 --checkpoint "
+                               f"{tiny_checkpoint_path} --warmup 1 --windows 2 --requests 2 --json {out}")
     assert {"date", "cpus", "torch"} <= set(data["machine"])
     assert [p["concurrency"] for p in data["points"]] == [1, 2]
     for p in data["points"]:
@@ -127,3 +133,60 @@ def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
         sr = generator(lr)
     torch.testing.assert_close(sr, bicubic_upscale(lr.flatten(0, 1), 4).view_as(sr), rtol=0, atol=1e-6)
     assert main(["--config", "huge", "--frames", "8"]) == 2  # one error line, no traceback
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--backend", "onnxruntime", "--url", "127.0.0.1:1"], "--url sends work to Triton; it cannot be combined with "
+                                                           "--backend onnxruntime"),
+    (["--compare", "onnxruntime,torch", "--url", "127.0.0.1:1"], "--url sends work to Triton: add triton to --compare"),
+    (["--backend", "onnxruntime", "--fp16"], "--fp16 applies to the torch backend"),
+    (["--url", "127.0.0.1:1", "--compile"], "--compile applies to the torch backend"),
+])
+def test_options_no_backend_takes_are_refused(args, message):
+    """Not ignored: a --url the run would never call, an --fp16 no backend would use."""
+    result = CliRunner().invoke(app, ["bench", *args])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_json_has_no_nan():
+    from vggx.cli import _finite
+
+    assert _finite({"a": float("nan"), "b": [1.5, float("inf")], "c": (2, "x")}) == {"a": None, "b": [1.5, None],
+                                                                                      "c": [2, "x"]}
+
+
+class TestMeasureWindow:
+    def test_a_failed_request_is_counted_and_the_window_goes_on(self):
+        from vggx.benchmarks.bench import _measure_window
+        from vggx.errors import InferenceError
+
+        calls = []
+
+        def infer():
+            calls.append(1)
+            if len(calls) == 2:
+                raise InferenceError("bad output")
+
+        window = _measure_window(infer, 2, None, 6)
+        assert (window.completed, window.errors) == (5, 1)
+
+    def test_a_backend_failure_stops_every_worker_and_is_raised(self):
+        """A server gone (its retries spent): raised as it is, not measured on with fewer requests in flight."""
+        import threading
+
+        from vggx.benchmarks.bench import _measure_window
+        from vggx.client.triton import ServerUnavailable
+
+        lock, calls = threading.Lock(), [0]
+
+        def infer():
+            with lock:
+                calls[0] += 1
+                n = calls[0]
+            if n == 3:
+                raise ServerUnavailable("Triton at h:1 still failing after 5 attempts")
+
+        with pytest.raises(ServerUnavailable, match="still failing"):
+            _measure_window(infer, 4, 30.0, None)  # 30 s window: it must end at the failure
+        assert calls[0] < 1000

@@ -84,6 +84,30 @@ class TestClients:
             check_model(ep.grpc)
 
 
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_bench_carries_it_to_the_statistics_too(self, locked_server, tmp_path, protocol):
+        """``vggx bench --api-key``: the requests and the server-statistics calls (restricted as well) carry the key;
+        the results file records the command with the key as ***."""
+        import json
+
+        ep = locked_server.endpoints
+        url = ep.grpc if protocol == "grpc" else ep.http
+        out = tmp_path / "bench.json"
+        result = _vggx("bench", "--url", url, "--protocol", protocol, "--api-key", KEY, "--lr-size", "16x16",
+                       "--requests", "2", "--windows", "1", "--warmup", "0", "--json", str(out))
+        assert result.returncode == 0, result.stderr
+        data = json.loads(out.read_text())
+        (point,) = data["points"]
+        assert point["errors"] == 0 and point["server"]["compute_infer_us"] > 0, point
+        assert KEY not in out.read_text()
+        assert data["command"] == (f"vggx bench --lr-size 16x16 --url {url} --protocol {protocol} --api-key '***' "
+                                   f"--warmup 0 --windows 1 --requests 2 --json {out}")
+        refused = _vggx("bench", "--url", url, "--protocol", protocol, "--lr-size", "16x16", "--requests", "1",
+                        "--windows", "1", "--warmup", "0")
+        assert refused.returncode == 1 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        assert "refused the request" in refused.stderr
+
+
 class TestServer:
     def test_health_stays_open_for_probes(self, locked_server):
         ep = locked_server.endpoints

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -308,7 +310,9 @@ def test_a_model_under_another_name_is_served_and_called_by_it(portable_onnx, on
         assert result.exit_code == 0, result.output
         assert "model 'vggx-tiny'" in result.stdout and (tmp_path / "o.mp4").is_file()
         result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url])
-        assert result.exit_code == 1 and "model 'vggx' is not ready" in result.stderr, result.output
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip() == (f"error: Triton at {url} serves no model 'vggx' (its repository has "
+                                         f"vggx-tiny); pass --model")
         assert not (tmp_path / "p.mp4").exists()
 
 
@@ -392,3 +396,74 @@ def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metada
         result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url,
                                           "--model-version", "3"])
         assert result.exit_code == 1 and "model 'vggx' version 3 is not ready" in result.stderr, result.output
+        # vggx bench: the server's times are those of the version its requests went to (the newest, 2)
+        from vggx.benchmarks.bench import BenchConfig, run_bench
+        from vggx.client import Backend, BackendConfig
+
+        before = {s["version"]: s["requests"] for s in describe_server(url).stats}
+        cfg = BenchConfig(backends=(BackendConfig(backend=Backend.TRITON, url=url),), lr_size=(16, 16),
+                          window_requests=3, windows=1, warmup=0)
+        (point,) = run_bench(cfg).points
+        after = {s["version"]: s["requests"] for s in describe_server(url).stats}
+        assert (after["1"] - before["1"], after["2"] - before["2"]) == (0, 3)
+        assert point.server is not None and point.server["compute_infer_us"] > 0, point.server
+
+
+def test_a_crashed_server_leaves_nothing_behind_and_clients_go_on_after_its_restart(served_repository, tmp_path):
+    """``kill -9`` of tritonserver: ``stop()`` leaves none of its Python-backend stubs (each holds a model, and they
+    outlive it), and a client with shared memory carries on against the server restarted on the same ports: its
+    regions registered again (the new server does not know them), shared memory kept."""
+    import os
+    import signal
+
+    from vggx.client.triton import TritonRunner
+    from vggx.server import ServerConfig, TritonServer, free_port
+
+    ports = dict(zip(("http_port", "grpc_port", "metrics_port"), (free_port() for _ in range(3)), strict=True))
+    lr = _window(seed=3)
+
+    def serve(log: str) -> TritonServer:
+        return TritonServer(ServerConfig(model_repository=served_repository, log_file=tmp_path / log,
+                                         startup_timeout_s=180, **ports)).start()
+
+    def group(pgid: int) -> list[int]:
+        """Live (not zombie) processes of a process group."""
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                found.append(int(entry))
+        return found
+
+    first = serve("first.log")
+    pgid = first.process.pid
+    with TritonRunner(first.endpoints.grpc, retries=6) as runner:
+        assert "(shared memory)" in runner.description
+        expected = runner.infer(lr)
+        assert len(group(pgid)) >= 2  # the server and its model's stub
+        os.kill(first.process.pid, signal.SIGKILL)
+        first.process.wait()
+        first.stop()
+        assert group(pgid) == []
+        second = serve("second.log")
+        try:
+            np.testing.assert_array_equal(runner.infer(lr), expected)
+            assert "(shared memory)" in runner.description
+        finally:
+            second.stop()
+
+
+def test_serve_on_a_port_a_running_server_holds_fails_instead_of_checking_that_server(triton_server, tmp_path):
+    import subprocess
+    import sys
+
+    port = triton_server.endpoints.http_port
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggx.cli", "serve", "--model-repository", str(triton_server.config.model_repository),
+         "--http-port", str(port), "--grpc-port", "0", "--metrics-port", "0", "--log-file", str(tmp_path / "s.log"),
+         "--check"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 1 and "check ok" not in proc.stdout and "ready" not in proc.stdout, proc.stdout
+    assert proc.stderr.strip().startswith(f"error: port {port} on 127.0.0.1 is already in use")
