@@ -202,6 +202,27 @@ def test_switching_backend_needs_force(tmp_path, onnx_file):
     assert parse_config((tmp_path / "vggx" / "config.pbtxt").read_text()).backend == "python"
 
 
+def test_a_version_served_beside_another_keeps_its_contract(tmp_path, onnx_file):
+    """One config.pbtxt describes every version served: a canary (``--versions-served 2``) with another window or
+    size range than the version still served would hand that version requests it cannot take (the bundled
+    tritonserver crashed loading such a pair). Refused, naming what differs; alone it is fine."""
+    two = ServingConfig(versions_served=2)
+    _write(tmp_path, onnx_file, serving=two)
+    with pytest.raises(ExportError, match=r"keeps serving version 1 beside the new one, and the two differ \(lr dims "
+                                          r"\[8, -1, -1, 3\] -> \[6, -1, -1, 3\], .*window 8 -> 6\).*"
+                                          r"--versions-served 1, or under another --name"):
+        write_model_repository(tmp_path, backend="python", artefact=onnx_file, metadata={**META, "window": "6"},
+                               window=6, serving=two)
+    assert sorted(p.name for p in (tmp_path / "vggx").iterdir()) == ["1", "config.pbtxt"]
+    with pytest.raises(ExportError, match=r"max_size 1088x1920 -> 544x960"):
+        write_model_repository(tmp_path, backend="python", artefact=onnx_file,
+                               metadata={**META, "max_size": "544x960"}, window=8, serving=two)
+    assert _write(tmp_path, onnx_file, serving=two, max_batch=8).name == "2"  # batching is the config's own
+    version = write_model_repository(tmp_path, backend="python", artefact=onnx_file, metadata={**META, "window": "6"},
+                                     window=6, serving=ServingConfig(versions_served=1))
+    assert version.name == "3"  # the newest alone is served: its contract is the config's
+
+
 def test_missing_artefact_writes_nothing(tmp_path):
     with pytest.raises(ExportError, match="artefact not found"):
         _write(tmp_path, tmp_path / "nope.onnx")
