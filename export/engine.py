@@ -182,13 +182,29 @@ def _mark_aot(model: Any) -> list[str]:
     return sorted(ops)
 
 
-def _strongly_typed(trt: Any, precision: Precision, graph_precision: str) -> bool:
-    major = int(trt.__version__.split(".")[0])
-    if major >= 11:
-        if precision is Precision.FP16 and graph_precision != "fp16":
-            raise EngineBuildError("TensorRT 11 networks are strongly typed: export with --fp16 to "
-                                   "build FP16")
-        return True
+def check_graph(meta: dict[str, str], config: EngineConfig) -> None:
+    """``ConfigError`` where ``config`` asks what the ONNX graph (its metadata ``meta``) cannot give: another
+    precision than the graph's, or another window than its fixed T.
+
+    An FP16 engine is built from the FP16 graph (``vggx export --fp16``), strongly typed, so that the flow,
+    softmax and normalisation islands stay FP32; TensorRT's FP16 flag on the FP32 graph would let any layer drop
+    to FP16. An FP16 graph gives an FP16 engine whatever is asked.
+    """
+    graph = meta.get("precision", "fp32")
+    if config.precision.value != graph:
+        how = ("export with --fp16: its graph keeps the flow, softmax and normalisation in FP32, which TensorRT's "
+               "FP16 flag on an FP32 graph would not" if graph == "fp32" else "export without --fp16")
+        raise ConfigError(f"the graph is {graph.upper()}, and a {config.precision.value.upper()} engine is asked: "
+                          f"{how} (or pass --precision {graph})")
+    window = meta.get("window")
+    if window is not None and window.isdigit() and int(window) != config.profile.window:
+        raise ConfigError(f"the graph's window is {window} frames, not {config.profile.window}: its T is fixed "
+                          f"(export another with --window)")
+
+
+def _strongly_typed(trt: Any, graph_precision: str) -> bool:
+    if int(trt.__version__.split(".")[0]) >= 11:
+        return True  # TensorRT 11 networks are strongly typed
     return graph_precision == "fp16"
 
 
@@ -237,7 +253,8 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
     meta = {p.key: p.value for p in model.metadata_props}
     plugins = _mark_aot(model)
     gpu, cc = _gpu()
-    strongly_typed = _strongly_typed(trt, config.precision, meta.get("precision", "fp32"))
+    check_graph(meta, config)
+    strongly_typed = _strongly_typed(trt, meta.get("precision", "fp32"))
     sidecar = {
         "tensorrt_version": trt.__version__,
         "gpu": gpu,
@@ -336,15 +353,14 @@ def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineC
     return shlex.join(args)
 
 
-def _graph_window(path: Path) -> int:
+def _graph_metadata(path: Path) -> dict[str, str]:
     import onnx
     from google.protobuf.message import DecodeError
 
     try:
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        return int(meta["window"])
-    except (OSError, KeyError, ValueError, DecodeError) as exc:
-        raise ConfigError(f"cannot read the window of {path} ({exc}); pass --window") from None
+        return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except (OSError, ValueError, DecodeError) as exc:
+        raise ConfigError(f"cannot read {path} as an ONNX graph ({exc})") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opt-size", required=True)
     ap.add_argument("--max-size", required=True)
     ap.add_argument("--max-batch", type=int, default=1)
-    ap.add_argument("--precision", choices=[p.value for p in Precision], default="fp16")
+    ap.add_argument("--precision", choices=[p.value for p in Precision], help="default: the graph's")
     ap.add_argument("--opt-level", type=int, default=3)
     ap.add_argument("--workspace-mib", type=int, default=4096)
     ap.add_argument("--timing-cache", type=Path)
@@ -367,9 +383,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         sizes = parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size)
-        profile = ShapeProfile(a.window or _graph_window(a.onnx), *sizes, max_batch=a.max_batch)
-        config = EngineConfig(profile, Precision(a.precision), a.opt_level, a.workspace_mib, a.timing_cache,
-                              a.force)
+        meta = _graph_metadata(a.onnx)
+        if a.window is None and not meta.get("window", "").isdigit():
+            raise ConfigError(f"{a.onnx} has no window metadata; pass --window")
+        profile = ShapeProfile(a.window if a.window is not None else int(meta["window"]), *sizes,
+                               max_batch=a.max_batch)
+        config = EngineConfig(profile, Precision(a.precision or meta.get("precision", "fp32")), a.opt_level,
+                              a.workspace_mib, a.timing_cache, a.force)
+        check_graph(meta, config)  # before TensorRT is even looked for
         plan = build_engine(a.onnx, a.plan, config)
         if not a.no_verify:
             for r in compare_engine_with_onnx(plan, a.onnx, [(1, *profile.min_size), (1, *profile.opt_size)]):

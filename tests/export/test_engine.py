@@ -134,6 +134,36 @@ def test_build_without_tensorrt_says_how_to_get_it(tmp_path):
     assert not (tmp_path / "model.plan").exists()
 
 
+@pytest.mark.parametrize(("graph", "args", "message"), [
+    ("trt_fp16_onnx", ["--precision", "fp32"], "the graph is FP16, and a FP32 engine is asked: export without --fp16 "
+                                               "(or pass --precision fp16)"),
+    ("trt_onnx", ["--precision", "fp16"], "the graph is FP32, and a FP16 engine is asked: export with --fp16: its "
+                                          "graph keeps the flow, softmax and normalisation in FP32"),
+    ("trt_fp16_onnx", ["--window", "6"], "the graph's window is 4 frames, not 6: its T is fixed"),
+])
+def test_engine_cli_refuses_what_the_graph_cannot_give_before_looking_for_tensorrt(graph, args, message, request,
+                                                                                   tmp_path, capsys):
+    """An FP16 graph built as "fp32" gave an FP16 engine labelled fp32; an FP32 graph with the FP16 flag loses its
+    FP32 islands; a window the graph's fixed T is not fails only in TensorRT's profile."""
+    from vggx.export.engine import main
+
+    onnx_path = request.getfixturevalue(graph)
+    rc = main([str(onnx_path), str(tmp_path / "model.plan"), "--min-size", "16x16", "--opt-size", "32x32",
+               "--max-size", "64x64", *args])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and err[0].startswith(f"error: {message}"), err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+def test_engine_cli_takes_the_graphs_precision_and_window_by_default(trt_onnx, tmp_path, capsys):
+    from vggx.export.engine import main
+
+    rc = main([str(trt_onnx), str(tmp_path / "model.plan"), "--min-size", "16x16", "--opt-size", "32x32",
+               "--max-size", "64x64"])
+    assert rc == 1 and capsys.readouterr().err.startswith("error: TensorRT is not installed")
+
+
 @pytest.mark.tensorrt
 @pytest.mark.skipif(not HAS_TRT, reason="TensorRT not installed")
 def test_fp16_engine_builds_and_matches_onnx_runtime(trt_fp16_onnx, trt_window, tmp_path):
