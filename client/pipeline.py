@@ -45,6 +45,7 @@ from vggx.video.depth import component_depth, join_fine, split_fine
 from vggx.video.encode import (
     EXTRAS,
     SEGMENT_CODECS,
+    STDOUT_RAW_CODEC,
     Y4M_PIX_FMT,
     alpha_pix_fmt,
     check_container,
@@ -945,6 +946,11 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     codec = image_codec(output)
     if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
+    if output.suffix.lower() == ".y4m" and config.encode.codec != STDOUT_RAW_CODEC:  # y4m holds raw frames only
+        if config.encode.codec != EncodeConfig().codec:
+            raise VideoError(f"{output.name}: y4m holds uncompressed frames; --codec {config.encode.codec} needs "
+                             f"another container (.mkv, .mp4)")
+        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=STDOUT_RAW_CODEC))
     if writes_y4m(output, config.encode.codec) and config.encode.pix_fmt is None:  # said, for the checks below
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, pix_fmt=Y4M_PIX_FMT))
     check_image_codec(output, config.encode.codec)
@@ -1104,9 +1110,13 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
         log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
                     "input a second time, which a pipe does not allow): pass the file itself to keep them")
     elif writes_y4m(output, config.encode.codec):
-        log.warning("y4m on standard output carries the video only: the program reading it can take the audio from "
-                    "%s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with the audio)",
-                    display_source(reader.path))
+        if is_stdout(output):
+            log.warning("y4m on standard output carries the video only: the program reading it can take the audio "
+                        "from %s itself (ffmpeg -i - -i IN -map 0:v -map 1:a ...), or give --codec (Matroska with "
+                        "the audio)", display_source(reader.path))
+        else:
+            log.warning("%s: y4m carries the video only; the audio of %s is not copied (an .mkv output keeps it)",
+                        output, display_source(reader.path))
     else:
         return wanted
     return ()

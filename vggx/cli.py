@@ -7,6 +7,7 @@ is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -30,8 +31,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: ":100:" in "--crop 100:100:0:0", or ":fire:" in a file name, is text, not an emoji code.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 _state = {"debug": False}
 
 CheckpointOpt = Annotated[
@@ -748,116 +750,124 @@ def upscale(
                           f"file, --concurrency keeps more of its windows in flight)")
     pairs = plan_folder(source, output, recursive) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in pairs]  # every setting checked before any work
+    made: list[Path] = []  # output folders this run made (a dry run takes them away again: it writes nothing)
     if folder:
         for folder_out in sorted({dst.parent for _, dst in pairs}):
+            made += reversed([p for p in (folder_out, *folder_out.parents) if not p.exists()])
             folder_out.mkdir(parents=True, exist_ok=True)
+    try:
+        class _Fps(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.speed:.2f} fps" if task.speed else "-- fps")
 
-    class _Fps(ProgressColumn):
-        def render(self, task) -> Text:
-            return Text(f"{task.speed:.2f} fps" if task.speed else "-- fps")
+        class _Bar:
+            def __init__(self, bar: Progress, file: str | None = None) -> None:
+                self.bar, self.file = bar, file  # file: the file of a folder run's bar, one a file (--jobs)
+                self.task = bar.add_task(file or f"loading the {name} backend", total=None)
 
-    class _Bar:
-        def __init__(self, bar: Progress, file: str | None = None) -> None:
-            self.bar, self.file = bar, file  # file: the file of a folder run's bar, one a file (--jobs)
-            self.task = bar.add_task(file or f"loading the {name} backend", total=None)
+            def start(self, total: int | None, description: str) -> None:
+                self.bar.reset(self.task, total=total, description=f"{self.file}: {description}" if self.file else
+                               description)
 
-        def start(self, total: int | None, description: str) -> None:
-            self.bar.reset(self.task, total=total, description=f"{self.file}: {description}" if self.file else
-                           description)
+            def advance(self, n: int) -> None:
+                self.bar.advance(self.task, n)
 
-        def advance(self, n: int) -> None:
-            self.bar.advance(self.task, n)
+        results: list = []
 
-    results: list = []
+        def report(result) -> None:
+            results.append(result)
+            h, w = result.output_size
+            if result.dry_run:
+                out_console.print(_dry_run_line(result, stdout), highlight=False, soft_wrap=True, markup=False)
+                return
+            resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
+            where = (f"standard output ({'y4m' if codec == STDOUT_RAW_CODEC else 'Matroska'}, {w}x{h})" if stdout else
+                     f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB)")
+            out_console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+                              f"{where} [{result.backend}"
+                              + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "")
+                              + "]", highlight=False, soft_wrap=True, markup=False)
+            warmup = _warmup_line(result)
+            if warmup:
+                out_console.print(warmup, highlight=False, soft_wrap=True, markup=False)
+            if result.scene_cuts:
+                out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
+            if result.crop is not None:
+                out_console.print(_crop_line(result), highlight=False, soft_wrap=True, markup=False)
+            depth = _depth_line(result)
+            if depth:
+                out_console.print(depth, highlight=False, soft_wrap=True, markup=False)
+            if result.windows_per_server:
+                spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
+                out_console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
+            out_console.print(_stages_line(result, image_codec(result.output) or codec, stdout), highlight=False,
+                              soft_wrap=True, markup=False)
 
-    def report(result) -> None:
-        results.append(result)
-        h, w = result.output_size
-        if result.dry_run:
-            out_console.print(_dry_run_line(result, stdout), highlight=False, soft_wrap=True, markup=False)
+        todo = []
+        for c in cfgs:
+            if skip_existing and not stdout and c.output.exists():
+                console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
+            else:
+                todo.append(c)
+        if not todo:
+            _write_results(json_path, [], [])
             return
-        resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
-        where = (f"standard output ({'y4m' if codec == STDOUT_RAW_CODEC else 'Matroska'}, {w}x{h})" if stdout else
-                 f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB)")
-        out_console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
-                          f"{where} [{result.backend}"
-                          + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "")
-                          + "]", highlight=False, soft_wrap=True, markup=False)
-        warmup = _warmup_line(result)
-        if warmup:
-            out_console.print(warmup, highlight=False, soft_wrap=True, markup=False)
-        if result.scene_cuts:
-            out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
-        if result.crop is not None:
-            out_console.print(_crop_line(result), highlight=False, soft_wrap=True, markup=False)
-        depth = _depth_line(result)
-        if depth:
-            out_console.print(depth, highlight=False, soft_wrap=True, markup=False)
-        if result.windows_per_server:
-            spread = ", ".join(f"{url} {n}" for url, n in result.windows_per_server.items())
-            out_console.print(f"windows per server: {spread}", highlight=False, soft_wrap=True, markup=False)
-        out_console.print(_stages_line(result, image_codec(result.output) or codec, stdout), highlight=False,
-                          soft_wrap=True, markup=False)
+        failed: list[str] = []
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
+                      transient=True, disable=not err_console.is_terminal) as bar:
+            lines = None if err_console.is_terminal or not progress_interval else _ProgressLines(progress_interval)
+            progress = _Bar(bar) if lines is None else lines
+            if not folder:
+                result = run_upscale(todo[0], progress=progress)
+            else:
+                bars: dict[int, _Bar] = {}
 
-    todo = []
-    for c in cfgs:
-        if skip_existing and not stdout and c.output.exists():
-            console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
-        else:
-            todo.append(c)
-    if not todo:
-        _write_results(json_path, [], [])
-        return
-    failed: list[str] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
-                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
-                  transient=True, disable=not err_console.is_terminal) as bar:
-        lines = None if err_console.is_terminal or not progress_interval else _ProgressLines(progress_interval)
-        progress = _Bar(bar) if lines is None else lines
-        if not folder:
-            result = run_upscale(todo[0], progress=progress)
-        else:
-            bars: dict[int, _Bar] = {}
+                def named(c) -> str:  # a file by its path in the folder
+                    return str(c.input.relative_to(source))
 
-            def named(c) -> str:  # a file by its path in the folder
-                return str(c.input.relative_to(source))
-
-            def progress_for(c):
-                if jobs == 1:  # one file at a time: one bar (or line), renamed
+                def progress_for(c):
+                    if jobs == 1:  # one file at a time: one bar (or line), renamed
+                        if lines is not None:
+                            lines.name = named(c)
+                        return progress
                     if lines is not None:
-                        lines.name = named(c)
-                    return progress
-                if lines is not None:
-                    each = _ProgressLines(progress_interval)
-                    each.name = named(c)
-                    return each
-                bars[id(c)] = _Bar(bar, named(c))
-                return bars[id(c)]
+                        each = _ProgressLines(progress_interval)
+                        each.name = named(c)
+                        return each
+                    bars[id(c)] = _Bar(bar, named(c))
+                    return bars[id(c)]
 
-            def finished(c, outcome) -> None:
-                if id(c) in bars:
-                    bar.remove_task(bars.pop(id(c)).task)
-                if isinstance(outcome, VideoError):  # this file: reported, the others go on
-                    _error_line(str(outcome))
-                else:
-                    report(outcome)
+                def finished(c, outcome) -> None:
+                    if id(c) in bars:
+                        bar.remove_task(bars.pop(id(c)).task)
+                    if isinstance(outcome, VideoError):  # this file: reported, the others go on
+                        _error_line(str(outcome))
+                    else:
+                        report(outcome)
 
-            with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
-                if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
-                    bar.remove_task(progress.task)
-                outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
-            failed = [named(c) for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
-            results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
-    if not folder:
-        report(result)
-        _write_results(json_path, results, [])
-        return
-    _write_results(json_path, results, failed)
-    skipped = len(cfgs) - len(todo)
-    console.print(f"{len(todo) - len(failed)} upscaled, {skipped} skipped, {len(failed)} failed"
-                  + (f": {', '.join(failed)}" if failed else ""), highlight=False, soft_wrap=True, markup=False)
-    if failed:
-        raise typer.Exit(1)
+                with open_runner(backend_cfg) as runner:  # loaded and warmed up once for the folder
+                    if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
+                        bar.remove_task(progress.task)
+                    outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
+                failed = [named(c) for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
+                results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
+        if not folder:
+            report(result)
+            _write_results(json_path, results, [])
+            return
+        _write_results(json_path, results, failed)
+        skipped = len(cfgs) - len(todo)
+        console.print(f"{len(todo) - len(failed)} {'to upscale' if dry_run else 'upscaled'}, {skipped} skipped, "
+                      f"{len(failed)} failed"
+                      + (f": {', '.join(failed)}" if failed else ""), highlight=False, soft_wrap=True, markup=False)
+        if failed:
+            raise typer.Exit(1)
+    finally:
+        if dry_run:
+            for made_dir in reversed(made):
+                with contextlib.suppress(OSError):
+                    made_dir.rmdir()
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}

@@ -415,7 +415,7 @@ class TestFolder:
         empty = tmp_path / "empty"
         empty.mkdir()
         assert_one_error_line(cli(empty, tmp_path / "o"), "no videos in")
-        assert_one_error_line(cli(src, tmp_path / "o2", "--crf", "99"), "--crf must be in 0..63")
+        assert_one_error_line(cli(src, tmp_path / "o2", "--crf", "99"), "--crf must be in 0..51 for libx264, got 99")
         assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
     def test_skip_existing_single_file(self, cli, clips, tmp_path):

@@ -94,12 +94,20 @@ class TestProbe:
         probe = FilterChain.parse("setsar=1").probe(720, 480, "yuv420p", TB, Fraction(24), Fraction(32, 27))
         assert probe.sample_aspect_ratio is None
 
+    @pytest.mark.parametrize("text", ["trim=start=5", r"select=gte(n\,100)", "trim=start_frame=120"])
+    def test_a_chain_that_starts_later_is_probed_until_its_first_frames(self, text):
+        """Nothing comes out of these for the first seconds (a 4-second probe refused them as letting nothing
+        through): probed on until frames come, their geometry and rate as the input's."""
+        probe = FilterChain.parse(text).probe(56, 40, "yuv420p", TB, Fraction(24))
+        assert (probe.width, probe.height, probe.pix_fmt, probe.rate) == (56, 40, "yuv420p", Fraction(24))
+
     @pytest.mark.parametrize(("text", "said"), [
         ("nlmeans=s=99", "FFmpeg refuses it (Value 99.000000 for parameter 's' out of range"),
         ("scale=w=foo", "FFmpeg refuses it (Invalid size 'foo')"),
         ("volume=2", "Media type mismatch"),
         ("split", "not connected"),
-        ("select=0", "lets no frame through"),
+        ("select=0", "lets no frame through (none of the first 2880 frames, 120 s); to skip the start of a video, "
+                     "--start"),
     ])
     def test_refused_before_any_work(self, text, said):
         with pytest.raises(VideoError) as err:

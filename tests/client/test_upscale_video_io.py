@@ -208,8 +208,11 @@ class TestEncode:
         assert list(tmp_path.iterdir()) == []
 
     def test_crf_range_is_checked(self):
-        with pytest.raises(VideoError, match=r"--crf must be in 0\.\.63"):
+        with pytest.raises(VideoError, match=r"--crf must be in 0\.\.51 for libx264, got 99"):
             EncodeConfig(crf=99)
+        with pytest.raises(VideoError, match=r"--crf must be in 0\.\.63, got 64"):
+            EncodeConfig(codec="libvpx-vp9", crf=64)
+        assert EncodeConfig(codec="libvpx-vp9", crf=63).crf == 63
 
     def test_preset_is_checked(self):
         with pytest.raises(VideoError, match="--preset must be one of ultrafast, "):

@@ -37,7 +37,7 @@ from .tonemap import ToneMap
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
            "find_sequence", "guess_pattern", "has_alpha", "is_cover", "is_image_sequence", "is_pipe", "is_url",
-           "open_source", "open_video"]
+           "local_path", "open_source", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,13 @@ def display_source(source: str | Path) -> str:
     return str(source).split("?", 1)[0] if is_url(source) else str(source)
 
 
+def local_path(path: str | Path) -> str:
+    """A local file's name as FFmpeg should take it: with ``file:`` where a colon would read as a protocol
+    (``2024-01-01T10:30:00.mp4``, FFmpeg's "Protocol not found")."""
+    text = str(path)
+    return f"file:{text}" if ":" in text else text
+
+
 def open_source(source: str | Path):
     """``av.open`` a local file, a URL (:data:`URL_TIMEOUT_S`; http(s) with :data:`URL_OPTIONS`) or standard input
     (``-``: read as it comes, never seeked) for reading; FFmpeg errors pass on."""
@@ -147,7 +154,7 @@ def open_source(source: str | Path):
     if is_url(source):
         options = URL_OPTIONS if source.split("://", 1)[0].lower() in ("http", "https") else {}
         return av.open(source, "r", timeout=URL_TIMEOUT_S, options=dict(options))
-    return av.open(str(source), "r")
+    return av.open(local_path(source), "r")
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,7 @@ class VideoReader:
             if self.sequence is not None:
                 seq = self.sequence
                 for number in sorted({seq.start + min(int(t * decoded_info.rate), seq.count - 1) for t in times}):
-                    with av.open(str(seq.file(number)), "r") as c:
+                    with av.open(local_path(seq.file(number)), "r") as c:
                         frame = self._filtered_alone(next(c.decode(video=0)))
                         if frame is not None:
                             images.append(_to_rgb(frame, reformatter))

@@ -59,6 +59,7 @@ from .decode import (
     is_cover,
     is_image_sequence,
     is_url,
+    local_path,
     open_source,
     thread_reformatter,
 )
@@ -76,6 +77,8 @@ log = logging.getLogger(__name__)
 LOSSLESS_ONLY = frozenset({"ffv1", "png", "tiff", "rawvideo", "huffyuv", "ffvhuff", "utvideo"})
 # Codecs that take x264-style rate control by constant quality.
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+# The CRF scale's top where it is not 63 (x264 clamps above it silently, x265 refuses to open)
+_CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51}
 # Codecs with x264-style speed presets, and those presets, fastest first.
 _PRESET_CODECS = {"libx264", "libx264rgb", "libx265"}
 # Codecs whose runs of frames, each encoded by its own encoder from a keyframe, join into one stream (--encoders,
@@ -138,8 +141,10 @@ class EncodeConfig:
             raise VideoError(f"--encoders applies to {', '.join(sorted(SEGMENT_CODECS))}, not {self.codec}")
         if self.segment_frames is not None and self.segment_frames < 8:
             raise VideoError(f"segment_frames must be >= 8, got {self.segment_frames}")
-        if self.crf is not None and not 0 <= self.crf <= 63:
-            raise VideoError(f"--crf must be in 0..63, got {self.crf}")
+        top = _CRF_MAX.get(self.codec, 63)
+        if self.crf is not None and not 0 <= self.crf <= top:
+            raise VideoError(f"--crf must be in 0..{top}" + (f" for {self.codec}" if top != 63 else "")
+                             + f", got {self.crf}")
         if self.bitrate is not None and not 10_000 <= self.bitrate <= 10_000_000_000:
             raise VideoError(f"--bitrate must be in 10k..10G bits/s, got {self.bitrate}")
         if self.bitrate is not None and self.codec in LOSSLESS_ONLY:
@@ -172,8 +177,11 @@ def is_stdout(path: str | Path | None) -> bool:
 
 
 def writes_y4m(path: str | Path | None, codec: str) -> bool:
-    """Whether ``path`` with ``codec`` is y4m on standard output (uncompressed frames, no audio, no colour tags)."""
-    return is_stdout(path) and codec == STDOUT_RAW_CODEC
+    """Whether ``path`` with ``codec`` is y4m (uncompressed frames, no audio, no colour tags): on standard output,
+    or a ``.y4m`` file."""
+    if codec != STDOUT_RAW_CODEC or path is None:
+        return False
+    return is_stdout(path) or Path(str(path)).suffix.lower() == ".y4m"
 
 
 def stdout_format(codec: str) -> str:
@@ -245,6 +253,19 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
             and Path(input_path).resolve() == output.resolve()):
         raise VideoError(f"output {output} is the input sequence; its frames would be overwritten: choose another name")
     return output
+
+
+def _part_name(path: Path, tag: str) -> str:
+    """The hidden name ``path`` is written under until it is complete, ``.STEM.vggx-TAG.partSUFFIX``, its stem
+    shortened where the whole would pass the file system's longest name (255 bytes) that ``path`` itself fits."""
+    try:
+        limit = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    stem = path.stem
+    while stem and len(f".{stem}.vggx-{tag}.part{path.suffix}".encode()) > limit:
+        stem = stem[:-1]
+    return f".{stem}.vggx-{tag}.part{path.suffix}"
 
 
 # Image sequences are written lossless: the encoder of each suffix (PNG is the default choice).
@@ -633,7 +654,7 @@ class VideoWriter:
             self._tmp_dir, self.tmp_path = None, None
         else:
             self._tmp_dir = None
-            self.tmp_path = self.path.with_name(f".{self.path.stem}.vggx-{tag}.part{self.path.suffix}")
+            self.tmp_path = self.path.with_name(_part_name(self.path, tag))
         self.output_bytes = 0  # bytes written, once committed (an image sequence's: all its files)
         self.config = config
         self.color = color if color is not None and color.kept else None  # None: BT.709
@@ -657,9 +678,10 @@ class VideoWriter:
                 self._container = av.open("pipe:1", "w", format=stdout_format(config.codec),
                                           options=_stdout_options(config.codec))
             else:
-                self._container = av.open(str(self.tmp_path), "w",
+                self._container = av.open(local_path(self.tmp_path), "w",
                                           format="image2" if image2 else _guess_format(self.path),
-                                          options={"start_number": str(start_number)} if self._images else {})
+                                          options={"start_number": str(start_number)} if self._images else
+                                          _stdout_options(config.codec) if self._y4m else {})
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._remove_tmp()
             raise VideoError(f"cannot write {self._label} ({_reason(exc)})") from None
@@ -844,7 +866,7 @@ class VideoWriter:
             self._mux_segments(wait=False)
             return
         if self._audio is not None:
-            self._audio.mux_until(float(pts * self._time_base) + _AUDIO_LEAD_S)
+            self._mux_audio(float(pts * self._time_base) + _AUDIO_LEAD_S)
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
@@ -980,12 +1002,22 @@ class VideoWriter:
             for packet in packets:
                 self._mux_packet(packet)
 
+    def _mux_audio(self, seconds: float) -> None:
+        """The audio up to ``seconds``. The first packet muxed opens the encoders and the file: where FFmpeg
+        refuses (an encoder's option, the file's name), that is this output's error, as for a video packet."""
+        import av
+
+        try:
+            self._audio.mux_until(seconds)
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            raise self._failed(f"writing {self._label}", exc) from None
+
     def _mux_packet(self, packet) -> None:
         """One segment packet into the output, after the audio up to its time, with the stream's dts."""
         import av
 
         if self._audio is not None:
-            self._audio.mux_until(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
+            self._mux_audio(float(packet.pts * packet.time_base) + _AUDIO_LEAD_S)
         self._restamp_dts(packet)
         packet.stream = self._stream
         try:
@@ -1031,7 +1063,8 @@ class VideoWriter:
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
         elif self.tmp_path is not None:
-            self.tmp_path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # never there (a name too long to create), or gone already
+                self.tmp_path.unlink(missing_ok=True)
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -37,6 +37,9 @@ _PROBE_OUTPUTS = 3
 # ... this many seconds of them went in (a rate decimated to 1 frame/s needs a few seconds), then the chain is flushed
 _PROBE_SECONDS = 4.0
 _PROBE_MOST = 300
+# A chain that lets nothing through at first (trim=start=5, select=gte(n\,100)) is probed on, up to this long.
+_PROBE_LONGEST_SECONDS = 120.0
+_PROBE_LONGEST = 3000
 _DYNAMIC_INPUTS = 1  # AVFILTER_FLAG_DYNAMIC_INPUTS: inputs made as options ask (bm3d's ref), not none
 _SAR = re.compile(r"\bsar:(\d+)/(\d+)")
 
@@ -167,8 +170,9 @@ class FilterChain:
     def probe(self, width: int, height: int, pix_fmt: str, time_base: Fraction, rate: Fraction,
               sample_aspect_ratio: Fraction | None = None) -> FilterProbe:
         """Made-up frames so described (noise: no two alike) through the chain, until :data:`_PROBE_OUTPUTS` come out
-        or :data:`_PROBE_SECONDS` of them went in: the size, pixel shape and format of the first out, and the rate
-        their spacing gives. ``VideoError`` where the chain refuses such frames or lets none through."""
+        or :data:`_PROBE_SECONDS` of them went in (while none has, up to :data:`_PROBE_LONGEST_SECONDS`): the size,
+        pixel shape and format of the first out, and the rate their spacing gives. ``VideoError`` where the chain
+        refuses such frames or lets none through."""
         import av
         import av.logging
 
@@ -180,14 +184,18 @@ class FilterChain:
         out = []
         pushed = 0
         most = min(_PROBE_MOST, max(_PROBE_OUTPUTS, int(_PROBE_SECONDS * rate)))
+        longest = max(most, min(_PROBE_LONGEST, int(_PROBE_LONGEST_SECONDS * rate)))
+        first_out = None  # frames pushed when the first came out
         try:
             with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
-                while pushed < most and len(out) < _PROBE_OUTPUTS:
+                while len(out) < _PROBE_OUTPUTS and pushed < (longest if first_out is None else first_out + most):
                     frame = frames[pushed % len(frames)]
                     frame.pts, frame.time_base = round(pushed * step), time_base
                     graph.push(frame)
                     pushed += 1
                     out.extend(drain(graph))
+                    if out and first_out is None:
+                        first_out = pushed
                 if len(out) < 2:
                     graph.push(None)
                     out.extend(drain(graph))
@@ -195,7 +203,9 @@ class FilterChain:
             raise VideoError(f"--vf {self.text!r}: FFmpeg fails on frames of the input's kind ({width}x{height} "
                              f"{pix_fmt}): {str(getattr(exc, 'strerror', None) or exc).strip()}") from None
         if not out:
-            raise VideoError(f"--vf {self.text!r} lets no frame through ({pushed} went in)")
+            raise VideoError(f"--vf {self.text!r} lets no frame through (none of the first {pushed} frames, "
+                             f"{float(pushed / rate):.0f} s); to skip the start of a video, --start (and --frames) "
+                             f"cut it without decoding what is skipped")
         first = out[0]
         times = [Fraction(f.pts) * f.time_base for f in out if f.pts is not None and f.time_base]
         steps = [b - a for a, b in itertools.pairwise(times) if b > a]
