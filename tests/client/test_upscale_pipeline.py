@@ -438,6 +438,22 @@ class TestErrors:
             run(cut, tmp_path / "o.mkv", torch_runner)
         self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
 
+    @pytest.mark.parametrize("audio", [None, "aac"])
+    def test_truncated_matroska(self, tmp_path, torch_runner, audio):
+        """Matroska counts no frames (a partial download of an .mkv or .webm decoded up to the cut, exit 0): the last
+        frame's time against the video track's own duration tells; the audio's longer duration is not taken."""
+        full = make_video(tmp_path / "full.mkv", frames=24, audio=audio, audio_seconds=1.5 if audio else None)
+        whole = run(full, tmp_path / "whole.mkv", torch_runner)  # the full file, audio longer than its video: fine
+        assert whole.frames == 24
+        cut = tmp_path / "in.mkv"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+        full.unlink()
+        (tmp_path / "whole.mkv").unlink()
+        with pytest.raises(VideoError, match=r"in.mkv ends at \d\.\d\d s of its 1\.00 s of video \(after \d+ frames\); "
+                                             r"the file is truncated or damaged"):
+            run(cut, tmp_path / "o.mkv", torch_runner)
+        self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
+
     def test_missing_input(self, tmp_path, torch_runner):
         with pytest.raises(VideoError, match="input not found"):
             run(tmp_path / "nope.mp4", tmp_path / "o.mkv", torch_runner)

@@ -137,6 +137,15 @@ def display_source(source: str | Path) -> str:
     return str(source).split("?", 1)[0] if is_url(source) else str(source)
 
 
+def _tag_seconds(text: str | None) -> float | None:
+    """A Matroska ``DURATION`` tag (``00:00:01.000000000``, what mkvmerge and FFmpeg write per track) in seconds."""
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", (text or "").strip())
+    if match is None:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
 def local_path(path: str | Path) -> str:
     """A local file's name as FFmpeg should take it: with ``file:`` where a colon would read as a protocol
     (``2024-01-01T10:30:00.mp4``, FFmpeg's "Protocol not found")."""
@@ -307,6 +316,7 @@ class VideoReader:
         self.convert_threads: int | None = None
         self._sizes_seen: set[tuple[int, int]] = set()  # other frame sizes met (warned of once each)
         self._decoded_count = 0  # frames decoded (before any filter)
+        self._last_decoded_pts: int | None = None  # the latest of them (the stream's time base)
 
     def _read_info(self) -> VideoInfo:
         s, c = self._stream, self._container
@@ -501,6 +511,25 @@ class VideoReader:
         if self.max_frames is None and not self.start and stored and self._decoded_count + len(self.damaged) < stored:
             raise VideoError(f"{self.path} ends after {self._decoded_count} of its {stored} frames; the file is "
                              f"truncated or damaged")
+        if self.max_frames is None and not self.start and not stored:  # Matroska, WebM, MPEG-TS: times tell
+            self._check_ends_in_time()
+
+    def _check_ends_in_time(self) -> None:
+        """Where the container counts no frames (Matroska, WebM): ``VideoError`` when the last frame decoded comes
+        well before the video track's own duration (a partial download, a recording cut off), as a frame count
+        short of the stored one does for MP4. Only the video track's duration counts (the container's is its
+        longest track's: audio may run on)."""
+        s = self._stream
+        if self.sequence is not None or self._last_decoded_pts is None or not s.time_base:
+            return
+        duration = float(s.duration * s.time_base) if s.duration else _tag_seconds(s.metadata.get("DURATION"))
+        if duration is None:
+            return
+        rate = float(self.info.rate)
+        end = float((self._last_decoded_pts - (s.start_time or 0)) * s.time_base) + 1 / rate
+        if duration - end > max(2 / rate, 0.02 * duration):
+            raise VideoError(f"{self.path} ends at {end:.2f} s of its {duration:.2f} s of video (after "
+                             f"{self._decoded_count} frames); the file is truncated or damaged")
 
     def _convert_threads(self) -> int:
         """Threads converting frames (``convert_threads``; None: one per four cores, 1..4, where a frame's conversion
@@ -576,6 +605,8 @@ class VideoReader:
         try:
             for frame in self._frames():
                 self._decoded_count += 1
+                if frame.pts is not None:
+                    self._last_decoded_pts = frame.pts
                 if first:
                     first = False
                     self.rotation = 0 if self.filters is not None and self.filters.turned else \
