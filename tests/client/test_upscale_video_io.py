@@ -55,6 +55,31 @@ class TestDecode:
         assert [f.index for f in frames] == [0, 1, 2]
         np.testing.assert_array_equal(frames[0].image, frame_pattern(4, 40, 56))
 
+    @pytest.mark.parametrize("gop", [12, 48, 1000])
+    def test_start_in_mpeg_ts_counts_from_its_start_and_finds_the_keyframe_before(self, tmp_path, gop):
+        """MPEG-TS has no index and its times start where its muxer put them (here 1000 s): --start counted from 0
+        and its seek landed past keyframes, the frames before the next one dropped (a GOP of 48 gave frames from 48,
+        a single keyframe none at all). Every GOP: the frames from --start on, as a decode from the start has them."""
+        import av
+
+        mp4 = make_video(tmp_path / "in.mp4", frames=72, size=(24, 32), options={"g": str(gop), "bf": "0"})
+        src = tmp_path / "in.ts"  # remuxed with a broadcast's clock: times from 1000 s
+        with av.open(str(mp4)) as i, av.open(str(src), "w", format="mpegts", options={"output_ts_offset": "1000"}) as o:
+            out = o.add_stream_from_template(i.streams.video[0])
+            for packet in i.demux(i.streams.video[0]):
+                if packet.size:
+                    packet.stream = out
+                    o.mux(packet)
+        with av.open(str(src)) as c:
+            assert c.start_time > 999_000_000  # µs: what --start must not count
+        with open_video(src) as r:
+            every = [f.image for f in r]
+        with open_video(src, start=1.25, max_frames=4) as r:
+            got = [f.image for f in r]
+        assert len(got) == 4
+        for want, image in zip(every[30:34], got, strict=True):
+            np.testing.assert_array_equal(image, want)
+
     def test_start_past_the_end_is_an_error(self, clips):
         with open_video(clips["twelve"], start=100) as r, \
                 pytest.raises(VideoError, match="no video frames at or after"):

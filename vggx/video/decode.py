@@ -453,11 +453,12 @@ class VideoReader:
 
         info = self.info
         start_pts = None
+        origin = self._origin_pts()  # --start counts from the file's start, as ffmpeg's -ss does (MPEG-TS: not 0)
         if self.start > 0:
-            start_pts = int(self.start / self._stream_info.time_base)  # in the decoded stream's units
+            start_pts = origin + int(self.start / self._stream_info.time_base)  # in the decoded stream's units
         if self.start > 0 and not is_pipe(self.source):  # a pipe cannot seek: its frames before --start are skipped
             try:
-                self._container.seek(start_pts, stream=self._stream, backward=True, any_frame=False)
+                self._seek_before(start_pts, origin)
             except av.error.FFmpegError as exc:
                 if info.duration is not None and self.start >= info.duration:
                     raise VideoError(f"{self.path} has no video frames at or after --start {self.start:g}s (it "
@@ -474,7 +475,7 @@ class VideoReader:
                 if pts is None:  # raw streams without timestamps: count frames at the stream's rate
                     pts = (last_pts + round(1 / (info.rate * info.time_base))) if last_pts is not None else 0
                 last_pts = pts
-                if start_pts is not None and pts * info.time_base + Fraction(1, 2) / info.rate < self.start:
+                if start_pts is not None and (pts - origin) * info.time_base + Fraction(1, 2) / info.rate < self.start:
                     continue
                 size = None
                 if (frame.width, frame.height) != (info.width, info.height):
@@ -513,6 +514,46 @@ class VideoReader:
                              f"truncated or damaged")
         if self.max_frames is None and not self.start and not stored:  # Matroska, WebM, MPEG-TS: times tell
             self._check_ends_in_time()
+
+    def _origin_pts(self) -> int:
+        """Where the file's time starts, in the decoded stream's units: the container's start time (MPEG-TS starts
+        anywhere, a broadcast's at its clock), 0 where there is none; image sequences and pipes start at 0."""
+        tb = self._stream_info.time_base
+        start = self._container.start_time if self.sequence is None and not is_pipe(self.source) else None
+        return round(Fraction(start, 1_000_000) / tb) if start and tb else 0
+
+    def _seek_before(self, target: int, origin: int) -> None:
+        """Seek so that decoding starts at a frame at or before ``target`` (decoded-stream units). A container with
+        an index (MP4, Matroska) lands on the keyframe before it; one without (MPEG-TS) may land past keyframes, the
+        decoder then dropping frames up to the next one, seconds after ``target`` (or to the end): so the first frame
+        is decoded and, where it comes after ``target`` or none does, the seek goes back further (1, 2, 4, ... s, at
+        most to the file's start) until it does not."""
+        import av
+
+        tb = self._stream_info.time_base
+        half = Fraction(1, 2) / self.info.rate
+        back = 0.0
+        while True:
+            at = target - int(back / tb) if back else target
+            from_start = at <= origin
+            if from_start:  # the file's start itself (a seek to the origin may land past a first frame that is later)
+                at = min(origin, 0)
+            self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
+            if self.sequence is not None or self._stream_info.time_base != self._stream.time_base:
+                return  # a sequence's frames are files, found directly
+            first = None
+            try:
+                for packet in self._container.demux(self._stream):
+                    frames = self._stream.codec_context.decode(packet if packet.size else None)
+                    first = next((f.pts for f in frames if f.pts is not None), None)
+                    if first is not None or not packet.size:
+                        break
+            except av.error.FFmpegError:
+                first = None
+            if from_start or (first is not None and (first - target) * tb <= half):
+                self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
+                return
+            back = max(1.0, back * 2)
 
     def _check_ends_in_time(self) -> None:
         """Where the container counts no frames (Matroska, WebM): ``VideoError`` when the last frame decoded comes
