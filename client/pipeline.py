@@ -961,7 +961,8 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         check_container(output, config.encode.codec)
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
                         rate=config.fps, stream=config.video_stream, ivtc=config.ivtc,
-                        tonemap=config.tonemap, filters=config.filters)
+                        tonemap=config.tonemap, filters=config.filters,
+                        upright=codec is not None or writes_y4m(output, config.encode.codec))
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
@@ -1320,5 +1321,5 @@ def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
     return {"input_bits": reader.info.bit_depth, "output_bits": component_depth(output_pix_fmt(config.encode)),
             "fine_bits": fine, "hdr": color.hdr if color is not None and color.kept else None,
             "tonemap": reader.tone.describe() if reader.tone is not None else None,
-            "filters": reader.filters.describe() if reader.filters is not None else None,
+            "filters": reader.filters.describe() if reader.filters is not None and config.filters is not None else None,
             "encoder": describe_encoder(config.encode, color)}

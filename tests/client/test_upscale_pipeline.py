@@ -1180,6 +1180,30 @@ def test_display_rotation_is_kept(tmp_path, torch_runner, degrees):
         assert next(c.decode(video=0)).rotation == degrees
 
 
+@pytest.mark.parametrize(("degrees", "shown"),
+                         [(90, (224, 160)), (180, (160, 224)), (270, (224, 160)), (0, (160, 224))])
+@pytest.mark.parametrize("output", ["o.png", "o_%03d.png", "o.y4m"])
+def test_an_output_that_cannot_say_it_is_turned_gets_the_frames_as_shown(tmp_path, torch_runner, degrees, shown,
+                                                                         output):
+    """Images and y4m hold no display rotation: a phone's clip went into them sideways (as stored); its frames are
+    turned as players show them first, as ffmpeg does. 180 degrees: the same size, the picture turned."""
+    import av
+
+    src = make_video(tmp_path / "in.mp4", frames=1 if output == "o.png" else 3, rotation=degrees)
+    with av.open(str(src)) as c:
+        stored = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    result = run(src, tmp_path / output, _NearestRunner(torch_runner.info), encode=EncodeConfig())
+    assert result.output_size == shown
+    first = tmp_path / (output % 1 if "%" in output else output)
+    with av.open(str(first)) as c:
+        image = next(c.decode(video=0)).to_ndarray(format="rgb24")
+    assert image.shape[:2] == shown
+    turned = np.rot90(stored, k=degrees // 90)  # counter-clockwise, as the display matrix says
+    small = image[::4, ::4].astype(int)  # the nearest-neighbour model: every 4th pixel is the input's
+    if output != "o.y4m":  # y4m goes through yuv420p: its colours are not exact
+        assert np.abs(small - turned.astype(int)).mean() < 3
+
+
 @pytest.mark.parametrize("sar", [Fraction(32, 27), Fraction(8, 9), None])
 def test_square_pixels_resize_the_width_and_record_square_ones(tmp_path, torch_runner, sar):
     """--square-pixels: the pixel shape goes into the width (40x56 at 32:27 displays 40x66.4: x4, 160x266), the output

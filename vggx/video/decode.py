@@ -236,7 +236,8 @@ class VideoReader:
 
     def __init__(self, path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
                  deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
-                 ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None) -> None:
+                 ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None,
+                 upright: bool = False) -> None:
         import av
 
         self.source = path if is_url(path) or is_pipe(path) else Path(path)  # what FFmpeg opens
@@ -294,6 +295,11 @@ class VideoReader:
                 # as ffmpeg does before a -vf: a stream shown turned (a phone's) is turned upright first, so the
                 # filters' numbers are the picture's as shown and the output needs no rotation
                 self.filters = self.filters.upright(self._first_rotation())
+            elif upright and self.filters is None and not is_pipe(self.source) and self.sequence is None:
+                # for an output that cannot say it is shown turned (images, y4m): the frames as they are shown
+                rotation = self._first_rotation()
+                if rotation % 360:
+                    self.filters = FilterChain("", ()).upright(rotation)
             if self.filters is not None:
                 i = self.info
                 pix_fmt = "yuva420p" if self._vp9_alpha else i.pix_fmt if i.pix_fmt != "?" else "yuv420p"
@@ -757,17 +763,19 @@ class VideoReader:
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
                deinterlace: bool = False, rate: Fraction | None = None, stream: int | None = None,
-               ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None) -> VideoReader:
+               ivtc: bool = False, tonemap: bool = False, filters: FilterChain | str | None = None,
+               upright: bool = False) -> VideoReader:
     """Open ``path`` (a file, a URL such as ``https://...`` that FFmpeg reads, or an image-sequence pattern such as
     ``frames/%06d.png``, read at ``rate`` frames/s, 25 by default) for decoding; the caller closes the returned
     reader (use it in ``with``). ``stream``: the index of the video stream to read (default: the one FFmpeg picks).
-    ``filters``: FFmpeg filters the frames go through (``--vf``; :class:`VideoReader`).
+    ``filters``: FFmpeg filters the frames go through (``--vf``; :class:`VideoReader`). ``upright``: a stream shown
+    turned (a phone's) is turned as shown, for an output that cannot say so (images, y4m).
 
     Raises:
         VideoError: missing file, not a video, no video stream (or ``stream`` not one), bad ``start``/``max_frames``.
     """
     return VideoReader(path, start=start, max_frames=max_frames, deinterlace=deinterlace, rate=rate, stream=stream,
-                       ivtc=ivtc, tonemap=tonemap, filters=filters)
+                       ivtc=ivtc, tonemap=tonemap, filters=filters, upright=upright)
 
 
 def is_cover(stream) -> bool:
