@@ -89,3 +89,4 @@ def test_a_y4m_file_is_written_uncompressed(cli, clip, tmp_path):
     _one_error(cli(clip, tmp_path / "p.y4m", "--codec", "libx265"),
                "p.y4m: y4m holds uncompressed frames; --codec libx265 needs another container")
     assert [p.name for p in tmp_path.iterdir()] == ["o.y4m"]
+

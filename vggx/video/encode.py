@@ -77,6 +77,8 @@ log = logging.getLogger(__name__)
 LOSSLESS_ONLY = frozenset({"ffv1", "png", "tiff", "rawvideo", "huffyuv", "ffvhuff", "utvideo"})
 # Codecs that take x264-style rate control by constant quality.
 CRF_CODECS = {"libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1"}
+# Frames an encoder may hold back to reorder (x264/x265 take at most 16 B-frames): a dts further back is no dts
+_MAX_REORDER = 64
 # The CRF scale's top where it is not 63 (x264 clamps above it silently, x265 refuses to open)
 _CRF_MAX = {"libx264": 51, "libx264rgb": 51, "libx265": 51}
 # Codecs with x264-style speed presets, and those presets, fastest first.
@@ -670,6 +672,7 @@ class VideoWriter:
         self._first_pts: int | None = None
         self._muxed = 0  # video packets muxed so far
         self._reorder: int | None = None  # frames of B-frame delay (from the first packet)
+        self._last_dts: int | None = None  # of the last packet muxed (one encoder: see _sane_dts)
         try:
             if self._images:
                 self._tmp_dir.mkdir()
@@ -869,10 +872,24 @@ class VideoWriter:
             self._mux_audio(float(pts * self._time_base) + _AUDIO_LEAD_S)
         try:
             for packet in self._stream.encode(frame):
+                self._sane_dts(packet)
                 self._container.mux(packet)
         except (av.error.FFmpegError, ValueError) as exc:
             raise self._failed(f"encoding {self._label} with {self.config.codec}", exc) from None
         self._frames += 1
+
+    def _sane_dts(self, packet) -> None:
+        """A decode timestamp the muxer takes: libx265 flushed with fewer frames than its B-frame delay (a one- or
+        two-frame output) gives dts from uninitialised memory (-7142757879101202556), which the muxer refuses
+        ("Invalid argument") once audio interleaves; such a dts (after its pts, or further before it than any
+        encoder reorders) becomes the next one after the last, at most the pts."""
+        if packet.dts is None or packet.pts is None:
+            return
+        step = round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+        if packet.dts > packet.pts or packet.pts - packet.dts > _MAX_REORDER * step:
+            last = self._last_dts
+            packet.dts = packet.pts if last is None else max(last + 1, min(packet.pts, last + step))
+        self._last_dts = packet.dts
 
     def _segment_for_next(self) -> _Segment:
         """The segment the next frame goes to; a new one every ``segment_frames`` frames, once fewer than
@@ -963,6 +980,7 @@ class VideoWriter:
                     self._mux_store()
             else:
                 for packet in self._stream.encode():
+                    self._sane_dts(packet)
                     self._container.mux(packet)
             if self._audio is not None:
                 self._audio.mux_until(None)
