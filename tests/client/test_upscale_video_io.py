@@ -973,6 +973,21 @@ class TestCopySelection:
         with av.open(str(out)) as c:
             assert len(c.streams.audio) == 0
 
+    @pytest.mark.parametrize(("output", "audio_codec", "remedies"), [
+        ("o.mp4", None, "try an .mkv output, --audio-codec aac (re-encoded), or leave"),
+        ("o.webm", None, "try an .mkv output, --audio-codec libopus (re-encoded), or leave"),
+        ("o.webm", "aac", "try an .mkv output, --audio-codec libopus (re-encoded), or leave"),
+    ])
+    def test_the_remedies_offered_are_those_that_would_work(self, tmp_path, output, audio_codec, remedies):
+        """WebM takes Opus or Vorbis, not AAC; the option already given is not offered again."""
+        from vggx.video.encode import check_copy
+
+        src = make_video(tmp_path / "pcm.mkv", frames=2, audio="pcm_s16le")
+        codec = "libvpx-vp9" if output.endswith(".webm") else "libx264"
+        with pytest.raises(VideoError) as err:
+            check_copy(tmp_path / output, src, ("audio",), EncodeConfig(codec=codec, audio_codec=audio_codec))
+        assert remedies in str(err.value), str(err.value)
+
     def test_an_unknown_kind_is_refused(self, tmp_path):
         from vggx.client import UpscaleConfig
         from vggx.errors import ConfigError

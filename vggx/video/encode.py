@@ -257,6 +257,17 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
     return output
 
 
+def _audio_remedies(muxer: str, audio_codec: str | None) -> str:
+    """What may get audio into an output whose muxer (FFmpeg's name) refused it: the options not already given."""
+    names = set(muxer.split(","))
+    webm = "webm" in names or muxer == "webm"
+    wanted = "libopus" if webm else "aac"  # WebM takes Opus or Vorbis only
+    remedies = [] if "matroska" in names and not webm else ["an .mkv output"]
+    if audio_codec != wanted:
+        remedies.append(f"--audio-codec {wanted} (re-encoded)")
+    return ", ".join(remedies) or "another --audio-codec"
+
+
 def _part_name(path: Path, tag: str) -> str:
     """The hidden name ``path`` is written under until it is complete, ``.STEM.vggx-TAG.partSUFFIX``, its stem
     shortened where the whole would pass the file system's longest name (255 bytes) that ``path`` itself fits."""
@@ -359,8 +370,8 @@ def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...], conf
         what = ", ".join(f"{name} {'audio' if kind == 'audio' else 'subtitles'}" for kind, name in streams or ()
                          ) or "streams"
         raise VideoError(f"cannot copy the {what} of {display_source(source)} into {Path(path).suffix or fmt} "
-                         f"({_reason(exc)}); try an .mkv output, --audio-codec aac (re-encoded), or leave it out "
-                         f"(--copy none, or --copy with the rest)") from None
+                         f"({_reason(exc)}); try {_audio_remedies(fmt, config.audio_codec if config else None)}, or "
+                         f"leave it out (--copy none, or --copy with the rest)") from None
     finally:
         if copier is not None:
             copier.close()
@@ -1309,8 +1320,9 @@ class _AudioCopier:
                 self._input.close()
                 how = (f"encode the audio of {source} with {self._audio_codec}" if self._audio_codec else
                        f"copy the {stream.codec_context.name} audio of {source}")
-                raise VideoError(f"cannot {how} ({_reason(exc)}); try an .mkv output, --audio-codec aac (re-encoded), "
-                                 f"or leave the audio out (--copy none, or --copy subtitles,chapters,...)") from None
+                raise VideoError(f"cannot {how} ({_reason(exc)}); try "
+                                 f"{_audio_remedies(container.format.name, self._audio_codec)}, or leave the audio "
+                                 f"out (--copy none, or --copy subtitles,chapters,...)") from None
             out.metadata.update(stream.metadata)
             self._out[stream.index] = out
             self._in_streams.append(stream)
