@@ -794,7 +794,7 @@ def upscale(
                 out_console.print(_scene_cuts_line(result.scene_cuts), highlight=False, soft_wrap=True, markup=False)
             if result.crop is not None:
                 out_console.print(_crop_line(result), highlight=False, soft_wrap=True, markup=False)
-            depth = _depth_line(result)
+            depth = _depth_line(result, compare)
             if depth:
                 out_console.print(depth, highlight=False, soft_wrap=True, markup=False)
             if result.windows_per_server:
@@ -1038,8 +1038,9 @@ def _crop_line(result) -> str:
     return f"cropped: upscaled {result.crop.describe(result.input_size)} of each frame; the bars {kept}"
 
 
-def _depth_line(result) -> str | None:
-    """Bits and HDR, where the input has more than 8 bits a component or is HDR; None otherwise."""
+def _depth_line(result, compare: bool = False) -> str | None:
+    """Bits and HDR, where the input has more than 8 bits a component or is HDR; None otherwise (``compare``: the run
+    was ``--compare``'s, which carries no fine bits)."""
     if result.input_bits <= 8 and result.hdr is None and not result.tonemap:
         return None
     hdr = f"{result.hdr} HDR kept (BT.2020, tagged as the input); " if result.hdr else ""
@@ -1047,7 +1048,7 @@ def _depth_line(result) -> str | None:
     if result.fine_bits:
         how = "the levels below the model's 8 carried into it"
     elif result.output_bits > 8:
-        how = "the model's 8 bits widened (--no-fine-bits)"
+        how = "the model's 8 bits widened (" + ("--compare shows them" if compare else "--no-fine-bits") + ")"
     else:
         how = "an 8-bit output (--pix-fmt yuv420p10le keeps more)"
     return f"{hdr}{result.input_bits}-bit input -> {result.output_bits}-bit output: {how}"

@@ -337,6 +337,10 @@ def test_cli_reports_bits_and_hdr(tmp_path, tiny_checkpoint_path, onnx_cache, mo
     assert res.exit_code == 0, res.output
     assert "the model's 8 bits widened (--no-fine-bits)" in res.output
     assert json.loads(report.read_text())["results"][0]["fine_bits"] is False
+    res = CliRunner().invoke(app, ["upscale", str(src), str(tmp_path / "q.mkv"), "--checkpoint",
+                                   str(tiny_checkpoint_path), "--compare"])
+    assert res.exit_code == 0, res.output
+    assert "the model's 8 bits widened (--compare shows them)" in res.output  # not the flag it was not given
 
 
 def test_upscale_clip_takes_uint16_frames_and_carries_their_levels(torch_runner):
