@@ -92,7 +92,7 @@ class BenchPoint:
     achieved_gflops: float
     peak_gflops: float
     peak_source: str
-    peak_memory_mb: float
+    peak_memory_mb: float | None  # this process's (in-process backends); None for Triton (the server's is its own)
     server: dict[str, float] | None = None  # Triton: per-request µs of queue, compute_input/infer/output
     ratio: float | None = None  # frames/s relative to the first backend at the same concurrency
 
@@ -338,7 +338,7 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                     throughput=tput, latency=lat, frames_per_s=fps,
                     mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops,
                     achieved_gflops=fps * gflops, peak_gflops=peaks[device][0], peak_source=peaks[device][1],
-                    peak_memory_mb=_peak_memory_mb(bcfg.device if local else "cpu"),
+                    peak_memory_mb=_peak_memory_mb(bcfg.device) if local else None,
                     server=server_stats[i],
                 )
                 if base_fps is None:
