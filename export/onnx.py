@@ -80,8 +80,8 @@ class ExportConfig:
         if self.max_batch < 1:
             raise ExportError(f"max_batch must be >= 1, got {self.max_batch}")
         if not 17 <= self.opset <= 21:
-            raise ExportError(f"opset must be in 17..21 (GridSample 16+, TensorRT 10 parses up to 21), "
-                              f"got {self.opset}")
+            raise ExportError(f"opset must be in 17..21 (GridSample 16+; TensorRT 10.0 parses up to 20, later "
+                              f"10.x 21), got {self.opset}")
         for name in ("min_size", "max_size"):
             size = getattr(self, name)
             if size is not None and (len(size) != 2 or min(size) < 1):
