@@ -318,8 +318,8 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                                                         config.window_seconds, config.window_requests))
             for i, t in enumerate(trackers):
                 if t:
-                    sent = sum(wd.completed + wd.errors for wd in collected[i])
-                    server_stats[i] = _TritonStats.per_request_us(before[i], t.settled(before[i], sent))
+                    answered = sum(wd.completed for wd in collected[i])  # a failed request may have no compute time
+                    server_stats[i] = _TritonStats.per_request_us(before[i], t.settled(before[i], answered))
             base_fps = None
             for i, (bcfg, runner) in enumerate(zip(config.backends, runners, strict=True)):
                 wins = collected[i]

@@ -14,6 +14,7 @@ one URL per address.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -252,7 +253,7 @@ class TritonRunner(_RunnerBase):
                     # the server restarted between two windows and forgot our regions: register them again
                     log.info("Triton at %s lost this client's shared-memory regions (restarted?); registering "
                              "them again", self.url)
-                    state.shm_in = state.shm_out = None
+                    self._drop_regions(state)
                     continue
                 if not _transient(exc):
                     if (header := restricted_header(exc)) is not None:
@@ -270,7 +271,7 @@ class TritonRunner(_RunnerBase):
                 time.sleep(delay)
                 delay *= 2
                 state.client = self._new_client()  # a dropped connection is not reused
-                state.shm_in = state.shm_out = None  # registrations may be gone with a restarted server
+                self._drop_regions(state)  # registrations may be gone with a restarted server
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _infer_once(self, state: _ThreadState, lr: np.ndarray, out_shape: tuple[int, ...]) -> np.ndarray:
@@ -323,6 +324,20 @@ class TritonRunner(_RunnerBase):
             self._use_shm = False
             self.description = self.description.replace(" (shared memory)", "")
             return False
+
+    def _drop_regions(self, state: _ThreadState) -> None:
+        """Forget this thread's regions (registered again on the next window): unregistered where the server still
+        has them, and their /dev/shm segments freed (each restart of a server would otherwise keep two)."""
+        import tritonclient.utils.shared_memory as shm
+
+        bounded = {"client_timeout": self.health_timeout_s} if self.protocol == "grpc" else {}
+        for region in state.regions:
+            with contextlib.suppress(Exception):  # a restarted or unreachable server: nothing to unregister
+                state.client.unregister_system_shared_memory(region.name, headers=self._headers, **bounded)
+            with contextlib.suppress(Exception):
+                shm.destroy_shared_memory_region(region.handle)
+        state.regions.clear()
+        state.shm_in = state.shm_out = None
 
     def _register(self, state: _ThreadState, size: int) -> _Shm:
         import tritonclient.utils.shared_memory as shm

@@ -108,12 +108,13 @@ class TestReader:
 
     def test_seeking_lands_on_film_frames(self, tmp_path):
         """From --start on, every frame is a whole film frame, in order; a last cycle of five cut short by the end of
-        the stream keeps its duplicate (FFmpeg's decimate drops one frame of each whole cycle)."""
+        the stream keeps its duplicate (FFmpeg's decimate drops one frame of each whole cycle). --start counts from
+        the file's start (1.5 s here), as ffmpeg's -ss does."""
         clip = write(tmp_path / "tc.mkv", 96, telecined=True, codec="libx264", start=45)  # starts at 1.5 s
         film = [f.tobytes() for f in film_frames(96)]
         with open_video(clip, ivtc=True, start=3.0) as r:
             shown = [film.index(f.image.tobytes()) for f in r]  # ValueError: a frame no film frame equals
-        first = round((3.0 - 45 / float(NTSC)) * float(FILM))  # the film frame shown at 3 s
+        first = round(3.0 * float(FILM))  # the film frame shown 3 s into the file
         assert shown[0] == first and shown[-1] == 95
         assert sorted(set(shown)) == list(range(first, 96)) and len(shown) - len(set(shown)) <= 1
         assert shown == sorted(shown)

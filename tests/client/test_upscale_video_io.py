@@ -80,6 +80,29 @@ class TestDecode:
         for want, image in zip(every[30:34], got, strict=True):
             np.testing.assert_array_equal(image, want)
 
+    def test_a_whole_matroska_whose_video_starts_late_is_not_taken_for_cut(self, tmp_path):
+        """FFmpeg's Matroska muxer writes a track's end time as its DURATION tag, not its span: a complete file whose
+        video starts at 1 s (a remuxed recording) says 2 s for 1 s of video, and must not be taken for a cut one; the
+        same file cut in half still is."""
+        import av
+
+        mp4 = make_video(tmp_path / "in.mp4", frames=24, size=(24, 32))
+        late = tmp_path / "late.mkv"
+        with av.open(str(mp4)) as i, av.open(str(late), "w", options={"output_ts_offset": "1"}) as o:
+            out = o.add_stream_from_template(i.streams.video[0])
+            for packet in i.demux(i.streams.video[0]):
+                if packet.size:
+                    packet.stream = out
+                    o.mux(packet)
+        with av.open(str(late)) as c:
+            assert c.streams.video[0].start_time * c.streams.video[0].time_base == 1
+        with open_video(late) as r:
+            assert len(list(r)) == 24
+        cut = tmp_path / "cut.mkv"
+        cut.write_bytes(late.read_bytes()[: late.stat().st_size // 2])
+        with open_video(cut) as r, pytest.raises(VideoError, match="the file is truncated or damaged"):
+            list(r)
+
     def test_start_past_the_end_is_an_error(self, clips):
         with open_video(clips["twelve"], start=100) as r, \
                 pytest.raises(VideoError, match="no video frames at or after"):

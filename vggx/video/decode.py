@@ -547,16 +547,19 @@ class VideoReader:
             self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
             if self.sequence is not None or self._stream_info.time_base != self._stream.time_base:
                 return  # a sequence's frames are files, found directly
-            first = None
+            decoded, first = False, None
             try:
                 for packet in self._container.demux(self._stream):
                     frames = self._stream.codec_context.decode(packet if packet.size else None)
-                    first = next((f.pts for f in frames if f.pts is not None), None)
-                    if first is not None or not packet.size:
+                    if frames:
+                        decoded, first = True, frames[0].pts
+                        break
+                    if not packet.size:
                         break
             except av.error.FFmpegError:
-                first = None
-            if from_start or (first is not None and (first - target) * tb <= half):
+                decoded = False
+            # a frame without a time cannot be placed: taken as it is (the drop below goes by counted times)
+            if from_start or (decoded and (first is None or (first - target) * tb <= half)):
                 self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
                 return
             back = max(1.0, back * 2)
@@ -573,7 +576,10 @@ class VideoReader:
         if duration is None:
             return
         rate = float(self.info.rate)
-        end = float((self._last_decoded_pts - (s.start_time or 0)) * s.time_base) + 1 / rate
+        last = self._last_decoded_pts
+        end = float((last - (s.start_time or 0)) * s.time_base) + 1 / rate
+        if not s.duration:  # the tag: FFmpeg's muxer writes the track's end time, mkvmerge its span; either will do
+            end = max(end, float(last * s.time_base) + 1 / rate)
         if duration - end > max(2 / rate, 0.02 * duration):
             raise VideoError(f"{self.path} ends at {end:.2f} s of its {duration:.2f} s of video (after "
                              f"{self._decoded_count} frames); the file is truncated or damaged")

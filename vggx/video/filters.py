@@ -40,6 +40,7 @@ _PROBE_MOST = 300
 # A chain that lets nothing through at first (trim=start=5, select=gte(n\,100)) is probed on, up to this long.
 _PROBE_LONGEST_SECONDS = 120.0
 _PROBE_LONGEST = 3000
+_PROBE_LONGEST_PIXELS = 1.5e9  # and this many pixels pushed (4K: 180 frames; a chain out only at the end: reverse)
 _DYNAMIC_INPUTS = 1  # AVFILTER_FLAG_DYNAMIC_INPUTS: inputs made as options ask (bm3d's ref), not none
 _SAR = re.compile(r"\bsar:(\d+)/(\d+)")
 
@@ -184,7 +185,8 @@ class FilterChain:
         out = []
         pushed = 0
         most = min(_PROBE_MOST, max(_PROBE_OUTPUTS, int(_PROBE_SECONDS * rate)))
-        longest = max(most, min(_PROBE_LONGEST, int(_PROBE_LONGEST_SECONDS * rate)))
+        longest = max(most, min(_PROBE_LONGEST, int(_PROBE_LONGEST_SECONDS * rate),
+                                int(_PROBE_LONGEST_PIXELS / (width * height))))
         first_out = None  # frames pushed when the first came out
         try:
             with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
