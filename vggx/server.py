@@ -176,17 +176,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def check_port_free(host: str, port: int, flag: str) -> None:
     """``ServerError`` unless a server could listen on ``host``:``port`` now: started on a port another server holds,
-    Triton fails a few seconds in, after that server has answered its readiness probes for it."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a port in TIME_WAIT is free
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            if exc.errno == errno.EADDRINUSE:
-                raise ServerError(f"port {port} on {host} is already in use (another server?): pick another "
-                                  f"{flag}, or 0 for a free one") from None
-            raise ServerError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+    Triton fails a few seconds in, after that server has answered its readiness probes for it. A name is tried at
+    each address it resolves to (``localhost``: ::1 and 127.0.0.1): any in use is an error, and one must bind (an
+    address family the machine lacks, IPv6 turned off, is passed over)."""
+    try:  # the addresses as the server will take them (a name may resolve to IPv6 only, or to both)
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ServerError(f"cannot listen on {host}:{port} ({flag}): {exc.strerror or exc}") from None
+    failure, bound = None, False
+    for family, _, _, _, address in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: a port in TIME_WAIT is free
+            try:
+                s.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise ServerError(f"port {port} on {host} is already in use (another server?): pick another "
+                                      f"{flag}, or 0 for a free one") from None
+                failure = failure or exc  # this address family is not there (IPv6 off): another may be
+                continue
+            bound = True
+    if not bound:
+        raise ServerError(f"cannot listen on {host}:{port} ({flag}): {failure.strerror or failure}")
 
 
 def _prepare_bundled_backends(install: TritonInstall) -> Path:

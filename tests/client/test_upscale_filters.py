@@ -330,3 +330,9 @@ class TestCli:
         result = cli(clips["aac"], out, "--vf", "atadenoise", "--frames", "4")
         assert result.exit_code == 0, result.output
         assert frames_of(out)[0].shape == (160, 224, 3)
+
+
+def test_messages_name_the_chain_as_given_or_the_turn_vggx_added():
+    """A phone clip into images gets a chain of vggx's own (a turn upright): its errors do not say --vf ''."""
+    assert FilterChain.parse("hflip").label == "--vf 'hflip'"
+    assert FilterChain("", ()).upright(90).label == "turning the frames upright (from 90 degrees)"

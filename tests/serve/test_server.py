@@ -156,6 +156,20 @@ def test_cli_serve_on_a_busy_port_is_one_line(repo, fake_triton, tmp_path):
                                         f"another --http-port, or 0 for a free one"]
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0"])
+def test_free_ports_on_any_address_kind_pass_the_check(host):
+    from vggx.server import check_port_free
+
+    check_port_free(host, 0, "--http-port")
+
+
+def test_a_host_that_does_not_resolve_is_one_error():
+    from vggx.server import check_port_free
+
+    with pytest.raises(ServerError, match=r"^cannot listen on no\.such\.host\.invalid:8000 \(--http-port\): "):
+        check_port_free("no.such.host.invalid", 8000, "--http-port")
+
+
 def test_a_log_file_that_cannot_be_written_is_one_error(repo, fake_triton, tmp_path):
     with pytest.raises(ServerError, match=rf"^cannot write the server log {tmp_path}: Is a directory$"):
         TritonServer(_cfg(repo, fake_triton, tmp_path, log_file=tmp_path)).start()

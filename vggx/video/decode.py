@@ -710,7 +710,7 @@ class VideoReader:
                 graph.push(frame)  # None: flush
                 ready = list(self._restamped(drain(graph), self.info.time_base))
             except av.error.FFmpegError as exc:
-                raise VideoError(f"--vf {self.filters.text!r} failed after {self._decoded_count} frames decoded "
+                raise VideoError(f"{self.filters.label} failed after {self._decoded_count} frames decoded "
                                  f"({_reason(exc)})") from None
             if frame is not None and frame.pts is not None:
                 came_in = float(frame.pts * stream.time_base)

@@ -136,6 +136,13 @@ class FilterChain:
                                                              turned=rotation % 360)
 
     @property
+    def label(self) -> str:
+        """The chain in messages: ``--vf '...'`` as given, or what vggx put there itself (a turn upright alone)."""
+        if self.text.strip():
+            return f"--vf {self.text!r}"
+        return f"turning the frames upright (from {self.turned} degrees)"
+
+    @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.filters)
 
@@ -165,7 +172,7 @@ class FilterChain:
                 failed = None
         if failed is not None:
             why = "; ".join(said.errors) or str(getattr(failed, "strerror", None) or failed).strip()
-            raise VideoError(f"--vf {self.text!r}: FFmpeg refuses it ({why})")
+            raise VideoError(f"{self.label}: FFmpeg refuses it ({why})")
         return graph
 
     def probe(self, width: int, height: int, pix_fmt: str, time_base: Fraction, rate: Fraction,
@@ -202,10 +209,10 @@ class FilterChain:
                     graph.push(None)
                     out.extend(drain(graph))
         except av.error.FFmpegError as exc:
-            raise VideoError(f"--vf {self.text!r}: FFmpeg fails on frames of the input's kind ({width}x{height} "
+            raise VideoError(f"{self.label}: FFmpeg fails on frames of the input's kind ({width}x{height} "
                              f"{pix_fmt}): {str(getattr(exc, 'strerror', None) or exc).strip()}") from None
         if not out:
-            raise VideoError(f"--vf {self.text!r} lets no frame through (none of the first {pushed} frames, "
+            raise VideoError(f"{self.label} lets no frame through (none of the first {pushed} frames, "
                              f"{float(pushed / rate):.0f} s); to skip the start of a video, --start (and --frames) "
                              f"cut it without decoding what is skipped")
         first = out[0]
