@@ -17,6 +17,7 @@ from videoclips import (
     make_film,
     make_switching_ts,
     make_video,
+    remux_offset,
     stream_facts,
 )
 
@@ -63,13 +64,7 @@ class TestDecode:
         import av
 
         mp4 = make_video(tmp_path / "in.mp4", frames=72, size=(24, 32), options={"g": str(gop), "bf": "0"})
-        src = tmp_path / "in.ts"  # remuxed with a broadcast's clock: times from 1000 s
-        with av.open(str(mp4)) as i, av.open(str(src), "w", format="mpegts", options={"output_ts_offset": "1000"}) as o:
-            out = o.add_stream_from_template(i.streams.video[0])
-            for packet in i.demux(i.streams.video[0]):
-                if packet.size:
-                    packet.stream = out
-                    o.mux(packet)
+        src = remux_offset(mp4, tmp_path / "in.ts", 1000, "mpegts")  # a broadcast's clock: times from 1000 s
         with av.open(str(src)) as c:
             assert c.start_time > 999_000_000  # µs: what --start must not count
         with open_video(src) as r:
@@ -87,13 +82,7 @@ class TestDecode:
         import av
 
         mp4 = make_video(tmp_path / "in.mp4", frames=24, size=(24, 32))
-        late = tmp_path / "late.mkv"
-        with av.open(str(mp4)) as i, av.open(str(late), "w", options={"output_ts_offset": "1"}) as o:
-            out = o.add_stream_from_template(i.streams.video[0])
-            for packet in i.demux(i.streams.video[0]):
-                if packet.size:
-                    packet.stream = out
-                    o.mux(packet)
+        late = remux_offset(mp4, tmp_path / "late.mkv", 1)
         with av.open(str(late)) as c:
             assert c.streams.video[0].start_time * c.streams.video[0].time_base == 1
         with open_video(late) as r:

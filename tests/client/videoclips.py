@@ -199,6 +199,21 @@ def chapters_of(path: Path) -> list[tuple[str | None, float, float]]:
                  round(float(ch["end"] * ch["time_base"]), 3)) for ch in c.chapters()]
 
 
+def remux_offset(src: Path, dst: Path, seconds: float, format: str | None = None) -> Path:
+    """``src``'s video stream copied into ``dst`` with its times moved ``seconds`` later (FFmpeg's
+    ``output_ts_offset``: a broadcast's clock in MPEG-TS, a late-starting track in Matroska)."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", format=format,
+                                         options={"output_ts_offset": f"{seconds:g}"}) as o:
+        out = o.add_stream_from_template(i.streams.video[0])
+        for packet in i.demux(i.streams.video[0]):
+            if packet.size:
+                packet.stream = out
+                o.mux(packet)
+    return dst
+
+
 def make_switching_ts(path: Path, sizes: tuple[tuple[int, int], ...] = ((40, 56), (30, 42)), frames: int = 10) -> Path:
     """MPEG-TS whose frame size changes mid-stream: H.264 runs of ``frames`` pattern frames at each size, their
     timestamps continuing, joined as an adaptive stream's segments are (a player switching renditions)."""
