@@ -14,7 +14,6 @@ one URL per address.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -232,8 +231,7 @@ class TritonRunner(_RunnerBase):
                 **kw, **({"as_json": True} if self.protocol == "grpc" else {}))
         except Exception:  # restricted, or an older server: the not-ready message stands alone
             return None
-        rows = index.get("models", []) if isinstance(index, dict) else index
-        return {r.get("name", "") for r in rows}
+        return {r.get("name", "") for r in _index_rows(index)}
 
     # ---------------------------------------------------------------------------------- inference
 
@@ -326,16 +324,18 @@ class TritonRunner(_RunnerBase):
             return False
 
     def _drop_regions(self, state: _ThreadState) -> None:
-        """Forget this thread's regions (registered again on the next window): unregistered where the server still
-        has them, and their /dev/shm segments freed (each restart of a server would otherwise keep two)."""
+        """Forget this thread's regions (at close, or to register them again on the next window): unregistered where
+        the server still has them, and their /dev/shm segments freed (each restart of a server would otherwise keep
+        two)."""
         import tritonclient.utils.shared_memory as shm
 
         bounded = {"client_timeout": self.health_timeout_s} if self.protocol == "grpc" else {}
         for region in state.regions:
-            with contextlib.suppress(Exception):  # a restarted or unreachable server: nothing to unregister
+            try:
                 state.client.unregister_system_shared_memory(region.name, headers=self._headers, **bounded)
-            with contextlib.suppress(Exception):
-                shm.destroy_shared_memory_region(region.handle)
+            except Exception:  # a restarted or unreachable server; the local region is still ours to free
+                log.debug("unregistering %s failed", region.name, exc_info=True)
+            shm.destroy_shared_memory_region(region.handle)
         state.regions.clear()
         state.shm_in = state.shm_out = None
 
@@ -391,17 +391,10 @@ class TritonRunner(_RunnerBase):
         if self._closed:
             return
         self._closed = True
-        import tritonclient.utils.shared_memory as shm
-
         with self._lock:
             states, self._states = self._states, []
         for state in states:
-            for region in state.regions:
-                try:
-                    state.client.unregister_system_shared_memory(region.name, headers=self._headers)
-                except Exception:  # the server may be gone; the local region is still ours to free
-                    log.debug("unregistering %s failed", region.name, exc_info=True)
-                shm.destroy_shared_memory_region(region.handle)
+            self._drop_regions(state)
             try:
                 state.client.close()
             except Exception:
@@ -471,9 +464,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
                 raise refused(url, header) from None
             raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and "
                                     f"is this its {protocol} port?") from None
-        rows = index.get("models", []) if isinstance(index, dict) else index
         models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
-                              r.get("reason", "")) for r in rows]
+                              r.get("reason", "")) for r in _index_rows(index)]
         server = f"{meta.get('name', 'triton')} {meta.get('version', '')}".strip()
         if not any(m.name == model for m in models):
             return ServerDescription(url, server, models)
@@ -486,6 +478,11 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
         return ServerDescription(url, server, models, model, config, stats)
     finally:
         client.close()
+
+
+def _index_rows(index) -> list[dict]:
+    """The rows of a repository index as either client gives it (gRPC's JSON: ``{"models": [...]}``; HTTP: a list)."""
+    return index.get("models", []) if isinstance(index, dict) else index
 
 
 def _version_stats(v: dict) -> dict:

@@ -536,6 +536,10 @@ class VideoReader:
         most to the file's start) until it does not."""
         import av
 
+        if self.sequence is not None or self._stream_info.time_base != self._stream.time_base:
+            # a sequence's frames are files, found directly
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            return
         tb = self._stream_info.time_base
         half = Fraction(1, 2) / self.info.rate
         back = 0.0
@@ -545,8 +549,6 @@ class VideoReader:
             if from_start:  # the file's start itself (a seek to the origin may land past a first frame that is later)
                 at = min(origin, 0)
             self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
-            if self.sequence is not None or self._stream_info.time_base != self._stream.time_base:
-                return  # a sequence's frames are files, found directly
             decoded, first = False, None
             try:
                 for packet in self._container.demux(self._stream):

@@ -260,7 +260,7 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
 def _audio_remedies(muxer: str, audio_codec: str | None) -> str:
     """What may get audio into an output whose muxer (FFmpeg's name) refused it: the options not already given."""
     names = set(muxer.split(","))
-    webm = "webm" in names or muxer == "webm"
+    webm = "webm" in names
     wanted = "libopus" if webm else "aac"  # WebM takes Opus or Vorbis only
     remedies = [] if "matroska" in names and not webm else ["an .mkv output"]
     if audio_codec != wanted:
@@ -889,6 +889,10 @@ class VideoWriter:
             raise self._failed(f"encoding {self._label} with {self.config.codec}", exc) from None
         self._frames += 1
 
+    def _frame_step(self, packet) -> int:
+        """One frame at the stream's rate, in ``packet``'s time base (at least 1)."""
+        return round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+
     def _sane_dts(self, packet) -> None:
         """A decode timestamp the muxer takes: libx265 flushed with fewer frames than its B-frame delay (a one- or
         two-frame output) gives dts from uninitialised memory (-7142757879101202556), which the muxer refuses
@@ -896,7 +900,7 @@ class VideoWriter:
         encoder reorders) becomes the next one after the last, at most the pts."""
         if packet.dts is None or packet.pts is None:
             return
-        step = round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+        step = self._frame_step(packet)
         if packet.dts > packet.pts or packet.pts - packet.dts > _MAX_REORDER * step:
             last = self._last_dts
             packet.dts = packet.pts if last is None else max(last + 1, min(packet.pts, last + step))
@@ -920,7 +924,7 @@ class VideoWriter:
         """Decode timestamps as one encoder would give them: the pts sequence delayed by the B-frame
         reorder depth. Each segment's encoder starts its own dts afresh (a short last segment may even
         drop the delay), which would leave uneven steps at the seams that muxers turn into durations."""
-        step = round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+        step = self._frame_step(packet)
         if self._reorder is None:  # the first packet: dts = pts - the delay
             self._reorder = max(0, round((packet.pts - packet.dts) / step)) if packet.dts is not None else 0
         g, d = self._muxed, self._reorder
