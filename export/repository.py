@@ -245,10 +245,11 @@ def write_model_repository(
 ) -> Path:
     """Write ``<repo>/<name>/config.pbtxt`` and a new version folder holding ``artefact``; return that folder.
 
-    The version is ``version``, else one past the newest existing one, except that a newest folder holding
-    no artefact (a placeholder, like the checked-in ``model_repository/vggx/1`` with only ``model.py``) is
-    filled instead. The folder is staged next to its final place and renamed in, so a failure leaves
-    nothing half-written; ``config.pbtxt`` is replaced atomically.
+    The version is ``version``, else one past the newest existing one, except that a newest folder without
+    the artefact the model serves (a placeholder, like the checked-in ``model_repository/vggx/1`` with only
+    ``model.py``, or a ``tensorrt`` version whose engine is still to be built) is filled instead.
+    The folder is staged next to its final place and renamed in, so a failure leaves nothing half-written;
+    ``config.pbtxt`` is replaced atomically.
 
     Args:
         repo: the model repository root (``model_repository/``).
@@ -277,10 +278,12 @@ def write_model_repository(
         if not artefact.is_file():
             raise ExportError(f"artefact not found: {artefact}")
     existing = _versions(model_dir)
+    old = _read_existing(model_dir / CONFIG_FILE)
+    serves = _backend_of(old)
     placeholder = False
     if version is None:
         version = max(existing, default=0) + 1
-        if existing and artefact is not None and _is_placeholder(model_dir / str(version - 1)):
+        if existing and _is_placeholder(model_dir / str(version - 1), serves):
             version, placeholder = version - 1, True  # fill the newest version instead of adding one
     if version < 1:
         raise ExportError(f"version must be >= 1, got {version}")
@@ -288,8 +291,7 @@ def write_model_repository(
     if target.exists() and not (force or placeholder):
         raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
                           f"another")
-    old = _read_existing(model_dir / CONFIG_FILE)
-    served = [v for v in existing if not _is_placeholder(model_dir / str(v))]
+    served = [v for v in existing if not _is_placeholder(model_dir / str(v), serves)]
     new = parse_config(text)
     if old is not None and served and not force and _kind_of(old) != _kind_of(new):
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
@@ -343,9 +345,25 @@ def _versions(model_dir: Path) -> list[int]:
     return [int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()]
 
 
-def _is_placeholder(version_dir: Path) -> bool:
-    """A version folder without any model artefact (e.g. the checked-in one that holds only model.py)."""
-    return not any((version_dir / b.artefact_name).exists() for b in Backend)
+def _is_placeholder(version_dir: Path, backend: Backend | None = None) -> bool:
+    """A version folder without the artefact ``backend`` serves, or without any when that is unknown.
+
+    E.g. the checked-in folder that holds only ``model.py``, or a ``tensorrt`` version exported where TensorRT
+    was absent: it holds the ``model.onnx`` to build from but no ``model.plan``, and Triton cannot load it.
+    """
+    names = [backend.artefact_name] if backend is not None else [b.artefact_name for b in Backend]
+    return not any((version_dir / name).exists() for name in names)
+
+
+def _backend_of(cfg: ModelConfig | None) -> Backend | None:
+    """The vggx backend a config was written for (its ``serving_backend`` parameter), if it names one."""
+    param = cfg.parameters.get("serving_backend") if cfg is not None else None
+    if param is None:
+        return None
+    try:
+        return Backend(param.string_value)
+    except ValueError:
+        return None
 
 
 def _read_existing(path: Path) -> ModelConfig | None:

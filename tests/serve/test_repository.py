@@ -260,6 +260,17 @@ def test_a_placeholder_version_is_filled_instead_of_adding_one(tmp_path, onnx_fi
     assert _write(tmp_path, onnx_file).name == "2"  # a complete version is never touched
 
 
+def test_a_tensorrt_version_without_its_engine_is_filled_by_the_engine(tmp_path, onnx_file):
+    """`vggx export` where TensorRT is absent leaves model.onnx to build from; where it is, the plan goes there."""
+    version_dir = _write(tmp_path, None, backend="tensorrt")
+    shutil.copyfile(onnx_file, version_dir / "model.onnx")
+    assert _write(tmp_path, None, backend="tensorrt").name == "1"  # exported again where TensorRT is absent
+    shutil.copyfile(onnx_file, version_dir / "model.onnx")
+    assert _write(tmp_path, onnx_file, backend="tensorrt").name == "1"
+    assert (version_dir / "model.plan").is_file()
+    assert _write(tmp_path, onnx_file, backend="tensorrt").name == "2"  # a built version is never touched
+
+
 def test_config_only_when_no_artefact(tmp_path):
     version_dir = _write(tmp_path, None, backend="tensorrt")
     assert version_dir.is_dir() and not any(version_dir.iterdir())  # the engine is built into it later
