@@ -1173,30 +1173,65 @@ def bench(
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
                       concurrency=_int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
                       window_seconds=seconds, window_requests=requests, window=window, checkpoint=checkpoint)
-    table = Table(title=f"vggx bench — LR {lr_size}, batch {batch}")
-    for col in ("backend", "conc", "frames/s", "MP/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/s (% peak)",
-                "spread", "ratio"):
-        table.add_column(col, justify="left" if col == "backend" else "right")
-
     def row(p) -> None:
-        pct = 100 * p.achieved_gflops / p.peak_gflops if p.peak_gflops == p.peak_gflops else float("nan")
-        server = ""
-        if p.server:
-            server = f" [q {p.server['queue_us'] / 1e3:.1f} / infer {p.server['compute_infer_us'] / 1e3:.1f} ms]"
-        flag = "" if p.throughput.stable else " [yellow]unstable[/]"
-        table.add_row(p.description + server, str(p.concurrency), f"{p.frames_per_s:.2f}", f"{p.mpix_per_s:.1f}",
-                      f"{p.latency.p50_ms:.1f}", f"{p.latency.p90_ms:.1f}", f"{p.latency.p99_ms:.1f}",
-                      f"{p.achieved_gflops:.0f} ({pct:.0f}%)" if pct == pct else f"{p.achieved_gflops:.0f}",
-                      f"{100 * p.throughput.spread:.0f}%{flag}", f"{p.ratio:.2f}x" if p.ratio else "-")
         err_console.print(f"measured {p.backend} at concurrency {p.concurrency}: {p.frames_per_s:.2f} frames/s",
                           highlight=False)
 
     result = run_bench(cfg, on_point=row)
-    console.print(table)
+    _print_bench(result.points, f"vggx bench — LR {lr_size}, batch {batch}")
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
     write_json(json_path, {"command": _command_line(ctx), **result.as_dict()})
+
+
+def _bench_cells(p) -> dict[str, str]:
+    """One measured point's cells (rich markup), by column."""
+    pct = 100 * p.achieved_gflops / p.peak_gflops if p.peak_gflops == p.peak_gflops else float("nan")
+    server = ""
+    if p.server:
+        server = f" [q {p.server['queue_us'] / 1e3:.1f} / infer {p.server['compute_infer_us'] / 1e3:.1f} ms]"
+    return {
+        "backend": escape(p.description + server), "conc": str(p.concurrency), "frames/s": f"{p.frames_per_s:.2f}",
+        "MP/s": f"{p.mpix_per_s:.1f}", "p50 ms": f"{p.latency.p50_ms:.1f}", "p90 ms": f"{p.latency.p90_ms:.1f}",
+        "p99 ms": f"{p.latency.p99_ms:.1f}",
+        "GFLOP/s (% peak)": f"{p.achieved_gflops:.0f} ({pct:.0f}%)" if pct == pct else f"{p.achieved_gflops:.0f}",
+        "spread": f"{100 * p.throughput.spread:.0f}%" + ("" if p.throughput.stable else " [yellow]unstable[/]"),
+        "ratio": f"{p.ratio:.2f}x" if p.ratio else "-",
+    }
+
+
+def _print_bench(points, title: str) -> None:
+    """`vggx bench`'s results: a table a row a point where the console is wide enough for one without wrapping
+    numbers, else a short block a point (a terminal of 80 columns, a log: standard output piped is 80 wide)."""
+    from rich.cells import cell_len
+    from rich.text import Text
+
+    if not points:
+        return
+    cells = [_bench_cells(p) for p in points]
+    table = Table(title=title)
+    for col in cells[0]:
+        if col == "backend":
+            table.add_column(col, min_width=20, overflow="fold")
+        else:
+            table.add_column(col, justify="right", no_wrap=True)
+    for c in cells:
+        table.add_row(*c.values())
+    def width(col: str) -> int:  # the column's widest line, headers included
+        return max(cell_len(col), *(Text.from_markup(c[col]).cell_len for c in cells))
+
+    if sum(20 if col == "backend" else width(col) for col in cells[0]) + 3 * len(cells[0]) + 1 <= console.width:
+        console.print(table)
+        return
+    console.print(f"[bold]{escape(title)}[/]")
+    for p, c in zip(points, cells, strict=True):
+        peak = f" ({100 * p.achieved_gflops / p.peak_gflops:.0f}% of peak)" if p.peak_gflops == p.peak_gflops else ""
+        console.print(f"{c['backend']}, concurrency {c['conc']}\n"
+                      f"  {c['frames/s']} frames/s · {c['MP/s']} MP/s · ratio {c['ratio']}\n"
+                      f"  latency p50 {c['p50 ms']} · p90 {c['p90 ms']} · p99 {c['p99 ms']} ms\n"
+                      f"  {p.achieved_gflops:.0f} GFLOP/s{peak} · spread {c['spread']}",
+                      highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -46,6 +46,30 @@ def test_json_has_the_documented_fields(tiny_checkpoint_path, tmp_path):
         assert p["ratio"] == 1.0
 
 
+@pytest.mark.parametrize("width", [80, 160])
+def test_results_read_at_any_console_width(tiny_checkpoint_path, monkeypatch, width):
+    """A table where it fits unwrapped, else a block a point: every number whole at 80 columns (a piped stdout)."""
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=width))
+    result = CliRunner().invoke(app, [
+        "bench", "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path), "--lr-size", "16x16",
+        "--concurrency", "1,2", "--requests", "1", "--windows", "2", "--warmup", "0",
+    ])
+    assert result.exit_code == 0, result.output
+    text = out.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+    for header in ("frames/s", "p50", "p90", "p99", "GFLOP/s", "spread", "ratio"):
+        assert header in text
+    assert text.count("torch (cpu)") == 2 and text.count("1.00x") == 2  # the ratio is per concurrency
+    assert ("┃" in text) == (width == 160)
+
+
 def test_compare_interleaves_and_reports_ratios(tiny_checkpoint_path):
     torch_cfg = BackendConfig(backend=Backend.TORCH, checkpoint=tiny_checkpoint_path)
     cfg = BenchConfig(backends=(torch_cfg, torch_cfg), lr_size=(16, 24), window_requests=1, windows=2, warmup=0)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from rich.text import Text
 
 from vggx.benchmarks.bench import BenchConfig, run_bench
+from vggx.cli import _bench_cells
 from vggx.client import Backend, BackendConfig, TritonProtocol
 
 
@@ -21,6 +23,8 @@ def test_triton_bench_has_throughput_no_errors_and_server_stats(triton_server, t
     assert point.server is not None and point.server["compute_infer_us"] > 0
     assert point.server["queue_us"] >= 0
     assert point.peak_memory_mb is None  # the server's memory is not this process's to report
+    shown = Text.from_markup(_bench_cells(point)["backend"]).plain  # the table's cell, as printed
+    assert f"[q {point.server['queue_us'] / 1e3:.1f} / infer " in shown
 
 
 @pytest.mark.server
