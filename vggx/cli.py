@@ -223,7 +223,7 @@ def info(
         cfg, meta, source = ckpt.config, ckpt.metadata, str(checkpoint or DEFAULT_CHECKPOINT)
     cost = measure_cost(cfg, size)
     out_size = (size[0] * cfg.scale, size[1] * cfg.scale)
-    table = Table(title=f"vggx model — {source}", show_header=False)
+    table = Table(title=escape(f"vggx model — {source}"), show_header=False)
     rows = {
         "config": cfg.name,
         "parameters": f"{cost.params:,} ({cost.params / 1e6:.2f} M)",
@@ -237,7 +237,7 @@ def info(
     if meta:
         rows.update({f"meta.{k}": v for k, v in meta.items()})
     for k, v in rows.items():
-        table.add_row(k, v)
+        table.add_row(escape(k), escape(v))  # metadata is the checkpoint's text, not markup
     console.print(table)
     write_json(json_path, {
         "config": cfg.name, "params": cost.params, "scale": cfg.scale, "window": cfg.window,
@@ -258,7 +258,7 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
     for col in ("name", "version", "state", "reason"):
         models.add_column(col)
     for m in d.models:
-        models.add_row(m.name, m.version, m.state, m.reason)
+        models.add_row(*map(escape, (m.name, m.version, m.state, m.reason)))  # a reason quotes logs
     console.print(models)
     if d.model is None:
         console.print(f"no model {model!r} here; --model names one of the above", highlight=False)
@@ -280,9 +280,9 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
             "LR sizes": f"{params.get('min_size', '?')} .. {params.get('max_size', '?')}",
             "model name / version": f"{params.get('name', '?')} / {params.get('version', '?')}",
         }
-        table = Table(title=f"model {model!r}", show_header=False)
+        table = Table(title=escape(f"model {model!r}"), show_header=False)
         for k, v in rows.items():
-            table.add_row(k, v)
+            table.add_row(k, escape(v))
         console.print(table)
         stats = Table(title="requests since the server started")
         for col in ("version", "requests", "failed", "executions", "queue ms", "compute ms", "request ms"):
@@ -373,12 +373,15 @@ def evaluate(
     for video in videos or []:
         clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple)
         rows += run_eval(methods, [clip], Path(display_source(video)).name)
-    table = Table(title=f"vggx evaluate — {checkpoint or 'shipped checkpoint'}")
-    for col in ("data", "method", "PSNR dB", "SSIM", "temporal err ×1e3", "vs bicubic dB"):
-        table.add_column(col, justify="left" if col in ("data", "method") else "right")
+    table = Table(title=escape(f"vggx evaluate — {checkpoint or 'shipped checkpoint'}"))
+    for col in ("data", "method", "PSNR dB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
+        if col == "data":  # a file's name: the column that folds where the console is narrow
+            table.add_column(col, overflow="fold", min_width=10)
+        else:
+            table.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
     bic = {r.dataset: r.psnr for r in rows if r.method == "bicubic"}
     for r in rows:
-        table.add_row(r.dataset, r.method, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.temporal_error * 1e3:.2f}",
+        table.add_row(escape(r.dataset), r.method, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.temporal_error * 1e3:.2f}",
                       f"{r.psnr - bic[r.dataset]:+.2f}")
     console.print(table)
     write_json(json_path, [r.as_dict() for r in rows])

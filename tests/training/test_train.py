@@ -169,13 +169,21 @@ def test_video_clip_reads_what_upscale_reads(tmp_path):
     assert torch.equal(a.hr, want)
 
 
-def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path):
-    from vggx.cli import app
+def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
 
     frames = torch.randint(0, 256, (8, 64, 64, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
-    video = _write(tmp_path / "clip.mkv", frames.numpy())
-    result = CliRunner().invoke(app, ["evaluate", str(video), "--no-held-out", "--frames", "8", "-c",
-                                      str(tiny_checkpoint_path), "--json", str(tmp_path / "s.json")])
+    video = _write(tmp_path / "[b]clip.mkv", frames.numpy())  # a name that reads as rich markup
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=80))
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", str(video), "--no-held-out", "--frames", "8", "-c",
+                                               str(tiny_checkpoint_path), "--json", str(tmp_path / "s.json")])
     assert result.exit_code == 0, result.output
     rows = json.loads((tmp_path / "s.json").read_text())
-    assert {r["dataset"] for r in rows} == {"clip.mkv"} and {r["method"] for r in rows} >= {"bicubic"}
+    assert {r["dataset"] for r in rows} == {"[b]clip.mkv"} and {r["method"] for r in rows} >= {"bicubic"}
+    table = out.getvalue()  # at 80 columns: every name whole, on its line
+    assert table.count("[b]clip.mkv") == len(rows) and "vggx frame-by-frame" in table and "…" not in table
