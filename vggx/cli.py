@@ -253,7 +253,7 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
     d = describe_server(url, model, protocol=options["protocol"].value, ssl=options["ssl"],
                         ca_cert=options["ca_cert"], headers=dict(options["headers"]),
                         client_cert=options["client_cert"])
-    console.print(f"{d.server} at {d.url}", highlight=False)
+    console.print(f"{d.server} at {d.url}", highlight=False, markup=False)
     models = Table(title="models")
     for col in ("name", "version", "state", "reason"):
         models.add_column(col)
@@ -261,9 +261,10 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
         models.add_row(*map(escape, (m.name, m.version, m.state, m.reason)))  # a reason quotes logs
     console.print(models)
     if d.model is None:
-        console.print(f"no model {model!r} here; --model names one of the above", highlight=False)
+        console.print(f"no model {model!r} here; --model names one of the above", highlight=False, markup=False)
     elif not d.config:
-        console.print(f"model {model!r} is not READY: see the reason above or the server's log", highlight=False)
+        console.print(f"model {model!r} is not READY: see the reason above or the server's log", highlight=False,
+                      markup=False)
     else:
         cfg = d.config
         params = {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
@@ -339,7 +340,7 @@ def train(
     if val:
         console.print(f"step {trainer.step}: val PSNR {val['psnr']:.2f} dB "
                       f"(bicubic {val['psnr_bicubic']:.2f}, gain {val['gain_db']:+.2f} dB)")
-    console.print(f"checkpoint: {out / 'latest.safetensors'}")
+    console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False)
 
 
 @app.command()
@@ -427,12 +428,12 @@ def serve(
                       f"  metrics  {ep.metrics}\n  server   {server.install.executable}\n"
                       f"  log      {server.log_path}"
                       + ("\n  access   requests need --api-key (health and metadata are open)" if api_key else ""),
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
         if check:
             result = check_model(ep.grpc, cfg.model_name, api_key=api_key)
             console.print(f"check ok: {result.input_shape} -> {result.output_shape} uint8 in "
                           f"{result.latency_s * 1e3:.0f} ms (versions {', '.join(result.versions)})",
-                          highlight=False)
+                          highlight=False, markup=False)
         else:
             try:  # the signal may come as soon as the line is out
                 console.print("serving; Ctrl-C to stop")
@@ -1312,19 +1313,19 @@ def export(
     result = export_to_repository(job)
     if chosen is Backend.TORCH:
         console.print(f"wrote {result.version_dir} (torch: the checkpoint, FP16 + vggx kernels + CUDA graphs on "
-                      f"GPU instances{', compiled' if compile_model else ''})", highlight=False)
+                      f"GPU instances{', compiled' if compile_model else ''})", highlight=False, markup=False)
         return
     for r in result.parity:
-        console.print(f"parity {r}", highlight=False, soft_wrap=True)
+        console.print(f"parity {r}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "
-                  f"{job.precision.value})", highlight=False)
+                  f"{job.precision.value})", highlight=False, markup=False)
     if result.engine is not None:
-        console.print(f"engine: {result.engine}", highlight=False)
+        console.print(f"engine: {result.engine}", highlight=False, markup=False)
     if result.engine_pending is not None:
         console.print("TensorRT is not installed here, so no engine was built; the ONNX and config.pbtxt are "
                       "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
                       "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
-        console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True)
+        console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True, markup=False)
 
 
 def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: Path | None,

@@ -53,9 +53,10 @@ def _one_error_line(result) -> str:
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
 def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path, tiny_checkpoint_path,
                                                                          fake_export, trt_window):
-    repo = tmp_path / "repo"
+    repo = tmp_path / "[b]repo"  # printed as text, not rich markup
     result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480")
     assert result.exit_code == 0, result.output
+    assert str(repo / "vggx" / "1" / "model.onnx") in result.output  # in the build command
     (cfg,) = fake_export
     assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16 and cfg.max_size == (270, 480)
     assert "TensorRT is not installed here" in result.output
@@ -65,6 +66,11 @@ def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path
     assert not (repo / "vggx" / "1" / "model.plan").exists()
     config = (repo / "vggx" / "config.pbtxt").read_text()
     assert 'platform: "tensorrt_plan"' in config and "max_batch_size: 4" in config
+    # exported again (here, or where TensorRT is): version 1 has no engine yet, so it is filled, not added to
+    result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480",
+                     "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
 
 
 def test_python_backend_gets_new_versions_and_overwrites_only_with_force(tmp_path, tiny_checkpoint_path,
