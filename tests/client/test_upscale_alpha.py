@@ -158,3 +158,33 @@ def test_a_resumed_run_keeps_the_alpha(tmp_path, torch_runner, codec, name):
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
     assert got[-1].min() < 128  # a matte, not an opaque plane (what the store used to give back for VP9)
+
+
+@pytest.mark.parametrize("transparent", [False, True])
+def test_a_gif_has_alpha_only_where_its_pictures_are_transparent(tmp_path, torch_runner, caplog, transparent):
+    """FFmpeg decodes every GIF to bgra: an opaque one is upscaled without a word about alpha, a transparent one's
+    matte is kept (PNG images) or said to be dropped (MP4)."""
+    from PIL import Image
+
+    from vggx.video import VideoReader
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        rgba = np.full((24, 32, 4), 255, np.uint8)
+        rgba[..., :3] = rng.integers(0, 256, (24, 32, 3))
+        if transparent:
+            rgba[:8, :8, 3] = 0
+        frames.append(Image.fromarray(rgba, "RGBA"))
+    gif = tmp_path / "in.gif"
+    frames[0].save(gif, save_all=True, append_images=frames[1:], duration=40, loop=0, disposal=2)
+    assert VideoReader(gif).info.has_alpha is transparent
+    with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+        upscale(UpscaleConfig(gif, tmp_path / "o.mp4"), runner=torch_runner)
+    assert ("has an alpha channel" in caplog.text) is transparent
+    (tmp_path / "png").mkdir()
+    upscale(UpscaleConfig(gif, tmp_path / "png" / "%04d.png"), runner=torch_runner)
+    mattes = [np.asarray(Image.open(p)) for p in sorted((tmp_path / "png").glob("*.png"))]
+    assert len(mattes) == 4 and all(m.shape[-1] == (4 if transparent else 3) for m in mattes)
+    if transparent:
+        assert all(m[:16, :16, 3].max() == 0 and m[48:, 48:, 3].min() == 255 for m in mattes)

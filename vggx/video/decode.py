@@ -338,13 +338,17 @@ class VideoReader:
         if self.sequence is not None:
             frames, duration = self.sequence.count, float(self.sequence.count / Fraction(rate))
         cc = s.codec_context
+        alpha = has_alpha(cc.pix_fmt) or self._vp9_alpha
+        if alpha and cc.name == "gif" and not is_pipe(self.source):
+            # FFmpeg decodes every GIF to bgra, transparent or not: the picture says whether it has a matte
+            alpha = self._first_frame_transparent()
         return VideoInfo(
             path=self.source, width=cc.width, height=cc.height, rate=Fraction(rate),
             time_base=Fraction(s.time_base or Fraction(1, rate)), frames=frames or None, duration=duration,
             codec=cc.name, pix_fmt=cc.pix_fmt or "?", has_audio=bool(c.streams.audio),
             has_subtitles=bool(c.streams.subtitles),
             metadata=dict(c.metadata), sample_aspect_ratio=_pixel_aspect(s),
-            has_alpha=has_alpha(cc.pix_fmt) or self._vp9_alpha, has_chapters=bool(c.chapters()),
+            has_alpha=alpha, has_chapters=bool(c.chapters()),
             has_attachments=any(st.type == "attachment" for st in c.streams),
             has_cover=any(is_cover(st) and st is not s for st in c.streams.video),
             bit_depth=component_depth(cc.pix_fmt), color=ColorInfo.of_context(cc),
@@ -427,6 +431,19 @@ class VideoReader:
         except (av.error.FFmpegError, OSError, StopIteration) as exc:
             raise VideoError(f"cannot look over {self.path} ({_reason(exc)})") from None
         return images
+
+    def _first_frame_transparent(self) -> bool:
+        """Whether the stream's first frame has a pixel that is not opaque (True where it cannot be read)."""
+        import av
+
+        try:
+            with open_source(self.source) as c:
+                stream = c.streams[self._stream.index]
+                for frame in _decoded_past_damage(c, stream, []):
+                    return bool(frame.to_ndarray(format="rgba")[..., 3].min() < 255)
+        except (av.error.FFmpegError, OSError):
+            pass
+        return True
 
     def _first_rotation(self) -> int:
         """The display rotation of the stream's first frame (degrees counter-clockwise; 0 where it cannot be read)."""
