@@ -1095,3 +1095,41 @@ class TestDamage:
         with pytest.raises(VideoError, match=r"packets damaged\); the file is truncated or damaged"), \
                 open_video(src) as r:
             list(r)
+
+
+class TestCoarseClock:
+    """A source whose clock rounds its frame times (Matroska's milliseconds) is written on its frames' own times."""
+
+    @pytest.mark.parametrize(("rate", "time_base", "grid"), [
+        (Fraction(24), Fraction(1, 1000), Fraction(1, 3000)),
+        (Fraction(24000, 1001), Fraction(1, 1000), Fraction(1, 24000)),
+        (Fraction(30000, 1001), Fraction(1, 1000), Fraction(1, 30000)),
+        (Fraction(25), Fraction(1, 1000), None),  # 40 ms: held exactly
+        (Fraction(24000, 1001), Fraction(1, 24000), None),
+        (Fraction(30), Fraction(1, 600), None),  # a phone's MOV
+        (Fraction(24000, 1001), Fraction(1, 90000), None),  # MPEG-TS: a thousandth of a frame at most
+    ])
+    def test_frame_grid(self, rate, time_base, grid):
+        from vggx.video.encode import frame_grid
+
+        assert frame_grid(rate, time_base) == grid
+
+    @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+    def test_rounded_times_go_back_to_the_frame_times_and_others_keep_theirs(self, tmp_path, suffix):
+        rate = Fraction(24000, 1001)
+        ms = [round(1000 * i / rate) for i in range(12)]  # 0, 42, 83, 125, ... as a Matroska file holds them
+        ms[7] = 300  # a frame off the grid (a variable-rate source) keeps its time
+        out = tmp_path / f"o{suffix}"
+        w = VideoWriter(out, 32, 32, rate, Fraction(1, 1000), EncodeConfig(codec="libx264"))
+        for i, t in enumerate(ms):
+            w.write(frame_pattern(i, 32, 32), t)
+        w.commit()
+        import av
+
+        with av.open(str(out)) as c:
+            s = c.streams.video[0]
+            times = sorted(p.pts * p.time_base for p in c.demux(s) if p.pts is not None)
+        want = [Fraction(300, 1000) if i == 7 else i / rate for i in range(12)]
+        if suffix == ".mkv":  # Matroska's own clock: the milliseconds again
+            want = [Fraction(round(1000 * t), 1000) for t in want]
+        assert times == want

@@ -37,6 +37,7 @@ import collections
 import contextlib
 import errno
 import logging
+import math
 import os
 import shutil
 import sys
@@ -608,6 +609,19 @@ def _captured():
     said.errors[:0] = [line.split("]:", 1)[-1].strip() for line in printed if "error]" in line.lower()]
 
 
+def frame_grid(rate: Fraction, time_base: Fraction) -> Fraction | None:
+    """The time base a writer gives a stream whose source ``time_base`` is too coarse to hold the frame times of its
+    constant ``rate`` (Matroska's 1/1000 at 24 or 24000/1001 fps): the coarsest that holds both its ticks and those
+    frame times exactly. None where ``time_base`` holds them already (1/24, 1/600 at 30 fps), or is fine enough that
+    its rounding is far below a frame (MPEG-TS's 1/90000: at most a thousandth of a frame)."""
+    if rate <= 0 or time_base <= 0 or rate * time_base <= Fraction(1, 1000):
+        return None
+    if (1 / (rate * time_base)).denominator == 1:
+        return None
+    grid = Fraction(1, math.lcm(time_base.denominator, rate.numerator))
+    return grid if grid >= Fraction(1, 1_000_000) else None  # a rate of odd numbers: the source's ticks as they are
+
+
 class VideoWriter:
     """Encode RGB frames (and copy the source's audio) into ``path`` via a temporary file.
 
@@ -736,8 +750,11 @@ class VideoWriter:
                 cc.colorspace, cc.color_primaries, cc.color_trc = (self.color.matrix, self.color.primaries,
                                                                    self.color.trc)
             cc.color_range = self._yuv_range
+        self._grid = None if self._y4m else frame_grid(Fraction(rate), Fraction(time_base))
         if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
             time_base = 1 / Fraction(rate)
+        elif self._grid is not None:  # see write(): the source's ticks and the frame times, both exact
+            self._source_time_base, time_base = Fraction(time_base), self._grid
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = encoder_options(cfg, deep=self._deep,
@@ -805,6 +822,8 @@ class VideoWriter:
             raise VideoError(f"{self.path.name} holds one image, and a second frame came: write a sequence "
                              f"({self.path.stem}_%04d{self.path.suffix}) or a video")
         self._accepted += 1
+        if self._grid is not None:
+            pts = self._on_grid(pts)
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
@@ -818,6 +837,17 @@ class VideoWriter:
             self._pending.append((self._pool.submit(self._convert, image), pts))
         while len(self._pending) > 2 * self._threads:
             self._encode_next()
+
+    def _on_grid(self, pts: int) -> int:
+        """``pts`` (the source's ticks) in the writer's finer time base: a frame the source's coarse clock rounded
+        (Matroska's milliseconds: 0, 42, 83, 125 ms at 24 fps) goes back to its frame time (0, 1/24, 2/24 s ...)
+        where it is within half a tick of it, so an MP4 gets even frame durations; another frame keeps its time."""
+        tb, rate = self._source_time_base, self._stream.codec_context.framerate
+        t = pts * tb
+        frame = round(t * rate)
+        if abs(t - frame / rate) <= tb / 2:
+            t = frame / rate
+        return int(t / self._grid)
 
     def _convert(self, image: np.ndarray):
         """RGB -> a frame in the codec's pixel format and size (what ``stream.encode`` would do itself); an RGB
