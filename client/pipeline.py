@@ -962,7 +962,9 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     reader = open_video(config.input, start=config.start, max_frames=config.frames, deinterlace=config.deinterlace,
                         rate=config.fps, stream=config.video_stream, ivtc=config.ivtc,
                         tonemap=config.tonemap, filters=config.filters,
-                        upright=codec is not None or writes_y4m(output, config.encode.codec))
+                        # outputs that cannot say they are shown turned, and --compare, whose halves go side by
+                        # side as shown (turned after, a phone clip's would be stacked)
+                        upright=codec is not None or writes_y4m(output, config.encode.codec) or config.compare)
     frames = reader.expected_frames()
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()

@@ -906,6 +906,17 @@ class TestOutputSize:
             # untagged planes: mean 8, max 36)
             assert np.percentile(diff, 99) <= 8 and diff.mean() < 1.0, (np.percentile(diff, 99), diff.mean())
 
+    def test_compare_on_a_turned_clip_puts_the_halves_side_by_side_as_shown(self, tmp_path, torch_runner):
+        """A phone clip stored 40 high and 56 wide, shown turned 90 degrees (56 high, 40 wide): the halves go left
+        and right of the upright picture (224 high, 2 x 160 wide), with no rotation left for the player to apply."""
+        import av
+
+        src = make_video(tmp_path / "in.mp4", frames=4, rotation=90)
+        result = run(src, tmp_path / "c.mp4", torch_runner, encode=EncodeConfig(), compare=True)
+        assert result.output_size == (224, 320) == stream_facts(tmp_path / "c.mp4")["size"]
+        with av.open(str(tmp_path / "c.mp4")) as c:
+            assert not next(c.decode(video=0)).rotation
+
     def test_compare_halves_are_resized_alike(self, clips, tmp_path, torch_runner):
         result = run(clips["twelve"], tmp_path / "c.mkv", torch_runner, frames=4, compare=True, outscale=2.0)
         assert result.output_size == (80, 224) == stream_facts(tmp_path / "c.mkv")["size"]
