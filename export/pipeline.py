@@ -105,7 +105,10 @@ def _check_writable(repo: Path) -> None:
         if probe.parent == probe:
             break
         probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+    if probe.exists() and not probe.is_dir():
+        raise ExportError(f"the model repository {repo} cannot be made: {probe} is a file, not a folder; "
+                          f"choose another --repo")
+    if not os.access(probe, os.W_OK | os.X_OK):
         raise ExportError(f"the model repository {repo} is not writable (checked {probe}); "
                           f"choose another --repo")
 

@@ -8,6 +8,7 @@ run for real.
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 from pathlib import Path
 
@@ -114,7 +115,14 @@ def test_unwritable_repository_is_one_line(tmp_path, tiny_checkpoint_path, fake_
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     line = _one_error_line(_export(blocker / "repo", tiny_checkpoint_path))
-    assert "is not writable" in line and not fake_export
+    assert f"{blocker} is a file, not a folder" in line and not fake_export
+    line = _one_error_line(_export(blocker, tiny_checkpoint_path))
+    assert f"{blocker} is a file, not a folder" in line and not fake_export
+    if os.geteuid() != 0:  # root writes anywhere
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        line = _one_error_line(_export(locked / "repo", tiny_checkpoint_path))
+        assert "is not writable" in line and not fake_export
 
 
 def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_checkpoint_path, fake_export,
