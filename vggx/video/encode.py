@@ -754,7 +754,7 @@ class VideoWriter:
         if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
             time_base = 1 / Fraction(rate)
         elif self._grid is not None:  # see write(): the source's ticks and the frame times, both exact
-            self._source_time_base, time_base = Fraction(time_base), self._grid
+            self._source_time_base, self._grid_rate, time_base = Fraction(time_base), Fraction(rate), self._grid
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
         options = encoder_options(cfg, deep=self._deep,
@@ -842,7 +842,7 @@ class VideoWriter:
         """``pts`` (the source's ticks) in the writer's finer time base: a frame the source's coarse clock rounded
         (Matroska's milliseconds: 0, 42, 83, 125 ms at 24 fps) goes back to its frame time (0, 1/24, 2/24 s ...)
         where it is within half a tick of it, so an MP4 gets even frame durations; another frame keeps its time."""
-        tb, rate = self._source_time_base, self._stream.codec_context.framerate
+        tb, rate = self._source_time_base, self._grid_rate
         t = pts * tb
         frame = round(t * rate)
         if abs(t - frame / rate) <= tb / 2:
