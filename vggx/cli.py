@@ -1214,7 +1214,7 @@ def _print_bench(points, title: str) -> None:
     if not points:
         return
     cells = [_bench_cells(p) for p in points]
-    table = Table(title=title)
+    table = Table(title=escape(title))
     for col in cells[0]:
         if col == "backend":
             table.add_column(col, min_width=20, overflow="fold")
@@ -1222,6 +1222,7 @@ def _print_bench(points, title: str) -> None:
             table.add_column(col, justify="right", no_wrap=True)
     for c in cells:
         table.add_row(*c.values())
+
     def width(col: str) -> int:  # the column's widest line, headers included
         return max(cell_len(col), *(Text.from_markup(c[col]).cell_len for c in cells))
 
