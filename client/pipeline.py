@@ -946,6 +946,8 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
     codec = image_codec(output)
     if codec is not None and config.encode.codec == EncodeConfig().codec:  # the default: the sequence's format
         config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec=codec))
+    if output.suffix.lower() == ".gif" and config.encode.codec == EncodeConfig().codec:  # GIF holds GIF only
+        config = dataclasses.replace(config, encode=dataclasses.replace(config.encode, codec="gif"))
     if output.suffix.lower() == ".y4m" and config.encode.codec != STDOUT_RAW_CODEC:  # y4m holds raw frames only
         if config.encode.codec != EncodeConfig().codec:
             raise VideoError(f"{output.name}: y4m holds uncompressed frames; --codec {config.encode.codec} needs "
@@ -1101,7 +1103,7 @@ def _depth_output(config: UpscaleConfig, output: Path, reader: VideoReader, alph
 
 def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[str, ...]:
     """What goes along with the video into ``output``: what the input has of the audio, subtitles, chapters,
-    attachments and cover (those ``config.copy`` names), unless the output holds none (images, y4m) or the input
+    attachments and cover (those ``config.copy`` names), unless the output holds none (images, y4m, GIF) or the input
     cannot be read twice (a pipe), which a warning says."""
     vinfo = reader.info
     wanted = tuple(k for k in EXTRAS if getattr(vinfo, f"has_{k}") and (config.copy is None or k in config.copy))
@@ -1120,6 +1122,9 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
         else:
             log.warning("%s: y4m carries the video only; the audio of %s is not copied (an .mkv output keeps it)",
                         output, display_source(reader.path))
+    elif output.suffix.lower() == ".gif":
+        log.warning("%s: a GIF holds pictures only; the audio, subtitles and chapters of %s are not copied", output,
+                    display_source(reader.path))
     else:
         return wanted
     return ()

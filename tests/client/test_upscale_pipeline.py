@@ -906,6 +906,23 @@ class TestOutputSize:
             # untagged planes: mean 8, max 36)
             assert np.percentile(diff, 99) <= 8 and diff.mean() < 1.0, (np.percentile(diff, 99), diff.mean())
 
+    def test_a_gif_gets_a_palette_a_frame_and_no_audio(self, clips, tmp_path, torch_runner, caplog):
+        """`vggx upscale in.mp4 out.gif`: GIF's own codec without --codec, each frame with its own 256 colours (the
+        fixed rgb8 palette swscale would convert to loses ~20 dB), the audio left out with a warning."""
+        import logging
+
+        with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+            result = upscale(UpscaleConfig(clips["aac"], tmp_path / "o.gif", frames=4), runner=torch_runner)
+        assert "a GIF holds pictures only" in caplog.text and result.copied == ()
+        (tmp_path / "png").mkdir()
+        run(clips["aac"], tmp_path / "png" / "%02d.png", torch_runner, encode=EncodeConfig(), frames=4)
+        gif = decode_all(tmp_path / "o.gif")
+        png = [_read_png(p) for p in sorted((tmp_path / "png").glob("*.png"))]
+        assert len(gif) == len(png) == 4 and stream_facts(tmp_path / "o.gif")["codec"] == "gif"
+        for g, p in zip(gif, png, strict=True):
+            mse = ((g.astype(float) - p) ** 2).mean()
+            assert 10 * np.log10(255**2 / mse) > 24  # this busy pattern (2235 colours): 26.2-26.9 dB; rgb8: 21.0
+
     def test_compare_on_a_turned_clip_puts_the_halves_side_by_side_as_shown(self, tmp_path, torch_runner):
         """A phone clip stored 40 high and 56 wide, shown turned 90 degrees (56 high, 40 wide): the halves go left
         and right of the upright picture (224 high, 2 x 160 wide), with no rotation left for the player to apply."""
@@ -1088,7 +1105,7 @@ class TestSingleImages:
 
     @pytest.mark.parametrize(("name", "codec", "message"), [
         ("o.webm", "libx264", "o.webm: its container cannot hold libx264 video"),
-        ("o.gif", "libx264", "o.gif: its container cannot hold libx264 video"),
+        ("o.gif", "ffv1", "o.gif: its container cannot hold ffv1 video"),  # libx264, the default, means gif there
         ("o.jpg", "libx264", "images are written as PNG or TIFF \\(lossless\\): o.jpg ends in .jpg"),
     ])
     def test_containers_that_cannot_hold_the_codec_are_refused_before_any_work(self, tmp_path, torch_runner, name,

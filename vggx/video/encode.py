@@ -65,6 +65,7 @@ from .decode import (
     thread_reformatter,
 )
 from .depth import ColorInfo, component_depth
+from .filters import drain
 
 __all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig",
            "SegmentStore", "VideoWriter", "alpha_pix_fmt", "check_container", "check_copy", "check_encoder",
@@ -609,6 +610,28 @@ def _captured():
     said.errors[:0] = [line.split("]:", 1)[-1].strip() for line in printed if "error]" in line.lower()]
 
 
+def _paletted(frame):
+    """An RGB frame in ``pal8`` with its own 256-colour palette (FFmpeg's palettegen in single-frame mode, then
+    paletteuse with its default dithering): what ``ffmpeg`` users write GIFs with. A fixed palette (rgb8, what
+    swscale converts to) costs about 20 dB of PSNR on a natural picture."""
+    import av
+
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=frame.width, height=frame.height, format="rgb24", time_base=Fraction(1, 1))
+    split, palette = graph.add("split"), graph.add("palettegen", "stats_mode=single")
+    apply, sink = graph.add("paletteuse", "new=1"), graph.add("buffersink")
+    source.link_to(split)
+    split.link_to(palette, 0, 0)
+    split.link_to(apply, 1, 0)
+    palette.link_to(apply, 0, 1)
+    apply.link_to(sink)
+    graph.configure()
+    frame.pts = 0
+    graph.push(frame)
+    graph.push(None)
+    return next(drain(graph))
+
+
 def frame_grid(rate: Fraction, time_base: Fraction) -> Fraction | None:
     """The time base a writer gives a stream whose source ``time_base`` is too coarse to hold the frame times of its
     constant ``rate`` (Matroska's 1/1000 at 24 or 24000/1001 fps): the coarsest that holds both its ticks and those
@@ -879,6 +902,9 @@ class VideoWriter:
         # A frame of another size (``vggx upscale --outscale``/``--height``) is resized in the same swscale pass
         # that converts it, with Lanczos (sharp, little ringing: the usual choice for a final resize).
         scaling = "LANCZOS" if resize else None
+        if cc.format.name == "pal8":  # GIF
+            return _paletted(reformatter.reformat(frame, cc.width, cc.height, "rgb24", threads=1,
+                                                  interpolation=scaling))
         if self._yuv_range is None:
             return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling)
         src = {}
@@ -1582,6 +1608,8 @@ def deeper_pix_fmt(config: EncodeConfig, base: str | None = None) -> str | None:
 
 
 def _default_pix_fmt(codec) -> str:
+    if codec.name == "gif":
+        return "pal8"  # a palette a frame (see _paletted), not GIF's fixed 3-3-2 rgb8 one
     formats = [f.name for f in (codec.video_formats or ())]
     if codec.name in _YUV420_CODECS and (not formats or "yuv420p" in formats):
         return "yuv420p"
