@@ -1133,3 +1133,18 @@ class TestCoarseClock:
         if suffix == ".mkv":  # Matroska's own clock: the milliseconds again
             want = [Fraction(round(1000 * t), 1000) for t in want]
         assert times == want
+
+
+def test_an_animated_webp_is_refused_in_one_line_a_still_one_is_read(tmp_path):
+    """FFmpeg's WebP decoder reads still images only: an animated one is named as such before any work (it said
+    "has no video frames" after loading the backend)."""
+    from PIL import Image
+
+    frames = [Image.fromarray(frame_pattern(i, 24, 32)) for i in range(3)]
+    frames[0].save(tmp_path / "anim.webp", save_all=True, append_images=frames[1:], duration=40)
+    frames[0].save(tmp_path / "still.webp", lossless=True)
+    with pytest.raises(VideoError, match=r"anim\.webp is an animated WebP.*anim_dump -folder frames anim\.webp"):
+        open_video(tmp_path / "anim.webp")
+    with open_video(tmp_path / "still.webp") as r:
+        (frame,) = list(r)
+    np.testing.assert_array_equal(frame.image, frame_pattern(0, 24, 32))

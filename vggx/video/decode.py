@@ -210,6 +210,17 @@ class DecodedFrame:
     fine: np.ndarray | None = None
 
 
+def _animated_webp(path: Path) -> bool:
+    """Whether ``path`` is a WebP whose extended header (``VP8X``) sets the animation flag (the WebP container
+    specification: ``RIFF`` size ``WEBP`` ``VP8X`` chunk size, then the flags byte, animation = 0x02)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(21)
+    except OSError:
+        return False
+    return len(head) == 21 and head[:4] == b"RIFF" and head[8:16] == b"WEBPVP8X" and bool(head[20] & 0x02)
+
+
 class VideoReader:
     """Iterate the RGB frames of one video file (a context manager; closes the file on exit).
 
@@ -280,6 +291,10 @@ class VideoReader:
                 _video_stream(self._container, self.path, stream)
             self._stream.thread_type = "AUTO"
             self.info = self._read_info()
+            if self.info.codec == "webp" and isinstance(self.source, Path) and _animated_webp(self.source):
+                raise VideoError(f"{self.path} is an animated WebP, which FFmpeg's WebP decoder does not read (still "
+                                 f"images only); turn it into frames first, e.g. libwebp's `anim_dump -folder frames "
+                                 f"{self.path.name}`, and upscale frames/dump_%04d.png")
             self._tonemap = tonemap and self.info.color is not None and self.info.color.hdr is not None
             if tonemap and not self._tonemap:
                 log.warning("%s is not HDR (PQ or HLG): --tonemap leaves it as it is", self.path)
