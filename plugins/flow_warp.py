@@ -315,8 +315,11 @@ def launch_flow_warp(
         if nhwc:
             cfg = config or flow_warp_nhwc_config(b, c, h, w, half=x.dtype == torch.float16)
             kernel = FLOW_WARP_NHWC_KERNEL.for_device(x.device)
+            # the kernel steps from pixel to pixel by the W stride, which torch leaves arbitrary where W == 1 (a
+            # contiguous view may say 5): there the pixels are the rows, one H stride apart
+            pixel = flow.stride(3) if w > 1 else flow.stride(2)
             kernel[cfg.grid](
-                x, flow, c, h, w, c, flow.stride(0), flow.stride(1), flow.stride(3), out,
+                x, flow, c, h, w, c, flow.stride(0), flow.stride(1), pixel, out,
                 num_warps=cfg.num_warps, enable_fp_fusion=False, **cfg.constexprs,
             )
         else:

@@ -219,6 +219,19 @@ class TestKernel:
             for ff in (flow, flow_cl):
                 torch.testing.assert_close(flow_warp_triton(xx, ff), flow_warp_reference(x, flow), atol=1e-5, rtol=0)
 
+    @pytest.mark.parametrize("h", [1, 5])
+    def test_a_one_pixel_wide_flow_view_with_any_w_stride(self, gen, h):
+        """W == 1: torch calls a flow view contiguous whatever its W stride says (here 5, a transposed [.., 1, 5]);
+        the channels-last kernel steps by the H stride there (it read flow 5 apart: off by 2.27)."""
+        from vggx.plugins.flow_warp import flow_warp_triton
+
+        x = torch.randn(2, 4, h, 1, generator=gen).to(memory_format=torch.channels_last)
+        flow = (torch.randn(2, 2, 1, h, generator=gen) * 2).permute(0, 1, 3, 2)
+        assert flow.is_contiguous() and flow.stride(3) == h
+        want = flow_warp_reference(x, flow.contiguous())
+        torch.testing.assert_close(flow_warp_triton(x, flow), want, atol=1e-5, rtol=0)
+        torch.testing.assert_close(launch_flow_warp(x, flow), want, atol=1e-5, rtol=0)
+
     def test_custom_op_keeps_channels_last(self, gen):
         """The CUDA implementation of the op takes either layout (here its body, run on CPU tensors)."""
         from vggx.plugins.flow_warp import flow_warp_triton
