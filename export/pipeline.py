@@ -122,8 +122,9 @@ _KINDS = {Backend.TENSORRT: "tensorrt_plan", Backend.ONNXRUNTIME: "onnxruntime_o
 
 
 def _check_same_backend(model_dir: Path, job: ExportJob) -> None:
-    """Refuse before the slow export what the repository writer would refuse after it (a backend switch)."""
-    from .repository import CONFIG_FILE, parse_config
+    """Refuse before the slow export what the repository writer would refuse after it (a backend switch of a model
+    that serves something; a repository of placeholders, like the checked-in one, switches freely)."""
+    from .repository import CONFIG_FILE, parse_config, served_versions
 
     path = model_dir / CONFIG_FILE
     if job.force or not path.is_file():
@@ -134,7 +135,7 @@ def _check_same_backend(model_dir: Path, job: ExportJob) -> None:
         return  # the writer reports it
     param = old.parameters.get("serving_backend")
     kind = _served_kind(old.platform, old.backend, param.string_value if param is not None else "")
-    if kind != _KINDS[job.backend]:
+    if kind != _KINDS[job.backend] and served_versions(model_dir, old):
         raise ExportError(f"{model_dir} serves a {kind} model; pass --force to switch it to "
                           f"{job.backend.value!r} or write to another --repo")
 

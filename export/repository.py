@@ -291,7 +291,7 @@ def write_model_repository(
     if target.exists() and not (force or placeholder):
         raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
                           f"another")
-    served = [v for v in existing if not _is_placeholder(model_dir / str(v), serves)]
+    served = served_versions(model_dir, old)
     new = parse_config(text)
     if old is not None and served and not force and _kind_of(old) != _kind_of(new):
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
@@ -353,6 +353,12 @@ def _is_placeholder(version_dir: Path, backend: Backend | None = None) -> bool:
     """
     names = [backend.artefact_name] if backend is not None else [b.artefact_name for b in Backend]
     return not any((version_dir / name).exists() for name in names)
+
+
+def served_versions(model_dir: Path, config: ModelConfig | None) -> list[int]:
+    """The version folders of ``model_dir`` that hold the artefact its ``config`` serves (not placeholders)."""
+    serves = _backend_of(config)
+    return [v for v in _versions(model_dir) if not _is_placeholder(model_dir / str(v), serves)]
 
 
 def _backend_of(cfg: ModelConfig | None) -> Backend | None:

@@ -187,6 +187,20 @@ def test_switching_the_served_backend_needs_force_and_is_refused_before_exportin
     assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
 
 
+@pytest.mark.parametrize("args", [(), ("--fp16",)])
+def test_the_checked_in_repository_takes_the_readmes_export_without_force(tmp_path, tiny_checkpoint_path, fake_export,
+                                                                         trt_window, args):
+    """A fresh checkout's model_repository/ (a python config and model.py, no model) switches freely: the README's
+    `vggx export` and `vggx export --fp16` refused it ("serves a python/python model; pass --force")."""
+    repo = tmp_path / "model_repository"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "model_repository", repo,
+                    ignore=shutil.ignore_patterns("*.onnx", "*.plan", "*.safetensors", "__pycache__"))
+    window = ("--window", str(trt_window)) if args else ()  # the trt flavour's stand-in export is at T = 4
+    result = _export(repo, tiny_checkpoint_path, "--no-verify", *window, *args)
+    assert result.exit_code == 0, result.output
+    assert (repo / "vggx" / "1" / "model.onnx").is_file() and len(fake_export) == 1
+
+
 @pytest.mark.parametrize("compiled", [False, True])
 def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fake_export, compiled):
     """No ONNX: model.py + the checkpoint itself, the model's metadata and the compile switch as parameters."""
