@@ -180,6 +180,10 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         )
         return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 
+    engine_cfg = None
+    if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
+        engine_cfg = EngineConfig(profile, job.precision, job.optimization_level, job.workspace_mib,
+                                  model_dir / TIMING_CACHE, job.force)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,
                               max_size=profile.max_size)
@@ -187,10 +191,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         onnx_path = export_onnx(ckpt, Path(tmp) / "model.onnx", export_cfg)
         parity = verify_onnx(onnx_path, ckpt, threads=job.threads) if job.verify else []
         metadata = _onnx_metadata(onnx_path)
-        plan, engine_cfg = None, None
-        if job.backend is Backend.TENSORRT:
-            engine_cfg = EngineConfig(profile, job.precision, job.optimization_level, job.workspace_mib,
-                                      model_dir / TIMING_CACHE, job.force)
+        plan = None
+        if engine_cfg is not None:
             try:
                 plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg)
             except TensorRTNotInstalledError as exc:

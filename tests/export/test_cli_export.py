@@ -159,6 +159,7 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--queue-delay-us", "-1"], "queue_delay_us must be >= 0, got -1"),
         (["--name", "../up"], "--name must be letters, digits, '.', '_' or '-' (a folder of the repository), got "
                               "'../up'"),
+        (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
