@@ -500,7 +500,8 @@ def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc
             scale = int(params.get("scale", "4"))
             if size is None:
                 lo = [int(v) for v in params.get("min_size", "16x16").split("x")]
-                size = (max(lo[0], 32), max(lo[1], 32))
+                hi = [int(v) for v in params["max_size"].split("x")] if "max_size" in params else [1 << 30] * 2
+                size = (min(max(lo[0], 32), hi[0]), min(max(lo[1], 32), hi[1]))  # 32 where the model takes it
             x = np.random.default_rng(0).integers(0, 256, (1, window, *size, 3), dtype=np.uint8)
             inp = tc.InferInput("lr", list(x.shape), "UINT8")
             inp.set_data_from_numpy(x)

@@ -467,3 +467,17 @@ def test_serve_on_a_port_a_running_server_holds_fails_instead_of_checking_that_s
          "--check"], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 1 and "check ok" not in proc.stdout and "ready" not in proc.stdout, proc.stdout
     assert proc.stderr.strip().startswith(f"error: port {port} on 127.0.0.1 is already in use")
+
+
+def test_check_model_keeps_inside_a_small_max_size(portable_onnx, onnx_metadata, tmp_path, start_server):
+    """`vggx serve --check` on a model exported with --max-size 24x1920: its request is 24 high, not the 32 it
+    always sent (refused: "frame size 32x32 is outside the model's range")."""
+    from vggx.export.repository import ServingConfig, write_model_repository
+    from vggx.server import check_model
+
+    meta = {**onnx_metadata, "max_size": "24x1920"}
+    write_model_repository(tmp_path / "repo", backend="python", artefact=portable_onnx, metadata=meta,
+                           window=int(meta["window"]), serving=ServingConfig(cpu_threads=1, warmup_size=(16, 16)))
+    for server in start_server(tmp_path / "repo", tmp_path / "tritonserver.log"):
+        scale = int(meta["scale"])
+        assert check_model(server.endpoints.grpc).output_shape == [1, int(meta["window"]), 24 * scale, 32 * scale, 3]
