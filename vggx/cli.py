@@ -323,6 +323,8 @@ def train(
 
     if steps is not None and steps < 1:
         raise VggxError(f"--steps must be >= 1, got {steps}")
+    if threads < 1:
+        raise VggxError(f"--threads must be >= 1, got {threads}")
     torch.set_num_threads(threads)
     cfg = TrainConfig(model=config, seed=seed, batch=batch, frames=frames, lr_patch=patch, val_every=val_every,
                       adv_weight=0.05 if adversarial else 0.0, fm_weight=1.0 if adversarial else 0.0)

@@ -187,3 +187,21 @@ def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
     assert {r["dataset"] for r in rows} == {"[b]clip.mkv"} and {r["method"] for r in rows} >= {"bicubic"}
     table = out.getvalue()  # at 80 columns: every name whole, on its line
     assert table.count("[b]clip.mkv") == len(rows) and "vggx frame-by-frame" in table and "…" not in table
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--frames", "1"], "--frames must be >= 2"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--val-every", "0"], "--val-every must be >= 1 steps, got 0"),
+    (["--patch", "0"], "--patch must be a positive multiple of 8, got 0"),
+    (["--patch", "12"], "--patch must be a positive multiple of 8, got 12"),
+    (["--seed", "-1"], "--seed must be >= 0, got -1"),
+])
+def test_train_cli_bad_values_are_one_line(tmp_path, args, message):
+    """Each was a traceback (a ZeroDivisionError, numpy's "need at least one array to stack", ...)."""
+    from vggx.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), "--steps", "1", *args])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output
+    assert not (tmp_path / "run" / "state.safetensors").exists()

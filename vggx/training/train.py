@@ -66,10 +66,16 @@ class TrainConfig:
     ema_decay: float = 0.999  # weight moving average (about 1,000 steps); 0 = off
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1 or self.frames < 1:
-            raise ConfigError("steps, batch and frames must be >= 1")
-        if self.lr_patch % 8:
-            raise ConfigError(f"lr_patch must be a multiple of 8, got {self.lr_patch}")
+        if self.steps < 1 or self.batch < 1:
+            raise ConfigError("steps and batch must be >= 1")
+        if self.frames < 2:  # the flow between neighbours is what the model learns to warp with
+            raise ConfigError(f"--frames must be >= 2 (a clip's frames and the flow between them), got {self.frames}")
+        if self.lr_patch < 8 or self.lr_patch % 8:
+            raise ConfigError(f"--patch must be a positive multiple of 8, got {self.lr_patch}")
+        if self.val_every < 1:
+            raise ConfigError(f"--val-every must be >= 1 steps, got {self.val_every}")
+        if self.seed < 0:
+            raise ConfigError(f"--seed must be >= 0, got {self.seed}")
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
