@@ -21,7 +21,7 @@ from pathlib import Path
 
 from vggx.checkpoint import load_checkpoint
 from vggx.errors import ConfigError, ExportError, TensorRTNotInstalledError
-from vggx.shapes import clamp_size
+from vggx.shapes import clamp_size, format_size
 
 from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
@@ -70,6 +70,8 @@ class ExportJob:
         if self.flavor is Flavor.TRT and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"the trt flavour (plugin nodes) runs only in TensorRT; use --flavor portable "
                               f"with --backend {self.backend.value}")
+        if self.opt_size is not None and self.backend is not Backend.TENSORRT:
+            raise ConfigError(f"--opt-size tunes a TensorRT engine; --backend {self.backend.value} builds none")
         if self.max_batch < 1:
             raise ConfigError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.version is not None and self.version < 1:
@@ -173,6 +175,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     _check_same_backend(model_dir, job)
     if job.backend is Backend.TORCH:  # the checkpoint itself is served: no ONNX, nothing to verify
         metadata = {k: v for k, v in ckpt.metadata.items() if not k.startswith("extra.")}
+        # the sizes asked for bound the served model's requests, as an export's bound its graph
+        metadata.update(min_size=format_size(profile.min_size), max_size=format_size(profile.max_size))
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force,

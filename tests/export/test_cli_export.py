@@ -160,6 +160,7 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--name", "../up"], "--name must be letters, digits, '.', '_' or '-' (a folder of the repository), got "
                               "'../up'"),
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
+        (["--opt-size", "64x64"], "--opt-size tunes a TensorRT engine; --backend onnxruntime builds none"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
@@ -222,6 +223,12 @@ def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fak
     assert params["compile"] == ("true" if compiled else "false")
     assert params["window"] == "8" and params["scale"] == "4" and "max_size" in params
     assert "(torch: the checkpoint" in result.output and ("compiled" in result.output) == compiled
+    # the sizes asked for bound the served model (they were dropped: the checkpoint's 16x16..1088x1920 written)
+    result = _export(repo, tiny_checkpoint_path, *args, "--force", "--min-size", "32x32", "--max-size", "64x128")
+    assert result.exit_code == 0, result.output
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    params = {k: v.string_value for k, v in cfg.parameters.items()}
+    assert (params["min_size"], params["max_size"]) == ("32x32", "64x128")
 
 
 def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fake_export):
