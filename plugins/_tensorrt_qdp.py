@@ -122,7 +122,10 @@ def temporal_attention_autotune(qkv: trtp.TensorDesc, heads: int, outputs) -> li
 def temporal_attention_aot(qkv: trtp.TensorDesc, heads: int, outputs, tactic: int) -> AotResult:
     n, t_expr, c3_expr, h, w = qkv.shape_expr
     t = _constant(t_expr, "T (frames)")
-    c = _constant(c3_expr, "channel count") // 3
+    c3 = _constant(c3_expr, "channel count")
+    if c3 % 3:  # the kernel would step frames 3 * (c3 // 3) planes apart: wrong output, no error
+        raise PluginError(f"temporal_attention plugin: qkv has {c3} channels, not 3 x C (q, k and v stacked)")
+    c = c3 // 3
     if heads < 1 or c % heads:
         raise PluginError(f"temporal_attention plugin: heads={heads} must divide C={c}")
     try:

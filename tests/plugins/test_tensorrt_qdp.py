@@ -196,6 +196,9 @@ def test_attention_aot_needs_constant_frames(fake_trt):
     qkv = trtp.TensorDesc([_dim("N"), _dim(40), _dim(192), _dim("H"), _dim("W")], "FP32")
     with pytest.raises(PluginError, match=r"T must be in 1\.\.32"):
         registry[("aot", "vggx::temporal_attention")](qkv, 4, (qkv,), 0)
+    qkv = trtp.TensorDesc([_dim("N"), _dim(8), _dim(49), _dim("H"), _dim("W")], "FP32")  # was taken as C = 16
+    with pytest.raises(PluginError, match=r"qkv has 49 channels, not 3 x C"):
+        registry[("aot", "vggx::temporal_attention")](qkv, 1, (qkv,), 0)
 
 
 def test_flow_warp_autotune_offers_channels_last_formats(fake_trt):
