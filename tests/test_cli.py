@@ -104,3 +104,10 @@ def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
     result = CliRunner().invoke(app, [*command, *where])
     assert result.exit_code == 1 and result.stderr.strip() == message, result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["info", "upscale", "export", "bench", "evaluate"])
+def test_help_says_the_checkpoint_default(command):
+    """The help's "[default: the shipped one]" was read as rich markup and vanished."""
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "[default: the shipped one]" in result.output, result.output

@@ -37,7 +37,7 @@ err_console = Console(stderr=True, emoji=False)
 _state = {"debug": False}
 
 CheckpointOpt = Annotated[
-    Path | None, typer.Option("--checkpoint", "-c", help="vggx .safetensors checkpoint [default: the shipped one]")
+    Path | None, typer.Option("--checkpoint", "-c", help="vggx .safetensors checkpoint \\[default: the shipped one]")
 ]
 # How the commands that talk to Triton reach it (upscale, bench, info --url): see _triton_options.
 UrlOpt = Annotated[list[str] | None, typer.Option(
@@ -176,7 +176,8 @@ def _main(
 @app.command()
 @handle_errors
 def info(
-    checkpoint: Annotated[Path | None, typer.Argument(help="checkpoint to describe [default: the shipped one]")] = None,
+    checkpoint: Annotated[Path | None, typer.Argument(
+        help="checkpoint to describe \\[default: the shipped one]")] = None,
     config: Annotated[str | None, typer.Option("--config", help="describe a config instead: tiny or base")] = None,
     lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW for the FLOP count")] = "180x320",
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers as JSON")] = None,
