@@ -330,6 +330,9 @@ def device_cc() -> int:
     return major * 10 + minor
 
 
+MIN_TENSORRT = (10, 8)  # tensorrt.plugin came in 10.6 (JIT plugins, Python at run time); its AOT API in 10.8
+
+
 def register_plugins() -> None:
     """Register both QDPs with TensorRT's plugin registry (idempotent, thread-safe).
 
@@ -346,9 +349,9 @@ def register_plugins() -> None:
             f"cannot register the vggx::flow_warp / vggx::temporal_attention plugins ({err})"
         ) from err
     if not hasattr(tensorrt, "QuickPluginCreationRequest") or not hasattr(tensorrt.plugin, "KernelLaunchParams"):
-        # tensorrt.plugin came in 10.6 (JIT plugins, Python at run time); its AOT API in 10.8
         raise PluginError(f"TensorRT {getattr(tensorrt, '__version__', '?')} has no ahead-of-time plugins "
-                          f"(tensorrt.plugin.aot_impl, TensorRT 10.8 or later), which vggx's plugins need so that "
+                          f"(tensorrt.plugin.aot_impl, TensorRT {'.'.join(map(str, MIN_TENSORRT))} or later), "
+                          f"which vggx's plugins need so that "
                           f"engines run without Python: upgrade TensorRT, or export --flavor portable")
     require_triton()
     with _lock:

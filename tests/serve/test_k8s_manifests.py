@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import tomllib
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.30.0"  # oldest release the manifests target (autoscaling/v2, appProtocol, ...)
@@ -119,3 +121,24 @@ def _endpoints():
     from vggx.server import Endpoints
 
     return Endpoints("127.0.0.1", 8000, 8001, 8002)
+
+
+# The NGC Triton images and the TensorRT each ships (Frameworks Support Matrix / Triton's compatibility page). The
+# default `trt` flavour's plugins need TensorRT's AOT plugin API; an engine is tied to the TensorRT that built it.
+NGC_TRITON_TENSORRT = {"24.10-py3": "10.5.0", "24.12-py3": "10.7.0", "25.01-py3": "10.8.0.43"}
+
+
+def test_the_triton_image_runs_the_plugins_and_matches_the_gpu_extras_tensorrt(objects):
+    from vggx.plugins.tensorrt import MIN_TENSORRT
+
+    (c,) = objects[("Deployment", "vggx-triton")]["spec"]["template"]["spec"]["containers"]
+    tag = c["image"].rpartition(":")[2]
+    shipped = NGC_TRITON_TENSORRT[tag]
+    assert tuple(map(int, shipped.split(".")[:2])) >= MIN_TENSORRT, f"{tag} ships TensorRT {shipped}: no AOT plugins"
+    root = K8S.parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gpu"]
+    assert f"tensorrt=={shipped}" in extras  # `vggx export --fp16` builds the plan the image loads
+    readme = (root / "README.md").read_text()
+    assert f"nvcr.io/nvidia/tritonserver:{tag}" in readme
+    assert set(re.findall(r"nvcr\.io/nvidia/tritonserver:([\w.-]+)", readme)) == {tag}
+    assert f"TensorRT {shipped}" in readme
