@@ -47,6 +47,7 @@ _LOST_REGION = re.compile(r"unable to find (system )?shared memory region", re.I
 # What --url entries may start with: the protocol, and TLS for https:// and grpcs:// (see url_schemes).
 SCHEMES = {"grpc://": ("grpc", False), "grpcs://": ("grpc", True), "http://": ("http", False),
            "https://": ("http", True)}
+_ANY_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # The per-request times of Triton's statistics API that `vggx bench` reports (each a count and nanoseconds).
 STATS_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -502,6 +503,8 @@ def _version_stats(v: dict) -> dict:
 def _without_scheme(url: str) -> str:
     """``url`` without a leading ``grpc://``, ``grpcs://``, ``http://`` or ``https://`` (:data:`SCHEMES`)."""
     prefix = next((p for p in SCHEMES if url.startswith(p)), "")
+    if not prefix and (other := _ANY_SCHEME.match(url)):  # a typo, not a server that is down: no retry helps
+        raise ConfigError(f"--url scheme {other.group()!r} is not one of {', '.join(SCHEMES)} (in {url!r})")
     return url[len(prefix):]
 
 
@@ -773,6 +776,8 @@ class TritonPool(_RunnerBase):
 def url_schemes(entries: str | list[str]) -> tuple[str, bool] | None:
     """``(protocol, tls)`` that the entries' schemes say (``https://`` is HTTP over TLS, ``grpcs://`` gRPC over
     TLS), or None when none has one; ``ConfigError`` when they disagree or one lacks what the others have."""
+    for part in _split(entries):
+        _without_scheme(part)  # an unknown scheme is an error
     found = {next((v for k, v in SCHEMES.items() if part.startswith(k)), None) for part in _split(entries)}
     if found == {None}:
         return None

@@ -102,6 +102,10 @@ class TestAgainstStub:
         (["--url", "a:1", "--ca-cert", "ca.pem"], "--ca-cert and --client-cert apply with TLS"),
         (["--url", "grpcs://a:1", "--client-cert", "c.pem"], "--client-cert and --client-key go together"),
         (["--ssl"], "--ssl and --header apply to a Triton server (--url), not --backend onnxruntime"),
+        # a mistyped scheme is a bad setting (exit 1), not an unreachable server (75: a Job would retry it)
+        (["--url", "ftp://127.0.0.1:1"], "--url scheme 'ftp://' is not one of grpc://, grpcs://, http://, https://"),
+        (["--url", "grpc+tls://127.0.0.1:8001"], "--url scheme 'grpc+tls://' is not one of"),
+        (["--url", "127.0.0.1:1,tcp://127.0.0.1:2"], "--url scheme 'tcp://' is not one of"),
     ])
     def test_bad_tls_and_header_options_are_one_line(self, clips, tmp_path, args, message):
         from typer.testing import CliRunner
