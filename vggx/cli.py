@@ -261,12 +261,7 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
     for m in d.models:
         models.add_row(*map(escape, (m.name, m.version, m.state, m.reason)))  # a reason quotes logs
     console.print(models)
-    if d.model is None:
-        console.print(f"no model {model!r} here; --model names one of the above", highlight=False, markup=False)
-    elif not d.config:
-        console.print(f"model {model!r} is not READY: see the reason above or the server's log", highlight=False,
-                      markup=False)
-    else:
+    if d.model is not None and d.config:
         cfg = d.config
         params = {k: v.get("string_value", "") for k, v in (cfg.get("parameters") or {}).items()}
         groups = ", ".join(f"{g.get('count', 1)} x {g.get('kind', '?').removeprefix('KIND_')}"
@@ -296,6 +291,14 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
         console.print(stats)
     write_json(json_path, {"url": d.url, "server": d.server, "models": [vars(m) for m in d.models],
                            "model": d.model, "config": d.config, "stats": d.stats})
+    if d.model is None:  # the server's models are listed above; the one asked for is not among them
+        from vggx.errors import ConfigError
+
+        raise ConfigError(f"no model {model!r} at {d.url}; --model names one of the models listed")
+    if not d.config:
+        from vggx.errors import ServerError
+
+        raise ServerError(f"model {model!r} at {d.url} is not READY: see its reason above or the server's log")
 
 
 @app.command()

@@ -347,9 +347,11 @@ def test_info_url_names_the_models_when_the_one_asked_is_not_there(triton_server
 
     from vggx.cli import app
 
-    result = CliRunner().invoke(app, ["info", "--url", triton_server.endpoints.grpc, "--model", "vggx-base"])
-    assert result.exit_code == 0, result.output
-    assert "no model 'vggx-base' here; --model names one of the above" in result.stdout
+    url = triton_server.endpoints.grpc
+    result = CliRunner().invoke(app, ["info", "--url", url, "--model", "vggx-base"])
+    assert result.exit_code == 1, result.output  # like `upscale --model` and `serve --check`: an error, listed first
+    assert "READY" in result.stdout and "vggx" in result.stdout
+    assert result.stderr.strip() == f"error: no model 'vggx-base' at {url}; --model names one of the models listed"
 
 
 def test_info_url_unreachable_is_one_line():
