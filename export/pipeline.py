@@ -70,6 +70,10 @@ class ExportJob:
         if self.flavor is Flavor.TRT and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"the trt flavour (plugin nodes) runs only in TensorRT; use --flavor portable "
                               f"with --backend {self.backend.value}")
+        if self.backend is Backend.TORCH and (self.flavor is not None or not self.verify):
+            flag = "--flavor/--no-plugins choose" if self.flavor is not None else "--no-verify skips the check of"
+            raise ConfigError(f"{flag} the exported ONNX graph; --backend torch serves the checkpoint itself "
+                              f"(no ONNX: the vggx kernels run in PyTorch)")
         if self.opt_size is not None and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"--opt-size tunes a TensorRT engine; --backend {self.backend.value} builds none")
         if self.max_batch < 1:
@@ -177,6 +181,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         metadata = {k: v for k, v in ckpt.metadata.items() if not k.startswith("extra.")}
         # the sizes asked for bound the served model's requests, as an export's bound its graph
         metadata.update(min_size=format_size(profile.min_size), max_size=format_size(profile.max_size))
+        metadata["window"] = str(window)  # the generator runs any T; the served model checks what --window says
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force,

@@ -161,6 +161,10 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
                               "'../up'"),
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
         (["--opt-size", "64x64"], "--opt-size tunes a TensorRT engine; --backend onnxruntime builds none"),
+        (["--backend", "torch", "--no-plugins"], "--flavor/--no-plugins choose the exported ONNX graph; --backend "
+                                                 "torch serves the checkpoint itself"),
+        (["--backend", "torch", "--flavor", "portable"], "--flavor/--no-plugins choose the exported ONNX graph"),
+        (["--backend", "torch", "--no-verify"], "--no-verify skips the check of the exported ONNX graph"),
     ],
 )
 def test_bad_flags_are_one_line(tmp_path, tiny_checkpoint_path, fake_export, args, match):
@@ -229,6 +233,11 @@ def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fak
     cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
     params = {k: v.string_value for k, v in cfg.parameters.items()}
     assert (params["min_size"], params["max_size"]) == ("32x32", "64x128")
+    # --window is honoured (the generator runs any T); it was refused with a message naming no flag
+    result = _export(repo, tiny_checkpoint_path, *args, "--force", "--window", "4")
+    assert result.exit_code == 0, result.output
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    assert cfg.parameters["window"].string_value == "4" and list(cfg.input[0].dims) == [4, -1, -1, 3]
 
 
 def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fake_export):
