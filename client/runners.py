@@ -111,6 +111,11 @@ class BackendConfig:
                               f"{self.backend.value}")
         if (self.ca_cert is not None or self.client_cert is not None) and not self.ssl:
             raise ConfigError("--ca-cert and --client-cert apply with TLS: an https:// or grpcs:// --url, or --ssl")
+        if self.checkpoint is not None and self.backend is Backend.TRITON:
+            raise ConfigError("--checkpoint is run in-process; Triton serves what `vggx export` put in its repository "
+                              "(--model picks the model)")
+        if self.threads is not None and self.backend is Backend.TRITON:
+            raise ConfigError("--threads sets in-process backends' CPU threads; the Triton server sets its own")
         if self.cuda and self.backend is Backend.TRITON:
             raise ConfigError("--device applies to in-process backends; the Triton server picks its own")
         if self.threads is not None and self.threads < 1:

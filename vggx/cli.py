@@ -1171,10 +1171,17 @@ def bench(
         if on and "torch" not in names:
             raise ConfigError(f"{flag} applies to the torch backend (on --device cuda); none of "
                               f"{', '.join(names)} takes it")
+    if threads is not None and names == ["triton"]:
+        raise ConfigError("--threads sets in-process backends' CPU threads; the Triton server sets its own")
+    if (model != "vggx" or model_version) and "triton" not in names:
+        raise ConfigError(f"--model/--model-version name a model Triton serves; they apply with --url, not "
+                          f"--backend {names[0]}" if len(names) == 1 else "--model/--model-version name a model "
+                          "Triton serves: add triton to --compare")
     triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     backends = tuple(
-        BackendConfig(backend=choices[n], checkpoint=checkpoint, device=device if n != "triton" else "cpu",
-                      fp16=fp16 and n == "torch", compile=compile_model and n == "torch", threads=threads,
+        BackendConfig(backend=choices[n], checkpoint=checkpoint if n != "triton" else None,
+                      device=device if n != "triton" else "cpu", fp16=fp16 and n == "torch",
+                      compile=compile_model and n == "torch", threads=threads if n != "triton" else None,
                       url=url if n == "triton" else None,
                       **({"model_name": model, "model_version": model_version, **triton} if n == "triton"
                          else {"protocol": triton["protocol"]}))

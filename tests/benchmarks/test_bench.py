@@ -165,6 +165,11 @@ def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
     (["--compare", "onnxruntime,torch", "--url", "127.0.0.1:1"], "--url sends work to Triton: add triton to --compare"),
     (["--backend", "onnxruntime", "--fp16"], "--fp16 applies to the torch backend"),
     (["--url", "127.0.0.1:1", "--compile"], "--compile applies to the torch backend"),
+    (["--model", "vggx-base"], "--model/--model-version name a model Triton serves; they apply with --url, not "
+                               "--backend onnxruntime"),
+    (["--compare", "onnxruntime,torch", "--model-version", "2"], "--model/--model-version name a model Triton "
+                                                                 "serves: add triton to --compare"),
+    (["--url", "127.0.0.1:1", "--threads", "2"], "--threads sets in-process backends' CPU threads"),
 ])
 def test_options_no_backend_takes_are_refused(args, message):
     """Not ignored: a --url the run would never call, an --fp16 no backend would use."""

@@ -106,6 +106,11 @@ class TestAgainstStub:
         (["--url", "ftp://127.0.0.1:1"], "--url scheme 'ftp://' is not one of grpc://, grpcs://, http://, https://"),
         (["--url", "grpc+tls://127.0.0.1:8001"], "--url scheme 'grpc+tls://' is not one of"),
         (["--url", "127.0.0.1:1,tcp://127.0.0.1:2"], "--url scheme 'tcp://' is not one of"),
+        # in-process options the served model never sees (it is what `vggx export` wrote)
+        (["--url", "127.0.0.1:1", "--checkpoint", "foo.safetensors"], "--checkpoint is run in-process; Triton "
+                                                                      "serves what `vggx export` put"),
+        (["--url", "127.0.0.1:1", "--threads", "2"], "--threads sets in-process backends' CPU threads; the Triton "
+                                                     "server sets its own"),
     ])
     def test_bad_tls_and_header_options_are_one_line(self, clips, tmp_path, args, message):
         from typer.testing import CliRunner
