@@ -4,8 +4,8 @@
 the result in ``<repo>/vggx/<version>/`` through :func:`vggx.export.repository.write_model_repository`.
 Everything is produced in a temporary folder first and the version folder is renamed into place
 at the end, so a failure leaves the repository as it was. Inputs are checked before the slow
-export (about 40 s per graph on a 2-core CPU): the checkpoint, the profile, the version folder and
-that the repository is writable.
+export (about 40 s per graph on a 2-core CPU): the checkpoint, the profile, that the repository is writable
+and takes the new version (the folder, a backend switch, the contract of versions still served).
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vggx.checkpoint import load_checkpoint
+from vggx.checkpoint import load_checkpoint, model_metadata
 from vggx.errors import ConfigError, ExportError, TensorRTNotInstalledError
-from vggx.shapes import clamp_size, format_size
+from vggx.shapes import clamp_size
 
 from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
-from .repository import MODEL_NAME, Backend, ServingConfig, write_model_repository
+from .repository import MODEL_NAME, Backend, ServingConfig, check_model_repository, write_model_repository
 from .verify import ParityResult, verify_onnx
 
 __all__ = ["DEFAULT_OPT_SIZE", "ExportJob", "ExportResult", "export_to_repository"]
@@ -119,33 +119,6 @@ def _check_writable(repo: Path) -> None:
                           f"choose another --repo")
 
 
-def _served_kind(platform: str, backend: str, serving_backend: str) -> str:
-    return platform or f"{backend}/{serving_backend}"
-
-
-_KINDS = {Backend.TENSORRT: "tensorrt_plan", Backend.ONNXRUNTIME: "onnxruntime_onnx", Backend.PYTHON: "python/python",
-          Backend.TORCH: "python/torch"}
-
-
-def _check_same_backend(model_dir: Path, job: ExportJob) -> None:
-    """Refuse before the slow export what the repository writer would refuse after it (a backend switch of a model
-    that serves something; a repository of placeholders, like the checked-in one, switches freely)."""
-    from .repository import CONFIG_FILE, parse_config, served_versions
-
-    path = model_dir / CONFIG_FILE
-    if job.force or not path.is_file():
-        return
-    try:
-        old = parse_config(path.read_text())
-    except OSError:
-        return  # the writer reports it
-    param = old.parameters.get("serving_backend")
-    kind = _served_kind(old.platform, old.backend, param.string_value if param is not None else "")
-    if kind != _KINDS[job.backend] and served_versions(model_dir, old):
-        raise ExportError(f"{model_dir} serves a {kind} model; pass --force to switch it to "
-                          f"{job.backend.value!r} or write to another --repo")
-
-
 def _profile(job: ExportJob, cfg, window: int) -> ShapeProfile:
     lo = job.min_size or cfg.min_size
     hi = job.max_size or cfg.max_size
@@ -173,19 +146,23 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     flavor = job.resolved_flavor
     model_dir = job.repo / job.name
     _check_writable(job.repo)
-    if job.version is not None and (model_dir / str(job.version)).exists() and not job.force:
-        raise ExportError(f"{model_dir / str(job.version)} already exists; pass --force to overwrite it, "
-                          f"or --version to choose another")
-    _check_same_backend(model_dir, job)
+    # the model metadata the export will publish (ONNX props or the torch model's parameters)
+    published = model_metadata(cfg.replace(window=window, min_size=profile.min_size, max_size=profile.max_size),
+                               ckpt.metadata.get("version", "1"))
+    serving = dataclasses.replace(job.serving, compile=job.compile) if job.backend is Backend.TORCH else job.serving
+    # what the repository writer would refuse after the slow export, refused before it: an existing version, a
+    # backend switch, a changed contract beside versions still served
+    check_model_repository(job.repo, backend=job.backend, metadata=published, window=window,
+                           max_batch=job.max_batch, version=job.version, force=job.force, serving=serving,
+                           name=job.name)
     if job.backend is Backend.TORCH:  # the checkpoint itself is served: no ONNX, nothing to verify
         metadata = {k: v for k, v in ckpt.metadata.items() if not k.startswith("extra.")}
-        # the sizes asked for bound the served model's requests, as an export's bound its graph
-        metadata.update(min_size=format_size(profile.min_size), max_size=format_size(profile.max_size))
-        metadata["window"] = str(window)  # the generator runs any T; the served model checks what --window says
+        # the sizes asked for bound the served model's requests, as an export's bound its graph; the generator
+        # runs any T, and the served model checks what --window says
+        metadata.update({k: published[k] for k in ("window", "min_size", "max_size")})
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=ckpt.path, metadata=metadata, window=window,
-            max_batch=job.max_batch, version=job.version, force=job.force,
-            serving=dataclasses.replace(job.serving, compile=job.compile), name=job.name,
+            max_batch=job.max_batch, version=job.version, force=job.force, serving=serving, name=job.name,
         )
         return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 

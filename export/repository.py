@@ -37,6 +37,7 @@ __all__ = [
     "OUTPUT_NAME",
     "Backend",
     "ServingConfig",
+    "check_model_repository",
     "config_text",
     "model_config",
     "parse_config",
@@ -269,14 +270,58 @@ def write_model_repository(
         ExportError: the version exists (without ``force``), the artefact is missing, or writing failed.
     """
     backend = Backend.parse(backend)
-    serving = _replace(serving or ServingConfig(), max_batch=max_batch)
-    text = config_text(model_config(backend=backend, metadata=metadata, window=window, serving=serving,
-                                    name=name))
-    model_dir = Path(repo) / name
     if artefact is not None:
         artefact = Path(artefact)
         if not artefact.is_file():
             raise ExportError(f"artefact not found: {artefact}")
+    model_dir, version, text = _plan_write(repo, backend, metadata, window, max_batch, version, force, serving, name)
+    target = model_dir / str(version)
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    try:
+        if backend.template is not None:
+            shutil.copyfile(backend.template, staging / "model.py")
+        if artefact is not None:
+            shutil.copyfile(artefact, staging / backend.artefact_name)
+        staging.chmod(0o755)
+        _replace_dir(staging, target)
+        write_atomic(model_dir / CONFIG_FILE, text.encode())
+    except OSError as exc:
+        raise ExportError(f"writing the model repository at {model_dir} failed: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if artefact is None and backend.template is None:
+        log.warning("%s has no %s yet; build it there before serving", target, backend.artefact_name)
+    log.info("wrote %s (backend %s, version %d)", target, backend.value, version)
+    return target
+
+
+def check_model_repository(
+    repo: str | Path,
+    *,
+    backend: Backend | str,
+    metadata: Mapping[str, str],
+    window: int,
+    max_batch: int = 4,
+    version: int | None = None,
+    force: bool = False,
+    serving: ServingConfig | None = None,
+    name: str = MODEL_NAME,
+) -> int:
+    """What :func:`write_model_repository` with these arguments would refuse, refused now (nothing written): run it
+    before a slow export with the metadata the export will publish. Returns the version it would write."""
+    return _plan_write(repo, Backend.parse(backend), metadata, window, max_batch, version, force, serving, name)[1]
+
+
+def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int, max_batch: int,
+                version: int | None, force: bool, serving: ServingConfig | None,
+                name: str) -> tuple[Path, int, str]:
+    """The model folder, version and config text a write would produce, or the ``ExportError`` it would raise."""
+    serving = _replace(serving or ServingConfig(), max_batch=max_batch)
+    text = config_text(model_config(backend=backend, metadata=metadata, window=window, serving=serving,
+                                    name=name))
+    model_dir = Path(repo) / name
     existing = _versions(model_dir)
     old = _read_existing(model_dir / CONFIG_FILE)
     serves = _backend_of(old)
@@ -305,25 +350,7 @@ def write_model_repository(
         raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
                           f"one, and the two differ ({diff}): one config.pbtxt describes every version served. "
                           f"Export with --versions-served 1, or under another --name")
-
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
-    try:
-        if backend.template is not None:
-            shutil.copyfile(backend.template, staging / "model.py")
-        if artefact is not None:
-            shutil.copyfile(artefact, staging / backend.artefact_name)
-        staging.chmod(0o755)
-        _replace_dir(staging, target)
-        write_atomic(model_dir / CONFIG_FILE, text.encode())
-    except OSError as exc:
-        raise ExportError(f"writing the model repository at {model_dir} failed: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    if artefact is None and backend.template is None:
-        log.warning("%s has no %s yet; build it there before serving", target, backend.artefact_name)
-    log.info("wrote %s (backend %s, version %d)", target, backend.value, version)
-    return target
+    return model_dir, version, text
 
 
 def _warmup_size(size: tuple[int, int], metadata: Mapping[str, str]) -> tuple[int, int]:

@@ -193,6 +193,25 @@ def test_switching_the_served_backend_needs_force_and_is_refused_before_exportin
     assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
 
 
+def test_a_changed_contract_beside_a_version_still_served_is_refused_before_exporting(tmp_path, tiny_checkpoint_path,
+                                                                                       fake_export):
+    """--versions-served 2 keeps version 1 served under the one config.pbtxt: a new window (or size range) would
+    change its contract. Refused before the slow export (it took 40 s to be refused after it)."""
+    repo = tmp_path / "repo"
+    assert _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify").exit_code == 0
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify",
+                                   "--versions-served", "2", "--window", "4"))
+    assert "keeps serving version 1 beside the new one, and the two differ (" in line and "window 8 -> 4" in line
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify",
+                                   "--versions-served", "2", "--max-size", "64x64"))
+    assert "max_size 1088x1920 -> 64x64" in line
+    assert len(fake_export) == 1 and sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
+    # the same contract is served side by side
+    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--versions-served", "2")
+    assert result.exit_code == 0, result.output
+    assert (repo / "vggx" / "2").is_dir() and len(fake_export) == 2
+
+
 @pytest.mark.parametrize("args", [(), ("--fp16",)])
 def test_the_checked_in_repository_takes_the_readmes_export_without_force(tmp_path, tiny_checkpoint_path, fake_export,
                                                                          trt_window, args):
