@@ -335,9 +335,18 @@ def train(
     trainer = Trainer(cfg, out)
     if (out / "state.safetensors").exists() and not resume:
         raise VggxError(f"{out} already holds a training state; pass --resume to continue or choose another --out")
-    if resume and trainer.load_state():
-        console.print(f"resumed at step {trainer.step}")
+    if resume:
+        if trainer.load_state():
+            console.print(f"resumed at step {trainer.step}")
+        else:
+            console.print(f"no training state in {out} yet: starting at step 0", markup=False, highlight=False,
+                          soft_wrap=True)
     until = cfg.steps if steps is None else steps
+    if trainer.step >= until:  # nothing to run: say so rather than show a finished (or overfull) bar
+        console.print(f"{out} is at step {trainer.step}, already at or past --steps {until}: nothing to train "
+                      f"(pass a larger --steps to go on)", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False, soft_wrap=True)  # a path: whole
+        return
     with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("train", total=until, completed=trainer.step, stats="")
@@ -346,7 +355,7 @@ def train(
     if val:
         console.print(f"step {trainer.step}: val PSNR {val['psnr']:.2f} dB "
                       f"(bicubic {val['psnr_bicubic']:.2f}, gain {val['gain_db']:+.2f} dB)")
-    console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False)
+    console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False, soft_wrap=True)  # a path: whole
 
 
 @app.command()

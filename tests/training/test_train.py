@@ -123,6 +123,15 @@ def test_train_cli_refuses_to_clobber_and_resumes(tmp_path, monkeypatch):
     assert again.exit_code == 1 and "--resume" in again.output
     resumed = runner.invoke(cli.app, [*args[:4], "3", *args[5:], "--resume"])
     assert resumed.exit_code == 0 and "resumed at step 2" in resumed.output
+    # nothing left to run: said, not a "3/2" bar; the state is untouched
+    state = (tmp_path / "state.safetensors").read_bytes()
+    done = runner.invoke(cli.app, [*args[:4], "2", *args[5:], "--resume"])
+    assert done.exit_code == 0, done.output
+    assert f"{tmp_path} is at step 3, already at or past --steps 2: nothing to train" in done.output
+    assert f"checkpoint: {tmp_path / 'latest.safetensors'}\n" in done.output  # the path whole, not wrapped
+    assert (tmp_path / "state.safetensors").read_bytes() == state
+    fresh = runner.invoke(cli.app, ["train", "--out", str(tmp_path / "new"), *args[3:], "--resume"])
+    assert fresh.exit_code == 0 and "no training state in" in fresh.output and "starting at step 0" in fresh.output
 
 
 def test_ssim_matches_scikit_image_and_is_chunk_independent():
