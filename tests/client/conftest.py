@@ -34,7 +34,8 @@ def cli(tiny_checkpoint_path):
     from vggx.cli import app
 
     def invoke(*args: str, backend: tuple[str, ...] = ("--backend", "torch")):
-        extra = ["--checkpoint", str(tiny_checkpoint_path), "--threads", "1"]
+        # in-process options; a Triton run (--url) refuses them
+        extra = [] if "--url" in map(str, args) else ["--checkpoint", str(tiny_checkpoint_path), "--threads", "1"]
         return CliRunner().invoke(app, ["upscale", *map(str, args), *backend, *extra])
 
     return invoke

@@ -81,8 +81,7 @@ class TestSuccess:
 
     def test_image_sequence_in_and_out(self, cli, clips, tmp_path):
         pattern = make_png_sequence(tmp_path / "in", count=6)
-        out = tmp_path / "out"
-        out.mkdir()
+        out = tmp_path / "out"  # not there: made, as the README's `vggx upscale "plates/%04d.png" "x4/%04d.png"`
         result = cli(pattern, out / "%04d.png", "--fps", "23.976")
         assert result.exit_code == 0, result.output
         assert "6 frames in " in result.stdout and sorted(p.name for p in out.iterdir()) == [

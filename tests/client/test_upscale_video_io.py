@@ -232,6 +232,26 @@ class TestEncode:
         w.abort()
         assert list(tmp_path.iterdir()) == []
 
+    def test_an_image_sequence_makes_its_folder_and_takes_it_away_on_abort(self, tmp_path):
+        """x4/%04d.png with no x4/ (the README's example): made, as a folder run makes its output folder; an
+        aborted run leaves no empty x4/ behind, and a folder that was there stays."""
+        from vggx.video.encode import check_output_path
+
+        out = tmp_path / "x4" / "%04d.png"
+        assert check_output_path(out) == out
+        w = VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec="png"))
+        w.write(frame_pattern(0, 40, 56), 0)
+        w.abort()
+        assert list(tmp_path.iterdir()) == []
+        with VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec="png")) as w:
+            w.write(frame_pattern(0, 40, 56), 0)
+        assert sorted(p.name for p in (tmp_path / "x4").iterdir()) == ["0001.png"]
+        w = VideoWriter(out.with_name("b%04d.png"), 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec="png"))
+        w.abort()
+        assert sorted(p.name for p in (tmp_path / "x4").iterdir()) == ["0001.png"]
+        with pytest.raises(VideoError, match=r"directory .*a[/\\]b does not exist"):  # one level only, like folders
+            check_output_path(tmp_path / "a" / "b" / "%04d.png")
+
     def test_exception_inside_with_leaves_no_file(self, tmp_path):
         with pytest.raises(KeyboardInterrupt), VideoWriter(tmp_path / "o.mkv", 56, 40, Fraction(25),
                                                            Fraction(1, 25)) as w:

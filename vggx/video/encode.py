@@ -240,6 +240,8 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
     parent = output.parent if str(output.parent) else Path(".")
     if output.is_dir():
         raise VideoError(f"cannot write {output}: it is a directory")
+    if not parent.is_dir() and is_image_sequence(output) and not parent.exists() and parent.parent.is_dir():
+        parent = parent.parent  # a sequence's own folder (x4/%06d.png) is made by the writer, as a folder run's
     if not parent.is_dir():
         raise VideoError(f"cannot write {output}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -697,6 +699,7 @@ class VideoWriter:
         self._single = is_single_image(self.path)  # one image: the image2 muxer on a plain name, one frame
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
+        self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
             self.tmp_path = self._tmp_dir / self.path.name
@@ -723,6 +726,9 @@ class VideoWriter:
         self._last_dts: int | None = None  # of the last packet muxed (one encoder: see _sane_dts)
         try:
             if self._images:
+                if not self.path.parent.exists():
+                    self.path.parent.mkdir()
+                    self._made_dir = self.path.parent
                 self._tmp_dir.mkdir()
             image2 = self._images or self._single  # FFmpeg's image muxer: numbered files, or one file
             if self._stdout:  # FFmpeg's pipe protocol: written to file descriptor 1 without Python in between
@@ -1151,6 +1157,9 @@ class VideoWriter:
     def _remove_tmp(self) -> None:
         if self._tmp_dir is not None:
             shutil.rmtree(self._tmp_dir, ignore_errors=True)
+            if self._made_dir is not None:
+                with contextlib.suppress(OSError):  # only if nothing else came into it meanwhile
+                    self._made_dir.rmdir()
         elif self.tmp_path is not None:
             with contextlib.suppress(OSError):  # never there (a name too long to create), or gone already
                 self.tmp_path.unlink(missing_ok=True)
