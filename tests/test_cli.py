@@ -106,6 +106,13 @@ def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_evaluate_with_nothing_to_evaluate_is_an_error():
+    """--no-held-out and no videos printed an empty table and exited 0."""
+    result = CliRunner().invoke(app, ["evaluate", "--no-held-out"])
+    assert result.exit_code == 1 and result.stderr.strip() == ("error: nothing to evaluate: name videos, or keep the "
+                                                               "held-out clips (drop --no-held-out)")
+
+
 @pytest.mark.parametrize("command", ["info", "upscale", "export", "bench", "evaluate"])
 def test_help_says_the_checkpoint_default(command):
     """The help's "[default: the shipped one]" was read as rich markup and vanished."""

@@ -373,6 +373,10 @@ def evaluate(
     Example: vggx evaluate my_clip.mp4 --json scores.json
     """
     check_json_path(json_path)
+    if not held_out and not videos:
+        from vggx.errors import ConfigError
+
+        raise ConfigError("nothing to evaluate: name videos, or keep the held-out clips (drop --no-held-out)")
     from vggx.checkpoint import load_checkpoint
     from vggx.training.evaluate import EvalClip, standard_methods, video_clip
     from vggx.training.evaluate import evaluate as run_eval
