@@ -128,6 +128,11 @@ class ServingConfig:
             raise ExportError(f"the TensorRT execution accelerator is an onnxruntime-backend option, "
                               f"not {backend.value!r}")
         kind = self.instance_kind or backend.default_kind
+        if backend is Backend.TENSORRT and kind != "KIND_GPU":
+            raise ExportError("a TensorRT engine runs on a GPU: the tensorrt backend's instances are KIND_GPU")
+        if backend is Backend.PYTHON and kind != "KIND_CPU":
+            raise ExportError("the python backend runs ONNX Runtime on the CPU (KIND_CPU); on GPUs serve --backend "
+                              "onnxruntime, tensorrt or torch")
         if self.trt_accelerator and kind != "KIND_GPU":
             raise ExportError("the TensorRT execution accelerator needs KIND_GPU instances")
         if self.gpus and kind != "KIND_GPU":

@@ -1298,6 +1298,9 @@ def export(
         "while the other computes")] = 1,
     gpus: Annotated[str | None, typer.Option(
         "--gpus", help="GPU indices the instances run on, e.g. 0,1 (default: every GPU the server sees)")] = None,
+    instance_kind: Annotated[str | None, typer.Option(
+        "--instance-kind", help="gpu or cpu: where the instances run (default: the backend's, see the README; cpu "
+        "serves --backend onnxruntime from a Triton without GPUs)")] = None,
     queue_delay_us: Annotated[int, typer.Option(
         "--queue-delay-us", help="dynamic batching: how long a window may wait for others to batch with, in "
         "microseconds")] = 500,
@@ -1328,8 +1331,11 @@ def export(
     except ValueError:
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
     size = lambda text: parse_size(text) if text else None
+    if instance_kind is not None and instance_kind not in ("gpu", "cpu"):
+        raise ConfigError(f"--instance-kind must be gpu or cpu, got {instance_kind!r}")
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
-                            trt_accelerator=trt_accelerator, cpu_threads=cpu_threads, versions_served=versions_served)
+                            trt_accelerator=trt_accelerator, cpu_threads=cpu_threads, versions_served=versions_served,
+                            instance_kind=f"KIND_{instance_kind.upper()}" if instance_kind else None)
     job = ExportJob(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),

@@ -161,6 +161,10 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
                               "'../up'"),
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
         (["--opt-size", "64x64"], "--opt-size tunes a TensorRT engine; --backend onnxruntime builds none"),
+        (["--instance-kind", "tpu"], "--instance-kind must be gpu or cpu, got 'tpu'"),
+        (["--fp16", "--instance-kind", "cpu"], "a TensorRT engine runs on a GPU"),
+        (["--backend", "python", "--instance-kind", "gpu"], "the python backend runs ONNX Runtime on the CPU"),
+        (["--instance-kind", "cpu", "--gpus", "0"], "gpus apply to KIND_GPU instances, not KIND_CPU"),
         (["--backend", "torch", "--no-plugins"], "--flavor/--no-plugins choose the exported ONNX graph; --backend "
                                                  "torch serves the checkpoint itself"),
         (["--backend", "torch", "--flavor", "portable"], "--flavor/--no-plugins choose the exported ONNX graph"),
@@ -273,6 +277,13 @@ def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fa
     assert cfg.version_policy.latest.num_versions == 2
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
+
+    # a Triton without GPUs serves the onnxruntime backend on KIND_CPU instances
+    result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--no-verify", "--force",
+                     "--instance-kind", "cpu")
+    assert result.exit_code == 0, result.output
+    cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+    assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_CPU and not cfg.instance_group[0].gpus
 
     result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--force", "--instances", "3",
                      "--cpu-threads", "1")

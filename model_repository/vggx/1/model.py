@@ -86,8 +86,8 @@ class TritonPythonModel:
             return f"input {INPUT_NAME!r} must be RGB (last dim 3), got {c}"
         (lo_h, lo_w), (hi_h, hi_w) = self.min_size, self.max_size
         if not (lo_h <= h <= hi_h and lo_w <= w <= hi_w):
-            return (f"frame size {h}x{w} is outside the model's range {lo_h}x{lo_w} .. {hi_h}x{hi_w}; "
-                    f"tile larger frames")
+            hint = "tile larger frames" if h > hi_h or w > hi_w else "pad or upscale smaller frames first"
+            return f"frame size {h}x{w} is outside the model's range {lo_h}x{lo_w} .. {hi_h}x{hi_w}; {hint}"
         return None
 
     def execute(self, requests):
