@@ -447,31 +447,27 @@ class VideoReader:
             raise VideoError(f"cannot look over {self.path} ({_reason(exc)})") from None
         return images
 
-    def _first_frame_transparent(self) -> bool:
-        """Whether the stream's first frame has a pixel that is not opaque (True where it cannot be read)."""
+    def _first_frame(self, read, default):
+        """``read(frame)`` of the stream's first frame, decoded past damage from a fresh open of the source (this
+        reader's own position is left alone); ``default`` where it cannot be read."""
         import av
 
         try:
             with open_source(self.source) as c:
                 stream = c.streams[self._stream.index]
                 for frame in _decoded_past_damage(c, stream, []):
-                    return bool(frame.to_ndarray(format="rgba")[..., 3].min() < 255)
+                    return read(frame)
         except (av.error.FFmpegError, OSError):
             pass
-        return True
+        return default
+
+    def _first_frame_transparent(self) -> bool:
+        """Whether the stream's first frame has a pixel that is not opaque (True where it cannot be read)."""
+        return self._first_frame(lambda f: bool(f.to_ndarray(format="rgba")[..., 3].min() < 255), True)
 
     def _first_rotation(self) -> int:
         """The display rotation of the stream's first frame (degrees counter-clockwise; 0 where it cannot be read)."""
-        import av
-
-        try:
-            with open_source(self.source) as c:
-                stream = c.streams[self._stream.index]
-                for frame in _decoded_past_damage(c, stream, []):
-                    return int(frame.rotation or 0)
-        except (av.error.FFmpegError, OSError):
-            pass
-        return 0
+        return self._first_frame(lambda f: int(f.rotation or 0), 0)
 
     def _filtered_alone(self, frame):
         """``frame`` through the ``filters`` chain on its own (the first frame out, or None); as it is without one."""
