@@ -30,7 +30,8 @@ from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
 from vggx.plugins import reference_ops
 
-__all__ = ["GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx"]
+__all__ = ["GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx",
+           "published_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,23 @@ def export_model(checkpoint: Checkpoint, precision: Precision) -> torch.nn.Modul
     return UInt8Upscaler(checkpoint.generator).eval()
 
 
+def published_metadata(checkpoint: Checkpoint, config: ExportConfig = ExportConfig()) -> dict[str, str]:
+    """The metadata props an export of ``checkpoint`` with ``config`` carries (and its Triton config publishes as
+    ``parameters``): the model's (``scale``, ``window``, sizes, ...) plus flavour, precision and provenance."""
+    gen_cfg = checkpoint.config
+    published = gen_cfg.replace(window=config.window or gen_cfg.window, min_size=config.min_size or gen_cfg.min_size,
+                                max_size=config.max_size or gen_cfg.max_size)
+    meta = model_metadata(published, checkpoint.metadata.get("version", "1"))
+    meta.update({
+        "flavor": config.flavor.value,
+        "precision": config.precision.value,
+        "checkpoint_sha256": checkpoint.sha256,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+    })
+    return meta
+
+
 def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig = ExportConfig()) -> Path:
     """Export ``checkpoint`` to an ONNX file at ``path`` (written atomically) and return the path.
 
@@ -136,17 +154,7 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig =
     _check_window(gen_cfg, config, window)
     proto = _trace(checkpoint, config, window)
     proto = _finish(proto, config)
-    published = gen_cfg.replace(window=window, min_size=config.min_size or gen_cfg.min_size,
-                                max_size=config.max_size or gen_cfg.max_size)
-    meta = model_metadata(published, checkpoint.metadata.get("version", "1"))
-    meta.update({
-        "flavor": config.flavor.value,
-        "precision": config.precision.value,
-        "checkpoint_sha256": checkpoint.sha256,
-        "input": INPUT_NAME,
-        "output": OUTPUT_NAME,
-    })
-    onnx.helper.set_model_props(proto, meta)
+    onnx.helper.set_model_props(proto, published_metadata(checkpoint, config))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:
