@@ -28,11 +28,15 @@ from .onnx import ExportConfig, Flavor, Precision, export_onnx
 from .repository import MODEL_NAME, Backend, ServingConfig, check_model_repository, write_model_repository
 from .verify import ParityResult, verify_onnx
 
-__all__ = ["DEFAULT_OPT_SIZE", "ExportJob", "ExportResult", "export_to_repository"]
+__all__ = ["DEFAULT_OPT_SIZE", "ENGINE_ACTIVATION_BUDGET", "ExportJob", "ExportResult", "export_to_repository"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPT_SIZE = (180, 320)  # LR size the engine is tuned for (the benchmark size); clamped to the model's
+# A TensorRT engine's default profile max: the largest of these (and the model's max) whose activations fit the
+# budget, which leaves room on a 24 GB GPU for the weights, the workspace and the I/O
+ENGINE_MAX_SIZES = ((720, 1280), (540, 960), (360, 640), (270, 480), (180, 320), (90, 160))
+ENGINE_ACTIVATION_BUDGET = 16 * 2**30
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 TIMING_CACHE = "trt_timing.cache"  # in <repo>/vggx/, reused by every engine build of the model
 
@@ -103,6 +107,8 @@ class ExportResult:
     engine: Path | None  # model.plan, when TensorRT built it here
     parity: list[ParityResult] = field(default_factory=list)
     engine_pending: str | None = None  # TensorRT absent: the command that finishes the build
+    profile: ShapeProfile | None = None  # a TensorRT engine's optimisation profile
+    activations: int | None = None  # bytes of activations that engine holds at its profile's max shapes
 
 
 def _check_writable(repo: Path) -> None:
@@ -121,10 +127,56 @@ def _check_writable(repo: Path) -> None:
 
 def _profile(job: ExportJob, cfg, window: int) -> ShapeProfile:
     lo = job.min_size or cfg.min_size
-    hi = job.max_size or cfg.max_size
+    hi = job.max_size or (_engine_max_size(job, cfg, window, lo) if job.backend is Backend.TENSORRT else cfg.max_size)
     opt = job.opt_size or clamp_size(DEFAULT_OPT_SIZE, lo, hi)
     return ShapeProfile.within(window, lo, opt, hi, model_min=cfg.min_size, model_max=cfg.max_size,
                                max_batch=job.max_batch)
+
+
+def _engine_activations(job: ExportJob, cfg, window: int, size: tuple[int, int]) -> int:
+    """Bytes of activations an engine holds at ``size`` (its profile's max) with ``job.max_batch`` windows."""
+    import torch
+
+    from vggx.generator.flops import activation_bytes
+
+    dtype = torch.float16 if job.precision is Precision.FP16 else torch.float32
+    return activation_bytes(cfg, size, batch=job.max_batch, window=window, dtype=dtype)
+
+
+def _gpu_memory() -> int | None:
+    """Total memory of the GPU an engine would be built on here (CUDA device 0), or None without one."""
+    try:
+        import torch
+
+        return torch.cuda.get_device_properties(0).total_memory if torch.cuda.is_available() else None
+    except (ImportError, RuntimeError):
+        return None
+
+
+def _warn_if_too_big(activations: int, profile: ShapeProfile) -> None:
+    """A profile whose activations exceed the budget, or this machine's GPU: said before the slow export (the
+    estimate is PyTorch's peak; TensorRT's is of that order, so a warning rather than a refusal)."""
+    gpu = _gpu_memory()
+    limit, where = (gpu, "this GPU's") if gpu is not None and activations > gpu else (ENGINE_ACTIVATION_BUDGET,
+                                                                                       "the default budget of")
+    if activations > limit:
+        log.warning("the engine's profile at its max (%d windows of %dx%d) holds about %.1f GiB of activations, "
+                    "above %s %.0f GiB: it may not build, or load beside another model; lower --max-size or "
+                    "--max-batch (frames above the profile are tiled)", profile.max_batch, *profile.max_size,
+                    activations / 2**30, where, limit / 2**30)
+
+
+def _engine_max_size(job: ExportJob, cfg, window: int, lo: tuple[int, int]) -> tuple[int, int]:
+    """The default max LR size of a TensorRT engine's profile: the largest of the model's max and the usual sizes
+    below it whose activations at ``--max-batch`` fit :data:`ENGINE_ACTIVATION_BUDGET`. TensorRT keeps memory for
+    the profile's max shapes; the model's own max (1088x1920, batch 4: about 100 GB in FP16) fits no GPU. Frames
+    above the profile are tiled by the client."""
+    sizes = [cfg.max_size, *(s for s in ENGINE_MAX_SIZES if s[0] < cfg.max_size[0] and s[1] <= cfg.max_size[1])]
+    sizes = [s for s in sizes if s[0] >= lo[0] and s[1] >= lo[1]] or [cfg.max_size]
+    for size in sizes:
+        if _engine_activations(job, cfg, window, size) <= ENGINE_ACTIVATION_BUDGET:
+            return size
+    return sizes[-1]
 
 
 def export_to_repository(job: ExportJob) -> ExportResult:
@@ -167,9 +219,12 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         return ExportResult(version_dir=version_dir, onnx=None, engine=None)
 
     engine_cfg = None
+    activations = None
     if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
         engine_cfg = EngineConfig(profile, job.precision, job.optimization_level, job.workspace_mib,
                                   model_dir / TIMING_CACHE, job.force)
+        activations = _engine_activations(job, cfg, window, profile.max_size)
+        _warn_if_too_big(activations, profile)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,
                               max_size=profile.max_size)
@@ -191,7 +246,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             job.repo, backend=job.backend, artefact=artefact, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving, name=job.name,
         )
-        result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity)
+        result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity,
+                              profile=profile if engine_cfg is not None else None, activations=activations)
         if job.backend is Backend.TENSORRT:
             # The ONNX the engine is built from, and the plan's sidecar, live beside it.
             extra = {"model.onnx": onnx_path}

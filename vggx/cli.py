@@ -1352,6 +1352,12 @@ def export(
         console.print(f"parity {r}", highlight=False, soft_wrap=True, markup=False)
     console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "
                   f"{job.precision.value})", highlight=False, markup=False)
+    if result.profile is not None:
+        p, fmt = result.profile, lambda hw: f"{hw[0]}x{hw[1]}"
+        console.print(f"engine profile: up to {p.max_batch} windows of {p.window} frames, {fmt(p.min_size)} .. "
+                      f"{fmt(p.max_size)} (tuned for {fmt(p.opt_size)}), about {result.activations / 2**30:.1f} GiB "
+                      f"of activations at its max; larger frames are tiled", highlight=False, markup=False,
+                      soft_wrap=True)
     if result.engine is not None:
         console.print(f"engine: {result.engine}", highlight=False, markup=False)
     if result.engine_pending is not None:

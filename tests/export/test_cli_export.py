@@ -74,6 +74,36 @@ def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path
     assert sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
 
 
+@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here (it would build the engines)")
+def test_engine_profile_defaults_to_what_fits_a_gpu(tmp_path, tiny_checkpoint_path, fake_export, trt_window, caplog):
+    """TensorRT keeps memory for the profile's max shapes: the model's 1088x1920 at batch 4 (about 97 GiB of FP16
+    activations) fits no GPU. The default max is the largest usual size within the budget at --max-batch; an
+    explicit one is honoured with a warning; the other backends keep the model's range."""
+    from vggx.export.pipeline import ENGINE_ACTIVATION_BUDGET
+
+    assert ENGINE_ACTIVATION_BUDGET == 16 * 2**30
+    base = ["--fp16", "--window", str(trt_window), "--no-verify"]
+    result = _export(tmp_path / "a", tiny_checkpoint_path, *base)
+    assert result.exit_code == 0, result.output
+    # T = 4 here (8 in the shipped model: 360x640 at batch 4, 720x1280 at batch 1)
+    assert fake_export[-1].max_size == (540, 960) and "--max-size 540x960 --max-batch 4" in result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("engine profile:"))
+    assert line.startswith("engine profile: up to 4 windows of 4 frames, 16x16 .. 540x960 (tuned for 180x320), "
+                           "about ") and "GiB of activations at its max; larger frames are tiled" in line
+    result = _export(tmp_path / "b", tiny_checkpoint_path, *base, "--max-batch", "1")
+    assert result.exit_code == 0, result.output
+    assert fake_export[-1].max_size == (1088, 1920) and "--max-size 1088x1920 --max-batch 1" in result.output
+    assert "holds about" not in caplog.text
+    result = _export(tmp_path / "c", tiny_checkpoint_path, *base, "--max-size", "1088x1920")
+    assert result.exit_code == 0, result.output
+    assert fake_export[-1].max_size == (1088, 1920)
+    assert "the engine's profile at its max (4 windows of 1088x1920) holds about " in caplog.text
+    assert "above the default budget of 16 GiB" in caplog.text
+    result = _export(tmp_path / "d", tiny_checkpoint_path, "--no-verify")  # onnxruntime: the model's range
+    assert result.exit_code == 0, result.output
+    assert fake_export[-1].max_size == (1088, 1920) and "engine profile" not in result.output
+
+
 def test_python_backend_gets_new_versions_and_overwrites_only_with_force(tmp_path, tiny_checkpoint_path,
                                                                          fake_export):
     repo = tmp_path / "repo"

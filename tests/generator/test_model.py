@@ -9,7 +9,7 @@ import torch
 
 from vggx.errors import ConfigError
 from vggx.generator import Generator, GeneratorConfig, UInt8Upscaler, get_config
-from vggx.generator.flops import measure_cost
+from vggx.generator.flops import activation_bytes, measure_cost
 from vggx.generator.propagation import BidirectionalPropagation
 from vggx.plugins import reference_ops
 
@@ -117,6 +117,35 @@ def test_configs_have_real_sizes():
     assert 3e5 < tiny.params < 3e6
     assert base.params > 20e6  # tens of millions
     assert base.gflops_per_frame > 10 * tiny.gflops_per_frame > 0
+
+
+def test_activation_bytes_is_the_peak_of_live_tensors():
+    """The engine-profile estimate: linear in the batch, at least the largest activation (the decoder's conv at twice
+    the LR size), well below every activation kept (tensors are freed after their last use), the same on real
+    tensors as on the meta device."""
+    from vggx.generator.flops import _PeakMemory
+
+    cfg = get_config("tiny")
+    one = activation_bytes(cfg, (64, 96), batch=1, window=4)
+    assert activation_bytes(cfg, (64, 96), batch=3, window=4) == pytest.approx(3 * one, rel=1e-3)  # + shared grids
+    assert activation_bytes(cfg, (64, 96), batch=1, window=4, dtype=torch.float32) > one
+    assert activation_bytes(cfg, (60, 90), batch=1, window=4) == one  # padded to size_multiple 8 like the graph
+    widest = max(cfg.attention_widths)
+    assert one >= 4 * widest * (2 * 64) * (2 * 96) * 2  # [T, C, 2h, 2w] FP16 on the way up
+
+    class Total(_PeakMemory):  # every tensor made, none freed
+        def _free(self, key, size):
+            pass
+
+    with torch.device("meta"):
+        model, lr = Generator(cfg).eval().half(), torch.empty(1, 4, 3, 64, 96, dtype=torch.float16)
+    with torch.inference_mode(), Total() as total:
+        model(lr)
+    assert one < total.peak / 2
+    model, lr, real = _randomised(cfg), torch.rand(1, 3, 3, 16, 24), _PeakMemory()
+    with torch.inference_mode(), real:
+        model(lr)
+    assert real.peak == activation_bytes(cfg, (16, 24), window=3, dtype=torch.float32)
 
 
 def test_config_validation_and_json_round_trip():

@@ -1,16 +1,18 @@
-"""Parameter and FLOP counts of the generator, computed on the meta device (no real compute)."""
+"""Parameter and FLOP counts and activation memory of the generator, computed on the meta device (no real compute)."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import GeneratorConfig
 from .model import Generator
 
-__all__ = ["ModelCost", "measure_cost"]
+__all__ = ["ModelCost", "activation_bytes", "measure_cost"]
 
 
 @dataclass(frozen=True)
@@ -52,3 +54,48 @@ def measure_cost(cfg: GeneratorConfig, lr_size: tuple[int, int], window: int | N
     with counter, torch.no_grad():
         model(lr)
     return ModelCost(params=params, flops_per_window=counter.get_total_flops(), frames=t)
+
+
+class _PeakMemory(TorchDispatchMode):
+    """The most bytes of tensors alive at once while a module runs (views share their base's; in-place outputs
+    are their input)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._tracked: set[int] = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor) and t._base is None and id(t) not in self._tracked:
+                size = t.numel() * t.element_size()
+                self._tracked.add(id(t))
+                self.live += size
+                self.peak = max(self.peak, self.live)
+                weakref.finalize(t, self._free, id(t), size)
+        return out
+
+    def _free(self, key: int, size: int) -> None:
+        self._tracked.discard(key)
+        self.live -= size
+
+
+def activation_bytes(cfg: GeneratorConfig, lr_size: tuple[int, int], batch: int = 1, window: int | None = None,
+                     dtype: torch.dtype = torch.float16) -> int:
+    """The most bytes of activations alive at once in one forward pass of ``batch`` windows at LR ``(h, w)`` (padded
+    to ``size_multiple``) in ``dtype``: PyTorch's peak, freeing each tensor when its last use is done, as an
+    inference runtime's memory planner does (TensorRT's, for the engine's profile at its max shapes, is of that
+    order; fused layers make it somewhat lower). The inputs and weights are not counted."""
+    t = window or cfg.window
+    m = cfg.size_multiple
+    h, w = (-(-s // m) * m for s in lr_size)
+    with torch.device("meta"):
+        model = Generator(cfg).eval().to(dtype)
+        lr = torch.empty(batch, t, 3, h, w, dtype=dtype)
+    tracker = _PeakMemory()
+    with torch.inference_mode(), tracker:
+        out = model(lr)
+    del out
+    return tracker.peak
