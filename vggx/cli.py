@@ -1379,6 +1379,8 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
 
     if protocol is not None and protocol not in ("grpc", "http"):
         raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
+    if protocol is not None and not url:  # like --ssl and --header: nothing here would speak it
+        raise ConfigError("--protocol picks how to talk to a Triton server; it applies with --url")
     said = url_schemes(url) if url else None
     if said is not None:
         if protocol is not None and protocol != said[0]:

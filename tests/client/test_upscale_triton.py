@@ -109,6 +109,7 @@ class TestAgainstStub:
         # in-process options the served model never sees (it is what `vggx export` wrote)
         (["--url", "127.0.0.1:1", "--checkpoint", "foo.safetensors"], "--checkpoint is run in-process; Triton "
                                                                       "serves what `vggx export` put"),
+        (["--protocol", "http"], "--protocol picks how to talk to a Triton server; it applies with --url"),
         (["--url", "127.0.0.1:1", "--threads", "2"], "--threads sets in-process backends' CPU threads; the Triton "
                                                      "server sets its own"),
     ])
