@@ -169,10 +169,11 @@ def _warn_if_too_big(activations: int, profile: ShapeProfile) -> None:
 def _engine_max_size(job: ExportJob, cfg, window: int, lo: tuple[int, int]) -> tuple[int, int]:
     """The default max LR size of a TensorRT engine's profile: the largest of the model's max and the usual sizes
     below it whose activations at ``--max-batch`` fit :data:`ENGINE_ACTIVATION_BUDGET`. TensorRT keeps memory for
-    the profile's max shapes; the model's own max (1088x1920, batch 4: about 100 GB in FP16) fits no GPU. Frames
-    above the profile are tiled by the client."""
+    the profile's max shapes; the model's own max (1088x1920, batch 4: about 97 GiB in FP16) fits no GPU. Frames
+    above the profile are tiled by the client. Never below ``--min-size`` or ``--opt-size``."""
+    floor = tuple(max(a, b) for a, b in zip(lo, job.opt_size or lo, strict=True))
     sizes = [cfg.max_size, *(s for s in ENGINE_MAX_SIZES if s[0] < cfg.max_size[0] and s[1] <= cfg.max_size[1])]
-    sizes = [s for s in sizes if s[0] >= lo[0] and s[1] >= lo[1]] or [cfg.max_size]
+    sizes = [s for s in sizes if s[0] >= floor[0] and s[1] >= floor[1]] or [cfg.max_size]
     for size in sizes:
         if _engine_activations(job, cfg, window, size) <= ENGINE_ACTIVATION_BUDGET:
             return size

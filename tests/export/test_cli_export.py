@@ -94,6 +94,9 @@ def test_engine_profile_defaults_to_what_fits_a_gpu(tmp_path, tiny_checkpoint_pa
     assert result.exit_code == 0, result.output
     assert fake_export[-1].max_size == (1088, 1920) and "--max-size 1088x1920 --max-batch 1" in result.output
     assert "holds about" not in caplog.text
+    result = _export(tmp_path / "e", tiny_checkpoint_path, *base, "--opt-size", "600x1000")  # never below --opt-size
+    assert result.exit_code == 0, result.output
+    assert fake_export[-1].max_size == (720, 1280) and "holds about" in caplog.text
     result = _export(tmp_path / "c", tiny_checkpoint_path, *base, "--max-size", "1088x1920")
     assert result.exit_code == 0, result.output
     assert fake_export[-1].max_size == (1088, 1920)
