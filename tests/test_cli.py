@@ -21,6 +21,12 @@ def test_info_config_prints_params_and_flops(tmp_path):
     assert data["params"] > 20e6 and data["gflops_per_frame"] > 100
     assert f"{data['params']:,}" in result.output
     assert "720x1280" in result.output
+    # the peak of live FP16 activations for one window: what sizes a GPU (and a TensorRT profile)
+    from vggx.generator import get_config
+    from vggx.generator.flops import activation_bytes
+
+    assert data["activation_bytes_fp16"] == activation_bytes(get_config("base"), (180, 320)) > 2**30
+    assert f"{data['activation_bytes_fp16'] / 2**30:.2f} GiB" in result.output
 
 
 def test_info_checkpoint_shows_metadata(tiny_checkpoint_path):

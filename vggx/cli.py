@@ -208,8 +208,10 @@ def info(
         options = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
         _info_served(url, model, options, json_path)
         return
+    import torch
+
     from vggx.generator import get_config
-    from vggx.generator.flops import measure_cost
+    from vggx.generator.flops import activation_bytes, measure_cost
     from vggx.shapes import parse_size
 
     size = parse_size(lr_size)
@@ -223,6 +225,7 @@ def info(
         ckpt = load_checkpoint(checkpoint)
         cfg, meta, source = ckpt.config, ckpt.metadata, str(checkpoint or DEFAULT_CHECKPOINT)
     cost = measure_cost(cfg, size)
+    activations = activation_bytes(cfg, size, dtype=torch.float16)  # what a GPU holds for one window in FP16
     out_size = (size[0] * cfg.scale, size[1] * cfg.scale)
     table = Table(title=escape(f"vggx model — {source}"), show_header=False)
     rows = {
@@ -234,6 +237,7 @@ def info(
         "LR -> HR": f"{size[0]}x{size[1]} -> {out_size[0]}x{out_size[1]}",
         "GFLOPs / output frame": f"{cost.gflops_per_frame:.1f}",
         "GFLOPs / window": f"{cost.flops_per_window / 1e9:.1f}",
+        "activations / window (FP16)": f"{activations / 2**30:.2f} GiB",
     }
     if meta:
         rows.update({f"meta.{k}": v for k, v in meta.items()})
@@ -243,7 +247,7 @@ def info(
     write_json(json_path, {
         "config": cfg.name, "params": cost.params, "scale": cfg.scale, "window": cfg.window,
         "lr_size": list(size), "gflops_per_frame": cost.gflops_per_frame,
-        "size_multiple": cfg.size_multiple, "metadata": meta or {},
+        "size_multiple": cfg.size_multiple, "activation_bytes_fp16": activations, "metadata": meta or {},
     })
 
 
