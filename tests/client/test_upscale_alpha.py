@@ -188,3 +188,14 @@ def test_a_gif_has_alpha_only_where_its_pictures_are_transparent(tmp_path, torch
     assert len(mattes) == 4 and all(m.shape[-1] == (4 if transparent else 3) for m in mattes)
     if transparent:
         assert all(m[:16, :16, 3].max() == 0 and m[48:, 48:, 3].min() == 255 for m in mattes)
+    # GIF to GIF keeps its 1-bit transparency (each frame's palette has a transparent entry); it was dropped
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+        upscale(UpscaleConfig(gif, tmp_path / "o.gif"), runner=torch_runner)
+    assert "has an alpha channel" not in caplog.text
+    out = VideoReader(tmp_path / "o.gif")
+    assert out.info.has_alpha is transparent and (out.info.width, out.info.height) == (128, 96)
+    if transparent:
+        for matte, frame in zip(mattes, decode_alpha(tmp_path / "o.gif"), strict=True):
+            assert frame[:16, :16].max() == 0 and frame[48:, 48:].min() == 255  # where the PNGs' matte is
+            np.testing.assert_array_equal(frame > 127, matte[..., 3] > 127)

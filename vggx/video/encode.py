@@ -613,15 +613,17 @@ def _captured():
 
 
 def _paletted(frame):
-    """An RGB frame in ``pal8`` with its own 256-colour palette (FFmpeg's palettegen in single-frame mode, then
-    paletteuse with its default dithering): what ``ffmpeg`` users write GIFs with. A fixed palette (rgb8, what
-    swscale converts to) costs about 20 dB of PSNR on a natural picture."""
+    """An RGB (or RGBA) frame in ``pal8`` with its own 256-colour palette (FFmpeg's palettegen in single-frame mode,
+    then paletteuse with its default dithering): what ``ffmpeg`` users write GIFs with. A fixed palette (rgb8, what
+    swscale converts to) costs about 20 dB of PSNR on a natural picture. An RGBA frame keeps GIF's 1-bit
+    transparency: pixels under half opaque become the palette's transparent entry."""
     import av
 
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=frame.width, height=frame.height, format="rgb24", time_base=Fraction(1, 1))
+    source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                              time_base=Fraction(1, 1))
     split, palette = graph.add("split"), graph.add("palettegen", "stats_mode=single")
-    apply, sink = graph.add("paletteuse", "new=1"), graph.add("buffersink")
+    apply, sink = graph.add("paletteuse", "new=1:alpha_threshold=128"), graph.add("buffersink")
     source.link_to(split)
     split.link_to(palette, 0, 0)
     split.link_to(apply, 1, 0)
@@ -908,9 +910,9 @@ class VideoWriter:
         # A frame of another size (``vggx upscale --outscale``/``--height``) is resized in the same swscale pass
         # that converts it, with Lanczos (sharp, little ringing: the usual choice for a final resize).
         scaling = "LANCZOS" if resize else None
-        if cc.format.name == "pal8":  # GIF
-            return _paletted(reformatter.reformat(frame, cc.width, cc.height, "rgb24", threads=1,
-                                                  interpolation=scaling))
+        if cc.format.name == "pal8":  # GIF: RGBA where the input's alpha is kept (GIF's 1-bit transparency)
+            return _paletted(reformatter.reformat(frame, cc.width, cc.height, "rgba" if fmt == "rgba" else "rgb24",
+                                                  threads=1, interpolation=scaling))
         if self._yuv_range is None:
             return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling)
         src = {}
@@ -1584,6 +1586,8 @@ def alpha_pix_fmt(config: EncodeConfig) -> str | None:
     without it, H.264/H.265, whose players ignore the alpha layers some encoders offer, or a codec without
     any)."""
     codec = check_encoder(config)
+    if codec.name == "gif" and config.pix_fmt in (None, "pal8"):
+        return "pal8"  # each frame's palette with a transparent entry (see _paletted)
     if config.pix_fmt is not None:
         return config.pix_fmt if has_alpha(config.pix_fmt) else None
     if codec.name in _YUV420_CODECS and codec.name not in ("libvpx-vp9", "libvpx"):
