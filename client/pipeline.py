@@ -1057,7 +1057,7 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
             f"{config.encode.codec}" + (f" in {config.encode.pix_fmt}" if config.encode.pix_fmt else "")
             + " keeps none")
         log.warning("%s has an alpha channel; %s, so it is dropped (PNG/TIFF images, --codec ffv1 in .mkv, "
-                    "prores_ks in .mov or libvpx-vp9 in .webm keep it)", reader.path, why)
+                    "prores_ks in .mov, libvpx-vp9 in .webm or .gif as 1-bit transparency keep it)", reader.path, why)
         return config, False
     if config.encode.pix_fmt is None and _keeps_depth(config, reader):  # a deep matte into a lossless output
         fmt = deeper_pix_fmt(config.encode, fmt) or fmt
