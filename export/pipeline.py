@@ -25,7 +25,7 @@ from vggx.shapes import clamp_size
 
 from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
-from .repository import MODEL_NAME, Backend, ServingConfig, check_model_repository, write_model_repository
+from .repository import MODEL_NAME, Backend, ServingConfig, write_model_repository
 from .verify import ParityResult, verify_onnx
 
 __all__ = ["DEFAULT_OPT_SIZE", "ENGINE_ACTIVATION_BUDGET", "ExportJob", "ExportResult", "export_to_repository"]
@@ -205,9 +205,9 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     serving = dataclasses.replace(job.serving, compile=job.compile) if job.backend is Backend.TORCH else job.serving
     # what the repository writer would refuse after the slow export, refused before it: an existing version, a
     # backend switch, a changed contract beside versions still served
-    check_model_repository(job.repo, backend=job.backend, metadata=published, window=window,
+    write_model_repository(job.repo, backend=job.backend, artefact=None, metadata=published, window=window,
                            max_batch=job.max_batch, version=job.version, force=job.force, serving=serving,
-                           name=job.name)
+                           name=job.name, check_only=True)
     if job.backend is Backend.TORCH:  # the checkpoint itself is served: no ONNX, nothing to verify
         metadata = {k: v for k, v in ckpt.metadata.items() if not k.startswith("extra.")}
         # the sizes asked for bound the served model's requests, as an export's bound its graph; the generator

@@ -37,7 +37,6 @@ __all__ = [
     "OUTPUT_NAME",
     "Backend",
     "ServingConfig",
-    "check_model_repository",
     "config_text",
     "model_config",
     "parse_config",
@@ -248,6 +247,7 @@ def write_model_repository(
     force: bool = False,
     serving: ServingConfig | None = None,
     name: str = MODEL_NAME,
+    check_only: bool = False,
 ) -> Path:
     """Write ``<repo>/<name>/config.pbtxt`` and a new version folder holding ``artefact``; return that folder.
 
@@ -270,9 +270,12 @@ def write_model_repository(
             model that has artefacts to another backend (a repository of placeholders switches freely).
         serving: the other config knobs.
         name: served model name.
+        check_only: write nothing; raise what writing would (before a slow export, with the metadata it will
+            publish) and return the folder it would write.
 
     Raises:
-        ExportError: the version exists (without ``force``), the artefact is missing, or writing failed.
+        ExportError: the version exists (without ``force``), a backend switch (without ``force``), a contract
+            change beside versions still served, the artefact is missing, or writing failed.
     """
     backend = Backend.parse(backend)
     if artefact is not None:
@@ -281,6 +284,8 @@ def write_model_repository(
             raise ExportError(f"artefact not found: {artefact}")
     model_dir, version, text = _plan_write(repo, backend, metadata, window, max_batch, version, force, serving, name)
     target = model_dir / str(version)
+    if check_only:
+        return target
 
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
@@ -300,23 +305,6 @@ def write_model_repository(
         log.warning("%s has no %s yet; build it there before serving", target, backend.artefact_name)
     log.info("wrote %s (backend %s, version %d)", target, backend.value, version)
     return target
-
-
-def check_model_repository(
-    repo: str | Path,
-    *,
-    backend: Backend | str,
-    metadata: Mapping[str, str],
-    window: int,
-    max_batch: int = 4,
-    version: int | None = None,
-    force: bool = False,
-    serving: ServingConfig | None = None,
-    name: str = MODEL_NAME,
-) -> int:
-    """What :func:`write_model_repository` with these arguments would refuse, refused now (nothing written): run it
-    before a slow export with the metadata the export will publish. Returns the version it would write."""
-    return _plan_write(repo, Backend.parse(backend), metadata, window, max_batch, version, force, serving, name)[1]
 
 
 def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int, max_batch: int,

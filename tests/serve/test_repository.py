@@ -159,6 +159,16 @@ def _write(repo, artefact, **kw):
                                   window=8, max_batch=kw.pop("max_batch", 4), **kw)
 
 
+def test_check_only_writes_nothing_and_refuses_what_writing_would(tmp_path, onnx_file):
+    assert _write(tmp_path, None, check_only=True) == tmp_path / "vggx" / "1" and not tmp_path.joinpath("vggx").exists()
+    _write(tmp_path, onnx_file)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert _write(tmp_path, None, check_only=True) == tmp_path / "vggx" / "2"
+    with pytest.raises(ExportError, match="serves a python/python model; pass --force"):
+        _write(tmp_path, None, backend="onnxruntime", check_only=True)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 def test_python_backend_version_holds_model_py_and_onnx(tmp_path, onnx_file):
     version_dir = _write(tmp_path, onnx_file)
     assert version_dir == tmp_path / "vggx" / "1"
