@@ -911,8 +911,9 @@ class VideoWriter:
         # that converts it, with Lanczos (sharp, little ringing: the usual choice for a final resize).
         scaling = "LANCZOS" if resize else None
         if cc.format.name == "pal8":  # GIF: RGBA where the input's alpha is kept (GIF's 1-bit transparency)
-            return _paletted(reformatter.reformat(frame, cc.width, cc.height, "rgba" if fmt == "rgba" else "rgb24",
-                                                  threads=1, interpolation=scaling))
+            packed = "rgba" if fmt.startswith("rgba") else "rgb24"  # 8 bits: GIF's palette holds no more
+            return _paletted(reformatter.reformat(frame, cc.width, cc.height, packed, threads=1,
+                                                  interpolation=scaling))
         if self._yuv_range is None:
             return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling)
         src = {}
