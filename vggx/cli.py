@@ -1290,8 +1290,10 @@ def export(
     no_plugins: Annotated[bool, typer.Option(
         "--no-plugins", help="TensorRT without the vggx plugins (native GridSample, attention)")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="check ONNX Runtime vs PyTorch")] = True,
-    opt_level: Annotated[int, typer.Option("--opt-level", help="TensorRT builder optimisation level 0-5")] = 3,
-    workspace_mib: Annotated[int, typer.Option("--workspace-mib", help="TensorRT workspace limit, MiB")] = 4096,
+    opt_level: Annotated[int | None, typer.Option(
+        "--opt-level", help="TensorRT builder optimisation level 0-5 (default: 3)")] = None,
+    workspace_mib: Annotated[int | None, typer.Option(
+        "--workspace-mib", help="TensorRT workspace limit, MiB (default: 4096)")] = None,
     compile_model: Annotated[bool, typer.Option(
         "--compile", help="--backend torch: torch.compile the served model on GPU instances")] = False,
     name: Annotated[str, typer.Option(
@@ -1335,6 +1337,10 @@ def export(
     except ValueError:
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
     size = lambda text: parse_size(text) if text else None
+    for flag, value in (("--opt-level", opt_level), ("--workspace-mib", workspace_mib)):
+        if value is not None and chosen is not Backend.TENSORRT:  # checked in range with the engine's config
+            raise ConfigError(f"{flag} tunes the TensorRT engine build; --backend {chosen.value} builds none")
+    engine = {k: v for k, v in (("optimization_level", opt_level), ("workspace_mib", workspace_mib)) if v is not None}
     if instance_kind is not None and instance_kind not in ("gpu", "cpu"):
         raise ConfigError(f"--instance-kind must be gpu or cpu, got {instance_kind!r}")
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
@@ -1344,7 +1350,7 @@ def export(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
         opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
-        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
+        verify=verify, **engine, compile=compile_model,
         serving=serving, name=name,
     )
     result = export_to_repository(job)

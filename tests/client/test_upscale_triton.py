@@ -12,7 +12,7 @@ from videoclips import decode_all
 
 from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.triton import TritonRunner
-from vggx.errors import ServerError
+from vggx.errors import ServerError, ServerUnavailable
 from vggx.server import free_port
 from vggx.video import EncodeConfig
 
@@ -130,6 +130,24 @@ class TestAgainstStub:
             with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
                 assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
             assert stub.infer_calls == 3 and "retry 2/3" in caplog.text
+
+    def test_a_model_unloaded_mid_run_is_retried_then_temporary(self, caplog):
+        """A server that is stopping (a rolling restart, a pod evicted) unloads its models first: "unknown model ...
+        has no available versions" for the model this run checked when it began. Retried, and once the retries
+        are spent ServerUnavailable (exit 75: the Job retries it), not a permanent error (exit 1)."""
+        from vggx.errors import EXIT_TEMPORARY
+
+        gone = (400, "Request for unknown model: 'vggx' has no available versions")
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as stub, open_runner(http_config(stub.url, retries=2)) as runner:
+            stub.fail_next = [gone, gone]
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
+            assert stub.infer_calls == 3 and "retry 2/2" in caplog.text
+            stub.fail_next = [gone] * 3
+            with pytest.raises(ServerUnavailable, match="still failing after 3 attempts") as err:
+                runner.infer(lr)
+            assert err.value.exit_code == EXIT_TEMPORARY
 
     def test_persistent_transient_errors_give_up_with_a_clear_error(self):
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)

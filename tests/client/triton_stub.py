@@ -21,7 +21,7 @@ class StubTriton(InBackground):
                  model: str = "vggx", host: str = "127.0.0.1", port: int = 0,
                  tls: tuple[str, str] | None = None) -> None:
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
-        self.fail_next: list[int] = []  # HTTP statuses to answer the next infer requests with
+        self.fail_next: list = []  # HTTP statuses (or (status, message)) to answer the next infer requests with
         self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
         self.infer_calls = 0
         # answer larger inputs (h·w LR pixels) the way vggx's served torch model answers when CUDA runs out of memory
@@ -66,8 +66,10 @@ class StubTriton(InBackground):
                 if stub.fail_from is not None and stub.infer_calls >= stub.fail_from:
                     self._send(400, json.dumps({"error": "stub breaks from here on"}).encode())
                     return
-                if stub.fail_next:
-                    self._send(stub.fail_next.pop(0), json.dumps({"error": "stub says no"}).encode())
+                if stub.fail_next:  # a status, or (status, Triton's error message)
+                    status = stub.fail_next.pop(0)
+                    status, message = status if isinstance(status, tuple) else (status, "stub says no")
+                    self._send(status, json.dumps({"error": message}).encode())
                     return
                 n = int(self.headers.get("Inference-Header-Content-Length", len(body)))
                 header = json.loads(body[:n])

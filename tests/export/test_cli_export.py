@@ -195,6 +195,9 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
         (["--opt-size", "64x64"], "--opt-size tunes a TensorRT engine; --backend onnxruntime builds none"),
         (["--instance-kind", "tpu"], "--instance-kind must be gpu or cpu, got 'tpu'"),
+        (["--opt-level", "9"], "--opt-level tunes the TensorRT engine build; --backend onnxruntime builds none"),
+        (["--backend", "python", "--workspace-mib", "1"], "--workspace-mib tunes the TensorRT engine build"),
+        (["--fp16", "--workspace-mib", "0"], "workspace must be >= 1 MiB, got 0"),
         (["--fp16", "--instance-kind", "cpu"], "a TensorRT engine runs on a GPU"),
         (["--backend", "python", "--instance-kind", "gpu"], "the python backend runs ONNX Runtime on the CPU"),
         (["--instance-kind", "cpu", "--gpus", "0"], "gpus apply to KIND_GPU instances, not KIND_CPU"),
