@@ -1090,9 +1090,13 @@ def _scene_cuts_line(cuts: tuple[int, ...], shown: int = 8) -> str:
 
 def _warmup_line(result) -> str | None:
     """Where the first window's one-off warm-up took a fifth of the run or more (short clips, GPU backends
-    compiling kernels and capturing graphs): the pace after it, which longer clips approach."""
+    compiling kernels and capturing graphs): the pace after it, which longer clips approach. Only where it is one:
+    windows one at a time (with several in flight, later windows ran during the first, and the pace after it says
+    nothing), and the run after the first window clearly faster than the whole (else there was no warm-up)."""
     steady = result.steady_fps
-    if steady is None or result.first_window_seconds < 0.2 * result.seconds:
+    if steady is None or result.first_window_seconds < 0.2 * result.seconds or result.concurrency > 1:
+        return None
+    if steady < 1.2 * result.fps:
         return None
     return (f"after the first window: {steady:.2f} fps (the first took {result.first_window_seconds:.1f} s: "
             "the backend's warm-up, once per process and input size)")

@@ -737,6 +737,11 @@ class TestStageTiming:
         import dataclasses
 
         assert _warmup_line(dataclasses.replace(result, first_window_seconds=0.1 * result.seconds)) is None
+        # no warm-up to speak of: the pace after the first window no faster than the whole run (it was printed,
+        # blaming a warm-up); several windows in flight: the pace after the first says nothing (57 fps on a CPU)
+        even = dataclasses.replace(result, first_window_seconds=result.seconds * first_keep / 24)
+        assert even.steady_fps == pytest.approx(even.fps) and _warmup_line(even) is None
+        assert _warmup_line(dataclasses.replace(result, concurrency=4)) is None
 
     def test_slow_encoder_is_the_bottleneck(self, tmp_path, torch_runner):
         """A fast model and x264's slowest preset on 640x896 output: the encoder sets the pace; the decoder,
