@@ -1091,10 +1091,14 @@ def _scene_cuts_line(cuts: tuple[int, ...], shown: int = 8) -> str:
 def _warmup_line(result) -> str | None:
     """Where the first window's one-off warm-up took a fifth of the run or more (short clips, GPU backends
     compiling kernels and capturing graphs): the pace after it, which longer clips approach. Only where it is one:
-    windows one at a time (with several in flight, later windows ran during the first, and the pace after it says
-    nothing), and the run after the first window clearly faster than the whole (else there was no warm-up)."""
+    the run after the first window clearly faster than the whole (else there was no warm-up), and, with several
+    windows in flight, at least four rounds of them after the first (the next ones ran during it: after the first of
+    two windows in flight, the pace says nothing)."""
     steady = result.steady_fps
-    if steady is None or result.first_window_seconds < 0.2 * result.seconds or result.concurrency > 1:
+    if steady is None or result.first_window_seconds < 0.2 * result.seconds:
+        return None
+    later = result.frames - result.resumed_frames - result.first_window_frames
+    if result.concurrency > 1 and later < 4 * result.concurrency * max(result.first_window_frames, 1):
         return None
     if steady < 1.2 * result.fps:
         return None

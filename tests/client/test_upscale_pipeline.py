@@ -742,6 +742,8 @@ class TestStageTiming:
         even = dataclasses.replace(result, first_window_seconds=result.seconds * first_keep / 24)
         assert even.steady_fps == pytest.approx(even.fps) and _warmup_line(even) is None
         assert _warmup_line(dataclasses.replace(result, concurrency=4)) is None
+        many = dataclasses.replace(result, concurrency=2, frames=24 + 8 * 2 * first_keep)  # four rounds after it
+        assert _warmup_line(many).startswith(f"after the first window: {many.steady_fps:.2f} fps")
 
     def test_slow_encoder_is_the_bottleneck(self, tmp_path, torch_runner):
         """A fast model and x264's slowest preset on 640x896 output: the encoder sets the pace; the decoder,
