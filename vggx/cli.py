@@ -838,8 +838,12 @@ def upscale(
                 todo.append(c)
         if not todo:
             _write_results(json_path, [], [])
+            if folder:  # the folder's summary line, as every folder run ends with
+                console.print(f"0 {'to upscale' if dry_run else 'upscaled'}, {len(cfgs)} skipped, 0 failed",
+                              highlight=False, markup=False)
             return
         failed: list[str] = []
+        errors: dict[str, str] = {}
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Fps(),
                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err_console,
                       transient=True, disable=not err_console.is_terminal) as bar:
@@ -877,13 +881,14 @@ def upscale(
                     if jobs > 1 and lines is None:  # a bar a file from here, not the one that said "loading"
                         bar.remove_task(progress.task)
                     outcomes = upscale_many(todo, runner, jobs, progress=progress_for, done=finished)
-                failed = [named(c) for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)]
+                errors = {named(c): str(o) for c, o in zip(todo, outcomes, strict=True) if isinstance(o, VideoError)}
+                failed = list(errors)
                 results[:] = [o for o in outcomes if not isinstance(o, VideoError)]  # the folder's order
         if not folder:
             report(result)
             _write_results(json_path, results, [])
             return
-        _write_results(json_path, results, failed)
+        _write_results(json_path, results, failed, errors)
         skipped = len(cfgs) - len(todo)
         console.print(f"{len(todo) - len(failed)} {'to upscale' if dry_run else 'upscaled'}, {skipped} skipped, "
                       f"{len(failed)} failed"
@@ -1009,8 +1014,8 @@ def _parse_tile(text: str) -> tuple[int, int]:
         raise ConfigError(f"--tile must be N or HxW in input pixels (e.g. 512 or 540x960), got {text!r}") from None
 
 
-def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
-    """``--json``: one object per upscaled video (and the names of those that failed), for scripts."""
+def _write_results(path: Path | None, results: list, failed: list[str], errors: dict[str, str] | None = None) -> None:
+    """``--json``: one object per upscaled video, the names of those that failed and, by name, why, for scripts."""
     from vggx.video import display_source
 
     if path is None:
@@ -1032,7 +1037,7 @@ def _write_results(path: Path | None, results: list, failed: list[str]) -> None:
              "bars": None if r.bars is None else [r.bars.width, r.bars.height, r.bars.x, r.bars.y],
              "busy": {k: round(v, 4) for k, v in r.utilisation.items()}, "bottleneck": r.bottleneck}
             for r in results]
-    write_json(path, {"results": rows, "failed": failed})
+    write_json(path, {"results": rows, "failed": failed, "errors": errors or {}})
 
 
 def _dry_run_line(result, stdout: bool = False) -> str:

@@ -399,12 +399,16 @@ class TestFolder:
         assert "2 upscaled, 0 skipped, 1 failed: broken.mp4" in result.stdout
         report = json.loads((tmp_path / "results.json").read_text())
         assert report["failed"] == ["broken.mp4"]
+        assert report["errors"]["broken.mp4"] == errors[0].removeprefix("error: ")  # why, for the scheduler too
         assert [(Path(r["input"]).name, r["frames"], r["output_size"]) for r in report["results"]] == [
             ("a.mp4", 6, [160, 224]), ("b.mkv", 5, [160, 224])]
         assert all(r["fps"] > 0 and set(r["busy"]) == {"decode", "infer", "encode"} for r in report["results"])
         # a second run leaves what is done (the folder picks up where it stopped)
         again = cli(src, out, "--skip-existing")
         assert "0 upscaled, 2 skipped, 1 failed: broken.mp4" in again.stdout and again.exit_code == 1
+        (src / "broken.mp4").unlink()
+        done = cli(src, out, "--skip-existing")  # nothing left: the summary line all the same
+        assert done.exit_code == 0 and done.stdout.splitlines()[-1] == "0 upscaled, 2 skipped, 0 failed"
 
     def test_folder_settings_are_checked_first(self, cli, tmp_path):
         src = self._folder(tmp_path)
@@ -423,7 +427,7 @@ class TestFolder:
         result = cli(clips["aac"], out, "--skip-existing", "--json", tmp_path / "r.json")
         assert result.exit_code == 0 and "exists: skipped" in result.stdout
         assert out.read_bytes() == b"kept"
-        assert json.loads((tmp_path / "r.json").read_text()) == {"results": [], "failed": []}
+        assert json.loads((tmp_path / "r.json").read_text()) == {"results": [], "failed": [], "errors": {}}
         done = cli(clips["aac"], tmp_path / "new.mp4", "--json", tmp_path / "r.json")
         (row,) = json.loads((tmp_path / "r.json").read_text())["results"]
         assert done.exit_code == 0 and row["output"] == str(tmp_path / "new.mp4") and row["frames"] == 10
