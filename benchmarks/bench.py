@@ -59,10 +59,12 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if not self.backends:
             raise ConfigError("bench needs at least one backend")
-        if self.batch < 1 or self.warmup < 0 or self.windows < 1:
-            raise ConfigError("--batch and --windows must be >= 1 and --warmup >= 0")
+        for flag, value, least in (("--batch", self.batch, 1), ("--windows", self.windows, 1),
+                                   ("--warmup", self.warmup, 0)):
+            if value < least:
+                raise ConfigError(f"{flag} must be >= {least}, got {value}")
         if not self.concurrency or min(self.concurrency) < 1:
-            raise ConfigError(f"--concurrency values must be >= 1, got {self.concurrency}")
+            raise ConfigError(f"--concurrency values must be >= 1, got {','.join(map(str, self.concurrency))}")
         if self.window_requests is None and (self.window_seconds is None or self.window_seconds <= 0):
             raise ConfigError("a measurement window needs --seconds > 0 or --requests > 0")
         if self.window_requests is not None and self.window_requests < 1:

@@ -84,6 +84,9 @@ class ShapeProfile:
         *, model_min: tuple[int, int], model_max: tuple[int, int], max_batch: int = 1, opt_batch: int = 1,
     ) -> ShapeProfile:
         """A profile whose sizes must also lie in the model's ``[model_min, model_max]``."""
+        if max_size[0] < model_min[0] or max_size[1] < model_min[1]:  # before the opt size clamped to it is blamed
+            raise ConfigError(f"max size {format_size(max_size)} is below the model's smallest, "
+                              f"{format_size(model_min)}")
         check_profile(min_size, opt_size, max_size, opt_batch=opt_batch, max_batch=max_batch)
         if min_size[0] < model_min[0] or min_size[1] < model_min[1]:
             raise ConfigError(f"min size {format_size(min_size)} is below the model's "

@@ -170,6 +170,9 @@ def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
     (["--compare", "onnxruntime,torch", "--model-version", "2"], "--model/--model-version name a model Triton "
                                                                  "serves: add triton to --compare"),
     (["--url", "127.0.0.1:1", "--threads", "2"], "--threads sets in-process backends' CPU threads"),
+    (["--batch", "0"], "--batch must be >= 1, got 0"),
+    (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
+    (["--concurrency", "2,0"], "--concurrency values must be >= 1, got 2,0"),
 ])
 def test_options_no_backend_takes_are_refused(args, message):
     """Not ignored: a --url the run would never call, an --fp16 no backend would use."""

@@ -195,6 +195,7 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
         (["--opt-size", "64x64"], "--opt-size tunes a TensorRT engine; --backend onnxruntime builds none"),
         (["--instance-kind", "tpu"], "--instance-kind must be gpu or cpu, got 'tpu'"),
+        (["--max-size", "10x10"], "max size 10x10 is below the model's smallest, 16x16"),
         (["--opt-level", "9"], "--opt-level tunes the TensorRT engine build; --backend onnxruntime builds none"),
         (["--backend", "python", "--workspace-mib", "1"], "--workspace-mib tunes the TensorRT engine build"),
         (["--fp16", "--workspace-mib", "0"], "workspace must be >= 1 MiB, got 0"),
