@@ -1226,6 +1226,9 @@ def bench(
 
     result = run_bench(cfg, on_point=row)
     _print_bench(result.points, f"vggx bench — LR {lr_size}, batch {batch}")
+    console.print("frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half of "
+                  "each window (the default --context), so a video goes at about half that", highlight=False,
+                  markup=False)
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")

@@ -200,6 +200,29 @@ def check_port_free(host: str, port: int, flag: str) -> None:
         raise ServerError(f"cannot listen on {host}:{port} ({flag}): {failure.strerror or failure}")
 
 
+_PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch",
+                      "tensorflow_savedmodel": "tensorflow", "tensorflow_graphdef": "tensorflow"}
+_CONFIG_FIELD = re.compile(r'^\s*(platform|backend)\s*:\s*"([^"]+)"', re.MULTILINE)
+
+
+def _check_bundled_backends(repo: Path, install: TritonInstall) -> None:
+    """The CPU ``tritonserver`` of nvidia-pytriton has the Python backend only: a repository model that needs
+    another (``vggx export``'s default onnxruntime model, an engine) is refused before the server starts and fails
+    to load it."""
+    have = {p.name for p in (install.root / "backends").iterdir() if p.is_dir()} if install.root else set()
+    for config in sorted(repo.glob("*/config.pbtxt")):
+        try:
+            fields = dict(_CONFIG_FIELD.findall(config.read_text()))
+        except OSError:
+            continue  # the server reports it
+        backend = fields.get("backend") or _PLATFORM_BACKENDS.get(fields.get("platform", ""), "")
+        if backend and have and backend not in have:
+            raise ServerError(f"model {config.parent.name!r} needs Triton's {backend} backend, which the CPU "
+                              f"tritonserver of nvidia-pytriton lacks (it has {', '.join(sorted(have))}): export it "
+                              f"with `vggx export --backend python` to serve it here, or put a tritonserver that has "
+                              f"the backend on PATH (the NGC Triton container)")
+
+
 def _prepare_bundled_backends(install: TritonInstall) -> Path:
     """A writable ``backends/`` copy with the Python stub for this interpreter (built once, then reused)."""
     assert install.root is not None
@@ -305,6 +328,8 @@ class TritonServer:
             raise ServerError(f"{repo} holds no model {cfg.model_name!r} "
                               f"({repo / cfg.model_name / 'config.pbtxt'} is missing); {hint}")
         self.install = find_tritonserver(cfg.executable)
+        if self.install.bundled:
+            _check_bundled_backends(repo, self.install)
         ports = [p or free_port(cfg.host) for p in (cfg.http_port, cfg.grpc_port, cfg.metrics_port)]
         if len(set(ports)) != 3:
             raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")

@@ -68,6 +68,9 @@ def test_results_read_at_any_console_width(tiny_checkpoint_path, monkeypatch, wi
         assert header in text
     assert text.count("torch (cpu)") == 2 and text.count("1.00x") == 2  # the ratio is per concurrency
     assert ("┃" in text) == (width == 160)
+    # what its frames/s count, against what a video run delivers (half: the centre of each window)
+    assert "frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half" in " ".join(
+        text.split())
 
 
 def test_compare_interleaves_and_reports_ratios(tiny_checkpoint_path):

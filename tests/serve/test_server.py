@@ -216,6 +216,28 @@ def test_bundled_tritonserver_is_found_and_prepared(monkeypatch, tmp_path):
     assert "--grpc-port=8001" in cmd
 
 
+def test_a_model_the_bundled_server_has_no_backend_for_is_refused_before_starting(monkeypatch, tmp_path):
+    """`vggx export` (the onnxruntime backend) then `vggx serve` on a machine with only nvidia-pytriton's CPU
+    tritonserver (Python backend only): one line naming the way out, not the server's load failure and log lines."""
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    pytest.importorskip("pytriton")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no tritonserver there: the bundled one
+    monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    for name, field in (("vggx", 'backend: "python"'), ("vggx-gpu", 'platform: "onnxruntime_onnx"')):
+        (repo / name).mkdir(parents=True)
+        (repo / name / "config.pbtxt").write_text(f'name: "{name}"\n{field}\nmax_batch_size: 4\n')
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(repo), "--check"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        "error: model 'vggx-gpu' needs Triton's onnxruntime backend, which the CPU tritonserver of nvidia-pytriton "
+        "lacks (it has python): export it with `vggx export --backend python` to serve it here, or put a "
+        "tritonserver that has the backend on PATH (the NGC Triton container)")
+
+
 def test_explicit_executable_must_exist(tmp_path):
     with pytest.raises(ServerError, match="not found or not executable"):
         find_tritonserver(tmp_path / "nope")
