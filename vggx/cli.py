@@ -396,7 +396,11 @@ def evaluate(
         rows += run_eval(methods, clips, "held-out (BI)")
     for video in videos or []:
         clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple)
-        rows += run_eval(methods, [clip], Path(display_source(video)).name)
+        name = Path(display_source(video)).name
+        if clip.hr.shape[0] < frames:  # scored on what there is, and said so
+            console.print(f"{name}: {clip.hr.shape[0]} frames scored (it has no more; --frames {frames} asked)",
+                          highlight=False, markup=False, soft_wrap=True)
+        rows += run_eval(methods, [clip], name)
     table = Table(title=escape(f"vggx evaluate — {checkpoint or 'shipped checkpoint'}"))
     for col in ("data", "method", "PSNR dB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
         if col == "data":  # a file's name: the column that folds where the console is narrow

@@ -196,6 +196,13 @@ def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
     assert {r["dataset"] for r in rows} == {"[b]clip.mkv"} and {r["method"] for r in rows} >= {"bicubic"}
     table = out.getvalue()  # at 80 columns: every name whole, on its line
     assert table.count("[b]clip.mkv") == len(rows) and "vggx frame-by-frame" in table and "…" not in table
+    assert {r["frames"] for r in rows} == {8} and "frames scored" not in table
+    # more frames asked than the clip has: scored on its 8, and said so (it was silent)
+    out.truncate(0)
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", str(video), "--no-held-out", "--frames", "500", "-c",
+                                               str(tiny_checkpoint_path)])
+    assert result.exit_code == 0, result.output
+    assert "[b]clip.mkv: 8 frames scored (it has no more; --frames 500 asked)" in out.getvalue()
 
 
 @pytest.mark.parametrize(("args", "message"), [

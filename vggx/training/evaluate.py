@@ -42,6 +42,7 @@ class EvalRow:
     ssim: float
     temporal_error: float
     clips: int
+    frames: int = 0  # scored, over all clips
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -79,7 +80,8 @@ def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str) ->
             p.append(psnr(sr, clip.hr))
             s.append(ssim(sr, clip.hr))
             te.append(temporal_error(sr, clip.hr))
-        rows.append(EvalRow(dataset, name, float(np.mean(p)), float(np.mean(s)), float(np.mean(te)), len(clips)))
+        rows.append(EvalRow(dataset, name, float(np.mean(p)), float(np.mean(s)), float(np.mean(te)), len(clips),
+                            sum(int(c.hr.shape[0]) for c in clips)))
     return rows
 
 
