@@ -355,6 +355,28 @@ def test_info_url_names_the_models_when_the_one_asked_is_not_there(triton_server
     assert result.stderr.strip() == f"error: no model 'vggx-base' at {url}; --model names one of the models listed"
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_the_other_protocols_port_is_a_setting_to_fix_not_a_server_to_wait_for(triton_server, tmp_path, protocol):
+    """gRPC sent to the HTTP port (or HTTP to the gRPC one) exited 75, "temporary": a Job retries that forever. The
+    server answers the other protocol there, so it is one line naming --protocol, exit 1."""
+    from typer.testing import CliRunner
+
+    from vggx.benchmarks.upscale_overlap import _synthetic_clip
+    from vggx.cli import app
+
+    other = "http" if protocol == "grpc" else "grpc"
+    url = getattr(triton_server.endpoints, other)  # the port of the protocol not spoken
+    clip = tmp_path / "clip.mp4"
+    _synthetic_clip(clip, 4, (16, 16))
+    for command in (["info"], ["upscale", str(clip), str(tmp_path / "o.mp4")]):
+        result = CliRunner().invoke(app, [*command, "--url", url, "--protocol", protocol])
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(f"error: cannot reach Triton at {protocol}://{url} (") and line.endswith(
+            f"a Triton server answers {other} on that port: pass --protocol {other} (or its {protocol} port)"), line
+    assert not (tmp_path / "o.mp4").exists()
+
+
 def test_info_url_unreachable_is_one_line():
     from typer.testing import CliRunner
 
