@@ -299,6 +299,11 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
         if not (lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1]):
             raise ConfigError(f"--lr-size {h}x{w} is outside the model's profile {lo[0]}x{lo[1]}.."
                               f"{hi[0]}x{hi[1]}")
+        for bcfg, runner in zip(config.backends, runners, strict=True):
+            most = getattr(runner, "max_batch", 0)  # a Triton model's max_batch_size
+            if most and config.batch > most:
+                raise ConfigError(f"--batch {config.batch} is above the max_batch_size {most} of the model "
+                                  f"{bcfg.backend.value} serves; pass --batch {most} or less")
         rng = np.random.default_rng(config.seed)
         lr = rng.integers(0, 256, size=(config.batch, window, h, w, 3), dtype=np.uint8)
         scale = infos[0].scale

@@ -202,10 +202,17 @@ class TritonRunner(_RunnerBase):
         except Exception as exc:
             raise self._unreachable(exc) from None
         if not ready:
-            others = self._served_names(client, kw)
+            rows = self._served_rows(client, kw)
+            others = None if rows is None else {r.get("name", "") for r in rows}
             if others is not None and self.model_name not in others:
                 raise ServerError(f"Triton at {self.url} serves no model {self.model_name!r} (its repository has "
                                   f"{', '.join(sorted(others)) or 'none'}); pass --model")
+            versions = sorted({str(r.get("version", "")) for r in rows or () if r.get("name") == self.model_name
+                               and r.get("state") == "READY"} - {""}, key=lambda v: (len(v), v))
+            if self.model_version and versions and self.model_version not in versions:
+                raise ServerError(f"Triton at {self.url} serves model {self.model_name!r} in version "
+                                  f"{', '.join(versions)}, not {self.model_version}; pass one of those to "
+                                  f"--model-version, or none for the newest")
             version = f" version {self.model_version}" if self.model_version else ""
             raise ServerError(f"Triton at {self.url} is up but model {self.model_name!r}{version} is not ready "
                               f"(still loading, or it failed to load: see the server log or run "
@@ -221,6 +228,7 @@ class TritonRunner(_RunnerBase):
             raise ServerError(f"cannot read the config of model {self.model_name!r} from {self.url}: "
                               f"{_reason(exc)}{hint}") from None
         config = config.get("config", config)
+        self.max_batch = int(config.get("max_batch_size") or 0)  # the server refuses larger batches (0: no batching)
         params = {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
         info = ModelInfo.from_metadata(params, f"model {self.model_name!r} on Triton at {self.url}")
         inputs, outputs = config.get("input") or [], config.get("output") or []
@@ -233,14 +241,15 @@ class TritonRunner(_RunnerBase):
                               f"parameter {info.window}")
         return info, inputs[0]["name"], outputs[0]["name"]
 
-    def _served_names(self, client, kw: dict) -> set[str] | None:
-        """The models in the server's repository index (None where it would not say)."""
+    def _served_rows(self, client, kw: dict) -> list[dict] | None:
+        """The server's repository index: a row per model version (name, version, state); None where it would not
+        say."""
         try:
             index = client.get_model_repository_index(
                 **kw, **({"as_json": True} if self.protocol == "grpc" else {}))
         except Exception:  # restricted, or an older server: the not-ready message stands alone
             return None
-        return {r.get("name", "") for r in _index_rows(index)}
+        return list(_index_rows(index))
 
     # ---------------------------------------------------------------------------------- inference
 

@@ -1375,8 +1375,10 @@ def export(
     )
     result = export_to_repository(job)
     if chosen is Backend.TORCH:
-        console.print(f"wrote {result.version_dir} (torch: the checkpoint, FP16 + vggx kernels + CUDA graphs on "
-                      f"GPU instances{', compiled' if compile_model else ''})", highlight=False, markup=False)
+        how = ("FP32 reference ops on CPU instances" if serving.instance_kind == "KIND_CPU" else
+               f"FP16 + vggx kernels + CUDA graphs on GPU instances{', compiled' if compile_model else ''}")
+        console.print(f"wrote {result.version_dir} (torch: the checkpoint, {how})", highlight=False, markup=False,
+                      soft_wrap=True)
         return
     for r in result.parity:
         console.print(f"parity {r}", highlight=False, soft_wrap=True, markup=False)

@@ -298,6 +298,12 @@ def test_torch_backend_serves_the_checkpoint(tmp_path, tiny_checkpoint_path, fak
     assert result.exit_code == 0, result.output
     cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
     assert cfg.parameters["window"].string_value == "4" and list(cfg.input[0].dims) == [4, -1, -1, 3]
+    if not compiled:  # on CPU instances: said so (it printed the GPU model's FP16 + CUDA graphs)
+        result = _export(repo, tiny_checkpoint_path, *args, "--force", "--instance-kind", "cpu")
+        assert result.exit_code == 0, result.output
+        assert "(torch: the checkpoint, FP32 reference ops on CPU instances)" in result.output
+        (group,) = parse_config((repo / "vggx" / "config.pbtxt").read_text()).instance_group
+        assert group.kind == group.KIND_CPU
 
 
 def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fake_export):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -420,7 +421,9 @@ def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metada
         assert requests["1"] >= 2 and requests["2"] == 0, requests
         result = CliRunner().invoke(app, ["upscale", str(clip), str(tmp_path / "p.mp4"), "--url", url,
                                           "--model-version", "3"])
-        assert result.exit_code == 1 and "model 'vggx' version 3 is not ready" in result.stderr, result.output
+        assert result.exit_code == 1, result.output  # it said "not ready (still loading, or it failed to load ...)"
+        assert result.stderr.strip() == (f"error: Triton at {url} serves model 'vggx' in version 1, 2, not 3; pass one "
+                                         f"of those to --model-version, or none for the newest")
         # vggx bench: the server's times are those of the version its requests went to (the newest, 2)
         from vggx.benchmarks.bench import BenchConfig, run_bench
         from vggx.client import Backend, BackendConfig
@@ -432,6 +435,12 @@ def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metada
         after = {s["version"]: s["requests"] for s in describe_server(url).stats}
         assert (after["1"] - before["1"], after["2"] - before["2"]) == (0, 3)
         assert point.server is not None and point.server["compute_infer_us"] > 0, point.server
+        # a batch above the model's max_batch_size: refused before any request (it failed at the first one)
+        from vggx.errors import ConfigError
+
+        with pytest.raises(ConfigError, match=r"^--batch 8 is above the max_batch_size 4 of the model triton serves"):
+            run_bench(dataclasses.replace(cfg, batch=8))
+        assert {s["version"]: s["requests"] for s in describe_server(url).stats} == after
 
 
 def test_a_crashed_server_leaves_nothing_behind_and_clients_go_on_after_its_restart(served_repository, tmp_path):
