@@ -244,6 +244,7 @@ class UpscaleResult:
     dry_run: bool = False
     # what goes along with the video: "audio", "subtitles", "chapters", "attachments", "cover"
     copied: tuple[str, ...] = ()
+    audio_codec: str | None = None  # the audio's encoder where it was re-encoded (``--audio-codec``), else copied as is
     # Bits a component: the input's, and the output's (its pixel format's); whether the input's levels below the
     # model's 8 bits were carried into the output (``fine_bits``).
     input_bits: int = 8
@@ -1163,7 +1164,8 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
-        copied=copied, crop=run.crop, keep_bars=run.bars is not None, bars=bars, **_depths(config, reader, run.fine))
+        copied=copied, audio_codec=config.encode.audio_codec if "audio" in copied else None,
+        crop=run.crop, keep_bars=run.bars is not None, bars=bars, **_depths(config, reader, run.fine))
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
@@ -1277,7 +1279,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
-        scene_cuts=tuple(run.cuts), copied=copied, crop=run.crop, keep_bars=run.bars is not None,
+        scene_cuts=tuple(run.cuts), copied=copied,
+        audio_codec=config.encode.audio_codec if "audio" in copied else None, crop=run.crop,
+        keep_bars=run.bars is not None,
         damaged_packets=len(reader.damaged),
         **_depths(config, reader, fine),
     )

@@ -854,7 +854,12 @@ def upscale(
             lines = None if err_console.is_terminal or not progress_interval else _ProgressLines(progress_interval)
             progress = _Bar(bar) if lines is None else lines
             if not folder:
-                result = run_upscale(todo[0], progress=progress)
+                try:
+                    result = run_upscale(todo[0], progress=progress)
+                except VggxError as exc:  # --json says so too, as a folder run's does for each file
+                    name = display_source(todo[0].input)
+                    _write_results(json_path, [], [name], {name: str(exc)})
+                    raise
             else:
                 bars: dict[int, _Bar] = {}
 
@@ -1032,7 +1037,8 @@ def _write_results(path: Path | None, results: list, failed: list[str], errors: 
              "tiles_per_window": r.tiles_per_window, "tile": list(r.tile) if r.tile else None,
              "backend": r.backend, "concurrency": r.concurrency,
              "resumed_frames": r.resumed_frames, "windows_per_server": r.windows_per_server,
-             "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "dry_run": r.dry_run,
+             "scene_cuts": list(r.scene_cuts), "copied": list(r.copied), "audio_codec": r.audio_codec,
+             "dry_run": r.dry_run,
              "input_bits": r.input_bits, "output_bits": r.output_bits, "fine_bits": r.fine_bits, "hdr": r.hdr,
              "encoder": r.encoder, "tonemap": r.tonemap, "filters": r.filters,
              "crop": None if r.crop is None else [r.crop.width, r.crop.height, r.crop.x, r.crop.y],
@@ -1051,7 +1057,8 @@ def _dry_run_line(result, stdout: bool = False) -> str:
     windows = f", {result.windows} windows" if result.windows else ""
     tiles = f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else ""
     resumed = f", going on after the {result.resumed_frames} frames stored" if result.resumed_frames else ""
-    copied = ", ".join(result.copied) or "nothing"
+    copied = ", ".join(f"audio (re-encoded with {result.audio_codec})" if k == "audio" and result.audio_codec else k
+                       for k in result.copied) or "nothing"
     where = "standard output" if stdout else str(result.output)
     depth = _depth_line(result)
     crop = f"; {_crop_line(result)}" if result.crop is not None else ""

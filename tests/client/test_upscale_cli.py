@@ -624,10 +624,18 @@ def test_audio_codec_from_the_cli(cli, tmp_path):
 
     assert (_parse_bitrate("192k"), _parse_bitrate("1.5M"), _parse_bitrate("128000")) == (192_000, 1_500_000, 128_000)
     src = make_video(tmp_path / "pcm.mkv", frames=6, audio="pcm_s16le")
-    result = cli(src, tmp_path / "o.mp4", "--audio-codec", "aac", "--audio-bitrate", "64k")
+    result = cli(src, tmp_path / "o.mp4", "--audio-codec", "aac", "--audio-bitrate", "64k", "--json",
+                 tmp_path / "o.json")
     assert result.exit_code == 0, result.output
     with av.open(str(tmp_path / "o.mp4")) as c:
         assert c.streams.audio[0].codec_context.name == "aac"
+    (row,) = json.loads((tmp_path / "o.json").read_text())["results"]
+    assert row["copied"] == ["audio"] and row["audio_codec"] == "aac"  # carried along, re-encoded: it read "copied"
+    plan = cli(src, tmp_path / "q.mp4", "--audio-codec", "aac", "--dry-run")
+    assert "copied along: audio (re-encoded with aac)" in plan.stdout
+    copied = cli(src, tmp_path / "r.mkv", "--dry-run", "--json", tmp_path / "r.json")
+    assert "copied along: audio;" in copied.stdout or copied.stdout.rstrip().endswith("copied along: audio")
+    assert json.loads((tmp_path / "r.json").read_text())["results"][0]["audio_codec"] is None
     assert_one_error_line(cli(src, tmp_path / "p.mp4", "--audio-codec", "aac", "--audio-bitrate", "lots"),
                           "--audio-bitrate takes bits/s such as 192k or 128000, got 'lots'")
 
