@@ -651,12 +651,25 @@ class TritonPool(_RunnerBase):
         self._refresher: threading.Thread | None = None
         self._last_refresh = time.monotonic()
         self._refused: set[str] = set()  # servers found serving another model (warned about once)
+        away: dict[str, ServerUnavailable] = {}  # servers down when the run starts: they join when they answer
         try:
-            for url in expand_urls(entries, resolve, addresses=True):
-                self._runners.append(self._open(url))
+            urls = expand_urls(entries, resolve, addresses=True)
+            for url in urls:
+                try:
+                    self._runners.append(self._open(url))
+                except ServerUnavailable as exc:
+                    if len(urls) == 1:
+                        raise
+                    away[url] = exc
         except BaseException:
             self.close()
             raise
+        if not self._runners:
+            why = "; ".join(f"{url}: {exc}" for url, exc in away.items())
+            raise ServerUnavailable(f"no Triton server answers ({why})")
+        for url, exc in away.items():
+            log.warning("Triton at %s does not answer; the run starts on the %d other server%s and takes it on "
+                        "when it does (%s)", url, len(self._runners), "" if len(self._runners) == 1 else "s", exc)
         first = self._runners[0]
         for other in self._runners[1:]:
             if other.info != first.info:

@@ -417,10 +417,14 @@ class TestPoolAgainstStubs:
                 pytest.raises(ServerError, match="the servers serve different models"):
             open_runner(http_config(f"{a.url},{b.url}"))
 
-    def test_an_unreachable_server_is_named_at_start(self):
+    def test_an_unreachable_server_is_named_at_start(self, caplog):
+        """Named in a warning, and left out until it answers (it aborted the run: a restarting pod among several)."""
         down = f"127.0.0.1:{free_port()}"
-        with StubTriton() as a, pytest.raises(ServerError, match=f"cannot reach Triton at http://{down}"):
-            open_runner(http_config(f"{a.url},{down}"))
+        with StubTriton() as a, caplog.at_level(logging.WARNING, logger="vggx.client.triton"), \
+                open_runner(http_config(f"{a.url},{down}")) as pool:
+            assert pool.urls == [a.url]
+        assert f"Triton at {down} does not answer; the run starts on the 1 other server" in caplog.text
+        assert f"cannot reach Triton at http://{down}" in caplog.text
 
 
 class TestPoolRefresh:
@@ -443,6 +447,24 @@ class TestPoolRefresh:
             for _ in range(4):
                 pool.infer(lr)
             assert pool.windows[1] == 2
+
+    def test_a_server_down_when_the_run_starts_is_left_out_until_it_answers(self, caplog):
+        """Several --url replicas, one down at the start (a pod restarting): the run goes on the others (it aborted,
+        exit 75) and the refresh takes the late one on; every server down is still ServerUnavailable."""
+        from vggx.client.triton import TritonPool
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        late = f"127.0.0.1:{free_port()}"
+        with StubTriton() as a, caplog.at_level(logging.WARNING, logger="vggx.client.triton"), \
+                TritonPool([a.url, late], protocol="http", retries=0, refresh_s=3600) as pool:
+            assert pool.urls == [a.url] and f"Triton at {late} does not answer; the run starts on the 1 other" \
+                in caplog.text
+            pool.infer(lr)
+            with StubTriton(port=int(late.rpartition(":")[2])) as b:
+                pool.refresh()
+                assert pool.urls == [a.url, b.url]
+        with pytest.raises(ServerUnavailable, match="no Triton server answers"):
+            TritonPool([late, f"127.0.0.1:{free_port()}"], protocol="http", retries=0)
 
     @staticmethod
     def _pair(**kw):
