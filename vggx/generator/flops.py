@@ -37,14 +37,19 @@ def _attention_flops(qkv_shape, *args, out_shape=None, **kwargs) -> int:
     return n * h * w * 4 * t * t * c  # q·k and p·v, 2 FLOPs per MAC each
 
 
-def measure_cost(cfg: GeneratorConfig, lr_size: tuple[int, int], window: int | None = None) -> ModelCost:
-    """Count parameters and FLOPs of one window at LR size ``(h, w)`` (padded to ``size_multiple``)."""
-    t = window or cfg.window
+def _on_meta(cfg: GeneratorConfig, lr_size: tuple[int, int], batch: int, window: int | None,
+             dtype: torch.dtype) -> tuple[Generator, torch.Tensor]:
+    """The generator and an input of ``batch`` windows at LR size ``(h, w)`` (padded to ``size_multiple``, as the
+    exported graph pads) on the meta device, in ``dtype``."""
     m = cfg.size_multiple
     h, w = (-(-s // m) * m for s in lr_size)
     with torch.device("meta"):
-        model = Generator(cfg).eval()
-        lr = torch.empty(1, t, 3, h, w)
+        return Generator(cfg).eval().to(dtype), torch.empty(batch, window or cfg.window, 3, h, w, dtype=dtype)
+
+
+def measure_cost(cfg: GeneratorConfig, lr_size: tuple[int, int], window: int | None = None) -> ModelCost:
+    """Count parameters and FLOPs of one window at LR size ``(h, w)`` (padded to ``size_multiple``)."""
+    model, lr = _on_meta(cfg, lr_size, 1, window, torch.float32)
     params = sum(p.numel() for p in model.parameters())
     mapping = {
         torch.ops.vggx.flow_warp.default: _flow_warp_flops,
@@ -53,7 +58,7 @@ def measure_cost(cfg: GeneratorConfig, lr_size: tuple[int, int], window: int | N
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter, torch.no_grad():
         model(lr)
-    return ModelCost(params=params, flops_per_window=counter.get_total_flops(), frames=t)
+    return ModelCost(params=params, flops_per_window=counter.get_total_flops(), frames=lr.shape[1])
 
 
 class _PeakMemory(TorchDispatchMode):
@@ -88,12 +93,7 @@ def activation_bytes(cfg: GeneratorConfig, lr_size: tuple[int, int], batch: int 
     to ``size_multiple``) in ``dtype``: PyTorch's peak, freeing each tensor when its last use is done, as an
     inference runtime's memory planner does (TensorRT's, for the engine's profile at its max shapes, is of that
     order; fused layers make it somewhat lower). The inputs and weights are not counted."""
-    t = window or cfg.window
-    m = cfg.size_multiple
-    h, w = (-(-s // m) * m for s in lr_size)
-    with torch.device("meta"):
-        model = Generator(cfg).eval().to(dtype)
-        lr = torch.empty(batch, t, 3, h, w, dtype=dtype)
+    model, lr = _on_meta(cfg, lr_size, batch, window, dtype)
     tracker = _PeakMemory()
     with torch.inference_mode(), tracker:
         out = model(lr)
