@@ -58,8 +58,8 @@ class ExportJob:
     version: int | None = None  # None = next free version folder
     force: bool = False
     verify: bool = True
-    optimization_level: int = 3  # TensorRT builder optimisation level
-    workspace_mib: int = 4096
+    optimization_level: int | None = None  # TensorRT builder optimisation level; None = EngineConfig's default
+    workspace_mib: int | None = None  # TensorRT workspace limit, MiB; None = EngineConfig's default
     threads: int = 2  # CPU threads of the parity check
     compile: bool = False  # torch backend: the served model is torch.compile'd on GPU instances
     serving: ServingConfig = field(default_factory=ServingConfig)  # instances, GPUs, batching delay, ...
@@ -80,6 +80,9 @@ class ExportJob:
                               f"(no ONNX: the vggx kernels run in PyTorch)")
         if self.opt_size is not None and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"--opt-size tunes a TensorRT engine; --backend {self.backend.value} builds none")
+        for flag, value in (("--opt-level", self.optimization_level), ("--workspace-mib", self.workspace_mib)):
+            if value is not None and self.backend is not Backend.TENSORRT:  # in range: checked by EngineConfig
+                raise ConfigError(f"{flag} tunes the TensorRT engine build; --backend {self.backend.value} builds none")
         if self.max_batch < 1:
             raise ConfigError(f"--max-batch must be >= 1, got {self.max_batch}")
         if self.version is not None and self.version < 1:
@@ -222,8 +225,9 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     engine_cfg = None
     activations = None
     if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
-        engine_cfg = EngineConfig(profile, job.precision, job.optimization_level, job.workspace_mib,
-                                  model_dir / TIMING_CACHE, job.force)
+        given = {"optimization_level": job.optimization_level, "workspace_mib": job.workspace_mib}
+        engine_cfg = EngineConfig(profile, job.precision, timing_cache=model_dir / TIMING_CACHE, force=job.force,
+                                  **{k: v for k, v in given.items() if v is not None})
         activations = _engine_activations(job, cfg, window, profile.max_size)
         _warn_if_too_big(activations, profile)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,

@@ -1364,10 +1364,6 @@ def export(
     except ValueError:
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
     size = lambda text: parse_size(text) if text else None
-    for flag, value in (("--opt-level", opt_level), ("--workspace-mib", workspace_mib)):
-        if value is not None and chosen is not Backend.TENSORRT:  # checked in range with the engine's config
-            raise ConfigError(f"{flag} tunes the TensorRT engine build; --backend {chosen.value} builds none")
-    engine = {k: v for k, v in (("optimization_level", opt_level), ("workspace_mib", workspace_mib)) if v is not None}
     if instance_kind is not None and instance_kind not in ("gpu", "cpu"):
         raise ConfigError(f"--instance-kind must be gpu or cpu, got {instance_kind!r}")
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
@@ -1377,7 +1373,7 @@ def export(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
         precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
         opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
-        verify=verify, **engine, compile=compile_model,
+        verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
         serving=serving, name=name,
     )
     result = export_to_repository(job)
