@@ -1212,8 +1212,6 @@ def bench(
         if on and "torch" not in names:
             raise ConfigError(f"{flag} applies to the torch backend (on --device cuda); none of "
                               f"{', '.join(names)} takes it")
-    if threads is not None and names == ["triton"]:
-        raise ConfigError("--threads sets in-process backends' CPU threads; the Triton server sets its own")
     if (model != "vggx" or model_version) and "triton" not in names:
         raise ConfigError(f"--model/--model-version name a model Triton serves; they apply with --url, not "
                           f"--backend {names[0]}" if len(names) == 1 else "--model/--model-version name a model "
@@ -1222,7 +1220,9 @@ def bench(
     backends = tuple(
         BackendConfig(backend=choices[n], checkpoint=checkpoint if n != "triton" else None,
                       device=device if n != "triton" else "cpu", fp16=fp16 and n == "torch",
-                      compile=compile_model and n == "torch", threads=threads if n != "triton" else None,
+                      compile=compile_model and n == "torch",
+                      # beside in-process backends --threads is theirs; with Triton alone BackendConfig refuses it
+                      threads=None if n == "triton" and len(names) > 1 else threads,
                       url=url if n == "triton" else None,
                       **({"model_name": model, "model_version": model_version, **triton} if n == "triton"
                          else {"protocol": triton["protocol"]}))
@@ -1388,7 +1388,9 @@ def export(
     console.print(f"wrote {result.version_dir} ({chosen.value}, {job.resolved_flavor.value}, "
                   f"{job.precision.value})", highlight=False, markup=False)
     if result.profile is not None:
-        p, fmt = result.profile, lambda hw: f"{hw[0]}x{hw[1]}"
+        from vggx.shapes import format_size as fmt
+
+        p = result.profile
         console.print(f"engine profile: up to {p.max_batch} windows of {p.window} frames, {fmt(p.min_size)} .. "
                       f"{fmt(p.max_size)} (tuned for {fmt(p.opt_size)}), about {result.activations / 2**30:.1f} GiB "
                       f"of activations at its max; larger frames are tiled", highlight=False, markup=False,

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from vggx.errors import TERMINATING, ServerError, Terminated, raise_if_terminating
 from vggx.paths import cache_dir
+from vggx.shapes import parse_size
 
 __all__ = [
     "CheckResult",
@@ -524,8 +525,8 @@ def check_model(url: str, model_name: str = MODEL_NAME, *, protocol: str = "grpc
             versions = list(meta.versions) if protocol == "grpc" else list(meta.get("versions", []))
             scale = int(params.get("scale", "4"))
             if size is None:
-                lo = [int(v) for v in params.get("min_size", "16x16").split("x")]
-                hi = [int(v) for v in params["max_size"].split("x")] if "max_size" in params else [1 << 30] * 2
+                lo = parse_size(params.get("min_size", "16x16"))
+                hi = parse_size(params["max_size"]) if "max_size" in params else (1 << 30, 1 << 30)
                 size = (min(max(lo[0], 32), hi[0]), min(max(lo[1], 32), hi[1]))  # 32 where the model takes it
             x = np.random.default_rng(0).integers(0, 256, (1, window, *size, 3), dtype=np.uint8)
             inp = tc.InferInput("lr", list(x.shape), "UINT8")
