@@ -440,6 +440,7 @@ class TritonServer:
         # holds a model's memory, and they ignore SIGTERM): nothing of the group stays behind.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
+        _wait_group_gone(proc.pid)  # SIGKILL lands asynchronously: return once the stubs' memory is given back
         self._close_log()
         log.info("tritonserver exited with code %s", code)
         return code
@@ -448,6 +449,25 @@ class TritonServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> None:
+    """Wait until no live (non-zombie) process of group ``pgid`` is left, at most ``timeout_s`` (Linux ``/proc``;
+    elsewhere nothing to read, no wait)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        live = False
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                live = True
+                break
+        if not live:
+            return
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager
