@@ -82,6 +82,20 @@ class TestProbe:
         assert rate == {"fps=12": 12, "fps=24000/1001": Fraction(24000, 1001), "framestep=2": 12,
                         "setpts=0.5*PTS": 48, "fps=1": 1}
 
+    @pytest.mark.parametrize("rate", [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(60)])
+    def test_how_much_the_chain_stretches_time(self, rate):
+        """setpts retimes the frames, which nothing else does: a speed change keeps every frame, a rate change keeps
+        the seconds (the frame count follows both)."""
+        scale = {text: FilterChain.parse(text).probe(56, 40, "yuv420p", TB, rate).time_scale
+                 for text in ("setpts=0.5*PTS", "setpts=PTS/3", "setpts=1.25*PTS", "setpts=2*PTS,fps=60",
+                              "setpts=0.5*PTS,fps=24", "setpts=PTS-STARTPTS", "setpts=PTS+5/TB", "fps=12",
+                              "fps=24000/1001", "fps=100", "framerate=50", "minterpolate=fps=48", "framestep=3",
+                              "select='not(mod(n\\,2))'", "tmix=frames=3", "reverse", "trim=start=5")}
+        assert scale == {"setpts=0.5*PTS": Fraction(1, 2), "setpts=PTS/3": Fraction(1, 3),
+                         "setpts=1.25*PTS": Fraction(5, 4), "setpts=2*PTS,fps=60": 2, "setpts=0.5*PTS,fps=24": 0.5,
+                         "setpts=PTS-STARTPTS": 1, "setpts=PTS+5/TB": 1} | {
+                             text: 1 for text in scale if "setpts" not in text}
+
     def test_a_time_base_that_rounds_the_spacing_still_gives_the_rate(self):
         """25 fps in 1/12288 s: frames 491 or 492 ticks apart."""
         assert FilterChain.parse("hflip").probe(56, 40, "yuv420p", TB, Fraction(25)).rate == 25
@@ -184,6 +198,16 @@ class TestReader:
         with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(clip, filters="fps=12") as r:
             list(r)
         assert "moves the frames in time" not in caplog.text
+
+    @pytest.mark.parametrize(("vf", "frames", "speed"), [("setpts=0.5*PTS", 24, "2"), ("setpts=2*PTS", 24, "0.5"),
+                                                         ("setpts=0.5*PTS,fps=24", 12, "2")])
+    def test_a_speed_change_of_a_short_clip_is_counted_and_warned_of(self, lossless_clip, caplog, vf, frames, speed):
+        """A second-long clip played twice as fast is half a second out of step from its start: warned of before its
+        frames drift past any slack, and counted as the frames it keeps (the plan, --dry-run and the progress)."""
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(lossless_clip, filters=vf) as r:
+            assert r.info.frames == r.expected_frames() == frames
+            assert len(list(r)) == frames
+        assert f"moves the frames in time (it plays them at {speed} times their speed)" in caplog.text
 
     @pytest.mark.parametrize("rotation", [180, 270])
     def test_every_turn(self, tmp_path, rotation):
@@ -315,6 +339,11 @@ class TestCli:
         row = json.loads((tmp_path / "plan.json").read_text())["results"][0]
         assert row["filters"] == "fps=12,scale=28:20" and row["rate"] == "12" and row["input_size"] == [20, 28]
         assert not (tmp_path / "o.mp4").exists()
+
+    def test_dry_run_counts_the_frames_a_speed_change_keeps(self, cli, lossless_clip, tmp_path):
+        result = cli(lossless_clip, tmp_path / "o.mp4", "--vf", "setpts=0.5*PTS", "--dry-run")
+        assert result.exit_code == 0, result.output
+        assert "about 24 frames of 56x40 at 48 fps (through --vf 'setpts=0.5*PTS')" in result.stdout
 
     @pytest.mark.parametrize(("vf", "said"), [
         ("no_such_filter", "has no filter 'no_such_filter'"),

@@ -315,11 +315,13 @@ class VideoReader:
                 rotation = self._first_rotation()
                 if rotation % 360:
                     self.filters = FilterChain("", ()).upright(rotation)
+            self.time_scale = Fraction(1)  # how the filters stretch time (setpts=0.5*PTS: 1/2)
             if self.filters is not None:
                 i = self.info
                 pix_fmt = "yuva420p" if self._vp9_alpha else i.pix_fmt if i.pix_fmt != "?" else "yuv420p"
-                self.info = replace_info(i, self.filters.probe(i.width, i.height, pix_fmt, i.time_base, i.rate,
-                                                               i.sample_aspect_ratio))
+                probe = self.filters.probe(i.width, i.height, pix_fmt, i.time_base, i.rate, i.sample_aspect_ratio)
+                self.info = replace_info(i, probe)
+                self.time_scale = probe.time_scale
         except BaseException:
             self._container.close()
             raise
@@ -716,8 +718,8 @@ class VideoReader:
 
     def _filtered(self, frames):
         """``frames`` through the ``filters`` chain, in ``info.time_base``; the colour description of the first out
-        (a filter may convert it). One warning where the chain moves frames in time (``setpts``, a speed change):
-        what is copied along keeps the input's timeline."""
+        (a filter may convert it). One warning where the chain moves frames in time (``setpts``, a speed change,
+        found by the probe, or a shift seen as the frames come): what is copied along keeps the input's timeline."""
         import av
 
         graph = None
@@ -749,6 +751,11 @@ class VideoReader:
                     first = False
                     if not self._tonemap:
                         self.color = ColorInfo.of_frame(out)
+                    if self.time_scale != 1:
+                        moved = True
+                        log.warning("--vf %r moves the frames in time (it plays them at %s times their speed): audio, "
+                                    "subtitles and chapters copied along keep the input's timeline, out of step with "
+                                    "it (--copy none leaves them out)", self.filters.text, _speed(1 / self.time_scale))
                 if not moved and out.pts is not None and frame is not None:
                     went = float(out.pts * self.info.time_base)
                     if abs(came_in - went) > late:
@@ -795,6 +802,11 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _speed(factor: Fraction) -> str:
+    """A speed factor as people write it: 2, 0.5, 1.25, 4/3."""
+    return f"{float(factor):g}" if (factor * 100).denominator == 1 else f"{factor.numerator}/{factor.denominator}"
 
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,

@@ -37,6 +37,7 @@ _PROBE_OUTPUTS = 3
 # ... this many seconds of them went in (a rate decimated to 1 frame/s needs a few seconds), then the chain is flushed
 _PROBE_SECONDS = 4.0
 _PROBE_MOST = 300
+_PROBE_TIMED_SECONDS = 1.0  # a chain that retimes the frames (setpts): frames pushed to see by how much
 # A chain that lets nothing through at first (trim=start=5, select=gte(n\,100)) is probed on, up to this long.
 _PROBE_LONGEST_SECONDS = 120.0
 _PROBE_LONGEST = 3000
@@ -84,6 +85,9 @@ class FilterProbe:
     sample_aspect_ratio: Fraction | None  # None: square (or unknown)
     rate: Fraction  # frames per second out (the spacing of the frames that came out; the input's if one did)
     time_base: Fraction  # of the frames out
+    # how the chain stretches time (``setpts``): a second of input comes out as this many (``setpts=0.5*PTS``: 1/2);
+    # 1 where the timeline is kept (a rate change, ``fps=12``, spaces the frames differently in the same seconds)
+    time_scale: Fraction = Fraction(1)
 
 
 @dataclass(frozen=True)
@@ -195,14 +199,23 @@ class FilterChain:
         longest = max(most, min(_PROBE_LONGEST, int(_PROBE_LONGEST_SECONDS * rate),
                                 int(_PROBE_LONGEST_PIXELS / (width * height))))
         first_out = None  # frames pushed when the first came out
+        came = {}  # frames pushed -> the time of the last frame out then, and how many (pushing, not flushing)
+        # setpts retimes the frames (every other filter keeps their times, or drops, adds or moves frames along the
+        # same timeline): how much, looked at over a second of frames (a frame's worth of error in 1 s of them)
+        timed = "setpts" in self.names
+        timed_pushes = int(_PROBE_TIMED_SECONDS * rate)
         try:
             with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
-                while len(out) < _PROBE_OUTPUTS and pushed < (longest if first_out is None else first_out + most):
+                while (len(out) < _PROBE_OUTPUTS or (timed and (len(came) < 2 or pushed < timed_pushes))) and \
+                        pushed < (longest if first_out is None else first_out + most):
                     frame = frames[pushed % len(frames)]
                     frame.pts, frame.time_base = round(pushed * step), time_base
                     graph.push(frame)
                     pushed += 1
-                    out.extend(drain(graph))
+                    ready = list(drain(graph))
+                    out.extend(ready)
+                    if ready and ready[-1].pts is not None and ready[-1].time_base:
+                        came[pushed] = Fraction(ready[-1].pts) * ready[-1].time_base, len(ready)
                     if out and first_out is None:
                         first_out = pushed
                 if len(out) < 2:
@@ -226,7 +239,7 @@ class FilterChain:
         return FilterProbe(
             width=first.width, height=first.height, pix_fmt=first.format.name,
             sample_aspect_ratio=sar if sar != 1 else None,
-            rate=rate_out, time_base=tick)
+            rate=rate_out, time_base=tick, time_scale=_time_scale(came, rate, rate_out) if timed else Fraction(1))
 
     def describe(self) -> str:
         turned = f" (on the frames turned upright, from {self.turned} degrees)" if self.turned else ""
@@ -245,6 +258,28 @@ def _rate(steps: list[Fraction], tick: Fraction, rate_in: Fraction, rounded: boo
         if ratio and abs(1 / (rate_in * ratio) - step) <= tick:
             return rate_in * ratio
     return Fraction(1 / step).limit_denominator(1_000_000)
+
+
+def _time_scale(came: dict[int, tuple[Fraction, int]], rate_in: Fraction, rate_out: Fraction) -> Fraction:
+    """How much a chain stretches time, from ``came`` (frames pushed at ``rate_in`` -> the time of the last frame out
+    then, and how many came out): the time between the first and the last such frame over the time pushed between
+    them, which a filter's delay (``fps`` holds a frame back) does not move. Where each push let one frame out, those
+    are the times of the frames pushed, moved: the simplest ratio within 2 %; else which push lets a frame of
+    ``rate_out`` out is known to a frame: the simplest ratio within that, 1 first. 1 where frames came out at fewer
+    than two pushes (a chain that gives its frames only when flushed: ``reverse``)."""
+    if len(came) < 2:
+        return Fraction(1)
+    p0, p1 = min(came), max(came)
+    pushed = Fraction(p1 - p0) / rate_in  # seconds
+    scale = (came[p1][0] - came[p0][0]) / pushed
+    if scale <= 0:
+        return Fraction(1)
+    one_each = all(came.get(p, (0, 0))[1] == 1 for p in range(p0 + 1, p1 + 1))
+    near = scale / 50 if one_each else max(1 / (rate_out * pushed), scale / 50)
+    for simple in (Fraction(1), *(scale.limit_denominator(d) for d in range(1, 9))):
+        if simple and abs(simple - scale) <= near:
+            return simple
+    return scale.limit_denominator(1000)
 
 
 def _made_up(width: int, height: int, pix_fmt: str) -> list:
@@ -298,13 +333,14 @@ def drain(graph):
 
 def replace_info(info, probe: FilterProbe):
     """``info`` (a :class:`vggx.video.decode.VideoInfo`) as the chain leaves the frames: their size, pixel shape,
-    format, bits, alpha and rate (the frame count scaled with the rate)."""
+    format, bits, alpha and rate (the frame count scaled with the rate and with the time the chain stretches or
+    shrinks: ``setpts=0.5*PTS`` doubles the rate and keeps every frame)."""
     from .decode import has_alpha
     from .depth import component_depth
 
     frames = info.frames
-    if frames is not None and probe.rate != info.rate:
-        frames = max(1, round(frames * probe.rate / info.rate))
+    if frames is not None and (probe.rate != info.rate or probe.time_scale != 1):
+        frames = max(1, round(frames * probe.time_scale * probe.rate / info.rate))
     return dataclasses.replace(
         info, width=probe.width, height=probe.height, sample_aspect_ratio=probe.sample_aspect_ratio,
         pix_fmt=probe.pix_fmt, bit_depth=component_depth(probe.pix_fmt), has_alpha=has_alpha(probe.pix_fmt),
