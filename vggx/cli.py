@@ -58,6 +58,7 @@ ClientKeyOpt = Annotated[Path | None, typer.Option("--client-key", help="with --
 ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", envvar="VGGX_API_KEY", show_envvar=True,
     help="the key of a `vggx serve --api-key` server (sent in the vggx-api-key header)")]
+_MOST_JOBS = 64  # upscale --jobs: files at once
 
 
 def _error_line(message: str) -> None:
@@ -551,7 +552,7 @@ def upscale(
     jobs: Annotated[int, typer.Option(
         "--jobs", "-j", help="a folder's files upscaled at once on the one backend (for short clips on a fast model: "
         "the backend stays busy through each file's opening, first window and final mux, and one file's decoding "
-        "and encoding overlap another's)", min=1, max=64)] = 1,
+        "and encoding overlap another's)")] = 1,
     resume: Annotated[bool, typer.Option(
         "--resume", help="keep finished 2-second segments beside the output, so that the same command run again "
         "after an error, Ctrl-C or SIGTERM goes on after them (x264, x265, SVT-AV1, VP9, ProRes, FFV1)")] = False,
@@ -652,7 +653,7 @@ def upscale(
     ] = None,
     video_stream: Annotated[int | None, typer.Option(
         "--video-stream", help="the video stream to upscale, by its index in the input as ffprobe lists them "
-        "(default: the one FFmpeg picks; a warning names it where there are several)", min=0)] = None,
+        "(default: the one FFmpeg picks; a warning names it where there are several)")] = None,
     copy: Annotated[str, typer.Option(
         "--copy", help="what goes along with the video: all (default: what the input has and the output holds), "
         "none, or some of audio,subtitles,chapters,attachments,cover (e.g. --copy audio: the audio alone)")
@@ -670,7 +671,7 @@ def upscale(
         "the input's frame (x4) while the bars cost no inference")] = False,
     progress_interval: Annotated[float, typer.Option(
         "--progress-interval", help="where standard error is not a terminal (a Kubernetes Job's or a batch "
-        "system's log): seconds between progress lines (frames done, fps, time left); 0: none", min=0.0)] = 30.0,
+        "system's log): seconds between progress lines (frames done, fps, time left); 0: none")] = 30.0,
     fine_bits: Annotated[bool, typer.Option(
         "--fine-bits/--no-fine-bits", help="a 10/12/16-bit input into an output of more than 8 bits (e.g. --pix-fmt "
         "yuv420p10le, 16-bit PNG): carry its levels below the model's 8 bits into the output, so gradients do "
@@ -776,6 +777,10 @@ def upscale(
 
     if recursive and not folder:
         raise ConfigError(f"--recursive walks a folder's subfolders; {display_source(source)} is not a folder")
+    if not 1 <= jobs <= _MOST_JOBS:
+        raise ConfigError(f"--jobs must be 1 to {_MOST_JOBS}, got {jobs}")
+    if not progress_interval >= 0:
+        raise ConfigError(f"--progress-interval must be >= 0 seconds (0: no progress lines), got {progress_interval:g}")
     if jobs > 1 and not folder:
         raise ConfigError(f"--jobs runs a folder's files at once; {display_source(source)} is one input (for one "
                           f"file, --concurrency keeps more of its windows in flight)")

@@ -195,6 +195,18 @@ class TestBackendErrors:
         assert list(tmp_path.iterdir()) == []
 
     @pytest.mark.parametrize(("args", "message"), [
+        (("--jobs", "0"), "--jobs must be 1 to 64, got 0"),
+        (("--jobs", "65"), "--jobs must be 1 to 64, got 65"),
+        (("--progress-interval", "-1"), "--progress-interval must be >= 0 seconds (0: no progress lines), got -1"),
+        (("--video-stream", "-1"), "--video-stream -1: "),
+        (("--frames", "0"), "--frames must be >= 1, got 0"),
+    ])
+    def test_a_number_out_of_range_is_one_line_and_exit_1(self, cli, clips, tmp_path, args, message):
+        """A setting out of its range is bad input (exit 1, one line) like any other, not a usage error."""
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", *args), message)
+        assert list(tmp_path.iterdir()) == []
+
+    @pytest.mark.parametrize(("args", "message"), [
         (("--model", "vggx-base"), "--model names a model Triton serves; it applies with --url, not --backend torch "
                                    "(which runs --checkpoint)"),
         (("--model-version", "2"), "--model-version picks a version Triton serves; it applies with --url, not "
