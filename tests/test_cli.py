@@ -35,6 +35,16 @@ def test_info_checkpoint_shows_metadata(tiny_checkpoint_path):
     assert "meta.window" in result.output and "vggx-tiny-x4" in result.output
 
 
+def test_info_takes_the_checkpoint_as_the_other_commands_do(tiny_checkpoint_path, tmp_path):
+    result = runner.invoke(app, ["info", "-c", str(tiny_checkpoint_path)])
+    assert result.exit_code == 0, result.output
+    assert "meta.window" in result.output and str(tiny_checkpoint_path) in result.output.replace("\n", "")
+    for args, said in [(["info", str(tmp_path / "a.safetensors"), "-c", str(tiny_checkpoint_path)], "two checkpoints"),
+                       (["info", "-c", str(tiny_checkpoint_path), "--config", "tiny"], "not both")]:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 1 and said in result.output and "Usage" not in result.output, result.output
+
+
 def test_info_bad_file_is_one_line(tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\0" * 10)

@@ -178,7 +178,8 @@ def _main(
 @handle_errors
 def info(
     checkpoint: Annotated[Path | None, typer.Argument(
-        help="checkpoint to describe \\[default: the shipped one]")] = None,
+        help="checkpoint to describe \\[default: the shipped one]; or -c as the other commands take it")] = None,
+    checkpoint_opt: CheckpointOpt = None,
     config: Annotated[str | None, typer.Option("--config", help="describe a config instead: tiny or base")] = None,
     lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW for the FLOP count")] = "180x320",
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the numbers as JSON")] = None,
@@ -200,11 +201,14 @@ def info(
 
     Example: vggx info --config base --lr-size 180x320
     """
+    from vggx.errors import ConfigError
+
     check_json_path(json_path)
+    if checkpoint is not None and checkpoint_opt is not None and checkpoint != checkpoint_opt:
+        raise ConfigError(f"two checkpoints: {checkpoint} and -c {checkpoint_opt}; give one")
+    checkpoint = checkpoint or checkpoint_opt
     if url is not None:
         if checkpoint or config:
-            from vggx.errors import ConfigError
-
             raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
         options = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
         _info_served(url, model, options, json_path)
@@ -217,7 +221,7 @@ def info(
 
     size = parse_size(lr_size)
     if config and checkpoint:
-        raise typer.BadParameter("give a checkpoint or --config, not both")
+        raise ConfigError("give a checkpoint or --config, not both")
     if config:
         cfg, meta, source = get_config(config), None, f"config {config}"
     else:
@@ -280,7 +284,7 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
             "batching delay": "-" if delay is None else f"{int(delay)} µs",
             "window": params.get("window", "?"), "scale": params.get("scale", "?"),
             "LR sizes": f"{params.get('min_size', '?')} .. {params.get('max_size', '?')}",
-            "model name / version": f"{params.get('name', '?')} / {params.get('version', '?')}",
+            "checkpoint": f"{params.get('name', '?')} v{params.get('version', '?')}",
         }
         table = Table(title=escape(f"model {model!r}"), show_header=False)
         for k, v in rows.items():

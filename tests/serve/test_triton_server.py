@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +337,8 @@ def test_info_url_describes_the_served_model_and_its_requests(triton_server, tmp
     assert result.exit_code == 0, result.output
     assert f"at {ep}" in result.stdout and "READY" in result.stdout
     assert "python (python)" in result.stdout and "1 x CPU" in result.stdout and "2000 µs" in result.stdout
+    # the checkpoint's own version, told apart from Triton's version numbers (the statistics' "version")
+    assert re.search(r"checkpoint +│ +\S+ v\d", result.stdout), result.stdout
     data = json.loads(out.read_text())
     assert data["server"].startswith("triton") and data["model"] == "vggx"
     assert [m["name"] for m in data["models"]] == ["vggx"] and data["models"][0]["state"] == "READY"
