@@ -43,6 +43,9 @@ _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]", "0.0.0.0"}
 _TRANSIENT = {"StatusCode.UNAVAILABLE", "StatusCode.RESOURCE_EXHAUSTED", "StatusCode.DEADLINE_EXCEEDED",
               "StatusCode.ABORTED", "429", "502", "503", "504"}
 _BACKOFF_S = 0.25
+# A server that stops fails every window in flight at once: one warning per retry round within this many seconds (the
+# rest at debug level), not one per window
+_RETRY_SAID_S = 10.0
 # What Triton answers a request naming a shared-memory region it does not know (it restarted since we registered).
 _LOST_REGION = re.compile(r"unable to find (system )?shared memory region", re.IGNORECASE)
 # What --url entries may start with: the protocol, and TLS for https:// and grpcs:// (see url_schemes).
@@ -121,6 +124,7 @@ class TritonRunner(_RunnerBase):
         self._local = threading.local()
         self._states: list[_ThreadState] = []
         self._lock = threading.Lock()
+        self._retry_said: dict[int, float] = {}  # retry -> when it was last warned of (any thread)
         self._closed = False
         host = url.rsplit(":", 1)[0]
         is_local = host in _LOCAL_HOSTS or host == socket.gethostname()
@@ -280,8 +284,14 @@ class TritonRunner(_RunnerBase):
                 if attempt == self.retries:
                     raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} "
                                             f"attempts ({_reason(exc)}); is the server up? (`vggx serve`)") from None
-                log.warning("transient Triton failure (%s); retry %d/%d in %.2fs", _reason(exc), attempt + 1,
-                            self.retries, delay)
+                now = time.monotonic()
+                with self._lock:  # the windows in flight fail together: one line for them all
+                    said = now - self._retry_said.get(attempt, -_RETRY_SAID_S) < _RETRY_SAID_S
+                    if not said:
+                        self._retry_said[attempt] = now
+                (log.debug if said else log.warning)(
+                    "transient failure of Triton at %s (%s); retry %d/%d in %.2fs", self.url, _reason(exc),
+                    attempt + 1, self.retries, delay)
                 time.sleep(delay)
                 delay *= 2
                 state.client = self._new_client()  # a dropped connection is not reused

@@ -131,6 +131,20 @@ class TestAgainstStub:
                 assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
             assert stub.infer_calls == 3 and "retry 2/3" in caplog.text
 
+    def test_the_windows_in_flight_that_fail_together_are_one_warning(self, caplog):
+        """A server that stops fails every window in flight at once: one line says the retry, not one a window."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as stub, open_runner(http_config(stub.url)) as runner:
+            runner.infer(lr)  # each thread's connection aside, the stub is up
+            stub.infer_calls, stub.fail_next = 0, [503] * 4
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"), ThreadPoolExecutor(4) as pool:
+                assert all(o.shape == (1, 4, 64, 64, 3) for o in pool.map(lambda _: runner.infer(lr), range(4)))
+            assert stub.infer_calls == 8
+        said = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
+        assert len(said) == 1 and said[0].startswith(f"transient failure of Triton at {stub.url}"), said
+
     def test_a_model_unloaded_mid_run_is_retried_then_temporary(self, caplog):
         """A server that is stopping (a rolling restart, a pod evicted) unloads its models first: "unknown model ...
         has no available versions" for the model this run checked when it began. Retried, and once the retries
