@@ -790,7 +790,7 @@ def upscale(
                           f"file, --concurrency keeps more of its windows in flight)")
     pairs = plan_folder(source, output, recursive) if folder else [(source, output)]
     cfgs = [config(src, dst) for src, dst in pairs]  # every setting checked before any work
-    made: list[Path] = []  # output folders this run made (a dry run takes them away again: it writes nothing)
+    made: list[Path] = []  # output folders this run made (taken away again where nothing was written in them)
     if folder:
         for folder_out in sorted({dst.parent for _, dst in pairs}):
             made += reversed([p for p in (folder_out, *folder_out.parents) if not p.exists()])
@@ -913,11 +913,10 @@ def upscale(
                       + (f": {', '.join(failed)}" if failed else ""), highlight=False, soft_wrap=True, markup=False)
         if failed:
             raise typer.Exit(1)
-    finally:
-        if dry_run:
-            for made_dir in reversed(made):
-                with contextlib.suppress(OSError):
-                    made_dir.rmdir()
+    finally:  # a dry run, an interrupted run or files that failed: no empty folders left behind
+        for made_dir in reversed(made):
+            with contextlib.suppress(OSError):
+                made_dir.rmdir()  # only if empty
 
 
 _STAGE_NAMES = {"decode": "decode", "infer": "inference", "encode": "encode"}

@@ -148,7 +148,7 @@ def test_sigterm_stops_a_folder_run_in_flight(tiny_checkpoint_path, tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143, err
     assert "error: terminated (SIGTERM)" in err
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the output folder this run made, with nothing in it, is taken away again
 
 
 class TestRecursive:
@@ -176,11 +176,14 @@ class TestRecursive:
             (src / rel).parent.mkdir(parents=True)
             make_video(src / rel, frames=6)
         (src / "Season 2" / "broken.mkv").write_bytes(b"no video")
+        (src / "Extras" / "Deleted").mkdir(parents=True)
+        (src / "Extras" / "Deleted" / "cut.mkv").write_bytes(b"no video either")
         out = tmp_path / "x4"
         result = cli(src, out, "--recursive", "--jobs", "2")
         assert result.exit_code == 1, result.output
-        assert "2 upscaled, 0 skipped, 1 failed: Season 2/broken.mkv" in result.stdout
+        assert "2 upscaled, 0 skipped, 2 failed: Extras/Deleted/cut.mkv, Season 2/broken.mkv" in result.stdout
         assert sorted(str(p.relative_to(out)) for p in out.rglob("*.mkv")) == ["Season 1/e01.mkv", "Season 2/e01.mkv"]
+        assert sorted(p.name for p in out.iterdir()) == ["Season 1", "Season 2"]  # none made for nothing written
         assert all(len(decode_all(p)) == 6 for p in out.rglob("*.mkv"))
 
     def test_one_input_is_not_a_tree(self, cli, clips, tmp_path):
