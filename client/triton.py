@@ -170,8 +170,8 @@ class TritonRunner(_RunnerBase):
         elif self.ssl and "socket closed" in low:  # it took the connection and hung up in the handshake
             hint = ("the server closed the TLS handshake: does it want a client certificate (--client-cert, "
                     "--client-key), or TLS on that port at all?")
-        elif not self.ssl and (other := _other_protocol_hint(self.url, self.protocol)):
-            hint = other  # the server is there, on its other protocol's port: a setting to fix, not one to wait for
+        elif not self.ssl and (other := _other_protocol_hint(self.url, self.protocol, reason)):
+            return ServerError(other)  # the server is there, on its other protocol's port: a setting to fix
         else:
             hint = ("start a server with `vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right "
                     "--url/--protocol")
@@ -488,8 +488,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
         except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
             if (header := restricted_header(exc)) is not None:
                 raise refused(url, header) from None
-            if not ssl and (hint := _other_protocol_hint(url, protocol)):  # a setting to fix, exit 1
-                raise ServerError(f"cannot reach Triton at {protocol}://{url} ({_reason(exc)}); {hint}") from None
+            if not ssl and (wrong := _other_protocol_hint(url, protocol, _reason(exc))):  # a setting to fix, exit 1
+                raise ServerError(wrong) from None
             raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and "
                                     f"is this its {protocol} port?") from None
         models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
@@ -843,13 +843,14 @@ def may_grow(entries: str | list[str]) -> bool:
         return host not in _LOCAL_HOSTS and host != socket.gethostname()
 
 
-def _other_protocol_hint(url: str, protocol: str) -> str | None:
+def _other_protocol_hint(url: str, protocol: str, reason: str) -> str | None:
     """Where a Triton server answers the other protocol on ``url``'s port (its HTTP port asked over gRPC, or the
-    reverse), the hint that says so; else None."""
+    reverse), the error line that says so (``reason``: what the ``protocol`` call met); else None."""
     other = "http" if protocol == "grpc" else "grpc"
     if not _speaks(url, other):
         return None
-    return f"a Triton server answers {other} on that port: pass --protocol {other} (or its {protocol} port)"
+    return (f"Triton at {url} answers {other} on that port, not {protocol} ({reason}): pass --protocol {other} (or "
+            f"its {protocol} port)")
 
 
 def _speaks(url: str, protocol: str, timeout_s: float = 3.0) -> bool:

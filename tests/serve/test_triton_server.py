@@ -376,8 +376,8 @@ def test_the_other_protocols_port_is_a_setting_to_fix_not_a_server_to_wait_for(t
         result = CliRunner().invoke(app, [*command, "--url", url, "--protocol", protocol])
         assert result.exit_code == 1, result.output
         (line,) = result.stderr.strip().splitlines()
-        assert line.startswith(f"error: cannot reach Triton at {protocol}://{url} (") and line.endswith(
-            f"a Triton server answers {other} on that port: pass --protocol {other} (or its {protocol} port)"), line
+        assert line.startswith(f"error: Triton at {url} answers {other} on that port, not {protocol} (") and \
+            line.endswith(f"): pass --protocol {other} (or its {protocol} port)"), line
     assert not (tmp_path / "o.mp4").exists()
 
 
