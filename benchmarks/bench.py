@@ -137,8 +137,9 @@ def _cpu_matmul_peak_gflops(threads: int | None = None) -> float:
         torch.set_num_threads(previous)
 
 
-def device_peak_gflops(device: str) -> tuple[float, str]:
-    """Peak GFLOP/s to compare against, and where it comes from."""
+def device_peak_gflops(device: str, threads: int | None = None) -> tuple[float, str]:
+    """Peak GFLOP/s to compare against, and where it comes from: a GPU's data sheet, or a CPU's FP32 matmul measured
+    now on ``threads`` (the backend's; None: torch's default), which moves with what else the CPU runs."""
     if device.startswith("cuda"):
         import torch
 
@@ -147,7 +148,11 @@ def device_peak_gflops(device: str) -> tuple[float, str]:
             if key in name:
                 return tflops * 1e3, f"{name} dense FP16 tensor peak (data sheet)"
         return float("nan"), f"{name}: FP16 peak unknown"
-    return _cpu_matmul_peak_gflops(), f"{platform.processor() or platform.machine()} FP32 matmul, measured"
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    return _cpu_matmul_peak_gflops(threads), (f"{platform.processor() or platform.machine()} FP32 matmul, measured "
+                                              f"now on {threads} thread{'s' if threads > 1 else ''}")
 
 
 # ------------------------------------------------------------------------------------------ measurement
@@ -335,8 +340,9 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                 fps = tput.median * config.batch * window
                 local = bcfg.backend is not Backend.TRITON
                 device = bcfg.device if local else "server"
-                if device not in peaks:
-                    peaks[device] = device_peak_gflops(device) if device != "server" else (
+                where = (device, bcfg.threads if local else None)  # a CPU's peak on the threads it is given
+                if where not in peaks:
+                    peaks[where] = device_peak_gflops(device, bcfg.threads) if local else (
                         float("nan"), "server-side device: see the server's own machine")
                 point = BenchPoint(
                     backend=bcfg.backend.value, description=runner.description, concurrency=conc,
@@ -344,7 +350,7 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                     requests=sum(wd.completed for wd in wins), errors=sum(wd.errors for wd in wins),
                     throughput=tput, latency=lat, frames_per_s=fps,
                     mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops,
-                    achieved_gflops=fps * gflops, peak_gflops=peaks[device][0], peak_source=peaks[device][1],
+                    achieved_gflops=fps * gflops, peak_gflops=peaks[where][0], peak_source=peaks[where][1],
                     peak_memory_mb=_peak_memory_mb(bcfg.device) if local else None,
                     server=server_stats[i],
                 )

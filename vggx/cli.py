@@ -1248,6 +1248,9 @@ def bench(
     console.print("frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half of "
                   "each window (the default --context), so a video goes at about half that", highlight=False,
                   markup=False)
+    peaks = dict.fromkeys((p.peak_gflops, p.peak_source) for p in result.points if p.peak_gflops == p.peak_gflops)
+    for peak, source in peaks:  # which peak the percentages are of (a CPU's is measured now: it moves with load)
+        console.print(f"% of peak: of {peak:.0f} GFLOP/s, {source}", highlight=False, markup=False)
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")

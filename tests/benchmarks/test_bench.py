@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -71,6 +72,22 @@ def test_results_read_at_any_console_width(tiny_checkpoint_path, monkeypatch, wi
     # what its frames/s count, against what a video run delivers (half: the centre of each window)
     assert "frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half" in " ".join(
         text.split())
+    # which peak the percentages are of: this CPU's matmul, measured now on the threads the backend has
+    import torch
+
+    threads = torch.get_num_threads()
+    assert re.search(rf"% of peak: of \d+ GFLOP/s, \S+ FP32 matmul, measured now on {threads} threads?\n", text), text
+
+
+def test_a_cpus_peak_is_measured_on_the_threads_the_backend_has(tiny_checkpoint_path, tmp_path):
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(app, [
+        "bench", "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path), "--lr-size", "16x16", "--threads",
+        "1", "--requests", "1", "--windows", "1", "--warmup", "0", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (point,) = json.loads(out.read_text())["points"]
+    assert point["peak_source"].endswith("FP32 matmul, measured now on 1 thread") and point["peak_gflops"] > 0
+    assert f"% of peak: of {point['peak_gflops']:.0f} GFLOP/s, {point['peak_source']}" in result.stdout
 
 
 def test_compare_interleaves_and_reports_ratios(tiny_checkpoint_path):
