@@ -407,7 +407,7 @@ def evaluate(
                           highlight=False, markup=False, soft_wrap=True)
         rows += run_eval(methods, [clip], name)
     table = Table(title=escape(f"vggx evaluate — {checkpoint or 'shipped checkpoint'}"))
-    for col in ("data", "method", "PSNR dB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
+    for col in ("data", "method", "PSNR\ndB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
         if col == "data":  # a file's name: the column that folds where the console is narrow
             table.add_column(col, overflow="fold", min_width=10)
         else:

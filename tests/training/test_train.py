@@ -178,6 +178,25 @@ def test_video_clip_reads_what_upscale_reads(tmp_path):
     assert torch.equal(a.hr, want)
 
 
+def test_evaluate_cli_held_out_reads_at_80_columns(tmp_path, tiny_checkpoint_path, monkeypatch):
+    """The held-out rows' data name whole on its line at 80 columns (a piped stdout), not "held-out" / "(BI)"."""
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
+
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=80))
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", "-c", str(tiny_checkpoint_path), "--json",
+                                               str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    table = out.getvalue()
+    assert {r["dataset"] for r in rows} == {"held-out (BI)"} and table.count("│ held-out (BI) │") == len(rows), table
+    assert max(len(line) for line in table.splitlines()) <= 80 and "…" not in table
+
+
 def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
     import io
 
