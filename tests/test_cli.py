@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import pytest
@@ -33,12 +34,16 @@ def test_info_checkpoint_shows_metadata(tiny_checkpoint_path):
     result = runner.invoke(app, ["info", str(tiny_checkpoint_path)])
     assert result.exit_code == 0, result.output
     assert "meta.window" in result.output and "vggx-tiny-x4" in result.output
+    # the checkpoint's path is a row (folded where long), the title a title: not "vggx model —" wrapped at 80
+    first = result.output.splitlines()[0]
+    assert first.strip() == "vggx model" and "│ checkpoint " in result.output
 
 
 def test_info_takes_the_checkpoint_as_the_other_commands_do(tiny_checkpoint_path, tmp_path):
     result = runner.invoke(app, ["info", "-c", str(tiny_checkpoint_path)])
     assert result.exit_code == 0, result.output
-    assert "meta.window" in result.output and str(tiny_checkpoint_path) in result.output.replace("\n", "")
+    cells = re.sub(r"[│\s]", "", result.output)  # the table's text, folded cells joined
+    assert "meta.window" in result.output and f"checkpoint{tiny_checkpoint_path}" in cells
     for args, said in [(["info", str(tmp_path / "a.safetensors"), "-c", str(tiny_checkpoint_path)], "two checkpoints"),
                        (["info", "-c", str(tiny_checkpoint_path), "--config", "tiny"], "not both")]:
         result = runner.invoke(app, args)

@@ -232,8 +232,11 @@ def info(
     cost = measure_cost(cfg, size)
     activations = activation_bytes(cfg, size, dtype=torch.float16)  # what a GPU holds for one window in FP16
     out_size = (size[0] * cfg.scale, size[1] * cfg.scale)
-    table = Table(title=escape(f"vggx model — {source}"), show_header=False)
+    table = Table(title="vggx model", show_header=False)
+    table.add_column()
+    table.add_column(overflow="fold")
     rows = {
+        **({} if config else {"checkpoint": source}),  # a path: a row that folds, not a title wrapped at its dash
         "config": cfg.name,
         "parameters": f"{cost.params:,} ({cost.params / 1e6:.2f} M)",
         "scale": f"×{cfg.scale}",
