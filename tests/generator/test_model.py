@@ -132,6 +132,8 @@ def test_activation_bytes_is_the_peak_of_live_tensors():
     assert activation_bytes(cfg, (60, 90), batch=1, window=4) == one  # padded to size_multiple 8 like the graph
     widest = max(cfg.attention_widths)
     assert one >= 4 * widest * (2 * 64) * (2 * 96) * 2  # [T, C, 2h, 2w] FP16 on the way up
+    hits = activation_bytes.cache_info().hits  # asked again (the export, for the profile it picked): not traced again
+    assert activation_bytes(cfg, (64, 96), batch=1, window=4) == one and activation_bytes.cache_info().hits == hits + 1
 
     class Total(_PeakMemory):  # every tensor made, none freed
         def _free(self, key, size):

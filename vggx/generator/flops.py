@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass
 
@@ -87,6 +88,7 @@ class _PeakMemory(TorchDispatchMode):
         self.live -= size
 
 
+@functools.lru_cache(maxsize=64)  # the export asks again for the profile it picked; the config is frozen
 def activation_bytes(cfg: GeneratorConfig, lr_size: tuple[int, int], batch: int = 1, window: int | None = None,
                      dtype: torch.dtype = torch.float16) -> int:
     """The most bytes of activations alive at once in one forward pass of ``batch`` windows at LR ``(h, w)`` (padded
