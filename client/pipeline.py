@@ -1164,8 +1164,8 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         windows=windows_needed(expected, info.window, run.context) if expected else 0,
         tiles_per_window=plan.count, backend=runner.description, tile=run.tiles.size if plan.count > 1 else None,
         concurrency=config.concurrency, input=config.input, resumed_frames=run.first_frame, dry_run=True,
-        copied=copied, audio_codec=config.encode.audio_codec if "audio" in copied else None,
-        crop=run.crop, keep_bars=run.bars is not None, bars=bars, **_depths(config, reader, run.fine))
+        **_carried(config, copied), crop=run.crop, keep_bars=run.bars is not None, bars=bars,
+        **_depths(config, reader, run.fine))
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
@@ -1279,8 +1279,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         stage_seconds=dict(run.busy),
         concurrency=config.concurrency, first_window_seconds=first_window[0], first_window_frames=first_window[1],
         input=config.input, resumed_frames=frames_done, windows_per_server=_windows_per_server(runner),
-        scene_cuts=tuple(run.cuts), copied=copied,
-        audio_codec=config.encode.audio_codec if "audio" in copied else None, crop=run.crop,
+        scene_cuts=tuple(run.cuts), **_carried(config, copied), crop=run.crop,
         keep_bars=run.bars is not None,
         damaged_packets=len(reader.damaged),
         **_depths(config, reader, fine),
@@ -1324,6 +1323,11 @@ def _resolved_crop(config: UpscaleConfig, reader: VideoReader) -> UpscaleConfig:
                      seconds, found.describe(size))
         crop = found or Crop(size[1], size[0])
     return dataclasses.replace(config, crop=crop.fit(size))
+
+
+def _carried(config: UpscaleConfig, copied: tuple[str, ...]) -> dict:
+    """The result's ``copied`` and ``audio_codec`` (the audio's encoder where ``--audio-codec`` re-encodes it)."""
+    return {"copied": copied, "audio_codec": config.encode.audio_codec if "audio" in copied else None}
 
 
 def _depths(config: UpscaleConfig, reader: VideoReader, fine: bool) -> dict:
