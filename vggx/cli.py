@@ -826,7 +826,8 @@ def upscale(
             resumed = f" ({result.resumed_frames} from the stopped run)" if result.resumed_frames else ""
             where = (f"standard output ({'y4m' if codec == STDOUT_RAW_CODEC else 'Matroska'}, {w}x{h})" if stdout else
                      f"{result.output} ({w}x{h}, {result.output_bytes / 1e6:.2f} MB)")
-            out_console.print(f"{result.frames} frames{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
+            frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
+            out_console.print(f"{frames}{resumed} in {result.seconds:.1f} s ({result.fps:.2f} fps) -> "
                               f"{where} [{result.backend}"
                               + (f", {result.tiles_per_window} tiles a frame" if result.tiles_per_window > 1 else "")
                               + "]", highlight=False, soft_wrap=True, markup=False)

@@ -14,6 +14,7 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
@@ -43,6 +44,18 @@ class TestSuccess:
         assert re.fullmatch(r"busy: decode \d+%, inference \d+%, encode \d+% of the wall time -> "
                             r"(decode|inference|encode)-bound.*", stages), stages
         assert out.is_file()
+
+    def test_one_frame_is_one_frame(self, cli, clips, tmp_path):
+        result = cli(clips["aac"], tmp_path / "o.png", "--frames", "1")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip().splitlines()[-2].startswith("1 frame in "), result.stdout
+
+    def test_a_start_past_the_end_says_how_long_the_clip_is(self, cli, clips, tmp_path):
+        with av.open(str(clips["aac"])) as c:
+            lasts = float(c.streams.video[0].duration * c.streams.video[0].time_base)
+        assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", "--start", "1:30", "--frames", "8"),
+                              f"has no video frames at or after --start 90s (it lasts {lasts:g}s)")
+        assert list(tmp_path.iterdir()) == []
 
     def test_compare_start_and_concurrency_reach_the_pipeline(self, cli, clips, tmp_path):
         out = tmp_path / "o.mkv"

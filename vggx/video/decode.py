@@ -536,6 +536,8 @@ class VideoReader:
                 pool.shutdown(wait=True, cancel_futures=True)  # the frames in hand finish; none wait
         if count == 0:
             where = f" at or after --start {self.start:g}s" if self.start else ""
+            if self.start and info.duration is not None:
+                where += f" (it lasts {info.duration:g}s)"
             raise VideoError(f"{self.path} has no video frames{where}")
         # A file cut short still decodes up to the cut; the container's own frame count tells (of the frames decoded,
         # whatever --ivtc or --vf made of them).
