@@ -1227,10 +1227,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         return VideoWriter(
             output, out_w, out_h, vinfo.rate, vinfo.time_base, encode,
             audio_source=vinfo.path if copy_audio else None, copy=copied,
-            audio_start=float(run.first_pts * vinfo.time_base), metadata=vinfo.metadata,
+            audio_start=float(run.first_pts * vinfo.time_base) + reader.shift, metadata=vinfo.metadata,
             # a preview's end (the chapters are cut there; set_audio_end makes it exact for the audio at the end)
-            audio_end=float(run.first_pts * vinfo.time_base) + config.frames / float(vinfo.rate) if config.frames
-            else None,
+            audio_end=float(run.first_pts * vinfo.time_base) + reader.shift + config.frames / float(vinfo.rate)
+            if config.frames else None,
             rotation=reader.rotation, store=store,
             sample_aspect_ratio=None if config.square_pixels else vinfo.sample_aspect_ratio,
             start_number=first_number + (run.first_pts if reader.sequence is not None else 0), color=reader.color)
@@ -1254,7 +1254,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         if writer is None:  # pragma: no cover - the reader raises on zero frames
             raise VideoError(f"{reader.path} has no video frames")
         if config.frames is not None:  # a preview: cut the audio where the video ends
-            writer.set_audio_end(float(run.last_pts * vinfo.time_base + 1 / vinfo.rate))
+            writer.set_audio_end(float(run.last_pts * vinfo.time_base + 1 / vinfo.rate) + reader.shift)
         t_encode = time.perf_counter()
         writer.commit()
         run.busy["encode"] += time.perf_counter() - t_encode

@@ -169,6 +169,20 @@ class TestReader:
             got = [float(f.pts * r.info.time_base) for f in r]
         assert got == pytest.approx([6 / 12, 7 / 12, 8 / 12])
 
+    @pytest.mark.parametrize(("vf", "first", "frames"), [
+        ("setpts=0.5*PTS", 0.25, 12), ("setpts=PTS-STARTPTS", 0.0, 12), ("setpts=2*PTS", 1.0, 12), ("fps=12", 0.5, 6)])
+    def test_start_is_the_inputs_time_as_ffmpegs_ss(self, lossless_clip, vf, first, frames):
+        """--start 0.5 cuts the input at 0.5 s before the chain (as ffmpeg's -ss before -i): a chain that retimes
+        the frames starts there too, not at its own 0.5 s (setpts=0.5*PTS gave no frame at all on a 1-second clip)."""
+        with open_video(lossless_clip) as r:
+            want = [f.image for f in r][12:]
+        with open_video(lossless_clip, filters=vf, start=0.5) as r:
+            got = list(r)
+            assert r.expected_frames() == len(got) == frames
+            assert float(got[0].pts * r.info.time_base) == pytest.approx(first)
+            assert r.shift == pytest.approx(0.5 - first if "setpts" in vf else 0)
+        np.testing.assert_array_equal(got[0].image, want[0])
+
     def test_a_truncated_file_is_still_found_out(self, tmp_path):
         """The check counts the frames decoded, which a rate change does not move: an MP4 (its index first, as
         streaming servers write it) cut short."""
@@ -304,6 +318,27 @@ class TestUpscale:
             v, a = c.streams.video[0], c.streams.audio[0]
             assert v.average_rate == 12 and v.frames == 5
             assert float(a.duration * a.time_base) == pytest.approx(10 / 24, abs=0.05)  # the input's audio, whole
+
+    def test_a_chain_that_restamps_keeps_the_audio_with_the_picture(self, tmp_path, torch_runner):
+        """ffmpeg's idiom for a cut, trim then setpts=PTS-STARTPTS, restamps the frames from 0: the audio copied
+        starts where the picture does in the input (it was copied from 0, a second out of step, warned of as moved),
+        as with --start."""
+        from videoclips import make_video
+
+        clip = make_video(tmp_path / "in.mkv", frames=48, size=(16, 24), codec="ffv1", pix_fmt="bgr0",
+                          audio="libopus")
+
+        def audio_packets(path):
+            with av.open(str(path)) as c:
+                return [(p.pts, bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
+
+        cut = upscale(UpscaleConfig(clip, tmp_path / "cut.mkv", encode=LOSSLESS, start=1.0), runner=torch_runner)
+        filtered = upscale(UpscaleConfig(clip, tmp_path / "vf.mkv", encode=LOSSLESS,
+                                         filters="trim=start=1,setpts=PTS-STARTPTS"), runner=torch_runner)
+        assert cut.frames == filtered.frames == 24 and filtered.copied == ("audio",)
+        assert audio_packets(tmp_path / "vf.mkv") == audio_packets(tmp_path / "cut.mkv")
+        for x, y in zip(frames_of(tmp_path / "vf.mkv"), frames_of(tmp_path / "cut.mkv"), strict=True):
+            np.testing.assert_array_equal(x, y)
 
     def test_a_turned_clip_comes_out_upright_and_untagged(self, tmp_path, torch_runner):
         from videoclips import make_video

@@ -339,6 +339,9 @@ class VideoReader:
         self.convert_threads: int | None = None
         self._sizes_seen: set[tuple[int, int]] = set()  # other frame sizes met (warned of once each)
         self._decoded_count = 0  # frames decoded (before any filter)
+        # seconds: the input's time of the first frame out less its own, where --vf restamps it (setpts=PTS-STARTPTS:
+        # what is copied along starts at the input's time); 0 where the chain keeps the input's timeline
+        self.shift = 0.0
         self._last_decoded_pts: int | None = None  # the latest of them (the stream's time base)
 
     def _read_info(self) -> VideoInfo:
@@ -382,7 +385,7 @@ class VideoReader:
         info = self.info
         if info.frames is None:
             return self.max_frames
-        left = info.frames - (math.floor(self.start * info.rate) if self.start else 0)
+        left = info.frames - (math.floor(self.start * info.rate * self.time_scale) if self.start else 0)
         left = max(left, 0)
         return min(left, self.max_frames) if self.max_frames else left
 
@@ -506,12 +509,12 @@ class VideoReader:
         pool = ThreadPoolExecutor(workers, thread_name_prefix="vggx-read") if workers > 1 else None
         pending: collections.deque = collections.deque()
         try:
-            for frame in self._decoded():
+            for frame in self._decoded(origin):
                 pts = frame.pts
                 if pts is None:  # raw streams without timestamps: count frames at the stream's rate
                     pts = (last_pts + round(1 / (info.rate * info.time_base))) if last_pts is not None else 0
                 last_pts = pts
-                if start_pts is not None and (pts - origin) * info.time_base + Fraction(1, 2) / info.rate < self.start:
+                if start_pts is not None and self.filters is None and self._before_start(pts, origin, info):
                     continue
                 size = None
                 if (frame.width, frame.height) != (info.width, info.height):
@@ -673,11 +676,21 @@ class VideoReader:
         log.warning("%s: the frame size changes mid-stream at frame %d (%dx%d -> %dx%d); such frames are %s %dx%d, "
                     "the stream's first size", self.path, index, *first, *size, how, *first)
 
-    def _decoded(self):
+    def _before_start(self, pts: int, origin: int, info: VideoInfo) -> bool:
+        """Whether a frame at ``pts`` (``info``'s time base and rate) is shown before ``start``."""
+        return (pts - origin) * info.time_base + Fraction(1, 2) / info.rate < self.start
+
+    def _decoded(self, origin: int = 0):
         """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
-        decimate for ``ivtc``), then through ``filters``."""
+        decimate for ``ivtc``), then through ``filters``: those before ``start`` (``origin``: where the file's time
+        starts) are left out before the filters, as ffmpeg's ``-ss`` does, so a chain that moves the frames in time
+        (``setpts=0.5*PTS``, ``setpts=PTS-STARTPTS``) starts at the input's ``start``, not at its own."""
         frames = self._deinterlaced()
-        return frames if self.filters is None else self._filtered(frames)
+        if self.filters is None:
+            return frames
+        if self.start > 0:
+            frames = (f for f in frames if f.pts is None or not self._before_start(f.pts, origin, self._stream_info))
+        return self._filtered(frames)
 
     def _deinterlaced(self):
         """The stream's decoded frames in order, through ``bwdif`` first when deinterlacing (fieldmatch, bwdif and
@@ -721,12 +734,17 @@ class VideoReader:
     def _filtered(self, frames):
         """``frames`` through the ``filters`` chain, in ``info.time_base``; the colour description of the first out
         (a filter may convert it). One warning where the chain moves frames in time (``setpts``, a speed change,
-        found by the probe, or a shift seen as the frames come): what is copied along keeps the input's timeline."""
+        found by the probe, or a drift seen as the frames come): what is copied along keeps the input's timeline.
+        Where ``setpts`` restamps the frames (``PTS-STARTPTS``), ``shift`` is the input's time less the output's
+        at the first frame, so that the audio copied starts with the picture."""
         import av
 
         graph = None
         first = True
         moved = False
+        # setpts gives each frame its own time: the input's time of the first frame out is the frame just pushed
+        # (setpts holds none back), and what is copied along starts there (``shift``)
+        retimed = "setpts" in self.filters.names
         stream = self._stream_info
         late = max(1.0, 4 / float(stream.rate), 4 / float(self.info.rate))  # seconds a chain may hold frames back
         came_in = 0.0
@@ -753,6 +771,8 @@ class VideoReader:
                     first = False
                     if not self._tonemap:
                         self.color = ColorInfo.of_frame(out)
+                    if retimed and out.pts is not None and frame is not None:  # the frame it came from: the last in
+                        self.shift = came_in - float(out.pts * self.info.time_base)
                     if self.time_scale != 1:
                         moved = True
                         log.warning("--vf %r moves the frames in time (it plays them at %s times their speed): audio, "
@@ -760,7 +780,7 @@ class VideoReader:
                                     "it (--copy none leaves them out)", self.filters.text, _speed(1 / self.time_scale))
                 if not moved and out.pts is not None and frame is not None:
                     went = float(out.pts * self.info.time_base)
-                    if abs(came_in - went) > late:
+                    if abs(came_in - went - self.shift) > late:
                         moved = True
                         log.warning("--vf %r moves the frames in time (the frame at %.2f s comes out at %.2f s): "
                                     "audio, subtitles and chapters copied along keep the input's timeline, out of "
