@@ -8,6 +8,7 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -317,14 +318,19 @@ def _info_served(url: str, model: str, options: dict, json_path: Path | None) ->
 @handle_errors
 def train(
     out: Annotated[Path, typer.Option("--out", help="run directory (state, checkpoints, log)")],
-    config: Annotated[str, typer.Option("--config", help="model config: tiny or base")] = "tiny",
+    config: Annotated[str | None, typer.Option("--config", help="model config: tiny or base \\[default: tiny]")
+                      ] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="stop after this many total steps")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from OUT/state.safetensors")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="random seed (runs are deterministic)")] = 0,
-    batch: Annotated[int, typer.Option("--batch", help="clips per step")] = 4,
-    frames: Annotated[int, typer.Option("--frames", help="frames per training clip")] = 7,
-    patch: Annotated[int, typer.Option("--patch", help="LR patch size (multiple of 8)")] = 32,
-    adversarial: Annotated[bool, typer.Option("--adversarial", help="add the hinge GAN + feature matching")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="continue from OUT/state.safetensors, with the settings it was trained with")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="random seed (runs are deterministic) \\[default: 0]")
+                    ] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="clips per step \\[default: 4]")] = None,
+    frames: Annotated[int | None, typer.Option("--frames", help="frames per training clip \\[default: 7]")] = None,
+    patch: Annotated[int | None, typer.Option("--patch", help="LR patch size (multiple of 8) \\[default: 32]")
+                     ] = None,
+    adversarial: Annotated[bool | None, typer.Option(
+        "--adversarial/--no-adversarial", help="add the hinge GAN + feature matching \\[default: off]")] = None,
     val_every: Annotated[int, typer.Option("--val-every", help="validate every N steps")] = 250,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
 ) -> None:
@@ -341,12 +347,19 @@ def train(
         raise VggxError(f"--steps must be >= 1, got {steps}")
     if threads < 1:
         raise VggxError(f"--threads must be >= 1, got {threads}")
+    if out.exists() and not out.is_dir():
+        raise VggxError(f"--out {out} is a file; it names the run's folder (state, checkpoints, log)")
     torch.set_num_threads(threads)
-    cfg = TrainConfig(model=config, seed=seed, batch=batch, frames=frames, lr_patch=patch, val_every=val_every,
-                      adv_weight=0.05 if adversarial else 0.0, fm_weight=1.0 if adversarial else 0.0)
-    trainer = Trainer(cfg, out)
-    if (out / "state.safetensors").exists() and not resume:
+    state = out / "state.safetensors"
+    if state.exists() and not resume:
         raise VggxError(f"{out} already holds a training state; pass --resume to continue or choose another --out")
+    # resumed: the stored run's settings, those given checked against them (Trainer.load_state); new: the defaults
+    base = (TrainConfig.stored(state) if resume else None) or TrainConfig()
+    given = {"model": config, "seed": seed, "batch": batch, "frames": frames, "lr_patch": patch}
+    if adversarial is not None:
+        given |= {"adv_weight": 0.05 if adversarial else 0.0, "fm_weight": 1.0 if adversarial else 0.0}
+    cfg = dataclasses.replace(base, val_every=val_every, **{k: v for k, v in given.items() if v is not None})
+    trainer = Trainer(cfg, out)
     if resume:
         if trainer.load_state():
             console.print(f"resumed at step {trainer.step}")

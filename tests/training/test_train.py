@@ -224,6 +224,49 @@ def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
     assert "[b]clip.mkv: 8 frames scored (it has no more; --frames 500 asked)" in out.getvalue()
 
 
+def test_train_cli_resumes_with_the_runs_own_settings(tmp_path, monkeypatch):
+    """A resumed run goes on with what it was trained with: flags left out are the stored ones (a GAN run resumed
+    without --adversarial dropped its discriminator from the state for good, and --batch 4 came back silently), and
+    a flag that contradicts them is one line naming the stored value."""
+    from safetensors import safe_open
+
+    from vggx import cli
+    from vggx.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "get_config", lambda name: SMALL_MODEL)
+    runner = CliRunner()
+    out = tmp_path / "gan"
+    first = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "1", "--batch", "1", "--frames", "2",
+                                    "--patch", "16", "--seed", "3", "--adversarial"])
+    assert first.exit_code == 0, first.output
+    stored = TrainConfig.stored(out / "state.safetensors")
+    assert (stored.batch, stored.frames, stored.lr_patch, stored.seed, stored.adv_weight > 0) == (1, 2, 16, 3, True)
+    resumed = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "2", "--resume"])
+    assert resumed.exit_code == 0 and "resumed at step 1" in resumed.output, resumed.output
+    assert TrainConfig.stored(out / "state.safetensors") == stored
+    with safe_open(str(out / "state.safetensors"), framework="pt") as f:
+        assert any(k.startswith("d.model.") for k in f.keys())  # noqa: SIM118 (safe_open is not iterable): the discriminator kept
+    for flags, said in [(["--batch", "4"], "--batch 1"), (["--no-adversarial"], "--adversarial"),
+                        (["--seed", "0", "--frames", "3"], "--frames 2, --seed 3")]:
+        result = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "3", "--resume", *flags])
+        lines = [line for line in result.output.splitlines() if line.strip()]
+        assert result.exit_code == 1 and len(lines) == 1, result.output
+        assert f"was trained with {said}: a resumed run goes on with its own settings" in lines[0], lines[0]
+    assert TrainConfig.stored(out / "state.safetensors") == stored and "step" in resumed.output
+    # the same settings given again are no contradiction
+    again = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "3", "--resume", "--batch", "1"])
+    assert again.exit_code == 0 and "resumed at step 2" in again.output, again.output
+
+
+def test_train_cli_out_is_a_folder(tmp_path):
+    from vggx.cli import app
+
+    (tmp_path / "afile").write_text("")
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "afile"), "--steps", "1"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1 and "is a file; it names the run's folder" in lines[0]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--frames", "1"], "--frames must be >= 2"),
     (["--threads", "0"], "--threads must be >= 1, got 0"),

@@ -39,6 +39,12 @@ __all__ = ["TrainConfig", "Trainer", "validation_clips"]
 log = logging.getLogger(__name__)
 
 STATE_FORMAT = "vggx-train-state/1"
+# What a resumed run may change: how often it validates, saves and logs, and the weight average kept beside the
+# weights (a state from before it starts it there), not what the weights learn (every other field of TrainConfig
+# shapes the batches, the losses or the schedule, so resuming with another is not resuming)
+_RESUMABLE_WITH_OTHER = frozenset({"val_every", "ckpt_every", "log_every", "ema_decay"})
+# The CLI's name for each field it sets
+_FLAGS = {"model": "--config", "seed": "--seed", "batch": "--batch", "frames": "--frames", "lr_patch": "--patch"}
 
 
 @dataclass(frozen=True)
@@ -76,6 +82,25 @@ class TrainConfig:
             raise ConfigError(f"--val-every must be >= 1 steps, got {self.val_every}")
         if self.seed < 0:
             raise ConfigError(f"--seed must be >= 0, got {self.seed}")
+
+    @classmethod
+    def stored(cls, state_path: str | Path) -> TrainConfig | None:
+        """The config a training state was saved with (its fields this version knows), or None where there is no
+        state (or it predates the record)."""
+        from safetensors import SafetensorError, safe_open
+
+        path = Path(state_path)
+        if not path.is_file():
+            return None
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except (SafetensorError, OSError) as exc:
+            raise CheckpointError(f"{path} is not a vggx training state ({exc})") from None
+        if "train_config" not in meta:
+            return None
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in json.loads(meta["train_config"]).items() if k in known})
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -180,6 +205,10 @@ class Trainer:
             raise CheckpointError(f"{self.state_path} is not a vggx training state")
         if GeneratorConfig.from_json(meta["model_config"]) != self.model_cfg:
             raise CheckpointError(f"{self.state_path} was trained with another model config; use a new --out")
+        stored = TrainConfig.stored(self.state_path)
+        if stored is not None and (changed := _changed(stored, self.cfg)):
+            raise ConfigError(f"{self.state_path} was trained with {changed}: a resumed run goes on with its own "
+                              f"settings (leave them out, or give a new --out for a run with others)")
         tensors = load_file(str(self.state_path))
         for prefix, module, opt in (("g", self.model, self.opt), ("d", self.disc, self.d_opt)):
             if module is None:
@@ -304,3 +333,20 @@ class Trainer:
                 self._save_checkpoints(val)
                 self.save_state()
         return last_val
+
+
+def _changed(stored: TrainConfig, cfg: TrainConfig) -> str:
+    """The settings ``cfg`` changes from ``stored`` that a resumed run may not change, as the flags that set them
+    with their stored values ("--batch 1, --adversarial"); "" where none."""
+    said = []
+    for f in dataclasses.fields(TrainConfig):
+        a, b = getattr(stored, f.name), getattr(cfg, f.name)
+        if f.name in _RESUMABLE_WITH_OTHER or a == b:
+            continue
+        if f.name in ("adv_weight", "fm_weight"):
+            flag = "--adversarial" if stored.adv_weight > 0 or stored.fm_weight > 0 else "--no-adversarial"
+        else:
+            flag = f"{_FLAGS[f.name]} {a}" if f.name in _FLAGS else f"{f.name} = {a}"
+        if flag not in said:
+            said.append(flag)
+    return ", ".join(said)
