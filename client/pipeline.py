@@ -96,6 +96,14 @@ ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleC
 _LOSSLESS_CODECS = frozenset({"ffv1", "png", "tiff", "libx264rgb"})  # a deep input's default: its depth kept
 
 
+def parse_copy(text: str) -> tuple[str, ...] | None:
+    """``--copy``: ``all`` (None), ``none`` (()), or a comma-separated list of what goes along."""
+    words = tuple(w.strip().lower() for w in text.split(",") if w.strip())
+    if words in (("all",), ()):
+        return None
+    return () if words == ("none",) else words
+
+
 @dataclass(frozen=True)
 class UpscaleConfig:
     """One ``vggx upscale`` run."""
@@ -167,6 +175,19 @@ class UpscaleConfig:
     square_pixels: bool = False
 
     def __post_init__(self) -> None:
+        # as a caller writes them: a str output, a --copy list as the command line gives it, a tile of N x N
+        if isinstance(self.output, str):
+            object.__setattr__(self, "output", Path(self.output))
+        if isinstance(self.copy, str):
+            object.__setattr__(self, "copy", parse_copy(self.copy))
+        if isinstance(self.tile, int):
+            object.__setattr__(self, "tile", (self.tile, self.tile))
+        if self.tile is not None and not (isinstance(self.tile, tuple) and len(self.tile) == 2
+                                          and all(isinstance(n, int) for n in self.tile)):
+            raise ConfigError(f"tile is (height, width) in input pixels, or N for N x N; got {self.tile!r}")
+        if isinstance(self.start, str) or not isinstance(self.start, int | float | Fraction):
+            raise ConfigError(f"start is seconds (a number; the command line's --start also takes HH:MM:SS), got "
+                              f"{self.start!r}")
         _check_concurrency(self.concurrency, "--concurrency")
         if self.start < 0:
             raise ConfigError(f"--start must be >= 0 seconds, got {self.start}")
@@ -465,6 +486,10 @@ def upscale_frames(runner: Runner, frames: np.ndarray, keep: slice = slice(None)
     return the ``(k, 3/2·s·h, s·w)`` yuv420p planes the H.264 writer encodes instead (RGB otherwise).
     """
     info = runner.info
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3 \
+            or 0 in frames.shape:
+        raise ConfigError(f"frames must be uint8 (T, h, w, 3) RGB, got {getattr(frames, 'dtype', type(frames))} "
+                          f"{getattr(frames, 'shape', '')}")
     _, h, w, _ = frames.shape
     s = info.scale
     plan = plan_tiles((h, w), max_tile or info.max_size, info.size_multiple, s, tile_overlap, balanced)
@@ -518,8 +543,10 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         for i, frame in enumerate(frames):
             frame = np.asarray(frame)
             deep = frame.dtype == np.uint16 and frame.ndim == 3 and frame.shape[2] == 3
-            if not deep and (frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4)):
-                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), or uint16 RGB, got "
+            if (not deep and (frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4))) or \
+                    0 in frame.shape[:2]:
+                raise ConfigError(f"frame {i} must be uint8 RGB (h, w, 3) or RGBA (h, w, 4), or uint16 RGB, of at "
+                                  f"least 1x1 pixels, got "
                                   f"{frame.dtype} {frame.shape}")
             if kind is None:
                 kind = (frame.shape, frame.dtype)

@@ -83,6 +83,20 @@ class BackendConfig:
     client_cert: tuple[Path, Path] | None = None  # triton with mutual TLS: this client's certificate and key files
 
     def __post_init__(self) -> None:
+        # as a caller writes them: names for the enums, str for paths (a path's methods are used on them later)
+        for name, kind, flag in (("backend", Backend, "--backend"), ("protocol", TritonProtocol, "--protocol")):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                try:
+                    object.__setattr__(self, name, kind(value))
+                except ValueError:
+                    raise ConfigError(f"{flag} must be one of {', '.join(k.value for k in kind)}, got "
+                                      f"{value!r}") from None
+        for name in ("checkpoint", "cache_dir", "ca_cert"):
+            if isinstance(getattr(self, name), str):
+                object.__setattr__(self, name, Path(getattr(self, name)))
+        if self.client_cert is not None:
+            object.__setattr__(self, "client_cert", tuple(Path(p) for p in self.client_cert))
         if not _DEVICE.fullmatch(self.device):
             raise ConfigError(f"--device must be cpu, cuda or cuda:N (a GPU's index), got {self.device!r}")
         if self.fp16 and self.backend is not Backend.TORCH:

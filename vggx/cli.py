@@ -785,7 +785,7 @@ def upscale(
             resume=resume,
             outscale=outscale, height=height, fps=rate, tile=tile_size, alpha=alpha,
             scene_threshold=scene_threshold if scene_cuts else None, context=context, dry_run=dry_run,
-            fine_bits=fine_bits, copy=_parse_copy(copy), video_stream=video_stream, crop=crop_box,
+            fine_bits=fine_bits, copy=copy, video_stream=video_stream, crop=crop_box,
             keep_bars=keep_bars, square_pixels=square_pixels,
         )
 
@@ -1025,14 +1025,6 @@ def _parse_crop(text: str):
 
     word = text.strip().lower()
     return None if word == "none" else "auto" if word == "auto" else Crop.parse(text)
-
-
-def _parse_copy(text: str) -> tuple[str, ...] | None:
-    """``--copy``: ``all`` (None), ``none`` (()), or a comma-separated list of what goes along."""
-    words = tuple(w.strip().lower() for w in text.split(",") if w.strip())
-    if words in (("all",), ()):
-        return None
-    return () if words == ("none",) else words
 
 
 def _parse_tile(text: str) -> tuple[int, int]:

@@ -281,9 +281,10 @@ class TestUpscaleClip:
 
     @pytest.mark.parametrize(("frames", "message"), [
         ([np.zeros((16, 16, 3), np.float32)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), or "
-                                              r"uint16 RGB, got float32 \(16, 16, 3\)"),
+                                              r"uint16 RGB, of at least 1x1 pixels, got float32 \(16, 16, 3\)"),
         ([np.zeros((16, 16), np.uint8)], r"frame 0 must be uint8 RGB \(h, w, 3\) or RGBA \(h, w, 4\), or uint16 RGB, "
-                                         r"got uint8 \(16, 16\)"),
+                                         r"of at least 1x1 pixels, got uint8 \(16, 16\)"),
+        ([np.zeros((0, 16, 3), np.uint8)], r"of at least 1x1 pixels, got uint8 \(0, 16, 3\)"),  # scdet's error was raw
         ([np.zeros((16, 16, 3), np.uint8)] * 3 + [np.zeros((16, 24, 3), np.uint8)],
          "frame 3 is 24x16x3, frame 0 16x16x3: a clip's frames have one size and kind"),
         ([np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16, 4), np.uint8)],
@@ -292,6 +293,14 @@ class TestUpscaleClip:
     def test_bad_frames_are_one_clear_error(self, torch_runner, frames, message):
         with pytest.raises(ConfigError, match=message):
             list(upscale_clip(torch_runner, frames))
+
+    @pytest.mark.parametrize("frames", [np.zeros((8, 16, 16), np.uint8), np.zeros((8, 16, 16, 3), np.float32),
+                                        np.zeros((0, 16, 16, 3), np.uint8), [np.zeros((16, 16, 3), np.uint8)] * 8])
+    def test_a_window_that_is_not_uint8_t_h_w_3_is_one_clear_error(self, torch_runner, frames):
+        from vggx.client import upscale_frames
+
+        with pytest.raises(ConfigError, match=r"frames must be uint8 \(T, h, w, 3\) RGB, got "):
+            upscale_frames(torch_runner, frames)
 
     def test_no_frames_give_no_frames(self, torch_runner):
         assert list(upscale_clip(torch_runner, [])) == []
@@ -406,6 +415,38 @@ def stopped_run(src, out, info, **kw) -> None:
     failing.description = "nearest"
     with pytest.raises(InferenceError, match="fell over"):
         run(src, out, failing, resume=True, **kw)
+
+
+class TestConfigAsCallersWriteIt:
+    """The library's configs take what a script writes (str paths, names, the command line's --copy), or say in one
+    line what they want: a str checkpoint was AttributeError 'str' object has no attribute 'suffix' in the
+    onnxruntime opener alone, a str cache_dir TypeError, a backend name KeyError."""
+
+    def test_backend_config(self, onnx_cache, tiny_checkpoint_path):
+        from vggx.client import TritonProtocol, open_runner
+
+        cfg = BackendConfig("onnxruntime", checkpoint=str(tiny_checkpoint_path), cache_dir=str(onnx_cache), threads=1)
+        assert cfg.backend is Backend.ONNXRUNTIME and cfg.checkpoint == tiny_checkpoint_path
+        assert cfg.cache_dir == onnx_cache
+        with open_runner(cfg) as runner:
+            assert runner.info.scale == 4
+        assert BackendConfig("triton", url="127.0.0.1:8001", protocol="http").protocol is TritonProtocol.HTTP
+        with pytest.raises(ConfigError, match="--backend must be one of onnxruntime, torch, tensorrt, triton, got "
+                                              "'onnx'"):
+            BackendConfig("onnx")
+        with pytest.raises(ConfigError, match="--protocol must be one of grpc, http, got 'tcp'"):
+            BackendConfig("triton", url="127.0.0.1:8001", protocol="tcp")
+
+    def test_upscale_config(self, tmp_path):
+        cfg = UpscaleConfig("in.mp4", str(tmp_path / "o.mp4"), copy="audio,subtitles", tile=256)
+        assert cfg.output == tmp_path / "o.mp4" and cfg.copy == ("audio", "subtitles") and cfg.tile == (256, 256)
+        assert UpscaleConfig("in.mp4", "o.mp4", copy="all").copy is None
+        assert UpscaleConfig("in.mp4", "o.mp4", copy="none").copy == ()
+        with pytest.raises(ConfigError, match=r"tile is \(height, width\) in input pixels, or N for N x N; got "
+                                              r"'540x960'"):
+            UpscaleConfig("in.mp4", "o.mp4", tile="540x960")
+        with pytest.raises(ConfigError, match="start is seconds"):
+            UpscaleConfig("in.mp4", "o.mp4", start="1:30")
 
 
 class TestErrors:
