@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from fractions import Fraction
@@ -1153,6 +1154,29 @@ class TestCoarseClock:
         if suffix == ".mkv":  # Matroska's own clock: the milliseconds again
             want = [Fraction(round(1000 * t), 1000) for t in want]
         assert times == want
+
+
+    @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
+    def test_a_repeated_time_is_moved_a_tick_on_and_every_frame_kept(self, tmp_path, suffix, caplog):
+        """Frames sharing a time (a broken recorder, a concatenation): the MP4 was refused only at the end, after the
+        whole run ("finishing ... failed (Invalid argument)"); each goes one tick after the one before."""
+        import logging
+
+        import av
+
+        ms = [0, 42, 83, 208, 250, 250, 250, 417, 458, 500]
+        out = tmp_path / f"o{suffix}"
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            w = VideoWriter(out, 32, 32, Fraction(24), Fraction(1, 1000), EncodeConfig(codec="libx264"))
+            for i, t in enumerate(ms):
+                w.write(frame_pattern(i, 32, 32), t)
+            w.commit()
+        assert "frame 5 repeats the time of the one before (0.250 s)" in caplog.text
+        with av.open(str(out)) as c:
+            s = c.streams.video[0]
+            times = [f.pts * f.time_base for f in c.decode(s)]
+        assert len(times) == 10 and all(b > a for a, b in itertools.pairwise(times))
+        assert times[4] == Fraction(1, 4) and times[6] - times[4] < Fraction(1, 100)
 
 
 def test_an_animated_webp_is_refused_in_one_line_a_still_one_is_read(tmp_path):

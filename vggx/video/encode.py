@@ -701,6 +701,8 @@ class VideoWriter:
         self._single = is_single_image(self.path)  # one image: the image2 muxer on a plain name, one frame
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
+        self._last_pts: int | None = None  # the last frame's time (the stream's time base): each after the one before
+        self._repeated = 0  # frames whose time repeated the one before's, moved a tick on
         self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
@@ -855,6 +857,19 @@ class VideoWriter:
         self._accepted += 1
         if self._grid is not None:
             pts = self._on_grid(pts)
+        if self._last_pts is not None and pts <= self._last_pts:
+            # a timestamp repeated (a broken recorder, a concatenation): MP4's muxer refuses it at the very end, and
+            # a player shows one of the frames; each such frame goes a millisecond (Matroska's clock: the finest
+            # every container keeps) after the one before
+            tb = self._stream.time_base
+            step = max(1, math.ceil(Fraction(1, 1000) / tb))
+            if not self._repeated:
+                log.warning("%s: the input's frame %d repeats the time of the one before (%.3f s): such frames go "
+                            "%g ms later, so every frame is kept in order", self._label, self._accepted - 1,
+                            float(self._last_pts * tb), float(step * tb * 1000))
+            self._repeated += 1
+            pts = self._last_pts + step
+        self._last_pts = pts
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
