@@ -389,12 +389,21 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
             raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
     except BaseException:  # Ctrl-C, SIGTERM (raised here, in the main thread): the files in flight stop too
         cancel.set()
+        _cancel_runs(runner)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if fatal:
         raise fatal[0]
     return outcomes
+
+
+def _cancel_runs(runner: Runner) -> None:
+    """Stop the runner's inferences in flight where it can (ONNX Runtime: at their next node), so that a run stopped
+    by Ctrl-C or SIGTERM does not leave one going inside the library as the process exits."""
+    cancel = getattr(runner, "cancel", None)
+    if cancel is not None:
+        cancel()
 
 
 def plan_folder(input_dir: Path, output_dir: Path, recursive: bool = False) -> list[tuple[Path, Path]]:
@@ -1285,8 +1294,10 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         t_encode = time.perf_counter()
         writer.commit()
         run.busy["encode"] += time.perf_counter() - t_encode
-    except BaseException:
+    except BaseException as exc:
         run.stop.set()
+        if isinstance(exc, KeyboardInterrupt | Cancelled):  # the process (or the folder run) is stopping
+            _cancel_runs(runner)
         if writer is not None:
             writer.abort()
         for t in threads:

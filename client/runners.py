@@ -270,17 +270,36 @@ class OnnxRuntimeRunner(_RunnerBase):
         self._output = self._session.get_outputs()[0].name
         self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
         self.device_name = device
+        self._ort = ort
+        self._runs: set = set()  # the RunOptions of the runs in flight (cancel() stops them)
+        self._runs_lock = threading.Lock()
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
+        options = self._ort.RunOptions()
+        with self._runs_lock:
+            self._runs.add(options)
         try:
-            (sr,) = self._session.run([self._output], {self._input: lr})
+            (sr,) = self._session.run([self._output], {self._input: lr}, options)
         except Exception as exc:  # onnxruntime's error types are not exported
+            if options.terminate:
+                raise InferenceError(f"onnxruntime: the run on input {lr.shape} was stopped") from None
             if self.device_name != "cpu" and OUT_OF_MEMORY.search(str(exc)):  # the pipeline sends smaller tiles
                 raise DeviceOutOfMemoryError(f"onnxruntime ran out of memory on {self.device_name} on input "
                                              f"{lr.shape}", lr.shape) from None
             raise InferenceError(f"onnxruntime failed on input {lr.shape}: {exc}") from None
+        finally:
+            with self._runs_lock:
+                self._runs.discard(options)
         return self.check_output(lr, sr)
+
+    def cancel(self) -> None:
+        """Stop the runs in flight at their next node, each raising ``InferenceError`` (Ctrl-C, SIGTERM: a run left
+        going would still be inside ONNX Runtime as the interpreter exits, which aborts the process: SIGABRT's exit
+        134 instead of 130/143, and no clean-up). Later runs go as usual."""
+        with self._runs_lock:
+            for options in self._runs:
+                options.terminate = True
 
 
 def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:

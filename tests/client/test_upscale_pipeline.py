@@ -523,6 +523,33 @@ class TestOnnxRuntime:
         run(clips["twelve"], tmp_path / "t.mkv", torch_runner, frames=4)
         assert np.abs(ort - np.stack(decode_all(tmp_path / "t.mkv"))).max() <= 2  # export ~ PyTorch
 
+    def test_cancel_stops_a_run_in_flight_and_the_next_runs(self, ort_runner):
+        """Ctrl-C or SIGTERM mid-window: the run is stopped inside ONNX Runtime (at its next node) instead of being
+        left going as the interpreter exits, which aborted the process (exit 134, no clean-up)."""
+        import threading
+
+        from vggx.errors import InferenceError
+
+        h, w = 180, 320  # seconds of work on a CPU: the cancel lands mid-run
+        lr = np.random.default_rng(0).integers(0, 256, (1, ort_runner.info.window, h, w, 3), dtype=np.uint8)
+        outcome = []
+
+        def infer() -> None:
+            try:
+                outcome.append(ort_runner.infer(lr))
+            except InferenceError as exc:
+                outcome.append(exc)
+
+        t = threading.Thread(target=infer)
+        t.start()
+        while t.is_alive():  # until the run has begun and been stopped
+            ort_runner.cancel()
+            t.join(0.05)
+        (got,) = outcome
+        assert isinstance(got, InferenceError) and "was stopped" in str(got), got
+        small = lr[:, :, :16, :16]
+        assert ort_runner.infer(small).shape == (1, ort_runner.info.window, 64, 64, 3)  # the runner goes on
+
     def test_cache_is_keyed_by_checkpoint_hash_and_not_re_exported(self, onnx_cache, tiny_checkpoint_path,
                                                                      monkeypatch):
         import vggx.export
