@@ -366,10 +366,15 @@ def train(
         else:
             console.print(f"no training state in {out} yet: starting at step 0", markup=False, highlight=False,
                           soft_wrap=True)
+    if steps is not None and steps > cfg.steps:  # the learning rate's cosine ends with the schedule
+        raise VggxError(f"--steps {steps} is past the run's {cfg.steps}-step schedule, where training ends (the "
+                        f"learning rate's cosine reaches its floor there); give --steps {cfg.steps} or less")
     until = cfg.steps if steps is None else steps
     if trainer.step >= until:  # nothing to run: say so rather than show a finished (or overfull) bar
+        more = ("it has finished its schedule" if trainer.step >= cfg.steps else
+                f"pass a larger --steps, up to the schedule's {cfg.steps}, to go on")
         console.print(f"{out} is at step {trainer.step}, already at or past --steps {until}: nothing to train "
-                      f"(pass a larger --steps to go on)", markup=False, highlight=False, soft_wrap=True)
+                      f"({more})", markup=False, highlight=False, soft_wrap=True)
         console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False, soft_wrap=True)  # a path: whole
         return
     with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

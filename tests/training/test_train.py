@@ -258,6 +258,28 @@ def test_train_cli_resumes_with_the_runs_own_settings(tmp_path, monkeypatch):
     assert again.exit_code == 0 and "resumed at step 2" in again.output, again.output
 
 
+def test_train_cli_steps_end_with_the_schedule(tmp_path, monkeypatch):
+    """--steps past the schedule trained nothing and exited 0 under a bar stuck at 40000/40002 (the README's own
+    "continue" command on the shipped state said to pass a larger --steps); a run at its schedule's end says so."""
+    from vggx import cli
+    from vggx.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "get_config", lambda name: SMALL_MODEL)
+    runner = CliRunner()
+    result = runner.invoke(cli.app, ["train", "--out", str(tmp_path / "a"), "--steps", "40002"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert "--steps 40002 is past the run's 40000-step schedule" in lines[0] and not (tmp_path / "a").exists()
+    done = Trainer(dataclasses.replace(SMALL_TRAIN, steps=2), tmp_path / "b", SMALL_MODEL)
+    done.run()
+    done.save_state()
+    result = runner.invoke(cli.app, ["train", "--out", str(tmp_path / "b"), "--resume"])
+    assert result.exit_code == 0 and "at step 2, already at or past --steps 2: nothing to train (it has finished its " \
+        "schedule)" in " ".join(result.output.split()), result.output
+    result = runner.invoke(cli.app, ["train", "--out", str(tmp_path / "b"), "--resume", "--steps", "3"])
+    assert result.exit_code == 1 and "past the run's 2-step schedule" in result.output
+
+
 def test_train_cli_out_is_a_folder(tmp_path):
     from vggx.cli import app
 
