@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import re
@@ -265,21 +266,37 @@ class TestEncode:
             VideoWriter(tmp_path / "o.mp4", 56, 40, Fraction(25), Fraction(1, 25), EncodeConfig(codec="nope"))
         assert list(tmp_path.iterdir()) == []
 
+    @pytest.mark.parametrize("encoders", [1, 2])
     @pytest.mark.parametrize("frames", [1, 2, 5])
     @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
-    def test_x265_outputs_shorter_than_its_frame_delay(self, tmp_path, frames, suffix):
+    def test_x265_outputs_shorter_than_its_frame_delay(self, tmp_path, frames, suffix, encoders):
         """libx265 flushed with fewer frames than its B-frame delay gives dts from uninitialised memory
         (-7142757879101202556): the MP4 muxer refused it ("Not yet implemented in FFmpeg"), Matroska with audio
-        interleaved ("Invalid argument"). The dts is mended; the frames are all there, in order."""
+        interleaved ("Invalid argument"). The dts is mended; the frames are all there, in order. Segments
+        (--encoders, --resume) restamp the dts from the first packet's delay, which such a dts made absurd."""
         import av
 
         out = tmp_path / f"o{suffix}"
-        with VideoWriter(out, 56, 40, Fraction(24), Fraction(1, 24), EncodeConfig(codec="libx265")) as w:
+        with VideoWriter(out, 56, 40, Fraction(24), Fraction(1, 24), EncodeConfig(codec="libx265",
+                                                                                  encoders=encoders)) as w:
             for i in range(frames):
                 w.write(frame_pattern(i, 40, 56), i)
         with av.open(str(out)) as c:
             decoded = list(c.decode(video=0))
         assert [f.pts for f in decoded] == sorted(f.pts for f in decoded) and len(decoded) == frames
+
+    @pytest.mark.parametrize(("dts", "delay"), [(-7142757879101202556, 0), (5, 0), (-2, 2), (None, 0)])
+    def test_segments_take_the_encoders_delay_only_from_a_sane_first_dts(self, tmp_path, dts, delay):
+        from types import SimpleNamespace
+
+        w = VideoWriter(tmp_path / "o.mp4", 56, 40, Fraction(24), Fraction(1, 24),
+                        EncodeConfig(codec="libx265", encoders=2))
+        try:
+            w._first_pts, w._dts_source = 0, collections.deque([0, 1])
+            w._restamp_dts(SimpleNamespace(pts=0, dts=dts, time_base=Fraction(1, 24)))
+            assert w._reorder == delay
+        finally:
+            w.abort()
 
     def test_crf_range_is_checked(self):
         with pytest.raises(VideoError, match=r"--crf must be in 0\.\.51 for libx264, got 99"):

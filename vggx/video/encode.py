@@ -1006,7 +1006,10 @@ class VideoWriter:
         drop the delay), which would leave uneven steps at the seams that muxers turn into durations."""
         step = self._frame_step(packet)
         if self._reorder is None:  # the first packet: dts = pts - the delay
-            self._reorder = max(0, round((packet.pts - packet.dts) / step)) if packet.dts is not None else 0
+            delay = (packet.pts - packet.dts) / step if packet.dts is not None and packet.pts is not None else 0
+            # a dts from uninitialised memory (libx265 flushed with fewer frames than its delay: see _sane_dts) is
+            # no delay: none, as such a short output has
+            self._reorder = round(delay) if 0 <= delay <= _MAX_REORDER else 0
         g, d = self._muxed, self._reorder
         dts = self._dts_source.popleft() if g >= d else self._first_pts - (d - g) * step
         if dts > packet.pts:  # pragma: no cover - a segment reordering deeper than the first one
