@@ -603,6 +603,34 @@ class TestYuv420p:
             np.testing.assert_array_equal(a, b)
 
 
+def _chroma_sample_location(path) -> set[str]:
+    """The chroma_sample_loc_type fields of a video's first packet's parameter sets (FFmpeg's trace_headers)."""
+    import av
+    import av.logging
+    from av.bitstream import BitStreamFilterContext
+
+    from vggx.video.encode import ffmpeg_log
+
+    with av.open(str(path)) as c, ffmpeg_log(av.logging.DEBUG) as logs:
+        stream = c.streams.video[0]
+        trace = BitStreamFilterContext("trace_headers", stream)
+        trace.filter(next(p for p in c.demux(stream) if p.size))
+    return {line.split("=")[-1].strip() for _, _, line in logs if "chroma_sample_loc_type_top_field" in line}
+
+
+@pytest.mark.parametrize(("codec", "options", "where"), [
+    ("libx264", {}, {"1"}), ("libx265", {}, {"1"}), ("libx264", {"chroma_sample_location": "left"}, set())])
+def test_the_chroma_siting_is_said(tmp_path, codec, options, where):
+    """4:2:0 chroma is made centred between the luma samples (swscale's averaging, rgb_to_yuv420p's): the stream
+    says so (type 1); untagged, players take it as left of centre (type 0), half a pixel off. -e overrides it (left:
+    the default, which x264 leaves unsaid)."""
+    out = tmp_path / "o.mp4"
+    with VideoWriter(out, 64, 48, Fraction(24), Fraction(1, 24), EncodeConfig(codec=codec, options=options)) as w:
+        for i in range(2):
+            w.write(frame_pattern(i, 48, 64), i)
+    assert _chroma_sample_location(out) == where
+
+
 class TestColour:
     """YUV output is BT.709 and tagged so; untagged input is read as players show it."""
 

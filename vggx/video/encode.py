@@ -418,6 +418,17 @@ def merge_params(ours: str, theirs: str) -> str:
     return ":".join([p for p in ours.split(":") if p and key(p) not in given] + [p for p in theirs.split(":") if p])
 
 
+def _subsampled_420(pix_fmt: str) -> bool:
+    """Whether ``pix_fmt`` holds chroma at half the luma's width and height (yuv420p, yuv420p10le, nv12 ...)."""
+    import av
+
+    fmt = av.VideoFormat(pix_fmt, 16, 16)  # a size: the components' sizes are of it
+    if fmt.is_rgb or len(fmt.components) < 3:
+        return False
+    luma, chroma = fmt.components[0], fmt.components[1]
+    return chroma.width * 2 == luma.width and chroma.height * 2 == luma.height
+
+
 def _quieted(config: EncodeConfig, options: dict[str, str], level: str) -> dict[str, str]:
     """``options`` with the encoder library's own log, which it prints itself, cut to ``level``: ``warning``, or
     ``error`` where segments are encoded (--encoders, --resume: x265's banner is 25 lines an encoder, and a resumed
@@ -797,6 +808,10 @@ class VideoWriter:
             # 16-core machine encoding 720p at 47 fps, the bottleneck behind a GPU upscaling at 200.
             stream.codec_context.thread_type = "FRAME"
             stream.codec_context.thread_count = 0
+        if _subsampled_420(stream.pix_fmt) and "chroma_sample_location" not in options:
+            # where the chroma samples sit: centred between the luma's, as swscale and rgb_to_yuv420p average them
+            # (H.264/H.265's VUI, Matroska's ChromaSiting); untagged, players take them as left of centre
+            options["chroma_sample_location"] = "center"
         options = _quieted(cfg, options, "error" if self._segmented else "warning")
         stream.options = options
         self._options = dict(options)  # opening the encoder consumes stream.options; segment encoders reuse these
