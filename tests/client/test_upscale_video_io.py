@@ -1202,26 +1202,40 @@ class TestCoarseClock:
 
 
     @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
-    def test_a_repeated_time_is_moved_a_tick_on_and_every_frame_kept(self, tmp_path, suffix, caplog):
-        """Frames sharing a time (a broken recorder, a concatenation): the MP4 was refused only at the end, after the
-        whole run ("finishing ... failed (Invalid argument)"); each goes one tick after the one before."""
+    @pytest.mark.parametrize(("time_base", "times", "later"), [
+        # three frames on one millisecond (a broken recorder), early: before the muxer has its header
+        (Fraction(1, 1000), [0, 42, 83, 208, 250, 250, 250, 417, 458, 500], [0, 0, 0, 0, 0, 1, 2, 2, 2, 2]),
+        # a repeat late in a clip stamped in frames (the muxer's own time base differs by then)
+        (Fraction(1, 24), [*range(60), 59, *range(60, 72)], [0] * 60 + [1] * 13),
+        # a concatenation: the second part starts at 0 again and keeps its spacing after the first
+        (Fraction(1, 1000), [round(1000 * i / 24) for i in (*range(48), *range(48))],
+         [0] * 48 + [1959] * 48),
+    ])
+    def test_a_time_that_does_not_go_on_is_moved_on_and_every_frame_kept(self, tmp_path, suffix, time_base, times,
+                                                                          later, caplog):
+        """Frames sharing a time, or going back: the MP4 was refused only at the end, after the whole run ("finishing
+        ... failed (Invalid argument)"). Such a frame goes a millisecond (a tick of a coarser clock) after the one
+        before, and the frames after it as much later: in order, each keeping its spacing."""
         import logging
 
         import av
 
-        ms = [0, 42, 83, 208, 250, 250, 250, 417, 458, 500]
         out = tmp_path / f"o{suffix}"
         with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
-            w = VideoWriter(out, 32, 32, Fraction(24), Fraction(1, 1000), EncodeConfig(codec="libx264"))
-            for i, t in enumerate(ms):
-                w.write(frame_pattern(i, 32, 32), t)
+            w = VideoWriter(out, 32, 32, Fraction(24), time_base, EncodeConfig(codec="libx264"))
+            for i, t in enumerate(times):
+                w.write(frame_pattern(i % 24, 32, 32), t)
             w.commit()
-        assert "frame 5 repeats the time of the one before (0.250 s)" in caplog.text
+        first = next(i for i, d in enumerate(later) if d)
+        assert f"frame {first} (at {float(times[first] * time_base):.3f} s) does not come after the one before" \
+            in caplog.text and caplog.text.count("does not come after") == 1
         with av.open(str(out)) as c:
-            s = c.streams.video[0]
-            times = [f.pts * f.time_base for f in c.decode(s)]
-        assert len(times) == 10 and all(b > a for a, b in itertools.pairwise(times))
-        assert times[4] == Fraction(1, 4) and times[6] - times[4] < Fraction(1, 100)
+            got = [f.pts * f.time_base for f in c.decode(c.streams.video[0])]
+        assert len(got) == len(times) and all(b > a for a, b in itertools.pairwise(got))
+        step = max(Fraction(1, 1000), time_base)  # a millisecond, or a tick of a coarser clock
+        for i in range(1, len(times)):  # the input's spacing, a moved frame a step after the one before
+            gap = step if later[i] != later[i - 1] else (times[i] - times[i - 1]) * time_base
+            assert abs((got[i] - got[i - 1]) - gap) <= Fraction(1, 1000), (i, got[i - 1:i + 1], gap)
 
 
 def test_an_animated_webp_is_refused_in_one_line_a_still_one_is_read(tmp_path):

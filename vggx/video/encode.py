@@ -712,8 +712,9 @@ class VideoWriter:
         self._single = is_single_image(self.path)  # one image: the image2 muxer on a plain name, one frame
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
-        self._last_pts: int | None = None  # the last frame's time (the stream's time base): each after the one before
-        self._repeated = 0  # frames whose time repeated the one before's, moved a tick on
+        self._last_pts: int | None = None  # the last frame's time (write()'s time base): each after the one before
+        self._repeated = 0  # frames whose time did not come after the one before's (moved on)
+        self._offset = 0  # added to every frame's time from the first such frame on (write()'s time base)
         self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
@@ -872,18 +873,23 @@ class VideoWriter:
         self._accepted += 1
         if self._grid is not None:
             pts = self._on_grid(pts)
+        pts += self._offset
         if self._last_pts is not None and pts <= self._last_pts:
-            # a timestamp repeated (a broken recorder, a concatenation): MP4's muxer refuses it at the very end, and
-            # a player shows one of the frames; each such frame goes a millisecond (Matroska's clock: the finest
-            # every container keeps) after the one before
-            tb = self._stream.time_base
+            # a time repeated (a broken recorder) or gone back (a concatenation starting again at 0): MP4's muxer
+            # refuses it at the very end, a player shows one of the frames. This frame goes a millisecond (Matroska's
+            # clock: the finest every container keeps; a tick of a coarser time base) after the one before, and the
+            # frames after it as much later: each keeps its spacing
+            tb = self._time_base
             step = max(1, math.ceil(Fraction(1, 1000) / tb))
+            later = self._last_pts + step - pts
             if not self._repeated:
-                log.warning("%s: the input's frame %d repeats the time of the one before (%.3f s): such frames go "
-                            "%g ms later, so every frame is kept in order", self._label, self._accepted - 1,
-                            float(self._last_pts * tb), float(step * tb * 1000))
+                log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): it and "
+                            "the frames after it go %.3f s later, so that every frame is kept, in order", self._label,
+                            self._accepted - 1, float((pts - self._offset) * tb), float(self._last_pts * tb),
+                            float(later * tb))
             self._repeated += 1
-            pts = self._last_pts + step
+            self._offset += later
+            pts += later
         self._last_pts = pts
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
