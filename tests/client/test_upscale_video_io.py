@@ -1207,9 +1207,9 @@ class TestCoarseClock:
         (Fraction(1, 1000), [0, 42, 83, 208, 250, 250, 250, 417, 458, 500], [0, 0, 0, 0, 0, 1, 2, 2, 2, 2]),
         # a repeat late in a clip stamped in frames (the muxer's own time base differs by then)
         (Fraction(1, 24), [*range(60), 59, *range(60, 72)], [0] * 60 + [1] * 13),
-        # a concatenation: the second part starts at 0 again and keeps its spacing after the first
+        # a concatenation: the second part starts at 0 again, a frame after the first's last, keeping its spacing
         (Fraction(1, 1000), [round(1000 * i / 24) for i in (*range(48), *range(48))],
-         [0] * 48 + [1959] * 48),
+         [0] * 48 + [2000] * 48),
     ])
     def test_a_time_that_does_not_go_on_is_moved_on_and_every_frame_kept(self, tmp_path, suffix, time_base, times,
                                                                           later, caplog):
@@ -1232,10 +1232,21 @@ class TestCoarseClock:
         with av.open(str(out)) as c:
             got = [f.pts * f.time_base for f in c.decode(c.streams.video[0])]
         assert len(got) == len(times) and all(b > a for a, b in itertools.pairwise(got))
-        step = max(Fraction(1, 1000), time_base)  # a millisecond, or a tick of a coarser clock
         for i in range(1, len(times)):  # the input's spacing, a moved frame a step after the one before
+            step = max(Fraction(1, 1000), time_base) if times[i] == times[i - 1] else Fraction(1, 24)
             gap = step if later[i] != later[i - 1] else (times[i] - times[i - 1]) * time_base
             assert abs((got[i] - got[i - 1]) - gap) <= Fraction(1, 1000), (i, got[i - 1:i + 1], gap)
+
+
+    def test_images_keep_no_times_so_a_repeat_is_not_warned_of(self, tmp_path, caplog):
+        import logging
+
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            w = VideoWriter(tmp_path / "%04d.png", 32, 32, Fraction(24), Fraction(1, 24), EncodeConfig(codec="png"))
+            for i, t in enumerate([0, 1, 1, 2]):
+                w.write(frame_pattern(i, 32, 32), t)
+            w.commit()
+        assert "does not come after" not in caplog.text and len(list(tmp_path.glob("*.png"))) == 4
 
 
 def test_an_animated_webp_is_refused_in_one_line_a_still_one_is_read(tmp_path):

@@ -874,13 +874,15 @@ class VideoWriter:
         if self._grid is not None:
             pts = self._on_grid(pts)
         pts += self._offset
-        if self._last_pts is not None and pts <= self._last_pts:
+        timed = not (self._y4m or self._images or self._single)  # y4m numbers its frames, images keep no times
+        if timed and self._last_pts is not None and pts <= self._last_pts:
             # a time repeated (a broken recorder) or gone back (a concatenation starting again at 0): MP4's muxer
-            # refuses it at the very end, a player shows one of the frames. This frame goes a millisecond (Matroska's
-            # clock: the finest every container keeps; a tick of a coarser time base) after the one before, and the
-            # frames after it as much later: each keeps its spacing
+            # refuses it at the very end, a player shows one of the frames. A repeat goes a millisecond (Matroska's
+            # clock: the finest every container keeps; a tick of a coarser time base) after the one before, a time
+            # gone back a frame after it; the frames after it as much later: each keeps its spacing
             tb = self._time_base
-            step = max(1, math.ceil(Fraction(1, 1000) / tb))
+            step = max(1, math.ceil(Fraction(1, 1000) / tb) if pts == self._last_pts else
+                       round(1 / (self._stream.codec_context.framerate * tb)))
             later = self._last_pts + step - pts
             if not self._repeated:
                 log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): it and "
