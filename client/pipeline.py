@@ -189,6 +189,9 @@ class UpscaleConfig:
             raise ConfigError(f"start is seconds (a number; the command line's --start also takes HH:MM:SS), got "
                               f"{self.start!r}")
         _check_concurrency(self.concurrency, "--concurrency")
+        if self.video_stream is not None and self.video_stream < 0:
+            raise ConfigError(f"--video-stream must be >= 0 (a stream's index as ffprobe lists them), got "
+                              f"{self.video_stream}")
         if self.start < 0:
             raise ConfigError(f"--start must be >= 0 seconds, got {self.start}")
         if self.frames is not None and self.frames < 1:

@@ -331,7 +331,8 @@ def train(
                      ] = None,
     adversarial: Annotated[bool | None, typer.Option(
         "--adversarial/--no-adversarial", help="add the hinge GAN + feature matching \\[default: off]")] = None,
-    val_every: Annotated[int, typer.Option("--val-every", help="validate every N steps")] = 250,
+    val_every: Annotated[int | None, typer.Option("--val-every", help="validate every N steps \\[default: 250]")
+                         ] = None,
     threads: Annotated[int, typer.Option("--threads", help="torch CPU threads")] = 1,
 ) -> None:
     """Train a generator on synthetic clips (resumable, deterministic given --seed).
@@ -355,10 +356,11 @@ def train(
         raise VggxError(f"{out} already holds a training state; pass --resume to continue or choose another --out")
     # resumed: the stored run's settings, those given checked against them (Trainer.load_state); new: the defaults
     base = (TrainConfig.stored(state) if resume else None) or TrainConfig()
-    given = {"model": config, "seed": seed, "batch": batch, "frames": frames, "lr_patch": patch}
+    given = {"model": config, "seed": seed, "batch": batch, "frames": frames, "lr_patch": patch,
+             "val_every": val_every}
     if adversarial is not None:
         given |= {"adv_weight": 0.05 if adversarial else 0.0, "fm_weight": 1.0 if adversarial else 0.0}
-    cfg = dataclasses.replace(base, val_every=val_every, **{k: v for k, v in given.items() if v is not None})
+    cfg = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
     trainer = Trainer(cfg, out)
     if resume:
         if trainer.load_state():

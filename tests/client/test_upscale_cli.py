@@ -211,7 +211,7 @@ class TestBackendErrors:
         (("--jobs", "0"), "--jobs must be 1 to 64, got 0"),
         (("--jobs", "65"), "--jobs must be 1 to 64, got 65"),
         (("--progress-interval", "-1"), "--progress-interval must be >= 0 seconds (0: no progress lines), got -1"),
-        (("--video-stream", "-1"), "--video-stream -1: "),
+        (("--video-stream", "-1"), "--video-stream must be >= 0 (a stream's index as ffprobe lists them), got -1"),
         (("--frames", "0"), "--frames must be >= 1, got 0"),
     ])
     def test_a_number_out_of_range_is_one_line_and_exit_1(self, cli, clips, tmp_path, args, message):

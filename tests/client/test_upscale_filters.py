@@ -183,6 +183,11 @@ class TestReader:
             assert r.shift == pytest.approx(0.5 - first if "setpts" in vf else 0)
         np.testing.assert_array_equal(got[0].image, want[0])
 
+    def test_a_chain_that_drops_every_frame_is_named_not_the_start(self, lossless_clip):
+        said = r"--vf 'trim=start=5' let none of the 12 frames decoded through \(from --start 0.5s\)"
+        with open_video(lossless_clip, filters="trim=start=5", start=0.5) as r, pytest.raises(VideoError, match=said):
+            list(r)
+
     def test_a_truncated_file_is_still_found_out(self, tmp_path):
         """The check counts the frames decoded, which a rate change does not move: an MP4 (its index first, as
         streaming servers write it) cut short."""
@@ -394,6 +399,13 @@ class TestCli:
         result = cli(clips["aac"], out, "--vf", "atadenoise", "--frames", "4")
         assert result.exit_code == 0, result.output
         assert frames_of(out)[0].shape == (160, 224, 3)
+
+
+def test_a_speed_is_said_as_people_write_it():
+    from vggx.video.decode import _speed
+
+    assert [_speed(Fraction(f)) for f in ("2", "1/2", "5/4", "4/3", "973/934", "25/24")] == [
+        "2", "0.5", "1.25", "4/3", "1.0418", "1.0417"]
 
 
 def test_messages_name_the_chain_as_given_or_the_turn_vggx_added():

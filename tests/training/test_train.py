@@ -237,17 +237,19 @@ def test_train_cli_resumes_with_the_runs_own_settings(tmp_path, monkeypatch):
     runner = CliRunner()
     out = tmp_path / "gan"
     first = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "1", "--batch", "1", "--frames", "2",
-                                    "--patch", "16", "--seed", "3", "--adversarial"])
+                                    "--patch", "16", "--seed", "3", "--adversarial", "--val-every", "100"])
     assert first.exit_code == 0, first.output
     stored = TrainConfig.stored(out / "state.safetensors")
-    assert (stored.batch, stored.frames, stored.lr_patch, stored.seed, stored.adv_weight > 0) == (1, 2, 16, 3, True)
+    assert (stored.batch, stored.frames, stored.lr_patch, stored.seed, stored.adv_weight > 0, stored.val_every) == (
+        1, 2, 16, 3, True, 100)
     resumed = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "2", "--resume"])
     assert resumed.exit_code == 0 and "resumed at step 1" in resumed.output, resumed.output
     assert TrainConfig.stored(out / "state.safetensors") == stored
     with safe_open(str(out / "state.safetensors"), framework="pt") as f:
         assert any(k.startswith("d.model.") for k in f.keys())  # noqa: SIM118 (safe_open is not iterable): the discriminator kept
     for flags, said in [(["--batch", "4"], "--batch 1"), (["--no-adversarial"], "--adversarial"),
-                        (["--seed", "0", "--frames", "3"], "--frames 2, --seed 3")]:
+                        (["--seed", "0", "--frames", "3"], "--frames 2, --seed 3"),
+                        (["--config", "base"], "--config tiny")]:
         result = runner.invoke(cli.app, ["train", "--out", str(out), "--steps", "3", "--resume", *flags])
         lines = [line for line in result.output.splitlines() if line.strip()]
         assert result.exit_code == 1 and len(lines) == 1, result.output

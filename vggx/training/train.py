@@ -203,12 +203,12 @@ class Trainer:
             meta = f.metadata() or {}
         if meta.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{self.state_path} is not a vggx training state")
-        if GeneratorConfig.from_json(meta["model_config"]) != self.model_cfg:
-            raise CheckpointError(f"{self.state_path} was trained with another model config; use a new --out")
         stored = TrainConfig.stored(self.state_path)
         if stored is not None and (changed := _changed(stored, self.cfg)):
             raise ConfigError(f"{self.state_path} was trained with {changed}: a resumed run goes on with its own "
                               f"settings (leave them out, or give a new --out for a run with others)")
+        if GeneratorConfig.from_json(meta["model_config"]) != self.model_cfg:
+            raise CheckpointError(f"{self.state_path} was trained with another model config; use a new --out")
         tensors = load_file(str(self.state_path))
         for prefix, module, opt in (("g", self.model, self.opt), ("d", self.disc, self.d_opt)):
             if module is None:

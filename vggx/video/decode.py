@@ -538,8 +538,11 @@ class VideoReader:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)  # the frames in hand finish; none wait
         if count == 0:
+            if self.filters is not None and self._decoded_count:  # decoded, then all dropped by the chain
+                raise VideoError(f"{self.filters.label} let none of the {self._decoded_count} frames decoded through"
+                                 + (f" (from --start {self.start:g}s)" if self.start else ""))
             where = f" at or after --start {self.start:g}s" if self.start else ""
-            if self.start and info.duration is not None:
+            if self.start and info.duration is not None and self.start >= info.duration:
                 where += f" (it lasts {info.duration:g}s)"
             raise VideoError(f"{self.path} has no video frames{where}")
         # A file cut short still decodes up to the cut; the container's own frame count tells (of the frames decoded,
@@ -827,8 +830,10 @@ class VideoReader:
 
 
 def _speed(factor: Fraction) -> str:
-    """A speed factor as people write it: 2, 0.5, 1.25, 4/3."""
-    return f"{float(factor):g}" if (factor * 100).denominator == 1 else f"{factor.numerator}/{factor.denominator}"
+    """A speed factor as people write it: 2, 0.5, 1.25, 4/3, else to four places (1.0417 for 25/24 measured)."""
+    if (factor * 100).denominator == 1:
+        return f"{float(factor):g}"
+    return f"{factor.numerator}/{factor.denominator}" if factor.denominator <= 12 else f"{float(factor):.4f}"
 
 
 def open_video(path: str | Path, *, start: float = 0.0, max_frames: int | None = None,
