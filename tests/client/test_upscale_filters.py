@@ -96,6 +96,18 @@ class TestProbe:
                          "setpts=PTS-STARTPTS": 1, "setpts=PTS+5/TB": 1} | {
                              text: 1 for text in scale if "setpts" not in text}
 
+    def test_the_retiming_is_looked_at_on_small_frames(self, monkeypatch):
+        """A second of frames goes through the chain to see what setpts does: small ones (a second of 1080p through
+        nlmeans took half a minute before any work), or through setpts alone where the chain needs the input's size."""
+        import vggx.video.filters as filters
+
+        sizes = []
+        made_up = filters._made_up
+        monkeypatch.setattr(filters, "_made_up", lambda w, h, fmt: sizes.append((w, h)) or made_up(w, h, fmt))
+        probe = FilterChain.parse("crop=120:80,setpts=0.5*PTS").probe(160, 96, "yuv420p", TB, Fraction(24))
+        assert (probe.width, probe.height, probe.time_scale) == (120, 80, Fraction(1, 2))
+        assert sizes == [(160, 96), (64, 64)]  # the chain refuses 64x64 (its crop), setpts alone is timed
+
     def test_a_time_base_that_rounds_the_spacing_still_gives_the_rate(self):
         """25 fps in 1/12288 s: frames 491 or 492 ticks apart."""
         assert FilterChain.parse("hflip").probe(56, 40, "yuv420p", TB, Fraction(25)).rate == 25

@@ -37,7 +37,8 @@ _PROBE_OUTPUTS = 3
 # ... this many seconds of them went in (a rate decimated to 1 frame/s needs a few seconds), then the chain is flushed
 _PROBE_SECONDS = 4.0
 _PROBE_MOST = 300
-_PROBE_TIMED_SECONDS = 1.0  # a chain that retimes the frames (setpts): frames pushed to see by how much
+_PROBE_TIMED_SECONDS = 1.0  # a chain that retimes the frames (setpts): frames pushed to see by how much ...
+_TIMING_SIZE = 64  # ... of this many pixels square
 # A chain that lets nothing through at first (trim=start=5, select=gte(n\,100)) is probed on, up to this long.
 _PROBE_LONGEST_SECONDS = 120.0
 _PROBE_LONGEST = 3000
@@ -199,23 +200,14 @@ class FilterChain:
         longest = max(most, min(_PROBE_LONGEST, int(_PROBE_LONGEST_SECONDS * rate),
                                 int(_PROBE_LONGEST_PIXELS / (width * height))))
         first_out = None  # frames pushed when the first came out
-        came = {}  # frames pushed -> the time of the last frame out then, and how many (pushing, not flushing)
-        # setpts retimes the frames (every other filter keeps their times, or drops, adds or moves frames along the
-        # same timeline): how much, looked at over a second of frames (a frame's worth of error in 1 s of them)
-        timed = "setpts" in self.names
-        timed_pushes = int(_PROBE_TIMED_SECONDS * rate)
         try:
             with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
-                while (len(out) < _PROBE_OUTPUTS or (timed and (len(came) < 2 or pushed < timed_pushes))) and \
-                        pushed < (longest if first_out is None else first_out + most):
+                while len(out) < _PROBE_OUTPUTS and pushed < (longest if first_out is None else first_out + most):
                     frame = frames[pushed % len(frames)]
                     frame.pts, frame.time_base = round(pushed * step), time_base
                     graph.push(frame)
                     pushed += 1
-                    ready = list(drain(graph))
-                    out.extend(ready)
-                    if ready and ready[-1].pts is not None and ready[-1].time_base:
-                        came[pushed] = Fraction(ready[-1].pts) * ready[-1].time_base, len(ready)
+                    out.extend(drain(graph))
                     if out and first_out is None:
                         first_out = pushed
                 if len(out) < 2:
@@ -239,7 +231,38 @@ class FilterChain:
         return FilterProbe(
             width=first.width, height=first.height, pix_fmt=first.format.name,
             sample_aspect_ratio=sar if sar != 1 else None,
-            rate=rate_out, time_base=tick, time_scale=_time_scale(came, rate, rate_out) if timed else Fraction(1))
+            rate=rate_out, time_base=tick,
+            time_scale=self._retiming(pix_fmt, time_base, rate, rate_out) if "setpts" in self.names else Fraction(1))
+
+    def _retiming(self, pix_fmt: str, time_base: Fraction, rate: Fraction, rate_out: Fraction) -> Fraction:
+        """How much the chain's setpts retimes the frames (every other filter keeps their times, or drops, adds or
+        moves frames along the same timeline), looked at over a second of frames: a frame's worth of error in a
+        second of them. On small frames, since setpts reads times, not pixels, while every filter in the chain runs
+        on each frame (a second of 1080p through nlmeans: half a minute): the whole chain at
+        :data:`_TIMING_SIZE`, else (a filter that needs the input's size) its setpts alone, else 1."""
+        import av
+
+        setpts = FilterChain(self.text, tuple(f for f in self.filters if f[0] == "setpts"))
+        size = _TIMING_SIZE
+        for chain in (self, setpts):
+            try:
+                graph = chain.graph(size, size, pix_fmt, time_base, rate)
+                frames = _made_up(size, size, pix_fmt)
+                step = 1 / (rate * time_base)
+                came = {}  # frames pushed -> the time of the last frame out then, and how many
+                pushed, enough = 0, max(_PROBE_OUTPUTS, int(_PROBE_TIMED_SECONDS * rate))
+                while (pushed < enough or len(came) < 2) and pushed < _PROBE_MOST:
+                    frame = frames[pushed % len(frames)]
+                    frame.pts, frame.time_base = round(pushed * step), time_base
+                    graph.push(frame)
+                    pushed += 1
+                    ready = list(drain(graph))
+                    if ready and ready[-1].pts is not None and ready[-1].time_base:
+                        came[pushed] = Fraction(ready[-1].pts) * ready[-1].time_base, len(ready)
+            except (VideoError, av.error.FFmpegError):
+                continue
+            return _time_scale(came, rate, rate_out)
+        return Fraction(1)
 
     def describe(self) -> str:
         turned = f" (on the frames turned upright, from {self.turned} degrees)" if self.turned else ""
