@@ -396,17 +396,20 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        if cancel.is_set():
+            _cancel_runs(runner, resume=True)
     if fatal:
         raise fatal[0]
     return outcomes
 
 
-def _cancel_runs(runner: Runner) -> None:
-    """Stop the runner's inferences in flight where it can (ONNX Runtime: at their next node), so that a run stopped
-    by Ctrl-C or SIGTERM does not leave one going inside the library as the process exits."""
-    cancel = getattr(runner, "cancel", None)
-    if cancel is not None:
-        cancel()
+def _cancel_runs(runner: Runner, resume: bool = False) -> None:
+    """Stop the runner's inferences in flight, and those its workers start until ``resume``, where it can (ONNX
+    Runtime: at their next node), so that a run stopped by Ctrl-C or SIGTERM does not leave one going inside the
+    library as the process exits; ``resume``: runs go as usual again."""
+    call = getattr(runner, "resume" if resume else "cancel", None)
+    if call is not None:
+        call()
 
 
 def plan_folder(input_dir: Path, output_dir: Path, recursive: bool = False) -> list[tuple[Path, Path]]:
@@ -1299,12 +1302,15 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         run.busy["encode"] += time.perf_counter() - t_encode
     except BaseException as exc:
         run.stop.set()
-        if isinstance(exc, KeyboardInterrupt | Cancelled):  # the process (or the folder run) is stopping
+        stopping = isinstance(exc, KeyboardInterrupt | Cancelled)  # the process (or the folder run) is stopping
+        if stopping:
             _cancel_runs(runner)
         if writer is not None:
             writer.abort()
         for t in threads:
             t.join(timeout=5.0)
+        if stopping and cancel is None:  # alone (a folder run's files in flight: upscale_many resumes them)
+            _cancel_runs(runner, resume=True)
         if store is not None and store.segments:
             log.warning("%d frames of %s are kept in %s: run the same command again (with --resume) to go on "
                         "after them", store.frames_done, output, store.folder)

@@ -273,12 +273,14 @@ class OnnxRuntimeRunner(_RunnerBase):
         self._ort = ort
         self._runs: set = set()  # the RunOptions of the runs in flight (cancel() stops them)
         self._runs_lock = threading.Lock()
+        self._cancelled = False  # between cancel() and resume(): a run stops as it starts
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
         options = self._ort.RunOptions()
         with self._runs_lock:
             self._runs.add(options)
+            options.terminate = self._cancelled  # a worker between two tiles as the run stops: none started
         try:
             (sr,) = self._session.run([self._output], {self._input: lr}, options)
         except Exception as exc:  # onnxruntime's error types are not exported
@@ -294,12 +296,18 @@ class OnnxRuntimeRunner(_RunnerBase):
         return self.check_output(lr, sr)
 
     def cancel(self) -> None:
-        """Stop the runs in flight at their next node, each raising ``InferenceError`` (Ctrl-C, SIGTERM: a run left
-        going would still be inside ONNX Runtime as the interpreter exits, which aborts the process: SIGABRT's exit
-        134 instead of 130/143, and no clean-up). Later runs go as usual."""
+        """Stop the runs in flight at their next node, and those that start until :meth:`resume` as they start,
+        each raising ``InferenceError`` (Ctrl-C, SIGTERM: a run left going would still be inside ONNX Runtime as the
+        interpreter exits, which aborts the process: SIGABRT's exit 134 instead of 130/143, and no clean-up)."""
         with self._runs_lock:
+            self._cancelled = True
             for options in self._runs:
                 options.terminate = True
+
+    def resume(self) -> None:
+        """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
+        with self._runs_lock:
+            self._cancelled = False
 
 
 def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:

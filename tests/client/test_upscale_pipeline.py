@@ -523,7 +523,7 @@ class TestOnnxRuntime:
         run(clips["twelve"], tmp_path / "t.mkv", torch_runner, frames=4)
         assert np.abs(ort - np.stack(decode_all(tmp_path / "t.mkv"))).max() <= 2  # export ~ PyTorch
 
-    def test_cancel_stops_a_run_in_flight_and_the_next_runs(self, ort_runner):
+    def test_cancel_stops_the_runs_in_flight_and_those_started_until_resume(self, ort_runner):
         """Ctrl-C or SIGTERM mid-window: the run is stopped inside ONNX Runtime (at its next node) instead of being
         left going as the interpreter exits, which aborted the process (exit 134, no clean-up)."""
         import threading
@@ -547,8 +547,11 @@ class TestOnnxRuntime:
             t.join(0.05)
         (got,) = outcome
         assert isinstance(got, InferenceError) and "was stopped" in str(got), got
-        small = lr[:, :, :16, :16]
-        assert ort_runner.infer(small).shape == (1, ort_runner.info.window, 64, 64, 3)  # the runner goes on
+        small = lr[:, :, :16, :16]  # a worker between two tiles as the run stops: its next run stops as it starts
+        with pytest.raises(InferenceError, match="was stopped"):
+            ort_runner.infer(small)
+        ort_runner.resume()  # once the run has stopped: the runner goes on
+        assert ort_runner.infer(small).shape == (1, ort_runner.info.window, 64, 64, 3)
 
     def test_cache_is_keyed_by_checkpoint_hash_and_not_re_exported(self, onnx_cache, tiny_checkpoint_path,
                                                                      monkeypatch):
