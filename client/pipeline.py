@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import numbers
 import os
 import queue
 import threading
@@ -180,12 +181,14 @@ class UpscaleConfig:
             object.__setattr__(self, "output", Path(self.output))
         if isinstance(self.copy, str):
             object.__setattr__(self, "copy", parse_copy(self.copy))
-        if isinstance(self.tile, int):
-            object.__setattr__(self, "tile", (self.tile, self.tile))
-        if self.tile is not None and not (isinstance(self.tile, tuple) and len(self.tile) == 2
-                                          and all(isinstance(n, int) for n in self.tile)):
+        if isinstance(self.tile, numbers.Integral):
+            object.__setattr__(self, "tile", (int(self.tile), int(self.tile)))
+        if self.tile is not None and not (isinstance(self.tile, tuple | list) and len(self.tile) == 2
+                                          and all(isinstance(n, numbers.Integral) for n in self.tile)):
             raise ConfigError(f"tile is (height, width) in input pixels, or N for N x N; got {self.tile!r}")
-        if isinstance(self.start, str) or not isinstance(self.start, int | float | Fraction):
+        if self.tile is not None:
+            object.__setattr__(self, "tile", (int(self.tile[0]), int(self.tile[1])))
+        if not isinstance(self.start, numbers.Real):
             raise ConfigError(f"start is seconds (a number; the command line's --start also takes HH:MM:SS), got "
                               f"{self.start!r}")
         _check_concurrency(self.concurrency, "--concurrency")
