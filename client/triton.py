@@ -55,6 +55,9 @@ _ANY_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 # What a server answers for a model it served when this run began but is unloading now (stopping, being restarted or
 # its repository polled): a rolling update, not a wrong --model (that one is refused when the run starts), so retried.
 _MODEL_GONE = re.compile(r"unknown model|has no available versions", re.IGNORECASE)
+# A Python-backend stub that died (killed for memory, a crash in a library): Triton keeps the model READY and fails
+# every request with this until the server is started again; a server down, for the client (retried, then 75)
+_STUB_DOWN = re.compile(r"Stub process .* is not healthy", re.IGNORECASE)
 # The per-request times of Triton's statistics API that `vggx bench` reports (each a count and nanoseconds).
 STATS_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -273,7 +276,7 @@ class TritonRunner(_RunnerBase):
                              "them again", self.url)
                     self._drop_regions(state)
                     continue
-                if not (_transient(exc) or _MODEL_GONE.search(_reason(exc))):
+                if not (_transient(exc) or _MODEL_GONE.search(_reason(exc)) or _STUB_DOWN.search(_reason(exc))):
                     if (header := restricted_header(exc)) is not None:
                         raise refused(self.url, header) from None
                     if OUT_OF_MEMORY.search(_reason(exc)):  # the pipeline sends smaller tiles

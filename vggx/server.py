@@ -289,6 +289,9 @@ class TritonServer:
         self.log_path: Path | None = None
         self.install: TritonInstall | None = None
         self._log_file = None
+        # The Python-backend stubs once the model was READY: pid -> (model file, instance, shared-memory region)
+        self._stubs: dict[int, tuple[str, str, str]] = {}
+        self._regions: set[str] = set()  # every stub's region seen (unlinked at stop if a stub could not)
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -360,6 +363,10 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
+        stubs = _group_stubs(self.process.pid)
+        self._regions |= {region for _, _, region in stubs.values()}
+        # watched for dying; not where the models may come and go (a --model-control-mode of the extra arguments)
+        self._stubs = {} if any("model-control-mode" in a for a in cfg.extra_args) else stubs
         return self
 
     def _probe_host(self) -> str:
@@ -411,12 +418,20 @@ class TritonServer:
         return self.process is not None and self.process.poll() is None
 
     def wait(self, timeout: float | None = None) -> None:
-        """Block while the server runs (at most ``timeout`` s); ``ServerError`` if it exits by itself."""
+        """Block while the server runs (at most ``timeout`` s); ``ServerError`` if it exits by itself, or if a
+        Python-backend stub it started died (killed for memory, a crash in a library): Triton does not start it
+        again and keeps the model READY, failing every request it gets, so the server is as good as down."""
         if self.process is None:
             raise ServerError("the server is not started")
         try:
             code = self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            dead = [stub for pid, stub in self._stubs.items() if not _alive(pid)]
+            if dead:
+                model, instance, _ = dead[0]
+                raise ServerError(f"the Python-backend process of {model} (instance {instance}) exited, and Triton "
+                                  f"does not start it again: its model would fail every request while reported "
+                                  f"READY; the server is stopped (start it again)") from None
             return
         raise ServerError(f"tritonserver exited with code {code}\n{self.log_summary()}")
 
@@ -426,6 +441,7 @@ class TritonServer:
         if proc is None:
             return None
         code = proc.poll()
+        self._regions |= {region for _, _, region in _group_stubs(proc.pid).values()}
         if code is None:
             proc.send_signal(signal.SIGTERM)  # Triton finishes in-flight requests, unloads, exits
             try:
@@ -441,6 +457,12 @@ class TritonServer:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGKILL)
         _wait_group_gone(proc.pid)  # SIGKILL lands asynchronously: return once the stubs' memory is given back
+        # A stub killed (or the server, before it could unlink them) leaves its shared-memory region in /dev/shm:
+        # RAM, a Kubernetes pod's size-limited emptyDir across restarts
+        for region in self._regions:
+            with contextlib.suppress(OSError):
+                (Path("/dev/shm") / region).unlink()
+        self._regions, self._stubs = set(), {}
         self._close_log()
         log.info("tritonserver exited with code %s", code)
         return code
@@ -449,6 +471,34 @@ class TritonServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+_STUB = "triton_python_backend_stub"
+
+
+def _group_stubs(pgid: int) -> dict[int, tuple[str, str, str]]:
+    """The Python-backend stubs of process group ``pgid`` (Linux ``/proc``): pid -> (model file, instance name,
+    shared-memory region), from their command lines (``stub MODEL.py REGION SIZE GROWTH PARENT LIBDIR TIMEOUT
+    INSTANCE KIND``)."""
+    stubs = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        try:
+            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, IndexError, ValueError):
+            continue
+        if argv and argv[0].endswith(_STUB) and len(argv) > 8 and argv[2].startswith(_STUB.replace("stub", "shm")):
+            stubs[int(entry)] = (argv[1], argv[8], argv[2])
+    return stubs
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> None:

@@ -454,7 +454,8 @@ def test_a_crashed_server_leaves_nothing_behind_and_clients_go_on_after_its_rest
     import signal
 
     from vggx.client.triton import TritonRunner
-    from vggx.server import ServerConfig, TritonServer, free_port
+    from vggx.errors import ServerError, ServerUnavailable
+    from vggx.server import ServerConfig, TritonServer, _group_stubs, free_port
 
     ports = dict(zip(("http_port", "grpc_port", "metrics_port"), (free_port() for _ in range(3)), strict=True))
     lr = _window(seed=3)
@@ -481,14 +482,26 @@ def test_a_crashed_server_leaves_nothing_behind_and_clients_go_on_after_its_rest
         assert "(shared memory)" in runner.description
         expected = runner.infer(lr)
         assert len(group(pgid)) >= 2  # the server and its model's stub
+        regions = [Path("/dev/shm") / region for _, _, region in _group_stubs(pgid).values()]
+        assert regions and all(r.exists() for r in regions)
         os.kill(first.process.pid, signal.SIGKILL)
         first.process.wait()
         first.stop()
         assert group(pgid) == []
+        assert not any(r.exists() for r in regions)  # the stubs' shared memory too (RAM, a pod's emptyDir)
         second = serve("second.log")
         try:
             np.testing.assert_array_equal(runner.infer(lr), expected)
             assert "(shared memory)" in runner.description
+            # a stub killed (for memory, a crash in a library): Triton keeps the model READY and fails every request;
+            # the client takes it as a server down (75: retried later), and vggx serve stops the server
+            ((stub, _),) = [(pid, s) for pid, s in _group_stubs(second.process.pid).items()][:1]
+            os.kill(stub, signal.SIGKILL)
+            with pytest.raises(ServerUnavailable, match="is not healthy"):
+                TritonRunner(second.endpoints.grpc, retries=1).infer(lr)
+            with pytest.raises(ServerError, match=r"the Python-backend process of .*model\.py \(instance vggx_\w+\) "
+                                                  r"exited, and Triton does not start it again"):
+                second.wait(timeout=2)
         finally:
             second.stop()
 
