@@ -197,7 +197,7 @@ def model_config(
     if backend in (Backend.PYTHON, Backend.TORCH):
         params["merge_requests"] = "true" if serving.merge_requests else "false"
     if backend is Backend.TORCH:
-        params["precision"] = "fp16"
+        params["precision"] = "fp32" if kind == "KIND_CPU" else "fp16"  # a CPU instance runs the FP32 reference
         params["compile"] = "true" if serving.compile else "false"
     for key in sorted(params):
         cfg.parameters[key].string_value = params[key]

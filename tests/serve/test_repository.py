@@ -69,6 +69,13 @@ def test_platform_backend_and_instance_kind(backend, platform, backend_field, ki
     assert group.count == 2
 
 
+@pytest.mark.parametrize(("kind", "precision"), [(None, "fp16"), ("KIND_GPU", "fp16"), ("KIND_CPU", "fp32")])
+def test_the_torch_model_publishes_the_precision_it_runs_in(kind, precision):
+    """A CPU instance of the torch model runs the FP32 reference; it published fp16 for dashboards to read."""
+    cfg = model_config(backend="torch", metadata=META, window=8, serving=ServingConfig(instance_kind=kind))
+    assert cfg.parameters["precision"].string_value == precision
+
+
 @pytest.mark.parametrize("backend", list(Backend))
 def test_python_models_get_their_runtime_parameters(backend):
     threads = 2 if backend is Backend.PYTHON else 0
