@@ -495,6 +495,9 @@ def serve(
                 wait_for_signal(server)
             except KeyboardInterrupt:
                 console.print("stopping the server")
+    if server.killed:  # not a clean shutdown: a supervisor should not read 0
+        raise VggxError(f"tritonserver did not shut down within {cfg.shutdown_timeout_s:g} s and was killed (the "
+                        f"requests in flight were dropped)")
     console.print("server stopped")
 
 

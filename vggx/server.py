@@ -292,6 +292,7 @@ class TritonServer:
         # The Python-backend stubs once the model was READY: pid -> (model file, instance, shared-memory region)
         self._stubs: dict[int, tuple[str, str, str]] = {}
         self._regions: set[str] = set()  # every stub's region seen (unlinked at stop if a stub could not)
+        self.killed = False  # stop() had to kill it: it did not shut down within shutdown_timeout_s
 
     def __enter__(self) -> TritonServer:
         self.start()
@@ -449,6 +450,7 @@ class TritonServer:
             except subprocess.TimeoutExpired:
                 log.warning("tritonserver did not stop within %.0f s; killing it",
                             self.config.shutdown_timeout_s)
+                self.killed = True
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its backend stubs
                 code = proc.wait()

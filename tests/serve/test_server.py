@@ -39,7 +39,7 @@ FAKE = textwrap.dedent("""\
         if marker:
             open(marker, "w").write("SIGTERM")
         os._exit(0)
-    signal.signal(signal.SIGTERM, term)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN if mode == "stuck" else term)  # stuck: ready, then deaf to SIGTERM
     class Ready(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200 if self.path == "/v2/models/vggx/ready" else 404)
@@ -112,6 +112,16 @@ def test_startup_timeout_stops_the_server_and_kills_it_if_it_ignores_sigterm(rep
         server.start()
     assert time.monotonic() - started < 15
     assert server.process is None
+
+
+def test_a_server_that_had_to_be_killed_is_said_to_be(repo, fake_triton, tmp_path, monkeypatch):
+    """Past its shutdown time (a request longer than Triton's exit timeout), the server is killed: `vggx serve`
+    exited 0 ("server stopped") as for a clean shutdown."""
+    monkeypatch.setenv("FAKE_TRITON_MODE", "stuck")
+    server = TritonServer(_cfg(repo, fake_triton, tmp_path, shutdown_timeout_s=0.5)).start()
+    assert not server.killed
+    server.stop()
+    assert server.killed and not server.running
 
 
 def test_missing_model_config_is_refused_before_starting(tmp_path, fake_triton):
