@@ -343,6 +343,13 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
         raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
                           f"one, and the two differ ({diff}): one config.pbtxt describes every version served. "
                           f"Export with --versions-served 1, or under another --name")
+    if old is not None and any(v != version for v in kept) and old.platform == "tensorrt_plan" and \
+            new.max_batch_size > old.max_batch_size:
+        # a plan's profile holds its batch sizes: the version still served would get batches it was not built for
+        raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
+                          f"one, a TensorRT engine built for batches of at most {old.max_batch_size}; one "
+                          f"config.pbtxt would send it {new.max_batch_size}. Export with --max-batch "
+                          f"{old.max_batch_size}, --versions-served 1, or under another --name")
     return model_dir, version, text
 
 

@@ -240,6 +240,18 @@ def test_a_version_served_beside_another_keeps_its_contract(tmp_path, onnx_file)
     assert version.name == "3"  # the newest alone is served: its contract is the config's
 
 
+def test_a_tensorrt_version_served_beside_another_keeps_its_batch_size(tmp_path, onnx_file):
+    """A TensorRT plan's profile holds its batch sizes: a canary with a larger --max-batch would send the version
+    still served batches its engine was not built for (ONNX Runtime's batch is free: see above)."""
+    two = ServingConfig(versions_served=2)
+    _write(tmp_path, onnx_file, backend="tensorrt", serving=two, max_batch=2)
+    with pytest.raises(ExportError, match=r"keeps serving version 1 beside the new one, a TensorRT engine built for "
+                                          r"batches of at most 2; one config.pbtxt would send it 4\. Export with "
+                                          r"--max-batch 2"):
+        _write(tmp_path, onnx_file, backend="tensorrt", serving=two, max_batch=4)
+    assert _write(tmp_path, onnx_file, backend="tensorrt", serving=two, max_batch=1).name == "2"  # fewer: fine
+
+
 def test_missing_artefact_writes_nothing(tmp_path):
     with pytest.raises(ExportError, match="artefact not found"):
         _write(tmp_path, tmp_path / "nope.onnx")
