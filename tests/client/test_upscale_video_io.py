@@ -435,6 +435,32 @@ class TestParallelSegments:
         assert len(packets) == kept.frames_done  # one packet a frame, every segment whole
         assert sorted(p.pts for p in packets) == list(range(kept.frames_done))  # none twice, none missing
 
+    def test_a_resumed_run_goes_on_after_a_time_that_went_back(self, tmp_path):
+        """A concatenation (its second part stamped from 0 again) stopped in its second part: the stored frames were
+        moved on after the first part, and the resumed writer, which knew nothing of that, wrote the rest at their
+        own earlier times (the final mux refused the seam). It goes on after the last stored frame."""
+        import av
+
+        from vggx.video import SegmentStore
+
+        times = [*range(48), *range(48)]  # 25 fps, two 48-frame parts
+        cfg = EncodeConfig("libx264", crf=0, segment_frames=8)
+        out = tmp_path / "o.mp4"
+        with pytest.raises(KeyboardInterrupt), VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), cfg,
+                                                           store=SegmentStore(tmp_path / "store", {"t": 1})) as w:
+            for i, t in enumerate(times[:70]):
+                w.write(frame_pattern(i % 24, 40, 56), t)
+            raise KeyboardInterrupt  # stopped in the second part
+        store = SegmentStore(tmp_path / "store", {"t": 1})
+        done = store.frames_done
+        assert 48 < done < 70
+        with VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 25), cfg, store=store) as w:
+            for i, t in enumerate(times[done:], start=done):
+                w.write(frame_pattern(i % 24, 40, 56), t)
+        with av.open(str(out)) as c:
+            got = [f.pts * f.time_base for f in c.decode(c.streams.video[0])]
+        assert len(got) == 96 and all(b - a == Fraction(1, 25) for a, b in itertools.pairwise(got))
+
     @pytest.mark.parametrize("encoders", [1, 2])
     def test_x265_keeps_its_banner_to_itself(self, tmp_path, capfd, encoders):
         """x265 prints 25 lines of its own as each encoder opens, and --encoders/--resume open one a segment: its info

@@ -760,6 +760,9 @@ class VideoWriter:
             raise VideoError(f"cannot write {self._label} ({_reason(exc)})") from None
         try:
             self._stream = self._add_video_stream(width, height, rate, time_base)
+            last = store.segments[-1] if store is not None and store.segments else {}
+            if "last_pts" in last:  # a resumed run: its frames go on after the stored ones (see write())
+                self._last_pts = round(Fraction(last["last_pts"]) * Fraction(last["time_base"]) / self._time_base)
             if rotation % 360:
                 self._stream.set_display_rotation(rotation)
             if sample_aspect_ratio:
@@ -1282,7 +1285,9 @@ class SegmentStore:
                 for _, data in side:
                     f.write(data)
         tmp.replace(self.folder / name)
-        self.segments.append({"file": name, "frames": frames, "first_pts": first})
+        # the last time too (a resumed writer's frames go on after it: a time gone back moves the rest on)
+        self.segments.append({"file": name, "frames": frames, "first_pts": first,
+                              "last_pts": max(p.pts for p in packets), "time_base": str(time_base)})
         self._write_manifest()
 
     def _write_manifest(self) -> None:
