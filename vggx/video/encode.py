@@ -713,8 +713,8 @@ class VideoWriter:
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
         self._last_pts: int | None = None  # the last frame's time (write()'s time base): each after the one before
-        self._repeated = 0  # frames whose time did not come after the one before's (moved on)
-        self._offset = 0  # added to every frame's time from the first such frame on (write()'s time base)
+        # added to every frame's time (write()'s time base) from the first that does not come after the one before
+        self._offset = 0
         self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
@@ -884,15 +884,13 @@ class VideoWriter:
             # clock: the finest every container keeps; a tick of a coarser time base) after the one before, a time
             # gone back a frame after it; the frames after it as much later: each keeps its spacing
             tb = self._time_base
-            step = max(1, math.ceil(Fraction(1, 1000) / tb) if pts == self._last_pts else
-                       round(1 / (self._stream.codec_context.framerate * tb)))
+            step = max(1, math.ceil(Fraction(1, 1000) / tb)) if pts == self._last_pts else self._frame_step(tb)
             later = self._last_pts + step - pts
-            if not self._repeated:
+            if not self._offset:  # the first such frame: said once
                 log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): it and "
                             "the frames after it go %.3f s later, so that every frame is kept, in order", self._label,
                             self._accepted - 1, float((pts - self._offset) * tb), float(self._last_pts * tb),
                             float(later * tb))
-            self._repeated += 1
             self._offset += later
             pts += later
         self._last_pts = pts
@@ -995,9 +993,9 @@ class VideoWriter:
             raise self._failed(f"encoding {self._label} with {self.config.codec}", exc) from None
         self._frames += 1
 
-    def _frame_step(self, packet) -> int:
-        """One frame at the stream's rate, in ``packet``'s time base (at least 1)."""
-        return round(1 / (self._stream.codec_context.framerate * packet.time_base)) or 1
+    def _frame_step(self, time_base: Fraction) -> int:
+        """One frame at the stream's rate, in ``time_base`` (at least 1)."""
+        return round(1 / (self._stream.codec_context.framerate * time_base)) or 1
 
     def _sane_dts(self, packet) -> None:
         """A decode timestamp the muxer takes: libx265 flushed with fewer frames than its B-frame delay (a one- or
@@ -1006,7 +1004,7 @@ class VideoWriter:
         encoder reorders) becomes the next one after the last, at most the pts."""
         if packet.dts is None or packet.pts is None:
             return
-        step = self._frame_step(packet)
+        step = self._frame_step(packet.time_base)
         if packet.dts > packet.pts or packet.pts - packet.dts > _MAX_REORDER * step:
             last = self._last_dts
             packet.dts = packet.pts if last is None else max(last + 1, min(packet.pts, last + step))
@@ -1030,7 +1028,7 @@ class VideoWriter:
         """Decode timestamps as one encoder would give them: the pts sequence delayed by the B-frame
         reorder depth. Each segment's encoder starts its own dts afresh (a short last segment may even
         drop the delay), which would leave uneven steps at the seams that muxers turn into durations."""
-        step = self._frame_step(packet)
+        step = self._frame_step(packet.time_base)
         if self._reorder is None:  # the first packet: dts = pts - the delay
             delay = (packet.pts - packet.dts) / step if packet.dts is not None and packet.pts is not None else 0
             # a dts from uninitialised memory (libx265 flushed with fewer frames than its delay: see _sane_dts) is
