@@ -478,47 +478,48 @@ class TritonServer:
 _STUB = "triton_python_backend_stub"
 
 
+def _stat(pid: int | str) -> tuple[str, int] | None:
+    """A process's state letter (``Z``: a zombie) and process group, from Linux's ``/proc``; None where it is gone
+    (or there is no ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # after the command's name
+        return fields[0], int(fields[2])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of group ``pgid``."""
+    entries = os.listdir("/proc") if os.path.isdir("/proc") else ()
+    return [int(e) for e in entries if e.isdigit() and (st := _stat(e)) is not None and st[1] == pgid and st[0] != "Z"]
+
+
 def _group_stubs(pgid: int) -> dict[int, tuple[str, str, str]]:
     """The Python-backend stubs of process group ``pgid`` (Linux ``/proc``): pid -> (model file, instance name,
     shared-memory region), from their command lines (``stub MODEL.py REGION SIZE GROWTH PARENT LIBDIR TIMEOUT
     INSTANCE KIND``)."""
     stubs = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+    for pid in _group(pgid):
         try:
-            if int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace").split("\0")
-        except (OSError, IndexError, ValueError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
             continue
-        if argv and argv[0].endswith(_STUB) and len(argv) > 8 and argv[2].startswith(_STUB.replace("stub", "shm")):
-            stubs[int(entry)] = (argv[1], argv[8], argv[2])
+        if argv[0].endswith(_STUB) and len(argv) > 8 and argv[2].startswith(_STUB.replace("stub", "shm")):
+            stubs[pid] = (argv[1], argv[8], argv[2])
     return stubs
 
 
 def _alive(pid: int) -> bool:
     """Whether process ``pid`` runs (a zombie does not)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    st = _stat(pid)
+    return st is not None and st[0] != "Z"
 
 
 def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> None:
     """Wait until no live (non-zombie) process of group ``pgid`` is left, at most ``timeout_s`` (Linux ``/proc``;
     elsewhere nothing to read, no wait)."""
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        live = False
-        for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                live = True
-                break
-        if not live:
-            return
+    while time.monotonic() < deadline and _group(pgid):
         time.sleep(0.05)
 
 
