@@ -97,6 +97,11 @@ class TrainConfig:
                 meta = f.metadata() or {}
         except (SafetensorError, OSError) as exc:
             raise CheckpointError(f"{path} is not a vggx training state ({exc})") from None
+        return cls.from_metadata(meta)
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> TrainConfig | None:
+        """The config recorded in a training state's metadata (its fields this version knows), or None."""
         if "train_config" not in meta:
             return None
         known = {f.name for f in dataclasses.fields(cls)}
@@ -203,7 +208,7 @@ class Trainer:
             meta = f.metadata() or {}
         if meta.get("format") != STATE_FORMAT:
             raise CheckpointError(f"{self.state_path} is not a vggx training state")
-        stored = TrainConfig.stored(self.state_path)
+        stored = TrainConfig.from_metadata(meta)
         if stored is not None and (changed := _changed(stored, self.cfg)):
             raise ConfigError(f"{self.state_path} was trained with {changed}: a resumed run goes on with its own "
                               f"settings (leave them out, or give a new --out for a run with others)")
