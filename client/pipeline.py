@@ -351,8 +351,7 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
     a run stopped alone does (nothing at its output; ``resume``'s segments kept), and is raised. ``progress(config)``:
     that file's :class:`UpscaleProgress`; ``done(config, outcome)``: called as each file ends, one call at a time.
     """
-    if not 1 <= jobs <= MAX_JOBS:
-        raise ConfigError(f"--jobs must be in 1..{MAX_JOBS}, got {jobs}")
+    check_jobs(jobs)
     outcomes: list[UpscaleResult | VideoError | None] = [None] * len(configs)
     told = threading.Lock()
 
@@ -615,6 +614,12 @@ def _flagged(items: Iterable, scenes: SceneCuts | None, image: Callable) -> Iter
     """``(item, starts a shot)`` for each of ``items``: the scene cuts :meth:`SceneCuts.flagged` finds in
     ``image(item)`` (one item late), or none where ``scenes`` is None."""
     return ((item, False) for item in items) if scenes is None else scenes.flagged(items, image=image)
+
+
+def check_jobs(jobs: int) -> None:
+    """``--jobs``, files at once: 1..:data:`MAX_JOBS` (``ConfigError`` else)."""
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigError(f"--jobs must be in 1..{MAX_JOBS}, got {jobs}")
 
 
 def _check_concurrency(value: int, name: str) -> None:

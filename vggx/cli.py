@@ -59,7 +59,6 @@ ClientKeyOpt = Annotated[Path | None, typer.Option("--client-key", help="with --
 ApiKeyOpt = Annotated[str | None, typer.Option(
     "--api-key", envvar="VGGX_API_KEY", show_envvar=True,
     help="the key of a `vggx serve --api-key` server (sent in the vggx-api-key header)")]
-_MOST_JOBS = 64  # upscale --jobs: files at once
 
 
 def _error_line(message: str) -> None:
@@ -740,6 +739,7 @@ def upscale(
 
     from vggx.client import Backend, BackendConfig, UpscaleConfig, open_runner, plan_folder, upscale_many
     from vggx.client import upscale as run_upscale
+    from vggx.client.pipeline import check_jobs
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
     from vggx.video.encode import STDOUT_RAW_CODEC, check_image_codec, image_codec, is_stdout
@@ -807,8 +807,7 @@ def upscale(
 
     if recursive and not folder:
         raise ConfigError(f"--recursive walks a folder's subfolders; {display_source(source)} is not a folder")
-    if not 1 <= jobs <= _MOST_JOBS:
-        raise ConfigError(f"--jobs must be 1 to {_MOST_JOBS}, got {jobs}")
+    check_jobs(jobs)  # before any work (upscale_many checks it too, once the backend is open)
     if not progress_interval >= 0:
         raise ConfigError(f"--progress-interval must be >= 0 seconds (0: no progress lines), got {progress_interval:g}")
     if jobs > 1 and not folder:

@@ -208,8 +208,8 @@ class TestBackendErrors:
         assert list(tmp_path.iterdir()) == []
 
     @pytest.mark.parametrize(("args", "message"), [
-        (("--jobs", "0"), "--jobs must be 1 to 64, got 0"),
-        (("--jobs", "65"), "--jobs must be 1 to 64, got 65"),
+        (("--jobs", "0"), "--jobs must be in 1..64, got 0"),
+        (("--jobs", "65"), "--jobs must be in 1..64, got 65"),
         (("--progress-interval", "-1"), "--progress-interval must be >= 0 seconds (0: no progress lines), got -1"),
         (("--video-stream", "-1"), "--video-stream must be >= 0 (a stream's index as ffprobe lists them), got -1"),
         (("--frames", "0"), "--frames must be >= 1, got 0"),
