@@ -335,21 +335,22 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
                           f"{backend.value!r} or write to another --repo")
     kept = sorted({*served, version}, reverse=True)[:serving.versions_served]
-    if old is not None and any(v != version for v in kept) and _contract(old) != _contract(new):
-        # config.pbtxt is the model's, not a version's: the versions still served would get the new contract
-        was, now = _contract(old), _contract(new)
+    beside = max((v for v in kept if v != version), default=None) if old is not None else None  # still served
+    if beside is None:
+        return model_dir, version, text
+    was, now = _contract(old), _contract(new)
+    if was != now:  # config.pbtxt is the model's, not a version's: the versions still served would get the new one
         diff = ", ".join(f"{k} {was.get(k)} -> {now.get(k)}" for k in sorted(now.keys() | was.keys())
                          if was.get(k) != now.get(k))
-        raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
-                          f"one, and the two differ ({diff}): one config.pbtxt describes every version served. "
-                          f"Export with --versions-served 1, or under another --name")
-    if old is not None and any(v != version for v in kept) and old.platform == "tensorrt_plan" and \
-            new.max_batch_size > old.max_batch_size:
+        raise ExportError(f"{model_dir} keeps serving version {beside} beside the new one, and the two differ "
+                          f"({diff}): one config.pbtxt describes every version served. Export with "
+                          f"--versions-served 1, or under another --name")
+    if old.platform == "tensorrt_plan" and new.max_batch_size > old.max_batch_size:
         # a plan's profile holds its batch sizes: the version still served would get batches it was not built for
-        raise ExportError(f"{model_dir} keeps serving version {max(v for v in kept if v != version)} beside the new "
-                          f"one, a TensorRT engine built for batches of at most {old.max_batch_size}; one "
-                          f"config.pbtxt would send it {new.max_batch_size}. Export with --max-batch "
-                          f"{old.max_batch_size}, --versions-served 1, or under another --name")
+        raise ExportError(f"{model_dir} keeps serving version {beside} beside the new one, a TensorRT engine built "
+                          f"for batches of at most {old.max_batch_size}; one config.pbtxt would send it "
+                          f"{new.max_batch_size}. Export with --max-batch {old.max_batch_size}, --versions-served 1, "
+                          f"or under another --name")
     return model_dir, version, text
 
 
