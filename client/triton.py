@@ -270,30 +270,31 @@ class TritonRunner(_RunnerBase):
             except (InferenceError, ServerError):
                 raise
             except Exception as exc:  # tritonclient's own type for gRPC, socket errors for HTTP
-                if state.shm_in is not None and _LOST_REGION.search(_reason(exc)) and attempt < self.retries:
+                reason = _reason(exc)
+                if state.shm_in is not None and _LOST_REGION.search(reason) and attempt < self.retries:
                     # the server restarted between two windows and forgot our regions: register them again
                     log.info("Triton at %s lost this client's shared-memory regions (restarted?); registering "
                              "them again", self.url)
                     self._drop_regions(state)
                     continue
-                if not (_transient(exc) or _MODEL_GONE.search(_reason(exc)) or _STUB_DOWN.search(_reason(exc))):
+                if not (_transient(exc) or _MODEL_GONE.search(reason) or _STUB_DOWN.search(reason)):
                     if (header := restricted_header(exc)) is not None:
                         raise refused(self.url, header) from None
-                    if OUT_OF_MEMORY.search(_reason(exc)):  # the pipeline sends smaller tiles
+                    if OUT_OF_MEMORY.search(reason):  # the pipeline sends smaller tiles
                         raise DeviceOutOfMemoryError(f"the model served by Triton at {self.url} ran out of memory "
-                                                     f"on input {lr.shape} ({_reason(exc)})", lr.shape) from None
+                                                     f"on input {lr.shape} ({reason})", lr.shape) from None
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
-                                      f"{_reason(exc)}") from None
+                                      f"{reason}") from None
                 if attempt == self.retries:
                     raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} "
-                                            f"attempts ({_reason(exc)}); is the server up? (`vggx serve`)") from None
+                                            f"attempts ({reason}); is the server up? (`vggx serve`)") from None
                 now = time.monotonic()
                 with self._lock:  # the windows in flight fail together: one line for them all
                     said = now - self._retry_said.get(attempt, -_RETRY_SAID_S) < _RETRY_SAID_S
                     if not said:
                         self._retry_said[attempt] = now
                 (log.debug if said else log.warning)(
-                    "transient failure of Triton at %s (%s); retry %d/%d in %.2fs", self.url, _reason(exc),
+                    "transient failure of Triton at %s (%s); retry %d/%d in %.2fs", self.url, reason,
                     attempt + 1, self.retries, delay)
                 time.sleep(delay)
                 delay *= 2
