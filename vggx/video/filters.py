@@ -192,8 +192,7 @@ class FilterChain:
         from .encode import ffmpeg_log
 
         graph = self.graph(width, height, pix_fmt, time_base, rate, sample_aspect_ratio, probe=True)
-        frames = _made_up(width, height, pix_fmt)
-        step = 1 / (rate * time_base)
+        pushes = _pushing(graph, _made_up(width, height, pix_fmt), rate, time_base)
         out = []
         pushed = 0
         most = min(_PROBE_MOST, max(_PROBE_OUTPUTS, int(_PROBE_SECONDS * rate)))
@@ -203,11 +202,8 @@ class FilterChain:
         try:
             with ffmpeg_log(av.logging.INFO) as logs:  # showinfo's lines
                 while len(out) < _PROBE_OUTPUTS and pushed < (longest if first_out is None else first_out + most):
-                    frame = frames[pushed % len(frames)]
-                    frame.pts, frame.time_base = round(pushed * step), time_base
-                    graph.push(frame)
-                    pushed += 1
-                    out.extend(drain(graph))
+                    pushed, ready = next(pushes)
+                    out.extend(ready)
                     if out and first_out is None:
                         first_out = pushed
                 if len(out) < 2:
@@ -246,17 +242,12 @@ class FilterChain:
         size = _TIMING_SIZE
         for chain in (self, setpts):
             try:
-                graph = chain.graph(size, size, pix_fmt, time_base, rate)
-                frames = _made_up(size, size, pix_fmt)
-                step = 1 / (rate * time_base)
+                pushes = _pushing(chain.graph(size, size, pix_fmt, time_base, rate), _made_up(size, size, pix_fmt),
+                                  rate, time_base)
                 came = {}  # frames pushed -> the time of the last frame out then, and how many
                 pushed, enough = 0, max(_PROBE_OUTPUTS, int(_PROBE_TIMED_SECONDS * rate))
                 while (pushed < enough or len(came) < 2) and pushed < _PROBE_MOST:
-                    frame = frames[pushed % len(frames)]
-                    frame.pts, frame.time_base = round(pushed * step), time_base
-                    graph.push(frame)
-                    pushed += 1
-                    ready = list(drain(graph))
+                    pushed, ready = next(pushes)
                     if ready and ready[-1].pts is not None and ready[-1].time_base:
                         came[pushed] = Fraction(ready[-1].pts) * ready[-1].time_base, len(ready)
             except (VideoError, av.error.FFmpegError):
@@ -303,6 +294,17 @@ def _time_scale(came: dict[int, tuple[Fraction, int]], rate_in: Fraction, rate_o
         if simple and abs(simple - scale) <= near:
             return simple
     return scale.limit_denominator(1000)
+
+
+def _pushing(graph, frames: list, rate: Fraction, time_base: Fraction):
+    """Push ``frames`` (made up: :func:`_made_up`) into ``graph`` in turn, stamped a frame of ``rate`` apart in
+    ``time_base``; after each push, (frames pushed so far, the frames that came out)."""
+    step = 1 / (rate * time_base)
+    for pushed in itertools.count():
+        frame = frames[pushed % len(frames)]
+        frame.pts, frame.time_base = round(pushed * step), time_base
+        graph.push(frame)
+        yield pushed + 1, list(drain(graph))
 
 
 def _made_up(width: int, height: int, pix_fmt: str) -> list:
