@@ -47,6 +47,9 @@ def check_flow_warp_inputs(x: torch.Tensor, flow: torch.Tensor) -> None:
     b, _, h, w = x.shape
     if tuple(flow.shape) != (b, 2, h, w):
         raise ValueError(f"flow_warp: flow must be [{b}, 2, {h}, {w}], got shape {tuple(flow.shape)}")
+    for name, t in (("x", x), ("flow", flow)):
+        if not t.is_floating_point():  # an integer image would come back truncated: 127 for 127.5
+            raise ValueError(f"flow_warp: {name} must be a float tensor, got {t.dtype}")
 
 
 def flow_warp_reference(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
@@ -57,21 +60,22 @@ def flow_warp_reference(x: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
         flow: per-pixel offsets ``(b, 2, h, w)`` in pixels, channel 0 = x, channel 1 = y.
 
     Returns:
-        ``(b, c, h, w)`` in ``x.dtype``. The coordinate arithmetic is done in float32 even for
-        float16 inputs: float16 spacing is 0.5 px above 512, enough to misplace a warp.
+        ``(b, c, h, w)`` in ``x.dtype``. The arithmetic is done in float32 (float64 for float64 ``x``) even
+        for float16 inputs: float16 spacing is 0.5 px above 512, enough to misplace a warp.
     """
     check_flow_warp_inputs(x, flow)
     _, _, h, w = x.shape
-    flow32 = flow.float()
-    ys = torch.arange(h, device=x.device, dtype=torch.float32).view(1, h, 1)
-    xs = torch.arange(w, device=x.device, dtype=torch.float32).view(1, 1, w)
-    px = xs + flow32[:, 0]
-    py = ys + flow32[:, 1]
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # float64 in: float64 math
+    flow_acc = flow.to(acc)
+    ys = torch.arange(h, device=x.device, dtype=acc).view(1, h, 1)
+    xs = torch.arange(w, device=x.device, dtype=acc).view(1, 1, w)
+    px = xs + flow_acc[:, 0]
+    py = ys + flow_acc[:, 1]
     # align_corners=True maps -1 -> pixel 0 and +1 -> pixel (size - 1); a size of 1 has only one pixel.
     gx = px * (2.0 / max(w - 1, 1)) - 1.0
     gy = py * (2.0 / max(h - 1, 1)) - 1.0
     grid = torch.stack((gx, gy), dim=-1)
-    out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    out = F.grid_sample(x.to(acc), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return out.to(x.dtype)
 
 

@@ -134,11 +134,34 @@ def _copy_dims(src: Any, dst: Any, dims: Sequence[Any]) -> None:
             new.CopyFrom(dim)
 
 
+def _static(dim: Any) -> int | None:
+    return dim.dim_value if dim.HasField("dim_value") else None
+
+
 def _flow_warp_infer(ctx: Any) -> None:
-    x = ctx.get_input_type(0)
+    x, flow = ctx.get_input_type(0), ctx.get_input_type(1)
+    if x.tensor_type.elem_type == onnx.TensorProto.FLOAT and flow.tensor_type.elem_type == onnx.TensorProto.FLOAT16:
+        # FP16 features may come with an FP32 flow (an FP32 island); the other way no plugin format offers
+        raise onnx.shape_inference.InferenceError("vggx.flow_warp: float x with a float16 flow (cast the flow)")
+    xs = list(x.tensor_type.shape.dim) if x.tensor_type.HasField("shape") else None
+    fs = list(flow.tensor_type.shape.dim) if flow.tensor_type.HasField("shape") else None
+    if xs is not None and len(xs) != 4:
+        raise onnx.shape_inference.InferenceError(f"vggx.flow_warp: x must be [B, C, H, W], got rank {len(xs)}")
+    if fs is not None:
+        if len(fs) != 4:
+            raise onnx.shape_inference.InferenceError(
+                f"vggx.flow_warp: flow must be [B, 2, H, W], got rank {len(fs)}")
+        if _static(fs[1]) not in (None, 2):
+            raise onnx.shape_inference.InferenceError(
+                f"vggx.flow_warp: flow must have 2 channels (x, y offsets), got {_static(fs[1])}")
+        for i, name in ((0, "batch"), (2, "height"), (3, "width")):
+            a, b = (_static(xs[i]), _static(fs[i])) if xs is not None else (None, None)
+            if a is not None and b is not None and a != b:
+                raise onnx.shape_inference.InferenceError(
+                    f"vggx.flow_warp: flow's {name} {b} is not x's {a}")
     out = onnx.TypeProto()
     out.tensor_type.elem_type = x.tensor_type.elem_type
-    if x.tensor_type.HasField("shape"):
+    if xs is not None:
         out.tensor_type.shape.CopyFrom(x.tensor_type.shape)
     ctx.set_output_type(0, out)
 
@@ -160,6 +183,10 @@ def _attention_infer(ctx: Any) -> None:
                     f"vggx.temporal_attention: qkv channels must be 3*C, got {dims[2].dim_value}"
                 )
             channels.dim_value = dims[2].dim_value // 3
+        heads = ctx.get_attribute("heads")
+        if heads is not None and (heads.i < 1 or (channels.HasField("dim_value") and channels.dim_value % heads.i)):
+            raise onnx.shape_inference.InferenceError(
+                f"vggx.temporal_attention: heads={heads.i} must divide C={channels.dim_value or '?'}")
         _copy_dims(qkv, out.tensor_type.shape, [dims[0], dims[1], channels, dims[3], dims[4]])
     ctx.set_output_type(0, out)
 

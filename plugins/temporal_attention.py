@@ -39,8 +39,10 @@ def check_temporal_attention_inputs(qkv: torch.Tensor, heads: int) -> tuple[int,
     if qkv.dim() != 5:
         raise ValueError(f"temporal_attention: qkv must be [N, T, 3C, H, W], got shape {tuple(qkv.shape)}")
     n, t, c3, h, w = qkv.shape
-    if c3 % 3:
-        raise ValueError(f"temporal_attention: qkv channel count must be 3*C, got {c3}")
+    if not qkv.is_floating_point():  # integer q, k, v would come back truncated
+        raise ValueError(f"temporal_attention: qkv must be a float tensor, got {qkv.dtype}")
+    if c3 % 3 or not c3:
+        raise ValueError(f"temporal_attention: qkv channel count must be 3*C with C >= 1, got {c3}")
     c = c3 // 3
     if heads < 1 or c % heads:
         raise ValueError(f"temporal_attention: heads={heads} must divide C={c}")
@@ -55,12 +57,13 @@ def temporal_attention_reference(qkv: torch.Tensor, heads: int) -> torch.Tensor:
         heads: number of heads; must divide ``c``.
 
     Returns:
-        ``(n, t, c, h, w)`` in ``qkv.dtype``; scores, softmax and accumulation in float32.
+        ``(n, t, c, h, w)`` in ``qkv.dtype``; scores, softmax and accumulation in float32 (float64 for float64).
 
     Written with matmul + softmax only, so the portable ONNX export is MatMul/Softmax.
     """
     n, t, c, h, w, d = check_temporal_attention_inputs(qkv, heads)
-    q, k, v = qkv.float().reshape(n, t, 3 * c, h * w).split(c, dim=2)
+    acc = torch.float64 if qkv.dtype == torch.float64 else torch.float32  # float64 in: float64 math
+    q, k, v = qkv.to(acc).reshape(n, t, 3 * c, h * w).split(c, dim=2)
 
     def per_pixel(a: torch.Tensor) -> torch.Tensor:  # (n, t, c, hw) -> (n, hw, heads, t, d)
         return a.permute(0, 3, 1, 2).reshape(n, h * w, t, heads, d).transpose(2, 3)

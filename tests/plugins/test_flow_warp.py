@@ -48,6 +48,25 @@ class TestReference:
             flow_warp_reference(torch.zeros(1, 3, 4, 5), torch.zeros(1, 2, 4, 6))
 
 
+    @pytest.mark.parametrize("which", ["x", "flow"])
+    def test_rejects_integer_tensors(self, which):
+        x, flow = torch.zeros(1, 1, 1, 4, dtype=torch.uint8), torch.zeros(1, 2, 1, 4)
+        if which == "flow":
+            x, flow = x.float(), flow.int()
+        with pytest.raises(ValueError, match=f"{which} must be a float tensor"):
+            flow_warp_reference(x, flow)
+
+    def test_float64_keeps_float64_precision(self):
+        x = torch.full((1, 1, 1, 2), 1.0, dtype=torch.float64)
+        x[..., 1] += 1e-12
+        flow = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+        flow[:, 0, 0, 0] = 0.25
+        out = flow_warp_reference(x, flow)
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out, torch.tensor([[[[1 + 0.25e-12, 1 + 1e-12]]]], dtype=torch.float64),
+                                   atol=1e-15, rtol=0)
+
+
 # (b, c, h, w, flow scale in pixels): odd sizes, single rows/columns, channel counts that do not
 # fill the 16-channel group, flows that leave the image entirely.
 SHAPES = [

@@ -69,6 +69,37 @@ class TestShapeInference:
         with pytest.raises(onnx.shape_inference.InferenceError, match="3\\*C, got 10"):
             infer_plugin_shapes(model)
 
+    @pytest.mark.parametrize(
+        "shapes, match",
+        [
+            ([[1, 4, 5, 6], [1, 3, 5, 6]], "2 channels .*got 3"),
+            ([[1, 4, 5, 6], [1, 2, 4, 6]], "flow's height 4 is not x's 5"),
+            ([[1, 4, 5, 6], [2, 2, 5, 6]], "flow's batch 2 is not x's 1"),
+            ([[4, 5, 6], [1, 2, 5, 6]], "x must be .*rank 3"),
+            ([[1, 4, 5, 6], [2, 5, 6]], "flow must be .*rank 3"),
+        ],
+    )
+    def test_flow_warp_rejects_inconsistent_shapes(self, shapes, match):
+        # what every implementation refuses at run time (ONNX Runtime's Python op aborts the process on it)
+        with pytest.raises(onnx.shape_inference.InferenceError, match=match):
+            infer_plugin_shapes(plugin_model("flow_warp", shapes))
+
+    def test_flow_warp_symbolic_shapes_pass(self):
+        infer_plugin_shapes(plugin_model("flow_warp", [["B", 4, "H", "W"], ["B", "F", "H2", 6]]))
+
+    def test_flow_warp_rejects_fp32_features_with_fp16_flow(self):
+        model = plugin_model(
+            "flow_warp", [[1, 4, 5, 6], [1, 2, 5, 6]], TensorProto.FLOAT, flow_dtype=TensorProto.FLOAT16
+        )
+        with pytest.raises(onnx.shape_inference.InferenceError, match="float16 flow"):
+            infer_plugin_shapes(model)
+
+    @pytest.mark.parametrize("heads", [5, 0, -2])
+    def test_attention_rejects_heads_not_dividing_c(self, heads):
+        model = plugin_model("temporal_attention", [[1, 2, 12, 3, 3]], heads=heads)
+        with pytest.raises(onnx.shape_inference.InferenceError, match=f"heads={heads} must divide C=4"):
+            infer_plugin_shapes(model)
+
     def test_downstream_shapes_are_inferred(self):
         model = plugin_model("flow_warp", [["B", 3, 5, 7], ["B", 2, 5, 7]])
         relu = onnx.helper.make_node("Relu", ["out"], ["y"])

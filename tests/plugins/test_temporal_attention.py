@@ -52,6 +52,23 @@ class TestReference:
             temporal_attention_reference(torch.zeros(1, 2, 24, 1, 1), 5)
 
 
+    def test_rejects_integer_qkv(self):
+        with pytest.raises(ValueError, match=r"qkv must be a float tensor, got torch\.int32"):
+            temporal_attention_reference(torch.zeros(1, 2, 3, 1, 1, dtype=torch.int32), 1)
+
+    def test_rejects_no_channels(self):
+        with pytest.raises(ValueError, match="3\\*C with C >= 1, got 0"):
+            temporal_attention_reference(torch.zeros(1, 2, 0, 1, 1), 1)
+
+    def test_float64_keeps_float64_precision(self):
+        qkv = torch.zeros(1, 2, 3, 1, 1, dtype=torch.float64)
+        qkv[0, :, 2, 0, 0] = torch.tensor([1.0, 1.0 + 1e-12], dtype=torch.float64)  # v; equal scores
+        out = temporal_attention_reference(qkv, 1)
+        assert out.dtype == torch.float64
+        torch.testing.assert_close(out.flatten(), torch.full((2,), 1 + 0.5e-12, dtype=torch.float64),
+                                   atol=1e-16, rtol=0)
+
+
 # (n, t, c, h, w, heads): non-power-of-two T, C, H, W; T = 1 and the T = 32 limit; d up to 64.
 SHAPES = [
     (1, 1, 4, 2, 3, 1),
