@@ -9,6 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from vggx.errors import VideoError
 from vggx.generator import get_config
 from vggx.training.evaluate import EvalClip, evaluate
 from vggx.training.metrics import PSNR_CAP, psnr, ssim, temporal_error
@@ -222,6 +223,66 @@ def test_evaluate_cli_on_a_video(tmp_path, tiny_checkpoint_path, monkeypatch):
                                                str(tiny_checkpoint_path)])
     assert result.exit_code == 0, result.output
     assert "[b]clip.mkv: 8 frames scored (it has no more; --frames 500 asked)" in out.getvalue()
+
+
+def test_video_clip_region(tmp_path):
+    """The scored region is the centre at most ``max_hr`` (None: whole frames), cut to whole LR pixels; the frames'
+    own size is kept beside it (a default 480x640 crop used to be silent)."""
+    from vggx.training.evaluate import video_clip
+
+    frames = torch.randint(0, 256, (3, 72, 136, 3), generator=torch.Generator().manual_seed(2), dtype=torch.uint8)
+    video = _write(tmp_path / "wide.mkv", frames.numpy())
+    small = video_clip(video, 3, 4, 8, (40, 64))
+    assert small.hr.shape == (3, 3, 32, 64) and small.source_size == (72, 136)
+    assert torch.equal(small.hr, frames[:, 20:52, 36:100].permute(0, 3, 1, 2).float() / 255)
+    whole = video_clip(video, 3, 4, 8, None)
+    assert whole.hr.shape == (3, 3, 64, 128) and whole.source_size == (72, 136)
+    tiny = _write(tmp_path / "tiny.mkv", frames[:, :24, :24].contiguous().numpy())
+    with pytest.raises(VideoError, match=r"frames of 24x24 are too small to evaluate .*multiple of 32 pixels"):
+        video_clip(tiny, 3, 4, 8, None)
+
+
+def test_evaluate_cli_region_and_names(tmp_path, tiny_checkpoint_path, monkeypatch):
+    """Two clips with one file name (Vid4's calendar/%08d.png, city/%08d.png) keep their own rows and their own
+    bicubic baseline (the second clip's overwrote the first's: its bicubic row read -0.18 dB vs bicubic), and a
+    video scored on a part of its frames says which part, in the table's lines and the JSON."""
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
+
+    gen = torch.Generator().manual_seed(3)
+    smooth = torch.linspace(0, 255, 64).round().to(torch.uint8)[None, None, :, None].expand(6, 64, 64, 3)
+    noisy = torch.randint(0, 256, (6, 64, 64, 3), generator=gen, dtype=torch.uint8)
+    for folder, frames in (("calendar", smooth), ("city", noisy)):
+        (tmp_path / folder).mkdir()
+        _write(tmp_path / folder / "clip.mkv", frames.contiguous().numpy())
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=120))
+    result = CliRunner().invoke(vggx.cli.app, [
+        "evaluate", str(tmp_path / "calendar" / "clip.mkv"), str(tmp_path / "city" / "clip.mkv"), "--no-held-out",
+        "--frames", "6", "-c", str(tiny_checkpoint_path), "--region", "32x48", "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert [r["dataset"] for r in rows if r["method"] == "bicubic"] == ["calendar/clip.mkv", "city/clip.mkv"]
+    psnr = {(r["dataset"], r["method"]): r["psnr"] for r in rows}
+    assert psnr["calendar/clip.mkv", "bicubic"] > psnr["city/clip.mkv", "bicubic"] + 10
+    table = out.getvalue()
+    bicubic_lines = [line for line in table.splitlines() if "│ bicubic" in line]
+    assert len(bicubic_lines) == 2 and all(line.rstrip(" │").endswith("+0.00") for line in bicubic_lines), table
+    assert {tuple(r["scored_size"]) for r in rows} == {(32, 32)} and {tuple(r["source_size"]) for r in rows} == {
+        (64, 64)}
+    assert "calendar/clip.mkv: scored the centre 32x32 of 64x64 (--region full: whole frames)" in table
+    out.truncate(0)
+    result = CliRunner().invoke(vggx.cli.app, [
+        "evaluate", str(tmp_path / "city" / "clip.mkv"), "--no-held-out", "--frames", "2", "-c",
+        str(tiny_checkpoint_path), "--region", "full", "--json", str(tmp_path / "f.json")])
+    assert result.exit_code == 0, result.output
+    assert {tuple(r["scored_size"]) for r in json.loads((tmp_path / "f.json").read_text())} == {(64, 64)}
+    assert "scored" not in out.getvalue()
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", "--region", "wide", "-c", str(tiny_checkpoint_path)])
+    assert result.exit_code == 1 and "--region takes HxW (e.g. 480x640) or full, got 'wide'" in result.output
 
 
 def test_train_cli_resumes_with_the_runs_own_settings(tmp_path, monkeypatch):

@@ -3,7 +3,9 @@ and the model run frame by frame (T = 1: propagation and temporal attention iner
 
 Protocol: the standard BI degradation (×4 bicubic downscale with anti-aliasing, no noise), as for
 Vid4/REDS4. Clips are evaluated in consecutive windows of the model's T frames (a shorter last
-window when the clip is not a multiple of T). Metrics are on RGB in [0, 1], whole frames.
+window when the clip is not a multiple of T). Metrics are on RGB in [0, 1], over whole frames of the held-out
+clips and over a centre region of a video's (at most :data:`DEFAULT_REGION` unless asked otherwise), cut to a
+multiple of the model's size unit so that the LR frames are whole pixels.
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from vggx.plugins import reference_ops
 from .data import bicubic_downscale
 from .metrics import psnr, ssim, temporal_error
 
-__all__ = ["EvalClip", "EvalRow", "evaluate", "standard_methods", "video_clip"]
+__all__ = ["DEFAULT_REGION", "EvalClip", "EvalRow", "evaluate", "standard_methods", "video_clip"]
+
+# The largest centre region of a video's frames scored by default (HxW, ground-truth pixels): keeps a CPU run of a
+# 1080p clip to minutes; ``vggx evaluate --region full`` scores whole frames.
+DEFAULT_REGION = (480, 640)
 
 Method = Callable[[torch.Tensor], torch.Tensor]  # (t, 3, h, w) LR -> (t, 3, s*h, s*w)
 
@@ -32,6 +38,7 @@ class EvalClip:
     name: str
     hr: torch.Tensor  # (t, 3, H, W)
     lr: torch.Tensor  # (t, 3, H/s, W/s)
+    source_size: tuple[int, int] | None = None  # the frames' size before the centre crop to ``hr``
 
 
 @dataclass
@@ -43,9 +50,11 @@ class EvalRow:
     temporal_error: float
     clips: int
     frames: int = 0  # scored, over all clips
+    scored_size: tuple[int, int] | None = None  # HxW of the frames scored (None: the clips differ)
+    source_size: tuple[int, int] | None = None  # HxW of the frames they were cropped from
 
     def as_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
 
 
 def _windowed(generator: Generator, window: int) -> Method:
@@ -81,35 +90,51 @@ def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str) ->
             s.append(ssim(sr, clip.hr))
             te.append(temporal_error(sr, clip.hr))
         rows.append(EvalRow(dataset, name, float(np.mean(p)), float(np.mean(s)), float(np.mean(te)), len(clips),
-                            sum(int(c.hr.shape[0]) for c in clips)))
+                            sum(int(c.hr.shape[0]) for c in clips),
+                            _same({tuple(c.hr.shape[-2:]) for c in clips}),
+                            _same({c.source_size or tuple(c.hr.shape[-2:]) for c in clips})))
     return rows
 
 
-def video_clip(path: str | Path, frames: int, scale: int, multiple: int, max_hr: tuple[int, int] = (480, 640),
-               start: int = 0) -> EvalClip:
-    """Decode ``frames`` frames of a video as ground truth (centre-cropped to at most ``max_hr`` and to a
-    multiple of ``scale * multiple``) and its BI-downscaled LR version.
+def _same(sizes: set[tuple[int, int]]) -> tuple[int, int] | None:
+    return next(iter(sizes)) if len(sizes) == 1 else None
+
+
+def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
+               max_hr: tuple[int, int] | None = DEFAULT_REGION, start: int = 0) -> EvalClip:
+    """Decode ``frames`` frames of a video as ground truth (centre-cropped to at most ``max_hr``, None: the whole
+    frame, and to a multiple of ``scale * multiple``) and its BI-downscaled LR version.
 
     ``path``: anything ``vggx upscale`` reads (a file, a URL, an image-sequence pattern), decoded the same way
-    (colour matrix by the file's tags, as players show untagged video)."""
+    (colour matrix by the file's tags, as players show untagged video). Each frame is cropped as it is decoded,
+    so memory follows the scored region, not the source's size."""
     from vggx.video import open_video
 
-    hr_frames = []
+    hr_frames: list[np.ndarray] = []
+    crop, source_size = None, (0, 0)
     with open_video(path, max_frames=start + frames) as reader:
         for frame in reader:
-            if frame.index >= start:
-                hr_frames.append(frame.image)
+            if frame.index < start:
+                continue
+            if crop is None:
+                crop = _centre_crop(reader.path, frame.image.shape[:2], scale * multiple, max_hr)
+            hr_frames.append(frame.image[crop])
+            source_size = frame.image.shape[:2]
     path = reader.path
     if len(hr_frames) < 2:
         raise VideoError(f"{path}: need at least 2 frames, got {len(hr_frames)}")
     hr = torch.from_numpy(np.stack(hr_frames)).permute(0, 3, 1, 2).float() / 255.0
-    unit = scale * multiple
-    h = min(hr.shape[-2], max_hr[0]) // unit * unit
-    w = min(hr.shape[-1], max_hr[1]) // unit * unit
-    if h == 0 or w == 0:
-        raise VideoError(f"{path}: frames of {hr.shape[-2]}x{hr.shape[-1]} are too small to evaluate ×{scale}")
-    top, left = (hr.shape[-2] - h) // 2, (hr.shape[-1] - w) // 2
-    hr = hr[..., top:top + h, left:left + w].contiguous()
     # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised.
     lr = (bicubic_downscale(hr, scale).clamp(0, 1) * 255).round() / 255
-    return EvalClip(Path(str(path)).name, hr, lr)
+    return EvalClip(Path(str(path)).name, hr, lr, tuple(source_size))
+
+
+def _centre_crop(path, size: tuple[int, int], unit: int, max_hr: tuple[int, int] | None) -> tuple[slice, slice]:
+    full_h, full_w = size
+    h, w = (full_h, full_w) if max_hr is None else (min(full_h, max_hr[0]), min(full_w, max_hr[1]))
+    h, w = h // unit * unit, w // unit * unit
+    if h == 0 or w == 0:
+        raise VideoError(f"{path}: frames of {full_h}x{full_w} are too small to evaluate (the scored region is a "
+                         f"multiple of {unit} pixels)")
+    top, left = (full_h - h) // 2, (full_w - w) // 2
+    return slice(top, top + h), slice(left, left + w)
