@@ -139,3 +139,23 @@ def test_help_says_the_checkpoint_default(command):
     """The help's "[default: the shipped one]" was read as rich markup and vanished."""
     result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0 and "[default: the shipped one]" in result.output, result.output
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "other"], "--model names a model a Triton server serves; it applies with --url"),
+    (["--ssl", "--header", "A: b"], "--ssl and --header apply to a Triton server: with --url"),
+    (["--ca-cert", "ca.pem"], "--ca-cert applies to a Triton server: with --url"),
+    (["--protocol", "http"], "--protocol picks how to talk to a Triton server; it applies with --url"),
+    (["--api-key", "0123456789abcdef0"], "--api-key is the key of a `vggx serve --api-key` server"),
+])
+def test_info_refuses_server_options_without_url(args, message):
+    """`vggx info` without --url took every Triton option and ignored it (upscale and bench refused them)."""
+    result = CliRunner().invoke(app, ["info", "--config", "tiny", *args])
+    assert result.exit_code == 1, result.output
+    (line,) = [line for line in result.output.splitlines() if line.strip()]
+    assert message in line, line
+
+
+def test_info_ignores_a_key_in_the_environment():
+    result = CliRunner().invoke(app, ["info", "--config", "tiny"], env={"VGGX_API_KEY": "short"})
+    assert result.exit_code == 0, result.output

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import math
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -207,12 +208,15 @@ def info(
     if checkpoint is not None and checkpoint_opt is not None and checkpoint != checkpoint_opt:
         raise ConfigError(f"two checkpoints: {checkpoint} and -c {checkpoint_opt}; give one")
     checkpoint = checkpoint or checkpoint_opt
+    options = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     if url is not None:
         if checkpoint or config:
             raise ConfigError("--url describes a served model; it takes no checkpoint or --config")
-        options = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
         _info_served(url, model, options, json_path)
         return
+    if model != "vggx":
+        raise ConfigError("--model names a model a Triton server serves; it applies with --url (a checkpoint: "
+                          "vggx info PATH)")
     import torch
 
     from vggx.generator import get_config
@@ -1481,6 +1485,17 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         raise ConfigError(f"--protocol must be grpc or http, got {protocol!r}")
     if protocol is not None and not url:  # like --ssl and --header: nothing here would speak it
         raise ConfigError("--protocol picks how to talk to a Triton server; it applies with --url")
+    if api_key is not None and not url:
+        if api_key == os.environ.get("VGGX_API_KEY"):
+            api_key = None  # VGGX_API_KEY kept in a shell for the server's clients: nothing to send it to here
+        else:
+            raise ConfigError("--api-key is the key of a `vggx serve --api-key` server; it applies with --url")
+    if not url:
+        given = [flag for flag, value in (("--ssl", ssl), ("--ca-cert", ca_cert), ("--header", headers),
+                                          ("--client-cert", client_cert), ("--client-key", client_key)) if value]
+        if given:
+            raise ConfigError(f"{' and '.join(given)} {'applies' if len(given) == 1 else 'apply'} to a Triton server: "
+                              f"with --url")
     said = url_schemes(url) if url else None
     if said is not None:
         if protocol is not None and protocol != said[0]:

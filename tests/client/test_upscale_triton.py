@@ -101,7 +101,11 @@ class TestAgainstStub:
         (["--url", "a:1", "--header", "Authorization Bearer x"], "--header must be 'Name: value'"),
         (["--url", "a:1", "--ca-cert", "ca.pem"], "--ca-cert and --client-cert apply with TLS"),
         (["--url", "grpcs://a:1", "--client-cert", "c.pem"], "--client-cert and --client-key go together"),
-        (["--ssl"], "--ssl and --header apply to a Triton server (--url), not --backend onnxruntime"),
+        (["--ssl"], "--ssl applies to a Triton server: with --url"),
+        (["--header", "A: b", "--client-cert", "c.pem", "--client-key", "k.pem"],
+         "--header and --client-cert and --client-key apply to a Triton server: with --url"),
+        (["--api-key", "0123456789abcdef0"], "--api-key is the key of a `vggx serve --api-key` server; it applies "
+                                             "with --url"),
         # a mistyped scheme is a bad setting (exit 1), not an unreachable server (75: a Job would retry it)
         (["--url", "ftp://127.0.0.1:1"], "--url scheme 'ftp://' is not one of grpc://, grpcs://, http://, https://"),
         (["--url", "grpc+tls://127.0.0.1:8001"], "--url scheme 'grpc+tls://' is not one of"),
@@ -122,6 +126,18 @@ class TestAgainstStub:
         assert result.exit_code == 1, result.output
         (line,) = result.stderr.strip().splitlines()
         assert message in line, line
+
+    def test_a_key_in_the_environment_is_no_setting_for_in_process_runs(self, clips, tmp_path):
+        """VGGX_API_KEY exported in a shell for the server's clients: an in-process run failed on it ("--ssl and
+        --header apply to a Triton server", neither given), or on its form where it was a placeholder."""
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+
+        for key in ("0123456789abcdef0", "short"):
+            result = CliRunner().invoke(app, ["upscale", str(clips["big"]), str(tmp_path / f"{key}.mkv"), "--frames",
+                                              "1", "--codec", "ffv1"], env={"VGGX_API_KEY": key})
+            assert result.exit_code == 0, result.output
 
     def test_transient_errors_are_retried_with_backoff(self, caplog):
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
