@@ -162,6 +162,18 @@ def check_replaceable(existing: Mapping[str, Any] | None, current: Mapping[str, 
                                f"pass --force to replace it, or export to another --version")
 
 
+def engine_unavailable() -> str | None:
+    """Why no engine can be built on this machine, said as "TensorRT is not installed here" or "no CUDA GPU is
+    visible here"; None where one can (TensorRT importable and a GPU): checked before an export's slow part."""
+    try:
+        import_tensorrt()
+    except TensorRTNotInstalledError:
+        return "TensorRT is not installed here"
+    import torch
+
+    return None if torch.cuda.is_available() else "no CUDA GPU is visible here (TensorRT is installed)"
+
+
 def _gpu() -> tuple[str, str]:
     import torch
 

@@ -20,10 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vggx.checkpoint import load_checkpoint, model_metadata
-from vggx.errors import ConfigError, ExportError, TensorRTNotInstalledError
+from vggx.errors import ConfigError, ExportError
 from vggx.shapes import clamp_size
 
-from .engine import EngineConfig, ShapeProfile, build_engine, check_replaceable, finish_command, read_sidecar
+from .engine import (
+    EngineConfig,
+    ShapeProfile,
+    build_engine,
+    check_replaceable,
+    compare_engine_with_onnx,
+    engine_unavailable,
+    finish_command,
+    read_sidecar,
+)
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
 from .repository import MODEL_NAME, Backend, ServingConfig, write_model_repository
 from .verify import ParityResult, verify_onnx
@@ -109,7 +118,8 @@ class ExportResult:
     onnx: Path | None  # the ONNX inside the version folder (None when the backend serves only the plan)
     engine: Path | None  # model.plan, when TensorRT built it here
     parity: list[ParityResult] = field(default_factory=list)
-    engine_pending: str | None = None  # TensorRT absent: the command that finishes the build
+    engine_pending: str | None = None  # no engine buildable here: the command that finishes the build
+    engine_unavailable: str | None = None  # why not ("TensorRT is not installed here", "no CUDA GPU ...")
     profile: ShapeProfile | None = None  # a TensorRT engine's optimisation profile
     activations: int | None = None  # bytes of activations that engine holds at its profile's max shapes
 
@@ -224,12 +234,16 @@ def export_to_repository(job: ExportJob) -> ExportResult:
 
     engine_cfg = None
     activations = None
+    unavailable = None
     if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
         given = {"optimization_level": job.optimization_level, "workspace_mib": job.workspace_mib}
         engine_cfg = EngineConfig(profile, job.precision, timing_cache=model_dir / TIMING_CACHE, force=job.force,
                                   **{k: v for k, v in given.items() if v is not None})
         activations = _engine_activations(job, cfg, window, profile.max_size)
         _warn_if_too_big(activations, profile)
+        unavailable = engine_unavailable()
+        if unavailable is not None:
+            _check_no_served_engine(model_dir, unavailable)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,
                               max_size=profile.max_size)
@@ -239,10 +253,12 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         metadata = _onnx_metadata(onnx_path)
         plan = None
         if engine_cfg is not None:
-            try:
+            if unavailable is None:
                 plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg)
-            except TensorRTNotInstalledError as exc:
-                log.info("%s", exc)
+                if job.verify:  # the engine that will be served, on the GPU, against ONNX Runtime
+                    lo, opt = profile.min_size, profile.opt_size
+                    sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
+                    parity += compare_engine_with_onnx(plan, onnx_path, sizes)
             existing = model_dir / str(job.version) / "model.plan" if job.version else None
             if plan is not None and existing is not None and existing.exists():
                 check_replaceable(read_sidecar(existing), read_sidecar(plan) or {}, force=job.force)
@@ -264,9 +280,25 @@ def export_to_repository(job: ExportJob) -> ExportResult:
                 result.engine = version_dir / "model.plan"
             elif engine_cfg is not None:
                 result.engine_pending = finish_command(result.onnx, version_dir / "model.plan", engine_cfg)
+                result.engine_unavailable = unavailable
         else:
             result.onnx = version_dir / "model.onnx"
     return result
+
+
+def _check_no_served_engine(model_dir: Path, unavailable: str) -> None:
+    """Without an engine the export writes a version holding the ONNX alone, for the engine to be built into where
+    TensorRT and a GPU are. Where the model already serves an engine, that version would become the newest (or,
+    with --force, take the engine's place), and Triton cannot load it: a working model would go down. Refused
+    before the export. (A repository that serves no engine yet, e.g. the shipped CPU one, is written as asked.)"""
+    engines = sorted(int(d.name) for d in model_dir.glob("*") if d.name.isdigit() and (d / "model.plan").is_file()) \
+        if model_dir.is_dir() else []
+    if engines:
+        raise ExportError(
+            f"{unavailable}, so no engine would be built, and {model_dir} serves version {engines[-1]}'s engine: a "
+            f"version without model.plan would take its place for Triton, which cannot load one. Export into a new "
+            f"--repo here (the ONNX, config.pbtxt and the command that builds the engine where TensorRT and a GPU "
+            f"are), then move the finished version over; or run vggx export on the GPU machine")
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:

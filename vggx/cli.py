@@ -1465,9 +1465,9 @@ def export(
     if result.engine is not None:
         console.print(f"engine: {result.engine}", highlight=False, markup=False)
     if result.engine_pending is not None:
-        console.print("TensorRT is not installed here, so no engine was built; the ONNX and config.pbtxt are "
-                      "written. Build the engine where TensorRT is (e.g. inside the NGC Triton container, "
-                      "with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
+        console.print(f"{result.engine_unavailable or 'TensorRT is not installed here'}, so no engine was built; "
+                      "the ONNX and config.pbtxt are written. Build the engine where TensorRT and a GPU are (e.g. "
+                      "inside the NGC Triton container, with vggx\\[gpu] installed):", highlight=False, soft_wrap=True)
         console.print(f"  {result.engine_pending}", highlight=False, soft_wrap=True, markup=False)
 
 

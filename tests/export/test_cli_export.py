@@ -74,6 +74,67 @@ def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path
     assert sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
 
 
+def _served_engine(repo: Path, window: int) -> Path:
+    """A repository whose version 1 serves a (stand-in) engine."""
+    from vggx.export.repository import write_model_repository
+
+    plan = repo.parent / "stand-in.plan"
+    plan.write_bytes(b"an engine")
+    meta = {"name": "vggx-tiny-x4", "version": "1", "scale": "4", "window": str(window), "size_multiple": "8",
+            "min_size": "16x16", "max_size": "270x480"}
+    write_model_repository(repo, backend="tensorrt", artefact=plan, window=window, metadata=meta)
+    return repo / "vggx" / "1" / "model.plan"
+
+
+@pytest.mark.parametrize("args", [(), ("--version", "1", "--force")])
+def test_no_engine_here_beside_a_served_engine_is_refused_before_exporting(tmp_path, tiny_checkpoint_path,
+                                                                           fake_export, trt_window, monkeypatch, args):
+    """Where no engine can be built, the export writes a version with the ONNX alone: beside a served engine it
+    became the newest version, which Triton cannot load (and --version 1 --force deleted the working engine)."""
+    monkeypatch.setattr("vggx.export.pipeline.engine_unavailable", lambda: "TensorRT is not installed here")
+    repo = tmp_path / "repo"
+    plan = _served_engine(repo, trt_window)
+    before = sorted(str(p.relative_to(repo)) for p in repo.rglob("*"))
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window),
+                                   "--max-size", "270x480", *args))
+    assert "TensorRT is not installed here, so no engine would be built, and " in line, line
+    assert "serves version 1's engine: a version without model.plan would take its place" in line
+    assert fake_export == [] and sorted(str(p.relative_to(repo)) for p in repo.rglob("*")) == before
+    assert plan.read_bytes() == b"an engine"
+
+
+def test_engine_unavailable_says_why():
+    import sys
+    import types
+
+    from vggx.export.engine import engine_unavailable
+
+    with pytest.MonkeyPatch.context() as mp:  # `pip install vggx[gpu]` on a machine without a GPU
+        mp.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+        mp.setattr("torch.cuda.is_available", lambda: False)
+        assert engine_unavailable() == "no CUDA GPU is visible here (TensorRT is installed)"
+    if not HAS_TRT:
+        assert engine_unavailable() == "TensorRT is not installed here"
+
+
+def test_tensorrt_without_a_gpu_writes_what_it_can_and_says_why(tmp_path, tiny_checkpoint_path, fake_export,
+                                                                trt_window, monkeypatch):
+    """TensorRT importable but no GPU failed after the whole export ("needs a CUDA GPU"), writing nothing: it is
+    the "no engine here" case, the ONNX, config and build command written."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.ModuleType("tensorrt"))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    repo = tmp_path / "repo"
+    result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480",
+                     "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert "no CUDA GPU is visible here (TensorRT is installed), so no engine was built" in " ".join(
+        result.output.split())
+    assert (repo / "vggx" / "1" / "model.onnx").is_file() and "python -m vggx.export.engine" in result.output
+
+
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here (it would build the engines)")
 def test_engine_profile_defaults_to_what_fits_a_gpu(tmp_path, tiny_checkpoint_path, fake_export, trt_window, caplog):
     """TensorRT keeps memory for the profile's max shapes: the model's 1088x1920 at batch 4 (about 97 GiB of FP16
