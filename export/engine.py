@@ -87,13 +87,16 @@ class ShapeProfile:
         if max_size[0] < model_min[0] or max_size[1] < model_min[1]:  # before the opt size clamped to it is blamed
             raise ConfigError(f"max size {format_size(max_size)} is below the model's smallest, "
                               f"{format_size(model_min)}")
-        check_profile(min_size, opt_size, max_size, opt_batch=opt_batch, max_batch=max_batch)
         if min_size[0] < model_min[0] or min_size[1] < model_min[1]:
             raise ConfigError(f"min size {format_size(min_size)} is below the model's "
                               f"{format_size(model_min)}")
-        if max_size[0] > model_max[0] or max_size[1] > model_max[1]:
-            raise ConfigError(f"max size {format_size(max_size)} is above the model's "
-                              f"{format_size(model_max)}")
+        for name, size in (("max", max_size), ("min", min_size)):
+            if size[0] > model_max[0] or size[1] > model_max[1]:
+                raise ConfigError(f"{name} size {format_size(size)} is above the model's largest, "
+                                  f"{format_size(model_max)}")
+        if min_size[0] > max_size[0] or min_size[1] > max_size[1]:  # said in the sizes given, not a profile's
+            raise ConfigError(f"min size {format_size(min_size)} is above max size {format_size(max_size)}")
+        check_profile(min_size, opt_size, max_size, opt_batch=opt_batch, max_batch=max_batch)
         return cls(window, min_size, opt_size, max_size, max_batch=max_batch, opt_batch=opt_batch)
 
 
@@ -401,8 +404,12 @@ def main(argv: list[str] | None = None) -> int:
         meta = _graph_metadata(a.onnx)
         if a.window is None and not meta.get("window", "").isdigit():
             raise ConfigError(f"{a.onnx} has no window metadata; pass --window")
-        profile = ShapeProfile(a.window if a.window is not None else int(meta["window"]), *sizes,
-                               max_batch=a.max_batch)
+        window = a.window if a.window is not None else int(meta["window"])
+        if "min_size" in meta and "max_size" in meta:  # the graph's range, which its config.pbtxt publishes
+            profile = ShapeProfile.within(window, *sizes, model_min=parse_size(meta["min_size"]),
+                                          model_max=parse_size(meta["max_size"]), max_batch=a.max_batch)
+        else:
+            profile = ShapeProfile(window, *sizes, max_batch=a.max_batch)
         config = EngineConfig(profile, Precision(a.precision or meta.get("precision", "fp32")), a.opt_level,
                               a.workspace_mib, a.timing_cache, a.force)
         check_graph(meta, config)  # before TensorRT is even looked for

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vggx.checkpoint import load_checkpoint, model_metadata
 from vggx.errors import ConfigError, ExportError
+from vggx.paths import unwritable_folder
 from vggx.shapes import clamp_size
 
 from .engine import (
@@ -87,6 +88,9 @@ class ExportJob:
             flag = "--flavor/--no-plugins choose" if self.flavor is not None else "--no-verify skips the check of"
             raise ConfigError(f"{flag} the exported ONNX graph; --backend torch serves the checkpoint itself "
                               f"(no ONNX: the vggx kernels run in PyTorch)")
+        if self.backend is Backend.TORCH and self.precision is Precision.FP16:
+            raise ConfigError("--fp16 exports an FP16 graph; --backend torch serves the checkpoint itself, in FP16 "
+                              "on GPU instances and FP32 on CPU ones")
         if self.opt_size is not None and self.backend is not Backend.TENSORRT:
             raise ConfigError(f"--opt-size tunes a TensorRT engine; --backend {self.backend.value} builds none")
         for flag, value in (("--opt-level", self.optimization_level), ("--workspace-mib", self.workspace_mib)):
@@ -125,17 +129,9 @@ class ExportResult:
 
 
 def _check_writable(repo: Path) -> None:
-    probe = repo
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ExportError(f"the model repository {repo} cannot be made: {probe} is a file, not a folder; "
-                          f"choose another --repo")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ExportError(f"the model repository {repo} is not writable (checked {probe}); "
-                          f"choose another --repo")
+    why = unwritable_folder(repo)
+    if why is not None:
+        raise ExportError(f"the model repository {repo} cannot be written: {why}; choose another --repo")
 
 
 def _profile(job: ExportJob, cfg, window: int) -> ShapeProfile:

@@ -95,7 +95,7 @@ class ServingConfig:
     gpus: tuple[int, ...] = ()  # KIND_GPU: the GPUs the instances run on (instance_group gpus); () = every GPU
     instance_kind: str | None = None  # "KIND_GPU" / "KIND_CPU"; None = the backend's default
     warmup_size: tuple[int, int] | None = (64, 64)  # LR H, W of the warm-up window; None = no warm-up
-    trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, FP16
+    trt_accelerator: bool = False  # onnxruntime only: TensorRT execution accelerator, in the graph's precision
     cpu_threads: int = 0  # python backend: ONNX Runtime intra-op threads per instance (0 = ORT default)
     merge_requests: bool = True  # python/torch: run a dynamic batch's same-size requests as one batch
     compile: bool = False  # torch: torch.compile the model on GPU instances (once per input shape)
@@ -103,22 +103,22 @@ class ServingConfig:
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
-            raise ExportError(f"max_batch must be >= 1 (Triton's dynamic batching needs max_batch_size > 0), "
+            raise ExportError(f"--max-batch must be >= 1 (Triton's dynamic batching needs max_batch_size > 0), "
                               f"got {self.max_batch}")
         if self.queue_delay_us < 0:
-            raise ExportError(f"queue_delay_us must be >= 0, got {self.queue_delay_us}")
+            raise ExportError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
         if self.instances < 1:
-            raise ExportError(f"instances must be >= 1, got {self.instances}")
+            raise ExportError(f"--instances must be >= 1, got {self.instances}")
         if self.instance_kind not in (None, "KIND_GPU", "KIND_CPU"):
             raise ExportError(f"instance_kind must be KIND_GPU or KIND_CPU, got {self.instance_kind!r}")
         if any(g < 0 for g in self.gpus) or len(set(self.gpus)) != len(self.gpus):
-            raise ExportError(f"gpus must be distinct GPU indices >= 0, got {list(self.gpus)}")
+            raise ExportError(f"--gpus must be distinct GPU indices >= 0, got {list(self.gpus)}")
         if self.gpus and self.instance_kind == "KIND_CPU":
-            raise ExportError("gpus apply to KIND_GPU instances, not KIND_CPU")
+            raise ExportError("--gpus apply to GPU instances, not --instance-kind cpu")
         if self.cpu_threads < 0:
-            raise ExportError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
+            raise ExportError(f"--cpu-threads must be >= 0, got {self.cpu_threads}")
         if self.versions_served < 1:
-            raise ExportError(f"versions_served must be >= 1, got {self.versions_served}")
+            raise ExportError(f"--versions-served must be >= 1, got {self.versions_served}")
 
     def check(self, backend: Backend) -> str:
         """The instances' kind for ``backend``; ``ExportError`` where a knob does not apply to it (checked before
@@ -137,6 +137,9 @@ class ServingConfig:
         if self.gpus and kind != "KIND_GPU":
             raise ExportError(f"GPUs were named for the instances, but the {backend.value} backend's instances "
                               f"run on the CPU ({kind})")
+        if self.compile and kind != "KIND_GPU":
+            raise ExportError("--compile applies to GPU instances (torch.compile of the CUDA model); CPU instances "
+                              "run the FP32 reference ops uncompiled")
         if self.cpu_threads and backend is not Backend.PYTHON:
             raise ExportError(f"CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                               f"not {backend.value!r}")
@@ -204,8 +207,11 @@ def model_config(
 
     if serving.trt_accelerator:
         acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
-        # Keys of the onnxruntime backend's TensorRT EP (TRT_NOTES.md §5); FP16 as in the engine path.
-        acc.parameters.update({"precision_mode": "FP16", "max_workspace_size_bytes": str(4 << 30),
+        # Keys of the onnxruntime backend's TensorRT EP (TRT_NOTES.md §5). The graph's precision: FP16 on an FP32
+        # graph is TensorRT's weakly typed flag, which lets any layer drop to FP16, the flow estimator, softmax and
+        # normalisation the FP16 export keeps in FP32 too (the engine path refuses it); --fp16 exports the graph.
+        mode = "FP16" if str(metadata.get("precision", "fp32")) == "fp16" else "FP32"
+        acc.parameters.update({"precision_mode": mode, "max_workspace_size_bytes": str(4 << 30),
                                "trt_engine_cache_enable": "1"})
 
     if serving.warmup_size is not None:
@@ -287,8 +293,11 @@ def write_model_repository(
     if check_only:
         return target
 
-    model_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
+    except OSError as exc:
+        raise ExportError(f"cannot make the model's folder {model_dir}: {exc.strerror or exc}") from None
     try:
         if backend.template is not None:
             shutil.copyfile(backend.template, staging / "model.py")
@@ -315,8 +324,11 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
     text = config_text(model_config(backend=backend, metadata=metadata, window=window, serving=serving,
                                     name=name))
     model_dir = Path(repo) / name
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ExportError(f"{model_dir} is a file, not a model's folder; remove it, or export under another --name "
+                          f"or --repo")
     existing = _versions(model_dir)
-    old = _read_existing(model_dir / CONFIG_FILE)
+    old = _read_existing(model_dir / CONFIG_FILE, force)
     serves = _backend_of(old)
     placeholder = False
     if version is None:
@@ -325,16 +337,21 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
             version, placeholder = version - 1, True  # fill the newest version instead of adding one
     if version < 1:
         raise ExportError(f"version must be >= 1, got {version}")
+    served = served_versions(model_dir, old)
+    kept = sorted({*served, version}, reverse=True)[:serving.versions_served]
+    if version not in kept:  # Triton serves the newest versions_served: this one would sit there unserved
+        newer = ", ".join(map(str, sorted(v for v in kept if v > version)))
+        raise ExportError(f"{model_dir} serves its newest {serving.versions_served} version(s) ({newer}), so a "
+                          f"version {version} would never be served, and its config.pbtxt would apply to them; "
+                          f"export without --version (it takes the next one), or with one above {max(kept)}")
     target = model_dir / str(version)
     if target.exists() and not (force or placeholder):
         raise ExportError(f"{target} already exists; pass --force to overwrite it, or --version to choose "
                           f"another")
-    served = served_versions(model_dir, old)
     new = parse_config(text)
     if old is not None and served and not force and _kind_of(old) != _kind_of(new):
         raise ExportError(f"{model_dir} serves a {_kind_of(old)} model; pass --force to switch it to "
                           f"{backend.value!r} or write to another --repo")
-    kept = sorted({*served, version}, reverse=True)[:serving.versions_served]
     beside = max((v for v in kept if v != version), default=None) if old is not None else None  # still served
     if beside is None:
         return model_dir, version, text
@@ -400,10 +417,20 @@ def _backend_of(cfg: ModelConfig | None) -> Backend | None:
         return None
 
 
-def _read_existing(path: Path) -> ModelConfig | None:
+def _read_existing(path: Path, force: bool = False) -> ModelConfig | None:
+    """The model's current config; one this Triton client's schema cannot read (hand-edited, or a newer Triton's
+    field) is named, and with ``force`` treated as absent: the export replaces it."""
     if not path.is_file():
         return None
-    return parse_config(path.read_text())
+    try:
+        return parse_config(path.read_text())
+    except OSError as exc:
+        raise ExportError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ExportError as exc:
+        if force:
+            log.warning("replacing %s, which does not parse (%s)", path, exc)
+            return None
+        raise ExportError(f"{path}: {exc}; pass --force to replace it") from None
 
 
 # What clients rely on, the same for every version a model serves side by side.

@@ -353,6 +353,10 @@ def train(
         raise VggxError(f"--threads must be >= 1, got {threads}")
     if out.exists() and not out.is_dir():
         raise VggxError(f"--out {out} is a file; it names the run's folder (state, checkpoints, log)")
+    from vggx.paths import unwritable_folder
+
+    if (why := unwritable_folder(out)) is not None:  # said now, not after the first steps
+        raise VggxError(f"--out {out} cannot be written: {why}")
     torch.set_num_threads(threads)
     state = out / "state.safetensors"
     if state.exists() and not resume:
@@ -1376,8 +1380,11 @@ def export(
     fp16: Annotated[bool, typer.Option("--fp16", help="FP16 graph with FP32 islands + FP16 TensorRT engine")] = False,
     window: Annotated[int | None, typer.Option("--window", help="frames per window T (default: checkpoint)")] = None,
     min_size: Annotated[str | None, typer.Option("--min-size", help="smallest LR HxW (default: the model's)")] = None,
-    opt_size: Annotated[str | None, typer.Option("--opt-size", help="LR HxW the engine is tuned for")] = None,
-    max_size: Annotated[str | None, typer.Option("--max-size", help="largest LR HxW (default: the model's)")] = None,
+    opt_size: Annotated[str | None, typer.Option(
+        "--opt-size", help="LR HxW the TensorRT engine is tuned for (default: 180x320, within the sizes)")] = None,
+    max_size: Annotated[str | None, typer.Option(
+        "--max-size", help="largest LR HxW (default: the model's; for a TensorRT engine the largest usual size whose "
+        "activations at --max-batch fit 16 GiB, e.g. 360x640 for the tiny model: larger frames are tiled)")] = None,
     max_batch: Annotated[int, typer.Option("--max-batch", help="windows per batch (Triton, engine)")] = 4,
     version: Annotated[int | None, typer.Option("--version", help="version folder (default: next free)")] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite the version / an engine of another GPU")] = False,
@@ -1406,7 +1413,7 @@ def export(
         "microseconds")] = 500,
     trt_accelerator: Annotated[bool, typer.Option(
         "--trt-accelerator", help="--backend onnxruntime: run it through ONNX Runtime's TensorRT execution "
-        "provider (FP16) on GPU instances")] = False,
+        "provider on GPU instances, in the graph's precision (FP16 with --fp16)")] = False,
     cpu_threads: Annotated[int, typer.Option(
         "--cpu-threads", help="--backend python: ONNX Runtime threads per instance (0: its default)")] = 0,
     versions_served: Annotated[int, typer.Option(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "write_atomic"]
+__all__ = ["cache_dir", "unwritable_folder", "write_atomic"]
 
 
 def cache_dir() -> Path:
@@ -28,3 +28,16 @@ def write_atomic(path: Path, data: bytes) -> None:
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable_folder(folder: Path) -> str | None:
+    """Why ``folder`` (made later, with its parents) could not be made or written in, or None where it can: the
+    nearest part of it that exists must be a folder this process may write in. Checked before long work."""
+    probe = Path(folder)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        return f"{probe} is a file, not a folder"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{probe} is not writable"
+    return None

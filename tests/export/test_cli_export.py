@@ -178,11 +178,11 @@ def test_python_backend_gets_new_versions_and_overwrites_only_with_force(tmp_pat
     assert (repo / "vggx" / "2" / "model.onnx").is_file() and (repo / "vggx" / "2" / "model.py").is_file()
     assert all(c.flavor is Flavor.PORTABLE and c.precision is Precision.FP32 for c in fake_export)
 
-    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "1"))
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "2"))
     assert "already exists; pass --force" in line
     assert len(fake_export) == 2  # refused before the (slow) export
 
-    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "1", "--force",
+    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--version", "2", "--force",
                      "--no-verify")
     assert result.exit_code == 0, result.output
     assert "max_batch_size: 4" in (repo / "vggx" / "config.pbtxt").read_text()
@@ -244,13 +244,16 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--backend", "python", "--gpus", "0"], "GPUs were named for the instances, but the python backend's "
                                                   "instances run on the CPU (KIND_CPU)"),
         (["--gpus", "0,x"], "--gpus must be GPU indices separated by commas (e.g. 0,1), got '0,x'"),
-        (["--gpus", "1,1"], "gpus must be distinct GPU indices >= 0, got [1, 1]"),
-        (["--instances", "0"], "instances must be >= 1, got 0"),
+        (["--gpus", "1,1"], "--gpus must be distinct GPU indices >= 0, got [1, 1]"),
+        (["--instances", "0"], "--instances must be >= 1, got 0"),
         (["--backend", "tensorrt", "--trt-accelerator"], "the TensorRT execution accelerator is an "
                                                           "onnxruntime-backend option, not 'tensorrt'"),
         (["--cpu-threads", "2"], "CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                                  "not 'onnxruntime'"),
-        (["--queue-delay-us", "-1"], "queue_delay_us must be >= 0, got -1"),
+        (["--queue-delay-us", "-1"], "--queue-delay-us must be >= 0, got -1"),
+        (["--versions-served", "0"], "--versions-served must be >= 1, got 0"),
+        (["--backend", "torch", "--fp16"], "--fp16 exports an FP16 graph; --backend torch serves the checkpoint"),
+        (["--backend", "torch", "--compile", "--instance-kind", "cpu"], "--compile applies to GPU instances"),
         (["--name", "../up"], "--name must be letters, digits, '.', '_' or '-' (a folder of the repository), got "
                               "'../up'"),
         (["--fp16", "--opt-level", "9"], "builder optimisation level must be in 0..5, got 9"),  # before the export
@@ -262,7 +265,7 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--fp16", "--workspace-mib", "0"], "workspace must be >= 1 MiB, got 0"),
         (["--fp16", "--instance-kind", "cpu"], "a TensorRT engine runs on a GPU"),
         (["--backend", "python", "--instance-kind", "gpu"], "the python backend runs ONNX Runtime on the CPU"),
-        (["--instance-kind", "cpu", "--gpus", "0"], "gpus apply to KIND_GPU instances, not KIND_CPU"),
+        (["--instance-kind", "cpu", "--gpus", "0"], "--gpus apply to GPU instances, not --instance-kind cpu"),
         (["--backend", "torch", "--no-plugins"], "--flavor/--no-plugins choose the exported ONNX graph; --backend "
                                                  "torch serves the checkpoint itself"),
         (["--backend", "torch", "--flavor", "portable"], "--flavor/--no-plugins choose the exported ONNX graph"),
@@ -312,6 +315,42 @@ def test_a_changed_contract_beside_a_version_still_served_is_refused_before_expo
     result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--versions-served", "2")
     assert result.exit_code == 0, result.output
     assert (repo / "vggx" / "2").is_dir() and len(fake_export) == 2
+
+
+def test_a_model_folder_that_is_a_file_is_one_line_before_exporting(tmp_path, tiny_checkpoint_path, fake_export):
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "vggx").write_text("")
+    line = _one_error_line(_export(tmp_path / "repo", tiny_checkpoint_path, "--no-verify"))
+    assert "repo/vggx is a file, not a model's folder" in line and fake_export == []
+
+
+def test_a_version_below_the_served_ones_is_refused(tmp_path, tiny_checkpoint_path, fake_export):
+    """--version 1 --force beside a newer version 2: Triton serves only 2, so the new 1 was never served while its
+    config.pbtxt applied to 2; exit 0, no word."""
+    repo = tmp_path / "repo"
+    for _ in range(2):
+        assert _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify").exit_code == 0
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--version",
+                                   "1", "--force", "--max-batch", "2"))
+    assert "serves its newest 1 version(s) (2), so a version 1 would never be served" in line
+    assert len(fake_export) == 2 and "max_batch_size: 4" in (repo / "vggx" / "config.pbtxt").read_text()
+    # with both served, rewriting version 1 is what --force is for
+    result = _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify", "--version", "1", "--force",
+                     "--versions-served", "2")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_config_that_does_not_parse_is_named_and_replaced_with_force(tmp_path, tiny_checkpoint_path, fake_export):
+    """A config.pbtxt with a field this Triton client's schema lacks blocked every export, --force too, in a
+    message without its path."""
+    config = tmp_path / "repo" / "vggx" / "config.pbtxt"
+    config.parent.mkdir(parents=True)
+    config.write_text('name: "vggx" platform: "onnxruntime_onnx" max_batch_size: 4 some_new_field: 1\n')
+    line = _one_error_line(_export(tmp_path / "repo", tiny_checkpoint_path, "--backend", "python", "--no-verify"))
+    assert f"{config}: not a valid Triton model config" in line and "pass --force to replace it" in line
+    result = _export(tmp_path / "repo", tiny_checkpoint_path, "--backend", "python", "--no-verify", "--force")
+    assert result.exit_code == 0, result.output
+    assert "some_new_field" not in config.read_text()
 
 
 @pytest.mark.parametrize("args", [(), ("--fp16",)])
@@ -380,7 +419,8 @@ def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fa
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
     assert cfg.version_policy.latest.num_versions == 2
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
-    assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP16"
+    assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP32"  # the graph's: FP32
+    assert cfg.parameters["precision"].string_value == "fp32"
 
     # a Triton without GPUs serves the onnxruntime backend on KIND_CPU instances
     result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--no-verify", "--force",

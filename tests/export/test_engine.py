@@ -66,6 +66,11 @@ class TestShapeProfile:
         with pytest.raises(ConfigError, match="max size 2000x2000 is above"):
             ShapeProfile.within(8, (16, 16), (16, 16), (2000, 2000), **kwargs)
         assert ShapeProfile.within(8, (16, 16), (16, 16), (32, 32), **kwargs).max_size == (32, 32)
+        # said in the sizes given, not as a profile's min <= opt <= max with an opt size nobody set
+        with pytest.raises(ConfigError, match="min size 1100x100 is above the model's largest, 1088x1920"):
+            ShapeProfile.within(8, (1100, 100), (1088, 320), (1088, 1920), **kwargs)
+        with pytest.raises(ConfigError, match="min size 64x64 is above max size 32x32"):
+            ShapeProfile.within(8, (64, 64), (32, 32), (32, 32), **kwargs)
 
 
 class TestEngineConfig:
@@ -140,6 +145,9 @@ def test_build_without_tensorrt_says_how_to_get_it(tmp_path):
     ("trt_onnx", ["--precision", "fp16"], "the graph is FP32, and a FP16 engine is asked: export with --fp16: its "
                                           "graph keeps the flow, softmax and normalisation in FP32"),
     ("trt_fp16_onnx", ["--window", "6"], "the graph's window is 4 frames, not 6: its T is fixed"),
+    # a profile outside the graph's size range (its config.pbtxt's): the engine would refuse requests it allows
+    ("trt_onnx", ["--max-size", "4000x4000"], "max size 4000x4000 is above the model's largest"),
+    ("trt_onnx", ["--min-size", "8x8"], "min size 8x8 is below the model's"),
 ])
 def test_engine_cli_refuses_what_the_graph_cannot_give_before_looking_for_tensorrt(graph, args, message, request,
                                                                                    tmp_path, capsys):

@@ -120,12 +120,16 @@ def test_warmup_is_a_valid_small_request():
                             serving=ServingConfig(warmup_size=None)).model_warmup
 
 
-def test_onnxruntime_tensorrt_accelerator():
-    cfg = model_config(backend="onnxruntime", metadata=META, window=8,
-                       serving=ServingConfig(trt_accelerator=True))
+@pytest.mark.parametrize(("precision", "mode"), [(None, "FP32"), ("fp32", "FP32"), ("fp16", "FP16")])
+def test_onnxruntime_tensorrt_accelerator(precision, mode):
+    """The execution provider runs the graph's precision: FP16 on an FP32 graph (what it always asked) let
+    TensorRT drop any layer to FP16, the flow and softmax the FP16 export keeps in FP32 too, under a config
+    that published fp32."""
+    meta = {**META, **({"precision": precision} if precision else {})}
+    cfg = model_config(backend="onnxruntime", metadata=meta, window=8, serving=ServingConfig(trt_accelerator=True))
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt"
-    assert acc.parameters["precision_mode"] == "FP16"
+    assert acc.parameters["precision_mode"] == mode
     plain = model_config(backend="onnxruntime", metadata=META, window=8)
     assert not plain.HasField("optimization")
 

@@ -350,6 +350,11 @@ def test_train_cli_out_is_a_folder(tmp_path):
     result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "afile"), "--steps", "1"])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and "is a file; it names the run's folder" in lines[0]
+    # a folder below a file: a traceback (NotADirectoryError) once ten steps had trained, from the log's mkdir
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "afile" / "run"), "--steps", "1"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert f"cannot be written: {tmp_path / 'afile'} is a file, not a folder" in lines[0]
 
 
 @pytest.mark.parametrize(("args", "message"), [
