@@ -320,7 +320,9 @@ def compare_engine_with_onnx(
     """Run the engine (Polygraphy's ``TrtRunner``) and ONNX Runtime on the same random uint8 frames.
 
     ``sizes`` are ``(n, h, w)`` inside the profile. Returns :class:`vggx.export.verify.ParityResult`
-    per size with the FP16 tolerance (±2 levels on 99 %); raises ``VerificationError`` beyond it.
+    per size with the FP16 tolerance (±2 levels on 99 %); raises ``VerificationError`` beyond it. FP32 engines
+    too: TensorRT runs FP32 convolutions and matmuls in TF32 on Ampere and later (its default), whose 10-bit
+    mantissa is FP16's, not ONNX Runtime's FP32.
     """
     import numpy as np
     import onnx
