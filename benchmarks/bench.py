@@ -53,7 +53,6 @@ class BenchConfig:
     window_requests: int | None = None  # ... or this many requests (then window_seconds is ignored)
     max_spread: float = 0.15  # relative spread of window throughputs above which a run is "unstable"
     window: int | None = None  # expected T; an error if the model's differs
-    checkpoint: Path | None = None  # for the FLOP count (default: the shipped checkpoint)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -69,6 +68,11 @@ class BenchConfig:
             raise ConfigError("a measurement window needs --seconds > 0 or --requests > 0")
         if self.window_requests is not None and self.window_requests < 1:
             raise ConfigError(f"--requests must be >= 1, got {self.window_requests}")
+        if self.window_requests is not None and self.window_requests < max(self.concurrency):
+            raise ConfigError(f"--requests {self.window_requests} per window never has --concurrency "
+                              f"{max(self.concurrency)} in flight; give --requests {max(self.concurrency)} or more "
+                              f"(several times the concurrency, or --seconds: a window's last requests run with "
+                              f"fewer beside them)")
         if self.window is not None and self.window < 1:
             raise ConfigError(f"--window must be >= 1 frames, got {self.window}")
 
@@ -167,49 +171,75 @@ class _Window:
 
 
 def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float | None,
-                    requests: int | None) -> _Window:
-    """Keep ``concurrency`` requests in flight until the window's time or count is reached."""
-    lock = threading.Lock()
+                    requests: int | None, cancel: Callable[[], None] | None = None) -> _Window:
+    """Keep ``concurrency`` requests in flight until the window's time or count is reached.
+
+    Interrupted (Ctrl-C, SIGTERM): the workers stop, ``cancel`` ends the runs in flight where the backend can
+    (ONNX Runtime), and they are joined before the interruption goes on, so that no inference is left going inside
+    a library as the process exits (which aborted it: exit 134, not 130/143)."""
+    cond = threading.Condition()  # guards the counts; workers notify as a request or a worker ends
     latencies: list[float] = []
     errors = [0]
     issued = [0]
+    busy = [0]  # requests inside infer()
+    running = [concurrency]  # workers not yet returned
     stop = threading.Event()
     first_error: list[BaseException] = []
-
     fatal: list[BaseException] = []
 
     def worker() -> None:
-        while not stop.is_set():
-            with lock:
-                if requests is not None and issued[0] >= requests:
+        try:
+            while True:
+                with cond:  # stop is set under cond too: once it is, no request starts
+                    if stop.is_set() or (requests is not None and issued[0] >= requests):
+                        return
+                    issued[0] += 1
+                    busy[0] += 1
+                t0 = time.perf_counter()
+                try:
+                    infer()
+                    dt = time.perf_counter() - t0
+                    with cond:
+                        latencies.append(dt)
+                except InferenceError as exc:  # this request failed: counted, and the first one is kept to report
+                    with cond:
+                        errors[0] += 1
+                        first_error.append(exc)
+                except BaseException as exc:  # the backend failed (a server gone, refused): the whole run stops
+                    with cond:
+                        fatal.append(exc)
+                        stop.set()
                     return
-                issued[0] += 1
-            t0 = time.perf_counter()
-            try:
-                infer()
-            except InferenceError as exc:  # this request failed: counted, and the first one is kept to report
-                with lock:
-                    errors[0] += 1
-                    first_error.append(exc)
-                continue
-            except BaseException as exc:  # the backend failed (a server gone, refused): the whole run stops
-                with lock:
-                    fatal.append(exc)
-                stop.set()
-                return
-            dt = time.perf_counter() - t0
-            with lock:
-                latencies.append(dt)
+                finally:
+                    with cond:
+                        busy[0] -= 1
+                        cond.notify_all()
+        finally:
+            with cond:
+                running[0] -= 1
+                cond.notify_all()
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     start = time.perf_counter()
-    for t in threads:
-        t.start()
-    if requests is None:
-        stop.wait(seconds)
-        stop.set()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.start()
+        if requests is None:
+            stop.wait(seconds)
+            with cond:
+                stop.set()
+        with cond:
+            cond.wait_for(lambda: running[0] == 0)
+    except BaseException:
+        # Waiting on counts, not Thread.join(): a join interrupted by a signal can leave a running thread marked
+        # stopped (CPython 3.11), so that a second join returns at once while it still runs inside the library.
+        with cond:
+            stop.set()
+        if cancel is not None:
+            cancel()
+        with cond:
+            cond.wait_for(lambda: busy[0] == 0)
+        raise
     elapsed = time.perf_counter() - start
     if fatal:  # never measured with fewer requests in flight than the concurrency reported
         raise fatal[0]
@@ -272,11 +302,25 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _gflops_per_frame(checkpoint: Path | None, lr_size: tuple[int, int], window: int) -> float:
+def _gflops_per_frame(info, checkpoint: Path | None, lr_size: tuple[int, int], window: int) -> float:
+    """GFLOPs per output frame of the model a runner runs: its generator config named by the model's published
+    name (``vggx-<config>-x<scale>``: a served vggx-base-x4 is counted as base), else a ``.safetensors``
+    checkpoint's own; NaN where neither says (GFLOP/s and % of peak are then left out, not guessed)."""
+    import re
+
     from vggx.checkpoint import load_checkpoint
+    from vggx.generator.config import CONFIGS
     from vggx.generator.flops import measure_cost
 
-    cfg = load_checkpoint(checkpoint).config
+    named = re.fullmatch(r"vggx-(.+)-x(\d+)", info.name)
+    if named and named[1] in CONFIGS and CONFIGS[named[1]].scale == int(named[2]):
+        cfg = CONFIGS[named[1]]
+    elif checkpoint is None or checkpoint.suffix == ".safetensors":
+        cfg = load_checkpoint(checkpoint).config
+        if cfg.scale != info.scale:
+            return float("nan")
+    else:
+        return float("nan")
     return measure_cost(cfg, lr_size, window).gflops_per_frame
 
 
@@ -313,7 +357,8 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
         lr = rng.integers(0, 256, size=(config.batch, window, h, w, 3), dtype=np.uint8)
         scale = infos[0].scale
         out_size = (h * scale, w * scale)
-        gflops = _gflops_per_frame(config.checkpoint, config.lr_size, window)
+        gflops = [_gflops_per_frame(info, bcfg.checkpoint, config.lr_size, window)
+                  for bcfg, info in zip(config.backends, infos, strict=True)]
         peaks = {}
         points: list[BenchPoint] = []
         for conc in config.concurrency:
@@ -322,12 +367,14 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
             trackers = [_TritonStats(r) if b.backend is Backend.TRITON else None
                         for b, r in zip(config.backends, runners, strict=True)]
             for runner in runners:
-                _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc)
+                _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc,
+                                getattr(runner, "cancel", None))
             before = [t.snapshot() if t else None for t in trackers]
             for _ in range(config.windows):
                 for i, runner in enumerate(runners):  # interleaved: drift hits every backend alike
                     collected[i].append(_measure_window(lambda r=runner: r.infer(lr), conc,
-                                                        config.window_seconds, config.window_requests))
+                                                        config.window_seconds, config.window_requests,
+                                                        getattr(runner, "cancel", None)))
             for i, t in enumerate(trackers):
                 if t:
                     answered = sum(wd.completed for wd in collected[i])  # a failed request may have no compute time
@@ -349,8 +396,8 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                     batch=config.batch, window=window, lr_size=config.lr_size, out_size=out_size,
                     requests=sum(wd.completed for wd in wins), errors=sum(wd.errors for wd in wins),
                     throughput=tput, latency=lat, frames_per_s=fps,
-                    mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops,
-                    achieved_gflops=fps * gflops, peak_gflops=peaks[where][0], peak_source=peaks[where][1],
+                    mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops[i],
+                    achieved_gflops=fps * gflops[i], peak_gflops=peaks[where][0], peak_source=peaks[where][1],
                     peak_memory_mb=_peak_memory_mb(bcfg.device) if local else None,
                     server=server_stats[i],
                 )

@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 pa_res = run_perf_analyzer(pa, url, f"{window},{h},{w},3", conc, int(args.seconds * 1000))
                 bench = run_bench(BenchConfig(
                     backends=(BackendConfig(backend=Backend.TRITON, url=url),), lr_size=(h, w),
-                    concurrency=(conc,), warmup=2, windows=3, window_seconds=args.seconds,
-                    checkpoint=args.checkpoint)).points[0]
+                    concurrency=(conc,), warmup=2, windows=3, window_seconds=args.seconds)).points[0]
                 row = {
                     "concurrency": conc,
                     "perf_analyzer": pa_res,

@@ -1286,7 +1286,8 @@ def bench(
                           "Triton serves: add triton to --compare")
     triton = _triton_options(url, protocol, ssl, ca_cert, header, client_cert, client_key, api_key)
     backends = tuple(
-        BackendConfig(backend=choices[n], checkpoint=checkpoint if n != "triton" else None,
+        # --checkpoint is the in-process backends' (a Triton alone refuses it: it serves what was exported)
+        BackendConfig(backend=choices[n], checkpoint=checkpoint if n != "triton" or len(names) == 1 else None,
                       device=device if n != "triton" else "cpu", fp16=fp16 and n == "torch",
                       compile=compile_model and n == "torch",
                       # beside in-process backends --threads is theirs; with Triton alone BackendConfig refuses it
@@ -1298,7 +1299,7 @@ def bench(
     )
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
                       concurrency=_int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
-                      window_seconds=seconds, window_requests=requests, window=window, checkpoint=checkpoint)
+                      window_seconds=seconds, window_requests=requests, window=window)
     def row(p) -> None:
         err_console.print(f"measured {p.backend} at concurrency {p.concurrency}: {p.frames_per_s:.2f} frames/s",
                           highlight=False)

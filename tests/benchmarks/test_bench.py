@@ -60,7 +60,7 @@ def test_results_read_at_any_console_width(tiny_checkpoint_path, monkeypatch, wi
     monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=width))
     result = CliRunner().invoke(app, [
         "bench", "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path), "--lr-size", "16x16",
-        "--concurrency", "1,2", "--requests", "1", "--windows", "2", "--warmup", "0",
+        "--concurrency", "1,2", "--requests", "2", "--windows", "2", "--warmup", "0",
     ])
     assert result.exit_code == 0, result.output
     text = out.getvalue()
@@ -193,6 +193,8 @@ def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
     (["--batch", "0"], "--batch must be >= 1, got 0"),
     (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
     (["--concurrency", "2,0"], "--concurrency values must be >= 1, got 2,0"),
+    # a window of 2 requests at "concurrency 4" never had more than 2 in flight, and said 4
+    (["--concurrency", "1,4", "--requests", "2"], "--requests 2 per window never has --concurrency 4 in flight"),
 ])
 def test_options_no_backend_takes_are_refused(args, message):
     """Not ignored: a --url the run would never call, an --fp16 no backend would use."""
@@ -242,3 +244,58 @@ class TestMeasureWindow:
         with pytest.raises(ServerUnavailable, match="still failing"):
             _measure_window(infer, 4, 30.0, None)  # 30 s window: it must end at the failure
         assert calls[0] < 1000
+
+
+@pytest.mark.parametrize(("sig", "code", "message"), [("SIGINT", 130, "error: interrupted"),
+                                                      ("SIGTERM", 143, "error: terminated (SIGTERM)")],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_signal_mid_measurement_exits_cleanly(tiny_checkpoint_path, sig, code, message):
+    """Ctrl-C or SIGTERM while the workers ran ONNX Runtime: "terminate called without an active exception" and
+    exit 134 (the runs were left going inside the library as the process exited); now stopped and joined."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from vggx.cli import main; main()", "bench", "--lr-size",
+                             "64x64", "--concurrency", "1,2", "--seconds", "3", "--windows", "3", "--checkpoint",
+                             str(tiny_checkpoint_path)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    deadline = time.monotonic() + 300  # the model exported to ONNX (an empty cache) and concurrency 1 measured
+    while not any(line.startswith("measured onnxruntime at concurrency 1") for line in lines):
+        assert proc.poll() is None and time.monotonic() < deadline, (lines, proc.communicate())
+        lines.append(proc.stderr.readline())
+    time.sleep(1)  # inside concurrency 2's windows: two runs in flight in ONNX Runtime
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert message in err and "terminate called" not in err
+
+
+def test_flops_are_the_measured_models(tiny_checkpoint_path):
+    """The FLOP count came from the local shipped checkpoint whatever was measured: a served base model was counted
+    as tiny (20x too few GFLOP/s), and --checkpoint model.plan / model.onnx failed as "not a vggx checkpoint"."""
+    from vggx.benchmarks.bench import _gflops_per_frame
+    from vggx.client.model_info import ModelInfo
+    from vggx.generator import get_config
+    from vggx.generator.flops import measure_cost
+
+    def info(name: str, scale: int = 4) -> ModelInfo:
+        return ModelInfo(8, scale, 8, (16, 16), (64, 64), name=name)
+
+    size = (32, 48)
+    base = measure_cost(get_config("base"), size, 8).gflops_per_frame
+    tiny = measure_cost(get_config("tiny"), size, 8).gflops_per_frame
+    assert _gflops_per_frame(info("vggx-base-x4"), None, size, 8) == base > 10 * tiny
+    assert _gflops_per_frame(info("vggx-tiny-x4"), tiny_checkpoint_path, size, 8) == tiny
+    assert _gflops_per_frame(info("mine"), tiny_checkpoint_path, size, 8) == tiny  # the checkpoint's own config
+    nan = _gflops_per_frame(info("mine"), tiny_checkpoint_path.with_suffix(".plan"), size, 8)
+    assert nan != nan  # an engine without a vggx name: not counted, not guessed
+
+
+def test_checkpoint_with_a_server_alone_is_refused():
+    result = CliRunner().invoke(app, ["bench", "--url", "127.0.0.1:1", "--checkpoint", "x.safetensors"])
+    assert result.exit_code == 1 and "--checkpoint is run in-process" in result.output
