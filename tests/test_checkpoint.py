@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, read_checkpoint, save_checkpoint
 from vggx.errors import CheckpointError
-from vggx.generator import Generator, get_config
+from vggx.generator import Generator, GeneratorConfig, get_config
+
+TRAINING_STATE = Path(__file__).resolve().parents[1] / "training_state" / "tiny-x4"
+
+
+def _rewrite(path, *, config: dict | None = None, tensors: dict | None = None, **meta_changes) -> None:
+    """Rewrite a checkpoint in place with its stored config JSON, tensors or metadata changed (as by hand)."""
+    stored, meta = read_checkpoint(path)
+    if config is not None:
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **config})
+    meta.update(meta_changes)
+    save_file({**stored, **(tensors or {})}, str(path), metadata=meta)
 
 
 def test_round_trip_keeps_weights_config_and_metadata(tmp_path, tiny_checkpoint):
@@ -56,3 +72,111 @@ def test_mismatched_shapes_named(tmp_path):
 def test_shipped_checkpoint_loads():
     ck = load_checkpoint()
     assert ck.path == DEFAULT_CHECKPOINT and ck.config.name == "tiny"
+
+
+def test_training_state_checkpoints_load():
+    if not TRAINING_STATE.is_dir():
+        pytest.skip("no training_state/ in this checkout")
+    for name in ("best", "latest"):
+        ck = load_checkpoint(TRAINING_STATE / f"{name}.safetensors")
+        assert ck.config == get_config("tiny") and ck.metadata["window"] == "8"
+
+
+@pytest.mark.parametrize(("config", "match"), [
+    ({"enc_channels": []}, "enc_channels must have at least one level"),
+    ({"prop_channels": -1}, "prop_channels must be >= 1, got -1"),
+    ({"scale": 4.0}, "scale must be an integer, got 4.0"),
+    ({"scale": 2, "hr_channels": []}, "scale must be a power of two >= 4"),
+    ({"min_size": [4000, 4000]}, "min_size .* exceeds max_size"),
+    ({"min_size": [16, 16, 16]}, r"min_size must be an \(h, w\) pair"),
+])
+def test_bad_stored_config_is_one_line_naming_the_file(tmp_path, tiny_checkpoint_path, config, match):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(tiny_checkpoint_path.read_bytes())
+    _rewrite(path, config=config)
+    with pytest.raises(CheckpointError, match=f"bad generator config in metadata \\(.*{match}") as info:
+        load_checkpoint(path)
+    assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
+
+
+def test_a_generator_that_fails_to_build_is_a_checkpoint_error(tmp_path, tiny_checkpoint_path, monkeypatch):
+    import vggx.checkpoint
+
+    def broken(cfg):
+        raise RuntimeError("Trying to create tensor with negative dimension -1\nmore")
+
+    monkeypatch.setattr(vggx.checkpoint, "Generator", broken)
+    with pytest.raises(CheckpointError, match="cannot build the generator of its config "
+                                              r"\(RuntimeError: Trying to create .* -1 more\)") as info:
+        load_checkpoint(tiny_checkpoint_path)
+    assert str(info.value).startswith(f"{tiny_checkpoint_path}: ") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("key", "value", "stored"), [
+    ("window", "16", "8"), ("scale", "2", "4"), ("size_multiple", "16", "8"), ("min_size", "32x32", "16x16"),
+    ("max_size", "64x64", "1088x1920"), ("name", "evil", "vggx-tiny-x4"),
+])
+def test_metadata_contradicting_the_config_is_refused(tmp_path, tiny_checkpoint_path, key, value, stored):
+    """The torch runner takes window, scale and sizes from the metadata, the generator follows the config: a file
+    where they differ failed deep in a run (save_checkpoint writes the metadata from the config)."""
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(tiny_checkpoint_path.read_bytes())
+    _rewrite(path, **{key: value})
+    with pytest.raises(CheckpointError, match=f"{key} {value} contradicts its generator config's {stored} "):
+        load_checkpoint(path)
+
+
+def test_metadata_version_is_free_and_missing_keys_come_from_the_config(tmp_path, tiny_checkpoint_path):
+    path = tmp_path / "a.safetensors"
+    tensors, meta = read_checkpoint(tiny_checkpoint_path)
+    save_file(tensors, str(path), metadata={"format": meta["format"], "config": meta["config"], "version": "7"})
+    ck = load_checkpoint(path)
+    assert ck.metadata == {"name": "vggx-tiny-x4", "version": "7", "scale": "4", "window": "8",
+                           "size_multiple": "8", "min_size": "16x16", "max_size": "1088x1920"}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused(tmp_path, tiny_checkpoint_path, bad):
+    path = tmp_path / "nan.safetensors"
+    path.write_bytes(tiny_checkpoint_path.read_bytes())
+    tensors, _ = read_checkpoint(path)
+    key = "upsampler.to_rgb.0.weight"
+    t = tensors[key].clone()
+    t.view(-1)[3] = bad
+    _rewrite(path, tensors={key: t})
+    with pytest.raises(CheckpointError, match=rf"weights are not finite \({key} has 1 NaN/inf of {t.numel()} "):
+        load_checkpoint(path)
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for the test (restored after)."""
+    old = os.umask(0o022)
+    try:
+        yield os.umask
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_checkpoints_and_training_state_honour_the_umask(tmp_path, umask, mask):
+    """Like any file opened for writing (0o666 less the umask): safetensors' save_file alone makes them 0600."""
+    from vggx.training.train import TrainConfig, Trainer
+
+    umask(mask)
+    want = 0o666 & ~mask
+    gen = Generator(GeneratorConfig(name="s", enc_channels=(8,), hr_channels=(8,), prop_channels=8,
+                                    flow_channels=(8,), flow_levels=2))
+    path = tmp_path / "a.safetensors"
+    stale = tmp_path / "a.safetensors.tmp"  # a stale temporary file of a crashed write keeps no say in the mode
+    stale.write_bytes(b"")
+    os.chmod(stale, 0o600)
+    save_checkpoint(gen, path)
+    assert stat.S_IMODE(path.stat().st_mode) == want and not stale.exists()
+    save_checkpoint(gen, path)  # replacing one
+    assert stat.S_IMODE(path.stat().st_mode) == want
+    trainer = Trainer(TrainConfig(steps=2, batch=1, frames=2, lr_patch=8), tmp_path / "run", gen.cfg)
+    trainer.save_state()
+    assert stat.S_IMODE(trainer.state_path.stat().st_mode) == want
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["state.safetensors"]
+    assert trainer.load_state() and load_checkpoint(path).config == gen.cfg

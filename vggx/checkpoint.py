@@ -7,6 +7,8 @@ Loading never unpickles. Every backend publishes the same metadata: ``scale``, `
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +26,7 @@ __all__ = [
     "model_metadata",
     "read_checkpoint",
     "save_checkpoint",
+    "write_safetensors",
 ]
 
 FORMAT = "vggx-generator/1"
@@ -71,16 +74,34 @@ def save_checkpoint(
     generator: Generator, path: str | Path, *, version: str = "1", extra: dict[str, str] | None = None
 ) -> Path:
     """Write ``generator`` to ``path`` (.safetensors) atomically, with config and metadata."""
-    from safetensors.torch import save_file
-
     path = Path(path)
     meta = {"format": FORMAT, "config": generator.cfg.to_json(), **model_metadata(generator.cfg, version)}
     for key, value in (extra or {}).items():
         meta[f"extra.{key}"] = str(value)
     tensors = {k: v.detach().float().contiguous().cpu() for k, v in generator.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
+    write_safetensors(tensors, path, meta)
+    return path
+
+
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str],
+                      tmp: str | Path | None = None) -> Path:
+    """Write a ``.safetensors`` file atomically (``tmp``, default ``path`` + ``.tmp``, then renamed over ``path``),
+    with the permissions a plain ``open()`` would give it (``0o666`` less the umask).
+
+    ``safetensors``' ``save_file`` creates its file mode 0600 whatever the umask, which leaves a checkpoint
+    unreadable to the other users of a shared install or a server running as another user: the mode is taken
+    from ``tmp`` created by ``open()`` first (the umask, and a directory's default ACL, applied as for any file).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tmp = Path(tmp) if tmp is not None else path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a stale one keeps its own mode through open()
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
+    mode = stat.S_IMODE(os.stat(tmp).st_mode)
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.chmod(tmp, mode)
     tmp.replace(path)
     return path
 
@@ -109,7 +130,8 @@ def load_checkpoint(path: str | Path | None = None, *, device: str | torch.devic
     """Load a checkpoint (default: the shipped one) into an eval-mode ``Generator``.
 
     Raises:
-        CheckpointError: not a vggx checkpoint, or the weights do not fit the stored config.
+        CheckpointError: not a vggx checkpoint, its metadata contradicts its config, the weights do not fit the
+            stored config, or some are not finite.
     """
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     tensors, meta = read_checkpoint(path)
@@ -117,7 +139,18 @@ def load_checkpoint(path: str | Path | None = None, *, device: str | torch.devic
         cfg = GeneratorConfig.from_json(meta["config"])
     except (KeyError, ConfigError) as exc:
         raise CheckpointError(f"{path}: bad generator config in metadata ({exc})") from None
-    generator = Generator(cfg)
+    # save_checkpoint writes the published metadata from the config (only ``version`` is free), and the runners
+    # take window, scale and sizes from the metadata while the generator follows the config: they must agree
+    published = model_metadata(cfg)
+    for key in ("scale", "window", "size_multiple", "min_size", "max_size", "name"):
+        if key in meta and meta[key] != (value := published[key]):
+            raise CheckpointError(f"{path}: metadata {key} {meta[key]} contradicts its generator config's {value} "
+                                  f"(not a consistent vggx checkpoint)")
+    try:
+        generator = Generator(cfg)
+    except Exception as exc:  # any failure to build the stored config is this file's fault, told in one line
+        raise CheckpointError(f"{path}: cannot build the generator of its config "
+                              f"({type(exc).__name__}: {exc})".replace("\n", " ")) from None
     expected = generator.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -133,8 +166,15 @@ def load_checkpoint(path: str | Path | None = None, *, device: str | torch.devic
             parts.append(f"{len(wrong)} with wrong shapes (e.g. {k}: file {tuple(tensors[k].shape)}, "
                          f"model {tuple(expected[k].shape)})")
         raise CheckpointError(f"{path}: weights do not fit config {cfg.name!r}: " + "; ".join(parts))
+    for k in expected:
+        t = tensors[k]
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise CheckpointError(f"{path}: weights are not finite ({k} has {bad} NaN/inf of {t.numel()} values)")
     generator.load_state_dict(tensors)
     generator.eval().to(device)
     extra = {k[len("extra."):]: v for k, v in meta.items() if k.startswith("extra.")}
     metadata = {k: v for k, v in meta.items() if k not in ("format", "config") and not k.startswith("extra.")}
+    # keys a file lacks (none that save_checkpoint wrote) are its config's, as every backend publishes them
+    metadata = {**published, **metadata}
     return Checkpoint(generator=generator, config=cfg, metadata=metadata, path=path, extra=extra)

@@ -159,3 +159,68 @@ def test_config_validation_and_json_round_trip():
         GeneratorConfig(name="x", scale=8)
     with pytest.raises(ConfigError, match="unknown generator config fields"):
         GeneratorConfig.from_json('{"name": "x", "bogus": 1}')
+
+
+def test_flop_count_includes_the_custom_ops():
+    """The count is the convolutions' plus flow_warp's and temporal_attention's formulas (FlopCounterMode looks its
+    custom mapping up by op packet: keyed by ``.default`` overloads the custom ops counted nothing)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vggx.generator.flops import _on_meta
+
+    cfg, t, h, w = get_config("tiny"), 3, 16, 16
+    model, lr = _on_meta(cfg, (h, w), 1, t, torch.float32)
+    aten_only = FlopCounterMode(display=False)
+    with aten_only, torch.no_grad():
+        model(lr)
+    # flow_warp: b*h*w*(8c + 10) per call. The flow pyramid warps its 2(t-1) frame pairs (c = 3) at every level
+    # but the coarsest (1/4 and 1/2 of LR, and LR); each propagation branch warps its hidden state t-1 times.
+    warp = sum(2 * (t - 1) * (h >> k) * (w >> k) * (3 * 8 + 10) for k in range(cfg.flow_levels - 1))
+    warp += 2 * (t - 1) * h * w * (cfg.prop_channels * 8 + 10)
+    # temporal_attention: h*w*4*t*t*c per block: decoder widths 32 at LR, 48 at LR/2, then 16 at 2x LR
+    attn = sum(4 * t * t * c * hh * ww for c, hh, ww in ((32, h, w), (48, h // 2, w // 2), (16, 2 * h, 2 * w)))
+    assert cfg.enc_channels == (32, 48, 64) and cfg.hr_channels == (16,)
+    cost = measure_cost(cfg, (h, w), t)
+    assert cost.flops_per_window == aten_only.get_total_flops() + warp + attn
+    assert warp > 0 and attn > 0
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"enc_channels": ()}, "enc_channels must have at least one level"),
+    ({"enc_channels": (32, 0)}, "enc_channels must be a list of channel counts >= 1"),
+    ({"hr_channels": 16}, "hr_channels must be a list of channel counts >= 1"),
+    ({"flow_channels": (24, -1)}, "flow_channels must be a list"),
+    ({"prop_channels": -1}, "prop_channels must be >= 1, got -1"),
+    ({"prop_blocks": -1}, "prop_blocks must be >= 0"),
+    ({"flow_levels": 0}, "flow_levels must be >= 1"),
+    ({"attn_heads": 0}, "attn_heads must be >= 1"),
+    ({"window": 0}, "window must be >= 1"),
+    ({"window": "8"}, "window must be an integer, got '8'"),
+    ({"window": True}, "window must be an integer"),
+    ({"scale": 4.0}, "scale must be an integer, got 4.0"),
+    ({"scale": 2, "hr_channels": ()}, "scale must be a power of two >= 4"),
+    ({"scale": 6}, "scale must be a power of two >= 4"),
+    ({"scale": 0}, "scale must be >= 1"),
+    ({"hr_channels": ()}, "scale 4 needs 1 HR decoder levels"),
+    ({"min_size": (16, 16, 16)}, r"min_size must be an \(h, w\) pair"),
+    ({"max_size": (8, 8.5)}, r"max_size must be an \(h, w\) pair"),
+    ({"min_size": (0, 16)}, r"min_size must be an \(h, w\) pair of integers >= 1"),
+    ({"min_size": (4000, 4000)}, r"min_size \(4000, 4000\) exceeds max_size \(1088, 1920\)"),
+    ({"max_size": (8, 8)}, r"min_size \(16, 16\) exceeds max_size \(8, 8\)"),
+    ({"name": ""}, "name must be a non-empty string"),
+])
+def test_config_rejects_values_the_model_cannot_be_built_with(changes, match):
+    with pytest.raises(ConfigError, match=match):
+        get_config("tiny").replace(**changes)
+
+
+def test_config_takes_lists_as_tuples_and_the_smallest_valid_configs_build():
+    cfg = GeneratorConfig(name="x", enc_channels=[16], hr_channels=[8], min_size=[8, 8], flow_channels=[])
+    assert cfg.enc_channels == (16,) and cfg.hr_channels == (8,) and cfg.min_size == (8, 8) and hash(cfg)
+    assert GeneratorConfig.from_json(cfg.to_json()) == cfg
+    x8 = GeneratorConfig(name="x8", scale=8, hr_channels=(16, 16), prop_blocks=0, flow_levels=1)
+    with torch.no_grad():
+        assert Generator(x8)(torch.rand(1, 2, 3, 8, 8)).shape == (1, 2, 3, 64, 64)
+        assert Generator(cfg)(torch.rand(1, 2, 3, 8, 8)).shape == (1, 2, 3, 32, 32)
+    with pytest.raises(ConfigError, match="a JSON object expected, got list"):
+        GeneratorConfig.from_json("[1, 2]")

@@ -37,11 +37,27 @@ class GeneratorConfig:
     max_size: tuple[int, int] = (1088, 1920)
 
     def __post_init__(self) -> None:
+        # A config also comes from a checkpoint's metadata (JSON, hand-editable): check every type and range the
+        # model needs here, so a bad value is one clear line rather than a traceback from deep in the layers.
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+        for key in ("scale", "window", "flow_levels", "prop_channels", "attn_heads"):
+            _check_int(key, getattr(self, key), 1)
+        _check_int("prop_blocks", self.prop_blocks, 0)
+        # lists (from JSON or a caller) become tuples: the config is frozen and hashed (cached costs)
+        for key in ("flow_channels", "enc_channels", "hr_channels"):  # flow may be one conv; hr: checked by scale
+            object.__setattr__(self, key, _check_widths(key, getattr(self, key), nonempty=key == "enc_channels"))
+        # the decoder goes on past LR in len(hr_channels) ×2 blocks (at least one), then a ×2 sub-pixel RGB head
+        if self.scale < 4 or self.scale & (self.scale - 1):
+            raise ConfigError(f"scale must be a power of two >= 4 (the generator's ×2 HR decoder levels and ×2 RGB "
+                              f"head), got {self.scale}")
         if self.scale != 2 ** (len(self.hr_channels) + 1):
             raise ConfigError(f"scale {self.scale} needs {self.scale.bit_length() - 2} HR decoder levels, "
                               f"got hr_channels={self.hr_channels}")
-        if self.window < 1:
-            raise ConfigError(f"window must be >= 1, got {self.window}")
+        for key in ("min_size", "max_size"):
+            object.__setattr__(self, key, _check_size(key, getattr(self, key)))
+        if any(lo > hi for lo, hi in zip(self.min_size, self.max_size, strict=True)):
+            raise ConfigError(f"min_size {self.min_size} exceeds max_size {self.max_size}")
         for width in self.attention_widths:
             heads = self.heads_for(width)
             if width % heads:
@@ -68,6 +84,8 @@ class GeneratorConfig:
     def from_json(cls, text: str) -> GeneratorConfig:
         try:
             raw = json.loads(text)
+            if not isinstance(raw, dict):
+                raise ConfigError(f"invalid generator config: a JSON object expected, got {type(raw).__name__}")
             fields = {f.name for f in dataclasses.fields(cls)}
             unknown = set(raw) - fields
             if unknown:
@@ -79,6 +97,33 @@ class GeneratorConfig:
 
     def replace(self, **changes) -> GeneratorConfig:
         return dataclasses.replace(self, **changes)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(key: str, value: object, least: int) -> None:
+    if not _is_int(value):
+        raise ConfigError(f"{key} must be an integer, got {value!r}")
+    if value < least:
+        raise ConfigError(f"{key} must be >= {least}, got {value}")
+
+
+def _check_widths(key: str, value: object, nonempty: bool) -> tuple[int, ...]:
+    """``value`` as a tuple of channel counts (each >= 1), at least one if ``nonempty``."""
+    if not isinstance(value, (tuple, list)) or not all(_is_int(c) and c >= 1 for c in value):
+        raise ConfigError(f"{key} must be a list of channel counts >= 1, got {value!r}")
+    if nonempty and not value:
+        raise ConfigError(f"{key} must have at least one level, got {tuple(value)}")
+    return tuple(value)
+
+
+def _check_size(key: str, value: object) -> tuple[int, int]:
+    """``value`` as an ``(h, w)`` pair of integers >= 1."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(s) and s >= 1 for s in value):
+        raise ConfigError(f"{key} must be an (h, w) pair of integers >= 1, got {value!r}")
+    return tuple(value)
 
 
 CONFIGS: dict[str, GeneratorConfig] = {

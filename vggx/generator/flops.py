@@ -52,9 +52,11 @@ def measure_cost(cfg: GeneratorConfig, lr_size: tuple[int, int], window: int | N
     """Count parameters and FLOPs of one window at LR size ``(h, w)`` (padded to ``size_multiple``)."""
     model, lr = _on_meta(cfg, lr_size, 1, window, torch.float32)
     params = sum(p.numel() for p in model.parameters())
+    # FlopCounterMode looks ops up by their overload packet (``func._overloadpacket``), not by the overload: keyed
+    # by ``.default`` the formulas would never apply and the count would be the convolutions' alone
     mapping = {
-        torch.ops.vggx.flow_warp.default: _flow_warp_flops,
-        torch.ops.vggx.temporal_attention.default: _attention_flops,
+        torch.ops.vggx.flow_warp: _flow_warp_flops,
+        torch.ops.vggx.temporal_attention: _attention_flops,
     }
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter, torch.no_grad():

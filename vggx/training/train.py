@@ -166,7 +166,7 @@ class Trainer:
         return self.out / "state.safetensors"
 
     def save_state(self) -> None:
-        from safetensors.torch import save_file
+        from vggx.checkpoint import write_safetensors
 
         tensors = {}
         for prefix, module, opt in (("g", self.model, self.opt), ("d", self.disc, self.d_opt)):
@@ -194,9 +194,8 @@ class Trainer:
             "model_config": self.model_cfg.to_json(),
         }
         self.out.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(self.state_path)
+        # atomically, mode 0666 less the umask like the run's other files (save_file alone makes it 0600)
+        write_safetensors(tensors, self.state_path, meta, tmp=self.state_path.with_suffix(".tmp"))
 
     def load_state(self) -> bool:
         """Resume from ``state.safetensors`` if present; return whether it did."""
