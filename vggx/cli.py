@@ -436,7 +436,7 @@ def evaluate(
     rows = []
     if held_out:
         clips = [EvalClip(f"held-out-{i}", c.hr, c.lr)
-                 for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window))]
+                 for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window, scale=ckpt.config.scale))]
         rows += run_eval(methods, clips, "held-out (BI)")
     for video, name in zip(videos or [], _labels([display_source(v) for v in videos or []]), strict=True):
         clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple, max_hr)

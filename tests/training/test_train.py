@@ -285,6 +285,22 @@ def test_evaluate_cli_region_and_names(tmp_path, tiny_checkpoint_path, monkeypat
     assert result.exit_code == 1 and "--region takes HxW (e.g. 480x640) or full, got 'wide'" in result.output
 
 
+def test_evaluate_held_out_at_the_checkpoints_scale(tmp_path):
+    """The held-out clips were always made x4: a valid x8 checkpoint failed with a tensor-size traceback."""
+    from vggx.checkpoint import save_checkpoint
+    from vggx.cli import app
+    from vggx.generator import Generator
+    from vggx.generator.config import GeneratorConfig
+
+    cfg = GeneratorConfig(name="x8", scale=8, window=2, enc_channels=(8, 8), hr_channels=(8, 8), prop_channels=8,
+                          prop_blocks=1, flow_channels=(8,), flow_levels=1, attn_heads=1)
+    path = save_checkpoint(Generator(cfg), tmp_path / "x8.safetensors")
+    result = CliRunner().invoke(app, ["evaluate", "-c", str(path), "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert {tuple(r["scored_size"]) for r in rows} == {(384, 512)}  # LR 48x64, x8
+
+
 def test_train_cli_resumes_with_the_runs_own_settings(tmp_path, monkeypatch):
     """A resumed run goes on with what it was trained with: flags left out are the stored ones (a GAN run resumed
     without --adversarial dropped its discriminator from the state for good, and --batch 4 came back silently), and

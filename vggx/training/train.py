@@ -118,10 +118,11 @@ class TrainConfig:
         return self.flow_weight + (self.flow_weight_end - self.flow_weight) * p
 
 
-def validation_clips(frames: int = 8, lr_size: tuple[int, int] = (48, 64), per_image: int = 2, seed: int = 1234):
-    """Held-out clips (images never trained on), clean BI degradation, fixed seed."""
+def validation_clips(frames: int = 8, lr_size: tuple[int, int] = (48, 64), per_image: int = 2, seed: int = 1234,
+                     scale: int = 4):
+    """Held-out clips (images never trained on), clean BI degradation ×``scale``, fixed seed."""
     rng = np.random.default_rng(seed)
-    spec = ClipSpec(frames=frames, lr_size=lr_size)
+    spec = ClipSpec(frames=frames, lr_size=lr_size, scale=scale)
     images = load_images(VAL_IMAGES)
     return [make_clip(img, spec, rng, None) for img in images for _ in range(per_image)]
 
@@ -290,7 +291,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
         if self._val is None:
-            self._val = validation_clips()
+            self._val = validation_clips(scale=self.model_cfg.scale)
         model = self.shipped.eval()
         p_model, p_bic = [], []
         with reference_ops():
