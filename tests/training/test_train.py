@@ -389,3 +389,41 @@ def test_train_cli_bad_values_are_one_line(tmp_path, args, message):
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 1 and len(lines) == 1 and message in lines[0], result.output
     assert not (tmp_path / "run" / "state.safetensors").exists()
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGINT", 130), ("SIGTERM", 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_saves_where_it_is_and_resumes_there(tmp_path, sig, code):
+    """A stop saved nothing: a rerun went back to the last periodic save (every 50 steps; 49 lost) and logged those
+    steps a second time. Now the step under way finishes, the state is saved at it, and the exit is the signal's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-c", "from vggx.cli import main; main()", "train", "--out", str(out), "--steps", "400",
+            "--batch", "1", "--frames", "2", "--patch", "8", "--val-every", "1000", "--threads", "1"]
+    proc = subprocess.Popen(args, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    log = out / "log.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.is_file() and log.read_text().count("\n") >= 2):  # steps 10 and 20 logged
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    logged = max(json.loads(line)["step"] for line in log.read_text().splitlines())
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    stored = TrainConfig.stored(out / "state.safetensors")
+    assert stored is not None
+    from safetensors import safe_open
+
+    with safe_open(str(out / "state.safetensors"), framework="pt") as f:
+        step = int(f.metadata()["step"])
+    assert step >= logged  # where it was stopped, not the last periodic save (every 50 steps) or nothing
+    resumed = CliRunner().invoke(__import__("vggx.cli").cli.app, ["train", "--out", str(out), "--resume",
+                                                                 "--steps", str(step + 11)])
+    assert resumed.exit_code == 0 and f"resumed at step {step}" in resumed.output, resumed.output
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if "loss" in line]
+    assert steps == sorted(set(steps)), steps  # each step logged once

@@ -12,11 +12,14 @@ validation gain of the raw weights by ±0.15 dB from one checkpoint to the next.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
 import logging
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +31,7 @@ import torch
 from vggx.checkpoint import save_checkpoint
 from vggx.errors import CheckpointError, ConfigError
 from vggx.generator import Generator, GeneratorConfig, bicubic_upscale, get_config
+from vggx.paths import write_atomic
 from vggx.plugins import reference_ops
 
 from .data import TRAIN_IMAGES, VAL_IMAGES, ClipSpec, Degradation, load_images, make_batch, make_clip
@@ -235,6 +239,7 @@ class Trainer:
             # A state from before the average existed starts it at the current weights.
             self.ema.load_state_dict(ema or self.model.state_dict())
         self.step = int(meta["step"])
+        self._trim_log()
         self.best_psnr = float(meta.get("best_psnr", "-1"))
         if self.ema is not None and meta.get("validated", "model") != "ema":
             self.best_psnr = -1.0  # best of the raw weights is not comparable: the average's first validation wins
@@ -303,6 +308,17 @@ class Trainer:
         m, b = float(np.mean(p_model)), float(np.mean(p_bic))
         return {"psnr": m, "psnr_bicubic": b, "gain_db": m - b}
 
+    def _trim_log(self) -> None:
+        """Drop the log's records past the resumed step: steps a stopped run made after its last save are made again,
+        and logged again (they were twice in the log)."""
+        path = self.out / "log.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines(keepends=True)
+        kept = [line for line in lines if _logged_step(line) <= self.step]
+        if len(kept) != len(lines):
+            write_atomic(path, "".join(kept).encode())
+
     def _log(self, record: dict) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / "log.jsonl", "a") as f:
@@ -324,20 +340,58 @@ class Trainer:
         until = min(until or self.cfg.steps, self.cfg.steps)
         last_val: dict = {}
         t0 = time.time()
-        while self.step < until:
-            stats = self.train_step()
-            if on_step:
-                on_step(self.step, stats)
-            if self.step % self.cfg.log_every == 0:
-                self._log({"step": self.step, "time": round(time.time() - t0, 1), **stats})
-            val = None
-            if self.step % self.cfg.val_every == 0 or self.step == until:
-                val = last_val = self.validate()
-                self._log({"step": self.step, "val": val, "weights": "ema" if self.ema is not None else "model"})
-            if val is not None or self.step % self.cfg.ckpt_every == 0:
-                self._save_checkpoints(val)
-                self.save_state()
+        with _stop_between_steps() as stopped:
+            while self.step < until and not stopped:
+                stats = self.train_step()
+                if on_step:
+                    on_step(self.step, stats)
+                if self.step % self.cfg.log_every == 0:
+                    self._log({"step": self.step, "time": round(time.time() - t0, 1), **stats})
+                val = None
+                if self.step % self.cfg.val_every == 0 or self.step == until:
+                    val = last_val = self.validate()
+                    self._log({"step": self.step, "val": val, "weights": "ema" if self.ema is not None else "model"})
+                if val is not None or self.step % self.cfg.ckpt_every == 0 or stopped:
+                    self._save_checkpoints(val)
+                    self.save_state()
+        if stopped:  # saved at the step it finished: the stop goes on as it came (130 / 143 from the CLI)
+            signal.raise_signal(stopped[0])
         return last_val
+
+
+def _logged_step(line: str) -> float:
+    """The step of one log.jsonl record; a line that is not one (a torn last line) counts as past every step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
+
+
+@contextlib.contextmanager
+def _stop_between_steps():
+    """Ctrl-C or SIGTERM during training: noted (the list yielded gets the signal), the step under way finished and
+    the state saved by the caller, which then raises the signal again with the usual handlers back, so a stopped
+    run resumes at the step it reached, not at its last periodic save (up to ``ckpt_every`` steps lost). A second
+    signal stops at once. Off the main thread (no signal handlers there) nothing is deferred."""
+    stopped: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield stopped
+        return
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def note(signum, frame) -> None:
+        stopped.append(signum)
+        for s, handler in previous.items():  # the next one is not deferred
+            signal.signal(s, handler)
+
+    for s in signals:
+        signal.signal(s, note)
+    try:
+        yield stopped
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _changed(stored: TrainConfig, cfg: TrainConfig) -> str:
