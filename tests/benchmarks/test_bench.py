@@ -246,12 +246,12 @@ class TestMeasureWindow:
         assert calls[0] < 1000
 
 
-@pytest.mark.parametrize(("sig", "code", "message"), [("SIGINT", 130, "error: interrupted"),
-                                                      ("SIGTERM", 143, "error: terminated (SIGTERM)")],
-                         ids=["ctrl-c", "sigterm"])
-def test_a_signal_mid_measurement_exits_cleanly(tiny_checkpoint_path, sig, code, message):
+def test_a_signal_mid_measurement_exits_cleanly(tiny_checkpoint_path):
     """Ctrl-C or SIGTERM while the workers ran ONNX Runtime: "terminate called without an active exception" and
-    exit 134 (the runs were left going inside the library as the process exited); now stopped and joined."""
+    exit 134 (the runs were left going inside the library as the process exited); now stopped and waited for.
+    SIGTERM (raised as Terminated, a KeyboardInterrupt) takes Ctrl-C's path; it is the one that found a join
+    fooled by the interruption."""
+    sig, code, message = "SIGTERM", 143, "error: terminated (SIGTERM)"
     import os
     import signal
     import subprocess
@@ -260,7 +260,7 @@ def test_a_signal_mid_measurement_exits_cleanly(tiny_checkpoint_path, sig, code,
 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-c", "from vggx.cli import main; main()", "bench", "--lr-size",
-                             "64x64", "--concurrency", "1,2", "--seconds", "3", "--windows", "3", "--checkpoint",
+                             "48x48", "--concurrency", "1,2", "--seconds", "2", "--windows", "3", "--checkpoint",
                              str(tiny_checkpoint_path)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines = []
