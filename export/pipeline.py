@@ -35,7 +35,7 @@ from .engine import (
     read_sidecar,
 )
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
-from .repository import MODEL_NAME, Backend, ServingConfig, write_model_repository
+from .repository import MODEL_NAME, Backend, ServingConfig, _versions, write_model_repository
 from .verify import ParityResult, verify_onnx
 
 __all__ = ["DEFAULT_OPT_SIZE", "ENGINE_ACTIVATION_BUDGET", "ExportJob", "ExportResult", "export_to_repository"]
@@ -287,8 +287,8 @@ def _check_no_served_engine(model_dir: Path, unavailable: str) -> None:
     TensorRT and a GPU are. Where the model already serves an engine, that version would become the newest (or,
     with --force, take the engine's place), and Triton cannot load it: a working model would go down. Refused
     before the export. (A repository that serves no engine yet, e.g. the shipped CPU one, is written as asked.)"""
-    engines = sorted(int(d.name) for d in model_dir.glob("*") if d.name.isdigit() and (d / "model.plan").is_file()) \
-        if model_dir.is_dir() else []
+    plan = Backend.TENSORRT.artefact_name
+    engines = sorted(v for v in _versions(model_dir) if (model_dir / str(v) / plan).is_file())
     if engines:
         raise ExportError(
             f"{unavailable}, so no engine would be built, and {model_dir} serves version {engines[-1]}'s engine: a "

@@ -117,9 +117,9 @@ def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
             if frame.index < start:
                 continue
             if crop is None:
-                crop = _centre_crop(reader.path, frame.image.shape[:2], scale * multiple, max_hr)
+                source_size = frame.image.shape[:2]
+                crop = _centre_crop(reader.path, source_size, scale * multiple, max_hr)
             hr_frames.append(frame.image[crop])
-            source_size = frame.image.shape[:2]
     path = reader.path
     if len(hr_frames) < 2:
         raise VideoError(f"{path}: need at least 2 frames, got {len(hr_frames)}")
