@@ -10,10 +10,10 @@ ratios are the only figures we quote), model FLOPs and achieved FLOP/s against t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import platform
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -64,8 +64,9 @@ class BenchConfig:
                 raise ConfigError(f"{flag} must be >= {least}, got {value}")
         if not self.concurrency or min(self.concurrency) < 1:
             raise ConfigError(f"--concurrency values must be >= 1, got {','.join(map(str, self.concurrency))}")
-        if self.window_requests is None and (self.window_seconds is None or self.window_seconds <= 0):
-            raise ConfigError("a measurement window needs --seconds > 0 or --requests > 0")
+        if self.window_requests is None and (self.window_seconds is None or not 0 < self.window_seconds < 1e6):
+            raise ConfigError(f"a measurement window needs --seconds between 0 and 1e6 (exclusive) or --requests > 0"
+                              f", got --seconds {self.window_seconds}")
         if self.window_requests is not None and self.window_requests < 1:
             raise ConfigError(f"--requests must be >= 1, got {self.window_requests}")
         if self.window_requests is not None and self.window_requests < max(self.concurrency):
@@ -98,7 +99,9 @@ class BenchPoint:
     achieved_gflops: float
     peak_gflops: float
     peak_source: str
-    peak_memory_mb: float | None  # this process's (in-process backends); None for Triton (the server's is its own)
+    peak_memory_mb: float | None  # this process's peak during the backend's windows (in-process backends); None for
+    # Triton (the server's is its own) or where the peak cannot be reset
+    max_in_flight: int | None  # requests the backend runs at once in this process (None: no limit); above it they queue
     server: dict[str, float] | None = None  # Triton: per-request µs of queue, compute_input/infer/output
     ratio: float | None = None  # frames/s relative to the first backend at the same concurrency
 
@@ -168,84 +171,181 @@ class _Window:
     elapsed: float
     latencies: list[float]
     errors: int
+    answered: int  # every request the run had answered, the uncounted ones at its two ends included
+
+
+class _Load:
+    """The workers that keep requests in flight on one runner, made once for the whole sweep.
+
+    The same threads run the warm-up and every window, so that the warm-up warms what is measured (a Triton runner
+    keeps a connection and shared-memory regions per thread) and what they hold is bounded by the highest
+    concurrency, not by the number of windows. Worker ``i`` takes part in a run of concurrency ``n`` when ``i < n``.
+
+    A window is measured in steady state, as perf_analyzer's are, not from a cold start to a drained end: it starts
+    once every worker has had its first answer (from then on ``n`` requests are always in flight) and ends at its
+    time, or at the answer that makes its count; requests still in flight then are waited for but not counted.
+    Every request counted ran with ``n`` in flight, and the partial requests at the two ends balance out.
+    """
+
+    def __init__(self, infer: Callable[[], None], size: int, cancel: Callable[[], None] | None = None) -> None:
+        self._infer, self._cancel = infer, cancel
+        self._cond = threading.Condition()  # guards everything below; workers notify as a request or a run ends
+        self._run_id = 0
+        self._active = 0  # workers taking part in the current run
+        self._per_worker: int | None = None  # warm-up: requests each; None: until stopped
+        self._stop = True
+        self._closing = False
+        self._running = 0  # workers of the current run not yet back to idle
+        self._busy = 0  # requests inside infer()
+        self._records: list[tuple[float, float, bool]] = []  # (start, end, answered) of every request of the run
+        self._firsts: list[float] = []  # each worker's first answer (or failure) in the run
+        self._start: float | None = None  # the window's start, once known
+        self._after_start = 0  # requests ended after it
+        self._fatal: list[BaseException] = []
+        self._first_error: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._worker, args=(i,), name=f"vggx-bench-{i}", daemon=True)
+                         for i in range(size)]
+        for t in self._threads:
+            t.start()
+
+    def _worker(self, index: int) -> None:
+        seen = 0
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda seen=seen: self._closing or self._run_id != seen)
+                if self._closing:
+                    return
+                seen = self._run_id
+                if index >= self._active:
+                    continue
+            try:
+                self._requests()
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    self._cond.notify_all()
+
+    def _requests(self) -> None:
+        done = 0
+        while True:
+            with self._cond:  # _stop is set under the lock too: once it is, no request starts
+                if self._stop or (self._per_worker is not None and done >= self._per_worker):
+                    return
+                self._busy += 1
+            t0 = time.perf_counter()
+            answered, failure = True, None
+            try:
+                self._infer()
+            except InferenceError as exc:  # this request failed (or the server turned it away): counted
+                answered, failure = False, exc
+            except BaseException as exc:  # the backend failed (a server gone, refused): the whole run stops
+                with self._cond:
+                    self._fatal.append(exc)
+                    self._stop = True
+                    self._busy -= 1
+                    self._cond.notify_all()
+                return
+            t1 = time.perf_counter()
+            done += 1
+            with self._cond:
+                self._busy -= 1
+                self._records.append((t0, t1, answered))
+                if failure is not None:
+                    self._first_error.append(failure)
+                if done == 1:
+                    self._firsts.append(t1)
+                if self._start is not None and t1 > self._start:
+                    self._after_start += 1
+                self._cond.notify_all()
+
+    def _begin(self, concurrency: int, per_worker: int | None) -> None:
+        if concurrency > len(self._threads):
+            raise ValueError(f"concurrency {concurrency} above the {len(self._threads)} workers made")
+        with self._cond:
+            self._active, self._per_worker, self._stop = concurrency, per_worker, False
+            self._running, self._records, self._firsts = concurrency, [], []
+            self._start, self._after_start = None, 0
+            self._fatal, self._first_error = [], []
+            self._run_id += 1
+            self._cond.notify_all()
+
+    def _wait(self, predicate: Callable[[], bool], timeout: float | None = None) -> None:
+        """Wait (holding the lock) for ``predicate``. Interrupted (Ctrl-C, SIGTERM): the workers stop, ``cancel``
+        ends the runs in flight where the backend can (ONNX Runtime), and they are waited for before the
+        interruption goes on, so that no inference is left going inside a library as the process exits (which
+        aborted it: exit 134, not 130/143). Waiting on counts, not Thread.join(): a join interrupted by a signal
+        can leave a running thread marked stopped (CPython 3.11), so that a second join returns at once."""
+        try:
+            self._cond.wait_for(predicate, timeout)
+        except BaseException:
+            self._stop = True
+            if self._cancel is not None:
+                self._cancel()
+            self._cond.wait_for(lambda: self._busy == 0)
+            raise
+
+    def _end(self) -> None:
+        """Stop the run and wait for its workers (requests in flight are not counted); a fatal failure is raised."""
+        self._stop = True
+        self._wait(lambda: self._running == 0)
+        if self._fatal:  # never measured with fewer requests in flight than the concurrency reported
+            raise self._fatal[0]
+
+    def warm(self, concurrency: int, per_worker: int) -> None:
+        """``per_worker`` requests on each of ``concurrency`` workers, not measured."""
+        if per_worker < 1:
+            return
+        self._begin(concurrency, per_worker)
+        with self._cond:
+            self._wait(lambda: self._running == 0 or bool(self._fatal))
+            self._end()
+
+    def window(self, concurrency: int, seconds: float | None, requests: int | None) -> _Window:
+        """One measurement window of ``seconds``, or of ``requests`` answers (failed ones included)."""
+        self._begin(concurrency, None)
+        with self._cond:
+            self._wait(lambda: len(self._firsts) == concurrency or bool(self._fatal))
+            if self._fatal:
+                self._end()
+            start = self._start = max(self._firsts)
+            self._after_start = sum(t1 > start for _, t1, _ in self._records)
+            if requests is None:
+                end = start + seconds
+                while not self._fatal and time.perf_counter() < end:
+                    self._wait(lambda: bool(self._fatal), max(end - time.perf_counter(), 0.0))
+            else:
+                self._wait(lambda: self._after_start >= requests or bool(self._fatal))
+                if not self._fatal:
+                    end = sorted(t1 for _, t1, _ in self._records if t1 > start)[requests - 1]
+            self._end()
+            counted = [(t1 - t0, answered) for t0, t1, answered in self._records if start < t1 <= end]
+            all_answered = sum(answered for _, _, answered in self._records)
+            first_error = self._first_error[0] if self._first_error else None
+        latencies = [dt for dt, answered in counted if answered]
+        errors = len(counted) - len(latencies)
+        if errors and not latencies:
+            raise InferenceError(f"every request failed; first error: {first_error}")
+        return _Window(len(latencies), end - start, latencies, errors, all_answered)
+
+    def close(self) -> None:
+        """End the workers; a request still in flight (an interruption outside a wait) is cancelled where the
+        backend can and waited for."""
+        with self._cond:
+            self._closing = self._stop = True
+            self._cond.notify_all()
+            if self._busy and self._cancel is not None:
+                self._cancel()
+            self._cond.wait_for(lambda: self._busy == 0)
 
 
 def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float | None,
                     requests: int | None, cancel: Callable[[], None] | None = None) -> _Window:
-    """Keep ``concurrency`` requests in flight until the window's time or count is reached.
-
-    Interrupted (Ctrl-C, SIGTERM): the workers stop, ``cancel`` ends the runs in flight where the backend can
-    (ONNX Runtime), and they are joined before the interruption goes on, so that no inference is left going inside
-    a library as the process exits (which aborted it: exit 134, not 130/143)."""
-    cond = threading.Condition()  # guards the counts; workers notify as a request or a worker ends
-    latencies: list[float] = []
-    errors = [0]
-    issued = [0]
-    busy = [0]  # requests inside infer()
-    running = [concurrency]  # workers not yet returned
-    stop = threading.Event()
-    first_error: list[BaseException] = []
-    fatal: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            while True:
-                with cond:  # stop is set under cond too: once it is, no request starts
-                    if stop.is_set() or (requests is not None and issued[0] >= requests):
-                        return
-                    issued[0] += 1
-                    busy[0] += 1
-                t0 = time.perf_counter()
-                try:
-                    infer()
-                    dt = time.perf_counter() - t0
-                    with cond:
-                        latencies.append(dt)
-                except InferenceError as exc:  # this request failed: counted, and the first one is kept to report
-                    with cond:
-                        errors[0] += 1
-                        first_error.append(exc)
-                except BaseException as exc:  # the backend failed (a server gone, refused): the whole run stops
-                    with cond:
-                        fatal.append(exc)
-                        stop.set()
-                    return
-                finally:
-                    with cond:
-                        busy[0] -= 1
-                        cond.notify_all()
-        finally:
-            with cond:
-                running[0] -= 1
-                cond.notify_all()
-
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-    start = time.perf_counter()
+    """One window on workers of its own (see :class:`_Load`)."""
+    load = _Load(infer, concurrency, cancel)
     try:
-        for t in threads:
-            t.start()
-        if requests is None:
-            stop.wait(seconds)
-            with cond:
-                stop.set()
-        with cond:
-            cond.wait_for(lambda: running[0] == 0)
-    except BaseException:
-        # Waiting on counts, not Thread.join(): a join interrupted by a signal can leave a running thread marked
-        # stopped (CPython 3.11), so that a second join returns at once while it still runs inside the library.
-        with cond:
-            stop.set()
-        if cancel is not None:
-            cancel()
-        with cond:
-            cond.wait_for(lambda: busy[0] == 0)
-        raise
-    elapsed = time.perf_counter() - start
-    if fatal:  # never measured with fewer requests in flight than the concurrency reported
-        raise fatal[0]
-    if errors[0] and not latencies:
-        raise InferenceError(f"every request failed; first error: {first_error[0]}")
-    return _Window(len(latencies), elapsed, latencies, errors[0])
+        return load.window(concurrency, seconds, requests)
+    finally:
+        load.close()
 
 
 class _TritonStats:
@@ -294,12 +394,55 @@ class _TritonStats:
         return out
 
 
-def _peak_memory_mb(device: str) -> float:
-    if device.startswith("cuda"):
-        import torch
+class _PeakMemory:
+    """The peak memory of this process while one backend's windows ran: the peak is reset before each window and
+    read after it. CPU: the resident set's high-water mark (Linux's VmHWM, reset through /proc/self/clear_refs);
+    CUDA: PyTorch's peak allocated memory on the device. Everything the process holds counts (every backend's
+    model is loaded at once for --compare); None where the peak cannot be reset (a lifetime peak would carry an
+    earlier backend's or concurrency's into this one)."""
 
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    def __init__(self, device: str) -> None:
+        self._cuda = device.startswith("cuda")
+        self._device = device
+        self.mb: float | None = None
+
+    def __enter__(self) -> _PeakMemory:
+        if self._cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats(self._device)
+            return self
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident set
+            self._reset = True
+        except OSError:
+            self._reset = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._cuda:
+            import torch
+
+            mb = torch.cuda.max_memory_allocated(self._device) / 2**20
+        elif not self._reset:
+            return
+        else:
+            mb = _vm_hwm_mb()
+            if mb is None:
+                return
+        self.mb = mb if self.mb is None else max(self.mb, mb)
+
+
+def _vm_hwm_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def _gflops_per_frame(info, checkpoint: Path | None, lr_size: tuple[int, int], window: int) -> float:
@@ -331,8 +474,13 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
         ConfigError, InferenceError, ServerError: a backend cannot be opened or fails every request.
     """
     runners: list[Runner] = []
+    loads: list[_Load] = []
     try:
         for bcfg in config.backends:
+            if bcfg.backend is Backend.TRITON:
+                # a load generator counts what the server turns away (its queue full) as errors, as perf_analyzer
+                # does: a retry would hide it, and its back-off would count as latency
+                bcfg = dataclasses.replace(bcfg, retries=0)
             runners.append(open_runner(bcfg))
         infos = [r.info for r in runners]
         window = infos[0].window
@@ -361,23 +509,29 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                   for bcfg, info in zip(config.backends, infos, strict=True)]
         peaks = {}
         points: list[BenchPoint] = []
+        for bcfg, runner in zip(config.backends, runners, strict=True):
+            limit = getattr(runner, "max_in_flight", None)
+            if limit and max(config.concurrency) > limit:
+                log.warning("the %s backend runs %d request%s at a time in this process; above that the requests "
+                            "queue in it (reported as max_in_flight)", bcfg.backend.value, limit,
+                            "" if limit == 1 else "s")
+            loads.append(_Load(lambda r=runner: r.infer(lr), max(config.concurrency), getattr(runner, "cancel", None)))
         for conc in config.concurrency:
             collected: list[list[_Window]] = [[] for _ in runners]
             server_stats: list[dict | None] = [None for _ in runners]
+            memory = [_PeakMemory(b.device) if b.backend is not Backend.TRITON else None for b in config.backends]
             trackers = [_TritonStats(r) if b.backend is Backend.TRITON else None
                         for b, r in zip(config.backends, runners, strict=True)]
-            for runner in runners:
-                _measure_window(lambda r=runner: r.infer(lr), conc, None, config.warmup * conc,
-                                getattr(runner, "cancel", None))
+            for load in loads:
+                load.warm(conc, config.warmup)
             before = [t.snapshot() if t else None for t in trackers]
             for _ in range(config.windows):
-                for i, runner in enumerate(runners):  # interleaved: drift hits every backend alike
-                    collected[i].append(_measure_window(lambda r=runner: r.infer(lr), conc,
-                                                        config.window_seconds, config.window_requests,
-                                                        getattr(runner, "cancel", None)))
+                for i, load in enumerate(loads):  # interleaved: drift hits every backend alike
+                    with memory[i] or contextlib.nullcontext():
+                        collected[i].append(load.window(conc, config.window_seconds, config.window_requests))
             for i, t in enumerate(trackers):
                 if t:
-                    answered = sum(wd.completed for wd in collected[i])  # a failed request may have no compute time
+                    answered = sum(wd.answered for wd in collected[i])  # a failed request may have no compute time
                     server_stats[i] = _TritonStats.per_request_us(before[i], t.settled(before[i], answered))
             base_fps = None
             for i, (bcfg, runner) in enumerate(zip(config.backends, runners, strict=True)):
@@ -398,8 +552,8 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                     throughput=tput, latency=lat, frames_per_s=fps,
                     mpix_per_s=fps * out_size[0] * out_size[1] / 1e6, gflops_per_frame=gflops[i],
                     achieved_gflops=fps * gflops[i], peak_gflops=peaks[where][0], peak_source=peaks[where][1],
-                    peak_memory_mb=_peak_memory_mb(bcfg.device) if local else None,
-                    server=server_stats[i],
+                    peak_memory_mb=memory[i].mb if memory[i] else None,
+                    max_in_flight=getattr(runner, "max_in_flight", None), server=server_stats[i],
                 )
                 if base_fps is None:
                     base_fps = fps
@@ -409,6 +563,8 @@ def run_bench(config: BenchConfig, on_point: Callable[[BenchPoint], None] | None
                     on_point(point)
         return BenchResult(points, machine_description())
     finally:
+        for load in loads:
+            load.close()
         for r in runners:
             r.close()
 

@@ -172,6 +172,8 @@ class _RunnerBase:
     """Shared input check and context-manager plumbing."""
 
     info: ModelInfo
+    # requests the backend runs at once in this process (None: as many as are sent); more wait for a turn
+    max_in_flight: int | None = None
     description: str
 
     def check_input(self, lr: np.ndarray) -> None:
@@ -346,6 +348,7 @@ class TorchRunner(_RunnerBase):
             from .cuda import CudaUpscaler
 
             self._cuda = CudaUpscaler(model, device=device, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
+            self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
         extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
@@ -439,6 +442,7 @@ class TensorRTRunner(_RunnerBase):
         self._input = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
         self._output = next(n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self._lock = threading.Lock()  # one execution context: one request at a time
+        self.max_in_flight = 1  # what `vggx bench` reports beside a higher --concurrency
         self.description = f"tensorrt {trt.__version__} {path.name}"
 
     def infer(self, lr: np.ndarray) -> np.ndarray:

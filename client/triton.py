@@ -27,7 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, ServerError, ServerUnavailable
+from vggx.errors import (
+    ConfigError,
+    DeviceOutOfMemoryError,
+    InferenceError,
+    RequestRejected,
+    ServerError,
+    ServerUnavailable,
+)
 
 from .model_info import ModelInfo
 from .runners import OUT_OF_MEMORY, _RunnerBase
@@ -58,6 +65,9 @@ _MODEL_GONE = re.compile(r"unknown model|has no available versions", re.IGNORECA
 # A Python-backend stub that died (killed for memory, a crash in a library): Triton keeps the model READY and fails
 # every request with this until the server is started again; a server down, for the client (retried, then 75)
 _STUB_DOWN = re.compile(r"Stub process .* is not healthy", re.IGNORECASE)
+# What Triton answers when it sheds load (UNAVAILABLE): its dynamic batcher's queue is full (max_queue_size), or a
+# request waited in it past its timeout (default_timeout_microseconds, with timeout_action REJECT)
+_SHED = re.compile(r"exceeds maximum queue size|request timeout expired", re.IGNORECASE)
 # The per-request times of Triton's statistics API that `vggx bench` reports (each a count and nanoseconds).
 STATS_FIELDS = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -285,9 +295,15 @@ class TritonRunner(_RunnerBase):
                                                      f"on input {lr.shape} ({reason})", lr.shape) from None
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
                                       f"{reason}") from None
+                if attempt == self.retries and _SHED.search(reason):
+                    raise RequestRejected(f"Triton at {self.url} turned the request away after {attempt + 1} "
+                                          f"attempt{'s' if attempt else ''} ({reason}): it is up but overloaded; "
+                                          f"send fewer requests at once, or raise the model's max_queue_size or "
+                                          f"instance count") from None
                 if attempt == self.retries:
-                    raise ServerUnavailable(f"Triton at {self.url} still failing after {self.retries + 1} "
-                                            f"attempts ({reason}); is the server up? (`vggx serve`)") from None
+                    raise ServerUnavailable(f"Triton at {self.url} still failing after {attempt + 1} "
+                                            f"attempt{'s' if attempt else ''} ({reason}); is the server up? "
+                                            f"(`vggx serve`)") from None
                 now = time.monotonic()
                 with self._lock:  # the windows in flight fail together: one line for them all
                     said = now - self._retry_said.get(attempt, -_RETRY_SAID_S) < _RETRY_SAID_S

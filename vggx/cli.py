@@ -1312,6 +1312,11 @@ def bench(
     peaks = dict.fromkeys((p.peak_gflops, p.peak_source) for p in result.points if p.peak_gflops == p.peak_gflops)
     for peak, source in peaks:  # which peak the percentages are of (a CPU's is measured now: it moves with load)
         console.print(f"% of peak: of {peak:.0f} GFLOP/s, {source}", highlight=False, markup=False)
+    for p in result.points:
+        if p.errors:  # counted, as perf_analyzer counts them: a server shedding load, a backend failing some requests
+            err_console.print(f"[yellow]warning:[/] {escape(p.backend)} at concurrency {p.concurrency}: {p.errors} of "
+                              f"{p.requests + p.errors} requests failed (left out of throughput and latency)",
+                              highlight=False)
     if any(not p.throughput.stable for p in result.points):
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")

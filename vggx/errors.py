@@ -13,6 +13,7 @@ __all__ = [
     "ExportError",
     "InferenceError",
     "PluginError",
+    "RequestRejected",
     "ServerError",
     "ServerUnavailable",
     "TensorRTNotInstalledError",
@@ -81,6 +82,14 @@ class ServerUnavailable(ServerError):
 
 class InferenceError(VggxError):
     """A backend rejected or failed an inference request."""
+
+
+class RequestRejected(InferenceError):
+    """A Triton server that is up turned the request away (its queue full, or the request's time in it spent):
+    load shedding, not an outage. ``vggx bench`` counts it as a failed request; a command that needed the answer
+    may succeed later, so it exits with :data:`EXIT_TEMPORARY`."""
+
+    exit_code = EXIT_TEMPORARY
 
 
 class DeviceOutOfMemoryError(InferenceError):

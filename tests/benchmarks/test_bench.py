@@ -16,7 +16,7 @@ from vggx.errors import ConfigError
 POINT_FIELDS = {
     "backend", "description", "concurrency", "batch", "window", "lr_size", "out_size", "requests", "errors",
     "throughput", "latency", "frames_per_s", "mpix_per_s", "gflops_per_frame", "achieved_gflops",
-    "peak_gflops", "peak_source", "peak_memory_mb", "server", "ratio",
+    "peak_gflops", "peak_source", "peak_memory_mb", "max_in_flight", "server", "ratio",
 }
 
 
@@ -212,15 +212,23 @@ def test_json_has_no_nan():
 
 class TestMeasureWindow:
     def test_a_failed_request_is_counted_and_the_window_goes_on(self):
+        import threading
+
         from vggx.benchmarks.bench import _measure_window
         from vggx.errors import InferenceError
 
-        calls = []
+        lock, answered_by, failed = threading.Lock(), set(), []
 
         def infer():
-            calls.append(1)
-            if len(calls) == 2:
-                raise InferenceError("bad output")
+            with lock:  # the first request begun once both workers had their first (unmeasured) answer fails
+                fail = len(answered_by) == 2 and not failed
+                failed.extend([1] * fail)
+            try:
+                if fail:
+                    raise InferenceError("bad output")
+            finally:
+                with lock:
+                    answered_by.add(threading.get_ident())
 
         window = _measure_window(infer, 2, None, 6)
         assert (window.completed, window.errors) == (5, 1)
@@ -299,3 +307,86 @@ def test_flops_are_the_measured_models(tiny_checkpoint_path):
 def test_checkpoint_with_a_server_alone_is_refused():
     result = CliRunner().invoke(app, ["bench", "--url", "127.0.0.1:1", "--checkpoint", "x.safetensors"])
     assert result.exit_code == 1 and "--checkpoint is run in-process" in result.output
+
+
+class TestSteadyState:
+    """What a window measures: concurrency N from its first counted request to its last, on the same workers."""
+
+    def test_every_counted_request_ran_with_the_concurrency_in_flight(self):
+        """On a server that does one request at a time (50 ms each), four in flight wait about 150 ms each before
+        theirs runs. The windows began cold (the first request alone at the server: 50 ms) and drained at their
+        end, so a quarter of "concurrency 4" latencies were 50-150 ms."""
+        import queue
+        import threading
+        import time
+
+        from vggx.benchmarks.bench import _measure_window
+
+        requests: queue.Queue = queue.Queue()  # first come, first served, as a server's queue
+
+        def server():
+            while (done := requests.get()) is not None:
+                time.sleep(0.05)
+                done.set()
+
+        def infer():
+            done = threading.Event()
+            requests.put(done)
+            done.wait()
+
+        threading.Thread(target=server, daemon=True).start()
+        try:
+            window = _measure_window(infer, 4, None, 8)
+        finally:
+            requests.put(None)
+        assert window.completed == 8 and len(window.latencies) == 8
+        assert min(window.latencies) > 0.15  # each waited for the three ahead of it (0.2 s, less a timer's slack)
+
+    def test_warm_up_and_windows_run_on_the_same_workers(self, tiny_checkpoint_path, monkeypatch):
+        """Each window started new threads: the warm-up warmed threads then thrown away, and a Triton runner's
+        per-thread connection and shared-memory regions were made again inside every window and piled up until
+        the end (2 regions × windows × concurrency)."""
+        import threading
+
+        import vggx.benchmarks.bench as bench
+
+        threads = set()
+        real_open = bench.open_runner
+
+        def open_runner(cfg):
+            runner = real_open(cfg)
+            infer = runner.infer
+
+            def counted(lr):
+                threads.add(threading.current_thread())  # the object: an ident is reused once a thread ends
+                return infer(lr)
+
+            runner.infer = counted
+            return runner
+
+        monkeypatch.setattr(bench, "open_runner", open_runner)
+        cfg = BenchConfig(backends=(BackendConfig(Backend.TORCH, checkpoint=tiny_checkpoint_path),),
+                          lr_size=(16, 16), concurrency=(1, 2), warmup=1, windows=3, window_requests=2)
+        run_bench(cfg)
+        assert len(threads) == 2  # the highest concurrency's workers, for every warm-up and window
+
+    @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/clear_refs"), reason="needs Linux's clear_refs")
+    def test_peak_memory_is_the_points_own(self, tiny_checkpoint_path):
+        """The per-point peak was the process's lifetime maximum RSS: every later backend and concurrency carried
+        the largest before it (here 600 MB held and let go before the run)."""
+        import numpy as np
+
+        held = np.ones(600 * 2**20, np.uint8)  # touched: resident
+        del held
+        cfg = BenchConfig(backends=(BackendConfig(Backend.TORCH, checkpoint=tiny_checkpoint_path),),
+                          lr_size=(16, 16), warmup=0, windows=1, window_requests=2)
+        (point,) = run_bench(cfg).points
+        assert 0 < point.peak_memory_mb < 550
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-1"])
+def test_a_window_length_that_is_not_a_number_of_seconds_is_refused(seconds):
+    """--seconds nan measured whatever was in flight; --seconds inf was a traceback (OverflowError)."""
+    result = CliRunner().invoke(app, ["bench", "--url", "127.0.0.1:1", f"--seconds={seconds}"])
+    assert result.exit_code == 1 and result.stderr.startswith("error: a measurement window needs --seconds"), \
+        result.output

@@ -8,8 +8,10 @@ import logging
 import numpy as np
 import pytest
 from triton_stub import StubTriton
+from typer.testing import CliRunner
 from videoclips import decode_all
 
+from vggx.cli import app
 from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.triton import TritonRunner
 from vggx.errors import ServerError, ServerUnavailable
@@ -178,6 +180,41 @@ class TestAgainstStub:
             with pytest.raises(ServerUnavailable, match="still failing after 3 attempts") as err:
                 runner.infer(lr)
             assert err.value.exit_code == EXIT_TEMPORARY
+
+    def test_a_request_turned_away_is_retried_then_rejected(self):
+        """A server shedding load (its queue full: UNAVAILABLE "Exceeds maximum queue size") is up: once the
+        retries are spent it is RequestRejected (an InferenceError `vggx bench` counts; exit 75 for a command),
+        not "is the server up?" """
+        from vggx.errors import EXIT_TEMPORARY, InferenceError, RequestRejected
+
+        full = (503, "Exceeds maximum queue size")
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as stub, open_runner(http_config(stub.url, retries=1)) as runner:
+            stub.fail_next = [full]
+            assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
+            stub.fail_next = [full, full]
+            with pytest.raises(RequestRejected, match="turned the request away after 2 attempts") as err:
+                runner.infer(lr)
+            assert isinstance(err.value, InferenceError) and err.value.exit_code == EXIT_TEMPORARY
+            assert "is the server up" not in str(err.value)
+
+    def test_bench_counts_requests_turned_away_as_errors(self):
+        """perf_analyzer counts a rejected request as failed; `vggx bench` retried it (errors 0) and timed the
+        back-off sleeps as latency, or gave up with "is the server up?" at a higher concurrency."""
+        from vggx.benchmarks.bench import BenchConfig, run_bench
+
+        full = (503, "Exceeds maximum queue size")
+        with StubTriton() as stub:
+            stub.fail_next = [full] * 3  # the first answer (before the window) and the window's first two
+            cfg = BenchConfig(backends=(http_config(stub.url),), lr_size=(16, 16), warmup=0, windows=1,
+                              window_requests=4)
+            (point,) = run_bench(cfg).points
+            assert (point.errors, point.requests) == (2, 2)
+            stub.fail_next = [full] * 3  # the same through the CLI: said, not only in the JSON
+            result = CliRunner().invoke(app, ["bench", "--url", stub.url, "--protocol", "http", "--lr-size", "16x16",
+                                              "--warmup", "0", "--windows", "1", "--requests", "4"])
+        assert result.exit_code == 0, result.output
+        assert "warning: triton at concurrency 1: 2 of 4 requests failed" in " ".join(result.stderr.split())
 
     def test_persistent_transient_errors_give_up_with_a_clear_error(self):
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
