@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import re
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,18 +257,19 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             if plan is not None and existing is not None and existing.exists():
                 check_replaceable(read_sidecar(existing), read_sidecar(plan) or {}, force=job.force)
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
+        extra = {}
+        if job.backend is Backend.TENSORRT:  # the ONNX the engine is built from, and the plan's sidecar, beside it
+            extra["model.onnx"] = onnx_path
+            if plan is not None:
+                extra["model.plan.json"] = plan.with_name(plan.name + ".json")
         version_dir = write_model_repository(
             job.repo, backend=job.backend, artefact=artefact, metadata=metadata, window=window,
             max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving, name=job.name,
+            extra_files=extra,
         )
         result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity,
                               profile=profile if engine_cfg is not None else None, activations=activations)
         if job.backend is Backend.TENSORRT:
-            # The ONNX the engine is built from, and the plan's sidecar, live beside it.
-            extra = {"model.onnx": onnx_path}
-            if plan is not None:
-                extra["model.plan.json"] = plan.with_name(plan.name + ".json")
-            _add_files(version_dir, extra)
             result.onnx = version_dir / "model.onnx"
             if plan is not None:
                 result.engine = version_dir / "model.plan"
@@ -302,17 +301,3 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
-
-
-def _add_files(version_dir: Path, files: dict[str, Path]) -> None:
-    """Copy ``files`` (name -> source) into ``version_dir``, each atomically."""
-    for name, src in files.items():
-        dst = version_dir / name
-        tmp = dst.with_name(f".{name}.{os.getpid()}.tmp")
-        try:
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
-        except OSError as exc:
-            raise ExportError(f"cannot write {dst}: {exc}") from exc
-        finally:
-            tmp.unlink(missing_ok=True)

@@ -254,6 +254,7 @@ def write_model_repository(
     serving: ServingConfig | None = None,
     name: str = MODEL_NAME,
     check_only: bool = False,
+    extra_files: Mapping[str, str | Path] | None = None,
 ) -> Path:
     """Write ``<repo>/<name>/config.pbtxt`` and a new version folder holding ``artefact``; return that folder.
 
@@ -278,6 +279,8 @@ def write_model_repository(
         name: served model name.
         check_only: write nothing; raise what writing would (before a slow export, with the metadata it will
             publish) and return the folder it would write.
+        extra_files: more files for the version folder (name -> source), staged with the artefact: e.g. the ONNX
+            an engine is built from and the engine's sidecar, there as the folder appears, never after.
 
     Raises:
         ExportError: the version exists (without ``force``), a backend switch (without ``force``), a contract
@@ -303,6 +306,8 @@ def write_model_repository(
             shutil.copyfile(backend.template, staging / "model.py")
         if artefact is not None:
             shutil.copyfile(artefact, staging / backend.artefact_name)
+        for file_name, source in (extra_files or {}).items():
+            shutil.copyfile(source, staging / file_name)
         staging.chmod(0o755)
         _replace_dir(staging, target)
         write_atomic(model_dir / CONFIG_FILE, text.encode())

@@ -135,6 +135,35 @@ def test_tensorrt_without_a_gpu_writes_what_it_can_and_says_why(tmp_path, tiny_c
     assert (repo / "vggx" / "1" / "model.onnx").is_file() and "python -m vggx.export.engine" in result.output
 
 
+def test_an_engine_version_appears_whole(tmp_path, tiny_checkpoint_path, fake_export, trt_window, monkeypatch):
+    """With an engine built, the version folder was renamed in (and config.pbtxt written) holding model.plan alone;
+    model.onnx and the engine's sidecar were copied in after: a Triton polling the repository could load a version
+    still being written, and a failure there left it without them."""
+    import vggx.export.repository as repository
+
+    def build(onnx, plan, cfg):  # a stand-in engine and its sidecar, where TensorRT and a GPU would build them
+        Path(plan).write_bytes(b"an engine")
+        Path(f"{plan}.json").write_text("{}")
+        return Path(plan)
+
+    monkeypatch.setattr("vggx.export.pipeline.engine_unavailable", lambda: None)
+    monkeypatch.setattr("vggx.export.pipeline.build_engine", build)
+    renamed = []
+    real = repository._replace_dir
+
+    def replace_dir(src, dst):
+        renamed.append(sorted(p.name for p in src.iterdir()))
+        real(src, dst)
+
+    monkeypatch.setattr(repository, "_replace_dir", replace_dir)
+    repo = tmp_path / "repo"
+    result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480",
+                     "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert renamed == [["model.onnx", "model.plan", "model.plan.json"]]
+    assert sorted(p.name for p in (repo / "vggx" / "1").iterdir()) == renamed[0]
+
+
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here (it would build the engines)")
 def test_engine_profile_defaults_to_what_fits_a_gpu(tmp_path, tiny_checkpoint_path, fake_export, trt_window, caplog):
     """TensorRT keeps memory for the profile's max shapes: the model's 1088x1920 at batch 4 (about 97 GiB of FP16
