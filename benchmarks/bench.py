@@ -28,7 +28,8 @@ from vggx.errors import ConfigError, InferenceError, VggxError
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats
 
-__all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "machine_description", "run_bench"]
+__all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "machine_description",
+           "run_bench", "stamp"]
 
 log = logging.getLogger(__name__)
 

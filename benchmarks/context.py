@@ -14,7 +14,6 @@ held-out photographs panned (as ``benchmarks/scene_cuts.py``), BI-downscaled ×4
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 from .scene_cuts import pan_clip
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
               f"   {seam:>6} / {r['temporal_error_inside']:.3f} ({excess})"
               f"{r['psnr_db']:>20.2f}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

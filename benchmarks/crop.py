@@ -18,7 +18,6 @@ the seconds ``VideoReader.sample`` (24 frames spread over it) and ``find_picture
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"looking over {d['clip']}: {d['samples']} frames in {d['sample_seconds']:.2f} s, found in "
           f"{d['find_seconds']:.2f} s: {d['found']}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

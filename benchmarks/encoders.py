@@ -15,7 +15,6 @@ quality CRF holds; ProRes and FFV1 take no CRF).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import statistics
@@ -143,11 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"encoders {r.encoders}: {fps:7.1f} fps (x{speedup:.2f})"
               f"  {r.bytes / 1e6:7.2f} MB (x{r.bytes / base.bytes:.3f})  PSNR-Y {r.psnr_y:.2f} dB")
     if args.json:
-        args.json.write_text(json.dumps({
+        from vggx.paths import json_text
+
+        from .bench import stamp
+
+        result = stamp({
             "cpus": os.cpu_count(), "frames": len(frames), "size": list(size), "codec": args.codec,
-            "preset": args.preset or "medium",
+            "preset": args.preset,  # null: the encoder's own default (x264/x265: medium; others have none)
             "crf": args.crf, "results": [asdict(r) | {"fps": len(frames) / statistics.median(r.seconds)}
-                                          for r in results]}, indent=2))
+                                          for r in results]}, "encoders", argv)
+        result["machine"].update(pyav=av.__version__, libavcodec=".".join(map(str, av.library_versions["libavcodec"])))
+        args.json.write_text(json_text(result))
     return 0
 
 

@@ -18,7 +18,6 @@ data costs more than of 8 bits widened, whose two bytes repeat).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ms_per_frame_fine']:>16.1f} ({r['encode_ms_per_frame_fine']:.1f}) / {r['ms_per_frame_8bit']:.1f} "
               f"({r['encode_ms_per_frame_8bit']:.1f})")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

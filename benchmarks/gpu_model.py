@@ -10,12 +10,13 @@ peak from the card's data sheet (dense FP16 tensor cores, no sparsity).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from vggx.paths import json_text
 
 __all__ = ["run_gpu_model_bench"]
 
@@ -253,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def write(result: dict) -> None:
         if args.json:
-            args.json.write_text(json.dumps(result, indent=2))
+            args.json.write_text(json_text(result))
 
     try:
         result = run_gpu_model_bench(args.config, parse_size(args.lr_size), args.window, args.iters,

@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from vggx.paths import json_text
+
 _E2E = ("upscale_e2e_base_long", "upscale_e2e_long", "upscale_e2e", "upscale_e2e_veryfast", "upscale_e2e_veryfast_c2",
         "upscale_e2e_encoders4", "upscale_e2e_veryfast_encoders4", "upscale_e2e_base", "upscale_e2e_base_veryfast",
         "upscale_e2e_compile", "upscale_e2e_sample")
@@ -130,7 +132,7 @@ def summarise(out: Path) -> dict:
     for name in ("kernels", "kernels_frames"):
         if result[name] is None:  # cut short by its time limit: the rows it measured, from its log
             result[name] = kernels_from_log(out / f"{name}.log")
-    (out / "gpu_check.json").write_text(json.dumps(result, indent=2))
+    (out / "gpu_check.json").write_text(json_text(result))
     lines = [*result["steps"]]
     if tests:
         lines.append(f"tests: {tests['tests']} run, {tests['failures']} failed, {tests['errors']} errors, "
@@ -174,8 +176,9 @@ def summarise(out: Path) -> dict:
         for r in tiles["rows"]:
             name = "untiled" if r["tile"] is None else "x".join(map(str, r["tile"]))
             name += "" if r["balanced"] else " plain"
+            psnr = r["psnr_vs_untiled_db"]  # null: the frames equal the untiled ones (an infinite PSNR)
             lines.append(f"  {name:<16} {r['tiles_per_frame']:3d} tiles {r['ms_per_window']:9.2f} ms "
-                         f"x{r['time_ratio']:.2f}  PSNR vs untiled {r['psnr_vs_untiled_db']:.1f} dB")
+                         f"x{r['time_ratio']:.2f}  PSNR vs untiled {float('inf') if psnr is None else psnr:.1f} dB")
     jobs = result["jobs"]
     if jobs:
         lines.append(f"folder of {jobs['clips']} clips x {jobs['frames']} frames ({jobs['backend']}, x264 "

@@ -20,7 +20,6 @@ shipped checkpoint on the in-process backend (on a CPU the model is the cost, an
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--jobs {row['jobs']}: {row['median_seconds']:7.2f} s  {row['clips_per_second']:6.2f} clips/s  "
               f"{row['fps']:7.1f} frames/s  ({row['speedup']:.2f}x)")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import itertools
-import json
 import math
 import os
 import platform
@@ -58,10 +57,13 @@ import statistics
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from vggx.paths import json_text
 
 __all__ = ["KernelResult", "main", "measure_copy_bandwidth", "run_kernel_bench", "warm_shard", "warm_up"]
 
@@ -669,8 +671,7 @@ def main(argv: list[str] | None = None) -> int:
             "results": [asdict(r) for r in results],
             "sweep": sweep,
         }
-        with open(args.json, "w") as f:
-            json.dump(payload, f, indent=2)
+        Path(args.json).write_text(json_text(payload))
     return 0
 
 

@@ -109,7 +109,6 @@ def run_ort_vs_torch(
     out_frames = batch * window
     ort_t, torch_t = (_timing(n, times[n], cpu[n], out_frames) for n in ("onnxruntime", "torch"))
     return {
-        "command": "python -m vggx.benchmarks.ort_vs_torch " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0],
                     "python": platform.python_version()},
@@ -143,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # the arguments given (a caller's, not the process's: sys.argv is pytest's under a test)
+    report = {"command": "python -m vggx.benchmarks.ort_vs_torch " + " ".join(argv if argv is not None
+                                                                             else sys.argv[1:]), **report}
     for name in ("onnxruntime", "torch"):
         t = report[name]
         print(f"{name:12s} median {t['median_s']:.3f} s/window  p90 {t['p90_s']:.3f}  "
@@ -151,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
           f"CPU {report['cpu_ratio_torch_over_ort']:.2f}x   max |diff| {report['max_abs_diff_levels']} levels")
     print(json.dumps({k: report[k] for k in ("date", "machine", "versions", "input")}))
     if a.json:
-        a.json.write_text(json.dumps(report, indent=2))
+        from vggx.paths import json_text
+
+        a.json.write_text(json_text(report))
     return 0
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -77,13 +76,19 @@ def _pa_env() -> dict[str, str]:
     return env
 
 
-def run_perf_analyzer(pa: Path, url: str, shape: str, concurrency: int, interval_ms: int) -> dict[str, float]:
-    """One perf_analyzer measurement at ``concurrency``; returns throughput and latencies (ms)."""
+def run_perf_analyzer(pa: Path, url: str, shape: str, concurrency: int, interval_ms: int,
+                      output_bytes: int | None = None) -> dict[str, float]:
+    """One perf_analyzer measurement at ``concurrency``; returns throughput and latencies (ms).
+
+    ``output_bytes``: the tensors go through system shared memory (an output region of that size), as `vggx
+    bench`'s do with a server on this machine; None: in the gRPC messages."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "pa.csv"
         cmd = [str(pa), "-m", "vggx", "-u", url, "-i", "grpc", "--shape", f"lr:{shape}", "-b", "1",
                "--input-data", "random", "--concurrency-range", f"{concurrency}:{concurrency}",
                "-p", str(interval_ms), "-s", "10", "-r", "20", "-f", str(report)]
+        if output_bytes is not None:
+            cmd[-2:-2] = ["--shared-memory", "system", "--output-shared-memory-size", str(output_bytes)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_pa_env(), timeout=900)
         if proc.returncode != 0:
             raise VggxError(f"perf_analyzer failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout[-500:]}")
@@ -99,11 +104,22 @@ def run_perf_analyzer(pa: Path, url: str, shape: str, concurrency: int, interval
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vggx.benchmarks.bench import BenchConfig, run_bench
+    try:
+        return _main(argv)
+    except VggxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _main(argv: list[str] | None) -> int:
+    from vggx.benchmarks.bench import BenchConfig, run_bench, stamp
     from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+    from vggx.cli import _int_list
     from vggx.client import Backend, BackendConfig
+    from vggx.errors import ConfigError
     from vggx.export import ExportConfig, export_onnx
     from vggx.export.repository import ServingConfig, write_model_repository
+    from vggx.paths import json_text
     from vggx.server import ServerConfig, TritonServer
     from vggx.shapes import parse_size
 
@@ -117,8 +133,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
 
-    pa = find_perf_analyzer(args.perf_analyzer, args.fetch)
     h, w = parse_size(args.lr_size)
+    levels = _int_list(args.concurrency, "--concurrency")
+    if min(levels) < 1:
+        raise ConfigError(f"--concurrency values must be >= 1, got {args.concurrency}")
+    if not 0 < args.seconds < 1e6:
+        raise ConfigError(f"--seconds must be a number of seconds above 0, got {args.seconds}")
+    pa = find_perf_analyzer(args.perf_analyzer, args.fetch)
     ckpt = load_checkpoint(args.checkpoint)
     window = ckpt.config.window
     rows = []
@@ -134,13 +155,19 @@ def main(argv: list[str] | None = None) -> int:
                            log_file=Path(tmp) / "server.log", startup_timeout_s=300)
         with TritonServer(cfg) as server:
             url = server.endpoints.grpc
-            for conc in (int(c) for c in args.concurrency.split(",")):
-                pa_res = run_perf_analyzer(pa, url, f"{window},{h},{w},3", conc, int(args.seconds * 1000))
+            scale = ckpt.config.scale
+            output_bytes = window * h * scale * w * scale * 3  # uint8 [1, T, sH, sW, 3]
+            for conc in levels:
+                # a server on this machine: vggx bench sends the tensors through system shared memory, and so
+                # perf_analyzer must, or the two would time different transports
+                pa_res = run_perf_analyzer(pa, url, f"{window},{h},{w},3", conc, int(args.seconds * 1000),
+                                           output_bytes=output_bytes)
                 bench = run_bench(BenchConfig(
                     backends=(BackendConfig(backend=Backend.TRITON, url=url),), lr_size=(h, w),
                     concurrency=(conc,), warmup=2, windows=3, window_seconds=args.seconds)).points[0]
                 row = {
                     "concurrency": conc,
+                    "transport": {"perf_analyzer": "system shared memory", "vggx_bench": bench.description},
                     "perf_analyzer": pa_res,
                     "vggx_bench": {"throughput": bench.throughput.median, "p50_ms": bench.latency.p50_ms,
                                    "p90_ms": bench.latency.p90_ms, "p99_ms": bench.latency.p99_ms,
@@ -155,7 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                       f"{bench.latency.p50_ms:.1f} ms | ratios {row['throughput_ratio']:.3f} / "
                       f"{row['p50_ratio']:.3f} {'OK' if row['agree'] else 'DISAGREE'}", flush=True)
     if args.json:
-        args.json.write_text(json.dumps({"lr_size": [h, w], "window": window, "rows": rows}, indent=2))
+        from importlib.metadata import version
+
+        result = stamp({"lr_size": [h, w], "window": window, "rows": rows}, "perf_analyzer_check", argv)
+        result["machine"].update(perf_analyzer=PA_RELEASE, nvidia_pytriton=version("nvidia-pytriton"),
+                                 tritonclient=version("tritonclient"))
+        args.json.write_text(json_text(result))
     return 0 if all(r["agree"] for r in rows) else 1
 
 

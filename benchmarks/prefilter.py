@@ -16,7 +16,6 @@ gain over the unfiltered run; and what each chain costs a frame of 1080p (12 fra
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     for chain, ms in result["ms_per_1080p_frame"].items():
         print(f"{chain:<22} {ms:8.1f} ms a 1080p frame (on reading it)")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

@@ -12,7 +12,6 @@ The encoder itself then encodes ``outscale^2 / 16`` of the pixels, which this do
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 from vggx.shapes import parse_size
 from vggx.video import EncodeConfig, VideoWriter
 from vggx.video.color import rgb_to_yuv420p
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         size = f"{w}x{h}" if name == "rgb_plain" else f"{w}x{h} -> {ow}x{oh}"
         print(f"{name:<17}{size:<24}{ms:>9.2f} ms/frame  x{result['ratio_to_plain'][name]:.2f}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

@@ -15,7 +15,6 @@ the same pans without one), and its time per frame at two frame sizes.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 
 from .bench import add_runner_options, runner_config, stamp
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{g['max']:+.2f}); whole clip {s['psnr_gain_clip_db']['mean']:+.3f} dB")
     print("detector: " + ", ".join(f"{k} {v:.2f} ms/frame" for k, v in s["detector_ms_per_frame"].items()))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

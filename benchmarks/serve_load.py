@@ -16,7 +16,6 @@ by the client.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from vggx.errors import EXIT_TEMPORARY, ConfigError, VggxError
+from vggx.paths import json_text
+
+from .bench import stamp
 
 __all__ = ["InProcessResult", "LoadConfig", "LoadResult", "run_inprocess", "run_load", "served_model_info"]
 
@@ -231,6 +235,21 @@ def _versions(url: str, protocol: str) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One line and a non-zero exit for what goes wrong (a bad argument, a server that does not answer)."""
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return _main(argv)
+    except VggxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except InferenceServerException as exc:
+        print(f"error: Triton: {exc.message() or exc}", file=sys.stderr)
+        return EXIT_TEMPORARY if str(exc.status()) == "StatusCode.UNAVAILABLE" else 1
+
+
+def _main(argv: list[str] | None) -> int:
+    from vggx.cli import _int_list
     from vggx.shapes import parse_size
 
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.serve_load", description=__doc__,
@@ -248,7 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
     size = parse_size(args.lr_size)
-    levels = [int(c) for c in args.concurrency.split(",")]
+    levels = _int_list(args.concurrency, "--concurrency")
+    for flag, value in (("--batch", args.batch), ("--requests", args.requests),
+                        ("--inprocess-runs", args.inprocess_runs), ("--concurrency", min(levels))):
+        if value < 1:  # refused before any work (it was a ValueError after the levels before it had run)
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
 
     server = None
     url = args.url
@@ -305,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        args.json.write_text(json_text(stamp(report, "serve_load", argv)))
     return 1 if any(r["errors"] for r in report["load"]) else 0
 
 

@@ -16,7 +16,6 @@ The frames are a photograph panned across the window (scikit-image's "rocket", h
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from vggx.errors import VggxError
+from vggx.paths import json_text
 from vggx.shapes import parse_size
 
 from .bench import add_runner_options, runner_config, stamp
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
               f"x{row['time_ratio']:.2f}   PSNR vs untiled {row['psnr_vs_untiled_db']:>6.2f} dB, "
               f"max diff {row['max_diff']}, identical {100 * row['identical']:.1f}%")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

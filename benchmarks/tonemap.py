@@ -14,12 +14,13 @@ tone-mapped, with 1 and 2 threads converting frames ahead (on many-core machines
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from vggx.paths import json_text
 
 from .bench import stamp
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{r['threads']} thread{'s' if r['threads'] > 1 else ''} {r['fps']:.1f} fps ({r['fps'] / one:.2f}x)"
         for r in result["reader"]))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.write_text(json_text(result))
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import statistics
@@ -329,7 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio end-to-end / inference = {result.ratio:.3f} (goal <= 1.15); end-to-end / the slowest stage "
           f"alone ({result.slowest_stage[0]}) = {result.stage_ratio:.3f}")
     if args.json:
-        args.json.write_text(json.dumps({"environment": env, **result.as_dict()}, indent=2))
+        from vggx.paths import json_text
+
+        from .bench import stamp
+
+        args.json.write_text(json_text(stamp({"environment": env, **result.as_dict()}, "upscale_overlap", argv)))
     return 0 if result.ratio <= 1.15 else 1
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import math
 import os
@@ -118,12 +117,12 @@ def write_json(path: Path | None, data) -> None:
     """Write ``--json`` output through a temporary file (never half a file), with one clear error if the disk
     refuses it: the results are printed above anyway."""
     from vggx.errors import ConfigError
-    from vggx.paths import write_atomic
+    from vggx.paths import json_text, write_atomic
 
     if path is None:
         return
     try:
-        write_atomic(path, (json.dumps(_finite(data), indent=2, allow_nan=False) + "\n").encode())
+        write_atomic(path, json_text(data).encode())
     except OSError as exc:
         raise ConfigError(f"cannot write --json {path} ({exc.strerror or exc})") from None
 
@@ -153,18 +152,6 @@ def _command_line(ctx: typer.Context) -> str:
                 text = f"{name}: ***" if colon else "***"
             parts += [param.opts[0], text]
     return shlex.join(parts)
-
-
-def _finite(data):
-    """``data`` with NaN and infinities as null: JSON has no such numbers (``JSON.parse``, Go and serde refuse
-    Python's ``NaN``), and where vggx has one (a peak it does not know) it means "no value"."""
-    if isinstance(data, float):
-        return data if math.isfinite(data) else None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
-        return [_finite(v) for v in data]
-    return data
 
 
 @app.callback()
@@ -552,7 +539,6 @@ def _exposure_warning(host: str, api_key: str | None) -> str | None:
 
 def _parse_time(text: str) -> float:
     """``--start``: seconds (``90.5``) or ``[[HH:]MM:]SS[.fff]`` as FFmpeg's ``-ss`` takes it -> seconds."""
-    import math
 
     from vggx.errors import ConfigError
 

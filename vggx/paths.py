@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "unwritable_folder", "write_atomic"]
+__all__ = ["cache_dir", "json_text", "unwritable_folder", "write_atomic"]
 
 
 def cache_dir() -> Path:
@@ -17,6 +17,25 @@ def cache_dir() -> Path:
     if os.environ.get("VGGX_CACHE_DIR"):
         return Path(os.environ["VGGX_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggx"
+
+
+def json_text(data) -> str:
+    """``data`` as standard JSON text, indented: NaN and infinities become null (``JSON.parse``, Go, serde and jq
+    refuse Python's ``NaN`` and ``Infinity``; where vggx has one, e.g. a peak it does not know, it means "no
+    value")."""
+    import json
+    import math
+
+    def finite(x):
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [finite(v) for v in x]
+        return x
+
+    return json.dumps(finite(data), indent=2, allow_nan=False) + "\n"
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -204,10 +204,10 @@ def test_options_no_backend_takes_are_refused(args, message):
 
 
 def test_json_has_no_nan():
-    from vggx.cli import _finite
+    from vggx.paths import json_text
 
-    assert _finite({"a": float("nan"), "b": [1.5, float("inf")], "c": (2, "x")}) == {"a": None, "b": [1.5, None],
-                                                                                      "c": [2, "x"]}
+    text = json_text({"a": float("nan"), "b": [1.5, float("inf")], "c": (2, "x")})
+    assert json.loads(text, parse_constant=_no_constant) == {"a": None, "b": [1.5, None], "c": [2, "x"]}
 
 
 class TestMeasureWindow:

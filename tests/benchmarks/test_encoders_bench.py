@@ -17,6 +17,9 @@ def test_rows_for_each_encoder_count(tmp_path, capsys, codec):
                  "--repeats", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["codec"] == codec and [r["encoders"] for r in data["results"]] == [1, 2]
+    assert data["command"].startswith(f"python -m vggx.benchmarks.encoders --codec {codec} --size 48x64")
+    assert {"date", "host_cpu", "pyav", "libavcodec"} <= set(data["machine"])
+    assert data["preset"] is None  # the encoder's own default; "medium" was written for encoders without presets
     assert all(r["bytes"] > 0 and r["fps"] > 0 for r in data["results"])
     if codec == "ffv1":  # lossless: the same frames back whichever way they were encoded (RGB: the yuv420p planes
         one, two = (r["psnr_y"] for r in data["results"])  # converted there and back cost the same either way)
