@@ -424,7 +424,7 @@ def evaluate(
     if held_out:
         clips = [EvalClip(f"held-out-{i}", c.hr, c.lr)
                  for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window, scale=ckpt.config.scale))]
-        rows += run_eval(methods, clips, "held-out (BI)")
+        rows += run_eval(methods, clips, "held-out (BI)", part=ckpt.config.window)
     for video, name in zip(videos or [], _labels([display_source(v) for v in videos or []]), strict=True):
         clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple, max_hr)
         if clip.hr.shape[0] < frames:  # scored on what there is, and said so
@@ -436,7 +436,7 @@ def evaluate(
             more = " (--region full: whole frames)" if max_hr is not None else ""
             console.print(f"{name}: scored {how} {h}x{w} of {format_size(clip.source_size)}{more}",
                           highlight=False, markup=False, soft_wrap=True)
-        rows += run_eval(methods, [clip], name)
+        rows += run_eval(methods, [clip], name, part=ckpt.config.window)  # a window's outputs in memory at a time
     table = Table(title=escape(f"vggx evaluate — {checkpoint or 'shipped checkpoint'}"))
     for col in ("data", "method", "PSNR\ndB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
         if col == "data":  # a file's name: the column that folds where the console is narrow

@@ -102,6 +102,34 @@ def test_identity_upscaler_scores_capped_psnr():
     assert 35 < rows[1].psnr < 45
 
 
+def test_a_clip_scored_a_window_at_a_time_scores_as_the_whole(tiny_checkpoint):
+    """`vggx evaluate` held every method's output of a whole clip, and the metrics' float64 copies of it (about 29 MB
+    a frame of a 480x640 region): now each method gets a window's frames at a time, and the scores are the metrics'
+    over the whole clip (a clip of 11 frames: windows of 8 and 3, the temporal error across their seam)."""
+    from vggx.training.evaluate import standard_methods
+
+    torch.manual_seed(0)
+    hr = (torch.rand(11, 3, 64, 96) * 255).round().to(torch.uint8)
+    lr = hr[..., ::4, ::4].contiguous()
+    methods = standard_methods(tiny_checkpoint.generator)
+    seen: list[int] = []
+
+    def counted(fn):
+        def run(x):
+            seen.append(x.shape[0])
+            return fn(x)
+        return run
+
+    parts = evaluate({k: counted(f) for k, f in methods.items()}, [EvalClip("c", hr, lr)], "t", part=8)
+    assert max(seen) == 8 and sum(seen) == 3 * 11  # never more than a window's frames at once
+    hr_f, lr_f = hr.float() / 255, lr.float() / 255
+    for row, fn in zip(parts, methods.values(), strict=True):
+        sr = fn(lr_f)  # the whole clip at once: what was scored before
+        assert row.psnr == pytest.approx(psnr(sr, hr_f), rel=1e-12)
+        assert row.ssim == pytest.approx(ssim(sr, hr_f), rel=1e-12)
+        assert row.temporal_error == pytest.approx(temporal_error(sr, hr_f), rel=1e-12)
+
+
 def test_metrics_known_values():
     a = torch.zeros(2, 3, 16, 16)
     assert psnr(a + 0.1, a) == pytest.approx(20.0)
@@ -175,8 +203,13 @@ def test_video_clip_reads_what_upscale_reads(tmp_path):
     a, b = video_clip(video, 4, 4, 8, start=1), video_clip(pattern, 4, 4, 8, start=1)
     assert a.name == "clip.mkv" and b.name == "%04d.png" and a.hr.shape == (4, 3, 64, 96) == b.hr.shape
     assert torch.equal(a.hr, b.hr) and torch.equal(a.lr, b.lr)
-    want = frames[1:5, 4:68, 4:100].permute(0, 3, 1, 2).float() / 255  # centre crop of 72x104 to 64x96
-    assert torch.equal(a.hr, want)
+    want = frames[1:5, 4:68, 4:100].permute(0, 3, 1, 2)  # centre crop of 72x104 to 64x96, kept as uint8
+    assert a.hr.dtype == a.lr.dtype == torch.uint8 and torch.equal(a.hr, want)
+    # the LR is the BI degradation of the float frames, quantised: as computed on the whole clip at once
+    from vggx.training.data import bicubic_downscale
+
+    whole = (bicubic_downscale(want.float() / 255, 4).clamp(0, 1) * 255).round() / 255
+    assert torch.equal(a.lr.float() / 255, whole)
 
 
 def test_evaluate_cli_held_out_reads_at_80_columns(tmp_path, tiny_checkpoint_path, monkeypatch):
@@ -234,7 +267,7 @@ def test_video_clip_region(tmp_path):
     video = _write(tmp_path / "wide.mkv", frames.numpy())
     small = video_clip(video, 3, 4, 8, (40, 64))
     assert small.hr.shape == (3, 3, 32, 64) and small.source_size == (72, 136)
-    assert torch.equal(small.hr, frames[:, 20:52, 36:100].permute(0, 3, 1, 2).float() / 255)
+    assert torch.equal(small.hr, frames[:, 20:52, 36:100].permute(0, 3, 1, 2))
     whole = video_clip(video, 3, 4, 8, None)
     assert whole.hr.shape == (3, 3, 64, 128) and whole.source_size == (72, 136)
     tiny = _write(tmp_path / "tiny.mkv", frames[:, :24, :24].contiguous().numpy())

@@ -22,7 +22,7 @@ from vggx.generator import Generator, bicubic_upscale
 from vggx.plugins import reference_ops
 
 from .data import bicubic_downscale
-from .metrics import psnr, ssim, temporal_error
+from .metrics import psnr_from_mse, ssim_sums
 
 __all__ = ["DEFAULT_REGION", "EvalClip", "EvalRow", "evaluate", "standard_methods", "video_clip"]
 
@@ -35,6 +35,9 @@ Method = Callable[[torch.Tensor], torch.Tensor]  # (t, 3, h, w) LR -> (t, 3, s*h
 
 @dataclass
 class EvalClip:
+    """A clip to score: float frames in [0, 1], or uint8 ones (what a decoded video holds: a quarter of the
+    memory, turned into floats a part at a time as they are scored)."""
+
     name: str
     hr: torch.Tensor  # (t, 3, H, W)
     lr: torch.Tensor  # (t, 3, H/s, W/s)
@@ -79,16 +82,58 @@ def standard_methods(generator: Generator) -> dict[str, Method]:
     }
 
 
-def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str) -> list[EvalRow]:
-    """Average each metric over ``clips`` for every method."""
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x.float() / 255.0 if x.dtype == torch.uint8 else x
+
+
+class _ClipScore:
+    """A clip's PSNR, SSIM and temporal error, added up a part of the clip at a time: the same figures as the
+    metrics over the whole clip at once (sums in float64), with only a part's frames in memory."""
+
+    def __init__(self) -> None:
+        self.squared, self.values = 0.0, 0
+        self.ssim, self.ssim_count = 0.0, 0
+        self.temporal, self.temporal_count = 0.0, 0
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None  # the previous part's last frames
+
+    def add(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        sr, hr = sr.double().clamp(0, 1), hr.double()
+        self.squared += (sr - hr).square().sum().item()
+        self.values += sr.numel()
+        total, count = ssim_sums(sr, hr)
+        self.ssim, self.ssim_count = self.ssim + total, self.ssim_count + count
+        pairs_sr, pairs_hr = (sr, hr) if self._last is None else (torch.cat([self._last[0], sr]),
+                                                                   torch.cat([self._last[1], hr]))
+        if pairs_sr.shape[0] >= 2:  # frame-to-frame differences, across the parts' seams too
+            diff = (pairs_sr.diff(dim=0) - pairs_hr.diff(dim=0)).abs()
+            self.temporal += diff.sum().item()
+            self.temporal_count += diff.numel()
+        self._last = (sr[-1:], hr[-1:])
+
+    def scores(self) -> tuple[float, float, float]:
+        """PSNR (dB), SSIM and temporal error."""
+        temporal = self.temporal / self.temporal_count if self.temporal_count else 0.0
+        return psnr_from_mse(self.squared / self.values), self.ssim / self.ssim_count, temporal
+
+
+def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str,
+             part: int | None = None) -> list[EvalRow]:
+    """Average each metric over ``clips`` for every method.
+
+    ``part``: score each clip ``part`` frames at a time (a multiple of every method's window, so that each runs
+    the windows it would on the whole clip), holding only that many frames' outputs and metrics in memory;
+    None: the whole clip at once. The scores are the same either way."""
     rows = []
     for name, fn in methods.items():
         p, s, te = [], [], []
         for clip in clips:
-            sr = fn(clip.lr)
-            p.append(psnr(sr, clip.hr))
-            s.append(ssim(sr, clip.hr))
-            te.append(temporal_error(sr, clip.hr))
+            score = _ClipScore()
+            t = clip.hr.shape[0]
+            step = part or t
+            for i in range(0, t, step):
+                score.add(fn(_unit(clip.lr[i:i + step])), _unit(clip.hr[i:i + step]))
+            for acc, value in zip((p, s, te), score.scores(), strict=True):
+                acc.append(value)
         rows.append(EvalRow(dataset, name, float(np.mean(p)), float(np.mean(s)), float(np.mean(te)), len(clips),
                             sum(int(c.hr.shape[0]) for c in clips),
                             _same({tuple(c.hr.shape[-2:]) for c in clips}),
@@ -110,7 +155,8 @@ def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
     so memory follows the scored region, not the source's size."""
     from vggx.video import open_video
 
-    hr_frames: list[np.ndarray] = []
+    hr_frames: list[torch.Tensor] = []
+    lr_frames: list[torch.Tensor] = []
     crop, source_size = None, (0, 0)
     with open_video(path, max_frames=start + frames) as reader:
         for frame in reader:
@@ -119,14 +165,16 @@ def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
             if crop is None:
                 source_size = frame.image.shape[:2]
                 crop = _centre_crop(reader.path, source_size, scale * multiple, max_hr)
-            hr_frames.append(frame.image[crop])
+            hr = torch.from_numpy(np.ascontiguousarray(frame.image[crop])).permute(2, 0, 1)
+            # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised (a frame at a
+            # time: the antialiased resize weighs each frame's own pixels alone). Both kept as uint8.
+            lr = (bicubic_downscale(hr[None].float() / 255.0, scale).clamp(0, 1) * 255).round()[0]
+            hr_frames.append(hr.contiguous())
+            lr_frames.append(lr.to(torch.uint8))
     path = reader.path
     if len(hr_frames) < 2:
         raise VideoError(f"{path}: need at least 2 frames, got {len(hr_frames)}")
-    hr = torch.from_numpy(np.stack(hr_frames)).permute(0, 3, 1, 2).float() / 255.0
-    # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised.
-    lr = (bicubic_downscale(hr, scale).clamp(0, 1) * 255).round() / 255
-    return EvalClip(Path(str(path)).name, hr, lr, tuple(source_size))
+    return EvalClip(Path(str(path)).name, torch.stack(hr_frames), torch.stack(lr_frames), tuple(source_size))
 
 
 def _centre_crop(path, size: tuple[int, int], unit: int, max_hr: tuple[int, int] | None) -> tuple[slice, slice]:

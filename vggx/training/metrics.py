@@ -7,14 +7,18 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PSNR_CAP", "psnr", "ssim", "temporal_error"]
+__all__ = ["PSNR_CAP", "psnr", "psnr_from_mse", "ssim", "ssim_sums", "temporal_error"]
 
 PSNR_CAP = 100.0  # dB reported for identical images (instead of infinity)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PSNR in dB of images in [0, 1] over all elements; capped at ``PSNR_CAP``."""
-    mse = F.mse_loss(pred.double().clamp(0, 1), target.double()).item()
+    return psnr_from_mse(F.mse_loss(pred.double().clamp(0, 1), target.double()).item())
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error of values in [0, 1]; capped at ``PSNR_CAP``."""
     if mse <= 10 ** (-PSNR_CAP / 10):
         return PSNR_CAP
     return 10 * math.log10(1.0 / mse)
@@ -36,6 +40,12 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> float:
 
     Computed per channel image, ``chunk`` images at a time, so memory stays small for long HD clips.
     """
+    total, count = ssim_sums(pred, target, chunk)
+    return total / count
+
+
+def ssim_sums(pred: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> tuple[float, int]:
+    """The sum of the SSIM map of :func:`ssim` and its size: what averages over clips taken a part at a time."""
     x_all = pred.double().clamp(0, 1).reshape(-1, 1, *pred.shape[-2:])
     y_all = target.double().reshape(-1, 1, *target.shape[-2:])
     g = _gauss().to(x_all)
@@ -50,7 +60,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, chunk: int = 8) -> float:
         s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
         total += s.sum().item()
         count += s.numel()
-    return total / count
+    return total, count
 
 
 def temporal_error(pred: torch.Tensor, target: torch.Tensor) -> float:
