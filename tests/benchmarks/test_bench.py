@@ -376,12 +376,17 @@ class TestSteadyState:
         the largest before it (here 600 MB held and let go before the run)."""
         import numpy as np
 
+        def resident_mb() -> float:
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
         held = np.ones(600 * 2**20, np.uint8)  # touched: resident
-        del held
+        del held  # and given back: the process holds what it held before (a whole test run's worth)
+        now = resident_mb()
         cfg = BenchConfig(backends=(BackendConfig(Backend.TORCH, checkpoint=tiny_checkpoint_path),),
                           lr_size=(16, 16), warmup=0, windows=1, window_requests=2)
         (point,) = run_bench(cfg).points
-        assert 0 < point.peak_memory_mb < 550
+        assert now * 0.9 < point.peak_memory_mb < now + 300  # the tiny model at 16x16 adds far less than 600 MB
 
 
 @pytest.mark.parametrize("seconds", ["nan", "inf", "0", "-1"])

@@ -436,7 +436,8 @@ def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metada
                           window_requests=3, windows=1, warmup=0)
         (point,) = run_bench(cfg).points
         after = {s["version"]: s["requests"] for s in describe_server(url).stats}
-        assert (after["1"] - before["1"], after["2"] - before["2"]) == (0, 3)
+        # the 3 measured, each window's first (before it starts) and one that may be in flight as it ends
+        assert after["1"] - before["1"] == 0 and 3 + 1 <= after["2"] - before["2"] <= 3 + 2, (before, after)
         assert point.server is not None and point.server["compute_infer_us"] > 0, point.server
         # a batch above the model's max_batch_size: refused before any request (it failed at the first one)
         from vggx.errors import ConfigError
