@@ -22,7 +22,7 @@ from vggx.generator import Generator, bicubic_upscale
 from vggx.plugins import reference_ops
 
 from .data import bicubic_downscale
-from .metrics import psnr_from_mse, ssim_sums
+from .metrics import psnr_from_mse, ssim_sums, temporal_error_sums
 
 __all__ = ["DEFAULT_REGION", "EvalClip", "EvalRow", "evaluate", "standard_methods", "video_clip"]
 
@@ -104,11 +104,9 @@ class _ClipScore:
         self.ssim, self.ssim_count = self.ssim + total, self.ssim_count + count
         pairs_sr, pairs_hr = (sr, hr) if self._last is None else (torch.cat([self._last[0], sr]),
                                                                    torch.cat([self._last[1], hr]))
-        if pairs_sr.shape[0] >= 2:  # frame-to-frame differences, across the parts' seams too
-            diff = (pairs_sr.diff(dim=0) - pairs_hr.diff(dim=0)).abs()
-            self.temporal += diff.sum().item()
-            self.temporal_count += diff.numel()
-        self._last = (sr[-1:], hr[-1:])
+        total, count = temporal_error_sums(pairs_sr, pairs_hr)  # across the parts' seams too
+        self.temporal, self.temporal_count = self.temporal + total, self.temporal_count + count
+        self._last = (sr[-1:].clone(), hr[-1:].clone())  # copies: views would keep the whole part alive
 
     def scores(self) -> tuple[float, float, float]:
         """PSNR (dB), SSIM and temporal error."""

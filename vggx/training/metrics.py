@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["PSNR_CAP", "psnr", "psnr_from_mse", "ssim", "ssim_sums", "temporal_error"]
+__all__ = ["PSNR_CAP", "psnr", "psnr_from_mse", "ssim", "ssim_sums", "temporal_error", "temporal_error_sums"]
 
 PSNR_CAP = 100.0  # dB reported for identical images (instead of infinity)
 
@@ -68,8 +68,16 @@ def temporal_error(pred: torch.Tensor, target: torch.Tensor) -> float:
 
     0 for a result that changes over time exactly as the ground truth does; flicker raises it.
     """
+    total, count = temporal_error_sums(pred, target)
+    return total / count if count else 0.0
+
+
+def temporal_error_sums(pred: torch.Tensor, target: torch.Tensor) -> tuple[float, int]:
+    """The sum of :func:`temporal_error`'s absolute differences and their number (0, 0 for fewer than 2 frames):
+    what averages over a clip taken a part at a time."""
     if pred.shape[-4] < 2:
-        return 0.0
+        return 0.0, 0
     dp = pred.double().clamp(0, 1).diff(dim=-4)
     dt = target.double().diff(dim=-4)
-    return (dp - dt).abs().mean().item()
+    diff = (dp - dt).abs()
+    return diff.sum().item(), diff.numel()
