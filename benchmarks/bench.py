@@ -339,16 +339,6 @@ class _Load:
             self._cond.wait_for(lambda: self._busy == 0)
 
 
-def _measure_window(infer: Callable[[], None], concurrency: int, seconds: float | None,
-                    requests: int | None, cancel: Callable[[], None] | None = None) -> _Window:
-    """One window on workers of its own (see :class:`_Load`)."""
-    load = _Load(infer, concurrency, cancel)
-    try:
-        return load.window(concurrency, seconds, requests)
-    finally:
-        load.close()
-
-
 class _TritonStats:
     """Deltas of Triton's cumulative per-model statistics around a measurement, through the runner's own TLS
     settings and headers (summed over the servers when ``--url`` names several replicas, and over the versions the

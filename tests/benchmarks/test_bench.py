@@ -210,11 +210,21 @@ def test_json_has_no_nan():
     assert json.loads(text, parse_constant=_no_constant) == {"a": None, "b": [1.5, None], "c": [2, "x"]}
 
 
+def _measure_window(infer, concurrency: int, seconds: float | None, requests: int | None):
+    """One window on workers of its own."""
+    from vggx.benchmarks.bench import _Load
+
+    load = _Load(infer, concurrency)
+    try:
+        return load.window(concurrency, seconds, requests)
+    finally:
+        load.close()
+
+
 class TestMeasureWindow:
     def test_a_failed_request_is_counted_and_the_window_goes_on(self):
         import threading
 
-        from vggx.benchmarks.bench import _measure_window
         from vggx.errors import InferenceError
 
         lock, answered_by, failed = threading.Lock(), set(), []
@@ -237,7 +247,6 @@ class TestMeasureWindow:
         """A server gone (its retries spent): raised as it is, not measured on with fewer requests in flight."""
         import threading
 
-        from vggx.benchmarks.bench import _measure_window
         from vggx.client.triton import ServerUnavailable
 
         lock, calls = threading.Lock(), [0]
@@ -320,7 +329,6 @@ class TestSteadyState:
         import threading
         import time
 
-        from vggx.benchmarks.bench import _measure_window
 
         requests: queue.Queue = queue.Queue()  # first come, first served, as a server's queue
 
