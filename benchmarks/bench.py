@@ -24,12 +24,14 @@ import numpy as np
 
 from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
 from vggx.client.triton import STATS_FIELDS
-from vggx.errors import ConfigError, InferenceError, VggxError
+from vggx.errors import ConfigError, InferenceError, VggxError, deferred_signals
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats
 
 __all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "machine_description",
            "run_bench", "stamp"]
+
+_POLL_S = 0.1  # how often the waiting main thread looks for Ctrl-C or SIGTERM
 
 log = logging.getLogger(__name__)
 
@@ -275,9 +277,18 @@ class _Load:
         ends the runs in flight where the backend can (ONNX Runtime), and they are waited for before the
         interruption goes on, so that no inference is left going inside a library as the process exits (which
         aborted it: exit 134, not 130/143). Waiting on counts, not Thread.join(): a join interrupted by a signal
-        can leave a running thread marked stopped (CPython 3.11), so that a second join returns at once."""
+        can leave a running thread marked stopped (CPython 3.11), so that a second join returns at once. The signal
+        is raised between waits, not inside ``Condition.wait`` (where it can land with the lock let go and not taken
+        back)."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
         try:
-            self._cond.wait_for(predicate, timeout)
+            with deferred_signals() as received:
+                while not predicate():
+                    left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.perf_counter())
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                    received.raise_if_any()
         except BaseException:
             self._stop = True
             if self._cancel is not None:

@@ -29,7 +29,14 @@ from typing import Protocol
 
 import numpy as np
 
-from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, VideoError, raise_if_terminating
+from vggx.errors import (
+    ConfigError,
+    DeviceOutOfMemoryError,
+    InferenceError,
+    VideoError,
+    deferred_signals,
+    raise_if_terminating,
+)
 from vggx.video import (
     EncodeConfig,
     VideoInfo,
@@ -388,10 +395,14 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
 
     pool = ThreadPoolExecutor(jobs, thread_name_prefix="vggx-job")
     try:
-        futures = [pool.submit(one, i) for i in range(len(configs))]
-        while not all(f.done() for f in futures):
-            wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
-            raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
+        # Ctrl-C and SIGTERM are raised here, between waits, not inside one (where they can leave a future's lock
+        # held, and the pool's shutdown waiting for it forever)
+        with deferred_signals() as received:
+            futures = [pool.submit(one, i) for i in range(len(configs))]
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+                received.raise_if_any()
+                raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
     except BaseException:  # Ctrl-C, SIGTERM (raised here, in the main thread): the files in flight stop too
         cancel.set()
         _cancel_runs(runner)

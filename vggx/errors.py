@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+
 __all__ = [
     "EXIT_ERROR",
     "EXIT_TEMPORARY",
@@ -21,6 +26,7 @@ __all__ = [
     "VerificationError",
     "VggxError",
     "VideoError",
+    "deferred_signals",
     "raise_if_terminating",
 ]
 
@@ -135,3 +141,44 @@ def raise_if_terminating() -> None:
     """Raise :class:`Terminated` if SIGTERM arrived (and its exception was swallowed on the way)."""
     if TERMINATING.is_set():
         raise Terminated
+
+
+class _Received:
+    """What :func:`deferred_signals` holds back: the first SIGINT or SIGTERM (a plain attribute, as in ``_Flag``)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def raise_if_any(self) -> None:
+        """Raise ``KeyboardInterrupt`` (SIGINT) or :class:`Terminated` (SIGTERM) if one arrived."""
+        if self.signum == signal.SIGTERM:
+            raise Terminated
+        if self.signum is not None:
+            raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def deferred_signals() -> Iterator[_Received]:
+    """Inside the block, Ctrl-C and SIGTERM raise nothing where they land: they are noted, and the block raises them
+    with ``received.raise_if_any()`` at a point of its choosing.
+
+    For a main thread that only waits on worker threads (a folder run's ``--jobs``). An exception raised in the middle
+    of ``concurrent.futures.wait`` can leave a future's lock held (it takes them one by one); the worker finishing that
+    future then waits for it forever, and so does the pool's shutdown. Outside the main thread (where handlers cannot
+    be set) the block runs with the signals as they are.
+    """
+    received = _Received()
+
+    def note(signum, frame):
+        if received.signum is None:
+            received.signum = signum
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
