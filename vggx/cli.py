@@ -413,7 +413,7 @@ def evaluate(
     if not held_out and not videos:
         raise ConfigError("nothing to evaluate: name videos, or keep the held-out clips (drop --no-held-out)")
     from vggx.checkpoint import load_checkpoint
-    from vggx.training.evaluate import EvalClip, standard_methods, video_clip
+    from vggx.training.evaluate import EvalClip, VideoClip, standard_methods
     from vggx.training.evaluate import evaluate as run_eval
     from vggx.training.train import validation_clips
     from vggx.video import display_source
@@ -426,17 +426,18 @@ def evaluate(
                  for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window, scale=ckpt.config.scale))]
         rows += run_eval(methods, clips, "held-out (BI)", part=ckpt.config.window)
     for video, name in zip(videos or [], _labels([display_source(v) for v in videos or []]), strict=True):
-        clip = video_clip(video, frames, ckpt.config.scale, ckpt.config.size_multiple, max_hr)
-        if clip.hr.shape[0] < frames:  # scored on what there is, and said so
-            console.print(f"{name}: {clip.hr.shape[0]} frames scored (it has no more; --frames {frames} asked)",
+        # decoded a window at a time as it is scored: a window's frames and outputs in memory, not the clip's
+        clip = VideoClip(video, frames, ckpt.config.scale, ckpt.config.size_multiple, max_hr)
+        rows += run_eval(methods, [clip], name, part=ckpt.config.window)
+        if clip.frames < frames:  # scored on what there is, and said so
+            console.print(f"{name}: {clip.frames} frames scored (it has no more; --frames {frames} asked)",
                           highlight=False, markup=False, soft_wrap=True)
-        if clip.source_size != tuple(clip.hr.shape[-2:]):  # a part of each frame scored: which
-            h, w = clip.hr.shape[-2:]
+        if clip.source_size != clip.size:  # a part of each frame scored: which
+            h, w = clip.size
             how = "the centre" if max_hr is not None else "whole frames cut to a multiple of the model's unit:"
             more = " (--region full: whole frames)" if max_hr is not None else ""
             console.print(f"{name}: scored {how} {h}x{w} of {format_size(clip.source_size)}{more}",
                           highlight=False, markup=False, soft_wrap=True)
-        rows += run_eval(methods, [clip], name, part=ckpt.config.window)  # a window's outputs in memory at a time
     table = Table(title=escape(f"vggx evaluate — {checkpoint or 'shipped checkpoint'}"))
     for col in ("data", "method", "PSNR\ndB", "SSIM", "temporal\nerr ×1e3", "vs bicubic\ndB"):
         if col == "data":  # a file's name: the column that folds where the console is narrow

@@ -3,14 +3,16 @@ and the model run frame by frame (T = 1: propagation and temporal attention iner
 
 Protocol: the standard BI degradation (×4 bicubic downscale with anti-aliasing, no noise), as for
 Vid4/REDS4. Clips are evaluated in consecutive windows of the model's T frames (a shorter last
-window when the clip is not a multiple of T). Metrics are on RGB in [0, 1], over whole frames of the held-out
-clips and over a centre region of a video's (at most :data:`DEFAULT_REGION` unless asked otherwise), cut to a
-multiple of the model's size unit so that the LR frames are whole pixels.
+window when the clip is not a multiple of T). A video is decoded a window at a time as it is scored, every method
+scoring that window before the next is decoded, so that memory follows a window's frames, not the clip's length.
+Metrics are on RGB in [0, 1], over whole frames of the held-out clips and over a centre region of a video's (at most
+:data:`DEFAULT_REGION` unless asked otherwise), cut to a multiple of the model's size unit so that the LR frames are
+whole pixels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from vggx.plugins import reference_ops
 from .data import bicubic_downscale
 from .metrics import psnr_from_mse, ssim_sums, temporal_error_sums
 
-__all__ = ["DEFAULT_REGION", "EvalClip", "EvalRow", "evaluate", "standard_methods", "video_clip"]
+__all__ = ["DEFAULT_REGION", "EvalClip", "EvalRow", "VideoClip", "evaluate", "standard_methods", "video_clip"]
 
 # The largest centre region of a video's frames scored by default (HxW, ground-truth pixels): keeps a CPU run of a
 # 1080p clip to minutes; ``vggx evaluate --region full`` scores whole frames.
@@ -42,6 +44,21 @@ class EvalClip:
     hr: torch.Tensor  # (t, 3, H, W)
     lr: torch.Tensor  # (t, 3, H/s, W/s)
     source_size: tuple[int, int] | None = None  # the frames' size before the centre crop to ``hr``
+
+    @property
+    def frames(self) -> int:
+        return int(self.hr.shape[0])
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """HxW of the ground truth."""
+        return tuple(self.hr.shape[-2:])
+
+    def parts(self, step: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(hr, lr) ``step`` frames at a time (None: the whole clip)."""
+        step = step or self.frames
+        for i in range(0, self.frames, step):
+            yield self.hr[i:i + step], self.lr[i:i + step]
 
 
 @dataclass
@@ -114,28 +131,29 @@ class _ClipScore:
         return psnr_from_mse(self.squared / self.values), self.ssim / self.ssim_count, temporal
 
 
-def evaluate(methods: dict[str, Method], clips: list[EvalClip], dataset: str,
+def evaluate(methods: dict[str, Method], clips: Sequence[EvalClip | VideoClip], dataset: str,
              part: int | None = None) -> list[EvalRow]:
     """Average each metric over ``clips`` for every method.
 
     ``part``: score each clip ``part`` frames at a time (a multiple of every method's window, so that each runs
-    the windows it would on the whole clip), holding only that many frames' outputs and metrics in memory;
-    None: the whole clip at once. The scores are the same either way."""
+    the windows it would on the whole clip), every method scoring a part before the next one is taken (a
+    :class:`VideoClip` decodes it then), holding only that many frames, their outputs and metrics in memory; None:
+    the whole clip at once. The scores are the same either way."""
+    per_clip: dict[str, list[tuple[float, float, float]]] = {name: [] for name in methods}
+    for clip in clips:
+        scores = {name: _ClipScore() for name in methods}
+        for hr, lr in clip.parts(part):
+            for name, fn in methods.items():
+                scores[name].add(fn(_unit(lr)), _unit(hr))
+            del hr, lr  # this part's frames go before the next part is decoded
+        for name, score in scores.items():
+            per_clip[name].append(score.scores())
     rows = []
-    for name, fn in methods.items():
-        p, s, te = [], [], []
-        for clip in clips:
-            score = _ClipScore()
-            t = clip.hr.shape[0]
-            step = part or t
-            for i in range(0, t, step):
-                score.add(fn(_unit(clip.lr[i:i + step])), _unit(clip.hr[i:i + step]))
-            for acc, value in zip((p, s, te), score.scores(), strict=True):
-                acc.append(value)
+    for name, values in per_clip.items():
+        p, s, te = zip(*values, strict=True)
         rows.append(EvalRow(dataset, name, float(np.mean(p)), float(np.mean(s)), float(np.mean(te)), len(clips),
-                            sum(int(c.hr.shape[0]) for c in clips),
-                            _same({tuple(c.hr.shape[-2:]) for c in clips}),
-                            _same({c.source_size or tuple(c.hr.shape[-2:]) for c in clips})))
+                            sum(c.frames for c in clips), _same({c.size for c in clips}),
+                            _same({c.source_size or c.size for c in clips})))
     return rows
 
 
@@ -143,36 +161,76 @@ def _same(sizes: set[tuple[int, int]]) -> tuple[int, int] | None:
     return next(iter(sizes)) if len(sizes) == 1 else None
 
 
-def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
-               max_hr: tuple[int, int] | None = DEFAULT_REGION, start: int = 0) -> EvalClip:
-    """Decode ``frames`` frames of a video as ground truth (centre-cropped to at most ``max_hr``, None: the whole
-    frame, and to a multiple of ``scale * multiple``) and its BI-downscaled LR version.
+class VideoClip:
+    """A video to score, decoded a part at a time as :func:`evaluate` scores it (memory follows a part's frames, not
+    the clip's length): ``frames`` frames from ``start`` as ground truth (centre-cropped to at most ``max_hr``,
+    None: the whole frame, and to a multiple of ``scale * multiple``) and their BI-downscaled LR version, uint8.
 
     ``path``: anything ``vggx upscale`` reads (a file, a URL, an image-sequence pattern), decoded the same way
     (colour matrix by the file's tags, as players show untagged video). Each frame is cropped as it is decoded,
-    so memory follows the scored region, not the source's size."""
-    from vggx.video import open_video
+    so memory follows the scored region, not the source's size. ``frames``, ``size`` and ``source_size`` say
+    what was scored once :meth:`parts` has gone through the clip (``frames``: fewer than asked where the video has
+    no more)."""
 
-    hr_frames: list[torch.Tensor] = []
-    lr_frames: list[torch.Tensor] = []
-    crop, source_size = None, (0, 0)
-    with open_video(path, max_frames=start + frames) as reader:
-        for frame in reader:
-            if frame.index < start:
-                continue
-            if crop is None:
-                source_size = frame.image.shape[:2]
-                crop = _centre_crop(reader.path, source_size, scale * multiple, max_hr)
-            hr = torch.from_numpy(np.ascontiguousarray(frame.image[crop])).permute(2, 0, 1)
-            # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised (a frame at a
-            # time: the antialiased resize weighs each frame's own pixels alone). Both kept as uint8.
-            lr = (bicubic_downscale(hr[None].float() / 255.0, scale).clamp(0, 1) * 255).round()[0]
-            hr_frames.append(hr.contiguous())
-            lr_frames.append(lr.to(torch.uint8))
-    path = reader.path
-    if len(hr_frames) < 2:
-        raise VideoError(f"{path}: need at least 2 frames, got {len(hr_frames)}")
-    return EvalClip(Path(str(path)).name, torch.stack(hr_frames), torch.stack(lr_frames), tuple(source_size))
+    def __init__(self, path: str | Path, frames: int, scale: int, multiple: int,
+                 max_hr: tuple[int, int] | None = DEFAULT_REGION, start: int = 0) -> None:
+        self.path, self.scale, self.unit, self.max_hr, self.start = path, scale, scale * multiple, max_hr, start
+        self.wanted = frames
+        self.name = Path(str(path)).name
+        self.frames = 0  # decoded and scored
+        self.size: tuple[int, int] | None = None  # HxW of the ground truth
+        self.source_size: tuple[int, int] | None = None  # HxW of the frames it was cropped from
+
+    def parts(self, step: int | None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(hr, lr) ``step`` frames at a time (None: the whole clip), each decoded when asked for.
+
+        Raises:
+            VideoError: frames too small for the scored region's unit, or fewer than 2 frames."""
+        from vggx.video import open_video
+
+        hr_frames: list[torch.Tensor] = []
+        lr_frames: list[torch.Tensor] = []
+        crop, count = None, 0
+        with open_video(self.path, max_frames=self.start + self.wanted) as reader:
+            for frame in reader:
+                if frame.index < self.start:
+                    continue
+                if crop is None:
+                    self.source_size = tuple(frame.image.shape[:2])
+                    crop = _centre_crop(reader.path, self.source_size, self.unit, self.max_hr)
+                    self.size = (crop[0].stop - crop[0].start, crop[1].stop - crop[1].start)
+                hr = torch.from_numpy(np.ascontiguousarray(frame.image[crop])).permute(2, 0, 1)
+                # Ground truth is the quantised decoded video; LR is its BI degradation, also quantised (a frame at a
+                # time: the antialiased resize weighs each frame's own pixels alone). Both kept as uint8.
+                lr = (bicubic_downscale(hr[None].float() / 255.0, self.scale).clamp(0, 1) * 255).round()[0]
+                hr_frames.append(hr.contiguous())
+                lr_frames.append(lr.to(torch.uint8))
+                del frame, hr, lr  # not held while the part is scored
+                count += 1
+                if step and len(hr_frames) == step:
+                    yield _stacked(hr_frames, lr_frames)  # the lists emptied: the part is the caller's alone
+            path = reader.path
+        self.name, self.frames = Path(str(path)).name, count
+        if count < 2:
+            raise VideoError(f"{path}: need at least 2 frames, got {count}")
+        if hr_frames:
+            yield _stacked(hr_frames, lr_frames)
+
+
+def _stacked(hr_frames: list[torch.Tensor], lr_frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    part = torch.stack(hr_frames), torch.stack(lr_frames)
+    hr_frames.clear()
+    lr_frames.clear()
+    return part
+
+
+def video_clip(path: str | Path, frames: int, scale: int, multiple: int,
+               max_hr: tuple[int, int] | None = DEFAULT_REGION, start: int = 0) -> EvalClip:
+    """The whole of a :class:`VideoClip` decoded at once, as tensors (``vggx evaluate`` scores a :class:`VideoClip`
+    a window at a time instead)."""
+    clip = VideoClip(path, frames, scale, multiple, max_hr, start)
+    (hr, lr), = clip.parts(None)
+    return EvalClip(clip.name, hr, lr, clip.source_size)
 
 
 def _centre_crop(path, size: tuple[int, int], unit: int, max_hr: tuple[int, int] | None) -> tuple[slice, slice]:
