@@ -176,9 +176,12 @@ def deferred_signals() -> Iterator[_Received]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous_int = signal.signal(signal.SIGINT, note)
     try:
-        yield received
+        previous_term = signal.signal(signal.SIGTERM, note)
+        try:
+            yield received
+        finally:  # nested: a signal raised by the first handler put back still lets the second be put back
+            signal.signal(signal.SIGTERM, previous_term)
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        signal.signal(signal.SIGINT, previous_int)
