@@ -159,3 +159,16 @@ def test_info_refuses_server_options_without_url(args, message):
 def test_info_ignores_a_key_in_the_environment():
     result = CliRunner().invoke(app, ["info", "--config", "tiny"], env={"VGGX_API_KEY": "short"})
     assert result.exit_code == 0, result.output
+
+
+def test_python_dash_m_vggx_is_the_command():
+    """``python -m vggx`` for an environment whose scripts are not on PATH: the same commands, errors and exit codes
+    (it was "No module named vggx.__main__")."""
+    import subprocess
+    import sys
+
+    ok = subprocess.run([sys.executable, "-m", "vggx", "--help"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "upscale" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "vggx", "upscale", "/nonexistent/in.mp4", "/tmp/o.mp4"],
+                         capture_output=True, text=True, timeout=120)
+    assert (bad.returncode, bad.stderr.strip()) == (1, "error: input not found: /nonexistent/in.mp4"), bad.stderr
