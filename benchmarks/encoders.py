@@ -27,11 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vggx.errors import VggxError
+from vggx.errors import ConfigError, VggxError, VideoError
 from vggx.shapes import parse_size
 from vggx.video import EncodeConfig, VideoWriter
+from vggx.video.encode import check_encoder, check_frame_encodable
 
-__all__ = ["EncoderResult", "main", "measure_encoders"]
+__all__ = ["EncoderResult", "encode_config", "main", "measure_encoders"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,21 @@ def _frames(video: Path, size: tuple[int, int], count: int) -> list[np.ndarray]:
     reformatter = VideoReformatter()
     out: list[np.ndarray] = []
     while len(out) < count:
-        with av.open(str(video)) as c:
-            for frame in c.decode(video=0):
-                yuv = reformatter.reformat(frame, w, h, "yuv420p", interpolation=Interpolation.BICUBIC,
-                                           dst_colorspace=Colorspace.ITU709)
-                out.append(yuv.to_ndarray())
-                if len(out) == count:
-                    break
+        before = len(out)
+        try:
+            with av.open(str(video)) as c:
+                if not c.streams.video:
+                    raise VideoError(f"--input {video} has no video stream")
+                for frame in c.decode(video=0):
+                    yuv = reformatter.reformat(frame, w, h, "yuv420p", interpolation=Interpolation.BICUBIC,
+                                               dst_colorspace=Colorspace.ITU709)
+                    out.append(yuv.to_ndarray())
+                    if len(out) == count:
+                        break
+        except av.FFmpegError as exc:
+            raise VideoError(f"cannot decode --input {video}: {exc}") from None
+        if len(out) == before:  # no frame at all: looping the clip would never end
+            raise VideoError(f"--input {video} has no frames to decode")
     return out
 
 
@@ -79,6 +88,13 @@ def _psnr_y(path: Path, frames: list[np.ndarray]) -> float:
 _EXTENSIONS = {"libvpx-vp9": ".webm", "prores_ks": ".mov", "ffv1": ".mkv"}  # others: .mp4
 
 
+def encode_config(codec: str, *, preset: str | None, crf: int, encoders: int,
+                  segment_frames: int | None) -> EncodeConfig:
+    """The settings one run encodes with (ProRes and FFV1 take no CRF); ``VideoError`` for a bad combination."""
+    return EncodeConfig(codec, crf=None if codec in ("prores_ks", "ffv1") else crf, preset=preset,
+                        encoders=encoders, segment_frames=segment_frames)
+
+
 def measure_encoders(frames: list[np.ndarray], counts: tuple[int, ...], *, preset: str | None = None,
                      crf: int = 18, repeats: int = 3, segment_frames: int | None = None,
                      workdir: Path | None = None, codec: str = "libx264") -> list[EncoderResult]:
@@ -91,8 +107,7 @@ def measure_encoders(frames: list[np.ndarray], counts: tuple[int, ...], *, prese
         for r in range(repeats):
             for n in counts:
                 path = Path(tmp) / f"e{n}{_EXTENSIONS.get(codec, '.mp4')}"
-                cfg = EncodeConfig(codec, crf=None if codec in ("prores_ks", "ffv1") else crf, preset=preset,
-                                   encoders=n, segment_frames=segment_frames)
+                cfg = encode_config(codec, preset=preset, crf=crf, encoders=n, segment_frames=segment_frames)
                 t0 = time.perf_counter()
                 with VideoWriter(path, w, h, Fraction(24), Fraction(1, 24), cfg) as writer:
                     for i, image in enumerate(frames):
@@ -116,9 +131,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    from vggx.cli import _int_list, check_json_path
+
     try:
-        counts = tuple(int(v) for v in args.encoders.split(","))
+        counts = _int_list(args.encoders, "--encoders")
         size = parse_size(args.size)
+        # every argument is checked before the frames are decoded (a bad one was a traceback, or an error only
+        # after the decoding; --frames 0 and --repeats 0 failed in the timing code)
+        for flag, value in (("--frames", args.frames), ("--repeats", args.repeats)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
+        for n in (1, *counts):  # one encoder first: an unknown codec is named as such
+            cfg = encode_config(args.codec, preset=args.preset, crf=args.crf, encoders=n,
+                                segment_frames=args.segment_frames)
+            if n == 1:
+                check_encoder(cfg)
+                check_frame_encodable(cfg, size[1], size[0])
+        if args.input is not None and not args.input.is_file():
+            raise ConfigError(f"--input {args.input}: no such file")
+        check_json_path(args.json)
         with tempfile.TemporaryDirectory() as tmp:
             video = args.input
             if video is None:
@@ -134,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     import av
 
     print(f"cpus={os.cpu_count()} pyav={av.__version__} {len(frames)} frames {size[1]}x{size[0]} yuv420p, "
-          f"{args.codec}, preset {args.preset or 'the encoder default'}, crf {args.crf}")
+          f"{args.codec}, preset {args.preset or 'the encoder default'}, "
+          + ("no CRF" if args.codec in ("prores_ks", "ffv1") else f"crf {args.crf}"))
     base = results[0]
     for r in results:
         fps = len(frames) / statistics.median(r.seconds)
@@ -149,9 +181,16 @@ def main(argv: list[str] | None = None) -> int:
         result = stamp({
             "cpus": os.cpu_count(), "frames": len(frames), "size": list(size), "codec": args.codec,
             "preset": args.preset,  # null: the encoder's own default (x264/x265: medium; others have none)
-            "crf": args.crf, "results": [asdict(r) | {"fps": len(frames) / statistics.median(r.seconds)}
-                                          for r in results]}, "encoders", argv)
-        result["machine"].update(pyav=av.__version__, libavcodec=".".join(map(str, av.library_versions["libavcodec"])))
+            "crf": None if args.codec in ("prores_ks", "ffv1") else args.crf,
+            "results": [asdict(r) | {"fps": len(frames) / statistics.median(r.seconds)} for r in results],
+            "notes": {"preset": "null: none given, the encoder's own default (libx264/libx265: medium; the other "
+                                "codecs have no such preset)",
+                      "crf": "null: the codec takes none (ProRes, FFV1)",
+                      "psnr_y": "null: the decoded frames are the input's exactly (lossless: an infinite PSNR)"},
+        }, "encoders", argv)
+        result["machine"].update(
+            pyav=av.__version__, ffmpeg=str(getattr(av, "ffmpeg_version_info", "unknown")),
+            **{lib: ".".join(map(str, v)) for lib, v in av.library_versions.items()})
         args.json.write_text(json_text(result))
     return 0
 

@@ -70,6 +70,7 @@ def run_ort_vs_torch(
     import torch
 
     from vggx.checkpoint import load_checkpoint
+    from vggx.errors import ConfigError
     from vggx.export import ExportConfig, export_onnx
     from vggx.generator import UInt8Upscaler
     from vggx.plugins import reference_ops
@@ -83,7 +84,10 @@ def run_ort_vs_torch(
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        try:
+            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime's own (not an ONNX file, a graph it cannot run): one line
+            raise ConfigError(f"ONNX Runtime cannot load {onnx_path}: {' '.join(str(exc).split())}") from None
     window = int(session.get_modelmeta().custom_metadata_map.get("window", ckpt.config.window))
     frames = np.random.default_rng(seed).integers(0, 256, (batch, window, *lr_size, 3), dtype=np.uint8)
     model = UInt8Upscaler(ckpt.generator).eval()
@@ -124,7 +128,7 @@ def run_ort_vs_torch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from vggx.errors import VggxError
+    from vggx.errors import ConfigError, VggxError
     from vggx.shapes import parse_size
 
     ap = argparse.ArgumentParser(prog="python -m vggx.benchmarks.ort_vs_torch", description=__doc__.split("\n")[0])
@@ -136,7 +140,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    from vggx.cli import check_json_path
+
     try:
+        # checked before any work (--iters 0, --threads 0 and --batch 0 were tracebacks from torch or numpy, a
+        # missing --onnx one from ONNX Runtime after the checkpoint had loaded)
+        for flag, value in (("--batch", a.batch), ("--threads", a.threads), ("--iters", a.iters)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
+        if a.onnx is not None and not a.onnx.is_file():
+            raise ConfigError(f"--onnx {a.onnx}: no such file")
+        check_json_path(a.json)
         report = run_ort_vs_torch(a.checkpoint, a.onnx, parse_size(a.lr_size), batch=a.batch,
                                   threads=a.threads, iters=a.iters)
     except VggxError as exc:

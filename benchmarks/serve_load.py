@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggx.errors import EXIT_TEMPORARY, ConfigError, VggxError
+from vggx.errors import EXIT_TEMPORARY, ConfigError, ServerUnavailable, VggxError
 from vggx.paths import json_text
 
 from .bench import stamp
@@ -94,14 +94,22 @@ def _client_module(protocol: str):
 
 
 def served_model_info(url: str, protocol: str = "grpc", model: str = "vggx") -> dict[str, str]:
-    """The served model's config ``parameters`` (window, scale, cpu_threads, ...) as strings."""
+    """The served model's config ``parameters`` (window, scale, cpu_threads, ...) as strings.
+
+    Raises:
+        ServerUnavailable: nothing answers at ``url`` (over HTTP a socket error; gRPC's own failures stay
+            tritonclient's ``InferenceServerException``).
+    """
     tc = _client_module(protocol)
-    with tc.InferenceServerClient(url) as client:
-        if protocol == "grpc":
-            cfg = client.get_model_config(model).config
-            return {k: v.string_value for k, v in cfg.parameters.items()}
-        cfg = client.get_model_config(model)
-        return {k: v["string_value"] for k, v in cfg.get("parameters", {}).items()}
+    try:
+        with tc.InferenceServerClient(url) as client:
+            if protocol == "grpc":
+                cfg = client.get_model_config(model).config
+                return {k: v.string_value for k, v in cfg.parameters.items()}
+            cfg = client.get_model_config(model)
+            return {k: v["string_value"] for k, v in cfg.get("parameters", {}).items()}
+    except OSError as exc:  # the HTTP client's connection refused, or a host name that does not resolve
+        raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol}: {exc}") from None
 
 
 def make_input(window: int, lr_size: tuple[int, int], batch: int = 1, seed: int = 0) -> np.ndarray:
@@ -167,6 +175,8 @@ def run_load(config: LoadConfig, server_pid: int | None = None) -> LoadResult:
             error = None if ok else f"bad output {None if sr is None else (sr.dtype, sr.shape)}"
         except InferenceServerException as exc:
             error = str(exc)
+        except OSError as exc:  # the HTTP client's socket errors (a server gone mid-run): counted as gRPC's are
+            error = f"{type(exc).__name__}: {exc}"
         return time.perf_counter() - start, error
 
     try:
@@ -249,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from vggx.cli import _int_list
+    from vggx.cli import _int_list, check_json_path
     from vggx.shapes import parse_size
 
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.serve_load", description=__doc__,
@@ -272,6 +282,13 @@ def _main(argv: list[str] | None) -> int:
                         ("--inprocess-runs", args.inprocess_runs), ("--concurrency", min(levels))):
         if value < 1:  # refused before any work (it was a ValueError after the levels before it had run)
             raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if args.url is not None:
+        host, sep, port = args.url.rpartition(":")
+        if not sep or not host or not port.isdigit():  # the HTTP client's own failure was a traceback
+            raise ConfigError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {args.url!r}")
+    if args.onnx is not None and not args.onnx.is_file():  # not after the server started and the first level ran
+        raise ConfigError(f"--onnx {args.onnx}: no such file")
+    check_json_path(args.json)  # not after the whole run
 
     server = None
     url = args.url

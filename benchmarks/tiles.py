@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggx.errors import VggxError
+from vggx.errors import ConfigError, VggxError
 from vggx.paths import json_text
 from vggx.shapes import parse_size
 
@@ -94,7 +94,9 @@ def measure_tiles(runner, lr_size: tuple[int, int], tiles: list[tuple[int, int] 
     base = rows[0]["ms_per_window"]
     for row in rows:
         row["time_ratio"] = round(row["ms_per_window"] / base, 3)
-    return {"lr_size": list(lr_size), "window": info.window, "backend": runner.description, "rows": rows}
+    return {"lr_size": list(lr_size), "window": info.window, "backend": runner.description, "rows": rows,
+            "notes": {"psnr_vs_untiled_db": "null where a row's frames are the untiled ones exactly (an infinite "
+                                            "PSNR, which JSON cannot hold): always the first row, the reference"}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,9 +110,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="also time each tile size planned without balancing (tiles of the full size), side by side")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    from vggx.cli import check_json_path
     from vggx.client import open_runner
 
     try:
+        if args.repeats < 1:  # checked before the model is loaded (it was a traceback once the first row had run)
+            raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
+        check_json_path(args.json)
         lr_size = parse_size(args.lr_size)
         tiles = [None if t.strip() == "none" else parse_size(t.strip()) for t in args.tiles.split(",")]
         config = runner_config(args)

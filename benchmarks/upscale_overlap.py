@@ -34,7 +34,7 @@ import numpy as np
 from vggx.client import Backend, BackendConfig, Runner, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.pipeline import upscale_frames
 from vggx.client.windows import default_context, plan_tiles, plan_windows
-from vggx.errors import VggxError
+from vggx.errors import ConfigError, VggxError
 from vggx.shapes import parse_size
 from vggx.video import open_video
 from vggx.video.encode import EncodeConfig, VideoWriter, output_pix_fmt
@@ -270,12 +270,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoders", type=int, default=1, help="x264 encoders at once on consecutive segments")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    if args.backend == "torch":
-        import torch
+    from vggx.cli import check_json_path
 
-        torch.set_num_threads(args.threads)
+    tmp_ckpt = tempfile.TemporaryDirectory()
     try:
-        tmp_ckpt = tempfile.TemporaryDirectory()
+        # checked before any work: --repeats 0, --concurrency 0 and --threads 0 were tracebacks (the first two after
+        # the model had loaded and run), --frames 0 a misleading "input not found" for the clip it did not write
+        for flag, value in (("--repeats", args.repeats), ("--concurrency", args.concurrency),
+                            ("--threads", args.threads), ("--frames", args.frames)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
+        check_json_path(args.json)
+        if args.backend == "torch":
+            import torch
+
+            torch.set_num_threads(args.threads)
         checkpoint = args.checkpoint
         if args.config:
             checkpoint = untrained_checkpoint(args.config, Path(tmp_ckpt.name) / f"{args.config}.safetensors")

@@ -22,6 +22,7 @@ def test_rows_per_tile_size_against_the_untiled_window(tiny_checkpoint_path, tmp
     data = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
     untiled, tiled, capped = data["rows"]
     assert untiled["psnr_vs_untiled_db"] is None  # identical to itself: an infinite PSNR, which JSON cannot hold
+    assert "the reference" in data["notes"]["psnr_vs_untiled_db"]  # and the JSON says what its null means
     assert untiled["tile"] is None and untiled["tiles_per_frame"] == 1 and untiled["time_ratio"] == 1.0
     assert untiled["max_diff"] == 0 and untiled["identical"] == 1.0
     assert tiled["tile"] == [24, 32] and tiled["tiles_per_frame"] == 6 and tiled["rows"] == [[0, 24], [16, 40]]
