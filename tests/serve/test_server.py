@@ -344,3 +344,33 @@ def test_no_tritonserver_anywhere_names_what_to_install(monkeypatch):
 @pytest.mark.parametrize(("host", "probe"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1")])
 def test_readiness_is_probed_on_loopback_when_binding_all_addresses(host, probe):
     assert TritonServer(ServerConfig(host=host))._probe_host() == probe
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_inside_the_servers_wait_is_raised_after_it(sig):
+    """`vggx serve` waits in ``Popen.wait``, which takes a lock without blocking and then enters its ``try``: a
+    signal raised between the two left the lock held, and stopping the server (``Popen.wait`` again, blocking)
+    waited for ever. Now the signal is raised between waits, with the lock let go; SIGTERM as ``Terminated``."""
+    import threading
+
+    from vggx.errors import Terminated
+    from vggx.server import wait_for_signal
+
+    lock = threading.Lock()
+
+    class Server:  # a wait that holds a lock as Popen's does while the signal lands
+        calls = 0
+
+        def wait(self, timeout=None):
+            Server.calls += 1
+            if Server.calls == 2:
+                assert lock.acquire(False)
+                os.kill(os.getpid(), sig)
+                for _ in range(1000):  # (where Python runs the handler, if os.kill has not)
+                    pass
+                lock.release()
+            time.sleep(0.01)
+
+    with pytest.raises(Terminated if sig == signal.SIGTERM else KeyboardInterrupt):
+        wait_for_signal(Server())
+    assert not lock.locked() and Server.calls == 2
