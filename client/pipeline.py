@@ -97,6 +97,7 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".t
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
+_NOTHING = object()  # no finished window within a poll
 MAX_JOBS = 64  # files at once (upscale_many)
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
@@ -971,9 +972,15 @@ class _Run:
             raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled(f"{self.reader.path}: stopped")
-            try:
-                item = self.done.get(timeout=_POLL_S)
-            except queue.Empty:
+            # Ctrl-C and SIGTERM are raised after the get, not inside its Condition.wait (where one can land with the
+            # queue's lock let go, and its release on the way out fail: a traceback, not the clean stop)
+            with deferred_signals() as received:
+                try:
+                    item = self.done.get(timeout=_POLL_S)
+                except queue.Empty:
+                    item = _NOTHING
+            received.raise_if_any()
+            if item is _NOTHING:
                 continue
             if item is None:
                 workers_left -= 1

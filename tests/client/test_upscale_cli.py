@@ -361,6 +361,54 @@ def test_a_signal_mid_run_exits_cleanly_and_leaves_nothing(tiny_checkpoint_path,
     assert list(out_dir.iterdir()) == []
 
 
+_SIGNAL_INSIDE_GET = r"""
+import os
+import queue
+import signal
+import sys
+import threading
+
+from vggx.cli import main
+
+real_get = queue.Queue.get
+calls = 0
+
+
+def get(self, block=True, timeout=None):
+    # Condition.wait lets the queue's lock go before its ``try``: the signal lands there, as it can in the real one
+    global calls
+    if threading.current_thread() is threading.main_thread() and timeout is not None:
+        calls += 1
+        if calls == 3:
+            with self.not_empty:
+                self.mutex.release()
+                os.kill(os.getpid(), signal.SIGTERM)
+                for _ in range(1000):  # (where Python runs the handler, if os.kill has not)
+                    pass
+                self.mutex.acquire()
+    return real_get(self, block, timeout)
+
+
+queue.Queue.get = get
+sys.argv = ["vggx", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_signal_inside_the_wait_for_a_window_is_the_clean_stop(tiny_checkpoint_path, tmp_path):
+    """SIGTERM landing inside the main thread's wait for a finished window (in ``Condition.wait``, with the queue's
+    lock let go) was raised there: leaving the ``with`` released the lock again, a RuntimeError traceback and exit
+    1 instead of the clean stop. Now it is raised after the wait: one line, exit 143, nothing left."""
+    src = make_video(tmp_path / "in.mkv", frames=48, codec="ffv1", pix_fmt="bgr0")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = subprocess.run([sys.executable, "-c", _SIGNAL_INSIDE_GET, "upscale", str(src), str(out_dir / "o.mp4"),
+                             "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path), "--threads", "1"],
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stderr.strip()) == (143, "error: terminated (SIGTERM)"), result.stderr
+    assert list(out_dir.iterdir()) == []
+
+
 def _rss_mb(args: list) -> tuple[float, float, float]:
     """RSS when the pipeline starts, its peak at half the frames, and its peak at the end (MiB)."""
     proc = _vggx(args)
