@@ -974,12 +974,11 @@ class _Run:
                 raise Cancelled(f"{self.reader.path}: stopped")
             # Ctrl-C and SIGTERM are raised after the get, not inside its Condition.wait (where one can land with the
             # queue's lock let go, and its release on the way out fail: a traceback, not the clean stop)
-            with deferred_signals() as received:
+            with deferred_signals():
                 try:
                     item = self.done.get(timeout=_POLL_S)
                 except queue.Empty:
                     item = _NOTHING
-            received.raise_if_any()
             if item is _NOTHING:
                 continue
             if item is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = [
     "EXIT_ERROR",
@@ -144,28 +144,31 @@ def raise_if_terminating() -> None:
 
 
 class _Received:
-    """What :func:`deferred_signals` holds back: the first SIGINT or SIGTERM (a plain attribute, as in ``_Flag``)."""
+    """What :func:`deferred_signals` holds back: the first Ctrl-C or SIGTERM (plain attributes, as in ``_Flag``)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.handlers: dict[int, Callable] = {}  # the handlers set before the block, which raise the signal
 
     def raise_if_any(self) -> None:
-        """Raise ``KeyboardInterrupt`` (SIGINT) or :class:`Terminated` (SIGTERM) if one arrived."""
-        if self.signum == signal.SIGTERM:
-            raise Terminated
-        if self.signum is not None:
-            raise KeyboardInterrupt
+        """Run the held-back signal's own handler here (``KeyboardInterrupt``; SIGTERM's under
+        :func:`vggx.server.sigterm_as_interrupt`: :class:`Terminated`), if one arrived."""
+        signum, self.signum = self.signum, None
+        if signum is not None:
+            self.handlers[signum](signum, None)
 
 
 @contextlib.contextmanager
 def deferred_signals() -> Iterator[_Received]:
     """Inside the block, Ctrl-C and SIGTERM raise nothing where they land: they are noted, and the block raises them
-    with ``received.raise_if_any()`` at a point of its choosing.
+    with ``received.raise_if_any()`` at points of its choosing, and at its end at the latest.
 
-    For a main thread that only waits on worker threads (a folder run's ``--jobs``). An exception raised in the middle
-    of ``concurrent.futures.wait`` can leave a future's lock held (it takes them one by one); the worker finishing that
-    future then waits for it forever, and so does the pool's shutdown. Outside the main thread (where handlers cannot
-    be set) the block runs with the signals as they are.
+    For a main thread that waits on other threads. Raised in the middle of the standard library's waits, they can
+    leave a lock held: ``concurrent.futures.wait`` takes the futures' locks one by one (the worker finishing one, and
+    the pool's shutdown, then wait for ever), ``Popen.wait`` takes its own without blocking before its ``try``,
+    ``Condition.wait`` lets its lock go before its ``try``. Only signals whose handler is a Python function (that
+    raises) are held back; one ignored, or left to kill the process, stays so. Outside the main thread (where
+    handlers cannot be set) the block runs with the signals as they are.
     """
     received = _Received()
 
@@ -176,12 +179,22 @@ def deferred_signals() -> Iterator[_Received]:
     if threading.current_thread() is not threading.main_thread():
         yield received
         return
-    previous_int = signal.signal(signal.SIGINT, note)
+    received.handlers = {signum: handler for signum in (signal.SIGINT, signal.SIGTERM)
+                         if callable(handler := signal.getsignal(signum))}
+    held = list(received.handlers)
     try:
-        previous_term = signal.signal(signal.SIGTERM, note)
-        try:
-            yield received
-        finally:  # nested: a signal raised by the first handler put back still lets the second be put back
-            signal.signal(signal.SIGTERM, previous_term)
+        for signum in held:
+            signal.signal(signum, note)
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous_int)
+        _put_back([(signum, received.handlers[signum]) for signum in held])
+    received.raise_if_any()  # the block ended: what it held back now
+
+
+def _put_back(handlers: list[tuple[int, Callable]]) -> None:
+    """Set each signal's handler, every one of them even where a handler already put back raises at once."""
+    if handlers:
+        try:
+            _put_back(handlers[1:])
+        finally:
+            signal.signal(*handlers[0])
