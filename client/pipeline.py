@@ -36,6 +36,7 @@ from vggx.errors import (
     VideoError,
     deferred_signals,
     raise_if_terminating,
+    result_of,
 )
 from vggx.video import (
     EncodeConfig,
@@ -613,9 +614,9 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         for win, window in windows:
             pending.append(pool.submit(upscale_window, win, window))
             if len(pending) > concurrency:  # one more cut and waiting: the workers never wait for the caller
-                yield from pending.popleft().result()
+                yield from result_of(pending.popleft())
         while pending:
-            yield from pending.popleft().result()
+            yield from result_of(pending.popleft())
     finally:
         for future in pending:
             future.cancel()

@@ -28,6 +28,7 @@ __all__ = [
     "VideoError",
     "deferred_signals",
     "raise_if_terminating",
+    "result_of",
 ]
 
 
@@ -198,3 +199,10 @@ def _put_back(handlers: list[tuple[int, Callable]]) -> None:
             _put_back(handlers[1:])
         finally:
             signal.signal(*handlers[0])
+
+
+def result_of(future):
+    """``future.result()``, with a Ctrl-C or SIGTERM that comes while it waits raised after the wait, not inside its
+    ``Condition.wait`` (see :func:`deferred_signals`)."""
+    with deferred_signals():
+        return future.result()

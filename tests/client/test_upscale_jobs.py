@@ -306,3 +306,39 @@ def test_deferred_signals_are_raised_where_the_block_asks():
     thread.start()
     thread.join()
     assert outside == [None]
+
+
+def test_result_of_raises_a_signal_after_the_wait():
+    """A SIGTERM while the main thread waits for a future (the encoder's converted frame, the decoder's) is raised
+    once the wait is over, not inside it."""
+    import os
+    import signal
+    from concurrent.futures import Future
+
+    from vggx.errors import Terminated, result_of
+    from vggx.server import sigterm_as_interrupt
+
+    future: Future = Future()
+
+    def later():
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        future.set_result(5)
+
+    with sigterm_as_interrupt():
+        assert result_of(_done(4)) == 4
+        thread = threading.Thread(target=later)
+        thread.start()
+        with pytest.raises(Terminated):
+            result_of(future)
+        assert future.done()  # raised after the answer, not while waiting for it
+        thread.join()
+
+
+def _done(value):
+    from concurrent.futures import Future
+
+    future: Future = Future()
+    future.set_result(value)
+    return future

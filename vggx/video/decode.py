@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggx.errors import VideoError
+from vggx.errors import VideoError, result_of
 
 from .depth import ColorInfo, component_depth, round_to_8, split_fine
 from .filters import FilterChain, buffer_of, drain, linear_graph, replace_info
@@ -525,12 +525,12 @@ class VideoReader:
                 else:  # converted ahead in the pool, given in order
                     pending.append(pool.submit(self._convert, frame, pts, count, size))
                     while len(pending) > 2 * workers:
-                        yield pending.popleft().result()
+                        yield result_of(pending.popleft())
                 count += 1
                 if self.max_frames is not None and count >= self.max_frames:
                     break
             while pending:
-                yield pending.popleft().result()
+                yield result_of(pending.popleft())
         except av.error.FFmpegError as exc:
             raise VideoError(f"decoding {self.path} failed after {count} frames ({_reason(exc)}); "
                              f"the file is truncated or damaged") from None

@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggx.errors import VideoError
+from vggx.errors import VideoError, result_of
 
 from .decode import (
     IMAGE_SUFFIXES,
@@ -967,7 +967,7 @@ class VideoWriter:
 
         future, pts = self._pending.popleft()
         try:
-            frame = future.result()
+            frame = result_of(future)  # (a signal raised after the wait)
         except (av.error.FFmpegError, ValueError) as exc:
             raise VideoError(f"converting a frame for {self._label} failed ({_reason(exc)})") from None
         frame.pts = self._frames if self._y4m else pts  # y4m: constant frame rate (a variable one's timing is lost)
