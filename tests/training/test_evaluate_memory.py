@@ -11,22 +11,8 @@ import weakref
 
 import pytest
 import torch
+from test_train import _write  # lossless frames as an .mkv
 from typer.testing import CliRunner
-
-
-def _write(path, frames):
-    """Lossless RGB frames (t, h, w, 3) as an .mkv (ffv1)."""
-    import av
-
-    with av.open(str(path), "w") as c:
-        stream = c.add_stream("ffv1", rate=24)
-        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "bgr0"
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
-                c.mux(packet)
-        for packet in stream.encode():
-            c.mux(packet)
-    return path
 
 
 def _frames(t, h, w, seed):
