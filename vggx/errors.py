@@ -201,8 +201,15 @@ def _put_back(handlers: list[tuple[int, Callable]]) -> None:
             signal.signal(*handlers[0])
 
 
-def result_of(future):
-    """``future.result()``, with a Ctrl-C or SIGTERM that comes while it waits raised after the wait, not inside its
-    ``Condition.wait`` (see :func:`deferred_signals`)."""
-    with deferred_signals():
-        return future.result()
+def result_of(future, poll: float = 0.1):
+    """``future.result()``, with a Ctrl-C or SIGTERM that comes while it waits raised between waits of ``poll``
+    seconds, not inside its ``Condition.wait`` (see :func:`deferred_signals`), and not only once the answer comes
+    (a window on a CPU can take a minute)."""
+    with deferred_signals() as received:
+        while True:
+            try:
+                return future.result(timeout=poll)
+            except TimeoutError:
+                if future.done():  # the work's own TimeoutError
+                    raise
+                received.raise_if_any()

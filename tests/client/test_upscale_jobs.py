@@ -331,9 +331,25 @@ def test_result_of_raises_a_signal_after_the_wait():
         thread = threading.Thread(target=later)
         thread.start()
         with pytest.raises(Terminated):
-            result_of(future)
-        assert future.done()  # raised after the answer, not while waiting for it
+            result_of(future, poll=1.0)
+        assert future.done()  # raised after the answer (within the poll), not inside the wait for it
         thread.join()
+
+        slow: Future = Future()  # an answer 20 s away: raised at the next poll, not once it comes
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM))
+        answer = threading.Timer(20, slow.set_result, (1,))
+        timer.start()
+        answer.start()
+        with pytest.raises(Terminated):
+            result_of(slow, poll=0.05)
+        assert not slow.done()
+        answer.cancel()
+        timer.join()
+
+        failed: Future = Future()  # the work's own TimeoutError is raised, not waited on for ever
+        failed.set_exception(TimeoutError("the work's"))
+        with pytest.raises(TimeoutError, match="the work's"):
+            result_of(failed, poll=0.05)
 
 
 def _done(value):
