@@ -40,6 +40,7 @@ __all__ = [
     "config_text",
     "model_config",
     "parse_config",
+    "unexported_models",
     "write_model_repository",
 ]
 
@@ -409,6 +410,23 @@ def served_versions(model_dir: Path, config: ModelConfig | None) -> list[int]:
     """The version folders of ``model_dir`` that hold the artefact its ``config`` serves (not placeholders)."""
     serves = _backend_of(config)
     return [v for v in _versions(model_dir) if not _is_placeholder(model_dir / str(v), serves)]
+
+
+def unexported_models(repo: Path) -> dict[str, Backend]:
+    """The models of ``repo`` written by vggx (their config names a ``serving_backend``) with no version folder that
+    holds what that backend serves, by name: e.g. the checked-in ``model_repository/vggx``, a config and a
+    ``model.py`` without the ``model.onnx`` that ``vggx export --backend python`` puts beside it. Triton cannot load
+    them. A config that does not parse is left to the server to report."""
+    out: dict[str, Backend] = {}
+    for path in sorted(repo.glob("*/config.pbtxt")):
+        try:
+            config = _read_existing(path)
+        except ExportError:
+            continue
+        backend = _backend_of(config)
+        if backend is not None and not served_versions(path.parent, config):
+            out[path.parent.name] = backend
+    return out
 
 
 def _backend_of(cfg: ModelConfig | None) -> Backend | None:

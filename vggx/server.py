@@ -207,6 +207,22 @@ _PLATFORM_BACKENDS = {"onnxruntime_onnx": "onnxruntime", "tensorrt_plan": "tenso
 _CONFIG_FIELD = re.compile(r'^\s*(platform|backend)\s*:\s*"([^"]+)"', re.MULTILINE)
 
 
+def _check_exported(repo: Path) -> None:
+    """A model vggx wrote whose version folders hold no model (the checked-in ``model_repository/vggx``: a config
+    and ``model.py``, no ``model.onnx``) is refused before the server starts, not once Triton failed to load it."""
+    from vggx.export.repository import Backend, unexported_models
+
+    missing = unexported_models(repo)
+    if missing:
+        name, backend = next(iter(missing.items()))
+        named = f" --name {name}" if name != MODEL_NAME else ""
+        how = (f"`vggx export --backend python{named}` (ONNX Runtime on the CPU, what the bundled tritonserver "
+               f"serves) or, on a GPU, `vggx export --fp16{named}`" if backend == Backend.PYTHON
+               else f"`vggx export --backend {backend.value}{named}`")
+        raise ServerError(f"model {name!r} in {repo} has no exported model yet (no version folder holds its "
+                          f"{backend.artefact_name}): run {how} first")
+
+
 def _check_bundled_backends(repo: Path, install: TritonInstall) -> None:
     """The CPU ``tritonserver`` of nvidia-pytriton has the Python backend only: a repository model that needs
     another (``vggx export``'s default onnxruntime model, an engine) is refused before the server starts and fails
@@ -333,6 +349,7 @@ class TritonServer:
                     else "run vggx export first")
             raise ServerError(f"{repo} holds no model {cfg.model_name!r} "
                               f"({repo / cfg.model_name / 'config.pbtxt'} is missing); {hint}")
+        _check_exported(repo)
         self.install = find_tritonserver(cfg.executable)
         if self.install.bundled:
             _check_bundled_backends(repo, self.install)

@@ -374,3 +374,40 @@ def test_a_signal_inside_the_servers_wait_is_raised_after_it(sig):
     with pytest.raises(Terminated if sig == signal.SIGTERM else KeyboardInterrupt):
         wait_for_signal(Server())
     assert not lock.locked() and Server.calls == 2
+
+
+def test_a_model_with_nothing_exported_is_refused_before_the_server_starts(fake_triton, tmp_path):
+    """The checked-in model_repository/vggx (a config and model.py, no model.onnx): `vggx serve` on a fresh checkout
+    started Triton, which failed to load it, and printed its log. Now one line says what to run, and no server
+    starts. A model vggx did not write (no serving_backend parameter) is left to Triton; once exported it serves."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    repo = tmp_path / "repo"
+    shutil.copytree(root / "model_repository" / "vggx", repo / "vggx", ignore=shutil.ignore_patterns("__pycache__"))
+    (repo / "sr2").mkdir()
+    shutil.copy(repo / "vggx" / "config.pbtxt", repo / "sr2" / "config.pbtxt")
+    (repo / "sr2" / "1").mkdir()
+    (repo / "sr2" / "1" / "model.py").write_text("")
+    for name in ("vggx", "sr2"):
+        text = (repo / name / "config.pbtxt").read_text().replace('name: "vggx"', f'name: "{name}"')
+        (repo / name / "config.pbtxt").write_text(text)
+    with pytest.raises(ServerError) as exc:
+        TritonServer(_cfg(repo, fake_triton, tmp_path, model_name="vggx")).start()
+    assert str(exc.value) == (f"model 'sr2' in {repo} has no exported model yet (no version folder holds its "
+                              f"model.onnx): run `vggx export --backend python --name sr2` (ONNX Runtime on the CPU, "
+                              f"what the bundled tritonserver serves) or, on a GPU, `vggx export --fp16 --name sr2` "
+                              f"first")
+    assert not (tmp_path / "server.log").exists()  # refused before the server started
+    (repo / "sr2" / "1" / "model.onnx").write_bytes(b"onnx")  # (the server is a stand-in: any bytes)
+    with pytest.raises(ServerError, match=r"model 'vggx' in .* --backend python` "):
+        TritonServer(_cfg(repo, fake_triton, tmp_path, model_name="vggx")).start()
+    (repo / "vggx" / "1" / "model.onnx").write_bytes(b"onnx")
+    with TritonServer(_cfg(repo, fake_triton, tmp_path)) as server:
+        assert server.running
+    shutil.rmtree(repo / "sr2")  # a model of someone else's: a config of its own, no serving_backend
+    (repo / "other" / "1").mkdir(parents=True)
+    (repo / "other" / "config.pbtxt").write_text('name: "other"\nbackend: "python"\n')
+    (repo / "other" / "1" / "model.py").write_text("")
+    with TritonServer(_cfg(repo, fake_triton, tmp_path)) as server:
+        assert server.running
