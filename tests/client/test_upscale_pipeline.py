@@ -1015,6 +1015,20 @@ class TestOutputSize:
             mse = ((g.astype(float) - p) ** 2).mean()
             assert 10 * np.log10(255**2 / mse) > 24  # this busy pattern (2235 colours): 26.2-26.9 dB; rgb8: 21.0
 
+    def test_a_gif_with_another_codec_named_is_refused(self, cli, clips, tmp_path):
+        """`x.gif --codec libx264` was written as a GIF, the codec named dropped without a word; GIF's own codec
+        (named or not) still makes the GIF."""
+        from test_upscale_cli import assert_one_error_line
+
+        for codec in ("libx264", "libx265"):
+            assert_one_error_line(cli(clips["aac"], tmp_path / "x.gif", "--codec", codec, "--dry-run"),
+                                  f"x.gif is a GIF, written with GIF's own codec; --codec {codec} needs another "
+                                  f"container (.mp4, .mkv), or leave --codec out")
+        for named in ((), ("--codec", "gif")):
+            result = cli(clips["aac"], tmp_path / "x.gif", *named, "--dry-run")
+            assert result.exit_code == 0 and "encoded with gif" in result.output, result.output
+        assert not (tmp_path / "x.gif").exists()
+
     def test_compare_on_a_turned_clip_puts_the_halves_side_by_side_as_shown(self, tmp_path, torch_runner):
         """A phone clip stored 40 high and 56 wide, shown turned 90 degrees (56 high, 40 wide): the halves go left
         and right of the upright picture (224 high, 2 x 160 wide), with no rotation left for the player to apply."""
@@ -1197,7 +1211,7 @@ class TestSingleImages:
 
     @pytest.mark.parametrize(("name", "codec", "message"), [
         ("o.webm", "libx264", "o.webm: its container cannot hold libx264 video"),
-        ("o.gif", "ffv1", "o.gif: its container cannot hold ffv1 video"),  # libx264, the default, means gif there
+        ("o.gif", "ffv1", "o.gif is a GIF, written with GIF's own codec; --codec ffv1 needs another container"),
         ("o.jpg", "libx264", "images are written as PNG or TIFF \\(lossless\\): o.jpg ends in .jpg"),
     ])
     def test_containers_that_cannot_hold_the_codec_are_refused_before_any_work(self, tmp_path, torch_runner, name,

@@ -395,8 +395,11 @@ def _add_stream(container, codec: str, rate, path: Path):
 
 
 def check_image_codec(path: str | Path, codec: str) -> None:
-    """Raise ``VideoError`` unless ``codec`` is what the image output ``path`` (a sequence or one image) is written
-    with; videos pass."""
+    """Raise ``VideoError`` unless ``codec`` is what the image output ``path`` (a sequence, one image or a GIF) is
+    written with; videos pass."""
+    if Path(path).suffix.lower() == ".gif" and codec != "gif":  # --codec libx264 was dropped for GIF's own
+        raise VideoError(f"{Path(path).name} is a GIF, written with GIF's own codec; --codec {codec} needs another "
+                         f"container (.mp4, .mkv), or leave --codec out")
     want = image_codec(path)
     if want is not None and codec != want:
         kind = "an image sequence" if is_image_sequence(path) else "an image"
