@@ -342,3 +342,20 @@ class TestPerfAnalyzerRuns:
         assert data["command"] == "python -m vggx.benchmarks.perf_analyzer_check " + " ".join(args)
         assert data["machine"]["perf_analyzer"] == "2.99.0" and data["machine"]["tritonserver"] == "2.51.0"
         assert {"date", "host_cpu", "tritonclient"} <= set(data["machine"])
+
+
+def test_gif_palette_measures_both_palettes_on_a_photo(tmp_path, capsys):
+    """The figure the README quotes for GIFs (a palette a frame against the fixed rgb8 one) comes from this script."""
+    from vggx.benchmarks.gif_palette import main
+
+    out = tmp_path / "gif.json"
+    assert main(["--images", "astronaut", "--json", str(out)]) == 0
+    data = json.loads(out.read_text(), parse_constant=_no_constant)
+    (row,) = data["rows"]
+    assert row["image"] == "astronaut" and row["size"] == [512, 512]
+    assert row["own_palette_db"] > row["rgb8_db"] + 5 and row["gain_db"] == pytest.approx(
+        row["own_palette_db"] - row["rgb8_db"], abs=0.02)
+    assert data["command"] == f"python -m vggx.benchmarks.gif_palette --images astronaut --json {out}"
+    capsys.readouterr()
+    assert main(["--images", "nosuch"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --images: scikit-image has no picture 'nosuch'"

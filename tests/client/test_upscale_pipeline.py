@@ -1000,7 +1000,8 @@ class TestOutputSize:
 
     def test_a_gif_gets_a_palette_a_frame_and_no_audio(self, clips, tmp_path, torch_runner, caplog):
         """`vggx upscale in.mp4 out.gif`: GIF's own codec without --codec, each frame with its own 256 colours (the
-        fixed rgb8 palette swscale would convert to loses ~20 dB), the audio left out with a warning."""
+        fixed rgb8 palette swscale would convert to loses 12-17 dB on photographs), the audio left out with a
+        warning."""
         import logging
 
         with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
