@@ -357,6 +357,26 @@ class TestUpscale:
         for x, y in zip(frames_of(tmp_path / "vf.mkv"), frames_of(tmp_path / "cut.mkv"), strict=True):
             np.testing.assert_array_equal(x, y)
 
+    def test_a_restamp_after_a_filter_that_holds_a_frame_back_keeps_the_audio_with_the_picture(self, tmp_path,
+                                                                                              torch_runner):
+        """fps holds a frame back: the first frame out comes after the next one is pushed. The audio copied starts at
+        the input's time of the frame the first out was made from (here --start's frame), not a frame late."""
+        from videoclips import make_video
+
+        clip = make_video(tmp_path / "in.mkv", frames=48, size=(16, 24), codec="ffv1", pix_fmt="bgr0",
+                          audio="libopus")
+
+        def audio_packets(path):
+            with av.open(str(path)) as c:
+                return [(p.pts, bytes(p)) for p in c.demux(c.streams.audio[0]) if p.size]
+
+        cut = upscale(UpscaleConfig(clip, tmp_path / "cut.mkv", encode=LOSSLESS, start=1.0, filters="fps=12"),
+                      runner=torch_runner)
+        restamped = upscale(UpscaleConfig(clip, tmp_path / "vf.mkv", encode=LOSSLESS, start=1.0,
+                                          filters="fps=12,setpts=PTS-STARTPTS"), runner=torch_runner)
+        assert cut.frames == restamped.frames == 12 and restamped.copied == ("audio",)
+        assert audio_packets(tmp_path / "vf.mkv") == audio_packets(tmp_path / "cut.mkv")
+
     def test_a_turned_clip_comes_out_upright_and_untagged(self, tmp_path, torch_runner):
         from videoclips import make_video
 

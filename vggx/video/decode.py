@@ -745,8 +745,10 @@ class VideoReader:
         graph = None
         first = True
         moved = False
-        # setpts gives each frame its own time: the input's time of the first frame out is the frame just pushed
-        # (setpts holds none back), and what is copied along starts there (``shift``)
+        # setpts gives each frame its own time; what is copied along starts at the input's time of the frame the first
+        # out was made from (``shift``). Each frame pushed carries its own time in its ``dts`` too, which filters copy
+        # to what they make of it and setpts leaves alone (the frame just pushed where a filter drops it: fps holds
+        # one back, so that would be a frame late)
         retimed = "setpts" in self.filters.names
         stream = self._stream_info
         late = max(1.0, 4 / float(stream.rate), 4 / float(self.info.rate))  # seconds a chain may hold frames back
@@ -762,6 +764,8 @@ class VideoReader:
                 if graph is None:
                     graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,
                                                stream.rate, stream.sample_aspect_ratio)
+                if frame is not None:
+                    frame.dts = frame.pts  # the input's time, kept through the chain (see ``retimed``)
                 graph.push(frame)  # None: flush
                 ready = list(self._restamped(drain(graph), self.info.time_base))
             except av.error.FFmpegError as exc:
@@ -774,8 +778,9 @@ class VideoReader:
                     first = False
                     if not self._tonemap:
                         self.color = ColorInfo.of_frame(out)
-                    if retimed and out.pts is not None and frame is not None:  # the frame it came from: the last in
-                        self.shift = came_in - float(out.pts * self.info.time_base)
+                    if retimed and out.pts is not None and frame is not None:
+                        made_from = came_in if out.dts is None else float(out.dts * stream.time_base)
+                        self.shift = made_from - float(out.pts * self.info.time_base)
                     if self.time_scale != 1:
                         moved = True
                         log.warning("--vf %r moves the frames in time (it plays them at %s times their speed): audio, "
