@@ -24,14 +24,13 @@ import numpy as np
 
 from vggx.client.runners import Backend, BackendConfig, Runner, open_runner
 from vggx.client.triton import STATS_FIELDS
-from vggx.errors import ConfigError, InferenceError, VggxError, deferred_signals
+from vggx.errors import SIGNAL_POLL_S, ConfigError, InferenceError, VggxError, deferred_signals
 
 from .stats import LatencyStats, WindowStats, latency_stats, window_stats
 
 __all__ = ["BenchConfig", "BenchPoint", "BenchResult", "device_peak_gflops", "machine_description",
            "run_bench", "stamp"]
 
-_POLL_S = 0.1  # how often the waiting main thread looks for Ctrl-C or SIGTERM
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +283,7 @@ class _Load:
         try:
             with deferred_signals() as received:
                 while not predicate():
-                    left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.perf_counter())
+                    left = SIGNAL_POLL_S if deadline is None else min(SIGNAL_POLL_S, deadline - time.perf_counter())
                     if left <= 0:
                         break
                     self._cond.wait(left)

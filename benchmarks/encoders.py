@@ -131,10 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from vggx.cli import _int_list, check_json_path
+    from vggx.cli import check_json_path, int_list
 
     try:
-        counts = _int_list(args.encoders, "--encoders")
+        counts = int_list(args.encoders, "--encoders")
         size = parse_size(args.size)
         # every argument is checked before the frames are decoded (a bad one was a traceback, or an error only
         # after the decoding; --frames 0 and --repeats 0 failed in the timing code)

@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     from vggx.benchmarks.bench import BenchConfig, run_bench, stamp
     from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from vggx.cli import _int_list, check_json_path
+    from vggx.cli import check_json_path, int_list
     from vggx.client import Backend, BackendConfig
     from vggx.errors import ConfigError
     from vggx.export import ExportConfig, export_onnx
@@ -191,7 +191,7 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
 
     h, w = parse_size(args.lr_size)
-    levels = _int_list(args.concurrency, "--concurrency")
+    levels = int_list(args.concurrency, "--concurrency")
     if min(levels) < 1:
         raise ConfigError(f"--concurrency values must be >= 1, got {args.concurrency}")
     if not 0 < args.seconds < 1e6:

@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    from vggx.cli import _int_list, check_json_path
+    from vggx.cli import check_json_path, int_list
     from vggx.shapes import parse_size
 
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.serve_load", description=__doc__,
@@ -277,7 +277,7 @@ def _main(argv: list[str] | None) -> int:
     p.add_argument("--json", type=Path, help="write the results as JSON")
     args = p.parse_args(argv)
     size = parse_size(args.lr_size)
-    levels = _int_list(args.concurrency, "--concurrency")
+    levels = int_list(args.concurrency, "--concurrency")
     for flag, value in (("--batch", args.batch), ("--requests", args.requests),
                         ("--inprocess-runs", args.inprocess_runs), ("--concurrency", min(levels))):
         if value < 1:  # refused before any work (it was a ValueError after the levels before it had run)

@@ -30,6 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from vggx.errors import (
+    SIGNAL_POLL_S,
     ConfigError,
     DeviceOutOfMemoryError,
     InferenceError,
@@ -402,7 +403,7 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
         with deferred_signals() as received:
             futures = [pool.submit(one, i) for i in range(len(configs))]
             while not all(f.done() for f in futures):
-                wait(futures, timeout=_POLL_S, return_when=FIRST_EXCEPTION)
+                wait(futures, timeout=SIGNAL_POLL_S, return_when=FIRST_EXCEPTION)
                 received.raise_if_any()
                 raise_if_terminating()  # a SIGTERM whose exception a finalizer swallowed
     except BaseException:  # Ctrl-C, SIGTERM (raised here, in the main thread): the files in flight stop too

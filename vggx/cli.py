@@ -1193,7 +1193,8 @@ def _stages_line(result, codec: str, stdout: bool = False) -> str:
     return line
 
 
-def _int_list(text: str, flag: str) -> tuple[int, ...]:
+def int_list(text: str, flag: str) -> tuple[int, ...]:
+    """``--concurrency 1,2,4``'s values (also the benchmark scripts' lists); ``ConfigError`` naming ``flag``."""
     from vggx.errors import ConfigError
 
     try:
@@ -1285,7 +1286,7 @@ def bench(
         for n in names
     )
     cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
-                      concurrency=_int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
+                      concurrency=int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
                       window_seconds=seconds, window_requests=requests, window=window)
     def row(p) -> None:
         err_console.print(f"measured {p.backend} at concurrency {p.concurrency}: {p.frames_per_s:.2f} frames/s",

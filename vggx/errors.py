@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 __all__ = [
     "EXIT_ERROR",
     "EXIT_TEMPORARY",
+    "SIGNAL_POLL_S",
     "TERMINATING",
     "CheckpointError",
     "ConfigError",
@@ -144,6 +145,9 @@ def raise_if_terminating() -> None:
         raise Terminated
 
 
+SIGNAL_POLL_S = 0.1  # how often a main thread waiting under deferred_signals looks for a held-back Ctrl-C or SIGTERM
+
+
 class _Received:
     """What :func:`deferred_signals` holds back: the first Ctrl-C or SIGTERM (plain attributes, as in ``_Flag``)."""
 
@@ -201,7 +205,7 @@ def _put_back(handlers: list[tuple[int, Callable]]) -> None:
             signal.signal(*handlers[0])
 
 
-def result_of(future, poll: float = 0.1):
+def result_of(future, poll: float = SIGNAL_POLL_S):
     """``future.result()``, with a Ctrl-C or SIGTERM that comes while it waits raised between waits of ``poll``
     seconds, not inside its ``Condition.wait`` (see :func:`deferred_signals`), and not only once the answer comes
     (a window on a CPU can take a minute)."""

@@ -30,7 +30,14 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vggx.errors import TERMINATING, ServerError, Terminated, deferred_signals, raise_if_terminating
+from vggx.errors import (
+    SIGNAL_POLL_S,
+    TERMINATING,
+    ServerError,
+    Terminated,
+    deferred_signals,
+    raise_if_terminating,
+)
 from vggx.paths import cache_dir
 from vggx.shapes import parse_size
 
@@ -52,7 +59,6 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "vggx"
 _TAIL_LINES = 25
-_SIGNAL_POLL_S = 0.2  # how often `vggx serve`'s waiting main thread looks for Ctrl-C or SIGTERM
 _ERROR_LINE = re.compile(r"^E\d{4} ")
 # Logged by the CPU-only build on any host without a GPU (TRT_NOTES.md §9): not the reason for a failure.
 _HARMLESS = ("CudaDriverHelper", "NVML", "DCGM", "cuda")
@@ -574,7 +580,7 @@ def wait_for_signal(server: TritonServer) -> None:
     # (taken without blocking, then the handler runs before the ``try``), and stopping the server then waited for ever
     with sigterm_as_interrupt(), deferred_signals() as received:
         while True:
-            server.wait(timeout=_SIGNAL_POLL_S)
+            server.wait(timeout=SIGNAL_POLL_S)
             received.raise_if_any()
             raise_if_terminating()
 
