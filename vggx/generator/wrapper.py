@@ -34,10 +34,10 @@ class UInt8Upscaler(nn.Module):
         # Cast first and last: TensorRT takes a uint8 network input or output only straight into or out of a
         # Cast (no Transpose or Reshape on uint8), so the layout changes happen in float.
         x = lr.to(torch.float32).permute(0, 1, 4, 2, 3).reshape(n * t, c, h, w) * (1.0 / 255.0)
-        pad_h = (self.multiple - h % self.multiple) % self.multiple
-        pad_w = (self.multiple - w % self.multiple) % self.multiple
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        x = x.reshape(n, t, c, h + pad_h, w + pad_w).to(dtype)
+        m = self.multiple
+        hp, wp = (h + m - 1) // m * m, (w + m - 1) // m * m
+        x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
+        x = x.reshape(n, t, c, hp, wp).to(dtype)
         y = self.generator(x)[..., : self.scale * h, : self.scale * w]
         y = torch.clamp(y.to(torch.float32) * 255.0, 0.0, 255.0)
         return torch.round(y).permute(0, 1, 3, 4, 2).to(torch.uint8)
