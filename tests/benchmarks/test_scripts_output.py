@@ -359,3 +359,32 @@ def test_gif_palette_measures_both_palettes_on_a_photo(tmp_path, capsys):
     capsys.readouterr()
     assert main(["--images", "nosuch"]) == 1
     assert capsys.readouterr().err.strip() == "error: --images: scikit-image has no picture 'nosuch'"
+
+
+def test_video_costs_measures_what_the_readme_quotes(tmp_path, capsys):
+    """The README's figures for the --vf probe, PNG's compression_level=1, idet, the scene detector and the encoders'
+    banners come from this script; a small size keeps it quick."""
+    from vggx.benchmarks.video_costs import main
+
+    out = tmp_path / "costs.json"
+    assert main(["--size", "320x192", "--repeats", "1", "--json", str(out)]) == 0
+    data = json.loads(out.read_text(), parse_constant=_no_constant)
+    assert data["size"] == [192, 320]
+    assert [r["chain"] for r in data["vf_probe"]] == ["scale=960:-2", "nlmeans=s=3"]
+    assert all(r["seconds"] > 0 for r in data["vf_probe"])
+    assert [r["bits"] for r in data["png"]] == [8, 16]
+    for row in data["png"]:
+        assert row["default"]["bytes"] > 320 * 192  # a photo: more than a byte a pixel
+        assert row["more_bytes_percent"] == pytest.approx(
+            (row["compression_level_1"]["bytes"] / row["default"]["bytes"] - 1) * 100, abs=0.06)
+    assert data["png"][1]["default"]["bytes"] > data["png"][0]["default"]["bytes"]
+    assert data["idet_ms_per_frame"] > 0
+    assert data["scene_detector"]["size"] == [96, 160] and data["scene_detector"]["repeat_ms"] > 0
+    assert data["banner_lines"]["libx265"] >= 10 and data["banner_lines"]["libsvtav1"] >= 10
+    assert data["command"] == f"python -m vggx.benchmarks.video_costs --size 320x192 --repeats 1 --json {out}"
+    printed = capsys.readouterr().out
+    assert "PNG 8-bit" in printed and "banners: libx265" in printed
+    assert main(["--size", "320"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --size: WIDTHxHEIGHT (1920x1080), got '320'"
+    assert main(["--repeats", "0"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --repeats: at least 1, got 0"

@@ -969,10 +969,10 @@ def _to_rgb(frame, reformatter, format: str = "rgb24", size: tuple[int, int] | N
 
 class _FieldCheck:
     """FFmpeg's ``idet`` over a stream's first :attr:`FRAMES` frames as they are decoded (what the run decodes
-    anyway; 0.3 ms a 1080p frame here), to say what an input whose fields do not belong together needs: combing in
-    most frames is video shot interlaced (``--deinterlace``); a field repeated in about two frames of five is film
-    telecined with 3:2 pulldown (``--ivtc``). Frames merely flagged interlaced whose fields show no combing
-    (progressive content stored as interlaced) need neither."""
+    anyway; 0.6 ms a 1080p frame, ``benchmarks/video_costs.py``), to say what an input whose fields do not belong
+    together needs: combing in most frames is video shot interlaced (``--deinterlace``); a field repeated in about
+    two frames of five is film telecined with 3:2 pulldown (``--ivtc``). Frames merely flagged interlaced whose
+    fields show no combing (progressive content stored as interlaced) need neither."""
 
     FRAMES = FIELD_CHECK_FRAMES
     FEWEST = 30  # frames idet must have seen for a verdict (its first frames are often misjudged)
