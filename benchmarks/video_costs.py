@@ -1,6 +1,6 @@
 """What the small per-frame and per-run steps around the model cost, measured: the figures the README quotes for them.
 
-    python -m vggx.benchmarks.video_costs [--size 1920x1080] [--repeats 5] [--json PATH]
+    python -m vggx.benchmarks.video_costs [--size 1080x1920] [--repeats 5] [--json PATH]
 
 - ``--vf`` probe: what a chain does to the frames is found by made-up frames of the input's kind through it before any
   work (``FilterChain.probe``); timed for a fast chain (``scale=960:-2``) and a slow one (``nlmeans=s=3``).
@@ -189,25 +189,25 @@ def banner_lines(codec: str) -> int:
 
 
 def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--size: WIDTHxHEIGHT (1920x1080), got {text!r}") from None
+    """``--size``'s ``HxW`` (the CLI's form: ``parse_size``), held to what the steps can take."""
+    from vggx.shapes import parse_size
+
+    height, width = parse_size(text)
     if width < 64 or height < 64 or width % 4 or height % 4:
         raise ConfigError(f"--size: at least 64x64 and a multiple of 4 each way, got {text!r}")
-    return width, height
+    return height, width
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m vggx.benchmarks.video_costs", description=__doc__.split("\n")[0])
-    p.add_argument("--size", default="1920x1080", help="WIDTHxHEIGHT of the frames (the scene detector: half each way)")
+    p.add_argument("--size", default="1080x1920", help="HxW of the frames (the scene detector: half each way)")
     p.add_argument("--repeats", type=int, default=5, help="timings a figure is the median of (the probes: 3 at most)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     from vggx.cli import check_json_path
 
     try:
-        width, height = _size(args.size)
+        height, width = _size(args.size)
         if args.repeats < 1:
             raise ConfigError(f"--repeats: at least 1, got {args.repeats}")
         check_json_path(args.json)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"frames {width}x{height}")
+    print(f"frames {height}x{width}")
     for row in result["vf_probe"]:
         print(f"--vf probe {row['chain']}: {row['seconds']:.2f} s")
     for row in result["png"]:
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({row['speedup']:.1f}x faster, {row['more_bytes_percent']:+.1f} % bytes)")
     print(f"idet: {result['idet_ms_per_frame']:.2f} ms a frame")
     scenes = result["scene_detector"]
-    print(f"scene detector {scenes['size'][1]}x{scenes['size'][0]}: {scenes['scored_ms']:.2f} ms a frame scored, "
+    print(f"scene detector {scenes['size'][0]}x{scenes['size'][1]}: {scenes['scored_ms']:.2f} ms a frame scored, "
           f"{scenes['repeat_ms']:.2f} ms a repeat")
     print("banners: " + ", ".join(f"{k} {v} lines" for k, v in result["banner_lines"].items()))
     if args.json:

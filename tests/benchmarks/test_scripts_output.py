@@ -367,7 +367,7 @@ def test_video_costs_measures_what_the_readme_quotes(tmp_path, capsys):
     from vggx.benchmarks.video_costs import main
 
     out = tmp_path / "costs.json"
-    assert main(["--size", "320x192", "--repeats", "1", "--json", str(out)]) == 0
+    assert main(["--size", "192x320", "--repeats", "1", "--json", str(out)]) == 0
     data = json.loads(out.read_text(), parse_constant=_no_constant)
     assert data["size"] == [192, 320]
     assert [r["chain"] for r in data["vf_probe"]] == ["scale=960:-2", "nlmeans=s=3"]
@@ -381,10 +381,12 @@ def test_video_costs_measures_what_the_readme_quotes(tmp_path, capsys):
     assert data["idet_ms_per_frame"] > 0
     assert data["scene_detector"]["size"] == [96, 160] and data["scene_detector"]["repeat_ms"] > 0
     assert data["banner_lines"]["libx265"] >= 10 and data["banner_lines"]["libsvtav1"] >= 10
-    assert data["command"] == f"python -m vggx.benchmarks.video_costs --size 320x192 --repeats 1 --json {out}"
+    assert data["command"] == f"python -m vggx.benchmarks.video_costs --size 192x320 --repeats 1 --json {out}"
     printed = capsys.readouterr().out
     assert "PNG 8-bit" in printed and "banners: libx265" in printed
     assert main(["--size", "320"]) == 1
-    assert capsys.readouterr().err.strip() == "error: --size: WIDTHxHEIGHT (1920x1080), got '320'"
+    assert capsys.readouterr().err.strip() == "error: size must look like HxW (e.g. 180x320), got '320'"
+    assert main(["--size", "30x320"]) == 1
+    assert capsys.readouterr().err.strip() == "error: --size: at least 64x64 and a multiple of 4 each way, got '30x320'"
     assert main(["--repeats", "0"]) == 1
     assert capsys.readouterr().err.strip() == "error: --repeats: at least 1, got 0"
