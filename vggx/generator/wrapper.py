@@ -35,6 +35,9 @@ class UInt8Upscaler(nn.Module):
         # Cast (no Transpose or Reshape on uint8), so the layout changes happen in float.
         x = lr.to(torch.float32).permute(0, 1, 4, 2, 3).reshape(n * t, c, h, w) * (1.0 / 255.0)
         m = self.multiple
+        # m*ceil(h/m) as one floor division of a positive number: simpler for export's symbolic sizes than
+        # h + (m - h % m) % m, and not vggx.shapes.pad_to_multiple's -(-h // m), which the exported graph's Div
+        # would round toward zero
         hp, wp = (h + m - 1) // m * m, (w + m - 1) // m * m
         x = F.pad(x, (0, wp - w, 0, hp - h), mode="replicate")
         x = x.reshape(n, t, c, hp, wp).to(dtype)
