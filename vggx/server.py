@@ -260,18 +260,22 @@ def _prepare_bundled_backends(install: TritonInstall) -> Path:
     target = cache_dir() / "triton-backends" / key
     if (target / "python" / "triton_python_backend_stub").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
     try:
-        shutil.copytree(install.root / "backends", staging / "backends")
-        shutil.copy2(stub, staging / "backends" / "python" / "triton_python_backend_stub")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
         try:
-            (staging / "backends").rename(target)
-        except OSError:  # another process won the race; its copy is as good as ours
-            if not target.is_dir():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            shutil.copytree(install.root / "backends", staging / "backends")
+            shutil.copy2(stub, staging / "backends" / "python" / "triton_python_backend_stub")
+            try:
+                (staging / "backends").rename(target)
+            except OSError:  # another process won the race; its copy is as good as ours
+                if not target.is_dir():
+                    raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:  # a read-only home (a container's), a cache folder that is a file, a full disk
+        raise ServerError(f"cannot prepare the Python backend's writable copy in {target.parent}: "
+                          f"{exc.strerror or exc}; set VGGX_CACHE_DIR to a writable folder") from None
     log.debug("prepared Python backend in %s", target)
     return target
 

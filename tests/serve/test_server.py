@@ -226,6 +226,27 @@ def test_bundled_tritonserver_is_found_and_prepared(monkeypatch, tmp_path):
     assert "--grpc-port=8001" in cmd
 
 
+def test_a_cache_folder_that_cannot_be_written_is_one_error(monkeypatch, tmp_path):
+    """The bundled server's backends are copied into vggx's cache folder first: a read-only home (a container's) or a
+    VGGX_CACHE_DIR under a file was a traceback (NotADirectoryError), before any server started."""
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    pytest.importorskip("pytriton")
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # no tritonserver there: the bundled one
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path / "file" / "vggx"))
+    repo = tmp_path / "repo"
+    (repo / "vggx" / "1").mkdir(parents=True)
+    (repo / "vggx" / "config.pbtxt").write_text('name: "vggx"\nbackend: "python"\nmax_batch_size: 4\n')
+    result = CliRunner().invoke(app, ["serve", "--model-repository", str(repo), "--check"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"error: cannot prepare the Python backend's writable copy in {tmp_path / 'file' / 'vggx' / 'triton-backends'}"
+        ": Not a directory; set VGGX_CACHE_DIR to a writable folder")
+
+
 def test_a_model_the_bundled_server_has_no_backend_for_is_refused_before_starting(monkeypatch, tmp_path):
     """`vggx export` (the onnxruntime backend) then `vggx serve` on a machine with only nvidia-pytriton's CPU
     tritonserver (Python backend only): one line naming the way out, not the server's load failure and log lines."""
