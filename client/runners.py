@@ -23,6 +23,7 @@ import numpy as np
 
 from vggx.errors import ConfigError, DeviceOutOfMemoryError, InferenceError, TensorRTNotInstalledError
 from vggx.paths import cache_dir as vggx_cache_dir
+from vggx.paths import cache_folder
 
 from .model_info import ModelInfo
 
@@ -235,8 +236,8 @@ def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -
         return target
     from vggx.export import ExportConfig, export_onnx
 
+    cache_folder(target.parent)  # before the export's minute
     log.warning("exporting %s to ONNX once (cached at %s)", path, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     # A unique name, so two processes exporting at once do not write the same file.
     tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.onnx")
     try:

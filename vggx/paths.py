@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "json_text", "unwritable_folder", "write_atomic"]
+__all__ = ["cache_dir", "cache_folder", "json_text", "unwritable_folder", "write_atomic"]
 
 
 def cache_dir() -> Path:
@@ -17,6 +17,19 @@ def cache_dir() -> Path:
     if os.environ.get("VGGX_CACHE_DIR"):
         return Path(os.environ["VGGX_CACHE_DIR"])
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vggx"
+
+
+def cache_folder(folder: Path) -> Path:
+    """``folder`` (in vggx's cache), made with its parents; ``ConfigError`` naming ``VGGX_CACHE_DIR`` where it cannot
+    be (a container's read-only home, a cache path under a file)."""
+    from vggx.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make vggx's cache folder {folder}: {exc.strerror or exc}; set VGGX_CACHE_DIR to a "
+                          f"writable folder") from None
+    return folder
 
 
 def json_text(data) -> str:

@@ -38,7 +38,7 @@ from vggx.errors import (
     deferred_signals,
     raise_if_terminating,
 )
-from vggx.paths import cache_dir
+from vggx.paths import cache_dir, cache_folder
 from vggx.shapes import parse_size
 
 __all__ = [
@@ -260,8 +260,8 @@ def _prepare_bundled_backends(install: TritonInstall) -> Path:
     target = cache_dir() / "triton-backends" / key
     if (target / "python" / "triton_python_backend_stub").is_file():
         return target
+    cache_folder(target.parent)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=target.parent))
         try:
             shutil.copytree(install.root / "backends", staging / "backends")
@@ -273,7 +273,7 @@ def _prepare_bundled_backends(install: TritonInstall) -> Path:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    except OSError as exc:  # a read-only home (a container's), a cache folder that is a file, a full disk
+    except OSError as exc:  # a cache folder not writable, a full disk
         raise ServerError(f"cannot prepare the Python backend's writable copy in {target.parent}: "
                           f"{exc.strerror or exc}; set VGGX_CACHE_DIR to a writable folder") from None
     log.debug("prepared Python backend in %s", target)

@@ -148,6 +148,17 @@ class TestBadInput:
         assert_one_error_line(cli(clips["aac"], tmp_path / "o.mp4", "--codec", "nope"), "unknown video encoder")
         assert list(tmp_path.iterdir()) == []
 
+    def test_a_cache_folder_that_cannot_be_written_is_one_line_before_the_export(self, cli, clips, tmp_path,
+                                                                               monkeypatch):
+        """The default backend exports the shipped checkpoint into vggx's cache once: a read-only home or a
+        VGGX_CACHE_DIR under a file was a NotADirectoryError traceback."""
+        (tmp_path / "file").write_text("x")
+        monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path / "file" / "vggx"))
+        result = cli(clips["twelve"], tmp_path / "o.mkv", "--frames", "2", backend=())
+        assert_one_error_line(result, f"cannot make vggx's cache folder {tmp_path / 'file' / 'vggx' / 'onnx'}: "
+                                      "Not a directory; set VGGX_CACHE_DIR to a writable folder")
+        assert "exporting" not in result.output and not (tmp_path / "o.mkv").exists()
+
 
 class TestBackendErrors:
     def test_server_unreachable_names_the_url_and_vggx_serve(self, cli, clips, tmp_path):

@@ -243,8 +243,8 @@ def test_a_cache_folder_that_cannot_be_written_is_one_error(monkeypatch, tmp_pat
     result = CliRunner().invoke(app, ["serve", "--model-repository", str(repo), "--check"])
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == (
-        f"error: cannot prepare the Python backend's writable copy in {tmp_path / 'file' / 'vggx' / 'triton-backends'}"
-        ": Not a directory; set VGGX_CACHE_DIR to a writable folder")
+        f"error: cannot make vggx's cache folder {tmp_path / 'file' / 'vggx' / 'triton-backends'}: Not a directory; "
+        "set VGGX_CACHE_DIR to a writable folder")
 
 
 def test_a_model_the_bundled_server_has_no_backend_for_is_refused_before_starting(monkeypatch, tmp_path):
