@@ -465,36 +465,46 @@ class TritonServer:
         raise ServerError(f"tritonserver exited with code {code}\n{self.log_summary()}")
 
     def stop(self) -> int | None:
-        """Shut the server down (SIGTERM, then SIGKILL of its process group); return its exit code."""
+        """Shut the server down (SIGTERM, then SIGKILL of its process group); return its exit code.
+
+        A Ctrl-C or SIGTERM while it shuts down (a user or a supervisor tired of waiting) kills it at once; the
+        cleanup is done all the same, and the signal raised after it.
+        """
         proc, self.process = self.process, None
         if proc is None:
             return None
-        code = proc.poll()
-        self._regions |= {region for _, _, region in _group_stubs(proc.pid).values()}
-        if code is None:
-            proc.send_signal(signal.SIGTERM)  # Triton finishes in-flight requests, unloads, exits
-            try:
-                code = proc.wait(self.config.shutdown_timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning("tritonserver did not stop within %.0f s; killing it",
-                            self.config.shutdown_timeout_s)
-                self.killed = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its backend stubs
-                code = proc.wait()
-        # Its Python-backend stubs share its process group and outlive a server that crashed or was killed (each
-        # holds a model's memory, and they ignore SIGTERM): nothing of the group stays behind.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        _wait_group_gone(proc.pid)  # SIGKILL lands asynchronously: return once the stubs' memory is given back
-        # A stub killed (or the server, before it could unlink them) leaves its shared-memory region in /dev/shm:
-        # RAM, a Kubernetes pod's size-limited emptyDir across restarts
-        for region in self._regions:
-            with contextlib.suppress(OSError):
-                (Path("/dev/shm") / region).unlink()
-        self._regions, self._stubs = set(), {}
-        self._close_log()
-        log.info("tritonserver exited with code %s", code)
+        with deferred_signals() as received:
+            code = proc.poll()
+            self._regions |= {region for _, _, region in _group_stubs(proc.pid).values()}
+            if code is None:
+                proc.send_signal(signal.SIGTERM)  # Triton finishes in-flight requests, unloads, exits
+                deadline = time.monotonic() + self.config.shutdown_timeout_s
+                while (code := proc.poll()) is None and received.signum is None and time.monotonic() < deadline:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(min(SIGNAL_POLL_S, max(deadline - time.monotonic(), 0)))
+                if code is None:
+                    if received.signum is None:
+                        log.warning("tritonserver did not stop within %.0f s; killing it",
+                                    self.config.shutdown_timeout_s)
+                    else:
+                        log.warning("interrupted again while tritonserver stops; killing it")
+                    self.killed = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the server and its backend stubs
+                    code = proc.wait()
+            # Its Python-backend stubs share its process group and outlive a server that crashed or was killed (each
+            # holds a model's memory, and they ignore SIGTERM): nothing of the group stays behind.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            _wait_group_gone(proc.pid)  # SIGKILL lands asynchronously: return once the stubs' memory is given back
+            # A stub killed (or the server, before it could unlink them) leaves its shared-memory region in /dev/shm:
+            # RAM, a Kubernetes pod's size-limited emptyDir across restarts
+            for region in self._regions:
+                with contextlib.suppress(OSError):
+                    (Path("/dev/shm") / region).unlink()
+            self._regions, self._stubs = set(), {}
+            self._close_log()
+            log.info("tritonserver exited with code %s", code)
         return code
 
     def _close_log(self) -> None:

@@ -124,6 +124,36 @@ def test_a_server_that_had_to_be_killed_is_said_to_be(repo, fake_triton, tmp_pat
     assert server.killed and not server.running
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_server_stops_kills_it_and_still_cleans_up(repo, fake_triton, tmp_path, monkeypatch,
+                                                                       sig):
+    """A second Ctrl-C (or a supervisor's SIGTERM) during a slow shutdown landed inside the wait for the server: the
+    SIGKILL of its group and the shared-memory cleanup never ran, and a server deaf to SIGTERM kept its ports. Now it
+    is killed at once, cleaned up, and the signal raised after."""
+    import contextlib
+    import threading
+
+    from vggx.errors import Terminated
+    from vggx.server import sigterm_as_interrupt
+
+    monkeypatch.setenv("FAKE_TRITON_MODE", "stuck")
+    server = TritonServer(_cfg(repo, fake_triton, tmp_path, shutdown_timeout_s=60)).start()
+    pid = server.process.pid
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), sig))
+    started = time.monotonic()
+    try:
+        with sigterm_as_interrupt(), pytest.raises(Terminated if sig == signal.SIGTERM else KeyboardInterrupt):
+            timer.start()
+            server.stop()
+        assert time.monotonic() - started < 30 and server.killed
+        with pytest.raises(ProcessLookupError):
+            os.killpg(pid, 0)  # the whole group is gone
+    finally:
+        timer.cancel()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
 def test_missing_model_config_is_refused_before_starting(tmp_path, fake_triton):
     with pytest.raises(ServerError, match=r"holds no model 'vggx'.*run vggx export"):
         TritonServer(_cfg(tmp_path, fake_triton, tmp_path)).start()
