@@ -361,6 +361,10 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
     beside = max((v for v in kept if v != version), default=None) if old is not None else None  # still served
     if beside is None:
         return model_dir, version, text
+    if _kind_of(old) != _kind_of(new):  # a switch (forced): the versions still served hold the old backend's files
+        raise ExportError(f"{model_dir} keeps serving version {beside} beside the new one, a {_kind_of(old)} model: "
+                          f"one config.pbtxt would have {backend.value!r} load it too, and fail. Export with "
+                          f"--versions-served 1 (the new version served alone), or under another --name")
     was, now = _contract(old), _contract(new)
     if was != now:  # config.pbtxt is the model's, not a version's: the versions still served would get the new one
         diff = ", ".join(f"{k} {was.get(k)} -> {now.get(k)}" for k in sorted(now.keys() | was.keys())

@@ -327,6 +327,23 @@ def test_switching_the_served_backend_needs_force_and_is_refused_before_exportin
     assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
 
 
+def test_a_forced_switch_beside_a_version_still_served_is_refused(tmp_path, tiny_checkpoint_path, fake_export):
+    """--force switched the backend, but --versions-served 2 kept version 1 served under the new config.pbtxt: a
+    torch version (model.py and the checkpoint) loaded as an onnxruntime model would fail in Triton."""
+    repo = tmp_path / "repo"
+    assert _export(repo, tiny_checkpoint_path, "--backend", "torch").exit_code == 0
+    before = (repo / "vggx" / "config.pbtxt").read_text()
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--force", "--no-verify",
+                                   "--versions-served", "2"))
+    assert f"{repo / 'vggx'} keeps serving version 1 beside the new one, a python/torch model: one config.pbtxt " \
+           "would have 'onnxruntime' load it too" in line and "--versions-served 1" in line
+    assert (repo / "vggx" / "config.pbtxt").read_text() == before
+    assert sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
+    result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--force", "--no-verify")
+    assert result.exit_code == 0, result.output
+    assert 'platform: "onnxruntime_onnx"' in (repo / "vggx" / "config.pbtxt").read_text()
+
+
 def test_a_changed_contract_beside_a_version_still_served_is_refused_before_exporting(tmp_path, tiny_checkpoint_path,
                                                                                        fake_export):
     """--versions-served 2 keeps version 1 served under the one config.pbtxt: a new window (or size range) would
