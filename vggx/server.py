@@ -117,22 +117,29 @@ class ServerConfig:
 class Endpoints:
     """Where a started server listens; ``http``/``grpc`` are in tritonclient's ``host:port`` form."""
 
-    host: str
+    host: str  # the address bound (``0.0.0.0``, ``::``: every one)
     http_port: int
     grpc_port: int
     metrics_port: int
 
     @property
+    def address(self) -> str:
+        """The host as a client on this machine reaches it: a wildcard on loopback, an IPv6 address in brackets
+        (``[::1]``: what gRPC targets and URLs need)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else ("::1" if self.host == "::" else self.host)
+        return f"[{host}]" if ":" in host else host
+
+    @property
     def http(self) -> str:
-        return f"{self.host}:{self.http_port}"
+        return f"{self.address}:{self.http_port}"
 
     @property
     def grpc(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
+        return f"{self.address}:{self.grpc_port}"
 
     @property
     def metrics(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
+        return f"http://{self.address}:{self.metrics_port}/metrics"
 
 
 @dataclass(frozen=True)
@@ -176,10 +183,15 @@ def _is_bundled(root: Path) -> bool:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on ``host`` right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that is free on ``host`` right now (the OS picks it): an IPv4 or IPv6 address, or a name (its
+    first address; :func:`check_port_free` then tries the port at each)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind(address)
+            return s.getsockname()[1]
+    except OSError as exc:  # a name that does not resolve, an address not on this machine
+        raise ServerError(f"cannot listen on {host}: {exc.strerror or exc}") from None
 
 
 def check_port_free(host: str, port: int, flag: str) -> None:
@@ -333,7 +345,10 @@ class TritonServer:
         cmd = [str(install.executable), f"--model-repository={Path(cfg.model_repository).resolve()}"]
         for proto, port in (("http", endpoints.http_port), ("grpc", endpoints.grpc_port),
                             ("metrics", endpoints.metrics_port)):
-            cmd += [f"--{proto}-address={cfg.host}", f"--{proto}-port={port}"]
+            # IPv6: Triton's gRPC service joins address and port with a colon (brackets needed); its HTTP services
+            # bind with libevhtp, which reads an address without an ``ipv6:`` prefix as IPv4
+            host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]" if proto == "grpc" else f"ipv6:{cfg.host}"
+            cmd += [f"--{proto}-address={host}", f"--{proto}-port={port}"]
         cmd += [f"--exit-timeout-secs={max(1, int(cfg.shutdown_timeout_s) - 5)}", "--strict-readiness=true"]
         if install.bundled:
             cmd.append(f"--backend-directory={_prepare_bundled_backends(install)}")
@@ -398,15 +413,9 @@ class TritonServer:
         self._stubs = {} if any("model-control-mode" in a for a in cfg.extra_args) else stubs
         return self
 
-    def _probe_host(self) -> str:
-        host = self.config.host
-        return "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host == "::" else host)
-
     def _wait_ready(self) -> None:
         assert self.process is not None and self.endpoints is not None
-        host = self._probe_host()
-        url = (f"http://{f'[{host}]' if ':' in host else host}:{self.endpoints.http_port}"
-               f"/v2/models/{self.config.model_name}/ready")
+        url = f"http://{self.endpoints.http}/v2/models/{self.config.model_name}/ready"
         deadline = time.monotonic() + self.config.startup_timeout_s
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via $http_proxy
         while True:

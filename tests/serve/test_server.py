@@ -196,11 +196,12 @@ def test_cli_serve_on_a_busy_port_is_one_line(repo, fake_triton, tmp_path):
                                         f"another --http-port, or 0 for a free one"]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "0.0.0.0", "::1", "::"])
 def test_free_ports_on_any_address_kind_pass_the_check(host):
+    """IPv6 too: free_port bound an IPv4 socket to `::1` (a gaierror traceback from `vggx serve --host ::1`)."""
     from vggx.server import check_port_free
 
-    check_port_free(host, 0, "--http-port")
+    check_port_free(host, free_port(host), "--http-port")
 
 
 def test_a_host_that_does_not_resolve_is_one_error():
@@ -208,6 +209,8 @@ def test_a_host_that_does_not_resolve_is_one_error():
 
     with pytest.raises(ServerError, match=r"^cannot listen on no\.such\.host\.invalid:8000 \(--http-port\): "):
         check_port_free("no.such.host.invalid", 8000, "--http-port")
+    with pytest.raises(ServerError, match=r"^cannot listen on no\.such\.host\.invalid: "):
+        free_port("no.such.host.invalid")  # port 0: the free one is looked for first
 
 
 def test_a_log_file_that_cannot_be_written_is_one_error(repo, fake_triton, tmp_path):
@@ -392,9 +395,14 @@ def test_no_tritonserver_anywhere_names_what_to_install(monkeypatch):
         find_tritonserver()
 
 
-@pytest.mark.parametrize(("host", "probe"), [("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "::1")])
-def test_readiness_is_probed_on_loopback_when_binding_all_addresses(host, probe):
-    assert TritonServer(ServerConfig(host=host))._probe_host() == probe
+@pytest.mark.parametrize(("host", "address"), [
+    ("127.0.0.1", "127.0.0.1"), ("0.0.0.0", "127.0.0.1"), ("::", "[::1]"), ("::1", "[::1]"), ("fd00::5", "[fd00::5]"),
+    ("triton.local", "triton.local")])
+def test_endpoints_are_what_a_client_here_connects_to(host, address):
+    """The readiness probe, `vggx serve --check` and the addresses it prints: a wildcard bind on loopback, IPv6 in
+    brackets (`::1:8001` is no gRPC target, `http://::1:8000` no URL: --check failed on a server that was up)."""
+    ep = Endpoints(host, 8000, 8001, 8002)
+    assert (ep.http, ep.grpc, ep.metrics) == (f"{address}:8000", f"{address}:8001", f"http://{address}:8002/metrics")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

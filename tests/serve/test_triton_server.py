@@ -278,6 +278,22 @@ def test_two_instances_serve_two_windows_at_once(portable_onnx, onnx_metadata, t
     assert "vggx_cpu_0" in text and "vggx_cpu_1" in text, text[-2000:]
 
 
+def test_serve_on_ipv6_loopback_checks_and_prints_its_addresses(served_repository, tmp_path):
+    """`vggx serve --host ::1 --check`: the check dialled `::1:PORT` (no gRPC target) and failed on a server that was
+    up; the printed URLs were `http://::1:PORT`."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggx.cli", "serve", "--model-repository", str(served_repository), "--host", "::1",
+         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--log-file", str(tmp_path / "s.log"),
+         "--check"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    assert "check ok: [1, 8, 32, 32, 3]" in proc.stdout
+    printed = r"HTTP +http://\[::1\]:\d+\n +gRPC +\[::1\]:\d+\n +metrics +http://\[::1\]:\d+/metrics"
+    assert re.search(printed, proc.stdout), proc.stdout
+
+
 def test_a_model_under_another_name_is_served_and_called_by_it(portable_onnx, onnx_metadata, tmp_path):
     """``vggx export --name vggx-tiny`` beside nothing else: ``vggx serve --model vggx-tiny --check`` waits for and
     checks it, ``vggx upscale --url --model vggx-tiny`` calls it; calling ``vggx`` there is one clear error."""
