@@ -15,6 +15,7 @@ one URL per address.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import re
@@ -84,6 +85,7 @@ class _Shm:
 @dataclass
 class _ThreadState:
     client: Any
+    owner: threading.Thread = field(default_factory=threading.current_thread)
     shm_in: _Shm | None = None
     shm_out: _Shm | None = None
     regions: list[_Shm] = field(default_factory=list)
@@ -125,8 +127,7 @@ class TritonRunner(_RunnerBase):
         self.scheme = {v: k for k, v in SCHEMES.items()}[protocol, ssl].removesuffix("://")
         self._headers = wire_headers(headers, protocol)
         url = url.rstrip("/")
-        if not url or ":" not in url:
-            raise ServerError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {url!r}")
+        _host_port(url)
         if protocol == "grpc":
             import tritonclient.grpc as module
         else:
@@ -163,13 +164,27 @@ class TritonRunner(_RunnerBase):
                           timeout_s=timeout_s or self.timeout_s)
 
     def _state(self) -> _ThreadState:
+        """The calling thread's client and shared-memory regions. A new thread's state frees those of threads that
+        ended (each file of a folder run starts its own: their regions, in /dev/shm and registered on the server,
+        piled up until the runner closed)."""
         state = getattr(self._local, "state", None)
         if state is None:
             state = _ThreadState(client=self._new_client())
             self._local.state = state
             with self._lock:
-                self._states.append(state)
+                ended = [s for s in self._states if not s.owner.is_alive()]
+                self._states = [s for s in self._states if s.owner.is_alive()] + [state]
+            for old in ended:
+                self._free(old)
         return state
+
+    def _free(self, state: _ThreadState) -> None:
+        """Release a state no thread uses any more: its regions, then its client."""
+        self._drop_regions(state)
+        try:
+            state.client.close()
+        except Exception:
+            log.debug("closing a Triton client failed", exc_info=True)
 
     def _unreachable(self, exc: BaseException) -> ServerError:
         """Why the server cannot be reached: a TLS mismatch (no retry fixes it), else ``ServerUnavailable`` (down,
@@ -440,11 +455,7 @@ class TritonRunner(_RunnerBase):
         with self._lock:
             states, self._states = self._states, []
         for state in states:
-            self._drop_regions(state)
-            try:
-                state.client.close()
-            except Exception:
-                log.debug("closing a Triton client failed", exc_info=True)
+            self._free(state)
 
 
 def new_client(url: str, protocol: str = "grpc", *, ssl: bool = False, ca_cert: str | os.PathLike | None = None,
@@ -611,6 +622,18 @@ def _entries(urls: str | list[str]) -> list[str]:
     return [entry for e in _split(urls) if (entry := _without_scheme(e).rstrip("/"))]
 
 
+def _host_port(entry: str) -> tuple[str, str]:
+    """``HOST:PORT``'s host and port (an IPv6 host in brackets), or ``ConfigError``: a port out of range was a
+    traceback over HTTP and another port over gRPC (70001 is 4465 there)."""
+    host, sep, port = entry.rpartition(":")
+    bare = host.removeprefix("[").removesuffix("]")
+    if (not sep or not bare or not port.isdigit() or not 0 < int(port) < 65536
+            or host.startswith("[") != host.endswith("]") or (":" in bare and not host.startswith("["))):
+        raise ConfigError(f"--url must look like HOST:PORT with a port of 1-65535 (e.g. 127.0.0.1:8001, "
+                          f"[::1]:8001), got {entry!r}")
+    return host, port
+
+
 def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bool = False) -> list[str]:
     """``HOST:PORT`` entries (a list, or one string separated by commas) -> one URL per server.
 
@@ -625,9 +648,7 @@ def expand_urls(urls: str | list[str], resolve=socket.getaddrinfo, addresses: bo
     """
     out: list[str] = []
     for entry in _entries(urls):
-        host, sep, port = entry.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError(f"--url must look like HOST:PORT (e.g. 127.0.0.1:8001), got {entry!r}")
+        host, port = _host_port(entry)
         try:
             infos = resolve(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
@@ -897,7 +918,8 @@ def _transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, InferenceServerException):
         return str(exc.status()) in _TRANSIENT
-    return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | OSError)
+    # http.client.HTTPException: HTTP's client (geventhttpclient) on a connection closed before or during the answer
+    return isinstance(exc, ConnectionError | TimeoutError | socket.timeout | OSError | http.client.HTTPException)
 
 
 def _reason(exc: BaseException) -> str:

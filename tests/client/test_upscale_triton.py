@@ -14,7 +14,7 @@ from videoclips import decode_all
 from vggx.cli import app
 from vggx.client import Backend, BackendConfig, TritonProtocol, UpscaleConfig, open_runner, upscale
 from vggx.client.triton import TritonRunner
-from vggx.errors import ServerError, ServerUnavailable
+from vggx.errors import ConfigError, ServerError, ServerUnavailable
 from vggx.server import free_port
 from vggx.video import EncodeConfig
 
@@ -149,6 +149,17 @@ class TestAgainstStub:
                 assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
             assert stub.infer_calls == 3 and "retry 2/3" in caplog.text
 
+    @pytest.mark.parametrize("how", ["close", "cut"])
+    def test_a_connection_dropped_mid_request_is_retried(self, how):
+        """A server killed or restarted while a window is in flight, a proxy hanging up, an answer cut short: HTTP's
+        client says so with its own exceptions (not OSError), which failed the run at once (exit 1) and kept a pool
+        from moving the window to another server."""
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as stub, open_runner(http_config(stub.url)) as runner:
+            stub.drop_next = [how, how]
+            assert runner.infer(lr).shape == (1, 4, 64, 64, 3)
+            assert stub.infer_calls == 3
+
     def test_the_windows_in_flight_that_fail_together_are_one_warning(self, caplog):
         """A server that stops fails every window in flight at once: one line says the retry, not one a window."""
         from concurrent.futures import ThreadPoolExecutor
@@ -282,8 +293,26 @@ class TestUnreachable:
         assert f"cannot reach Triton at {protocol}://{url}" in str(errors[0])
 
     def test_url_must_be_host_port(self):
-        with pytest.raises(ServerError, match="HOST:PORT"):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
             TritonRunner("localhost")
+
+    @pytest.mark.parametrize("url", ["127.0.0.1:99999", "127.0.0.1:70001", "127.0.0.1:0", "[::1:8000", "::1:8000",
+                                     "[::1]8000", ":8001"])
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_a_url_out_of_form_or_range_is_one_line(self, url, protocol, clips, tmp_path):
+        """A port past 65535 was a ValueError traceback over HTTP and another port over gRPC (70001 is 4465); an
+        unbalanced or missing IPv6 bracket a traceback too."""
+        from typer.testing import CliRunner
+
+        from vggx.cli import app
+
+        result = CliRunner().invoke(app, ["upscale", str(clips["big"]), str(tmp_path / "o.mkv"), "--url", url,
+                                          "--protocol", protocol])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.strip().splitlines() == [
+            f"error: --url must look like HOST:PORT with a port of 1-65535 (e.g. 127.0.0.1:8001, [::1]:8001), got "
+            f"{url!r}"], result.output
+        assert not (tmp_path / "o.mkv").exists()
 
 
 @pytest.mark.server
@@ -303,6 +332,30 @@ class TestRealServer:
         assert len(remote_frames) == len(local_frames) == 12
         for a, b in zip(remote_frames, local_frames, strict=True):
             np.testing.assert_array_equal(a, b)
+
+    @pytest.mark.parametrize("protocol", ["grpc", "http"])
+    def test_threads_that_ended_leave_no_shared_memory_behind(self, triton_server, protocol):
+        """Each file of a folder run calls the shared runner from threads of its own: every thread's two regions
+        stayed, in /dev/shm and on the server, until the runner closed (a long folder run filled /dev/shm)."""
+        import os
+        import threading
+
+        ep = triton_server.endpoints
+        lr = np.zeros((1, 8, 16, 16, 3), np.uint8)
+        prefix = f"vggx-{os.getpid()}-"
+
+        def ours():
+            return sorted(p for p in os.listdir("/dev/shm") if p.startswith(prefix))
+
+        with TritonRunner(ep.grpc if protocol == "grpc" else ep.http, protocol=protocol, shared_memory=True) as runner:
+            seen = []
+            for _ in range(3):  # three files, one worker thread each, one after the other
+                worker = threading.Thread(target=runner.infer, args=(lr,))
+                worker.start()
+                worker.join()
+                seen.append(len(ours()))
+            assert seen == [2, 2, 2], seen  # a new thread's first window frees the regions of those that ended
+        assert ours() == []
 
     def test_grpc_over_tls_with_metadata(self, served_repository, ort_runner, clips, tmp_path, tls_cert):
         """Triton's own gRPC TLS (``--grpc-use-ssl``): ``grpcs://`` with the CA, a header as gRPC metadata; the

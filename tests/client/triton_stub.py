@@ -23,6 +23,8 @@ class StubTriton(InBackground):
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
         self.fail_next: list = []  # HTTP statuses (or (status, message)) to answer the next infer requests with
         self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
+        # hang up on the next infer requests: "close" (no answer: a server killed mid-request), "cut" (half an answer)
+        self.drop_next: list[str] = []
         self.infer_calls = 0
         # answer larger inputs (h·w LR pixels) the way vggx's served torch model answers when CUDA runs out of memory
         self.oom_above: int | None = None
@@ -65,6 +67,15 @@ class StubTriton(InBackground):
                 stub.infer_calls += 1
                 if stub.fail_from is not None and stub.infer_calls >= stub.fail_from:
                     self._send(400, json.dumps({"error": "stub breaks from here on"}).encode())
+                    return
+                if stub.drop_next:
+                    how = stub.drop_next.pop(0)
+                    self.close_connection = True
+                    if how == "cut":
+                        self.send_response(200)
+                        self.send_header("Content-Length", "1000")
+                        self.end_headers()
+                        self.wfile.write(b'{"model_name": "vg')
                     return
                 if stub.fail_next:  # a status, or (status, Triton's error message)
                     status = stub.fail_next.pop(0)
