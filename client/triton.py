@@ -807,6 +807,10 @@ class TritonPool(_RunnerBase):
             except ServerError as exc:
                 log.debug("Triton at %s is not ready to join yet (%s)", url, exc)
                 continue
+            except InferenceError as exc:  # it answers, with a model that is not vggx's (no vggx metadata)
+                self._refused.add(url)
+                log.warning("Triton at %s: %s; not used", url, exc)
+                continue
             if runner.info != self.info:
                 runner.close()
                 self._refused.add(url)
@@ -826,6 +830,13 @@ class TritonPool(_RunnerBase):
                 fresh = self._open(old.url)  # a restarted server: new connections, no stale shared-memory regions
             except ServerError:
                 continue
+            except InferenceError as exc:
+                self._say_refused(old.url, str(exc))
+                continue
+            if fresh.info != self.info:  # restarted with another model (a rolling update): its windows would not fit
+                fresh.close()
+                self._say_refused(old.url, f"serves another model now ({fresh.info})")
+                continue
             with self._lock:
                 if self._closed or self._in_flight[i]:
                     fresh.close()
@@ -833,7 +844,14 @@ class TritonPool(_RunnerBase):
                 self._runners[i] = fresh
                 self._down.pop(i, None)
             old.close()
+            self._refused.discard(old.url)
             log.info("Triton at %s answers again: it takes windows again", old.url)
+
+    def _say_refused(self, url: str, why: str) -> None:
+        """A dropped server that came back unfit stays dropped; said once while it stays so."""
+        if url not in self._refused:
+            self._refused.add(url)
+            log.warning("Triton at %s: %s; it takes no windows", url, why)
 
     def inference_statistics(self) -> dict[str, dict[str, tuple[int, int]]]:
         """:meth:`TritonRunner.inference_statistics` of every server still taking windows, by URL."""

@@ -642,6 +642,49 @@ class TestPoolRefresh:
                 pool.refresh()
             assert pool.urls == [a.url] and caplog.text.count(f"Triton at {b.url} serves another model") == 1
 
+    def test_a_dropped_server_back_with_another_model_takes_no_windows(self, caplog):
+        """A rolling update: a replica restarted serving another model (here another window) was taken back
+        unchecked, and its windows cropped or mixed into the video without a word."""
+        from vggx.client.triton import TritonPool
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, \
+                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+            b.fail_next = [503] * 2
+            for _ in range(4):
+                pool.infer(lr)
+            assert 1 in pool._down
+            b.fail_next, b.window = [], 8  # restarted, with another model
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                pool.refresh()
+                pool.refresh()
+            assert 1 in pool._down and caplog.text.count(f"Triton at {b.url}: serves another model now") == 1
+            calls = b.infer_calls
+            for _ in range(4):
+                pool.infer(lr)
+            assert b.infer_calls == calls and pool.windows[1] == 0
+            b.window = 4  # and back to the pool's model
+            pool.refresh()
+            assert not pool._down
+
+    def test_a_server_whose_model_is_not_vggxs_is_refused_not_a_traceback(self, caplog):
+        """An address that answers with a model lacking vggx's metadata: the refresh raised InferenceError (a
+        traceback from the background thread every 30 s, and dropped servers never brought back)."""
+        from vggx.client.triton import TritonPool
+
+        table = {"svc": ["127.0.0.2"]}
+        a = StubTriton(host="127.0.0.2")
+        b = StubTriton(host="127.0.0.3", port=a.port)
+        config = b.config()
+        b.config = lambda: {k: v for k, v in config.items() if k != "parameters"}
+        with a, b, TritonPool(f"svc:{a.port}", protocol="http", resolve=TestExpandUrls.resolver(table),
+                              refresh_s=3600) as pool:
+            table["svc"].append("127.0.0.3")
+            with caplog.at_level(logging.WARNING, logger="vggx.client.triton"):
+                pool.refresh()
+                pool.refresh()
+            assert pool.urls == [a.url] and caplog.text.count(f"Triton at {b.url}: ") == 1, caplog.text
+
     def test_a_pool_of_one_fails_as_its_server_does(self):
         from vggx.client.triton import TritonPool
 
