@@ -15,6 +15,7 @@ one URL per address.
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.client
 import logging
 import os
@@ -80,6 +81,27 @@ class _Shm:
     name: str
     handle: Any
     size: int
+
+
+class _NoRoom(Exception):
+    """/dev/shm cannot hold a region: not transient, the tensors go over the network instead."""
+
+
+def _reserve(name: str, size: int) -> None:
+    """Back the pages of the region at ``/dev/shm/name`` now. tmpfs hands them out on first write, and a page it has
+    no room for is then a SIGBUS wherever it is written: in this client, or in the server writing the output (a
+    container's /dev/shm is 64 MB unless raised; a 1080p window's output is 800 MB)."""
+    fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EFBIG):
+            return  # a file system without fallocate: written as before
+        st = os.statvfs("/dev/shm")
+        raise _NoRoom(f"/dev/shm has {st.f_bavail * st.f_frsize / 1e6:.0f} MB free, short of a {size / 1e6:.0f} MB "
+                      f"region; give it more (docker run --shm-size, a Kubernetes emptyDir of medium Memory)") from None
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -369,8 +391,11 @@ class TritonRunner(_RunnerBase):
         if state.shm_in is not None and state.shm_in.size >= in_bytes and state.shm_out.size >= out_bytes:
             return True
         try:
-            state.shm_in = self._register(state, in_bytes)
-            state.shm_out = self._register(state, out_bytes)
+            # both made and their pages reserved before either is registered: no room is found before the server
+            state.shm_in, state.shm_out = self._new_region(state, in_bytes), self._new_region(state, out_bytes)
+            for region in (state.shm_in, state.shm_out):
+                state.client.register_system_shared_memory(region.name, f"/{region.name}", region.size,
+                                                           headers=self._headers)
             return True
         except Exception as exc:  # the server may be local but unable to map our /dev/shm (containers)
             if _transient(exc) or restricted_header(exc) is not None:
@@ -380,6 +405,7 @@ class TritonRunner(_RunnerBase):
                                   f"{_reason(exc)}") from None
             log.warning("Triton at %s cannot use system shared memory (%s); sending tensors over %s instead",
                         self.url, _reason(exc), self.protocol)
+            self._drop_regions(state)
             self._use_shm = False
             self.description = self.description.replace(" (shared memory)", "")
             return False
@@ -400,14 +426,14 @@ class TritonRunner(_RunnerBase):
         state.regions.clear()
         state.shm_in = state.shm_out = None
 
-    def _register(self, state: _ThreadState, size: int) -> _Shm:
+    def _new_region(self, state: _ThreadState, size: int) -> _Shm:
+        """A region of ``size`` bytes in /dev/shm, its pages reserved (:func:`_reserve`), kept in ``state``."""
         import tritonclient.utils.shared_memory as shm
 
         name = f"vggx-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        handle = shm.create_shared_memory_region(name, f"/{name}", size)
-        region = _Shm(name, handle, size)
+        region = _Shm(name, shm.create_shared_memory_region(name, f"/{name}", size), size)
         state.regions.append(region)
-        state.client.register_system_shared_memory(name, f"/{name}", size, headers=self._headers)
+        _reserve(name, size)
         return region
 
     # ---------------------------------------------------------------------------------- statistics

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,6 +257,52 @@ class TestAgainstStub:
         with StubTriton() as stub, TritonRunner(stub.url, protocol="http", shared_memory=True) as runner, \
                 pytest.raises(ServerError, match="cannot use system shared memory"):
             runner.infer(lr)
+
+
+def _can_mount_a_small_shm() -> bool:
+    import shutil
+    import subprocess
+
+    mount = ["unshare", "-m", "-r", "sh", "-c", "mount -t tmpfs -o size=8m tmpfs /dev/shm"]
+    return shutil.which("unshare") is not None and subprocess.run(mount, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_a_small_shm(), reason="needs user and mount namespaces (unshare -m -r)")
+def test_a_dev_shm_too_small_for_a_window_sends_tensors_over_the_network():
+    """Docker's /dev/shm is 64 MB unless raised: the regions were made anyway (sparse), and the first page written
+    past the limit was a SIGBUS, in this client or in the server writing the output. Now the pages are reserved
+    first: no room is the network (a warning naming /dev/shm), or one error where shared memory was asked for."""
+    import subprocess
+    import sys
+
+    script = textwrap.dedent("""
+        import logging, os, sys
+        sys.path.insert(0, sys.argv[1])
+        import numpy as np
+        from triton_stub import StubTriton
+        from vggx.client.triton import TritonRunner
+        from vggx.errors import ServerError
+        logging.basicConfig(level=logging.WARNING, format="%(message)s")
+        lr = np.zeros((1, 4, 256, 256, 3), np.uint8)  # 12.6 MB out, /dev/shm 8 MB
+        with StubTriton(max_size="256x256") as stub:
+            with TritonRunner(stub.url, protocol="http") as runner:
+                print("shape", runner.infer(lr).shape, "leftover", os.listdir("/dev/shm"))
+            with TritonRunner(stub.url, protocol="http", shared_memory=True) as runner:
+                try:
+                    runner.infer(lr)
+                except ServerError as exc:
+                    print("error:", exc)
+        print("at the end", os.listdir("/dev/shm"))
+    """)
+    done = subprocess.run(["unshare", "-m", "-r", "sh", "-c", 'mount -t tmpfs -o size=8m tmpfs /dev/shm && exec "$@"',
+                           "sh", sys.executable, "-c", script, str(Path(__file__).parent)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "shape (1, 4, 1024, 1024, 3) leftover []" in done.stdout, done.stdout
+    assert "cannot use system shared memory (/dev/shm has 8 MB free, short of a 13 MB region; give it more" \
+        in done.stderr, done.stderr
+    assert "error: Triton at 127.0.0.1:" in done.stdout and "/dev/shm has 8 MB free" in done.stdout, done.stdout
+    assert "at the end []" in done.stdout
 
 
 class TestUnreachable:
