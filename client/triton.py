@@ -368,6 +368,14 @@ class TritonRunner(_RunnerBase):
             inp.set_shared_memory(state.shm_in.name, lr.nbytes)
             out.set_shared_memory(state.shm_out.name, out_bytes)
             result = self._request(state, inp, out)
+            # the region is read as the output this runner expects: what the server says it wrote must be that (a
+            # model whose config's scale is wrong writes less, and the rest of the region would pass for frames)
+            said = result.get_output(self._output)
+            if said is None:
+                raise InferenceError(f"Triton at {self.url} returned no {self._output!r} output")
+            shape, dtype = (said["shape"], said["datatype"]) if isinstance(said, dict) else (said.shape, said.datatype)
+            if dtype != "UINT8" or tuple(shape) != out_shape:
+                raise InferenceError(f"{self.description} returned {dtype} {tuple(shape)}, expected UINT8 {out_shape}")
             return np.array(shm.get_contents_as_numpy(state.shm_out.handle, np.uint8, out_shape))
         if self.protocol == "http":
             inp.set_data_from_numpy(lr, binary_data=True)

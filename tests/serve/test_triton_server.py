@@ -548,3 +548,26 @@ def test_check_model_keeps_inside_a_small_max_size(portable_onnx, onnx_metadata,
     for server in start_server(tmp_path / "repo", tmp_path / "tritonserver.log"):
         scale = int(meta["scale"])
         assert check_model(server.endpoints.grpc).output_shape == [1, int(meta["window"]), 24 * scale, 32 * scale, 3]
+
+
+def test_an_output_unlike_the_configs_scale_is_an_error_through_shared_memory_too(portable_onnx, onnx_metadata,
+                                                                                 tmp_path, start_server):
+    """A repository whose config says another scale than the model has: the answer over the network was refused,
+    but through shared memory the region was read as the expected output whatever the server wrote (a quarter of
+    it here), the rest passing for frames."""
+    import numpy as np
+
+    from vggx.client.triton import TritonRunner
+    from vggx.errors import InferenceError
+    from vggx.export.repository import ServingConfig, write_model_repository
+
+    meta = {**onnx_metadata, "scale": str(2 * int(onnx_metadata["scale"]))}  # the ONNX upscales x4, the config x8
+    write_model_repository(tmp_path / "repo", backend="python", artefact=portable_onnx, metadata=meta,
+                           window=int(meta["window"]), serving=ServingConfig(cpu_threads=1, warmup_size=None))
+    window = int(meta["window"])
+    for server in start_server(tmp_path / "repo", tmp_path / "tritonserver.log"):
+        expected = rf"returned (UINT8|uint8) \(1, {window}, 64, 64, 3\), expected (UINT8|uint8) \(1, {window}, 128, 128"
+        for shared_memory in (True, False):
+            with TritonRunner(server.endpoints.grpc, shared_memory=shared_memory) as runner, \
+                    pytest.raises(InferenceError, match=expected):
+                runner.infer(np.zeros((1, window, 16, 16, 3), np.uint8))
