@@ -791,8 +791,18 @@ class TritonPool(_RunnerBase):
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
+        looked_again = False
         while True:
-            i = self._acquire()
+            try:
+                i = self._acquire()
+            except ServerUnavailable:
+                if looked_again or self._closed:
+                    raise
+                # every server dropped (a rolling restart: the first back while the last goes down): look again now,
+                # not at the next refresh, before failing the run; once a window
+                looked_again = True
+                self.refresh()
+                continue
             try:
                 sr = self._runners[i].infer(lr)
             except ServerUnavailable as exc:

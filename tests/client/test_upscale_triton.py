@@ -690,6 +690,25 @@ class TestPoolRefresh:
                 pool.refresh()
             assert pool.urls == [a.url] and caplog.text.count(f"Triton at {b.url} serves another model") == 1
 
+    def test_a_rolling_restart_goes_on_on_the_server_back_first(self):
+        """Every server dropped in turn, the first back before the last goes down: the run failed at once ("every
+        Triton server stopped answering") instead of looking again, when the refresh was up to 30 s away."""
+        from vggx.client.triton import TritonPool
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, \
+                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+            a.fail_next = [503]
+            pool.infer(lr)
+            assert 0 in pool._down  # a restarts; b takes the windows
+            b.fail_next = [503] * 20  # b restarts, a is back
+            calls = a.infer_calls
+            assert pool.infer(lr).shape == (1, 4, 64, 64, 3)
+            assert a.infer_calls == calls + 1 and 0 not in pool._down
+            a.fail_next = [503] * 20  # and when none is back, the run fails as before
+            with pytest.raises(ServerUnavailable, match="every Triton server stopped answering"):
+                pool.infer(lr)
+
     def test_a_dropped_server_back_with_another_model_takes_no_windows(self, caplog):
         """A rolling update: a replica restarted serving another model (here another window) was taken back
         unchecked, and its windows cropped or mixed into the video without a word."""
