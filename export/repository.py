@@ -14,6 +14,7 @@ version folder (``write_model_repository``, atomic: a staging folder renamed int
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import os
@@ -24,8 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vggx.errors import ExportError
-from vggx.paths import write_atomic
+from vggx.errors import ExportError, deferred_signals
 from vggx.shapes import parse_size
 
 if TYPE_CHECKING:  # tritonclient is imported lazily (STYLE §10)
@@ -297,6 +297,7 @@ def write_model_repository(
     if check_only:
         return target
 
+    config_tmp = model_dir / f".{CONFIG_FILE}.{os.getpid()}.tmp"
     try:
         model_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=model_dir))
@@ -310,12 +311,18 @@ def write_model_repository(
         for file_name, source in (extra_files or {}).items():
             shutil.copyfile(source, staging / file_name)
         staging.chmod(0o755)
-        _replace_dir(staging, target)
-        write_atomic(model_dir / CONFIG_FILE, text.encode())
+        # the config is written before anything served changes (a full disk fails here); then the version folder
+        # and the config are renamed in together: a Ctrl-C or SIGTERM between the two waits for the second
+        config_tmp.write_text(text)
+        with deferred_signals():
+            _replace_dir(staging, target)
+            config_tmp.replace(model_dir / CONFIG_FILE)
     except OSError as exc:
         raise ExportError(f"writing the model repository at {model_dir} failed: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            config_tmp.unlink()
     if artefact is None and backend.template is None:
         log.warning("%s has no %s yet; build it there before serving", target, backend.artefact_name)
     log.info("wrote %s (backend %s, version %d)", target, backend.value, version)

@@ -493,3 +493,32 @@ def test_name_puts_the_model_in_its_own_folder_beside_others(tmp_path, tiny_chec
         assert parse_config((repo / name / "config.pbtxt").read_text()).name == name
         assert (repo / name / "1" / "model.onnx").is_file()
     assert sorted(p.name for p in repo.iterdir()) == ["vggx", "vggx-tiny"]
+
+
+def test_a_config_that_cannot_be_written_leaves_the_served_version_as_it_was(tmp_path, portable_onnx):
+    """The version folder was renamed in before config.pbtxt was written: a config write that failed (a full disk)
+    left the new version served under the old config, and with --force the old version already gone."""
+    import onnx
+
+    from vggx.errors import ExportError
+    from vggx.export.repository import CONFIG_FILE, ServingConfig, write_model_repository
+
+    meta = {p.key: p.value for p in onnx.load(str(portable_onnx), load_external_data=False).metadata_props}
+    repo, serving = tmp_path / "repo", ServingConfig(cpu_threads=1, warmup_size=None)
+
+    def write(**kw):
+        return write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=meta,
+                                      window=int(meta["window"]), serving=serving, **kw)
+
+    write()
+    model_dir = repo / "vggx"
+    def files():
+        return {str(p.relative_to(model_dir)): p.stat().st_mtime_ns for p in model_dir.rglob("*")
+                if not p.name.startswith(".")}
+
+    before = files()
+    (model_dir / f".{CONFIG_FILE}.{os.getpid()}.tmp").mkdir()  # where the config is first written: unwritable
+    for kw in ({}, {"version": 1, "force": True}):
+        with pytest.raises(ExportError, match=r"writing the model repository at .* failed"):
+            write(**kw)
+        assert files() == before
