@@ -99,6 +99,8 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mkv", ".mov", ".webm", ".avi", ".t
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
+# how long a stopped run waits for its threads (windows in flight on a backend that cannot cancel them: Triton)
+_STOP_WAIT_S = 5.0
 _NOTHING = object()  # no finished window within a poll
 MAX_JOBS = 64  # files at once (upscale_many)
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
@@ -1334,8 +1336,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             _cancel_runs(runner)
         if writer is not None:
             writer.abort()
+        deadline = time.monotonic() + _STOP_WAIT_S  # one wait for them all: they stop side by side
         for t in threads:
-            t.join(timeout=5.0)
+            t.join(timeout=max(0.0, deadline - time.monotonic()))
         if stopping and cancel is None:  # alone (a folder run's files in flight: upscale_many resumes them)
             _cancel_runs(runner, resume=True)
         if store is not None and store.segments:

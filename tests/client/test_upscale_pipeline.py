@@ -1447,3 +1447,36 @@ def test_a_sigterm_whose_exception_was_swallowed_still_stops_the_run(tmp_path, t
     finally:
         TERMINATING.clear()
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["in.mp4"]
+
+
+def test_a_failed_run_waits_once_for_the_windows_in_flight_not_once_each(tmp_path, torch_runner, monkeypatch):
+    """A backend that cannot cancel its windows (Triton): a stopped or failed run waited up to 5 s for each thread in
+    turn, 5 s x (--concurrency + 1) (85 s at 16 after Ctrl-C, past a supervisor's grace). Now one wait for all."""
+    import threading
+    import time
+
+    monkeypatch.setattr("vggx.client.pipeline._STOP_WAIT_S", 1.0, raising=False)
+    release, started, lock = threading.Event(), [], threading.Lock()
+
+    class Stuck(_NearestRunner):
+        def infer(self, lr):
+            with lock:
+                started.append(1)
+                first = len(started) == 1
+            if first:  # fails once the others are inside their windows
+                deadline = time.monotonic() + 30
+                while len(started) < 4 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                raise InferenceError("the server failed")
+            release.wait(60)
+            return super().infer(lr)
+
+    src = make_video(tmp_path / "in.mkv", frames=48, size=(16, 24))
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(InferenceError, match="the server failed"):
+            upscale(UpscaleConfig(src, tmp_path / "o.mkv", concurrency=4), runner=Stuck(torch_runner.info))
+        assert time.monotonic() - t0 < 8  # one wait of 1 s, not 1 s (or 5 s) for each of the three stuck threads
+    finally:
+        release.set()
+    assert len(started) >= 4 and not (tmp_path / "o.mkv").exists()
