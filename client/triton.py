@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -774,10 +775,15 @@ class TritonPool(_RunnerBase):
     def urls(self) -> list[str]:
         return [r.url for r in self._runners]
 
-    def _acquire(self) -> int:
+    def _acquire(self, avoid: Collection[int] = ()) -> int | None:
+        """The least busy server up and not in ``avoid`` (marked in flight); None where every server up is in
+        ``avoid``; ``ServerUnavailable`` where none is up."""
         with self._lock:
             self._maybe_refresh()
-            live = [i for i in range(len(self._runners)) if i not in self._down]
+            up = [i for i in range(len(self._runners)) if i not in self._down]
+            live = [i for i in up if i not in avoid]
+            if up and not live:
+                return None
             if not live:
                 if len(self._down) == 1:  # one server: its own error says it best
                     raise next(iter(self._down.values()))
@@ -792,9 +798,10 @@ class TritonPool(_RunnerBase):
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
         looked_again = False
+        rejected: dict[int, RequestRejected] = {}  # servers that turned this window away (their queue full)
         while True:
             try:
-                i = self._acquire()
+                i = self._acquire(rejected)
             except ServerUnavailable:
                 if looked_again or self._closed:
                     raise
@@ -803,8 +810,14 @@ class TritonPool(_RunnerBase):
                 looked_again = True
                 self.refresh()
                 continue
+            if i is None:  # every server up is shedding load
+                raise rejected[max(rejected)]
             try:
                 sr = self._runners[i].infer(lr)
+            except RequestRejected as exc:  # this one is overloaded, not down: the window tries the others
+                rejected[i] = exc
+                log.debug("Triton at %s turned a window away; it goes to another server", self._runners[i].url)
+                continue
             except ServerUnavailable as exc:
                 with self._lock:
                     first_time = i not in self._down

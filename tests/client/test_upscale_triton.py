@@ -690,6 +690,24 @@ class TestPoolRefresh:
                 pool.refresh()
             assert pool.urls == [a.url] and caplog.text.count(f"Triton at {b.url} serves another model") == 1
 
+    def test_a_window_one_replica_turns_away_goes_to_another(self):
+        """One replica's queue full (load shedding: up, not down): its RequestRejected failed the whole run while
+        the other replicas were idle. It is tried on the others first, and the overloaded one stays in the pool."""
+        from vggx.client.triton import TritonPool
+        from vggx.errors import RequestRejected
+
+        full = (503, "Exceeds maximum queue size")
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with StubTriton() as a, StubTriton() as b, \
+                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+            a.fail_next = [full]
+            assert pool.infer(lr).shape == (1, 4, 64, 64, 3)  # a turned it away, b answered
+            assert (a.infer_calls, b.infer_calls) == (1, 1) and not pool._down
+            a.fail_next, b.fail_next = [full], [full]
+            with pytest.raises(RequestRejected, match="turned the request away"):
+                pool.infer(lr)
+            assert not pool._down and pool.infer(lr).shape == (1, 4, 64, 64, 3)
+
     def test_a_rolling_restart_goes_on_on_the_server_back_first(self):
         """Every server dropped in turn, the first back before the last goes down: the run failed at once ("every
         Triton server stopped answering") instead of looking again, when the refresh was up to 30 s away."""
