@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import textwrap
 from pathlib import Path
@@ -598,12 +599,20 @@ class TestPoolAgainstStubs:
 class TestPoolRefresh:
     """Servers that come back, and replicas an autoscaler adds behind one name, join a running pool."""
 
-    def test_a_dropped_server_takes_windows_again_once_it_answers(self, caplog):
+    @staticmethod
+    @contextlib.contextmanager
+    def _pool_of_two():
+        """Two stubs and a pool over them (no retries, no background refresh): ``(a, b, pool)``."""
         from vggx.client.triton import TritonPool
 
-        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
         with StubTriton() as a, StubTriton() as b, \
                 TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+            yield a, b, pool
+
+    def test_a_dropped_server_takes_windows_again_once_it_answers(self, caplog):
+
+        lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
+        with self._pool_of_two() as (_, b, pool):
             b.fail_next = [503] * 2
             for _ in range(4):
                 pool.infer(lr)
@@ -693,13 +702,11 @@ class TestPoolRefresh:
     def test_a_window_one_replica_turns_away_goes_to_another(self):
         """One replica's queue full (load shedding: up, not down): its RequestRejected failed the whole run while
         the other replicas were idle. It is tried on the others first, and the overloaded one stays in the pool."""
-        from vggx.client.triton import TritonPool
         from vggx.errors import RequestRejected
 
         full = (503, "Exceeds maximum queue size")
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
-        with StubTriton() as a, StubTriton() as b, \
-                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+        with self._pool_of_two() as (a, b, pool):
             a.fail_next = [full]
             assert pool.infer(lr).shape == (1, 4, 64, 64, 3)  # a turned it away, b answered
             assert (a.infer_calls, b.infer_calls) == (1, 1) and not pool._down
@@ -711,11 +718,9 @@ class TestPoolRefresh:
     def test_a_rolling_restart_goes_on_on_the_server_back_first(self):
         """Every server dropped in turn, the first back before the last goes down: the run failed at once ("every
         Triton server stopped answering") instead of looking again, when the refresh was up to 30 s away."""
-        from vggx.client.triton import TritonPool
 
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
-        with StubTriton() as a, StubTriton() as b, \
-                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+        with self._pool_of_two() as (a, b, pool):
             a.fail_next = [503]
             pool.infer(lr)
             assert 0 in pool._down  # a restarts; b takes the windows
@@ -730,11 +735,9 @@ class TestPoolRefresh:
     def test_a_dropped_server_back_with_another_model_takes_no_windows(self, caplog):
         """A rolling update: a replica restarted serving another model (here another window) was taken back
         unchecked, and its windows cropped or mixed into the video without a word."""
-        from vggx.client.triton import TritonPool
 
         lr = np.zeros((1, 4, 16, 16, 3), np.uint8)
-        with StubTriton() as a, StubTriton() as b, \
-                TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600) as pool:
+        with self._pool_of_two() as (_, b, pool):
             b.fail_next = [503] * 2
             for _ in range(4):
                 pool.infer(lr)
