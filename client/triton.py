@@ -866,7 +866,7 @@ class TritonPool(_RunnerBase):
                 continue
             except InferenceError as exc:  # it answers, with a model that is not vggx's (no vggx metadata)
                 self._refused.add(url)
-                log.warning("Triton at %s: %s; not used", url, exc)
+                log.warning("%s; not used", exc)  # (it names the server)
                 continue
             if runner.info != self.info:
                 runner.close()
