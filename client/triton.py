@@ -92,7 +92,10 @@ def _reserve(name: str, size: int) -> None:
     """Back the pages of the region at ``/dev/shm/name`` now. tmpfs hands them out on first write, and a page it has
     no room for is then a SIGBUS wherever it is written: in this client, or in the server writing the output (a
     container's /dev/shm is 64 MB unless raised; a 1080p window's output is 800 MB)."""
-    fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+    try:
+        fd = os.open(f"/dev/shm/{name}", os.O_RDWR)
+    except OSError:  # POSIX shared memory kept elsewhere (not Linux): written as before
+        return
     try:
         os.posix_fallocate(fd, 0, size)
     except OSError as exc:

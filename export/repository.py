@@ -313,7 +313,7 @@ def write_model_repository(
         staging.chmod(0o755)
         # the config is written before anything served changes (a full disk fails here); then the version folder
         # and the config are renamed in together: a Ctrl-C or SIGTERM between the two waits for the second
-        config_tmp.write_text(text)
+        config_tmp.write_bytes(text.encode())
         with deferred_signals():
             _replace_dir(staging, target)
             config_tmp.replace(model_dir / CONFIG_FILE)
