@@ -204,13 +204,15 @@ class TritonRunner(_RunnerBase):
                 self._free(old)
         return state
 
-    def _free(self, state: _ThreadState) -> None:
-        """Release a state no thread uses any more: its regions, then its client."""
-        self._drop_regions(state)
+    def _free(self, state: _ThreadState, ask: bool = True) -> bool:
+        """Release a state no thread uses any more: its regions, then its client (see :meth:`_drop_regions` for
+        ``ask`` and what is returned)."""
+        ask = self._drop_regions(state, ask)
         try:
             state.client.close()
         except Exception:
             log.debug("closing a Triton client failed", exc_info=True)
+        return ask
 
     def _unreachable(self, exc: BaseException) -> ServerError:
         """Why the server cannot be reached: a TLS mismatch (no retry fixes it), else ``ServerUnavailable`` (down,
@@ -422,21 +424,38 @@ class TritonRunner(_RunnerBase):
             self.description = self.description.replace(" (shared memory)", "")
             return False
 
-    def _drop_regions(self, state: _ThreadState) -> None:
+    def _drop_regions(self, state: _ThreadState, ask: bool = True) -> bool:
         """Forget this thread's regions (at close, or to register them again on the next window): unregistered where
         the server still has them, and their /dev/shm segments freed (each restart of a server would otherwise keep
-        two)."""
+        two). Each unregister waits ``health_timeout_s`` at most, and none is sent after one timed out or found the
+        server gone, nor with ``ask`` False: a hung server holds a stopping run for seconds, not the inference timeout
+        per region. Returns whether the server may still be asked."""
         import tritonclient.utils.shared_memory as shm
 
         bounded = {"client_timeout": self.health_timeout_s} if self.protocol == "grpc" else {}
-        for region in state.regions:
-            try:
-                state.client.unregister_system_shared_memory(region.name, headers=self._headers, **bounded)
-            except Exception:  # a restarted or unreachable server; the local region is still ours to free
-                log.debug("unregistering %s failed", region.name, exc_info=True)
-            shm.destroy_shared_memory_region(region.handle)
+        client = None
+        try:
+            for region in state.regions:
+                if ask:
+                    try:
+                        if client is None:  # HTTP's reads wait the inference timeout: a client bounded as health's
+                            client = state.client if self.protocol == "grpc" else \
+                                self._new_client(self.health_timeout_s)
+                        client.unregister_system_shared_memory(region.name, headers=self._headers, **bounded)
+                    except Exception as exc:  # a restarted or unreachable server; the local region is ours to free
+                        log.debug("unregistering %s failed", region.name, exc_info=True)
+                        ask = not _transient(exc)
+                try:
+                    shm.destroy_shared_memory_region(region.handle)
+                except BufferError:  # a worker still inside infer past the stop wait reads it: freed at exit
+                    log.debug("%s is still being read; left to the interpreter's exit", region.name)
+        finally:
+            if client is not None and client is not state.client:
+                with contextlib.suppress(Exception):
+                    client.close()
         state.regions.clear()
         state.shm_in = state.shm_out = None
+        return ask
 
     def _new_region(self, state: _ThreadState, size: int) -> _Shm:
         """A region of ``size`` bytes in /dev/shm, its pages reserved (:func:`_reserve`), kept in ``state``."""
@@ -492,8 +511,9 @@ class TritonRunner(_RunnerBase):
         self._closed = True
         with self._lock:
             states, self._states = self._states, []
-        for state in states:
-            self._free(state)
+        ask = True
+        for state in states:  # a server that stopped answering is not asked again for each thread's regions
+            ask = self._free(state, ask)
 
 
 def new_client(url: str, protocol: str = "grpc", *, ssl: bool = False, ca_cert: str | os.PathLike | None = None,

@@ -259,6 +259,36 @@ class TestAgainstStub:
                 pytest.raises(ServerError, match="cannot use system shared memory"):
             runner.infer(lr)
 
+    def test_closing_against_a_hung_server_waits_the_health_timeout_once(self):
+        """Ctrl-C in a run whose server hung: closing unregistered each thread's two regions in turn, and over HTTP
+        each waited the 300 s inference timeout. Now one unregister waits ``health_timeout_s``, the rest are not
+        sent, and every region is still freed here."""
+        import threading
+
+        lr = np.random.default_rng(0).integers(0, 256, (1, 4, 16, 24, 3), dtype=np.uint8)
+        with StubTriton(shared_memory=True) as stub:
+            runner = TritonRunner(stub.url, protocol="http", shared_memory=True, timeout_s=300, health_timeout_s=1)
+            hold, served = threading.Event(), threading.Event()
+
+            def another_thread():  # a worker of the run, alive as the run stops
+                runner.infer(lr)
+                served.set()
+                hold.wait()
+
+            worker = threading.Thread(target=another_thread, daemon=True)
+            worker.start()
+            np.testing.assert_array_equal(runner.infer(lr), lr.repeat(4, 2).repeat(4, 3))  # through the regions
+            assert served.wait(30) and len(stub.regions) == 4
+            keys = [key for key, _ in stub.regions.values()]
+            stub.hang_unregister = True
+            closing = threading.Thread(target=runner.close, daemon=True)
+            closing.start()
+            closing.join(timeout=60)  # generous: the bound is the 1 s health timeout, not 300 s a region
+            hold.set()
+            assert not closing.is_alive(), "closing the runner hung on a silent server"
+            assert stub.unregister_calls == 1
+        assert not [k for k in keys if Path(f"/dev/shm/{k}").exists()]
+
 
 def _can_mount_a_small_shm() -> bool:
     import shutil

@@ -2,12 +2,14 @@
 
 It serves one model whose config carries the vggx parameters and whose "inference" is nearest-neighbour
 ×scale, and can be told to be not ready, to fail the next requests with an HTTP status, or to run out of
-memory on large inputs; it records the headers it gets, and serves HTTPS with ``tls=(cert, key)``.
+memory on large inputs; it records the headers it gets, and serves HTTPS with ``tls=(cert, key)``. With
+``shared_memory=True`` it maps the system shared-memory regions a client registers, as a local server does.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -19,7 +21,7 @@ class StubTriton(InBackground):
 
     def __init__(self, *, window: int = 4, scale: int = 4, max_size: str = "64x64", ready: bool = True,
                  model: str = "vggx", host: str = "127.0.0.1", port: int = 0,
-                 tls: tuple[str, str] | None = None) -> None:
+                 tls: tuple[str, str] | None = None, shared_memory: bool = False) -> None:
         self.window, self.scale, self.max_size, self.ready, self.model = window, scale, max_size, ready, model
         self.fail_next: list = []  # HTTP statuses (or (status, message)) to answer the next infer requests with
         self.fail_from: int | None = None  # answer 400 to every infer request from this (1-based) one on
@@ -30,6 +32,11 @@ class StubTriton(InBackground):
         self.oom_above: int | None = None
         self.shapes: list[list[int]] = []  # every infer request's input shape, in order
         self.headers: list[dict[str, str]] = []  # every request's headers, in order
+        self.shared_memory = shared_memory
+        self.regions: dict[str, tuple[str, int]] = {}  # registered name -> (/dev/shm key, byte size)
+        self.hang_unregister = False  # take unregister requests and never answer them (a hung server)
+        self.unregister_calls = 0
+        self._stopping = threading.Event()
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,6 +68,9 @@ class StubTriton(InBackground):
             def do_POST(self) -> None:
                 stub.headers.append(dict(self.headers))
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if self.path.startswith("/v2/systemsharedmemory/region/") and stub.shared_memory:
+                    self._region(self.path.split("/")[-2], self.path.split("/")[-1], body)
+                    return
                 if self.path != f"/v2/models/{stub.model}/infer":  # e.g. shared-memory registration
                     self._send(400, json.dumps({"error": "not supported by the stub"}).encode())
                     return
@@ -85,18 +95,47 @@ class StubTriton(InBackground):
                 n = int(self.headers.get("Inference-Header-Content-Length", len(body)))
                 header = json.loads(body[:n])
                 (inp,) = header["inputs"]
-                lr = np.frombuffer(body[n:], np.uint8).reshape(inp["shape"])
+                if "shared_memory_region" in inp.get("parameters", {}):
+                    lr = self._mapped(inp["parameters"]["shared_memory_region"], np.prod(inp["shape"]))
+                    lr = lr.reshape(inp["shape"]).copy()
+                else:
+                    lr = np.frombuffer(body[n:], np.uint8).reshape(inp["shape"])
                 stub.shapes.append(list(lr.shape))
                 if stub.oom_above is not None and lr.shape[2] * lr.shape[3] > stub.oom_above:
                     self._send(500, json.dumps({"error": "inference failed: CUDA out of memory. Tried to allocate "
                                                          "2.00 GiB (GPU 0; 79.10 GiB total capacity)"}).encode())
                     return
                 sr = np.ascontiguousarray(lr.repeat(stub.scale, axis=2).repeat(stub.scale, axis=3))
+                (wanted,) = header["outputs"]
+                if "shared_memory_region" in wanted.get("parameters", {}):
+                    self._mapped(wanted["parameters"]["shared_memory_region"], sr.nbytes)[:] = sr.reshape(-1)
+                    out = json.dumps({"model_name": stub.model, "outputs": [{
+                        "name": "sr", "datatype": "UINT8", "shape": list(sr.shape),
+                        "parameters": wanted["parameters"]}]}).encode()
+                    self._send(200, out)
+                    return
                 out = json.dumps({"model_name": stub.model, "outputs": [{
                     "name": "sr", "datatype": "UINT8", "shape": list(sr.shape),
                     "parameters": {"binary_data_size": sr.nbytes}}]}).encode()
                 self._send(200, out + sr.tobytes(), {"Content-Type": "application/octet-stream",
                                                      "Inference-Header-Content-Length": str(len(out))})
+
+            def _region(self, name: str, action: str, body: bytes) -> None:
+                if action == "register":
+                    request = json.loads(body)
+                    stub.regions[name] = (request["key"].lstrip("/"), request["byte_size"])
+                elif action == "unregister":
+                    stub.unregister_calls += 1
+                    if stub.hang_unregister:
+                        stub._stopping.wait()
+                        return
+                    stub.regions.pop(name, None)
+                self._send(200)
+
+            def _mapped(self, name: str, size: int) -> np.ndarray:
+                key, byte_size = stub.regions[name]
+                assert size <= byte_size, (name, size, byte_size)
+                return np.memmap(f"/dev/shm/{key}", np.uint8, "r+", shape=(int(size),))
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
         if tls is not None:  # HTTPS, as an ingress in front of Triton serves it: (certificate file, key file)
@@ -107,6 +146,10 @@ class StubTriton(InBackground):
             self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self.port = self._httpd.server_address[1]
         self.url = f"{host}:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self._stopping.set()  # answers nothing to the requests it hangs on
+        super().__exit__(*exc)
 
     def config(self) -> dict:
         params = {"window": str(self.window), "scale": str(self.scale), "size_multiple": "8",
