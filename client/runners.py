@@ -38,6 +38,7 @@ __all__ = [
     "cached_onnx",
     "cached_onnx_path",
     "open_runner",
+    "shipped_onnx_path",
     "triton_urls",
 ]
 
@@ -218,10 +219,17 @@ def cached_onnx_path(checkpoint: Path, window: int, cache_dir: Path | None = Non
     return (cache_dir or vggx_cache_dir()) / "onnx" / f"vggx-{sha[:16]}-t{window}-g{GRAPH_REVISION}.onnx"
 
 
-def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -> Path:
-    """The portable ONNX export of ``checkpoint`` (default: shipped), exported once and then cached.
+def shipped_onnx_path(checkpoint: Path, window: int) -> Path:
+    """Where an export of ``checkpoint`` that ships with it lies: beside it, named as the cache names it (vggx ships
+    the default checkpoint's; ``python -m vggx.weights`` writes it)."""
+    return Path(checkpoint).parent / cached_onnx_path(checkpoint, window, Path()).name
 
-    The cache key is the checkpoint's sha256, the window and the exporter's graph revision, so a retrained
+
+def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """The portable ONNX export of ``checkpoint`` (default: shipped): the one shipped beside it
+    (:func:`shipped_onnx_path`), else exported once and then cached.
+
+    The name holds the checkpoint's sha256, the window and the exporter's graph revision, so a retrained
     checkpoint, or a vggx that exports another graph, gets a new file.
 
     Raises:
@@ -231,6 +239,8 @@ def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     ckpt = load_checkpoint(path)
+    if (shipped := shipped_onnx_path(path, ckpt.config.window)).is_file():
+        return shipped
     target = cached_onnx_path(path, ckpt.config.window, cache_dir)
     if target.is_file():
         return target

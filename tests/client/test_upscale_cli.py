@@ -150,7 +150,7 @@ class TestBadInput:
 
     def test_a_cache_folder_that_cannot_be_written_is_one_line_before_the_export(self, cli, clips, tmp_path,
                                                                                monkeypatch):
-        """The default backend exports the shipped checkpoint into vggx's cache once: a read-only home or a
+        """The default backend exports a checkpoint into vggx's cache once: a read-only home or a
         VGGX_CACHE_DIR under a file was a NotADirectoryError traceback."""
         (tmp_path / "file").write_text("x")
         monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path / "file" / "vggx"))

@@ -575,6 +575,36 @@ class TestOnnxRuntime:
         path = cached_onnx(tiny_checkpoint_path, onnx_cache)
         assert path.parent == onnx_cache / "onnx" and path.name.endswith("-t8-g2.onnx")
 
+    def test_the_shipped_checkpoint_ships_its_export(self, tmp_path, monkeypatch):
+        """The default backend's first run loads the graph shipped beside the checkpoint: no minute's export."""
+        import onnx
+
+        import vggx.export
+        from vggx.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+        from vggx.client.runners import shipped_onnx_path
+
+        shipped = shipped_onnx_path(DEFAULT_CHECKPOINT, 8)
+        assert shipped.is_file(), f"{shipped.name} is not shipped: run `python -m vggx.weights`"
+        meta = {p.key: p.value for p in onnx.load(str(shipped), load_external_data=False).metadata_props}
+        assert meta["checkpoint_sha256"] == file_sha256(DEFAULT_CHECKPOINT) and meta["flavor"] == "portable"
+        monkeypatch.setattr(vggx.export, "export_onnx", lambda *a, **k: pytest.fail("exported"))
+        assert cached_onnx(None, tmp_path) == shipped and not any(tmp_path.iterdir())
+        assert sorted(shipped.parent.glob("*.onnx")) == [shipped]  # no stale export ships beside it
+
+    def test_the_shipped_export_computes_what_the_generator_does(self):
+        """The shipped graph against the generator's code now, on the shipped weights: a change to the model that
+        was not followed by `python -m vggx.weights` fails here (FP32 parity: within one level on 99.9 %)."""
+        from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+        from vggx.client.runners import OnnxRuntimeRunner, shipped_onnx_path
+        from vggx.export.verify import FP32_TOLERANCE, compare_frames, reference_upscale
+
+        ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
+        frames = np.random.default_rng(3).integers(0, 256, (1, ckpt.config.window, 21, 30, 3), dtype=np.uint8)
+        with OnnxRuntimeRunner(shipped_onnx_path(DEFAULT_CHECKPOINT, ckpt.config.window), threads=1) as runner:
+            got = runner.infer(frames)
+        result = compare_frames("shipped", frames, got, reference_upscale(ckpt, frames), FP32_TOLERANCE)
+        assert result.passed and result.max_abs <= 2, str(result)
+
     def test_options_that_do_not_apply_are_errors(self):
         from vggx.errors import ConfigError
 
