@@ -210,7 +210,7 @@ def info(
     from vggx.generator.flops import activation_bytes, measure_cost
     from vggx.shapes import parse_size
 
-    size = parse_size(lr_size)
+    size = parse_size(lr_size, "--lr-size")
     if config and checkpoint:
         raise ConfigError("give a checkpoint or --config, not both")
     if config:
@@ -1216,7 +1216,8 @@ def bench(
     compare: Annotated[str | None, typer.Option(
         "--compare", help="several backends side by side, interleaved, e.g. onnxruntime,torch")] = None,
     lr_size: Annotated[str, typer.Option("--lr-size", help="LR frame size HxW")] = "180x320",
-    window: Annotated[int | None, typer.Option("--window", help="expected window T (checked)")] = None,
+    window: Annotated[int | None, typer.Option(
+        "--window", help="check that the model's window is T (it does not change it)")] = None,
     batch: Annotated[int, typer.Option("--batch", help="windows per request (N)")] = 1,
     concurrency: Annotated[str, typer.Option("--concurrency", help="requests in flight, e.g. 1,2,4,8")] = "1",
     url: UrlOpt = None,
@@ -1257,6 +1258,10 @@ def bench(
 
     choices = {b.value: b for b in Backend}
     url = ",".join(url) if url else None
+    if compare and backend:
+        raise ConfigError("--backend and --compare: name every backend in --compare (the first is the baseline)")
+    if requests is not None and getattr(ctx.get_parameter_source("seconds"), "name", "") == "COMMANDLINE":
+        raise ConfigError("--seconds and --requests: a window is measured by one of them")
     names = [n.strip() for n in compare.split(",")] if compare else [backend or ("triton" if url else "onnxruntime")]
     for n in names:
         if n not in choices:
@@ -1276,7 +1281,8 @@ def bench(
     backends = tuple(
         # --checkpoint is the in-process backends' (a Triton alone refuses it: it serves what was exported)
         BackendConfig(backend=choices[n], checkpoint=checkpoint if n != "triton" or len(names) == 1 else None,
-                      device=device if n != "triton" else "cpu", fp16=fp16 and n == "torch",
+                      # Triton alone: BackendConfig refuses a --device (the server picks its own)
+                      device=device if n != "triton" or len(names) == 1 else "cpu", fp16=fp16 and n == "torch",
                       compile=compile_model and n == "torch",
                       # beside in-process backends --threads is theirs; with Triton alone BackendConfig refuses it
                       threads=None if n == "triton" and len(names) > 1 else threads,
@@ -1285,7 +1291,7 @@ def bench(
                          else {"protocol": triton["protocol"]}))
         for n in names
     )
-    cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size), batch=batch,
+    cfg = BenchConfig(backends=backends, lr_size=parse_size(lr_size, "--lr-size"), batch=batch,
                       concurrency=int_list(concurrency, "--concurrency"), warmup=warmup, windows=windows,
                       window_seconds=seconds, window_requests=requests, window=window)
     def row(p) -> None:
@@ -1306,25 +1312,28 @@ def bench(
                               f"{p.requests + p.errors} requests failed (left out of throughput and latency)",
                               highlight=False)
     if any(not p.throughput.stable for p in result.points):
+        longer = "raise --requests" if requests is not None else "lengthen --seconds"
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
-                          f"{100 * cfg.max_spread:.0f}%): lengthen --seconds or quiet the machine")
+                          f"{100 * cfg.max_spread:.0f}%): {longer} or quiet the machine")
     write_json(json_path, {"command": _command_line(ctx), **result.as_dict()})
 
 
-def _bench_cells(p) -> dict[str, str]:
-    """One measured point's cells (rich markup), by column."""
+def _bench_cells(p, compared: bool) -> dict[str, str]:
+    """One measured point's cells (rich markup), by column (the ratio where several backends were measured)."""
     pct = 100 * p.achieved_gflops / p.peak_gflops if p.peak_gflops == p.peak_gflops else float("nan")
     server = ""
     if p.server:
         server = f" [q {p.server['queue_us'] / 1e3:.1f} / infer {p.server['compute_infer_us'] / 1e3:.1f} ms]"
-    return {
+    cells = {
         "backend": escape(p.description + server), "conc": str(p.concurrency), "frames/s": f"{p.frames_per_s:.2f}",
         "MP/s": f"{p.mpix_per_s:.1f}", "p50 ms": f"{p.latency.p50_ms:.1f}", "p90 ms": f"{p.latency.p90_ms:.1f}",
         "p99 ms": f"{p.latency.p99_ms:.1f}",
         "GFLOP/s (% peak)": f"{p.achieved_gflops:.0f} ({pct:.0f}%)" if pct == pct else f"{p.achieved_gflops:.0f}",
         "spread": f"{100 * p.throughput.spread:.0f}%" + ("" if p.throughput.stable else " [yellow]unstable[/]"),
-        "ratio": f"{p.ratio:.2f}x" if p.ratio else "-",
     }
+    if compared:
+        cells["ratio"] = f"{p.ratio:.2f}x" if p.ratio else "-"
+    return cells
 
 
 def _print_bench(points, title: str) -> None:
@@ -1335,7 +1344,8 @@ def _print_bench(points, title: str) -> None:
 
     if not points:
         return
-    cells = [_bench_cells(p) for p in points]
+    compared = len({(p.backend, p.description) for p in points}) > 1
+    cells = [_bench_cells(p, compared) for p in points]
     table = Table(title=escape(title))
     for col in cells[0]:
         if col == "backend":
@@ -1355,7 +1365,8 @@ def _print_bench(points, title: str) -> None:
     for p, c in zip(points, cells, strict=True):
         peak = f" ({100 * p.achieved_gflops / p.peak_gflops:.0f}% of peak)" if p.peak_gflops == p.peak_gflops else ""
         console.print(f"{c['backend']}, concurrency {c['conc']}\n"
-                      f"  {c['frames/s']} frames/s · {c['MP/s']} MP/s · ratio {c['ratio']}\n"
+                      f"  {c['frames/s']} frames/s · {c['MP/s']} MP/s" + (f" · ratio {c['ratio']}" if compared else "")
+                      + "\n"
                       f"  latency p50 {c['p50 ms']} · p90 {c['p90 ms']} · p99 {c['p99 ms']} ms\n"
                       f"  {p.achieved_gflops:.0f} GFLOP/s{peak} · spread {c['spread']}",
                       highlight=False, soft_wrap=True)
@@ -1431,7 +1442,7 @@ def export(
         picked = Flavor.PORTABLE if no_plugins else (Flavor(flavor) if flavor else None)
     except ValueError:
         raise ConfigError(f"--flavor must be trt or portable, got {flavor!r}") from None
-    size = lambda text: parse_size(text) if text else None
+    size = lambda text, flag: parse_size(text, flag) if text else None
     if instance_kind is not None and instance_kind not in ("gpu", "cpu"):
         raise ConfigError(f"--instance-kind must be gpu or cpu, got {instance_kind!r}")
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
@@ -1439,8 +1450,9 @@ def export(
                             instance_kind=f"KIND_{instance_kind.upper()}" if instance_kind else None)
     job = ExportJob(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,
-        precision=Precision.FP16 if fp16 else Precision.FP32, window=window, min_size=size(min_size),
-        opt_size=size(opt_size), max_size=size(max_size), max_batch=max_batch, version=version, force=force,
+        precision=Precision.FP16 if fp16 else Precision.FP32, window=window,
+        min_size=size(min_size, "--min-size"), opt_size=size(opt_size, "--opt-size"),
+        max_size=size(max_size, "--max-size"), max_batch=max_batch, version=version, force=force,
         verify=verify, optimization_level=opt_level, workspace_mib=workspace_mib, compile=compile_model,
         serving=serving, name=name,
     )

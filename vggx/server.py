@@ -108,7 +108,7 @@ class ServerConfig:
         for name in ("http_port", "grpc_port", "metrics_port"):
             port = getattr(self, name)
             if not 0 <= port <= 65535:
-                raise ServerError(f"{name.replace('_', '-')} must be 0 (any free port) .. 65535, got {port}")
+                raise ServerError(f"--{name.replace('_', '-')} must be 0 (any free port) .. 65535, got {port}")
         if self.startup_timeout_s <= 0:
             raise ServerError(f"startup timeout must be > 0 s, got {self.startup_timeout_s}")
 

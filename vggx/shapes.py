@@ -11,14 +11,14 @@ __all__ = ["check_profile", "clamp_size", "format_size", "pad_to_multiple", "par
 _SIZE = re.compile(r"^\s*(\d+)\s*[xX×]\s*(\d+)\s*$")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"HxW"`` (e.g. ``"180x320"``) into ``(h, w)``; raise ``ConfigError`` otherwise."""
+def parse_size(text: str, flag: str = "size") -> tuple[int, int]:
+    """Parse ``"HxW"`` (e.g. ``"180x320"``) into ``(h, w)``; raise ``ConfigError`` naming ``flag`` otherwise."""
     m = _SIZE.match(text or "")
     if not m:
-        raise ConfigError(f"size must look like HxW (e.g. 180x320), got {text!r}")
+        raise ConfigError(f"{flag} must look like HxW (e.g. 180x320), got {text!r}")
     h, w = int(m.group(1)), int(m.group(2))
     if h < 1 or w < 1:
-        raise ConfigError(f"size must be positive, got {text!r}")
+        raise ConfigError(f"{flag} must be positive, got {text!r}")
     return h, w
 
 

@@ -65,9 +65,9 @@ def test_results_read_at_any_console_width(tiny_checkpoint_path, monkeypatch, wi
     assert result.exit_code == 0, result.output
     text = out.getvalue()
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
-    for header in ("frames/s", "p50", "p90", "p99", "GFLOP/s", "spread", "ratio"):
+    for header in ("frames/s", "p50", "p90", "p99", "GFLOP/s", "spread"):
         assert header in text
-    assert text.count("torch (cpu)") == 2 and text.count("1.00x") == 2  # the ratio is per concurrency
+    assert text.count("torch (cpu)") == 2 and "ratio" not in text  # one backend: no ratio (it was 1.00x throughout)
     assert ("┃" in text) == (width == 160)
     # what its frames/s count, against what a video run delivers (half: the centre of each window)
     assert "frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half" in " ".join(
@@ -88,6 +88,27 @@ def test_a_cpus_peak_is_measured_on_the_threads_the_backend_has(tiny_checkpoint_
     (point,) = json.loads(out.read_text())["points"]
     assert point["peak_source"].endswith("FP32 matmul, measured now on 1 thread") and point["peak_gflops"] > 0
     assert f"% of peak: of {point['peak_gflops']:.0f} GFLOP/s, {point['peak_source']}" in result.stdout
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_compared_backends_show_their_ratio_per_concurrency(monkeypatch, width):
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
+    from vggx.benchmarks.bench import BenchPoint
+    from vggx.benchmarks.stats import latency_stats, window_stats
+
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=width))
+    points = [BenchPoint(backend, f"{backend} (cpu)", conc, 1, 8, (16, 16), (64, 64), 4, 0,
+                         window_stats([fps / 8] * 2, 0.15), latency_stats([0.1] * 4), fps, fps * 0.004, 1.0, fps,
+                         100.0, "test", None, None, ratio=ratio)
+              for conc in (1, 2) for backend, fps, ratio in (("onnxruntime", 8.0, 1.0), ("torch", 4.0, 0.5))]
+    vggx.cli._print_bench(points, "t")
+    text = out.getvalue()
+    assert "ratio" in text and text.count("1.00x") == 2 and text.count("0.50x") == 2, text
 
 
 def test_compare_interleaves_and_reports_ratios(tiny_checkpoint_path):
@@ -192,7 +213,13 @@ def test_untrained_checkpoint_outputs_the_bicubic_upscale(tmp_path):
     (["--url", "127.0.0.1:1", "--threads", "2"], "--threads sets in-process backends' CPU threads"),
     (["--batch", "0"], "--batch must be >= 1, got 0"),
     (["--warmup", "-1"], "--warmup must be >= 0, got -1"),
-    (["--concurrency", "2,0"], "--concurrency values must be >= 1, got 2,0"),
+    (["--concurrency", "2,0"], "--concurrency values must be in 1..256 (a worker thread each), got 2,0"),
+    (["--concurrency", "1,4000"], "--concurrency values must be in 1..256 (a worker thread each), got 1,4000"),
+    (["--backend", "torch", "--compare", "onnxruntime,torch"], "--backend and --compare: name every backend in "
+                                                               "--compare (the first is the baseline)"),
+    (["--requests", "4", "--seconds", "30"], "--seconds and --requests: a window is measured by one of them"),
+    (["--url", "127.0.0.1:1", "--device", "cuda"], "--device applies to in-process backends"),
+    (["--lr-size", "5"], "--lr-size must look like HxW (e.g. 180x320), got '5'"),
     # a window of 2 requests at "concurrency 4" never had more than 2 in flight, and said 4
     (["--concurrency", "1,4", "--requests", "2"], "--requests 2 per window never has --concurrency 4 in flight"),
 ])
@@ -201,6 +228,16 @@ def test_options_no_backend_takes_are_refused(args, message):
     result = CliRunner().invoke(app, ["bench", *args])
     assert result.exit_code == 1, result.output
     assert result.stderr.startswith(f"error: {message}") and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_window_option_checks_and_says_what_would_change_it(tiny_checkpoint_path):
+    """In-process backends run the checkpoint's window: `vggx export --window 16` (the remedy it gave) changes only
+    what Triton would serve."""
+    result = CliRunner().invoke(app, ["bench", "--backend", "torch", "--checkpoint", str(tiny_checkpoint_path),
+                                      "--window", "16", "--lr-size", "16x16"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == ("error: the model's window is 8, not 16 (--window checks it); in-process "
+                                     "backends run the checkpoint's own window")
 
 
 def test_json_has_no_nan():
@@ -349,6 +386,27 @@ class TestSteadyState:
             requests.put(None)
         assert window.completed == 8 and len(window.latencies) == 8
         assert min(window.latencies) > 0.15  # each waited for the three ahead of it (0.2 s, less a timer's slack)
+
+    @pytest.mark.parametrize("concurrency", [1, 2])
+    def test_the_throughput_counts_the_requests_cut_at_the_ends(self, concurrency):
+        """Requests of 0.4 s in windows of 1 s: whole answers counted 2 a worker, 0.8 requests' worth of a second's
+        work (the default `vggx bench` on a CPU, with requests of seconds, reported 37 % too little). Throughput
+        times latency is the concurrency (Little's law) when the cut requests count for their share."""
+        import time
+
+        window = _measure_window(lambda: time.sleep(0.4), concurrency, 1.0, None)
+        mean_latency = sum(window.latencies) / len(window.latencies)
+        assert window.work / window.elapsed * mean_latency == pytest.approx(concurrency, rel=0.05)
+        assert window.completed == 2 * concurrency
+
+    def test_a_window_shorter_than_a_request_measures_it(self):
+        """No answer inside the window: the request spanning it gives the latency and its share the throughput
+        (this was `ValueError: no latencies to summarise`, or 0 frames/s with exit 0)."""
+        import time
+
+        window = _measure_window(lambda: time.sleep(0.5), 1, 0.2, None)
+        assert window.completed == 0 and len(window.latencies) == 1 and window.latencies[0] >= 0.5
+        assert window.work / window.elapsed * window.latencies[0] == pytest.approx(1, rel=0.05)
 
     def test_warm_up_and_windows_run_on_the_same_workers(self, tiny_checkpoint_path, monkeypatch):
         """Each window started new threads: the warm-up warmed threads then thrown away, and a Triton runner's

@@ -24,7 +24,7 @@ def test_triton_bench_has_throughput_no_errors_and_server_stats(triton_server, p
     assert point.server is not None and point.server["compute_infer_us"] > 0
     assert point.server["queue_us"] >= 0
     assert point.peak_memory_mb is None  # the server's memory is not this process's to report
-    shown = Text.from_markup(_bench_cells(point)["backend"]).plain  # the table's cell, as printed
+    shown = Text.from_markup(_bench_cells(point, False)["backend"]).plain  # the table's cell, as printed
     assert f"[q {point.server['queue_us'] / 1e3:.1f} / infer " in shown
 
 

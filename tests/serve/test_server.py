@@ -7,6 +7,7 @@ SIGKILL escalation are tested in a second; the real server is exercised in test_
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -218,9 +219,13 @@ def test_a_log_file_that_cannot_be_written_is_one_error(repo, fake_triton, tmp_p
         TritonServer(_cfg(repo, fake_triton, tmp_path, log_file=tmp_path)).start()
 
 
-@pytest.mark.parametrize(("field", "value"), [("http_port", 70000), ("grpc_port", -1), ("startup_timeout_s", 0)])
-def test_server_config_validates(field, value):
-    with pytest.raises(ServerError):
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("http_port", 70000, "--http-port must be 0 (any free port) .. 65535, got 70000"),
+    ("grpc_port", -1, "--grpc-port must be 0 (any free port) .. 65535, got -1"),
+    ("startup_timeout_s", 0, "startup timeout must be > 0 s, got 0"),
+])
+def test_server_config_validates(field, value, message):
+    with pytest.raises(ServerError, match=f"^{re.escape(message)}$"):
         ServerConfig(**{field: value})
 
 

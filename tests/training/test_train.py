@@ -413,6 +413,8 @@ def test_train_cli_out_is_a_folder(tmp_path):
     (["--patch", "0"], "--patch must be a positive multiple of 8, got 0"),
     (["--patch", "12"], "--patch must be a positive multiple of 8, got 12"),
     (["--seed", "-1"], "--seed must be >= 0, got -1"),
+    (["--batch", "0"], "--batch must be >= 1, got 0"),  # named neither option: "steps and batch must be >= 1"
+    (["--steps", "0"], "--steps must be >= 1, got 0"),
 ])
 def test_train_cli_bad_values_are_one_line(tmp_path, args, message):
     """Each was a traceback (a ZeroDivisionError, numpy's "need at least one array to stack", ...)."""

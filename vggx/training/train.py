@@ -76,8 +76,9 @@ class TrainConfig:
     ema_decay: float = 0.999  # weight moving average (about 1,000 steps); 0 = off
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch < 1:
-            raise ConfigError("steps and batch must be >= 1")
+        for flag, value in (("--steps", self.steps), ("--batch", self.batch)):
+            if value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
         if self.frames < 2:  # the flow between neighbours is what the model learns to warp with
             raise ConfigError(f"--frames must be >= 2 (a clip's frames and the flow between them), got {self.frames}")
         if self.lr_patch < 8 or self.lr_patch % 8:
