@@ -4,11 +4,12 @@ Steps (TRT_NOTES.md §1-§2), each a small function: register the vggx plugins (
 plugin nodes, marked ``aot=1`` so the AOT implementation is baked into the plan and it runs
 without Python, e.g. in Triton's ``tensorrt_plan`` backend) -> parse the ONNX -> builder config
 (optimisation profile over N, H, W; precision; timing cache; optimisation level; workspace) ->
-serialize -> write the plan and ``model.plan.json`` atomically.
+serialize -> write the plan and ``model.plan.json`` atomically. The updated timing cache is written beside the
+plan and kept (:func:`keep_timing_cache`) only once the engine is checked and in place.
 
 Precision lives in the ONNX graph (DESIGN.md): an FP16 graph is built as a strongly typed
 network (TensorRT 11 has nothing else; TensorRT 10 has the flag), so the FP32 islands stay FP32;
-an FP32 graph asked to build as FP16 uses the weakly typed FP16 flag (TensorRT 10 only).
+the precision asked must be the graph's (:func:`check_graph`), so TensorRT's FP16 flag is never set.
 
 Without TensorRT every entry point raises :class:`~vggx.errors.TensorRTNotInstalledError`;
 :func:`finish_command` gives the command that completes the build where TensorRT is
@@ -23,6 +24,7 @@ import json
 import logging
 import shlex
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
     "compare_engine_with_onnx",
     "finish_command",
     "import_tensorrt",
+    "keep_timing_cache",
     "read_sidecar",
     "sidecar_path",
 ]
@@ -50,6 +53,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"  # model.plan -> model.plan.json
+TIMING_SUFFIX = ".timing"  # model.plan -> model.plan.timing: the build's timing cache, until it is kept
 
 
 @dataclass(frozen=True)
@@ -105,10 +109,10 @@ class EngineConfig:
     """How to build the engine."""
 
     profile: ShapeProfile
-    precision: Precision = Precision.FP16  # must match the ONNX graph's, or FP16 over an FP32 graph (TRT 10)
+    precision: Precision = Precision.FP16  # must match the ONNX graph's (check_graph)
     optimization_level: int = 3  # builder optimisation level 0..5 (TensorRT's default is 3)
     workspace_mib: int = 4096  # workspace memory-pool limit, MiB
-    timing_cache: Path | None = None  # read if present, written back after the build
+    timing_cache: Path | None = None  # read if present; the build's own kept there by keep_timing_cache
     force: bool = False  # replace an engine built for another GPU / TensorRT version
 
     def __post_init__(self) -> None:
@@ -206,7 +210,7 @@ def check_graph(meta: dict[str, str], config: EngineConfig) -> None:
 
     An FP16 engine is built from the FP16 graph (``vggx export --fp16``), strongly typed, so that the flow,
     softmax and normalisation islands stay FP32; TensorRT's FP16 flag on the FP32 graph would let any layer drop
-    to FP16. An FP16 graph gives an FP16 engine whatever is asked.
+    to FP16, so it is refused rather than set.
     """
     graph = meta.get("precision", "fp32")
     if config.precision.value != graph:
@@ -238,25 +242,64 @@ def _network(trt: Any, builder: Any, model: Any, strongly_typed: bool, logger: A
     return network, parser
 
 
-def _builder_config(trt: Any, builder: Any, config: EngineConfig, strongly_typed: bool) -> Any:
+def _builder_config(trt: Any, builder: Any, config: EngineConfig) -> Any:
+    """The builder config: workspace, optimisation level, the one profile, the timing cache. No precision flag: the
+    graph's types decide (strongly typed FP16 graph; an FP32 graph builds FP32, TF32 where TensorRT picks it)."""
     cfg = builder.create_builder_config()
     cfg.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_mib << 20)
     cfg.builder_optimization_level = config.optimization_level
-    if config.precision is Precision.FP16 and not strongly_typed:
-        cfg.set_flag(trt.BuilderFlag.FP16)  # weakly typed FP32 graph (TensorRT 10)
     profile = builder.create_optimization_profile()
     lo, opt, hi = config.profile.shapes()
     profile.set_shape(config.profile.input_name, lo, opt, hi)
-    cfg.add_optimization_profile(profile)
-    cache = b""
-    if config.timing_cache is not None and config.timing_cache.is_file():
-        cache = config.timing_cache.read_bytes()
-    cfg.set_timing_cache(cfg.create_timing_cache(cache), ignore_mismatch=True)
+    if cfg.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT rejected the optimisation profile {lo}..{hi} of input "
+                               f"{config.profile.input_name!r}")
+    _set_timing_cache(cfg, config.timing_cache)
     return cfg
 
 
-def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig) -> Path:
-    """Build a TensorRT engine from ``onnx_path`` into ``plan_path`` (+ ``model.plan.json``); return the plan.
+def _set_timing_cache(cfg: Any, path: Path | None) -> None:
+    """Start from the timing cache at ``path`` where it was made on this GPU with this TensorRT; else (another
+    GPU, another TensorRT, an unreadable file) from an empty one, with a warning. TensorRT warns that a cache from
+    other device properties, let in with ``ignore_mismatch``, "may lead to functional/performance bugs"."""
+    blob = path.read_bytes() if path is not None and path.is_file() else b""
+    cache = cfg.create_timing_cache(blob) if blob else None
+    if cache is not None and cfg.set_timing_cache(cache, ignore_mismatch=False):
+        return
+    if blob:
+        log.warning("not using the timing cache %s (made on another GPU or TensorRT, or unreadable): timing "
+                    "every layer again", path)
+    cfg.set_timing_cache(cfg.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def _logger(trt: Any) -> Any:
+    """A TensorRT logger that forwards to ``logging`` (warnings and up) and keeps the last error, which the
+    one-line failure quotes (a plugin's AOT step that raised, a layer no tactic fits)."""
+
+    class Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.last_error: str | None = None
+
+        def log(self, severity: Any, msg: str) -> None:
+            if severity in (trt.ILogger.INTERNAL_ERROR, trt.ILogger.ERROR):
+                self.last_error = msg
+                log.error("TensorRT: %s", msg)
+            elif severity == trt.ILogger.WARNING:
+                log.warning("TensorRT: %s", msg)
+            else:
+                log.debug("TensorRT: %s", msg)
+
+    return Logger()
+
+
+def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig, *,
+                 replaces: str | Path | None = None) -> Path:
+    """Build a TensorRT engine from ``onnx_path`` into ``plan_path`` (+ ``model.plan.json``, and the updated timing
+    cache as ``model.plan.timing`` when ``config.timing_cache`` is set); return the plan. Build into a folder of its
+    own: the engine is checked before it goes where it is served (:func:`place_engine`). ``replaces``: the served
+    plan it is meant to replace (default ``plan_path``), refused before the build where another GPU or TensorRT
+    made it (without ``config.force``).
 
     Raises:
         TensorRTNotInstalledError: ``tensorrt`` is not importable.
@@ -290,27 +333,51 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
         "metadata": meta,
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    if plan_path.exists():
-        check_replaceable(read_sidecar(plan_path), sidecar, force=config.force)
+    existing = Path(replaces) if replaces is not None else plan_path
+    if existing.exists():
+        check_replaceable(read_sidecar(existing), sidecar, force=config.force)
     if plugins:
         from vggx.plugins.tensorrt import register_plugins
 
         register_plugins()
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = _logger(trt)
     builder = trt.Builder(logger)
     network, _parser = _network(trt, builder, model, strongly_typed, logger)
-    cfg = _builder_config(trt, builder, config, strongly_typed)
+    cfg = _builder_config(trt, builder, config)
     log.info("building %s (%s, profile %s)", plan_path, config.precision.value, sidecar["profile"])
     plan = builder.build_serialized_network(network, cfg)
     if plan is None:
-        raise EngineBuildError("TensorRT could not build the engine (see its log above); try a smaller "
-                               "--max-size/--max-batch or a larger workspace")
+        why = logger.last_error or "see its log above"
+        raise EngineBuildError(f"TensorRT could not build the engine: {why} (out of memory: a smaller "
+                               f"--max-size/--max-batch or a larger --workspace-mib)")
     plan_path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(plan_path, bytes(plan))
     write_atomic(sidecar_path(plan_path), json.dumps(sidecar, indent=2).encode())
     if config.timing_cache is not None:
+        write_atomic(_built_timing(plan_path), bytes(cfg.get_timing_cache().serialize()))
+    return plan_path
+
+
+def _built_timing(plan: Path) -> Path:
+    return plan.with_name(plan.name + TIMING_SUFFIX)
+
+
+def keep_timing_cache(built_plan: str | Path, config: EngineConfig) -> None:
+    """Keep the timing cache of the build of ``built_plan`` at ``config.timing_cache``: only once the engine it
+    timed is checked and served (a failed build left a model folder holding the cache alone, which Triton takes
+    for a model it cannot load, and refuses to start)."""
+    built = _built_timing(Path(built_plan))
+    if config.timing_cache is not None and built.is_file():
         config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(config.timing_cache, bytes(cfg.get_timing_cache().serialize()))
+        write_atomic(config.timing_cache, built.read_bytes())
+
+
+def place_engine(built_plan: str | Path, plan_path: str | Path) -> Path:
+    """Put a checked engine where it is served: its sidecar first, then the plan (what Triton loads) last."""
+    built, plan_path = Path(built_plan), Path(plan_path)
+    plan_path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(sidecar_path(plan_path), sidecar_path(built).read_bytes())
+    write_atomic(plan_path, built.read_bytes())
     return plan_path
 
 
@@ -373,6 +440,35 @@ def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineC
     return shlex.join(args)
 
 
+def _max_batch(plan: Path, given: int | None) -> int:
+    """The profile's largest N: ``given``, which must cover the ``max_batch_size`` of the config.pbtxt served beside
+    the plan's version folder (Triton batches requests up to it, past a profile that stops short), else that."""
+    config = plan.parent.parent / "config.pbtxt"
+    served = None
+    if config.is_file():
+        from .repository import parse_config
+
+        served = parse_config(config.read_text()).max_batch_size or None
+    if given is None:
+        return served or 1
+    if served is not None and given < served:
+        raise ConfigError(f"--max-batch {given} is below the max_batch_size {served} of {config}: Triton would send "
+                          f"the engine batches its profile refuses; pass --max-batch {served}")
+    return given
+
+
+def _checked(plan: Path, onnx_path: Path, sizes: list[tuple[int, int, int]]) -> list[Any]:
+    """:func:`compare_engine_with_onnx`, its runner's failures (Polygraphy's, the GPU's) one ``VerificationError``."""
+    from vggx.errors import VerificationError
+
+    try:
+        return compare_engine_with_onnx(plan, onnx_path, sizes)
+    except VggxError:
+        raise
+    except Exception as exc:  # Polygraphy and TensorRT raise their own untyped errors
+        raise VerificationError(f"running the engine against ONNX Runtime failed: {exc}") from None
+
+
 def _graph_metadata(path: Path) -> dict[str, str]:
     import onnx
     from google.protobuf.message import DecodeError
@@ -392,7 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-size", required=True)
     ap.add_argument("--opt-size", required=True)
     ap.add_argument("--max-size", required=True)
-    ap.add_argument("--max-batch", type=int, default=1)
+    ap.add_argument("--max-batch", type=int, help="profile's largest N (default: the config.pbtxt's max_batch_size "
+                    "beside the plan's version folder, else 1)")
     ap.add_argument("--precision", choices=[p.value for p in Precision], help="default: the graph's")
     ap.add_argument("--opt-level", type=int, default=3)
     ap.add_argument("--workspace-mib", type=int, default=4096)
@@ -402,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        sizes = parse_size(a.min_size), parse_size(a.opt_size), parse_size(a.max_size)
+        sizes = parse_size(a.min_size, "--min-size"), parse_size(a.opt_size, "--opt-size"), \
+            parse_size(a.max_size, "--max-size")
+        a.max_batch = _max_batch(a.plan, a.max_batch)
         meta = _graph_metadata(a.onnx)
         if a.window is None and not meta.get("window", "").isdigit():
             raise ConfigError(f"{a.onnx} has no window metadata; pass --window")
@@ -415,12 +514,22 @@ def main(argv: list[str] | None = None) -> int:
         config = EngineConfig(profile, Precision(a.precision or meta.get("precision", "fp32")), a.opt_level,
                               a.workspace_mib, a.timing_cache, a.force)
         check_graph(meta, config)  # before TensorRT is even looked for
-        plan = build_engine(a.onnx, a.plan, config)
-        if not a.no_verify:
-            for r in compare_engine_with_onnx(plan, a.onnx, [(1, *profile.min_size), (1, *profile.opt_size)]):
-                print(r)
+        # built and checked aside: a plan that fails its check never reaches the served folder, nor its timings
+        # the model's cache
+        with tempfile.TemporaryDirectory(prefix="vggx-engine-") as tmp:
+            built = build_engine(a.onnx, Path(tmp) / a.plan.name, config, replaces=a.plan)
+            if not a.no_verify:
+                lo, opt = profile.min_size, profile.opt_size
+                sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
+                for r in _checked(built, a.onnx, sizes):
+                    print(r)
+            plan = place_engine(built, a.plan)
+            keep_timing_cache(built, config)
     except VggxError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a read-only or full repository volume
+        print(f"error: cannot write {exc.filename or a.plan}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"wrote {plan} and {sidecar_path(plan)}")
     print(json.dumps(asdict(profile), default=list))

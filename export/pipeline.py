@@ -26,11 +26,10 @@ from .engine import (
     EngineConfig,
     ShapeProfile,
     build_engine,
-    check_replaceable,
     compare_engine_with_onnx,
     engine_unavailable,
     finish_command,
-    read_sidecar,
+    keep_timing_cache,
 )
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
 from .repository import MODEL_NAME, Backend, ServingConfig, _versions, write_model_repository
@@ -246,16 +245,14 @@ def export_to_repository(job: ExportJob) -> ExportResult:
         parity = verify_onnx(onnx_path, ckpt, threads=job.threads) if job.verify else []
         metadata = _onnx_metadata(onnx_path)
         plan = None
-        if engine_cfg is not None:
-            if unavailable is None:
-                plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg)
-                if job.verify:  # the engine that will be served, on the GPU, against ONNX Runtime
-                    lo, opt = profile.min_size, profile.opt_size
-                    sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
-                    parity += compare_engine_with_onnx(plan, onnx_path, sizes)
-            existing = model_dir / str(job.version) / "model.plan" if job.version else None
-            if plan is not None and existing is not None and existing.exists():
-                check_replaceable(read_sidecar(existing), read_sidecar(plan) or {}, force=job.force)
+        if engine_cfg is not None and unavailable is None:
+            # an explicit --version's engine, if another GPU or TensorRT built it, is refused before the build
+            replaces = model_dir / str(job.version) / "model.plan" if job.version else Path(tmp) / "none"
+            plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg, replaces=replaces)
+            if job.verify:  # the engine that will be served, on the GPU, against ONNX Runtime
+                lo, opt = profile.min_size, profile.opt_size
+                sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
+                parity += compare_engine_with_onnx(plan, onnx_path, sizes)
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
         extra = {}
         if job.backend is Backend.TENSORRT:  # the ONNX the engine is built from, and the plan's sidecar, beside it
@@ -267,6 +264,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             max_batch=job.max_batch, version=job.version, force=job.force, serving=job.serving, name=job.name,
             extra_files=extra,
         )
+        if plan is not None:  # its timings kept once the engine is served: a failed export leaves no model folder
+            keep_timing_cache(plan, engine_cfg)
         result = ExportResult(version_dir=version_dir, onnx=None, engine=None, parity=parity,
                               profile=profile if engine_cfg is not None else None, activations=activations)
         if job.backend is Backend.TENSORRT:

@@ -330,7 +330,7 @@ def device_cc() -> int:
     return major * 10 + minor
 
 
-MIN_TENSORRT = (10, 8)  # tensorrt.plugin came in 10.6 (JIT plugins, Python at run time); its AOT API in 10.8
+MIN_TENSORRT = (10, 9)  # tensorrt.plugin came in 10.6 (JIT plugins, Python at run time); its AOT API in 10.9
 
 
 def register_plugins() -> None:
@@ -338,7 +338,7 @@ def register_plugins() -> None:
 
     Raises :class:`~vggx.errors.TensorRTNotInstalledError` when ``tensorrt`` (with
     ``tensorrt.plugin``) is not importable, and :class:`~vggx.errors.PluginError` when its AOT plugin API
-    (TensorRT >= 10.8) or OpenAI Triton is missing.
+    (TensorRT >= 10.9) or OpenAI Triton is missing.
     """
     global _registered
     try:

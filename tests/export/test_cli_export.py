@@ -141,7 +141,7 @@ def test_an_engine_version_appears_whole(tmp_path, tiny_checkpoint_path, fake_ex
     still being written, and a failure there left it without them."""
     import vggx.export.repository as repository
 
-    def build(onnx, plan, cfg):  # a stand-in engine and its sidecar, where TensorRT and a GPU would build them
+    def build(onnx, plan, cfg, replaces=None):  # a stand-in engine and its sidecar, where TensorRT would build them
         Path(plan).write_bytes(b"an engine")
         Path(f"{plan}.json").write_text("{}")
         return Path(plan)

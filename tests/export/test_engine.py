@@ -17,6 +17,7 @@ from vggx.export.engine import (
     build_engine,
     check_replaceable,
     finish_command,
+    keep_timing_cache,
     sidecar_path,
 )
 from vggx.export.onnx import Precision
@@ -187,9 +188,178 @@ def test_fp16_engine_builds_and_matches_onnx_runtime(trt_fp16_onnx, trt_window, 
                                                                            timing_cache=cache))
     side = read_sidecar(plan)
     assert side["precision"] == "fp16" and side["plugins"] == ["vggx::flow_warp", "vggx::temporal_attention"]
-    assert side["profile"]["max"] == [2, trt_window, 64, 96, 3] and cache.stat().st_size > 0
+    assert side["profile"]["max"] == [2, trt_window, 64, 96, 3]
     results = compare_engine_with_onnx(plan, trt_fp16_onnx, [(1, 16, 16), (2, 37, 53)])
     assert all(r.passed for r in results)
+    assert not cache.exists()  # kept only once the engine is checked and placed
+    keep_timing_cache(plan, EngineConfig(profile, Precision.FP16, timing_cache=cache))
+    assert cache.stat().st_size > 0
     # a second build reuses the timing cache and may replace the plan (same GPU and TensorRT)
     build_engine(trt_fp16_onnx, plan, EngineConfig(profile, Precision.FP16, timing_cache=cache))
     assert Path(plan).exists()
+
+
+# ------------------------------------------------------------------ the engine command's files, on a stand-in TensorRT
+
+
+@pytest.fixture
+def standin(monkeypatch):
+    """Install :mod:`trt_standin` as ``tensorrt`` (and a GPU for it) with the options given; returns it."""
+    import sys
+
+    import trt_standin
+
+    import vggx.export.engine as engine
+
+    def install(**options):
+        trt = trt_standin.make(**options)
+        monkeypatch.setitem(sys.modules, "tensorrt", trt)
+        monkeypatch.setattr(engine, "_gpu", lambda: ("Stand-in GPU", "9.0"))
+        return trt
+
+    return install
+
+
+def _served_folder(tmp_path: Path, max_batch: int = 2) -> Path:
+    """A repository as `vggx export --fp16` leaves it where no engine could be built: the ONNX and the config."""
+    import shutil
+
+    from vggx.checkpoint import DEFAULT_CHECKPOINT
+    from vggx.client.runners import shipped_onnx_path
+
+    model = tmp_path / "repo" / "vggx"
+    (model / "1").mkdir(parents=True)
+    shutil.copy(shipped_onnx_path(DEFAULT_CHECKPOINT, 8), model / "1" / "model.onnx")
+    (model / "config.pbtxt").write_text(f'name: "vggx"\nplatform: "tensorrt_plan"\nmax_batch_size: {max_batch}\n')
+    return model
+
+
+def _engine_command(model: Path, *args: str) -> int:
+    from vggx.export.engine import main
+
+    return main([str(model / "1" / "model.onnx"), str(model / "1" / "model.plan"), "--min-size", "16x16",
+                 "--opt-size", "32x32", "--max-size", "64x64", "--timing-cache", str(model / "trt_timing.cache"),
+                 *args])
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+class TestEngineCommand:
+    """`python -m vggx.export.engine`, the command an export without TensorRT prints, builds into the served folder."""
+
+    def test_an_engine_that_fails_its_check_is_not_served(self, standin, tmp_path, monkeypatch, capsys):
+        """It was written into the served version folder before the check and left there (Triton loads it on its
+        next poll or restart), and the model's timing cache with it."""
+        import vggx.export.engine as engine
+        from vggx.errors import VerificationError
+
+        standin()
+
+        def check(*_args, **_kw):
+            raise VerificationError("the engine does not match ONNX Runtime: engine N=1: 40 % of levels off")
+
+        monkeypatch.setattr(engine, "compare_engine_with_onnx", check)
+        model = _served_folder(tmp_path)
+        before = _files(model)
+        assert _engine_command(model) == 1
+        assert capsys.readouterr().err.strip() == ("error: the engine does not match ONNX Runtime: engine N=1: 40 % "
+                                                   "of levels off")
+        assert _files(model) == before == ["1", "1/model.onnx", "config.pbtxt"]
+
+    def test_a_checked_engine_is_placed_with_its_sidecar_and_timings(self, standin, tmp_path, monkeypatch):
+        import trt_standin
+
+        import vggx.export.engine as engine
+
+        standin()
+        checked = []
+        monkeypatch.setattr(engine, "compare_engine_with_onnx", lambda plan, onnx_path, sizes: checked.extend(sizes)
+                            or [])
+        model = _served_folder(tmp_path, max_batch=2)
+        assert _engine_command(model) == 0
+        assert (model / "1" / "model.plan").read_bytes() == trt_standin.PLAN
+        side = engine.read_sidecar(model / "1" / "model.plan")
+        assert side["gpu"] == "Stand-in GPU" and side["profile"]["max"] == [2, 8, 64, 64, 3]
+        assert (model / "trt_timing.cache").read_bytes() == b"|timed"
+        # the batch Triton sends (config.pbtxt's max_batch_size) is in the profile and checked
+        assert checked == [(1, 16, 16), (1, 32, 32), (2, 16, 16)]
+        assert _files(model) == ["1", "1/model.onnx", "1/model.plan", "1/model.plan.json", "config.pbtxt",
+                                 "trt_timing.cache"]
+
+    def test_a_profile_short_of_the_served_batch_is_refused(self, standin, tmp_path, capsys):
+        standin()
+        model = _served_folder(tmp_path, max_batch=4)
+        assert _engine_command(model, "--max-batch", "2") == 1
+        assert capsys.readouterr().err.strip() == (
+            f"error: --max-batch 2 is below the max_batch_size 4 of {model / 'config.pbtxt'}: Triton would send the "
+            f"engine batches its profile refuses; pass --max-batch 4")
+        assert _files(model) == ["1", "1/model.onnx", "config.pbtxt"]
+
+    def test_a_failed_build_says_tensorrts_error(self, standin, tmp_path, capsys):
+        """It always blamed sizes and workspace: a plugin's AOT step that raised said the same."""
+        standin(build_error="[pluginV3] vggx::temporal_attention: aot_impl raised PluginError: heads=3 does not "
+                            "divide C=64")
+        model = _served_folder(tmp_path)
+        assert _engine_command(model, "--no-verify") == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("error: TensorRT could not build the engine: [pluginV3] vggx::temporal_attention: "
+                                  "aot_impl raised PluginError: heads=3 does not divide C=64")
+        assert _files(model) == ["1", "1/model.onnx", "config.pbtxt"]
+
+    def test_a_timing_cache_from_another_gpu_is_not_let_in(self, standin, tmp_path, monkeypatch, caplog):
+        """It was loaded with ignore_mismatch=True, which TensorRT warns "may lead to functional/performance bugs"."""
+        import vggx.export.engine as engine
+
+        standin(foreign_caches=(b"timed on an A100",))
+        monkeypatch.setattr(engine, "compare_engine_with_onnx", lambda *a, **k: [])
+        model = _served_folder(tmp_path)
+        (model / "trt_timing.cache").write_bytes(b"timed on an A100")
+        assert _engine_command(model) == 0
+        assert "not using the timing cache" in caplog.text
+        assert (model / "trt_timing.cache").read_bytes() == b"|timed"  # this GPU's, from an empty cache
+
+
+@pytest.mark.parametrize("check_passes", [False, True])
+def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path, tiny_checkpoint_path, monkeypatch,
+                                                               portable_onnx, trt_fp16_onnx, trt_window, check_passes):
+    """A failed `vggx export --fp16` left <repo>/vggx/ holding the timing cache alone: a model folder without a
+    config.pbtxt, for which Triton refuses to start ("failed to load all models")."""
+    import shutil
+
+    import trt_standin
+    from typer.testing import CliRunner
+
+    import vggx.export.pipeline as pipeline
+    import vggx.plugins.tensorrt
+    from vggx.cli import app
+    from vggx.errors import VerificationError
+
+    standin()
+
+    def export(checkpoint, path, config):  # the run's graphs, not a minute's export
+        shutil.copyfile(trt_fp16_onnx if config.precision is Precision.FP16 else portable_onnx, path)
+        return Path(path)
+
+    def check(*_args, **_kw):
+        if not check_passes:
+            raise VerificationError("the engine does not match ONNX Runtime: (the stand-in's plan)")
+        return []
+
+    monkeypatch.setattr(pipeline, "export_onnx", export)
+    monkeypatch.setattr(pipeline, "engine_unavailable", lambda: None)
+    monkeypatch.setattr(pipeline, "verify_onnx", lambda *a, **k: [])
+    monkeypatch.setattr(pipeline, "compare_engine_with_onnx", check)
+    monkeypatch.setattr(vggx.plugins.tensorrt, "register_plugins", lambda: None)
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(app, ["export", "--checkpoint", str(tiny_checkpoint_path), "--repo", str(repo),
+                                      "--fp16", "--max-size", "64x64", "--opt-size", "32x32",
+                                      "--window", str(trt_window)])
+    if check_passes:
+        assert result.exit_code == 0, result.output
+        assert (repo / "vggx" / "1" / "model.plan").read_bytes() == trt_standin.PLAN
+        assert (repo / "vggx" / "trt_timing.cache").read_bytes() == b"|timed"
+    else:
+        assert result.exit_code == 1 and "the engine does not match ONNX Runtime" in result.output
+        assert not repo.exists() or not list(repo.iterdir()), _files(repo)

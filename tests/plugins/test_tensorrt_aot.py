@@ -347,7 +347,7 @@ def test_register_plugins_on_a_tensorrt_without_aot_plugins_says_which(monkeypat
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setitem(sys.modules, "tensorrt.plugin", trt.plugin)
     with pytest.raises(PluginError, match=r"TensorRT 10.7.0.23 has no ahead-of-time plugins "
-                                          r"\(tensorrt.plugin.aot_impl, TensorRT 10.8 or later\)"):
+                                          r"\(tensorrt.plugin.aot_impl, TensorRT 10.9 or later\)"):
         register_plugins()
 
 

@@ -65,7 +65,7 @@ def _dim(v):
 def fake_trt(monkeypatch):
     trt = types.ModuleType("tensorrt")
     trt.__version__ = "10.13.0.35"
-    trt.QuickPluginCreationRequest = types.SimpleNamespace()  # what the AOT API needs (TensorRT >= 10.8)
+    trt.QuickPluginCreationRequest = types.SimpleNamespace()  # what the AOT API needs (TensorRT >= 10.9)
     trt.float32, trt.float16 = "FP32", "FP16"
     trt.TensorFormat = types.SimpleNamespace(LINEAR="LINEAR", HWC8="HWC8", HWC="HWC")
     trtp = types.ModuleType("tensorrt.plugin")

@@ -125,7 +125,7 @@ def _endpoints():
 
 # The NGC Triton images and the TensorRT each ships (Frameworks Support Matrix / Triton's compatibility page). The
 # default `trt` flavour's plugins need TensorRT's AOT plugin API; an engine is tied to the TensorRT that built it.
-NGC_TRITON_TENSORRT = {"24.10-py3": "10.5.0", "24.12-py3": "10.7.0", "25.01-py3": "10.8.0.43"}
+NGC_TRITON_TENSORRT = {"24.10-py3": "10.5.0", "24.12-py3": "10.7.0", "25.01-py3": "10.8.0.43", "25.03-py3": "10.9.0.34"}
 
 
 def test_the_triton_image_runs_the_plugins_and_matches_the_gpu_extras_tensorrt(objects):
