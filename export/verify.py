@@ -182,9 +182,30 @@ def ort_session(model: str | Path | Any, *, threads: int = 1) -> Any:
         options = session_options(options)
         proto = float32_plugin_twin(infer_plugin_shapes(proto, strict=False))
     try:
-        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
         raise ExportError(f"ONNX Runtime cannot load the graph: {exc}") from exc
+    return _CheckedSession(session) if plugin_ops(proto) else session
+
+
+class _CheckedSession:
+    """An ONNX Runtime session whose ``run`` raises ``ExportError`` for what a vggx custom op raised inside it
+    (which cannot cross ONNX Runtime: :func:`vggx.plugins.onnxruntime.take_failure`)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        from vggx.plugins.onnxruntime import take_failure
+
+        take_failure()
+        out = self._session.run(*args, **kwargs)
+        if (exc := take_failure()) is not None:
+            raise ExportError(f"a vggx op failed inside ONNX Runtime: {exc}") from exc
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 def verify_onnx(

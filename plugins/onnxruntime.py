@@ -10,6 +10,11 @@ The ops take float32 tensors only: onnxruntime-extensions' Python custom-op brid
 plugin graphs are checked through their FP32 twin. ``onnx_op`` registers ops process-wide, so
 :func:`register_ort_ops` does it once; the extra node attributes ``plugin_namespace`` and
 ``plugin_version`` are ignored by ORT (TRT_NOTES.md §7).
+
+An exception cannot leave a Python custom op: the bridge calls ``std::terminate`` and the process aborts (exit 134,
+no message to catch). The ops keep what they raised (a flow of another size, ``heads`` that does not divide C) and
+answer NaN; :func:`take_failure` hands it to the caller of ``session.run``, as ``vggx.export.verify.ort_session``'s
+sessions do.
 """
 
 from __future__ import annotations
@@ -19,12 +24,35 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ORT_OP_TYPES", "register_ort_ops", "session_options"]
+__all__ = ["ORT_OP_TYPES", "register_ort_ops", "session_options", "take_failure"]
 
 ORT_OP_TYPES = ("vggx::flow_warp", "vggx::temporal_attention")
 
 _lock = threading.Lock()
 _registered = False
+_failures: list[Exception] = []  # what the ops raised since take_failure() last looked
+
+
+def take_failure() -> Exception | None:
+    """The first error a vggx op raised inside ONNX Runtime since the last call (None: none), and forget them."""
+    with _lock:
+        first = _failures[0] if _failures else None
+        _failures.clear()
+    return first
+
+
+def _guarded(compute, out_shape) -> np.ndarray:
+    """``compute()``, or NaN of ``out_shape()`` with the error kept for :func:`take_failure`."""
+    try:
+        return compute()
+    except Exception as exc:
+        with _lock:
+            _failures.append(exc)
+        try:
+            shape = out_shape()
+        except Exception:  # an input of a rank the op cannot take: any shape, the run fails anyway
+            shape = (0,)
+        return np.full(shape, np.nan, np.float32)
 
 
 def _flow_warp(x: np.ndarray, flow: np.ndarray) -> np.ndarray:
@@ -60,11 +88,12 @@ def register_ort_ops() -> None:
 
         @onnx_op(op_type="vggx::flow_warp", inputs=[f32, f32], outputs=[f32])
         def flow_warp(x, flow):
-            return _flow_warp(x, flow)
+            return _guarded(lambda: _flow_warp(x, flow), lambda: x.shape)
 
         @onnx_op(op_type="vggx::temporal_attention", inputs=[f32], outputs=[f32], attrs={"heads": D.dt_int64})
         def temporal_attention(qkv, heads):
-            return _temporal_attention(qkv, heads)
+            n, t, c3, h, w = qkv.shape if qkv.ndim == 5 else (0,) * 5
+            return _guarded(lambda: _temporal_attention(qkv, heads), lambda: (n, t, c3 // 3, h, w))
 
         _registered = True
 

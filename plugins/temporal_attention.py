@@ -11,6 +11,7 @@ reference (:func:`temporal_attention_reference`) live here together (STYLE.md).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -44,6 +45,8 @@ def check_temporal_attention_inputs(qkv: torch.Tensor, heads: int) -> tuple[int,
     if c3 % 3 or not c3:
         raise ValueError(f"temporal_attention: qkv channel count must be 3*C with C >= 1, got {c3}")
     c = c3 // 3
+    if isinstance(heads, bool) or not isinstance(heads, numbers.Integral):  # True was 1; 2.0 failed in a reshape
+        raise ValueError(f"temporal_attention: heads must be an int, got {heads!r}")
     if heads < 1 or c % heads:
         raise ValueError(f"temporal_attention: heads={heads} must divide C={c}")
     return n, t, c, h, w, c // heads
@@ -294,8 +297,9 @@ def launch_temporal_attention(
     shape = (n, t, c, h, w)
     if out is None:
         out = qkv.new_empty(shape)
-    elif tuple(out.shape) != shape or out.dtype != qkv.dtype or not out.is_contiguous():
-        raise ValueError(f"temporal_attention kernel: out must be a contiguous {qkv.dtype} {shape}")
+    elif (tuple(out.shape) != shape or out.dtype != qkv.dtype or out.device != qkv.device
+          or not out.is_contiguous()):  # another GPU's out: an illegal address that ruins the CUDA context
+        raise ValueError(f"temporal_attention kernel: out must be a contiguous {qkv.dtype} {shape} on {qkv.device}")
     if out.numel() == 0:
         return out
     kernel = TEMPORAL_ATTENTION_KERNEL.for_device(qkv.device)

@@ -45,6 +45,44 @@ def test_attention_node_matches_reference(n, t, c, h, w, heads):
     np.testing.assert_allclose(out, expected, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize(("op", "message"), [
+    ("temporal_attention", "a vggx op failed inside ONNX Runtime: temporal_attention: heads=3 must divide C=2"),
+    ("flow_warp", "a vggx op failed inside ONNX Runtime: flow_warp: flow must be [1, 2, 4, 4], got shape (1, 2, 4, 5)"),
+])
+def test_an_op_that_raises_inside_onnx_runtime_is_an_error_not_an_abort(op, message):
+    """The error left the Python op through onnxruntime-extensions' bridge, which calls std::terminate: the process
+    aborted (exit 134) with nothing to catch. Run in a child process, which the old behaviour kills."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import numpy as np
+        from vggx.errors import ExportError
+        from vggx.export.verify import ort_session
+        from vggx.plugins.onnx import plugin_model
+
+        if {op!r} == "temporal_attention":  # C symbolic: no shape inference can refuse heads=3 before the run
+            model = plugin_model("temporal_attention", [["N", "T", "C3", "H", "W"]], heads=3)
+            feeds = {{"qkv": np.zeros((1, 2, 6, 1, 1), np.float32)}}
+        else:
+            model = plugin_model("flow_warp", [["B", "C", "H", "W"], ["B", 2, "H", "W2"]])
+            feeds = {{"x": np.zeros((1, 2, 4, 4), np.float32), "flow": np.zeros((1, 2, 4, 5), np.float32)}}
+        session = ort_session(model)
+        try:
+            session.run(None, feeds)
+        except ExportError as exc:
+            print(exc)
+        ok = {{"qkv": np.ones((1, 2, 9, 1, 1), np.float32)}} if "qkv" in feeds else {{
+            "x": np.ones((1, 2, 4, 4), np.float32), "flow": np.zeros((1, 2, 4, 4), np.float32)}}
+        print("then", float(session.run(None, ok)[0].sum()))  # the session goes on
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == message and lines[1].startswith("then "), done.stdout
+
+
 class _Block(torch.nn.Module):
     """Both ops between ordinary layers, as in the generator."""
 

@@ -51,6 +51,12 @@ class TestReference:
         with pytest.raises(ValueError, match="heads=5 must divide C=8"):
             temporal_attention_reference(torch.zeros(1, 2, 24, 1, 1), 5)
 
+    @pytest.mark.parametrize("heads", [True, 2.0])
+    def test_rejects_heads_that_are_not_an_int(self, heads):
+        """True passed for 1 head; 2.0 failed deep in a reshape with an unrelated TypeError."""
+        with pytest.raises(ValueError, match=f"heads must be an int, got {heads!r}"):
+            temporal_attention_reference(torch.zeros(1, 2, 24, 1, 1), heads)
+
 
     def test_rejects_integer_qkv(self):
         with pytest.raises(ValueError, match=r"qkv must be a float tensor, got torch\.int32"):
@@ -303,6 +309,11 @@ class TestKernel:
         out = launch_temporal_attention(qkv, 1, tile=attention_tile(9, 4, mma=mma))
         assert torch.isfinite(out).all()
         torch.testing.assert_close(out, temporal_attention_reference(qkv, 1), atol=1e-4, rtol=1e-5)
+
+    def test_rejects_an_out_on_another_device(self):
+        """On CUDA, another GPU's out was written through a pointer of the wrong device (an illegal address)."""
+        with pytest.raises(ValueError, match=r"out must be a contiguous torch.float32 \(1, 2, 2, 1, 1\) on cpu"):
+            launch_temporal_attention(torch.zeros(1, 2, 6, 1, 1), 1, out=torch.empty(1, 2, 2, 1, 1, device="meta"))
 
     def test_rejects_more_than_32_frames(self):
         with pytest.raises(ValueError, match=r"T must be in 1\.\.32 frames, got T=33"):
