@@ -61,7 +61,20 @@ def test_info_bad_file_is_one_line(tmp_path):
 
 def test_info_bad_size():
     result = runner.invoke(app, ["info", "--config", "tiny", "--lr-size", "big"])
-    assert result.exit_code == 1 and "HxW" in result.output
+    assert result.exit_code == 1 and "--lr-size must look like HxW" in result.output
+
+
+@pytest.mark.parametrize(("size", "said"), [("180x320", ""), ("8x8", " (outside the model's 16x16..1088x1920: vggx "
+                                                                      "upscale pads it)"),
+                                            ("2160x3840", " (outside the model's 16x16..1088x1920: vggx upscale "
+                                                          "takes it in tiles)")])
+def test_info_says_a_size_outside_the_models_range(tiny_checkpoint_path, size, said):
+    """A calculator, but it printed the cost of a size the model cannot run as if it could."""
+    result = runner.invoke(app, ["info", str(tiny_checkpoint_path), "--lr-size", size])
+    assert result.exit_code == 0, result.output
+    h, w = map(int, size.split("x"))
+    cells = re.sub(r"[│\s]", "", result.output)  # the table's text, folded cells joined
+    assert re.sub(r"\s", "", f"LR->HR{size} -> {4 * h}x{4 * w}{said}GFLOPs") in cells, result.output
 
 
 def test_default_concurrency_per_backend():

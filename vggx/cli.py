@@ -223,6 +223,12 @@ def info(
     cost = measure_cost(cfg, size)
     activations = activation_bytes(cfg, size, dtype=torch.float16)  # what a GPU holds for one window in FP16
     out_size = (size[0] * cfg.scale, size[1] * cfg.scale)
+    outside = ""
+    if meta and "min_size" in meta and "max_size" in meta:  # a calculator, but not silently past the model's range
+        lo, hi = parse_size(meta["min_size"]), parse_size(meta["max_size"])
+        if not (lo[0] <= size[0] <= hi[0] and lo[1] <= size[1] <= hi[1]):
+            how = "pads it" if size[0] < lo[0] or size[1] < lo[1] else "takes it in tiles"
+            outside = f" (outside the model's {meta['min_size']}..{meta['max_size']}: vggx upscale {how})"
     table = Table(title="vggx model", show_header=False)
     table.add_column()
     table.add_column(overflow="fold")
@@ -233,7 +239,7 @@ def info(
         "scale": f"×{cfg.scale}",
         "window (T)": str(cfg.window),
         "size multiple": str(cfg.size_multiple),
-        "LR -> HR": f"{size[0]}x{size[1]} -> {out_size[0]}x{out_size[1]}",
+        "LR -> HR": f"{size[0]}x{size[1]} -> {out_size[0]}x{out_size[1]}{outside}",
         "GFLOPs / output frame": f"{cost.gflops_per_frame:.1f}",
         "GFLOPs / window": f"{cost.flops_per_window / 1e9:.1f}",
         "activations / window (FP16)": f"{activations / 2**30:.2f} GiB",
