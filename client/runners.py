@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -244,11 +244,16 @@ def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -
     target = cached_onnx_path(path, ckpt.config.window, cache_dir)
     if target.is_file():
         return target
-    from vggx.export import ExportConfig, export_onnx
-
     cache_folder(target.parent)  # before the export's minute
     log.warning("exporting %s to ONNX once (cached at %s)", path, target)
-    # A unique name, so two processes exporting at once do not write the same file.
+    return export_portable(ckpt, target)
+
+
+def export_portable(ckpt: Any, target: Path) -> Path:
+    """The portable FP32 export of checkpoint ``ckpt`` at ``target``, renamed in whole (written under a unique name
+    beside it first, so that two processes exporting at once do not write the same file)."""
+    from vggx.export import ExportConfig, export_onnx
+
     tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.onnx")
     try:
         export_onnx(ckpt, tmp, ExportConfig())

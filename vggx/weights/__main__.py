@@ -6,23 +6,15 @@ the default backend then loads the shipped graph instead of spending a minute ex
 
 from __future__ import annotations
 
-import os
 import sys
 
 
 def main() -> int:
     from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
-    from vggx.client.runners import shipped_onnx_path
-    from vggx.export import ExportConfig, export_onnx
+    from vggx.client.runners import export_portable, shipped_onnx_path
 
     ckpt = load_checkpoint(DEFAULT_CHECKPOINT)
-    target = shipped_onnx_path(DEFAULT_CHECKPOINT, ckpt.config.window)
-    tmp = target.with_name(f".{target.name}")
-    try:
-        export_onnx(ckpt, tmp, ExportConfig())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    target = export_portable(ckpt, shipped_onnx_path(DEFAULT_CHECKPOINT, ckpt.config.window))
     for old in target.parent.glob("vggx-*.onnx"):  # another checkpoint's or graph revision's
         if old != target:
             old.unlink()
