@@ -92,6 +92,10 @@ class ServingConfig:
 
     max_batch: int = 4  # max_batch_size: windows per batched execution (> 0)
     queue_delay_us: int = 500  # dynamic batching: how long a request may wait for others, in microseconds
+    # dynamic batching: requests the queue holds before the next is turned away (0 = no bound, Triton's default:
+    # under overload the queue, the inputs it holds and the latency grow without end; clients see the refusal, retry
+    # it with back-off and move a pool's windows to other replicas)
+    max_queue_size: int = 0
     instances: int = 1  # model instances per device (instance_group count)
     gpus: tuple[int, ...] = ()  # KIND_GPU: the GPUs the instances run on (instance_group gpus); () = every GPU
     instance_kind: str | None = None  # "KIND_GPU" / "KIND_CPU"; None = the backend's default
@@ -108,6 +112,8 @@ class ServingConfig:
                               f"got {self.max_batch}")
         if self.queue_delay_us < 0:
             raise ExportError(f"--queue-delay-us must be >= 0, got {self.queue_delay_us}")
+        if self.max_queue_size < 0:
+            raise ExportError(f"--max-queue-size must be >= 0 (0: no bound), got {self.max_queue_size}")
         if self.instances < 1:
             raise ExportError(f"--instances must be >= 1, got {self.instances}")
         if self.instance_kind not in (None, "KIND_GPU", "KIND_CPU"):
@@ -189,6 +195,8 @@ def model_config(
     cfg.input.add(name=INPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
     cfg.output.add(name=OUTPUT_NAME, data_type=mc.TYPE_UINT8, dims=dims)
     cfg.dynamic_batching.max_queue_delay_microseconds = serving.queue_delay_us
+    if serving.max_queue_size:
+        cfg.dynamic_batching.default_queue_policy.max_queue_size = serving.max_queue_size  # timeout_action: REJECT
     group = cfg.instance_group.add(name=f"{name}_{kind[5:].lower()}", kind=getattr(mc.ModelInstanceGroup, kind),
                                    count=serving.instances)
     group.gpus.extend(serving.gpus)

@@ -1422,6 +1422,9 @@ def export(
     queue_delay_us: Annotated[int, typer.Option(
         "--queue-delay-us", help="dynamic batching: how long a window may wait for others to batch with, in "
         "microseconds")] = 500,
+    max_queue_size: Annotated[int, typer.Option(
+        "--max-queue-size", help="dynamic batching: requests queued before the next is turned away (0: no bound); "
+        "clients retry a refusal and move a pool's windows to other replicas")] = 0,
     trt_accelerator: Annotated[bool, typer.Option(
         "--trt-accelerator", help="--backend onnxruntime: run it through ONNX Runtime's TensorRT execution "
         "provider on GPU instances, in the graph's precision (FP16 with --fp16)")] = False,
@@ -1452,6 +1455,7 @@ def export(
     if instance_kind is not None and instance_kind not in ("gpu", "cpu"):
         raise ConfigError(f"--instance-kind must be gpu or cpu, got {instance_kind!r}")
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
+                            max_queue_size=max_queue_size,
                             trt_accelerator=trt_accelerator, cpu_threads=cpu_threads, versions_served=versions_served,
                             instance_kind=f"KIND_{instance_kind.upper()}" if instance_kind else None)
     job = ExportJob(

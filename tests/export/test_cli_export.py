@@ -280,6 +280,7 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
         (["--cpu-threads", "2"], "CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                                  "not 'onnxruntime'"),
         (["--queue-delay-us", "-1"], "--queue-delay-us must be >= 0, got -1"),
+        (["--max-queue-size", "-1"], "--max-queue-size must be >= 0 (0: no bound), got -1"),
         (["--versions-served", "0"], "--versions-served must be >= 1, got 0"),
         (["--backend", "torch", "--fp16"], "--fp16 exports an FP16 graph; --backend torch serves the checkpoint"),
         (["--backend", "torch", "--compile", "--instance-kind", "cpu"], "--compile applies to GPU instances"),
@@ -457,12 +458,14 @@ def test_serving_flags_reach_the_model_config(tmp_path, tiny_checkpoint_path, fa
 
     repo = tmp_path / "repo"
     result = _export(repo, tiny_checkpoint_path, "--backend", "onnxruntime", "--no-verify", "--instances", "2",
-                     "--gpus", "0,1", "--queue-delay-us", "2000", "--trt-accelerator", "--versions-served", "2")
+                     "--gpus", "0,1", "--queue-delay-us", "2000", "--trt-accelerator", "--versions-served", "2",
+                     "--max-queue-size", "16")
     assert result.exit_code == 0, result.output
     cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
     (group,) = cfg.instance_group
     assert group.count == 2 and list(group.gpus) == [0, 1] and group.kind == group.KIND_GPU
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 16
     assert cfg.version_policy.latest.num_versions == 2
     (acc,) = cfg.optimization.execution_accelerators.gpu_execution_accelerator
     assert acc.name == "tensorrt" and acc.parameters["precision_mode"] == "FP32"  # the graph's: FP32

@@ -148,6 +148,7 @@ def test_inconsistent_configs_are_refused(kwargs, serving, match):
 
 
 @pytest.mark.parametrize(("field", "value"), [("max_batch", 0), ("instances", 0), ("queue_delay_us", -1),
+                                              ("max_queue_size", -1),
                                               ("instance_kind", "KIND_TPU"), ("cpu_threads", -1)])
 def test_serving_config_validates_its_fields(field, value):
     with pytest.raises(ExportError, match=field.split("_")[0]):

@@ -278,6 +278,39 @@ def test_two_instances_serve_two_windows_at_once(portable_onnx, onnx_metadata, t
     assert "vggx_cpu_0" in text and "vggx_cpu_1" in text, text[-2000:]
 
 
+def test_a_bounded_queue_turns_requests_away_and_the_client_says_so(portable_onnx, onnx_metadata, tmp_path,
+                                                                      start_server):
+    """``vggx export --max-queue-size 1``: the real server holds one request in its queue and turns the next away;
+    the client names it (no retries here: `vggx bench` counts them as errors, `vggx upscale` retries them)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vggx.client.triton import TritonRunner
+    from vggx.errors import RequestRejected
+    from vggx.export.repository import ServingConfig, write_model_repository
+
+    repo = tmp_path / "repo"
+    write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=onnx_metadata,
+                           window=int(onnx_metadata["window"]), max_batch=1,
+                           serving=ServingConfig(cpu_threads=1, warmup_size=None, queue_delay_us=0, max_queue_size=1))
+    for server in start_server(repo, tmp_path / "server.log"):
+        with TritonRunner(server.endpoints.grpc, retries=0, shared_memory=False) as runner:
+            assert runner.info.window == int(onnx_metadata["window"])
+
+            def infer(seed: int) -> str:
+                try:
+                    runner.infer(_window(size=(64, 64), seed=seed))
+                    return "answered"
+                except RequestRejected as exc:
+                    return str(exc)
+
+            with ThreadPoolExecutor(8) as pool:
+                outcomes = list(pool.map(infer, range(8)))
+    answered = outcomes.count("answered")
+    rejected = [o for o in outcomes if o != "answered"]
+    assert answered >= 2 and rejected, outcomes  # one running and one queued at least; 8 at once do not fit
+    assert all("exceeds maximum queue size" in o.lower() and "it is up but overloaded" in o for o in rejected), rejected
+
+
 def test_serve_on_ipv6_loopback_checks_and_prints_its_addresses(served_repository, tmp_path):
     """`vggx serve --host ::1 --check`: the check dialled `::1:PORT` (no gRPC target) and failed on a server that was
     up; the printed URLs were `http://::1:PORT`."""
