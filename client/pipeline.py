@@ -1076,6 +1076,10 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
     from vggx.video import SegmentStore
 
     if not config.resume:
+        kept = output.with_name(f".{output.name}.vggx-resume")
+        if kept.is_dir() and not is_stdout(output):
+            log.warning("%s holds the segments of a stopped run of %s; --resume goes on after them, and this run "
+                        "without it leaves them: delete the folder if they are not wanted", kept, output.name)
         return None, config.encode
     info = runner.info
     stride = info.window - 2 * context
@@ -1101,7 +1105,10 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         "input": identity(config.input), "backend": getattr(runner, "resume_identity", runner.description),
         "model": repr(info),
         "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
-        "encode": repr(encode), "window": info.window, "context": context, "tile": config.tile,
+        # the encoder's settings that make the bits (not how many encoders run at once, nor conversion threads)
+        "encode": {f.name: repr(getattr(encode, f.name)) for f in dataclasses.fields(encode)
+                   if f.name not in ("encoders", "convert_threads")},
+        "window": info.window, "context": context, "tile": config.tile,
         "tile_overlap": config.tile_overlap,
         "start": config.start, "frames": config.frames, "compare": config.compare,
         "deinterlace": config.deinterlace, "ivtc": config.ivtc, "tonemap": config.tonemap, "filters": config.filters,

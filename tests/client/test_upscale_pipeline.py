@@ -733,9 +733,94 @@ class TestResume:
         stopped_run(src, out, info, encode=EncodeConfig(crf=0, segment_frames=8))
         manifest = tmp_path / ".out.mp4.vggx-resume" / "manifest.json"
         before = manifest.read_text()
-        with pytest.raises(ConfigError, match="holds a run with other settings \\(encode differ"):
+        with pytest.raises(ConfigError, match=r"holds a run with other settings \(encode\.crf differs\)"):
             run(src, out, _NearestRunner(info), encode=EncodeConfig(crf=1, segment_frames=8), resume=True)
         assert manifest.read_text() == before and not out.exists()
+
+    def test_more_or_fewer_encoders_go_on_where_it_stopped(self, tmp_path, torch_runner):
+        """`--encoders` changes how fast, not the bits: it was refused as "encode differ" (a job moved to a machine
+        with other cores lost its segments)."""
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+        run(src, ref, _NearestRunner(info), encode=EncodeConfig("ffv1", segment_frames=8))
+        stopped_run(src, out, info, encode=EncodeConfig("ffv1", segment_frames=8, encoders=2))
+        result = run(src, out, _NearestRunner(info), encode=EncodeConfig("ffv1", segment_frames=8), resume=True)
+        assert result.resumed_frames > 0 and result.frames == 40
+        for (pg, g), (pw, w) in zip(self._planes(out, "rgb24"), self._planes(ref, "rgb24"), strict=True):
+            assert pg == pw
+            np.testing.assert_array_equal(g, w)
+
+    def test_a_changed_input_is_named(self, tmp_path, torch_runner):
+        """It said "(input differ); run with those again", which no setting can do."""
+        import os
+
+        from vggx.errors import ConfigError
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        out = tmp_path / "out.mp4"
+        stopped_run(src, out, info, encode=EncodeConfig(crf=0, segment_frames=8))
+        os.utime(src, ns=(src.stat().st_atime_ns, src.stat().st_mtime_ns + 10**9))
+        store = tmp_path / ".out.mp4.vggx-resume"
+        with pytest.raises(ConfigError, match=f"^the input changed since the run {store} holds \\(its size or "
+                                              f"modification time\\): delete {store} to start over$"):
+            run(src, out, _NearestRunner(info), encode=EncodeConfig(crf=0, segment_frames=8), resume=True)
+
+    def test_a_full_disk_while_keeping_a_segment_is_one_error_and_the_rest_stays(self, tmp_path, torch_runner,
+                                                                                  monkeypatch):
+        """It was an OSError traceback, with the half-written segment left on the full disk."""
+        import builtins
+
+        import vggx.video.encode as encode_module
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        out = tmp_path / "out.mp4"
+        store = tmp_path / ".out.mp4.vggx-resume"
+        encode = EncodeConfig(crf=0, segment_frames=8)
+
+        def full_after_one(path, mode="r", *args, **kw):
+            if str(path).endswith("seg-00001.bin.tmp"):
+                with builtins.open(path, "wb") as f:
+                    f.write(b"half a segment")
+                raise OSError(28, "No space left on device")
+            return builtins.open(path, mode, *args, **kw)
+
+        monkeypatch.setattr(encode_module, "open", full_after_one, raising=False)
+        with pytest.raises(VideoError, match=f"^keeping a finished segment in {store} failed \\(No space left on "
+                                             f"device\\); the 8 frames kept before it stay: free space and run "
+                                             f"the same command again$"):
+            run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        monkeypatch.undo()
+        assert sorted(p.name for p in store.iterdir()) == ["manifest.json", "seg-00000.bin"]
+        result = run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        assert result.resumed_frames == 8 and result.frames == 40
+
+    def test_a_full_disk_at_the_final_write_says_the_output_needs_room_beside_the_segments(self, tmp_path,
+                                                                                          torch_runner, monkeypatch):
+        from vggx.video import VideoWriter
+
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=18)
+        out = tmp_path / "out.mp4"
+
+        def full(self):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(VideoWriter, "_mux_store", full)
+        with pytest.raises(VideoError, match=r"finishing .*out\.mp4 failed \(No space left on device\): the output "
+                                             r"is written beside the \d+ MB of segments kept in .*\.out\.mp4\."
+                                             r"vggx-resume, and needs about as much again free"):
+            run(src, out, _NearestRunner(info), encode=EncodeConfig(crf=0, segment_frames=8), resume=True)
+
+    def test_a_run_without_resume_says_a_stopped_runs_segments_are_left(self, tmp_path, torch_runner, caplog):
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40)
+        out = tmp_path / "out.mp4"
+        stopped_run(src, out, info, encode=EncodeConfig(crf=0, segment_frames=8))
+        run(src, out, _NearestRunner(info), encode=EncodeConfig(crf=0, segment_frames=8))
+        assert f"{tmp_path / '.out.mp4.vggx-resume'} holds the segments of a stopped run of out.mp4" in caplog.text
 
     def test_all_frames_stored_only_the_final_mux_is_left(self, tmp_path, torch_runner, monkeypatch):
         """Stopped after the last segment, while the output was being written: no window runs again."""

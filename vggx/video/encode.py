@@ -1116,7 +1116,12 @@ class VideoWriter:
             raise
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self.abort()
-            raise self._failed(f"finishing {self._label}", exc) from None
+            failed = self._failed(f"finishing {self._label}", exc)
+            if self._store is not None and getattr(exc, "errno", None) == errno.ENOSPC:
+                # the output is written beside the kept segments: room for both, about twice the output
+                raise VideoError(f"{failed}: the output is written beside the {self._store.size / 1e6:.0f} MB of "
+                                 f"segments kept in {self._store.folder}, and needs about as much again free") from None
+            raise failed from None
         self._closed = True
         try:
             if self._images:
@@ -1250,10 +1255,19 @@ class SegmentStore:
             except (OSError, ValueError, KeyError) as exc:
                 raise ConfigError(f"{manifest} is unreadable ({exc}); delete {self.folder} to start over") from None
             if saved != self.settings:
-                changed = sorted(k for k in {*saved, *self.settings} if saved.get(k) != self.settings.get(k))
-                raise ConfigError(f"{self.folder} holds a run with other settings ({', '.join(changed)} differ); "
-                                  f"run with those again, or delete the folder to start over")
+                changed = _changed(saved, self.settings)
+                if changed == ["input"]:  # no setting brings the stopped run's input back
+                    raise ConfigError(f"the input changed since the run {self.folder} holds (its size or modification "
+                                      f"time): delete {self.folder} to start over")
+                raise ConfigError(f"{self.folder} holds a run with other settings ({', '.join(changed)} "
+                                  f"differ{'s' if len(changed) == 1 else ''}); run with those again, or delete the "
+                                  f"folder to start over")
             self.segments = data["segments"]
+
+    @property
+    def size(self) -> int:
+        """Bytes the kept segments take."""
+        return sum(f.stat().st_size for f in self.folder.glob("seg-*.bin")) if self.folder.is_dir() else 0
 
     @property
     def frames_done(self) -> int:
@@ -1279,17 +1293,25 @@ class SegmentStore:
                   for p, side in zip(packets, sides, strict=True)]
         time_base = packets[0].time_base
         tmp = self.folder / (name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(json.dumps({"time_base": str(time_base), "packets": header}).encode() + b"\n")
-            for p, side in zip(packets, sides, strict=True):
-                f.write(bytes(p))
-                for _, data in side:
-                    f.write(data)
-        tmp.replace(self.folder / name)
-        # the last time too (a resumed writer's frames go on after it: a time gone back moves the rest on)
-        self.segments.append({"file": name, "frames": frames, "first_pts": first,
-                              "last_pts": max(p.pts for p in packets), "time_base": str(time_base)})
-        self._write_manifest()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(json.dumps({"time_base": str(time_base), "packets": header}).encode() + b"\n")
+                for p, side in zip(packets, sides, strict=True):
+                    f.write(bytes(p))
+                    for _, data in side:
+                        f.write(data)
+            tmp.replace(self.folder / name)
+            # the last time too (a resumed writer's frames go on after it: a time gone back moves the rest on)
+            self.segments.append({"file": name, "frames": frames, "first_pts": first,
+                                  "last_pts": max(p.pts for p in packets), "time_base": str(time_base)})
+            self._write_manifest()
+        except OSError as exc:  # a full disk: the segments kept before stay whole (the manifest lists only them)
+            tmp.unlink(missing_ok=True)
+            if self.segments and self.segments[-1]["file"] == name:
+                self.segments.pop()
+            raise VideoError(f"keeping a finished segment in {self.folder} failed ({_reason(exc)}); the "
+                             f"{self.frames_done} frames kept before it stay: free space and run the same command "
+                             f"again") from None
 
     def _write_manifest(self) -> None:
         import json
@@ -1691,3 +1713,18 @@ def _guess_format(path: Path) -> str | None:
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().rstrip(".") or type(exc).__name__
+
+
+def _changed(saved: dict, now: dict) -> list[str]:
+    """The settings that differ between a stored run's and this one's, a dict-valued one's fields by name
+    (``encode.crf``)."""
+    changed = []
+    for key in sorted({*saved, *now}):
+        old, new = saved.get(key), now.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed += [f"{key}.{field}" for field in sorted({*old, *new}) if old.get(field) != new.get(field)]
+        else:
+            changed.append(key)
+    return changed
