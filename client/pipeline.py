@@ -14,6 +14,7 @@ end of a clip would: each shot is windowed on its own (:class:`~vggx.client.wind
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import numbers
@@ -1077,9 +1078,10 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
 
     if not config.resume:
         kept = output.with_name(f".{output.name}.vggx-resume")
-        if kept.is_dir() and not is_stdout(output):
-            log.warning("%s holds the segments of a stopped run of %s; --resume goes on after them, and this run "
-                        "without it leaves them: delete the folder if they are not wanted", kept, output.name)
+        with contextlib.suppress(OSError):  # a name as long as the file system takes has no longer neighbour
+            if not is_stdout(output) and kept.is_dir():
+                log.warning("%s holds the segments of a stopped run of %s; --resume goes on after them, and this run "
+                            "without it leaves them: delete the folder if they are not wanted", kept, output.name)
         return None, config.encode
     info = runner.info
     stride = info.window - 2 * context

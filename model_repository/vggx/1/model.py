@@ -2,8 +2,9 @@
 
 Copied into ``<repo>/vggx/<version>/model.py`` next to ``model.onnx`` by ``vggx.export.repository``.
 Requests ``lr`` UINT8 [N, T, H, W, 3] -> ``sr`` UINT8 [N, T, s·H, s·W, 3]. Dynamic batching hands
-``execute`` several requests: those with the same H, W are concatenated along N and run as one batch.
-A bad request gets its own error response; it never fails the others or the server.
+``execute`` several requests: those with the same H, W are concatenated along N and run as one batch
+(one that fails, e.g. out of memory, is run again request by request). A bad request gets its own error
+response; it never fails the others or the server.
 
 Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python the stub runs. The
 ``torch`` backend's model (``vggx.export.triton_models.torch_gpu``) reuses this class.
@@ -52,6 +53,9 @@ class TritonPythonModel:
         # a 4-window run costs ~10% more per window than single ones (benchmarks/SERVE_RESULTS.md).
         self.merge = params.get("merge_requests", "true") == "true"
         self.max_size = _size(params.get("max_size", "4096x4096"))
+        # instances are processes of their own: each on its share of the cores (ONNX Runtime's default pool spans
+        # them all, so two instances ran twice as many busy threads as cores)
+        self.instances = sum(int(g.get("count", 1)) for g in config.get("instance_group", [])) or 1
         path = os.path.join(args["model_repository"], args["model_version"], self.ARTEFACT)
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend {self.BACKEND}")
@@ -63,11 +67,18 @@ class TritonPythonModel:
 
         options = ort.SessionOptions()
         threads = int(params.get("cpu_threads", "0"))
+        if threads <= 0 and self.instances > 1:
+            threads = max(1, len(os.sched_getaffinity(0)) // self.instances)
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle: the cores are shared
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        return lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+        session = self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        # the memory arena gives back what a run took beyond what it holds: one large request (a 720p window is
+        # ~19 GiB on the CPU) would otherwise stay allocated for the model's life
+        shrink = ort.RunOptions()
+        shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return lambda batch: session.run([OUTPUT_NAME], {INPUT_NAME: batch}, shrink)[0]
 
     def _validate(self, lr) -> str | None:
         """Why ``lr`` (one request's input, with its batch dim) is not a valid request, or None."""
@@ -102,19 +113,28 @@ class TritonPythonModel:
             else:
                 groups[lr.shape[2:4] if self.merge else (i,)].append((i, lr))
         for members in groups.values():
-            batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
             try:
-                sr = self.run(batch)
-            except Exception as exc:  # any runtime failure (e.g. CUDA out of memory): these requests' error
-                for i, _ in members:
-                    responses[i] = _error(f"inference failed: {exc}", "INTERNAL")
-                continue
-            start = 0
-            for i, lr in members:
-                part = sr[start:start + lr.shape[0]]
-                start += lr.shape[0]
-                responses[i] = pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(OUTPUT_NAME, part)])
+                self._respond(members, responses)
+            except Exception as exc:  # any runtime failure (e.g. out of memory): retried request by request
+                for member in members if len(members) > 1 else ():
+                    try:
+                        self._respond([member], responses)
+                    except Exception as alone:
+                        responses[member[0]] = _error(f"inference failed: {alone}", "INTERNAL")
+                if len(members) == 1:
+                    responses[members[0][0]] = _error(f"inference failed: {exc}", "INTERNAL")
         return responses
+
+    def _respond(self, members: list[tuple[int, np.ndarray]], responses: list) -> None:
+        """Run ``members`` (request index, input) as one batch and set their responses."""
+        batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
+        sr = self.run(batch)
+        parts, start = [], 0
+        for i, lr in members:
+            parts.append((i, pb_utils.Tensor(OUTPUT_NAME, sr[start:start + lr.shape[0]])))
+            start += lr.shape[0]
+        for i, tensor in parts:  # all made before any is answered: a failure leaves none half-set
+            responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
 
     def finalize(self) -> None:
         close = getattr(self.run, "close", None)
