@@ -78,6 +78,12 @@ class ShapeProfile:
         return profile_shapes(self.window, self.min_size, self.opt_size, self.max_size,
                               opt_batch=self.opt_batch, max_batch=self.max_batch)
 
+    def check_sizes(self) -> list[tuple[int, int, int]]:
+        """The ``(n, h, w)`` an engine of this profile is checked at: its min and opt sizes, and its largest batch
+        (what Triton sends) at the min size."""
+        lo, opt = self.min_size, self.opt_size
+        return [(1, *lo), (1, *opt)] + ([(self.max_batch, *lo)] if self.max_batch > 1 else [])
+
     def to_json(self) -> dict[str, Any]:
         lo, opt, hi = self.shapes()
         return {"input": self.input_name, "min": list(lo), "opt": list(opt), "max": list(hi)}
@@ -519,9 +525,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vggx-engine-") as tmp:
             built = build_engine(a.onnx, Path(tmp) / a.plan.name, config, replaces=a.plan)
             if not a.no_verify:
-                lo, opt = profile.min_size, profile.opt_size
-                sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
-                for r in _checked(built, a.onnx, sizes):
+                for r in _checked(built, a.onnx, profile.check_sizes()):
                     print(r)
             plan = place_engine(built, a.plan)
             keep_timing_cache(built, config)

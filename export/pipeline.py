@@ -250,9 +250,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             replaces = model_dir / str(job.version) / "model.plan" if job.version else Path(tmp) / "none"
             plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg, replaces=replaces)
             if job.verify:  # the engine that will be served, on the GPU, against ONNX Runtime
-                lo, opt = profile.min_size, profile.opt_size
-                sizes = [(1, *lo), (1, *opt)] + ([(profile.max_batch, *lo)] if profile.max_batch > 1 else [])
-                parity += compare_engine_with_onnx(plan, onnx_path, sizes)
+                parity += compare_engine_with_onnx(plan, onnx_path, profile.check_sizes())
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
         extra = {}
         if job.backend is Backend.TENSORRT:  # the ONNX the engine is built from, and the plan's sidecar, beside it
