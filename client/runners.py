@@ -239,9 +239,9 @@ def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
     ckpt = load_checkpoint(path)
-    if (shipped := shipped_onnx_path(path, ckpt.config.window)).is_file():
-        return shipped
     target = cached_onnx_path(path, ckpt.config.window, cache_dir)
+    if (shipped := path.parent / target.name).is_file():  # shipped_onnx_path, without hashing the checkpoint again
+        return shipped
     if target.is_file():
         return target
     cache_folder(target.parent)  # before the export's minute

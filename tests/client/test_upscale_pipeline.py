@@ -591,6 +591,16 @@ class TestOnnxRuntime:
         assert cached_onnx(None, tmp_path) == shipped and not any(tmp_path.iterdir())
         assert sorted(shipped.parent.glob("*.onnx")) == [shipped]  # no stale export ships beside it
 
+    def test_finding_the_export_reads_the_checkpoint_once(self, onnx_cache, tiny_checkpoint_path, monkeypatch):
+        """The shipped name and the cache's name share one sha256 of the checkpoint (a large one is read once)."""
+        import vggx.checkpoint
+
+        cached_onnx(tiny_checkpoint_path, onnx_cache)  # exported (or found) before counting
+        hashed = []
+        real = vggx.checkpoint.file_sha256
+        monkeypatch.setattr(vggx.checkpoint, "file_sha256", lambda p: hashed.append(p) or real(p))
+        assert cached_onnx(tiny_checkpoint_path, onnx_cache).is_file() and len(hashed) == 1
+
     def test_the_shipped_export_computes_what_the_generator_does(self):
         """The shipped graph against the generator's code now, on the shipped weights: a change to the model that
         was not followed by `python -m vggx.weights` fails here (FP32 parity: within one level on 99.9 %)."""
