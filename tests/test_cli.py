@@ -185,3 +185,16 @@ def test_python_dash_m_vggx_is_the_command():
     bad = subprocess.run([sys.executable, "-m", "vggx", "upscale", "/nonexistent/in.mp4", "/tmp/o.mp4"],
                          capture_output=True, text=True, timeout=120)
     assert (bad.returncode, bad.stderr.strip()) == (1, "error: input not found: /nonexistent/in.mp4"), bad.stderr
+
+
+def test_export_and_serve_take_the_repository_by_either_name(tmp_path):
+    """DESIGN.md names it `--repo` for export and `--model-repository` (Triton's) for serve: each takes both."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    for name in ("export", "serve"):
+        opts = next(p.opts for p in commands[name].params if "--repo" in p.opts or "--model-repository" in p.opts)
+        assert set(opts) == {"--repo", "--model-repository"}, name
+    for flag in ("--repo", "--model-repository"):
+        result = runner.invoke(app, ["serve", flag, str(tmp_path), "--check"])
+        assert result.exit_code == 1 and f"{tmp_path} holds no model 'vggx'" in result.output, result.output

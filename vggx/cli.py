@@ -481,7 +481,7 @@ def _labels(sources: list[str]) -> list[str]:
 @app.command()
 @handle_errors
 def serve(
-    model_repository: Annotated[Path, typer.Option("--model-repository", help="Triton model repository")
+    model_repository: Annotated[Path, typer.Option("--model-repository", "--repo", help="Triton model repository")
                                 ] = Path("model_repository"),
     host: Annotated[str, typer.Option("--host", help="address to bind (0.0.0.0: all)")] = "127.0.0.1",
     http_port: Annotated[int, typer.Option("--http-port", help="HTTP port (0 = any free port)")] = 8000,
@@ -1382,7 +1382,8 @@ def _print_bench(points, title: str) -> None:
 @handle_errors
 def export(
     checkpoint: CheckpointOpt = None,
-    repo: Annotated[Path, typer.Option("--repo", help="Triton model repository")] = Path("model_repository"),
+    repo: Annotated[Path, typer.Option("--repo", "--model-repository", help="Triton model repository")] = Path(
+        "model_repository"),
     backend: Annotated[str | None, typer.Option(
         "--backend", help="tensorrt, onnxruntime, python or torch (PyTorch on the GPU serving the checkpoint) "
         "(default: tensorrt with --fp16, else onnxruntime)")] = None,
