@@ -83,6 +83,7 @@ from .windows import (
     WindowStream,
     cut_windows,
     default_context,
+    memory_tile,
     plan_tiles,
     smaller_tile,
     smallest_tile,
@@ -371,7 +372,8 @@ def upscale_many(configs: Sequence[UpscaleConfig], runner: Runner, jobs: int = 1
     def run(i: int, cancel: threading.Event | None) -> None:
         config = configs[i]
         try:
-            outcome = upscale(config, progress=progress(config) if progress else None, runner=runner, cancel=cancel)
+            outcome = upscale(config, progress=progress(config) if progress else None, runner=runner, cancel=cancel,
+                              files=jobs)
         except VideoError as exc:  # this file; the others go on
             outcome = exc
         outcomes[i] = outcome
@@ -568,7 +570,7 @@ def upscale_clip(runner: Runner, frames: Iterable[np.ndarray], *, tile: tuple[in
         raise ConfigError(f"alpha must be {' or '.join(ALPHA_MODES)}, got {alpha!r}")
     context = _context(context, info.window)
     _check_concurrency(concurrency, "concurrency")
-    tiles = _Tiles(runner, tile, tile_overlap)
+    tiles = _Tiles(runner, tile, tile_overlap, concurrency)
     scenes = SceneCuts(scene_threshold) if scene_threshold is not None else None
 
     def checked() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
@@ -721,7 +723,7 @@ class _Tiles:
     :data:`_GROW_AFTER` windows that fit, the size before the last halving is tried again (the wait doubling each
     time it still does not fit), so a long run on a shared GPU does not stay on small tiles for one bad moment."""
 
-    def __init__(self, runner: Runner, tile: tuple[int, int] | None, overlap: int | None) -> None:
+    def __init__(self, runner: Runner, tile: tuple[int, int] | None, overlap: int | None, in_flight: int = 1) -> None:
         info = runner.info
         self.multiple, self.scale, self.overlap = info.size_multiple, info.scale, overlap
         self.floor = smallest_tile(info.min_size, info.max_size, info.size_multiple)
@@ -729,6 +731,10 @@ class _Tiles:
             raise ConfigError(f"--tile {tile[0]}x{tile[1]} is below the smallest tile this model takes, "
                               f"{self.floor[0]}x{self.floor[1]}")
         limit = info.max_size if tile is None else (min(tile[0], info.max_size[0]), min(tile[1], info.max_size[1]))
+        # An in-process CPU run: windows that fit this machine's memory, sized at the first frame (out of memory on
+        # the host is the kernel's OOM killer more often than an error to halve the tiles on).
+        per_pixel, budget = getattr(runner, "host_bytes_per_pixel", None), getattr(runner, "host_budget", None)
+        self._memory = (per_pixel, budget / in_flight) if tile is None and per_pixel and budget else None
         self.size = (limit[0] // info.size_multiple * info.size_multiple,
                      limit[1] // info.size_multiple * info.size_multiple)
         self.device = getattr(runner, "device_name", None) or "the device"
@@ -740,11 +746,28 @@ class _Tiles:
         self._warned: set[tuple[int, int]] = set()  # sizes whose halving was warned of
 
     def plan(self, size: tuple[int, int]) -> TilePlan:
+        self._fit_memory(size)
         return plan_tiles(size, self.size, self.multiple, self.scale, self.overlap)
+
+    def _fit_memory(self, frame: tuple[int, int]) -> None:
+        """At the first frame of a run with a host memory budget: tiles whose windows fit it, where a window of whole
+        frames would not (:func:`memory_tile`)."""
+        with self._lock:
+            if self._memory is None:
+                return
+            (per_pixel, budget), self._memory = self._memory, None
+            if frame[0] * frame[1] * per_pixel <= budget:
+                return
+            fits = memory_tile(budget, per_pixel, self.size, self.floor, self.multiple)
+            if fits != self.size:
+                log.info("tiles of at most %dx%d: a window of %dx%d frames would hold more than the %.1f GiB of memory "
+                         "this run takes (--tile sets the size)", *fits, *frame, budget / 2**30)
+                self.size = fits
 
     def upscale(self, runner: Runner, frames: np.ndarray, keep: slice, yuv420p: bool = False) -> np.ndarray:
         """:func:`upscale_frames` in these tiles, run again in smaller ones each time the device runs out of
         memory."""
+        self._fit_memory(frames.shape[1:3])
         while True:
             tried = self.size
             try:
@@ -814,7 +837,7 @@ class _Run:
 
     def __init__(self, cfg: UpscaleConfig, runner: Runner, reader: VideoReader, context: int,
                  frames_done: int = 0, alpha: bool = False, fine: bool = False,
-                 cancel: threading.Event | None = None) -> None:
+                 cancel: threading.Event | None = None, files: int = 1) -> None:
         self.cfg, self.runner, self.reader = cfg, runner, reader
         self.alpha = alpha  # the input's alpha goes to the output (RGBA frames to the writer)
         self.fine = reader.fine = fine  # the input's fine levels go to the output (uint16 frames to the writer)
@@ -842,7 +865,7 @@ class _Run:
                         and output_pix_fmt(cfg.encode) == "yuv420p" and not (color is not None and color.kept)
                         and self.bars is None)
         self._decode_waiting = 0.0  # seconds the decode thread spent blocked on a full queue
-        self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap)
+        self.tiles = _Tiles(runner, cfg.tile, cfg.tile_overlap, cfg.concurrency * files)
         # A resumed run: the frames before ``frames_done`` are in the output already; windows keep those after them.
         self.first_frame = frames_done
         self.scenes = SceneCuts(cfg.scene_threshold) if cfg.scene_threshold is not None else None
@@ -1003,12 +1026,13 @@ class _Run:
 
 
 def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
-            runner: Runner | None = None, cancel: threading.Event | None = None) -> UpscaleResult:
+            runner: Runner | None = None, cancel: threading.Event | None = None, files: int = 1) -> UpscaleResult:
     """Upscale ``config.input`` into ``config.output`` (see the module docstring).
 
     ``runner``: an open runner to use (the caller keeps ownership); default: open ``config.backend``
     and close it at the end. ``cancel``: set (from another thread) to stop the run as an error would (nothing left
-    at the output, ``resume``'s segments kept): it raises :class:`Cancelled`.
+    at the output, ``resume``'s segments kept): it raises :class:`Cancelled`. ``files``: how many runs share
+    ``runner`` at once (:func:`upscale_many`'s ``jobs``): an in-process CPU runner's memory is theirs together.
 
     Raises:
         VideoError: unreadable input, unwritable output, encoding failure.
@@ -1053,7 +1077,7 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
         reader.close()
         raise
     try:
-        return _upscale(config, output, runner, reader, progress, cancel=cancel)
+        return _upscale(config, output, runner, reader, progress, cancel=cancel, files=files)
     finally:
         if own_runner:
             runner.close()
@@ -1249,7 +1273,7 @@ def _dry_run(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
 
 
 def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoReader,
-             progress: UpscaleProgress | None, cancel: threading.Event | None = None) -> UpscaleResult:
+             progress: UpscaleProgress | None, cancel: threading.Event | None = None, files: int = 1) -> UpscaleResult:
     info, vinfo = runner.info, reader.info
     try:  # the settings the model's facts check, before the decode thread (which closes the reader) starts
         context = _context(config.context, info.window)
@@ -1269,7 +1293,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         check_frame_encodable(config.encode, early_w, early_h)
         store, encode = _resume_store(config, output, runner, reader, context, fine)
         frames_done = store.frames_done if store is not None else 0
-        run = _Run(config, runner, reader, context, frames_done, alpha, fine, cancel)
+        run = _Run(config, runner, reader, context, frames_done, alpha, fine, cancel, files)
         copied = _copied(config, output, reader)
         check_copy(output, vinfo.path, copied, config.encode)
         if config.dry_run:

@@ -170,6 +170,49 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
+# Host memory one window holds, per LR pixel, as a multiple of the generator's FP32 activations there
+# (vggx.generator.flops.activation_bytes: PyTorch's peak, each tensor freed after its last use). Measured as the peak
+# RSS of `vggx upscale` (/usr/bin/time -v) on 8-frame clips with the shipped tiny model on a 2-core Xeon:
+# onnxruntime's CPU provider 3.4x / 2.5x / 2.6x at 90x160 / 180x320 / 360x640 (1.0 / 2.8 / 11.4 GiB: 720p frames
+# whole would want about 44 GiB), PyTorch eager 1.9x at 180x320 (2.1 GiB, with PyTorch's own 0.6 GiB).
+HOST_MEMORY_FACTOR = {"onnxruntime": 2.7, "torch": 1.5}
+HOST_MEMORY_SHARE = 0.7  # of the memory available as the runner opens: the rest for frames, encoders, the system
+
+
+def host_bytes_per_pixel(config: Any, window: int, runtime: str) -> float:
+    """Bytes of host memory a window of ``config``'s generator holds per LR pixel, run by ``runtime`` (a key of
+    :data:`HOST_MEMORY_FACTOR`) on the CPU: its FP32 activations at 360x640 (they grow with the pixels), scaled."""
+    import torch
+
+    from vggx.generator.flops import activation_bytes
+
+    size = (360, 640)
+    activations = activation_bytes(config, size, window=window, dtype=torch.float32)
+    return HOST_MEMORY_FACTOR[runtime] * activations / (size[0] * size[1])
+
+
+def host_memory_available() -> int | None:
+    """Bytes of memory this process may still take: the system's available memory (``MemAvailable``), or less where
+    a cgroup (a container's memory limit) allows less; None where neither can be read (not Linux)."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    v1 = "/sys/fs/cgroup/memory/memory."
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2, v1
+                         (f"{v1}limit_in_bytes", f"{v1}usage_in_bytes")):
+        try:
+            cap = Path(limit).read_text().strip()
+            if cap != "max" and int(cap) < 2**60:  # v1 writes a huge number for "no limit"
+                found.append(max(0, int(cap) - int(Path(usage).read_text())))
+                break
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
+
+
 class _RunnerBase:
     """Shared input check and context-manager plumbing."""
 
@@ -177,6 +220,18 @@ class _RunnerBase:
     # requests the backend runs at once in this process (None: as many as are sent); more wait for a turn
     max_in_flight: int | None = None
     description: str
+    # In-process CPU runs: host memory a window holds per LR pixel (host_bytes_per_pixel), and the bytes this
+    # runner's windows may hold together (a share of what was available as it opened); None: not held in this
+    # process's memory, or not known. The pipeline tiles frames to fit (vggx.client.windows.memory_tile).
+    host_bytes_per_pixel: float | None = None
+    host_budget: int | None = None
+
+    def _budget_host_memory(self, config: Any, runtime: str) -> None:
+        """Set :attr:`host_bytes_per_pixel` and :attr:`host_budget` for a CPU run of ``config``'s generator."""
+        available = host_memory_available()
+        if available is not None:
+            self.host_bytes_per_pixel = host_bytes_per_pixel(config, self.info.window, runtime)
+            self.host_budget = int(HOST_MEMORY_SHARE * available)
 
     def check_input(self, lr: np.ndarray) -> None:
         info = self.info
@@ -238,7 +293,11 @@ def cached_onnx(checkpoint: Path | None = None, cache_dir: Path | None = None) -
     from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 
     path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-    ckpt = load_checkpoint(path)
+    return _cached_onnx(path, load_checkpoint(path), cache_dir)
+
+
+def _cached_onnx(path: Path, ckpt: Any, cache_dir: Path | None) -> Path:
+    """:func:`cached_onnx` of the checkpoint at ``path``, loaded as ``ckpt``."""
     target = cached_onnx_path(path, ckpt.config.window, cache_dir)
     if (shipped := path.parent / target.name).is_file():  # shipped_onnx_path, without hashing the checkpoint again
         return shipped
@@ -329,9 +388,16 @@ class OnnxRuntimeRunner(_RunnerBase):
 
 
 def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
-    ckpt = cfg.checkpoint
-    path = ckpt if ckpt is not None and ckpt.suffix == ".onnx" else cached_onnx(ckpt, cfg.cache_dir)
-    return OnnxRuntimeRunner(path, device=cfg.device, threads=cfg.threads)
+    from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+
+    if cfg.checkpoint is not None and cfg.checkpoint.suffix == ".onnx":  # a graph alone says not what windows hold
+        return OnnxRuntimeRunner(cfg.checkpoint, device=cfg.device, threads=cfg.threads)
+    path = cfg.checkpoint or DEFAULT_CHECKPOINT
+    ckpt = load_checkpoint(path)
+    runner = OnnxRuntimeRunner(_cached_onnx(path, ckpt, cfg.cache_dir), device=cfg.device, threads=cfg.threads)
+    if not cfg.device.startswith("cuda"):
+        runner._budget_host_memory(ckpt.config, "onnxruntime")
+    return runner
 
 
 # ----------------------------------------------------------------------------------------------- torch
@@ -367,6 +433,8 @@ class TorchRunner(_RunnerBase):
             self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
+        if not cuda:
+            self._budget_host_memory(ckpt.config, "torch")
         extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
                                   ("cuda graphs", cuda and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"

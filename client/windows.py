@@ -14,8 +14,9 @@ of ``size_multiple`` (so every tile sees the same down-sampling grid as the whol
 ``overlap`` pixels and are blended with linear (feathered) weights that sum to one at every output
 pixel. Output pixels covered by one tile only equal that tile's model output exactly; a model that
 is local per pixel (e.g. nearest-neighbour upscaling) gives the untiled result exactly. The largest
-tile is the model's maximum size, or less where asked (``--tile``) or where the device ran out of
-memory (:func:`smaller_tile`: the longer side halved, down to :func:`smallest_tile`).
+tile is the model's maximum size, or less where asked (``--tile``), where a window of larger ones would hold more
+host memory than an in-process CPU run may use (:func:`memory_tile`), or where the device ran out of memory
+(:func:`smaller_tile`: the longer side halved, down to :func:`smallest_tile`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [
     "cut_windows",
     "default_context",
     "last_source_needed",
+    "memory_tile",
     "mirror_index",
     "plan_tiles",
     "plan_tiles_1d",
@@ -318,3 +320,20 @@ def smaller_tile(tile: tuple[int, int], floor: tuple[int, int], multiple: int) -
             new[i] = side
             return new[0], new[1]
     return None
+
+
+# The tile sizes :func:`memory_tile` picks from (LR h, w), largest first: a fixed ladder, so that a small change in
+# the memory available does not change the tiles (and the output's bits) from one run to the next.
+MEMORY_TILES = ((1088, 1920), (720, 1280), (540, 960), (360, 640), (270, 480), (180, 320), (135, 240), (90, 160),
+                (64, 112), (48, 80), (32, 48))
+
+
+def memory_tile(budget: float, bytes_per_pixel: float, limit: tuple[int, int], floor: tuple[int, int],
+                multiple: int) -> tuple[int, int]:
+    """The largest tile of :data:`MEMORY_TILES` (each side rounded down to a ``multiple`` and at most ``limit``'s)
+    whose window holds at most ``budget`` bytes at ``bytes_per_pixel`` per LR pixel; ``floor`` where none does."""
+    for h, w in ((min(h, limit[0]), min(w, limit[1])) for h, w in MEMORY_TILES):
+        h, w = max(floor[0], h // multiple * multiple), max(floor[1], w // multiple * multiple)
+        if h * w * bytes_per_pixel <= budget:
+            return h, w
+    return floor

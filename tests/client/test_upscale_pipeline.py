@@ -138,6 +138,43 @@ class TestTileOption:
         assert list(tmp_path.iterdir()) == []
 
 
+class TestHostMemory:
+    """An in-process CPU run out of host memory is killed by the kernel's OOM killer more often than it gets an error
+    to halve its tiles on: windows are sized to the memory the runner may use from the first frame."""
+
+    def test_frames_whose_window_would_not_fit_are_tiled_from_the_start(self, clips, tmp_path, torch_runner,
+                                                                        monkeypatch, caplog):
+        import logging
+
+        per_pixel = torch_runner.host_bytes_per_pixel
+        assert per_pixel and torch_runner.host_budget  # a CPU runner says what its windows hold, and may hold
+        monkeypatch.setattr(torch_runner, "host_budget", int(per_pixel * 40 * 56 * 1.1))  # 40x56 frames fit whole
+        assert run(clips["big"], tmp_path / "a.mkv", torch_runner, frames=4).tile is None
+        monkeypatch.setattr(torch_runner, "host_budget", int(per_pixel * 40 * 56 * 0.9))  # ... no longer
+        caplog.set_level(logging.INFO, "vggx.client.pipeline")
+        result = run(clips["big"], tmp_path / "b.mkv", torch_runner, frames=4)
+        explicit = run(clips["big"], tmp_path / "c.mkv", torch_runner, frames=4, tile=(32, 48))  # the ladder's
+        assert result.tile == explicit.tile == (32, 48) and result.tiles_per_window == explicit.tiles_per_window > 1
+        for x, y in zip(decode_all(tmp_path / "b.mkv"), decode_all(tmp_path / "c.mkv"), strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert "tiles of at most 32x48: a window of 40x56 frames would hold more than the " in caplog.text
+        # two windows in flight share the memory; --tile is the user's
+        assert run(clips["big"], tmp_path / "d.mkv", torch_runner, frames=4, concurrency=2).tile == (16, 16)
+        assert run(clips["big"], tmp_path / "e.mkv", torch_runner, frames=4, tile=(40, 56)).tile is None
+
+    def test_the_estimate_is_what_the_runtimes_were_measured_to_hold(self, torch_runner, ort_runner, tmp_path,
+                                                                     portable_onnx):
+        """Peak RSS of `vggx upscale` at 360x640 with the tiny model (HOST_MEMORY_FACTOR): onnxruntime 11.4 GiB,
+        PyTorch about 1.4x its FP32 activations. A change to the model or the factors that moves them fails here."""
+        from vggx.client.runners import OnnxRuntimeRunner, host_memory_available
+
+        assert 9 < ort_runner.host_bytes_per_pixel * 360 * 640 / 2**30 < 14
+        assert 0.4 < torch_runner.host_bytes_per_pixel / ort_runner.host_bytes_per_pixel < 0.7
+        assert host_memory_available() > 0 and ort_runner.host_budget > 0  # Linux: /proc/meminfo, cgroups
+        with OnnxRuntimeRunner(portable_onnx) as bare:  # an ONNX file alone: nothing known, frames as before
+            assert bare.host_bytes_per_pixel is None and bare.host_budget is None
+
+
 class TestOutOfMemory:
     @pytest.mark.parametrize("concurrency", [1, 2])
     def test_tiles_halve_until_they_fit_and_the_output_is_that_tiling(self, clips, tmp_path, torch_runner, caplog,

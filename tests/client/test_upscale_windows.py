@@ -14,6 +14,7 @@ from vggx.client.windows import (
     cut_windows,
     default_context,
     last_source_needed,
+    memory_tile,
     mirror_index,
     plan_tiles,
     plan_tiles_1d,
@@ -172,6 +173,19 @@ class TestTileSizes:
     def test_a_square_tile_halves_one_side_then_the_other(self):
         assert smaller_tile((512, 512), (16, 16), 8) == (256, 512)
         assert smaller_tile((256, 512), (16, 16), 8) == (256, 256)
+
+    def test_memory_tile_is_the_largest_of_a_fixed_ladder_whose_window_fits(self):
+        """A fixed ladder: memory that comes and goes a little does not change the tiles (nor the output's bits)."""
+        per_pixel = 50 * 1024  # about what onnxruntime's CPU provider holds for the tiny model
+        fits = lambda budget, limit=(1088, 1920), floor=(16, 16), multiple=8: memory_tile(
+            budget * 2**30, per_pixel, limit, floor, multiple)
+        assert fits(1000) == fits(100) == (1088, 1920) and fits(99) == (720, 1280)  # 99.6 GiB whole
+        assert fits(15.4) == fits(12) == (360, 640)  # 360x640: 11.0 GiB
+        assert fits(10.9) == (264, 480)  # 270x480 on whole multiples of 8
+        assert fits(1000, limit=(600, 800)) == (600, 800)  # never above the limit (the model's max, or --tile)
+        assert fits(21, limit=(600, 800)) == (536, 800)
+        assert fits(0.7, multiple=16) == (80, 160)  # 90x160 on whole multiples
+        assert fits(0.001) == (16, 16) and fits(0.001, floor=(24, 40)) == (24, 40)  # none fits: the smallest
 
 
 class TestCutWindows:
