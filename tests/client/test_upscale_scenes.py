@@ -302,6 +302,27 @@ class TestFlashes:
         flags = [cut for _, cut in detect.flagged(decode_all(lossy))]
         assert [i for i, cut in enumerate(flags) if cut] == [8 * repeat]
 
+    @staticmethod
+    def moving(n: int, seed: int, step: int) -> list[np.ndarray]:
+        """Blocky noise panned ``step`` pixels a frame (at 2: a change of about 15 % a frame, above the threshold)."""
+        field = np.kron(np.random.default_rng(seed).integers(0, 256, (40, 60, 3)), np.ones((3, 3, 1))).astype(np.uint8)
+        return [np.ascontiguousarray(field[i * step: i * step + SIZE[0], i * step: i * step + SIZE[1]])
+                for i in range(n)]
+
+    def test_fast_motion_after_a_cut_is_not_a_second_cut(self):
+        """The frame after a cut scored its own change (scdet compares with the change before, the cut's): a shot
+        of fast motion after a cut started at its second frame too, leaving a one-frame shot."""
+        still = [f // 4 for f in self.moving(6, 1, 0)]
+        fast = [f // 2 + 100 for f in self.moving(10, 2, 2)]
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(still + fast)]
+        assert detect.scores[7] >= detect.threshold  # scdet's score says cut
+        assert [i for i, cut in enumerate(flags) if cut] == [6] and detect.cuts == [6] and detect.flashes == []
+        other = [255 - f for f in self.moving(8, 4, 0)]  # a one-frame shot between two others: two cuts still
+        detect = SceneCuts()
+        flags = [cut for _, cut in detect.flagged(still + fast[:1] + other)]
+        assert [i for i, cut in enumerate(flags) if cut] == [6, 7] and detect.cuts == [6, 7]
+
     def test_a_cut_after_a_still_opening_is_found(self):
         """A title card held for 30 frames, then the film: the first change scdet sees is a cut (a drawing held twice
         or three times at the start is not)."""

@@ -120,8 +120,13 @@ class SceneCuts:
     def flagged(self, items: Iterable[T], image: Callable[[T], np.ndarray] = lambda item: item
                 ) -> Iterator[tuple[T, bool]]:
         """``(item, starts a shot)`` for each of ``items`` (``image(item)``: its RGB frame), one item late: a frame
-        scoring a cut whose next frame looks like its previous one is a flash, not a cut (see the module doc)."""
+        scoring a cut whose next frame looks like its previous one is a flash, not a cut (see the module doc). The
+        frame straight after a cut is scdet's second frame of a shot: its score is its own change (the one before it,
+        the cut's, is no motion to compare with), so in a shot of fast motion it scores a cut too; it is one only
+        where the change after it differs from its own by the threshold (a one-frame shot between two others), not
+        where the motion goes on."""
         before = held = None  # the image before the held item; (item, image, its index, scored a cut)
+        after_cut = False  # the item yielded last started a shot
         for item in items:
             frame = image(item)
             cut = self(frame)
@@ -131,8 +136,11 @@ class SceneCuts:
                     h_cut = False
                     self.cuts.remove(h_index)
                     self.flashes.append(h_index)
+                elif h_cut and after_cut and abs(mafd(h_frame, frame) - mafd(before, h_frame)) < self.threshold:
+                    h_cut = False  # the new shot's motion, going on
+                    self.cuts.remove(h_index)
                 yield h_item, h_cut
-                before = h_frame
+                before, after_cut = h_frame, h_cut
             held = (item, frame, len(self.scores) - 1, cut)
         if held is not None:
             yield held[0], held[3]
