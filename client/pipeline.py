@@ -106,6 +106,7 @@ _STOP_WAIT_S = 5.0
 _NOTHING = object()  # no finished window within a poll
 MAX_JOBS = 64  # files at once (upscale_many)
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
+MIN_OUTSCALE = 0.25  # below it the model's work is thrown away (and 1e-9 wrote a 2x2 video)
 MAX_SIDE = 16384  # pixels: the largest frame side FFmpeg's image checks let through
 ALPHA_MODES = ("bicubic", "model")  # how an alpha channel is enlarged (UpscaleConfig.alpha)
 _LOSSLESS_CODECS = frozenset({"ffv1", "png", "tiff", "libx264rgb"})  # a deep input's default: its depth kept
@@ -221,8 +222,8 @@ class UpscaleConfig:
             raise ConfigError("--resume needs an output file; a stream on standard output (-) cannot be resumed")
         if self.outscale is not None and self.height is not None:
             raise ConfigError("give --outscale or --height, not both")
-        if self.outscale is not None and not 0 < self.outscale <= MAX_OUTSCALE:
-            raise ConfigError(f"--outscale must be in (0, {MAX_OUTSCALE:g}], got {self.outscale:g}")
+        if self.outscale is not None and not MIN_OUTSCALE <= self.outscale <= MAX_OUTSCALE:
+            raise ConfigError(f"--outscale must be in [{MIN_OUTSCALE:g}, {MAX_OUTSCALE:g}], got {self.outscale:g}")
         if self.height is not None and self.height < 2:
             raise ConfigError(f"--height must be >= 2 pixels, got {self.height}")
         if self.alpha not in ALPHA_MODES:

@@ -670,7 +670,7 @@ def upscale(
     compare: Annotated[bool, typer.Option("--compare", help="write bicubic | vggx side by side")] = False,
     outscale: Annotated[float | None, typer.Option(
         "--outscale", help="output size as a multiple of the input's, e.g. 2 for 1080p -> 4K (the model's x4 "
-        "output resized, Lanczos)")] = None,
+        "output resized, Lanczos; 0.25 to 16)")] = None,
     height: Annotated[int | None, typer.Option(
         "--height", help="output height in pixels as displayed, e.g. 2160; the width keeps the aspect ratio")
     ] = None,

@@ -198,7 +198,7 @@ class TestBackendErrors:
         assert list(tmp_path.iterdir()) == []
 
     @pytest.mark.parametrize(("options", "message"), [
-        (("--outscale", "0"), "--outscale must be in (0, 16], got 0"),
+        (("--outscale", "0"), "--outscale must be in [0.25, 16], got 0"),
         (("--outscale", "2", "--height", "720"), "give --outscale or --height, not both"),
         (("--height", "1"), "--height must be >= 2 pixels, got 1"),
     ])

@@ -1088,7 +1088,8 @@ class TestOutputSize:
 
     @pytest.mark.parametrize(("kw", "message"), [
         ({"outscale": 2.0, "height": 100}, "give --outscale or --height, not both"),
-        ({"outscale": 0.0}, "--outscale must be in \\(0, 16\\], got 0"),
+        ({"outscale": 0.0}, "--outscale must be in \\[0.25, 16\\], got 0"),
+        ({"outscale": 1e-9}, "--outscale must be in \\[0.25, 16\\], got 1e-09"),
         ({"outscale": -1.0}, "--outscale must be in"),
         ({"outscale": 17.0}, "--outscale must be in"),
         ({"height": 1}, "--height must be >= 2 pixels, got 1"),
