@@ -254,6 +254,11 @@ class TritonRunner(_RunnerBase):
         except Exception as exc:  # tritonclient raises its own type for gRPC, socket errors for HTTP
             raise self._unreachable(exc) from None
         if not live:
+            try:  # an HTTP server that is not Triton says "not live" too (any answer but 200)
+                client.get_server_metadata(**kw)
+            except Exception as exc:
+                if (other := _not_triton(self.url, self.protocol, exc)) is not None:
+                    raise ServerError(other) from None
             raise ServerError(f"Triton at {self.url} answers but is not live; check its log")
         try:
             ready = client.is_model_ready(self.model_name, self.model_version, **kw)
@@ -579,6 +584,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
                 raise refused(url, header) from None
             if not ssl and (wrong := _other_protocol_hint(url, protocol, _reason(exc))):  # a setting to fix, exit 1
                 raise ServerError(wrong) from None
+            if (other := _not_triton(url, protocol, exc)) is not None:
+                raise ServerError(other) from None
             raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and "
                                     f"is this its {protocol} port?") from None
         models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
@@ -982,6 +989,20 @@ def may_grow(entries: str | list[str]) -> bool:
         return host not in _LOCAL_HOSTS and host != socket.gethostname()
 
 
+def _not_triton(url: str, protocol: str, exc: BaseException) -> str | None:
+    """Where a web server that is not Triton answered at ``url`` over HTTP (with something other than Triton's JSON),
+    the error line that says so: a wrong address, not one to retry (exit 1); else None."""
+    from tritonclient.utils import InferenceServerException
+
+    if protocol != "http" or not isinstance(exc, InferenceServerException):
+        return None
+    status = str(exc.status() or "")
+    if not (status.isdigit() and "decoding the response" in (exc.message() or "")):
+        return None
+    return (f"{url} answers http, but not as Triton (HTTP {status}, and not Triton's JSON): is this Triton's http "
+            f"port? (pass the right --url)")
+
+
 def _other_protocol_hint(url: str, protocol: str, reason: str) -> str | None:
     """Where a Triton server answers the other protocol on ``url``'s port (its HTTP port asked over gRPC, or the
     reverse), the error line that says so (``reason``: what the ``protocol`` call met); else None."""
@@ -1026,5 +1047,9 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, InferenceServerException):
         msg = exc.message() or ""
         status = exc.status()
-        return f"{status}: {msg}".strip(": ") if status else (msg or type(exc).__name__)
-    return str(exc).strip() or type(exc).__name__
+        reason = f"{status}: {msg}".strip(": ") if status else (msg or type(exc).__name__)
+    else:
+        reason = str(exc).strip() or type(exc).__name__
+    # one line: a web server's whole error page came along in tritonclient's message
+    first = reason.splitlines()[0] if reason.strip() else reason
+    return first if len(first) <= 300 else first[:297] + "..."

@@ -371,6 +371,26 @@ class TestUnreachable:
         assert len(errors) == 1 and isinstance(errors[0], ServerError)
         assert f"cannot reach Triton at {protocol}://{url}" in str(errors[0])
 
+    def test_a_web_server_that_is_not_triton_is_a_wrong_address_in_one_line(self, clips, tmp_path):
+        """An HTTP server that is not Triton (here http.server's 404 page): `vggx info --url` printed its whole page
+        over 15 lines with exit 75 (try again later), `vggx upscale` said Triton there was not live."""
+        from httpfiles import FileServer
+
+        from vggx.client.triton import describe_server
+
+        line = r"^127\.0\.0\.1:\d+ answers http, but not as Triton \(HTTP 404, and not Triton's JSON\): is this " \
+               r"Triton's http port\? \(pass the right --url\)$"
+        with FileServer(tmp_path) as web:
+            url = f"127.0.0.1:{web.port}"
+            with pytest.raises(ServerError, match=line) as caught:
+                describe_server(url, protocol="http")
+            assert not isinstance(caught.value, ServerUnavailable)
+            with pytest.raises(ServerError, match=line) as caught:
+                open_runner(http_config(url))
+            assert not isinstance(caught.value, ServerUnavailable)
+            result = CliRunner().invoke(app, ["info", "--url", url, "--protocol", "http"])
+        assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
+
     def test_url_must_be_host_port(self):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             TritonRunner("localhost")
