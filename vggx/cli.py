@@ -97,10 +97,10 @@ def handle_errors(fn):
 
 
 def check_json_path(path: Path | None) -> None:
-    """``--json``: fail before any work when ``path`` cannot be written (``ConfigError``)."""
-    import os
-
+    """``--json``: fail before any work when ``path`` cannot be written (``ConfigError``): its temporary file is
+    created and removed now, as the write will do it (``os.access`` says yes to root under /proc)."""
     from vggx.errors import ConfigError
+    from vggx.paths import unwritable_file
 
     if path is None:
         return
@@ -109,8 +109,8 @@ def check_json_path(path: Path | None) -> None:
         raise ConfigError(f"--json {path} is a directory; name a file")
     if not parent.is_dir():
         raise ConfigError(f"--json {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise ConfigError(f"--json {path} is not writable")
+    if (why := unwritable_file(path)) is not None:
+        raise ConfigError(f"--json {why}" if why.startswith(str(path)) else f"--json {path}: {why}")
 
 
 def write_json(path: Path | None, data) -> None:

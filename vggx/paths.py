@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "cache_folder", "json_text", "unwritable_folder", "write_atomic"]
+__all__ = ["cache_dir", "cache_folder", "json_text", "unwritable_file", "unwritable_folder", "write_atomic"]
 
 
 def cache_dir() -> Path:
@@ -51,15 +51,89 @@ def json_text(data) -> str:
     return json.dumps(finite(data), indent=2, allow_nan=False) + "\n"
 
 
+def _through_proc(path: Path) -> bool:
+    """Whether ``path`` names an open file of a process (``/dev/stdout``, ``/dev/fd/N``, ``/proc/self/fd/N``, or a
+    link to one): a file someone else holds open, so written in place, never replaced."""
+    p = os.path.abspath(path)
+    for _ in range(40):  # the links it goes through, one by one
+        if p.startswith("/proc/") or os.path.realpath(os.path.dirname(p)).startswith("/proc/"):
+            return True
+        try:
+            link = os.readlink(p)
+        except OSError:
+            return False
+        p = os.path.normpath(os.path.join(os.path.dirname(p), link))
+    return False
+
+
+def _in_place(path: Path) -> bool:
+    """Whether ``path`` is written in place rather than through a temporary file and a rename: a target that exists
+    and is not a regular file (a FIFO, a character device such as ``/dev/null`` or a terminal), or a process's open
+    file. Replacing those would put a regular file where the device or the pipe was (as root, for every process)."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False  # made new: through a temporary file
+    return (not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or _through_proc(path)
+
+
+def _temp_path(real: Path) -> Path:
+    return real.with_name(f".{real.name}.{os.getpid()}.tmp")
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: readers see
-    the old file or the new one, never half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    the old file or the new one, never half of it.
+
+    A symbolic link is followed: the file it points to is replaced (the temporary file sits beside it) and the link
+    stays. A target that is not a regular file (a FIFO, ``/dev/stdout``, a terminal) is written directly. Errors are
+    ``OSError``, for the caller to word."""
+    if _in_place(path):
+        import stat
+
+        regular = os.path.exists(path) and stat.S_ISREG(os.stat(path).st_mode)
+        with open(path, "ab" if regular else "wb") as f:  # a redirected stdout: added to, not cut
+            f.write(data)
+        return
+    real = Path(os.path.realpath(path))
+    tmp = _temp_path(real)
     try:
         tmp.write_bytes(data)
-        tmp.replace(path)
+        if real.exists():
+            os.chmod(tmp, os.stat(real).st_mode & 0o7777)  # the file it replaces keeps its permissions
+        tmp.replace(real)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def unwritable_file(path: Path) -> str | None:
+    """Why ``write_atomic(path, ...)`` would fail, or None where it can write: checked by creating and removing its
+    temporary file (``os.access`` says yes to root under /proc, on a read-only mount, on a full quota). A target
+    written in place (a FIFO, a device) is only asked ``os.access``: opening one can block or have effects."""
+    import errno
+
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a directory; name a file"
+    if _in_place(path):
+        return None if os.access(path, os.W_OK) else f"{path} is not writable"
+    real = Path(os.path.realpath(path))
+    if not real.parent.is_dir():
+        return f"directory {real.parent} does not exist"
+    if real.exists() and not os.access(real, os.W_OK):
+        return f"{path} is not writable"
+    tmp = _temp_path(real)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return None  # this process is writing it now
+    except OSError as exc:
+        return f"{path} cannot be written ({exc.strerror or errno.errorcode.get(exc.errno, exc)})"
+    os.close(fd)
+    tmp.unlink(missing_ok=True)
+    return None
 
 
 def unwritable_folder(folder: Path) -> str | None:

@@ -1,0 +1,86 @@
+"""--json and write_atomic: a link is followed and kept, a FIFO or device is written in place, never replaced, and a
+path that cannot be written is refused before the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+
+import pytest
+from typer.testing import CliRunner
+
+from vggx.cli import app
+from vggx.paths import unwritable_file, write_atomic
+
+INFO = ["info", "--config", "tiny", "--lr-size", "16x16"]
+
+
+def test_a_symlink_is_followed_and_kept(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    result = CliRunner().invoke(app, [*INFO, "--json", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert json.loads(real.read_text())["config"] == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temp file left
+
+
+def test_a_dangling_symlink_makes_its_target(tmp_path):
+    (tmp_path / "sub").mkdir()
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "sub" / "new.json")
+    write_atomic(link, b"x")
+    assert link.is_symlink() and (tmp_path / "sub" / "new.json").read_bytes() == b"x"
+
+
+def _read_fifo(fifo, got):
+    with open(fifo, "rb") as f:
+        got.append(f.read())
+
+
+@pytest.mark.parametrize("through_link", [False, True])
+def test_a_fifo_is_written_not_replaced(tmp_path, through_link):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = fifo
+    if through_link:
+        target = tmp_path / "link"
+        target.symlink_to(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=_read_fifo, args=(fifo, got), daemon=True)
+    reader.start()
+    result = CliRunner().invoke(app, [*INFO, "--json", str(target)])
+    reader.join(timeout=30)
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still a FIFO, not a regular file
+    assert json.loads(got[0])["config"] == "tiny"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"pipe", target.name})
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text("{}")
+    path.chmod(0o640)
+    write_atomic(path, b"[]")
+    assert path.read_bytes() == b"[]" and stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_json_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    # /proc: os.access says yes to root, but nothing can be made there
+    out = tmp_path / "never.json"
+    result = CliRunner().invoke(app, [*INFO, "--json", "/proc/vggx-test.json"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == "error: --json /proc/vggx-test.json cannot be written (No such file or directory)"
+    assert result.stdout == "" and not out.exists()
+    assert not os.path.exists("/proc/vggx-test.json")
+
+
+def test_unwritable_file_makes_and_removes_its_probe(tmp_path):
+    assert unwritable_file(tmp_path / "x.json") is None
+    assert list(tmp_path.iterdir()) == []
+    assert unwritable_file(tmp_path) == f"{tmp_path} is a directory; name a file"
+    assert "does not exist" in unwritable_file(tmp_path / "no" / "x.json")
