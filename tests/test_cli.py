@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from fractions import Fraction
 
 import pytest
@@ -198,3 +199,21 @@ def test_export_and_serve_take_the_repository_by_either_name(tmp_path):
     for flag in ("--repo", "--model-repository"):
         result = runner.invoke(app, ["serve", flag, str(tmp_path), "--check"])
         assert result.exit_code == 1 and f"{tmp_path} holds no model 'vggx'" in result.output, result.output
+
+
+def test_ctrl_c_before_the_command_runs_is_one_line(monkeypatch, capsys):
+    # Ctrl-C in the first fraction of a second lands while Typer builds the commands, outside handle_errors
+    import typer.main
+
+    import vggx.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(typer.main, "get_command", interrupted)
+    monkeypatch.setattr(sys, "argv", ["vggx", "info"])
+    with pytest.raises(SystemExit) as exit_info:
+        vggx.cli.main()
+    assert exit_info.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "error: interrupted" and captured.out == ""

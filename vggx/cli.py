@@ -1557,6 +1557,11 @@ def main() -> None:
         app()
     except BrokenPipeError:  # pragma: no cover - e.g. `vggx info | head`
         sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C while Typer builds the commands, before a command's handle_errors
+        if _state["debug"]:
+            raise
+        _error_line("interrupted")
+        sys.exit(130)
 
 
 if __name__ == "__main__":
