@@ -180,3 +180,28 @@ def test_checkpoints_and_training_state_honour_the_umask(tmp_path, umask, mask):
     assert stat.S_IMODE(trainer.state_path.stat().st_mode) == want
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["state.safetensors"]
     assert trainer.load_state() and load_checkpoint(path).config == gen.cfg
+
+
+def test_a_failed_safetensors_write_leaves_no_temp_and_the_old_file_whole(tmp_path, monkeypatch):
+    """save_file failing half way (a full disk) left path + '.tmp' behind."""
+    import errno
+
+    import safetensors.torch
+    import torch
+
+    from vggx.checkpoint import write_safetensors
+
+    path = tmp_path / "a.safetensors"
+    write_safetensors({"x": torch.zeros(2)}, path, {"k": "v"})
+    before = path.read_bytes()
+
+    def half(tensors, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", half)
+    with pytest.raises(OSError):
+        write_safetensors({"x": torch.ones(2)}, path, {"k": "v"})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.safetensors"]

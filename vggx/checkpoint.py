@@ -99,10 +99,13 @@ def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, metada
     tmp = Path(tmp) if tmp is not None else path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # a stale one keeps its own mode through open()
     os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666))
-    mode = stat.S_IMODE(os.stat(tmp).st_mode)
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.chmod(tmp, mode)
-    tmp.replace(path)
+    try:
+        mode = stat.S_IMODE(os.stat(tmp).st_mode)
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, mode)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no half file; the old one stays whole
     return path
 
 

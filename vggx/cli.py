@@ -379,6 +379,7 @@ def train(
                       f"({more})", markup=False, highlight=False, soft_wrap=True)
         console.print(f"checkpoint: {out / 'latest.safetensors'}", markup=False, soft_wrap=True)  # a path: whole
         return
+    trainer.check_out()  # a real write, now: not after the first steps
     with Progress(TextColumn("train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("train", total=until, completed=trainer.step, stats="")

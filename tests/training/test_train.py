@@ -462,3 +462,62 @@ def test_a_stopped_run_saves_where_it_is_and_resumes_there(tmp_path, sig, code):
     assert resumed.exit_code == 0 and f"resumed at step {step}" in resumed.output, resumed.output
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if "loss" in line]
     assert steps == sorted(set(steps)), steps  # each step logged once
+
+
+def test_train_cli_out_that_cannot_be_written_fails_before_the_first_step(tmp_path, monkeypatch):
+    """/proc/run passed the os.access check (root may write /proc), trained, then ended in a 53-line traceback from
+    the log's mkdir. The run folder and its log are now made before the first step."""
+    from vggx.cli import app
+    from vggx.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "get_config", lambda name: SMALL_MODEL)
+    monkeypatch.setattr(Trainer, "train_step", lambda self: pytest.fail("trained with an --out it cannot write"))
+    result = CliRunner().invoke(app, ["train", "--out", "/proc/vggx-run", "--steps", "1"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0] == "error: --out /proc/vggx-run cannot be written (No such file or directory)"
+
+
+def test_a_failed_write_mid_run_is_one_line_and_keeps_the_last_state(tmp_path, monkeypatch):
+    """A disk that filled during a run gave a traceback from save_file or the log; now one line naming the step whose
+    state is kept, and that state (and latest.safetensors) still whole."""
+    import errno
+
+    from vggx.cli import app
+    from vggx.training import train as train_mod
+
+    monkeypatch.setattr(train_mod, "get_config", lambda name: SMALL_MODEL)
+    args = ["train", "--out", str(tmp_path), "--batch", "1", "--frames", "2", "--patch", "16"]
+    assert CliRunner().invoke(app, [*args, "--steps", "1"]).exit_code == 0
+    state = (tmp_path / "state.safetensors").read_bytes()
+    latest = (tmp_path / "latest.safetensors").read_bytes()
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(train_mod, "save_checkpoint", full)
+    result = CliRunner().invoke(app, [*args, "--steps", "2", "--resume"])
+    lines = [line for line in result.output.splitlines() if line.strip() and "resumed" not in line
+             and not line.startswith("train ")]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0] == (f"error: cannot write the run's files in {tmp_path} (No space left on device); the state "
+                        f"saved at step 1 is kept: free the space or fix the folder, then rerun with --resume")
+    assert (tmp_path / "state.safetensors").read_bytes() == state
+    assert (tmp_path / "latest.safetensors").read_bytes() == latest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.safetensors", "latest.safetensors", "log.jsonl",
+                                                             "state.safetensors"]
+
+
+def test_a_failed_log_write_on_a_new_run_says_nothing_was_saved(tmp_path, monkeypatch):
+    import errno
+
+    trainer = Trainer(dataclasses.replace(SMALL_TRAIN, steps=2), tmp_path, SMALL_MODEL)
+
+    def full(self, record):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(Trainer, "_log", full)
+    from vggx.errors import VggxError
+
+    with pytest.raises(VggxError, match=r"\(Read-only file system\); no state had been saved yet$"):
+        trainer.run()

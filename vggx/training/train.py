@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from vggx.checkpoint import save_checkpoint
-from vggx.errors import CheckpointError, ConfigError
+from vggx.errors import CheckpointError, ConfigError, VggxError
 from vggx.generator import Generator, GeneratorConfig, bicubic_upscale, get_config
 from vggx.paths import write_atomic
 from vggx.plugins import reference_ops
@@ -151,6 +151,7 @@ class Trainer:
         if cfg.ema_decay > 0:
             self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.step = 0
+        self._saved_step: int | None = None  # the step of the state on disk, where a failed write leaves the run
         self.best_psnr = -1.0
         self._images = None
         self._val = None
@@ -202,6 +203,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         # atomically, mode 0666 less the umask like the run's other files (save_file alone makes it 0600)
         write_safetensors(tensors, self.state_path, meta, tmp=self.state_path.with_suffix(".tmp"))
+        self._saved_step = self.step
 
     def load_state(self) -> bool:
         """Resume from ``state.safetensors`` if present; return whether it did."""
@@ -239,7 +241,7 @@ class Trainer:
             ema = {k[len("ema.model."):]: v for k, v in tensors.items() if k.startswith("ema.model.")}
             # A state from before the average existed starts it at the current weights.
             self.ema.load_state_dict(ema or self.model.state_dict())
-        self.step = int(meta["step"])
+        self.step = self._saved_step = int(meta["step"])
         self._trim_log()
         self.best_psnr = float(meta.get("best_psnr", "-1"))
         if self.ema is not None and meta.get("validated", "model") != "ema":
@@ -318,7 +320,34 @@ class Trainer:
         lines = path.read_text().splitlines(keepends=True)
         kept = [line for line in lines if _logged_step(line) <= self.step]
         if len(kept) != len(lines):
-            write_atomic(path, "".join(kept).encode())
+            with self._writing():
+                write_atomic(path, "".join(kept).encode())
+
+    def check_out(self) -> None:
+        """Make the run folder and open its log for append now, before the first step: a real write (``os.access``
+        says yes to root under /proc, on a read-only mount, over a quota), so a run that could not save its work
+        fails at once (``ConfigError``), not after its steps."""
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "log.jsonl", "a"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"--out {self.out} cannot be written ({exc.strerror or exc})") from None
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """A failed write of the run's files (a full disk, a folder gone or read-only) as one ``VggxError`` line
+        saying what is kept: the state and checkpoints are written through temporary files and renames, so the
+        last ones saved stay whole."""
+        from safetensors import SafetensorError
+
+        try:
+            yield
+        except (OSError, SafetensorError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+            kept = (f"the state saved at step {self._saved_step} is kept: free the space or fix the folder, then "
+                    f"rerun with --resume" if self._saved_step is not None else "no state had been saved yet")
+            raise VggxError(f"cannot write the run's files in {self.out} ({reason}); {kept}") from None
 
     def _log(self, record: dict) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -347,14 +376,18 @@ class Trainer:
                 if on_step:
                     on_step(self.step, stats)
                 if self.step % self.cfg.log_every == 0:
-                    self._log({"step": self.step, "time": round(time.time() - t0, 1), **stats})
+                    with self._writing():
+                        self._log({"step": self.step, "time": round(time.time() - t0, 1), **stats})
                 val = None
                 if self.step % self.cfg.val_every == 0 or self.step == until:
                     val = last_val = self.validate()
-                    self._log({"step": self.step, "val": val, "weights": "ema" if self.ema is not None else "model"})
+                    with self._writing():
+                        self._log({"step": self.step, "val": val,
+                                   "weights": "ema" if self.ema is not None else "model"})
                 if val is not None or self.step % self.cfg.ckpt_every == 0 or stopped:
-                    self._save_checkpoints(val)
-                    self.save_state()
+                    with self._writing():
+                        self._save_checkpoints(val)
+                        self.save_state()
         if stopped:  # saved at the step it finished: the stop goes on as it came (130 / 143 from the CLI)
             signal.raise_signal(stopped[0])
         return last_val
