@@ -419,15 +419,23 @@ def evaluate(
         raise ConfigError(f"--region takes HxW (e.g. 480x640) or full, got {region!r}") from None
     if not held_out and not videos:
         raise ConfigError("nothing to evaluate: name videos, or keep the held-out clips (drop --no-held-out)")
+    if videos and frames < 2:  # said now, not after the held-out clips are scored
+        raise ConfigError(f"--frames must be >= 2 (the temporal error compares consecutive frames), got {frames}")
     from vggx.checkpoint import load_checkpoint
     from vggx.training.evaluate import EvalClip, VideoClip, standard_methods
     from vggx.training.evaluate import evaluate as run_eval
     from vggx.training.train import validation_clips
-    from vggx.video import display_source
+    from vggx.video import display_source, open_video
+    from vggx.video.decode import is_pipe
 
+    for video in videos or []:  # a missing, unreadable or non-video file: refused before minutes of scoring
+        if not is_pipe(video):  # stdin is read once, when it is scored
+            with open_video(video, max_frames=frames):
+                pass
     ckpt = load_checkpoint(checkpoint)
     methods = standard_methods(ckpt.generator)
     rows = []
+    failed: list[str] = []  # the videos that failed as they were decoded (a file cut short): the others are kept
     if held_out:
         clips = [EvalClip(f"held-out-{i}", c.hr, c.lr)
                  for i, c in enumerate(validation_clips(frames=2 * ckpt.config.window, scale=ckpt.config.scale))]
@@ -435,7 +443,11 @@ def evaluate(
     for video, name in zip(videos or [], _labels([display_source(v) for v in videos or []]), strict=True):
         # decoded a window at a time as it is scored: a window's frames and outputs in memory, not the clip's
         clip = VideoClip(video, frames, ckpt.config.scale, ckpt.config.size_multiple, max_hr)
-        rows += run_eval(methods, [clip], name, part=ckpt.config.window)
+        try:
+            rows += run_eval(methods, [clip], name, part=ckpt.config.window)
+        except VggxError as exc:
+            failed.append(str(exc))
+            continue
         if clip.frames < frames:  # scored on what there is, and said so
             console.print(f"{name}: {clip.frames} frames scored (it has no more; --frames {frames} asked)",
                           highlight=False, markup=False, soft_wrap=True)
@@ -455,8 +467,13 @@ def evaluate(
     for r in rows:
         table.add_row(escape(r.dataset), r.method, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.temporal_error * 1e3:.2f}",
                       f"{r.psnr - bic[r.dataset]:+.2f}")
+    if not rows:  # nothing scored: the failure alone
+        raise VggxError("; ".join(failed))
     console.print(table)
     write_json(json_path, [r.as_dict() for r in rows])
+    if failed:  # the others' scores are above (and in --json); the run still failed
+        count = f"{len(failed)} of {len(videos or [])} videos could not be scored: " if len(failed) > 1 else ""
+        raise VggxError(count + "; ".join(failed) + " (the table has the others)")
 
 
 def _labels(sources: list[str]) -> list[str]:

@@ -521,3 +521,51 @@ def test_a_failed_log_write_on_a_new_run_says_nothing_was_saved(tmp_path, monkey
 
     with pytest.raises(VggxError, match=r"\(Read-only file system\); no state had been saved yet$"):
         trainer.run()
+
+
+@pytest.mark.parametrize("case", ["frames", "missing", "not-a-video"])
+def test_evaluate_cli_checks_videos_and_frames_before_scoring(tmp_path, case, monkeypatch):
+    """--frames -1 or a bad video was found only after the held-out clips were scored (minutes): now before the
+    checkpoint is even loaded."""
+    import vggx.checkpoint
+    import vggx.cli
+
+    monkeypatch.setattr(vggx.checkpoint, "load_checkpoint", lambda *a: pytest.fail("loaded before the checks"))
+    good = _write(tmp_path / "good.mkv", torch.zeros(4, 32, 32, 3, dtype=torch.uint8).numpy())
+    (tmp_path / "rand.mp4").write_bytes(bytes(range(256)) * 8)
+    args = {"frames": ["--frames", "-1", str(good)], "missing": [str(good), str(tmp_path / "nope.mp4")],
+            "not-a-video": [str(good), str(tmp_path / "rand.mp4")]}[case]
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", *args])
+    assert result.exit_code == 1, result.output
+    message = {"frames": "--frames must be >= 2 (the temporal error compares consecutive frames), got -1",
+               "missing": f"input not found: {tmp_path / 'nope.mp4'}",
+               "not-a-video": f"{tmp_path / 'rand.mp4'} is not a video FFmpeg can read"}[case]
+    assert result.stderr.startswith(f"error: {message}") and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_evaluate_cli_keeps_the_scores_of_the_videos_before_one_that_fails(tmp_path, tiny_checkpoint_path,
+                                                                            monkeypatch):
+    """One video failing as it was decoded lost every score computed before it: now the table and --json hold the
+    others, and the run exits 1 naming the one that failed."""
+    import io
+
+    from rich.console import Console
+
+    import vggx.cli
+
+    frames = torch.randint(0, 256, (8, 64, 64, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    good = _write(tmp_path / "good.mkv", frames.numpy())
+    one = _write(tmp_path / "one.mkv", frames[:1].numpy())  # opens, then has too few frames to score
+    out = io.StringIO()
+    monkeypatch.setattr(vggx.cli, "console", Console(file=out, width=100))
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", str(one), str(good), "--no-held-out", "--frames", "8",
+                                               "-c", str(tiny_checkpoint_path), "--json", str(tmp_path / "s.json")])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: {one}: need at least 2 frames, got 1 (the table has the others)"
+    rows = json.loads((tmp_path / "s.json").read_text())
+    assert {r["dataset"] for r in rows} == {"good.mkv"} and "good.mkv" in out.getvalue()
+    # the only video failing: its error alone, no empty table
+    out.truncate(0)
+    result = CliRunner().invoke(vggx.cli.app, ["evaluate", str(one), "--no-held-out", "-c", str(tiny_checkpoint_path)])
+    assert result.exit_code == 1 and result.stderr.strip() == f"error: {one}: need at least 2 frames, got 1"
+    assert out.getvalue() == ""
