@@ -1548,6 +1548,10 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         name, sep, value = h.partition(":")
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
             raise ConfigError(f"--header must be 'Name: value', got {h!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value.strip()):  # gRPC and HTTP refuse it: a setting, not a retry
+            # the value is not shown: it is often a secret (Authorization)
+            raise ConfigError(f"--header {name.strip()}: its value holds a line break or another control character; "
+                              f"a header value is one line of text")
         pairs.append((name.strip(), value.strip()))
     if api_key is not None:
         from vggx.server import API_KEY_HEADER, check_api_key
@@ -1555,8 +1559,60 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         pairs.append((API_KEY_HEADER, check_api_key(api_key)))
     if (client_cert is None) != (client_key is None):
         raise ConfigError("--client-cert and --client-key go together (mutual TLS: the certificate and its key)")
+    if ssl:
+        _check_tls_files(ca_cert, client_cert, client_key)
+    if url and not _state["debug"]:  # gRPC's C core logs its own 'E1129 ...' lines on stderr beside vggx's one line
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # read when grpc is first imported: not yet
     return {"protocol": TritonProtocol(protocol or "grpc"), "ssl": ssl, "ca_cert": ca_cert, "headers": tuple(pairs),
             "client_cert": (client_cert, client_key) if client_cert is not None else None}
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _check_tls_files(ca_cert: Path | None, client_cert: Path | None, client_key: Path | None) -> None:
+    """``--ca-cert`` / ``--client-cert`` / ``--client-key`` loaded now, as the client will (PEM): a file that is not
+    one is a ``ConfigError`` (exit 1), not a TLS handshake that fails as an unreachable server (75: retried). A
+    missing file is left to the client's own message."""
+    import re
+    import ssl
+
+    from vggx.errors import ConfigError
+
+    def reason(exc: ssl.SSLError) -> str:
+        if exc.reason:
+            return exc.reason.lower().replace("_", " ")
+        return re.sub(r"^\[\w+\]\s*|\s*\(_ssl\.c:\d+\)$", "", str(exc)) or "unreadable"
+
+    def load_ca(flag: str, path: Path) -> None:
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except ssl.SSLError as exc:
+            raise ConfigError(f"{flag} {path} is not a PEM certificate ({reason(exc)})") from None
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path} cannot be read ({exc.strerror or exc})") from None
+
+    if ca_cert is not None and ca_cert.is_file():
+        load_ca("--ca-cert", ca_cert)
+    if client_cert is not None and client_key is not None and client_cert.is_file() and client_key.is_file():
+        load_ca("--client-cert", client_cert)
+
+        def encrypted():  # never prompt for a passphrase: an encrypted key is PEM, passed on as given
+            raise _Encrypted
+
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(str(client_cert), str(client_key),
+                                                                    password=encrypted)
+        except _Encrypted:
+            pass
+        except ssl.SSLError as exc:
+            if "MISMATCH" in (exc.reason or ""):
+                raise ConfigError(f"--client-key {client_key} is not the key of --client-cert {client_cert}") from None
+            why = "" if reason(exc) == "PEM lib" else f" ({reason(exc)})"  # OpenSSL's "PEM lib" says nothing more
+            raise ConfigError(f"--client-key {client_key} is not a PEM private key{why}") from None
+        except OSError as exc:
+            raise ConfigError(f"--client-key {client_key} cannot be read ({exc.strerror or exc})") from None
 
 
 def _gpu_list(text: str) -> tuple[int, ...]:
