@@ -217,3 +217,35 @@ def test_ctrl_c_before_the_command_runs_is_one_line(monkeypatch, capsys):
     assert exit_info.value.code == 130
     captured = capsys.readouterr()
     assert captured.err.strip() == "error: interrupted" and captured.out == ""
+
+
+def test_ctrl_c_while_the_command_line_is_parsed_is_one_line(monkeypatch, capsys):
+    # Typer turns a KeyboardInterrupt in its parsing or the app's callback into a silent exit 130
+    import logging
+
+    import vggx.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(logging, "basicConfig", interrupted)  # the app's callback, before the command
+    monkeypatch.setattr(sys, "argv", ["vggx", "info", "--config", "tiny"])
+    with pytest.raises(SystemExit) as exit_info:
+        vggx.cli.main()
+    assert exit_info.value.code == 130
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "error: interrupted" and captured.out == ""
+
+
+def test_ctrl_c_in_a_command_says_interrupted_once(monkeypatch, capsys):
+    import vggx.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(vggx.cli, "check_json_path", interrupted)  # inside the command: handle_errors says it
+    monkeypatch.setattr(sys, "argv", ["vggx", "info", "--config", "tiny"])
+    with pytest.raises(SystemExit) as exit_info:
+        vggx.cli.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == "error: interrupted"

@@ -1636,6 +1636,12 @@ def main() -> None:
             raise
         _error_line("interrupted")
         sys.exit(130)
+    except SystemExit as exc:
+        # Ctrl-C while Typer parses the command line or runs the callback: Typer exits 130 saying nothing (an
+        # Exit(130) raised from the KeyboardInterrupt); handle_errors' own Exit(130) has said it already
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):
+            _error_line("interrupted")
+        raise
 
 
 if __name__ == "__main__":
