@@ -84,3 +84,18 @@ def test_unwritable_file_makes_and_removes_its_probe(tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert unwritable_file(tmp_path) == f"{tmp_path} is a directory; name a file"
     assert "does not exist" in unwritable_file(tmp_path / "no" / "x.json")
+
+
+def test_an_open_file_named_through_proc_is_added_to_not_replaced(tmp_path):
+    """``--json /dev/stdout > log``: the shell's file is written through its open descriptor; a rename put a new file
+    where the old one was and the shell's output went to the unlinked one."""
+    log = tmp_path / "log.txt"
+    with open(log, "w") as f:
+        f.write("summary\n")
+        f.flush()
+        inode = os.stat(log).st_ino
+        link = tmp_path / "stdout"
+        link.symlink_to(f"/proc/self/fd/{f.fileno()}")
+        write_atomic(link, b"{}\n")
+    assert log.read_text() == "summary\n{}\n" and os.stat(log).st_ino == inode
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "stdout"]
