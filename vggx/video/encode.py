@@ -103,6 +103,9 @@ _ALPHA_FORMATS = ("rgba", "bgra", "argb", "yuva420p", "yuva444p10le", "yuva444p"
 _MUXER_OWN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}
 # Stream audio this far ahead of the video so the muxer interleaves without buffering much.
 _AUDIO_LEAD_S = 0.5
+# How far before a --start cut the audio copier starts reading: its packet before the cut (the decoder's pre-roll)
+# must be among those read.
+_PREROLL_SEEK_S = 1.0
 # Threads converting RGB frames to the codec's pixel format ahead of the encoder (one per four cores, at
 # most four: the encoder's own threads need the rest); twice as many frames are in flight.
 _CONVERT_THREADS = max(1, min(4, (os.cpu_count() or 1) // 4))
@@ -195,7 +198,14 @@ def stdout_format(codec: str) -> str:
 
 def _stdout_options(codec: str) -> dict[str, str]:
     # FFmpeg's y4m muxer writes more than 8 bits a sample (C420p10, ...) only when told non-standard is fine.
-    return {"strict": "unofficial"} if codec == STDOUT_RAW_CODEC else {}
+    return {"strict": "unofficial"} if codec == STDOUT_RAW_CODEC else _muxer_options("matroska")
+
+
+def _muxer_options(fmt: str | None) -> dict[str, str]:
+    """The options a video output in container ``fmt`` is opened with: Matroska keeps the copied audio's pre-roll
+    packet (see :class:`_AudioCopier`) at its negative time rather than moving every stream later by it (FFmpeg's
+    default there), so the video still starts at 0 (MP4 writes an edit list instead)."""
+    return {"avoid_negative_ts": "disabled"} if fmt in ("matroska", "webm") else {}
 
 
 def check_stdout(config: EncodeConfig) -> None:
@@ -757,7 +767,8 @@ class VideoWriter:
                 self._container = av.open(local_path(self.tmp_path), "w",
                                           format="image2" if image2 else _guess_format(self.path),
                                           options={"start_number": str(start_number)} if self._images else
-                                          _stdout_options(config.codec) if self._y4m else {})
+                                          _stdout_options(config.codec) if self._y4m else
+                                          _muxer_options(_guess_format(self.path)))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             self._remove_tmp()
             raise VideoError(f"cannot write {self._label} ({_reason(exc)})") from None
@@ -1471,10 +1482,18 @@ class _AudioCopier:
         self._start, self._end = start, end
         if start > 0 and self._in_streams:
             first = self._in_streams[0]
-            self._input.seek(round(start / first.time_base), stream=first, backward=True)
+            # from a little before the cut: the audio packet just before it is the decoder's pre-roll (below)
+            self._input.seek(round(max(0.0, start - _PREROLL_SEEK_S) / first.time_base), stream=first,
+                             backward=True)
         # demux() of no streams would read them all
         self._packets = self._input.demux(*self._in_streams) if self._in_streams else iter(())
         self._pending = None
+        # Per audio stream, the last packet that ends at or before the cut (an AAC file's priming packet, at -1024
+        # samples, where the cut is 0): muxed just before the stream's first packet, shifted like it, so at a
+        # negative time, it primes the decoder (AAC's first frame overlaps its predecessor: without it the first
+        # 21 ms fade in) and the muxer marks it as not shown (MP4: an edit list), as ``ffmpeg -c:a copy`` keeps it.
+        self._preroll: dict[int, object] = {}
+        self._started: set[int] = set()  # streams whose first packet within the cut is muxed
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
 
@@ -1573,6 +1592,8 @@ class _AudioCopier:
             tb = packet.time_base
             t = float(packet.pts * tb)
             if t + float((packet.duration or 0) * tb) <= self._start:
+                if packet.stream.type == "audio":
+                    self._preroll[index] = packet
                 continue
             if self._end is not None and t >= self._end:
                 self._finished.add(index)
@@ -1582,13 +1603,23 @@ class _AudioCopier:
                 self._pending = packet
                 return
             offset = round(self._start / tb) if self._start else 0
-            if index in self._encoders:
-                self._encode(packet, offset)
-                continue
-            packet.pts -= offset
-            packet.dts -= offset
-            packet.stream = self._out[index]
-            self._container.mux(packet)
+            if index not in self._started:
+                self._started.add(index)
+                preroll = self._preroll.pop(index, None)
+                if preroll is not None:
+                    self._mux_shifted(preroll, offset)
+            self._mux_shifted(packet, offset)
+
+    def _mux_shifted(self, packet, offset: int) -> None:
+        """Mux ``packet`` ``offset`` (its time base) earlier, or re-encode it (``--audio-codec``)."""
+        index = packet.stream.index
+        if index in self._encoders:
+            self._encode(packet, offset)
+            return
+        packet.pts -= offset
+        packet.dts -= offset
+        packet.stream = self._out[index]
+        self._container.mux(packet)
 
     def _encode(self, packet, offset: int) -> None:
         """Decode ``packet`` and re-encode its frames that start within the cut, shifted by ``offset`` (its time
