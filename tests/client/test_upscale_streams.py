@@ -61,3 +61,41 @@ def test_copied_aac_decodes_to_the_inputs_samples_from_the_first(tmp_path, src_e
     assert error < 1e-4, error
     with open_video(out) as r:  # the video still starts at 0
         assert next(iter(r)).pts == 0
+
+
+def _tracks(path: Path) -> list[tuple[str, str | None, int]]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [(s.type, s.metadata.get("language"), int(s.disposition)) for s in c.streams]
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_each_track_keeps_its_disposition(tmp_path, ext):
+    """A film release's tracks: English commentary (not default), French main audio (default), forced
+    subtitles (default and forced). The copies kept none of it (in MP4 the commentary became the default);
+    now each keeps its flags, and the video is the default video track."""
+    import av
+
+    flag = av.stream.Disposition
+    src = make_video(tmp_path / "plain.mkv", frames=8, audio=[("aac", "eng"), ("aac", "fra")],
+                     subtitles="1\n00:00:00,000 --> 00:00:00,200\nhello\n\n")
+    wanted = [flag.default, flag(0), flag.default, flag.default | flag.forced]  # video, audio eng, fra, subtitles
+    tagged = tmp_path / "in.mkv"
+    with av.open(str(src)) as inp, av.open(str(tagged), "w") as out:
+        streams = {s.index: out.add_stream_from_template(s) for s in inp.streams}
+        for s in inp.streams:
+            streams[s.index].metadata.update(s.metadata)
+            streams[s.index].disposition = wanted[s.index]
+        for packet in inp.demux():
+            if packet.size:  # (Matroska's video packets have no dts)
+                packet.stream = streams[packet.stream.index]
+                out.mux(packet)
+    assert [d for _, _, d in _tracks(tagged)] == [int(f) for f in wanted]
+    out = tmp_path / f"out{ext}"
+    _copy(tagged, out)
+    kept = [(t, lang, d) for t, lang, d in _tracks(out)]
+    video = [("video", "und" if ext == ".mp4" else None, int(flag.default))]
+    audio = [("audio", "eng", 0), ("audio", "fra", int(flag.default))]
+    subtitles = [("subtitle", None, int(flag.default | flag.forced))] if ext == ".mkv" else []  # (no SubRip in MP4)
+    assert kept == video + audio + subtitles

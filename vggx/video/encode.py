@@ -797,10 +797,14 @@ class VideoWriter:
             raise
 
     def _add_video_stream(self, width: int, height: int, rate: Fraction, time_base: Fraction):
+        import av
+
         cfg = self.config
         codec = check_encoder(cfg)
         check_frame_encodable(cfg, width, height)
         stream = _add_stream(self._container, cfg.codec, rate, self.path)  # check_container says it before work
+        # the one video track, a player's pick (as ffmpeg marks the first of a kind: Matroska wrote it as not default)
+        stream.disposition = av.stream.Disposition.default
         stream.width, stream.height = width, height
         stream.pix_fmt = cfg.pix_fmt or (Y4M_PIX_FMT if self._y4m else _default_pix_fmt(codec))
         self._yuv_range = _yuv_range(stream.pix_fmt)
@@ -1412,7 +1416,8 @@ class _Segment:
 
 class _AudioCopier:
     """Remux every audio and subtitle stream of ``source`` into ``container`` (no re-encode), time-shifted
-    by ``start`` and cut at ``end`` (seconds of the source). Each keeps its metadata (language, title).
+    by ``start`` and cut at ``end`` (seconds of the source). Each keeps its metadata (language, title) and its
+    disposition (default, forced, ...: which track a player picks).
     Audio the container cannot take is an error (nothing is dropped silently); a subtitle format it
     cannot take (SubRip in MP4) and data streams are left out with a warning. The chapters go along, shifted
     and cut alike, and the attachments (an anime release's fonts, which its ASS subtitles are drawn with) where
@@ -1476,6 +1481,7 @@ class _AudioCopier:
                                  f"{_audio_remedies(container.format.name, self._audio_codec)}, or leave the audio "
                                  f"out (--copy none, or --copy subtitles,chapters,...)") from None
             out.metadata.update(stream.metadata)
+            out.disposition = stream.disposition  # default, forced, comment, hearing_impaired, ...
             self._out[stream.index] = out
             self._in_streams.append(stream)
         self._container = container
