@@ -1288,3 +1288,54 @@ def test_an_animated_webp_is_refused_in_one_line_a_still_one_is_read(tmp_path):
     with open_video(tmp_path / "still.webp") as r:
         (frame,) = list(r)
     np.testing.assert_array_equal(frame.image, frame_pattern(0, 24, 32))
+
+
+def _has_encoder(name: str) -> bool:
+    import av
+
+    try:
+        av.Codec(name, "w")
+    except (av.error.FFmpegError, ValueError):
+        return False
+    return True
+
+
+@pytest.mark.parametrize(("name", "codec", "reason"), [
+    ("o.mov", "libvpx-vp9", "vp9 only supported in MP4"),
+    ("o.mov", "libvpx", "VP8 muxing is currently not supported"),
+    ("o.mov", "libsvtav1", "av1 only supported in MP4 and AVIF"),
+    ("o.ogv", "libx264", "Unsupported codec id in stream 0"),
+    ("o.webm", "libx264", "'webm' format does not support 'libx264' codec"),
+])
+def test_a_container_refusing_the_codec_at_its_header_is_said_before_any_work(tmp_path, name, codec, reason):
+    """QuickTime takes no VP9, VP8 or AV1, Ogg no H.264: FFmpeg accepts the stream and refuses only when the header
+    is written, which was after the upscale ("writing o.mov failed (Invalid argument)"). check_container writes a
+    probe's header, in a temporary folder: one line naming the codec, the container and FFmpeg's reason, and nothing
+    left behind."""
+    import tempfile
+
+    from vggx.video.encode import check_container
+
+    if not _has_encoder(codec):
+        pytest.skip(f"no {codec} in this FFmpeg")
+    probes = set(Path(tempfile.gettempdir()).glob("vggx-probe-*"))
+    with pytest.raises(VideoError) as caught:
+        check_container(tmp_path / name, codec)
+    assert str(caught.value) == (f"{name}: its container cannot hold {codec} video ({reason}); choose a --codec it "
+                                 f"takes (e.g. libvpx-vp9 for .webm, libx264 for .mov) or another extension (.mkv "
+                                 f"holds most)")
+    assert list(tmp_path.iterdir()) == [] and set(Path(tempfile.gettempdir()).glob("vggx-probe-*")) == probes
+
+
+@pytest.mark.parametrize(("name", "codec"), [
+    ("o.mp4", "libx264"), ("o.mov", "libx264"), ("o.mov", "prores_ks"), ("o.mkv", "libx265"), ("o.webm", "libvpx-vp9"),
+    ("o.mp4", "libsvtav1"), ("o.avi", "mjpeg"), ("o.mkv", "ffv1"), ("o.ts", "libx264"), ("o.y4m", "rawvideo"),
+    ("o.gif", "gif"),
+])
+def test_a_container_taking_the_codec_passes_the_check(tmp_path, name, codec):
+    from vggx.video.encode import check_container
+
+    if not _has_encoder(codec):
+        pytest.skip(f"no {codec} in this FFmpeg")
+    check_container(tmp_path / name, codec)
+    assert list(tmp_path.iterdir()) == []

@@ -323,7 +323,8 @@ def image_codec(path: str | Path) -> str | None:
 
 def check_container(path: str | Path, codec: str) -> None:
     """Raise ``VideoError`` unless the container ``path``'s extension names can hold ``codec`` video (e.g. WebM
-    takes VP8/VP9/AV1, not H.264); call before heavy work. Opens and removes a probe file in a temporary folder."""
+    takes VP8/VP9/AV1, not H.264; QuickTime takes no VP9, VP8 or AV1, Ogg no H.264); call before heavy work. Writes
+    the header of a probe file in a temporary folder, removed after: some muxers refuse a codec only there."""
     import tempfile
 
     import av
@@ -335,10 +336,27 @@ def check_container(path: str | Path, codec: str) -> None:
             container = av.open(str(probe), "w", format=_guess_format(path))
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise VideoError(f"cannot write {path} ({_reason(exc)})") from None
-        try:
-            _add_stream(container, codec, 24, path)
-        finally:
-            container.close()
+        failed = None
+        with library_messages() as said:  # (x265 prints its summary of no frames at the close)
+            try:
+                stream = _add_stream(container, codec, 24, path)
+                stream.width = stream.height = 64
+                stream.pix_fmt = Y4M_PIX_FMT if writes_y4m(path, codec) else _default_pix_fmt(av.Codec(codec, "w"))
+                stream.codec_context.open()
+            except (av.error.FFmpegError, OSError, ValueError):
+                stream = None  # the encoder itself (a hardware one, a size it wants): check_encoder_starts says it
+            except VideoError:
+                container.close()
+                raise
+            if stream is not None:
+                try:
+                    container.start_encoding()
+                except (av.error.FFmpegError, ValueError) as exc:
+                    failed = exc
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):  # (a header never written)
+                container.close()
+        if failed is not None:
+            raise _container_refuses(path, codec, "; ".join(said.errors) or _reason(failed))
 
 
 def _check_audio_encoder(name: str) -> None:
@@ -399,9 +417,12 @@ def _add_stream(container, codec: str, rate, path: Path):
     try:
         return container.add_stream(codec, rate=rate)
     except (av.error.FFmpegError, ValueError) as exc:
-        raise VideoError(f"{path.name}: its container cannot hold {codec} video ({_reason(exc)}); choose a "
-                         f"--codec it takes (e.g. libvpx-vp9 for .webm) or another extension (.mkv holds "
-                         f"most)") from None
+        raise _container_refuses(path, codec, _reason(exc)) from None
+
+
+def _container_refuses(path: Path, codec: str, why: str) -> VideoError:
+    return VideoError(f"{path.name}: its container cannot hold {codec} video ({why}); choose a --codec it takes "
+                      f"(e.g. libvpx-vp9 for .webm, libx264 for .mov) or another extension (.mkv holds most)")
 
 
 def check_image_codec(path: str | Path, codec: str) -> None:
