@@ -99,3 +99,19 @@ def test_each_track_keeps_its_disposition(tmp_path, ext):
     audio = [("audio", "eng", 0), ("audio", "fra", int(flag.default))]
     subtitles = [("subtitle", None, int(flag.default | flag.forced))] if ext == ".mkv" else []  # (no SubRip in MP4)
     assert kept == video + audio + subtitles
+
+
+def test_a_subtitle_track_the_container_cannot_take_is_warned_of_once(tmp_path, caplog):
+    """The pipeline checks the copy before the upscale (check_copy, a trial into memory), then the writer copies:
+    the trial warned too, so "cannot go into this container" was said twice."""
+    import logging
+
+    from vggx.video.encode import EXTRAS, check_copy
+
+    src = make_video(tmp_path / "in.mkv", frames=4, audio="aac", subtitles="1\n00:00:00,000 --> 00:00:00,100\nhi\n\n")
+    out = tmp_path / "out.mp4"
+    with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+        check_copy(out, src, EXTRAS)
+        _copy(src, out)
+    said = [r.getMessage() for r in caplog.records if "cannot go into" in r.getMessage()]
+    assert len(said) == 1 and "srt subtitles (stream #2)" in said[0], said

@@ -389,7 +389,7 @@ def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...], conf
     container = av.open(io.BytesIO(), "w", format=fmt)
     copier = streams = None
     try:
-        copier = _AudioCopier(source, container, 0.0, None, copy, config)
+        copier = _AudioCopier(source, container, 0.0, None, copy, config, quiet=True)
         streams = [(s.type, copier._out[s.index].codec_context.name) for s in copier._in_streams]
         if not streams:  # chapters, attachments, a cover: nothing a muxer refuses late
             return
@@ -1445,8 +1445,12 @@ class _AudioCopier:
     the container holds them (Matroska; elsewhere a warning)."""
 
     def __init__(self, source: Path | str, container, start: float, end: float | None,
-                 kinds: tuple[str, ...] = EXTRAS, config: EncodeConfig | None = None) -> None:
+                 kinds: tuple[str, ...] = EXTRAS, config: EncodeConfig | None = None, *, quiet: bool = False
+                 ) -> None:
         import av
+
+        # quiet: a trial (check_copy's) says nothing; the writer's own copier says each warning once
+        self._warn = (lambda *args: None) if quiet else log.warning
 
         self._audio_codec = config.audio_codec if config is not None else None
         self._audio_bitrate = config.audio_bitrate if config is not None else None
@@ -1468,10 +1472,10 @@ class _AudioCopier:
                 container.add_attachment(att.name or f"attachment{att.index}",
                                          att.mimetype or "application/octet-stream", bytes(att.data or b""))
         elif attachments:
-            log.warning("%s: its %d attachment%s (%s) cannot go into %s; not copied: use an .mkv output to keep "
-                        "them", source, len(attachments), "s" if len(attachments) > 1 else "",
-                        ", ".join(a.name or "?" for a in attachments[:3]) + (", ..." if len(attachments) > 3 else ""),
-                        container.format.name)
+            self._warn("%s: its %d attachment%s (%s) cannot go into %s; not copied: use an .mkv output to keep "
+                       "them", source, len(attachments), "s" if len(attachments) > 1 else "",
+                       ", ".join(a.name or "?" for a in attachments[:3]) + (", ..." if len(attachments) > 3 else ""),
+                       container.format.name)
         if "cover" in kinds:
             self._copy_covers(container, source)
         wanted = {"audio": "audio" in kinds, "subtitle": "subtitles" in kinds}
@@ -1480,7 +1484,7 @@ class _AudioCopier:
                 continue
             if stream.type not in ("audio", "subtitle"):
                 if stream.type != "video":
-                    log.warning("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
+                    self._warn("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
                 continue
             if not wanted[stream.type]:
                 continue
@@ -1491,9 +1495,9 @@ class _AudioCopier:
                     out = container.add_stream_from_template(stream)
             except (av.error.FFmpegError, ValueError) as exc:
                 if stream.type == "subtitle":
-                    log.warning("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
-                                "copied: use an .mkv output to keep them", source, stream.codec_context.name,
-                                stream.index, _reason(exc))
+                    self._warn("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
+                               "copied: use an .mkv output to keep them", source, stream.codec_context.name,
+                               stream.index, _reason(exc))
                     continue
                 self._input.close()
                 how = (f"encode the audio of {source} with {self._audio_codec}" if self._audio_codec else
@@ -1555,7 +1559,7 @@ class _AudioCopier:
             return
         name = container.format.name
         if name not in ("matroska", "mp4"):  # (FFmpeg's QuickTime muxer writes no cover art)
-            log.warning("%s: its cover picture cannot go into %s; not copied (.mp4 and .mkv keep it)", source, name)
+            self._warn("%s: its cover picture cannot go into %s; not copied (.mp4 and .mkv keep it)", source, name)
             return
         for cover in covers:
             packet = next((p for p in self._input.demux(cover) if p.size), None)
@@ -1589,7 +1593,7 @@ class _AudioCopier:
             try:
                 container.set_chapters(kept)
             except (ValueError, TypeError) as exc:  # pragma: no cover - PyAV's own dicts round-trip
-                log.warning("%s: its chapters are not copied (%s)", source, _reason(exc))
+                self._warn("%s: its chapters are not copied (%s)", source, _reason(exc))
 
     def set_end(self, seconds: float) -> None:
         self._end = seconds
@@ -1610,7 +1614,7 @@ class _AudioCopier:
                     self._done = True
                     return
                 except av.error.FFmpegError as exc:
-                    log.warning("audio copy stopped early: %s", exc)
+                    self._warn("audio copy stopped early: %s", exc)
                     self._done = True
                     return
             index = packet.stream.index
@@ -1658,7 +1662,7 @@ class _AudioCopier:
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
-            log.warning("audio re-encoding skipped a damaged packet: %s", _reason(exc))
+            self._warn("audio re-encoding skipped a damaged packet: %s", _reason(exc))
             return
         for frame in frames:
             if frame.pts is None or frame.pts < offset:
