@@ -115,3 +115,38 @@ def test_a_subtitle_track_the_container_cannot_take_is_warned_of_once(tmp_path, 
         _copy(src, out)
     said = [r.getMessage() for r in caplog.records if "cannot go into" in r.getMessage()]
     assert len(said) == 1 and "srt subtitles (stream #2)" in said[0], said
+
+
+BLOCKS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128), (20, 20, 20)]
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mkv"])
+def test_mjpeg_output_is_converted_with_jpegs_matrix(tmp_path, ext):
+    """JPEG's YCbCr is BT.601's: MJPEG was converted with BT.709 (and tagged so), and decoded as BT.601, pure red
+    came back (231, 0, 1), green (19, 255, 7). Solid blocks (16 pixels wide, so 4:2:0 keeps them whole) now come
+    back within 3 levels, read as vggx and as PyAV read them; the stream says bt470bg."""
+    from fractions import Fraction
+
+    import av
+
+    from vggx.video import EncodeConfig
+
+    image = np.zeros((32, 16 * len(BLOCKS), 3), np.uint8)
+    for i, colour in enumerate(BLOCKS):
+        image[:, 16 * i:16 * (i + 1)] = colour
+    out = tmp_path / f"out{ext}"
+    with VideoWriter(out, image.shape[1], image.shape[0], Fraction(24), Fraction(1, 24),
+                     EncodeConfig(codec="mjpeg")) as w:
+        for i in range(2):
+            w.write(image, i)
+    with open_video(out) as r:
+        read = [f.image for f in r]
+    with av.open(str(out)) as c:
+        tagged = c.streams.video[0].codec_context.colorspace  # (AVI has no tag: what FFmpeg probed)
+        frame = next(c.decode(video=0))
+        assert frame.format.name == "yuvj420p" and tagged == 5  # bt470bg
+        pyav = frame.to_ndarray(format="rgb24")
+    for got in (*read, pyav):
+        centres = got.reshape(32, len(BLOCKS), 16, 3)[4:-4, :, 4:12]  # each block's middle
+        error = np.abs(centres.astype(int) - np.array(BLOCKS)[None, :, None]).max()
+        assert error <= 3, error

@@ -830,12 +830,16 @@ class VideoWriter:
         stream.pix_fmt = cfg.pix_fmt or (Y4M_PIX_FMT if self._y4m else _default_pix_fmt(codec))
         self._yuv_range = _yuv_range(stream.pix_fmt)
         self._deep = component_depth(stream.pix_fmt) > 8
+        # JPEG's YCbCr is BT.601's (JFIF): an MJPEG decoder takes it so whatever the stream is tagged with
+        self._jfif = cfg.codec in _JFIF_CODECS
         if self._yuv_range is not None:  # tag what _convert produces (see the module doc)
             cc = stream.codec_context
             cc.colorspace = cc.color_primaries = cc.color_trc = _AVCOL_BT709
             if self.color is not None:
                 cc.colorspace, cc.color_primaries, cc.color_trc = (self.color.matrix, self.color.primaries,
                                                                    self.color.trc)
+            if self._jfif:
+                cc.colorspace = _AVCOL_SPC_BT470BG
             cc.color_range = self._yuv_range
         self._grid = None if self._y4m else frame_grid(Fraction(rate), Fraction(time_base))
         if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
@@ -998,6 +1002,8 @@ class VideoWriter:
         matrix = Colorspace.ITU709 if self.color is None else self.color.matrix
         if fmt == "yuv420p":  # planes converted on the device in the output's matrix and range: resized, not converted
             src = {"src_colorspace": matrix, "src_color_range": self._yuv_range}
+        if self._jfif:
+            matrix = Colorspace.ITU601
         return reformatter.reformat(frame, cc.width, cc.height, cc.format, threads=1, interpolation=scaling,
                                     dst_colorspace=matrix, dst_color_range=self._yuv_range, **src)
 
@@ -1690,6 +1696,9 @@ class _AudioCopier:
 
 
 _AVCOL_BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709 in FFmpeg's enums
+_AVCOL_SPC_BT470BG = 5  # BT.601's matrix (625 lines; the 525-line one, smpte170m, is the same)
+# Codecs whose YCbCr is JPEG's (JFIF): BT.601's matrix, whatever the stream says (FFmpeg's MJPEG decoder reports it)
+_JFIF_CODECS = frozenset({"mjpeg", "jpegls"})
 _AVCOL_RANGE_MPEG, _AVCOL_RANGE_JPEG = 1, 2
 
 
