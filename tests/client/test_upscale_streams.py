@@ -150,3 +150,23 @@ def test_mjpeg_output_is_converted_with_jpegs_matrix(tmp_path, ext):
         centres = got.reshape(32, len(BLOCKS), 16, 3)[4:-4, :, 4:12]  # each block's middle
         error = np.abs(centres.astype(int) - np.array(BLOCKS)[None, :, None]).max()
         assert error <= 3, error
+
+
+@pytest.mark.parametrize("out_ext", [".avi", ".flv", ".ts"])
+def test_containers_without_an_edit_list_keep_the_audio_in_time(tmp_path, out_ext):
+    """AVI, FLV and MPEG-TS cannot keep a packet before 0: their muxer would move every stream later by it, and the
+    priming packet would be played, the sound 1024 samples late. There the copy starts at the cut (the first
+    packet's 1024 samples decode faded, as before); after them the samples are the input's at the same times."""
+    src = make_video(tmp_path / "in.mp4", frames=24, audio="aac")
+    out = tmp_path / f"out{out_ext}"
+    _copy(src, out)
+    t0, got = _audio(out)
+    import av
+
+    with av.open(str(out)) as c:
+        video = c.streams.video[0]
+        start = float(video.start_time * video.time_base)  # (MPEG-TS starts at 1.4 s)
+    assert abs(t0 - start) <= 0.001  # the audio starts with the video
+    _, want = _from(src, 0.0)
+    error = min(np.abs(got[1024 + lag:4096 + lag] - want[1024:4096]).max() for lag in range(-48, 49))
+    assert error < 1e-4, error

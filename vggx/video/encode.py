@@ -201,6 +201,10 @@ def _stdout_options(codec: str) -> dict[str, str]:
     return {"strict": "unofficial"} if codec == STDOUT_RAW_CODEC else _muxer_options("matroska")
 
 
+# FFmpeg's QuickTime/MP4 muxers: a stream starting before 0 gets an edit list (its first samples decoded, not shown)
+_EDIT_LIST_MUXERS = frozenset({"mp4", "mov", "ipod", "3gp", "3g2", "psp", "ismv", "f4v"})
+
+
 def _muxer_options(fmt: str | None) -> dict[str, str]:
     """The options a video output in container ``fmt`` is opened with: Matroska keeps the copied audio's pre-roll
     packet (see :class:`_AudioCopier`) at its negative time rather than moving every stream later by it (FFmpeg's
@@ -386,7 +390,7 @@ def check_copy(path: str | Path, source: str | Path, copy: tuple[str, ...], conf
     fmt = "matroska" if is_stdout(path) else _guess_format(Path(path))
     if fmt is None:
         return
-    container = av.open(io.BytesIO(), "w", format=fmt)
+    container = av.open(io.BytesIO(), "w", format=fmt, options=_muxer_options(fmt))
     copier = streams = None
     try:
         copier = _AudioCopier(source, container, 0.0, None, copy, config, quiet=True)
@@ -1530,6 +1534,11 @@ class _AudioCopier:
         # negative time, it primes the decoder (AAC's first frame overlaps its predecessor: without it the first
         # 21 ms fade in) and the muxer marks it as not shown (MP4: an edit list), as ``ffmpeg -c:a copy`` keeps it.
         self._preroll: dict[int, object] = {}
+        # only where the container keeps it before 0 without moving the other streams: AVI, FLV and MPEG-TS would
+        # move every stream later by it and play it (the sound a packet late); there the first packet decodes faded
+        self._keeps_preroll = container.format.name in _EDIT_LIST_MUXERS or (
+            container.format.name in ("matroska", "webm")
+            and (getattr(container, "options", None) or {}).get("avoid_negative_ts") == "disabled")
         self._started: set[int] = set()  # streams whose first packet within the cut is muxed
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
@@ -1629,7 +1638,7 @@ class _AudioCopier:
             tb = packet.time_base
             t = float(packet.pts * tb)
             if t + float((packet.duration or 0) * tb) <= self._start:
-                if packet.stream.type == "audio":
+                if packet.stream.type == "audio" and self._keeps_preroll:
                     self._preroll[index] = packet
                 continue
             if self._end is not None and t >= self._end:
