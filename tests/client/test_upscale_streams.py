@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from videoclips import make_video
+from videoclips import frame_pattern, make_video
 
 from vggx.video import VideoWriter, open_video
 
@@ -150,6 +150,34 @@ def test_mjpeg_output_is_converted_with_jpegs_matrix(tmp_path, ext):
         centres = got.reshape(32, len(BLOCKS), 16, 3)[4:-4, :, 4:12]  # each block's middle
         error = np.abs(centres.astype(int) - np.array(BLOCKS)[None, :, None]).max()
         assert error <= 3, error
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mjpeg"])
+def test_avi_gets_a_tick_a_frame(tmp_path, caplog, codec):
+    """AVI holds a constant frame rate: given an MP4's 1/12288 its muxer picked 1/600 and said 600 fps, 300 frames
+    for 12 and a longer duration. Now its time base is a frame (1/24), the frames numbered; a variable rate's frame
+    times are not kept, said once."""
+    import logging
+    from fractions import Fraction
+
+    import av
+
+    from vggx.video import EncodeConfig
+
+    out = tmp_path / "out.avi"
+    with VideoWriter(out, 56, 40, Fraction(24), Fraction(1, 12288), EncodeConfig(codec=codec)) as w:
+        for i in range(12):
+            w.write(frame_pattern(i, 40, 56), 512 * i)
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.time_base, v.average_rate, v.frames) == (Fraction(1, 24), 24, 12)
+        assert sum(1 for _ in c.decode(v)) == 12
+    with caplog.at_level(logging.WARNING, logger="vggx.video.encode"), \
+            VideoWriter(tmp_path / "vfr.avi", 56, 40, Fraction(24), Fraction(1, 1000), EncodeConfig(codec=codec)) as w:
+        for i, t in enumerate([0, 42, 83, 200, 240, 500]):
+            w.write(frame_pattern(i, 40, 56), t)
+    said = [r.getMessage() for r in caplog.records if "AVI holds a constant frame rate" in r.getMessage()]
+    assert len(said) == 1 and "frame 3 is at 0.200 s, not 0.125 s" in said[0], said
 
 
 @pytest.mark.parametrize("out_ext", [".avi", ".flv", ".ts"])

@@ -736,6 +736,10 @@ class VideoWriter:
         self.path = Path(path)
         self._stdout = is_stdout(path)
         self._y4m = writes_y4m(path, config.codec)  # frames numbered at a constant rate, not timed
+        # AVI holds a constant rate too, a tick a frame (given the source's time base its muxer picked 1/600: 600 fps,
+        # 300 frames for 12): its frames are numbered as well (see _numbered)
+        self._avi = not self._stdout and _guess_format(self.path) == "avi"
+        self._avi_warned = False
         self._label = "standard output" if self._stdout else str(self.path)  # for messages
         if store is not None and self._stdout:
             raise VideoError("--resume needs an output file; a stream on standard output cannot be resumed")
@@ -845,9 +849,11 @@ class VideoWriter:
             if self._jfif:
                 cc.colorspace = _AVCOL_SPC_BT470BG
             cc.color_range = self._yuv_range
-        self._grid = None if self._y4m else frame_grid(Fraction(rate), Fraction(time_base))
-        if self._y4m:  # y4m states its frame rate as the inverse of the stream's time base: frames numbered 0, 1, ..
-            time_base = 1 / Fraction(rate)
+        self._grid = None if self._y4m or self._avi else frame_grid(Fraction(rate), Fraction(time_base))
+        if self._avi:  # see write(): each frame's number, the source's time to say where it differs
+            self._source_time_base, self._avi_rate, self._avi_first = Fraction(time_base), Fraction(rate), self._frames
+        if self._y4m or self._avi:  # y4m and AVI state the frame rate as the inverse of the time base: frames
+            time_base = 1 / Fraction(rate)  # numbered 0, 1, ...
         elif self._grid is not None:  # see write(): the source's ticks and the frame times, both exact
             self._source_time_base, self._grid_rate, time_base = Fraction(time_base), Fraction(rate), self._grid
         stream.time_base = time_base
@@ -921,6 +927,8 @@ class VideoWriter:
             raise VideoError(f"{self.path.name} holds one image, and a second frame came: write a sequence "
                              f"({self.path.stem}_%04d{self.path.suffix}) or a video")
         self._accepted += 1
+        if self._avi:
+            pts = self._numbered(pts)
         if self._grid is not None:
             pts = self._on_grid(pts)
         pts += self._offset
@@ -954,6 +962,19 @@ class VideoWriter:
             self._pending.append((self._pool.submit(self._convert, image), pts))
         while len(self._pending) > 2 * self._threads:
             self._encode_next()
+
+    def _numbered(self, pts: int) -> int:
+        """An AVI frame's time: its number (the stream's time base is a frame); where the source's time (``pts``)
+        is half a frame or more off it (a variable frame rate), a warning, once."""
+        number = self._avi_first + self._accepted - 1
+        drift = float(pts * self._source_time_base - number / self._avi_rate)
+        if abs(drift) * self._avi_rate >= 0.5 and not self._avi_warned:
+            self._avi_warned = True
+            log.warning("%s: AVI holds a constant frame rate (%.3f fps), and the input's frame %d is at %.3f s, not "
+                        "%.3f s: its frame times are not kept (.mkv or .mp4 keep them)", self._label,
+                        float(self._avi_rate), self._accepted - 1, float(pts * self._source_time_base),
+                        number / self._avi_rate)
+        return number
 
     def _on_grid(self, pts: int) -> int:
         """``pts`` (the source's ticks) in the writer's finer time base: a frame the source's coarse clock rounded
