@@ -36,13 +36,13 @@ def test_rows_per_tile_size_against_the_untiled_window(tiny_checkpoint_path, tmp
 
 def test_plain_adds_the_unbalanced_plan_after_each_tile_size(tiny_checkpoint_path, tmp_path):
     out = tmp_path / "tiles.json"
-    assert main(["--lr-size", "40x96", "--tiles", "none,32x80", "--plain", "--backend", "torch", "--checkpoint",
+    assert main(["--lr-size", "40x96", "--tiles", "none,32x64", "--plain", "--backend", "torch", "--checkpoint",
                  str(tiny_checkpoint_path), "--threads", "1", "--repeats", "1", "--json", str(out)]) == 0
     untiled, balanced, plain = json.loads(out.read_text())["rows"]
     assert untiled["balanced"] and balanced["balanced"] and not plain["balanced"]
     assert balanced["tiles_per_frame"] == plain["tiles_per_frame"] == 4
     assert balanced["rows"] == plain["rows"] == [[0, 32], [8, 40]]  # two of 24 cannot overlap by 16 and cover 40
-    assert balanced["cols"] == [[0, 64], [32, 96]] and plain["cols"] == [[0, 80], [16, 96]]  # overlap 32
+    assert balanced["cols"] == [[0, 56], [40, 96]] and plain["cols"] == [[0, 64], [32, 96]]
 
 
 def test_a_bad_size_is_one_error_line(capsys):
