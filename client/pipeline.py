@@ -446,6 +446,9 @@ def plan_folder(input_dir: Path, output_dir: Path, recursive: bool = False) -> l
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise ConfigError(f"{input_dir} is a folder, so the output must be one too; {output_dir} is a file")
+    if not output_dir.exists() and output_dir.suffix.lower() in VIDEO_SUFFIXES:  # made a folder named like a file
+        raise ConfigError(f"{input_dir} is a folder, so the output is a folder of videos; {output_dir} is named like a "
+                          f"video file: name a folder (it is created)")
     if output_dir.exists() and output_dir.resolve() == input_dir.resolve():
         raise ConfigError(f"the output folder is the input folder {input_dir}: the outputs would replace the "
                           "inputs; choose another folder")

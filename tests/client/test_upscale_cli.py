@@ -499,6 +499,9 @@ class TestFolder:
         assert_one_error_line(cli(src, src), "the output folder is the input folder")
         (tmp_path / "file.mp4").write_bytes(b"")
         assert_one_error_line(cli(src, tmp_path / "file.mp4"), "the output must be one too")
+        # a folder named like a video was made quietly (newout.mp4/a.mp4)
+        assert_one_error_line(cli(src, tmp_path / "newout.mp4"), "newout.mp4 is named like a video file: name a folder")
+        assert not (tmp_path / "newout.mp4").exists()
         empty = tmp_path / "empty"
         empty.mkdir()
         assert_one_error_line(cli(empty, tmp_path / "o"), "no videos in")
