@@ -257,7 +257,8 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
     if not parent.is_dir() and is_image_sequence(output) and not parent.exists() and parent.parent.is_dir():
         parent = parent.parent  # a sequence's own folder (x4/%06d.png) is made by the writer, as a folder run's
     if not parent.is_dir():
-        raise VideoError(f"cannot write {output}: directory {parent} does not exist")
+        what = "is a file, not a folder" if parent.exists() else "does not exist"
+        raise VideoError(f"cannot write {output}: directory {parent} {what}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise VideoError(f"cannot write {output}: directory {parent} is not writable")
     if input_path is not None and not is_url(input_path) and Path(input_path).exists() and output.exists() \
