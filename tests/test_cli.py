@@ -201,35 +201,22 @@ def test_export_and_serve_take_the_repository_by_either_name(tmp_path):
         assert result.exit_code == 1 and f"{tmp_path} holds no model 'vggx'" in result.output, result.output
 
 
-def test_ctrl_c_before_the_command_runs_is_one_line(monkeypatch, capsys):
-    # Ctrl-C in the first fraction of a second lands while Typer builds the commands, outside handle_errors
-    import typer.main
+@pytest.mark.parametrize(("where", "argv"), [
+    ("typer.main.get_command", ["vggx", "info"]),  # while Typer builds the commands, outside handle_errors
+    ("logging.basicConfig", ["vggx", "info", "--config", "tiny"]),  # the app's callback: Typer exited 130 silently
+])
+def test_ctrl_c_before_the_command_runs_is_one_line(monkeypatch, capsys, where, argv):
+    """Ctrl-C in the first fraction of a second, before a command's own handle_errors: one line and exit 130."""
+    import importlib
 
     import vggx.cli
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(typer.main, "get_command", interrupted)
-    monkeypatch.setattr(sys, "argv", ["vggx", "info"])
-    with pytest.raises(SystemExit) as exit_info:
-        vggx.cli.main()
-    assert exit_info.value.code == 130
-    captured = capsys.readouterr()
-    assert captured.err.strip() == "error: interrupted" and captured.out == ""
-
-
-def test_ctrl_c_while_the_command_line_is_parsed_is_one_line(monkeypatch, capsys):
-    # Typer turns a KeyboardInterrupt in its parsing or the app's callback into a silent exit 130
-    import logging
-
-    import vggx.cli
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(logging, "basicConfig", interrupted)  # the app's callback, before the command
-    monkeypatch.setattr(sys, "argv", ["vggx", "info", "--config", "tiny"])
+    module, _, name = where.rpartition(".")
+    monkeypatch.setattr(importlib.import_module(module), name, interrupted)
+    monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         vggx.cli.main()
     assert exit_info.value.code == 130
