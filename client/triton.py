@@ -232,7 +232,7 @@ class TritonRunner(_RunnerBase):
             hint = ("start a server with `vggx serve` (gRPC on :8001, HTTP on :8000 by default) or pass the right "
                     "--url/--protocol")
             error = ServerUnavailable
-        return error(f"cannot reach Triton at {self.scheme}://{self.url} ({reason}); {hint}")
+        return error(f"cannot reach Triton at {self.scheme}://{self.url} ({_one_line(reason)}); {hint}")
 
     def _read_model(self) -> tuple[ModelInfo, str, str]:
         """Health, readiness and the model's config, each within ``health_timeout_s`` (a server that accepts the
@@ -586,8 +586,8 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
                 raise ServerError(wrong) from None
             if (other := _not_triton(url, protocol, exc)) is not None:
                 raise ServerError(other) from None
-            raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_reason(exc)}); is it up, and "
-                                    f"is this its {protocol} port?") from None
+            raise ServerUnavailable(f"cannot reach Triton at {url} over {protocol} ({_one_line(_reason(exc))}); is it "
+                                    f"up, and is this its {protocol} port?") from None
         models = [ServedModel(r.get("name", ""), str(r.get("version", "")), r.get("state", "") or "UNKNOWN",
                               r.get("reason", "")) for r in _index_rows(index)]
         server = f"{meta.get('name', 'triton')} {meta.get('version', '')}".strip()
@@ -1042,14 +1042,19 @@ def _transient(exc: BaseException) -> bool:
 
 
 def _reason(exc: BaseException) -> str:
+    """What ``exc`` says, whole: the checks on it (out of memory, a lost region, ...) read all of it (ONNX Runtime's
+    out-of-memory error says so past its first 300 characters); a message shows :func:`_one_line` of it."""
     from tritonclient.utils import InferenceServerException
 
     if isinstance(exc, InferenceServerException):
         msg = exc.message() or ""
         status = exc.status()
-        reason = f"{status}: {msg}".strip(": ") if status else (msg or type(exc).__name__)
-    else:
-        reason = str(exc).strip() or type(exc).__name__
-    # one line: a web server's whole error page came along in tritonclient's message
-    first = reason.splitlines()[0] if reason.strip() else reason
+        return f"{status}: {msg}".strip(": ") if status else (msg or type(exc).__name__)
+    return str(exc).strip() or type(exc).__name__
+
+
+def _one_line(reason: str) -> str:
+    """``reason`` as a message shows it: its first line with text, at most 300 characters (a web server's whole
+    error page can come in tritonclient's message)."""
+    first = next((line.strip() for line in reason.splitlines() if line.strip()), reason.strip())
     return first if len(first) <= 300 else first[:297] + "..."

@@ -391,6 +391,23 @@ class TestUnreachable:
             result = CliRunner().invoke(app, ["info", "--url", url, "--protocol", "http"])
         assert result.exit_code == 1 and len(result.stderr.strip().splitlines()) == 1, result.output
 
+    def test_an_error_is_read_whole_and_shown_in_one_line(self):
+        """ONNX Runtime's out-of-memory error from the served model says so past its first 300 characters: cut there
+        before the checks, it was a fatal error, not smaller tiles (the review of this stop's diff)."""
+        from tritonclient.utils import InferenceServerException
+
+        from vggx.client.runners import OUT_OF_MEMORY
+        from vggx.client.triton import _one_line, _reason
+
+        oom = ("inference failed: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while "
+               "running Conv node. Name:'/body/body.3/conv2/Conv' Status Message: /onnxruntime_src/onnxruntime/core/"
+               "framework/bfc_arena.cc:376 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, "
+               "onnxruntime::Stream*, bool, onnxruntime::WaitNotificationFn) Failed to allocate memory for requested "
+               "buffer of size 4294967296")
+        assert OUT_OF_MEMORY.search(_reason(InferenceServerException(oom, status="StatusCode.INTERNAL")))
+        assert _one_line("\n\n  the reason\n<html>...") == "the reason"
+        assert len(_one_line("x" * 500)) == 300 and _one_line("x" * 500).endswith("...")
+
     def test_url_must_be_host_port(self):
         with pytest.raises(ConfigError, match="HOST:PORT"):
             TritonRunner("localhost")
