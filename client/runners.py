@@ -193,24 +193,57 @@ def host_bytes_per_pixel(config: Any, window: int, runtime: str) -> float:
 
 def host_memory_available() -> int | None:
     """Bytes of memory this process may still take: the system's available memory (``MemAvailable``), or less where
-    a cgroup (a container's memory limit) allows less; None where neither can be read (not Linux)."""
+    its cgroup, or one above it, allows less (a container's or a job's memory limit, v1 or v2: the limit less what
+    is in use and cannot be reclaimed; inactive file pages can); None where neither can be read (not Linux)."""
     found = []
     try:
         with open("/proc/meminfo") as f:
             found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
     except (OSError, ValueError, IndexError):
         pass
-    v1 = "/sys/fs/cgroup/memory/memory."
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2, v1
-                         (f"{v1}limit_in_bytes", f"{v1}usage_in_bytes")):
-        try:
-            cap = Path(limit).read_text().strip()
-            if cap != "max" and int(cap) < 2**60:  # v1 writes a huge number for "no limit"
-                found.append(max(0, int(cap) - int(Path(usage).read_text())))
-                break
-        except (OSError, ValueError):
-            continue
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        found.append(headroom)
     return min(found) if found else None
+
+
+def _cgroup_headroom(proc: Path = Path("/proc/self/cgroup"), root: Path = Path("/sys/fs/cgroup")) -> int | None:
+    """The least headroom of this process's memory cgroup (``proc``) and those above it, as mounted under ``root``
+    (None: no limit)."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        return None
+    v2 = next((p for p in (root, root / "unified") if (p / "cgroup.controllers").is_file()), None)
+    found = []
+    for line in lines:
+        _, controllers, where = [*line.split(":", 2), "", ""][:3]
+        if controllers == "" and v2 is not None:
+            base, files = v2, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            base, files = root / "memory", ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        group = base / where.strip("/")
+        while True:  # this cgroup, then each one above it (a limit set on a parent holds too)
+            if (room := _headroom(group, *files)) is not None:
+                found.append(room)
+            if group == base or base not in group.parents:
+                break
+            group = group.parent
+    return min(found) if found else None
+
+
+def _headroom(group: Path, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    try:
+        limit = (group / limit_file).read_text().strip()
+        if limit == "max" or int(limit) >= 2**60:  # v1 writes a huge number for "no limit"
+            return None
+        usage = int((group / usage_file).read_text())
+        stat = dict(line.split() for line in (group / "memory.stat").read_text().splitlines() if " " in line)
+        return max(0, int(limit) - usage + int(stat.get(inactive_key, 0)))
+    except (OSError, ValueError):
+        return None
 
 
 class _RunnerBase:
