@@ -762,7 +762,7 @@ class _Tiles:
             (per_pixel, budget), self._memory = self._memory, None
             if frame[0] * frame[1] * per_pixel <= budget:
                 return
-            fits = memory_tile(budget, per_pixel, self.size, self.floor, self.multiple)
+            fits = memory_tile(budget, per_pixel, self.size, self.floor, self.multiple, frame)
             if fits != self.size:
                 log.info("tiles of at most %dx%d: a window of %dx%d frames would hold more than the %.1f GiB of memory "
                          "this run takes (--tile sets the size)", *fits, *frame, budget / 2**30)

@@ -329,11 +329,20 @@ MEMORY_TILES = ((1088, 1920), (720, 1280), (540, 960), (360, 640), (270, 480), (
 
 
 def memory_tile(budget: float, bytes_per_pixel: float, limit: tuple[int, int], floor: tuple[int, int],
-                multiple: int) -> tuple[int, int]:
+                multiple: int, frame: tuple[int, int] | None = None) -> tuple[int, int]:
     """The largest tile of :data:`MEMORY_TILES` (each side rounded down to a ``multiple`` and at most ``limit``'s)
-    whose window holds at most ``budget`` bytes at ``bytes_per_pixel`` per LR pixel; ``floor`` where none does."""
-    for h, w in ((min(h, limit[0]), min(w, limit[1])) for h, w in MEMORY_TILES):
-        h, w = max(floor[0], h // multiple * multiple), max(floor[1], w // multiple * multiple)
-        if h * w * bytes_per_pixel <= budget:
-            return h, w
+    whose window holds at most ``budget`` bytes at ``bytes_per_pixel`` per LR pixel; ``floor`` where none does.
+    For a ``frame`` (h, w): each size no larger than the frame (what a tile of it holds is what is weighed), and
+    turned where that cuts the frame into fewer tiles (a phone's portrait video)."""
+    def sized(h: int, w: int) -> tuple[int, int]:
+        h, w = min(h, limit[0]), min(w, limit[1])
+        if frame is not None:
+            h, w = min(h, -(-frame[0] // multiple) * multiple), min(w, -(-frame[1] // multiple) * multiple)
+        return max(floor[0], h // multiple * multiple), max(floor[1], w // multiple * multiple)
+
+    for h, w in MEMORY_TILES:
+        fitting = [t for t in dict.fromkeys((sized(h, w), sized(w, h)) if frame is not None else (sized(h, w),))
+                   if t[0] * t[1] * bytes_per_pixel <= budget]
+        if fitting:
+            return min(fitting, key=lambda t: plan_tiles(frame, t, multiple, 1).count if frame is not None else 0)
     return floor

@@ -153,14 +153,47 @@ class TestHostMemory:
         monkeypatch.setattr(torch_runner, "host_budget", int(per_pixel * 40 * 56 * 0.9))  # ... no longer
         caplog.set_level(logging.INFO, "vggx.client.pipeline")
         result = run(clips["big"], tmp_path / "b.mkv", torch_runner, frames=4)
-        explicit = run(clips["big"], tmp_path / "c.mkv", torch_runner, frames=4, tile=(32, 48))  # the ladder's
-        assert result.tile == explicit.tile == (32, 48) and result.tiles_per_window == explicit.tiles_per_window > 1
+        # the ladder's 48x80 in the frame (40x48, turned: 40x56 does not fit)
+        explicit = run(clips["big"], tmp_path / "c.mkv", torch_runner, frames=4, tile=(40, 48))
+        assert result.tile == explicit.tile == (40, 48) and result.tiles_per_window == explicit.tiles_per_window > 1
         for x, y in zip(decode_all(tmp_path / "b.mkv"), decode_all(tmp_path / "c.mkv"), strict=True):
             np.testing.assert_array_equal(x, y)
-        assert "tiles of at most 32x48: a window of 40x56 frames would hold more than the " in caplog.text
+        assert "tiles of at most 40x48: a window of 40x56 frames would hold more than the " in caplog.text
         # two windows in flight share the memory; --tile is the user's
         assert run(clips["big"], tmp_path / "d.mkv", torch_runner, frames=4, concurrency=2).tile == (16, 16)
         assert run(clips["big"], tmp_path / "e.mkv", torch_runner, frames=4, tile=(40, 56)).tile is None
+
+    def test_a_cgroup_limit_counts_what_cannot_be_reclaimed_in_the_processs_own_group(self, tmp_path):
+        """The process's own cgroup (not the mount's root, which under a job scheduler has no limit) and those above
+        it; the page cache of a video read before (inactive file pages) is not counted as used."""
+        from vggx.client.runners import _cgroup_headroom
+
+        gib = 2**30
+
+        def group(path, limit, usage, inactive, v1=False):
+            path.mkdir(parents=True, exist_ok=True)
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") if v1 else \
+                    ("memory.max", "memory.current", "inactive_file")
+            (path / names[0]).write_text(f"{limit}\n")
+            (path / names[1]).write_text(f"{usage}\n")
+            (path / "memory.stat").write_text(f"anon 1\n{names[2]} {inactive}\n")
+
+        proc = tmp_path / "cgroup"
+        v2 = tmp_path / "v2"
+        (v2).mkdir()
+        (v2 / "cgroup.controllers").write_text("cpu memory\n")
+        group(v2, "max", 50 * gib, 0)
+        group(v2 / "job", 12 * gib, 11 * gib, 6 * gib)  # 11 GiB used, 6 of it cache: 7 GiB of room
+        group(v2 / "job" / "step", "max", 11 * gib, 6 * gib)
+        proc.write_text("0::/job/step\n")
+        assert _cgroup_headroom(proc, v2) == 7 * gib
+        v1 = tmp_path / "v1"
+        group(v1 / "memory", 9223372036854771712, 9 * gib, 0, v1=True)  # v1's "no limit"
+        group(v1 / "memory" / "slurm" / "job_1", 8 * gib, 3 * gib, gib, v1=True)
+        proc.write_text("4:memory:/slurm/job_1\n1:cpu:/\n0::/\n")
+        assert _cgroup_headroom(proc, v1) == 6 * gib
+        proc.write_text("4:memory:/\n0::/\n")
+        assert _cgroup_headroom(proc, v1) is None  # no limit anywhere
 
     def test_the_estimate_is_what_the_runtimes_were_measured_to_hold(self, torch_runner, ort_runner, tmp_path,
                                                                      portable_onnx):

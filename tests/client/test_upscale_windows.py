@@ -186,6 +186,19 @@ class TestTileSizes:
         assert fits(21, limit=(600, 800)) == (536, 800)
         assert fits(0.7, multiple=16) == (80, 160)  # 90x160 on whole multiples
         assert fits(0.001) == (16, 16) and fits(0.001, floor=(24, 40)) == (24, 40)  # none fits: the smallest
+        # for a frame: sizes no larger than it (720 rows of 720x1280 fit where 720x1280 does not: 2 tiles, not 4)
+        framed = lambda budget, frame: memory_tile(budget * 2**30, per_pixel, (1088, 1920), (16, 16), 8, frame)
+        assert framed(25, (720, 1280)) == (720, 720) and fits(25) == (536, 960)
+        assert plan_tiles((720, 1280), (720, 720), 8, 4).count == 2 < plan_tiles((720, 1280), fits(25), 8, 4).count
+        # ... and turned where that makes fewer tiles (a phone's 1280x720 portrait: 320x176 in 25, 176x320 in 27),
+        # not where it makes more (640x360 in 9, 360x640 in 8)
+        assert framed(6, (1280, 720)) == (320, 176) and plan_tiles((1280, 720), (176, 320), 8, 4).count == 27
+        assert plan_tiles((1280, 720), (320, 176), 8, 4).count == 25
+        assert framed(12, (1280, 720)) == (360, 640) and plan_tiles((1280, 720), (640, 360), 8, 4).count == 9
+        # what a tile of the frame holds is weighed: 400 rows of 720-wide tiles fit where 540x960 does not
+        assert memory_tile(19 * 2**30, per_pixel, (1088, 1920), (16, 16), 8, frame=(400, 1900)) == (400, 720)
+        assert fits(19) == (360, 640) and plan_tiles((400, 1900), (360, 640), 8, 4).count == 8
+        assert plan_tiles((400, 1900), (400, 720), 8, 4).count == 3
 
 
 class TestCutWindows:
