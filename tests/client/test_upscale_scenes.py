@@ -309,19 +309,23 @@ class TestFlashes:
         return [np.ascontiguousarray(field[i * step: i * step + SIZE[0], i * step: i * step + SIZE[1]])
                 for i in range(n)]
 
-    def test_fast_motion_after_a_cut_is_not_a_second_cut(self):
+    @pytest.mark.parametrize("repeat", [1, 2, 3])
+    def test_fast_motion_after_a_cut_is_not_a_second_cut(self, repeat):
         """The frame after a cut scored its own change (scdet compares with the change before, the cut's): a shot
-        of fast motion after a cut started at its second frame too, leaving a one-frame shot."""
+        of fast motion after a cut started at its second frame too, leaving a one-frame shot. Also animation on
+        twos and threes, whose repeats come between the drawings (the items still come back in order)."""
         still = [f // 4 for f in self.moving(6, 1, 0)]
         fast = [f // 2 + 100 for f in self.moving(10, 2, 2)]
+        frames = still + [drawing for drawing in fast for _ in range(repeat)]
         detect = SceneCuts()
-        flags = [cut for _, cut in detect.flagged(still + fast)]
-        assert detect.scores[7] >= detect.threshold  # scdet's score says cut
-        assert [i for i, cut in enumerate(flags) if cut] == [6] and detect.cuts == [6] and detect.flashes == []
+        out = list(detect.flagged(list(enumerate(frames)), image=lambda item: item[1]))
+        assert [i for (i, _), _ in out] == list(range(len(frames)))
+        assert detect.scores[6 + repeat] >= detect.threshold  # scdet's score says cut
+        assert [i for (i, _), cut in out if cut] == [6] and detect.cuts == [6] and detect.flashes == []
         other = [255 - f for f in self.moving(8, 4, 0)]  # a one-frame shot between two others: two cuts still
         detect = SceneCuts()
-        flags = [cut for _, cut in detect.flagged(still + fast[:1] + other)]
-        assert [i for i, cut in enumerate(flags) if cut] == [6, 7] and detect.cuts == [6, 7]
+        flags = [cut for _, cut in detect.flagged(still + [fast[0]] * repeat + other)]
+        assert [i for i, cut in enumerate(flags) if cut] == [6, 6 + repeat] and detect.cuts == [6, 6 + repeat]
 
     def test_a_cut_after_a_still_opening_is_found(self):
         """A title card held for 30 frames, then the film: the first change scdet sees is a cut (a drawing held twice

@@ -124,14 +124,23 @@ class SceneCuts:
         frame straight after a cut is scdet's second frame of a shot: its score is its own change (the one before it,
         the cut's, is no motion to compare with), so in a shot of fast motion it scores a cut too; it is one only
         where the change after it differs from its own by the threshold (a one-frame shot between two others), not
-        where the motion goes on."""
+        where the motion goes on (the changes between drawings: animation's repeats in between are passed over, and
+        waited past, the items still coming back in order)."""
         before = held = None  # the image before the held item; (item, image, its index, scored a cut)
-        after_cut = False  # the item yielded last started a shot
+        after_cut = False  # no drawing but repeats since the item that started a shot
+        waiting: list[T] = []  # the held item's repeats, behind it while its check waits for the next drawing
+        repeats: set[int] = set()
         for item in items:
             frame = image(item)
             cut = self(frame)
+            index = len(self.scores) - 1
+            if self.held and self.held[-1] == index:
+                repeats.add(index)
             if held is not None:
                 h_item, h_frame, h_index, h_cut = held
+                if h_cut and after_cut and index in repeats:  # a repeat of it: no change to compare with yet
+                    waiting.append(item)
+                    continue
                 if h_cut and before is not None and mafd(before, frame) < self.threshold:
                     h_cut = False
                     self.cuts.remove(h_index)
@@ -140,10 +149,13 @@ class SceneCuts:
                     h_cut = False  # the new shot's motion, going on
                     self.cuts.remove(h_index)
                 yield h_item, h_cut
-                before, after_cut = h_frame, h_cut
-            held = (item, frame, len(self.scores) - 1, cut)
+                yield from ((w, False) for w in waiting)
+                waiting.clear()
+                before, after_cut = h_frame, h_cut or (after_cut and h_index in repeats)
+            held = (item, frame, index, cut)
         if held is not None:
             yield held[0], held[3]
+            yield from ((w, False) for w in waiting)
 
 
 def mafd(a: np.ndarray, b: np.ndarray) -> float:
