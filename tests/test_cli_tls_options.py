@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vggx.cli import _state, _triton_options, app
+from vggx.server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,12 @@ def test_a_header_value_with_a_control_character_is_refused(value):
     assert line == ("error: --header X-A: its value holds a line break or another control character; a header value "
                     "is one line of text")
     assert "secret" not in line  # header values are often secrets
+
+
+def test_a_header_value_may_hold_a_tab():
+    """HTTP allows a TAB in a field value: not refused (the unreachable server is what stops this run)."""
+    result = CliRunner().invoke(app, ["info", "--url", f"127.0.0.1:{free_port()}", "--header", "X-A: b\tc"])
+    assert "--header" not in result.output and "cannot reach Triton" in result.output, result.output
 
 
 def test_a_ca_cert_that_is_not_pem_is_refused(pem):

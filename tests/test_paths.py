@@ -71,17 +71,30 @@ def test_a_replaced_file_keeps_its_mode(tmp_path):
 
 def test_json_that_cannot_be_written_is_refused_before_the_work(tmp_path):
     # /proc: os.access says yes to root, but nothing can be made there
-    out = tmp_path / "never.json"
     result = CliRunner().invoke(app, [*INFO, "--json", "/proc/vggx-test.json"])
     assert result.exit_code == 1, result.output
     assert result.stderr.strip() == "error: --json /proc/vggx-test.json cannot be written (No such file or directory)"
-    assert result.stdout == "" and not out.exists()
-    assert not os.path.exists("/proc/vggx-test.json")
+    assert result.stdout == "" and not os.path.exists("/proc/vggx-test.json")
 
 
 def test_unwritable_file_makes_and_removes_its_probe(tmp_path):
     assert unwritable_file(tmp_path / "x.json") is None
     assert list(tmp_path.iterdir()) == []
+
+
+
+def test_a_stale_temp_file_does_not_pass_the_check(tmp_path, monkeypatch):
+    """A killed run's temporary file (in a container the PID is the same each run) made the check pass untried."""
+    (tmp_path / f".x.json.{os.getpid()}.tmp").write_text("")
+    real_open = os.open
+
+    def read_only(path, flags, *args):  # a folder that takes no new file (a read-only mount)
+        if flags & os.O_CREAT:
+            raise FileExistsError(path) if os.path.exists(path) else PermissionError(13, "Permission denied", path)
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)
+    assert unwritable_file(tmp_path / "x.json") == f"{tmp_path / 'x.json'} cannot be written (Permission denied)"
     assert unwritable_file(tmp_path) == f"{tmp_path} is a directory; name a file"
     assert "does not exist" in unwritable_file(tmp_path / "no" / "x.json")
 

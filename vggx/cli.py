@@ -1548,7 +1548,8 @@ def _triton_options(url: str | None, protocol: str | None, ssl: bool, ca_cert: P
         name, sep, value = h.partition(":")
         if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
             raise ConfigError(f"--header must be 'Name: value', got {h!r}")
-        if any(ord(c) < 32 or ord(c) == 127 for c in value.strip()):  # gRPC and HTTP refuse it: a setting, not a retry
+        # gRPC and HTTP refuse it (HTTP allows a TAB): a setting, not a retry
+        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value.strip()):
             # the value is not shown: it is often a secret (Authorization)
             raise ConfigError(f"--header {name.strip()}: its value holds a line break or another control character; "
                               f"a header value is one line of text")

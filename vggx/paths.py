@@ -124,11 +124,11 @@ def unwritable_file(path: Path) -> str | None:
         return f"directory {real.parent} does not exist"
     if real.exists() and not os.access(real, os.W_OK):
         return f"{path} is not writable"
-    tmp = _temp_path(real)
+    import uuid
+
+    tmp = real.with_name(f".{real.name}.{uuid.uuid4().hex[:12]}.probe")  # not a stale temp file's name (PID 1 again)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return None  # this process is writing it now
     except OSError as exc:
         return f"{path} cannot be written ({exc.strerror or errno.errorcode.get(exc.errno, exc)})"
     os.close(fd)
