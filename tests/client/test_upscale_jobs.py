@@ -202,7 +202,7 @@ from vggx.errors import Terminated
 from vggx.server import sigterm_as_interrupt
 
 
-def upscale(config, progress=None, runner=None, cancel=None):  # a file that runs until the folder run stops it
+def upscale(config, progress=None, runner=None, cancel=None, files=1):  # a file that runs until the folder run stops it
     while not cancel.wait(0.01):
         pass
     raise pipeline.Cancelled("stopped")
