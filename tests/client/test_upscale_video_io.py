@@ -1339,3 +1339,18 @@ def test_a_container_taking_the_codec_passes_the_check(tmp_path, name, codec):
         pytest.skip(f"no {codec} in this FFmpeg")
     check_container(tmp_path / name, codec)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_pair_that_passed_is_not_probed_again(tmp_path, monkeypatch):
+    """A folder run checks each file's output: the encoder opened once for a container and codec, not per file."""
+    import av
+
+    import vggx.video.encode as encode
+    from vggx.video.encode import check_container
+
+    monkeypatch.setattr(encode, "_CONTAINERS_PASSED", set())  # none checked before, whatever ran first
+    check_container(tmp_path / "a.mkv", "libx264")
+    monkeypatch.setattr(av, "open", lambda *a, **k: pytest.fail("probed again"))
+    check_container(tmp_path / "b.mkv", "libx264")
+    with pytest.raises(pytest.fail.Exception, match="probed again"):
+        check_container(tmp_path / "c.mp4", "libx264")  # another container: checked

@@ -329,12 +329,16 @@ def image_codec(path: str | Path) -> str | None:
 def check_container(path: str | Path, codec: str) -> None:
     """Raise ``VideoError`` unless the container ``path``'s extension names can hold ``codec`` video (e.g. WebM
     takes VP8/VP9/AV1, not H.264; QuickTime takes no VP9, VP8 or AV1, Ogg no H.264); call before heavy work. Writes
-    the header of a probe file in a temporary folder, removed after: some muxers refuse a codec only there."""
+    the header of a probe file in a temporary folder, removed after: some muxers refuse a codec only there. A pair
+    that passed is not tried again in this process (a folder run's files, each opening an encoder)."""
     import tempfile
 
     import av
 
     path = Path(path)
+    key = (_guess_format(path), path.suffix.lower(), codec)
+    if key in _CONTAINERS_PASSED:
+        return
     with tempfile.TemporaryDirectory(prefix="vggx-probe-") as tmp:
         probe = Path(tmp) / f"probe{path.suffix}"
         try:
@@ -362,6 +366,10 @@ def check_container(path: str | Path, codec: str) -> None:
                 container.close()
         if failed is not None:
             raise _container_refuses(path, codec, "; ".join(said.errors) or _reason(failed))
+    _CONTAINERS_PASSED.add(key)
+
+
+_CONTAINERS_PASSED: set[tuple[str | None, str, str]] = set()  # (format, extension, codec) check_container passed
 
 
 def _check_audio_encoder(name: str) -> None:
