@@ -61,6 +61,27 @@ def test_a_fifo_is_written_not_replaced(tmp_path, through_link):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"pipe", target.name})
 
 
+def test_a_fifo_no_process_reads_is_an_error_not_a_wait_for_ever(tmp_path):
+    """Opening a FIFO to write waits for a reader: at the end of a run, with none, the process never exited."""
+    import errno
+    import time
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="no process reads this FIFO") as caught:
+        write_atomic(fifo, b"{}", fifo_wait_s=0.3)
+    assert caught.value.errno == errno.ENXIO and time.monotonic() - started < 20
+    got: list[bytes] = []  # a reader that comes within the wait gets it
+    threading.Timer(0.2, _read_fifo, args=(fifo, got)).start()
+    write_atomic(fifo, b"{}", fifo_wait_s=20)
+    for _ in range(200):
+        if got:
+            break
+        time.sleep(0.05)
+    assert got == [b"{}"]
+
+
 def test_a_replaced_file_keeps_its_mode(tmp_path):
     path = tmp_path / "a.json"
     path.write_text("{}")

@@ -1640,7 +1640,8 @@ def main() -> None:
     except SystemExit as exc:
         # Ctrl-C while Typer parses the command line or runs the callback: Typer exits 130 saying nothing (an
         # Exit(130) raised from the KeyboardInterrupt); handle_errors' own Exit(130) has said it already
-        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt):
+        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt) \
+                and not _state["debug"]:
             _error_line("interrupted")
         raise
 

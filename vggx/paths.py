@@ -79,22 +79,47 @@ def _in_place(path: Path) -> bool:
     return (not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)) or _through_proc(path)
 
 
+def _open_fifo(path: Path, wait_s: float) -> int:
+    """A FIFO opened for writing once a process reads it (``OSError`` ENXIO after ``wait_s``), blocking again."""
+    import errno
+    import time
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:
+                raise
+            if time.monotonic() >= deadline:
+                raise OSError(errno.ENXIO, f"no process reads this FIFO (waited {wait_s:g} s)", str(path)) from None
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
 def _temp_path(real: Path) -> Path:
     return real.with_name(f".{real.name}.{os.getpid()}.tmp")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes, fifo_wait_s: float = 10.0) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename: readers see
     the old file or the new one, never half of it.
 
     A symbolic link is followed: the file it points to is replaced (the temporary file sits beside it) and the link
-    stays. A target that is not a regular file (a FIFO, ``/dev/stdout``, a terminal) is written directly. Errors are
+    stays. A target that is not a regular file (a FIFO, ``/dev/stdout``, a terminal) is written directly; a FIFO
+    no process reads within ``fifo_wait_s`` is an error, not a wait for ever at the end of a run. Errors are
     ``OSError``, for the caller to word."""
     if _in_place(path):
         import stat
 
-        regular = os.path.exists(path) and stat.S_ISREG(os.stat(path).st_mode)
-        with open(path, "ab" if regular else "wb") as f:  # a redirected stdout: added to, not cut
+        mode = os.stat(path).st_mode
+        if stat.S_ISFIFO(mode):
+            with os.fdopen(_open_fifo(path, fifo_wait_s), "wb") as f:
+                f.write(data)
+            return
+        with open(path, "ab" if stat.S_ISREG(mode) else "wb") as f:  # a redirected stdout: added to, not cut
             f.write(data)
         return
     real = Path(os.path.realpath(path))
