@@ -8,7 +8,9 @@ that the caller closes.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import functools
 import logging
 import os
 import re
@@ -181,14 +183,39 @@ HOST_MEMORY_SHARE = 0.7  # of the memory available as the runner opens: the rest
 
 def host_bytes_per_pixel(config: Any, window: int, runtime: str) -> float:
     """Bytes of host memory a window of ``config``'s generator holds per LR pixel, run by ``runtime`` (a key of
-    :data:`HOST_MEMORY_FACTOR`) on the CPU: its FP32 activations at 360x640 (they grow with the pixels), scaled."""
+    :data:`HOST_MEMORY_FACTOR`) on the CPU: its FP32 activations per pixel (:func:`activations_per_pixel`), scaled."""
+    return HOST_MEMORY_FACTOR[runtime] * activations_per_pixel(config, window)
+
+
+_ACTIVATIONS_REVISION = 1  # of how activations_per_pixel works them out: a new one is not read from an old cache
+
+
+@functools.lru_cache(maxsize=8)
+def activations_per_pixel(config: Any, window: int) -> float:
+    """FP32 activations of a window of ``config``'s generator per LR pixel, at 360x640 (they grow with the pixels).
+    Worked out once (a forward on PyTorch's meta device, whose first use imports a second of PyTorch: every CPU run
+    paid it as it started) and kept in vggx's cache (``memory/``), keyed by the config and the window."""
+    import dataclasses
+    import hashlib
+    import json
+
+    from vggx.paths import write_atomic
+
+    text = json.dumps([dataclasses.asdict(config), window, _ACTIVATIONS_REVISION], sort_keys=True)
+    path = vggx_cache_dir() / "memory" / f"{hashlib.sha256(text.encode()).hexdigest()[:16]}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return float(json.loads(path.read_text())["fp32_activation_bytes_per_pixel"])
     import torch
 
     from vggx.generator.flops import activation_bytes
 
     size = (360, 640)
-    activations = activation_bytes(config, size, window=window, dtype=torch.float32)
-    return HOST_MEMORY_FACTOR[runtime] * activations / (size[0] * size[1])
+    value = activation_bytes(config, size, window=window, dtype=torch.float32) / (size[0] * size[1])
+    with contextlib.suppress(OSError):  # a cache that cannot be written: worked out again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps({"fp32_activation_bytes_per_pixel": value, "config": config.name,
+                                       "window": window}).encode())
+    return value
 
 
 def host_memory_available() -> int | None:

@@ -195,6 +195,29 @@ class TestHostMemory:
         proc.write_text("4:memory:/\n0::/\n")
         assert _cgroup_headroom(proc, v1) is None  # no limit anywhere
 
+    def test_the_activations_are_worked_out_once_and_kept(self, tmp_path, monkeypatch):
+        """The meta-device forward they come from imports a second of PyTorch on first use: every CPU run paid it as
+        it started. Kept in vggx's cache, keyed by the config; a cache file that does not read is worked out again."""
+        import vggx.generator.flops
+        from vggx.checkpoint import load_checkpoint
+        from vggx.client.runners import activations_per_pixel
+
+        monkeypatch.setenv("VGGX_CACHE_DIR", str(tmp_path))
+        config = load_checkpoint(None).config
+        activations_per_pixel.cache_clear()
+        first = activations_per_pixel(config, 8)
+        (kept,) = (tmp_path / "memory").iterdir()
+        real = vggx.generator.flops.activation_bytes
+        monkeypatch.setattr(vggx.generator.flops, "activation_bytes", lambda *a, **k: pytest.fail("worked out again"))
+        activations_per_pixel.cache_clear()
+        assert activations_per_pixel(config, 8) == first and 15_000 < first < 30_000  # bytes: 20 KiB a pixel
+        kept.write_text("{")
+        monkeypatch.setattr(vggx.generator.flops, "activation_bytes", real)
+        activations_per_pixel.cache_clear()
+        assert activations_per_pixel(config, 8) == first and activations_per_pixel(config.replace(window=4), 4) < first
+        assert len(list((tmp_path / "memory").iterdir())) == 2
+        activations_per_pixel.cache_clear()
+
     def test_the_estimate_is_what_the_runtimes_were_measured_to_hold(self, torch_runner, ort_runner, tmp_path,
                                                                      portable_onnx):
         """Peak RSS of `vggx upscale` at 360x640 with the tiny model (HOST_MEMORY_FACTOR): onnxruntime 11.4 GiB,
