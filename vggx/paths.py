@@ -12,7 +12,8 @@ def cache_dir() -> Path:
     """vggx's cache folder: ``$VGGX_CACHE_DIR``, else ``$XDG_CACHE_HOME/vggx``, else ``~/.cache/vggx``.
 
     Holds the ONNX exports of checkpoints (``onnx/``), the prepared Triton Python backend
-    (``triton-backends/``), server logs (``logs/``) and fetched tools.
+    (``triton-backends/``), server logs (``logs/``), fetched tools and the activations per pixel of each generator
+    config that CPU runs size their tiles by (``memory/``).
     """
     if os.environ.get("VGGX_CACHE_DIR"):
         return Path(os.environ["VGGX_CACHE_DIR"])
