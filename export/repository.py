@@ -105,6 +105,10 @@ class ServingConfig:
     merge_requests: bool = True  # python/torch: run a dynamic batch's same-size requests as one batch
     compile: bool = False  # torch: torch.compile the model on GPU instances (once per input shape)
     versions_served: int = 1  # version policy: serve the newest N version folders
+    # python/torch backends' CPU instances: the host memory their windows may hold together ("auto": 75 % of what is
+    # available as they start; "off"; or bytes, "16GiB"); larger windows are refused as out of memory (vggx's client
+    # tiles smaller), same-size requests merged only as far as it holds
+    host_memory_budget: str = "auto"
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -126,6 +130,7 @@ class ServingConfig:
             raise ExportError(f"--cpu-threads must be >= 0, got {self.cpu_threads}")
         if self.versions_served < 1:
             raise ExportError(f"--versions-served must be >= 1, got {self.versions_served}")
+        parse_memory_budget(self.host_memory_budget)
 
     def check(self, backend: Backend) -> str:
         """The instances' kind for ``backend``; ``ExportError`` where a knob does not apply to it (checked before
@@ -147,10 +152,31 @@ class ServingConfig:
         if self.compile and kind != "KIND_GPU":
             raise ExportError("--compile applies to GPU instances (torch.compile of the CUDA model); CPU instances "
                               "run the FP32 reference ops uncompiled")
+        if self.host_memory_budget != "auto" and (backend not in (Backend.PYTHON, Backend.TORCH) or kind != "KIND_CPU"):
+            raise ExportError(f"--host-memory-budget applies to the python and torch backends' CPU instances (the "
+                              f"{backend.value} backend's here run {kind})")
         if self.cpu_threads and backend is not Backend.PYTHON:
             raise ExportError(f"CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                               f"not {backend.value!r}")
         return kind
+
+
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_memory_budget(text: str) -> str:
+    """``--host-memory-budget`` as the model config's ``host_memory_budget`` parameter: ``auto``, ``off`` or bytes
+    (``16GiB``, ``12G``, ``8e9``); ``ExportError`` otherwise."""
+    import re
+
+    value = text.strip().lower()
+    if value in ("auto", "off"):
+        return value
+    found = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]i?)?b?", value)
+    if not found or float(found[1]) * _UNITS[found[2] or ""] < 2**20:
+        raise ExportError(f"--host-memory-budget must be auto, off or a size of at least 1 MiB (16GiB, 12G, 8e9 "
+                          f"bytes), got {text!r}")
+    return str(int(float(found[1]) * _UNITS[found[2] or ""]))
 
 
 def model_config(
@@ -208,6 +234,8 @@ def model_config(
         params["cpu_threads"] = str(serving.cpu_threads)
     if backend in (Backend.PYTHON, Backend.TORCH):
         params["merge_requests"] = "true" if serving.merge_requests else "false"
+        if kind == "KIND_CPU":
+            params["host_memory_budget"] = parse_memory_budget(serving.host_memory_budget)
     if backend is Backend.TORCH:
         params["precision"] = "fp32" if kind == "KIND_CPU" else "fp16"  # a CPU instance runs the FP32 reference
         params["compile"] = "true" if serving.compile else "false"

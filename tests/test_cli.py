@@ -141,6 +141,19 @@ def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--backend", "onnxruntime", "--host-memory-budget", "8GiB"],
+     "error: --host-memory-budget applies to the python and torch backends' CPU instances (the onnxruntime backend's "
+     "here run KIND_GPU)"),
+    (["--backend", "python", "--host-memory-budget", "lots"],
+     "error: --host-memory-budget must be auto, off or a size of at least 1 MiB (16GiB, 12G, 8e9 bytes), got 'lots'"),
+])
+def test_a_host_memory_budget_is_checked_before_the_export(tmp_path, flags, message):
+    result = CliRunner().invoke(app, ["export", "--repo", str(tmp_path / "repo"), *flags])
+    assert result.exit_code == 1 and result.stderr.strip() == message, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_evaluate_with_nothing_to_evaluate_is_an_error():
     """--no-held-out and no videos printed an empty table and exited 0."""
     result = CliRunner().invoke(app, ["evaluate", "--no-held-out"])

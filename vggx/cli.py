@@ -1449,6 +1449,10 @@ def export(
         "provider on GPU instances, in the graph's precision (FP16 with --fp16)")] = False,
     cpu_threads: Annotated[int, typer.Option(
         "--cpu-threads", help="--backend python: ONNX Runtime threads per instance (0: its default)")] = 0,
+    host_memory_budget: Annotated[str, typer.Option(
+        "--host-memory-budget", help="--backend python (or torch on CPU instances): host memory the instances' "
+        "windows may hold together, e.g. 16GiB (auto: 75% of what is available as they start; off); larger windows "
+        "are refused as out of memory, and vggx's client tiles smaller")] = "auto",
     versions_served: Annotated[int, typer.Option(
         "--versions-served", help="serve the newest N version folders (a canary beside the current one; clients "
         "pick with --model-version)")] = 1,
@@ -1476,6 +1480,7 @@ def export(
     serving = ServingConfig(instances=instances, gpus=_gpu_list(gpus) if gpus else (), queue_delay_us=queue_delay_us,
                             max_queue_size=max_queue_size,
                             trt_accelerator=trt_accelerator, cpu_threads=cpu_threads, versions_served=versions_served,
+                            host_memory_budget=host_memory_budget,
                             instance_kind=f"KIND_{instance_kind.upper()}" if instance_kind else None)
     job = ExportJob(
         checkpoint=checkpoint, repo=repo, backend=chosen, flavor=picked,

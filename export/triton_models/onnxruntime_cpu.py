@@ -6,6 +6,15 @@ Requests ``lr`` UINT8 [N, T, H, W, 3] -> ``sr`` UINT8 [N, T, s·H, s·W, 3]. Dyn
 (one that fails, e.g. out of memory, is run again request by request). A bad request gets its own error
 response; it never fails the others or the server.
 
+Host memory: on the CPU a window holds about 20 KiB per LR pixel (a 720p window ~19 GiB), which the kernel's OOM
+killer takes from the server, not an error ONNX Runtime could return. So a CPU instance measures what a window holds
+per pixel as it starts (a 64x64 window's peak RSS, ``_measure_bytes_per_pixel``) and takes a share of the memory then
+available, divided among the instances, as its budget. Requests whose single window would not fit are refused at once
+with an "out of memory" error (vggx's client tiles smaller on it); same-size requests are merged, and a request's
+windows run together, only as far as the budget holds. Config parameters ``host_memory_budget`` (bytes the
+instances share, ``auto`` or ``off``; ``vggx export --host-memory-budget``) and ``host_bytes_per_pixel`` (bytes,
+``auto``) set them.
+
 Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python the stub runs. The
 ``torch`` backend's model (``vggx.export.triton_models.torch_gpu``) reuses this class.
 """
@@ -21,11 +30,110 @@ import triton_python_backend_utils as pb_utils
 
 INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
+MEMORY_SHARE = 0.75  # of the memory available after loading that a CPU model's instances may take together
+# measured bytes per pixel x this: the peak per pixel varies with the size (19.8-25.3 KiB at 64x64 .. 180x320 with
+# the shipped model, ONNX Runtime 1.2x on 2 cores) around the probe's 64x64 (19.2-22.0)
+MEMORY_MARGIN = 1.3
+_PROBE_SIZES = ((32, 32), (64, 64))  # LR H, W: the first warms the model up, the second is measured
 
 
 def _size(text: str) -> tuple[int, int]:
     h, w = text.lower().split("x")
     return int(h), int(w)
+
+
+def _log(level: str, message: str) -> None:
+    logger = getattr(pb_utils, "Logger", None)  # arrived in r22.xx
+    if logger is not None:
+        getattr(logger, f"log_{level}")(message)
+
+
+def _gib(size: float) -> str:
+    return f"{size / 2**30:.1f} GiB"
+
+
+def _memory_available() -> int | None:
+    """Bytes of memory this process may still take: ``MemAvailable``, or less where its cgroup or one above it
+    (a container's limit, v1 or v2) allows less; None where neither can be read. As ``vggx.client.runners``
+    works it out (this file stays self-contained; a test holds the two equal)."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    headroom = _cgroup_headroom()
+    if headroom is not None:
+        found.append(headroom)
+    return min(found) if found else None
+
+
+def _cgroup_headroom(proc: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> int | None:
+    """The least headroom of this process's memory cgroup (``proc``) and those above it (None: no limit)."""
+    try:
+        with open(proc) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    root = os.fspath(root)
+    v2 = next((p for p in (root, os.path.join(root, "unified"))
+               if os.path.isfile(os.path.join(p, "cgroup.controllers"))), None)
+    found = []
+    for line in lines:
+        _, controllers, where = [*line.split(":", 2), "", ""][:3]
+        if controllers == "" and v2 is not None:
+            base, files = v2, ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            base, files = os.path.join(root, "memory"), ("memory.limit_in_bytes", "memory.usage_in_bytes",
+                                                         "total_inactive_file")
+        else:
+            continue
+        group = os.path.normpath(os.path.join(base, where.strip("/")))
+        while True:  # this cgroup, then each one above it (a limit set on a parent holds too)
+            room = _cgroup_room(group, *files)
+            if room is not None:
+                found.append(room)
+            if group == base or not group.startswith(base + os.sep):
+                break
+            group = os.path.dirname(group)
+    return min(found) if found else None
+
+
+def _cgroup_room(group: str, limit_file: str, usage_file: str, inactive_key: str) -> int | None:
+    try:
+        with open(os.path.join(group, limit_file)) as f:
+            limit = f.read().strip()
+        if limit == "max" or int(limit) >= 2**60:
+            return None
+        with open(os.path.join(group, usage_file)) as f:
+            usage = int(f.read())
+        with open(os.path.join(group, "memory.stat")) as f:
+            stat = dict(line.split() for line in f.read().splitlines() if " " in line)
+        return max(0, int(limit) - usage + int(stat.get(inactive_key, 0)))
+    except (OSError, ValueError):
+        return None
+
+
+def _peak_rss_over(run) -> int | None:
+    """Bytes by which this process's peak RSS rose over its RSS while ``run()`` ran; None where Linux's peak
+    (``VmHWM``, reset through ``/proc/self/clear_refs``) cannot be read or reset, or did not rise."""
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
+
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS
+        before = status("VmRSS:")
+    except (OSError, StopIteration, ValueError):
+        return None
+    run()
+    try:
+        rise = status("VmHWM:") - before
+    except (OSError, StopIteration, ValueError):
+        return None
+    return rise if rise > 0 else None
 
 
 def _error(message: str, code: str = "INVALID_ARG"):
@@ -60,6 +168,51 @@ class TritonPythonModel:
         if not os.path.isfile(path):
             raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend {self.BACKEND}")
         self.run = self.load(path, params, args)
+        self.bytes_per_pixel, self.budget = None, None  # host memory a window holds per LR pixel; bytes it may hold
+        if args.get("model_instance_kind", "CPU") != "GPU":  # a GPU's memory has its own out-of-memory error
+            self._budget_memory(params, args.get("model_instance_name", "vggx"))
+
+    def _budget_memory(self, params: dict[str, str], name: str) -> None:
+        budget = params.get("host_memory_budget", "auto").strip().lower()
+        if budget in ("off", "none", "0"):
+            return
+        per_pixel = params.get("host_bytes_per_pixel", "auto").strip().lower()
+        try:
+            self.bytes_per_pixel = self._measure_bytes_per_pixel() if per_pixel == "auto" else float(per_pixel)
+            if budget == "auto":
+                available = _memory_available()
+                total = None if available is None else MEMORY_SHARE * available
+            else:
+                total = float(budget)
+            self.budget = None if total is None else int(total / self.instances)  # each instance is a process
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(f"host_memory_budget {budget!r} / host_bytes_per_pixel "
+                                                f"{per_pixel!r}: bytes or 'auto' ({exc})") from None
+        if self.bytes_per_pixel is None or self.budget is None:
+            _log("warn", f"{name}: host memory not known on this system; requests are not sized to it")
+            self.bytes_per_pixel = self.budget = None
+            return
+        most = int(self.budget / self.bytes_per_pixel)
+        _log("info", f"{name}: host memory budget {_gib(self.budget)}, {self.bytes_per_pixel / 1024:.1f} KiB per LR "
+                     f"pixel of a window: windows above {most} LR pixels (about {int(most ** 0.5)}x{int(most ** 0.5)})"
+                     f" are refused as out of memory")
+
+    def _measure_bytes_per_pixel(self) -> float | None:
+        """Host memory one window holds per LR pixel, with :data:`MEMORY_MARGIN`: the peak RSS of a zero 64x64 window
+        (after a 32x32 one, which takes what the first run allocates once) over the RSS before it."""
+        (lo_h, lo_w), (hi_h, hi_w) = self.min_size, self.max_size
+        sizes = [(min(max(h, lo_h), hi_h), min(max(w, lo_w), hi_w)) for h, w in _PROBE_SIZES]
+        for h, w in sizes[:-1]:
+            self.run(np.zeros((1, self.window, h, w, 3), np.uint8))
+        h, w = sizes[-1]
+        peak = _peak_rss_over(lambda: self.run(np.zeros((1, self.window, h, w, 3), np.uint8)))
+        return None if peak is None else MEMORY_MARGIN * peak / (h * w)
+
+    def _windows_that_fit(self, h: int, w: int) -> int | None:
+        """How many windows of ``h`` x ``w`` one run may hold within the host memory budget (None: no bound)."""
+        if self.budget is None:
+            return None
+        return int(self.budget // (self.bytes_per_pixel * h * w))
 
     def load(self, path: str, params: dict[str, str], args: dict):
         """Return a callable: uint8 ``[N, T, H, W, 3]`` -> uint8 ``[N, T, s·H, s·W, 3]``."""
@@ -101,6 +254,16 @@ class TritonPythonModel:
             return f"frame size {h}x{w} is outside the model's range {lo_h}x{lo_w} .. {hi_h}x{hi_w}; {hint}"
         return None
 
+    def _oversized(self, lr: np.ndarray) -> str | None:
+        """Why one window of ``lr`` (a valid request) does not fit the host memory budget, or None."""
+        h, w = lr.shape[2:4]
+        fit = self._windows_that_fit(h, w)
+        if fit is None or fit >= 1:
+            return None
+        return (f"out of memory: a {h}x{w} window needs about {_gib(self.bytes_per_pixel * h * w)} of host memory, "
+                f"above this model instance's budget of {_gib(self.budget)} (config parameter host_memory_budget); "
+                f"send smaller tiles")
+
     def execute(self, requests):
         responses = [None] * len(requests)
         groups: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = defaultdict(list)
@@ -110,9 +273,11 @@ class TritonPythonModel:
             problem = self._validate(lr)
             if problem:
                 responses[i] = _error(problem)
+            elif problem := self._oversized(lr):  # refused before it runs: vggx's client tiles smaller on it
+                responses[i] = _error(problem, "INTERNAL")
             else:
                 groups[lr.shape[2:4] if self.merge else (i,)].append((i, lr))
-        for members in groups.values():
+        for members in (batch for group in groups.values() for batch in self._pack(group)):
             try:
                 self._respond(members, responses)
             except Exception as exc:  # any runtime failure (e.g. out of memory): retried request by request
@@ -125,10 +290,31 @@ class TritonPythonModel:
                     responses[members[0][0]] = _error(f"inference failed: {exc}", "INTERNAL")
         return responses
 
+    def _pack(self, members: list[tuple[int, np.ndarray]]) -> list[list[tuple[int, np.ndarray]]]:
+        """Same-size ``members`` in batches whose windows fit the host memory budget together (in order; a request
+        with more windows than fit is a batch of its own, which :meth:`_infer` runs in parts)."""
+        fit = self._windows_that_fit(*members[0][1].shape[2:4])
+        batches, windows = [[]], 0
+        for member in members:
+            n = member[1].shape[0]
+            if batches[-1] and fit is not None and windows + n > fit:
+                batches.append([])
+                windows = 0
+            batches[-1].append(member)
+            windows += n
+        return batches
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """``self.run`` on ``batch``, in parts of as many windows as the host memory budget holds."""
+        fit = self._windows_that_fit(*batch.shape[2:4])
+        if fit is None or batch.shape[0] <= fit:
+            return self.run(batch)
+        return np.concatenate([self.run(batch[i:i + fit]) for i in range(0, batch.shape[0], fit)])
+
     def _respond(self, members: list[tuple[int, np.ndarray]], responses: list) -> None:
         """Run ``members`` (request index, input) as one batch and set their responses."""
         batch = np.concatenate([lr for _, lr in members]) if len(members) > 1 else members[0][1]
-        sr = self.run(batch)
+        sr = self._infer(batch)
         parts, start = [], 0
         for i, lr in members:
             parts.append((i, pb_utils.Tensor(OUTPUT_NAME, sr[start:start + lr.shape[0]])))

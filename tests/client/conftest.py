@@ -23,6 +23,7 @@ if _serve.is_file():  # reuse the real-server fixtures (triton_server, served_re
     served_repository = _mod.served_repository
     triton_server = _mod.triton_server
     second_server = _mod.second_server
+    start_server = _mod.start_server
     inference_count = _mod.inference_count  # a helper, not a fixture: tests import it from conftest
 
 

@@ -541,6 +541,48 @@ class TestRealServer:
             for a, b in zip(decode_all(tmp_path / "t" / f"{n}.mkv"), decode_all(tmp_path / f"{n}.mkv"), strict=True):
                 np.testing.assert_array_equal(a, b)
 
+    def test_windows_above_the_servers_host_memory_are_refused_and_the_client_tiles(self, portable_onnx,
+                                                                                     onnx_metadata, start_server,
+                                                                                     ort_runner, clips, tmp_path,
+                                                                                     caplog):
+        """A CPU server sent windows larger than its memory was killed by the kernel (and Triton does not start a
+        model's process again: the server stopped). Its model now refuses them as out of memory and the client tiles;
+        the frames are those of an in-process run with the tiles the client ended with, and the server serves on."""
+        import tritonclient.grpc as grpc
+        from tritonclient.utils import InferenceServerException
+
+        from vggx.export.repository import ServingConfig, config_text, parse_config, write_model_repository
+
+        per_pixel, budget = 1000, 1000 * 40 * 32  # windows of up to 1280 LR pixels: 40x56 is refused, 40x24 is not
+        repo = tmp_path / "repo"
+        write_model_repository(repo, backend="python", artefact=portable_onnx, metadata=onnx_metadata,
+                               window=int(onnx_metadata["window"]), max_batch=4,
+                               serving=ServingConfig(cpu_threads=1, warmup_size=(16, 16),
+                                                     host_memory_budget=str(budget)))
+        cfg = parse_config((repo / "vggx" / "config.pbtxt").read_text())
+        cfg.parameters["host_bytes_per_pixel"].string_value = str(per_pixel)  # not measured: the test's sizes
+        (repo / "vggx" / "config.pbtxt").write_text(config_text(cfg))
+        window = int(onnx_metadata["window"])
+        for server in start_server(repo, tmp_path / "server.log"):
+            runner = open_runner(BackendConfig(Backend.TRITON, url=server.endpoints.grpc))
+            with runner as remote, caplog.at_level(logging.WARNING):
+                result = upscale(UpscaleConfig(clips["big"], tmp_path / "t.mkv", encode=LOSSLESS, concurrency=2),
+                                 runner=remote)
+            assert result.tile is not None and result.tile[0] * result.tile[1] <= 1280, result.tile
+            assert "ran out of memory on 40x56 tiles" in caplog.text, caplog.text
+            with grpc.InferenceServerClient(server.endpoints.grpc) as c:
+                lr = np.zeros((1, window, 40, 56, 3), np.uint8)
+                inp = grpc.InferInput("lr", list(lr.shape), "UINT8")
+                inp.set_data_from_numpy(lr)
+                with pytest.raises(InferenceServerException, match="out of memory: a 40x56 window needs about"):
+                    c.infer("vggx", [inp])
+                assert c.is_server_live() and c.is_model_ready("vggx")
+        log = (tmp_path / "server.log").read_text()
+        assert "host memory budget 0.0 GiB, 1.0 KiB per LR pixel of a window: windows above 1280 LR pixels" in log
+        upscale(UpscaleConfig(clips["big"], tmp_path / "o.mkv", encode=LOSSLESS, tile=result.tile), runner=ort_runner)
+        for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
     def test_cli_url_implies_triton(self, triton_server, clips, tmp_path):
         from typer.testing import CliRunner
 

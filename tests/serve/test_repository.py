@@ -92,6 +92,34 @@ def test_python_models_get_their_runtime_parameters(backend):
             model_config(backend=backend, metadata=META, window=8, serving=ServingConfig(cpu_threads=2))
 
 
+@pytest.mark.parametrize(("text", "parameter"), [("auto", "auto"), ("OFF", "off"), ("16GiB", str(16 * 2**30)),
+                                                  ("12G", str(12 * 10**9)), ("8e9", str(8 * 10**9)),
+                                                  ("512 MiB", str(512 * 2**20)), ("1.5gb", str(15 * 10**8))])
+def test_the_host_memory_budget_goes_to_the_cpu_models_config_in_bytes(text, parameter):
+    for backend, kind in (("python", None), ("torch", "KIND_CPU")):
+        params = model_config(backend=backend, metadata=META, window=8,
+                              serving=ServingConfig(host_memory_budget=text, instance_kind=kind)).parameters
+        assert params["host_memory_budget"].string_value == parameter
+
+
+@pytest.mark.parametrize("text", ["lots", "16 GiBs", "-1G", "100", ""])
+def test_a_host_memory_budget_that_is_not_a_size_is_refused(text):
+    with pytest.raises(ExportError, match=f"--host-memory-budget must be auto, off or a size of at least 1 MiB .*"
+                                          f"got {text!r}"):
+        ServingConfig(host_memory_budget=text)
+
+
+@pytest.mark.parametrize(("backend", "kind"), [("onnxruntime", None), ("tensorrt", None), ("torch", None),
+                                               ("onnxruntime", "KIND_CPU")])
+def test_a_host_memory_budget_is_refused_where_nothing_would_keep_to_it(backend, kind):
+    """ONNX Runtime's own backend and GPU instances have no host memory budget: the flag would be ignored."""
+    serving = ServingConfig(host_memory_budget="8GiB", instance_kind=kind)
+    with pytest.raises(ExportError, match="--host-memory-budget applies to the python and torch backends' CPU"):
+        model_config(backend=backend, metadata=META, window=8, serving=serving)
+    assert "host_memory_budget" not in model_config(backend=backend, metadata=META, window=8,
+                                                    serving=ServingConfig(instance_kind=kind)).parameters
+
+
 @pytest.mark.parametrize(("backend", "serving", "message"), [
     ("python", ServingConfig(gpus=(0,)), "GPUs were named for the instances, but the python backend's instances run "
                                          "on the CPU (KIND_CPU)"),
@@ -329,30 +357,39 @@ def test_checked_in_repository_matches_the_writer():
 # ------------------------------------------------- the python backend's model.py, in process on a stand-in pb_utils
 
 
-def _served_model(monkeypatch, tmp_path, instances: int = 1, cpu_threads: int = 0):
-    """The python backend's ``TritonPythonModel`` initialized as Triton would, on the shipped portable graph."""
+def _served_module(monkeypatch):
     import importlib.util
-    import json
-    import shutil
     import sys
 
     import pb_utils_stub
-
-    from vggx.checkpoint import DEFAULT_CHECKPOINT
-    from vggx.client.runners import shipped_onnx_path
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb_utils_stub.module())
     source = Path(__file__).parents[2] / "export" / "triton_models" / "onnxruntime_cpu.py"
     spec = importlib.util.spec_from_file_location("vggx_served_model", source)
     served = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(served)
+    return served
+
+
+def _served_model(monkeypatch, tmp_path, instances: int = 1, cpu_threads: int = 0, kind: str = "CPU", served=None,
+                  **params):
+    """The python backend's ``TritonPythonModel`` initialized as Triton would, on the shipped portable graph."""
+    import json
+    import shutil
+    import sys
+
+    from vggx.checkpoint import DEFAULT_CHECKPOINT
+    from vggx.client.runners import shipped_onnx_path
+
+    served = served or _served_module(monkeypatch)
     (tmp_path / "1").mkdir(parents=True)
     shutil.copy(shipped_onnx_path(DEFAULT_CHECKPOINT, 8), tmp_path / "1" / "model.onnx")
-    params = {"window": "8", "min_size": "16x16", "max_size": "1088x1920", "cpu_threads": str(cpu_threads)}
+    params = {"window": "8", "min_size": "16x16", "max_size": "1088x1920", "cpu_threads": str(cpu_threads), **params}
     config = {"parameters": {k: {"string_value": v} for k, v in params.items()},
-              "instance_group": [{"kind": "KIND_CPU", "count": instances}]}
+              "instance_group": [{"kind": f"KIND_{kind}", "count": instances}]}
     model = served.TritonPythonModel()
-    model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1"})
+    model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1",
+                      "model_instance_kind": kind, "model_instance_name": "vggx_0"})
     return model, sys.modules["triton_python_backend_utils"]
 
 
@@ -407,3 +444,104 @@ def test_the_memory_of_a_large_request_is_given_back(monkeypatch, tmp_path):
     model.run(np.zeros((2, 8, 112, 112, 3), np.uint8))  # about 500 MB at its peak
     model.run(np.zeros((1, 8, 16, 16, 3), np.uint8))
     assert rss_mb() - before < 150, f"{rss_mb() - before:.0f} MB kept"
+
+
+# ------------------------------------------------- the python backend's model.py: host memory
+
+
+def _upscaled(batch: np.ndarray) -> np.ndarray:
+    return batch.repeat(4, 2).repeat(4, 3)
+
+
+def test_a_window_above_the_host_memory_budget_is_refused_as_out_of_memory(monkeypatch, tmp_path):
+    """On the CPU a 720p window holds ~19 GiB: past the host's memory the kernel killed the model's process (and with
+    it the server: Triton does not start a stub again) instead of ONNX Runtime returning an error. Such a request is
+    now refused before it runs, with an error vggx's client answers with smaller tiles."""
+    from vggx.client.runners import OUT_OF_MEMORY
+
+    per_pixel = 1000
+    model, pb = _served_model(monkeypatch, tmp_path, host_bytes_per_pixel=str(per_pixel),
+                              host_memory_budget=str(per_pixel * 32 * 32))
+    tried = []
+    model.run = lambda batch: tried.append(batch.shape) or _upscaled(batch)
+    small, large = np.ones((1, 8, 32, 32, 3), np.uint8), np.ones((1, 8, 33, 32, 3), np.uint8)
+    responses = model.execute([pb.InferenceRequest(lr=large), pb.InferenceRequest(lr=small)])
+    assert tried == [small.shape]  # the large one never ran
+    error = responses[0].error
+    assert error.code == "INTERNAL" and OUT_OF_MEMORY.search(error.message), error.message
+    assert error.message.startswith("out of memory: a 33x32 window needs about ")
+    assert "host_memory_budget" in error.message
+    assert responses[1].error is None and np.array_equal(responses[1].output_tensors[0].as_numpy(), _upscaled(small))
+
+
+def test_requests_are_merged_and_a_requests_windows_run_together_only_as_far_as_the_budget_holds(monkeypatch,
+                                                                                                 tmp_path):
+    """Dynamic batching merged up to max_batch_size windows into one run: 4 windows of a size one of which fits
+    held 4x the memory."""
+    model, pb = _served_model(monkeypatch, tmp_path, host_bytes_per_pixel="1000",
+                              host_memory_budget=str(2 * 1000 * 16 * 16 + 5))  # two 16x16 windows
+    tried = []
+    model.run = lambda batch: tried.append(batch.shape[0]) or _upscaled(batch)
+    frames = [np.full((1, 8, 16, 16, 3), v, np.uint8) for v in (1, 2, 3, 4, 5)]
+    three = np.arange(3 * 8 * 16 * 16 * 3, dtype=np.uint64).astype(np.uint8).reshape(3, 8, 16, 16, 3)
+    responses = model.execute([pb.InferenceRequest(lr=f) for f in (*frames, three)])
+    assert tried == [2, 2, 1, 2, 1]  # the five in pairs, then the 3-window request in two runs
+    for f, r in zip((*frames, three), responses, strict=True):
+        assert r.error is None and np.array_equal(r.output_tensors[0].as_numpy(), _upscaled(f))
+
+
+def test_the_budget_is_a_share_of_the_memory_available_divided_among_the_instances(monkeypatch, tmp_path):
+    served = _served_module(monkeypatch)
+    monkeypatch.setattr(served, "_memory_available", lambda: 8 * 2**30)
+    model, _ = _served_model(monkeypatch, tmp_path, instances=2, served=served, host_bytes_per_pixel="1000")
+    assert model.budget == int(served.MEMORY_SHARE * 8 * 2**30 / 2)
+    model, _ = _served_model(monkeypatch, tmp_path / "pinned", instances=2, served=served, host_memory_budget="3e9")
+    assert model.budget == 3 * 10**9 // 2  # as the operator set it, for the two instances
+    model, _ = _served_model(monkeypatch, tmp_path / "off", host_memory_budget="off")
+    assert model.budget is None and model._oversized(np.ones((1, 8, 1088, 1920, 3), np.uint8)) is None
+    model, _ = _served_model(monkeypatch, tmp_path / "gpu", kind="GPU")  # CUDA has an out-of-memory error of its own
+    assert model.budget is None
+    with pytest.raises(Exception, match="host_memory_budget '16gib'"):
+        _served_model(monkeypatch, tmp_path / "bad", host_memory_budget="16GiB")
+
+
+def test_what_a_window_holds_per_pixel_is_measured_as_the_model_starts(monkeypatch, tmp_path):
+    """The peak RSS of a 64x64 window with a margin: with the shipped model ONNX Runtime on the CPU holds 19.8-25.3
+    KiB per LR pixel from 64x64 to 180x320; the margin covers a larger window."""
+    model, _ = _served_model(monkeypatch, tmp_path)
+    assert 15 * 1024 < model.bytes_per_pixel < 45 * 1024
+    peak = _served_module(monkeypatch)._peak_rss_over(lambda: model.run(np.zeros((1, 8, 96, 160, 3), np.uint8)))
+    assert peak < model.bytes_per_pixel * 96 * 160, (peak / (96 * 160) / 1024, model.bytes_per_pixel / 1024)
+
+
+def test_the_served_models_cgroup_reading_is_the_clients(monkeypatch, tmp_path):
+    """model.py is self-contained (the stub's Python may not have vggx): its copy of the client's cgroup reading is
+    held to the client's on the client's cases."""
+    from vggx.client.runners import _cgroup_headroom
+
+    served = _served_module(monkeypatch)
+    gib = 2**30
+
+    def group(path, limit, usage, inactive, v1=False):
+        path.mkdir(parents=True, exist_ok=True)
+        names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") if v1 else \
+                ("memory.max", "memory.current", "inactive_file")
+        (path / names[0]).write_text(f"{limit}\n")
+        (path / names[1]).write_text(f"{usage}\n")
+        (path / "memory.stat").write_text(f"anon 1\n{names[2]} {inactive}\n")
+
+    proc, v2, v1 = tmp_path / "cgroup", tmp_path / "v2", tmp_path / "v1"
+    v2.mkdir()
+    (v2 / "cgroup.controllers").write_text("cpu memory\n")
+    group(v2, "max", 50 * gib, 0)
+    group(v2 / "job", 12 * gib, 11 * gib, 6 * gib)
+    group(v2 / "job" / "step", 9 * gib, 1 * gib, 0)
+    group(v1 / "memory", 9223372036854771712, 9 * gib, 0, v1=True)
+    group(v1 / "memory" / "slurm" / "job_1", 8 * gib, 3 * gib, gib, v1=True)
+    cases = [(v2, "0::/job/step\n", 7 * gib), (v2, "0::/job/step/gone\n", 7 * gib), (v2, "0::/\n", None),
+             (v1, "4:memory:/slurm/job_1\n1:cpu:/\n0::/\n", 6 * gib), (v1, "4:memory:/\n0::/\n", None)]
+    for root, text, room in cases:
+        proc.write_text(text)
+        assert served._cgroup_headroom(str(proc), str(root)) == _cgroup_headroom(proc, root) == room, text
+    assert served._cgroup_headroom(str(tmp_path / "none"), str(v2)) is None
+    assert served._memory_available() is not None
