@@ -322,6 +322,7 @@ class TritonRunner(_RunnerBase):
         out_shape = (*lr.shape[:2], lr.shape[2] * self.info.scale, lr.shape[3] * self.info.scale, 3)
         state = self._state()
         delay = _BACKOFF_S
+        stub_down = ""  # the reason of an answer that said the model's process died
         for attempt in range(self.retries + 1):
             try:
                 return self.check_output(lr, self._infer_once(state, lr, out_shape))
@@ -348,6 +349,15 @@ class TritonRunner(_RunnerBase):
                                           f"attempt{'s' if attempt else ''} ({reason}): it is up but overloaded; "
                                           f"send fewer requests at once, or raise the model's max_queue_size or "
                                           f"instance count") from None
+                if not stub_down and _STUB_DOWN.search(reason):
+                    stub_down = reason
+                if attempt == self.retries and stub_down:  # `vggx serve` stops then: the later answers say less
+                    last = f"; then: {reason}" if reason != stub_down else ""
+                    raise ServerUnavailable(f"Triton at {self.url}: the process that ran its model "
+                                            f"{self.model_name!r} died ({stub_down}{last}), and Triton does not "
+                                            f"start it again: the server must be started again. If it was killed "
+                                            f"for memory, smaller tiles hold less (--tile; this request was "
+                                            f"{lr.shape[2]}x{lr.shape[3]})") from None
                 if attempt == self.retries:
                     raise ServerUnavailable(f"Triton at {self.url} still failing after {attempt + 1} "
                                             f"attempt{'s' if attempt else ''} ({reason}); is the server up? "

@@ -195,6 +195,25 @@ class TestAgainstStub:
                 runner.infer(lr)
             assert err.value.exit_code == EXIT_TEMPORARY
 
+    def test_a_model_process_that_died_is_named_with_what_to_do(self):
+        """A Python-backend model's process killed (for memory, mostly) is not started again, and `vggx serve` stops
+        the server on it: the client said "is the server up?" after the model-gone answers that followed."""
+        from vggx.errors import EXIT_TEMPORARY
+
+        down = (500, "Stub process 'vggx_cpu_0' is not healthy.")
+        gone = (400, "Request for unknown model: 'vggx' has no available versions")
+        lr = np.zeros((1, 4, 24, 16, 3), np.uint8)
+        with StubTriton() as stub, open_runner(http_config(stub.url, retries=2)) as runner:
+            stub.fail_next = [down, down, gone]
+            with pytest.raises(ServerUnavailable) as err:
+                runner.infer(lr)
+        assert str(err.value) == (
+            f"Triton at {stub.url}: the process that ran its model 'vggx' died (500: Stub process 'vggx_cpu_0' is not "
+            f"healthy.; then: 400: Request for unknown model: 'vggx' has no available versions), and Triton does not "
+            f"start it again: the server must be started again. If it was killed for memory, smaller tiles hold less "
+            f"(--tile; this request was 24x16)")
+        assert err.value.exit_code == EXIT_TEMPORARY
+
     def test_a_request_turned_away_is_retried_then_rejected(self):
         """A server shedding load (its queue full: UNAVAILABLE "Exceeds maximum queue size") is up: once the
         retries are spent it is RequestRejected (an InferenceError `vggx bench` counts; exit 75 for a command),

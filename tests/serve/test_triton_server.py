@@ -547,8 +547,11 @@ def test_a_crashed_server_leaves_nothing_behind_and_clients_go_on_after_its_rest
             # the client takes it as a server down (75: retried later), and vggx serve stops the server
             ((stub, _),) = [(pid, s) for pid, s in _group_stubs(second.process.pid).items()][:1]
             os.kill(stub, signal.SIGKILL)
-            with pytest.raises(ServerUnavailable, match="is not healthy"):
+            with pytest.raises(ServerUnavailable, match="is not healthy") as err:
                 TritonRunner(second.endpoints.grpc, retries=1).infer(lr)
+            assert "the process that ran its model 'vggx' died" in str(err.value)
+            assert "If it was killed for memory, smaller tiles hold less (--tile; this request was 32x48)" in \
+                str(err.value)
             with pytest.raises(ServerError, match=r"the Python-backend process of .*model\.py \(instance vggx_\w+\) "
                                                   r"exited, and Triton does not start it again"):
                 second.wait(timeout=2)
