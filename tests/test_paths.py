@@ -98,6 +98,14 @@ def test_json_that_cannot_be_written_is_refused_before_the_work(tmp_path):
     assert result.stdout == "" and not os.path.exists("/proc/vggx-test.json")
 
 
+def test_json_naming_a_directory_is_refused_with_one_message(tmp_path):
+    # unwritable_file owns the check; check_json_path only adds "--json"
+    result = CliRunner().invoke(app, [*INFO, "--json", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == f"error: --json {tmp_path} is a directory; name a file"
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
 def test_unwritable_file_makes_and_removes_its_probe(tmp_path):
     assert unwritable_file(tmp_path / "x.json") is None
     assert list(tmp_path.iterdir()) == []

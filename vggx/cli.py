@@ -105,9 +105,7 @@ def check_json_path(path: Path | None) -> None:
     if path is None:
         return
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ConfigError(f"--json {path} is a directory; name a file")
-    if not parent.is_dir():
+    if not parent.is_dir():  # "is a directory" (and the rest) is unwritable_file's to say
         raise ConfigError(f"--json {path}: directory {parent} does not exist")
     if (why := unwritable_file(path)) is not None:
         raise ConfigError(f"--json {why}" if why.startswith(str(path)) else f"--json {path}: {why}")
