@@ -249,3 +249,88 @@ def test_ctrl_c_in_a_command_says_interrupted_once(monkeypatch, capsys):
         vggx.cli.main()
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip() == "error: interrupted"
+
+
+def test_ctrl_c_while_the_cli_is_imported_is_one_line_in_process(monkeypatch, capsys):
+    """The entry point's own try: importing vggx.cli interrupted (an object in sys.modules whose ``main`` is a
+    Ctrl-C); with --debug before the command, the traceback."""
+    from vggx.entry import main
+
+    class Interrupted:
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "vggx.cli", Interrupted())
+    monkeypatch.setattr(sys, "argv", ["vggx", "info", "--debug"])  # an argument of the command's, not the CLI's
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 130 and capsys.readouterr().err == "error: interrupted\n"
+    monkeypatch.setattr(sys, "argv", ["vggx", "--debug", "info"])
+    with pytest.raises(KeyboardInterrupt):
+        main()
+
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_a_real_ctrl_c_while_the_cli_is_imported_is_one_line(how):
+    """A real SIGINT in the first tenth of a second of `vggx --help` (the console script pyproject names, or
+    `python -m vggx`), while vggx.cli, Typer and Rich are imported: one line and exit 130, not a traceback (nor an
+    exit by SIGINT).
+
+    ``-X importtime`` says when the CLI's import has begun (a module imported after vggx's entry module): the signal
+    follows after a random delay, so it lands anywhere from there on, in the import (three such wanted) or in Typer's
+    run after it (two wanted). The delays' range adapts: shortened where one overshoots (the help printed, the process
+    gone), lengthened while none has landed after the import."""
+    import random
+    import signal
+    import subprocess
+    import threading
+    import time
+    from pathlib import Path
+
+    if how == "script":  # what pip's script for [project.scripts] runs (no tomllib before Python 3.11)
+        pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        module, attr = re.search(r'^vggx = "([\w.]+):(\w+)"$', pyproject, re.MULTILINE).groups()
+        args = ["-c", f"import sys; from {module} import {attr}; sys.exit({attr}())"]
+    else:
+        args = ["-m", "vggx"]
+    before_the_try = {"vggx", "vggx.entry"}  # imported before the entry point's try (vggx.__main__ is run)
+    rng = random.Random(0)
+    spread, in_import, after, tries = 0.2, 0, 0, []
+    deadline = time.monotonic() + 120
+    while (in_import < 3 or after < 2) and time.monotonic() < deadline:
+        proc = subprocess.Popen([sys.executable, "-X", "importtime", *args, "--help"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        err: list[str] = []
+        begun = threading.Event()
+
+        def read(stream=proc.stderr, err=err, begun=begun):
+            for line in stream:
+                err.append(line.rstrip("\n"))
+                modules = [x.rpartition("|")[2].strip() for x in err if x.startswith("import time:")]
+                if "vggx" in modules and set(modules[modules.index("vggx") + 1:]) - before_the_try:
+                    begun.set()
+            begun.set()  # the process is gone
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        begun.wait(60)
+        delay = rng.uniform(0, spread)
+        time.sleep(delay)
+        imported = any(line.endswith("| vggx.cli") for line in err)  # by then (as read: may be late, rarely)
+        proc.send_signal(signal.SIGINT)
+        out = proc.stdout.read()
+        proc.wait(60)
+        reader.join(60)
+        lines = [line for line in err if not line.startswith("import time:")]
+        tries.append((round(delay, 3), proc.returncode, lines[-1:]))
+        if proc.returncode == 130 and lines == ["error: interrupted"]:
+            in_import, after = in_import + (not imported), after + imported
+            spread *= 1 if imported or after >= 2 else 1.2
+        elif proc.returncode in (0, -signal.SIGINT) and lines == [] and "Usage" in out:  # done (or exiting) already
+            spread *= 0.7
+        else:
+            pytest.fail(f"exit {proc.returncode} {delay:.3f} s after the CLI's import began, stderr:\n" +
+                        "\n".join(lines))
+    assert in_import >= 3 and after >= 2, f"{in_import} Ctrl-Cs in the import, {after} after, in {len(tries)} tries: " \
+        f"{tries}"

@@ -1,5 +1,5 @@
 """``python -m vggx``: the ``vggx`` command, for an environment whose scripts folder is not on ``PATH``."""
 
-from vggx.cli import main
+from vggx.entry import main
 
 main()
