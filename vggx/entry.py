@@ -34,7 +34,15 @@ def main() -> None:
             raise
         sys.stderr.write("error: interrupted\n")  # the CLI's words (uncoloured: Rich is not imported yet)
         sys.exit(130)
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as exc:
+        if exc.code == 130:  # a Ctrl-C, said
+            # Under `python -m`, CPython exits by SIGINT instead where the KeyboardInterrupt came out of an exec'd or
+            # eval'd string (dataclasses' __init__, Typer reading string annotations), caught or not: the flag that
+            # exec left is cleared by the next exec (pythonrun.c, run_eval_code_obj)
+            exec("")
+        raise
 
 
 def _debug(args: list[str]) -> bool:
