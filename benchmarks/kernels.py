@@ -468,6 +468,7 @@ def run_kernel_bench(iters: int = 20, copy_gbps: float | None = None, sweep: boo
 
 SWEEP_FLOW_WARP_SHAPE = (8, 64, 180, 320)
 SWEEP_ATTENTION_SIZE = (360, 640)  # H, W of the sweep's attention cases (T = 8, 12, 16; C = 64, 4 heads)
+SWEEP_ATTENTION_HEADS = 4  # of 16 channels each (the tests' interpreter runs fewer: its time goes by programs)
 SWEEP_FLOW_WARP = [(512, 16, 4), (512, 8, 8), (1024, 8, 4)]  # (pixels, channels, warps) per program
 # Channels-last launches walking consecutive pixel blocks: (pixels per block, warps, blocks per program).
 SWEEP_FLOW_WARP_WALK = [(32, 4, 8), (16, 2, 2), (16, 2, 4), (16, 4, 4), (64, 4, 2)]
@@ -526,20 +527,21 @@ def run_sweep(copy_gbps: float, iters: int = 20, frames: Sequence[int] | None = 
                               "dtype": str(dtype).removeprefix("torch."), "block": p_block, "num_warps": warps,
                               "walk": walk, "ms": round(ms, 4), "pct_of_copy": _pct_of_copy(nbytes, ms, copy_gbps)})
         del x, flow, out, xl
+    (h, w), heads = SWEEP_ATTENTION_SIZE, SWEEP_ATTENTION_HEADS
     for dtype in dtypes:
         for t in frames or (8, 12, 16):
-            h, w = SWEEP_ATTENTION_SIZE
-            qkv = torch.randn((1, t, 192, h, w), device=DEVICE, generator=gen).to(dtype)
-            out = qkv.new_empty((1, t, 64, h, w))
+            qkv = torch.randn((1, t, 3 * 16 * heads, h, w), device=DEVICE, generator=gen).to(dtype)
+            out = qkv.new_empty((1, t, 16 * heads, h, w))
             nbytes = (qkv.numel() + out.numel()) * qkv.element_size()
             for spt, warps, ppt, stages, int32, unroll in SWEEP_ATTENTION:
                 tile = dataclasses.replace(attention_tile(t, 16, scores_per_thread=spt, num_warps=warps,
                                                           pixels_per_thread=ppt, mma=False, stages=stages,
                                                           unroll=unroll), int32=int32)
                 ms = _time_ms(
-                    lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, 4, out=out, tile=tile), iters
+                    lambda tile=tile, qkv=qkv, out=out: launch_temporal_attention(qkv, heads, out=out, tile=tile),
+                    iters,
                 )
-                _sweep_row(rows, {"op": "temporal_attention[h=4]", "shape": (1, t, 192, h, w),
+                _sweep_row(rows, {"op": f"temporal_attention[h={heads}]", "shape": tuple(qkv.shape),
                                   "dtype": str(dtype).removeprefix("torch."), "q_block": tile.q_block,
                                   "p_block": tile.p_block, "num_warps": warps, "stages": stages, "int32": int32,
                                   "unroll": unroll, "ms": round(ms, 4),
