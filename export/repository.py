@@ -152,7 +152,8 @@ class ServingConfig:
         if self.compile and kind != "KIND_GPU":
             raise ExportError("--compile applies to GPU instances (torch.compile of the CUDA model); CPU instances "
                               "run the FP32 reference ops uncompiled")
-        if self.host_memory_budget != "auto" and (backend not in (Backend.PYTHON, Backend.TORCH) or kind != "KIND_CPU"):
+        budgeted = parse_memory_budget(self.host_memory_budget) != "auto"
+        if budgeted and (backend not in (Backend.PYTHON, Backend.TORCH) or kind != "KIND_CPU"):
             raise ExportError(f"--host-memory-budget applies to the python and torch backends' CPU instances (the "
                               f"{backend.value} backend's here run {kind})")
         if self.cpu_threads and backend is not Backend.PYTHON:

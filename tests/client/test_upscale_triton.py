@@ -593,11 +593,14 @@ class TestRealServer:
                 lr = np.zeros((1, window, 40, 56, 3), np.uint8)
                 inp = grpc.InferInput("lr", list(lr.shape), "UINT8")
                 inp.set_data_from_numpy(lr)
-                with pytest.raises(InferenceServerException, match="out of memory: a 40x56 window needs about"):
+                with pytest.raises(InferenceServerException, match="out of memory: a 40x56 window needs about 2 MiB "
+                                                                   "of host memory, above this model instance's "
+                                                                   "budget of 1 MiB"):
                     c.infer("vggx", [inp])
                 assert c.is_server_live() and c.is_model_ready("vggx")
         log = (tmp_path / "server.log").read_text()
-        assert "host memory budget 0.0 GiB, 1.0 KiB per LR pixel of a window: windows above 1280 LR pixels" in log
+        assert ("host memory budget 1 MiB (1 MiB shared by 1 instance(s) x 1 version(s)), 1.0 KiB per LR pixel of a "
+                "window: windows of up to 1280 LR pixels (about 35x35) fit") in log
         upscale(UpscaleConfig(clips["big"], tmp_path / "o.mkv", encode=LOSSLESS, tile=result.tile), runner=ort_runner)
         for a, b in zip(decode_all(tmp_path / "t.mkv"), decode_all(tmp_path / "o.mkv"), strict=True):
             np.testing.assert_array_equal(a, b)

@@ -39,7 +39,14 @@ def module() -> types.ModuleType:
     def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
         return request.inputs.get(name)
 
+    class Logger:  # what the model logs, as (level, message), in pb.logged
+        pass
+
+    for level in ("info", "warn", "error", "verbose"):
+        setattr(Logger, f"log_{level}", staticmethod(lambda message, level=level: pb.logged.append((level, message))))
+    pb.logged = []
+
     for item in (TritonError, TritonModelException, Tensor, InferenceResponse, InferenceRequest,
-                 get_input_tensor_by_name):
+                 get_input_tensor_by_name, Logger):
         setattr(pb, item.__name__, item)
     return pb

@@ -372,7 +372,7 @@ def _served_module(monkeypatch):
 
 
 def _served_model(monkeypatch, tmp_path, instances: int = 1, cpu_threads: int = 0, kind: str = "CPU", served=None,
-                  **params):
+                  config: dict | None = None, **params):
     """The python backend's ``TritonPythonModel`` initialized as Triton would, on the shipped portable graph."""
     import json
     import shutil
@@ -386,7 +386,7 @@ def _served_model(monkeypatch, tmp_path, instances: int = 1, cpu_threads: int = 
     shutil.copy(shipped_onnx_path(DEFAULT_CHECKPOINT, 8), tmp_path / "1" / "model.onnx")
     params = {"window": "8", "min_size": "16x16", "max_size": "1088x1920", "cpu_threads": str(cpu_threads), **params}
     config = {"parameters": {k: {"string_value": v} for k, v in params.items()},
-              "instance_group": [{"kind": f"KIND_{kind}", "count": instances}]}
+              "instance_group": [{"kind": f"KIND_{kind}", "count": instances}], **(config or {})}
     model = served.TritonPythonModel()
     model.initialize({"model_config": json.dumps(config), "model_repository": str(tmp_path), "model_version": "1",
                       "model_instance_kind": kind, "model_instance_name": "vggx_0"})
@@ -469,8 +469,11 @@ def test_a_window_above_the_host_memory_budget_is_refused_as_out_of_memory(monke
     assert tried == [small.shape]  # the large one never ran
     error = responses[0].error
     assert error.code == "INTERNAL" and OUT_OF_MEMORY.search(error.message), error.message
-    assert error.message.startswith("out of memory: a 33x32 window needs about ")
-    assert "host_memory_budget" in error.message
+    assert error.message == ("out of memory: a 33x32 window needs about 1 MiB of host memory, above this model "
+                             "instance's budget of 1 MiB (config parameter host_memory_budget): windows of up to 1024 "
+                             "LR pixels (about 32x32) fit; send smaller tiles")
+    model.execute([pb.InferenceRequest(lr=large)] * 2)
+    assert [m for level, m in pb.logged if level == "warn"] == [error.message]  # for the operator, once a size
     assert responses[1].error is None and np.array_equal(responses[1].output_tensors[0].as_numpy(), _upscaled(small))
 
 
@@ -495,14 +498,52 @@ def test_the_budget_is_a_share_of_the_memory_available_divided_among_the_instanc
     monkeypatch.setattr(served, "_memory_available", lambda: 8 * 2**30)
     model, _ = _served_model(monkeypatch, tmp_path, instances=2, served=served, host_bytes_per_pixel="1000")
     assert model.budget == int(served.MEMORY_SHARE * 8 * 2**30 / 2)
-    model, _ = _served_model(monkeypatch, tmp_path / "pinned", instances=2, served=served, host_memory_budget="3e9")
-    assert model.budget == 3 * 10**9 // 2  # as the operator set it, for the two instances
+    model, pb = _served_model(monkeypatch, tmp_path / "pinned", instances=2, served=served, host_memory_budget="3e9",
+                              config={"version_policy": {"latest": {"num_versions": 3}}})
+    assert model.budget == 3 * 10**9 // 6  # as the operator set it, for two instances of each of three versions
+    assert "host memory budget 477 MiB (2.8 GiB shared by 2 instance(s) x 3 version(s))" in pb.logged[-1][1]
+    for policy, versions in (({"specific": {"versions": [1, 3]}}, 2), ({"all": {}}, 1), ({}, 1)):
+        assert served._versions_served({"version_policy": policy}, str(tmp_path / "pinned")) == versions
+    (tmp_path / "pinned" / "2").mkdir()
+    assert served._versions_served({"version_policy": {"all": {}}}, str(tmp_path / "pinned")) == 2
     model, _ = _served_model(monkeypatch, tmp_path / "off", host_memory_budget="off")
     assert model.budget is None and model._oversized(np.ones((1, 8, 1088, 1920, 3), np.uint8)) is None
     model, _ = _served_model(monkeypatch, tmp_path / "gpu", kind="GPU")  # CUDA has an out-of-memory error of its own
     assert model.budget is None
-    with pytest.raises(Exception, match="host_memory_budget '16gib'"):
-        _served_model(monkeypatch, tmp_path / "bad", host_memory_budget="16GiB")
+    for budget, per_pixel in (("16GiB", "auto"), ("auto", "0"), ("auto", "-5"), ("-1", "1000")):
+        with pytest.raises(Exception, match=r"host_memory_budget .* and host_bytes_per_pixel .*: each a number of "
+                                            r"bytes > 0 or 'auto'"):
+            _served_model(monkeypatch, tmp_path / f"bad{budget}{per_pixel}", host_memory_budget=budget,
+                          host_bytes_per_pixel=per_pixel)
+
+
+def test_a_budget_that_cannot_hold_the_warm_up_window_fails_the_load_in_words(monkeypatch, tmp_path):
+    """The warm-up request refused as out of memory failed the load, and Triton then often died of a segfault with
+    no message (3 runs in 4 with --host-memory-budget 50MiB)."""
+    warmup = {"model_warmup": [{"name": "zero_64x64", "batch_size": 1,
+                                "inputs": {"lr": {"data_type": "TYPE_UINT8", "dims": [8, 64, 64, 3]}}}]}
+    with pytest.raises(Exception, match=r"the host memory budget of 2 MiB per instance \(4 MiB shared by 2 "
+                                        r"instance\(s\) x 1 version\(s\)\) is below what the warm-up window \(64x64\) "
+                                        r"holds, 4 MiB: raise host_memory_budget"):
+        _served_model(monkeypatch, tmp_path, instances=2, config=warmup, host_bytes_per_pixel="1000",
+                      host_memory_budget=str(4 * 2**20))
+    model, _ = _served_model(monkeypatch, tmp_path / "fits", config=warmup, host_bytes_per_pixel="1000",
+                             host_memory_budget=str(5 * 2**20))
+    assert model._windows_that_fit(64, 64) == 1
+
+
+def test_where_the_memory_cannot_be_read_requests_are_not_sized_and_the_log_says_what_to_set(monkeypatch, tmp_path):
+    served = _served_module(monkeypatch)
+    monkeypatch.setattr(served, "_peak_rss_over", lambda run: None)
+    model, pb = _served_model(monkeypatch, tmp_path, served=served)
+    assert model.budget is None and model.bytes_per_pixel is None
+    ((level, message),) = pb.logged
+    assert level == "warn" and message == (
+        "vggx_0: what a window holds (Linux's peak RSS) cannot be read here, so requests are not sized to the host's "
+        "memory: set the config parameters host_bytes_per_pixel and host_memory_budget (vggx export "
+        "--host-memory-budget) to size them")
+    model, pb = _served_model(monkeypatch, tmp_path / "set", served=served, host_bytes_per_pixel="20000")
+    assert model.bytes_per_pixel == 20000 and model.budget > 0  # set by hand: nothing to measure
 
 
 def test_what_a_window_holds_per_pixel_is_measured_as_the_model_starts(monkeypatch, tmp_path):

@@ -228,6 +228,9 @@ def test_torch_backend_model_serves_the_checkpoint(torch_server, tiny_checkpoint
     assert served.shape == local.shape == (2, 8, 64, 96, 3)
     # Same weights and ops; the server's torch may use another thread count, so allow 1 grey level.
     assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
+    # its CPU instance measured what a window holds and sizes requests to the host's memory (the model's words)
+    log = torch_server.config.log_file.read_text()
+    assert re.search(r"vggx_cpu_0: host memory budget [\d.]+ [GM]iB \(.*\), [\d.]+ KiB per LR pixel of a window", log)
 
 
 def test_cli_serve_check_runs_one_request_on_the_real_server(served_repository, tmp_path):

@@ -21,6 +21,7 @@ Self-contained on purpose (numpy + onnxruntime only): it runs in whatever Python
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import defaultdict
@@ -48,8 +49,33 @@ def _log(level: str, message: str) -> None:
         getattr(logger, f"log_{level}")(message)
 
 
-def _gib(size: float) -> str:
-    return f"{size / 2**30:.1f} GiB"
+def _bytes(size: float) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def _square(pixels: int) -> str:
+    side = int(pixels**0.5)
+    return f"{side}x{side}"
+
+
+def _versions_served(config: dict, model_dir: str) -> int:
+    """How many versions of the model the config's version policy serves at once (each its own instances)."""
+    policy = config.get("version_policy") or {}
+    if "specific" in policy:
+        return max(1, len(policy["specific"].get("versions") or []))
+    if "all" in policy:
+        with contextlib.suppress(OSError):
+            return max(1, sum(e.is_dir() and e.name.isdigit() for e in os.scandir(model_dir)))
+        return 1
+    return max(1, int((policy.get("latest") or {}).get("num_versions", 1)))
+
+
+def _trim_heap() -> None:
+    """Give back to the system what the C allocator (glibc) keeps of freed memory, where it can."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _memory_available() -> int | None:
@@ -115,21 +141,19 @@ def _cgroup_room(group: str, limit_file: str, usage_file: str, inactive_key: str
 
 
 def _peak_rss_over(run) -> int | None:
-    """Bytes by which this process's peak RSS rose over its RSS while ``run()`` ran; None where Linux's peak
-    (``VmHWM``, reset through ``/proc/self/clear_refs``) cannot be read or reset, or did not rise."""
+    """Bytes by which this process's peak RSS rose over its RSS while ``run()`` ran; None where it cannot be read or
+    did not rise. Linux's peak (``VmHWM``) is reset through ``/proc/self/clear_refs`` first; where that is refused
+    (some sandboxes) the process's lifetime peak stands, which overstates a run below it: on the safe side."""
 
     def status(key: str) -> int:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key))
 
     try:
-        with open("/proc/self/clear_refs", "w") as f:
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
             f.write("5")  # resets VmHWM to the current RSS
         before = status("VmRSS:")
-    except (OSError, StopIteration, ValueError):
-        return None
-    run()
-    try:
+        run()
         rise = status("VmHWM:") - before
     except (OSError, StopIteration, ValueError):
         return None
@@ -169,44 +193,69 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(f"{path} is missing: run vggx export --backend {self.BACKEND}")
         self.run = self.load(path, params, args)
         self.bytes_per_pixel, self.budget = None, None  # host memory a window holds per LR pixel; bytes it may hold
+        self._refused: set[tuple[int, int]] = set()  # sizes refused for memory (logged once each)
         if args.get("model_instance_kind", "CPU") != "GPU":  # a GPU's memory has its own out-of-memory error
-            self._budget_memory(params, args.get("model_instance_name", "vggx"))
+            self._budget_memory(config, params, args)
 
-    def _budget_memory(self, params: dict[str, str], name: str) -> None:
+    def _budget_memory(self, config: dict, params: dict[str, str], args: dict) -> None:
+        name = args.get("model_instance_name", "vggx")
         budget = params.get("host_memory_budget", "auto").strip().lower()
         if budget in ("off", "none", "0"):
             return
         per_pixel = params.get("host_bytes_per_pixel", "auto").strip().lower()
         try:
-            self.bytes_per_pixel = self._measure_bytes_per_pixel() if per_pixel == "auto" else float(per_pixel)
-            if budget == "auto":
-                available = _memory_available()
-                total = None if available is None else MEMORY_SHARE * available
-            else:
-                total = float(budget)
-            self.budget = None if total is None else int(total / self.instances)  # each instance is a process
-        except ValueError as exc:
-            raise pb_utils.TritonModelException(f"host_memory_budget {budget!r} / host_bytes_per_pixel "
-                                                f"{per_pixel!r}: bytes or 'auto' ({exc})") from None
-        if self.bytes_per_pixel is None or self.budget is None:
-            _log("warn", f"{name}: host memory not known on this system; requests are not sized to it")
-            self.bytes_per_pixel = self.budget = None
+            bytes_per_pixel = None if per_pixel == "auto" else float(per_pixel)
+            total = None if budget == "auto" else float(budget)
+        except ValueError:
+            bytes_per_pixel = total = -1.0
+        if (bytes_per_pixel is not None and not bytes_per_pixel > 0) or (total is not None and not total > 0):
+            raise pb_utils.TritonModelException(f"config parameters host_memory_budget {budget!r} and "
+                                                f"host_bytes_per_pixel {per_pixel!r}: each a number of bytes > 0 or "
+                                                f"'auto' (host_memory_budget 'off': none)")
+        if bytes_per_pixel is None:
+            bytes_per_pixel = self._measure_bytes_per_pixel()
+        if total is None:
+            available = _memory_available()
+            total = None if available is None else MEMORY_SHARE * available
+        if bytes_per_pixel is None or total is None:
+            what = ("what a window holds (Linux's peak RSS)" if bytes_per_pixel is None else
+                    "the memory available (/proc/meminfo)")
+            _log("warn", f"{name}: {what} cannot be read here, so requests are not sized to the host's memory: set "
+                         f"the config parameters host_bytes_per_pixel and host_memory_budget (vggx export "
+                         f"--host-memory-budget) to size them")
             return
-        most = int(self.budget / self.bytes_per_pixel)
-        _log("info", f"{name}: host memory budget {_gib(self.budget)}, {self.bytes_per_pixel / 1024:.1f} KiB per LR "
-                     f"pixel of a window: windows above {most} LR pixels (about {int(most ** 0.5)}x{int(most ** 0.5)})"
-                     f" are refused as out of memory")
+        # each instance is a process of its own, and so is each version served (a canary beside the current one,
+        # the next loaded while the last still serves)
+        versions = _versions_served(config, args["model_repository"])
+        self.budget, self.bytes_per_pixel = int(total / (self.instances * versions)), bytes_per_pixel
+        most = int(self.budget / bytes_per_pixel)
+        shared = f" ({_bytes(total)} shared by {self.instances} instance(s) x {versions} version(s))"
+        warm = [(int(d[-3]), int(d[-2])) for w in config.get("model_warmup", [])
+                for i in (w.get("inputs") or {}).values() if len(d := i.get("dims") or []) >= 3]
+        if warm and (big := max(warm, key=lambda hw: hw[0] * hw[1])) and self._windows_that_fit(*big) < 1:
+            raise pb_utils.TritonModelException(
+                f"the host memory budget of {_bytes(self.budget)} per instance{shared} is below what the warm-up "
+                f"window ({big[0]}x{big[1]}) holds, {_bytes(bytes_per_pixel * big[0] * big[1])}: raise "
+                f"host_memory_budget (vggx export --host-memory-budget), serve fewer instances, or free memory")
+        _log("info", f"{name}: host memory budget {_bytes(self.budget)}{shared}, {bytes_per_pixel / 1024:.1f} KiB per "
+                     f"LR pixel of a window: windows of up to {most} LR pixels (about {_square(most)}) fit, larger "
+                     f"ones are refused as out of memory")
 
     def _measure_bytes_per_pixel(self) -> float | None:
         """Host memory one window holds per LR pixel, with :data:`MEMORY_MARGIN`: the peak RSS of a zero 64x64 window
-        (after a 32x32 one, which takes what the first run allocates once) over the RSS before it."""
+        over the RSS before it, the larger of two (after a 32x32 one, which takes what the first run allocates once;
+        what the C allocator kept of a run is given back before each, or the next would reuse it unseen)."""
         (lo_h, lo_w), (hi_h, hi_w) = self.min_size, self.max_size
         sizes = [(min(max(h, lo_h), hi_h), min(max(w, lo_w), hi_w)) for h, w in _PROBE_SIZES]
         for h, w in sizes[:-1]:
             self.run(np.zeros((1, self.window, h, w, 3), np.uint8))
         h, w = sizes[-1]
-        peak = _peak_rss_over(lambda: self.run(np.zeros((1, self.window, h, w, 3), np.uint8)))
-        return None if peak is None else MEMORY_MARGIN * peak / (h * w)
+        peaks = []
+        for _ in range(2):
+            _trim_heap()
+            peaks.append(_peak_rss_over(lambda: self.run(np.zeros((1, self.window, h, w, 3), np.uint8))))
+        peaks = [p for p in peaks if p is not None]
+        return MEMORY_MARGIN * max(peaks) / (h * w) if peaks else None
 
     def _windows_that_fit(self, h: int, w: int) -> int | None:
         """How many windows of ``h`` x ``w`` one run may hold within the host memory budget (None: no bound)."""
@@ -260,9 +309,15 @@ class TritonPythonModel:
         fit = self._windows_that_fit(h, w)
         if fit is None or fit >= 1:
             return None
-        return (f"out of memory: a {h}x{w} window needs about {_gib(self.bytes_per_pixel * h * w)} of host memory, "
-                f"above this model instance's budget of {_gib(self.budget)} (config parameter host_memory_budget); "
-                f"send smaller tiles")
+        most = int(self.budget / self.bytes_per_pixel)
+        problem = (f"out of memory: a {h}x{w} window needs about {_bytes(self.bytes_per_pixel * h * w)} of host "
+                   f"memory, above this model instance's budget of {_bytes(self.budget)} (config parameter "
+                   f"host_memory_budget): windows of up to {most} LR pixels (about {_square(most)}) fit; send smaller "
+                   f"tiles")
+        if (h, w) not in self._refused:  # for the operator: clients are being sent to smaller tiles
+            self._refused.add((h, w))
+            _log("warn", problem)
+        return problem
 
     def execute(self, requests):
         responses = [None] * len(requests)
