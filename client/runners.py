@@ -397,6 +397,13 @@ class OnnxRuntimeRunner(_RunnerBase):
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if device == "cpu":
+            # No memory pattern: with one (ONNX Runtime's default), the second run of an input shape asks the CPU
+            # arena for its whole planned block at once, which the first run's freed chunks cannot hold, so the arena
+            # grows by a second window's activations and keeps both: a session alone peaked at 0.62 GiB instead of
+            # 0.33 at 90x160, 2.37 instead of 1.27 at 180x320 (`vggx upscale`: 1.11 -> 0.80 GiB, 2.94 -> 1.80 GiB;
+            # benchmarks/RESULTS.md). Without it each tensor comes from the arena's free chunks, at the same speed.
+            options.enable_mem_pattern = False
         try:
             self._session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own untyped exceptions (Fail, InvalidGraph, ...)
