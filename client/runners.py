@@ -174,10 +174,13 @@ class Runner(Protocol):
 
 # Host memory one window holds, per LR pixel, as a multiple of the generator's FP32 activations there
 # (vggx.generator.flops.activation_bytes: PyTorch's peak, each tensor freed after its last use). Measured as the peak
-# RSS of `vggx upscale` (/usr/bin/time -v) on 8-frame clips with the shipped tiny model on a 2-core Xeon:
-# onnxruntime's CPU provider 3.4x / 2.5x / 2.6x at 90x160 / 180x320 / 360x640 (1.0 / 2.8 / 11.4 GiB: 720p frames
-# whole would want about 44 GiB), PyTorch eager 1.9x at 180x320 (2.1 GiB, with PyTorch's own 0.6 GiB).
-HOST_MEMORY_FACTOR = {"onnxruntime": 2.7, "torch": 1.5}
+# RSS of `/usr/bin/time -v vggx upscale IN.mp4 OUT.mp4` on 8-frame clips (2 windows) with the shipped tiny model on a
+# 2-core Xeon, onnxruntime's CPU provider without its memory pattern (OnnxRuntimeRunner): 0.80 / 1.80 / 7.54 GiB at
+# 90x160 / 180x320 / 360x640, 1.61x / 1.72x the activations at the two larger (2.7x at 90x160, where the process's
+# 0.47 GiB before its first window, Python, PyTorch and the session, is most of it; less those: 1.1x / 1.2x / 1.6x);
+# 2.0 is 16 % above the largest (benchmarks/RESULTS.md, "Host memory of in-process CPU runs"). PyTorch eager 1.9x
+# at 180x320 (2.1 GiB, with PyTorch's own 0.6 GiB).
+HOST_MEMORY_FACTOR = {"onnxruntime": 2.0, "torch": 1.5}
 HOST_MEMORY_SHARE = 0.7  # of the memory available as the runner opens: the rest for frames, encoders, the system
 
 

@@ -176,7 +176,7 @@ class TestTileSizes:
 
     def test_memory_tile_is_the_largest_of_a_fixed_ladder_whose_window_fits(self):
         """A fixed ladder: memory that comes and goes a little does not change the tiles (nor the output's bits)."""
-        per_pixel = 50 * 1024  # about what onnxruntime's CPU provider holds for the tiny model
+        per_pixel = 50 * 1024  # the tiny model's estimate under onnxruntime before its memory pattern went
         fits = lambda budget, limit=(1088, 1920), floor=(16, 16), multiple=8: memory_tile(
             budget * 2**30, per_pixel, limit, floor, multiple)
         assert fits(1000) == fits(100) == (1088, 1920) and fits(99) == (720, 1280)  # 99.6 GiB whole
