@@ -28,6 +28,7 @@ import torch
 from vggx.checkpoint import Checkpoint, model_metadata
 from vggx.errors import ExportError
 from vggx.generator import UInt8Upscaler
+from vggx.graph import GRAPH_REVISION  # re-exported: raise it there when the graph changes
 from vggx.plugins import reference_ops
 
 __all__ = ["GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx",
@@ -39,9 +40,6 @@ INPUT_NAME = "lr"
 OUTPUT_NAME = "sr"
 # onnxruntime 1.18+ loads IR version 10; the exporter of torch 2.13 writes 10 too.
 _MAX_IR_VERSION = 10
-# Raised whenever the exported graph changes for the same checkpoint (caches of exported files key on it).
-# 2: uint8 in and out through Casts only (TensorRT refuses a Transpose or Reshape of uint8).
-GRAPH_REVISION = 2
 
 
 class Flavor(enum.Enum):

@@ -1,7 +1,8 @@
 """``python -m vggx.weights``: export the shipped checkpoint's portable ONNX graph beside it.
 
-Run it after the shipped checkpoint changes or the exporter's ``GRAPH_REVISION`` does (a test fails until then):
-the default backend then loads the shipped graph instead of spending a minute exporting it on a user's first run.
+Run it after the shipped checkpoint changes or the exporter's ``GRAPH_REVISION`` (:mod:`vggx.graph`) does (a test
+fails until then): the default backend then loads the shipped graph instead of spending a minute exporting it on a
+user's first run.
 """
 
 from __future__ import annotations
