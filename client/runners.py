@@ -178,8 +178,9 @@ class Runner(Protocol):
 # 2-core Xeon, onnxruntime's CPU provider without its memory pattern (OnnxRuntimeRunner): 0.80 / 1.80 / 7.54 GiB at
 # 90x160 / 180x320 / 360x640, 1.61x / 1.72x the activations at the two larger (2.7x at 90x160, where the process's
 # 0.47 GiB before its first window, Python, PyTorch and the session, is most of it; less those: 1.1x / 1.2x / 1.6x);
-# 2.0 is 16 % above the largest (benchmarks/RESULTS.md, "Host memory of in-process CPU runs"). PyTorch eager 1.9x
-# at 180x320 (2.1 GiB, with PyTorch's own 0.6 GiB).
+# 2.0 is 16 % above the largest (benchmarks/RESULTS.md, "Host memory of in-process CPU runs"); measured with PyTorch
+# loaded, which a run on an exported graph no longer imports (0.2 GiB less: on the safe side). PyTorch eager 1.9x
+# at 180x320 (2.1 GiB, with PyTorch's own 0.6 GiB). A 720p run in 3 tiles: 10.3 GiB, 14.7 estimated.
 HOST_MEMORY_FACTOR = {"onnxruntime": 2.0, "torch": 1.5}
 HOST_MEMORY_SHARE = 0.7  # of the memory available as the runner opens: the rest for frames, encoders, the system
 
