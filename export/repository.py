@@ -153,9 +153,14 @@ class ServingConfig:
             raise ExportError("--compile applies to GPU instances (torch.compile of the CUDA model); CPU instances "
                               "run the FP32 reference ops uncompiled")
         budgeted = parse_memory_budget(self.host_memory_budget) != "auto"
-        if budgeted and (backend not in (Backend.PYTHON, Backend.TORCH) or kind != "KIND_CPU"):
-            raise ExportError(f"--host-memory-budget applies to the python and torch backends' CPU instances (the "
-                              f"{backend.value} backend's here run {kind})")
+        if budgeted and kind != "KIND_CPU":
+            raise ExportError(f"--host-memory-budget applies to CPU instances (the python backend, torch with "
+                              f"--instance-kind cpu); the {backend.value} backend's run on GPUs here, whose memory "
+                              f"runs out with an error of its own")
+        if budgeted and backend not in (Backend.PYTHON, Backend.TORCH):
+            raise ExportError(f"--host-memory-budget applies to vggx's own models (the python backend, torch with "
+                              f"--instance-kind cpu); Triton's {backend.value} backend is not sized by it: serve "
+                              f"--backend python on CPUs")
         if self.cpu_threads and backend is not Backend.PYTHON:
             raise ExportError(f"CPU threads per instance apply to the python backend (ONNX Runtime on the CPU), "
                               f"not {backend.value!r}")
@@ -174,7 +179,7 @@ def parse_memory_budget(text: str) -> str:
     if value in ("auto", "off"):
         return value
     found = re.fullmatch(r"(\d+(?:\.\d+)?(?:e\d+)?)\s*([kmgt]i?)?b?", value)
-    if not found or float(found[1]) * _UNITS[found[2] or ""] < 2**20:
+    if not found or not 2**20 <= float(found[1]) * _UNITS[found[2] or ""] < 2**63:  # 1e999: inf
         raise ExportError(f"--host-memory-budget must be auto, off or a size of at least 1 MiB (16GiB, 12G, 8e9 "
                           f"bytes), got {text!r}")
     return str(int(float(found[1]) * _UNITS[found[2] or ""]))

@@ -143,8 +143,8 @@ def test_zero_is_not_taken_for_the_default(tmp_path, command, message):
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--backend", "onnxruntime", "--host-memory-budget", "8GiB"],
-     "error: --host-memory-budget applies to the python and torch backends' CPU instances (the onnxruntime backend's "
-     "here run KIND_GPU)"),
+     "error: --host-memory-budget applies to CPU instances (the python backend, torch with --instance-kind cpu); the "
+     "onnxruntime backend's run on GPUs here, whose memory runs out with an error of its own"),
     (["--backend", "python", "--host-memory-budget", "lots"],
      "error: --host-memory-budget must be auto, off or a size of at least 1 MiB (16GiB, 12G, 8e9 bytes), got 'lots'"),
 ])
@@ -268,7 +268,6 @@ def test_ctrl_c_while_the_cli_is_imported_is_one_line_in_process(monkeypatch, ca
     monkeypatch.setattr(sys, "argv", ["vggx", "--debug", "info"])
     with pytest.raises(KeyboardInterrupt):
         main()
-
 
 
 @pytest.mark.parametrize("how", ["script", "module"])

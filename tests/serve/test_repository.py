@@ -102,19 +102,23 @@ def test_the_host_memory_budget_goes_to_the_cpu_models_config_in_bytes(text, par
         assert params["host_memory_budget"].string_value == parameter
 
 
-@pytest.mark.parametrize("text", ["lots", "16 GiBs", "-1G", "100", ""])
+@pytest.mark.parametrize("text", ["lots", "16 GiBs", "-1G", "100", "", "1e999", "0"])
 def test_a_host_memory_budget_that_is_not_a_size_is_refused(text):
     with pytest.raises(ExportError, match=f"--host-memory-budget must be auto, off or a size of at least 1 MiB .*"
                                           f"got {text!r}"):
         ServingConfig(host_memory_budget=text)
 
 
-@pytest.mark.parametrize(("backend", "kind"), [("onnxruntime", None), ("tensorrt", None), ("torch", None),
-                                               ("onnxruntime", "KIND_CPU")])
-def test_a_host_memory_budget_is_refused_where_nothing_would_keep_to_it(backend, kind):
+@pytest.mark.parametrize(("backend", "kind", "message"), [
+    ("onnxruntime", None, "applies to CPU instances .* the onnxruntime backend's run on GPUs here"),
+    ("tensorrt", None, "applies to CPU instances .* the tensorrt backend's run on GPUs here"),
+    ("torch", None, "applies to CPU instances .* the torch backend's run on GPUs here"),
+    ("onnxruntime", "KIND_CPU", "applies to vggx's own models .* Triton's onnxruntime backend is not sized by it"),
+])
+def test_a_host_memory_budget_is_refused_where_nothing_would_keep_to_it(backend, kind, message):
     """ONNX Runtime's own backend and GPU instances have no host memory budget: the flag would be ignored."""
     serving = ServingConfig(host_memory_budget="8GiB", instance_kind=kind)
-    with pytest.raises(ExportError, match="--host-memory-budget applies to the python and torch backends' CPU"):
+    with pytest.raises(ExportError, match=f"--host-memory-budget {message}"):
         model_config(backend=backend, metadata=META, window=8, serving=serving)
     assert "host_memory_budget" not in model_config(backend=backend, metadata=META, window=8,
                                                     serving=ServingConfig(instance_kind=kind)).parameters
@@ -510,7 +514,8 @@ def test_the_budget_is_a_share_of_the_memory_available_divided_among_the_instanc
     assert model.budget is None and model._oversized(np.ones((1, 8, 1088, 1920, 3), np.uint8)) is None
     model, _ = _served_model(monkeypatch, tmp_path / "gpu", kind="GPU")  # CUDA has an out-of-memory error of its own
     assert model.budget is None
-    for budget, per_pixel in (("16GiB", "auto"), ("auto", "0"), ("auto", "-5"), ("-1", "1000")):
+    for budget, per_pixel in (("16GiB", "auto"), ("auto", "0"), ("auto", "-5"), ("-1", "1000"), ("inf", "1000"),
+                              ("0", "1000"), ("auto", "nan")):
         with pytest.raises(Exception, match=r"host_memory_budget .* and host_bytes_per_pixel .*: each a number of "
                                             r"bytes > 0 or 'auto'"):
             _served_model(monkeypatch, tmp_path / f"bad{budget}{per_pixel}", host_memory_budget=budget,
@@ -547,7 +552,7 @@ def test_where_the_memory_cannot_be_read_requests_are_not_sized_and_the_log_says
 
 
 def test_what_a_window_holds_per_pixel_is_measured_as_the_model_starts(monkeypatch, tmp_path):
-    """The peak RSS of a 64x64 window with a margin: with the shipped model ONNX Runtime on the CPU holds 19.8-25.3
+    """The peak RSS of a 64x64 window with a margin: with the shipped model ONNX Runtime on the CPU holds 19.3-27.0
     KiB per LR pixel from 64x64 to 180x320; the margin covers a larger window."""
     model, _ = _served_model(monkeypatch, tmp_path)
     assert 15 * 1024 < model.bytes_per_pixel < 45 * 1024
