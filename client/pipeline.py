@@ -805,6 +805,11 @@ class _Tiles:
                 return
             used = plan_tiles(frame, tried, self.multiple, self.scale, self.overlap).largest  # the tiles sent
             new = smaller_tile(used, self.floor, self.multiple)
+            # where the device said how many pixels fit, halve here until they do, not one refused window a halving
+            while new is not None and exc.fits is not None and new[0] * new[1] > exc.fits:
+                if (smaller := smaller_tile(new, self.floor, self.multiple)) is None:
+                    break
+                new = smaller
             if new is None:
                 raise InferenceError(f"{exc} even in tiles of {used[0]}x{used[1]}, the smallest this model takes: "
                                      f"free memory on {self.device} (other processes?) or use a smaller model")

@@ -68,6 +68,8 @@ _MODEL_GONE = re.compile(r"unknown model|has no available versions", re.IGNORECA
 # A Python-backend stub that died (killed for memory, a crash in a library): Triton keeps the model READY and fails
 # every request with this until the server is started again; a server down, for the client (retried, then 75)
 _STUB_DOWN = re.compile(r"Stub process .* is not healthy", re.IGNORECASE)
+# What vggx's CPU-served model says fits when it refuses a window for its host memory (export/triton_models)
+_FITS = re.compile(r"windows of up to (\d+) LR pixels")
 # What Triton answers when it sheds load (UNAVAILABLE): its dynamic batcher's queue is full (max_queue_size), or a
 # request waited in it past its timeout (default_timeout_microseconds, with timeout_action REJECT)
 _SHED = re.compile(r"exceeds maximum queue size|request timeout expired", re.IGNORECASE)
@@ -340,8 +342,10 @@ class TritonRunner(_RunnerBase):
                     if (header := restricted_header(exc)) is not None:
                         raise refused(self.url, header) from None
                     if OUT_OF_MEMORY.search(reason):  # the pipeline sends smaller tiles
+                        fits = _FITS.search(reason)  # vggx's CPU-served model names them: no halving by trial
                         raise DeviceOutOfMemoryError(f"the model served by Triton at {self.url} ran out of memory "
-                                                     f"on input {lr.shape} ({reason})", lr.shape) from None
+                                                     f"on input {lr.shape} ({reason})", lr.shape,
+                                                     int(fits[1]) if fits else None) from None
                     raise ServerError(f"Triton at {self.url} failed the request for {lr.shape}: "
                                       f"{reason}") from None
                 if attempt == self.retries and _SHED.search(reason):

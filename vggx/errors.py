@@ -101,11 +101,13 @@ class RequestRejected(InferenceError):
 
 
 class DeviceOutOfMemoryError(InferenceError):
-    """The device ran out of memory on an input of ``shape``: the upscale pipeline retries with smaller tiles."""
+    """The device ran out of memory on an input of ``shape``: the upscale pipeline retries with smaller tiles;
+    ``fits``: the LR pixels of the largest window that does, where the device said (vggx's CPU-served model)."""
 
-    def __init__(self, message: str, shape: tuple[int, ...]) -> None:
+    def __init__(self, message: str, shape: tuple[int, ...], fits: int | None = None) -> None:
         super().__init__(message)
         self.shape = tuple(shape)
+        self.fits = fits
 
 
 class VideoError(VggxError):

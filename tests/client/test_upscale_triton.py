@@ -59,6 +59,22 @@ class TestAgainstStub:
         for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):  # nearest ×4 survives tiling
             np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
 
+    def test_a_server_that_names_what_fits_gets_those_tiles_at_once(self, clips, tmp_path, caplog):
+        """vggx's CPU-served model refuses a window above its host memory naming the pixels that fit: the client
+        halved by trial, one refused window per halving (two here); now it halves until they fit, one refusal."""
+        with StubTriton(window=4, max_size="64x64") as stub:
+            stub.oom_above, stub.oom_says_fits = 16 * 24, True
+            cfg = UpscaleConfig(clips["big"], tmp_path / "o.mkv", http_config(stub.url), LOSSLESS)
+            with caplog.at_level(logging.WARNING):
+                upscale(cfg)
+        assert stub.shapes[0] == [1, 4, 40, 56, 3]
+        assert all(s[2] * s[3] <= 16 * 24 for s in stub.shapes[1:]), stub.shapes  # the only refusal was the first
+        assert (f"the model served by Triton at {stub.url} ran out of memory on 40x56 tiles; going on with tiles of "
+                "at most 16x24") in caplog.text
+        src = decode_all(clips["big"])
+        for a, b in zip(decode_all(tmp_path / "o.mkv"), src, strict=True):
+            np.testing.assert_array_equal(a, b.repeat(4, 0).repeat(4, 1))
+
     def test_https_with_a_private_ca_and_headers_on_every_call(self, clips, tmp_path, tls_cert):
         """An ingress in front of Triton: TLS with a certificate from the company's CA, a bearer token."""
         from typer.testing import CliRunner

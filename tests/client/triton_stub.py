@@ -30,6 +30,7 @@ class StubTriton(InBackground):
         self.infer_calls = 0
         # answer larger inputs (h·w LR pixels) the way vggx's served torch model answers when CUDA runs out of memory
         self.oom_above: int | None = None
+        self.oom_says_fits = False  # answer it as vggx's CPU-served model does, naming the pixels that fit
         self.shapes: list[list[int]] = []  # every infer request's input shape, in order
         self.headers: list[dict[str, str]] = []  # every request's headers, in order
         self.shared_memory = shared_memory
@@ -102,8 +103,14 @@ class StubTriton(InBackground):
                     lr = np.frombuffer(body[n:], np.uint8).reshape(inp["shape"])
                 stub.shapes.append(list(lr.shape))
                 if stub.oom_above is not None and lr.shape[2] * lr.shape[3] > stub.oom_above:
-                    self._send(500, json.dumps({"error": "inference failed: CUDA out of memory. Tried to allocate "
-                                                         "2.00 GiB (GPU 0; 79.10 GiB total capacity)"}).encode())
+                    said = ("inference failed: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total "
+                            "capacity)")
+                    if stub.oom_says_fits:
+                        said = (f"out of memory: a {lr.shape[2]}x{lr.shape[3]} window needs about 3 MiB of host "
+                                f"memory, above this model instance's budget of 1 MiB (config parameter "
+                                f"host_memory_budget): windows of up to {stub.oom_above} LR pixels (about 19x19) "
+                                f"fit; send smaller tiles")
+                    self._send(500, json.dumps({"error": said}).encode())
                     return
                 sr = np.ascontiguousarray(lr.repeat(stub.scale, axis=2).repeat(stub.scale, axis=3))
                 (wanted,) = header["outputs"]
