@@ -423,6 +423,8 @@ class OnnxRuntimeRunner(_RunnerBase):
             raise InferenceError(f"onnxruntime cannot load {path}: {exc}") from None
         meta = self._session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(meta, f"ONNX model {path}")
+        # the generator it was exported from (vggx.export.onnx.GENERATOR_CONFIG_KEY): what its windows hold
+        self.generator_config = _generator_config(meta, path)
         self._input = self._session.get_inputs()[0].name
         self._output = self._session.get_outputs()[0].name
         self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
@@ -467,11 +469,38 @@ class OnnxRuntimeRunner(_RunnerBase):
             self._cancelled = False
 
 
+def _generator_config(meta: dict[str, str], path: Path) -> Any:
+    """The generator config an ONNX file's metadata holds (``generator_config``; None where absent or unreadable, or
+    where it contradicts the file's published window and scale)."""
+    if "generator_config" not in meta:
+        return None
+    from vggx.generator.config import GeneratorConfig
+
+    try:
+        config = GeneratorConfig.from_json(meta["generator_config"])
+    except ConfigError as exc:
+        log.warning("%s: its generator config is not readable (%s)", path, exc)
+        return None
+    if str(config.window) != meta.get("window") or str(config.scale) != meta.get("scale"):
+        log.warning("%s: its generator config (window %d, x%d) contradicts its metadata (window %s, x%s)", path,
+                    config.window, config.scale, meta.get("window"), meta.get("scale"))
+        return None
+    return config
+
+
 def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
     from vggx.checkpoint import DEFAULT_CHECKPOINT, read_checkpoint_config
 
-    if cfg.checkpoint is not None and cfg.checkpoint.suffix == ".onnx":  # a graph alone says not what windows hold
-        return OnnxRuntimeRunner(cfg.checkpoint, device=cfg.device, threads=cfg.threads)
+    if cfg.checkpoint is not None and cfg.checkpoint.suffix == ".onnx":
+        runner = OnnxRuntimeRunner(cfg.checkpoint, device=cfg.device, threads=cfg.threads)
+        if not cfg.device.startswith("cuda"):
+            if runner.generator_config is not None:
+                runner._budget_host_memory(runner.generator_config, "onnxruntime")
+            else:
+                log.warning("%s does not say which generator it holds (exported by an older vggx, or not by vggx): "
+                            "frames are not tiled to fit this machine's memory (--tile bounds the windows; `vggx "
+                            "export` writes the config)", cfg.checkpoint)
+        return runner
     path = cfg.checkpoint or DEFAULT_CHECKPOINT
     config = read_checkpoint_config(path)  # no PyTorch where the graph is exported already (_cached_onnx)
     runner = OnnxRuntimeRunner(_cached_onnx(path, config.window, cfg.cache_dir), device=cfg.device,

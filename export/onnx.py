@@ -27,12 +27,12 @@ import torch
 
 from vggx.checkpoint import Checkpoint, model_metadata
 from vggx.errors import ExportError
-from vggx.generator import UInt8Upscaler
+from vggx.generator import GeneratorConfig, UInt8Upscaler
 from vggx.graph import GRAPH_REVISION  # re-exported: raise it there when the graph changes
 from vggx.plugins import reference_ops
 
-__all__ = ["GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor", "Precision", "export_onnx",
-           "published_metadata"]
+__all__ = ["GENERATOR_CONFIG_KEY", "GRAPH_REVISION", "INPUT_NAME", "OUTPUT_NAME", "ExportConfig", "Flavor",
+           "Precision", "export_onnx", "published_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -118,13 +118,23 @@ def export_model(checkpoint: Checkpoint, precision: Precision) -> torch.nn.Modul
     return UInt8Upscaler(checkpoint.generator).eval()
 
 
-def published_metadata(checkpoint: Checkpoint, config: ExportConfig = ExportConfig()) -> dict[str, str]:
-    """The metadata props an export of ``checkpoint`` with ``config`` carries (and its Triton config publishes as
-    ``parameters``): the model's (``scale``, ``window``, sizes, ...) plus flavour, precision and provenance."""
+# The ONNX file's metadata prop holding the generator config it was exported from (GeneratorConfig.to_json, with the
+# export's window and sizes): what a run of the file alone needs to know what its windows hold in memory
+# (vggx.client.runners.host_bytes_per_pixel). Not a Triton parameter (write_model_repository leaves it out).
+GENERATOR_CONFIG_KEY = "generator_config"
+
+
+def _published_config(checkpoint: Checkpoint, config: ExportConfig) -> GeneratorConfig:
     gen_cfg = checkpoint.config
-    published = gen_cfg.replace(window=config.window or gen_cfg.window, min_size=config.min_size or gen_cfg.min_size,
-                                max_size=config.max_size or gen_cfg.max_size)
-    meta = model_metadata(published, checkpoint.metadata.get("version", "1"))
+    return gen_cfg.replace(window=config.window or gen_cfg.window, min_size=config.min_size or gen_cfg.min_size,
+                           max_size=config.max_size or gen_cfg.max_size)
+
+
+def published_metadata(checkpoint: Checkpoint, config: ExportConfig = ExportConfig()) -> dict[str, str]:
+    """The metadata an export of ``checkpoint`` with ``config`` publishes (its Triton config's ``parameters``, and
+    the ONNX file's metadata props with :data:`GENERATOR_CONFIG_KEY`): the model's (``scale``, ``window``, sizes,
+    ...) plus flavour, precision and provenance."""
+    meta = model_metadata(_published_config(checkpoint, config), checkpoint.metadata.get("version", "1"))
     meta.update({
         "flavor": config.flavor.value,
         "precision": config.precision.value,
@@ -152,7 +162,9 @@ def export_onnx(checkpoint: Checkpoint, path: str | Path, config: ExportConfig =
     _check_window(gen_cfg, config, window)
     proto = _trace(checkpoint, config, window)
     proto = _finish(proto, config)
-    onnx.helper.set_model_props(proto, published_metadata(checkpoint, config))
+    props = published_metadata(checkpoint, config)
+    props[GENERATOR_CONFIG_KEY] = _published_config(checkpoint, config).to_json()
+    onnx.helper.set_model_props(proto, props)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     try:

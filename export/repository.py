@@ -233,7 +233,8 @@ def model_config(
                                    count=serving.instances)
     group.gpus.extend(serving.gpus)
 
-    params = {str(k): str(v) for k, v in metadata.items()}
+    # the ONNX file's generator config (GENERATOR_CONFIG_KEY) is for a run of the file alone, not a contract
+    params = {str(k): str(v) for k, v in metadata.items() if k != "generator_config"}
     params["window"] = str(window)
     params["serving_backend"] = backend.value
     if backend is Backend.PYTHON:

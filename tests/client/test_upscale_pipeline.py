@@ -227,8 +227,44 @@ class TestHostMemory:
         assert 7.5 < ort_runner.host_bytes_per_pixel * 360 * 640 / 2**30 < 10
         assert 0.6 < torch_runner.host_bytes_per_pixel / ort_runner.host_bytes_per_pixel < 0.9
         assert host_memory_available() > 0 and ort_runner.host_budget > 0  # Linux: /proc/meminfo, cgroups
-        with OnnxRuntimeRunner(portable_onnx) as bare:  # an ONNX file alone: nothing known, frames as before
+        with OnnxRuntimeRunner(portable_onnx) as bare:  # the runner alone budgets nothing (open_runner does)
             assert bare.host_bytes_per_pixel is None and bare.host_budget is None
+
+    def test_an_exported_onnx_file_run_alone_is_budgeted_as_its_checkpoint(self, ort_runner, portable_onnx,
+                                                                          tiny_checkpoint, tmp_path, caplog):
+        """`vggx upscale --checkpoint model.onnx` (an export run without its checkpoint) had no host memory budget:
+        a frame past the machine's memory was one window, and the OOM killer took the run. The export holds its
+        generator config (not published to Triton), from which the run is budgeted as its checkpoint's is."""
+        import logging
+
+        import onnx
+
+        from vggx.client import Backend, BackendConfig, open_runner
+        from vggx.export.onnx import GENERATOR_CONFIG_KEY
+        from vggx.export.repository import model_config
+        from vggx.generator import GeneratorConfig
+
+        model = onnx.load(str(portable_onnx))
+        meta = {p.key: p.value for p in model.metadata_props}
+        assert GeneratorConfig.from_json(meta[GENERATOR_CONFIG_KEY]) == tiny_checkpoint.config
+        params = model_config(backend="python", metadata=meta, window=8).parameters
+        assert GENERATOR_CONFIG_KEY not in params and "checkpoint_sha256" in params
+        with open_runner(BackendConfig(Backend.ONNXRUNTIME, checkpoint=portable_onnx, threads=1)) as alone:
+            assert alone.host_bytes_per_pixel == ort_runner.host_bytes_per_pixel
+            assert alone.host_budget > 0
+
+        caplog.set_level(logging.WARNING, "vggx.client.runners")
+        for value in (None, "{not json", tiny_checkpoint.config.replace(window=4).to_json()):
+            props = {k: v for k, v in meta.items() if k != GENERATOR_CONFIG_KEY}
+            if value is not None:  # unreadable, or contradicting the file's window: not trusted
+                props[GENERATOR_CONFIG_KEY] = value
+            del model.metadata_props[:]
+            onnx.helper.set_model_props(model, props)
+            onnx.save(model, str(tmp_path / "old.onnx"))
+            caplog.clear()
+            with open_runner(BackendConfig(Backend.ONNXRUNTIME, checkpoint=tmp_path / "old.onnx", threads=1)) as old:
+                assert old.host_bytes_per_pixel is None and old.host_budget is None
+            assert "frames are not tiled to fit this machine's memory" in caplog.text, value
 
     def test_onnxruntime_holds_one_window_not_two(self, portable_onnx):
         """With ONNX Runtime's memory pattern (its default) the second window of a size asked the CPU arena for the
