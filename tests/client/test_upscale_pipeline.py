@@ -748,13 +748,14 @@ class TestOnnxRuntime:
         import onnx
 
         import vggx.export
-        from vggx.checkpoint import DEFAULT_CHECKPOINT, file_sha256
+        from vggx.checkpoint import DEFAULT_CHECKPOINT, file_sha256, read_checkpoint_config
         from vggx.client.runners import shipped_onnx_path
 
         shipped = shipped_onnx_path(DEFAULT_CHECKPOINT, 8)
         assert shipped.is_file(), f"{shipped.name} is not shipped: run `python -m vggx.weights`"
         meta = {p.key: p.value for p in onnx.load(str(shipped), load_external_data=False).metadata_props}
         assert meta["checkpoint_sha256"] == file_sha256(DEFAULT_CHECKPOINT) and meta["flavor"] == "portable"
+        assert meta["generator_config"] == read_checkpoint_config(DEFAULT_CHECKPOINT).to_json()  # run alone: budgeted
         monkeypatch.setattr(vggx.export, "export_onnx", lambda *a, **k: pytest.fail("exported"))
         assert cached_onnx(None, tmp_path) == shipped and not any(tmp_path.iterdir())
         assert sorted(shipped.parent.glob("*.onnx")) == [shipped]  # no stale export ships beside it
