@@ -460,10 +460,11 @@ def _vm_hwm_mb() -> float | None:
 def _gflops_per_frame(info, checkpoint: Path | None, lr_size: tuple[int, int], window: int) -> float:
     """GFLOPs per output frame of the model a runner runs: its generator config named by the model's published
     name (``vggx-<config>-x<scale>``: a served vggx-base-x4 is counted as base), else a ``.safetensors``
-    checkpoint's own; NaN where neither says (GFLOP/s and % of peak are then left out, not guessed)."""
+    checkpoint's own (its header), or the one an exported ``.onnx`` holds; NaN where none says (GFLOP/s and % of
+    peak are then left out, not guessed)."""
     import re
 
-    from vggx.checkpoint import load_checkpoint
+    from vggx.checkpoint import read_checkpoint_config
     from vggx.generator.config import CONFIGS
     from vggx.generator.flops import measure_cost
 
@@ -471,10 +472,17 @@ def _gflops_per_frame(info, checkpoint: Path | None, lr_size: tuple[int, int], w
     if named and named[1] in CONFIGS and CONFIGS[named[1]].scale == int(named[2]):
         cfg = CONFIGS[named[1]]
     elif checkpoint is None or checkpoint.suffix == ".safetensors":
-        cfg = load_checkpoint(checkpoint).config
-        if cfg.scale != info.scale:
-            return float("nan")
+        cfg = read_checkpoint_config(checkpoint)
+    elif checkpoint.suffix == ".onnx":
+        import onnx
+
+        from vggx.client.runners import _generator_config
+
+        meta = {p.key: p.value for p in onnx.load(str(checkpoint), load_external_data=False).metadata_props}
+        cfg = _generator_config(meta, checkpoint)
     else:
+        cfg = None
+    if cfg is None or cfg.scale != info.scale:
         return float("nan")
     return measure_cost(cfg, lr_size, window).gflops_per_frame
 

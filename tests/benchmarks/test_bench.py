@@ -336,7 +336,7 @@ def test_a_signal_mid_measurement_exits_cleanly(portable_onnx):
     assert message in err and "terminate called" not in err
 
 
-def test_flops_are_the_measured_models(tiny_checkpoint_path):
+def test_flops_are_the_measured_models(tiny_checkpoint_path, portable_onnx):
     """The FLOP count came from the local shipped checkpoint whatever was measured: a served base model was counted
     as tiny (20x too few GFLOP/s), and --checkpoint model.plan / model.onnx failed as "not a vggx checkpoint"."""
     from vggx.benchmarks.bench import _gflops_per_frame
@@ -353,8 +353,10 @@ def test_flops_are_the_measured_models(tiny_checkpoint_path):
     assert _gflops_per_frame(info("vggx-base-x4"), None, size, 8) == base > 10 * tiny
     assert _gflops_per_frame(info("vggx-tiny-x4"), tiny_checkpoint_path, size, 8) == tiny
     assert _gflops_per_frame(info("mine"), tiny_checkpoint_path, size, 8) == tiny  # the checkpoint's own config
+    assert _gflops_per_frame(info("mine"), portable_onnx, size, 8) == tiny  # the config the export holds
     nan = _gflops_per_frame(info("mine"), tiny_checkpoint_path.with_suffix(".plan"), size, 8)
     assert nan != nan  # an engine without a vggx name: not counted, not guessed
+    assert _gflops_per_frame(info("mine", scale=2), tiny_checkpoint_path, size, 8) != tiny  # NaN: not this model
 
 
 def test_checkpoint_with_a_server_alone_is_refused():
