@@ -103,6 +103,7 @@ log = logging.getLogger(__name__)
 _POLL_S = 0.1  # how often blocked threads look at the stop flag
 # how long a stopped run waits for its threads (windows in flight on a backend that cannot cancel them: Triton)
 _STOP_WAIT_S = 5.0
+_HALT_WAIT_S = 60.0  # ... and for those of a backend that stops its runs (ONNX Runtime, PyTorch on the CPU): ms
 _NOTHING = object()  # no finished window within a poll
 MAX_JOBS = 64  # files at once (upscale_many)
 MAX_OUTSCALE = 16.0  # --outscale beyond this is a typo, not a use: a 1080p frame x16 is 1.6 GB of RGB
@@ -1374,14 +1375,19 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     except BaseException as exc:
         run.stop.set()
         stopping = isinstance(exc, KeyboardInterrupt | Cancelled)  # the process (or the folder run) is stopping
-        if stopping:
+        # The windows in flight are stopped where the runner can (at their next node or module) and waited for: a
+        # window thread left inside ONNX Runtime or PyTorch as the process exits aborts it (SIGABRT, exit 134). Not
+        # on an error in one file of a folder run, whose other files share the runner (they go on).
+        halted = (stopping or cancel is None) and hasattr(runner, "cancel")
+        if halted:
             _cancel_runs(runner)
         if writer is not None:
             writer.abort()
-        deadline = time.monotonic() + _STOP_WAIT_S  # one wait for them all: they stop side by side
+        # one wait for them all: they stop side by side (a backend that cannot stop them, Triton: a few seconds)
+        deadline = time.monotonic() + (_HALT_WAIT_S if halted else _STOP_WAIT_S)
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-        if stopping and cancel is None:  # alone (a folder run's files in flight: upscale_many resumes them)
+        if halted and cancel is None:  # alone (a folder run's files in flight: upscale_many resumes them)
             _cancel_runs(runner, resume=True)
         if store is not None and store.segments:
             log.warning("%d frames of %s are kept in %s: run the same command again (with --resume) to go on "

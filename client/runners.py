@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -395,6 +396,9 @@ def export_portable(ckpt: Any, target: Path) -> Path:
     return target
 
 
+CLOSE_WAIT_S = 30.0  # how long closing a runner waits for its cancelled runs to stop (at their next node: ms)
+
+
 class OnnxRuntimeRunner(_RunnerBase):
     """ONNX Runtime in process, on a vggx ONNX file (metadata read from its metadata props)."""
 
@@ -431,7 +435,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         self.device_name = device
         self._ort = ort
         self._runs: set = set()  # the RunOptions of the runs in flight (cancel() stops them)
-        self._runs_lock = threading.Lock()
+        self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
         self._cancelled = False  # between cancel() and resume(): a run stops as it starts
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
@@ -452,6 +456,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         finally:
             with self._runs_lock:
                 self._runs.discard(options)
+                self._runs_lock.notify_all()
         return self.check_output(lr, sr)
 
     def cancel(self) -> None:
@@ -467,6 +472,17 @@ class OnnxRuntimeRunner(_RunnerBase):
         """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
         with self._runs_lock:
             self._cancelled = False
+
+    def close(self) -> None:
+        """Stop the runs still in flight and wait (up to :data:`CLOSE_WAIT_S`) for them to end. A run that failed
+        (a truncated input, a full disk) gives its window threads a few seconds and goes on without them: one left
+        inside ONNX Runtime as the interpreter exits aborts the process (SIGABRT: exit 134 and C++ runtime noise
+        after the error line, instead of exit 1)."""
+        self.cancel()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        with self._runs_lock:
+            while self._runs and (left := deadline - time.monotonic()) > 0:
+                self._runs_lock.wait(left)
 
 
 def _generator_config(meta: dict[str, str], path: Path) -> Any:
@@ -543,8 +559,13 @@ class TorchRunner(_RunnerBase):
             self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
+        self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
+        self._in_flight = 0
+        self._cancelled = False  # between cancel() and resume(): runs stop at their next module, and as they start
         if not cuda:
             self._budget_host_memory(ckpt.config, "torch")
+            for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
+                module.register_forward_pre_hook(self._stop_if_cancelled)
         extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
                                   ("cuda graphs", cuda and cuda_graphs)) if on]
         self.description = f"torch ({', '.join([device, *extras])})"
@@ -589,13 +610,51 @@ class TorchRunner(_RunnerBase):
         expected = (n, len(range(*keep.indices(t))), h * self.info.scale, w * self.info.scale, c)
         if self._cuda is not None:
             return self.check_output(lr, self._cuda(np.ascontiguousarray(lr), keep=keep), expected)
-        with torch.inference_mode():
-            sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)))
+        with self._runs_lock:
+            if self._cancelled:
+                raise InferenceError(f"torch: the run on input {lr.shape} was stopped")
+            self._in_flight += 1
+        try:
+            with torch.inference_mode():
+                sr = self._model(torch.from_numpy(np.ascontiguousarray(lr)))
+        except _RunStopped:
+            raise InferenceError(f"torch: the run on input {lr.shape} was stopped") from None
+        finally:
+            with self._runs_lock:
+                self._in_flight -= 1
+                self._runs_lock.notify_all()
         return self.check_output(lr, sr.numpy()[:, keep], expected)
 
+    def _stop_if_cancelled(self, module: Any, args: Any) -> None:
+        if self._cancelled:
+            raise _RunStopped
+
+    def cancel(self) -> None:
+        """On the CPU: stop the runs in flight at their next module, and those that start until :meth:`resume`, each
+        raising ``InferenceError`` (a run left going as the interpreter exits aborts the process, as ONNX
+        Runtime's does: :meth:`OnnxRuntimeRunner.cancel`). A CUDA run in flight is not stopped."""
+        with self._runs_lock:
+            self._cancelled = True
+
+    def resume(self) -> None:
+        """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
+        with self._runs_lock:
+            self._cancelled = False
+
     def close(self) -> None:
+        """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for."""
         if self._cuda is not None:
             self._cuda.close()
+            return
+        self.cancel()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        with self._runs_lock:
+            while self._in_flight and (left := deadline - time.monotonic()) > 0:
+                self._runs_lock.wait(left)
+
+
+class _RunStopped(Exception):
+    """Raised inside a CPU TorchRunner's forward by :meth:`TorchRunner.cancel`."""
 
 
 def _open_torch(cfg: BackendConfig) -> TorchRunner:

@@ -420,6 +420,39 @@ def test_a_signal_inside_the_wait_for_a_window_is_the_clean_stop(tiny_checkpoint
     assert list(out_dir.iterdir()) == []
 
 
+_STOP_WAIT_0 = """
+import sys
+import vggx.client.pipeline
+vggx.client.pipeline._STOP_WAIT_S = 0.0  # the window threads not waited for: what a window longer than the wait meets
+from vggx.entry import main
+sys.argv = ["vggx", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_an_input_error_with_a_window_in_flight_is_one_line_and_exit_1(tmp_path, backend):
+    """An error while a window was inside ONNX Runtime or PyTorch (a truncated input found out by the decoder, with
+    windows of real frames: longer than the 5 s the threads were waited for) left the window's thread going as the
+    interpreter exited, which aborted the process: exit 134 and C++ runtime lines after the error line (6 runs of
+    10 with PyTorch, all with ONNX Runtime). The runs in flight are stopped, and their threads waited for."""
+    full = make_video(tmp_path / "full.mkv", frames=48, size=(96, 128), codec="ffv1", pix_fmt="bgr0")
+    cut = tmp_path / "in.mkv"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    for _ in range(3):
+        result = subprocess.run([sys.executable, "-c", _STOP_WAIT_0, "upscale", str(cut), str(out_dir / "o.mkv"),
+                                 "--threads", "1", "--backend", backend], capture_output=True, text=True,
+                                timeout=300)
+        # (a slow machine prints progress lines: "12/48 frames (25.0 %) in 0:36, ...")
+        lines = [line for line in result.stderr.strip().splitlines() if not re.match(r"\d+/\d+ frames ", line)]
+        assert (result.returncode, lines) == (1, [
+            f"error: {cut} ends at 1.17 s of its 2.00 s of video (after 28 frames); the file is truncated or "
+            "damaged"]), result.stderr
+        assert list(out_dir.iterdir()) == []
+
+
 def _rss_mb(args: list) -> tuple[float, float, float]:
     """RSS when the pipeline starts, its peak at half the frames, and its peak at the end (MiB)."""
     proc = _vggx(args)
