@@ -76,7 +76,7 @@ from vggx.video.encode import (
 from vggx.video.filters import FilterChain
 from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
 
-from .runners import BackendConfig, Runner, open_runner
+from .runners import Backend, BackendConfig, Runner, open_runner
 from .windows import (
     TilePlan,
     TimeWindow,
@@ -1140,7 +1140,9 @@ def _resume_store(config: UpscaleConfig, output: Path, runner: Runner, reader: V
         # the backend as it computes (a Triton run's server addresses may change between runs: pods restart)
         "input": identity(config.input), "backend": getattr(runner, "resume_identity", runner.description),
         "model": repr(info),
-        "checkpoint": identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
+        # (a served model's weights are in its "backend": this machine's checkpoint is not what ran)
+        "checkpoint": None if config.backend.backend is Backend.TRITON
+        else identity(config.backend.checkpoint or DEFAULT_CHECKPOINT),
         # the encoder's settings that make the bits (not how many encoders run at once, nor conversion threads)
         "encode": {f.name: repr(getattr(encode, f.name)) for f in dataclasses.fields(encode)
                    if f.name not in ("encoders", "convert_threads")},

@@ -181,7 +181,8 @@ class TritonRunner(_RunnerBase):
             raise
         named = f"model {model_name!r}" + (f" version {self.model_version}" if self.model_version else "")
         self.description = f"triton {self.scheme}://{url} {named}" + (" (shared memory)" if self._use_shm else "")
-        self.resume_identity = f"triton {named}"  # what --resume compares: not the address
+        # what --resume compares: the model served and its weights and precision, not the address (pods move)
+        self.resume_identity = f"triton {named}" + "".join(f" {k}={v}" for k, v in sorted(self.served.items()))
         self.device_name = f"the model served by Triton at {url}"  # for messages (out of memory)
 
     # ------------------------------------------------------------------------------------- set-up
@@ -296,6 +297,8 @@ class TritonRunner(_RunnerBase):
         self.max_batch = int(config.get("max_batch_size") or 0)  # the server refuses larger batches (0: no batching)
         params = {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
         info = ModelInfo.from_metadata(params, f"model {self.model_name!r} on Triton at {self.url}")
+        # which weights it serves, and how it computes them (vggx export publishes these): what makes its bits
+        self.served = {k: params[k] for k in _SERVED_IDENTITY if params.get(k)}
         inputs, outputs = config.get("input") or [], config.get("output") or []
         if len(inputs) != 1 or len(outputs) != 1:
             raise ServerError(f"model {self.model_name!r} on {self.url} has {len(inputs)} inputs and "
@@ -575,6 +578,11 @@ class ServerDescription:
     stats: list[dict] = field(default_factory=list)  # per version: requests, executions, mean queue / compute ms
 
 
+# The served config's parameters that say which weights a model computes with and how (vggx export's published
+# metadata): a --resume record holds them, and a pool's replicas must agree on the weights.
+_SERVED_IDENTITY = ("checkpoint_sha256", "precision", "serving_backend", "flavor")
+
+
 def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ssl: bool = False,
                     ca_cert: str | os.PathLike | None = None, headers: dict[str, str] | None = None,
                     client_cert: tuple[str | os.PathLike, str | os.PathLike] | None = None,
@@ -583,9 +591,15 @@ def describe_server(url: str, model: str = "vggx", *, protocol: str = "grpc", ss
     statistics (what ``vggx info --url`` prints; ``vggx upscale --url`` is a window away from them).
 
     Raises:
+        ConfigError: ``url`` is not one ``HOST:PORT`` (checked as ``vggx upscale --url`` checks its entries: a port
+            out of range was a traceback over HTTP and another port over gRPC, and no port dialled 443).
         ServerError: the server cannot be reached (naming the URL).
     """
-    url = _without_scheme(url)
+    entries = _entries(url)
+    if len(entries) != 1:
+        raise ConfigError(f"vggx info --url describes one server: give one HOST:PORT, got {url!r}")
+    url = entries[0]
+    _host_port(url)
     kw = {"headers": wire_headers(headers, protocol)}
     as_json = {"as_json": True, "client_timeout": timeout_s} if protocol == "grpc" else {}
     client = new_client(url, protocol, ssl=ssl, ca_cert=ca_cert, client_cert=client_cert, timeout_s=timeout_s)
@@ -801,6 +815,12 @@ class TritonPool(_RunnerBase):
                 self.close()
                 raise ServerError(f"the servers serve different models: {first.url} has {first.info}, "
                                   f"{other.url} has {other.info}; point --url at replicas of one model")
+            mine, theirs = (r.served.get("checkpoint_sha256") for r in (first, other))
+            if mine and theirs and mine != theirs:  # one video's windows from two sets of weights: seams, flicker
+                self.close()
+                raise ServerError(f"the servers serve different weights of model {first.model_name!r}: {first.url} "
+                                  f"checkpoint {mine[:16]}, {other.url} checkpoint {theirs[:16]}; point --url at "
+                                  f"replicas of one export")
         self.info = first.info
         self.resume_identity = first.resume_identity  # the model, not the (changing) set of replicas
         self.device_name = "the model the Triton replicas serve"
@@ -1023,8 +1043,9 @@ def _other_protocol_hint(url: str, protocol: str, reason: str) -> str | None:
     other = "http" if protocol == "grpc" else "grpc"
     if not _speaks(url, other):
         return None
-    return (f"Triton at {url} answers {other} on that port, not {protocol} ({reason}): pass --protocol {other} (or "
-            f"its {protocol} port)")
+    # (an --url with a scheme names its protocol, and --protocol may not contradict it: the hint says both ways)
+    return (f"Triton at {url} answers {other} on that port, not {protocol} ({reason}): pass --protocol {other} or a "
+            f"{other}:// --url (or its {protocol} port)")
 
 
 def _speaks(url: str, protocol: str, timeout_s: float = 3.0) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import textwrap
 from pathlib import Path
@@ -945,6 +946,47 @@ def test_resume_over_triton_goes_on_against_another_address(tmp_path):
     with StubTriton() as second:  # the same model, elsewhere
         result = upscale(UpscaleConfig(src, out, http_config(second.url), encode, concurrency=1, resume=True))
     assert result.resumed_frames >= 8 and result.frames == 40 and second.infer_calls < 20
+
+
+def test_resume_over_triton_refuses_a_model_served_with_other_weights_or_precision(tmp_path):
+    """A resumed run's record held only the served model's name and sizes (and this machine's checkpoint file): a
+    server that came back with another export under the same name (FP32 for FP16, or other weights) had its
+    frames joined to the first model's in one video, and a client reinstalled elsewhere was refused."""
+    from videoclips import make_video
+
+    src = make_video(tmp_path / "in.mp4", frames=40)
+    out = tmp_path / "out.mp4"
+    encode = EncodeConfig(crf=0, segment_frames=8)
+    served = {"checkpoint_sha256": "ab" * 32, "precision": "fp16", "serving_backend": "python"}
+    with StubTriton() as first:
+        first.parameters = dict(served)
+        first.fail_from = 10
+        with pytest.raises(ServerError, match="failed the request"):
+            upscale(UpscaleConfig(src, out, http_config(first.url), encode, concurrency=1, resume=True))
+    manifest = json.loads((tmp_path / ".out.mp4.vggx-resume" / "manifest.json").read_text())
+    assert "checkpoint_sha256=" + "ab" * 32 in json.dumps(manifest) and '"checkpoint": null' in json.dumps(manifest)
+    for change in ({"precision": "fp32"}, {"checkpoint_sha256": "cd" * 32}):
+        with StubTriton() as second:
+            second.parameters = {**served, **change}
+            with pytest.raises(ConfigError, match=r"holds a run with other settings \(backend differs"):
+                upscale(UpscaleConfig(src, out, http_config(second.url), encode, concurrency=1, resume=True))
+    with StubTriton() as third:  # the same export again: goes on
+        third.parameters = dict(served)
+        result = upscale(UpscaleConfig(src, out, http_config(third.url), encode, concurrency=1, resume=True))
+    assert result.resumed_frames >= 8 and result.frames == 40
+
+
+def test_a_pool_of_servers_with_other_weights_is_refused():
+    """Replicas that serve other weights under one name: one video's windows from both (seams, flicker)."""
+    from vggx.client.triton import TritonPool
+
+    with StubTriton() as a, StubTriton() as b:
+        a.parameters, b.parameters = {"checkpoint_sha256": "ab" * 32}, {"checkpoint_sha256": "cd" * 32}
+        with pytest.raises(ServerError, match=r"the servers serve different weights of model 'vggx': .* checkpoint "
+                                              r"abababababababab, .* checkpoint cdcdcdcdcdcdcdcd"):
+            TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600)
+        b.parameters = dict(a.parameters)
+        TritonPool([a.url, b.url], protocol="http", retries=0, refresh_s=3600).close()
 
 
 @pytest.mark.server

@@ -34,6 +34,7 @@ class StubTriton(InBackground):
         self.shapes: list[list[int]] = []  # every infer request's input shape, in order
         self.headers: list[dict[str, str]] = []  # every request's headers, in order
         self.shared_memory = shared_memory
+        self.parameters: dict[str, str] = {}  # more config parameters (vggx export's checkpoint_sha256, precision)
         self.regions: dict[str, tuple[str, int]] = {}  # registered name -> (/dev/shm key, byte size)
         self.hang_unregister = False  # take unregister requests and never answer them (a hung server)
         self.unregister_calls = 0
@@ -160,7 +161,7 @@ class StubTriton(InBackground):
 
     def config(self) -> dict:
         params = {"window": str(self.window), "scale": str(self.scale), "size_multiple": "8",
-                  "min_size": "16x16", "max_size": self.max_size, "name": "stub", "version": "1"}
+                  "min_size": "16x16", "max_size": self.max_size, "name": "stub", "version": "1", **self.parameters}
         return {"name": self.model, "max_batch_size": 4,
                 "input": [{"name": "lr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
                 "output": [{"name": "sr", "data_type": "TYPE_UINT8", "dims": [self.window, -1, -1, 3]}],
