@@ -425,11 +425,13 @@ def test_the_other_protocols_port_is_a_setting_to_fix_not_a_server_to_wait_for(t
     clip = tmp_path / "clip.mp4"
     _synthetic_clip(clip, 4, (16, 16))
     for command in (["info"], ["upscale", str(clip), str(tmp_path / "o.mp4")]):
-        result = CliRunner().invoke(app, [*command, "--url", url, "--protocol", protocol])
-        assert result.exit_code == 1, result.output
-        (line,) = result.stderr.strip().splitlines()
-        assert line.startswith(f"error: Triton at {url} answers {other} on that port, not {protocol} (") and \
-            line.endswith(f"): pass --protocol {other} (or its {protocol} port)"), line
+        # (--url with the scheme: the hint said "--protocol", which that --url refuses as a contradiction)
+        for flags in (["--url", url, "--protocol", protocol], ["--url", f"{protocol}://{url}"]):
+            result = CliRunner().invoke(app, [*command, *flags])
+            assert result.exit_code == 1, result.output
+            (line,) = result.stderr.strip().splitlines()
+            assert line.startswith(f"error: Triton at {url} answers {other} on that port, not {protocol} (") and \
+                line.endswith(f"): pass --protocol {other} or a {other}:// --url (or its {protocol} port)"), line
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -443,6 +445,21 @@ def test_info_url_unreachable_is_one_line():
     assert result.exit_code == 75  # EX_TEMPFAIL: the server may be up later
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: cannot reach Triton at 127.0.0.1:") and "is it up" in line, line
+
+
+@pytest.mark.parametrize(("url", "protocol"), [("127.0.0.1:99999", "http"), ("127.0.0.1:99999", "grpc"),
+                                             ("127.0.0.1", "grpc"), ("gpu1:8001,gpu2:8001", "grpc")])
+def test_info_url_that_is_not_one_host_and_port_is_one_line_and_exit_1(url, protocol):
+    """A port out of range was a traceback over HTTP and another port over gRPC (99999 is 34463 there), no port
+    dialled 443, and a list of servers was one misformatted name: all 'cannot reach', exit 75 (retry a typo)."""
+    from typer.testing import CliRunner
+
+    from vggx.cli import app
+
+    result = CliRunner().invoke(app, ["info", "--url", url, "--protocol", protocol])
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(("error: --url must look like HOST:PORT", "error: vggx info --url describes one")), line
 
 
 def test_two_versions_served_and_one_called_by_number(portable_onnx, onnx_metadata, tmp_path):
