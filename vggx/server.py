@@ -194,6 +194,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         raise ServerError(f"cannot listen on {host}: {exc.strerror or exc}") from None
 
 
+def bind_address(host: str) -> str:
+    """``host`` as the address literal Triton binds: a name resolved (its first IPv4 address, else its first IPv6
+    one). Triton's HTTP and metrics services take no names: given ``localhost`` they listened on 255.255.255.255, so
+    the readiness probe found nothing for the whole ``--timeout`` while gRPC, which resolves it, served.
+
+    Raises:
+        ServerError: a name that does not resolve.
+    """
+    import ipaddress
+
+    if host == "":
+        return host
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    try:
+        found = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ServerError(f"cannot listen on {host}: {exc.strerror or exc}") from None
+    ordered = sorted(found, key=lambda a: a[0] != socket.AF_INET)  # IPv4 first, as a client tries
+    address = ordered[0][4][0]
+    log.info("--host %s binds %s", host, address)
+    return address
+
+
 def check_port_free(host: str, port: int, flag: str) -> None:
     """``ServerError`` unless a server could listen on ``host``:``port`` now: started on a port another server holds,
     Triton fails a few seconds in, after that server has answered its readiness probes for it. A name is tried at
@@ -234,6 +261,12 @@ def _check_exported(repo: Path) -> None:
     if missing:
         name, backend = next(iter(missing.items()))
         named = f" --name {name}" if name != MODEL_NAME else ""
+        onnx = sorted((repo / name).glob("[0-9]*/model.onnx"))
+        if backend == Backend.TENSORRT and onnx:  # exported where TensorRT was not: the engine is the step left
+            raise ServerError(f"model {name!r} in {repo} has no TensorRT engine yet: {onnx[-1].parent.name}/"
+                              f"model.onnx is there without model.plan (exported where TensorRT was not installed). "
+                              f"Build the engine where TensorRT and a GPU are, with the `python -m vggx.export."
+                              f"engine ...` command `vggx export` printed, and serve it with Triton's GPU server")
         how = (f"`vggx export --backend python{named}` (ONNX Runtime on the CPU, what the bundled tritonserver "
                f"serves) or, on a GPU, `vggx export --fp16{named}`" if backend == Backend.PYTHON
                else f"`vggx export --backend {backend.value}{named}`")
@@ -347,7 +380,8 @@ class TritonServer:
                             ("metrics", endpoints.metrics_port)):
             # IPv6: Triton's gRPC service joins address and port with a colon (brackets needed); its HTTP services
             # bind with libevhtp, which reads an address without an ``ipv6:`` prefix as IPv4
-            host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]" if proto == "grpc" else f"ipv6:{cfg.host}"
+            bound = endpoints.host
+            host = bound if ":" not in bound else f"[{bound}]" if proto == "grpc" else f"ipv6:{bound}"
             cmd += [f"--{proto}-address={host}", f"--{proto}-port={port}"]
         cmd += [f"--exit-timeout-secs={max(1, int(cfg.shutdown_timeout_s) - 5)}", "--strict-readiness=true"]
         if install.bundled:
@@ -383,7 +417,7 @@ class TritonServer:
             raise ServerError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
         for port, flag in zip(ports, ("--http-port", "--grpc-port", "--metrics-port"), strict=True):
             check_port_free(cfg.host, port, flag)
-        self.endpoints = Endpoints(cfg.host, *ports)
+        self.endpoints = Endpoints(bind_address(cfg.host), *ports)
         cmd = self.command(self.install, self.endpoints)
         self.log_path = Path(cfg.log_file) if cfg.log_file else (
             cache_dir() / "logs" / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")

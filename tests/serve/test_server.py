@@ -205,6 +205,22 @@ def test_free_ports_on_any_address_kind_pass_the_check(host):
     check_port_free(host, free_port(host), "--http-port")
 
 
+def test_a_host_name_is_bound_as_its_address(fake_triton, tmp_path):
+    """`vggx serve --host localhost` waited its whole --timeout: Triton's HTTP and metrics services take no names
+    (they listened on 255.255.255.255), so the readiness probe never connected. The name is resolved first."""
+    from vggx.server import TritonInstall, bind_address
+
+    assert bind_address("localhost") == "127.0.0.1"
+    assert [bind_address(h) for h in ("127.0.0.1", "0.0.0.0", "::1", "::", "")] == ["127.0.0.1", "0.0.0.0", "::1",
+                                                                                    "::", ""]
+    server = TritonServer(ServerConfig(host="localhost"))
+    server.install = TritonInstall(Path("tritonserver"))
+    cmd = server.command(server.install, Endpoints(bind_address("localhost"), 8000, 8001, 8002))
+    assert {a for a in cmd if "-address=" in a} == {f"--{p}-address=127.0.0.1" for p in ("http", "grpc", "metrics")}
+    with pytest.raises(ServerError, match=r"^cannot listen on no\.such\.host\.invalid: "):
+        bind_address("no.such.host.invalid")
+
+
 def test_a_host_that_does_not_resolve_is_one_error():
     from vggx.server import check_port_free
 
@@ -475,3 +491,22 @@ def test_a_model_with_nothing_exported_is_refused_before_the_server_starts(fake_
     (repo / "other" / "1" / "model.py").write_text("")
     with TritonServer(_cfg(repo, fake_triton, tmp_path)) as server:
         assert server.running
+
+
+def test_an_engine_left_to_build_is_named_not_a_missing_export(tmp_path, fake_triton):
+    """`vggx export --fp16` without TensorRT writes model.onnx and config.pbtxt and prints the engine's build command;
+    serving that repository said "no exported model yet: run `vggx export --backend tensorrt`", which only adds
+    another version without an engine."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[2]
+    repo = tmp_path / "repo"
+    shutil.copytree(root / "model_repository" / "vggx", repo / "vggx", ignore=shutil.ignore_patterns("__pycache__"))
+    config = repo / "vggx" / "config.pbtxt"
+    config.write_text(config.read_text().replace('string_value: "python"', 'string_value: "tensorrt"'))
+    assert 'string_value: "tensorrt"' in config.read_text()
+    (repo / "vggx" / "1" / "model.py").unlink()
+    (repo / "vggx" / "1" / "model.onnx").write_bytes(b"onnx")
+    with pytest.raises(ServerError, match=r"model 'vggx' in .* has no TensorRT engine yet: 1/model.onnx is there "
+                                          r"without model.plan .* `python -m vggx.export.engine ...` command"):
+        TritonServer(_cfg(repo, fake_triton, tmp_path, model_name="vggx")).start()
