@@ -475,7 +475,8 @@ class TestParallelSegments:
         assert stream_facts(tmp_path / "o.mkv")["frames"] == 24
 
     def test_svt_av1_keeps_its_banner_to_itself(self, tmp_path):
-        """SVT-AV1 reads its log level once a process (SVT_LOG): a fresh one, as a run is."""
+        """SVT-AV1 reads its log level once a process (SVT_LOG): a fresh one, as a run is, whose first SVT-AV1
+        encoder is the container check's probe (it printed the 20 lines: SVT_LOG was set as the writer opened)."""
         import subprocess
         import sys
 
@@ -483,7 +484,9 @@ class TestParallelSegments:
             "import sys; from fractions import Fraction; sys.path.insert(0, sys.argv[2])\n"
             "from videoclips import frame_pattern\n"
             "from vggx.video import EncodeConfig, VideoWriter\n"
+            "from vggx.video.encode import check_container, check_encoder_starts\n"
             "cfg = EncodeConfig('libsvtav1', crf=30, encoders=2, segment_frames=8)\n"
+            "check_container(sys.argv[1], 'libsvtav1'); check_encoder_starts(cfg)\n"
             "with VideoWriter(sys.argv[1], 64, 48, Fraction(25), Fraction(1, 25), cfg) as w:\n"
             "    [w.write(frame_pattern(i, 48, 64), i) for i in range(24)]\n")
         env = {k: v for k, v in os.environ.items() if k != "SVT_LOG"}

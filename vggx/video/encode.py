@@ -339,6 +339,7 @@ def check_container(path: str | Path, codec: str) -> None:
     key = (_guess_format(path), path.suffix.lower(), codec)
     if key in _CONTAINERS_PASSED:
         return
+    _quiet_svt(codec)
     with tempfile.TemporaryDirectory(prefix="vggx-probe-") as tmp:
         probe = Path(tmp) / f"probe{path.suffix}"
         try:
@@ -476,14 +477,20 @@ def _subsampled_420(pix_fmt: str) -> bool:
     return chroma.width * 2 == luma.width and chroma.height * 2 == luma.height
 
 
+def _quiet_svt(codec: str) -> None:
+    """SVT-AV1's own log to errors only, unless the environment says otherwise, before the process's first SVT-AV1
+    encoder opens (a check's probe included: it reads ``SVT_LOG`` then, once)."""
+    if codec == "libsvtav1":
+        os.environ.setdefault("SVT_LOG", "1")
+
+
 def _quieted(config: EncodeConfig, options: dict[str, str], level: str) -> dict[str, str]:
     """``options`` with the encoder library's own log, which it prints itself, cut to ``level``: ``warning``, or
     ``error`` where segments are encoded (--encoders, --resume: x265's banner is 25 lines an encoder, and a resumed
     two-hour film opens 3600; the level is in x265's stream header, which every segment's must match). SVT-AV1's (20
     lines, and a warning that it cannot raise its threads' priority in a container) is read from ``SVT_LOG`` once a
     process: errors only unless the environment says otherwise. A ``log-level`` in the user's x265-params is theirs."""
-    if config.codec == "libsvtav1":
-        os.environ.setdefault("SVT_LOG", "1")
+    _quiet_svt(config.codec)
     if config.codec != "libx265" or "log-level" in config.options.get("x265-params", ""):
         return options
     return {**options, "x265-params": merge_params(options.get("x265-params", ""), f"log-level={level}")}
@@ -574,6 +581,7 @@ def check_encoder_starts(config: EncodeConfig) -> None:
     hardware = bool(codec.capabilities & _CAP_HARDWARE or codec.hardware_configs)
     if not (hardware or config.options or config.bitrate is not None):
         return
+    _quiet_svt(config.codec)
     ctx = av.CodecContext.create(config.codec, "w")
     ctx.width, ctx.height, ctx.pix_fmt = 256, 256, output_pix_fmt(config)
     ctx.time_base, ctx.framerate = Fraction(1, 24), Fraction(24)
