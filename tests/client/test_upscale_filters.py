@@ -181,19 +181,56 @@ class TestReader:
             got = [float(f.pts * r.info.time_base) for f in r]
         assert got == pytest.approx([6 / 12, 7 / 12, 8 / 12])
 
-    @pytest.mark.parametrize(("vf", "first", "frames"), [
-        ("setpts=0.5*PTS", 0.25, 12), ("setpts=PTS-STARTPTS", 0.0, 12), ("setpts=2*PTS", 1.0, 12), ("fps=12", 0.5, 6)])
-    def test_start_is_the_inputs_time_as_ffmpegs_ss(self, lossless_clip, vf, first, frames):
+    @pytest.mark.parametrize(("vf", "frames"), [
+        ("setpts=0.5*PTS", 12), ("setpts=PTS-STARTPTS", 12), ("setpts=2*PTS", 12), ("fps=12", 6)])
+    def test_start_is_the_inputs_time_as_ffmpegs_ss(self, lossless_clip, vf, frames):
         """--start 0.5 cuts the input at 0.5 s before the chain (as ffmpeg's -ss before -i): a chain that retimes
-        the frames starts there too, not at its own 0.5 s (setpts=0.5*PTS gave no frame at all on a 1-second clip)."""
+        the frames starts there too, not at its own 0.5 s (setpts=0.5*PTS gave no frame at all on a 1-second clip).
+        The chain's time starts at the cut (as ffmpeg's does), and what comes out is put back on the input's timeline:
+        the first frame at 0.5 s, with the audio where the picture is (no shift)."""
         with open_video(lossless_clip) as r:
             want = [f.image for f in r][12:]
         with open_video(lossless_clip, filters=vf, start=0.5) as r:
             got = list(r)
             assert r.expected_frames() == len(got) == frames
-            assert float(got[0].pts * r.info.time_base) == pytest.approx(first)
-            assert r.shift == pytest.approx(0.5 - first if "setpts" in vf else 0)
+            assert float(got[0].pts * r.info.time_base) == pytest.approx(0.5)
+            assert r.shift == pytest.approx(0)
         np.testing.assert_array_equal(got[0].image, want[0])
+
+    @pytest.mark.parametrize(("vf", "start", "kept"), [
+        ("trim=start=0.25", 0.0, range(6, 24)), ("trim=start=0.25", 0.5, range(18, 24)),
+        ("trim=end=0.25", 0.5, range(12, 18)), ("select='gte(t\\,0.25)'", 0.5, range(18, 24)),
+        ("trim=start=0.25", 10.0, range(6, 24))])
+    def test_the_chains_time_starts_at_the_file_or_the_start_as_ffmpegs(self, lossless_clip, tmp_path, vf, start,
+                                                                        kept):
+        """ffmpeg's filters count time from the file's start (a broadcast cut at 10 s: from its 10 s), or from the
+        -ss point: trim, select, fade and enable= met the stream's own times, and did nothing, or let nothing
+        through (start 10.0: the clip remuxed to start at 10 s)."""
+        clip = lossless_clip
+        if start == 10.0:  # the same packets 10 s later: a file whose time starts at 10 s
+            clip = tmp_path / "at10.mkv"
+            with av.open(str(lossless_clip)) as src, av.open(str(clip), "w") as dst:
+                s = src.streams.video[0]
+                out = dst.add_stream_from_template(s)
+                for packet in src.demux(s):
+                    if packet.size:
+                        packet.pts += round(10 / s.time_base)
+                        packet.dts += round(10 / s.time_base)
+                        packet.stream = out
+                        dst.mux(packet)
+            start = 0.0
+        with open_video(lossless_clip) as r:
+            want = [f.image for f in r]
+        with open_video(clip, filters=vf, start=start) as r:
+            got = list(r)
+        assert len(got) == len(kept)
+        for frame, k in zip(got, kept, strict=True):
+            np.testing.assert_array_equal(frame.image, want[k])
+
+    def test_a_fade_starts_where_ffmpegs_does(self, lossless_clip):
+        with open_video(lossless_clip, filters="fade=t=in:st=0:d=0.5", start=0.5) as r:
+            first = next(iter(r))
+        assert first.image.max() == 0  # faded in from black at the cut (it met 0.5 s: no fade at all)
 
     def test_a_chain_that_drops_every_frame_is_named_not_the_start(self, lossless_clip):
         said = r"--vf 'trim=start=5' let none of the 12 frames decoded through \(from --start 0.5s\)"

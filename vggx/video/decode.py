@@ -481,11 +481,19 @@ class VideoReader:
         i = self._stream_info
         graph = self.filters.graph(frame.width, frame.height, frame.format.name, i.time_base, i.rate,
                                    i.sample_aspect_ratio)
-        if frame.pts is None:
-            frame.pts = 0
+        frame.pts = (frame.pts or 0) - self._filter_zero()  # the chain's time, as _filtered gives it
         graph.push(frame)
         graph.push(None)
         return next(drain(graph), None)
+
+    def _filter_zero(self) -> int:
+        """Where the ``filters`` chain's time starts, in the decoded stream's units: at the file's start, or at
+        ``start``, as ffmpeg's command line starts its filters' (``-ss`` before ``-i``, without ``-copyts``): so
+        ``trim=start=2``, ``fade=st=0``, ``select='gte(t,1)'`` and ``enable='between(t,0,1)'`` mean there what they
+        mean to ffmpeg (they met the stream's own times: a file cut from a broadcast at 10 s, or ``--start 1``,
+        left them doing nothing, or nothing let through)."""
+        origin = self._origin_pts()
+        return origin + int(self.start / self._stream_info.time_base) if self.start > 0 else origin
 
     def __iter__(self) -> Iterator[DecodedFrame]:
         import av
@@ -751,6 +759,10 @@ class VideoReader:
         # one back, so that would be a frame late)
         retimed = "setpts" in self.filters.names
         stream = self._stream_info
+        # The chain counts time from the file's start, or from --start (_filter_zero); what comes out is put back on
+        # the input's timeline, so that what is copied along (audio, subtitles) and --resume keep to it.
+        zero = self._filter_zero()
+        zero_out = round(Fraction(zero) * stream.time_base / self.info.time_base) if zero else 0
         late = max(1.0, 4 / float(stream.rate), 4 / float(self.info.rate))  # seconds a chain may hold frames back
         came_in = 0.0
         for frame in itertools.chain(frames, [None]):
@@ -764,6 +776,9 @@ class VideoReader:
                 if graph is None:
                     graph = self.filters.graph(frame.width, frame.height, frame.format.name, stream.time_base,
                                                stream.rate, stream.sample_aspect_ratio)
+                if frame is not None and frame.pts is not None:
+                    came_in = float(frame.pts * stream.time_base)
+                    frame.pts -= zero
                 if frame is not None:
                     frame.dts = frame.pts  # the input's time, kept through the chain (see ``retimed``)
                 graph.push(frame)  # None: flush
@@ -771,8 +786,11 @@ class VideoReader:
             except av.error.FFmpegError as exc:
                 raise VideoError(f"{self.filters.label} failed after {self._decoded_count} frames decoded "
                                  f"({_reason(exc)})") from None
-            if frame is not None and frame.pts is not None:
-                came_in = float(frame.pts * stream.time_base)
+            for out in ready:
+                if out.pts is not None:
+                    out.pts += zero_out
+                if out.dts is not None:
+                    out.dts += zero
             for out in ready:
                 if first:
                     first = False
