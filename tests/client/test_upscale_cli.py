@@ -541,6 +541,18 @@ class TestFolder:
         assert_one_error_line(cli(src, tmp_path / "o2", "--crf", "99"), "--crf must be in 0..51 for libx264, got 99")
         assert not (tmp_path / "o").exists() and not (tmp_path / "o2").exists()
 
+    def test_a_percent_in_a_videos_name_is_kept(self, cli, tmp_path):
+        """Before: ``sale 50% off.mp4`` failed in a folder run ("a % in a file name starts an image-sequence
+        number"), whose output names the user cannot choose."""
+        src = tmp_path / "in"
+        src.mkdir()
+        make_video(src / "sale 50% off.mp4", frames=3)
+        result = cli(src, tmp_path / "out")
+        assert result.exit_code == 0, result.output
+        assert "1 upscaled, 0 skipped, 0 failed" in result.stdout
+        assert [p.name for p in (tmp_path / "out").iterdir()] == ["sale 50% off.mp4"]
+        assert stream_facts(tmp_path / "out" / "sale 50% off.mp4")["frames"] == 3
+
     def test_skip_existing_single_file(self, cli, clips, tmp_path):
         out = tmp_path / "o.mp4"
         out.write_bytes(b"kept")

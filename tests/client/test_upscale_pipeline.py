@@ -883,6 +883,22 @@ class TestResume:
             np.testing.assert_array_equal(g, w)
         assert stream_facts(out)["audio"] == ["aac"]
 
+    @pytest.mark.parametrize("name", ["Episode 100% uncut.mkv", "take %04d.mp4"])
+    def test_a_percent_in_a_video_name_is_literal(self, tmp_path, torch_runner, name):
+        """Before: a % in any output name was taken for an image-sequence number and refused ("a % in a file name
+        starts an image-sequence number"), so such a video could not be written, nor a folder run's file named so.
+        Only an image output's %d/%0Nd is a number; a video's name is written as given, resumed alike."""
+        info = torch_runner.info
+        src = make_video(tmp_path / "in.mp4", frames=40, audio="aac")
+        out = tmp_path / name
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        stopped_run(src, out, info, encode=encode)
+        assert (tmp_path / f".{name}.vggx-resume" / "manifest.json").exists() and not out.exists()
+        result = run(src, out, _NearestRunner(info), encode=encode, resume=True)
+        assert result.resumed_frames > 0 and result.frames == 40
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in.mp4", name])
+        assert stream_facts(out)["frames"] == 40 and stream_facts(out)["audio"] == ["aac"]
+
     @pytest.mark.parametrize(("codec", "ext"), [("libsvtav1", ".mkv"), ("ffv1", ".mkv"), ("prores_ks", ".mov"),
                                                 ("libvpx-vp9", ".webm")])
     def test_other_codecs_go_on_as_one_run_would(self, tmp_path, torch_runner, codec, ext):

@@ -266,7 +266,9 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
         raise VideoError(f"output {output} is the input file; choose another name")
     if not output.suffix:
         raise VideoError(f"cannot tell the container format of {output}: give it an extension (.mp4, .mkv)")
-    if "%" in output.name and not is_image_sequence(output):
+    # a % is a number only in an image output's name; a video's is written as it is (FFmpeg's video muxers take
+    # the name literally), so a folder run writes "sale 50% off.mp4" as well
+    if "%" in output.name and output.suffix.lower() in IMAGE_SUFFIXES and not is_image_sequence(output):
         raise VideoError(f"{output.name}: a % in a file name starts an image-sequence number; use one %d or %0Nd "
                          f"(out/%06d.png), or a name without %")
     image_codec(output)  # an image sequence in a format vggx writes
