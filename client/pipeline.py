@@ -17,6 +17,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
+import math
 import numbers
 import os
 import queue
@@ -64,6 +65,7 @@ from vggx.video.encode import (
     check_encoder_starts,
     check_frame_encodable,
     check_image_codec,
+    check_keeps_input,
     check_stdout,
     deeper_pix_fmt,
     describe_encoder,
@@ -1075,6 +1077,18 @@ def upscale(config: UpscaleConfig, *, progress: UpscaleProgress | None = None,
                         # side as shown (turned after, a phone clip's would be stacked)
                         upright=codec is not None or writes_y4m(output, config.encode.codec) or config.compare)
     frames = reader.expected_frames()
+    try:
+        # The numbers an image-sequence output gets: the input sequence's own from its --start frame (the first
+        # shown from half a frame before it on, as the reader picks it), from 1 otherwise; a --vf filter may retime
+        # the frames, so then any number.
+        first = None
+        if not reader.filters:
+            skipped = max(0, math.ceil(Fraction(reader.start) * reader.info.rate - Fraction(1, 2)))
+            first = reader.sequence.start + skipped if reader.sequence is not None else 1
+        check_keeps_input(output, config.input, first, frames if first is not None else None)
+    except BaseException:
+        reader.close()
+        raise
     if is_single_image(output) and frames is not None and frames > 1:
         reader.close()
         raise ConfigError(f"{output.name} holds one image, but {reader.path} has {frames} frames: write a sequence "

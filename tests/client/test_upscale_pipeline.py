@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -1483,6 +1484,48 @@ class TestImageSequences:
         else:
             assert list(out.parent.iterdir()) == []
         assert not any(p.name.startswith(".vggx") for p in tmp_path.rglob("*"))
+
+    @pytest.mark.parametrize("dry_run", [False, True])
+    @pytest.mark.parametrize(("spelling", "kw", "hit"), [
+        ("f%d.png", {}, "f1001.png"),  # the same files by another spelling: every frame
+        ("f%4d.png", {}, "f1001.png"),
+        ("f1001.png", {"frames": 1}, "f1001.png"),  # a frame grab onto the first frame
+        ("f1003.png", {"frames": 1, "start": 0.08}, "f1003.png"),
+        ("f%d.png", {"start": 0.4, "frames": 2}, "f1011.png"),  # a preview keeps its numbers: 1011 and 1012
+    ])
+    def test_an_output_naming_an_input_frame_is_refused_before_any_work(self, tmp_path, torch_runner, spelling, kw,
+                                                                        hit, dry_run):
+        """Before: only the very same pattern was refused (compared as text); ``f%d.png`` over ``f%04d.png``'s
+        1001.. frames replaced every one of them by its x4 version, and a one-frame grab named like a frame
+        replaced it."""
+        pattern = make_png_sequence(tmp_path / "in")
+        before = {p.name: p.read_bytes() for p in pattern.parent.iterdir()}
+        counting = _Counting(torch_runner.info)
+        with pytest.raises(VideoError, match=rf"output .*{re.escape(spelling)} would overwrite .*{hit}, a frame of "
+                                             r"the input sequence"):
+            run(pattern, pattern.with_name(spelling), counting, encode=EncodeConfig(), fps=Fraction(25),
+                dry_run=dry_run, **kw)
+        assert counting.calls == 0
+        assert {p.name: p.read_bytes() for p in pattern.parent.iterdir()} == before  # the input whole, nothing beside
+
+    def test_an_output_beside_the_input_that_names_none_of_its_frames_is_written(self, tmp_path, torch_runner):
+        # f%d.png writes f1.png, f2.png, ... beside f0001.png, ...: other files; f%02d.png's 1..3 are f01.png ..
+        # f03.png, though its 10..12 would be the input's f10.png .. f12.png (not written in a 3-frame preview)
+        pattern = make_png_sequence(tmp_path / "in", first=1, name="f%04d.png")
+        run(pattern, pattern.with_name("f%d.png"), _NearestRunner(torch_runner.info), encode=EncodeConfig())
+        short = make_png_sequence(tmp_path / "short", first=1, name="f%d.png")
+        run(short, short.with_name("f%02d.png"), _NearestRunner(torch_runner.info), encode=EncodeConfig(), frames=3)
+        assert sorted(p.name for p in short.parent.glob("f0*.png")) == ["f01.png", "f02.png", "f03.png"]
+        with pytest.raises(VideoError, match=r"would overwrite .*f10\.png, a frame of the input sequence"):
+            run(short, short.with_name("f%02d.png"), _NearestRunner(torch_runner.info), encode=EncodeConfig())
+        assert sorted(p.name for p in tmp_path.glob("in/f?.png")) == [f"f{i}.png" for i in range(1, 10)]
+
+    def test_one_image_into_a_sequence_that_names_it_is_refused(self, tmp_path, torch_runner):
+        image = make_png_sequence(tmp_path / "in", first=1, count=1).with_name("f0001.png")
+        before = image.read_bytes()
+        with pytest.raises(VideoError, match=r"would overwrite .*f0001\.png, the input file"):
+            run(image, image.with_name("f%04d.png"), _NearestRunner(torch_runner.info), encode=EncodeConfig())
+        assert image.read_bytes() == before and sorted(p.name for p in image.parent.iterdir()) == ["f0001.png"]
 
 
 class TestSingleImages:

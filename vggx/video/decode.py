@@ -37,7 +37,7 @@ from .tonemap import ToneMap
 
 __all__ = ["IMAGE_SUFFIXES", "DecodedFrame", "ImageSequence", "VideoInfo", "VideoReader", "display_source",
            "find_sequence", "guess_pattern", "has_alpha", "is_cover", "is_image_sequence", "is_pipe", "is_url",
-           "local_path", "open_source", "open_video"]
+           "local_path", "open_source", "open_video", "sequence_file", "sequence_number"]
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,29 @@ class ImageSequence:
     count: int
 
     def file(self, number: int) -> Path:
-        return self.pattern.with_name(self.pattern.name % number)
+        return sequence_file(self.pattern, number)
+
+
+def sequence_file(pattern: str | Path, number: int) -> Path:
+    """The file an image-sequence ``pattern`` names for ``number``, as FFmpeg's image2 reads and writes it
+    (``av_get_frame_filename``): ``%4d`` zero-padded as ``%04d`` (Python's ``%`` pads it with spaces), ``%%`` a %."""
+    pattern = Path(pattern)
+    found = _PATTERN.search(pattern.name)
+    head, tail = pattern.name[:found.start()], pattern.name[found.end():]
+    return pattern.with_name(f"{head.replace('%%', '%')}{number:0{int(found.group(2) or 0)}d}"
+                             f"{tail.replace('%%', '%')}")
+
+
+def sequence_number(pattern: str | Path, name: str) -> int | None:
+    """The number whose file (:func:`sequence_file`) an image-sequence ``pattern`` names ``name``, or None: a name
+    it gives no number (``f%04d.png`` names ``f0007.png`` and ``f10000.png``, not ``f7.png``)."""
+    pattern = Path(pattern)
+    found = _PATTERN.search(pattern.name)
+    head, tail = (pattern.name[:found.start()].replace("%%", "%"), pattern.name[found.end():].replace("%%", "%"))
+    match = re.fullmatch(re.escape(head) + r"(\d+)" + re.escape(tail), name)
+    if match is None or sequence_file(pattern, int(match.group(1))).name != name:
+        return None
+    return int(match.group(1))
 
 
 def guess_pattern(folder: Path) -> Path | None:
@@ -105,11 +127,8 @@ def find_sequence(pattern: str | Path) -> ImageSequence:
     folder = pattern.parent if str(pattern.parent) else Path(".")
     if not folder.is_dir():
         raise VideoError(f"input not found: {pattern} (no folder {folder})")
-    found = _PATTERN.search(pattern.name)
-    name = re.compile(re.escape(pattern.name[:found.start()]) + r"(\d+)" + re.escape(pattern.name[found.end():]))
     # the files FFmpeg would open: those whose name the pattern prints from their number (f%04d: f0007, f10000)
-    numbers = sorted(int(m.group(1)) for p in folder.iterdir()
-                     if (m := name.fullmatch(p.name)) and pattern.name % int(m.group(1)) == p.name)
+    numbers = sorted(n for p in folder.iterdir() if (n := sequence_number(pattern, p.name)) is not None)
     if not numbers:
         raise VideoError(f"input not found: no files match {pattern}")
     for expected, number in enumerate(numbers, start=numbers[0]):

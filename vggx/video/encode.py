@@ -56,12 +56,14 @@ from vggx.errors import VideoError, result_of
 from .decode import (
     IMAGE_SUFFIXES,
     display_source,
+    find_sequence,
     has_alpha,
     is_cover,
     is_image_sequence,
     is_url,
     local_path,
     open_source,
+    sequence_number,
     thread_reformatter,
 )
 from .depth import ColorInfo, component_depth
@@ -69,9 +71,9 @@ from .filters import drain
 
 __all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264_PRESETS", "EncodeConfig",
            "SegmentStore", "VideoWriter", "alpha_pix_fmt", "check_container", "check_copy", "check_encoder",
-           "check_encoder_starts", "check_frame_encodable", "check_image_codec", "check_output_path", "check_stdout",
-           "deeper_pix_fmt", "describe_encoder", "encoder_options", "image_codec", "is_single_image", "is_stdout",
-           "merge_params", "output_pix_fmt", "stdout_format", "writes_y4m"]
+           "check_encoder_starts", "check_frame_encodable", "check_image_codec", "check_keeps_input",
+           "check_output_path", "check_stdout", "deeper_pix_fmt", "describe_encoder", "encoder_options", "image_codec",
+           "is_single_image", "is_stdout", "merge_params", "output_pix_fmt", "stdout_format", "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +278,42 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
             and Path(input_path).resolve() == output.resolve()):
         raise VideoError(f"output {output} is the input sequence; its frames would be overwritten: choose another name")
     return output
+
+
+def check_keeps_input(output: Path, input_path: str | Path, first: int | None = None,
+                      count: int | None = None) -> None:
+    """Raise ``VideoError`` if writing ``output`` would replace a file of the input ``input_path`` (an image
+    sequence's frames, or the one file it is), whatever the two are called: ``f%d.png`` names ``f%04d.png``'s
+    ``f1001.png`` too, and a frame grab may be named like a frame. ``first``, ``count``: the numbers an
+    image-sequence output is written with (None: any number, not known before the frames are). Call before any
+    work, after the input was opened (its sequence found)."""
+    if is_url(input_path) or str(input_path) == "-" or is_stdout(output):
+        return
+    if is_image_sequence(input_path):
+        sequence = find_sequence(input_path)
+        files = [sequence.file(n) for n in range(sequence.start, sequence.start + sequence.count)]
+        what = "a frame of the input sequence"
+    elif Path(input_path).is_file():
+        files, what = [Path(input_path)], "the input file"
+    else:
+        return
+    hit = None
+    if is_image_sequence(output):
+        folder = output.parent if str(output.parent) else Path(".")
+        if not folder.is_dir():  # made by the writer: nothing in it yet
+            return
+        if os.path.samefile(files[0].parent, folder):  # a sequence's files share one folder
+            last = None if first is None or count is None else first + count - 1
+            for f in files:
+                number = sequence_number(output, f.name)
+                if number is not None and (first is None or number >= first) and (last is None or number <= last):
+                    hit = f
+                    break
+    elif output.exists():
+        mine = output.stat()
+        hit = next((f for f in files if os.path.samestat(f.stat(), mine)), None)
+    if hit is not None:
+        raise VideoError(f"output {output} would overwrite {hit}, {what}; choose another name")
 
 
 def _audio_remedies(muxer: str, audio_codec: str | None) -> str:
