@@ -1528,6 +1528,27 @@ class TestImageSequences:
         assert image.read_bytes() == before and sorted(p.name for p in image.parent.iterdir()) == ["f0001.png"]
 
 
+    def test_rewriting_a_shorter_sequence_over_a_longer_one_says_what_is_left(self, tmp_path, torch_runner, caplog):
+        """Before: a 3-frame run over a 12-frame run's f%04d.png left f0004.png .. f0012.png of the other clip
+        beside the new f0001.png .. f0003.png, without a word (a compositor reads one 12-frame sequence of two
+        clips). Those outside the range written are kept (a range rendered into a longer sequence, as
+        ``--start``/``--frames`` on a sequence input do, is their place), and a warning names them."""
+        import logging
+
+        long, short = make_video(tmp_path / "long.mp4", frames=12), make_video(tmp_path / "short.mp4", frames=3)
+        out = tmp_path / "out" / "f%04d.png"
+        nearest = _NearestRunner(torch_runner.info)
+        run(long, out, nearest, encode=EncodeConfig())
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            run(long, out, nearest, encode=EncodeConfig())  # the same range again: nothing left over
+            assert "numbered" not in caplog.text
+            run(short, out, nearest, encode=EncodeConfig())
+        assert re.search(r"out/f%04d\.png: 9 other numbered files are left beside the 3 written \(f0004\.png \.\. "
+                         r"f0012\.png\), read with them as one sequence: delete them unless they are part of it",
+                         caplog.text), caplog.text
+        assert sorted(p.name for p in out.parent.iterdir()) == [f"f{i:04d}.png" for i in range(1, 13)]
+
+
 class TestSingleImages:
     """One image in (a photo: the window mirrors its one frame) or out (one frame: a still, e.g. a frame grab)."""
 

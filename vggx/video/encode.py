@@ -1254,6 +1254,7 @@ class VideoWriter:
                 for f in files:
                     os.replace(f, self.path.parent / f.name)
                 self._tmp_dir.rmdir()
+                self._say_others({f.name for f in files})
             elif not self._stdout:  # standard output: written as it came, its size the reader's to know
                 self.output_bytes = self.tmp_path.stat().st_size
                 os.replace(self.tmp_path, self.path)
@@ -1330,6 +1331,20 @@ class VideoWriter:
             except Exception:  # the file is going away; a failing trailer write must not mask the cause
                 log.debug("closing the aborted output failed", exc_info=True)
         self._remove_tmp()
+
+    def _say_others(self, written: set[str]) -> None:
+        """Warn of the files the sequence's pattern numbers beside the ``written`` ones (an earlier, longer run's
+        into the same pattern: its frames after this run's end): they are kept, as a range rendered into a longer
+        sequence (``--start``/``--frames`` of a sequence input keep its numbers) must keep the rest, but a player or
+        compositor reads them all as one sequence, two clips mixed without a word."""
+        others = sorted((number, p.name) for p in self.path.parent.iterdir()
+                        if p.name not in written and (number := sequence_number(self.path, p.name)) is not None)
+        if others:
+            names = others[0][1] if len(others) == 1 else f"{others[0][1]} .. {others[-1][1]}"
+            log.warning("%s: %d other numbered file%s left beside the %d written (%s), read with them as one "
+                        "sequence: delete %s unless %s part of it", self._label, len(others),
+                        "s are" if len(others) > 1 else " is", len(written), names,
+                        *(("them", "they are") if len(others) > 1 else ("it", "it is")))
 
     def _remove_tmp(self) -> None:
         if self._tmp_dir is not None:
