@@ -38,7 +38,7 @@ from vggx.errors import (
     deferred_signals,
     raise_if_terminating,
 )
-from vggx.paths import cache_dir, cache_folder
+from vggx.paths import cache_dir, cache_folder, unwritable_folder
 from vggx.shapes import parse_size
 
 __all__ = [
@@ -423,6 +423,8 @@ class TritonServer:
             cache_dir() / "logs" / f"tritonserver-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
         shown = " ".join(cmd).replace(cfg.api_key, "***") if cfg.api_key else " ".join(cmd)
         log.info("starting %s (log: %s)", shown, self.log_path)
+        if (why := unwritable_folder(self.log_path.parent)) is not None:  # (mkdir said "File exists" for a file)
+            raise ServerError(f"cannot write the server log {self.log_path}: {why}")
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

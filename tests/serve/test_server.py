@@ -233,6 +233,10 @@ def test_a_host_that_does_not_resolve_is_one_error():
 def test_a_log_file_that_cannot_be_written_is_one_error(repo, fake_triton, tmp_path):
     with pytest.raises(ServerError, match=rf"^cannot write the server log {tmp_path}: Is a directory$"):
         TritonServer(_cfg(repo, fake_triton, tmp_path, log_file=tmp_path)).start()
+    (tmp_path / "a.mp4").write_bytes(b"")  # a folder in the path that is a file: said so (it was "File exists")
+    with pytest.raises(ServerError, match=rf"^cannot write the server log {tmp_path}/a.mp4/x/s.log: {tmp_path}/a.mp4 "
+                                          rf"is a file, not a folder$"):
+        TritonServer(_cfg(repo, fake_triton, tmp_path, log_file=tmp_path / "a.mp4" / "x" / "s.log")).start()
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
