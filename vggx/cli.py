@@ -1468,6 +1468,9 @@ def export(
     chosen = Backend.parse(backend) if backend else (Backend.TENSORRT if fp16 else Backend.ONNXRUNTIME)
     if no_plugins and flavor == "trt":
         raise ConfigError("--no-plugins exports the portable graph; it contradicts --flavor trt")
+    if no_plugins and chosen in (Backend.PYTHON, Backend.ONNXRUNTIME):  # a knob that does nothing there is refused
+        raise ConfigError(f"--no-plugins builds the TensorRT engine without vggx's plugins; --backend {chosen.value} "
+                          f"serves the portable graph (standard ONNX ops) already")
     try:
         picked = Flavor.PORTABLE if no_plugins else (Flavor(flavor) if flavor else None)
     except ValueError:

@@ -265,6 +265,9 @@ def test_failed_verification_leaves_the_repository_untouched(tmp_path, tiny_chec
     [
         (["--flavor", "trt", "--backend", "onnxruntime"], "trt flavour (plugin nodes) runs only in TensorRT"),
         (["--flavor", "trt", "--no-plugins"], "contradicts --flavor trt"),
+        (["--backend", "python", "--no-plugins"], "--no-plugins builds the TensorRT engine without vggx's plugins; "
+                                                  "--backend python serves the portable graph"),
+        (["--no-plugins"], "--backend onnxruntime serves the portable graph (standard ONNX ops) already"),
         (["--flavor", "fast"], "--flavor must be trt or portable"),
         (["--backend", "tflite"], "unknown backend 'tflite'"),
         (["--max-size", "big"], "size must look like HxW"),
