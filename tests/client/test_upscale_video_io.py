@@ -94,6 +94,61 @@ class TestDecode:
         with open_video(cut) as r, pytest.raises(VideoError, match="the file is truncated or damaged"):
             list(r)
 
+    @pytest.mark.parametrize(("shift", "faststart"), [(0.25, False), (0.25, True), (0.5, True)])
+    def test_an_mp4_whose_edit_list_hides_its_first_frames_is_whole(self, tmp_path, caplog, shift, faststart):
+        """A stream-copy cut (``ffmpeg -ss X -i in.mp4 -c copy``) keeps the packets from the keyframe before the cut,
+        at times before 0, and an edit list hides them: FFmpeg discards their frames, which the container's frame
+        count still holds; they were taken for frames missing at the end ("ends after 30 of its 36 frames"). The
+        frames shown are read, without a warning; the same file cut short is still found out. Cut mid-GOP (0.25 s)
+        the hidden packets are read and their frames discarded; cut at a keyframe (0.5 s), FFmpeg leaves the samples
+        before it out of its index."""
+        import logging
+
+        gop = make_video(tmp_path / "gop.mp4", frames=36, size=(48, 64),
+                         options={"g": "12", "bf": "0", "sc_threshold": "0"})  # keyframes at 0, 12, 24 alone
+        cut = _remuxed(gop, tmp_path / "cut.mp4", shift=shift, faststart=faststart)  # frames before 0: hidden
+        hidden = round(shift * 24)
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(cut) as r:
+            got = list(r)
+        assert len(got) == 36 - hidden and got[0].pts == 0 and not caplog.records
+        np.testing.assert_array_equal(got[0].image, decode_all(gop)[hidden])
+        if faststart:  # the index first: a partial download decodes up to its end
+            short = tmp_path / "short.mp4"
+            short.write_bytes(cut.read_bytes()[: cut.stat().st_size * 6 // 10])
+            said = rf"short.mp4 ends after \d+ of its {36 - hidden} frames; the file is truncated or damaged"
+            with open_video(short) as r, pytest.raises(VideoError, match=said):
+                list(r)
+
+    @pytest.mark.parametrize("cut_at", [7, 11])
+    def test_an_mp4_that_starts_mid_gop_is_read_from_its_first_keyframe(self, tmp_path, caplog, cut_at):
+        """A clip cut without re-encoding (or a camera's that starts mid-GOP) starts with frames that refer to a
+        keyframe cut away: the decoder gives nothing for them, and they were taken for frames missing at the end
+        ("ends after 24 of its 29 frames"). They are left out with a warning that counts them; the same file cut
+        short is still found out."""
+        import logging
+
+        import av
+
+        gop = make_video(tmp_path / "gop.mp4", frames=36, size=(48, 64),
+                         options={"g": "12", "bf": "0", "sc_threshold": "0"})  # keyframes at 0, 12, 24 alone
+        clip = _remuxed(gop, tmp_path / "clip.mp4", keep_from=cut_at / 24 - 0.01, faststart=True)
+        with av.open(str(clip)) as c:
+            keys = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
+        leading = keys.index(True)
+        assert len(keys) == 36 - cut_at and leading == 12 - cut_at
+        with caplog.at_level(logging.WARNING, logger="vggx.video.decode"), open_video(clip) as r:
+            got = list(r)
+        assert len(got) == 24 and float(got[0].pts * r.info.time_base) == pytest.approx(0.5, abs=0.01)  # keyframe 12
+        np.testing.assert_array_equal(got[0].image, decode_all(gop)[12])
+        warned = [rec.getMessage() for rec in caplog.records]
+        said = f"its first {f'{leading} frames' if leading > 1 else 'frame'} before its first keyframe at 0.50 s"
+        assert len(warned) == 1 and f"{said} cannot be decoded" in warned[0], warned
+        short = tmp_path / "short.mp4"
+        short.write_bytes(clip.read_bytes()[: clip.stat().st_size * 6 // 10])
+        with open_video(short) as r, pytest.raises(VideoError, match=r"short.mp4 ends after \d+ of its \d+ frames; "
+                                                                     r"the file is truncated or damaged"):
+            list(r)
+
     def test_start_past_the_end_is_an_error(self, clips):
         with open_video(clips["twelve"], start=100) as r, \
                 pytest.raises(VideoError, match="no video frames at or after"):
@@ -156,6 +211,24 @@ class TestDecode:
         audio = make_video(tmp_path / "a.mkv", frames=2, audio="aac")
         with pytest.raises(VideoError, match=r"--video-stream 1: .* has an audio stream there"):
             open_video(audio, stream=1)
+
+
+def _remuxed(src: Path, dst: Path, keep_from: float = 0.0, shift: float = 0.0, faststart: bool = False) -> Path:
+    """``src`` copied without re-encoding into ``dst``: its packets from ``keep_from`` seconds on (a cut that may
+    start mid-GOP), every one ``shift`` seconds earlier (those then before 0 are what an MP4 edit list hides)."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w", options={"movflags": "+faststart"} if faststart else {}) as o:
+        out = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        for p in i.demux():
+            if p.dts is None or p.pts * p.time_base < keep_from:
+                continue
+            moved = round(shift / p.time_base)
+            p.pts -= moved
+            p.dts -= moved
+            p.stream = out[p.stream.index]
+            o.mux(p)
+    return dst
 
 
 class TestEncode:

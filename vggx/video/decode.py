@@ -350,6 +350,9 @@ class VideoReader:
         self.ivtc = ivtc
         # The packets the decoder refused (damaged: a bad sector, a broken download), as their times in seconds
         self.damaged: list[float] = []
+        # What the frame count misses at the start, not at the end: frames an edit list hides, frames before the
+        # first keyframe (see _Leading)
+        self._leading = _Leading()
         self.rotation = 0
         self.fine = False
         self.color = self.info.color
@@ -580,9 +583,8 @@ class VideoReader:
                         "concealed by the decoder, the rest upscaled", self.path, len(self.damaged),
                         "s" if len(self.damaged) > 1 else "", shown, "they" if len(self.damaged) > 1 else "it")
         stored = self._stream.frames
-        if self.max_frames is None and not self.start and stored and self._decoded_count + len(self.damaged) < stored:
-            raise VideoError(f"{self.path} ends after {self._decoded_count} of its {stored} frames; the file is "
-                             f"truncated or damaged")
+        if self.max_frames is None and not self.start and stored:
+            self._check_frame_count(stored)
         if self.max_frames is None and not self.start and not stored:  # Matroska, WebM, MPEG-TS: times tell
             self._check_ends_in_time()
 
@@ -630,6 +632,29 @@ class VideoReader:
                 self._container.seek(at, stream=self._stream, backward=True, any_frame=False)
                 return
             back = max(1.0, back * 2)
+
+    def _check_frame_count(self, stored: int) -> None:
+        """Where the container counts the frames (MP4, MOV): ``VideoError`` when fewer were decoded than it holds (a
+        partial download, a recording cut off). Frames missing at the start are no such thing: those an edit list
+        hides (a stream-copy cut, ``ffmpeg -ss X -c copy``, keeps the packets from the keyframe before X, hidden; the
+        count holds them, FFmpeg discards their frames) are not counted, and those before the first keyframe that the
+        decoder gave nothing for (a clip cut mid-GOP: they refer to a picture cut away) are left out with a warning."""
+        lead = self._leading
+        if "mov" in self._container.format.name.split(","):
+            # an edit list starting on a keyframe has FFmpeg drop the samples before it from its index outright
+            stored = min(stored, len(self._stream.index_entries) or stored)
+        shown = stored - lead.hidden
+        missing = shown - self._decoded_count - len(self.damaged)
+        if missing > lead.undecodable:
+            raise VideoError(f"{self.path} ends after {self._decoded_count} of its {shown} frames; the file is "
+                             f"truncated or damaged")
+        if missing > 0:
+            tb = self._stream.time_base
+            at = f" at {float(lead.first_pts * tb):.2f} s" if lead.first_pts is not None and tb else ""
+            log.warning("%s starts mid-GOP (cut without re-encoding?): %s before its first keyframe%s cannot be "
+                        "decoded (%s to a picture cut away) and %s left out, the rest upscaled", self.path,
+                        f"its first {missing} frames" if missing > 1 else "its first frame", at,
+                        "they refer" if missing > 1 else "it refers", "are" if missing > 1 else "is")
 
     def _check_ends_in_time(self) -> None:
         """Where the container counts no frames (Matroska, WebM): ``VideoError`` when the last frame decoded comes
@@ -849,7 +874,7 @@ class VideoReader:
         import av
 
         ctx = av.CodecContext.create("libvpx-vp9", "r") if self._vp9_alpha else None
-        yield from _decoded_past_damage(self._container, self._stream, self.damaged, ctx)
+        yield from _decoded_past_damage(self._container, self._stream, self.damaged, ctx, self._leading)
 
     def _restamped(self, frames, tb: Fraction | None = None):
         """bwdif counts time in fields (half the stream's time base), decimate in the film's frames: back to the
@@ -1116,17 +1141,42 @@ _DAMAGED_SHARE = 0.05
 _DAMAGED_FEWEST = 8
 
 
-def _decoded_past_damage(container, stream, damaged: list[float], ctx=None):
+@dataclass
+class _Leading:
+    """The packets at a stream's start whose frames do not come out (:func:`_decoded_past_damage` counts them)."""
+
+    hidden: int = 0  # hidden by an MP4 edit list (flagged discard: FFmpeg's decoder drops their frames)
+    first_pts: int | None = None  # the time of the first frame decoded
+    # the times of the packets read before it (not hidden): those before it in time gave no frame
+    before: list[int] = dataclasses.field(default_factory=list)
+
+    @property
+    def undecodable(self) -> int:
+        """Packets before the first frame decoded, in time, that gave none (a clip starting mid-GOP: its frames
+        before the first keyframe refer to one cut away; H.264's decoder drops them, without an error)."""
+        if self.first_pts is None:
+            return 0
+        return sum(1 for t in self.before if t < self.first_pts)
+
+
+def _decoded_past_damage(container, stream, damaged: list[float], ctx=None, leading: _Leading | None = None):
     """``stream``'s decoded frames, packet by packet (through ``ctx``, a codec context, where given; else the
     stream's own), skipping the packets the decoder refuses as invalid data: a damaged stretch costs the frames it
     held (the decoder conceals what it can) instead of the run. Each skipped packet's time goes into ``damaged``;
-    ``VideoError`` once they are too many to be damage."""
+    ``VideoError`` once they are too many to be damage. ``leading``: counts the packets whose frames do not come out
+    at the start (read from the start)."""
     import av
 
     decode = (ctx or stream.codec_context).decode
     packets = 0
+    first = leading is not None  # until the first frame comes out
     for packet in container.demux(stream):
         packets += 1
+        if leading is not None and packet.size:
+            if packet.is_discard:
+                leading.hidden += 1
+            elif first and packet.pts is not None:
+                leading.before.append(packet.pts)
         try:
             frames = decode(packet if packet.size else None)
         except av.error.InvalidDataError:
@@ -1136,4 +1186,7 @@ def _decoded_past_damage(container, stream, damaged: list[float], ctx=None):
                 raise av.error.InvalidDataError(errno.EINVAL, f"{len(damaged)} of {packets} packets damaged") \
                     from None
             continue
+        if first and frames:
+            first = False
+            leading.first_pts = frames[0].pts
         yield from frames
