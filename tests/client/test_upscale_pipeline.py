@@ -9,7 +9,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from videoclips import decode_all, frame_pattern, make_png_sequence, make_video, stream_facts
+from videoclips import decode_all, frame_pattern, make_png_sequence, make_slideshow, make_video, stream_facts
 
 from vggx.client import Backend, BackendConfig, UpscaleConfig, upscale, upscale_clip, upscale_frames
 from vggx.client.runners import TorchRunner, cached_onnx
@@ -663,6 +663,23 @@ class TestErrors:
                                              r"the file is truncated or damaged"):
             run(cut, tmp_path / "o.mkv", torch_runner)
         self._assert_nothing_written(tmp_path, tmp_path / "o.mkv")
+
+    def test_a_matroska_slideshow_with_longer_audio_is_upscaled(self, tmp_path, torch_runner):
+        """Pictures at 0, 2, 4 and 6 s over 10 s of music (H.264 in Matroska): FFmpeg gives the video the container's
+        duration, which was taken for the video's ("ends at 7.00 s of its 10.01 s of video"). All four frames are
+        upscaled at their times, the audio kept whole."""
+        import av
+
+        clip = make_slideshow(tmp_path / "in.mkv", (0, 2, 4, 6), 10.0)
+        out = tmp_path / "o.mkv"
+        assert run(clip, out, torch_runner).frames == 4
+        with av.open(str(out)) as c:
+            video = c.streams.video[0]
+            assert [float(f.pts * video.time_base) for f in c.decode(video)] == [0, 2, 4, 6]
+        with av.open(str(out)) as c:
+            audio = c.streams.audio[0]
+            last = max(float((p.pts + p.duration) * audio.time_base) for p in c.demux(audio) if p.pts is not None)
+        assert last == pytest.approx(10.0, abs=0.05)
 
     def test_missing_input(self, tmp_path, torch_runner):
         with pytest.raises(VideoError, match="input not found"):

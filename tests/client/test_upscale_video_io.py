@@ -17,6 +17,7 @@ from videoclips import (
     decode_all,
     frame_pattern,
     make_film,
+    make_slideshow,
     make_switching_ts,
     make_video,
     remux_offset,
@@ -148,6 +149,24 @@ class TestDecode:
         with open_video(short) as r, pytest.raises(VideoError, match=r"short.mp4 ends after \d+ of its \d+ frames; "
                                                                      r"the file is truncated or damaged"):
             list(r)
+
+    @pytest.mark.parametrize(("times", "audio_seconds"), [((0,), 6.0), ((0, 2, 4, 6), 10.0)])
+    def test_a_matroska_slideshow_with_longer_audio_is_whole(self, tmp_path, times, audio_seconds):
+        """A still picture or a slideshow with music: a few H.264 frames in Matroska, the audio longer. FFmpeg gives
+        such a video stream the container's duration (the audio's), which was taken for the video's ("ends at 1.00 s
+        of its 6.01 s of video"); the track's own DURATION tag tells. Every frame is read at its time, and the
+        reader's duration is the video's; the same file cut short is still found out."""
+        clip = make_slideshow(tmp_path / "slides.mkv", times, audio_seconds)
+        with open_video(clip) as r:
+            got = list(r)
+            assert r.info.duration == pytest.approx(times[-1] + 1)
+        assert [float(f.pts * r.info.time_base) for f in got] == list(times)
+        if len(times) > 1:
+            short = tmp_path / "short.mkv"
+            short.write_bytes(clip.read_bytes()[: clip.stat().st_size // 3])
+            said = r"short.mkv ends at \d\.\d\d s of its 7\.00 s of video .*the file is truncated or damaged"
+            with open_video(short) as r, pytest.raises(VideoError, match=said):
+                list(r)
 
     def test_start_past_the_end_is_an_error(self, clips):
         with open_video(clips["twelve"], start=100) as r, \

@@ -214,6 +214,36 @@ def remux_offset(src: Path, dst: Path, seconds: float, format: str | None = None
     return dst
 
 
+def make_slideshow(path: Path, times: tuple[float, ...], audio_seconds: float) -> Path:
+    """Matroska: H.264 pictures shown at ``times`` (seconds; the stream at 1 fps, in ms), Opus audio of
+    ``audio_seconds``: a still or a slideshow with music."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=1)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.time_base = v.codec_context.time_base = Fraction(1, 1000)
+        v.codec_context.max_b_frames = 0
+        a = c.add_stream("libopus", rate=48000)
+        a.layout = "mono"
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(frame_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for p in v.encode(frame):
+                c.mux(p)
+        for p in v.encode():
+            c.mux(p)
+        for s in range(0, int(48000 * audio_seconds), 960):
+            tone = (0.1 * np.sin(np.arange(s, s + 960) / 10)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
+            frame.sample_rate, frame.pts = 48000, s
+            for p in a.encode(frame):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
 def make_switching_ts(path: Path, sizes: tuple[tuple[int, int], ...] = ((40, 56), (30, 42)), frames: int = 10) -> Path:
     """MPEG-TS whose frame size changes mid-stream: H.264 runs of ``frames`` pattern frames at each size, their
     timestamps continuing, joined as an adaptive stream's segments are (a player switching renditions)."""

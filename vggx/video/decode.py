@@ -165,6 +165,23 @@ def _tag_seconds(text: str | None) -> float | None:
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
 
 
+def _track_seconds(stream, container) -> tuple[float | None, bool]:
+    """The video track's own duration in seconds (None where unknown), and whether it is its ``DURATION`` tag.
+    Matroska stores none but that tag (what mkvmerge and FFmpeg write): the stream's duration there is FFmpeg's
+    estimate, the container's (its longest track's) where it found no start time (H.264 with few frames: a still
+    picture or a slideshow with music), so the tag comes first, and a stream duration that is only the container's is
+    not taken for the video's where other tracks may run on."""
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))
+    if tagged is not None:
+        return tagged, True
+    if not stream.duration or not stream.time_base:
+        return None, False
+    seconds = float(stream.duration * stream.time_base)
+    copied = container.duration is not None and abs(seconds - container.duration / 1_000_000) <= \
+        float(stream.time_base) + 1e-6
+    return (None, False) if copied and len(container.streams) > 1 else (seconds, False)
+
+
 def local_path(path: str | Path) -> str:
     """A local file's name as FFmpeg should take it: with ``file:`` where a colon would read as a protocol
     (``2024-01-01T10:30:00.mp4``, FFmpeg's "Protocol not found")."""
@@ -371,10 +388,8 @@ class VideoReader:
         rate = s.average_rate or s.guessed_rate or s.base_rate
         if not rate:
             raise VideoError(f"{self.path}: the video stream has no frame rate")
-        duration = None
-        if s.duration is not None and s.time_base:
-            duration = float(s.duration * s.time_base)
-        elif c.duration:
+        duration, _ = _track_seconds(s, c)
+        if duration is None and c.duration:
             duration = c.duration / 1_000_000
         frames = s.frames or (round(duration * rate) if duration else None)
         if self.sequence is not None:
@@ -664,13 +679,13 @@ class VideoReader:
         s = self._stream
         if self.sequence is not None or self._last_decoded_pts is None or not s.time_base:
             return
-        duration = float(s.duration * s.time_base) if s.duration else _tag_seconds(s.metadata.get("DURATION"))
+        duration, tagged = _track_seconds(s, self._container)
         if duration is None:
             return
         rate = float(self.info.rate)
         last = self._last_decoded_pts
         end = float((last - (s.start_time or 0)) * s.time_base) + 1 / rate
-        if not s.duration:  # the tag: FFmpeg's muxer writes the track's end time, mkvmerge its span; either will do
+        if tagged:  # FFmpeg's muxer writes the track's end time, mkvmerge its span; either will do
             end = max(end, float(last * s.time_base) + 1 / rate)
         if duration - end > max(2 / rate, 0.02 * duration):
             raise VideoError(f"{self.path} ends at {end:.2f} s of its {duration:.2f} s of video (after "
