@@ -198,3 +198,95 @@ def test_containers_without_an_edit_list_keep_the_audio_in_time(tmp_path, out_ex
     _, want = _from(src, 0.0)
     error = min(np.abs(got[1024 + lag:4096 + lag] - want[1024:4096]).max() for lag in range(-48, 49))
     assert error < 1e-4, error
+
+
+CUES = "1\n00:00:00,100 --> 00:00:00,300\nfirst\n\n2\n00:00:00,500 --> 00:00:00,900\nsecond\n\n"
+
+
+def _with_movtext(src: Path, dst: Path, cues: list[tuple[int, int, str]], language: str | None = None) -> Path:
+    """``src``'s video copied into ``dst`` (.mp4) beside a mov_text track of ``cues`` (start, end in ms, text), as
+    an iPhone or iTunes file holds its subtitles: a 2-byte length, then the UTF-8 text."""
+    import struct
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        v = o.add_stream_from_template(i.streams.video[0])
+        s = o.add_stream("mov_text")
+        s.time_base = Fraction(1, 1000)
+        s.codec_context.subtitle_header = b""  # (the encoder is opened for the header, never used)
+        if language:
+            s.metadata["language"] = language
+        for packet in i.demux(i.streams.video[0]):
+            if packet.size:
+                packet.stream = v
+                o.mux(packet)
+        for t0, t1, text in cues:
+            data = text.encode()
+            packet = av.Packet(struct.pack(">H", len(data)) + data)
+            packet.stream, packet.time_base = s, Fraction(1, 1000)
+            packet.pts = packet.dts = t0
+            packet.duration = t1 - t0
+            o.mux(packet)
+    return dst
+
+
+def _cue_text(codec: str, data: bytes) -> str:
+    """The words of one subtitle packet: mov_text's after its 2-byte length, ASS's after its 8 fields."""
+    if codec == "mov_text":
+        return data[2:2 + int.from_bytes(data[:2], "big")].decode()
+    if codec in ("ass", "ssa"):
+        return data.decode().split(",", 8)[8]
+    return data.decode()
+
+
+def _cues(path: Path) -> tuple[str, list[tuple[float, float, str]]]:
+    """The first subtitle track's codec and cues (start and duration in seconds, text); mov_text's empty gap
+    samples left out."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.subtitles[0]
+        codec = s.codec_context.name
+        cues = [(round(float(p.pts * p.time_base), 3), round(float(p.duration * p.time_base), 3),
+                 _cue_text(codec, bytes(p))) for p in c.demux(s) if p.size and p.pts is not None]
+    return codec, [cue for cue in cues if cue[2]]
+
+
+def _copy_cut(src: Path, out: Path, first: int, count: int) -> float:
+    """``src``'s frames ``first`` .. ``first + count`` into ``out`` with its streams cut there (as ``--start`` and
+    ``--frames`` cut them: the end at the first frame's time plus ``count`` frames); the cut, in seconds."""
+    with open_video(src) as r:
+        info = r.info
+        frames = [f for f in r if first <= f.index < first + count]
+        pts0 = frames[0].pts
+        start = float(pts0 * info.time_base)
+        with VideoWriter(out, 56, 40, info.rate, info.time_base, audio_source=src, audio_start=start,
+                         audio_end=start + count / float(info.rate)) as w:
+            for f in frames:
+                w.write(f.image, f.pts - pts0)
+    return start
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_subtitle_cues_are_cut_at_the_start_and_the_end(tmp_path, ext):
+    """A cue that straddled a --start cut was shown for its whole length from 0 (Matroska; 'second' 0.5-0.9 s cut at
+    0.875 s showed to 0.4 s, past the clip) or muxed at a negative time (MP4: garbled, 'first' never seen). Now a
+    cue starting before the cut starts at 0 and ends where it ended; one ending before it is gone; a --frames end
+    shortens the cue it falls in and drops those after it. Frames 7 .. 18 (0.292 .. 0.792 s) of a 24 fps clip."""
+    base = make_video(tmp_path / "v.mkv", frames=24, subtitles=CUES)
+    src = base if ext == ".mkv" else _with_movtext(make_video(tmp_path / "v.mp4", frames=24), tmp_path / "in.mp4",
+                                                   [(100, 300, "first"), (500, 900, "second")])
+    out = tmp_path / f"out{ext}"
+    start = _copy_cut(src, out, 7, 12)
+    assert abs(start - 0.292) < 0.001
+    _, cues = _cues(out)
+    assert cues == [(0.0, 0.008, "first"), (0.208, 0.292, "second")], cues
+    # a cut after 'first' ended: it is gone, 'second' from 0 to its own end; nothing past the --frames end
+    start = _copy_cut(src, out, 15, 4)  # 0.625 .. 0.792 s
+    _, cues = _cues(out)
+    assert cues == [(0.0, 0.167, "second")], cues
+    _copy_cut(src, out, 22, 2)  # 0.917 .. 1 s: after both cues
+    with __import__("av").open(str(out)) as c:
+        assert not c.streams.subtitles or not _cues(out)[1]

@@ -1742,12 +1742,26 @@ class _AudioCopier:
                 self._pending = packet
                 return
             offset = round(self._start / tb) if self._start else 0
-            if index not in self._started:
+            if packet.stream.type == "subtitle":
+                self._cut_cue(packet, offset)
+            elif index not in self._started:
                 self._started.add(index)
                 preroll = self._preroll.pop(index, None)
                 if preroll is not None:
                     self._mux_shifted(preroll, offset)
             self._mux_shifted(packet, offset)
+
+    def _cut_cue(self, packet, offset: int) -> None:
+        """Cut subtitle ``packet`` (a cue, shown from its pts for its duration) to the copied span: one that starts
+        before the cut starts at it (not at a negative time, which MP4's muxer garbles and Matroska players show from
+        0 for its whole length), and one that ends past ``end`` ends there; as its own times shown in the source."""
+        tb = packet.time_base
+        ends = packet.pts + packet.duration if packet.duration else None
+        if ends is not None and self._end is not None:
+            ends = min(ends, round(self._end / tb))
+        packet.pts = packet.dts = max(packet.pts, offset)
+        if ends is not None:
+            packet.duration = max(1, ends - packet.pts)
 
     def _mux_shifted(self, packet, offset: int) -> None:
         """Mux ``packet`` ``offset`` (its time base) earlier, or re-encode it (``--audio-codec``)."""
