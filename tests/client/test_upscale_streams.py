@@ -34,7 +34,8 @@ def _audio(path: Path) -> tuple[float, np.ndarray]:
 
     with av.open(str(path)) as c:
         frames = list(c.decode(audio=0))
-    return float(frames[0].pts * frames[0].time_base), np.concatenate([f.to_ndarray()[0] for f in frames])
+    left = [f.to_ndarray()[0] if f.format.is_planar else f.to_ndarray()[0, ::len(f.layout.channels)] for f in frames]
+    return float(frames[0].pts * frames[0].time_base), np.concatenate(left)
 
 
 def _from(path: Path, seconds: float) -> tuple[float, np.ndarray]:
@@ -290,3 +291,31 @@ def test_subtitle_cues_are_cut_at_the_start_and_the_end(tmp_path, ext):
     _copy_cut(src, out, 22, 2)  # 0.917 .. 1 s: after both cues
     with __import__("av").open(str(out)) as c:
         assert not c.streams.subtitles or not _cues(out)[1]
+
+
+def _audio_packets(path: Path) -> list[float]:
+    import av
+
+    with av.open(str(path)) as c:
+        return [float(p.pts * p.time_base) for p in c.demux(c.streams.audio[0]) if p.size]
+
+
+@pytest.mark.parametrize("codec", ["flac", "pcm_s16le"])
+def test_lossless_audio_in_matroska_starts_with_the_picture(tmp_path, codec):
+    """FLAC and PCM need no decoder pre-roll, yet the packet before the one holding the cut was kept for them as for
+    AAC, at a negative time: Matroska has no edit list, so a player played it, up to two packets (FLAC's 96 ms each)
+    of sound before the first picture. Now they start, as ``ffmpeg -ss -c:a copy`` does, at the first packet from
+    the cut on: nothing before 0, each packet at its source time less the cut."""
+    src = make_video(tmp_path / "in.mkv", frames=24, audio=codec)
+    source_times = _audio_packets(src)
+    out = tmp_path / "out.mkv"
+    start = _copy(src, out, 7)
+    got = _audio_packets(out)
+    assert got[0] >= 0, got[:3]
+    first = next(t for t in source_times if t >= start - 0.0005)
+    assert abs(got[0] - (first - start)) <= 0.001, (got[:3], first, start)
+    t0, samples = _audio(out)  # the same samples (Matroska's millisecond clock: within 48 of the same place)
+    _, want = _from(src, start + t0)
+    samples, want = samples.astype(float), want.astype(float)
+    error = min(np.abs(samples[max(0, -lag):][:2048] - want[max(0, lag):][:2048]).max() for lag in range(-48, 49))
+    assert error <= 1e-4 * np.abs(want).max(), error

@@ -105,6 +105,9 @@ _ALPHA_FORMATS = ("rgba", "bgra", "argb", "yuva420p", "yuva444p10le", "yuva444p"
 _MUXER_OWN_METADATA = {"major_brand", "minor_version", "compatible_brands", "encoder"}
 # Stream audio this far ahead of the video so the muxer interleaves without buffering much.
 _AUDIO_LEAD_S = 0.5
+# A lossless audio packet starting this little before a --start cut still starts with it (Matroska's millisecond
+# clock rounds the two times apart by up to this)
+_CUT_SLACK_S = 0.0005
 # How far before a --start cut the audio copier starts reading: its packet before the cut (the decoder's pre-roll)
 # must be among those read.
 _PREROLL_SEEK_S = 1.0
@@ -1632,6 +1635,12 @@ class _AudioCopier:
         self._keeps_preroll = container.format.name in _EDIT_LIST_MUXERS or (
             container.format.name in ("matroska", "webm")
             and (getattr(container, "options", None) or {}).get("avoid_negative_ts") == "disabled")
+        # Copied audio streams of a lossless codec (FLAC, PCM, ALAC, ...): each packet decodes alone (no overlap with
+        # the one before), so they need no pre-roll; and none from before the cut either, as Matroska would play it
+        # (it has no edit list) before the first picture: they start at the first packet from the cut on, as
+        # ``ffmpeg -ss X -c:a copy`` does (at most a packet, FLAC's 96 ms, of the cut's sound left out).
+        self._whole = {s.index for s in self._in_streams
+                       if s.type == "audio" and s.index not in self._encoders and _lossless(s.codec_context.name)}
         self._started: set[int] = set()  # streams whose first packet within the cut is muxed
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
@@ -1730,8 +1739,9 @@ class _AudioCopier:
                 continue
             tb = packet.time_base
             t = float(packet.pts * tb)
-            if t + float((packet.duration or 0) * tb) <= self._start:
-                if packet.stream.type == "audio" and self._keeps_preroll:
+            if t + float((packet.duration or 0) * tb) <= self._start or (
+                    index in self._whole and t < self._start - _CUT_SLACK_S):
+                if packet.stream.type == "audio" and self._keeps_preroll and index not in self._whole:
                     self._preroll[index] = packet
                 continue
             if self._end is not None and t >= self._end:
@@ -1809,6 +1819,16 @@ class _AudioCopier:
         finally:
             self._encoders = {}
             self._input.close()
+
+
+def _lossless(codec: str) -> bool:
+    """Whether FFmpeg's decoder ``codec`` is of a lossless codec (FLAC, ALAC, PCM, WavPack, TrueHD)."""
+    import av
+
+    try:
+        return bool(av.Codec(codec, "r").lossless)
+    except (av.error.FFmpegError, ValueError):  # pragma: no cover - a stream FFmpeg has no decoder for
+        return False
 
 
 _AVCOL_BT709 = 1  # AVCOL_SPC_BT709 = AVCOL_PRI_BT709 = AVCOL_TRC_BT709 in FFmpeg's enums
