@@ -98,24 +98,27 @@ def test_each_track_keeps_its_disposition(tmp_path, ext):
     kept = [(t, lang, d) for t, lang, d in _tracks(out)]
     video = [("video", "und" if ext == ".mp4" else None, int(flag.default))]
     audio = [("audio", "eng", 0), ("audio", "fra", int(flag.default))]
-    subtitles = [("subtitle", None, int(flag.default | flag.forced))] if ext == ".mkv" else []  # (no SubRip in MP4)
+    # (MP4 holds no SubRip: converted to mov_text, with their flags)
+    subtitles = [("subtitle", None if ext == ".mkv" else "und", int(flag.default | flag.forced))]
     assert kept == video + audio + subtitles
 
 
 def test_a_subtitle_track_the_container_cannot_take_is_warned_of_once(tmp_path, caplog):
     """The pipeline checks the copy before the upscale (check_copy, a trial into memory), then the writer copies:
-    the trial warned too, so "cannot go into this container" was said twice."""
+    the trial warned too, so "cannot go into this container" was said twice. (AVI holds no text subtitles: .mkv
+    and .mp4 do, the warning says.)"""
     import logging
 
     from vggx.video.encode import EXTRAS, check_copy
 
     src = make_video(tmp_path / "in.mkv", frames=4, audio="aac", subtitles="1\n00:00:00,000 --> 00:00:00,100\nhi\n\n")
-    out = tmp_path / "out.mp4"
+    out = tmp_path / "out.avi"
     with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
         check_copy(out, src, EXTRAS)
         _copy(src, out)
     said = [r.getMessage() for r in caplog.records if "cannot go into" in r.getMessage()]
     assert len(said) == 1 and "srt subtitles (stream #2)" in said[0], said
+    assert said[0].endswith("not copied: use an .mkv or .mp4 output to keep them"), said
 
 
 BLOCKS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (128, 128, 128), (20, 20, 20)]
@@ -237,7 +240,7 @@ def _cue_text(codec: str, data: bytes) -> str:
     """The words of one subtitle packet: mov_text's after its 2-byte length, ASS's after its 8 fields."""
     if codec == "mov_text":
         return data[2:2 + int.from_bytes(data[:2], "big")].decode()
-    if codec in ("ass", "ssa"):
+    if codec == "ass":
         return data.decode().split(",", 8)[8]
     return data.decode()
 
@@ -249,7 +252,7 @@ def _cues(path: Path) -> tuple[str, list[tuple[float, float, str]]]:
 
     with av.open(str(path)) as c:
         s = c.streams.subtitles[0]
-        codec = s.codec_context.name
+        codec = {"ssa": "ass"}.get(s.codec_context.name, s.codec_context.name)  # (FFmpeg's ASS decoder: ssa)
         cues = [(round(float(p.pts * p.time_base), 3), round(float(p.duration * p.time_base), 3),
                  _cue_text(codec, bytes(p))) for p in c.demux(s) if p.size and p.pts is not None]
     return codec, [cue for cue in cues if cue[2]]
@@ -319,3 +322,33 @@ def test_lossless_audio_in_matroska_starts_with_the_picture(tmp_path, codec):
     samples, want = samples.astype(float), want.astype(float)
     error = min(np.abs(samples[max(0, -lag):][:2048] - want[max(0, lag):][:2048]).max() for lag in range(-48, 49))
     assert error <= 1e-4 * np.abs(want).max(), error
+
+
+@pytest.mark.parametrize(("src_ext", "out_ext", "codec"), [(".mp4", ".mkv", "ass"), (".mkv", ".mp4", "mov_text"),
+                                                           (".mkv", ".mov", "mov_text")])
+def test_text_subtitles_are_converted_for_a_container_that_cannot_hold_them(tmp_path, src_ext, out_ext, codec):
+    """An MP4's mov_text (every phone's and iTunes' subtitles) into .mkv was left out, the warning saying "use an .mkv
+    output"; SubRip into .mp4 too. Now text subtitles are converted, as ffmpeg converts them by default: to ASS for
+    Matroska, to mov_text for MP4 and QuickTime; with their times (cut like a copy's), words and language."""
+    import av
+
+    if src_ext == ".mp4":
+        src = _with_movtext(make_video(tmp_path / "v.mp4", frames=24), tmp_path / "in.mp4",
+                            [(100, 300, "first"), (500, 900, "second")], language="fra")
+    else:
+        src = make_video(tmp_path / "v.mkv", frames=24, subtitles=CUES)
+        with av.open(str(src)) as i, av.open(str(tmp_path / "in.mkv"), "w") as o:  # tagged French
+            streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+            streams[1].metadata["language"] = "fra"
+            for packet in i.demux():
+                if packet.size:
+                    packet.stream = streams[packet.stream.index]
+                    o.mux(packet)
+        src = tmp_path / "in.mkv"
+    out = tmp_path / f"out{out_ext}"
+    _copy(src, out)
+    assert _cues(out) == (codec, [(0.1, 0.2, "first"), (0.5, 0.4, "second")])
+    with av.open(str(out)) as c:
+        assert c.streams.subtitles[0].metadata.get("language") == "fra"
+    _copy_cut(src, out, 7, 12)  # cut alike
+    assert _cues(out) == (codec, [(0.0, 0.008, "first"), (0.208, 0.292, "second")])

@@ -1545,8 +1545,9 @@ class _AudioCopier:
     """Remux every audio and subtitle stream of ``source`` into ``container`` (no re-encode), time-shifted
     by ``start`` and cut at ``end`` (seconds of the source). Each keeps its metadata (language, title) and its
     disposition (default, forced, ...: which track a player picks).
-    Audio the container cannot take is an error (nothing is dropped silently); a subtitle format it
-    cannot take (SubRip in MP4) and data streams are left out with a warning. The chapters go along, shifted
+    Audio the container cannot take is an error (nothing is dropped silently); text subtitles it cannot take
+    (SubRip in MP4, mov_text in Matroska) are converted to a format it takes, picture ones (PGS in MP4) and data
+    streams are left out with a warning. The chapters go along, shifted
     and cut alike, and the attachments (an anime release's fonts, which its ASS subtitles are drawn with) where
     the container holds them (Matroska; elsewhere a warning)."""
 
@@ -1561,6 +1562,7 @@ class _AudioCopier:
         self._audio_codec = config.audio_codec if config is not None else None
         self._audio_bitrate = config.audio_bitrate if config is not None else None
         self._encoders: dict[int, object] = {}  # input stream index -> output stream re-encoding it
+        self._converters: dict[int, object] = {}  # input stream index -> output stream its subtitles are converted to
 
         try:
             self._input = open_source(source)
@@ -1601,16 +1603,23 @@ class _AudioCopier:
                     out = container.add_stream_from_template(stream)
             except (av.error.FFmpegError, ValueError) as exc:
                 if stream.type == "subtitle":
-                    self._warn("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
-                               "copied: use an .mkv output to keep them", source, stream.codec_context.name,
-                               stream.index, _reason(exc))
-                    continue
-                self._input.close()
-                how = (f"encode the audio of {source} with {self._audio_codec}" if self._audio_codec else
-                       f"copy the {stream.codec_context.name} audio of {source}")
-                raise VideoError(f"cannot {how} ({_reason(exc)}); try "
-                                 f"{_audio_remedies(container.format.name, self._audio_codec)}, or leave the audio "
-                                 f"out (--copy none, or --copy subtitles,chapters,...)") from None
+                    out = self._add_converter(container, stream)
+                    if out is None:
+                        # Matroska takes every subtitle format FFmpeg has; elsewhere a picture-based one (a Blu-ray's
+                        # PGS, a DVD's VobSub), which cannot be converted to text, is kept only by it
+                        hint = ("" if container.format.name == "matroska" else
+                                ": use an .mkv output to keep them" if not _text_subtitles(stream.codec_context.name)
+                                else ": use an .mkv or .mp4 output to keep them")
+                        self._warn("%s: its %s subtitles (stream #%d) cannot go into this container (%s); not "
+                                   "copied%s", source, stream.codec_context.name, stream.index, _reason(exc), hint)
+                        continue
+                else:
+                    self._input.close()
+                    how = (f"encode the audio of {source} with {self._audio_codec}" if self._audio_codec else
+                           f"copy the {stream.codec_context.name} audio of {source}")
+                    raise VideoError(f"cannot {how} ({_reason(exc)}); try "
+                                     f"{_audio_remedies(container.format.name, self._audio_codec)}, or leave the "
+                                     f"audio out (--copy none, or --copy subtitles,chapters,...)") from None
             out.metadata.update(stream.metadata)
             out.disposition = stream.disposition  # default, forced, comment, hearing_impaired, ...
             self._out[stream.index] = out
@@ -1664,6 +1673,25 @@ class _AudioCopier:
         if self._audio_bitrate is not None:
             out.bit_rate = self._audio_bitrate
         self._encoders[stream.index] = out
+        return out
+
+    def _add_converter(self, container, stream):
+        """An output stream that text subtitles ``stream`` (which ``container`` cannot hold as they are: mov_text in
+        Matroska, SubRip in MP4) are converted into, the format ffmpeg converts them to by default for it (ASS for
+        Matroska, mov_text for MP4 and QuickTime, WebVTT for WebM); None where there is none, or they are pictures."""
+        import av
+
+        target = _SUBTITLE_CONVERSIONS.get(container.format.name)
+        if target is None or not _text_subtitles(stream.codec_context.name):
+            return None
+        try:
+            stream.codec_context.open()  # the decoder's ASS header (an ASS file's own styles) is the encoder's
+            out = container.add_stream(target)
+        except (av.error.FFmpegError, ValueError):  # pragma: no cover - FFmpeg built without the encoder
+            return None
+        out.time_base = stream.time_base
+        out.codec_context.subtitle_header = stream.codec_context.subtitle_header or b""
+        self._converters[stream.index] = out
         return out
 
     def _copy_covers(self, container, source: str) -> None:
@@ -1779,10 +1807,32 @@ class _AudioCopier:
         if index in self._encoders:
             self._encode(packet, offset)
             return
+        if index in self._converters:
+            self._convert_cue(packet, offset)
+            return
         packet.pts -= offset
         packet.dts -= offset
         packet.stream = self._out[index]
         self._container.mux(packet)
+
+    def _convert_cue(self, packet, offset: int) -> None:
+        """Decode subtitle ``packet`` and mux its text in the output's subtitle format, at its times ``offset`` (its
+        time base) earlier; an empty one (mov_text's gap between cues, which the MP4 muxer writes itself) is left."""
+        import av
+
+        out = self._converters[packet.stream.index]
+        try:
+            cue = packet.stream.codec_context.decode2(packet)
+            converted = out.codec_context.encode_subtitle(cue) if cue is not None and len(cue) else None
+        except av.error.FFmpegError as exc:
+            self._warn("subtitle conversion skipped a damaged cue: %s", _reason(exc))
+            return
+        if converted is None:
+            return
+        converted.stream, converted.time_base = out, packet.time_base
+        converted.pts = converted.dts = packet.pts - offset
+        converted.duration = packet.duration
+        self._container.mux(converted)
 
     def _encode(self, packet, offset: int) -> None:
         """Decode ``packet`` and re-encode its frames that start within the cut, shifted by ``offset`` (its time
@@ -1819,6 +1869,21 @@ class _AudioCopier:
         finally:
             self._encoders = {}
             self._input.close()
+
+
+# The subtitle format text subtitles are converted to for a container that cannot hold theirs (ffmpeg's default for it)
+_SUBTITLE_CONVERSIONS = {"matroska": "ass", "webm": "webvtt", "mp4": "mov_text", "mov": "mov_text",
+                         "ipod": "mov_text", "3gp": "mov_text", "3g2": "mov_text"}
+
+
+def _text_subtitles(codec: str) -> bool:
+    """Whether subtitle decoder ``codec`` gives text (SubRip, ASS, mov_text, WebVTT, ...), not pictures."""
+    import av
+
+    try:
+        return bool(av.Codec(codec, "r").text_sub)
+    except (av.error.FFmpegError, ValueError):  # pragma: no cover - a stream FFmpeg has no decoder for
+        return False
 
 
 def _lossless(codec: str) -> bool:
