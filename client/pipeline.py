@@ -73,6 +73,7 @@ from vggx.video.encode import (
     is_single_image,
     is_stdout,
     output_pix_fmt,
+    video_stream_tags,
     writes_y4m,
 )
 from vggx.video.filters import FilterChain
@@ -1363,7 +1364,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
             if config.frames else None,
             rotation=reader.rotation, store=store,
             sample_aspect_ratio=None if config.square_pixels else vinfo.sample_aspect_ratio,
-            start_number=first_number + (run.first_pts if reader.sequence is not None else 0), color=reader.color)
+            start_number=first_number + (run.first_pts if reader.sequence is not None else 0), color=reader.color,
+            # its tags; a timecode moved on to the first frame written (the frames a --start cut left out)
+            stream_metadata=video_stream_tags(
+                vinfo.stream_metadata, round((float(run.first_pts * vinfo.time_base) - vinfo.start) * vinfo.rate),
+                vinfo.rate))
 
     try:
         for t in threads:

@@ -352,3 +352,81 @@ def test_text_subtitles_are_converted_for_a_container_that_cannot_hold_them(tmp_
         assert c.streams.subtitles[0].metadata.get("language") == "fra"
     _copy_cut(src, out, 7, 12)  # cut alike
     assert _cues(out) == (codec, [(0.0, 0.008, "first"), (0.208, 0.292, "second")])
+
+
+def _retagged(src: Path, dst: Path, video_tags: dict[str, str]) -> Path:
+    """``src``'s streams copied into ``dst`` with ``video_tags`` on its video stream (a release's language and title,
+    mkvmerge's statistics, a camera's timecode: the MOV muxer writes a tmcd track from that tag)."""
+    import av
+
+    with av.open(str(src)) as i, av.open(str(dst), "w") as o:
+        streams = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        streams[i.streams.video[0].index].metadata.update(video_tags)
+        for packet in i.demux():
+            if packet.size:
+                packet.stream = streams[packet.stream.index]
+                o.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_the_video_stream_keeps_its_language_and_title(tmp_path, torch_runner, ext):
+    """The upscaled stream had none of the source video stream's tags (players said "und"), while the audio kept
+    its own. Now it keeps them, as ``ffmpeg -c:v libx264`` does, less the ones about the old encoding (mkvmerge's
+    statistics, the encoder)."""
+    import av
+
+    from vggx.client import UpscaleConfig, upscale
+
+    tags = {"language": "jpn", "title": "Main video", "BPS": "12345", "NUMBER_OF_FRAMES": "999",
+            "_STATISTICS_WRITING_APP": "mkvmerge v80", "ENCODER": "Lavc old"}
+    src = _retagged(make_video(tmp_path / "v.mkv", frames=6, audio="aac"), tmp_path / "in.mkv", tags)
+    out = tmp_path / f"out{ext}"
+    upscale(UpscaleConfig(src, out), runner=torch_runner)
+    with av.open(str(out)) as c:
+        got = dict(c.streams.video[0].metadata)
+    assert got.get("language") == "jpn", got
+    if ext == ".mkv":  # (MP4 keeps a track's language, not its title)
+        assert got.get("title") == "Main video", got
+    assert not {"BPS", "NUMBER_OF_FRAMES", "_STATISTICS_WRITING_APP"} & set(got), got
+    assert got.get("ENCODER", got.get("encoder", "")) != "Lavc old", got
+
+
+@pytest.mark.parametrize(("start", "want"), [(0.0, "01:00:00:00"), (0.5, "01:00:00:12")])
+def test_a_timecode_goes_along_moved_to_the_first_frame(tmp_path, torch_runner, caplog, start, want):
+    """A camera's or an NLE's .mov holds its timecode (a tmcd track; FFmpeg tags the video stream with it): it was
+    dropped ("its data stream is not copied"), so the upscaled plate could not be conformed back. Now it goes along
+    as the video stream's tag (the MOV muxer writes its tmcd track from it), that of the first frame written: 12
+    frames on at a --start of 0.5 s (24 fps)."""
+    import logging
+
+    import av
+
+    from vggx.client import UpscaleConfig, upscale
+
+    src = _retagged(make_video(tmp_path / "v.mp4", frames=24, audio="aac"), tmp_path / "in.mov",
+                    {"timecode": "01:00:00:00"})
+    with av.open(str(src)) as c:
+        assert c.streams.video[0].metadata.get("timecode") == "01:00:00:00" and len(c.streams.data) == 1
+    out = tmp_path / "out.mov"
+    with caplog.at_level(logging.WARNING):
+        upscale(UpscaleConfig(src, out, start=start, frames=4), runner=torch_runner)
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].metadata.get("timecode") == want
+        assert [s.metadata.get("timecode") for s in c.streams.data] == [want]  # the tmcd track
+    assert "data stream" not in caplog.text
+
+
+def test_video_stream_tags_move_a_timecode_as_smpte_counts():
+    """Drop-frame timecode (29.97 fps) skips the numbers 00 and 01 each minute but every tenth."""
+    from fractions import Fraction
+
+    from vggx.video.encode import video_stream_tags
+
+    ntsc = Fraction(30000, 1001)
+    assert video_stream_tags({"timecode": "00:00:59;29"}, 1, ntsc) == {"timecode": "00:01:00;02"}
+    assert video_stream_tags({"timecode": "00:09:59;29"}, 1, ntsc) == {"timecode": "00:10:00;00"}
+    assert video_stream_tags({"timecode": "23:59:59:24"}, 2, Fraction(25)) == {"timecode": "00:00:00:01"}
+    assert video_stream_tags({"timecode": "01:00:00:00", "DURATION-eng": "00:00:01"}, 0, Fraction(24)) == {
+        "timecode": "01:00:00:00"}
+    assert video_stream_tags({"timecode": "junk", "language": "eng"}, 5, Fraction(24)) == {"language": "eng"}

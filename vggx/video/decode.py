@@ -225,6 +225,9 @@ class VideoInfo:
     has_cover: bool = False  # a cover picture stream (MP4's cover art, a thumbnail a downloader embedded)
     bit_depth: int = 8  # bits of the deepest colour component (10 for yuv420p10le, 16 for a 16-bit PNG)
     color: ColorInfo | None = None  # the stream's colour tags (HDR10 metadata: see VideoReader.color)
+    # the video stream's own tags (language, title, a camera's timecode: that of its first frame)
+    stream_metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    start: float = 0.0  # seconds: the video stream's first time (where its timecode is)
 
     @property
     def has_extras(self) -> bool:
@@ -409,6 +412,8 @@ class VideoReader:
             has_attachments=any(st.type == "attachment" for st in c.streams),
             has_cover=any(is_cover(st) and st is not s for st in c.streams.video),
             bit_depth=component_depth(cc.pix_fmt), color=ColorInfo.of_context(cc),
+            stream_metadata=dict(s.metadata),
+            start=float(s.start_time * s.time_base) if s.start_time is not None and s.time_base else 0.0,
         )
 
     @property

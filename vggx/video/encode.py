@@ -39,6 +39,7 @@ import errno
 import logging
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -73,7 +74,8 @@ __all__ = ["EXTRAS", "IMAGE_CODECS", "SEGMENT_CODECS", "STDOUT_RAW_CODEC", "X264
            "SegmentStore", "VideoWriter", "alpha_pix_fmt", "check_container", "check_copy", "check_encoder",
            "check_encoder_starts", "check_frame_encodable", "check_image_codec", "check_keeps_input",
            "check_output_path", "check_stdout", "deeper_pix_fmt", "describe_encoder", "encoder_options", "image_codec",
-           "is_single_image", "is_stdout", "merge_params", "output_pix_fmt", "stdout_format", "writes_y4m"]
+           "is_single_image", "is_stdout", "merge_params", "output_pix_fmt", "stdout_format", "video_stream_tags",
+           "writes_y4m"]
 
 log = logging.getLogger(__name__)
 
@@ -772,6 +774,7 @@ class VideoWriter:
         copy: what of ``audio_source`` goes along: some of :data:`EXTRAS` (default: all of them).
         audio_start, audio_end: seconds of the source's audio to copy; it is shifted to start at 0.
         metadata: container metadata to write (title, ...).
+        stream_metadata: the source video stream's tags, for the video stream (see :func:`video_stream_tags`).
         rotation: display rotation to record (degrees counter-clockwise, the source's), so players turn
             the output as they turned the input.
         sample_aspect_ratio: pixel shape to record (an anamorphic source's), so the picture keeps its
@@ -789,7 +792,7 @@ class VideoWriter:
         copy: tuple[str, ...] = EXTRAS,
         audio_start: float = 0.0, audio_end: float | None = None, metadata: dict[str, str] | None = None,
         rotation: int = 0, sample_aspect_ratio: Fraction | None = None, store: SegmentStore | None = None,
-        start_number: int = 1, color: ColorInfo | None = None,
+        start_number: int = 1, color: ColorInfo | None = None, stream_metadata: dict[str, str] | None = None,
     ) -> None:
         import av
 
@@ -879,6 +882,8 @@ class VideoWriter:
             if metadata:
                 self._container.metadata.update(
                     {k: v for k, v in metadata.items() if k.lower() not in _MUXER_OWN_METADATA})
+            if stream_metadata and not image2:
+                self._stream.metadata.update(stream_metadata)
             if audio_source is not None:
                 self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy, config)
         except BaseException:
@@ -1591,6 +1596,9 @@ class _AudioCopier:
             if stream.type == "attachment":
                 continue
             if stream.type not in ("audio", "subtitle"):
+                if stream.type == "data" and "timecode" in stream.metadata and any(
+                        "timecode" in v.metadata for v in self._input.streams.video):
+                    continue  # a timecode track (tmcd): its time goes along as the video stream's (video_stream_tags)
                 if stream.type != "video":
                     self._warn("%s: its %s stream #%d is not copied", source, stream.type, stream.index)
                 continue
@@ -1869,6 +1877,48 @@ class _AudioCopier:
         finally:
             self._encoders = {}
             self._input.close()
+
+
+# Video stream tags about the source's encoding, not the output's: Matroska's statistics (mkvmerge's, each may carry a
+# language suffix, BPS-eng), the encoder and its vendor, the alpha flag (the output's own alpha says itself), a
+# duration, the old rotation tag (the display matrix is written apart)
+_STALE_STREAM_TAGS = frozenset({"duration", "bps", "number_of_frames", "number_of_bytes", "encoder", "encoder_options",
+                                "alpha_mode", "rotate", "vendor_id"})
+
+
+def video_stream_tags(tags: dict[str, str], skipped: int, rate: Fraction) -> dict[str, str]:
+    """The source video stream's ``tags`` for the upscaled one, as ffmpeg maps them (language, title, handler name,
+    ...) less those about the old encoding; a ``timecode`` (a camera's, which the MOV/MP4 muxers write a tmcd track
+    from) moved on by the ``skipped`` frames before the first one written (a --start cut), at ``rate``."""
+    kept = {k: v for k, v in tags.items()
+            if k.split("-")[0].lower() not in _STALE_STREAM_TAGS and not k.startswith("_STATISTICS")}
+    if skipped and "timecode" in kept:
+        moved = _timecode_after(kept["timecode"], skipped, rate)
+        if moved is None:  # one this cannot read: dropped rather than kept wrong
+            del kept["timecode"]
+        else:
+            kept["timecode"] = moved
+    return kept
+
+
+def _timecode_after(timecode: str, frames: int, rate: Fraction) -> str | None:
+    """SMPTE ``timecode`` (HH:MM:SS:FF; drop-frame HH:MM:SS;FF at 29.97/59.94 fps) ``frames`` later, as FFmpeg
+    counts it (av_timecode_adjust_ntsc_framenum2); None where it is not one."""
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d)([:;.,])(\d+)", timecode.strip())
+    fps = round(rate)
+    if match is None or fps <= 0:
+        return None
+    h, m, sec, sep, f = match.groups()
+    drop = sep in ";," and fps % 30 == 0
+    skip = 2 * (fps // 30) if drop else 0  # numbers skipped each minute but every tenth
+    minutes = 60 * int(h) + int(m)
+    n = (minutes * 60 + int(sec)) * fps + int(f) - skip * (minutes - minutes // 10) + frames
+    if skip:
+        per_ten, per_minute = fps * 600 - skip * 9, fps * 60 - skip
+        tens, rest = divmod(n, per_ten)
+        n += skip * 9 * tens + (skip * ((rest - skip) // per_minute) if rest > skip else 0)
+    f, sec = n % fps, n // fps
+    return f"{sec // 3600 % 24:02d}:{sec // 60 % 60:02d}:{sec % 60:02d}{sep}{f:02d}"
 
 
 # The subtitle format text subtitles are converted to for a container that cannot hold theirs (ffmpeg's default for it)
