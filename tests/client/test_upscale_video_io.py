@@ -1323,20 +1323,28 @@ class TestCoarseClock:
 
 
     @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".mov"])
-    @pytest.mark.parametrize(("time_base", "times", "later"), [
-        # three frames on one millisecond (a broken recorder), early: before the muxer has its header
-        (Fraction(1, 1000), [0, 42, 83, 208, 250, 250, 250, 417, 458, 500], [0, 0, 0, 0, 0, 1, 2, 2, 2, 2]),
-        # a repeat late in a clip stamped in frames (the muxer's own time base differs by then)
-        (Fraction(1, 24), [*range(60), 59, *range(60, 72)], [0] * 60 + [1] * 13),
+    @pytest.mark.parametrize(("time_base", "times", "want", "said"), [
+        # three frames on one millisecond (a broken recorder), early: before the muxer has its header; each goes a
+        # millisecond after the one before, the frames after them untouched
+        (Fraction(1, 1000), [0, 42, 83, 208, 250, 250, 250, 417, 458, 500],
+         [0, 42, 83, 208, 250, 251, 252, 417, 458, 500], "goes 0.001 s after it"),
+        # every second frame on the time of the one before (0, 0, 80, 80 ms ...): no drift, however long the clip
+        # (each repeat moved every later frame another millisecond: 48 ms late after 96 frames)
+        (Fraction(1, 1000), [80 * (i // 2) for i in range(96)],
+         [80 * (i // 2) + i % 2 for i in range(96)], "goes 0.001 s after it"),
+        # a repeat late in a clip stamped in frames (the muxer's own time base differs by then): a tick is a frame,
+        # so the frames after it, on the next ticks, go a tick later too
+        (Fraction(1, 24), [*range(60), 59, *range(60, 72)], list(range(73)), "goes 0.042 s after it"),
         # a concatenation: the second part starts at 0 again, a frame after the first's last, keeping its spacing
         (Fraction(1, 1000), [round(1000 * i / 24) for i in (*range(48), *range(48))],
-         [0] * 48 + [2000] * 48),
+         [round(1000 * i / 24) for i in range(96)], "go 2.000 s later"),
     ])
     def test_a_time_that_does_not_go_on_is_moved_on_and_every_frame_kept(self, tmp_path, suffix, time_base, times,
-                                                                          later, caplog):
+                                                                          want, said, caplog):
         """Frames sharing a time, or going back: the MP4 was refused only at the end, after the whole run ("finishing
         ... failed (Invalid argument)"). Such a frame goes a millisecond (a tick of a coarser clock) after the one
-        before, and the frames after it as much later: in order, each keeping its spacing."""
+        before, without moving the frames after it; where the time starts again (a joined file), it goes a frame after
+        the one before and the frames after it as much later: in order, each keeping its spacing."""
         import logging
 
         import av
@@ -1347,17 +1355,54 @@ class TestCoarseClock:
             for i, t in enumerate(times):
                 w.write(frame_pattern(i % 24, 32, 32), t)
             w.commit()
-        first = next(i for i, d in enumerate(later) if d)
+        first = next(i for i in range(1, len(times)) if times[i] <= times[i - 1])
         assert f"frame {first} (at {float(times[first] * time_base):.3f} s) does not come after the one before" \
-            in caplog.text and caplog.text.count("does not come after") == 1
+            in caplog.text and caplog.text.count("does not come after") == 1 and said in caplog.text
         with av.open(str(out)) as c:
             got = [f.pts * f.time_base for f in c.decode(c.streams.video[0])]
         assert len(got) == len(times) and all(b > a for a, b in itertools.pairwise(got))
-        for i in range(1, len(times)):  # the input's spacing, a moved frame a step after the one before
-            step = max(Fraction(1, 1000), time_base) if times[i] == times[i - 1] else Fraction(1, 24)
-            gap = step if later[i] != later[i - 1] else (times[i] - times[i - 1]) * time_base
-            assert abs((got[i] - got[i - 1]) - gap) <= Fraction(1, 1000), (i, got[i - 1:i + 1], gap)
+        for i, (g, t) in enumerate(zip(got, want, strict=True)):  # within a tick of the muxer's clock
+            assert abs(g - t * time_base) <= Fraction(1, 1000), (i, g, t * time_base)
 
+    @pytest.mark.parametrize(("times", "stop"), [
+        ([40 * (i // 2) for i in range(64)], 40),  # every second frame repeats the one before's time
+        # three parts, each from 0 again, stopped in the third: the stored frames went twice as far on
+        ([round(1000 * i / 25) for i in (*range(20), *range(20), *range(24))], 56),
+    ])
+    def test_a_resumed_run_gives_the_times_of_one_not_stopped(self, tmp_path, caplog, times, stop):
+        """Times repeated or gone back: what moved the stored frames on was not in the store, so a resumed run moved
+        its frames otherwise than a run not stopped (and its warning named the frame counted from the resume point)."""
+        import logging
+
+        import av
+
+        from vggx.video import SegmentStore
+
+        cfg = EncodeConfig("libx264", crf=0, segment_frames=8)
+
+        def run(out, frames, store, stop=None):
+            with VideoWriter(out, 56, 40, Fraction(25), Fraction(1, 1000), cfg, store=store) as w:
+                for i in frames:
+                    w.write(frame_pattern(i % 24, 40, 56), times[i])
+                    if i == stop:
+                        raise KeyboardInterrupt
+
+        run(tmp_path / "whole.mp4", range(len(times)), None)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "o.mp4", range(len(times)), SegmentStore(tmp_path / "store", {"t": 1}), stop)
+        store = SegmentStore(tmp_path / "store", {"t": 1})
+        done = store.frames_done
+        assert 0 < done <= stop
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vggx.video.encode"):
+            run(tmp_path / "o.mp4", range(done, len(times)), store)
+        first = next((i for i in range(done, len(times)) if times[i] <= times[i - 1]), None)
+        if first is not None:  # named by its number in the input, not from the resume point
+            assert f"frame {first} (at {times[first] / 1000:.3f} s) does not come after the one before" in caplog.text
+        with av.open(str(tmp_path / "whole.mp4")) as a, av.open(str(tmp_path / "o.mp4")) as b:
+            whole = [f.pts * f.time_base for f in a.decode(video=0)]
+            resumed = [f.pts * f.time_base for f in b.decode(video=0)]
+        assert len(whole) == len(times) and resumed == whole
 
     def test_images_keep_no_times_so_a_repeat_is_not_warned_of(self, tmp_path, caplog):
         import logging

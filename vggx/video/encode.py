@@ -818,8 +818,11 @@ class VideoWriter:
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
         self._last_pts: int | None = None  # the last frame's time (write()'s time base): each after the one before
-        # added to every frame's time (write()'s time base) from the first that does not come after the one before
+        # Where the input's time goes back (a concatenation starting again at 0), how much later its frames from there
+        # on go (write()'s time base), in order; the offset added to every frame's time is their sum.
+        self._shifts: list[int] = []
         self._offset = 0
+        self._warned: set[str] = set()  # the kinds of time trouble said once already ("repeat", "back")
         self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
         if self._images:
             self._tmp_dir: Path | None = self.path.with_name(f".vggx-{tag}.frames")
@@ -834,8 +837,10 @@ class VideoWriter:
         self.color = color if color is not None and color.kept else None  # None: BT.709
         self._audio: _AudioCopier | None = None
         self._frames = store.frames_done if store is not None else 0
+        self._first_frame = self._frames  # the input's frame number of the first frame given to write()
         self._closed = False
-        self._pending: collections.deque[tuple[Future, int]] = collections.deque()
+        # frames converting: each with its time and how many of the shifts (see write()) were made by then
+        self._pending: collections.deque[tuple[Future, int, int]] = collections.deque()
         self._pool: ThreadPoolExecutor | None = None
         self._threads = _CONVERT_THREADS if config.convert_threads is None else config.convert_threads
         self._segments: collections.deque[_Segment] = collections.deque()  # encoding or not yet muxed, in order
@@ -868,7 +873,11 @@ class VideoWriter:
             self._stream = self._add_video_stream(width, height, rate, time_base)
             last = store.segments[-1] if store is not None and store.segments else {}
             if "last_pts" in last:  # a resumed run: its frames go on after the stored ones (see write())
-                self._last_pts = round(Fraction(last["last_pts"]) * Fraction(last["time_base"]) / self._time_base)
+                scale = Fraction(last["time_base"]) / self._time_base
+                self._last_pts = round(Fraction(last["last_pts"]) * scale)
+                # and as much later as the stored ones went, where the input's time went back before the stop
+                self._shifts = [round(Fraction(s) / self._time_base) for s in last.get("shifts", ())]
+                self._offset = sum(self._shifts)
             if rotation % 360:
                 self._stream.set_display_rotation(rotation)
             if sample_aspect_ratio:
@@ -999,20 +1008,7 @@ class VideoWriter:
         pts += self._offset
         timed = not (self._y4m or self._images or self._single)  # y4m numbers its frames, images keep no times
         if timed and self._last_pts is not None and pts <= self._last_pts:
-            # a time repeated (a broken recorder) or gone back (a concatenation starting again at 0): MP4's muxer
-            # refuses it at the very end, a player shows one of the frames. A repeat goes a millisecond (Matroska's
-            # clock: the finest every container keeps; a tick of a coarser time base) after the one before, a time
-            # gone back a frame after it; the frames after it as much later: each keeps its spacing
-            tb = self._time_base
-            step = max(1, math.ceil(Fraction(1, 1000) / tb)) if pts == self._last_pts else self._frame_step(tb)
-            later = self._last_pts + step - pts
-            if not self._offset:  # the first such frame: said once
-                log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): it and "
-                            "the frames after it go %.3f s later, so that every frame is kept, in order", self._label,
-                            self._accepted - 1, float((pts - self._offset) * tb), float(self._last_pts * tb),
-                            float(later * tb))
-            self._offset += later
-            pts += later
+            pts = self._moved_on(pts)
         self._last_pts = pts
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
@@ -1020,13 +1016,45 @@ class VideoWriter:
                 done.set_result(self._convert(image))
             except (av.error.FFmpegError, ValueError) as exc:
                 done.set_exception(exc)  # raised as a VideoError by _encode_next, as from a worker
-            self._pending.append((done, pts))
+            self._pending.append((done, pts, len(self._shifts)))
         else:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="vggx-convert")
-            self._pending.append((self._pool.submit(self._convert, image), pts))
+            self._pending.append((self._pool.submit(self._convert, image), pts, len(self._shifts)))
         while len(self._pending) > 2 * self._threads:
             self._encode_next()
+
+    def _moved_on(self, pts: int) -> int:
+        """The time of a frame at ``pts`` (write()'s time base, the offset added) that does not come after the one
+        before: MP4's muxer refuses it at the very end, a player shows one of the two.
+
+        A time repeated or a little earlier (at most a frame: a broken recorder) goes a millisecond (Matroska's clock:
+        the finest every container keeps; a tick of a coarser time base) after the one before, the frames after it
+        untouched where they come after it (the input's 0, 0, 80, 80 ms become 0, 1, 80, 81 ms: no drift against the
+        audio). A time gone back further (a concatenation starting again at 0) goes a frame after the one before and
+        the frames after it as much later, each keeping its spacing."""
+        tb = self._time_base
+        source = float((pts - self._offset) * tb)
+        frame = self._first_frame + self._accepted - 1
+        step = self._frame_step(tb)
+        if pts >= self._last_pts - step:
+            nudged = self._last_pts + max(1, math.ceil(Fraction(1, 1000) / tb))
+            if "repeat" not in self._warned:
+                self._warned.add("repeat")
+                log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): it "
+                            "goes %.3f s after it, so that every frame is kept, in order (said once)", self._label,
+                            frame, source, float((self._last_pts - self._offset) * tb), float((nudged - pts) * tb))
+            return nudged
+        later = self._last_pts + step - pts
+        if "back" not in self._warned:
+            self._warned.add("back")
+            log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): the input's "
+                        "time starts again there (a joined file); it and the frames after it go %.3f s later, so that "
+                        "every frame is kept, in order", self._label, frame, source,
+                        float((self._last_pts - self._offset) * tb), float(later * tb))
+        self._shifts.append(later)
+        self._offset += later
+        return pts + later
 
     def _numbered(self, pts: int) -> int:
         """An AVI frame's time: its number (the stream's time base is a frame); where the source's time (``pts``)
@@ -1100,7 +1128,7 @@ class VideoWriter:
     def _encode_next(self) -> None:
         import av
 
-        future, pts = self._pending.popleft()
+        future, pts, shifts = self._pending.popleft()
         try:
             frame = result_of(future)  # (a signal raised after the wait)
         except (av.error.FFmpegError, ValueError) as exc:
@@ -1111,6 +1139,7 @@ class VideoWriter:
             segment = self._segment_for_next()
             segment.frames.put(frame)
             segment.count += 1
+            segment.shifts = shifts  # as of its last frame: what a resumed run goes on with
             if self._store is None:  # muxed as they come (a store's segments are muxed at the commit)
                 self._dts_source.append(pts)
                 if self._first_pts is None:
@@ -1192,7 +1221,7 @@ class VideoWriter:
             elif oldest.error is None:
                 # given to the store before they leave the segment: a stop (Ctrl-C, SIGTERM) between the two finds
                 # them in one or both, and the store takes a segment once
-                self._store.add(oldest.packets(), oldest.count)
+                self._store.add(oldest.packets(), oldest.count, self._shifts_of(oldest))
                 oldest.take()
             if oldest.error is not None:
                 raise self._failed(f"encoding {self._label} with {self.config.codec}", oldest.error)
@@ -1202,8 +1231,12 @@ class VideoWriter:
             if until_one_finished:
                 return
 
+    def _shifts_of(self, segment: _Segment) -> list[str]:
+        """The shifts made up to ``segment``'s last frame, in seconds (exact), for the store."""
+        return [str(shift * self._time_base) for shift in self._shifts[:segment.shifts]]
+
     def _stop_pool(self) -> None:
-        for future, _ in self._pending:
+        for future, _, _ in self._pending:
             future.cancel()
         self._pending.clear()
         if self._pool is not None:
@@ -1321,7 +1354,7 @@ class VideoWriter:
                 if not (segment.closed and segment.finished.is_set() and segment.error is None):
                     break
                 try:
-                    self._store.add(segment.packets(), segment.count)
+                    self._store.add(segment.packets(), segment.count, self._shifts_of(segment))
                 except OSError:  # pragma: no cover - the disk is why we are aborting
                     break
                 self._segments.popleft()
@@ -1420,10 +1453,11 @@ class SegmentStore:
     def frames_done(self) -> int:
         return sum(seg["frames"] for seg in self.segments)
 
-    def add(self, packets: list, frames: int) -> None:
-        """Keep one finished segment (its packets in decode order) and record it; a segment recorded already (the
-        last, by its first timestamp: a run stopped as it was being kept is kept again on the way out) is not
-        recorded twice."""
+    def add(self, packets: list, frames: int, shifts: list[str] = ()) -> None:
+        """Keep one finished segment (its packets in decode order) and record it, with ``shifts`` (seconds: where the
+        input's time went back before its end, how much later the frames went; see VideoWriter.write); a segment
+        recorded already (the last, by its first timestamp: a run stopped as it was being kept is kept again on the
+        way out) is not recorded twice."""
         import json
 
         if not packets:  # an encoder cancelled before it gave any: nothing to keep
@@ -1448,9 +1482,11 @@ class SegmentStore:
                     for _, data in side:
                         f.write(data)
             tmp.replace(self.folder / name)
-            # the last time too (a resumed writer's frames go on after it: a time gone back moves the rest on)
-            self.segments.append({"file": name, "frames": frames, "first_pts": first,
-                                  "last_pts": max(p.pts for p in packets), "time_base": str(time_base)})
+            # the last time and the shifts too (a resumed writer's frames go on after it, as much later as the stored
+            # ones went: the same times as a run not stopped)
+            last_pts = max(p.pts for p in packets)
+            self.segments.append({"file": name, "frames": frames, "first_pts": first, "last_pts": last_pts,
+                                  "time_base": str(time_base), "shifts": list(shifts)})
             self._write_manifest()
         except OSError as exc:  # a full disk: the segments kept before stay whole (the manifest lists only them)
             tmp.unlink(missing_ok=True)
@@ -1504,6 +1540,7 @@ class _Segment:
 
         self.ctx, self.first = ctx, first
         self.count = 0  # frames given to it
+        self.shifts = 0  # how many of the writer's shifts its frames have had (see VideoWriter.write)
         self.frames: queue.SimpleQueue = queue.SimpleQueue()  # frames, then None at the end
         self.closed = False
         self.finished = threading.Event()  # the encoder has flushed (or failed, or was cancelled)
