@@ -1393,23 +1393,24 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         t_encode = time.perf_counter()
         writer.commit()
         run.busy["encode"] += time.perf_counter() - t_encode
-    except BaseException as exc:
+    except BaseException:
         run.stop.set()
-        stopping = isinstance(exc, KeyboardInterrupt | Cancelled)  # the process (or the folder run) is stopping
-        # The windows in flight are stopped where the runner can (at their next node or module) and waited for: a
-        # window thread left inside ONNX Runtime or PyTorch as the process exits aborts it (SIGABRT, exit 134). Not
-        # on an error in one file of a folder run, whose other files share the runner (they go on).
-        halted = (stopping or cancel is None) and hasattr(runner, "cancel")
+        # This run's windows in flight are stopped where the runner can (at their next node or module) and waited
+        # for: a window thread left inside ONNX Runtime or PyTorch as the process exits aborts it (SIGABRT, exit
+        # 134). Its own threads' alone: other upscales sharing the runner (a folder run's files, a service's
+        # requests) go on, and the runner is left as it was.
+        own = {t.ident for t in threads if t.ident is not None}
+        halted = hasattr(runner, "stop_threads")
         if halted:
-            _cancel_runs(runner)
+            runner.stop_threads(own)
         if writer is not None:
             writer.abort()
         # one wait for them all: they stop side by side (a backend that cannot stop them, Triton: a few seconds)
         deadline = time.monotonic() + (_HALT_WAIT_S if halted else _STOP_WAIT_S)
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
-        if halted and cancel is None:  # alone (a folder run's files in flight: upscale_many resumes them)
-            _cancel_runs(runner, resume=True)
+        if halted:
+            runner.release_threads(own)
         if store is not None and store.segments:
             log.warning("%d frames of %s are kept in %s: run the same command again (with --resume) to go on "
                         "after them", store.frames_done, output, store.folder)

@@ -434,16 +434,19 @@ class OnnxRuntimeRunner(_RunnerBase):
         self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
         self.device_name = device
         self._ort = ort
-        self._runs: set = set()  # the RunOptions of the runs in flight (cancel() stops them)
+        self._runs: dict = {}  # the RunOptions of the runs in flight (cancel() stops them) -> the calling thread
         self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
         self._cancelled = False  # between cancel() and resume(): a run stops as it starts
+        self._stopped: set[int] = set()  # threads whose runs stop (stop_threads), until release_threads
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
         options = self._ort.RunOptions()
+        me = threading.get_ident()
         with self._runs_lock:
-            self._runs.add(options)
-            options.terminate = self._cancelled  # a worker between two tiles as the run stops: none started
+            self._runs[options] = me
+            # a worker between two tiles as the run stops: none started
+            options.terminate = self._cancelled or me in self._stopped
         try:
             (sr,) = self._session.run([self._output], {self._input: lr}, options)
         except Exception as exc:  # onnxruntime's error types are not exported
@@ -455,7 +458,7 @@ class OnnxRuntimeRunner(_RunnerBase):
             raise InferenceError(f"onnxruntime failed on input {lr.shape}: {exc}") from None
         finally:
             with self._runs_lock:
-                self._runs.discard(options)
+                self._runs.pop(options, None)
                 self._runs_lock.notify_all()
         return self.check_output(lr, sr)
 
@@ -472,6 +475,19 @@ class OnnxRuntimeRunner(_RunnerBase):
         """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
         with self._runs_lock:
             self._cancelled = False
+
+    def stop_threads(self, threads: set[int]) -> None:
+        """:meth:`cancel` for the runs of ``threads`` alone (thread idents; until :meth:`release_threads`): one
+        upscale that failed stops its own windows, not those of others sharing the runner."""
+        with self._runs_lock:
+            self._stopped |= threads
+            for options, thread in self._runs.items():
+                if thread in threads:
+                    options.terminate = True
+
+    def release_threads(self, threads: set[int]) -> None:
+        with self._runs_lock:
+            self._stopped -= threads
 
     def close(self) -> None:
         """Stop the runs still in flight and wait (up to :data:`CLOSE_WAIT_S`) for them to end. A run that failed
@@ -562,6 +578,7 @@ class TorchRunner(_RunnerBase):
         self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
         self._in_flight = 0
         self._cancelled = False  # between cancel() and resume(): runs stop at their next module, and as they start
+        self._stopped: set[int] = set()  # threads whose runs stop (stop_threads), until release_threads
         if not cuda:
             self._budget_host_memory(ckpt.config, "torch")
             for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
@@ -611,7 +628,7 @@ class TorchRunner(_RunnerBase):
         if self._cuda is not None:
             return self.check_output(lr, self._cuda(np.ascontiguousarray(lr), keep=keep), expected)
         with self._runs_lock:
-            if self._cancelled:
+            if self._cancelled or threading.get_ident() in self._stopped:
                 raise InferenceError(f"torch: the run on input {lr.shape} was stopped")
             self._in_flight += 1
         try:
@@ -626,7 +643,7 @@ class TorchRunner(_RunnerBase):
         return self.check_output(lr, sr.numpy()[:, keep], expected)
 
     def _stop_if_cancelled(self, module: Any, args: Any) -> None:
-        if self._cancelled:
+        if self._cancelled or (self._stopped and threading.get_ident() in self._stopped):
             raise _RunStopped
 
     def cancel(self) -> None:
@@ -640,6 +657,15 @@ class TorchRunner(_RunnerBase):
         """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
         with self._runs_lock:
             self._cancelled = False
+
+    def stop_threads(self, threads: set[int]) -> None:
+        """:meth:`cancel` for the runs of ``threads`` alone (as :meth:`OnnxRuntimeRunner.stop_threads`)."""
+        with self._runs_lock:
+            self._stopped |= threads
+
+    def release_threads(self, threads: set[int]) -> None:
+        with self._runs_lock:
+            self._stopped -= threads
 
     def close(self) -> None:
         """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for."""

@@ -700,6 +700,58 @@ class TestErrors:
         assert not [t for t in threading.enumerate() if t.name.startswith("vggx-encode")]
 
 
+class TestSharedRunner:
+    """One runner under several upscales (a service's requests, each in a thread of its own): a run that stops stops
+    its own windows in flight, and leaves the runner as it was for the others, and for the next."""
+
+    @pytest.fixture(params=["ort_runner", "torch_runner"])
+    def runner(self, request):
+        return request.getfixturevalue(request.param)
+
+    def test_a_cancelled_upscale_leaves_the_runner_usable(self, runner, tmp_path):
+        """A caller's cancel event left the runner cancelled: every later upscale on it failed 'the run ... was
+        stopped' (only upscale_many, which passes its own event, resumed it)."""
+        import threading
+
+        from vggx.client.pipeline import Cancelled
+
+        src = make_video(tmp_path / "in.mkv", frames=48, size=(24, 32), codec="ffv1", pix_fmt="bgr0")
+        cancel = threading.Event()
+
+        class StopAfterFirst:
+            def start(self, total, description):
+                pass
+
+            def advance(self, frames):
+                cancel.set()
+
+        with pytest.raises(Cancelled):
+            upscale(UpscaleConfig(src, tmp_path / "a.mkv", encode=EncodeConfig("ffv1")), progress=StopAfterFirst(),
+                    runner=runner, cancel=cancel)
+        assert not (tmp_path / "a.mkv").exists()
+        assert upscale(UpscaleConfig(src, tmp_path / "b.mkv", encode=EncodeConfig("ffv1"), frames=8),
+                       runner=runner).frames == 8
+
+    def test_one_upscale_failing_does_not_stop_the_others(self, runner, tmp_path):
+        """An error in one upscale (its input found truncated mid-run) stopped every run on the shared runner: the
+        other requests failed 'the run ... was stopped', as if the backend had."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        good = make_video(tmp_path / "good.mkv", frames=48, size=(24, 32), codec="ffv1", pix_fmt="bgr0")
+        full = make_video(tmp_path / "full.mkv", frames=48, size=(24, 32), codec="ffv1", pix_fmt="bgr0")
+        cut = tmp_path / "cut.mkv"
+        cut.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+        with ThreadPoolExecutor(2) as pool:
+            ok = pool.submit(upscale, UpscaleConfig(good, tmp_path / "a.mkv", encode=EncodeConfig("ffv1")),
+                             runner=runner)
+            bad = pool.submit(upscale, UpscaleConfig(cut, tmp_path / "b.mkv", encode=EncodeConfig("ffv1")),
+                              runner=runner)
+            with pytest.raises(VideoError, match="truncated"):
+                bad.result()
+            assert ok.result().frames == 48
+        assert not (tmp_path / "b.mkv").exists()
+
+
 class TestOnnxRuntime:
     def test_default_backend_runs_the_cached_export(self, clips, tmp_path, ort_runner, torch_runner):
         assert ort_runner.info == torch_runner.info  # both read from the model, not hard-coded
