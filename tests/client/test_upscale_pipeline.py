@@ -1126,6 +1126,91 @@ def test_parallel_segment_encoders_write_the_same_video(tmp_path, torch_runner, 
     assert stream_facts(outs[3]) == stream_facts(outs[1])
 
 
+def _joined(tmp_path, parts: int, frames: int = 24):
+    """What ``cat a.ts a.ts ...`` makes of an MPEG-TS clip of ``frames`` frames at 24 fps with AAC audio (joined HLS or
+    TS recordings): the times start again in each part. Also the times a run writes: each part a frame after the
+    one before, the audio moved with its video (``part`` seconds later: the part's length), relative to the first
+    frame."""
+    import av
+
+    one = make_video(tmp_path / "part.ts", frames=frames, audio="aac")
+    src = tmp_path / "joined.ts"
+    src.write_bytes(one.read_bytes() * parts)
+    with av.open(str(one)) as c:
+        first = min(f.pts * f.time_base for f in c.decode(video=0))
+    with av.open(str(one)) as c:
+        audio = [p.pts * p.time_base - first for p in c.demux(audio=0) if p.pts is not None]
+    part = Fraction(frames, 24)
+    return src, [t + k * part for k in range(parts) for t in audio]
+
+
+def _audio_times(path):
+    import av
+
+    with av.open(str(path)) as c:
+        return [(p.pts * p.time_base, p.duration * p.time_base) for p in c.demux(audio=0) if p.pts is not None]
+
+
+class TestJoinedInput:
+    """A joined input (``cat a.ts b.ts``: the times start again in the middle): the video's later part went on after
+    the first, but the audio copy went back in time and the muxer refused it mid-run, after the inference ("writing
+    OUT failed (Invalid argument)"). The audio (and subtitles) of each part go as much later as its video."""
+
+    @pytest.mark.parametrize(("ext", "audio_codec"), [(".mp4", None), (".mkv", None), (".mkv", "flac")])
+    def test_the_audio_goes_on_with_the_video(self, tmp_path, torch_runner, caplog, ext, audio_codec):
+        import logging
+
+        src, want = _joined(tmp_path, 2)
+        out = tmp_path / f"o{ext}"
+        with caplog.at_level(logging.WARNING):
+            result = run(src, out, _NearestRunner(torch_runner.info), encode=EncodeConfig(audio_codec=audio_codec))
+        assert result.frames == 48 and "starts again there" in caplog.text and "go back" not in caplog.text
+        got = _audio_times(out)
+        tick = Fraction(1, 1000)  # Matroska's clock
+        if audio_codec is None:  # each packet at its own time in its part: in sync with the video (1 s later)
+            assert len(got) >= len(want) - 2  # a packet of the second part overlapping the first's end is left out
+            for t, _ in got:
+                assert min(abs(t - w) for w in want) <= tick, t
+        else:  # re-encoded: one stream without gaps, as long as the video (at the join the parts' audio overlaps
+            # by what of the first part's last AAC frame runs past its video, 4 ms here)
+            for (t, d), (u, _) in itertools.pairwise(got):
+                assert abs(u - (t + d)) <= 5 * tick, (t, d, u)
+        assert abs(got[-1][0] + got[-1][1] - 2) <= Fraction(3, 100)
+
+    def test_a_preview_of_the_first_part_has_its_audio_alone(self, tmp_path, torch_runner, caplog):
+        import logging
+
+        src, want = _joined(tmp_path, 2)
+        out = tmp_path / "o.mkv"
+        with caplog.at_level(logging.WARNING):
+            result = run(src, out, _NearestRunner(torch_runner.info), frames=12)
+        assert result.frames == 12 and "go back" not in caplog.text
+        got = _audio_times(out)
+        assert abs(got[-1][0] + got[-1][1] - Fraction(1, 2)) <= Fraction(3, 100)
+        first = want[:len(want) // 2]  # the first part's audio alone
+        assert all(min(abs(t - w) for w in first) <= Fraction(1, 1000) for t, _ in got)
+
+    def test_a_resumed_run_moves_the_audio_as_one_not_stopped(self, tmp_path, torch_runner):
+        """Stopped after the second part: the shifts of the parts before are in the store, so the resumed run's audio
+        of the second part goes where a run not stopped puts it (the resumed writer saw one shift, the whole)."""
+        src, want = _joined(tmp_path, 4, frames=16)
+        encode = EncodeConfig(crf=0, segment_frames=8)
+        ref, out = tmp_path / "ref.mkv", tmp_path / "out.mkv"
+        run(src, ref, _NearestRunner(torch_runner.info), encode=encode, resume=True)
+        failing = _FailingRunner(_NearestRunner(torch_runner.info), fail_at=11)  # in the fourth part
+        failing.description = "nearest"
+        with pytest.raises(InferenceError, match="fell over"):
+            run(src, out, failing, encode=encode, resume=True)
+        manifest = json.loads((tmp_path / ".out.mkv.vggx-resume" / "manifest.json").read_text())
+        assert sum(seg["frames"] for seg in manifest["segments"]) >= 32  # the third part on to do
+        result = run(src, out, _NearestRunner(torch_runner.info), encode=encode, resume=True)
+        assert result.resumed_frames >= 32 and result.frames == 64
+        assert _audio_times(out) == _audio_times(ref)
+        for t, _ in _audio_times(out):
+            assert min(abs(t - w) for w in want) <= Fraction(1, 1000), t
+        assert [p for p, _ in TestResume._planes(None, out)] == [p for p, _ in TestResume._planes(None, ref)]
+
+
 def test_pipeline_memory_is_independent_of_length(tmp_path, torch_runner):
     """Python-side peak (numpy frames, queues, windows; tracemalloc) is the same for 100 and 300 frames."""
     import tracemalloc

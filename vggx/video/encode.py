@@ -819,7 +819,8 @@ class VideoWriter:
         self._accepted = 0  # frames given to write()
         self._last_pts: int | None = None  # the last frame's time (write()'s time base): each after the one before
         # Where the input's time goes back (a concatenation starting again at 0), how much later its frames from there
-        # on go (write()'s time base), in order; the offset added to every frame's time is their sum.
+        # on go (write()'s time base), in order; the offset added to every frame's time is their sum. The audio
+        # copier moves the audio and subtitles of each such part by as much (see _AudioCopier.add_shift).
         self._shifts: list[int] = []
         self._offset = 0
         self._warned: set[str] = set()  # the kinds of time trouble said once already ("repeat", "back")
@@ -894,7 +895,10 @@ class VideoWriter:
             if stream_metadata and not image2:
                 self._stream.metadata.update(stream_metadata)
             if audio_source is not None:
-                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy, config)
+                self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy, config,
+                                           restart_s=self._frame_step(self._time_base) * self._time_base)
+                for shift in self._shifts:  # a resumed run's: the audio of the parts before the stop too
+                    self._audio.add_shift(shift * self._time_base)
         except BaseException:
             self.abort()
             raise
@@ -1032,7 +1036,8 @@ class VideoWriter:
         the finest every container keeps; a tick of a coarser time base) after the one before, the frames after it
         untouched where they come after it (the input's 0, 0, 80, 80 ms become 0, 1, 80, 81 ms: no drift against the
         audio). A time gone back further (a concatenation starting again at 0) goes a frame after the one before and
-        the frames after it as much later, each keeping its spacing."""
+        the frames after it as much later, each keeping its spacing; the audio and subtitles of that part go as much
+        later with them (the audio copier is told)."""
         tb = self._time_base
         source = float((pts - self._offset) * tb)
         frame = self._first_frame + self._accepted - 1
@@ -1050,10 +1055,12 @@ class VideoWriter:
             self._warned.add("back")
             log.warning("%s: the input's frame %d (at %.3f s) does not come after the one before (%.3f s): the input's "
                         "time starts again there (a joined file); it and the frames after it go %.3f s later, so that "
-                        "every frame is kept, in order", self._label, frame, source,
+                        "every frame is kept, in order, the audio with them", self._label, frame, source,
                         float((self._last_pts - self._offset) * tb), float(later * tb))
         self._shifts.append(later)
         self._offset += later
+        if self._audio is not None:
+            self._audio.add_shift(later * tb)
         return pts + later
 
     def _numbered(self, pts: int) -> int:
@@ -1594,8 +1601,8 @@ class _AudioCopier:
     the container holds them (Matroska; elsewhere a warning)."""
 
     def __init__(self, source: Path | str, container, start: float, end: float | None,
-                 kinds: tuple[str, ...] = EXTRAS, config: EncodeConfig | None = None, *, quiet: bool = False
-                 ) -> None:
+                 kinds: tuple[str, ...] = EXTRAS, config: EncodeConfig | None = None, *, quiet: bool = False,
+                 restart_s: Fraction = Fraction(1, 25)) -> None:
         import av
 
         # quiet: a trial (check_copy's) says nothing; the writer's own copier says each warning once
@@ -1611,6 +1618,7 @@ class _AudioCopier:
         except (av.error.FFmpegError, OSError) as exc:
             raise VideoError(f"cannot read the audio of {display_source(source)} ({_reason(exc)})") from None
         source = display_source(source)
+        self._source = source  # for messages
         self._in_streams = []
         self._out: dict[int, object] = {}  # input stream index -> output stream
         self._covers: list = []  # cover-picture packets to mux first
@@ -1698,6 +1706,20 @@ class _AudioCopier:
         self._started: set[int] = set()  # streams whose first packet within the cut is muxed
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
+        # A concatenation (``cat a.ts b.ts``: the time starts again at 0 in the middle): where a packet's time goes
+        # back more than ``restart_s`` (a video frame), a new part starts, in file order for every stream, and goes
+        # as much later as the video writer moved the video's frames of that part (add_shift), so both stay in sync
+        # and the muxer, which refuses a time gone back ("Invalid argument"), gets them in order.
+        self._restart_s = restart_s
+        self._shifts: list[Fraction] = []  # seconds, each part's, as the video writer reported them
+        self._parts = 0  # the parts begun (of those shifts, how many apply)
+        self._shift = Fraction(0)  # seconds added to the source's times: the first ``_parts`` shifts
+        self._last: dict[int, Fraction] = {}  # per input stream: the last muxed packet's dts (seconds, shifted)
+        self._said: set[str] = set()
+
+    def add_shift(self, seconds: Fraction) -> None:
+        """The video's next part (its time went back) goes ``seconds`` later: so does the audio's next part."""
+        self._shifts.append(Fraction(seconds))
 
     def _add_encoder(self, container, stream):
         """An output stream that re-encodes audio ``stream`` with ``--audio-codec`` (its rate and channel layout,
@@ -1811,7 +1833,38 @@ class _AudioCopier:
             if packet.dts is None or packet.pts is None or index in self._finished:
                 continue
             tb = packet.time_base
-            t = float(packet.pts * tb)
+            dts = packet.dts * tb + self._shift
+            last = self._last.get(index)
+            if last is not None and dts < last - self._restart_s:  # the time starts again: the next part
+                if self._parts < len(self._shifts):
+                    self._shift += self._shifts[self._parts]
+                    self._parts += 1
+                    dts = packet.dts * tb + self._shift
+                elif seconds is not None:  # the video writer has not come to its part yet: wait for it
+                    self._pending = packet
+                    return
+                else:  # the video ended before it (a preview) or never went back: the rest is not copied
+                    if self._end is None:
+                        self._warn("%s's %s times go back at %.3f s where the video's do not; the rest of its "
+                                   "stream #%d is not copied", self._source, packet.stream.type,
+                                   float(last), index)
+                    self._finished.add(index)
+                    self._done = len(self._finished) == len(self._in_streams)
+                    continue
+            if last is not None and dts < last:
+                # the end of a part whose audio runs on past its video's (the next part overlaps it: expected, the
+                # video's warning said so), or a packet out of order: the muxer refuses it, and the sound is the
+                # earlier part's
+                if self._parts:
+                    log.debug("%s: a %s packet of stream #%d overlapping the part before is left out (at %.3f s, "
+                              "after %.3f s)", self._source, packet.stream.type, index, float(dts), float(last))
+                elif "overlap" not in self._said:
+                    self._said.add("overlap")
+                    self._warn("%s: %s packets of stream #%d that go back in time (at %.3f s, after %.3f s) are "
+                               "left out", self._source, packet.stream.type, index, float(dts),
+                               float(last))
+                continue
+            t = float(packet.pts * tb + self._shift)  # (shifted, as ``start`` and ``end`` are on the video's time)
             if t + float((packet.duration or 0) * tb) <= self._start or (
                     index in self._whole and t < self._start - _CUT_SLACK_S):
                 if packet.stream.type == "audio" and self._keeps_preroll and index not in self._whole:
@@ -1825,44 +1878,50 @@ class _AudioCopier:
                 self._pending = packet
                 return
             offset = round(self._start / tb) if self._start else 0
+            shift = round(self._shift / tb)
             if packet.stream.type == "subtitle":
-                self._cut_cue(packet, offset)
+                self._cut_cue(packet, offset, shift)
             elif index not in self._started:
                 self._started.add(index)
                 preroll = self._preroll.pop(index, None)
                 if preroll is not None:
-                    self._mux_shifted(preroll, offset)
-            self._mux_shifted(packet, offset)
+                    self._mux_shifted(preroll, offset, shift)
+            self._mux_shifted(packet, offset, shift)
+            self._last[index] = dts
 
-    def _cut_cue(self, packet, offset: int) -> None:
+    def _cut_cue(self, packet, offset: int, shift: int = 0) -> None:
         """Cut subtitle ``packet`` (a cue, shown from its pts for its duration) to the copied span: one that starts
         before the cut starts at it (not at a negative time, which MP4's muxer garbles and Matroska players show from
-        0 for its whole length), and one that ends past ``end`` ends there; as its own times shown in the source."""
+        0 for its whole length), and one that ends past ``end`` ends there; as its own times shown in the source (a
+        later part's, which goes ``shift`` later: the cut and the end are on the video's time, so that much earlier
+        on its own)."""
         tb = packet.time_base
         ends = packet.pts + packet.duration if packet.duration else None
         if ends is not None and self._end is not None:
-            ends = min(ends, round(self._end / tb))
-        packet.pts = packet.dts = max(packet.pts, offset)
+            ends = min(ends, round(self._end / tb) - shift)
+        packet.pts = packet.dts = max(packet.pts, offset - shift)
         if ends is not None:
             packet.duration = max(1, ends - packet.pts)
 
-    def _mux_shifted(self, packet, offset: int) -> None:
-        """Mux ``packet`` ``offset`` (its time base) earlier, or re-encode it (``--audio-codec``)."""
+    def _mux_shifted(self, packet, offset: int, shift: int = 0) -> None:
+        """Mux ``packet`` ``offset`` (its time base) earlier and ``shift`` (a later part's) later, or re-encode it
+        (``--audio-codec``) or convert it (a subtitle cue the container cannot hold as it is)."""
         index = packet.stream.index
         if index in self._encoders:
-            self._encode(packet, offset)
+            self._encode(packet, offset, shift)
             return
         if index in self._converters:
-            self._convert_cue(packet, offset)
+            self._convert_cue(packet, offset, shift)
             return
-        packet.pts -= offset
-        packet.dts -= offset
+        packet.pts += shift - offset
+        packet.dts += shift - offset
         packet.stream = self._out[index]
         self._container.mux(packet)
 
-    def _convert_cue(self, packet, offset: int) -> None:
+    def _convert_cue(self, packet, offset: int, shift: int = 0) -> None:
         """Decode subtitle ``packet`` and mux its text in the output's subtitle format, at its times ``offset`` (its
-        time base) earlier; an empty one (mov_text's gap between cues, which the MP4 muxer writes itself) is left."""
+        time base) earlier and ``shift`` (a later part's) later; an empty one (mov_text's gap between cues, which the
+        MP4 muxer writes itself) is left."""
         import av
 
         out = self._converters[packet.stream.index]
@@ -1875,13 +1934,14 @@ class _AudioCopier:
         if converted is None:
             return
         converted.stream, converted.time_base = out, packet.time_base
-        converted.pts = converted.dts = packet.pts - offset
+        converted.pts = converted.dts = packet.pts + shift - offset
         converted.duration = packet.duration
         self._container.mux(converted)
 
-    def _encode(self, packet, offset: int) -> None:
-        """Decode ``packet`` and re-encode its frames that start within the cut, shifted by ``offset`` (its time
-        base); frames before ``start`` are dropped (at most one frame, tens of milliseconds, of sound)."""
+    def _encode(self, packet, offset: int, shift: int) -> None:
+        """Decode ``packet`` and re-encode its frames that start within the cut, moved ``shift`` later and ``offset``
+        earlier (its time base); frames before ``start`` are dropped (at most one frame, tens of milliseconds, of
+        sound)."""
         import av
 
         out = self._encoders[packet.stream.index]
@@ -1892,11 +1952,11 @@ class _AudioCopier:
             self._warn("audio re-encoding skipped a damaged packet: %s", _reason(exc))
             return
         for frame in frames:
-            if frame.pts is None or frame.pts < offset:
+            if frame.pts is None or frame.pts + shift < offset:
                 continue
-            if self._end is not None and float(frame.pts * tb) >= self._end:
+            if self._end is not None and float((frame.pts + shift) * tb) >= self._end:
                 continue
-            frame.pts -= offset
+            frame.pts += shift - offset
             frame.time_base = tb
             for p in out.encode(frame):
                 self._container.mux(p)
