@@ -1190,6 +1190,23 @@ class TestJoinedInput:
         first = want[:len(want) // 2]  # the first part's audio alone
         assert all(min(abs(t - w) for w in first) <= Fraction(1, 1000) for t, _ in got)
 
+    def test_a_cut_into_a_joined_file_keeps_each_parts_audio_with_its_video(self, tmp_path, torch_runner, caplog):
+        """``--start`` cuts each part at the same time (the decoder goes by the times); the audio of the second part
+        was taken for a third (its part before the cut overlapping the first) and dropped with a warning."""
+        import logging
+
+        src, _ = _joined(tmp_path, 2)
+        out = tmp_path / "o.mkv"
+        with caplog.at_level(logging.WARNING):
+            result = run(src, out, _NearestRunner(torch_runner.info), start=0.5)
+        part = Fraction(result.frames // 2, 24)  # each part from 0.5 s on: 13 frames
+        assert result.frames == 26 and "go back" not in caplog.text
+        got = [t for t, _ in _audio_times(out)]
+        first = [t for t in got if t < part]
+        assert abs(got[-1] - 2 * part) <= Fraction(1, 24)  # the audio as long as the video
+        for t in got:  # the second part's audio where the first's is, a part later: in sync with its video
+            assert t < part or min(abs(t - part - u) for u in first) <= Fraction(1, 1000), t
+
     def test_a_resumed_run_moves_the_audio_as_one_not_stopped(self, tmp_path, torch_runner):
         """Stopped after the second part: the shifts of the parts before are in the store, so the resumed run's audio
         of the second part goes where a run not stopped puts it (the resumed writer saw one shift, the whole)."""

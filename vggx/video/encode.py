@@ -821,7 +821,7 @@ class VideoWriter:
         # Where the input's time goes back (a concatenation starting again at 0), how much later its frames from there
         # on go (write()'s time base), in order; the offset added to every frame's time is their sum. The audio
         # copier moves the audio and subtitles of each such part by as much (see _AudioCopier.add_shift).
-        self._shifts: list[int] = []
+        self._shifts: list[tuple[int, Fraction]] = []  # (how much later, the part's first frame's input time in s)
         self._offset = 0
         self._warned: set[str] = set()  # the kinds of time trouble said once already ("repeat", "back")
         self._made_dir: Path | None = None  # the sequence's folder, where this writer made it (gone on abort)
@@ -877,8 +877,9 @@ class VideoWriter:
                 scale = Fraction(last["time_base"]) / self._time_base
                 self._last_pts = round(Fraction(last["last_pts"]) * scale)
                 # and as much later as the stored ones went, where the input's time went back before the stop
-                self._shifts = [round(Fraction(s) / self._time_base) for s in last.get("shifts", ())]
-                self._offset = sum(self._shifts)
+                self._shifts = [(round(Fraction(later) / self._time_base), Fraction(at))
+                                for later, at in last.get("shifts", ())]
+                self._offset = sum(later for later, _ in self._shifts)
             if rotation % 360:
                 self._stream.set_display_rotation(rotation)
             if sample_aspect_ratio:
@@ -897,8 +898,8 @@ class VideoWriter:
             if audio_source is not None:
                 self._audio = _AudioCopier(audio_source, self._container, audio_start, audio_end, copy, config,
                                            restart_s=self._frame_step(self._time_base) * self._time_base)
-                for shift in self._shifts:  # a resumed run's: the audio of the parts before the stop too
-                    self._audio.add_shift(shift * self._time_base)
+                for later, at in self._shifts:  # a resumed run's: the audio of the parts before the stop too
+                    self._audio.add_shift(later * self._time_base, at)
         except BaseException:
             self.abort()
             raise
@@ -1057,10 +1058,11 @@ class VideoWriter:
                         "time starts again there (a joined file); it and the frames after it go %.3f s later, so that "
                         "every frame is kept, in order, the audio with them", self._label, frame, source,
                         float((self._last_pts - self._offset) * tb), float(later * tb))
-        self._shifts.append(later)
+        at = (pts - self._offset) * tb
+        self._shifts.append((later, at))
         self._offset += later
         if self._audio is not None:
-            self._audio.add_shift(later * tb)
+            self._audio.add_shift(later * tb, at)
         return pts + later
 
     def _numbered(self, pts: int) -> int:
@@ -1238,9 +1240,10 @@ class VideoWriter:
             if until_one_finished:
                 return
 
-    def _shifts_of(self, segment: _Segment) -> list[str]:
-        """The shifts made up to ``segment``'s last frame, in seconds (exact), for the store."""
-        return [str(shift * self._time_base) for shift in self._shifts[:segment.shifts]]
+    def _shifts_of(self, segment: _Segment) -> list[list[str]]:
+        """The shifts made up to ``segment``'s last frame, for the store: how much later, from what input time (each
+        in seconds, exact)."""
+        return [[str(later * self._time_base), str(at)] for later, at in self._shifts[:segment.shifts]]
 
     def _stop_pool(self) -> None:
         for future, _, _ in self._pending:
@@ -1460,11 +1463,11 @@ class SegmentStore:
     def frames_done(self) -> int:
         return sum(seg["frames"] for seg in self.segments)
 
-    def add(self, packets: list, frames: int, shifts: list[str] = ()) -> None:
-        """Keep one finished segment (its packets in decode order) and record it, with ``shifts`` (seconds: where the
-        input's time went back before its end, how much later the frames went; see VideoWriter.write); a segment
-        recorded already (the last, by its first timestamp: a run stopped as it was being kept is kept again on the
-        way out) is not recorded twice."""
+    def add(self, packets: list, frames: int, shifts: list[list[str]] = ()) -> None:
+        """Keep one finished segment (its packets in decode order) and record it, with ``shifts`` (where the input's
+        time went back before its end: how much later the frames went, from what input time, in seconds; see
+        VideoWriter.write); a segment recorded already (the last, by its first timestamp: a run stopped as it was
+        being kept is kept again on the way out) is not recorded twice."""
         import json
 
         if not packets:  # an encoder cancelled before it gave any: nothing to keep
@@ -1706,20 +1709,27 @@ class _AudioCopier:
         self._started: set[int] = set()  # streams whose first packet within the cut is muxed
         self._finished: set[int] = set()  # streams past ``end``
         self._done = not self._in_streams
-        # A concatenation (``cat a.ts b.ts``: the time starts again at 0 in the middle): where a packet's time goes
-        # back more than ``restart_s`` (a video frame), a new part starts, in file order for every stream, and goes
-        # as much later as the video writer moved the video's frames of that part (add_shift), so both stay in sync
-        # and the muxer, which refuses a time gone back ("Invalid argument"), gets them in order.
+        # A concatenation (``cat a.ts b.ts``: the time starts again at 0 in the middle): where a stream's time goes
+        # back more than ``restart_s`` (a video frame), a new part starts, for every stream from there in file order
+        # (a sparse subtitle stream's next cue may not go back), and goes as much later as the video writer moved
+        # the video's frames of that part (add_shift), from that part's first frame on: both stay in sync, and the
+        # muxer, which refuses a time gone back ("Invalid argument"), gets them in order.
         self._restart_s = restart_s
-        self._shifts: list[Fraction] = []  # seconds, each part's, as the video writer reported them
-        self._parts = 0  # the parts begun (of those shifts, how many apply)
-        self._shift = Fraction(0)  # seconds added to the source's times: the first ``_parts`` shifts
+        # per later part, as the video writer reported them: seconds added to its times (all the parts' before it
+        # too), and its first video frame's source time (its audio before that is not copied, as the first part's)
+        self._shifted: list[Fraction] = [Fraction(0)]
+        self._part_starts: list[float] = [start]
+        self._part = 0  # the latest part begun, in file order
+        self._part_of: dict[int, int] = {}  # per input stream: the part its packets are in
+        self._seen: dict[int, Fraction] = {}  # per input stream: its last packet's dts in its part (source seconds)
         self._last: dict[int, Fraction] = {}  # per input stream: the last muxed packet's dts (seconds, shifted)
         self._said: set[str] = set()
 
-    def add_shift(self, seconds: Fraction) -> None:
-        """The video's next part (its time went back) goes ``seconds`` later: so does the audio's next part."""
-        self._shifts.append(Fraction(seconds))
+    def add_shift(self, seconds: Fraction, at: Fraction) -> None:
+        """The video's next part (its time went back) goes ``seconds`` later, from its frame ``at`` seconds after the
+        first one: so does the audio's next part."""
+        self._shifted.append(self._shifted[-1] + Fraction(seconds))
+        self._part_starts.append(self._start + float(at))
 
     def _add_encoder(self, container, stream):
         """An output stream that re-encodes audio ``stream`` with ``--audio-codec`` (its rate and channel layout,
@@ -1833,42 +1843,50 @@ class _AudioCopier:
             if packet.dts is None or packet.pts is None or index in self._finished:
                 continue
             tb = packet.time_base
-            dts = packet.dts * tb + self._shift
-            last = self._last.get(index)
-            if last is not None and dts < last - self._restart_s:  # the time starts again: the next part
-                if self._parts < len(self._shifts):
-                    self._shift += self._shifts[self._parts]
-                    self._parts += 1
-                    dts = packet.dts * tb + self._shift
-                elif seconds is not None:  # the video writer has not come to its part yet: wait for it
+            raw = packet.dts * tb
+            part = self._part_of.get(index, 0)
+            if part < self._part:  # another stream's time went back first: this one's packets are the next part's
+                part = self._part
+                self._seen.pop(index, None)
+            seen = self._seen.get(index)
+            if seen is not None and raw < seen - self._restart_s:  # the time starts again: the next part
+                part += 1
+            if part >= len(self._shifted):
+                if seconds is not None:  # the video writer has not come to its part yet: wait for it
                     self._pending = packet
                     return
-                else:  # the video ended before it (a preview) or never went back: the rest is not copied
-                    if self._end is None:
-                        self._warn("%s's %s times go back at %.3f s where the video's do not; the rest of its "
-                                   "stream #%d is not copied", self._source, packet.stream.type,
-                                   float(last), index)
-                    self._finished.add(index)
-                    self._done = len(self._finished) == len(self._in_streams)
-                    continue
+                # the video ended before it (a preview) or never went back: the rest is not copied
+                if self._end is None:
+                    self._warn("%s's %s times go back at %.3f s where the video's do not; the rest of its stream "
+                               "#%d is not copied", self._source, packet.stream.type, float(raw), index)
+                self._finished.add(index)
+                self._done = len(self._finished) == len(self._in_streams)
+                continue
+            self._part_of[index], self._seen[index] = part, raw
+            self._part = max(self._part, part)
+            # (the source's times, against the part's own start: its first frame's, or the cut's)
+            begin = self._part_starts[part]
+            t = float(packet.pts * tb)
+            if t + float((packet.duration or 0) * tb) <= begin or (
+                    index in self._whole and t < begin - _CUT_SLACK_S):
+                if part == 0 and packet.stream.type == "audio" and self._keeps_preroll and index not in self._whole:
+                    self._preroll[index] = packet
+                continue  # before the cut (before a later part's first frame: what overlaps the part before)
+            shifted = self._shifted[part]
+            dts, t = raw + shifted, float(packet.pts * tb + shifted)
+            if packet.stream.type == "subtitle":  # a cue straddling the part's start goes from there (_cut_cue)
+                dts = max(dts, Fraction(begin) + shifted)
+            last = self._last.get(index)
             if last is not None and dts < last:
-                # the end of a part whose audio runs on past its video's (the next part overlaps it: expected, the
-                # video's warning said so), or a packet out of order: the muxer refuses it, and the sound is the
-                # earlier part's
-                if self._parts:
+                # a part's audio running on past its video's, into the next part's, or a packet out of order: the
+                # muxer refuses it, and the sound is the earlier part's
+                if part:
                     log.debug("%s: a %s packet of stream #%d overlapping the part before is left out (at %.3f s, "
                               "after %.3f s)", self._source, packet.stream.type, index, float(dts), float(last))
                 elif "overlap" not in self._said:
                     self._said.add("overlap")
                     self._warn("%s: %s packets of stream #%d that go back in time (at %.3f s, after %.3f s) are "
-                               "left out", self._source, packet.stream.type, index, float(dts),
-                               float(last))
-                continue
-            t = float(packet.pts * tb + self._shift)  # (shifted, as ``start`` and ``end`` are on the video's time)
-            if t + float((packet.duration or 0) * tb) <= self._start or (
-                    index in self._whole and t < self._start - _CUT_SLACK_S):
-                if packet.stream.type == "audio" and self._keeps_preroll and index not in self._whole:
-                    self._preroll[index] = packet
+                               "left out", self._source, packet.stream.type, index, float(dts), float(last))
                 continue
             if self._end is not None and t >= self._end:
                 self._finished.add(index)
@@ -1878,9 +1896,9 @@ class _AudioCopier:
                 self._pending = packet
                 return
             offset = round(self._start / tb) if self._start else 0
-            shift = round(self._shift / tb)
+            shift = round(shifted / tb)
             if packet.stream.type == "subtitle":
-                self._cut_cue(packet, offset, shift)
+                self._cut_cue(packet, round(begin / tb), shift)
             elif index not in self._started:
                 self._started.add(index)
                 preroll = self._preroll.pop(index, None)
@@ -1889,17 +1907,17 @@ class _AudioCopier:
             self._mux_shifted(packet, offset, shift)
             self._last[index] = dts
 
-    def _cut_cue(self, packet, offset: int, shift: int = 0) -> None:
+    def _cut_cue(self, packet, begin: int, shift: int = 0) -> None:
         """Cut subtitle ``packet`` (a cue, shown from its pts for its duration) to the copied span: one that starts
-        before the cut starts at it (not at a negative time, which MP4's muxer garbles and Matroska players show from
-        0 for its whole length), and one that ends past ``end`` ends there; as its own times shown in the source (a
-        later part's, which goes ``shift`` later: the cut and the end are on the video's time, so that much earlier
-        on its own)."""
+        before ``begin`` (the cut, or a later part's first frame; its time base) starts at it (not at a negative time,
+        which MP4's muxer garbles and Matroska players show from 0 for its whole length, nor over the part before),
+        and one that ends past ``end`` ends there; as its own times shown in the source (a later part's, which goes
+        ``shift`` later: the end is on the video's time, so that much earlier on its own)."""
         tb = packet.time_base
         ends = packet.pts + packet.duration if packet.duration else None
         if ends is not None and self._end is not None:
             ends = min(ends, round(self._end / tb) - shift)
-        packet.pts = packet.dts = max(packet.pts, offset - shift)
+        packet.pts = packet.dts = max(packet.pts, begin)
         if ends is not None:
             packet.duration = max(1, ends - packet.pts)
 
