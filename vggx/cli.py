@@ -1321,6 +1321,13 @@ def bench(
                           highlight=False)
 
     result = run_bench(cfg, on_point=row)
+    # the measurement first: a reader that stopped reading (`| head`) ended the command before it was written (and
+    # where it cannot be written, the table is still printed before the error)
+    try:
+        write_json(json_path, {"command": _command_line(ctx), **result.as_dict()})
+        unwritten = None
+    except ConfigError as exc:
+        unwritten = exc
     _print_bench(result.points, f"vggx bench — LR {lr_size}, batch {batch}")
     console.print("frames/s counts every frame a window returns (N × T); `vggx upscale` keeps the centre half of "
                   "each window (the default --context), so a video goes at about half that", highlight=False,
@@ -1337,7 +1344,8 @@ def bench(
         longer = "raise --requests" if requests is not None else "lengthen --seconds"
         err_console.print("[yellow]warning:[/] some runs were unstable (window spread above "
                           f"{100 * cfg.max_spread:.0f}%): {longer} or quiet the machine")
-    write_json(json_path, {"command": _command_line(ctx), **result.as_dict()})
+    if unwritten is not None:
+        raise unwritten
 
 
 def _bench_cells(p, compared: bool) -> dict[str, str]:

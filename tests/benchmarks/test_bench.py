@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 
 import pytest
 from typer.testing import CliRunner
@@ -45,6 +47,19 @@ def test_json_has_the_documented_fields(tiny_checkpoint_path, tmp_path):
         assert p["peak_gflops"] > 0 and p["latency"]["p50_ms"] <= p["latency"]["p99_ms"]
         assert set(p["throughput"]) == {"windows", "median", "spread", "stable"}
         assert p["ratio"] == 1.0
+
+
+def test_json_is_written_where_the_table_cannot_be(tiny_checkpoint_path, tmp_path):
+    """`vggx bench --json F | head -1`: the reader gone, printing the table ended the command (exit 1, nothing said)
+    before the JSON was written: the whole measurement lost. It is written first now."""
+    out = tmp_path / "bench.json"
+    args = [sys.executable, "-c", "from vggx.cli import main; main()", "bench", "--backend", "torch", "--checkpoint",
+            str(tiny_checkpoint_path), "--lr-size", "16x16", "--requests", "2", "--windows", "2", "--warmup", "1",
+            "--threads", "1", "--json", str(out)]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    proc.stdout.close()  # as `| head` does once it has its lines: here, before any
+    proc.wait(timeout=300)
+    assert json.loads(out.read_text())["points"][0]["requests"] == 4  # 2 windows x 2 requests
 
 
 @pytest.mark.parametrize("width", [80, 160])
