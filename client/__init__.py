@@ -3,6 +3,7 @@
 from .model_info import ModelInfo
 from .pipeline import (
     VIDEO_SUFFIXES,
+    Cancelled,
     UpscaleConfig,
     UpscaleProgress,
     UpscaleResult,
@@ -19,6 +20,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "Backend",
     "BackendConfig",
+    "Cancelled",
     "ModelInfo",
     "Runner",
     "TritonProtocol",

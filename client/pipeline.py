@@ -195,6 +195,8 @@ class UpscaleConfig:
     square_pixels: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.backend, BackendConfig):  # (a str was an AttributeError as the run opened it)
+            raise ConfigError(f"backend is a BackendConfig (e.g. BackendConfig(Backend.TORCH)), got {self.backend!r}")
         # as a caller writes them: a str output, a --copy list as the command line gives it, a tile of N x N
         if isinstance(self.output, str):
             object.__setattr__(self, "output", Path(self.output))

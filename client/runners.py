@@ -562,7 +562,9 @@ class TorchRunner(_RunnerBase):
             from .cuda import require_cuda
 
             require_cuda(device)
+        self._threads_before = None  # PyTorch's thread count is the process's: given back as the runner closes
         if threads:
+            self._threads_before = torch.get_num_threads()
             torch.set_num_threads(threads)
         path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
         ckpt = load_checkpoint(path)
@@ -668,15 +670,21 @@ class TorchRunner(_RunnerBase):
             self._stopped -= threads
 
     def close(self) -> None:
-        """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for."""
+        """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for; PyTorch's thread
+        count as it was before the runner set it."""
         if self._cuda is not None:
             self._cuda.close()
-            return
-        self.cancel()
-        deadline = time.monotonic() + CLOSE_WAIT_S
-        with self._runs_lock:
-            while self._in_flight and (left := deadline - time.monotonic()) > 0:
-                self._runs_lock.wait(left)
+        else:
+            self.cancel()
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            with self._runs_lock:
+                while self._in_flight and (left := deadline - time.monotonic()) > 0:
+                    self._runs_lock.wait(left)
+        if self._threads_before is not None:
+            import torch
+
+            torch.set_num_threads(self._threads_before)
+            self._threads_before = None
 
 
 class _RunStopped(Exception):

@@ -59,6 +59,15 @@ def test_missing_file(tmp_path):
         load_checkpoint(tmp_path / "nope.safetensors")
 
 
+def test_a_directory_is_said_to_be_one(tmp_path):
+    """It was "checkpoint not found" for a path that is there (a folder of checkpoints named by mistake)."""
+    from vggx.checkpoint import read_checkpoint_config
+
+    for read in (load_checkpoint, read_checkpoint_config):
+        with pytest.raises(CheckpointError, match=f"^{tmp_path} is a directory, not a checkpoint file$"):
+            read(tmp_path)
+
+
 def test_mismatched_shapes_named(tmp_path):
     path = save_checkpoint(Generator(get_config("tiny")), tmp_path / "a.safetensors")
     tensors, meta = read_checkpoint(path)

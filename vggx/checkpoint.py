@@ -136,7 +136,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -189,7 +190,8 @@ def read_checkpoint_config(path: str | Path | None = None) -> GeneratorConfig:
 
     path = Path(path) if path is not None else DEFAULT_CHECKPOINT
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file" if path.is_dir()
+                              else f"checkpoint not found: {path}")
     try:
         with safe_open(str(path), framework="numpy") as f:  # the header only: "pt" would import PyTorch
             meta = f.metadata() or {}

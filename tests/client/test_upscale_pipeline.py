@@ -616,6 +616,21 @@ class TestConfigAsCallersWriteIt:
             UpscaleConfig("in.mp4", "o.mp4", tile="540x960")
         with pytest.raises(ConfigError, match="start is seconds"):
             UpscaleConfig("in.mp4", "o.mp4", start="1:30")
+        for backend in ("torch", Backend.TORCH):  # was an AttributeError as the run opened the backend
+            with pytest.raises(ConfigError, match=r"backend is a BackendConfig \(e.g. BackendConfig\(Backend\.TORCH"):
+                UpscaleConfig("in.mp4", "o.mp4", backend=backend)
+
+    def test_a_torch_runner_gives_back_the_process_thread_count(self, tiny_checkpoint_path):
+        """PyTorch's thread count is the process's: a runner opened with threads=1 left it at 1 after it closed."""
+        import torch
+
+        from vggx.client import Cancelled  # exported for callers that pass a cancel event (not only upscale_many's)
+
+        assert issubclass(Cancelled, Exception)
+        before = torch.get_num_threads()
+        with TorchRunner(tiny_checkpoint_path, threads=before + 1):
+            assert torch.get_num_threads() == before + 1
+        assert torch.get_num_threads() == before
 
 
 class TestErrors:
