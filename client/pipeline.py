@@ -1246,8 +1246,9 @@ def _copied(config: UpscaleConfig, output: Path, reader: VideoReader) -> tuple[s
     if image_codec(output) is not None:
         log.warning("%s: images hold no audio, subtitles or chapters; those of %s are not copied", output, reader.path)
     elif is_pipe(config.input):
-        log.warning("the audio and subtitles on standard input are not copied (they are copied by reading the "
-                    "input a second time, which a pipe does not allow): pass the file itself to keep them")
+        log.warning("what goes along with the video on standard input (%s) is not copied (it is copied by reading "
+                    "the input a second time, which a pipe does not allow): pass the file itself to keep it",
+                    ", ".join(wanted))
     elif writes_y4m(output, config.encode.codec):
         if is_stdout(output):
             log.warning("y4m on standard output carries the video only: the program reading it can take the audio "

@@ -648,7 +648,8 @@ class TestStandardInput:
     def test_audio_on_a_pipe_is_named_as_not_copied(self, clips, tiny_checkpoint_path, tmp_path):
         done = _piped(tiny_checkpoint_path, clips["opus"], [tmp_path / "o.mkv", "--frames", "4"])
         assert done.returncode == 0, done.stderr.decode()
-        assert "the audio and subtitles on standard input are not copied" in done.stderr.decode()
+        # what the input has, named (it said "audio and subtitles" for a file with chapters and attachments too)
+        assert "what goes along with the video on standard input (audio) is not copied" in done.stderr.decode()
         assert stream_facts(tmp_path / "o.mkv")["audio"] == [] and stream_facts(tmp_path / "o.mkv")["frames"] == 4
 
     @pytest.mark.parametrize(("data", "args", "message"), [
