@@ -1332,6 +1332,12 @@ class TestCoarseClock:
         # (each repeat moved every later frame another millisecond: 48 ms late after 96 frames)
         (Fraction(1, 1000), [80 * (i // 2) for i in range(96)],
          [80 * (i // 2) + i % 2 for i in range(96)], "goes 0.001 s after it"),
+        # a stall: 60 frames on one time at 30 fps; each goes a millisecond after the last, past a frame's spacing,
+        # which is no join (it was taken for one at the 34th: every later frame 1 s late, and the audio's part lost)
+        (Fraction(1, 1000), [round(1000 * i / 30) for i in range(10)] + [300] * 60
+         + [round(1000 * i / 30) for i in range(10, 30)],
+         [round(1000 * i / 30) for i in range(10)] + [301 + k for k in range(60)] + [361]
+         + [round(1000 * i / 30) for i in range(11, 30)], "goes 0.001 s after it"),
         # a repeat late in a clip stamped in frames (the muxer's own time base differs by then): a tick is a frame,
         # so the frames after it, on the next ticks, go a tick later too
         (Fraction(1, 24), [*range(60), 59, *range(60, 72)], list(range(73)), "goes 0.042 s after it"),

@@ -818,6 +818,7 @@ class VideoWriter:
         check_image_codec(self.path, config.codec)
         self._accepted = 0  # frames given to write()
         self._last_pts: int | None = None  # the last frame's time (write()'s time base): each after the one before
+        self._last_given: int | None = None  # ... as it was given (a repeated time's, before it was moved on)
         # Where the input's time goes back (a concatenation starting again at 0), how much later its frames from there
         # on go (write()'s time base), in order; the offset added to every frame's time is their sum. The audio
         # copier moves the audio and subtitles of each such part by as much (see _AudioCopier.add_shift).
@@ -875,7 +876,7 @@ class VideoWriter:
             last = store.segments[-1] if store is not None and store.segments else {}
             if "last_pts" in last:  # a resumed run: its frames go on after the stored ones (see write())
                 scale = Fraction(last["time_base"]) / self._time_base
-                self._last_pts = round(Fraction(last["last_pts"]) * scale)
+                self._last_pts = self._last_given = round(Fraction(last["last_pts"]) * scale)
                 # and as much later as the stored ones went, where the input's time went back before the stop
                 self._shifts = [(round(Fraction(later) / self._time_base), Fraction(at))
                                 for later, at in last.get("shifts", ())]
@@ -1012,9 +1013,10 @@ class VideoWriter:
             pts = self._on_grid(pts)
         pts += self._offset
         timed = not (self._y4m or self._images or self._single)  # y4m numbers its frames, images keep no times
+        given = pts
         if timed and self._last_pts is not None and pts <= self._last_pts:
             pts = self._moved_on(pts)
-        self._last_pts = pts
+        self._last_pts, self._last_given = pts, given
         if self._threads == 0:  # converted here, in the thread that encodes (the serial baseline)
             done: Future = Future()
             try:
@@ -1043,7 +1045,9 @@ class VideoWriter:
         source = float((pts - self._offset) * tb)
         frame = self._first_frame + self._accepted - 1
         step = self._frame_step(tb)
-        if pts >= self._last_pts - step:
+        # against the time the frame before was given, not the one it was moved on to: a long run of repeats (a
+        # stall) moves each a millisecond on from the last, past a frame's spacing, and was taken for a join
+        if pts >= min(self._last_pts, self._last_given) - step:
             nudged = self._last_pts + max(1, math.ceil(Fraction(1, 1000) / tb))
             if "repeat" not in self._warned:
                 self._warned.add("repeat")
