@@ -79,7 +79,7 @@ from vggx.video.encode import (
 from vggx.video.filters import FilterChain
 from vggx.video.scenes import DEFAULT_SCENE_THRESHOLD, SceneCuts
 
-from .runners import Backend, BackendConfig, Runner, open_runner
+from .runners import Backend, BackendConfig, Runner, in_scope, open_runner
 from .windows import (
     TilePlan,
     TimeWindow,
@@ -1331,8 +1331,9 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
     except BaseException:
         reader.close()
         raise
+    scope = object()  # this run's, on its threads: a stop of this run stops its inferences alone (in_scope)
     threads = [threading.Thread(target=run.decode, name="vggx-decode", daemon=True)]
-    threads += [threading.Thread(target=run.work, name=f"vggx-infer-{i}", daemon=True)
+    threads += [threading.Thread(target=in_scope(scope, run.work), name=f"vggx-infer-{i}", daemon=True)
                 for i in range(config.concurrency)]
     out_h, out_w = run.canvas[0] * info.scale, run.canvas[1] * info.scale * (2 if config.compare else 1)  # until known
     tiles = run.tiles.plan(run.picture).count
@@ -1400,12 +1401,11 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         run.stop.set()
         # This run's windows in flight are stopped where the runner can (at their next node or module) and waited
         # for: a window thread left inside ONNX Runtime or PyTorch as the process exits aborts it (SIGABRT, exit
-        # 134). Its own threads' alone: other upscales sharing the runner (a folder run's files, a service's
+        # 134). Its own alone (in_scope): other upscales sharing the runner (a folder run's files, a service's
         # requests) go on, and the runner is left as it was.
-        own = {t.ident for t in threads if t.ident is not None}
-        halted = hasattr(runner, "stop_threads")
+        halted = hasattr(runner, "stop_scope")
         if halted:
-            runner.stop_threads(own)
+            runner.stop_scope(scope)
         if writer is not None:
             writer.abort()
         # one wait for them all: they stop side by side (a backend that cannot stop them, Triton: a few seconds)
@@ -1413,7 +1413,7 @@ def _upscale(config: UpscaleConfig, output: Path, runner: Runner, reader: VideoR
         for t in threads:
             t.join(timeout=max(0.0, deadline - time.monotonic()))
         if halted:
-            runner.release_threads(own)
+            runner.release_scope(scope)
         if store is not None and store.segments:
             log.warning("%d frames of %s are kept in %s: run the same command again (with --resume) to go on "
                         "after them", store.frames_done, output, store.folder)

@@ -396,6 +396,26 @@ def export_portable(ckpt: Any, target: Path) -> Path:
     return target
 
 
+_SCOPE = threading.local()  # the run a thread works for (in_scope): stop_scope stops that run's inferences
+
+
+def in_scope(scope: object, target: Callable[[], Any]) -> Callable[[], Any]:
+    """``target`` run in a thread that works for ``scope`` (any object naming one run: an upscale), whose inferences
+    a runner's ``stop_scope(scope)`` stops. A thread's own mark, not its ident: a thread that ended hands its ident
+    to the next one started, which a stop by idents stopped too (another file's, another request's)."""
+    def run() -> Any:
+        _SCOPE.scope = scope
+        try:
+            return target()
+        finally:
+            _SCOPE.scope = None
+    return run
+
+
+def _scope() -> object | None:
+    return getattr(_SCOPE, "scope", None)
+
+
 CLOSE_WAIT_S = 30.0  # how long closing a runner waits for its cancelled runs to stop (at their next node: ms)
 
 
@@ -434,19 +454,19 @@ class OnnxRuntimeRunner(_RunnerBase):
         self.description = f"onnxruntime ({providers[0][0]}{device.removeprefix('cuda') if device != 'cpu' else ''})"
         self.device_name = device
         self._ort = ort
-        self._runs: dict = {}  # the RunOptions of the runs in flight (cancel() stops them) -> the calling thread
+        self._runs: dict = {}  # the RunOptions of the runs in flight (cancel() stops them) -> their scope
         self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
         self._cancelled = False  # between cancel() and resume(): a run stops as it starts
-        self._stopped: set[int] = set()  # threads whose runs stop (stop_threads), until release_threads
+        self._stopped: set = set()  # scopes whose runs stop (stop_scope), until release_scope
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
         options = self._ort.RunOptions()
-        me = threading.get_ident()
+        scope = _scope()
         with self._runs_lock:
-            self._runs[options] = me
+            self._runs[options] = scope
             # a worker between two tiles as the run stops: none started
-            options.terminate = self._cancelled or me in self._stopped
+            options.terminate = self._cancelled or (scope is not None and scope in self._stopped)
         try:
             (sr,) = self._session.run([self._output], {self._input: lr}, options)
         except Exception as exc:  # onnxruntime's error types are not exported
@@ -476,18 +496,19 @@ class OnnxRuntimeRunner(_RunnerBase):
         with self._runs_lock:
             self._cancelled = False
 
-    def stop_threads(self, threads: set[int]) -> None:
-        """:meth:`cancel` for the runs of ``threads`` alone (thread idents; until :meth:`release_threads`): one
-        upscale that failed stops its own windows, not those of others sharing the runner."""
+    def stop_scope(self, scope: object) -> None:
+        """:meth:`cancel` for the runs of threads working for ``scope`` alone (:func:`in_scope`; until
+        :meth:`release_scope`): one upscale that failed stops its own windows, not those of others sharing the
+        runner."""
         with self._runs_lock:
-            self._stopped |= threads
-            for options, thread in self._runs.items():
-                if thread in threads:
+            self._stopped.add(scope)
+            for options, of in self._runs.items():
+                if of is scope:
                     options.terminate = True
 
-    def release_threads(self, threads: set[int]) -> None:
+    def release_scope(self, scope: object) -> None:
         with self._runs_lock:
-            self._stopped -= threads
+            self._stopped.discard(scope)
 
     def close(self) -> None:
         """Stop the runs still in flight and wait (up to :data:`CLOSE_WAIT_S`) for them to end. A run that failed
@@ -580,7 +601,7 @@ class TorchRunner(_RunnerBase):
         self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
         self._in_flight = 0
         self._cancelled = False  # between cancel() and resume(): runs stop at their next module, and as they start
-        self._stopped: set[int] = set()  # threads whose runs stop (stop_threads), until release_threads
+        self._stopped: set = set()  # scopes whose runs stop (stop_scope), until release_scope
         if not cuda:
             self._budget_host_memory(ckpt.config, "torch")
             for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
@@ -630,7 +651,7 @@ class TorchRunner(_RunnerBase):
         if self._cuda is not None:
             return self.check_output(lr, self._cuda(np.ascontiguousarray(lr), keep=keep), expected)
         with self._runs_lock:
-            if self._cancelled or threading.get_ident() in self._stopped:
+            if self._cancelled or (self._stopped and _scope() in self._stopped):
                 raise InferenceError(f"torch: the run on input {lr.shape} was stopped")
             self._in_flight += 1
         try:
@@ -645,7 +666,7 @@ class TorchRunner(_RunnerBase):
         return self.check_output(lr, sr.numpy()[:, keep], expected)
 
     def _stop_if_cancelled(self, module: Any, args: Any) -> None:
-        if self._cancelled or (self._stopped and threading.get_ident() in self._stopped):
+        if self._cancelled or (self._stopped and _scope() in self._stopped):
             raise _RunStopped
 
     def cancel(self) -> None:
@@ -660,14 +681,14 @@ class TorchRunner(_RunnerBase):
         with self._runs_lock:
             self._cancelled = False
 
-    def stop_threads(self, threads: set[int]) -> None:
-        """:meth:`cancel` for the runs of ``threads`` alone (as :meth:`OnnxRuntimeRunner.stop_threads`)."""
+    def stop_scope(self, scope: object) -> None:
+        """:meth:`cancel` for the runs of ``scope``'s threads alone (as :meth:`OnnxRuntimeRunner.stop_scope`)."""
         with self._runs_lock:
-            self._stopped |= threads
+            self._stopped.add(scope)
 
-    def release_threads(self, threads: set[int]) -> None:
+    def release_scope(self, scope: object) -> None:
         with self._runs_lock:
-            self._stopped -= threads
+            self._stopped.discard(scope)
 
     def close(self) -> None:
         """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for; PyTorch's thread

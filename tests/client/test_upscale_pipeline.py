@@ -747,6 +747,36 @@ class TestSharedRunner:
         assert upscale(UpscaleConfig(src, tmp_path / "b.mkv", encode=EncodeConfig("ffv1"), frames=8),
                        runner=runner).frames == 8
 
+    def test_a_stop_reaches_the_runs_of_its_own_scope_alone(self, runner):
+        """Stopping by thread idents stopped a thread started after, which Linux gave an ended thread's ident (another
+        file's, another request's): each run's threads carry its own mark."""
+        import threading
+
+        from vggx.client.runners import in_scope
+
+        lr = np.zeros((1, runner.info.window, 16, 16, 3), np.uint8)
+        stopped, other = object(), object()
+        ended = threading.Thread(target=in_scope(stopped, lambda: None))
+        ended.start()
+        ended.join()
+        runner.stop_scope(stopped)
+        got = {}
+
+        def infer(name):
+            try:
+                got[name] = runner.infer(lr).shape
+            except InferenceError as exc:
+                got[name] = str(exc)
+        try:
+            for name, scope in (("stopped", stopped), ("other", other), ("none", None)):
+                t = threading.Thread(target=in_scope(scope, lambda name=name: infer(name)))
+                t.start()
+                t.join()
+        finally:
+            runner.release_scope(stopped)
+        assert "was stopped" in got["stopped"]
+        assert got["other"] == got["none"] == (1, runner.info.window, 64, 64, 3)
+
     def test_one_upscale_failing_does_not_stop_the_others(self, runner, tmp_path):
         """An error in one upscale (its input found truncated mid-run) stopped every run on the shared runner: the
         other requests failed 'the run ... was stopped', as if the backend had."""
