@@ -219,6 +219,13 @@ def test_a_host_name_is_bound_as_its_address(fake_triton, tmp_path):
     assert {a for a in cmd if "-address=" in a} == {f"--{p}-address=127.0.0.1" for p in ("http", "grpc", "metrics")}
     with pytest.raises(ServerError, match=r"^cannot listen on no\.such\.host\.invalid: "):
         bind_address("no.such.host.invalid")
+    repo = tmp_path / "repo" / "vggx"  # what a started server is given (the stand-in binds a name itself)
+    repo.mkdir(parents=True)
+    (repo / "config.pbtxt").write_text('name: "vggx"\n')
+    with TritonServer(_cfg(repo.parent, fake_triton, tmp_path, host="localhost")) as started:
+        assert started.endpoints.host == "127.0.0.1"
+    given = (tmp_path / "server.log").read_text()
+    assert all(f"--{p}-address=127.0.0.1" in given for p in ("http", "grpc", "metrics")), given
 
 
 def test_a_host_that_does_not_resolve_is_one_error():
