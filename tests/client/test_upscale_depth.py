@@ -56,17 +56,23 @@ def make_hdr(path: Path, frames: int = 10, size: tuple[int, int] = (32, 64), trc
     params = "log-level=error"
     if metadata:
         params += f":hdr10=1:master-display={MASTERING}:max-cll=1000,400"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx265", rate=24)
-        s.width, s.height, s.pix_fmt = size[1], size[0], "yuv420p10le"
-        cc = s.codec_context
-        cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 9, trc, 9, 1
-        s.options = {"x265-params": params, "crf": "8"}
-        for i in range(frames):
-            for p in s.encode(av.VideoFrame.from_ndarray(gradient16(i, *size), format="rgb48le")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    for attempt in range(3):  # (a CI run met the muxer's "Invalid argument" once here: x265's output, not vggx's)
+        try:
+            with av.open(str(path), "w") as c:
+                s = c.add_stream("libx265", rate=24)
+                s.width, s.height, s.pix_fmt = size[1], size[0], "yuv420p10le"
+                cc = s.codec_context
+                cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = 9, trc, 9, 1
+                s.options = {"x265-params": params, "crf": "8"}
+                for i in range(frames):
+                    for p in s.encode(av.VideoFrame.from_ndarray(gradient16(i, *size), format="rgb48le")):
+                        c.mux(p)
+                for p in s.encode():
+                    c.mux(p)
+            return path
+        except av.error.FFmpegError:
+            if attempt == 2:
+                raise
     return path
 
 
