@@ -419,7 +419,61 @@ def _scope() -> object | None:
 CLOSE_WAIT_S = 30.0  # how long closing a runner waits for its cancelled runs to stop (at their next node: ms)
 
 
-class OnnxRuntimeRunner(_RunnerBase):
+class _Stops:
+    """How an in-process runner's runs are stopped: :meth:`cancel` stops them all (until :meth:`resume`),
+    :meth:`stop_scope` those of threads working for one scope (:func:`in_scope`; until :meth:`release_scope`), each
+    raising ``InferenceError``; :meth:`_wait_idle` waits for those in flight. A run left going inside ONNX Runtime or
+    PyTorch as the interpreter exits aborts the process (SIGABRT's exit 134 instead of 1, 130 or 143, and no
+    clean-up). A runner says how its runs in flight are stopped (:meth:`_stop_runs`) and whether any are
+    (:meth:`_busy`), and notifies ``_runs_lock`` as each ends."""
+
+    def _init_stops(self) -> None:
+        self._runs_lock = threading.Condition()  # notified as a run ends (_wait_idle waits for them)
+        self._cancelled = False  # between cancel() and resume(): runs stop, and stop as they start
+        self._stopped: set = set()  # scopes whose runs stop (stop_scope), until release_scope
+
+    def _stopping(self, scope: object | None) -> bool:
+        """Whether a run of a thread working for ``scope`` is to stop."""
+        return self._cancelled or (scope is not None and scope in self._stopped)
+
+    def _stop_runs(self, scope: object | None) -> None:
+        """Stop the runs in flight of ``scope`` (all where None) now, ``_runs_lock`` held; a runner whose runs look
+        at :meth:`_stopping` themselves has nothing to do."""
+
+    def _busy(self) -> bool:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        """Stop the runs in flight, and those that start until :meth:`resume` as they start (Ctrl-C, SIGTERM)."""
+        with self._runs_lock:
+            self._cancelled = True
+            self._stop_runs(None)
+
+    def resume(self) -> None:
+        """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
+        with self._runs_lock:
+            self._cancelled = False
+
+    def stop_scope(self, scope: object) -> None:
+        """:meth:`cancel` for the runs of threads working for ``scope`` alone (until :meth:`release_scope`): one
+        upscale that failed stops its own windows, not those of others sharing the runner."""
+        with self._runs_lock:
+            self._stopped.add(scope)
+            self._stop_runs(scope)
+
+    def release_scope(self, scope: object) -> None:
+        with self._runs_lock:
+            self._stopped.discard(scope)
+
+    def _wait_idle(self) -> None:
+        """Wait (up to :data:`CLOSE_WAIT_S`) for the runs in flight to end."""
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        with self._runs_lock:
+            while self._busy() and (left := deadline - time.monotonic()) > 0:
+                self._runs_lock.wait(left)
+
+
+class OnnxRuntimeRunner(_Stops, _RunnerBase):
     """ONNX Runtime in process, on a vggx ONNX file (metadata read from its metadata props)."""
 
     def __init__(self, onnx_path: str | Path, *, device: str = "cpu", threads: int | None = None) -> None:
@@ -455,9 +509,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         self.device_name = device
         self._ort = ort
         self._runs: dict = {}  # the RunOptions of the runs in flight (cancel() stops them) -> their scope
-        self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
-        self._cancelled = False  # between cancel() and resume(): a run stops as it starts
-        self._stopped: set = set()  # scopes whose runs stop (stop_scope), until release_scope
+        self._init_stops()
 
     def infer(self, lr: np.ndarray) -> np.ndarray:
         self.check_input(lr)
@@ -465,8 +517,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         scope = _scope()
         with self._runs_lock:
             self._runs[options] = scope
-            # a worker between two tiles as the run stops: none started
-            options.terminate = self._cancelled or (scope is not None and scope in self._stopped)
+            options.terminate = self._stopping(scope)  # a worker between two tiles as the run stops: none started
         try:
             (sr,) = self._session.run([self._output], {self._input: lr}, options)
         except Exception as exc:  # onnxruntime's error types are not exported
@@ -482,33 +533,13 @@ class OnnxRuntimeRunner(_RunnerBase):
                 self._runs_lock.notify_all()
         return self.check_output(lr, sr)
 
-    def cancel(self) -> None:
-        """Stop the runs in flight at their next node, and those that start until :meth:`resume` as they start,
-        each raising ``InferenceError`` (Ctrl-C, SIGTERM: a run left going would still be inside ONNX Runtime as the
-        interpreter exits, which aborts the process: SIGABRT's exit 134 instead of 130/143, and no clean-up)."""
-        with self._runs_lock:
-            self._cancelled = True
-            for options in self._runs:
+    def _stop_runs(self, scope: object | None) -> None:
+        for options, of in self._runs.items():  # at their next node
+            if scope is None or of is scope:
                 options.terminate = True
 
-    def resume(self) -> None:
-        """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
-        with self._runs_lock:
-            self._cancelled = False
-
-    def stop_scope(self, scope: object) -> None:
-        """:meth:`cancel` for the runs of threads working for ``scope`` alone (:func:`in_scope`; until
-        :meth:`release_scope`): one upscale that failed stops its own windows, not those of others sharing the
-        runner."""
-        with self._runs_lock:
-            self._stopped.add(scope)
-            for options, of in self._runs.items():
-                if of is scope:
-                    options.terminate = True
-
-    def release_scope(self, scope: object) -> None:
-        with self._runs_lock:
-            self._stopped.discard(scope)
+    def _busy(self) -> bool:
+        return bool(self._runs)
 
     def close(self) -> None:
         """Stop the runs still in flight and wait (up to :data:`CLOSE_WAIT_S`) for them to end. A run that failed
@@ -516,10 +547,7 @@ class OnnxRuntimeRunner(_RunnerBase):
         inside ONNX Runtime as the interpreter exits aborts the process (SIGABRT: exit 134 and C++ runtime noise
         after the error line, instead of exit 1)."""
         self.cancel()
-        deadline = time.monotonic() + CLOSE_WAIT_S
-        with self._runs_lock:
-            while self._runs and (left := deadline - time.monotonic()) > 0:
-                self._runs_lock.wait(left)
+        self._wait_idle()
 
 
 def _generator_config(meta: dict[str, str], path: Path) -> Any:
@@ -566,7 +594,7 @@ def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
 # ----------------------------------------------------------------------------------------------- torch
 
 
-class TorchRunner(_RunnerBase):
+class TorchRunner(_Stops, _RunnerBase):
     """PyTorch in process: the checkpoint's ``UInt8Upscaler`` on the CPU, or on a CUDA GPU through the
     fast path of :class:`vggx.client.cuda.CudaUpscaler` (FP16 optional, vggx kernels, pinned staging,
     one CUDA graph per input shape)."""
@@ -598,10 +626,8 @@ class TorchRunner(_RunnerBase):
             self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
         self._model = model
         self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
-        self._runs_lock = threading.Condition()  # notified as a run ends (close() waits for them)
-        self._in_flight = 0
-        self._cancelled = False  # between cancel() and resume(): runs stop at their next module, and as they start
-        self._stopped: set = set()  # scopes whose runs stop (stop_scope), until release_scope
+        self._in_flight = 0  # CPU runs (stopped at their next module: _stop_if_cancelled; a CUDA run is not)
+        self._init_stops()
         if not cuda:
             self._budget_host_memory(ckpt.config, "torch")
             for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
@@ -651,7 +677,7 @@ class TorchRunner(_RunnerBase):
         if self._cuda is not None:
             return self.check_output(lr, self._cuda(np.ascontiguousarray(lr), keep=keep), expected)
         with self._runs_lock:
-            if self._cancelled or (self._stopped and _scope() in self._stopped):
+            if self._stopping(_scope()):
                 raise InferenceError(f"torch: the run on input {lr.shape} was stopped")
             self._in_flight += 1
         try:
@@ -666,29 +692,11 @@ class TorchRunner(_RunnerBase):
         return self.check_output(lr, sr.numpy()[:, keep], expected)
 
     def _stop_if_cancelled(self, module: Any, args: Any) -> None:
-        if self._cancelled or (self._stopped and _scope() in self._stopped):
+        if self._stopping(_scope()):
             raise _RunStopped
 
-    def cancel(self) -> None:
-        """On the CPU: stop the runs in flight at their next module, and those that start until :meth:`resume`, each
-        raising ``InferenceError`` (a run left going as the interpreter exits aborts the process, as ONNX
-        Runtime's does: :meth:`OnnxRuntimeRunner.cancel`). A CUDA run in flight is not stopped."""
-        with self._runs_lock:
-            self._cancelled = True
-
-    def resume(self) -> None:
-        """Runs go as usual again (after :meth:`cancel`, once its callers have stopped)."""
-        with self._runs_lock:
-            self._cancelled = False
-
-    def stop_scope(self, scope: object) -> None:
-        """:meth:`cancel` for the runs of ``scope``'s threads alone (as :meth:`OnnxRuntimeRunner.stop_scope`)."""
-        with self._runs_lock:
-            self._stopped.add(scope)
-
-    def release_scope(self, scope: object) -> None:
-        with self._runs_lock:
-            self._stopped.discard(scope)
+    def _busy(self) -> bool:
+        return self._in_flight > 0
 
     def close(self) -> None:
         """As :meth:`OnnxRuntimeRunner.close`: the CPU runs still in flight stopped and waited for; PyTorch's thread
@@ -697,10 +705,7 @@ class TorchRunner(_RunnerBase):
             self._cuda.close()
         else:
             self.cancel()
-            deadline = time.monotonic() + CLOSE_WAIT_S
-            with self._runs_lock:
-                while self._in_flight and (left := deadline - time.monotonic()) > 0:
-                    self._runs_lock.wait(left)
+            self._wait_idle()
         if self._threads_before is not None:
             import torch
 
