@@ -67,17 +67,7 @@ def make_video(path: Path, frames: int = 10, size: tuple[int, int] = (40, 56), r
         for p in v.encode():
             c.mux(p)
         for a in streams:
-            n = int(48000 * (frames / Fraction(rate) if audio_seconds is None else audio_seconds))
-            step = a.codec_context.frame_size or 1024
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 48000)).astype(np.float32)
-            for off in range(0, n, step):
-                chunk = np.tile(tone[off:off + step][None], (2, 1))
-                fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-                fr.sample_rate, fr.pts = 48000, off
-                for p in a.encode(fr):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+            mux_tone(c, a, int(48000 * (frames / Fraction(rate) if audio_seconds is None else audio_seconds)))
         if subs is not None:
             for p in subs.demux(subs.streams[0]):
                 if p.dts is not None:
@@ -225,7 +215,6 @@ def make_slideshow(path: Path, times: tuple[float, ...], audio_seconds: float) -
         v.time_base = v.codec_context.time_base = Fraction(1, 1000)
         v.codec_context.max_b_frames = 0
         a = c.add_stream("libopus", rate=48000)
-        a.layout = "mono"
         for i, t in enumerate(times):
             frame = av.VideoFrame.from_ndarray(frame_pattern(i, 48, 64), format="rgb24").reformat(format="yuv420p")
             frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
@@ -233,15 +222,24 @@ def make_slideshow(path: Path, times: tuple[float, ...], audio_seconds: float) -
                 c.mux(p)
         for p in v.encode():
             c.mux(p)
-        for s in range(0, int(48000 * audio_seconds), 960):
-            tone = (0.1 * np.sin(np.arange(s, s + 960) / 10)).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
-            frame.sample_rate, frame.pts = 48000, s
-            for p in a.encode(frame):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        mux_tone(c, a, int(48000 * audio_seconds))
     return path
+
+
+def mux_tone(container, stream, samples: int) -> None:
+    """Encode ``samples`` of a stereo 440 Hz tone at 48 kHz into audio ``stream`` and mux them into ``container``,
+    then flush the encoder."""
+    import av
+
+    step = stream.codec_context.frame_size or 1024
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(samples) / 48000)).astype(np.float32)
+    for off in range(0, samples, step):
+        fr = av.AudioFrame.from_ndarray(np.tile(tone[off:off + step][None], (2, 1)), format="fltp", layout="stereo")
+        fr.sample_rate, fr.pts = 48000, off
+        for p in stream.encode(fr):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
 
 
 def make_switching_ts(path: Path, sizes: tuple[tuple[int, int], ...] = ((40, 56), (30, 42)), frames: int = 10) -> Path:
