@@ -1182,6 +1182,8 @@ def _alpha_output(config: UpscaleConfig, reader: VideoReader) -> tuple[UpscaleCo
     """Whether the input's alpha channel goes to the output, and the config that encodes it (the codec's pixel
     format with alpha, where ``--pix-fmt`` chose none); a warning where the input has alpha the output drops."""
     if not reader.info.has_alpha:
+        if config.alpha != "bicubic":  # asked for by name: say it found nothing to use it on
+            log.warning("%s has no alpha channel; --alpha %s has nothing to enlarge", reader.path, config.alpha)
         return config, False
     fmt = None if config.compare else alpha_pix_fmt(config.encode)
     if fmt is None:

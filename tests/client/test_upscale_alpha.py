@@ -89,6 +89,22 @@ def test_outputs_without_alpha_drop_it_with_a_warning(rgba_frames, tmp_path, tor
     assert decode_alpha(out) == [None] * 4
 
 
+def test_alpha_through_the_model_without_an_alpha_channel_is_warned_of(rgba_frames, tmp_path, torch_runner, caplog):
+    """``--alpha model`` on an input with no alpha: asked for by name, so the run says it had nothing to use it on
+    (the default, bicubic, says nothing); the output is the RGB input's."""
+    out = tmp_path / "o.mkv"
+    with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+        upscale(UpscaleConfig(rgba_frames[1], out, encode=EncodeConfig(codec="ffv1"), frames=2, alpha="model"),
+                runner=torch_runner)
+    assert "has no alpha channel; --alpha model has nothing to enlarge" in caplog.text
+    assert decode_alpha(out) == [None] * 2
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="vggx.client.pipeline"):
+        upscale(UpscaleConfig(rgba_frames[1], tmp_path / "b.mkv", encode=EncodeConfig(codec="ffv1"), frames=2),
+                runner=torch_runner)
+    assert "alpha" not in caplog.text
+
+
 def test_resized_output_resizes_the_alpha_too(rgba_frames, tmp_path, torch_runner):
     out = tmp_path / "o.mkv"
     upscale(UpscaleConfig(rgba_frames[0], out, encode=EncodeConfig(codec="ffv1"), frames=4, outscale=2.0),
