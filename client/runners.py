@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -594,6 +594,35 @@ def _open_onnxruntime(cfg: BackendConfig) -> OnnxRuntimeRunner:
 # ----------------------------------------------------------------------------------------------- torch
 
 
+class _TorchThreads:
+    """PyTorch's thread count is the process's, and each TorchRunner opened with ``threads`` sets it: the count
+    follows the last runner opened that is still open, and goes back to what it was before the first as the last
+    closes, whatever order they close in (each runner putting back what it found left the second's count after
+    both closed where the first closed first)."""
+
+    _lock = threading.Lock()
+    _open: ClassVar[list[tuple[object, int]]] = []  # (runner, its threads), in opening order
+    _before = 0  # the count before the first of them set it
+
+    @classmethod
+    def take(cls, runner: object, threads: int) -> None:
+        import torch
+
+        with cls._lock:
+            if not cls._open:
+                cls._before = torch.get_num_threads()
+            cls._open.append((runner, threads))
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def give_back(cls, runner: object) -> None:
+        import torch
+
+        with cls._lock:
+            cls._open = [(r, t) for r, t in cls._open if r is not runner]
+            torch.set_num_threads(cls._open[-1][1] if cls._open else cls._before)
+
+
 class TorchRunner(_Stops, _RunnerBase):
     """PyTorch in process: the checkpoint's ``UInt8Upscaler`` on the CPU, or on a CUDA GPU through the
     fast path of :class:`vggx.client.cuda.CudaUpscaler` (FP16 optional, vggx kernels, pinned staging,
@@ -601,8 +630,6 @@ class TorchRunner(_Stops, _RunnerBase):
 
     def __init__(self, checkpoint: str | Path | None = None, *, device: str = "cpu", fp16: bool = False,
                  threads: int | None = None, cuda_graphs: bool = True, compile: bool = False) -> None:
-        import torch
-
         from vggx.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
         from vggx.generator import UInt8Upscaler
 
@@ -611,30 +638,33 @@ class TorchRunner(_Stops, _RunnerBase):
             from .cuda import require_cuda
 
             require_cuda(device)
-        self._threads_before = None  # PyTorch's thread count is the process's: given back as the runner closes
+        self._threads_set = bool(threads)  # PyTorch's thread count is the process's: given back as the runner closes
         if threads:
-            self._threads_before = torch.get_num_threads()
-            torch.set_num_threads(threads)
-        path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
-        ckpt = load_checkpoint(path)
-        model = UInt8Upscaler(ckpt.generator).eval()
-        self._cuda = None
-        if cuda:
-            from .cuda import CudaUpscaler
+            _TorchThreads.take(self, threads)
+        try:
+            path = Path(checkpoint) if checkpoint is not None else DEFAULT_CHECKPOINT
+            ckpt = load_checkpoint(path)
+            model = UInt8Upscaler(ckpt.generator).eval()
+            self._cuda = None
+            if cuda:
+                from .cuda import CudaUpscaler
 
-            self._cuda = CudaUpscaler(model, device=device, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
-            self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
-        self._model = model
-        self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
-        self._in_flight = 0  # CPU runs (stopped at their next module: _stop_if_cancelled; a CUDA run is not)
-        self._init_stops()
-        if not cuda:
-            self._budget_host_memory(ckpt.config, "torch")
-            for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
-                module.register_forward_pre_hook(self._stop_if_cancelled)
-        extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
-                                  ("cuda graphs", cuda and cuda_graphs)) if on]
-        self.description = f"torch ({', '.join([device, *extras])})"
+                self._cuda = CudaUpscaler(model, device=device, fp16=fp16, cuda_graphs=cuda_graphs, compile=compile)
+                self.max_in_flight = 2  # its two pinned staging buffers: a third request waits for one to free
+            self._model = model
+            self.info = ModelInfo.from_metadata(ckpt.metadata, f"checkpoint {path}")
+            self._in_flight = 0  # CPU runs (stopped at their next module: _stop_if_cancelled; a CUDA run is not)
+            self._init_stops()
+            if not cuda:
+                self._budget_host_memory(ckpt.config, "torch")
+                for module in model.modules():  # a Python call per module run: microseconds against a window's seconds
+                    module.register_forward_pre_hook(self._stop_if_cancelled)
+            extras = [x for x, on in (("fp16", fp16), ("compiled", cuda and compile),
+                                      ("cuda graphs", cuda and cuda_graphs)) if on]
+            self.description = f"torch ({', '.join([device, *extras])})"
+        except BaseException:  # a runner that never opened gives the count back too (a bad checkpoint)
+            self._close_threads()
+            raise
 
     @property
     def device_name(self) -> str:
@@ -706,11 +736,13 @@ class TorchRunner(_Stops, _RunnerBase):
         else:
             self.cancel()
             self._wait_idle()
-        if self._threads_before is not None:
-            import torch
+        self._close_threads()
 
-            torch.set_num_threads(self._threads_before)
-            self._threads_before = None
+    def _close_threads(self) -> None:
+        """Gives PyTorch's process-wide thread count back (:class:`_TorchThreads`), where this runner set it."""
+        if self._threads_set:
+            _TorchThreads.give_back(self)
+            self._threads_set = False
 
 
 class _RunStopped(Exception):

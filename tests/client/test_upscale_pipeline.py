@@ -632,6 +632,26 @@ class TestConfigAsCallersWriteIt:
             assert torch.get_num_threads() == before + 1
         assert torch.get_num_threads() == before
 
+    def test_torch_runners_closed_in_any_order_give_back_the_first_count(self, tiny_checkpoint_path, tmp_path):
+        """Two runners with their own thread counts, closed in the order they opened: the count follows the one
+        still open, then is the process's own again (each putting back what it found left the second's count);
+        a runner whose checkpoint fails to load gives it back too."""
+        import torch
+
+        from vggx.errors import CheckpointError
+
+        before = torch.get_num_threads()
+        first = TorchRunner(tiny_checkpoint_path, threads=before + 1)
+        second = TorchRunner(tiny_checkpoint_path, threads=before + 2)
+        assert torch.get_num_threads() == before + 2
+        first.close()
+        assert torch.get_num_threads() == before + 2  # the second is still open
+        second.close()
+        assert torch.get_num_threads() == before
+        with pytest.raises(CheckpointError):
+            TorchRunner(tmp_path / "missing.safetensors", threads=before + 1)
+        assert torch.get_num_threads() == before
+
 
 class TestErrors:
     def _assert_nothing_written(self, tmp_path, out):
