@@ -624,7 +624,8 @@ def upscale(
         "--backend", help="onnxruntime | torch | tensorrt | triton (default: onnxruntime; triton with --url)")
     ] = None,
     skip_existing: Annotated[bool, typer.Option(
-        "--skip-existing", help="leave outputs that already exist (a folder run picks up where it stopped)")
+        "--skip-existing", help="leave outputs that already exist (an image sequence: any frame its pattern "
+        "numbers; a folder run picks up where it stopped)")
     ] = False,
     recursive: Annotated[bool, typer.Option(
         "--recursive", "-r", help="with a folder: the videos in its subfolders too, written to the same places in the "
@@ -793,7 +794,7 @@ def upscale(
     from vggx.client.pipeline import check_jobs
     from vggx.errors import ConfigError, VideoError
     from vggx.video import EncodeConfig, is_url
-    from vggx.video.encode import STDOUT_RAW_CODEC, check_image_codec, image_codec, is_stdout
+    from vggx.video.encode import STDOUT_RAW_CODEC, check_image_codec, existing_output, image_codec, is_stdout
 
     choices = {b.value: b for b in Backend}
     url = ",".join(url) if url else None
@@ -922,8 +923,10 @@ def upscale(
 
         todo = []
         for c in cfgs:
-            if skip_existing and not stdout and c.output.exists():
-                console.print(f"{c.output} exists: skipped", highlight=False, soft_wrap=True, markup=False)
+            there = existing_output(c.output) if skip_existing and not stdout else None
+            if there is not None:
+                console.print(f"{c.output} exists" + (f" ({there.name} ...)" if there != c.output else "")
+                              + ": skipped", highlight=False, soft_wrap=True, markup=False)
             else:
                 todo.append(c)
         if not todo:

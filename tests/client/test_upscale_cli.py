@@ -565,6 +565,22 @@ class TestFolder:
         assert done.exit_code == 0 and row["output"] == str(tmp_path / "new.mp4") and row["frames"] == 10
 
 
+    def test_skip_existing_image_sequence(self, cli, clips, tmp_path):
+        """An image-sequence output exists where its pattern numbers a file (a finished run moved its frames into
+        place whole): the pattern itself is no file, and --skip-existing upscaled it again over the frames."""
+        (tmp_path / "x4").mkdir()
+        out = tmp_path / "x4" / "%04d.png"
+        (tmp_path / "x4" / "notes.txt").write_text("not a frame")
+        first = cli(clips["aac"], out, "--skip-existing", "--frames", "2")
+        assert first.exit_code == 0 and "skipped" not in first.stdout, first.output
+        frames = sorted(p.name for p in (tmp_path / "x4").glob("*.png"))
+        assert len(frames) == 2
+        stamp = (tmp_path / "x4" / frames[0]).stat().st_mtime_ns
+        again = cli(clips["aac"], out, "--skip-existing", "--frames", "2")
+        assert again.exit_code == 0 and f"{out} exists ({frames[0]} ...): skipped" in again.stdout, again.output
+        assert (tmp_path / "x4" / frames[0]).stat().st_mtime_ns == stamp
+
+
 def test_resume_from_the_cli(cli, clips, tmp_path):
     """``--resume``: a finished run leaves only its output; a codec that cannot be joined is one line."""
     out = tmp_path / "o.mp4"

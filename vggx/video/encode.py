@@ -285,6 +285,20 @@ def check_output_path(output: str | Path, input_path: str | Path | None = None) 
     return output
 
 
+def existing_output(output: Path) -> Path | None:
+    """A file of ``output`` that exists already (what ``--skip-existing`` leaves), or None: the file, or for an
+    image sequence the first of the files its pattern numbers (a sequence is moved into place whole as its run
+    ends, so one frame there is a finished run's)."""
+    if not is_image_sequence(output):
+        return output if output.exists() else None
+    folder = output.parent if str(output.parent) else Path(".")
+    if not folder.is_dir():
+        return None
+    numbered = [(number, p) for p in folder.iterdir()
+                if (number := sequence_number(output, p.name)) is not None and p.is_file()]
+    return min(numbered)[1] if numbered else None
+
+
 def check_keeps_input(output: Path, input_path: str | Path, first: int | None = None,
                       count: int | None = None) -> None:
     """Raise ``VideoError`` if writing ``output`` would replace a file of the input ``input_path`` (an image
