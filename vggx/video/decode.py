@@ -78,24 +78,27 @@ class ImageSequence:
         return sequence_file(self.pattern, number)
 
 
+def _sequence_parts(pattern: Path) -> tuple[str, int, str]:
+    """An image-sequence pattern's file name as ``(head, width, tail)`` around its number, ``%%`` read as %."""
+    found = _PATTERN.search(pattern.name)
+    return (pattern.name[:found.start()].replace("%%", "%"), int(found.group(2) or 0),
+            pattern.name[found.end():].replace("%%", "%"))
+
+
 def sequence_file(pattern: str | Path, number: int) -> Path:
     """The file an image-sequence ``pattern`` names for ``number``, as FFmpeg's image2 reads and writes it
     (``av_get_frame_filename``): ``%4d`` zero-padded as ``%04d`` (Python's ``%`` pads it with spaces), ``%%`` a %."""
     pattern = Path(pattern)
-    found = _PATTERN.search(pattern.name)
-    head, tail = pattern.name[:found.start()], pattern.name[found.end():]
-    return pattern.with_name(f"{head.replace('%%', '%')}{number:0{int(found.group(2) or 0)}d}"
-                             f"{tail.replace('%%', '%')}")
+    head, width, tail = _sequence_parts(pattern)
+    return pattern.with_name(f"{head}{number:0{width}d}{tail}")
 
 
 def sequence_number(pattern: str | Path, name: str) -> int | None:
     """The number whose file (:func:`sequence_file`) an image-sequence ``pattern`` names ``name``, or None: a name
     it gives no number (``f%04d.png`` names ``f0007.png`` and ``f10000.png``, not ``f7.png``)."""
-    pattern = Path(pattern)
-    found = _PATTERN.search(pattern.name)
-    head, tail = (pattern.name[:found.start()].replace("%%", "%"), pattern.name[found.end():].replace("%%", "%"))
+    head, width, tail = _sequence_parts(Path(pattern))
     match = re.fullmatch(re.escape(head) + r"(\d+)" + re.escape(tail), name)
-    if match is None or sequence_file(pattern, int(match.group(1))).name != name:
+    if match is None or f"{head}{int(match.group(1)):0{width}d}{tail}" != name:
         return None
     return int(match.group(1))
 
