@@ -398,6 +398,10 @@ class VideoReader:
         if duration is None and c.duration:
             duration = c.duration / 1_000_000
         frames = s.frames or (round(duration * rate) if duration else None)
+        if s.frames and duration and "mov" in c.format.name.split(","):
+            # An edit list hiding the first samples (a stream-copy cut) leaves them in the count, out of the shown
+            # duration (and, cut at a keyframe, out of FFmpeg's index): the frames shown are what a run gets.
+            frames = min(frames, len(s.index_entries) or frames, max(1, round(duration * rate)))
         if self.sequence is not None:
             frames, duration = self.sequence.count, float(self.sequence.count / Fraction(rate))
         cc = s.codec_context
