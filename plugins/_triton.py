@@ -34,7 +34,7 @@ def triton_available() -> bool:
 def require_triton() -> None:
     """Raise :class:`PluginError` naming the extra to install when Triton is missing."""
     if not triton_available():
-        raise PluginError("OpenAI Triton is not installed: pip install 'vggx[kernels]' (needs triton>=3.2)")
+        raise PluginError("OpenAI Triton is not installed: pip install 'vggx[kernels]' (needs triton>=3.3)")
 
 
 def compiler_usable() -> bool:

@@ -333,3 +333,29 @@ def test_a_real_ctrl_c_while_the_cli_is_imported_is_one_line(how):
                         "\n".join(lines))
     assert in_import >= 3 and after >= 2, f"{in_import} Ctrl-Cs in the import, {after} after, in {len(tries)} tries: " \
         f"{tries}"
+
+
+def test_version_names_vggx_and_the_libraries_a_run_depends_on():
+    """``vggx --version``: the package's version (pyproject reads it from ``vggx.__version__``) and those of the
+    libraries a result depends on, for a bug report."""
+    from importlib import metadata
+
+    import vggx
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"vggx {vggx.__version__} (torch {metadata.version('torch')}, onnxruntime ")
+    assert f"av {metadata.version('av')}" in result.stdout
+    assert metadata.version("vggx") == vggx.__version__  # one version, not two that drift
+
+
+def test_the_sample_clip_maker_says_its_errors_in_one_line(tmp_path):
+    """``python -m vggx.sample`` (what ``make demo`` runs first) ended a bad size, or a training extra missing, in a
+    traceback."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "vggx.sample", str(tmp_path / "s.mp4"), "--size", "9999x10"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        "error: sample size (9999, 10) is too large for the 427x640 source"], done.stderr
+    assert list(tmp_path.iterdir()) == []

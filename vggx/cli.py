@@ -152,9 +152,32 @@ def _command_line(ctx: typer.Context) -> str:
     return shlex.join(parts)
 
 
+def _versions() -> str:
+    """``vggx X (torch Y, onnxruntime Z, ...)``: vggx's version and those of the libraries a run's result depends on,
+    where installed (their distributions' metadata: nothing imported), for a bug report."""
+    from importlib import metadata
+
+    from vggx import __version__
+
+    found = []
+    for dist in ("torch", "onnxruntime", "onnxruntime-gpu", "av", "tritonclient", "triton", "tensorrt"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found.append(f"{dist} {metadata.version(dist)}")
+    return f"vggx {__version__} ({', '.join(found)})" if found else f"vggx {__version__}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(_versions(), highlight=False, markup=False, soft_wrap=True)
+        raise typer.Exit()
+
+
 @app.callback()
 def _main(
     debug: Annotated[bool, typer.Option("--debug", help="show tracebacks and debug logs")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", help="vggx's version and those of torch, onnxruntime, PyAV, tritonclient, triton and TensorRT "
+        "where installed, then exit", callback=_print_version, is_eager=True)] = False,
 ) -> None:
     _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
