@@ -473,6 +473,27 @@ class _Stops:
                 self._runs_lock.wait(left)
 
 
+def _ort_gpu_remedy() -> str:
+    """What gets ONNX Runtime's CUDA provider: onnxruntime and onnxruntime-gpu are one ``onnxruntime`` module, so
+    with both installed (vggx's own dependency and the gpu extra) whichever was installed last is the one imported,
+    often the CPU build; the GPU build alone must be left."""
+    from importlib import metadata
+
+    def installed(dist: str) -> bool:
+        try:
+            metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    if installed("onnxruntime-gpu") and installed("onnxruntime"):
+        return ("the CPU onnxruntime installed beside onnxruntime-gpu hides it: pip uninstall -y onnxruntime "
+                "onnxruntime-gpu && pip install onnxruntime-gpu")
+    if installed("onnxruntime-gpu"):
+        return "onnxruntime-gpu finds none of the CUDA and cuDNN libraries it was built for"
+    return "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
+
+
 class OnnxRuntimeRunner(_Stops, _RunnerBase):
     """ONNX Runtime in process, on a vggx ONNX file (metadata read from its metadata props)."""
 
@@ -483,7 +504,7 @@ class OnnxRuntimeRunner(_Stops, _RunnerBase):
         providers = _ort_providers(device)
         if providers[0][0] == "CUDAExecutionProvider" and "CUDAExecutionProvider" not in ort.get_available_providers():
             raise InferenceError(f"--device {device}: this onnxruntime has no CUDAExecutionProvider "
-                                 "(pip install 'vggx[gpu]'), or use --device cpu")
+                                 f"({_ort_gpu_remedy()}), or use --device cpu")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -114,8 +115,16 @@ def main() -> None:
     parser.add_argument("--ground-truth", action="store_true",
                         help="write the x4 original (lossless .mkv) instead, for `vggx evaluate`")
     args = parser.parse_args()
-    h, w = (int(v) for v in args.size.lower().split("x"))
-    print(write_sample_clip(args.out, args.frames, (h, w), ground_truth=args.ground_truth))
+    try:
+        h, w = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size {args.size}: give HxW, e.g. 96x144")
+    from vggx.errors import VggxError
+
+    try:
+        print(write_sample_clip(args.out, args.frames, (h, w), ground_truth=args.ground_truth))
+    except (VggxError, ValueError, OSError) as exc:  # one line, as the vggx command says its errors
+        sys.exit(f"error: {exc}")
 
 
 if __name__ == "__main__":

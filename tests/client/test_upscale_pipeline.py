@@ -945,6 +945,27 @@ class TestOnnxRuntime:
         else:  # ONNX Runtime's CUDA provider on that GPU
             assert (provider, options) == ("CUDAExecutionProvider", {"device_id": device.partition(":")[2] or "0"})
 
+    def test_onnxruntime_on_cuda_without_its_provider_names_the_remedy(self, monkeypatch):
+        """Without a CUDA provider the error said ``pip install 'vggx[gpu]'``, which installs onnxruntime-gpu beside
+        the CPU onnxruntime vggx depends on: the two are one module, and the CPU build often hides the GPU one."""
+        from importlib import metadata
+
+        import onnxruntime
+
+        from vggx.checkpoint import DEFAULT_CHECKPOINT
+        from vggx.client.runners import OnnxRuntimeRunner, _ort_gpu_remedy, shipped_onnx_path
+        from vggx.errors import InferenceError
+
+        if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+            pytest.skip("this onnxruntime has the CUDA provider")
+        with pytest.raises(InferenceError, match=r"no CUDAExecutionProvider \(pip uninstall -y onnxruntime && pip "
+                                                 r"install onnxruntime-gpu\), or use --device cpu"):
+            OnnxRuntimeRunner(shipped_onnx_path(DEFAULT_CHECKPOINT, 8), device="cuda")
+        real = metadata.version
+        monkeypatch.setattr(metadata, "version", lambda d: "1.20.0" if d == "onnxruntime-gpu" else real(d))
+        assert _ort_gpu_remedy().startswith("the CPU onnxruntime installed beside onnxruntime-gpu hides it: pip "
+                                            "uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu")
+
     @pytest.mark.parametrize("device", ["gpu", "cuda:", "cuda:x", "cuda0", "CPU", "cuda:1:2"])
     def test_bad_devices_are_one_clear_error(self, device):
         from vggx.errors import ConfigError
