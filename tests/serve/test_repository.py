@@ -497,6 +497,24 @@ def test_requests_are_merged_and_a_requests_windows_run_together_only_as_far_as_
         assert r.error is None and np.array_equal(r.output_tensors[0].as_numpy(), _upscaled(f))
 
 
+@pytest.mark.parametrize("windows", [(2, 1), (1, 2), (1, 2, 1)])
+def test_a_merged_request_of_several_windows_gets_its_own_windows_and_the_others_theirs(monkeypatch, tmp_path,
+                                                                                       windows):
+    """Dynamic batching merged a request of 2 windows with requests of 1: the merged output is cut back by each
+    request's window count, so an offset that moved by one window a request (not by its windows) gave the request
+    after it the first one's second window, another client's frames."""
+    model, pb = _served_model(monkeypatch, tmp_path, host_memory_budget="off")
+    tried = []
+    model.run = lambda batch: tried.append(batch.shape[0]) or _upscaled(batch)
+    values = iter(range(1, 10))  # each window a value of its own
+    sent = [np.stack([np.full((8, 16, 16, 3), next(values), np.uint8) for _ in range(n)]) for n in windows]
+    responses = model.execute([pb.InferenceRequest(lr=lr) for lr in sent])
+    assert tried == [sum(windows)]  # merged into one run
+    for lr, r in zip(sent, responses, strict=True):
+        assert r.error is None
+        np.testing.assert_array_equal(r.output_tensors[0].as_numpy(), _upscaled(lr))
+
+
 def test_the_budget_is_a_share_of_the_memory_available_divided_among_the_instances(monkeypatch, tmp_path):
     served = _served_module(monkeypatch)
     monkeypatch.setattr(served, "_memory_available", lambda: 8 * 2**30)
