@@ -734,6 +734,45 @@ class TestErrors:
         assert list(tmp_path.iterdir()) == []
         assert not [t for t in threading.enumerate() if t.name.startswith("vggx-encode")]
 
+    @pytest.mark.parametrize("how", ["truncated", "backend"])
+    @pytest.mark.parametrize("encode", [LOSSLESS, EncodeConfig(encoders=2, segment_frames=8)], ids=["ffv1", "segments"])
+    def test_a_run_that_fails_mid_way_leaves_an_existing_output_as_it_was(self, tmp_path, encode, how):
+        """The output is written under a hidden name and renamed over the old one once whole: written under its own
+        name, a run that failed (its input found truncated, the backend falling over) deleted the user's previous
+        result, and while it ran, readers saw a half-written file under the output's name."""
+        from vggx.client import ModelInfo
+
+        full = make_video(tmp_path / "full.mkv", frames=48, size=(16, 16), codec="ffv1", pix_fmt="bgr0")
+        src = tmp_path / "in.mkv"
+        if how == "truncated":
+            src.write_bytes(full.read_bytes()[: full.stat().st_size * 6 // 10])
+        else:
+            src.write_bytes(full.read_bytes())
+        full.unlink()
+        folder = tmp_path / "out"
+        folder.mkdir()
+        out = folder / ("o.mkv" if encode is LOSSLESS else "o.mp4")
+        old = b"the previous good result, " * 100
+        out.write_bytes(old)
+        info = ModelInfo(window=8, scale=4, size_multiple=8, min_size=(16, 16), max_size=(64, 64))  # 12 windows
+        seen = []
+
+        class Watching(_FailingRunner):
+            def infer(self, lr):  # the output folder, as another program sees it while the run goes on
+                seen.append((sorted(p.name for p in folder.iterdir()), out.read_bytes() == old))
+                return super().infer(lr)
+
+        runner = Watching(_NearestRunner(info), fail_at=9 if how == "backend" else 0)
+        with pytest.raises(InferenceError if how == "backend" else VideoError, match=r"fell over|truncated"):
+            run(src, out, runner, encode=encode)
+        assert [p.name for p in folder.iterdir()] == [out.name] and out.read_bytes() == old
+        assert len(seen) >= 5, seen  # it failed mid-way, windows after windows upscaled
+        part = re.compile(rf"\.{out.stem}\.vggx-[0-9a-f]{{8}}\.part{out.suffix}")
+        for names, unchanged in seen:
+            assert unchanged, "the output was changed mid-run"
+            assert all(part.fullmatch(name) for name in names if name != out.name), names
+        assert any(len(names) == 2 for names, _ in seen[4:]), seen  # a hidden file beside it, being written
+
 
 class TestSharedRunner:
     """One runner under several upscales (a service's requests, each in a thread of its own): a run that stops stops
