@@ -97,9 +97,10 @@ class TestTiles:
         # 2. Against the untiled run: identical away from the seams, a bounded blend near them.
         untiled = upscale_frames(torch_runner, window)[2:6].astype(int)
         diff = np.abs(tiled.astype(int) - untiled)
-        # measured with these weights: mean 0.006, max 3, 99.4% of values identical
-        assert diff.mean() < 0.1 and diff.max() <= 8, (diff.mean(), diff.max())
-        assert (diff == 0).mean() > 0.95, (diff == 0).mean()
+        # measured with these weights: mean 0.0065, max 3, 99.4% of values identical; about 3x that is allowed (a box
+        # average instead of the ramps measured mean 0.115, which the earlier bound of 0.1 only just caught)
+        assert diff.mean() < 0.02 and diff.max() <= 6, (diff.mean(), diff.max())
+        assert (diff == 0).mean() > 0.98, (diff == 0).mean()
 
 
 class SmallDevice:

@@ -112,6 +112,30 @@ class TestTiles:
             total[4 * y0: 4 * y1, 4 * x0: 4 * x1] += w
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
 
+    @pytest.mark.parametrize(("rows", "scale", "tiles"), [
+        (40, 4, [(0, 24), (16, 40)]),
+        (97, 4, [(0, 40), (32, 72), (64, 97)]),
+        (56, 3, [(0, 32), (24, 56)]),
+    ])
+    def test_feather_weights_ramp_linearly_and_symmetrically_across_each_overlap(self, rows, scale, tiles):
+        """Each seam is a linear cross-fade over the overlap, in pixel centres: the tile before goes from 1 to 0 as
+        the one after goes from 0 to 1, mirror images of each other, half and half at the overlap's middle; 1 where a
+        tile is alone. A ramp shifted by half a pixel (a lopsided blend, the seam moved) or none at all (a box average)
+        still sums to one."""
+        plan = plan_tiles((rows, 16), (tiles[0][1], 16), 8, scale, overlap=8)
+        assert plan.rows == tuple(tiles) and plan.cols == ((0, 16),)
+        weights = [w[:, 0, 0].astype(np.float64) for *_, w in plan.tiles()]  # one column: the rows' 1-D weights
+        for (a, b), w, (na, _), nw in zip(tiles, weights, tiles[1:], weights[1:], strict=False):
+            n = (b - na) * scale  # the overlap, in output pixels
+            up = (np.arange(n) + 0.5) / n  # the next tile's weight at each pixel centre of the overlap
+            np.testing.assert_allclose(nw[:n], up, atol=1e-6)
+            np.testing.assert_allclose(w[(na - a) * scale:], up[::-1], atol=1e-6)
+            assert n % 2 == 0 and nw[n // 2 - 1] + nw[n // 2] == pytest.approx(1.0)  # 0.5 at the midpoint
+        for i, ((a, b), w) in enumerate(zip(tiles, weights, strict=True)):  # alone: weight 1
+            lo = (tiles[i - 1][1] - a) * scale if i else 0
+            hi = (tiles[i + 1][0] - a) * scale if i + 1 < len(tiles) else (b - a) * scale
+            assert lo < hi and (w[lo:hi] == 1.0).all()
+
 
 class _NearestRunner:
     """A per-pixel model (nearest-neighbour ×4) with a small profile: tiling must not change its output."""
