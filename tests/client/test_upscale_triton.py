@@ -295,6 +295,26 @@ class TestAgainstStub:
                 pytest.raises(ServerError, match="cannot use system shared memory"):
             runner.infer(lr)
 
+    @pytest.mark.parametrize("shared_memory", [True, False], ids=["shared_memory", "network"])
+    def test_an_output_unlike_the_configs_scale_is_an_error_not_frames(self, shared_memory):
+        """A served model whose config says x4 but which upscales x2: through shared memory the region was read as
+        the x4 output whatever the server said it wrote (the last window's frames, still there, passing for this
+        one's), and over the network the runner's output check is what stops the wrong shape. Both say what the
+        server returned against what the config makes the client expect."""
+        from vggx.errors import InferenceError
+
+        rng = np.random.default_rng(0)
+        first, second = (rng.integers(0, 256, (1, 4, 16, 16, 3), dtype=np.uint8) for _ in range(2))
+        with StubTriton(shared_memory=shared_memory) as stub, \
+                TritonRunner(stub.url, protocol="http", shared_memory=shared_memory) as runner:
+            np.testing.assert_array_equal(runner.infer(first), first.repeat(4, 2).repeat(4, 3))
+            assert len(stub.regions) == (2 if shared_memory else 0)
+            stub.served_scale = 2
+            with pytest.raises(InferenceError, match=r"returned (UINT8|uint8) \(1, 4, 32, 32, 3\), expected "
+                                                     r"(UINT8|uint8) \(1, 4, 64, 64, 3\)"):
+                runner.infer(second)
+            assert stub.shapes == [[1, 4, 16, 16, 3]] * 2  # the server answered: the client refused its answer
+
     def test_closing_against_a_hung_server_waits_the_health_timeout_once(self):
         """Ctrl-C in a run whose server hung: closing unregistered each thread's two regions in turn, and over HTTP
         each waited the 300 s inference timeout. Now one unregister waits ``health_timeout_s``, the rest are not

@@ -34,6 +34,7 @@ class StubTriton(InBackground):
         self.shapes: list[list[int]] = []  # every infer request's input shape, in order
         self.headers: list[dict[str, str]] = []  # every request's headers, in order
         self.shared_memory = shared_memory
+        self.served_scale: int | None = None  # upscale by this, not by the config's scale (a config that is wrong)
         self.parameters: dict[str, str] = {}  # more config parameters (vggx export's checkpoint_sha256, precision)
         self.regions: dict[str, tuple[str, int]] = {}  # registered name -> (/dev/shm key, byte size)
         self.hang_unregister = False  # take unregister requests and never answer them (a hung server)
@@ -113,7 +114,8 @@ class StubTriton(InBackground):
                                 f"fit; send smaller tiles")
                     self._send(500, json.dumps({"error": said}).encode())
                     return
-                sr = np.ascontiguousarray(lr.repeat(stub.scale, axis=2).repeat(stub.scale, axis=3))
+                scale = stub.served_scale or stub.scale
+                sr = np.ascontiguousarray(lr.repeat(scale, axis=2).repeat(scale, axis=3))
                 (wanted,) = header["outputs"]
                 if "shared_memory_region" in wanted.get("parameters", {}):
                     self._mapped(wanted["parameters"]["shared_memory_region"], sr.nbytes)[:] = sr.reshape(-1)
