@@ -96,6 +96,35 @@ class TestKernel:
         expected = flow_warp_reference(x.float(), flow.float())
         torch.testing.assert_close(out.float(), expected, atol=2e-3, rtol=2e-3)
 
+    @pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+    @pytest.mark.parametrize(("b", "c", "h", "w", "scale"), [(2, 17, 9, 13, 4.0), (1, 5, 7, 11, 20.0),
+                                                             (2, 16, 5, 7, 3.0)])
+    def test_fp16_blend_is_fp32_math_rounded_once(self, gen, layout, b, c, h, w, scale):
+        """FP16 I/O, FP32 math: the output is the FP32 reference on the same FP16 inputs, rounded to FP16 once.
+
+        Guards against a blend done in FP16 (taps times weights rounded to FP16 and summed in FP16, or only the sum
+        in FP16): with |x| of a few units the products round, and up to a quarter of the outputs moved by 1 to 849
+        ulps (the large counts near zero), all inside the 2e-3 tolerance above. Today every value is bit-identical
+        (both layouts, 17 channels past a 16-channel group, 16 for the channels-last aligned copy, flows leaving the
+        image); 1 ulp is allowed for a float32 rounding difference in grid_sample turning an FP16 tie, on at most 1%
+        of the values.
+        """
+        x = (torch.randn(b, c, h, w, generator=gen) * 4).half()
+        flow = (torch.randn(b, 2, h, w, generator=gen) * scale).half()
+        if layout == "channels_last":
+            x = x.to(memory_format=torch.channels_last)
+        out = launch_flow_warp(x, flow).contiguous()
+        expected = flow_warp_reference(x.float(), flow.float()).half()
+        assert out.dtype == torch.float16
+
+        def ordered(t):  # FP16 bit patterns as integers in value order: neighbouring FP16 values differ by 1
+            i = t.view(torch.int16).int()
+            return torch.where(i < 0, -32768 - i, i)
+
+        ulps = (ordered(out) - ordered(expected)).abs()
+        assert int(ulps.max()) <= 1, f"{int((ulps > 1).sum())} of {ulps.numel()} values off by up to {int(ulps.max())}"
+        assert float((ulps > 0).float().mean()) <= 0.01
+
     def test_fp16_features_with_fp32_flow(self, gen):
         x, flow = _inputs(gen, 2, 5, 8, 9, 3.0)
         out = launch_flow_warp(x.half(), flow)
