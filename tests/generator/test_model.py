@@ -100,6 +100,66 @@ def test_uint8_wrapper_pads_and_crops_any_size():
     assert y.shape == (1, 2, 52, 84, 3) and y.dtype == torch.uint8
 
 
+class _StubGenerator(torch.nn.Module):
+    """A stand-in generator for the wrapper's own steps: nearest upsampling by ``scale`` plus ``offset`` levels
+    (out of 255), so the float output, and the uint8 the wrapper must make of it, are known; it keeps its input."""
+
+    def __init__(self, offset: float, scale: int = 2, multiple: int = 8) -> None:
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(scale=scale, size_multiple=multiple)
+        self.offset = offset
+        self.weight = torch.nn.Parameter(torch.zeros(()))  # the wrapper reads the compute dtype from a parameter
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        s = self.cfg.scale
+        return x.repeat_interleave(s, -2).repeat_interleave(s, -1) + self.offset / 255.0
+
+
+@pytest.mark.parametrize(("offset", "step"), [(0.4, 0), (0.6, 1), (-0.4, 0), (-0.6, -1), (3.3, 3), (-3.3, -3)])
+def test_uint8_wrapper_rounds_to_nearest_and_clamps(offset, step):
+    """The generator's float output becomes the nearest uint8 level, clamped to 0..255: a level + 0.6 is the next
+    level, a level - 0.4 the same one. Guards against truncation (floor: every pixel half a level darker on average,
+    which the export tests miss, their reference being this wrapper) and a missing clamp (wrap-around at 0 and 255).
+    Exact: the float32 error of (u / 255 + d / 255) * 255 is ~1e-5 levels, far from the .5 boundaries."""
+    gen = torch.Generator().manual_seed(0)  # every level 0..255 once in each channel, 0 and 255 included
+    lr = torch.stack([torch.randperm(256, generator=gen) for _ in range(3)], -1).to(torch.uint8).reshape(1, 2, 8, 16, 3)
+    with torch.no_grad():
+        sr = UInt8Upscaler(_StubGenerator(offset))(lr)
+    expected = (lr.int() + step).clamp(0, 255).repeat_interleave(2, 2).repeat_interleave(2, 3).to(torch.uint8)
+    assert sr.dtype == torch.uint8 and sr.shape == (1, 2, 16, 32, 3)
+    assert torch.equal(sr, expected), f"{int((sr != expected).sum())} of {sr.numel()} pixels differ"
+
+
+def test_uint8_wrapper_pads_by_replicating_the_edge():
+    """A frame that is not a multiple of ``size_multiple`` (13 x 21 for 8) is padded to 16 x 24 by repeating its
+    last row and column, as the module docstring says; guards against zero (constant) padding, which gives the
+    generator black borders to blend in at the frame's right and bottom edges. Checked on what the generator
+    receives (exact), and end to end with the tiny generator against the same frame padded by hand with numpy's
+    edge mode (bit-identical: the generator sees the same 16 x 24 input, so the cropped outputs are equal)."""
+    import numpy as np
+
+    lr = torch.randint(0, 256, (1, 2, 13, 21, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    stub = _StubGenerator(0.0)
+    with torch.no_grad():
+        UInt8Upscaler(stub)(lr)
+    (seen,) = stub.seen
+    assert seen.shape == (1, 2, 3, 16, 24)
+    by_hand = np.pad(lr.numpy(), ((0, 0), (0, 0), (0, 3), (0, 3), (0, 0)), mode="edge")
+    levels = torch.round(seen * 255).to(torch.uint8).permute(0, 1, 3, 4, 2)
+    assert torch.equal(levels, torch.from_numpy(by_hand))
+
+    wrapper = UInt8Upscaler(_randomised(get_config("tiny")))
+    with torch.no_grad():
+        sr = wrapper(lr)
+        sr_padded = wrapper(torch.from_numpy(by_hand))
+    assert sr.shape == (1, 2, 52, 84, 3)
+    assert torch.equal(sr, sr_padded[:, :, :52, :84])
+
+
 def test_tiny_window_runs_in_seconds_on_cpu():
     g = Generator(get_config("tiny")).eval()
     x = torch.rand(1, 8, 3, 64, 64)
