@@ -107,6 +107,24 @@ def test_fp16_graph_keeps_fp32_islands(trt_fp16_onnx, trt_window, tiny_checkpoin
     assert warps[TensorProto.FLOAT16] == 2 * (trt_window - 1)
     assert warps[TensorProto.FLOAT] == tiny_checkpoint.config.flow_levels - 1
 
+    # Post-processing (export/fp16.py): the generator's FP16 output is cast to FP32 before the x255, clamp and round.
+    # Guards against the x255 done in FP16 (spacing 0.125 near 255) and cast afterwards, which the +-2-level accuracy
+    # check absorbs: every node from that Cast to the final Cast to uint8 takes and gives FLOAT, constants included.
+    types.update({v.name: v.type.tensor_type.elem_type for v in model.graph.output})
+    types.update({t.name: t.data_type for t in model.graph.initializer})
+    producer = {out: node for node in model.graph.node for out in node.output}
+    (sr,) = model.graph.output
+    node, tail = producer[sr.name], []
+    while not (node.op_type == "Cast" and types[node.output[0]] == TensorProto.FLOAT):
+        tail.append(node)
+        node = next(producer[name] for name in node.input if name in producer)  # the data, not a constant
+    assert types[node.input[0]] == TensorProto.FLOAT16  # the generator's output, cast up here
+    ops = {n.op_type for n in tail}
+    assert {"Mul", "Round"} <= ops and ("Clip" in ops or {"Min", "Max"} <= ops), [n.op_type for n in tail]
+    for n in tail[1:]:
+        assert all(types[name] == TensorProto.FLOAT for name in (*n.input, *n.output) if name), n.name
+    assert tail[0].output == [sr.name] and types[sr.name] == TensorProto.UINT8
+
 
 def test_ort_session_runs_fp16_plugin_graph(trt_fp16_onnx, trt_window):
     frames = np.full((1, trt_window, 16, 24, 3), 128, np.uint8)
