@@ -251,6 +251,42 @@ def test_ctrl_c_in_a_command_says_interrupted_once(monkeypatch, capsys):
     assert capsys.readouterr().err.strip() == "error: interrupted"
 
 
+@pytest.mark.parametrize("error", ["vggx", "sigterm", "ctrl-c"])
+def test_debug_lets_a_commands_error_out_with_its_traceback(monkeypatch, capsys, error):
+    """``--debug`` before the command: a VggxError, SIGTERM's Terminated or Ctrl-C inside a command propagates (the
+    traceback), where without it each is one line and an exit code. Guards handle_errors' re-raise of each; the
+    VggxError one, the common case (a bad file), was untested."""
+    import vggx.cli
+    from vggx.errors import ConfigError, Terminated
+
+    raised = {"vggx": ConfigError("no room"), "sigterm": Terminated(), "ctrl-c": KeyboardInterrupt()}[error]
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(vggx.cli, "check_json_path", fail)  # inside the command, as the interrupt test above
+    monkeypatch.setattr(sys, "argv", ["vggx", "info", "--config", "tiny"])
+    with pytest.raises(SystemExit) as exit_info:
+        vggx.cli.main()
+    assert exit_info.value.code == {"vggx": 1, "sigterm": 143, "ctrl-c": 130}[error]
+    assert capsys.readouterr().err.startswith("error: ")
+    monkeypatch.setattr(sys, "argv", ["vggx", "--debug", "info", "--config", "tiny"])
+    with pytest.raises(type(raised)) as info:
+        vggx.cli.main()
+    assert info.value is raised and "error:" not in capsys.readouterr().err
+
+
+def test_debug_shows_a_real_commands_error_as_a_traceback(tmp_path):
+    """The one-line error of test_info_bad_file_is_one_line, with --debug: the VggxError itself, with its traceback."""
+    from vggx.errors import VggxError
+
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\0" * 10)
+    result = runner.invoke(app, ["--debug", "info", str(bad)])
+    assert isinstance(result.exception, VggxError) and "is not a vggx checkpoint" in str(result.exception)
+    assert result.exc_info[2] is not None and "error:" not in result.output
+
+
 def test_ctrl_c_while_the_cli_is_imported_is_one_line_in_process(monkeypatch, capsys):
     """The entry point's own try: importing vggx.cli interrupted (an object in sys.modules whose ``main`` is a
     Ctrl-C); with --debug before the command, the traceback."""

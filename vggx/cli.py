@@ -1679,9 +1679,13 @@ def main() -> None:
         sys.exit(130)
     except SystemExit as exc:
         # Ctrl-C while Typer parses the command line or runs the callback: Typer exits 130 saying nothing (an
-        # Exit(130) raised from the KeyboardInterrupt); handle_errors' own Exit(130) has said it already
-        if exc.code == 130 and isinstance(getattr(exc.__context__, "__cause__", None), KeyboardInterrupt) \
-                and not _state["debug"]:
+        # Exit(130) raised from the KeyboardInterrupt); handle_errors' own Exit(130) has said it already. With
+        # --debug, handle_errors re-raises a command's Ctrl-C or SIGTERM, which Typer turns into that same silent
+        # exit: the interrupt itself goes on, with its traceback, as --debug says
+        interrupt = getattr(exc.__context__, "__cause__", None)
+        if exc.code == 130 and isinstance(interrupt, KeyboardInterrupt):
+            if _state["debug"]:
+                raise interrupt from None
             _error_line("interrupted")
         raise
 
