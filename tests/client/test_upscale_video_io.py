@@ -1307,6 +1307,9 @@ class TestCoarseClock:
         rate = Fraction(24000, 1001)
         ms = [round(1000 * i / rate) for i in range(12)]  # 0, 42, 83, 125, ... as a Matroska file holds them
         ms[7] = 300  # a frame off the grid (a variable-rate source) keeps its time
+        # so do frames more than half a tick (0.5 ms) but less than one off their frame times (83.417, 166.833 ms),
+        # which a snapping tolerance of a whole tick would move onto them
+        ms[2], ms[4] = 84, 166
         out = tmp_path / f"o{suffix}"
         w = VideoWriter(out, 32, 32, rate, Fraction(1, 1000), EncodeConfig(codec="libx264"))
         for i, t in enumerate(ms):
@@ -1317,7 +1320,7 @@ class TestCoarseClock:
         with av.open(str(out)) as c:
             s = c.streams.video[0]
             times = sorted(p.pts * p.time_base for p in c.demux(s) if p.pts is not None)
-        want = [Fraction(300, 1000) if i == 7 else i / rate for i in range(12)]
+        want = [Fraction(ms[i], 1000) if i in (2, 4, 7) else i / rate for i in range(12)]
         if suffix == ".mkv":  # Matroska's own clock: the milliseconds again
             want = [Fraction(round(1000 * t), 1000) for t in want]
         assert times == want
