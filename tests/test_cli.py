@@ -265,6 +265,7 @@ def test_debug_lets_a_commands_error_out_with_its_traceback(monkeypatch, capsys,
         raise raised
 
     monkeypatch.setattr(vggx.cli, "check_json_path", fail)  # inside the command, as the interrupt test above
+    monkeypatch.setitem(vggx.cli._state, "debug", False)  # restored afterwards: --debug does not outlive the test
     monkeypatch.setattr(sys, "argv", ["vggx", "info", "--config", "tiny"])
     with pytest.raises(SystemExit) as exit_info:
         vggx.cli.main()
@@ -276,9 +277,12 @@ def test_debug_lets_a_commands_error_out_with_its_traceback(monkeypatch, capsys,
     assert info.value is raised and "error:" not in capsys.readouterr().err
 
 
-def test_debug_shows_a_real_commands_error_as_a_traceback(tmp_path):
+def test_debug_shows_a_real_commands_error_as_a_traceback(tmp_path, monkeypatch):
     """The one-line error of test_info_bad_file_is_one_line, with --debug: the VggxError itself, with its traceback."""
+    import vggx.cli
     from vggx.errors import VggxError
+
+    monkeypatch.setitem(vggx.cli._state, "debug", False)  # restored afterwards: --debug does not outlive the test
 
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"\0" * 10)
