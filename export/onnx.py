@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,10 +183,9 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
 
     gen_cfg = checkpoint.config
     model = export_model(checkpoint, config.precision)
-    m = gen_cfg.size_multiple
-    # An example size not divisible by the multiple, so the pad/crop path is what gets traced.
-    example = torch.zeros(1, window, 2 * m + 3, 2 * m + 5, 3, dtype=torch.uint8)
     (min_h, min_w), (max_h, max_w) = gen_cfg.min_size, gen_cfg.max_size
+    example = torch.zeros(1, window, *_example_size(gen_cfg.min_size, gen_cfg.max_size, gen_cfg.size_multiple), 3,
+                          dtype=torch.uint8)
     dynamic = {INPUT_NAME: {0: Dim("N", min=1, max=config.max_batch), 2: Dim("H", min=min_h, max=max_h),
                             3: Dim("W", min=min_w, max=max_w)}}
     table = None
@@ -208,10 +208,43 @@ def _trace(checkpoint: Checkpoint, config: ExportConfig, window: int):
                 optimize=True, verbose=False,
             )
         except Exception as exc:  # the exporter raises many types; report one
-            raise ExportError(f"ONNX export failed: {exc}") from exc
+            log.debug("torch.onnx.export failed: %s", _ANSI.sub("", str(exc)))
+            raise ExportError(f"ONNX export failed: {_exporter_failure(exc)}") from exc
         finally:
             exporter_log.setLevel(level)
     return program.model_proto
+
+
+def _example_size(lo: tuple[int, int], hi: tuple[int, int], multiple: int) -> tuple[int, int]:
+    """The ``(h, w)`` of the trace example: inside the graph's ``[lo, hi]`` (torch.export refuses an example outside
+    its own dynamic range), off the size grid so that the pad/crop path is what gets traced, and ``h != w`` so that
+    the two dims are not taken for one. Near ``2m+3 x 2m+5`` (19x21 for m = 8), the smallest such size above ``lo``
+    otherwise."""
+    taken: list[int] = []
+    for low, high, start in ((lo[0], hi[0], 2 * multiple + 3), (lo[1], hi[1], 2 * multiple + 5)):
+        start = min(max(start, low), high)
+        order = [*range(start, high + 1), *range(start - 1, low - 1, -1)]  # upwards first, then below the start
+        fits = [v for v in order if v % multiple and v not in taken] or [v for v in order if v % multiple] or order
+        taken.append(fits[0])
+    return taken[0], taken[1]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_SUMMARY = re.compile(r"^<class '(?:[\w.]+\.)?(\w+)'>: (.+)$", re.MULTILINE)
+
+
+def _exporter_failure(exc: BaseException) -> str:
+    """One line for a failure of ``torch.onnx.export``, whose messages are pages of advice with ANSI colour codes:
+    the exception it wraps (the innermost cause), its class and the first line of its message, or the summary line
+    the exporter writes of it. The whole text is logged at debug level (``--debug``)."""
+    inner = exc
+    while inner.__cause__ is not None and inner.__cause__ is not inner:
+        inner = inner.__cause__
+    text = _ANSI.sub("", str(inner)).strip()
+    if inner is exc and (found := _SUMMARY.search(text)):
+        return f"{found[1]}: {found[2].strip()}"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {first}" if first else type(inner).__name__
 
 
 def _finish(proto, config: ExportConfig):

@@ -182,3 +182,57 @@ def test_a_head_dim_past_the_plugin_is_refused(tiny_checkpoint, tmp_path):
 def test_export_config_takes_enums():
     cfg = ExportConfig(flavor=Flavor.TRT, precision=Precision.FP16)
     assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16
+
+
+def test_a_checkpoint_whose_min_size_is_above_the_trace_example_exports(tiny_checkpoint, tmp_path):
+    """The trace example was a fixed 19x21 (2m+3 x 2m+5), outside the graph's own H, W range for a checkpoint whose
+    min_size is above it: every export of such a checkpoint failed in torch.export ("19 not in range [32, 1088]")."""
+    import copy
+    import dataclasses
+
+    from vggx.export import export_onnx
+
+    cfg = tiny_checkpoint.config.replace(min_size=(32, 32), window=2)
+    generator = copy.deepcopy(tiny_checkpoint.generator)
+    generator.cfg = cfg
+    ckpt = dataclasses.replace(tiny_checkpoint, generator=generator, config=cfg)
+    path = export_onnx(ckpt, tmp_path / "model.onnx", ExportConfig(window=2))
+    session = ort_session(path)
+    for h, w in ((32, 32), (33, 45)):  # the smallest size, and one off the size grid
+        frames = np.random.default_rng(h).integers(0, 256, (1, 2, h, w, 3), dtype=np.uint8)
+        assert _run(session, frames).shape == (1, 2, 4 * h, 4 * w, 3)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [((16, 16), (1088, 1920)), ((32, 32), (1088, 1920)), ((30, 40), (30, 41)),
+                                        ((19, 16), (64, 19))])
+def test_the_trace_example_lies_in_the_range_off_the_size_grid(lo, hi):
+    from vggx.export.onnx import _example_size
+
+    h, w = _example_size(lo, hi, 8)
+    assert lo[0] <= h <= hi[0] and lo[1] <= w <= hi[1]
+    assert h % 8 and w % 8 and h != w
+
+
+def test_an_exporter_failure_is_one_line_without_colour_codes(tiny_checkpoint, tmp_path, monkeypatch, caplog):
+    """torch.onnx.export's failures are pages of text with ANSI colour codes; ExportError forwarded all of it."""
+    import logging
+
+    import torch
+
+    from vggx.export import export_onnx
+
+    def fail(*args, **kwargs):
+        try:
+            raise ValueError("19 not in range [32, 1088]\nmore detail on a second line")
+        except ValueError as cause:
+            raise RuntimeError("Failed to export the model with torch.export. \x1b[96mThis is step 1/3\x1b[0m of "
+                               "exporting.\n- Modify the model code\n\n## Exception summary\n\n<class 'ValueError'>: "
+                               "19 not in range [32, 1088]\n") from cause
+
+    monkeypatch.setattr(torch.onnx, "export", fail)
+    caplog.set_level(logging.DEBUG, logger="vggx.export.onnx")
+    with pytest.raises(ExportError) as info:
+        export_onnx(tiny_checkpoint, tmp_path / "model.onnx", ExportConfig(window=2))
+    message = str(info.value)
+    assert message == "ONNX export failed: ValueError: 19 not in range [32, 1088]", message
+    assert "This is step 1/3" in caplog.text and "\x1b" not in caplog.text  # the whole text at debug level
