@@ -298,7 +298,9 @@ class TritonRunner(_RunnerBase):
         params = {k: v.get("string_value", "") for k, v in (config.get("parameters") or {}).items()}
         info = ModelInfo.from_metadata(params, f"model {self.model_name!r} on Triton at {self.url}")
         # which weights it serves, and how it computes them (vggx export publishes these): what makes its bits
-        self.served = {k: params[k] for k in _SERVED_IDENTITY if params.get(k)}
+        # with versions served side by side, vggx export publishes each one's as <key>@<version>: the version called
+        own = {k: params.get(f"{k}@{self.model_version}") for k in _SERVED_IDENTITY} if self.model_version else {}
+        self.served = {k: own.get(k) or params[k] for k in _SERVED_IDENTITY if own.get(k) or params.get(k)}
         inputs, outputs = config.get("input") or [], config.get("output") or []
         if len(inputs) != 1 or len(outputs) != 1:
             raise ServerError(f"model {self.model_name!r} on {self.url} has {len(inputs)} inputs and "

@@ -208,6 +208,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     # the model metadata the export will publish (ONNX props or the torch model's parameters)
     published = model_metadata(cfg.replace(window=window, min_size=profile.min_size, max_size=profile.max_size),
                                ckpt.metadata.get("version", "1"))
+    if job.backend is not Backend.TORCH:  # as the graph will: under --trt-accelerator a served version's must agree
+        published.update(precision=job.precision.value, flavor=flavor.value)
     serving = dataclasses.replace(job.serving, compile=job.compile) if job.backend is Backend.TORCH else job.serving
     # what the repository writer would refuse after the slow export, refused before it: an existing version, a
     # backend switch, a changed contract beside versions still served

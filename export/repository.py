@@ -428,7 +428,47 @@ def _plan_write(repo, backend: Backend, metadata: Mapping[str, str], window: int
                           f"for batches of at most {old.max_batch_size}; one config.pbtxt would send it "
                           f"{new.max_batch_size}. Export with --max-batch {old.max_batch_size}, --versions-served 1, "
                           f"or under another --name")
-    return model_dir, version, text
+    return model_dir, version, _with_identities(new, old, model_dir, version, kept, served, backend, serving)
+
+
+def _with_identities(new: ModelConfig, old: ModelConfig, model_dir: Path, version: int, kept: list[int],
+                     served: list[int], backend: Backend, serving: ServingConfig) -> str:
+    """The text of ``new``, a config under which the ``kept`` versions (newest first) are served side by side, with
+    each one's identity (:data:`_IDENTITY`) published as ``<key>@<version>``: a canary serves other weights than the
+    version beside it, and a client calling one version records what computed its frames. The plain keys are the
+    newest version's (what a client that names no version calls). A version still served keeps what the old config
+    said of it: its own keys, or the plain ones where it was the newest served.
+
+    Raises:
+        ExportError: the TensorRT accelerator's precision_mode, one for the whole model, would not be the precision
+            of a version still served (FP16 on an FP32 graph lets any layer drop to FP16).
+    """
+    keys = _IDENTITY if backend is not Backend.TORCH else _IDENTITY[:1]  # torch: the config's kind sets precision
+    newest_old = max(served, default=None)
+    identities = {}
+    for v in kept:
+        cfg, names = (new, {k: k for k in keys}) if v == version else (old, {k: f"{k}@{v}" for k in keys})
+        if v != version and v == newest_old:
+            names = {k: n if n in cfg.parameters else k for k, n in names.items()}
+        identities[v] = {k: cfg.parameters[n].string_value for k, n in names.items()
+                         if n in cfg.parameters and cfg.parameters[n].string_value}
+    now = identities[version].get("precision", "fp32")
+    for v in kept:
+        was = identities[v].get("precision")
+        if serving.trt_accelerator and was and was != now:
+            raise ExportError(f"{model_dir} keeps serving version {v} ({was}) beside the new one ({now}), and the "
+                              f"TensorRT accelerator's precision_mode is one for the whole model: {now.upper()} would "
+                              f"apply to version {v}'s graph too. Export in {was}, with --versions-served 1, or "
+                              f"without --trt-accelerator (each version then runs its own graph's precision)")
+    for v, identity in identities.items():
+        for key, value in identity.items():
+            new.parameters[f"{key}@{v}"].string_value = value
+    for key in keys:
+        if key in identities[kept[0]]:
+            new.parameters[key].string_value = identities[kept[0]][key]
+        elif key in new.parameters:
+            del new.parameters[key]
+    return config_text(new)
 
 
 def _warmup_size(size: tuple[int, int], metadata: Mapping[str, str]) -> tuple[int, int]:
@@ -510,6 +550,9 @@ def _read_existing(path: Path, force: bool = False) -> ModelConfig | None:
         raise ExportError(f"{path}: {exc}; pass --force to replace it") from None
 
 
+# What computed a version's frames, published per version where versions are served side by side
+# (``<key>@<version>``); vggx's client reads those of the version it calls.
+_IDENTITY = ("checkpoint_sha256", "precision", "flavor")
 # What clients rely on, the same for every version a model serves side by side.
 _CONTRACT_PARAMETERS = ("window", "scale", "size_multiple", "min_size", "max_size")
 

@@ -996,6 +996,21 @@ def test_resume_over_triton_refuses_a_model_served_with_other_weights_or_precisi
     assert result.resumed_frames >= 8 and result.frames == 40
 
 
+def test_a_version_called_is_identified_by_its_own_published_weights():
+    """With --versions-served 2, vggx export publishes each version's checkpoint_sha256 and precision as
+    ``<key>@<version>``: a client calling one version records that version's, not the newest's (the plain keys)."""
+    with StubTriton() as stub:
+        stub.parameters = {"checkpoint_sha256": "ab" * 32, "precision": "fp16", "checkpoint_sha256@1": "cd" * 32,
+                           "precision@1": "fp32", "checkpoint_sha256@2": "ab" * 32, "precision@2": "fp16"}
+        with TritonRunner(stub.url, protocol="http", retries=0, model_version="1") as runner:
+            assert runner.served == {"checkpoint_sha256": "cd" * 32, "precision": "fp32"}
+        with TritonRunner(stub.url, protocol="http", retries=0) as runner:  # the newest
+            assert runner.served == {"checkpoint_sha256": "ab" * 32, "precision": "fp16"}
+        stub.parameters["serving_backend"] = "python"  # the model's: one for every version
+        with TritonRunner(stub.url, protocol="http", retries=0, model_version="1") as runner:
+            assert runner.served == {"checkpoint_sha256": "cd" * 32, "precision": "fp32", "serving_backend": "python"}
+
+
 def test_a_pool_of_servers_with_other_weights_is_refused():
     """Replicas that serve other weights under one name: one video's windows from both (seams, flicker)."""
     from vggx.client.triton import TritonPool

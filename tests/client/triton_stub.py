@@ -59,6 +59,8 @@ class StubTriton(InBackground):
             def do_GET(self) -> None:
                 stub.headers.append(dict(self.headers))
                 base = f"/v2/models/{stub.model}"
+                if self.path.startswith(f"{base}/versions/"):  # a version called: the stub serves any
+                    self.path = base + "/" + self.path.split("/", 6)[-1]
                 if self.path == "/v2/health/live":
                     self._send(200)
                 elif self.path == f"{base}/ready":

@@ -367,6 +367,19 @@ def test_a_changed_contract_beside_a_version_still_served_is_refused_before_expo
     assert (repo / "vggx" / "2").is_dir() and len(fake_export) == 2
 
 
+def test_another_precision_beside_a_version_still_served_under_the_accelerator_is_refused_before_exporting(
+        tmp_path, tiny_checkpoint_path, fake_export):
+    """An FP16 canary beside an FP32 version under --trt-accelerator: the one config's precision_mode FP16 applied
+    TensorRT's FP16 flag to the FP32 graph still served (exit 0, no word)."""
+    repo = tmp_path / "repo"
+    assert _export(repo, tiny_checkpoint_path, "--trt-accelerator", "--no-verify").exit_code == 0
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--fp16", "--backend", "onnxruntime",
+                                   "--trt-accelerator", "--versions-served", "2", "--no-verify"))
+    assert "keeps serving version 1 (fp32) beside the new one (fp16), and the TensorRT accelerator's precision_mode " \
+           "is one for the whole model" in line
+    assert len(fake_export) == 1 and sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
+
+
 def test_a_model_folder_that_is_a_file_is_one_line_before_exporting(tmp_path, tiny_checkpoint_path, fake_export):
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "vggx").write_text("")

@@ -290,6 +290,49 @@ def test_a_tensorrt_version_served_beside_another_keeps_its_batch_size(tmp_path,
     assert _write(tmp_path, onnx_file, backend="tensorrt", serving=two, max_batch=1).name == "2"  # fewer: fine
 
 
+def test_a_version_served_beside_another_under_the_accelerator_keeps_its_precision(tmp_path, onnx_file):
+    """The TensorRT accelerator's precision_mode is the model's, not a version's: an FP16 canary beside an FP32
+    version still served had TensorRT's FP16 flag applied to the FP32 graph too. Refused; without the accelerator
+    each version runs its own graph's precision."""
+    acc, two = ServingConfig(trt_accelerator=True), ServingConfig(trt_accelerator=True, versions_served=2)
+    fp32, fp16 = {**META, "precision": "fp32"}, {**META, "precision": "fp16"}
+    write_model_repository(tmp_path, backend="onnxruntime", artefact=onnx_file, metadata=fp32, window=8, serving=acc)
+    with pytest.raises(ExportError, match=r"keeps serving version 1 \(fp32\) beside the new one \(fp16\), and the "
+                                          r"TensorRT accelerator's precision_mode .* --versions-served 1"):
+        write_model_repository(tmp_path, backend="onnxruntime", artefact=onnx_file, metadata=fp16, window=8,
+                               serving=two)
+    assert sorted(p.name for p in (tmp_path / "vggx").iterdir()) == ["1", "config.pbtxt"]
+    assert write_model_repository(tmp_path, backend="onnxruntime", artefact=onnx_file, metadata=fp16, window=8,
+                                  serving=ServingConfig(versions_served=2)).name == "2"
+
+
+def test_each_version_served_publishes_its_own_identity(tmp_path, onnx_file):
+    """One config.pbtxt published the newest export's checkpoint_sha256 and precision for every version served (a
+    canary beside the previous weights): a client calling --model-version 1 recorded the new weights for frames of
+    the old. Each version served has its own ``<key>@<version>``; the plain keys are the newest version's."""
+    two = ServingConfig(versions_served=2)
+
+    def write(sha, precision="fp32", **kw):
+        meta = {**META, "checkpoint_sha256": sha * 64, "precision": precision, "flavor": "portable"}
+        write_model_repository(tmp_path, backend="onnxruntime", artefact=onnx_file, metadata=meta, window=8, **kw)
+        cfg = parse_config((tmp_path / "vggx" / "config.pbtxt").read_text())
+        return {k: v.string_value[:1] if "sha" in k else v.string_value for k, v in cfg.parameters.items()
+                if k.startswith(("checkpoint_sha256", "precision", "flavor"))}
+
+    assert write("a") == {"checkpoint_sha256": "a", "precision": "fp32", "flavor": "portable"}  # alone: as before
+    assert write("b", "fp16", serving=two) == {
+        "checkpoint_sha256": "b", "precision": "fp16", "flavor": "portable",
+        "checkpoint_sha256@1": "a", "precision@1": "fp32", "flavor@1": "portable",
+        "checkpoint_sha256@2": "b", "precision@2": "fp16", "flavor@2": "portable"}
+    params = write("c", serving=two)  # version 1 is no longer served
+    assert {k: v for k, v in params.items() if k.startswith("checkpoint")} == {
+        "checkpoint_sha256": "c", "checkpoint_sha256@2": "b", "checkpoint_sha256@3": "c"}
+    params = write("d", version=2, force=True, serving=two)  # the plain keys stay the newest version's (what a
+    assert {k: v for k, v in params.items() if k.startswith("checkpoint")} == {  # client without a version calls)
+        "checkpoint_sha256": "c", "checkpoint_sha256@2": "d", "checkpoint_sha256@3": "c"}
+    assert write("e") == {"checkpoint_sha256": "e", "precision": "fp32", "flavor": "portable"}  # alone again
+
+
 def test_missing_artefact_writes_nothing(tmp_path):
     with pytest.raises(ExportError, match="artefact not found"):
         _write(tmp_path, tmp_path / "nope.onnx")
