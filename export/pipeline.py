@@ -211,6 +211,9 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     if job.backend is not Backend.TORCH:  # as the graph will: under --trt-accelerator a served version's must agree
         published.update(precision=job.precision.value, flavor=flavor.value)
     serving = dataclasses.replace(job.serving, compile=job.compile) if job.backend is Backend.TORCH else job.serving
+    unavailable = engine_unavailable() if job.backend is Backend.TENSORRT else None
+    if unavailable is not None:  # before the repository's refusals, whose advice (--force) would not help here
+        _check_no_served_model(model_dir, unavailable, force=job.force)
     # what the repository writer would refuse after the slow export, refused before it: an existing version, a
     # backend switch, a changed contract beside versions still served
     write_model_repository(job.repo, backend=job.backend, artefact=None, metadata=published, window=window,
@@ -229,16 +232,12 @@ def export_to_repository(job: ExportJob) -> ExportResult:
 
     engine_cfg = None
     activations = None
-    unavailable = None
     if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
         given = {"optimization_level": job.optimization_level, "workspace_mib": job.workspace_mib}
         engine_cfg = EngineConfig(profile, job.precision, timing_cache=model_dir / TIMING_CACHE, force=job.force,
                                   **{k: v for k, v in given.items() if v is not None})
         activations = _engine_activations(job, cfg, window, profile.max_size)
         _warn_if_too_big(activations, profile)
-        unavailable = engine_unavailable()
-        if unavailable is not None:
-            _check_no_served_engine(model_dir, unavailable)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,
                               max_batch=max(64, job.max_batch), min_size=profile.min_size,
                               max_size=profile.max_size)
@@ -280,13 +279,26 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     return result
 
 
-def _check_no_served_engine(model_dir: Path, unavailable: str) -> None:
+def _check_no_served_model(model_dir: Path, unavailable: str, *, force: bool) -> None:
     """Without an engine the export writes a version holding the ONNX alone, for the engine to be built into where
     TensorRT and a GPU are. Where the model already serves an engine, that version would become the newest (or,
-    with --force, take the engine's place), and Triton cannot load it: a working model would go down. Refused
-    before the export. (A repository that serves no engine yet, e.g. the shipped CPU one, is written as asked.)"""
+    with --force, take the engine's place), and Triton cannot load it: a working model would go down. Where it
+    serves another backend's model, the switch (--force) would leave the tensorrt config.pbtxt no version it can
+    load. Both refused before the export, naming the way that works. (A repository that serves nothing yet, e.g. the
+    checked-in placeholder, is written as asked.)"""
+    from .repository import CONFIG_FILE, _kind_of, _read_existing, served_versions
+
     plan = Backend.TENSORRT.artefact_name
     engines = sorted(v for v in _versions(model_dir) if (model_dir / str(v) / plan).is_file())
+    config = _read_existing(model_dir / CONFIG_FILE, force)
+    served = sorted(served_versions(model_dir, config)) if config is not None else []
+    if served and config.platform != "tensorrt_plan":
+        raise ExportError(
+            f"{unavailable}, so no engine would be built, and {model_dir} serves a {_kind_of(config)} model (version "
+            f"{served[-1]}): switched to tensorrt it would serve a version without model.plan, which Triton cannot "
+            f"load. Export into a new --repo here (the ONNX, config.pbtxt and the command that builds the engine where "
+            f"TensorRT and a GPU are), build it, then replace {model_dir} with that model folder; or run vggx export "
+            f"on the GPU machine")
     if engines:
         raise ExportError(
             f"{unavailable}, so no engine would be built, and {model_dir} serves version {engines[-1]}'s engine: a "

@@ -103,6 +103,24 @@ def test_no_engine_here_beside_a_served_engine_is_refused_before_exporting(tmp_p
     assert plan.read_bytes() == b"an engine"
 
 
+@pytest.mark.parametrize("args", [(), ("--force",)])
+def test_no_engine_here_switching_a_served_model_to_tensorrt_is_refused_before_exporting(
+        tmp_path, tiny_checkpoint_path, fake_export, trt_window, monkeypatch, args):
+    """A served python model switched to tensorrt where no engine can be built: the refusal advised --force, which
+    wrote a tensorrt config over a version holding the ONNX alone, and nothing of the model loaded any more."""
+    monkeypatch.setattr("vggx.export.pipeline.engine_unavailable", lambda: "TensorRT is not installed here")
+    repo = tmp_path / "repo"
+    assert _export(repo, tiny_checkpoint_path, "--backend", "python", "--no-verify").exit_code == 0
+    before = {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*") if p.is_file()}
+    line = _one_error_line(_export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--no-verify",
+                                   *args))
+    assert "TensorRT is not installed here, so no engine would be built, and " in line, line
+    assert "serves a python/python model (version 1)" in line and "Export into a new --repo here" in line
+    assert "pass --force" not in line
+    assert len(fake_export) == 1 and {str(p.relative_to(repo)): p.read_bytes() for p in repo.rglob("*")
+                                      if p.is_file()} == before
+
+
 def test_engine_unavailable_says_why():
     import sys
     import types
