@@ -428,8 +428,9 @@ def compare_engine_with_onnx(
     return results
 
 
-def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig) -> str:
-    """The shell command that builds this engine where TensorRT is (e.g. in the NGC Triton container)."""
+def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineConfig, *, verify: bool = True) -> str:
+    """The shell command that builds this engine where TensorRT is (e.g. in the NGC Triton container); ``verify``
+    False: it skips the engine's check against ONNX Runtime (carries an export's ``--no-verify``)."""
     p = config.profile
     args = [
         "python", "-m", "vggx.export.engine", str(onnx_path), str(plan_path),
@@ -443,6 +444,8 @@ def finish_command(onnx_path: str | Path, plan_path: str | Path, config: EngineC
         args += ["--timing-cache", str(config.timing_cache)]
     if config.force:
         args.append("--force")
+    if not verify:
+        args.append("--no-verify")
     return shlex.join(args)
 
 

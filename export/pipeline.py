@@ -272,7 +272,8 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             if plan is not None:
                 result.engine = version_dir / "model.plan"
             elif engine_cfg is not None:
-                result.engine_pending = finish_command(result.onnx, version_dir / "model.plan", engine_cfg)
+                result.engine_pending = finish_command(result.onnx, version_dir / "model.plan", engine_cfg,
+                                                       verify=job.verify)
                 result.engine_unavailable = unavailable
         else:
             result.onnx = version_dir / "model.onnx"

@@ -62,6 +62,7 @@ def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path
     assert cfg.flavor is Flavor.TRT and cfg.precision is Precision.FP16 and cfg.max_size == (270, 480)
     assert "TensorRT is not installed here" in result.output
     assert "python -m vggx.export.engine" in result.output and "--max-size 270x480" in result.output
+    assert "--no-verify" not in result.output  # verified here: the engine is checked where it is built
     assert "parity random N=1" in result.output and "within ±2" in result.output
     assert (repo / "vggx" / "1" / "model.onnx").is_file()
     assert not (repo / "vggx" / "1" / "model.plan").exists()
@@ -71,6 +72,7 @@ def test_fp16_without_tensorrt_writes_onnx_config_and_the_build_command(tmp_path
     result = _export(repo, tiny_checkpoint_path, "--fp16", "--window", str(trt_window), "--max-size", "270x480",
                      "--no-verify")
     assert result.exit_code == 0, result.output
+    assert " --no-verify" in result.output  # the engine build that finishes it skips its check as well
     assert sorted(p.name for p in (repo / "vggx").iterdir()) == ["1", "config.pbtxt"]
 
 

@@ -101,6 +101,10 @@ class TestEngineConfig:
         for part in ("--window 8", "--min-size 16x16", "--opt-size 180x320", "--max-size 540x960",
                      "--max-batch 4", "--precision fp16", f"--timing-cache {tmp_path / 'cache'}"):
             assert part in cmd
+        assert "--no-verify" not in cmd
+        # an export with --no-verify: the build that finishes it skips the engine's check as well (it ran it)
+        assert finish_command(tmp_path / "model.onnx", tmp_path / "model.plan", cfg, verify=False).endswith(
+            " --no-verify")
 
 
 class TestReplacement:
