@@ -42,6 +42,7 @@ __all__ = [
     "ShapeProfile",
     "build_engine",
     "check_replaceable",
+    "checked_comparison",
     "compare_engine_with_onnx",
     "finish_command",
     "import_tensorrt",
@@ -466,16 +467,20 @@ def _max_batch(plan: Path, given: int | None) -> int:
     return given
 
 
-def _checked(plan: Path, onnx_path: Path, sizes: list[tuple[int, int, int]]) -> list[Any]:
-    """:func:`compare_engine_with_onnx`, its runner's failures (Polygraphy's, the GPU's) one ``VerificationError``."""
+def checked_comparison(plan: Path, onnx_path: Path, sizes: list[tuple[int, int, int]], *,
+                       compare: Any = None) -> list[Any]:
+    """:func:`compare_engine_with_onnx` (or ``compare``, the same function as its caller imported it), its runner's
+    failures (Polygraphy's, the GPU's) one ``VerificationError`` of one line: ``python -m vggx.export.engine`` and
+    ``vggx export`` run the freshly built engine through it."""
     from vggx.errors import VerificationError
 
     try:
-        return compare_engine_with_onnx(plan, onnx_path, sizes)
+        return (compare or compare_engine_with_onnx)(plan, onnx_path, sizes)
     except VggxError:
         raise
-    except Exception as exc:  # Polygraphy and TensorRT raise their own untyped errors
-        raise VerificationError(f"running the engine against ONNX Runtime failed: {exc}") from None
+    except Exception as exc:  # Polygraphy and TensorRT raise their own untyped errors, of several lines at times
+        raise VerificationError(f"running the engine against ONNX Runtime failed: {' '.join(str(exc).split())}") \
+            from None
 
 
 def _graph_metadata(path: Path) -> dict[str, str]:
@@ -528,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="vggx-engine-") as tmp:
             built = build_engine(a.onnx, Path(tmp) / a.plan.name, config, replaces=a.plan)
             if not a.no_verify:
-                for r in _checked(built, a.onnx, profile.check_sizes()):
+                for r in checked_comparison(built, a.onnx, profile.check_sizes()):
                     print(r)
             plan = place_engine(built, a.plan)
             keep_timing_cache(built, config)

@@ -26,6 +26,7 @@ from .engine import (
     EngineConfig,
     ShapeProfile,
     build_engine,
+    checked_comparison,
     compare_engine_with_onnx,
     engine_unavailable,
     finish_command,
@@ -251,7 +252,7 @@ def export_to_repository(job: ExportJob) -> ExportResult:
             replaces = model_dir / str(job.version) / "model.plan" if job.version else Path(tmp) / "none"
             plan = build_engine(onnx_path, Path(tmp) / "model.plan", engine_cfg, replaces=replaces)
             if job.verify:  # the engine that will be served, on the GPU, against ONNX Runtime
-                parity += compare_engine_with_onnx(plan, onnx_path, profile.check_sizes())
+                parity += checked_comparison(plan, onnx_path, profile.check_sizes(), compare=compare_engine_with_onnx)
         artefact = plan if job.backend is Backend.TENSORRT else onnx_path
         extra = {}
         if job.backend is Backend.TENSORRT:  # the ONNX the engine is built from, and the plan's sidecar, beside it

@@ -325,11 +325,13 @@ class TestEngineCommand:
         assert (model / "trt_timing.cache").read_bytes() == b"|timed"  # this GPU's, from an empty cache
 
 
-@pytest.mark.parametrize("check_passes", [False, True])
+@pytest.mark.parametrize("check_passes", [False, None, True])
 def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path, tiny_checkpoint_path, monkeypatch,
                                                                portable_onnx, trt_fp16_onnx, trt_window, check_passes):
     """A failed `vggx export --fp16` left <repo>/vggx/ holding the timing cache alone: a model folder without a
-    config.pbtxt, for which Triton refuses to start ("failed to load all models")."""
+    config.pbtxt, for which Triton refuses to start ("failed to load all models"). ``check_passes`` None: running the
+    engine fails (Polygraphy's and TensorRT's untyped errors), which was a traceback; now the engine command's one
+    line."""
     import shutil
 
     import trt_standin
@@ -347,6 +349,8 @@ def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path
         return Path(path)
 
     def check(*_args, **_kw):
+        if check_passes is None:
+            raise RuntimeError("[TRT] [E] 1: [defaultAllocator.cpp::deallocate] CUDA error 700\nmore")
         if not check_passes:
             raise VerificationError("the engine does not match ONNX Runtime: (the stand-in's plan)")
         return []
@@ -364,6 +368,11 @@ def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path
         assert result.exit_code == 0, result.output
         assert (repo / "vggx" / "1" / "model.plan").read_bytes() == trt_standin.PLAN
         assert (repo / "vggx" / "trt_timing.cache").read_bytes() == b"|timed"
+    elif check_passes is None:
+        assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+        assert result.output.strip() == ("error: running the engine against ONNX Runtime failed: [TRT] [E] 1: "
+                                         "[defaultAllocator.cpp::deallocate] CUDA error 700 more"), result.output
+        assert not repo.exists() or not list(repo.iterdir()), _files(repo)
     else:
         assert result.exit_code == 1 and "the engine does not match ONNX Runtime" in result.output
         assert not repo.exists() or not list(repo.iterdir()), _files(repo)
