@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 import logging
+import re
 import shlex
 import sys
 import tempfile
@@ -49,12 +51,15 @@ __all__ = [
     "keep_timing_cache",
     "read_sidecar",
     "sidecar_path",
+    "timing_cache_name",
 ]
 
 log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIX = ".json"  # model.plan -> model.plan.json
 TIMING_SUFFIX = ".timing"  # model.plan -> model.plan.timing: the build's timing cache, until it is kept
+# A model's timing cache, trt_timing.<key>.cache (timing_cache_name); trt_timing.cache: unkeyed, from earlier vggx
+_MODEL_TIMING_CACHE = re.compile(r"trt_timing(\.[0-9a-f]{16})?\.cache")
 
 
 @dataclass(frozen=True)
@@ -365,6 +370,23 @@ def build_engine(onnx_path: str | Path, plan_path: str | Path, config: EngineCon
     return plan_path
 
 
+def timing_cache_name(plugins: Path | None = None) -> str:
+    """The file name of a model's persistent timing cache, ``trt_timing.<key>.cache``: ``key`` hashes the sources of
+    the vggx plugins (``plugins``: their folder, default the installed package's), i.e. their kernels, launch and
+    tactic tables and AOT step. TensorRT 10.9's AOT plugins opt into timing caching with an empty ID, so their
+    timings are keyed by tensor shapes alone: a cache kept across a kernel change picks the tactic by the old
+    kernels' timings. A changed kernel starts from an empty cache instead. (Another TensorRT or GPU is refused by
+    TensorRT itself: the cache is set with ``ignore_mismatch=False``.)"""
+    if plugins is None:
+        import vggx.plugins
+
+        plugins = Path(vggx.plugins.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(plugins.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return f"trt_timing.{digest.hexdigest()[:16]}.cache"
+
+
 def _built_timing(plan: Path) -> Path:
     return plan.with_name(plan.name + TIMING_SUFFIX)
 
@@ -377,6 +399,12 @@ def keep_timing_cache(built_plan: str | Path, config: EngineConfig) -> None:
     if config.timing_cache is not None and built.is_file():
         config.timing_cache.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(config.timing_cache, built.read_bytes())
+        # the model's cache: its older ones go (one per plugin change would pile up); a file named otherwise with
+        # --timing-cache may sit among others' files, which stay
+        if _MODEL_TIMING_CACHE.fullmatch(config.timing_cache.name):
+            for old in config.timing_cache.parent.iterdir():
+                if old != config.timing_cache and _MODEL_TIMING_CACHE.fullmatch(old.name):
+                    old.unlink(missing_ok=True)
 
 
 def place_engine(built_plan: str | Path, plan_path: str | Path) -> Path:

@@ -31,6 +31,7 @@ from .engine import (
     engine_unavailable,
     finish_command,
     keep_timing_cache,
+    timing_cache_name,
 )
 from .onnx import ExportConfig, Flavor, Precision, export_onnx
 from .repository import MODEL_NAME, Backend, ServingConfig, _versions, write_model_repository
@@ -46,7 +47,6 @@ DEFAULT_OPT_SIZE = (180, 320)  # LR size the engine is tuned for (the benchmark 
 ENGINE_MAX_SIZES = ((720, 1280), (540, 960), (360, 640), (270, 480), (180, 320), (90, 160))
 ENGINE_ACTIVATION_BUDGET = 16 * 2**30
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-TIMING_CACHE = "trt_timing.cache"  # in <repo>/vggx/, reused by every engine build of the model
 
 
 @dataclass(frozen=True)
@@ -235,8 +235,9 @@ def export_to_repository(job: ExportJob) -> ExportResult:
     activations = None
     if job.backend is Backend.TENSORRT:  # its flags checked now, not after the slow export
         given = {"optimization_level": job.optimization_level, "workspace_mib": job.workspace_mib}
-        engine_cfg = EngineConfig(profile, job.precision, timing_cache=model_dir / TIMING_CACHE, force=job.force,
-                                  **{k: v for k, v in given.items() if v is not None})
+        # the model's timing cache, keyed by the plugin kernels whose timings it holds
+        engine_cfg = EngineConfig(profile, job.precision, timing_cache=model_dir / timing_cache_name(),
+                                  force=job.force, **{k: v for k, v in given.items() if v is not None})
         activations = _engine_activations(job, cfg, window, profile.max_size)
         _warn_if_too_big(activations, profile)
     export_cfg = ExportConfig(flavor=flavor, precision=job.precision, window=window,

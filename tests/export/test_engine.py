@@ -367,7 +367,11 @@ def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path
     if check_passes:
         assert result.exit_code == 0, result.output
         assert (repo / "vggx" / "1" / "model.plan").read_bytes() == trt_standin.PLAN
-        assert (repo / "vggx" / "trt_timing.cache").read_bytes() == b"|timed"
+        from vggx.export.engine import timing_cache_name
+
+        # the model's cache is keyed by the plugin kernels it timed: a changed kernel starts from an empty one
+        assert timing_cache_name().startswith("trt_timing.") and timing_cache_name() != "trt_timing.cache"
+        assert (repo / "vggx" / timing_cache_name()).read_bytes() == b"|timed"
     elif check_passes is None:
         assert result.exit_code == 1 and "Traceback" not in result.output, result.output
         assert result.output.strip() == ("error: running the engine against ONNX Runtime failed: [TRT] [E] 1: "
@@ -376,3 +380,42 @@ def test_an_export_keeps_the_timing_cache_only_with_its_engine(standin, tmp_path
     else:
         assert result.exit_code == 1 and "the engine does not match ONNX Runtime" in result.output
         assert not repo.exists() or not list(repo.iterdir()), _files(repo)
+
+
+def test_the_timing_cache_is_keyed_by_the_plugin_kernels(tmp_path):
+    """One trt_timing.cache per model was reused across vggx upgrades: TensorRT 10.9's AOT plugins key their
+    timings by shapes alone, so a changed kernel or tactic table was tuned by the old kernels' timings."""
+    import shutil
+
+    import vggx.plugins
+    from vggx.export.engine import timing_cache_name
+
+    plugins = tmp_path / "plugins"
+    shutil.copytree(Path(vggx.plugins.__file__).parent, plugins, ignore=shutil.ignore_patterns("__pycache__"))
+    name = timing_cache_name(plugins)
+    assert name == timing_cache_name() and name == timing_cache_name(plugins)  # the installed plugins', stable
+    (plugins / "launch.py").write_text((plugins / "launch.py").read_text() + "\n# another tactic table\n")
+    assert timing_cache_name(plugins) != name
+
+
+def test_keeping_a_timing_cache_removes_the_models_older_ones(tmp_path):
+    """Keyed caches would pile up in the model folder, one per vggx upgrade: keeping one removes the others (and
+    the unkeyed one of earlier versions), never other files."""
+    from vggx.export.engine import EngineConfig, ShapeProfile, keep_timing_cache, timing_cache_name
+
+    model = tmp_path / "vggx"
+    built = tmp_path / "build" / "model.plan"
+    built.parent.mkdir()
+    built.with_name("model.plan.timing").write_bytes(b"new timings")
+    model.mkdir()
+    for old in ("trt_timing.cache", "trt_timing.0123456789abcdef.cache"):
+        (model / old).write_bytes(b"old timings")
+    (model / "config.pbtxt").write_text("")
+    cfg = EngineConfig(ShapeProfile(8, (16, 16), (32, 32), (64, 64)), timing_cache=model / timing_cache_name())
+    keep_timing_cache(built, cfg)
+    assert sorted(p.name for p in model.iterdir()) == sorted(["config.pbtxt", timing_cache_name()])
+    assert (model / timing_cache_name()).read_bytes() == b"new timings"
+    other = tmp_path / "mine.cache"  # a cache named with --timing-cache: its folder is left alone
+    (tmp_path / "trt_timing.cache").write_bytes(b"someone's")
+    keep_timing_cache(built, EngineConfig(cfg.profile, timing_cache=other))
+    assert (tmp_path / "trt_timing.cache").exists() and other.read_bytes() == b"new timings"
