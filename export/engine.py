@@ -7,9 +7,10 @@ without Python, e.g. in Triton's ``tensorrt_plan`` backend) -> parse the ONNX ->
 serialize -> write the plan and ``model.plan.json`` atomically. The updated timing cache is written beside the
 plan and kept (:func:`keep_timing_cache`) only once the engine is checked and in place.
 
-Precision lives in the ONNX graph (DESIGN.md): an FP16 graph is built as a strongly typed
-network (TensorRT 11 has nothing else; TensorRT 10 has the flag), so the FP32 islands stay FP32;
-the precision asked must be the graph's (:func:`check_graph`), so TensorRT's FP16 flag is never set.
+Precision lives in the ONNX graph (DESIGN.md): an FP16 graph is built as a strongly typed network (TensorRT 11
+has nothing else; TensorRT 10 its STRONGLY_TYPED creation flag), so the FP32 islands stay FP32; the precision
+asked must be the graph's (:func:`check_graph`), so TensorRT's FP16 builder flag is never set (an FP32 graph builds
+FP32, TF32 where TensorRT picks it).
 
 Without TensorRT every entry point raises :class:`~vggx.errors.TensorRTNotInstalledError`;
 :func:`finish_command` gives the command that completes the build where TensorRT is

@@ -1,8 +1,10 @@
 """The FP16 form of the exported model: FP16 weights and activations with explicit FP32 islands.
 
-FP16 lives in the graph itself (DESIGN.md), so TensorRT 11's always strongly typed networks and
-TensorRT 10's weakly typed ones with the FP16 flag build the same engine. The islands are plain
-casts in the PyTorch graph, which the exporter writes as ``Cast`` nodes:
+FP16 lives in the graph itself (DESIGN.md): TensorRT builds it as a strongly typed network (TensorRT 11's
+only kind; on TensorRT 10 ``vggx.export.engine`` asks for one for an FP16 graph), so the islands stay FP32.
+TensorRT's FP16 builder flag is never set: an FP32 graph builds an FP32 engine (TF32 where TensorRT picks it),
+and an FP16 engine is built from this graph alone. The islands are plain casts in the PyTorch graph, which the
+exporter writes as ``Cast`` nodes:
 
 - **normalisation** — ``ChannelNorm`` (``vggx/generator/layers.py``) computes in float32;
 - **softmax** — ``temporal_attention_reference`` computes scores, softmax and accumulation in
