@@ -79,12 +79,10 @@ def compile_sass(kernel: Any, signature: dict[str, str], args: dict[str, Any], c
             attrs[(index,)] = [["tt.divisibility", 16]]
         elif value == 1:
             values[name] = 1
-    for name in values:
-        signature[name] = "constexpr"
     options: dict[str, Any] = {"num_warps": num_warps}
     if max_registers is not None:
         options["maxnreg"] = max_registers
-    source = triton.compiler.ASTSource(fn=kernel.jit(), signature=signature, constexprs=values, attrs=attrs)
+    source = kernel.ast_source(signature, values, attrs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options=options)
     report, sass = assemble(compiled.asm["ptx"], cc, disassemble=True)
     return {**report, "shared": compiled.metadata.shared}, sass

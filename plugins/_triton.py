@@ -83,6 +83,27 @@ class TritonKernel:
                                     do_not_specialize_on_alignment=params)
         return self._jit
 
+    def ast_source(self, signature: dict[str, str], constexprs: dict[str, Any],
+                   attrs: dict[tuple[int, ...], Any] | None = None) -> Any:
+        """The ``triton.compiler.ASTSource`` of :meth:`jit` for ``triton.compile`` (AOT compilation, no GPU needed).
+
+        ``signature`` gives the run-time parameters' types (``"*fp16"``, ``"i32"``), ``constexprs`` the
+        compile-time values and ``attrs`` Triton's argument attributes (``tt.divisibility``). A constexpr left
+        out gets its default here: Triton up to 3.6 applied the defaults of the parameters an ``ASTSource``
+        does not name, but 3.7 and later fail on them ("'NoneType' object has no attribute '_unflatten_ir'"),
+        since a launch always binds every parameter.
+        """
+        import inspect
+
+        import triton
+
+        values = dict(constexprs)
+        for name, param in inspect.signature(self.fn).parameters.items():
+            if name not in signature and name not in values and param.default is not inspect.Parameter.empty:
+                values[name] = param.default
+        signature = {**signature, **dict.fromkeys(values, "constexpr")}
+        return triton.compiler.ASTSource(fn=self.jit(), signature=signature, constexprs=values, attrs=attrs)
+
     def interpreted(self) -> Any:
         """The ``InterpretedFunction`` (runs on CPU tensors, numpy semantics)."""
         if self._interpreted is None:

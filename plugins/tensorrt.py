@@ -166,12 +166,9 @@ def compile_ptx(
     options: dict[str, Any] = {"num_warps": values.pop("num_warps", 4)}
     if values.get("maxnreg") is not None:  # a register cap for ptxas (the PTX's .maxnreg)
         options["maxnreg"] = values.pop("maxnreg")
-    for key in values:
-        signature[key] = "constexpr"
     if op.startswith("flow_warp"):
         options["enable_fp_fusion"] = False  # keep the reference's coordinate rounding
-    jit = kernel.jit()
-    src = triton.compiler.ASTSource(fn=jit, signature=signature, constexprs=values)
+    src = kernel.ast_source(signature, values)
     try:
         compiled = triton.compile(src, target=GPUTarget("cuda", cc, 32), options=options)
     except Exception as err:  # triton raises many types; one message for the user

@@ -119,11 +119,9 @@ class TestCompileAot:
         def ptx(stages: int) -> str:
             tile = dataclasses.replace(attention_tile(8, 16, half=True), stages=stages)
             cfg = attention_config(1, 8, 64, 360, 640, 4, tile=tile, half=True)
-            sig = {"qkv_ptr": "*fp16", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": "*fp16",
-                   **{k: "constexpr" for k in cfg.constexprs}}
+            sig = {"qkv_ptr": "*fp16", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": "*fp16"}
             attrs = {(i,): [["tt.divisibility", 16]] for i in (0, 2, 3, 4)}  # what the JIT sees on a GPU
-            src = triton.compiler.ASTSource(fn=TEMPORAL_ATTENTION_KERNEL.jit(), signature=sig,
-                                            constexprs=cfg.constexprs, attrs=attrs)
+            src = TEMPORAL_ATTENTION_KERNEL.ast_source(sig, cfg.constexprs, attrs)
             options = {"num_warps": cfg.num_warps}
             return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
 
@@ -380,7 +378,6 @@ def test_kernels_compile_with_a_size_specialised_to_1(op, one):
         signature = {"qkv_ptr": "*fp16", "T": "i32", "C": "i32", "HW": "i32", "out_ptr": "*fp16"}
         constexprs = {"D": 2, "T_BLOCK": 4, "Q_BLOCK": 4, "P_BLOCK": 128, "SCALE": 0.5, "UNROLL": 2}
     constexprs[one] = 1
-    signature.update(dict.fromkeys(constexprs, "constexpr"))
-    src = triton.compiler.ASTSource(fn=kernel.jit(), signature=signature, constexprs=constexprs)
+    src = kernel.ast_source(signature, constexprs)
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
     assert compiled.asm["ptx"]
