@@ -121,6 +121,31 @@ class TestDecode:
             with open_video(short) as r, pytest.raises(VideoError, match=said):
                 list(r)
 
+    @pytest.mark.parametrize("ext", [".mp4", ".mov"])
+    def test_a_variable_rate_mp4_is_counted_by_its_samples(self, tmp_path, ext):
+        """A variable-rate file (four frames at 2 fps, then four at 100) keeps no average rate: its shown duration
+        times that rate said 5 frames of 8 (an edit-list estimate taken for every MP4), where the sample count is
+        exact."""
+        from fractions import Fraction
+
+        import av
+
+        path = tmp_path / f"vfr{ext}"
+        with av.open(str(path), "w") as c:
+            s = c.add_stream("libx264", rate=30)
+            s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+            s.time_base = s.codec_context.time_base = Fraction(1, 1000)
+            for i, t in enumerate([0, 500, 1000, 1500, 2000, 2010, 2020, 2030]):
+                f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 30, np.uint8), format="rgb24")
+                f.pts, f.time_base = t, Fraction(1, 1000)
+                for p in s.encode(f):
+                    c.mux(p)
+            for p in s.encode():
+                c.mux(p)
+        with open_video(path) as r:
+            expected = r.expected_frames()
+            assert expected == len(list(r)) == 8
+
     @pytest.mark.parametrize("cut_at", [7, 11])
     def test_an_mp4_that_starts_mid_gop_is_read_from_its_first_keyframe(self, tmp_path, caplog, cut_at):
         """A clip cut without re-encoding (or a camera's that starts mid-GOP) starts with frames that refer to a

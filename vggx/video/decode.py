@@ -398,10 +398,8 @@ class VideoReader:
         if duration is None and c.duration:
             duration = c.duration / 1_000_000
         frames = s.frames or (round(duration * rate) if duration else None)
-        if s.frames and duration and "mov" in c.format.name.split(","):
-            # An edit list hiding the first samples (a stream-copy cut) leaves them in the count, out of the shown
-            # duration (and, cut at a keyframe, out of FFmpeg's index): the frames shown are what a run gets.
-            frames = min(frames, len(s.index_entries) or frames, max(1, round(duration * rate)))
+        if s.frames and "mov" in c.format.name.split(","):
+            frames = _shown_samples(s)
         if self.sequence is not None:
             frames, duration = self.sequence.count, float(self.sequence.count / Fraction(rate))
         cc = s.codec_context
@@ -1166,6 +1164,20 @@ class _FieldCheck:
 # the packets read (and more than _DAMAGED_FEWEST): then the input is not a damaged video but not one at all.
 _DAMAGED_SHARE = 0.05
 _DAMAGED_FEWEST = 8
+
+
+def _shown_samples(stream) -> int:
+    """The frames an MP4/MOV video stream shows: its sample count less those its edit list hides at the start (a
+    stream-copy cut keeps the packets from the keyframe before the cut, which FFmpeg's index marks discarded; cut at
+    a keyframe, it leaves them out of the index). Counted from the index's first entries, not the shown duration
+    times the average rate, which a variable-rate file does not keep to."""
+    entries = stream.index_entries
+    shown = min(stream.frames, len(entries) or stream.frames)
+    for entry in entries:  # the hidden samples lead; a 2-hour film's index is not walked
+        if not entry.is_discard:
+            break
+        shown -= 1
+    return max(shown, 1)
 
 
 @dataclass
