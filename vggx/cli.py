@@ -1681,11 +1681,17 @@ def main() -> None:
         # Ctrl-C while Typer parses the command line or runs the callback: Typer exits 130 saying nothing (an
         # Exit(130) raised from the KeyboardInterrupt); handle_errors' own Exit(130) has said it already. With
         # --debug, handle_errors re-raises a command's Ctrl-C or SIGTERM, which Typer turns into that same silent
-        # exit: the interrupt itself goes on, with its traceback, as --debug says
+        # exit: the interrupt's traceback is shown, as --debug says, and the exit code stays the documented one (an
+        # uncaught Terminated would exit 1, not SIGTERM's 143)
         interrupt = getattr(exc.__context__, "__cause__", None)
         if exc.code == 130 and isinstance(interrupt, KeyboardInterrupt):
             if _state["debug"]:
-                raise interrupt from None
+                import traceback
+
+                from vggx.server import Terminated
+
+                traceback.print_exception(interrupt)
+                sys.exit(143 if isinstance(interrupt, Terminated) else 130)
             _error_line("interrupted")
         raise
 
