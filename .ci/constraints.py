@@ -9,10 +9,21 @@ from importlib import metadata
 
 
 def torch_pins_triton() -> bool:
+    """Whether this environment's torch requires a triton here (its requirement's marker true on this machine: PyPI's
+    torch asks one on Linux x86-64 alone)."""
     try:
-        return any(re.match(r"triton\b", req) for req in metadata.requires("torch") or [])
+        from packaging.requirements import Requirement
+    except ImportError:  # a fresh venv holds pip, which carries packaging, and torch, which does not need it
+        from pip._vendor.packaging.requirements import Requirement
+    try:
+        required = metadata.requires("torch") or []
     except metadata.PackageNotFoundError:
         return False
+    for text in required:
+        req = Requirement(text)
+        if req.name == "triton" and (req.marker is None or req.marker.evaluate({"extra": ""})):
+            return True
+    return False
 
 
 def main(path: str) -> None:

@@ -489,8 +489,9 @@ def _ort_gpu_remedy() -> str:
     if installed("onnxruntime-gpu") and installed("onnxruntime"):
         return ("the CPU onnxruntime installed beside onnxruntime-gpu hides it: pip uninstall -y onnxruntime "
                 "onnxruntime-gpu && pip install onnxruntime-gpu")
-    if installed("onnxruntime-gpu"):
-        return "onnxruntime-gpu finds none of the CUDA and cuDNN libraries it was built for"
+    if installed("onnxruntime-gpu"):  # the provider is compiled in: another build supplies the module
+        return ("another onnxruntime build than onnxruntime-gpu is imported (pip list | grep onnxruntime): uninstall "
+                "the others, then pip install --force-reinstall onnxruntime-gpu")
     return "pip uninstall -y onnxruntime && pip install onnxruntime-gpu"
 
 

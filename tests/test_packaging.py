@@ -106,6 +106,8 @@ def test_the_sdist_holds_the_whole_test_suite_and_no_training_state(tmp_path):
 @pytest.mark.parametrize(("requires", "kept"), [
     (["Requires-Dist: filelock", 'Requires-Dist: triton==3.7.1; platform_system == "Linux"'], False),  # PyPI's CUDA
     (["Requires-Dist: filelock", "Requires-Dist: sympy>=1.13.3"], True),  # a CPU build: no triton of its own
+    (['Requires-Dist: triton==3.7.1; platform_system == "Windows"'], True),  # a triton for another machine alone
+    (['Requires-Dist: triton==3.7.1; extra == "kernels"'], True),  # asked for by an extra that was not
 ])
 def test_the_setup_drops_the_triton_pin_for_a_torch_that_pins_its_own(tmp_path, requires, kept):
     """``make setup`` constrains the install with .ci/constraints.txt: its triton==3.6.0 against PyPI's torch 2.13.0,
