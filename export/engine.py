@@ -50,6 +50,7 @@ __all__ = [
     "finish_command",
     "import_tensorrt",
     "keep_timing_cache",
+    "own_timing_cache",
     "read_sidecar",
     "sidecar_path",
     "timing_cache_name",
@@ -392,6 +393,15 @@ def _built_timing(plan: Path) -> Path:
     return plan.with_name(plan.name + TIMING_SUFFIX)
 
 
+def own_timing_cache(path: Path | None) -> Path | None:
+    """``path`` as this machine's build reads and keeps it: a model's cache (``trt_timing[.<key>].cache``, as an
+    export elsewhere names it in the command it prints) under the key of the plugins installed here, which are the
+    ones this build times (another vggx on the exporting machine hashes other kernels); any other name as given."""
+    if path is None or not _MODEL_TIMING_CACHE.fullmatch(path.name):
+        return path
+    return path.with_name(timing_cache_name())
+
+
 def keep_timing_cache(built_plan: str | Path, config: EngineConfig) -> None:
     """Keep the timing cache of the build of ``built_plan`` at ``config.timing_cache``: only once the engine it
     timed is checked and served (a failed build left a model folder holding the cache alone, which Triton takes
@@ -555,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             profile = ShapeProfile(window, *sizes, max_batch=a.max_batch)
         config = EngineConfig(profile, Precision(a.precision or meta.get("precision", "fp32")), a.opt_level,
-                              a.workspace_mib, a.timing_cache, a.force)
+                              a.workspace_mib, own_timing_cache(a.timing_cache), a.force)
         check_graph(meta, config)  # before TensorRT is even looked for
         # built and checked aside: a plan that fails its check never reaches the served folder, nor its timings
         # the model's cache

@@ -398,6 +398,19 @@ def test_the_timing_cache_is_keyed_by_the_plugin_kernels(tmp_path):
     assert timing_cache_name(plugins) != name
 
 
+def test_the_engine_command_times_under_its_own_plugins_key(tmp_path):
+    """The command an export without TensorRT prints names the model's cache with the exporting machine's key; the
+    GPU machine that runs it may have another vggx, other kernels: it reads and keeps the cache of its own key (a
+    model cache's name), and any other --timing-cache as given."""
+    from vggx.export.engine import own_timing_cache, timing_cache_name
+
+    model = tmp_path / "vggx"
+    for given in ("trt_timing.0123456789abcdef.cache", "trt_timing.cache", timing_cache_name()):
+        assert own_timing_cache(model / given) == model / timing_cache_name()
+    assert own_timing_cache(tmp_path / "mine.cache") == tmp_path / "mine.cache"
+    assert own_timing_cache(None) is None
+
+
 def test_keeping_a_timing_cache_removes_the_models_older_ones(tmp_path):
     """Keyed caches would pile up in the model folder, one per vggx upgrade: keeping one removes the others (and
     the unkeyed one of earlier versions), never other files."""
