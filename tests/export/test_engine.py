@@ -19,6 +19,7 @@ from vggx.export.engine import (
     finish_command,
     keep_timing_cache,
     sidecar_path,
+    timing_cache_name,
 )
 from vggx.export.onnx import Precision
 from vggx.shapes import check_profile, profile_shapes
@@ -286,11 +287,11 @@ class TestEngineCommand:
         assert (model / "1" / "model.plan").read_bytes() == trt_standin.PLAN
         side = engine.read_sidecar(model / "1" / "model.plan")
         assert side["gpu"] == "Stand-in GPU" and side["profile"]["max"] == [2, 8, 64, 64, 3]
-        assert (model / "trt_timing.cache").read_bytes() == b"|timed"
+        assert (model / timing_cache_name()).read_bytes() == b"|timed"
         # the batch Triton sends (config.pbtxt's max_batch_size) is in the profile and checked
         assert checked == [(1, 16, 16), (1, 32, 32), (2, 16, 16)]
         assert _files(model) == ["1", "1/model.onnx", "1/model.plan", "1/model.plan.json", "config.pbtxt",
-                                 "trt_timing.cache"]
+                                 timing_cache_name()]
 
     def test_a_profile_short_of_the_served_batch_is_refused(self, standin, tmp_path, capsys):
         standin()
@@ -319,10 +320,10 @@ class TestEngineCommand:
         standin(foreign_caches=(b"timed on an A100",))
         monkeypatch.setattr(engine, "compare_engine_with_onnx", lambda *a, **k: [])
         model = _served_folder(tmp_path)
-        (model / "trt_timing.cache").write_bytes(b"timed on an A100")
+        (model / timing_cache_name()).write_bytes(b"timed on an A100")
         assert _engine_command(model) == 0
         assert "not using the timing cache" in caplog.text
-        assert (model / "trt_timing.cache").read_bytes() == b"|timed"  # this GPU's, from an empty cache
+        assert (model / timing_cache_name()).read_bytes() == b"|timed"  # this GPU's, from an empty cache
 
 
 @pytest.mark.parametrize("check_passes", [False, None, True])
