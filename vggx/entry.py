@@ -37,6 +37,13 @@ def main() -> None:
     try:
         cli_main()
     except SystemExit as exc:
+        # The command is done and the process exits with its code: a Ctrl-C from here on (in the interpreter's
+        # shutdown, as it joins threads) would only print "Exception ignored in threading._shutdown ...
+        # KeyboardInterrupt" after the command's own output
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # (a caller's own thread: its signals are not ours)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         if exc.code == 130:  # a Ctrl-C, said
             # Under `python -m`, CPython exits by SIGINT instead where the KeyboardInterrupt came out of an exec'd or
             # eval'd string (dataclasses' __init__, Typer reading string annotations), caught or not: the flag that
