@@ -120,6 +120,16 @@ def guess_pattern(folder: Path) -> Path | None:
     return folder / f"{head.replace('%', '%%')}%{f'0{width}' if width else ''}d{suffix}"
 
 
+def numbered_files(pattern: str | Path) -> list[tuple[int, Path]]:
+    """The files in an image-sequence ``pattern``'s folder that it numbers, as ``(number, path)`` in number order:
+    those whose name the pattern prints from their number (``f%04d``: f0007, f10000), the files FFmpeg would open.
+    Empty where the folder does not exist."""
+    pattern = Path(pattern)
+    if not pattern.parent.is_dir():
+        return []
+    return sorted((n, p) for p in pattern.parent.iterdir() if (n := sequence_number(pattern, p.name)) is not None)
+
+
 def find_sequence(pattern: str | Path) -> ImageSequence:
     """The files ``pattern`` (e.g. ``frames/%06d.png``) names: the first number and how many follow without a gap.
 
@@ -127,11 +137,9 @@ def find_sequence(pattern: str | Path) -> ImageSequence:
         VideoError: no folder, no file matching, or a gap (FFmpeg would stop there, dropping the frames after it).
     """
     pattern = Path(pattern)
-    folder = pattern.parent if str(pattern.parent) else Path(".")
-    if not folder.is_dir():
-        raise VideoError(f"input not found: {pattern} (no folder {folder})")
-    # the files FFmpeg would open: those whose name the pattern prints from their number (f%04d: f0007, f10000)
-    numbers = sorted(n for p in folder.iterdir() if (n := sequence_number(pattern, p.name)) is not None)
+    if not pattern.parent.is_dir():
+        raise VideoError(f"input not found: {pattern} (no folder {pattern.parent})")
+    numbers = [n for n, _ in numbered_files(pattern)]
     if not numbers:
         raise VideoError(f"input not found: no files match {pattern}")
     for expected, number in enumerate(numbers, start=numbers[0]):

@@ -63,6 +63,7 @@ from .decode import (
     is_image_sequence,
     is_url,
     local_path,
+    numbered_files,
     open_source,
     sequence_number,
     thread_reformatter,
@@ -291,12 +292,7 @@ def existing_output(output: Path) -> Path | None:
     ends, so one frame there is a finished run's)."""
     if not is_image_sequence(output):
         return output if output.exists() else None
-    folder = output.parent if str(output.parent) else Path(".")
-    if not folder.is_dir():
-        return None
-    numbered = [(number, p) for p in folder.iterdir()
-                if (number := sequence_number(output, p.name)) is not None and p.is_file()]
-    return min(numbered)[1] if numbered else None
+    return next((p for _, p in numbered_files(output) if p.is_file()), None)
 
 
 def check_keeps_input(output: Path, input_path: str | Path, first: int | None = None,
@@ -1406,8 +1402,7 @@ class VideoWriter:
         into the same pattern: its frames after this run's end): they are kept, as a range rendered into a longer
         sequence (``--start``/``--frames`` of a sequence input keep its numbers) must keep the rest, but a player or
         compositor reads them all as one sequence, two clips mixed without a word."""
-        others = sorted((number, p.name) for p in self.path.parent.iterdir()
-                        if p.name not in written and (number := sequence_number(self.path, p.name)) is not None)
+        others = [(number, p.name) for number, p in numbered_files(self.path) if p.name not in written]
         if others:
             names = others[0][1] if len(others) == 1 else f"{others[0][1]} .. {others[-1][1]}"
             log.warning("%s: %d other numbered file%s left beside the %d written (%s), read with them as one "
